@@ -1,0 +1,96 @@
+"""The public API: ``CoverTree(engine=..., metric=...).fit(data).kneighbors(queries, k)``."""
+
+from __future__ import annotations
+
+import time
+
+from covertreex.config import Config
+from covertreex.engines import KnnResult, get_engine
+from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.metrics import METRICS, MetricSpace, QuerySet
+from covertreex.ordering import insertion_order
+from covertreex.residual import ResidualProblem, residual_problem
+from covertreex.telemetry import make_record
+from covertreex.tree import Tree
+from covertreex.validation import check_k
+
+
+class CoverTree:
+    """Exact k-nearest neighbours under the Euclidean or residual-correlation metric.
+
+    >>> idx, dist = CoverTree().fit(X).kneighbors(Q, k=5)
+    >>> tree = CoverTree(metric="residual").fit(residual_problem(X, m=64, seed=0))
+    >>> idx, dist = tree.kneighbors(indices=[0, 5], k=10)   # queries that are indexed points
+    >>> idx, dist = tree.kneighbors(k=10, predecessor=True)  # Vecchia: each point among j < i
+
+    Options (see :data:`covertreex.config.KNOBS`) are fixed at construction into one immutable Config.
+    """
+
+    def __init__(self, engine: str = "gold", metric: str = "euclidean", **options):
+        if metric not in METRICS:
+            raise unknown_name("metric", metric, METRICS)
+        self.engine = get_engine(engine)
+        self.metric = metric
+        self.config = Config.from_options(**options)
+        self.space: MetricSpace | None = None
+        self.tree: Tree | None = None
+        self.build_seconds = 0.0
+        self.last_result: KnnResult | None = None
+
+    def fit(self, data, **residual_params) -> CoverTree:
+        """Index `data`: points (n, d) for Euclidean; a ResidualProblem, or points plus
+        :func:`~covertreex.residual_problem` parameters, for the residual metric."""
+        if self.metric == "residual" and not isinstance(data, ResidualProblem):
+            data = residual_problem(data, **residual_params)
+        elif residual_params:
+            raise InvalidInputError(
+                f"parameters {sorted(residual_params)} only apply when fitting raw points with metric='residual'"
+            )
+        space = MetricSpace.create(self.metric, data)
+        order = insertion_order(self.config.order, space.data.X)
+        start = time.perf_counter()
+        tree = self.engine.build(space, order, self.config)
+        self.build_seconds = time.perf_counter() - start
+        self.space, self.tree = space, tree
+        return self
+
+    def use_tree(self, tree: Tree, data) -> CoverTree:
+        """Attach a tree built elsewhere (another engine, or :func:`covertreex.tree.load`) to its data."""
+        space = MetricSpace.create(self.metric, data)
+        if tree.space_digest != space.digest or tree.metric != space.metric:
+            raise InvalidInputError("tree was built on different data or metric than `data`")
+        self.space, self.tree = space, tree
+        return self
+
+    def _queries(self, queries, indices, predecessor) -> QuerySet:
+        given = sum(x is not None and x is not False for x in (queries, indices, predecessor or None))
+        if given != 1:
+            raise InvalidInputError("pass exactly one of queries, indices=..., or predecessor=True")
+        if predecessor:
+            return self.space.all_points(predecessor=True)
+        if indices is not None:
+            return self.space.indexed_queries(indices)
+        return self.space.point_queries(queries)
+
+    def query(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False) -> KnnResult:
+        """Full result: neighbours, counters and (if enabled) the telemetry record."""
+        if self.space is None:
+            raise InvalidInputError("call fit() before querying")
+        query_set = self._queries(queries, indices, predecessor)
+        k = check_k(k, self.space.n_points, allow_padding=predecessor)
+        start = time.perf_counter()
+        idx, dist, counters = self.engine.query(self.tree, self.space, query_set, k, self.config)
+        seconds = time.perf_counter() - start
+        record = None
+        if self.config.telemetry:
+            record = make_record(
+                engine=self.engine.name, mode=self.engine.telemetry_mode(self.config), space=self.space,
+                queries=query_set, k=k, config=self.config, tree=self.tree, counters=counters, seconds=seconds,
+            )
+        self.last_result = KnnResult(idx, dist, counters, record, seconds)
+        return self.last_result
+
+    def kneighbors(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False):
+        """(indices, distances), each (n_queries, k), rows sorted by (distance, index), padded (-1, inf)."""
+        result = self.query(queries, k, indices=indices, predecessor=predecessor)
+        return result.indices, result.distances

@@ -1,0 +1,110 @@
+"""Every configuration knob, listed once, and the immutable per-call configuration built from them.
+
+A call reads its options once into a :class:`Config`; engines only ever see that object. Unknown knob names
+and bad values are errors that name the knob. Presets (see :mod:`covertreex.presets`) are just named sets of
+these knobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One configuration option: its default, the values it accepts and why it exists."""
+
+    default: Any
+    doc: str
+    choices: tuple | None = None
+    kind: type | None = None
+    minimum: int | None = None
+
+    def check(self, name: str, value: Any) -> Any:
+        if self.choices is not None:
+            if value not in self.choices:
+                choices = ", ".join(repr(c) for c in self.choices)
+                raise InvalidInputError(f"option {name!r} must be one of {choices}, got {value!r}")
+            return value
+        if value is None and self.default is None:
+            return None
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise InputTypeError(f"option {name!r} must be a bool, got {value!r}")
+            return value
+        if self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputTypeError(f"option {name!r} must be an integer, got {value!r}")
+            if self.minimum is not None and value < self.minimum:
+                raise InvalidInputError(f"option {name!r} must be >= {self.minimum}, got {value}")
+            return value
+        return value
+
+
+KNOBS: dict[str, Knob] = {
+    "order": Knob(
+        "natural",
+        "insertion order of the sequential build: dataset order or Hilbert-curve order",
+        choices=("natural", "hilbert"),
+    ),
+    "mode": Knob(
+        "parity",
+        "rust engine mode: 'parity' follows gold's operation order bit for bit; 'perf' may reorder",
+        choices=("parity", "perf"),
+    ),
+    "telemetry": Knob(True, "collect the work counters of every query call", kind=bool),
+    "threads": Knob(
+        None, "worker threads for queries (None: all cores); never changes answers", kind=int, minimum=1
+    ),
+    "brute_variant": Knob(
+        "auto",
+        "brute engine path: 'direct' canonical scan, 'gemm' blocked screening + canonical re-check, "
+        "'auto' picks gemm for large inputs",
+        choices=("auto", "direct", "gemm"),
+    ),
+    "gemm_block": Knob(
+        1024, "query rows per block in the brute gemm path (bounds memory)", kind=int, minimum=1
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved options of one build or query call."""
+
+    order: str = KNOBS["order"].default
+    mode: str = KNOBS["mode"].default
+    telemetry: bool = KNOBS["telemetry"].default
+    threads: int | None = KNOBS["threads"].default
+    brute_variant: str = KNOBS["brute_variant"].default
+    gemm_block: int = KNOBS["gemm_block"].default
+
+    def __post_init__(self):
+        for f in fields(self):
+            KNOBS[f.name].check(f.name, getattr(self, f.name))
+
+    @classmethod
+    def from_options(cls, base: Config | None = None, **options) -> Config:
+        """Overlay `options` on `base` (or the defaults); unknown option names are errors."""
+        for name in options:
+            if name not in KNOBS:
+                raise unknown_name("option", name, KNOBS)
+        values = {f.name: getattr(base, f.name) for f in fields(cls)} if base else {}
+        values.update(options)
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form; goes into telemetry and baselines."""
+        payload = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()
+
+
+assert {f.name for f in fields(Config)} == set(KNOBS), "Config fields and KNOBS must list the same knobs"

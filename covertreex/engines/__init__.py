@@ -1,0 +1,43 @@
+"""The engine registry: one name -> factory table; unknown names list the known ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from covertreex.engines.base import Engine, KnnResult, QueryCounters
+from covertreex.errors import InvalidInputError, unknown_name
+
+
+def _gold() -> Engine:
+    from covertreex.engines.gold import GoldEngine
+
+    return GoldEngine()
+
+
+def _brute() -> Engine:
+    from covertreex.engines.brute import BruteEngine
+
+    return BruteEngine()
+
+
+ENGINES: dict[str, Callable[[], Engine]] = {"gold": _gold, "brute": _brute}
+_INSTANCES: dict[str, Engine] = {}
+
+
+def get_engine(name: str) -> Engine:
+    """The engine registered as `name`; raises if the name is unknown or the engine cannot run here."""
+    if name not in ENGINES:
+        raise unknown_name("engine", name, ENGINES)
+    if name not in _INSTANCES:
+        _INSTANCES[name] = ENGINES[name]()
+    engine = _INSTANCES[name]
+    if not engine.available():
+        raise InvalidInputError(f"engine {name!r} is registered but not available here")
+    return engine
+
+
+def engine_names() -> list[str]:
+    return sorted(ENGINES)
+
+
+__all__ = ["ENGINES", "Engine", "KnnResult", "QueryCounters", "engine_names", "get_engine"]

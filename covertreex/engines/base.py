@@ -1,0 +1,66 @@
+"""The one interface every engine implements, and the result type they all return.
+
+Indices are int64 and distances float64, rows sorted by (distance, index) and padded with (-1, inf).
+Counters are raw integer arrays; :mod:`covertreex.telemetry` turns them into the schema'd record, so
+engines never format telemetry themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from covertreex.config import Config
+from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.tree import Tree
+
+
+@dataclass(frozen=True, eq=False)
+class QueryCounters:
+    """Work counters of one query call.
+
+    per_query: (n_queries, 5) int64 columns evaluations, heap pushes, prunes, dedupe hits, steps.
+    per_level: (n_slots, 4) int64 columns frontier, evaluations, heap pushes, prunes, summed over queries,
+    one row per tree level from the root's down plus a last row for duplicates (empty for brute force).
+    extra: engine-specific totals (e.g. pairs screened by a dense path).
+    """
+
+    per_query: np.ndarray = field(repr=False)
+    per_level: np.ndarray = field(repr=False)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class KnnResult:
+    """Neighbours of each query, sorted by (distance, index), plus the work counters and telemetry."""
+
+    indices: np.ndarray
+    distances: np.ndarray
+    counters: QueryCounters = field(repr=False)
+    telemetry: dict | None = field(default=None, repr=False)
+    seconds: float = 0.0
+
+    def __iter__(self):
+        """Unpack as ``indices, distances``."""
+        return iter((self.indices, self.distances))
+
+
+class Engine(Protocol):
+    name: str
+    uses_tree: bool
+
+    def available(self) -> bool:
+        """Whether this engine can run here (e.g. its compiled extension is importable)."""
+
+    def telemetry_mode(self, config: Config) -> str:
+        """The 'mode' field of this engine's telemetry records."""
+
+    def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree | None:
+        """Build the tree over `space`, inserting points in `order`."""
+
+    def query(
+        self, tree: Tree | None, space: MetricSpace, queries: QuerySet, k: int, config: Config
+    ) -> tuple[np.ndarray, np.ndarray, QueryCounters]:
+        """Exact k-NN of every query: (indices, distances, counters)."""

@@ -1,0 +1,47 @@
+"""The brute engine: the exhaustive oracle (a canonical scan, or dense screening for large inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from covertreex.config import Config
+from covertreex.engines.base import QueryCounters
+from covertreex.engines.brute.gemm import gemm_query
+from covertreex.engines.brute.kernels import scan_all
+from covertreex.engines.threads import numba_threads
+from covertreex.metrics import MetricSpace, QuerySet
+
+GEMM_MIN_PAIRS = 1 << 22  # 'auto' switches to dense screening from this many query x point pairs
+_NO_LEVELS = np.zeros((0, 4), dtype=np.int64)
+
+
+class BruteEngine:
+    name = "brute"
+    uses_tree = False
+
+    def available(self) -> bool:
+        return True
+
+    def telemetry_mode(self, config: Config) -> str:
+        return "oracle"
+
+    def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> None:
+        return None
+
+    def query(self, tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
+        variant = config.brute_variant
+        if variant == "auto":
+            variant = "gemm" if queries.n_queries * space.n_points >= GEMM_MIN_PAIRS else "direct"
+        with numba_threads(config.threads):
+            if variant == "direct":
+                idx, dist, evaluations, pushes = scan_all(
+                    space.data, queries.data, queries.rows, queries.dataset_index, queries.limit, k
+                )
+                extra = {"variant": "direct"}
+            else:
+                idx, dist, evaluations, pushes, screened = gemm_query(space, queries, k, config.gemm_block)
+                extra = {"variant": "gemm", "dense_pairs_screened": screened}
+        per_query = np.zeros((queries.n_queries, 5), dtype=np.int64)
+        per_query[:, 0] = evaluations
+        per_query[:, 1] = pushes
+        return idx, dist, QueryCounters(per_query, _NO_LEVELS, extra)

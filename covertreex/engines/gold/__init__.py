@@ -1,0 +1,36 @@
+"""The gold engine: the readable Numba reference every other engine is judged against."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from covertreex.config import Config
+from covertreex.engines.base import QueryCounters
+from covertreex.engines.gold.build import build_tree
+from covertreex.engines.gold.query import query_batch
+from covertreex.engines.threads import numba_threads
+from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.tree import Tree, assemble
+
+
+class GoldEngine:
+    name = "gold"
+    uses_tree = True
+
+    def available(self) -> bool:
+        return True
+
+    def telemetry_mode(self, config: Config) -> str:
+        return "parity"
+
+    def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
+        levels, parents, radius, _ = build_tree(space.data, order)
+        return assemble(levels, parents, radius, order, space)
+
+    def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
+        with numba_threads(config.threads):
+            idx, dist, per_level, per_query = query_batch(
+                tree.arrays(), space.data, queries.data, queries.rows, queries.dataset_index,
+                queries.limit, k,
+            )
+        return idx, dist, QueryCounters(per_query, per_level.sum(axis=0))

@@ -1,0 +1,85 @@
+"""Sequential insertion build of the compressed cover tree (the reference algorithm).
+
+Point x joins the tree under r*, the node nearest to x (ties: lowest index) among the non-duplicate nodes
+whose ball of radius 2**level(r) contains x, at level j = the largest integer with 2**j < d(x, r*). Then x
+is more than 2**min(j, level(r)) from every node r (separation) and within 2**(j+1) of its parent
+(covering). A distance of 0 makes x an exact duplicate of r*. The search for r* is a depth-first walk that
+skips a subtree only when rounding-safe bounds prove it holds no better candidate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from covertreex.levels import DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL, level_below
+from covertreex.metrics.kernels import can_prune, distance
+
+
+@njit(cache=True)
+def build_tree(D, order):
+    """Insert the points in `order`; return (levels, parents, radius, distance evaluations)."""
+    n = D.X.shape[0]
+    levels = np.zeros(n, dtype=np.int64)
+    parents = np.full(n, -1, dtype=np.int64)
+    radius = np.zeros(n)
+    first_child = np.full(n, -1, dtype=np.int64)
+    last_child = np.full(n, -1, dtype=np.int64)
+    next_sibling = np.full(n, -1, dtype=np.int64)
+    max_child_level = np.full(n, NO_CHILD_LEVEL, dtype=np.int64)
+    cached = np.zeros(n)
+    stack = np.empty(n, dtype=np.int64)
+    evaluations = 0
+    root = order[0]
+    levels[root] = UNBOUNDED_LEVEL
+    for step in range(1, n):
+        x = order[step]
+        cached[root] = distance(D, x, x, D, root)
+        evaluations += 1
+        best_d = math.inf
+        best = -1
+        stack[0] = root
+        top = 1
+        while top > 0:
+            top -= 1
+            a = stack[top]
+            da = cached[a]
+            if da <= math.ldexp(1.0, levels[a]) and (da < best_d or (da == best_d and a < best)):
+                best_d = da
+                best = a
+            if max_child_level[a] == NO_CHILD_LEVEL:
+                continue
+            threshold = min(best_d, math.ldexp(1.0, max_child_level[a]))
+            if can_prune(D.metric, D.slack, da, radius[a], threshold):
+                continue
+            c = first_child[a]
+            while c != -1:
+                if levels[c] != DUPLICATE_LEVEL:
+                    cached[c] = distance(D, x, x, D, c)
+                    evaluations += 1
+                    stack[top] = c
+                    top += 1
+                c = next_sibling[c]
+        level = DUPLICATE_LEVEL if best_d == 0.0 else level_below(best_d)
+        levels[x] = level
+        parents[x] = best
+        if first_child[best] == -1:
+            first_child[best] = x
+        else:
+            next_sibling[last_child[best]] = x
+        last_child[best] = x
+        if level != DUPLICATE_LEVEL and level > max_child_level[best]:
+            max_child_level[best] = level
+        a = best
+        while a != -1:  # every ancestor of best was evaluated on the way down
+            if cached[a] > radius[a]:
+                radius[a] = cached[a]
+            a = parents[a]
+    top_level = NO_CHILD_LEVEL
+    for i in range(n):
+        if i != root and levels[i] != DUPLICATE_LEVEL and levels[i] > top_level:
+            top_level = levels[i]
+    levels[root] = 0 if top_level == NO_CHILD_LEVEL else top_level + 1
+    return levels, parents, radius, evaluations

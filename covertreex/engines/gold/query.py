@@ -1,0 +1,118 @@
+"""Exact k-NN query: a level-synchronous walk down the cover tree.
+
+At each step the walk expands, across the whole frontier, the children at the highest level not yet
+expanded; every child's distance is evaluated and offered to a bounded heap ordered by (distance, index).
+A frontier node is dropped when rounding-safe bounds prove its subtree cannot beat the current k-th
+distance (strictly, so ties survive). Children that are bit-for-bit copies of their parent reuse the
+parent's distance (a dedupe hit). The counters recorded here are the query telemetry of DESIGN section 7.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from covertreex.engines.heap import offer, write_sorted
+from covertreex.levels import DUPLICATE_LEVEL
+from covertreex.metrics.kernels import can_prune, distance
+
+FRONTIER, EVALUATIONS, HEAP_PUSHES, PRUNES = 0, 1, 2, 3  # per-level counter columns
+N_LEVEL_COUNTERS = 4
+Q_EVALUATIONS, Q_HEAP_PUSHES, Q_PRUNES, Q_DEDUPE, Q_STEPS = 0, 1, 2, 3, 4  # per-query counter columns
+N_QUERY_COUNTERS = 5
+CHUNK = 16  # queries per parallel task; scratch arrays are allocated once per task
+
+
+@njit(cache=True)
+def _slot(T, level):
+    if level == DUPLICATE_LEVEL:
+        return T.n_slots - 1
+    return T.root_level - level
+
+
+@njit(cache=True)
+def query_one(T, D, Q, row, q_index, limit, heap_d, heap_i, out_i, out_d, per_level, per_query,
+              f_node, f_dist, f_pos, kept_node, kept_dist, kept_pos, new_node, new_dist, new_pos):
+    """Answer one query; fill out_i/out_d and its counter rows."""
+    k = heap_d.shape[0]
+    size = 0
+    root = T.root
+    d = distance(Q, row, q_index, D, root)
+    per_level[0, EVALUATIONS] += 1
+    per_query[Q_EVALUATIONS] += 1
+    if root < limit:
+        size, pushed = offer(heap_d, heap_i, size, d, root)
+        if pushed:
+            per_level[0, HEAP_PUSHES] += 1
+            per_query[Q_HEAP_PUSHES] += 1
+    n_front = 0
+    if T.child_offsets[root + 1] > T.child_offsets[root]:
+        f_node[0], f_dist[0], f_pos[0] = root, d, T.child_offsets[root]
+        n_front = 1
+    while n_front > 0:
+        level = T.levels[T.children[f_pos[0]]]
+        for j in range(1, n_front):
+            candidate = T.levels[T.children[f_pos[j]]]
+            if candidate > level:
+                level = candidate
+        s = _slot(T, level)
+        per_level[s, FRONTIER] += n_front
+        per_query[Q_STEPS] += 1
+        n_kept = 0
+        n_new = 0
+        for j in range(n_front):
+            node, node_d, pos = f_node[j], f_dist[j], f_pos[j]
+            if size == k and can_prune(D.metric, Q.slack, node_d, T.radius[node], heap_d[0]):
+                per_level[s, PRUNES] += 1
+                per_query[Q_PRUNES] += 1
+                continue
+            end = T.child_offsets[node + 1]
+            while pos < end and T.levels[T.children[pos]] == level:
+                c = T.children[pos]
+                pos += 1
+                if T.is_copy[c] and q_index != c and q_index != node:
+                    dc = node_d
+                    per_query[Q_DEDUPE] += 1
+                else:
+                    dc = distance(Q, row, q_index, D, c)
+                    per_level[s, EVALUATIONS] += 1
+                    per_query[Q_EVALUATIONS] += 1
+                if c < limit:
+                    size, pushed = offer(heap_d, heap_i, size, dc, c)
+                    if pushed:
+                        per_level[s, HEAP_PUSHES] += 1
+                        per_query[Q_HEAP_PUSHES] += 1
+                if T.child_offsets[c + 1] > T.child_offsets[c]:
+                    new_node[n_new], new_dist[n_new], new_pos[n_new] = c, dc, T.child_offsets[c]
+                    n_new += 1
+            if pos < end:
+                kept_node[n_kept], kept_dist[n_kept], kept_pos[n_kept] = node, node_d, pos
+                n_kept += 1
+        for j in range(n_kept):
+            f_node[j], f_dist[j], f_pos[j] = kept_node[j], kept_dist[j], kept_pos[j]
+        for j in range(n_new):
+            f_node[n_kept + j], f_dist[n_kept + j], f_pos[n_kept + j] = new_node[j], new_dist[j], new_pos[j]
+        n_front = n_kept + n_new
+    write_sorted(heap_d, heap_i, size, out_i, out_d)
+
+
+@njit(cache=True, parallel=True)
+def query_batch(T, D, Q, rows, q_index, limit, k):
+    """Answer every query (in parallel chunks); results never depend on the thread count."""
+    n_q = rows.shape[0]
+    n = D.X.shape[0]
+    out_i = np.empty((n_q, k), dtype=np.int64)
+    out_d = np.empty((n_q, k))
+    per_level = np.zeros((n_q, T.n_slots, N_LEVEL_COUNTERS), dtype=np.int64)
+    per_query = np.zeros((n_q, N_QUERY_COUNTERS), dtype=np.int64)
+    n_chunks = (n_q + CHUNK - 1) // CHUNK
+    for chunk in prange(n_chunks):
+        heap_d = np.empty(k)
+        heap_i = np.empty(k, dtype=np.int64)
+        scratch_i = np.empty((6, n), dtype=np.int64)
+        scratch_d = np.empty((3, n))
+        for q in range(chunk * CHUNK, min(n_q, (chunk + 1) * CHUNK)):
+            query_one(T, D, Q, rows[q], q_index[q], limit[q], heap_d, heap_i, out_i[q], out_d[q],
+                      per_level[q], per_query[q], scratch_i[0], scratch_d[0], scratch_i[1],
+                      scratch_i[2], scratch_d[1], scratch_i[3], scratch_i[4], scratch_d[2], scratch_i[5])
+    return out_i, out_d, per_level, per_query

@@ -1,0 +1,45 @@
+"""Exception classes shared by every engine.
+
+Each subclasses ``ValueError`` or ``TypeError`` so callers can catch the builtin they expect, while tests can
+check that two engines raise the *same* class for the same bad input.
+"""
+
+from __future__ import annotations
+
+
+class CovertreexError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InvalidInputError(CovertreexError, ValueError):
+    """An argument has the right type but an unusable value (empty, wrong shape, out of range)."""
+
+
+class NonFiniteError(InvalidInputError):
+    """An array argument contains NaN or +/-inf."""
+
+
+class DimensionMismatchError(InvalidInputError):
+    """Queries and data (or two related arrays) disagree on a dimension."""
+
+
+class KOutOfRangeError(InvalidInputError):
+    """k is below 1 or above the number of eligible points."""
+
+
+class UnknownNameError(InvalidInputError):
+    """A name (engine, metric, kernel, preset, option) is not in its registry."""
+
+
+class InputTypeError(CovertreexError, TypeError):
+    """An argument has a type (or dtype) that cannot be converted to what is expected."""
+
+
+class CorruptFileError(InvalidInputError):
+    """A saved tree, baseline or telemetry file cannot be read back."""
+
+
+def unknown_name(kind: str, name: object, known) -> UnknownNameError:
+    """Build the standard 'unknown X' error that lists the known names."""
+    listing = ", ".join(sorted(str(k) for k in known))
+    return UnknownNameError(f"unknown {kind} {name!r}; known {kind}s: {listing}")

@@ -1,0 +1,25 @@
+"""Level arithmetic of the cover tree (base 2), identical in every engine."""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+DUPLICATE_LEVEL = -(2**31)
+"""The dedicated level of exact duplicates (distance 0 to the node they hang under)."""
+
+UNBOUNDED_LEVEL = 2**20
+"""The root's level while building: 2**UNBOUNDED_LEVEL overflows to inf, so the root covers everything."""
+
+NO_CHILD_LEVEL = -(2**62)
+"""Marks a node without non-duplicate children while building."""
+
+
+@njit(cache=True)
+def level_below(value):
+    """The largest integer j with 2**j < value (value finite and > 0), computed exactly via frexp."""
+    mantissa, exponent = math.frexp(value)
+    if mantissa == 0.5:
+        return exponent - 2
+    return exponent - 1

@@ -1,0 +1,129 @@
+"""A metric space over the indexed points, and the query sets engines search it with.
+
+The space turns user input (coordinates, or a :class:`~covertreex.residual.ResidualProblem`) into the
+:class:`~covertreex.metrics.kernels.MetricData` arrays every engine consumes, and sets the rounding slack that
+keeps pruning exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from covertreex.digest import array_digest
+from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.metrics.kernels import EUCLIDEAN, MATERN52, RBF, RESIDUAL, MetricData
+from covertreex.residual import ResidualProblem
+from covertreex.validation import as_points, check_dims, dataset_indices
+
+METRICS = ("euclidean", "residual")
+_KERNEL_IDS = {"rbf": RBF, "matern52": MATERN52}
+_EPS = np.finfo(np.float64).eps
+
+
+def euclidean_slack(n_dims: int) -> float:
+    """Relative error bound of a computed Euclidean distance (d subtractions, squares, sums, one sqrt)."""
+    return 4.0 * (n_dims + 4) * _EPS
+
+
+def residual_slack(n_inducing: int, n_dims: int, variance: float, p_min: float) -> float:
+    """Bound on |computed d^2 - exact d^2|: the numerator k - V.V carries about (m + d) ulps of s2,
+    and dividing by sqrt(p_i p_j) >= p_min scales it up; a factor 8 covers the remaining roundings."""
+    return 8.0 * (n_inducing + n_dims + 8) * _EPS * variance / p_min
+
+
+@dataclass(frozen=True)
+class QuerySet:
+    """Query rows for an engine: data rows, their dataset index (-1 if external) and eligibility limit.
+
+    A query may only return dataset indices j < limit[i]; limit is n for ordinary queries and i for
+    predecessor (Vecchia) queries.
+    """
+
+    data: MetricData = field(repr=False)
+    rows: np.ndarray = field(repr=False)
+    dataset_index: np.ndarray = field(repr=False)
+    limit: np.ndarray = field(repr=False)
+    predecessor: bool = False
+
+    @property
+    def n_queries(self) -> int:
+        return self.rows.shape[0]
+
+
+@dataclass(frozen=True)
+class MetricSpace:
+    """The indexed points under one metric."""
+
+    metric: str
+    data: MetricData = field(repr=False)
+    digest: str
+    problem: ResidualProblem | None = field(default=None, repr=False)
+
+    @property
+    def n_points(self) -> int:
+        return self.data.X.shape[0]
+
+    @property
+    def n_dims(self) -> int:
+        return self.data.X.shape[1]
+
+    @classmethod
+    def euclidean(cls, points) -> MetricSpace:
+        X = as_points(points, "X")
+        data = MetricData(
+            EUCLIDEAN, RBF, 1.0, np.ones(X.shape[1]), X, np.zeros((X.shape[0], 0)), np.ones(X.shape[0]),
+            euclidean_slack(X.shape[1]),
+        )
+        return cls("euclidean", data, array_digest(X))
+
+    @classmethod
+    def residual(cls, problem: ResidualProblem) -> MetricSpace:
+        if not isinstance(problem, ResidualProblem):
+            raise InvalidInputError(
+                f"the residual metric needs a ResidualProblem (see covertreex.residual_problem), "
+                f"got {type(problem).__name__}"
+            )
+        data = _residual_data(problem, problem.X, problem.V, problem.p, float(problem.p.min()))
+        return cls("residual", data, problem.digest, problem)
+
+    @classmethod
+    def create(cls, metric: str, data) -> MetricSpace:
+        if metric == "euclidean":
+            return cls.euclidean(data)
+        if metric == "residual":
+            return cls.residual(data)
+        raise unknown_name("metric", metric, METRICS)
+
+    def all_points(self, *, predecessor: bool = False) -> QuerySet:
+        """Every indexed point as a query (predecessor mode restricts point i to indices j < i)."""
+        index = np.arange(self.n_points, dtype=np.int64)
+        limit = index.copy() if predecessor else np.full(self.n_points, self.n_points, dtype=np.int64)
+        return QuerySet(self.data, index, index, limit, predecessor)
+
+    def indexed_queries(self, indices) -> QuerySet:
+        """Queries that are indexed points themselves (d(i, i) = 0 holds by index)."""
+        idx = dataset_indices(indices, self.n_points)
+        return QuerySet(self.data, idx, idx, np.full(idx.shape[0], self.n_points, dtype=np.int64))
+
+    def point_queries(self, queries) -> QuerySet:
+        """Queries at new coordinates (residual: projected through the problem's inducing points)."""
+        Q = as_points(queries, "queries")
+        check_dims(Q, self.n_dims)
+        n = Q.shape[0]
+        if self.metric == "euclidean":
+            qdata = self.data._replace(X=Q, V=np.zeros((n, 0)), P=np.ones(n))
+        else:
+            Vq, pq = self.problem.project(Q)
+            p_min = min(float(pq.min()), float(self.problem.p.min()))
+            qdata = _residual_data(self.problem, Q, Vq, pq, p_min)
+        rows = np.arange(n, dtype=np.int64)
+        return QuerySet(qdata, rows, np.full(n, -1, dtype=np.int64), np.full(n, self.n_points, dtype=np.int64))
+
+
+def _residual_data(problem: ResidualProblem, X, V, p, p_min: float) -> MetricData:
+    slack = residual_slack(V.shape[1], X.shape[1], problem.variance, p_min)
+    return MetricData(
+        RESIDUAL, _KERNEL_IDS[problem.kernel], problem.variance, problem.lengthscale, X, V, p, slack
+    )

@@ -1,0 +1,151 @@
+"""Query telemetry: turn engine counters into the versioned record, validate it, read and write JSONL.
+
+The schema ships inside the package (``covertreex/schemas``) and is loaded once per process; records are
+checked with a draft 2020-12 validator with format checking on. See docs/telemetry.md for every field.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from covertreex.config import Config
+from covertreex.digest import array_digest
+from covertreex.engines.base import QueryCounters
+from covertreex.errors import CorruptFileError, InvalidInputError
+from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.tree import Tree
+
+SCHEMA_NAME = "covertreex.query_telemetry"
+SCHEMA_VERSION = 1
+SCHEMA_FILE = f"query_telemetry.v{SCHEMA_VERSION}.json"
+COMPARED_SECTIONS = ("counters", "per_query", "levels")
+"""The parts of a record that are deterministic and compared for parity (timings never are)."""
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str = SCHEMA_FILE) -> dict:
+    """The JSON Schema shipped with the package."""
+    text = resources.files("covertreex").joinpath("schemas", name).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _validator(name: str = SCHEMA_FILE):
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def validation_errors(record: dict) -> list[str]:
+    """Every schema violation of `record`, as 'path: message' strings (empty when valid)."""
+    errors = sorted(_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '<record>'}: {e.message}" for e in errors]
+
+
+def validate_record(record: dict) -> None:
+    problems = validation_errors(record)
+    if problems:
+        raise InvalidInputError("telemetry record does not match its schema: " + "; ".join(problems[:5]))
+
+
+def tree_digest(tree: Tree | None) -> str | None:
+    if tree is None:
+        return None
+    return array_digest(
+        np.array([tree.root]), tree.levels, tree.parents, tree.child_offsets, tree.children, tree.radius
+    )
+
+
+def _spread(column: np.ndarray) -> dict:
+    return {"min": int(column.min()), "max": int(column.max()), "mean": float(column.mean())}
+
+
+def make_record(
+    *, engine: str, mode: str, space: MetricSpace, queries: QuerySet, k: int, config: Config,
+    tree: Tree | None, counters: QueryCounters, seconds: float,
+) -> dict:
+    """The telemetry record of one query call (valid against the shipped schema)."""
+    pq = counters.per_query
+    totals = {
+        "distance_evaluations": int(pq[:, 0].sum()),
+        "heap_pushes": int(pq[:, 1].sum()),
+        "prunes": int(pq[:, 2].sum()),
+        "dedupe_hits": int(pq[:, 3].sum()),
+        "frontier_steps": int(pq[:, 4].sum()),
+        "nodes_visited": int(pq[:, 0].sum() + pq[:, 3].sum()),
+    }
+    if "dense_pairs_screened" in counters.extra:
+        totals["dense_pairs_screened"] = int(counters.extra["dense_pairs_screened"])
+    levels = []
+    if tree is not None:
+        for label, row in zip(tree.level_slots, counters.per_level, strict=True):
+            levels.append({
+                "level": label, "frontier": int(row[0]), "distance_evaluations": int(row[1]),
+                "heap_pushes": int(row[2]), "prunes": int(row[3]),
+            })
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "engine": engine,
+        "mode": mode,
+        "metric": space.metric,
+        "dtype": "float64",
+        "kernel": space.problem.kernel if space.problem is not None else None,
+        "n_points": space.n_points,
+        "n_dims": space.n_dims,
+        "n_queries": queries.n_queries,
+        "k": k,
+        "predecessor": queries.predecessor,
+        "dataset_digest": space.digest,
+        "config_digest": config.digest(),
+        "tree_digest": tree_digest(tree),
+        "config": config.as_dict(),
+        "timings": {"query_seconds": float(seconds)},
+        "counters": totals,
+        "per_query": {
+            "distance_evaluations": _spread(pq[:, 0]),
+            "heap_pushes": _spread(pq[:, 1]),
+            "frontier_steps": _spread(pq[:, 4]),
+        },
+        "levels": levels,
+    }
+
+
+def write_jsonl(path, records) -> None:
+    """Append records to a JSONL file, one per line."""
+    with open(path, "a", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_jsonl(path) -> list[dict]:
+    """Read and validate every record; a bad line raises CorruptFileError naming the file and line."""
+    path = Path(path)
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{path}: cannot read telemetry file ({exc})") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorruptFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise CorruptFileError(f"{path}:{number}: a telemetry record must be a JSON object")
+        problems = validation_errors(record)
+        if problems:
+            raise CorruptFileError(f"{path}:{number}: " + "; ".join(problems[:3]))
+        records.append(record)
+    return records

@@ -1,0 +1,94 @@
+"""Normalise user arrays once, at the API boundary, with errors that name the argument.
+
+Every engine receives C-contiguous float64 arrays; converting here means the kernels never see Fortran order,
+strides, integer or float32 input. ``as_points`` copies only when the input is not already C-contiguous float64.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from covertreex.errors import (
+    DimensionMismatchError,
+    InputTypeError,
+    InvalidInputError,
+    KOutOfRangeError,
+    NonFiniteError,
+)
+
+
+def as_points(array, name: str, *, ndim: int = 2) -> np.ndarray:
+    """Return `array` as a C-contiguous float64 array of `ndim` dimensions, rejecting unusable input."""
+    if isinstance(array, (str, bytes)) or array is None:
+        raise InputTypeError(f"{name} must be an array of numbers, got {type(array).__name__}")
+    arr = np.asarray(array)
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise InputTypeError(
+            f"{name} must hold real numbers (float or int dtype), got dtype {arr.dtype}"
+        )
+    if arr.ndim != ndim:
+        shape = "(n_points, n_dims)" if ndim == 2 else "(n,)"
+        raise InvalidInputError(f"{name} must be {ndim}-D with shape {shape}, got shape {arr.shape}")
+    if arr.size == 0 or arr.shape[0] == 0:
+        raise InvalidInputError(f"{name} must not be empty, got shape {arr.shape}")
+    if ndim == 2 and arr.shape[1] == 0:
+        raise InvalidInputError(f"{name} must have at least one column, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = np.argwhere(~finite)[0]
+        where = f"row {bad[0]}" if ndim == 2 else f"position {bad[0]}"
+        raise NonFiniteError(f"{name} contains NaN or inf (first at {where})")
+    return arr
+
+
+def check_dims(queries: np.ndarray, n_dims: int, name: str = "queries") -> None:
+    """Queries must live in the same space as the indexed points."""
+    if queries.shape[1] != n_dims:
+        raise DimensionMismatchError(
+            f"{name} have {queries.shape[1]} columns but the tree was built on {n_dims}-D points"
+        )
+
+
+def as_int(value, name: str) -> int:
+    """Accept Python and NumPy integers (not bools or floats) and return a plain int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def check_k(k, n_eligible: int, *, allow_padding: bool = False) -> int:
+    """k must be at least 1 and, unless rows are padded, at most the number of eligible points."""
+    k = as_int(k, "k")
+    if k < 1:
+        raise KOutOfRangeError(f"k must be >= 1, got {k}")
+    if not allow_padding and k > n_eligible:
+        raise KOutOfRangeError(f"k must be <= the number of indexed points ({n_eligible}), got {k}")
+    return k
+
+
+def positive_float(value, name: str) -> float:
+    """A strictly positive finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0.0:
+        raise InvalidInputError(f"{name} must be positive and finite, got {value}")
+    return value
+
+
+def dataset_indices(values, n_points: int, name: str = "query_indices") -> np.ndarray:
+    """Validate an array of dataset indices in [0, n_points)."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0:
+        raise InvalidInputError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.min() < 0 or arr.max() >= n_points:
+        raise InvalidInputError(f"{name} must lie in [0, {n_points}), got range [{arr.min()}, {arr.max()}]")
+    return arr

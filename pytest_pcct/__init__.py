@@ -1,0 +1,1 @@
+"""pytest-pcct: engine-parity, telemetry and regression-gate testing for k-NN engines."""
