@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from covertreex.config import Config
 from covertreex.engines import KnnResult, get_engine
 from covertreex.errors import InvalidInputError, unknown_name
 from covertreex.metrics import METRICS, MetricSpace, QuerySet
 from covertreex.ordering import insertion_order
+from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.telemetry import make_record
 from covertreex.tree import Tree
@@ -24,14 +24,20 @@ class CoverTree:
     >>> idx, dist = tree.kneighbors(k=10, predecessor=True)  # Vecchia: each point among j < i
 
     Options (see :data:`covertreex.config.KNOBS`) are fixed at construction into one immutable Config.
+    A preset (``preset=``, or the COVERTREEX_PRESET environment variable; see
+    :mod:`covertreex.presets`) supplies the metric and the options that are not passed explicitly.
     """
 
-    def __init__(self, engine: str = "gold", metric: str = "euclidean", **options):
-        if metric not in METRICS:
-            raise unknown_name("metric", metric, METRICS)
+    def __init__(
+        self, engine: str = "gold", metric: str | None = None, *, preset: str | None = None, **options
+    ):
+        resolved = resolve(preset, metric, **options)
+        if resolved.metric not in METRICS:
+            raise unknown_name("metric", resolved.metric, METRICS)
         self.engine = get_engine(engine)
-        self.metric = metric
-        self.config = Config.from_options(**options)
+        self.preset = resolved.preset
+        self.metric = resolved.metric
+        self.config = resolved.config
         self.space: MetricSpace | None = None
         self.tree: Tree | None = None
         self.build_seconds = 0.0
@@ -48,8 +54,10 @@ class CoverTree:
             )
         space = MetricSpace.create(self.metric, data)
         order = insertion_order(self.config.order, space.data.X)
+        shared = self.config.shared_tree and self.engine.uses_tree
+        builder = get_engine("gold") if shared else self.engine
         start = time.perf_counter()
-        tree = self.engine.build(space, order, self.config)
+        tree = builder.build(space, order, self.config)
         self.build_seconds = time.perf_counter() - start
         self.space, self.tree = space, tree
         return self

@@ -70,6 +70,12 @@ KNOBS: dict[str, Knob] = {
     "gemm_block": Knob(
         1024, "query rows per block in the brute gemm path (bounds memory)", kind=int, minimum=1
     ),
+    "shared_tree": Knob(
+        False,
+        "build with the reference (gold) builder, so every engine compared queries one identical "
+        "static tree and query parity is judged apart from build parity",
+        kind=bool,
+    ),
 }
 
 
@@ -83,6 +89,7 @@ class Config:
     threads: int | None = KNOBS["threads"].default
     brute_variant: str = KNOBS["brute_variant"].default
     gemm_block: int = KNOBS["gemm_block"].default
+    shared_tree: bool = KNOBS["shared_tree"].default
 
     def __post_init__(self):
         for f in fields(self):

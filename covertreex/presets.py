@@ -1,0 +1,82 @@
+"""Named presets (DESIGN section 8): a metric plus values for knobs of covertreex.config.KNOBS.
+
+A preset is chosen by ``preset=`` in Python, ``--preset`` on the command line, or the
+``COVERTREEX_PRESET`` environment variable, read once when a call resolves its configuration.
+Explicit arguments always win over the preset; knobs a preset does not name keep their defaults.
+Every preset computes in float64 (covertreex has no other precision), so precision is not a knob.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from covertreex.config import Config
+from covertreex.errors import unknown_name
+
+ENV_VAR = "COVERTREEX_PRESET"
+DEFAULT_METRIC = "euclidean"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A metric and the knob values that make one named way of running covertreex."""
+
+    name: str
+    description: str
+    metric: str
+    options: dict = field(default_factory=dict)
+
+    def config(self) -> Config:
+        """The full configuration this preset resolves to (its options over the defaults)."""
+        return Config.from_options(**self.options)
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            "residual_parity",
+            "residual metric, float64, canonical operation order (rust mode 'parity'), every fast "
+            "path off, one shared static tree built by the reference builder, telemetry on",
+            "residual",
+            {"mode": "parity", "order": "natural", "brute_variant": "direct", "shared_tree": True,
+             "telemetry": True},
+        ),
+        Preset(
+            "residual_perf",
+            "residual metric, float64, every fast path that keeps the answer exact (rust mode "
+            "'perf'), all cores, each engine builds its own tree, telemetry off",
+            "residual",
+            {"mode": "perf", "brute_variant": "auto", "shared_tree": False, "threads": None,
+             "telemetry": False},
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset registered as `name`; unknown names list the known ones."""
+    if name not in PRESETS:
+        raise unknown_name("preset", name, PRESETS)
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What one call runs with: the preset's name (or None), the metric and the immutable Config."""
+
+    preset: str | None
+    metric: str
+    config: Config
+
+
+def resolve(preset: str | None = None, metric: str | None = None, **options) -> Resolved:
+    """Apply `preset` (None: the COVERTREEX_PRESET environment variable, if set and non-empty), then
+    the explicit `metric` and `options` on top of it."""
+    name = preset if preset is not None else (os.environ.get(ENV_VAR) or None)
+    chosen = get_preset(name) if name is not None else None
+    base = chosen.config() if chosen else None
+    if metric is None:
+        metric = chosen.metric if chosen else DEFAULT_METRIC
+    return Resolved(name, metric, Config.from_options(base, **options))
