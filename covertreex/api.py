@@ -50,7 +50,8 @@ class CoverTree:
             data = residual_problem(data, **residual_params)
         elif residual_params:
             raise InvalidInputError(
-                f"parameters {sorted(residual_params)} only apply when fitting raw points with metric='residual'"
+                f"parameters {sorted(residual_params)} only apply when fitting raw points "
+                "with metric='residual'"
             )
         space = MetricSpace.create(self.metric, data)
         order = insertion_order(self.config.order, space.data.X)
@@ -92,8 +93,15 @@ class CoverTree:
         record = None
         if self.config.telemetry:
             record = make_record(
-                engine=self.engine.name, mode=self.engine.telemetry_mode(self.config), space=self.space,
-                queries=query_set, k=k, config=self.config, tree=self.tree, counters=counters, seconds=seconds,
+                engine=self.engine.name,
+                mode=self.engine.telemetry_mode(self.config),
+                space=self.space,
+                queries=query_set,
+                k=k,
+                config=self.config,
+                tree=self.tree,
+                counters=counters,
+                seconds=seconds,
             )
         self.last_result = KnnResult(idx, dist, counters, record, seconds)
         return self.last_result

@@ -90,7 +90,9 @@ class ResidualProblem:
         X = as_points(X, "X")
         V = as_points(V, "V")
         if V.shape[0] != X.shape[0]:
-            raise DimensionMismatchError(f"V must have one row per point of X ({X.shape[0]}), got {V.shape[0]}")
+            raise DimensionMismatchError(
+                f"V must have one row per point of X ({X.shape[0]}), got {V.shape[0]}"
+            )
         variance = positive_float(variance, "variance")
         ls = lengthscale_vector(lengthscale, X.shape[1])
         return cls(X, V, residual_variance(V, variance), check_kernel(kernel), ls, variance)
@@ -104,7 +106,9 @@ class ResidualProblem:
             )
         U = self.X[self.inducing]
         Vq = solve_triangular(
-            self.cholesky_factor, kernel_matrix(U, Q, self.kernel, self.lengthscale, self.variance), lower=True
+            self.cholesky_factor,
+            kernel_matrix(U, Q, self.kernel, self.lengthscale, self.variance),
+            lower=True,
         ).T
         Vq = np.ascontiguousarray(Vq)
         return Vq, residual_variance(Vq, self.variance)

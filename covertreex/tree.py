@@ -70,21 +70,33 @@ class Tree:
     def arrays(self) -> TreeArrays:
         top, bottom = self.level_range
         return TreeArrays(
-            self.root, top, top - bottom + 2, self.levels, self.child_offsets, self.children,
-            self.radius, self.is_copy,
+            self.root,
+            top,
+            top - bottom + 2,
+            self.levels,
+            self.child_offsets,
+            self.children,
+            self.radius,
+            self.is_copy,
         )
 
     def same_as(self, other: Tree) -> bool:
         """Identical structure and bitwise-identical radii."""
-        return self.root == other.root and all(
-            np.array_equal(getattr(self, name), getattr(other, name)) for name in _ARRAYS
-        ) and np.array_equal(self.radius.view(np.int64), other.radius.view(np.int64))
+        return (
+            self.root == other.root
+            and all(np.array_equal(getattr(self, name), getattr(other, name)) for name in _ARRAYS)
+            and np.array_equal(self.radius.view(np.int64), other.radius.view(np.int64))
+        )
 
     def save(self, path) -> None:
         """Write the tree to `path` (.npz)."""
         np.savez(
-            path, format_version=FORMAT_VERSION, root=self.root, metric=self.metric,
-            space_digest=self.space_digest, **{name: getattr(self, name) for name in _ARRAYS},
+            path,
+            format_version=FORMAT_VERSION,
+            root=self.root,
+            metric=self.metric,
+            space_digest=self.space_digest,
+            **{name: getattr(self, name) for name in _ARRAYS},
         )
 
 
@@ -101,14 +113,21 @@ def assemble(levels, parents, radius, insertion_order, space: MetricSpace) -> Tr
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return Tree(
-        root, levels.astype(np.int64), parents.astype(np.int64), offsets, ordered.astype(np.int64),
-        radius.astype(np.float64), insertion_order.astype(np.int64), _exact_copies(parents, space),
-        space.metric, space.digest,
+        root,
+        levels.astype(np.int64),
+        parents.astype(np.int64),
+        offsets,
+        ordered.astype(np.int64),
+        radius.astype(np.float64),
+        insertion_order.astype(np.int64),
+        _exact_copies(parents, space),
+        space.metric,
+        space.digest,
     )
 
 
 def _exact_copies(parents: np.ndarray, space: MetricSpace) -> np.ndarray:
-    """is_copy[c]: c's data rows equal its parent's bit for bit, so a query may reuse the parent's distance."""
+    """is_copy[c]: c's rows equal its parent's bit for bit, so a query may reuse the parent's distance."""
     data = space.data
     is_copy = np.zeros(parents.shape[0], dtype=np.bool_)
     child = np.flatnonzero(parents >= 0)
@@ -126,7 +145,9 @@ def load(path) -> Tree:
     try:
         with np.load(path, allow_pickle=False) as npz:
             if int(npz["format_version"]) != FORMAT_VERSION:
-                raise CorruptFileError(f"{path}: unsupported tree format version {int(npz['format_version'])}")
+                raise CorruptFileError(
+                    f"{path}: unsupported tree format version {int(npz['format_version'])}"
+                )
             arrays = {name: npz[name] for name in _ARRAYS}
             root, metric, digest = int(npz["root"]), str(npz["metric"]), str(npz["space_digest"])
     except CorruptFileError:
@@ -137,8 +158,9 @@ def load(path) -> Tree:
     expected = {"child_offsets": n + 1, "children": max(n - 1, 0)}
     for name, arr in arrays.items():
         if arr.ndim != 1 or arr.shape[0] != expected.get(name, n):
-            raise CorruptFileError(f"{path}: array {name!r} has shape {arr.shape}, expected length "
-                                   f"{expected.get(name, n)}")
+            raise CorruptFileError(
+                f"{path}: array {name!r} has shape {arr.shape}, expected length {expected.get(name, n)}"
+            )
     return Tree(root, metric=metric, space_digest=digest, **arrays)
 
 
@@ -159,15 +181,19 @@ def validate(tree: Tree, space: MetricSpace) -> None:
     if code == tree_checks.COVER_LEVEL:
         raise InvalidInputError(
             f"invariant 2 (covering) violated at node {node}: level {lv} is not below its parent "
-            f"{other}'s level {lo}")
+            f"{other}'s level {lo}"
+        )
     if code == tree_checks.COVER_DISTANCE:
         raise InvalidInputError(
             f"invariant 2 (covering) violated at node {node}: d(node, parent {other}) = {value!r} > "
-            f"2**(level+1) = {bound!r}")
+            f"2**(level+1) = {bound!r}"
+        )
     if code == tree_checks.SEPARATION:
         raise InvalidInputError(
             f"invariant 3 (separation) violated at node {node}: d(node, node {other}) = {value!r} <= "
-            f"2**{int(math.log2(bound)) if bound > 0 else bound} = {bound!r} (levels {lv} and {lo})")
+            f"2**{int(math.log2(bound)) if bound > 0 else bound} = {bound!r} (levels {lv} and {lo})"
+        )
     raise InvalidInputError(
         f"invariant 4 (radius) violated at node {node}: radius {bound!r} < d(node, descendant {other}) = "
-        f"{value!r}")
+        f"{value!r}"
+    )

@@ -1,4 +1,4 @@
-"""The invariant checks behind :func:`covertreex.tree.validate` (structure in NumPy, metric parts in Numba)."""
+"""The invariant checks behind :func:`covertreex.tree.validate`: structure in NumPy, metric in Numba."""
 
 from __future__ import annotations
 
@@ -29,10 +29,12 @@ def structure_problem(tree) -> str:
     if off[0] != 0 or off[-1] != n - 1 or np.any(np.diff(off) < 0):
         return "child_offsets is not a valid CSR offset array"
     for node in range(n):
-        kids = tree.children[off[node]:off[node + 1]]
+        kids = tree.children[off[node] : off[node + 1]]
         wrong = kids[parents[kids] != node] if kids.size else kids
         if wrong.size:
-            return f"node {wrong[0]} is listed as a child of node {node} but its parent is {parents[wrong[0]]}"
+            return (
+                f"node {wrong[0]} is listed as a child of node {node} but its parent is {parents[wrong[0]]}"
+            )
         if kids.size > 1:
             lv = tree.levels[kids]
             ordered = (lv[:-1] > lv[1:]) | ((lv[:-1] == lv[1:]) & (kids[:-1] < kids[1:]))
@@ -43,7 +45,7 @@ def structure_problem(tree) -> str:
     seen[tree.root] = True
     while stack:
         node = stack.pop()
-        for child in tree.children[off[node]:off[node + 1]]:
+        for child in tree.children[off[node] : off[node + 1]]:
             if seen[child]:
                 return f"node {child} is reached twice"
             seen[child] = True

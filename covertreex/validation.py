@@ -1,7 +1,8 @@
 """Normalise user arrays once, at the API boundary, with errors that name the argument.
 
 Every engine receives C-contiguous float64 arrays; converting here means the kernels never see Fortran order,
-strides, integer or float32 input. ``as_points`` copies only when the input is not already C-contiguous float64.
+strides, integer or float32 input. ``as_points`` copies only when the input is not already
+C-contiguous float64.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ def as_points(array, name: str, *, ndim: int = 2) -> np.ndarray:
     if arr.dtype == np.bool_ or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     ):
-        raise InputTypeError(
-            f"{name} must hold real numbers (float or int dtype), got dtype {arr.dtype}"
-        )
+        raise InputTypeError(f"{name} must hold real numbers (float or int dtype), got dtype {arr.dtype}")
     if arr.ndim != ndim:
         shape = "(n_points, n_dims)" if ndim == 2 else "(n,)"
         raise InvalidInputError(f"{name} must be {ndim}-D with shape {shape}, got shape {arr.shape}")

@@ -73,7 +73,13 @@ class MetricSpace:
     def euclidean(cls, points) -> MetricSpace:
         X = as_points(points, "X")
         data = MetricData(
-            EUCLIDEAN, RBF, 1.0, np.ones(X.shape[1]), X, np.zeros((X.shape[0], 0)), np.ones(X.shape[0]),
+            EUCLIDEAN,
+            RBF,
+            1.0,
+            np.ones(X.shape[1]),
+            X,
+            np.zeros((X.shape[0], 0)),
+            np.ones(X.shape[0]),
             euclidean_slack(X.shape[1]),
         )
         return cls("euclidean", data, array_digest(X))
@@ -119,7 +125,9 @@ class MetricSpace:
             p_min = min(float(pq.min()), float(self.problem.p.min()))
             qdata = _residual_data(self.problem, Q, Vq, pq, p_min)
         rows = np.arange(n, dtype=np.int64)
-        return QuerySet(qdata, rows, np.full(n, -1, dtype=np.int64), np.full(n, self.n_points, dtype=np.int64))
+        return QuerySet(
+            qdata, rows, np.full(n, -1, dtype=np.int64), np.full(n, self.n_points, dtype=np.int64)
+        )
 
 
 def _residual_data(problem: ResidualProblem, X, V, p, p_min: float) -> MetricData:

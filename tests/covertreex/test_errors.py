@@ -1,0 +1,186 @@
+"""Bad input: one test per case, each a clear ValueError/TypeError naming the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex import datasets
+from covertreex.errors import (
+    DimensionMismatchError,
+    InputTypeError,
+    InvalidInputError,
+    KOutOfRangeError,
+    NonFiniteError,
+    UnknownNameError,
+)
+
+X = datasets.gaussian(50, 3, 0)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return ct.CoverTree().fit(X)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_points(bad):
+    data = X.copy()
+    data[7, 1] = bad
+    with pytest.raises(NonFiniteError, match=r"X contains NaN or inf \(first at row 7\)"):
+        ct.CoverTree().fit(data)
+
+
+def test_non_finite_queries(fitted):
+    q = X[:3].copy()
+    q[2, 0] = np.nan
+    with pytest.raises(NonFiniteError, match="queries contains NaN or inf"):
+        fitted.kneighbors(q, k=2)
+
+
+def test_empty_points():
+    with pytest.raises(InvalidInputError, match="X must not be empty"):
+        ct.CoverTree().fit(np.empty((0, 3)))
+
+
+def test_empty_queries(fitted):
+    with pytest.raises(InvalidInputError, match="queries must not be empty"):
+        fitted.kneighbors(np.empty((0, 3)), k=1)
+
+
+def test_one_dimensional_points():
+    with pytest.raises(InvalidInputError, match=r"X must be 2-D with shape \(n_points, n_dims\)"):
+        ct.CoverTree().fit(np.arange(5.0))
+
+
+def test_three_dimensional_points():
+    with pytest.raises(InvalidInputError, match="X must be 2-D"):
+        ct.CoverTree().fit(np.zeros((4, 2, 2)))
+
+
+def test_query_dimension_mismatch(fitted):
+    with pytest.raises(DimensionMismatchError, match="queries have 2 columns but the tree was built on 3-D"):
+        fitted.kneighbors(np.zeros((2, 2)), k=1)
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_k_below_one(fitted, k):
+    with pytest.raises(KOutOfRangeError, match=f"k must be >= 1, got {k}"):
+        fitted.kneighbors(X[:2], k=k)
+
+
+def test_k_above_n(fitted):
+    with pytest.raises(KOutOfRangeError, match=r"k must be <= the number of indexed points \(50\), got 51"):
+        fitted.kneighbors(X[:2], k=51)
+
+
+def test_k_above_eligible_in_predecessor_mode_pads(fitted):
+    idx, dist = fitted.kneighbors(k=60, predecessor=True)
+    assert idx.shape == (50, 60) and (idx[:, 49:] == -1).all() and np.isinf(dist[:, 49:]).all()
+
+
+@pytest.mark.parametrize("k", [2.0, "3", True])
+def test_k_not_an_integer(fitted, k):
+    with pytest.raises(InputTypeError, match="k must be an integer"):
+        fitted.kneighbors(X[:2], k=k)
+
+
+def test_integer_and_float32_input_are_converted(check_same):
+    ints = datasets.lattice(60, 2, 1).astype(np.int32)
+    a = ct.CoverTree().fit(ints).kneighbors(ints[:5], k=4)
+    b = ct.CoverTree().fit(ints.astype(np.float64)).kneighbors(ints[:5].astype(np.float64), k=4)
+    check_same(a, b, "int32 input")
+    f32 = X.astype(np.float32)
+    c = ct.CoverTree().fit(f32).kneighbors(f32[:5], k=4)
+    d = ct.CoverTree().fit(f32.astype(np.float64)).kneighbors(f32[:5].astype(np.float64), k=4)
+    check_same(c, d, "float32 input (converted exactly to float64)")
+
+
+@pytest.mark.parametrize("bad", [np.array([["a", "b"]]), np.array([[1 + 2j, 3j]]), np.array([[True, False]])])
+def test_non_numeric_dtypes(bad):
+    with pytest.raises(InputTypeError, match="X must hold real numbers"):
+        ct.CoverTree().fit(bad)
+
+
+def test_unknown_engine():
+    with pytest.raises(UnknownNameError, match="unknown engine 'silver'; known engines: brute, gold"):
+        ct.CoverTree(engine="silver")
+
+
+def test_unknown_metric():
+    with pytest.raises(UnknownNameError, match="unknown metric 'cosine'; known metrics: euclidean, residual"):
+        ct.CoverTree(metric="cosine")
+
+
+def test_unknown_kernel():
+    with pytest.raises(UnknownNameError, match="unknown kernel 'matern32'; known kernels: matern52, rbf"):
+        ct.residual_problem(X, kernel="matern32")
+
+
+def test_unknown_option():
+    with pytest.raises(UnknownNameError, match="unknown option 'block'; known options:"):
+        ct.CoverTree(block=3)
+
+
+def test_bad_option_value():
+    with pytest.raises(InvalidInputError, match="option 'order' must be one of 'natural', 'hilbert'"):
+        ct.CoverTree(order="random")
+
+
+@pytest.mark.parametrize("lengthscale", [-1.0, 0.0, [1.0, -2.0, 1.0]])
+def test_non_positive_lengthscale(lengthscale):
+    with pytest.raises(InvalidInputError, match="lengthscale"):
+        ct.residual_problem(X, lengthscale=lengthscale)
+
+
+def test_lengthscale_of_wrong_length():
+    with pytest.raises(DimensionMismatchError, match=r"one entry per dimension \(3\)"):
+        ct.residual_problem(X, lengthscale=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("variance", [-1.0, 0.0, np.inf])
+def test_bad_variance(variance):
+    with pytest.raises(InvalidInputError, match="variance must be positive and finite"):
+        ct.residual_problem(X, variance=variance)
+
+
+@pytest.mark.parametrize("m", [0, -5])
+def test_m_below_one(m):
+    with pytest.raises(InvalidInputError, match=r"m \(number of inducing points\) must be >= 1"):
+        ct.residual_problem(X, m=m)
+
+
+def test_residual_metric_needs_a_problem_or_points():
+    with pytest.raises(InputTypeError, match="X must be an array of numbers"):
+        ct.CoverTree(metric="residual").fit("points.csv")
+
+
+def test_residual_parameters_with_euclidean_metric():
+    with pytest.raises(InvalidInputError, match="only apply when fitting raw points with metric='residual'"):
+        ct.CoverTree().fit(X, m=10)
+
+
+@pytest.mark.parametrize("indices", [[50], [-1], [0.5]])
+def test_bad_query_indices(fitted, indices):
+    with pytest.raises((InvalidInputError, InputTypeError), match="query_indices"):
+        fitted.kneighbors(indices=indices, k=1)
+
+
+def test_query_before_fit():
+    with pytest.raises(InvalidInputError, match="call fit"):
+        ct.CoverTree().kneighbors(X, k=1)
+
+
+def test_ambiguous_query_arguments(fitted):
+    with pytest.raises(InvalidInputError, match="exactly one of"):
+        fitted.kneighbors(X[:2], k=1, indices=[0])
+
+
+def test_bad_dataset_kind():
+    with pytest.raises(UnknownNameError, match="unknown dataset kind 'uniform'"):
+        datasets.make("uniform", 10, 2, 0)
+
+
+def test_errors_are_builtin_subclasses():
+    assert issubclass(NonFiniteError, ValueError) and issubclass(InputTypeError, TypeError)

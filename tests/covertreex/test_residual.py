@@ -1,0 +1,94 @@
+"""The residual problem: V and p recomputed independently, layout independence, projection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.linalg import cho_factor, cho_solve
+
+import covertreex as ct
+from covertreex import datasets
+
+
+def _independent_v_and_p(X, kernel, lengthscale, variance, m, seed):
+    """The DESIGN section 3 recipe, written separately from the library (different solver and layout)."""
+    n = X.shape[0]
+    chosen = np.arange(n) if m >= n else np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
+    scaled = X / np.broadcast_to(lengthscale, (X.shape[1],))
+    U = scaled[chosen]
+    r2_ux = ((U[:, None, :] - scaled[None, :, :]) ** 2).sum(axis=2)
+    r2_uu = ((U[:, None, :] - U[None, :, :]) ** 2).sum(axis=2)
+
+    def k(r2):
+        if kernel == "rbf":
+            return variance * np.exp(-0.5 * r2)
+        a = np.sqrt(5.0 * r2)
+        return variance * (1.0 + a + a**2 / 3.0) * np.exp(-a)
+
+    Kmm = k(r2_uu) + 1e-6 * variance * np.eye(len(chosen))
+    Kux = k(r2_ux)
+    # V V^T = Kxu Kmm^-1 Kux, and V = (L^-1 Kux)^T with L the lower Cholesky factor
+    L = np.linalg.cholesky(Kmm)
+    V = np.linalg.solve(L, Kux).T
+    p = np.maximum(variance - np.einsum("ij,ij->i", V, V), 1e-9)
+    quad = np.einsum("ij,ji->i", Kux.T, cho_solve(cho_factor(Kmm, lower=True), Kux))
+    return chosen, V, p, quad
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "matern52"])
+@pytest.mark.parametrize("lengthscale", [0.8, "per-dim"])
+def test_v_and_p_match_an_independent_computation(kernel, lengthscale):
+    X = datasets.gaussian(300, 3, 11)
+    ls = np.array([0.6, 1.0, 1.7]) if lengthscale == "per-dim" else lengthscale
+    problem = ct.residual_problem(X, kernel=kernel, lengthscale=ls, variance=1.7, m=40, seed=5)
+    chosen, V, p, quad = _independent_v_and_p(X, kernel, ls, 1.7, 40, 5)
+    assert problem.inducing.tolist() == chosen.tolist()
+    np.testing.assert_allclose(problem.V, V, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(problem.p, p, rtol=0, atol=1e-12)
+    np.testing.assert_allclose((problem.V**2).sum(axis=1), quad, rtol=0, atol=1e-9)
+    assert problem.V.flags.c_contiguous and problem.V.dtype == np.float64
+
+
+def test_all_points_are_inducing_when_m_exceeds_n():
+    problem = ct.residual_problem(datasets.gaussian(10, 2, 0), m=50, seed=0)
+    assert problem.inducing.tolist() == list(range(10))
+    assert problem.V.shape == (10, 10)
+
+
+def test_fortran_ordered_v_gives_the_same_answers(check_same):
+    problem = ct.residual_problem(datasets.gaussian(800, 3, 2), m=32, seed=2)
+    fortran = ct.ResidualProblem.from_arrays(
+        np.asfortranarray(problem.X),
+        np.asfortranarray(problem.V),
+        kernel="rbf",
+        lengthscale=1.0,
+        variance=1.0,
+    )
+    assert np.array_equal(fortran.p, problem.p)
+    q = np.arange(0, 800, 9)
+    a = ct.CoverTree(metric="residual").fit(problem).kneighbors(indices=q, k=10)
+    b = ct.CoverTree(metric="residual").fit(fortran).kneighbors(indices=q, k=10)
+    check_same(b, a, "fortran V")
+
+
+def test_strided_coordinates_are_accepted(check_same):
+    X = datasets.gaussian(400, 4, 1)
+    strided = np.asfortranarray(np.repeat(X, 2, axis=1))[:, ::2]
+    assert not strided.flags.c_contiguous
+    a = ct.CoverTree().fit(X).kneighbors(X[:20], k=5)
+    b = ct.CoverTree().fit(strided).kneighbors(strided[:20], k=5)
+    check_same(b, a, "strided")
+
+
+def test_same_seed_same_bytes():
+    X = datasets.gaussian(200, 2, 9)
+    a = ct.residual_problem(X, m=30, seed=4)
+    b = ct.residual_problem(X.copy(), m=30, seed=4)
+    assert a.digest == b.digest and a.V.tobytes() == b.V.tobytes()
+    assert ct.residual_problem(X, m=30, seed=5).digest != a.digest
+
+
+def test_projection_of_indexed_points_is_close_to_their_rows():
+    problem = ct.residual_problem(datasets.gaussian(200, 2, 9), m=30, seed=4)
+    Vq, pq = problem.project(problem.X[:10])
+    np.testing.assert_allclose(Vq, problem.V[:10], rtol=0, atol=1e-10)

@@ -1,0 +1,172 @@
+"""Tree invariants: validate accepts built trees and names the first bad node of corrupted ones."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex import datasets
+from covertreex.errors import CorruptFileError, InvalidInputError
+from covertreex.levels import DUPLICATE_LEVEL
+from covertreex.tree import assemble
+
+
+@pytest.fixture(scope="module")
+def built():
+    fitted = ct.CoverTree().fit(datasets.make("duplicates", 400, 2, 3).points)
+    ct.validate(fitted.tree, fitted.space)
+    return fitted.tree, fitted.space
+
+
+def _reassembled(tree, space, levels=None, parents=None, radius=None):
+    return assemble(
+        tree.levels if levels is None else levels,
+        tree.parents if parents is None else parents,
+        tree.radius if radius is None else radius,
+        tree.insertion_order,
+        space,
+    )
+
+
+def _leaf_far_below_parent(tree):
+    for c in range(tree.n_points):
+        p = tree.parents[c]
+        no_children = tree.child_offsets[c + 1] == tree.child_offsets[c]
+        if (
+            p >= 0
+            and no_children
+            and tree.levels[c] != DUPLICATE_LEVEL
+            and tree.levels[c] <= tree.levels[p] - 3
+        ):
+            return c, p
+    raise AssertionError("fixture tree has no deep leaf")
+
+
+def test_duplicates_hang_under_their_copy(built):
+    tree, space = built
+    dups = np.flatnonzero(tree.levels == DUPLICATE_LEVEL)
+    assert dups.size > 50
+    X = space.data.X
+    assert np.array_equal(X[dups], X[tree.parents[dups]])
+    assert tree.is_copy[dups].all()
+
+
+def test_missing_child_entry_is_invariant_1(built):
+    tree, space = built
+    children = tree.children.copy()
+    children[0] = children[1]
+    bad = dataclasses.replace(tree, children=children)
+    with pytest.raises(InvalidInputError, match="invariant 1"):
+        ct.validate(bad, space)
+
+
+def test_second_root_is_invariant_1(built):
+    tree, space = built
+    parents = tree.parents.copy()
+    parents[tree.children[0]] = -1
+    with pytest.raises(InvalidInputError, match=r"invariant 1 .*roots"):
+        ct.validate(dataclasses.replace(tree, parents=parents), space)
+
+
+def test_child_level_not_below_parent_is_invariant_2(built):
+    tree, space = built
+    c, p = _leaf_far_below_parent(tree)
+    levels = tree.levels.copy()
+    levels[c] = levels[p]
+    with pytest.raises(InvalidInputError, match=rf"invariant 2 \(covering\) violated at node {c}: level"):
+        ct.validate(_reassembled(tree, space, levels=levels), space)
+
+
+def test_child_too_far_for_its_level_is_invariant_2(built):
+    tree, space = built
+    c, _ = _leaf_far_below_parent(tree)
+    levels = tree.levels.copy()
+    levels[c] -= 40
+    with pytest.raises(InvalidInputError, match=rf"invariant 2 \(covering\) violated at node {c}: d\(node"):
+        ct.validate(_reassembled(tree, space, levels=levels), space)
+
+
+def test_promoted_leaf_breaks_separation_invariant_3(built):
+    tree, space = built
+    c, p = _leaf_far_below_parent(tree)
+    levels = tree.levels.copy()
+    levels[c] = levels[p] - 1
+    with pytest.raises(InvalidInputError, match=r"invariant 3 \(separation\) violated at node"):
+        ct.validate(_reassembled(tree, space, levels=levels), space)
+
+
+def test_short_radius_is_invariant_4(built):
+    tree, space = built
+    radius = tree.radius.copy()
+    radius[tree.root] = np.nextafter(radius[tree.root], 0.0)
+    with pytest.raises(InvalidInputError, match=rf"invariant 4 \(radius\) violated at node {tree.root}"):
+        ct.validate(dataclasses.replace(tree, radius=radius), space)
+
+
+def test_validate_rejects_tree_of_other_size(built):
+    tree, _ = built
+    other = ct.CoverTree().fit(datasets.gaussian(10, 2, 0)).space
+    with pytest.raises(InvalidInputError, match="400 nodes but the data has 10"):
+        ct.validate(tree, other)
+
+
+def test_save_load_round_trip(built, tmp_path):
+    tree, space = built
+    path = tmp_path / "tree.npz"
+    tree.save(path)
+    loaded = ct.load(path)
+    assert loaded.same_as(tree) and loaded.metric == tree.metric and loaded.space_digest == tree.space_digest
+    ct.validate(loaded, space)
+
+
+def test_loaded_tree_answers_like_the_original(built, tmp_path, check_same):
+    tree, space = built
+    tree.save(tmp_path / "t.npz")
+    X = space.data.X
+    fresh = ct.CoverTree().fit(X)
+    reused = ct.CoverTree().use_tree(ct.load(tmp_path / "t.npz"), X)
+    check_same(reused.kneighbors(indices=np.arange(50), k=7), fresh.kneighbors(indices=np.arange(50), k=7))
+
+
+def test_tree_for_other_data_is_refused(built):
+    tree, _ = built
+    with pytest.raises(InvalidInputError, match="different data"):
+        ct.CoverTree().use_tree(tree, datasets.gaussian(400, 2, 99))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing-array"])
+def test_corrupt_tree_file_names_the_file(built, tmp_path, damage):
+    tree, _ = built
+    path = tmp_path / "tree.npz"
+    tree.save(path)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "garbage":
+        path.write_bytes(b"not a zip file at all")
+    else:
+        with np.load(path) as npz:
+            kept = {k: npz[k] for k in npz.files if k != "radius"}
+        np.savez(path, **kept)
+    with pytest.raises(CorruptFileError, match="tree.npz"):
+        ct.load(path)
+
+
+def test_hilbert_and_natural_orders_give_valid_trees_with_equal_answers(check_same):
+    X = datasets.make("clustered", 700, 3, 8).points
+    a = ct.CoverTree(order="natural").fit(X)
+    b = ct.CoverTree(order="hilbert").fit(X)
+    assert not np.array_equal(a.tree.insertion_order, b.tree.insertion_order)
+    ct.validate(b.tree, b.space)
+    check_same(
+        b.kneighbors(indices=np.arange(0, 700, 5), k=9), a.kneighbors(indices=np.arange(0, 700, 5), k=9)
+    )
+
+
+def test_single_point_tree():
+    fitted = ct.CoverTree().fit([[1.0, 2.0]])
+    ct.validate(fitted.tree, fitted.space)
+    idx, dist = fitted.kneighbors([[1.0, 3.0]], k=1)
+    assert idx.tolist() == [[0]] and dist.tolist() == [[1.0]]
