@@ -14,13 +14,19 @@ def _gold() -> Engine:
     return GoldEngine()
 
 
+def _rust() -> Engine:
+    from covertreex.engines.rust import RustEngine
+
+    return RustEngine()
+
+
 def _brute() -> Engine:
     from covertreex.engines.brute import BruteEngine
 
     return BruteEngine()
 
 
-ENGINES: dict[str, Callable[[], Engine]] = {"gold": _gold, "brute": _brute}
+ENGINES: dict[str, Callable[[], Engine]] = {"gold": _gold, "rust": _rust, "brute": _brute}
 _INSTANCES: dict[str, Engine] = {}
 
 

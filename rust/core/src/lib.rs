@@ -1,24 +1,23 @@
-//! covertreex core: compressed cover tree build and exact k-NN query, in pure Rust.
+//! covertreex core: compressed cover tree build and exact k-NN query in pure Rust, in the gold engine's
+//! exact operation order (parity mode; see docs/parity.md).
+//!
+//! One concern per module: `metric` (distances and pruning bounds), `levels` (base-2 level arithmetic),
+//! `heap` (bounded (distance, index) heap), `tree` (the CSR tree view and its checks), `build`
+//! (sequential insertion), `query` (level-synchronous k-NN with counters), `errors`.
+
+pub mod build;
+pub mod errors;
+pub mod heap;
+pub mod levels;
+pub mod metric;
+pub mod query;
+pub mod tree;
+
+pub use build::{build_tree, BuiltTree};
+pub use errors::{CoreError, Result};
+pub use metric::{Kernel, Matrix, Metric, MetricData};
+pub use query::{query_batch, QueryBatch, QueryOutput};
+pub use tree::TreeView;
 
 /// Crate version, exposed to Python so the wrapper can check it built what it expects.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Sum of the entries, in index order (sequential, no reassociation).
-pub fn sequential_sum(values: &[f64]) -> f64 {
-    let mut acc = 0.0;
-    for v in values {
-        acc += *v;
-    }
-    acc
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequential_sum_adds_in_order() {
-        assert_eq!(sequential_sum(&[1.0, 2.0, 3.5]), 6.5);
-        assert_eq!(sequential_sum(&[]), 0.0);
-    }
-}

@@ -1,14 +1,124 @@
-//! PyO3 bindings: convert arrays, release the GIL, map core errors to Python exceptions.
+//! PyO3 bindings of covertreex-core, importable as covertreex._rust: convert arrays, release the GIL,
+//! map errors. Only covertreex/engines/rust.py imports this module.
+
+mod convert;
+mod errors;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use covertreex_core::query::{N_LEVEL_COUNTERS, N_QUERY_COUNTERS};
+use covertreex_core::{build_tree, query_batch, QueryBatch};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
+use convert::{array1, scalar, slice, MetricArrays, TreeArrays};
+
+/// Run `work` with the GIL released; core errors become covertreex.errors exceptions and a panic (a bug,
+/// never expected) becomes a RuntimeError instead of tearing down the interpreter.
+fn without_gil<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> covertreex_core::Result<T> + Send,
+) -> PyResult<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(errors::core_error(py, &error)),
+        Err(_) => Err(PyRuntimeError::new_err(
+            "internal error in covertreex._rust (a bug; please report it with the input)",
+        )),
+    }
+}
+
+/// A row-major vector as a (rows, cols) NumPy array, without copying.
+fn matrix<'py, T: numpy::Element>(
+    py: Python<'py>,
+    values: Vec<T>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Bound<'py, PyArray2<T>>> {
+    values.into_pyarray(py).reshape([rows, cols])
+}
+
+type Built<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f64>>,
+    u64,
+);
+
+/// Sequential insertion build in `order`: (levels, parents, radius, distance evaluations).
 #[pyfunction]
-fn sequential_sum(values: Vec<f64>) -> f64 {
-    covertreex_core::sequential_sum(&values)
+fn build<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    order: &Bound<'py, PyAny>,
+) -> PyResult<Built<'py>> {
+    let data = MetricArrays::extract(data, "data")?;
+    let order = array1::<i64>(order, "order")?;
+    let (view, order) = (data.view(py)?, slice(py, &order, "order")?);
+    let built = without_gil(py, || build_tree(&view, order))?;
+    Ok((
+        built.levels.into_pyarray(py),
+        built.parents.into_pyarray(py),
+        built.radius.into_pyarray(py),
+        built.evaluations,
+    ))
+}
+
+type Answered<'py> = (
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<i64>>,
+);
+
+/// Exact k-NN of the query rows: (indices, distances, per_level counters summed over queries,
+/// per_query counters). `threads` = None uses rayon's global pool (RAYON_NUM_THREADS).
+#[pyfunction]
+#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn query<'py>(
+    py: Python<'py>,
+    tree: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    queries: &Bound<'py, PyAny>,
+    rows: &Bound<'py, PyAny>,
+    dataset_index: &Bound<'py, PyAny>,
+    limit: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Answered<'py>> {
+    let tree = TreeArrays::extract(tree)?;
+    let data = MetricArrays::extract(data, "data")?;
+    let qdata = MetricArrays::extract(queries, "queries")?;
+    let rows = array1::<i64>(rows, "rows")?;
+    let dataset_index = array1::<i64>(dataset_index, "dataset_index")?;
+    let limit = array1::<i64>(limit, "limit")?;
+    let k: i64 = scalar(k, "k")?;
+    let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
+    let (tree_view, data_view) = (tree.view(py)?, data.view(py)?);
+    let batch = QueryBatch {
+        data: qdata.view(py)?,
+        rows: slice(py, &rows, "rows")?,
+        dataset_index: slice(py, &dataset_index, "dataset_index")?,
+        limit: slice(py, &limit, "limit")?,
+    };
+    let out = without_gil(py, || {
+        query_batch(&tree_view, &data_view, &batch, k, threads)
+    })?;
+    let slots = out.per_level.len() / N_LEVEL_COUNTERS;
+    Ok((
+        matrix(py, out.indices, out.n_queries, out.k)?,
+        matrix(py, out.distances, out.n_queries, out.k)?,
+        matrix(py, out.per_level, slots, N_LEVEL_COUNTERS)?,
+        matrix(py, out.per_query, out.n_queries, N_QUERY_COUNTERS)?,
+    ))
 }
 
 #[pymodule]
 fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", covertreex_core::VERSION)?;
-    m.add_function(wrap_pyfunction!(sequential_sum, m)?)?;
+    m.add_function(wrap_pyfunction!(build, m)?)?;
+    m.add_function(wrap_pyfunction!(query, m)?)?;
     Ok(())
 }

@@ -1,0 +1,82 @@
+"""The rust engine: rust/core (through the PyO3 module ``covertreex._rust``) behind the engine interface.
+
+Parity mode follows the gold engine's operation order step for step, so trees, answers and every counter
+are bit-for-bit equal to gold's (docs/parity.md). The tree format code is shared: the extension returns
+levels, parents and radii, and :func:`covertreex.tree.assemble` builds the Tree exactly as for gold.
+
+Arrays reach the extension C-contiguous in their canonical dtypes; :func:`_canonical` copies only an
+array that is not already so (never the case for spaces and trees made by covertreex itself). The GIL is
+released while the extension builds or queries, and queries run on rayon threads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+import numpy as np
+
+from covertreex.config import Config
+from covertreex.engines.base import QueryCounters
+from covertreex.errors import InvalidInputError
+from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.tree import Tree, assemble
+
+_METRIC_DTYPES = {"lengthscale": np.float64, "X": np.float64, "V": np.float64, "P": np.float64}
+_TREE_DTYPES = {
+    "levels": np.int64, "child_offsets": np.int64, "children": np.int64, "radius": np.float64,
+    "is_copy": np.bool_,
+}
+
+
+@cache
+def _extension():
+    """The compiled module, or None when it is not built/installed here."""
+    try:
+        return importlib.import_module("covertreex._rust")
+    except ImportError:
+        return None
+
+
+def _canonical(arrays, dtypes: dict):
+    """`arrays` (a NamedTuple) with the listed fields C-contiguous in their dtypes."""
+    return arrays._replace(**{
+        name: np.ascontiguousarray(getattr(arrays, name), dtype=dtype) for name, dtype in dtypes.items()
+    })
+
+
+def _index(values) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def _check_mode(config: Config) -> None:
+    if config.mode != "parity":
+        raise InvalidInputError(
+            f"option 'mode': the rust engine implements only mode='parity' so far; got {config.mode!r}"
+        )
+
+
+class RustEngine:
+    name = "rust"
+    uses_tree = True
+
+    def available(self) -> bool:
+        return _extension() is not None
+
+    def telemetry_mode(self, config: Config) -> str:
+        return config.mode
+
+    def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
+        _check_mode(config)
+        order = _index(order)
+        levels, parents, radius, _ = _extension().build(_canonical(space.data, _METRIC_DTYPES), order)
+        return assemble(levels, parents, radius, order, space)
+
+    def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
+        _check_mode(config)
+        idx, dist, per_level, per_query = _extension().query(
+            _canonical(tree.arrays(), _TREE_DTYPES), _canonical(space.data, _METRIC_DTYPES),
+            _canonical(queries.data, _METRIC_DTYPES), _index(queries.rows),
+            _index(queries.dataset_index), _index(queries.limit), k, config.threads,
+        )
+        return idx, dist, QueryCounters(per_query, per_level)

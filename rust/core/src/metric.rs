@@ -1,0 +1,373 @@
+//! The canonical distances of DESIGN section 3, line for line with covertreex/metrics/kernels.py.
+//!
+//! Bitwise parity with the gold engine rests on the operation order: every sum runs sequentially in index
+//! order, nothing is contracted to FMA (Rust never does that on its own), `exp` is the platform libm's and
+//! `sqrt` is IEEE. `lower`/`upper` widen a computed distance into bounds on the exact one so that pruning
+//! stays exact despite rounding.
+
+use crate::errors::{check_sizes, CoreError, Result};
+
+/// Which distance a [`MetricData`] defines (the integer codes of kernels.py).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Euclidean = 0,
+    Residual = 1,
+}
+
+/// The stationary kernel of the residual metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    Rbf = 0,
+    Matern52 = 1,
+}
+
+impl Metric {
+    /// The metric with integer code `code` (0 Euclidean, 1 residual).
+    pub fn from_code(code: i64) -> Result<Metric> {
+        match code {
+            0 => Ok(Metric::Euclidean),
+            1 => Ok(Metric::Residual),
+            _ => Err(CoreError::BadValue {
+                what: "metric code",
+                value: code,
+                allowed: "0 (euclidean) or 1 (residual)",
+            }),
+        }
+    }
+}
+
+impl Kernel {
+    /// The kernel with integer code `code` (0 RBF, 1 Matern 5/2).
+    pub fn from_code(code: i64) -> Result<Kernel> {
+        match code {
+            0 => Ok(Kernel::Rbf),
+            1 => Ok(Kernel::Matern52),
+            _ => Err(CoreError::BadValue {
+                what: "kernel code",
+                value: code,
+                allowed: "0 (rbf) or 1 (matern52)",
+            }),
+        }
+    }
+}
+
+/// A row-major float64 matrix view whose length is checked against its shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    data: &'a [f64],
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> Matrix<'a> {
+    /// View `data` as `rows` x `cols`; `what` names the array in the error.
+    pub fn new(what: &'static str, data: &'a [f64], rows: usize, cols: usize) -> Result<Self> {
+        let expected = rows.checked_mul(cols).ok_or(CoreError::DimensionMismatch {
+            what,
+            expected: usize::MAX,
+            got: data.len(),
+        })?;
+        if data.len() != expected {
+            return Err(CoreError::DimensionMismatch {
+                what,
+                expected,
+                got: data.len(),
+            });
+        }
+        Ok(Matrix { data, rows, cols })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn row(&self, i: usize) -> &'a [f64] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    fn values(&self) -> &'a [f64] {
+        self.data
+    }
+}
+
+/// Everything a distance needs (the MetricData NamedTuple of kernels.py).
+#[derive(Debug, Clone, Copy)]
+pub struct MetricData<'a> {
+    pub metric: Metric,
+    pub kernel: Kernel,
+    pub variance: f64,
+    /// One lengthscale per dimension.
+    pub lengthscale: &'a [f64],
+    /// Coordinates, n x d.
+    pub x: Matrix<'a>,
+    /// Low-rank factor, n x m (m = 0 for Euclidean).
+    pub v: Matrix<'a>,
+    /// Residual variances, n (ones for Euclidean).
+    pub p: &'a [f64],
+    /// Euclidean: relative error bound; residual: bound on |computed d^2 - exact d^2|.
+    pub slack: f64,
+}
+
+fn all_finite(what: &'static str, values: &[f64]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(position) => Err(CoreError::NonFinite { what, position }),
+        None => Ok(()),
+    }
+}
+
+fn all_positive(what: &'static str, values: &[f64]) -> Result<()> {
+    all_finite(what, values)?;
+    match values.iter().position(|v| *v <= 0.0) {
+        Some(position) => Err(CoreError::NotPositive {
+            what,
+            position,
+            value: values[position],
+        }),
+        None => Ok(()),
+    }
+}
+
+impl MetricData<'_> {
+    pub fn n_points(&self) -> usize {
+        self.x.rows()
+    }
+
+    /// Check that the arrays agree in shape and hold usable values (so distances never index out of
+    /// bounds and never see NaN from bad parameters).
+    pub fn check(&self) -> Result<()> {
+        let n = self.x.rows();
+        if n == 0 {
+            return Err(CoreError::Empty { what: "X" });
+        }
+        if self.x.cols() == 0 {
+            return Err(CoreError::Empty { what: "X columns" });
+        }
+        check_sizes(&[
+            ("V rows (one per point of X)", n, self.v.rows()),
+            ("P length (one per point of X)", n, self.p.len()),
+            (
+                "lengthscale length (one per column of X)",
+                self.x.cols(),
+                self.lengthscale.len(),
+            ),
+        ])?;
+        all_finite("X", self.x.values())?;
+        all_finite("V", self.v.values())?;
+        all_positive("P", self.p)?;
+        all_positive("lengthscale", self.lengthscale)?;
+        all_positive("variance", &[self.variance])?;
+        all_finite("slack", &[self.slack])?;
+        if self.slack < 0.0 {
+            return Err(CoreError::NotPositive {
+                what: "slack",
+                position: 0,
+                value: self.slack,
+            });
+        }
+        Ok(())
+    }
+
+    /// Check that queries `self` can be measured against `data`: same metric, kernel and shapes.
+    pub fn check_compatible(&self, data: &MetricData) -> Result<()> {
+        if self.metric != data.metric {
+            return Err(CoreError::BadValue {
+                what: "query metric code",
+                value: self.metric as i64,
+                allowed: "the metric code of the indexed data",
+            });
+        }
+        if self.kernel != data.kernel {
+            return Err(CoreError::BadValue {
+                what: "query kernel code",
+                value: self.kernel as i64,
+                allowed: "the kernel code of the indexed data",
+            });
+        }
+        check_sizes(&[
+            ("query columns", data.x.cols(), self.x.cols()),
+            ("query V columns", data.v.cols(), self.v.cols()),
+        ])
+    }
+}
+
+/// k(r2) for the kernel, in kernels.py's operation order.
+pub fn kernel_value(kernel: Kernel, variance: f64, r2: f64) -> f64 {
+    match kernel {
+        Kernel::Rbf => variance * (-r2 / 2.0).exp(),
+        Kernel::Matern52 => {
+            let a = (5.0 * r2).sqrt();
+            variance * (1.0 + a + a * a / 3.0) * (-a).exp()
+        }
+    }
+}
+
+/// d(row `a` of `da`, row `b` of `db`); `a_index` is a's dataset index (or -1) so that d(i, i) is 0.
+/// Shapes must have passed [`MetricData::check_compatible`].
+pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usize) -> f64 {
+    if a_index == b as i64 {
+        return 0.0;
+    }
+    let (xa, xb) = (da.x.row(a), db.x.row(b));
+    if da.metric == Metric::Euclidean {
+        let mut acc = 0.0;
+        for (p, q) in xa.iter().zip(xb) {
+            let diff = p - q;
+            acc += diff * diff;
+        }
+        return acc.sqrt();
+    }
+    let mut r2 = 0.0;
+    for ((p, q), l) in xa.iter().zip(xb).zip(da.lengthscale) {
+        let z = (p - q) / l;
+        r2 += z * z;
+    }
+    let k = kernel_value(da.kernel, da.variance, r2);
+    let mut dot = 0.0;
+    for (p, q) in da.v.row(a).iter().zip(db.v.row(b)) {
+        dot += p * q;
+    }
+    let rho = (k - dot) / (da.p[a] * db.p[b]).sqrt();
+    let mut mag = rho.abs();
+    if mag > 1.0 {
+        mag = 1.0;
+    }
+    let mut gap = 1.0 - mag;
+    if gap < 0.0 {
+        gap = 0.0;
+    }
+    gap.sqrt()
+}
+
+/// A lower bound on the exact distance whose computed value is `value`.
+pub fn lower(metric: Metric, slack: f64, value: f64) -> f64 {
+    if metric == Metric::Euclidean {
+        return value * (1.0 - slack);
+    }
+    let sq = value * value - slack;
+    if sq <= 0.0 {
+        return 0.0;
+    }
+    sq.sqrt()
+}
+
+/// An upper bound on the exact distance whose computed value is `value`.
+pub fn upper(metric: Metric, slack: f64, value: f64) -> f64 {
+    if metric == Metric::Euclidean {
+        return value * (1.0 + slack);
+    }
+    (value * value + slack).sqrt()
+}
+
+/// True when no descendant can have a computed distance <= threshold (so ties are never lost).
+pub fn can_prune(
+    metric: Metric,
+    slack: f64,
+    node_distance: f64,
+    node_radius: f64,
+    threshold: f64,
+) -> bool {
+    lower(metric, slack, node_distance) - upper(metric, slack, node_radius)
+        > upper(metric, slack, threshold)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn euclidean<'a>(x: &'a [f64], ones: &'a [f64], ls: &'a [f64], d: usize) -> MetricData<'a> {
+        let n = x.len() / d;
+        MetricData {
+            metric: Metric::Euclidean,
+            kernel: Kernel::Rbf,
+            variance: 1.0,
+            lengthscale: ls,
+            x: Matrix::new("X", x, n, d).unwrap(),
+            v: Matrix::new("V", &[], n, 0).unwrap(),
+            p: ones,
+            slack: 0.0,
+        }
+    }
+
+    #[test]
+    fn euclidean_three_four_five() {
+        let x = [0.0, 0.0, 3.0, 4.0];
+        let data = euclidean(&x, &[1.0, 1.0], &[1.0, 1.0], 2);
+        data.check().unwrap();
+        assert_eq!(distance(&data, 0, -1, &data, 1), 5.0);
+        assert_eq!(distance(&data, 1, -1, &data, 0), 5.0);
+        // Same dataset index: exactly zero, even though the rows differ.
+        assert_eq!(distance(&data, 0, 1, &data, 1), 0.0);
+    }
+
+    #[test]
+    fn kernels_match_hand_computed_values() {
+        assert_eq!(kernel_value(Kernel::Rbf, 2.0, 0.0), 2.0);
+        let expected = 1.5 * (-1.0f64).exp();
+        assert_eq!(kernel_value(Kernel::Rbf, 1.5, 2.0), expected);
+        // Matern 5/2 at r2 = 0.8: a = 2, k = s2 * (1 + 2 + 4/3) * e^-2.
+        let m = kernel_value(Kernel::Matern52, 1.0, 0.8);
+        assert!((m - (13.0 / 3.0) * (-2.0f64).exp()).abs() < 1e-15);
+        assert_eq!(kernel_value(Kernel::Matern52, 3.0, 0.0), 3.0);
+    }
+
+    #[test]
+    fn residual_distance_of_orthogonal_residuals() {
+        // Two points far apart (k = 0 in float64) with orthogonal V rows: rho = 0, d = 1.
+        let x = [0.0, 100.0];
+        let v = [0.5, 0.0, 0.0, 0.5];
+        let p = [0.75, 0.75];
+        let data = MetricData {
+            metric: Metric::Residual,
+            kernel: Kernel::Rbf,
+            variance: 1.0,
+            lengthscale: &[1.0],
+            x: Matrix::new("X", &x, 2, 1).unwrap(),
+            v: Matrix::new("V", &v, 2, 2).unwrap(),
+            p: &p,
+            slack: 1e-12,
+        };
+        data.check().unwrap();
+        assert_eq!(distance(&data, 0, -1, &data, 1), 1.0);
+        // A point against itself under another index: k = 1, V.V = 0.25, rho = 0.75/0.75 = 1, d = 0.
+        assert_eq!(distance(&data, 0, -1, &data, 0), 0.0);
+    }
+
+    #[test]
+    fn bounds_bracket_the_value_and_prune_strictly() {
+        for metric in [Metric::Euclidean, Metric::Residual] {
+            let (lo, hi) = (lower(metric, 1e-6, 0.5), upper(metric, 1e-6, 0.5));
+            assert!(lo < 0.5 && 0.5 < hi);
+            assert!(
+                !can_prune(metric, 0.0, 1.0, 0.5, 0.5),
+                "equality must not prune"
+            );
+            assert!(can_prune(metric, 0.0, 1.0, 0.25, 0.5));
+        }
+        assert_eq!(lower(Metric::Residual, 1.0, 0.5), 0.0);
+    }
+
+    #[test]
+    fn check_names_the_bad_array() {
+        let x = [0.0, f64::NAN];
+        let data = euclidean(&x, &[1.0, 1.0], &[1.0], 1);
+        assert_eq!(
+            data.check(),
+            Err(CoreError::NonFinite {
+                what: "X",
+                position: 1
+            })
+        );
+        let x = [0.0, 1.0];
+        let data = euclidean(&x, &[1.0], &[1.0], 1);
+        assert!(matches!(
+            data.check(),
+            Err(CoreError::DimensionMismatch { what, .. }) if what.starts_with("P")
+        ));
+        assert!(Matrix::new("X", &x, 3, 1).is_err());
+        assert!(Metric::from_code(2).is_err() && Kernel::from_code(-1).is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! Exact k-NN query: the level-synchronous walk of covertreex/engines/gold/query.py, step for step, with
+//! the same per-level and per-query counters (DESIGN section 7).
+//!
+//! Each step expands, across the whole frontier, the children at the highest level not yet expanded;
+//! every child's distance is evaluated (or reused, for an exact copy of its parent) and offered to a
+//! bounded heap ordered by (distance, index). A frontier node is dropped when rounding-safe bounds prove
+//! its subtree cannot beat the k-th distance. Queries run in parallel chunks on rayon; each query owns
+//! its output and counter rows, so nothing depends on the thread count.
+
+use rayon::prelude::*;
+
+use crate::errors::{check_sizes, filled, CoreError, Result};
+use crate::heap::Heap;
+use crate::metric::{can_prune, distance, MetricData};
+use crate::tree::TreeView;
+
+/// Per-level counter columns.
+pub const FRONTIER: usize = 0;
+pub const EVALUATIONS: usize = 1;
+pub const HEAP_PUSHES: usize = 2;
+pub const PRUNES: usize = 3;
+pub const N_LEVEL_COUNTERS: usize = 4;
+/// Per-query counter columns.
+pub const Q_EVALUATIONS: usize = 0;
+pub const Q_HEAP_PUSHES: usize = 1;
+pub const Q_PRUNES: usize = 2;
+pub const Q_DEDUPE: usize = 3;
+pub const Q_STEPS: usize = 4;
+pub const N_QUERY_COUNTERS: usize = 5;
+/// Events counted both in their level's row and in the query's row: (level column, query column).
+const EVALUATED: (usize, usize) = (EVALUATIONS, Q_EVALUATIONS);
+const PUSHED: (usize, usize) = (HEAP_PUSHES, Q_HEAP_PUSHES);
+const PRUNED: (usize, usize) = (PRUNES, Q_PRUNES);
+/// Queries per parallel task.
+const CHUNK: usize = 16;
+
+/// The query rows (covertreex.metrics.QuerySet): row `rows[i]` of `data`, whose dataset index is
+/// `dataset_index[i]` (-1 for an outside point), may only return indices below `limit[i]`.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryBatch<'a> {
+    pub data: MetricData<'a>,
+    pub rows: &'a [i64],
+    pub dataset_index: &'a [i64],
+    pub limit: &'a [i64],
+}
+
+/// Answers and counters of one batch, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryOutput {
+    pub n_queries: usize,
+    pub k: usize,
+    /// n_queries x k, padded with -1.
+    pub indices: Vec<i64>,
+    /// n_queries x k, padded with inf.
+    pub distances: Vec<f64>,
+    /// n_slots x N_LEVEL_COUNTERS, summed over queries.
+    pub per_level: Vec<i64>,
+    /// n_queries x N_QUERY_COUNTERS.
+    pub per_query: Vec<i64>,
+}
+
+/// A frontier node: its distance to the query and the position of its next unexpanded child.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    node: usize,
+    dist: f64,
+    pos: usize,
+}
+
+impl Entry {
+    /// The frontier entry of `node` at its first child, if it has children.
+    fn expandable(tree: &TreeView, node: usize, dist: f64) -> Option<Entry> {
+        let (start, end) = tree.child_range(node);
+        (end > start).then_some(Entry {
+            node,
+            dist,
+            pos: start,
+        })
+    }
+}
+
+/// Buffers reused across the queries of one worker.
+struct Scratch {
+    heap: Heap,
+    front: Vec<Entry>,
+    kept: Vec<Entry>,
+    new: Vec<Entry>,
+}
+
+impl Scratch {
+    fn new(n: usize, k: usize) -> Scratch {
+        Scratch {
+            heap: Heap::new(k),
+            front: Vec::with_capacity(n),
+            kept: Vec::with_capacity(n),
+            new: Vec::with_capacity(n),
+        }
+    }
+}
+
+fn tally(step: &mut [i64], counts: &mut [i64], (level_column, query_column): (usize, usize)) {
+    step[level_column] += 1;
+    counts[query_column] += 1;
+}
+
+/// Everything shared by the queries of one batch (checked once).
+struct Walk<'a> {
+    tree: &'a TreeView<'a>,
+    data: &'a MetricData<'a>,
+    queries: &'a QueryBatch<'a>,
+}
+
+impl Walk<'_> {
+    /// Answer query `q` into its output rows; add its per-level counts to `levels`.
+    fn answer(
+        &self,
+        q: usize,
+        scratch: &mut Scratch,
+        out_i: &mut [i64],
+        out_d: &mut [f64],
+        levels: &mut [i64],
+        counts: &mut [i64],
+    ) {
+        let (tree, data, qd) = (self.tree, self.data, &self.queries.data);
+        let row = self.queries.rows[q] as usize;
+        let q_index = self.queries.dataset_index[q];
+        let limit = self.queries.limit[q];
+        let Scratch {
+            heap,
+            front,
+            kept,
+            new,
+        } = scratch;
+        heap.clear();
+        let root = tree.root();
+        let d = distance(qd, row, q_index, data, root);
+        let top = &mut levels[..N_LEVEL_COUNTERS];
+        tally(top, counts, EVALUATED);
+        if (root as i64) < limit && heap.offer(d, root as i64) {
+            tally(top, counts, PUSHED);
+        }
+        front.clear();
+        front.extend(Entry::expandable(tree, root, d));
+        while !front.is_empty() {
+            let mut level = tree.levels[tree.child(front[0].pos)];
+            for e in &front[1..] {
+                let candidate = tree.levels[tree.child(e.pos)];
+                if candidate > level {
+                    level = candidate;
+                }
+            }
+            let at = tree.slot(level) * N_LEVEL_COUNTERS;
+            let step = &mut levels[at..at + N_LEVEL_COUNTERS];
+            step[FRONTIER] += front.len() as i64;
+            counts[Q_STEPS] += 1;
+            kept.clear();
+            new.clear();
+            for e in front.iter() {
+                if heap.is_full()
+                    && can_prune(
+                        data.metric,
+                        qd.slack,
+                        e.dist,
+                        tree.radius[e.node],
+                        heap.worst_distance(),
+                    )
+                {
+                    tally(step, counts, PRUNED);
+                    continue;
+                }
+                let end = tree.child_range(e.node).1;
+                let mut pos = e.pos;
+                while pos < end && tree.levels[tree.child(pos)] == level {
+                    let c = tree.child(pos);
+                    pos += 1;
+                    let dc = if tree.is_copy[c] && q_index != c as i64 && q_index != e.node as i64 {
+                        counts[Q_DEDUPE] += 1;
+                        e.dist
+                    } else {
+                        tally(step, counts, EVALUATED);
+                        distance(qd, row, q_index, data, c)
+                    };
+                    if (c as i64) < limit && heap.offer(dc, c as i64) {
+                        tally(step, counts, PUSHED);
+                    }
+                    new.extend(Entry::expandable(tree, c, dc));
+                }
+                if pos < end {
+                    kept.push(Entry {
+                        node: e.node,
+                        dist: e.dist,
+                        pos,
+                    });
+                }
+            }
+            // The next frontier: the nodes with children left, then the new ones, in that order.
+            std::mem::swap(front, kept);
+            front.extend_from_slice(new);
+        }
+        heap.write_sorted(out_i, out_d);
+    }
+}
+
+fn check_indices(what: &'static str, values: &[i64], low: i64, bound: usize) -> Result<()> {
+    match values.iter().position(|&v| v < low || v >= bound as i64) {
+        Some(position) => Err(CoreError::IndexOutOfRange {
+            what,
+            position,
+            index: values[position],
+            bound,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_batch(tree: &TreeView, data: &MetricData, queries: &QueryBatch, k: i64) -> Result<()> {
+    data.check()?;
+    queries.data.check()?;
+    queries.data.check_compatible(data)?;
+    tree.check(data.n_points())?;
+    let n_q = queries.rows.len();
+    check_sizes(&[
+        (
+            "dataset_index length (one per query row)",
+            n_q,
+            queries.dataset_index.len(),
+        ),
+        ("limit length (one per query row)", n_q, queries.limit.len()),
+    ])?;
+    check_indices("rows", queries.rows, 0, queries.data.n_points())?;
+    check_indices("dataset_index", queries.dataset_index, -1, data.n_points())?;
+    if k < 1 {
+        return Err(CoreError::KOutOfRange {
+            k,
+            reason: "must be >= 1",
+        });
+    }
+    Ok(())
+}
+
+/// The pool the batch runs on: a local one of `threads` workers, or rayon's global pool.
+fn thread_pool(threads: Option<i64>) -> Result<Option<rayon::ThreadPool>> {
+    let Some(threads) = threads else {
+        return Ok(None);
+    };
+    if threads < 1 {
+        return Err(CoreError::BadValue {
+            what: "threads",
+            value: threads,
+            allowed: ">= 1 (or None for all cores)",
+        });
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads as usize)
+        .build()
+        .map(Some)
+        .map_err(|e| CoreError::ThreadPool {
+            reason: e.to_string(),
+        })
+}
+
+/// Answer every query of the batch: the k nearest indexed points by (distance, index), with counters.
+/// `threads` = None runs on rayon's global pool (RAYON_NUM_THREADS); results never depend on it.
+pub fn query_batch(
+    tree: &TreeView,
+    data: &MetricData,
+    queries: &QueryBatch,
+    k: i64,
+    threads: Option<i64>,
+) -> Result<QueryOutput> {
+    check_batch(tree, data, queries, k)?;
+    let n_q = queries.rows.len();
+    let slots = tree.n_slots() * N_LEVEL_COUNTERS;
+    let cells = n_q.checked_mul(k as usize);
+    let mut out = QueryOutput {
+        n_queries: n_q,
+        k: k as usize,
+        indices: filled(cells, -1i64, k)?,
+        distances: filled(cells, f64::INFINITY, k)?,
+        per_level: vec![0; slots],
+        per_query: vec![0; n_q * N_QUERY_COUNTERS],
+    };
+    if n_q == 0 {
+        return Ok(out);
+    }
+    let walk = Walk {
+        tree,
+        data,
+        queries,
+    };
+    match thread_pool(threads)? {
+        Some(pool) => pool.install(|| run_chunks(&walk, &mut out)),
+        None => run_chunks(&walk, &mut out),
+    }
+    Ok(out)
+}
+
+fn run_chunks(walk: &Walk, out: &mut QueryOutput) {
+    let (k, n) = (out.k, walk.data.n_points());
+    let slots = out.per_level.len();
+    let sums: Vec<Vec<i64>> = out
+        .indices
+        .par_chunks_mut(CHUNK.saturating_mul(k))
+        .zip(out.distances.par_chunks_mut(CHUNK.saturating_mul(k)))
+        .zip(out.per_query.par_chunks_mut(CHUNK * N_QUERY_COUNTERS))
+        .enumerate()
+        .map_init(
+            || Scratch::new(n, k),
+            |scratch, (chunk, ((out_i, out_d), counts))| {
+                let mut levels = vec![0i64; slots];
+                let rows = out_i
+                    .chunks_mut(k)
+                    .zip(out_d.chunks_mut(k))
+                    .zip(counts.chunks_mut(N_QUERY_COUNTERS));
+                for (j, ((row_i, row_d), row_c)) in rows.enumerate() {
+                    walk.answer(chunk * CHUNK + j, scratch, row_i, row_d, &mut levels, row_c);
+                }
+                levels
+            },
+        )
+        .collect();
+    for chunk in sums {
+        for (total, v) in out.per_level.iter_mut().zip(chunk) {
+            *total += v;
+        }
+    }
+}

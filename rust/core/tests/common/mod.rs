@@ -1,0 +1,242 @@
+//! Shared helpers of the integration tests: a seeded generator, point sets, and the Python-side steps
+//! (CSR children, copy flags, counter slots) that turn a build into a queryable tree.
+#![allow(dead_code)]
+
+use covertreex_core::levels::DUPLICATE_LEVEL;
+use covertreex_core::metric::{distance, kernel_value};
+use covertreex_core::{BuiltTree, Kernel, Matrix, Metric, MetricData, TreeView};
+
+/// A 64-bit linear congruential generator (Knuth's MMIX constants): tiny, seeded, reproducible.
+pub struct Lcg(u64);
+
+impl Lcg {
+    pub fn new(seed: u64) -> Lcg {
+        Lcg(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0
+    }
+
+    /// Uniform in [0, 1) from the top 53 bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform integer in [0, bound).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        (self.next_u64() >> 33) % bound
+    }
+}
+
+/// Which kind of point set to draw.
+#[derive(Debug, Clone, Copy)]
+pub enum Points {
+    /// Uniform in the unit cube.
+    Uniform,
+    /// Integer grid {0..3}^d: many tied distances and repeated points.
+    Lattice,
+}
+
+pub fn points(kind: Points, n: usize, d: usize, rng: &mut Lcg) -> Vec<f64> {
+    (0..n * d)
+        .map(|_| match kind {
+            Points::Uniform => rng.uniform(),
+            Points::Lattice => rng.below(4) as f64,
+        })
+        .collect()
+}
+
+/// Arrays owning everything a MetricData borrows.
+pub struct Space {
+    pub metric: Metric,
+    pub kernel: Kernel,
+    pub n: usize,
+    pub d: usize,
+    pub m: usize,
+    pub x: Vec<f64>,
+    pub v: Vec<f64>,
+    pub p: Vec<f64>,
+    pub lengthscale: Vec<f64>,
+    pub slack: f64,
+}
+
+impl Space {
+    pub fn euclidean(x: Vec<f64>, d: usize) -> Space {
+        let n = x.len() / d;
+        Space {
+            metric: Metric::Euclidean,
+            kernel: Kernel::Rbf,
+            n,
+            d,
+            m: 0,
+            x,
+            v: vec![],
+            p: vec![1.0; n],
+            lengthscale: vec![1.0; d],
+            slack: 4.0 * (d as f64 + 4.0) * f64::EPSILON,
+        }
+    }
+
+    /// A residual space the way covertreex.residual builds one: inducing points U (the first m rows of
+    /// `inducing`), L = cholesky(k(U, U) + 1e-6 I), V = (L^-1 k(U, X))^T, p = max(1 - ||V_i||^2, 1e-9),
+    /// and the slack formula of covertreex.metrics.space.
+    pub fn residual(x: Vec<f64>, d: usize, inducing: &[f64], m: usize, kernel: Kernel) -> Space {
+        let n = x.len() / d;
+        let ls = vec![0.5; d];
+        let k = |a: &[f64], b: &[f64]| {
+            let r2: f64 = a
+                .iter()
+                .zip(b)
+                .zip(&ls)
+                .map(|((p, q), l)| ((p - q) / l).powi(2))
+                .sum();
+            kernel_value(kernel, 1.0, r2)
+        };
+        let u = |i: usize| &inducing[i * d..(i + 1) * d];
+        let mut l = vec![0.0; m * m];
+        for i in 0..m {
+            for j in 0..=i {
+                let jitter = if i == j { 1e-6 } else { 0.0 };
+                let dot: f64 = (0..j).map(|t| l[i * m + t] * l[j * m + t]).sum();
+                let value = k(u(i), u(j)) + jitter - dot;
+                l[i * m + j] = if i == j {
+                    value.sqrt()
+                } else {
+                    value / l[j * m + j]
+                };
+            }
+        }
+        let mut v = vec![0.0; n * m];
+        for r in 0..n {
+            let xr = &x[r * d..(r + 1) * d];
+            for i in 0..m {
+                let dot: f64 = (0..i).map(|t| l[i * m + t] * v[r * m + t]).sum();
+                v[r * m + i] = (k(u(i), xr) - dot) / l[i * m + i];
+            }
+        }
+        let p: Vec<f64> = (0..n)
+            .map(|i| (1.0 - v[i * m..(i + 1) * m].iter().map(|a| a * a).sum::<f64>()).max(1e-9))
+            .collect();
+        let p_min = p.iter().cloned().fold(f64::INFINITY, f64::min);
+        Space {
+            metric: Metric::Residual,
+            kernel,
+            n,
+            d,
+            m,
+            x,
+            v,
+            p,
+            lengthscale: ls,
+            slack: 8.0 * (m + d + 8) as f64 * f64::EPSILON / p_min,
+        }
+    }
+
+    pub fn data(&self) -> MetricData<'_> {
+        MetricData {
+            metric: self.metric,
+            kernel: self.kernel,
+            variance: 1.0,
+            lengthscale: &self.lengthscale,
+            x: Matrix::new("X", &self.x, self.n, self.d).unwrap(),
+            v: Matrix::new("V", &self.v, self.n, self.m).unwrap(),
+            p: &self.p,
+            slack: self.slack,
+        }
+    }
+}
+
+/// The finished tree arrays (what covertreex.tree.assemble computes in Python).
+pub struct Assembled {
+    pub root: i64,
+    pub root_level: i64,
+    pub n_slots: i64,
+    pub levels: Vec<i64>,
+    pub parents: Vec<i64>,
+    pub offsets: Vec<i64>,
+    pub children: Vec<i64>,
+    pub radius: Vec<f64>,
+    pub is_copy: Vec<bool>,
+}
+
+impl Assembled {
+    pub fn new(built: &BuiltTree, data: &MetricData) -> Assembled {
+        let n = built.levels.len();
+        let root = built.parents.iter().position(|&p| p < 0).unwrap();
+        let mut kids: Vec<usize> = (0..n).filter(|&i| i != root).collect();
+        kids.sort_by_key(|&c| (built.parents[c], -built.levels[c], c));
+        let mut offsets = vec![0i64; n + 1];
+        for &c in &kids {
+            offsets[built.parents[c] as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        // A child is a copy when its data rows equal its parent's bit for bit.
+        let is_copy = (0..n)
+            .map(|c| {
+                let p = built.parents[c];
+                p >= 0 && {
+                    let p = p as usize;
+                    data.x.row(c) == data.x.row(p)
+                        && data.v.row(c) == data.v.row(p)
+                        && data.p[c] == data.p[p]
+                }
+            })
+            .collect();
+        let real = built.levels.iter().filter(|&&l| l != DUPLICATE_LEVEL);
+        let top = *real.clone().max().unwrap();
+        let bottom = *real.min().unwrap();
+        Assembled {
+            root: root as i64,
+            root_level: top,
+            n_slots: top - bottom + 2,
+            levels: built.levels.clone(),
+            parents: built.parents.clone(),
+            offsets,
+            children: kids.iter().map(|&c| c as i64).collect(),
+            radius: built.radius.clone(),
+            is_copy,
+        }
+    }
+
+    pub fn view(&self) -> TreeView<'_> {
+        TreeView {
+            root: self.root,
+            root_level: self.root_level,
+            n_slots: self.n_slots,
+            levels: &self.levels,
+            child_offsets: &self.offsets,
+            children: &self.children,
+            radius: &self.radius,
+            is_copy: &self.is_copy,
+        }
+    }
+}
+
+/// The oracle: every eligible point (index < limit), sorted by (distance, index), padded with (-1, inf).
+pub fn naive_knn(
+    queries: &MetricData,
+    row: usize,
+    q_index: i64,
+    limit: i64,
+    data: &MetricData,
+    k: usize,
+) -> (Vec<i64>, Vec<f64>) {
+    let mut all: Vec<(f64, i64)> = (0..data.n_points())
+        .filter(|&j| (j as i64) < limit)
+        .map(|j| (distance(queries, row, q_index, data, j), j as i64))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.truncate(k);
+    let mut idx: Vec<i64> = all.iter().map(|p| p.1).collect();
+    let mut dist: Vec<f64> = all.iter().map(|p| p.0).collect();
+    idx.resize(k, -1);
+    dist.resize(k, f64::INFINITY);
+    (idx, dist)
+}
