@@ -45,10 +45,11 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "residual_perf",
-            "residual metric, float64, every fast path that keeps the answer exact (rust mode "
-            "'perf'), all cores, each engine builds its own tree, telemetry off",
+            "residual metric, float64, every fast path that keeps the answer exact, all cores, "
+            "each engine builds its own tree, telemetry off (rust stays in mode 'parity' until it "
+            "implements 'perf')",
             "residual",
-            {"mode": "perf", "brute_variant": "auto", "shared_tree": False, "threads": None,
+            {"mode": "parity", "brute_variant": "auto", "shared_tree": False, "threads": None,
              "telemetry": False},
         ),
     )
