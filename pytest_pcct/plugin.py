@@ -1,1 +1,221 @@
-"""pytest11 entry point of pytest-pcct (options, hooks and fixtures arrive with the plugin issue)."""
+"""pytest11 entry point of pytest-pcct: options, hooks and fixtures only (the logic lives beside it).
+
+Nothing heavy is imported unless engines are selected (``--pcct-engines`` or ini ``pcct_engines``), so the
+plugin costs nothing in a run that does not use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.register_assert_rewrite("pytest_pcct.assertions")
+
+_SESSION = pytest.StashKey[object]()
+_MATRIX_KEY = "pcct_parity_matrix"
+
+
+def pytest_addhooks(pluginmanager):
+    from pytest_pcct import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("pcct", "engine parity testing (pytest-pcct)")
+    group.addoption(
+        "--pcct-engines", dest="pcct_engines", default=None, metavar="A,B[,...]",
+        help="engines to test, comma-separated, reference first (e.g. gold,rust); overrides ini pcct_engines",
+    )
+    group.addoption(
+        "--pcct-seed", dest="pcct_seed", type=int, default=None, metavar="N",
+        help="base seed of pcct datasets (default: ini pcct_seed, else 0)",
+    )
+    group.addoption(
+        "--pcct-report", dest="pcct_report", default=None, metavar="FILE.json",
+        help="write the parity matrix (engine pair x dataset x k) as JSON",
+    )
+    parser.addini(
+        "pcct_engines", "engines to test when --pcct-engines is not given (reference first)", default=""
+    )
+    parser.addini("pcct_seed", "base seed of pcct datasets", default="0")
+
+
+def pytest_pcct_register_engines(registry):
+    """covertreex's own engines, registered through the same hook as anyone else's."""
+    from pytest_pcct.covertreex_engines import register
+
+    register(registry)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "pcct_parity(mode='exact', rtol=1e-9, atol=1e-12, telemetry=True): how pcct_engine_pair.check "
+        "compares answers in this test (pytest-pcct)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "pcct_dataset(kind='gaussian', **params): default arguments of the pcct_dataset factory in this "
+        "test (pytest-pcct)",
+    )
+    profile = config.getoption("hypothesis_profile", default=None)
+    if profile and profile.startswith("pcct"):
+        from pytest_pcct.profiles import register_profiles
+
+        register_profiles()
+    from pytest_pcct import selection
+
+    chosen = selection.read(config)
+    session = None
+    if chosen.engines:
+        from pytest_pcct.session import PcctSession
+
+        session = PcctSession(chosen, config.hook.pytest_pcct_register_engines)
+    elif config.getoption("pcct_report"):
+        raise pytest.UsageError(
+            "pytest-pcct: --pcct-report needs engines (--pcct-engines or ini pcct_engines)"
+        )
+    config.stash[_SESSION] = session
+
+
+def _session(config):
+    session = config.stash.get(_SESSION, None)
+    if session is None:
+        pytest.fail(
+            "pytest-pcct: no engines selected; pass --pcct-engines=REFERENCE,OTHER,... or set the ini "
+            "option pcct_engines", pytrace=False,
+        )
+    return session
+
+
+def pytest_report_header(config):
+    session = config.stash.get(_SESSION, None)
+    if session is None:
+        return None
+    chosen = session.selection
+    pairs = ", ".join(f"{a}-{b}" for a, b in chosen.pairs) or "none (one engine)"
+    return [
+        f"pcct: engines {','.join(chosen.engines)} (reference {chosen.engines[0]}, from {chosen.source}); "
+        f"pairs {pairs}; seed {chosen.seed}",
+        f"pcct: registered engines {', '.join(session.registry.names())}",
+    ]
+
+
+def pytest_generate_tests(metafunc):
+    names = set(metafunc.fixturenames)
+    if not names & {"pcct_engine", "pcct_engine_pair"}:
+        return
+    chosen = _session(metafunc.config).selection
+    if "pcct_engine" in names:
+        metafunc.parametrize("pcct_engine", chosen.engines, indirect=True, scope="session")
+    if "pcct_engine_pair" in names:
+        pairs = [pytest.param(p, id=f"{p[0]}-{p[1]}") for p in chosen.pairs] or [pytest.param(
+            None, id="no-pair", marks=pytest.mark.skip(
+                reason=f"pcct_engine_pair needs two engines; {chosen.source} selects only {chosen.engines[0]}"
+            ),
+        )]
+        metafunc.parametrize("pcct_engine_pair", pairs, indirect=True, scope="session")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    session = item.config.stash.get(_SESSION, None)
+    if session is not None:
+        from covertreex.errors import InvalidInputError
+        from pytest_pcct.session import ParitySettings
+
+        try:
+            session.begin_test(ParitySettings.from_marker(item.get_closest_marker("pcct_parity")))
+        except InvalidInputError as exc:
+            pytest.fail(f"bad pcct_parity marker: {exc}", pytrace=False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    session = item.config.stash.get(_SESSION, None)
+    if session is not None:
+        session.end_test()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    state = config.stash.get(_SESSION, None)
+    if state is None:
+        return
+    if hasattr(config, "workerinput"):
+        config.workeroutput[_MATRIX_KEY] = state.matrix.to_json()
+        return
+    target = config.getoption("pcct_report")
+    if target:
+        chosen = state.selection
+        path = Path(config.invocation_params.dir, target)
+        state.matrix.write(path, engines=list(chosen.engines), seed=chosen.seed)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    state = node.config.stash.get(_SESSION, None)
+    payload = getattr(node, "workeroutput", {}).get(_MATRIX_KEY)
+    if state is not None and payload is not None:
+        state.matrix.merge_json(payload)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    state = config.stash.get(_SESSION, None)
+    if state is None or hasattr(config, "workerinput") or not state.matrix.cells:
+        return
+    terminalreporter.section("pcct parity matrix")
+    for line in state.matrix.lines():
+        terminalreporter.line(line)
+    if config.getoption("pcct_report"):
+        terminalreporter.line(f"parity report written to {config.getoption('pcct_report')}")
+
+
+@pytest.fixture(scope="session")
+def pcct_seed(request) -> int:
+    """The run's base seed for pcct datasets (--pcct-seed or ini pcct_seed)."""
+    return _session(request.config).selection.seed
+
+
+@pytest.fixture(scope="session")
+def pcct_engine(request):
+    """Each selected engine in turn, as a handle: pcct_engine.knn(problem, k) -> Answer."""
+    return _session(request.config).engine(request.param)
+
+
+@pytest.fixture(scope="session")
+def pcct_engine_pair(request):
+    """Each (reference, candidate) pair of selected engines: .check(problem, k) asserts and records parity."""
+    return _session(request.config).pair(request.param)
+
+
+@pytest.fixture(scope="session")
+def pcct_oracle(request):
+    """The registered oracle engine (exact by construction), selected or not."""
+    return _session(request.config).oracle()
+
+
+@pytest.fixture
+def pcct_dataset(request):
+    """Factory of cached seeded problems: pcct_dataset(kind, n=, d=, seed=, metric=, ...) -> Problem."""
+    state = _session(request.config)
+    marker = request.node.get_closest_marker("pcct_dataset")
+    defaults = {"seed": state.selection.seed}
+    if marker is not None:
+        defaults.update(dict(zip(("kind",), marker.args, strict=False)), **marker.kwargs)
+
+    def make(*kind, **params):
+        if len(kind) > 1:
+            raise TypeError(f"pcct_dataset takes at most one positional argument (kind), got {kind!r}")
+        return state.problems.get(**{**defaults, **dict(zip(("kind",), kind, strict=False)), **params})
+
+    return make
+
+
+@pytest.fixture
+def pcct_telemetry(request):
+    """This test's telemetry records (schema-checked as engines return them); .add() checks more."""
+    return _session(request.config).telemetry_log()

@@ -1,0 +1,385 @@
+"""Parity assertions for k-NN answers and telemetry; plain functions, usable with or without pytest.
+
+Each raises ``AssertionError`` with a message that can be read without a debugger: the first differing
+query row and position, both indices and both distances, and a short diff of that row.
+
+Two answers compare in one of three ways (:func:`compare_knn`):
+- ``exact``: identical indices and bitwise-identical distances;
+- ``tie-equal``: every distance within ``atol + rtol * |ref|`` and indices that differ only inside groups
+  of near-equal distances, or in the group cut by the k-th boundary, never strictly inside it;
+- ``different``: anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
+
+__all__ = [
+    "DEFAULT_ATOL",
+    "DEFAULT_RTOL",
+    "MODES",
+    "KnnComparison",
+    "assert_k_safe",
+    "assert_knn_equal",
+    "assert_telemetry_equal",
+    "assert_telemetry_valid",
+    "compare_knn",
+]
+
+MODES = ("exact", "tolerance")
+DEFAULT_RTOL = 1e-9
+DEFAULT_ATOL = 1e-12
+_WINDOW = 12  # positions of a row shown in a diff
+_MISSING = object()
+
+
+def _knn_arrays(result, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances) of an answer object (.indices/.distances) or an (indices, distances) tuple."""
+    if hasattr(result, "indices") and hasattr(result, "distances"):
+        indices, distances = result.indices, result.distances
+    elif isinstance(result, (tuple, list)) and len(result) in (2, 3):
+        indices, distances = result[0], result[1]
+    else:
+        raise InputTypeError(
+            f"{name} must be a k-NN answer with .indices and .distances or an (indices, distances) "
+            f"pair, got {type(result).__name__}"
+        )
+    indices, distances = np.asarray(indices), np.asarray(distances)
+    if indices.ndim != 2 or indices.shape != distances.shape:
+        raise InvalidInputError(
+            f"{name} must hold 2-D indices and distances of one shape (n_queries, k), "
+            f"got {indices.shape} and {distances.shape}"
+        )
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise InputTypeError(f"{name} indices must be integers, got dtype {indices.dtype}")
+    return indices.astype(np.int64, copy=False), distances.astype(np.float64, copy=False)
+
+
+def _tolerances(rtol, atol) -> tuple[float, float]:
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+            raise InputTypeError(f"{name} must be a real number, got {type(value).__name__}")
+        if not np.isfinite(value) or value < 0:
+            raise InvalidInputError(f"{name} must be finite and >= 0, got {value}")
+    return float(rtol), float(atol)
+
+
+def _near(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """Elementwise |b - a| <= atol + rtol * |a|, with equal infinities counted as near."""
+    with np.errstate(invalid="ignore"):
+        return (a == b) | (np.abs(b - a) <= atol + rtol * np.abs(a))
+
+
+def _dist(x) -> str:
+    return repr(float(x))
+
+
+def _ulps(a: float, b: float) -> str:
+    """' (+n ulps)' between two non-negative finite distances a few ulps apart, else ''."""
+    if not (np.isfinite(a) and np.isfinite(b) and a >= 0 and b >= 0):
+        return ""
+    steps = int(np.float64(b).view(np.int64)) - int(np.float64(a).view(np.int64))
+    if steps == 0 or abs(steps) > 1000:
+        return ""
+    return f" ({steps:+d} ulp{'s' if abs(steps) != 1 else ''})"
+
+
+def _labels(labels) -> tuple[str, str]:
+    if not (isinstance(labels, (tuple, list)) and len(labels) == 2):
+        raise InvalidInputError(f"labels must be a pair of names, got {labels!r}")
+    return str(labels[0]), str(labels[1])
+
+
+def _same_shape(left: np.ndarray, right: np.ndarray, labels) -> None:
+    __tracebackhide__ = True
+    if left.shape != right.shape:
+        raise AssertionError(
+            f"k-NN answers have different shapes (n_queries, k): {labels[0]} {left.shape}, "
+            f"{labels[1]} {right.shape}"
+        )
+
+
+@dataclass(frozen=True)
+class _Difference:
+    row: int
+    position: int
+    reason: str
+    detail: str = ""
+
+
+def _row_table(diff: _Difference, left, right, labels, marks: np.ndarray) -> list[str]:
+    """A few positions of one row, side by side, '!' on positions that are not bitwise identical."""
+    (li, ld), (ri, rd) = left, right
+    k = len(li)
+    lo = max(0, min(diff.position - _WINDOW // 2, k - _WINDOW))
+    hi = min(k, lo + _WINDOW)
+    a, b = labels
+    lines = [f"  row {diff.row}, positions {lo}..{hi - 1} of k={k} ('!' marks entries that differ):",
+             f"       pos | {a + ' index':>14}  {a + ' distance':<24}| {b + ' index':>14}  {b} distance"]
+    for p in range(lo, hi):
+        mark = "!" if marks[p] else " "
+        lines.append(
+            f"    {mark}{p:>4} | {li[p]:>14}  {_dist(ld[p]):<24}| {ri[p]:>14}  {_dist(rd[p])}"
+        )
+    return lines
+
+
+def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels) -> _Difference | None:
+    """The first breach of the tie-aware tolerance in one row (see the module docstring)."""
+    a, b = labels
+    close = _near(rd, gd, rtol, atol)
+    if not close.all():
+        j = int(np.argmin(close))
+        bound = atol + rtol * abs(rd[j])
+        return _Difference(
+            row, j, f"distance out of tolerance, |{b} - {a}| = {abs(gd[j] - rd[j]):.3g} > "
+            f"atol + rtol*|{a}| = {bound:.3g}",
+        )
+    listed = gi[gi >= 0]
+    values, counts = np.unique(listed, return_counts=True)
+    if (counts > 1).any():
+        twice = int(values[counts > 1][0])
+        where = np.flatnonzero(gi == twice).tolist()
+        return _Difference(row, where[1], f"{b} lists index {twice} more than once (positions {where})")
+    k = len(ri)
+    linked = _near(rd[:-1], rd[1:], rtol, atol) | _near(gd[:-1], gd[1:], rtol, atol)
+    start = 0
+    for end in range(k):
+        if end < k - 1 and linked[end]:
+            continue
+        group = slice(start, end + 1)
+        if end < k - 1 and sorted(ri[group].tolist()) != sorted(gi[group].tolist()):
+            members = set(ri[group].tolist())
+            j = next((p for p in range(start, end + 1) if gi[p] not in members), start)
+            span = f"position {start}" if start == end else f"positions {start}..{end}"
+            return _Difference(
+                row, j, "index differs strictly inside the k-th boundary",
+                f"near-equal distances at {span}: {a} has indices {sorted(ri[group].tolist())}, "
+                f"{b} has {sorted(gi[group].tolist())}",
+            )
+        start = end + 1
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class KnnComparison:
+    """How two k-NN answers relate: status 'exact', 'tie-equal' or 'different', and where they differ."""
+
+    status: str
+    max_abs_diff: float
+    rtol: float
+    atol: float
+    labels: tuple[str, str]
+    differing_entries: int
+    differing_rows: int
+    first_difference: _Difference | None = field(repr=False)
+    violation: _Difference | None = field(repr=False)
+    arrays: tuple = field(repr=False)
+
+    def passes(self, mode: str) -> bool:
+        """Whether the answers are equal in `mode` ('exact' or 'tolerance')."""
+        if mode not in MODES:
+            raise unknown_name("mode", mode, MODES)
+        return self.status == "exact" if mode == "exact" else self.status != "different"
+
+    def message(self, mode: str) -> str:
+        """The failure message of `mode` (call only when :meth:`passes` is False)."""
+        diff = self.first_difference if mode == "exact" else self.violation
+        a, b = self.labels
+        ri, rd, gi, gd = (arr[diff.row] for arr in self.arrays)
+        j = diff.position
+        if mode == "exact":
+            how = "exact mode: identical indices and bitwise-identical distances"
+        else:
+            how = (f"tolerance mode: rtol={self.rtol:g}, atol={self.atol:g}, "
+                   "indices may differ only within ties")
+        lines = [
+            f"k-NN answers differ at query row {diff.row}, position {j}: {diff.reason} ({how})",
+            f"  {a}: index {ri[j]}, distance {_dist(rd[j])}",
+            f"  {b}: index {gi[j]}, distance {_dist(gd[j])}{_ulps(rd[j], gd[j])}",
+        ]
+        if diff.detail:
+            lines.append(f"  {diff.detail}")
+        marks = (ri != gi) | (rd.view(np.uint64) != gd.view(np.uint64))
+        lines += _row_table(diff, (ri, rd), (gi, gd), self.labels, marks)
+        n_rows, k = self.arrays[0].shape
+        lines.append(
+            f"  {self.differing_entries} of {n_rows * k} entries differ, in {self.differing_rows} of "
+            f"{n_rows} rows; max |distance difference| {self.max_abs_diff:.3g}"
+        )
+        if mode == "exact" and self.status == "tie-equal":
+            lines.append(
+                f"  note: the answers are tie-equal (they pass mode='tolerance' with rtol={self.rtol:g}, "
+                f"atol={self.atol:g})"
+            )
+        return "\n".join(lines)
+
+
+def compare_knn(
+    ref, got, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, labels=("ref", "got")
+) -> KnnComparison:
+    """Classify `got` against `ref` (answers or (indices, distances) pairs) without raising on a mismatch."""
+    __tracebackhide__ = True
+    labels = _labels(labels)
+    rtol, atol = _tolerances(rtol, atol)
+    ri, rd = _knn_arrays(ref, labels[0])
+    gi, gd = _knn_arrays(got, labels[1])
+    _same_shape(ri, gi, labels)
+    differs = (ri != gi) | (rd.view(np.uint64) != gd.view(np.uint64))
+    with np.errstate(invalid="ignore"):
+        gap = np.abs(gd - rd)
+    gap = np.where(rd == gd, 0.0, np.where(np.isnan(gap), np.inf, gap))
+    max_abs_diff = float(gap.max()) if gap.size else 0.0
+    first = violation = None
+    status = "exact"
+    if differs.any():
+        row, pos = (int(x) for x in np.argwhere(differs)[0])
+        same_index = ri[row, pos] == gi[row, pos]
+        reason = "distance differs" if same_index else (
+            "index differs" if rd[row, pos] == gd[row, pos] else "index and distance differ")
+        first = _Difference(row, pos, reason)
+        for r in np.flatnonzero(differs.any(axis=1)):
+            violation = _row_violation(int(r), ri[r], rd[r], gi[r], gd[r], rtol, atol, labels)
+            if violation is not None:
+                break
+        status = "different" if violation is not None else "tie-equal"
+    return KnnComparison(
+        status, max_abs_diff, rtol, atol, labels, int(differs.sum()), int(differs.any(axis=1).sum()),
+        first, violation, (ri, rd, gi, gd),
+    )
+
+
+def assert_knn_equal(
+    ref, got, *, mode: str = "exact", rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+    labels=("ref", "got"),
+) -> KnnComparison:
+    """Assert two k-NN answers are equal: mode='exact' (bitwise) or 'tolerance' (tie-aware, rtol/atol)."""
+    __tracebackhide__ = True
+    if mode not in MODES:
+        raise unknown_name("mode", mode, MODES)
+    comparison = compare_knn(ref, got, rtol=rtol, atol=atol, labels=labels)
+    if not comparison.passes(mode):
+        raise AssertionError(comparison.message(mode))
+    return comparison
+
+
+def assert_k_safe(result, oracle, *, rtol: float = 0.0, atol: float = 0.0, labels=("result", "oracle")):
+    """Assert `result` dropped no true neighbour: per row, its sorted distances equal the oracle's.
+
+    This checks the distance multiset only, so it holds across tie-breaking differences; index parity is
+    :func:`assert_knn_equal`'s job.
+    """
+    __tracebackhide__ = True
+    a, b = _labels(labels)
+    rtol, atol = _tolerances(rtol, atol)
+    ri, rd = _knn_arrays(result, a)
+    oi, od = _knn_arrays(oracle, b)
+    _same_shape(ri, oi, (a, b))
+    r_order = np.argsort(rd, axis=1, kind="stable")
+    o_order = np.argsort(od, axis=1, kind="stable")
+    rs, os_ = np.take_along_axis(rd, r_order, 1), np.take_along_axis(od, o_order, 1)
+    bad = ~_near(os_, rs, rtol, atol)
+    if not bad.any():
+        return
+    row, rank = (int(x) for x in np.argwhere(bad)[0])
+    got_index, true_index = ri[row, r_order[row, rank]], oi[row, o_order[row, rank]]
+    if rs[row, rank] > os_[row, rank]:
+        missing = sorted(set(oi[row].tolist()) - set(ri[row].tolist()) - {-1})
+        head = (f"query row {row} dropped a true neighbour: at rank {rank} the {b} has index {true_index} "
+                f"at distance {_dist(os_[row, rank])}, but {a}'s rank-{rank} distance is "
+                f"{_dist(rs[row, rank])} (index {got_index})")
+        tail = f"  {b} indices absent from {a}'s row: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
+    else:
+        head = (f"query row {row}: {a} reports distance {_dist(rs[row, rank])} (index {got_index}) at rank "
+                f"{rank}, below the {b}'s {_dist(os_[row, rank])} (index {true_index}): a wrong distance")
+        tail = f"  {int(bad[row].sum())} of {rd.shape[1]} ranks of this row disagree"
+    others = int(bad.any(axis=1).sum()) - 1
+    raise AssertionError(
+        f"{head}\n{tail}\n  rows with a distance-multiset difference: {others + 1} of {rd.shape[0]}"
+        f" (rtol={rtol:g}, atol={atol:g})"
+    )
+
+
+def _record(answer, name: str) -> dict:
+    record = getattr(answer, "telemetry", answer)
+    if not isinstance(record, dict):
+        raise AssertionError(f"{name} has no telemetry record (got {type(record).__name__})")
+    return record
+
+
+def _lookup(record: dict, path: str):
+    value = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _first_difference(a, b, path: str):
+    """(path, a, b) at the first leaf where a and b differ, walking dict keys in sorted order."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            found = _first_difference(a.get(key, _MISSING), b.get(key, _MISSING), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        if len(a) != len(b):
+            return (f"{path} (length)", len(a), len(b))
+        return None
+    if isinstance(a, bool) != isinstance(b, bool) or a is _MISSING or b is _MISSING or a != b:
+        return (path, a, b)
+    return None
+
+
+def _show(value) -> str:
+    return "(missing)" if value is _MISSING else repr(value)
+
+
+def assert_telemetry_equal(ref, got, fields=None, *, labels=("ref", "got")) -> None:
+    """Assert the compared telemetry fields are equal, naming the first differing field.
+
+    `ref` and `got` are records or answers with a ``.telemetry`` record. `fields` are top-level sections or
+    dotted paths (``"counters.heap_pushes"``); by default ``covertreex.telemetry.COMPARED_SECTIONS``.
+    """
+    __tracebackhide__ = True
+    a, b = _labels(labels)
+    left, right = _record(ref, a), _record(got, b)
+    if fields is None:
+        from covertreex.telemetry import COMPARED_SECTIONS as fields
+    if isinstance(fields, str) or not fields:
+        raise InvalidInputError(f"fields must be a non-empty list of field names, got {fields!r}")
+    for name in fields:
+        x, y = _lookup(left, name), _lookup(right, name)
+        if x is _MISSING and y is _MISSING:
+            raise AssertionError(f"telemetry field {name!r} is in neither record ({a}, {b})")
+        found = _first_difference(x, y, name)
+        if found:
+            path, x, y = found
+            raise AssertionError(
+                f"telemetry differs at {path}: {a} {_show(x)}, {b} {_show(y)} "
+                f"(compared fields: {', '.join(fields)})"
+            )
+
+
+def assert_telemetry_valid(record, *, schema: str | None = None, label: str = "telemetry record") -> None:
+    """Assert `record` validates against `schema` ('package:path.json'; default: covertreex's)."""
+    __tracebackhide__ = True
+    from pytest_pcct import schema as schemas
+
+    resource = schema or schemas.default_resource()
+    problems = schemas.errors(record, resource)
+    if problems:
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise AssertionError(
+            f"{label} does not match schema {resource}:\n" + "\n".join(f"  {p}" for p in problems[:10]) + more
+        )

@@ -1,0 +1,71 @@
+"""covertreex's engines (gold, rust, brute and any later one) registered as pytest-pcct engines.
+
+Registration goes through the same ``pytest_pcct_register_engines`` hook other projects use. Every name in
+:func:`covertreex.engine_names` is registered; whether it can run here is decided when it is selected
+(``covertreex.get_engine`` raising turns into :class:`~pytest_pcct.engines.EngineUnavailable`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from pytest_pcct.datasets import Problem
+from pytest_pcct.engines import EngineRegistry, EngineUnavailable
+from pytest_pcct.schema import default_resource
+
+ORACLE = "brute"
+PARITY_GROUP = {"gold": "covertreex-parity", "rust": "covertreex-parity"}
+"""Engines whose work counters are equal field by field in parity mode (DESIGN section 7)."""
+_TREES_KEPT = 8
+
+
+class CovertreexEngine:
+    """Adapter: fits ``covertreex.CoverTree`` once per indexed dataset and answers queries with it."""
+
+    def __init__(self, name: str, **options):
+        self.name = name
+        self.options = options
+        self._fitted: OrderedDict = OrderedDict()
+
+    def _tree(self, problem: Problem):
+        from covertreex import CoverTree
+
+        tree = self._fitted.pop(problem.data_digest, None)
+        if tree is None:
+            tree = CoverTree(engine=self.name, metric=problem.metric, **self.options)
+            tree.fit(problem.residual if problem.residual is not None else problem.points)
+        self._fitted[problem.data_digest] = tree
+        while len(self._fitted) > _TREES_KEPT:
+            self._fitted.popitem(last=False)
+        return tree
+
+    def __call__(self, problem: Problem, k: int):
+        tree = self._tree(problem)
+        if problem.queries is not None:
+            return tree.query(problem.queries, k)
+        return tree.query(indices=problem.query_indices, k=k)
+
+
+def _factory(name: str):
+    def make() -> CovertreexEngine:
+        from covertreex import get_engine
+        from covertreex.errors import InvalidInputError
+
+        try:
+            get_engine(name)
+        except InvalidInputError as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        return CovertreexEngine(name)
+
+    return make
+
+
+def register(registry: EngineRegistry) -> None:
+    """Register every covertreex engine; brute is the oracle."""
+    from covertreex import engine_names
+
+    for name in engine_names():
+        registry.register(
+            name, _factory(name), oracle=name == ORACLE, telemetry_schema=default_resource(),
+            telemetry_group=PARITY_GROUP.get(name), description=f"covertreex engine {name!r}",
+        )

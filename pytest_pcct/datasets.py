@@ -1,0 +1,179 @@
+"""k-NN problems handed to engines: indexed points (or a residual problem) plus queries, with a digest.
+
+An engine under test receives a :class:`Problem` and k and nothing else, so any k-NN engine can be adapted:
+``problem.points`` and ``problem.query_points`` are plain float64 coordinates; residual engines also read
+``problem.residual``. :func:`make_problem` builds seeded problems from :func:`covertreex.datasets.make` and
+:func:`covertreex.residual_problem`; :class:`ProblemCache` keeps one copy per recipe for a test session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from covertreex import datasets, residual_problem
+from covertreex.digest import array_digest
+from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.residual import ResidualProblem
+from covertreex.validation import as_int, as_points, check_dims, dataset_indices
+
+QUERY_MODES = ("auto", "points", "indices")
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A k-NN question without k: indexed data and queries, identified by label and content digest.
+
+    Exactly one of ``queries`` (new coordinates) and ``query_indices`` (indexed points as queries) is set;
+    ``data_digest`` identifies the indexed data alone (engines may reuse an index built on it).
+    """
+
+    points: np.ndarray = field(repr=False)
+    queries: np.ndarray | None = field(repr=False)
+    query_indices: np.ndarray | None = field(repr=False)
+    residual: ResidualProblem | None = field(repr=False)
+    label: str
+    digest: str
+    data_digest: str = field(repr=False)
+
+    @property
+    def metric(self) -> str:
+        return "euclidean" if self.residual is None else "residual"
+
+    @property
+    def n_points(self) -> int:
+        return self.points.shape[0]
+
+    @property
+    def n_dims(self) -> int:
+        return self.points.shape[1]
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.queries if self.queries is not None else self.query_indices)
+
+    @property
+    def query_points(self) -> np.ndarray:
+        """Query coordinates in either mode (indexed queries are their points' own coordinates)."""
+        return self.queries if self.queries is not None else self.points[self.query_indices]
+
+
+def problem_from_arrays(
+    data, *, queries=None, query_indices=None, label: str | None = None
+) -> Problem:
+    """Wrap points (Euclidean) or a ResidualProblem, and queries given as coordinates or indices."""
+    if (queries is None) == (query_indices is None):
+        raise InvalidInputError("pass exactly one of queries and query_indices")
+    residual = data if isinstance(data, ResidualProblem) else None
+    points = _frozen(np.array(residual.X if residual else as_points(data, "data")))
+    data_digest = residual.digest if residual else array_digest(points)
+    if queries is not None:
+        queries = _frozen(np.array(as_points(queries, "queries")))
+        check_dims(queries, points.shape[1])
+        query_digest = "points:" + array_digest(queries)
+    else:
+        query_indices = _frozen(np.array(dataset_indices(query_indices, points.shape[0], "query_indices")))
+        query_digest = "indices:" + array_digest(query_indices)
+    metric = "euclidean" if residual is None else "residual"
+    digest = hashlib.sha256(f"{metric}|{data_digest}|{query_digest}".encode()).hexdigest()
+    n_q = len(queries if queries is not None else query_indices)
+    label = label or f"{metric} n={points.shape[0]} d={points.shape[1]} q={n_q} {digest[:12]}"
+    return Problem(points, queries, query_indices, residual, label, digest, data_digest)
+
+
+def _params_text(params: dict) -> str:
+    return " ".join(f"{key}={params[key]}" for key in sorted(params))
+
+
+def make_problem(
+    kind: str = "gaussian", *, n: int = 1000, d: int = 3, seed: int = 0, metric: str = "euclidean",
+    n_queries: int = 64, queries: str = "auto", kernel: str = "rbf", lengthscale=1.0,
+    variance: float = 1.0, m: int = 32, **kind_params,
+) -> Problem:
+    """A seeded problem: ``covertreex.datasets.make(kind, ...)`` points, queries and (residual) the V factor.
+
+    queries="points" draws n + n_queries rows from the generator and holds the last n_queries out as
+    query coordinates (same clusters, lattice and duplicate pool as the data); queries="indices" queries
+    indexed points ``default_rng(seed + 1).choice(n, n_queries)``; "auto" is points for Euclidean and
+    indices for residual problems. Residual problems use ``residual_problem(points, ..., seed=seed)``.
+    """
+    if metric not in ("euclidean", "residual"):
+        raise unknown_name("metric", metric, ("euclidean", "residual"))
+    if queries not in QUERY_MODES:
+        raise unknown_name("query mode", queries, QUERY_MODES)
+    n, n_queries, seed = as_int(n, "n"), as_int(n_queries, "n_queries"), as_int(seed, "seed")
+    if n_queries < 1:
+        raise InvalidInputError(f"n_queries must be >= 1, got {n_queries}")
+    mode = queries if queries != "auto" else ("points" if metric == "euclidean" else "indices")
+    extra = n_queries if mode == "points" else 0
+    rows = datasets.make(kind, n + extra, d, seed, **kind_params).points
+    data = rows[:n]
+    params = {"n": n, "d": d, "seed": seed, "q": n_queries, "queries": mode, **kind_params}
+    if metric == "residual":
+        data = residual_problem(
+            data, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m, seed=seed
+        )
+        params.update(kernel=kernel, lengthscale=lengthscale, variance=variance, m=m)
+    label = f"{metric} {kind} {_params_text(params)}"
+    if mode == "points":
+        return problem_from_arrays(data, queries=rows[n:], label=label)
+    picks = np.random.default_rng(seed + 1).choice(n, n_queries, replace=n_queries > n)
+    return problem_from_arrays(data, query_indices=picks, label=label)
+
+
+class ProblemCache:
+    """One Problem per recipe for the whole session (problems are read-only, so sharing is safe)."""
+
+    def __init__(self):
+        self._problems: dict[str, Problem] = {}
+
+    def get(self, *args, **kwargs) -> Problem:
+        key = json.dumps([args, kwargs], sort_keys=True, default=repr)
+        if key not in self._problems:
+            self._problems[key] = make_problem(*args, **kwargs)
+        return self._problems[key]
+
+
+@dataclass(frozen=True, eq=False)
+class KnnCase:
+    """A literal k-NN test case (what the Hypothesis strategies draw and regression tests spell out)."""
+
+    points: np.ndarray
+    k: int
+    queries: np.ndarray | None = None
+    query_indices: np.ndarray | None = None
+    metric: str = "euclidean"
+    kernel: str = "rbf"
+    lengthscale: float = 1.0
+    variance: float = 1.0
+    m: int = 32
+    family: str = "case"
+
+    def __post_init__(self):
+        if self.metric not in ("euclidean", "residual"):
+            raise unknown_name("metric", self.metric, ("euclidean", "residual"))
+        if as_int(self.k, "k") < 1:
+            raise InvalidInputError(f"k must be >= 1, got {self.k}")
+
+    @cached_property
+    def problem(self) -> Problem:
+        """The Problem engines answer (residual V and p computed here, with seed 0 for the inducing set)."""
+        data = self.points
+        if self.metric == "residual":
+            data = residual_problem(
+                self.points, kernel=self.kernel, lengthscale=self.lengthscale,
+                variance=self.variance, m=self.m, seed=0,
+            )
+        label = f"generated {self.metric} {self.family}"
+        return problem_from_arrays(
+            data, queries=self.queries, query_indices=self.query_indices, label=label
+        )

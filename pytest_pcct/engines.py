@@ -1,0 +1,164 @@
+"""The engine adapter interface and the registry the plugin looks engines up in.
+
+An engine is any callable ``engine(problem, k)`` (see :class:`pytest_pcct.datasets.Problem`) that returns
+``(indices, distances)``, ``(indices, distances, telemetry)`` or an object with ``.indices``,
+``.distances`` and optionally ``.telemetry``: indices (n_queries, k) integers, distances float64, rows
+sorted by (distance, index), telemetry a dict or None. Engines are registered by name with a factory
+(called only when the engine is selected) through the ``pytest_pcct_register_engines(registry)`` hook.
+A factory that cannot produce its engine here raises :class:`EngineUnavailable` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.validation import as_int
+from pytest_pcct.assertions import assert_telemetry_valid
+from pytest_pcct.datasets import Problem
+
+
+class EngineUnavailable(RuntimeError):
+    """Raised by an engine factory when its engine cannot run here; the message says why."""
+
+
+@dataclass(frozen=True, eq=False)
+class Answer:
+    """One engine's answer: int64 indices and float64 distances (n_queries, k), and its telemetry."""
+
+    indices: np.ndarray
+    distances: np.ndarray
+    telemetry: dict | None
+    engine: str
+
+    def __iter__(self):
+        """Unpack as ``indices, distances``."""
+        return iter((self.indices, self.distances))
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How to make one registered engine, and how to treat its answers.
+
+    oracle: answers are exact by construction (the reference for k-safety checks; at most one).
+    telemetry_schema: 'package:path.json' every telemetry record must match (required to emit records).
+    telemetry_group: engines sharing a group produce comparable counters, compared field by field.
+    """
+
+    name: str
+    factory: Callable[[], Callable]
+    oracle: bool = False
+    telemetry_schema: str | None = None
+    telemetry_group: str | None = None
+    description: str = ""
+
+
+class EngineRegistry:
+    """Name -> :class:`EngineSpec`; filled by the ``pytest_pcct_register_engines`` hook."""
+
+    def __init__(self):
+        self._specs: dict[str, EngineSpec] = {}
+
+    def register(
+        self, name: str, factory: Callable[[], Callable], *, oracle: bool = False,
+        telemetry_schema: str | None = None, telemetry_group: str | None = None, description: str = "",
+    ) -> EngineSpec:
+        """Register `factory` (no arguments -> engine callable) under `name`."""
+        if not isinstance(name, str) or not name or any(c in name for c in ", \t\n"):
+            raise InvalidInputError(f"engine name must be a non-empty word without commas, got {name!r}")
+        if name in self._specs:
+            raise InvalidInputError(f"engine {name!r} is already registered")
+        if not callable(factory):
+            raise InvalidInputError(f"factory of engine {name!r} must be callable, got {factory!r}")
+        current = self.oracle()
+        if oracle and current is not None:
+            raise InvalidInputError(f"engine {name!r} cannot be the oracle: {current.name!r} already is")
+        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group, description)
+        self._specs[name] = spec
+        return spec
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def spec(self, name: str) -> EngineSpec:
+        if name not in self._specs:
+            raise unknown_name("engine", name, self._specs)
+        return self._specs[name]
+
+    def oracle(self) -> EngineSpec | None:
+        return next((s for s in self._specs.values() if s.oracle), None)
+
+    def create(self, name: str, on_answer: Callable[[Answer], None] | None = None) -> EngineHandle:
+        """Make the engine registered as `name`; raises EngineUnavailable if it cannot run here."""
+        spec = self.spec(name)
+        engine = spec.factory()
+        if not callable(engine):
+            raise InvalidInputError(f"factory of engine {name!r} returned {engine!r}, which is not callable")
+        return EngineHandle(spec, engine, on_answer)
+
+
+def _normalise(name: str, output, n_queries: int, k: int) -> Answer:
+    if hasattr(output, "indices") and hasattr(output, "distances"):
+        parts = (output.indices, output.distances, getattr(output, "telemetry", None))
+    elif isinstance(output, (tuple, list)) and len(output) in (2, 3):
+        parts = (*output, None) if len(output) == 2 else tuple(output)
+    else:
+        raise InvalidInputError(
+            f"engine {name!r} returned {type(output).__name__}; expected (indices, distances[, telemetry]) "
+            "or an object with .indices and .distances"
+        )
+    indices, distances, telemetry = np.asarray(parts[0]), np.asarray(parts[1]), parts[2]
+    for what, arr in (("indices", indices), ("distances", distances)):
+        if arr.shape != (n_queries, k):
+            raise InvalidInputError(
+                f"engine {name!r} returned {what} of shape {arr.shape}, expected ({n_queries}, {k})"
+            )
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise InvalidInputError(f"engine {name!r} returned indices of dtype {indices.dtype}, not integers")
+    if telemetry is not None and not isinstance(telemetry, dict):
+        raise InvalidInputError(f"engine {name!r} returned telemetry of type {type(telemetry).__name__}")
+    return Answer(
+        indices.astype(np.int64, copy=False), distances.astype(np.float64, copy=False), telemetry, name
+    )
+
+
+class EngineHandle:
+    """A created engine: runs it, checks the shape of what it returns and validates its telemetry."""
+
+    def __init__(self, spec: EngineSpec, engine: Callable, on_answer=None):
+        self.spec = spec
+        self._engine = engine
+        self._on_answer = on_answer
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"<pcct engine {self.name!r}>"
+
+    def knn(self, problem: Problem, k: int) -> Answer:
+        """The engine's k nearest neighbours of every query of `problem`."""
+        __tracebackhide__ = True
+        if not isinstance(problem, Problem):
+            raise InvalidInputError(f"problem must be a pytest_pcct Problem, got {type(problem).__name__}")
+        k = as_int(k, "k")
+        if k < 1:
+            raise InvalidInputError(f"k must be >= 1, got {k}")
+        answer = _normalise(self.name, self._engine(problem, k), problem.n_queries, k)
+        if answer.telemetry is not None:
+            if self.spec.telemetry_schema is None:
+                raise InvalidInputError(
+                    f"engine {self.name!r} returned a telemetry record but was registered without "
+                    "telemetry_schema, so the record cannot be validated"
+                )
+            assert_telemetry_valid(
+                answer.telemetry, schema=self.spec.telemetry_schema,
+                label=f"telemetry record of engine {self.name!r}",
+            )
+        if self._on_answer is not None:
+            self._on_answer(answer)
+        return answer

@@ -1,0 +1,57 @@
+"""JSON Schemas for telemetry records, found inside installed packages and checked once per process.
+
+A schema is named by a resource string ``"package:path/inside/package.json"`` and read with
+:mod:`importlib.resources`, so it is found from an installed wheel as well as from a checkout. Records are
+validated with a draft 2020-12 validator with format checking on (``date-time`` is really checked).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+from covertreex.errors import InvalidInputError
+
+
+def default_resource() -> str:
+    """The covertreex query-telemetry schema, the format our engines emit."""
+    from covertreex.telemetry import SCHEMA_FILE
+
+    return f"covertreex:schemas/{SCHEMA_FILE}"
+
+
+def _split(resource: str) -> tuple[str, str]:
+    package, sep, path = resource.partition(":") if isinstance(resource, str) else ("", "", "")
+    if not (sep and package and path):
+        raise InvalidInputError(
+            f"schema must be 'package:path/to/schema.json', got {resource!r}"
+        )
+    return package, path
+
+
+@cache
+def load(resource: str) -> dict:
+    """The schema document named by `resource`."""
+    package, path = _split(resource)
+    try:
+        text = resources.files(package).joinpath(path).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError) as exc:
+        raise InvalidInputError(f"schema {resource!r} cannot be read: {exc}") from exc
+    return json.loads(text)
+
+
+@cache
+def validator(resource: str):
+    """A draft 2020-12 validator with format checking, after checking the schema itself."""
+    from jsonschema import Draft202012Validator
+
+    schema = load(resource)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def errors(record, resource: str) -> list[str]:
+    """Every violation of `record` against `resource`, as 'path: message' (empty when valid)."""
+    found = sorted(validator(resource).iter_errors(record), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<record>'}: {e.message}" for e in found]

@@ -1,0 +1,222 @@
+"""One pytest run's pcct state: the selected engines and their pairs, shared datasets, the parity matrix,
+and the settings and telemetry of the test that is running.
+
+Created at configure time only when engines are selected; every requested engine is created then, so an
+unknown or unavailable engine stops the run with a usage error naming it, never a skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import pytest
+
+from covertreex.errors import InvalidInputError, UnknownNameError, unknown_name
+from pytest_pcct.assertions import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    MODES,
+    KnnComparison,
+    assert_telemetry_equal,
+    assert_telemetry_valid,
+    compare_knn,
+)
+from pytest_pcct.datasets import Problem, ProblemCache
+from pytest_pcct.engines import Answer, EngineHandle, EngineRegistry, EngineUnavailable
+from pytest_pcct.report import Cell, ParityMatrix
+from pytest_pcct.selection import Selection
+
+
+@dataclass(frozen=True)
+class ParitySettings:
+    """How pcct_engine_pair.check compares answers; set per test with @pytest.mark.pcct_parity(...)."""
+
+    mode: str = "exact"
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+    telemetry: bool = True
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise unknown_name("mode", self.mode, MODES)
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            finite = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e308
+            if not finite:
+                raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(self.telemetry, bool):
+            raise InvalidInputError(f"telemetry must be True or False, got {self.telemetry!r}")
+
+    @classmethod
+    def from_marker(cls, marker) -> ParitySettings:
+        if marker is None:
+            return cls()
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(marker.kwargs) - set(known))
+        if marker.args or unknown:
+            raise InvalidInputError(
+                f"pcct_parity takes keyword arguments {', '.join(known)} only; got "
+                f"{'positional arguments ' + repr(marker.args) if marker.args else unknown}"
+            )
+        return cls(**marker.kwargs)
+
+    def overridden(self, **values) -> ParitySettings:
+        """These settings with every non-None value of `values` replacing the field it names."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+class TelemetryLog:
+    """Telemetry records of one test: every record an engine returned (already schema-checked), plus
+    records the test adds itself with :meth:`add`."""
+
+    def __init__(self):
+        self.entries: list[tuple[str, dict]] = []
+
+    @property
+    def records(self) -> list[dict]:
+        return [record for _, record in self.entries]
+
+    def for_engine(self, name: str) -> list[dict]:
+        return [record for engine, record in self.entries if engine == name]
+
+    def add(self, record: dict, *, engine: str = "", schema: str | None = None) -> dict:
+        """Validate `record` (default schema: covertreex query telemetry) and keep it."""
+        __tracebackhide__ = True
+        label = f"telemetry record of {engine}" if engine else "telemetry record"
+        assert_telemetry_valid(record, schema=schema, label=label)
+        self.entries.append((engine, record))
+        return record
+
+    def write_jsonl(self, path) -> None:
+        from covertreex.telemetry import write_jsonl
+
+        write_jsonl(path, self.records)
+
+
+@dataclass
+class _RunningTest:
+    settings: ParitySettings
+    telemetry: TelemetryLog = field(default_factory=TelemetryLog)
+
+
+@dataclass(frozen=True, eq=False)
+class PairOutcome:
+    """Both answers of a pair check and how they compared."""
+
+    reference: Answer
+    candidate: Answer
+    comparison: KnnComparison
+    status: str
+
+
+class EnginePair:
+    """An ordered (reference, candidate) pair of selected engines."""
+
+    def __init__(self, session: PcctSession, reference: EngineHandle, candidate: EngineHandle):
+        self._session = session
+        self.reference = reference
+        self.candidate = candidate
+
+    @property
+    def id(self) -> str:
+        return f"{self.reference.name}-{self.candidate.name}"
+
+    def __repr__(self) -> str:
+        return f"<pcct engine pair {self.id}>"
+
+    def check(
+        self, problem: Problem, k: int, *, mode=None, rtol=None, atol=None, telemetry=None
+    ) -> PairOutcome:
+        """Run both engines on `problem`, assert their answers are equal and record the outcome in the
+        parity matrix. Defaults come from the test's pcct_parity marker; with telemetry on, engines of one
+        telemetry group must also report equal counters."""
+        __tracebackhide__ = True
+        settings = self._session.settings().overridden(mode=mode, rtol=rtol, atol=atol, telemetry=telemetry)
+        ref, got = self.reference.knn(problem, k), self.candidate.knn(problem, k)
+        labels = (ref.engine, got.engine)
+        comparison = compare_knn(ref, got, rtol=settings.rtol, atol=settings.atol, labels=labels)
+        passed = comparison.passes(settings.mode)
+        group = self.reference.spec.telemetry_group
+        same_group = group is not None and group == self.candidate.spec.telemetry_group
+        counters, counter_error = "not compared", None
+        if passed and settings.telemetry and same_group:
+            try:
+                assert_telemetry_equal(ref, got, labels=labels)
+                counters = "equal"
+            except AssertionError as exc:
+                counters, counter_error = "differ", exc
+        status = comparison.status if passed else "failed"
+        self._session.matrix.add(
+            (ref.engine, got.engine, problem.label, int(k)),
+            Cell(status, comparison.max_abs_diff, 1, {problem.digest}, counters),
+        )
+        where = f"{self.id} on {problem.label}, k={k}"
+        if not passed:
+            raise AssertionError(f"{where}:\n{comparison.message(settings.mode)}")
+        if counter_error is not None:
+            raise AssertionError(f"{where}: answers agree but {counter_error}")
+        return PairOutcome(ref, got, comparison, status)
+
+
+class PcctSession:
+    """The pcct state of one pytest run (one per xdist worker, merged on the controller)."""
+
+    def __init__(self, selection: Selection, register_hook):
+        self.selection = selection
+        self.matrix = ParityMatrix()
+        self.problems = ProblemCache()
+        self.registry = EngineRegistry()
+        register_hook(registry=self.registry)
+        self._handles: dict[str, EngineHandle] = {}
+        self._running: _RunningTest | None = None
+        for name in selection.engines:
+            self._handles[name] = self._create(name, f"requested by {selection.source}")
+
+    def _create(self, name: str, why: str) -> EngineHandle:
+        try:
+            return self.registry.create(name, self._collect)
+        except UnknownNameError:
+            known = ", ".join(self.registry.names()) or "none"
+            raise pytest.UsageError(
+                f"pytest-pcct: unknown engine {name!r} {why}; registered engines: {known}"
+            ) from None
+        except EngineUnavailable as exc:
+            raise pytest.UsageError(
+                f"pytest-pcct: engine {name!r} {why} is not available here: {exc}"
+            ) from None
+        except Exception as exc:
+            raise pytest.UsageError(
+                f"pytest-pcct: engine {name!r} {why} could not be created: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _collect(self, answer: Answer) -> None:
+        if self._running is not None and answer.telemetry is not None:
+            self._running.telemetry.entries.append((answer.engine, answer.telemetry))
+
+    def engine(self, name: str) -> EngineHandle:
+        return self._handles[name]
+
+    def pair(self, names: tuple[str, str]) -> EnginePair:
+        return EnginePair(self, self._handles[names[0]], self._handles[names[1]])
+
+    def oracle(self) -> EngineHandle:
+        spec = self.registry.oracle()
+        if spec is None:
+            raise InvalidInputError("no oracle engine is registered (register one with oracle=True)")
+        if spec.name not in self._handles:
+            self._handles[spec.name] = self._create(spec.name, "as the oracle")
+        return self._handles[spec.name]
+
+    def begin_test(self, settings: ParitySettings) -> None:
+        self._running = _RunningTest(settings)
+
+    def end_test(self) -> None:
+        self._running = None
+
+    def settings(self) -> ParitySettings:
+        return self._running.settings if self._running is not None else ParitySettings()
+
+    def telemetry_log(self) -> TelemetryLog:
+        if self._running is None:
+            raise InvalidInputError("pcct_telemetry is only available while a test runs")
+        return self._running.telemetry
