@@ -50,6 +50,8 @@ class Tree:
     is_copy: np.ndarray = field(repr=False)
     metric: str
     space_digest: str
+    build_evaluations: int | None = None
+    """Distance evaluations the build spent (a work counter for the regression gate); None when loaded."""
 
     @property
     def n_points(self) -> int:
@@ -100,8 +102,11 @@ class Tree:
         )
 
 
-def assemble(levels, parents, radius, insertion_order, space: MetricSpace) -> Tree:
-    """Finish a build: CSR children in canonical order and the exact-copy flags, shared by all engines."""
+def assemble(
+    levels, parents, radius, insertion_order, space: MetricSpace, evaluations: int | None = None
+) -> Tree:
+    """Finish a build: CSR children in canonical order and the exact-copy flags, shared by all engines.
+    `evaluations` is the build's distance-evaluation count, kept on the tree as a work counter."""
     n = levels.shape[0]
     roots = np.flatnonzero(parents < 0)
     if roots.shape[0] != 1:
@@ -123,6 +128,7 @@ def assemble(levels, parents, radius, insertion_order, space: MetricSpace) -> Tr
         _exact_copies(parents, space),
         space.metric,
         space.digest,
+        None if evaluations is None else int(evaluations),
     )
 
 

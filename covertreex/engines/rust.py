@@ -69,8 +69,9 @@ class RustEngine:
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
         _check_mode(config)
         order = _index(order)
-        levels, parents, radius, _ = _extension().build(_canonical(space.data, _METRIC_DTYPES), order)
-        return assemble(levels, parents, radius, order, space)
+        data = _canonical(space.data, _METRIC_DTYPES)
+        levels, parents, radius, evaluations = _extension().build(data, order)
+        return assemble(levels, parents, radius, order, space, evaluations)
 
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         _check_mode(config)

@@ -24,8 +24,8 @@ class GoldEngine:
         return "parity"
 
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
-        levels, parents, radius, _ = build_tree(space.data, order)
-        return assemble(levels, parents, radius, order, space)
+        levels, parents, radius, evaluations = build_tree(space.data, order)
+        return assemble(levels, parents, radius, order, space, evaluations)
 
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         with numba_threads(config.threads):
