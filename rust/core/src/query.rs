@@ -238,6 +238,12 @@ fn check_batch(tree: &TreeView, data: &MetricData, queries: &QueryBatch, k: i64)
     Ok(())
 }
 
+/// Worker threads of rayon's global pool, which runs every batch given no `threads` (RAYON_NUM_THREADS,
+/// else one per core).
+pub fn default_threads() -> usize {
+    rayon::current_num_threads()
+}
+
 /// The pool the batch runs on: a local one of `threads` workers, or rayon's global pool.
 fn thread_pool(threads: Option<i64>) -> Result<Option<rayon::ThreadPool>> {
     let Some(threads) = threads else {

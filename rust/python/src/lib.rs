@@ -115,10 +115,17 @@ fn query<'py>(
     ))
 }
 
+/// Worker threads a query uses when `threads` is None (rayon's global pool: RAYON_NUM_THREADS or cores).
+#[pyfunction]
+fn default_threads() -> usize {
+    covertreex_core::query::default_threads()
+}
+
 #[pymodule]
 fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", covertreex_core::VERSION)?;
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(query, m)?)?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     Ok(())
 }
