@@ -173,7 +173,8 @@ def build_parser() -> Parser:
                "--dims 3 --m 512 --k 50 --queries 1024",
     )
     parser.add_argument("--version", action="version", version=f"pcct (covertreex) {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                help="run 'pcct COMMAND --help' for its options")
 
     query = sub.add_parser(
         "query", help="build a tree and run k-NN queries; print timings, work and recall",
@@ -201,7 +202,8 @@ def build_parser() -> Parser:
     tel = sub.add_parser("telemetry", help="work with telemetry JSONL files",
                          description="Work with telemetry JSONL files written by 'pcct query "
                                      "--telemetry' or covertreex.telemetry.write_jsonl.")
-    tel_sub = tel.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tel_sub = tel.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                 help="run 'pcct telemetry ACTION --help' for its options")
     validate = tel_sub.add_parser(
         "validate", help="check every record against the shipped JSON Schema",
         description="Validate every record of each FILE against the telemetry schema; the first "
@@ -240,7 +242,7 @@ def _model(args) -> CoverTree:
     given = [k for k in RESIDUAL_DEFAULTS if getattr(args, k) is not None]
     if model.metric != "residual" and given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise InvalidInputError(f"{flags} only apply to the residual metric (metric is {model.metric})")
+        raise InvalidInputError(f"{flags}: only for the residual metric (the metric is {model.metric})")
     return model
 
 
