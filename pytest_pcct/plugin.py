@@ -42,8 +42,10 @@ def pytest_addoption(parser):
     parser.addini("pcct_seed", "base seed of pcct datasets", default="0")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_pcct_register_engines(registry):
-    """covertreex's own engines, registered through the same hook as anyone else's."""
+    """covertreex's own engines, registered through the same hook as anyone else's (first, so other
+    registrations can refer to them)."""
     from pytest_pcct.covertreex_engines import register
 
     register(registry)
@@ -108,7 +110,12 @@ def pytest_generate_tests(metafunc):
     names = set(metafunc.fixturenames)
     if not names & {"pcct_engine", "pcct_engine_pair"}:
         return
-    chosen = _session(metafunc.config).selection
+    session = metafunc.config.stash.get(_SESSION, None)
+    if session is None:  # the fixtures then fail at setup, naming the missing option
+        for name in names & {"pcct_engine", "pcct_engine_pair"}:
+            metafunc.parametrize(name, [pytest.param(None, id="no-engines")], indirect=True, scope="session")
+        return
+    chosen = session.selection
     if "pcct_engine" in names:
         metafunc.parametrize("pcct_engine", chosen.engines, indirect=True, scope="session")
     if "pcct_engine_pair" in names:
@@ -128,9 +135,13 @@ def pytest_runtest_setup(item):
         from pytest_pcct.session import ParitySettings
 
         try:
-            session.begin_test(ParitySettings.from_marker(item.get_closest_marker("pcct_parity")))
+            settings = ParitySettings.from_marker(item.get_closest_marker("pcct_parity"))
         except InvalidInputError as exc:
-            pytest.fail(f"bad pcct_parity marker: {exc}", pytrace=False)
+            problem = str(exc)
+        else:
+            session.begin_test(settings)
+            return
+        pytest.fail(f"bad pcct_parity marker: {problem}", pytrace=False)
 
 
 @pytest.hookimpl(trylast=True)

@@ -1,0 +1,219 @@
+"""pytest_pcct.assertions used directly: verdicts, tie handling and the exact failure texts."""
+
+import numpy as np
+import pytest
+
+from covertreex.errors import InputTypeError, InvalidInputError, UnknownNameError
+from pytest_pcct.assertions import (
+    assert_k_safe,
+    assert_knn_equal,
+    assert_telemetry_equal,
+    assert_telemetry_valid,
+    compare_knn,
+)
+
+IDX = np.array([[3, 7, 1, 9], [0, 2, 4, 6]])
+DIST = np.array([[0.1, 0.25, 0.5, 0.75], [0.0, 1.0, 1.0, 2.0]])
+
+
+def answer(idx=IDX, dist=DIST):
+    return np.array(idx, dtype=np.int64), np.array(dist, dtype=np.float64)
+
+
+def failure(call, *args, **kwargs) -> str:
+    with pytest.raises(AssertionError) as info:
+        call(*args, **kwargs)
+    return str(info.value)
+
+
+def test_identical_answers_are_exact():
+    comparison = assert_knn_equal(answer(), answer())
+    assert (comparison.status, comparison.max_abs_diff, comparison.differing_entries) == ("exact", 0.0, 0)
+
+
+def test_one_ulp_fails_exact_mode_with_row_position_indices_distances_and_diff():
+    idx, dist = answer()
+    dist[0, 1] = np.nextafter(0.25, 1.0)
+    message = failure(assert_knn_equal, answer(), (idx, dist), labels=("gold", "rust"))
+    lines = message.splitlines()
+    assert lines[0] == ("k-NN answers differ at query row 0, position 1: distance differs "
+                        "(exact mode: identical indices and bitwise-identical distances)")
+    assert lines[1] == "  gold: index 7, distance 0.25"
+    assert lines[2] == "  rust: index 7, distance 0.25000000000000006 (+1 ulp)"
+    assert lines[3] == "  row 0, positions 0..3 of k=4 ('!' marks entries that differ):"
+    assert lines[5].split() == ["0", "|", "3", "0.1", "|", "3", "0.1"]
+    assert lines[6].split() == ["!", "1", "|", "7", "0.25", "|", "7", "0.25000000000000006"]
+    assert lines[-2] == "  1 of 8 entries differ, in 1 of 2 rows; max |distance difference| 5.55e-17"
+    assert lines[-1] == (
+        "  note: the answers are tie-equal (they pass mode='tolerance' with rtol=1e-09, atol=1e-12)"
+    )
+
+
+def test_one_ulp_passes_tolerance_mode_but_not_zero_tolerance():
+    idx, dist = answer()
+    dist[0, 1] = np.nextafter(0.25, 1.0)
+    assert assert_knn_equal(answer(), (idx, dist), mode="tolerance").status == "tie-equal"
+    message = failure(assert_knn_equal, answer(), (idx, dist), mode="tolerance", rtol=0, atol=0)
+    assert message.splitlines()[0] == (
+        "k-NN answers differ at query row 0, position 1: distance out of tolerance, |got - ref| = 5.55e-17 > "
+        "atol + rtol*|ref| = 0 (tolerance mode: rtol=0, atol=0, indices may differ only within ties)"
+    )
+
+
+def test_a_wrong_neighbour_strictly_inside_fails_tolerance_mode():
+    idx, dist = answer()
+    idx[0, 1] = 8
+    message = failure(assert_knn_equal, answer(), (idx, dist), mode="tolerance")
+    lines = message.splitlines()
+    assert lines[0].startswith(
+        "k-NN answers differ at query row 0, position 1: index differs strictly inside the k-th boundary"
+    )
+    assert lines[1:4] == [
+        "  ref: index 7, distance 0.25",
+        "  got: index 8, distance 0.25",
+        "  near-equal distances at position 1: ref has indices [7], got has [8]",
+    ]
+
+
+def test_tied_indices_may_swap_inside_a_group_and_change_at_the_boundary():
+    ref = answer([[5, 6, 7, 8]], [[1.0, 2.0, 2.0, 3.0]])
+    swapped = answer([[5, 7, 6, 8]], [[1.0, 2.0, 2.0, 3.0]])
+    assert compare_knn(ref, swapped).status == "tie-equal"
+    boundary = answer([[5, 6, 7, 8]], [[1.0, 2.0, 3.0, 3.0]])
+    other_at_boundary = answer([[5, 6, 7, 11]], [[1.0, 2.0, 3.0, 3.0]])
+    assert compare_knn(boundary, other_at_boundary).status == "tie-equal"
+    # the same substitution one group earlier is strictly inside the boundary
+    inside = answer([[5, 6, 11, 8]], [[1.0, 2.0, 2.0, 3.0]])
+    message = failure(assert_knn_equal, ref, inside, mode="tolerance")
+    assert "near-equal distances at positions 1..2: ref has indices [6, 7], got has [6, 11]" in message
+    # groups also form from near-equal (not identical) distances
+    near = answer([[5, 7, 6, 8]], [[1.0, 2.0, 2.0 + 1e-15, 3.0]])
+    assert compare_knn(ref, near).status == "tie-equal"
+
+
+def test_a_distance_out_of_tolerance_and_a_repeated_index_are_named():
+    idx, dist = answer()
+    dist[1, 3] = 2.5
+    message = failure(assert_knn_equal, answer(), (idx, dist), mode="tolerance", labels=("a", "b"))
+    assert message.splitlines()[0].startswith(
+        "k-NN answers differ at query row 1, position 3: distance out of tolerance, |b - a| = 0.5 > "
+        "atol + rtol*|a| = 2e-09"
+    )
+    twice = answer([[0, 2, 2, 6]], [[0.0, 1.0, 1.0, 2.0]])
+    message = failure(assert_knn_equal, answer(IDX[1:], DIST[1:]), twice, mode="tolerance")
+    assert "position 2: got lists index 2 more than once (positions [1, 2])" in message
+
+
+def test_padding_compares_equal_and_shapes_must_match():
+    padded = answer([[4, -1, -1]], [[0.5, np.inf, np.inf]])
+    assert compare_knn(padded, padded).status == "exact"
+    message = failure(assert_knn_equal, answer(), answer(IDX[:, :3], DIST[:, :3]))
+    assert message == "k-NN answers have different shapes (n_queries, k): ref (2, 4), got (2, 3)"
+
+
+def test_long_rows_show_a_window_around_the_difference():
+    k = 40
+    idx = np.arange(k)[None, :]
+    dist = np.linspace(0.0, 1.0, k)[None, :]
+    moved = dist.copy()
+    moved[0, 30] += 0.5
+    lines = failure(assert_knn_equal, (idx, dist), (idx, moved)).splitlines()
+    assert lines[3] == "  row 0, positions 24..35 of k=40 ('!' marks entries that differ):"
+    assert sum(" | " in line for line in lines) == 13  # header + 12 positions
+
+
+def test_bad_arguments_raise_errors_naming_them():
+    with pytest.raises(UnknownNameError, match="unknown mode 'approx'"):
+        assert_knn_equal(answer(), answer(), mode="approx")
+    with pytest.raises(InvalidInputError, match="rtol must be finite and >= 0, got -1"):
+        assert_knn_equal(answer(), answer(), rtol=-1)
+    with pytest.raises(InputTypeError, match="got must be a k-NN answer"):
+        assert_knn_equal(answer(), "nope")
+    with pytest.raises(InputTypeError, match="ref indices must be integers"):
+        assert_knn_equal((DIST, DIST), answer())
+
+
+def test_k_safe_accepts_tie_breaking_and_names_a_dropped_neighbour():
+    oracle = answer([[5, 6, 7]], [[1.0, 2.0, 2.0]])
+    assert_k_safe(answer([[5, 9, 6]], [[1.0, 2.0, 2.0]]), oracle)  # other member of a tie: still k-safe
+    dropped = answer([[5, 6, 8]], [[1.0, 2.0, 2.5]])
+    lines = failure(assert_k_safe, dropped, oracle).splitlines()
+    assert lines == [
+        "query row 0 dropped a true neighbour: at rank 2 the oracle has index 7 at distance 2.0, "
+        "but result's rank-2 distance is 2.5 (index 8)",
+        "  oracle indices absent from result's row: [7]",
+        "  rows with a distance-multiset difference: 1 of 1 (rtol=0, atol=0)",
+    ]
+
+
+def test_k_safe_names_a_distance_below_the_oracle():
+    oracle = answer([[5, 6]], [[1.0, 2.0]])
+    message = failure(assert_k_safe, answer([[5, 6]], [[1.0, 1.5]]), oracle, labels=("rust", "brute"))
+    assert message.splitlines()[0] == (
+        "query row 0: rust reports distance 1.5 (index 6) at rank 1, below the brute's 2.0 (index 6): "
+        "a wrong distance"
+    )
+
+
+RECORD = {
+    "counters": {"distance_evaluations": 120, "heap_pushes": 30, "prunes": 4},
+    "per_query": {"heap_pushes": {"min": 1, "max": 9, "mean": 3.5}},
+    "levels": [{"level": 2, "prunes": 0}, {"level": 1, "prunes": 4}],
+    "timings": {"query_seconds": 0.1},
+}
+
+
+def changed(path, value):
+    import copy
+
+    record = copy.deepcopy(RECORD)
+    target = record
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return record
+
+
+def test_telemetry_equal_compares_the_deterministic_sections_only():
+    assert_telemetry_equal(RECORD, changed(("timings", "query_seconds"), 9.0))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("counters", "heap_pushes"), 31, "telemetry differs at counters.heap_pushes: gold 30, rust 31"),
+        (("levels", 1, "prunes"), 5, "telemetry differs at levels[1].prunes: gold 4, rust 5"),
+        (("per_query", "heap_pushes", "mean"), 3.25, "telemetry differs at per_query.heap_pushes.mean: "
+                                                     "gold 3.5, rust 3.25"),
+        (("levels",), [{"level": 2, "prunes": 0}], "telemetry differs at levels (length): gold 2, rust 1"),
+        (("counters", "dedupe_hits"), 0, "telemetry differs at counters.dedupe_hits: gold (missing), rust 0"),
+    ],
+)
+def test_telemetry_equal_names_the_first_differing_field(path, value, expected):
+    message = failure(assert_telemetry_equal, RECORD, changed(path, value), labels=("gold", "rust"))
+    assert message == f"{expected} (compared fields: counters, per_query, levels)"
+
+
+def test_telemetry_equal_takes_chosen_fields_and_requires_records():
+    different = changed(("counters", "prunes"), 5)
+    assert_telemetry_equal(RECORD, different, fields=["counters.heap_pushes", "levels"])
+    message = failure(assert_telemetry_equal, RECORD, different, fields=["counters.prunes"])
+    assert message == "telemetry differs at counters.prunes: ref 4, got 5 (compared fields: counters.prunes)"
+    assert failure(assert_telemetry_equal, RECORD, None) == "got has no telemetry record (got NoneType)"
+    assert failure(assert_telemetry_equal, RECORD, RECORD, fields=["nope"]) == (
+        "telemetry field 'nope' is in neither record (ref, got)"
+    )
+
+
+def test_telemetry_valid_checks_formats_against_the_shipped_schema(tmp_path):
+    import covertreex as ct
+
+    tree = ct.CoverTree().fit(np.random.default_rng(0).normal(size=(30, 2)))
+    record = tree.query(indices=[0, 1], k=3).telemetry
+    assert_telemetry_valid(record)
+    message = failure(assert_telemetry_valid, {**record, "created": "yesterday", "k": 0}, label="gold record")
+    assert message.splitlines() == [
+        "gold record does not match schema covertreex:schemas/query_telemetry.v1.json:",
+        "  created: 'yesterday' is not a 'date-time'",
+        "  k: 0 is less than the minimum of 1",
+    ]

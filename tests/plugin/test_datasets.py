@@ -1,0 +1,70 @@
+"""pytest_pcct.datasets: seeded problems, digests, query modes and argument errors."""
+
+import numpy as np
+import pytest
+
+from covertreex.errors import DimensionMismatchError, InvalidInputError, UnknownNameError
+from pytest_pcct.datasets import KnnCase, ProblemCache, make_problem, problem_from_arrays
+
+
+def test_same_recipe_same_digest_other_seed_other_digest():
+    a, b = make_problem("clustered", n=50, d=3, seed=2), make_problem("clustered", n=50, d=3, seed=2)
+    assert a.digest == b.digest and a.data_digest == b.data_digest
+    assert make_problem("clustered", n=50, d=3, seed=3).digest != a.digest
+    assert make_problem("clustered", n=50, d=3, seed=2, n_queries=63).data_digest == a.data_digest
+
+
+def test_point_queries_are_held_out_rows_of_the_same_draw():
+    problem = make_problem("lattice", n=30, d=2, seed=4, n_queries=6, side=3)
+    assert set(np.unique(problem.queries)) <= {0.0, 1.0, 2.0}
+    assert problem.queries.shape == (6, 2) and problem.query_indices is None
+
+
+def test_index_queries_and_residual_problems():
+    problem = make_problem(n=40, d=2, seed=1, metric="residual", n_queries=5, m=6, kernel="matern52")
+    expected = np.random.default_rng(2).choice(40, 5, replace=False)
+    assert np.array_equal(problem.query_indices, expected)
+    assert problem.residual.kernel == "matern52" and problem.residual.V.shape == (40, 6)
+    assert np.array_equal(problem.query_points, problem.points[expected])
+    assert make_problem(n=40, d=2, seed=1, metric="residual", queries="points", m=6).queries.shape == (64, 2)
+
+
+def test_cache_returns_one_problem_per_recipe():
+    cache = ProblemCache()
+    assert cache.get("gaussian", n=20, d=2) is cache.get("gaussian", n=20, d=2)
+    assert cache.get("gaussian", n=20, d=2) is not cache.get("gaussian", n=20, d=2, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"metric": "cosine"}, UnknownNameError, "unknown metric 'cosine'"),
+        ({"queries": "rows"}, UnknownNameError, "unknown query mode 'rows'"),
+        ({"n_queries": 0}, InvalidInputError, "n_queries must be >= 1, got 0"),
+        ({"kind": "spiral"}, UnknownNameError, "unknown dataset kind 'spiral'"),
+    ],
+)
+def test_bad_recipes_name_the_argument(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        make_problem(**{"n": 10, "d": 2, **kwargs})
+
+
+def test_problems_from_arrays_need_exactly_one_query_form():
+    points = np.zeros((4, 2))
+    with pytest.raises(InvalidInputError, match="exactly one of queries and query_indices"):
+        problem_from_arrays(points)
+    with pytest.raises(InvalidInputError, match="exactly one of queries and query_indices"):
+        problem_from_arrays(points, queries=points, query_indices=[0])
+    with pytest.raises(DimensionMismatchError):
+        problem_from_arrays(points, queries=np.zeros((1, 3)))
+    with pytest.raises(InvalidInputError, match=r"query_indices must lie in \[0, 4\)"):
+        problem_from_arrays(points, query_indices=[4])
+    problem = problem_from_arrays(points, query_indices=[0, 3])
+    assert problem.label == f"euclidean n=4 d=2 q=2 {problem.digest[:12]}"
+
+
+def test_knn_case_checks_metric_and_k():
+    with pytest.raises(UnknownNameError, match="unknown metric 'l1'"):
+        KnnCase(points=np.zeros((3, 1)), k=1, query_indices=np.array([0]), metric="l1")
+    with pytest.raises(InvalidInputError, match="k must be >= 1, got 0"):
+        KnnCase(points=np.zeros((3, 1)), k=0, query_indices=np.array([0]))

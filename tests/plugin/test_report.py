@@ -1,0 +1,69 @@
+"""The parity matrix: terminal section, --pcct-report JSON, and the same matrix under pytest-xdist."""
+
+import json
+
+MATRIX_TESTS = """
+import pytest
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+@pytest.mark.parametrize("kind, params", [("gaussian", {}), ("lattice", {"side": 4})])
+def test_pair(pcct_engine_pair, pcct_dataset, kind, params, k):
+    problem = pcct_dataset(kind, n=150, d=2, n_queries=5, **params)
+    pcct_engine_pair.check(problem, k, mode="tolerance", rtol=0.0, atol=0.0)
+"""
+
+
+def matrix_section(output: str) -> list[str]:
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "pcct parity matrix" in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(("===", "parity report")))
+    return lines[start:end]
+
+
+def test_serial_and_xdist_runs_give_the_same_matrix(wrong_engines):
+    wrong_engines.makepyfile(MATRIX_TESTS)
+    engines = "--pcct-engines=gold,tieflip,ulp"
+    serial = wrong_engines.runpytest("-p", "no:xdist", engines, "--pcct-report=serial.json")
+    parallel = wrong_engines.runpytest_subprocess("-n", "2", engines, "--pcct-report=xdist.json")
+    serial.assert_outcomes(passed=6, failed=6)
+    parallel.assert_outcomes(passed=6, failed=6)
+    parallel.stdout.fnmatch_lines(["created: 2/2 workers", "parity report written to xdist.json"])
+    assert (wrong_engines.path / "serial.json").read_text() == (wrong_engines.path / "xdist.json").read_text()
+    assert matrix_section(serial.stdout.str()) == matrix_section(parallel.stdout.str())
+    report = json.loads((wrong_engines.path / "serial.json").read_text())
+    assert report["engines"] == ["gold", "tieflip", "ulp"] and report["seed"] == 0
+    assert report["totals"] == {"exact": 4, "tie-equal": 2, "failed": 6}
+    cell = next(c for c in report["cells"] if c["candidate"] == "ulp" and c["k"] == 3
+                and c["dataset"].startswith("euclidean gaussian"))
+    assert cell == {
+        "reference": "gold", "candidate": "ulp", "k": 3, "status": "failed", "checks": 1,
+        "dataset": "euclidean gaussian d=2 n=150 q=5 queries=points seed=0",
+        "digests": [cell["digests"][0]], "max_abs_diff": cell["max_abs_diff"], "telemetry": "not compared",
+    }
+    assert 0 < cell["max_abs_diff"] < 1e-15
+
+
+def test_terminal_section_lists_one_row_per_pair_and_dataset(wrong_engines):
+    wrong_engines.makepyfile(MATRIX_TESTS)
+    result = wrong_engines.runpytest("--pcct-engines=gold,tieflip")
+    result.assert_outcomes(passed=6)
+    assert matrix_section(result.stdout.str())[1:] == [
+        "6 cells (engine pair x dataset x k): 4 exact, 2 tie-equal, 0 failed",
+        "pair          dataset                                                       k      status  max|dd|"
+        "  counters",
+        "gold-tieflip  euclidean gaussian d=2 n=150 q=5 queries=points seed=0        1,3,6  EEE     0"
+        "        not compared",
+        "gold-tieflip  euclidean lattice d=2 n=150 q=5 queries=points seed=0 side=4  1,3,6  ETT     0"
+        "        not compared",
+        "status per k: E exact, T tie-equal (indices differ only within ties), F failed; "
+        "max|dd| = largest |distance difference|",
+        "",
+    ]
+
+
+def test_no_checks_print_no_section(pytester):
+    pytester.makepyfile("def test_engine(pcct_engine):\n    pass\n")
+    result = pytester.runpytest("--pcct-engines=gold,brute", "--pcct-report=empty.json")
+    result.assert_outcomes(passed=2)
+    assert "pcct parity matrix" not in result.stdout.str()
+    assert json.loads((pytester.path / "empty.json").read_text())["cells"] == []

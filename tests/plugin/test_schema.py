@@ -1,0 +1,50 @@
+"""Telemetry schemas are read from installed packages (importlib.resources), zipped ones included."""
+
+import json
+import zipfile
+
+import pytest
+
+from covertreex.errors import InvalidInputError
+from pytest_pcct import schema
+
+
+def test_default_schema_is_the_one_shipped_in_covertreex():
+    from importlib import resources
+
+    resource = schema.default_resource()
+    assert resource == "covertreex:schemas/query_telemetry.v1.json"
+    shipped = resources.files("covertreex").joinpath("schemas", "query_telemetry.v1.json").read_text()
+    assert schema.load(resource) == json.loads(shipped)
+    assert schema.load(resource)["$id"] == "https://covertreex.dev/schemas/query_telemetry.v1.json"
+
+
+def test_a_schema_inside_a_zipped_package_is_found_and_checks_formats(tmp_path, monkeypatch):
+    document = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"when": {"type": "string", "format": "date-time"}},
+    }
+    archive = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pcct_zipped_pkg/__init__.py", "")
+        zf.writestr("pcct_zipped_pkg/schemas/record.json", json.dumps(document))
+    monkeypatch.syspath_prepend(str(archive))
+    monkeypatch.delitem(__import__("sys").modules, "pcct_zipped_pkg", raising=False)
+    resource = "pcct_zipped_pkg:schemas/record.json"
+    assert schema.errors({"when": "2026-01-02T03:04:05Z"}, resource) == []
+    assert schema.errors({"when": "tomorrow"}, resource) == ["when: 'tomorrow' is not a 'date-time'"]
+
+
+@pytest.mark.parametrize(
+    ("resource", "message"),
+    [
+        ("no-colon.json", "schema must be 'package:path/to/schema.json', got 'no-colon.json'"),
+        (None, "schema must be 'package:path/to/schema.json', got None"),
+        ("pcct_no_such_package:x.json", "schema 'pcct_no_such_package:x.json' cannot be read"),
+        ("covertreex:schemas/missing.json", "schema 'covertreex:schemas/missing.json' cannot be read"),
+    ],
+)
+def test_bad_schema_names_are_errors_naming_them(resource, message):
+    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
+        schema.load(resource)

@@ -1,0 +1,127 @@
+"""Deliberately wrong engines registered by a test are caught through pcct_engine_pair, in both modes."""
+
+PAIR_TESTS = """
+import pytest
+
+@pytest.mark.pcct_dataset("gaussian", n=120, d=3, n_queries=6)
+def test_exact(pcct_engine_pair, pcct_dataset):
+    pcct_engine_pair.check(pcct_dataset(), 5)
+
+@pytest.mark.pcct_parity(mode="tolerance")
+@pytest.mark.pcct_dataset("gaussian", n=120, d=3, n_queries=6)
+def test_tolerance(pcct_engine_pair, pcct_dataset):
+    pcct_engine_pair.check(pcct_dataset(), 5)
+
+@pytest.mark.pcct_parity(mode="tolerance", rtol=0, atol=0)
+@pytest.mark.pcct_dataset("gaussian", n=120, d=3, n_queries=6)
+def test_zero_tolerance(pcct_engine_pair, pcct_dataset):
+    pcct_engine_pair.check(pcct_dataset(), 5)
+"""
+
+DATASET = "euclidean gaussian d=3 n=120 q=6 queries=points seed=0"
+
+
+def test_a_one_ulp_distance_is_caught_in_exact_mode_and_at_zero_tolerance(wrong_engines):
+    wrong_engines.makepyfile(PAIR_TESTS)
+    result = wrong_engines.runpytest("--pcct-engines=gold,ulp")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "*_ test_exact[[]gold-ulp[]] _*",
+        f"E **AssertionError: gold-ulp on {DATASET}, k=5:",
+        "E *k-NN answers differ at query row 0, position 1: distance differs (exact mode: *",
+        "E *gold: index *, distance *",
+        "E *ulp: index *, distance * (+1 ulp)",
+        "E *row 0, positions 0..4 of k=5 ('!' marks entries that differ):",
+        "E *pos |     gold index  gold distance           |      ulp index  ulp distance",
+        "E *! * 1 | *",
+        "E *1 of 30 entries differ, in 1 of 6 rows; max |distance difference| *",
+        "E *note: the answers are tie-equal *",
+        "*_ test_zero_tolerance[[]gold-ulp[]] _*",
+        "E *k-NN answers differ at query row 0, position 1: distance out of tolerance, |ulp - gold| = * > "
+        "atol + rtol*|gold| = 0 (tolerance mode: rtol=0, atol=0, *",
+    ])
+    result.stdout.fnmatch_lines([  # three checks of one (pair, dataset, k): one cell, the worst verdict
+        "*= pcct parity matrix =*",
+        "1 cells (engine pair x dataset x k): 0 exact, 0 tie-equal, 1 failed",
+        f"gold-ulp  {DATASET}  5  F       2.2e-16  not compared",
+    ])
+
+
+def test_a_wrong_neighbour_is_caught_in_exact_and_tolerance_mode(wrong_engines):
+    wrong_engines.makepyfile(PAIR_TESTS)
+    result = wrong_engines.runpytest("--pcct-engines=gold,swap")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines([
+        "*_ test_exact[[]gold-swap[]] _*",
+        "E *k-NN answers differ at query row 0, position 0: index differs (exact mode: *",
+        "*_ test_tolerance[[]gold-swap[]] _*",
+        "E *k-NN answers differ at query row 0, position 0: index differs strictly inside the k-th boundary "
+        "(tolerance mode: rtol=1e-09, atol=1e-12, indices may differ only within ties)",
+        "E *gold: index *, distance *",
+        "E *swap: index 0, distance *",
+        "E *near-equal distances at position 0: gold has indices [[]*[]], swap has [[]0[]]",
+    ])
+
+
+def test_tie_reordering_is_tie_equal_but_not_exact(wrong_engines):
+    wrong_engines.makepyfile("""
+        import pytest
+
+        @pytest.mark.parametrize("mode", ["exact", "tolerance"])
+        def test_lattice(pcct_engine_pair, pcct_dataset, mode):
+            problem = pcct_dataset("lattice", n=200, d=2, n_queries=8, side=4)
+            outcome = pcct_engine_pair.check(problem, 6, mode=mode)
+            assert outcome.status == "tie-equal"
+    """)
+    result = wrong_engines.runpytest("--pcct-engines=gold,tieflip")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "E *k-NN answers differ at query row 0, position *: index differs (exact mode: *",
+        "E *note: the answers are tie-equal (they pass mode='tolerance' with rtol=1e-09, atol=1e-12)",
+    ])
+
+
+def test_counters_are_compared_and_records_validated(pytester):
+    pytester.makeconftest("""
+        from pytest_pcct.covertreex_engines import PARITY_GROUP
+        from pytest_pcct.schema import default_resource
+
+
+        def recounting(registry, change):
+            def factory():
+                engine = registry.create("gold")
+
+                def knn(problem, k):
+                    answer = engine.knn(problem, k)
+                    counters = dict(answer.telemetry["counters"], prunes=change(answer.telemetry))
+                    return answer.indices, answer.distances, {**answer.telemetry, "counters": counters}
+
+                return knn
+
+            return factory
+
+
+        def pytest_pcct_register_engines(registry):
+            for name, change in [("miscount", lambda t: t["counters"]["prunes"] + 1),
+                                 ("badrecord", lambda t: -1)]:
+                registry.register(name, recounting(registry, change), telemetry_schema=default_resource(),
+                                  telemetry_group=PARITY_GROUP["gold"])
+    """)
+    pytester.makepyfile("""
+        def test_pair(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,miscount,badrecord")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*_ test_pair[[]gold-miscount[]] _*",
+        "E *AssertionError: gold-miscount on euclidean gaussian d=2 n=50 q=3 queries=points seed=0, k=2: "
+        "answers agree but telemetry differs at counters.prunes: gold *, miscount * (compared fields: "
+        "counters, per_query, levels)",
+        "*_ test_pair[[]gold-badrecord[]] _*",
+        "E *AssertionError: telemetry record of engine 'badrecord' does not match schema "
+        "covertreex:schemas/query_telemetry.v1.json:",
+        "E *counters/prunes: -1 is less than the minimum of 0",
+        "*= pcct parity matrix =*",
+        "gold-miscount  euclidean gaussian d=2 n=50 q=3 queries=points seed=0  2  E       0        differ",
+    ])
