@@ -1,0 +1,91 @@
+"""Fixtures of the gated benchmark suite (run it by naming it: ``pytest benchmarks ...``; see README).
+
+Every workload is small enough to time in well under a second per round, pinned to one thread, and
+seeded so its dataset digest never changes. Every file times with ``time.process_time`` (the CPU time of
+this process, all threads) rather than wall time: on a shared 2-core machine other processes' load
+inflates wall time by 2x and more, but not the CPU time our own work takes. A regression that adds
+waiting rather than computing is therefore not this suite's to catch.
+An engine that is selected but not available here is an error at setup, never a skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex import datasets
+
+DEFAULT_ENGINES = "gold,rust"
+BUILD_COUNTERS_SCHEMA = ("covertreex.build_counters", 1)
+"""Name and version of the build counter set recorded below (bump the version if it changes)."""
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--pcct-bench-engines", default=DEFAULT_ENGINES, metavar="A,B",
+        help=f"engines the benchmark suite times (default {DEFAULT_ENGINES}); an unavailable one is an error",
+    )
+
+
+def pytest_generate_tests(metafunc):
+    if "bench_engine" in metafunc.fixturenames:
+        names = [n.strip() for n in metafunc.config.getoption("pcct_bench_engines").split(",") if n.strip()]
+        metafunc.parametrize("bench_engine", names, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def bench_engine(request) -> str:
+    """The engine under benchmark; raises (an error, not a skip) when it is unknown or not built here."""
+    ct.get_engine(request.param)
+    return request.param
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Data to index and the query call to time on it."""
+
+    metric: str
+    data: object = field(repr=False)
+    query: dict = field(repr=False)
+
+
+@pytest.fixture(scope="session")
+def workloads() -> dict[str, Workload]:
+    """Euclidean: 4,096 Gaussian points in 3-d, 256 new query points. Residual: 2,048 points, RBF, m=32,
+    128 indexed queries. k = 10 for both."""
+    points = datasets.make("gaussian", 4096, 3, seed=0).points
+    queries = datasets.make("gaussian", 256, 3, seed=1).points
+    residual = ct.residual_problem(datasets.make("gaussian", 2048, 3, seed=0).points, m=32, seed=0)
+    return {
+        "euclidean": Workload("euclidean", points, {"queries": queries, "k": 10}),
+        "residual": Workload("residual", residual, {"indices": np.arange(0, 2048, 16), "k": 10}),
+    }
+
+
+@pytest.fixture
+def fitted(bench_engine):
+    """fitted(workload): a single-threaded CoverTree of the engine under benchmark, fitted once (which also
+    compiles any Numba code, so nothing timed afterwards includes compilation)."""
+
+    def fit(workload: Workload) -> ct.CoverTree:
+        return ct.CoverTree(engine=bench_engine, metric=workload.metric, threads=1).fit(workload.data)
+
+    return fit
+
+
+@pytest.fixture
+def pcct_build_counters(pcct_gate):
+    """Record a fitted CoverTree's build work counters with the gate."""
+
+    def record(fitted: ct.CoverTree) -> None:
+        name, version = BUILD_COUNTERS_SCHEMA
+        pcct_gate.record(
+            {"distance_evaluations": fitted.tree.build_evaluations},
+            engine=fitted.engine.name, dataset_digest=fitted.space.digest,
+            config_digest=fitted.config.digest(), schema=name, schema_version=version,
+        )
+
+    return record

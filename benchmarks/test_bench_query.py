@@ -1,0 +1,17 @@
+"""Query time and query work (the telemetry record's counters) per engine and metric, gated against
+baselines/."""
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.benchmark(timer=time.process_time)  # see benchmarks/conftest.py
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_query(benchmark, fitted, workloads, metric, pcct_gate):
+    workload = workloads[metric]
+    tree = fitted(workload)
+    tree.query(**workload.query)  # first call compiles; not timed
+    result = benchmark(tree.query, **workload.query)
+    pcct_gate.record_telemetry(result.telemetry)

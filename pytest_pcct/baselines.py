@@ -1,0 +1,279 @@
+"""Baseline storage of the regression gate: strict reads, atomic writes, file locks.
+
+Two kinds of baseline live under one directory (``baselines/`` by default):
+
+* ``counters/`` holds one JSON file per benchmark: its work counters plus the identity they are valid for
+  (engine, dataset digest, configuration digest, counter schema and version) and the machine they were
+  recorded on. One file per benchmark means xdist workers updating different benchmarks never touch the
+  same file; every write still takes the directory's lock.
+* ``benchmarks/`` is ordinary pytest-benchmark file storage (``<machine id>/NNNN_name.json``), so
+  ``--benchmark-compare`` reads it unchanged. Entries carry the calibration timing of the run that made
+  them in ``extra_info``, which lets one file mix entries recorded in different runs.
+
+Every write goes to a temporary file in the same directory, is fsynced, then renamed over the target
+(``os.replace`` is atomic on POSIX): a run killed mid-write leaves the old file intact. Every read is
+strict: a truncated or hand-damaged file raises :class:`~covertreex.errors.CorruptFileError` naming it,
+never a silent fallback to an older baseline.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from covertreex.errors import CorruptFileError
+
+COUNTER_FORMAT = "pytest_pcct.counter_baseline"
+COUNTER_FORMAT_VERSION = 1
+LOCK_NAME = ".pcct.lock"
+TIMING_RUN_GLOB = "[0-9][0-9][0-9][0-9]_"
+"""pytest-benchmark's pattern for saved runs (what ``--benchmark-compare`` without a value searches)."""
+DEFAULT_TIMING_FILE = "0001_pcct.json"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def machine_facts() -> dict:
+    """What the baseline was recorded on (informative: counters are machine-independent)."""
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "node": platform.node(),
+    }
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `directory` (flock on its lock file) for the block."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_NAME, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def atomic_write_json(path: Path, payload) -> None:
+    """Write `payload` as JSON to `path` so readers see the old file or the new one, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def read_json_object(path: Path, what: str) -> dict:
+    """Parse `path` as one JSON object; anything else raises CorruptFileError naming the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{path}: cannot read {what} ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(
+            f"{path}: {what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; "
+            "truncated or edited by hand?)"
+        ) from exc
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _require(data: dict, key: str, kind, path: Path, what: str):
+    value = data.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise CorruptFileError(f"{path}: {what} field {key!r} is missing or not a {kind.__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class CounterBaseline:
+    """The work counters of one benchmark and the identity they are valid for."""
+
+    benchmark: str
+    engine: str
+    dataset_digest: str
+    config_digest: str
+    schema: str
+    schema_version: int
+    counters: dict
+    machine: dict = field(default_factory=dict)
+    created: str = ""
+
+    def identity(self) -> dict:
+        """The fields that must match for counters to be comparable at all."""
+        return {
+            "engine": self.engine, "dataset_digest": self.dataset_digest, "config_digest": self.config_digest,
+            "schema": self.schema, "schema_version": self.schema_version,
+        }
+
+    def to_json(self) -> dict:
+        return {"format": COUNTER_FORMAT, "format_version": COUNTER_FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict, path: Path) -> CounterBaseline:
+        what = "counter baseline"
+        if data.get("format") != COUNTER_FORMAT:
+            raise CorruptFileError(f"{path}: not a {what} (format {data.get('format')!r})")
+        if data.get("format_version") != COUNTER_FORMAT_VERSION:
+            raise CorruptFileError(
+                f"{path}: {what} format version {data.get('format_version')!r} is not "
+                f"{COUNTER_FORMAT_VERSION}; regenerate it"
+            )
+        strings = {k: _require(data, k, str, path, what) for k in
+                   ("benchmark", "engine", "dataset_digest", "config_digest", "schema")}
+        counters = _require(data, "counters", dict, path, what)
+        for name, value in counters.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise CorruptFileError(f"{path}: counter {name!r} must be an integer, got {value!r}")
+        return cls(
+            **strings,
+            schema_version=_require(data, "schema_version", int, path, what),
+            counters=counters,
+            machine=data.get("machine") if isinstance(data.get("machine"), dict) else {},
+            created=data.get("created") if isinstance(data.get("created"), str) else "",
+        )
+
+
+def slug(nodeid: str) -> str:
+    """A readable, collision-free file name for a test node id."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", nodeid.replace(".py::", "-")).strip("-")[:120]
+    return f"{readable}.{hashlib.sha256(nodeid.encode()).hexdigest()[:10]}.json"
+
+
+class CounterStore:
+    """The per-benchmark counter baselines in one directory."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def path_for(self, nodeid: str) -> Path:
+        return self.directory / slug(nodeid)
+
+    def load(self, nodeid: str) -> CounterBaseline | None:
+        """The stored baseline of `nodeid`, or None when there is none."""
+        path = self.path_for(nodeid)
+        if not path.exists():
+            return None
+        baseline = CounterBaseline.from_json(read_json_object(path, "counter baseline"), path)
+        if baseline.benchmark != nodeid:
+            raise CorruptFileError(f"{path}: holds the baseline of {baseline.benchmark!r}, not {nodeid!r}")
+        return baseline
+
+    def save(self, baseline: CounterBaseline) -> Path:
+        path = self.path_for(baseline.benchmark)
+        with locked(self.directory):
+            atomic_write_json(path, baseline.to_json())
+        return path
+
+    def stored(self) -> dict[str, Path]:
+        """Benchmark node id -> file, for every stored baseline (strict: a bad file raises)."""
+        if not self.directory.is_dir():
+            return {}
+        found = {}
+        for path in sorted(self.directory.glob("*.json")):
+            data = read_json_object(path, "counter baseline")
+            found[CounterBaseline.from_json(data, path).benchmark] = path
+        return found
+
+    def remove(self, nodeid: str) -> None:
+        with locked(self.directory):
+            self.path_for(nodeid).unlink(missing_ok=True)
+
+
+class TimingStore:
+    """pytest-benchmark saved runs of one machine id, read strictly and updated atomically."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def run_files(self, selector: str | bool = True) -> list[Path]:
+        """The files ``--benchmark-compare[=selector]`` compares with: the latest run, or those matching."""
+        if not self.directory.is_dir():
+            return []
+        pattern = TIMING_RUN_GLOB if selector is True else str(selector)
+        files = sorted(self.directory.glob(pattern.rstrip("*") + "*.json"))
+        return files[-1:] if selector is True else files
+
+    def load(self, selector: str | bool = True) -> tuple[dict[str, dict], list[Path]]:
+        """(fullname -> benchmark entry, files read); later files win. Bad files raise, naming the file."""
+        files = self.run_files(selector)
+        entries = {}
+        for path in files:
+            data = read_json_object(path, "pytest-benchmark run")
+            benches = data.get("benchmarks")
+            if not isinstance(benches, list):
+                raise CorruptFileError(f"{path}: pytest-benchmark run has no 'benchmarks' list")
+            for bench in benches:
+                if not (isinstance(bench, dict) and isinstance(bench.get("fullname"), str)
+                        and isinstance(bench.get("stats"), dict)):
+                    raise CorruptFileError(f"{path}: a benchmark entry lacks 'fullname' or 'stats'")
+                entries[bench["fullname"]] = {**bench, "_file": str(path)}
+        return entries, files
+
+    def merge_save(self, run: dict, keep_old) -> Path:
+        """Merge `run` (a pytest-benchmark JSON document) into the latest saved run, under the lock.
+
+        Entries of the latest run that `run` does not contain survive when ``keep_old(fullname)`` is true,
+        so updating a subset of benchmarks never drops the others' baselines.
+        """
+        with locked(self.directory):
+            latest = self.run_files(True)
+            target = latest[0] if latest else self.directory / DEFAULT_TIMING_FILE
+            old, _ = self.load(True)
+            fresh = {bench["fullname"] for bench in run["benchmarks"]}
+            kept = [
+                {k: v for k, v in bench.items() if k != "_file"}
+                for name, bench in sorted(old.items()) if name not in fresh and keep_old(name)
+            ]
+            merged = {**run, "benchmarks": sorted(run["benchmarks"] + kept, key=lambda b: b["fullname"])}
+            atomic_write_json(target, merged)
+        return target
+
+    def remove_entries(self, names: set[str]) -> None:
+        """Drop the named entries from the latest saved run (stale baselines), under the lock."""
+        with locked(self.directory):
+            latest = self.run_files(True)
+            if not latest:
+                return
+            data = read_json_object(latest[0], "pytest-benchmark run")
+            data["benchmarks"] = [b for b in data.get("benchmarks", []) if b.get("fullname") not in names]
+            atomic_write_json(latest[0], data)

@@ -1,0 +1,54 @@
+"""The command lines a gate error prints: the user's own invocation, adjusted to fix the problem."""
+
+from __future__ import annotations
+
+import shlex
+
+XDIST = ("-n", "--numprocesses", "--dist", "--maxprocesses")
+TIMING_OFF = ("--benchmark-disable", "--benchmark-skip")
+COMPARE = ("--benchmark-compare",)
+UPDATE = ("--pcct-update-baselines",)
+_VALUED = {"-n", "--numprocesses", "--dist", "--maxprocesses", "--pcct-gate"}
+"""Options whose value may be the next argument (dropped together with it)."""
+
+
+def _drop(args: list[str], names: set[str]) -> list[str]:
+    kept, skip_next = [], False
+    for arg in args:
+        if skip_next:
+            skip_next = False
+            continue
+        name = arg.split("=", 1)[0]
+        glued = any(len(n) == 2 and arg.startswith(n) and len(arg) > 2 for n in names)  # -n2
+        if name in names or glued:
+            skip_next = name in _VALUED and "=" not in arg and not glued
+            continue
+        kept.append(arg)
+    return kept
+
+
+def command(args, *, drop=(), add=()) -> str:
+    """``python -m pytest ARGS`` with the options in `drop` removed and `add` appended."""
+    return shlex.join(["python", "-m", "pytest", *_drop(list(args), set(drop)), *add])
+
+
+def _serial(args) -> tuple[str, ...]:
+    return () if "no:xdist" in args else ("-p", "no:xdist")
+
+
+def update_command(args, counters_only: bool) -> str:
+    """How to (re)record the baselines of this selection."""
+    if counters_only:
+        return command(args, drop=(*COMPARE, *UPDATE, "--pcct-gate"),
+                       add=("--pcct-gate=counters", *UPDATE))
+    return command(args, drop=(*XDIST, *TIMING_OFF, *COMPARE, *UPDATE), add=(*_serial(args), *UPDATE))
+
+
+def serial_command(args) -> str:
+    """The same run without xdist, so timings can be trusted."""
+    return command(args, drop=XDIST, add=_serial(args))
+
+
+def counters_command(args) -> str:
+    """The same run gating work counters only (valid under xdist and with benchmarks disabled)."""
+    return command(args, drop=("--pcct-gate",), add=("--pcct-gate=counters",))

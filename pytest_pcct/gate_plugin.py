@@ -1,0 +1,230 @@
+"""pytest11 entry point of the benchmark regression gate: options, markers, hooks and the pcct_gate fixture.
+
+pytest-benchmark measures; this plugin decides. A gated test is one that requests ``pcct_gate`` (or is
+marked ``pcct_calibration``); nothing happens in runs that collect none. The logic lives in
+:mod:`pytest_pcct.gate_session` (per-test verdicts), :mod:`pytest_pcct.gate` (the rules),
+:mod:`pytest_pcct.baselines` (storage) and :mod:`pytest_pcct.gate_report` (table and JSON).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_pcct.gate import DEFAULT_NOISE_FLOOR, DEFAULT_TIME_THRESHOLD
+
+_STATE = pytest.StashKey[object]()
+_RECORDER = pytest.StashKey[object]()
+_WORKER_KEY = "pcct_gate"
+_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("pcct-gate", "benchmark regression gate (pytest-pcct)")
+    group.addoption(
+        "--pcct-gate", dest="pcct_gate", default=None, choices=("all", "counters", "off"),
+        help="what the gate judges: 'all' (work counters and calibrated time; needs --benchmark-compare, "
+             "no xdist), 'counters' (work counters only; works anywhere) or 'off'. Default: ini pcct_gate",
+    )
+    group.addoption(
+        "--pcct-update-baselines", dest="pcct_update_baselines", action="store_true",
+        help="record the baselines of the selected benchmarks instead of checking them (the only way "
+             "baselines change); also removes baselines that no benchmark uses any more",
+    )
+    group.addoption(
+        "--pcct-time-threshold", dest="pcct_time_threshold", default=None, metavar="FACTOR",
+        help="default allowed calibrated slowdown (pcct_time(threshold=...) overrides per test); "
+             f"ini pcct_time_threshold, default {DEFAULT_TIME_THRESHOLD}",
+    )
+    group.addoption(
+        "--pcct-noise-floor", dest="pcct_noise_floor", default=None, metavar="SECONDS",
+        help="a slowdown costing less than this many seconds never fails; "
+             f"ini pcct_noise_floor, default {DEFAULT_NOISE_FLOOR}",
+    )
+    group.addoption(
+        "--pcct-baselines", dest="pcct_baselines", default=None, metavar="DIR",
+        help="baseline directory relative to rootdir (counters/ and pytest-benchmark storage "
+             "benchmarks/); ini pcct_baselines, default 'baselines'",
+    )
+    group.addoption(
+        "--pcct-gate-report", dest="pcct_gate_report", default=None, metavar="FILE.json",
+        help="write every gate result (counters, timings, verdicts, stale baselines) as JSON",
+    )
+    parser.addini("pcct_gate", "regression gate mode: all, counters or off", default="all")
+    parser.addini("pcct_time_threshold", "default allowed calibrated slowdown factor",
+                  default=str(DEFAULT_TIME_THRESHOLD))
+    parser.addini("pcct_noise_floor", "seconds below which a slowdown never fails",
+                  default=str(DEFAULT_NOISE_FLOOR))
+    parser.addini("pcct_baselines", "baseline directory relative to rootdir", default="baselines")
+
+
+def pytest_configure(config):
+    for line in (
+        "pcct_counters(tolerance=0.0): relative tolerance of this benchmark's work counters, one number "
+        "or {counter: number} (default exact; pytest-pcct gate)",
+        "pcct_time(threshold=None, noise_floor=None): allowed calibrated slowdown factor and noise floor "
+        "in seconds for this benchmark (pytest-pcct gate)",
+        "pcct_calibration: the calibration kernel every benchmark's time is measured against "
+        "(pytest-pcct gate)",
+    ):
+        config.addinivalue_line("markers", line)
+    from covertreex.errors import CovertreexError
+    from pytest_pcct.gate_session import GateSession, GateSettings
+
+    try:
+        settings = GateSettings.from_config(config)
+    except CovertreexError as exc:
+        raise pytest.UsageError(f"pytest-pcct gate: {exc}") from None
+    if settings.mode == "off":
+        config.stash[_STATE] = None
+        return
+    _own_benchmark_storage(config, settings)
+    config.stash[_STATE] = GateSession(
+        settings, args=tuple(config.invocation_params.args), rootpath=config.rootpath,
+        xdist=config.getoption("dist", "no") != "no",
+    )
+
+
+def _own_benchmark_storage(config, settings) -> None:
+    """Point pytest-benchmark (configured after us) at baselines/benchmarks, and let only
+    --pcct-update-baselines write there."""
+    option = config.option
+    if getattr(option, "benchmark_storage", None) == _BENCHMARK_DEFAULT_STORAGE:
+        option.benchmark_storage = str(settings.directory / "benchmarks")
+    saving = getattr(option, "benchmark_save", None) or getattr(option, "benchmark_autosave", None)
+    if not saving:
+        return
+    if settings.update:
+        raise pytest.UsageError("pytest-pcct gate: --pcct-update-baselines saves the timing baselines "
+                                "itself; drop --benchmark-save/--benchmark-autosave")
+    storage = Path(str(option.benchmark_storage).removeprefix("file://")).resolve()
+    if storage.is_relative_to(settings.directory.resolve()):
+        raise pytest.UsageError(
+            f"pytest-pcct gate: baselines in {settings.directory} change only through "
+            "--pcct-update-baselines; drop --benchmark-save/--benchmark-autosave or save elsewhere with "
+            "--benchmark-storage=DIR"
+        )
+
+
+def _state(config):
+    return config.stash.get(_STATE, None)
+
+
+@pytest.fixture
+def pcct_gate(request):
+    """Hand this benchmark's work counters to the regression gate: ``pcct_gate.record(...)``."""
+    from pytest_pcct.gate_session import GateRecorder
+
+    recorder = GateRecorder()
+    request.node.stash[_RECORDER] = recorder
+    return recorder
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    state = _state(session.config)
+    if state is not None:
+        state.bench = getattr(session.config, "_benchmarksession", None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    state = _state(config)
+    if state is None:
+        return
+    calibration = [item for item in items if item.get_closest_marker("pcct_calibration")]
+    if len(calibration) > 1:
+        raise pytest.UsageError("pytest-pcct gate: more than one test is marked pcct_calibration: "
+                                + ", ".join(item.nodeid for item in calibration))
+    state.known.update(item.nodeid for item in items)
+    state.gated = {item.nodeid for item in items if "pcct_gate" in getattr(item, "fixturenames", ())}
+    if calibration:
+        state.calibration_id = calibration[0].nodeid
+        state.gated.add(state.calibration_id)
+        items.sort(key=lambda item: item.nodeid != state.calibration_id)  # stable: calibration first
+
+
+def pytest_deselected(items):
+    if items:
+        state = _state(items[0].config)
+        if state is not None:
+            state.known.update(item.nodeid for item in items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    state = _state(item.config)
+    if state is None or item.nodeid not in state.gated:
+        return
+    message = state.blocker(item)
+    if message:
+        state.add_error(item.nodeid, message)
+        pytest.fail(f"pytest-pcct gate: {message}", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    state = _state(item.config)
+    if state is not None and item.nodeid in state.gated:
+        message = state.judge(item, item.stash.get(_RECORDER, None), item.funcargs.get("benchmark"))
+        if message:
+            pytest.fail(f"pytest-pcct gate: {message}", pytrace=False)
+    return result
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    state = _state(node.config)
+    shipped = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+    if state is not None and shipped:
+        state.results.extend(shipped["results"])
+        state.known.update(shipped["known"])
+        state.gated.update(shipped["gated"])
+
+
+def pytest_sessionfinish(session):
+    config = session.config
+    state = _state(config)
+    if state is None:
+        return
+    if hasattr(config, "workerinput"):
+        config.workeroutput[_WORKER_KEY] = {
+            "results": state.results, "known": sorted(state.known), "gated": sorted(state.gated),
+        }
+        return
+    from covertreex.errors import CovertreexError
+    from pytest_pcct import gate_report
+
+    if not state.gated:
+        return
+    try:
+        state.finish()
+    except CovertreexError as exc:
+        state.problems.append(str(exc))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if state.settings.report is not None:
+        gate_report.write_json(state.settings.report, mode=state.settings.mode, update=state.settings.update,
+                               results=state.results, stale=state.stale_found)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    state = _state(config)
+    if state is None or not state.gated or hasattr(config, "workerinput"):
+        return
+    from pytest_pcct import gate_report
+
+    s = state.settings
+    tr = terminalreporter
+    tr.section("pcct regression gate")
+    tr.write_line(f"mode {s.mode}{' (updating baselines)' if s.update else ''}; threshold {s.threshold}x, "
+                  f"noise floor {s.noise_floor * 1e3:g} ms; baselines {s.directory}")
+    for line in gate_report.table(state.results):
+        tr.write_line(line)
+    for note in state.notes:
+        tr.write_line(note)
+    for problem in state.problems:
+        tr.write_line(f"ERROR: {problem}", red=True)
+    if s.report is not None:
+        tr.write_line(f"gate report written to {s.report}")

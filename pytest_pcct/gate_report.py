@@ -1,0 +1,55 @@
+"""The gate's outputs: a terminal summary table and a JSON export of every result.
+
+Results are plain dicts (see :meth:`pytest_pcct.gate_session.GateSession._add`) so xdist workers can ship
+them to the controller in ``workeroutput`` unchanged; both outputs are built only where all results meet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_pcct.baselines import atomic_write_json, machine_facts, now
+from pytest_pcct.gate import TIME_STAT
+
+REPORT_FORMAT = "pytest_pcct.gate_report"
+REPORT_VERSION = 1
+
+
+def _counters_cell(result: dict) -> str:
+    counters = result.get("counters") or {}
+    if "recorded" in counters:
+        return f"recorded {len(counters['recorded'])}"
+    if not counters:
+        return "-"
+    if counters["mismatch"]:
+        return "incomparable"
+    rows = counters["counters"]
+    changed = sum(not row["ok"] for row in rows.values())
+    return f"{changed}/{len(rows)} changed" if changed else f"{len(rows)} equal"
+
+
+def _time_cell(result: dict) -> str:
+    time = result.get("time") or {}
+    if "slowdown" in time:
+        return f"{time['slowdown']:.2f}x (limit {time['threshold']:.2f}x)"
+    if "calibration_seconds" in time:
+        return f"calibration {time['calibration_seconds'] * 1e3:.3f} ms"
+    return "-"
+
+
+def table(results: list[dict]) -> list[str]:
+    """One line per gated test: name, counters, calibrated slowdown, outcome."""
+    rows = [("benchmark", "counters", f"time ({TIME_STAT}, calibrated)", "result")]
+    rows += [(r["nodeid"], _counters_cell(r), _time_cell(r), r["outcome"].upper())
+             for r in sorted(results, key=lambda r: r["nodeid"])]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def write_json(path: Path, *, mode: str, update: bool, results: list[dict], stale: dict) -> None:
+    """The JSON export (``--pcct-gate-report``): settings, every result and the stale baselines."""
+    atomic_write_json(path, {
+        "format": REPORT_FORMAT, "format_version": REPORT_VERSION, "created": now(), "mode": mode,
+        "update": update, "machine": machine_facts(), "time_stat": TIME_STAT,
+        "results": sorted(results, key=lambda r: r["nodeid"]), "stale_baselines": stale,
+    })

@@ -1,0 +1,395 @@
+"""One test session of the regression gate: settings, fail-closed checks and the verdict of each benchmark.
+
+The plugin calls in at three points per gated test: :meth:`GateSession.blocker` before setup (an error
+there is a test *error* carrying the command that fixes it), :meth:`GateSession.judge` right after the test
+body (a regression fails that test, in its call phase), and the ``pcct_gate`` fixture, through which the
+test hands over its work counters (:class:`GateRecorder`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from covertreex.errors import CorruptFileError, CovertreexError, InvalidInputError
+from pytest_pcct import gate, gate_commands
+from pytest_pcct.baselines import CounterBaseline, CounterStore, TimingStore, machine_facts, now
+
+MODES = ("all", "counters", "off")
+CALIBRATION_KEY = "pcct_calibration"
+"""extra_info key of every gated pytest-benchmark entry: the calibration timings of the run that made it."""
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """Resolved options (command line over ini)."""
+
+    mode: str
+    update: bool
+    threshold: float
+    noise_floor: float
+    directory: Path
+    report: Path | None
+
+    @classmethod
+    def from_config(cls, config) -> GateSettings:
+        def pick(option: str):
+            value = config.getoption(option)
+            return config.getini(option) if value is None else value
+
+        mode = pick("pcct_gate")
+        if mode not in MODES:
+            raise InvalidInputError(f"--pcct-gate must be one of {', '.join(MODES)}, got {mode!r}")
+        report = config.getoption("pcct_gate_report")
+        return cls(
+            mode=mode,
+            update=bool(config.getoption("pcct_update_baselines")),
+            threshold=gate.parse_threshold(pick("pcct_time_threshold"), "--pcct-time-threshold"),
+            noise_floor=gate.parse_noise_floor(pick("pcct_noise_floor"), "--pcct-noise-floor"),
+            directory=Path(config.rootpath, pick("pcct_baselines")),
+            report=Path(config.invocation_params.dir, report) if report else None,
+        )
+
+    @property
+    def timing(self) -> bool:
+        return self.mode == "all"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one test allows: counter tolerance, slowdown threshold and noise floor (markers over defaults)."""
+
+    tolerance: float | dict
+    threshold: float
+    noise_floor: float
+
+    @classmethod
+    def of(cls, item, settings: GateSettings) -> Limits:
+        counters = _marker_kwargs(item, "pcct_counters", {"tolerance"})
+        time = _marker_kwargs(item, "pcct_time", {"threshold", "noise_floor"})
+        return cls(
+            gate.parse_tolerance(counters.get("tolerance", 0.0), "pcct_counters(tolerance=...)"),
+            gate.parse_threshold(time.get("threshold", settings.threshold), "pcct_time(threshold=...)"),
+            gate.parse_noise_floor(time.get("noise_floor", settings.noise_floor),
+                                   "pcct_time(noise_floor=...)"),
+        )
+
+
+def _marker_kwargs(item, name: str, allowed: set) -> dict:
+    mark = item.get_closest_marker(name)
+    if mark is None:
+        return {}
+    unknown = sorted(set(mark.kwargs) - allowed)
+    if mark.args or unknown:
+        raise InvalidInputError(
+            f"@pytest.mark.{name} takes only keyword arguments {sorted(allowed)}; got "
+            f"{list(mark.args) + unknown}"
+        )
+    return dict(mark.kwargs)
+
+
+@dataclass
+class Recorded:
+    counters: dict
+    identity: dict
+
+
+class GateRecorder:
+    """What the ``pcct_gate`` fixture returns: the test reports its work counters here."""
+
+    def __init__(self):
+        self.recorded: Recorded | None = None
+
+    def record(self, counters, *, engine: str, dataset_digest: str, config_digest: str, schema: str,
+               schema_version: int) -> None:
+        """Record this benchmark's work counters and the identity they are valid for (call once)."""
+        if self.recorded is not None:
+            raise InvalidInputError("pcct_gate.record: counters were already recorded for this test")
+        clean = {}
+        for name, value in dict(counters).items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidInputError(f"pcct_gate.record: counter {name!r} must be an int, got {value!r}")
+            clean[str(name)] = int(value)
+        if not clean:
+            raise InvalidInputError("pcct_gate.record: counters is empty")
+        identity = {"engine": engine, "dataset_digest": dataset_digest, "config_digest": config_digest,
+                    "schema": schema, "schema_version": schema_version}
+        self.recorded = Recorded(clean, identity)
+
+    def record_telemetry(self, record: dict) -> None:
+        """Record the ``counters`` of a covertreex query telemetry record, with its identity fields."""
+        if not isinstance(record, dict) or "counters" not in record:
+            raise InvalidInputError("pcct_gate.record_telemetry needs a telemetry record (telemetry=True)")
+        self.record(record["counters"], engine=record["engine"], dataset_digest=record["dataset_digest"],
+                    config_digest=record["config_digest"], schema=record["schema"],
+                    schema_version=record["schema_version"])
+
+
+@dataclass
+class GateSession:
+    settings: GateSettings
+    args: tuple
+    rootpath: Path
+    bench: object = None
+    """pytest-benchmark's BenchmarkSession (created after this object, attached by the plugin)."""
+    gated: set = field(default_factory=set)
+    calibration_id: str | None = None
+    known: set = field(default_factory=set)
+    results: list = field(default_factory=list)
+    calibration: dict | None = None
+    xdist: bool = False
+    notes: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    stale_found: dict = field(default_factory=dict)
+    _timing: tuple | None = None
+
+    def __post_init__(self):
+        self.counters = CounterStore(self.settings.directory / "counters")
+
+    # -- where the baselines are -----------------------------------------------------------------
+    def timing_store(self) -> TimingStore:
+        storage = getattr(self.bench.storage, "path", None)
+        if storage is None:
+            raise InvalidInputError("the time gate needs pytest-benchmark file storage (--benchmark-storage)")
+        return TimingStore(Path(storage) / self.bench.machine_id)
+
+    def timing_baseline(self) -> tuple[dict, list]:
+        """(fullname -> entry, files) of the run ``--benchmark-compare`` selected, read strictly once."""
+        if self._timing is None:
+            try:
+                self._timing = (*self.timing_store().load(self.bench.compare), None)
+            except CovertreexError as exc:
+                self._timing = ({}, [], str(exc))
+        entries, files, error = self._timing
+        if error:
+            raise CorruptFileError(error)
+        return entries, files
+
+    # -- fail closed -------------------------------------------------------------------------------
+    def _session_blocker(self) -> str | None:
+        """A reason no gated test can be judged in this session, with the command that fixes it."""
+        s, bench, args = self.settings, self.bench, self.args
+        if bench is None:
+            return "pytest-benchmark is not active (was it disabled with -p no:benchmark?)"
+        if bench.skip:
+            return ("--benchmark-skip skips the benchmarks the gate must judge; drop it:\n  "
+                    + gate_commands.command(args, drop=gate_commands.TIMING_OFF))
+        if not s.timing:
+            return None
+        if os.environ.get("PYTEST_XDIST_WORKER") or self.xdist:
+            return ("timing under pytest-xdist is not trustworthy (workers share the cores, and "
+                    "pytest-benchmark disables timing there). Run serially:\n  "
+                    + gate_commands.serial_command(args)
+                    + "\nor gate work counters only:\n  " + gate_commands.counters_command(args))
+        if bench.disabled:
+            return ("benchmarks are disabled (--benchmark-disable), so there is no timing to judge. Run:\n  "
+                    + gate_commands.command(args, drop=gate_commands.TIMING_OFF)
+                    + "\nor gate work counters only:\n  " + gate_commands.counters_command(args))
+        if self.calibration_id is None:
+            return ("no calibration benchmark (a test marked pcct_calibration) is selected; the time gate "
+                    "measures every benchmark relative to it in the same run. Select it too, e.g. run the "
+                    "whole benchmark directory.")
+        if not s.update and not bench.compare:
+            return ("the time gate compares with a stored pytest-benchmark run: add --benchmark-compare:\n  "
+                    + gate_commands.command(args, add=("--benchmark-compare",)))
+        return None
+
+    def blocker(self, item) -> str | None:
+        """Why the gated test `item` cannot be judged (an error naming the fix), or None."""
+        reason = self._session_blocker()
+        nodeid = item.nodeid
+        if reason or nodeid == self.calibration_id:
+            return reason
+        try:
+            Limits.of(item, self.settings)
+            if not self.settings.update:
+                return self._baseline_blocker(nodeid)
+        except CovertreexError as exc:
+            return str(exc)
+        return None
+
+    def _fix(self) -> str:
+        return gate_commands.update_command(self.args, counters_only=not self.settings.timing)
+
+    def _baseline_blocker(self, nodeid: str) -> str | None:
+        try:
+            if self.counters.load(nodeid) is None:
+                return (f"no work-counter baseline for {nodeid} (expected "
+                        f"{self.counters.path_for(nodeid)}). Record it with:\n  {self._fix()}")
+            if self.settings.timing:
+                entries, files = self.timing_baseline()
+                if nodeid not in entries:
+                    where = ", ".join(map(str, files)) or f"no saved run in {self.timing_store().directory}"
+                    return f"no timing baseline for {nodeid} ({where}). Record it with:\n  {self._fix()}"
+                self._stored_timing(nodeid)
+        except CorruptFileError as exc:
+            return f"{exc}\nRepair or delete the file, then re-record the baselines with:\n  {self._fix()}"
+        return None
+
+    # -- after the test body ----------------------------------------------------------------------
+    def judge(self, item, recorder: GateRecorder | None, benchmark) -> str | None:
+        """Record or check one gated test; return the failure message of a regression, or None."""
+        before = len(self.results)
+        message = self._judge(item, recorder, benchmark)
+        if message and len(self.results) == before:
+            self.add_error(item.nodeid, message)
+        return message
+
+    def _judge(self, item, recorder: GateRecorder | None, benchmark) -> str | None:
+        nodeid = item.nodeid
+        timing = _timing_of(benchmark) if self.settings.timing else None
+        if self.settings.timing and timing is None:
+            return f"{nodeid} did not call benchmark(...), so there is no timing to gate"
+        if nodeid == self.calibration_id:
+            if timing is not None:
+                self.calibration = timing
+                self._add(nodeid, "calibration", "passed",
+                          time={"calibration_seconds": timing[gate.TIME_STAT]})
+            return None
+        if recorder is None or recorder.recorded is None:
+            return (f"{nodeid} recorded no work counters: call pcct_gate.record(...) or "
+                    "pcct_gate.record_telemetry(...) in the test")
+        if timing is not None:
+            if self.calibration is None:
+                return "the calibration benchmark did not run before this test (did it fail?)"
+            if timing["timer"] != self.calibration["timer"]:
+                return (f"{nodeid} is timed with {timing['timer']} but the calibration with "
+                        f"{self.calibration['timer']}; their ratio means nothing. Use one timer for both.")
+            benchmark.extra_info[CALIBRATION_KEY] = dict(self.calibration)
+        recorded = recorder.recorded
+        if self.settings.update:
+            self.counters.save(CounterBaseline(
+                benchmark=nodeid, counters=recorded.counters, machine=machine_facts(), created=now(),
+                **recorded.identity,
+            ))
+            self._add(nodeid, "benchmark", "updated", counters={"recorded": recorded.counters})
+            return None
+        try:
+            return self._check(nodeid, Limits.of(item, self.settings), recorded, timing)
+        except CovertreexError as exc:
+            return str(exc)
+
+    def _check(self, nodeid: str, limits: Limits, recorded: Recorded, timing: dict | None) -> str | None:
+        problems = []
+        baseline = self.counters.load(nodeid)
+        where = self.counters.path_for(nodeid)
+        counters = gate.compare_counters(baseline.identity(), baseline.counters, recorded.identity,
+                                         recorded.counters, limits.tolerance)
+        if counters.mismatch:
+            problems.append(
+                f"work counters of {nodeid} are not comparable with {where}: " + "; ".join(counters.mismatch)
+                + ". The benchmark's input, engine or configuration changed; if that is intended, "
+                f"re-record with:\n  {self._fix()}"
+            )
+        elif not counters.ok:
+            problems.append(f"work-counter regression in {nodeid} (baseline {where}):\n"
+                            + "\n".join(f"  {row.describe()}" for row in counters.rows if not row.ok))
+        time = self._time(nodeid, limits, timing) if timing is not None else None
+        if time is not None and not time.ok:
+            source = self.timing_baseline()[0][nodeid]["_file"]
+            problems.append(f"time regression in {nodeid} (baseline {source}):\n  {time.describe()}")
+        message = "\n".join(problems) or None
+        self._add(nodeid, "benchmark", "failed" if message else "passed", counters=counters.to_json(),
+                  time=time.to_json() if time else None, message=message)
+        return message
+
+    def _time(self, nodeid: str, limits: Limits, timing: dict) -> gate.TimeVerdict:
+        stored = self._stored_timing(nodeid)
+        if stored["timer"] != timing["timer"]:
+            raise CorruptFileError(
+                f"{stored['file']}: the timing baseline of {nodeid} was measured with {stored['timer']}, "
+                f"this run uses {timing['timer']}; re-record it with:\n  {self._fix()}"
+            )
+        return gate.compare_time(
+            current=timing[gate.TIME_STAT], calibration=self.calibration[gate.TIME_STAT],
+            baseline=stored["seconds"], baseline_calibration=stored["calibration"],
+            threshold=limits.threshold, noise_floor=limits.noise_floor,
+        )
+
+    def _stored_timing(self, nodeid: str) -> dict:
+        """The baseline entry of `nodeid`: its time, its run's calibration time and the timer of both."""
+        entry = self.timing_baseline()[0][nodeid]
+        source = entry["_file"]
+        try:
+            calibration = entry["extra_info"][CALIBRATION_KEY]
+            timers = {entry["options"]["timer"], calibration["timer"]}
+            stored = {"file": source, "seconds": float(entry["stats"][gate.TIME_STAT]),
+                      "calibration": float(calibration[gate.TIME_STAT]), "timer": timers.pop()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{source}: the timing baseline of {nodeid} lacks {exc} (saved without "
+                                   "pytest-pcct, or damaged)") from None
+        if timers:
+            raise CorruptFileError(f"{source}: the timing baseline of {nodeid} and its calibration were "
+                                   "measured with different timers")
+        if not (stored["seconds"] > 0 and stored["calibration"] > 0):
+            raise CorruptFileError(f"{source}: the timing baseline of {nodeid} has a non-positive time")
+        return stored
+
+    def _add(self, nodeid: str, kind: str, outcome: str, *, counters=None, time=None, message=None):
+        self.results.append({"nodeid": nodeid, "kind": kind, "outcome": outcome, "counters": counters,
+                             "time": time, "message": message})
+
+    def add_error(self, nodeid: str, message: str) -> None:
+        kind = "calibration" if nodeid == self.calibration_id else "benchmark"
+        self._add(nodeid, kind, "error", message=message)
+
+    # -- end of session -----------------------------------------------------------------------------
+    def stale(self) -> dict[str, list[str]]:
+        """Stored baselines no benchmark uses any more: their test is gone from a collected file, or
+        their file is gone. Only meaningful when the session collected gated tests."""
+        collected_files = {nodeid.split("::")[0] for nodeid in self.known}
+
+        def unused(nodeid: str) -> bool:
+            path = nodeid.split("::")[0]
+            gone_file = not (self.rootpath / path).exists()
+            return gone_file or (path in collected_files and nodeid not in self.known)
+
+        found = {"counters": sorted(n for n in self.counters.stored() if unused(n))}
+        if self.settings.timing and getattr(self.bench.storage, "path", None) is not None:
+            entries, _ = self.timing_store().load(True)
+            found["timing"] = sorted(n for n in entries if unused(n))
+        return found
+
+    def finish(self) -> None:
+        """End of a run that collected gated tests: find stale baselines; in update mode save the timing
+        baselines and remove the stale ones."""
+        self.stale_found = self.stale()
+        if self.settings.update:
+            saved = self._save_timing()
+            if saved:
+                self.notes.append(f"timing baselines written to {saved}")
+            for nodeid in self.stale_found["counters"]:
+                self.counters.remove(nodeid)
+            if self.stale_found.get("timing"):
+                self.timing_store().remove_entries(set(self.stale_found["timing"]))
+        verb = "removed" if self.settings.update else "reported; --pcct-update-baselines removes them"
+        for kind, names in self.stale_found.items():
+            for nodeid in names:
+                self.notes.append(f"stale {kind} baseline, used by no benchmark ({verb}): {nodeid}")
+
+    def _save_timing(self) -> Path | None:
+        """Update mode: merge this run's gated timings into the stored run (atomically)."""
+        if not self.settings.timing or self.calibration is None:
+            return None
+        fresh = [b for b in self.bench.benchmarks if b.fullname in self.gated and not b.has_error]
+        if not fresh:
+            return None
+        config = self.bench.config
+        machine = self.bench.get_machine_info()
+        commit = config.hook.pytest_benchmark_generate_commit_info(config=config)
+        run = config.hook.pytest_benchmark_generate_json(
+            config=config, benchmarks=fresh, include_data=False, machine_info=machine, commit_info=commit,
+        )
+        config.hook.pytest_benchmark_update_json(config=config, benchmarks=fresh, output_json=run)
+        stale = set(self.stale_found.get("timing", []))
+        return self.timing_store().merge_save(run, keep_old=lambda name: name not in stale)
+
+
+def _timing_of(benchmark) -> dict | None:
+    """min, median and timer name of a pytest-benchmark fixture that has run, else None."""
+    metadata = getattr(benchmark, "stats", None)
+    if metadata is None:
+        return None
+    timer = metadata.as_dict(include_data=False, stats=False)["options"]["timer"]
+    return {"min": metadata.stats.min, "median": metadata.stats.median, "timer": timer}
