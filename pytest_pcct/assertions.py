@@ -119,7 +119,7 @@ def _row_table(diff: _Difference, left, right, labels, marks: np.ndarray) -> lis
     hi = min(k, lo + _WINDOW)
     a, b = labels
     lines = [f"  row {diff.row}, positions {lo}..{hi - 1} of k={k} ('!' marks entries that differ):",
-             f"       pos | {a + ' index':>14}  {a + ' distance':<24}| {b + ' index':>14}  {b} distance"]
+             f"      pos | {a + ' index':>14}  {a + ' distance':<24}| {b + ' index':>14}  {b} distance"]
     for p in range(lo, hi):
         mark = "!" if marks[p] else " "
         lines.append(
