@@ -2,7 +2,8 @@
 
 Reads, per engine, the ``pcct query --json`` summary (ENGINE.json), the saved neighbours
 (ENGINE.neighbors.npz) and the telemetry records (ENGINE.telemetry.jsonl), and compares every engine with
-the first one (gold): identical neighbour indices and bitwise-identical distances, and equal work counters.
+the first one (gold): identical neighbour indices and bitwise-identical distances, equal work counters
+and an identical tree (by digest).
 
     python benchmarks/gold_standard_table.py OUT_DIR gold rust
 """
@@ -18,7 +19,7 @@ import numpy as np
 from covertreex.telemetry import COMPARED_SECTIONS, read_jsonl
 
 COLUMNS = ("engine", "build s", "build+V s", "query s", "q/s", "evaluations/query", "recall",
-           "exact match vs gold", "counters = gold")
+           "exact match vs gold", "counters = gold", "tree = gold")
 _BUILD_NOTES = {"loaded": "gold's tree", None: "no tree"}
 
 
@@ -50,18 +51,20 @@ def table(out_dir: Path, engines: list[str]) -> str:
             neighbours = {"indices": npz["indices"], "distances": npz["distances"]}
         counters = _counters(read_jsonl(out_dir / f"{engine}.telemetry.jsonl"))
         if reference is None:
-            reference = (neighbours, counters)
-            match = same_work = "(reference)"
+            reference = (neighbours, counters, summary["tree_digest"])
+            match = same_work = same_tree = "(reference)"
         else:
             match = _exact_match(neighbours, reference[0])
             same_work = "yes" if counters == reference[1] else "no"
+            same_tree = _BUILD_NOTES.get(summary["tree_source"]) or (
+                "yes" if summary["tree_digest"] == reference[2] else "no")
         t = summary["timings"]
         build = _BUILD_NOTES.get(summary["tree_source"])
         recall = "-" if summary["recall"] is None else f"{summary['recall']:.6f}"
         rows.append((engine, build or _timing(t["build_seconds"]),
                      build or _timing(t["build_with_v_seconds"]),
                      _timing(t["query_seconds"]), _timing(t["queries_per_second"], 1),
-                     f"{summary['evaluations_per_query']:.1f}", recall, match, same_work))
+                     f"{summary['evaluations_per_query']:.1f}", recall, match, same_work, same_tree))
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)

@@ -29,7 +29,8 @@ if [ -n "$PRESET" ]; then workload+=(--preset "$PRESET"); fi
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "nproc: $(nproc)"
-  echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)"
+  echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)"
+  echo "load average at start: $(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo unknown)"
   echo "commit: $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "script: N=$N DIMS=$DIMS M=$M K=$K QUERIES=$QUERIES RUNS=$RUNS COMP_ENGINE=$COMP_ENGINE" \
        "PRESET=${PRESET:-none} $0"
@@ -67,6 +68,8 @@ if [ "$COMP_ENGINE" != none ]; then
   engines+=("$COMP_ENGINE")
 fi
 
+echo "load average at end: $(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo unknown)" \
+  >> "$OUT_DIR/machine.txt"
 telemetry_files=()
 for engine in "${engines[@]}"; do telemetry_files+=("$OUT_DIR/$engine.telemetry.jsonl"); done
 "$PYTHON" -m covertreex telemetry validate "${telemetry_files[@]}"

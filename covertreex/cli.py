@@ -306,7 +306,8 @@ def _tree_facts(model: CoverTree) -> str:
     if tree is None:
         return f"{model.engine.name} builds no tree (exhaustive scan)"
     top, bottom = tree.level_range
-    return f"{tree.n_points} nodes, levels {top}..{bottom}, root {tree.root}"
+    work = "" if tree.build_evaluations is None else f", {tree.build_evaluations} distance evaluations"
+    return f"{tree.n_points} nodes, levels {top}..{bottom}, root {tree.root}{work}"
 
 
 def _header(summary: dict, tail: str) -> str:
@@ -430,6 +431,7 @@ def _cmd_query(args) -> int:
     timings = _timings(runs, n_queries)
     evaluations = float(first.counters.per_query[:, 0].mean())
     summary.update(timings=timings, tree_digest=telemetry.tree_digest(model.tree),
+                   build_evaluations=getattr(model.tree, "build_evaluations", None),
                    evaluations_per_query=evaluations, runs_identical=not differing,
                    recall=None, identical_to_oracle=None, oracle_seconds=None)
     _report_build(args, model, timings, tree_file)
@@ -464,6 +466,7 @@ def _cmd_build(args) -> int:
     timings = _timings([{"v_seconds": v_seconds, "build_seconds": _build(model, data, None)}])
     tree = model.tree
     summary.update(timings=timings, root=tree.root, levels=list(tree.level_range),
+                   build_evaluations=tree.build_evaluations,
                    tree_digest=telemetry.tree_digest(tree), out=args.out, checked=args.check)
     _report_build(args, model, timings, None)
     if args.check:
@@ -502,10 +505,10 @@ def _cmd_presets(args) -> int:
     for name, info in shown.items():
         mark = f"  (active: {ENV_VAR}={name})" if name == active else ""
         print(f"{name}{mark}\n  {info['description']}")
-        print(f"  {'metric':<14}{info['metric']}")
+        print(f"  {'metric':<16}{info['metric']}")
         for knob, value in info["options"].items():
             source = "preset" if knob in info["set_by_preset"] else "default"
-            print(f"  {knob:<14}{value!s:<10}({source})")
+            print(f"  {knob:<16}{value!s:<10}({source})")
     return 0
 
 

@@ -314,5 +314,5 @@ def test_gold_standard_script_small(tmp_path, comp, preset):
         assert len(rows) == 2
     else:
         assert len(rows) == 3 and rows[2].startswith("| brute | no tree | no tree |")
-        assert "| 1.000000 | yes (16/16 rows) | no |" in rows[2]  # same neighbours, different work
+        assert "| 1.000000 | yes (16/16 rows) | no | no tree |" in rows[2]  # same answer, other work
     assert "nproc: " in summary and "--engine gold" in summary
