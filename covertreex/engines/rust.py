@@ -1,8 +1,12 @@
 """The rust engine: rust/core (through the PyO3 module ``covertreex._rust``) behind the engine interface.
 
 Parity mode follows the gold engine's operation order step for step, so trees, answers and every counter
-are bit-for-bit equal to gold's (docs/parity.md). The tree format code is shared: the extension returns
-levels, parents and radii, and :func:`covertreex.tree.assemble` builds the Tree exactly as for gold.
+are bit-for-bit equal to gold's (docs/parity.md). Perf mode evaluates groups of distances in lockstep
+(several sequential sums interleaved: faster, and bit for bit the same values) and, in queries, gathers a
+whole step's children before pruning; it returns the same trees, answers and counters, and reports the
+speculative distances it threw away as ``counters.extra["discarded_evaluations"]``. The tree format
+code is shared: the extension returns levels, parents and radii, and :func:`covertreex.tree.assemble`
+builds the Tree exactly as for gold.
 
 Arrays reach the extension C-contiguous in their canonical dtypes; :func:`_canonical` copies only an
 array that is not already so (never the case for spaces and trees made by covertreex itself). The GIL is
@@ -18,7 +22,6 @@ import numpy as np
 
 from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
-from covertreex.errors import InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
 
@@ -49,13 +52,6 @@ def _index(values) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
-def _check_mode(config: Config) -> None:
-    if config.mode != "parity":
-        raise InvalidInputError(
-            f"option 'mode': the rust engine implements only mode='parity' so far; got {config.mode!r}"
-        )
-
-
 class RustEngine:
     name = "rust"
     uses_tree = True
@@ -67,17 +63,16 @@ class RustEngine:
         return config.mode
 
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
-        _check_mode(config)
         order = _index(order)
         data = _canonical(space.data, _METRIC_DTYPES)
-        levels, parents, radius, evaluations = _extension().build(data, order)
+        levels, parents, radius, evaluations = _extension().build(data, order, config.mode)
         return assemble(levels, parents, radius, order, space, evaluations)
 
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
-        _check_mode(config)
-        idx, dist, per_level, per_query = _extension().query(
+        idx, dist, per_level, per_query, discarded = _extension().query(
             _canonical(tree.arrays(), _TREE_DTYPES), _canonical(space.data, _METRIC_DTYPES),
             _canonical(queries.data, _METRIC_DTYPES), _index(queries.rows),
-            _index(queries.dataset_index), _index(queries.limit), k, config.threads,
+            _index(queries.dataset_index), _index(queries.limit), k, config.threads, config.mode,
         )
-        return idx, dist, QueryCounters(per_query, per_level)
+        extra = {"discarded_evaluations": discarded} if config.mode == "perf" else {}
+        return idx, dist, QueryCounters(per_query, per_level, extra)

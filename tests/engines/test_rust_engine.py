@@ -44,7 +44,7 @@ def tree(space):
     return get_engine("rust").build(space, np.arange(space.n_points), Config())
 
 
-def _query(tree, space, *, k=4, threads=None, **replace):
+def _query(tree, space, *, k=4, threads=None, mode="parity", **replace):
     """Call the extension directly; `replace` swaps one argument (tree/data/queries fields or rows...)."""
     q = space.all_points()
     args = {
@@ -54,7 +54,7 @@ def _query(tree, space, *, k=4, threads=None, **replace):
     for name, value in replace.items():
         owner, _, field = name.partition("__")
         args[owner] = args[owner]._replace(**{field: value}) if field else value
-    return _rust.query(*args.values(), k, threads)
+    return _rust.query(*args.values(), k, threads, mode)
 
 
 def test_registered_and_available():
@@ -63,9 +63,11 @@ def test_registered_and_available():
     assert engine.telemetry_mode(Config(mode="parity")) == "parity"
 
 
-def test_perf_mode_is_refused_clearly():
-    with pytest.raises(InvalidInputError, match="only mode='parity'"):
-        ct.CoverTree(engine="rust", mode="perf").fit(X)
+def test_unknown_mode_is_refused(tree, space):
+    with pytest.raises(InvalidInputError, match='unknown mode "fast"'):
+        _query(tree, space, mode="fast")
+    with pytest.raises(InputTypeError, match="mode"):
+        _rust.build(space.data, np.arange(space.n_points), None)
 
 
 @pytest.mark.parametrize(
@@ -130,13 +132,13 @@ def test_bad_threads(tree, space):
 )
 def test_bad_build_arrays(space, order, error, message):
     with pytest.raises(error, match=message):
-        _rust.build(space.data, order)
+        _rust.build(space.data, order, "parity")
 
 
 def test_coordinates_that_overflow_are_non_finite():
     huge = MetricSpace.euclidean(np.array([[0.0], [1e200], [2e200]]))
     with pytest.raises(NonFiniteError, match="too large"):
-        _rust.build(huge.data, np.arange(3))
+        _rust.build(huge.data, np.arange(3), "perf")
 
 
 @pytest.mark.parametrize("engine", ["gold", "rust"])
@@ -173,6 +175,21 @@ def test_any_accepted_layout_and_dtype_gives_the_same_answer():
     lattice = datasets.make("lattice", 200, 2, 1).points
     ints = ct.CoverTree(engine="rust").fit(lattice.astype(np.int32)).query(lattice[:9].astype(np.int16), k=3)
     assert _same(ints, ct.CoverTree(engine="gold").fit(lattice).query(lattice[:9], k=3))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_perf_mode_is_exact_against_the_oracle(metric):
+    """Perf mode's lockstep distances are the canonical values, so even ties match brute force exactly."""
+    data = datasets.make("lattice", 700, 2, 9).points
+    if metric == "residual":
+        data = ct.residual_problem(data, kernel="matern52", m=20, seed=9)
+    fast = ct.CoverTree(engine="rust", metric=metric, mode="perf", threads=2).fit(data)
+    ct.validate(fast.tree, fast.space)
+    oracle = ct.CoverTree(engine="brute", metric=metric, brute_variant="direct").fit(data)
+    for query in ({"indices": np.arange(0, 700, 5)}, {"predecessor": True}):
+        a, b = fast.query(k=12, **query), oracle.query(k=12, **query)
+        assert np.array_equal(a.indices, b.indices) and a.distances.tobytes() == b.distances.tobytes()
+        assert a.counters.extra["discarded_evaluations"] >= 0
 
 
 def test_tree_arrays_in_other_dtypes_and_layouts_are_normalised(tree, space):
@@ -233,7 +250,7 @@ def _longest_pause(work) -> tuple[float, float]:
 def test_gil_is_released_during_build_and_query():
     points = MetricSpace.euclidean(datasets.gaussian(12000, 6, 0))
     order = np.arange(points.n_points)
-    pause, seconds = _longest_pause(lambda: _rust.build(points.data, order))
+    pause, seconds = _longest_pause(lambda: _rust.build(points.data, order, "parity"))
     assert seconds > 0.05 and pause < seconds / 2, (pause, seconds)
     built = get_engine("rust").build(points, order, Config())
     queries = points.all_points(predecessor=True)

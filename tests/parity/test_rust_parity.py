@@ -72,6 +72,7 @@ def test_rust_equals_gold(variant, d, seed):
     order = "hilbert" if seed % 3 == 2 else "natural"
     rust, gold = (tree.fit(data) for tree in _pair(metric, order=order))
     assert rust.tree.same_as(gold.tree), f"{context}: trees differ"
+    assert rust.tree.build_evaluations == gold.tree.build_evaluations, f"{context}: build evaluations"
     for k in KS:
         a, b = rust.query(k=k, **query), gold.query(k=k, **query)
         assert_same_result(a, b, f"{context} k={k}")
@@ -86,6 +87,22 @@ def test_rust_equals_gold(variant, d, seed):
     assert_same_result(
         rust.query(k=k, predecessor=True), gold.query(k=k, predecessor=True), f"{context} predecessor k={k}"
     )
+
+
+@pytest.mark.parametrize("d", DIMS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rust_perf_mode_equals_gold(variant, d):
+    """Perf mode evaluates sibling distances in lockstep: same values, so still equal to gold bit for bit."""
+    kind, metric, data, query = _fixture(variant, d, seed=1)
+    fast = ct.CoverTree(engine="rust", metric=metric, mode="perf").fit(data)
+    gold = ct.CoverTree(engine="gold", metric=metric).fit(data)
+    assert fast.tree.same_as(gold.tree) and fast.tree.build_evaluations == gold.tree.build_evaluations
+    for k in (1, 10):
+        result = fast.query(k=k, **query)
+        assert result.telemetry["mode"] == "perf"
+        assert_same_result(result, gold.query(k=k, **query), f"perf {variant} {kind} d={d} k={k}")
+    pred = fast.query(k=4, predecessor=True)
+    assert_same_result(pred, gold.query(k=4, predecessor=True), f"perf {variant} d={d} predecessor")
 
 
 @pytest.mark.parametrize(("variant", "kind"), [("euclidean", "lattice"), ("residual-matern52", "duplicates")])

@@ -7,6 +7,7 @@
 //! exact duplicate of r*.
 
 use crate::errors::{check_distinct, check_sizes, CoreError, Result};
+use crate::evaluate::Mode;
 use crate::levels::{ldexp_one, level_below, DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL};
 use crate::metric::{can_prune, distance, MetricData};
 
@@ -56,8 +57,8 @@ impl Links {
     }
 }
 
-/// Insert the points of `data` in `order`; see the module docs.
-pub fn build_tree(data: &MetricData, order: &[i64]) -> Result<BuiltTree> {
+/// Insert the points of `data` in `order`; see the module docs. Both modes give the same tree.
+pub fn build_tree(data: &MetricData, order: &[i64], mode: Mode) -> Result<BuiltTree> {
     data.check()?;
     let n = data.n_points();
     check_order(order, n)?;
@@ -67,6 +68,7 @@ pub fn build_tree(data: &MetricData, order: &[i64]) -> Result<BuiltTree> {
     let mut links = Links::new(n);
     let mut cached = vec![0.0f64; n];
     let mut stack: Vec<usize> = Vec::with_capacity(n);
+    let (mut group, mut dists) = (Vec::new(), Vec::new());
     let mut evaluations = 0u64;
     let root = order[0] as usize;
     levels[root] = UNBOUNDED_LEVEL;
@@ -92,14 +94,21 @@ pub fn build_tree(data: &MetricData, order: &[i64]) -> Result<BuiltTree> {
             if can_prune(data.metric, data.slack, da, radius[a], threshold) {
                 continue;
             }
+            // Every non-duplicate child is evaluated and pushed, in insertion order.
+            group.clear();
             let mut next = links.first_child[a];
             while let Some(c) = next {
                 if levels[c] != DUPLICATE_LEVEL {
-                    cached[c] = distance(data, xi, x, data, c);
-                    evaluations += 1;
-                    stack.push(c);
+                    group.push(c);
                 }
                 next = links.next_sibling[c];
+            }
+            dists.resize(group.len(), 0.0);
+            mode.distances(data, xi, x, data, &group, &mut dists);
+            evaluations += group.len() as u64;
+            for (&c, &d) in group.iter().zip(&dists) {
+                cached[c] = d;
+                stack.push(c);
             }
         }
         // The root's ball is infinite, so it covers x unless d(x, root) itself overflowed to inf
@@ -168,7 +177,7 @@ mod tests {
     fn builds_a_small_tree_by_hand() {
         // Points 0, 4, 1, 0 (a duplicate of point 0), inserted in natural order.
         let x = [0.0, 4.0, 1.0, 0.0];
-        let built = build_tree(&line(&x), &[0, 1, 2, 3]).unwrap();
+        let built = build_tree(&line(&x), &[0, 1, 2, 3], Mode::Parity).unwrap();
         // 4 joins the root at level_below(4) = 1; 1 is nearer the root (d = 1 -> level -1); 0 duplicates.
         assert_eq!(built.parents, vec![-1, 0, 0, 0]);
         assert_eq!(built.levels, vec![2, 1, -1, DUPLICATE_LEVEL]);
@@ -178,7 +187,7 @@ mod tests {
 
     #[test]
     fn single_point_tree_has_level_zero() {
-        let built = build_tree(&line(&[3.0]), &[0]).unwrap();
+        let built = build_tree(&line(&[3.0]), &[0], Mode::Perf).unwrap();
         assert_eq!(built.levels, vec![0]);
         assert_eq!(built.parents, vec![-1]);
         assert_eq!(built.evaluations, 0);
@@ -189,15 +198,15 @@ mod tests {
         let x = [0.0, 1.0, 2.0];
         let data = line(&x);
         assert!(matches!(
-            build_tree(&data, &[0, 1]),
+            build_tree(&data, &[0, 1], Mode::Parity),
             Err(CoreError::DimensionMismatch { .. })
         ));
         assert!(matches!(
-            build_tree(&data, &[0, 1, 3]),
+            build_tree(&data, &[0, 1, 3], Mode::Parity),
             Err(CoreError::IndexOutOfRange { position: 2, .. })
         ));
         assert!(matches!(
-            build_tree(&data, &[0, 1, 1]),
+            build_tree(&data, &[0, 1, 1], Mode::Parity),
             Err(CoreError::RepeatedIndex { position: 2, .. })
         ));
     }

@@ -43,6 +43,12 @@ pub enum CoreError {
         value: i64,
         allowed: &'static str,
     },
+    /// A name (mode) outside its allowed values.
+    UnknownName {
+        what: &'static str,
+        name: String,
+        allowed: &'static str,
+    },
     /// The tree arrays are not a well-formed tree (offsets, levels, slots).
     InvalidTree { reason: String },
     /// The worker thread pool could not be created.
@@ -95,6 +101,11 @@ impl fmt::Display for CoreError {
                 value,
                 allowed,
             } => write!(f, "{what} must be {allowed}, got {value}"),
+            CoreError::UnknownName {
+                what,
+                name,
+                allowed,
+            } => write!(f, "unknown {what} {name:?}; known: {allowed}"),
             CoreError::InvalidTree { reason } => write!(f, "invalid tree: {reason}"),
             CoreError::ThreadPool { reason } => {
                 write!(f, "cannot create the worker thread pool: {reason}")

@@ -1,12 +1,16 @@
 //! covertreex core: compressed cover tree build and exact k-NN query in pure Rust, in the gold engine's
 //! exact operation order (parity mode; see docs/parity.md).
 //!
-//! One concern per module: `metric` (distances and pruning bounds), `levels` (base-2 level arithmetic),
+//! One concern per module: `metric` (distances and pruning bounds), `evaluate` (a group of distances:
+//! one by one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic),
 //! `heap` (bounded (distance, index) heap), `tree` (the CSR tree view and its checks), `build`
-//! (sequential insertion), `query` (level-synchronous k-NN with counters), `errors`.
+//! (sequential insertion), `query` (level-synchronous k-NN with counters), `children` (the children a
+//! query step expands, gathered and evaluated ahead of use), `errors`.
 
 pub mod build;
+mod children;
 pub mod errors;
+pub mod evaluate;
 pub mod heap;
 pub mod levels;
 pub mod metric;
@@ -15,6 +19,7 @@ pub mod tree;
 
 pub use build::{build_tree, BuiltTree};
 pub use errors::{CoreError, Result};
+pub use evaluate::Mode;
 pub use metric::{Kernel, Matrix, Metric, MetricData};
 pub use query::{query_batch, QueryBatch, QueryOutput};
 pub use tree::TreeView;

@@ -225,12 +225,18 @@ pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usi
         let z = (p - q) / l;
         r2 += z * z;
     }
-    let k = kernel_value(da.kernel, da.variance, r2);
     let mut dot = 0.0;
     for (p, q) in da.v.row(a).iter().zip(db.v.row(b)) {
         dot += p * q;
     }
-    let rho = (k - dot) / (da.p[a] * db.p[b]).sqrt();
+    residual_from(da, r2, dot, da.p[a], db.p[b])
+}
+
+/// The residual distance from its sums: the scaled squared coordinate distance `r2`, the dot product of
+/// the two V rows, and the two residual variances (shared by the scalar and lockstep evaluations).
+pub(crate) fn residual_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
+    let k = kernel_value(da.kernel, da.variance, r2);
+    let rho = (k - dot) / (pa * pb).sqrt();
     let mut mag = rho.abs();
     if mag > 1.0 {
         mag = 1.0;

@@ -9,7 +9,9 @@
 
 use rayon::prelude::*;
 
+use crate::children::{Children, Origin, Span};
 use crate::errors::{check_sizes, filled, CoreError, Result};
+use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{can_prune, distance, MetricData};
 use crate::tree::TreeView;
@@ -57,6 +59,9 @@ pub struct QueryOutput {
     pub per_level: Vec<i64>,
     /// n_queries x N_QUERY_COUNTERS.
     pub per_query: Vec<i64>,
+    /// Distances perf mode evaluated speculatively for nodes then pruned (0 in parity mode); not part
+    /// of the counters above, which count what the algorithm uses.
+    pub discarded_evaluations: i64,
 }
 
 /// A frontier node: its distance to the query and the position of its next unexpanded child.
@@ -68,6 +73,11 @@ struct Entry {
 }
 
 impl Entry {
+    /// (node, distance, next child position), as `Children::gather` takes it.
+    fn at(&self) -> (usize, f64, usize) {
+        (self.node, self.dist, self.pos)
+    }
+
     /// The frontier entry of `node` at its first child, if it has children.
     fn expandable(tree: &TreeView, node: usize, dist: f64) -> Option<Entry> {
         let (start, end) = tree.child_range(node);
@@ -85,6 +95,9 @@ struct Scratch {
     front: Vec<Entry>,
     kept: Vec<Entry>,
     new: Vec<Entry>,
+    children: Children,
+    /// Per frontier node: its children gathered ahead of the step (perf mode), or None.
+    spans: Vec<Option<Span>>,
 }
 
 impl Scratch {
@@ -94,8 +107,16 @@ impl Scratch {
             front: Vec::with_capacity(n),
             kept: Vec::with_capacity(n),
             new: Vec::with_capacity(n),
+            children: Children::default(),
+            spans: Vec::with_capacity(n),
         }
     }
+}
+
+/// Per-chunk sums: the per-level counters and the distances perf mode evaluated but did not use.
+struct Totals {
+    levels: Vec<i64>,
+    discarded: i64,
 }
 
 fn tally(step: &mut [i64], counts: &mut [i64], (level_column, query_column): (usize, usize)) {
@@ -105,36 +126,51 @@ fn tally(step: &mut [i64], counts: &mut [i64], (level_column, query_column): (us
 
 /// Everything shared by the queries of one batch (checked once).
 struct Walk<'a> {
+    mode: Mode,
     tree: &'a TreeView<'a>,
     data: &'a MetricData<'a>,
     queries: &'a QueryBatch<'a>,
 }
 
 impl Walk<'_> {
-    /// Answer query `q` into its output rows; add its per-level counts to `levels`.
+    /// Answer query `q` into its output rows; add its per-level counts to `totals`.
     fn answer(
         &self,
         q: usize,
         scratch: &mut Scratch,
         out_i: &mut [i64],
         out_d: &mut [f64],
-        levels: &mut [i64],
+        totals: &mut Totals,
         counts: &mut [i64],
     ) {
         let (tree, data, qd) = (self.tree, self.data, &self.queries.data);
-        let row = self.queries.rows[q] as usize;
-        let q_index = self.queries.dataset_index[q];
+        let from = Origin {
+            data: qd,
+            row: self.queries.rows[q] as usize,
+            index: self.queries.dataset_index[q],
+        };
         let limit = self.queries.limit[q];
         let Scratch {
             heap,
             front,
             kept,
             new,
+            children,
+            spans,
         } = scratch;
+        let prunable = |e: &Entry, threshold: f64| {
+            can_prune(
+                data.metric,
+                qd.slack,
+                e.dist,
+                tree.radius[e.node],
+                threshold,
+            )
+        };
         heap.clear();
         let root = tree.root();
-        let d = distance(qd, row, q_index, data, root);
-        let top = &mut levels[..N_LEVEL_COUNTERS];
+        let d = distance(qd, from.row, from.index, data, root);
+        let top = &mut totals.levels[..N_LEVEL_COUNTERS];
         tally(top, counts, EVALUATED);
         if (root as i64) < limit && heap.offer(d, root as i64) {
             tally(top, counts, PUSHED);
@@ -150,49 +186,57 @@ impl Walk<'_> {
                 }
             }
             let at = tree.slot(level) * N_LEVEL_COUNTERS;
-            let step = &mut levels[at..at + N_LEVEL_COUNTERS];
+            let step = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
             step[FRONTIER] += front.len() as i64;
             counts[Q_STEPS] += 1;
             kept.clear();
             new.clear();
-            for e in front.iter() {
-                if heap.is_full()
-                    && can_prune(
-                        data.metric,
-                        qd.slack,
-                        e.dist,
-                        tree.radius[e.node],
-                        heap.worst_distance(),
-                    )
-                {
+            children.clear();
+            spans.clear();
+            if self.mode == Mode::Perf {
+                // Speculate: gather every node not already prunable now (the k-th distance only
+                // shrinks during the step, so those stay pruned) and evaluate all at once.
+                let bound = heap.is_full().then(|| heap.worst_distance());
+                for e in front.iter() {
+                    let sure = bound.is_some_and(|t| prunable(e, t));
+                    spans.push((!sure).then(|| children.gather(tree, e.at(), level, from.index)));
+                }
+                children.evaluate(self.mode, from, data);
+            }
+            let evaluations = counts[Q_EVALUATIONS];
+            for (j, e) in front.iter().enumerate() {
+                if heap.is_full() && prunable(e, heap.worst_distance()) {
                     tally(step, counts, PRUNED);
                     continue;
                 }
-                let end = tree.child_range(e.node).1;
-                let mut pos = e.pos;
-                while pos < end && tree.levels[tree.child(pos)] == level {
-                    let c = tree.child(pos);
-                    pos += 1;
-                    let dc = if tree.is_copy[c] && q_index != c as i64 && q_index != e.node as i64 {
+                let span = match spans.get(j).copied().flatten() {
+                    Some(span) => span,
+                    None => {
+                        let span = children.gather(tree, e.at(), level, from.index);
+                        children.evaluate(self.mode, from, data);
+                        span
+                    }
+                };
+                for child in children.span(span) {
+                    if child.copy {
                         counts[Q_DEDUPE] += 1;
-                        e.dist
                     } else {
                         tally(step, counts, EVALUATED);
-                        distance(qd, row, q_index, data, c)
-                    };
-                    if (c as i64) < limit && heap.offer(dc, c as i64) {
+                    }
+                    if (child.node as i64) < limit && heap.offer(child.dist, child.node as i64) {
                         tally(step, counts, PUSHED);
                     }
-                    new.extend(Entry::expandable(tree, c, dc));
+                    new.extend(Entry::expandable(tree, child.node, child.dist));
                 }
-                if pos < end {
+                if span.next < tree.child_range(e.node).1 {
                     kept.push(Entry {
-                        node: e.node,
-                        dist: e.dist,
-                        pos,
+                        pos: span.next,
+                        ..*e
                     });
                 }
             }
+            let used = counts[Q_EVALUATIONS] - evaluations;
+            totals.discarded += children.evaluated() as i64 - used;
             // The next frontier: the nodes with children left, then the new ones, in that order.
             std::mem::swap(front, kept);
             front.extend_from_slice(new);
@@ -266,13 +310,15 @@ fn thread_pool(threads: Option<i64>) -> Result<Option<rayon::ThreadPool>> {
 }
 
 /// Answer every query of the batch: the k nearest indexed points by (distance, index), with counters.
-/// `threads` = None runs on rayon's global pool (RAYON_NUM_THREADS); results never depend on it.
+/// `threads` = None runs on rayon's global pool (RAYON_NUM_THREADS); results never depend on it, nor
+/// on the mode.
 pub fn query_batch(
     tree: &TreeView,
     data: &MetricData,
     queries: &QueryBatch,
     k: i64,
     threads: Option<i64>,
+    mode: Mode,
 ) -> Result<QueryOutput> {
     check_batch(tree, data, queries, k)?;
     let n_q = queries.rows.len();
@@ -285,11 +331,13 @@ pub fn query_batch(
         distances: filled(cells, f64::INFINITY, k)?,
         per_level: vec![0; slots],
         per_query: vec![0; n_q * N_QUERY_COUNTERS],
+        discarded_evaluations: 0,
     };
     if n_q == 0 {
         return Ok(out);
     }
     let walk = Walk {
+        mode,
         tree,
         data,
         queries,
@@ -304,7 +352,7 @@ pub fn query_batch(
 fn run_chunks(walk: &Walk, out: &mut QueryOutput) {
     let (k, n) = (out.k, walk.data.n_points());
     let slots = out.per_level.len();
-    let sums: Vec<Vec<i64>> = out
+    let sums: Vec<Totals> = out
         .indices
         .par_chunks_mut(CHUNK.saturating_mul(k))
         .zip(out.distances.par_chunks_mut(CHUNK.saturating_mul(k)))
@@ -313,21 +361,25 @@ fn run_chunks(walk: &Walk, out: &mut QueryOutput) {
         .map_init(
             || Scratch::new(n, k),
             |scratch, (chunk, ((out_i, out_d), counts))| {
-                let mut levels = vec![0i64; slots];
+                let mut totals = Totals {
+                    levels: vec![0i64; slots],
+                    discarded: 0,
+                };
                 let rows = out_i
                     .chunks_mut(k)
                     .zip(out_d.chunks_mut(k))
                     .zip(counts.chunks_mut(N_QUERY_COUNTERS));
                 for (j, ((row_i, row_d), row_c)) in rows.enumerate() {
-                    walk.answer(chunk * CHUNK + j, scratch, row_i, row_d, &mut levels, row_c);
+                    walk.answer(chunk * CHUNK + j, scratch, row_i, row_d, &mut totals, row_c);
                 }
-                levels
+                totals
             },
         )
         .collect();
     for chunk in sums {
-        for (total, v) in out.per_level.iter_mut().zip(chunk) {
+        for (total, v) in out.per_level.iter_mut().zip(chunk.levels) {
             *total += v;
         }
+        out.discarded_evaluations += chunk.discarded;
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{naive_knn, points, Assembled, Lcg, Points, Space};
 use covertreex_core::query::{N_QUERY_COUNTERS, Q_EVALUATIONS};
-use covertreex_core::{build_tree, query_batch, Kernel, QueryBatch, QueryOutput};
+use covertreex_core::{build_tree, query_batch, Kernel, Mode, QueryBatch, QueryOutput};
 
 /// Query rows of one space with their dataset indices and eligibility limits.
 struct Rows {
@@ -56,20 +56,28 @@ struct Case {
 impl Case {
     fn new(space: Space) -> Case {
         let order: Vec<i64> = (0..space.n as i64).collect();
-        let tree = Assembled::new(&build_tree(&space.data(), &order).unwrap(), &space.data());
+        let tree = Assembled::new(
+            &build_tree(&space.data(), &order, Mode::Parity).unwrap(),
+            &space.data(),
+        );
         Case { space, tree }
     }
 
     fn run(&self, queries: &Space, rows: &Rows, k: usize, threads: Option<i64>) -> QueryOutput {
+        self.run_in(Mode::Parity, queries, rows, k, threads)
+    }
+
+    fn run_in(
+        &self,
+        mode: Mode,
+        queries: &Space,
+        rows: &Rows,
+        k: usize,
+        threads: Option<i64>,
+    ) -> QueryOutput {
         let batch = rows.batch(queries);
-        query_batch(
-            &self.tree.view(),
-            &self.space.data(),
-            &batch,
-            k as i64,
-            threads,
-        )
-        .unwrap()
+        let (tree, data) = (self.tree.view(), self.space.data());
+        query_batch(&tree, &data, &batch, k as i64, threads, mode).unwrap()
     }
 
     fn assert_matches_naive(&self, queries: &Space, rows: &Rows, k: usize) {
@@ -161,4 +169,27 @@ fn answers_and_counters_do_not_depend_on_the_thread_count() {
     let one = case.run(&queries, &rows, 6, Some(1));
     assert_eq!(one, case.run(&queries, &rows, 6, Some(3)));
     assert_eq!(one, case.run(&queries, &rows, 6, None));
+}
+
+#[test]
+fn perf_mode_gives_the_same_trees_answers_and_counters() {
+    for (space, queries) in spaces(13) {
+        let order: Vec<i64> = (0..space.n as i64).rev().collect();
+        let data = space.data();
+        let parity = build_tree(&data, &order, Mode::Parity).unwrap();
+        assert_eq!(parity, build_tree(&data, &order, Mode::Perf).unwrap());
+        let case = Case::new(space);
+        let rows = Rows::outside(queries.n, case.space.n);
+        for k in [1, 9] {
+            let slow = case.run_in(Mode::Parity, &queries, &rows, k, Some(2));
+            let mut fast = case.run_in(Mode::Perf, &queries, &rows, k, Some(2));
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&slow.distances), bits(&fast.distances));
+            // Only the speculative distances perf mode threw away may differ.
+            assert_eq!(slow.discarded_evaluations, 0);
+            assert!(fast.discarded_evaluations >= 0);
+            fast.discarded_evaluations = 0;
+            assert_eq!(slow, fast);
+        }
+    }
 }

@@ -6,11 +6,11 @@ mod common;
 use common::{points, Assembled, Lcg, Points, Space};
 use covertreex_core::levels::{ldexp_one, DUPLICATE_LEVEL};
 use covertreex_core::metric::distance;
-use covertreex_core::{build_tree, Kernel, MetricData};
+use covertreex_core::{build_tree, Kernel, MetricData, Mode};
 
 fn check_invariants(space: &Space, order: &[i64]) {
     let data = space.data();
-    let built = build_tree(&data, order).unwrap();
+    let built = build_tree(&data, order, Mode::Perf).unwrap();
     let tree = Assembled::new(&built, &data);
     tree.view().check(space.n).unwrap();
     check_structure(&tree);
@@ -111,7 +111,7 @@ fn lattice_repeats_become_duplicates() {
     let mut rng = Lcg::new(3);
     // 100 points on a 4 x 4 grid: at most 16 distinct rows, the rest are exact duplicates.
     let space = Space::euclidean(points(Points::Lattice, 100, 2, &mut rng), 2);
-    let built = build_tree(&space.data(), &(0..100).collect::<Vec<_>>()).unwrap();
+    let built = build_tree(&space.data(), &(0..100).collect::<Vec<_>>(), Mode::Parity).unwrap();
     let dups = built
         .levels
         .iter()

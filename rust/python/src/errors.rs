@@ -53,6 +53,7 @@ pub fn core_error(py: Python<'_>, error: &CoreError) -> PyErr {
         | CoreError::RepeatedIndex { .. }
         | CoreError::NotPositive { .. }
         | CoreError::BadValue { .. }
+        | CoreError::UnknownName { .. }
         | CoreError::InvalidTree { .. } => Class::InvalidInput,
     };
     raise(py, class, error.to_string())

@@ -7,7 +7,7 @@ mod errors;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use covertreex_core::query::{N_LEVEL_COUNTERS, N_QUERY_COUNTERS};
-use covertreex_core::{build_tree, query_batch, QueryBatch};
+use covertreex_core::{build_tree, query_batch, Mode, QueryBatch};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -46,17 +46,26 @@ type Built<'py> = (
     u64,
 );
 
+/// The evaluation mode named by the Python argument `mode`.
+fn mode(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Mode> {
+    let name: String = scalar(name, "mode")?;
+    Mode::from_name(&name).map_err(|e| errors::core_error(py, &e))
+}
+
 /// Sequential insertion build in `order`: (levels, parents, radius, distance evaluations).
 #[pyfunction]
+#[pyo3(signature = (data, order, mode))]
 fn build<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
     order: &Bound<'py, PyAny>,
+    mode: &Bound<'py, PyAny>,
 ) -> PyResult<Built<'py>> {
+    let mode = self::mode(py, mode)?;
     let data = MetricArrays::extract(data, "data")?;
     let order = array1::<i64>(order, "order")?;
     let (view, order) = (data.view(py)?, slice(py, &order, "order")?);
-    let built = without_gil(py, || build_tree(&view, order))?;
+    let built = without_gil(py, || build_tree(&view, order, mode))?;
     Ok((
         built.levels.into_pyarray(py),
         built.parents.into_pyarray(py),
@@ -70,12 +79,14 @@ type Answered<'py> = (
     Bound<'py, PyArray2<f64>>,
     Bound<'py, PyArray2<i64>>,
     Bound<'py, PyArray2<i64>>,
+    i64,
 );
 
 /// Exact k-NN of the query rows: (indices, distances, per_level counters summed over queries,
-/// per_query counters). `threads` = None uses rayon's global pool (RAYON_NUM_THREADS).
+/// per_query counters, distances evaluated speculatively and discarded by perf mode). `threads` = None uses rayon's global pool (RAYON_NUM_THREADS); `mode` is
+/// "parity" or "perf" (same results, perf evaluates distances in lockstep groups).
 #[pyfunction]
-#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads=None))]
+#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads, mode))]
 #[allow(clippy::too_many_arguments)]
 fn query<'py>(
     py: Python<'py>,
@@ -87,7 +98,9 @@ fn query<'py>(
     limit: &Bound<'py, PyAny>,
     k: &Bound<'py, PyAny>,
     threads: Option<&Bound<'py, PyAny>>,
+    mode: &Bound<'py, PyAny>,
 ) -> PyResult<Answered<'py>> {
+    let mode = self::mode(py, mode)?;
     let tree = TreeArrays::extract(tree)?;
     let data = MetricArrays::extract(data, "data")?;
     let qdata = MetricArrays::extract(queries, "queries")?;
@@ -104,7 +117,7 @@ fn query<'py>(
         limit: slice(py, &limit, "limit")?,
     };
     let out = without_gil(py, || {
-        query_batch(&tree_view, &data_view, &batch, k, threads)
+        query_batch(&tree_view, &data_view, &batch, k, threads, mode)
     })?;
     let slots = out.per_level.len() / N_LEVEL_COUNTERS;
     Ok((
@@ -112,6 +125,7 @@ fn query<'py>(
         matrix(py, out.distances, out.n_queries, out.k)?,
         matrix(py, out.per_level, slots, N_LEVEL_COUNTERS)?,
         matrix(py, out.per_query, out.n_queries, N_QUERY_COUNTERS)?,
+        out.discarded_evaluations,
     ))
 }
 

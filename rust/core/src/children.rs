@@ -1,0 +1,112 @@
+//! The children one query step expands: gathered per frontier node, their distances evaluated as one
+//! group, then used in order by the walk. Perf mode gathers every frontier node's children before the
+//! step's first prune check (speculation); the walk then replays them exactly as parity mode would, so a
+//! node pruned on the way only wastes the distances gathered for it (counted as discarded).
+
+use crate::evaluate::Mode;
+use crate::metric::MetricData;
+use crate::tree::TreeView;
+
+/// A child waiting to be used: its distance is its parent's (an exact copy) or an evaluated one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub node: usize,
+    pub copy: bool,
+    pub dist: f64,
+}
+
+/// Where one frontier node's children sit in the pending list, and its next child position after them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
+    pub next: usize,
+}
+
+/// The query row the distances are measured from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    pub data: &'a MetricData<'a>,
+    pub row: usize,
+    pub index: i64,
+}
+
+/// Gathered children and their distances (buffers reused across steps and queries).
+#[derive(Debug, Default)]
+pub(crate) struct Children {
+    pending: Vec<Pending>,
+    /// Children still to evaluate, and their positions in `pending`.
+    measured: Vec<usize>,
+    slots: Vec<usize>,
+    dists: Vec<f64>,
+    /// Distances evaluated since the last clear.
+    evaluated: usize,
+}
+
+impl Children {
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.evaluated = 0;
+    }
+
+    /// Distances evaluated since the last clear.
+    pub fn evaluated(&self) -> usize {
+        self.evaluated
+    }
+
+    /// Queue the children of `node` (at distance `node_dist`) from position `pos` whose level is `level`;
+    /// an exact copy of the node reuses its distance unless the query is the copy or the node itself.
+    pub fn gather(
+        &mut self,
+        tree: &TreeView,
+        (node, node_dist, pos): (usize, f64, usize),
+        level: i64,
+        query_index: i64,
+    ) -> Span {
+        let start = self.pending.len();
+        let end = tree.child_range(node).1;
+        let mut next = pos;
+        while next < end && tree.levels[tree.child(next)] == level {
+            let c = tree.child(next);
+            next += 1;
+            let copy = tree.is_copy[c] && query_index != c as i64 && query_index != node as i64;
+            if !copy {
+                self.measured.push(c);
+                self.slots.push(self.pending.len());
+            }
+            self.pending.push(Pending {
+                node: c,
+                copy,
+                dist: node_dist,
+            });
+        }
+        Span {
+            start,
+            end: self.pending.len(),
+            next,
+        }
+    }
+
+    /// Evaluate every queued child that is not a copy, as one group.
+    pub fn evaluate(&mut self, mode: Mode, from: Origin, data: &MetricData) {
+        self.dists.resize(self.measured.len(), 0.0);
+        mode.distances(
+            from.data,
+            from.row,
+            from.index,
+            data,
+            &self.measured,
+            &mut self.dists,
+        );
+        for (&slot, &d) in self.slots.iter().zip(&self.dists) {
+            self.pending[slot].dist = d;
+        }
+        self.evaluated += self.measured.len();
+        self.measured.clear();
+        self.slots.clear();
+    }
+
+    pub fn span(&self, span: Span) -> &[Pending] {
+        &self.pending[span.start..span.end]
+    }
+}
