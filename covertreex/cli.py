@@ -196,7 +196,8 @@ def build_parser() -> Parser:
     build.add_argument("--out", default=None, metavar="FILE.npz",
                        help="save the tree (load it later with 'pcct query --tree')")
     build.add_argument("--check", action="store_true",
-                       help="also verify the four cover-tree invariants (covertreex.validate)")
+                       help="also verify the four cover-tree invariants (covertreex.validate; it "
+                            "checks every pair of points, so it is slow beyond a few thousand)")
     build.set_defaults(run=_cmd_build)
 
     tel = sub.add_parser("telemetry", help="work with telemetry JSONL files",
