@@ -45,11 +45,10 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "residual_perf",
-            "residual metric, float64, every fast path that keeps the answer exact, all cores, "
-            "each engine builds its own tree, telemetry off (rust stays in mode 'parity' until it "
-            "implements 'perf')",
+            "residual metric, float64, every fast path that keeps the answer exact (rust mode "
+            "'perf'), all cores, each engine builds its own tree, telemetry off",
             "residual",
-            {"mode": "parity", "brute_variant": "auto", "shared_tree": False, "threads": None,
+            {"mode": "perf", "brute_variant": "auto", "shared_tree": False, "threads": None,
              "telemetry": False},
         ),
     )

@@ -41,7 +41,7 @@ def test_residual_parity_settings():
 def test_residual_perf_settings():
     config = get_preset("residual_perf").config()
     assert config.telemetry is False and config.shared_tree is False
-    assert config.threads is None and config.brute_variant == "auto"
+    assert config.mode == "perf" and config.threads is None and config.brute_variant == "auto"
 
 
 def test_no_preset_gives_the_defaults():
