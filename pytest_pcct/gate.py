@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 
 from covertreex.errors import InputTypeError, InvalidInputError
 
-DEFAULT_TIME_THRESHOLD = 1.5
-DEFAULT_NOISE_FLOOR = 0.001
 TIME_STAT = "min"
 """The pytest-benchmark statistic compared: on a shared machine interference only ever adds time, so the
 fastest round is the steadiest estimate of the work itself."""
@@ -190,7 +188,7 @@ class TimeVerdict:
 
 def compare_time(
     *, current: float, calibration: float, baseline: float, baseline_calibration: float,
-    threshold: float = DEFAULT_TIME_THRESHOLD, noise_floor: float = DEFAULT_NOISE_FLOOR,
+    threshold: float, noise_floor: float,
 ) -> TimeVerdict:
     """The calibrated slowdown of one benchmark against its baseline."""
     for name, value in (("current", current), ("calibration", calibration), ("baseline", baseline),

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pcct.gate import DEFAULT_NOISE_FLOOR, DEFAULT_TIME_THRESHOLD
-
 _STATE = pytest.StashKey[object]()
+_ACTIVE = pytest.StashKey[bool]()
+_DESELECTED = pytest.StashKey[set]()
 _RECORDER = pytest.StashKey[object]()
 _WORKER_KEY = "pcct_gate"
 _BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
+DEFAULT_TIME_THRESHOLD = 1.5
+DEFAULT_NOISE_FLOOR = 0.001
+"""Seconds. Nothing imports covertreex here: the plugin loads in every pytest run and must stay cheap."""
 
 
 def pytest_addoption(parser):
@@ -69,46 +72,54 @@ def pytest_configure(config):
         "(pytest-pcct gate)",
     ):
         config.addinivalue_line("markers", line)
-    from covertreex.errors import CovertreexError
-    from pytest_pcct.gate_session import GateSession, GateSettings
-
-    try:
-        settings = GateSettings.from_config(config)
-    except CovertreexError as exc:
-        raise pytest.UsageError(f"pytest-pcct gate: {exc}") from None
-    if settings.mode == "off":
-        config.stash[_STATE] = None
-        return
-    _own_benchmark_storage(config, settings)
-    config.stash[_STATE] = GateSession(
-        settings, args=tuple(config.invocation_params.args), rootpath=config.rootpath,
-        xdist=config.getoption("dist", "no") != "no",
-    )
+    mode = config.getoption("pcct_gate") or config.getini("pcct_gate")
+    config.stash[_ACTIVE] = mode != "off"
+    if mode != "off":
+        _own_benchmark_storage(config)
 
 
-def _own_benchmark_storage(config, settings) -> None:
+def _own_benchmark_storage(config) -> None:
     """Point pytest-benchmark (configured after us) at baselines/benchmarks, and let only
     --pcct-update-baselines write there."""
     option = config.option
+    directory = Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
     if getattr(option, "benchmark_storage", None) == _BENCHMARK_DEFAULT_STORAGE:
-        option.benchmark_storage = str(settings.directory / "benchmarks")
+        option.benchmark_storage = str(directory / "benchmarks")
     saving = getattr(option, "benchmark_save", None) or getattr(option, "benchmark_autosave", None)
     if not saving:
         return
-    if settings.update:
+    if config.getoption("pcct_update_baselines"):
         raise pytest.UsageError("pytest-pcct gate: --pcct-update-baselines saves the timing baselines "
                                 "itself; drop --benchmark-save/--benchmark-autosave")
     storage = Path(str(option.benchmark_storage).removeprefix("file://")).resolve()
-    if storage.is_relative_to(settings.directory.resolve()):
+    if storage.is_relative_to(directory.resolve()):
         raise pytest.UsageError(
-            f"pytest-pcct gate: baselines in {settings.directory} change only through "
-            "--pcct-update-baselines; drop --benchmark-save/--benchmark-autosave or save elsewhere with "
-            "--benchmark-storage=DIR"
+            f"pytest-pcct gate: baselines in {directory} change only through --pcct-update-baselines; "
+            "drop --benchmark-save/--benchmark-autosave or save elsewhere with --benchmark-storage=DIR"
         )
 
 
 def _state(config):
+    """The gate session, once a gated test was seen (None before, and when the gate is off)."""
     return config.stash.get(_STATE, None)
+
+
+def _start(config):
+    """Create the gate session on first need, so runs without gated tests never import covertreex."""
+    state = _state(config)
+    if state is None and config.stash.get(_ACTIVE, False):
+        from covertreex.errors import CovertreexError
+        from pytest_pcct.gate_session import GateSession, GateSettings
+
+        try:
+            settings = GateSettings.from_config(config)
+        except CovertreexError as exc:
+            raise pytest.UsageError(f"pytest-pcct gate: {exc}") from None
+        state = config.stash[_STATE] = GateSession(
+            settings, args=tuple(config.invocation_params.args), rootpath=config.rootpath,
+            xdist=config.getoption("dist", "no") != "no", bench=getattr(config, "_benchmarksession", None),
+        )
+    return state
 
 
 @pytest.fixture
@@ -122,23 +133,18 @@ def pcct_gate(request):
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session):
-    state = _state(session.config)
-    if state is not None:
-        state.bench = getattr(session.config, "_benchmarksession", None)
-
-
-@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
-    state = _state(config)
-    if state is None:
-        return
     calibration = [item for item in items if item.get_closest_marker("pcct_calibration")]
+    gated = {item.nodeid for item in items if "pcct_gate" in getattr(item, "fixturenames", ())}
+    if not (calibration or gated) or not config.stash.get(_ACTIVE, False):
+        return
+    state = _start(config)
     if len(calibration) > 1:
         raise pytest.UsageError("pytest-pcct gate: more than one test is marked pcct_calibration: "
                                 + ", ".join(item.nodeid for item in calibration))
     state.known.update(item.nodeid for item in items)
-    state.gated = {item.nodeid for item in items if "pcct_gate" in getattr(item, "fixturenames", ())}
+    state.known.update(config.stash.get(_DESELECTED, set()))
+    state.gated = gated
     if calibration:
         state.calibration_id = calibration[0].nodeid
         state.gated.add(state.calibration_id)
@@ -146,10 +152,10 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_deselected(items):
+    """Deselected tests still exist: their baselines are not stale (this runs before the gate starts)."""
     if items:
-        state = _state(items[0].config)
-        if state is not None:
-            state.known.update(item.nodeid for item in items)
+        stash = items[0].config.stash
+        stash[_DESELECTED] = stash.get(_DESELECTED, set()) | {item.nodeid for item in items}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -176,9 +182,9 @@ def pytest_runtest_call(item):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
-    state = _state(node.config)
     shipped = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
-    if state is not None and shipped:
+    if shipped:
+        state = _start(node.config)
         state.results.extend(shipped["results"])
         state.known.update(shipped["known"])
         state.gated.update(shipped["gated"])

@@ -1,0 +1,94 @@
+"""The work-counter gate through pytester: real gold queries with a work-adding engine flag, tolerances,
+identity checks, and counters-only mode under xdist."""
+
+import json
+
+
+def test_engine_flag_adding_distance_evaluations_fails_the_counter_gate(covertreex_project, run_gate,
+                                                                         monkeypatch):
+    counters_only = ("--pcct-gate=counters", "--benchmark-disable")
+    run_gate(*counters_only, "--pcct-update-baselines").assert_outcomes(passed=1)
+    run_gate(*counters_only).assert_outcomes(passed=1)
+    monkeypatch.setenv("PCCT_TEST_OVERFETCH", "1")
+    result = run_gate(*counters_only)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_query_work _*",
+        "pytest-pcct gate: work-counter regression in test_cover.py::test_query_work (baseline *.json):",
+        "  distance_evaluations: baseline *, current * (+*, ratio 1.*, exact)",
+        "*test_cover.py::test_query_work*changed*FAILED",
+    ])
+    stored = json.loads(next((covertreex_project.path / "baselines" / "counters").glob("*.json")).read_text())
+    assert stored["engine"] == "gold_overfetch" and stored["schema"] == "covertreex.query_telemetry"
+    assert len(stored["dataset_digest"]) == 64 and len(stored["config_digest"]) == 64
+    assert stored["machine"]["cpu_count"] >= 1 and stored["counters"]["distance_evaluations"] > 0
+    assert f"baseline {stored['counters']['distance_evaluations']}, current " in result.stdout.str()
+
+
+def test_tolerance_marker_allows_declared_drift_only(toy, run_gate, monkeypatch):
+    counters_only = ("--pcct-gate=counters", "--benchmark-disable")
+    run_gate(*counters_only, "--pcct-update-baselines").assert_outcomes(passed=3)
+    monkeypatch.setenv("TOY_STEPS_LENIENT", "1080")  # +8%, declared tolerance 10%
+    monkeypatch.setenv("TOY_STEPS_WORK", "1001")  # +1 on an exact counter
+    result = run_gate(*counters_only)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*steps: baseline 1000, current 1001 (+1, ratio 1.0010, exact)"])
+    monkeypatch.setenv("TOY_STEPS_LENIENT", "1120")
+    result = run_gate(*counters_only)
+    result.stdout.fnmatch_lines(
+        ["*steps: baseline 1000, current 1120 (+120, ratio 1.1200, tolerance 10.00%)"])
+
+
+def test_fewer_counters_also_fail_because_the_baseline_is_stale(toy, run_gate, monkeypatch):
+    run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=3)
+    monkeypatch.setenv("TOY_STEPS_WORK", "900")
+    run_gate("--pcct-gate=counters").assert_outcomes(passed=2, failed=1)
+
+
+def test_changed_configuration_is_incomparable_not_a_pass(toy, run_gate, monkeypatch):
+    run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=3)
+    monkeypatch.setenv("TOY_CONFIG", "config-2")
+    result = run_gate("--pcct-gate=counters")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "pytest-pcct gate: work counters of test_toy.py::test_work are not comparable with *: "
+        "config_digest: baseline 'config-1', current 'config-2'. *re-record with:",
+        "  python -m pytest * --pcct-gate=counters --pcct-update-baselines",
+    ])
+
+
+def test_bad_tolerance_marker_is_an_error_naming_it(pytester, run_gate):
+    pytester.makepyfile(test_bad='''
+import pytest
+
+@pytest.mark.pcct_counters(tolerence=0.1)
+def test_it(benchmark, pcct_gate):
+    benchmark(int)
+    pcct_gate.record({"n": 1}, engine="e", dataset_digest="d", config_digest="c", schema="s",
+                     schema_version=1)
+''')
+    result = run_gate("--pcct-gate=counters", "--pcct-update-baselines")
+    result.assert_outcomes(errors=1)
+    expected = "pcct_counters takes only keyword arguments ['tolerance']; got ['tolerence']"
+    assert expected in result.stdout.str()
+
+
+def test_counters_only_mode_runs_under_xdist_and_concurrent_writers_lose_nothing(pytester, run_gate):
+    body = "\n".join(
+        f'''
+def test_b{i}(benchmark, pcct_gate):
+    benchmark(sum, range({i}))
+    pcct_gate.record({{"n": {i}}}, engine="e", dataset_digest="d", config_digest="c", schema="s",
+                     schema_version=1)
+''' for i in range(24))
+    pytester.makepyfile(test_many=body)
+    update = run_gate("-n", "2", "--pcct-gate=counters", "--pcct-update-baselines", subprocess=True)
+    update.assert_outcomes(passed=24)
+    files = list((pytester.path / "baselines" / "counters").glob("*.json"))
+    assert len(files) == 24
+    assert sorted(json.loads(f.read_text())["counters"]["n"] for f in files) == list(range(24))
+    check = run_gate("-n", "2", "--pcct-gate=counters", "--pcct-gate-report=gate.json", subprocess=True)
+    check.assert_outcomes(passed=24)
+    check.stdout.fnmatch_lines(["*pcct regression gate*", "*test_many.py::test_b9*1 equal*PASSED"])
+    report = json.loads((pytester.path / "gate.json").read_text())
+    assert len(report["results"]) == 24 and all(r["outcome"] == "passed" for r in report["results"])

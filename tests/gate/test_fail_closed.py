@@ -1,0 +1,140 @@
+"""The gate fails closed: every situation in which it cannot judge is an error that prints the command
+fixing it, never a silent pass. Also: damaged baselines are named, stale baselines are reported."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
+
+@pytest.fixture
+def recorded(toy, run_gate):
+    """The toy project with all its baselines recorded."""
+    run_gate("--pcct-update-baselines").assert_outcomes(passed=3)
+    return toy
+
+
+def _counter_file(project, test):
+    return next((project.path / "baselines" / "counters").glob(f"test_toy-{test}.*.json"))
+
+
+def _timing_file(project):
+    return next((project.path / "baselines" / "benchmarks").glob("*/0001_pcct.json"))
+
+
+def test_time_gate_without_benchmark_compare(recorded, run_gate):
+    result = run_gate()
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines([
+        "pytest-pcct gate: the time gate compares with a stored pytest-benchmark run: add "
+        "--benchmark-compare:",
+        "  python -m pytest * --benchmark-compare",
+    ])
+
+
+@pytest.mark.parametrize("option", ["--benchmark-disable", "--benchmark-skip"])
+def test_disabled_or_skipped_benchmarks(recorded, run_gate, option):
+    result = run_gate("--benchmark-compare", option)
+    result.assert_outcomes(errors=3)
+    assert option in result.stdout.str() and "pytest-pcct gate: " in result.stdout.str()
+    if option == "--benchmark-disable":
+        result.stdout.fnmatch_lines(
+            ["*or gate work counters only:", "  python -m pytest * --pcct-gate=counters"])
+        run_gate("--benchmark-compare", option, "--pcct-gate=counters").assert_outcomes(passed=3)
+
+
+def test_timing_in_an_xdist_worker(recorded, run_gate, monkeypatch):
+    """What every xdist worker sees (tests/gate/test_counter_gate.py runs real xdist in counters mode)."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines([
+        "pytest-pcct gate: timing under pytest-xdist is not trustworthy*Run serially:",
+        "  python -m pytest * -p no:xdist",
+        "or gate work counters only:",
+        "  python -m pytest * --pcct-gate=counters",
+    ])
+    run_gate("--pcct-gate=counters").assert_outcomes(passed=3)
+
+
+def test_missing_counter_baseline(recorded, run_gate):
+    path = _counter_file(recorded, "test_work")
+    path.unlink()
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines([
+        f"pytest-pcct gate: no work-counter baseline for test_toy.py::test_work (expected {path}). "
+        "Record it with:",
+        "  python -m pytest * -p no:xdist --pcct-update-baselines",
+    ])
+
+
+def test_missing_timing_baseline(toy, run_gate):
+    run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=3)
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(["pytest-pcct gate: no timing baseline for test_toy.py::test_work "
+                                 "(no saved run in *). Record it with:"])
+
+
+def test_calibration_not_selected(recorded, run_gate):
+    result = run_gate("--benchmark-compare", "-k", "work")
+    result.assert_outcomes(errors=1, deselected=2)
+    result.stdout.fnmatch_lines(
+        ["pytest-pcct gate: no calibration benchmark (a test marked pcct_calibration)*"])
+
+
+def test_a_different_timer_is_incomparable(recorded, run_gate):
+    result = run_gate("--benchmark-compare", "--benchmark-timer=time.monotonic")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*: the timing baseline of test_toy.py::test_work was measured with "
+                                 "perf_counter, this run uses monotonic; re-record it with:"])
+
+
+def test_baselines_change_only_through_the_update_flag(recorded, run_gate):
+    result = run_gate("--benchmark-save=mine")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*baselines in * change only through --pcct-update-baselines*"])
+    result = run_gate("--benchmark-autosave", "--pcct-update-baselines")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    run_gate("--benchmark-save=mine", "--benchmark-storage=elsewhere", "--benchmark-compare",
+             "--pcct-gate=counters").assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize("kind", ["counters", "timing"])
+def test_truncated_baseline_is_an_error_naming_the_file(recorded, run_gate, kind):
+    path = _counter_file(recorded, "test_work") if kind == "counters" else _timing_file(recorded)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    result = run_gate("--benchmark-compare")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        f"pytest-pcct gate: {path}: * is not valid JSON (*truncated or edited by hand?)",
+        "Repair or delete the file, then re-record the baselines with:",
+    ])
+
+
+def test_stale_baselines_are_reported_then_removed_by_the_update(recorded, run_gate):
+    source = recorded.path / "test_toy.py"
+    text = source.read_text()
+    source.write_text(text[: text.index("@pytest.mark.pcct_time")])  # test_lenient is gone
+    lenient = _counter_file(recorded, "test_lenient")
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([
+        "stale counters baseline, used by no benchmark (reported; --pcct-update-baselines removes them): "
+        "test_toy.py::test_lenient",
+        "stale timing baseline, used by no benchmark (*): test_toy.py::test_lenient",
+    ])
+    assert lenient.exists()
+    run_gate("-k", "work or calibration", "--pcct-update-baselines").assert_outcomes(passed=2)
+    assert not lenient.exists()
+    names = [b["fullname"] for b in json.loads(_timing_file(recorded).read_text())["benchmarks"]]
+    assert names == ["test_toy.py::test_calibration", "test_toy.py::test_work"]
+
+
+def test_deselected_benchmarks_keep_their_baselines(recorded, run_gate):
+    run_gate("-k", "work or calibration", "--pcct-update-baselines").assert_outcomes(passed=2, deselected=1)
+    assert _counter_file(recorded, "test_lenient").exists()
+    names = [b["fullname"] for b in json.loads(_timing_file(recorded).read_text())["benchmarks"]]
+    assert "test_toy.py::test_lenient" in names
+    run_gate("--benchmark-compare").assert_outcomes(passed=3)

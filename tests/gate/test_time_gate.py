@@ -1,0 +1,83 @@
+"""The calibrated time gate, end to end through pytester: regressions fail their own test, unchanged code
+passes, thresholds, noise floor, summary table and JSON export."""
+
+import json
+
+
+def _record(toy, run_gate):
+    result = run_gate("--pcct-update-baselines")
+    result.assert_outcomes(passed=3)
+    return result
+
+
+def test_update_writes_pytest_benchmark_storage_and_counter_files(toy, run_gate):
+    result = _record(toy, run_gate)
+    result.stdout.fnmatch_lines(["*timing baselines written to *baselines/benchmarks/*/0001_pcct.json"])
+    run = json.loads(next((toy.path / "baselines" / "benchmarks").glob("*/0001_pcct.json")).read_text())
+    names = sorted(b["fullname"] for b in run["benchmarks"])
+    assert names == ["test_toy.py::test_calibration", "test_toy.py::test_lenient", "test_toy.py::test_work"]
+    work = next(b for b in run["benchmarks"] if b["fullname"] == "test_toy.py::test_work")
+    assert work["extra_info"]["pcct_calibration"]["timer"] == work["options"]["timer"]
+    assert "machine_info" in run and "commit_info" in run
+    assert len(list((toy.path / "baselines" / "counters").glob("*.json"))) == 2
+
+
+def test_unchanged_code_passes(toy, run_gate):
+    _record(toy, run_gate)
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["*pcct regression gate*", "*test_toy.py::test_work*2 equal*x (limit 1.50x)*PASSED"])
+
+
+def test_injected_2x_slowdown_fails_its_own_test_with_the_numbers(toy, run_gate, monkeypatch):
+    _record(toy, run_gate)
+    monkeypatch.setenv("TOY_SLOWDOWN_WORK", "2")
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_work _*",
+        "pytest-pcct gate: time regression in test_toy.py::test_work (baseline *0001_pcct.json):",
+        "  time (min): baseline 4.* ms at calibration 2.* ms (ratio *); current 8.* ms at calibration 2.* ms "
+        "(ratio *); slowdown *x vs threshold 1.500x; * over the rescaled baseline * vs noise floor 1 ms",
+        "*test_toy.py::test_work*2 equal*x (limit 1.50x)*FAILED",
+        "FAILED test_toy.py::test_work - Failed: pytest-pcct gate: time regression*",
+    ])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_faster_machine_is_not_a_regression(toy, run_gate, monkeypatch):
+    """Calibration and work slow down together (a slower machine): the calibrated ratio is unchanged."""
+    _record(toy, run_gate)
+    for name in ("TOY_CALIBRATION_SCALE", "TOY_SLOWDOWN_WORK", "TOY_SLOWDOWN_LENIENT"):
+        monkeypatch.setenv(name, "2")
+    run_gate("--benchmark-compare").assert_outcomes(passed=3)
+
+
+def test_per_test_threshold_marker_and_global_threshold(toy, run_gate, monkeypatch):
+    _record(toy, run_gate)
+    monkeypatch.setenv("TOY_SLOWDOWN_LENIENT", "2")
+    run_gate("--benchmark-compare").assert_outcomes(passed=3)  # pcct_time(threshold=5.0)
+    monkeypatch.setenv("TOY_SLOWDOWN_WORK", "2")
+    run_gate("--benchmark-compare", "--pcct-time-threshold=3").assert_outcomes(passed=3)
+
+
+def test_noise_floor_absorbs_small_absolute_slowdowns(toy, run_gate, monkeypatch):
+    _record(toy, run_gate)
+    monkeypatch.setenv("TOY_SLOWDOWN_WORK", "2")
+    run_gate("--benchmark-compare", "--pcct-noise-floor=0.05").assert_outcomes(passed=3)
+
+
+def test_json_export_holds_every_result(toy, run_gate, monkeypatch):
+    _record(toy, run_gate)
+    monkeypatch.setenv("TOY_SLOWDOWN_WORK", "2")
+    run_gate("--benchmark-compare", "--pcct-gate-report=gate.json").assert_outcomes(passed=2, failed=1)
+    report = json.loads((toy.path / "gate.json").read_text())
+    assert report["format"] == "pytest_pcct.gate_report" and report["mode"] == "all"
+    by_id = {r["nodeid"]: r for r in report["results"]}
+    assert set(by_id) == {f"test_toy.py::test_{name}" for name in ("calibration", "work", "lenient")}
+    work = by_id["test_toy.py::test_work"]
+    assert work["outcome"] == "failed" and "time regression" in work["message"]
+    assert work["time"]["slowdown"] > 1.5 and work["time"]["threshold"] == 1.5
+    assert work["counters"]["ok"] and work["counters"]["counters"]["steps"]["baseline"] == 1000
+    assert by_id["test_toy.py::test_lenient"]["time"]["threshold"] == 5.0
