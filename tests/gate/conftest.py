@@ -1,7 +1,8 @@
 """Fixtures for the regression gate's tests: tiny pytester projects gated by the installed plugin.
 
-``toy`` is a project whose "work" is a sleep: sleeps overshoot but never undershoot, so the fastest round
-(the gate's statistic) is steady even on a busy machine, and a 2x slowdown is unmistakable. Its counters
+``toy`` is a project whose "work" is a fixed CPU loop timed with ``time.process_time`` (like the real
+suite): other processes' load does not change the CPU time a loop takes, so the fastest round (the gate's
+statistic) is steady even on a busy machine, and a 2x slowdown is unmistakable. Its counters
 are plain numbers read from environment variables, so a test can inject a counter regression without
 touching the timing. ``covertreex_project`` gates real gold-engine queries, with an over-fetching engine
 flag that makes the same query do more work.
@@ -24,14 +25,17 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.benchmark(timer=getattr(time, os.environ.get("TOY_TIMER", "process_time")))
 
-def _scaled(name, seconds):
-    return seconds * float(os.environ.get(name, "1"))
+
+def _spin(name, count):
+    """A fixed amount of CPU work, scaled by an environment variable."""
+    return sum(range(int(count * float(os.environ.get(name, "1")))))
 
 
 @pytest.mark.pcct_calibration
 def test_calibration(benchmark):
-    benchmark(time.sleep, _scaled("TOY_CALIBRATION_SCALE", 0.002))
+    benchmark(_spin, "TOY_CALIBRATION_SCALE", 100_000)
 
 
 def _record(pcct_gate, name):
@@ -42,16 +46,23 @@ def _record(pcct_gate, name):
 
 
 def test_work(benchmark, pcct_gate):
-    benchmark(time.sleep, _scaled("TOY_SLOWDOWN_WORK", 0.004))
+    benchmark(_spin, "TOY_SLOWDOWN_WORK", 200_000)
     _record(pcct_gate, "work")
 
 
 @pytest.mark.pcct_time(threshold=5.0)
 @pytest.mark.pcct_counters(tolerance={"steps": 0.10})
 def test_lenient(benchmark, pcct_gate):
-    benchmark(time.sleep, _scaled("TOY_SLOWDOWN_LENIENT", 0.004))
+    benchmark(_spin, "TOY_SLOWDOWN_LENIENT", 200_000)
     _record(pcct_gate, "lenient")
 '''
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker(monkeypatch):
+    """Project runs are serial even when this suite runs under xdist (whose workers export this variable,
+    which both pytest-benchmark and the gate read)."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
 
 
 @pytest.fixture

@@ -84,11 +84,12 @@ def test_calibration_not_selected(recorded, run_gate):
         ["pytest-pcct gate: no calibration benchmark (a test marked pcct_calibration)*"])
 
 
-def test_a_different_timer_is_incomparable(recorded, run_gate):
-    result = run_gate("--benchmark-compare", "--benchmark-timer=time.monotonic")
+def test_a_different_timer_is_incomparable(recorded, run_gate, monkeypatch):
+    monkeypatch.setenv("TOY_TIMER", "perf_counter")
+    result = run_gate("--benchmark-compare")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*: the timing baseline of test_toy.py::test_work was measured with "
-                                 "perf_counter, this run uses monotonic; re-record it with:"])
+                                 "process_time, this run uses perf_counter; re-record it with:"])
 
 
 def test_baselines_change_only_through_the_update_flag(recorded, run_gate):
