@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from covertreex.digest import array_digest
-from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.errors import InvalidInputError, NonFiniteError, unknown_name
 from covertreex.metrics.kernels import EUCLIDEAN, MATERN52, RBF, RESIDUAL, MetricData
 from covertreex.residual import ResidualProblem
 from covertreex.validation import as_points, check_dims, dataset_indices
@@ -20,6 +20,20 @@ from covertreex.validation import as_points, check_dims, dataset_indices
 METRICS = ("euclidean", "residual")
 _KERNEL_IDS = {"rbf": RBF, "matern52": MATERN52}
 _EPS = np.finfo(np.float64).eps
+
+
+MAX_EUCLIDEAN_COORDINATE = 1e150
+"""Beyond this magnitude a squared coordinate difference can overflow float64 and distances become inf."""
+
+
+def _check_magnitude(X: np.ndarray, name: str) -> None:
+    big = np.abs(X) > MAX_EUCLIDEAN_COORDINATE
+    if big.any():
+        row = int(np.argwhere(big)[0][0])
+        raise NonFiniteError(
+            f"{name} has coordinates beyond +/-{MAX_EUCLIDEAN_COORDINATE:g} (first at row {row}); "
+            "their squared distances would overflow float64"
+        )
 
 
 def euclidean_slack(n_dims: int) -> float:
@@ -72,6 +86,7 @@ class MetricSpace:
     @classmethod
     def euclidean(cls, points) -> MetricSpace:
         X = as_points(points, "X")
+        _check_magnitude(X, "X")
         data = MetricData(
             EUCLIDEAN,
             RBF,
@@ -119,6 +134,7 @@ class MetricSpace:
         check_dims(Q, self.n_dims)
         n = Q.shape[0]
         if self.metric == "euclidean":
+            _check_magnitude(Q, "queries")
             qdata = self.data._replace(X=Q, V=np.zeros((n, 0)), P=np.ones(n))
         else:
             Vq, pq = self.problem.project(Q)

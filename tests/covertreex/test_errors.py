@@ -39,6 +39,16 @@ def test_non_finite_queries(fitted):
         fitted.kneighbors(q, k=2)
 
 
+@pytest.mark.parametrize("engine", ["gold", "brute"])
+def test_coordinates_whose_squares_overflow(engine):
+    data = X.copy()
+    data[4, 2] = 1e155
+    with pytest.raises(NonFiniteError, match=r"X has coordinates beyond \+/-1e\+150 \(first at row 4\)"):
+        ct.CoverTree(engine=engine).fit(data)
+    with pytest.raises(NonFiniteError, match="queries has coordinates beyond"):
+        ct.CoverTree(engine=engine).fit(X).kneighbors(data, k=1)
+
+
 def test_empty_points():
     with pytest.raises(InvalidInputError, match="X must not be empty"):
         ct.CoverTree().fit(np.empty((0, 3)))

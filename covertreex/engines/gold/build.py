@@ -62,6 +62,8 @@ def build_tree(D, order):
                     stack[top] = c
                     top += 1
                 c = next_sibling[c]
+        if best < 0:  # only a non-finite distance escapes every ball; the API rejects such input
+            raise ValueError("X: a distance evaluated to inf or NaN during the build")
         level = DUPLICATE_LEVEL if best_d == 0.0 else level_below(best_d)
         levels[x] = level
         parents[x] = best
