@@ -224,8 +224,9 @@ def pytest_terminal_summary(terminalreporter, config):
     s = state.settings
     tr = terminalreporter
     tr.section("pcct regression gate")
-    tr.write_line(f"mode {s.mode}{' (updating baselines)' if s.update else ''}; threshold {s.threshold}x, "
-                  f"noise floor {s.noise_floor * 1e3:g} ms; baselines {s.directory}")
+    limits = f"; threshold {s.threshold}x, noise floor {s.noise_floor * 1e3:g} ms" if s.timing else ""
+    updating = " (updating baselines)" if s.update else ""
+    tr.write_line(f"mode {s.mode}{updating}{limits}; baselines {s.directory}")
     for line in gate_report.table(state.results):
         tr.write_line(line)
     for note in state.notes:
