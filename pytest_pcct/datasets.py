@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 
 import numpy as np
@@ -163,6 +163,22 @@ class KnnCase:
             raise unknown_name("metric", self.metric, ("euclidean", "residual"))
         if as_int(self.k, "k") < 1:
             raise InvalidInputError(f"k must be >= 1, got {self.k}")
+
+    def __repr__(self) -> str:
+        """A constructor call that rebuilds this case bit for bit (numpy's own repr rounds floats), so a
+        shrunk Hypothesis counterexample can be pasted into a regression test as printed."""
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                parts.append(f"{f.name}=np.array({value.tolist()!r})")
+            elif value is not None and value != f.default:
+                parts.append(f"{f.name}={value!r}")
+        return f"KnnCase({', '.join(parts)})"
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        """Hypothesis prints falsifying examples with this (its dataclass printer would round arrays)."""
+        printer.text(repr(self))
 
     @cached_property
     def problem(self) -> Problem:

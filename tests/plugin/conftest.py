@@ -1,16 +1,25 @@
-"""Fixtures for the pytest-pcct plugin's own tests (run through ``pytester``).
-
-The modules below are imported here so that in-process pytester runs find them already loaded: pytester
-drops modules a run imported, and re-importing covertreex would reload its Numba kernels every run.
-"""
-
-import importlib
+"""Fixtures for the pytest-pcct plugin's own tests (run through ``pytester``)."""
 
 import pytest
 
-for _module in ("covertreex.engines.gold", "covertreex.engines.brute", "covertreex.engines.rust",
-                "pytest_pcct.covertreex_engines", "pytest_pcct.session"):
-    importlib.import_module(_module)
+import covertreex
+from pytest_pcct.covertreex_engines import CovertreexEngine
+from pytest_pcct.datasets import make_problem
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engines_loaded_outside_pytester():
+    """Run every engine once in this process before any in-process pytester run.
+
+    pytester drops the modules a run imported. Numba imports modules of its own the first time it loads a
+    compiled kernel, so if that happened inside a run, the next run would import them again and Numba
+    would fail with "duplicate registration". Loading here keeps them imported for the whole session.
+    """
+    problems = [make_problem(n=20, d=2, n_queries=2),
+                make_problem(n=20, d=2, n_queries=2, metric="residual", m=4)]
+    for name in covertreex.engine_names():
+        for problem in problems:
+            CovertreexEngine(name)(problem, 2)
 
 WRONG_ENGINES = '''
 import numpy as np

@@ -1,5 +1,7 @@
 """Deliberately wrong engines registered by a test are caught through pcct_engine_pair, in both modes."""
 
+import re
+
 PAIR_TESTS = """
 import pytest
 
@@ -125,3 +127,29 @@ def test_counters_are_compared_and_records_validated(pytester):
         "*= pcct parity matrix =*",
         "gold-miscount  euclidean gaussian d=2 n=50 q=3 queries=points seed=0  2  E       0        differ",
     ])
+
+
+def test_a_property_prints_a_counterexample_that_reproduces_as_written(wrong_engines):
+    wrong_engines.makepyfile(test_prop="""
+        from hypothesis import Phase, given, settings
+        from hypothesis import strategies as st
+        from pytest_pcct.strategies import knn_cases
+
+        @settings(settings.get_profile("ci"), deadline=None, phases=[Phase.generate, Phase.shrink])
+        @given(case=knn_cases(metric="euclidean", n=st.integers(2, 12), d=st.integers(1, 2)))
+        def test_prop(pcct_engine_pair, case):
+            pcct_engine_pair.check(case.problem, case.k)
+    """)
+    result = wrong_engines.runpytest("--pcct-engines=gold,swap", "test_prop.py")
+    result.assert_outcomes(failed=1)
+    printed = re.search(r"^E +case=(KnnCase\(.*\)),$", result.stdout.str(), flags=re.M).group(1)
+    wrong_engines.makepyfile(test_again=f"""
+        import numpy as np
+        from pytest_pcct.datasets import KnnCase
+
+        def test_again(pcct_engine_pair):
+            case = {printed}
+            pcct_engine_pair.check(case.problem, case.k)
+    """)
+    wrong_engines.runpytest("--pcct-engines=gold,swap", "test_again.py").assert_outcomes(failed=1)
+    wrong_engines.runpytest("--pcct-engines=gold,brute", "test_again.py").assert_outcomes(passed=1)
