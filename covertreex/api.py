@@ -99,7 +99,7 @@ class CoverTree:
                 queries=query_set,
                 k=k,
                 config=self.config,
-                tree=self.tree,
+                tree=self.tree if self.engine.uses_tree else None,
                 counters=counters,
                 seconds=seconds,
             )

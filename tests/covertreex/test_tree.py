@@ -170,3 +170,12 @@ def test_single_point_tree():
     ct.validate(fitted.tree, fitted.space)
     idx, dist = fitted.kneighbors([[1.0, 3.0]], k=1)
     assert idx.tolist() == [[0]] and dist.tolist() == [[1.0]]
+
+
+def test_brute_engine_ignores_an_attached_tree(built, check_same):
+    tree, space = built
+    X = space.data.X
+    brute = ct.CoverTree(engine="brute").use_tree(tree, X)
+    result = brute.query(indices=np.arange(10), k=4)
+    assert result.telemetry["tree_digest"] is None and result.telemetry["levels"] == []
+    check_same(result, ct.CoverTree().fit(X).kneighbors(indices=np.arange(10), k=4))
