@@ -67,5 +67,5 @@ def register(registry: EngineRegistry) -> None:
     for name in engine_names():
         registry.register(
             name, _factory(name), oracle=name == ORACLE, telemetry_schema=default_resource(),
-            telemetry_group=PARITY_GROUP.get(name), description=f"covertreex engine {name!r}",
+            telemetry_group=PARITY_GROUP.get(name),
         )

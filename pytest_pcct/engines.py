@@ -53,7 +53,6 @@ class EngineSpec:
     oracle: bool = False
     telemetry_schema: str | None = None
     telemetry_group: str | None = None
-    description: str = ""
 
 
 class EngineRegistry:
@@ -64,7 +63,7 @@ class EngineRegistry:
 
     def register(
         self, name: str, factory: Callable[[], Callable], *, oracle: bool = False,
-        telemetry_schema: str | None = None, telemetry_group: str | None = None, description: str = "",
+        telemetry_schema: str | None = None, telemetry_group: str | None = None,
     ) -> EngineSpec:
         """Register `factory` (no arguments -> engine callable) under `name`."""
         if not isinstance(name, str) or not name or any(c in name for c in ", \t\n"):
@@ -76,7 +75,7 @@ class EngineRegistry:
         current = self.oracle()
         if oracle and current is not None:
             raise InvalidInputError(f"engine {name!r} cannot be the oracle: {current.name!r} already is")
-        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group, description)
+        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group)
         self._specs[name] = spec
         return spec
 
