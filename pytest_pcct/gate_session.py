@@ -372,7 +372,8 @@ class GateSession:
         """Update mode: merge this run's gated timings into the stored run (atomically)."""
         if not self.settings.timing or self.calibration is None:
             return None
-        fresh = [b for b in self.bench.benchmarks if b.fullname in self.gated and not b.has_error]
+        recorded = {r["nodeid"] for r in self.results if r["outcome"] == "updated"} | {self.calibration_id}
+        fresh = [b for b in self.bench.benchmarks if b.fullname in recorded and not b.has_error]
         if not fresh:
             return None
         config = self.bench.config

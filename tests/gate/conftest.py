@@ -10,7 +10,10 @@ flag that makes the same query do more work.
 
 import importlib
 
+import numpy as np
 import pytest
+
+import covertreex as ct
 
 for _module in ("pytest_pcct.gate_session", "pytest_pcct.gate_report", "pytest_pcct.baselines",
                 "covertreex.engines.gold", "hypothesis"):
@@ -127,8 +130,16 @@ def test_query_work(benchmark, pcct_gate):
 '''
 
 
+@pytest.fixture(scope="session")
+def _gold_warmed():
+    """One gold fit and query in this process, before any pytester snapshot: Numba imports some of its
+    modules lazily on first compile, and a module pytester dropped after a run would register twice."""
+    points = np.random.default_rng(0).normal(size=(50, 2))
+    ct.CoverTree(engine="gold").fit(points).query(points[:3], k=2)
+
+
 @pytest.fixture
-def covertreex_project(pytester):
+def covertreex_project(_gold_warmed, pytester):
     """A project gating real gold queries through an engine with a work-adding flag (registered for the
     duration of each run only)."""
     pytester.makeconftest(COVERTREEX_CONFTEST)
