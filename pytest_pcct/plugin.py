@@ -220,7 +220,9 @@ def pcct_dataset(request):
 
     def make(*kind, **params):
         if len(kind) > 1:
-            raise TypeError(f"pcct_dataset takes at most one positional argument (kind), got {kind!r}")
+            from covertreex.errors import InputTypeError
+
+            raise InputTypeError(f"pcct_dataset takes at most one positional argument (kind), got {kind!r}")
         return state.problems.get(**{**defaults, **dict(zip(("kind",), kind, strict=False)), **params})
 
     return make

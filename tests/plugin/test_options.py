@@ -2,6 +2,11 @@
 
 import pytest
 
+import covertreex
+
+OURS = ", ".join(covertreex.engine_names())
+WITH_TEST_ENGINES = ", ".join(sorted([*covertreex.engine_names(), "gpu", "swap", "tieflip", "ulp"]))
+
 ENGINE_TESTS = """
 def test_engine(pcct_engine):
     assert pcct_engine.name in ("gold", "brute", "rust")
@@ -21,7 +26,7 @@ def test_engines_option_parametrizes_engines_and_pairs(pytester):
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines([
         "pcct: engines gold,brute (reference gold, from --pcct-engines); pairs gold-brute; seed 0",
-        "pcct: registered engines brute, gold, rust",
+        f"pcct: registered engines {OURS}",
         "*test_engine[[]gold[]] PASSED*",
         "*test_engine[[]brute[]] PASSED*",
         "*test_pair[[]gold-brute[]] PASSED*",
@@ -56,7 +61,7 @@ def test_ini_selects_engines_and_seed_and_the_option_wins(pytester):
     ("engines", "message"),
     [
         ("gold,nope", "ERROR: pytest-pcct: unknown engine 'nope' requested by --pcct-engines; "
-                      "registered engines: brute, gold, gpu, rust, swap, tieflip, ulp"),
+                      f"registered engines: {WITH_TEST_ENGINES}"),
         ("gold,gpu", "ERROR: pytest-pcct: engine 'gpu' requested by --pcct-engines is not available "
                      "here: it needs a GPU"),
         ("gold,,brute", "ERROR: pytest-pcct: empty engine name in --pcct-engines='gold,,brute'"),
