@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -28,14 +28,14 @@ COMPARED_SECTIONS = ("counters", "per_query", "levels")
 """The parts of a record that are deterministic and compared for parity (timings never are)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str = SCHEMA_FILE) -> dict:
     """The JSON Schema shipped with the package."""
     text = resources.files("covertreex").joinpath("schemas", name).read_text(encoding="utf-8")
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str = SCHEMA_FILE):
     from jsonschema import Draft202012Validator
 
