@@ -8,6 +8,9 @@ Two answers compare in one of three ways (:func:`compare_knn`):
 - ``tie-equal``: every distance within ``atol + rtol * |ref|`` and indices that differ only inside groups
   of near-equal distances, or in the group cut by the k-th boundary, never strictly inside it;
 - ``different``: anything else.
+
+Padding (index -1, distance inf: fewer than k eligible points, as in predecessor queries) is part of the
+answer: a position one answer pads and the other fills is a difference in every mode.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "KnnComparison",
     "assert_k_safe",
     "assert_knn_equal",
+    "assert_predecessors",
     "assert_telemetry_equal",
     "assert_telemetry_valid",
     "compare_knn",
@@ -103,6 +107,14 @@ def _same_shape(left: np.ndarray, right: np.ndarray, labels) -> None:
         )
 
 
+def _padding_reason(ref_index, got_index, labels) -> str | None:
+    """Why a position differs when exactly one of the two answers pads it (-1), else None."""
+    if (ref_index < 0) == (got_index < 0):
+        return None
+    pads, fills = labels if ref_index < 0 else labels[::-1]
+    return f"{pads} pads this position (-1: fewer than k eligible points) but {fills} lists an index"
+
+
 @dataclass(frozen=True)
 class _Difference:
     row: int
@@ -131,6 +143,10 @@ def _row_table(diff: _Difference, left, right, labels, marks: np.ndarray) -> lis
 def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels) -> _Difference | None:
     """The first breach of the tie-aware tolerance in one row (see the module docstring)."""
     a, b = labels
+    padded = (ri < 0) != (gi < 0)
+    if padded.any():
+        j = int(np.argmax(padded))
+        return _Difference(row, j, _padding_reason(ri[j], gi[j], labels))
     close = _near(rd, gd, rtol, atol)
     if not close.all():
         j = int(np.argmin(close))
@@ -240,7 +256,8 @@ def compare_knn(
         row, pos = (int(x) for x in np.argwhere(differs)[0])
         same_index = ri[row, pos] == gi[row, pos]
         reason = "distance differs" if same_index else (
-            "index differs" if rd[row, pos] == gd[row, pos] else "index and distance differ")
+            _padding_reason(ri[row, pos], gi[row, pos], labels)
+            or ("index differs" if rd[row, pos] == gd[row, pos] else "index and distance differ"))
         first = _Difference(row, pos, reason)
         for r in np.flatnonzero(differs.any(axis=1)):
             violation = _row_violation(int(r), ri[r], rd[r], gi[r], gd[r], rtol, atol, labels)
@@ -271,7 +288,8 @@ def assert_k_safe(result, oracle, *, rtol: float = 0.0, atol: float = 0.0, label
     """Assert `result` dropped no true neighbour: per row, its sorted distances equal the oracle's.
 
     This checks the distance multiset only, so it holds across tie-breaking differences; index parity is
-    :func:`assert_knn_equal`'s job.
+    :func:`assert_knn_equal`'s job. Padding (-1) must match in count: a row with fewer than k eligible
+    points is padded equally by both.
     """
     __tracebackhide__ = True
     a, b = _labels(labels)
@@ -279,6 +297,7 @@ def assert_k_safe(result, oracle, *, rtol: float = 0.0, atol: float = 0.0, label
     ri, rd = _knn_arrays(result, a)
     oi, od = _knn_arrays(oracle, b)
     _same_shape(ri, oi, (a, b))
+    _same_padding(ri, oi, (a, b))
     r_order = np.argsort(rd, axis=1, kind="stable")
     o_order = np.argsort(od, axis=1, kind="stable")
     rs, os_ = np.take_along_axis(rd, r_order, 1), np.take_along_axis(od, o_order, 1)
@@ -301,6 +320,69 @@ def assert_k_safe(result, oracle, *, rtol: float = 0.0, atol: float = 0.0, label
     raise AssertionError(
         f"{head}\n{tail}\n  rows with a distance-multiset difference: {others + 1} of {rd.shape[0]}"
         f" (rtol={rtol:g}, atol={atol:g})"
+    )
+
+
+def _same_padding(ri: np.ndarray, oi: np.ndarray, labels) -> None:
+    """Assert both answers pad (-1) the same number of positions in every row."""
+    __tracebackhide__ = True
+    r_pads, o_pads = (ri < 0).sum(axis=1), (oi < 0).sum(axis=1)
+    rows = np.flatnonzero(r_pads != o_pads)
+    if not len(rows):
+        return
+    a, b = labels
+    row = int(rows[0])
+    extra = sorted(set(ri[row].tolist()) - set(oi[row].tolist()) - {-1})
+    missing = sorted(set(oi[row].tolist()) - set(ri[row].tolist()) - {-1})
+    if r_pads[row] > o_pads[row]:
+        what = f"it dropped true neighbours; {b} indices absent from {a}'s row: {missing[:10]}"
+    else:
+        what = f"it lists ineligible indices; {a} indices absent from {b}'s row: {extra[:10]}"
+    raise AssertionError(
+        f"query row {row}: {a} pads {int(r_pads[row])} positions with -1, the {b} pads {int(o_pads[row])}: "
+        f"{what}\n  rows with a padding difference: {len(rows)} of {ri.shape[0]}"
+    )
+
+
+def assert_predecessors(result, *, label: str = "result") -> None:
+    """Assert a predecessor (Vecchia) answer is well formed, where query row i is indexed point i: row i
+    lists min(i, k) distinct indices j < i at finite distances, then (-1, inf) padding.
+
+    An engine that returns an ineligible index (j >= i) can still be tie-equal to the oracle when
+    distances tie (duplicates), so eligibility is checked on its own, not left to the comparison.
+    """
+    __tracebackhide__ = True
+    indices, distances = _knn_arrays(result, label)
+    n, k = indices.shape
+    row_of = np.arange(n)[:, None]
+    listed = np.arange(k)[None, :] < np.minimum(row_of, k)
+    eligible = (indices >= 0) & (indices < row_of) & np.isfinite(distances)
+    padding = (indices == -1) & (distances == np.inf)
+    ordered = np.sort(np.where(listed, indices, -1 - np.arange(k)[None, :]), axis=1)
+    repeated = np.zeros_like(listed)
+    repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    bad = np.where(listed, ~eligible, ~padding)
+    if not bad.any() and not repeated.any():
+        return
+    row = int(np.argwhere(bad | repeated)[0][0])
+    if bad[row].any():
+        pos = int(np.argmax(bad[row]))
+        j, dist = int(indices[row, pos]), _dist(distances[row, pos])
+        if not listed[row, pos]:
+            why = (f"expected padding (-1, inf): point {row} has only {row} predecessors, so positions "
+                   f"{min(row, k)}..{k - 1} are padded")
+        elif 0 <= j < row:
+            why = "a predecessor must be at a finite distance"
+        else:
+            why = f"index {j} is not eligible: row {row} may only list indices 0 <= j < {row}"
+    else:
+        twice = int(ordered[row][np.argmax(repeated[row])])
+        pos = int(np.flatnonzero(indices[row] == twice)[1])
+        j, dist = twice, _dist(distances[row, pos])
+        why = f"index {twice} is listed more than once in the row"
+    raise AssertionError(
+        f"{label}: predecessor query row {row}, position {pos} (index {j}, distance {dist}): {why}\n"
+        f"  rows with an ill-formed predecessor answer: {int((bad | repeated).any(axis=1).sum())} of {n}"
     )
 
 

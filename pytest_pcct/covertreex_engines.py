@@ -41,6 +41,8 @@ class CovertreexEngine:
 
     def __call__(self, problem: Problem, k: int):
         tree = self._tree(problem)
+        if problem.predecessor:
+            return tree.query(k=k, predecessor=True)
         if problem.queries is not None:
             return tree.query(problem.queries, k)
         return tree.query(indices=problem.query_indices, k=k)
@@ -61,11 +63,11 @@ def _factory(name: str):
 
 
 def register(registry: EngineRegistry) -> None:
-    """Register every covertreex engine; brute is the oracle."""
+    """Register every covertreex engine (all answer predecessor problems); brute is the oracle."""
     from covertreex import engine_names
 
     for name in engine_names():
         registry.register(
             name, _factory(name), oracle=name == ORACLE, telemetry_schema=default_resource(),
-            telemetry_group=PARITY_GROUP.get(name),
+            telemetry_group=PARITY_GROUP.get(name), predecessor=True,
         )

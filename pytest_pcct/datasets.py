@@ -2,8 +2,10 @@
 
 An engine under test receives a :class:`Problem` and k and nothing else, so any k-NN engine can be adapted:
 ``problem.points`` and ``problem.query_points`` are plain float64 coordinates; residual engines also read
-``problem.residual``. :func:`make_problem` builds seeded problems from :func:`covertreex.datasets.make` and
-:func:`covertreex.residual_problem`; :class:`ProblemCache` keeps one copy per recipe for a test session.
+``problem.residual``. A predecessor (Vecchia) problem queries every indexed point i in order and allows
+only neighbours j < i, so rows i < k are padded with (-1, inf). :func:`make_problem` builds seeded
+problems from :func:`covertreex.datasets.make` and :func:`covertreex.residual_problem`;
+:class:`ProblemCache` keeps one copy per recipe for a test session.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from covertreex import datasets, residual_problem
 from covertreex.digest import array_digest
-from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.residual import ResidualProblem
 from covertreex.validation import as_int, as_points, check_dims, dataset_indices
 
@@ -35,6 +37,7 @@ class Problem:
 
     Exactly one of ``queries`` (new coordinates) and ``query_indices`` (indexed points as queries) is set;
     ``data_digest`` identifies the indexed data alone (engines may reuse an index built on it).
+    ``predecessor``: query_indices is ``0..n-1`` and query row i may only list indices j < i.
     """
 
     points: np.ndarray = field(repr=False)
@@ -44,6 +47,7 @@ class Problem:
     label: str
     digest: str
     data_digest: str = field(repr=False)
+    predecessor: bool = False
 
     @property
     def metric(self) -> str:
@@ -68,15 +72,21 @@ class Problem:
 
 
 def problem_from_arrays(
-    data, *, queries=None, query_indices=None, label: str | None = None
+    data, *, queries=None, query_indices=None, predecessor: bool = False, label: str | None = None
 ) -> Problem:
-    """Wrap points (Euclidean) or a ResidualProblem, and queries given as coordinates or indices."""
-    if (queries is None) == (query_indices is None):
-        raise InvalidInputError("pass exactly one of queries and query_indices")
+    """Wrap points (Euclidean) or a ResidualProblem, and queries given as coordinates or indices, or
+    (predecessor=True) every indexed point among its predecessors."""
+    if not isinstance(predecessor, bool):
+        raise InputTypeError(f"predecessor must be True or False, got {predecessor!r}")
+    if (queries is None) + (query_indices is None) + (not predecessor) != 2:
+        raise InvalidInputError("pass exactly one of queries and query_indices, or predecessor=True alone")
     residual = data if isinstance(data, ResidualProblem) else None
     points = _frozen(np.array(residual.X if residual else as_points(data, "data")))
     data_digest = residual.digest if residual else array_digest(points)
-    if queries is not None:
+    if predecessor:
+        query_indices = _frozen(np.arange(points.shape[0], dtype=np.int64))
+        query_digest = "predecessor:" + array_digest(query_indices)
+    elif queries is not None:
         queries = _frozen(np.array(as_points(queries, "queries")))
         check_dims(queries, points.shape[1])
         query_digest = "points:" + array_digest(queries)
@@ -86,8 +96,9 @@ def problem_from_arrays(
     metric = "euclidean" if residual is None else "residual"
     digest = hashlib.sha256(f"{metric}|{data_digest}|{query_digest}".encode()).hexdigest()
     n_q = len(queries if queries is not None else query_indices)
-    label = label or f"{metric} n={points.shape[0]} d={points.shape[1]} q={n_q} {digest[:12]}"
-    return Problem(points, queries, query_indices, residual, label, digest, data_digest)
+    mode = " predecessor" if predecessor else ""
+    label = label or f"{metric}{mode} n={points.shape[0]} d={points.shape[1]} q={n_q} {digest[:12]}"
+    return Problem(points, queries, query_indices, residual, label, digest, data_digest, predecessor)
 
 
 def _params_text(params: dict) -> str:
@@ -96,24 +107,36 @@ def _params_text(params: dict) -> str:
 
 def make_problem(
     kind: str = "gaussian", *, n: int = 1000, d: int = 3, seed: int = 0, metric: str = "euclidean",
-    n_queries: int = 64, queries: str = "auto", kernel: str = "rbf", lengthscale=1.0,
-    variance: float = 1.0, m: int = 32, **kind_params,
+    n_queries: int | None = None, queries: str = "auto", predecessor: bool = False, kernel: str = "rbf",
+    lengthscale=1.0, variance: float = 1.0, m: int = 32, **kind_params,
 ) -> Problem:
     """A seeded problem: ``covertreex.datasets.make(kind, ...)`` points, queries and (residual) the V factor.
 
     queries="points" draws n + n_queries rows from the generator and holds the last n_queries out as
     query coordinates (same clusters, lattice and duplicate pool as the data); queries="indices" queries
     indexed points ``default_rng(seed + 1).choice(n, n_queries)``; "auto" is points for Euclidean and
-    indices for residual problems. Residual problems use ``residual_problem(points, ..., seed=seed)``.
+    indices for residual problems; n_queries defaults to 64. predecessor=True queries every indexed point
+    among its predecessors (n_queries is then n, and the label says queries=predecessor).
+    Residual problems use ``residual_problem(points, ..., seed=seed)``.
     """
     if metric not in ("euclidean", "residual"):
         raise unknown_name("metric", metric, ("euclidean", "residual"))
     if queries not in QUERY_MODES:
         raise unknown_name("query mode", queries, QUERY_MODES)
-    n, n_queries, seed = as_int(n, "n"), as_int(n_queries, "n_queries"), as_int(seed, "seed")
+    if not isinstance(predecessor, bool):
+        raise InputTypeError(f"predecessor must be True or False, got {predecessor!r}")
+    n, seed = as_int(n, "n"), as_int(seed, "seed")
+    if predecessor and queries != "auto":
+        raise InvalidInputError(f"predecessor=True queries every indexed point; got queries={queries!r}")
+    if predecessor and n_queries not in (None, n):
+        raise InvalidInputError(f"predecessor=True queries all n={n} points; got n_queries={n_queries}")
+    n_queries = as_int(n if predecessor else 64 if n_queries is None else n_queries, "n_queries")
     if n_queries < 1:
         raise InvalidInputError(f"n_queries must be >= 1, got {n_queries}")
-    mode = queries if queries != "auto" else ("points" if metric == "euclidean" else "indices")
+    if predecessor:
+        mode = "predecessor"
+    else:
+        mode = queries if queries != "auto" else ("points" if metric == "euclidean" else "indices")
     extra = n_queries if mode == "points" else 0
     rows = datasets.make(kind, n + extra, d, seed, **kind_params).points
     data = rows[:n]
@@ -126,6 +149,8 @@ def make_problem(
     label = f"{metric} {kind} {_params_text(params)}"
     if mode == "points":
         return problem_from_arrays(data, queries=rows[n:], label=label)
+    if mode == "predecessor":
+        return problem_from_arrays(data, predecessor=True, label=label)
     picks = np.random.default_rng(seed + 1).choice(n, n_queries, replace=n_queries > n)
     return problem_from_arrays(data, query_indices=picks, label=label)
 

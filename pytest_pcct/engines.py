@@ -6,6 +6,8 @@ An engine is any callable ``engine(problem, k)`` (see :class:`pytest_pcct.datase
 sorted by (distance, index), telemetry a dict or None. Engines are registered by name with a factory
 (called only when the engine is selected) through the ``pytest_pcct_register_engines(registry)`` hook.
 A factory that cannot produce its engine here raises :class:`EngineUnavailable` with the reason.
+Predecessor problems (``problem.predecessor``) reach only engines registered with ``predecessor=True``;
+their answers are checked for eligibility (row i lists only j < i, then (-1, inf) padding) on arrival.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.validation import as_int
-from pytest_pcct.assertions import assert_telemetry_valid
+from pytest_pcct.assertions import assert_predecessors, assert_telemetry_valid
 from pytest_pcct.datasets import Problem
 
 
 class EngineUnavailable(RuntimeError):
     """Raised by an engine factory when its engine cannot run here; the message says why."""
+
+
+class UnsupportedProblemError(InvalidInputError):
+    """A problem kind the engine was not registered for (e.g. predecessor queries), so its answer would
+    be compared against a question it does not answer."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +53,7 @@ class EngineSpec:
     oracle: answers are exact by construction (the reference for k-safety checks; at most one).
     telemetry_schema: 'package:path.json' every telemetry record must match (required to emit records).
     telemetry_group: engines sharing a group produce comparable counters, compared field by field.
+    predecessor: the engine answers predecessor problems (row i among indices j < i, padded).
     """
 
     name: str
@@ -53,6 +61,7 @@ class EngineSpec:
     oracle: bool = False
     telemetry_schema: str | None = None
     telemetry_group: str | None = None
+    predecessor: bool = False
 
 
 class EngineRegistry:
@@ -63,7 +72,7 @@ class EngineRegistry:
 
     def register(
         self, name: str, factory: Callable[[], Callable], *, oracle: bool = False,
-        telemetry_schema: str | None = None, telemetry_group: str | None = None,
+        telemetry_schema: str | None = None, telemetry_group: str | None = None, predecessor: bool = False,
     ) -> EngineSpec:
         """Register `factory` (no arguments -> engine callable) under `name`."""
         if not isinstance(name, str) or not name or any(c in name for c in ", \t\n"):
@@ -72,10 +81,12 @@ class EngineRegistry:
             raise InvalidInputError(f"engine {name!r} is already registered")
         if not callable(factory):
             raise InvalidInputError(f"factory of engine {name!r} must be callable, got {factory!r}")
+        if not isinstance(predecessor, bool):
+            raise InputTypeError(f"predecessor of engine {name!r} must be True or False, got {predecessor!r}")
         current = self.oracle()
         if oracle and current is not None:
             raise InvalidInputError(f"engine {name!r} cannot be the oracle: {current.name!r} already is")
-        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group)
+        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group, predecessor)
         self._specs[name] = spec
         return spec
 
@@ -147,7 +158,15 @@ class EngineHandle:
         k = as_int(k, "k")
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
+        if problem.predecessor and not self.spec.predecessor:
+            raise UnsupportedProblemError(
+                f"engine {self.name!r} was not registered for predecessor problems ({problem.label}); "
+                "register it with predecessor=True once it answers them (row i among indices j < i, "
+                "padded with (-1, inf))"
+            )
         answer = _normalise(self.name, self._engine(problem, k), problem.n_queries, k)
+        if problem.predecessor:
+            assert_predecessors(answer, label=f"engine {self.name!r} on {problem.label}, k={k}")
         if answer.telemetry is not None:
             if self.spec.telemetry_schema is None:
                 raise InvalidInputError(
