@@ -1,5 +1,6 @@
 """Cross-engine parity on the parity fixture (DESIGN section 6): 1,000 points, 64 queries, k = 1..10,
-dimensions 1, 2, 3 and 8, several seeds, Euclidean and residual (m = 32), lattices and duplicates.
+dimensions 1, 2, 3 and 8, several seeds, Euclidean and residual (m = 32), lattices and duplicates; and
+predecessor (Vecchia) recipes, where all 1,000 points are queries and rows i < k are padded with (-1, inf).
 
 ``pytest --pcct-engines=gold,rust`` (the ini default) or ``--pcct-engines=gold,brute`` compares each pair of
 the selection bit for bit, and the work counters field by field where both engines share a telemetry group
@@ -27,22 +28,28 @@ DATASETS = [  # metric, kind, dimensions, seed offset, further make_problem argu
     ("residual", "gaussian", 8, 11, {"variance": 2.0}),
     ("residual", "lattice", 2, 12, {"side": 10}),
     ("residual", "duplicates", 3, 13, {"queries": "points"}),
+    ("euclidean", "gaussian", 3, 14, {"predecessor": True}),
+    ("euclidean", "lattice", 2, 15, {"side": 6, "predecessor": True}),
+    ("euclidean", "duplicates", 3, 16, {"predecessor": True}),
+    ("residual", "gaussian", 3, 17, {"predecessor": True}),
+    ("residual", "lattice", 2, 18, {"side": 10, "predecessor": True}),
+    ("residual", "duplicates", 8, 19, {"predecessor": True}),
 ]
 
 
 def recipe_id(recipe) -> str:
-    metric, kind, dims, offset, _ = recipe
-    return f"{metric}-{kind}-d{dims}-s{offset}"
+    metric, kind, dims, offset, params = recipe
+    return f"{metric}-{kind}-d{dims}-s{offset}{'-pred' if params.get('predecessor') else ''}"
 
 
 @pytest.fixture
 def fixture_problem(pcct_dataset, pcct_seed, recipe):
     """The parity-fixture problem of `recipe`, seeded from the run's base seed."""
     metric, kind, dims, offset, params = recipe
-    extra = {"m": 32, **params} if metric == "residual" else params
-    return pcct_dataset(
-        kind, n=N_POINTS, d=dims, seed=pcct_seed + offset, metric=metric, n_queries=N_QUERIES, **extra
-    )
+    extra = {"m": 32, **params} if metric == "residual" else dict(params)
+    if not params.get("predecessor"):  # a predecessor problem queries every point
+        extra["n_queries"] = N_QUERIES
+    return pcct_dataset(kind, n=N_POINTS, d=dims, seed=pcct_seed + offset, metric=metric, **extra)
 
 
 @pytest.mark.parametrize("k", KS)
