@@ -67,11 +67,13 @@ def workloads() -> dict[str, Workload]:
 
 @pytest.fixture
 def fitted(bench_engine):
-    """fitted(workload): a single-threaded CoverTree of the engine under benchmark, fitted once (which also
-    compiles any Numba code, so nothing timed afterwards includes compilation)."""
+    """fitted(workload, path): a single-threaded CoverTree of the engine under benchmark on that path
+    ('tree' builds the tree in fit), fitted once (which also compiles any Numba code, so nothing timed
+    afterwards includes compilation)."""
 
-    def fit(workload: Workload) -> ct.CoverTree:
-        return ct.CoverTree(engine=bench_engine, metric=workload.metric, threads=1).fit(workload.data)
+    def fit(workload: Workload, path: str = "tree") -> ct.CoverTree:
+        model = ct.CoverTree(engine=bench_engine, metric=workload.metric, threads=1, path=path)
+        return model.fit(workload.data)
 
     return fit
 

@@ -1,5 +1,5 @@
-"""Query time and query work (the telemetry record's counters) per engine and metric, gated against
-baselines/."""
+"""Query time and query work (the telemetry record's counters) per engine, metric and path (the tree
+walk, and the dense GEMM screening path), gated against baselines/."""
 
 import time
 
@@ -8,10 +8,11 @@ import pytest
 pytestmark = pytest.mark.benchmark(timer=time.process_time)  # see benchmarks/conftest.py
 
 
+@pytest.mark.parametrize("path", ["tree", "dense"])
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])
-def test_query(benchmark, fitted, workloads, metric, pcct_gate):
+def test_query(benchmark, fitted, workloads, metric, path, pcct_gate):
     workload = workloads[metric]
-    tree = fitted(workload)
+    tree = fitted(workload, path)
     tree.query(**workload.query)  # first call compiles; not timed
     result = benchmark(tree.query, **workload.query)
     pcct_gate.record_telemetry(result.telemetry)

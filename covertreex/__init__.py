@@ -2,7 +2,7 @@
 
 from covertreex.api import CoverTree
 from covertreex.config import KNOBS, Config
-from covertreex.engines import KnnResult, engine_names, get_engine
+from covertreex.engines import KnnResult, engine_available, engine_names, get_engine
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.tree import Tree, load, validate
 
@@ -15,6 +15,7 @@ __all__ = [
     "KnnResult",
     "ResidualProblem",
     "Tree",
+    "engine_available",
     "engine_names",
     "get_engine",
     "load",

@@ -101,7 +101,7 @@ def _add_workload(parser: argparse.ArgumentParser) -> None:
 
     engine = parser.add_argument_group(
         "engine and configuration (explicit flags override the preset)")
-    engine.add_argument("--engine", default="gold", metavar="NAME",
+    engine.add_argument("--engine", default=None, metavar="NAME",
                         help=f"engine from the registry: {', '.join(engine_names())} "
                              "(default: %(default)s)")
     engine.add_argument("--preset", default=None, metavar="NAME",
@@ -266,12 +266,13 @@ def _make_data(args, model: CoverTree, dataset) -> tuple[object, float]:
 
 
 def _build(model: CoverTree, data, tree_file) -> float | None:
-    """Build the tree (or attach the saved one) and return the build seconds (None when loaded)."""
+    """Fit (building the tree now only on the tree path) or attach the saved tree; return the build
+    seconds so far (None when loaded)."""
     if tree_file is not None:
         model.use_tree(load_tree(tree_file), data)
         return None
     shared = model.config.shared_tree and model.engine.uses_tree
-    with progress.phase(f"build ({'gold, shared tree' if shared else model.engine.name})"):
+    with progress.phase(f"fit ({'gold, shared tree' if shared else model.engine.name})"):
         model.fit(data)
     return model.build_seconds
 
@@ -302,8 +303,10 @@ def _seconds(stat: dict) -> str:
 
 
 def _tree_facts(model: CoverTree) -> str:
-    tree = model.tree
+    tree = model.built_tree
     if tree is None:
+        if model.engine.uses_tree:
+            return "no tree built (no query took the tree path)"
         return f"{model.engine.name} builds no tree (exhaustive scan)"
     top, bottom = tree.level_range
     work = "" if tree.build_evaluations is None else f", {tree.build_evaluations} distance evaluations"
@@ -375,7 +378,7 @@ def _report_build(args, model: CoverTree, timings: dict, tree_file) -> None:
         _say(args, f"data    V construction {_seconds(timings['v_seconds'])}")
     if tree_file:
         _say(args, f"build   tree loaded from {tree_file} (not built); {_tree_facts(model)}")
-    elif model.tree is None:
+    elif model.built_tree is None:
         _say(args, f"build   {_tree_facts(model)}")
     else:
         with_v = (f"; with V {_seconds(timings['build_with_v_seconds'])}"
@@ -410,9 +413,10 @@ def _cmd_query(args) -> int:
     for run in range(1, args.repeat + 1):
         label = f" [run {run}/{args.repeat}]" if args.repeat > 1 else ""
         data, v_seconds = _make_data(args, model, dataset)
-        build_seconds = _build(model, data, tree_file)
+        _build(model, data, tree_file)
         with progress.phase(f"query ({model.engine.name}){label}"):
             result = model.query(k=args.k, **query_kwargs)
+        build_seconds = None if tree_file else model.build_seconds  # a lazy build happens in query()
         runs.append({"v_seconds": v_seconds, "build_seconds": build_seconds,
                      "query_seconds": result.seconds})
         if args.telemetry:
@@ -430,14 +434,17 @@ def _cmd_query(args) -> int:
 
     timings = _timings(runs, n_queries)
     evaluations = float(first.counters.per_query[:, 0].mean())
-    summary.update(timings=timings, tree_digest=telemetry.tree_digest(model.tree),
-                   build_evaluations=getattr(model.tree, "build_evaluations", None),
+    summary.update(timings=timings, tree_digest=telemetry.tree_digest(model.built_tree),
+                   build_evaluations=getattr(model.built_tree, "build_evaluations", None),
+                   path=first.counters.extra.get("path"),
                    evaluations_per_query=evaluations, runs_identical=not differing,
                    recall=None, identical_to_oracle=None, oracle_seconds=None)
     _report_build(args, model, timings, tree_file)
+    screened = first.telemetry["per_query"]["pairs_screened"]["mean"] if first.telemetry else None
+    work = (f"path {summary['path']}" + ("" if not screened else f", {screened:.1f} pairs screened/query")
+            + f", {evaluations:.1f} canonical distance evaluations/query")
     _say(args, f"query   {_seconds(timings['query_seconds'])}; "
-               f"{timings['queries_per_second']['best']:.1f} q/s; "
-               f"{evaluations:.1f} distance evaluations/query")
+               f"{timings['queries_per_second']['best']:.1f} q/s; {work}")
     if differing:
         _say(args, f"repeat  runs {differing} returned different neighbours than run 1: the engine "
                    "is not deterministic")
@@ -463,8 +470,9 @@ def _cmd_build(args) -> int:
     summary = {"command": "build", **_describe(args, model, dataset)}
     _say(args, "pcct build: " + _header(summary, ""))
     data, v_seconds = _make_data(args, model, dataset)
-    timings = _timings([{"v_seconds": v_seconds, "build_seconds": _build(model, data, None)}])
-    tree = model.tree
+    _build(model, data, None)
+    tree = model.tree  # builds it now unless the path knob already did in fit()
+    timings = _timings([{"v_seconds": v_seconds, "build_seconds": model.build_seconds}])
     summary.update(timings=timings, root=tree.root, levels=list(tree.level_range),
                    build_evaluations=tree.build_evaluations,
                    tree_digest=telemetry.tree_digest(tree), out=args.out, checked=args.check)

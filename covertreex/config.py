@@ -70,6 +70,21 @@ KNOBS: dict[str, Knob] = {
     "gemm_block": Knob(
         1024, "query rows per block in the brute gemm path (bounds memory)", kind=int, minimum=1
     ),
+    "path": Knob(
+        "auto",
+        "how a tree engine answers: 'tree' walks the cover tree, 'dense' screens every pair with "
+        "blocked GEMM and re-checks candidates canonically (exact, no tree), 'auto' chooses per call "
+        "by the cost model of covertreex.paths",
+        choices=("auto", "tree", "dense"),
+    ),
+    "dense_query_block": Knob(
+        64, "query rows per dense tile (the unit of parallel work); never changes answers", kind=int,
+        minimum=1,
+    ),
+    "dense_point_block": Knob(
+        1024, "point rows per dense GEMM tile (bounds memory); never changes answers", kind=int,
+        minimum=1,
+    ),
     "shared_tree": Knob(
         False,
         "build with the reference (gold) builder, so every engine compared queries one identical "
@@ -89,6 +104,9 @@ class Config:
     threads: int | None = KNOBS["threads"].default
     brute_variant: str = KNOBS["brute_variant"].default
     gemm_block: int = KNOBS["gemm_block"].default
+    path: str = KNOBS["path"].default
+    dense_query_block: int = KNOBS["dense_query_block"].default
+    dense_point_block: int = KNOBS["dense_point_block"].default
     shared_tree: bool = KNOBS["shared_tree"].default
 
     def __post_init__(self):

@@ -37,19 +37,20 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         Preset(
             "residual_parity",
-            "residual metric, float64, canonical operation order (rust mode 'parity'), every fast "
-            "path off, one shared static tree built by the reference builder, telemetry on",
+            "residual metric, float64, canonical operation order (rust mode 'parity'), the tree path "
+            "(its counters stay comparable), every fast path off, one shared static tree built by the "
+            "reference builder, telemetry on",
             "residual",
             {"mode": "parity", "order": "natural", "brute_variant": "direct", "shared_tree": True,
-             "telemetry": True},
+             "path": "tree", "telemetry": True},
         ),
         Preset(
             "residual_perf",
             "residual metric, float64, every fast path that keeps the answer exact (rust mode "
-            "'perf'), all cores, each engine builds its own tree, telemetry off",
+            "'perf', path 'auto'), all cores, each engine builds its own tree, telemetry off",
             "residual",
             {"mode": "perf", "brute_variant": "auto", "shared_tree": False, "threads": None,
-             "telemetry": False},
+             "path": "auto", "telemetry": False},
         ),
     )
 }
@@ -71,12 +72,16 @@ class Resolved:
     config: Config
 
 
-def resolve(preset: str | None = None, metric: str | None = None, **options) -> Resolved:
-    """Apply `preset` (None: the COVERTREEX_PRESET environment variable, if set and non-empty), then
-    the explicit `metric` and `options` on top of it."""
+def resolve(preset: str | None = None, metric: str | None = None, *, defaults: dict | None = None,
+            **options) -> Resolved:
+    """Apply `defaults` (a caller's own defaults, e.g. the fastest engine's mode), then `preset` (None: the
+    COVERTREEX_PRESET environment variable, if set and non-empty), then the explicit `metric` and
+    `options` on top."""
     name = preset if preset is not None else (os.environ.get(ENV_VAR) or None)
     chosen = get_preset(name) if name is not None else None
-    base = chosen.config() if chosen else None
+    base = Config.from_options(**defaults) if defaults else None
+    if chosen:
+        base = Config.from_options(base, **chosen.options)
     if metric is None:
         metric = chosen.metric if chosen else DEFAULT_METRIC
     return Resolved(name, metric, Config.from_options(base, **options))

@@ -22,8 +22,10 @@ from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree
 
 SCHEMA_NAME = "covertreex.query_telemetry"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_FILE = f"query_telemetry.v{SCHEMA_VERSION}.json"
+READABLE_VERSIONS = (1, 2)
+"""Record versions that still validate (each against its own shipped schema file)."""
 COMPARED_SECTIONS = ("counters", "per_query", "levels")
 """The parts of a record that are deterministic and compared for parity (timings never are)."""
 
@@ -45,8 +47,13 @@ def _validator(name: str = SCHEMA_FILE):
 
 
 def validation_errors(record: dict) -> list[str]:
-    """Every schema violation of `record`, as 'path: message' strings (empty when valid)."""
-    errors = sorted(_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
+    """Every schema violation of `record`, as 'path: message' strings (empty when valid); a record of an
+    older readable version is checked against that version's schema."""
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    name = SCHEMA_FILE
+    if version in READABLE_VERSIONS and not isinstance(version, bool):
+        name = f"query_telemetry.v{version}.json"
+    errors = sorted(_validator(name).iter_errors(record), key=lambda e: list(e.absolute_path))
     return [f"{'/'.join(str(p) for p in e.absolute_path) or '<record>'}: {e.message}" for e in errors]
 
 
@@ -74,6 +81,7 @@ def make_record(
 ) -> dict:
     """The telemetry record of one query call (valid against the shipped schema)."""
     pq = counters.per_query
+    screened = np.asarray(counters.extra.get("screened", np.zeros(pq.shape[0], dtype=np.int64)))
     totals = {
         "distance_evaluations": int(pq[:, 0].sum()),
         "heap_pushes": int(pq[:, 1].sum()),
@@ -81,9 +89,9 @@ def make_record(
         "dedupe_hits": int(pq[:, 3].sum()),
         "frontier_steps": int(pq[:, 4].sum()),
         "nodes_visited": int(pq[:, 0].sum() + pq[:, 3].sum()),
+        "pairs_screened": int(screened.sum()),
+        "discarded_evaluations": int(counters.extra.get("discarded_evaluations", 0)),
     }
-    if "dense_pairs_screened" in counters.extra:
-        totals["dense_pairs_screened"] = int(counters.extra["dense_pairs_screened"])
     levels = []
     if tree is not None:
         for label, row in zip(tree.level_slots, counters.per_level, strict=True):
@@ -108,13 +116,17 @@ def make_record(
         "dataset_digest": space.digest,
         "config_digest": config.digest(),
         "tree_digest": tree_digest(tree),
+        "path": counters.extra.get("path", "tree"),
         "config": config.as_dict(),
-        "timings": {"query_seconds": float(seconds)},
+        "timings": {"query_seconds": float(seconds)} | (
+            {"gemm_seconds": float(counters.extra["gemm_seconds"])} if "gemm_seconds" in counters.extra
+            else {}),
         "counters": totals,
         "per_query": {
             "distance_evaluations": _spread(pq[:, 0]),
             "heap_pushes": _spread(pq[:, 1]),
             "frontier_steps": _spread(pq[:, 4]),
+            "pairs_screened": _spread(screened),
         },
         "levels": levels,
     }

@@ -32,18 +32,24 @@ _INSTANCES: dict[str, Engine] = {}
 
 def get_engine(name: str) -> Engine:
     """The engine registered as `name`; raises if the name is unknown or the engine cannot run here."""
+    if not engine_available(name):
+        raise InvalidInputError(f"engine {name!r} is registered but not available here")
+    return _INSTANCES[name]
+
+
+def engine_available(name: str) -> bool:
+    """Whether the engine registered as `name` can run here."""
     if name not in ENGINES:
         raise unknown_name("engine", name, ENGINES)
     if name not in _INSTANCES:
         _INSTANCES[name] = ENGINES[name]()
-    engine = _INSTANCES[name]
-    if not engine.available():
-        raise InvalidInputError(f"engine {name!r} is registered but not available here")
-    return engine
+    return _INSTANCES[name].available()
 
 
 def engine_names() -> list[str]:
     return sorted(ENGINES)
 
 
-__all__ = ["ENGINES", "Engine", "KnnResult", "QueryCounters", "engine_names", "get_engine"]
+__all__ = [
+    "ENGINES", "Engine", "KnnResult", "QueryCounters", "engine_available", "engine_names", "get_engine",
+]

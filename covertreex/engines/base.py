@@ -24,7 +24,8 @@ class QueryCounters:
     per_query: (n_queries, 5) int64 columns evaluations, heap pushes, prunes, dedupe hits, steps.
     per_level: (n_slots, 4) int64 columns frontier, evaluations, heap pushes, prunes, summed over queries,
     one row per tree level from the root's down plus a last row for duplicates (empty for brute force).
-    extra: engine-specific totals (e.g. pairs screened by a dense path).
+    extra: the path that answered ("tree" or "dense"; brute: its variant), and per-path extras:
+    "screened" (per-query eligible pairs screened by a dense path), "discarded_evaluations" (rust).
     """
 
     per_query: np.ndarray = field(repr=False)
@@ -63,4 +64,9 @@ class Engine(Protocol):
     def query(
         self, tree: Tree | None, space: MetricSpace, queries: QuerySet, k: int, config: Config
     ) -> tuple[np.ndarray, np.ndarray, QueryCounters]:
-        """Exact k-NN of every query: (indices, distances, counters)."""
+        """Exact k-NN of every query by the tree walk: (indices, distances, counters)."""
+
+    def dense(
+        self, space: MetricSpace, queries: QuerySet, k: int, config: Config
+    ) -> tuple[np.ndarray, np.ndarray, QueryCounters]:
+        """Exact k-NN of every query without a tree (tree engines only; see covertreex.paths)."""

@@ -4,7 +4,9 @@ Parity mode follows the gold engine's operation order step for step, so trees, a
 are bit-for-bit equal to gold's (docs/parity.md). Perf mode evaluates groups of distances in lockstep
 (several sequential sums interleaved: faster, and bit for bit the same values) and, in queries, gathers a
 whole step's children before pruning; it returns the same trees, answers and counters, and reports the
-speculative distances it threw away as ``counters.extra["discarded_evaluations"]``. The tree format
+speculative distances it threw away as ``counters.extra["discarded_evaluations"]`` (0 in parity mode).
+The dense path (:meth:`RustEngine.dense`) answers without a tree: GEMM tiles with a fused screening
+epilogue and a canonical re-check (rust/core/src/dense). The tree format
 code is shared: the extension returns levels, parents and radii, and :func:`covertreex.tree.assemble`
 builds the Tree exactly as for gold.
 
@@ -74,5 +76,15 @@ class RustEngine:
             _canonical(queries.data, _METRIC_DTYPES), _index(queries.rows),
             _index(queries.dataset_index), _index(queries.limit), k, config.threads, config.mode,
         )
-        extra = {"discarded_evaluations": discarded} if config.mode == "perf" else {}
+        extra = {"path": "tree", "discarded_evaluations": discarded}
         return idx, dist, QueryCounters(per_query, per_level, extra)
+
+    def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
+        """The dense path: GEMM tiles (the `gemm` crate) with a fused screening epilogue on rayon."""
+        idx, dist, per_query, screened, gemm_seconds = _extension().dense(
+            _canonical(space.data, _METRIC_DTYPES), _canonical(queries.data, _METRIC_DTYPES),
+            _index(queries.rows), _index(queries.dataset_index), _index(queries.limit), k,
+            config.threads, config.dense_query_block, config.dense_point_block,
+        )
+        extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
+        return idx, dist, QueryCounters(per_query, np.zeros((0, 4), dtype=np.int64), extra)

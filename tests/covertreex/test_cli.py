@@ -60,9 +60,10 @@ def tiny_queries(n=300, count=20):
 
 def test_query_human_summary_has_one_line_per_phase():
     out = ok("query", *TINY).stdout.splitlines()
-    assert out[0].startswith("pcct query: gold engine, preset none, euclidean; gaussian n=300 dims=2")
+    # The default is the fastest exact configuration: rust (mode perf), path auto.
+    assert out[0].startswith("pcct query: rust engine, preset none, euclidean; gaussian n=300 dims=2")
     assert [line.split()[0] for line in out[1:]] == ["build", "query", "recall"]
-    assert "q/s" in out[2] and "distance evaluations/query" in out[2]
+    assert "q/s" in out[2] and "distance evaluations/query" in out[2] and "path dense" in out[2]
     assert out[3].startswith("recall  1.000000 vs brute oracle; identical neighbours and distances: yes")
 
 
@@ -74,8 +75,9 @@ def test_query_runs_the_described_workload(tmp_path):
     summary = json.loads(done.stdout)
     assert done.stderr.splitlines()[1].startswith("data    V construction")  # human lines on stderr
 
-    model = ct.CoverTree("gold", "residual").fit(tiny_problem())
+    model = ct.CoverTree(metric="residual").fit(tiny_problem())  # the CLI's defaults
     expected = model.query(indices=tiny_queries(), k=5)
+    assert summary["path"] == expected.telemetry["path"] == "dense"
     with np.load(out) as saved:
         assert np.array_equal(saved["indices"], expected.indices)
         assert np.array_equal(saved["distances"], expected.distances)
@@ -92,7 +94,7 @@ def test_query_runs_the_described_workload(tmp_path):
     assert record["counters"] == expected.telemetry["counters"]
     assert record["n_queries"] == 20 and record["k"] == 5
     assert ok("telemetry", "validate", log, log).stdout.splitlines() == [
-        f"{log}: 1 records valid against covertreex.query_telemetry v1"] * 2
+        f"{log}: 1 records valid against covertreex.query_telemetry v2"] * 2
 
 
 def test_query_repeat_reports_every_run_and_loaded_tree_is_not_rebuilt(tmp_path):
@@ -174,7 +176,7 @@ def record_line() -> str:
 
 @pytest.mark.parametrize("damage, where", [
     (lambda line: line + "\n{not json", 2),
-    (lambda line: line.replace('"schema_version": 1', '"schema_version": 7'), 1),
+    (lambda line: line.replace('"schema_version": 2', '"schema_version": 7'), 1),
     (lambda line: "\n", None),
 ])
 def test_telemetry_validate_names_the_bad_line(tmp_path, record_line, damage, where):
@@ -283,7 +285,7 @@ def _stderr_of(args, tty: bool) -> str:
 def test_progress_only_on_a_terminal():
     args = ["query", *TINY_RESIDUAL]
     shown = _stderr_of(args, tty=True)
-    assert "V construction ..." in shown and "build (gold) ..." in shown and "query (gold) ..." in shown
+    assert "V construction ..." in shown and "fit (rust) ..." in shown and "query (rust) ..." in shown
     assert _stderr_of(args, tty=False) == ""
 
 

@@ -19,7 +19,7 @@ import hashlib, json, numpy as np, covertreex as ct
 from covertreex import datasets
 X = datasets.make("{kind}", 1500, 3, 7).points
 data = X if "{metric}" == "euclidean" else ct.residual_problem(X, m=24, seed=7)
-t = ct.CoverTree(metric="{metric}").fit(data)
+t = ct.CoverTree(path="tree", metric="{metric}").fit(data)
 r = t.query(indices=np.arange(0, 1500, 3), k=12)
 p = t.query(k=6, predecessor=True)
 h = hashlib.sha256()
@@ -72,8 +72,8 @@ def test_tie_heavy_datasets_have_ties_and_copies():
 
 def test_repeated_calls_give_identical_results_and_counters():
     problem = ct.residual_problem(datasets.gaussian(900, 2, 4), kernel="matern52", m=30, seed=4)
-    first = ct.CoverTree(metric="residual").fit(problem)
-    second = ct.CoverTree(metric="residual").fit(problem)
+    first = ct.CoverTree(path="tree", metric="residual").fit(problem)
+    second = ct.CoverTree(path="tree", metric="residual").fit(problem)
     assert first.tree.same_as(second.tree)
     a, b = first.query(indices=np.arange(0, 900, 4), k=15), second.query(indices=np.arange(0, 900, 4), k=15)
     assert a.indices.tobytes() == b.indices.tobytes() and a.distances.tobytes() == b.distances.tobytes()

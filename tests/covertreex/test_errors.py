@@ -21,7 +21,7 @@ X = datasets.gaussian(50, 3, 0)
 
 @pytest.fixture(scope="module")
 def fitted():
-    return ct.CoverTree().fit(X)
+    return ct.CoverTree(path="tree").fit(X)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -29,7 +29,7 @@ def test_non_finite_points(bad):
     data = X.copy()
     data[7, 1] = bad
     with pytest.raises(NonFiniteError, match=r"X contains NaN or inf \(first at row 7\)"):
-        ct.CoverTree().fit(data)
+        ct.CoverTree(path="tree").fit(data)
 
 
 def test_non_finite_queries(fitted):
@@ -44,14 +44,14 @@ def test_coordinates_whose_squares_overflow(engine):
     data = X.copy()
     data[4, 2] = 1e155
     with pytest.raises(NonFiniteError, match=r"X has coordinates beyond \+/-1e\+150 \(first at row 4\)"):
-        ct.CoverTree(engine=engine).fit(data)
+        ct.CoverTree(path="tree", engine=engine).fit(data)
     with pytest.raises(NonFiniteError, match="queries has coordinates beyond"):
-        ct.CoverTree(engine=engine).fit(X).kneighbors(data, k=1)
+        ct.CoverTree(path="tree", engine=engine).fit(X).kneighbors(data, k=1)
 
 
 def test_empty_points():
     with pytest.raises(InvalidInputError, match="X must not be empty"):
-        ct.CoverTree().fit(np.empty((0, 3)))
+        ct.CoverTree(path="tree").fit(np.empty((0, 3)))
 
 
 def test_empty_queries(fitted):
@@ -61,12 +61,12 @@ def test_empty_queries(fitted):
 
 def test_one_dimensional_points():
     with pytest.raises(InvalidInputError, match=r"X must be 2-D with shape \(n_points, n_dims\)"):
-        ct.CoverTree().fit(np.arange(5.0))
+        ct.CoverTree(path="tree").fit(np.arange(5.0))
 
 
 def test_three_dimensional_points():
     with pytest.raises(InvalidInputError, match="X must be 2-D"):
-        ct.CoverTree().fit(np.zeros((4, 2, 2)))
+        ct.CoverTree(path="tree").fit(np.zeros((4, 2, 2)))
 
 
 def test_query_dimension_mismatch(fitted):
@@ -98,29 +98,29 @@ def test_k_not_an_integer(fitted, k):
 
 def test_integer_and_float32_input_are_converted(check_same):
     ints = datasets.lattice(60, 2, 1).astype(np.int32)
-    a = ct.CoverTree().fit(ints).kneighbors(ints[:5], k=4)
-    b = ct.CoverTree().fit(ints.astype(np.float64)).kneighbors(ints[:5].astype(np.float64), k=4)
+    a = ct.CoverTree(path="tree").fit(ints).kneighbors(ints[:5], k=4)
+    b = ct.CoverTree(path="tree").fit(ints.astype(np.float64)).kneighbors(ints[:5].astype(np.float64), k=4)
     check_same(a, b, "int32 input")
     f32 = X.astype(np.float32)
-    c = ct.CoverTree().fit(f32).kneighbors(f32[:5], k=4)
-    d = ct.CoverTree().fit(f32.astype(np.float64)).kneighbors(f32[:5].astype(np.float64), k=4)
+    c = ct.CoverTree(path="tree").fit(f32).kneighbors(f32[:5], k=4)
+    d = ct.CoverTree(path="tree").fit(f32.astype(np.float64)).kneighbors(f32[:5].astype(np.float64), k=4)
     check_same(c, d, "float32 input (converted exactly to float64)")
 
 
 @pytest.mark.parametrize("bad", [np.array([["a", "b"]]), np.array([[1 + 2j, 3j]]), np.array([[True, False]])])
 def test_non_numeric_dtypes(bad):
     with pytest.raises(InputTypeError, match="X must hold real numbers"):
-        ct.CoverTree().fit(bad)
+        ct.CoverTree(path="tree").fit(bad)
 
 
 def test_unknown_engine():
     with pytest.raises(UnknownNameError, match="unknown engine 'silver'; known engines: brute, gold"):
-        ct.CoverTree(engine="silver")
+        ct.CoverTree(path="tree", engine="silver")
 
 
 def test_unknown_metric():
     with pytest.raises(UnknownNameError, match="unknown metric 'cosine'; known metrics: euclidean, residual"):
-        ct.CoverTree(metric="cosine")
+        ct.CoverTree(path="tree", metric="cosine")
 
 
 def test_unknown_kernel():
@@ -163,12 +163,12 @@ def test_m_below_one(m):
 
 def test_residual_metric_needs_a_problem_or_points():
     with pytest.raises(InputTypeError, match="X must be an array of numbers"):
-        ct.CoverTree(metric="residual").fit("points.csv")
+        ct.CoverTree(path="tree", metric="residual").fit("points.csv")
 
 
 def test_residual_parameters_with_euclidean_metric():
     with pytest.raises(InvalidInputError, match="only apply when fitting raw points with metric='residual'"):
-        ct.CoverTree().fit(X, m=10)
+        ct.CoverTree(path="tree").fit(X, m=10)
 
 
 @pytest.mark.parametrize("indices", [[50], [-1], [0.5]])
@@ -179,7 +179,7 @@ def test_bad_query_indices(fitted, indices):
 
 def test_query_before_fit():
     with pytest.raises(InvalidInputError, match="call fit"):
-        ct.CoverTree().kneighbors(X, k=1)
+        ct.CoverTree(path="tree").kneighbors(X, k=1)
 
 
 def test_ambiguous_query_arguments(fitted):

@@ -47,8 +47,18 @@ def test_residual_perf_settings():
 def test_no_preset_gives_the_defaults():
     resolved = resolve()
     assert resolved.preset is None and resolved.metric == "euclidean" and resolved.config == Config()
-    model = ct.CoverTree()
+    model = ct.CoverTree(engine="gold")
     assert model.preset is None and model.metric == "euclidean" and model.config == Config()
+
+
+def test_the_default_engine_is_the_fastest_exact_configuration():
+    """CoverTree() is rust in mode 'perf' (gold where the extension is missing) on path 'auto'; a preset or
+    an explicit mode still wins."""
+    model = ct.CoverTree()
+    expected = "rust" if ct.engine_available("rust") else "gold"
+    assert model.engine.name == expected and model.config == Config(mode="perf")
+    assert ct.CoverTree(mode="parity").config.mode == "parity"
+    assert ct.CoverTree(preset="residual_parity").config.mode == "parity"
 
 
 def test_environment_variable_selects_the_preset(monkeypatch):

@@ -66,8 +66,8 @@ def test_fortran_ordered_v_gives_the_same_answers(check_same):
     )
     assert np.array_equal(fortran.p, problem.p)
     q = np.arange(0, 800, 9)
-    a = ct.CoverTree(metric="residual").fit(problem).kneighbors(indices=q, k=10)
-    b = ct.CoverTree(metric="residual").fit(fortran).kneighbors(indices=q, k=10)
+    a = ct.CoverTree(path="tree", metric="residual").fit(problem).kneighbors(indices=q, k=10)
+    b = ct.CoverTree(path="tree", metric="residual").fit(fortran).kneighbors(indices=q, k=10)
     check_same(b, a, "fortran V")
 
 
@@ -75,8 +75,8 @@ def test_strided_coordinates_are_accepted(check_same):
     X = datasets.gaussian(400, 4, 1)
     strided = np.asfortranarray(np.repeat(X, 2, axis=1))[:, ::2]
     assert not strided.flags.c_contiguous
-    a = ct.CoverTree().fit(X).kneighbors(X[:20], k=5)
-    b = ct.CoverTree().fit(strided).kneighbors(strided[:20], k=5)
+    a = ct.CoverTree(path="tree").fit(X).kneighbors(X[:20], k=5)
+    b = ct.CoverTree(path="tree").fit(strided).kneighbors(strided[:20], k=5)
     check_same(b, a, "strided")
 
 

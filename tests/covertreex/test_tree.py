@@ -16,7 +16,7 @@ from covertreex.tree import assemble
 
 @pytest.fixture(scope="module")
 def built():
-    fitted = ct.CoverTree().fit(datasets.make("duplicates", 400, 2, 3).points)
+    fitted = ct.CoverTree(path="tree").fit(datasets.make("duplicates", 400, 2, 3).points)
     ct.validate(fitted.tree, fitted.space)
     return fitted.tree, fitted.space
 
@@ -108,7 +108,7 @@ def test_short_radius_is_invariant_4(built):
 
 def test_validate_rejects_tree_of_other_size(built):
     tree, _ = built
-    other = ct.CoverTree().fit(datasets.gaussian(10, 2, 0)).space
+    other = ct.CoverTree(path="tree").fit(datasets.gaussian(10, 2, 0)).space
     with pytest.raises(InvalidInputError, match="400 nodes but the data has 10"):
         ct.validate(tree, other)
 
@@ -126,15 +126,15 @@ def test_loaded_tree_answers_like_the_original(built, tmp_path, check_same):
     tree, space = built
     tree.save(tmp_path / "t.npz")
     X = space.data.X
-    fresh = ct.CoverTree().fit(X)
-    reused = ct.CoverTree().use_tree(ct.load(tmp_path / "t.npz"), X)
+    fresh = ct.CoverTree(path="tree").fit(X)
+    reused = ct.CoverTree(path="tree").use_tree(ct.load(tmp_path / "t.npz"), X)
     check_same(reused.kneighbors(indices=np.arange(50), k=7), fresh.kneighbors(indices=np.arange(50), k=7))
 
 
 def test_tree_for_other_data_is_refused(built):
     tree, _ = built
     with pytest.raises(InvalidInputError, match="different data"):
-        ct.CoverTree().use_tree(tree, datasets.gaussian(400, 2, 99))
+        ct.CoverTree(path="tree").use_tree(tree, datasets.gaussian(400, 2, 99))
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing-array"])
@@ -166,7 +166,7 @@ def test_hilbert_and_natural_orders_give_valid_trees_with_equal_answers(check_sa
 
 
 def test_single_point_tree():
-    fitted = ct.CoverTree().fit([[1.0, 2.0]])
+    fitted = ct.CoverTree(path="tree").fit([[1.0, 2.0]])
     ct.validate(fitted.tree, fitted.space)
     idx, dist = fitted.kneighbors([[1.0, 3.0]], k=1)
     assert idx.tolist() == [[0]] and dist.tolist() == [[1.0]]
@@ -178,4 +178,4 @@ def test_brute_engine_ignores_an_attached_tree(built, check_same):
     brute = ct.CoverTree(engine="brute").use_tree(tree, X)
     result = brute.query(indices=np.arange(10), k=4)
     assert result.telemetry["tree_digest"] is None and result.telemetry["levels"] == []
-    check_same(result, ct.CoverTree().fit(X).kneighbors(indices=np.arange(10), k=4))
+    check_same(result, ct.CoverTree(path="tree").fit(X).kneighbors(indices=np.arange(10), k=4))

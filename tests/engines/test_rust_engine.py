@@ -155,7 +155,7 @@ def test_coordinates_that_overflow_are_non_finite():
 )
 def test_both_engines_raise_the_same_class(engine, call, error):
     with pytest.raises(error):
-        call(ct.CoverTree(engine=engine).fit(X))
+        call(ct.CoverTree(path="tree", engine=engine).fit(X))
 
 
 def _same(a, b) -> bool:
@@ -170,13 +170,14 @@ def test_any_accepted_layout_and_dtype_gives_the_same_answer():
     """float32/int input, Fortran order and strided views are normalised once, to gold's answer."""
     exact = X.astype(np.float32)  # values a float64 array holds exactly
     plain, queries = exact.astype(np.float64), exact[:20]
-    reference = ct.CoverTree(engine="gold").fit(plain).query(plain[:20], k=6)
+    reference = ct.CoverTree(path="tree", engine="gold").fit(plain).query(plain[:20], k=6)
     for variant in (exact, np.asfortranarray(plain), np.repeat(plain, 2, axis=0)[::2]):
-        tree = ct.CoverTree(engine="rust").fit(variant)
+        tree = ct.CoverTree(path="tree", engine="rust").fit(variant)
         assert _same(tree.query(np.asfortranarray(queries), k=6), reference)
     lattice = datasets.make("lattice", 200, 2, 1).points
-    ints = ct.CoverTree(engine="rust").fit(lattice.astype(np.int32)).query(lattice[:9].astype(np.int16), k=3)
-    assert _same(ints, ct.CoverTree(engine="gold").fit(lattice).query(lattice[:9], k=3))
+    model = ct.CoverTree(path="tree", engine="rust").fit(lattice.astype(np.int32))
+    ints = model.query(lattice[:9].astype(np.int16), k=3)
+    assert _same(ints, ct.CoverTree(path="tree", engine="gold").fit(lattice).query(lattice[:9], k=3))
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])
@@ -185,7 +186,7 @@ def test_perf_mode_is_exact_against_the_oracle(metric):
     data = datasets.make("lattice", 700, 2, 9).points
     if metric == "residual":
         data = ct.residual_problem(data, kernel="matern52", m=20, seed=9)
-    fast = ct.CoverTree(engine="rust", metric=metric, mode="perf", threads=2).fit(data)
+    fast = ct.CoverTree(path="tree", engine="rust", metric=metric, mode="perf", threads=2).fit(data)
     ct.validate(fast.tree, fast.space)
     oracle = ct.CoverTree(engine="brute", metric=metric, brute_variant="direct").fit(data)
     for query in ({"indices": np.arange(0, 700, 5)}, {"predecessor": True}):
@@ -214,7 +215,7 @@ _RUN = """
 import hashlib, json, numpy as np, covertreex as ct
 from covertreex import _rust, datasets
 X = datasets.make("lattice", 1500, 3, 7).points
-r = ct.CoverTree(engine="rust", metric="residual").fit(X, m=24, seed=7)
+r = ct.CoverTree(path="tree", engine="rust", metric="residual").fit(X, m=24, seed=7)
 h = hashlib.sha256()
 for result in (r.query(indices=np.arange(0, 1500, 3), k=12), r.query(k=6, predecessor=True)):
     for a in (result.indices, result.distances, result.counters.per_query, result.counters.per_level):

@@ -124,7 +124,7 @@ from covertreex import datasets
 def test_query_work(benchmark, pcct_gate):
     points = datasets.make("gaussian", 300, 2, seed=0).points
     queries = datasets.make("gaussian", 20, 2, seed=1).points
-    tree = ct.CoverTree(engine="gold_overfetch").fit(points)
+    tree = ct.CoverTree(path="tree", engine="gold_overfetch").fit(points)
     result = benchmark(tree.query, queries, k=3)
     pcct_gate.record_telemetry(result.telemetry)
 '''
@@ -135,7 +135,7 @@ def _gold_warmed():
     """One gold fit and query in this process, before any pytester snapshot: Numba imports some of its
     modules lazily on first compile, and a module pytester dropped after a run would register twice."""
     points = np.random.default_rng(0).normal(size=(50, 2))
-    ct.CoverTree(engine="gold").fit(points).query(points[:3], k=2)
+    ct.CoverTree(path="tree", engine="gold").fit(points).query(points[:3], k=2)
 
 
 @pytest.fixture

@@ -60,7 +60,8 @@ def assert_same_result(rust, gold, context: str) -> None:
 
 def _pair(metric, **options):
     """(rust, gold) CoverTrees with the same options."""
-    return tuple(ct.CoverTree(engine=engine, metric=metric, **options) for engine in ("rust", "gold"))
+    return tuple(ct.CoverTree(path="tree", engine=engine, metric=metric, **options)
+                 for engine in ("rust", "gold"))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -94,8 +95,8 @@ def test_rust_equals_gold(variant, d, seed):
 def test_rust_perf_mode_equals_gold(variant, d):
     """Perf mode evaluates sibling distances in lockstep: same values, so still equal to gold bit for bit."""
     kind, metric, data, query = _fixture(variant, d, seed=1)
-    fast = ct.CoverTree(engine="rust", metric=metric, mode="perf").fit(data)
-    gold = ct.CoverTree(engine="gold", metric=metric).fit(data)
+    fast = ct.CoverTree(path="tree", engine="rust", metric=metric, mode="perf").fit(data)
+    gold = ct.CoverTree(path="tree", engine="gold", metric=metric).fit(data)
     assert fast.tree.same_as(gold.tree) and fast.tree.build_evaluations == gold.tree.build_evaluations
     for k in (1, 10):
         result = fast.query(k=k, **query)
@@ -114,8 +115,8 @@ def test_trees_cross_between_engines(variant, kind):
     rust, gold = (tree.fit(data) for tree in _pair(metric))
     indices = np.arange(0, N, 17)
     reference = gold.query(indices=indices, k=7)
-    rust_on_gold = ct.CoverTree(engine="rust", metric=metric).use_tree(gold.tree, data)
-    gold_on_rust = ct.CoverTree(engine="gold", metric=metric).use_tree(rust.tree, data)
+    rust_on_gold = ct.CoverTree(path="tree", engine="rust", metric=metric).use_tree(gold.tree, data)
+    gold_on_rust = ct.CoverTree(path="tree", engine="gold", metric=metric).use_tree(rust.tree, data)
     assert_same_result(rust_on_gold.query(indices=indices, k=7), reference, f"{variant} rust on gold tree")
     assert_same_result(gold_on_rust.query(indices=indices, k=7), reference, f"{variant} gold on rust tree")
     pred = gold.query(k=5, predecessor=True)
@@ -125,7 +126,7 @@ def test_trees_cross_between_engines(variant, kind):
 def test_shared_tree_preset_queries_the_gold_build():
     """residual_parity builds with gold for every engine; rust's answers and counters still match."""
     problem = ct.residual_problem(datasets.make("lattice", N, 2, 4).points, m=32, seed=4)
-    rust = ct.CoverTree(engine="rust", preset="residual_parity").fit(problem)
-    gold = ct.CoverTree(engine="gold", preset="residual_parity").fit(problem)
+    rust = ct.CoverTree(path="tree", engine="rust", preset="residual_parity").fit(problem)
+    gold = ct.CoverTree(path="tree", engine="gold", preset="residual_parity").fit(problem)
     assert rust.tree.same_as(gold.tree)
     assert_same_result(rust.query(k=10, predecessor=True), gold.query(k=10, predecessor=True), "shared tree")

@@ -208,12 +208,12 @@ def test_telemetry_equal_takes_chosen_fields_and_requires_records():
 def test_telemetry_valid_checks_formats_against_the_shipped_schema(tmp_path):
     import covertreex as ct
 
-    tree = ct.CoverTree().fit(np.random.default_rng(0).normal(size=(30, 2)))
+    tree = ct.CoverTree(path="tree").fit(np.random.default_rng(0).normal(size=(30, 2)))
     record = tree.query(indices=[0, 1], k=3).telemetry
     assert_telemetry_valid(record)
     message = failure(assert_telemetry_valid, {**record, "created": "yesterday", "k": 0}, label="gold record")
     assert message.splitlines() == [
-        "gold record does not match schema covertreex:schemas/query_telemetry.v1.json:",
+        "gold record does not match schema covertreex:schemas/query_telemetry.v2.json:",
         "  created: 'yesterday' is not a 'date-time'",
         "  k: 0 is less than the minimum of 1",
     ]

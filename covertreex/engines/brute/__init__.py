@@ -37,10 +37,10 @@ class BruteEngine:
                 idx, dist, evaluations, pushes = scan_all(
                     space.data, queries.data, queries.rows, queries.dataset_index, queries.limit, k
                 )
-                extra = {"variant": "direct"}
+                extra = {"path": "exhaustive"}
             else:
                 idx, dist, evaluations, pushes, screened = gemm_query(space, queries, k, config.gemm_block)
-                extra = {"variant": "gemm", "dense_pairs_screened": screened}
+                extra = {"path": "dense", "screened": screened}
         per_query = np.zeros((queries.n_queries, 5), dtype=np.int64)
         per_query[:, 0] = evaluations
         per_query[:, 1] = pushes

@@ -37,13 +37,14 @@ def _approx_sq_distances(space: MetricSpace, queries: QuerySet, rows: np.ndarray
 
 
 def gemm_query(space: MetricSpace, queries: QuerySet, k: int, block: int):
-    """Exact k-NN through dense screening: (indices, distances, evaluations, pushes, pairs screened)."""
+    """Exact k-NN through dense screening: (indices, distances, evaluations, pushes, pairs screened per
+    query)."""
     n_q, n = queries.n_queries, space.n_points
     out_i = np.empty((n_q, k), dtype=np.int64)
     out_d = np.empty((n_q, k))
     evaluations = np.zeros(n_q, dtype=np.int64)
     pushes = np.zeros(n_q, dtype=np.int64)
-    screened = 0
+    screened = np.zeros(n_q, dtype=np.int64)
     columns = np.arange(n)
     for start in range(0, n_q, block):
         stop = min(n_q, start + block)
@@ -56,7 +57,7 @@ def gemm_query(space: MetricSpace, queries: QuerySet, k: int, block: int):
         kk = min(k, n) - 1
         cutoff = np.partition(upper, kk, axis=1)[:, kk]
         mask = eligible & (lower <= cutoff[:, None])
-        screened += int(eligible.sum())
+        screened[start:stop] = eligible.sum(axis=1)
         offsets = np.zeros(stop - start + 1, dtype=np.int64)
         np.cumsum(mask.sum(axis=1), out=offsets[1:])
         candidates = np.nonzero(mask)[1].astype(np.int64)

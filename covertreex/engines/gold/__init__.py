@@ -7,10 +7,13 @@ import numpy as np
 from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
 from covertreex.engines.gold.build import build_tree
+from covertreex.engines.gold.dense import dense_query
 from covertreex.engines.gold.query import query_batch
 from covertreex.engines.threads import numba_threads
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
+
+_NO_LEVELS = np.zeros((0, 4), dtype=np.int64)
 
 
 class GoldEngine:
@@ -33,4 +36,13 @@ class GoldEngine:
                 tree.arrays(), space.data, queries.data, queries.rows, queries.dataset_index,
                 queries.limit, k,
             )
-        return idx, dist, QueryCounters(per_query, per_level.sum(axis=0))
+        return idx, dist, QueryCounters(per_query, per_level.sum(axis=0), {"path": "tree"})
+
+    def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
+        """The dense path: NumPy BLAS tiles, a Numba screening epilogue, canonical re-check."""
+        with numba_threads(config.threads):
+            idx, dist, per_query, screened, gemm_seconds = dense_query(
+                space, queries, k, config.dense_query_block, config.dense_point_block
+            )
+        extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
+        return idx, dist, QueryCounters(per_query, _NO_LEVELS, extra)

@@ -5,10 +5,12 @@
 //! one by one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic),
 //! `heap` (bounded (distance, index) heap), `tree` (the CSR tree view and its checks), `build`
 //! (sequential insertion), `query` (level-synchronous k-NN with counters), `children` (the children a
-//! query step expands, gathered and evaluated ahead of use), `errors`.
+//! query step expands, gathered and evaluated ahead of use), `dense` (exact k-NN by GEMM screening and a
+//! canonical re-check, no tree), `errors`.
 
 pub mod build;
 mod children;
+pub mod dense;
 pub mod errors;
 pub mod evaluate;
 pub mod heap;
@@ -18,6 +20,7 @@ pub mod query;
 pub mod tree;
 
 pub use build::{build_tree, BuiltTree};
+pub use dense::{dense_query, Blocks, DenseOutput};
 pub use errors::{CoreError, Result};
 pub use evaluate::Mode;
 pub use metric::{Kernel, Matrix, Metric, MetricData};

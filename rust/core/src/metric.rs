@@ -89,7 +89,8 @@ impl<'a> Matrix<'a> {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
 
-    fn values(&self) -> &'a [f64] {
+    /// All elements, row-major.
+    pub fn values(&self) -> &'a [f64] {
         self.data
     }
 }

@@ -258,10 +258,15 @@ fn check_indices(what: &'static str, values: &[i64], low: i64, bound: usize) -> 
 }
 
 fn check_batch(tree: &TreeView, data: &MetricData, queries: &QueryBatch, k: i64) -> Result<()> {
+    check_queries(data, queries, k)?;
+    tree.check(data.n_points())
+}
+
+/// Check the indexed data, the query rows and k (everything a batch needs but the tree).
+pub(crate) fn check_queries(data: &MetricData, queries: &QueryBatch, k: i64) -> Result<()> {
     data.check()?;
     queries.data.check()?;
     queries.data.check_compatible(data)?;
-    tree.check(data.n_points())?;
     let n_q = queries.rows.len();
     check_sizes(&[
         (
@@ -289,7 +294,7 @@ pub fn default_threads() -> usize {
 }
 
 /// The pool the batch runs on: a local one of `threads` workers, or rayon's global pool.
-fn thread_pool(threads: Option<i64>) -> Result<Option<rayon::ThreadPool>> {
+pub(crate) fn thread_pool(threads: Option<i64>) -> Result<Option<rayon::ThreadPool>> {
     let Some(threads) = threads else {
         return Ok(None);
     };

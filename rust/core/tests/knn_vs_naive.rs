@@ -3,50 +3,9 @@
 
 mod common;
 
-use common::{naive_knn, points, Assembled, Lcg, Points, Space};
+use common::{naive_knn, spaces, Assembled, Rows, Space};
 use covertreex_core::query::{N_QUERY_COUNTERS, Q_EVALUATIONS};
-use covertreex_core::{build_tree, query_batch, Kernel, Mode, QueryBatch, QueryOutput};
-
-/// Query rows of one space with their dataset indices and eligibility limits.
-struct Rows {
-    rows: Vec<i64>,
-    index: Vec<i64>,
-    limit: Vec<i64>,
-}
-
-impl Rows {
-    /// Every row of an outside query set (no dataset index, every point eligible).
-    fn outside(n_queries: usize, n_points: usize) -> Rows {
-        Rows {
-            rows: (0..n_queries as i64).collect(),
-            index: vec![-1; n_queries],
-            limit: vec![n_points as i64; n_queries],
-        }
-    }
-
-    /// Indexed points as queries; `predecessor` limits point i to j < i.
-    fn indexed(rows: Vec<i64>, n_points: usize, predecessor: bool) -> Rows {
-        let limit = if predecessor {
-            rows.clone()
-        } else {
-            vec![n_points as i64; rows.len()]
-        };
-        Rows {
-            index: rows.clone(),
-            rows,
-            limit,
-        }
-    }
-
-    fn batch<'a>(&'a self, queries: &'a Space) -> QueryBatch<'a> {
-        QueryBatch {
-            data: queries.data(),
-            rows: &self.rows,
-            dataset_index: &self.index,
-            limit: &self.limit,
-        }
-    }
-}
+use covertreex_core::{build_tree, query_batch, Mode, QueryOutput};
 
 struct Case {
     space: Space,
@@ -100,38 +59,6 @@ impl Case {
         let evals = out.per_query.chunks(N_QUERY_COUNTERS);
         assert!(evals.map(|c| c[Q_EVALUATIONS]).all(|e| e >= 1));
     }
-}
-
-fn spaces(seed: u64) -> Vec<(Space, Space)> {
-    let mut rng = Lcg::new(seed);
-    let mut out = vec![];
-    let kinds = [
-        (Points::Uniform, 1),
-        (Points::Uniform, 3),
-        (Points::Lattice, 2),
-        (Points::Uniform, 8),
-    ];
-    for (kind, d) in kinds {
-        let (data, queries) = (
-            points(kind, 300, d, &mut rng),
-            points(kind, 20, d, &mut rng),
-        );
-        out.push((
-            Space::euclidean(data.clone(), d),
-            Space::euclidean(queries.clone(), d),
-        ));
-        let kernel = if d % 2 == 0 {
-            Kernel::Matern52
-        } else {
-            Kernel::Rbf
-        };
-        let inducing = data[..8 * d].to_vec();
-        out.push((
-            Space::residual(data, d, &inducing, 8, kernel),
-            Space::residual(queries, d, &inducing, 8, kernel),
-        ));
-    }
-    out
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod errors;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use covertreex_core::query::{N_LEVEL_COUNTERS, N_QUERY_COUNTERS};
-use covertreex_core::{build_tree, query_batch, Mode, QueryBatch};
+use covertreex_core::{build_tree, dense_query, query_batch, Blocks, Mode, QueryBatch};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -129,6 +129,60 @@ fn query<'py>(
     ))
 }
 
+type Screened<'py> = (
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    f64,
+);
+
+/// Exact k-NN without a tree, by GEMM screening and canonical re-evaluation: (indices, distances,
+/// per_query counters, pairs screened per query, seconds spent in GEMM summed over workers).
+/// `query_block` x `point_block` is the tile shape.
+#[pyfunction]
+#[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block))]
+#[allow(clippy::too_many_arguments)]
+fn dense<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    queries: &Bound<'py, PyAny>,
+    rows: &Bound<'py, PyAny>,
+    dataset_index: &Bound<'py, PyAny>,
+    limit: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
+    query_block: &Bound<'py, PyAny>,
+    point_block: &Bound<'py, PyAny>,
+) -> PyResult<Screened<'py>> {
+    let data = MetricArrays::extract(data, "data")?;
+    let qdata = MetricArrays::extract(queries, "queries")?;
+    let rows = array1::<i64>(rows, "rows")?;
+    let dataset_index = array1::<i64>(dataset_index, "dataset_index")?;
+    let limit = array1::<i64>(limit, "limit")?;
+    let k: i64 = scalar(k, "k")?;
+    let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
+    let blocks = Blocks {
+        queries: scalar(query_block, "query_block")?,
+        points: scalar(point_block, "point_block")?,
+    };
+    let data_view = data.view(py)?;
+    let batch = QueryBatch {
+        data: qdata.view(py)?,
+        rows: slice(py, &rows, "rows")?,
+        dataset_index: slice(py, &dataset_index, "dataset_index")?,
+        limit: slice(py, &limit, "limit")?,
+    };
+    let out = without_gil(py, || dense_query(&data_view, &batch, k, threads, blocks))?;
+    Ok((
+        matrix(py, out.indices, out.n_queries, out.k)?,
+        matrix(py, out.distances, out.n_queries, out.k)?,
+        matrix(py, out.per_query, out.n_queries, N_QUERY_COUNTERS)?,
+        out.screened.into_pyarray(py),
+        out.gemm_seconds,
+    ))
+}
+
 /// Worker threads a query uses when `threads` is None (rayon's global pool: RAYON_NUM_THREADS or cores).
 #[pyfunction]
 fn default_threads() -> usize {
@@ -140,6 +194,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", covertreex_core::VERSION)?;
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(query, m)?)?;
+    m.add_function(wrap_pyfunction!(dense, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use covertreex_core::levels::DUPLICATE_LEVEL;
 use covertreex_core::metric::{distance, kernel_value};
-use covertreex_core::{BuiltTree, Kernel, Matrix, Metric, MetricData, TreeView};
+use covertreex_core::{BuiltTree, Kernel, Matrix, Metric, MetricData, QueryBatch, TreeView};
 
 /// A 64-bit linear congruential generator (Knuth's MMIX constants): tiny, seeded, reproducible.
 pub struct Lcg(u64);
@@ -239,4 +239,79 @@ pub fn naive_knn(
     idx.resize(k, -1);
     dist.resize(k, f64::INFINITY);
     (idx, dist)
+}
+
+/// Query rows of one space with their dataset indices and eligibility limits.
+pub struct Rows {
+    pub rows: Vec<i64>,
+    pub index: Vec<i64>,
+    pub limit: Vec<i64>,
+}
+
+impl Rows {
+    /// Every row of an outside query set (no dataset index, every point eligible).
+    pub fn outside(n_queries: usize, n_points: usize) -> Rows {
+        Rows {
+            rows: (0..n_queries as i64).collect(),
+            index: vec![-1; n_queries],
+            limit: vec![n_points as i64; n_queries],
+        }
+    }
+
+    /// Indexed points as queries; `predecessor` limits point i to j < i.
+    pub fn indexed(rows: Vec<i64>, n_points: usize, predecessor: bool) -> Rows {
+        let limit = if predecessor {
+            rows.clone()
+        } else {
+            vec![n_points as i64; rows.len()]
+        };
+        Rows {
+            index: rows.clone(),
+            rows,
+            limit,
+        }
+    }
+
+    pub fn batch<'a>(&'a self, queries: &'a Space) -> QueryBatch<'a> {
+        QueryBatch {
+            data: queries.data(),
+            rows: &self.rows,
+            dataset_index: &self.index,
+            limit: &self.limit,
+        }
+    }
+}
+
+/// Pairs (indexed space, outside queries) over uniform and lattice data in 1, 2, 3 and 8 dimensions,
+/// Euclidean and residual (RBF in odd, Matern 5/2 in even dimensions).
+pub fn spaces(seed: u64) -> Vec<(Space, Space)> {
+    let mut rng = Lcg::new(seed);
+    let mut out = vec![];
+    let kinds = [
+        (Points::Uniform, 1),
+        (Points::Uniform, 3),
+        (Points::Lattice, 2),
+        (Points::Uniform, 8),
+    ];
+    for (kind, d) in kinds {
+        let (data, queries) = (
+            points(kind, 300, d, &mut rng),
+            points(kind, 20, d, &mut rng),
+        );
+        out.push((
+            Space::euclidean(data.clone(), d),
+            Space::euclidean(queries.clone(), d),
+        ));
+        let kernel = if d % 2 == 0 {
+            Kernel::Matern52
+        } else {
+            Kernel::Rbf
+        };
+        let inducing = data[..8 * d].to_vec();
+        out.push((
+            Space::residual(data, d, &inducing, 8, kernel),
+            Space::residual(queries, d, &inducing, 8, kernel),
+        ));
+    }
+    out
 }

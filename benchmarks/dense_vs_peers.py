@@ -1,0 +1,238 @@
+"""Exact k-NN against its peers and the machine's floor, in one process and one run.
+
+Runs the gold workload (DESIGN section 6) and, with ``--vecchia``, the all-points Vecchia job, and prints
+for each system: whole wait (V + fit + query), query seconds, ratio to the NumPy reference, recall against
+the oracle, and for the dense paths the GEMM phase's GFLOP/s next to the machine's measured dgemm rate.
+With ``--euclidean`` it adds the Euclidean workload with scipy's cKDTree (and scikit-learn's KDTree when
+installed). The NumPy reference is written here, not in the library: blocked BLAS GEMM, exp, scaling and
+argpartition, the forty lines a user would write.
+
+    python benchmarks/dense_vs_peers.py [--vecchia] [--euclidean] [--runs 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+
+import numpy as np
+
+import covertreex as ct
+from covertreex.residual import kernel_matrix
+
+N, DIMS, M, K, QUERIES = 32_768, 3, 512, 50, 1024
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def dgemm_rate(width: int = M, rows: int = 2048, cols: int = 8192, repeats: int = 5) -> float:
+    """The machine's measured f64 GEMM rate (GFLOP/s, NumPy's BLAS, all threads), best of `repeats`."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((rows, width)), rng.random((cols, width))
+    a @ b.T
+    best = min(_timed(lambda: a @ b.T)[1] for _ in range(repeats))
+    return 2.0 * rows * cols * width / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def numpy_reference(problem, query_idx, k, block=256):
+    """Dense residual k-NN in plain NumPy (the user's baseline): (indices, seconds)."""
+    start = time.perf_counter()
+    X, V, p = problem.X, problem.V, problem.p
+    out = np.empty((len(query_idx), k), dtype=np.int64)
+    inv = 1.0 / np.sqrt(p)
+    for s in range(0, len(query_idx), block):
+        q = query_idx[s : s + block]
+        K = kernel_matrix(X[q], X, problem.kernel, problem.lengthscale, problem.variance)
+        rho = (K - V[q] @ V.T) * inv[q, None] * inv[None, :]
+        d = np.sqrt(1.0 - np.minimum(1.0, np.abs(rho)))
+        d[np.arange(len(q)), q] = 0.0
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        order = np.lexsort((part, np.take_along_axis(d, part, axis=1)), axis=1)
+        out[s : s + block] = np.take_along_axis(part, order, axis=1)
+    return out, time.perf_counter() - start
+
+
+def numpy_vecchia_reference(problem, k, block=512):
+    """Dense predecessor k-NN in plain NumPy (lower triangle only): (indices, seconds)."""
+    start = time.perf_counter()
+    X, V, p = problem.X, problem.V, problem.p
+    n = len(X)
+    out = np.full((n, k), -1, dtype=np.int64)
+    inv = 1.0 / np.sqrt(p)
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        K = kernel_matrix(X[s:e], X[:e], problem.kernel, problem.lengthscale, problem.variance)
+        rho = (K - V[s:e] @ V[:e].T) * inv[s:e, None] * inv[None, :e]
+        d = np.sqrt(1.0 - np.minimum(1.0, np.abs(rho)))
+        d[np.arange(e - s)[:, None] + s <= np.arange(e)[None, :]] = np.inf
+        kk = min(k, e)
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+        order = np.lexsort((part, np.take_along_axis(d, part, axis=1)), axis=1)
+        best = np.take_along_axis(part, order, axis=1)
+        best[np.take_along_axis(d, best, axis=1) == np.inf] = -1
+        out[s:e, :kk] = best
+    return out, time.perf_counter() - start
+
+
+def recall(found, oracle) -> float:
+    hits = total = 0
+    for got, ref in zip(found, oracle, strict=True):
+        ref = ref[ref >= 0]
+        hits += np.isin(ref, got).sum()
+        total += len(ref)
+    return hits / max(total, 1)
+
+
+def run_engine(engine, problem, k, query, **options):
+    """(result, fit seconds, query seconds) of one engine on the problem."""
+    model, fit_seconds = _timed(
+        lambda: ct.CoverTree(engine=engine, metric="residual", **options).fit(problem))
+    result = model.query(k=k, **query)
+    return result, fit_seconds + model.build_seconds, result.seconds
+
+
+def median_run(fn, runs):
+    results = [fn() for _ in range(runs)]
+    return results[len(results) // 2] if runs == 1 else sorted(results, key=lambda r: r[-1])[runs // 2]
+
+
+def gold_workload(args, floor):
+    X = np.random.default_rng(42).normal(size=(N, DIMS))
+    problem, v_seconds = _timed(lambda: ct.residual_problem(X, m=M, seed=42))
+    query_idx = np.random.default_rng(43).integers(0, N, QUERIES)
+    brute = ct.CoverTree(engine="brute", metric="residual").fit(problem)
+    oracle = brute.kneighbors(indices=query_idx, k=K)[0]
+    flops = 2.0 * QUERIES * N * M
+    rows = []
+    ref_idx, ref_q = median_run(lambda: numpy_reference(problem, query_idx, K), args.runs)
+    rows.append(("numpy f64 dense reference", v_seconds + ref_q, ref_q, recall(ref_idx, oracle), None, None))
+    for name, engine, options in (("rust (path auto, perf)", "rust", {"mode": "perf"}),
+                                  ("gold (path auto)", "gold", {})):
+        result, fit_s, query_s = median_run(
+            lambda engine=engine, options=options: run_engine(
+                engine, problem, K, {"indices": query_idx}, **options), args.runs)
+        gemm = result.telemetry["timings"].get("gemm_seconds")
+        rows.append((name, v_seconds + fit_s + query_s, query_s, recall(result.indices, oracle),
+                     result.telemetry, gemm))
+    return report("gold workload (N 32768, d 3, m 512, k 50, 1024 queries)", rows, flops, floor)
+
+
+def vecchia_workload(args, floor):
+    X = np.random.default_rng(42).normal(size=(N, DIMS))
+    problem, v_seconds = _timed(lambda: ct.residual_problem(X, m=M, seed=42))
+    flops = 2.0 * M * N * (N - 1) / 2
+    rows = []
+    rust, fit_s, query_s = run_engine("rust", problem, K, {"predecessor": True}, mode="perf")
+    oracle = rust.indices  # checked against the NumPy reference and gold below
+    rows.append(("rust (path auto, perf)", v_seconds + fit_s + query_s, query_s, 1.0, rust.telemetry,
+                 rust.telemetry["timings"].get("gemm_seconds")))
+    if not args.skip_gold_vecchia:
+        gold, fit_s, query_s = run_engine("gold", problem, K, {"predecessor": True})
+        same = np.array_equal(gold.indices, rust.indices) and np.array_equal(gold.distances, rust.distances)
+        rows.append(("gold (path auto)", v_seconds + fit_s + query_s, query_s, recall(gold.indices, oracle),
+                     gold.telemetry, gold.telemetry["timings"].get("gemm_seconds")))
+        print(f"gold and rust identical (indices and distance bits): {same}")
+    ref_idx, ref_q = numpy_vecchia_reference(problem, K)
+    rows.insert(0, ("numpy f64 dense reference", v_seconds + ref_q, ref_q, recall(ref_idx, oracle), None,
+                    None))
+    print(f"f64 GEMM floor of the job: {flops / 1e9:.0f} GFLOP / {floor:.1f} GFLOP/s = "
+          f"{flops / floor / 1e9:.2f} s")
+    return report("Vecchia all-points (N 32768, m 512, k 50, predecessors)", rows, flops, floor)
+
+
+def euclidean_workload(args):
+    from scipy.spatial import cKDTree
+
+    X = np.random.default_rng(42).normal(size=(N, DIMS))
+    Q = X[np.random.default_rng(43).integers(0, N, QUERIES)]
+    rows = []
+    (ref, t) = _timed(lambda: cKDTree(X).query(Q, k=K))
+    rows.append(("scipy cKDTree (build + query)", t, None, 1.0, None, None))
+    try:
+        from sklearn.neighbors import KDTree
+
+        (_, t) = _timed(lambda: KDTree(X).query(Q, k=K))
+        rows.append(("scikit-learn KDTree (build + query)", t, None, 1.0, None, None))
+    except ImportError:
+        pass
+    for engine in ("rust", "gold"):
+        for path in ("auto", "tree", "dense"):
+            def one(engine=engine, path=path):
+                model, fit_s = _timed(lambda: ct.CoverTree(engine=engine, path=path, mode="perf"
+                                                           if engine == "rust" else "parity").fit(X))
+                res = model.query(Q, k=K)
+                return res, fit_s + model.build_seconds + res.seconds
+            res, total = median_run(one, args.runs)
+            rows.append((f"{engine} (path {path} -> {res.telemetry['path']})", total, res.seconds,
+                         recall(res.indices, ref[1]), res.telemetry, None))
+    return report("Euclidean (N 32768, d 3, k 50, 1024 queries)", rows, None, None)
+
+
+def report(title, rows, flops, floor):
+    base = rows[0][1]
+    print(f"\n## {title}\n")
+    print("| system | whole wait s | query s | vs first row | recall | evals/query | pairs screened/query "
+          "| GEMM GFLOP/s (phase) |")
+    print("|---|---|---|---|---|---|---|---|")
+    out = []
+    for name, whole, query, rec, tel, gemm in rows:
+        evals = screened = rate = ""
+        if tel:
+            evals = f"{tel['per_query']['distance_evaluations']['mean']:.1f}"
+            screened = f"{tel['per_query']['pairs_screened']['mean']:.0f}"
+        if gemm and flops:
+            threads = os.cpu_count() if "rust" in name else 1
+            gflops = flops / (gemm / threads) / 1e9
+            rate = f"{gflops:.1f} ({100 * gflops / floor:.0f}% of dgemm)"
+        q = "" if query is None else f"{query:.3f}"
+        print(f"| {name} | {whole:.3f} | {q} | {whole / base:.2f}x | {rec:.6f} | {evals} | {screened} "
+              f"| {rate} |")
+        out.append({"system": name, "whole_seconds": whole, "query_seconds": query, "ratio": whole / base,
+                    "recall": rec})
+    return {"title": title, "rows": out}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="runs per system; the median is reported")
+    parser.add_argument("--vecchia", action="store_true", help="also run the all-points Vecchia job")
+    parser.add_argument("--skip-gold-vecchia", action="store_true", help="Vecchia job: rust and NumPy only")
+    parser.add_argument("--euclidean", action="store_true", help="also run the Euclidean workload")
+    parser.add_argument("--json", help="write the tables as JSON here")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    floor = dgemm_rate()
+    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
+          f"CPU {cpu_model()}; load average {load[0]:.2f}; measured dgemm {floor:.1f} GFLOP/s (NumPy BLAS)")
+    tables = [gold_workload(args, floor)]
+    if args.vecchia:
+        tables.append(vecchia_workload(args, floor))
+    if args.euclidean:
+        tables.append(euclidean_workload(args))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"dgemm_gflops": floor, "nproc": os.cpu_count(), "cpu": cpu_model(),
+                       "tables": tables}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The gold engine's dense path: exact k-NN without a tree, by NumPy's BLAS and a Numba epilogue.
+
+For each block of query rows and each tile of point rows, BLAS computes the tile's dot products; the
+epilogue turns each into a rigorous interval on the canonical key (:mod:`covertreex.metrics.screen`),
+keeps a running k-th upper bound per query and the candidates it cannot exclude. The candidates are then
+re-evaluated with the canonical distance, so answers and distance bits equal the tree path's and brute's.
+Memory is bounded by the block sizes (a query block x point tile, plus candidate lists that grow only
+with ties). Counters: per query, the canonical re-evaluations, heap pushes and tiles visited; pairs
+screened are returned apart.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from numba import njit, prange
+
+from covertreex.engines.gold.query import N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS
+from covertreex.engines.heap import offer, write_sorted
+from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.metrics.kernels import distance
+from covertreex.metrics.screen import bounds, euclidean_constant, operand, row_factors, self_key, widen
+
+
+@njit(cache=True)
+def _screen_row(q, tile, j0, rows, own, limits, Q, D, qf_scale, qf_error, df_scale, df_error, euclid,
+                ub_d, ub_i, ub_n, cutoff, cand_lo, cand_j, cand_n, pos, screened, steps):
+    """Screen row `q` of one tile; return False when its candidate room ran out (it resumes at
+    ``pos[q]`` once the caller has grown the candidate arrays). A plain loop, kept out of the prange
+    body so Numba compiles it as tight scalar code."""
+    cols, cap, k = tile.shape[1], cand_lo.shape[1], ub_d.shape[1]
+    stop = min(limits[q], j0 + cols)
+    start = max(j0, pos[q])
+    if stop <= start:
+        return True
+    key0 = self_key(D.metric)
+    threshold = cutoff[q]
+    n_cand = cand_n[q]
+    for j in range(start, stop):
+        if n_cand == cap:
+            kept = 0
+            for c in range(cap):
+                if cand_lo[q, c] <= threshold:
+                    cand_lo[q, kept] = cand_lo[q, c]
+                    cand_j[q, kept] = cand_j[q, c]
+                    kept += 1
+            n_cand = kept
+            if kept == cap:
+                pos[q], cand_n[q], cutoff[q] = j, n_cand, threshold
+                screened[q] += j - start
+                return False
+        if j == own[q]:
+            lo, hi = key0, key0
+        else:
+            lo, hi = bounds(Q, rows[q], D, j, tile[q, j - j0], qf_scale, qf_error, df_scale, df_error,
+                            euclid)
+        if hi < threshold:
+            ub_n[q], pushed = offer(ub_d[q], ub_i[q], ub_n[q], hi, 0)
+            if pushed and ub_n[q] == k:
+                threshold = widen(D.metric, ub_d[q, 0])
+        if lo <= threshold:
+            cand_lo[q, n_cand] = lo
+            cand_j[q, n_cand] = j
+            n_cand += 1
+    pos[q], cand_n[q], cutoff[q] = stop, n_cand, threshold
+    screened[q] += stop - start
+    steps[q] += 1
+    return True
+
+
+@njit(cache=True, parallel=True)
+def _screen_tile(tile, j0, rows, own, limits, Q, D, qf_scale, qf_error, df_scale, df_error, euclid,
+                 ub_d, ub_i, ub_n, cutoff, cand_lo, cand_j, cand_n, pos, screened, steps):
+    """Screen one tile for every query of the block; return the rows that ran out of candidate room."""
+    full = np.zeros(rows.shape[0], dtype=np.bool_)
+    for q in prange(rows.shape[0]):
+        full[q] = not _screen_row(q, tile, j0, rows, own, limits, Q, D, qf_scale, qf_error, df_scale,
+                                  df_error, euclid, ub_d, ub_i, ub_n, cutoff, cand_lo, cand_j, cand_n,
+                                  pos, screened, steps)
+    return full
+
+
+@njit(cache=True, parallel=True)
+def _finish(rows, own, Q, D, cand_lo, cand_j, cand_n, cutoff, out_i, out_d, evaluations, pushes):
+    """Canonical distances of every candidate the final k-th bound keeps; the k best by (distance, index)."""
+    k = out_i.shape[1]
+    for q in prange(rows.shape[0]):
+        heap_d = np.empty(k)
+        heap_i = np.empty(k, dtype=np.int64)
+        size = 0
+        for c in range(cand_n[q]):
+            if cand_lo[q, c] <= cutoff[q]:
+                j = cand_j[q, c]
+                size, pushed = offer(heap_d, heap_i, size, distance(Q, rows[q], own[q], D, j), j)
+                pushes[q] += pushed
+                evaluations[q] += 1
+        write_sorted(heap_d, heap_i, size, out_i[q], out_d[q])
+
+
+class _Block:
+    """The per-query state of one query block while its tiles stream past."""
+
+    def __init__(self, nb: int, k: int):
+        self.ub_d = np.empty((nb, k))
+        self.ub_i = np.zeros((nb, k), dtype=np.int64)
+        self.ub_n = np.zeros(nb, dtype=np.int64)
+        self.cutoff = np.full(nb, np.inf)
+        cap = 8 * k + 256
+        self.cand_lo = np.empty((nb, cap))
+        self.cand_j = np.empty((nb, cap), dtype=np.int64)
+        self.cand_n = np.zeros(nb, dtype=np.int64)
+        self.pos = np.zeros(nb, dtype=np.int64)
+
+    def grow(self):
+        """Double the candidate room (only ties at the k-th bound can fill it)."""
+        nb, cap = self.cand_lo.shape
+        self.cand_lo = np.concatenate([self.cand_lo, np.empty((nb, cap))], axis=1)
+        self.cand_j = np.concatenate([self.cand_j, np.empty((nb, cap), dtype=np.int64)], axis=1)
+
+
+def dense_query(space: MetricSpace, queries: QuerySet, k: int, query_block: int, point_block: int):
+    """Exact k-NN of every query by dense screening: (indices, distances, per_query counters, screened,
+    seconds spent in BLAS)."""
+    D, Q = space.data, queries.data
+    d_op, q_op = operand(D), operand(Q)
+    df, qf = row_factors(D), row_factors(Q)
+    euclid = euclidean_constant(space.n_dims)
+    n_q, n = queries.n_queries, space.n_points
+    out_i = np.empty((n_q, k), dtype=np.int64)
+    out_d = np.empty((n_q, k))
+    per_query = np.zeros((n_q, N_QUERY_COUNTERS), dtype=np.int64)
+    screened = np.zeros(n_q, dtype=np.int64)
+    limits_all = np.minimum(queries.limit, n)
+    tile_buffer = np.empty(min(query_block, n_q) * min(point_block, n))
+    gemm_seconds = 0.0
+    for b0 in range(0, n_q, query_block):
+        b1 = min(n_q, b0 + query_block)
+        rows, own, limits = queries.rows[b0:b1], queries.dataset_index[b0:b1], limits_all[b0:b1]
+        block = _Block(b1 - b0, k)
+        q_rows = np.ascontiguousarray(q_op[rows])
+        end = int(limits.max()) if limits.size else 0
+        for j0 in range(0, end, point_block):
+            cols = min(point_block, end - j0)
+            tile = tile_buffer[: (b1 - b0) * cols].reshape(b1 - b0, cols)
+            start = time.perf_counter()
+            np.matmul(q_rows, d_op[j0 : j0 + cols].T, out=tile)
+            gemm_seconds += time.perf_counter() - start
+            while _screen_tile(
+                tile, j0, rows, own, limits, Q, D, qf.scale, qf.error, df.scale, df.error, euclid,
+                block.ub_d, block.ub_i, block.ub_n, block.cutoff, block.cand_lo, block.cand_j,
+                block.cand_n, block.pos, screened[b0:b1], per_query[b0:b1, Q_STEPS],
+            ).any():
+                block.grow()
+        _finish(rows, own, Q, D, block.cand_lo, block.cand_j, block.cand_n, block.cutoff,
+                out_i[b0:b1], out_d[b0:b1], per_query[b0:b1, Q_EVALUATIONS],
+                per_query[b0:b1, Q_HEAP_PUSHES])
+    return out_i, out_d, per_query, screened, gemm_seconds

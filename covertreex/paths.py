@@ -1,0 +1,46 @@
+"""Which exact path answers a query call: the cover-tree walk or dense GEMM screening (DESIGN section 5).
+
+Both paths return the same indices and distance bits; only the work differs. ``path='auto'`` compares
+estimated costs in units of one canonical distance evaluation inside the tree walk:
+
+* dense: every eligible pair is screened inside a GEMM tile, where a pair costs about ``1 / DENSE_SPEEDUP``
+  of a tree evaluation (rows are reused across a query block and the walk's bookkeeping is gone);
+* tree: the walk, ``walk_evaluations`` per query, plus, only when no tree exists yet, the build, which
+  costs about ``BUILD_PER_WALK`` walk-evaluations per inserted point.
+
+Measured on this project's workloads (docs/benchmarks.md): the residual walk evaluates 84% of the points
+at N = 8,192, 64% at 16,384 and 46% at 32,768 (the metric is nearly flat), about ``N^-0.45``; the
+Euclidean walk evaluates about ``2^(d/2) k log2 N`` points (1,692 per query at N = 32,768, d = 3, k = 50;
+12,156 at d = 8); a build costs 0.12-0.27 of a query's evaluations per point. So the dense path wins
+for the residual metric until the pairs are very many, and the tree wins for low-dimensional Euclidean
+data once there are enough queries to pay for the build. The choice never changes an answer, only its
+cost; telemetry records it.
+"""
+
+from __future__ import annotations
+
+import math
+
+DENSE_SPEEDUP = 16.0
+"""A pair screened in a GEMM tile costs about 1/16 of a tree-walk evaluation (m = 512 and d = 3 alike)."""
+BUILD_PER_WALK = 0.25
+"""Build evaluations per inserted point, as a share of one query's walk evaluations."""
+
+
+def walk_evaluations(metric: str, n_dims: int, n_points: int, k: int) -> float:
+    """Estimated canonical evaluations of one query's tree walk."""
+    if metric == "residual":
+        share = min(1.0, 0.46 * (n_points / 32_768) ** -0.45)
+        return share * n_points
+    return min(float(n_points), 2.0 ** (n_dims / 2) * k * math.log2(n_points + 1))
+
+
+def choose(metric: str, n_dims: int, n_points: int, k: int, pairs: float, n_queries: int,
+           tree_exists: bool) -> str:
+    """'tree' or 'dense' for one call with `pairs` eligible query x point pairs; the tree's cost
+    includes its build when none exists yet (it is built only if this chooses 'tree')."""
+    walk = walk_evaluations(metric, n_dims, n_points, k)
+    tree = walk * n_queries
+    if not tree_exists:
+        tree += BUILD_PER_WALK * walk * n_points
+    return "tree" if tree < pairs / DENSE_SPEEDUP else "dense"

@@ -1,0 +1,60 @@
+//! The GEMM of one tile, through the `gemm` crate (chosen over `matrixmultiply` after measuring both
+//! on this machine's tile shapes; single-threaded here because rayon already runs one tile per worker).
+
+/// `out` (rows x cols, row-major) = A B^T, where A is `rows` x `width` and B is `cols` x `width`, both
+/// row-major and contiguous.
+pub fn gram(out: &mut [f64], a: &[f64], b: &[f64], rows: usize, cols: usize, width: usize) {
+    assert!(out.len() >= rows * cols && a.len() >= rows * width && b.len() >= cols * width);
+    if width == 0 {
+        out[..rows * cols].fill(0.0);
+        return;
+    }
+    // SAFETY: the assert above keeps every access inside the three slices: out is rows x cols with
+    // row stride cols, A is rows x width with row stride width, and B^T (width x cols) reads B's row j
+    // as column j, so element (t, j) sits at j * width + t.
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            width,
+            out.as_mut_ptr(),
+            1,
+            cols as isize,
+            false,
+            a.as_ptr(),
+            1,
+            width as isize,
+            b.as_ptr(),
+            width as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_naive_product() {
+        let (rows, cols, width) = (5, 7, 3);
+        let a: Vec<f64> = (0..rows * width).map(|i| i as f64 * 0.5 - 2.0).collect();
+        let b: Vec<f64> = (0..cols * width).map(|i| (i % 4) as f64 - 1.0).collect();
+        let mut out = vec![f64::NAN; rows * cols];
+        gram(&mut out, &a, &b, rows, cols, width);
+        for i in 0..rows {
+            for j in 0..cols {
+                let want: f64 = (0..width)
+                    .map(|t| a[i * width + t] * b[j * width + t])
+                    .sum();
+                assert_eq!(out[i * cols + j], want);
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The dense path equals a naive scan with the canonical distance, exactly (indices, distance bits,
+//! padding), for outside, indexed and predecessor queries, on tie-heavy lattices and on residual spaces
+//! whose residual variances sit at the clamp, for any block shape and thread count.
+
+mod common;
+
+use common::{naive_knn, points, spaces, Lcg, Points, Rows, Space};
+use covertreex_core::query::{N_QUERY_COUNTERS, Q_EVALUATIONS};
+use covertreex_core::{dense_query, Blocks, DenseOutput, Kernel};
+
+const BLOCKS: [Blocks; 3] = [
+    Blocks {
+        queries: 64,
+        points: 1024,
+    },
+    Blocks {
+        queries: 3,
+        points: 7,
+    },
+    Blocks {
+        queries: 1,
+        points: 1,
+    },
+];
+
+fn run(
+    space: &Space,
+    queries: &Space,
+    rows: &Rows,
+    k: usize,
+    blocks: Blocks,
+    threads: Option<i64>,
+) -> DenseOutput {
+    dense_query(
+        &space.data(),
+        &rows.batch(queries),
+        k as i64,
+        threads,
+        blocks,
+    )
+    .unwrap()
+}
+
+fn assert_matches_naive(space: &Space, queries: &Space, rows: &Rows, k: usize) {
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for blocks in BLOCKS {
+        let out = run(space, queries, rows, k, blocks, Some(2));
+        for (q, &row) in rows.rows.iter().enumerate() {
+            let (idx, dist) = naive_knn(
+                &queries.data(),
+                row as usize,
+                rows.index[q],
+                rows.limit[q],
+                &space.data(),
+                k,
+            );
+            let span = q * k..(q + 1) * k;
+            assert_eq!(
+                &out.indices[span.clone()],
+                &idx[..],
+                "query {q}, k = {k}, {blocks:?}"
+            );
+            assert_eq!(
+                bits(&out.distances[span]),
+                bits(&dist),
+                "query {q}, k = {k}"
+            );
+            let eligible = rows.limit[q].clamp(0, space.n as i64);
+            assert_eq!(
+                out.screened[q], eligible,
+                "every eligible pair is screened once"
+            );
+            let evaluations = out.per_query[q * N_QUERY_COUNTERS + Q_EVALUATIONS];
+            assert!(evaluations >= k.min(eligible as usize) as i64 && evaluations <= eligible);
+        }
+    }
+}
+
+#[test]
+fn outside_queries_match_the_naive_scan() {
+    for seed in 0..3 {
+        for (space, queries) in spaces(seed) {
+            let rows = Rows::outside(queries.n, space.n);
+            for k in [1, 2, 7, 25, 300] {
+                assert_matches_naive(&space, &queries, &rows, k);
+            }
+        }
+    }
+}
+
+#[test]
+fn indexed_and_predecessor_queries_match_the_naive_scan() {
+    for (space, _) in spaces(5) {
+        let n = space.n;
+        let some = Rows::indexed((0..n as i64).step_by(7).collect(), n, false);
+        assert_matches_naive(&space, &space, &some, 5);
+        let all = Rows::indexed((0..n as i64).collect(), n, true);
+        assert_matches_naive(&space, &space, &all, 4);
+    }
+}
+
+#[test]
+fn residual_variances_at_the_clamp_stay_exact() {
+    // Every lattice site is an inducing point, so each point's residual variance is the jitter or the
+    // 1e-9 clamp and k - V.V cancels to a few ulps: the screening bound is tested where it is widest.
+    let mut rng = Lcg::new(21);
+    let data = points(Points::Lattice, 200, 2, &mut rng);
+    let sites: Vec<f64> = (0..16)
+        .flat_map(|s| [(s / 4) as f64, (s % 4) as f64])
+        .collect();
+    for kernel in [Kernel::Rbf, Kernel::Matern52] {
+        let space = Space::residual(data.clone(), 2, &sites, 16, kernel);
+        assert!(space.p.iter().all(|&p| p < 1e-5));
+        let rows = Rows::indexed((0..space.n as i64).collect(), space.n, true);
+        for k in [1, 3, 30] {
+            assert_matches_naive(&space, &space, &rows, k);
+        }
+    }
+}
+
+#[test]
+fn answers_and_counters_do_not_depend_on_the_thread_count() {
+    let (space, queries) = spaces(9).swap_remove(1);
+    let rows = Rows::outside(queries.n, space.n);
+    let blocks = BLOCKS[1];
+    // Everything but the GEMM timing is deterministic.
+    let untimed = |out: DenseOutput| DenseOutput {
+        gemm_seconds: 0.0,
+        ..out
+    };
+    let one = untimed(run(&space, &queries, &rows, 6, blocks, Some(1)));
+    assert_eq!(
+        one,
+        untimed(run(&space, &queries, &rows, 6, blocks, Some(3)))
+    );
+    assert_eq!(one, untimed(run(&space, &queries, &rows, 6, blocks, None)));
+}
+
+#[test]
+fn bad_block_sizes_are_errors() {
+    let (space, queries) = spaces(2).swap_remove(0);
+    let rows = Rows::outside(queries.n, space.n);
+    let zero = Blocks {
+        queries: 0,
+        points: 4,
+    };
+    assert!(dense_query(&space.data(), &rows.batch(&queries), 3, None, zero).is_err());
+    assert!(dense_query(&space.data(), &rows.batch(&queries), 0, None, BLOCKS[0]).is_err());
+}
