@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from covertreex.engines import KnnResult, get_engine
-from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.errors import InvalidInputError, KOutOfRangeError, unknown_name
+from covertreex.memory import require_memory
 from covertreex.metrics import METRICS, MetricSpace, QuerySet
 from covertreex.ordering import insertion_order
 from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.telemetry import make_record
-from covertreex.tree import Tree
-from covertreex.validation import check_k
+from covertreex.tree import Tree, checked
+from covertreex.validation import as_bool, check_k
+
+_ANSWER_BYTES = 16
+"""Bytes per answer cell: an int64 index and a float64 distance."""
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """What fit() or use_tree() produced, replaced as one object so a query never mixes two fits."""
+
+    space: MetricSpace
+    tree: Tree | None
 
 
 class CoverTree:
@@ -26,6 +39,12 @@ class CoverTree:
     Options (see :data:`covertreex.config.KNOBS`) are fixed at construction into one immutable Config.
     A preset (``preset=``, or the COVERTREEX_PRESET environment variable; see
     :mod:`covertreex.presets`) supplies the metric and the options that are not passed explicitly.
+
+    Ownership and threads: ``fit`` keeps read-only copies of the arrays it indexes (and ``use_tree`` of
+    the tree), so later changes to the caller's arrays never reach a query. One CoverTree may be shared
+    by threads: queries may run concurrently with each other and with ``fit``/``use_tree``; each query
+    reads the fitted state once and answers entirely from the fit completed before it started (or a
+    later one), never from a mix of two. ``last_result`` is the result of whichever query finished last.
     """
 
     def __init__(
@@ -38,8 +57,7 @@ class CoverTree:
         self.preset = resolved.preset
         self.metric = resolved.metric
         self.config = resolved.config
-        self.space: MetricSpace | None = None
-        self.tree: Tree | None = None
+        self._fitted: _Fitted | None = None
         self.build_seconds = 0.0
         self.last_result: KnnResult | None = None
 
@@ -60,46 +78,64 @@ class CoverTree:
         start = time.perf_counter()
         tree = builder.build(space, order, self.config)
         self.build_seconds = time.perf_counter() - start
-        self.space, self.tree = space, tree
+        self._fitted = _Fitted(space, tree)
         return self
 
     def use_tree(self, tree: Tree, data) -> CoverTree:
-        """Attach a tree built elsewhere (another engine, or :func:`covertreex.tree.load`) to its data."""
+        """Attach a tree built elsewhere (another engine, or :func:`covertreex.tree.load`) to its data.
+        The tree is checked first (see :func:`covertreex.tree.checked`) and a read-only copy is kept."""
         space = MetricSpace.create(self.metric, data)
-        if tree.space_digest != space.digest or tree.metric != space.metric:
-            raise InvalidInputError("tree was built on different data or metric than `data`")
-        self.space, self.tree = space, tree
+        self._fitted = _Fitted(space, checked(tree, space))
         return self
 
-    def _queries(self, queries, indices, predecessor) -> QuerySet:
-        given = sum(x is not None and x is not False for x in (queries, indices, predecessor or None))
+    @property
+    def space(self) -> MetricSpace | None:
+        """The indexed points of the current fit (None before fit)."""
+        return self._fitted.space if self._fitted else None
+
+    @property
+    def tree(self) -> Tree | None:
+        """The tree of the current fit (None before fit, and for an engine that builds none)."""
+        return self._fitted.tree if self._fitted else None
+
+    @staticmethod
+    def _queries(space: MetricSpace, queries, indices, predecessor: bool) -> QuerySet:
+        given = sum(x is not None for x in (queries, indices)) + predecessor
         if given != 1:
             raise InvalidInputError("pass exactly one of queries, indices=..., or predecessor=True")
         if predecessor:
-            return self.space.all_points(predecessor=True)
+            return space.all_points(predecessor=True)
         if indices is not None:
-            return self.space.indexed_queries(indices)
-        return self.space.point_queries(queries)
+            return space.indexed_queries(indices)
+        return space.point_queries(queries)
 
     def query(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False) -> KnnResult:
         """Full result: neighbours, counters and (if enabled) the telemetry record."""
-        if self.space is None:
+        fitted = self._fitted
+        if fitted is None:
             raise InvalidInputError("call fit() before querying")
-        query_set = self._queries(queries, indices, predecessor)
-        k = check_k(k, self.space.n_points, allow_padding=predecessor)
+        space = fitted.space
+        predecessor = as_bool(predecessor, "predecessor")
+        query_set = self._queries(space, queries, indices, predecessor)
+        k = check_k(k, space.n_points, allow_padding=predecessor)
+        require_memory(
+            query_set.n_queries * k * _ANSWER_BYTES,
+            f"k = {k} is too large: the answer ({query_set.n_queries} rows of k indices and distances)",
+            KOutOfRangeError,
+        )
         start = time.perf_counter()
-        idx, dist, counters = self.engine.query(self.tree, self.space, query_set, k, self.config)
+        idx, dist, counters = self.engine.query(fitted.tree, space, query_set, k, self.config)
         seconds = time.perf_counter() - start
         record = None
         if self.config.telemetry:
             record = make_record(
                 engine=self.engine.name,
                 mode=self.engine.telemetry_mode(self.config),
-                space=self.space,
+                space=space,
                 queries=query_set,
                 k=k,
                 config=self.config,
-                tree=self.tree if self.engine.uses_tree else None,
+                tree=fitted.tree if self.engine.uses_tree else None,
                 counters=counters,
                 seconds=seconds,
             )
