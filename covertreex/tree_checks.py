@@ -89,7 +89,8 @@ def radius_problem(parents, radius, D) -> tuple[int, str] | None:
         return None
     y = int(bad[0])
     node = int(ancestor[y])
-    return node, f"radius[{node}] = {radius[node]!r} < d(node {node}, descendant {y}) = {float(value[y])!r}"
+    d = float(value[y])
+    return node, f"radius[{node}] = {float(radius[node])!r} < d(node {node}, descendant {y}) = {d!r}"
 
 
 def exact_copies(parents: np.ndarray, data) -> np.ndarray:

@@ -63,7 +63,7 @@ def array_problem(tree) -> str:
     radius = tree.radius
     if not np.all(np.isfinite(radius) & (radius >= 0.0)):
         at = _first(~(np.isfinite(radius) & (radius >= 0.0)))
-        return f"radius[{at}] = {radius[at]!r} is not a finite number >= 0"
+        return f"radius[{at}] = {float(radius[at])!r} is not a finite number >= 0"
     levels = tree.levels
     usable = (levels == DUPLICATE_LEVEL) | ((levels >= LOWEST_LEVEL) & (levels <= HIGHEST_LEVEL))
     if not usable.all():
