@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from covertreex.engines import KnnResult, get_engine
 from covertreex.errors import InvalidInputError, KOutOfRangeError, unknown_name
-from covertreex.memory import require_memory
 from covertreex.metrics import METRICS, MetricSpace, QuerySet
 from covertreex.ordering import insertion_order
 from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
+from covertreex.resources import require_memory
 from covertreex.telemetry import make_record
 from covertreex.tree import Tree, checked
 from covertreex.validation import as_bool, check_k

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from covertreex.errors import CorruptFileError
-from covertreex.memory import require_memory
+from covertreex.resources import require_memory
 
 _HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from covertreex.config import Config
-from covertreex.errors import unknown_name
+from covertreex.errors import InputTypeError, UnknownNameError, unknown_name
 
 ENV_VAR = "COVERTREEX_PRESET"
 DEFAULT_METRIC = "euclidean"
@@ -57,6 +57,8 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(name: str) -> Preset:
     """The preset registered as `name`; unknown names list the known ones."""
+    if not isinstance(name, str):
+        raise InputTypeError(f"preset must be a name (str), got {type(name).__name__} {name!r}")
     if name not in PRESETS:
         raise unknown_name("preset", name, PRESETS)
     return PRESETS[name]
@@ -74,8 +76,14 @@ class Resolved:
 def resolve(preset: str | None = None, metric: str | None = None, **options) -> Resolved:
     """Apply `preset` (None: the COVERTREEX_PRESET environment variable, if set and non-empty), then
     the explicit `metric` and `options` on top of it."""
-    name = preset if preset is not None else (os.environ.get(ENV_VAR) or None)
-    chosen = get_preset(name) if name is not None else None
+    if preset is not None:
+        name, chosen = preset, get_preset(preset)
+    else:
+        name = os.environ.get(ENV_VAR) or None
+        try:
+            chosen = get_preset(name) if name is not None else None
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"environment variable {ENV_VAR}={name!r}: {exc}") from exc
     base = chosen.config() if chosen else None
     if metric is None:
         metric = chosen.metric if chosen else DEFAULT_METRIC

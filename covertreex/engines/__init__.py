@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from covertreex.engines.base import Engine, KnnResult, QueryCounters
-from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 
 
 def _gold() -> Engine:
@@ -32,6 +32,8 @@ _INSTANCES: dict[str, Engine] = {}
 
 def get_engine(name: str) -> Engine:
     """The engine registered as `name`; raises if the name is unknown or the engine cannot run here."""
+    if not isinstance(name, str):
+        raise InputTypeError(f"engine must be a name (str), got {type(name).__name__} {name!r}")
     if name not in ENGINES:
         raise unknown_name("engine", name, ENGINES)
     if name not in _INSTANCES:

@@ -1,6 +1,9 @@
-"""How much memory an allocation may take: sizes chosen by a caller or read from a file header are checked
-against the memory this machine has before anything is allocated, so an absurd size is a clear error
-instead of a MemoryError, an abort or a machine driven into swap."""
+"""What this machine has: memory and CPUs, so absurd requests are clear errors instead of storms.
+
+Sizes chosen by a caller or read from a file header are checked against the available memory before
+anything is allocated (instead of a MemoryError, an abort or a machine driven into swap), and thread
+counts against the CPUs this process may run on (instead of thousands of OS threads).
+"""
 
 from __future__ import annotations
 
@@ -31,3 +34,11 @@ def require_memory(nbytes: int, what: str, error: type[InvalidInputError] = Inva
         raise error(
             f"{what} needs {nbytes:.3g} bytes, more than the {available:.3g} bytes of memory available"
         )
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
