@@ -27,8 +27,14 @@ def available_bytes() -> int:
         return 1 << 62
 
 
+ALWAYS_AFFORDABLE = 1 << 26
+"""Sizes up to 64 MiB are not checked (no need to read /proc/meminfo on every small query)."""
+
+
 def require_memory(nbytes: int, what: str, error: type[InvalidInputError] = InvalidInputError) -> None:
     """Raise `error` naming `what` when `nbytes` exceeds the memory available now."""
+    if nbytes <= ALWAYS_AFFORDABLE:
+        return
     available = available_bytes()
     if nbytes > available:
         raise error(

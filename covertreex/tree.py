@@ -204,11 +204,14 @@ def checked(tree, space: MetricSpace) -> Tree:
     _require_tree(tree)
     error = CorruptFileError if tree.source else InvalidInputError
     label = f"tree file {tree.source}" if tree.source else "tree"
-    message = tree_structure.array_problem(tree) or tree_structure.structure_problem(tree)
+    message = tree_structure.array_problem(tree)
+    if not message:  # check the copy, so the caller cannot change what was checked
+        tree = _owned(tree)
+        message = tree_structure.array_problem(tree) or tree_structure.structure_problem(tree)
     if message:
         raise error(f"{label}: {message}")
-    tree = _owned(tree)
-    if tree.space_digest != space.digest or tree.metric != space.metric:
+    names = (tree.space_digest, tree.metric)
+    if not all(isinstance(name, str) for name in names) or names != (space.digest, space.metric):
         raise InvalidInputError(f"{label} was built on different data or metric than `data`")
     message = tree_checks.copy_problem(tree.is_copy, tree.parents, space.data)
     if message:

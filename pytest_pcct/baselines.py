@@ -44,10 +44,14 @@ CALIBRATION_KEY = "pcct_calibration"
 """extra_info key of every gated pytest-benchmark entry: the calibration timings of the run that made it."""
 MAX_COUNTER = 2**63 - 1
 """Counters are int64 in every engine; a larger stored value is damage, not a measurement."""
+PLAUSIBLE_SECONDS = {
+    **dict.fromkeys(("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr", "total"), 1e-9),
+    **dict.fromkeys(("stddev", "iqr"), 0.0),
+}
+"""The pytest-benchmark stats checked when a run is read, with the least plausible value of each (a time
+below a nanosecond is no measurement); the most is MAX_PLAUSIBLE_SECONDS. Outside that range the gate
+could pass everything (a stored min of 1e308, or a calibration of 1e-300, makes any run look fast)."""
 MAX_PLAUSIBLE_SECONDS = 1e5
-"""A stored timing above this (more than a day) is damage: compared with it every benchmark would pass."""
-TIMING_STATS = ("min", "max", "mean", "median", "stddev", "q1", "q3", "iqr", "ld15iqr", "hd15iqr", "total")
-"""The pytest-benchmark stats (in seconds) checked for plausibility when a run is read."""
 
 
 def now() -> str:
@@ -152,18 +156,18 @@ def _no_constant(name: str):
 
 
 def _plausible_seconds(stats, path: Path, where: str) -> None:
-    """Every timing stat present must be a finite number of seconds in [0, MAX_PLAUSIBLE_SECONDS]."""
+    """Every timing stat present must be a number of seconds in its plausible range."""
     if not isinstance(stats, dict):
         return
-    for name in TIMING_STATS:
+    for name, least in PLAUSIBLE_SECONDS.items():
         if name not in stats:
             continue
         value = stats[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 <= value <= MAX_PLAUSIBLE_SECONDS
+            least <= value <= MAX_PLAUSIBLE_SECONDS
         ):
             raise CorruptFileError(
-                f"{path}: {where} stat {name!r} = {value!r} is not a plausible time (0 to "
+                f"{path}: {where} stat {name!r} = {value!r} is not a plausible time ({least:g} to "
                 f"{MAX_PLAUSIBLE_SECONDS:g} seconds); the file is damaged, regenerate it"
             )
 

@@ -61,6 +61,7 @@ def _timing_run(tmp_path, stats_min=0.01, calibration_min=0.001):
     (1e308, 0.001, "benchmark 't.py::test_a' stat 'min' = 1e+308"),
     (0.01, 1e300, "benchmark 't.py::test_a' calibration stat 'min' = 1e+300"),
     (-1.0, 0.001, "benchmark 't.py::test_a' stat 'min' = -1.0"),
+    (0.01, 1e-300, "benchmark 't.py::test_a' calibration stat 'min' = 1e-300"),
     ("0.01", 0.001, "benchmark 't.py::test_a' stat 'min' = '0.01'"),
 ])
 def test_implausible_timing_is_a_corrupt_file(tmp_path, stats_min, calibration_min, where):
