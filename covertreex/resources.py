@@ -43,8 +43,15 @@ def require_memory(nbytes: int, what: str, error: type[InvalidInputError] = Inva
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    """CPUs this process may run on: its affinity mask where the OS has one, and no more than the rust
+    extension (when built) allows, which also reads CPU quotas, so every engine accepts the same counts."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        from covertreex import _rust
+    except ImportError:
+        return cpus
+    rust_limit = getattr(_rust, "available_threads", None)  # absent from extensions built before it
+    return cpus if rust_limit is None else max(1, min(cpus, rust_limit()))
