@@ -156,6 +156,15 @@ def _scalar(path: Path, name: str, value: np.ndarray, kind: str):
     return value.item()
 
 
+def _walkable_problem(tree: Tree) -> str:
+    """The O(n) checks that make a tree safe for any engine to walk (see covertreex.tree_structure)."""
+    return (
+        tree_structure.array_problem(tree)
+        or tree_structure.structure_problem(tree)
+        or tree_structure.level_problem(tree)
+    )
+
+
 def load(path) -> Tree:
     """Read a tree written by :meth:`Tree.save`. A damaged or foreign file raises CorruptFileError naming
     the file and its first bad entry; only trees whose structure any engine can walk are returned."""
@@ -174,7 +183,7 @@ def load(path) -> Tree:
         source=str(path),
         **{name: members[name] for name in _ARRAYS},
     )
-    message = tree_structure.array_problem(tree) or tree_structure.structure_problem(tree)
+    message = _walkable_problem(tree)
     if message:
         raise CorruptFileError(f"{path}: {message}")
     return tree
@@ -207,7 +216,7 @@ def checked(tree, space: MetricSpace) -> Tree:
     message = tree_structure.array_problem(tree)
     if not message:  # check the copy, so the caller cannot change what was checked
         tree = _owned(tree)
-        message = tree_structure.array_problem(tree) or tree_structure.structure_problem(tree)
+        message = _walkable_problem(tree)
     if message:
         raise error(f"{label}: {message}")
     names = (tree.space_digest, tree.metric)

@@ -165,3 +165,16 @@ def structure_problem(tree) -> str:
     if lost >= 0:
         return f"node {lost} is not reachable from the root"
     return ""
+
+
+def level_problem(tree) -> str:
+    """Every child's level is below its parent's (the level half of invariant 2). Levels lie in a range of
+    ~2,100, so this bounds every path and keeps per-ancestor checks and walks linear. Assumes
+    :func:`structure_problem` found nothing."""
+    child = np.flatnonzero(tree.parents >= 0)
+    parent = tree.parents[child]
+    bad = tree.levels[child] >= tree.levels[parent]
+    if bad.any():
+        c, p = int(child[_first(bad)]), int(parent[_first(bad)])
+        return f"node {c} at level {tree.levels[c]} is not below its parent {p}'s level {tree.levels[p]}"
+    return ""

@@ -109,6 +109,8 @@ def _corruptions(members):
         "is_copy forced true": (set_at("is_copy", not_copy, True), f"is_copy[{not_copy}] is true"),
         "is_copy cleared": (set_at("is_copy", copy, False), f"is_copy[{copy}] is false"),
         "short children": ({"children": members["children"][:-1]}, "children has length"),
+        "level above parent": (set_at("levels", members["children"][pos], members["levels"][root]),
+                               f"node {members['children'][pos]} at level"),
         "format 2": ({"format_version": np.int64(2)}, "unsupported tree format version 2"),
         "metric": ({"metric": np.str_("cosine")}, "unknown metric 'cosine'"),
     }
@@ -118,7 +120,7 @@ CASES = (
     "child 10**6", "child -5", "offset 10**6", "root 10**6", "root shape (2,)", "moved root",
     "repeated child", "float levels", "string radius", "huge level", "bool byte 2", "bool byte 5",
     "radius -1", "radius nan", "root radius 0", "all radii 0", "is_copy forced true", "is_copy cleared",
-    "short children", "format 2", "metric",
+    "short children", "format 2", "metric", "level above parent",
 )
 
 
@@ -190,6 +192,22 @@ def test_tree_built_here_and_damaged_in_memory_is_refused_without_a_file_name(sa
     with pytest.raises(InvalidInputError, match=rf"^tree: radius\[{tree.root}\] = 0.0 <") as info:
         ct.CoverTree().use_tree(dataclasses.replace(tree, radius=radius), X)
     assert not isinstance(info.value, CorruptFileError)
+
+
+def test_a_chain_whose_levels_do_not_fall_is_refused_before_any_per_ancestor_work():
+    """A path of 20,000 nodes would cost 2e8 distances to check radii along; levels that do not fall
+    along it are refused first, in O(n)."""
+    n = 20_000
+    X = np.arange(n, dtype=float)[:, None]
+    chain = ct.Tree(
+        0, levels=np.zeros(n, np.int64), parents=np.arange(-1, n - 1, dtype=np.int64),
+        child_offsets=np.concatenate([np.arange(n, dtype=np.int64), [n - 1]]),
+        children=np.arange(1, n, dtype=np.int64), radius=np.full(n, 1e9), insertion_order=np.arange(n),
+        is_copy=np.zeros(n, bool), metric="euclidean", space_digest=ct.CoverTree().fit(X).space.digest,
+    )
+    text = r"^tree: node 1 at level 0 is not below its parent 0's level 0"
+    with pytest.raises(InvalidInputError, match=text):
+        ct.CoverTree().use_tree(chain, X)
 
 
 @pytest.fixture(scope="module")
