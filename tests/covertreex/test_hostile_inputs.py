@@ -3,7 +3,10 @@ Each case is refused with a covertreex error naming the argument, and the same w
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -152,6 +155,20 @@ def test_rust_extension_refuses_more_threads_than_cpus_when_called_directly():
     queries = model.space.indexed_queries([0, 1])
     with pytest.raises(InvalidInputError, match="threads must be between 1 and the number of CPUs"):
         RustEngine().query(model.tree, model.space, queries, 2, config)
+
+
+def test_absurd_rayon_num_threads_is_refused_instead_of_starting_that_many_threads():
+    """rayon sizes its global pool (threads=None) from RAYON_NUM_THREADS; run apart, since a regression
+    would start 100,000 threads in this process."""
+    script = (
+        "import numpy as np, covertreex as ct\n"
+        "model = ct.CoverTree(engine='rust').fit(np.arange(40.0).reshape(20, 2))\n"
+        "model.kneighbors(indices=[0], k=2)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAYON_NUM_THREADS": "100000"})
+    assert done.returncode == 1
+    assert "InvalidInputError: RAYON_NUM_THREADS must be at most the number of CPUs" in done.stderr
 
 
 @pytest.mark.parametrize(

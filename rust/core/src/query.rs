@@ -296,15 +296,31 @@ pub fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// rayon's global pool takes its size from RAYON_NUM_THREADS when first used: an absurd value would start
+/// that many OS threads, so it is refused like an absurd `threads`.
+fn check_global_pool_size(cpus: usize) -> Result<()> {
+    let Ok(text) = std::env::var("RAYON_NUM_THREADS") else {
+        return Ok(());
+    };
+    match text.trim().parse::<u64>() {
+        Ok(size) if size > cpus as u64 => Err(CoreError::BadValue {
+            what: "RAYON_NUM_THREADS",
+            value: i64::try_from(size).unwrap_or(i64::MAX),
+            allowed: "at most the number of CPUs this process may use (0 or unset: one per CPU)",
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The pool the batch runs on: the shared pool of `threads` workers (built on first use, then reused by
 /// every later call asking for that many), or None for rayon's global pool. At most
 /// [`available_threads`] workers: more would only add OS threads competing for the same cores.
 fn thread_pool(threads: Option<i64>) -> Result<Option<Arc<rayon::ThreadPool>>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let Some(threads) = threads else {
-        return Ok(None);
-    };
     let cpus = available_threads();
+    let Some(threads) = threads else {
+        return check_global_pool_size(cpus).map(|()| None);
+    };
     if threads < 1 || threads as u64 > cpus as u64 {
         return Err(CoreError::BadValue {
             what: "threads",
