@@ -7,14 +7,43 @@ import time
 
 from covertreex import paths
 from covertreex.engines import KnnResult, engine_available, get_engine
-from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.errors import InvalidInputError, KOutOfRangeError, unknown_name
 from covertreex.metrics import METRICS, MetricSpace, QuerySet
 from covertreex.ordering import insertion_order
 from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
+from covertreex.resources import require_memory
 from covertreex.telemetry import make_record
-from covertreex.tree import Tree
-from covertreex.validation import check_k
+from covertreex.tree import Tree, checked
+from covertreex.validation import as_bool, check_k
+
+_ANSWER_BYTES = 16
+"""Bytes per answer cell: an int64 index and a float64 distance."""
+
+
+class _Fitted:
+    """What fit() or use_tree() produced, replaced as one object so a query never mixes two fits. Its tree
+    is built at most once, when first needed, under its own lock."""
+
+    def __init__(self, space: MetricSpace, order=None, tree: Tree | None = None):
+        self.space, self.order = space, order
+        self._tree = tree
+        self._lock = threading.Lock()
+        self.build_seconds = 0.0
+
+    @property
+    def built_tree(self) -> Tree | None:
+        return self._tree
+
+    def tree(self, engine, config) -> Tree:
+        """The tree, built now by `engine` (gold for a shared tree) if it does not exist yet."""
+        with self._lock:
+            if self._tree is None:
+                builder = get_engine("gold") if config.shared_tree else engine
+                start = time.perf_counter()
+                self._tree = builder.build(self.space, self.order, config)
+                self.build_seconds = time.perf_counter() - start
+            return self._tree
 
 
 class CoverTree:
@@ -28,6 +57,12 @@ class CoverTree:
     Options (see :data:`covertreex.config.KNOBS`) are fixed at construction into one immutable Config.
     A preset (``preset=``, or the COVERTREEX_PRESET environment variable; see
     :mod:`covertreex.presets`) supplies the metric and the options that are not passed explicitly.
+
+    Ownership and threads: ``fit`` keeps read-only copies of the arrays it indexes (and ``use_tree`` of
+    the tree), so later changes to the caller's arrays never reach a query. One CoverTree may be shared
+    by threads: queries may run concurrently with each other and with ``fit``/``use_tree``; each query
+    reads the fitted state once and answers entirely from the fit completed before it started (or a
+    later one), never from a mix of two. ``last_result`` is the result of whichever query finished last.
 
     ``engine=None`` (the default) is the fastest exact configuration available: the rust engine in mode
     'perf' (gold where the extension is missing), unless a preset or an explicit ``mode`` says otherwise.
@@ -50,35 +85,8 @@ class CoverTree:
         self.preset = resolved.preset
         self.metric = resolved.metric
         self.config = resolved.config
-        self.space: MetricSpace | None = None
-        self._tree: Tree | None = None
-        self._order = None
-        self._build_lock = threading.Lock()
-        self.build_seconds = 0.0
+        self._fitted: _Fitted | None = None
         self.last_result: KnnResult | None = None
-
-    @property
-    def tree(self) -> Tree | None:
-        """The cover tree over the fitted data (built now if no query has needed it yet)."""
-        if self._tree is None and self.space is not None and self.engine.uses_tree:
-            self._build()
-        return self._tree
-
-    @property
-    def built_tree(self) -> Tree | None:
-        """The tree if one has been built or attached, without building it."""
-        return self._tree
-
-    def _build(self) -> None:
-        with self._build_lock:
-            if self._tree is not None:
-                return
-            shared = self.config.shared_tree
-            builder = get_engine("gold") if shared else self.engine
-            start = time.perf_counter()
-            tree = builder.build(self.space, self._order, self.config)
-            self.build_seconds = time.perf_counter() - start
-            self._tree = tree
 
     def fit(self, data, **residual_params) -> CoverTree:
         """Index `data`: points (n, d) for Euclidean; a ResidualProblem, or points plus
@@ -91,61 +99,93 @@ class CoverTree:
                 "with metric='residual'"
             )
         space = MetricSpace.create(self.metric, data)
-        self.space, self._tree, self.build_seconds = space, None, 0.0
-        self._order = insertion_order(self.config.order, space.data.X)
+        fitted = _Fitted(space, insertion_order(self.config.order, space.data.X))
         if self.config.path == "tree" and self.engine.uses_tree:
-            self._build()
+            fitted.tree(self.engine, self.config)
+        self._fitted = fitted
         return self
 
     def use_tree(self, tree: Tree, data) -> CoverTree:
-        """Attach a tree built elsewhere (another engine, or :func:`covertreex.tree.load`) to its data."""
+        """Attach a tree built elsewhere (another engine, or :func:`covertreex.tree.load`) to its data.
+        The tree is checked first (see :func:`covertreex.tree.checked`) and a read-only copy is kept."""
         space = MetricSpace.create(self.metric, data)
-        if tree.space_digest != space.digest or tree.metric != space.metric:
-            raise InvalidInputError("tree was built on different data or metric than `data`")
-        self.space, self._tree = space, tree
+        self._fitted = _Fitted(space, tree=checked(tree, space))
         return self
 
-    def _queries(self, queries, indices, predecessor) -> QuerySet:
-        given = sum(x is not None and x is not False for x in (queries, indices, predecessor or None))
+    @property
+    def space(self) -> MetricSpace | None:
+        """The indexed points of the current fit (None before fit)."""
+        return self._fitted.space if self._fitted else None
+
+    @property
+    def tree(self) -> Tree | None:
+        """The tree of the current fit, built now if no query has needed it yet (None before fit, and
+        for an engine that builds none)."""
+        fitted = self._fitted
+        if fitted is None or not self.engine.uses_tree:
+            return None
+        return fitted.tree(self.engine, self.config)
+
+    @property
+    def built_tree(self) -> Tree | None:
+        """The tree if one has been built or attached, without building it."""
+        return self._fitted.built_tree if self._fitted else None
+
+    @property
+    def build_seconds(self) -> float:
+        """Seconds the current fit's tree took to build (0.0 while none was built, or it was attached)."""
+        return self._fitted.build_seconds if self._fitted else 0.0
+
+    @staticmethod
+    def _queries(space: MetricSpace, queries, indices, predecessor: bool) -> QuerySet:
+        given = sum(x is not None for x in (queries, indices)) + predecessor
         if given != 1:
             raise InvalidInputError("pass exactly one of queries, indices=..., or predecessor=True")
         if predecessor:
-            return self.space.all_points(predecessor=True)
+            return space.all_points(predecessor=True)
         if indices is not None:
-            return self.space.indexed_queries(indices)
-        return self.space.point_queries(queries)
+            return space.indexed_queries(indices)
+        return space.point_queries(queries)
 
-    def choose_path(self, queries: QuerySet, k: int) -> str:
-        """The path of one call: the engine's own for brute, else the ``path`` knob, with 'auto'
-        resolved by the cost model of :mod:`covertreex.paths`."""
+    def choose_path(self, space: MetricSpace, tree_built: bool, queries: QuerySet, k: int) -> str:
+        """The path of one call: 'exhaustive' for brute, else the ``path`` knob, with 'auto' resolved by
+        the cost model of :mod:`covertreex.paths`."""
         if not self.engine.uses_tree:
             return "exhaustive"
         if self.config.path != "auto":
             return self.config.path
-        pairs = float(queries.limit.clip(0, self.space.n_points).sum())
-        return paths.choose(self.metric, self.space.n_dims, self.space.n_points, k, pairs,
-                            queries.n_queries, self._tree is not None)
+        pairs = float(queries.limit.clip(0, space.n_points).sum())
+        return paths.choose(self.metric, space.n_dims, space.n_points, k, pairs, queries.n_queries,
+                            tree_built)
 
     def query(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False) -> KnnResult:
         """Full result: neighbours, counters and (if enabled) the telemetry record."""
-        if self.space is None:
+        fitted = self._fitted
+        if fitted is None:
             raise InvalidInputError("call fit() before querying")
-        query_set = self._queries(queries, indices, predecessor)
-        k = check_k(k, self.space.n_points, allow_padding=predecessor)
-        path = self.choose_path(query_set, k)
-        tree = self.tree if path == "tree" else None  # a lazy build is not query time
+        space = fitted.space
+        predecessor = as_bool(predecessor, "predecessor")
+        query_set = self._queries(space, queries, indices, predecessor)
+        k = check_k(k, space.n_points, allow_padding=predecessor)
+        require_memory(
+            query_set.n_queries * k * _ANSWER_BYTES,
+            f"k = {k} is too large: the answer ({query_set.n_queries} rows of k indices and distances)",
+            KOutOfRangeError,
+        )
+        path = self.choose_path(space, fitted.built_tree is not None, query_set, k)
+        tree = fitted.tree(self.engine, self.config) if path == "tree" else None  # not query time
         start = time.perf_counter()
         if path == "dense":
-            idx, dist, counters = self.engine.dense(self.space, query_set, k, self.config)
+            idx, dist, counters = self.engine.dense(space, query_set, k, self.config)
         else:
-            idx, dist, counters = self.engine.query(tree, self.space, query_set, k, self.config)
+            idx, dist, counters = self.engine.query(tree, space, query_set, k, self.config)
         seconds = time.perf_counter() - start
         record = None
         if self.config.telemetry:
             record = make_record(
                 engine=self.engine.name,
                 mode=self.engine.telemetry_mode(self.config),
-                space=self.space,
+                space=space,
                 queries=query_set,
                 k=k,
                 config=self.config,

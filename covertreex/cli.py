@@ -193,7 +193,8 @@ def build_parser() -> Parser:
     )
     _add_workload(build)
     build.add_argument("--out", default=None, metavar="FILE.npz",
-                       help="save the tree (load it later with 'pcct query --tree')")
+                       help="save the tree to this file (.npz is appended when missing; the path "
+                            "written is reported; load it later with 'pcct query --tree')")
     build.add_argument("--check", action="store_true",
                        help="also verify the four cover-tree invariants (covertreex.validate; it "
                             "checks every pair of points, so it is slow beyond a few thousand)")
@@ -482,8 +483,8 @@ def _cmd_build(args) -> int:
             validate_tree(tree, model.space)
         _say(args, "check   the four cover-tree invariants hold")
     if args.out:
-        tree.save(args.out)
-        _say(args, f"saved   {args.out}")
+        summary["out"] = str(tree.save(args.out))
+        _say(args, f"saved   {summary['out']}")
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0

@@ -12,7 +12,9 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
+from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.resources import available_cpus
+from covertreex.validation import as_bool, as_int
 
 
 @dataclass(frozen=True)
@@ -24,24 +26,29 @@ class Knob:
     choices: tuple | None = None
     kind: type | None = None
     minimum: int | None = None
+    maximum: int | None = None
+    maximum_is: str = ""
+    """What the maximum stands for, said in the error."""
 
     def check(self, name: str, value: Any) -> Any:
+        """`value` normalised (NumPy integers and booleans become plain ones), or an error naming the knob."""
         if self.choices is not None:
-            if value not in self.choices:
+            if not isinstance(value, str) or value not in self.choices:
                 choices = ", ".join(repr(c) for c in self.choices)
                 raise InvalidInputError(f"option {name!r} must be one of {choices}, got {value!r}")
             return value
         if value is None and self.default is None:
             return None
         if self.kind is bool:
-            if not isinstance(value, bool):
-                raise InputTypeError(f"option {name!r} must be a bool, got {value!r}")
-            return value
+            return as_bool(value, f"option {name!r}")
         if self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InputTypeError(f"option {name!r} must be an integer, got {value!r}")
+            value = as_int(value, f"option {name!r}")
             if self.minimum is not None and value < self.minimum:
                 raise InvalidInputError(f"option {name!r} must be >= {self.minimum}, got {value}")
+            if self.maximum is not None and value > self.maximum:
+                raise InvalidInputError(
+                    f"option {name!r} must be <= {self.maximum} ({self.maximum_is}), got {value}"
+                )
             return value
         return value
 
@@ -59,7 +66,13 @@ KNOBS: dict[str, Knob] = {
     ),
     "telemetry": Knob(True, "collect the work counters of every query call", kind=bool),
     "threads": Knob(
-        None, "worker threads for queries (None: all cores); never changes answers", kind=int, minimum=1
+        None,
+        "worker threads for queries (None: all cores), at most the CPUs this process may use (more would "
+        "only add threads competing for the same cores); never changes answers",
+        kind=int,
+        minimum=1,
+        maximum=available_cpus(),
+        maximum_is="the CPUs this process may use",
     ),
     "brute_variant": Knob(
         "auto",
@@ -111,7 +124,7 @@ class Config:
 
     def __post_init__(self):
         for f in fields(self):
-            KNOBS[f.name].check(f.name, getattr(self, f.name))
+            object.__setattr__(self, f.name, KNOBS[f.name].check(f.name, getattr(self, f.name)))
 
     @classmethod
     def from_options(cls, base: Config | None = None, **options) -> Config:

@@ -15,6 +15,10 @@ UNBOUNDED_LEVEL = 2**20
 NO_CHILD_LEVEL = -(2**62)
 """Marks a node without non-duplicate children while building."""
 
+LOWEST_LEVEL, HIGHEST_LEVEL = -1075, 1024
+"""Every level a build over finite float64 distances can give, apart from DUPLICATE_LEVEL: from the smallest
+subnormal distance (2**-1074, level -1075) up to the root above the largest finite one (level 1024)."""
+
 
 @njit(cache=True)
 def level_below(value):

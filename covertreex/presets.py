@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from covertreex.config import Config
-from covertreex.errors import unknown_name
+from covertreex.errors import InputTypeError, UnknownNameError, unknown_name
 
 ENV_VAR = "COVERTREEX_PRESET"
 DEFAULT_METRIC = "euclidean"
@@ -58,6 +58,8 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(name: str) -> Preset:
     """The preset registered as `name`; unknown names list the known ones."""
+    if not isinstance(name, str):
+        raise InputTypeError(f"preset must be a name (str), got {type(name).__name__} {name!r}")
     if name not in PRESETS:
         raise unknown_name("preset", name, PRESETS)
     return PRESETS[name]
@@ -77,8 +79,14 @@ def resolve(preset: str | None = None, metric: str | None = None, *, defaults: d
     """Apply `defaults` (a caller's own defaults, e.g. the fastest engine's mode), then `preset` (None: the
     COVERTREEX_PRESET environment variable, if set and non-empty), then the explicit `metric` and
     `options` on top."""
-    name = preset if preset is not None else (os.environ.get(ENV_VAR) or None)
-    chosen = get_preset(name) if name is not None else None
+    if preset is not None:
+        name, chosen = preset, get_preset(preset)
+    else:
+        name = os.environ.get(ENV_VAR) or None
+        try:
+            chosen = get_preset(name) if name is not None else None
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"environment variable {ENV_VAR}={name!r}: {exc}") from exc
     base = Config.from_options(**defaults) if defaults else None
     if chosen:
         base = Config.from_options(base, **chosen.options)

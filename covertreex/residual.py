@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import cholesky, solve_triangular
+from scipy.linalg import LinAlgError, cholesky, solve_triangular
 
+from covertreex import residual_range
 from covertreex.digest import array_digest
-from covertreex.errors import DimensionMismatchError, InvalidInputError, unknown_name
+from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, unknown_name
 from covertreex.validation import as_int, as_points, positive_float
 
 KERNELS = ("rbf", "matern52")
@@ -28,17 +29,25 @@ def check_kernel(kernel) -> str:
 
 
 def lengthscale_vector(lengthscale, n_dims: int) -> np.ndarray:
-    """A scalar or one positive lengthscale per dimension, returned as a length-d float64 vector."""
-    ls = np.asarray(lengthscale, dtype=np.float64) if not np.isscalar(lengthscale) else None
-    if ls is None:
+    """A scalar or one positive lengthscale per dimension, returned as a new length-d float64 vector."""
+    if np.isscalar(lengthscale):
         return np.full(n_dims, positive_float(lengthscale, "lengthscale"))
+    try:
+        ls = np.array(lengthscale, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise InputTypeError(f"lengthscale must be a number or a sequence of numbers ({exc})") from exc
     if ls.ndim != 1 or ls.shape[0] != n_dims:
         raise DimensionMismatchError(
             f"lengthscale must be a scalar or have one entry per dimension ({n_dims}), got shape {ls.shape}"
         )
     if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
         raise InvalidInputError(f"lengthscale entries must be positive and finite, got {ls.tolist()}")
-    return np.ascontiguousarray(ls)
+    return ls
+
+
+def _frozen(*arrays: np.ndarray) -> None:
+    for arr in arrays:
+        arr.flags.writeable = False
 
 
 def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
@@ -53,12 +62,25 @@ def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -
     return variance * (1.0 + a + a * a / 3.0) * np.exp(-a)
 
 
-def residual_variance(V: np.ndarray, variance: float) -> np.ndarray:
-    """p_i = max(s2 - ||V_i||^2, 1e-9), the squared norm summed over columns in order."""
+def residual_variance(V: np.ndarray, variance: float, name: str = "V") -> np.ndarray:
+    """p_i = max(s2 - ||V_i||^2, 1e-9), the squared norm summed over columns in order; rows of V
+    (called `name` in errors) outside the accepted range (:mod:`covertreex.residual_range`) are refused."""
     norms = np.zeros(V.shape[0])
-    for c in range(V.shape[1]):
-        norms += V[:, c] * V[:, c]
+    with np.errstate(over="ignore"):
+        for c in range(V.shape[1]):
+            norms += V[:, c] * V[:, c]
+    residual_range.check_v_norms(norms, name)
     return np.maximum(variance - norms, P_FLOOR)
+
+
+def _parameters(X, kernel, lengthscale, variance) -> tuple[np.ndarray, str, np.ndarray, float]:
+    """Owned X and the checked kernel parameters, all inside the accepted range."""
+    X = as_points(X, "X", owned=True)
+    kernel = check_kernel(kernel)
+    variance = residual_range.check_variance(positive_float(variance, "variance"))
+    ls = lengthscale_vector(lengthscale, X.shape[1])
+    residual_range.check_coordinates(X, ls, "X")
+    return X, kernel, ls, variance
 
 
 @dataclass(frozen=True)
@@ -86,16 +108,17 @@ class ResidualProblem:
 
     @classmethod
     def from_arrays(cls, X, V, *, kernel="rbf", lengthscale=1.0, variance=1.0) -> ResidualProblem:
-        """Wrap a V computed elsewhere (any layout is accepted and normalised once); p follows from V."""
-        X = as_points(X, "X")
-        V = as_points(V, "V")
+        """Wrap a V computed elsewhere (any layout is accepted; X and V are copied, read-only, once);
+        p follows from V. Accepted ranges: see :mod:`covertreex.residual_range`."""
+        X, kernel, ls, variance = _parameters(X, kernel, lengthscale, variance)
+        V = as_points(V, "V", owned=True)
         if V.shape[0] != X.shape[0]:
             raise DimensionMismatchError(
                 f"V must have one row per point of X ({X.shape[0]}), got {V.shape[0]}"
             )
-        variance = positive_float(variance, "variance")
-        ls = lengthscale_vector(lengthscale, X.shape[1])
-        return cls(X, V, residual_variance(V, variance), check_kernel(kernel), ls, variance)
+        p = residual_variance(V, variance)
+        _frozen(ls, p)
+        return cls(X, V, p, kernel, ls, variance)
 
     def project(self, Q) -> tuple[np.ndarray, np.ndarray]:
         """V rows and p for new points Q, using the stored inducing points and Cholesky factor."""
@@ -104,6 +127,7 @@ class ResidualProblem:
                 "this residual problem was built from a given V, so new query coordinates cannot be "
                 "projected; query by dataset index instead"
             )
+        residual_range.check_coordinates(Q, self.lengthscale, "queries")
         U = self.X[self.inducing]
         Vq = solve_triangular(
             self.cholesky_factor,
@@ -111,7 +135,7 @@ class ResidualProblem:
             lower=True,
         ).T
         Vq = np.ascontiguousarray(Vq)
-        return Vq, residual_variance(Vq, self.variance)
+        return Vq, residual_variance(Vq, self.variance, "V of the queries")
 
 
 def inducing_indices(n_points: int, m: int, seed: int) -> np.ndarray:
@@ -125,18 +149,24 @@ def inducing_indices(n_points: int, m: int, seed: int) -> np.ndarray:
 def residual_problem(
     X, *, kernel: str = "rbf", lengthscale=1.0, variance: float = 1.0, m: int = 512, seed: int = 0
 ) -> ResidualProblem:
-    """Build V and p exactly as DESIGN section 3 specifies (see the module docstring)."""
-    X = as_points(X, "X")
-    kernel = check_kernel(kernel)
-    variance = positive_float(variance, "variance")
-    ls = lengthscale_vector(lengthscale, X.shape[1])
+    """Build V and p exactly as DESIGN section 3 specifies (see the module docstring). X is copied
+    (read-only) once. Accepted ranges of variance, lengthscale and coordinates: see
+    :mod:`covertreex.residual_range` (outside them a NonFiniteError names the argument)."""
+    X, kernel, ls, variance = _parameters(X, kernel, lengthscale, variance)
     m = as_int(m, "m")
     if m < 1:
         raise InvalidInputError(f"m (number of inducing points) must be >= 1, got {m}")
     seed = as_int(seed, "seed")
+    if seed < 0:
+        raise InvalidInputError(f"seed must be >= 0 (numpy.random.default_rng needs one), got {seed}")
     inducing = inducing_indices(X.shape[0], m, seed)
     U = X[inducing]
     Kmm = kernel_matrix(U, U, kernel, ls, variance) + JITTER * variance * np.eye(len(inducing))
-    L = cholesky(Kmm, lower=True)
+    try:
+        L = cholesky(Kmm, lower=True)
+    except LinAlgError as exc:
+        raise InvalidInputError(f"the inducing-point kernel matrix is not positive definite ({exc})") from exc
     V = np.ascontiguousarray(solve_triangular(L, kernel_matrix(U, X, kernel, ls, variance), lower=True).T)
-    return ResidualProblem(X, V, residual_variance(V, variance), kernel, ls, variance, inducing, L, seed)
+    p = residual_variance(V, variance)
+    _frozen(ls, V, p, inducing, L)
+    return ResidualProblem(X, V, p, kernel, ls, variance, inducing, L, seed)

@@ -154,9 +154,14 @@ def read_jsonl(path) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorruptFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting
+            raise CorruptFileError(f"{path}:{number}: not a plausible JSON record ({exc})") from exc
         if not isinstance(record, dict):
             raise CorruptFileError(f"{path}:{number}: a telemetry record must be a JSON object")
-        problems = validation_errors(record)
+        try:
+            problems = validation_errors(record)
+        except RecursionError as exc:
+            raise CorruptFileError(f"{path}:{number}: record nested too deeply to validate") from exc
         if problems:
             raise CorruptFileError(f"{path}:{number}: " + "; ".join(problems[:3]))
         records.append(record)

@@ -7,20 +7,23 @@ duplicates sit at :data:`DUPLICATE_LEVEL` below the copy they duplicate. Childre
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from covertreex.errors import CorruptFileError, InvalidInputError
+from covertreex import tree_checks, tree_structure
+from covertreex.errors import CorruptFileError, InputTypeError, InvalidInputError
 from covertreex.levels import DUPLICATE_LEVEL
-from covertreex.metrics import MetricSpace
+from covertreex.metrics import METRICS, MetricSpace
+from covertreex.npz import read_arrays
 
 FORMAT_VERSION = 1
-_ARRAYS = ("levels", "parents", "child_offsets", "children", "radius", "insertion_order", "is_copy")
+_ARRAYS = tuple(tree_structure.DTYPES)
+_SCALARS = ("format_version", "root", "metric", "space_digest")
 
 
 class TreeArrays(NamedTuple):
@@ -52,6 +55,8 @@ class Tree:
     space_digest: str
     build_evaluations: int | None = None
     """Distance evaluations the build spent (a work counter for the regression gate); None when loaded."""
+    source: str | None = field(default=None, repr=False)
+    """The file the tree was loaded from (named in errors about it); None when built here."""
 
     @property
     def n_points(self) -> int:
@@ -90,8 +95,16 @@ class Tree:
             and np.array_equal(self.radius.view(np.int64), other.radius.view(np.int64))
         )
 
-    def save(self, path) -> None:
-        """Write the tree to `path` (.npz)."""
+    def save(self, path) -> Path:
+        """Write the tree to `path` and return the path written: `path` itself when it ends in .npz,
+        else `path` + '.npz' (NumPy's rule). A directory is refused: name a file inside it."""
+        path = Path(path)
+        if path.is_dir():
+            raise InvalidInputError(
+                f"{path} is a directory; save the tree to a file such as {path / 'tree.npz'}"
+            )
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
         np.savez(
             path,
             format_version=FORMAT_VERSION,
@@ -100,6 +113,7 @@ class Tree:
             space_digest=self.space_digest,
             **{name: getattr(self, name) for name in _ARRAYS},
         )
+        return path
 
 
 def assemble(
@@ -125,64 +139,117 @@ def assemble(
         ordered.astype(np.int64),
         radius.astype(np.float64),
         insertion_order.astype(np.int64),
-        _exact_copies(parents, space),
+        tree_checks.exact_copies(parents, space.data),
         space.metric,
         space.digest,
         None if evaluations is None else int(evaluations),
     )
 
 
-def _exact_copies(parents: np.ndarray, space: MetricSpace) -> np.ndarray:
-    """is_copy[c]: c's rows equal its parent's bit for bit, so a query may reuse the parent's distance."""
-    data = space.data
-    is_copy = np.zeros(parents.shape[0], dtype=np.bool_)
-    child = np.flatnonzero(parents >= 0)
-    par = parents[child]
-    same = np.all(data.X[child] == data.X[par], axis=1) & (data.P[child] == data.P[par])
-    if data.V.shape[1]:
-        same &= np.all(data.V[child] == data.V[par], axis=1)
-    is_copy[child[same]] = True
-    return is_copy
+def _scalar(path: Path, name: str, value: np.ndarray, kind: str):
+    """A 0-d member of a tree file as a Python value of `kind` ('int' or 'str')."""
+    wanted = np.integer if kind == "int" else np.str_
+    if value.shape != () or not np.issubdtype(value.dtype, wanted):
+        raise CorruptFileError(
+            f"{path}: member {name!r} must be a single {kind}, got dtype {value.dtype} shape {value.shape}"
+        )
+    return value.item()
+
+
+def _walkable_problem(tree: Tree) -> str:
+    """The O(n) checks that make a tree safe for any engine to walk (see covertreex.tree_structure)."""
+    return (
+        tree_structure.array_problem(tree)
+        or tree_structure.structure_problem(tree)
+        or tree_structure.level_problem(tree)
+    )
 
 
 def load(path) -> Tree:
-    """Read a tree written by :meth:`Tree.save`; a damaged or foreign file raises CorruptFileError."""
+    """Read a tree written by :meth:`Tree.save`. A damaged or foreign file raises CorruptFileError naming
+    the file and its first bad entry; only trees whose structure any engine can walk are returned."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if int(npz["format_version"]) != FORMAT_VERSION:
-                raise CorruptFileError(
-                    f"{path}: unsupported tree format version {int(npz['format_version'])}"
-                )
-            arrays = {name: npz[name] for name in _ARRAYS}
-            root, metric, digest = int(npz["root"]), str(npz["metric"]), str(npz["space_digest"])
-    except CorruptFileError:
-        raise
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise CorruptFileError(f"{path}: not a readable covertreex tree file ({exc})") from exc
-    n = arrays["levels"].shape[0]
-    expected = {"child_offsets": n + 1, "children": max(n - 1, 0)}
-    for name, arr in arrays.items():
-        if arr.ndim != 1 or arr.shape[0] != expected.get(name, n):
-            raise CorruptFileError(
-                f"{path}: array {name!r} has shape {arr.shape}, expected length {expected.get(name, n)}"
-            )
-    return Tree(root, metric=metric, space_digest=digest, **arrays)
+    members = read_arrays(path, _SCALARS + _ARRAYS, "covertreex tree file")
+    version = _scalar(path, "format_version", members["format_version"], "int")
+    if version != FORMAT_VERSION:
+        raise CorruptFileError(f"{path}: unsupported tree format version {version}")
+    metric = _scalar(path, "metric", members["metric"], "str")
+    if metric not in METRICS:
+        raise CorruptFileError(f"{path}: unknown metric {metric!r}; known metrics: {', '.join(METRICS)}")
+    tree = Tree(
+        _scalar(path, "root", members["root"], "int"),
+        metric=metric,
+        space_digest=_scalar(path, "space_digest", members["space_digest"], "str"),
+        source=str(path),
+        **{name: members[name] for name in _ARRAYS},
+    )
+    message = _walkable_problem(tree)
+    if message:
+        raise CorruptFileError(f"{path}: {message}")
+    return tree
+
+
+def _owned(tree: Tree) -> Tree:
+    """A copy of `tree` whose arrays nobody else holds, read-only, so later changes by the caller to the
+    arrays it passed can never reach a query."""
+    arrays = {}
+    for name in _ARRAYS:
+        arr = np.array(getattr(tree, name), copy=True)
+        arr.flags.writeable = False
+        arrays[name] = arr
+    return dataclasses.replace(tree, root=int(tree.root), **arrays)
+
+
+def _require_tree(tree) -> None:
+    if not isinstance(tree, Tree):
+        raise InputTypeError(f"tree must be a covertreex Tree, got {type(tree).__name__}")
+
+
+def checked(tree, space: MetricSpace) -> Tree:
+    """An owned, read-only copy of a tree from outside, after the checks any query relies on: types,
+    dtypes, ranges and structure (O(n)), exact-copy flags against the data, and every radius against its
+    descendants' distances (one distance per node and ancestor). Raises CorruptFileError naming the file
+    for a loaded tree, InvalidInputError otherwise; the full invariants stay with :func:`validate`."""
+    _require_tree(tree)
+    error = CorruptFileError if tree.source else InvalidInputError
+    label = f"tree file {tree.source}" if tree.source else "tree"
+    message = tree_structure.array_problem(tree)
+    if not message:  # check the copy, so the caller cannot change what was checked
+        tree = _owned(tree)
+        message = _walkable_problem(tree)
+    if message:
+        raise error(f"{label}: {message}")
+    names = (tree.space_digest, tree.metric)
+    if not all(isinstance(name, str) for name in names) or names != (space.digest, space.metric):
+        raise InvalidInputError(f"{label} was built on different data or metric than `data`")
+    message = tree_checks.copy_problem(tree.is_copy, tree.parents, space.data)
+    if message:
+        raise error(f"{label}: {message}")
+    bad = tree_checks.radius_problem(tree.parents, tree.radius, space.data)
+    if bad is not None:
+        raise error(f"{label}: {bad[1]}")
+    return tree
 
 
 def validate(tree: Tree, space: MetricSpace) -> None:
-    """Check the four invariants of DESIGN section 4; raise InvalidInputError naming the first bad node."""
-    from covertreex import tree_checks
-
+    """Check the four invariants of DESIGN section 4 and the exact-copy flags; raise InvalidInputError
+    naming the first bad node (InputTypeError when `tree` or `space` is not one)."""
+    _require_tree(tree)
+    if not isinstance(space, MetricSpace):
+        raise InputTypeError(f"space must be a covertreex MetricSpace, got {type(space).__name__}")
+    message = tree_structure.array_problem(tree)
+    if message:
+        raise InvalidInputError(f"tree arrays are unusable: {message}")
     n = space.n_points
     if tree.n_points != n:
         raise InvalidInputError(f"tree has {tree.n_points} nodes but the data has {n} points")
-    message = tree_checks.structure_problem(tree)
+    message = tree_structure.structure_problem(tree)
     if message:
         raise InvalidInputError(f"invariant 1 (one tree over every index) violated: {message}")
+    message = tree_checks.copy_problem(tree.is_copy, tree.parents, space.data)
+    if message:
+        raise InvalidInputError(f"exact-copy flags wrong: {message}")
     code, node, other, value, bound = tree_checks.metric_problem(tree.arrays(), tree.parents, space.data)
-    if code == tree_checks.OK:
-        return
     lv, lo = int(tree.levels[node]), int(tree.levels[other]) if other >= 0 else None
     if code == tree_checks.COVER_LEVEL:
         raise InvalidInputError(
@@ -199,7 +266,6 @@ def validate(tree: Tree, space: MetricSpace) -> None:
             f"invariant 3 (separation) violated at node {node}: d(node, node {other}) = {value!r} <= "
             f"2**{int(math.log2(bound)) if bound > 0 else bound} = {bound!r} (levels {lv} and {lo})"
         )
-    raise InvalidInputError(
-        f"invariant 4 (radius) violated at node {node}: radius {bound!r} < d(node, descendant {other}) = "
-        f"{value!r}"
-    )
+    bad = tree_checks.radius_problem(tree.parents, tree.radius, space.data)
+    if bad is not None:
+        raise InvalidInputError(f"invariant 4 (radius) violated at node {bad[0]}: {bad[1]}")

@@ -1,4 +1,8 @@
-"""The invariant checks behind :func:`covertreex.tree.validate`: structure in NumPy, metric in Numba."""
+"""The metric invariant checks behind :func:`covertreex.tree.validate`, in Numba.
+
+The structural checks (invariant 1) live in :mod:`covertreex.tree_structure`. :func:`radius_problem` and
+:func:`copy_problem` are also run on every tree attached from outside: they are what queries rely on.
+"""
 
 from __future__ import annotations
 
@@ -10,49 +14,7 @@ from numba import njit, prange
 from covertreex.levels import DUPLICATE_LEVEL as _DUP
 from covertreex.metrics.kernels import distance
 
-OK, COVER_LEVEL, COVER_DISTANCE, SEPARATION, RADIUS = 0, 1, 2, 3, 4
-
-
-def structure_problem(tree) -> str:
-    """Describe the first structural defect (indices, parents, CSR, reachability), or return ''."""
-    n = tree.n_points
-    if not np.array_equal(np.sort(tree.insertion_order), np.arange(n)):
-        return "insertion_order is not a permutation of the point indices"
-    parents = tree.parents
-    bad = np.flatnonzero((parents < -1) | (parents >= n) | (parents == np.arange(n)))
-    if bad.size:
-        return f"node {bad[0]} has invalid parent {parents[bad[0]]}"
-    roots = np.flatnonzero(parents == -1)
-    if roots.size != 1 or roots[0] != tree.root:
-        return f"expected exactly one root (node {tree.root}), found roots {roots[:5].tolist()}"
-    off = tree.child_offsets
-    if off[0] != 0 or off[-1] != n - 1 or np.any(np.diff(off) < 0):
-        return "child_offsets is not a valid CSR offset array"
-    for node in range(n):
-        kids = tree.children[off[node] : off[node + 1]]
-        wrong = kids[parents[kids] != node] if kids.size else kids
-        if wrong.size:
-            return (
-                f"node {wrong[0]} is listed as a child of node {node} but its parent is {parents[wrong[0]]}"
-            )
-        if kids.size > 1:
-            lv = tree.levels[kids]
-            ordered = (lv[:-1] > lv[1:]) | ((lv[:-1] == lv[1:]) & (kids[:-1] < kids[1:]))
-            if not ordered.all():
-                return f"children of node {node} are not ordered by (level desc, index asc)"
-    seen = np.zeros(n, dtype=bool)
-    stack = [tree.root]
-    seen[tree.root] = True
-    while stack:
-        node = stack.pop()
-        for child in tree.children[off[node] : off[node + 1]]:
-            if seen[child]:
-                return f"node {child} is reached twice"
-            seen[child] = True
-            stack.append(int(child))
-    if not seen.all():
-        return f"node {int(np.flatnonzero(~seen)[0])} is not reachable from the root"
-    return ""
+OK, COVER_LEVEL, COVER_DISTANCE, SEPARATION = 0, 1, 2, 3
 
 
 @njit(cache=True)
@@ -97,11 +59,59 @@ def metric_problem(T, parents, D):
     for u in range(n):
         if other[u] >= 0:
             return SEPARATION, u, other[u], value[u], bound[u]
-    for y in range(n):
+    return OK, -1, -1, 0.0, 0.0
+
+
+@njit(cache=True, parallel=True)
+def _radius_violations(parents, radius, D):
+    """Per node y, the first ancestor whose radius is below its computed distance to y (or -1)."""
+    n = parents.shape[0]
+    ancestor = np.full(n, -1, dtype=np.int64)
+    value = np.zeros(n)
+    for y in prange(n):
         a = parents[y]
         while a >= 0:
             d = distance(D, a, a, D, y)
-            if d > T.radius[a]:
-                return RADIUS, a, y, d, T.radius[a]
+            if d > radius[a]:
+                ancestor[y], value[y] = a, d
+                break
             a = parents[a]
-    return OK, -1, -1, 0.0, 0.0
+    return ancestor, value
+
+
+def radius_problem(parents, radius, D) -> tuple[int, str] | None:
+    """(node, description) of the first radius below a descendant's distance (invariant 4, which pruning
+    relies on), or None. Cost: one distance per (node, ancestor) pair; levels fall along every path, so
+    a node has at most ~2,100 ancestors (the level range) and typically a few dozen."""
+    ancestor, value = _radius_violations(parents, radius, D)
+    bad = np.flatnonzero(ancestor >= 0)
+    if bad.size == 0:
+        return None
+    y = int(bad[0])
+    node = int(ancestor[y])
+    d = float(value[y])
+    return node, f"radius[{node}] = {float(radius[node])!r} < d(node {node}, descendant {y}) = {d!r}"
+
+
+def exact_copies(parents: np.ndarray, data) -> np.ndarray:
+    """is_copy[c]: c's rows equal its parent's bit for bit, so a query may reuse the parent's distance."""
+    is_copy = np.zeros(parents.shape[0], dtype=np.bool_)
+    child = np.flatnonzero(parents >= 0)
+    par = parents[child]
+    same = np.all(data.X[child] == data.X[par], axis=1) & (data.P[child] == data.P[par])
+    if data.V.shape[1]:
+        same &= np.all(data.V[child] == data.V[par], axis=1)
+    is_copy[child[same]] = True
+    return is_copy
+
+
+def copy_problem(is_copy: np.ndarray, parents: np.ndarray, data) -> str:
+    """Name the first node whose is_copy flag disagrees with the data (a query would reuse a wrong
+    distance, or lose a dedupe hit and change the counters), or return ''."""
+    wrong = is_copy != exact_copies(parents, data)
+    if not wrong.any():
+        return ""
+    node = int(np.flatnonzero(wrong)[0])
+    if is_copy[node]:
+        return f"is_copy[{node}] is true but node {node}'s data differs from its parent {parents[node]}'s"
+    return f"is_copy[{node}] is false but node {node}'s data equals its parent {parents[node]}'s bit for bit"

@@ -2,7 +2,7 @@
 
 Every engine receives C-contiguous float64 arrays; converting here means the kernels never see Fortran order,
 strides, integer or float32 input. ``as_points`` copies only when the input is not already
-C-contiguous float64.
+C-contiguous float64, or when asked to (``owned=True``: a read-only copy for arrays that are kept).
 """
 
 from __future__ import annotations
@@ -20,11 +20,19 @@ from covertreex.errors import (
 )
 
 
-def as_points(array, name: str, *, ndim: int = 2) -> np.ndarray:
-    """Return `array` as a C-contiguous float64 array of `ndim` dimensions, rejecting unusable input."""
+def _as_array(array, name: str) -> np.ndarray:
     if isinstance(array, (str, bytes)) or array is None:
         raise InputTypeError(f"{name} must be an array of numbers, got {type(array).__name__}")
-    arr = np.asarray(array)
+    try:
+        return np.asarray(array)
+    except (ValueError, TypeError) as exc:  # ragged nesting, objects NumPy cannot turn into an array
+        raise InputTypeError(f"{name} must be a rectangular array of numbers ({exc})") from exc
+
+
+def as_points(array, name: str, *, ndim: int = 2, owned: bool = False) -> np.ndarray:
+    """Return `array` as a C-contiguous float64 array of `ndim` dimensions, rejecting unusable input.
+    With `owned`, always a fresh read-only copy (for arrays a fitted object keeps)."""
+    arr = _as_array(array, name)
     if arr.dtype == np.bool_ or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     ):
@@ -36,7 +44,11 @@ def as_points(array, name: str, *, ndim: int = 2) -> np.ndarray:
         raise InvalidInputError(f"{name} must not be empty, got shape {arr.shape}")
     if ndim == 2 and arr.shape[1] == 0:
         raise InvalidInputError(f"{name} must have at least one column, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if owned:
+        arr = np.array(arr, dtype=np.float64, order="C", copy=True)
+        arr.flags.writeable = False
+    else:
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
     finite = np.isfinite(arr)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
@@ -58,6 +70,13 @@ def as_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InputTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     return int(value)
+
+
+def as_bool(value, name: str) -> bool:
+    """Accept Python and NumPy booleans only (a string such as 'no' is not a boolean)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def check_k(k, n_eligible: int, *, allow_padding: bool = False) -> int:
@@ -82,12 +101,13 @@ def positive_float(value, name: str) -> float:
 
 def dataset_indices(values, n_points: int, name: str = "query_indices") -> np.ndarray:
     """Validate an array of dataset indices in [0, n_points)."""
-    arr = np.asarray(values)
+    arr = _as_array(values, name)
     if arr.ndim != 1 or arr.size == 0:
         raise InvalidInputError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         raise InputTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    if arr.min() < 0 or arr.max() >= n_points:
-        raise InvalidInputError(f"{name} must lie in [0, {n_points}), got range [{arr.min()}, {arr.max()}]")
-    return arr
+    outside = (arr < 0) | (arr >= n_points)
+    if outside.any():
+        at = int(np.flatnonzero(outside)[0])
+        raise InvalidInputError(f"{name} must lie in [0, {n_points}), got {arr[at]} at position {at}")
+    return np.ascontiguousarray(arr, dtype=np.int64)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -39,6 +40,18 @@ LOCK_NAME = ".pcct.lock"
 TIMING_RUN_GLOB = "[0-9][0-9][0-9][0-9]_"
 """pytest-benchmark's pattern for saved runs (what ``--benchmark-compare`` without a value searches)."""
 DEFAULT_TIMING_FILE = "0001_pcct.json"
+CALIBRATION_KEY = "pcct_calibration"
+"""extra_info key of every gated pytest-benchmark entry: the calibration timings of the run that made it."""
+MAX_COUNTER = 2**63 - 1
+"""Counters are int64 in every engine; a larger stored value is damage, not a measurement."""
+PLAUSIBLE_SECONDS = {
+    **dict.fromkeys(("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr", "total"), 1e-9),
+    **dict.fromkeys(("stddev", "iqr"), 0.0),
+}
+"""The pytest-benchmark stats checked when a run is read, with the least plausible value of each (a time
+below a nanosecond is no measurement); the most is MAX_PLAUSIBLE_SECONDS. Outside that range the gate
+could pass everything (a stored min of 1e308, or a calibration of 1e-300, makes any run look fast)."""
+MAX_PLAUSIBLE_SECONDS = 1e5
 
 
 def now() -> str:
@@ -77,6 +90,17 @@ def locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _new_file_mode(path: Path) -> int:
+    """The mode the written file gets: the replaced file's, else what open() would give (0666 - umask),
+    not mkstemp's private 0600."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write_json(path: Path, payload) -> None:
     """Write `payload` as JSON to `path` so readers see the old file or the new one, never a mix."""
     path = Path(path)
@@ -84,6 +108,7 @@ def atomic_write_json(path: Path, payload) -> None:
     text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _new_file_mode(path))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -106,15 +131,45 @@ def read_json_object(path: Path, what: str) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise CorruptFileError(f"{path}: cannot read {what} ({exc})") from exc
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise CorruptFileError(
             f"{path}: {what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; "
             "truncated or edited by hand?)"
         ) from exc
+    except (ValueError, RecursionError) as exc:  # non-finite numbers, huge integers, absurd nesting
+        raise CorruptFileError(f"{path}: {what} is not a plausible JSON document ({exc})") from exc
     if not isinstance(data, dict):
         raise CorruptFileError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
     return data
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is not finite in float64")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a baseline may hold")
+
+
+def _plausible_seconds(stats, path: Path, where: str) -> None:
+    """Every timing stat present must be a number of seconds in its plausible range."""
+    if not isinstance(stats, dict):
+        return
+    for name, least in PLAUSIBLE_SECONDS.items():
+        if name not in stats:
+            continue
+        value = stats[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            least <= value <= MAX_PLAUSIBLE_SECONDS
+        ):
+            raise CorruptFileError(
+                f"{path}: {where} stat {name!r} = {value!r} is not a plausible time ({least:g} to "
+                f"{MAX_PLAUSIBLE_SECONDS:g} seconds); the file is damaged, regenerate it"
+            )
 
 
 def _require(data: dict, key: str, kind, path: Path, what: str):
@@ -162,8 +217,10 @@ class CounterBaseline:
                    ("benchmark", "engine", "dataset_digest", "config_digest", "schema")}
         counters = _require(data, "counters", dict, path, what)
         for name, value in counters.items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise CorruptFileError(f"{path}: counter {name!r} must be an integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNTER:
+                raise CorruptFileError(
+                    f"{path}: counter {name!r} must be an integer in [0, 2**63), got {str(value)[:40]}"
+                )
         return cls(
             **strings,
             schema_version=_require(data, "schema_version", int, path, what),
@@ -246,6 +303,11 @@ class TimingStore:
                 if not (isinstance(bench, dict) and isinstance(bench.get("fullname"), str)
                         and isinstance(bench.get("stats"), dict)):
                     raise CorruptFileError(f"{path}: a benchmark entry lacks 'fullname' or 'stats'")
+                label = f"benchmark {bench['fullname']!r}"
+                _plausible_seconds(bench["stats"], path, label)
+                extra = bench.get("extra_info")
+                if isinstance(extra, dict):
+                    _plausible_seconds(extra.get(CALIBRATION_KEY), path, f"{label} calibration")
                 entries[bench["fullname"]] = {**bench, "_file": str(path)}
         return entries, files
 

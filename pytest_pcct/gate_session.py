@@ -14,11 +14,16 @@ from pathlib import Path
 
 from covertreex.errors import CorruptFileError, CovertreexError, InvalidInputError
 from pytest_pcct import gate, gate_commands
-from pytest_pcct.baselines import CounterBaseline, CounterStore, TimingStore, machine_facts, now
+from pytest_pcct.baselines import (
+    CALIBRATION_KEY,
+    CounterBaseline,
+    CounterStore,
+    TimingStore,
+    machine_facts,
+    now,
+)
 
 MODES = ("all", "counters", "off")
-CALIBRATION_KEY = "pcct_calibration"
-"""extra_info key of every gated pytest-benchmark entry: the calibration timings of the run that made it."""
 
 
 @dataclass(frozen=True)

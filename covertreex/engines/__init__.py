@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from covertreex.engines.base import Engine, KnnResult, QueryCounters
-from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 
 
 def _gold() -> Engine:
@@ -39,6 +39,8 @@ def get_engine(name: str) -> Engine:
 
 def engine_available(name: str) -> bool:
     """Whether the engine registered as `name` can run here."""
+    if not isinstance(name, str):
+        raise InputTypeError(f"engine must be a name (str), got {type(name).__name__} {name!r}")
     if name not in ENGINES:
         raise unknown_name("engine", name, ENGINES)
     if name not in _INSTANCES:

@@ -85,7 +85,7 @@ class MetricSpace:
 
     @classmethod
     def euclidean(cls, points) -> MetricSpace:
-        X = as_points(points, "X")
+        X = as_points(points, "X", owned=True)
         _check_magnitude(X, "X")
         data = MetricData(
             EUCLIDEAN,

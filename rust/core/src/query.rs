@@ -7,6 +7,9 @@
 //! its subtree cannot beat the k-th distance. Queries run in parallel chunks on rayon; each query owns
 //! its output and counter rows, so nothing depends on the thread count.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use rayon::prelude::*;
 
 use crate::children::{Children, Origin, Span};
@@ -293,25 +296,60 @@ pub fn default_threads() -> usize {
     rayon::current_num_threads()
 }
 
-/// The pool the batch runs on: a local one of `threads` workers, or rayon's global pool.
-pub(crate) fn thread_pool(threads: Option<i64>) -> Result<Option<rayon::ThreadPool>> {
-    let Some(threads) = threads else {
-        return Ok(None);
+/// CPUs this process may run on: the most worker threads a batch may ask for.
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// rayon's global pool takes its size from RAYON_NUM_THREADS when first used: an absurd value would start
+/// that many OS threads, so it is refused like an absurd `threads`.
+fn check_global_pool_size(cpus: usize) -> Result<()> {
+    let Ok(text) = std::env::var("RAYON_NUM_THREADS") else {
+        return Ok(());
     };
-    if threads < 1 {
+    match text.trim().parse::<u64>() {
+        Ok(size) if size > cpus as u64 => Err(CoreError::BadValue {
+            what: "RAYON_NUM_THREADS",
+            value: i64::try_from(size).unwrap_or(i64::MAX),
+            allowed: "at most the number of CPUs this process may use (0 or unset: one per CPU)",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The pool the batch runs on: the shared pool of `threads` workers (built on first use, then reused by
+/// every later call asking for that many), or None for rayon's global pool. At most
+/// [`available_threads`] workers: more would only add OS threads competing for the same cores.
+pub(crate) fn thread_pool(threads: Option<i64>) -> Result<Option<Arc<rayon::ThreadPool>>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let cpus = available_threads();
+    let Some(threads) = threads else {
+        return check_global_pool_size(cpus).map(|()| None);
+    };
+    if threads < 1 || threads as u64 > cpus as u64 {
         return Err(CoreError::BadValue {
             what: "threads",
             value: threads,
-            allowed: ">= 1 (or None for all cores)",
+            allowed: "between 1 and the number of CPUs this process may use (or None for all)",
         });
     }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads as usize)
+    let threads = threads as usize;
+    let mut pools = POOLS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(pool) = pools.get(&threads) {
+        return Ok(Some(Arc::clone(pool)));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
         .build()
-        .map(Some)
         .map_err(|e| CoreError::ThreadPool {
             reason: e.to_string(),
-        })
+        })?;
+    let pool = Arc::new(pool);
+    pools.insert(threads, Arc::clone(&pool));
+    Ok(Some(pool))
 }
 
 /// Answer every query of the batch: the k nearest indexed points by (distance, index), with counters.
@@ -386,5 +424,19 @@ fn run_chunks(walk: &Walk, out: &mut QueryOutput) {
             *total += v;
         }
         out.discarded_evaluations += chunk.discarded;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pool_per_thread_count_is_reused_across_calls() {
+        let first = thread_pool(Some(1)).unwrap().unwrap();
+        let again = thread_pool(Some(1)).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(first.current_num_threads(), 1);
+        assert!(thread_pool(None).unwrap().is_none());
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{naive_knn, points, spaces, Lcg, Points, Rows, Space};
-use covertreex_core::query::{N_QUERY_COUNTERS, Q_EVALUATIONS};
+use covertreex_core::query::{available_threads, N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::{dense_query, Blocks, DenseOutput, Kernel};
 
 const BLOCKS: [Blocks; 3] = [
@@ -44,7 +44,14 @@ fn run(
 fn assert_matches_naive(space: &Space, queries: &Space, rows: &Rows, k: usize) {
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for blocks in BLOCKS {
-        let out = run(space, queries, rows, k, blocks, Some(2));
+        let out = run(
+            space,
+            queries,
+            rows,
+            k,
+            blocks,
+            Some(available_threads() as i64),
+        );
         for (q, &row) in rows.rows.iter().enumerate() {
             let (idx, dist) = naive_knn(
                 &queries.data(),
@@ -131,7 +138,14 @@ fn answers_and_counters_do_not_depend_on_the_thread_count() {
     let one = untimed(run(&space, &queries, &rows, 6, blocks, Some(1)));
     assert_eq!(
         one,
-        untimed(run(&space, &queries, &rows, 6, blocks, Some(3)))
+        untimed(run(
+            &space,
+            &queries,
+            &rows,
+            6,
+            blocks,
+            Some(available_threads() as i64)
+        ))
     );
     assert_eq!(one, untimed(run(&space, &queries, &rows, 6, blocks, None)));
 }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{naive_knn, spaces, Assembled, Rows, Space};
-use covertreex_core::query::{N_QUERY_COUNTERS, Q_EVALUATIONS};
-use covertreex_core::{build_tree, query_batch, Mode, QueryOutput};
+use covertreex_core::query::{available_threads, N_QUERY_COUNTERS, Q_EVALUATIONS};
+use covertreex_core::{build_tree, query_batch, CoreError, Mode, QueryBatch, QueryOutput};
 
 struct Case {
     space: Space,
@@ -40,7 +40,7 @@ impl Case {
     }
 
     fn assert_matches_naive(&self, queries: &Space, rows: &Rows, k: usize) {
-        let out = self.run(queries, rows, k, Some(2));
+        let out = self.run(queries, rows, k, Some(available_threads().min(2) as i64));
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for (q, &row) in rows.rows.iter().enumerate() {
             let (idx, dist) = naive_knn(
@@ -94,8 +94,38 @@ fn answers_and_counters_do_not_depend_on_the_thread_count() {
     let case = Case::new(space);
     let rows = Rows::outside(queries.n, case.space.n);
     let one = case.run(&queries, &rows, 6, Some(1));
-    assert_eq!(one, case.run(&queries, &rows, 6, Some(3)));
+    assert_eq!(
+        one,
+        case.run(&queries, &rows, 6, Some(available_threads() as i64))
+    );
     assert_eq!(one, case.run(&queries, &rows, 6, None));
+}
+
+#[test]
+fn more_threads_than_cpus_are_refused_before_any_pool_is_built() {
+    let (space, queries) = spaces(9).swap_remove(1);
+    let case = Case::new(space);
+    let rows = Rows::outside(queries.n, case.space.n);
+    let (tree, data) = (case.tree.view(), case.space.data());
+    let batch = QueryBatch {
+        data: queries.data(),
+        rows: &rows.rows,
+        dataset_index: &rows.index,
+        limit: &rows.limit,
+    };
+    for threads in [
+        available_threads() as i64 + 1,
+        1_000_000_000,
+        i64::MAX,
+        0,
+        -1,
+    ] {
+        let refused = query_batch(&tree, &data, &batch, 3, Some(threads), Mode::Parity);
+        assert!(
+            matches!(refused, Err(CoreError::BadValue { what: "threads", value, .. }) if value == threads),
+            "threads = {threads}: {refused:?}"
+        );
+    }
 }
 
 #[test]
@@ -108,8 +138,20 @@ fn perf_mode_gives_the_same_trees_answers_and_counters() {
         let case = Case::new(space);
         let rows = Rows::outside(queries.n, case.space.n);
         for k in [1, 9] {
-            let slow = case.run_in(Mode::Parity, &queries, &rows, k, Some(2));
-            let mut fast = case.run_in(Mode::Perf, &queries, &rows, k, Some(2));
+            let slow = case.run_in(
+                Mode::Parity,
+                &queries,
+                &rows,
+                k,
+                Some(available_threads().min(2) as i64),
+            );
+            let mut fast = case.run_in(
+                Mode::Perf,
+                &queries,
+                &rows,
+                k,
+                Some(available_threads().min(2) as i64),
+            );
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&slow.distances), bits(&fast.distances));
             // Only the speculative distances perf mode threw away may differ.

@@ -189,6 +189,13 @@ fn default_threads() -> usize {
     covertreex_core::query::default_threads()
 }
 
+/// The most worker threads a query may ask for: the CPUs this process may use (affinity and CPU quota,
+/// as Rust's std reads them). covertreex.resources.available_cpus takes it into account.
+#[pyfunction]
+fn available_threads() -> usize {
+    covertreex_core::query::available_threads()
+}
+
 #[pymodule]
 fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", covertreex_core::VERSION)?;
@@ -196,5 +203,6 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(available_threads, m)?)?;
     Ok(())
 }

@@ -1,0 +1,57 @@
+"""What this machine has: memory and CPUs, so absurd requests are clear errors instead of storms.
+
+Sizes chosen by a caller or read from a file header are checked against the available memory before
+anything is allocated (instead of a MemoryError, an abort or a machine driven into swap), and thread
+counts against the CPUs this process may run on (instead of thousands of OS threads).
+"""
+
+from __future__ import annotations
+
+import os
+
+from covertreex.errors import InvalidInputError
+
+
+def available_bytes() -> int:
+    """Memory the process can still get: MemAvailable (Linux), else the machine's physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+ALWAYS_AFFORDABLE = 1 << 26
+"""Sizes up to 64 MiB are not checked (no need to read /proc/meminfo on every small query)."""
+
+
+def require_memory(nbytes: int, what: str, error: type[InvalidInputError] = InvalidInputError) -> None:
+    """Raise `error` naming `what` when `nbytes` exceeds the memory available now."""
+    if nbytes <= ALWAYS_AFFORDABLE:
+        return
+    available = available_bytes()
+    if nbytes > available:
+        raise error(
+            f"{what} needs {nbytes:.3g} bytes, more than the {available:.3g} bytes of memory available"
+        )
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one, and no more than the rust
+    extension (when built) allows, which also reads CPU quotas, so every engine accepts the same counts."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        from covertreex import _rust
+    except ImportError:
+        return cpus
+    rust_limit = getattr(_rust, "available_threads", None)  # absent from extensions built before it
+    return cpus if rust_limit is None else max(1, min(cpus, rust_limit()))

@@ -1,0 +1,56 @@
+"""Hostile command lines (issue 16), each run as its own process: a one-line error naming the argument or
+file, never a traceback, a thread storm or a silently wrong answer; `--out` reports the path written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from covertreex.presets import ENV_VAR
+from covertreex.resources import available_cpus
+
+TINY = ["--n", "200", "--dims", "2", "--k", "3", "--queries", "5"]
+
+
+def _pcct(*args, cwd=None) -> subprocess.CompletedProcess:
+    environ = {key: value for key, value in os.environ.items() if key != ENV_VAR}
+    return subprocess.run([sys.executable, "-m", "covertreex", *map(str, args)], text=True, env=environ,
+                          capture_output=True, timeout=300, cwd=cwd)
+
+
+def test_build_out_reports_the_path_really_written(tmp_path):
+    done = _pcct("build", *TINY[:4], "--out", "foo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "saved   foo.npz" in done.stdout.splitlines()
+    assert (tmp_path / "foo.npz").is_file() and not (tmp_path / "foo").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["build", *TINY[:4], "--out", "."], "pcct: error: . is a directory; save the tree to a file"),
+        (["query", *TINY, "--metric", "residual", "--m", "8", "--variance", "1e300"],
+         "pcct: error: variance = 1e+300 is outside the accepted range"),
+        (["query", *TINY, "--threads", "100000"],
+         f"pcct: error: option 'threads' must be <= {available_cpus()} (the CPUs this process may use)"),
+    ],
+)
+def test_hostile_arguments_are_one_line_errors(tmp_path, args, message):
+    done = _pcct(*args, cwd=tmp_path)
+    assert done.returncode in (1, 2)
+    assert "Traceback" not in done.stderr + done.stdout
+    [line] = done.stderr.splitlines()
+    assert line.startswith(message), line
+    assert not (tmp_path / "..npz").exists()
+
+
+def test_telemetry_validate_of_deeply_nested_json_names_the_file(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    done = _pcct("telemetry", "validate", path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"pcct: error: {path}:1: not a plausible JSON record (maximum recursion depth")

@@ -1,0 +1,210 @@
+"""Hostile calls of the Python API (issue 16): scale overflow, ownership, races, resources, raw exceptions.
+Each case is refused with a covertreex error naming the argument, and the same way by every engine."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex import datasets, engines
+from covertreex.errors import (
+    InputTypeError,
+    InvalidInputError,
+    KOutOfRangeError,
+    NonFiniteError,
+    UnknownNameError,
+)
+from covertreex.resources import available_cpus
+
+ENGINES = ("gold", "rust", "brute")
+X = datasets.gaussian(300, 3, 0)
+
+
+@pytest.mark.parametrize("variance", [1e155, 1e300, 1e-200])
+def test_variance_outside_the_representable_range_is_refused(variance):
+    with pytest.raises(NonFiniteError, match=re.escape(f"variance = {variance!r} is outside the accepted")):
+        ct.CoverTree(metric="residual").fit(X, m=32, variance=variance)
+
+
+def test_large_variance_inside_the_range_answers_like_variance_one():
+    """The metric is scale-free; inside the accepted range nothing overflows."""
+    big = ct.CoverTree(metric="residual").fit(X, m=32, variance=1e100).kneighbors(indices=np.arange(60), k=5)
+    one = ct.CoverTree(metric="residual").fit(X, m=32).kneighbors(indices=np.arange(60), k=5)
+    assert np.array_equal(big[0], one[0])
+    np.testing.assert_allclose(big[1], one[1], rtol=1e-6, atol=1e-6)
+
+
+def test_overflowing_v_is_blamed_on_v_by_every_engine():
+    V = ct.residual_problem(X, m=16).V * 1e200
+    with pytest.raises(NonFiniteError, match=r"^V row 0 has squared norm inf"):
+        ct.ResidualProblem.from_arrays(X, V)
+
+
+def test_coordinates_over_lengthscale_beyond_the_range_blame_x():
+    with pytest.raises(NonFiniteError, match=r"^X\[0, 0\] = .* with lengthscale 1e-300 is outside"):
+        ct.residual_problem(X, m=16, lengthscale=1e-300)
+    fitted = ct.CoverTree(metric="residual").fit(X, m=16)
+    with pytest.raises(NonFiniteError, match=r"^queries\[0, 1\] = 1e\+200"):
+        fitted.kneighbors([[0.0, 1e200, 0.0]], k=2)
+
+
+def test_fit_keeps_its_own_copy_of_the_points(check_same):
+    data = X.copy()
+    model = ct.CoverTree().fit(data)
+    expected = ct.CoverTree().fit(X.copy()).kneighbors(indices=np.arange(40), k=4)
+    data[:] = datasets.gaussian(300, 3, 1)
+    check_same(model.kneighbors(indices=np.arange(40), k=4), expected)
+    assert not model.space.data.X.flags.writeable
+
+
+def test_residual_problem_keeps_its_own_copies(check_same):
+    V = ct.residual_problem(X, m=16).V.copy()
+    coords, ls = X.copy(), np.ones(3)
+    problem = ct.ResidualProblem.from_arrays(coords, V, lengthscale=ls)
+    model = ct.CoverTree(metric="residual").fit(problem)
+    expected = model.kneighbors(indices=np.arange(40), k=4)
+    coords[:], V[:], ls[:] = 5.0, 0.5, 0.1
+    check_same(model.kneighbors(indices=np.arange(40), k=4), expected)
+
+
+class _PausedGold:
+    """The real gold engine, except that each query waits (after the call has read the fitted state)
+    until the test lets it go, so a fit can be slotted in exactly there."""
+
+    name = "paused-gold"
+    uses_tree = True
+
+    def __init__(self):
+        self.gold = engines.get_engine("gold")
+        self.entered, self.resume = threading.Event(), threading.Event()
+
+    def available(self):
+        return True
+
+    def telemetry_mode(self, config):
+        return "parity"
+
+    def build(self, space, order, config):
+        return self.gold.build(space, order, config)
+
+    def query(self, tree, space, queries, k, config):
+        self.entered.set()
+        assert self.resume.wait(60)
+        return self.gold.query(tree, space, queries, k, config)
+
+
+def test_fit_during_a_query_never_mixes_two_fitted_states(monkeypatch, check_same):
+    """Old code answered from one fit and described (telemetry) another, or crashed in telemetry."""
+    engine = _PausedGold()
+    monkeypatch.setitem(engines.ENGINES, engine.name, lambda: engine)
+    monkeypatch.setitem(engines._INSTANCES, engine.name, engine)
+    first, second = datasets.gaussian(400, 3, 3), datasets.clustered(300, 3, 4)
+    model = ct.CoverTree(engine=engine.name).fit(first)
+    digest = model.space.digest
+    results = []
+    worker = threading.Thread(target=lambda: results.append(model.query(indices=np.arange(64), k=6)))
+    worker.start()
+    assert engine.entered.wait(60)
+    model.fit(second)
+    engine.resume.set()
+    worker.join(60)
+    [result] = results
+    assert result.telemetry["dataset_digest"] == digest and result.telemetry["n_points"] == 400
+    check_same(result, ct.CoverTree().fit(first).kneighbors(indices=np.arange(64), k=6))
+    assert model.space.n_points == 300
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_huge_k_is_refused_alike_before_allocating(engine):
+    model = ct.CoverTree(engine=engine).fit(X)
+    text = r"^k = 4611686018427387904 is too large: the answer \(300 rows"
+    with pytest.raises(KOutOfRangeError, match=text):
+        model.kneighbors(k=2**62, predecessor=True)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("threads", [2**63, 10**9, available_cpus() + 1])
+def test_threads_above_the_cpu_count_are_refused_alike(engine, threads):
+    text = rf"option 'threads' must be <= {available_cpus()} \(the CPUs"
+    with pytest.raises(InvalidInputError, match=text):
+        ct.CoverTree(engine=engine, threads=threads)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_threads_accept_numpy_integers_like_k(engine, check_same):
+    model = ct.CoverTree(engine=engine, threads=np.int64(1)).fit(X)
+    assert model.config.threads == 1 and type(model.config.threads) is int
+    check_same(model.kneighbors(indices=np.arange(9), k=np.int64(3)), ct.CoverTree().fit(X).kneighbors(
+        indices=np.arange(9), k=3))
+
+
+def test_rust_extension_refuses_more_threads_than_cpus_when_called_directly():
+    from covertreex.config import Config
+    from covertreex.engines.rust import RustEngine
+
+    model = ct.CoverTree(engine="rust").fit(X)
+    config = Config()
+    object.__setattr__(config, "threads", available_cpus() + 1)  # bypass the Python check on purpose
+    queries = model.space.indexed_queries([0, 1])
+    with pytest.raises(InvalidInputError, match="threads must be between 1 and the number of CPUs"):
+        RustEngine().query(model.tree, model.space, queries, 2, config)
+
+
+def test_absurd_rayon_num_threads_is_refused_instead_of_starting_that_many_threads():
+    """rayon sizes its global pool (threads=None) from RAYON_NUM_THREADS; run apart, since a regression
+    would start 100,000 threads in this process."""
+    script = (
+        "import numpy as np, covertreex as ct\n"
+        "model = ct.CoverTree(engine='rust').fit(np.arange(40.0).reshape(20, 2))\n"
+        "model.kneighbors(indices=[0], k=2)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAYON_NUM_THREADS": "100000"})
+    assert done.returncode == 1
+    assert "InvalidInputError: RAYON_NUM_THREADS must be at most the number of CPUs" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "text"),
+    [
+        (lambda: ct.CoverTree().fit([[1, 2, 3], [1, 2]]), InputTypeError, "X must be a rectangular array"),
+        (lambda: ct.residual_problem(X, seed=-1), InvalidInputError, "seed must be >= 0"),
+        (lambda: ct.residual_problem(X, lengthscale=["a", "b", "c"]), InputTypeError,
+         "lengthscale must be a number or a sequence of numbers"),
+        (lambda: ct.CoverTree().fit(X).kneighbors(indices=[2**63], k=1), InvalidInputError,
+         r"query_indices must lie in \[0, 300\), got 9223372036854775808 at position 0"),
+        (lambda: ct.CoverTree().fit(X).kneighbors(k=2, predecessor="no"), InputTypeError,
+         "predecessor must be True or False, got str 'no'"),
+        (lambda: ct.CoverTree(engine=["gold"]), InputTypeError, r"engine must be a name \(str\), got list"),
+        (lambda: ct.CoverTree(preset=["residual_parity"]), InputTypeError, "preset must be a name"),
+        (lambda: ct.CoverTree(order=["natural"]), InvalidInputError, "option 'order' must be one of"),
+        (lambda: ct.CoverTree(telemetry="yes"), InputTypeError, "option 'telemetry' must be True or False"),
+    ],
+)
+def test_raw_exceptions_became_errors_naming_the_argument(call, error, text):
+    with pytest.raises(error, match=text):
+        call()
+
+
+def test_preset_from_the_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("COVERTREEX_PRESET", " residual_parity")
+    text = r"^environment variable COVERTREEX_PRESET=' residual_parity': unknown preset"
+    with pytest.raises(UnknownNameError, match=text):
+        ct.CoverTree()
+
+
+def test_save_returns_the_path_written_and_refuses_a_directory(tmp_path):
+    tree = ct.CoverTree().fit(X).tree
+    assert tree.save(tmp_path / "plain") == tmp_path / "plain.npz"
+    assert tree.save(tmp_path / "named.npz") == tmp_path / "named.npz"
+    assert (tmp_path / "plain.npz").is_file() and (tmp_path / "named.npz").is_file()
+    text = r"is a directory; save the tree to a file such as .*tree\.npz"
+    with pytest.raises(InvalidInputError, match=text):
+        tree.save(tmp_path)
