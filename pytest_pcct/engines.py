@@ -3,24 +3,27 @@
 An engine is any callable ``engine(problem, k)`` (see :class:`pytest_pcct.datasets.Problem`) that returns
 ``(indices, distances)``, ``(indices, distances, telemetry)`` or an object with ``.indices``,
 ``.distances`` and optionally ``.telemetry``: indices (n_queries, k) integers, distances float64, rows
-sorted by (distance, index), telemetry a dict or None. Engines are registered by name with a factory
-(called only when the engine is selected) through the ``pytest_pcct_register_engines(registry)`` hook.
+sorted by (distance, index), padded with (-1, inf) where fewer than k points are eligible (k > n, or
+predecessor rows), telemetry a dict or None. Every answer is checked on arrival against its problem
+(:func:`pytest_pcct.truth.check_answer`: form, and the true distance of every listed index).
+Engines are registered by name with a factory (called only when the engine is selected) through the
+``pytest_pcct_register_engines(registry)`` hook.
 A factory that cannot produce its engine here raises :class:`EngineUnavailable` with the reason.
-Predecessor problems (``problem.predecessor``) reach only engines registered with ``predecessor=True``;
-their answers are checked for eligibility (row i lists only j < i, then (-1, inf) padding) on arrival.
+Predecessor problems (``problem.predecessor``) reach only engines registered with ``predecessor=True``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.validation import as_int
-from pytest_pcct.assertions import assert_predecessors, assert_telemetry_valid
+from pytest_pcct.assertions import DEFAULT_ATOL, DEFAULT_RTOL, assert_telemetry_valid
 from pytest_pcct.datasets import Problem
+from pytest_pcct.truth import check_answer
 
 
 class EngineUnavailable(RuntimeError):
@@ -34,12 +37,14 @@ class UnsupportedProblemError(InvalidInputError):
 
 @dataclass(frozen=True, eq=False)
 class Answer:
-    """One engine's answer: int64 indices and float64 distances (n_queries, k), and its telemetry."""
+    """One engine's answer: int64 indices and float64 distances (n_queries, k), its telemetry, and the
+    problem it answers (so assertions can recompute true distances)."""
 
     indices: np.ndarray
     distances: np.ndarray
     telemetry: dict | None
     engine: str
+    problem: Problem | None = None
 
     def __iter__(self):
         """Unpack as ``indices, distances``."""
@@ -101,16 +106,17 @@ class EngineRegistry:
     def oracle(self) -> EngineSpec | None:
         return next((s for s in self._specs.values() if s.oracle), None)
 
-    def create(self, name: str, on_answer: Callable[[Answer], None] | None = None) -> EngineHandle:
+    def create(self, name: str, on_answer: Callable[[Answer], None] | None = None,
+               **handle_options) -> EngineHandle:
         """Make the engine registered as `name`; raises EngineUnavailable if it cannot run here."""
         spec = self.spec(name)
         engine = spec.factory()
         if not callable(engine):
             raise InvalidInputError(f"factory of engine {name!r} returned {engine!r}, which is not callable")
-        return EngineHandle(spec, engine, on_answer)
+        return EngineHandle(spec, engine, on_answer, **handle_options)
 
 
-def _normalise(name: str, output, n_queries: int, k: int) -> Answer:
+def _normalise(name: str, output, problem: Problem, k: int) -> Answer:
     if hasattr(output, "indices") and hasattr(output, "distances"):
         parts = (output.indices, output.distances, getattr(output, "telemetry", None))
     elif isinstance(output, (tuple, list)) and len(output) in (2, 3):
@@ -122,26 +128,28 @@ def _normalise(name: str, output, n_queries: int, k: int) -> Answer:
         )
     indices, distances, telemetry = np.asarray(parts[0]), np.asarray(parts[1]), parts[2]
     for what, arr in (("indices", indices), ("distances", distances)):
-        if arr.shape != (n_queries, k):
+        if arr.shape != (problem.n_queries, k):
             raise InvalidInputError(
-                f"engine {name!r} returned {what} of shape {arr.shape}, expected ({n_queries}, {k})"
+                f"engine {name!r} returned {what} of shape {arr.shape}, expected ({problem.n_queries}, {k})"
             )
-    if not np.issubdtype(indices.dtype, np.integer):
-        raise InvalidInputError(f"engine {name!r} returned indices of dtype {indices.dtype}, not integers")
     if telemetry is not None and not isinstance(telemetry, dict):
         raise InvalidInputError(f"engine {name!r} returned telemetry of type {type(telemetry).__name__}")
-    return Answer(
-        indices.astype(np.int64, copy=False), distances.astype(np.float64, copy=False), telemetry, name
-    )
+    return Answer(indices, distances, telemetry, name, problem)
 
 
 class EngineHandle:
-    """A created engine: runs it, checks the shape of what it returns and validates its telemetry."""
+    """A created engine: runs it, checks what it returns against the problem and validates its telemetry.
 
-    def __init__(self, spec: EngineSpec, engine: Callable, on_answer=None):
+    `tolerance` gives the (rtol, atol) within which a reported distance must equal the true one (the
+    running test's pcct_parity settings, when a session provides them).
+    """
+
+    def __init__(self, spec: EngineSpec, engine: Callable, on_answer=None,
+                 tolerance: Callable[[], tuple[float, float]] = lambda: (DEFAULT_RTOL, DEFAULT_ATOL)):
         self.spec = spec
         self._engine = engine
         self._on_answer = on_answer
+        self._tolerance = tolerance
 
     @property
     def name(self) -> str:
@@ -164,9 +172,11 @@ class EngineHandle:
                 "register it with predecessor=True once it answers them (row i among indices j < i, "
                 "padded with (-1, inf))"
             )
-        answer = _normalise(self.name, self._engine(problem, k), problem.n_queries, k)
-        if problem.predecessor:
-            assert_predecessors(answer, label=f"engine {self.name!r} on {problem.label}, k={k}")
+        answer = _normalise(self.name, self._engine(problem, k), problem, k)
+        rtol, atol = self._tolerance()
+        check_answer(answer.indices, answer.distances, problem, rtol=rtol, atol=atol,
+                     label=f"engine {self.name!r} on {problem.label}, k={k}")
+        answer = replace(answer, indices=answer.indices.astype(np.int64, copy=False))
         if answer.telemetry is not None:
             if self.spec.telemetry_schema is None:
                 raise InvalidInputError(
