@@ -1,7 +1,11 @@
 """pytest11 entry point of the benchmark regression gate: options, markers, hooks and the pcct_gate fixture.
 
 pytest-benchmark measures; this plugin decides. A gated test is one that requests ``pcct_gate`` (or is
-marked ``pcct_calibration``); nothing happens in runs that collect none. The logic lives in
+marked ``pcct_calibration``). The gate is opt-in: a project opts in with the ini key ``pcct_gate`` or the
+flag ``--pcct-gate`` (either also keeps pytest-benchmark's storage under ``baselines/benchmarks`` and
+guards it), or just by requesting the fixture (then timing baselines stay in pytest-benchmark's own
+storage). Where none of these happens, the gate touches nothing: pytest-benchmark behaves exactly as
+without it. The logic lives in
 :mod:`pytest_pcct.gate_session` (per-test verdicts), :mod:`pytest_pcct.gate` (the rules),
 :mod:`pytest_pcct.baselines` (storage) and :mod:`pytest_pcct.gate_report` (table and JSON).
 """
@@ -27,8 +31,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("pcct-gate", "benchmark regression gate (pytest-pcct)")
     group.addoption(
         "--pcct-gate", dest="pcct_gate", default=None, choices=("all", "counters", "off"),
-        help="what the gate judges: 'all' (work counters and calibrated time; needs --benchmark-compare, "
-             "no xdist), 'counters' (work counters only; works anywhere) or 'off'. Default: ini pcct_gate",
+        help="opt in to the gate and choose what it judges: 'all' (work counters and calibrated time; "
+             "needs --benchmark-compare, no xdist), 'counters' (work counters only; works anywhere) or "
+             "'off'. Default: ini pcct_gate; unset, the gate judges ('all') only tests requesting pcct_gate",
     )
     group.addoption(
         "--pcct-update-baselines", dest="pcct_update_baselines", action="store_true",
@@ -54,7 +59,8 @@ def pytest_addoption(parser):
         "--pcct-gate-report", dest="pcct_gate_report", default=None, metavar="FILE.json",
         help="write every gate result (counters, timings, verdicts, stale baselines) as JSON",
     )
-    parser.addini("pcct_gate", "regression gate mode: all, counters or off", default="all")
+    parser.addini("pcct_gate", "opt in to the regression gate: all or counters (or off); unset, only tests "
+                  "requesting pcct_gate opt in", default="")
     parser.addini("pcct_time_threshold", "default allowed calibrated slowdown factor",
                   default=str(DEFAULT_TIME_THRESHOLD))
     parser.addini("pcct_noise_floor", "seconds below which a slowdown never fails",
@@ -73,8 +79,10 @@ def pytest_configure(config):
     ):
         config.addinivalue_line("markers", line)
     mode = config.getoption("pcct_gate") or config.getini("pcct_gate")
+    if mode not in ("", "all", "counters", "off"):
+        raise pytest.UsageError(f"pytest-pcct gate: ini pcct_gate must be all, counters or off, got {mode!r}")
     config.stash[_ACTIVE] = mode != "off"
-    if mode != "off":
+    if mode in ("all", "counters"):  # opted in by ini or flag
         _own_benchmark_storage(config)
 
 

@@ -38,7 +38,7 @@ class GateSettings:
             value = config.getoption(option)
             return config.getini(option) if value is None else value
 
-        mode = pick("pcct_gate")
+        mode = pick("pcct_gate") or "all"  # unset: opted in by requesting pcct_gate
         if mode not in MODES:
             raise InvalidInputError(f"--pcct-gate must be one of {', '.join(MODES)}, got {mode!r}")
         report = config.getoption("pcct_gate_report")

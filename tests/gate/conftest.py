@@ -95,7 +95,9 @@ def _not_an_xdist_worker(monkeypatch):
 
 @pytest.fixture
 def toy(pytester):
-    """A toy project (calibration + two gated benchmarks on a scripted clock), returned as the pytester."""
+    """A toy project (calibration + two gated benchmarks on a scripted clock) that opts in to the gate by
+    its ini file, returned as the pytester."""
+    pytester.makeini("[pytest]\npcct_gate = all\n")
     pytester.makepyfile(toy_clock=TOY_CLOCK, test_toy=TOY_TESTS)
     return pytester
 

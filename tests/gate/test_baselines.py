@@ -141,3 +141,12 @@ def test_concurrent_merges_into_one_run_file_lose_nothing(tmp_path):
     entries, files = TimingStore(tmp_path).load()
     assert [f.name for f in files] == [baselines.DEFAULT_TIMING_FILE]
     assert set(entries) == {f"w{w}-{i}" for w in range(workers) for i in range(count)}
+
+
+def test_locks_leave_no_file_among_the_baselines(tmp_path):
+    store = CounterStore(tmp_path / "counters")
+    store.save(_baseline(steps=10))
+    store.remove(NODE)
+    TimingStore(tmp_path / "timing").merge_save({"benchmarks": [{"fullname": "a", "stats": {}}]},
+                                                keep_old=lambda name: True)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["0001_pcct.json", "counters", "timing"]
