@@ -111,10 +111,8 @@ def read_json_object(path: Path, what: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CorruptFileError(
-            f"{path}: {what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; "
-            "truncated or edited by hand?)"
-        ) from exc
+        raise CorruptFileError(f"{path}: {what} is not valid JSON ({exc}; truncated or edited by hand?)") \
+            from exc
     if not isinstance(data, dict):
         raise CorruptFileError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
     return data

@@ -174,7 +174,7 @@ class GateSession:
             return "pytest-benchmark is not active (was it disabled with -p no:benchmark?)"
         if bench.skip:
             return ("--benchmark-skip skips the benchmarks the gate must judge; drop it:\n  "
-                    + gate_commands.command(args, drop=gate_commands.TIMING_OFF))
+                    + gate_commands.timed_command(args, s.timing))
         if not s.timing:
             return None
         if os.environ.get("PYTEST_XDIST_WORKER") or self.xdist:
@@ -184,7 +184,7 @@ class GateSession:
                     + "\nor gate work counters only:\n  " + gate_commands.counters_command(args))
         if bench.disabled:
             return ("benchmarks are disabled (--benchmark-disable), so there is no timing to judge. Run:\n  "
-                    + gate_commands.command(args, drop=gate_commands.TIMING_OFF)
+                    + gate_commands.timed_command(args, time_gate=True)
                     + "\nor gate work counters only:\n  " + gate_commands.counters_command(args))
         if self.calibration_id is None:
             return ("no calibration benchmark (a test marked pcct_calibration) is selected; the time gate "
@@ -286,6 +286,8 @@ class GateSession:
             problems.append(f"work-counter regression in {nodeid} (baseline {where}):\n"
                             + "\n".join(f"  {row.describe()}" for row in counters.rows if not row.ok))
         time = self._time(nodeid, limits, timing) if timing is not None else None
+        if time is not None and time.hidden_by_noise_floor:
+            self.notes.append(time.floor_note(nodeid))
         if time is not None and not time.ok:
             source = self.timing_baseline()[0][nodeid]["_file"]
             problems.append(f"time regression in {nodeid} (baseline {source}):\n  {time.describe()}")

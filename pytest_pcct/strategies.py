@@ -169,10 +169,11 @@ FAMILIES = {
     "uniform": point_sets,
     "lattice": lattices,
     "duplicates": duplicated,
-    "clusters": clusters,
+    "clustered": clusters,
     "near_ties": near_ties,
 }
-"""Point families by name, as ``knn_cases(family=...)`` accepts them."""
+"""Point families by name, as ``knn_cases(family=...)`` accepts them (lattice, duplicates and clustered are
+also kinds of the pcct_dataset fixture, under the same names)."""
 
 
 _CASE_DEFAULTS = {

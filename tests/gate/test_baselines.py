@@ -150,3 +150,12 @@ def test_locks_leave_no_file_among_the_baselines(tmp_path):
     TimingStore(tmp_path / "timing").merge_save({"benchmarks": [{"fullname": "a", "stats": {}}]},
                                                 keep_old=lambda name: True)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["0001_pcct.json", "counters", "timing"]
+
+
+def test_a_json_error_reads_as_one_sentence(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{\n  "benchmarks": [\n    {"fullname": "a')
+    with pytest.raises(CorruptFileError) as info:
+        baselines.read_json_object(path, "pytest-benchmark run")
+    assert str(info.value) == (f"{path}: pytest-benchmark run is not valid JSON (Unterminated string "
+                               "starting at: line 3 column 18 (char 37); truncated or edited by hand?)")

@@ -64,10 +64,18 @@ def test_per_test_threshold_marker_and_global_threshold(toy, run_gate, monkeypat
     run_gate("--benchmark-compare", "--pcct-time-threshold=3").assert_outcomes(passed=3)
 
 
-def test_noise_floor_absorbs_small_absolute_slowdowns(toy, run_gate, monkeypatch):
+def test_noise_floor_absorbs_small_absolute_slowdowns_and_says_so(toy, run_gate, monkeypatch):
     _record(toy, run_gate)
     monkeypatch.setenv("TOY_SLOWDOWN_WORK", "2")
-    run_gate("--benchmark-compare", "--pcct-noise-floor=0.05").assert_outcomes(passed=3)
+    result = run_gate("--benchmark-compare", "--pcct-noise-floor=0.05")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*test_toy.py::test_work*2.00x (limit 1.50x, hidden by noise floor)*PASSED",
+        "noise floor hid a slowdown: test_toy.py::test_work is 2.00x slower (limit 1.50x) but loses only "
+        "2 ms, under the 50 ms noise floor; give each benchmarked call at least 100 ms of work (noise floor "
+        "/ (threshold - 1)) so the gate can see it",
+    ])
+    assert "hidden by noise floor" not in run_gate("--benchmark-compare").stdout.str()
 
 
 def test_json_export_holds_every_result(toy, run_gate, monkeypatch):
