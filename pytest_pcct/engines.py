@@ -9,7 +9,8 @@ predecessor rows), telemetry a dict or None. Every answer is checked on arrival 
 Engines are registered by name with a factory (called only when the engine is selected) through the
 ``pytest_pcct_register_engines(registry)`` hook.
 A factory that cannot produce its engine here raises :class:`EngineUnavailable` with the reason.
-Predecessor problems (``problem.predecessor``) reach only engines registered with ``predecessor=True``.
+Each engine declares what it answers (:class:`Capabilities`: metrics and problem kinds); asked anything
+else it raises :class:`UnsupportedProblemError`, which the plugin reports as a skip naming the reason.
 """
 
 from __future__ import annotations
@@ -31,8 +32,43 @@ class EngineUnavailable(RuntimeError):
 
 
 class UnsupportedProblemError(InvalidInputError):
-    """A problem kind the engine was not registered for (e.g. predecessor queries), so its answer would
-    be compared against a question it does not answer."""
+    """A metric or problem kind the engine was not registered for: a question it does not answer, so the
+    plugin skips the test (with this message) rather than failing the engine."""
+
+
+METRICS = ("euclidean", "residual")
+PROBLEM_KINDS = ("points", "indices", "predecessor")
+"""Queries given as new coordinates, as indexed points, or every point among its predecessors."""
+
+
+def _names(values, kind: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(values, str) or not values:
+        raise InvalidInputError(f"{kind}s must be a non-empty list of names, got {values!r}")
+    for value in values:
+        if value not in known:
+            raise unknown_name(kind, value, known)
+    return tuple(v for v in known if v in values)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine answers: metrics (euclidean, residual) and problem kinds (points, indices,
+    predecessor). The default is Euclidean queries by coordinates or by index."""
+
+    metrics: tuple[str, ...] = ("euclidean",)
+    problems: tuple[str, ...] = ("points", "indices")
+
+    def __post_init__(self):
+        object.__setattr__(self, "metrics", _names(self.metrics, "metric", METRICS))
+        object.__setattr__(self, "problems", _names(self.problems, "problem kind", PROBLEM_KINDS))
+
+    def refusal(self, problem: Problem) -> str | None:
+        """Why an engine with these capabilities cannot answer `problem`, or None."""
+        if problem.metric not in self.metrics:
+            return f"the {problem.metric} metric (it supports {', '.join(self.metrics)})"
+        if problem.kind not in self.problems:
+            return f"{problem.kind} problems (it supports {', '.join(self.problems)})"
+        return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,10 +91,10 @@ class Answer:
 class EngineSpec:
     """How to make one registered engine, and how to treat its answers.
 
-    oracle: answers are exact by construction (the reference for k-safety checks; at most one).
+    oracle: answers are exact by construction (the default oracle of k-safety checks; at most one).
     telemetry_schema: 'package:path.json' every telemetry record must match (required to emit records).
     telemetry_group: engines sharing a group produce comparable counters, compared field by field.
-    predecessor: the engine answers predecessor problems (row i among indices j < i, padded).
+    capabilities: the metrics and problem kinds the engine answers.
     """
 
     name: str
@@ -66,7 +102,7 @@ class EngineSpec:
     oracle: bool = False
     telemetry_schema: str | None = None
     telemetry_group: str | None = None
-    predecessor: bool = False
+    capabilities: Capabilities = Capabilities()
 
 
 class EngineRegistry:
@@ -74,26 +110,40 @@ class EngineRegistry:
 
     def __init__(self):
         self._specs: dict[str, EngineSpec] = {}
+        self._oracle: str | None = None
 
     def register(
         self, name: str, factory: Callable[[], Callable], *, oracle: bool = False,
-        telemetry_schema: str | None = None, telemetry_group: str | None = None, predecessor: bool = False,
+        telemetry_schema: str | None = None, telemetry_group: str | None = None,
+        capabilities: Capabilities | None = None,
     ) -> EngineSpec:
-        """Register `factory` (no arguments -> engine callable) under `name`."""
+        """Register `factory` (no arguments -> engine callable) under `name`, answering `capabilities`."""
         if not isinstance(name, str) or not name or any(c in name for c in ", \t\n"):
             raise InvalidInputError(f"engine name must be a non-empty word without commas, got {name!r}")
         if name in self._specs:
             raise InvalidInputError(f"engine {name!r} is already registered")
         if not callable(factory):
             raise InvalidInputError(f"factory of engine {name!r} must be callable, got {factory!r}")
-        if not isinstance(predecessor, bool):
-            raise InputTypeError(f"predecessor of engine {name!r} must be True or False, got {predecessor!r}")
-        current = self.oracle()
-        if oracle and current is not None:
-            raise InvalidInputError(f"engine {name!r} cannot be the oracle: {current.name!r} already is")
-        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group, predecessor)
+        if not isinstance(oracle, bool):
+            raise InputTypeError(f"oracle of engine {name!r} must be True or False, got {oracle!r}")
+        capabilities = Capabilities() if capabilities is None else capabilities
+        if not isinstance(capabilities, Capabilities):
+            raise InputTypeError(f"capabilities of engine {name!r} must be a pytest_pcct.engines."
+                                 f"Capabilities, got {type(capabilities).__name__}")
+        if oracle and self._oracle is not None:
+            raise InvalidInputError(
+                f"engine {name!r} cannot be the oracle: {self._oracle!r} already is; register it without "
+                "oracle=True and choose it with --pcct-oracle or the ini option pcct_oracle"
+            )
+        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group, capabilities)
         self._specs[name] = spec
+        if oracle:
+            self._oracle = name
         return spec
+
+    def choose_oracle(self, name: str) -> None:
+        """Make the registered engine `name` the oracle (a project replacing the default one)."""
+        self._oracle = self.spec(name).name
 
     def names(self) -> list[str]:
         return sorted(self._specs)
@@ -104,7 +154,7 @@ class EngineRegistry:
         return self._specs[name]
 
     def oracle(self) -> EngineSpec | None:
-        return next((s for s in self._specs.values() if s.oracle), None)
+        return None if self._oracle is None else self._specs[self._oracle]
 
     def create(self, name: str, on_answer: Callable[[Answer], None] | None = None,
                **handle_options) -> EngineHandle:
@@ -158,6 +208,10 @@ class EngineHandle:
     def __repr__(self) -> str:
         return f"<pcct engine {self.name!r}>"
 
+    def supports(self, problem: Problem) -> bool:
+        """Whether the engine answers `problem` (its metric and kind are among its capabilities)."""
+        return self.spec.capabilities.refusal(problem) is None
+
     def knn(self, problem: Problem, k: int) -> Answer:
         """The engine's k nearest neighbours of every query of `problem`."""
         __tracebackhide__ = True
@@ -166,11 +220,10 @@ class EngineHandle:
         k = as_int(k, "k")
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
-        if problem.predecessor and not self.spec.predecessor:
+        refusal = self.spec.capabilities.refusal(problem)
+        if refusal is not None:
             raise UnsupportedProblemError(
-                f"engine {self.name!r} was not registered for predecessor problems ({problem.label}); "
-                "register it with predecessor=True once it answers them (row i among indices j < i, "
-                "padded with (-1, inf))"
+                f"engine {self.name!r} was not registered for {refusal}: {problem.label}"
             )
         answer = _normalise(self.name, self._engine(problem, k), problem, k)
         rtol, atol = self._tolerance()

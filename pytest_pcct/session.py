@@ -172,7 +172,14 @@ class PcctSession:
         self.matrix = ParityMatrix()
         self.problems = ProblemCache()
         self.registry = EngineRegistry()
-        register_hook(registry=self.registry)
+        try:
+            register_hook(registry=self.registry)
+            if selection.oracle is not None:
+                self.registry.choose_oracle(selection.oracle)
+        except Exception as exc:  # every mistake in a registration hook: a usage error, not INTERNALERROR
+            raise pytest.UsageError(
+                f"pytest-pcct: engine registration failed: {type(exc).__name__}: {exc}"
+            ) from None
         self._handles: dict[str, EngineHandle] = {}
         self._running: _RunningTest | None = None
         for name in selection.engines:

@@ -92,6 +92,7 @@ def test_padding_with_a_finite_distance_is_not_tie_equal():
 
 ENGINES = '''
 from pytest_pcct.datasets import problem_from_arrays
+from pytest_pcct.engines import Capabilities
 
 
 def _gold(registry):
@@ -124,7 +125,8 @@ def plain_factory(registry):
 
 
 def pytest_pcct_register_engines(registry):
-    registry.register("leaky", leaky_factory(registry), predecessor=True)
+    registry.register("leaky", leaky_factory(registry),
+                      capabilities=Capabilities(problems=["points", "indices", "predecessor"]))
     registry.register("plain", plain_factory(registry))
 '''
 
@@ -163,12 +165,12 @@ def test_an_engine_returning_ineligible_indices_is_caught(pytester):
     ])
 
 
-def test_an_engine_not_registered_for_predecessor_problems_gets_a_clear_error(pytester):
+def test_an_engine_not_registered_for_predecessor_problems_is_skipped_with_the_reason(pytester):
     pytester.makeconftest(ENGINES)
     pytester.makepyfile(TESTS)
-    result = pytester.runpytest("--pcct-engines=gold,plain", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, failed=3)  # gold's k-safety passes; every use of plain fails
+    result = pytester.runpytest("--pcct-engines=gold,plain", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=1, skipped=3)  # gold's k-safety passes; every use of plain is skipped
     result.stdout.fnmatch_lines([
-        "E *UnsupportedProblemError: engine 'plain' was not registered for predecessor problems "
-        f"({DATASET}); register it with predecessor=True once it answers them*",
+        "SKIPPED [[]*] *engine 'plain' was not registered for predecessor problems (it supports points, "
+        f"indices): {DATASET}",
     ])
