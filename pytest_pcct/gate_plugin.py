@@ -6,8 +6,8 @@ flag ``--pcct-gate`` (either also keeps pytest-benchmark's storage under ``basel
 guards it), or just by requesting the fixture (then timing baselines stay in pytest-benchmark's own
 storage). Where none of these happens, the gate touches nothing: pytest-benchmark behaves exactly as
 without it. The logic lives in
-:mod:`pytest_pcct.gate_session` (per-test verdicts), :mod:`pytest_pcct.gate` (the rules),
-:mod:`pytest_pcct.baselines` (storage) and :mod:`pytest_pcct.gate_report` (table and JSON).
+:mod:`pytest_pcct.gate.session` (per-test verdicts), :mod:`pytest_pcct.gate.rules` (the rules),
+:mod:`pytest_pcct.gate.baselines` (storage) and :mod:`pytest_pcct.gate.report` (table and JSON).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ _WORKER_KEY = "pcct_gate"
 _BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
 DEFAULT_TIME_THRESHOLD = 1.5
 DEFAULT_NOISE_FLOOR = 0.001
-"""Seconds. Nothing imports covertreex here: the plugin loads in every pytest run and must stay cheap."""
+"""Seconds. Nothing here imports covertreex (nor does pytest_pcct.gate): the plugin loads in every pytest run
+and must stay cheap."""
 
 
 def pytest_addoption(parser):
@@ -113,15 +114,15 @@ def _state(config):
 
 
 def _start(config):
-    """Create the gate session on first need, so runs without gated tests never import covertreex."""
+    """Create the gate session on first need, so runs without gated tests import none of the gate."""
     state = _state(config)
     if state is None and config.stash.get(_ACTIVE, False):
-        from covertreex.errors import CovertreexError
-        from pytest_pcct.gate_session import GateSession, GateSettings
+        from pytest_pcct.gate.errors import GateError
+        from pytest_pcct.gate.session import GateSession, GateSettings
 
         try:
             settings = GateSettings.from_config(config)
-        except CovertreexError as exc:
+        except GateError as exc:
             raise pytest.UsageError(f"pytest-pcct gate: {exc}") from None
         state = config.stash[_STATE] = GateSession(
             settings, args=tuple(config.invocation_params.args), rootpath=config.rootpath,
@@ -133,7 +134,7 @@ def _start(config):
 @pytest.fixture
 def pcct_gate(request):
     """Hand this benchmark's work counters to the regression gate: ``pcct_gate.record(...)``."""
-    from pytest_pcct.gate_session import GateRecorder
+    from pytest_pcct.gate.session import GateRecorder
 
     recorder = GateRecorder()
     request.node.stash[_RECORDER] = recorder
@@ -208,14 +209,14 @@ def pytest_sessionfinish(session):
             "results": state.results, "known": sorted(state.known), "gated": sorted(state.gated),
         }
         return
-    from covertreex.errors import CovertreexError
-    from pytest_pcct import gate_report
+    from pytest_pcct.gate import report as gate_report
+    from pytest_pcct.gate.errors import GateError
 
     if not state.gated:
         return
     try:
         state.finish()
-    except CovertreexError as exc:
+    except GateError as exc:
         state.problems.append(str(exc))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.settings.report is not None:
@@ -227,7 +228,7 @@ def pytest_terminal_summary(terminalreporter, config):
     state = _state(config)
     if state is None or not state.gated or hasattr(config, "workerinput"):
         return
-    from pytest_pcct import gate_report
+    from pytest_pcct.gate import report as gate_report
 
     s = state.settings
     tr = terminalreporter

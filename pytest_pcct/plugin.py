@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("pytest_pcct.assertions")
+pytest_plugins = ["pytest_pcct.covertreex_plugin"]
+"""covertreex's engines: a plugin of their own, so ``-p no:pytest_pcct.covertreex_plugin`` removes them."""
 
 _SESSION = pytest.StashKey[object]()
 _MATRIX_KEY = "pcct_parity_matrix"
@@ -46,15 +48,6 @@ def pytest_addoption(parser):
     )
     parser.addini("pcct_oracle", "registered engine to use as the oracle", default="")
     parser.addini("pcct_seed", "base seed of pcct datasets", default="0")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pcct_register_engines(registry):
-    """covertreex's own engines, registered through the same hook as anyone else's (first, so other
-    registrations can refer to them)."""
-    from pytest_pcct.covertreex_engines import register
-
-    register(registry)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -17,7 +17,7 @@ import pytest
 
 import covertreex as ct
 
-for _module in ("pytest_pcct.gate_session", "pytest_pcct.gate_report", "pytest_pcct.baselines",
+for _module in ("pytest_pcct.gate.session", "pytest_pcct.gate.report", "pytest_pcct.gate.baselines",
                 "covertreex.engines.gold", "hypothesis"):
     importlib.import_module(_module)  # loaded once here, not again by every in-process pytester run
 

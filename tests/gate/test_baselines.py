@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from covertreex.errors import CorruptFileError
-from pytest_pcct import baselines
-from pytest_pcct.baselines import CounterBaseline, CounterStore, TimingStore
+from pytest_pcct.gate import baselines
+from pytest_pcct.gate.baselines import CounterBaseline, CounterStore, TimingStore
+from pytest_pcct.gate.errors import CorruptFileError
 
 NODE = "benchmarks/test_x.py::test_y[gold]"
 
@@ -87,7 +87,7 @@ def test_failure_between_temp_write_and_rename_leaves_the_old_file(tmp_path, mon
 KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
-from pytest_pcct import baselines
+from pytest_pcct.gate import baselines
 
 target, ready = Path(sys.argv[1]), Path(sys.argv[2])
 real_fsync = os.fsync

@@ -109,3 +109,20 @@ def test_k_larger_than_n_is_padded_end_to_end(pytester):
             assert_k_safe(pcct_engine.knn(problem, 8), pcct_oracle.knn(problem, 8))
     """)
     pytester.runpytest("--pcct-engines=gold,brute", "-p", "no:cacheprovider").assert_outcomes(passed=3)
+
+
+def test_the_covertreex_engines_can_be_switched_off(pytester):
+    """A project with only its own engines (and its own oracle) sees none of covertreex's."""
+    pytester.makeconftest("""
+        def pytest_pcct_register_engines(registry):
+            registry.register("mine", lambda: lambda problem, k: None, oracle=True)
+    """)
+    pytester.makepyfile("def test_oracle(pcct_oracle):\n    assert pcct_oracle.name == 'mine'\n")
+    off = ("-p", "no:pytest_pcct.covertreex_plugin")
+    result = pytester.runpytest("--pcct-engines=mine", *off)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["pcct: registered engines mine"])
+    result = pytester.runpytest("--pcct-engines=gold", *off)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*unknown engine 'gold' requested by --pcct-engines; registered engines: mine"])

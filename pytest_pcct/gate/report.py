@@ -1,6 +1,6 @@
 """The gate's outputs: a terminal summary table and a JSON export of every result.
 
-Results are plain dicts (see :meth:`pytest_pcct.gate_session.GateSession._add`) so xdist workers can ship
+Results are plain dicts (see :meth:`pytest_pcct.gate.session.GateSession._add`) so xdist workers can ship
 them to the controller in ``workeroutput`` unchanged; both outputs are built only where all results meet.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_pcct.baselines import atomic_write_json, machine_facts, now
-from pytest_pcct.gate import TIME_STAT, summarize_counters
+from pytest_pcct.gate.baselines import atomic_write_json, machine_facts, now
+from pytest_pcct.gate.rules import TIME_STAT, summarize_counters
 
 REPORT_FORMAT = "pytest_pcct.gate_report"
 REPORT_VERSION = 1

@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from covertreex.errors import CorruptFileError, CovertreexError, InvalidInputError
-from pytest_pcct import gate, gate_commands
-from pytest_pcct.baselines import CounterBaseline, CounterStore, TimingStore, machine_facts, now
+from pytest_pcct.gate import commands as gate_commands
+from pytest_pcct.gate import rules as gate
+from pytest_pcct.gate.baselines import CounterBaseline, CounterStore, TimingStore, machine_facts, now
+from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError
 
 MODES = ("all", "counters", "off")
 CALIBRATION_KEY = "pcct_calibration"
@@ -40,7 +41,7 @@ class GateSettings:
 
         mode = pick("pcct_gate") or "all"  # unset: opted in by requesting pcct_gate
         if mode not in MODES:
-            raise InvalidInputError(f"--pcct-gate must be one of {', '.join(MODES)}, got {mode!r}")
+            raise GateInputError(f"--pcct-gate must be one of {', '.join(MODES)}, got {mode!r}")
         report = config.getoption("pcct_gate_report")
         return cls(
             mode=mode,
@@ -82,7 +83,7 @@ def _marker_kwargs(item, name: str, allowed: set) -> dict:
         return {}
     unknown = sorted(set(mark.kwargs) - allowed)
     if mark.args or unknown:
-        raise InvalidInputError(
+        raise GateInputError(
             f"@pytest.mark.{name} takes only keyword arguments {sorted(allowed)}; got "
             f"{list(mark.args) + unknown}"
         )
@@ -105,14 +106,14 @@ class GateRecorder:
                schema_version: int) -> None:
         """Record this benchmark's work counters and the identity they are valid for (call once)."""
         if self.recorded is not None:
-            raise InvalidInputError("pcct_gate.record: counters were already recorded for this test")
+            raise GateInputError("pcct_gate.record: counters were already recorded for this test")
         clean = {}
         for name, value in dict(counters).items():
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidInputError(f"pcct_gate.record: counter {name!r} must be an int, got {value!r}")
+                raise GateInputError(f"pcct_gate.record: counter {name!r} must be an int, got {value!r}")
             clean[str(name)] = int(value)
         if not clean:
-            raise InvalidInputError("pcct_gate.record: counters is empty")
+            raise GateInputError("pcct_gate.record: counters is empty")
         identity = {"engine": engine, "dataset_digest": dataset_digest, "config_digest": config_digest,
                     "schema": schema, "schema_version": schema_version}
         self.recorded = Recorded(clean, identity)
@@ -120,7 +121,7 @@ class GateRecorder:
     def record_telemetry(self, record: dict) -> None:
         """Record the ``counters`` of a covertreex query telemetry record, with its identity fields."""
         if not isinstance(record, dict) or "counters" not in record:
-            raise InvalidInputError("pcct_gate.record_telemetry needs a telemetry record (telemetry=True)")
+            raise GateInputError("pcct_gate.record_telemetry needs a telemetry record (telemetry=True)")
         self.record(record["counters"], engine=record["engine"], dataset_digest=record["dataset_digest"],
                     config_digest=record["config_digest"], schema=record["schema"],
                     schema_version=record["schema_version"])
@@ -151,7 +152,7 @@ class GateSession:
     def timing_store(self) -> TimingStore:
         storage = getattr(self.bench.storage, "path", None)
         if storage is None:
-            raise InvalidInputError("the time gate needs pytest-benchmark file storage (--benchmark-storage)")
+            raise GateInputError("the time gate needs pytest-benchmark file storage (--benchmark-storage)")
         return TimingStore(Path(storage) / self.bench.machine_id)
 
     def timing_baseline(self) -> tuple[dict, list]:
@@ -159,7 +160,7 @@ class GateSession:
         if self._timing is None:
             try:
                 self._timing = (*self.timing_store().load(self.bench.compare), None)
-            except CovertreexError as exc:
+            except GateError as exc:
                 self._timing = ({}, [], str(exc))
         entries, files, error = self._timing
         if error:
@@ -205,7 +206,7 @@ class GateSession:
             Limits.of(item, self.settings)
             if not self.settings.update:
                 return self._baseline_blocker(nodeid)
-        except CovertreexError as exc:
+        except GateError as exc:
             return str(exc)
         return None
 
@@ -267,7 +268,7 @@ class GateSession:
             return None
         try:
             return self._check(nodeid, Limits.of(item, self.settings), recorded, timing)
-        except CovertreexError as exc:
+        except GateError as exc:
             return str(exc)
 
     def _check(self, nodeid: str, limits: Limits, recorded: Recorded, timing: dict | None) -> str | None:

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from covertreex.errors import InputTypeError, InvalidInputError
+from pytest_pcct.gate.errors import GateInputError, GateTypeError
 
 TIME_STAT = "min"
 """The pytest-benchmark statistic compared: on a shared machine interference only ever adds time, so the
@@ -28,11 +28,11 @@ def _nonnegative(value, name: str) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+            raise GateInputError(f"{name} must be a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputTypeError(f"{name} must be a number, got {value!r}")
+        raise GateTypeError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
-        raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
+        raise GateInputError(f"{name} must be finite and >= 0, got {value!r}")
     return float(value)
 
 
@@ -47,7 +47,7 @@ def parse_threshold(threshold, name: str = "threshold") -> float:
     """A slowdown factor (>= 1)."""
     value = _nonnegative(threshold, name)
     if value < 1.0:
-        raise InvalidInputError(f"{name} is a slowdown factor and must be >= 1, got {threshold!r}")
+        raise GateInputError(f"{name} is a slowdown factor and must be >= 1, got {threshold!r}")
     return value
 
 
@@ -138,7 +138,7 @@ def compare_counters(
     if isinstance(tolerance, Mapping):
         unknown = sorted(set(tolerance) - set(names))
         if unknown:
-            raise InvalidInputError(f"tolerance names counters this benchmark does not have: {unknown}")
+            raise GateInputError(f"tolerance names counters this benchmark does not have: {unknown}")
     rows = [
         CounterRow(name, baseline.get(name), current.get(name),
                    tolerance.get(name, 0.0) if isinstance(tolerance, Mapping) else tolerance)
@@ -223,6 +223,6 @@ def compare_time(
     for name, value in (("current", current), ("calibration", calibration), ("baseline", baseline),
                         ("baseline_calibration", baseline_calibration)):
         if _nonnegative(value, name) <= 0:
-            raise InvalidInputError(f"{name} time must be > 0, got {value!r}")
+            raise GateInputError(f"{name} time must be > 0, got {value!r}")
     return TimeVerdict(current, calibration, baseline, baseline_calibration,
                        parse_threshold(threshold), parse_noise_floor(noise_floor))

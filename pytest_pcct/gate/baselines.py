@@ -12,7 +12,7 @@ Two kinds of baseline live under one directory (``baselines/`` by default):
 
 Every write goes to a temporary file in the same directory, is fsynced, then renamed over the target
 (``os.replace`` is atomic on POSIX): a run killed mid-write leaves the old file intact. Every read is
-strict: a truncated or hand-damaged file raises :class:`~covertreex.errors.CorruptFileError` naming it,
+strict: a truncated or hand-damaged file raises :class:`~pytest_pcct.gate.errors.CorruptFileError` naming it,
 never a silent fallback to an older baseline.
 """
 
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from covertreex.errors import CorruptFileError
+from pytest_pcct.gate.errors import CorruptFileError
 
 COUNTER_FORMAT = "pytest_pcct.counter_baseline"
 COUNTER_FORMAT_VERSION = 1
