@@ -42,4 +42,5 @@ class CorruptFileError(InvalidInputError):
 def unknown_name(kind: str, name: object, known) -> UnknownNameError:
     """Build the standard 'unknown X' error that lists the known names."""
     listing = ", ".join(sorted(str(k) for k in known))
-    return UnknownNameError(f"unknown {kind} {name!r}; known {kind}s: {listing}")
+    kinds = f"{kind[:-1]}ies" if kind.endswith("y") and kind[-2:-1] not in "aeiou" else f"{kind}s"
+    return UnknownNameError(f"unknown {kind} {name!r}; known {kinds}: {listing}")

@@ -11,6 +11,10 @@ Two answers compare in one of three ways (:func:`compare_knn`):
 
 Padding (index -1, distance inf: fewer than k eligible points, as in predecessor queries) is part of the
 answer: a position one answer pads and the other fills is a difference in every mode.
+
+Tolerance mode and :func:`assert_k_safe` compare distances, so they first check that every listed distance
+is the true distance of its index (:func:`pytest_pcct.truth.check_answer`). They need the problem for that:
+answers from pcct engines carry it (``answer.problem``); plain arrays need ``problem=``.
 """
 
 from __future__ import annotations
@@ -195,15 +199,29 @@ class KnnComparison:
     first_difference: _Difference | None = field(repr=False)
     violation: _Difference | None = field(repr=False)
     arrays: tuple = field(repr=False)
+    untrue: str | None = field(default=None, repr=False)
+    """Why an answer is not a truthful answer to the problem (a listed distance is not its index's true
+    distance, or the answer is ill-formed); None when both are, or when no problem was given."""
+    verified: bool = False
+    """Whether listed distances were checked against the problem (required for a tie-equal pass)."""
 
     def passes(self, mode: str) -> bool:
         """Whether the answers are equal in `mode` ('exact' or 'tolerance')."""
         if mode not in MODES:
             raise unknown_name("mode", mode, MODES)
-        return self.status == "exact" if mode == "exact" else self.status != "different"
+        if mode == "exact" or self.status != "tie-equal":
+            return self.status == "exact"
+        if not self.verified:
+            raise InvalidInputError(
+                "tolerance mode cannot pass answers that differ without checking their listed distances: "
+                "pass problem= (or answers from pcct engines, which carry their problem)"
+            )
+        return True
 
     def message(self, mode: str) -> str:
         """The failure message of `mode` (call only when :meth:`passes` is False)."""
+        if self.untrue is not None:
+            return self.untrue
         diff = self.first_difference if mode == "exact" else self.violation
         a, b = self.labels
         ri, rd, gi, gd = (arr[diff.row] for arr in self.arrays)
@@ -235,16 +253,41 @@ class KnnComparison:
         return "\n".join(lines)
 
 
+def _problem_of(problem, *answers):
+    """`problem`, else the problem the first answer that carries one was computed for, else None."""
+    if problem is not None:
+        return problem
+    return next((a.problem for a in answers if getattr(a, "problem", None) is not None), None)
+
+
+def _untrue(problem, answers, labels, rtol, atol) -> str | None:
+    """The message of the first answer that is not truthful for `problem`, else None."""
+    from pytest_pcct.truth import check_answer
+
+    for (indices, distances), label in zip(answers, labels, strict=True):
+        try:
+            check_answer(indices, distances, problem, rtol=rtol, atol=atol, label=label)
+        except AssertionError as exc:
+            return str(exc)
+    return None
+
+
 def compare_knn(
-    ref, got, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, labels=("ref", "got")
+    ref, got, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, labels=("ref", "got"),
+    problem=None,
 ) -> KnnComparison:
-    """Classify `got` against `ref` (answers or (indices, distances) pairs) without raising on a mismatch."""
+    """Classify `got` against `ref` (answers or (indices, distances) pairs) without raising on a mismatch.
+
+    With a problem (``problem=`` or carried by the answers) both answers are first checked against it; an
+    untruthful one makes the status 'different'."""
     __tracebackhide__ = True
     labels = _labels(labels)
     rtol, atol = _tolerances(rtol, atol)
+    problem = _problem_of(problem, got, ref)
     ri, rd = _knn_arrays(ref, labels[0])
     gi, gd = _knn_arrays(got, labels[1])
     _same_shape(ri, gi, labels)
+    untrue = None if problem is None else _untrue(problem, [(ri, rd), (gi, gd)], labels, rtol, atol)
     differs = (ri != gi) | (rd.view(np.uint64) != gd.view(np.uint64))
     with np.errstate(invalid="ignore"):
         gap = np.abs(gd - rd)
@@ -264,40 +307,55 @@ def compare_knn(
             if violation is not None:
                 break
         status = "different" if violation is not None else "tie-equal"
+    if untrue is not None:
+        status = "different"
     return KnnComparison(
         status, max_abs_diff, rtol, atol, labels, int(differs.sum()), int(differs.any(axis=1).sum()),
-        first, violation, (ri, rd, gi, gd),
+        first, violation, (ri, rd, gi, gd), untrue, problem is not None,
     )
 
 
 def assert_knn_equal(
     ref, got, *, mode: str = "exact", rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-    labels=("ref", "got"),
+    labels=("ref", "got"), problem=None,
 ) -> KnnComparison:
-    """Assert two k-NN answers are equal: mode='exact' (bitwise) or 'tolerance' (tie-aware, rtol/atol)."""
+    """Assert two k-NN answers are equal: mode='exact' (bitwise) or 'tolerance' (tie-aware, rtol/atol,
+    listed distances checked against `problem`, which answers from pcct engines carry)."""
     __tracebackhide__ = True
     if mode not in MODES:
         raise unknown_name("mode", mode, MODES)
-    comparison = compare_knn(ref, got, rtol=rtol, atol=atol, labels=labels)
+    comparison = compare_knn(ref, got, rtol=rtol, atol=atol, labels=labels, problem=problem)
     if not comparison.passes(mode):
         raise AssertionError(comparison.message(mode))
     return comparison
 
 
-def assert_k_safe(result, oracle, *, rtol: float = 0.0, atol: float = 0.0, labels=("result", "oracle")):
-    """Assert `result` dropped no true neighbour: per row, its sorted distances equal the oracle's.
+def assert_k_safe(
+    result, oracle, *, rtol: float = 0.0, atol: float = 0.0, labels=("result", "oracle"), problem=None,
+):
+    """Assert `result` dropped no true neighbour: every listed distance is the true distance of its index
+    (checked against `problem`, which answers from pcct engines carry), and per row the sorted distances
+    equal the oracle's.
 
-    This checks the distance multiset only, so it holds across tie-breaking differences; index parity is
-    :func:`assert_knn_equal`'s job. Padding (-1) must match in count: a row with fewer than k eligible
-    points is padded equally by both.
+    The distance multiset holds across tie-breaking differences; index parity is :func:`assert_knn_equal`'s
+    job. Padding (-1) is part of the checked form: both answers pad exactly the positions beyond the
+    eligible points.
     """
     __tracebackhide__ = True
     a, b = _labels(labels)
     rtol, atol = _tolerances(rtol, atol)
+    problem = _problem_of(problem, result, oracle)
+    if problem is None:
+        raise InvalidInputError(
+            "assert_k_safe checks every listed distance against the problem: pass problem= (or answers "
+            "from pcct engines, which carry their problem)"
+        )
     ri, rd = _knn_arrays(result, a)
     oi, od = _knn_arrays(oracle, b)
     _same_shape(ri, oi, (a, b))
-    _same_padding(ri, oi, (a, b))
+    untrue = _untrue(problem, [(ri, rd), (oi, od)], (a, b), rtol, atol)
+    if untrue is not None:
+        raise AssertionError(untrue)
     r_order = np.argsort(rd, axis=1, kind="stable")
     o_order = np.argsort(od, axis=1, kind="stable")
     rs, os_ = np.take_along_axis(rd, r_order, 1), np.take_along_axis(od, o_order, 1)
@@ -312,35 +370,15 @@ def assert_k_safe(result, oracle, *, rtol: float = 0.0, atol: float = 0.0, label
                 f"at distance {_dist(os_[row, rank])}, but {a}'s rank-{rank} distance is "
                 f"{_dist(rs[row, rank])} (index {got_index})")
         tail = f"  {b} indices absent from {a}'s row: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
-    else:
-        head = (f"query row {row}: {a} reports distance {_dist(rs[row, rank])} (index {got_index}) at rank "
-                f"{rank}, below the {b}'s {_dist(os_[row, rank])} (index {true_index}): a wrong distance")
+    else:  # both lists are true distances, so the oracle left out a closer point
+        head = (f"query row {row}: {a} lists index {got_index} at its true distance {_dist(rs[row, rank])} "
+                f"at rank {rank}, closer than the {b}'s rank-{rank} distance {_dist(os_[row, rank])} "
+                f"(index {true_index}): the {b} missed a closer point")
         tail = f"  {int(bad[row].sum())} of {rd.shape[1]} ranks of this row disagree"
     others = int(bad.any(axis=1).sum()) - 1
     raise AssertionError(
         f"{head}\n{tail}\n  rows with a distance-multiset difference: {others + 1} of {rd.shape[0]}"
         f" (rtol={rtol:g}, atol={atol:g})"
-    )
-
-
-def _same_padding(ri: np.ndarray, oi: np.ndarray, labels) -> None:
-    """Assert both answers pad (-1) the same number of positions in every row."""
-    __tracebackhide__ = True
-    r_pads, o_pads = (ri < 0).sum(axis=1), (oi < 0).sum(axis=1)
-    rows = np.flatnonzero(r_pads != o_pads)
-    if not len(rows):
-        return
-    a, b = labels
-    row = int(rows[0])
-    extra = sorted(set(ri[row].tolist()) - set(oi[row].tolist()) - {-1})
-    missing = sorted(set(oi[row].tolist()) - set(ri[row].tolist()) - {-1})
-    if r_pads[row] > o_pads[row]:
-        what = f"it dropped true neighbours; {b} indices absent from {a}'s row: {missing[:10]}"
-    else:
-        what = f"it lists ineligible indices; {a} indices absent from {b}'s row: {extra[:10]}"
-    raise AssertionError(
-        f"query row {row}: {a} pads {int(r_pads[row])} positions with -1, the {b} pads {int(o_pads[row])}: "
-        f"{what}\n  rows with a padding difference: {len(rows)} of {ri.shape[0]}"
     )
 
 

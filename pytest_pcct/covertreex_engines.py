@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
+
 from pytest_pcct.datasets import Problem
-from pytest_pcct.engines import EngineRegistry, EngineUnavailable
+from pytest_pcct.engines import METRICS, PROBLEM_KINDS, Capabilities, EngineRegistry, EngineUnavailable
 from pytest_pcct.schema import default_resource
 
 ORACLE = "brute"
 PARITY_GROUP = {"gold": "covertreex-parity", "rust": "covertreex-parity"}
 """Engines whose work counters are equal field by field in parity mode (DESIGN section 7)."""
 _TREES_KEPT = 8
+EVERYTHING = Capabilities(metrics=METRICS, problems=PROBLEM_KINDS)
 
 
 class CovertreexEngine:
@@ -40,12 +43,21 @@ class CovertreexEngine:
         return tree
 
     def __call__(self, problem: Problem, k: int):
+        """The k nearest neighbours; for k > n, all n of them padded with (-1, inf) to k columns (covertreex
+        itself rejects k > n)."""
         tree = self._tree(problem)
+        listed = min(k, problem.n_points)
         if problem.predecessor:
-            return tree.query(k=k, predecessor=True)
-        if problem.queries is not None:
-            return tree.query(problem.queries, k)
-        return tree.query(indices=problem.query_indices, k=k)
+            answer = tree.query(k=listed, predecessor=True)
+        elif problem.queries is not None:
+            answer = tree.query(problem.queries, listed)
+        else:
+            answer = tree.query(indices=problem.query_indices, k=listed)
+        if listed == k:
+            return answer
+        pad = ((0, 0), (0, k - listed))
+        return (np.pad(answer.indices, pad, constant_values=-1),
+                np.pad(answer.distances, pad, constant_values=np.inf), answer.telemetry)
 
 
 def _factory(name: str):
@@ -63,11 +75,11 @@ def _factory(name: str):
 
 
 def register(registry: EngineRegistry) -> None:
-    """Register every covertreex engine (all answer predecessor problems); brute is the oracle."""
+    """Register every covertreex engine (all answer every metric and problem kind); brute is the oracle."""
     from covertreex import engine_names
 
     for name in engine_names():
         registry.register(
             name, _factory(name), oracle=name == ORACLE, telemetry_schema=default_resource(),
-            telemetry_group=PARITY_GROUP.get(name), predecessor=True,
+            telemetry_group=PARITY_GROUP.get(name), capabilities=EVERYTHING,
         )

@@ -54,6 +54,13 @@ class Problem:
         return "euclidean" if self.residual is None else "residual"
 
     @property
+    def kind(self) -> str:
+        """'points' (query coordinates), 'indices' (indexed points as queries) or 'predecessor'."""
+        if self.predecessor:
+            return "predecessor"
+        return "points" if self.queries is not None else "indices"
+
+    @property
     def n_points(self) -> int:
         return self.points.shape[0]
 

@@ -3,24 +3,28 @@
 An engine is any callable ``engine(problem, k)`` (see :class:`pytest_pcct.datasets.Problem`) that returns
 ``(indices, distances)``, ``(indices, distances, telemetry)`` or an object with ``.indices``,
 ``.distances`` and optionally ``.telemetry``: indices (n_queries, k) integers, distances float64, rows
-sorted by (distance, index), telemetry a dict or None. Engines are registered by name with a factory
-(called only when the engine is selected) through the ``pytest_pcct_register_engines(registry)`` hook.
+sorted by (distance, index), padded with (-1, inf) where fewer than k points are eligible (k > n, or
+predecessor rows), telemetry a dict or None. Every answer is checked on arrival against its problem
+(:func:`pytest_pcct.truth.check_answer`: form, and the true distance of every listed index).
+Engines are registered by name with a factory (called only when the engine is selected) through the
+``pytest_pcct_register_engines(registry)`` hook.
 A factory that cannot produce its engine here raises :class:`EngineUnavailable` with the reason.
-Predecessor problems (``problem.predecessor``) reach only engines registered with ``predecessor=True``;
-their answers are checked for eligibility (row i lists only j < i, then (-1, inf) padding) on arrival.
+Each engine declares what it answers (:class:`Capabilities`: metrics and problem kinds); asked anything
+else it raises :class:`UnsupportedProblemError`, which the plugin reports as a skip naming the reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.validation import as_int
-from pytest_pcct.assertions import assert_predecessors, assert_telemetry_valid
+from pytest_pcct.assertions import DEFAULT_ATOL, DEFAULT_RTOL, assert_telemetry_valid
 from pytest_pcct.datasets import Problem
+from pytest_pcct.truth import check_answer
 
 
 class EngineUnavailable(RuntimeError):
@@ -28,18 +32,55 @@ class EngineUnavailable(RuntimeError):
 
 
 class UnsupportedProblemError(InvalidInputError):
-    """A problem kind the engine was not registered for (e.g. predecessor queries), so its answer would
-    be compared against a question it does not answer."""
+    """A metric or problem kind the engine was not registered for: a question it does not answer, so the
+    plugin skips the test (with this message) rather than failing the engine."""
+
+
+METRICS = ("euclidean", "residual")
+PROBLEM_KINDS = ("points", "indices", "predecessor")
+"""Queries given as new coordinates, as indexed points, or every point among its predecessors."""
+
+
+def _names(values, kind: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(values, str) or not values:
+        raise InvalidInputError(f"{kind}s must be a non-empty list of names, got {values!r}")
+    for value in values:
+        if value not in known:
+            raise unknown_name(kind, value, known)
+    return tuple(v for v in known if v in values)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine answers: metrics (euclidean, residual) and problem kinds (points, indices,
+    predecessor). The default is Euclidean queries by coordinates or by index."""
+
+    metrics: tuple[str, ...] = ("euclidean",)
+    problems: tuple[str, ...] = ("points", "indices")
+
+    def __post_init__(self):
+        object.__setattr__(self, "metrics", _names(self.metrics, "metric", METRICS))
+        object.__setattr__(self, "problems", _names(self.problems, "problem kind", PROBLEM_KINDS))
+
+    def refusal(self, problem: Problem) -> str | None:
+        """Why an engine with these capabilities cannot answer `problem`, or None."""
+        if problem.metric not in self.metrics:
+            return f"the {problem.metric} metric (it supports {', '.join(self.metrics)})"
+        if problem.kind not in self.problems:
+            return f"{problem.kind} problems (it supports {', '.join(self.problems)})"
+        return None
 
 
 @dataclass(frozen=True, eq=False)
 class Answer:
-    """One engine's answer: int64 indices and float64 distances (n_queries, k), and its telemetry."""
+    """One engine's answer: int64 indices and float64 distances (n_queries, k), its telemetry, and the
+    problem it answers (so assertions can recompute true distances)."""
 
     indices: np.ndarray
     distances: np.ndarray
     telemetry: dict | None
     engine: str
+    problem: Problem | None = None
 
     def __iter__(self):
         """Unpack as ``indices, distances``."""
@@ -50,10 +91,10 @@ class Answer:
 class EngineSpec:
     """How to make one registered engine, and how to treat its answers.
 
-    oracle: answers are exact by construction (the reference for k-safety checks; at most one).
+    oracle: answers are exact by construction (the default oracle of k-safety checks; at most one).
     telemetry_schema: 'package:path.json' every telemetry record must match (required to emit records).
     telemetry_group: engines sharing a group produce comparable counters, compared field by field.
-    predecessor: the engine answers predecessor problems (row i among indices j < i, padded).
+    capabilities: the metrics and problem kinds the engine answers.
     """
 
     name: str
@@ -61,7 +102,7 @@ class EngineSpec:
     oracle: bool = False
     telemetry_schema: str | None = None
     telemetry_group: str | None = None
-    predecessor: bool = False
+    capabilities: Capabilities = Capabilities()
 
 
 class EngineRegistry:
@@ -69,26 +110,40 @@ class EngineRegistry:
 
     def __init__(self):
         self._specs: dict[str, EngineSpec] = {}
+        self._oracle: str | None = None
 
     def register(
         self, name: str, factory: Callable[[], Callable], *, oracle: bool = False,
-        telemetry_schema: str | None = None, telemetry_group: str | None = None, predecessor: bool = False,
+        telemetry_schema: str | None = None, telemetry_group: str | None = None,
+        capabilities: Capabilities | None = None,
     ) -> EngineSpec:
-        """Register `factory` (no arguments -> engine callable) under `name`."""
+        """Register `factory` (no arguments -> engine callable) under `name`, answering `capabilities`."""
         if not isinstance(name, str) or not name or any(c in name for c in ", \t\n"):
             raise InvalidInputError(f"engine name must be a non-empty word without commas, got {name!r}")
         if name in self._specs:
             raise InvalidInputError(f"engine {name!r} is already registered")
         if not callable(factory):
             raise InvalidInputError(f"factory of engine {name!r} must be callable, got {factory!r}")
-        if not isinstance(predecessor, bool):
-            raise InputTypeError(f"predecessor of engine {name!r} must be True or False, got {predecessor!r}")
-        current = self.oracle()
-        if oracle and current is not None:
-            raise InvalidInputError(f"engine {name!r} cannot be the oracle: {current.name!r} already is")
-        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group, predecessor)
+        if not isinstance(oracle, bool):
+            raise InputTypeError(f"oracle of engine {name!r} must be True or False, got {oracle!r}")
+        capabilities = Capabilities() if capabilities is None else capabilities
+        if not isinstance(capabilities, Capabilities):
+            raise InputTypeError(f"capabilities of engine {name!r} must be a pytest_pcct.engines."
+                                 f"Capabilities, got {type(capabilities).__name__}")
+        if oracle and self._oracle is not None:
+            raise InvalidInputError(
+                f"engine {name!r} cannot be the oracle: {self._oracle!r} already is; register it without "
+                "oracle=True and choose it with --pcct-oracle or the ini option pcct_oracle"
+            )
+        spec = EngineSpec(name, factory, oracle, telemetry_schema, telemetry_group, capabilities)
         self._specs[name] = spec
+        if oracle:
+            self._oracle = name
         return spec
+
+    def choose_oracle(self, name: str) -> None:
+        """Make the registered engine `name` the oracle (a project replacing the default one)."""
+        self._oracle = self.spec(name).name
 
     def names(self) -> list[str]:
         return sorted(self._specs)
@@ -99,18 +154,19 @@ class EngineRegistry:
         return self._specs[name]
 
     def oracle(self) -> EngineSpec | None:
-        return next((s for s in self._specs.values() if s.oracle), None)
+        return None if self._oracle is None else self._specs[self._oracle]
 
-    def create(self, name: str, on_answer: Callable[[Answer], None] | None = None) -> EngineHandle:
+    def create(self, name: str, on_answer: Callable[[Answer], None] | None = None,
+               **handle_options) -> EngineHandle:
         """Make the engine registered as `name`; raises EngineUnavailable if it cannot run here."""
         spec = self.spec(name)
         engine = spec.factory()
         if not callable(engine):
             raise InvalidInputError(f"factory of engine {name!r} returned {engine!r}, which is not callable")
-        return EngineHandle(spec, engine, on_answer)
+        return EngineHandle(spec, engine, on_answer, **handle_options)
 
 
-def _normalise(name: str, output, n_queries: int, k: int) -> Answer:
+def _normalise(name: str, output, problem: Problem, k: int) -> Answer:
     if hasattr(output, "indices") and hasattr(output, "distances"):
         parts = (output.indices, output.distances, getattr(output, "telemetry", None))
     elif isinstance(output, (tuple, list)) and len(output) in (2, 3):
@@ -122,26 +178,28 @@ def _normalise(name: str, output, n_queries: int, k: int) -> Answer:
         )
     indices, distances, telemetry = np.asarray(parts[0]), np.asarray(parts[1]), parts[2]
     for what, arr in (("indices", indices), ("distances", distances)):
-        if arr.shape != (n_queries, k):
+        if arr.shape != (problem.n_queries, k):
             raise InvalidInputError(
-                f"engine {name!r} returned {what} of shape {arr.shape}, expected ({n_queries}, {k})"
+                f"engine {name!r} returned {what} of shape {arr.shape}, expected ({problem.n_queries}, {k})"
             )
-    if not np.issubdtype(indices.dtype, np.integer):
-        raise InvalidInputError(f"engine {name!r} returned indices of dtype {indices.dtype}, not integers")
     if telemetry is not None and not isinstance(telemetry, dict):
         raise InvalidInputError(f"engine {name!r} returned telemetry of type {type(telemetry).__name__}")
-    return Answer(
-        indices.astype(np.int64, copy=False), distances.astype(np.float64, copy=False), telemetry, name
-    )
+    return Answer(indices, distances, telemetry, name, problem)
 
 
 class EngineHandle:
-    """A created engine: runs it, checks the shape of what it returns and validates its telemetry."""
+    """A created engine: runs it, checks what it returns against the problem and validates its telemetry.
 
-    def __init__(self, spec: EngineSpec, engine: Callable, on_answer=None):
+    `tolerance` gives the (rtol, atol) within which a reported distance must equal the true one (the
+    running test's pcct_parity settings, when a session provides them).
+    """
+
+    def __init__(self, spec: EngineSpec, engine: Callable, on_answer=None,
+                 tolerance: Callable[[], tuple[float, float]] = lambda: (DEFAULT_RTOL, DEFAULT_ATOL)):
         self.spec = spec
         self._engine = engine
         self._on_answer = on_answer
+        self._tolerance = tolerance
 
     @property
     def name(self) -> str:
@@ -149,6 +207,10 @@ class EngineHandle:
 
     def __repr__(self) -> str:
         return f"<pcct engine {self.name!r}>"
+
+    def supports(self, problem: Problem) -> bool:
+        """Whether the engine answers `problem` (its metric and kind are among its capabilities)."""
+        return self.spec.capabilities.refusal(problem) is None
 
     def knn(self, problem: Problem, k: int) -> Answer:
         """The engine's k nearest neighbours of every query of `problem`."""
@@ -158,15 +220,16 @@ class EngineHandle:
         k = as_int(k, "k")
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
-        if problem.predecessor and not self.spec.predecessor:
+        refusal = self.spec.capabilities.refusal(problem)
+        if refusal is not None:
             raise UnsupportedProblemError(
-                f"engine {self.name!r} was not registered for predecessor problems ({problem.label}); "
-                "register it with predecessor=True once it answers them (row i among indices j < i, "
-                "padded with (-1, inf))"
+                f"engine {self.name!r} was not registered for {refusal}: {problem.label}"
             )
-        answer = _normalise(self.name, self._engine(problem, k), problem.n_queries, k)
-        if problem.predecessor:
-            assert_predecessors(answer, label=f"engine {self.name!r} on {problem.label}, k={k}")
+        answer = _normalise(self.name, self._engine(problem, k), problem, k)
+        rtol, atol = self._tolerance()
+        check_answer(answer.indices, answer.distances, problem, rtol=rtol, atol=atol,
+                     label=f"engine {self.name!r} on {problem.label}, k={k}")
+        answer = replace(answer, indices=answer.indices.astype(np.int64, copy=False))
         if answer.telemetry is not None:
             if self.spec.telemetry_schema is None:
                 raise InvalidInputError(

@@ -1,9 +1,13 @@
 """pytest11 entry point of the benchmark regression gate: options, markers, hooks and the pcct_gate fixture.
 
 pytest-benchmark measures; this plugin decides. A gated test is one that requests ``pcct_gate`` (or is
-marked ``pcct_calibration``); nothing happens in runs that collect none. The logic lives in
-:mod:`pytest_pcct.gate_session` (per-test verdicts), :mod:`pytest_pcct.gate` (the rules),
-:mod:`pytest_pcct.baselines` (storage) and :mod:`pytest_pcct.gate_report` (table and JSON).
+marked ``pcct_calibration``). The gate is opt-in: a project opts in with the ini key ``pcct_gate`` or the
+flag ``--pcct-gate`` (either also keeps pytest-benchmark's storage under ``baselines/benchmarks`` and
+guards it), or just by requesting the fixture (then timing baselines stay in pytest-benchmark's own
+storage). Where none of these happens, the gate touches nothing: pytest-benchmark behaves exactly as
+without it. The logic lives in
+:mod:`pytest_pcct.gate.session` (per-test verdicts), :mod:`pytest_pcct.gate.rules` (the rules),
+:mod:`pytest_pcct.gate.baselines` (storage) and :mod:`pytest_pcct.gate.report` (table and JSON).
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ _WORKER_KEY = "pcct_gate"
 _BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
 DEFAULT_TIME_THRESHOLD = 1.5
 DEFAULT_NOISE_FLOOR = 0.001
-"""Seconds. Nothing imports covertreex here: the plugin loads in every pytest run and must stay cheap."""
+"""Seconds. Nothing here imports covertreex (nor does pytest_pcct.gate): the plugin loads in every pytest run
+and must stay cheap."""
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("pcct-gate", "benchmark regression gate (pytest-pcct)")
     group.addoption(
         "--pcct-gate", dest="pcct_gate", default=None, choices=("all", "counters", "off"),
-        help="what the gate judges: 'all' (work counters and calibrated time; needs --benchmark-compare, "
-             "no xdist), 'counters' (work counters only; works anywhere) or 'off'. Default: ini pcct_gate",
+        help="opt in to the gate and choose what it judges: 'all' (work counters and calibrated time; "
+             "needs --benchmark-compare, no xdist), 'counters' (work counters only; works anywhere) or "
+             "'off'. Default: ini pcct_gate; unset, the gate judges ('all') only tests requesting pcct_gate",
     )
     group.addoption(
         "--pcct-update-baselines", dest="pcct_update_baselines", action="store_true",
@@ -54,7 +60,8 @@ def pytest_addoption(parser):
         "--pcct-gate-report", dest="pcct_gate_report", default=None, metavar="FILE.json",
         help="write every gate result (counters, timings, verdicts, stale baselines) as JSON",
     )
-    parser.addini("pcct_gate", "regression gate mode: all, counters or off", default="all")
+    parser.addini("pcct_gate", "opt in to the regression gate: all or counters (or off); unset, only tests "
+                  "requesting pcct_gate opt in", default="")
     parser.addini("pcct_time_threshold", "default allowed calibrated slowdown factor",
                   default=str(DEFAULT_TIME_THRESHOLD))
     parser.addini("pcct_noise_floor", "seconds below which a slowdown never fails",
@@ -73,8 +80,10 @@ def pytest_configure(config):
     ):
         config.addinivalue_line("markers", line)
     mode = config.getoption("pcct_gate") or config.getini("pcct_gate")
+    if mode not in ("", "all", "counters", "off"):
+        raise pytest.UsageError(f"pytest-pcct gate: ini pcct_gate must be all, counters or off, got {mode!r}")
     config.stash[_ACTIVE] = mode != "off"
-    if mode != "off":
+    if mode in ("all", "counters"):  # opted in by ini or flag
         _own_benchmark_storage(config)
 
 
@@ -105,15 +114,15 @@ def _state(config):
 
 
 def _start(config):
-    """Create the gate session on first need, so runs without gated tests never import covertreex."""
+    """Create the gate session on first need, so runs without gated tests import none of the gate."""
     state = _state(config)
     if state is None and config.stash.get(_ACTIVE, False):
-        from covertreex.errors import CovertreexError
-        from pytest_pcct.gate_session import GateSession, GateSettings
+        from pytest_pcct.gate.errors import GateError
+        from pytest_pcct.gate.session import GateSession, GateSettings
 
         try:
             settings = GateSettings.from_config(config)
-        except CovertreexError as exc:
+        except GateError as exc:
             raise pytest.UsageError(f"pytest-pcct gate: {exc}") from None
         state = config.stash[_STATE] = GateSession(
             settings, args=tuple(config.invocation_params.args), rootpath=config.rootpath,
@@ -125,7 +134,7 @@ def _start(config):
 @pytest.fixture
 def pcct_gate(request):
     """Hand this benchmark's work counters to the regression gate: ``pcct_gate.record(...)``."""
-    from pytest_pcct.gate_session import GateRecorder
+    from pytest_pcct.gate.session import GateRecorder
 
     recorder = GateRecorder()
     request.node.stash[_RECORDER] = recorder
@@ -200,14 +209,14 @@ def pytest_sessionfinish(session):
             "results": state.results, "known": sorted(state.known), "gated": sorted(state.gated),
         }
         return
-    from covertreex.errors import CovertreexError
-    from pytest_pcct import gate_report
+    from pytest_pcct.gate import report as gate_report
+    from pytest_pcct.gate.errors import GateError
 
     if not state.gated:
         return
     try:
         state.finish()
-    except CovertreexError as exc:
+    except GateError as exc:
         state.problems.append(str(exc))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.settings.report is not None:
@@ -219,7 +228,7 @@ def pytest_terminal_summary(terminalreporter, config):
     state = _state(config)
     if state is None or not state.gated or hasattr(config, "workerinput"):
         return
-    from pytest_pcct import gate_report
+    from pytest_pcct.gate import report as gate_report
 
     s = state.settings
     tr = terminalreporter

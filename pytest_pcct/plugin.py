@@ -6,11 +6,14 @@ plugin costs nothing in a run that does not use it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.register_assert_rewrite("pytest_pcct.assertions")
+pytest_plugins = ["pytest_pcct.covertreex_plugin"]
+"""covertreex's engines: a plugin of their own, so ``-p no:pytest_pcct.covertreex_plugin`` removes them."""
 
 _SESSION = pytest.StashKey[object]()
 _MATRIX_KEY = "pcct_parity_matrix"
@@ -36,19 +39,15 @@ def pytest_addoption(parser):
         "--pcct-report", dest="pcct_report", default=None, metavar="FILE.json",
         help="write the parity matrix (engine pair x dataset x k) as JSON",
     )
+    group.addoption(
+        "--pcct-oracle", dest="pcct_oracle", default=None, metavar="NAME",
+        help="registered engine to use as the oracle (default: the one registered with oracle=True)",
+    )
     parser.addini(
         "pcct_engines", "engines to test when --pcct-engines is not given (reference first)", default=""
     )
+    parser.addini("pcct_oracle", "registered engine to use as the oracle", default="")
     parser.addini("pcct_seed", "base seed of pcct datasets", default="0")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pcct_register_engines(registry):
-    """covertreex's own engines, registered through the same hook as anyone else's (first, so other
-    registrations can refer to them)."""
-    from pytest_pcct.covertreex_engines import register
-
-    register(registry)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -142,6 +141,18 @@ def pytest_runtest_setup(item):
             session.begin_test(settings)
             return
         pytest.fail(f"bad pcct_parity marker: {problem}", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A question an engine was not registered for is a skip naming why, never a failure of the engine."""
+    try:
+        return (yield)
+    except Exception as exc:
+        engines = sys.modules.get("pytest_pcct.engines")
+        if engines is not None and isinstance(exc, engines.UnsupportedProblemError):
+            pytest.skip(str(exc))
+        raise
 
 
 @pytest.hookimpl(trylast=True)

@@ -28,13 +28,26 @@ class Cell:
     checks: int = 1
     digests: set = field(default_factory=set)
     telemetry: str = "not compared"
+    failure: str | None = None
+    """The first line of the first failure: query row, position, indices and distances (failed cells)."""
 
     def merge(self, other: Cell) -> None:
         self.status = max(self.status, other.status, key=STATUSES.index)
-        self.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
+        self.max_abs_diff = _largest([self.max_abs_diff, other.max_abs_diff])
         self.checks += other.checks
         self.digests |= other.digests
         self.telemetry = max(self.telemetry, other.telemetry, key=TELEMETRY.index)
+        self.failure = min(filter(None, (self.failure, other.failure)), default=None)
+
+
+def _largest(gaps) -> float:
+    """The largest distance gap; nan (answers not compared: one was rejected on arrival) counts as none."""
+    compared = [g for g in gaps if not math.isnan(g)]
+    return max(compared) if compared else math.nan
+
+
+def _gap_json(x: float):
+    return None if math.isnan(x) else "inf" if math.isinf(x) else x
 
 
 def _ranges(ks: list[int]) -> str:
@@ -48,7 +61,7 @@ def _ranges(ks: list[int]) -> str:
 
 
 def _gap(x: float) -> str:
-    return "0" if x == 0 else f"{x:.2g}"
+    return "-" if math.isnan(x) else "0" if x == 0 else f"{x:.2g}"
 
 
 class ParityMatrix:
@@ -75,8 +88,9 @@ class ParityMatrix:
             rows.append({
                 "reference": reference, "candidate": candidate, "dataset": dataset, "k": k,
                 "status": cell.status,
-                "max_abs_diff": cell.max_abs_diff if math.isfinite(cell.max_abs_diff) else None,
+                "max_abs_diff": _gap_json(cell.max_abs_diff),
                 "checks": cell.checks, "digests": sorted(cell.digests), "telemetry": cell.telemetry,
+                "failure": cell.failure,
             })
         return {"format": FORMAT, "version": VERSION, "totals": self.totals(), "cells": rows}
 
@@ -84,8 +98,8 @@ class ParityMatrix:
         """Fold in a matrix received as :meth:`to_json` output (from an xdist worker)."""
         for row in payload["cells"]:
             gap = row["max_abs_diff"]
-            cell = Cell(row["status"], math.inf if gap is None else gap, row["checks"],
-                        set(row["digests"]), row["telemetry"])
+            cell = Cell(row["status"], math.nan if gap is None else float(gap), row["checks"],
+                        set(row["digests"]), row["telemetry"], row["failure"])
             self.add((row["reference"], row["candidate"], row["dataset"], row["k"]), cell)
 
     def write(self, path: Path, **header) -> None:
@@ -103,7 +117,7 @@ class ParityMatrix:
             ks = [k for k, _ in cells]
             table.append((
                 pair, dataset, _ranges(ks), "".join(_LETTERS[c.status] for _, c in cells),
-                _gap(max(c.max_abs_diff for _, c in cells)),
+                _gap(_largest([c.max_abs_diff for _, c in cells])),
                 max((c.telemetry for _, c in cells), key=TELEMETRY.index),
             ))
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]

@@ -14,6 +14,8 @@ class Selection:
     engines: tuple[str, ...]
     source: str
     seed: int
+    oracle: str | None = None
+    """The engine chosen as oracle (--pcct-oracle / ini pcct_oracle); None keeps the registered one."""
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -41,4 +43,5 @@ def read(config: pytest.Config) -> Selection:
             raise pytest.UsageError(
                 f"pytest-pcct: ini option pcct_seed must be an integer, got {raw!r}"
             ) from None
-    return Selection(tuple(names), source, seed)
+    oracle = config.getoption("pcct_oracle") or config.getini("pcct_oracle").strip() or None
+    return Selection(tuple(names), source, seed, oracle)

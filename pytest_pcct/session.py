@@ -7,6 +7,7 @@ unknown or unavailable engine stops the run with a usage error naming it, never 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 
 import pytest
@@ -132,7 +133,13 @@ class EnginePair:
         telemetry group must also report equal counters."""
         __tracebackhide__ = True
         settings = self._session.settings().overridden(mode=mode, rtol=rtol, atol=atol, telemetry=telemetry)
-        ref, got = self.reference.knn(problem, k), self.candidate.knn(problem, k)
+        key = (self.reference.name, self.candidate.name, problem.label, int(k))
+        try:
+            ref, got = self.reference.knn(problem, k), self.candidate.knn(problem, k)
+        except AssertionError as exc:  # an untruthful or ill-formed answer: a failed cell, then the failure
+            self._session.matrix.add(key, Cell("failed", math.nan, 1, {problem.digest},
+                                               failure=str(exc).splitlines()[0]))
+            raise
         labels = (ref.engine, got.engine)
         comparison = compare_knn(ref, got, rtol=settings.rtol, atol=settings.atol, labels=labels)
         passed = comparison.passes(settings.mode)
@@ -146,13 +153,12 @@ class EnginePair:
             except AssertionError as exc:
                 counters, counter_error = "differ", exc
         status = comparison.status if passed else "failed"
-        self._session.matrix.add(
-            (ref.engine, got.engine, problem.label, int(k)),
-            Cell(status, comparison.max_abs_diff, 1, {problem.digest}, counters),
-        )
+        message = None if passed else comparison.message(settings.mode)
+        self._session.matrix.add(key, Cell(status, comparison.max_abs_diff, 1, {problem.digest}, counters,
+                                           failure=message and message.splitlines()[0]))
         where = f"{self.id} on {problem.label}, k={k}"
-        if not passed:
-            raise AssertionError(f"{where}:\n{comparison.message(settings.mode)}")
+        if message is not None:
+            raise AssertionError(f"{where}:\n{message}")
         if counter_error is not None:
             raise AssertionError(f"{where}: answers agree but {counter_error}")
         return PairOutcome(ref, got, comparison, status)
@@ -166,7 +172,14 @@ class PcctSession:
         self.matrix = ParityMatrix()
         self.problems = ProblemCache()
         self.registry = EngineRegistry()
-        register_hook(registry=self.registry)
+        try:
+            register_hook(registry=self.registry)
+            if selection.oracle is not None:
+                self.registry.choose_oracle(selection.oracle)
+        except Exception as exc:  # every mistake in a registration hook: a usage error, not INTERNALERROR
+            raise pytest.UsageError(
+                f"pytest-pcct: engine registration failed: {type(exc).__name__}: {exc}"
+            ) from None
         self._handles: dict[str, EngineHandle] = {}
         self._running: _RunningTest | None = None
         for name in selection.engines:
@@ -174,7 +187,7 @@ class PcctSession:
 
     def _create(self, name: str, why: str) -> EngineHandle:
         try:
-            return self.registry.create(name, self._collect)
+            return self.registry.create(name, self._collect, tolerance=self._tolerance)
         except UnknownNameError:
             known = ", ".join(self.registry.names()) or "none"
             raise pytest.UsageError(
@@ -192,6 +205,10 @@ class PcctSession:
     def _collect(self, answer: Answer) -> None:
         if self._running is not None and answer.telemetry is not None:
             self._running.telemetry.entries.append((answer.engine, answer.telemetry))
+
+    def _tolerance(self) -> tuple[float, float]:
+        settings = self.settings()
+        return settings.rtol, settings.atol
 
     def engine(self, name: str) -> EngineHandle:
         return self._handles[name]

@@ -169,10 +169,11 @@ FAMILIES = {
     "uniform": point_sets,
     "lattice": lattices,
     "duplicates": duplicated,
-    "clusters": clusters,
+    "clustered": clusters,
     "near_ties": near_ties,
 }
-"""Point families by name, as ``knn_cases(family=...)`` accepts them."""
+"""Point families by name, as ``knn_cases(family=...)`` accepts them (lattice, duplicates and clustered are
+also kinds of the pcct_dataset fixture, under the same names)."""
 
 
 _CASE_DEFAULTS = {
@@ -183,18 +184,41 @@ _CASE_DEFAULTS = {
 }
 
 
+def _restricted(capabilities, metric, queries):
+    """The default metric and query-mode strategies narrowed to `capabilities`."""
+    from pytest_pcct.engines import Capabilities
+
+    if not isinstance(capabilities, Capabilities):
+        raise InputTypeError(f"capabilities must be a pytest_pcct.engines.Capabilities, got "
+                             f"{type(capabilities).__name__}")
+    modes = [mode for mode in QUERY_MODES if mode in capabilities.problems]
+    if not modes:
+        raise InvalidInputError(f"capabilities {capabilities.problems} include no query mode of knn_cases "
+                                f"({', '.join(QUERY_MODES)})")
+    if metric is _CASE_DEFAULTS["metric"]:
+        metric = st.sampled_from(capabilities.metrics)
+    if queries is _CASE_DEFAULTS["queries"]:
+        queries = st.sampled_from(modes)
+    return metric, queries
+
+
 def knn_cases(
     *, family=_CASE_DEFAULTS["family"], points=None, n=_CASE_DEFAULTS["n"], d=DIMS,
     k=_CASE_DEFAULTS["k"], metric=_CASE_DEFAULTS["metric"], queries=_CASE_DEFAULTS["queries"],
     n_queries=_CASE_DEFAULTS["n_queries"], kernel=_CASE_DEFAULTS["kernel"],
     lengthscale=_CASE_DEFAULTS["lengthscale"], variance=_CASE_DEFAULTS["variance"], m=_CASE_DEFAULTS["m"],
+    capabilities=None,
 ) -> SearchStrategy[KnnCase]:
     """Whole k-NN cases: points of a `family` (or from `points`, an array strategy), k, metric, queries.
 
     queries="points" holds the last n_queries drawn rows out as query coordinates (from the same family);
     "indices" queries indexed points. k is capped at the number of indexed points. Residual cases draw
-    kernel, lengthscale, variance and m (inducing points) as well.
+    kernel, lengthscale, variance and m (inducing points) as well. `capabilities` (the
+    :class:`~pytest_pcct.engines.Capabilities` an engine was registered with) restricts the default metric
+    and query mode to what that engine answers.
     """
+    if capabilities is not None:
+        metric, queries = _restricted(capabilities, metric, queries)
     family = _param(family, "family", _choice("point family", FAMILIES))
     if points is not None and not isinstance(points, SearchStrategy):
         raise InputTypeError(f"points must be a strategy of (n, d) arrays, got {type(points).__name__}")

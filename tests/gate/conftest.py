@@ -1,11 +1,13 @@
 """Fixtures for the regression gate's tests: tiny pytester projects gated by the installed plugin.
 
-``toy`` is a project whose "work" is a fixed CPU loop timed with ``time.process_time`` (like the real
-suite): other processes' load does not change the CPU time a loop takes, so the fastest round (the gate's
-statistic) is steady even on a busy machine, and a 2x slowdown is unmistakable. Its counters
-are plain numbers read from environment variables, so a test can inject a counter regression without
-touching the timing. ``covertreex_project`` gates real gold-engine queries, with an over-fetching engine
-flag that makes the same query do more work.
+``toy`` is a project timed by a scripted clock, not by the machine: pytest-benchmark reads the toy's
+``toy_clock.clock`` (chosen with ``@pytest.mark.benchmark(timer=...)``, the marker form of
+``--benchmark-timer``), and the toy's "work" only advances that clock by a fixed number of nanoseconds,
+scaled by an environment variable. Every round of a benchmark therefore measures exactly its scripted
+duration, so an injected 2x slowdown is 2.000x on any machine under any load, and the gate's verdicts
+are deterministic. Its counters are plain numbers read from environment variables, so a test can inject
+a counter regression without touching the timing. ``covertreex_project`` gates real gold-engine queries
+(counters only), with an over-fetching engine flag that makes the same query do more work.
 """
 
 import importlib
@@ -15,30 +17,53 @@ import pytest
 
 import covertreex as ct
 
-for _module in ("pytest_pcct.gate_session", "pytest_pcct.gate_report", "pytest_pcct.baselines",
+for _module in ("pytest_pcct.gate.session", "pytest_pcct.gate.report", "pytest_pcct.gate.baselines",
                 "covertreex.engines.gold", "hypothesis"):
     importlib.import_module(_module)  # loaded once here, not again by every in-process pytester run
 
 FAST = ("-p", "no:cacheprovider", "--benchmark-min-rounds=5", "--benchmark-max-time=0.05")
 """Options of every gate run here: few rounds, so each project run takes a fraction of a second."""
 
+TOY_CLOCK = '''
+"""A scripted clock in integer nanoseconds: it moves only when the toy's work advances it, plus one
+nanosecond per read (pytest-benchmark measures a timer's precision as the smallest step it sees)."""
+
+_now_ns = [0]
+
+
+def advance(nanoseconds):
+    _now_ns[0] += int(nanoseconds)
+
+
+def clock():
+    _now_ns[0] += 1
+    return _now_ns[0] * 1e-9
+
+
+def other_clock():
+    """The same clock under another name: baselines recorded with one timer are incomparable with the
+    other."""
+    return clock()
+'''
+
 TOY_TESTS = '''
 import os
-import time
 
 import pytest
 
-pytestmark = pytest.mark.benchmark(timer=getattr(time, os.environ.get("TOY_TIMER", "process_time")))
+import toy_clock
+
+pytestmark = pytest.mark.benchmark(timer=getattr(toy_clock, os.environ.get("TOY_TIMER", "clock")))
 
 
-def _spin(name, count):
-    """A fixed amount of CPU work, scaled by an environment variable."""
-    return sum(range(int(count * float(os.environ.get(name, "1")))))
+def _work(name, nanoseconds):
+    """A scripted amount of work: advances the toy clock, scaled by an environment variable."""
+    toy_clock.advance(nanoseconds * float(os.environ.get(name, "1")))
 
 
 @pytest.mark.pcct_calibration
 def test_calibration(benchmark):
-    benchmark(_spin, "TOY_CALIBRATION_SCALE", 100_000)
+    benchmark(_work, "TOY_CALIBRATION_SCALE", 1_000_000)
 
 
 def _record(pcct_gate, name):
@@ -49,14 +74,14 @@ def _record(pcct_gate, name):
 
 
 def test_work(benchmark, pcct_gate):
-    benchmark(_spin, "TOY_SLOWDOWN_WORK", 200_000)
+    benchmark(_work, "TOY_SLOWDOWN_WORK", 2_000_000)
     _record(pcct_gate, "work")
 
 
 @pytest.mark.pcct_time(threshold=5.0)
 @pytest.mark.pcct_counters(tolerance={"steps": 0.10})
 def test_lenient(benchmark, pcct_gate):
-    benchmark(_spin, "TOY_SLOWDOWN_LENIENT", 200_000)
+    benchmark(_work, "TOY_SLOWDOWN_LENIENT", 2_000_000)
     _record(pcct_gate, "lenient")
 '''
 
@@ -70,8 +95,10 @@ def _not_an_xdist_worker(monkeypatch):
 
 @pytest.fixture
 def toy(pytester):
-    """A toy project (calibration + two gated sleeps), returned as the pytester."""
-    pytester.makepyfile(test_toy=TOY_TESTS)
+    """A toy project (calibration + two gated benchmarks on a scripted clock) that opts in to the gate by
+    its ini file, returned as the pytester."""
+    pytester.makeini("[pytest]\npcct_gate = all\n")
+    pytester.makepyfile(toy_clock=TOY_CLOCK, test_toy=TOY_TESTS)
     return pytester
 
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from covertreex.errors import CorruptFileError
-from pytest_pcct import baselines
-from pytest_pcct.baselines import CounterBaseline, CounterStore, TimingStore
+from pytest_pcct.gate import baselines
+from pytest_pcct.gate.baselines import CounterBaseline, CounterStore, TimingStore
+from pytest_pcct.gate.errors import CorruptFileError
 
 NODE = "benchmarks/test_x.py::test_y[gold]"
 
@@ -87,7 +87,7 @@ def test_failure_between_temp_write_and_rename_leaves_the_old_file(tmp_path, mon
 KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
-from pytest_pcct import baselines
+from pytest_pcct.gate import baselines
 
 target, ready = Path(sys.argv[1]), Path(sys.argv[2])
 real_fsync = os.fsync
@@ -141,3 +141,21 @@ def test_concurrent_merges_into_one_run_file_lose_nothing(tmp_path):
     entries, files = TimingStore(tmp_path).load()
     assert [f.name for f in files] == [baselines.DEFAULT_TIMING_FILE]
     assert set(entries) == {f"w{w}-{i}" for w in range(workers) for i in range(count)}
+
+
+def test_locks_leave_no_file_among_the_baselines(tmp_path):
+    store = CounterStore(tmp_path / "counters")
+    store.save(_baseline(steps=10))
+    store.remove(NODE)
+    TimingStore(tmp_path / "timing").merge_save({"benchmarks": [{"fullname": "a", "stats": {}}]},
+                                                keep_old=lambda name: True)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["0001_pcct.json", "counters", "timing"]
+
+
+def test_a_json_error_reads_as_one_sentence(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{\n  "benchmarks": [\n    {"fullname": "a')
+    with pytest.raises(CorruptFileError) as info:
+        baselines.read_json_object(path, "pytest-benchmark run")
+    assert str(info.value) == (f"{path}: pytest-benchmark run is not valid JSON (Unterminated string "
+                               "starting at: line 3 column 18 (char 37); truncated or edited by hand?)")

@@ -32,7 +32,9 @@ def test_tolerance_marker_allows_declared_drift_only(toy, run_gate, monkeypatch)
     monkeypatch.setenv("TOY_STEPS_WORK", "1001")  # +1 on an exact counter
     result = run_gate(*counters_only)
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*steps: baseline 1000, current 1001 (+1, ratio 1.0010, exact)"])
+    result.stdout.fnmatch_lines(["*steps: baseline 1000, current 1001 (+1, ratio 1.0010, exact)",
+                                 "*test_toy.py::test_lenient*1 equal, 1 within tolerance*PASSED",
+                                 "*test_toy.py::test_work*1 of 2 changed*FAILED"])
     monkeypatch.setenv("TOY_STEPS_LENIENT", "1120")
     result = run_gate(*counters_only)
     result.stdout.fnmatch_lines(

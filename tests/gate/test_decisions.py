@@ -1,9 +1,14 @@
 """The gate's rules as plain functions: counters, calibrated time, noise floor, and the fix commands."""
 
+import subprocess
+import sys
+
 import pytest
 
-from covertreex.errors import InputTypeError, InvalidInputError
-from pytest_pcct import gate, gate_commands
+from pytest_pcct.gate import commands as gate_commands
+from pytest_pcct.gate import rules as gate
+from pytest_pcct.gate.errors import GateInputError as InvalidInputError
+from pytest_pcct.gate.errors import GateTypeError as InputTypeError
 
 IDENTITY = {"engine": "gold", "dataset_digest": "d", "config_digest": "c"}
 
@@ -89,3 +94,11 @@ def test_fix_commands_edit_the_users_invocation():
         "python -m pytest -n2 --pcct-gate=counters --pcct-update-baselines")
     assert gate_commands.counters_command(("--numprocesses=2", "--pcct-gate=all", "x y")) == (
         "python -m pytest --numprocesses=2 'x y' --pcct-gate=counters")
+
+
+def test_the_gate_loads_without_covertreex_numpy_or_numba():
+    """Outside projects gate their own benchmarks: importing the gate costs none of our dependencies."""
+    code = ("import sys; import pytest_pcct.gate_plugin, pytest_pcct.gate.session, pytest_pcct.gate.report; "
+            "print(sorted(m for m in ('covertreex', 'numpy', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

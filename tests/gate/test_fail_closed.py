@@ -2,6 +2,8 @@
 fixing it, never a silent pass. Also: damaged baselines are named, stale baselines are reported."""
 
 import json
+import re
+import shlex
 
 import pytest
 
@@ -85,11 +87,11 @@ def test_calibration_not_selected(recorded, run_gate):
 
 
 def test_a_different_timer_is_incomparable(recorded, run_gate, monkeypatch):
-    monkeypatch.setenv("TOY_TIMER", "perf_counter")
+    monkeypatch.setenv("TOY_TIMER", "other_clock")
     result = run_gate("--benchmark-compare")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*: the timing baseline of test_toy.py::test_work was measured with "
-                                 "process_time, this run uses perf_counter; re-record it with:"])
+                                 "clock, this run uses other_clock; re-record it with:"])
 
 
 def test_baselines_change_only_through_the_update_flag(recorded, run_gate):
@@ -139,3 +141,40 @@ def test_deselected_benchmarks_keep_their_baselines(recorded, run_gate):
     names = [b["fullname"] for b in json.loads(_timing_file(recorded).read_text())["benchmarks"]]
     assert "test_toy.py::test_lenient" in names
     run_gate("--benchmark-compare").assert_outcomes(passed=3)
+
+
+PRINTED = re.compile(r"^  python -m pytest (.*)$", re.M)
+
+
+def _break(project, monkeypatch, how):
+    """Put the recorded toy project in one of the states the gate refuses to judge."""
+    if how == "xdist worker":
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    elif how == "missing counters":
+        _counter_file(project, "test_work").unlink()
+    elif how == "truncated timing":
+        path = _timing_file(project)
+        path.write_bytes(path.read_bytes()[:100])
+
+
+@pytest.mark.parametrize(("how", "args"), [
+    ("nothing", ()),
+    ("nothing", ("--benchmark-disable",)),
+    ("nothing", ("--benchmark-skip",)),
+    ("xdist worker", ("--benchmark-compare",)),
+    ("missing counters", ("--benchmark-compare",)),
+    ("truncated timing", ("--benchmark-compare",)),
+])
+def test_every_printed_command_works(recorded, run_gate, monkeypatch, how, args):
+    """Each command the gate prints to fix a run, run as printed (outside xdist), passes."""
+    _break(recorded, monkeypatch, how)
+    result = run_gate(*args)
+    assert result.ret != pytest.ExitCode.OK
+    printed = list(dict.fromkeys(PRINTED.findall(result.stdout.str())))
+    assert printed, result.stdout.str()
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    if "Repair or delete the file, then re-record" in result.stdout.str():
+        _timing_file(recorded).unlink()  # as the message says, before its command
+    for line in printed:
+        fixed = recorded.runpytest(*shlex.split(line))
+        assert fixed.ret == pytest.ExitCode.OK, f"printed command failed: python -m pytest {line}"

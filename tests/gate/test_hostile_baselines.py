@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from covertreex.errors import CorruptFileError
-from pytest_pcct.baselines import CounterBaseline, CounterStore, TimingStore
+from pytest_pcct.gate.baselines import CounterBaseline, CounterStore, TimingStore
+from pytest_pcct.gate.errors import CorruptFileError
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
 

@@ -3,6 +3,8 @@ passes, thresholds, noise floor, summary table and JSON export."""
 
 import json
 
+import pytest
+
 
 def _record(toy, run_gate):
     result = run_gate("--pcct-update-baselines")
@@ -62,10 +64,18 @@ def test_per_test_threshold_marker_and_global_threshold(toy, run_gate, monkeypat
     run_gate("--benchmark-compare", "--pcct-time-threshold=3").assert_outcomes(passed=3)
 
 
-def test_noise_floor_absorbs_small_absolute_slowdowns(toy, run_gate, monkeypatch):
+def test_noise_floor_absorbs_small_absolute_slowdowns_and_says_so(toy, run_gate, monkeypatch):
     _record(toy, run_gate)
     monkeypatch.setenv("TOY_SLOWDOWN_WORK", "2")
-    run_gate("--benchmark-compare", "--pcct-noise-floor=0.05").assert_outcomes(passed=3)
+    result = run_gate("--benchmark-compare", "--pcct-noise-floor=0.05")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*test_toy.py::test_work*2.00x (limit 1.50x, hidden by noise floor)*PASSED",
+        "noise floor hid a slowdown: test_toy.py::test_work is 2.00x slower (limit 1.50x) but loses only "
+        "2 ms, under the 50 ms noise floor; give each benchmarked call at least 100 ms of work (noise floor "
+        "/ (threshold - 1)) so the gate can see it",
+    ])
+    assert "hidden by noise floor" not in run_gate("--benchmark-compare").stdout.str()
 
 
 def test_json_export_holds_every_result(toy, run_gate, monkeypatch):
@@ -78,6 +88,7 @@ def test_json_export_holds_every_result(toy, run_gate, monkeypatch):
     assert set(by_id) == {f"test_toy.py::test_{name}" for name in ("calibration", "work", "lenient")}
     work = by_id["test_toy.py::test_work"]
     assert work["outcome"] == "failed" and "time regression" in work["message"]
-    assert work["time"]["slowdown"] > 1.5 and work["time"]["threshold"] == 1.5
+    assert work["time"]["slowdown"] == pytest.approx(2.0, rel=1e-5)  # the scripted clock: exactly 2x
+    assert work["time"]["threshold"] == 1.5
     assert work["counters"]["ok"] and work["counters"]["counters"]["steps"]["baseline"] == 1000
     assert by_id["test_toy.py::test_lenient"]["time"]["threshold"] == 5.0

@@ -6,11 +6,13 @@ import covertreex
 import covertreex.errors
 from pytest_pcct.covertreex_engines import CovertreexEngine
 from pytest_pcct.datasets import make_problem
+from pytest_pcct.truth import true_distances
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _engines_loaded_outside_pytester():
-    """Run every engine once in this process before any in-process pytester run.
+    """Run every engine (and the plugin's true-distance kernel) once in this process before any in-process
+    pytester run.
 
     pytester drops the modules a run imported. Numba imports modules of its own the first time it loads a
     compiled kernel, so if that happened inside a run, the next run would import them again and Numba
@@ -18,6 +20,8 @@ def _engines_loaded_outside_pytester():
     """
     problems = [make_problem(n=20, d=2, n_queries=2),
                 make_problem(n=20, d=2, n_queries=2, metric="residual", m=4)]
+    for problem in problems:
+        true_distances(problem, [[0, 1], [1, -1]])
     for name in covertreex.engine_names():
         try:
             covertreex.get_engine(name)
@@ -38,35 +42,82 @@ def _wrapping(registry, base, change):
 
         def knn(problem, k):
             answer = engine.knn(problem, k)
-            return change(answer.indices.copy(), answer.distances.copy())
+            return change(answer.indices.copy(), answer.distances.copy(), problem)
 
         return knn
 
     return factory
 
 
-def one_ulp(idx, dist):
+def one_ulp(idx, dist, problem):
     """Row 0, position 1 (0 when k = 1): the distance one ulp larger."""
     position = min(1, dist.shape[1] - 1)
     dist[0, position] = np.nextafter(dist[0, position], np.inf)
     return idx, dist
 
 
-def swap_neighbour(idx, dist):
+def swap_neighbour(idx, dist, problem):
     """Row 0, position 0: an index that is not among the true neighbours, same distance."""
     taken = set(idx[0].tolist())
-    idx[0, 0] = next(j for j in range(idx.max() + 2) if j not in taken)
+    idx[0, 0] = next((j for j in range(problem.n_points) if j not in taken), idx[0, 0])
     return idx, dist
 
 
-def reverse_ties(idx, dist):
-    """Within every run of exactly equal distances, the indices in reverse order (still correct)."""
-    for r in range(len(idx)):
-        start = 0
-        for end in range(1, idx.shape[1] + 1):
-            if end == idx.shape[1] or dist[r, end] != dist[r, start]:
-                idx[r, start:end] = idx[r, start:end][::-1].copy()
-                start = end
+def boundary_tie(registry):
+    """Where the k-th distance ties with the (k+1)-th, the (k+1)-th point listed instead: still correct."""
+    def factory():
+        engine = registry.create("gold")
+
+        def knn(problem, k):
+            if k >= problem.n_points:
+                return engine.knn(problem, k)
+            wider = engine.knn(problem, k + 1)
+            idx, dist = wider.indices[:, :k].copy(), wider.distances[:, :k]
+            tied = wider.distances[:, k] == dist[:, k - 1]
+            idx[tied, k - 1] = wider.indices[tied, k]
+            return idx, dist
+
+        return knn
+
+    return factory
+
+
+def last_plus_one(idx, dist, problem):
+    """The last index of every row replaced by (index + 1) % n, distances untouched."""
+    idx[:, -1] = (idx[:, -1] + 1) % problem.n_points
+    return idx, dist
+
+
+def random_indices(idx, dist, problem):
+    """Random indices, the true distances kept."""
+    return np.random.default_rng(7).integers(0, problem.n_points, idx.shape), dist
+
+
+def farthest_last(idx, dist, problem):
+    """Every row's last index replaced by the farthest point, labelled with the true k-th distance."""
+    gaps = problem.query_points[:, None, :] - problem.points[None, :, :]
+    idx[:, -1] = np.argmax((gaps * gaps).sum(axis=2), axis=1)
+    return idx, dist
+
+
+def off_by_one(idx, dist, problem):
+    """1-based indices (wrapping n to 0)."""
+    return (idx + 1) % problem.n_points, dist
+
+
+def unsorted(idx, dist, problem):
+    """The true neighbours, farthest first."""
+    return idx[:, ::-1].copy(), dist[:, ::-1].copy()
+
+
+def single_precision(idx, dist, problem):
+    """The true neighbours with float32 distances."""
+    return idx, dist.astype(np.float32)
+
+
+def out_of_range(idx, dist, problem):
+    """Row 0's last index past the end of the points."""
+    idx[0, -1] = problem.n_points + 5
     return idx, dist
 
 
@@ -74,18 +125,23 @@ def unavailable():
     raise EngineUnavailable("it needs a GPU")
 
 
+WRONG = {"ulp": one_ulp, "swap": swap_neighbour, "lastplus": last_plus_one, "random": random_indices,
+         "farthest": farthest_last, "offbyone": off_by_one, "unsorted": unsorted,
+         "float32": single_precision, "outside": out_of_range}
+
+
 def pytest_pcct_register_engines(registry):
-    registry.register("ulp", _wrapping(registry, "gold", one_ulp))
-    registry.register("swap", _wrapping(registry, "gold", swap_neighbour))
-    registry.register("tieflip", _wrapping(registry, "gold", reverse_ties))
+    for name, change in WRONG.items():
+        registry.register(name, _wrapping(registry, "gold", change))
+    registry.register("tieflip", boundary_tie(registry))
     registry.register("gpu", unavailable)
 '''
 
 
 @pytest.fixture
 def wrong_engines(pytester):
-    """A conftest registering deliberately wrong engines (ulp, swap), a tie-reordering one and an
-    unavailable one (gpu)."""
+    """A conftest registering deliberately wrong engines (see WRONG), a correct one that breaks boundary
+    ties differently (tieflip) and an unavailable one (gpu)."""
     pytester.makeconftest(WRONG_ENGINES)
     return pytester
 

@@ -11,9 +11,14 @@ from pytest_pcct.assertions import (
     assert_telemetry_valid,
     compare_knn,
 )
+from pytest_pcct.datasets import problem_from_arrays
 
 IDX = np.array([[3, 7, 1, 9], [0, 2, 4, 6]])
 DIST = np.array([[0.1, 0.25, 0.5, 0.75], [0.0, 1.0, 1.0, 2.0]])
+PROBLEM = problem_from_arrays(  # 1-D points whose true 4 nearest neighbours of queries 0 and 100 are IDX/DIST
+    np.array([[100.0], [0.5], [101.0], [0.1], [99.0], [50.0], [102.0], [0.25], [50.0], [0.75]]),
+    queries=np.array([[0.0], [100.0]]),
+)
 
 
 def answer(idx=IDX, dist=DIST):
@@ -52,12 +57,48 @@ def test_one_ulp_fails_exact_mode_with_row_position_indices_distances_and_diff()
 def test_one_ulp_passes_tolerance_mode_but_not_zero_tolerance():
     idx, dist = answer()
     dist[0, 1] = np.nextafter(0.25, 1.0)
-    assert assert_knn_equal(answer(), (idx, dist), mode="tolerance").status == "tie-equal"
-    message = failure(assert_knn_equal, answer(), (idx, dist), mode="tolerance", rtol=0, atol=0)
+    tie_equal = assert_knn_equal(answer(), (idx, dist), mode="tolerance", problem=PROBLEM)
+    assert tie_equal.status == "tie-equal"
+    message = failure(assert_knn_equal, answer(), (idx, dist), mode="tolerance", rtol=0, atol=0,
+                      problem=PROBLEM)
     assert message.splitlines()[0] == (
-        "k-NN answers differ at query row 0, position 1: distance out of tolerance, |got - ref| = 5.55e-17 > "
-        "atol + rtol*|ref| = 0 (tolerance mode: rtol=0, atol=0, indices may differ only within ties)"
+        "got: query row 0, position 1, index 7: reported distance 0.25000000000000006, true distance 0.25: "
+        "the reported distance is not the true distance of the listed index (|reported - true| = 5.55e-17 > "
+        "atol + rtol*true = 0)"
     )
+
+
+def test_tolerance_mode_passes_differing_answers_only_with_their_true_distances_checked():
+    idx, dist = answer()
+    dist[0, 1] = np.nextafter(0.25, 1.0)
+    with pytest.raises(InvalidInputError, match="tolerance mode cannot pass answers that differ without "
+                       "checking their listed distances: pass problem="):
+        assert_knn_equal(answer(), (idx, dist), mode="tolerance")
+    assert_knn_equal(answer(), answer(), mode="tolerance")  # identical to the reference: nothing to check
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda i, d: i.__setitem__((0, 3), 5), "query row 0, position 3, index 5: reported distance 0.75, true "
+     "distance 50.0: the reported distance is not the true distance of the listed index"),
+    (lambda i, d: d.__setitem__((1, 3), np.inf), "query row 1, position 3, index 6: reported distance inf, "
+     "true distance 2.0: the reported distance is not the true distance"),
+    (lambda i, d: i.__setitem__((1, 1), 10), "query row 1, position 1: index 10 is not a point of the "
+     "problem (n=10: indices 0..9, or -1 for padding); reported distance 1.0"),
+    (lambda i, d: (i.__setitem__((0, 3), -1), d.__setitem__((0, 3), np.inf)), "query row 0 lists 3 indices "
+     "but must list min(k, eligible points) = 4: position 3 is padded (-1) although more points are "
+     "eligible"),
+    (lambda i, d: (i.__setitem__((1, 1), 4), i.__setitem__((1, 2), 2)), "query row 1 is not sorted by "
+     "(distance, index) at position 1: index 4 at distance 1.0 comes before index 2 at distance 1.0"),
+    (lambda i, d: d.__setitem__((0, 0), np.nan), "query row 0, position 0, index 3: reported distance nan, "
+     "true distance 0.1: the distance is NaN"),
+])
+def test_every_listed_index_is_checked_against_the_problem(change, expected):
+    idx, dist = answer()
+    change(idx, dist)
+    for mode in ("exact", "tolerance"):
+        message = failure(assert_knn_equal, answer(), (idx, dist), mode=mode, problem=PROBLEM)
+        assert message.startswith(f"got: {expected}")
+    assert failure(assert_k_safe, (idx, dist), answer(), problem=PROBLEM).startswith(f"result: {expected}")
 
 
 def test_a_wrong_neighbour_strictly_inside_fails_tolerance_mode():
@@ -133,11 +174,16 @@ def test_bad_arguments_raise_errors_naming_them():
         assert_knn_equal((DIST, DIST), answer())
 
 
+# Query 0 on a line: point 5 at distance 1, points 6, 7 and 9 tie at 2, point 8 at 2.5, the rest at 10.
+TIES = problem_from_arrays(np.array([[10.0]] * 5 + [[1.0], [2.0], [-2.0], [2.5], [-2.0]]),
+                           queries=np.array([[0.0]]))
+
+
 def test_k_safe_accepts_tie_breaking_and_names_a_dropped_neighbour():
     oracle = answer([[5, 6, 7]], [[1.0, 2.0, 2.0]])
-    assert_k_safe(answer([[5, 9, 6]], [[1.0, 2.0, 2.0]]), oracle)  # other member of a tie: still k-safe
+    assert_k_safe(answer([[5, 6, 9]], [[1.0, 2.0, 2.0]]), oracle, problem=TIES)  # another tie: k-safe
     dropped = answer([[5, 6, 8]], [[1.0, 2.0, 2.5]])
-    lines = failure(assert_k_safe, dropped, oracle).splitlines()
+    lines = failure(assert_k_safe, dropped, oracle, problem=TIES).splitlines()
     assert lines == [
         "query row 0 dropped a true neighbour: at rank 2 the oracle has index 7 at distance 2.0, "
         "but result's rank-2 distance is 2.5 (index 8)",
@@ -146,13 +192,18 @@ def test_k_safe_accepts_tie_breaking_and_names_a_dropped_neighbour():
     ]
 
 
-def test_k_safe_names_a_distance_below_the_oracle():
+def test_k_safe_names_a_wrong_distance_and_needs_the_problem():
     oracle = answer([[5, 6]], [[1.0, 2.0]])
-    message = failure(assert_k_safe, answer([[5, 6]], [[1.0, 1.5]]), oracle, labels=("rust", "brute"))
+    message = failure(assert_k_safe, answer([[5, 6]], [[1.0, 1.5]]), oracle, labels=("rust", "brute"),
+                      problem=TIES)
     assert message.splitlines()[0] == (
-        "query row 0: rust reports distance 1.5 (index 6) at rank 1, below the brute's 2.0 (index 6): "
-        "a wrong distance"
+        "rust: query row 0, position 1, index 6: reported distance 1.5, true distance 2.0: the reported "
+        "distance is not the true distance of the listed index (|reported - true| = 0.5 > "
+        "atol + rtol*true = 0)"
     )
+    with pytest.raises(InvalidInputError, match="assert_k_safe checks every listed distance against the "
+                       "problem: pass problem="):
+        assert_k_safe(oracle, oracle)
 
 
 RECORD = {

@@ -71,11 +71,11 @@ def test_engine_output_is_checked(pytester):
 
         def pytest_pcct_register_engines(registry):
             registry.register("short", lambda: lambda problem, k: (np.zeros((1, k), int), np.zeros((1, k))))
-            registry.register(
-                "chatty",
-                lambda: lambda problem, k: (np.zeros((problem.n_queries, k), int),
-                                            np.zeros((problem.n_queries, k)), {"engine": "chatty"}),
-            )
+            def chatty():
+                brute = registry.create("brute")
+                return lambda problem, k: (*brute.knn(problem, k), {"engine": "chatty"})
+
+            registry.register("chatty", chatty)
     """)
     pytester.makepyfile("""
         def test_run(pcct_engine, pcct_dataset):

@@ -5,7 +5,9 @@ import pytest
 import covertreex
 
 OURS = ", ".join(covertreex.engine_names())
-WITH_TEST_ENGINES = ", ".join(sorted([*covertreex.engine_names(), "gpu", "swap", "tieflip", "ulp"]))
+TEST_ENGINES = ["farthest", "float32", "gpu", "lastplus", "offbyone", "outside", "random", "swap", "tieflip",
+                "ulp", "unsorted"]  # registered by the wrong_engines fixture
+WITH_TEST_ENGINES = ", ".join(sorted([*covertreex.engine_names(), *TEST_ENGINES]))
 
 ENGINE_TESTS = """
 def test_engine(pcct_engine):

@@ -12,6 +12,7 @@ INF = np.inf
 
 # Points 0, 1, 1 on a line, k = 2: row 0 has no predecessor, row 1 one, row 2 two (point 1 at distance 0).
 TRUE = (np.array([[-1, -1], [0, -1], [1, 0]]), np.array([[INF, INF], [1.0, INF], [0.0, 1.0]]))
+LINE = problem_from_arrays(np.array([[0.0], [1.0], [1.0]]), predecessor=True)
 
 
 def test_a_predecessor_problem_queries_every_point_in_order_and_is_keyed_apart():
@@ -45,6 +46,7 @@ def test_an_ineligible_index_is_caught_even_where_the_comparison_calls_it_tie_eq
     self_match = (first[0].copy(), first[1])
     self_match[0][2, 0] = 2  # point 2 itself, at the same distance 0 as its duplicate predecessor 1
     assert compare_knn(first, self_match).status == "tie-equal"  # k = 1: a boundary tie group
+    assert compare_knn(first, self_match, problem=LINE).status == "different"  # unless checked for truth
     with pytest.raises(AssertionError, match=r"row 2, position 0 \(index 2, distance 0.0\): index 2 is not "
                        r"eligible: row 2 may only list indices 0 <= j < 2"):
         assert_predecessors(self_match)
@@ -72,12 +74,12 @@ def test_a_filled_padding_position_differs_in_exact_and_tolerance_mode():
         with pytest.raises(AssertionError, match=r"query row 1, position 1: ref pads this position \(-1: "
                            "fewer than k eligible points\\) but got lists an index"):
             assert_knn_equal(TRUE, filled, mode=mode)
-    extra = r"query row 1: result pads 0 positions with -1, the oracle pads 1: it lists ineligible indices"
-    with pytest.raises(AssertionError, match=extra + r"; result indices absent from oracle's row: \[2\]"):
-        assert_k_safe(filled, TRUE)
-    dropped = r"result pads 1 positions with -1, the oracle pads 0: it dropped true neighbours"
-    with pytest.raises(AssertionError, match=dropped + r"; oracle indices absent from result's row: \[2\]"):
-        assert_k_safe(TRUE, filled)
+    ineligible = (r"query row 1, position 1, index 2: reported distance 1.0, true distance 0.0: the index is "
+                  r"not eligible \(predecessor row i may list only indices j < i\)")
+    with pytest.raises(AssertionError, match="result: " + ineligible):
+        assert_k_safe(filled, TRUE, problem=LINE)
+    with pytest.raises(AssertionError, match="oracle: " + ineligible):
+        assert_k_safe(TRUE, filled, problem=LINE)
 
 
 def test_padding_with_a_finite_distance_is_not_tie_equal():
@@ -85,11 +87,12 @@ def test_padding_with_a_finite_distance_is_not_tie_equal():
     fake[0][2, 1] = -1  # drops predecessor 0 but keeps its distance
     assert compare_knn(TRUE, fake).status == "different"
     assert compare_knn(TRUE, TRUE).status == "exact"
-    assert_k_safe(TRUE, TRUE)
+    assert_k_safe(TRUE, TRUE, problem=LINE)
 
 
 ENGINES = '''
 from pytest_pcct.datasets import problem_from_arrays
+from pytest_pcct.engines import Capabilities
 
 
 def _gold(registry):
@@ -122,7 +125,8 @@ def plain_factory(registry):
 
 
 def pytest_pcct_register_engines(registry):
-    registry.register("leaky", leaky_factory(registry), predecessor=True)
+    registry.register("leaky", leaky_factory(registry),
+                      capabilities=Capabilities(problems=["points", "indices", "predecessor"]))
     registry.register("plain", plain_factory(registry))
 '''
 
@@ -154,18 +158,19 @@ def test_an_engine_returning_ineligible_indices_is_caught(pytester):
     result.assert_outcomes(passed=1, failed=3)  # gold: k-safe; leaky: both pair modes and k-safety fail
     result.stdout.fnmatch_lines([
         "*_ test_pair[[]gold-leaky-exact[]] _*",
-        f"E *AssertionError: engine 'leaky' on {DATASET}, k=3: predecessor query row 0, position 0 "
-        "(index 0, distance 0.0): expected padding (-1, inf): point 0 has only 0 predecessors*",
-        "E *rows with an ill-formed predecessor answer: 60 of 60",
+        f"E *AssertionError: engine 'leaky' on {DATASET}, k=3: query row 0, position 0, index 0: reported "
+        "distance 0.0, true distance 0.0: the index is not eligible (predecessor row i may list only "
+        "indices j < i)",
+        "E *rows affected: 60 of 60",
     ])
 
 
-def test_an_engine_not_registered_for_predecessor_problems_gets_a_clear_error(pytester):
+def test_an_engine_not_registered_for_predecessor_problems_is_skipped_with_the_reason(pytester):
     pytester.makeconftest(ENGINES)
     pytester.makepyfile(TESTS)
-    result = pytester.runpytest("--pcct-engines=gold,plain", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, failed=3)  # gold's k-safety passes; every use of plain fails
+    result = pytester.runpytest("--pcct-engines=gold,plain", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=1, skipped=3)  # gold's k-safety passes; every use of plain is skipped
     result.stdout.fnmatch_lines([
-        "E *UnsupportedProblemError: engine 'plain' was not registered for predecessor problems "
-        f"({DATASET}); register it with predecessor=True once it answers them*",
+        "SKIPPED [[]*] *engine 'plain' was not registered for predecessor problems (it supports points, "
+        f"indices): {DATASET}",
     ])

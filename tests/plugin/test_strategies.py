@@ -25,7 +25,8 @@ def test_all_is_explicit_and_complete():
     [
         (lambda: knn_cases(k=0), InvalidInputError, "k must be in [1, 10000], got 0"),
         (lambda: knn_cases(metric="manhattan"), UnknownNameError, "unknown metric 'manhattan'"),
-        (lambda: knn_cases(family="spiral"), UnknownNameError, "unknown point family 'spiral'"),
+        (lambda: knn_cases(family="spiral"), UnknownNameError, "unknown point family 'spiral'; known point "
+         "families: clustered, duplicates, lattice, near_ties, uniform"),
         (lambda: knn_cases(points=np.zeros((3, 2))), InputTypeError, "points must be a strategy"),
         (lambda: knn_cases(lengthscale=-1.0), InvalidInputError, "lengthscale must be finite and in"),
         (lambda: lattices(side="3"), InputTypeError, "side must be an integer, got str '3'"),

@@ -39,8 +39,9 @@ def test_a_one_ulp_distance_is_caught_in_exact_mode_and_at_zero_tolerance(wrong_
         "E *1 of 30 entries differ, in 1 of 6 rows; max |distance difference| *",
         "E *note: the answers are tie-equal *",
         "*_ test_zero_tolerance[[]gold-ulp[]] _*",
-        "E *k-NN answers differ at query row 0, position 1: distance out of tolerance, |ulp - gold| = * > "
-        "atol + rtol*|gold| = 0 (tolerance mode: rtol=0, atol=0, *",
+        f"E *AssertionError: engine 'ulp' on {DATASET}, k=5: query row 0, position 1, index *: reported "
+        "distance *, true distance *: the reported distance is not the true distance of the listed index "
+        "(|reported - true| = 2.22e-16 > atol + rtol*true = 0)",
     ])
     result.stdout.fnmatch_lines([  # three checks of one (pair, dataset, k): one cell, the worst verdict
         "*= pcct parity matrix =*",
@@ -53,15 +54,15 @@ def test_a_wrong_neighbour_is_caught_in_exact_and_tolerance_mode(wrong_engines):
     wrong_engines.makepyfile(PAIR_TESTS)
     result = wrong_engines.runpytest("--pcct-engines=gold,swap")
     result.assert_outcomes(failed=3)
+    untrue = (f"E *AssertionError: engine 'swap' on {DATASET}, k=5: query row 0, position 0, index 0: "
+              "reported distance *, true distance *: the reported distance is not the true distance of the "
+              "listed index*")
+    result.stdout.fnmatch_lines(["*_ test_exact[[]gold-swap[]] _*", untrue,
+                                 "*_ test_tolerance[[]gold-swap[]] _*", untrue])
     result.stdout.fnmatch_lines([
-        "*_ test_exact[[]gold-swap[]] _*",
-        "E *k-NN answers differ at query row 0, position 0: index differs (exact mode: *",
-        "*_ test_tolerance[[]gold-swap[]] _*",
-        "E *k-NN answers differ at query row 0, position 0: index differs strictly inside the k-th boundary "
-        "(tolerance mode: rtol=1e-09, atol=1e-12, indices may differ only within ties)",
-        "E *gold: index *, distance *",
-        "E *swap: index 0, distance *",
-        "E *near-equal distances at position 0: gold has indices [[]*[]], swap has [[]0[]]",
+        "*= pcct parity matrix =*",
+        "1 cells (engine pair x dataset x k): 0 exact, 0 tie-equal, 1 failed",
+        f"gold-swap  {DATASET}  5  F       -        not compared",
     ])
 
 
@@ -125,7 +126,7 @@ def test_counters_are_compared_and_records_validated(pytester):
         "covertreex:schemas/query_telemetry.v2.json:",
         "E *counters/prunes: -1 is less than the minimum of 0",
         "*= pcct parity matrix =*",
-        "gold-miscount  euclidean gaussian d=2 n=50 q=3 queries=points seed=0  2  E       0        differ",
+        "gold-miscount   euclidean gaussian d=2 n=50 q=3 queries=points seed=0  2  E       0        differ",
     ])
 
 
@@ -135,7 +136,8 @@ def test_a_property_prints_a_counterexample_that_reproduces_as_written(wrong_eng
         from hypothesis import strategies as st
         from pytest_pcct.strategies import knn_cases
 
-        @settings(settings.get_profile("ci"), deadline=None, phases=[Phase.generate, Phase.shrink])
+        @settings(settings.get_profile("ci"), deadline=None, phases=[Phase.generate, Phase.shrink],
+                  report_multiple_bugs=False)
         @given(case=knn_cases(metric="euclidean", n=st.integers(2, 12), d=st.integers(1, 2)))
         def test_prop(pcct_engine_pair, case):
             pcct_engine_pair.check(case.problem, case.k)
@@ -153,3 +155,69 @@ def test_a_property_prints_a_counterexample_that_reproduces_as_written(wrong_eng
     """)
     wrong_engines.runpytest("--pcct-engines=gold,swap", "test_again.py").assert_outcomes(failed=1)
     wrong_engines.runpytest("--pcct-engines=gold,brute", "test_again.py").assert_outcomes(passed=1)
+
+
+EVERY_MODE = """
+import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+from pytest_pcct.assertions import assert_k_safe
+from pytest_pcct.strategies import knn_cases
+
+GAUSSIAN = pytest.mark.pcct_dataset("gaussian", n=120, d=3, n_queries=6)
+
+
+@GAUSSIAN
+@pytest.mark.parametrize("k", [1, 5])
+@pytest.mark.parametrize("mode", ["exact", "tolerance"])
+def test_pair(pcct_engine_pair, pcct_dataset, mode, k):
+    pcct_engine_pair.check(pcct_dataset(), k, mode=mode)
+
+
+@GAUSSIAN
+@pytest.mark.parametrize("k", [1, 5])
+def test_k_safe(pcct_engine, pcct_oracle, pcct_dataset, k):
+    problem = pcct_dataset()
+    assert_k_safe(pcct_engine.knn(problem, k), pcct_oracle.knn(problem, k), rtol=1e-9)
+
+
+@settings(max_examples=25, deadline=None, database=None, phases=[Phase.generate])
+@given(case=knn_cases(metric="euclidean", family="uniform", n=st.integers(20, 40), k=st.integers(2, 6)))
+def test_property(pcct_engine, pcct_oracle, case):
+    assert_k_safe(pcct_engine.knn(case.problem, case.k), pcct_oracle.knn(case.problem, case.k))
+"""
+
+WRONG = ("lastplus", "random", "farthest", "offbyone", "unsorted", "float32", "outside")
+NAMES_THE_ENTRY = re.compile(
+    r"query row \d+, position \d+, index -?\d+: reported distance [^,]+, true distance")
+WHAT_IS_WRONG = {
+    "unsorted": re.compile(r"query row \d+ is not sorted by \(distance, index\) at position \d+: index \d+ "
+                           r"at distance \S+ comes before index \d+ at distance \S+ "
+                           r"\(true distances \S+ and \S+\)"),
+    "float32": re.compile(r"distances have dtype float32, not float64 \(the distances of record\), e\.g\. "
+                          + NAMES_THE_ENTRY.pattern),
+    "outside": re.compile(r"query row \d+, position \d+: index \d+ is not a point of the problem "
+                          r"\(n=\d+: indices 0\.\.\d+, or -1 for padding\); reported distance"),
+}
+
+
+def test_every_wrong_engine_fails_in_every_mode_naming_the_entry_and_its_true_distance(wrong_engines):
+    """The wrong engines of issue 10 fail exact mode, tolerance mode, k-safety and a Hypothesis property,
+    each with a message naming query row, position, index and reported vs true distance."""
+    wrong_engines.makepyfile(test_every_mode=EVERY_MODE)
+    result = wrong_engines.runpytest(f"--pcct-engines=gold,{','.join(WRONG)}", "-p", "no:cacheprovider")
+    reports = [r for r in result.reprec.getreports("pytest_runtest_logreport") if r.when == "call"]
+    for name in WRONG:
+        mine = [r for r in reports if f"[{name}" in r.nodeid or f"-{name}-" in r.nodeid
+                or r.nodeid.endswith(f"-{name}]")]
+        applicable = [r for r in mine if not (name == "unsorted" and "-1]" in r.nodeid)]  # k=1 is sorted
+        assert len(applicable) == (4 if name == "unsorted" else 7), (name, [r.nodeid for r in mine])
+        for report in applicable:
+            assert report.failed, f"{report.nodeid} passed"
+            text = str(report.longrepr)
+            assert f"engine {name!r} on " in text, text
+            named = (WHAT_IS_WRONG.get(name, NAMES_THE_ENTRY), WHAT_IS_WRONG["unsorted"])  # (ties)
+            assert any(pattern.search(text) for pattern in named), text
+    reference = [r for r in reports if "[gold" in r.nodeid and "gold-" not in r.nodeid]
+    assert reference and all(r.passed for r in reference)

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from covertreex.errors import CorruptFileError, CovertreexError, InvalidInputError
-from pytest_pcct import gate, gate_commands
-from pytest_pcct.baselines import (
+from pytest_pcct.gate import commands as gate_commands
+from pytest_pcct.gate import rules as gate
+from pytest_pcct.gate.baselines import (
     CALIBRATION_KEY,
     CounterBaseline,
     CounterStore,
@@ -22,6 +22,7 @@ from pytest_pcct.baselines import (
     machine_facts,
     now,
 )
+from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError
 
 MODES = ("all", "counters", "off")
 
@@ -43,9 +44,9 @@ class GateSettings:
             value = config.getoption(option)
             return config.getini(option) if value is None else value
 
-        mode = pick("pcct_gate")
+        mode = pick("pcct_gate") or "all"  # unset: opted in by requesting pcct_gate
         if mode not in MODES:
-            raise InvalidInputError(f"--pcct-gate must be one of {', '.join(MODES)}, got {mode!r}")
+            raise GateInputError(f"--pcct-gate must be one of {', '.join(MODES)}, got {mode!r}")
         report = config.getoption("pcct_gate_report")
         return cls(
             mode=mode,
@@ -87,7 +88,7 @@ def _marker_kwargs(item, name: str, allowed: set) -> dict:
         return {}
     unknown = sorted(set(mark.kwargs) - allowed)
     if mark.args or unknown:
-        raise InvalidInputError(
+        raise GateInputError(
             f"@pytest.mark.{name} takes only keyword arguments {sorted(allowed)}; got "
             f"{list(mark.args) + unknown}"
         )
@@ -110,14 +111,14 @@ class GateRecorder:
                schema_version: int) -> None:
         """Record this benchmark's work counters and the identity they are valid for (call once)."""
         if self.recorded is not None:
-            raise InvalidInputError("pcct_gate.record: counters were already recorded for this test")
+            raise GateInputError("pcct_gate.record: counters were already recorded for this test")
         clean = {}
         for name, value in dict(counters).items():
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidInputError(f"pcct_gate.record: counter {name!r} must be an int, got {value!r}")
+                raise GateInputError(f"pcct_gate.record: counter {name!r} must be an int, got {value!r}")
             clean[str(name)] = int(value)
         if not clean:
-            raise InvalidInputError("pcct_gate.record: counters is empty")
+            raise GateInputError("pcct_gate.record: counters is empty")
         identity = {"engine": engine, "dataset_digest": dataset_digest, "config_digest": config_digest,
                     "schema": schema, "schema_version": schema_version}
         self.recorded = Recorded(clean, identity)
@@ -125,7 +126,7 @@ class GateRecorder:
     def record_telemetry(self, record: dict) -> None:
         """Record the ``counters`` of a covertreex query telemetry record, with its identity fields."""
         if not isinstance(record, dict) or "counters" not in record:
-            raise InvalidInputError("pcct_gate.record_telemetry needs a telemetry record (telemetry=True)")
+            raise GateInputError("pcct_gate.record_telemetry needs a telemetry record (telemetry=True)")
         self.record(record["counters"], engine=record["engine"], dataset_digest=record["dataset_digest"],
                     config_digest=record["config_digest"], schema=record["schema"],
                     schema_version=record["schema_version"])
@@ -156,7 +157,7 @@ class GateSession:
     def timing_store(self) -> TimingStore:
         storage = getattr(self.bench.storage, "path", None)
         if storage is None:
-            raise InvalidInputError("the time gate needs pytest-benchmark file storage (--benchmark-storage)")
+            raise GateInputError("the time gate needs pytest-benchmark file storage (--benchmark-storage)")
         return TimingStore(Path(storage) / self.bench.machine_id)
 
     def timing_baseline(self) -> tuple[dict, list]:
@@ -164,7 +165,7 @@ class GateSession:
         if self._timing is None:
             try:
                 self._timing = (*self.timing_store().load(self.bench.compare), None)
-            except CovertreexError as exc:
+            except GateError as exc:
                 self._timing = ({}, [], str(exc))
         entries, files, error = self._timing
         if error:
@@ -179,7 +180,7 @@ class GateSession:
             return "pytest-benchmark is not active (was it disabled with -p no:benchmark?)"
         if bench.skip:
             return ("--benchmark-skip skips the benchmarks the gate must judge; drop it:\n  "
-                    + gate_commands.command(args, drop=gate_commands.TIMING_OFF))
+                    + gate_commands.timed_command(args, s.timing))
         if not s.timing:
             return None
         if os.environ.get("PYTEST_XDIST_WORKER") or self.xdist:
@@ -189,7 +190,7 @@ class GateSession:
                     + "\nor gate work counters only:\n  " + gate_commands.counters_command(args))
         if bench.disabled:
             return ("benchmarks are disabled (--benchmark-disable), so there is no timing to judge. Run:\n  "
-                    + gate_commands.command(args, drop=gate_commands.TIMING_OFF)
+                    + gate_commands.timed_command(args, time_gate=True)
                     + "\nor gate work counters only:\n  " + gate_commands.counters_command(args))
         if self.calibration_id is None:
             return ("no calibration benchmark (a test marked pcct_calibration) is selected; the time gate "
@@ -210,7 +211,7 @@ class GateSession:
             Limits.of(item, self.settings)
             if not self.settings.update:
                 return self._baseline_blocker(nodeid)
-        except CovertreexError as exc:
+        except GateError as exc:
             return str(exc)
         return None
 
@@ -272,7 +273,7 @@ class GateSession:
             return None
         try:
             return self._check(nodeid, Limits.of(item, self.settings), recorded, timing)
-        except CovertreexError as exc:
+        except GateError as exc:
             return str(exc)
 
     def _check(self, nodeid: str, limits: Limits, recorded: Recorded, timing: dict | None) -> str | None:
@@ -291,6 +292,8 @@ class GateSession:
             problems.append(f"work-counter regression in {nodeid} (baseline {where}):\n"
                             + "\n".join(f"  {row.describe()}" for row in counters.rows if not row.ok))
         time = self._time(nodeid, limits, timing) if timing is not None else None
+        if time is not None and time.hidden_by_noise_floor:
+            self.notes.append(time.floor_note(nodeid))
         if time is not None and not time.ok:
             source = self.timing_baseline()[0][nodeid]["_file"]
             problems.append(f"time regression in {nodeid} (baseline {source}):\n  {time.describe()}")

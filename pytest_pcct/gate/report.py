@@ -1,6 +1,6 @@
 """The gate's outputs: a terminal summary table and a JSON export of every result.
 
-Results are plain dicts (see :meth:`pytest_pcct.gate_session.GateSession._add`) so xdist workers can ship
+Results are plain dicts (see :meth:`pytest_pcct.gate.session.GateSession._add`) so xdist workers can ship
 them to the controller in ``workeroutput`` unchanged; both outputs are built only where all results meet.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_pcct.baselines import atomic_write_json, machine_facts, now
-from pytest_pcct.gate import TIME_STAT
+from pytest_pcct.gate.baselines import atomic_write_json, machine_facts, now
+from pytest_pcct.gate.rules import TIME_STAT, summarize_counters
 
 REPORT_FORMAT = "pytest_pcct.gate_report"
 REPORT_VERSION = 1
@@ -19,19 +19,14 @@ def _counters_cell(result: dict) -> str:
     counters = result.get("counters") or {}
     if "recorded" in counters:
         return f"recorded {len(counters['recorded'])}"
-    if not counters:
-        return "-"
-    if counters["mismatch"]:
-        return "incomparable"
-    rows = counters["counters"]
-    changed = sum(not row["ok"] for row in rows.values())
-    return f"{changed}/{len(rows)} changed" if changed else f"{len(rows)} equal"
+    return summarize_counters(counters) if counters else "-"
 
 
 def _time_cell(result: dict) -> str:
     time = result.get("time") or {}
     if "slowdown" in time:
-        return f"{time['slowdown']:.2f}x (limit {time['threshold']:.2f}x)"
+        hidden = ", hidden by noise floor" if time.get("hidden_by_noise_floor") else ""
+        return f"{time['slowdown']:.2f}x (limit {time['threshold']:.2f}x{hidden})"
     if "calibration_seconds" in time:
         return f"calibration {time['calibration_seconds'] * 1e3:.3f} ms"
     return "-"

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from covertreex.errors import InputTypeError, InvalidInputError
+from pytest_pcct.gate.errors import GateInputError, GateTypeError
 
 TIME_STAT = "min"
 """The pytest-benchmark statistic compared: on a shared machine interference only ever adds time, so the
@@ -28,11 +28,11 @@ def _nonnegative(value, name: str) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+            raise GateInputError(f"{name} must be a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputTypeError(f"{name} must be a number, got {value!r}")
+        raise GateTypeError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
-        raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
+        raise GateInputError(f"{name} must be finite and >= 0, got {value!r}")
     return float(value)
 
 
@@ -47,7 +47,7 @@ def parse_threshold(threshold, name: str = "threshold") -> float:
     """A slowdown factor (>= 1)."""
     value = _nonnegative(threshold, name)
     if value < 1.0:
-        raise InvalidInputError(f"{name} is a slowdown factor and must be >= 1, got {threshold!r}")
+        raise GateInputError(f"{name} is a slowdown factor and must be >= 1, got {threshold!r}")
     return value
 
 
@@ -100,10 +100,7 @@ class CounterVerdict:
         return not self.mismatch and all(row.ok for row in self.rows)
 
     def summary(self) -> str:
-        if self.mismatch:
-            return "incomparable"
-        changed = sum(not row.ok for row in self.rows)
-        return f"{changed} of {len(self.rows)} changed" if changed else f"{len(self.rows)} equal"
+        return summarize_counters(self.to_json())
 
     def to_json(self) -> dict:
         return {
@@ -111,6 +108,20 @@ class CounterVerdict:
             "counters": {r.name: {"baseline": r.baseline, "current": r.current, "tolerance": r.tolerance,
                                   "ok": r.ok} for r in self.rows},
         }
+
+
+def summarize_counters(verdict: dict) -> str:
+    """'3 equal', '2 equal, 1 within tolerance', '1 of 3 changed' or 'incomparable', from a counter
+    verdict's JSON form (what the table shows)."""
+    if verdict["mismatch"]:
+        return "incomparable"
+    rows = verdict["counters"].values()
+    changed = sum(not row["ok"] for row in rows)
+    if changed:
+        return f"{changed} of {len(rows)} changed"
+    drifted = sum(row["baseline"] != row["current"] for row in rows)
+    equal = f"{len(rows) - drifted} equal"
+    return f"{equal}, {drifted} within tolerance" if drifted else equal
 
 
 def compare_counters(
@@ -127,7 +138,7 @@ def compare_counters(
     if isinstance(tolerance, Mapping):
         unknown = sorted(set(tolerance) - set(names))
         if unknown:
-            raise InvalidInputError(f"tolerance names counters this benchmark does not have: {unknown}")
+            raise GateInputError(f"tolerance names counters this benchmark does not have: {unknown}")
     rows = [
         CounterRow(name, baseline.get(name), current.get(name),
                    tolerance.get(name, 0.0) if isinstance(tolerance, Mapping) else tolerance)
@@ -166,6 +177,24 @@ class TimeVerdict:
     def ok(self) -> bool:
         return self.slowdown <= self.threshold or self.current - self.expected <= self.noise_floor
 
+    @property
+    def hidden_by_noise_floor(self) -> bool:
+        """A slowdown beyond the threshold that passes only because it costs less than the noise floor."""
+        return self.slowdown > self.threshold and self.ok
+
+    @property
+    def gateable_time(self) -> float:
+        """The per-call time a benchmark needs for a slowdown at the threshold to exceed the noise floor."""
+        return self.noise_floor / (self.threshold - 1) if self.threshold > 1 else math.inf
+
+    def floor_note(self, nodeid: str) -> str:
+        """Why a slowdown passed although it exceeds the threshold, and how to make it count."""
+        return (f"noise floor hid a slowdown: {nodeid} is {self.slowdown:.2f}x slower (limit "
+                f"{self.threshold:.2f}x) but loses only {seconds(self.current - self.expected)}, under the "
+                f"{seconds(self.noise_floor)} noise floor; give each benchmarked call at least "
+                f"{seconds(self.gateable_time)} of work (noise floor / (threshold - 1)) so the gate can "
+                "see it")
+
     def describe(self) -> str:
         return (
             f"time ({TIME_STAT}): baseline {seconds(self.baseline)} at calibration "
@@ -182,7 +211,7 @@ class TimeVerdict:
             "calibration_seconds": self.calibration, "baseline_seconds": self.baseline,
             "baseline_calibration_seconds": self.baseline_calibration, "ratio": self.ratio,
             "baseline_ratio": self.baseline_ratio, "slowdown": self.slowdown, "threshold": self.threshold,
-            "noise_floor_seconds": self.noise_floor,
+            "noise_floor_seconds": self.noise_floor, "hidden_by_noise_floor": self.hidden_by_noise_floor,
         }
 
 
@@ -194,6 +223,6 @@ def compare_time(
     for name, value in (("current", current), ("calibration", calibration), ("baseline", baseline),
                         ("baseline_calibration", baseline_calibration)):
         if _nonnegative(value, name) <= 0:
-            raise InvalidInputError(f"{name} time must be > 0, got {value!r}")
+            raise GateInputError(f"{name} time must be > 0, got {value!r}")
     return TimeVerdict(current, calibration, baseline, baseline_calibration,
                        parse_threshold(threshold), parse_noise_floor(noise_floor))

@@ -1,4 +1,4 @@
-"""Baseline storage of the regression gate: strict reads, atomic writes, file locks.
+"""Baseline storage of the regression gate: strict reads, atomic writes, directory locks.
 
 Two kinds of baseline live under one directory (``baselines/`` by default):
 
@@ -12,7 +12,7 @@ Two kinds of baseline live under one directory (``baselines/`` by default):
 
 Every write goes to a temporary file in the same directory, is fsynced, then renamed over the target
 (``os.replace`` is atomic on POSIX): a run killed mid-write leaves the old file intact. Every read is
-strict: a truncated or hand-damaged file raises :class:`~covertreex.errors.CorruptFileError` naming it,
+strict: a truncated or hand-damaged file raises :class:`~pytest_pcct.gate.errors.CorruptFileError` naming it,
 never a silent fallback to an older baseline.
 """
 
@@ -32,11 +32,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from covertreex.errors import CorruptFileError
+from pytest_pcct.gate.errors import CorruptFileError
 
 COUNTER_FORMAT = "pytest_pcct.counter_baseline"
 COUNTER_FORMAT_VERSION = 1
-LOCK_NAME = ".pcct.lock"
 TIMING_RUN_GLOB = "[0-9][0-9][0-9][0-9]_"
 """pytest-benchmark's pattern for saved runs (what ``--benchmark-compare`` without a value searches)."""
 DEFAULT_TIMING_FILE = "0001_pcct.json"
@@ -80,14 +79,18 @@ def machine_facts() -> dict:
 
 @contextmanager
 def locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `directory` (flock on its lock file) for the block."""
+    """Hold an exclusive advisory lock on `directory` itself (flock on the directory) for the block, so
+    no lock file lands among baselines that users commit."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_NAME, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        os.close(handle)
 
 
 def _new_file_mode(path: Path) -> int:

@@ -1,0 +1,128 @@
+"""What outside projects declare and choose: engine capabilities (unsupported cases are skipped with the
+reason), restricted strategies, registration mistakes as usage errors, their own oracle, and k > n."""
+
+import pytest
+from hypothesis import given, settings
+
+from covertreex.errors import InputTypeError, InvalidInputError, UnknownNameError
+from pytest_pcct.engines import Capabilities
+from pytest_pcct.strategies import knn_cases
+
+EUCLIDEAN_ONLY = """
+from pytest_pcct.engines import Capabilities
+
+
+def euclid(registry):
+    def factory():
+        gold = registry.create("gold")
+        return lambda problem, k: tuple(gold.knn(problem, k))  # without telemetry
+
+    return factory
+
+
+def pytest_pcct_register_engines(registry):
+    registry.register("euclid", euclid(registry), capabilities=Capabilities(metrics=["euclidean"]))
+"""
+
+
+def test_an_unsupported_metric_is_skipped_with_the_reason(pytester):
+    pytester.makeconftest(EUCLIDEAN_ONLY)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.parametrize("metric", ["euclidean", "residual"])
+        def test_pair(pcct_engine_pair, pcct_dataset, metric):
+            pcct_engine_pair.check(pcct_dataset(n=60, d=2, n_queries=4, metric=metric), 3)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,euclid", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *engine 'euclid' was not registered for the residual "
+                                 "metric (it supports euclidean): residual gaussian *"])
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(case=knn_cases(capabilities=Capabilities(metrics=["euclidean"], problems=["points"])))
+def test_strategies_draw_only_what_the_capabilities_allow(case):
+    assert case.metric == "euclidean" and case.queries is not None
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"metrics": ["cosine"]}, UnknownNameError, "unknown metric 'cosine'; known metrics: euclidean, "
+     "residual"),
+    ({"problems": "points"}, InvalidInputError, "problem kinds must be a non-empty list of names"),
+    ({"problems": ["predecessor"]}, None, None),
+])
+def test_capabilities_are_checked(kwargs, error, match):
+    if error is None:
+        with pytest.raises(InvalidInputError, match="include no query mode of knn_cases"):
+            knn_cases(capabilities=Capabilities(**kwargs))
+        return
+    with pytest.raises(error, match=match):
+        Capabilities(**kwargs)
+    with pytest.raises(InputTypeError, match="capabilities must be a pytest_pcct.engines.Capabilities"):
+        knn_cases(capabilities={"metrics": ["euclidean"]})
+
+
+@pytest.mark.parametrize(("register", "message"), [
+    ('registry.register("gold", lambda: None)', "engine 'gold' is already registered"),
+    ('registry.register("mine", lambda: None, oracle=True)',
+     "engine 'mine' cannot be the oracle: 'brute' already is; register it without oracle=True and choose it "
+     "with --pcct-oracle or the ini option pcct_oracle"),
+    ('registry.register("mine", lambda: None, predecessor=True)',
+     "TypeError: *register() got an unexpected keyword argument 'predecessor'"),
+])
+def test_registration_mistakes_are_usage_errors(pytester, register, message):
+    pytester.makeconftest(f"def pytest_pcct_register_engines(registry):\n    {register}\n")
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest("--pcct-engines=gold,brute")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-pcct: engine registration failed: *{message}"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_project_replaces_the_oracle(pytester):
+    pytester.makeconftest(EUCLIDEAN_ONLY)
+    pytester.makepyfile("""
+        def test_oracle(pcct_oracle):
+            assert pcct_oracle.name == "euclid"
+    """)
+    pytester.runpytest("--pcct-engines=gold", "--pcct-oracle=euclid").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\npcct_oracle = euclid\n")
+    pytester.runpytest("--pcct-engines=gold").assert_outcomes(passed=1)
+    result = pytester.runpytest("--pcct-engines=gold", "--pcct-oracle=nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*engine registration failed: UnknownNameError: unknown engine 'nope'*"])
+
+
+def test_k_larger_than_n_is_padded_end_to_end(pytester):
+    pytester.makepyfile("""
+        import numpy as np
+        from pytest_pcct.assertions import assert_k_safe
+
+        def test_pair(pcct_engine_pair, pcct_dataset):
+            outcome = pcct_engine_pair.check(pcct_dataset("lattice", n=5, d=2, n_queries=3, side=3), 8)
+            assert (outcome.candidate.indices[:, 5:] == -1).all()
+            assert np.isinf(outcome.candidate.distances[:, 5:]).all()
+
+        def test_k_safe(pcct_engine, pcct_oracle, pcct_dataset):
+            problem = pcct_dataset("lattice", n=5, d=2, n_queries=3, side=3)
+            assert_k_safe(pcct_engine.knn(problem, 8), pcct_oracle.knn(problem, 8))
+    """)
+    pytester.runpytest("--pcct-engines=gold,brute", "-p", "no:cacheprovider").assert_outcomes(passed=3)
+
+
+def test_the_covertreex_engines_can_be_switched_off(pytester):
+    """A project with only its own engines (and its own oracle) sees none of covertreex's."""
+    pytester.makeconftest("""
+        def pytest_pcct_register_engines(registry):
+            registry.register("mine", lambda: lambda problem, k: None, oracle=True)
+    """)
+    pytester.makepyfile("def test_oracle(pcct_oracle):\n    assert pcct_oracle.name == 'mine'\n")
+    off = ("-p", "no:pytest_pcct.covertreex_plugin")
+    result = pytester.runpytest("--pcct-engines=mine", *off)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["pcct: registered engines mine"])
+    result = pytester.runpytest("--pcct-engines=gold", *off)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*unknown engine 'gold' requested by --pcct-engines; registered engines: mine"])
