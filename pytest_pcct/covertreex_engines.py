@@ -1,5 +1,9 @@
 """covertreex's engines (gold, rust, brute and any later one) registered as pytest-pcct engines.
 
+Tree engines are registered twice: under their own name on the tree path (``path='tree'``: the walk whose
+counters the parity group compares), and as ``<name>-dense`` on the dense path (GEMM screening with a
+canonical re-check), so the parity matrix proves dense == tree == brute on every dataset.
+
 Registration goes through the same ``pytest_pcct_register_engines`` hook other projects use. Every name in
 :func:`covertreex.engine_names` is registered; whether it can run here is decided when it is selected
 (``covertreex.get_engine`` raising turns into :class:`~pytest_pcct.engines.EngineUnavailable`).
@@ -25,8 +29,9 @@ EVERYTHING = Capabilities(metrics=METRICS, problems=PROBLEM_KINDS)
 class CovertreexEngine:
     """Adapter: fits ``covertreex.CoverTree`` once per indexed dataset and answers queries with it."""
 
-    def __init__(self, name: str, **options):
+    def __init__(self, name: str, engine: str | None = None, **options):
         self.name = name
+        self.engine = engine or name
         self.options = options
         self._fitted: OrderedDict = OrderedDict()
 
@@ -35,7 +40,7 @@ class CovertreexEngine:
 
         tree = self._fitted.pop(problem.data_digest, None)
         if tree is None:
-            tree = CoverTree(engine=self.name, metric=problem.metric, **self.options)
+            tree = CoverTree(engine=self.engine, metric=problem.metric, **self.options)
             tree.fit(problem.residual if problem.residual is not None else problem.points)
         self._fitted[problem.data_digest] = tree
         while len(self._fitted) > _TREES_KEPT:
@@ -60,26 +65,34 @@ class CovertreexEngine:
                 np.pad(answer.distances, pad, constant_values=np.inf), answer.telemetry)
 
 
-def _factory(name: str):
+def _factory(name: str, engine: str, **options):
     def make() -> CovertreexEngine:
         from covertreex import get_engine
         from covertreex.errors import InvalidInputError
 
         try:
-            get_engine(name)
+            get_engine(engine)
         except InvalidInputError as exc:
             raise EngineUnavailable(str(exc)) from exc
-        return CovertreexEngine(name)
+        return CovertreexEngine(name, engine, **options)
 
     return make
 
 
 def register(registry: EngineRegistry) -> None:
-    """Register every covertreex engine (all answer every metric and problem kind); brute is the oracle."""
+    """Register every covertreex engine (all answer every metric and problem kind) and the dense path of
+    each tree engine as ``<name>-dense``; brute is the oracle."""
     from covertreex import engine_names
+    from covertreex.engines import TREE_ENGINES
 
     for name in engine_names():
+        path = {} if name == ORACLE else {"path": "tree"}
         registry.register(
-            name, _factory(name), oracle=name == ORACLE, telemetry_schema=default_resource(),
+            name, _factory(name, name, **path), oracle=name == ORACLE, telemetry_schema=default_resource(),
             telemetry_group=PARITY_GROUP.get(name), capabilities=EVERYTHING,
+        )
+    for name in TREE_ENGINES:
+        registry.register(
+            f"{name}-dense", _factory(f"{name}-dense", name, path="dense"),
+            telemetry_schema=default_resource(), capabilities=EVERYTHING,
         )

@@ -27,6 +27,8 @@ def _brute() -> Engine:
 
 
 ENGINES: dict[str, Callable[[], Engine]] = {"gold": _gold, "rust": _rust, "brute": _brute}
+TREE_ENGINES = ("gold", "rust")
+"""Engines that walk a tree and also have the dense path (listed so callers need not import them)."""
 _INSTANCES: dict[str, Engine] = {}
 
 
@@ -53,5 +55,6 @@ def engine_names() -> list[str]:
 
 
 __all__ = [
-    "ENGINES", "Engine", "KnnResult", "QueryCounters", "engine_available", "engine_names", "get_engine",
+    "ENGINES", "TREE_ENGINES", "Engine", "KnnResult", "QueryCounters", "engine_available", "engine_names",
+    "get_engine",
 ]

@@ -198,3 +198,9 @@ def test_path_tree_builds_at_fit_and_reading_tree_builds_lazily():
     assert lazy.built_tree is None
     tree = lazy.tree
     assert tree is not None and lazy.built_tree is tree and lazy.build_seconds > 0
+
+
+def test_tree_engines_are_listed_for_callers_that_must_not_import_them():
+    from covertreex.engines import ENGINES, TREE_ENGINES
+
+    assert set(TREE_ENGINES) == {name for name in ENGINES if ct.get_engine(name).uses_tree}

@@ -7,8 +7,8 @@ mod errors;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use covertreex_core::query::{N_LEVEL_COUNTERS, N_QUERY_COUNTERS};
-use covertreex_core::{build_tree, dense_query, query_batch, Blocks, Mode, QueryBatch};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
+use covertreex_core::{build_tree, dense_query, query_batch, Blocks, MetricData, Mode, QueryBatch};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
@@ -74,6 +74,52 @@ fn build<'py>(
     ))
 }
 
+/// What every query call takes: the indexed data, the query rows (covertreex.metrics.QuerySet), k and
+/// the thread count, borrowed and checked.
+struct QueryArgs<'py> {
+    data: MetricArrays<'py>,
+    queries: MetricArrays<'py>,
+    rows: PyReadonlyArray1<'py, i64>,
+    dataset_index: PyReadonlyArray1<'py, i64>,
+    limit: PyReadonlyArray1<'py, i64>,
+    k: i64,
+    threads: Option<i64>,
+}
+
+impl<'py> QueryArgs<'py> {
+    #[allow(clippy::too_many_arguments)]
+    fn extract(
+        data: &Bound<'py, PyAny>,
+        queries: &Bound<'py, PyAny>,
+        rows: &Bound<'py, PyAny>,
+        dataset_index: &Bound<'py, PyAny>,
+        limit: &Bound<'py, PyAny>,
+        k: &Bound<'py, PyAny>,
+        threads: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(QueryArgs {
+            data: MetricArrays::extract(data, "data")?,
+            queries: MetricArrays::extract(queries, "queries")?,
+            rows: array1::<i64>(rows, "rows")?,
+            dataset_index: array1::<i64>(dataset_index, "dataset_index")?,
+            limit: array1::<i64>(limit, "limit")?,
+            k: scalar(k, "k")?,
+            threads: threads.map(|t| scalar(t, "threads")).transpose()?,
+        })
+    }
+
+    /// The core views: the indexed data and the query batch.
+    fn views(&self, py: Python<'_>) -> PyResult<(MetricData<'_>, QueryBatch<'_>)> {
+        let batch = QueryBatch {
+            data: self.queries.view(py)?,
+            rows: slice(py, &self.rows, "rows")?,
+            dataset_index: slice(py, &self.dataset_index, "dataset_index")?,
+            limit: slice(py, &self.limit, "limit")?,
+        };
+        Ok((self.data.view(py)?, batch))
+    }
+}
+
 type Answered<'py> = (
     Bound<'py, PyArray2<i64>>,
     Bound<'py, PyArray2<f64>>,
@@ -83,8 +129,8 @@ type Answered<'py> = (
 );
 
 /// Exact k-NN of the query rows: (indices, distances, per_level counters summed over queries,
-/// per_query counters, distances evaluated speculatively and discarded by perf mode). `threads` = None uses rayon's global pool (RAYON_NUM_THREADS); `mode` is
-/// "parity" or "perf" (same results, perf evaluates distances in lockstep groups).
+/// per_query counters, distances evaluated speculatively and discarded by perf mode). `threads` = None
+/// uses rayon's global pool (RAYON_NUM_THREADS); `mode` is "parity" or "perf" (same results, perf evaluates distances in lockstep groups).
 #[pyfunction]
 #[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads, mode))]
 #[allow(clippy::too_many_arguments)]
@@ -102,20 +148,10 @@ fn query<'py>(
 ) -> PyResult<Answered<'py>> {
     let mode = self::mode(py, mode)?;
     let tree = TreeArrays::extract(tree)?;
-    let data = MetricArrays::extract(data, "data")?;
-    let qdata = MetricArrays::extract(queries, "queries")?;
-    let rows = array1::<i64>(rows, "rows")?;
-    let dataset_index = array1::<i64>(dataset_index, "dataset_index")?;
-    let limit = array1::<i64>(limit, "limit")?;
-    let k: i64 = scalar(k, "k")?;
-    let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
-    let (tree_view, data_view) = (tree.view(py)?, data.view(py)?);
-    let batch = QueryBatch {
-        data: qdata.view(py)?,
-        rows: slice(py, &rows, "rows")?,
-        dataset_index: slice(py, &dataset_index, "dataset_index")?,
-        limit: slice(py, &limit, "limit")?,
-    };
+    let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, k, threads)?;
+    let tree_view = tree.view(py)?;
+    let (data_view, batch) = args.views(py)?;
+    let (k, threads) = (args.k, args.threads);
     let out = without_gil(py, || {
         query_batch(&tree_view, &data_view, &batch, k, threads, mode)
     })?;
@@ -155,24 +191,13 @@ fn dense<'py>(
     query_block: &Bound<'py, PyAny>,
     point_block: &Bound<'py, PyAny>,
 ) -> PyResult<Screened<'py>> {
-    let data = MetricArrays::extract(data, "data")?;
-    let qdata = MetricArrays::extract(queries, "queries")?;
-    let rows = array1::<i64>(rows, "rows")?;
-    let dataset_index = array1::<i64>(dataset_index, "dataset_index")?;
-    let limit = array1::<i64>(limit, "limit")?;
-    let k: i64 = scalar(k, "k")?;
-    let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
+    let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, k, threads)?;
     let blocks = Blocks {
         queries: scalar(query_block, "query_block")?,
         points: scalar(point_block, "point_block")?,
     };
-    let data_view = data.view(py)?;
-    let batch = QueryBatch {
-        data: qdata.view(py)?,
-        rows: slice(py, &rows, "rows")?,
-        dataset_index: slice(py, &dataset_index, "dataset_index")?,
-        limit: slice(py, &limit, "limit")?,
-    };
+    let (data_view, batch) = args.views(py)?;
+    let (k, threads) = (args.k, args.threads);
     let out = without_gil(py, || dense_query(&data_view, &batch, k, threads, blocks))?;
     Ok((
         matrix(py, out.indices, out.n_queries, out.k)?,
