@@ -90,7 +90,6 @@ def make_record(
         "frontier_steps": int(pq[:, 4].sum()),
         "nodes_visited": int(pq[:, 0].sum() + pq[:, 3].sum()),
         "pairs_screened": int(screened.sum()),
-        "discarded_evaluations": int(counters.extra.get("discarded_evaluations", 0)),
     }
     levels = []
     if tree is not None:
@@ -122,6 +121,7 @@ def make_record(
             {"gemm_seconds": float(counters.extra["gemm_seconds"])} if "gemm_seconds" in counters.extra
             else {}),
         "counters": totals,
+        "speculation": {"discarded_evaluations": int(counters.extra.get("discarded_evaluations", 0))},
         "per_query": {
             "distance_evaluations": _spread(pq[:, 0]),
             "heap_pushes": _spread(pq[:, 1]),

@@ -106,7 +106,7 @@ def test_fit_during_a_query_never_mixes_two_fitted_states(monkeypatch, check_sam
     monkeypatch.setitem(engines.ENGINES, engine.name, lambda: engine)
     monkeypatch.setitem(engines._INSTANCES, engine.name, engine)
     first, second = datasets.gaussian(400, 3, 3), datasets.clustered(300, 3, 4)
-    model = ct.CoverTree(engine=engine.name).fit(first)
+    model = ct.CoverTree(engine=engine.name, path="tree").fit(first)
     digest = model.space.digest
     results = []
     worker = threading.Thread(target=lambda: results.append(model.query(indices=np.arange(64), k=6)))
