@@ -55,3 +55,18 @@ def available_cpus() -> int:
         return cpus
     rust_limit = getattr(_rust, "available_threads", None)  # absent from extensions built before it
     return cpus if rust_limit is None else max(1, min(cpus, rust_limit()))
+
+
+def require_sane_numba_threads() -> None:
+    """Numba starts NUMBA_NUM_THREADS workers at its first parallel call; an explicit value above the
+    CPUs (say 100000) would be a thread storm, so it is refused before any parallel kernel runs."""
+    if not os.environ.get("NUMBA_NUM_THREADS"):
+        return
+    import numba
+
+    workers, cpus = numba.config.NUMBA_NUM_THREADS, available_cpus()
+    if workers > cpus:
+        raise InvalidInputError(
+            f"NUMBA_NUM_THREADS = {workers} is more than the {cpus} CPUs this process may use; unset it "
+            "or lower it"
+        )

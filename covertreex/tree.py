@@ -20,6 +20,7 @@ from covertreex.errors import CorruptFileError, InputTypeError, InvalidInputErro
 from covertreex.levels import DUPLICATE_LEVEL
 from covertreex.metrics import METRICS, MetricSpace
 from covertreex.npz import read_arrays
+from covertreex.resources import require_sane_numba_threads
 
 FORMAT_VERSION = 1
 _ARRAYS = tuple(tree_structure.DTYPES)
@@ -225,6 +226,7 @@ def checked(tree, space: MetricSpace) -> Tree:
     message = tree_checks.copy_problem(tree.is_copy, tree.parents, space.data)
     if message:
         raise error(f"{label}: {message}")
+    require_sane_numba_threads()
     bad = tree_checks.radius_problem(tree.parents, tree.radius, space.data)
     if bad is not None:
         raise error(f"{label}: {bad[1]}")
@@ -249,6 +251,7 @@ def validate(tree: Tree, space: MetricSpace) -> None:
     message = tree_checks.copy_problem(tree.is_copy, tree.parents, space.data)
     if message:
         raise InvalidInputError(f"exact-copy flags wrong: {message}")
+    require_sane_numba_threads()
     code, node, other, value, bound = tree_checks.metric_problem(tree.arrays(), tree.parents, space.data)
     lv, lo = int(tree.levels[node]), int(tree.levels[other]) if other >= 0 else None
     if code == tree_checks.COVER_LEVEL:

@@ -6,10 +6,14 @@ from contextlib import contextmanager
 
 import numba
 
+from covertreex.resources import require_sane_numba_threads
+
 
 @contextmanager
 def numba_threads(threads: int | None):
-    """Run the block with `threads` Numba threads (None: leave the current setting)."""
+    """Run the block with `threads` Numba threads (None: leave the current setting), after refusing an
+    absurd NUMBA_NUM_THREADS."""
+    require_sane_numba_threads()
     if threads is None:
         yield
         return

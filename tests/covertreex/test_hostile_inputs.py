@@ -157,18 +157,22 @@ def test_rust_extension_refuses_more_threads_than_cpus_when_called_directly():
         RustEngine().query(model.tree, model.space, queries, 2, config)
 
 
-def test_absurd_rayon_num_threads_is_refused_instead_of_starting_that_many_threads():
-    """rayon sizes its global pool (threads=None) from RAYON_NUM_THREADS; run apart, since a regression
-    would start 100,000 threads in this process."""
+@pytest.mark.parametrize(
+    ("engine", "variable"),
+    [("rust", "RAYON_NUM_THREADS"), ("gold", "NUMBA_NUM_THREADS"), ("brute", "NUMBA_NUM_THREADS")],
+)
+def test_absurd_pool_size_variables_are_refused_instead_of_starting_that_many_threads(engine, variable):
+    """rayon sizes its global pool from RAYON_NUM_THREADS, Numba from NUMBA_NUM_THREADS, when first used.
+    Run apart, since a regression would start 100,000 threads in this process."""
     script = (
         "import numpy as np, covertreex as ct\n"
-        "model = ct.CoverTree(engine='rust').fit(np.arange(40.0).reshape(20, 2))\n"
+        f"model = ct.CoverTree(engine={engine!r}).fit(np.arange(40.0).reshape(20, 2))\n"
         "model.kneighbors(indices=[0], k=2)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "RAYON_NUM_THREADS": "100000"})
+                          env={**os.environ, variable: "100000"})
     assert done.returncode == 1
-    assert "InvalidInputError: RAYON_NUM_THREADS must be at most the number of CPUs" in done.stderr
+    assert f"InvalidInputError: {variable}" in done.stderr and "100000" in done.stderr
 
 
 @pytest.mark.parametrize(
