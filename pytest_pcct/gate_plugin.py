@@ -1,11 +1,11 @@
 """pytest11 entry point of the benchmark regression gate: options, markers, hooks and the pcct_gate fixture.
 
-pytest-benchmark measures; this plugin decides. A gated test is one that requests ``pcct_gate`` (or is
-marked ``pcct_calibration``). The gate is opt-in: a project opts in with the ini key ``pcct_gate`` or the
-flag ``--pcct-gate`` (either also keeps pytest-benchmark's storage under ``baselines/benchmarks`` and
-guards it), or just by requesting the fixture (then timing baselines stay in pytest-benchmark's own
-storage). Where none of these happens, the gate touches nothing: pytest-benchmark behaves exactly as
-without it. The logic lives in
+pytest-benchmark measures; this plugin decides. A gated test is one that requests ``pcct_gate``, or is
+marked ``pcct_calibration``, or ``pcct_time`` (then judged on time alone). The gate is opt-in: a project
+opts in with the ini key ``pcct_gate`` or the flag ``--pcct-gate`` (either also keeps pytest-benchmark's
+storage under ``baselines/benchmarks`` and guards it), or just by having gated tests (then timing baselines
+stay in pytest-benchmark's own storage). Where none of these happens, the gate touches nothing:
+pytest-benchmark behaves exactly as without it. The logic lives in
 :mod:`pytest_pcct.gate.session` (per-test verdicts), :mod:`pytest_pcct.gate.rules` (the rules),
 :mod:`pytest_pcct.gate.baselines` (storage) and :mod:`pytest_pcct.gate.report` (table and JSON).
 """
@@ -74,7 +74,8 @@ def pytest_configure(config):
         "pcct_counters(tolerance=0.0): relative tolerance of this benchmark's work counters, one number "
         "or {counter: number} (default exact; pytest-pcct gate)",
         "pcct_time(threshold=None, noise_floor=None): allowed calibrated slowdown factor and noise floor "
-        "in seconds for this benchmark (pytest-pcct gate)",
+        "in seconds for this benchmark; on a benchmark not requesting pcct_gate, gates it on time alone "
+        "(pytest-pcct gate)",
         "pcct_calibration: the calibration kernel every benchmark's time is measured against "
         "(pytest-pcct gate)",
     ):
@@ -145,6 +146,9 @@ def pcct_gate(request):
 def pytest_collection_modifyitems(session, config, items):
     calibration = [item for item in items if item.get_closest_marker("pcct_calibration")]
     gated = {item.nodeid for item in items if "pcct_gate" in getattr(item, "fixturenames", ())}
+    time_only = {item.nodeid for item in items
+                 if item.get_closest_marker("pcct_time") and item.nodeid not in gated}
+    gated |= time_only
     if not (calibration or gated) or not config.stash.get(_ACTIVE, False):
         return
     state = _start(config)
@@ -154,6 +158,7 @@ def pytest_collection_modifyitems(session, config, items):
     state.known.update(item.nodeid for item in items)
     state.known.update(config.stash.get(_DESELECTED, set()))
     state.gated = gated
+    state.time_only = time_only
     if calibration:
         state.calibration_id = calibration[0].nodeid
         state.gated.add(state.calibration_id)

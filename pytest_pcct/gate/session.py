@@ -140,6 +140,8 @@ class GateSession:
     bench: object = None
     """pytest-benchmark's BenchmarkSession (created after this object, attached by the plugin)."""
     gated: set = field(default_factory=set)
+    time_only: set = field(default_factory=set)
+    """Gated tests judged on time alone (marked pcct_time without requesting pcct_gate: no counters)."""
     calibration_id: str | None = None
     known: set = field(default_factory=set)
     results: list = field(default_factory=list)
@@ -203,8 +205,10 @@ class GateSession:
 
     def blocker(self, item) -> str | None:
         """Why the gated test `item` cannot be judged (an error naming the fix), or None."""
-        reason = self._session_blocker()
         nodeid = item.nodeid
+        if nodeid in self.time_only and not self.settings.timing:
+            return None  # nothing of it to judge in counters mode
+        reason = self._session_blocker()
         if reason or nodeid == self.calibration_id:
             return reason
         try:
@@ -220,7 +224,7 @@ class GateSession:
 
     def _baseline_blocker(self, nodeid: str) -> str | None:
         try:
-            if self.counters.load(nodeid) is None:
+            if nodeid not in self.time_only and self.counters.load(nodeid) is None:
                 return (f"no work-counter baseline for {nodeid} (expected "
                         f"{self.counters.path_for(nodeid)}). Record it with:\n  {self._fix()}")
             if self.settings.timing:
@@ -244,6 +248,8 @@ class GateSession:
 
     def _judge(self, item, recorder: GateRecorder | None, benchmark) -> str | None:
         nodeid = item.nodeid
+        if nodeid in self.time_only and not self.settings.timing:
+            return None
         timing = _timing_of(benchmark) if self.settings.timing else None
         if self.settings.timing and timing is None:
             return f"{nodeid} did not call benchmark(...), so there is no timing to gate"
@@ -253,9 +259,11 @@ class GateSession:
                 self._add(nodeid, "calibration", "passed",
                           time={"calibration_seconds": timing[gate.TIME_STAT]})
             return None
-        if recorder is None or recorder.recorded is None:
+        recorded = None if recorder is None else recorder.recorded
+        if recorded is None and nodeid not in self.time_only:
             return (f"{nodeid} recorded no work counters: call pcct_gate.record(...) or "
-                    "pcct_gate.record_telemetry(...) in the test")
+                    "pcct_gate.record_telemetry(...) in the test (or gate it on time alone: mark it "
+                    "pcct_time and do not request pcct_gate)")
         if timing is not None:
             if self.calibration is None:
                 return "the calibration benchmark did not run before this test (did it fail?)"
@@ -263,8 +271,10 @@ class GateSession:
                 return (f"{nodeid} is timed with {timing['timer']} but the calibration with "
                         f"{self.calibration['timer']}; their ratio means nothing. Use one timer for both.")
             benchmark.extra_info[CALIBRATION_KEY] = dict(self.calibration)
-        recorded = recorder.recorded
         if self.settings.update:
+            if recorded is None:
+                self._add(nodeid, "benchmark", "updated")
+                return None
             self.counters.save(CounterBaseline(
                 benchmark=nodeid, counters=recorded.counters, machine=machine_facts(), created=now(),
                 **recorded.identity,
@@ -276,19 +286,21 @@ class GateSession:
         except GateError as exc:
             return str(exc)
 
-    def _check(self, nodeid: str, limits: Limits, recorded: Recorded, timing: dict | None) -> str | None:
+    def _check(self, nodeid: str, limits: Limits, recorded: Recorded | None,
+               timing: dict | None) -> str | None:
         problems = []
-        baseline = self.counters.load(nodeid)
-        where = self.counters.path_for(nodeid)
-        counters = gate.compare_counters(baseline.identity(), baseline.counters, recorded.identity,
-                                         recorded.counters, limits.tolerance)
-        if counters.mismatch:
+        counters = None if recorded is None else self._counters(nodeid, limits, recorded)
+        if counters is None:
+            pass  # judged on time alone
+        elif counters.mismatch:
+            where = self.counters.path_for(nodeid)
             problems.append(
                 f"work counters of {nodeid} are not comparable with {where}: " + "; ".join(counters.mismatch)
                 + ". The benchmark's input, engine or configuration changed; if that is intended, "
                 f"re-record with:\n  {self._fix()}"
             )
         elif not counters.ok:
+            where = self.counters.path_for(nodeid)
             problems.append(f"work-counter regression in {nodeid} (baseline {where}):\n"
                             + "\n".join(f"  {row.describe()}" for row in counters.rows if not row.ok))
         time = self._time(nodeid, limits, timing) if timing is not None else None
@@ -298,9 +310,15 @@ class GateSession:
             source = self.timing_baseline()[0][nodeid]["_file"]
             problems.append(f"time regression in {nodeid} (baseline {source}):\n  {time.describe()}")
         message = "\n".join(problems) or None
-        self._add(nodeid, "benchmark", "failed" if message else "passed", counters=counters.to_json(),
-                  time=time.to_json() if time else None, message=message)
+        self._add(nodeid, "benchmark", "failed" if message else "passed",
+                  counters=counters.to_json() if counters else None, time=time.to_json() if time else None,
+                  message=message)
         return message
+
+    def _counters(self, nodeid: str, limits: Limits, recorded: Recorded) -> gate.CounterVerdict:
+        baseline = self.counters.load(nodeid)
+        return gate.compare_counters(baseline.identity(), baseline.counters, recorded.identity,
+                                     recorded.counters, limits.tolerance)
 
     def _time(self, nodeid: str, limits: Limits, timing: dict) -> gate.TimeVerdict:
         stored = self._stored_timing(nodeid)
