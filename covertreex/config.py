@@ -91,11 +91,11 @@ KNOBS: dict[str, Knob] = {
         choices=("auto", "tree", "dense"),
     ),
     "dense_query_block": Knob(
-        64, "query rows per dense tile (the unit of parallel work); never changes answers", kind=int,
+        256, "query rows per dense tile (the unit of parallel work); never changes answers", kind=int,
         minimum=1,
     ),
     "dense_point_block": Knob(
-        1024, "point rows per dense GEMM tile (bounds memory); never changes answers", kind=int,
+        2048, "point rows per dense GEMM tile (bounds memory); never changes answers", kind=int,
         minimum=1,
     ),
     "shared_tree": Knob(

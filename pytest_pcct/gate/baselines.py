@@ -136,10 +136,8 @@ def read_json_object(path: Path, what: str) -> dict:
     try:
         data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise CorruptFileError(
-            f"{path}: {what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; "
-            "truncated or edited by hand?)"
-        ) from exc
+        raise CorruptFileError(f"{path}: {what} is not valid JSON ({exc}; truncated or edited by hand?)") \
+            from exc
     except (ValueError, RecursionError) as exc:  # non-finite numbers, huge integers, absurd nesting
         raise CorruptFileError(f"{path}: {what} is not a plausible JSON document ({exc})") from exc
     if not isinstance(data, dict):

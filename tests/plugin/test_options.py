@@ -3,11 +3,13 @@
 import pytest
 
 import covertreex
+from covertreex.engines import TREE_ENGINES
 
-OURS = ", ".join(covertreex.engine_names())
+REGISTERED = sorted([*covertreex.engine_names(), *(f"{name}-dense" for name in TREE_ENGINES)])
+OURS = ", ".join(REGISTERED)  # each tree engine's dense path is registered as <name>-dense
 TEST_ENGINES = ["farthest", "float32", "gpu", "lastplus", "offbyone", "outside", "random", "swap", "tieflip",
                 "ulp", "unsorted"]  # registered by the wrong_engines fixture
-WITH_TEST_ENGINES = ", ".join(sorted([*covertreex.engine_names(), *TEST_ENGINES]))
+WITH_TEST_ENGINES = ", ".join(sorted([*REGISTERED, *TEST_ENGINES]))
 
 ENGINE_TESTS = """
 def test_engine(pcct_engine):
