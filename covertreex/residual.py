@@ -15,6 +15,7 @@ from scipy.linalg import LinAlgError, cholesky, solve_triangular
 from covertreex import residual_range
 from covertreex.digest import array_digest
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, unknown_name
+from covertreex.metrics.kernels import MATERN52, RBF, kernel_block, squared_norms
 from covertreex.validation import as_int, as_points, positive_float
 
 KERNELS = ("rbf", "matern52")
@@ -51,24 +52,17 @@ def _frozen(*arrays: np.ndarray) -> None:
 
 
 def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
-    """k(A, B) with r2 summed over dimensions in order, then the kernel formula of DESIGN section 3."""
-    r2 = np.zeros((A.shape[0], B.shape[0]))
-    for t in range(A.shape[1]):
-        z = (A[:, t][:, None] - B[:, t][None, :]) / lengthscale[t]
-        r2 += z * z
-    if kernel == "rbf":
-        return variance * np.exp(-r2 / 2.0)
-    a = np.sqrt(5.0 * r2)
-    return variance * (1.0 + a + a * a / 3.0) * np.exp(-a)
+    """k(A, B) with r2 summed over dimensions in order, then the kernel formula of DESIGN section 3
+    (element by element in Numba with libm exp, so V does not depend on NumPy's vector exp)."""
+    kernel_id = MATERN52 if kernel == "matern52" else RBF
+    return kernel_block(np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64), kernel_id,
+                        np.asarray(lengthscale, dtype=np.float64), float(variance))
 
 
 def residual_variance(V: np.ndarray, variance: float, name: str = "V") -> np.ndarray:
     """p_i = max(s2 - ||V_i||^2, 1e-9), the squared norm summed over columns in order; rows of V
     (called `name` in errors) outside the accepted range (:mod:`covertreex.residual_range`) are refused."""
-    norms = np.zeros(V.shape[0])
-    with np.errstate(over="ignore"):
-        for c in range(V.shape[1]):
-            norms += V[:, c] * V[:, c]
+    norms = squared_norms(V)
     residual_range.check_v_norms(norms, name)
     return np.maximum(variance - norms, P_FLOOR)
 

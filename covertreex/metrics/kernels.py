@@ -12,7 +12,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 EUCLIDEAN = 0
 RESIDUAL = 1
@@ -39,6 +39,34 @@ def kernel_value(kernel, variance, r2):
         return variance * math.exp(-r2 / 2.0)
     a = math.sqrt(5.0 * r2)
     return variance * (1.0 + a + a * a / 3.0) * math.exp(-a)
+
+
+@njit(cache=True, parallel=True)
+def kernel_block(A, B, kernel, lengthscale, variance):
+    """k(A_i, B_j) for every pair: r2 summed over dimensions in order, then :func:`kernel_value` (the
+    canonical formula and libm exp, element by element, so the values do not depend on the machine's
+    vector exp)."""
+    out = np.empty((A.shape[0], B.shape[0]))
+    for i in prange(A.shape[0]):
+        for j in range(B.shape[0]):
+            r2 = 0.0
+            for t in range(A.shape[1]):
+                z = (A[i, t] - B[j, t]) / lengthscale[t]
+                r2 += z * z
+            out[i, j] = kernel_value(kernel, variance, r2)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def squared_norms(V):
+    """||V_i||^2 of every row, summed over the columns in order."""
+    out = np.empty(V.shape[0])
+    for i in prange(V.shape[0]):
+        acc = 0.0
+        for c in range(V.shape[1]):
+            acc += V[i, c] * V[i, c]
+        out[i] = acc
+    return out
 
 
 @njit(cache=True)
