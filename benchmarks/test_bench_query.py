@@ -8,7 +8,12 @@ import pytest
 pytestmark = pytest.mark.benchmark(timer=time.process_time)  # see benchmarks/conftest.py
 
 
-@pytest.mark.parametrize("path", ["tree", "dense"])
+# The dense path's GEMM runs on BLAS threads (gold) whose CPU time includes their spin-waits: noisier than
+# the single-threaded walk, so its time is gated with a wider threshold (its counters stay exact).
+DENSE = pytest.param("dense", marks=pytest.mark.pcct_time(threshold=2.5))
+
+
+@pytest.mark.parametrize("path", ["tree", DENSE])
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])
 def test_query(benchmark, fitted, workloads, metric, path, pcct_gate):
     workload = workloads[metric]
