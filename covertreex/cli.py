@@ -24,6 +24,7 @@ from covertreex.metrics import METRICS
 from covertreex.presets import ENV_VAR, PRESETS, get_preset
 from covertreex.residual import KERNELS, residual_problem
 from covertreex.tree import load as load_tree
+from covertreex.tree import npz_target
 from covertreex.tree import validate as validate_tree
 
 RECALL_AUTO_PAIRS = 1 << 26
@@ -410,7 +411,10 @@ def _cmd_query(args) -> int:
                "tree_source": ("loaded" if tree_file else "built") if model.engine.uses_tree else None}
     _say(args, "pcct query: " + _header(summary, f"; k={args.k}, {what}"))
 
-    runs, first, differing = [], None, []
+    answers_file = npz_target(args.out, "answers") if args.out else None  # a bad path fails before work
+    if args.save_tree:
+        npz_target(args.save_tree, "tree")
+    runs, first, differing, saved = [], None, [], {}
     for run in range(1, args.repeat + 1):
         label = f" [run {run}/{args.repeat}]" if args.repeat > 1 else ""
         data, v_seconds = _make_data(args, model, dataset)
@@ -425,9 +429,10 @@ def _cmd_query(args) -> int:
         if first is None:
             first = result
             if args.save_tree:
-                model.tree.save(args.save_tree)
+                saved["tree"] = str(model.tree.save(args.save_tree))
             if args.out:
-                np.savez(args.out, indices=result.indices, distances=result.distances,
+                saved["answers"] = str(answers_file)
+                np.savez(saved["answers"], indices=result.indices, distances=result.distances,
                          query_indices=query_kwargs.get("indices", np.arange(0)))
         elif not (np.array_equal(first.indices, result.indices)
                   and np.array_equal(first.distances, result.distances)):
@@ -437,7 +442,7 @@ def _cmd_query(args) -> int:
     evaluations = float(first.counters.per_query[:, 0].mean())
     summary.update(timings=timings, tree_digest=telemetry.tree_digest(model.built_tree),
                    build_evaluations=getattr(model.built_tree, "build_evaluations", None),
-                   path=first.counters.extra.get("path"),
+                   path=first.counters.extra.get("path"), saved=saved,
                    evaluations_per_query=evaluations, runs_identical=not differing,
                    recall=None, identical_to_oracle=None, oracle_seconds=None)
     _report_build(args, model, timings, tree_file)
@@ -446,6 +451,8 @@ def _cmd_query(args) -> int:
             + f", {evaluations:.1f} canonical distance evaluations/query")
     _say(args, f"query   {_seconds(timings['query_seconds'])}; "
                f"{timings['queries_per_second']['best']:.1f} q/s; {work}")
+    for what, where in saved.items():
+        _say(args, f"saved   {what} {where}")
     if differing:
         _say(args, f"repeat  runs {differing} returned different neighbours than run 1: the engine "
                    "is not deterministic")

@@ -99,13 +99,7 @@ class Tree:
     def save(self, path) -> Path:
         """Write the tree to `path` and return the path written: `path` itself when it ends in .npz,
         else `path` + '.npz' (NumPy's rule). A directory is refused: name a file inside it."""
-        path = Path(path)
-        if path.is_dir():
-            raise InvalidInputError(
-                f"{path} is a directory; save the tree to a file such as {path / 'tree.npz'}"
-            )
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
+        path = npz_target(path, "tree")
         np.savez(
             path,
             format_version=FORMAT_VERSION,
@@ -115,6 +109,16 @@ class Tree:
             **{name: getattr(self, name) for name in _ARRAYS},
         )
         return path
+
+
+def npz_target(path, what: str = "tree") -> Path:
+    """The file an .npz write of `path` really creates: `path` itself when it ends in .npz, else `path` +
+    '.npz' (NumPy's rule). A directory is refused, naming a file inside it instead."""
+    path = Path(path)
+    if path.is_dir():
+        example = path / f"{what}.npz"
+        raise InvalidInputError(f"{path} is a directory; save the {what} to a file such as {example}")
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
 def assemble(

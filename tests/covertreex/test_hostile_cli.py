@@ -28,10 +28,19 @@ def test_build_out_reports_the_path_really_written(tmp_path):
     assert (tmp_path / "foo.npz").is_file() and not (tmp_path / "foo").exists()
 
 
+def test_query_out_and_save_tree_report_the_paths_really_written(tmp_path):
+    done = _pcct("query", *TINY, "--out", "answers", "--save-tree", "tree", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "saved   answers answers.npz" in lines and "saved   tree tree.npz" in lines
+    assert (tmp_path / "answers.npz").is_file() and (tmp_path / "tree.npz").is_file()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["build", *TINY[:4], "--out", "."], "pcct: error: . is a directory; save the tree to a file"),
+        (["query", *TINY, "--out", "."], "pcct: error: . is a directory; save the answers to a file"),
         (["query", *TINY, "--metric", "residual", "--m", "8", "--variance", "1e300"],
          "pcct: error: variance = 1e+300 is outside the accepted range"),
         (["query", *TINY, "--threads", "100000"],
