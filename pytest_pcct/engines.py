@@ -212,8 +212,9 @@ class EngineHandle:
         """Whether the engine answers `problem` (its metric and kind are among its capabilities)."""
         return self.spec.capabilities.refusal(problem) is None
 
-    def knn(self, problem: Problem, k: int) -> Answer:
-        """The engine's k nearest neighbours of every query of `problem`."""
+    def knn(self, problem: Problem, k: int, *, tolerance: tuple[float, float] | None = None) -> Answer:
+        """The engine's k nearest neighbours of every query of `problem`, checked against it with
+        `tolerance` (rtol, atol; default: the running test's)."""
         __tracebackhide__ = True
         if not isinstance(problem, Problem):
             raise InvalidInputError(f"problem must be a pytest_pcct Problem, got {type(problem).__name__}")
@@ -226,7 +227,7 @@ class EngineHandle:
                 f"engine {self.name!r} was not registered for {refusal}: {problem.label}"
             )
         answer = _normalise(self.name, self._engine(problem, k), problem, k)
-        rtol, atol = self._tolerance()
+        rtol, atol = self._tolerance() if tolerance is None else tolerance
         check_answer(answer.indices, answer.distances, problem, rtol=rtol, atol=atol,
                      label=f"engine {self.name!r} on {problem.label}, k={k}")
         answer = replace(answer, indices=answer.indices.astype(np.int64, copy=False))

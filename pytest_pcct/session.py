@@ -135,7 +135,9 @@ class EnginePair:
         settings = self._session.settings().overridden(mode=mode, rtol=rtol, atol=atol, telemetry=telemetry)
         key = (self.reference.name, self.candidate.name, problem.label, int(k))
         try:
-            ref, got = self.reference.knn(problem, k), self.candidate.knn(problem, k)
+            tolerance = (settings.rtol, settings.atol)
+            ref = self.reference.knn(problem, k, tolerance=tolerance)
+            got = self.candidate.knn(problem, k, tolerance=tolerance)
         except AssertionError as exc:  # an untruthful or ill-formed answer: a failed cell, then the failure
             self._session.matrix.add(key, Cell("failed", math.nan, 1, {problem.digest},
                                                failure=str(exc).splitlines()[0]))

@@ -94,12 +94,19 @@ def _not_an_xdist_worker(monkeypatch):
 
 
 @pytest.fixture
-def toy(pytester):
+def scripted_clock(pytester):
+    """A project opted in to the gate by its ini file, with the module toy_clock (TOY_CLOCK) to time with."""
+    pytester.makeini("[pytest]\npcct_gate = all\n")
+    pytester.makepyfile(toy_clock=TOY_CLOCK)
+    return pytester
+
+
+@pytest.fixture
+def toy(scripted_clock):
     """A toy project (calibration + two gated benchmarks on a scripted clock) that opts in to the gate by
     its ini file, returned as the pytester."""
-    pytester.makeini("[pytest]\npcct_gate = all\n")
-    pytester.makepyfile(toy_clock=TOY_CLOCK, test_toy=TOY_TESTS)
-    return pytester
+    scripted_clock.makepyfile(test_toy=TOY_TESTS)
+    return scripted_clock
 
 
 @pytest.fixture

@@ -92,3 +92,38 @@ def test_json_export_holds_every_result(toy, run_gate, monkeypatch):
     assert work["time"]["threshold"] == 1.5
     assert work["counters"]["ok"] and work["counters"]["counters"]["steps"]["baseline"] == 1000
     assert by_id["test_toy.py::test_lenient"]["time"]["threshold"] == 5.0
+
+
+TIME_ONLY = '''
+import os
+
+import pytest
+
+import toy_clock
+
+pytestmark = pytest.mark.benchmark(timer=toy_clock.clock)
+
+
+@pytest.mark.pcct_calibration
+def test_calibration(benchmark):
+    benchmark(toy_clock.advance, 1_000_000)
+
+
+@pytest.mark.pcct_time(threshold=1.5)
+def test_timed(benchmark):
+    benchmark(toy_clock.advance, 4_000_000 * float(os.environ.get("TOY_SLOWDOWN", "1")))
+'''
+
+
+def test_a_benchmark_marked_pcct_time_alone_is_gated_on_time_without_counters(scripted_clock, run_gate,
+                                                                               monkeypatch):
+    scripted_clock.makepyfile(test_timed=TIME_ONLY)
+    run_gate("--pcct-update-baselines").assert_outcomes(passed=2)
+    assert not list(scripted_clock.path.glob("baselines/counters/*.json"))
+    run_gate("--benchmark-compare").assert_outcomes(passed=2)
+    monkeypatch.setenv("TOY_SLOWDOWN", "2")
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["pytest-pcct gate: time regression in test_timed.py::test_timed *",
+                                 "*test_timed.py::test_timed*-*2.00x (limit 1.50x)*FAILED"])
+    run_gate("--pcct-gate=counters").assert_outcomes(passed=2)  # nothing of it to judge on counters
