@@ -155,6 +155,10 @@ def _break(project, monkeypatch, how):
     elif how == "truncated timing":
         path = _timing_file(project)
         path.write_bytes(path.read_bytes()[:100])
+    elif how == "changed configuration":
+        monkeypatch.setenv("TOY_CONFIG", "config-2")  # the counters' config digest no longer matches
+    elif how == "other timer":
+        monkeypatch.setenv("TOY_TIMER", "other_clock")  # baselines were timed with toy_clock.clock
 
 
 @pytest.mark.parametrize(("how", "args"), [
@@ -164,6 +168,8 @@ def _break(project, monkeypatch, how):
     ("xdist worker", ("--benchmark-compare",)),
     ("missing counters", ("--benchmark-compare",)),
     ("truncated timing", ("--benchmark-compare",)),
+    ("changed configuration", ("--benchmark-compare",)),
+    ("other timer", ("--benchmark-compare",)),
 ])
 def test_every_printed_command_works(recorded, run_gate, monkeypatch, how, args):
     """Each command the gate prints to fix a run, run as printed (outside xdist), passes."""
