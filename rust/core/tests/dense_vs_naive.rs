@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{naive_knn, points, spaces, Lcg, Points, Rows, Space};
+use common::{assert_rows_match_naive, points, spaces, Lcg, Points, Rows, Space};
 use covertreex_core::query::{available_threads, N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::{dense_query, Blocks, DenseOutput, Kernel};
 
@@ -42,36 +42,11 @@ fn run(
 }
 
 fn assert_matches_naive(space: &Space, queries: &Space, rows: &Rows, k: usize) {
-    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for blocks in BLOCKS {
-        let out = run(
-            space,
-            queries,
-            rows,
-            k,
-            blocks,
-            Some(available_threads() as i64),
-        );
-        for (q, &row) in rows.rows.iter().enumerate() {
-            let (idx, dist) = naive_knn(
-                &queries.data(),
-                row as usize,
-                rows.index[q],
-                rows.limit[q],
-                &space.data(),
-                k,
-            );
-            let span = q * k..(q + 1) * k;
-            assert_eq!(
-                &out.indices[span.clone()],
-                &idx[..],
-                "query {q}, k = {k}, {blocks:?}"
-            );
-            assert_eq!(
-                bits(&out.distances[span]),
-                bits(&dist),
-                "query {q}, k = {k}"
-            );
+        let all = Some(available_threads() as i64);
+        let out = run(space, queries, rows, k, blocks, all);
+        assert_rows_match_naive(space, queries, rows, k, &out.indices, &out.distances);
+        for q in 0..rows.rows.len() {
             let eligible = rows.limit[q].clamp(0, space.n as i64);
             assert_eq!(
                 out.screened[q], eligible,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{naive_knn, spaces, Assembled, Rows, Space};
+use common::{assert_rows_match_naive, spaces, Assembled, Rows, Space};
 use covertreex_core::query::{available_threads, N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::{build_tree, query_batch, CoreError, Mode, QueryBatch, QueryOutput};
 
@@ -41,20 +41,7 @@ impl Case {
 
     fn assert_matches_naive(&self, queries: &Space, rows: &Rows, k: usize) {
         let out = self.run(queries, rows, k, Some(available_threads().min(2) as i64));
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        for (q, &row) in rows.rows.iter().enumerate() {
-            let (idx, dist) = naive_knn(
-                &queries.data(),
-                row as usize,
-                rows.index[q],
-                rows.limit[q],
-                &self.space.data(),
-                k,
-            );
-            let span = q * k..(q + 1) * k;
-            assert_eq!(&out.indices[span.clone()], &idx[..], "query {q}, k = {k}");
-            assert_eq!(bits(&out.distances[span]), bits(&dist), "query {q}");
-        }
+        assert_rows_match_naive(&self.space, queries, rows, k, &out.indices, &out.distances);
         // Every query evaluates at least the root.
         let evals = out.per_query.chunks(N_QUERY_COUNTERS);
         assert!(evals.map(|c| c[Q_EVALUATIONS]).all(|e| e >= 1));

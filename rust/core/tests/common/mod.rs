@@ -315,3 +315,29 @@ pub fn spaces(seed: u64) -> Vec<(Space, Space)> {
     }
     out
 }
+
+/// Assert that every query row's answer (`indices`, `distances`, row-major with k columns) equals the
+/// naive scan: the same indices and bit-identical distances.
+pub fn assert_rows_match_naive(
+    data: &Space,
+    queries: &Space,
+    rows: &Rows,
+    k: usize,
+    indices: &[i64],
+    distances: &[f64],
+) {
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (q, &row) in rows.rows.iter().enumerate() {
+        let (idx, dist) = naive_knn(
+            &queries.data(),
+            row as usize,
+            rows.index[q],
+            rows.limit[q],
+            &data.data(),
+            k,
+        );
+        let span = q * k..(q + 1) * k;
+        assert_eq!(&indices[span.clone()], &idx[..], "query {q}, k = {k}");
+        assert_eq!(bits(&distances[span]), bits(&dist), "query {q}, k = {k}");
+    }
+}
