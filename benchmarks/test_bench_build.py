@@ -4,7 +4,10 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.benchmark(timer=time.process_time)  # see benchmarks/conftest.py
+pytestmark = [
+    pytest.mark.benchmark(timer=time.process_time),  # see benchmarks/conftest.py
+    pytest.mark.pcct_instructions,  # counted under callgrind by --pcct-gate=instructions
+]
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])

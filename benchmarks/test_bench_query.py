@@ -5,7 +5,10 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.benchmark(timer=time.process_time)  # see benchmarks/conftest.py
+pytestmark = [
+    pytest.mark.benchmark(timer=time.process_time),  # see benchmarks/conftest.py
+    pytest.mark.pcct_instructions,  # counted under callgrind by --pcct-gate=instructions
+]
 
 
 # The dense path's GEMM runs on BLAS threads (gold) whose CPU time includes their spin-waits: noisier than

@@ -31,10 +31,12 @@ and must stay cheap."""
 def pytest_addoption(parser):
     group = parser.getgroup("pcct-gate", "benchmark regression gate (pytest-pcct)")
     group.addoption(
-        "--pcct-gate", dest="pcct_gate", default=None, choices=("all", "counters", "off"),
+        "--pcct-gate", dest="pcct_gate", default=None, choices=("all", "counters", "instructions", "off"),
         help="opt in to the gate and choose what it judges: 'all' (work counters and calibrated time; "
-             "needs --benchmark-compare, no xdist), 'counters' (work counters only; works anywhere) or "
-             "'off'. Default: ini pcct_gate; unset, the gate judges ('all') only tests requesting pcct_gate",
+             "needs --benchmark-compare, no xdist), 'counters' (work counters only; works anywhere), "
+             "'instructions' (work counters, and the instruction counts of benchmarks marked "
+             "pcct_instructions: the run relaunches itself under valgrind's callgrind) or 'off'. "
+             "Default: ini pcct_gate; unset, the gate judges ('all') only tests requesting pcct_gate",
     )
     group.addoption(
         "--pcct-update-baselines", dest="pcct_update_baselines", action="store_true",
@@ -78,14 +80,38 @@ def pytest_configure(config):
         "(pytest-pcct gate)",
         "pcct_calibration: the calibration kernel every benchmark's time is measured against "
         "(pytest-pcct gate)",
+        "pcct_instructions(tolerance=0.01): count this benchmark's instructions under callgrind in "
+        "--pcct-gate=instructions runs and gate the count with this relative tolerance (pytest-pcct gate)",
     ):
         config.addinivalue_line("markers", line)
     mode = config.getoption("pcct_gate") or config.getini("pcct_gate")
-    if mode not in ("", "all", "counters", "off"):
-        raise pytest.UsageError(f"pytest-pcct gate: ini pcct_gate must be all, counters or off, got {mode!r}")
+    if mode not in ("", "all", "counters", "instructions", "off"):
+        raise pytest.UsageError("pytest-pcct gate: ini pcct_gate must be all, counters, instructions or off, "
+                                f"got {mode!r}")
     config.stash[_ACTIVE] = mode != "off"
-    if mode in ("all", "counters"):  # opted in by ini or flag
+    if mode in ("all", "counters", "instructions"):  # opted in by ini or flag
         _own_benchmark_storage(config)
+    if mode == "instructions":
+        _relaunch_under_callgrind(config)
+
+
+def _relaunch_under_callgrind(config) -> None:
+    """A command-line run in instructions mode replaces itself with the same run under callgrind.
+
+    In-process runs (pytester's inline runs) and xdist workers are left alone; the gate then says why it
+    cannot count."""
+    import sys
+
+    from pytest_pcct.gate import callgrind
+    from pytest_pcct.gate.errors import GateError
+
+    args = list(config.invocation_params.args)
+    if callgrind.under_callgrind() or hasattr(config, "workerinput") or args != sys.argv[1:]:
+        return
+    try:
+        callgrind.relaunch(args, config.rootpath)
+    except GateError as exc:
+        raise pytest.UsageError(f"pytest-pcct gate: {exc}") from None
 
 
 def _own_benchmark_storage(config) -> None:
@@ -185,13 +211,48 @@ def pytest_runtest_setup(item):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    result = yield
     state = _state(item.config)
-    if state is not None and item.nodeid in state.gated:
-        message = state.judge(item, item.stash.get(_RECORDER, None), item.funcargs.get("benchmark"))
+    gated = state is not None and item.nodeid in state.gated
+    stand_in = _stand_in(item, state) if gated and "benchmark" in item.funcargs else None
+    if stand_in is not None:
+        item.funcargs["benchmark"] = stand_in
+    try:
+        result = yield
+    finally:
+        if stand_in is not None:  # pytest-benchmark checks its own fixture when it reports
+            item.funcargs["benchmark"] = stand_in.fixture
+    if gated:
+        benchmark = stand_in if stand_in is not None else item.funcargs.get("benchmark")
+        message = state.judge(item, item.stash.get(_RECORDER, None), benchmark)
+        while state.warnings:
+            item.warn(GateInconclusiveWarning(f"pytest-pcct gate: {state.warnings.pop(0)}"))
         if message:
             pytest.fail(f"pytest-pcct gate: {message}", pytrace=False)
     return result
+
+
+class GateInconclusiveWarning(pytest.PytestWarning):
+    """A time verdict the gate could not reach (bounds straddle the threshold); ``-W error::`` with this
+    class's full name turns it into a failure."""
+
+
+def _stand_in(item, state):
+    """What the test gets as its ``benchmark`` fixture: the calibration test a kernel capture, a gated
+    benchmark paired rounds (time) or an instruction probe (under callgrind); None leaves it alone."""
+    fixture = item.funcargs["benchmark"]
+    if state.settings.instructions:
+        from pytest_pcct.gate import callgrind
+
+        if item.get_closest_marker("pcct_instructions") and callgrind.under_callgrind():
+            return callgrind.InstructionProbe(fixture)
+        return None
+    if not state.settings.timing:
+        return None
+    from pytest_pcct.gate.paired import CalibrationCapture, PairedTiming
+
+    if item.nodeid == state.calibration_id:
+        return CalibrationCapture(fixture)
+    return PairedTiming(fixture, state.calibration_kernel) if state.calibration_kernel else None
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -41,6 +41,9 @@ TIMING_RUN_GLOB = "[0-9][0-9][0-9][0-9]_"
 DEFAULT_TIMING_FILE = "0001_pcct.json"
 CALIBRATION_KEY = "pcct_calibration"
 """extra_info key of every gated pytest-benchmark entry: the calibration timings of the run that made it."""
+PAIRED_KEY = "pcct_paired"
+"""extra_info key of every gated pytest-benchmark entry: its paired rounds (ratios benchmark / calibration
+per round, median round and calibration seconds); see :mod:`pytest_pcct.gate.paired`."""
 MAX_COUNTER = 2**63 - 1
 """Counters are int64 in every engine; a larger stored value is damage, not a measurement."""
 PLAUSIBLE_SECONDS = {

@@ -8,7 +8,7 @@ XDIST = ("-n", "--numprocesses", "--dist", "--maxprocesses")
 TIMING_OFF = ("--benchmark-disable", "--benchmark-skip")
 COMPARE = ("--benchmark-compare",)
 UPDATE = ("--pcct-update-baselines",)
-_VALUED = {"-n", "--numprocesses", "--dist", "--maxprocesses", "--pcct-gate"}
+_VALUED = {"-n", "--numprocesses", "--dist", "--maxprocesses", "--pcct-gate", "--benchmark-min-rounds"}
 """Options whose value may be the next argument (dropped together with it)."""
 
 
@@ -47,17 +47,30 @@ def timed_command(args, time_gate: bool) -> str:
     return command(args, drop=TIMING_OFF, add=_compared(args) if time_gate else ())
 
 
-def update_command(args, counters_only: bool) -> str:
-    """How to (re)record the baselines of this selection."""
-    if counters_only:
+def update_command(args, mode: str) -> str:
+    """How to (re)record the baselines of this selection in gate mode `mode` (all, counters, instructions)."""
+    if mode == "counters":
         return command(args, drop=(*COMPARE, *UPDATE, "--pcct-gate"),
                        add=("--pcct-gate=counters", *UPDATE))
+    if mode == "instructions":
+        return instructions_command(args, add=UPDATE)
     return command(args, drop=(*XDIST, *TIMING_OFF, *COMPARE, *UPDATE), add=(*_serial(args), *UPDATE))
+
+
+def instructions_command(args, add=()) -> str:
+    """The same run counting instructions (serial; the gate relaunches it under callgrind)."""
+    return command(args, drop=(*XDIST, *COMPARE, *UPDATE, "--pcct-gate"),
+                   add=(*_serial(args), "--pcct-gate=instructions", *add))
 
 
 def serial_command(args) -> str:
     """The same run without xdist, so timings can be trusted."""
     return command(args, drop=XDIST, add=(*_serial(args), *_compared(args)))
+
+
+def more_rounds_command(args, rounds: int) -> str:
+    """The same run with at least `rounds` rounds per benchmark (an inconclusive time verdict's rerun)."""
+    return command(args, drop=("--benchmark-min-rounds",), add=(f"--benchmark-min-rounds={rounds}",))
 
 
 def counters_command(args) -> str:

@@ -32,10 +32,25 @@ def _time_cell(result: dict) -> str:
     return "-"
 
 
+def _instructions_cell(result: dict) -> str:
+    verdict = result.get("instructions") or {}
+    if "recorded" in verdict:
+        return f"recorded {verdict['recorded']['instructions']:,}"
+    if not verdict:
+        return "-"
+    row = verdict["counters"]["instructions"]
+    if verdict["mismatch"] or row["baseline"] is None or row["current"] is None:
+        return summarize_counters(verdict)
+    return f"{row['current'] / row['baseline']:.4f}x (limit +-{row['tolerance']:.2%})"
+
+
 def table(results: list[dict]) -> list[str]:
-    """One line per gated test: name, counters, calibrated slowdown, outcome."""
-    rows = [("benchmark", "counters", f"time ({TIME_STAT}, calibrated)", "result")]
-    rows += [(r["nodeid"], _counters_cell(r), _time_cell(r), r["outcome"].upper())
+    """One line per gated test: name, counters, calibrated slowdown or instruction count ratio, outcome."""
+    counted = any(r.get("instructions") for r in results)
+    header, cell = ("instructions", _instructions_cell) if counted else (f"time ({TIME_STAT}, calibrated)",
+                                                                          _time_cell)
+    rows = [("benchmark", "counters", header, "result")]
+    rows += [(r["nodeid"], _counters_cell(r), cell(r), r["outcome"].upper())
              for r in sorted(results, key=lambda r: r["nodeid"])]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

@@ -5,9 +5,14 @@ Pure functions over plain values, so every rule is testable without pytest:
 * counters must equal the baseline exactly, unless a relative tolerance is declared (for all counters or
   per counter). A change in either direction fails: counters are deterministic, so a drop means the
   baseline is stale and would hide the next regression;
-* time is judged as a ratio to the calibration kernel measured in the same run, compared with the same
-  ratio in the baseline: ``slowdown = (t / c) / (t0 / c0)``. It fails only when the slowdown exceeds the
-  threshold *and* the time lost, ``t - t0 * c / c0``, exceeds the absolute noise floor.
+* time is judged on paired rounds: each timed round of a benchmark follows one round of the calibration
+  kernel, and the statistic is the median of the per-round ratios ``t_i / c_i`` (a machine that drifts or
+  switches speed between rounds moves both members of a pair, so their ratio stays). The slowdown is this
+  median over the baseline's, with distribution-free confidence bounds (see :func:`median_bounds`), and
+  has three outcomes: *passed* when the upper bound is below the threshold (or the time lost is under the
+  absolute noise floor), *failed* when the lower bound reaches the threshold, and *inconclusive* when the
+  bounds straddle it: too few or too noisy rounds to tell, which the gate reports with the command that
+  reruns with more rounds, never as a silent pass.
 """
 
 from __future__ import annotations
@@ -18,9 +23,14 @@ from dataclasses import dataclass, field
 
 from pytest_pcct.gate.errors import GateInputError, GateTypeError
 
-TIME_STAT = "min"
-"""The pytest-benchmark statistic compared: on a shared machine interference only ever adds time, so the
-fastest round is the steadiest estimate of the work itself."""
+TIME_STAT = "median of paired ratios"
+"""What the time leg compares (see the module docstring)."""
+CONFIDENCE = 0.99
+"""Coverage of each median's confidence interval; the slowdown's bounds combine two (>= 98% jointly), so a
+verdict of failed (or passed) is wrong in at most 1 run in 100 if rounds are independent."""
+MIN_PAIRED_ROUNDS = 20
+"""Fewest paired rounds a gated benchmark runs: at 99%, 8 rounds give only the extreme order statistics as
+bounds; 20 bring them to the 4th smallest and largest."""
 
 
 def _nonnegative(value, name: str) -> float:
@@ -147,26 +157,64 @@ def compare_counters(
     return CounterVerdict(rows, mismatch)
 
 
+def median_bounds(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(lower, median, upper): the median of `values` and a distribution-free confidence interval for it.
+
+    The interval is [x_(j), x_(n+1-j)] of the sorted values with the largest j for which
+    P(Binomial(n, 1/2) <= j - 1) <= (1 - confidence) / 2; it covers the true median with probability
+    >= `confidence` for independent rounds, whatever their distribution. With too few values for any such
+    j the bounds are 0 and infinity: nothing can be concluded."""
+    xs = sorted(float(v) for v in values)
+    n = len(xs)
+    if n == 0:
+        raise GateInputError("no rounds to summarise")
+    tail, cdf, j = (1.0 - confidence) / 2.0, 0.0, 0
+    while j < n // 2:
+        cdf += math.comb(n, j) / 2.0**n
+        if cdf > tail:
+            break
+        j += 1
+    middle = xs[(n - 1) // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+    return (xs[j - 1], middle, xs[n - j]) if j else (0.0, middle, math.inf)
+
+
+def _ratios(values, name: str) -> list[float]:
+    ratios = [float(v) for v in values]
+    if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
+        raise GateInputError(f"{name} must be a non-empty list of finite positive ratios")
+    return ratios
+
+
 @dataclass(frozen=True)
 class TimeVerdict:
-    current: float
+    ratios: list[float]
+    """This run's per-round ratios benchmark time / calibration time."""
+    baseline_ratios: list[float]
+    round_seconds: float
+    """This run's median round time (what the noise floor is weighed against)."""
     calibration: float
-    baseline: float
-    baseline_calibration: float
+    """This run's median calibration round time."""
     threshold: float
     noise_floor: float
 
     @property
     def ratio(self) -> float:
-        return self.current / self.calibration
+        return median_bounds(self.ratios)[1]
 
     @property
     def baseline_ratio(self) -> float:
-        return self.baseline / self.baseline_calibration
+        return median_bounds(self.baseline_ratios)[1]
 
     @property
     def slowdown(self) -> float:
         return self.ratio / self.baseline_ratio
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Confidence bounds of the slowdown (current bounds over the baseline's opposite bounds)."""
+        low, _, high = median_bounds(self.ratios)
+        base_low, _, base_high = median_bounds(self.baseline_ratios)
+        return low / base_high, (high / base_low if base_low > 0 else math.inf)
 
     @property
     def expected(self) -> float:
@@ -174,13 +222,25 @@ class TimeVerdict:
         return self.baseline_ratio * self.calibration
 
     @property
+    def loss(self) -> float:
+        return self.round_seconds - self.expected
+
+    @property
+    def outcome(self) -> str:
+        """passed, failed or inconclusive (see the module docstring)."""
+        low, high = self.bounds
+        if high < self.threshold or self.loss <= self.noise_floor:
+            return "passed"
+        return "failed" if low >= self.threshold else "inconclusive"
+
+    @property
     def ok(self) -> bool:
-        return self.slowdown <= self.threshold or self.current - self.expected <= self.noise_floor
+        return self.outcome != "failed"
 
     @property
     def hidden_by_noise_floor(self) -> bool:
-        """A slowdown beyond the threshold that passes only because it costs less than the noise floor."""
-        return self.slowdown > self.threshold and self.ok
+        """A slowdown at or beyond the threshold that passes only because it costs less than the floor."""
+        return self.slowdown >= self.threshold and self.loss <= self.noise_floor
 
     @property
     def gateable_time(self) -> float:
@@ -190,39 +250,41 @@ class TimeVerdict:
     def floor_note(self, nodeid: str) -> str:
         """Why a slowdown passed although it exceeds the threshold, and how to make it count."""
         return (f"noise floor hid a slowdown: {nodeid} is {self.slowdown:.2f}x slower (limit "
-                f"{self.threshold:.2f}x) but loses only {seconds(self.current - self.expected)}, under the "
+                f"{self.threshold:.2f}x) but loses only {seconds(self.loss)}, under the "
                 f"{seconds(self.noise_floor)} noise floor; give each benchmarked call at least "
                 f"{seconds(self.gateable_time)} of work (noise floor / (threshold - 1)) so the gate can "
                 "see it")
 
     def describe(self) -> str:
+        low, high = self.bounds
         return (
-            f"time ({TIME_STAT}): baseline {seconds(self.baseline)} at calibration "
-            f"{seconds(self.baseline_calibration)} (ratio {self.baseline_ratio:.4g}); current "
-            f"{seconds(self.current)} at calibration {seconds(self.calibration)} (ratio {self.ratio:.4g}); "
-            f"slowdown {self.slowdown:.3f}x vs threshold {self.threshold:.3f}x; "
-            f"{seconds(self.current - self.expected)} over the rescaled baseline "
+            f"time ({TIME_STAT}): baseline ratio {self.baseline_ratio:.4g} over "
+            f"{len(self.baseline_ratios)} rounds; current ratio {self.ratio:.4g} over {len(self.ratios)} "
+            f"rounds (median {seconds(self.round_seconds)} at calibration {seconds(self.calibration)}); "
+            f"slowdown {self.slowdown:.3f}x, {CONFIDENCE:.0%} bounds [{low:.3f}x, {high:.3f}x] vs threshold "
+            f"{self.threshold:.3f}x; {seconds(self.loss)} over the rescaled baseline "
             f"{seconds(self.expected)} vs noise floor {seconds(self.noise_floor)}"
         )
 
     def to_json(self) -> dict:
+        low, high = self.bounds
         return {
-            "ok": self.ok, "stat": TIME_STAT, "current_seconds": self.current,
-            "calibration_seconds": self.calibration, "baseline_seconds": self.baseline,
-            "baseline_calibration_seconds": self.baseline_calibration, "ratio": self.ratio,
-            "baseline_ratio": self.baseline_ratio, "slowdown": self.slowdown, "threshold": self.threshold,
+            "ok": self.ok, "outcome": self.outcome, "stat": TIME_STAT, "confidence": CONFIDENCE,
+            "rounds": len(self.ratios), "baseline_rounds": len(self.baseline_ratios),
+            "current_seconds": self.round_seconds, "calibration_seconds": self.calibration,
+            "ratio": self.ratio,
+            "baseline_ratio": self.baseline_ratio, "slowdown": self.slowdown, "slowdown_low": low,
+            "slowdown_high": high if math.isfinite(high) else None, "threshold": self.threshold,
             "noise_floor_seconds": self.noise_floor, "hidden_by_noise_floor": self.hidden_by_noise_floor,
         }
 
 
-def compare_time(
-    *, current: float, calibration: float, baseline: float, baseline_calibration: float,
-    threshold: float, noise_floor: float,
-) -> TimeVerdict:
-    """The calibrated slowdown of one benchmark against its baseline."""
-    for name, value in (("current", current), ("calibration", calibration), ("baseline", baseline),
-                        ("baseline_calibration", baseline_calibration)):
+def compare_time(*, ratios, baseline_ratios, round_seconds: float, calibration: float, threshold: float,
+                 noise_floor: float) -> TimeVerdict:
+    """The calibrated slowdown of one benchmark against its baseline, from paired rounds."""
+    for name, value in (("round_seconds", round_seconds), ("calibration", calibration)):
         if _nonnegative(value, name) <= 0:
             raise GateInputError(f"{name} time must be > 0, got {value!r}")
-    return TimeVerdict(current, calibration, baseline, baseline_calibration,
-                       parse_threshold(threshold), parse_noise_floor(noise_floor))
+    return TimeVerdict(_ratios(ratios, "ratios"), _ratios(baseline_ratios, "baseline_ratios"),
+                       float(round_seconds),
+                       float(calibration), parse_threshold(threshold), parse_noise_floor(noise_floor))

@@ -8,14 +8,17 @@ test hands over its work counters (:class:`GateRecorder`).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_pcct.gate import callgrind
 from pytest_pcct.gate import commands as gate_commands
 from pytest_pcct.gate import rules as gate
 from pytest_pcct.gate.baselines import (
     CALIBRATION_KEY,
+    PAIRED_KEY,
     CounterBaseline,
     CounterStore,
     TimingStore,
@@ -23,8 +26,14 @@ from pytest_pcct.gate.baselines import (
     now,
 )
 from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError
+from pytest_pcct.gate.paired import PairedTiming
 
-MODES = ("all", "counters", "off")
+MODES = ("all", "counters", "instructions", "off")
+INSTRUCTION_SCHEMA = "callgrind.instructions"
+"""Counter schema of the stored instruction counts (the other identity fields are the work counters')."""
+INSTRUCTION_TOLERANCE = 0.01
+"""Default relative tolerance of an instruction count: callgrind counts repeat to a few parts per million for
+the same code (allocator and hash-table growth move a little); a 1% change is code, not noise."""
 
 
 @dataclass(frozen=True)
@@ -61,24 +70,34 @@ class GateSettings:
     def timing(self) -> bool:
         return self.mode == "all"
 
+    @property
+    def instructions(self) -> bool:
+        return self.mode == "instructions"
+
 
 @dataclass(frozen=True)
 class Limits:
-    """What one test allows: counter tolerance, slowdown threshold and noise floor (markers over defaults)."""
+    """What one test allows: counter tolerance, slowdown threshold, noise floor (markers over defaults), and
+    the relative tolerance of its instruction count (None: no instruction leg; marker pcct_instructions)."""
 
     tolerance: float | dict
     threshold: float
     noise_floor: float
+    instructions: float | None = None
 
     @classmethod
     def of(cls, item, settings: GateSettings) -> Limits:
         counters = _marker_kwargs(item, "pcct_counters", {"tolerance"})
         time = _marker_kwargs(item, "pcct_time", {"threshold", "noise_floor"})
+        instructions = _marker_kwargs(item, "pcct_instructions", {"tolerance"})
+        opted_in = item.get_closest_marker("pcct_instructions") is not None
         return cls(
             gate.parse_tolerance(counters.get("tolerance", 0.0), "pcct_counters(tolerance=...)"),
             gate.parse_threshold(time.get("threshold", settings.threshold), "pcct_time(threshold=...)"),
             gate.parse_noise_floor(time.get("noise_floor", settings.noise_floor),
                                    "pcct_time(noise_floor=...)"),
+            gate.parse_tolerance(instructions.get("tolerance", INSTRUCTION_TOLERANCE),
+                                 "pcct_instructions(tolerance=...)") if opted_in else None,
         )
 
 
@@ -146,14 +165,19 @@ class GateSession:
     known: set = field(default_factory=set)
     results: list = field(default_factory=list)
     calibration: dict | None = None
+    calibration_kernel: tuple | None = None
+    """(function, args, kwargs) the calibration test timed; every gated benchmark's rounds pair with it."""
     xdist: bool = False
     notes: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    """Inconclusive time verdicts of the current test, for the plugin to raise as pytest warnings."""
     stale_found: dict = field(default_factory=dict)
     _timing: tuple | None = None
 
     def __post_init__(self):
         self.counters = CounterStore(self.settings.directory / "counters")
+        self.instructions = CounterStore(self.settings.directory / "instructions")
 
     # -- where the baselines are -----------------------------------------------------------------
     def timing_store(self) -> TimingStore:
@@ -183,6 +207,8 @@ class GateSession:
         if bench.skip:
             return ("--benchmark-skip skips the benchmarks the gate must judge; drop it:\n  "
                     + gate_commands.timed_command(args, s.timing))
+        if s.instructions:
+            return self._instructions_blocker()
         if not s.timing:
             return None
         if os.environ.get("PYTEST_XDIST_WORKER") or self.xdist:
@@ -203,30 +229,50 @@ class GateSession:
                     + gate_commands.command(args, add=("--benchmark-compare",)))
         return None
 
+    def _instructions_blocker(self) -> str | None:
+        if os.environ.get("PYTEST_XDIST_WORKER") or self.xdist:
+            return ("instruction counts are taken serially under callgrind; run without xdist:\n  "
+                    + gate_commands.instructions_command(self.args))
+        if not callgrind.under_callgrind():
+            return ("this session is not running under callgrind (the gate relaunches a command-line run "
+                    "itself; an in-process run cannot be). Run:\n  "
+                    + gate_commands.instructions_command(self.args))
+        return None
+
+    def _skips(self, nodeid: str) -> bool:
+        """Whether this mode has nothing of `nodeid` to judge."""
+        if self.settings.instructions:
+            return nodeid == self.calibration_id or nodeid in self.time_only
+        return nodeid in self.time_only and not self.settings.timing
+
     def blocker(self, item) -> str | None:
         """Why the gated test `item` cannot be judged (an error naming the fix), or None."""
         nodeid = item.nodeid
-        if nodeid in self.time_only and not self.settings.timing:
-            return None  # nothing of it to judge in counters mode
+        if self._skips(nodeid):
+            return None
         reason = self._session_blocker()
         if reason or nodeid == self.calibration_id:
             return reason
         try:
-            Limits.of(item, self.settings)
+            limits = Limits.of(item, self.settings)
             if not self.settings.update:
-                return self._baseline_blocker(nodeid)
+                return self._baseline_blocker(nodeid, limits)
         except GateError as exc:
             return str(exc)
         return None
 
     def _fix(self) -> str:
-        return gate_commands.update_command(self.args, counters_only=not self.settings.timing)
+        return gate_commands.update_command(self.args, self.settings.mode)
 
-    def _baseline_blocker(self, nodeid: str) -> str | None:
+    def _baseline_blocker(self, nodeid: str, limits: Limits) -> str | None:
         try:
             if nodeid not in self.time_only and self.counters.load(nodeid) is None:
                 return (f"no work-counter baseline for {nodeid} (expected "
                         f"{self.counters.path_for(nodeid)}). Record it with:\n  {self._fix()}")
+            if (self.settings.instructions and limits.instructions is not None
+                    and self.instructions.load(nodeid) is None):
+                return (f"no instruction-count baseline for {nodeid} (expected "
+                        f"{self.instructions.path_for(nodeid)}). Record it with:\n  {self._fix()}")
             if self.settings.timing:
                 entries, files = self.timing_baseline()
                 if nodeid not in entries:
@@ -248,7 +294,7 @@ class GateSession:
 
     def _judge(self, item, recorder: GateRecorder | None, benchmark) -> str | None:
         nodeid = item.nodeid
-        if nodeid in self.time_only and not self.settings.timing:
+        if self._skips(nodeid):
             return None
         timing = _timing_of(benchmark) if self.settings.timing else None
         if self.settings.timing and timing is None:
@@ -256,8 +302,9 @@ class GateSession:
         if nodeid == self.calibration_id:
             if timing is not None:
                 self.calibration = timing
+                self.calibration_kernel = getattr(benchmark, "kernel", None)
                 self._add(nodeid, "calibration", "passed",
-                          time={"calibration_seconds": timing[gate.TIME_STAT]})
+                          time={"calibration_seconds": timing["median"]})
             return None
         recorded = None if recorder is None else recorder.recorded
         if recorded is None and nodeid not in self.time_only:
@@ -270,26 +317,59 @@ class GateSession:
             if timing["timer"] != self.calibration["timer"]:
                 return (f"{nodeid} is timed with {timing['timer']} but the calibration with "
                         f"{self.calibration['timer']}; their ratio means nothing. Use one timer for both.")
+            if "ratios" not in timing:
+                return (f"{nodeid} was not timed in paired rounds: the calibration test handed no kernel to "
+                        "benchmark(...)")
             benchmark.extra_info[CALIBRATION_KEY] = dict(self.calibration)
-        if self.settings.update:
-            if recorded is None:
-                self._add(nodeid, "benchmark", "updated")
-                return None
-            self.counters.save(CounterBaseline(
-                benchmark=nodeid, counters=recorded.counters, machine=machine_facts(), created=now(),
-                **recorded.identity,
-            ))
-            self._add(nodeid, "benchmark", "updated", counters={"recorded": recorded.counters})
-            return None
+            benchmark.extra_info[PAIRED_KEY] = {k: timing[k] for k in ("ratios", "seconds", "calibration")}
         try:
-            return self._check(nodeid, Limits.of(item, self.settings), recorded, timing)
+            limits = Limits.of(item, self.settings)
+            counted = self._instructions_of(nodeid, limits, recorded, benchmark)
+            if self.settings.update:
+                return self._update(nodeid, recorded, counted)
+            return self._check(nodeid, limits, recorded, timing, counted)
         except GateError as exc:
             return str(exc)
 
+    def _instructions_of(self, nodeid: str, limits: Limits, recorded: Recorded | None,
+                         benchmark) -> Recorded | None:
+        """This test's instruction count as a one-counter record with its own identity, or None when this
+        session does not count instructions for it."""
+        if not self.settings.instructions or limits.instructions is None:
+            return None
+        if recorded is None:
+            raise GateInputError(f"{nodeid} is marked pcct_instructions but records no work counters: the "
+                                 "instruction count is stored with their identity (engine, digests)")
+        count = getattr(benchmark, "instructions", None)
+        if count is None:
+            raise GateInputError(f"{nodeid} did not call benchmark(...), so there is no instruction count")
+        identity = {**recorded.identity, "schema": INSTRUCTION_SCHEMA, "schema_version": 1}
+        return Recorded({"instructions": count}, identity)
+
+    def _update(self, nodeid: str, recorded: Recorded | None, counted: Recorded | None) -> None:
+        """Save this test's baseline: instruction counts in an instructions run, else work counters."""
+        kind, record, store = (("instructions", counted, self.instructions) if self.settings.instructions
+                               else ("counters", recorded, self.counters))
+        if record is None:
+            self._add(nodeid, "benchmark", "updated")
+            return None
+        store.save(CounterBaseline(benchmark=nodeid, counters=record.counters, machine=machine_facts(),
+                                   created=now(), **record.identity))
+        self._add(nodeid, "benchmark", "updated", **{kind: {"recorded": record.counters}})
+        return None
+
     def _check(self, nodeid: str, limits: Limits, recorded: Recorded | None,
-               timing: dict | None) -> str | None:
+               timing: dict | None, counted: Recorded | None = None) -> str | None:
         problems = []
         counters = None if recorded is None else self._counters(nodeid, limits, recorded)
+        instructions = None if counted is None else self._counters(
+            nodeid, limits, counted, store=self.instructions, tolerance=limits.instructions)
+        if instructions is not None and not instructions.ok:
+            where = self.instructions.path_for(nodeid)
+            problems.append(f"instruction-count regression in {nodeid} (baseline {where}):\n"
+                            + "\n".join(f"  {row.describe()}" for row in instructions.rows)
+                            + "".join(f"\n  {m}" for m in instructions.mismatch)
+                            + f"\nIf the change is intended, re-record with:\n  {self._fix()}")
         if counters is None:
             pass  # judged on time alone
         elif counters.mismatch:
@@ -306,19 +386,26 @@ class GateSession:
         time = self._time(nodeid, limits, timing) if timing is not None else None
         if time is not None and time.hidden_by_noise_floor:
             self.notes.append(time.floor_note(nodeid))
-        if time is not None and not time.ok:
-            source = self.timing_baseline()[0][nodeid]["_file"]
+        source = self.timing_baseline()[0][nodeid]["_file"] if time is not None else None
+        if time is not None and time.outcome == "failed":
             problems.append(f"time regression in {nodeid} (baseline {source}):\n  {time.describe()}")
         message = "\n".join(problems) or None
-        self._add(nodeid, "benchmark", "failed" if message else "passed",
+        inconclusive = not message and time is not None and time.outcome == "inconclusive"
+        if inconclusive:
+            self.warnings.append(
+                f"time of {nodeid} is inconclusive (baseline {source}): the confidence bounds straddle the "
+                f"threshold; rerun with more rounds:\n  "
+                f"{gate_commands.more_rounds_command(self.args, 2 * len(time.ratios))}\n  {time.describe()}")
+        self._add(nodeid, "benchmark", "failed" if message else "inconclusive" if inconclusive else "passed",
                   counters=counters.to_json() if counters else None, time=time.to_json() if time else None,
-                  message=message)
+                  instructions=instructions.to_json() if instructions else None, message=message)
         return message
 
-    def _counters(self, nodeid: str, limits: Limits, recorded: Recorded) -> gate.CounterVerdict:
-        baseline = self.counters.load(nodeid)
+    def _counters(self, nodeid: str, limits: Limits, recorded: Recorded, store: CounterStore | None = None,
+                  tolerance=None) -> gate.CounterVerdict:
+        baseline = (store or self.counters).load(nodeid)
         return gate.compare_counters(baseline.identity(), baseline.counters, recorded.identity,
-                                     recorded.counters, limits.tolerance)
+                                     recorded.counters, limits.tolerance if tolerance is None else tolerance)
 
     def _time(self, nodeid: str, limits: Limits, timing: dict) -> gate.TimeVerdict:
         stored = self._stored_timing(nodeid)
@@ -328,33 +415,34 @@ class GateSession:
                 f"this run uses {timing['timer']}; re-record it with:\n  {self._fix()}"
             )
         return gate.compare_time(
-            current=timing[gate.TIME_STAT], calibration=self.calibration[gate.TIME_STAT],
-            baseline=stored["seconds"], baseline_calibration=stored["calibration"],
-            threshold=limits.threshold, noise_floor=limits.noise_floor,
+            ratios=timing["ratios"], baseline_ratios=stored["ratios"], round_seconds=timing["seconds"],
+            calibration=timing["calibration"], threshold=limits.threshold, noise_floor=limits.noise_floor,
         )
 
     def _stored_timing(self, nodeid: str) -> dict:
-        """The baseline entry of `nodeid`: its time, its run's calibration time and the timer of both."""
+        """The baseline entry of `nodeid`: its paired ratios and the timer they were measured with."""
         entry = self.timing_baseline()[0][nodeid]
         source = entry["_file"]
         try:
             calibration = entry["extra_info"][CALIBRATION_KEY]
             timers = {entry["options"]["timer"], calibration["timer"]}
-            stored = {"file": source, "seconds": float(entry["stats"][gate.TIME_STAT]),
-                      "calibration": float(calibration[gate.TIME_STAT]), "timer": timers.pop()}
+            ratios = [float(r) for r in entry["extra_info"][PAIRED_KEY]["ratios"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} lacks {exc} (saved without "
-                                   "pytest-pcct, or damaged)") from None
-        if timers:
+                                   "pytest-pcct or before paired timing, or damaged); re-record it with:\n  "
+                                   f"{self._fix()}") from None
+        if len(timers) != 1:
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} and its calibration were "
                                    "measured with different timers")
-        if not (stored["seconds"] > 0 and stored["calibration"] > 0):
-            raise CorruptFileError(f"{source}: the timing baseline of {nodeid} has a non-positive time")
-        return stored
+        if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
+            raise CorruptFileError(f"{source}: the timing baseline of {nodeid} has a non-positive, "
+                                   "non-finite or empty list of paired ratios")
+        return {"file": source, "ratios": ratios, "timer": timers.pop()}
 
-    def _add(self, nodeid: str, kind: str, outcome: str, *, counters=None, time=None, message=None):
+    def _add(self, nodeid: str, kind: str, outcome: str, *, counters=None, time=None, instructions=None,
+             message=None):
         self.results.append({"nodeid": nodeid, "kind": kind, "outcome": outcome, "counters": counters,
-                             "time": time, "message": message})
+                             "time": time, "instructions": instructions, "message": message})
 
     def add_error(self, nodeid: str, message: str) -> None:
         kind = "calibration" if nodeid == self.calibration_id else "benchmark"
@@ -371,7 +459,8 @@ class GateSession:
             gone_file = not (self.rootpath / path).exists()
             return gone_file or (path in collected_files and nodeid not in self.known)
 
-        found = {"counters": sorted(n for n in self.counters.stored() if unused(n))}
+        found = {"counters": sorted(n for n in self.counters.stored() if unused(n)),
+                 "instructions": sorted(n for n in self.instructions.stored() if unused(n))}
         if self.settings.timing and getattr(self.bench.storage, "path", None) is not None:
             entries, _ = self.timing_store().load(True)
             found["timing"] = sorted(n for n in entries if unused(n))
@@ -387,6 +476,8 @@ class GateSession:
                 self.notes.append(f"timing baselines written to {saved}")
             for nodeid in self.stale_found["counters"]:
                 self.counters.remove(nodeid)
+            for nodeid in self.stale_found["instructions"]:
+                self.instructions.remove(nodeid)
             if self.stale_found.get("timing"):
                 self.timing_store().remove_entries(set(self.stale_found["timing"]))
         verb = "removed" if self.settings.update else "reported; --pcct-update-baselines removes them"
@@ -414,9 +505,13 @@ class GateSession:
 
 
 def _timing_of(benchmark) -> dict | None:
-    """min, median and timer name of a pytest-benchmark fixture that has run, else None."""
+    """What the gate needs of a benchmark that has run (else None): the timer's name, and the paired
+    rounds (:meth:`PairedTiming.timing`) or, for the calibration test, min and median."""
     metadata = getattr(benchmark, "stats", None)
     if metadata is None:
         return None
     timer = metadata.as_dict(include_data=False, stats=False)["options"]["timer"]
+    if isinstance(benchmark, PairedTiming):
+        paired = benchmark.timing()
+        return None if paired is None else {**paired, "timer": timer}
     return {"min": metadata.stats.min, "median": metadata.stats.median, "timer": timer}

@@ -56,9 +56,16 @@ import toy_clock
 pytestmark = pytest.mark.benchmark(timer=getattr(toy_clock, os.environ.get("TOY_TIMER", "clock")))
 
 
+_calls = {}
+
+
 def _work(name, nanoseconds):
-    """A scripted amount of work: advances the toy clock, scaled by an environment variable."""
-    toy_clock.advance(nanoseconds * float(os.environ.get(name, "1")))
+    """A scripted amount of work: advances the toy clock, scaled by an environment variable, and by the
+    next factor of the cycle in TOY_JITTER_<name> (e.g. "1,1.6": a machine alternating two speeds)."""
+    cycle = [float(f) for f in os.environ.get("TOY_JITTER_" + name, "1").split(",")]
+    _calls[name] = _calls.get(name, -1) + 1
+    jitter = cycle[_calls[name] % len(cycle)]
+    toy_clock.advance(nanoseconds * float(os.environ.get(name, "1")) * jitter)
 
 
 @pytest.mark.pcct_calibration

@@ -72,4 +72,5 @@ def test_a_bad_ini_value_is_a_usage_error(pytester):
     pytester.makepyfile("def test_ok():\n    pass\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*pytest-pcct gate: ini pcct_gate must be all, counters or off, got 'yes'"])
+    result.stderr.fnmatch_lines(
+        ["*pytest-pcct gate: ini pcct_gate must be all, counters, instructions or off, got 'yes'"])

@@ -40,12 +40,40 @@ def test_injected_2x_slowdown_fails_its_own_test_with_the_numbers(toy, run_gate,
     result.stdout.fnmatch_lines([
         "*_ test_work _*",
         "pytest-pcct gate: time regression in test_toy.py::test_work (baseline *0001_pcct.json):",
-        "  time (min): baseline * ms at calibration * ms (ratio *); current * ms at calibration * ms "
-        "(ratio *); slowdown *x vs threshold 1.500x; * over the rescaled baseline * vs noise floor 1 ms",
+        "  time (median of paired ratios): baseline ratio 2 over 20 rounds; current ratio 4 over 20 rounds "
+        "(median 4 ms at calibration 1 ms); slowdown 2.000x, 99% bounds [2.000x, 2.000x] vs threshold "
+        "1.500x; 2 ms over the rescaled baseline 2 ms vs noise floor 1 ms",
         "*test_toy.py::test_work*2 equal*x (limit 1.50x)*FAILED",
         "FAILED test_toy.py::test_work - Failed: pytest-pcct gate: time regression*",
     ])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_rounds_straddling_the_threshold_are_inconclusive_never_a_silent_pass(toy, run_gate, monkeypatch):
+    """The work alternates between two speeds (1x and 1.6x) round by round: the median ratio is 1.3x the
+    baseline's but its bounds reach 1.6x, so the gate can tell neither pass nor fail; it says so, with the
+    rerun command, as a warning that -W error turns into a failure."""
+    _record(toy, run_gate)
+    monkeypatch.setenv("TOY_JITTER_TOY_SLOWDOWN_WORK", "1,1.6")
+    result = run_gate("--benchmark-compare", "--pcct-noise-floor=0.0001")  # the 0.6 ms lost must count
+    result.assert_outcomes(passed=3, warnings=1)
+    result.stdout.fnmatch_lines([
+        "*GateInconclusiveWarning: pytest-pcct gate: time of test_toy.py::test_work is inconclusive *",
+        "*python -m pytest * --benchmark-compare --pcct-noise-floor=0.0001 * --benchmark-min-rounds=40",
+        "*slowdown 1.300x, 99% bounds [[]1.000x, 1.600x[]] vs threshold 1.500x*",
+        "*test_toy.py::test_work*2 equal*1.30x (limit 1.50x)*INCONCLUSIVE",
+    ])
+    strict = run_gate("--benchmark-compare", "--pcct-noise-floor=0.0001",
+                      "-W", "error::pytest_pcct.gate_plugin.GateInconclusiveWarning")
+    strict.assert_outcomes(passed=2, failed=1)
+
+
+def test_a_drifting_machine_is_not_a_regression(toy, run_gate, monkeypatch):
+    """Calibration and work slow down together, round after round (each pair runs back to back)."""
+    _record(toy, run_gate)
+    for name in ("TOY_CALIBRATION_SCALE", "TOY_SLOWDOWN_WORK", "TOY_SLOWDOWN_LENIENT"):
+        monkeypatch.setenv("TOY_JITTER_" + name, ",".join(str(1 + i / 10) for i in range(30)))
+    run_gate("--benchmark-compare").assert_outcomes(passed=3)
 
 
 def test_a_faster_machine_is_not_a_regression(toy, run_gate, monkeypatch):

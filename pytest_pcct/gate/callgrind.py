@@ -1,0 +1,163 @@
+"""The instruction leg of the gate: count the instructions of one benchmarked call under valgrind's callgrind.
+
+Instruction counts do not depend on load, frequency or a noisy neighbour, so they are gated like work
+counters (exact or within a small relative tolerance) while time stays a noisy, calibrated second opinion.
+Hardware counters (``perf_event_open``) would be cheaper, but virtual machines often expose no PMU (this
+project's CI machine kind answers ENOENT), while valgrind runs everywhere; callgrind is the tool iai and
+Gungraun use for the same reason.
+
+How a session runs: ``pytest ... --pcct-gate=instructions`` first runs the same selection natively once
+with the pinned environment below and benchmarks disabled (so JIT compilers fill their on-disk caches at
+native speed), then replaces itself (``exec``) with ``valgrind --tool=callgrind --instr-atstart=no`` running
+the same command. Inside, every benchmark marked ``pcct_instructions`` gets a probe in place of
+pytest-benchmark's fixture: the call runs once to warm up, callgrind's counters are zeroed, the call runs once
+more, and a labelled dump gives its instruction count (``Ir``).
+
+The environment is pinned so the count describes the code, not the machine: one thread everywhere (thread
+interleavings change spin-wait counts), a fixed hash seed, Numba compiling for a generic x86-64 CPU (its cache
+is keyed by the host CPU, which valgrind reports differently from the real one) and OpenBLAS's Haswell
+kernels (valgrind emulates no AVX-512).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_pcct.gate.errors import GateError, GateInputError
+
+OUT_DIR_ENV = "PCCT_CALLGRIND_DIR"
+"""Set in the relaunched session: the directory callgrind writes its dumps to."""
+PINNED_ENV = {
+    "PYTHONHASHSEED": "0",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+    "RAYON_NUM_THREADS": "1",
+    "NUMBA_CPU_NAME": "generic",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+NUMBA_CACHE_SUBDIR = ".pcct/numba-generic"
+"""Numba's cache for the generic CPU, under the rootdir (kept between runs; not the native cache)."""
+OUT_SUBDIR = ".pcct/callgrind"
+
+
+class CallgrindError(GateError, RuntimeError):
+    """valgrind or callgrind_control is missing, failed, or wrote no readable dump."""
+
+
+def under_callgrind() -> bool:
+    """True inside the session the gate relaunched under callgrind."""
+    return bool(os.environ.get(OUT_DIR_ENV)) and "vgpreload" in os.environ.get("LD_PRELOAD", "")
+
+
+def pinned_environment(rootdir: Path) -> dict[str, str]:
+    return {**os.environ, **PINNED_ENV, "NUMBA_CACHE_DIR": str(Path(rootdir, NUMBA_CACHE_SUBDIR))}
+
+
+def _require_tools() -> None:
+    for tool in ("valgrind", "callgrind_control"):
+        if not any(Path(d, tool).is_file() for d in os.environ.get("PATH", "").split(os.pathsep) if d):
+            raise GateInputError(
+                f"--pcct-gate=instructions needs {tool} on PATH (Debian/Ubuntu: apt-get install valgrind)")
+
+
+def relaunch(args: list[str], rootdir: Path) -> None:
+    """Warm the JIT caches natively, then replace this process with the same pytest run under callgrind.
+
+    Returns only by raising (the exec does not return). The dumps go to ``.pcct/callgrind`` under the rootdir,
+    emptied first, so only the last run's files are kept."""
+    _require_tools()
+    env = pinned_environment(rootdir)
+    base = [sys.executable, "-m", "pytest", *args]
+    warm = subprocess.run([*base, "--pcct-gate=off", "--benchmark-disable", "-p", "no:xdist", "-q",
+                           "-p", "no:cacheprovider"], env=env, capture_output=True, text=True)
+    if warm.returncode not in (0, 5):
+        raise CallgrindError("the native warm-up run (same selection, gate off) failed; fix it first:\n"
+                             + (warm.stdout + warm.stderr)[-3000:])
+    out_dir = Path(rootdir, OUT_SUBDIR)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("cg.*"):
+        old.unlink()
+    env[OUT_DIR_ENV] = str(out_dir)
+    command = ["valgrind", "--quiet", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no",
+               f"--callgrind-out-file={out_dir}/cg.%p", *base, "-p", "no:cacheprovider"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe("valgrind", command, env)
+
+
+def out_dir() -> Path:
+    return Path(os.environ[OUT_DIR_ENV])
+
+
+def _control(*args: str) -> None:
+    done = subprocess.run(["callgrind_control", *args, str(os.getpid())], capture_output=True, text=True)
+    if done.returncode != 0 or "OK" not in done.stdout:
+        raise CallgrindError(f"callgrind_control {' '.join(args)} failed: {done.stdout}{done.stderr}")
+
+
+_SUMMARY = re.compile(r"^summary:\s*(\d+)\s*$", re.MULTILINE)
+
+
+def dumped_instructions(out_dir: Path, label: str) -> int:
+    """The instruction count of the dump callgrind wrote for `label` (strict: exactly one such dump)."""
+    trigger = f"desc: Trigger: dump {label}\n"
+    found = [p for p in Path(out_dir).glob(f"cg.{os.getpid()}.*") if trigger in p.read_text(errors="replace")]
+    if len(found) != 1:
+        raise CallgrindError(f"expected one callgrind dump labelled {label!r} in {out_dir}, "
+                             f"found {len(found)}")
+    match = _SUMMARY.search(found[0].read_text(errors="replace"))
+    if match is None:
+        raise CallgrindError(f"{found[0]}: callgrind dump without a 'summary:' line")
+    return int(match.group(1))
+
+
+class InstructionProbe:
+    """Stands in for pytest-benchmark's ``benchmark`` fixture: counts the instructions of one call.
+
+    Attributes other than the call (``extra_info``, ...) are the real fixture's, so tests run unchanged.
+    """
+
+    _count = 0
+
+    def __init__(self, fixture):
+        self.fixture = fixture
+        self.instructions: int | None = None
+
+    def __getattr__(self, name):
+        return getattr(self.fixture, name)
+
+    def _measure(self, call):
+        if self.instructions is not None:
+            raise GateInputError("the benchmark fixture may be called only once per test")
+        call()  # warm-up: lazy initialisation and first-call caches are not the code's steady cost
+        InstructionProbe._count += 1
+        label = f"pcct-{InstructionProbe._count}"
+        _control("--instr=on")
+        _control("--zero")
+        result = call()
+        _control("--dump=" + label)
+        _control("--instr=off")
+        self.instructions = dumped_instructions(out_dir(), label)
+        return result
+
+    def __call__(self, function, *args, **kwargs):
+        return self._measure(lambda: function(*args, **kwargs))
+
+    def pedantic(self, target, args=(), kwargs=None, setup=None, **_timing_options):
+        """Like pytest-benchmark's ``pedantic``: `setup` (not counted) may supply the arguments."""
+
+        def call():
+            call_args, call_kwargs = args, kwargs or {}
+            if setup is not None:
+                supplied = setup()
+                if supplied is not None:
+                    call_args, call_kwargs = supplied
+            return target(*call_args, **call_kwargs)
+
+        return self._measure(call)
