@@ -302,7 +302,7 @@ def pytest_terminal_summary(terminalreporter, config):
     limits = f"; threshold {s.threshold}x, noise floor {s.noise_floor * 1e3:g} ms" if s.timing else ""
     updating = " (updating baselines)" if s.update else ""
     tr.write_line(f"mode {s.mode}{updating}{limits}; baselines {s.directory}")
-    for line in gate_report.table(state.results):
+    for line in gate_report.table(state.results, instructions=s.instructions):
         tr.write_line(line)
     for note in state.notes:
         tr.write_line(note)

@@ -10,8 +10,8 @@ How a session runs: ``pytest ... --pcct-gate=instructions`` first runs the same 
 with the pinned environment below and benchmarks disabled (so JIT compilers fill their on-disk caches at
 native speed), then replaces itself (``exec``) with ``valgrind --tool=callgrind --instr-atstart=no`` running
 the same command. Inside, every benchmark marked ``pcct_instructions`` gets a probe in place of
-pytest-benchmark's fixture: the call runs once to warm up, callgrind's counters are zeroed, the call runs once
-more, and a labelled dump gives its instruction count (``Ir``).
+pytest-benchmark's fixture (disabled in that session): the call runs once through it to warm up, callgrind's
+counters are zeroed, the call runs once more, and a labelled dump gives its instruction count (``Ir``).
 
 The environment is pinned so the count describes the code, not the machine: one thread everywhere (thread
 interleavings change spin-wait counts), a fixed hash seed, Numba compiling for a generic x86-64 CPU (its cache
@@ -85,7 +85,7 @@ def relaunch(args: list[str], rootdir: Path) -> None:
         old.unlink()
     env[OUT_DIR_ENV] = str(out_dir)
     command = ["valgrind", "--quiet", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no",
-               f"--callgrind-out-file={out_dir}/cg.%p", *base, "-p", "no:cacheprovider"]
+               f"--callgrind-out-file={out_dir}/cg.%p", *base, "--benchmark-disable"]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe("valgrind", command, env)
@@ -132,10 +132,12 @@ class InstructionProbe:
     def __getattr__(self, name):
         return getattr(self.fixture, name)
 
-    def _measure(self, call):
+    def _measure(self, warm_up, call):
+        """`warm_up` goes through pytest-benchmark's fixture (disabled in this session, so it calls once
+        and the fixture counts as used); `call` is then counted."""
         if self.instructions is not None:
             raise GateInputError("the benchmark fixture may be called only once per test")
-        call()  # warm-up: lazy initialisation and first-call caches are not the code's steady cost
+        warm_up()  # lazy initialisation and first-call caches are not the code's steady cost
         InstructionProbe._count += 1
         label = f"pcct-{InstructionProbe._count}"
         _control("--instr=on")
@@ -147,7 +149,8 @@ class InstructionProbe:
         return result
 
     def __call__(self, function, *args, **kwargs):
-        return self._measure(lambda: function(*args, **kwargs))
+        return self._measure(lambda: self.fixture(function, *args, **kwargs),
+                             lambda: function(*args, **kwargs))
 
     def pedantic(self, target, args=(), kwargs=None, setup=None, **_timing_options):
         """Like pytest-benchmark's ``pedantic``: `setup` (not counted) may supply the arguments."""
@@ -160,4 +163,4 @@ class InstructionProbe:
                     call_args, call_kwargs = supplied
             return target(*call_args, **call_kwargs)
 
-        return self._measure(call)
+        return self._measure(lambda: self.fixture.pedantic(call), call)

@@ -59,7 +59,7 @@ def update_command(args, mode: str) -> str:
 
 def instructions_command(args, add=()) -> str:
     """The same run counting instructions (serial; the gate relaunches it under callgrind)."""
-    return command(args, drop=(*XDIST, *COMPARE, *UPDATE, "--pcct-gate"),
+    return command(args, drop=(*XDIST, *TIMING_OFF, *COMPARE, *UPDATE, "--pcct-gate"),
                    add=(*_serial(args), "--pcct-gate=instructions", *add))
 
 

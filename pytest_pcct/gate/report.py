@@ -44,11 +44,11 @@ def _instructions_cell(result: dict) -> str:
     return f"{row['current'] / row['baseline']:.4f}x (limit +-{row['tolerance']:.2%})"
 
 
-def table(results: list[dict]) -> list[str]:
-    """One line per gated test: name, counters, calibrated slowdown or instruction count ratio, outcome."""
-    counted = any(r.get("instructions") for r in results)
-    header, cell = ("instructions", _instructions_cell) if counted else (f"time ({TIME_STAT}, calibrated)",
-                                                                          _time_cell)
+def table(results: list[dict], instructions: bool = False) -> list[str]:
+    """One line per gated test: name, counters, calibrated slowdown or (`instructions`) instruction count
+    ratio, outcome."""
+    time_header = f"time ({TIME_STAT}, calibrated)"
+    header, cell = ("instructions", _instructions_cell) if instructions else (time_header, _time_cell)
     rows = [("benchmark", "counters", header, "result")]
     rows += [(r["nodeid"], _counters_cell(r), cell(r), r["outcome"].upper())
              for r in sorted(results, key=lambda r: r["nodeid"])]

@@ -266,7 +266,8 @@ class GateSession:
 
     def _baseline_blocker(self, nodeid: str, limits: Limits) -> str | None:
         try:
-            if nodeid not in self.time_only and self.counters.load(nodeid) is None:
+            judges_counters = nodeid not in self.time_only and not self.settings.instructions
+            if judges_counters and self.counters.load(nodeid) is None:
                 return (f"no work-counter baseline for {nodeid} (expected "
                         f"{self.counters.path_for(nodeid)}). Record it with:\n  {self._fix()}")
             if (self.settings.instructions and limits.instructions is not None
@@ -361,7 +362,8 @@ class GateSession:
     def _check(self, nodeid: str, limits: Limits, recorded: Recorded | None,
                timing: dict | None, counted: Recorded | None = None) -> str | None:
         problems = []
-        counters = None if recorded is None else self._counters(nodeid, limits, recorded)
+        judges_counters = recorded is not None and not self.settings.instructions
+        counters = self._counters(nodeid, limits, recorded) if judges_counters else None
         instructions = None if counted is None else self._counters(
             nodeid, limits, counted, store=self.instructions, tolerance=limits.instructions)
         if instructions is not None and not instructions.ok:
