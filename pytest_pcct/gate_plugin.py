@@ -185,6 +185,8 @@ def pytest_collection_modifyitems(session, config, items):
     state.known.update(config.stash.get(_DESELECTED, set()))
     state.gated = gated
     state.time_only = time_only
+    state.counted = {item.nodeid for item in items
+                     if item.nodeid in gated and item.get_closest_marker("pcct_instructions")}
     if calibration:
         state.calibration_id = calibration[0].nodeid
         state.gated.add(state.calibration_id)

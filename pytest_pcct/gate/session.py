@@ -159,6 +159,8 @@ class GateSession:
     bench: object = None
     """pytest-benchmark's BenchmarkSession (created after this object, attached by the plugin)."""
     gated: set = field(default_factory=set)
+    counted: set = field(default_factory=set)
+    """Gated tests marked pcct_instructions: the only ones an instructions run judges."""
     time_only: set = field(default_factory=set)
     """Gated tests judged on time alone (marked pcct_time without requesting pcct_gate: no counters)."""
     calibration_id: str | None = None
@@ -242,7 +244,7 @@ class GateSession:
     def _skips(self, nodeid: str) -> bool:
         """Whether this mode has nothing of `nodeid` to judge."""
         if self.settings.instructions:
-            return nodeid == self.calibration_id or nodeid in self.time_only
+            return nodeid not in self.counted
         return nodeid in self.time_only and not self.settings.timing
 
     def blocker(self, item) -> str | None:
