@@ -1,4 +1,5 @@
-"""pytest11 entry point of pytest-pcct: options, hooks and fixtures only (the logic lives beside it).
+"""pytest11 entry point ``pcct`` of the parity plugin: options, hooks and fixtures only (the logic lives in
+:mod:`pytest_pcct.parity`).
 
 Nothing heavy is imported unless engines are selected (``--pcct-engines`` or ini ``pcct_engines``), so the
 plugin costs nothing in a run that does not use it.
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("pytest_pcct.assertions")
+pytest.register_assert_rewrite("pytest_pcct.parity.assertions")
 pytest_plugins = ["pytest_pcct.covertreex_plugin"]
 """covertreex's engines: a plugin of their own, so ``-p no:pytest_pcct.covertreex_plugin`` removes them."""
 
@@ -20,7 +21,7 @@ _MATRIX_KEY = "pcct_parity_matrix"
 
 
 def pytest_addhooks(pluginmanager):
-    from pytest_pcct import hooks
+    from pytest_pcct.parity import hooks
 
     pluginmanager.add_hookspecs(hooks)
 
@@ -64,15 +65,15 @@ def pytest_configure(config):
     )
     profile = config.getoption("hypothesis_profile", default=None)
     if profile and profile.startswith("pcct"):
-        from pytest_pcct.profiles import register_profiles
+        from pytest_pcct.parity.profiles import register_profiles
 
         register_profiles()
-    from pytest_pcct import selection
+    from pytest_pcct.parity import selection
 
     chosen = selection.read(config)
     session = None
     if chosen.engines:
-        from pytest_pcct.session import PcctSession
+        from pytest_pcct.parity.session import PcctSession
 
         session = PcctSession(chosen, config.hook.pytest_pcct_register_engines)
     elif config.getoption("pcct_report"):
@@ -131,7 +132,7 @@ def pytest_runtest_setup(item):
     session = item.config.stash.get(_SESSION, None)
     if session is not None:
         from covertreex.errors import InvalidInputError
-        from pytest_pcct.session import ParitySettings
+        from pytest_pcct.parity.session import ParitySettings
 
         try:
             settings = ParitySettings.from_marker(item.get_closest_marker("pcct_parity"))
@@ -149,7 +150,7 @@ def pytest_runtest_call(item):
     try:
         return (yield)
     except Exception as exc:
-        engines = sys.modules.get("pytest_pcct.engines")
+        engines = sys.modules.get("pytest_pcct.parity.engines")
         if engines is not None and isinstance(exc, engines.UnsupportedProblemError):
             pytest.skip(str(exc))
         raise
