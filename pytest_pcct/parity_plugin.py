@@ -1,5 +1,5 @@
 """pytest11 entry point ``pcct`` of the parity plugin: options, hooks and fixtures only (the logic lives in
-:mod:`pytest_pcct.parity`).
+:mod:`pytest_pcct.parity`; covertreex's engines come from their own plugin, ``pcct_covertreex``).
 
 Nothing heavy is imported unless engines are selected (``--pcct-engines`` or ini ``pcct_engines``), so the
 plugin costs nothing in a run that does not use it.
@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("pytest_pcct.parity.assertions")
-pytest_plugins = ["pytest_pcct.covertreex_plugin"]
-"""covertreex's engines: a plugin of their own, so ``-p no:pytest_pcct.covertreex_plugin`` removes them."""
 
 _SESSION = pytest.StashKey[object]()
 _MATRIX_KEY = "pcct_parity_matrix"

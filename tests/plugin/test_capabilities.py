@@ -118,7 +118,7 @@ def test_the_covertreex_engines_can_be_switched_off(pytester):
             registry.register("mine", lambda: lambda problem, k: None, oracle=True)
     """)
     pytester.makepyfile("def test_oracle(pcct_oracle):\n    assert pcct_oracle.name == 'mine'\n")
-    off = ("-p", "no:pytest_pcct.covertreex_plugin")
+    off = ("-p", "no:pcct_covertreex")
     result = pytester.runpytest("--pcct-engines=mine", *off)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["pcct: registered engines mine"])
