@@ -6,7 +6,7 @@ canonical re-check), so the parity matrix proves dense == tree == brute on every
 
 Registration goes through the same ``pytest_pcct_register_engines`` hook other projects use. Every name in
 :func:`covertreex.engine_names` is registered; whether it can run here is decided when it is selected
-(``covertreex.get_engine`` raising turns into :class:`~pytest_pcct.engines.EngineUnavailable`).
+(``covertreex.get_engine`` raising turns into :class:`~pytest_pcct.parity.engines.EngineUnavailable`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from pytest_pcct.datasets import Problem
-from pytest_pcct.engines import METRICS, PROBLEM_KINDS, Capabilities, EngineRegistry, EngineUnavailable
-from pytest_pcct.schema import default_resource
+from pytest_pcct.parity.datasets import Problem
+from pytest_pcct.parity.engines import METRICS, PROBLEM_KINDS, Capabilities, EngineRegistry, EngineUnavailable
+from pytest_pcct.parity.schema import default_resource
 
 ORACLE = "brute"
 PARITY_GROUP = {"gold": "covertreex-parity", "rust": "covertreex-parity"}

@@ -1,14 +1,15 @@
-"""covertreex's engines as a pytest plugin of their own, loaded by pytest-pcct (its ``pytest_plugins``).
+"""pytest11 entry point ``pcct_covertreex``: covertreex's engines registered with the parity plugin.
 
-A project that tests only its own engines switches them off with ``-p no:pytest_pcct.covertreex_plugin``
-(then it may register its own oracle with ``oracle=True``). Registration goes through the same hook other
-projects implement, first, so other registrations can refer to these engines.
+A plugin of its own, so a project that tests only its own engines switches them off with
+``-p no:pcct_covertreex`` (then it may register its own oracle with ``oracle=True``). The hook is optional:
+with the parity plugin switched off (``-p no:pcct``) nothing specifies it, and this plugin does nothing.
+Registration runs first, so other registrations can refer to these engines.
 """
 
 import pytest
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_pcct_register_engines(registry):
     from pytest_pcct.covertreex_engines import register
 

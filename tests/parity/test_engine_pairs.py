@@ -9,7 +9,7 @@ the selection bit for bit, and the work counters field by field where both engin
 
 import pytest
 
-from pytest_pcct.assertions import assert_k_safe
+from pytest_pcct.parity.assertions import assert_k_safe
 
 N_POINTS, N_QUERIES, KS = 1000, 64, range(1, 11)
 

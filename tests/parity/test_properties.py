@@ -7,9 +7,9 @@ test up to 300); ``--hypothesis-profile=pcct-thorough`` runs 1,000 examples per 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_pcct.assertions import assert_k_safe
-from pytest_pcct.profiles import suite_settings
-from pytest_pcct.strategies import knn_cases
+from pytest_pcct.parity.assertions import assert_k_safe
+from pytest_pcct.parity.profiles import suite_settings
+from pytest_pcct.parity.strategies import knn_cases
 
 TIE_HEAVY = knn_cases(family=st.sampled_from(["lattice", "duplicates", "near_ties"]), n=st.integers(100, 300))
 

@@ -17,8 +17,8 @@ A new counterexample goes into CASES as Hypothesis prints it (``KnnCase``'s repr
 import numpy as np
 import pytest
 
-from pytest_pcct.assertions import assert_k_safe
-from pytest_pcct.datasets import KnnCase
+from pytest_pcct.parity.assertions import assert_k_safe
+from pytest_pcct.parity.datasets import KnnCase
 
 ONE_UP = 1.0000000000000002  # 1 + 1 ulp
 

@@ -5,8 +5,8 @@ import pytest
 import covertreex
 import covertreex.errors
 from pytest_pcct.covertreex_engines import CovertreexEngine
-from pytest_pcct.datasets import make_problem
-from pytest_pcct.truth import true_distances
+from pytest_pcct.parity.datasets import make_problem
+from pytest_pcct.parity.truth import true_distances
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,7 +33,7 @@ def _engines_loaded_outside_pytester():
 WRONG_ENGINES = '''
 import numpy as np
 
-from pytest_pcct.engines import EngineUnavailable
+from pytest_pcct.parity.engines import EngineUnavailable
 
 
 def _wrapping(registry, base, change):

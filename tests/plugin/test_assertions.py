@@ -1,17 +1,17 @@
-"""pytest_pcct.assertions used directly: verdicts, tie handling and the exact failure texts."""
+"""pytest_pcct.parity.assertions used directly: verdicts, tie handling and the exact failure texts."""
 
 import numpy as np
 import pytest
 
 from covertreex.errors import InputTypeError, InvalidInputError, UnknownNameError
-from pytest_pcct.assertions import (
+from pytest_pcct.parity.assertions import (
     assert_k_safe,
     assert_knn_equal,
     assert_telemetry_equal,
     assert_telemetry_valid,
     compare_knn,
 )
-from pytest_pcct.datasets import problem_from_arrays
+from pytest_pcct.parity.datasets import problem_from_arrays
 
 IDX = np.array([[3, 7, 1, 9], [0, 2, 4, 6]])
 DIST = np.array([[0.1, 0.25, 0.5, 0.75], [0.0, 1.0, 1.0, 2.0]])

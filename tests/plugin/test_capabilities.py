@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 
 from covertreex.errors import InputTypeError, InvalidInputError, UnknownNameError
-from pytest_pcct.engines import Capabilities
-from pytest_pcct.strategies import knn_cases
+from pytest_pcct.parity.engines import Capabilities
+from pytest_pcct.parity.strategies import knn_cases
 
 EUCLIDEAN_ONLY = """
-from pytest_pcct.engines import Capabilities
+from pytest_pcct.parity.engines import Capabilities
 
 
 def euclid(registry):
@@ -59,7 +59,7 @@ def test_capabilities_are_checked(kwargs, error, match):
         return
     with pytest.raises(error, match=match):
         Capabilities(**kwargs)
-    with pytest.raises(InputTypeError, match="capabilities must be a pytest_pcct.engines.Capabilities"):
+    with pytest.raises(InputTypeError, match="must be a pytest_pcct.parity.engines.Capabilities"):
         knn_cases(capabilities={"metrics": ["euclidean"]})
 
 
@@ -97,7 +97,7 @@ def test_a_project_replaces_the_oracle(pytester):
 def test_k_larger_than_n_is_padded_end_to_end(pytester):
     pytester.makepyfile("""
         import numpy as np
-        from pytest_pcct.assertions import assert_k_safe
+        from pytest_pcct.parity.assertions import assert_k_safe
 
         def test_pair(pcct_engine_pair, pcct_dataset):
             outcome = pcct_engine_pair.check(pcct_dataset("lattice", n=5, d=2, n_queries=3, side=3), 8)
@@ -118,7 +118,7 @@ def test_the_covertreex_engines_can_be_switched_off(pytester):
             registry.register("mine", lambda: lambda problem, k: None, oracle=True)
     """)
     pytester.makepyfile("def test_oracle(pcct_oracle):\n    assert pcct_oracle.name == 'mine'\n")
-    off = ("-p", "no:pytest_pcct.covertreex_plugin")
+    off = ("-p", "no:pcct_covertreex")
     result = pytester.runpytest("--pcct-engines=mine", *off)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["pcct: registered engines mine"])

@@ -1,10 +1,10 @@
-"""pytest_pcct.datasets: seeded problems, digests, query modes and argument errors."""
+"""pytest_pcct.parity.datasets: seeded problems, digests, query modes and argument errors."""
 
 import numpy as np
 import pytest
 
 from covertreex.errors import DimensionMismatchError, InvalidInputError, UnknownNameError
-from pytest_pcct.datasets import KnnCase, ProblemCache, make_problem, problem_from_arrays
+from pytest_pcct.parity.datasets import KnnCase, ProblemCache, make_problem, problem_from_arrays
 
 
 def test_same_recipe_same_digest_other_seed_other_digest():

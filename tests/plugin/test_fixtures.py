@@ -1,6 +1,6 @@
 """Fixture behaviour through pytester: pcct_dataset, pcct_engine, pcct_oracle, pcct_telemetry."""
 
-from pytest_pcct.datasets import make_problem
+from pytest_pcct.parity.datasets import make_problem
 
 
 def test_dataset_factory_caches_seeds_and_reads_the_marker(pytester):
@@ -94,7 +94,7 @@ def test_registration_errors_name_the_problem():
     import pytest
 
     from covertreex.errors import InvalidInputError
-    from pytest_pcct.engines import EngineRegistry
+    from pytest_pcct.parity.engines import EngineRegistry
 
     registry = EngineRegistry()
     registry.register("a", lambda: None, oracle=True)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from covertreex.errors import InputTypeError, InvalidInputError
-from pytest_pcct.assertions import assert_k_safe, assert_knn_equal, assert_predecessors, compare_knn
-from pytest_pcct.datasets import make_problem, problem_from_arrays
+from pytest_pcct.parity.assertions import assert_k_safe, assert_knn_equal, assert_predecessors, compare_knn
+from pytest_pcct.parity.datasets import make_problem, problem_from_arrays
 
 INF = np.inf
 
@@ -91,8 +91,8 @@ def test_padding_with_a_finite_distance_is_not_tie_equal():
 
 
 ENGINES = '''
-from pytest_pcct.datasets import problem_from_arrays
-from pytest_pcct.engines import Capabilities
+from pytest_pcct.parity.datasets import problem_from_arrays
+from pytest_pcct.parity.engines import Capabilities
 
 
 def _gold(registry):
@@ -142,7 +142,7 @@ def test_pair(pcct_engine_pair, pcct_dataset, mode):
 
 
 def test_k_safe(pcct_engine, pcct_oracle, pcct_dataset):
-    from pytest_pcct.assertions import assert_k_safe
+    from pytest_pcct.parity.assertions import assert_k_safe
 
     problem = pcct_dataset(**PROBLEM)
     assert_k_safe(pcct_engine.knn(problem, 3), pcct_oracle.knn(problem, 3))

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from covertreex.errors import InvalidInputError
-from pytest_pcct import schema
+from pytest_pcct.parity import schema
 
 
 def test_default_schema_is_the_one_shipped_in_covertreex():

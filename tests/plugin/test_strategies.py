@@ -1,4 +1,4 @@
-"""pytest_pcct.strategies and profiles: validation naming the argument, what the draws look like."""
+"""pytest_pcct.parity.strategies and profiles: validation naming the argument, what the draws look like."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from covertreex.errors import InputTypeError, InvalidInputError, UnknownNameError
-from pytest_pcct import strategies
-from pytest_pcct.profiles import PROFILES, register_profiles, suite_settings
-from pytest_pcct.strategies import clusters, duplicated, knn_cases, lattices, near_ties, point_sets
+from pytest_pcct.parity import strategies
+from pytest_pcct.parity.profiles import PROFILES, register_profiles, suite_settings
+from pytest_pcct.parity.strategies import clusters, duplicated, knn_cases, lattices, near_ties, point_sets
 
 QUICK = settings(settings.get_profile("ci"), max_examples=25, deadline=None)
 

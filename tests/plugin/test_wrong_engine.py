@@ -87,7 +87,7 @@ def test_tie_reordering_is_tie_equal_but_not_exact(wrong_engines):
 def test_counters_are_compared_and_records_validated(pytester):
     pytester.makeconftest("""
         from pytest_pcct.covertreex_engines import PARITY_GROUP
-        from pytest_pcct.schema import default_resource
+        from pytest_pcct.parity.schema import default_resource
 
 
         def recounting(registry, change):
@@ -134,7 +134,7 @@ def test_a_property_prints_a_counterexample_that_reproduces_as_written(wrong_eng
     wrong_engines.makepyfile(test_prop="""
         from hypothesis import Phase, given, settings
         from hypothesis import strategies as st
-        from pytest_pcct.strategies import knn_cases
+        from pytest_pcct.parity.strategies import knn_cases
 
         @settings(settings.get_profile("ci"), deadline=None, phases=[Phase.generate, Phase.shrink],
                   report_multiple_bugs=False)
@@ -147,7 +147,7 @@ def test_a_property_prints_a_counterexample_that_reproduces_as_written(wrong_eng
     printed = re.search(r"^E +case=(KnnCase\(.*\)),$", result.stdout.str(), flags=re.M).group(1)
     wrong_engines.makepyfile(test_again=f"""
         import numpy as np
-        from pytest_pcct.datasets import KnnCase
+        from pytest_pcct.parity.datasets import KnnCase
 
         def test_again(pcct_engine_pair):
             case = {printed}
@@ -162,8 +162,8 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from pytest_pcct.assertions import assert_k_safe
-from pytest_pcct.strategies import knn_cases
+from pytest_pcct.parity.assertions import assert_k_safe
+from pytest_pcct.parity.strategies import knn_cases
 
 GAUSSIAN = pytest.mark.pcct_dataset("gaussian", n=120, d=3, n_queries=6)
 

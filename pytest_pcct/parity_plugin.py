@@ -1,4 +1,5 @@
-"""pytest11 entry point of pytest-pcct: options, hooks and fixtures only (the logic lives beside it).
+"""pytest11 entry point ``pcct`` of the parity plugin: options, hooks and fixtures only (the logic lives in
+:mod:`pytest_pcct.parity`; covertreex's engines come from their own plugin, ``pcct_covertreex``).
 
 Nothing heavy is imported unless engines are selected (``--pcct-engines`` or ini ``pcct_engines``), so the
 plugin costs nothing in a run that does not use it.
@@ -11,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("pytest_pcct.assertions")
-pytest_plugins = ["pytest_pcct.covertreex_plugin"]
-"""covertreex's engines: a plugin of their own, so ``-p no:pytest_pcct.covertreex_plugin`` removes them."""
+pytest.register_assert_rewrite("pytest_pcct.parity.assertions")
 
 _SESSION = pytest.StashKey[object]()
 _MATRIX_KEY = "pcct_parity_matrix"
 
 
 def pytest_addhooks(pluginmanager):
-    from pytest_pcct import hooks
+    from pytest_pcct.parity import hooks
 
     pluginmanager.add_hookspecs(hooks)
 
@@ -64,15 +63,15 @@ def pytest_configure(config):
     )
     profile = config.getoption("hypothesis_profile", default=None)
     if profile and profile.startswith("pcct"):
-        from pytest_pcct.profiles import register_profiles
+        from pytest_pcct.parity.profiles import register_profiles
 
         register_profiles()
-    from pytest_pcct import selection
+    from pytest_pcct.parity import selection
 
     chosen = selection.read(config)
     session = None
     if chosen.engines:
-        from pytest_pcct.session import PcctSession
+        from pytest_pcct.parity.session import PcctSession
 
         session = PcctSession(chosen, config.hook.pytest_pcct_register_engines)
     elif config.getoption("pcct_report"):
@@ -131,7 +130,7 @@ def pytest_runtest_setup(item):
     session = item.config.stash.get(_SESSION, None)
     if session is not None:
         from covertreex.errors import InvalidInputError
-        from pytest_pcct.session import ParitySettings
+        from pytest_pcct.parity.session import ParitySettings
 
         try:
             settings = ParitySettings.from_marker(item.get_closest_marker("pcct_parity"))
@@ -149,7 +148,7 @@ def pytest_runtest_call(item):
     try:
         return (yield)
     except Exception as exc:
-        engines = sys.modules.get("pytest_pcct.engines")
+        engines = sys.modules.get("pytest_pcct.parity.engines")
         if engines is not None and isinstance(exc, engines.UnsupportedProblemError):
             pytest.skip(str(exc))
         raise

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 import pytest
 
 from covertreex.errors import InvalidInputError, UnknownNameError, unknown_name
-from pytest_pcct.assertions import (
+from pytest_pcct.parity.assertions import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     MODES,
@@ -22,10 +22,10 @@ from pytest_pcct.assertions import (
     assert_telemetry_valid,
     compare_knn,
 )
-from pytest_pcct.datasets import Problem, ProblemCache
-from pytest_pcct.engines import Answer, EngineHandle, EngineRegistry, EngineUnavailable
-from pytest_pcct.report import Cell, ParityMatrix
-from pytest_pcct.selection import Selection
+from pytest_pcct.parity.datasets import Problem, ProblemCache
+from pytest_pcct.parity.engines import Answer, EngineHandle, EngineRegistry, EngineUnavailable
+from pytest_pcct.parity.report import Cell, ParityMatrix
+from pytest_pcct.parity.selection import Selection
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ Padding (index -1, distance inf: fewer than k eligible points, as in predecessor
 answer: a position one answer pads and the other fills is a difference in every mode.
 
 Tolerance mode and :func:`assert_k_safe` compare distances, so they first check that every listed distance
-is the true distance of its index (:func:`pytest_pcct.truth.check_answer`). They need the problem for that:
-answers from pcct engines carry it (``answer.problem``); plain arrays need ``problem=``.
+is the true distance of its index (:func:`pytest_pcct.parity.truth.check_answer`). They need the problem
+for that: answers from pcct engines carry it (``answer.problem``); plain arrays need ``problem=``.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def _problem_of(problem, *answers):
 
 def _untrue(problem, answers, labels, rtol, atol) -> str | None:
     """The message of the first answer that is not truthful for `problem`, else None."""
-    from pytest_pcct.truth import check_answer
+    from pytest_pcct.parity.truth import check_answer
 
     for (indices, distances), label in zip(answers, labels, strict=True):
         try:
@@ -494,7 +494,7 @@ def assert_telemetry_equal(ref, got, fields=None, *, labels=("ref", "got")) -> N
 def assert_telemetry_valid(record, *, schema: str | None = None, label: str = "telemetry record") -> None:
     """Assert `record` validates against `schema` ('package:path.json'; default: covertreex's)."""
     __tracebackhide__ = True
-    from pytest_pcct import schema as schemas
+    from pytest_pcct.parity import schema as schemas
 
     resource = schema or schemas.default_resource()
     problems = schemas.errors(record, resource)

@@ -20,7 +20,7 @@ from hypothesis.strategies import SearchStrategy
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.residual import KERNELS
-from pytest_pcct.datasets import KnnCase
+from pytest_pcct.parity.datasets import KnnCase
 
 __all__ = [
     "FAMILIES",
@@ -186,10 +186,10 @@ _CASE_DEFAULTS = {
 
 def _restricted(capabilities, metric, queries):
     """The default metric and query-mode strategies narrowed to `capabilities`."""
-    from pytest_pcct.engines import Capabilities
+    from pytest_pcct.parity.engines import Capabilities
 
     if not isinstance(capabilities, Capabilities):
-        raise InputTypeError(f"capabilities must be a pytest_pcct.engines.Capabilities, got "
+        raise InputTypeError(f"capabilities must be a pytest_pcct.parity.engines.Capabilities, got "
                              f"{type(capabilities).__name__}")
     modes = [mode for mode in QUERY_MODES if mode in capabilities.problems]
     if not modes:
@@ -214,8 +214,8 @@ def knn_cases(
     queries="points" holds the last n_queries drawn rows out as query coordinates (from the same family);
     "indices" queries indexed points. k is capped at the number of indexed points. Residual cases draw
     kernel, lengthscale, variance and m (inducing points) as well. `capabilities` (the
-    :class:`~pytest_pcct.engines.Capabilities` an engine was registered with) restricts the default metric
-    and query mode to what that engine answers.
+    :class:`~pytest_pcct.parity.engines.Capabilities` an engine was registered with) restricts the default
+    metric and query mode to what that engine answers.
     """
     if capabilities is not None:
         metric, queries = _restricted(capabilities, metric, queries)

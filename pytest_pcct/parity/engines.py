@@ -1,11 +1,11 @@
 """The engine adapter interface and the registry the plugin looks engines up in.
 
-An engine is any callable ``engine(problem, k)`` (see :class:`pytest_pcct.datasets.Problem`) that returns
-``(indices, distances)``, ``(indices, distances, telemetry)`` or an object with ``.indices``,
+An engine is any callable ``engine(problem, k)`` (see :class:`pytest_pcct.parity.datasets.Problem`) that
+returns ``(indices, distances)``, ``(indices, distances, telemetry)`` or an object with ``.indices``,
 ``.distances`` and optionally ``.telemetry``: indices (n_queries, k) integers, distances float64, rows
 sorted by (distance, index), padded with (-1, inf) where fewer than k points are eligible (k > n, or
 predecessor rows), telemetry a dict or None. Every answer is checked on arrival against its problem
-(:func:`pytest_pcct.truth.check_answer`: form, and the true distance of every listed index).
+(:func:`pytest_pcct.parity.truth.check_answer`: form, and the true distance of every listed index).
 Engines are registered by name with a factory (called only when the engine is selected) through the
 ``pytest_pcct_register_engines(registry)`` hook.
 A factory that cannot produce its engine here raises :class:`EngineUnavailable` with the reason.
@@ -22,9 +22,9 @@ import numpy as np
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.validation import as_int
-from pytest_pcct.assertions import DEFAULT_ATOL, DEFAULT_RTOL, assert_telemetry_valid
-from pytest_pcct.datasets import Problem
-from pytest_pcct.truth import check_answer
+from pytest_pcct.parity.assertions import DEFAULT_ATOL, DEFAULT_RTOL, assert_telemetry_valid
+from pytest_pcct.parity.datasets import Problem
+from pytest_pcct.parity.truth import check_answer
 
 
 class EngineUnavailable(RuntimeError):
@@ -128,7 +128,7 @@ class EngineRegistry:
             raise InputTypeError(f"oracle of engine {name!r} must be True or False, got {oracle!r}")
         capabilities = Capabilities() if capabilities is None else capabilities
         if not isinstance(capabilities, Capabilities):
-            raise InputTypeError(f"capabilities of engine {name!r} must be a pytest_pcct.engines."
+            raise InputTypeError(f"capabilities of engine {name!r} must be a pytest_pcct.parity.engines."
                                  f"Capabilities, got {type(capabilities).__name__}")
         if oracle and self._oracle is not None:
             raise InvalidInputError(
