@@ -197,11 +197,18 @@ impl MetricData<'_> {
 
 /// k(r2) for the kernel, in kernels.py's operation order.
 pub fn kernel_value(kernel: Kernel, variance: f64, r2: f64) -> f64 {
+    kernel_with(kernel, variance, r2, f64::exp)
+}
+
+/// k(r2) in kernels.py's operation order with `exp` as the exponential: libm's for the canonical
+/// value, the dense screening's bounded approximation for its (re-checked) estimate.
+#[inline(always)]
+pub fn kernel_with(kernel: Kernel, variance: f64, r2: f64, exp: impl Fn(f64) -> f64) -> f64 {
     match kernel {
-        Kernel::Rbf => variance * (-r2 / 2.0).exp(),
+        Kernel::Rbf => variance * exp(-r2 / 2.0),
         Kernel::Matern52 => {
             let a = (5.0 * r2).sqrt();
-            variance * (1.0 + a + a * a / 3.0) * (-a).exp()
+            variance * (1.0 + a + a * a / 3.0) * exp(-a)
         }
     }
 }
