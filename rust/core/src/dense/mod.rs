@@ -116,7 +116,7 @@ impl Job<'_> {
                 let values = &tile[q * cols..q * cols + (stop - j0)];
                 let (lo, hi) = self
                     .screen
-                    .bounds(&mut worker.keys, rows[q] as usize, j0, values);
+                    .bounds(&mut worker.keys, out.first + q, j0, values);
                 if (j0 as i64..stop as i64).contains(&own[q]) {
                     let at = own[q] as usize - j0;
                     (lo[at], hi[at]) = (self_key, self_key);
@@ -188,7 +188,7 @@ pub fn dense_query(
     let job = Job {
         data,
         queries,
-        screen: Screen::new(&queries.data, data),
+        screen: Screen::new(queries, data),
         blocks,
         k: k as usize,
         gemm_nanos: AtomicU64::new(0),

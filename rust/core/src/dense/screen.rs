@@ -32,6 +32,7 @@
 
 use super::exp::{exp_nonpositive, EXP_ABS, EXP_REL};
 use crate::metric::{kernel_with, Kernel, Metric, MetricData};
+use crate::query::QueryBatch;
 
 const EPS: f64 = f64::EPSILON;
 
@@ -75,31 +76,40 @@ pub fn operand<'a>(data: &MetricData<'a>) -> (&'a [f64], usize) {
     }
 }
 
+/// ||row||^2 with four interleaved partial sums (vectorised, no serial dependency chain). The bound
+/// holds for any summation order: the inflations of n_i and of the Euclidean norms cover them all.
+fn norm2(row: &[f64]) -> f64 {
+    let mut partial = [0.0; 4];
+    let quads = row.chunks_exact(4);
+    let tail = quads.remainder();
+    for quad in quads {
+        for (acc, v) in partial.iter_mut().zip(quad) {
+            *acc += v * v;
+        }
+    }
+    let head = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+    tail.iter().fold(head, |acc, v| acc + v * v)
+}
+
 impl RowFactors {
-    /// The factors of every row of `data`.
-    pub fn of(data: &MetricData) -> RowFactors {
+    /// The factors of rows `rows` of `data`, in that order.
+    pub fn of(data: &MetricData, rows: impl Iterator<Item = usize>) -> RowFactors {
         let (values, width) = operand(data);
-        let norms2 = values.chunks(width.max(1)).map(|row| {
-            let mut acc = 0.0;
-            for v in row {
-                acc += v * v;
-            }
-            acc
-        });
+        let norms2 = rows.map(|i| (i, norm2(&values[i * width..(i + 1) * width])));
         if data.metric == Metric::Euclidean {
             return RowFactors {
-                scale: norms2.take(data.n_points()).collect(),
+                scale: norms2.map(|(_, n2)| n2).collect(),
                 error: Vec::new(),
             };
         }
         let m = data.v.cols();
         let c = (2.0 * gamma(m + 4)).sqrt() * (1.0 + (m + 4) as f64 * EPS) * (1.0 + 16.0 * EPS);
-        let scale: Vec<f64> = data.p.iter().map(|p| 1.0 / p.sqrt()).collect();
-        let error = norms2
-            .take(data.n_points())
-            .zip(&scale)
-            .map(|(n2, r)| c * n2.sqrt() * r)
-            .collect();
+        let (scale, error) = norms2
+            .map(|(i, n2)| {
+                let r = 1.0 / data.p[i].sqrt();
+                (r, c * n2.sqrt() * r)
+            })
+            .unzip();
         RowFactors { scale, error }
     }
 }
@@ -122,9 +132,12 @@ impl Keys {
     }
 }
 
-/// Everything the bound of one query batch needs: both data sets and their row factors.
+/// Everything the bound of one query batch needs: both data sets and their row factors (the queries'
+/// by position in the batch).
 pub struct Screen<'a> {
     pub queries: &'a MetricData<'a>,
+    /// The batch's rows of `queries`.
+    query_index: &'a [i64],
     pub data: &'a MetricData<'a>,
     pub query_rows: RowFactors,
     pub data_rows: RowFactors,
@@ -136,7 +149,9 @@ pub struct Screen<'a> {
 }
 
 impl<'a> Screen<'a> {
-    pub fn new(queries: &'a MetricData<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
+    /// The screen of a checked batch (its rows index `batch.data`).
+    pub fn new(batch: &'a QueryBatch<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
+        let queries = &batch.data;
         let euclid = 16.0 * (data.x.cols() + 4) as f64 * EPS;
         let (n, d) = (data.n_points(), data.x.cols());
         let columns = match data.metric {
@@ -147,9 +162,10 @@ impl<'a> Screen<'a> {
         };
         Screen {
             queries,
+            query_index: batch.rows,
             data,
-            query_rows: RowFactors::of(queries),
-            data_rows: RowFactors::of(data),
+            query_rows: RowFactors::of(queries, batch.rows.iter().map(|&r| r as usize)),
+            data_rows: RowFactors::of(data, 0..n),
             euclid,
             columns,
             kernel_floor: kernel_floor(queries.variance),
@@ -173,7 +189,7 @@ impl<'a> Screen<'a> {
         }
     }
 
-    /// (lo, hi) on the canonical keys of query row `q` against points j0, j0 + 1, .., one per GEMM
+    /// (lo, hi) on the canonical keys of the batch's query `q` against points j0, j0 + 1, .., one per GEMM
     /// value of `g`, written into `keys` and returned.
     pub fn bounds<'k>(
         &self,
@@ -239,12 +255,12 @@ impl<'a> Screen<'a> {
         }
     }
 
-    /// r2 of query row `q` against points j0.. in the canonical order: per pair, a sequential sum over
+    /// r2 of the batch's query `q` against points j0.. in the canonical order: per pair, a sequential sum over
     /// the dimensions from 0.0 (here dimension by dimension over the whole row).
     #[inline(always)]
     fn fill_r2(&self, r2: &mut [f64], q: usize, j0: usize) {
         let n = self.data.n_points();
-        let query = self.queries.x.row(q);
+        let query = self.queries.x.row(self.query_index[q] as usize);
         let term = |x: f64, y: f64, l: f64| {
             let z = (x - y) / l;
             z * z
