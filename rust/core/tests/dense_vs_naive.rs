@@ -100,6 +100,58 @@ fn residual_variances_at_the_clamp_stay_exact() {
     }
 }
 
+/// 1-D points whose gaps to the origin put the kernel's exp argument (lengthscale 0.5) where the
+/// screening's fast exp is least accurate or changes regime: on both sides of the reduction's rounding
+/// boundaries -(n + 1/2) ln2, of its cut-off to 0 at -708, in libm's subnormal range and past libm's own
+/// underflow (-745.13). Every gap appears on both sides of the origin (exact ties at every k-th
+/// distance), the origin is doubled and has a 1e-9 neighbour.
+fn exp_edge_points(kernel: Kernel) -> Vec<f64> {
+    let half_ln2 = |n: f64| (n + 0.5) * std::f64::consts::LN_2;
+    let arguments = [
+        half_ln2(0.0),
+        half_ln2(1.0),
+        half_ln2(9.0),
+        half_ln2(1000.0),
+        707.9,
+        708.0,
+        708.000_000_1,
+        708.3,
+        708.5,
+        720.0,
+        745.1,
+        745.2,
+        800.0,
+    ];
+    let mut x = vec![0.0, 0.0, 1e-9];
+    for t in arguments {
+        // RBF: -r2/2 = -2 gap^2; Matern 5/2: -a = -sqrt(20) gap.
+        let gap = match kernel {
+            Kernel::Rbf => (t / 2.0).sqrt(),
+            Kernel::Matern52 => t / 20f64.sqrt(),
+        };
+        x.extend([gap, -gap]);
+    }
+    x
+}
+
+#[test]
+fn kernel_values_at_the_fast_exp_edges_stay_exact() {
+    for kernel in [Kernel::Rbf, Kernel::Matern52] {
+        let x = exp_edge_points(kernel);
+        let n = x.len();
+        // Every point is inducing: p sits at the jitter or the clamp, where the bound is amplified most.
+        let space = Space::residual(x.clone(), 1, &x, n, kernel);
+        let queries = Space::residual(x.iter().map(|v| v * 0.75).collect(), 1, &x, n, kernel);
+        let all = Rows::indexed((0..n as i64).collect(), n, false);
+        let predecessors = Rows::indexed((0..n as i64).collect(), n, true);
+        for k in [1, 2, 3, 4, 7, 16, n - 1, n] {
+            assert_matches_naive(&space, &space, &all, k);
+            assert_matches_naive(&space, &space, &predecessors, k);
+            assert_matches_naive(&space, &queries, &Rows::outside(n, n), k);
+        }
+    }
+}
+
 #[test]
 fn answers_and_counters_do_not_depend_on_the_thread_count() {
     let (space, queries) = spaces(9).swap_remove(1);
