@@ -178,6 +178,22 @@ impl MetricData<'_> {
         Ok(())
     }
 
+    /// Whether `other` views the very same arrays with the same parameters, so that checking one
+    /// checks both (indexed queries pass the indexed data itself).
+    pub fn same_as(&self, other: &MetricData) -> bool {
+        let same = |a: &[f64], b: &[f64]| a.as_ptr() == b.as_ptr() && a.len() == b.len();
+        self.metric == other.metric
+            && self.kernel == other.kernel
+            && self.variance.to_bits() == other.variance.to_bits()
+            && self.slack.to_bits() == other.slack.to_bits()
+            && same(self.lengthscale, other.lengthscale)
+            && same(self.p, other.p)
+            && same(self.x.values(), other.x.values())
+            && self.x.cols() == other.x.cols()
+            && same(self.v.values(), other.v.values())
+            && self.v.cols() == other.v.cols()
+    }
+
     /// Check that queries `self` can be measured against `data`: same metric, kernel and shapes.
     pub fn check_compatible(&self, data: &MetricData) -> Result<()> {
         if self.metric != data.metric {
@@ -321,6 +337,20 @@ mod tests {
         assert_eq!(distance(&data, 1, -1, &data, 0), 5.0);
         // Same dataset index: exactly zero, even though the rows differ.
         assert_eq!(distance(&data, 0, 1, &data, 1), 0.0);
+    }
+
+    #[test]
+    fn same_as_means_the_same_arrays_not_equal_values() {
+        let (x, ones, ls) = ([0.0, 0.0, 3.0, 4.0], [1.0, 1.0], [1.0, 1.0]);
+        let data = euclidean(&x, &ones, &ls, 2);
+        assert!(data.same_as(&euclidean(&x, &ones, &ls, 2)));
+        let copy = x;
+        assert!(!data.same_as(&euclidean(&copy, &ones, &ls, 2)));
+        assert!(!data.same_as(&euclidean(&x, &ones, &ls, 1)));
+        assert!(!data.same_as(&MetricData {
+            variance: 2.0,
+            ..data
+        }));
     }
 
     #[test]
