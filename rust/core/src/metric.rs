@@ -241,17 +241,23 @@ pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usi
     if a_index == b as i64 {
         return 0.0;
     }
-    let (xa, xb) = (da.x.row(a), db.x.row(b));
     if da.metric == Metric::Euclidean {
         let mut acc = 0.0;
-        for (p, q) in xa.iter().zip(xb) {
+        for (p, q) in da.x.row(a).iter().zip(db.x.row(b)) {
             let diff = p - q;
             acc += diff * diff;
         }
         return acc.sqrt();
     }
+    let (r2, dot) = residual_sums(da, a, db, b);
+    residual_from(da, r2, dot, da.p[a], db.p[b])
+}
+
+/// The residual metric's two sums for rows `a` of `da` and `b` of `db`, each sequential in index order:
+/// the scaled squared coordinate distance r2 and the dot product of the V rows.
+pub fn residual_sums(da: &MetricData, a: usize, db: &MetricData, b: usize) -> (f64, f64) {
     let mut r2 = 0.0;
-    for ((p, q), l) in xa.iter().zip(xb).zip(da.lengthscale) {
+    for ((p, q), l) in da.x.row(a).iter().zip(db.x.row(b)).zip(da.lengthscale) {
         let z = (p - q) / l;
         r2 += z * z;
     }
@@ -259,23 +265,29 @@ pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usi
     for (p, q) in da.v.row(a).iter().zip(db.v.row(b)) {
         dot += p * q;
     }
-    residual_from(da, r2, dot, da.p[a], db.p[b])
+    (r2, dot)
 }
 
 /// The residual distance from its sums: the scaled squared coordinate distance `r2`, the dot product of
 /// the two V rows, and the two residual variances (shared by the scalar and lockstep evaluations).
 pub(crate) fn residual_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
+    let mut gap = 1.0 - similarity_from(da, r2, dot, pa, pb);
+    if gap < 0.0 {
+        gap = 0.0;
+    }
+    gap.sqrt()
+}
+
+/// s = min(1, |rho|) from the residual sums; the distance is sqrt(max(0, 1 - s)) (the dense path's
+/// screening key is -s).
+pub fn similarity_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
     let k = kernel_value(da.kernel, da.variance, r2);
     let rho = (k - dot) / (pa * pb).sqrt();
     let mut mag = rho.abs();
     if mag > 1.0 {
         mag = 1.0;
     }
-    let mut gap = 1.0 - mag;
-    if gap < 0.0 {
-        gap = 0.0;
-    }
-    gap.sqrt()
+    mag
 }
 
 /// A lower bound on the exact distance whose computed value is `value`.

@@ -5,6 +5,8 @@
 mod common;
 
 use common::{assert_rows_match_naive, points, spaces, Lcg, Points, Rows, Space};
+use covertreex_core::dense::{Keys, Screen};
+use covertreex_core::metric::{residual_sums, similarity_from};
 use covertreex_core::query::{available_threads, N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::{dense_query, Blocks, DenseOutput, Kernel};
 
@@ -134,20 +136,58 @@ fn exp_edge_points(kernel: Kernel) -> Vec<f64> {
     x
 }
 
+/// A residual space over [`exp_edge_points`] per kernel, every point inducing: p sits at the jitter
+/// or the clamp, where the bound is amplified most.
+fn exp_edge_spaces() -> Vec<Space> {
+    [Kernel::Rbf, Kernel::Matern52]
+        .into_iter()
+        .map(|kernel| {
+            let x = exp_edge_points(kernel);
+            Space::residual(x.clone(), 1, &x, x.len(), kernel)
+        })
+        .collect()
+}
+
 #[test]
 fn kernel_values_at_the_fast_exp_edges_stay_exact() {
-    for kernel in [Kernel::Rbf, Kernel::Matern52] {
-        let x = exp_edge_points(kernel);
-        let n = x.len();
-        // Every point is inducing: p sits at the jitter or the clamp, where the bound is amplified most.
-        let space = Space::residual(x.clone(), 1, &x, n, kernel);
-        let queries = Space::residual(x.iter().map(|v| v * 0.75).collect(), 1, &x, n, kernel);
+    for space in exp_edge_spaces() {
+        let (n, x) = (space.n, &space.x);
+        let queries = Space::residual(x.iter().map(|v| v * 0.75).collect(), 1, x, n, space.kernel);
         let all = Rows::indexed((0..n as i64).collect(), n, false);
         let predecessors = Rows::indexed((0..n as i64).collect(), n, true);
         for k in [1, 2, 3, 4, 7, 16, n - 1, n] {
             assert_matches_naive(&space, &space, &all, k);
             assert_matches_naive(&space, &space, &predecessors, k);
             assert_matches_naive(&space, &queries, &Rows::outside(n, n), k);
+        }
+    }
+}
+
+#[test]
+fn every_canonical_key_lies_within_its_screening_interval() {
+    // The bound itself, pair by pair, where the exp changes regime and p sits at the jitter or the
+    // clamp; the "GEMM" sums in reverse order. A kernel error beyond the stated bound fails here.
+    for space in exp_edge_spaces() {
+        let n = space.n;
+        let (data, rows) = (space.data(), Rows::outside(n, n));
+        let batch = rows.batch(&space);
+        let screen = Screen::new(&batch, &data);
+        let mut keys = Keys::with_len(n);
+        for q in 0..n {
+            let vq = data.v.row(q);
+            let g: Vec<f64> = (0..n)
+                .map(|j| vq.iter().zip(data.v.row(j)).rev().map(|(a, b)| a * b).sum())
+                .collect();
+            let (lo, hi) = screen.bounds(&mut keys, q, 0, &g);
+            for j in 0..n {
+                let (r2, dot) = residual_sums(&data, q, &data, j);
+                let key = -similarity_from(&data, r2, dot, data.p[q], data.p[j]);
+                assert!(
+                    lo[j] <= key && key <= hi[j],
+                    "{:?} ({q}, {j}): {key:e}",
+                    space.kernel
+                );
+            }
         }
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! One concern per module: `screen` (the rigorous per-pair bound and the key), `exp` (the screening's
 //! vectorisable exp and its error bound), `tile` (the GEMM), `select` (running bound, candidates,
-//! canonical re-check). Query blocks run in parallel on rayon;
-//! block shapes never depend on the thread count, so answers and counters do not either.
+//! canonical re-check). Query blocks run in parallel on rayon; block shapes never depend on the thread
+//! count, so answers and counters do not either.
 
 mod exp;
 mod screen;
@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-pub use screen::{gamma, Screen};
+pub use screen::{gamma, Keys, Screen};
 
 use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
@@ -25,7 +25,7 @@ use crate::metric::MetricData;
 use crate::query::{
     check_queries, thread_pool, QueryBatch, N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS,
 };
-use screen::{operand, Keys};
+use screen::operand;
 use select::Selection;
 use tile::gram;
 
