@@ -8,7 +8,10 @@ canonical distance <= D(T); a pair with ``lo > widen(T)`` has a canonical distan
 so it cannot enter the answer even by a tie. Every other pair is re-evaluated canonically.
 
 Residual, key ``-s`` with ``s = min(1, |rho|)`` (the canonical distance ``sqrt(1 - s)`` is non-increasing in
-s). The kernel value is computed by the canonical code itself, so only the dot product differs. With
+s). Here the kernel value is computed by the canonical code itself (libm's exp), so only the dot product
+differs. (Rust's screening evaluates exp with a vectorised approximation and adds one term for it,
+``(KERNEL_REL k + kernel_floor) r_i r_j``, defined and proved in rust/core/src/dense/screen.rs and exp.rs;
+every term below is shared.) With
 ``r_i = 1/sqrt(p_i)``, ``n_i = ||V_i||`` as computed and ``rho_a = ((k - g) r_i) r_j``::
 
     |rho_a - rho_c| <= a_i a_j + 16 eps |rho_a| + 16 eps,

@@ -118,6 +118,35 @@ def test_every_true_neighbour_survives_screening_at_the_clamp(engine, seed, orac
                    oracle("residual", problem, k, indices=np.arange(problem.n_points)), f"k={k}")
 
 
+def _exp_edge_problem(kernel: str):
+    """1-D points whose gaps to the origin put the kernel's exp argument (lengthscale 0.5) on both sides of
+    the Rust screening exp's reduction boundaries -(n + 1/2) ln2, of its cut-off to 0 at -708, in libm's
+    subnormal range and past libm's underflow; each gap on both sides of a doubled origin (exact ties at
+    the k-th distance), a 1e-9 near-duplicate, every point inducing (p at the jitter or the clamp)."""
+    arguments = np.array([0.5, 1.5, 9.5, 1000.5]) * np.log(2.0)
+    arguments = np.concatenate([arguments, [707.9, 708.0, 708.0000001, 708.3, 708.5, 720.0, 745.1, 745.2,
+                                            800.0]])
+    gaps = np.sqrt(arguments / 2.0) if kernel == "rbf" else arguments / np.sqrt(20.0)
+    X = np.concatenate([[0.0, 0.0, 1e-9], np.ravel(np.column_stack([gaps, -gaps]))])[:, None]
+    return ct.residual_problem(X, kernel=kernel, lengthscale=0.5, variance=1.0, m=len(X), seed=0)
+
+
+@pytest.mark.parametrize("engine", TREE_ENGINES)
+@pytest.mark.parametrize("kernel", ["rbf", "matern52"])
+def test_kernel_values_at_the_fast_exp_edges_stay_exact(engine, kernel, oracle, check_same):
+    problem = _exp_edge_problem(kernel)
+    n = problem.n_points
+    dense = _dense(engine, "residual", problem, dense_query_block=4, dense_point_block=5)
+    for k in (1, 2, 3, 7, 16, n - 1, n):
+        check_same(dense.kneighbors(indices=np.arange(n), k=k),
+                   oracle("residual", problem, k, indices=np.arange(n)), f"k={k}")
+        check_same(dense.kneighbors(k=k, predecessor=True),
+                   oracle("residual", problem, k, predecessor=True), f"predecessor k={k}")
+        outside = 0.75 * problem.X
+        check_same(dense.kneighbors(outside, k=k), oracle("residual", problem, k, queries=outside),
+                   f"outside k={k}")
+
+
 def test_gamma_is_the_standard_dot_product_constant():
     assert gamma(512) == pytest.approx(512 * EPS / 2 / (1 - 512 * EPS / 2))
     assert gamma(0) == 0.0

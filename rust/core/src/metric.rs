@@ -114,6 +114,12 @@ pub struct MetricData<'a> {
 }
 
 fn all_finite(what: &'static str, values: &[f64]) -> Result<()> {
+    // A branch-free test per chunk (vectorised: this runs over all of V on every query call); the
+    // position is searched for only once something is wrong.
+    let finite = |chunk: &[f64]| chunk.iter().fold(true, |ok, v| ok & v.is_finite());
+    if values.chunks(1024).all(finite) {
+        return Ok(());
+    }
     match values.iter().position(|v| !v.is_finite()) {
         Some(position) => Err(CoreError::NonFinite { what, position }),
         None => Ok(()),
@@ -172,6 +178,22 @@ impl MetricData<'_> {
         Ok(())
     }
 
+    /// Whether `other` views the very same arrays with the same parameters, so that checking one
+    /// checks both (indexed queries pass the indexed data itself).
+    pub fn same_as(&self, other: &MetricData) -> bool {
+        let same = |a: &[f64], b: &[f64]| a.as_ptr() == b.as_ptr() && a.len() == b.len();
+        self.metric == other.metric
+            && self.kernel == other.kernel
+            && self.variance.to_bits() == other.variance.to_bits()
+            && self.slack.to_bits() == other.slack.to_bits()
+            && same(self.lengthscale, other.lengthscale)
+            && same(self.p, other.p)
+            && same(self.x.values(), other.x.values())
+            && self.x.cols() == other.x.cols()
+            && same(self.v.values(), other.v.values())
+            && self.v.cols() == other.v.cols()
+    }
+
     /// Check that queries `self` can be measured against `data`: same metric, kernel and shapes.
     pub fn check_compatible(&self, data: &MetricData) -> Result<()> {
         if self.metric != data.metric {
@@ -197,11 +219,18 @@ impl MetricData<'_> {
 
 /// k(r2) for the kernel, in kernels.py's operation order.
 pub fn kernel_value(kernel: Kernel, variance: f64, r2: f64) -> f64 {
+    kernel_with(kernel, variance, r2, f64::exp)
+}
+
+/// k(r2) in kernels.py's operation order with `exp` as the exponential: libm's for the canonical
+/// value, the dense screening's bounded approximation for its (re-checked) estimate.
+#[inline(always)]
+pub fn kernel_with(kernel: Kernel, variance: f64, r2: f64, exp: impl Fn(f64) -> f64) -> f64 {
     match kernel {
-        Kernel::Rbf => variance * (-r2 / 2.0).exp(),
+        Kernel::Rbf => variance * exp(-r2 / 2.0),
         Kernel::Matern52 => {
             let a = (5.0 * r2).sqrt();
-            variance * (1.0 + a + a * a / 3.0) * (-a).exp()
+            variance * (1.0 + a + a * a / 3.0) * exp(-a)
         }
     }
 }
@@ -212,17 +241,23 @@ pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usi
     if a_index == b as i64 {
         return 0.0;
     }
-    let (xa, xb) = (da.x.row(a), db.x.row(b));
     if da.metric == Metric::Euclidean {
         let mut acc = 0.0;
-        for (p, q) in xa.iter().zip(xb) {
+        for (p, q) in da.x.row(a).iter().zip(db.x.row(b)) {
             let diff = p - q;
             acc += diff * diff;
         }
         return acc.sqrt();
     }
+    let (r2, dot) = residual_sums(da, a, db, b);
+    residual_from(da, r2, dot, da.p[a], db.p[b])
+}
+
+/// The residual metric's two sums for rows `a` of `da` and `b` of `db`, each sequential in index order:
+/// the scaled squared coordinate distance r2 and the dot product of the V rows.
+pub fn residual_sums(da: &MetricData, a: usize, db: &MetricData, b: usize) -> (f64, f64) {
     let mut r2 = 0.0;
-    for ((p, q), l) in xa.iter().zip(xb).zip(da.lengthscale) {
+    for ((p, q), l) in da.x.row(a).iter().zip(db.x.row(b)).zip(da.lengthscale) {
         let z = (p - q) / l;
         r2 += z * z;
     }
@@ -230,23 +265,29 @@ pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usi
     for (p, q) in da.v.row(a).iter().zip(db.v.row(b)) {
         dot += p * q;
     }
-    residual_from(da, r2, dot, da.p[a], db.p[b])
+    (r2, dot)
 }
 
 /// The residual distance from its sums: the scaled squared coordinate distance `r2`, the dot product of
 /// the two V rows, and the two residual variances (shared by the scalar and lockstep evaluations).
 pub(crate) fn residual_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
+    let mut gap = 1.0 - similarity_from(da, r2, dot, pa, pb);
+    if gap < 0.0 {
+        gap = 0.0;
+    }
+    gap.sqrt()
+}
+
+/// s = min(1, |rho|) from the residual sums; the distance is sqrt(max(0, 1 - s)) (the dense path's
+/// screening key is -s).
+pub fn similarity_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
     let k = kernel_value(da.kernel, da.variance, r2);
     let rho = (k - dot) / (pa * pb).sqrt();
     let mut mag = rho.abs();
     if mag > 1.0 {
         mag = 1.0;
     }
-    let mut gap = 1.0 - mag;
-    if gap < 0.0 {
-        gap = 0.0;
-    }
-    gap.sqrt()
+    mag
 }
 
 /// A lower bound on the exact distance whose computed value is `value`.
@@ -308,6 +349,20 @@ mod tests {
         assert_eq!(distance(&data, 1, -1, &data, 0), 5.0);
         // Same dataset index: exactly zero, even though the rows differ.
         assert_eq!(distance(&data, 0, 1, &data, 1), 0.0);
+    }
+
+    #[test]
+    fn same_as_means_the_same_arrays_not_equal_values() {
+        let (x, ones, ls) = ([0.0, 0.0, 3.0, 4.0], [1.0, 1.0], [1.0, 1.0]);
+        let data = euclidean(&x, &ones, &ls, 2);
+        assert!(data.same_as(&euclidean(&x, &ones, &ls, 2)));
+        let copy = x;
+        assert!(!data.same_as(&euclidean(&copy, &ones, &ls, 2)));
+        assert!(!data.same_as(&euclidean(&x, &ones, &ls, 1)));
+        assert!(!data.same_as(&MetricData {
+            variance: 2.0,
+            ..data
+        }));
     }
 
     #[test]

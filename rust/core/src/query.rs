@@ -268,7 +268,10 @@ fn check_batch(tree: &TreeView, data: &MetricData, queries: &QueryBatch, k: i64)
 /// Check the indexed data, the query rows and k (everything a batch needs but the tree).
 pub(crate) fn check_queries(data: &MetricData, queries: &QueryBatch, k: i64) -> Result<()> {
     data.check()?;
-    queries.data.check()?;
+    // Checking the same arrays again would read all of V once more on every call.
+    if !queries.data.same_as(data) {
+        queries.data.check()?;
+    }
     queries.data.check_compatible(data)?;
     let n_q = queries.rows.len();
     check_sizes(&[

@@ -5,6 +5,8 @@
 mod common;
 
 use common::{assert_rows_match_naive, points, spaces, Lcg, Points, Rows, Space};
+use covertreex_core::dense::{Keys, Screen};
+use covertreex_core::metric::{residual_sums, similarity_from};
 use covertreex_core::query::{available_threads, N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::{dense_query, Blocks, DenseOutput, Kernel};
 
@@ -96,6 +98,96 @@ fn residual_variances_at_the_clamp_stay_exact() {
         let rows = Rows::indexed((0..space.n as i64).collect(), space.n, true);
         for k in [1, 3, 30] {
             assert_matches_naive(&space, &space, &rows, k);
+        }
+    }
+}
+
+/// 1-D points whose gaps to the origin put the kernel's exp argument (lengthscale 0.5) where the
+/// screening's fast exp is least accurate or changes regime: on both sides of the reduction's rounding
+/// boundaries -(n + 1/2) ln2, of its cut-off to 0 at -708, in libm's subnormal range and past libm's own
+/// underflow (-745.13). Every gap appears on both sides of the origin (exact ties at every k-th
+/// distance), the origin is doubled and has a 1e-9 neighbour.
+fn exp_edge_points(kernel: Kernel) -> Vec<f64> {
+    let half_ln2 = |n: f64| (n + 0.5) * std::f64::consts::LN_2;
+    let arguments = [
+        half_ln2(0.0),
+        half_ln2(1.0),
+        half_ln2(9.0),
+        half_ln2(1000.0),
+        707.9,
+        708.0,
+        708.000_000_1,
+        708.3,
+        708.5,
+        720.0,
+        745.1,
+        745.2,
+        800.0,
+    ];
+    let mut x = vec![0.0, 0.0, 1e-9];
+    for t in arguments {
+        // RBF: -r2/2 = -2 gap^2; Matern 5/2: -a = -sqrt(20) gap.
+        let gap = match kernel {
+            Kernel::Rbf => (t / 2.0).sqrt(),
+            Kernel::Matern52 => t / 20f64.sqrt(),
+        };
+        x.extend([gap, -gap]);
+    }
+    x
+}
+
+/// A residual space over [`exp_edge_points`] per kernel, every point inducing: p sits at the jitter
+/// or the clamp, where the bound is amplified most.
+fn exp_edge_spaces() -> Vec<Space> {
+    [Kernel::Rbf, Kernel::Matern52]
+        .into_iter()
+        .map(|kernel| {
+            let x = exp_edge_points(kernel);
+            Space::residual(x.clone(), 1, &x, x.len(), kernel)
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_values_at_the_fast_exp_edges_stay_exact() {
+    for space in exp_edge_spaces() {
+        let (n, x) = (space.n, &space.x);
+        let queries = Space::residual(x.iter().map(|v| v * 0.75).collect(), 1, x, n, space.kernel);
+        let all = Rows::indexed((0..n as i64).collect(), n, false);
+        let predecessors = Rows::indexed((0..n as i64).collect(), n, true);
+        for k in [1, 2, 3, 4, 7, 16, n - 1, n] {
+            assert_matches_naive(&space, &space, &all, k);
+            assert_matches_naive(&space, &space, &predecessors, k);
+            assert_matches_naive(&space, &queries, &Rows::outside(n, n), k);
+        }
+    }
+}
+
+#[test]
+fn every_canonical_key_lies_within_its_screening_interval() {
+    // The bound itself, pair by pair, where the exp changes regime and p sits at the jitter or the
+    // clamp; the "GEMM" sums in reverse order. A kernel error beyond the stated bound fails here.
+    for space in exp_edge_spaces() {
+        let n = space.n;
+        let (data, rows) = (space.data(), Rows::outside(n, n));
+        let batch = rows.batch(&space);
+        let screen = Screen::new(&batch, &data);
+        let mut keys = Keys::with_len(n);
+        for q in 0..n {
+            let vq = data.v.row(q);
+            let g: Vec<f64> = (0..n)
+                .map(|j| vq.iter().zip(data.v.row(j)).rev().map(|(a, b)| a * b).sum())
+                .collect();
+            let (lo, hi) = screen.bounds(&mut keys, q, 0, &g);
+            for j in 0..n {
+                let (r2, dot) = residual_sums(&data, q, &data, j);
+                let key = -similarity_from(&data, r2, dot, data.p[q], data.p[j]);
+                assert!(
+                    lo[j] <= key && key <= hi[j],
+                    "{:?} ({q}, {j}): {key:e}",
+                    space.kernel
+                );
+            }
         }
     }
 }

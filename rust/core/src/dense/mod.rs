@@ -2,10 +2,12 @@
 //! point rows with a fused epilogue that screens every pair against a per-query running k-th bound,
 //! then a canonical re-evaluation of the pairs the bound cannot exclude.
 //!
-//! One concern per module: `screen` (the rigorous per-pair bound and the key), `tile` (the GEMM),
-//! `select` (running bound, candidates, canonical re-check). Query blocks run in parallel on rayon;
-//! block shapes never depend on the thread count, so answers and counters do not either.
+//! One concern per module: `screen` (the rigorous per-pair bound and the key), `exp` (the screening's
+//! vectorisable exp and its error bound), `tile` (the GEMM), `select` (running bound, candidates,
+//! canonical re-check). Query blocks run in parallel on rayon; block shapes never depend on the thread
+//! count, so answers and counters do not either.
 
+mod exp;
 mod screen;
 mod select;
 mod tile;
@@ -15,7 +17,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-pub use screen::{gamma, Screen};
+pub use screen::{gamma, Keys, Screen};
 
 use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
@@ -53,6 +55,7 @@ pub struct DenseOutput {
 struct Worker {
     rows: Vec<f64>,
     tile: Vec<f64>,
+    keys: Keys,
     heap: Heap,
 }
 
@@ -110,16 +113,15 @@ impl Job<'_> {
                 if stop <= j0 {
                     continue;
                 }
-                let (row, index) = (rows[q] as usize, own[q]);
                 let values = &tile[q * cols..q * cols + (stop - j0)];
-                for (j, &g) in (j0..stop).zip(values) {
-                    let (lo, hi) = if j as i64 == index {
-                        (self_key, self_key)
-                    } else {
-                        self.screen.bounds(row, j, g)
-                    };
-                    selection.offer(&self.screen, lo, hi, j as i64);
+                let (lo, hi) = self
+                    .screen
+                    .bounds(&mut worker.keys, out.first + q, j0, values);
+                if (j0 as i64..stop as i64).contains(&own[q]) {
+                    let at = own[q] as usize - j0;
+                    (lo[at], hi[at]) = (self_key, self_key);
                 }
+                selection.offer_row(&self.screen, lo, hi, j0);
                 selection.screened += (stop - j0) as i64;
                 out.counts[q * N_QUERY_COUNTERS + Q_STEPS] += 1;
             }
@@ -186,7 +188,7 @@ pub fn dense_query(
     let job = Job {
         data,
         queries,
-        screen: Screen::new(&queries.data, data),
+        screen: Screen::new(queries, data),
         blocks,
         k: k as usize,
         gemm_nanos: AtomicU64::new(0),
@@ -216,6 +218,7 @@ fn run_blocks(job: &Job, out: &mut DenseOutput) {
             || Worker {
                 rows: Vec::with_capacity(bq * width),
                 tile: vec![0.0; tile_len],
+                keys: Keys::with_len(job.blocks.points.min(job.data.n_points())),
                 heap: Heap::new(k),
             },
             |worker, (b, (((indices, distances), counts), screened))| {

@@ -92,7 +92,7 @@ impl Selection {
 
     /// Screen one pair with key bounds (lo, hi).
     #[inline]
-    pub fn offer(&mut self, screen: &Screen, lo: f64, hi: f64, index: i64) {
+    fn offer(&mut self, screen: &Screen, lo: f64, hi: f64, index: i64) {
         if hi < self.cutoff && self.bounds.offer(hi) {
             self.cutoff = screen.widen(self.bounds.threshold());
         }
@@ -100,6 +100,22 @@ impl Selection {
             self.candidates.push((lo, index));
             if self.candidates.len() >= 8 * self.bounds.k + 256 {
                 self.compact();
+            }
+        }
+    }
+
+    /// Screen the pairs of points j0, j0 + 1, .. with key bounds `lo[i]`, `hi[i]`. A run of pairs whose
+    /// `lo` all exceed the cutoff changes nothing (hi >= lo > cutoff too), so such runs are skipped
+    /// after one branch-free (vectorised) test; the rest are offered one by one, in index order.
+    pub fn offer_row(&mut self, screen: &Screen, lo: &[f64], hi: &[f64], j0: usize) {
+        const RUN: usize = 16;
+        for (r, (lo, hi)) in lo.chunks(RUN).zip(hi.chunks(RUN)).enumerate() {
+            let cutoff = self.cutoff;
+            if !lo.iter().fold(false, |any, &l| any | (l <= cutoff)) {
+                continue;
+            }
+            for ((j, &lo), &hi) in (j0 + r * RUN..).zip(lo).zip(hi) {
+                self.offer(screen, lo, hi, j as i64);
             }
         }
     }
