@@ -74,3 +74,8 @@ def test_an_in_process_run_cannot_count_and_says_how_to(counted):
     result.stdout.fnmatch_lines(["*this session is not running under callgrind*",
                                  "*python -m pytest -p no:xdist -p no:pcct --basetemp=* "
                                  "--pcct-gate=instructions"])
+    printed = next(line for line in result.stdout.lines if line.strip().startswith("python -m pytest"))
+    own = [arg for arg in shlex.split(printed)[3:] if not arg.startswith("--basetemp")]
+    ran = counted.runpytest_subprocess(*own)  # relaunched under callgrind: now it only lacks baselines
+    ran.assert_outcomes(errors=2)
+    ran.stdout.fnmatch_lines(["*no instruction-count baseline for test_bench.py::test_counted*"])

@@ -2,6 +2,7 @@
 passes, thresholds, noise floor, summary table and JSON export."""
 
 import json
+import shlex
 
 import pytest
 
@@ -66,6 +67,13 @@ def test_rounds_straddling_the_threshold_are_inconclusive_never_a_silent_pass(to
     strict = run_gate("--benchmark-compare", "--pcct-noise-floor=0.0001",
                       "-W", "error::pytest_pcct.gate_plugin.GateInconclusiveWarning")
     strict.assert_outcomes(passed=2, failed=1)
+    lines = result.stdout.lines
+    after = next(i for i, line in enumerate(lines) if "rerun with more rounds" in line) + 1
+    printed = shlex.split(lines[after])
+    assert printed[:3] == ["python", "-m", "pytest"]
+    rerun = toy.runpytest(*(arg for arg in printed[3:] if not arg.startswith("--basetemp")))
+    rerun.assert_outcomes(passed=3, warnings=1)  # the machine alternates every round: still undecidable
+    assert "current ratio 2.6 over 40 rounds" in rerun.stdout.str()
 
 
 def test_a_drifting_machine_is_not_a_regression(toy, run_gate, monkeypatch):
