@@ -40,9 +40,20 @@ def counted(pytester):
 
 
 def test_instruction_counts_record_pass_and_catch_a_1_5x_slowdown(counted, monkeypatch):
-    recorded = counted.runpytest_subprocess(*GATE, "--pcct-update-baselines")
-    recorded.assert_outcomes(passed=2)
-    recorded.stdout.fnmatch_lines(["*test_bench.py::test_counted*recorded *,*UPDATED"])
+    """From an in-process run's error to a caught regression, running every command the gate prints."""
+    inline = counted.runpytest(*GATE)  # pytester's inline run cannot be relaunched under valgrind
+    inline.assert_outcomes(errors=2)
+    inline.stdout.fnmatch_lines(["*this session is not running under callgrind*"])
+    relaunch = _printed(inline, "python -m pytest")
+    assert relaunch == [*GATE[:4], "--pcct-gate=instructions"]
+
+    missing = counted.runpytest_subprocess(*relaunch)  # under callgrind now: it only lacks baselines
+    missing.assert_outcomes(errors=2)
+    missing.stdout.fnmatch_lines(["*no instruction-count baseline for test_bench.py::test_counted*"])
+    record = _printed(missing, "python -m pytest")
+    assert record == [*relaunch, "--pcct-update-baselines"]
+
+    counted.runpytest_subprocess(*record).assert_outcomes(passed=2)
     assert len(list(counted.path.glob("baselines/instructions/*.json"))) == 2
     assert not list(counted.path.glob("baselines/counters/*.json"))  # counters are the other modes' job
 
@@ -57,25 +68,12 @@ def test_instruction_counts_record_pass_and_catch_a_1_5x_slowdown(counted, monke
         "pytest-pcct gate: instruction-count regression in test_bench.py::test_counted (baseline *):",
         "  instructions: baseline *, current * (+*, ratio 1.4*, tolerance 1.00%)",
         "If the change is intended, re-record with:",
-        "  python -m pytest --basetemp=* -p no:xdist -p no:pcct --pcct-gate=instructions "
-        "--pcct-update-baselines",
     ])
-    rerecord = shlex.split(slower.stdout.lines[slower.stdout.lines.index(
-        "If the change is intended, re-record with:") + 1])
-    own = [arg for arg in rerecord[3:] if not arg.startswith("--basetemp")]  # pytester adds its own
-    counted.runpytest_subprocess(*own).assert_outcomes(passed=2)
-    counted.runpytest_subprocess(*GATE).assert_outcomes(passed=2)
+    assert _printed(slower, "python -m pytest") == record  # the command run above
 
 
-def test_an_in_process_run_cannot_count_and_says_how_to(counted):
-    """pytester's inline run cannot be relaunched under valgrind: the gate names the command instead."""
-    result = counted.runpytest(*GATE)
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*this session is not running under callgrind*",
-                                 "*python -m pytest -p no:xdist -p no:pcct --basetemp=* "
-                                 "--pcct-gate=instructions"])
-    printed = next(line for line in result.stdout.lines if line.strip().startswith("python -m pytest"))
-    own = [arg for arg in shlex.split(printed)[3:] if not arg.startswith("--basetemp")]
-    ran = counted.runpytest_subprocess(*own)  # relaunched under callgrind: now it only lacks baselines
-    ran.assert_outcomes(errors=2)
-    ran.stdout.fnmatch_lines(["*no instruction-count baseline for test_bench.py::test_counted*"])
+def _printed(result, start: str) -> list[str]:
+    """The arguments of the first command line `result` printed that starts with `start` (pytester's own
+    --basetemp dropped)."""
+    line = next(line.strip() for line in result.stdout.lines if line.strip().startswith(start))
+    return [arg for arg in shlex.split(line)[3:] if not arg.startswith("--basetemp")]
