@@ -19,13 +19,14 @@ import argparse
 import collections
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from pytest_pcct.gate.baselines import machine_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTCOMES = ("passed", "inconclusive", "failed")
@@ -58,12 +59,9 @@ def one_run(leg: str, threshold: float, factor: float | None) -> dict[str, str]:
 
 
 def machine() -> str:
-    model = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"nproc {os.cpu_count()}, CPU {model}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    facts = machine_facts()
+    when = datetime.now(timezone.utc)
+    return f"nproc {facts['cpu_count']}, CPU {facts['cpu_model']}, {when:%Y-%m-%d %H:%M} UTC"
 
 
 def main() -> None:
