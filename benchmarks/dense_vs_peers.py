@@ -200,8 +200,7 @@ def report(title, rows, flops, floor):
             evals = f"{tel['per_query']['distance_evaluations']['mean']:.1f}"
             screened = f"{tel['per_query']['pairs_screened']['mean']:.0f}"
         if gemm and flops:
-            threads = os.cpu_count() if "rust" in name else 1
-            gflops = flops / (gemm / threads) / 1e9
+            gflops = flops / (gemm / os.cpu_count()) / 1e9
             rate = f"{gflops:.1f} ({100 * gflops / floor:.0f}% of dgemm)"
         q = "" if query is None else f"{query:.3f}"
         print(f"| {name} | {whole:.3f} | {q} | {whole / base:.2f}x | {rec:.6f} | {evals} | {screened} "

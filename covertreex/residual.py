@@ -8,6 +8,7 @@ distances lives in :mod:`covertreex.metrics.kernels` and follows the canonical s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy.linalg import LinAlgError, cholesky, solve_triangular
@@ -95,8 +96,9 @@ class ResidualProblem:
     def n_points(self) -> int:
         return self.X.shape[0]
 
-    @property
+    @cached_property
     def digest(self) -> str:
+        """Computed once: the arrays are read-only."""
         params = np.array([self.variance, *self.lengthscale])
         return array_digest(self.X, self.V, self.p, params, np.frombuffer(self.kernel.encode(), np.uint8))
 
@@ -123,13 +125,18 @@ class ResidualProblem:
             )
         residual_range.check_coordinates(Q, self.lengthscale, "queries")
         U = self.X[self.inducing]
-        Vq = solve_triangular(
-            self.cholesky_factor,
-            kernel_matrix(U, Q, self.kernel, self.lengthscale, self.variance),
-            lower=True,
-        ).T
-        Vq = np.ascontiguousarray(Vq)
+        Vq = _solve_rows(self.cholesky_factor, U, Q, self.kernel, self.lengthscale, self.variance)
         return Vq, residual_variance(Vq, self.variance, "V of the queries")
+
+
+def _solve_rows(L, U, X, kernel: str, ls: np.ndarray, variance: float) -> np.ndarray:
+    """V = (L^-1 K(U, X))^T, C-contiguous. K(X, U) in C order is K(U, X) in Fortran order (the kernel
+    is symmetric bit for bit: (a - b) / l and (b - a) / l differ only in sign), so LAPACK solves it in
+    place: the same bits as solving a copy, without the copies or the finiteness scan of two matrices
+    that are finite by construction."""
+    K_xu = kernel_matrix(X, U, kernel, ls, variance)
+    V_t = solve_triangular(L, K_xu.T, lower=True, check_finite=False, overwrite_b=True)
+    return np.ascontiguousarray(V_t.T)
 
 
 def inducing_indices(n_points: int, m: int, seed: int) -> np.ndarray:
@@ -160,7 +167,7 @@ def residual_problem(
         L = cholesky(Kmm, lower=True)
     except LinAlgError as exc:
         raise InvalidInputError(f"the inducing-point kernel matrix is not positive definite ({exc})") from exc
-    V = np.ascontiguousarray(solve_triangular(L, kernel_matrix(U, X, kernel, ls, variance), lower=True).T)
+    V = _solve_rows(L, U, X, kernel, ls, variance)
     p = residual_variance(V, variance)
     _frozen(ls, V, p, inducing, L)
     return ResidualProblem(X, V, p, kernel, ls, variance, inducing, L, seed)

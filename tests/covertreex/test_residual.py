@@ -92,3 +92,27 @@ def test_projection_of_indexed_points_is_close_to_their_rows():
     problem = ct.residual_problem(datasets.gaussian(200, 2, 9), m=30, seed=4)
     Vq, pq = problem.project(problem.X[:10])
     np.testing.assert_allclose(Vq, problem.V[:10], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "matern52"])
+@pytest.mark.parametrize(("n", "d", "m"), [(7, 1, 3), (300, 3, 64), (2049, 4, 129)])
+def test_v_bits_are_the_recipes_solve_of_k_ux(kernel, n, d, m):
+    """V (and projected query rows) are bit for bit solve_triangular(L, K(U, X)).T, the recipe's own
+    layout: the library solves K(X, U) in place in Fortran order, which must not change a bit."""
+    from scipy.linalg import solve_triangular
+
+    from covertreex.residual import kernel_matrix
+
+    rng = np.random.default_rng(n + d + m)
+    X, Q = rng.normal(size=(n, d)) * 2.0, rng.normal(size=(11, d))
+    problem = ct.residual_problem(X, kernel=kernel, lengthscale=rng.uniform(0.5, 2.0, d), variance=1.3,
+                                  m=m, seed=5)
+    U, ls = X[problem.inducing], problem.lengthscale
+
+    def recipe(points):
+        K_ux = kernel_matrix(U, points, kernel, ls, 1.3)
+        return np.ascontiguousarray(solve_triangular(problem.cholesky_factor, K_ux, lower=True).T)
+
+    assert problem.V.flags.c_contiguous
+    np.testing.assert_array_equal(problem.V.view(np.int64), recipe(X).view(np.int64))
+    np.testing.assert_array_equal(problem.project(Q)[0].view(np.int64), recipe(Q).view(np.int64))

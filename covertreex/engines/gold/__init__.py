@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from covertreex.config import Config
@@ -42,7 +43,8 @@ class GoldEngine:
         """The dense path: NumPy BLAS tiles, a Numba screening epilogue, canonical re-check."""
         with numba_threads(config.threads):
             idx, dist, per_query, screened, gemm_seconds = dense_query(
-                space, queries, k, config.dense_query_block, config.dense_point_block
+                space, queries, k, config.dense_query_block, config.dense_point_block,
+                workers=numba.get_num_threads(),
             )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
         return idx, dist, QueryCounters(per_query, _NO_LEVELS, extra)

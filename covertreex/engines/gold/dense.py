@@ -4,17 +4,27 @@ For each block of query rows and each tile of point rows, BLAS computes the tile
 epilogue turns each into a rigorous interval on the canonical key (:mod:`covertreex.metrics.screen`),
 keeps a running k-th upper bound per query and the candidates it cannot exclude. The candidates are then
 re-evaluated with the canonical distance, so answers and distance bits equal the tree path's and brute's.
-Memory is bounded by the block sizes (a query block x point tile, plus candidate lists that grow only
-with ties). Counters: per query, the canonical re-evaluations, heap pushes and tiles visited; pairs
-screened are returned apart.
+Memory is bounded by the block sizes (a query block x point tile per worker, plus candidate lists that
+grow only with ties). Counters: per query, the canonical re-evaluations, heap pushes and tiles visited;
+pairs screened are returned apart.
+
+Parallelism: query blocks run on a pool of Python threads, each calling single-threaded BLAS and then the
+Numba epilogue, both with the GIL released, so one worker's GEMM overlaps another's epilogue. (Alternating
+a multi-threaded BLAS call with a parallel Numba loop left both half idle: BLAS ran the 256 x 2048 tiles
+at about half its large-product rate and its threads spin between calls.) Each query's state depends only
+on its own row and the fixed point tiles, never on which block or worker holds it, so answers and
+counters do not depend on the number of workers or on the query block size.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+from threadpoolctl import threadpool_limits
 
 from covertreex.engines.gold.query import N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS
 from covertreex.engines.heap import offer, write_sorted
@@ -23,7 +33,7 @@ from covertreex.metrics.kernels import distance
 from covertreex.metrics.screen import bounds, euclidean_constant, operand, row_factors, self_key, widen
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _screen_row(q, tile, j0, rows, own, limits, Q, D, qf_scale, qf_error, df_scale, df_error, euclid,
                 ub_d, ub_i, ub_n, cutoff, cand_lo, cand_j, cand_n, pos, screened, steps):
     """Screen row `q` of one tile; return False when its candidate room ran out (it resumes at
@@ -69,23 +79,23 @@ def _screen_row(q, tile, j0, rows, own, limits, Q, D, qf_scale, qf_error, df_sca
     return True
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _screen_tile(tile, j0, rows, own, limits, Q, D, qf_scale, qf_error, df_scale, df_error, euclid,
                  ub_d, ub_i, ub_n, cutoff, cand_lo, cand_j, cand_n, pos, screened, steps):
     """Screen one tile for every query of the block; return the rows that ran out of candidate room."""
     full = np.zeros(rows.shape[0], dtype=np.bool_)
-    for q in prange(rows.shape[0]):
+    for q in range(rows.shape[0]):
         full[q] = not _screen_row(q, tile, j0, rows, own, limits, Q, D, qf_scale, qf_error, df_scale,
                                   df_error, euclid, ub_d, ub_i, ub_n, cutoff, cand_lo, cand_j, cand_n,
                                   pos, screened, steps)
     return full
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _finish(rows, own, Q, D, cand_lo, cand_j, cand_n, cutoff, out_i, out_d, evaluations, pushes):
     """Canonical distances of every candidate the final k-th bound keeps; the k best by (distance, index)."""
     k = out_i.shape[1]
-    for q in prange(rows.shape[0]):
+    for q in range(rows.shape[0]):
         heap_d = np.empty(k)
         heap_i = np.empty(k, dtype=np.int64)
         size = 0
@@ -119,40 +129,72 @@ class _Block:
         self.cand_j = np.concatenate([self.cand_j, np.empty((nb, cap), dtype=np.int64)], axis=1)
 
 
-def dense_query(space: MetricSpace, queries: QuerySet, k: int, query_block: int, point_block: int):
-    """Exact k-NN of every query by dense screening: (indices, distances, per_query counters, screened,
-    seconds spent in BLAS)."""
-    D, Q = space.data, queries.data
-    d_op, q_op = operand(D), operand(Q)
-    df, qf = row_factors(D), row_factors(Q)
-    euclid = euclidean_constant(space.n_dims)
-    n_q, n = queries.n_queries, space.n_points
-    out_i = np.empty((n_q, k), dtype=np.int64)
-    out_d = np.empty((n_q, k))
-    per_query = np.zeros((n_q, N_QUERY_COUNTERS), dtype=np.int64)
-    screened = np.zeros(n_q, dtype=np.int64)
-    limits_all = np.minimum(queries.limit, n)
-    tile_buffer = np.empty(min(query_block, n_q) * min(point_block, n))
-    gemm_seconds = 0.0
-    for b0 in range(0, n_q, query_block):
-        b1 = min(n_q, b0 + query_block)
-        rows, own, limits = queries.rows[b0:b1], queries.dataset_index[b0:b1], limits_all[b0:b1]
-        block = _Block(b1 - b0, k)
-        q_rows = np.ascontiguousarray(q_op[rows])
+def dense_query(space: MetricSpace, queries: QuerySet, k: int, query_block: int, point_block: int,
+                workers: int):
+    """Exact k-NN of every query by dense screening on `workers` threads: (indices, distances, per_query
+    counters, screened, seconds spent in BLAS summed over workers). Query blocks hold at most
+    `query_block` rows, fewer when that leaves a worker idle."""
+    n_q = queries.n_queries
+    out = _Output(n_q, k)
+    job = _Job(space, queries, out, k, point_block)
+    rows_per_block = max(1, min(query_block, math.ceil(n_q / max(workers, 1))))
+    starts = range(0, n_q, rows_per_block)
+    blocks = [(b0, min(n_q, b0 + rows_per_block)) for b0 in starts]
+    blocks.reverse()  # the last blocks of a predecessor batch have the most tiles: start them first
+    workers = max(1, min(workers, len(blocks)))
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers == 1:
+            gemm_seconds = sum(job.run(b0, b1) for b0, b1 in blocks)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="covertreex-dense") as pool:
+                gemm_seconds = sum(pool.map(lambda block: job.run(*block), blocks))
+    return out.indices, out.distances, out.per_query, out.screened, gemm_seconds
+
+
+class _Output:
+    """The answers and counters of every query; each block writes its own rows."""
+
+    def __init__(self, n_q: int, k: int):
+        self.indices = np.empty((n_q, k), dtype=np.int64)
+        self.distances = np.empty((n_q, k))
+        self.per_query = np.zeros((n_q, N_QUERY_COUNTERS), dtype=np.int64)
+        self.screened = np.zeros(n_q, dtype=np.int64)
+
+
+class _Job:
+    """What every query block shares: both data sets, their bound factors, the output."""
+
+    def __init__(self, space: MetricSpace, queries: QuerySet, out: _Output, k: int, point_block: int):
+        self.D, self.Q = space.data, queries.data
+        self.d_op, self.q_op = operand(self.D), operand(self.Q)
+        self.df, self.qf = row_factors(self.D), row_factors(self.Q)
+        self.euclid = euclidean_constant(space.n_dims)
+        self.queries, self.out, self.k, self.point_block = queries, out, k, point_block
+        self.limits = np.minimum(queries.limit, space.n_points)
+
+    def run(self, b0: int, b1: int) -> float:
+        """Answer queries b0..b1; return the seconds spent in BLAS."""
+        D, Q, qf, df, out = self.D, self.Q, self.qf, self.df, self.out
+        queries, limits = self.queries, self.limits[b0:b1]
+        rows, own = queries.rows[b0:b1], queries.dataset_index[b0:b1]
+        block = _Block(b1 - b0, self.k)
+        q_rows = np.ascontiguousarray(self.q_op[rows])
         end = int(limits.max()) if limits.size else 0
-        for j0 in range(0, end, point_block):
-            cols = min(point_block, end - j0)
+        tile_buffer = np.empty((b1 - b0) * min(self.point_block, max(end, 1)))
+        gemm_seconds = 0.0
+        for j0 in range(0, end, self.point_block):
+            cols = min(self.point_block, end - j0)
             tile = tile_buffer[: (b1 - b0) * cols].reshape(b1 - b0, cols)
             start = time.perf_counter()
-            np.matmul(q_rows, d_op[j0 : j0 + cols].T, out=tile)
+            np.matmul(q_rows, self.d_op[j0 : j0 + cols].T, out=tile)
             gemm_seconds += time.perf_counter() - start
             while _screen_tile(
-                tile, j0, rows, own, limits, Q, D, qf.scale, qf.error, df.scale, df.error, euclid,
+                tile, j0, rows, own, limits, Q, D, qf.scale, qf.error, df.scale, df.error, self.euclid,
                 block.ub_d, block.ub_i, block.ub_n, block.cutoff, block.cand_lo, block.cand_j,
-                block.cand_n, block.pos, screened[b0:b1], per_query[b0:b1, Q_STEPS],
+                block.cand_n, block.pos, out.screened[b0:b1], out.per_query[b0:b1, Q_STEPS],
             ).any():
                 block.grow()
         _finish(rows, own, Q, D, block.cand_lo, block.cand_j, block.cand_n, block.cutoff,
-                out_i[b0:b1], out_d[b0:b1], per_query[b0:b1, Q_EVALUATIONS],
-                per_query[b0:b1, Q_HEAP_PUSHES])
-    return out_i, out_d, per_query, screened, gemm_seconds
+                out.indices[b0:b1], out.distances[b0:b1], out.per_query[b0:b1, Q_EVALUATIONS],
+                out.per_query[b0:b1, Q_HEAP_PUSHES])
+        return gemm_seconds
