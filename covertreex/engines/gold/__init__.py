@@ -13,8 +13,6 @@ from covertreex.engines.threads import numba_threads
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
 
-_NO_LEVELS = np.zeros((0, 4), dtype=np.int64)
-
 
 class GoldEngine:
     name = "gold"
@@ -45,4 +43,4 @@ class GoldEngine:
                 space, queries, k, config.dense_query_block, config.dense_point_block
             )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
-        return idx, dist, QueryCounters(per_query, _NO_LEVELS, extra)
+        return idx, dist, QueryCounters.without_levels(per_query, extra)

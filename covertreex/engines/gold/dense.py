@@ -16,7 +16,7 @@ import time
 import numpy as np
 from numba import njit, prange
 
-from covertreex.engines.gold.query import N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS
+from covertreex.counters import N_QUERY_COUNTERS, QueryCounter
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.metrics.kernels import distance
@@ -149,10 +149,10 @@ def dense_query(space: MetricSpace, queries: QuerySet, k: int, query_block: int,
             while _screen_tile(
                 tile, j0, rows, own, limits, Q, D, qf.scale, qf.error, df.scale, df.error, euclid,
                 block.ub_d, block.ub_i, block.ub_n, block.cutoff, block.cand_lo, block.cand_j,
-                block.cand_n, block.pos, screened[b0:b1], per_query[b0:b1, Q_STEPS],
+                block.cand_n, block.pos, screened[b0:b1], per_query[b0:b1, QueryCounter.FRONTIER_STEPS],
             ).any():
                 block.grow()
         _finish(rows, own, Q, D, block.cand_lo, block.cand_j, block.cand_n, block.cutoff,
-                out_i[b0:b1], out_d[b0:b1], per_query[b0:b1, Q_EVALUATIONS],
-                per_query[b0:b1, Q_HEAP_PUSHES])
+                out_i[b0:b1], out_d[b0:b1], per_query[b0:b1, QueryCounter.DISTANCE_EVALUATIONS],
+                per_query[b0:b1, QueryCounter.HEAP_PUSHES])
     return out_i, out_d, per_query, screened, gemm_seconds
