@@ -18,6 +18,7 @@ import numpy as np
 from covertreex import __version__, datasets, progress, telemetry
 from covertreex.api import CoverTree
 from covertreex.config import KNOBS
+from covertreex.counters import QueryCounter
 from covertreex.engines import engine_names
 from covertreex.errors import CovertreexError, InvalidInputError
 from covertreex.metrics import METRICS
@@ -439,7 +440,7 @@ def _cmd_query(args) -> int:
             differing.append(run)
 
     timings = _timings(runs, n_queries)
-    evaluations = float(first.counters.per_query[:, 0].mean())
+    evaluations = float(first.counters.per_query[:, QueryCounter.DISTANCE_EVALUATIONS].mean())
     summary.update(timings=timings, tree_digest=telemetry.tree_digest(model.built_tree),
                    build_evaluations=getattr(model.built_tree, "build_evaluations", None),
                    path=first.counters.extra.get("path"), saved=saved,

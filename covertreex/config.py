@@ -1,4 +1,4 @@
-"""Every configuration knob, listed once, and the immutable per-call configuration built from them.
+"""Every configuration knob, declared once as a field of the immutable per-call :class:`Config`.
 
 A call reads its options once into a :class:`Config`; engines only ever see that object. Unknown knob names
 and bad values are errors that name the knob. Presets (see :mod:`covertreex.presets`) are just named sets of
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from covertreex.errors import InvalidInputError, unknown_name
@@ -53,19 +53,28 @@ class Knob:
         return value
 
 
-KNOBS: dict[str, Knob] = {
-    "order": Knob(
+def knob(default: Any, doc: str, **rules: Any) -> Any:
+    """A :class:`Config` field that is a knob: its default, with the :class:`Knob` rules as field metadata."""
+    return field(default=default, metadata={"knob": Knob(default, doc, **rules)})
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved options of one build or query call. Each field is a knob, declared here once;
+    :data:`KNOBS` is read from these fields."""
+
+    order: str = knob(
         "natural",
         "insertion order of the sequential build: dataset order or Hilbert-curve order",
         choices=("natural", "hilbert"),
-    ),
-    "mode": Knob(
+    )
+    mode: str = knob(
         "parity",
         "rust engine mode: 'parity' follows gold's operation order bit for bit; 'perf' may reorder",
         choices=("parity", "perf"),
-    ),
-    "telemetry": Knob(True, "collect the work counters of every query call", kind=bool),
-    "threads": Knob(
+    )
+    telemetry: bool = knob(True, "collect the work counters of every query call", kind=bool)
+    threads: int | None = knob(
         None,
         "worker threads for queries (None: all cores), at most the CPUs this process may use (more would "
         "only add threads competing for the same cores); never changes answers",
@@ -73,54 +82,37 @@ KNOBS: dict[str, Knob] = {
         minimum=1,
         maximum=available_cpus(),
         maximum_is="the CPUs this process may use",
-    ),
-    "brute_variant": Knob(
+    )
+    brute_variant: str = knob(
         "auto",
         "brute engine path: 'direct' canonical scan, 'gemm' blocked screening + canonical re-check, "
         "'auto' picks gemm for large inputs",
         choices=("auto", "direct", "gemm"),
-    ),
-    "gemm_block": Knob(
+    )
+    gemm_block: int = knob(
         1024, "query rows per block in the brute gemm path (bounds memory)", kind=int, minimum=1
-    ),
-    "path": Knob(
+    )
+    path: str = knob(
         "auto",
         "how a tree engine answers: 'tree' walks the cover tree, 'dense' screens every pair with "
         "blocked GEMM and re-checks candidates canonically (exact, no tree), 'auto' chooses per call "
         "by the cost model of covertreex.paths",
         choices=("auto", "tree", "dense"),
-    ),
-    "dense_query_block": Knob(
+    )
+    dense_query_block: int = knob(
         256, "query rows per dense tile (the unit of parallel work); never changes answers", kind=int,
         minimum=1,
-    ),
-    "dense_point_block": Knob(
+    )
+    dense_point_block: int = knob(
         2048, "point rows per dense GEMM tile (bounds memory); never changes answers", kind=int,
         minimum=1,
-    ),
-    "shared_tree": Knob(
+    )
+    shared_tree: bool = knob(
         False,
         "build with the reference (gold) builder, so every engine compared queries one identical "
         "static tree and query parity is judged apart from build parity",
         kind=bool,
-    ),
-}
-
-
-@dataclass(frozen=True)
-class Config:
-    """The resolved options of one build or query call."""
-
-    order: str = KNOBS["order"].default
-    mode: str = KNOBS["mode"].default
-    telemetry: bool = KNOBS["telemetry"].default
-    threads: int | None = KNOBS["threads"].default
-    brute_variant: str = KNOBS["brute_variant"].default
-    gemm_block: int = KNOBS["gemm_block"].default
-    path: str = KNOBS["path"].default
-    dense_query_block: int = KNOBS["dense_query_block"].default
-    dense_point_block: int = KNOBS["dense_point_block"].default
-    shared_tree: bool = KNOBS["shared_tree"].default
+    )
 
     def __post_init__(self):
         for f in fields(self):
@@ -145,4 +137,5 @@ class Config:
         return hashlib.sha256(payload).hexdigest()
 
 
-assert {f.name for f in fields(Config)} == set(KNOBS), "Config fields and KNOBS must list the same knobs"
+KNOBS: dict[str, Knob] = {f.name: f.metadata["knob"] for f in fields(Config)}
+"""Every knob by name, in declaration order (read from :class:`Config`'s fields)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from covertreex.config import Config
+from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.digest import array_digest
 from covertreex.engines.base import QueryCounters
 from covertreex.errors import CorruptFileError, InvalidInputError
@@ -82,22 +83,14 @@ def make_record(
     """The telemetry record of one query call (valid against the shipped schema)."""
     pq = counters.per_query
     screened = np.asarray(counters.extra.get("screened", np.zeros(pq.shape[0], dtype=np.int64)))
-    totals = {
-        "distance_evaluations": int(pq[:, 0].sum()),
-        "heap_pushes": int(pq[:, 1].sum()),
-        "prunes": int(pq[:, 2].sum()),
-        "dedupe_hits": int(pq[:, 3].sum()),
-        "frontier_steps": int(pq[:, 4].sum()),
-        "nodes_visited": int(pq[:, 0].sum() + pq[:, 3].sum()),
-        "pairs_screened": int(screened.sum()),
-    }
+    totals = {column.field: int(pq[:, column].sum()) for column in QueryCounter}
+    totals["nodes_visited"] = totals["distance_evaluations"] + totals["dedupe_hits"]
+    totals["pairs_screened"] = int(screened.sum())
+    spread = (QueryCounter.DISTANCE_EVALUATIONS, QueryCounter.HEAP_PUSHES, QueryCounter.FRONTIER_STEPS)
     levels = []
     if tree is not None:
         for label, row in zip(tree.level_slots, counters.per_level, strict=True):
-            levels.append({
-                "level": label, "frontier": int(row[0]), "distance_evaluations": int(row[1]),
-                "heap_pushes": int(row[2]), "prunes": int(row[3]),
-            })
+            levels.append({"level": label} | {column.field: int(row[column]) for column in LevelCounter})
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -122,12 +115,8 @@ def make_record(
             else {}),
         "counters": totals,
         "speculation": {"discarded_evaluations": int(counters.extra.get("discarded_evaluations", 0))},
-        "per_query": {
-            "distance_evaluations": _spread(pq[:, 0]),
-            "heap_pushes": _spread(pq[:, 1]),
-            "frontier_steps": _spread(pq[:, 4]),
-            "pairs_screened": _spread(screened),
-        },
+        "per_query": {column.field: _spread(pq[:, column]) for column in spread}
+        | {"pairs_screened": _spread(screened)},
         "levels": levels,
     }
 

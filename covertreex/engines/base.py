@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from covertreex.config import Config
+from covertreex.counters import N_LEVEL_COUNTERS
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree
 
@@ -21,9 +22,10 @@ from covertreex.tree import Tree
 class QueryCounters:
     """Work counters of one query call.
 
-    per_query: (n_queries, 5) int64 columns evaluations, heap pushes, prunes, dedupe hits, steps.
-    per_level: (n_slots, 4) int64 columns frontier, evaluations, heap pushes, prunes, summed over queries,
-    one row per tree level from the root's down plus a last row for duplicates (empty for brute force).
+    per_query: (n_queries, N_QUERY_COUNTERS) int64, columns :class:`~covertreex.counters.QueryCounter`.
+    per_level: (n_slots, N_LEVEL_COUNTERS) int64, columns :class:`~covertreex.counters.LevelCounter`,
+    summed over queries, one row per tree level from the root's down plus a last row for duplicates (no
+    rows when no tree answered: :meth:`without_levels`).
     extra: the path that answered ("tree" or "dense"; brute: its variant), and per-path extras:
     "screened" (per-query eligible pairs screened by a dense path), "discarded_evaluations" (rust).
     """
@@ -31,6 +33,11 @@ class QueryCounters:
     per_query: np.ndarray = field(repr=False)
     per_level: np.ndarray = field(repr=False)
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def without_levels(cls, per_query: np.ndarray, extra: dict) -> QueryCounters:
+        """Counters of a call that walked no tree (dense paths, brute force)."""
+        return cls(per_query, np.zeros((0, N_LEVEL_COUNTERS), dtype=np.int64), extra)
 
 
 @dataclass(frozen=True, eq=False)

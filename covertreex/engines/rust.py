@@ -87,4 +87,4 @@ class RustEngine:
             config.threads, config.dense_query_block, config.dense_point_block,
         )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
-        return idx, dist, QueryCounters(per_query, np.zeros((0, 4), dtype=np.int64), extra)
+        return idx, dist, QueryCounters.without_levels(per_query, extra)

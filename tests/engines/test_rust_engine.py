@@ -21,6 +21,7 @@ import pytest
 import covertreex as ct
 from covertreex import _rust, datasets
 from covertreex.config import Config
+from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.engines import get_engine
 from covertreex.errors import (
     DimensionMismatchError,
@@ -55,6 +56,15 @@ def _query(tree, space, *, k=4, threads=None, mode="parity", **replace):
         owner, _, field = name.partition("__")
         args[owner] = args[owner]._replace(**{field: value}) if field else value
     return _rust.query(*args.values(), k, threads, mode)
+
+
+def test_counter_columns_have_the_same_names_and_positions_in_rust_and_python(tree, space):
+    assert tuple(column.field for column in QueryCounter) == _rust.QUERY_COUNTERS
+    assert tuple(column.field for column in LevelCounter) == _rust.LEVEL_COUNTERS
+    assert [int(column) for column in QueryCounter] == list(range(len(_rust.QUERY_COUNTERS)))
+    assert [int(column) for column in LevelCounter] == list(range(len(_rust.LEVEL_COUNTERS)))
+    _, _, per_level, per_query, _ = _query(tree, space)
+    assert per_query.shape[1] == len(QueryCounter) and per_level.shape[1] == len(LevelCounter)
 
 
 def test_registered_and_available():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from covertreex.config import Config
+from covertreex.counters import N_QUERY_COUNTERS, QueryCounter
 from covertreex.engines.base import QueryCounters
 from covertreex.engines.brute.gemm import gemm_query
 from covertreex.engines.brute.kernels import scan_all
@@ -12,7 +13,6 @@ from covertreex.engines.threads import numba_threads
 from covertreex.metrics import MetricSpace, QuerySet
 
 GEMM_MIN_PAIRS = 1 << 22  # 'auto' switches to dense screening from this many query x point pairs
-_NO_LEVELS = np.zeros((0, 4), dtype=np.int64)
 
 
 class BruteEngine:
@@ -41,7 +41,7 @@ class BruteEngine:
             else:
                 idx, dist, evaluations, pushes, screened = gemm_query(space, queries, k, config.gemm_block)
                 extra = {"path": "dense", "screened": screened}
-        per_query = np.zeros((queries.n_queries, 5), dtype=np.int64)
-        per_query[:, 0] = evaluations
-        per_query[:, 1] = pushes
-        return idx, dist, QueryCounters(per_query, _NO_LEVELS, extra)
+        per_query = np.zeros((queries.n_queries, N_QUERY_COUNTERS), dtype=np.int64)
+        per_query[:, QueryCounter.DISTANCE_EVALUATIONS] = evaluations
+        per_query[:, QueryCounter.HEAP_PUSHES] = pushes
+        return idx, dist, QueryCounters.without_levels(per_query, extra)

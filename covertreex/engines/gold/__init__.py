@@ -14,8 +14,6 @@ from covertreex.engines.threads import numba_threads
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
 
-_NO_LEVELS = np.zeros((0, 4), dtype=np.int64)
-
 
 class GoldEngine:
     name = "gold"
@@ -47,4 +45,4 @@ class GoldEngine:
                 workers=numba.get_num_threads(),
             )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
-        return idx, dist, QueryCounters(per_query, _NO_LEVELS, extra)
+        return idx, dist, QueryCounters.without_levels(per_query, extra)

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
-from covertreex.engines.gold.query import N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS
+from covertreex.counters import N_QUERY_COUNTERS, QueryCounter
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.metrics.kernels import distance
@@ -191,10 +191,12 @@ class _Job:
             while _screen_tile(
                 tile, j0, rows, own, limits, Q, D, qf.scale, qf.error, df.scale, df.error, self.euclid,
                 block.ub_d, block.ub_i, block.ub_n, block.cutoff, block.cand_lo, block.cand_j,
-                block.cand_n, block.pos, out.screened[b0:b1], out.per_query[b0:b1, Q_STEPS],
+                block.cand_n, block.pos, out.screened[b0:b1],
+                out.per_query[b0:b1, QueryCounter.FRONTIER_STEPS],
             ).any():
                 block.grow()
         _finish(rows, own, Q, D, block.cand_lo, block.cand_j, block.cand_n, block.cutoff,
-                out.indices[b0:b1], out.distances[b0:b1], out.per_query[b0:b1, Q_EVALUATIONS],
-                out.per_query[b0:b1, Q_HEAP_PUSHES])
+                out.indices[b0:b1], out.distances[b0:b1],
+                out.per_query[b0:b1, QueryCounter.DISTANCE_EVALUATIONS],
+                out.per_query[b0:b1, QueryCounter.HEAP_PUSHES])
         return gemm_seconds

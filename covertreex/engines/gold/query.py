@@ -12,14 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from covertreex.counters import N_LEVEL_COUNTERS, N_QUERY_COUNTERS, LevelCounter, QueryCounter
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.levels import DUPLICATE_LEVEL
 from covertreex.metrics.kernels import can_prune, distance
 
-FRONTIER, EVALUATIONS, HEAP_PUSHES, PRUNES = 0, 1, 2, 3  # per-level counter columns
-N_LEVEL_COUNTERS = 4
-Q_EVALUATIONS, Q_HEAP_PUSHES, Q_PRUNES, Q_DEDUPE, Q_STEPS = 0, 1, 2, 3, 4  # per-query counter columns
-N_QUERY_COUNTERS = 5
 CHUNK = 16  # queries per parallel task; scratch arrays are allocated once per task
 
 
@@ -38,13 +35,13 @@ def query_one(T, D, Q, row, q_index, limit, heap_d, heap_i, out_i, out_d, per_le
     size = 0
     root = T.root
     d = distance(Q, row, q_index, D, root)
-    per_level[0, EVALUATIONS] += 1
-    per_query[Q_EVALUATIONS] += 1
+    per_level[0, LevelCounter.DISTANCE_EVALUATIONS] += 1
+    per_query[QueryCounter.DISTANCE_EVALUATIONS] += 1
     if root < limit:
         size, pushed = offer(heap_d, heap_i, size, d, root)
         if pushed:
-            per_level[0, HEAP_PUSHES] += 1
-            per_query[Q_HEAP_PUSHES] += 1
+            per_level[0, LevelCounter.HEAP_PUSHES] += 1
+            per_query[QueryCounter.HEAP_PUSHES] += 1
     n_front = 0
     if T.child_offsets[root + 1] > T.child_offsets[root]:
         f_node[0], f_dist[0], f_pos[0] = root, d, T.child_offsets[root]
@@ -56,15 +53,15 @@ def query_one(T, D, Q, row, q_index, limit, heap_d, heap_i, out_i, out_d, per_le
             if candidate > level:
                 level = candidate
         s = _slot(T, level)
-        per_level[s, FRONTIER] += n_front
-        per_query[Q_STEPS] += 1
+        per_level[s, LevelCounter.FRONTIER] += n_front
+        per_query[QueryCounter.FRONTIER_STEPS] += 1
         n_kept = 0
         n_new = 0
         for j in range(n_front):
             node, node_d, pos = f_node[j], f_dist[j], f_pos[j]
             if size == k and can_prune(D.metric, Q.slack, node_d, T.radius[node], heap_d[0]):
-                per_level[s, PRUNES] += 1
-                per_query[Q_PRUNES] += 1
+                per_level[s, LevelCounter.PRUNES] += 1
+                per_query[QueryCounter.PRUNES] += 1
                 continue
             end = T.child_offsets[node + 1]
             while pos < end and T.levels[T.children[pos]] == level:
@@ -72,16 +69,16 @@ def query_one(T, D, Q, row, q_index, limit, heap_d, heap_i, out_i, out_d, per_le
                 pos += 1
                 if T.is_copy[c] and q_index != c and q_index != node:
                     dc = node_d
-                    per_query[Q_DEDUPE] += 1
+                    per_query[QueryCounter.DEDUPE_HITS] += 1
                 else:
                     dc = distance(Q, row, q_index, D, c)
-                    per_level[s, EVALUATIONS] += 1
-                    per_query[Q_EVALUATIONS] += 1
+                    per_level[s, LevelCounter.DISTANCE_EVALUATIONS] += 1
+                    per_query[QueryCounter.DISTANCE_EVALUATIONS] += 1
                 if c < limit:
                     size, pushed = offer(heap_d, heap_i, size, dc, c)
                     if pushed:
-                        per_level[s, HEAP_PUSHES] += 1
-                        per_query[Q_HEAP_PUSHES] += 1
+                        per_level[s, LevelCounter.HEAP_PUSHES] += 1
+                        per_query[QueryCounter.HEAP_PUSHES] += 1
                 if T.child_offsets[c + 1] > T.child_offsets[c]:
                     new_node[n_new], new_dist[n_new], new_pos[n_new] = c, dc, T.child_offsets[c]
                     n_new += 1

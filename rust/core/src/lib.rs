@@ -3,13 +3,14 @@
 //!
 //! One concern per module: `metric` (distances and pruning bounds), `evaluate` (a group of distances:
 //! one by one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic),
-//! `heap` (bounded (distance, index) heap), `tree` (the CSR tree view and its checks), `build`
-//! (sequential insertion), `query` (level-synchronous k-NN with counters), `children` (the children a
-//! query step expands, gathered and evaluated ahead of use), `dense` (exact k-NN by GEMM screening and a
-//! canonical re-check, no tree), `errors`.
+//! `heap` (bounded (distance, index) heap), `counters` (the counter columns, named once), `tree` (the
+//! CSR tree view and its checks), `build` (sequential insertion), `query` (level-synchronous k-NN with
+//! counters), `children` (the children a query step expands, gathered and evaluated ahead of use),
+//! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `errors`.
 
 pub mod build;
 mod children;
+pub mod counters;
 pub mod dense;
 pub mod errors;
 pub mod evaluate;

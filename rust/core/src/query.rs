@@ -13,25 +13,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rayon::prelude::*;
 
 use crate::children::{Children, Origin, Span};
+use crate::counters::{
+    EVALUATIONS, FRONTIER, HEAP_PUSHES, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, PRUNES, Q_DEDUPE,
+    Q_EVALUATIONS, Q_HEAP_PUSHES, Q_PRUNES, Q_STEPS,
+};
 use crate::errors::{check_sizes, filled, CoreError, Result};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{can_prune, distance, MetricData};
 use crate::tree::TreeView;
 
-/// Per-level counter columns.
-pub const FRONTIER: usize = 0;
-pub const EVALUATIONS: usize = 1;
-pub const HEAP_PUSHES: usize = 2;
-pub const PRUNES: usize = 3;
-pub const N_LEVEL_COUNTERS: usize = 4;
-/// Per-query counter columns.
-pub const Q_EVALUATIONS: usize = 0;
-pub const Q_HEAP_PUSHES: usize = 1;
-pub const Q_PRUNES: usize = 2;
-pub const Q_DEDUPE: usize = 3;
-pub const Q_STEPS: usize = 4;
-pub const N_QUERY_COUNTERS: usize = 5;
 /// Events counted both in their level's row and in the query's row: (level column, query column).
 const EVALUATED: (usize, usize) = (EVALUATIONS, Q_EVALUATIONS);
 const PUSHED: (usize, usize) = (HEAP_PUSHES, Q_HEAP_PUSHES);

@@ -5,9 +5,10 @@
 mod common;
 
 use common::{assert_rows_match_naive, points, spaces, Lcg, Points, Rows, Space};
+use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::dense::{Keys, Screen};
 use covertreex_core::metric::{residual_sums, similarity_from};
-use covertreex_core::query::{available_threads, N_QUERY_COUNTERS, Q_EVALUATIONS};
+use covertreex_core::query::available_threads;
 use covertreex_core::{dense_query, Blocks, DenseOutput, Kernel};
 
 const BLOCKS: [Blocks; 3] = [

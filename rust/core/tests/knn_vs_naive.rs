@@ -4,7 +4,8 @@
 mod common;
 
 use common::{assert_rows_match_naive, spaces, Assembled, Rows, Space};
-use covertreex_core::query::{available_threads, N_QUERY_COUNTERS, Q_EVALUATIONS};
+use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
+use covertreex_core::query::available_threads;
 use covertreex_core::{build_tree, query_batch, CoreError, Mode, QueryBatch, QueryOutput};
 
 struct Case {

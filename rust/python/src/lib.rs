@@ -6,11 +6,14 @@ mod errors;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use covertreex_core::query::{N_LEVEL_COUNTERS, N_QUERY_COUNTERS};
+use covertreex_core::counters::{
+    LEVEL_COUNTERS, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, QUERY_COUNTERS,
+};
 use covertreex_core::{build_tree, dense_query, query_batch, Blocks, MetricData, Mode, QueryBatch};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use convert::{array1, scalar, slice, MetricArrays, TreeArrays};
 
@@ -224,6 +227,9 @@ fn available_threads() -> usize {
 #[pymodule]
 fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", covertreex_core::VERSION)?;
+    // The counter columns' telemetry names in column order (covertreex/counters.py must agree).
+    m.add("QUERY_COUNTERS", PyTuple::new(m.py(), QUERY_COUNTERS)?)?;
+    m.add("LEVEL_COUNTERS", PyTuple::new(m.py(), LEVEL_COUNTERS)?)?;
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;

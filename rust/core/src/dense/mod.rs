@@ -19,12 +19,11 @@ use rayon::prelude::*;
 
 pub use screen::{gamma, Keys, Screen};
 
+use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
 use crate::metric::MetricData;
-use crate::query::{
-    check_queries, thread_pool, QueryBatch, N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS,
-};
+use crate::query::{check_queries, thread_pool, QueryBatch};
 use screen::operand;
 use select::Selection;
 use tile::gram;
