@@ -21,9 +21,9 @@ from covertreex.config import KNOBS
 from covertreex.counters import QueryCounter
 from covertreex.engines import engine_names
 from covertreex.errors import CovertreexError, InvalidInputError
-from covertreex.metrics import METRICS
+from covertreex.kinds import KERNELS, METRICS
 from covertreex.presets import ENV_VAR, PRESETS, get_preset
-from covertreex.residual import KERNELS, residual_problem
+from covertreex.residual import residual_problem
 from covertreex.tree import load as load_tree
 from covertreex.tree import npz_target
 from covertreex.tree import validate as validate_tree

@@ -1,19 +1,19 @@
 """Query telemetry: turn engine counters into the versioned record, validate it, read and write JSONL.
 
-The schema ships inside the package (``covertreex/schemas``) and is loaded once per process; records are
-checked with a draft 2020-12 validator with format checking on. See docs/telemetry.md for every field.
+The schema ships inside the package (``covertreex/schemas``, one file per version) and is read by
+:mod:`covertreex.schema`: once per process, with a draft 2020-12 validator and format checking on. See
+docs/telemetry.md for every field.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from covertreex import schema
 from covertreex.config import Config
 from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.digest import array_digest
@@ -24,38 +24,24 @@ from covertreex.tree import Tree
 
 SCHEMA_NAME = "covertreex.query_telemetry"
 SCHEMA_VERSION = 2
-SCHEMA_FILE = f"query_telemetry.v{SCHEMA_VERSION}.json"
 READABLE_VERSIONS = (1, 2)
 """Record versions that still validate (each against its own shipped schema file)."""
 COMPARED_SECTIONS = ("counters", "per_query", "levels")
 """The parts of a record that are deterministic and compared for parity (timings never are)."""
 
 
-@cache
-def load_schema(name: str = SCHEMA_FILE) -> dict:
-    """The JSON Schema shipped with the package."""
-    text = resources.files("covertreex").joinpath("schemas", name).read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-@cache
-def _validator(name: str = SCHEMA_FILE):
-    from jsonschema import Draft202012Validator
-
-    schema = load_schema(name)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+def schema_resource(version: int = SCHEMA_VERSION) -> str:
+    """The shipped schema of records of `version`, as a :mod:`covertreex.schema` resource name."""
+    return f"covertreex:schemas/query_telemetry.v{version}.json"
 
 
 def validation_errors(record: dict) -> list[str]:
     """Every schema violation of `record`, as 'path: message' strings (empty when valid); a record of an
     older readable version is checked against that version's schema."""
     version = record.get("schema_version") if isinstance(record, dict) else None
-    name = SCHEMA_FILE
-    if version in READABLE_VERSIONS and not isinstance(version, bool):
-        name = f"query_telemetry.v{version}.json"
-    errors = sorted(_validator(name).iter_errors(record), key=lambda e: list(e.absolute_path))
-    return [f"{'/'.join(str(p) for p in e.absolute_path) or '<record>'}: {e.message}" for e in errors]
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        version = SCHEMA_VERSION
+    return schema.errors(record, schema_resource(version))
 
 
 def validate_record(record: dict) -> None:

@@ -17,8 +17,9 @@ import numpy as np
 
 from covertreex import tree_checks, tree_structure
 from covertreex.errors import CorruptFileError, InputTypeError, InvalidInputError
+from covertreex.kinds import METRICS
 from covertreex.levels import DUPLICATE_LEVEL
-from covertreex.metrics import METRICS, MetricSpace
+from covertreex.metrics import MetricSpace
 from covertreex.npz import read_arrays
 from covertreex.resources import require_sane_numba_threads
 

@@ -15,15 +15,15 @@ from collections import OrderedDict
 
 import numpy as np
 
+from covertreex.kinds import METRICS, QUERY_KINDS
 from pytest_pcct.parity.datasets import Problem
-from pytest_pcct.parity.engines import METRICS, PROBLEM_KINDS, Capabilities, EngineRegistry, EngineUnavailable
-from pytest_pcct.parity.schema import default_resource
+from pytest_pcct.parity.engines import Capabilities, EngineRegistry, EngineUnavailable
 
 ORACLE = "brute"
 PARITY_GROUP = {"gold": "covertreex-parity", "rust": "covertreex-parity"}
 """Engines whose work counters are equal field by field in parity mode (DESIGN section 7)."""
 _TREES_KEPT = 8
-EVERYTHING = Capabilities(metrics=METRICS, problems=PROBLEM_KINDS)
+EVERYTHING = Capabilities(metrics=METRICS, problems=QUERY_KINDS)
 
 
 class CovertreexEngine:
@@ -84,15 +84,16 @@ def register(registry: EngineRegistry) -> None:
     each tree engine as ``<name>-dense``; brute is the oracle."""
     from covertreex import engine_names
     from covertreex.engines import TREE_ENGINES
+    from covertreex.telemetry import schema_resource
 
     for name in engine_names():
         path = {} if name == ORACLE else {"path": "tree"}
         registry.register(
-            name, _factory(name, name, **path), oracle=name == ORACLE, telemetry_schema=default_resource(),
+            name, _factory(name, name, **path), oracle=name == ORACLE, telemetry_schema=schema_resource(),
             telemetry_group=PARITY_GROUP.get(name), capabilities=EVERYTHING,
         )
     for name in TREE_ENGINES:
         registry.register(
             f"{name}-dense", _factory(f"{name}-dense", name, path="dense"),
-            telemetry_schema=default_resource(), capabilities=EVERYTHING,
+            telemetry_schema=schema_resource(), capabilities=EVERYTHING,
         )

@@ -494,9 +494,10 @@ def assert_telemetry_equal(ref, got, fields=None, *, labels=("ref", "got")) -> N
 def assert_telemetry_valid(record, *, schema: str | None = None, label: str = "telemetry record") -> None:
     """Assert `record` validates against `schema` ('package:path.json'; default: covertreex's)."""
     __tracebackhide__ = True
-    from pytest_pcct.parity import schema as schemas
+    from covertreex import schema as schemas
+    from covertreex.telemetry import schema_resource
 
-    resource = schema or schemas.default_resource()
+    resource = schema or schema_resource()
     problems = schemas.errors(record, resource)
     if problems:
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""

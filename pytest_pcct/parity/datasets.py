@@ -20,10 +20,13 @@ import numpy as np
 from covertreex import datasets, residual_problem
 from covertreex.digest import array_digest
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
+from covertreex.kinds import METRICS, QUERY_KINDS
 from covertreex.residual import ResidualProblem
 from covertreex.validation import as_int, as_points, check_dims, dataset_indices
 
-QUERY_MODES = ("auto", "points", "indices")
+CASE_QUERIES = tuple(kind for kind in QUERY_KINDS if kind != "predecessor")
+"""Query kinds a problem recipe or a case names (a predecessor problem has its own flag)."""
+QUERY_MODES = ("auto", *CASE_QUERIES)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -126,8 +129,8 @@ def make_problem(
     among its predecessors (n_queries is then n, and the label says queries=predecessor).
     Residual problems use ``residual_problem(points, ..., seed=seed)``.
     """
-    if metric not in ("euclidean", "residual"):
-        raise unknown_name("metric", metric, ("euclidean", "residual"))
+    if metric not in METRICS:
+        raise unknown_name("metric", metric, METRICS)
     if queries not in QUERY_MODES:
         raise unknown_name("query mode", queries, QUERY_MODES)
     if not isinstance(predecessor, bool):
@@ -191,8 +194,8 @@ class KnnCase:
     family: str = "case"
 
     def __post_init__(self):
-        if self.metric not in ("euclidean", "residual"):
-            raise unknown_name("metric", self.metric, ("euclidean", "residual"))
+        if self.metric not in METRICS:
+            raise unknown_name("metric", self.metric, METRICS)
         if as_int(self.k, "k") < 1:
             raise InvalidInputError(f"k must be >= 1, got {self.k}")
 

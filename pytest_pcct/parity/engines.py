@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
+from covertreex.kinds import METRICS, QUERY_KINDS
 from covertreex.validation import as_int
 from pytest_pcct.parity.assertions import DEFAULT_ATOL, DEFAULT_RTOL, assert_telemetry_valid
 from pytest_pcct.parity.datasets import Problem
@@ -36,9 +37,6 @@ class UnsupportedProblemError(InvalidInputError):
     plugin skips the test (with this message) rather than failing the engine."""
 
 
-METRICS = ("euclidean", "residual")
-PROBLEM_KINDS = ("points", "indices", "predecessor")
-"""Queries given as new coordinates, as indexed points, or every point among its predecessors."""
 
 
 def _names(values, kind: str, known: tuple[str, ...]) -> tuple[str, ...]:
@@ -60,7 +58,7 @@ class Capabilities:
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", _names(self.metrics, "metric", METRICS))
-        object.__setattr__(self, "problems", _names(self.problems, "problem kind", PROBLEM_KINDS))
+        object.__setattr__(self, "problems", _names(self.problems, "problem kind", QUERY_KINDS))
 
     def refusal(self, problem: Problem) -> str | None:
         """Why an engine with these capabilities cannot answer `problem`, or None."""

@@ -19,8 +19,8 @@ from hypothesis.extra import numpy as hnp
 from hypothesis.strategies import SearchStrategy
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
-from covertreex.residual import KERNELS
-from pytest_pcct.parity.datasets import KnnCase
+from covertreex.kinds import KERNELS, METRICS
+from pytest_pcct.parity.datasets import CASE_QUERIES, KnnCase
 
 __all__ = [
     "FAMILIES",
@@ -33,8 +33,6 @@ __all__ = [
     "point_sets",
 ]
 
-METRICS = ("euclidean", "residual")
-QUERY_MODES = ("points", "indices")
 MAX_POINTS = 10_000
 MAX_DIMS = 64
 
@@ -178,7 +176,7 @@ also kinds of the pcct_dataset fixture, under the same names)."""
 
 _CASE_DEFAULTS = {
     "family": st.sampled_from(sorted(FAMILIES)), "n": st.integers(2, 80), "k": st.integers(1, 10),
-    "metric": st.sampled_from(METRICS), "queries": st.sampled_from(QUERY_MODES),
+    "metric": st.sampled_from(METRICS), "queries": st.sampled_from(CASE_QUERIES),
     "n_queries": st.integers(1, 16), "kernel": st.sampled_from(KERNELS),
     "lengthscale": st.floats(0.25, 4.0), "variance": st.floats(0.5, 2.0), "m": st.integers(1, 32),
 }
@@ -191,10 +189,10 @@ def _restricted(capabilities, metric, queries):
     if not isinstance(capabilities, Capabilities):
         raise InputTypeError(f"capabilities must be a pytest_pcct.parity.engines.Capabilities, got "
                              f"{type(capabilities).__name__}")
-    modes = [mode for mode in QUERY_MODES if mode in capabilities.problems]
+    modes = [mode for mode in CASE_QUERIES if mode in capabilities.problems]
     if not modes:
         raise InvalidInputError(f"capabilities {capabilities.problems} include no query mode of knn_cases "
-                                f"({', '.join(QUERY_MODES)})")
+                                f"({', '.join(CASE_QUERIES)})")
     if metric is _CASE_DEFAULTS["metric"]:
         metric = st.sampled_from(capabilities.metrics)
     if queries is _CASE_DEFAULTS["queries"]:
@@ -225,7 +223,7 @@ def knn_cases(
     n, d = _sizes(n, d)
     k = _param(k, "k", _integer("k", 1, MAX_POINTS))
     metric = _param(metric, "metric", _choice("metric", METRICS))
-    queries = _param(queries, "queries", _choice("query mode", QUERY_MODES))
+    queries = _param(queries, "queries", _choice("query mode", CASE_QUERIES))
     n_queries = _param(n_queries, "n_queries", _integer("n_queries", 1, MAX_POINTS))
     kernel = _param(kernel, "kernel", _choice("kernel", KERNELS))
     lengthscale = _param(lengthscale, "lengthscale", _real("lengthscale", 1e-6, 1e6))

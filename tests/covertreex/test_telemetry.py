@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 
 import covertreex as ct
-from covertreex import datasets
+from covertreex import datasets, schema
 from covertreex.errors import CorruptFileError, InvalidInputError
-from covertreex.telemetry import load_schema, read_jsonl, validate_record, validation_errors, write_jsonl
+from covertreex.telemetry import (
+    read_jsonl,
+    schema_resource,
+    validate_record,
+    validation_errors,
+    write_jsonl,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +26,9 @@ def record():
 
 
 def test_schema_is_draft_2020_12_with_an_id():
-    schema = load_schema()
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["$id"].endswith("query_telemetry.v2.json")
+    document = schema.load(schema_resource())
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert document["$id"].endswith("query_telemetry.v2.json")
 
 
 def test_gold_and_brute_records_validate(record):

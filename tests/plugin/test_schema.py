@@ -1,18 +1,20 @@
-"""Telemetry schemas are read from installed packages (importlib.resources), zipped ones included."""
+"""The one schema loader (covertreex.schema, which the plugin uses) reads installed packages, zipped ones
+included."""
 
 import json
 import zipfile
 
 import pytest
 
+from covertreex import schema
 from covertreex.errors import InvalidInputError
-from pytest_pcct.parity import schema
+from covertreex.telemetry import schema_resource
 
 
 def test_default_schema_is_the_one_shipped_in_covertreex():
     from importlib import resources
 
-    resource = schema.default_resource()
+    resource = schema_resource()
     assert resource == "covertreex:schemas/query_telemetry.v2.json"
     shipped = resources.files("covertreex").joinpath("schemas", "query_telemetry.v2.json").read_text()
     assert schema.load(resource) == json.loads(shipped)

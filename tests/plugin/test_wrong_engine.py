@@ -87,7 +87,7 @@ def test_tie_reordering_is_tie_equal_but_not_exact(wrong_engines):
 def test_counters_are_compared_and_records_validated(pytester):
     pytester.makeconftest("""
         from pytest_pcct.covertreex_engines import PARITY_GROUP
-        from pytest_pcct.parity.schema import default_resource
+        from covertreex.telemetry import schema_resource
 
 
         def recounting(registry, change):
@@ -107,7 +107,7 @@ def test_counters_are_compared_and_records_validated(pytester):
         def pytest_pcct_register_engines(registry):
             for name, change in [("miscount", lambda t: t["counters"]["prunes"] + 1),
                                  ("badrecord", lambda t: -1)]:
-                registry.register(name, recounting(registry, change), telemetry_schema=default_resource(),
+                registry.register(name, recounting(registry, change), telemetry_schema=schema_resource(),
                                   telemetry_group=PARITY_GROUP["gold"])
     """)
     pytester.makepyfile("""

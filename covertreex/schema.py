@@ -1,8 +1,9 @@
-"""JSON Schemas for telemetry records, found inside installed packages and checked once per process.
+"""JSON Schemas inside installed packages: the one loader, used by covertreex's telemetry and the plugin.
 
 A schema is named by a resource string ``"package:path/inside/package.json"`` and read with
-:mod:`importlib.resources`, so it is found from an installed wheel as well as from a checkout. Records are
-validated with a draft 2020-12 validator with format checking on (``date-time`` is really checked).
+:mod:`importlib.resources`, so it is found in an installed (even zipped) package as well as in a checkout.
+Each schema is read and checked once per process; records are validated with a draft 2020-12 validator
+with format checking on (``date-time`` is really checked).
 """
 
 from __future__ import annotations
@@ -14,19 +15,10 @@ from importlib import resources
 from covertreex.errors import InvalidInputError
 
 
-def default_resource() -> str:
-    """The covertreex query-telemetry schema, the format our engines emit."""
-    from covertreex.telemetry import SCHEMA_FILE
-
-    return f"covertreex:schemas/{SCHEMA_FILE}"
-
-
 def _split(resource: str) -> tuple[str, str]:
     package, sep, path = resource.partition(":") if isinstance(resource, str) else ("", "", "")
     if not (sep and package and path):
-        raise InvalidInputError(
-            f"schema must be 'package:path/to/schema.json', got {resource!r}"
-        )
+        raise InvalidInputError(f"schema must be 'package:path/to/schema.json', got {resource!r}")
     return package, path
 
 
