@@ -96,7 +96,7 @@ def _order(name: str, X, problem, metric: str, engine: str, seed: int,
 def vecchia_neighbors(
     X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str = "rbf", lengthscale=1.0,
     variance: float = 1.0, m: int = 512, seed: int = 0, engine: str = "auto",
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> VecchiaNeighbors:
     """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
 
@@ -104,8 +104,9 @@ def vecchia_neighbors(
     lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them) or 'euclidean'.
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
-    engine: 'auto' (the fastest exact engine), 'gold', 'rust' or 'brute'. `progress(n)` is told how many
-    points a maximin ordering has placed so far. Returns a :class:`VecchiaNeighbors`.
+    engine: 'auto' (the fastest exact engine), 'gold', 'rust' or 'brute'. `progress(stage, n)` hears how
+    many points of N a stage ('ordering', then 'neighbours') has finished. Returns a
+    :class:`VecchiaNeighbors`.
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
@@ -117,13 +118,17 @@ def vecchia_neighbors(
     if metric == "residual" or name == "maximin-residual":
         problem = residual_problem(X, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m,
                                    seed=seed)
+    report = progress or (lambda stage, n: None)
     start = time.perf_counter()
-    order, evaluations = (given, None) if given is not None else _order(name, X, problem, metric, engine,
-                                                                         seed, progress)
+    order, evaluations = (given, None) if given is not None else _order(
+        name, X, problem, metric, engine, seed, lambda n: report("ordering", n))
     ordering_seconds = time.perf_counter() - start
+    report("ordering", X.shape[0])
     data = permuted_problem(problem, order) if metric == "residual" else X[order]
     start = time.perf_counter()
+    report("neighbours", 0)
     result = _cover_tree(engine, metric).fit(data).query(k=k, predecessor=True)
+    report("neighbours", X.shape[0])
     return VecchiaNeighbors(
         order, result.indices, result.distances, metric, name, ordering_seconds,
         time.perf_counter() - start, evaluations,
