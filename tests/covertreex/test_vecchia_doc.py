@@ -14,6 +14,6 @@ def test_likelihood_example_runs_and_residual_neighbours_win():
     exec(compile(code, str(DOC), "exec"), namespace)
     gaps = namespace["gaps"]
     for name, by_k in gaps.items():
-        ks = sorted(by_k)
-        assert all(by_k[a] > by_k[b] for a, b in zip(ks, ks[1:])), f"{name}: gap not shrinking {by_k}"
+        gap = [by_k[k] for k in sorted(by_k)]
+        assert gap == sorted(gap, reverse=True), f"{name}: the gap does not shrink as k grows: {by_k}"
     assert all(gaps["residual"][k] < gaps["euclidean"][k] for k in gaps["residual"]), gaps
