@@ -77,6 +77,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--engine", default="auto", metavar="NAME",
                         help=f"auto (the fastest exact engine) or one of {', '.join(engine_names())} "
                              "(default: %(default)s)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="find the neighbours on the Dask cluster at this scheduler address, e.g. "
+                             "tcp://host:8786 (needs covertreex[dask]; the ordering is computed here)")
     parser.add_argument("--out", default=None, metavar="FILE.npz",
                         help="write ordering, neighbors and distances here (.npz appended if missing)")
     parser.add_argument("--json", action="store_true",
@@ -104,7 +107,7 @@ def run(args) -> int:
         result = vecchia_neighbors(
             X, args.k, metric=args.metric, ordering=ordering, kernel=args.kernel,
             lengthscale=args.lengthscale, variance=args.variance, m=args.m, seed=args.seed,
-            engine=args.engine, progress=show,
+            engine=args.engine, progress=show, scheduler=args.scheduler,
         )
     summary = {
         "command": "vecchia", "points": str(args.points), "n": int(X.shape[0]), "dims": int(X.shape[1]),
@@ -113,6 +116,7 @@ def run(args) -> int:
                      "m": args.m, "seed": args.seed} if args.metric == "residual" else None,
         "ordering_seconds": result.ordering_seconds, "neighbor_seconds": result.neighbor_seconds,
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
+        "scheduler": args.scheduler,
     }
     _say(args, f"pcct vecchia: {summary['n']} points x {summary['dims']} dims from {args.points}; "
                f"{args.metric} metric, {result.ordering_name} ordering, k={args.k}")

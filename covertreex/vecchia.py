@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,10 +94,21 @@ def _order(name: str, X, problem, metric: str, engine: str, seed: int,
     return vecchia_orderings.maximin(model.space, model.tree, progress)
 
 
+def _predecessors(data, k: int, metric: str, engine: str, client) -> tuple[np.ndarray, np.ndarray]:
+    """Every point's k nearest predecessors in `data`, here or (given a dask client) on its cluster."""
+    if client is None:
+        result = _cover_tree(engine, metric).fit(data).query(k=k, predecessor=True)
+        return result.indices, result.distances
+    from covertreex import distributed
+
+    return distributed.run(distributed.prepare(data, k, metric=metric, engine=engine, predecessor=True),
+                           client)
+
+
 def vecchia_neighbors(
     X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str = "rbf", lengthscale=1.0,
     variance: float = 1.0, m: int = 512, seed: int = 0, engine: str = "auto",
-    progress: Callable[[str, int], None] | None = None,
+    progress: Callable[[str, int], None] | None = None, scheduler=None,
 ) -> VecchiaNeighbors:
     """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
 
@@ -105,8 +117,9 @@ def vecchia_neighbors(
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
     engine: 'auto' (the fastest exact engine), 'gold', 'rust' or 'brute'. `progress(stage, n)` hears how
-    many points of N a stage ('ordering', then 'neighbours') has finished. Returns a
-    :class:`VecchiaNeighbors`.
+    many points of N a stage ('ordering', then 'neighbours') has finished. `scheduler` (a dask.distributed
+    Client or a scheduler address) finds the neighbours on that cluster (:mod:`covertreex.distributed`;
+    the ordering is computed here); the answer is byte-identical. Returns a :class:`VecchiaNeighbors`.
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
@@ -114,22 +127,26 @@ def vecchia_neighbors(
     name, given = vecchia_orderings.resolve(ordering, X.shape[0])
     k = check_k(k, X.shape[0], allow_padding=True)
     _cover_tree(engine, metric)  # an unknown engine fails before any work
-    problem = None
-    if metric == "residual" or name == "maximin-residual":
-        problem = residual_problem(X, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m,
-                                   seed=seed)
-    report = progress or (lambda stage, n: None)
-    start = time.perf_counter()
-    order, evaluations = (given, None) if given is not None else _order(
-        name, X, problem, metric, engine, seed, lambda n: report("ordering", n))
-    ordering_seconds = time.perf_counter() - start
-    report("ordering", X.shape[0])
-    data = permuted_problem(problem, order) if metric == "residual" else X[order]
-    start = time.perf_counter()
-    report("neighbours", 0)
-    result = _cover_tree(engine, metric).fit(data).query(k=k, predecessor=True)
-    report("neighbours", X.shape[0])
-    return VecchiaNeighbors(
-        order, result.indices, result.distances, metric, name, ordering_seconds,
-        time.perf_counter() - start, evaluations,
-    )
+    with ExitStack() as stack:
+        client = None
+        if scheduler is not None:  # connect first: an unreachable scheduler fails before any work
+            from covertreex import distributed
+
+            client = stack.enter_context(distributed.connected(scheduler))
+        problem = None
+        if metric == "residual" or name == "maximin-residual":
+            problem = residual_problem(X, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m,
+                                       seed=seed)
+        report = progress or (lambda stage, n: None)
+        start = time.perf_counter()
+        order, evaluations = (given, None) if given is not None else _order(
+            name, X, problem, metric, engine, seed, lambda n: report("ordering", n))
+        ordering_seconds = time.perf_counter() - start
+        report("ordering", X.shape[0])
+        data = permuted_problem(problem, order) if metric == "residual" else X[order]
+        start = time.perf_counter()
+        report("neighbours", 0)
+        indices, distances = _predecessors(data, k, metric, engine, client)
+        report("neighbours", X.shape[0])
+    return VecchiaNeighbors(order, indices, distances, metric, name, ordering_seconds,
+                            time.perf_counter() - start, evaluations)
