@@ -169,7 +169,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="pcct",
         description="Exact k-NN with compressed cover trees: build trees, run and benchmark queries, "
-                    "check telemetry files, list presets.",
+                    "check telemetry files, list presets, order points and find their Vecchia neighbours.",
         epilog="The gold workload (DESIGN section 6): pcct query --metric residual --n 32768 "
                "--dims 3 --m 512 --k 50 --queries 1024",
     )
@@ -223,6 +223,10 @@ def build_parser() -> Parser:
     presets.add_argument("names", nargs="*", metavar="NAME", help="presets to show (default: all)")
     presets.add_argument("--json", action="store_true", help="print JSON instead of text")
     presets.set_defaults(run=_cmd_presets)
+
+    from covertreex import cli_vecchia  # it builds on this module's helpers
+
+    cli_vecchia.add_parser(sub)
     return parser
 
 

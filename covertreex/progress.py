@@ -1,46 +1,51 @@
-"""A live "phase ... N s" line on stderr while a long step runs, only when stderr is a terminal.
+"""Progress of the command line's long steps, drawn by tqdm on stderr, only when stderr is a terminal.
 
-It claims nothing it does not know: the line names the running phase and the time spent so far, and is
-erased when the phase ends. The ticker is a Python thread, so it advances whenever the running step lets
-the GIL go (the rust engine and Numba's parallel query loops do; gold's sequential Numba build does not,
-and its line then shows the elapsed time only when the build returns).
+A phase with a known amount of work (points placed by a maximin ordering) shows a bar; one without shows its
+name and the time spent so far. A small ticker thread redraws the line while a step holds the caller's thread
+(the rust engine and Numba's parallel loops let it run; a step that keeps the GIL redraws when it returns).
+The line is erased when the phase ends.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
-import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from tqdm import tqdm
 
 TICK_SECONDS = 0.5
 
 
 @contextmanager
-def phase(label: str, stream=None):
-    """Show `label` and its elapsed seconds on `stream` (default stderr) while the block runs."""
+def phase(label: str, total: int | None = None, stream=None) -> Iterator[Callable[[int, str], None]]:
+    """Show `label` while the block runs; yields ``done(n, label)``, which moves a bar of `total` to n
+    and renames it."""
     stream = sys.stderr if stream is None else stream
-    if not stream.isatty():
-        yield
-        return
-    start = time.perf_counter()
+    shown = stream.isatty()
+    size = shutil.get_terminal_size()  # 80 x 24 where the terminal reports no size (tqdm would draw nothing)
+    bar = tqdm(total=total, desc=label, file=stream, disable=not shown, leave=False, ncols=size.columns,
+               nrows=size.lines,
+               bar_format=None if total else "{desc} ... {elapsed}")
     stop = threading.Event()
-
-    def show():
-        stream.write(f"\r\033[K{label} ... {time.perf_counter() - start:.0f} s")
-        stream.flush()
 
     def tick():
         while not stop.wait(TICK_SECONDS):
-            show()
+            bar.refresh()
 
-    show()
+    def done(n: int, label: str) -> None:
+        bar.set_description(label, refresh=False)
+        bar.update(n - bar.n)
+
     ticker = threading.Thread(target=tick, name="pcct-progress", daemon=True)
-    ticker.start()
+    if shown:
+        ticker.start()
     try:
-        yield
+        yield done
     finally:
         stop.set()
-        ticker.join()
-        stream.write("\r\033[K")
-        stream.flush()
+        if shown:
+            ticker.join()
+        bar.close()

@@ -38,3 +38,18 @@ def oracle():
         )
 
     return run
+
+
+@pytest.fixture
+def distance_matrix():
+    """All pairwise canonical distances (n, n) of points or a residual problem, from the brute oracle."""
+
+    def run(metric, data):
+        model = ct.CoverTree(engine="brute", metric=metric, brute_variant="direct").fit(data)
+        n = model.space.n_points
+        result = model.query(indices=np.arange(n), k=n)
+        matrix = np.empty((n, n))
+        np.put_along_axis(matrix, result.indices, result.distances, axis=1)
+        return matrix
+
+    return run

@@ -237,7 +237,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(error_runs, case):
 # ------------------------------------------------------------------------------- help, progress
 
 
-HELP_COMMANDS = [[], ["query"], ["build"], ["telemetry"], ["telemetry", "validate"], ["presets"]]
+HELP_COMMANDS = [[], ["query"], ["build"], ["telemetry"], ["telemetry", "validate"], ["presets"], ["vecchia"]]
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +318,10 @@ def test_gold_standard_script_small(tmp_path, comp, preset):
         assert len(rows) == 3 and rows[2].startswith("| brute | no tree | no tree |")
         assert "| 1.000000 | yes (16/16 rows) | no | no tree |" in rows[2]  # same answer, other work
     assert "nproc: " in summary and "--engine gold" in summary
+
+
+def test_vecchia_progress_bar_only_on_a_terminal(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(100, 2)))
+    args = ["vecchia", tmp_path / "x.npy", "--k", "3", "--m", "8"]
+    assert "\rordering:" in _stderr_of(args, tty=True)  # the bar: "ordering:  0%|..."
+    assert "\r" not in _stderr_of([*args, "--json"], tty=False)

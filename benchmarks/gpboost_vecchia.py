@@ -1,0 +1,98 @@
+"""The Vecchia neighbour search against GPBoost's, in one process and one run (issue 13, item 5).
+
+For each N: X = ``default_rng(42).normal(size=(N, 3))``, an RBF kernel with s2 = l = 1, m = 512 inducing
+points and k = 50 neighbours (the Vecchia all-points workload of DESIGN section 6). Rows:
+
+* covertreex ``vecchia_neighbors`` (metric 'residual', engine auto) with the natural ordering and with exact
+  residual maximin ordering: whole wait (V, ordering, neighbours), and our recall against the brute oracle
+  on the same ordering (the oracle runs only up to ``--oracle-max`` points: it costs as much as the job);
+* GPBoost's VIF (``gp_approx="full_scale_vecchia"``, the correlation-based neighbour search on the residual
+  process), data order, random inducing points: model construction, then the first
+  ``neg_log_likelihood`` call, which runs the neighbour search with the given covariance parameters
+  (GPBoost's Gaussian covariance ``s2 exp(-(r/rho)^2)``, so rho = sqrt(2) l) together with the VIF
+  factorisation; GPBoost does not expose the search alone, so this is an upper bound on its search time.
+
+    python benchmarks/gpboost_vecchia.py                  # N = 8192 and 32768 (GPBoost: minutes)
+    python benchmarks/gpboost_vecchia.py --n 2048 --m 64  # a quick check
+
+Needs ``pip install 'covertreex[benchmark]'`` (gpboost). Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import time
+
+import numpy as np
+
+import covertreex as ct
+from covertreex.vecchia import permuted_problem
+from pytest_pcct.gate.baselines import machine_facts
+
+DIMS, SEED = 3, 42
+
+
+def ours(X, k: int, m: int, ordering: str, oracle_max: int) -> dict:
+    start = time.perf_counter()
+    result = ct.vecchia_neighbors(X, k, metric="residual", ordering=ordering, m=m, seed=SEED)
+    row = {"seconds": time.perf_counter() - start, "ordering_seconds": result.ordering_seconds,
+           "neighbour_seconds": result.neighbor_seconds, "recall": None}
+    if X.shape[0] <= oracle_max:
+        problem = ct.residual_problem(X, m=m, seed=SEED)
+        moved = permuted_problem(problem, result.ordering)
+        oracle = ct.CoverTree(engine="brute", metric="residual", telemetry=False).fit(moved).query(
+            k=k, predecessor=True)
+        found = sum(np.intersect1d(a[a >= 0], b[b >= 0]).size
+                    for a, b in zip(result.neighbors, oracle.indices, strict=True))
+        row["recall"] = found / max(1, int((oracle.indices >= 0).sum()))
+    return row
+
+
+def gpboost(X, k: int, m: int, threads: int) -> dict:
+    import gpboost as gpb
+
+    y = np.random.default_rng(SEED + 1).normal(size=X.shape[0])
+    start = time.perf_counter()
+    model = gpb.GPModel(gp_coords=X, cov_function="gaussian", gp_approx="full_scale_vecchia",
+                        num_neighbors=k, num_ind_points=m, ind_points_selection="random",
+                        vecchia_ordering="none", seed=SEED, num_parallel_threads=threads)
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    model.neg_log_likelihood(cov_pars=np.array([1e-2, 1.0, np.sqrt(2.0)]), y=y)
+    return {"construct_seconds": built, "search_and_likelihood_seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--m", type=int, default=512)
+    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--oracle-max", type=int, default=8192,
+                        help="compute our recall against the brute oracle up to this N")
+    parser.add_argument("--skip-gpboost", action="store_true")
+    args = parser.parse_args()
+    facts = machine_facts()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(f"date {now:%Y-%m-%d %H:%M} UTC; nproc {os.cpu_count()}; CPU {facts['cpu_model']}; "
+          f"load average {os.getloadavg()[0]:.2f}; m {args.m}, k {args.k}, d {DIMS}")
+    ct.vecchia_neighbors(np.random.default_rng(0).normal(size=(300, DIMS)), 5, m=16)  # compile first
+    print("\n| N | system | whole wait s | ordering s | neighbours s | recall vs oracle |")
+    print("|---|---|---|---|---|---|")
+    for n in args.n:
+        X = np.random.default_rng(SEED).normal(size=(n, DIMS))
+        for ordering in ("natural", "maximin"):
+            row = ours(X, args.k, args.m, ordering, args.oracle_max)
+            recall = "not run" if row["recall"] is None else f"{row['recall']:.6f}"
+            print(f"| {n} | covertreex, {ordering} ordering | {row['seconds']:.2f} | "
+                  f"{row['ordering_seconds']:.2f} | {row['neighbour_seconds']:.2f} | {recall} |", flush=True)
+        if not args.skip_gpboost:
+            row = gpboost(X, args.k, args.m, os.cpu_count())
+            print(f"| {n} | GPBoost VIF (construct + first likelihood incl. search) | "
+                  f"{row['construct_seconds'] + row['search_and_likelihood_seconds']:.2f} | | "
+                  f"<= {row['search_and_likelihood_seconds']:.2f} | not exposed |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

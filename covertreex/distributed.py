@@ -1,0 +1,154 @@
+"""Query sets and the Vecchia job on a Dask cluster (``pip install covertreex[dask]``).
+
+The client prepares one :class:`Index` -- the metric space, the query set, the engine, its configuration,
+the path and (on the tree path only) the tree -- and scatters it to every worker once. The queries are cut
+into contiguous ranges of about equal cost (:func:`cost_balanced_ranges`: a predecessor row i may return
+any of i points, so it costs about i) and each range is one task running :func:`answer_range`, the same
+function a single process runs on the whole range. Every answer is exact with canonical distance bits,
+whatever range it was computed in, so the gathered result is byte-identical to the single-process one.
+
+A worker that dies takes its running and queued ranges with it; the scheduler runs them again on the
+workers left (the scattered index has a replica on each), and the ranges are gathered in order, each once,
+so nothing is lost or duplicated. Dask gives up on a range that has killed
+``distributed.scheduler.allowed-failures`` workers, and the call then raises its KilledWorker error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from covertreex.api import CoverTree
+from covertreex.config import Config
+from covertreex.engines import get_engine
+from covertreex.errors import InputTypeError, InvalidInputError
+from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.tree import Tree
+from covertreex.validation import as_int, check_k
+
+RANGES_PER_WORKER = 4
+"""Ranges per worker: enough to even out cost estimates and to spread a lost worker's share."""
+
+
+@dataclass(frozen=True, eq=False)
+class Index:
+    """Everything a worker needs to answer any range of the query set; scattered once per job."""
+
+    engine: str
+    config: Config
+    space: MetricSpace = field(repr=False)
+    queries: QuerySet = field(repr=False)
+    k: int
+    path: str
+    tree: Tree | None = field(default=None, repr=False)
+
+
+def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, predecessor: bool = False,
+            **options) -> Index:
+    """Fit `data` (points, or a ResidualProblem for metric='residual') and fix the query set (the
+    dataset `indices`, or every point among its predecessors), k and the path; the tree is built only
+    when the path walks one."""
+    if (indices is None) == (not predecessor):
+        raise InvalidInputError("pass exactly one of indices=... or predecessor=True")
+    model = CoverTree(engine=None if engine == "auto" else engine, metric=metric, telemetry=False,
+                      **options).fit(data)
+    space = model.space
+    k = check_k(k, space.n_points, allow_padding=predecessor)
+    queries = space.all_points(predecessor=True) if predecessor else space.indexed_queries(indices)
+    path = model.choose_path(space, False, queries, k)
+    tree = model.tree if path == "tree" else None
+    return Index(model.engine.name, model.config, space, queries, k, path, tree)
+
+
+def cost_balanced_ranges(limits: np.ndarray, k: int, n_ranges: int) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) ranges covering every query once, each of about equal cost, a query
+    costing the points it may return (`limits`) plus k (its answer); never an empty range."""
+    n = limits.shape[0]
+    n_ranges = max(1, min(n_ranges, n))
+    cumulative = np.cumsum(np.asarray(limits, dtype=np.float64) + k)
+    targets = cumulative[-1] * np.arange(1, n_ranges) / n_ranges
+    cuts = np.searchsorted(cumulative, targets, side="left") + 1
+    edges = np.unique(np.concatenate([[0], np.clip(cuts, 1, n), [n]]))
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def answer_range(index: Index, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances) of queries start..stop-1 of the index's query set -- on a worker, or in this
+    process on the whole range."""
+    q = index.queries
+    part = dataclasses.replace(q, rows=q.rows[start:stop], dataset_index=q.dataset_index[start:stop],
+                               limit=q.limit[start:stop])
+    engine = get_engine(index.engine)
+    if index.path == "dense":
+        idx, dist, _ = engine.dense(index.space, part, index.k, index.config)
+    else:
+        idx, dist, _ = engine.query(index.tree, index.space, part, index.k, index.config)
+    return idx, dist
+
+
+_UNPACKED: dict[str, Index] = {}
+"""The index of the job a worker is running, unpacked once per worker (only the latest job is kept)."""
+
+
+def _answer_packed(blob: bytes, token: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """answer_range on a worker. The index travels as protocol-4 pickle bytes: unpickling them allocates
+    every array afresh, aligned, whereas arrays handed over in Dask's protocol-5 frames can come out
+    misaligned, which the rust engine refuses."""
+    if token not in _UNPACKED:
+        _UNPACKED.clear()
+        _UNPACKED[token] = pickle.loads(blob)
+    return answer_range(_UNPACKED[token], start, stop)
+
+
+@contextmanager
+def connected(scheduler):
+    """A dask Client for `scheduler`: a Client is used as is; an address is connected to for the block."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InvalidInputError("a Dask scheduler needs dask.distributed: pip install 'covertreex[dask]'") \
+            from None
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if not isinstance(scheduler, str):
+        raise InputTypeError("scheduler must be a dask.distributed Client or an address string, got "
+                             f"{type(scheduler).__name__}")
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc})") from None
+    with client:
+        yield client
+
+
+def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
+    """Answer the whole query set of `index` on the cluster of `client`: (indices, distances), rows in
+    query order."""
+    ranges_per_worker = as_int(ranges_per_worker, "ranges_per_worker")
+    if ranges_per_worker < 1:
+        raise InvalidInputError(f"ranges_per_worker must be >= 1, got {ranges_per_worker}")
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
+                                  workers * ranges_per_worker)
+    token = uuid.uuid4().hex
+    [shared] = client.scatter([pickle.dumps(index, protocol=4)], broadcast=True)
+    futures = [client.submit(_answer_packed, shared, token, a, b, pure=False, retries=2) for a, b in ranges]
+    parts = client.gather(futures)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def kneighbors(data, k: int, scheduler, *, metric: str = "euclidean", engine: str = "auto", indices=None,
+               predecessor: bool = False, ranges_per_worker: int = RANGES_PER_WORKER, **options):
+    """Exact k-NN of dataset `indices` (or of every point among its predecessors) on a Dask cluster
+    (`scheduler`: a Client or an address); (indices, distances) as ``CoverTree.query`` returns them."""
+    with connected(scheduler) as client:
+        index = prepare(data, k, metric=metric, engine=engine, indices=indices, predecessor=predecessor,
+                        **options)
+        return run(index, client, ranges_per_worker=ranges_per_worker)

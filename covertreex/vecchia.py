@@ -1,0 +1,152 @@
+"""The Vecchia job in one call: an ordering, then every point's k nearest predecessors in that ordering.
+
+Shape conventions (N points, k neighbours):
+
+* ``ordering`` (N,) int64 is a permutation: position i of the ordering holds input row ``ordering[i]``.
+* ``neighbors`` (N, k) int64 holds *positions in the ordering*: row i lists the min(i, k) positions j < i
+  nearest to position i, sorted by (distance, position), then -1 padding (rows 0..k-1 are padded).
+* ``distances`` (N, k) float64 are the canonical distances of those pairs, +inf at the padding.
+
+Row i of ``neighbors`` therefore indexes ``X[ordering]`` (the data in Vecchia order), which is the layout a
+sparse inverse-Cholesky builder consumes; :meth:`VecchiaNeighbors.input_rows` maps it back to rows of X and
+:meth:`VecchiaNeighbors.to_gpgp` gives GpGp's 1-based, self-first ``NNarray``.
+
+The answer is the exact predecessor query of :class:`~covertreex.api.CoverTree` run on the data *in the
+chosen order*: for the residual metric the problem is built once on X as given (so ``m`` and ``seed`` pick
+the same inducing points whatever the ordering) and its rows X, V and p are then permuted together, which
+leaves every pairwise distance bit for bit unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from covertreex import vecchia_orderings
+from covertreex.api import CoverTree
+from covertreex.errors import unknown_name
+from covertreex.metrics import METRICS
+from covertreex.residual import ResidualProblem, residual_problem
+from covertreex.validation import as_points, check_k
+
+
+@dataclass(frozen=True, eq=False)
+class VecchiaNeighbors:
+    """An ordering and each point's nearest predecessors in it (shapes: see :mod:`covertreex.vecchia`)."""
+
+    ordering: np.ndarray
+    neighbors: np.ndarray
+    distances: np.ndarray
+    metric: str
+    ordering_name: str
+    ordering_seconds: float = 0.0
+    neighbor_seconds: float = 0.0
+    maximin_evaluations: int | None = field(default=None, repr=False)
+    """Distance evaluations the maximin ordering spent (None for other orderings)."""
+
+    @property
+    def k(self) -> int:
+        return self.neighbors.shape[1]
+
+    def input_rows(self) -> np.ndarray:
+        """``neighbors`` as rows of the input X (-1 padding kept)."""
+        return np.where(self.neighbors >= 0, self.ordering[np.maximum(self.neighbors, 0)], -1)
+
+    def to_gpgp(self) -> np.ndarray:
+        """GpGp's ``NNarray``: (N, k + 1) float64, 1-based positions in the ordering, row i = (i + 1, its
+        neighbours nearest first), NaN where GpGp has NA (the first rows)."""
+        out = np.empty((self.neighbors.shape[0], self.k + 1))
+        out[:, 0] = np.arange(1, out.shape[0] + 1)
+        out[:, 1:] = np.where(self.neighbors >= 0, self.neighbors + 1.0, np.nan)
+        return out
+
+
+def _cover_tree(engine: str, metric: str, **options) -> CoverTree:
+    """The one place this module builds the public estimator ('auto' is the fastest exact engine)."""
+    return CoverTree(engine=None if engine == "auto" else engine, metric=metric, telemetry=False,
+                     **options)
+
+
+def permuted_problem(problem: ResidualProblem, order: np.ndarray) -> ResidualProblem:
+    """`problem` with its rows in `order`: the same inducing points and Cholesky factor, so every
+    distance between two points is unchanged bit for bit."""
+    where = np.empty_like(order)
+    where[order] = np.arange(order.shape[0])
+    arrays = [problem.X[order], problem.V[order], problem.p[order], where[problem.inducing]]
+    for arr in arrays:
+        arr.flags.writeable = False
+    X, V, p, inducing = arrays
+    return ResidualProblem(X, V, p, problem.kernel, problem.lengthscale, problem.variance, inducing,
+                           problem.cholesky_factor, problem.seed)
+
+
+def _order(name: str, X, problem, metric: str, engine: str, seed: int,
+           progress) -> tuple[np.ndarray, int | None]:
+    """The permutation ordering `name` gives, and the distance evaluations a maximin ordering spent."""
+    if not name.startswith("maximin"):
+        return vecchia_orderings.simple(name, X.shape[0], seed), None
+    in_metric = metric if name == "maximin" else name.removeprefix("maximin-")
+    model = _cover_tree(engine, in_metric, path="tree").fit(problem if in_metric == "residual" else X)
+    return vecchia_orderings.maximin(model.space, model.tree, progress)
+
+
+def _predecessors(data, k: int, metric: str, engine: str, client) -> tuple[np.ndarray, np.ndarray]:
+    """Every point's k nearest predecessors in `data`, here or (given a dask client) on its cluster."""
+    if client is None:
+        result = _cover_tree(engine, metric).fit(data).query(k=k, predecessor=True)
+        return result.indices, result.distances
+    from covertreex import distributed
+
+    return distributed.run(distributed.prepare(data, k, metric=metric, engine=engine, predecessor=True),
+                           client)
+
+
+def vecchia_neighbors(
+    X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str = "rbf", lengthscale=1.0,
+    variance: float = 1.0, m: int = 512, seed: int = 0, engine: str = "auto",
+    progress: Callable[[str, int], None] | None = None, scheduler=None,
+) -> VecchiaNeighbors:
+    """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
+
+    metric: 'residual' (the residual correlation of an RBF/Matern 5/2 GP after m inducing points; kernel,
+    lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them) or 'euclidean'.
+    ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
+    `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
+    engine: 'auto' (the fastest exact engine), 'gold', 'rust' or 'brute'. `progress(stage, n)` hears how
+    many points of N a stage ('ordering', then 'neighbours') has finished. `scheduler` (a dask.distributed
+    Client or a scheduler address) finds the neighbours on that cluster (:mod:`covertreex.distributed`;
+    the ordering is computed here); the answer is byte-identical. Returns a :class:`VecchiaNeighbors`.
+    """
+    if metric not in METRICS:
+        raise unknown_name("metric", metric, METRICS)
+    X = as_points(X, "X")
+    name, given = vecchia_orderings.resolve(ordering, X.shape[0])
+    k = check_k(k, X.shape[0], allow_padding=True)
+    _cover_tree(engine, metric)  # an unknown engine fails before any work
+    with ExitStack() as stack:
+        client = None
+        if scheduler is not None:  # connect first: an unreachable scheduler fails before any work
+            from covertreex import distributed
+
+            client = stack.enter_context(distributed.connected(scheduler))
+        problem = None
+        if metric == "residual" or name == "maximin-residual":
+            problem = residual_problem(X, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m,
+                                       seed=seed)
+        report = progress or (lambda stage, n: None)
+        start = time.perf_counter()
+        order, evaluations = (given, None) if given is not None else _order(
+            name, X, problem, metric, engine, seed, lambda n: report("ordering", n))
+        ordering_seconds = time.perf_counter() - start
+        report("ordering", X.shape[0])
+        data = permuted_problem(problem, order) if metric == "residual" else X[order]
+        start = time.perf_counter()
+        report("neighbours", 0)
+        indices, distances = _predecessors(data, k, metric, engine, client)
+        report("neighbours", X.shape[0])
+    return VecchiaNeighbors(order, indices, distances, metric, name, ordering_seconds,
+                            time.perf_counter() - start, evaluations)

@@ -1,0 +1,81 @@
+"""Orderings of the points for a Vecchia approximation: natural, random, user-given, exact maximin.
+
+An ordering is an int64 permutation ``order`` of ``range(N)``: position i of the ordering holds input row
+``order[i]``. Maximin orderings are computed by :mod:`covertreex.maximin` and start at the point nearest the
+mean of the coordinates (squared Euclidean distance to ``X.mean(axis=0)``, ties by the smallest row index),
+the first point GpGp's ``order_maxmin`` uses too; the residual-correlation maximin starts there as well,
+since that metric has no mean of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
+from covertreex.maximin import maximin_order
+from covertreex.metrics import MetricSpace
+
+NAMED = ("natural", "random", "maximin", "maximin-euclidean", "maximin-residual")
+"""Ordering names; 'maximin' is maximin in the neighbour metric, the other two name their metric."""
+
+
+def first_point(X: np.ndarray) -> int:
+    """The row nearest the coordinate mean (ties: smallest row), where every maximin ordering starts."""
+    centred = X - X.mean(axis=0)
+    return int(np.argmin((centred * centred).sum(axis=1)))
+
+
+def given_permutation(values, n_points: int) -> np.ndarray:
+    """A user's ordering, checked to be a permutation of range(n_points)."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        raise InputTypeError(
+            f"ordering must be a name ({', '.join(NAMED)}) or a 1-D integer array, got "
+            f"{type(values).__name__} of dtype {arr.dtype} and shape {arr.shape}"
+        )
+    if arr.shape[0] != n_points:
+        raise InvalidInputError(
+            f"ordering must be a permutation of range({n_points}), got {arr.shape[0]} entries"
+        )
+    outside = (arr < 0) | (arr >= n_points)
+    if outside.any():
+        at = int(np.flatnonzero(outside)[0])
+        raise InvalidInputError(
+            f"ordering must be a permutation of range({n_points}); entry {at} is {arr[at]}, outside it"
+        )
+    seen = np.zeros(n_points, dtype=np.int64)
+    np.add.at(seen, arr, 1)
+    if (seen != 1).any():
+        missing = int(np.flatnonzero(seen == 0)[0])
+        twice = int(np.flatnonzero(seen > 1)[0])
+        raise InvalidInputError(
+            f"ordering must be a permutation of range({n_points}); {twice} appears more than once and "
+            f"{missing} is missing"
+        )
+    return np.array(arr, dtype=np.int64)
+
+
+def resolve(ordering, n_points: int) -> tuple[str, np.ndarray | None]:
+    """(name, permutation): a known name and None, or 'given' and the checked user permutation."""
+    if isinstance(ordering, str):
+        if ordering not in NAMED:
+            raise unknown_name("ordering", ordering, NAMED)
+        return ordering, None
+    return "given", given_permutation(ordering, n_points)
+
+
+def maximin(space: MetricSpace, tree,
+            progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
+    """Exact maximin order of `space` (see :mod:`covertreex.maximin`) walking `tree` (None: exhaustive
+    scan); returns the order and the distance evaluations spent."""
+    walk = None if tree is None else (tree.root, tree.child_offsets, tree.children, tree.radius)
+    return maximin_order(space.data, first_point(space.data.X), walk, progress)
+
+
+def simple(name: str, n_points: int, seed: int) -> np.ndarray:
+    """The orderings that need no distances: 'natural' and 'random' (default_rng(seed).permutation)."""
+    if name == "natural":
+        return np.arange(n_points, dtype=np.int64)
+    return np.random.default_rng(seed).permutation(n_points).astype(np.int64)

@@ -1,0 +1,70 @@
+"""`pcct vecchia`: points file in, the same ordering and neighbours as vecchia_neighbors out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "covertreex", "vecchia", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def points(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vecchia")
+    X = np.random.default_rng(7).normal(size=(150, 2))
+    np.save(folder / "x.npy", X)
+    np.savetxt(folder / "x.csv", X, delimiter=",", header="x,y", fmt="%.17g")
+    np.savetxt(folder / "perm.csv", np.random.default_rng(1).permutation(150), fmt="%d")
+    (folder / "bad.csv").write_text("1,2\n3,oops\n")
+    return folder, X
+
+
+@pytest.mark.parametrize("source, flags, expected", [
+    ("x.npy", ["--metric", "residual", "--m", "12", "--seed", "3"],
+     {"metric": "residual", "ordering": "maximin", "m": 12, "seed": 3}),
+    ("x.csv", ["--metric", "euclidean", "--ordering", "random", "--seed", "4"],
+     {"metric": "euclidean", "ordering": "random", "seed": 4}),
+    ("x.npy", ["--metric", "euclidean", "--ordering-file", "perm.csv"],
+     {"metric": "euclidean", "ordering": np.random.default_rng(1).permutation(150)}),
+])
+def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, expected):
+    folder, X = points
+    flags = [str(folder / f) if f.endswith(".csv") else f for f in flags]
+    done = run(folder / source, "--k", "4", *flags, "--out", tmp_path / "nn", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["n"] == 150 and summary["dims"] == 2 and summary["k"] == 4
+    assert summary["out"] == str(tmp_path / "nn.npz")
+    assert "order " in done.stderr and "saved " in done.stderr
+    result = ct.vecchia_neighbors(X, 4, **expected)
+    saved = np.load(tmp_path / "nn.npz")
+    np.testing.assert_array_equal(saved["ordering"], result.ordering)
+    np.testing.assert_array_equal(saved["neighbors"], result.neighbors)
+    np.testing.assert_array_equal(saved["distances"].view(np.int64), result.distances.view(np.int64))
+    assert summary["ordering"] == result.ordering_name
+
+
+@pytest.mark.parametrize("args, status, words", [
+    (["x.txt"], 1, "x.txt: the points must be a .npy or .csv file, got '.txt'"),
+    (["missing.npy"], 1, "No such file or directory"),
+    (["bad.csv"], 1, "bad.csv: cannot read the points as comma-separated numbers"),
+    (["x.npy", "--ordering-file", "x.npy"], 1, "x.npy: ordering must be a name"),
+    (["x.npy", "--ordering", "maxmin"], 2, "invalid choice: 'maxmin'"),
+    (["x.npy", "--k", "0"], 2, "--k: must be >= 1"),
+    (["x.npy", "--engine", "fast"], 1, "unknown engine 'fast'"),
+])
+def test_errors_are_one_line(points, args, status, words):
+    folder, _ = points
+    done = run(*[str(folder / a) if "." in a else a for a in args])
+    assert done.returncode == status
+    [line] = done.stderr.splitlines()
+    assert line.startswith("pcct") and words in line, line

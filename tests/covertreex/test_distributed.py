@@ -1,0 +1,105 @@
+"""covertreex.distributed on a real 2-process LocalCluster: byte-identical answers, even after a worker
+dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex import distributed
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of 2 worker processes (1 thread each) for this module, closed at its end."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+def _same_bytes(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_ranges_cover_every_query_once_at_about_equal_cost():
+    limits = np.arange(1000)  # predecessor rows: row i may return i points
+    ranges = distributed.cost_balanced_ranges(limits, 10, 8)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 1000
+    starts = [a for a, _ in ranges]
+    assert all(a < b for a, b in ranges) and [b for _, b in ranges[:-1]] == starts[1:]
+    costs = [float((limits[a:b] + 10).sum()) for a, b in ranges]
+    assert len(ranges) == 8 and max(costs) - min(costs) <= 2 * (limits.max() + 10)
+    assert ranges[0][1] - ranges[0][0] > 2 * (ranges[-1][1] - ranges[-1][0])  # early rows are cheap
+    assert distributed.cost_balanced_ranges(np.full(3, 5), 1, 10) == [(0, 1), (1, 2), (2, 3)]
+
+
+@pytest.mark.parametrize("metric, ordering", [("residual", "maximin"), ("euclidean", "random")])
+def test_vecchia_job_on_the_cluster_is_byte_identical(client, metric, ordering):
+    X = np.random.default_rng(5).normal(size=(600, 3))
+    local = ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, m=32)
+    remote = ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, m=32, scheduler=client)
+    for name in ("ordering", "neighbors", "distances"):
+        assert _same_bytes(getattr(local, name), getattr(remote, name)), name
+
+
+def test_query_set_by_scheduler_address_is_byte_identical(client):
+    X = np.random.default_rng(6).normal(size=(500, 2))
+    queries = np.random.default_rng(7).integers(0, 500, 64)
+    local = ct.CoverTree(metric="euclidean").fit(X).query(k=5, indices=queries)
+    idx, dist = distributed.kneighbors(X, 5, client.scheduler.address, indices=queries)
+    assert _same_bytes(idx, local.indices) and _same_bytes(dist, local.distances)
+
+
+def _kill_a_busy_worker(client, pids, killed):
+    """Kill (SIGKILL) the first worker seen with ranges in hand; record it and its ranges."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        busy = {worker: keys for worker, keys in client.processing().items() if keys}
+        if busy:
+            victim = sorted(busy)[0]
+            os.kill(pids[victim], signal.SIGKILL)
+            killed.append((victim, busy[victim]))
+            return
+        time.sleep(0.005)
+
+
+def test_a_killed_worker_loses_nothing(client):
+    problem = ct.residual_problem(np.random.default_rng(8).normal(size=(2000, 3)), m=128, seed=0)
+    # the tree path on the residual metric: slow enough (about 0.3 s of work) to be killed mid-job
+    index = distributed.prepare(problem, 20, metric="residual", engine="rust", predecessor=True,
+                                path="tree", mode="perf")
+    expected = distributed.answer_range(index, 0, 2000)  # the single-process run of the same function
+    pids = client.run(os.getpid)
+    killed = []
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(client, pids, killed))
+    killer.start()
+    idx, dist = distributed.run(index, client, ranges_per_worker=6)
+    killer.join()
+    assert killed and killed[0][1], "no worker was killed while it held ranges"
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+
+
+def test_pcct_vecchia_scheduler_flag(client, tmp_path):
+    X = np.random.default_rng(9).normal(size=(300, 2))
+    np.save(tmp_path / "x.npy", X)
+    done = subprocess.run(
+        [sys.executable, "-m", "covertreex", "vecchia", str(tmp_path / "x.npy"), "--k", "6", "--m", "16",
+         "--scheduler", client.scheduler.address, "--out", str(tmp_path / "nn.npz")],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    saved = np.load(tmp_path / "nn.npz")
+    local = ct.vecchia_neighbors(X, 6, m=16)
+    for name in ("ordering", "neighbors", "distances"):
+        assert _same_bytes(saved[name], getattr(local, name)), name

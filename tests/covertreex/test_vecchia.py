@@ -1,0 +1,124 @@
+"""vecchia_neighbors: the exact predecessors in the chosen ordering, its layouts, and its input errors."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, UnknownNameError
+from covertreex.vecchia import permuted_problem
+
+RESIDUAL = {"m": 6, "seed": 2, "lengthscale": 1.5}
+
+
+def predecessors_by_brute_force(matrix: np.ndarray, order: np.ndarray, k: int):
+    """Row i: the k positions j < i nearest to position i by (distance, position), padded (-1, inf)."""
+    n = order.shape[0]
+    idx = np.full((n, k), -1, dtype=np.int64)
+    dist = np.full((n, k), np.inf)
+    for i in range(n):
+        row = matrix[order[i], order[:i]]
+        best = np.lexsort((np.arange(i), row))[:k]
+        idx[i, : best.size] = best
+        dist[i, : best.size] = row[best]
+    return idx, dist
+
+
+def _tied_points():
+    grid = np.array(list(itertools.product(range(4), range(4))), dtype=float)
+    return np.concatenate([grid, grid[[1, 1, 5]], np.random.default_rng(0).normal(size=(12, 2))])
+
+
+def _natural_data(metric, X):
+    return ct.residual_problem(X, **RESIDUAL) if metric == "residual" else X
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+@pytest.mark.parametrize("ordering", ["natural", "random", "maximin", "maximin-euclidean",
+                                      "maximin-residual", "given"])
+@pytest.mark.parametrize("engine", ["auto", "gold", "brute"])
+def test_neighbors_equal_brute_force_on_the_ordering(metric, ordering, engine, distance_matrix,
+                                                     check_same):
+    X = _tied_points()
+    given = np.random.default_rng(9).permutation(X.shape[0])
+    result = ct.vecchia_neighbors(X, 4, metric=metric, ordering=given if ordering == "given" else ordering,
+                                  engine=engine, **RESIDUAL)
+    if ordering == "given":
+        np.testing.assert_array_equal(result.ordering, given)
+    assert sorted(result.ordering) == list(range(X.shape[0]))
+    expected = predecessors_by_brute_force(distance_matrix(metric, _natural_data(metric, X)),
+                                           result.ordering, 4)
+    check_same((result.neighbors, result.distances), expected, f"{metric} {ordering} {engine}")
+
+
+def test_orderings_are_what_their_names_say():
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    natural = ct.vecchia_neighbors(X, 3, metric="euclidean", ordering="natural")
+    np.testing.assert_array_equal(natural.ordering, np.arange(40))
+    rand = ct.vecchia_neighbors(X, 3, metric="euclidean", ordering="random", seed=5)
+    np.testing.assert_array_equal(rand.ordering, np.random.default_rng(5).permutation(40))
+    maximin = ct.vecchia_neighbors(X, 3, metric="euclidean", ordering="maximin")
+    assert maximin.maximin_evaluations > 0 and natural.maximin_evaluations is None
+    assert maximin.ordering[0] == np.argmin(((X - X.mean(axis=0)) ** 2).sum(axis=1))
+
+
+def test_permuted_residual_problem_keeps_every_distance(distance_matrix):
+    problem = ct.residual_problem(_tied_points(), **RESIDUAL)
+    order = np.random.default_rng(4).permutation(problem.n_points)
+    moved = permuted_problem(problem, order)
+    before, after = distance_matrix("residual", problem), distance_matrix("residual", moved)
+    np.testing.assert_array_equal(after.view(np.int64), before[np.ix_(order, order)].view(np.int64))
+    np.testing.assert_array_equal(moved.X[moved.inducing], problem.X[problem.inducing])
+    Vq, _ = moved.project(problem.X[:3])
+    np.testing.assert_array_equal(Vq, problem.V[:3])
+
+
+def test_layouts_input_rows_and_gpgp():
+    X = np.random.default_rng(2).normal(size=(12, 2))
+    result = ct.vecchia_neighbors(X, 3, metric="euclidean", ordering="random", seed=3)
+    assert result.neighbors.shape == result.distances.shape == (12, 3) and result.k == 3
+    assert (result.neighbors[0] == -1).all() and (result.neighbors[2, 2] == -1)
+    rows = result.input_rows()
+    mask = result.neighbors >= 0
+    np.testing.assert_array_equal(rows[mask], result.ordering[result.neighbors[mask]])
+    assert (rows[~mask] == -1).all()
+    gpgp = result.to_gpgp()
+    assert gpgp.shape == (12, 4)
+    np.testing.assert_array_equal(gpgp[:, 0], np.arange(1, 13))
+    np.testing.assert_array_equal(gpgp[:, 1:][mask], result.neighbors[mask] + 1)
+    assert np.isnan(gpgp[:, 1:][~mask]).all() and np.isnan(gpgp[0, 1:]).all()
+
+
+@pytest.mark.parametrize("ordering, error, words", [
+    (np.arange(5), InvalidInputError, "permutation of range(6), got 5 entries"),
+    (np.array([0, 1, 2, 3, 4, 6]), InvalidInputError, "entry 5 is 6"),
+    (np.array([0, 1, 2, 2, 4, 5]), InvalidInputError, "2 appears more than once and 3 is missing"),
+    (np.arange(6.0), InputTypeError, "1-D integer array"),
+    (np.arange(6).reshape(2, 3), InputTypeError, "1-D integer array"),
+    ("maximal", UnknownNameError, "unknown ordering 'maximal'"),
+])
+def test_bad_orderings_are_named(ordering, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        ct.vecchia_neighbors(np.zeros((6, 2)), 2, metric="euclidean", ordering=ordering)
+
+
+def test_bad_arguments_fail_before_work():
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    with pytest.raises(UnknownNameError, match="metric"):
+        ct.vecchia_neighbors(X, 2, metric="cosine")
+    with pytest.raises(UnknownNameError, match="engine"):
+        ct.vecchia_neighbors(X, 2, engine="fast")
+    with pytest.raises(KOutOfRangeError, match="k must be >= 1"):
+        ct.vecchia_neighbors(X, 0)
+    with pytest.raises(InvalidInputError, match="X must be 2-D"):
+        ct.vecchia_neighbors(X[0], 2)
+
+
+def test_k_beyond_n_pads_every_row():
+    result = ct.vecchia_neighbors(np.eye(3), 5, metric="euclidean", ordering="natural")
+    assert result.neighbors.shape == (3, 5)
+    np.testing.assert_array_equal(result.neighbors[2], [0, 1, -1, -1, -1])
