@@ -15,10 +15,10 @@ from scipy.linalg import LinAlgError, cholesky, solve_triangular
 from covertreex import residual_range
 from covertreex.digest import array_digest
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, unknown_name
+from covertreex.metrics import KERNELS
 from covertreex.metrics.kernels import MATERN52, RBF, kernel_block, squared_norms
 from covertreex.validation import as_int, as_points, positive_float
 
-KERNELS = ("rbf", "matern52")
 JITTER = 1e-6
 P_FLOOR = 1e-9
 

@@ -13,11 +13,11 @@ import numpy as np
 
 from covertreex.digest import array_digest
 from covertreex.errors import InvalidInputError, NonFiniteError, unknown_name
+from covertreex.metrics import METRICS
 from covertreex.metrics.kernels import EUCLIDEAN, MATERN52, RBF, RESIDUAL, MetricData
 from covertreex.residual import ResidualProblem
 from covertreex.validation import as_points, check_dims, dataset_indices
 
-METRICS = ("euclidean", "residual")
 _KERNEL_IDS = {"rbf": RBF, "matern52": MATERN52}
 _EPS = np.finfo(np.float64).eps
 
