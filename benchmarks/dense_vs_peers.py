@@ -120,7 +120,7 @@ def gold_workload(args, floor):
     problem, v_seconds = _timed(lambda: ct.residual_problem(X, m=M, seed=42))
     query_idx = np.random.default_rng(43).integers(0, N, QUERIES)
     brute = ct.CoverTree(engine="brute", metric="residual").fit(problem)
-    oracle = brute.kneighbors(indices=query_idx, k=K)[0]
+    oracle = brute.kneighbors(indices=query_idx, k=K)[1]
     flops = 2.0 * QUERIES * N * M
     rows = []
     ref_idx, ref_q = median_run(lambda: numpy_reference(problem, query_idx, K), args.runs)

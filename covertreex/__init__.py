@@ -1,27 +1,41 @@
-"""covertreex: exact k-NN with compressed cover trees, Euclidean and Vecchia residual correlation."""
+"""covertreex: exact k-NN with compressed cover trees, Euclidean and Vecchia residual correlation.
 
-from covertreex.api import CoverTree
-from covertreex.config import KNOBS, Config
-from covertreex.engines import KnnResult, engine_available, engine_names, get_engine
-from covertreex.residual import ResidualProblem, residual_problem
-from covertreex.tree import Tree, load, validate
-from covertreex.vecchia import VecchiaNeighbors, vecchia_neighbors
+The public names below are imported on first use (PEP 562), so ``import covertreex.errors`` or ``pcct
+--help`` never pays for Numba or SciPy.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "KNOBS",
-    "Config",
-    "CoverTree",
-    "KnnResult",
-    "ResidualProblem",
-    "Tree",
-    "VecchiaNeighbors",
-    "engine_available",
-    "engine_names",
-    "get_engine",
-    "load",
-    "residual_problem",
-    "validate",
-    "vecchia_neighbors",
-]
+_HOMES = {
+    "CoverTree": "covertreex.api",
+    "KNOBS": "covertreex.config",
+    "Config": "covertreex.config",
+    "KnnResult": "covertreex.engines",
+    "engine_available": "covertreex.engines",
+    "engine_names": "covertreex.engines",
+    "get_engine": "covertreex.engines",
+    "ResidualProblem": "covertreex.residual",
+    "residual_problem": "covertreex.residual",
+    "Tree": "covertreex.tree",
+    "load": "covertreex.tree",
+    "validate": "covertreex.tree",
+    "VecchiaNeighbors": "covertreex.vecchia",
+    "vecchia_neighbors": "covertreex.vecchia",
+}
+"""Each public name and the module that defines it."""
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'covertreex' has no attribute {name!r}")
+    value = getattr(import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

@@ -1,4 +1,8 @@
-"""The public API: ``CoverTree(engine=..., metric=...).fit(data).kneighbors(queries, k)``."""
+"""The public API: ``CoverTree(engine=..., metric=...).fit(data).kneighbors(queries, k)``.
+
+``kneighbors`` returns ``(distances, indices)``, scikit-learn's order; :mod:`covertreex.sklearn` wraps this
+class as a scikit-learn estimator.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import time
 from covertreex import paths
 from covertreex.engines import KnnResult, engine_available, get_engine
 from covertreex.errors import InvalidInputError, KOutOfRangeError, unknown_name
-from covertreex.metrics import METRICS, MetricSpace, QuerySet
+from covertreex.kinds import METRICS
+from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.ordering import insertion_order
 from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
@@ -31,6 +36,14 @@ class _Fitted:
         self._lock = threading.Lock()
         self.build_seconds = 0.0
 
+    def __getstate__(self) -> dict:
+        """Pickle everything but the lock (so a fitted CoverTree pickles, tree included)."""
+        return {name: value for name, value in self.__dict__.items() if name != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def built_tree(self) -> Tree | None:
         return self._tree
@@ -49,10 +62,10 @@ class _Fitted:
 class CoverTree:
     """Exact k-nearest neighbours under the Euclidean or residual-correlation metric.
 
-    >>> idx, dist = CoverTree().fit(X).kneighbors(Q, k=5)
+    >>> dist, idx = CoverTree().fit(X).kneighbors(Q, k=5)
     >>> tree = CoverTree(metric="residual").fit(residual_problem(X, m=64, seed=0))
-    >>> idx, dist = tree.kneighbors(indices=[0, 5], k=10)   # queries that are indexed points
-    >>> idx, dist = tree.kneighbors(k=10, predecessor=True)  # Vecchia: each point among j < i
+    >>> dist, idx = tree.kneighbors(indices=[0, 5], k=10)   # queries that are indexed points
+    >>> dist, idx = tree.kneighbors(k=10, predecessor=True)  # Vecchia: each point among j < i
 
     Options (see :data:`covertreex.config.KNOBS`) are fixed at construction into one immutable Config.
     A preset (``preset=``, or the COVERTREEX_PRESET environment variable; see
@@ -63,6 +76,7 @@ class CoverTree:
     by threads: queries may run concurrently with each other and with ``fit``/``use_tree``; each query
     reads the fitted state once and answers entirely from the fit completed before it started (or a
     later one), never from a mix of two. ``last_result`` is the result of whichever query finished last.
+    A fitted CoverTree pickles, with its tree if one was built.
 
     ``engine=None`` (the default) is the fastest exact configuration available: the rust engine in mode
     'perf' (gold where the extension is missing), unless a preset or an explicit ``mode`` says otherwise.
@@ -197,6 +211,7 @@ class CoverTree:
         return self.last_result
 
     def kneighbors(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False):
-        """(indices, distances), each (n_queries, k), rows sorted by (distance, index), padded (-1, inf)."""
+        """(distances, indices), each (n_queries, k), in scikit-learn's order; rows sorted by (distance,
+        index), padded (inf, -1). :meth:`query` returns them by name, with the counters."""
         result = self.query(queries, k, indices=indices, predecessor=predecessor)
-        return result.indices, result.distances
+        return result.distances, result.indices

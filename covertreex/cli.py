@@ -3,6 +3,8 @@
 Every flag maps onto one thing the library already has: datasets from :mod:`covertreex.datasets`, the
 residual problem, the engine registry, presets and the knobs of :data:`covertreex.config.KNOBS` (one
 flag per knob, same name). Errors a user can cause end in one line on stderr and a non-zero exit.
+Modules that load Numba or SciPy are imported inside the commands that use them, so ``pcct --help`` and
+argument errors stay fast.
 """
 
 from __future__ import annotations
@@ -12,21 +14,20 @@ import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from covertreex import __version__, datasets, progress, telemetry
-from covertreex.api import CoverTree
+from covertreex import __version__, datasets, progress
 from covertreex.config import KNOBS
 from covertreex.counters import QueryCounter
 from covertreex.engines import engine_names
 from covertreex.errors import CovertreexError, InvalidInputError
 from covertreex.kinds import KERNELS, METRICS
 from covertreex.presets import ENV_VAR, PRESETS, get_preset
-from covertreex.residual import residual_problem
-from covertreex.tree import load as load_tree
-from covertreex.tree import npz_target
-from covertreex.tree import validate as validate_tree
+
+if TYPE_CHECKING:
+    from covertreex.api import CoverTree
 
 RECALL_AUTO_PAIRS = 1 << 26
 """Recall against the brute oracle is computed by default up to this many query x point pairs."""
@@ -245,6 +246,8 @@ def _options(args) -> dict:
 
 
 def _model(args) -> CoverTree:
+    from covertreex.api import CoverTree
+
     model = CoverTree(engine=args.engine, metric=args.metric, preset=args.preset, **_options(args))
     given = [k for k in RESIDUAL_DEFAULTS if getattr(args, k) is not None]
     if model.metric != "residual" and given:
@@ -262,6 +265,8 @@ def _make_data(args, model: CoverTree, dataset) -> tuple[object, float]:
     """The data to index (points, or the residual problem) and the seconds spent building V."""
     if model.metric != "residual":
         return dataset.points, 0.0
+    from covertreex.residual import residual_problem
+
     params = _residual_params(args)
     start = time.perf_counter()
     with progress.phase("V construction"):
@@ -276,6 +281,8 @@ def _build(model: CoverTree, data, tree_file) -> float | None:
     """Fit (building the tree now only on the tree path) or attach the saved tree; return the build
     seconds so far (None when loaded)."""
     if tree_file is not None:
+        from covertreex.tree import load as load_tree
+
         model.use_tree(load_tree(tree_file), data)
         return None
     shared = model.config.shared_tree and model.engine.uses_tree
@@ -345,6 +352,8 @@ def _recall(found: np.ndarray, oracle: np.ndarray) -> float:
 
 
 def _oracle_check(model: CoverTree, data, query_kwargs: dict, k: int, result) -> dict:
+    from covertreex.api import CoverTree
+
     oracle = CoverTree(engine="brute", metric=model.metric, preset=model.preset, brute_variant="auto",
                        telemetry=False, threads=model.config.threads).fit(data)
     start = time.perf_counter()
@@ -404,6 +413,9 @@ def _query_target(args, n: int) -> tuple[dict, int, int, str]:
 
 
 def _cmd_query(args) -> int:
+    from covertreex import telemetry
+    from covertreex.tree import npz_target
+
     model = _model(args)
     if args.save_tree and not model.engine.uses_tree:
         raise InvalidInputError(f"--save-tree: engine {model.engine.name!r} builds no tree")
@@ -476,6 +488,9 @@ def _cmd_query(args) -> int:
 
 
 def _cmd_build(args) -> int:
+    from covertreex import telemetry
+    from covertreex.tree import validate as validate_tree
+
     model = _model(args)
     if not model.engine.uses_tree:
         raise InvalidInputError(f"engine {model.engine.name!r} builds no tree (it scans exhaustively)")
@@ -503,6 +518,8 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_telemetry_validate(args) -> int:
+    from covertreex import telemetry
+
     for path in args.files:
         records = telemetry.read_jsonl(path)
         if not records:

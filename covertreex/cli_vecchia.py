@@ -15,7 +15,7 @@ from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, _count, _lengthscale, _say
 from covertreex.engines import engine_names
 from covertreex.errors import CovertreexError, InvalidInputError
-from covertreex.metrics import METRICS
+from covertreex.kinds import METRICS
 from covertreex.residual import KERNELS
 from covertreex.tree import npz_target
 from covertreex.vecchia import vecchia_neighbors

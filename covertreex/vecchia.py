@@ -29,7 +29,7 @@ import numpy as np
 from covertreex import vecchia_orderings
 from covertreex.api import CoverTree
 from covertreex.errors import unknown_name
-from covertreex.metrics import METRICS
+from covertreex.kinds import METRICS
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.validation import as_points, check_k
 

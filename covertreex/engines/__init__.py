@@ -1,11 +1,19 @@
-"""The engine registry: one name -> factory table; unknown names list the known ones."""
+"""The engine registry: one name -> factory table; unknown names list the known ones.
+
+The shared interface (:mod:`covertreex.engines.base`, which needs Numba) is imported on first use, so
+listing engine names stays cheap.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from covertreex.engines.base import Engine, KnnResult, QueryCounters
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
+
+if TYPE_CHECKING:
+    from covertreex.engines.base import Engine
 
 
 def _gold() -> Engine:
@@ -52,6 +60,15 @@ def engine_available(name: str) -> bool:
 
 def engine_names() -> list[str]:
     return sorted(ENGINES)
+
+
+_BASE_NAMES = ("Engine", "KnnResult", "QueryCounters")
+
+
+def __getattr__(name: str):
+    if name not in _BASE_NAMES:
+        raise AttributeError(f"module 'covertreex.engines' has no attribute {name!r}")
+    return getattr(import_module("covertreex.engines.base"), name)
 
 
 __all__ = [

@@ -1,5 +1,20 @@
-"""Canonical distances (Numba, float64, fixed operation order) and the metric-space wrapper engines use."""
+"""Canonical distances (Numba, float64, fixed operation order) and the metric-space wrapper engines use.
 
-from covertreex.metrics.space import METRICS, MetricSpace, QuerySet
+The names of the metrics and kernels (defined in :mod:`covertreex.kinds`) are re-exported here, free of Numba
+and SciPy. The metric space is imported on first use (PEP 562), which also lets
+:mod:`covertreex.residual` import ``covertreex.metrics.kernels`` while the space imports residual.
+"""
 
-__all__ = ["METRICS", "MetricSpace", "QuerySet"]
+from importlib import import_module
+
+from covertreex.kinds import KERNELS, METRICS
+
+_SPACE_NAMES = ("MetricSpace", "QuerySet")
+
+__all__ = ["KERNELS", "METRICS", *_SPACE_NAMES]
+
+
+def __getattr__(name: str):
+    if name not in _SPACE_NAMES:
+        raise AttributeError(f"module 'covertreex.metrics' has no attribute {name!r}")
+    return getattr(import_module("covertreex.metrics.space"), name)

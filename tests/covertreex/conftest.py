@@ -10,8 +10,8 @@ import covertreex as ct
 
 def _check_same(result, oracle, context=""):
     """Identical indices and bitwise-identical distances, with a message naming the first difference."""
-    got_i, got_d = result
-    ref_i, ref_d = oracle
+    got_d, got_i = result
+    ref_d, ref_i = oracle
     assert got_i.shape == ref_i.shape, f"{context}: shape {got_i.shape} != {ref_i.shape}"
     same = (got_i == ref_i) & (got_d.view(np.int64) == ref_d.view(np.int64))
     if not same.all():
@@ -24,7 +24,8 @@ def _check_same(result, oracle, context=""):
 
 @pytest.fixture
 def check_same():
-    """Assert two (indices, distances) results are identical, distances bit for bit."""
+    """Assert two (distances, indices) results (as kneighbors returns them) are identical, distances bit
+    for bit."""
     return _check_same
 
 

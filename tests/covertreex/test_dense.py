@@ -187,7 +187,7 @@ def test_answer_never_depends_on_path_blocks_or_threads(seed, metric, kind, d, k
                          dense_point_block=point_block, threads=threads).fit(data)
     for query in ({"predecessor": True}, {"indices": np.arange(0, 150, 3)}):
         a, b = base.kneighbors(k=k, **query), other.kneighbors(k=k, **query)
-        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1].view(np.int64), b[1].view(np.int64))
+        assert np.array_equal(a[1], b[1]) and np.array_equal(a[0].view(np.int64), b[0].view(np.int64))
 
 
 def test_dense_counters_are_deterministic_across_threads_and_engines():

@@ -86,7 +86,7 @@ def test_k_above_n(fitted):
 
 
 def test_k_above_eligible_in_predecessor_mode_pads(fitted):
-    idx, dist = fitted.kneighbors(k=60, predecessor=True)
+    dist, idx = fitted.kneighbors(k=60, predecessor=True)
     assert idx.shape == (50, 60) and (idx[:, 49:] == -1).all() and np.isinf(dist[:, 49:]).all()
 
 

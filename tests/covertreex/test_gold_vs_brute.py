@@ -70,7 +70,7 @@ def test_residual_point_queries_match_oracle(oracle, check_same):
 
 def test_predecessor_rows_are_padded():
     X = datasets.gaussian(20, 2, 0)
-    idx, dist = ct.CoverTree(path="tree").fit(X).kneighbors(k=5, predecessor=True)
+    dist, idx = ct.CoverTree(path="tree").fit(X).kneighbors(k=5, predecessor=True)
     assert idx[0].tolist() == [-1] * 5 and np.isinf(dist[0]).all()
     assert set(idx[2, :2]) == {0, 1} and (idx[2, 2:] == -1).all() and np.isinf(dist[2, 2:]).all()
     assert dist[2, 0] <= dist[2, 1]

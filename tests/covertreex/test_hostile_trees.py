@@ -49,7 +49,7 @@ def _outcome(engine: str, path, X):
     """('error', class, message) or ('answer', indices, distances) of loading `path` and querying it."""
     try:
         model = ct.CoverTree(engine=engine).use_tree(ct.load(path), X)
-        idx, dist = model.kneighbors(indices=QUERIES, k=K)
+        dist, idx = model.kneighbors(indices=QUERIES, k=K)
     except CovertreexError as exc:
         return ("error", type(exc).__name__, str(exc))
     return ("answer", idx.tolist(), dist.view(np.int64).tolist())
@@ -288,4 +288,4 @@ def test_fuzzed_tree_files_give_an_error_or_the_exact_answer(saved, truth, tmp_p
     event(outcome[0] if outcome[0] == "answer" else outcome[1])
     assert outcome == _outcome("rust", target, X)
     if outcome[0] == "answer":
-        assert outcome[1] == truth[0].tolist() and outcome[2] == truth[1].view(np.int64).tolist()
+        assert outcome[1] == truth[1].tolist() and outcome[2] == truth[0].view(np.int64).tolist()

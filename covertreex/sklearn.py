@@ -1,0 +1,213 @@
+"""A scikit-learn estimator over :class:`~covertreex.CoverTree`: exact neighbours in scikit-learn pipelines.
+
+:class:`CoverTreeNeighbors` follows scikit-learn's neighbours conventions (``kneighbors`` returns ``(dist,
+ind)``; ``X=None`` means the training points, each without itself) and is a ``KNeighborsTransformer``:
+``transform`` gives the sparse neighbours graph that estimators taking ``metric="precomputed"`` (Isomap,
+TSNE, DBSCAN, ...) consume. Every answer is exact: the neighbours of the oracle, rows ordered by (distance,
+index), distances bitwise the canonical ones of DESIGN section 3. Needs scikit-learn >= 1.6 (the ``sklearn``
+extra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+try:
+    from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # validate_data (and the tags the checks use) arrived in scikit-learn 1.6
+    raise ImportError(
+        f"covertreex.sklearn needs scikit-learn >= 1.6: pip install 'covertreex[sklearn]' ({exc})"
+    ) from exc
+
+from covertreex.api import CoverTree
+from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
+from covertreex.validation import as_int
+
+GRAPH_MODES = ("distance", "connectivity")
+
+__all__ = ["GRAPH_MODES", "CoverTreeNeighbors"]
+
+
+def _graph_mode(mode) -> str:
+    if not isinstance(mode, str) or mode not in GRAPH_MODES:
+        raise unknown_name("mode", mode, GRAPH_MODES)
+    return mode
+
+
+def _radius(radius) -> float:
+    """A radius >= 0 (inf allowed: every point)."""
+    if isinstance(radius, bool) or not isinstance(radius, (int, float, np.integer, np.floating)):
+        raise InputTypeError(f"radius must be a real number, got {type(radius).__name__} {radius!r}")
+    if not radius >= 0:  # also refuses NaN
+        raise InvalidInputError(f"radius must be >= 0, got {radius!r}")
+    return float(radius)
+
+
+def _without_self(dist: np.ndarray, ind: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each row's own index from its k+1 nearest. A row without it (its k+1 nearest are all at
+    distance 0 with smaller indices) drops its last column instead: either way the row keeps the k nearest
+    other points in (distance, index) order."""
+    keep = ind != rows[:, None]
+    keep[keep.all(axis=1), -1] = False
+    shape = (ind.shape[0], ind.shape[1] - 1)
+    return dist[keep].reshape(shape), ind[keep].reshape(shape)
+
+
+def _graph(dist: np.ndarray, ind: np.ndarray, indptr: np.ndarray, n_columns: int, mode: str) -> csr_matrix:
+    """The CSR graph scikit-learn's ``*_graph`` methods return: distances, or ones, in the listed cells."""
+    data = dist if mode == "distance" else np.ones(ind.shape[0])
+    return csr_matrix((data, ind, indptr), shape=(indptr.shape[0] - 1, n_columns))
+
+
+def _ragged(rows: list[np.ndarray]) -> np.ndarray:
+    """A 1-D object array holding one array per row (scikit-learn's radius_neighbors format)."""
+    out = np.empty(len(rows), dtype=object)
+    for at, row in enumerate(rows):
+        out[at] = row
+    return out
+
+
+class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
+    """Exact k-nearest and radius neighbours by a cover tree, as a scikit-learn ``KNeighborsTransformer``.
+
+    >>> graph = CoverTreeNeighbors(n_neighbors=10).fit_transform(X)      # sparse, rows sorted
+    >>> dist, ind = CoverTreeNeighbors(n_neighbors=10).fit(X).kneighbors()  # each point without itself
+    >>> make_pipeline(CoverTreeNeighbors(n_neighbors=10), Isomap(n_neighbors=10, metric="precomputed"))
+
+    Parameters
+        n_neighbors: neighbours per query (``transform`` in mode 'distance' adds one for the point itself,
+            as scikit-learn's KNeighborsTransformer does).
+        mode: what ``transform`` stores, 'distance' or 'connectivity' (ones).
+        radius: default radius of ``radius_neighbors`` (distance <= radius).
+        metric: 'euclidean', or 'residual' (the residual correlation of a low-rank GP on the coordinates).
+        kernel, lengthscale, variance, m, seed: the residual problem built in ``fit``, exactly as
+            :func:`covertreex.residual_problem` takes them (unused for Euclidean).
+        engine, engine_mode, path, threads: :class:`~covertreex.CoverTree`'s engine and its knobs 'mode',
+            'path' and 'threads' (see :data:`covertreex.config.KNOBS`); None leaves each to CoverTree's
+            default (the fastest exact configuration, or the COVERTREEX_PRESET preset).
+            ``engine_mode`` is the knob 'mode', renamed because ``mode`` is the transformer's.
+
+    Fitted attributes: ``cover_tree_`` (the fitted CoverTree), ``n_samples_fit_``, ``n_features_in_``.
+    Queries by new points with the residual metric project them onto the fitted inducing points.
+    """
+
+    def __init__(
+        self, n_neighbors=5, *, mode="distance", radius=1.0, metric="euclidean", kernel="rbf",
+        lengthscale=1.0, variance=1.0, m=512, seed=0, engine=None, engine_mode=None, path=None,
+        threads=None,
+    ):
+        self.n_neighbors = n_neighbors
+        self.mode = mode
+        self.radius = radius
+        self.metric = metric
+        self.kernel = kernel
+        self.lengthscale = lengthscale
+        self.variance = variance
+        self.m = m
+        self.seed = seed
+        self.engine = engine
+        self.engine_mode = engine_mode
+        self.path = path
+        self.threads = threads
+
+    def fit(self, X, y=None):
+        """Index the rows of X (y is ignored)."""
+        _graph_mode(self.mode)
+        _radius(self.radius)
+        if as_int(self.n_neighbors, "n_neighbors") < 1:
+            raise KOutOfRangeError(f"n_neighbors must be >= 1, got {self.n_neighbors}")
+        X = validate_data(self, X, dtype=np.float64, order="C")
+        knobs = {"mode": self.engine_mode, "path": self.path, "threads": self.threads}
+        tree = CoverTree(self.engine, self.metric, **{k: v for k, v in knobs.items() if v is not None})
+        if tree.metric == "residual":
+            tree.fit(X, kernel=self.kernel, lengthscale=self.lengthscale, variance=self.variance, m=self.m,
+                     seed=self.seed)
+        else:
+            tree.fit(X)
+        self.cover_tree_ = tree
+        self.n_samples_fit_ = X.shape[0]
+        return self
+
+    def _queries(self, X) -> np.ndarray | None:
+        """X checked against the fit (None stays None: the training points, each without itself)."""
+        check_is_fitted(self)
+        return None if X is None else validate_data(self, X, dtype=np.float64, order="C", reset=False)
+
+    def _eligible(self, X) -> int:
+        return self.n_samples_fit_ - (X is None)
+
+    def _knn(self, X: np.ndarray | None, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dist, ind) of the k nearest of the query rows `rows`: training points without themselves, or
+        rows of X. X is always queried whole: the residual metric projects new points in one batch and
+        the bits of a projection depend on the batch, so a row's distances stay those of kneighbors(X)."""
+        if X is None:
+            dist, ind = self.cover_tree_.kneighbors(indices=rows, k=k + 1)
+            return _without_self(dist, ind, rows)
+        dist, ind = self.cover_tree_.kneighbors(X, k)
+        return dist[rows], ind[rows]
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """``(dist, ind)`` of the n_neighbors nearest training points of each row of X (or ``ind`` alone),
+        rows sorted by (distance, index). ``X=None``: each training point, excluding itself."""
+        X = self._queries(X)
+        k = as_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors")
+        eligible = self._eligible(X)
+        if not 1 <= k <= eligible:
+            among = "other training points" if X is None else "training points"
+            raise KOutOfRangeError(f"n_neighbors must lie in [1, {eligible}] (the {among}), got {k}")
+        n_rows = self.n_samples_fit_ if X is None else X.shape[0]
+        dist, ind = self._knn(X, np.arange(n_rows), k)
+        return (dist, ind) if return_distance else ind
+
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+        """CSR matrix (n_queries, n_samples_fit) with the k nearest of each row: distances or ones."""
+        mode = _graph_mode(mode)
+        dist, ind = self.kneighbors(X, n_neighbors)
+        indptr = np.arange(0, ind.size + 1, ind.shape[1])
+        return _graph(dist.ravel(), ind.ravel(), indptr, self.n_samples_fit_, mode)
+
+    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+        """``(dist, ind)`` object arrays with, per row of X, every training point at distance <= radius
+        (or ``ind`` alone). Rows are always sorted by (distance, index), so ``sort_results`` (kept for
+        scikit-learn's signature) changes nothing. ``X=None``: each training point, excluding itself.
+
+        Exact by construction: an exact k-NN with k doubled, for the rows whose k-th neighbour is still
+        inside the radius, until it lies outside or k covers every eligible point."""
+        X = self._queries(X)
+        radius = _radius(self.radius if radius is None else radius)
+        n_rows = self.n_samples_fit_ if X is None else X.shape[0]
+        eligible = self._eligible(X)
+        dist_rows = [np.empty(0)] * n_rows
+        ind_rows = [np.empty(0, dtype=np.int64)] * n_rows
+        pending = np.arange(n_rows) if eligible else np.arange(0)
+        k = min(as_int(self.n_neighbors, "n_neighbors"), eligible)
+        while pending.size:
+            dist, ind = self._knn(X, pending, k)
+            done = (dist[:, -1] > radius) | (k == eligible)
+            for row, d, i in zip(pending[done], dist[done], ind[done], strict=True):
+                inside = np.searchsorted(d, radius, side="right")
+                dist_rows[row], ind_rows[row] = d[:inside], i[:inside]
+            pending, k = pending[~done], min(2 * k, eligible)
+        return (_ragged(dist_rows), _ragged(ind_rows)) if return_distance else _ragged(ind_rows)
+
+    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):
+        """CSR matrix (n_queries, n_samples_fit) with every training point within the radius of each row."""
+        mode = _graph_mode(mode)
+        dist, ind = self.radius_neighbors(X, radius)
+        indptr = np.concatenate(([0], np.cumsum([row.size for row in ind])))
+        return _graph(np.concatenate(dist), np.concatenate(ind), indptr, self.n_samples_fit_, mode)
+
+    def transform(self, X):
+        """The neighbours graph of X's rows in this estimator's ``mode``; in mode 'distance' each row holds
+        n_neighbors + 1 points (the point itself, stored explicitly, when X holds training points), as
+        scikit-learn's KNeighborsTransformer does."""
+        check_is_fitted(self)
+        if X is None:
+            raise InputTypeError(
+                "transform needs X (the rows to connect); kneighbors_graph() gives the training points' "
+                "graph without themselves"
+            )
+        extra = self.mode == "distance"
+        return self.kneighbors_graph(X, as_int(self.n_neighbors, "n_neighbors") + extra, mode=self.mode)

@@ -1,0 +1,50 @@
+"""Importing covertreex is cheap: the package, its errors and ``pcct --help`` load neither Numba nor SciPy,
+and every public name still resolves, whichever module a process imports first."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import covertreex
+
+HEAVY = ("numba", "scipy")
+
+
+def _run(code: str) -> str:
+    """Standard output of `code` run by a fresh interpreter (which must succeed)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    """Top-level packages among numba, scipy and numpy that a fresh interpreter holds after `code`."""
+    listing = "sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'scipy', 'numpy'})"
+    return json.loads(_run(f"import json, sys\n{code}\nprint(json.dumps({listing}))").splitlines()[-1])
+
+
+@pytest.mark.parametrize("code", ["import covertreex.errors", "import covertreex"])
+def test_the_package_and_its_errors_import_no_numpy_numba_or_scipy(code):
+    assert _heavy_modules_after(code) == []
+
+
+def test_pcct_help_loads_no_numba_or_scipy():
+    code = (
+        "from covertreex.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "sys.stdout.flush()"
+    )
+    assert not set(_heavy_modules_after(code)) & set(HEAVY)
+
+
+@pytest.mark.parametrize("first", sorted({*covertreex._HOMES.values(), "covertreex.metrics.kernels"}))
+def test_every_public_name_resolves_whichever_module_is_imported_first(first):
+    _run(f"import {first}\nimport covertreex\nfor name in covertreex.__all__:\n    getattr(covertreex, name)")
+
+
+def test_an_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="module 'covertreex' has no attribute 'CoverTre'"):
+        covertreex.CoverTre  # noqa: B018
+    assert set(covertreex.__all__) <= set(dir(covertreex))

@@ -1,0 +1,246 @@
+"""covertreex.sklearn: scikit-learn's own estimator checks, exactness against the brute-force oracle, and
+pipelines that consume the neighbours graph."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", minversion="1.6", reason="scikit-learn >= 1.6 is the optional extra 'sklearn'")
+
+from sklearn.cluster import DBSCAN  # noqa: E402
+from sklearn.manifold import Isomap  # noqa: E402
+from sklearn.neighbors import KNeighborsTransformer  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import covertreex as ct  # noqa: E402
+from covertreex import datasets  # noqa: E402
+from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, UnknownNameError  # noqa: E402
+from covertreex.sklearn import CoverTreeNeighbors  # noqa: E402
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+ESTIMATORS = [
+    CoverTreeNeighbors(),
+    CoverTreeNeighbors(mode="connectivity", engine="gold", path="tree"),
+    CoverTreeNeighbors(metric="residual", m=16),
+]
+
+
+def expected_failed_checks(estimator) -> dict[str, str]:
+    if estimator.metric == "residual":
+        return {
+            "check_methods_subset_invariance": (
+                "a new point's residual distances depend on the batch it is queried in: "
+                "ResidualProblem.project solves for the batch's V rows with one LAPACK triangular solve, "
+                "whose rounding depends on how many right-hand sides it has (e.g. 0.0 for the whole "
+                "batch, 7.45e-06 for a subset, for the same pair)"
+            )
+        }
+    return {}
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def _oracle_rows(estimator: CoverTreeNeighbors, X=None) -> tuple[np.ndarray, np.ndarray]:
+    """Every training point for each query, ordered by (distance, index), from the brute engine with
+    k = n on the data the estimator indexed; X=None: each training point with itself removed."""
+    space = estimator.cover_tree_.space
+    data = space.problem if space.metric == "residual" else space.data.X
+    brute = ct.CoverTree(engine="brute", metric=space.metric, brute_variant="direct").fit(data)
+    n = space.n_points
+    if X is not None:
+        return brute.kneighbors(X, k=n)
+    dist, ind = brute.kneighbors(indices=np.arange(n), k=n)
+    other = ind != np.arange(n)[:, None]
+    return dist[other].reshape(n, n - 1), ind[other].reshape(n, n - 1)
+
+
+def _same_bits(got: np.ndarray, expected: np.ndarray, what: str) -> None:
+    assert got.shape == expected.shape, what
+    assert np.array_equal(got.view(np.int64), expected.view(np.int64)), what
+
+
+FITS = {
+    "euclidean, lattice with repeats": (dict(), datasets.lattice(240, 2, 0, side=4)),
+    "euclidean, gaussian": (dict(), datasets.gaussian(300, 3, 1)),
+    "residual, matern52": (dict(metric="residual", kernel="matern52", lengthscale=0.7, variance=2.0, m=24,
+                                seed=5), datasets.gaussian(300, 3, 2)),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FITS))
+def fitted(request):
+    params, X = FITS[request.param]
+    return CoverTreeNeighbors(n_neighbors=4, **params).fit(X), X
+
+
+def test_kneighbors_of_the_training_points_exclude_each_point_itself(fitted):
+    """On the lattice, 15 copies of a point sort before it at distance 0 and the point is not among its
+    k + 1 nearest: the estimator still returns the k nearest other points in (distance, index) order."""
+    estimator, _ = fitted
+    expected_dist, expected_ind = _oracle_rows(estimator)
+    for k in (1, 4, 17):
+        dist, ind = estimator.kneighbors(n_neighbors=k)
+        assert np.array_equal(ind, expected_ind[:, :k]), k
+        _same_bits(dist, expected_dist[:, :k], f"k={k}")
+        assert np.array_equal(estimator.kneighbors(n_neighbors=k, return_distance=False), ind)
+
+
+def test_kneighbors_of_new_points(fitted):
+    estimator, X = fitted
+    Q = datasets.gaussian(40, X.shape[1], 9)
+    expected_dist, expected_ind = _oracle_rows(estimator, Q)
+    dist, ind = estimator.kneighbors(Q, 6)
+    assert np.array_equal(ind, expected_ind[:, :6])
+    _same_bits(dist, expected_dist[:, :6], "new points")
+
+
+def _radii(expected_dist: np.ndarray) -> list[float]:
+    """No point, a radius equal to a listed distance (the boundary is inclusive), a middle one, all."""
+    return [0.0, float(expected_dist[3, 5]), float(np.median(expected_dist[:, 20])), np.inf]
+
+
+@pytest.mark.parametrize("new_points", [False, True], ids=["training points", "new points"])
+def test_radius_neighbors_are_every_point_within_the_radius_with_canonical_distances(fitted, new_points):
+    estimator, X = fitted
+    Q = datasets.gaussian(30, X.shape[1], 11) if new_points else None
+    expected_dist, expected_ind = _oracle_rows(estimator, Q)
+    for radius in _radii(expected_dist):
+        dist, ind = estimator.radius_neighbors(Q, radius)
+        assert dist.dtype == object and ind.shape == (expected_ind.shape[0],)
+        for row, (d, i) in enumerate(zip(dist, ind, strict=True)):
+            inside = expected_dist[row] <= radius
+            assert np.array_equal(i, expected_ind[row][inside]), (radius, row)
+            _same_bits(d, expected_dist[row][inside], f"radius {radius} row {row}")
+        graph = estimator.radius_neighbors_graph(Q, radius, mode="distance")
+        assert graph.nnz == sum(row.size for row in ind)
+        assert np.array_equal(graph.indices, np.concatenate(list(ind)))
+
+
+def test_graphs_hold_the_kneighbors_answer(fitted):
+    estimator, X = fitted
+    dist, ind = estimator.kneighbors(X[:50], 4)
+    distance = estimator.kneighbors_graph(X[:50], 4, mode="distance")
+    assert distance.shape == (50, X.shape[0]) and distance.format == "csr"
+    assert np.array_equal(distance.indices, ind.ravel())
+    _same_bits(distance.data, dist.ravel(), "graph data")
+    connectivity = estimator.kneighbors_graph(n_neighbors=4)
+    assert np.array_equal(connectivity.indices, estimator.kneighbors(return_distance=False).ravel())
+    assert (connectivity.data == 1.0).all()
+
+
+def test_transform_follows_kneighbors_transformer_counting():
+    """Mode 'distance' lists n_neighbors + 1 points per row (a training point's own entry is an explicit
+    zero); mode 'connectivity' lists n_neighbors."""
+    X = datasets.gaussian(100, 3, 4)
+    graph = CoverTreeNeighbors(n_neighbors=5).fit_transform(X)
+    assert np.diff(graph.indptr).tolist() == [6] * 100
+    assert graph.diagonal().tolist() == [0.0] * 100 and graph.nnz == 600
+    connectivity = CoverTreeNeighbors(n_neighbors=5, mode="connectivity").fit(X).transform(X)
+    assert np.diff(connectivity.indptr).tolist() == [5] * 100
+
+
+def test_residual_parameters_reach_the_residual_problem():
+    X = datasets.gaussian(200, 2, 6)
+    estimator = CoverTreeNeighbors(metric="residual", kernel="matern52", lengthscale=[0.5, 2.0],
+                                   variance=3.0, m=20, seed=7).fit(X)
+    problem = estimator.cover_tree_.space.problem
+    expected = ct.residual_problem(X, kernel="matern52", lengthscale=[0.5, 2.0], variance=3.0, m=20, seed=7)
+    assert problem.kernel == "matern52" and problem.variance == 3.0
+    assert np.array_equal(problem.lengthscale, [0.5, 2.0]) and np.array_equal(problem.V, expected.V)
+
+
+def test_engine_knobs_reach_the_cover_tree():
+    estimator = CoverTreeNeighbors(engine="gold", engine_mode="perf", path="dense", threads=1)
+    tree = estimator.fit(datasets.gaussian(50, 2, 0)).cover_tree_
+    assert tree.engine.name == "gold"
+    assert (tree.config.mode, tree.config.path, tree.config.threads) == ("perf", "dense", 1)
+    defaults = CoverTreeNeighbors().fit(datasets.gaussian(50, 2, 0)).cover_tree_
+    assert defaults.config == ct.CoverTree().config and defaults.engine is ct.CoverTree().engine
+
+
+def _theirs(n_neighbors: int) -> KNeighborsTransformer:
+    return KNeighborsTransformer(n_neighbors=n_neighbors, algorithm="kd_tree")
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "clustered"])
+@pytest.mark.parametrize("n_neighbors", [3, 12])
+def test_the_graph_is_kneighbors_transformers(kind, n_neighbors):
+    """Same neighbours as scikit-learn's k-d tree, distances equal to rounding (ours are the canonical)."""
+    X = datasets.make(kind, 300, 3, 8).points
+    ours = CoverTreeNeighbors(n_neighbors=n_neighbors).fit_transform(X)
+    theirs = _theirs(n_neighbors).fit_transform(X)
+    assert np.array_equal(ours.indptr, theirs.indptr) and np.array_equal(ours.indices, theirs.indices)
+    np.testing.assert_allclose(ours.data, theirs.data, rtol=1e-12, atol=0)
+
+
+def test_isomap_pipeline_gives_scikit_learns_embedding():
+    X = datasets.gaussian(300, 3, 8)
+
+    def isomap(transformer):
+        return make_pipeline(transformer, Isomap(n_neighbors=8, metric="precomputed")).fit_transform(X)
+
+    np.testing.assert_allclose(np.abs(isomap(CoverTreeNeighbors(n_neighbors=8))), np.abs(isomap(_theirs(8))),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_dbscan_pipeline_gives_scikit_learns_clusters():
+    X = datasets.clustered(300, 3, 8)
+
+    def dbscan(transformer):
+        pipeline = make_pipeline(transformer, DBSCAN(eps=0.05, min_samples=3, metric="precomputed"))
+        return pipeline.fit_predict(X)
+
+    labels = dbscan(CoverTreeNeighbors(n_neighbors=10))
+    assert np.array_equal(labels, dbscan(_theirs(10))) and len(set(labels) - {-1}) >= 2
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda e: e.kneighbors(n_neighbors=30), KOutOfRangeError,
+         "n_neighbors must lie in [1, 29] (the other training points), got 30"),
+        (lambda e: e.kneighbors(np.zeros((2, 2)), n_neighbors=0), KOutOfRangeError,
+         "n_neighbors must lie in [1, 30] (the training points), got 0"),
+        (lambda e: e.kneighbors(n_neighbors=2.5), InputTypeError, "n_neighbors must be an integer"),
+        (lambda e: e.kneighbors_graph(mode="weights"), UnknownNameError,
+         "unknown mode 'weights'; known modes: connectivity, distance"),
+        (lambda e: e.radius_neighbors(radius=-1.0), InvalidInputError, "radius must be >= 0, got -1.0"),
+        (lambda e: e.radius_neighbors(radius=float("nan")), InvalidInputError, "radius must be >= 0"),
+        (lambda e: e.transform(None), InputTypeError, "transform needs X (the rows to connect)"),
+        (lambda e: e.kneighbors(np.zeros((2, 3))), ValueError, "X has 3 features, but CoverTreeNeighbors"),
+    ],
+)
+def test_bad_calls_are_clear_errors(call, error, message):
+    estimator = CoverTreeNeighbors().fit(datasets.gaussian(30, 2, 0))
+    with pytest.raises(error, match=re.escape(message)):
+        call(estimator)
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        ({"metric": "cosine"}, UnknownNameError, "unknown metric 'cosine'; known metrics: euclidean"),
+        ({"mode": "weights"}, UnknownNameError, "unknown mode 'weights'"),
+        ({"n_neighbors": 0}, KOutOfRangeError, "n_neighbors must be >= 1, got 0"),
+        ({"engine_mode": "fast"}, InvalidInputError, "option 'mode' must be one of 'parity', 'perf'"),
+        ({"metric": "residual", "kernel": "cubic"}, UnknownNameError, "unknown kernel 'cubic'"),
+    ],
+)
+def test_bad_parameters_are_clear_errors_at_fit(params, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        CoverTreeNeighbors(**params).fit(datasets.gaussian(30, 2, 0))
+
+
+def test_readme_example_runs():
+    section = README.read_text(encoding="utf-8").split("## scikit-learn", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    exec(compile(block, "README.md (scikit-learn)", "exec"), {})
