@@ -15,10 +15,7 @@ from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, _count, _lengthscale, _say
 from covertreex.engines import engine_names
 from covertreex.errors import CovertreexError, InvalidInputError
-from covertreex.kinds import METRICS
-from covertreex.residual import KERNELS
-from covertreex.tree import npz_target
-from covertreex.vecchia import vecchia_neighbors
+from covertreex.kinds import KERNELS, METRICS
 
 READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
 
@@ -88,6 +85,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from covertreex.tree import npz_target  # Numba and SciPy load only when the command runs
+    from covertreex.vecchia import vecchia_neighbors
+
     out = npz_target(args.out, "neighbours") if args.out else None  # a bad path fails before any work
     X = read_array(args.points, "the points")
     ordering = args.ordering

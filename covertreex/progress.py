@@ -14,8 +14,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from tqdm import tqdm
-
 TICK_SECONDS = 0.5
 
 
@@ -26,6 +24,8 @@ def phase(label: str, total: int | None = None, stream=None) -> Iterator[Callabl
     stream = sys.stderr if stream is None else stream
     shown = stream.isatty()
     size = shutil.get_terminal_size()  # 80 x 24 where the terminal reports no size (tqdm would draw nothing)
+    from tqdm import tqdm  # 0.1 s to import: only when a phase runs, never for --help
+
     bar = tqdm(total=total, desc=label, file=stream, disable=not shown, leave=False, ncols=size.columns,
                nrows=size.lines,
                bar_format=None if total else "{desc} ... {elapsed}")

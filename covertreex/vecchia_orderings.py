@@ -10,12 +10,14 @@ since that metric has no mean of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
-from covertreex.maximin import maximin_order
-from covertreex.metrics import MetricSpace
+
+if TYPE_CHECKING:  # the maximin walk (Numba) loads on first use, not for the CLI's --help
+    from covertreex.metrics import MetricSpace
 
 NAMED = ("natural", "random", "maximin", "maximin-euclidean", "maximin-residual")
 """Ordering names; 'maximin' is maximin in the neighbour metric, the other two name their metric."""
@@ -71,6 +73,8 @@ def maximin(space: MetricSpace, tree,
     """Exact maximin order of `space` (see :mod:`covertreex.maximin`) walking `tree` (None: exhaustive
     scan); returns the order and the distance evaluations spent."""
     walk = None if tree is None else (tree.root, tree.child_offsets, tree.children, tree.radius)
+    from covertreex.maximin import maximin_order
+
     return maximin_order(space.data, first_point(space.data.X), walk, progress)
 
 
