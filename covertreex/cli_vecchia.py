@@ -18,7 +18,7 @@ from covertreex.errors import CovertreexError, InvalidInputError
 from covertreex.metrics import METRICS
 from covertreex.residual import KERNELS
 from covertreex.tree import npz_target
-from covertreex.vecchia import vecchia_neighbors
+from covertreex.vecchia import FUSED_ORDERINGS, vecchia_neighbors
 
 READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
 
@@ -123,7 +123,9 @@ def run(args) -> int:
     work = ("" if result.maximin_evaluations is None
             else f" ({result.maximin_evaluations / max(summary['n'], 1):.1f} distance evaluations/point)")
     _say(args, f"order   {result.ordering_seconds:.3f} s{work}")
-    _say(args, f"nbrs    {result.neighbor_seconds:.3f} s")
+    fused = result.ordering_name in FUSED_ORDERINGS and result.neighbor_seconds == 0.0
+    _say(args, "nbrs    found in the same pass as the ordering" if fused
+         else f"nbrs    {result.neighbor_seconds:.3f} s")
     if out:
         np.savez(out, ordering=result.ordering, neighbors=result.neighbors, distances=result.distances)
         _say(args, f"saved   {out}")
