@@ -12,8 +12,10 @@ of A beats the best key outside A at the round's start (keys outside only fall, 
 placement is the global best). Then every point outside A is screened against the points just placed with
 one GEMM per row block. A pair is evaluated canonically unless j's heap is full and the dense path's rigorous
 interval (:func:`covertreex.metrics.screen.bounds`) proves its canonical distance is above j's k-th, which
-then also exceeds ``dist[j]``: no placement and no neighbour can change. So ``dist`` and the heaps are exact
-and the work is the predecessor query's N^2/2 pairs plus the blocks.
+then also exceeds ``dist[j]``: no placement and no neighbour can change (outside the block, the k-th is
+taken over the kept pairs and the whole round's new ones before any is evaluated, so a pair displaced within
+the round is never evaluated). So ``dist`` and the heaps are exact and the work is the predecessor query's
+N^2/2 pairs plus the blocks.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ BLOCK = 1024
 
 
 @njit(cache=True)
-def _kth_key(metric, d):
-    """A key T such that a pair whose key interval starts above widen(T) has a canonical distance > d.
-    Residual: s = min(1, |rho|) of a pair at canonical distance d is >= (1 - d*d) - 8 eps; Euclidean: its
-    squared sum is <= d*d (1 + 4 eps) (see covertreex.metrics.screen for the keys)."""
+def _key_bound(metric, d):
+    """An upper bound on the screening key of a pair whose canonical distance is d, so that a pair whose
+    key interval starts above widen(bound) is canonically farther. Residual: s = min(1, |rho|) of a pair at
+    canonical distance d is >= (1 - d*d) - 8 eps; Euclidean: its squared sum is <= d*d (1 + 4 eps) (see
+    covertreex.metrics.screen for the keys)."""
     if metric == EUCLIDEAN:
         return d * d * (1.0 + 4.0 * EPS)
     return -((1.0 - d * d) - 8.0 * EPS)
@@ -45,7 +48,7 @@ def _offer_pair(D, c, pos, j, g, scale, error, euclid, heap_d, heap_i, heap_n, d
     n = heap_n[j]
     if n == heap_d.shape[1]:
         lo, _ = bounds(D, c, D, j, g, scale, error, scale, error, euclid)
-        if lo > widen(D.metric, _kth_key(D.metric, heap_d[j, 0])):
+        if lo > widen(D.metric, _key_bound(D.metric, heap_d[j, 0])):
             return
     d = distance(D, c, c, D, j)
     evaluations[j] += 1
@@ -89,11 +92,31 @@ def _greedy_in_block(A, G, bound_d, bound_i, D, scale, error, euclid, heap_d, he
 @njit(cache=True, parallel=True)
 def _screen_rows(J, B, first_pos, tile, D, scale, error, euclid, heap_d, heap_i, heap_n, dist,
                  evaluations):
-    """Offer the points B (placed at positions first_pos, first_pos + 1, ...) to every row of J."""
+    """Offer the points B (placed at positions first_pos, first_pos + 1, ...) to every row j of J, in two
+    passes so that only pairs that may end in j's top k are evaluated canonically: first the intervals of
+    all pairs and T, the k-th smallest upper bound on a key among j's kept pairs and the new ones (at least k
+    pairs are canonically at or below it); then a canonical evaluation of every new pair with lo <= widen(T).
+    """
+    k = heap_d.shape[1]
     for r in prange(J.shape[0]):
+        j = J[r]
+        lo = np.empty(B.shape[0])
+        ub_d = np.empty(k)
+        ub_i = np.zeros(k, dtype=np.int64)
+        size = 0
+        for e in range(heap_n[j]):
+            size, _ = offer(ub_d, ub_i, size, _key_bound(D.metric, heap_d[j, e]), 0)
         for t in range(B.shape[0]):
-            _offer_pair(D, B[t], first_pos + t, J[r], tile[r, t], scale, error, euclid, heap_d, heap_i,
-                        heap_n, dist, evaluations)
+            lo[t], hi = bounds(D, B[t], D, j, tile[r, t], scale, error, scale, error, euclid)
+            size, _ = offer(ub_d, ub_i, size, hi, 0)
+        cutoff = widen(D.metric, ub_d[0]) if size == k else np.inf
+        for t in range(B.shape[0]):
+            if lo[t] <= cutoff:
+                d = distance(D, B[t], B[t], D, j)
+                evaluations[j] += 1
+                heap_n[j], _ = offer(heap_d[j], heap_i[j], heap_n[j], d, first_pos + t)
+                if d < dist[j]:
+                    dist[j] = d
 
 
 def maximin_with_neighbors(data: MetricData, first: int, k: int, progress=None, block: int = BLOCK):
