@@ -14,6 +14,8 @@ points and k = 50 neighbours (the Vecchia all-points workload of DESIGN section 
 
     python benchmarks/gpboost_vecchia.py                  # N = 8192 and 32768 (GPBoost: minutes)
     python benchmarks/gpboost_vecchia.py --n 2048 --m 64  # a quick check
+    python benchmarks/gpboost_vecchia.py --n 32768 --metric euclidean  # ours only, Euclidean
+    python benchmarks/gpboost_vecchia.py --n 32768 --skip-gpboost --dask  # Dask overhead, 2 workers
 
 Needs ``pip install 'covertreex[benchmark]'`` (gpboost). Run it on an otherwise idle machine.
 """
@@ -34,20 +36,34 @@ from pytest_pcct.gate.baselines import machine_facts
 DIMS, SEED = 3, 42
 
 
-def ours(X, k: int, m: int, ordering: str, oracle_max: int) -> dict:
+def ours(X, k: int, m: int, metric: str, ordering: str, oracle_max: int) -> dict:
     start = time.perf_counter()
-    result = ct.vecchia_neighbors(X, k, metric="residual", ordering=ordering, m=m, seed=SEED)
+    result = ct.vecchia_neighbors(X, k, metric=metric, ordering=ordering, m=m, seed=SEED)
     row = {"seconds": time.perf_counter() - start, "ordering_seconds": result.ordering_seconds,
            "neighbour_seconds": result.neighbor_seconds, "recall": None}
     if X.shape[0] <= oracle_max:
-        problem = ct.residual_problem(X, m=m, seed=SEED)
-        moved = permuted_problem(problem, result.ordering)
-        oracle = ct.CoverTree(engine="brute", metric="residual", telemetry=False).fit(moved).query(
+        moved = X[result.ordering]
+        if metric == "residual":
+            moved = permuted_problem(ct.residual_problem(X, m=m, seed=SEED), result.ordering)
+        oracle = ct.CoverTree(engine="brute", metric=metric, telemetry=False).fit(moved).query(
             k=k, predecessor=True)
         found = sum(np.intersect1d(a[a >= 0], b[b >= 0]).size
                     for a, b in zip(result.neighbors, oracle.indices, strict=True))
         row["recall"] = found / max(1, int((oracle.indices >= 0).sum()))
     return row
+
+
+def on_local_cluster(X, k: int, m: int, metric: str) -> dict:
+    """Our natural-ordering job with its neighbours found on a fresh LocalCluster of 2 worker processes
+    (cluster start-up excluded; the scatter and the gather included)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        start = time.perf_counter()
+        result = ct.vecchia_neighbors(X, k, metric=metric, ordering="natural", m=m, seed=SEED,
+                                      scheduler=client)
+        return {"seconds": time.perf_counter() - start, "neighbour_seconds": result.neighbor_seconds}
 
 
 def gpboost(X, k: int, m: int, threads: int) -> dict:
@@ -71,7 +87,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--oracle-max", type=int, default=8192,
                         help="compute our recall against the brute oracle up to this N")
+    parser.add_argument("--metric", choices=("residual", "euclidean"), default="residual",
+                        help="our rows' metric; GPBoost's VIF rows run with 'residual' only")
     parser.add_argument("--skip-gpboost", action="store_true")
+    parser.add_argument("--dask", action="store_true",
+                        help="also run our natural-ordering job on a LocalCluster of 2 worker processes")
     args = parser.parse_args()
     facts = machine_facts()
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -83,11 +103,15 @@ def main() -> None:
     for n in args.n:
         X = np.random.default_rng(SEED).normal(size=(n, DIMS))
         for ordering in ("natural", "maximin"):
-            row = ours(X, args.k, args.m, ordering, args.oracle_max)
+            row = ours(X, args.k, args.m, args.metric, ordering, args.oracle_max)
             recall = "not run" if row["recall"] is None else f"{row['recall']:.6f}"
-            print(f"| {n} | covertreex, {ordering} ordering | {row['seconds']:.2f} | "
+            print(f"| {n} | covertreex {args.metric}, {ordering} ordering | {row['seconds']:.2f} | "
                   f"{row['ordering_seconds']:.2f} | {row['neighbour_seconds']:.2f} | {recall} |", flush=True)
-        if not args.skip_gpboost:
+        if args.dask:
+            row = on_local_cluster(X, args.k, args.m, args.metric)
+            print(f"| {n} | covertreex {args.metric}, natural ordering, LocalCluster 2 x 1 | "
+                  f"{row['seconds']:.2f} | | {row['neighbour_seconds']:.2f} | |", flush=True)
+        if args.metric == "residual" and not args.skip_gpboost:
             row = gpboost(X, args.k, args.m, os.cpu_count())
             print(f"| {n} | GPBoost VIF (construct + first likelihood incl. search) | "
                   f"{row['construct_seconds'] + row['search_and_likelihood_seconds']:.2f} | | "

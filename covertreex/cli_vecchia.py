@@ -86,7 +86,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from covertreex.tree import npz_target  # Numba and SciPy load only when the command runs
-    from covertreex.vecchia import vecchia_neighbors
+    from covertreex.vecchia import FUSED_ORDERINGS, vecchia_neighbors
 
     out = npz_target(args.out, "neighbours") if args.out else None  # a bad path fails before any work
     X = read_array(args.points, "the points")
@@ -123,7 +123,9 @@ def run(args) -> int:
     work = ("" if result.maximin_evaluations is None
             else f" ({result.maximin_evaluations / max(summary['n'], 1):.1f} distance evaluations/point)")
     _say(args, f"order   {result.ordering_seconds:.3f} s{work}")
-    _say(args, f"nbrs    {result.neighbor_seconds:.3f} s")
+    fused = result.ordering_name in FUSED_ORDERINGS and result.neighbor_seconds == 0.0
+    _say(args, "nbrs    found in the same pass as the ordering" if fused
+         else f"nbrs    {result.neighbor_seconds:.3f} s")
     if out:
         np.savez(out, ordering=result.ordering, neighbors=result.neighbors, distances=result.distances)
         _say(args, f"saved   {out}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, 
     assert summary["ordering"] == result.ordering_name
 
 
-@pytest.mark.parametrize("args, status, words", [
+ERROR_CASES = [
     (["x.txt"], 1, "x.txt: the points must be a .npy or .csv file, got '.txt'"),
     (["missing.npy"], 1, "No such file or directory"),
     (["bad.csv"], 1, "bad.csv: cannot read the points as comma-separated numbers"),
@@ -61,10 +62,22 @@ def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, 
     (["x.npy", "--ordering", "maxmin"], 2, "invalid choice: 'maxmin'"),
     (["x.npy", "--k", "0"], 2, "--k: must be >= 1"),
     (["x.npy", "--engine", "fast"], 1, "unknown engine 'fast'"),
-])
-def test_errors_are_one_line(points, args, status, words):
+]
+
+
+@pytest.fixture(scope="module")
+def error_runs(points):
+    """Every error case, run concurrently (separate processes: only the wall time is shared)."""
     folder, _ = points
-    done = run(*[str(folder / a) if "." in a else a for a in args])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda case: run(*[str(folder / a) if "." in a else a for a in case[0]]),
+                             ERROR_CASES))
+
+
+@pytest.mark.parametrize("case", range(len(ERROR_CASES)), ids=[" ".join(c[0]) for c in ERROR_CASES])
+def test_errors_are_one_line(error_runs, case):
+    _, status, words = ERROR_CASES[case]
+    done = error_runs[case]
     assert done.returncode == status
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line

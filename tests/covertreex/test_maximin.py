@@ -10,6 +10,7 @@ import pytest
 import covertreex as ct
 from covertreex import vecchia_orderings
 from covertreex.maximin import maximin_order
+from covertreex.maximin_dense import maximin_with_neighbors
 
 
 def brute_maximin(matrix: np.ndarray, first: int) -> np.ndarray:
@@ -80,3 +81,32 @@ def test_first_point_is_nearest_the_mean_smallest_row_on_ties():
     X = np.array([[2.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [-2.0, 0.0]])
     assert vecchia_orderings.first_point(X) == 1
     assert vecchia_orderings.first_point(np.array([[5.0], [0.0], [1.0], [4.0]])) == 2
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+@pytest.mark.parametrize("k, block", [(1, 4), (5, 8), (5, 1024), (40, 16)])
+def test_fused_pass_gives_brute_force_order_and_neighbours(dataset, metric, k, block, distance_matrix):
+    data = _data(metric, DATASETS[dataset]())
+    space = ct.CoverTree(metric=metric).fit(data).space
+    first = vecchia_orderings.first_point(space.data.X)
+    rounds = []
+    order, idx, dist, evaluations = maximin_with_neighbors(space.data, first, k, rounds.append, block=block)
+    matrix = distance_matrix(metric, data)
+    np.testing.assert_array_equal(order, brute_maximin(matrix, first))
+    for i in range(order.shape[0]):  # row i: the k positions j < i nearest by (distance, position)
+        row = matrix[order[i], order[:i]]
+        best = np.lexsort((np.arange(i), row))[:k]
+        np.testing.assert_array_equal(idx[i, : best.size], best, err_msg=f"row {i}")
+        assert dist[i, : best.size].tobytes() == row[best].tobytes() and (idx[i, best.size :] == -1).all()
+    assert rounds[-1] == order.shape[0] and (block >= order.shape[0] or len(rounds) > 1)
+    assert evaluations >= sum(min(i, k) for i in range(order.shape[0]))  # every listed pair, canonically
+
+
+def test_auto_engine_fuses_residual_maximin_with_the_neighbour_search():
+    X = np.random.default_rng(4).normal(size=(80, 2))
+    fused = ct.vecchia_neighbors(X, 6, m=8)
+    walked = ct.vecchia_neighbors(X, 6, m=8, engine="gold")
+    assert fused.neighbor_seconds == 0.0 and walked.neighbor_seconds > 0.0
+    for name in ("ordering", "neighbors", "distances"):
+        assert getattr(fused, name).tobytes() == getattr(walked, name).tobytes(), name

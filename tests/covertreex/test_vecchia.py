@@ -122,3 +122,11 @@ def test_k_beyond_n_pads_every_row():
     result = ct.vecchia_neighbors(np.eye(3), 5, metric="euclidean", ordering="natural")
     assert result.neighbors.shape == (3, 5)
     np.testing.assert_array_equal(result.neighbors[2], [0, 1, -1, -1, -1])
+
+
+def test_permuting_a_problem_built_from_a_given_v():
+    problem = ct.residual_problem(_tied_points(), **RESIDUAL)
+    given = ct.ResidualProblem.from_arrays(problem.X, problem.V, lengthscale=RESIDUAL["lengthscale"])
+    order = np.random.default_rng(6).permutation(problem.n_points)
+    moved = permuted_problem(given, order)
+    assert moved.inducing is None and moved.V.tobytes() == given.V[order].tobytes()
