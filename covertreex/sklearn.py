@@ -188,7 +188,7 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
             done = (dist[:, -1] > radius) | (k == eligible)
             for row, d, i in zip(pending[done], dist[done], ind[done], strict=True):
                 inside = np.searchsorted(d, radius, side="right")
-                dist_rows[row], ind_rows[row] = d[:inside], i[:inside]
+                dist_rows[row], ind_rows[row] = d[:inside].copy(), i[:inside].copy()  # not views of the block
             pending, k = pending[~done], min(2 * k, eligible)
         return (_ragged(dist_rows), _ragged(ind_rows)) if return_distance else _ragged(ind_rows)
 

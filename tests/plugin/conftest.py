@@ -1,5 +1,7 @@
 """Fixtures for the pytest-pcct plugin's own tests (run through ``pytester``)."""
 
+import numba
+import numpy as np
 import pytest
 
 import covertreex
@@ -15,9 +17,12 @@ def _engines_loaded_outside_pytester():
     pytester run.
 
     pytester drops the modules a run imported. Numba imports modules of its own the first time it loads a
-    compiled kernel, so if that happened inside a run, the next run would import them again and Numba
-    would fail with "duplicate registration". Loading here keeps them imported for the whole session.
+    compiled kernel, and more (numba.core.boxing) the first time it compiles one, so if that happened inside
+    a run, the next run would import them again and Numba would fail with "duplicate registration". Loading
+    here keeps them imported for the whole session; the uncached function below compiles even when every
+    kernel comes from Numba's cache (a partly warm cache left the compile to a run, and two tests failed).
     """
+    numba.njit(lambda flag, values: values[0] if flag else 0.0)(True, np.zeros(1))
     problems = [make_problem(n=20, d=2, n_queries=2),
                 make_problem(n=20, d=2, n_queries=2, metric="residual", m=4)]
     for problem in problems:
