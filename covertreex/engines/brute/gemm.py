@@ -62,7 +62,7 @@ def gemm_query(space: MetricSpace, queries: QuerySet, k: int, block: int):
         np.cumsum(mask.sum(axis=1), out=offsets[1:])
         candidates = np.nonzero(mask)[1].astype(np.int64)
         scan_candidates(
-            space.data, queries.data, rows, queries.dataset_index[start:stop], k, offsets, candidates,
+            space.data, queries.data, rows, queries.dataset_index[start:stop], offsets, candidates,
             out_i[start:stop], out_d[start:stop], evaluations[start:stop], pushes[start:stop],
         )
     return out_i, out_d, evaluations, pushes, screened
