@@ -22,7 +22,7 @@
 //! third covers the roundings of k - g, of the scaling (3 in the canonical division, 6 here) and of the
 //! bound itself; the last covers rounding in s +/- E. widen(T) = T + 8 eps: if s' < s - 8 eps then
 //! fl(1 - s') > fl(1 - s) + 7 eps and the correctly rounded square roots differ, so the canonical
-//! distances are strictly ordered. covertreex/metrics/screen.py is this bound for gold, whose screening
+//! distances are strictly ordered. covertreex/metrics/kernels.py holds this bound for gold, whose screening
 //! evaluates the kernel with libm (k_a = k_c), so its kernel term is zero; all other terms are shared.
 //!
 //! Euclidean (key = d^2): g = x.y, approx = max(0, |x|^2 + |y|^2 - 2 g), and
