@@ -31,7 +31,7 @@
 //! the combination. widen(T) = T (1 + 8 eps): x > y (1 + 4 eps) implies fl(sqrt x) > fl(sqrt y).
 
 use super::exp::{exp_nonpositive, EXP_ABS, EXP_REL};
-use crate::metric::{kernel_with, Kernel, Metric, MetricData};
+use crate::metric::{gamma, kernel_with, Kernel, Metric, MetricData};
 use crate::query::QueryBatch;
 
 const EPS: f64 = f64::EPSILON;
@@ -51,12 +51,6 @@ const KERNEL_REL: f64 = EXP_REL + 2.0 * EPS;
 /// roundings are relative (within the margins above).
 fn kernel_floor(variance: f64) -> f64 {
     variance * (EXP_ABS * 2f64.powi(18)) + 2f64.powi(-1020)
-}
-
-/// gamma_n = n u / (1 - n u): the relative error bound of an n-term dot product in any order.
-pub fn gamma(n: usize) -> f64 {
-    let nu = n as f64 * (EPS / 2.0);
-    nu / (1.0 - nu)
 }
 
 /// Per-row factors of one data set (indexed points or query rows) that the bound uses.
