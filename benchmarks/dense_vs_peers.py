@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import covertreex as ct
-from covertreex.residual import kernel_matrix
+from covertreex.metrics.kernels import kernel_matrix
 
 N, DIMS, M, K, QUERIES = 32_768, 3, 512, 50, 1024
 

@@ -11,7 +11,7 @@ S x S GEMM is computed once; points of A are placed greedily, updating the rest 
 of A beats the best key outside A at the round's start (keys outside only fall, so that bound holds and every
 placement is the global best). Then every point outside A is screened against the points just placed with
 one GEMM per row block. A pair is evaluated canonically unless j's heap is full and the dense path's rigorous
-interval (:func:`covertreex.metrics.screen.bounds`) proves its canonical distance is above j's k-th, which
+interval (:func:`covertreex.metrics.kernels.bounds`) proves its canonical distance is above j's k-th, which
 then also exceeds ``dist[j]``: no placement and no neighbour can change (outside the block, the k-th is
 taken over the kept pairs and the whole round's new ones before any is evaluated, so a pair displaced within
 the round is never evaluated). So ``dist`` and the heaps are exact and the work is the predecessor query's
@@ -24,8 +24,17 @@ import numpy as np
 from numba import njit, prange
 
 from covertreex.engines.heap import offer, write_sorted
-from covertreex.metrics.kernels import EUCLIDEAN, MetricData, distance
-from covertreex.metrics.screen import EPS, bounds, euclidean_constant, operand, row_factors, widen
+from covertreex.metrics.kernels import (
+    EPS,
+    EUCLIDEAN,
+    MetricData,
+    bounds,
+    distance,
+    euclidean_constant,
+    operand,
+    row_factors,
+    widen,
+)
 
 BLOCK = 1024
 """Points per round's block A (its S x S GEMM) and rows per GEMM tile of the outside screen."""
@@ -36,7 +45,7 @@ def _key_bound(metric, d):
     """An upper bound on the screening key of a pair whose canonical distance is d, so that a pair whose
     key interval starts above widen(bound) is canonically farther. Residual: s = min(1, |rho|) of a pair at
     canonical distance d is >= (1 - d*d) - 8 eps; Euclidean: its squared sum is <= d*d (1 + 4 eps) (see
-    covertreex.metrics.screen for the keys)."""
+    covertreex.metrics.kernels for the keys)."""
     if metric == EUCLIDEAN:
         return d * d * (1.0 + 4.0 * EPS)
     return -((1.0 - d * d) - 8.0 * EPS)

@@ -1,8 +1,8 @@
 """The residual-correlation problem of DESIGN section 3: inducing points, V and p.
 
 ``residual_problem`` follows the design's recipe step by step (inducing set, jittered Cholesky, triangular
-solve, clamped residual variance). Kernel matrices here are vectorised NumPy; the per-pair kernel used inside
-distances lives in :mod:`covertreex.metrics.kernels` and follows the canonical scalar operation order.
+solve, clamped residual variance); the formulas themselves (kernels, p, the distance) live in
+:mod:`covertreex.metrics.kernels`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from covertreex import residual_range
 from covertreex.digest import array_digest
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import KERNELS
-from covertreex.metrics.kernels import MATERN52, RBF, kernel_block, squared_norms
+from covertreex.metrics.kernels import kernel_matrix, residual_variance_of_norms, squared_norms
 from covertreex.validation import as_int, as_points, positive_float
 
 JITTER = 1e-6
-P_FLOOR = 1e-9
 
 
 def check_kernel(kernel) -> str:
@@ -52,20 +51,12 @@ def _frozen(*arrays: np.ndarray) -> None:
         arr.flags.writeable = False
 
 
-def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
-    """k(A, B) with r2 summed over dimensions in order, then the kernel formula of DESIGN section 3
-    (element by element in Numba with libm exp, so V does not depend on NumPy's vector exp)."""
-    kernel_id = MATERN52 if kernel == "matern52" else RBF
-    return kernel_block(np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64), kernel_id,
-                        np.asarray(lengthscale, dtype=np.float64), float(variance))
-
-
 def residual_variance(V: np.ndarray, variance: float, name: str = "V") -> np.ndarray:
     """p_i = max(s2 - ||V_i||^2, 1e-9), the squared norm summed over columns in order; rows of V
     (called `name` in errors) outside the accepted range (:mod:`covertreex.residual_range`) are refused."""
     norms = squared_norms(V)
     residual_range.check_v_norms(norms, name)
-    return np.maximum(variance - norms, P_FLOOR)
+    return residual_variance_of_norms(norms, variance)
 
 
 def _parameters(X, kernel, lengthscale, variance) -> tuple[np.ndarray, str, np.ndarray, float]:

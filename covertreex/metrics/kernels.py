@@ -1,9 +1,23 @@
-"""The canonical distance functions of DESIGN section 3, compiled with Numba.
+"""The metric of record (DESIGN section 3) and its rounding bounds: every formula in one module.
+
+Euclidean::
+
+    d(x, y) = sqrt(sum_t (x_t - y_t)^2)                                  summed t = 0..d-1
+
+Residual correlation, for a stationary kernel with ``r2 = sum_t ((x_t - y_t) / l_t)^2``::
+
+    k = s2 exp(-r2 / 2)                                                  (RBF)
+    k = s2 (1 + a + a^2 / 3) exp(-a),  a = sqrt(5 r2)                   (Matern 5/2)
+    p_i = max(s2 - ||V_i||^2, 1e-9)
+    rho_ij = (k(x_i, x_j) - V_i . V_j) / sqrt(p_i p_j)                   (V_i . V_j summed over m in order)
+    d_ij = sqrt(max(0, 1 - min(1, |rho_ij|))),  d_ii = 0 exactly (same dataset index)
 
 Bitwise parity across engines depends on this exact operation order: sums run sequentially in index order,
-no fastmath (so no FMA contraction or reassociation), libm ``exp`` and IEEE ``sqrt``. The Rust core mirrors
-each line. ``lower``/``upper`` turn a computed distance into bounds on the exact one, so that tree pruning
-stays exact despite rounding (see docs/parity.md).
+no fastmath (so no FMA contraction or reassociation), libm ``exp`` and IEEE ``sqrt``. The Rust twin is
+rust/core/src/metric.rs, line for line. Below the formulas are the bounds that keep exactness despite
+rounding: the pruning slack of the tree walk (:func:`lower`, :func:`upper`, :func:`can_prune`; see
+docs/parity.md), the dense paths' screening interval (:func:`bounds`), and the brute GEMM's error
+(:func:`euclidean_constant`, :func:`residual_d2_error`).
 """
 
 from __future__ import annotations
@@ -14,10 +28,15 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-EUCLIDEAN = 0
-RESIDUAL = 1
-RBF = 0
-MATERN52 = 1
+from covertreex.kinds import KERNELS, METRICS
+
+EUCLIDEAN = METRICS.index("euclidean")
+RESIDUAL = METRICS.index("residual")
+RBF = KERNELS.index("rbf")
+MATERN52 = KERNELS.index("matern52")
+P_FLOOR = 1e-9
+"""The clamp of the residual variance p (DESIGN section 3)."""
+EPS = float(np.finfo(np.float64).eps)
 
 
 class MetricData(NamedTuple):
@@ -31,6 +50,9 @@ class MetricData(NamedTuple):
     V: np.ndarray  # (n, m); (n, 0) for Euclidean
     P: np.ndarray  # (n,); ones for Euclidean
     slack: float  # Euclidean: relative error bound; residual: bound on |computed d^2 - exact d^2|
+
+
+# --- The formulas -------------------------------------------------------------------------------------
 
 
 @njit(cache=True)
@@ -57,6 +79,12 @@ def kernel_block(A, B, kernel, lengthscale, variance):
     return out
 
 
+def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
+    """k(A, B) for a kernel named as in :data:`covertreex.kinds.KERNELS` (see :func:`kernel_block`)."""
+    return kernel_block(np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64),
+                        KERNELS.index(kernel), np.asarray(lengthscale, dtype=np.float64), float(variance))
+
+
 @njit(cache=True, parallel=True)
 def squared_norms(V):
     """||V_i||^2 of every row, summed over the columns in order."""
@@ -67,6 +95,11 @@ def squared_norms(V):
             acc += V[i, c] * V[i, c]
         out[i] = acc
     return out
+
+
+def residual_variance_of_norms(squared_norms: np.ndarray, variance: float) -> np.ndarray:
+    """p_i = max(s2 - ||V_i||^2, 1e-9), from the squared norms of :func:`squared_norms`."""
+    return np.maximum(variance - squared_norms, P_FLOOR)
 
 
 @njit(cache=True)
@@ -99,6 +132,26 @@ def distance(A, a, a_index, B, b):
     return math.sqrt(gap)
 
 
+# --- Rounding bounds of one evaluation, and the tree walk's pruning ------------------------------------
+
+
+def euclidean_slack(n_dims: int) -> float:
+    """Relative error bound of a computed Euclidean distance (d subtractions, squares, sums, one sqrt)."""
+    return 4.0 * (n_dims + 4) * EPS
+
+
+def residual_d2_error(n_inducing: int, n_dims: int, variance, scale):
+    """Bound on |computed d^2 - exact d^2| of one residual evaluation in any summation order, for a pair
+    with ``sqrt(p_i p_j) >= scale``: the numerator k - V.V carries about (m + d) ulps of s2, dividing by
+    sqrt(p_i p_j) scales it up, and a factor 8 covers the remaining roundings."""
+    return 8.0 * (n_inducing + n_dims + 8) * EPS * variance / scale
+
+
+def residual_slack(n_inducing: int, n_dims: int, variance: float, p_min: float) -> float:
+    """:func:`residual_d2_error` for every pair of a space whose smallest p is `p_min`."""
+    return residual_d2_error(n_inducing, n_dims, variance, p_min)
+
+
 @njit(cache=True)
 def lower(metric, slack, value):
     """A lower bound on the exact distance whose computed value is `value`."""
@@ -124,3 +177,106 @@ def can_prune(metric, slack, node_distance, node_radius, threshold):
     return lower(metric, slack, node_distance) - upper(metric, slack, node_radius) > upper(
         metric, slack, threshold
     )
+
+
+# --- Rounding bounds of a GEMM dot product (dense paths, brute's gemm variant) --------------------------
+# The dense paths' screening bound (DESIGN section 5); its Rust twin is rust/core/src/dense/screen.rs.
+#
+# GEMM reorders the dot product, so each pair gets an interval ``lo <= key <= hi`` on a key that orders
+# pairs exactly as the canonical distance does (smaller is closer). For any summation order, FMA included,
+# ``|fl(a.b) - a.b| <= gamma_n ||a|| ||b||`` with ``gamma_n = n u / (1 - n u)``, ``u = eps / 2``; the
+# canonical sequential sum obeys the same bound. With T the k-th smallest ``hi`` of a query, at least k
+# pairs have a canonical distance <= D(T); a pair with ``lo > widen(T)`` has a canonical distance strictly
+# above the k-th, so it cannot enter the answer even by a tie. Every other pair is re-evaluated canonically.
+#
+# Residual, key ``-s`` with ``s = min(1, |rho|)`` (the canonical distance ``sqrt(1 - s)`` is non-increasing
+# in s). Here the kernel value is computed by the canonical code itself (libm's exp), so only the dot
+# product differs. (Rust's screening evaluates exp with a vectorised approximation and adds one term for it,
+# ``(KERNEL_REL k + kernel_floor) r_i r_j``, defined and proved in rust/core/src/dense/screen.rs and exp.rs;
+# every term below is shared.) With ``r_i = 1/sqrt(p_i)``, ``n_i = ||V_i||`` as computed and ``rho_a = ((k -
+# g) r_i) r_j``::
+#
+#     |rho_a - rho_c| <= a_i a_j + 16 eps |rho_a| + 16 eps,
+#     a_i = sqrt(2 gamma_{m+4}) n_i (1 + (m+4) eps) r_i (1 + 16 eps).
+#
+# The first term is both dot products' error ``2 gamma_m ||V_i|| ||V_j||`` over ``sqrt(p_i p_j)`` (``n_i``
+# and ``r_i`` inflated for their own rounding; this is where p at its 1e-9 clamp widens the interval); the
+# second covers the roundings of ``k - g``, of the two scalings and of the bound itself; the last the
+# rounding of ``s +/- E``. ``widen(T) = T + 8 eps``: if ``s' < s - 8 eps`` then ``fl(1 - s') > fl(1 - s) + 7
+# eps`` and the correctly rounded square roots differ.
+#
+# Euclidean, key ``d^2``: ``approx = max(0, |x|^2 + |y|^2 - 2 g)`` and ``|approx - acc_c| <= 16 (d + 4) eps
+# (|x|^2 + |y|^2)`` (the GEMM's and the canonical sum's ``gamma_d`` errors plus the roundings of the norms
+# and the combination); ``widen(T) = T (1 + 8 eps)``, since ``x > y (1 + 4 eps)`` implies ``fl(sqrt x) >
+# fl(sqrt y)``.
+
+
+def gamma(n: int) -> float:
+    """gamma_n = n u / (1 - n u): the relative error bound of an n-term dot product in any order."""
+    nu = n * (EPS / 2.0)
+    return nu / (1.0 - nu)
+
+
+class RowFactors(NamedTuple):
+    """Per-row factors of the bound: residual (1/sqrt(p_i), a_i); Euclidean (|x_i|^2, unused)."""
+
+    scale: np.ndarray
+    error: np.ndarray
+
+
+def operand(data: MetricData) -> np.ndarray:
+    """The GEMM operand of a metric: V for the residual metric, the coordinates for Euclidean."""
+    return data.X if data.metric == EUCLIDEAN else data.V
+
+
+def row_factors(data: MetricData) -> RowFactors:
+    """The bound's factors for every row of `data` (norms in any order: the inflation covers it)."""
+    values = operand(data)
+    norms2 = np.einsum("ij,ij->i", values, values)
+    if data.metric == EUCLIDEAN:
+        return RowFactors(norms2, np.zeros(0))
+    m = values.shape[1]
+    c = math.sqrt(2.0 * gamma(m + 4)) * (1.0 + (m + 4) * EPS) * (1.0 + 16.0 * EPS)
+    scale = 1.0 / np.sqrt(data.P)
+    return RowFactors(scale, c * np.sqrt(norms2) * scale)
+
+
+def euclidean_constant(n_dims: int) -> float:
+    """``|approx - canonical d^2| <= euclidean_constant(d) (|x|^2 + |y|^2)`` for a GEMM-based ``approx``
+    (derived above)."""
+    return 16.0 * (n_dims + 4) * EPS
+
+
+@njit(cache=True)
+def self_key(metric):
+    """The key of a pair at canonical distance 0 (a query and its own dataset index)."""
+    return 0.0 if metric == EUCLIDEAN else -1.0
+
+
+@njit(cache=True)
+def widen(metric, t):
+    """The cut-off a pair's ``lo`` must exceed to be excluded, given the k-th smallest ``hi``."""
+    if metric == EUCLIDEAN:
+        return t * (1.0 + 8.0 * EPS)
+    return t + 8.0 * EPS
+
+
+@njit(cache=True)
+def bounds(Q, q, D, j, g, q_scale, q_error, d_scale, d_error, euclid):
+    """(lo, hi) on the canonical key of query row `q` of Q against point `j` of D, from GEMM value `g`."""
+    if D.metric == EUCLIDEAN:
+        norms = q_scale[q] + d_scale[j]
+        approx = max(norms - 2.0 * g, 0.0)
+        e = euclid * norms
+        return approx - e, approx + e
+    r2 = 0.0
+    for t in range(Q.X.shape[1]):
+        z = (Q.X[q, t] - D.X[j, t]) / Q.lengthscale[t]
+        r2 += z * z
+    k = kernel_value(Q.kernel, Q.variance, r2)
+    rho = (k - g) * q_scale[q] * d_scale[j]
+    mag = abs(rho)
+    e = q_error[q] * d_error[j] + 16.0 * EPS * mag + 16.0 * EPS
+    hi_s = min(mag + e, 1.0)
+    lo_s = min(max(mag - e, 0.0), 1.0)
+    return -hi_s, -lo_s

@@ -1,8 +1,8 @@
 """A metric space over the indexed points, and the query sets engines search it with.
 
 The space turns user input (coordinates, or a :class:`~covertreex.residual.ResidualProblem`) into the
-:class:`~covertreex.metrics.kernels.MetricData` arrays every engine consumes, and sets the rounding slack that
-keeps pruning exact.
+:class:`~covertreex.metrics.kernels.MetricData` arrays every engine consumes, with the rounding slack
+(defined in :mod:`covertreex.metrics.kernels`) that keeps pruning exact.
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ import numpy as np
 
 from covertreex.digest import array_digest
 from covertreex.errors import InvalidInputError, NonFiniteError, unknown_name
-from covertreex.kinds import METRICS
-from covertreex.metrics.kernels import EUCLIDEAN, MATERN52, RBF, RESIDUAL, MetricData
+from covertreex.kinds import KERNELS, METRICS
+from covertreex.metrics.kernels import (
+    EUCLIDEAN,
+    RBF,
+    RESIDUAL,
+    MetricData,
+    euclidean_slack,
+    residual_slack,
+)
 from covertreex.residual import ResidualProblem
 from covertreex.validation import as_points, check_dims, dataset_indices
-
-_KERNEL_IDS = {"rbf": RBF, "matern52": MATERN52}
-_EPS = np.finfo(np.float64).eps
-
 
 MAX_EUCLIDEAN_COORDINATE = 1e150
 """Beyond this magnitude a squared coordinate difference can overflow float64 and distances become inf."""
@@ -34,17 +37,6 @@ def _check_magnitude(X: np.ndarray, name: str) -> None:
             f"{name} has coordinates beyond +/-{MAX_EUCLIDEAN_COORDINATE:g} (first at row {row}); "
             "their squared distances would overflow float64"
         )
-
-
-def euclidean_slack(n_dims: int) -> float:
-    """Relative error bound of a computed Euclidean distance (d subtractions, squares, sums, one sqrt)."""
-    return 4.0 * (n_dims + 4) * _EPS
-
-
-def residual_slack(n_inducing: int, n_dims: int, variance: float, p_min: float) -> float:
-    """Bound on |computed d^2 - exact d^2|: the numerator k - V.V carries about (m + d) ulps of s2,
-    and dividing by sqrt(p_i p_j) >= p_min scales it up; a factor 8 covers the remaining roundings."""
-    return 8.0 * (n_inducing + n_dims + 8) * _EPS * variance / p_min
 
 
 @dataclass(frozen=True)
@@ -149,5 +141,5 @@ class MetricSpace:
 def _residual_data(problem: ResidualProblem, X, V, p, p_min: float) -> MetricData:
     slack = residual_slack(V.shape[1], X.shape[1], problem.variance, p_min)
     return MetricData(
-        RESIDUAL, _KERNEL_IDS[problem.kernel], problem.variance, problem.lengthscale, X, V, p, slack
+        RESIDUAL, KERNELS.index(problem.kernel), problem.variance, problem.lengthscale, X, V, p, slack
     )

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import covertreex as ct
 from covertreex import datasets
-from covertreex.metrics.screen import EPS, gamma, operand, row_factors
+from covertreex.metrics.kernels import EPS, gamma, operand, row_factors
 
 TREE_ENGINES = ("gold", "rust")
 KINDS = ("gaussian", "lattice", "duplicates", "clustered")
@@ -85,8 +85,7 @@ def test_residual_variances_sit_at_the_clamp_in_the_adversarial_problem():
 def test_screening_bound_holds_for_every_pair_under_cancellation(seed):
     """|rho_a - rho_c| <= E for every pair, with rho_a from a BLAS product and rho_c canonical; and the
     interval always contains the canonical key."""
-    from covertreex.metrics.kernels import distance
-    from covertreex.metrics.screen import bounds
+    from covertreex.metrics.kernels import bounds, distance
 
     problem = _clamped_problem(seed)
     space = ct.CoverTree(metric="residual", path="dense").fit(problem).space
@@ -155,8 +154,7 @@ def test_gamma_is_the_standard_dot_product_constant():
 def test_the_dot_product_margin_is_needed_at_the_clamp():
     """At p = 1e-9 the GEMM's reordered sums move |rho| by far more than the rounding-only part of the
     bound (16 eps |rho| + 16 eps): without the a_i a_j term the screen would not be rigorous there."""
-    from covertreex.metrics.kernels import distance
-    from covertreex.metrics.screen import bounds
+    from covertreex.metrics.kernels import bounds, distance
 
     problem = _clamped_problem(2)
     D = ct.CoverTree(metric="residual", path="dense").fit(problem).space.data

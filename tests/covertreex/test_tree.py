@@ -189,3 +189,9 @@ def test_brute_engine_ignores_an_attached_tree(built, check_same):
     assert result.telemetry["tree_digest"] is None and result.telemetry["levels"] == []
     check_same((result.distances, result.indices),
                ct.CoverTree(path="tree").fit(X).kneighbors(indices=np.arange(10), k=4))
+
+
+def test_gold_build_is_compiled_to_release_the_gil():
+    from covertreex.engines.gold.build import build_tree
+
+    assert build_tree.targetoptions.get("nogil") is True

@@ -12,27 +12,26 @@ import numpy as np
 
 from covertreex.engines.brute.kernels import scan_candidates
 from covertreex.metrics import MetricSpace, QuerySet
-from covertreex.residual import kernel_matrix
-
-_EPS = np.finfo(np.float64).eps
+from covertreex.metrics.kernels import euclidean_constant, kernel_matrix, residual_d2_error
 
 
 def _approx_sq_distances(space: MetricSpace, queries: QuerySet, rows: np.ndarray):
-    """(approximate d^2, error bound) for query rows x all points."""
+    """(approximate d^2, error bound) for query rows x all points: the bound covers the GEMM value's and
+    the canonical value's rounding (:mod:`covertreex.metrics.kernels`)."""
     D, Q = space.data, queries.data
     Xq = Q.X[rows]
     if space.metric == "euclidean":
         qq = np.einsum("ij,ij->i", Xq, Xq)
         xx = np.einsum("ij,ij->i", D.X, D.X)
         approx = np.maximum(qq[:, None] + xx[None, :] - 2.0 * (Xq @ D.X.T), 0.0)
-        err = 16.0 * (space.n_dims + 4) * _EPS * (qq[:, None] + xx[None, :])
+        err = euclidean_constant(space.n_dims) * (qq[:, None] + xx[None, :])
         return approx, err
     problem = space.problem
     K = kernel_matrix(Xq, D.X, problem.kernel, problem.lengthscale, problem.variance)
     scale = np.sqrt(Q.P[rows][:, None] * D.P[None, :])
     rho = (K - Q.V[rows] @ D.V.T) / scale
     approx = 1.0 - np.minimum(1.0, np.abs(rho))
-    err = 16.0 * (D.V.shape[1] + space.n_dims + 8) * _EPS * problem.variance / scale
+    err = 2.0 * residual_d2_error(D.V.shape[1], space.n_dims, problem.variance, scale)
     return approx, err
 
 
@@ -62,7 +61,7 @@ def gemm_query(space: MetricSpace, queries: QuerySet, k: int, block: int):
         np.cumsum(mask.sum(axis=1), out=offsets[1:])
         candidates = np.nonzero(mask)[1].astype(np.int64)
         scan_candidates(
-            space.data, queries.data, rows, queries.dataset_index[start:stop], k, offsets, candidates,
+            space.data, queries.data, rows, queries.dataset_index[start:stop], offsets, candidates,
             out_i[start:stop], out_d[start:stop], evaluations[start:stop], pushes[start:stop],
         )
     return out_i, out_d, evaluations, pushes, screened

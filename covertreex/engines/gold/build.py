@@ -18,9 +18,10 @@ from covertreex.levels import DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL, 
 from covertreex.metrics.kernels import can_prune, distance
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def build_tree(D, order):
-    """Insert the points in `order`; return (levels, parents, radius, distance evaluations)."""
+    """Insert the points in `order`; return (levels, parents, radius, distance evaluations). Releases the
+    GIL, so other Python threads run while a tree builds."""
     n = D.X.shape[0]
     levels = np.zeros(n, dtype=np.int64)
     parents = np.full(n, -1, dtype=np.int64)

@@ -1,12 +1,12 @@
 """The gold engine's dense path: exact k-NN without a tree, by NumPy's BLAS and a Numba epilogue.
 
 For each block of query rows and each tile of point rows, BLAS computes the tile's dot products; the
-epilogue turns each into a rigorous interval on the canonical key (:mod:`covertreex.metrics.screen`),
-keeps a running k-th upper bound per query and the candidates it cannot exclude. The candidates are then
-re-evaluated with the canonical distance, so answers and distance bits equal the tree path's and brute's.
-Memory is bounded by the block sizes (a query block x point tile per worker, plus candidate lists that
-grow only with ties). Counters: per query, the canonical re-evaluations, heap pushes and tiles visited;
-pairs screened are returned apart.
+epilogue turns each into a rigorous interval on the canonical key
+(:func:`covertreex.metrics.kernels.bounds`), keeps a running k-th upper bound per query and the candidates
+it cannot exclude. The candidates are then re-evaluated with the canonical distance, so answers and distance
+bits equal the tree path's and brute's. Memory is bounded by the block sizes (a query block x point tile,
+plus candidate lists that grow only with ties). Counters: per query, the canonical re-evaluations, heap
+pushes and tiles visited; pairs screened are returned apart.
 
 Parallelism: query blocks run on a pool of Python threads, each calling single-threaded BLAS and then the
 Numba epilogue, both with the GIL released, so one worker's GEMM overlaps another's epilogue. (Alternating
@@ -29,8 +29,15 @@ from threadpoolctl import threadpool_limits
 from covertreex.counters import N_QUERY_COUNTERS, QueryCounter
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics import MetricSpace, QuerySet
-from covertreex.metrics.kernels import distance
-from covertreex.metrics.screen import bounds, euclidean_constant, operand, row_factors, self_key, widen
+from covertreex.metrics.kernels import (
+    bounds,
+    distance,
+    euclidean_constant,
+    operand,
+    row_factors,
+    self_key,
+    widen,
+)
 
 
 @njit(cache=True, nogil=True)

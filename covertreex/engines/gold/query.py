@@ -9,6 +9,8 @@ parent's distance (a dedupe hit). The counters recorded here are the query telem
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -20,6 +22,38 @@ from covertreex.metrics.kernels import can_prune, distance
 CHUNK = 16  # queries per parallel task; scratch arrays are allocated once per task
 
 
+class Scratch(NamedTuple):
+    """One worker's buffers, reused from query to query: the k-best heap, and the frontier as parallel
+    node / distance / next-child-position arrays, in three copies (the current step's frontier, the
+    nodes it keeps, and the children it adds), each as long as the dataset."""
+
+    heap_d: np.ndarray
+    heap_i: np.ndarray
+    front_node: np.ndarray
+    front_dist: np.ndarray
+    front_pos: np.ndarray
+    kept_node: np.ndarray
+    kept_dist: np.ndarray
+    kept_pos: np.ndarray
+    new_node: np.ndarray
+    new_dist: np.ndarray
+    new_pos: np.ndarray
+
+
+@njit(cache=True)
+def new_scratch(n, k):
+    """Buffers for queries of `k` neighbours over `n` points. The frontier arrays are rows of two blocks
+    (integers, distances): two allocations per worker measured faster than nine."""
+    ints = np.empty((6, n), dtype=np.int64)
+    dists = np.empty((3, n))
+    return Scratch(
+        np.empty(k), np.empty(k, dtype=np.int64),
+        ints[0], dists[0], ints[1],
+        ints[2], dists[1], ints[3],
+        ints[4], dists[2], ints[5],
+    )
+
+
 @njit(cache=True)
 def _slot(T, level):
     if level == DUPLICATE_LEVEL:
@@ -28,9 +62,13 @@ def _slot(T, level):
 
 
 @njit(cache=True)
-def query_one(T, D, Q, row, q_index, limit, heap_d, heap_i, out_i, out_d, per_level, per_query,
-              f_node, f_dist, f_pos, kept_node, kept_dist, kept_pos, new_node, new_dist, new_pos):
-    """Answer one query; fill out_i/out_d and its counter rows."""
+def query_one(T, D, Q, row, q_index, limit, scratch, out_i, out_d, per_level, per_query):
+    """Answer one query (row `row` of Q, dataset index `q_index`, eligible indices below `limit`); fill
+    out_i/out_d and its counter rows."""
+    heap_d, heap_i = scratch.heap_d, scratch.heap_i
+    f_node, f_dist, f_pos = scratch.front_node, scratch.front_dist, scratch.front_pos
+    kept_node, kept_dist, kept_pos = scratch.kept_node, scratch.kept_dist, scratch.kept_pos
+    new_node, new_dist, new_pos = scratch.new_node, scratch.new_dist, scratch.new_pos
     k = heap_d.shape[0]
     size = 0
     root = T.root
@@ -104,12 +142,8 @@ def query_batch(T, D, Q, rows, q_index, limit, k):
     per_query = np.zeros((n_q, N_QUERY_COUNTERS), dtype=np.int64)
     n_chunks = (n_q + CHUNK - 1) // CHUNK
     for chunk in prange(n_chunks):
-        heap_d = np.empty(k)
-        heap_i = np.empty(k, dtype=np.int64)
-        scratch_i = np.empty((6, n), dtype=np.int64)
-        scratch_d = np.empty((3, n))
+        scratch = new_scratch(n, k)
         for q in range(chunk * CHUNK, min(n_q, (chunk + 1) * CHUNK)):
-            query_one(T, D, Q, rows[q], q_index[q], limit[q], heap_d, heap_i, out_i[q], out_d[q],
-                      per_level[q], per_query[q], scratch_i[0], scratch_d[0], scratch_i[1],
-                      scratch_i[2], scratch_d[1], scratch_i[3], scratch_i[4], scratch_d[2], scratch_i[5])
+            query_one(T, D, Q, rows[q], q_index[q], limit[q], scratch, out_i[q], out_d[q], per_level[q],
+                      per_query[q])
     return out_i, out_d, per_level, per_query

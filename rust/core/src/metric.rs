@@ -1,9 +1,21 @@
-//! The canonical distances of DESIGN section 3, line for line with covertreex/metrics/kernels.py.
+//! The metric of record (DESIGN section 3), line for line with covertreex/metrics/kernels.py, and the
+//! rounding bounds that keep exactness despite rounding.
+//!
+//! ```text
+//! Euclidean:  d(x, y) = sqrt(sum_t (x_t - y_t)^2)                      summed t = 0..d-1
+//! Residual:   r2 = sum_t ((x_t - y_t) / l_t)^2
+//!             k = s2 exp(-r2 / 2)  (RBF)  or  s2 (1 + a + a^2 / 3) exp(-a), a = sqrt(5 r2)  (Matern 5/2)
+//!             p_i = max(s2 - ||V_i||^2, 1e-9)
+//!             rho_ij = (k(x_i, x_j) - V_i . V_j) / sqrt(p_i p_j)      (V_i . V_j summed over m in order)
+//!             d_ij = sqrt(max(0, 1 - min(1, |rho_ij|))),  d_ii = 0 exactly (same dataset index)
+//! ```
 //!
 //! Bitwise parity with the gold engine rests on the operation order: every sum runs sequentially in index
 //! order, nothing is contracted to FMA (Rust never does that on its own), `exp` is the platform libm's and
-//! `sqrt` is IEEE. `lower`/`upper` widen a computed distance into bounds on the exact one so that pruning
-//! stays exact despite rounding.
+//! `sqrt` is IEEE. The bounds: `lower`/`upper` widen a computed distance into bounds on the exact one
+//! (with the slack covertreex/metrics/kernels.py computes), so that pruning stays exact; `gamma` bounds a
+//! dot product summed in any order, the base of the dense screening interval (dense/screen.rs, which
+//! adds the terms of its vectorised kernel).
 
 use crate::errors::{check_sizes, CoreError, Result};
 
@@ -288,6 +300,12 @@ pub fn similarity_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> 
         mag = 1.0;
     }
     mag
+}
+
+/// gamma_n = n u / (1 - n u): the relative error bound of an n-term dot product in any order.
+pub fn gamma(n: usize) -> f64 {
+    let nu = n as f64 * (f64::EPSILON / 2.0);
+    nu / (1.0 - nu)
 }
 
 /// A lower bound on the exact distance whose computed value is `value`.

@@ -22,7 +22,7 @@
 //! third covers the roundings of k - g, of the scaling (3 in the canonical division, 6 here) and of the
 //! bound itself; the last covers rounding in s +/- E. widen(T) = T + 8 eps: if s' < s - 8 eps then
 //! fl(1 - s') > fl(1 - s) + 7 eps and the correctly rounded square roots differ, so the canonical
-//! distances are strictly ordered. covertreex/metrics/screen.py is this bound for gold, whose screening
+//! distances are strictly ordered. covertreex/metrics/kernels.py holds this bound for gold, whose screening
 //! evaluates the kernel with libm (k_a = k_c), so its kernel term is zero; all other terms are shared.
 //!
 //! Euclidean (key = d^2): g = x.y, approx = max(0, |x|^2 + |y|^2 - 2 g), and
@@ -31,7 +31,7 @@
 //! the combination. widen(T) = T (1 + 8 eps): x > y (1 + 4 eps) implies fl(sqrt x) > fl(sqrt y).
 
 use super::exp::{exp_nonpositive, EXP_ABS, EXP_REL};
-use crate::metric::{kernel_with, Kernel, Metric, MetricData};
+use crate::metric::{gamma, kernel_with, Kernel, Metric, MetricData};
 use crate::query::QueryBatch;
 
 const EPS: f64 = f64::EPSILON;
@@ -51,12 +51,6 @@ const KERNEL_REL: f64 = EXP_REL + 2.0 * EPS;
 /// roundings are relative (within the margins above).
 fn kernel_floor(variance: f64) -> f64 {
     variance * (EXP_ABS * 2f64.powi(18)) + 2f64.powi(-1020)
-}
-
-/// gamma_n = n u / (1 - n u): the relative error bound of an n-term dot product in any order.
-pub fn gamma(n: usize) -> f64 {
-    let nu = n as f64 * (EPS / 2.0);
-    nu / (1.0 - nu)
 }
 
 /// Per-row factors of one data set (indexed points or query rows) that the bound uses.
