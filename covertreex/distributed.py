@@ -147,8 +147,10 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
 def kneighbors(data, k: int, scheduler, *, metric: str = "euclidean", engine: str = "auto", indices=None,
                predecessor: bool = False, ranges_per_worker: int = RANGES_PER_WORKER, **options):
     """Exact k-NN of dataset `indices` (or of every point among its predecessors) on a Dask cluster
-    (`scheduler`: a Client or an address); (indices, distances) as ``CoverTree.query`` returns them."""
+    (`scheduler`: a Client or an address); (distances, indices), the order of ``CoverTree.kneighbors`` and
+    scikit-learn's."""
     with connected(scheduler) as client:
         index = prepare(data, k, metric=metric, engine=engine, indices=indices, predecessor=predecessor,
                         **options)
-        return run(index, client, ranges_per_worker=ranges_per_worker)
+        indices_out, distances = run(index, client, ranges_per_worker=ranges_per_worker)
+        return distances, indices_out

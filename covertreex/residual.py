@@ -17,7 +17,12 @@ from covertreex import residual_range
 from covertreex.digest import array_digest
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import KERNELS
-from covertreex.metrics.kernels import kernel_matrix, residual_variance_of_norms, squared_norms
+from covertreex.metrics.kernels import (
+    forward_substitution_rows,
+    kernel_matrix,
+    residual_variance_of_norms,
+    squared_norms,
+)
 from covertreex.validation import as_int, as_points, positive_float
 
 JITTER = 1e-6
@@ -108,7 +113,9 @@ class ResidualProblem:
         return cls(X, V, p, kernel, ls, variance)
 
     def project(self, Q) -> tuple[np.ndarray, np.ndarray]:
-        """V rows and p for new points Q, using the stored inducing points and Cholesky factor."""
+        """V rows and p for new points Q, using the stored inducing points and Cholesky factor. Each row
+        is solved on its own in a fixed operation order (:func:`forward_substitution_rows`), so a point's
+        V row, and every distance to it, is the same whatever batch it is queried in."""
         if self.cholesky_factor is None:
             raise InvalidInputError(
                 "this residual problem was built from a given V, so new query coordinates cannot be "
@@ -116,7 +123,8 @@ class ResidualProblem:
             )
         residual_range.check_coordinates(Q, self.lengthscale, "queries")
         U = self.X[self.inducing]
-        Vq = _solve_rows(self.cholesky_factor, U, Q, self.kernel, self.lengthscale, self.variance)
+        K_qu = kernel_matrix(Q, U, self.kernel, self.lengthscale, self.variance)
+        Vq = forward_substitution_rows(self.cholesky_factor, K_qu)
         return Vq, residual_variance(Vq, self.variance, "V of the queries")
 
 

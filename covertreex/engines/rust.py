@@ -43,15 +43,19 @@ def _extension():
         return None
 
 
+_LAYOUT = ("C_CONTIGUOUS", "ALIGNED")  # what the extension reads; ascontiguousarray alone keeps misalignment
+
+
 def _canonical(arrays, dtypes: dict):
-    """`arrays` (a NamedTuple) with the listed fields C-contiguous in their dtypes."""
+    """`arrays` (a NamedTuple) with the listed fields C-contiguous and aligned in their dtypes."""
     return arrays._replace(**{
-        name: np.ascontiguousarray(getattr(arrays, name), dtype=dtype) for name, dtype in dtypes.items()
+        name: np.require(getattr(arrays, name), dtype=dtype, requirements=_LAYOUT)
+        for name, dtype in dtypes.items()
     })
 
 
 def _index(values) -> np.ndarray:
-    return np.ascontiguousarray(values, dtype=np.int64)
+    return np.require(values, dtype=np.int64, requirements=_LAYOUT)
 
 
 class RustEngine:

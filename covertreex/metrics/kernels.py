@@ -86,6 +86,22 @@ def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -
 
 
 @njit(cache=True, parallel=True)
+def forward_substitution_rows(L, K):
+    """Row i of the result solves L v = K_i (L lower triangular), each v_t = (K_it - sum_{s<t} L_ts v_s)
+    / L_tt with the sum in index order: every row's bits depend on that row alone, never on the other
+    rows of the batch or on the thread count (a LAPACK solve's rounding depends on how many right-hand
+    sides it is given)."""
+    out = np.empty(K.shape)
+    for i in prange(K.shape[0]):
+        for t in range(K.shape[1]):
+            acc = K[i, t]
+            for s in range(t):
+                acc -= L[t, s] * out[i, s]
+            out[i, t] = acc / L[t, t]
+    return out
+
+
+@njit(cache=True, parallel=True)
 def squared_norms(V):
     """||V_i||^2 of every row, summed over the columns in order."""
     out = np.empty(V.shape[0])

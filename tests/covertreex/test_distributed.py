@@ -58,7 +58,7 @@ def test_query_set_by_scheduler_address_is_byte_identical(client):
     X = np.random.default_rng(6).normal(size=(500, 2))
     queries = np.random.default_rng(7).integers(0, 500, 64)
     local = ct.CoverTree(metric="euclidean").fit(X).query(k=5, indices=queries)
-    idx, dist = distributed.kneighbors(X, 5, client.scheduler.address, indices=queries)
+    dist, idx = distributed.kneighbors(X, 5, client.scheduler.address, indices=queries)
     assert _same_bytes(idx, local.indices) and _same_bytes(dist, local.distances)
 
 

@@ -97,11 +97,13 @@ def test_projection_of_indexed_points_is_close_to_their_rows():
 @pytest.mark.parametrize("kernel", ["rbf", "matern52"])
 @pytest.mark.parametrize(("n", "d", "m"), [(7, 1, 3), (300, 3, 64), (2049, 4, 129)])
 def test_v_bits_are_the_recipes_solve_of_k_ux(kernel, n, d, m):
-    """V (and projected query rows) are bit for bit solve_triangular(L, K(U, X)).T, the recipe's own
-    layout: the library solves K(X, U) in place in Fortran order, which must not change a bit."""
+    """V is bit for bit solve_triangular(L, K(U, X)).T, the recipe's own layout: the library solves
+    K(X, U) in place in Fortran order, which must not change a bit. Projected query rows solve the same
+    system row by row: each row's bits are independent of the batch it came in, and agree with the
+    recipe's solve to rounding."""
     from scipy.linalg import solve_triangular
 
-    from covertreex.residual import kernel_matrix
+    from covertreex.metrics.kernels import kernel_matrix
 
     rng = np.random.default_rng(n + d + m)
     X, Q = rng.normal(size=(n, d)) * 2.0, rng.normal(size=(11, d))
@@ -115,4 +117,9 @@ def test_v_bits_are_the_recipes_solve_of_k_ux(kernel, n, d, m):
 
     assert problem.V.flags.c_contiguous
     np.testing.assert_array_equal(problem.V.view(np.int64), recipe(X).view(np.int64))
-    np.testing.assert_array_equal(problem.project(Q)[0].view(np.int64), recipe(Q).view(np.int64))
+    together = problem.project(Q)[0]
+    one_by_one = np.vstack([problem.project(Q[i : i + 1])[0] for i in range(len(Q))])
+    reversed_batch = problem.project(Q[::-1])[0][::-1]
+    np.testing.assert_array_equal(together.view(np.int64), one_by_one.view(np.int64))
+    np.testing.assert_array_equal(together.view(np.int64), reversed_batch.view(np.int64))
+    np.testing.assert_allclose(together, recipe(Q), rtol=0, atol=1e-9)

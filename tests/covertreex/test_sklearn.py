@@ -31,20 +31,7 @@ ESTIMATORS = [
 ]
 
 
-def expected_failed_checks(estimator) -> dict[str, str]:
-    if estimator.metric == "residual":
-        return {
-            "check_methods_subset_invariance": (
-                "a new point's residual distances depend on the batch it is queried in: "
-                "ResidualProblem.project solves for the batch's V rows with one LAPACK triangular solve, "
-                "whose rounding depends on how many right-hand sides it has (e.g. 0.0 for the whole "
-                "batch, 7.45e-06 for a subset, for the same pair)"
-            )
-        }
-    return {}
-
-
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+@parametrize_with_checks(ESTIMATORS)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 

@@ -270,3 +270,28 @@ def test_gil_is_released_during_build_and_query():
     engine = get_engine("rust")
     pause, seconds = _longest_pause(lambda: engine.query(built, points, queries, 10, Config(threads=1)))
     assert seconds > 0.05 and pause < seconds / 2, (pause, seconds)
+
+
+def _misaligned(values: np.ndarray) -> np.ndarray:
+    """A copy of `values` one byte off its dtype's alignment (as arrays out of some pickle frames are)."""
+    out = np.ndarray(values.shape, dtype=values.dtype, buffer=np.empty(values.nbytes + 1, np.uint8), offset=1)
+    out[...] = values
+    assert not out.flags.aligned or values.size == 0
+    return out
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_misaligned_arrays_are_realigned_not_refused(metric):
+    X = np.random.default_rng(3).normal(size=(300, 3))
+    data = X if metric == "euclidean" else ct.residual_problem(X, m=32, seed=1)
+    model = ct.CoverTree(engine="rust", metric=metric, path="tree").fit(data)
+    space, engine = model.space, model.engine
+    odd = dataclasses.replace(space, data=space.data._replace(
+        X=_misaligned(space.data.X), V=_misaligned(space.data.V), P=_misaligned(space.data.P)))
+    queries, odd_queries = space.indexed_queries(np.arange(40)), odd.indexed_queries(np.arange(40))
+    want = engine.query(model.tree, space, queries, 5, model.config)
+    got = engine.query(model.tree, odd, odd_queries, 5, model.config)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1].view(np.int64), want[1].view(np.int64))
+    dense = engine.dense(odd, odd_queries, 5, model.config)
+    np.testing.assert_array_equal(dense[0], want[0])
