@@ -109,6 +109,20 @@ def test_one_and_two_worker_processes_build_identical_batch_trees():
     assert one["digest"] == two["digest"]
 
 
+def test_cli_build_flags_choose_the_batch_build(tmp_path):
+    out = tmp_path / "tree.npz"
+    done = subprocess.run(
+        [sys.executable, "-m", "covertreex", "build", "--n", "300", "--dims", "2", "--build", "batch",
+         "--build-block", "8", "--check", "--out", str(out)], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "check   the four cover-tree invariants hold" in done.stdout
+    points = datasets.make("gaussian", 300, 2, 42).points
+    saved = ct.load(out)
+    assert saved.same_as(ct.CoverTree(build="batch", build_block=8).fit(points).tree)
+    assert not saved.same_as(ct.CoverTree().fit(points).tree)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_batch_build_block_below_one_is_an_error(engine):
     with pytest.raises(InvalidInputError, match="build_block"):
