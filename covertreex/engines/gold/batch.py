@@ -92,7 +92,7 @@ def _independent_set(wanted, conflict):
     return accepted
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def build_tree_batch(D, order, block, workers):
     """Insert the points in `order` in batches of at most `block`, searching on `workers` parallel lanes
     (any count gives the same tree); return (levels, parents, radius, distance evaluations), the same
