@@ -76,7 +76,11 @@ class Config:
         choices=("sequential", "batch"),
     )
     build_block: int = knob(
-        256, "most points per round of the batch build (1 gives the sequential tree)", kind=int, minimum=1
+        64,
+        "most points per round of the batch build: larger rounds give threads more to share but cost up to "
+        "block/2 conflict-pair distances per point (1 gives the sequential tree)",
+        kind=int,
+        minimum=1,
     )
     mode: str = knob(
         "parity",
