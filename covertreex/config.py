@@ -65,8 +65,22 @@ class Config:
 
     order: str = knob(
         "natural",
-        "insertion order of the sequential build: dataset order or Hilbert-curve order",
+        "insertion order of the build: dataset order or Hilbert-curve order",
         choices=("natural", "hilbert"),
+    )
+    build: str = knob(
+        "sequential",
+        "tree build: 'sequential' insertion (the reference) or 'batch' insertion (per batch, a conflict "
+        "graph and a maximal independent set; parallel, same tree on any thread count); trees differ, "
+        "answers never do",
+        choices=("sequential", "batch"),
+    )
+    build_block: int = knob(
+        64,
+        "most points per round of the batch build: larger rounds give threads more to share but cost up to "
+        "block/2 conflict-pair distances per point (1 gives the sequential tree)",
+        kind=int,
+        minimum=1,
     )
     mode: str = knob(
         "parity",
@@ -76,8 +90,8 @@ class Config:
     telemetry: bool = knob(True, "collect the work counters of every query call", kind=bool)
     threads: int | None = knob(
         None,
-        "worker threads for queries (None: all cores), at most the CPUs this process may use (more would "
-        "only add threads competing for the same cores); never changes answers",
+        "worker threads for queries and the batch build (None: all cores), at most the CPUs this process "
+        "may use (more would only add threads competing for the same cores); never changes answers",
         kind=int,
         minimum=1,
         maximum=available_cpus(),

@@ -71,7 +71,10 @@ class RustEngine:
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
         order = _index(order)
         data = _canonical(space.data, _METRIC_DTYPES)
-        levels, parents, radius, evaluations = _extension().build(data, order, config.mode)
+        block = config.build_block if config.build == "batch" else None
+        levels, parents, radius, evaluations = _extension().build(
+            data, order, config.mode, block, config.threads
+        )
         return assemble(levels, parents, radius, order, space, evaluations)
 
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):

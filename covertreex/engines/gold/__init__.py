@@ -7,6 +7,7 @@ import numpy as np
 
 from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
+from covertreex.engines.gold.batch import build_tree_batch
 from covertreex.engines.gold.build import build_tree
 from covertreex.engines.gold.dense import dense_query
 from covertreex.engines.gold.query import query_batch
@@ -26,7 +27,13 @@ class GoldEngine:
         return "parity"
 
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
-        levels, parents, radius, evaluations = build_tree(space.data, order)
+        if config.build == "batch":
+            with numba_threads(config.threads):
+                levels, parents, radius, evaluations = build_tree_batch(
+                    space.data, order, config.build_block, numba.get_num_threads()
+                )
+        else:
+            levels, parents, radius, evaluations = build_tree(space.data, order)
         return assemble(levels, parents, radius, order, space, evaluations)
 
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):

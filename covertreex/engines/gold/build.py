@@ -19,6 +19,64 @@ from covertreex.metrics.kernels import can_prune, distance
 
 
 @njit(cache=True, nogil=True)
+def search_parent(D, x, root, levels, radius, first_child, next_sibling, max_child_level, cached, stack):
+    """The search for x's parent r* in the tree as it stands: (r*, d(x, r*), distance evaluations), with
+    d(x, node) left in `cached` for every node evaluated (every ancestor of r* among them). -1 for r*
+    only when a non-finite distance escapes every ball."""
+    cached[root] = distance(D, x, x, D, root)
+    evaluations = 1
+    best_d = math.inf
+    best = -1
+    stack[0] = root
+    top = 1
+    while top > 0:
+        top -= 1
+        a = stack[top]
+        da = cached[a]
+        if da <= math.ldexp(1.0, levels[a]) and (da < best_d or (da == best_d and a < best)):
+            best_d = da
+            best = a
+        if max_child_level[a] == NO_CHILD_LEVEL:
+            continue
+        threshold = min(best_d, math.ldexp(1.0, max_child_level[a]))
+        if can_prune(D.metric, D.slack, da, radius[a], threshold):
+            continue
+        c = first_child[a]
+        while c != -1:
+            if levels[c] != DUPLICATE_LEVEL:
+                cached[c] = distance(D, x, x, D, c)
+                evaluations += 1
+                stack[top] = c
+                top += 1
+            c = next_sibling[c]
+    return best, best_d, evaluations
+
+
+@njit(cache=True, nogil=True)
+def attach(x, parent, level, levels, parents, first_child, last_child, next_sibling, max_child_level):
+    """Hang x under `parent` at `level`, last among its children."""
+    levels[x] = level
+    parents[x] = parent
+    if first_child[parent] == -1:
+        first_child[parent] = x
+    else:
+        next_sibling[last_child[parent]] = x
+    last_child[parent] = x
+    if level != DUPLICATE_LEVEL and level > max_child_level[parent]:
+        max_child_level[parent] = level
+
+
+@njit(cache=True, nogil=True)
+def root_level(levels, root):
+    """The root's final level: one above the highest other non-duplicate level (0 when there is none)."""
+    top_level = NO_CHILD_LEVEL
+    for i in range(levels.shape[0]):
+        if i != root and levels[i] != DUPLICATE_LEVEL and levels[i] > top_level:
+            top_level = levels[i]
+    return 0 if top_level == NO_CHILD_LEVEL else top_level + 1
+
+
+@njit(cache=True, nogil=True)
 def build_tree(D, order):
     """Insert the points in `order`; return (levels, parents, radius, distance evaluations). Releases the
     GIL, so other Python threads run while a tree builds."""
@@ -37,52 +95,18 @@ def build_tree(D, order):
     levels[root] = UNBOUNDED_LEVEL
     for step in range(1, n):
         x = order[step]
-        cached[root] = distance(D, x, x, D, root)
-        evaluations += 1
-        best_d = math.inf
-        best = -1
-        stack[0] = root
-        top = 1
-        while top > 0:
-            top -= 1
-            a = stack[top]
-            da = cached[a]
-            if da <= math.ldexp(1.0, levels[a]) and (da < best_d or (da == best_d and a < best)):
-                best_d = da
-                best = a
-            if max_child_level[a] == NO_CHILD_LEVEL:
-                continue
-            threshold = min(best_d, math.ldexp(1.0, max_child_level[a]))
-            if can_prune(D.metric, D.slack, da, radius[a], threshold):
-                continue
-            c = first_child[a]
-            while c != -1:
-                if levels[c] != DUPLICATE_LEVEL:
-                    cached[c] = distance(D, x, x, D, c)
-                    evaluations += 1
-                    stack[top] = c
-                    top += 1
-                c = next_sibling[c]
+        best, best_d, spent = search_parent(
+            D, x, root, levels, radius, first_child, next_sibling, max_child_level, cached, stack
+        )
+        evaluations += spent
         if best < 0:  # only a non-finite distance escapes every ball; the API rejects such input
             raise ValueError("X: a distance evaluated to inf or NaN during the build")
         level = DUPLICATE_LEVEL if best_d == 0.0 else level_below(best_d)
-        levels[x] = level
-        parents[x] = best
-        if first_child[best] == -1:
-            first_child[best] = x
-        else:
-            next_sibling[last_child[best]] = x
-        last_child[best] = x
-        if level != DUPLICATE_LEVEL and level > max_child_level[best]:
-            max_child_level[best] = level
+        attach(x, best, level, levels, parents, first_child, last_child, next_sibling, max_child_level)
         a = best
         while a != -1:  # every ancestor of best was evaluated on the way down
             if cached[a] > radius[a]:
                 radius[a] = cached[a]
             a = parents[a]
-    top_level = NO_CHILD_LEVEL
-    for i in range(n):
-        if i != root and levels[i] != DUPLICATE_LEVEL and levels[i] > top_level:
-            top_level = levels[i]
-    levels[root] = 0 if top_level == NO_CHILD_LEVEL else top_level + 1
+    levels[root] = root_level(levels, root)
     return levels, parents, radius, evaluations

@@ -22,22 +22,34 @@ pub struct BuiltTree {
 }
 
 /// Check that `order` lists every index of 0..n exactly once.
-fn check_order(order: &[i64], n: usize) -> Result<()> {
+pub(crate) fn check_order(order: &[i64], n: usize) -> Result<()> {
     check_sizes(&[("order length (one entry per point)", n, order.len())])?;
     check_distinct("order", order, n)
 }
 
-/// Links of the tree under construction (children as singly linked lists in insertion order).
-struct Links {
+/// The tree under construction: levels, parents, radii and children as singly linked lists in
+/// insertion order.
+pub(crate) struct Growing {
+    pub(crate) root: usize,
+    pub(crate) levels: Vec<i64>,
+    pub(crate) parents: Vec<i64>,
+    pub(crate) radius: Vec<f64>,
     first_child: Vec<Option<usize>>,
     last_child: Vec<usize>,
     next_sibling: Vec<Option<usize>>,
     max_child_level: Vec<i64>,
 }
 
-impl Links {
-    fn new(n: usize) -> Links {
-        Links {
+impl Growing {
+    /// A tree of the root alone, at the unbounded level while building.
+    pub(crate) fn new(n: usize, root: usize) -> Growing {
+        let mut levels = vec![0i64; n];
+        levels[root] = UNBOUNDED_LEVEL;
+        Growing {
+            root,
+            levels,
+            parents: vec![-1; n],
+            radius: vec![0.0; n],
             first_child: vec![None; n],
             last_child: vec![0; n],
             next_sibling: vec![None; n],
@@ -45,7 +57,10 @@ impl Links {
         }
     }
 
-    fn attach(&mut self, parent: usize, child: usize, level: i64) {
+    /// Hang `child` under `parent` at `level`, last among its children.
+    pub(crate) fn attach(&mut self, parent: usize, child: usize, level: i64) {
+        self.levels[child] = level;
+        self.parents[child] = parent as i64;
         match self.first_child[parent] {
             None => self.first_child[parent] = Some(child),
             Some(_) => self.next_sibling[self.last_child[parent]] = Some(child),
@@ -55,6 +70,135 @@ impl Links {
             self.max_child_level[parent] = level;
         }
     }
+
+    /// Raise the radius of `node` to `d` if it is below.
+    pub(crate) fn reach(&mut self, node: usize, d: f64) {
+        if d > self.radius[node] {
+            self.radius[node] = d;
+        }
+    }
+
+    /// The finished arrays: the root's level becomes one above the highest other non-duplicate
+    /// level (0 when there is none).
+    pub(crate) fn finish(mut self, evaluations: u64) -> BuiltTree {
+        let root = self.root;
+        let top_level = (0..self.levels.len())
+            .filter(|&i| i != root && self.levels[i] != DUPLICATE_LEVEL)
+            .map(|i| self.levels[i])
+            .fold(NO_CHILD_LEVEL, i64::max);
+        self.levels[root] = if top_level == NO_CHILD_LEVEL {
+            0
+        } else {
+            top_level + 1
+        };
+        BuiltTree {
+            levels: self.levels,
+            parents: self.parents,
+            radius: self.radius,
+            evaluations,
+        }
+    }
+}
+
+/// Working memory of one search: d(x, node) of every node evaluated, the depth-first stack and a
+/// group of children with their distances.
+pub(crate) struct Search {
+    pub(crate) cached: Vec<f64>,
+    stack: Vec<usize>,
+    group: Vec<usize>,
+    dists: Vec<f64>,
+}
+
+impl Search {
+    pub(crate) fn new(n: usize) -> Search {
+        Search {
+            cached: vec![0.0; n],
+            stack: Vec::with_capacity(n),
+            group: Vec::new(),
+            dists: Vec::new(),
+        }
+    }
+}
+
+/// Where the search placed x: its parent r*, d(x, r*) and the distances evaluated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found {
+    pub(crate) parent: usize,
+    pub(crate) distance: f64,
+    pub(crate) evaluations: u64,
+}
+
+impl Found {
+    /// x's level: level_below(d(x, r*)), or the duplicate level at distance 0.
+    pub(crate) fn level(&self) -> i64 {
+        if self.distance == 0.0 {
+            DUPLICATE_LEVEL
+        } else {
+            level_below(self.distance)
+        }
+    }
+}
+
+/// Search `tree` for x's parent r* (see the module docs), leaving d(x, node) in `search.cached` for
+/// every node evaluated, every ancestor of r* among them.
+pub(crate) fn search_parent(
+    data: &MetricData,
+    tree: &Growing,
+    x: usize,
+    mode: Mode,
+    search: &mut Search,
+) -> Result<Found> {
+    let root = tree.root;
+    search.cached[root] = distance(data, x, x as i64, data, root);
+    let mut evaluations = 1u64;
+    let mut best_d = f64::INFINITY;
+    let mut best: i64 = -1;
+    search.stack.clear();
+    search.stack.push(root);
+    while let Some(a) = search.stack.pop() {
+        let da = search.cached[a];
+        if da <= ldexp_one(tree.levels[a]) && (da < best_d || (da == best_d && (a as i64) < best)) {
+            best_d = da;
+            best = a as i64;
+        }
+        if tree.max_child_level[a] == NO_CHILD_LEVEL {
+            continue;
+        }
+        let cover = ldexp_one(tree.max_child_level[a]);
+        let threshold = if cover < best_d { cover } else { best_d };
+        if can_prune(data.metric, data.slack, da, tree.radius[a], threshold) {
+            continue;
+        }
+        // Every non-duplicate child is evaluated and pushed, in insertion order.
+        search.group.clear();
+        let mut next = tree.first_child[a];
+        while let Some(c) = next {
+            if tree.levels[c] != DUPLICATE_LEVEL {
+                search.group.push(c);
+            }
+            next = tree.next_sibling[c];
+        }
+        search.dists.resize(search.group.len(), 0.0);
+        mode.distances(data, x, x as i64, data, &search.group, &mut search.dists);
+        evaluations += search.group.len() as u64;
+        for (&c, &d) in search.group.iter().zip(&search.dists) {
+            search.cached[c] = d;
+            search.stack.push(c);
+        }
+    }
+    // The root's ball is infinite, so it covers x unless d(x, root) itself overflowed to inf
+    // (finite coordinates near 1e154 and beyond); gold then fails too, in assemble.
+    if best < 0 {
+        return Err(CoreError::NonFinite {
+            what: "distances (coordinates too large to square in float64): X",
+            position: x,
+        });
+    }
+    Ok(Found {
+        parent: best as usize,
+        distance: best_d,
+        evaluations,
+    })
 }
 
 /// Insert the points of `data` in `order`; see the module docs. Both modes give the same tree.
@@ -62,97 +206,23 @@ pub fn build_tree(data: &MetricData, order: &[i64], mode: Mode) -> Result<BuiltT
     data.check()?;
     let n = data.n_points();
     check_order(order, n)?;
-    let mut levels = vec![0i64; n];
-    let mut parents = vec![-1i64; n];
-    let mut radius = vec![0.0f64; n];
-    let mut links = Links::new(n);
-    let mut cached = vec![0.0f64; n];
-    let mut stack: Vec<usize> = Vec::with_capacity(n);
-    let (mut group, mut dists) = (Vec::new(), Vec::new());
+    let mut tree = Growing::new(n, order[0] as usize);
+    let mut search = Search::new(n);
     let mut evaluations = 0u64;
-    let root = order[0] as usize;
-    levels[root] = UNBOUNDED_LEVEL;
     for &x in &order[1..] {
         let xi = x as usize;
-        cached[root] = distance(data, xi, x, data, root);
-        evaluations += 1;
-        let mut best_d = f64::INFINITY;
-        let mut best: i64 = -1;
-        stack.clear();
-        stack.push(root);
-        while let Some(a) = stack.pop() {
-            let da = cached[a];
-            if da <= ldexp_one(levels[a]) && (da < best_d || (da == best_d && (a as i64) < best)) {
-                best_d = da;
-                best = a as i64;
-            }
-            if links.max_child_level[a] == NO_CHILD_LEVEL {
-                continue;
-            }
-            let cover = ldexp_one(links.max_child_level[a]);
-            let threshold = if cover < best_d { cover } else { best_d };
-            if can_prune(data.metric, data.slack, da, radius[a], threshold) {
-                continue;
-            }
-            // Every non-duplicate child is evaluated and pushed, in insertion order.
-            group.clear();
-            let mut next = links.first_child[a];
-            while let Some(c) = next {
-                if levels[c] != DUPLICATE_LEVEL {
-                    group.push(c);
-                }
-                next = links.next_sibling[c];
-            }
-            dists.resize(group.len(), 0.0);
-            mode.distances(data, xi, x, data, &group, &mut dists);
-            evaluations += group.len() as u64;
-            for (&c, &d) in group.iter().zip(&dists) {
-                cached[c] = d;
-                stack.push(c);
-            }
-        }
-        // The root's ball is infinite, so it covers x unless d(x, root) itself overflowed to inf
-        // (finite coordinates near 1e154 and beyond); gold then fails too, in assemble.
-        if best < 0 {
-            return Err(CoreError::NonFinite {
-                what: "distances (coordinates too large to square in float64): X",
-                position: xi,
-            });
-        }
-        let parent = best as usize;
-        let level = if best_d == 0.0 {
-            DUPLICATE_LEVEL
-        } else {
-            level_below(best_d)
-        };
-        levels[xi] = level;
-        parents[xi] = parent as i64;
-        links.attach(parent, xi, level);
-        let mut a = parent as i64;
+        let found = search_parent(data, &tree, xi, mode, &mut search)?;
+        evaluations += found.evaluations;
+        tree.attach(found.parent, xi, found.level());
+        let mut a = found.parent as i64;
         while a != -1 {
             // Every ancestor of the parent was evaluated on the way down.
             let ai = a as usize;
-            if cached[ai] > radius[ai] {
-                radius[ai] = cached[ai];
-            }
-            a = parents[ai];
+            tree.reach(ai, search.cached[ai]);
+            a = tree.parents[ai];
         }
     }
-    let top_level = (0..n)
-        .filter(|&i| i != root && levels[i] != DUPLICATE_LEVEL)
-        .map(|i| levels[i])
-        .fold(NO_CHILD_LEVEL, i64::max);
-    levels[root] = if top_level == NO_CHILD_LEVEL {
-        0
-    } else {
-        top_level + 1
-    };
-    Ok(BuiltTree {
-        levels,
-        parents,
-        radius,
-        evaluations,
-    })
+    Ok(tree.finish(evaluations))
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 //! One concern per module: `metric` (distances and pruning bounds), `evaluate` (a group of distances:
 //! one by one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic),
 //! `heap` (bounded (distance, index) heap), `counters` (the counter columns, named once), `tree` (the
-//! CSR tree view and its checks), `build` (sequential insertion), `query` (level-synchronous k-NN with
+//! CSR tree view and its checks), `build` (sequential insertion), `batch`
+//! (batch insertion on rayon), `query` (level-synchronous k-NN with
 //! counters), `children` (the children a query step expands, gathered and evaluated ahead of use),
 //! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `errors`.
 
+pub mod batch;
 pub mod build;
 mod children;
 pub mod counters;
@@ -20,6 +22,7 @@ pub mod metric;
 pub mod query;
 pub mod tree;
 
+pub use batch::build_tree_batch;
 pub use build::{build_tree, BuiltTree};
 pub use dense::{dense_query, Blocks, DenseOutput};
 pub use errors::{CoreError, Result};

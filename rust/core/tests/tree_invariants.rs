@@ -1,20 +1,25 @@
-//! Trees built by the core satisfy the four invariants of DESIGN section 4 on seeded point sets,
-//! including tie-heavy lattices with repeated points and the residual metric.
+//! Trees built by the core, sequential and batch, satisfy the four invariants of DESIGN section 4 on
+//! seeded point sets, including tie-heavy lattices with repeated points and the residual metric.
 
 mod common;
 
 use common::{points, Assembled, Lcg, Points, Space};
 use covertreex_core::levels::{ldexp_one, DUPLICATE_LEVEL};
 use covertreex_core::metric::distance;
-use covertreex_core::{build_tree, Kernel, MetricData, Mode};
+use covertreex_core::{build_tree, build_tree_batch, Kernel, MetricData, Mode};
 
+/// Both builds of `space` in `order` (batch with small rounds, so many points conflict) hold the
+/// invariants.
 fn check_invariants(space: &Space, order: &[i64]) {
     let data = space.data();
-    let built = build_tree(&data, order, Mode::Perf).unwrap();
-    let tree = Assembled::new(&built, &data);
-    tree.view().check(space.n).unwrap();
-    check_structure(&tree);
-    check_metric(&tree, &data);
+    let sequential = build_tree(&data, order, Mode::Perf).unwrap();
+    let batch = build_tree_batch(&data, order, Mode::Perf, 16, None).unwrap();
+    for built in [sequential, batch] {
+        let tree = Assembled::new(&built, &data);
+        tree.view().check(space.n).unwrap();
+        check_structure(&tree);
+        check_metric(&tree, &data);
+    }
 }
 
 /// Invariant 1: one root, every node reached from it exactly once.

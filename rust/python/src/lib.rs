@@ -9,7 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use covertreex_core::counters::{
     LEVEL_COUNTERS, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, QUERY_COUNTERS,
 };
-use covertreex_core::{build_tree, dense_query, query_batch, Blocks, MetricData, Mode, QueryBatch};
+use covertreex_core::{
+    build_tree, build_tree_batch, dense_query, query_batch, Blocks, MetricData, Mode, QueryBatch,
+};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -55,20 +57,29 @@ fn mode(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Mode> {
     Mode::from_name(&name).map_err(|e| errors::core_error(py, &e))
 }
 
-/// Sequential insertion build in `order`: (levels, parents, radius, distance evaluations).
+/// Build in `order`: (levels, parents, radius, distance evaluations). `block` None is the sequential
+/// insertion build; a number is the batch build with rounds of at most `block` points on `threads`
+/// workers (None: rayon's global pool), the same tree on any thread count.
 #[pyfunction]
-#[pyo3(signature = (data, order, mode))]
+#[pyo3(signature = (data, order, mode, block=None, threads=None))]
 fn build<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
     order: &Bound<'py, PyAny>,
     mode: &Bound<'py, PyAny>,
+    block: Option<&Bound<'py, PyAny>>,
+    threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Built<'py>> {
     let mode = self::mode(py, mode)?;
+    let block: Option<i64> = block.map(|b| scalar(b, "block")).transpose()?;
+    let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
     let data = MetricArrays::extract(data, "data")?;
     let order = array1::<i64>(order, "order")?;
     let (view, order) = (data.view(py)?, slice(py, &order, "order")?);
-    let built = without_gil(py, || build_tree(&view, order, mode))?;
+    let built = without_gil(py, || match block {
+        None => build_tree(&view, order, mode),
+        Some(block) => build_tree_batch(&view, order, mode, block, threads),
+    })?;
     Ok((
         built.levels.into_pyarray(py),
         built.parents.into_pyarray(py),
