@@ -1,17 +1,15 @@
 """Canonical distances (Numba, float64, fixed operation order) and the metric-space wrapper engines use.
 
-The names of the metrics and kernels (defined in :mod:`covertreex.kinds`) are re-exported here, free of Numba
-and SciPy. The metric space is imported on first use (PEP 562), which also lets
-:mod:`covertreex.residual` import ``covertreex.metrics.kernels`` while the space imports residual.
+The names of the metrics and kernels live in :mod:`covertreex.kinds`. The metric space is imported on first
+use (PEP 562), which also lets :mod:`covertreex.residual` import ``covertreex.metrics.kernels`` while the
+space imports residual.
 """
 
 from importlib import import_module
 
-from covertreex.kinds import KERNELS, METRICS
-
 _SPACE_NAMES = ("MetricSpace", "QuerySet")
 
-__all__ = ["KERNELS", "METRICS", *_SPACE_NAMES]
+__all__ = list(_SPACE_NAMES)
 
 
 def __getattr__(name: str):
