@@ -18,9 +18,10 @@ from covertreex.ordering import insertion_order
 from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.resources import require_memory
+from covertreex.scalars import as_bool
 from covertreex.telemetry import make_record
 from covertreex.tree import Tree, checked
-from covertreex.validation import as_bool, check_k
+from covertreex.validation import check_k
 
 _ANSWER_BYTES = 16
 """Bytes per answer cell: an int64 index and a float64 distance."""

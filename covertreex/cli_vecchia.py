@@ -1,7 +1,8 @@
 """``pcct vecchia``: the Vecchia job from the shell -- points from a file in, ordering and neighbours out.
 
-It is :func:`covertreex.vecchia_neighbors` behind flags of the same names; the .npz it writes holds
-``ordering``, ``neighbors`` and ``distances`` with the shape conventions of :mod:`covertreex.vecchia`.
+It is :func:`covertreex.vecchia_neighbors` behind flags of the same names (the parser is in
+:mod:`covertreex.cli`); the .npz it writes holds ``ordering``, ``neighbors`` and ``distances`` with the
+shape conventions of :mod:`covertreex.vecchia`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from covertreex import progress, vecchia_orderings
-from covertreex.cli import RESIDUAL_DEFAULTS, _count, _lengthscale, _say
-from covertreex.engines import engine_names
+from covertreex.cli import say
 from covertreex.errors import CovertreexError, InvalidInputError
-from covertreex.kinds import KERNELS, METRICS
 
 READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
 
@@ -37,51 +36,6 @@ def read_array(path, what: str, dtype=float) -> np.ndarray:
             f"{path}: cannot read {what} as {READERS[suffix]} ({reason}); a header line must start "
             "with '#'" if suffix == ".csv" else f"{path}: cannot read {what} ({reason})"
         ) from None
-
-
-def add_parser(sub) -> None:
-    parser = sub.add_parser(
-        "vecchia", help="order points and find each one's k nearest predecessors (the Vecchia job)",
-        description="Read points from a .npy or .csv file, order them (natural, random, a given "
-                    "permutation, or exact maximin) and find every point's k nearest predecessors in "
-                    "that ordering, exactly. Writes ordering (N,), neighbors (N, k) as positions in the "
-                    "ordering with -1 padding, and distances (N, k) with +inf padding to --out. A bar "
-                    "shows progress on stderr when it is a terminal.",
-    )
-    parser.add_argument("points", metavar="POINTS", help="points file: .npy (N, d) or .csv (one row per "
-                                                          "point)")
-    parser.add_argument("--k", type=_count(1), default=50, metavar="K",
-                        help="neighbours per point (default: %(default)s)")
-    parser.add_argument("--metric", choices=METRICS, default="residual",
-                        help="neighbour distance (default: %(default)s)")
-    order = parser.add_mutually_exclusive_group()
-    order.add_argument("--ordering", choices=vecchia_orderings.NAMED, default="maximin",
-                       help="'maximin' is exact maximin in --metric (default: %(default)s)")
-    order.add_argument("--ordering-file", default=None, metavar="FILE",
-                       help="use this permutation of 0..N-1 (.npy or .csv) as the ordering")
-    residual = parser.add_argument_group("residual metric (as covertreex.residual_problem)")
-    residual.add_argument("--kernel", choices=KERNELS, default=RESIDUAL_DEFAULTS["kernel"],
-                          help="kernel (default: %(default)s)")
-    residual.add_argument("--lengthscale", type=_lengthscale, default=RESIDUAL_DEFAULTS["lengthscale"],
-                          metavar="L[,L...]", help="one lengthscale or one per dimension "
-                                                   "(default: %(default)s)")
-    residual.add_argument("--variance", type=float, default=RESIDUAL_DEFAULTS["variance"], metavar="S2",
-                          help="kernel variance (default: %(default)s)")
-    residual.add_argument("--m", type=_count(1), default=RESIDUAL_DEFAULTS["m"], metavar="M",
-                          help="inducing points (default: %(default)s)")
-    parser.add_argument("--seed", type=_count(0), default=0, metavar="S",
-                        help="seed of the inducing points and of --ordering random (default: %(default)s)")
-    parser.add_argument("--engine", default="auto", metavar="NAME",
-                        help=f"auto (the fastest exact engine) or one of {', '.join(engine_names())} "
-                             "(default: %(default)s)")
-    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="find the neighbours on the Dask cluster at this scheduler address, e.g. "
-                             "tcp://host:8786 (needs covertreex[dask]; the ordering is computed here)")
-    parser.add_argument("--out", default=None, metavar="FILE.npz",
-                        help="write ordering, neighbors and distances here (.npz appended if missing)")
-    parser.add_argument("--json", action="store_true",
-                        help="print a JSON summary on stdout (the summary lines then go to stderr)")
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:
@@ -118,17 +72,17 @@ def run(args) -> int:
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
         "scheduler": args.scheduler,
     }
-    _say(args, f"pcct vecchia: {summary['n']} points x {summary['dims']} dims from {args.points}; "
+    say(args, f"pcct vecchia: {summary['n']} points x {summary['dims']} dims from {args.points}; "
                f"{args.metric} metric, {result.ordering_name} ordering, k={args.k}")
     work = ("" if result.maximin_evaluations is None
             else f" ({result.maximin_evaluations / max(summary['n'], 1):.1f} distance evaluations/point)")
-    _say(args, f"order   {result.ordering_seconds:.3f} s{work}")
+    say(args, f"order   {result.ordering_seconds:.3f} s{work}")
     fused = result.ordering_name in FUSED_ORDERINGS and result.neighbor_seconds == 0.0
-    _say(args, "nbrs    found in the same pass as the ordering" if fused
+    say(args, "nbrs    found in the same pass as the ordering" if fused
          else f"nbrs    {result.neighbor_seconds:.3f} s")
     if out:
         np.savez(out, ordering=result.ordering, neighbors=result.neighbors, distances=result.distances)
-        _say(args, f"saved   {out}")
+        say(args, f"saved   {out}")
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0

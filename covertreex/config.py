@@ -14,7 +14,7 @@ from typing import Any
 
 from covertreex.errors import InvalidInputError, unknown_name
 from covertreex.resources import available_cpus
-from covertreex.validation import as_bool, as_int
+from covertreex.scalars import as_bool, as_int
 
 
 @dataclass(frozen=True)

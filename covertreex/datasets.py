@@ -12,7 +12,8 @@ import numpy as np
 
 from covertreex.digest import array_digest
 from covertreex.errors import InvalidInputError, unknown_name
-from covertreex.validation import as_int
+from covertreex.kinds import DATASETS
+from covertreex.scalars import as_int
 
 
 def _check_size(n, d) -> tuple[int, int]:
@@ -63,12 +64,8 @@ def duplicates(n: int, d: int, seed: int, *, fraction: float = 0.3) -> np.ndarra
     return np.ascontiguousarray(unique[rng.permutation(picks)])
 
 
-GENERATORS = {
-    "gaussian": gaussian,
-    "clustered": clustered,
-    "lattice": lattice,
-    "duplicates": duplicates,
-}
+GENERATORS = dict(zip(DATASETS, (gaussian, clustered, lattice, duplicates), strict=True))
+"""The generator of each name in :data:`covertreex.kinds.DATASETS`."""
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from covertreex.config import Config
 from covertreex.engines import get_engine
 from covertreex.errors import InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.scalars import as_int
 from covertreex.tree import Tree
-from covertreex.validation import as_int, check_k
+from covertreex.validation import check_k
 
 RANGES_PER_WORKER = 4
 """Ranges per worker: enough to even out cost estimates and to spread a lost worker's share."""

@@ -1,4 +1,5 @@
-"""The kinds of question covertreex answers, each list written once: metrics, kernels and query kinds.
+"""The kinds of question covertreex answers, each list written once: metrics, kernels, query kinds,
+dataset generators and named Vecchia orderings.
 
 Plain tuples with no heavy imports, so the CLI and the pytest plugin can read them cheaply; everything
 else that checks or offers one of these names imports it from here.
@@ -13,3 +14,9 @@ KERNELS = ("rbf", "matern52")
 QUERY_KINDS = ("points", "indices", "predecessor")
 """Queries given as new coordinates, as indexed points, or every indexed point among its predecessors
 (Vecchia ordering: point i may only have neighbours j < i)."""
+
+DATASETS = ("gaussian", "clustered", "lattice", "duplicates")
+"""Point generators of :mod:`covertreex.datasets` (the CLI's --dataset choices)."""
+
+ORDERINGS = ("natural", "random", "maximin", "maximin-euclidean", "maximin-residual")
+"""Named Vecchia orderings of :mod:`covertreex.vecchia_orderings` ('maximin' follows the metric)."""

@@ -23,7 +23,8 @@ from covertreex.metrics.kernels import (
     residual_variance_of_norms,
     squared_norms,
 )
-from covertreex.validation import as_int, as_points, positive_float
+from covertreex.scalars import as_int, positive_float
+from covertreex.validation import as_points
 
 JITTER = 1e-6
 

@@ -23,7 +23,7 @@ except ImportError as exc:  # validate_data (and the tags the checks use) arrive
 
 from covertreex.api import CoverTree
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
-from covertreex.validation import as_int
+from covertreex.scalars import as_int
 
 GRAPH_MODES = ("distance", "connectivity")
 

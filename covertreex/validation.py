@@ -7,8 +7,6 @@ C-contiguous float64, or when asked to (``owned=True``: a read-only copy for arr
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from covertreex.errors import (
@@ -18,6 +16,7 @@ from covertreex.errors import (
     KOutOfRangeError,
     NonFiniteError,
 )
+from covertreex.scalars import as_int
 
 
 def _as_array(array, name: str) -> np.ndarray:
@@ -65,18 +64,6 @@ def check_dims(queries: np.ndarray, n_dims: int, name: str = "queries") -> None:
         )
 
 
-def as_int(value, name: str) -> int:
-    """Accept Python and NumPy integers (not bools or floats) and return a plain int."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    return int(value)
-
-
-def as_bool(value, name: str) -> bool:
-    """Accept Python and NumPy booleans only (a string such as 'no' is not a boolean)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def check_k(k, n_eligible: int, *, allow_padding: bool = False) -> int:
@@ -88,15 +75,6 @@ def check_k(k, n_eligible: int, *, allow_padding: bool = False) -> int:
         raise KOutOfRangeError(f"k must be <= the number of indexed points ({n_eligible}), got {k}")
     return k
 
-
-def positive_float(value, name: str) -> float:
-    """A strictly positive finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputTypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value) or value <= 0.0:
-        raise InvalidInputError(f"{name} must be positive and finite, got {value}")
-    return value
 
 
 def dataset_indices(values, n_points: int, name: str = "query_indices") -> np.ndarray:

@@ -15,13 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
+from covertreex.kinds import ORDERINGS
 
 if TYPE_CHECKING:  # the maximin walk (Numba) loads on first use, not for the CLI's --help
     from covertreex.metrics import MetricSpace
-
-NAMED = ("natural", "random", "maximin", "maximin-euclidean", "maximin-residual")
-"""Ordering names; 'maximin' is maximin in the neighbour metric, the other two name their metric."""
-
 
 def first_point(X: np.ndarray) -> int:
     """The row nearest the coordinate mean (ties: smallest row), where every maximin ordering starts."""
@@ -34,7 +31,7 @@ def given_permutation(values, n_points: int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
         raise InputTypeError(
-            f"ordering must be a name ({', '.join(NAMED)}) or a 1-D integer array, got "
+            f"ordering must be a name ({', '.join(ORDERINGS)}) or a 1-D integer array, got "
             f"{type(values).__name__} of dtype {arr.dtype} and shape {arr.shape}"
         )
     if arr.shape[0] != n_points:
@@ -62,8 +59,8 @@ def given_permutation(values, n_points: int) -> np.ndarray:
 def resolve(ordering, n_points: int) -> tuple[str, np.ndarray | None]:
     """(name, permutation): a known name and None, or 'given' and the checked user permutation."""
     if isinstance(ordering, str):
-        if ordering not in NAMED:
-            raise unknown_name("ordering", ordering, NAMED)
+        if ordering not in ORDERINGS:
+            raise unknown_name("ordering", ordering, ORDERINGS)
         return ordering, None
     return "given", given_permutation(ordering, n_points)
 

@@ -22,7 +22,8 @@ from covertreex.digest import array_digest
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS, QUERY_KINDS
 from covertreex.residual import ResidualProblem
-from covertreex.validation import as_int, as_points, check_dims, dataset_indices
+from covertreex.scalars import as_int
+from covertreex.validation import as_points, check_dims, dataset_indices
 
 CASE_QUERIES = tuple(kind for kind in QUERY_KINDS if kind != "predecessor")
 """Query kinds a problem recipe or a case names (a predecessor problem has its own flag)."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS, QUERY_KINDS
-from covertreex.validation import as_int
+from covertreex.scalars import as_int
 from pytest_pcct.parity.assertions import DEFAULT_ATOL, DEFAULT_RTOL, assert_telemetry_valid
 from pytest_pcct.parity.datasets import Problem
 from pytest_pcct.parity.truth import check_answer

@@ -1,0 +1,43 @@
+"""Checks of scalar arguments (integers, booleans, positive reals) with errors that name the argument.
+
+Kept apart from :mod:`covertreex.validation` (arrays) because it imports no NumPy: the configuration and
+the CLI's argument parser use it, and ``pcct --help`` must not pay for NumPy's import.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+
+from covertreex.errors import InputTypeError, InvalidInputError
+
+
+def as_int(value, name: str) -> int:
+    """Accept Python and NumPy integers (not bools or floats) and return a plain int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def _numpy_bool() -> tuple[type, ...]:
+    """NumPy's boolean scalar type, if NumPy is loaded (a value cannot be one if it is not)."""
+    numpy = sys.modules.get("numpy")
+    return () if numpy is None else (numpy.bool_,)
+
+
+def as_bool(value, name: str) -> bool:
+    """Accept Python and NumPy booleans only (a string such as 'no' is not a boolean)."""
+    if not isinstance(value, (bool, *_numpy_bool())):
+        raise InputTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def positive_float(value, name: str) -> float:
+    """A strictly positive finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0.0:
+        raise InvalidInputError(f"{name} must be positive and finite, got {value}")
+    return value
