@@ -1,13 +1,11 @@
 //! Evaluating a group of distances from one point: one by one (parity mode, the literal port of gold) or
-//! in lockstep (perf mode). A lockstep group of LANES distances runs each lane's sums sequentially in
-//! index order, exactly as `metric::distance`, but interleaved, so the CPU overlaps the lanes' add chains
-//! instead of waiting on one. Every value is bit for bit the scalar one, so perf mode keeps gold's
-//! answers, trees and counters exactly.
+//! in lockstep groups of LANES (perf mode, `metric::distances`). Every value is bit for bit the scalar
+//! one, so perf mode keeps gold's answers, trees and counters exactly; this module only groups.
 
 use std::array::from_fn;
 
 use crate::errors::{CoreError, Result};
-use crate::metric::{distance, residual_from, Metric, MetricData};
+use crate::metric::{distance, distances, MetricData};
 
 /// The widest lockstep group in perf mode (a group's tail goes in groups of 4, 2, then one by one).
 pub const LANES: usize = 8;
@@ -73,62 +71,15 @@ fn lockstep<'n, 'o, const N: usize>(
     let mut outs = out.chunks_exact_mut(N);
     for (group, dst) in (&mut groups).zip(&mut outs) {
         let group: [usize; N] = from_fn(|j| group[j]);
-        dst.copy_from_slice(&lanes(da, a, a_index, db, &group));
+        dst.copy_from_slice(&distances(da, a, a_index, db, &group));
     }
     (groups.remainder(), outs.into_remainder())
-}
-
-/// N distances from row `a`, each lane bit for bit `metric::distance`.
-fn lanes<const N: usize>(
-    da: &MetricData,
-    a: usize,
-    a_index: i64,
-    db: &MetricData,
-    nodes: &[usize; N],
-) -> [f64; N] {
-    let xa = da.x.row(a);
-    let d = xa.len();
-    let xb: [&[f64]; N] = from_fn(|j| &db.x.row(nodes[j])[..d]);
-    let mut acc = [0.0f64; N];
-    let values = if da.metric == Metric::Euclidean {
-        for (t, p) in xa.iter().enumerate() {
-            for (sum, row) in acc.iter_mut().zip(&xb) {
-                let diff = p - row[t];
-                *sum += diff * diff;
-            }
-        }
-        acc.map(f64::sqrt)
-    } else {
-        for (t, (p, l)) in xa.iter().zip(da.lengthscale).enumerate() {
-            for (sum, row) in acc.iter_mut().zip(&xb) {
-                let z = (p - row[t]) / l;
-                *sum += z * z;
-            }
-        }
-        let va = da.v.row(a);
-        let m = va.len();
-        let vb: [&[f64]; N] = from_fn(|j| &db.v.row(nodes[j])[..m]);
-        let mut dot = [0.0f64; N];
-        for (c, p) in va.iter().enumerate() {
-            for (sum, row) in dot.iter_mut().zip(&vb) {
-                *sum += p * row[c];
-            }
-        }
-        from_fn(|j| residual_from(da, acc[j], dot[j], da.p[a], db.p[nodes[j]]))
-    };
-    from_fn(|j| {
-        if a_index == nodes[j] as i64 {
-            0.0
-        } else {
-            values[j]
-        }
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::{Kernel, Matrix};
+    use crate::metric::{Kernel, Matrix, Metric};
 
     /// Pseudo-random values in [-1, 1) (a fixed LCG; the core has no RNG dependency).
     fn values(n: usize, seed: u64) -> Vec<f64> {

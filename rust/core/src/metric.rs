@@ -17,6 +17,8 @@
 //! dot product summed in any order, the base of the dense screening interval (dense/screen.rs, which
 //! adds the terms of its vectorised kernel).
 
+use std::array::from_fn;
+
 use crate::errors::{check_sizes, CoreError, Result};
 
 /// Which distance a [`MetricData`] defines (the integer codes of kernels.py).
@@ -265,6 +267,56 @@ pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usi
     residual_from(da, r2, dot, da.p[a], db.p[b])
 }
 
+/// d(row `a`, row b) for the N rows b in `nodes` in lockstep (the rust engine's perf mode): each lane
+/// runs [`distance`]'s sums sequentially in index order, but the lanes interleave, so the CPU overlaps N
+/// add chains instead of waiting on one. Every lane is bit for bit [`distance`] (evaluate.rs tests it);
+/// the one-lane loops stay separate because a zip over two slices compiles to fewer instructions.
+pub fn distances<const N: usize>(
+    da: &MetricData,
+    a: usize,
+    a_index: i64,
+    db: &MetricData,
+    nodes: &[usize; N],
+) -> [f64; N] {
+    let xa = da.x.row(a);
+    let d = xa.len();
+    let xb: [&[f64]; N] = from_fn(|j| &db.x.row(nodes[j])[..d]);
+    let mut acc = [0.0f64; N];
+    let values = if da.metric == Metric::Euclidean {
+        for (t, p) in xa.iter().enumerate() {
+            for (sum, row) in acc.iter_mut().zip(&xb) {
+                let diff = p - row[t];
+                *sum += diff * diff;
+            }
+        }
+        acc.map(f64::sqrt)
+    } else {
+        for (t, (p, l)) in xa.iter().zip(da.lengthscale).enumerate() {
+            for (sum, row) in acc.iter_mut().zip(&xb) {
+                let z = (p - row[t]) / l;
+                *sum += z * z;
+            }
+        }
+        let va = da.v.row(a);
+        let m = va.len();
+        let vb: [&[f64]; N] = from_fn(|j| &db.v.row(nodes[j])[..m]);
+        let mut dot = [0.0f64; N];
+        for (c, p) in va.iter().enumerate() {
+            for (sum, row) in dot.iter_mut().zip(&vb) {
+                *sum += p * row[c];
+            }
+        }
+        from_fn(|j| residual_from(da, acc[j], dot[j], da.p[a], db.p[nodes[j]]))
+    };
+    from_fn(|j| {
+        if a_index == nodes[j] as i64 {
+            0.0
+        } else {
+            values[j]
+        }
+    })
+}
+
 /// The residual metric's two sums for rows `a` of `da` and `b` of `db`, each sequential in index order:
 /// the scaled squared coordinate distance r2 and the dot product of the V rows.
 pub fn residual_sums(da: &MetricData, a: usize, db: &MetricData, b: usize) -> (f64, f64) {
@@ -282,7 +334,7 @@ pub fn residual_sums(da: &MetricData, a: usize, db: &MetricData, b: usize) -> (f
 
 /// The residual distance from its sums: the scaled squared coordinate distance `r2`, the dot product of
 /// the two V rows, and the two residual variances (shared by the scalar and lockstep evaluations).
-pub(crate) fn residual_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
+fn residual_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
     let mut gap = 1.0 - similarity_from(da, r2, dot, pa, pb);
     if gap < 0.0 {
         gap = 0.0;
