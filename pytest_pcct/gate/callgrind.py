@@ -11,7 +11,11 @@ with the pinned environment below and benchmarks disabled (so JIT compilers fill
 native speed), then replaces itself (``exec``) with ``valgrind --tool=callgrind --instr-atstart=no`` running
 the same command. Inside, every benchmark marked ``pcct_instructions`` gets a probe in place of
 pytest-benchmark's fixture (disabled in that session): the call runs once through it to warm up, callgrind's
-counters are zeroed, the call runs once more, and a labelled dump gives its instruction count (``Ir``).
+counters are zeroed, the call runs once more, and a labelled dump gives its instruction count (``Ir``). The
+counted call runs with Python's garbage collector collected beforehand and then paused: otherwise a
+collection owed by the objects earlier tests left behind (more in a long session, or with more stored
+benchmark files) falls inside the count, and the same code counts differently depending on what ran
+before it.
 
 The environment is pinned so the count describes the code, not the machine: one thread everywhere (thread
 interleavings change spin-wait counts), a fixed hash seed, Numba compiling for a generic x86-64 CPU (its cache
@@ -21,6 +25,7 @@ kernels (valgrind emulates no AVX-512).
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import subprocess
@@ -140,11 +145,18 @@ class InstructionProbe:
         warm_up()  # lazy initialisation and first-call caches are not the code's steady cost
         InstructionProbe._count += 1
         label = f"pcct-{InstructionProbe._count}"
-        _control("--instr=on")
-        _control("--zero")
-        result = call()
-        _control("--dump=" + label)
-        _control("--instr=off")
+        collecting = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        try:
+            _control("--instr=on")
+            _control("--zero")
+            result = call()
+            _control("--dump=" + label)
+            _control("--instr=off")
+        finally:
+            if collecting:
+                gc.enable()
         self.instructions = dumped_instructions(out_dir(), label)
         return result
 

@@ -9,6 +9,7 @@ import pytest
 
 import covertreex
 
+
 def _run(code: str) -> str:
     """Standard output of `code` run by a fresh interpreter (which must succeed)."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

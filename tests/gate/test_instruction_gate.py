@@ -1,6 +1,7 @@
 """The instruction leg end to end, under the real valgrind: a pytest run in mode instructions relaunches
 itself under callgrind, records a benchmark's instruction count, passes unchanged code, and fails a call that
-does 1.5x the work, printing the command that re-records (which is then run as printed)."""
+does 1.5x the work, printing the command that re-records (which is then run as printed). A count does not
+depend on what earlier tests left alive."""
 
 import shlex
 
@@ -70,6 +71,38 @@ def test_instruction_counts_record_pass_and_catch_a_1_5x_slowdown(counted, monke
         "If the change is intended, re-record with:",
     ])
     assert _printed(slower, "python -m pytest") == record  # the command run above
+
+
+ALLOCATING = '''
+import os
+
+import pytest
+
+KEPT = [[i] for i in range(int(os.environ["KEPT_N"]))]  # what earlier tests of a session left alive
+
+
+def allocate(n):
+    return [[i] for i in range(n)]  # container objects: every few hundred of them owe a collection
+
+
+@pytest.mark.pcct_instructions
+def test_allocating(benchmark, pcct_gate):
+    benchmark(allocate, 200_000)
+    pcct_gate.record({"steps": 1}, engine="mine", dataset_digest="d", config_digest="c", schema="s",
+                     schema_version=1)
+'''
+
+
+def test_the_count_does_not_depend_on_objects_left_alive_before_it(pytester, monkeypatch):
+    """A collection owed by older objects would fall inside the count and walk them all: the probe collects
+    before and pauses the collector during the counted call, so the count is the call's own."""
+    pytester.makepyfile(test_bench=ALLOCATING)
+    monkeypatch.setenv("KEPT_N", "0")
+    pytester.runpytest_subprocess(*GATE, "--pcct-update-baselines").assert_outcomes(passed=1)
+    monkeypatch.setenv("KEPT_N", "1000000")
+    crowded = pytester.runpytest_subprocess(*GATE)
+    crowded.assert_outcomes(passed=1)
+    crowded.stdout.fnmatch_lines(["*test_bench.py::test_allocating*x (limit +-1.00%)*PASSED"])
 
 
 def _printed(result, start: str) -> list[str]:
