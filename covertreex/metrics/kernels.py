@@ -119,16 +119,6 @@ def residual_variance_of_norms(squared_norms: np.ndarray, variance: float) -> np
 
 
 @njit(cache=True)
-def kernel_between(A, a, B, b):
-    """k(x_a, x_b): r2 = sum_t ((x_at - x_bt) / l_t)^2 summed in index order, then the kernel of record."""
-    r2 = 0.0
-    for t in range(A.X.shape[1]):
-        z = (A.X[a, t] - B.X[b, t]) / A.lengthscale[t]
-        r2 += z * z
-    return kernel_value(A.kernel, A.variance, r2)
-
-
-@njit(cache=True)
 def distance(A, a, a_index, B, b):
     """d(row a of A, row b of B); `a_index` is a's dataset index (or -1) so that d(i, i) is exactly 0."""
     if a_index == b:
@@ -140,7 +130,11 @@ def distance(A, a, a_index, B, b):
             diff = A.X[a, t] - B.X[b, t]
             acc += diff * diff
         return math.sqrt(acc)
-    k = kernel_between(A, a, B, b)
+    r2 = 0.0
+    for t in range(n_dims):
+        z = (A.X[a, t] - B.X[b, t]) / A.lengthscale[t]
+        r2 += z * z
+    k = kernel_value(A.kernel, A.variance, r2)
     dot = 0.0
     for c in range(A.V.shape[1]):
         dot += A.V[a, c] * B.V[b, c]
@@ -291,7 +285,11 @@ def bounds(Q, q, D, j, g, q_scale, q_error, d_scale, d_error, euclid):
         approx = max(norms - 2.0 * g, 0.0)
         e = euclid * norms
         return approx - e, approx + e
-    k = kernel_between(Q, q, D, j)
+    r2 = 0.0
+    for t in range(Q.X.shape[1]):
+        z = (Q.X[q, t] - D.X[j, t]) / Q.lengthscale[t]
+        r2 += z * z
+    k = kernel_value(Q.kernel, Q.variance, r2)
     rho = (k - g) * q_scale[q] * d_scale[j]
     mag = abs(rho)
     e = q_error[q] * d_error[j] + 16.0 * EPS * mag + 16.0 * EPS
