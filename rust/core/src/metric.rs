@@ -233,18 +233,20 @@ impl MetricData<'_> {
 
 /// k(r2) for the kernel, in kernels.py's operation order.
 pub fn kernel_value(kernel: Kernel, variance: f64, r2: f64) -> f64 {
-    kernel_with(kernel, variance, r2, f64::exp)
+    let (factor, argument) = kernel_parts(kernel, variance, r2);
+    factor * argument.exp()
 }
 
-/// k(r2) in kernels.py's operation order with `exp` as the exponential: libm's for the canonical
-/// value, the dense screening's bounded approximation for its (re-checked) estimate.
+/// The kernel as `factor * exp(argument)`, both computed in kernels.py's operation order: k(r2) is
+/// this product with libm's `exp` (the canonical value); the dense screening multiplies the same
+/// factor by its bounded vectorised exp.
 #[inline(always)]
-pub fn kernel_with(kernel: Kernel, variance: f64, r2: f64, exp: impl Fn(f64) -> f64) -> f64 {
+pub fn kernel_parts(kernel: Kernel, variance: f64, r2: f64) -> (f64, f64) {
     match kernel {
-        Kernel::Rbf => variance * exp(-r2 / 2.0),
+        Kernel::Rbf => (variance, -r2 / 2.0),
         Kernel::Matern52 => {
             let a = (5.0 * r2).sqrt();
-            variance * (1.0 + a + a * a / 3.0) * exp(-a)
+            (variance * (1.0 + a + a * a / 3.0), -a)
         }
     }
 }

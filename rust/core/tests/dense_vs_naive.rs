@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_rows_match_naive, points, spaces, Lcg, Points, Rows, Space};
 use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
-use covertreex_core::dense::{Keys, Screen};
+use covertreex_core::dense::{Isa, Screen, Sink};
 use covertreex_core::metric::{residual_sums, similarity_from};
 use covertreex_core::query::available_threads;
 use covertreex_core::{dense_query, Blocks, DenseOutput, Kernel};
@@ -164,31 +164,113 @@ fn kernel_values_at_the_fast_exp_edges_stay_exact() {
     }
 }
 
-#[test]
-fn every_canonical_key_lies_within_its_screening_interval() {
-    // The bound itself, pair by pair, where the exp changes regime and p sits at the jitter or the
-    // clamp; the "GEMM" sums in reverse order. A kernel error beyond the stated bound fails here.
-    for space in exp_edge_spaces() {
-        let n = space.n;
-        let (data, rows) = (space.data(), Rows::outside(n, n));
-        let batch = rows.batch(&space);
-        let screen = Screen::new(&batch, &data);
-        let mut keys = Keys::with_len(n);
-        for q in 0..n {
+/// Every (lo, hi) of a row, in index order (a sink whose cutoff excludes nothing).
+#[derive(Default)]
+struct AllBounds {
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+impl Sink for AllBounds {
+    fn cutoff(&self) -> f64 {
+        f64::INFINITY
+    }
+
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
+        assert_eq!(
+            j,
+            self.lo.len(),
+            "groups arrive in index order, none skipped"
+        );
+        self.lo.extend_from_slice(lo);
+        self.hi.extend_from_slice(hi);
+    }
+}
+
+/// The bounds of every pair of `space` with itself on instruction set `isa`, the "GEMM" summing in
+/// reverse order; pair (q, q) is given as the query's own index (distance 0) when `own`.
+fn all_bounds(space: &Space, isa: Isa, own: bool) -> Vec<AllBounds> {
+    let (n, data, rows) = (space.n, space.data(), Rows::outside(space.n, space.n));
+    let batch = rows.batch(space);
+    let screen = Screen::new(&batch, &data).on(isa);
+    (0..n)
+        .map(|q| {
             let vq = data.v.row(q);
             let g: Vec<f64> = (0..n)
                 .map(|j| vq.iter().zip(data.v.row(j)).rev().map(|(a, b)| a * b).sum())
                 .collect();
-            let (lo, hi) = screen.bounds(&mut keys, q, 0, &g);
-            for j in 0..n {
+            let mut sink = AllBounds::default();
+            screen.screen_row(q, 0, &g, own.then_some(q), &mut sink);
+            assert_eq!(sink.lo.len(), n);
+            sink
+        })
+        .collect()
+}
+
+/// Every pair's canonical key lies in its screening interval, on every instruction set.
+fn assert_keys_within_bounds(space: &Space) {
+    let data = space.data();
+    for isa in Isa::available() {
+        for (q, row) in all_bounds(space, isa, false).iter().enumerate() {
+            for j in 0..space.n {
                 let (r2, dot) = residual_sums(&data, q, &data, j);
                 let key = -similarity_from(&data, r2, dot, data.p[q], data.p[j]);
                 assert!(
-                    lo[j] <= key && key <= hi[j],
-                    "{:?} ({q}, {j}): {key:e}",
-                    space.kernel
+                    row.lo[j] <= key && key <= row.hi[j],
+                    "{:?} {isa:?} ({q}, {j}): {key:e} not in [{:e}, {:e}]",
+                    space.kernel,
+                    row.lo[j],
+                    row.hi[j]
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn every_canonical_key_lies_within_its_screening_interval() {
+    // The bound itself, pair by pair, where the exp changes regime and p sits at the jitter or the
+    // clamp. A kernel error beyond the stated bound fails here.
+    for space in exp_edge_spaces() {
+        assert_keys_within_bounds(&space);
+    }
+}
+
+/// Near-duplicate points (1e-9 apart) with lengthscales that are not powers of two, all inducing: p at
+/// the clamp, the rows of V of norm within ~1e-9 of sqrt(variance), k - V.V cancelling to a few ulps.
+fn cancelling_space(kernel: Kernel) -> Space {
+    let mut rng = Lcg::new(33);
+    let mut x = points(Points::Uniform, 24, 2, &mut rng);
+    for i in (0..x.len()).step_by(6) {
+        x[i + 2] = x[i] + 1e-9;
+        x[i + 3] = x[i + 1] - 1e-9;
+    }
+    let space = Space::residual_with(x.clone(), 2, &x, 24, kernel, vec![0.7, 1.3]);
+    assert!(space.p.iter().all(|&p| p < 1e-6));
+    space
+}
+
+#[test]
+fn screening_bounds_hold_under_cancellation_with_any_lengthscale() {
+    for kernel in [Kernel::Rbf, Kernel::Matern52] {
+        assert_keys_within_bounds(&cancelling_space(kernel));
+    }
+}
+
+#[test]
+fn every_instruction_set_screens_to_the_same_bits() {
+    let mut spaces: Vec<Space> = spaces(4).into_iter().map(|(space, _)| space).collect();
+    spaces.extend(exp_edge_spaces());
+    spaces.extend([Kernel::Rbf, Kernel::Matern52].map(cancelling_space));
+    let bits = |rows: Vec<AllBounds>| -> Vec<u64> {
+        rows.iter()
+            .flat_map(|row| row.lo.iter().chain(&row.hi).map(|v| v.to_bits()))
+            .collect()
+    };
+    for space in &spaces {
+        let baseline = bits(all_bounds(space, Isa::Baseline, true));
+        for isa in Isa::available() {
+            assert_eq!(bits(all_bounds(space, isa, true)), baseline, "{isa:?}");
         }
     }
 }

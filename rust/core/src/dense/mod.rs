@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-pub use screen::{Keys, Screen};
+pub use screen::{Isa, Screen, Sink};
 
 use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
@@ -25,7 +25,7 @@ use crate::heap::Heap;
 use crate::metric::MetricData;
 use crate::query::{check_queries, thread_pool, QueryBatch};
 use screen::operand;
-use select::Selection;
+use select::{Recheck, Selection};
 use tile::gram;
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.
@@ -54,8 +54,8 @@ pub struct DenseOutput {
 struct Worker {
     rows: Vec<f64>,
     tile: Vec<f64>,
-    keys: Keys,
     heap: Heap,
+    recheck: Recheck,
 }
 
 struct Job<'a> {
@@ -96,9 +96,10 @@ impl Job<'_> {
                 .rows
                 .extend_from_slice(&q_values[r * width..(r + 1) * width]);
         }
-        let mut selections: Vec<Selection> = (0..nb).map(|_| Selection::new(self.k)).collect();
+        let mut selections: Vec<Selection> = (0..nb)
+            .map(|_| Selection::new(self.k, self.data.metric))
+            .collect();
         let end = limits.iter().copied().max().unwrap_or(0);
-        let self_key = self.screen.self_key();
         for j0 in (0..end).step_by(self.blocks.points) {
             let cols = self.blocks.points.min(end - j0);
             let tile = &mut worker.tile[..nb * cols];
@@ -113,14 +114,9 @@ impl Job<'_> {
                     continue;
                 }
                 let values = &tile[q * cols..q * cols + (stop - j0)];
-                let (lo, hi) = self
-                    .screen
-                    .bounds(&mut worker.keys, out.first + q, j0, values);
-                if (j0 as i64..stop as i64).contains(&own[q]) {
-                    let at = own[q] as usize - j0;
-                    (lo[at], hi[at]) = (self_key, self_key);
-                }
-                selection.offer_row(&self.screen, lo, hi, j0);
+                let at = usize::try_from(own[q] - j0 as i64).ok();
+                self.screen
+                    .screen_row(out.first + q, j0, values, at, selection);
                 selection.screened += (stop - j0) as i64;
                 out.counts[q * N_QUERY_COUNTERS + Q_STEPS] += 1;
             }
@@ -128,8 +124,14 @@ impl Job<'_> {
         let k = self.k;
         for (q, selection) in selections.iter_mut().enumerate() {
             let (row, index) = (rows[q] as usize, own[q]);
-            let (evaluations, pushes) =
-                selection.finish(&mut worker.heap, &self.queries.data, row, index, self.data);
+            let (evaluations, pushes) = selection.finish(
+                &mut worker.heap,
+                &mut worker.recheck,
+                &self.queries.data,
+                row,
+                index,
+                self.data,
+            );
             worker.heap.write_sorted(
                 &mut out.indices[q * k..(q + 1) * k],
                 &mut out.distances[q * k..(q + 1) * k],
@@ -217,8 +219,8 @@ fn run_blocks(job: &Job, out: &mut DenseOutput) {
             || Worker {
                 rows: Vec::with_capacity(bq * width),
                 tile: vec![0.0; tile_len],
-                keys: Keys::with_len(job.blocks.points.min(job.data.n_points())),
                 heap: Heap::new(k),
+                recheck: Recheck::default(),
             },
             |worker, (b, (((indices, distances), counts), screened))| {
                 let out = BlockOut {

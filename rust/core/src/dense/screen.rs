@@ -1,6 +1,9 @@
 //! Screening bounds of the dense path: a GEMM value turned into a rigorous interval on a *key* that
 //! orders pairs exactly as the canonical distance does (smaller key = closer). Bounds are computed a
-//! point-block row at a time in branch-free loops that LLVM vectorises.
+//! group of [`GROUP`] pairs at a time in branch-free code that LLVM vectorises, with AVX2 where the CPU
+//! has it: the same IEEE operations on any instruction set (no FMA: Rust never contracts, and the
+//! screening does not ask for it), so the bounds, and with them the candidates and the counters, are
+//! the same bits on every machine ([`Isa`]).
 //!
 //! GEMM reorders the dot product, so its value `g` differs from the canonical sequential sum. For any
 //! summation order (blocked, FMA or not), |fl(a.b) - a.b| <= gamma_n ||a|| ||b||, gamma_n = n u/(1 - n u),
@@ -30,11 +33,18 @@
 //! covering the GEMM's and the canonical sum's gamma_d errors and the roundings of the norms and of
 //! the combination. widen(T) = T (1 + 8 eps): x > y (1 + 4 eps) implies fl(sqrt x) > fl(sqrt y).
 
-use super::exp::{exp_nonpositive, EXP_ABS, EXP_REL};
-use crate::metric::{gamma, kernel_with, Kernel, Metric, MetricData};
+use std::ops::Range;
+
+use super::exp::{exp_lanes, EXP_ABS, EXP_REL};
+use crate::metric::{gamma, kernel_parts, Kernel, Metric, MetricData};
 use crate::query::QueryBatch;
 
 const EPS: f64 = f64::EPSILON;
+
+/// Pairs screened together: their bounds are computed step by step across the group (two AVX2
+/// vectors, four SSE2 ones, of independent exp chains the CPU overlaps), kept in registers and handed
+/// to the selection as one group.
+const GROUP: usize = 8;
 
 /// |k_a - k_c| <= KERNEL_REL k_a + kernel_floor. Both kernels end in one multiplication w * exp(x)
 /// whose factor w and argument x are bit-identical on both sides, so for x >= UNDERFLOW_ARG (normal
@@ -108,21 +118,43 @@ impl RowFactors {
     }
 }
 
-/// One worker's row of key bounds (and its r2 scratch), as long as the longest point block.
-#[derive(Debug, Clone, Default)]
-pub struct Keys {
-    lo: Vec<f64>,
-    hi: Vec<f64>,
-    r2: Vec<f64>,
+/// The threshold below which a pair's `lo` keeps it a candidate, given the k-th smallest `hi` (the
+/// module docs say why).
+#[inline]
+pub fn widen(metric: Metric, t: f64) -> f64 {
+    match metric {
+        Metric::Residual => t + 8.0 * EPS,
+        Metric::Euclidean => t * (1.0 + 8.0 * EPS),
+    }
 }
 
-impl Keys {
-    pub fn with_len(len: usize) -> Keys {
-        Keys {
-            lo: vec![0.0; len],
-            hi: vec![0.0; len],
-            r2: vec![0.0; len],
+/// Where the groups of one row of bounds go.
+pub trait Sink {
+    /// A group whose every `lo` exceeds this is skipped: it can change nothing.
+    fn cutoff(&self) -> f64;
+    /// A group of pairs (points j, j + 1, ..) with key bounds `lo[i]`, `hi[i]`, at least one `lo` at
+    /// or below the cutoff.
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]);
+}
+
+/// The instruction set the screening loops are compiled for. Every one computes the same bits; the
+/// baseline (x86-64's SSE2, or whatever the target has) always works, AVX2 is used where detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Isa {
+    /// Every instruction set this CPU can run, the fastest last.
+    pub fn available() -> Vec<Isa> {
+        let mut out = vec![Isa::Baseline];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            out.push(Isa::Avx2);
         }
+        out
     }
 }
 
@@ -136,14 +168,17 @@ pub struct Screen<'a> {
     pub query_rows: RowFactors,
     pub data_rows: RowFactors,
     euclid: f64,
-    /// Residual: the indexed points' coordinates column by column (d x n), so that the row loops load
+    /// Residual: the indexed points' coordinates column by column (d x n), so that the groups load
     /// them contiguously. Euclidean: empty.
     columns: Vec<f64>,
+    /// Per dimension, how r2 scales a coordinate difference (bit for bit the canonical division).
+    scalings: Vec<Scaling>,
     kernel_floor: f64,
+    isa: Isa,
 }
 
 impl<'a> Screen<'a> {
-    /// The screen of a checked batch (its rows index `batch.data`).
+    /// The screen of a checked batch (its rows index `batch.data`), on the fastest instruction set.
     pub fn new(batch: &'a QueryBatch<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
         let queries = &batch.data;
         let euclid = 16.0 * (data.x.cols() + 4) as f64 * EPS;
@@ -154,7 +189,9 @@ impl<'a> Screen<'a> {
                 .flat_map(|t| (0..n).map(move |j| data.x.row(j)[t]))
                 .collect(),
         };
+        let scalings = queries.lengthscale.iter().map(|&l| Scaling::of(l));
         Screen {
+            scalings: scalings.collect(),
             queries,
             query_index: batch.rows,
             data,
@@ -163,7 +200,14 @@ impl<'a> Screen<'a> {
             euclid,
             columns,
             kernel_floor: kernel_floor(queries.variance),
+            isa: *Isa::available().last().unwrap(),
         }
+    }
+
+    /// The same screen on instruction set `isa` (one of [`Isa::available`]).
+    pub fn on(self, isa: Isa) -> Screen<'a> {
+        assert!(Isa::available().contains(&isa), "{isa:?} is not available");
+        Screen { isa, ..self }
     }
 
     /// The key of a pair at canonical distance 0 (a query and its own dataset index).
@@ -174,130 +218,285 @@ impl<'a> Screen<'a> {
         }
     }
 
-    /// The threshold below which a pair's `lo` keeps it a candidate, given the k-th smallest `hi`.
-    #[inline]
-    pub fn widen(&self, t: f64) -> f64 {
-        match self.data.metric {
-            Metric::Residual => t + 8.0 * EPS,
-            Metric::Euclidean => t * (1.0 + 8.0 * EPS),
-        }
-    }
-
-    /// (lo, hi) on the canonical keys of the batch's query `q` against points j0, j0 + 1, .., one per GEMM
-    /// value of `g`, written into `keys` and returned.
-    pub fn bounds<'k>(
+    /// Bounds (lo, hi) on the canonical keys of the batch's query `q` against points j0, j0 + 1, ..,
+    /// one pair per GEMM value of `g`, a group of at most [`GROUP`] pairs at a time, in index order;
+    /// the groups not below the sink's cutoff are offered to it (the test is one vector compare). The
+    /// pair at position `own` of the row (the query's own dataset index) gets the key of distance 0
+    /// exactly.
+    pub fn screen_row(
         &self,
-        keys: &'k mut Keys,
         q: usize,
         j0: usize,
         g: &[f64],
-    ) -> (&'k mut [f64], &'k mut [f64]) {
-        let len = g.len();
-        let (lo, hi, r2) = (
-            &mut keys.lo[..len],
-            &mut keys.hi[..len],
-            &mut keys.r2[..len],
-        );
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has just been seen to support AVX2.
-            unsafe { self.fill_avx2(lo, hi, r2, q, j0, g) };
-            return (lo, hi);
+        own: Option<usize>,
+        sink: &mut impl Sink,
+    ) {
+        match self.isa {
+            Isa::Baseline => self.row(q, j0, g, own, sink),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
+            Isa::Avx2 => unsafe { self.row_avx2(q, j0, g, own, sink) },
         }
-        self.fill(lo, hi, r2, q, j0, g);
-        (lo, hi)
     }
 
-    /// [`Self::fill`] compiled for AVX2: four lanes instead of SSE2's two, the same IEEE operations
-    /// (Rust never contracts to FMA), so the same bits.
+    /// [`Self::row`] compiled for AVX2: four lanes instead of SSE2's two, the same operations.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn fill_avx2(
-        &self,
-        lo: &mut [f64],
-        hi: &mut [f64],
-        r2: &mut [f64],
-        q: usize,
-        j0: usize,
-        g: &[f64],
-    ) {
-        self.fill(lo, hi, r2, q, j0, g);
+    fn row_avx2(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
+        self.row(q, j0, g, own, sink);
     }
 
     #[inline(always)]
-    fn fill(&self, lo: &mut [f64], hi: &mut [f64], r2: &mut [f64], q: usize, j0: usize, g: &[f64]) {
+    fn row(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
+        let (scale_q, points) = (self.query_rows.scale[q], j0..j0 + g.len());
         if self.data.metric == Metric::Euclidean {
-            let norm_q = self.query_rows.scale[q];
-            let norms = &self.data_rows.scale[j0..j0 + g.len()];
-            for (((lo, hi), &g), &norm_j) in lo.iter_mut().zip(hi.iter_mut()).zip(g).zip(norms) {
-                let norms = norm_q + norm_j;
-                let approx = (norms - 2.0 * g).max(0.0);
-                let e = self.euclid * norms;
-                (*lo, *hi) = (approx - e, approx + e);
-            }
-            return;
+            let bounds = EuclideanBounds {
+                norm_q: scale_q,
+                norms: &self.data_rows.scale[points],
+                euclid: self.euclid,
+            };
+            return self.groups(&bounds, g, j0, own, sink);
         }
-        self.fill_r2(r2, q, j0);
         let variance = self.queries.variance;
         match self.queries.kernel {
-            Kernel::Rbf => self.residual_bounds(lo, hi, r2, q, j0, g, |r2| {
-                kernel_with(Kernel::Rbf, variance, r2, exp_nonpositive)
-            }),
-            Kernel::Matern52 => self.residual_bounds(lo, hi, r2, q, j0, g, |r2| {
-                kernel_with(Kernel::Matern52, variance, r2, exp_nonpositive)
-            }),
-        }
-    }
-
-    /// r2 of the batch's query `q` against points j0.. in the canonical order: per pair, a sequential sum over
-    /// the dimensions from 0.0 (here dimension by dimension over the whole row).
-    #[inline(always)]
-    fn fill_r2(&self, r2: &mut [f64], q: usize, j0: usize) {
-        let n = self.data.n_points();
-        let query = self.queries.x.row(self.query_index[q] as usize);
-        let term = |x: f64, y: f64, l: f64| {
-            let z = (x - y) / l;
-            z * z
-        };
-        for (t, (&x, &l)) in query.iter().zip(self.queries.lengthscale).enumerate() {
-            let column = &self.columns[t * n + j0..t * n + j0 + r2.len()];
-            let pairs = r2.iter_mut().zip(column);
-            if t == 0 {
-                // The canonical 0.0 + z * z is z * z itself (z * z is never -0.0).
-                pairs.for_each(|(acc, &y)| *acc = term(x, y, l));
-            } else {
-                pairs.for_each(|(acc, &y)| *acc += term(x, y, l));
+            Kernel::Rbf => {
+                let parts = |r2| kernel_parts(Kernel::Rbf, variance, r2);
+                self.groups(&self.residual(q, points, parts), g, j0, own, sink)
+            }
+            Kernel::Matern52 => {
+                let parts = |r2| kernel_parts(Kernel::Matern52, variance, r2);
+                self.groups(&self.residual(q, points, parts), g, j0, own, sink)
             }
         }
     }
 
-    /// The residual bounds of the module docs, with `kernel` mapping r2 to k_a.
-    #[allow(clippy::too_many_arguments)]
+    /// The residual bounds of query `q` against `points`, with the kernel's `parts`.
     #[inline(always)]
-    fn residual_bounds(
+    fn residual<P>(&self, q: usize, points: Range<usize>, parts: P) -> ResidualBounds<'_, P> {
+        ResidualBounds {
+            query: self.queries.x.row(self.query_index[q] as usize),
+            scalings: &self.scalings,
+            columns: &self.columns,
+            n: self.data.n_points(),
+            j0: points.start,
+            scale_q: self.query_rows.scale[q],
+            error_q: self.query_rows.error[q],
+            scales: &self.data_rows.scale[points.clone()],
+            errors: &self.data_rows.error[points],
+            kernel_floor: self.kernel_floor,
+            parts,
+        }
+    }
+
+    /// The row in whole groups of [`GROUP`] pairs, then the rest one by one (the same operations per
+    /// pair either way).
+    #[inline(always)]
+    fn groups(
         &self,
-        lo: &mut [f64],
-        hi: &mut [f64],
-        r2: &[f64],
-        q: usize,
-        j0: usize,
+        bounds: &impl GroupBounds,
         g: &[f64],
-        kernel: impl Fn(f64) -> f64,
+        j0: usize,
+        own: Option<usize>,
+        sink: &mut impl Sink,
     ) {
-        let points = j0..j0 + g.len();
-        let (scale_q, error_q) = (self.query_rows.scale[q], self.query_rows.error[q]);
-        let scales = &self.data_rows.scale[points.clone()];
-        let errors = &self.data_rows.error[points];
-        let pairs = lo.iter_mut().zip(hi.iter_mut()).zip(r2).zip(g);
-        for ((((lo, hi), &r2), &g), (&scale_j, &error_j)) in pairs.zip(scales.iter().zip(errors)) {
-            let k = kernel(r2);
-            let rho = (k - g) * scale_q * scale_j;
+        let whole = g.len() / GROUP * GROUP;
+        for (at, g) in (0..whole).step_by(GROUP).zip(g.chunks_exact(GROUP)) {
+            let (lo, hi) = bounds.group::<GROUP>(at, g.try_into().unwrap());
+            self.pass(lo, hi, j0, at, own, sink);
+        }
+        for (at, &g) in (whole..).zip(&g[whole..]) {
+            let (lo, hi) = bounds.group::<1>(at, &[g]);
+            self.pass(lo, hi, j0, at, own, sink);
+        }
+    }
+
+    /// Offer the group of row positions at, at + 1, .. to the sink unless every `lo` exceeds its
+    /// cutoff, after giving the pair at row position `own` (if in the group) the key of distance 0.
+    #[inline(always)]
+    fn pass<const N: usize>(
+        &self,
+        mut lo: [f64; N],
+        mut hi: [f64; N],
+        j0: usize,
+        at: usize,
+        own: Option<usize>,
+        sink: &mut impl Sink,
+    ) {
+        if let Some(i) = own.and_then(|own| own.checked_sub(at)).filter(|&i| i < N) {
+            (lo[i], hi[i]) = (self.self_key(), self.self_key());
+        }
+        let cutoff = sink.cutoff();
+        if lo.iter().fold(false, |any, &l| any | (l <= cutoff)) {
+            sink.offer(j0 + at, &lo, &hi);
+        }
+    }
+}
+
+/// The key bounds of N consecutive pairs of one row, from their GEMM values.
+trait GroupBounds {
+    /// (lo, hi) of the pairs at row positions at, at + 1, .., at + N - 1.
+    fn group<const N: usize>(&self, at: usize, g: &[f64; N]) -> ([f64; N], [f64; N]);
+}
+
+/// One row of Euclidean bounds (the module docs): squared norms and the error factor.
+struct EuclideanBounds<'r> {
+    norm_q: f64,
+    norms: &'r [f64],
+    euclid: f64,
+}
+
+impl GroupBounds for EuclideanBounds<'_> {
+    #[inline(always)]
+    fn group<const N: usize>(&self, at: usize, g: &[f64; N]) -> ([f64; N], [f64; N]) {
+        let (mut lo, mut hi) = ([0.0; N], [0.0; N]);
+        let norms: &[f64; N] = self.norms[at..at + N].try_into().unwrap();
+        for (((lo, hi), &g), &norm_j) in lo.iter_mut().zip(&mut hi).zip(g).zip(norms) {
+            let norms = self.norm_q + norm_j;
+            let approx = (norms - 2.0 * g).max(0.0);
+            let e = self.euclid * norms;
+            (*lo, *hi) = (approx - e, approx + e);
+        }
+        (lo, hi)
+    }
+}
+
+/// One row of residual bounds (the module docs): the query's coordinates and factors, the points'
+/// columns and factors, and `parts` mapping r2 to the kernel's factor and exp argument.
+struct ResidualBounds<'r, P> {
+    query: &'r [f64],
+    scalings: &'r [Scaling],
+    columns: &'r [f64],
+    n: usize,
+    j0: usize,
+    scale_q: f64,
+    error_q: f64,
+    scales: &'r [f64],
+    errors: &'r [f64],
+    kernel_floor: f64,
+    parts: P,
+}
+
+impl<P: Fn(f64) -> (f64, f64)> GroupBounds for ResidualBounds<'_, P> {
+    #[inline(always)]
+    fn group<const N: usize>(&self, at: usize, g: &[f64; N]) -> ([f64; N], [f64; N]) {
+        // r2 in the canonical order: per pair, a sequential sum over the dimensions from 0.0.
+        let mut r2 = [0.0; N];
+        for (t, (&x, &scaling)) in self.query.iter().zip(self.scalings).enumerate() {
+            let from = t * self.n + self.j0 + at;
+            let column: &[f64; N] = self.columns[from..from + N].try_into().unwrap();
+            let pairs = r2.iter_mut().zip(column);
+            match scaling {
+                Scaling::Times(f) => pairs.for_each(|(acc, &y)| *acc += square((x - y) * f)),
+                Scaling::Over(l) => pairs.for_each(|(acc, &y)| *acc += square((x - y) / l)),
+            }
+        }
+        let (mut factor, mut argument) = ([0.0; N], [0.0; N]);
+        for ((factor, argument), &r2) in factor.iter_mut().zip(&mut argument).zip(&r2) {
+            (*factor, *argument) = (self.parts)(r2);
+        }
+        let exp = exp_lanes(argument);
+        let scales: &[f64; N] = self.scales[at..at + N].try_into().unwrap();
+        let errors: &[f64; N] = self.errors[at..at + N].try_into().unwrap();
+        let (mut lo, mut hi) = ([0.0; N], [0.0; N]);
+        let pairs = lo.iter_mut().zip(&mut hi).zip(factor.iter().zip(exp));
+        for ((((lo, hi), (factor, exp)), &g), (&scale_j, &error_j)) in
+            pairs.zip(g).zip(scales.iter().zip(errors))
+        {
+            let k = factor * exp;
+            let rho = (k - g) * self.scale_q * scale_j;
             let mag = rho.abs();
-            let kernel_error = (KERNEL_REL * k + self.kernel_floor) * scale_q * scale_j;
-            let e = error_q * error_j + kernel_error + 16.0 * EPS * mag + 16.0 * EPS;
+            let kernel_error = (KERNEL_REL * k + self.kernel_floor) * self.scale_q * scale_j;
+            let e = self.error_q * error_j + kernel_error + 16.0 * EPS * mag + 16.0 * EPS;
             let hi_s = (mag + e).min(1.0);
             let lo_s = (mag - e).clamp(0.0, 1.0);
             (*lo, *hi) = (-hi_s, -lo_s);
+        }
+        (lo, hi)
+    }
+}
+
+#[inline(always)]
+fn square(z: f64) -> f64 {
+    z * z
+}
+
+/// How r2 divides a coordinate difference by a lengthscale l: by multiplying with 1/l when that
+/// reciprocal is exact (l a power of two), which gives bit for bit the canonical quotient (both are
+/// the correctly rounded value of the same real number) without a division per pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scaling {
+    Times(f64),
+    Over(f64),
+}
+
+impl Scaling {
+    fn of(l: f64) -> Scaling {
+        const FRACTION: u64 = (1 << 52) - 1;
+        if l.is_normal() && l.to_bits() & FRACTION == 0 && (1.0 / l).is_normal() {
+            Scaling::Times(1.0 / l)
+        } else {
+            Scaling::Over(l)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (x - y) scaled as r2 scales it by lengthscale l.
+    fn scaled(l: f64, x: f64, y: f64) -> f64 {
+        match Scaling::of(l) {
+            Scaling::Times(f) => (x - y) * f,
+            Scaling::Over(l) => (x - y) / l,
+        }
+    }
+
+    #[test]
+    fn scaling_is_bitwise_the_canonical_quotient() {
+        let powers = [
+            0.5,
+            1.0,
+            2.0,
+            0.125,
+            1024.0,
+            2f64.powi(-1000),
+            2f64.powi(1000),
+        ];
+        for l in powers {
+            assert!(matches!(Scaling::of(l), Scaling::Times(_)), "{l:e}");
+        }
+        // Not powers of two, or a power whose reciprocal (or itself) is subnormal: divide.
+        let others = [
+            0.7,
+            1.3,
+            3.0,
+            1.0 + f64::EPSILON,
+            2f64.powi(1023),
+            f64::MIN_POSITIVE / 2.0,
+        ];
+        for l in others {
+            assert!(matches!(Scaling::of(l), Scaling::Over(_)), "{l:e}");
+        }
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            f64::from_bits(state >> 2) // finite, positive, all exponents
+        };
+        for l in powers.iter().chain(&others) {
+            for _ in 0..2000 {
+                let (x, y) = (next(), -next());
+                for (x, y) in [(x, y), (y, x), (x, x * (1.0 + f64::EPSILON))] {
+                    let canonical = (x - y) / l;
+                    assert_eq!(
+                        scaled(*l, x, y).to_bits(),
+                        canonical.to_bits(),
+                        "{l:e} {x:e} {y:e}"
+                    );
+                }
+            }
         }
     }
 }

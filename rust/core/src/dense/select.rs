@@ -1,10 +1,13 @@
 //! Per-query selection of the dense path: a running k-th bound over the screened pairs, the candidates
-//! that bound cannot exclude, and their canonical re-evaluation.
+//! that bound cannot exclude, and their canonical re-evaluation (in lockstep groups: each distance is
+//! bit for bit `metric::distance`, but the groups' sequential sums overlap instead of waiting on one
+//! 512-term add chain at a time).
 
+use crate::evaluate::Mode;
 use crate::heap::Heap;
-use crate::metric::{distance, MetricData};
+use crate::metric::{Metric, MetricData};
 
-use super::screen::Screen;
+use super::screen::{widen, Sink};
 
 /// The k smallest upper bounds seen so far (a max-heap of keys): its top is the running threshold T.
 #[derive(Debug, Clone)]
@@ -69,6 +72,29 @@ impl UpperBounds {
     }
 }
 
+/// The screening hands a group to the selection only if some `lo` is at or below the cutoff: a group
+/// whose `lo` all exceed it changes nothing (hi >= lo > cutoff too). The pairs of a group are offered
+/// one by one, in index order.
+impl Sink for Selection {
+    #[inline(always)]
+    fn cutoff(&self) -> f64 {
+        self.cutoff
+    }
+
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
+        for ((j, &lo), &hi) in (j..).zip(lo).zip(hi) {
+            self.offer_pair(lo, hi, j as i64);
+        }
+    }
+}
+
+/// A worker's buffers for the canonical re-check (reused across queries).
+#[derive(Debug, Clone, Default)]
+pub struct Recheck {
+    points: Vec<usize>,
+    distances: Vec<f64>,
+}
+
 /// Everything one query keeps while its tiles stream past.
 pub struct Selection {
     bounds: UpperBounds,
@@ -78,44 +104,30 @@ pub struct Selection {
     cutoff: f64,
     /// Eligible pairs screened.
     pub screened: i64,
+    metric: Metric,
 }
 
 impl Selection {
-    pub fn new(k: usize) -> Selection {
+    pub fn new(k: usize, metric: Metric) -> Selection {
         Selection {
             bounds: UpperBounds::new(k),
             candidates: Vec::new(),
             cutoff: f64::INFINITY,
             screened: 0,
+            metric,
         }
     }
 
     /// Screen one pair with key bounds (lo, hi).
     #[inline]
-    fn offer(&mut self, screen: &Screen, lo: f64, hi: f64, index: i64) {
+    fn offer_pair(&mut self, lo: f64, hi: f64, index: i64) {
         if hi < self.cutoff && self.bounds.offer(hi) {
-            self.cutoff = screen.widen(self.bounds.threshold());
+            self.cutoff = widen(self.metric, self.bounds.threshold());
         }
         if lo <= self.cutoff {
             self.candidates.push((lo, index));
             if self.candidates.len() >= 8 * self.bounds.k + 256 {
                 self.compact();
-            }
-        }
-    }
-
-    /// Screen the pairs of points j0, j0 + 1, .. with key bounds `lo[i]`, `hi[i]`. A run of pairs whose
-    /// `lo` all exceed the cutoff changes nothing (hi >= lo > cutoff too), so such runs are skipped
-    /// after one branch-free (vectorised) test; the rest are offered one by one, in index order.
-    pub fn offer_row(&mut self, screen: &Screen, lo: &[f64], hi: &[f64], j0: usize) {
-        const RUN: usize = 16;
-        for (r, (lo, hi)) in lo.chunks(RUN).zip(hi.chunks(RUN)).enumerate() {
-            let cutoff = self.cutoff;
-            if !lo.iter().fold(false, |any, &l| any | (l <= cutoff)) {
-                continue;
-            }
-            for ((j, &lo), &hi) in (j0 + r * RUN..).zip(lo).zip(hi) {
-                self.offer(screen, lo, hi, j as i64);
             }
         }
     }
@@ -126,22 +138,37 @@ impl Selection {
         self.candidates.retain(|(lo, _)| *lo <= cutoff);
     }
 
-    /// Canonical distances of the surviving candidates into `heap`: (evaluations, heap pushes).
+    /// Canonical distances of the surviving candidates into `heap`, offered in index order:
+    /// (evaluations, heap pushes). `scratch` holds the candidates' indices and distances.
     pub fn finish(
         &mut self,
         heap: &mut Heap,
+        scratch: &mut Recheck,
         queries: &MetricData,
         row: usize,
         index: i64,
         data: &MetricData,
     ) -> (i64, i64) {
         self.compact();
+        scratch.points.clear();
+        scratch
+            .points
+            .extend(self.candidates.iter().map(|&(_, j)| j as usize));
+        scratch.distances.clear();
+        scratch.distances.resize(scratch.points.len(), 0.0);
+        Mode::Perf.distances(
+            queries,
+            row,
+            index,
+            data,
+            &scratch.points,
+            &mut scratch.distances,
+        );
         heap.clear();
         let mut pushes = 0;
-        for &(_, j) in &self.candidates {
-            let d = distance(queries, row, index, data, j as usize);
-            pushes += heap.offer(d, j) as i64;
+        for (&j, &d) in scratch.points.iter().zip(&scratch.distances) {
+            pushes += heap.offer(d, j as i64) as i64;
         }
-        (self.candidates.len() as i64, pushes)
+        (scratch.points.len() as i64, pushes)
     }
 }

@@ -86,8 +86,19 @@ impl Space {
     /// `inducing`), L = cholesky(k(U, U) + 1e-6 I), V = (L^-1 k(U, X))^T, p = max(1 - ||V_i||^2, 1e-9),
     /// and the slack formula of covertreex.metrics.space.
     pub fn residual(x: Vec<f64>, d: usize, inducing: &[f64], m: usize, kernel: Kernel) -> Space {
+        Space::residual_with(x, d, inducing, m, kernel, vec![0.5; d])
+    }
+
+    /// [`Space::residual`] with lengthscales `ls` (one per dimension).
+    pub fn residual_with(
+        x: Vec<f64>,
+        d: usize,
+        inducing: &[f64],
+        m: usize,
+        kernel: Kernel,
+        ls: Vec<f64>,
+    ) -> Space {
         let n = x.len() / d;
-        let ls = vec![0.5; d];
         let k = |a: &[f64], b: &[f64]| {
             let r2: f64 = a
                 .iter()
