@@ -20,8 +20,11 @@ N^2/2 pairs plus the blocks.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import njit, prange
+from numba import njit
+from threadpoolctl import threadpool_limits
 
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics.kernels import (
@@ -35,6 +38,7 @@ from covertreex.metrics.kernels import (
     row_factors,
     widen,
 )
+from covertreex.resources import available_cpus
 
 BLOCK = 1024
 """Points per round's block A (its S x S GEMM) and rows per GEMM tile of the outside screen."""
@@ -98,20 +102,21 @@ def _greedy_in_block(A, G, bound_d, bound_i, D, scale, error, euclid, heap_d, he
         n += 1
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _screen_rows(J, B, first_pos, tile, D, scale, error, euclid, heap_d, heap_i, heap_n, dist,
                  evaluations):
     """Offer the points B (placed at positions first_pos, first_pos + 1, ...) to every row j of J, in two
     passes so that only pairs that may end in j's top k are evaluated canonically: first the intervals of
     all pairs and T, the k-th smallest upper bound on a key among j's kept pairs and the new ones (at least k
     pairs are canonically at or below it); then a canonical evaluation of every new pair with lo <= widen(T).
+    Rows are independent (each touches only its own j's state), so row blocks run on separate threads.
     """
     k = heap_d.shape[1]
-    for r in prange(J.shape[0]):
+    lo = np.empty(B.shape[0])
+    ub_d = np.empty(k)
+    ub_i = np.zeros(k, dtype=np.int64)
+    for r in range(J.shape[0]):
         j = J[r]
-        lo = np.empty(B.shape[0])
-        ub_d = np.empty(k)
-        ub_i = np.zeros(k, dtype=np.int64)
         size = 0
         for e in range(heap_n[j]):
             size, _ = offer(ub_d, ub_i, size, _key_bound(D.metric, heap_d[j, e]), 0)
@@ -145,28 +150,38 @@ def maximin_with_neighbors(data: MetricData, first: int, k: int, progress=None, 
     out_i = np.empty((n_points, k), dtype=np.int64)
     out_d = np.empty((n_points, k))
     state = (heap_d, heap_i, heap_n, dist, evaluations)
+    workers = available_cpus()
 
-    def screen_outside(J, B, first_pos):
-        for r0 in range(0, J.shape[0], block):
+    def block_gram(pool, A):
+        """ops[A] @ ops[A].T, its row chunks on the pool's threads."""
+        chunks = np.array_split(A, workers)
+        return np.vstack(list(pool.map(lambda rows: ops[rows] @ ops[A].T, chunks)))
+
+    def screen_outside(pool, J, B, first_pos):
+        placed_rows = ops[B]
+
+        def screen_block(r0):
             rows = J[r0 : r0 + block]
-            tile = ops[rows] @ ops[B].T
-            _screen_rows(rows, B, first_pos, tile, data, scale, error, euclid, *state)
+            _screen_rows(rows, B, first_pos, ops[rows] @ placed_rows.T, data, scale, error, euclid, *state)
 
-    _place(first, 0, heap_d, heap_i, heap_n, placed, order, out_i, out_d)
-    screen_outside(np.flatnonzero(~placed), order[:1], 0)
-    n = 1
-    while n < n_points:
-        unplaced = np.flatnonzero(~placed)
-        ranked = unplaced[np.lexsort((unplaced, -dist[unplaced]))]
-        A, outside = ranked[:block], ranked[block:]
-        bound_i = int(outside[0]) if outside.size else -1
-        bound_d = float(dist[bound_i]) if outside.size else 0.0
-        G = ops[A] @ ops[A].T
-        start = n
-        n = _greedy_in_block(A, G, bound_d, bound_i, data, scale, error, euclid, *state, placed, order,
-                             out_i, out_d, n)
-        if outside.size:
-            screen_outside(outside, order[start:n], start)
-        if progress is not None:
-            progress(n)
+        list(pool.map(screen_block, range(0, J.shape[0], block)))
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        _place(first, 0, heap_d, heap_i, heap_n, placed, order, out_i, out_d)
+        screen_outside(pool, np.flatnonzero(~placed), order[:1], 0)
+        n = 1
+        while n < n_points:
+            unplaced = np.flatnonzero(~placed)
+            ranked = unplaced[np.lexsort((unplaced, -dist[unplaced]))]
+            A, outside = ranked[:block], ranked[block:]
+            bound_i = int(outside[0]) if outside.size else -1
+            bound_d = float(dist[bound_i]) if outside.size else 0.0
+            G = block_gram(pool, A)
+            start = n
+            n = _greedy_in_block(A, G, bound_d, bound_i, data, scale, error, euclid, *state, placed, order,
+                                 out_i, out_d, n)
+            if outside.size:
+                screen_outside(pool, outside, order[start:n], start)
+            if progress is not None:
+                progress(n)
     return order, out_i, out_d, int(evaluations.sum())
