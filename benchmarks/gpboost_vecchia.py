@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import os
+import resource
 import time
 
 import numpy as np
@@ -36,11 +38,18 @@ from pytest_pcct.gate.baselines import machine_facts
 DIMS, SEED = 3, 42
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process, all threads (the machine is shared: wall time is noisy)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def ours(X, k: int, m: int, metric: str, ordering: str, oracle_max: int) -> dict:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     result = ct.vecchia_neighbors(X, k, metric=metric, ordering=ordering, m=m, seed=SEED)
-    row = {"seconds": time.perf_counter() - start, "ordering_seconds": result.ordering_seconds,
-           "neighbour_seconds": result.neighbor_seconds, "recall": None}
+    row = {"seconds": time.perf_counter() - start, "cpu": cpu_seconds() - cpu,
+           "ordering_seconds": result.ordering_seconds, "neighbour_seconds": result.neighbor_seconds,
+           "recall": None}
     if X.shape[0] <= oracle_max:
         moved = X[result.ordering]
         if metric == "residual":
@@ -55,21 +64,28 @@ def ours(X, k: int, m: int, metric: str, ordering: str, oracle_max: int) -> dict
 
 def on_local_cluster(X, k: int, m: int, metric: str) -> dict:
     """Our natural-ordering job with its neighbours found on a fresh LocalCluster of 2 worker processes
-    (cluster start-up excluded; the scatter and the gather included)."""
+    (cluster start-up, including the workers' import of covertreex, excluded; the scatter and the gather
+    included). CPU: this process (client and scheduler) plus the workers' during the job."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        start = time.perf_counter()
+        client.run(importlib.import_module, "covertreex.distributed")
+        workers_before = client.run(cpu_seconds)
+        start, cpu = time.perf_counter(), cpu_seconds()
         result = ct.vecchia_neighbors(X, k, metric=metric, ordering="natural", m=m, seed=SEED,
                                       scheduler=client)
-        return {"seconds": time.perf_counter() - start, "neighbour_seconds": result.neighbor_seconds}
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        workers_after = client.run(cpu_seconds)
+        cpu += sum(workers_after[w] - workers_before[w] for w in workers_before)
+        return {"seconds": seconds, "cpu": cpu, "neighbour_seconds": result.neighbor_seconds}
 
 
 def gpboost(X, k: int, m: int, threads: int) -> dict:
     import gpboost as gpb
 
     y = np.random.default_rng(SEED + 1).normal(size=X.shape[0])
+    cpu = cpu_seconds()
     start = time.perf_counter()
     model = gpb.GPModel(gp_coords=X, cov_function="gaussian", gp_approx="full_scale_vecchia",
                         num_neighbors=k, num_ind_points=m, ind_points_selection="random",
@@ -77,7 +93,13 @@ def gpboost(X, k: int, m: int, threads: int) -> dict:
     built = time.perf_counter() - start
     start = time.perf_counter()
     model.neg_log_likelihood(cov_pars=np.array([1e-2, 1.0, np.sqrt(2.0)]), y=y)
-    return {"construct_seconds": built, "search_and_likelihood_seconds": time.perf_counter() - start}
+    return {"construct_seconds": built, "search_and_likelihood_seconds": time.perf_counter() - start,
+            "cpu": cpu_seconds() - cpu}
+
+
+def load() -> str:
+    """The 1-minute load average now (other developers' jobs share the machine)."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def main() -> None:
@@ -98,24 +120,30 @@ def main() -> None:
     print(f"date {now:%Y-%m-%d %H:%M} UTC; nproc {os.cpu_count()}; CPU {facts['cpu_model']}; "
           f"load average {os.getloadavg()[0]:.2f}; m {args.m}, k {args.k}, d {DIMS}")
     ct.vecchia_neighbors(np.random.default_rng(0).normal(size=(300, DIMS)), 5, m=16)  # compile first
-    print("\n| N | system | whole wait s | ordering s | neighbours s | recall vs oracle |")
-    print("|---|---|---|---|---|---|")
+    print("\n| N | system | whole wait s | CPU s | ordering s | neighbours s | recall vs oracle | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in args.n:
         X = np.random.default_rng(SEED).normal(size=(n, DIMS))
+        rows = {}
         for ordering in ("natural", "maximin"):
-            row = ours(X, args.k, args.m, args.metric, ordering, args.oracle_max)
+            row = rows[ordering] = ours(X, args.k, args.m, args.metric, ordering, args.oracle_max)
             recall = "not run" if row["recall"] is None else f"{row['recall']:.6f}"
             print(f"| {n} | covertreex {args.metric}, {ordering} ordering | {row['seconds']:.2f} | "
-                  f"{row['ordering_seconds']:.2f} | {row['neighbour_seconds']:.2f} | {recall} |", flush=True)
+                  f"{row['cpu']:.2f} | {row['ordering_seconds']:.2f} | {row['neighbour_seconds']:.2f} | "
+                  f"{recall} | {load()} |", flush=True)
         if args.dask:
             row = on_local_cluster(X, args.k, args.m, args.metric)
-            print(f"| {n} | covertreex {args.metric}, natural ordering, LocalCluster 2 x 1 | "
-                  f"{row['seconds']:.2f} | | {row['neighbour_seconds']:.2f} | |", flush=True)
+            over = row["neighbour_seconds"] / rows["natural"]["neighbour_seconds"] - 1.0
+            print(f"| {n} | covertreex {args.metric}, natural ordering, LocalCluster 2 x 1 "
+                  f"(neighbours {over:+.0%} vs one process) | {row['seconds']:.2f} | {row['cpu']:.2f} | | "
+                  f"{row['neighbour_seconds']:.2f} | | {load()} |", flush=True)
         if args.metric == "residual" and not args.skip_gpboost:
             row = gpboost(X, args.k, args.m, os.cpu_count())
-            print(f"| {n} | GPBoost VIF (construct + first likelihood incl. search) | "
-                  f"{row['construct_seconds'] + row['search_and_likelihood_seconds']:.2f} | | "
-                  f"<= {row['search_and_likelihood_seconds']:.2f} | not exposed |", flush=True)
+            search = row["search_and_likelihood_seconds"]
+            ratio = search / rows["maximin"]["seconds"]
+            print(f"| {n} | GPBoost VIF (construct + first likelihood incl. search; {ratio:.1f}x our "
+                  f"maximin whole wait) | {row['construct_seconds'] + search:.2f} | {row['cpu']:.2f} | | "
+                  f"<= {search:.2f} | not exposed | {load()} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,18 +16,18 @@ so nothing is lost or duplicated. Dask gives up on a range that has killed
 from __future__ import annotations
 
 import dataclasses
-import pickle
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from covertreex import malloc_thresholds
 from covertreex.api import CoverTree
 from covertreex.config import Config
 from covertreex.engines import get_engine
 from covertreex.errors import InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.resources import available_cpus
 from covertreex.scalars import as_int
 from covertreex.tree import Tree
 from covertreex.validation import check_k
@@ -92,18 +92,19 @@ def answer_range(index: Index, start: int, stop: int) -> tuple[np.ndarray, np.nd
     return idx, dist
 
 
-_UNPACKED: dict[str, Index] = {}
-"""The index of the job a worker is running, unpacked once per worker (only the latest job is kept)."""
+def _answer_on_worker(index: Index, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """answer_range on a worker, with as many engine threads as the worker has (not one per core:
+    worker processes sharing a machine would each start a thread per core and compete for them), and
+    freed memory kept for reuse meanwhile (:mod:`covertreex.malloc_thresholds`: Dask's workers return it
+    at once, which made the engine's tile buffers page-fault on every tile). The index arrives as Dask
+    serialises it (pickle protocol 5, arrays in their own frames, not copied); an array that lands
+    misaligned in a frame is realigned by the engine (covertreex.engines.rust)."""
+    from distributed import get_worker
 
-
-def _answer_packed(blob: bytes, token: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """answer_range on a worker. The index travels as protocol-4 pickle bytes: unpickling them allocates
-    every array afresh, aligned, whereas arrays handed over in Dask's protocol-5 frames can come out
-    misaligned, which the rust engine refuses."""
-    if token not in _UNPACKED:
-        _UNPACKED.clear()
-        _UNPACKED[token] = pickle.loads(blob)
-    return answer_range(_UNPACKED[token], start, stop)
+    threads = min(get_worker().state.nthreads, available_cpus())
+    own = dataclasses.replace(index, config=dataclasses.replace(index.config, threads=threads))
+    with malloc_thresholds.retained():
+        return answer_range(own, start, stop)
 
 
 @contextmanager
@@ -138,9 +139,8 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
                                   workers * ranges_per_worker)
-    token = uuid.uuid4().hex
-    [shared] = client.scatter([pickle.dumps(index, protocol=4)], broadcast=True)
-    futures = [client.submit(_answer_packed, shared, token, a, b, pure=False, retries=2) for a, b in ranges]
+    [shared] = client.scatter([index], broadcast=True, hash=False)
+    futures = [client.submit(_answer_on_worker, shared, a, b, pure=False, retries=2) for a, b in ranges]
     parts = client.gather(futures)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

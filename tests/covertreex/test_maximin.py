@@ -85,13 +85,17 @@ def test_first_point_is_nearest_the_mean_smallest_row_on_ties():
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])
-@pytest.mark.parametrize("k, block", [(1, 4), (5, 8), (5, 1024), (40, 16)])
-def test_fused_pass_gives_brute_force_order_and_neighbours(dataset, metric, k, block, distance_matrix):
+@pytest.mark.parametrize("k, block, room", [(1, 4, None), (5, 8, None), (5, 1024, None), (40, 16, None),
+                                            (1, 4, 2), (5, 8, 6), (12, 16, 13)])
+def test_fused_pass_gives_brute_force_order_and_neighbours(dataset, metric, k, block, room, distance_matrix):
+    """room = k + 1: candidate lists overflow all the time, so ties and duplicates go through the
+    evaluate-all-and-keep-k step too."""
     data = _data(metric, DATASETS[dataset]())
     space = ct.CoverTree(metric=metric).fit(data).space
     first = vecchia_orderings.first_point(space.data.X)
     rounds = []
-    order, idx, dist, evaluations = maximin_with_neighbors(space.data, first, k, rounds.append, block=block)
+    order, idx, dist, evaluations = maximin_with_neighbors(space.data, first, k, rounds.append, block=block,
+                                                           room=room)
     matrix = distance_matrix(metric, data)
     np.testing.assert_array_equal(order, brute_maximin(matrix, first))
     for i in range(order.shape[0]):  # row i: the k positions j < i nearest by (distance, position)

@@ -1,0 +1,66 @@
+"""The Dask overhead of the Vecchia neighbours: one process against a 2-worker LocalCluster, alternating.
+
+X = ``default_rng(42).normal(size=(N, 3))``, RBF, m = 512 inducing points (seed 42), k = 50, natural
+ordering: every point's predecessors, found by ``CoverTree.fit(problem).query(predecessor=True)`` in this
+process (2 threads) and by ``covertreex.distributed.run`` on a LocalCluster of 2 worker processes with 1
+thread each (started once, workers importing covertreex before the clock starts; the client's fit, the
+scatter, the tasks and the gather are timed). Runs alternate so that both sides see the same machine load.
+Each line: wall seconds, CPU seconds (this process -- client and the LocalCluster's scheduler -- plus the
+workers' during the run), whether the answers are byte-identical, and the load average.
+
+    python benchmarks/dask_overhead.py --n 32768 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import resource
+import time
+
+import numpy as np
+
+import covertreex as ct
+from covertreex import distributed
+
+K, M, SEED = 50, 512, 42
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=32768)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    from distributed import Client, LocalCluster
+
+    problem = ct.residual_problem(np.random.default_rng(SEED).normal(size=(args.n, 3)), m=M, seed=SEED)
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.run(importlib.import_module, "covertreex.distributed")
+        for _ in range(args.repeats):
+            start, cpu = time.perf_counter(), cpu_seconds()
+            local = ct.CoverTree(metric="residual", telemetry=False).fit(problem).query(k=K, predecessor=True)
+            wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+            print(f"one process  wall {wall:6.2f} s  CPU {cpu:6.2f} s  load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+            workers = client.run(cpu_seconds)
+            start, cpu = time.perf_counter(), cpu_seconds()
+            index = distributed.prepare(problem, K, metric="residual", predecessor=True)
+            indices, distances = distributed.run(index, client)
+            wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+            after = client.run(cpu_seconds)
+            on_workers = sum(after[w] - workers[w] for w in workers)
+            same = np.array_equal(indices, local.indices) and distances.tobytes() == local.distances.tobytes()
+            print(f"LocalCluster wall {wall:6.2f} s  CPU {cpu + on_workers:6.2f} s (client and scheduler "
+                  f"{cpu:.2f}, workers {on_workers:.2f})  identical {same}  load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
