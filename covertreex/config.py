@@ -121,6 +121,12 @@ class Config:
         2048, "point rows per dense GEMM tile (bounds memory); never changes answers", kind=int,
         minimum=1,
     )
+    predecessor_pruning: bool = knob(
+        False,
+        "schedule: in predecessor mode never enter a subtree whose smallest index (Tree.subtree_min) is "
+        "not eligible; never changes answers",
+        kind=bool,
+    )
     shared_tree: bool = knob(
         False,
         "build with the reference (gold) builder, so every engine compared queries one identical "

@@ -5,6 +5,10 @@ expanded; every child's distance is evaluated and offered to a bounded heap orde
 A frontier node is dropped when rounding-safe bounds prove its subtree cannot beat the current k-th
 distance (strictly, so ties survive). Children that are bit-for-bit copies of their parent reuse the
 parent's distance (a dedupe hit). The counters recorded here are the query telemetry of DESIGN section 7.
+
+The schedule (covertreex.engines.schedule.Schedule) changes which work is done, never the answer:
+- ``predecessor_pruning``: a child whose subtree holds no eligible index (``subtree_min >= limit``) is
+  neither evaluated nor entered; nothing in it could be offered to the heap.
 """
 
 from __future__ import annotations
@@ -62,16 +66,21 @@ def _slot(T, level):
 
 
 @njit(cache=True)
-def query_one(T, D, Q, row, q_index, limit, scratch, out_i, out_d, per_level, per_query):
-    """Answer one query (row `row` of Q, dataset index `q_index`, eligible indices below `limit`); fill
-    out_i/out_d and its counter rows."""
+def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level, per_query):
+    """Answer one query (row `row` of Q, dataset index `q_index`, eligible indices below `limit`) on
+    schedule S; fill out_i/out_d and its counter rows."""
     heap_d, heap_i = scratch.heap_d, scratch.heap_i
     f_node, f_dist, f_pos = scratch.front_node, scratch.front_dist, scratch.front_pos
     kept_node, kept_dist, kept_pos = scratch.kept_node, scratch.kept_dist, scratch.kept_pos
     new_node, new_dist, new_pos = scratch.new_node, scratch.new_dist, scratch.new_pos
     k = heap_d.shape[0]
     size = 0
+    # Subtrees whose smallest index is not below `entry` are never entered (every subtree is, unpruned).
+    entry = limit if S.predecessor_pruning else T.levels.shape[0]
     root = T.root
+    if T.subtree_min[root] >= entry:
+        write_sorted(heap_d, heap_i, size, out_i, out_d)
+        return
     d = distance(Q, row, q_index, D, root)
     per_level[0, LevelCounter.DISTANCE_EVALUATIONS] += 1
     per_query[QueryCounter.DISTANCE_EVALUATIONS] += 1
@@ -105,6 +114,8 @@ def query_one(T, D, Q, row, q_index, limit, scratch, out_i, out_d, per_level, pe
             while pos < end and T.levels[T.children[pos]] == level:
                 c = T.children[pos]
                 pos += 1
+                if T.subtree_min[c] >= entry:
+                    continue
                 if T.is_copy[c] and q_index != c and q_index != node:
                     dc = node_d
                     per_query[QueryCounter.DEDUPE_HITS] += 1
@@ -132,8 +143,8 @@ def query_one(T, D, Q, row, q_index, limit, scratch, out_i, out_d, per_level, pe
 
 
 @njit(cache=True, parallel=True)
-def query_batch(T, D, Q, rows, q_index, limit, k):
-    """Answer every query (in parallel chunks); results never depend on the thread count."""
+def query_batch(T, D, Q, S, rows, q_index, limit, k):
+    """Answer every query on schedule S (in parallel chunks); results never depend on the thread count."""
     n_q = rows.shape[0]
     n = D.X.shape[0]
     out_i = np.empty((n_q, k), dtype=np.int64)
@@ -144,6 +155,6 @@ def query_batch(T, D, Q, rows, q_index, limit, k):
     for chunk in prange(n_chunks):
         scratch = new_scratch(n, k)
         for q in range(chunk * CHUNK, min(n_q, (chunk + 1) * CHUNK)):
-            query_one(T, D, Q, rows[q], q_index[q], limit[q], scratch, out_i[q], out_d[q], per_level[q],
-                      per_query[q])
+            query_one(T, D, Q, S, rows[q], q_index[q], limit[q], scratch, out_i[q], out_d[q],
+                      per_level[q], per_query[q])
     return out_i, out_d, per_level, per_query

@@ -3,7 +3,7 @@
 //!
 //! One concern per module: `metric` (distances and pruning bounds), `evaluate` (a group of distances:
 //! one by one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic),
-//! `heap` (bounded (distance, index) heap), `counters` (the counter columns, named once), `tree` (the
+//! `heap` (bounded (distance, index) heap), `schedule` (the query walk's schedule knobs), `counters` (the counter columns, named once), `tree` (the
 //! CSR tree view and its checks), `build` (sequential insertion), `batch`
 //! (batch insertion on rayon), `query` (level-synchronous k-NN with
 //! counters), `children` (the children a query step expands, gathered and evaluated ahead of use),
@@ -20,6 +20,7 @@ pub mod heap;
 pub mod levels;
 pub mod metric;
 pub mod query;
+pub mod schedule;
 pub mod tree;
 
 pub use batch::build_tree_batch;
@@ -29,6 +30,7 @@ pub use errors::{CoreError, Result};
 pub use evaluate::Mode;
 pub use metric::{Kernel, Matrix, Metric, MetricData};
 pub use query::{query_batch, QueryBatch, QueryOutput};
+pub use schedule::Schedule;
 pub use tree::TreeView;
 
 /// Crate version, exposed to Python so the wrapper can check it built what it expects.

@@ -5,7 +5,8 @@
 //! every child's distance is evaluated (or reused, for an exact copy of its parent) and offered to a
 //! bounded heap ordered by (distance, index). A frontier node is dropped when rounding-safe bounds prove
 //! its subtree cannot beat the k-th distance. Queries run in parallel chunks on rayon; each query owns
-//! its output and counter rows, so nothing depends on the thread count.
+//! its output and counter rows, so nothing depends on the thread count. The schedule
+//! (crate::schedule) changes which work is done exactly as it does in gold, never the answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,6 +22,7 @@ use crate::errors::{check_sizes, filled, CoreError, Result};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{can_prune, distance, MetricData};
+use crate::schedule::Schedule;
 use crate::tree::TreeView;
 
 /// Events counted both in their level's row and in the query's row: (level column, query column).
@@ -121,6 +123,7 @@ fn tally(step: &mut [i64], counts: &mut [i64], (level_column, query_column): (us
 /// Everything shared by the queries of one batch (checked once).
 struct Walk<'a> {
     mode: Mode,
+    schedule: Schedule,
     tree: &'a TreeView<'a>,
     data: &'a MetricData<'a>,
     queries: &'a QueryBatch<'a>,
@@ -138,12 +141,18 @@ impl Walk<'_> {
         counts: &mut [i64],
     ) {
         let (tree, data, qd) = (self.tree, self.data, &self.queries.data);
+        let limit = self.queries.limit[q];
         let from = Origin {
             data: qd,
             row: self.queries.rows[q] as usize,
             index: self.queries.dataset_index[q],
+            // Every subtree is entered unless predecessor pruning skips those with no eligible index.
+            entry: if self.schedule.predecessor_pruning {
+                limit
+            } else {
+                tree.n_points() as i64
+            },
         };
-        let limit = self.queries.limit[q];
         let Scratch {
             heap,
             front,
@@ -163,6 +172,10 @@ impl Walk<'_> {
         };
         heap.clear();
         let root = tree.root();
+        if tree.subtree_min[root] >= from.entry {
+            heap.write_sorted(out_i, out_d);
+            return;
+        }
         let d = distance(qd, from.row, from.index, data, root);
         let top = &mut totals.levels[..N_LEVEL_COUNTERS];
         tally(top, counts, EVALUATED);
@@ -193,7 +206,7 @@ impl Walk<'_> {
                 let bound = heap.is_full().then(|| heap.worst_distance());
                 for e in front.iter() {
                     let sure = bound.is_some_and(|t| prunable(e, t));
-                    spans.push((!sure).then(|| children.gather(tree, e.at(), level, from.index)));
+                    spans.push((!sure).then(|| children.gather(tree, e.at(), level, &from)));
                 }
                 children.evaluate(self.mode, from, data);
             }
@@ -206,7 +219,7 @@ impl Walk<'_> {
                 let span = match spans.get(j).copied().flatten() {
                     Some(span) => span,
                     None => {
-                        let span = children.gather(tree, e.at(), level, from.index);
+                        let span = children.gather(tree, e.at(), level, &from);
                         children.evaluate(self.mode, from, data);
                         span
                     }
@@ -348,7 +361,7 @@ pub(crate) fn thread_pool(threads: Option<i64>) -> Result<Option<Arc<rayon::Thre
 
 /// Answer every query of the batch: the k nearest indexed points by (distance, index), with counters.
 /// `threads` = None runs on rayon's global pool (RAYON_NUM_THREADS); results never depend on it, nor
-/// on the mode.
+/// on the mode, nor on the schedule.
 pub fn query_batch(
     tree: &TreeView,
     data: &MetricData,
@@ -356,6 +369,7 @@ pub fn query_batch(
     k: i64,
     threads: Option<i64>,
     mode: Mode,
+    schedule: Schedule,
 ) -> Result<QueryOutput> {
     check_batch(tree, data, queries, k)?;
     let n_q = queries.rows.len();
@@ -375,6 +389,7 @@ pub fn query_batch(
     }
     let walk = Walk {
         mode,
+        schedule,
         tree,
         data,
         queries,
