@@ -127,6 +127,12 @@ class Config:
         "not eligible; never changes answers",
         kind=bool,
     )
+    child_reordering: bool = knob(
+        False,
+        "schedule: expand each step's frontier nodes nearest first, by the lower bound d(q, node) - "
+        "radius, ties by index, so the k-th distance tightens sooner; never changes answers",
+        kind=bool,
+    )
     shared_tree: bool = knob(
         False,
         "build with the reference (gold) builder, so every engine compared queries one identical "

@@ -13,6 +13,7 @@ class Schedule(NamedTuple):
     extension read the fields)."""
 
     predecessor_pruning: bool
+    child_reordering: bool
 
     @classmethod
     def of(cls, config: Config) -> Schedule:

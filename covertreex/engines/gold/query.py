@@ -9,6 +9,11 @@ parent's distance (a dedupe hit). The counters recorded here are the query telem
 The schedule (covertreex.engines.schedule.Schedule) changes which work is done, never the answer:
 - ``predecessor_pruning``: a child whose subtree holds no eligible index (``subtree_min >= limit``) is
   neither evaluated nor entered; nothing in it could be offered to the heap.
+- ``child_reordering``: each step expands its frontier nodes by increasing lower bound
+  ``d(q, node) - radius[node]``, ties by index, so near children fill the heap first and the k-th distance
+  tightens before far nodes are checked. Any order is exact: a node is pruned only against the current
+  k-th distance, which never falls below the final one, and the heap keeps the k best by (distance,
+  index) whatever order candidates arrive in.
 """
 
 from __future__ import annotations
@@ -66,6 +71,18 @@ def _slot(T, level):
 
 
 @njit(cache=True)
+def _nearest_first(T, f_node, f_dist, f_pos, n_front, kept_node, kept_dist, kept_pos):
+    """Reorder the frontier by (d(q, node) - radius[node], node), using the kept arrays as scratch."""
+    by_node = np.argsort(f_node[:n_front])
+    bound = f_dist[:n_front][by_node] - T.radius[f_node[:n_front][by_node]]
+    order = by_node[np.argsort(bound, kind="mergesort")]  # stable: equal bounds stay in index order
+    for j in range(n_front):
+        kept_node[j], kept_dist[j], kept_pos[j] = f_node[order[j]], f_dist[order[j]], f_pos[order[j]]
+    for j in range(n_front):
+        f_node[j], f_dist[j], f_pos[j] = kept_node[j], kept_dist[j], kept_pos[j]
+
+
+@njit(cache=True)
 def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level, per_query):
     """Answer one query (row `row` of Q, dataset index `q_index`, eligible indices below `limit`) on
     schedule S; fill out_i/out_d and its counter rows."""
@@ -100,6 +117,8 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
             if candidate > level:
                 level = candidate
         s = _slot(T, level)
+        if S.child_reordering:
+            _nearest_first(T, f_node, f_dist, f_pos, n_front, kept_node, kept_dist, kept_pos)
         per_level[s, LevelCounter.FRONTIER] += n_front
         per_query[QueryCounter.FRONTIER_STEPS] += 1
         n_kept = 0

@@ -8,6 +8,7 @@
 //! its output and counter rows, so nothing depends on the thread count. The schedule
 //! (crate::schedule) changes which work is done exactly as it does in gold, never the answer.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -192,6 +193,9 @@ impl Walk<'_> {
                     level = candidate;
                 }
             }
+            if self.schedule.child_reordering {
+                nearest_first(tree, front);
+            }
             let at = tree.slot(level) * N_LEVEL_COUNTERS;
             let step = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
             step[FRONTIER] += front.len() as i64;
@@ -250,6 +254,17 @@ impl Walk<'_> {
         }
         heap.write_sorted(out_i, out_d);
     }
+}
+
+/// Order the frontier by (d(q, node) - radius[node], node): the nearest subtrees are expanded first, so
+/// the k-th distance tightens before far nodes are checked. Any order is exact (see gold's query.py).
+fn nearest_first(tree: &TreeView, front: &mut [Entry]) {
+    let bound = |e: &Entry| e.dist - tree.radius[e.node];
+    front.sort_unstable_by(|a, b| {
+        // Bounds are finite; -0.0 and 0.0 compare equal, as in NumPy's sort.
+        let by_bound = bound(a).partial_cmp(&bound(b)).unwrap_or(Ordering::Equal);
+        by_bound.then(a.node.cmp(&b.node))
+    });
 }
 
 fn check_indices(what: &'static str, values: &[i64], low: i64, bound: usize) -> Result<()> {

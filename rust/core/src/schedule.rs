@@ -7,4 +7,6 @@
 pub struct Schedule {
     /// Never enter a subtree whose smallest index is not below the query's limit.
     pub predecessor_pruning: bool,
+    /// Expand each step's frontier by increasing lower bound d(q, node) - radius, ties by index.
+    pub child_reordering: bool,
 }

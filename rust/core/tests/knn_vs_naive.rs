@@ -168,6 +168,7 @@ fn perf_mode_gives_the_same_trees_answers_and_counters() {
 fn predecessor_pruning_keeps_answers_and_never_evaluates_more() {
     let pruning = Schedule {
         predecessor_pruning: true,
+        ..Schedule::default()
     };
     for (space, _) in spaces(17) {
         let case = Case::new(space);
@@ -203,5 +204,32 @@ fn predecessor_pruning_keeps_answers_and_never_evaluates_more() {
             off,
             case.run_in(Mode::Parity, pruning, &case.space, &outside, 3, None)
         );
+    }
+}
+
+#[test]
+fn every_schedule_gives_the_default_answers() {
+    let on = |predecessor_pruning, child_reordering| Schedule {
+        predecessor_pruning,
+        child_reordering,
+    };
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (space, queries) in spaces(21) {
+        let case = Case::new(space);
+        let n = case.space.n;
+        let asked = [
+            (&queries, Rows::outside(queries.n, n)),
+            (&case.space, Rows::indexed((0..n as i64).collect(), n, true)),
+        ];
+        for (from, rows) in &asked {
+            let plain = case.run(from, rows, 5, Some(1));
+            for schedule in [on(false, true), on(true, true)] {
+                for mode in [Mode::Parity, Mode::Perf] {
+                    let out = case.run_in(mode, schedule, from, rows, 5, Some(1));
+                    assert_eq!(out.indices, plain.indices, "{schedule:?} {mode:?}");
+                    assert_eq!(bits(&out.distances), bits(&plain.distances));
+                }
+            }
+        }
     }
 }

@@ -200,5 +200,6 @@ pub fn schedule(obj: &Bound<'_, PyAny>) -> PyResult<Schedule> {
         |name: &str| scalar::<bool>(&field(obj, "schedule", name)?, &format!("schedule.{name}"));
     Ok(Schedule {
         predecessor_pruning: flag("predecessor_pruning")?,
+        child_reordering: flag("child_reordering")?,
     })
 }
