@@ -133,6 +133,13 @@ class Config:
         "radius, ties by index, so the k-th distance tightens sooner; never changes answers",
         kind=bool,
     )
+    best_first: bool = knob(
+        False,
+        "schedule: walk best first (a priority queue of subtrees by the lower bound d(q, node) - radius, "
+        "ties by index) instead of level by level, so close points fill the heap before far subtrees are "
+        "checked; frontier steps then count queue pops; never changes answers",
+        kind=bool,
+    )
     shared_tree: bool = knob(
         False,
         "build with the reference (gold) builder, so every engine compared queries one identical "

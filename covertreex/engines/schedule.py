@@ -14,6 +14,7 @@ class Schedule(NamedTuple):
 
     predecessor_pruning: bool
     child_reordering: bool
+    best_first: bool
 
     @classmethod
     def of(cls, config: Config) -> Schedule:

@@ -14,6 +14,7 @@ The schedule (covertreex.engines.schedule.Schedule) changes which work is done, 
   tightens before far nodes are checked. Any order is exact: a node is pruned only against the current
   k-th distance, which never falls below the final one, and the heap keeps the k best by (distance,
   index) whatever order candidates arrive in.
+- ``best_first``: the walk of covertreex.engines.gold.best_first instead of this one.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 from numba import njit, prange
 
 from covertreex.counters import N_LEVEL_COUNTERS, N_QUERY_COUNTERS, LevelCounter, QueryCounter
-from covertreex.engines.heap import offer, write_sorted
-from covertreex.levels import DUPLICATE_LEVEL
+from covertreex.engines.gold.best_first import best_first
+from covertreex.engines.gold.visit import keep, measure, slot
+from covertreex.engines.heap import write_sorted
 from covertreex.metrics.kernels import can_prune, distance
 
 CHUNK = 16  # queries per parallel task; scratch arrays are allocated once per task
@@ -64,13 +66,6 @@ def new_scratch(n, k):
 
 
 @njit(cache=True)
-def _slot(T, level):
-    if level == DUPLICATE_LEVEL:
-        return T.n_slots - 1
-    return T.root_level - level
-
-
-@njit(cache=True)
 def _nearest_first(T, f_node, f_dist, f_pos, n_front, kept_node, kept_dist, kept_pos):
     """Reorder the frontier by (d(q, node) - radius[node], node), using the kept arrays as scratch."""
     by_node = np.argsort(f_node[:n_front])
@@ -101,11 +96,11 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
     d = distance(Q, row, q_index, D, root)
     per_level[0, LevelCounter.DISTANCE_EVALUATIONS] += 1
     per_query[QueryCounter.DISTANCE_EVALUATIONS] += 1
-    if root < limit:
-        size, pushed = offer(heap_d, heap_i, size, d, root)
-        if pushed:
-            per_level[0, LevelCounter.HEAP_PUSHES] += 1
-            per_query[QueryCounter.HEAP_PUSHES] += 1
+    size = keep(heap_d, heap_i, size, d, root, limit, 0, per_level, per_query)
+    if S.best_first:
+        size = best_first(T, D, Q, row, q_index, limit, entry, d, size, scratch, per_level, per_query)
+        write_sorted(heap_d, heap_i, size, out_i, out_d)
+        return
     n_front = 0
     if T.child_offsets[root + 1] > T.child_offsets[root]:
         f_node[0], f_dist[0], f_pos[0] = root, d, T.child_offsets[root]
@@ -116,7 +111,7 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
             candidate = T.levels[T.children[f_pos[j]]]
             if candidate > level:
                 level = candidate
-        s = _slot(T, level)
+        s = slot(T, level)
         if S.child_reordering:
             _nearest_first(T, f_node, f_dist, f_pos, n_front, kept_node, kept_dist, kept_pos)
         per_level[s, LevelCounter.FRONTIER] += n_front
@@ -135,18 +130,8 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
                 pos += 1
                 if T.subtree_min[c] >= entry:
                     continue
-                if T.is_copy[c] and q_index != c and q_index != node:
-                    dc = node_d
-                    per_query[QueryCounter.DEDUPE_HITS] += 1
-                else:
-                    dc = distance(Q, row, q_index, D, c)
-                    per_level[s, LevelCounter.DISTANCE_EVALUATIONS] += 1
-                    per_query[QueryCounter.DISTANCE_EVALUATIONS] += 1
-                if c < limit:
-                    size, pushed = offer(heap_d, heap_i, size, dc, c)
-                    if pushed:
-                        per_level[s, LevelCounter.HEAP_PUSHES] += 1
-                        per_query[QueryCounter.HEAP_PUSHES] += 1
+                dc = measure(T, D, Q, row, q_index, node, node_d, c, s, per_level, per_query)
+                size = keep(heap_d, heap_i, size, dc, c, limit, s, per_level, per_query)
                 if T.child_offsets[c + 1] > T.child_offsets[c]:
                     new_node[n_new], new_dist[n_new], new_pos[n_new] = c, dc, T.child_offsets[c]
                     n_new += 1

@@ -94,6 +94,27 @@ impl Children {
         }
     }
 
+    /// Queue every child of `node` (at distance `node_dist`) the query enters, run by run of equal
+    /// level, as one span.
+    pub fn gather_all(
+        &mut self,
+        tree: &TreeView,
+        (node, node_dist): (usize, f64),
+        from: &Origin,
+    ) -> Span {
+        let start = self.pending.len();
+        let (mut pos, end) = tree.child_range(node);
+        while pos < end {
+            let level = tree.levels[tree.child(pos)];
+            pos = self.gather(tree, (node, node_dist, pos), level, from).next;
+        }
+        Span {
+            start,
+            end: self.pending.len(),
+            next: end,
+        }
+    }
+
     /// Evaluate every queued child that is not a copy, as one group.
     pub fn evaluate(&mut self, mode: Mode, from: Origin, data: &MetricData) {
         self.dists.resize(self.measured.len(), 0.0);

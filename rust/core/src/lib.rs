@@ -1,15 +1,16 @@
 //! covertreex core: compressed cover tree build and exact k-NN query in pure Rust, in the gold engine's
 //! exact operation order (parity mode; see docs/parity.md).
 //!
-//! One concern per module: `metric` (distances and pruning bounds), `evaluate` (a group of distances:
-//! one by one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic),
-//! `heap` (bounded (distance, index) heap), `schedule` (the query walk's schedule knobs), `counters` (the counter columns, named once), `tree` (the
-//! CSR tree view and its checks), `build` (sequential insertion), `batch`
-//! (batch insertion on rayon), `query` (level-synchronous k-NN with
-//! counters), `children` (the children a query step expands, gathered and evaluated ahead of use),
+//! One concern per module: `metric` (distances and pruning bounds), `evaluate` (a group of distances: one by
+//! one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic), `heap` (bounded
+//! (distance, index) heap), `schedule` (the query walk's schedule knobs), `counters` (the counter columns,
+//! named once), `tree` (the CSR tree view and its checks), `build` (sequential insertion), `batch` (batch
+//! insertion on rayon), `query` (level-synchronous k-NN with counters), `best_first` (the best-first walk of
+//! the schedule knob), `children` (the children a query step expands, gathered and evaluated ahead of use),
 //! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `errors`.
 
 pub mod batch;
+mod best_first;
 pub mod build;
 mod children;
 pub mod counters;

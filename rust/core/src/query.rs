@@ -9,11 +9,12 @@
 //! (crate::schedule) changes which work is done exactly as it does in gold, never the answer.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
+use crate::best_first::{BestFirst, Queued};
 use crate::children::{Children, Origin, Span};
 use crate::counters::{
     EVALUATIONS, FRONTIER, HEAP_PUSHES, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, PRUNES, Q_DEDUPE,
@@ -27,9 +28,9 @@ use crate::schedule::Schedule;
 use crate::tree::TreeView;
 
 /// Events counted both in their level's row and in the query's row: (level column, query column).
-const EVALUATED: (usize, usize) = (EVALUATIONS, Q_EVALUATIONS);
-const PUSHED: (usize, usize) = (HEAP_PUSHES, Q_HEAP_PUSHES);
-const PRUNED: (usize, usize) = (PRUNES, Q_PRUNES);
+pub(crate) const EVALUATED: (usize, usize) = (EVALUATIONS, Q_EVALUATIONS);
+pub(crate) const PUSHED: (usize, usize) = (HEAP_PUSHES, Q_HEAP_PUSHES);
+pub(crate) const PRUNED: (usize, usize) = (PRUNES, Q_PRUNES);
 /// Queries per parallel task.
 const CHUNK: usize = 16;
 
@@ -95,6 +96,8 @@ struct Scratch {
     children: Children,
     /// Per frontier node: its children gathered ahead of the step (perf mode), or None.
     spans: Vec<Option<Span>>,
+    /// The best-first walk's queue of subtrees.
+    queue: BinaryHeap<Queued>,
 }
 
 impl Scratch {
@@ -106,6 +109,7 @@ impl Scratch {
             new: Vec::with_capacity(n),
             children: Children::default(),
             spans: Vec::with_capacity(n),
+            queue: BinaryHeap::new(),
         }
     }
 }
@@ -116,7 +120,12 @@ struct Totals {
     discarded: i64,
 }
 
-fn tally(step: &mut [i64], counts: &mut [i64], (level_column, query_column): (usize, usize)) {
+/// Count one event in its level's row `step` and in the query's row `counts`.
+pub(crate) fn tally(
+    step: &mut [i64],
+    counts: &mut [i64],
+    (level_column, query_column): (usize, usize),
+) {
     step[level_column] += 1;
     counts[query_column] += 1;
 }
@@ -161,6 +170,7 @@ impl Walk<'_> {
             new,
             children,
             spans,
+            queue,
         } = scratch;
         let prunable = |e: &Entry, threshold: f64| {
             can_prune(
@@ -182,6 +192,18 @@ impl Walk<'_> {
         tally(top, counts, EVALUATED);
         if (root as i64) < limit && heap.offer(d, root as i64) {
             tally(top, counts, PUSHED);
+        }
+        if self.schedule.best_first {
+            let walk = BestFirst {
+                tree,
+                data,
+                from,
+                limit,
+                mode: self.mode,
+            };
+            walk.walk(d, heap, queue, children, &mut totals.levels, counts);
+            heap.write_sorted(out_i, out_d);
+            return;
         }
         front.clear();
         front.extend(Entry::expandable(tree, root, d));

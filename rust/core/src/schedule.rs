@@ -9,4 +9,6 @@ pub struct Schedule {
     pub predecessor_pruning: bool,
     /// Expand each step's frontier by increasing lower bound d(q, node) - radius, ties by index.
     pub child_reordering: bool,
+    /// Walk best first (a queue of subtrees by lower bound, ties by index) instead of level by level.
+    pub best_first: bool,
 }

@@ -209,9 +209,10 @@ fn predecessor_pruning_keeps_answers_and_never_evaluates_more() {
 
 #[test]
 fn every_schedule_gives_the_default_answers() {
-    let on = |predecessor_pruning, child_reordering| Schedule {
+    let on = |predecessor_pruning, child_reordering, best_first| Schedule {
         predecessor_pruning,
         child_reordering,
+        best_first,
     };
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (space, queries) in spaces(21) {
@@ -223,7 +224,11 @@ fn every_schedule_gives_the_default_answers() {
         ];
         for (from, rows) in &asked {
             let plain = case.run(from, rows, 5, Some(1));
-            for schedule in [on(false, true), on(true, true)] {
+            for schedule in [
+                on(false, true, false),
+                on(false, false, true),
+                on(true, true, true),
+            ] {
                 for mode in [Mode::Parity, Mode::Perf] {
                     let out = case.run_in(mode, schedule, from, rows, 5, Some(1));
                     assert_eq!(out.indices, plain.indices, "{schedule:?} {mode:?}");

@@ -201,5 +201,6 @@ pub fn schedule(obj: &Bound<'_, PyAny>) -> PyResult<Schedule> {
     Ok(Schedule {
         predecessor_pruning: flag("predecessor_pruning")?,
         child_reordering: flag("child_reordering")?,
+        best_first: flag("best_first")?,
     })
 }
