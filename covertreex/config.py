@@ -121,6 +121,25 @@ class Config:
         2048, "point rows per dense GEMM tile (bounds memory); never changes answers", kind=int,
         minimum=1,
     )
+    predecessor_pruning: bool = knob(
+        False,
+        "schedule: in predecessor mode never enter a subtree whose smallest index (Tree.subtree_min) is "
+        "not eligible; never changes answers",
+        kind=bool,
+    )
+    child_reordering: bool = knob(
+        False,
+        "schedule: expand each step's frontier nodes nearest first, by the lower bound d(q, node) - "
+        "radius, ties by index, so the k-th distance tightens sooner; never changes answers",
+        kind=bool,
+    )
+    best_first: bool = knob(
+        False,
+        "schedule: walk best first (a priority queue of subtrees by the lower bound d(q, node) - radius, "
+        "ties by index) instead of level by level, so close points fill the heap before far subtrees are "
+        "checked; frontier steps then count queue pops; never changes answers",
+        kind=bool,
+    )
     shared_tree: bool = knob(
         False,
         "build with the reference (gold) builder, so every engine compared queries one identical "

@@ -2,7 +2,8 @@
 
 One node per input point (node id == dataset index). ``levels`` holds each node's level (base 2); exact
 duplicates sit at :data:`DUPLICATE_LEVEL` below the copy they duplicate. Children are stored CSR, ordered by
-(level descending, index ascending), so every engine walks them in the same order.
+(level descending, index ascending), so every engine walks them in the same order. ``subtree_min`` holds the
+smallest dataset index under each node, which lets predecessor mode skip subtrees with no eligible index.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from covertreex.metrics import MetricSpace
 from covertreex.npz import read_arrays
 from covertreex.resources import require_sane_numba_threads
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 added ``subtree_min``; a version 1 file is refused (rebuild the tree and save it again)."""
 _ARRAYS = tuple(tree_structure.DTYPES)
 _SCALARS = ("format_version", "root", "metric", "space_digest")
 
@@ -39,6 +41,7 @@ class TreeArrays(NamedTuple):
     children: np.ndarray
     radius: np.ndarray
     is_copy: np.ndarray
+    subtree_min: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +56,7 @@ class Tree:
     radius: np.ndarray = field(repr=False)
     insertion_order: np.ndarray = field(repr=False)
     is_copy: np.ndarray = field(repr=False)
+    subtree_min: np.ndarray = field(repr=False)
     metric: str
     space_digest: str
     build_evaluations: int | None = None
@@ -87,6 +91,7 @@ class Tree:
             self.children,
             self.radius,
             self.is_copy,
+            self.subtree_min,
         )
 
     def same_as(self, other: Tree) -> bool:
@@ -137,15 +142,17 @@ def assemble(
     counts = np.bincount(parents[nonroot], minlength=n)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
+    children = ordered.astype(np.int64)
     return Tree(
         root,
         levels.astype(np.int64),
         parents.astype(np.int64),
         offsets,
-        ordered.astype(np.int64),
+        children,
         radius.astype(np.float64),
         insertion_order.astype(np.int64),
         tree_checks.exact_copies(parents, space.data),
+        tree_structure.subtree_minima(root, offsets, children),
         space.metric,
         space.digest,
         None if evaluations is None else int(evaluations),
@@ -175,10 +182,14 @@ def load(path) -> Tree:
     """Read a tree written by :meth:`Tree.save`. A damaged or foreign file raises CorruptFileError naming
     the file and its first bad entry; only trees whose structure any engine can walk are returned."""
     path = Path(path)
-    members = read_arrays(path, _SCALARS + _ARRAYS, "covertreex tree file")
+    members = read_arrays(path, _SCALARS, "covertreex tree file")
     version = _scalar(path, "format_version", members["format_version"], "int")
     if version != FORMAT_VERSION:
-        raise CorruptFileError(f"{path}: unsupported tree format version {version}")
+        raise CorruptFileError(
+            f"{path}: unsupported tree format version {version} (this covertreex reads version "
+            f"{FORMAT_VERSION}; rebuild the tree and save it again)"
+        )
+    members.update(read_arrays(path, _ARRAYS, "covertreex tree file"))
     metric = _scalar(path, "metric", members["metric"], "str")
     if metric not in METRICS:
         raise CorruptFileError(f"{path}: unknown metric {metric!r}; known metrics: {', '.join(METRICS)}")

@@ -22,6 +22,7 @@ DTYPES = {
     "radius": np.dtype(np.float64),
     "insertion_order": np.dtype(np.int64),
     "is_copy": np.dtype(np.bool_),
+    "subtree_min": np.dtype(np.int64),
 }
 """Every array of a tree and its dtype, in the order of :data:`covertreex.tree.ARRAYS`."""
 
@@ -122,10 +123,33 @@ def _first_unreachable(root, offsets, children):
     return -1
 
 
+@njit(cache=True)
+def subtree_minima(root, offsets, children):
+    """Per node, the smallest dataset index in its subtree, itself included (node id == dataset index):
+    predecessor mode never enters a subtree whose minimum is not below the query's limit. A breadth-first
+    walk lists every parent before its children, so the walk read backwards settles each node after all
+    of its children. Assumes one tree over every index (see :func:`structure_problem`)."""
+    n = offsets.shape[0] - 1
+    walk = np.empty(n, dtype=np.int64)
+    walk[0] = root
+    size = 1
+    for t in range(n):
+        for pos in range(offsets[walk[t]], offsets[walk[t] + 1]):
+            walk[size] = children[pos]
+            size += 1
+    minima = np.arange(n)
+    for t in range(n - 1, -1, -1):
+        node = walk[t]
+        for pos in range(offsets[node], offsets[node + 1]):
+            minima[node] = min(minima[node], minima[children[pos]])
+    return minima
+
+
 def structure_problem(tree) -> str:
     """One tree over every index: a permutation as insertion order, parents and CSR children that agree,
     every node but the root listed exactly once, children ordered by (level desc, index asc), every node
-    reachable from the root. Assumes :func:`array_problem` found nothing."""
+    reachable from the root, and each node's subtree minimum what the structure gives. Assumes
+    :func:`array_problem` found nothing."""
     n = tree.n_points
     order = tree.insertion_order
     message = _index_problem("insertion_order", order, n)
@@ -164,6 +188,11 @@ def structure_problem(tree) -> str:
     lost = _first_unreachable(tree.root, offsets, children)
     if lost >= 0:
         return f"node {lost} is not reachable from the root"
+    wrong = tree.subtree_min != subtree_minima(tree.root, offsets, children)
+    if wrong.any():
+        node = _first(wrong)
+        return (f"subtree_min[{node}] = {tree.subtree_min[node]} is not the smallest index in the subtree of "
+                f"node {node}")
     return ""
 
 

@@ -24,13 +24,14 @@ import numpy as np
 
 from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
+from covertreex.engines.schedule import Schedule
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
 
 _METRIC_DTYPES = {"lengthscale": np.float64, "X": np.float64, "V": np.float64, "P": np.float64}
 _TREE_DTYPES = {
     "levels": np.int64, "child_offsets": np.int64, "children": np.int64, "radius": np.float64,
-    "is_copy": np.bool_,
+    "is_copy": np.bool_, "subtree_min": np.int64,
 }
 
 
@@ -82,6 +83,7 @@ class RustEngine:
             _canonical(tree.arrays(), _TREE_DTYPES), _canonical(space.data, _METRIC_DTYPES),
             _canonical(queries.data, _METRIC_DTYPES), _index(queries.rows),
             _index(queries.dataset_index), _index(queries.limit), k, config.threads, config.mode,
+            Schedule.of(config),
         )
         extra = {"path": "tree", "discarded_evaluations": discarded}
         return idx, dist, QueryCounters(per_query, per_level, extra)

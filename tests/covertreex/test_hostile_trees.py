@@ -80,6 +80,7 @@ def _corruptions(members):
     copy = int(np.flatnonzero(members["is_copy"])[0])
     not_copy = int(np.flatnonzero(~members["is_copy"] & (members["parents"] >= 0))[0])
     pos = _root_child(members)
+    parent = _first_parent(members)
 
     def set_at(name, index, value):
         return {name: _edited(members, name, lambda a: a.__setitem__(index, value))}
@@ -111,7 +112,9 @@ def _corruptions(members):
         "short children": ({"children": members["children"][:-1]}, "children has length"),
         "level above parent": (set_at("levels", members["children"][pos], members["levels"][root]),
                                f"node {members['children'][pos]} at level"),
-        "format 2": ({"format_version": np.int64(2)}, "unsupported tree format version 2"),
+        "format 1": ({"format_version": np.int64(1)}, "unsupported tree format version 1"),
+        "subtree_min above the node": (set_at("subtree_min", parent, parent + 1),
+                                       f"subtree_min[{parent}] = {parent + 1} is not the smallest"),
         "metric": ({"metric": np.str_("cosine")}, "unknown metric 'cosine'"),
     }
 
@@ -120,7 +123,7 @@ CASES = (
     "child 10**6", "child -5", "offset 10**6", "root 10**6", "root shape (2,)", "moved root",
     "repeated child", "float levels", "string radius", "huge level", "bool byte 2", "bool byte 5",
     "radius -1", "radius nan", "root radius 0", "all radii 0", "is_copy forced true", "is_copy cleared",
-    "short children", "format 2", "metric", "level above parent",
+    "short children", "format 1", "subtree_min above the node", "metric", "level above parent",
 )
 
 
@@ -203,7 +206,8 @@ def test_a_chain_whose_levels_do_not_fall_is_refused_before_any_per_ancestor_wor
         0, levels=np.zeros(n, np.int64), parents=np.arange(-1, n - 1, dtype=np.int64),
         child_offsets=np.concatenate([np.arange(n, dtype=np.int64), [n - 1]]),
         children=np.arange(1, n, dtype=np.int64), radius=np.full(n, 1e9), insertion_order=np.arange(n),
-        is_copy=np.zeros(n, bool), metric="euclidean", space_digest=ct.CoverTree().fit(X).space.digest,
+        is_copy=np.zeros(n, bool), subtree_min=np.arange(n), metric="euclidean",
+        space_digest=ct.CoverTree().fit(X).space.digest,
     )
     text = r"^tree: node 1 at level 0 is not below its parent 0's level 0"
     with pytest.raises(InvalidInputError, match=text):

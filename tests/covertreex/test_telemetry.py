@@ -28,13 +28,23 @@ def record():
 def test_schema_is_draft_2020_12_with_an_id():
     document = schema.load(schema_resource())
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert document["$id"].endswith("query_telemetry.v2.json")
+    assert document["$id"].endswith("query_telemetry.v3.json")
 
 
 def test_gold_and_brute_records_validate(record):
     validate_record(record)
     X = datasets.gaussian(100, 2, 0)
     validate_record(ct.CoverTree(engine="brute").fit(X).query(X[:4], k=3).telemetry)
+
+
+def test_a_best_first_record_validates_and_a_version_2_record_still_does(record):
+    """Version 3 only gave frontier_steps and the levels rows their best-first meaning: the same fields, so
+    a record labelled version 2 still validates against the version 2 schema."""
+    X = datasets.make("duplicates", 800, 2, 6).points
+    best_first = ct.CoverTree(path="tree", best_first=True).fit(X).query(indices=np.arange(0, 800, 8), k=10)
+    validate_record(best_first.telemetry)
+    assert best_first.telemetry["config"]["best_first"]
+    assert validation_errors({**record, "schema_version": 2}) == []
 
 
 def test_counters_are_consistent(record):

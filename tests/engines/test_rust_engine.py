@@ -23,6 +23,7 @@ from covertreex import _rust, datasets
 from covertreex.config import Config
 from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.engines import get_engine
+from covertreex.engines.schedule import Schedule
 from covertreex.errors import (
     DimensionMismatchError,
     InputTypeError,
@@ -46,16 +47,18 @@ def tree(space):
 
 
 def _query(tree, space, *, k=4, threads=None, mode="parity", **replace):
-    """Call the extension directly; `replace` swaps one argument (tree/data/queries fields or rows...)."""
+    """Call the extension directly; `replace` swaps one argument (tree/data/queries/schedule fields or
+    rows...)."""
     q = space.all_points()
     args = {
         "tree": tree.arrays(), "data": space.data, "queries": space.data, "rows": q.rows,
-        "dataset_index": q.dataset_index, "limit": q.limit,
+        "dataset_index": q.dataset_index, "limit": q.limit, "schedule": Schedule.of(Config()),
     }
     for name, value in replace.items():
         owner, _, field = name.partition("__")
         args[owner] = args[owner]._replace(**{field: value}) if field else value
-    return _rust.query(*args.values(), k, threads, mode)
+    schedule = args.pop("schedule")
+    return _rust.query(*args.values(), k, threads, mode, schedule)
 
 
 def test_counter_columns_have_the_same_names_and_positions_in_rust_and_python(tree, space):
@@ -102,6 +105,10 @@ def test_unknown_mode_is_refused(tree, space):
         ({"rows": [0, 1]}, InputTypeError, "rows must be a numpy array"),
         ({"limit": np.zeros((300, 1), np.int64)}, DimensionMismatchError, "limit must be 1-D"),
         ({"tree__is_copy": np.zeros(300, np.int64)}, InputTypeError, "tree.is_copy must have dtype bool"),
+        ({"tree__subtree_min": np.zeros(299, np.int64)}, DimensionMismatchError, "tree subtree_min length"),
+        ({"tree__subtree_min": np.full(300, 1, np.int64)}, InvalidInputError, r"subtree_min\[0\] = 1"),
+        ({"schedule": object()}, InputTypeError, "schedule must have a field"),
+        ({"schedule__predecessor_pruning": "yes"}, InputTypeError, "schedule.predecessor_pruning"),
         ({"queries": object()}, InputTypeError, "queries must have a field"),
         ({"data__variance": "big"}, InputTypeError, "data.variance"),
     ],

@@ -13,6 +13,7 @@ import pytest
 
 import covertreex as ct
 from covertreex import datasets
+from covertreex.engines.schedule import Schedule
 from covertreex.telemetry import COMPARED_SECTIONS, validate_record
 
 N, N_QUERIES, KS, DIMS, SEEDS = 1000, 64, range(1, 11), (1, 2, 3, 8), range(6)
@@ -104,6 +105,26 @@ def test_rust_perf_mode_equals_gold(variant, d):
         assert_same_result(result, gold.query(k=k, **query), f"perf {variant} {kind} d={d} k={k}")
     pred = fast.query(k=4, predecessor=True)
     assert_same_result(pred, gold.query(k=4, predecessor=True), f"perf {variant} d={d} predecessor")
+
+
+@pytest.mark.parametrize("knob", [*Schedule._fields, "all"])
+@pytest.mark.parametrize("mode", ["parity", "perf"])
+@pytest.mark.parametrize("d", DIMS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rust_equals_gold_with_schedule_knobs(variant, d, mode, knob):
+    """Each schedule knob on (and all together): rust == gold on answers and every counter, and the answers
+    are those of every knob off."""
+    kind, metric, data, query = _fixture(variant, d, seed=d)
+    options = dict.fromkeys(Schedule._fields if knob == "all" else [knob], True)
+    plain = ct.CoverTree(path="tree", engine="gold", metric=metric).fit(data)
+    gold = ct.CoverTree(path="tree", engine="gold", metric=metric, **options).use_tree(plain.tree, data)
+    rust = ct.CoverTree(path="tree", engine="rust", metric=metric, mode=mode, **options).fit(data)
+    context = f"{knob} {mode} {variant} {kind} d={d}"
+    for k, asked in ((1, query), (10, query), (7, {"predecessor": True})):
+        reference, answer = plain.query(k=k, **asked), gold.query(k=k, **asked)
+        assert np.array_equal(answer.indices, reference.indices), f"{context} k={k}: answers changed"
+        assert np.array_equal(answer.distances.view(np.int64), reference.distances.view(np.int64))
+        assert_same_result(rust.query(k=k, **asked), answer, f"{context} k={k} {asked.keys()}")
 
 
 @pytest.mark.parametrize(("variant", "kind"), [("euclidean", "lattice"), ("residual-matern52", "duplicates")])

@@ -11,6 +11,7 @@ from covertreex.engines.gold.batch import build_tree_batch
 from covertreex.engines.gold.build import build_tree
 from covertreex.engines.gold.dense import dense_query
 from covertreex.engines.gold.query import query_batch
+from covertreex.engines.schedule import Schedule
 from covertreex.engines.threads import numba_threads
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
@@ -39,8 +40,8 @@ class GoldEngine:
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         with numba_threads(config.threads):
             idx, dist, per_level, per_query = query_batch(
-                tree.arrays(), space.data, queries.data, queries.rows, queries.dataset_index,
-                queries.limit, k,
+                tree.arrays(), space.data, queries.data, Schedule.of(config), queries.rows,
+                queries.dataset_index, queries.limit, k,
             )
         return idx, dist, QueryCounters(per_query, per_level.sum(axis=0), {"path": "tree"})
 

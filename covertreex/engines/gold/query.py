@@ -5,6 +5,16 @@ expanded; every child's distance is evaluated and offered to a bounded heap orde
 A frontier node is dropped when rounding-safe bounds prove its subtree cannot beat the current k-th
 distance (strictly, so ties survive). Children that are bit-for-bit copies of their parent reuse the
 parent's distance (a dedupe hit). The counters recorded here are the query telemetry of DESIGN section 7.
+
+The schedule (covertreex.engines.schedule.Schedule) changes which work is done, never the answer:
+- ``predecessor_pruning``: a child whose subtree holds no eligible index (``subtree_min >= limit``) is
+  neither evaluated nor entered; nothing in it could be offered to the heap.
+- ``child_reordering``: each step expands its frontier nodes by increasing lower bound
+  ``d(q, node) - radius[node]``, ties by index, so near children fill the heap first and the k-th distance
+  tightens before far nodes are checked. Any order is exact: a node is pruned only against the current
+  k-th distance, which never falls below the final one, and the heap keeps the k best by (distance,
+  index) whatever order candidates arrive in.
+- ``best_first``: the walk of covertreex.engines.gold.best_first instead of this one.
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ import numpy as np
 from numba import njit, prange
 
 from covertreex.counters import N_LEVEL_COUNTERS, N_QUERY_COUNTERS, LevelCounter, QueryCounter
-from covertreex.engines.heap import offer, write_sorted
-from covertreex.levels import DUPLICATE_LEVEL
+from covertreex.engines.gold.best_first import best_first
+from covertreex.engines.gold.visit import keep, measure, slot
+from covertreex.engines.heap import write_sorted
 from covertreex.metrics.kernels import can_prune, distance
 
 CHUNK = 16  # queries per parallel task; scratch arrays are allocated once per task
@@ -55,31 +66,41 @@ def new_scratch(n, k):
 
 
 @njit(cache=True)
-def _slot(T, level):
-    if level == DUPLICATE_LEVEL:
-        return T.n_slots - 1
-    return T.root_level - level
+def _nearest_first(T, f_node, f_dist, f_pos, n_front, kept_node, kept_dist, kept_pos):
+    """Reorder the frontier by (d(q, node) - radius[node], node), using the kept arrays as scratch."""
+    by_node = np.argsort(f_node[:n_front])
+    bound = f_dist[:n_front][by_node] - T.radius[f_node[:n_front][by_node]]
+    order = by_node[np.argsort(bound, kind="mergesort")]  # stable: equal bounds stay in index order
+    for j in range(n_front):
+        kept_node[j], kept_dist[j], kept_pos[j] = f_node[order[j]], f_dist[order[j]], f_pos[order[j]]
+    for j in range(n_front):
+        f_node[j], f_dist[j], f_pos[j] = kept_node[j], kept_dist[j], kept_pos[j]
 
 
 @njit(cache=True)
-def query_one(T, D, Q, row, q_index, limit, scratch, out_i, out_d, per_level, per_query):
-    """Answer one query (row `row` of Q, dataset index `q_index`, eligible indices below `limit`); fill
-    out_i/out_d and its counter rows."""
+def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level, per_query):
+    """Answer one query (row `row` of Q, dataset index `q_index`, eligible indices below `limit`) on
+    schedule S; fill out_i/out_d and its counter rows."""
     heap_d, heap_i = scratch.heap_d, scratch.heap_i
     f_node, f_dist, f_pos = scratch.front_node, scratch.front_dist, scratch.front_pos
     kept_node, kept_dist, kept_pos = scratch.kept_node, scratch.kept_dist, scratch.kept_pos
     new_node, new_dist, new_pos = scratch.new_node, scratch.new_dist, scratch.new_pos
     k = heap_d.shape[0]
     size = 0
+    # Subtrees whose smallest index is not below `entry` are never entered (every subtree is, unpruned).
+    entry = limit if S.predecessor_pruning else T.levels.shape[0]
     root = T.root
+    if T.subtree_min[root] >= entry:
+        write_sorted(heap_d, heap_i, size, out_i, out_d)
+        return
     d = distance(Q, row, q_index, D, root)
     per_level[0, LevelCounter.DISTANCE_EVALUATIONS] += 1
     per_query[QueryCounter.DISTANCE_EVALUATIONS] += 1
-    if root < limit:
-        size, pushed = offer(heap_d, heap_i, size, d, root)
-        if pushed:
-            per_level[0, LevelCounter.HEAP_PUSHES] += 1
-            per_query[QueryCounter.HEAP_PUSHES] += 1
+    size = keep(heap_d, heap_i, size, d, root, limit, 0, per_level, per_query)
+    if S.best_first:
+        size = best_first(T, D, Q, row, q_index, limit, entry, d, size, scratch, per_level, per_query)
+        write_sorted(heap_d, heap_i, size, out_i, out_d)
+        return
     n_front = 0
     if T.child_offsets[root + 1] > T.child_offsets[root]:
         f_node[0], f_dist[0], f_pos[0] = root, d, T.child_offsets[root]
@@ -90,7 +111,9 @@ def query_one(T, D, Q, row, q_index, limit, scratch, out_i, out_d, per_level, pe
             candidate = T.levels[T.children[f_pos[j]]]
             if candidate > level:
                 level = candidate
-        s = _slot(T, level)
+        s = slot(T, level)
+        if S.child_reordering:
+            _nearest_first(T, f_node, f_dist, f_pos, n_front, kept_node, kept_dist, kept_pos)
         per_level[s, LevelCounter.FRONTIER] += n_front
         per_query[QueryCounter.FRONTIER_STEPS] += 1
         n_kept = 0
@@ -105,18 +128,10 @@ def query_one(T, D, Q, row, q_index, limit, scratch, out_i, out_d, per_level, pe
             while pos < end and T.levels[T.children[pos]] == level:
                 c = T.children[pos]
                 pos += 1
-                if T.is_copy[c] and q_index != c and q_index != node:
-                    dc = node_d
-                    per_query[QueryCounter.DEDUPE_HITS] += 1
-                else:
-                    dc = distance(Q, row, q_index, D, c)
-                    per_level[s, LevelCounter.DISTANCE_EVALUATIONS] += 1
-                    per_query[QueryCounter.DISTANCE_EVALUATIONS] += 1
-                if c < limit:
-                    size, pushed = offer(heap_d, heap_i, size, dc, c)
-                    if pushed:
-                        per_level[s, LevelCounter.HEAP_PUSHES] += 1
-                        per_query[QueryCounter.HEAP_PUSHES] += 1
+                if T.subtree_min[c] >= entry:
+                    continue
+                dc = measure(T, D, Q, row, q_index, node, node_d, c, s, per_level, per_query)
+                size = keep(heap_d, heap_i, size, dc, c, limit, s, per_level, per_query)
                 if T.child_offsets[c + 1] > T.child_offsets[c]:
                     new_node[n_new], new_dist[n_new], new_pos[n_new] = c, dc, T.child_offsets[c]
                     n_new += 1
@@ -132,8 +147,8 @@ def query_one(T, D, Q, row, q_index, limit, scratch, out_i, out_d, per_level, pe
 
 
 @njit(cache=True, parallel=True)
-def query_batch(T, D, Q, rows, q_index, limit, k):
-    """Answer every query (in parallel chunks); results never depend on the thread count."""
+def query_batch(T, D, Q, S, rows, q_index, limit, k):
+    """Answer every query on schedule S (in parallel chunks); results never depend on the thread count."""
     n_q = rows.shape[0]
     n = D.X.shape[0]
     out_i = np.empty((n_q, k), dtype=np.int64)
@@ -144,6 +159,6 @@ def query_batch(T, D, Q, rows, q_index, limit, k):
     for chunk in prange(n_chunks):
         scratch = new_scratch(n, k)
         for q in range(chunk * CHUNK, min(n_q, (chunk + 1) * CHUNK)):
-            query_one(T, D, Q, rows[q], q_index[q], limit[q], scratch, out_i[q], out_d[q], per_level[q],
-                      per_query[q])
+            query_one(T, D, Q, S, rows[q], q_index[q], limit[q], scratch, out_i[q], out_d[q],
+                      per_level[q], per_query[q])
     return out_i, out_d, per_level, per_query

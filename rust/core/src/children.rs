@@ -23,12 +23,14 @@ pub(crate) struct Span {
     pub next: usize,
 }
 
-/// The query row the distances are measured from.
+/// The query row the distances are measured from, and the subtrees it enters.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Origin<'a> {
     pub data: &'a MetricData<'a>,
     pub row: usize,
     pub index: i64,
+    /// Subtrees whose smallest index is not below this are never entered.
+    pub entry: i64,
 }
 
 /// Gathered children and their distances (buffers reused across steps and queries).
@@ -54,21 +56,26 @@ impl Children {
         self.evaluated
     }
 
-    /// Queue the children of `node` (at distance `node_dist`) from position `pos` whose level is `level`;
-    /// an exact copy of the node reuses its distance unless the query is the copy or the node itself.
+    /// Queue the children of `node` (at distance `node_dist`) from position `pos` whose level is `level`
+    /// and whose subtree the query enters; an exact copy of the node reuses its distance unless the
+    /// query is the copy or the node itself.
     pub fn gather(
         &mut self,
         tree: &TreeView,
         (node, node_dist, pos): (usize, f64, usize),
         level: i64,
-        query_index: i64,
+        from: &Origin,
     ) -> Span {
+        let query_index = from.index;
         let start = self.pending.len();
         let end = tree.child_range(node).1;
         let mut next = pos;
         while next < end && tree.levels[tree.child(next)] == level {
             let c = tree.child(next);
             next += 1;
+            if tree.subtree_min[c] >= from.entry {
+                continue;
+            }
             let copy = tree.is_copy[c] && query_index != c as i64 && query_index != node as i64;
             if !copy {
                 self.measured.push(c);
@@ -84,6 +91,27 @@ impl Children {
             start,
             end: self.pending.len(),
             next,
+        }
+    }
+
+    /// Queue every child of `node` (at distance `node_dist`) the query enters, run by run of equal
+    /// level, as one span.
+    pub fn gather_all(
+        &mut self,
+        tree: &TreeView,
+        (node, node_dist): (usize, f64),
+        from: &Origin,
+    ) -> Span {
+        let start = self.pending.len();
+        let (mut pos, end) = tree.child_range(node);
+        while pos < end {
+            let level = tree.levels[tree.child(pos)];
+            pos = self.gather(tree, (node, node_dist, pos), level, from).next;
+        }
+        Span {
+            start,
+            end: self.pending.len(),
+            next: end,
         }
     }
 

@@ -1,15 +1,16 @@
 //! covertreex core: compressed cover tree build and exact k-NN query in pure Rust, in the gold engine's
 //! exact operation order (parity mode; see docs/parity.md).
 //!
-//! One concern per module: `metric` (distances and pruning bounds), `evaluate` (a group of distances:
-//! one by one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic),
-//! `heap` (bounded (distance, index) heap), `counters` (the counter columns, named once), `tree` (the
-//! CSR tree view and its checks), `build` (sequential insertion), `batch`
-//! (batch insertion on rayon), `query` (level-synchronous k-NN with
-//! counters), `children` (the children a query step expands, gathered and evaluated ahead of use),
+//! One concern per module: `metric` (distances and pruning bounds), `evaluate` (a group of distances: one by
+//! one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic), `heap` (bounded
+//! (distance, index) heap), `schedule` (the query walk's schedule knobs), `counters` (the counter columns,
+//! named once), `tree` (the CSR tree view and its checks), `build` (sequential insertion), `batch` (batch
+//! insertion on rayon), `query` (level-synchronous k-NN with counters), `best_first` (the best-first walk of
+//! the schedule knob), `children` (the children a query step expands, gathered and evaluated ahead of use),
 //! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `errors`.
 
 pub mod batch;
+mod best_first;
 pub mod build;
 mod children;
 pub mod counters;
@@ -20,6 +21,7 @@ pub mod heap;
 pub mod levels;
 pub mod metric;
 pub mod query;
+pub mod schedule;
 pub mod tree;
 
 pub use batch::build_tree_batch;
@@ -29,6 +31,7 @@ pub use errors::{CoreError, Result};
 pub use evaluate::Mode;
 pub use metric::{Kernel, Matrix, Metric, MetricData};
 pub use query::{query_batch, QueryBatch, QueryOutput};
+pub use schedule::Schedule;
 pub use tree::TreeView;
 
 /// Crate version, exposed to Python so the wrapper can check it built what it expects.

@@ -5,13 +5,16 @@
 //! every child's distance is evaluated (or reused, for an exact copy of its parent) and offered to a
 //! bounded heap ordered by (distance, index). A frontier node is dropped when rounding-safe bounds prove
 //! its subtree cannot beat the k-th distance. Queries run in parallel chunks on rayon; each query owns
-//! its output and counter rows, so nothing depends on the thread count.
+//! its output and counter rows, so nothing depends on the thread count. The schedule
+//! (crate::schedule) changes which work is done exactly as it does in gold, never the answer.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
+use crate::best_first::{BestFirst, Queued};
 use crate::children::{Children, Origin, Span};
 use crate::counters::{
     EVALUATIONS, FRONTIER, HEAP_PUSHES, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, PRUNES, Q_DEDUPE,
@@ -21,12 +24,13 @@ use crate::errors::{check_sizes, filled, CoreError, Result};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{can_prune, distance, MetricData};
+use crate::schedule::Schedule;
 use crate::tree::TreeView;
 
 /// Events counted both in their level's row and in the query's row: (level column, query column).
-const EVALUATED: (usize, usize) = (EVALUATIONS, Q_EVALUATIONS);
-const PUSHED: (usize, usize) = (HEAP_PUSHES, Q_HEAP_PUSHES);
-const PRUNED: (usize, usize) = (PRUNES, Q_PRUNES);
+pub(crate) const EVALUATED: (usize, usize) = (EVALUATIONS, Q_EVALUATIONS);
+pub(crate) const PUSHED: (usize, usize) = (HEAP_PUSHES, Q_HEAP_PUSHES);
+pub(crate) const PRUNED: (usize, usize) = (PRUNES, Q_PRUNES);
 /// Queries per parallel task.
 const CHUNK: usize = 16;
 
@@ -92,6 +96,8 @@ struct Scratch {
     children: Children,
     /// Per frontier node: its children gathered ahead of the step (perf mode), or None.
     spans: Vec<Option<Span>>,
+    /// The best-first walk's queue of subtrees.
+    queue: BinaryHeap<Queued>,
 }
 
 impl Scratch {
@@ -103,6 +109,7 @@ impl Scratch {
             new: Vec::with_capacity(n),
             children: Children::default(),
             spans: Vec::with_capacity(n),
+            queue: BinaryHeap::new(),
         }
     }
 }
@@ -113,7 +120,12 @@ struct Totals {
     discarded: i64,
 }
 
-fn tally(step: &mut [i64], counts: &mut [i64], (level_column, query_column): (usize, usize)) {
+/// Count one event in its level's row `step` and in the query's row `counts`.
+pub(crate) fn tally(
+    step: &mut [i64],
+    counts: &mut [i64],
+    (level_column, query_column): (usize, usize),
+) {
     step[level_column] += 1;
     counts[query_column] += 1;
 }
@@ -121,6 +133,7 @@ fn tally(step: &mut [i64], counts: &mut [i64], (level_column, query_column): (us
 /// Everything shared by the queries of one batch (checked once).
 struct Walk<'a> {
     mode: Mode,
+    schedule: Schedule,
     tree: &'a TreeView<'a>,
     data: &'a MetricData<'a>,
     queries: &'a QueryBatch<'a>,
@@ -138,12 +151,18 @@ impl Walk<'_> {
         counts: &mut [i64],
     ) {
         let (tree, data, qd) = (self.tree, self.data, &self.queries.data);
+        let limit = self.queries.limit[q];
         let from = Origin {
             data: qd,
             row: self.queries.rows[q] as usize,
             index: self.queries.dataset_index[q],
+            // Every subtree is entered unless predecessor pruning skips those with no eligible index.
+            entry: if self.schedule.predecessor_pruning {
+                limit
+            } else {
+                tree.n_points() as i64
+            },
         };
-        let limit = self.queries.limit[q];
         let Scratch {
             heap,
             front,
@@ -151,6 +170,7 @@ impl Walk<'_> {
             new,
             children,
             spans,
+            queue,
         } = scratch;
         let prunable = |e: &Entry, threshold: f64| {
             can_prune(
@@ -163,11 +183,27 @@ impl Walk<'_> {
         };
         heap.clear();
         let root = tree.root();
+        if tree.subtree_min[root] >= from.entry {
+            heap.write_sorted(out_i, out_d);
+            return;
+        }
         let d = distance(qd, from.row, from.index, data, root);
         let top = &mut totals.levels[..N_LEVEL_COUNTERS];
         tally(top, counts, EVALUATED);
         if (root as i64) < limit && heap.offer(d, root as i64) {
             tally(top, counts, PUSHED);
+        }
+        if self.schedule.best_first {
+            let walk = BestFirst {
+                tree,
+                data,
+                from,
+                limit,
+                mode: self.mode,
+            };
+            walk.walk(d, heap, queue, children, &mut totals.levels, counts);
+            heap.write_sorted(out_i, out_d);
+            return;
         }
         front.clear();
         front.extend(Entry::expandable(tree, root, d));
@@ -178,6 +214,9 @@ impl Walk<'_> {
                 if candidate > level {
                     level = candidate;
                 }
+            }
+            if self.schedule.child_reordering {
+                nearest_first(tree, front);
             }
             let at = tree.slot(level) * N_LEVEL_COUNTERS;
             let step = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
@@ -193,7 +232,7 @@ impl Walk<'_> {
                 let bound = heap.is_full().then(|| heap.worst_distance());
                 for e in front.iter() {
                     let sure = bound.is_some_and(|t| prunable(e, t));
-                    spans.push((!sure).then(|| children.gather(tree, e.at(), level, from.index)));
+                    spans.push((!sure).then(|| children.gather(tree, e.at(), level, &from)));
                 }
                 children.evaluate(self.mode, from, data);
             }
@@ -206,7 +245,7 @@ impl Walk<'_> {
                 let span = match spans.get(j).copied().flatten() {
                     Some(span) => span,
                     None => {
-                        let span = children.gather(tree, e.at(), level, from.index);
+                        let span = children.gather(tree, e.at(), level, &from);
                         children.evaluate(self.mode, from, data);
                         span
                     }
@@ -237,6 +276,17 @@ impl Walk<'_> {
         }
         heap.write_sorted(out_i, out_d);
     }
+}
+
+/// Order the frontier by (d(q, node) - radius[node], node): the nearest subtrees are expanded first, so
+/// the k-th distance tightens before far nodes are checked. Any order is exact (see gold's query.py).
+fn nearest_first(tree: &TreeView, front: &mut [Entry]) {
+    let bound = |e: &Entry| e.dist - tree.radius[e.node];
+    front.sort_unstable_by(|a, b| {
+        // Bounds are finite; -0.0 and 0.0 compare equal, as in NumPy's sort.
+        let by_bound = bound(a).partial_cmp(&bound(b)).unwrap_or(Ordering::Equal);
+        by_bound.then(a.node.cmp(&b.node))
+    });
 }
 
 fn check_indices(what: &'static str, values: &[i64], low: i64, bound: usize) -> Result<()> {
@@ -348,7 +398,7 @@ pub(crate) fn thread_pool(threads: Option<i64>) -> Result<Option<Arc<rayon::Thre
 
 /// Answer every query of the batch: the k nearest indexed points by (distance, index), with counters.
 /// `threads` = None runs on rayon's global pool (RAYON_NUM_THREADS); results never depend on it, nor
-/// on the mode.
+/// on the mode, nor on the schedule.
 pub fn query_batch(
     tree: &TreeView,
     data: &MetricData,
@@ -356,6 +406,7 @@ pub fn query_batch(
     k: i64,
     threads: Option<i64>,
     mode: Mode,
+    schedule: Schedule,
 ) -> Result<QueryOutput> {
     check_batch(tree, data, queries, k)?;
     let n_q = queries.rows.len();
@@ -375,6 +426,7 @@ pub fn query_batch(
     }
     let walk = Walk {
         mode,
+        schedule,
         tree,
         data,
         queries,

@@ -1,5 +1,6 @@
 //! The engine-neutral tree as the query sees it (covertreex.tree.TreeArrays), and the checks that make
-//! any query over it safe: offsets in range, every child once, and every level inside a counter slot.
+//! any query over it safe: offsets in range, every child once, every level inside a counter slot, and
+//! every subtree minimum what its children give.
 
 use crate::errors::{check_distinct, check_sizes, CoreError, Result};
 use crate::levels::DUPLICATE_LEVEL;
@@ -17,6 +18,8 @@ pub struct TreeView<'a> {
     pub children: &'a [i64],
     pub radius: &'a [f64],
     pub is_copy: &'a [bool],
+    /// Per node, the smallest dataset index in its subtree (itself included).
+    pub subtree_min: &'a [i64],
 }
 
 /// More level slots than any tree over float64 distances needs (levels lie within about [-1076, 1025]).
@@ -67,6 +70,7 @@ impl TreeView<'_> {
             ("tree size (one node per indexed point)", n_points, n),
             ("tree radius length", n, self.radius.len()),
             ("tree is_copy length", n, self.is_copy.len()),
+            ("tree subtree_min length", n, self.subtree_min.len()),
             ("tree child_offsets length", n + 1, self.child_offsets.len()),
         ])?;
         if self.root < 0 || self.root as usize >= n {
@@ -79,7 +83,27 @@ impl TreeView<'_> {
         }
         self.check_levels()?;
         self.check_offsets()?;
-        self.check_children()
+        self.check_children()?;
+        self.check_subtree_min()
+    }
+
+    /// Each node's subtree minimum is the smallest of its own index and its children's minima, so a walk
+    /// that skips subtrees by their minimum never skips an eligible index.
+    fn check_subtree_min(&self) -> Result<()> {
+        for node in 0..self.levels.len() {
+            let (start, end) = self.child_range(node);
+            let below = self.children[start..end]
+                .iter()
+                .map(|&c| self.subtree_min[c as usize]);
+            let expected = below.fold(node as i64, i64::min);
+            if self.subtree_min[node] != expected {
+                return Err(invalid(format!(
+                    "subtree_min[{node}] = {} is not the smallest index in its subtree ({expected})",
+                    self.subtree_min[node]
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn check_offsets(&self) -> Result<()> {
@@ -165,6 +189,7 @@ mod tests {
             children,
             radius: &[1.0, 0.0, 0.0],
             is_copy: &[false, false, true],
+            subtree_min: &[0, 1, 2],
         }
     }
 
@@ -186,6 +211,9 @@ mod tests {
         assert!(view(&LEVELS, &OFFSETS, &[1, 1]).check(3).is_err());
         assert!(view(&LEVELS, &OFFSETS, &[0, 2]).check(3).is_err());
         assert!(view(&LEVELS, &OFFSETS, &[1, 3]).check(3).is_err());
+        let mut skips_node_0 = view(&LEVELS, &OFFSETS, &CHILDREN);
+        skips_node_0.subtree_min = &[1, 1, 2];
+        assert!(skips_node_0.check(3).is_err());
         // Level 5 is above the root's: root_level and n_slots no longer describe the levels.
         assert!(view(&[1, 5, DUPLICATE_LEVEL], &OFFSETS, &CHILDREN)
             .check(3)

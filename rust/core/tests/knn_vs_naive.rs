@@ -6,7 +6,9 @@ mod common;
 use common::{assert_rows_match_naive, spaces, Assembled, Rows, Space};
 use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::query::available_threads;
-use covertreex_core::{build_tree, query_batch, CoreError, Mode, QueryBatch, QueryOutput};
+use covertreex_core::{
+    build_tree, query_batch, CoreError, Mode, QueryBatch, QueryOutput, Schedule,
+};
 
 struct Case {
     space: Space,
@@ -24,12 +26,13 @@ impl Case {
     }
 
     fn run(&self, queries: &Space, rows: &Rows, k: usize, threads: Option<i64>) -> QueryOutput {
-        self.run_in(Mode::Parity, queries, rows, k, threads)
+        self.run_in(Mode::Parity, Schedule::default(), queries, rows, k, threads)
     }
 
     fn run_in(
         &self,
         mode: Mode,
+        schedule: Schedule,
         queries: &Space,
         rows: &Rows,
         k: usize,
@@ -37,7 +40,7 @@ impl Case {
     ) -> QueryOutput {
         let batch = rows.batch(queries);
         let (tree, data) = (self.tree.view(), self.space.data());
-        query_batch(&tree, &data, &batch, k as i64, threads, mode).unwrap()
+        query_batch(&tree, &data, &batch, k as i64, threads, mode, schedule).unwrap()
     }
 
     fn assert_matches_naive(&self, queries: &Space, rows: &Rows, k: usize) {
@@ -108,7 +111,15 @@ fn more_threads_than_cpus_are_refused_before_any_pool_is_built() {
         0,
         -1,
     ] {
-        let refused = query_batch(&tree, &data, &batch, 3, Some(threads), Mode::Parity);
+        let refused = query_batch(
+            &tree,
+            &data,
+            &batch,
+            3,
+            Some(threads),
+            Mode::Parity,
+            Schedule::default(),
+        );
         assert!(
             matches!(refused, Err(CoreError::BadValue { what: "threads", value, .. }) if value == threads),
             "threads = {threads}: {refused:?}"
@@ -128,6 +139,7 @@ fn perf_mode_gives_the_same_trees_answers_and_counters() {
         for k in [1, 9] {
             let slow = case.run_in(
                 Mode::Parity,
+                Schedule::default(),
                 &queries,
                 &rows,
                 k,
@@ -135,6 +147,7 @@ fn perf_mode_gives_the_same_trees_answers_and_counters() {
             );
             let mut fast = case.run_in(
                 Mode::Perf,
+                Schedule::default(),
                 &queries,
                 &rows,
                 k,
@@ -147,6 +160,81 @@ fn perf_mode_gives_the_same_trees_answers_and_counters() {
             assert!(fast.discarded_evaluations >= 0);
             fast.discarded_evaluations = 0;
             assert_eq!(slow, fast);
+        }
+    }
+}
+
+#[test]
+fn predecessor_pruning_keeps_answers_and_never_evaluates_more() {
+    let pruning = Schedule {
+        predecessor_pruning: true,
+        ..Schedule::default()
+    };
+    for (space, _) in spaces(17) {
+        let case = Case::new(space);
+        let n = case.space.n;
+        let all = Rows::indexed((0..n as i64).collect(), n, true);
+        for mode in [Mode::Parity, Mode::Perf] {
+            let off = case.run_in(mode, Schedule::default(), &case.space, &all, 4, Some(1));
+            let on = case.run_in(mode, pruning, &case.space, &all, 4, Some(1));
+            assert_eq!(off.indices, on.indices);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&off.distances), bits(&on.distances));
+            let evaluations = |out: &QueryOutput| {
+                let rows = out.per_query.chunks(N_QUERY_COUNTERS);
+                rows.map(|c| c[Q_EVALUATIONS]).collect::<Vec<_>>()
+            };
+            let (before, after) = (evaluations(&off), evaluations(&on));
+            assert!(before.iter().zip(&after).all(|(b, a)| a <= b));
+            // Point 0 has no predecessor: nothing is entered, not even the root.
+            assert_eq!(after[0], 0);
+            assert!(after.iter().sum::<i64>() < before.iter().sum::<i64>());
+        }
+        // Outside queries see every index, so the flag changes nothing at all.
+        let outside = Rows::outside(n, n);
+        let off = case.run_in(
+            Mode::Parity,
+            Schedule::default(),
+            &case.space,
+            &outside,
+            3,
+            None,
+        );
+        assert_eq!(
+            off,
+            case.run_in(Mode::Parity, pruning, &case.space, &outside, 3, None)
+        );
+    }
+}
+
+#[test]
+fn every_schedule_gives_the_default_answers() {
+    let on = |predecessor_pruning, child_reordering, best_first| Schedule {
+        predecessor_pruning,
+        child_reordering,
+        best_first,
+    };
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (space, queries) in spaces(21) {
+        let case = Case::new(space);
+        let n = case.space.n;
+        let asked = [
+            (&queries, Rows::outside(queries.n, n)),
+            (&case.space, Rows::indexed((0..n as i64).collect(), n, true)),
+        ];
+        for (from, rows) in &asked {
+            let plain = case.run(from, rows, 5, Some(1));
+            for schedule in [
+                on(false, true, false),
+                on(false, false, true),
+                on(true, true, true),
+            ] {
+                for mode in [Mode::Parity, Mode::Perf] {
+                    let out = case.run_in(mode, schedule, from, rows, 5, Some(1));
+                    assert_eq!(out.indices, plain.indices, "{schedule:?} {mode:?}");
+                    assert_eq!(bits(&out.distances), bits(&plain.distances));
+                }
+            }
         }
     }
 }

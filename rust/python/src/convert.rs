@@ -3,7 +3,7 @@
 //! argument. (covertreex/engines/rust.py normalises layouts before calling, so these checks only fire
 //! on direct calls.)
 
-use covertreex_core::{Kernel, Matrix, Metric, MetricData, TreeView};
+use covertreex_core::{Kernel, Matrix, Metric, MetricData, Schedule, TreeView};
 use numpy::{
     Element, PyArray, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArray, PyUntypedArrayMethods,
@@ -91,8 +91,9 @@ pub fn scalar<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, name: &st
 
 fn field<'py>(obj: &Bound<'py, PyAny>, owner: &str, name: &str) -> PyResult<Bound<'py, PyAny>> {
     obj.getattr(name).map_err(|_| {
-        let message =
-            format!("{owner} must have a field {name:?} (pass a MetricData / TreeArrays)");
+        let message = format!(
+            "{owner} must have a field {name:?} (pass a MetricData / TreeArrays / Schedule)"
+        );
         raise(obj.py(), Class::InputType, message)
     })
 }
@@ -157,6 +158,7 @@ pub struct TreeArrays<'py> {
     children: PyReadonlyArray1<'py, i64>,
     radius: PyReadonlyArray1<'py, f64>,
     is_copy: PyReadonlyArray1<'py, bool>,
+    subtree_min: PyReadonlyArray1<'py, i64>,
 }
 
 impl<'py> TreeArrays<'py> {
@@ -172,6 +174,7 @@ impl<'py> TreeArrays<'py> {
             children: array1(&get("children")?, &label("children"))?,
             radius: array1(&get("radius")?, &label("radius"))?,
             is_copy: array1(&get("is_copy")?, &label("is_copy"))?,
+            subtree_min: array1(&get("subtree_min")?, &label("subtree_min"))?,
         })
     }
 
@@ -186,6 +189,18 @@ impl<'py> TreeArrays<'py> {
             children: slice(py, &self.children, "tree.children")?,
             radius: slice(py, &self.radius, "tree.radius")?,
             is_copy: slice(py, &self.is_copy, "tree.is_copy")?,
+            subtree_min: slice(py, &self.subtree_min, "tree.subtree_min")?,
         })
     }
+}
+
+/// A covertreex Schedule NamedTuple (covertreex/engines/schedule.py), field by field.
+pub fn schedule(obj: &Bound<'_, PyAny>) -> PyResult<Schedule> {
+    let flag =
+        |name: &str| scalar::<bool>(&field(obj, "schedule", name)?, &format!("schedule.{name}"));
+    Ok(Schedule {
+        predecessor_pruning: flag("predecessor_pruning")?,
+        child_reordering: flag("child_reordering")?,
+        best_first: flag("best_first")?,
+    })
 }

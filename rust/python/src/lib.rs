@@ -17,7 +17,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use convert::{array1, scalar, slice, MetricArrays, TreeArrays};
+use convert::{array1, scalar, schedule, slice, MetricArrays, TreeArrays};
 
 /// Run `work` with the GIL released; core errors become covertreex.errors exceptions and a panic (a bug,
 /// never expected) becomes a RuntimeError instead of tearing down the interpreter.
@@ -144,9 +144,10 @@ type Answered<'py> = (
 
 /// Exact k-NN of the query rows: (indices, distances, per_level counters summed over queries,
 /// per_query counters, distances evaluated speculatively and discarded by perf mode). `threads` = None
-/// uses rayon's global pool (RAYON_NUM_THREADS); `mode` is "parity" or "perf" (same results, perf evaluates distances in lockstep groups).
+/// uses rayon's global pool (RAYON_NUM_THREADS); `mode` is "parity" or "perf" (same results, perf evaluates distances in lockstep groups);
+/// `schedule` is a covertreex Schedule (the walk's schedule knobs, which never change results).
 #[pyfunction]
-#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads, mode))]
+#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads, mode, schedule))]
 #[allow(clippy::too_many_arguments)]
 fn query<'py>(
     py: Python<'py>,
@@ -159,15 +160,17 @@ fn query<'py>(
     k: &Bound<'py, PyAny>,
     threads: Option<&Bound<'py, PyAny>>,
     mode: &Bound<'py, PyAny>,
+    schedule: &Bound<'py, PyAny>,
 ) -> PyResult<Answered<'py>> {
     let mode = self::mode(py, mode)?;
+    let schedule = self::schedule(schedule)?;
     let tree = TreeArrays::extract(tree)?;
     let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, k, threads)?;
     let tree_view = tree.view(py)?;
     let (data_view, batch) = args.views(py)?;
     let (k, threads) = (args.k, args.threads);
     let out = without_gil(py, || {
-        query_batch(&tree_view, &data_view, &batch, k, threads, mode)
+        query_batch(&tree_view, &data_view, &batch, k, threads, mode, schedule)
     })?;
     let slots = out.per_level.len() / N_LEVEL_COUNTERS;
     Ok((

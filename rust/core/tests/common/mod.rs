@@ -173,6 +173,7 @@ pub struct Assembled {
     pub children: Vec<i64>,
     pub radius: Vec<f64>,
     pub is_copy: Vec<bool>,
+    pub subtree_min: Vec<i64>,
 }
 
 impl Assembled {
@@ -200,6 +201,14 @@ impl Assembled {
                 }
             })
             .collect();
+        // Each node's subtree minimum, settled leaves first: levels fall from parent to child.
+        let mut subtree_min: Vec<i64> = (0..n as i64).collect();
+        let mut upward: Vec<usize> = (0..n).filter(|&i| i != root).collect();
+        upward.sort_by_key(|&c| built.levels[c]);
+        for c in upward {
+            let p = built.parents[c] as usize;
+            subtree_min[p] = subtree_min[p].min(subtree_min[c]);
+        }
         let real = built.levels.iter().filter(|&&l| l != DUPLICATE_LEVEL);
         let top = *real.clone().max().unwrap();
         let bottom = *real.min().unwrap();
@@ -213,6 +222,7 @@ impl Assembled {
             children: kids.iter().map(|&c| c as i64).collect(),
             radius: built.radius.clone(),
             is_copy,
+            subtree_min,
         }
     }
 
@@ -226,6 +236,7 @@ impl Assembled {
             children: &self.children,
             radius: &self.radius,
             is_copy: &self.is_copy,
+            subtree_min: &self.subtree_min,
         }
     }
 }
