@@ -14,7 +14,7 @@ from covertreex.levels import DUPLICATE_LEVEL
 from covertreex.metrics.kernels import distance
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def slot(T, level):
     """The per-level counter row of `level` (duplicates share the last row)."""
     if level == DUPLICATE_LEVEL:
@@ -22,7 +22,7 @@ def slot(T, level):
     return T.root_level - level
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def measure(T, D, Q, row, q_index, node, node_d, c, s, per_level, per_query):
     """d(q, c) for the child c of `node` (at distance node_d), counted in slot s: an exact copy of the
     node reuses node_d unless the query is the copy or the node itself."""
@@ -34,7 +34,7 @@ def measure(T, D, Q, row, q_index, node, node_d, c, s, per_level, per_query):
     return distance(Q, row, q_index, D, c)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def keep(heap_d, heap_i, size, d, c, limit, s, per_level, per_query):
     """Offer candidate c at distance d to the k-best heap if it is eligible (c < limit), counting a push
     in slot s; the heap's new size."""
