@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy.linalg import LinAlgError, cholesky, solve_triangular
+from scipy.linalg import LinAlgError, cholesky
 
 from covertreex import residual_range
 from covertreex.digest import array_digest
@@ -24,6 +24,7 @@ from covertreex.metrics.kernels import (
     squared_norms,
 )
 from covertreex.scalars import as_int, positive_float
+from covertreex.triangular_solve import solve_lower_rows_in_place
 from covertreex.validation import as_points
 
 JITTER = 1e-6
@@ -131,12 +132,10 @@ class ResidualProblem:
 
 def _solve_rows(L, U, X, kernel: str, ls: np.ndarray, variance: float) -> np.ndarray:
     """V = (L^-1 K(U, X))^T, C-contiguous. K(X, U) in C order is K(U, X) in Fortran order (the kernel
-    is symmetric bit for bit: (a - b) / l and (b - a) / l differ only in sign), so LAPACK solves it in
-    place: the same bits as solving a copy, without the copies or the finiteness scan of two matrices
-    that are finite by construction."""
-    K_xu = kernel_matrix(X, U, kernel, ls, variance)
-    V_t = solve_triangular(L, K_xu.T, lower=True, check_finite=False, overwrite_b=True)
-    return np.ascontiguousarray(V_t.T)
+    is symmetric bit for bit: (a - b) / l and (b - a) / l differ only in sign), so BLAS solves it in
+    place, on every core (:mod:`covertreex.triangular_solve`): the same bits as solving a copy in one
+    call, without the copies or the finiteness scan of two matrices that are finite by construction."""
+    return solve_lower_rows_in_place(L, kernel_matrix(X, U, kernel, ls, variance))
 
 
 def inducing_indices(n_points: int, m: int, seed: int) -> np.ndarray:

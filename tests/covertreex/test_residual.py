@@ -95,7 +95,7 @@ def test_projection_of_indexed_points_is_close_to_their_rows():
 
 
 @pytest.mark.parametrize("kernel", ["rbf", "matern52"])
-@pytest.mark.parametrize(("n", "d", "m"), [(7, 1, 3), (300, 3, 64), (2049, 4, 129)])
+@pytest.mark.parametrize(("n", "d", "m"), [(7, 1, 3), (300, 3, 64), (2049, 4, 129), (6151, 2, 96)])
 def test_v_bits_are_the_recipes_solve_of_k_ux(kernel, n, d, m):
     """V is bit for bit solve_triangular(L, K(U, X)).T, the recipe's own layout: the library solves
     K(X, U) in place in Fortran order, which must not change a bit. Projected query rows solve the same
