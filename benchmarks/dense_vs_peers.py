@@ -3,11 +3,13 @@
 Runs the gold workload (DESIGN section 6) and, with ``--vecchia``, the all-points Vecchia job, and prints
 for each system: whole wait (V + fit + query), query seconds, ratio to the NumPy reference, recall against
 the oracle, and for the dense paths the GEMM phase's GFLOP/s next to the machine's measured dgemm rate.
-With ``--euclidean`` it adds the Euclidean workload with scipy's cKDTree (and scikit-learn's KDTree when
-installed). The NumPy reference is written here, not in the library: blocked BLAS GEMM, exp, scaling and
-argpartition, the forty lines a user would write.
+With ``--euclidean`` it adds the Euclidean workload (``--euclidean-dims 3,32``: one table per dimension)
+with scipy's cKDTree (and scikit-learn's KDTree and BallTree when installed). The NumPy reference is
+written here, not in the library: blocked BLAS GEMM, exp, scaling and argpartition, the forty lines a user
+would write.
 
-    python benchmarks/dense_vs_peers.py [--vecchia] [--euclidean] [--runs 3] [--json out.json]
+    python benchmarks/dense_vs_peers.py [--vecchia] [--euclidean [--euclidean-dims 3,32]] [--runs 3]
+                                        [--json out.json]
 """
 
 from __future__ import annotations
@@ -161,19 +163,20 @@ def vecchia_workload(args, floor):
     return report("Vecchia all-points (N 32768, m 512, k 50, predecessors)", rows, flops, floor)
 
 
-def euclidean_workload(args):
+def euclidean_workload(args, dims):
     from scipy.spatial import cKDTree
 
-    X = np.random.default_rng(42).normal(size=(N, DIMS))
+    X = np.random.default_rng(42).normal(size=(N, dims))
     Q = X[np.random.default_rng(43).integers(0, N, QUERIES)]
     rows = []
     (ref, t) = _timed(lambda: cKDTree(X).query(Q, k=K))
     rows.append(("scipy cKDTree (build + query)", t, None, 1.0, None, None))
     try:
-        from sklearn.neighbors import KDTree
+        from sklearn.neighbors import BallTree, KDTree
 
-        (_, t) = _timed(lambda: KDTree(X).query(Q, k=K))
-        rows.append(("scikit-learn KDTree (build + query)", t, None, 1.0, None, None))
+        for name, cls in (("KDTree", KDTree), ("BallTree", BallTree)):
+            (_, t) = _timed(lambda cls=cls: cls(X).query(Q, k=K))
+            rows.append((f"scikit-learn {name} (build + query)", t, None, 1.0, None, None))
     except ImportError:
         pass
     for engine in ("rust", "gold"):
@@ -186,7 +189,7 @@ def euclidean_workload(args):
             res, total = median_run(one, args.runs)
             rows.append((f"{engine} (path {path} -> {res.telemetry['path']})", total, res.seconds,
                          recall(res.indices, ref[1]), res.telemetry, None))
-    return report("Euclidean (N 32768, d 3, k 50, 1024 queries)", rows, None, None)
+    return report(f"Euclidean (N 32768, d {dims}, k 50, 1024 queries)", rows, None, None)
 
 
 def report(title, rows, flops, floor):
@@ -218,6 +221,8 @@ def main(argv=None):
     parser.add_argument("--vecchia", action="store_true", help="also run the all-points Vecchia job")
     parser.add_argument("--skip-gold-vecchia", action="store_true", help="Vecchia job: rust and NumPy only")
     parser.add_argument("--euclidean", action="store_true", help="also run the Euclidean workload")
+    parser.add_argument("--euclidean-dims", default="3",
+                        help="comma-separated dimensions of the Euclidean workload (e.g. 3,32)")
     parser.add_argument("--json", help="write the tables as JSON here")
     args = parser.parse_args(argv)
     load = os.getloadavg()
@@ -228,7 +233,7 @@ def main(argv=None):
     if args.vecchia:
         tables.append(vecchia_workload(args, floor))
     if args.euclidean:
-        tables.append(euclidean_workload(args))
+        tables.extend(euclidean_workload(args, int(d)) for d in args.euclidean_dims.split(","))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"dgemm_gflops": floor, "nproc": os.cpu_count(), "cpu": cpu_model(),
