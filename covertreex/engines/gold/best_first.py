@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from numba import njit
 
-from covertreex.counters import LevelCounter, QueryCounter
-from covertreex.engines.gold.visit import keep, measure, slot
-from covertreex.metrics.kernels import can_prune
+from covertreex.engines.gold.visit import slot, step
+from covertreex.levels import DUPLICATE_LEVEL
 
 
 @njit(cache=True)
@@ -67,29 +66,21 @@ def best_first(T, D, Q, row, q_index, limit, entry, root_d, size, scratch, per_l
     """Walk below the root (at distance root_d, the heap holding `size` pairs) best first; the heap's
     final size. Subtrees whose smallest index is not below `entry` are never entered."""
     heap_d, heap_i = scratch.heap_d, scratch.heap_i
-    bound, node, dist = scratch.kept_dist, scratch.kept_node, scratch.front_dist
-    k = heap_d.shape[0]
+    f_node, f_dist, f_pos = scratch.front_node, scratch.front_dist, scratch.front_pos
+    new_node, new_dist, new_pos = scratch.new_node, scratch.new_dist, scratch.new_pos
+    bound, node, dist = scratch.queue_bound, scratch.queue_node, scratch.queue_dist
     root = T.root
     queued = 0
     if T.child_offsets[root + 1] > T.child_offsets[root]:
         queued = _push(bound, node, dist, queued, root_d - T.radius[root], root, root_d)
     while queued > 0:
-        a, a_d = node[0], dist[0]
+        a = node[0]
+        f_node[0], f_dist[0], f_pos[0] = a, dist[0], T.child_offsets[a]
         queued = _pop(bound, node, dist, queued)
         s = slot(T, T.levels[T.children[T.child_offsets[a]]])
-        per_level[s, LevelCounter.FRONTIER] += 1
-        per_query[QueryCounter.FRONTIER_STEPS] += 1
-        if size == k and can_prune(D.metric, Q.slack, a_d, T.radius[a], heap_d[0]):
-            per_level[s, LevelCounter.PRUNES] += 1
-            per_query[QueryCounter.PRUNES] += 1
-            continue
-        for pos in range(T.child_offsets[a], T.child_offsets[a + 1]):
-            c = T.children[pos]
-            if T.subtree_min[c] >= entry:
-                continue
-            sc = slot(T, T.levels[c])
-            dc = measure(T, D, Q, row, q_index, a, a_d, c, sc, per_level, per_query)
-            size = keep(heap_d, heap_i, size, dc, c, limit, sc, per_level, per_query)
-            if T.child_offsets[c + 1] > T.child_offsets[c]:
-                queued = _push(bound, node, dist, queued, dc - T.radius[c], c, dc)
+        size, _, n_new = step(T, D, Q, row, q_index, limit, entry, f_node, f_dist, f_pos, 1, DUPLICATE_LEVEL,
+                              s, heap_d, heap_i, size, new_node, new_dist, new_pos, per_level, per_query)
+        for j in range(n_new):
+            c, dc = new_node[j], new_dist[j]
+            queued = _push(bound, node, dist, queued, dc - T.radius[c], c, dc)
     return size

@@ -26,55 +26,55 @@ from numba import njit, prange
 
 from covertreex.counters import N_LEVEL_COUNTERS, N_QUERY_COUNTERS, LevelCounter, QueryCounter
 from covertreex.engines.gold.best_first import best_first
-from covertreex.engines.gold.visit import keep, measure, slot
-from covertreex.engines.heap import write_sorted
-from covertreex.metrics.kernels import can_prune, distance
+from covertreex.engines.gold.visit import slot, step
+from covertreex.engines.heap import offer, write_sorted
+from covertreex.metrics.kernels import distance
 
 CHUNK = 16  # queries per parallel task; scratch arrays are allocated once per task
 
 
 class Scratch(NamedTuple):
-    """One worker's buffers, reused from query to query: the k-best heap, and the frontier as parallel
-    node / distance / next-child-position arrays, in three copies (the current step's frontier, the
-    nodes it keeps, and the children it adds), each as long as the dataset."""
+    """One worker's buffers, reused from query to query: the k-best heap, the frontier and the children a
+    step adds to it as parallel node / distance / next-child-position arrays, and the best-first walk's
+    priority queue (bound / node / distance), each as long as the dataset."""
 
     heap_d: np.ndarray
     heap_i: np.ndarray
     front_node: np.ndarray
     front_dist: np.ndarray
     front_pos: np.ndarray
-    kept_node: np.ndarray
-    kept_dist: np.ndarray
-    kept_pos: np.ndarray
     new_node: np.ndarray
     new_dist: np.ndarray
     new_pos: np.ndarray
+    queue_bound: np.ndarray
+    queue_node: np.ndarray
+    queue_dist: np.ndarray
 
 
 @njit(cache=True)
 def new_scratch(n, k):
-    """Buffers for queries of `k` neighbours over `n` points. The frontier arrays are rows of two blocks
+    """Buffers for queries of `k` neighbours over `n` points. The long arrays are rows of two blocks
     (integers, distances): two allocations per worker measured faster than nine."""
-    ints = np.empty((6, n), dtype=np.int64)
-    dists = np.empty((3, n))
+    ints = np.empty((5, n), dtype=np.int64)
+    dists = np.empty((4, n))
     return Scratch(
         np.empty(k), np.empty(k, dtype=np.int64),
         ints[0], dists[0], ints[1],
         ints[2], dists[1], ints[3],
-        ints[4], dists[2], ints[5],
+        dists[2], ints[4], dists[3],
     )
 
 
 @njit(cache=True)
-def _nearest_first(T, f_node, f_dist, f_pos, n_front, kept_node, kept_dist, kept_pos):
-    """Reorder the frontier by (d(q, node) - radius[node], node), using the kept arrays as scratch."""
+def _nearest_first(T, f_node, f_dist, f_pos, n_front, tmp_node, tmp_dist, tmp_pos):
+    """Reorder the frontier by (d(q, node) - radius[node], node), using the tmp arrays as scratch."""
     by_node = np.argsort(f_node[:n_front])
     bound = f_dist[:n_front][by_node] - T.radius[f_node[:n_front][by_node]]
     order = by_node[np.argsort(bound, kind="mergesort")]  # stable: equal bounds stay in index order
     for j in range(n_front):
-        kept_node[j], kept_dist[j], kept_pos[j] = f_node[order[j]], f_dist[order[j]], f_pos[order[j]]
+        tmp_node[j], tmp_dist[j], tmp_pos[j] = f_node[order[j]], f_dist[order[j]], f_pos[order[j]]
     for j in range(n_front):
-        f_node[j], f_dist[j], f_pos[j] = kept_node[j], kept_dist[j], kept_pos[j]
+        f_node[j], f_dist[j], f_pos[j] = tmp_node[j], tmp_dist[j], tmp_pos[j]
 
 
 @njit(cache=True)
@@ -83,9 +83,7 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
     schedule S; fill out_i/out_d and its counter rows."""
     heap_d, heap_i = scratch.heap_d, scratch.heap_i
     f_node, f_dist, f_pos = scratch.front_node, scratch.front_dist, scratch.front_pos
-    kept_node, kept_dist, kept_pos = scratch.kept_node, scratch.kept_dist, scratch.kept_pos
     new_node, new_dist, new_pos = scratch.new_node, scratch.new_dist, scratch.new_pos
-    k = heap_d.shape[0]
     size = 0
     # Subtrees whose smallest index is not below `entry` are never entered (every subtree is, unpruned).
     entry = limit if S.predecessor_pruning else T.levels.shape[0]
@@ -96,7 +94,11 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
     d = distance(Q, row, q_index, D, root)
     per_level[0, LevelCounter.DISTANCE_EVALUATIONS] += 1
     per_query[QueryCounter.DISTANCE_EVALUATIONS] += 1
-    size = keep(heap_d, heap_i, size, d, root, limit, 0, per_level, per_query)
+    if root < limit:
+        size, pushed = offer(heap_d, heap_i, size, d, root)
+        if pushed:
+            per_level[0, LevelCounter.HEAP_PUSHES] += 1
+            per_query[QueryCounter.HEAP_PUSHES] += 1
     if S.best_first:
         size = best_first(T, D, Q, row, q_index, limit, entry, d, size, scratch, per_level, per_query)
         write_sorted(heap_d, heap_i, size, out_i, out_d)
@@ -111,35 +113,11 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
             candidate = T.levels[T.children[f_pos[j]]]
             if candidate > level:
                 level = candidate
-        s = slot(T, level)
         if S.child_reordering:
-            _nearest_first(T, f_node, f_dist, f_pos, n_front, kept_node, kept_dist, kept_pos)
-        per_level[s, LevelCounter.FRONTIER] += n_front
-        per_query[QueryCounter.FRONTIER_STEPS] += 1
-        n_kept = 0
-        n_new = 0
-        for j in range(n_front):
-            node, node_d, pos = f_node[j], f_dist[j], f_pos[j]
-            if size == k and can_prune(D.metric, Q.slack, node_d, T.radius[node], heap_d[0]):
-                per_level[s, LevelCounter.PRUNES] += 1
-                per_query[QueryCounter.PRUNES] += 1
-                continue
-            end = T.child_offsets[node + 1]
-            while pos < end and T.levels[T.children[pos]] == level:
-                c = T.children[pos]
-                pos += 1
-                if T.subtree_min[c] >= entry:
-                    continue
-                dc = measure(T, D, Q, row, q_index, node, node_d, c, s, per_level, per_query)
-                size = keep(heap_d, heap_i, size, dc, c, limit, s, per_level, per_query)
-                if T.child_offsets[c + 1] > T.child_offsets[c]:
-                    new_node[n_new], new_dist[n_new], new_pos[n_new] = c, dc, T.child_offsets[c]
-                    n_new += 1
-            if pos < end:
-                kept_node[n_kept], kept_dist[n_kept], kept_pos[n_kept] = node, node_d, pos
-                n_kept += 1
-        for j in range(n_kept):
-            f_node[j], f_dist[j], f_pos[j] = kept_node[j], kept_dist[j], kept_pos[j]
+            _nearest_first(T, f_node, f_dist, f_pos, n_front, new_node, new_dist, new_pos)
+        size, n_kept, n_new = step(T, D, Q, row, q_index, limit, entry, f_node, f_dist, f_pos, n_front,
+                                   level, slot(T, level), heap_d, heap_i, size, new_node, new_dist, new_pos,
+                                   per_level, per_query)
         for j in range(n_new):
             f_node[n_kept + j], f_dist[n_kept + j], f_pos[n_kept + j] = new_node[j], new_dist[j], new_pos[j]
         n_front = n_kept + n_new
