@@ -97,3 +97,18 @@ class RustEngine:
         )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
         return idx, dist, QueryCounters.without_levels(per_query, extra)
+
+
+def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int | None = None,
+                           room: int | None = None, threads: int | None = None):
+    """:func:`covertreex.maximin_dense.maximin_with_neighbors` in rust (rust/core/src/maximin): the same
+    (order, neighbour positions, distances, canonical evaluations) signature and the same order and rows,
+    bit for bit; its evaluation count differs (the rust screening bound is not gold's). `threads` None:
+    rayon's global pool; nothing returned depends on it."""
+    from covertreex.maximin_dense import BLOCK, ROOM_OVER_K
+
+    order, indices, distances, evaluations, _ = _extension().maximin(
+        _canonical(data, _METRIC_DTYPES), first, k, BLOCK if block is None else block,
+        k + ROOM_OVER_K if room is None else room, threads, progress,
+    )
+    return order, indices, distances, evaluations
