@@ -311,3 +311,109 @@ pub fn maximin_neighbors(
     }
     Ok(pass.out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::{distance, Kernel, Matrix, Metric};
+    use crate::query::available_threads;
+
+    static ONES: [f64; 60] = [1.0; 60];
+
+    /// A 7 x 7 integer lattice and 11 duplicates of its points: ties everywhere.
+    fn lattice() -> Vec<f64> {
+        (0..60)
+            .map(|i| if i < 49 { i } else { (i * 5) % 49 })
+            .flat_map(|i| [(i % 7) as f64, (i / 7) as f64])
+            .collect()
+    }
+
+    fn plane(x: &[f64]) -> MetricData<'_> {
+        let n = x.len() / 2;
+        MetricData {
+            metric: Metric::Euclidean,
+            kernel: Kernel::Rbf,
+            variance: 1.0,
+            lengthscale: &[1.0, 1.0],
+            x: Matrix::new("X", x, n, 2).unwrap(),
+            v: Matrix::new("V", &[], n, 0).unwrap(),
+            p: &ONES[..n],
+            slack: 0.0,
+        }
+    }
+
+    /// Farthest point first by a full scan, ties to the smallest index.
+    fn brute_order(data: &MetricData, first: usize) -> Vec<i64> {
+        let n = data.n_points();
+        let mut nearest = vec![f64::INFINITY; n];
+        let mut placed = vec![false; n];
+        let mut order = vec![first as i64];
+        let mut c = first;
+        while order.len() <= n {
+            placed[c] = true;
+            for (j, d) in nearest.iter_mut().enumerate() {
+                *d = d.min(distance(data, c, c as i64, data, j));
+            }
+            let Some(next) =
+                (0..n)
+                    .filter(|&j| !placed[j])
+                    .reduce(|b, j| if nearest[j] > nearest[b] { j } else { b })
+            else {
+                break;
+            };
+            order.push(next as i64);
+            c = next;
+        }
+        order
+    }
+
+    #[test]
+    fn order_and_rows_are_brute_force_on_any_thread_count() {
+        let x = lattice();
+        let data = plane(&x);
+        let (n, k) = (data.n_points(), 4);
+        let threads = available_threads().min(2) as i64;
+        for (block, room) in [(4, 0), (64, 0), (3, 5)] {
+            for first in [0, 24, 59] {
+                let sizes = MaximinSizes { block, room };
+                let [one, many] = [1, threads].map(|t| {
+                    maximin_neighbors(&data, first, k, sizes, Some(t), &mut |_| {}).unwrap()
+                });
+                assert_eq!(one, many);
+                assert_eq!(one.order, brute_order(&data, first as usize));
+                for i in 0..n {
+                    let at = |p: usize| one.order[p] as usize;
+                    let mut row: Vec<(f64, i64)> = (0..i)
+                        .map(|p| (distance(&data, at(p), -1, &data, at(i)), p as i64))
+                        .collect();
+                    row.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    row.resize(k as usize, (f64::INFINITY, -1));
+                    let cells = i * k as usize..(i + 1) * k as usize;
+                    let (want_d, want_i): (Vec<f64>, Vec<i64>) = row.into_iter().unzip();
+                    assert_eq!(one.indices[cells.clone()], want_i, "row {i}");
+                    assert_eq!(one.distances[cells], want_d, "row {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let x = lattice();
+        let data = plane(&x);
+        let run = |first, k, block| {
+            let sizes = MaximinSizes { block, room: 0 };
+            maximin_neighbors(&data, first, k, sizes, None, &mut |_| {})
+        };
+        assert!(matches!(
+            run(60, 3, 8),
+            Err(CoreError::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(
+            run(-1, 3, 8),
+            Err(CoreError::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(run(0, 0, 8), Err(CoreError::KOutOfRange { .. })));
+        assert!(matches!(run(0, 3, 0), Err(CoreError::BadValue { .. })));
+    }
+}
