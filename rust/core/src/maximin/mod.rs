@@ -293,7 +293,7 @@ pub fn maximin_neighbors(
         placed: vec![false; n],
         order: vec![0; n],
         kept,
-        room: (sizes.room.max(k + 1) as usize).max(kept + 1),
+        room: (sizes.room.max(k.saturating_add(1)) as usize).max(kept + 1),
         block: sizes.block as usize,
         out: MaximinOutput {
             order: vec![0; n],
