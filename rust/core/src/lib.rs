@@ -7,7 +7,8 @@
 //! named once), `tree` (the CSR tree view and its checks), `build` (sequential insertion), `batch` (batch
 //! insertion on rayon), `query` (level-synchronous k-NN with counters), `best_first` (the best-first walk of
 //! the schedule knob), `children` (the children a query step expands, gathered and evaluated ahead of use),
-//! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `errors`.
+//! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `maximin` (exact maximin
+//! ordering fused with the predecessor search, on the dense path's tiles and bounds), `errors`.
 
 pub mod batch;
 mod best_first;
