@@ -24,6 +24,8 @@ pub mod maximin;
 pub mod metric;
 pub mod query;
 pub mod schedule;
+#[cfg(test)]
+mod testing;
 pub mod tree;
 
 pub use batch::build_tree_batch;

@@ -315,10 +315,9 @@ pub fn maximin_neighbors(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::{distance, Kernel, Matrix, Metric};
+    use crate::metric::distance;
     use crate::query::available_threads;
-
-    static ONES: [f64; 60] = [1.0; 60];
+    use crate::testing::plane;
 
     /// A 7 x 7 integer lattice and 11 duplicates of its points: ties everywhere.
     fn lattice() -> Vec<f64> {
@@ -326,20 +325,6 @@ mod tests {
             .map(|i| if i < 49 { i } else { (i * 5) % 49 })
             .flat_map(|i| [(i % 7) as f64, (i / 7) as f64])
             .collect()
-    }
-
-    fn plane(x: &[f64]) -> MetricData<'_> {
-        let n = x.len() / 2;
-        MetricData {
-            metric: Metric::Euclidean,
-            kernel: Kernel::Rbf,
-            variance: 1.0,
-            lengthscale: &[1.0, 1.0],
-            x: Matrix::new("X", x, n, 2).unwrap(),
-            v: Matrix::new("V", &[], n, 0).unwrap(),
-            p: &ONES[..n],
-            slack: 0.0,
-        }
     }
 
     /// Farthest point first by a full scan, ties to the smallest index.
