@@ -77,7 +77,7 @@ def run(args) -> int:
     work = ("" if result.maximin_evaluations is None
             else f" ({result.maximin_evaluations / max(summary['n'], 1):.1f} distance evaluations/point)")
     say(args, f"order   {result.ordering_seconds:.3f} s{work}")
-    fused = result.ordering_name in FUSED_ORDERINGS and result.neighbor_seconds == 0.0
+    fused = result.ordering_name in FUSED_ORDERINGS[result.metric] and result.neighbor_seconds == 0.0
     say(args, "nbrs    found in the same pass as the ordering" if fused
          else f"nbrs    {result.neighbor_seconds:.3f} s")
     if out:

@@ -28,6 +28,7 @@ import numpy as np
 
 from covertreex import vecchia_orderings
 from covertreex.api import CoverTree
+from covertreex.engines import engine_available
 from covertreex.errors import unknown_name
 from covertreex.kinds import METRICS
 from covertreex.maximin_dense import maximin_with_neighbors
@@ -95,7 +96,11 @@ def _order(name: str, X, problem, metric: str, engine: str, seed: int,
     if not name.startswith("maximin"):
         return vecchia_orderings.simple(name, X.shape[0], seed), None
     in_metric = metric if name == "maximin" else name.removeprefix("maximin-")
-    model = _cover_tree(engine, in_metric, path="tree").fit(problem if in_metric == "residual" else X)
+    data = problem if in_metric == "residual" else X
+    if _rust_chosen(engine):  # the rust pass with one neighbour per row: the order is all it keeps
+        order, _, _, evaluations = _fused_pass(in_metric, data, 1, engine, progress)
+        return order, evaluations
+    model = _cover_tree(engine, in_metric, path="tree").fit(data)
     return vecchia_orderings.maximin(model.space, model.tree, progress)
 
 
@@ -110,20 +115,36 @@ def _predecessors(data, k: int, metric: str, engine: str, client) -> tuple[np.nd
                            client)
 
 
-FUSED_ORDERINGS = ("maximin", "maximin-residual")
-"""Residual maximin orderings that engine 'auto' computes fused with the neighbours
-(covertreex.maximin_dense): at N = 8,192 it halved the whole wait of the tree walk followed by the
-predecessor query (docs/vecchia.md)."""
+FUSED_ORDERINGS = {"residual": ("maximin", "maximin-residual"), "euclidean": ("maximin", "maximin-euclidean")}
+"""Per neighbour metric, the maximin orderings in that same metric: computed fused with the neighbours
+(rust/core/src/maximin with the rust engine, chosen by 'auto' when built; covertreex.maximin_dense for
+residual under 'auto' without it). At N = 8,192 the gold pass halved the whole wait of the tree walk
+followed by the predecessor query (docs/vecchia.md)."""
 
 
-def _fused(problem: ResidualProblem, k: int, name: str, report) -> VecchiaNeighbors:
-    """Residual maximin ordering and every row's neighbours in one pass; its time counts as ordering."""
-    space = MetricSpace.create("residual", problem)
+def _rust_chosen(engine: str) -> bool:
+    """Whether `engine` runs the rust engine here ('auto' does when the extension is built)."""
+    return engine == "rust" or (engine == "auto" and engine_available("rust"))
+
+
+def _fused_pass(metric: str, data, k: int, engine: str, progress):
+    """(order, neighbour positions, distances, evaluations) of the maximin pass fused with the neighbour
+    search: rust's when the rust engine is chosen, else gold's (the same order and rows, bit for bit)."""
+    space = MetricSpace.create(metric, data)
+    if _rust_chosen(engine):
+        from covertreex.engines.rust import maximin_with_neighbors as run
+    else:
+        run = maximin_with_neighbors
+    return run(space.data, vecchia_orderings.first_point(space.data.X), k, progress)
+
+
+def _fused(metric: str, data, k: int, name: str, engine: str, report) -> VecchiaNeighbors:
+    """Maximin ordering in `metric` and every row's neighbours in one pass; its time counts as ordering."""
     start = time.perf_counter()
-    order, indices, distances, evaluations = maximin_with_neighbors(
-        space.data, vecchia_orderings.first_point(problem.X), k, lambda n: report("ordering", n))
-    report("neighbours", problem.n_points)
-    return VecchiaNeighbors(order, indices, distances, "residual", name, time.perf_counter() - start, 0.0,
+    order, indices, distances, evaluations = _fused_pass(metric, data, k, engine,
+                                                         lambda n: report("ordering", n))
+    report("neighbours", order.shape[0])
+    return VecchiaNeighbors(order, indices, distances, metric, name, time.perf_counter() - start, 0.0,
                             evaluations)
 
 
@@ -138,12 +159,14 @@ def vecchia_neighbors(
     lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them) or 'euclidean'.
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
-    engine: 'auto' (the fastest exact way: for residual maximin, the fused pass of
-    :mod:`covertreex.maximin_dense`), 'gold', 'rust' or 'brute' (maximin by that engine's tree walk, then its
-    predecessor query). `progress(stage, n)` hears how
-    many points of N a stage ('ordering', then 'neighbours') has finished. `scheduler` (a dask.distributed
-    Client or a scheduler address) finds the neighbours on that cluster (:mod:`covertreex.distributed`;
-    the ordering is computed here); the answer is byte-identical. Returns a :class:`VecchiaNeighbors`.
+    engine: 'auto' (the fastest exact way: 'rust' when it is built, else gold's fused pass of
+    :mod:`covertreex.maximin_dense` for residual maximin), 'rust' (maximin in the neighbour metric fused
+    with the neighbours by rust/core/src/maximin; a maximin in the other metric by the same pass, then
+    the predecessor query), 'gold' or 'brute' (maximin by that engine's tree walk, then its predecessor
+    query). `progress(stage, n)` hears how many points of N a stage ('ordering', then 'neighbours') has
+    finished. `scheduler` (a dask.distributed Client or a scheduler address) finds the neighbours on that
+    cluster (:mod:`covertreex.distributed`; the ordering is computed here); the answer is byte-identical.
+    Returns a :class:`VecchiaNeighbors`.
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
@@ -162,8 +185,10 @@ def vecchia_neighbors(
             problem = residual_problem(X, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m,
                                        seed=seed)
         report = progress or (lambda stage, n: None)
-        if metric == "residual" and name in FUSED_ORDERINGS and engine == "auto" and client is None:
-            return _fused(problem, k, name, report)
+        fused = name in FUSED_ORDERINGS[metric] and client is None and (
+            _rust_chosen(engine) or (engine == "auto" and metric == "residual"))
+        if fused:
+            return _fused(metric, problem if metric == "residual" else X, k, name, engine, report)
         start = time.perf_counter()
         order, evaluations = (given, None) if given is not None else _order(
             name, X, problem, metric, engine, seed, lambda n: report("ordering", n))

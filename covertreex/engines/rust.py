@@ -97,3 +97,24 @@ class RustEngine:
         )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
         return idx, dist, QueryCounters.without_levels(per_query, extra)
+
+
+MAXIMIN_BLOCK = 256
+"""Points per round of the rust maximin pass (gold's is maximin_dense.BLOCK). Process CPU of the pass at
+m = 512, k = 50 (docs/vecchia.md): N = 8,192: 2.0 s at 256, 2.2 s at 512, 2.9 s at 1,024 (each round's
+block Gram matrix weighs more at small N); N = 32,768: 26.1, 27.2 and 26.3 s."""
+
+
+def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int = MAXIMIN_BLOCK,
+                           room: int | None = None, threads: int | None = None):
+    """:func:`covertreex.maximin_dense.maximin_with_neighbors` in rust (rust/core/src/maximin): the same
+    (order, neighbour positions, distances, canonical evaluations) signature and the same order and rows,
+    bit for bit; its evaluation count differs (the rust screening bound is not gold's). `threads` None:
+    rayon's global pool; nothing returned depends on it."""
+    from covertreex.maximin_dense import ROOM_OVER_K
+
+    order, indices, distances, evaluations, _ = _extension().maximin(
+        _canonical(data, _METRIC_DTYPES), first, k, block,
+        k + ROOM_OVER_K if room is None else room, threads, progress,
+    )
+    return order, indices, distances, evaluations

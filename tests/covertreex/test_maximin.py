@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import covertreex as ct
-from covertreex import vecchia_orderings
+from covertreex import maximin_dense, vecchia_orderings
+from covertreex.errors import CovertreexError
 from covertreex.maximin import maximin_order
-from covertreex.maximin_dense import maximin_with_neighbors
 
 
 def brute_maximin(matrix: np.ndarray, first: int) -> np.ndarray:
@@ -32,14 +32,42 @@ def _lattice_with_duplicates():
     return np.concatenate([grid, grid[[0, 7, 7, 12]], grid[:3]])
 
 
+def _near_duplicates():
+    """Gaussian points, every seventh nudged 1e-9 from another; as a residual problem (see _data) every
+    point is inducing with a small variance, so p sits at its 1e-9 clamp and k - V.V cancels."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 2))
+    X[1::7] = X[::7][: len(X[1::7])] + 1e-9 * rng.normal(size=(len(X[1::7]), 2))
+    return X
+
+
 DATASETS = {
     "gaussian": lambda: np.random.default_rng(3).normal(size=(70, 3)),
     "lattice+duplicates": _lattice_with_duplicates,
+    "clamp": _near_duplicates,
 }
 
 
-def _data(metric, X):
-    return ct.residual_problem(X, m=8, seed=1, lengthscale=2.0) if metric == "residual" else X
+def _data(metric, X, dataset="gaussian"):
+    if metric == "euclidean":
+        return X
+    if dataset == "clamp":
+        return ct.residual_problem(X, m=X.shape[0], seed=1, lengthscale=2.0, variance=1e-4)
+    return ct.residual_problem(X, m=8, seed=1, lengthscale=2.0)
+
+
+def _fused_pass(engine):
+    """The fused maximin pass of `engine` (gold: covertreex.maximin_dense; rust: rust/core/src/maximin)."""
+    if not ct.engine_available(engine):
+        pytest.skip(f"engine {engine} not available")
+    if engine == "rust":
+        from covertreex.engines import rust
+
+        return rust.maximin_with_neighbors
+    return maximin_dense.maximin_with_neighbors
+
+
+FUSED_ENGINES = ["gold", "rust"]
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
@@ -48,7 +76,7 @@ def _data(metric, X):
 def test_maximin_equals_brute_force(dataset, metric, engine, distance_matrix):
     if not ct.engine_available(engine):
         pytest.skip(f"engine {engine} not available")
-    data = _data(metric, DATASETS[dataset]())
+    data = _data(metric, DATASETS[dataset](), dataset)
     model = ct.CoverTree(engine=engine, metric=metric, path="tree").fit(data)
     order, evaluations = vecchia_orderings.maximin(model.space, model.tree)
     first = vecchia_orderings.first_point(model.space.data.X)
@@ -83,34 +111,95 @@ def test_first_point_is_nearest_the_mean_smallest_row_on_ties():
     assert vecchia_orderings.first_point(np.array([[5.0], [0.0], [1.0], [4.0]])) == 2
 
 
-@pytest.mark.parametrize("dataset", sorted(DATASETS))
-@pytest.mark.parametrize("metric", ["euclidean", "residual"])
-@pytest.mark.parametrize("k, block, room", [(1, 4, None), (5, 8, None), (5, 1024, None), (40, 16, None),
-                                            (1, 4, 2), (5, 8, 6), (12, 16, 13)])
-def test_fused_pass_gives_brute_force_order_and_neighbours(dataset, metric, k, block, room, distance_matrix):
-    """room = k + 1: candidate lists overflow all the time, so ties and duplicates go through the
-    evaluate-all-and-keep-k step too."""
-    data = _data(metric, DATASETS[dataset]())
-    space = ct.CoverTree(metric=metric).fit(data).space
-    first = vecchia_orderings.first_point(space.data.X)
-    rounds = []
-    order, idx, dist, evaluations = maximin_with_neighbors(space.data, first, k, rounds.append, block=block,
-                                                           room=room)
-    matrix = distance_matrix(metric, data)
+def check_fused(matrix, first, k, order, idx, dist):
+    """`order` is the brute-force maximin from `first` and row i of (idx, dist) the k positions j < i
+    nearest to position i by (distance, position), with the oracle's distance bits."""
     np.testing.assert_array_equal(order, brute_maximin(matrix, first))
-    for i in range(order.shape[0]):  # row i: the k positions j < i nearest by (distance, position)
+    for i in range(order.shape[0]):
         row = matrix[order[i], order[:i]]
         best = np.lexsort((np.arange(i), row))[:k]
         np.testing.assert_array_equal(idx[i, : best.size], best, err_msg=f"row {i}")
         assert dist[i, : best.size].tobytes() == row[best].tobytes() and (idx[i, best.size :] == -1).all()
+
+
+@pytest.mark.parametrize("engine", FUSED_ENGINES)
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+@pytest.mark.parametrize("k, block, room", [(1, 4, None), (5, 8, None), (5, 1024, None), (40, 16, None),
+                                            (1, 4, 2), (5, 8, 6), (12, 16, 13), (100, 8, None)])
+def test_fused_pass_gives_brute_force_order_and_neighbours(engine, dataset, metric, k, block, room,
+                                                           distance_matrix):
+    """room = k + 1: candidate lists overflow all the time, so ties and duplicates go through the
+    evaluate-all-and-keep-k step too; k = 100 > N pads every row."""
+    data = _data(metric, DATASETS[dataset](), dataset)
+    space = ct.CoverTree(metric=metric).fit(data).space
+    first = vecchia_orderings.first_point(space.data.X)
+    rounds = []
+    order, idx, dist, evaluations = _fused_pass(engine)(space.data, first, k, rounds.append, block=block,
+                                                        room=room)
+    check_fused(distance_matrix(metric, data), first, k, order, idx, dist)
     assert rounds[-1] == order.shape[0] and (block >= order.shape[0] or len(rounds) > 1)
     assert evaluations >= sum(min(i, k) for i in range(order.shape[0]))  # every listed pair, canonically
 
 
-def test_auto_engine_fuses_residual_maximin_with_the_neighbour_search():
+@pytest.mark.parametrize("engine", FUSED_ENGINES)
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_fused_pass_from_every_start_on_a_lattice(engine, metric, distance_matrix):
+    data = _data(metric, _lattice_with_duplicates())
+    space = ct.CoverTree(metric=metric).fit(data).space
+    matrix = distance_matrix(metric, data)
+    for first in range(space.n_points):
+        order, idx, dist, _ = _fused_pass(engine)(space.data, first, 3, block=6)
+        check_fused(matrix, first, 3, order, idx, dist)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_rust_pass_is_the_same_on_any_thread_count(metric):
+    """Order, rows, distance bits and the evaluation count; blocks of 16 rows, so both threads work."""
+    from covertreex.resources import available_cpus
+
+    run = _fused_pass("rust")
+    if available_cpus() < 2:
+        pytest.skip("needs 2 CPUs")
+    X = np.random.default_rng(6).normal(size=(400, 3))
+    space = ct.CoverTree(metric=metric).fit(_data(metric, X)).space
+    one, two = (run(space.data, 0, 7, block=16, threads=t) for t in (1, 2))
+    for a, b in zip(one, two, strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+@pytest.mark.parametrize("change, error", [({"first": 30}, "first"), ({"k": 0}, "k = 0"),
+                                           ({"block": 0}, "block"), ({"threads": 10**6}, "threads")])
+def test_rust_pass_refuses_bad_arguments(change, error):
+    X = np.random.default_rng(7).normal(size=(30, 2))
+    space = ct.CoverTree(metric="euclidean").fit(X).space
+    arguments = {"first": 0, "k": 3, "block": 8, "threads": None, **change}
+    with pytest.raises(CovertreexError, match=error):
+        _fused_pass("rust")(space.data, arguments["first"], arguments["k"], block=arguments["block"],
+                            threads=arguments["threads"])
+
+
+def test_rust_pass_reraises_what_the_progress_callback_raises():
+    X = np.random.default_rng(8).normal(size=(50, 2))
+    space = ct.CoverTree(metric="euclidean").fit(X).space
+
+    def stop(n):
+        raise KeyError(f"seen {n}")
+
+    with pytest.raises(KeyError, match="seen"):
+        _fused_pass("rust")(space.data, 0, 3, stop, block=8)
+
+
+@pytest.mark.parametrize("engine", ["auto", "rust"])
+@pytest.mark.parametrize("metric", ["residual", "euclidean"])
+def test_vecchia_neighbors_fuses_maximin_with_the_neighbour_search(engine, metric):
+    """'auto' runs rust's pass when it is built, else gold's (residual only: gold walks a tree for
+    Euclidean)."""
+    if not ct.engine_available("rust") and (engine == "rust" or metric == "euclidean"):
+        pytest.skip("engine rust not available")
     X = np.random.default_rng(4).normal(size=(80, 2))
-    fused = ct.vecchia_neighbors(X, 6, m=8)
-    walked = ct.vecchia_neighbors(X, 6, m=8, engine="gold")
+    fused = ct.vecchia_neighbors(X, 6, metric=metric, m=8, engine=engine)
+    walked = ct.vecchia_neighbors(X, 6, metric=metric, m=8, engine="gold")
     assert fused.neighbor_seconds == 0.0 and walked.neighbor_seconds > 0.0
     for name in ("ordering", "neighbors", "distances"):
         assert getattr(fused, name).tobytes() == getattr(walked, name).tobytes(), name

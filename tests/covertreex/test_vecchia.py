@@ -40,7 +40,7 @@ def _natural_data(metric, X):
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])
 @pytest.mark.parametrize("ordering", ["natural", "random", "maximin", "maximin-euclidean",
                                       "maximin-residual", "given"])
-@pytest.mark.parametrize("engine", ["auto", "gold", "brute"])
+@pytest.mark.parametrize("engine", ["auto", "gold", "rust", "brute"])
 def test_neighbors_equal_brute_force_on_the_ordering(metric, ordering, engine, distance_matrix,
                                                      check_same):
     X = _tied_points()

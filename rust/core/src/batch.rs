@@ -201,23 +201,7 @@ fn grow(data: &MetricData, order: &[i64], mode: Mode, block: usize) -> Result<Bu
 mod tests {
     use super::*;
     use crate::build::build_tree;
-    use crate::metric::{Kernel, Matrix, Metric};
-
-    fn plane(x: &[f64]) -> MetricData<'_> {
-        let n = x.len() / 2;
-        MetricData {
-            metric: Metric::Euclidean,
-            kernel: Kernel::Rbf,
-            variance: 1.0,
-            lengthscale: &[1.0, 1.0],
-            x: Matrix::new("X", x, n, 2).unwrap(),
-            v: Matrix::new("V", &[], n, 0).unwrap(),
-            p: &ONES[..n],
-            slack: 0.0,
-        }
-    }
-
-    static ONES: [f64; 400] = [1.0; 400];
+    use crate::testing::plane;
 
     /// A 10 x 10 integer lattice visited twice: every point has an exact duplicate, and ties abound.
     fn lattice() -> Vec<f64> {

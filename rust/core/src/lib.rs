@@ -7,7 +7,8 @@
 //! named once), `tree` (the CSR tree view and its checks), `build` (sequential insertion), `batch` (batch
 //! insertion on rayon), `query` (level-synchronous k-NN with counters), `best_first` (the best-first walk of
 //! the schedule knob), `children` (the children a query step expands, gathered and evaluated ahead of use),
-//! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `errors`.
+//! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `maximin` (exact maximin
+//! ordering fused with the predecessor search, on the dense path's tiles and bounds), `errors`.
 
 pub mod batch;
 mod best_first;
@@ -19,9 +20,12 @@ pub mod errors;
 pub mod evaluate;
 pub mod heap;
 pub mod levels;
+pub mod maximin;
 pub mod metric;
 pub mod query;
 pub mod schedule;
+#[cfg(test)]
+mod testing;
 pub mod tree;
 
 pub use batch::build_tree_batch;
@@ -29,6 +33,7 @@ pub use build::{build_tree, BuiltTree};
 pub use dense::{dense_query, Blocks, DenseOutput};
 pub use errors::{CoreError, Result};
 pub use evaluate::Mode;
+pub use maximin::{maximin_neighbors, MaximinOutput, MaximinSizes};
 pub use metric::{Kernel, Matrix, Metric, MetricData};
 pub use query::{query_batch, QueryBatch, QueryOutput};
 pub use schedule::Schedule;

@@ -10,7 +10,8 @@ use covertreex_core::counters::{
     LEVEL_COUNTERS, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, QUERY_COUNTERS,
 };
 use covertreex_core::{
-    build_tree, build_tree_batch, dense_query, query_batch, Blocks, MetricData, Mode, QueryBatch,
+    build_tree, build_tree_batch, dense_query, maximin_neighbors, query_batch, Blocks,
+    MaximinSizes, MetricData, Mode, QueryBatch,
 };
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyRuntimeError;
@@ -225,6 +226,63 @@ fn dense<'py>(
     ))
 }
 
+type Ordered<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<f64>>,
+    i64,
+    i64,
+);
+
+/// Exact maximin order of `data` from row `first`, fused with every position's k nearest earlier
+/// positions: (order, neighbour positions, distances, canonical evaluations, rounds). `block` points
+/// per round, `room` candidates per point (raised to k + 1). `progress(n)` is called with the GIL after
+/// each round; an exception it raises is re-raised once the pass is done.
+#[pyfunction]
+#[pyo3(signature = (data, first, k, block, room, threads, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn maximin<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    first: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    block: &Bound<'py, PyAny>,
+    room: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
+    progress: Option<Bound<'py, PyAny>>,
+) -> PyResult<Ordered<'py>> {
+    let arrays = MetricArrays::extract(data, "data")?;
+    let first: i64 = scalar(first, "first")?;
+    let k: i64 = scalar(k, "k")?;
+    let sizes = MaximinSizes {
+        block: scalar(block, "block")?,
+        room: scalar(room, "room")?,
+    };
+    let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
+    let view = arrays.view(py)?;
+    let callback = progress.filter(|p| !p.is_none()).map(Bound::unbind);
+    let mut failure: Option<PyErr> = None;
+    let out = without_gil(py, || {
+        let mut report = |n: usize| {
+            if let (Some(callback), None) = (&callback, &failure) {
+                Python::attach(|py| failure = callback.call1(py, (n,)).err());
+            }
+        };
+        maximin_neighbors(&view, first, k, sizes, threads, &mut report)
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let n = out.order.len();
+    Ok((
+        out.order.into_pyarray(py),
+        matrix(py, out.indices, n, out.k)?,
+        matrix(py, out.distances, n, out.k)?,
+        out.evaluations,
+        out.rounds,
+    ))
+}
+
 /// Worker threads a query uses when `threads` is None (rayon's global pool: RAYON_NUM_THREADS or cores).
 #[pyfunction]
 fn default_threads() -> usize {
@@ -247,6 +305,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;
+    m.add_function(wrap_pyfunction!(maximin, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(available_threads, m)?)?;
     Ok(())

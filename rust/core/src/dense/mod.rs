@@ -17,16 +17,16 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-pub use screen::{Isa, Screen, Sink};
+pub use screen::{widen, Isa, Screen, Sink};
 
 use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
 use crate::metric::MetricData;
 use crate::query::{check_queries, thread_pool, QueryBatch};
-use screen::operand;
+pub use screen::operand;
 use select::{Recheck, Selection};
-use tile::gram;
+pub use tile::gram;
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.
 #[derive(Debug, Clone, Copy)]

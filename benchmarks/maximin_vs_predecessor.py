@@ -1,0 +1,72 @@
+"""Issue 13's target: the Vecchia job with maximin ordering against the predecessor query alone, one process.
+
+X = ``default_rng(42).normal(size=(N, 3))``, RBF, m = 512 inducing points (seed 42), k = 50 (the gold
+workload's data). Rows alternate, so that both sides see the same machine load:
+
+* ``vecchia_neighbors(X, 50, ordering="maximin", engine=ENGINE)``: the whole wait (V, the maximin ordering
+  and every row's neighbours; with the rust engine the ordering and the neighbours are one fused pass);
+* the predecessor query alone on the data in that ordering: ``CoverTree(engine="rust").fit(problem in
+  that order).query(k=50, predecessor=True)`` (V is built beforehand and not counted); its neighbours are
+  checked to equal the job's, bit for bit.
+
+Each line: process CPU seconds (``time.process_time``: this machine is shared, so wall time mostly measures
+the other jobs), wall seconds, the load average, and the job's times over the query's.
+
+    python benchmarks/maximin_vs_predecessor.py --n 8192 32768 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from functools import partial
+
+import numpy as np
+
+import covertreex as ct
+from covertreex.vecchia import permuted_problem
+
+K, M, SEED = 50, 512, 42
+
+
+def timed(work):
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = work()
+    return result, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def predecessors(data):
+    """The predecessor query alone: every point's k nearest earlier points, rust engine (path auto)."""
+    return ct.CoverTree(engine="rust", metric="residual").fit(data).query(k=K, predecessor=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--engine", default="rust")
+    args = parser.parse_args()
+    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
+          f"engine {args.engine}")
+    print("| N | run | job CPU s | job wall s | fused pass wall s | query CPU s | query wall s | "
+          "job / query (CPU) | job / query (wall) | load before, after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in args.n:
+        X = np.random.default_rng(SEED).normal(size=(n, 3))
+        problem = ct.residual_problem(X, m=M, seed=SEED)
+        for run in range(args.repeats):
+            load = os.getloadavg()[0]
+            job, job_cpu, job_wall = timed(partial(ct.vecchia_neighbors, X, K, ordering="maximin", m=M,
+                                                   seed=SEED, engine=args.engine))
+            ordered = permuted_problem(problem, job.ordering)
+            query, query_cpu, query_wall = timed(partial(predecessors, ordered))
+            assert query.indices.tobytes() == job.neighbors.tobytes()
+            assert query.distances.tobytes() == job.distances.tobytes()
+            print(f"| {n:,} | {run + 1} | {job_cpu:.2f} | {job_wall:.2f} | {job.ordering_seconds:.2f} | "
+                  f"{query_cpu:.2f} | {query_wall:.2f} | {job_cpu / query_cpu:.2f}x | "
+                  f"{job_wall / query_wall:.2f}x | {load:.1f}, {os.getloadavg()[0]:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,408 @@
+//! Exact maximin ordering fused with the predecessor search (covertreex/maximin_dense.py, the gold
+//! pass, in Rust on the dense path's GEMM tiles, screening bounds and canonical metric).
+//!
+//! Every pair (c, j) with c placed before j is a pair the predecessor query must look at, so each
+//! unplaced point j collects its candidate neighbours among the placed points while they are placed,
+//! and keeps `dist[j]`, its canonical distance to the nearest placed point ([`point`]). When j is
+//! placed, its candidates give its neighbour row. The ordering is exact maximin (the largest `dist`
+//! next, ties to the smallest index) and the rows equal the predecessor query's on the data in that
+//! order, distance bits included: both depend only on canonical distances (`metric::distance`), never
+//! on GEMM values, which only decide which pairs are evaluated, through the rigorous intervals of
+//! `dense::Screen`.
+//!
+//! Rounds: the S unplaced points with the best keys (`dist` descending, index ascending) form a block
+//! A whose S x S GEMM is computed once; points of A are placed greedily, updating the rest of A, for as
+//! long as the best of A beats the best key outside A at the round's start (keys outside only fall, so
+//! that bound holds and every placement is the global best). Then every point outside A is screened
+//! against the points just placed, one GEMM tile per block of rows, blocks on rayon. A point's state
+//! is touched by one block only and sees the placed points in position order, and block shapes never
+//! depend on the thread count, so the order, rows and counters do not either.
+
+mod point;
+mod rows;
+
+use rayon::prelude::*;
+
+use crate::dense::{gram, operand, Screen};
+use crate::errors::{filled, CoreError, Result};
+use crate::metric::MetricData;
+use crate::query::{thread_pool, QueryBatch};
+use point::{Offers, Placed, Point, Scratch};
+use rows::Rows;
+
+/// Rows per GEMM call of a round's block Gram matrix (the unit of parallel work there).
+const GRAM_ROWS: usize = 64;
+
+/// The order, the neighbour rows and the work of one pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaximinOutput {
+    /// Dataset index at each position.
+    pub order: Vec<i64>,
+    pub k: usize,
+    /// n x k positions (row i: the positions j < i nearest to position i by (distance, position)),
+    /// padded with -1.
+    pub indices: Vec<i64>,
+    /// n x k canonical distances, padded with inf.
+    pub distances: Vec<f64>,
+    /// Canonical distances evaluated.
+    pub evaluations: i64,
+    /// Rounds run (blocks A).
+    pub rounds: i64,
+}
+
+/// Sizes of the pass: points per block A and rows per GEMM tile outside it; candidates a point keeps
+/// before dropping the excluded ones (raised to k + 1 if lower; any value > k is exact).
+#[derive(Debug, Clone, Copy)]
+pub struct MaximinSizes {
+    pub block: i64,
+    pub room: i64,
+}
+
+struct Pass<'a> {
+    data: &'a MetricData<'a>,
+    points: Vec<Point>,
+    placed: Vec<bool>,
+    order: Vec<usize>,
+    /// Neighbours kept per row internally (k capped at n - 1, at least 1) and columns of the output.
+    kept: usize,
+    room: usize,
+    block: usize,
+    out: MaximinOutput,
+    scratch: Scratch,
+}
+
+/// Whether (d1, i1) comes before (d2, i2) in maximin order: larger distance, then smaller index.
+fn better(d1: f64, i1: usize, d2: f64, i2: usize) -> bool {
+    d1 > d2 || (d1 == d2 && i1 < i2)
+}
+
+impl<'a> Pass<'a> {
+    /// Put point c at position n and write its row.
+    fn place(&mut self, c: usize, n: usize) {
+        self.order[n] = c;
+        self.placed[c] = true;
+        let at = Placed {
+            data: self.data,
+            order: &self.order[..n + 1],
+            k: self.kept,
+            room: self.room,
+        };
+        self.points[c].finish(&at, c, &mut self.scratch);
+        let k = self.out.k;
+        self.scratch.row.write_sorted(
+            &mut self.out.indices[n * k..(n + 1) * k],
+            &mut self.out.distances[n * k..(n + 1) * k],
+        );
+        self.out.order[n] = c as i64;
+    }
+
+    /// Place points of block `a` (ranked) from position n on while the best of them beats `bound`
+    /// (the best point outside, if any); return the count placed after the round.
+    fn greedy(&mut self, a: &[usize], bound: Option<usize>, start: usize) -> Result<usize> {
+        let mut n = start;
+        let rows = Rows::gather(self.data, a);
+        let block = rows.view(self.data)?;
+        let (values, width) = operand(&block);
+        let s = a.len();
+        let mut g = vec![0.0; s * s];
+        g.par_chunks_mut(GRAM_ROWS * s)
+            .enumerate()
+            .for_each(|(b, tile)| {
+                let (first, count) = (b * GRAM_ROWS, tile.len() / s);
+                let mine = &values[first * width..(first + count) * width];
+                gram(tile, mine, values, count, s, width);
+            });
+        let index: Vec<i64> = a.iter().map(|&j| j as i64).collect();
+        let batch = QueryBatch {
+            data: *self.data,
+            rows: &index,
+            dataset_index: &index,
+            limit: &index,
+        };
+        let screen = Screen::new(&batch, &block);
+        loop {
+            let mut best: Option<usize> = None;
+            for (t, &j) in a.iter().enumerate() {
+                let beats = |b: usize| {
+                    let i = a[b];
+                    better(self.points[j].dist, j, self.points[i].dist, i)
+                };
+                if !self.placed[j] && best.is_none_or(beats) {
+                    best = Some(t);
+                }
+            }
+            let Some(b) = best else { return Ok(n) };
+            let c = a[b];
+            // The round's first point is a[0], the global best by the ranking: placing it without the
+            // test guarantees progress (a ranking that disagreed with `better` would give a wrong
+            // order, which the tests see, instead of an endless loop).
+            if let Some(o) = bound.filter(|_| n > start) {
+                if !better(self.points[c].dist, c, self.points[o].dist, o) {
+                    return Ok(n);
+                }
+            }
+            self.place(c, n);
+            let at = Placed {
+                data: self.data,
+                order: &self.order[..n + 1],
+                k: self.kept,
+                room: self.room,
+            };
+            for (t, &j) in a.iter().enumerate() {
+                if self.placed[j] {
+                    continue;
+                }
+                let mut sink = Offers {
+                    point: &mut self.points[j],
+                    at: &at,
+                    j,
+                    j0: b,
+                    pos0: n,
+                };
+                screen.screen_row(t, b, &g[t * s + b..t * s + b + 1], None, &mut sink);
+            }
+            n += 1;
+        }
+    }
+
+    /// Screen the points `outside` (ascending) against the points placed at positions start..stop.
+    fn screen_outside(&mut self, outside: &[usize], start: usize, stop: usize) -> Result<()> {
+        let data = self.data;
+        let chunk = Rows::gather(data, &self.order[start..stop]);
+        let chunk = chunk.view(data)?;
+        let (placed_values, width) = operand(&chunk);
+        let (values, _) = operand(data);
+        let index: Vec<i64> = outside.iter().map(|&j| j as i64).collect();
+        let batch = QueryBatch {
+            data: *data,
+            rows: &index,
+            dataset_index: &index,
+            limit: &index,
+        };
+        let screen = Screen::new(&batch, &chunk);
+        let at = Placed {
+            data,
+            order: &self.order[..stop],
+            k: self.kept,
+            room: self.room,
+        };
+        let mut member = vec![false; self.points.len()];
+        outside.iter().for_each(|&j| member[j] = true);
+        let mut rows: Vec<(usize, &mut Point)> = (self.points.iter_mut().enumerate())
+            .filter(|(j, _)| member[*j])
+            .collect();
+        let (block, cols) = (self.block, stop - start);
+        rows.par_chunks_mut(block).enumerate().for_each_init(
+            || (Vec::with_capacity(block * width), vec![0.0; block * cols]),
+            |(mine, tile), (b, chunk)| {
+                mine.clear();
+                for (j, _) in chunk.iter() {
+                    mine.extend_from_slice(&values[j * width..(j + 1) * width]);
+                }
+                let nb = chunk.len();
+                gram(tile, mine, placed_values, nb, cols, width);
+                for (r, (j, point)) in chunk.iter_mut().enumerate() {
+                    let mut sink = Offers {
+                        point,
+                        at: &at,
+                        j: *j,
+                        j0: 0,
+                        pos0: start,
+                    };
+                    let g = &tile[r * cols..(r + 1) * cols];
+                    screen.screen_row(b * block + r, 0, g, None, &mut sink);
+                }
+            },
+        );
+        Ok(())
+    }
+
+    fn run(&mut self, first: usize, progress: &mut (dyn FnMut(usize) + Send)) -> Result<()> {
+        let n_points = self.points.len();
+        self.place(first, 0);
+        let outside: Vec<usize> = (0..n_points).filter(|&j| j != first).collect();
+        self.screen_outside(&outside, 0, 1)?;
+        let mut n = 1;
+        while n < n_points {
+            let points = &self.points;
+            let by_key =
+                |a: &usize, b: &usize| (points[*b].dist).total_cmp(&points[*a].dist).then(a.cmp(b));
+            let mut ranked: Vec<usize> = (0..n_points).filter(|&j| !self.placed[j]).collect();
+            let s = self.block.min(ranked.len());
+            if ranked.len() > s {
+                ranked.select_nth_unstable_by(s, by_key);
+            }
+            let (a, rest) = ranked.split_at_mut(s);
+            a.sort_unstable_by(by_key);
+            let bound = rest.first().copied();
+            let stop = self.greedy(a, bound, n)?;
+            if !rest.is_empty() {
+                rest.sort_unstable();
+                self.screen_outside(rest, n, stop)?;
+            }
+            n = stop;
+            self.out.rounds += 1;
+            progress(n);
+        }
+        self.out.evaluations = self.points.iter().map(|p| p.evaluations).sum();
+        Ok(())
+    }
+}
+
+fn check(data: &MetricData, first: i64, k: i64, sizes: MaximinSizes) -> Result<()> {
+    data.check()?;
+    let n = data.n_points();
+    if first < 0 || first >= n as i64 {
+        return Err(CoreError::IndexOutOfRange {
+            what: "first",
+            position: 0,
+            index: first,
+            bound: n,
+        });
+    }
+    if k < 1 {
+        return Err(CoreError::KOutOfRange {
+            k,
+            reason: "must be >= 1",
+        });
+    }
+    if sizes.block < 1 {
+        return Err(CoreError::BadValue {
+            what: "maximin block",
+            value: sizes.block,
+            allowed: ">= 1",
+        });
+    }
+    Ok(())
+}
+
+/// The exact maximin order of `data` from point `first`, and every position's k nearest earlier
+/// positions (see the module docs). `threads` = None runs on rayon's global pool; nothing returned
+/// depends on it. `progress(n)` hears how many points are placed after each round.
+pub fn maximin_neighbors(
+    data: &MetricData,
+    first: i64,
+    k: i64,
+    sizes: MaximinSizes,
+    threads: Option<i64>,
+    progress: &mut (dyn FnMut(usize) + Send),
+) -> Result<MaximinOutput> {
+    check(data, first, k, sizes)?;
+    let n = data.n_points();
+    let cells = n.checked_mul(k as usize);
+    let kept = (k as usize).min(n - 1).max(1);
+    let mut pass = Pass {
+        data,
+        points: vec![Point::new(kept); n],
+        placed: vec![false; n],
+        order: vec![0; n],
+        kept,
+        room: (sizes.room.max(k.saturating_add(1)) as usize).max(kept + 1),
+        block: sizes.block as usize,
+        out: MaximinOutput {
+            order: vec![0; n],
+            k: k as usize,
+            indices: filled(cells, -1i64, k)?,
+            distances: filled(cells, f64::INFINITY, k)?,
+            evaluations: 0,
+            rounds: 0,
+        },
+        scratch: Scratch::new(kept),
+    };
+    match thread_pool(threads)? {
+        Some(pool) => pool.install(|| pass.run(first as usize, progress))?,
+        None => pass.run(first as usize, progress)?,
+    }
+    Ok(pass.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::distance;
+    use crate::query::available_threads;
+    use crate::testing::plane;
+
+    /// A 7 x 7 integer lattice and 11 duplicates of its points: ties everywhere.
+    fn lattice() -> Vec<f64> {
+        (0..60)
+            .map(|i| if i < 49 { i } else { (i * 5) % 49 })
+            .flat_map(|i| [(i % 7) as f64, (i / 7) as f64])
+            .collect()
+    }
+
+    /// Farthest point first by a full scan, ties to the smallest index.
+    fn brute_order(data: &MetricData, first: usize) -> Vec<i64> {
+        let n = data.n_points();
+        let mut nearest = vec![f64::INFINITY; n];
+        let mut placed = vec![false; n];
+        let mut order = vec![first as i64];
+        let mut c = first;
+        while order.len() <= n {
+            placed[c] = true;
+            for (j, d) in nearest.iter_mut().enumerate() {
+                *d = d.min(distance(data, c, c as i64, data, j));
+            }
+            let Some(next) =
+                (0..n)
+                    .filter(|&j| !placed[j])
+                    .reduce(|b, j| if nearest[j] > nearest[b] { j } else { b })
+            else {
+                break;
+            };
+            order.push(next as i64);
+            c = next;
+        }
+        order
+    }
+
+    #[test]
+    fn order_and_rows_are_brute_force_on_any_thread_count() {
+        let x = lattice();
+        let data = plane(&x);
+        let (n, k) = (data.n_points(), 4);
+        let threads = available_threads().min(2) as i64;
+        for (block, room) in [(4, 0), (64, 0), (3, 5)] {
+            for first in [0, 24, 59] {
+                let sizes = MaximinSizes { block, room };
+                let [one, many] = [1, threads].map(|t| {
+                    maximin_neighbors(&data, first, k, sizes, Some(t), &mut |_| {}).unwrap()
+                });
+                assert_eq!(one, many);
+                assert_eq!(one.order, brute_order(&data, first as usize));
+                for i in 0..n {
+                    let at = |p: usize| one.order[p] as usize;
+                    let mut row: Vec<(f64, i64)> = (0..i)
+                        .map(|p| (distance(&data, at(p), -1, &data, at(i)), p as i64))
+                        .collect();
+                    row.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    row.resize(k as usize, (f64::INFINITY, -1));
+                    let cells = i * k as usize..(i + 1) * k as usize;
+                    let (want_d, want_i): (Vec<f64>, Vec<i64>) = row.into_iter().unzip();
+                    assert_eq!(one.indices[cells.clone()], want_i, "row {i}");
+                    assert_eq!(one.distances[cells], want_d, "row {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let x = lattice();
+        let data = plane(&x);
+        let run = |first, k, block| {
+            let sizes = MaximinSizes { block, room: 0 };
+            maximin_neighbors(&data, first, k, sizes, None, &mut |_| {})
+        };
+        assert!(matches!(
+            run(60, 3, 8),
+            Err(CoreError::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(
+            run(-1, 3, 8),
+            Err(CoreError::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(run(0, 0, 8), Err(CoreError::KOutOfRange { .. })));
+        assert!(matches!(run(0, 3, 0), Err(CoreError::BadValue { .. })));
+    }
+}

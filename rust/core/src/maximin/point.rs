@@ -1,0 +1,203 @@
+//! What one unplaced point keeps while the points placed before it stream past: the k smallest upper
+//! bounds on its screening keys (their largest is T), the pairs whose interval starts at or below
+//! `widen(T)` (candidates, canonical distance evaluated lazily), and `dist`, its canonical distance to
+//! the nearest placed point, kept exact.
+//!
+//! A pair whose `lo` exceeds `widen(T)` is canonically farther than the point's k-th neighbour (at least
+//! k placed points are at or below T; dense/screen.rs proves the widening) and is never kept. A pair is
+//! evaluated at once only when its interval reaches the key of `dist` (it may be the new nearest), so
+//! `dist` stays exact; the other candidates are evaluated when the point is placed, and only those still
+//! under the cut-off. No pair is evaluated twice.
+
+use crate::dense::{widen, Sink};
+use crate::evaluate::Mode;
+use crate::heap::Heap;
+use crate::metric::{distance, Metric, MetricData};
+
+const EPS: f64 = f64::EPSILON;
+
+/// An upper bound on the screening key of a pair at canonical distance d, so that a pair whose `lo`
+/// exceeds `widen` of it is canonically farther than d. Residual (key -s, d = sqrt(1 - s) rounded):
+/// s >= (1 - d d) - 8 eps. Euclidean (key = the squared sum): at most d d (1 + 4 eps). The same bound
+/// as covertreex/maximin_dense.py's `_key_bound`.
+fn key_bound(metric: Metric, d: f64) -> f64 {
+    match metric {
+        Metric::Euclidean => d * d * (1.0 + 4.0 * EPS),
+        Metric::Residual => -((1.0 - d * d) - 8.0 * EPS),
+    }
+}
+
+/// A placed point that may still enter the row: its key's lower bound, its position in the order and
+/// its canonical distance (NaN until evaluated).
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    lo: f64,
+    pos: usize,
+    d: f64,
+}
+
+/// What every point reads: the metric's data, the order so far and the sizes of the state.
+pub struct Placed<'a> {
+    pub data: &'a MetricData<'a>,
+    /// Dataset index of each placed position.
+    pub order: &'a [usize],
+    /// Neighbours per row (upper bounds kept per point), >= 1.
+    pub k: usize,
+    /// Candidates a point keeps before it drops the excluded ones (> k).
+    pub room: usize,
+}
+
+/// The state of one unplaced point (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Point {
+    bounds: Heap,
+    candidates: Vec<Candidate>,
+    /// Canonical distance to the nearest placed point (inf before the first).
+    pub dist: f64,
+    /// Canonical distances evaluated for this point.
+    pub evaluations: i64,
+}
+
+impl Point {
+    /// A point keeping the `k` smallest upper bounds (k >= 1).
+    pub fn new(k: usize) -> Point {
+        Point {
+            bounds: Heap::new(k),
+            candidates: Vec::new(),
+            dist: f64::INFINITY,
+            evaluations: 0,
+        }
+    }
+
+    /// widen(T): a pair whose `lo` exceeds it is canonically farther than the k-th (inf until k seen).
+    fn cutoff(&self, metric: Metric) -> f64 {
+        if self.bounds.is_full() {
+            widen(metric, self.bounds.worst_distance())
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// Offer the pair with the point placed at `pos`, given its key interval [lo, hi]; `j` is this
+    /// point's dataset index.
+    fn admit(&mut self, at: &Placed, j: usize, pos: usize, lo: f64, hi: f64) {
+        self.bounds.offer(hi, pos as i64);
+        let metric = at.data.metric;
+        if lo > self.cutoff(metric) {
+            return;
+        }
+        if self.candidates.len() >= at.room {
+            self.make_room(at, j);
+        }
+        self.candidates.push(Candidate {
+            lo,
+            pos,
+            d: f64::NAN,
+        });
+        if lo <= widen(metric, key_bound(metric, self.dist)) {
+            let e = self.candidates.len() - 1;
+            self.evaluate(at, j, e);
+        }
+    }
+
+    /// The canonical distance of candidate `e` (once), folded into `dist`.
+    fn evaluate(&mut self, at: &Placed, j: usize, e: usize) -> f64 {
+        let candidate = &mut self.candidates[e];
+        if candidate.d.is_nan() {
+            let c = at.order[candidate.pos];
+            candidate.d = distance(at.data, c, c as i64, at.data, j);
+            self.evaluations += 1;
+            self.dist = self.dist.min(candidate.d);
+        }
+        candidate.d
+    }
+
+    /// Drop the candidates the cut-off now excludes; if none is (ties), evaluate them all and keep the
+    /// k first by (distance, position): the others can never enter the row.
+    fn make_room(&mut self, at: &Placed, j: usize) {
+        let cutoff = self.cutoff(at.data.metric);
+        self.candidates.retain(|c| c.lo <= cutoff);
+        if self.candidates.len() < at.room {
+            return;
+        }
+        let mut keys: Vec<(f64, usize)> = (0..self.candidates.len())
+            .map(|e| (self.evaluate(at, j, e), self.candidates[e].pos))
+            .collect();
+        let by_key = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let last = *keys.select_nth_unstable_by(at.k - 1, by_key).1;
+        self.candidates
+            .retain(|c| by_key(&(c.d, c.pos), &last).is_le());
+    }
+
+    /// This point's row, now that it is placed: the candidates under its cut-off, evaluated (those not
+    /// yet in lockstep groups, bit for bit `metric::distance`), the k first by (distance, position) in
+    /// `scratch.row` (positions). Frees the state.
+    pub fn finish(&mut self, at: &Placed, j: usize, scratch: &mut Scratch) {
+        let cutoff = self.cutoff(at.data.metric);
+        self.candidates.retain(|c| c.lo <= cutoff);
+        scratch.points.clear();
+        scratch.points.extend(
+            (self.candidates.iter())
+                .filter(|c| c.d.is_nan())
+                .map(|c| at.order[c.pos]),
+        );
+        scratch.distances.clear();
+        scratch.distances.resize(scratch.points.len(), 0.0);
+        let (data, points) = (at.data, &scratch.points);
+        Mode::Perf.distances(data, j, j as i64, data, points, &mut scratch.distances);
+        self.evaluations += points.len() as i64;
+        let mut fresh = scratch.distances.iter();
+        scratch.row.clear();
+        for c in &mut self.candidates {
+            if c.d.is_nan() {
+                c.d = *fresh.next().unwrap_or(&f64::NAN);
+            }
+            scratch.row.offer(c.d, c.pos as i64);
+        }
+        self.candidates = Vec::new();
+        self.bounds = Heap::new(0);
+    }
+}
+
+/// Buffers of the placements (reused): the row being written and a lockstep group's points and
+/// distances.
+pub struct Scratch {
+    pub row: Heap,
+    points: Vec<usize>,
+    distances: Vec<f64>,
+}
+
+impl Scratch {
+    pub fn new(k: usize) -> Scratch {
+        Scratch {
+            row: Heap::new(k),
+            points: Vec::new(),
+            distances: Vec::new(),
+        }
+    }
+}
+
+/// A point's view as the dense screening's [`Sink`]: the screened row's column `j0 + t` is the point
+/// placed at position `pos0 + t`.
+pub struct Offers<'s, 'a> {
+    pub point: &'s mut Point,
+    pub at: &'s Placed<'a>,
+    /// This point's dataset index.
+    pub j: usize,
+    pub j0: usize,
+    pub pos0: usize,
+}
+
+impl Sink for Offers<'_, '_> {
+    #[inline(always)]
+    fn cutoff(&self) -> f64 {
+        self.point.cutoff(self.at.data.metric)
+    }
+
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
+        let first = self.pos0 + j - self.j0;
+        for (pos, (&lo, &hi)) in (first..).zip(lo.iter().zip(hi)) {
+            self.point.admit(self.at, self.j, pos, lo, hi);
+        }
+    }
+}
