@@ -4,14 +4,14 @@
 //! (one multiplication and one addition per term, no FMA, in index order). A tile keeps ROWS x COLS
 //! such sums in registers, one per SIMD lane: the lanes are independent sums, so vectorising across them
 //! reorders nothing. This is not a GEMM with a rounding bound (dense/): no pair needs a re-check, every
-//! value already is the canonical one. The tile runs with AVX2 where the CPU has it (dense::Isa), the
-//! same operations and bits on every instruction set.
+//! value already is the canonical one. The tile runs with AVX-512 or AVX2 where the CPU has them
+//! (dense::Isa), the same operations and bits on every instruction set.
 
 use crate::dense::Isa;
 use crate::metric::{residual_from, scaled_r2, MetricData};
 
-/// Points per register tile.
-const ROWS: usize = 4;
+/// Points per register tile (ROWS x COLS sums: 8 AVX-512 or 16 AVX2 registers).
+const ROWS: usize = 8;
 /// Nodes per register tile (a packed panel).
 const COLS: usize = 8;
 
@@ -20,6 +20,8 @@ pub(crate) struct Block {
     packed: Vec<f64>,
     dots: Vec<f64>,
     isa: Isa,
+    /// AVX-512 is there (x86-64 only): the tile is compiled for it, the same operations.
+    wide: bool,
 }
 
 impl Block {
@@ -28,6 +30,10 @@ impl Block {
             packed: Vec::new(),
             dots: Vec::new(),
             isa: *Isa::available().last().unwrap(),
+            #[cfg(target_arch = "x86_64")]
+            wide: std::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            wide: false,
         }
     }
 
@@ -58,6 +64,11 @@ impl Block {
         self.dots.clear();
         self.dots.resize(points.len() * panels * COLS, 0.0);
         match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `wide` is set only when the CPU supports AVX-512F.
+            _ if self.wide => unsafe {
+                dots_avx512(data, points, &self.packed, panels, &mut self.dots)
+            },
             Isa::Baseline => dots(data, points, &self.packed, panels, &mut self.dots),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
@@ -80,43 +91,56 @@ impl Block {
 /// [`dots`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dots_avx2(
+fn dots_avx2(data: &MetricData, points: &[usize], packed: &[f64], panels: usize, out: &mut [f64]) {
+    dots(data, points, packed, panels, out);
+}
+
+/// [`dots`] compiled for AVX-512 (eight lanes a register, 32 registers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn dots_avx512(
     data: &MetricData,
     points: &[usize],
     packed: &[f64],
     panels: usize,
-    dots_out: &mut [f64],
+    out: &mut [f64],
 ) {
-    dots(data, points, packed, panels, dots_out);
+    dots(data, points, packed, panels, out);
 }
 
-/// Every point's dot product with every packed node: row i of `out` holds panel after panel.
+/// Every point's dot product with every packed node: row i of `out` holds panel after panel. Points
+/// go ROWS at a time, the rest in tiles of 4, 2 and 1 rows.
 #[inline(always)]
 fn dots(data: &MetricData, points: &[usize], packed: &[f64], panels: usize, out: &mut [f64]) {
-    let m = data.v.cols();
-    let width = panels * COLS;
-    let mut quads = points.chunks_exact(ROWS);
-    for (q, quad) in (&mut quads).enumerate() {
-        let rows: [&[f64]; ROWS] = std::array::from_fn(|i| data.v.row(quad[i]));
-        for panel in 0..panels {
-            let sums = tile::<ROWS>(&rows, &packed[panel * m * COLS..(panel + 1) * m * COLS]);
-            for (i, sum) in sums.iter().enumerate() {
-                let at = (q * ROWS + i) * width + panel * COLS;
+    let done = rows_of::<ROWS>(data, points, 0, packed, panels, out);
+    let done = rows_of::<4>(data, points, done, packed, panels, out);
+    let done = rows_of::<2>(data, points, done, packed, panels, out);
+    rows_of::<1>(data, points, done, packed, panels, out);
+}
+
+/// The whole groups of R points from position `from` on; returns the position after them.
+#[inline(always)]
+fn rows_of<const R: usize>(
+    data: &MetricData,
+    points: &[usize],
+    from: usize,
+    packed: &[f64],
+    panels: usize,
+    out: &mut [f64],
+) -> usize {
+    let (m, width) = (data.v.cols(), panels * COLS);
+    let groups = points[from..].chunks_exact(R);
+    let end = from + groups.len() * R;
+    for (g, group) in groups.enumerate() {
+        let rows: [&[f64]; R] = std::array::from_fn(|i| data.v.row(group[i]));
+        for (panel, values) in packed.chunks_exact(m * COLS).enumerate() {
+            for (i, sum) in tile::<R>(&rows, values).iter().enumerate() {
+                let at = (from + g * R + i) * width + panel * COLS;
                 out[at..at + COLS].copy_from_slice(sum);
             }
         }
     }
-    let done = points.len() - quads.remainder().len();
-    for (i, &a) in quads.remainder().iter().enumerate() {
-        for panel in 0..panels {
-            let [sum] = tile::<1>(
-                &[data.v.row(a)],
-                &packed[panel * m * COLS..(panel + 1) * m * COLS],
-            );
-            let at = (done + i) * width + panel * COLS;
-            out[at..at + COLS].copy_from_slice(&sum);
-        }
-    }
+    end
 }
 
 /// R rows of V against one packed panel: R x COLS independent sequential sums.
@@ -161,20 +185,30 @@ mod tests {
                 p: &p,
                 slack: 0.0,
             };
-            let mut block = Block::new();
-            for (rows, cols) in [(1, 1), (4, 8), (5, 9), (9, 17), (3, 7), (37, 37)] {
-                let points: Vec<usize> = (0..rows).map(|i| (i * 5 + 1) % n).collect();
-                let nodes: Vec<usize> = (0..cols).map(|j| (j * 3) % n).collect();
-                let mut out = vec![f64::NAN; rows * cols];
-                block.distances(&data, &points, &nodes, &mut out);
-                for (i, &a) in points.iter().enumerate() {
-                    for (j, &b) in nodes.iter().enumerate() {
-                        let want = distance(&data, a, a as i64, &data, b);
-                        assert_eq!(
-                            out[i * cols + j].to_bits(),
-                            want.to_bits(),
-                            "{kernel:?} {a} {b}"
-                        );
+            let mut blocks: Vec<Block> = Isa::available()
+                .into_iter()
+                .map(|isa| Block {
+                    isa,
+                    wide: false,
+                    ..Block::new()
+                })
+                .collect();
+            blocks.push(Block::new()); // AVX-512 where the CPU has it
+            for block in &mut blocks {
+                for (rows, cols) in [(1, 1), (4, 8), (5, 9), (9, 17), (3, 7), (37, 37)] {
+                    let points: Vec<usize> = (0..rows).map(|i| (i * 5 + 1) % n).collect();
+                    let nodes: Vec<usize> = (0..cols).map(|j| (j * 3) % n).collect();
+                    let mut out = vec![f64::NAN; rows * cols];
+                    block.distances(&data, &points, &nodes, &mut out);
+                    for (i, &a) in points.iter().enumerate() {
+                        for (j, &b) in nodes.iter().enumerate() {
+                            let want = distance(&data, a, a as i64, &data, b);
+                            assert_eq!(
+                                out[i * cols + j].to_bits(),
+                                want.to_bits(),
+                                "{kernel:?} {a} {b}"
+                            );
+                        }
                     }
                 }
             }
