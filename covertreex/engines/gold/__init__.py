@@ -30,9 +30,7 @@ class GoldEngine:
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
         if config.build == "batch":
             with numba_threads(config.threads):
-                levels, parents, radius, evaluations = build_tree_batch(
-                    space.data, order, config.build_block, numba.get_num_threads()
-                )
+                levels, parents, radius, evaluations = build_tree_batch(space.data, order, config.build_block)
         else:
             levels, parents, radius, evaluations = build_tree(space.data, order)
         return assemble(levels, parents, radius, order, space, evaluations)

@@ -3,9 +3,15 @@
 Points are taken in insertion order, in batches whose size doubles with the tree (prefix doubling, at most
 `block` points). Each round:
 
-1. every point of the batch searches the tree as it stood before the round, in parallel, exactly as the
-   sequential build searches it, and so wants a parent r* and a level j = level_below(d(x, r*)) (or is an
-   exact duplicate of r*). Against the old tree that placement keeps covering and separation;
+1. every point of the batch searches the tree as it stood before the round, all points together and level
+   by level: each step groups the (point, node) expansions by node and evaluates the node's children
+   against all its points in one parallel task (the children's rows of V are read once per task, not once
+   per point). A point's parent r* is the smallest (d(x, r), r) over the non-duplicate nodes whose ball
+   covers x, and a subtree is skipped only when no descendant can cover x at a distance <= one some
+   covering node attains (a strict, rounding-safe bound, so ties survive): any sound search order finds
+   the same r* as the sequential build's depth-first search, and every ancestor of r* is expanded on the
+   way. Only the count of evaluations differs. So x wants r* and a level j = level_below(d(x, r*)) (or is
+   an exact duplicate of r*); against the old tree that placement keeps covering and separation;
 2. the points that want a level, from the top level down, form a conflict graph: an edge joins x and y
    when d(x, y) <= 2**min(j_x, j_y), i.e. when inserting both would break separation. The maximal
    independent set chosen greedily in priority order (level descending, then insertion order) is inserted;
@@ -13,7 +19,8 @@ Points are taken in insertion order, in batches whose size doubles with the tree
    stay in cache), skipping the pairs that a shared ancestor already proves apart;
 3. the rest go back to the front of the queue and search again, now below the points that beat them.
 
-A batch of one point is one sequential insertion, so `block = 1` gives the sequential tree. Every result of
+A batch of one point is one sequential insertion, so `block = 1` gives the sequential tree (with the
+evaluations of the level-synchronous search). Every result of
 a round depends only on the tree before it, never on the thread count. The rust engine
 (rust/core/src/batch.rs) follows this step for step, so parity mode gives bit-identical trees and counts.
 """
@@ -25,28 +32,115 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from covertreex.engines.gold.build import attach, root_level, search_parent
+from covertreex.engines.gold.build import attach, better_parent, root_level, worth_expanding
 from covertreex.levels import DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL, level_below
 from covertreex.metrics.kernels import can_prune, distance
 
+TASK_POINTS = 32
+"""Most points of one parallel task: a node that many points expand (the root's children first) is split
+so that every thread gets work."""
+
 
 @njit(cache=True, parallel=True)
+def _root_distances(D, batch, root):
+    out = np.empty(batch.shape[0])
+    for t in prange(batch.shape[0]):
+        out[t] = distance(D, batch[t], batch[t], D, root)
+    return out
+
+
+@njit(cache=True)
+def _tasks(node, n_children):
+    """The expansions (sorted by node, then slot) cut into tasks: runs of one node, at most TASK_POINTS
+    long; per task its first and last + 1 expansion and where its evaluations start in the output."""
+    starts = []
+    for i in range(node.shape[0]):
+        if i == 0 or node[i] != node[i - 1] or i - starts[-1] == TASK_POINTS:
+            starts.append(i)
+    task_start = np.array(starts, dtype=np.int64)
+    task_end = np.append(task_start[1:], node.shape[0])
+    out_start = np.zeros(task_start.shape[0] + 1, dtype=np.int64)
+    for t in range(task_start.shape[0]):
+        out_start[t + 1] = out_start[t] + (task_end[t] - task_start[t]) * n_children[node[task_start[t]]]
+    return task_start, task_end, out_start
+
+
+@njit(cache=True, parallel=True)
+def _expand(D, batch, levels, first_child, next_sibling, node, slot, task_start, task_end, out_start,
+            out_node, out_slot, out_d):
+    """Evaluate each task's node's non-duplicate children against the task's points (the children's rows
+    are then read once per task); outputs in task order, then point order, then child order."""
+    for t in prange(task_start.shape[0]):
+        a = node[task_start[t]]
+        at = out_start[t]
+        for i in range(task_start[t], task_end[t]):
+            x = batch[slot[i]]
+            c = first_child[a]
+            while c != -1:
+                if levels[c] != DUPLICATE_LEVEL:
+                    out_node[at], out_slot[at] = c, slot[i]
+                    out_d[at] = distance(D, x, x, D, c)
+                    at += 1
+                c = next_sibling[c]
+
+
+@njit(cache=True, nogil=True)
 def _search_batch(D, batch, root, levels, parents, depth, radius, first_child, next_sibling,
-                  max_child_level, scratch, stacks, best, best_d, evaluations, path_node, path_d):
-    """Search every point of `batch` against the current tree; record its parent, distance, evaluations
-    and the path root..parent with d(x, node) along it (row t of path_node/path_d, root first)."""
-    workers = scratch.shape[0]
-    for w in prange(workers):
-        for t in range(w, batch.shape[0], workers):
-            x = batch[t]
-            b, bd, ev = search_parent(D, x, root, levels, radius, first_child, next_sibling,
-                                      max_child_level, scratch[w], stacks[w])
-            best[t], best_d[t], evaluations[t] = b, bd, ev
-            a = b
-            while a != -1:
-                path_node[t, depth[a]] = a
-                path_d[t, depth[a]] = scratch[w, a]
-                a = parents[a]
+                  max_child_level, best, best_d, evaluations, path_node, path_d):
+    """Search every point of `batch` against the current tree, all together and level-synchronously;
+    record its parent, distance, evaluations and the path root..parent with d(x, node) along it (row t
+    of path_node/path_d, root first). See the module docs for why the parents are the sequential
+    search's."""
+    b, n = batch.shape[0], levels.shape[0]
+    n_children = np.zeros(n, dtype=np.int64)
+    for c in range(n):
+        if parents[c] != -1 and levels[c] != DUPLICATE_LEVEL:
+            n_children[parents[c]] += 1
+    node = np.full(b, root, dtype=np.int64)
+    slot = np.arange(b)
+    d = _root_distances(D, batch, root)
+    best[:] = -1
+    best_d[:] = math.inf
+    evaluations[:] = 1
+    kept_key = np.empty(0, dtype=np.int64)
+    kept_d = np.empty(0)
+    while True:
+        for i in range(node.shape[0]):
+            s = slot[i]
+            if better_parent(node[i], d[i], best_d[s], best[s], levels):
+                best_d[s], best[s] = d[i], node[i]
+        keep = np.empty(node.shape[0], dtype=np.bool_)
+        for i in range(node.shape[0]):
+            keep[i] = worth_expanding(D, node[i], d[i], best_d[slot[i]], radius, max_child_level)
+        node, slot, d = node[keep], slot[keep], d[keep]
+        if node.shape[0] == 0:
+            break
+        order = np.argsort(node * b + slot)
+        node, slot, d = node[order], slot[order], d[order]
+        kept_key = np.concatenate((kept_key, slot * n + node))
+        kept_d = np.concatenate((kept_d, d))
+        task_start, task_end, out_start = _tasks(node, n_children)
+        total = out_start[-1]
+        out_node = np.empty(total, dtype=np.int64)
+        out_slot = np.empty(total, dtype=np.int64)
+        out_d = np.empty(total)
+        _expand(D, batch, levels, first_child, next_sibling, node, slot, task_start, task_end, out_start,
+                out_node, out_slot, out_d)
+        node, slot, d = out_node, out_slot, out_d
+        for i in range(slot.shape[0]):
+            evaluations[slot[i]] += 1
+    order = np.argsort(kept_key)
+    kept_key, kept_d = kept_key[order], kept_d[order]
+    for s in range(b):
+        r = best[s]
+        if r < 0:
+            continue
+        path_node[s, depth[r]], path_d[s, depth[r]] = r, best_d[s]
+        a = parents[r]
+        while a != -1:  # every ancestor of r was expanded on the way down
+            path_node[s, depth[a]] = a
+            path_d[s, depth[a]] = kept_d[np.searchsorted(kept_key, s * n + a)]
+            a = parents[a]
 
 
 @njit(cache=True)
@@ -93,9 +187,9 @@ def _independent_set(wanted, conflict):
 
 
 @njit(cache=True, nogil=True)
-def build_tree_batch(D, order, block, workers):
-    """Insert the points in `order` in batches of at most `block`, searching on `workers` parallel lanes
-    (any count gives the same tree); return (levels, parents, radius, distance evaluations), the same
+def build_tree_batch(D, order, block):
+    """Insert the points in `order` in batches of at most `block` (on any number of threads the same
+    tree); return (levels, parents, radius, distance evaluations), the same
     arrays as the sequential build."""
     n = D.X.shape[0]
     levels = np.zeros(n, dtype=np.int64)
@@ -106,8 +200,6 @@ def build_tree_batch(D, order, block, workers):
     last_child = np.full(n, -1, dtype=np.int64)
     next_sibling = np.full(n, -1, dtype=np.int64)
     max_child_level = np.full(n, NO_CHILD_LEVEL, dtype=np.int64)
-    scratch = np.zeros((workers, n))
-    stacks = np.empty((workers, n), dtype=np.int64)
     root = order[0]
     levels[root] = UNBOUNDED_LEVEL
     queue = order[1:].copy()
@@ -124,7 +216,7 @@ def build_tree_batch(D, order, block, workers):
         path_node = np.full((size, max_depth + 1), -1, dtype=np.int64)
         path_d = np.zeros((size, max_depth + 1))
         _search_batch(D, batch, root, levels, parents, depth, radius, first_child, next_sibling,
-                      max_child_level, scratch, stacks, best, best_d, evaluations, path_node, path_d)
+                      max_child_level, best, best_d, evaluations, path_node, path_d)
         for t in range(size):
             if best[t] < 0:  # only a non-finite distance escapes every ball; the API rejects such input
                 raise ValueError("X: a distance evaluated to inf or NaN during the build")

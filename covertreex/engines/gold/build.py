@@ -19,6 +19,24 @@ from covertreex.metrics.kernels import can_prune, distance
 
 
 @njit(cache=True, nogil=True)
+def better_parent(a, d, best_d, best, levels):
+    """Whether node a, d from x, covers x (d <= 2**level(a)) and beats the best parent so far by
+    (distance, index)."""
+    return d <= math.ldexp(1.0, levels[a]) and (d < best_d or (d == best_d and a < best))
+
+
+@njit(cache=True, nogil=True)
+def worth_expanding(D, a, d, best_d, radius, max_child_level):
+    """Whether a search at node a, d from x, must evaluate a's children: a has a non-duplicate child and
+    the rounding-safe bound cannot prove that no descendant covers x (their levels are at most
+    max_child_level) at a distance <= best_d."""
+    if max_child_level[a] == NO_CHILD_LEVEL:
+        return False
+    threshold = min(best_d, math.ldexp(1.0, max_child_level[a]))
+    return not can_prune(D.metric, D.slack, d, radius[a], threshold)
+
+
+@njit(cache=True, nogil=True)
 def search_parent(D, x, root, levels, radius, first_child, next_sibling, max_child_level, cached, stack):
     """The search for x's parent r* in the tree as it stands: (r*, d(x, r*), distance evaluations), with
     d(x, node) left in `cached` for every node evaluated (every ancestor of r* among them). -1 for r*
@@ -33,13 +51,10 @@ def search_parent(D, x, root, levels, radius, first_child, next_sibling, max_chi
         top -= 1
         a = stack[top]
         da = cached[a]
-        if da <= math.ldexp(1.0, levels[a]) and (da < best_d or (da == best_d and a < best)):
+        if better_parent(a, da, best_d, best, levels):
             best_d = da
             best = a
-        if max_child_level[a] == NO_CHILD_LEVEL:
-            continue
-        threshold = min(best_d, math.ldexp(1.0, max_child_level[a]))
-        if can_prune(D.metric, D.slack, da, radius[a], threshold):
+        if not worth_expanding(D, a, da, best_d, radius, max_child_level):
             continue
         c = first_child[a]
         while c != -1:

@@ -71,6 +71,36 @@ impl Growing {
         }
     }
 
+    /// The non-duplicate children of `a` in insertion order, into `out` (cleared first).
+    pub(crate) fn children_into(&self, a: usize, out: &mut Vec<usize>) {
+        out.clear();
+        let mut next = self.first_child[a];
+        while let Some(c) = next {
+            if self.levels[c] != DUPLICATE_LEVEL {
+                out.push(c);
+            }
+            next = self.next_sibling[c];
+        }
+    }
+
+    /// Whether node `a`, `d` from x, covers x (d <= 2**level(a)) and beats the best parent so far
+    /// (`best` at `best_d`) by (distance, index).
+    pub(crate) fn better_parent(&self, a: usize, d: f64, best_d: f64, best: i64) -> bool {
+        d <= ldexp_one(self.levels[a]) && (d < best_d || (d == best_d && (a as i64) < best))
+    }
+
+    /// Whether a search at node `a`, `d` from x, must evaluate a's children: a has a non-duplicate
+    /// child and the rounding-safe bound cannot prove that no descendant covers x (their levels are at
+    /// most max_child_level) at a distance <= best_d.
+    pub(crate) fn worth_expanding(&self, data: &MetricData, a: usize, d: f64, best_d: f64) -> bool {
+        if self.max_child_level[a] == NO_CHILD_LEVEL {
+            return false;
+        }
+        let cover = ldexp_one(self.max_child_level[a]);
+        let threshold = if cover < best_d { cover } else { best_d };
+        !can_prune(data.metric, data.slack, d, self.radius[a], threshold)
+    }
+
     /// Raise the radius of `node` to `d` if it is below.
     pub(crate) fn reach(&mut self, node: usize, d: f64) {
         if d > self.radius[node] {
@@ -139,6 +169,15 @@ impl Found {
     }
 }
 
+/// The error of a point x that no ball covers: d(x, root) overflowed to inf (finite coordinates near
+/// 1e154 and beyond); gold then fails too, in assemble.
+pub(crate) fn escaped(x: usize) -> CoreError {
+    CoreError::NonFinite {
+        what: "distances (coordinates too large to square in float64): X",
+        position: x,
+    }
+}
+
 /// Search `tree` for x's parent r* (see the module docs), leaving d(x, node) in `search.cached` for
 /// every node evaluated, every ancestor of r* among them.
 pub(crate) fn search_parent(
@@ -157,27 +196,15 @@ pub(crate) fn search_parent(
     search.stack.push(root);
     while let Some(a) = search.stack.pop() {
         let da = search.cached[a];
-        if da <= ldexp_one(tree.levels[a]) && (da < best_d || (da == best_d && (a as i64) < best)) {
+        if tree.better_parent(a, da, best_d, best) {
             best_d = da;
             best = a as i64;
         }
-        if tree.max_child_level[a] == NO_CHILD_LEVEL {
-            continue;
-        }
-        let cover = ldexp_one(tree.max_child_level[a]);
-        let threshold = if cover < best_d { cover } else { best_d };
-        if can_prune(data.metric, data.slack, da, tree.radius[a], threshold) {
+        if !tree.worth_expanding(data, a, da, best_d) {
             continue;
         }
         // Every non-duplicate child is evaluated and pushed, in insertion order.
-        search.group.clear();
-        let mut next = tree.first_child[a];
-        while let Some(c) = next {
-            if tree.levels[c] != DUPLICATE_LEVEL {
-                search.group.push(c);
-            }
-            next = tree.next_sibling[c];
-        }
+        tree.children_into(a, &mut search.group);
         search.dists.resize(search.group.len(), 0.0);
         mode.distances(data, x, x as i64, data, &search.group, &mut search.dists);
         evaluations += search.group.len() as u64;
@@ -186,13 +213,9 @@ pub(crate) fn search_parent(
             search.stack.push(c);
         }
     }
-    // The root's ball is infinite, so it covers x unless d(x, root) itself overflowed to inf
-    // (finite coordinates near 1e154 and beyond); gold then fails too, in assemble.
+    // The root's ball is infinite, so it covers x unless d(x, root) itself overflowed to inf.
     if best < 0 {
-        return Err(CoreError::NonFinite {
-            what: "distances (coordinates too large to square in float64): X",
-            position: x,
-        });
+        return Err(escaped(x));
     }
     Ok(Found {
         parent: best as usize,

@@ -77,12 +77,12 @@ fn lockstep<'n, 'o, const N: usize>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::metric::{Kernel, Matrix, Metric};
 
     /// Pseudo-random values in [-1, 1) (a fixed LCG; the core has no RNG dependency).
-    fn values(n: usize, seed: u64) -> Vec<f64> {
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f64> {
         let mut state = seed;
         (0..n)
             .map(|_| {

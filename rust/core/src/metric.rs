@@ -322,11 +322,7 @@ pub fn distances<const N: usize>(
 /// The residual metric's two sums for rows `a` of `da` and `b` of `db`, each sequential in index order:
 /// the scaled squared coordinate distance r2 and the dot product of the V rows.
 pub fn residual_sums(da: &MetricData, a: usize, db: &MetricData, b: usize) -> (f64, f64) {
-    let mut r2 = 0.0;
-    for ((p, q), l) in da.x.row(a).iter().zip(db.x.row(b)).zip(da.lengthscale) {
-        let z = (p - q) / l;
-        r2 += z * z;
-    }
+    let r2 = scaled_r2(da, a, db, b);
     let mut dot = 0.0;
     for (p, q) in da.v.row(a).iter().zip(db.v.row(b)) {
         dot += p * q;
@@ -334,9 +330,19 @@ pub fn residual_sums(da: &MetricData, a: usize, db: &MetricData, b: usize) -> (f
     (r2, dot)
 }
 
+/// The scaled squared coordinate distance r2 of rows `a` of `da` and `b` of `db`, summed in index order.
+pub(crate) fn scaled_r2(da: &MetricData, a: usize, db: &MetricData, b: usize) -> f64 {
+    let mut r2 = 0.0;
+    for ((p, q), l) in da.x.row(a).iter().zip(db.x.row(b)).zip(da.lengthscale) {
+        let z = (p - q) / l;
+        r2 += z * z;
+    }
+    r2
+}
+
 /// The residual distance from its sums: the scaled squared coordinate distance `r2`, the dot product of
 /// the two V rows, and the two residual variances (shared by the scalar and lockstep evaluations).
-fn residual_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
+pub(crate) fn residual_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
     let mut gap = 1.0 - similarity_from(da, r2, dot, pa, pb);
     if gap < 0.0 {
         gap = 0.0;

@@ -1,0 +1,95 @@
+"""Sequential vs batch build on the gold-workload shape: build CPU seconds, build evaluations, and what the
+tree costs the queries (opt-in, long; the figures of docs/benchmarks.md "Batch build").
+
+Residual RBF, lengthscale 1, variance 1, m = 512, X = default_rng(42).normal(size=(N, 3)), inducing seed 42,
+k = 50, 1,024 dataset-index queries default_rng(43).integers(0, N, 1024) (DESIGN section 6). For each N,
+engine and build (sequential, or batch with each block size) it builds the tree once and reports: process CPU
+seconds of the build (every thread's, so a 2-thread build at full speed shows ~2x its wall time; the machine
+is shared, so CPU time is the figure to compare), wall seconds, build distance evaluations, query distance
+evaluations per query on the tree path, and whether the answers equal the sequential tree's bit for bit.
+
+    python benchmarks/build_study.py [--sizes 8192,32768] [--engines rust,gold] [--blocks 64,256,1024]
+                                     [--mode perf] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import covertreex as ct
+from covertreex.counters import QueryCounter
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dense_vs_peers import cpu_model  # noqa: E402
+
+M, K, QUERIES = 512, 50, 1024
+
+
+def problem(n: int):
+    X = np.random.default_rng(42).normal(size=(n, 3))
+    return ct.residual_problem(X, m=M, seed=42), np.random.default_rng(43).integers(0, n, QUERIES)
+
+
+def run(engine: str, data, queries, build: str, block: int, mode: str, threads: int | None) -> dict:
+    options = {"build": build, "build_block": block, "threads": threads}
+    if engine == "rust":
+        options["mode"] = mode
+    model = ct.CoverTree(engine=engine, metric="residual", path="auto", **options).fit(data)
+    cpu, wall = time.process_time(), time.perf_counter()
+    tree = model.tree
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    model = ct.CoverTree(engine=engine, metric="residual", path="tree", **options).use_tree(tree, data)
+    result = model.query(indices=queries, k=K)
+    evaluations = result.counters.per_query[:, QueryCounter.DISTANCE_EVALUATIONS]
+    return {"cpu": cpu, "wall": wall, "build_evaluations": tree.build_evaluations,
+            "query_evaluations": float(evaluations.mean()), "answers": result}
+
+
+def _same(a, b) -> bool:
+    """Same indices and the same distance bits."""
+    return np.array_equal(a.indices, b.indices) and np.array_equal(
+        a.distances.view(np.int64), b.distances.view(np.int64))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="8192,32768")
+    parser.add_argument("--engines", default="rust,gold")
+    parser.add_argument("--blocks", default="64,256,1024")
+    parser.add_argument("--mode", default="perf", choices=("perf", "parity"))
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    warm = problem(512)
+    for engine in args.engines.split(","):  # compile (gold) / fault in (rust) outside the figures
+        for build in ("sequential", "batch"):
+            run(engine, warm[0], warm[1], build, 64, args.mode, args.threads)
+    print(f"command: python benchmarks/build_study.py {' '.join(argv or sys.argv[1:])}")
+    print(f"nproc {os.cpu_count()}, CPU {cpu_model()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"load {os.getloadavg()[0]:.2f}, threads {args.threads or 'all'}, rust mode {args.mode}")
+    print("| N | engine | build | block | build CPU s | build wall s | build evaluations | query evals/query "
+          "| answers == sequential |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in map(int, args.sizes.split(",")):
+        data, queries = problem(n)
+        for engine in args.engines.split(","):
+            reference = None
+            for build, block in [("sequential", 1)] + [("batch", int(b)) for b in args.blocks.split(",")]:
+                r = run(engine, data, queries, build, block, args.mode, args.threads)
+                if reference is None:
+                    reference, same = r["answers"], "-"
+                else:
+                    same = "yes" if _same(r["answers"], reference) else "NO"
+                block_cell = block if build == "batch" else "-"
+                print(f"| {n:,} | {engine} | {build} | {block_cell} | {r['cpu']:.2f} | {r['wall']:.2f} "
+                      f"| {r['build_evaluations']:,} | {r['query_evaluations']:,.0f} | {same} |", flush=True)
+    print(f"load at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

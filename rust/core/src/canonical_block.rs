@@ -1,0 +1,217 @@
+//! Canonical residual distances of a block of points against a block of nodes, bit for bit
+//! `metric::distance`, at register-tile speed: each node's row of V is packed once per block and every
+//! point's dot product with it is still the canonical sequential sum `((0 + a_0 b_0) + a_1 b_1) + ..`
+//! (one multiplication and one addition per term, no FMA, in index order). A tile keeps ROWS x COLS
+//! such sums in registers, one per SIMD lane: the lanes are independent sums, so vectorising across them
+//! reorders nothing. This is not a GEMM with a rounding bound (dense/): no pair needs a re-check, every
+//! value already is the canonical one. The tile runs with AVX-512 or AVX2 where the CPU has them
+//! (dense::Isa), the same operations and bits on every instruction set.
+
+use crate::dense::Isa;
+use crate::metric::{residual_from, scaled_r2, MetricData};
+
+/// Points per register tile (ROWS x COLS sums: 8 AVX-512 or 16 AVX2 registers).
+const ROWS: usize = 8;
+/// Nodes per register tile (a packed panel).
+const COLS: usize = 8;
+
+/// Reusable working memory: the nodes' rows of V packed panel by panel, term-major.
+pub(crate) struct Block {
+    packed: Vec<f64>,
+    dots: Vec<f64>,
+    isa: Isa,
+    /// AVX-512 is there (x86-64 only): the tile is compiled for it, the same operations.
+    wide: bool,
+}
+
+impl Block {
+    pub(crate) fn new() -> Block {
+        Block {
+            packed: Vec::new(),
+            dots: Vec::new(),
+            isa: *Isa::available().last().unwrap(),
+            #[cfg(target_arch = "x86_64")]
+            wide: std::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            wide: false,
+        }
+    }
+
+    /// `out[i * nodes.len() + j]` = d(point `points[i]`, node `nodes[j]`) of the residual metric, both
+    /// rows of `data` (so a point's own index gets distance 0).
+    pub(crate) fn distances(
+        &mut self,
+        data: &MetricData,
+        points: &[usize],
+        nodes: &[usize],
+        out: &mut [f64],
+    ) {
+        let (m, cols) = (data.v.cols(), nodes.len());
+        let panels = cols.div_ceil(COLS);
+        self.packed.clear();
+        self.packed.resize(panels * m * COLS, 0.0);
+        for (group, packed) in nodes
+            .chunks(COLS)
+            .zip(self.packed.chunks_exact_mut(m * COLS))
+        {
+            let rows: Vec<&[f64]> = group.iter().map(|&node| data.v.row(node)).collect();
+            for (t, term) in packed.chunks_exact_mut(COLS).enumerate() {
+                for (slot, row) in term.iter_mut().zip(&rows) {
+                    *slot = row[t];
+                }
+            }
+        }
+        self.dots.clear();
+        self.dots.resize(points.len() * panels * COLS, 0.0);
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `wide` is set only when the CPU supports AVX-512F.
+            _ if self.wide => unsafe {
+                dots_avx512(data, points, &self.packed, panels, &mut self.dots)
+            },
+            Isa::Baseline => dots(data, points, &self.packed, panels, &mut self.dots),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
+            Isa::Avx2 => unsafe { dots_avx2(data, points, &self.packed, panels, &mut self.dots) },
+        }
+        for (i, &a) in points.iter().enumerate() {
+            let row = &self.dots[i * panels * COLS..];
+            for (j, &b) in nodes.iter().enumerate() {
+                out[i * cols + j] = if a == b {
+                    0.0
+                } else {
+                    let r2 = scaled_r2(data, a, data, b);
+                    residual_from(data, r2, row[j], data.p[a], data.p[b])
+                };
+            }
+        }
+    }
+}
+
+/// [`dots`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dots_avx2(data: &MetricData, points: &[usize], packed: &[f64], panels: usize, out: &mut [f64]) {
+    dots(data, points, packed, panels, out);
+}
+
+/// [`dots`] compiled for AVX-512 (eight lanes a register, 32 registers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn dots_avx512(
+    data: &MetricData,
+    points: &[usize],
+    packed: &[f64],
+    panels: usize,
+    out: &mut [f64],
+) {
+    dots(data, points, packed, panels, out);
+}
+
+/// Every point's dot product with every packed node: row i of `out` holds panel after panel. Points
+/// go ROWS at a time, the rest in tiles of 4, 2 and 1 rows.
+#[inline(always)]
+fn dots(data: &MetricData, points: &[usize], packed: &[f64], panels: usize, out: &mut [f64]) {
+    let done = rows_of::<ROWS>(data, points, 0, packed, panels, out);
+    let done = rows_of::<4>(data, points, done, packed, panels, out);
+    let done = rows_of::<2>(data, points, done, packed, panels, out);
+    rows_of::<1>(data, points, done, packed, panels, out);
+}
+
+/// The whole groups of R points from position `from` on; returns the position after them.
+#[inline(always)]
+fn rows_of<const R: usize>(
+    data: &MetricData,
+    points: &[usize],
+    from: usize,
+    packed: &[f64],
+    panels: usize,
+    out: &mut [f64],
+) -> usize {
+    let (m, width) = (data.v.cols(), panels * COLS);
+    let groups = points[from..].chunks_exact(R);
+    let end = from + groups.len() * R;
+    for (g, group) in groups.enumerate() {
+        let rows: [&[f64]; R] = std::array::from_fn(|i| data.v.row(group[i]));
+        for (panel, values) in packed.chunks_exact(m * COLS).enumerate() {
+            for (i, sum) in tile::<R>(&rows, values).iter().enumerate() {
+                let at = (from + g * R + i) * width + panel * COLS;
+                out[at..at + COLS].copy_from_slice(sum);
+            }
+        }
+    }
+    end
+}
+
+/// R rows of V against one packed panel: R x COLS independent sequential sums.
+#[inline(always)]
+fn tile<const R: usize>(rows: &[&[f64]; R], panel: &[f64]) -> [[f64; COLS]; R] {
+    let mut acc = [[0.0f64; COLS]; R];
+    for (t, b) in panel.chunks_exact(COLS).enumerate() {
+        let b: &[f64; COLS] = b.try_into().unwrap();
+        for (sums, row) in acc.iter_mut().zip(rows) {
+            let a = row[t];
+            for (sum, &b) in sums.iter_mut().zip(b) {
+                *sum += a * b;
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::tests::values;
+    use crate::metric::{distance, Kernel, Matrix, Metric};
+
+    #[test]
+    fn every_value_is_bitwise_the_canonical_distance() {
+        let (n, d, m) = (37, 3, 29);
+        let x = values(n * d, 3);
+        // Rows nearly parallel to the first make k - V.V cancel, and p sits at its clamp for some.
+        let v: Vec<f64> = values(n * m, 4).iter().map(|a| a * 0.18).collect();
+        let p: Vec<f64> = (0..n)
+            .map(|i| (1.0 - v[i * m..(i + 1) * m].iter().map(|a| a * a).sum::<f64>()).max(1e-9))
+            .collect();
+        for kernel in [Kernel::Rbf, Kernel::Matern52] {
+            let data = MetricData {
+                metric: Metric::Residual,
+                kernel,
+                variance: 1.0,
+                lengthscale: &[0.7, 1.0, 1.3],
+                x: Matrix::new("X", &x, n, d).unwrap(),
+                v: Matrix::new("V", &v, n, m).unwrap(),
+                p: &p,
+                slack: 0.0,
+            };
+            let mut blocks: Vec<Block> = Isa::available()
+                .into_iter()
+                .map(|isa| Block {
+                    isa,
+                    wide: false,
+                    ..Block::new()
+                })
+                .collect();
+            blocks.push(Block::new()); // AVX-512 where the CPU has it
+            for block in &mut blocks {
+                for (rows, cols) in [(1, 1), (4, 8), (5, 9), (9, 17), (3, 7), (37, 37)] {
+                    let points: Vec<usize> = (0..rows).map(|i| (i * 5 + 1) % n).collect();
+                    let nodes: Vec<usize> = (0..cols).map(|j| (j * 3) % n).collect();
+                    let mut out = vec![f64::NAN; rows * cols];
+                    block.distances(&data, &points, &nodes, &mut out);
+                    for (i, &a) in points.iter().enumerate() {
+                        for (j, &b) in nodes.iter().enumerate() {
+                            let want = distance(&data, a, a as i64, &data, b);
+                            assert_eq!(
+                                out[i * cols + j].to_bits(),
+                                want.to_bits(),
+                                "{kernel:?} {a} {b}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
