@@ -10,6 +10,7 @@ An engine that is selected but not available here is an error at setup, never a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,8 @@ import pytest
 
 import covertreex as ct
 from covertreex import datasets
+from covertreex.metrics.kernels import forward_substitution_rows, kernel_matrix
+from covertreex.residual import JITTER, inducing_indices
 
 DEFAULT_ENGINES = "gold,rust"
 BUILD_COUNTERS_SCHEMA = ("covertreex.build_counters", 1)
@@ -52,13 +55,41 @@ class Workload:
     query: dict = field(repr=False)
 
 
+def _cholesky_in_order(A: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor of A in plain Python floats: every sum in index order, one rounding per
+    operation, so the same bits on every machine (LAPACK's are its CPU-specific kernels')."""
+    m = A.shape[0]
+    L = [[0.0] * m for _ in range(m)]
+    for j in range(m):
+        for i in range(j, m):
+            s = float(A[i, j])
+            for t in range(j):
+                s -= L[i][t] * L[j][t]
+            L[i][j] = math.sqrt(s) if i == j else s / L[j][j]
+    return np.array(L)
+
+
+def portable_residual_problem(X: np.ndarray, m: int, seed: int) -> ct.ResidualProblem:
+    """DESIGN section 3's V and p (RBF, unit lengthscale and variance) computed in a fixed operation order,
+    so the dataset digest, and every counter the gate compares against it, is the same on every machine.
+    ``ct.residual_problem`` solves with the machine's BLAS: the same recipe, whose last bits depend on the
+    CPU the BLAS library picked its kernels for (a baseline recorded on an AVX2 machine did not match an
+    AVX-512 one)."""
+    U = X[inducing_indices(X.shape[0], m, seed)]
+    ls = np.ones(X.shape[1])
+    L = _cholesky_in_order(kernel_matrix(U, U, "rbf", ls, 1.0) + JITTER * np.eye(len(U)))
+    V = forward_substitution_rows(L, kernel_matrix(X, U, "rbf", ls, 1.0))
+    return ct.ResidualProblem.from_arrays(X, V, kernel="rbf", lengthscale=1.0, variance=1.0)
+
+
 @pytest.fixture(scope="session")
 def workloads() -> dict[str, Workload]:
-    """Euclidean: 4,096 Gaussian points in 3-d, 256 new query points. Residual: 2,048 points, RBF, m=32,
-    128 indexed queries. k = 10 for both."""
+    """Euclidean: 4,096 Gaussian points in 3-d, 256 new query points. Residual: 2,048 points, RBF, m=32
+    (V in a fixed operation order: :func:`portable_residual_problem`), 128 indexed queries. k = 10 for
+    both."""
     points = datasets.make("gaussian", 4096, 3, seed=0).points
     queries = datasets.make("gaussian", 256, 3, seed=1).points
-    residual = ct.residual_problem(datasets.make("gaussian", 2048, 3, seed=0).points, m=32, seed=0)
+    residual = portable_residual_problem(datasets.make("gaussian", 2048, 3, seed=0).points, m=32, seed=0)
     return {
         "euclidean": Workload("euclidean", points, {"queries": queries, "k": 10}),
         "residual": Workload("residual", residual, {"indices": np.arange(0, 2048, 16), "k": 10}),
