@@ -64,13 +64,14 @@ def solve_lower_rows_in_place(L: np.ndarray, K: np.ndarray) -> np.ndarray:
               ctypes.byref(one), L.ctypes.data_as(_double), ctypes.byref(order),
               chunk.ctypes.data_as(_double), ctypes.byref(order))
 
-    starts = range(0, n, CHUNK_POINTS) if m else range(0)
-    workers = max(1, min(available_cpus(), len(starts)))
-    with threadpool_limits(limits=1, user_api="blas"):
-        if workers == 1:
-            for start in starts:
-                solve(start)
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="covertreex-solve") as pool:
-                list(pool.map(solve, starts))
+    starts = range(0, n, CHUNK_POINTS)
+    workers = min(available_cpus(), len(starts))
+    if workers <= 1:  # one call in this thread: no pool, and no BLAS thread limit to set and restore
+        for start in starts:
+            solve(start)
+        return K
+    # one BLAS thread per call: the pool's threads are the parallelism
+    with threadpool_limits(limits=1, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="covertreex-solve") as pool:
+        list(pool.map(solve, starts))
     return K
