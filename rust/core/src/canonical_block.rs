@@ -20,8 +20,6 @@ pub(crate) struct Block {
     packed: Vec<f64>,
     dots: Vec<f64>,
     isa: Isa,
-    /// AVX-512 is there (x86-64 only): the tile is compiled for it, the same operations.
-    wide: bool,
 }
 
 impl Block {
@@ -30,10 +28,6 @@ impl Block {
             packed: Vec::new(),
             dots: Vec::new(),
             isa: *Isa::available().last().unwrap(),
-            #[cfg(target_arch = "x86_64")]
-            wide: std::is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            wide: false,
         }
     }
 
@@ -64,15 +58,15 @@ impl Block {
         self.dots.clear();
         self.dots.resize(points.len() * panels * COLS, 0.0);
         match self.isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `wide` is set only when the CPU supports AVX-512F.
-            _ if self.wide => unsafe {
-                dots_avx512(data, points, &self.packed, panels, &mut self.dots)
-            },
             Isa::Baseline => dots(data, points, &self.packed, panels, &mut self.dots),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
             Isa::Avx2 => unsafe { dots_avx2(data, points, &self.packed, panels, &mut self.dots) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
+            Isa::Avx512 => unsafe {
+                dots_avx512(data, points, &self.packed, panels, &mut self.dots)
+            },
         }
         for (i, &a) in points.iter().enumerate() {
             let row = &self.dots[i * panels * COLS..];
@@ -189,11 +183,9 @@ mod tests {
                 .into_iter()
                 .map(|isa| Block {
                     isa,
-                    wide: false,
                     ..Block::new()
                 })
                 .collect();
-            blocks.push(Block::new()); // AVX-512 where the CPU has it
             for block in &mut blocks {
                 for (rows, cols) in [(1, 1), (4, 8), (5, 9), (9, 17), (3, 7), (37, 37)] {
                     let points: Vec<usize> = (0..rows).map(|i| (i * 5 + 1) % n).collect();

@@ -27,6 +27,7 @@ use crate::query::{check_queries, thread_pool, QueryBatch};
 pub use screen::operand;
 use select::{Recheck, Selection};
 pub use tile::gram;
+use tile::gram_columns;
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,7 @@ pub struct DenseOutput {
 
 /// Buffers one worker reuses across its query blocks.
 struct Worker {
+    /// The block's query rows, column by column (the GEMM's A).
     rows: Vec<f64>,
     tile: Vec<f64>,
     heap: Heap,
@@ -90,12 +92,9 @@ impl Job<'_> {
         let rows = &self.queries.rows[block.clone()];
         let own = &self.queries.dataset_index[block];
         worker.rows.clear();
-        for &r in rows {
-            let r = r as usize;
-            worker
-                .rows
-                .extend_from_slice(&q_values[r * width..(r + 1) * width]);
-        }
+        worker.rows.extend(
+            (0..width).flat_map(|t| rows.iter().map(move |&r| q_values[r as usize * width + t])),
+        );
         let mut selections: Vec<Selection> = (0..nb)
             .map(|_| Selection::new(self.k, self.data.metric))
             .collect();
@@ -105,7 +104,7 @@ impl Job<'_> {
             let tile = &mut worker.tile[..nb * cols];
             let points = &p_values[j0 * width..(j0 + cols) * width];
             let start = Instant::now();
-            gram(tile, &worker.rows, points, nb, cols, width);
+            gram_columns(tile, &worker.rows, points, nb, cols, width);
             let nanos = start.elapsed().as_nanos() as u64;
             self.gemm_nanos.fetch_add(nanos, Ordering::Relaxed);
             for (q, selection) in selections.iter_mut().enumerate() {
@@ -215,6 +214,9 @@ fn run_blocks(job: &Job, out: &mut DenseOutput) {
         )
         .zip(out.screened.par_chunks_mut(bq))
         .enumerate()
+        // Last block first: in predecessor mode a block's work grows with its position, and a pool
+        // that ends on the cheapest blocks leaves no worker waiting on a long one.
+        .rev()
         .for_each_init(
             || Worker {
                 rows: Vec::with_capacity(bq * width),

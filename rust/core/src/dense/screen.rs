@@ -132,18 +132,22 @@ pub fn widen(metric: Metric, t: f64) -> f64 {
 pub trait Sink {
     /// A group whose every `lo` exceeds this is skipped: it can change nothing.
     fn cutoff(&self) -> f64;
-    /// A group of pairs (points j, j + 1, ..) with key bounds `lo[i]`, `hi[i]`, at least one `lo` at
-    /// or below the cutoff.
-    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]);
+    /// A group of pairs (points j, j + 1, ..) with key bounds `lo[i]`, `hi[i]`; bit i of `below` is
+    /// set iff `lo[i]` is at or below the cutoff (at least one is). A pair whose bit is clear can
+    /// change nothing, now or later: the cutoff only falls.
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64], below: u32);
 }
 
 /// The instruction set the screening loops are compiled for. Every one computes the same bits; the
-/// baseline (x86-64's SSE2, or whatever the target has) always works, AVX2 is used where detected.
+/// baseline (x86-64's SSE2, or whatever the target has) always works, AVX2 and AVX-512 are used where
+/// detected (AVX-512's 32 registers hold a whole group's constants and lanes without spilling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Isa {
@@ -153,6 +157,10 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             out.push(Isa::Avx2);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            out.push(Isa::Avx512);
         }
         out
     }
@@ -236,6 +244,9 @@ impl<'a> Screen<'a> {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
             Isa::Avx2 => unsafe { self.row_avx2(q, j0, g, own, sink) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
+            Isa::Avx512 => unsafe { self.row_avx512(q, j0, g, own, sink) },
         }
     }
 
@@ -243,6 +254,13 @@ impl<'a> Screen<'a> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn row_avx2(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
+        self.row(q, j0, g, own, sink);
+    }
+
+    /// [`Self::row`] compiled for AVX-512F: a group of eight lanes is one register.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn row_avx512(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
         self.row(q, j0, g, own, sink);
     }
 
@@ -326,8 +344,9 @@ impl<'a> Screen<'a> {
             (lo[i], hi[i]) = (self.self_key(), self.self_key());
         }
         let cutoff = sink.cutoff();
-        if lo.iter().fold(false, |any, &l| any | (l <= cutoff)) {
-            sink.offer(j0 + at, &lo, &hi);
+        let below = (0..N).fold(0u32, |bits, i| bits | u32::from(lo[i] <= cutoff) << i);
+        if below != 0 {
+            sink.offer(j0 + at, &lo, &hi, below);
         }
     }
 }
