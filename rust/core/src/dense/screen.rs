@@ -33,7 +33,6 @@
 //! covering the GEMM's and the canonical sum's gamma_d errors and the roundings of the norms and of
 //! the combination. widen(T) = T (1 + 8 eps): x > y (1 + 4 eps) implies fl(sqrt x) > fl(sqrt y).
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use super::exp::{exp_lanes, EXP_ABS, EXP_REL};
@@ -166,8 +165,8 @@ pub struct Screen<'a> {
     /// The batch's rows of `queries`.
     query_index: &'a [i64],
     pub data: &'a MetricData<'a>,
-    /// By position in the batch: computed by [`Screen::new`], or lent by [`Screen::with_query_rows`].
-    pub query_rows: Cow<'a, RowFactors>,
+    /// By position in the batch: computed by [`Screen::new`], or given to [`Screen::with_query_rows`].
+    pub query_rows: RowFactors,
     pub data_rows: RowFactors,
     euclid: f64,
     /// Residual: the indexed points' coordinates column by column (d x n), so that the groups load
@@ -184,16 +183,17 @@ impl<'a> Screen<'a> {
     pub fn new(batch: &'a QueryBatch<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
         let rows = batch.rows.iter().map(|&r| r as usize);
         let query_rows = RowFactors::of(&batch.data, rows);
-        Screen::with_query_rows(batch, data, Cow::Owned(query_rows))
+        Screen::with_query_rows(batch, data, query_rows)
     }
 
     /// [`Screen::new`] with the batch's row factors given (`RowFactors::of(&batch.data, batch.rows)`):
     /// a caller that screens the same query rows against many small `data` sets (the maximin pass's
-    /// rounds) computes their norms, O(rows x m), once instead of once per screen.
+    /// rounds) computes their norms, O(rows x m), once instead of once per screen (and hands each
+    /// screen a copy, O(rows)).
     pub fn with_query_rows(
         batch: &'a QueryBatch<'a>,
         data: &'a MetricData<'a>,
-        query_rows: Cow<'a, RowFactors>,
+        query_rows: RowFactors,
     ) -> Screen<'a> {
         let queries = &batch.data;
         debug_assert_eq!(

@@ -23,8 +23,6 @@
 mod point;
 mod rows;
 
-use std::borrow::Cow;
-
 use rayon::prelude::*;
 
 use crate::dense::{gram, operand, RowFactors, Screen};
@@ -201,7 +199,7 @@ impl<'a> Pass<'a> {
             dataset_index: &self.all,
             limit: &self.all,
         };
-        let screen = Screen::with_query_rows(&batch, &chunk, Cow::Borrowed(&self.factors));
+        let screen = Screen::with_query_rows(&batch, &chunk, self.factors.clone());
         let at = Placed {
             data,
             order: &self.order[..stop],
