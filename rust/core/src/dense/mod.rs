@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-pub use screen::{widen, Isa, Screen, Sink};
+pub use screen::{widen, Isa, RowFactors, Screen, Sink};
 
 use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
@@ -25,6 +25,7 @@ use crate::heap::Heap;
 use crate::metric::MetricData;
 use crate::query::{check_queries, thread_pool, QueryBatch};
 pub use screen::operand;
+pub use select::UpperBounds;
 use select::{Recheck, Selection};
 pub use tile::gram;
 use tile::gram_columns;

@@ -173,6 +173,7 @@ pub struct Screen<'a> {
     /// The batch's rows of `queries`.
     query_index: &'a [i64],
     pub data: &'a MetricData<'a>,
+    /// By position in the batch: computed by [`Screen::new`], or given to [`Screen::with_query_rows`].
     pub query_rows: RowFactors,
     pub data_rows: RowFactors,
     euclid: f64,
@@ -188,7 +189,26 @@ pub struct Screen<'a> {
 impl<'a> Screen<'a> {
     /// The screen of a checked batch (its rows index `batch.data`), on the fastest instruction set.
     pub fn new(batch: &'a QueryBatch<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
+        let rows = batch.rows.iter().map(|&r| r as usize);
+        let query_rows = RowFactors::of(&batch.data, rows);
+        Screen::with_query_rows(batch, data, query_rows)
+    }
+
+    /// [`Screen::new`] with the batch's row factors given (`RowFactors::of(&batch.data, batch.rows)`):
+    /// a caller that screens the same query rows against many small `data` sets (the maximin pass's
+    /// rounds) computes their norms, O(rows x m), once instead of once per screen (and hands each
+    /// screen a copy, O(rows)).
+    pub fn with_query_rows(
+        batch: &'a QueryBatch<'a>,
+        data: &'a MetricData<'a>,
+        query_rows: RowFactors,
+    ) -> Screen<'a> {
         let queries = &batch.data;
+        debug_assert_eq!(
+            query_rows.scale.len(),
+            batch.rows.len(),
+            "one factor per query row"
+        );
         let euclid = 16.0 * (data.x.cols() + 4) as f64 * EPS;
         let (n, d) = (data.n_points(), data.x.cols());
         let columns = match data.metric {
@@ -203,7 +223,7 @@ impl<'a> Screen<'a> {
             queries,
             query_index: batch.rows,
             data,
-            query_rows: RowFactors::of(queries, batch.rows.iter().map(|&r| r as usize)),
+            query_rows,
             data_rows: RowFactors::of(data, 0..n),
             euclid,
             columns,

@@ -10,14 +10,15 @@ use crate::metric::{Metric, MetricData};
 use super::screen::{widen, Sink};
 
 /// The k smallest upper bounds seen so far (a max-heap of keys): its top is the running threshold T.
+/// Keys only: the k-th smallest value of a multiset does not depend on how ties are ordered.
 #[derive(Debug, Clone)]
-struct UpperBounds {
+pub struct UpperBounds {
     keys: Vec<f64>,
     k: usize,
 }
 
 impl UpperBounds {
-    fn new(k: usize) -> UpperBounds {
+    pub fn new(k: usize) -> UpperBounds {
         UpperBounds {
             keys: Vec::with_capacity(k),
             k,
@@ -25,7 +26,7 @@ impl UpperBounds {
     }
 
     /// The k-th smallest upper bound (inf until k pairs were seen).
-    fn threshold(&self) -> f64 {
+    pub fn threshold(&self) -> f64 {
         if self.keys.len() < self.k {
             f64::INFINITY
         } else {
@@ -34,7 +35,7 @@ impl UpperBounds {
     }
 
     /// Keep `hi` if it is among the k smallest; return whether the threshold may have moved.
-    fn offer(&mut self, hi: f64) -> bool {
+    pub fn offer(&mut self, hi: f64) -> bool {
         let keys = &mut self.keys;
         if keys.len() < self.k {
             keys.push(hi);

@@ -13,17 +13,19 @@
 //! Rounds: the S unplaced points with the best keys (`dist` descending, index ascending) form a block
 //! A whose S x S GEMM is computed once; points of A are placed greedily, updating the rest of A, for as
 //! long as the best of A beats the best key outside A at the round's start (keys outside only fall, so
-//! that bound holds and every placement is the global best). Then every point outside A is screened
-//! against the points just placed, one GEMM tile per block of rows, blocks on rayon. A point's state
-//! is touched by one block only and sees the placed points in position order, and block shapes never
-//! depend on the thread count, so the order, rows and counters do not either.
+//! that bound holds and every placement is the global best). The rows of the points just placed are
+//! then written in parallel (a placed point has seen every point placed before it, so its row depends
+//! on nothing else), and every point outside A is screened against the points just placed, one GEMM
+//! tile per block of rows, blocks on rayon. A point's state is touched by one block only and sees the
+//! placed points in position order, and block shapes never depend on the thread count, so the order,
+//! rows and counters do not either.
 
 mod point;
 mod rows;
 
 use rayon::prelude::*;
 
-use crate::dense::{gram, operand, Screen};
+use crate::dense::{gram, operand, RowFactors, Screen};
 use crate::errors::{filled, CoreError, Result};
 use crate::metric::MetricData;
 use crate::query::{thread_pool, QueryBatch};
@@ -63,12 +65,15 @@ struct Pass<'a> {
     points: Vec<Point>,
     placed: Vec<bool>,
     order: Vec<usize>,
+    /// 0..n: the query rows of the screens outside the blocks (a point is screened as its own dataset
+    /// index), whose factors (`factors`, the norms of every row of V) are thus computed once.
+    all: Vec<i64>,
+    factors: RowFactors,
     /// Neighbours kept per row internally (k capped at n - 1, at least 1) and columns of the output.
     kept: usize,
     room: usize,
     block: usize,
     out: MaximinOutput,
-    scratch: Scratch,
 }
 
 /// Whether (d1, i1) comes before (d2, i2) in maximin order: larger distance, then smaller index.
@@ -77,29 +82,43 @@ fn better(d1: f64, i1: usize, d2: f64, i2: usize) -> bool {
 }
 
 impl<'a> Pass<'a> {
-    /// Put point c at position n and write its row.
-    fn place(&mut self, c: usize, n: usize) {
+    /// Put point c at position n; return its state, whose row [`Self::write_rows`] writes.
+    fn place(&mut self, c: usize, n: usize) -> Point {
         self.order[n] = c;
         self.placed[c] = true;
+        self.out.order[n] = c as i64;
+        std::mem::replace(&mut self.points[c], Point::new(0))
+    }
+
+    /// Write the rows of the points placed at positions start.. (their `states`, in position order),
+    /// in parallel: each depends only on its own state and the order.
+    fn write_rows(&mut self, start: usize, mut states: Vec<Point>) {
+        let (k, kept, stop) = (self.out.k, self.kept, start + states.len());
         let at = Placed {
             data: self.data,
-            order: &self.order[..n + 1],
-            k: self.kept,
+            order: &self.order[..stop],
+            k: kept,
             room: self.room,
         };
-        self.points[c].finish(&at, c, &mut self.scratch);
-        let k = self.out.k;
-        self.scratch.row.write_sorted(
-            &mut self.out.indices[n * k..(n + 1) * k],
-            &mut self.out.distances[n * k..(n + 1) * k],
+        let cells = start * k..stop * k;
+        let rows = (self.out.indices[cells.clone()].par_chunks_mut(k))
+            .zip(self.out.distances[cells].par_chunks_mut(k))
+            .zip(states.par_iter_mut());
+        rows.enumerate().for_each_init(
+            || Scratch::new(kept),
+            |scratch, (t, ((indices, distances), state))| {
+                state.finish(&at, at.order[start + t], scratch);
+                scratch.row.write_sorted(indices, distances);
+            },
         );
-        self.out.order[n] = c as i64;
+        self.out.evaluations += states.iter().map(|p| p.evaluations).sum::<i64>();
     }
 
     /// Place points of block `a` (ranked) from position n on while the best of them beats `bound`
     /// (the best point outside, if any); return the count placed after the round.
     fn greedy(&mut self, a: &[usize], bound: Option<usize>, start: usize) -> Result<usize> {
         let mut n = start;
+        let mut states = Vec::new();
         let rows = Rows::gather(self.data, a);
         let block = rows.view(self.data)?;
         let (values, width) = operand(&block);
@@ -131,17 +150,17 @@ impl<'a> Pass<'a> {
                     best = Some(t);
                 }
             }
-            let Some(b) = best else { return Ok(n) };
+            let Some(b) = best else { break };
             let c = a[b];
             // The round's first point is a[0], the global best by the ranking: placing it without the
             // test guarantees progress (a ranking that disagreed with `better` would give a wrong
             // order, which the tests see, instead of an endless loop).
             if let Some(o) = bound.filter(|_| n > start) {
                 if !better(self.points[c].dist, c, self.points[o].dist, o) {
-                    return Ok(n);
+                    break;
                 }
             }
-            self.place(c, n);
+            states.push(self.place(c, n));
             let at = Placed {
                 data: self.data,
                 order: &self.order[..n + 1],
@@ -163,6 +182,8 @@ impl<'a> Pass<'a> {
             }
             n += 1;
         }
+        self.write_rows(start, states);
+        Ok(n)
     }
 
     /// Screen the points `outside` (ascending) against the points placed at positions start..stop.
@@ -172,14 +193,13 @@ impl<'a> Pass<'a> {
         let chunk = chunk.view(data)?;
         let (placed_values, width) = operand(&chunk);
         let (values, _) = operand(data);
-        let index: Vec<i64> = outside.iter().map(|&j| j as i64).collect();
         let batch = QueryBatch {
             data: *data,
-            rows: &index,
-            dataset_index: &index,
-            limit: &index,
+            rows: &self.all,
+            dataset_index: &self.all,
+            limit: &self.all,
         };
-        let screen = Screen::new(&batch, &chunk);
+        let screen = Screen::with_query_rows(&batch, &chunk, self.factors.clone());
         let at = Placed {
             data,
             order: &self.order[..stop],
@@ -192,9 +212,9 @@ impl<'a> Pass<'a> {
             .filter(|(j, _)| member[*j])
             .collect();
         let (block, cols) = (self.block, stop - start);
-        rows.par_chunks_mut(block).enumerate().for_each_init(
+        rows.par_chunks_mut(block).for_each_init(
             || (Vec::with_capacity(block * width), vec![0.0; block * cols]),
-            |(mine, tile), (b, chunk)| {
+            |(mine, tile), chunk| {
                 mine.clear();
                 for (j, _) in chunk.iter() {
                     mine.extend_from_slice(&values[j * width..(j + 1) * width]);
@@ -210,7 +230,7 @@ impl<'a> Pass<'a> {
                         pos0: start,
                     };
                     let g = &tile[r * cols..(r + 1) * cols];
-                    screen.screen_row(b * block + r, 0, g, None, &mut sink);
+                    screen.screen_row(*j, 0, g, None, &mut sink);
                 }
             },
         );
@@ -219,7 +239,8 @@ impl<'a> Pass<'a> {
 
     fn run(&mut self, first: usize, progress: &mut (dyn FnMut(usize) + Send)) -> Result<()> {
         let n_points = self.points.len();
-        self.place(first, 0);
+        let state = self.place(first, 0);
+        self.write_rows(0, vec![state]);
         let outside: Vec<usize> = (0..n_points).filter(|&j| j != first).collect();
         self.screen_outside(&outside, 0, 1)?;
         let mut n = 1;
@@ -244,7 +265,6 @@ impl<'a> Pass<'a> {
             self.out.rounds += 1;
             progress(n);
         }
-        self.out.evaluations = self.points.iter().map(|p| p.evaluations).sum();
         Ok(())
     }
 }
@@ -296,6 +316,8 @@ pub fn maximin_neighbors(
         points: vec![Point::new(kept); n],
         placed: vec![false; n],
         order: vec![0; n],
+        all: (0..n as i64).collect(),
+        factors: RowFactors::of(data, 0..n),
         kept,
         room: (sizes.room.max(k.saturating_add(1)) as usize).max(kept + 1),
         block: sizes.block as usize,
@@ -307,7 +329,6 @@ pub fn maximin_neighbors(
             evaluations: 0,
             rounds: 0,
         },
-        scratch: Scratch::new(kept),
     };
     match thread_pool(threads)? {
         Some(pool) => pool.install(|| pass.run(first as usize, progress))?,
