@@ -140,6 +140,15 @@ class Config:
         "checked; frontier steps then count queue pops; never changes answers",
         kind=bool,
     )
+    query_block: int = knob(
+        1,
+        "queries per block of the rust tree path (perf mode, level walk): a block, consecutive along the "
+        "Hilbert curve of the query coordinates, walks the tree together and each step's distances are "
+        "evaluated node by node against all the block's queries that expand the node, so each row of V is "
+        "read once per node; 1 walks query by query; never changes answers or counters",
+        kind=int,
+        minimum=1,
+    )
     shared_tree: bool = knob(
         False,
         "build with the reference (gold) builder, so every engine compared queries one identical "

@@ -37,12 +37,14 @@ impl Block {
         }
     }
 
-    /// `out[i * nodes.len() + j]` = d(point `points[i]`, node `nodes[j]`) of the residual metric, both
-    /// rows of `data` (so a point's own index gets distance 0).
+    /// `out[i * nodes.len() + j]` = d(row `points[i]` of `from`, row `nodes[j]` of `data`) of the
+    /// residual metric, `metric::distance` with the point's dataset index `indices[i]` (so a point's own
+    /// index gets distance 0).
     pub(crate) fn distances(
         &mut self,
+        from: &MetricData,
+        (points, indices): (&[usize], &[i64]),
         data: &MetricData,
-        points: &[usize],
         nodes: &[usize],
         out: &mut [f64],
     ) {
@@ -67,21 +69,21 @@ impl Block {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `wide` is set only when the CPU supports AVX-512F.
             _ if self.wide => unsafe {
-                dots_avx512(data, points, &self.packed, panels, &mut self.dots)
+                dots_avx512(from, points, &self.packed, panels, &mut self.dots)
             },
-            Isa::Baseline => dots(data, points, &self.packed, panels, &mut self.dots),
+            Isa::Baseline => dots(from, points, &self.packed, panels, &mut self.dots),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
-            Isa::Avx2 => unsafe { dots_avx2(data, points, &self.packed, panels, &mut self.dots) },
+            Isa::Avx2 => unsafe { dots_avx2(from, points, &self.packed, panels, &mut self.dots) },
         }
-        for (i, &a) in points.iter().enumerate() {
+        for (i, (&a, &a_index)) in points.iter().zip(indices).enumerate() {
             let row = &self.dots[i * panels * COLS..];
             for (j, &b) in nodes.iter().enumerate() {
-                out[i * cols + j] = if a == b {
+                out[i * cols + j] = if a_index == b as i64 {
                     0.0
                 } else {
-                    let r2 = scaled_r2(data, a, data, b);
-                    residual_from(data, r2, row[j], data.p[a], data.p[b])
+                    let r2 = scaled_r2(from, a, data, b);
+                    residual_from(from, r2, row[j], from.p[a], data.p[b])
                 };
             }
         }
@@ -199,7 +201,8 @@ mod tests {
                     let points: Vec<usize> = (0..rows).map(|i| (i * 5 + 1) % n).collect();
                     let nodes: Vec<usize> = (0..cols).map(|j| (j * 3) % n).collect();
                     let mut out = vec![f64::NAN; rows * cols];
-                    block.distances(&data, &points, &nodes, &mut out);
+                    let indices: Vec<i64> = points.iter().map(|&a| a as i64).collect();
+                    block.distances(&data, (&points, &indices), &data, &nodes, &mut out);
                     for (i, &a) in points.iter().enumerate() {
                         for (j, &b) in nodes.iter().enumerate() {
                             let want = distance(&data, a, a as i64, &data, b);
