@@ -64,17 +64,15 @@ fn expand(
     let parts: Vec<Vec<Visit>> = tasks
         .par_iter()
         .map_init(
-            || (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Block::new()),
-            |(children, rows, indices, dists, block), task| {
+            || (Vec::new(), Vec::new(), Vec::new(), Block::new()),
+            |(children, rows, dists, block), task| {
                 tree.children_into(task[0].node, children);
                 let n = children.len();
                 rows.clear();
                 rows.extend(task.iter().map(|v| points[v.slot]));
                 dists.resize(rows.len() * n, 0.0);
                 if blocks {
-                    indices.clear();
-                    indices.extend(rows.iter().map(|&x| x as i64));
-                    block.distances(data, (rows, indices), data, children, dists);
+                    block.distances(data, rows, children, dists);
                 } else {
                     for (&x, out) in rows.iter().zip(dists.chunks_exact_mut(n.max(1))) {
                         mode.distances(data, x, x as i64, data, children, out);

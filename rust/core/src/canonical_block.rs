@@ -13,21 +13,30 @@ use crate::metric::{residual_from, scaled_r2, MetricData};
 /// Points per register tile (ROWS x COLS sums: 8 AVX-512 or 16 AVX2 registers).
 const ROWS: usize = 8;
 /// Nodes per register tile (a packed panel).
-const COLS: usize = 8;
+pub(crate) const COLS: usize = 8;
 
 /// Reusable working memory: the nodes' rows of V packed panel by panel, term-major.
 pub(crate) struct Block {
     packed: Vec<f64>,
+    /// Panels in `packed`.
+    panels: usize,
     dots: Vec<f64>,
     isa: Isa,
     /// AVX-512 is there (x86-64 only): the tile is compiled for it, the same operations.
     wide: bool,
 }
 
+impl Default for Block {
+    fn default() -> Block {
+        Block::new()
+    }
+}
+
 impl Block {
     pub(crate) fn new() -> Block {
         Block {
             packed: Vec::new(),
+            panels: 0,
             dots: Vec::new(),
             isa: *Isa::available().last().unwrap(),
             #[cfg(target_arch = "x86_64")]
@@ -37,19 +46,36 @@ impl Block {
         }
     }
 
-    /// `out[i * nodes.len() + j]` = d(row `points[i]` of `from`, row `nodes[j]` of `data`) of the
-    /// residual metric, `metric::distance` with the point's dataset index `indices[i]` (so a point's own
-    /// index gets distance 0).
+    /// `out[i * nodes.len() + j]` = d(point `points[i]`, node `nodes[j]`) of the residual metric, both
+    /// rows of `data` (so a point's own index gets distance 0).
     pub(crate) fn distances(
         &mut self,
-        from: &MetricData,
-        (points, indices): (&[usize], &[i64]),
         data: &MetricData,
+        points: &[usize],
         nodes: &[usize],
         out: &mut [f64],
     ) {
-        let (m, cols) = (data.v.cols(), nodes.len());
-        let panels = cols.div_ceil(COLS);
+        let cols = nodes.len();
+        self.pack(data, nodes);
+        let width = self.width();
+        let dots = self.dots(data, points);
+        for (i, &a) in points.iter().enumerate() {
+            let row = &dots[i * width..];
+            for (j, &b) in nodes.iter().enumerate() {
+                out[i * cols + j] = if a == b {
+                    0.0
+                } else {
+                    let r2 = scaled_r2(data, a, data, b);
+                    residual_from(data, r2, row[j], data.p[a], data.p[b])
+                };
+            }
+        }
+    }
+
+    /// Pack rows `nodes` of `data`'s V, COLS to a panel, for the [`Block::dots`] that follow.
+    pub(crate) fn pack(&mut self, data: &MetricData, nodes: &[usize]) {
+        let m = data.v.cols();
+        let panels = nodes.len().div_ceil(COLS);
         self.packed.clear();
         self.packed.resize(panels * m * COLS, 0.0);
         for (group, packed) in nodes
@@ -63,30 +89,46 @@ impl Block {
                 }
             }
         }
+        self.panels = panels;
+    }
+
+    /// Values per row of [`Block::dots`]: the packed rows rounded up to whole panels.
+    pub(crate) fn width(&self) -> usize {
+        self.panels * COLS
+    }
+
+    /// The canonical dot products of rows `points` of `from`'s V with every packed row: row i of the
+    /// result holds `width()` values, packed row j at position j.
+    pub(crate) fn dots(&mut self, from: &MetricData, points: &[usize]) -> &[f64] {
+        self.dots_with(from, points, 0..self.width())
+    }
+
+    /// [`Block::dots`] with the packed rows `packed` only (rounded out to whole panels): row i of the
+    /// result holds the panels' values, packed row j at position j - (the first panel's first row).
+    /// Each value is the sequential sum `((0 + a_0 b_0) + a_1 b_1) + ..`, and a_t b_t == b_t a_t, so
+    /// either side of a distance may be the packed one.
+    pub(crate) fn dots_with(
+        &mut self,
+        from: &MetricData,
+        points: &[usize],
+        packed: std::ops::Range<usize>,
+    ) -> &[f64] {
+        let m = from.v.cols();
+        let (first, end) = (packed.start / COLS, packed.end.div_ceil(COLS));
+        let panels = end - first;
+        let values = &self.packed[first * m * COLS..end * m * COLS];
         self.dots.clear();
         self.dots.resize(points.len() * panels * COLS, 0.0);
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `wide` is set only when the CPU supports AVX-512F.
-            _ if self.wide => unsafe {
-                dots_avx512(from, points, &self.packed, panels, &mut self.dots)
-            },
-            Isa::Baseline => dots(from, points, &self.packed, panels, &mut self.dots),
+            _ if self.wide => unsafe { dots_avx512(from, points, values, panels, &mut self.dots) },
+            Isa::Baseline => dots(from, points, values, panels, &mut self.dots),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
-            Isa::Avx2 => unsafe { dots_avx2(from, points, &self.packed, panels, &mut self.dots) },
+            Isa::Avx2 => unsafe { dots_avx2(from, points, values, panels, &mut self.dots) },
         }
-        for (i, (&a, &a_index)) in points.iter().zip(indices).enumerate() {
-            let row = &self.dots[i * panels * COLS..];
-            for (j, &b) in nodes.iter().enumerate() {
-                out[i * cols + j] = if a_index == b as i64 {
-                    0.0
-                } else {
-                    let r2 = scaled_r2(from, a, data, b);
-                    residual_from(from, r2, row[j], from.p[a], data.p[b])
-                };
-            }
-        }
+        &self.dots
     }
 }
 
@@ -201,8 +243,7 @@ mod tests {
                     let points: Vec<usize> = (0..rows).map(|i| (i * 5 + 1) % n).collect();
                     let nodes: Vec<usize> = (0..cols).map(|j| (j * 3) % n).collect();
                     let mut out = vec![f64::NAN; rows * cols];
-                    let indices: Vec<i64> = points.iter().map(|&a| a as i64).collect();
-                    block.distances(&data, (&points, &indices), &data, &nodes, &mut out);
+                    block.distances(&data, &points, &nodes, &mut out);
                     for (i, &a) in points.iter().enumerate() {
                         for (j, &b) in nodes.iter().enumerate() {
                             let want = distance(&data, a, a as i64, &data, b);

@@ -1,18 +1,19 @@
 //! Query blocks (knob `query_block`): the queries of a block walk the tree together, one level step each
 //! per round, and a round's distance evaluations are grouped by the node whose children they measure, so
 //! each child's row of V is read once per group instead of once per query (the query side of
-//! batch_search.rs, on the same register-tiled block, canonical_block.rs).
+//! batch_search.rs, on the register tile of canonical_block.rs).
 //!
 //! Every query keeps its own heap, frontier and k-th distance, and takes exactly the steps of the
 //! per-query walk in perf mode (query.rs: `Walk::open_step` speculates, `Walk::close_step` replays): a
-//! round opens every live query's step (each at its own level), evaluates every gathered child of every
-//! query, and closes every step. Only where the distances come from changes: a group is the (node, child
-//! position) runs that several queries gathered, evaluated as one block of the queries' rows against the
-//! union of the run's children, and every value is bitwise `metric::distance` (canonical_block.rs), so
-//! answers, distance bits and counters are those of the per-query walk on any block size, block order
-//! and thread count. The cells of a group's block that a query did not gather (a child its predecessor
-//! pruning skips, or the copy of a node it is not) are evaluated and thrown away: they are counted in
-//! `discarded_evaluations`, like perf mode's speculation, never in the counters.
+//! round opens every live query's step (each at its own level), evaluates every child any of them
+//! gathered, and closes every step. Only where the distances come from changes. The block's query rows
+//! of V are packed once per block, lanes of COLS queries to a panel; a group is the (node, child
+//! position) runs that several queries gathered in the round, and its dot products are one tile pass of
+//! the union of the runs' children against the panels of the lanes the group spans. Each dot product is
+//! the canonical sequential sum, so each query's distance, finished from it with `metric::distance`'s
+//! own epilogue, is bitwise the per-query walk's: answers, distance bits and counters are the same on
+//! any block size, block order and thread count, and no distance is evaluated that the walk does not
+//! evaluate (the dot products of lanes that did not gather a child are the tile's only spare work).
 //!
 //! The blocks are consecutive runs of `order` (covertreex computes a locality order: the Hilbert curve
 //! of the query coordinates), one rayon task per block; each query's rows of the output are written only
@@ -20,11 +21,11 @@
 
 use rayon::prelude::*;
 
-use crate::canonical_block::Block;
+use crate::canonical_block::{Block, COLS};
 use crate::counters::N_QUERY_COUNTERS;
 use crate::errors::{check_distinct, check_sizes, CoreError, Result};
 use crate::evaluate::Mode;
-use crate::metric::Metric;
+use crate::metric::{residual_from, scaled_r2, Metric};
 use crate::query::{QueryOutput, Scratch, Totals, Walk};
 
 /// How the queries are blocked: runs of `size` consecutive entries of `order`, a permutation of the
@@ -107,6 +108,7 @@ impl Lanes {
         for (j, &q) in queries.iter().enumerate() {
             walk.start(q, &mut self.scratch[j], &mut totals, &mut counts[rows(j)]);
         }
+        self.groups.start_block(walk, queries);
         loop {
             self.live.clear();
             self.live
@@ -119,7 +121,7 @@ impl Lanes {
                 self.levels[j] = walk.open_step(queries[j], scratch, &mut totals, counts, true);
             }
             let lanes = (queries, &self.live[..]);
-            totals.discarded += self.groups.evaluate(walk, lanes, &mut self.scratch);
+            self.groups.evaluate(walk, lanes, &mut self.scratch);
             for &j in &self.live {
                 let (scratch, counts) = (&mut self.scratch[j], &mut counts[rows(j)]);
                 walk.close_step(queries[j], scratch, self.levels[j], &mut totals, counts);
@@ -154,28 +156,35 @@ struct Item {
     end: usize,
 }
 
-/// The evaluation of one round, by groups (buffers reused across rounds).
+/// The evaluation of one round, by groups (buffers reused across rounds and blocks).
 #[derive(Default)]
 struct Groups {
     items: Vec<Item>,
     columns: Vec<usize>,
-    rows: Vec<usize>,
-    indices: Vec<i64>,
-    block_out: Vec<f64>,
     /// Per lane, the distances of its children to evaluate, in its order.
     dists: Vec<Vec<f64>>,
-    block: Option<Block>,
+    /// The block's query rows of V, packed once per block (residual metric).
+    block: Block,
 }
 
 impl Groups {
-    /// Evaluate every child the live lanes gathered and hand each lane its distances; returns the
-    /// distances evaluated that no lane gathered.
+    /// Pack the rows of V of a new block's queries (the residual metric's dot products read them in
+    /// every group of every round).
+    fn start_block(&mut self, walk: &Walk, queries: &[usize]) {
+        if walk.data.metric == Metric::Residual {
+            let rows: Vec<usize> = queries.iter().map(|&q| walk.origin(q).row).collect();
+            let from = walk.origin(queries[0]).data;
+            self.block.pack(from, &rows);
+        }
+    }
+
+    /// Evaluate every child the live lanes gathered and hand each lane its distances.
     fn evaluate(
         &mut self,
         walk: &Walk,
         (queries, live): (&[usize], &[usize]),
         scratch: &mut [Scratch],
-    ) -> i64 {
+    ) {
         let data = walk.data;
         if data.metric != Metric::Residual {
             // Euclidean distances cost d terms, not m: nothing to share, each lane in lockstep.
@@ -183,7 +192,7 @@ impl Groups {
                 let from = walk.origin(queries[j]);
                 scratch[j].children.evaluate(Mode::Perf, from, data);
             }
-            return 0;
+            return;
         }
         self.items.clear();
         self.dists.resize_with(scratch.len(), Vec::new);
@@ -203,27 +212,20 @@ impl Groups {
             }
         }
         self.items.sort_unstable_by_key(|i| (i.node, i.pos, i.lane));
-        let mut unused = 0;
         let items = std::mem::take(&mut self.items);
         for group in items.chunk_by(|a, b| (a.node, a.pos) == (b.node, b.pos)) {
-            unused += self.group(walk, queries, group, scratch);
+            self.group(walk, queries, group, scratch);
         }
         self.items = items;
         for &j in live {
             scratch[j].children.fill(&self.dists[j]);
         }
-        unused
     }
 
-    /// Evaluate one group: its queries' rows against the union of their runs' children, one block
-    /// (a lone query: its own children in lockstep, nothing to share). Returns the unused cells.
-    fn group(
-        &mut self,
-        walk: &Walk,
-        queries: &[usize],
-        group: &[Item],
-        scratch: &[Scratch],
-    ) -> i64 {
+    /// Evaluate one group: the dot products of the union of its runs' children with the packed rows of
+    /// the lanes it spans, then each lane's own distances from them (a lone lane: its own children in
+    /// lockstep, nothing to share).
+    fn group(&mut self, walk: &Walk, queries: &[usize], group: &[Item], scratch: &[Scratch]) {
         let data = walk.data;
         let measured =
             |item: &Item| &scratch[item.lane].children.to_measure().0[item.start..item.end];
@@ -231,7 +233,7 @@ impl Groups {
             let from = walk.origin(queries[item.lane]);
             let out = &mut self.dists[item.lane][item.start..item.end];
             Mode::Perf.distances(from.data, from.row, from.index, data, measured(item), out);
-            return 0;
+            return;
         }
         self.columns.clear();
         for item in group {
@@ -239,34 +241,25 @@ impl Groups {
         }
         self.columns.sort_unstable();
         self.columns.dedup();
-        self.rows.clear();
-        self.indices.clear();
+        // Items are sorted by lane: the group spans lanes first..=last.
+        let (first, last) = (group[0].lane, group[group.len() - 1].lane);
+        let offset = first - first % COLS;
+        let dots = self.block.dots_with(data, &self.columns, first..last + 1);
+        let width = dots.len() / self.columns.len();
         for item in group {
             let from = walk.origin(queries[item.lane]);
-            self.rows.push(from.row);
-            self.indices.push(from.index);
-        }
-        let cols = self.columns.len();
-        self.block_out.resize(group.len() * cols, 0.0);
-        let from = walk.origin(queries[group[0].lane]).data;
-        self.block.get_or_insert_with(Block::new).distances(
-            from,
-            (&self.rows, &self.indices),
-            data,
-            &self.columns,
-            &mut self.block_out,
-        );
-        let mut used = 0;
-        for (i, item) in group.iter().enumerate() {
-            let row = &self.block_out[i * cols..(i + 1) * cols];
+            let (qd, q) = (from.data, from.row);
             let out = &mut self.dists[item.lane][item.start..item.end];
-            for (d, c) in out.iter_mut().zip(measured(item)) {
+            for (d, &c) in out.iter_mut().zip(measured(item)) {
                 // Every gathered child is a column: the search cannot fail.
-                let j = self.columns.binary_search(c).unwrap_or_default();
-                *d = row[j];
+                let i = self.columns.binary_search(&c).unwrap_or_default();
+                let dot = dots[i * width + item.lane - offset];
+                *d = if from.index == c as i64 {
+                    0.0
+                } else {
+                    residual_from(qd, scaled_r2(qd, q, data, c), dot, qd.p[q], data.p[c])
+                };
             }
-            used += item.end - item.start;
         }
-        (group.len() * cols - used) as i64
     }
 }
