@@ -23,15 +23,6 @@ pub(crate) struct Span {
     pub next: usize,
 }
 
-/// One frontier node's children queued for evaluation: the node, the child position the run starts at,
-/// and the end of its children in the list still to evaluate (a run starts where the previous ends).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Run {
-    pub node: usize,
-    pub pos: usize,
-    pub end: usize,
-}
-
 /// The query row the distances are measured from, and the subtrees it enters.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Origin<'a> {
@@ -49,8 +40,6 @@ pub(crate) struct Children {
     /// Children still to evaluate, and their positions in `pending`.
     measured: Vec<usize>,
     slots: Vec<usize>,
-    /// The runs of `measured`, one per gathered node that has children to evaluate.
-    runs: Vec<Run>,
     dists: Vec<f64>,
     /// Distances evaluated since the last clear.
     evaluated: usize,
@@ -98,10 +87,6 @@ impl Children {
                 dist: node_dist,
             });
         }
-        let end = self.measured.len();
-        if end > self.runs.last().map_or(0, |run| run.end) {
-            self.runs.push(Run { node, pos, end });
-        }
         Span {
             start,
             end: self.pending.len(),
@@ -132,28 +117,28 @@ impl Children {
 
     /// Evaluate every queued child that is not a copy, as one group.
     pub fn evaluate(&mut self, mode: Mode, from: Origin, data: &MetricData) {
-        let mut dists = std::mem::take(&mut self.dists);
-        dists.resize(self.measured.len(), 0.0);
+        self.dists.resize(self.measured.len(), 0.0);
         mode.distances(
             from.data,
             from.row,
             from.index,
             data,
             &self.measured,
-            &mut dists,
+            &mut self.dists,
         );
+        let dists = std::mem::take(&mut self.dists);
         self.fill(&dists);
         self.dists = dists;
     }
 
-    /// The children waiting for evaluation and their runs, for an evaluation done elsewhere
-    /// (query_block.rs) and handed back by [`Children::fill`].
-    pub fn to_measure(&self) -> (&[usize], &[Run]) {
-        (&self.measured, &self.runs)
+    /// The children queued for evaluation (all but copies, in queue order), for an evaluation done
+    /// elsewhere (query_block.rs) and handed back by [`Children::fill`].
+    pub fn to_measure(&self) -> &[usize] {
+        &self.measured
     }
 
-    /// Set the distances of the children waiting for evaluation (`dists[i]` is that of
-    /// `to_measure().0[i]`); none is waiting afterwards.
+    /// Set the distances of the children queued for evaluation (`dists[i]` is that of
+    /// `to_measure()[i]`); none is queued afterwards.
     pub fn fill(&mut self, dists: &[f64]) {
         for (&slot, &d) in self.slots.iter().zip(dists) {
             self.pending[slot].dist = d;
@@ -161,7 +146,6 @@ impl Children {
         self.evaluated += self.measured.len();
         self.measured.clear();
         self.slots.clear();
-        self.runs.clear();
     }
 
     pub fn span(&self, span: Span) -> &[Pending] {

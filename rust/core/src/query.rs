@@ -102,6 +102,19 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// The open step's speculated runs of children, in queue order: (frontier node, child position, how
+    /// many of the run's children are queued for evaluation, i.e. are not copies).
+    pub(crate) fn runs(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let children = &self.children;
+        self.front
+            .iter()
+            .zip(&self.spans)
+            .filter_map(move |(e, span)| {
+                let queued = children.span((*span)?).iter().filter(|c| !c.copy).count();
+                Some((e.node, e.pos, queued))
+            })
+    }
+
     /// Buffers for `k` neighbours, the frontier's room for `n` nodes reserved.
     pub(crate) fn new(n: usize, k: usize) -> Scratch {
         Scratch {

@@ -197,18 +197,18 @@ impl Groups {
         self.items.clear();
         self.dists.resize_with(scratch.len(), Vec::new);
         for &j in live {
-            let (measured, runs) = scratch[j].children.to_measure();
-            self.dists[j].resize(measured.len(), 0.0);
+            self.dists[j].resize(scratch[j].children.to_measure().len(), 0.0);
             let mut start = 0;
-            for run in runs {
+            for (node, pos, queued) in scratch[j].runs().filter(|run| run.2 > 0) {
+                let end = start + queued;
                 self.items.push(Item {
-                    node: run.node,
-                    pos: run.pos,
+                    node,
+                    pos,
                     lane: j,
                     start,
-                    end: run.end,
+                    end,
                 });
-                start = run.end;
+                start = end;
             }
         }
         self.items.sort_unstable_by_key(|i| (i.node, i.pos, i.lane));
@@ -228,7 +228,7 @@ impl Groups {
     fn group(&mut self, walk: &Walk, queries: &[usize], group: &[Item], scratch: &[Scratch]) {
         let data = walk.data;
         let measured =
-            |item: &Item| &scratch[item.lane].children.to_measure().0[item.start..item.end];
+            |item: &Item| &scratch[item.lane].children.to_measure()[item.start..item.end];
         if let [item] = group {
             let from = walk.origin(queries[item.lane]);
             let out = &mut self.dists[item.lane][item.start..item.end];
