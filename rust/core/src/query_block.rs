@@ -63,16 +63,29 @@ struct Answered {
     totals: Totals,
 }
 
+/// Blocks answered in parallel per worker thread before their rows are copied out: bounds the answers
+/// held twice (the waves' cut never changes a result).
+const WAVE: usize = 16;
+
 /// Answer every query block by block (see the module docs).
 pub(crate) fn run_blocks(walk: &Walk, out: &mut QueryOutput, blocks: &QueryBlocks) {
     let (k, slots) = (out.k, out.per_level.len());
     let order: Vec<usize> = blocks.order.iter().map(|&q| q as usize).collect();
-    let answered: Vec<Answered> = order
-        .par_chunks(blocks.size)
-        .map_init(Lanes::default, |lanes, queries| {
-            lanes.answer(walk, queries, k, slots)
-        })
-        .collect();
+    let wave = WAVE * rayon::current_num_threads();
+    for wave in order.chunks(blocks.size.saturating_mul(wave)) {
+        let answered: Vec<Answered> = wave
+            .par_chunks(blocks.size)
+            .map_init(Lanes::default, |lanes, queries| {
+                lanes.answer(walk, queries, k, slots)
+            })
+            .collect();
+        copy_out(answered, out);
+    }
+}
+
+/// Write each block's rows to its queries' rows of the output and add its per-level sums.
+fn copy_out(answered: Vec<Answered>, out: &mut QueryOutput) {
+    let k = out.k;
     for block in answered {
         for (j, &q) in block.queries.iter().enumerate() {
             out.indices[q * k..(q + 1) * k].copy_from_slice(&block.indices[j * k..(j + 1) * k]);
