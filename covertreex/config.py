@@ -140,6 +140,17 @@ class Config:
         "checked; frontier steps then count queue pops; never changes answers",
         kind=bool,
     )
+    query_block: int = knob(
+        64,
+        "queries per block of the rust tree path (perf mode, level walk): a block, consecutive along the "
+        "Hilbert curve of the query coordinates, walks the tree together and each step's dot products are "
+        "one register tile of the children a node's run adds against the block's query rows, so each row "
+        "of V is read once per node and step instead of once per query; 1 walks query by query; never "
+        "changes answers or counters (64: 2.3-2.8x less CPU than 1 on the gold workload, 2.0x on Vecchia "
+        "at N = 8,192; docs/benchmarks.md)",
+        kind=int,
+        minimum=1,
+    )
     shared_tree: bool = knob(
         False,
         "build with the reference (gold) builder, so every engine compared queries one identical "

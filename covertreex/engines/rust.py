@@ -26,6 +26,7 @@ from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
 from covertreex.engines.schedule import Schedule
 from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.ordering import hilbert_order
 from covertreex.tree import Tree, assemble
 
 _METRIC_DTYPES = {"lengthscale": np.float64, "X": np.float64, "V": np.float64, "P": np.float64}
@@ -59,6 +60,15 @@ def _index(values) -> np.ndarray:
     return np.require(values, dtype=np.int64, requirements=_LAYOUT)
 
 
+def _blocks(queries: QuerySet, config: Config):
+    """(queries per block, block order) for the core's query blocks, or None to walk query by query.
+    Blocks are runs of the Hilbert order of the query coordinates: queries near each other expand the
+    same nodes, which is what a block shares. Only perf mode's level walk uses them."""
+    if config.query_block == 1 or config.mode != "perf" or config.best_first or not queries.n_queries:
+        return None
+    return config.query_block, _index(hilbert_order(queries.data.X[queries.rows]))
+
+
 class RustEngine:
     name = "rust"
     uses_tree = True
@@ -83,7 +93,7 @@ class RustEngine:
             _canonical(tree.arrays(), _TREE_DTYPES), _canonical(space.data, _METRIC_DTYPES),
             _canonical(queries.data, _METRIC_DTYPES), _index(queries.rows),
             _index(queries.dataset_index), _index(queries.limit), k, config.threads, config.mode,
-            Schedule.of(config),
+            Schedule.of(config), _blocks(queries, config),
         )
         extra = {"path": "tree", "discarded_evaluations": discarded}
         return idx, dist, QueryCounters(per_query, per_level, extra)

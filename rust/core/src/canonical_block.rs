@@ -13,19 +13,28 @@ use crate::metric::{residual_from, scaled_r2, MetricData};
 /// Points per register tile (ROWS x COLS sums: 8 AVX-512 or 16 AVX2 registers).
 const ROWS: usize = 8;
 /// Nodes per register tile (a packed panel).
-const COLS: usize = 8;
+pub(crate) const COLS: usize = 8;
 
 /// Reusable working memory: the nodes' rows of V packed panel by panel, term-major.
 pub(crate) struct Block {
     packed: Vec<f64>,
+    /// Panels in `packed`.
+    panels: usize,
     dots: Vec<f64>,
     isa: Isa,
+}
+
+impl Default for Block {
+    fn default() -> Block {
+        Block::new()
+    }
 }
 
 impl Block {
     pub(crate) fn new() -> Block {
         Block {
             packed: Vec::new(),
+            panels: 0,
             dots: Vec::new(),
             isa: *Isa::available().last().unwrap(),
         }
@@ -40,8 +49,27 @@ impl Block {
         nodes: &[usize],
         out: &mut [f64],
     ) {
-        let (m, cols) = (data.v.cols(), nodes.len());
-        let panels = cols.div_ceil(COLS);
+        let cols = nodes.len();
+        self.pack(data, nodes);
+        let width = self.width();
+        let dots = self.dots(data, points);
+        for (i, &a) in points.iter().enumerate() {
+            let row = &dots[i * width..];
+            for (j, &b) in nodes.iter().enumerate() {
+                out[i * cols + j] = if a == b {
+                    0.0
+                } else {
+                    let r2 = scaled_r2(data, a, data, b);
+                    residual_from(data, r2, row[j], data.p[a], data.p[b])
+                };
+            }
+        }
+    }
+
+    /// Pack rows `nodes` of `data`'s V, COLS to a panel, for the [`Block::dots`] that follow.
+    pub(crate) fn pack(&mut self, data: &MetricData, nodes: &[usize]) {
+        let m = data.v.cols();
+        let panels = nodes.len().div_ceil(COLS);
         self.packed.clear();
         self.packed.resize(panels * m * COLS, 0.0);
         for (group, packed) in nodes
@@ -55,30 +83,46 @@ impl Block {
                 }
             }
         }
+        self.panels = panels;
+    }
+
+    /// Values per row of [`Block::dots`]: the packed rows rounded up to whole panels.
+    pub(crate) fn width(&self) -> usize {
+        self.panels * COLS
+    }
+
+    /// The canonical dot products of rows `points` of `from`'s V with every packed row: row i of the
+    /// result holds `width()` values, packed row j at position j.
+    pub(crate) fn dots(&mut self, from: &MetricData, points: &[usize]) -> &[f64] {
+        self.dots_with(from, points, 0..self.width())
+    }
+
+    /// [`Block::dots`] with the packed rows `packed` only (rounded out to whole panels): row i of the
+    /// result holds the panels' values, packed row j at position j - (the first panel's first row).
+    /// Each value is the sequential sum `((0 + a_0 b_0) + a_1 b_1) + ..`, and a_t b_t == b_t a_t, so
+    /// either side of a distance may be the packed one.
+    pub(crate) fn dots_with(
+        &mut self,
+        from: &MetricData,
+        points: &[usize],
+        packed: std::ops::Range<usize>,
+    ) -> &[f64] {
+        let m = from.v.cols();
+        let (first, end) = (packed.start / COLS, packed.end.div_ceil(COLS));
+        let panels = end - first;
+        let values = &self.packed[first * m * COLS..end * m * COLS];
         self.dots.clear();
         self.dots.resize(points.len() * panels * COLS, 0.0);
         match self.isa {
-            Isa::Baseline => dots(data, points, &self.packed, panels, &mut self.dots),
+            Isa::Baseline => dots(from, points, values, panels, &mut self.dots),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
-            Isa::Avx2 => unsafe { dots_avx2(data, points, &self.packed, panels, &mut self.dots) },
+            Isa::Avx2 => unsafe { dots_avx2(from, points, values, panels, &mut self.dots) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
-            Isa::Avx512 => unsafe {
-                dots_avx512(data, points, &self.packed, panels, &mut self.dots)
-            },
+            Isa::Avx512 => unsafe { dots_avx512(from, points, values, panels, &mut self.dots) },
         }
-        for (i, &a) in points.iter().enumerate() {
-            let row = &self.dots[i * panels * COLS..];
-            for (j, &b) in nodes.iter().enumerate() {
-                out[i * cols + j] = if a == b {
-                    0.0
-                } else {
-                    let r2 = scaled_r2(data, a, data, b);
-                    residual_from(data, r2, row[j], data.p[a], data.p[b])
-                };
-            }
-        }
+        &self.dots
     }
 }
 

@@ -126,7 +126,21 @@ impl Children {
             &self.measured,
             &mut self.dists,
         );
-        for (&slot, &d) in self.slots.iter().zip(&self.dists) {
+        let dists = std::mem::take(&mut self.dists);
+        self.fill(&dists);
+        self.dists = dists;
+    }
+
+    /// The children queued for evaluation (all but copies, in queue order), for an evaluation done
+    /// elsewhere (query_block.rs) and handed back by [`Children::fill`].
+    pub fn to_measure(&self) -> &[usize] {
+        &self.measured
+    }
+
+    /// Set the distances of the children queued for evaluation (`dists[i]` is that of
+    /// `to_measure()[i]`); none is queued afterwards.
+    pub fn fill(&mut self, dists: &[f64]) {
+        for (&slot, &d) in self.slots.iter().zip(dists) {
             self.pending[slot].dist = d;
         }
         self.evaluated += self.measured.len();

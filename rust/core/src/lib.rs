@@ -5,7 +5,8 @@
 //! one in parity mode, in lockstep in perf mode), `levels` (base-2 level arithmetic), `heap` (bounded
 //! (distance, index) heap), `schedule` (the query walk's schedule knobs), `counters` (the counter columns,
 //! named once), `tree` (the CSR tree view and its checks), `build` (sequential insertion), `batch` (batch
-//! insertion on rayon), `batch_search` (a round's searches, node by node in blocks), `query` (level-synchronous k-NN with counters), `best_first` (the best-first walk of
+//! insertion on rayon), `batch_search` (a round's searches, node by node in blocks), `query` (level-synchronous k-NN with counters), `query_block` (queries walking the tree together, a
+//! step's evaluations grouped by node on the register-tiled block), `best_first` (the best-first walk of
 //! the schedule knob), `children` (the children a query step expands, gathered and evaluated ahead of use),
 //! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `maximin` (exact maximin
 //! ordering fused with the predecessor search, on the dense path's tiles and bounds), `errors`.
@@ -25,6 +26,7 @@ pub mod levels;
 pub mod maximin;
 pub mod metric;
 pub mod query;
+mod query_block;
 pub mod schedule;
 #[cfg(test)]
 mod testing;
@@ -38,6 +40,7 @@ pub use evaluate::Mode;
 pub use maximin::{maximin_neighbors, MaximinOutput, MaximinSizes};
 pub use metric::{Kernel, Matrix, Metric, MetricData};
 pub use query::{query_batch, QueryBatch, QueryOutput};
+pub use query_block::QueryBlocks;
 pub use schedule::Schedule;
 pub use tree::TreeView;
 

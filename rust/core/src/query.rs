@@ -24,6 +24,7 @@ use crate::errors::{check_sizes, filled, CoreError, Result};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{can_prune, distance, MetricData};
+use crate::query_block::{run_blocks, QueryBlocks};
 use crate::schedule::Schedule;
 use crate::tree::TreeView;
 
@@ -64,7 +65,7 @@ pub struct QueryOutput {
 
 /// A frontier node: its distance to the query and the position of its next unexpanded child.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+pub(crate) struct Entry {
     node: usize,
     dist: f64,
     pos: usize,
@@ -88,12 +89,12 @@ impl Entry {
 }
 
 /// Buffers reused across the queries of one worker.
-struct Scratch {
-    heap: Heap,
-    front: Vec<Entry>,
+pub(crate) struct Scratch {
+    pub(crate) heap: Heap,
+    pub(crate) front: Vec<Entry>,
     kept: Vec<Entry>,
     new: Vec<Entry>,
-    children: Children,
+    pub(crate) children: Children,
     /// Per frontier node: its children gathered ahead of the step (perf mode), or None.
     spans: Vec<Option<Span>>,
     /// The best-first walk's queue of subtrees.
@@ -101,7 +102,21 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(n: usize, k: usize) -> Scratch {
+    /// The open step's speculated runs of children, in queue order: (frontier node, child position, how
+    /// many of the run's children are queued for evaluation, i.e. are not copies).
+    pub(crate) fn runs(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let children = &self.children;
+        self.front
+            .iter()
+            .zip(&self.spans)
+            .filter_map(move |(e, span)| {
+                let queued = children.span((*span)?).iter().filter(|c| !c.copy).count();
+                Some((e.node, e.pos, queued))
+            })
+    }
+
+    /// Buffers for `k` neighbours, the frontier's room for `n` nodes reserved.
+    pub(crate) fn new(n: usize, k: usize) -> Scratch {
         Scratch {
             heap: Heap::new(k),
             front: Vec::with_capacity(n),
@@ -115,9 +130,26 @@ impl Scratch {
 }
 
 /// Per-chunk sums: the per-level counters and the distances perf mode evaluated but did not use.
-struct Totals {
-    levels: Vec<i64>,
-    discarded: i64,
+pub(crate) struct Totals {
+    pub(crate) levels: Vec<i64>,
+    pub(crate) discarded: i64,
+}
+
+impl Totals {
+    pub(crate) fn new(slots: usize) -> Totals {
+        Totals {
+            levels: vec![0; slots],
+            discarded: 0,
+        }
+    }
+
+    /// Add these sums to the batch's.
+    pub(crate) fn add_to(self, out: &mut QueryOutput) {
+        for (total, v) in out.per_level.iter_mut().zip(self.levels) {
+            *total += v;
+        }
+        out.discarded_evaluations += self.discarded;
+    }
 }
 
 /// Count one event in its level's row `step` and in the query's row `counts`.
@@ -131,15 +163,30 @@ pub(crate) fn tally(
 }
 
 /// Everything shared by the queries of one batch (checked once).
-struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     mode: Mode,
     schedule: Schedule,
-    tree: &'a TreeView<'a>,
-    data: &'a MetricData<'a>,
+    pub(crate) tree: &'a TreeView<'a>,
+    pub(crate) data: &'a MetricData<'a>,
     queries: &'a QueryBatch<'a>,
 }
 
 impl Walk<'_> {
+    /// Query `q`'s row, index, and the subtrees it enters.
+    pub(crate) fn origin(&self, q: usize) -> Origin<'_> {
+        Origin {
+            data: &self.queries.data,
+            row: self.queries.rows[q] as usize,
+            index: self.queries.dataset_index[q],
+            // Every subtree is entered unless predecessor pruning skips those with no eligible index.
+            entry: if self.schedule.predecessor_pruning {
+                self.queries.limit[q]
+            } else {
+                self.tree.n_points() as i64
+            },
+        }
+    }
+
     /// Answer query `q` into its output rows; add its per-level counts to `totals`.
     fn answer(
         &self,
@@ -150,44 +197,45 @@ impl Walk<'_> {
         totals: &mut Totals,
         counts: &mut [i64],
     ) {
-        let (tree, data, qd) = (self.tree, self.data, &self.queries.data);
+        self.start(q, scratch, totals, counts);
+        let from = self.origin(q);
+        while !scratch.front.is_empty() {
+            let speculate = self.mode == Mode::Perf;
+            let level = self.open_step(q, scratch, totals, counts, speculate);
+            if speculate {
+                scratch.children.evaluate(self.mode, from, self.data);
+            }
+            self.close_step(q, scratch, level, totals, counts);
+        }
+        scratch.heap.write_sorted(out_i, out_d);
+    }
+
+    /// Start query `q`: an empty heap, the root evaluated and offered, and the frontier of the level walk
+    /// (left empty when the answer is already complete: no eligible subtree, or the best-first walk).
+    pub(crate) fn start(
+        &self,
+        q: usize,
+        scratch: &mut Scratch,
+        totals: &mut Totals,
+        counts: &mut [i64],
+    ) {
+        let (tree, data) = (self.tree, self.data);
         let limit = self.queries.limit[q];
-        let from = Origin {
-            data: qd,
-            row: self.queries.rows[q] as usize,
-            index: self.queries.dataset_index[q],
-            // Every subtree is entered unless predecessor pruning skips those with no eligible index.
-            entry: if self.schedule.predecessor_pruning {
-                limit
-            } else {
-                tree.n_points() as i64
-            },
-        };
+        let from = self.origin(q);
         let Scratch {
             heap,
             front,
-            kept,
-            new,
             children,
-            spans,
             queue,
+            ..
         } = scratch;
-        let prunable = |e: &Entry, threshold: f64| {
-            can_prune(
-                data.metric,
-                qd.slack,
-                e.dist,
-                tree.radius[e.node],
-                threshold,
-            )
-        };
         heap.clear();
+        front.clear();
         let root = tree.root();
         if tree.subtree_min[root] >= from.entry {
-            heap.write_sorted(out_i, out_d);
             return;
         }
-        let d = distance(qd, from.row, from.index, data, root);
+        let d = distance(from.data, from.row, from.index, data, root);
         let top = &mut totals.levels[..N_LEVEL_COUNTERS];
         tally(top, counts, EVALUATED);
         if (root as i64) < limit && heap.offer(d, root as i64) {
@@ -202,79 +250,129 @@ impl Walk<'_> {
                 mode: self.mode,
             };
             walk.walk(d, heap, queue, children, &mut totals.levels, counts);
-            heap.write_sorted(out_i, out_d);
             return;
         }
-        front.clear();
         front.extend(Entry::expandable(tree, root, d));
-        while !front.is_empty() {
-            let mut level = tree.levels[tree.child(front[0].pos)];
-            for e in &front[1..] {
-                let candidate = tree.levels[tree.child(e.pos)];
-                if candidate > level {
-                    level = candidate;
-                }
+    }
+
+    /// Open query `q`'s next step (its frontier is not empty): choose the level, order the frontier,
+    /// count the step and, when `speculate`, gather the children of every node not already prunable (the
+    /// k-th distance only shrinks during the step, so those stay pruned) for one evaluation before
+    /// [`Walk::close_step`]. Returns the step's level.
+    pub(crate) fn open_step(
+        &self,
+        q: usize,
+        scratch: &mut Scratch,
+        totals: &mut Totals,
+        counts: &mut [i64],
+        speculate: bool,
+    ) -> i64 {
+        let tree = self.tree;
+        let from = self.origin(q);
+        let Scratch {
+            heap,
+            front,
+            kept,
+            new,
+            children,
+            spans,
+            ..
+        } = scratch;
+        let mut level = tree.levels[tree.child(front[0].pos)];
+        for e in &front[1..] {
+            let candidate = tree.levels[tree.child(e.pos)];
+            if candidate > level {
+                level = candidate;
             }
-            if self.schedule.child_reordering {
-                nearest_first(tree, front);
-            }
-            let at = tree.slot(level) * N_LEVEL_COUNTERS;
-            let step = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
-            step[FRONTIER] += front.len() as i64;
-            counts[Q_STEPS] += 1;
-            kept.clear();
-            new.clear();
-            children.clear();
-            spans.clear();
-            if self.mode == Mode::Perf {
-                // Speculate: gather every node not already prunable now (the k-th distance only
-                // shrinks during the step, so those stay pruned) and evaluate all at once.
-                let bound = heap.is_full().then(|| heap.worst_distance());
-                for e in front.iter() {
-                    let sure = bound.is_some_and(|t| prunable(e, t));
-                    spans.push((!sure).then(|| children.gather(tree, e.at(), level, &from)));
-                }
-                children.evaluate(self.mode, from, data);
-            }
-            let evaluations = counts[Q_EVALUATIONS];
-            for (j, e) in front.iter().enumerate() {
-                if heap.is_full() && prunable(e, heap.worst_distance()) {
-                    tally(step, counts, PRUNED);
-                    continue;
-                }
-                let span = match spans.get(j).copied().flatten() {
-                    Some(span) => span,
-                    None => {
-                        let span = children.gather(tree, e.at(), level, &from);
-                        children.evaluate(self.mode, from, data);
-                        span
-                    }
-                };
-                for child in children.span(span) {
-                    if child.copy {
-                        counts[Q_DEDUPE] += 1;
-                    } else {
-                        tally(step, counts, EVALUATED);
-                    }
-                    if (child.node as i64) < limit && heap.offer(child.dist, child.node as i64) {
-                        tally(step, counts, PUSHED);
-                    }
-                    new.extend(Entry::expandable(tree, child.node, child.dist));
-                }
-                if span.next < tree.child_range(e.node).1 {
-                    kept.push(Entry {
-                        pos: span.next,
-                        ..*e
-                    });
-                }
-            }
-            let used = counts[Q_EVALUATIONS] - evaluations;
-            totals.discarded += children.evaluated() as i64 - used;
-            // The next frontier: the nodes with children left, then the new ones, in that order.
-            std::mem::swap(front, kept);
-            front.extend_from_slice(new);
         }
-        heap.write_sorted(out_i, out_d);
+        if self.schedule.child_reordering {
+            nearest_first(tree, front);
+        }
+        let at = tree.slot(level) * N_LEVEL_COUNTERS;
+        totals.levels[at + FRONTIER] += front.len() as i64;
+        counts[Q_STEPS] += 1;
+        kept.clear();
+        new.clear();
+        children.clear();
+        spans.clear();
+        if speculate {
+            let bound = heap.is_full().then(|| heap.worst_distance());
+            for e in front.iter() {
+                let sure = bound.is_some_and(|t| self.prunable(from.data, e, t));
+                spans.push((!sure).then(|| children.gather(tree, e.at(), level, &from)));
+            }
+        }
+        level
+    }
+
+    /// Can frontier entry `e` be dropped at k-th distance `threshold`?
+    fn prunable(&self, qd: &MetricData, e: &Entry, threshold: f64) -> bool {
+        let radius = self.tree.radius[e.node];
+        can_prune(self.data.metric, qd.slack, e.dist, radius, threshold)
+    }
+
+    /// Close query `q`'s step at `level`: each frontier node in order is pruned at the current k-th
+    /// distance or its children (gathered and evaluated now unless speculated) are offered and queued;
+    /// then the next frontier is set.
+    pub(crate) fn close_step(
+        &self,
+        q: usize,
+        scratch: &mut Scratch,
+        level: i64,
+        totals: &mut Totals,
+        counts: &mut [i64],
+    ) {
+        let tree = self.tree;
+        let limit = self.queries.limit[q];
+        let from = self.origin(q);
+        let Scratch {
+            heap,
+            front,
+            kept,
+            new,
+            children,
+            spans,
+            ..
+        } = scratch;
+        let at = tree.slot(level) * N_LEVEL_COUNTERS;
+        let step = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
+        let evaluations = counts[Q_EVALUATIONS];
+        for (j, e) in front.iter().enumerate() {
+            if heap.is_full() && self.prunable(from.data, e, heap.worst_distance()) {
+                tally(step, counts, PRUNED);
+                continue;
+            }
+            let span = match spans.get(j).copied().flatten() {
+                Some(span) => span,
+                None => {
+                    let span = children.gather(tree, e.at(), level, &from);
+                    children.evaluate(self.mode, from, self.data);
+                    span
+                }
+            };
+            for child in children.span(span) {
+                if child.copy {
+                    counts[Q_DEDUPE] += 1;
+                } else {
+                    tally(step, counts, EVALUATED);
+                }
+                if (child.node as i64) < limit && heap.offer(child.dist, child.node as i64) {
+                    tally(step, counts, PUSHED);
+                }
+                new.extend(Entry::expandable(tree, child.node, child.dist));
+            }
+            if span.next < tree.child_range(e.node).1 {
+                kept.push(Entry {
+                    pos: span.next,
+                    ..*e
+                });
+            }
+        }
+        let used = counts[Q_EVALUATIONS] - evaluations;
+        totals.discarded += children.evaluated() as i64 - used;
+        // The next frontier: the nodes with children left, then the new ones, in that order.
+        std::mem::swap(front, kept);
+        front.extend_from_slice(new);
     }
 }
 
@@ -398,7 +496,9 @@ pub(crate) fn thread_pool(threads: Option<i64>) -> Result<Option<Arc<rayon::Thre
 
 /// Answer every query of the batch: the k nearest indexed points by (distance, index), with counters.
 /// `threads` = None runs on rayon's global pool (RAYON_NUM_THREADS); results never depend on it, nor
-/// on the mode, nor on the schedule.
+/// on the mode, nor on the schedule, nor on `blocks` (query blocks, query_block.rs: perf mode's level
+/// walk only; parity mode keeps gold's order and best-first its own walk).
+#[allow(clippy::too_many_arguments)]
 pub fn query_batch(
     tree: &TreeView,
     data: &MetricData,
@@ -407,8 +507,13 @@ pub fn query_batch(
     threads: Option<i64>,
     mode: Mode,
     schedule: Schedule,
+    blocks: Option<QueryBlocks>,
 ) -> Result<QueryOutput> {
     check_batch(tree, data, queries, k)?;
+    if let Some(blocks) = &blocks {
+        blocks.check(queries.rows.len())?;
+    }
+    let blocks = blocks.filter(|_| mode == Mode::Perf && !schedule.best_first);
     let n_q = queries.rows.len();
     let slots = tree.n_slots() * N_LEVEL_COUNTERS;
     let cells = n_q.checked_mul(k as usize);
@@ -431,9 +536,13 @@ pub fn query_batch(
         data,
         queries,
     };
+    let run = |out: &mut QueryOutput| match &blocks {
+        Some(blocks) => run_blocks(&walk, out, blocks),
+        None => run_chunks(&walk, out),
+    };
     match thread_pool(threads)? {
-        Some(pool) => pool.install(|| run_chunks(&walk, &mut out)),
-        None => run_chunks(&walk, &mut out),
+        Some(pool) => pool.install(|| run(&mut out)),
+        None => run(&mut out),
     }
     Ok(out)
 }
@@ -450,10 +559,7 @@ fn run_chunks(walk: &Walk, out: &mut QueryOutput) {
         .map_init(
             || Scratch::new(n, k),
             |scratch, (chunk, ((out_i, out_d), counts))| {
-                let mut totals = Totals {
-                    levels: vec![0i64; slots],
-                    discarded: 0,
-                };
+                let mut totals = Totals::new(slots);
                 let rows = out_i
                     .chunks_mut(k)
                     .zip(out_d.chunks_mut(k))
@@ -466,10 +572,7 @@ fn run_chunks(walk: &Walk, out: &mut QueryOutput) {
         )
         .collect();
     for chunk in sums {
-        for (total, v) in out.per_level.iter_mut().zip(chunk.levels) {
-            *total += v;
-        }
-        out.discarded_evaluations += chunk.discarded;
+        chunk.add_to(out);
     }
 }
 

@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{assert_rows_match_naive, spaces, Assembled, Rows, Space};
+use common::{assert_rows_match_naive, spaces, Assembled, Lcg, Rows, Space};
 use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::query::available_threads;
 use covertreex_core::{
-    build_tree, query_batch, CoreError, Mode, QueryBatch, QueryOutput, Schedule,
+    build_tree, query_batch, CoreError, Mode, QueryBatch, QueryBlocks, QueryOutput, Schedule,
 };
 
 struct Case {
@@ -40,7 +40,10 @@ impl Case {
     ) -> QueryOutput {
         let batch = rows.batch(queries);
         let (tree, data) = (self.tree.view(), self.space.data());
-        query_batch(&tree, &data, &batch, k as i64, threads, mode, schedule).unwrap()
+        query_batch(
+            &tree, &data, &batch, k as i64, threads, mode, schedule, None,
+        )
+        .unwrap()
     }
 
     fn assert_matches_naive(&self, queries: &Space, rows: &Rows, k: usize) {
@@ -119,6 +122,7 @@ fn more_threads_than_cpus_are_refused_before_any_pool_is_built() {
             Some(threads),
             Mode::Parity,
             Schedule::default(),
+            None,
         );
         assert!(
             matches!(refused, Err(CoreError::BadValue { what: "threads", value, .. }) if value == threads),
@@ -236,5 +240,96 @@ fn every_schedule_gives_the_default_answers() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn query_blocks_give_the_per_query_answers_and_counters() {
+    let on = |predecessor_pruning, child_reordering| Schedule {
+        predecessor_pruning,
+        child_reordering,
+        best_first: false,
+    };
+    let threads = Some(available_threads().min(2) as i64);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (space, queries) in spaces(29) {
+        let case = Case::new(space);
+        let n = case.space.n;
+        let asked = [
+            (&queries, Rows::outside(queries.n, n)),
+            (
+                &case.space,
+                Rows::indexed((0..n as i64).step_by(3).collect(), n, false),
+            ),
+            (&case.space, Rows::indexed((0..n as i64).collect(), n, true)),
+        ];
+        for (from, rows) in &asked {
+            let n_q = rows.rows.len();
+            // A shuffled order: blocks of queries far apart must be answered as well as near ones.
+            let mut rng = Lcg::new(n_q as u64);
+            let mut order: Vec<i64> = (0..n_q as i64).collect();
+            for i in (1..n_q).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            for schedule in [on(false, false), on(true, false), on(true, true)] {
+                let (tree, data) = (case.tree.view(), case.space.data());
+                let batch = rows.batch(from);
+                let run = |blocks: Option<QueryBlocks>, threads| {
+                    query_batch(
+                        &tree,
+                        &data,
+                        &batch,
+                        7,
+                        threads,
+                        Mode::Perf,
+                        schedule,
+                        blocks,
+                    )
+                    .unwrap()
+                };
+                let mut walk = run(None, threads);
+                assert_rows_match_naive(&case.space, from, rows, 7, &walk.indices, &walk.distances);
+                for size in [1, 2, 8, 64, n_q] {
+                    for threads in [Some(1), threads] {
+                        let blocks = QueryBlocks {
+                            size,
+                            order: &order,
+                        };
+                        let mut out = run(Some(blocks), threads);
+                        assert_eq!(bits(&out.distances), bits(&walk.distances));
+                        (out.discarded_evaluations, walk.discarded_evaluations) = (0, 0);
+                        assert_eq!(out, walk, "{schedule:?} block {size} threads {threads:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn query_blocks_are_refused_unless_their_order_is_a_permutation() {
+    let (space, queries) = spaces(9).swap_remove(1);
+    let case = Case::new(space);
+    let rows = Rows::outside(queries.n, case.space.n);
+    let (tree, data) = (case.tree.view(), case.space.data());
+    let batch = rows.batch(&queries);
+    let n_q = queries.n as i64;
+    let mut repeated: Vec<i64> = (0..n_q).collect();
+    repeated[1] = 0;
+    let short: Vec<i64> = (1..n_q).collect();
+    let fine: Vec<i64> = (0..n_q).collect();
+    for (size, order) in [(4, &repeated), (4, &short), (0, &fine)] {
+        let blocks = Some(QueryBlocks { size, order });
+        let refused = query_batch(
+            &tree,
+            &data,
+            &batch,
+            3,
+            Some(1),
+            Mode::Perf,
+            Schedule::default(),
+            blocks,
+        );
+        assert!(refused.is_err(), "size {size}: {refused:?}");
     }
 }

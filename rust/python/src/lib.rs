@@ -11,7 +11,7 @@ use covertreex_core::counters::{
 };
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, maximin_neighbors, query_batch, Blocks,
-    MaximinSizes, MetricData, Mode, QueryBatch,
+    MaximinSizes, MetricData, Mode, QueryBatch, QueryBlocks,
 };
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyRuntimeError;
@@ -146,9 +146,11 @@ type Answered<'py> = (
 /// Exact k-NN of the query rows: (indices, distances, per_level counters summed over queries,
 /// per_query counters, distances evaluated speculatively and discarded by perf mode). `threads` = None
 /// uses rayon's global pool (RAYON_NUM_THREADS); `mode` is "parity" or "perf" (same results, perf evaluates distances in lockstep groups);
-/// `schedule` is a covertreex Schedule (the walk's schedule knobs, which never change results).
+/// `schedule` is a covertreex Schedule (the walk's schedule knobs, which never change results);
+/// `blocks` None or (queries per block, block order: a permutation of the query positions) walks the
+/// queries in blocks (perf mode; same results).
 #[pyfunction]
-#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads, mode, schedule))]
+#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads, mode, schedule, blocks=None))]
 #[allow(clippy::too_many_arguments)]
 fn query<'py>(
     py: Python<'py>,
@@ -162,16 +164,33 @@ fn query<'py>(
     threads: Option<&Bound<'py, PyAny>>,
     mode: &Bound<'py, PyAny>,
     schedule: &Bound<'py, PyAny>,
+    blocks: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 ) -> PyResult<Answered<'py>> {
     let mode = self::mode(py, mode)?;
     let schedule = self::schedule(schedule)?;
+    let blocks = match &blocks {
+        Some((size, order)) => Some((
+            scalar::<usize>(size, "query_block")?,
+            array1::<i64>(order, "block order")?,
+        )),
+        None => None,
+    };
+    let blocks = match &blocks {
+        Some((size, order)) => Some(QueryBlocks {
+            size: *size,
+            order: slice(py, order, "block order")?,
+        }),
+        None => None,
+    };
     let tree = TreeArrays::extract(tree)?;
     let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, k, threads)?;
     let tree_view = tree.view(py)?;
     let (data_view, batch) = args.views(py)?;
     let (k, threads) = (args.k, args.threads);
     let out = without_gil(py, || {
-        query_batch(&tree_view, &data_view, &batch, k, threads, mode, schedule)
+        query_batch(
+            &tree_view, &data_view, &batch, k, threads, mode, schedule, blocks,
+        )
     })?;
     let slots = out.per_level.len() / N_LEVEL_COUNTERS;
     Ok((
