@@ -9,16 +9,18 @@
 //! (crate::schedule) changes which work is done exactly as it does in gold, never the answer.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
-use crate::best_first::{BestFirst, Queued};
+use crate::best_first::{BestFirst, Queue};
+use crate::blocks::{first_width, settled};
 use crate::children::{Children, Origin, Span};
 use crate::counters::{
-    EVALUATIONS, FRONTIER, HEAP_PUSHES, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, PRUNES, Q_DEDUPE,
-    Q_EVALUATIONS, Q_HEAP_PUSHES, Q_PRUNES, Q_STEPS,
+    BLOCKS, CACHE_SKIPS, EVALUATIONS, FRONTIER, HEAP_PUSHES, N_LEVEL_COUNTERS, N_QUERY_COUNTERS,
+    PRUNES, Q_BLOCKS, Q_CACHE_SKIPS, Q_DEDUPE, Q_EARLY_STOPS, Q_EMPTY_BLOCKS, Q_EVALUATIONS,
+    Q_HEAP_PUSHES, Q_PRUNES, Q_STEPS,
 };
 use crate::errors::{check_sizes, filled, CoreError, Result};
 use crate::evaluate::Mode;
@@ -31,6 +33,8 @@ use crate::tree::TreeView;
 pub(crate) const EVALUATED: (usize, usize) = (EVALUATIONS, Q_EVALUATIONS);
 pub(crate) const PUSHED: (usize, usize) = (HEAP_PUSHES, Q_HEAP_PUSHES);
 pub(crate) const PRUNED: (usize, usize) = (PRUNES, Q_PRUNES);
+pub(crate) const SKIPPED: (usize, usize) = (CACHE_SKIPS, Q_CACHE_SKIPS);
+pub(crate) const BLOCKED: (usize, usize) = (BLOCKS, Q_BLOCKS);
 /// Queries per parallel task.
 const CHUNK: usize = 16;
 
@@ -97,7 +101,7 @@ struct Scratch {
     /// Per frontier node: its children gathered ahead of the step (perf mode), or None.
     spans: Vec<Option<Span>>,
     /// The best-first walk's queue of subtrees.
-    queue: BinaryHeap<Queued>,
+    queue: Queue,
 }
 
 impl Scratch {
@@ -109,7 +113,7 @@ impl Scratch {
             new: Vec::with_capacity(n),
             children: Children::default(),
             spans: Vec::with_capacity(n),
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
         }
     }
 }
@@ -162,6 +166,7 @@ impl Walk<'_> {
             } else {
                 tree.n_points() as i64
             },
+            level_cache: self.schedule.level_cache,
         };
         let Scratch {
             heap,
@@ -200,6 +205,7 @@ impl Walk<'_> {
                 from,
                 limit,
                 mode: self.mode,
+                early_stop: self.schedule.early_stop,
             };
             walk.walk(d, heap, queue, children, &mut totals.levels, counts);
             heap.write_sorted(out_i, out_d);
@@ -207,6 +213,7 @@ impl Walk<'_> {
         }
         front.clear();
         front.extend(Entry::expandable(tree, root, d));
+        let guard = (data.metric, qd.slack);
         while !front.is_empty() {
             let mut level = tree.levels[tree.child(front[0].pos)];
             for e in &front[1..] {
@@ -220,56 +227,98 @@ impl Walk<'_> {
             }
             let at = tree.slot(level) * N_LEVEL_COUNTERS;
             let step = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
-            step[FRONTIER] += front.len() as i64;
             counts[Q_STEPS] += 1;
             kept.clear();
             new.clear();
-            children.clear();
-            spans.clear();
-            if self.mode == Mode::Perf {
-                // Speculate: gather every node not already prunable now (the k-th distance only
-                // shrinks during the step, so those stay pruned) and evaluate all at once.
-                let bound = heap.is_full().then(|| heap.worst_distance());
-                for e in front.iter() {
-                    let sure = bound.is_some_and(|t| prunable(e, t));
-                    spans.push((!sure).then(|| children.gather(tree, e.at(), level, &from)));
+            let n_front = front.len();
+            let base = if self.schedule.block_sizing {
+                first_width(n_front)
+            } else {
+                n_front
+            };
+            let (mut width, mut lo) = (base, 0);
+            while lo < n_front {
+                let hi = n_front.min(lo + width);
+                let block = &front[lo..hi];
+                step[FRONTIER] += block.len() as i64;
+                tally(step, counts, BLOCKED);
+                let (pushes, prunes) = (counts[Q_HEAP_PUSHES], counts[Q_PRUNES]);
+                children.clear();
+                spans.clear();
+                if self.mode == Mode::Perf {
+                    // Speculate: gather every node of the block not already prunable now (the k-th
+                    // distance only shrinks during the block, so those stay pruned, and the level cache
+                    // skips a superset later) and evaluate all at once.
+                    let kth = heap.is_full().then(|| heap.worst_distance());
+                    for e in block {
+                        let sure = kth.is_some_and(|t| prunable(e, t));
+                        spans.push(
+                            (!sure).then(|| children.gather(tree, e.at(), level, &from, kth)),
+                        );
+                    }
+                    children.evaluate(self.mode, from, data);
                 }
-                children.evaluate(self.mode, from, data);
-            }
-            let evaluations = counts[Q_EVALUATIONS];
-            for (j, e) in front.iter().enumerate() {
-                if heap.is_full() && prunable(e, heap.worst_distance()) {
-                    tally(step, counts, PRUNED);
+                let evaluations = counts[Q_EVALUATIONS];
+                for (j, e) in block.iter().enumerate() {
+                    if heap.is_full() && prunable(e, heap.worst_distance()) {
+                        tally(step, counts, PRUNED);
+                        continue;
+                    }
+                    let kth = heap.is_full().then(|| heap.worst_distance());
+                    let span = match spans.get(j).copied().flatten() {
+                        Some(span) => span,
+                        None => {
+                            let span = children.gather(tree, e.at(), level, &from, kth);
+                            children.evaluate(self.mode, from, data);
+                            span
+                        }
+                    };
+                    for child in children.span(span) {
+                        if child.skipped || from.skips(tree, e.dist, child.node, level, kth) {
+                            tally(step, counts, SKIPPED);
+                            continue;
+                        }
+                        if child.copy {
+                            counts[Q_DEDUPE] += 1;
+                        } else {
+                            tally(step, counts, EVALUATED);
+                        }
+                        if (child.node as i64) < limit && heap.offer(child.dist, child.node as i64)
+                        {
+                            tally(step, counts, PUSHED);
+                        }
+                        new.extend(Entry::expandable(tree, child.node, child.dist));
+                    }
+                    if span.next < tree.child_range(e.node).1 {
+                        kept.push(Entry {
+                            pos: span.next,
+                            ..*e
+                        });
+                    }
+                }
+                let used = counts[Q_EVALUATIONS] - evaluations;
+                totals.discarded += children.evaluated() as i64 - used;
+                let pruned_whole = counts[Q_PRUNES] - prunes == (hi - lo) as i64;
+                lo = hi;
+                if counts[Q_HEAP_PUSHES] > pushes {
+                    width = base;
                     continue;
                 }
-                let span = match spans.get(j).copied().flatten() {
-                    Some(span) => span,
-                    None => {
-                        let span = children.gather(tree, e.at(), level, &from);
-                        children.evaluate(self.mode, from, data);
-                        span
-                    }
-                };
-                for child in children.span(span) {
-                    if child.copy {
-                        counts[Q_DEDUPE] += 1;
-                    } else {
-                        tally(step, counts, EVALUATED);
-                    }
-                    if (child.node as i64) < limit && heap.offer(child.dist, child.node as i64) {
-                        tally(step, counts, PUSHED);
-                    }
-                    new.extend(Entry::expandable(tree, child.node, child.dist));
+                counts[Q_EMPTY_BLOCKS] += 1;
+                width *= 2;
+                // The guard runs after a block pruned whole (so the heap is full), when something is left.
+                let left = lo < n_front || !kept.is_empty() || !new.is_empty();
+                if !(self.schedule.early_stop && pruned_whole && left) {
+                    continue;
                 }
-                if span.next < tree.child_range(e.node).1 {
-                    kept.push(Entry {
-                        pos: span.next,
-                        ..*e
-                    });
+                let kth = heap.worst_distance();
+                let entries = front[lo..].iter().chain(kept.iter()).chain(new.iter());
+                if settled(entries.map(|e| (e.node, e.dist)), tree, guard, kth, counts) {
+                    counts[Q_EARLY_STOPS] += 1;
+                    heap.write_sorted(out_i, out_d);
+                    return;
                 }
             }
-            let used = counts[Q_EVALUATIONS] - evaluations;
-            totals.discarded += children.evaluated() as i64 - used;
             // The next frontier: the nodes with children left, then the new ones, in that order.
             std::mem::swap(front, kept);
             front.extend_from_slice(new);
