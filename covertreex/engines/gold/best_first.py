@@ -9,11 +9,11 @@ Exact in any order: a subtree is skipped only when the rounding-safe bound prove
 farther than the current k-th distance (strictly, so ties survive), and the current k-th distance is never
 below the final one; the heap keeps the k best by (distance, index) whatever order candidates arrive in.
 
-Each pop is one block (``block_sizing`` does not apply); with ``early_stop``, a pop that yields no heap
-push ends the walk once the guard of covertreex.engines.gold.blocks proves every queued subtree prunable.
+Each pop is one block (``block_sizing`` does not apply); with ``early_stop``, a pop that is pruned ends the
+walk once the guard of covertreex.engines.gold.blocks proves every queued subtree prunable.
 
-Counters: a pop is one frontier step, one block and one frontier entry, counted (with its prune) in the row of the
-node's highest child level; evaluations and pushes are counted in the row of the child's level.
+Counters: a pop is one frontier step, one block and one frontier entry, counted (with its prune) in the
+row of the node's highest child level; evaluations and pushes are counted in the row of the child's level.
 """
 
 from __future__ import annotations
@@ -68,14 +68,13 @@ def _pop(bound, node, dist, size):
 
 @njit(cache=True)
 def best_first(T, D, Q, S, row, q_index, limit, entry, root_d, size, scratch, per_level, per_query):
-    """Walk below the root (at distance root_d, the heap holding `size` pairs) best first on schedule S; the heap's
-    final size. Subtrees whose smallest index is not below `entry` are never entered."""
+    """Walk below the root (at distance root_d, the heap holding `size` pairs) best first on schedule S;
+    the heap's final size. Subtrees whose smallest index is not below `entry` are never entered."""
     heap_d, heap_i = scratch.heap_d, scratch.heap_i
     f_node, f_dist, f_pos = scratch.front_node, scratch.front_dist, scratch.front_pos
     new_node, new_dist, new_pos = scratch.new_node, scratch.new_dist, scratch.new_pos
     bound, node, dist = scratch.queue_bound, scratch.queue_node, scratch.queue_dist
     root = T.root
-    k = heap_d.shape[0]
     queued = 0
     if T.child_offsets[root + 1] > T.child_offsets[root]:
         queued = _push(bound, node, dist, queued, root_d - T.radius[root], root, root_d)
@@ -87,14 +86,17 @@ def best_first(T, D, Q, S, row, q_index, limit, entry, root_d, size, scratch, pe
         per_query[QueryCounter.FRONTIER_STEPS] += 1
         pushes, prunes = per_query[QueryCounter.HEAP_PUSHES], per_query[QueryCounter.PRUNES]
         size, _, n_new = step(T, D, Q, S, row, q_index, limit, entry, f_node, f_dist, f_pos, 0, 1, 0, 0,
-                              DUPLICATE_LEVEL, s, heap_d, heap_i, size, new_node, new_dist, new_pos, per_level,
-                              per_query)
+                              DUPLICATE_LEVEL, s, heap_d, heap_i, size, new_node, new_dist, new_pos,
+                              per_level, per_query)
         for j in range(n_new):
             c, dc = new_node[j], new_dist[j]
             queued = _push(bound, node, dist, queued, dc - T.radius[c], c, dc)
-        if per_query[QueryCounter.HEAP_PUSHES] == pushes:
-            per_query[QueryCounter.EMPTY_BLOCKS] += 1
-            if S.early_stop and per_query[QueryCounter.PRUNES] > prunes and queued > 0 and settled(T, D, Q, node, dist, 0, queued, heap_d[0], per_query):
-                per_query[QueryCounter.EARLY_STOPS] += 1
-                break
+        if per_query[QueryCounter.HEAP_PUSHES] > pushes:
+            continue
+        per_query[QueryCounter.EMPTY_BLOCKS] += 1
+        pruned = per_query[QueryCounter.PRUNES] > prunes
+        if S.early_stop and pruned and queued > 0 and settled(T, D, Q, node, dist, 0, queued, heap_d[0],
+                                                               per_query):
+            per_query[QueryCounter.EARLY_STOPS] += 1
+            break
     return size

@@ -91,7 +91,6 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
     f_node, f_dist, f_pos = scratch.front_node, scratch.front_dist, scratch.front_pos
     new_node, new_dist, new_pos = scratch.new_node, scratch.new_dist, scratch.new_pos
     size = 0
-    k = heap_d.shape[0]
     # Subtrees whose smallest index is not below `entry` are never entered (every subtree is, unpruned).
     entry = limit if S.predecessor_pruning else T.levels.shape[0]
     root = T.root
