@@ -50,9 +50,9 @@ impl Origin<'_> {
         kth: Option<f64>,
     ) -> bool {
         let data = self.data;
-        kth.is_some_and(|t| {
-            self.level_cache
-                && can_skip_child(
+        self.level_cache
+            && kth.is_some_and(|t| {
+                can_skip_child(
                     data.metric,
                     data.slack,
                     node_dist,
@@ -60,7 +60,7 @@ impl Origin<'_> {
                     tree.radius[child],
                     t,
                 )
-        })
+            })
     }
 }
 

@@ -265,7 +265,11 @@ impl Walk<'_> {
                         continue;
                     }
                     let kth = heap.is_full().then(|| heap.worst_distance());
-                    let span = match spans.get(j).copied().flatten() {
+                    // Children gathered ahead were skipped against the block's k-th distance; the
+                    // node's own, possibly smaller, may skip more of them.
+                    let ahead = spans.get(j).copied().flatten();
+                    let recheck = ahead.is_some() && from.level_cache;
+                    let span = match ahead {
                         Some(span) => span,
                         None => {
                             let span = children.gather(tree, e.at(), level, &from, kth);
@@ -274,7 +278,9 @@ impl Walk<'_> {
                         }
                     };
                     for child in children.span(span) {
-                        if child.skipped || from.skips(tree, e.dist, child.node, level, kth) {
+                        if child.skipped
+                            || recheck && from.skips(tree, e.dist, child.node, level, kth)
+                        {
                             tally(step, counts, SKIPPED);
                             continue;
                         }
