@@ -68,7 +68,7 @@ def step(T, D, Q, S, row, q_index, limit, entry, f_node, f_dist, f_pos, lo, hi, 
         # The k-th distance as the node is entered: the cache's skips are decided against it, so rust's
         # perf mode, which gathers children ahead, can replay the same decisions.
         skipping = S.level_cache and size == k
-        kth = heap_d[0]
+        kth = heap_d[0] if skipping else 0.0
         end = T.child_offsets[node + 1]
         while pos < end:
             c = T.children[pos]

@@ -264,7 +264,7 @@ impl Walk<'_> {
                         tally(step, counts, PRUNED);
                         continue;
                     }
-                    let kth = heap.is_full().then(|| heap.worst_distance());
+                    let kth = (from.level_cache && heap.is_full()).then(|| heap.worst_distance());
                     // Children gathered ahead were skipped against the block's k-th distance; the
                     // node's own, possibly smaller, may skip more of them.
                     let ahead = spans.get(j).copied().flatten();
