@@ -31,24 +31,35 @@ from covertreex import datasets
 from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.engines.gold.visit import slot
 from covertreex.engines.schedule import Schedule
-from covertreex.levels import DUPLICATE_LEVEL
-from covertreex.metrics.kernels import can_prune, distance
+from covertreex.levels import DUPLICATE_LEVEL, cover
+from covertreex.metrics.kernels import can_prune, can_skip_child, distance
 from pytest_pcct.gate.baselines import machine_facts
 
 ENGINES = {"gold": {"engine": "gold"}, "rust": {"engine": "rust", "mode": "perf"}}
 OFF = dict.fromkeys(Schedule._fields, False)
 SCHEDULES = {"off": OFF} | {name: OFF | {name: True} for name in Schedule._fields} | {
     "all": dict.fromkeys(Schedule._fields, True)}
-"""Every knob off (explicitly: some default on), each alone, all together."""
+"""Every knob off (explicitly: some default on), each alone, all together; --schedules also takes
+combinations such as predecessor_pruning+level_cache (the knobs named on, the others off)."""
+
+
+def _schedule(label: str) -> dict:
+    """The knobs of a --schedules label: a name of SCHEDULES or knob names joined by '+'."""
+    if label in SCHEDULES:
+        return SCHEDULES[label]
+    names = label.split("+")
+    if not set(names) <= set(Schedule._fields):
+        raise KeyError(label)
+    return OFF | dict.fromkeys(names, True)
 
 
 @njit(cache=True)
-def _floor_one(T, D, Q, row, q_index, entry, kth, out):
+def _floor_one(T, D, Q, row, q_index, entry, kth, cache, out):
     """The walk for one query when the k-th distance is `kth` from the start: a node is expanded iff the
     bound cannot prune it against kth, as in the walk, so the set evaluated is the least any order of
-    expansion reaches. Adds, per counter row (slot) of the tree, the evaluations to out[slot, 0] and the
-    nodes expanded (lower bound not above kth, so every exact schedule of this walk enters them) to
-    out[slot, 1]."""
+    expansion reaches (with `cache`, children the level cache skips against kth are not evaluated either).
+    Adds, per counter row (slot) of the tree, the evaluations to out[slot, 0] and the nodes expanded (lower
+    bound not above kth, so every exact schedule of this walk enters them) to out[slot, 1]."""
     root = T.root
     if T.subtree_min[root] >= entry:
         return
@@ -69,6 +80,8 @@ def _floor_one(T, D, Q, row, q_index, entry, kth, out):
             c = T.children[pos]
             if T.subtree_min[c] >= entry:
                 continue
+            if cache and can_skip_child(D.metric, Q.slack, node_d, cover(T.levels[c]), T.radius[c], kth):
+                continue
             if T.is_copy[c] and q_index != c and q_index != node:
                 dc = node_d
             else:
@@ -79,11 +92,11 @@ def _floor_one(T, D, Q, row, q_index, entry, kth, out):
 
 
 @njit(cache=True, parallel=True)
-def _floor(T, D, Q, rows, q_index, entry, kth):
+def _floor(T, D, Q, rows, q_index, entry, kth, cache):
     """Per query, _floor_one's (n_slots, 2) counts."""
     out = np.zeros((rows.shape[0], T.n_slots, 2), dtype=np.int64)
     for q in prange(rows.shape[0]):
-        _floor_one(T, D, Q, rows[q], q_index[q], entry[q], kth[q], out[q])
+        _floor_one(T, D, Q, rows[q], q_index[q], entry[q], kth[q], cache, out[q])
     return out
 
 
@@ -108,15 +121,15 @@ class Job:
             raise AssertionError(f"{engine} {schedule}: answers differ from the oracle")
         return result, (load + os.getloadavg()[0]) / 2, cpu
 
-    def floor(self) -> np.ndarray:
+    def floor(self, cache: bool = False) -> np.ndarray:
         """Per query and counter row, the evaluations and the expanded nodes of the walk that knows the
         k-th distance from the start (predecessor pruning on, which prunes only what is provably
-        ineligible): shape (queries, slots, 2)."""
+        ineligible; the level cache's skips too if `cache`): shape (queries, slots, 2)."""
         space = self.plain.space
         q = ct.CoverTree._queries(space, self.ask.get("queries"), self.ask.get("indices"),
                                   self.ask.get("predecessor", False))
         return _floor(self.plain.tree.arrays(), space.data, q.data, q.rows, q.dataset_index, q.limit,
-                      self.truth.distances[:, -1])
+                      self.truth.distances[:, -1], cache)
 
 
 def _counter_sums(results) -> tuple[np.ndarray, np.ndarray]:
@@ -187,11 +200,12 @@ def _table(jobs: list[Job], engines: list[str], schedules: list[str]) -> None:
           + " | ".join(engines) + " |")
     print("|---" * (5 + len(engines)) + "|")
     for label in schedules:
-        runs = {engine: [job.run(engine, SCHEDULES[label]) for job in jobs] for engine in engines}
+        runs = {engine: [job.run(engine, _schedule(label)) for job in jobs] for engine in engines}
         print(_row(label, runs, n_queries), flush=True)
-    if set(schedules) == set(SCHEDULES):
-        floor = sum(int(job.floor()[:, :, 0].sum()) for job in jobs) / n_queries
-        print(f"| floor (k-th known from the start) | {floor:.1f} |" + " |" * (3 + len(engines)))
+    if set(SCHEDULES) <= set(schedules):
+        for cache, label in ((False, "floor (k-th known from the start)"), (True, "floor with level_cache")):
+            floor = sum(int(job.floor(cache)[:, :, 0].sum()) for job in jobs) / n_queries
+            print(f"| {label} | {floor:.1f} |" + " |" * (3 + len(engines)))
 
 
 def _per_level(job: Job, engines: list[str]) -> None:
@@ -236,8 +250,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of the table: the floor per tree level next to best_first and off")
     args = parser.parse_args(argv)
     engines, schedules = args.engines.split(","), args.schedules.split(",")
-    if not set(engines) <= set(ENGINES) or not set(schedules) <= set(SCHEDULES):
-        parser.error(f"--engines takes {','.join(ENGINES)}; --schedules takes {','.join(SCHEDULES)}")
+    try:
+        [_schedule(label) for label in schedules]
+    except KeyError:
+        schedules = []
+    if not set(engines) <= set(ENGINES) or not schedules:
+        parser.error(f"--engines takes {','.join(ENGINES)}; --schedules takes {','.join(SCHEDULES)} or "
+                     "knob names joined by '+'")
     facts = machine_facts()
     print(f"    command: python benchmarks/schedule_knobs.py {' '.join(argv or sys.argv[1:])}")
     print(f"    date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; nproc: "

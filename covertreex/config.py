@@ -140,6 +140,27 @@ class Config:
         "checked; frontier steps then count queue pops; never changes answers",
         kind=bool,
     )
+    early_stop: bool = knob(
+        False,
+        "schedule: end a walk after a block that yields no heap push once a guard proves every entry left "
+        "prunable against the k-th distance (saves frontier entries and prune checks, costs guard checks); "
+        "never changes answers",
+        kind=bool,
+    )
+    block_sizing: bool = knob(
+        False,
+        "schedule: cut each level step into blocks sized from its frontier (1/8 of it, at least 4 entries; "
+        "doubled after a block with no heap push, reset after one with); rust's perf mode evaluates a "
+        "block's children ahead as one batch, so fewer are wasted; never changes answers",
+        kind=bool,
+    )
+    level_cache: bool = knob(
+        False,
+        "schedule: reuse each frontier node's distance at every level of its children: a child whose "
+        "subtree the parent's distance, less 2**(level + 1) and the child's radius, proves beyond the k-th "
+        "distance is skipped unevaluated; never changes answers",
+        kind=bool,
+    )
     query_block: int = knob(
         64,
         "queries per block of the rust tree path (perf mode, level walk): a block, consecutive along the "

@@ -25,6 +25,11 @@ class QueryCounter(_Column):
     PRUNES = 2
     DEDUPE_HITS = 3
     FRONTIER_STEPS = 4
+    BLOCKS = 5
+    EMPTY_BLOCKS = 6
+    EARLY_STOPS = 7
+    GUARD_CHECKS = 8
+    CACHE_SKIPS = 9
 
 
 class LevelCounter(_Column):
@@ -34,6 +39,8 @@ class LevelCounter(_Column):
     DISTANCE_EVALUATIONS = 1
     HEAP_PUSHES = 2
     PRUNES = 3
+    BLOCKS = 4
+    CACHE_SKIPS = 5
 
 
 N_QUERY_COUNTERS = len(QueryCounter)

@@ -23,8 +23,8 @@ from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree
 
 SCHEMA_NAME = "covertreex.query_telemetry"
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 """Record versions that still validate (each against its own shipped schema file)."""
 COMPARED_SECTIONS = ("counters", "per_query", "levels")
 """The parts of a record that are deterministic and compared for parity (timings never are)."""

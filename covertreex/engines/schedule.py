@@ -15,6 +15,9 @@ class Schedule(NamedTuple):
     predecessor_pruning: bool
     child_reordering: bool
     best_first: bool
+    early_stop: bool
+    block_sizing: bool
+    level_cache: bool
 
     @classmethod
     def of(cls, config: Config) -> Schedule:

@@ -195,6 +195,23 @@ def can_prune(metric, slack, node_distance, node_radius, threshold):
     )
 
 
+@njit(cache=True)
+def can_skip_child(metric, slack, parent_distance, child_cover, child_radius, threshold):
+    """True when no point of a child's subtree can have a computed distance <= threshold, proved from its
+    parent's distance alone (the child is then never evaluated).
+
+    Proof: x in the child c's subtree of parent a satisfies, exactly, d(q, x) >= d(q, a) - d(a, c) - d(c, x)
+    (triangle inequality; the residual distance is a metric, DESIGN section 3). The computed d(a, c) is at
+    most `child_cover` (covering) and the computed d(c, x) at most `child_radius`, so upper() of each bounds
+    the exact one; their float sum times (1 + 4 eps) is at least the exact sum (two roundings of relative
+    size <= eps/2 each). lower() bounds d(q, a) from below. A float difference that exceeds the float
+    upper(threshold) implies the exact difference does (rounding is monotone), so every exact d(q, x) is
+    above the largest exact distance a computed value <= threshold can stand for: strict, so ties survive.
+    """
+    reach = (upper(metric, slack, child_cover) + upper(metric, slack, child_radius)) * (1.0 + 4.0 * EPS)
+    return lower(metric, slack, parent_distance) - reach > upper(metric, slack, threshold)
+
+
 # --- Rounding bounds of a GEMM dot product (dense paths, brute's gemm variant) --------------------------
 # The dense paths' screening bound (DESIGN section 5); its Rust twin is rust/core/src/dense/screen.rs.
 #

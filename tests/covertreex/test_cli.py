@@ -94,7 +94,7 @@ def test_query_runs_the_described_workload(tmp_path):
     assert record["counters"] == expected.telemetry["counters"]
     assert record["n_queries"] == 20 and record["k"] == 5
     assert ok("telemetry", "validate", log, log).stdout.splitlines() == [
-        f"{log}: 1 records valid against covertreex.query_telemetry v3"] * 2
+        f"{log}: 1 records valid against covertreex.query_telemetry v4"] * 2
 
 
 def test_query_repeat_reports_every_run_and_loaded_tree_is_not_rebuilt(tmp_path):
@@ -176,7 +176,7 @@ def record_line() -> str:
 
 @pytest.mark.parametrize("damage, where", [
     (lambda line: line + "\n{not json", 2),
-    (lambda line: line.replace('"schema_version": 3', '"schema_version": 7'), 1),
+    (lambda line: line.replace(f'"schema_version": {telemetry.SCHEMA_VERSION}', '"schema_version": 7'), 1),
     (lambda line: "\n", None),
 ])
 def test_telemetry_validate_names_the_bad_line(tmp_path, record_line, damage, where):

@@ -28,7 +28,7 @@ def record():
 def test_schema_is_draft_2020_12_with_an_id():
     document = schema.load(schema_resource())
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert document["$id"].endswith("query_telemetry.v3.json")
+    assert document["$id"].endswith("query_telemetry.v4.json")
 
 
 def test_gold_and_brute_records_validate(record):
@@ -37,14 +37,37 @@ def test_gold_and_brute_records_validate(record):
     validate_record(ct.CoverTree(engine="brute").fit(X).query(X[:4], k=3).telemetry)
 
 
-def test_a_best_first_record_validates_and_a_version_2_record_still_does(record):
-    """Version 3 only gave frontier_steps and the levels rows their best-first meaning: the same fields, so
-    a record labelled version 2 still validates against the version 2 schema."""
+def test_a_best_first_record_validates(record):
     X = datasets.make("duplicates", 800, 2, 6).points
     best_first = ct.CoverTree(path="tree", best_first=True).fit(X).query(indices=np.arange(0, 800, 8), k=10)
     validate_record(best_first.telemetry)
     assert best_first.telemetry["config"]["best_first"]
-    assert validation_errors({**record, "schema_version": 2}) == []
+
+
+def test_schedule_counters_validate_and_sum_over_levels(record):
+    """Version 4 added the block, early-stop and level-cache counters: a record with those knobs on
+    validates, its per-level blocks and cache skips sum to the totals, and a version 3 record (without
+    them) still validates against its own schema, as does one labelled version 2 (version 3 only gave
+    frontier_steps and the levels rows their best-first meaning)."""
+    X = datasets.make("duplicates", 800, 2, 6).points
+    knobs = {"best_first": True, "early_stop": True, "level_cache": True}
+    for options in (knobs, {"block_sizing": True, "level_cache": True}):
+        r = ct.CoverTree(path="tree", **options).fit(X).query(indices=np.arange(0, 800, 8), k=10).telemetry
+        validate_record(r)
+        c, levels = r["counters"], r["levels"]
+        assert c["blocks"] == sum(row["blocks"] for row in levels) > c["frontier_steps"] * (
+            0 if options.get("best_first") else 1) - 1
+        assert c["cache_skips"] == sum(row["cache_skips"] for row in levels) > 0
+        assert c["empty_blocks"] <= c["blocks"]
+    assert c["blocks"] > c["frontier_steps"], "block_sizing cuts the steps into several blocks"
+    old = {key: value for key, value in record.items() if key not in ("counters", "levels")}
+    old["counters"] = {key: value for key, value in record["counters"].items()
+                       if key not in ("blocks", "empty_blocks", "early_stops", "guard_checks", "cache_skips")}
+    old["levels"] = [{key: value for key, value in row.items() if key not in ("blocks", "cache_skips")}
+                     for row in record["levels"]]
+    assert validation_errors({**old, "schema_version": 3}) == []
+    assert validation_errors({**old, "schema_version": 2}) == []
+    assert validation_errors({**old, "schema_version": 4}) != []
 
 
 def test_counters_are_consistent(record):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import covertreex as ct
-from covertreex.counters import QueryCounter
+from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.engines.schedule import Schedule
 from pytest_pcct.parity.profiles import suite_settings
 from pytest_pcct.parity.strategies import knn_cases
@@ -65,3 +65,66 @@ def test_predecessor_pruning_cuts_the_vecchia_walk():
     spent, before = on.counters.per_query[:, evaluations], off.counters.per_query[:, evaluations]
     assert np.all(spent <= np.arange(X.shape[0])) and np.all(spent <= before)
     assert spent.sum() < before.sum()
+
+
+def _columns(result, *columns) -> list[int]:
+    """Per-query counter columns summed over the queries."""
+    return [int(result.counters.per_query[:, column].sum()) for column in columns]
+
+
+@pytest.fixture(scope="module")
+def residual_walk():
+    """A residual problem and the gold tree path on it, asked for 10 neighbours of 120 indexed points."""
+    X = np.random.default_rng(5).normal(size=(1500, 3))
+    problem = ct.residual_problem(X, kernel="rbf", lengthscale=1.0, variance=1.0, m=48, seed=5)
+    indices = np.random.default_rng(6).integers(0, 1500, 120)
+
+    def walk(engine: str = "gold", **options):
+        model = ct.CoverTree(engine=engine, metric="residual", path="tree", **options).fit(problem)
+        return model.query(indices=indices, k=10)
+    return walk
+
+
+def test_level_cache_skips_children_without_evaluating_them(residual_walk):
+    """A skipped child could not have entered the heap, so the heap sees the same offers that matter:
+    the same pushes and answer, fewer evaluations (each skip saves its own evaluation at least)."""
+    Q = QueryCounter
+    off, on = residual_walk(), residual_walk(level_cache=True)
+    _assert_same_answer(on, off, "level_cache")
+    pushes_off, evaluations_off = _columns(off, Q.HEAP_PUSHES, Q.DISTANCE_EVALUATIONS)
+    pushes_on, evaluations_on, skips = _columns(on, Q.HEAP_PUSHES, Q.DISTANCE_EVALUATIONS, Q.CACHE_SKIPS)
+    assert pushes_on == pushes_off
+    assert skips > 0 and evaluations_on + skips <= evaluations_off
+    assert _columns(off, Q.CACHE_SKIPS) == [0]
+
+
+@pytest.mark.parametrize("walk", [{"best_first": True}, {"child_reordering": True, "block_sizing": True}])
+def test_early_stop_ends_the_walk_without_losing_work(residual_walk, walk):
+    """Once the guard proves everything left prunable, what the walk would still do is prune: the stop
+    saves those frontier entries and prune checks, never an evaluation or a push. Best first pops in
+    bound order, so its guard rarely finds an entry left unprunable; the level walk's frontier is not in
+    that order, so a guard that passed too easily would stop it early and lose evaluations."""
+    Q = QueryCounter
+    off, on = residual_walk(**walk), residual_walk(**walk, early_stop=True)
+    _assert_same_answer(on, off, "early_stop")
+    same = (Q.DISTANCE_EVALUATIONS, Q.HEAP_PUSHES)
+    assert _columns(on, *same) == _columns(off, *same)
+    stops, checks, prunes = _columns(on, Q.EARLY_STOPS, Q.GUARD_CHECKS, Q.PRUNES)
+    assert stops > 0 and checks > 0 and prunes < _columns(off, Q.PRUNES)[0]
+    entries = [int(result.counters.per_level[:, LevelCounter.FRONTIER].sum()) for result in (on, off)]
+    assert entries[0] < entries[1]
+
+
+def test_block_sizing_cuts_steps_and_perf_mode_wastes_fewer_evaluations(residual_walk):
+    """Blocks change no walk decision (same evaluations, pushes, prunes, frontier entries), only the
+    unit rust's perf mode evaluates ahead: against a fresher k-th distance it discards fewer."""
+    Q = QueryCounter
+    same = (Q.DISTANCE_EVALUATIONS, Q.HEAP_PUSHES, Q.PRUNES, Q.FRONTIER_STEPS)
+    off, on = residual_walk(), residual_walk(block_sizing=True)
+    _assert_same_answer(on, off, "block_sizing")
+    assert _columns(on, *same) == _columns(off, *same)
+    assert np.array_equal(on.counters.per_level[:, 0], off.counters.per_level[:, 0])  # frontier entries
+    assert _columns(on, Q.BLOCKS)[0] > _columns(off, Q.BLOCKS)[0] == _columns(off, Q.FRONTIER_STEPS)[0]
+    wasted = [residual_walk("rust", mode="perf", block_sizing=flag).telemetry["speculation"]
+              ["discarded_evaluations"] for flag in (False, True)]
+    assert 0 <= wasted[1] < wasted[0]

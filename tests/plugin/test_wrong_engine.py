@@ -123,7 +123,7 @@ def test_counters_are_compared_and_records_validated(pytester):
         "counters, per_query, levels)",
         "*_ test_pair[[]gold-badrecord[]] _*",
         "E *AssertionError: telemetry record of engine 'badrecord' does not match schema "
-        "covertreex:schemas/query_telemetry.v3.json:",
+        "covertreex:schemas/query_telemetry.v4.json:",
         "E *counters/prunes: -1 is less than the minimum of 0",
         "*= pcct parity matrix =*",
         "gold-miscount   euclidean gaussian d=2 n=50 q=3 queries=points seed=0  2  E       0        differ",

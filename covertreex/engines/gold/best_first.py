@@ -9,14 +9,19 @@ Exact in any order: a subtree is skipped only when the rounding-safe bound prove
 farther than the current k-th distance (strictly, so ties survive), and the current k-th distance is never
 below the final one; the heap keeps the k best by (distance, index) whatever order candidates arrive in.
 
-Counters: a pop is one frontier step and one frontier entry, counted (with its prune) in the row of the
-node's highest child level; evaluations and pushes are counted in the row of the child's level.
+Each pop is one block (``block_sizing`` does not apply); with ``early_stop``, a pop that is pruned ends the
+walk once the guard of covertreex.engines.gold.blocks proves every queued subtree prunable.
+
+Counters: a pop is one frontier step, one block and one frontier entry, counted (with its prune) in the
+row of the node's highest child level; evaluations and pushes are counted in the row of the child's level.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
+from covertreex.counters import QueryCounter
+from covertreex.engines.gold.blocks import settled
 from covertreex.engines.gold.visit import slot, step
 from covertreex.levels import DUPLICATE_LEVEL
 
@@ -62,9 +67,9 @@ def _pop(bound, node, dist, size):
 
 
 @njit(cache=True)
-def best_first(T, D, Q, row, q_index, limit, entry, root_d, size, scratch, per_level, per_query):
-    """Walk below the root (at distance root_d, the heap holding `size` pairs) best first; the heap's
-    final size. Subtrees whose smallest index is not below `entry` are never entered."""
+def best_first(T, D, Q, S, row, q_index, limit, entry, root_d, size, scratch, per_level, per_query):
+    """Walk below the root (at distance root_d, the heap holding `size` pairs) best first on schedule S;
+    the heap's final size. Subtrees whose smallest index is not below `entry` are never entered."""
     heap_d, heap_i = scratch.heap_d, scratch.heap_i
     f_node, f_dist, f_pos = scratch.front_node, scratch.front_dist, scratch.front_pos
     new_node, new_dist, new_pos = scratch.new_node, scratch.new_dist, scratch.new_pos
@@ -78,9 +83,20 @@ def best_first(T, D, Q, row, q_index, limit, entry, root_d, size, scratch, per_l
         f_node[0], f_dist[0], f_pos[0] = a, dist[0], T.child_offsets[a]
         queued = _pop(bound, node, dist, queued)
         s = slot(T, T.levels[T.children[T.child_offsets[a]]])
-        size, _, n_new = step(T, D, Q, row, q_index, limit, entry, f_node, f_dist, f_pos, 1, DUPLICATE_LEVEL,
-                              s, heap_d, heap_i, size, new_node, new_dist, new_pos, per_level, per_query)
+        per_query[QueryCounter.FRONTIER_STEPS] += 1
+        pushes, prunes = per_query[QueryCounter.HEAP_PUSHES], per_query[QueryCounter.PRUNES]
+        size, _, n_new = step(T, D, Q, S, row, q_index, limit, entry, f_node, f_dist, f_pos, 0, 1, 0, 0,
+                              DUPLICATE_LEVEL, s, heap_d, heap_i, size, new_node, new_dist, new_pos,
+                              per_level, per_query)
         for j in range(n_new):
             c, dc = new_node[j], new_dist[j]
             queued = _push(bound, node, dist, queued, dc - T.radius[c], c, dc)
+        if per_query[QueryCounter.HEAP_PUSHES] > pushes:
+            continue
+        per_query[QueryCounter.EMPTY_BLOCKS] += 1
+        pruned = per_query[QueryCounter.PRUNES] > prunes
+        if S.early_stop and pruned and queued > 0 and settled(T, D, Q, node, dist, 0, queued, heap_d[0],
+                                                               per_query):
+            per_query[QueryCounter.EARLY_STOPS] += 1
+            break
     return size

@@ -15,6 +15,11 @@ The schedule (covertreex.engines.schedule.Schedule) changes which work is done, 
   k-th distance, which never falls below the final one, and the heap keeps the k best by (distance,
   index) whatever order candidates arrive in.
 - ``best_first``: the walk of covertreex.engines.gold.best_first instead of this one.
+- ``block_sizing`` and ``early_stop``: each step in blocks sized from its frontier, and the walk's end
+  after a block that yields nothing once a guard proves everything left prunable
+  (covertreex.engines.gold.blocks, which states the proof).
+- ``level_cache``: a child is skipped unmeasured when its parent's distance proves its subtree beyond the
+  k-th distance (covertreex.engines.gold.visit.step).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from numba import njit, prange
 
 from covertreex.counters import N_LEVEL_COUNTERS, N_QUERY_COUNTERS, LevelCounter, QueryCounter
 from covertreex.engines.gold.best_first import best_first
+from covertreex.engines.gold.blocks import first_width, settled
 from covertreex.engines.gold.visit import slot, step
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics.kernels import distance
@@ -100,7 +106,7 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
             per_level[0, LevelCounter.HEAP_PUSHES] += 1
             per_query[QueryCounter.HEAP_PUSHES] += 1
     if S.best_first:
-        size = best_first(T, D, Q, row, q_index, limit, entry, d, size, scratch, per_level, per_query)
+        size = best_first(T, D, Q, S, row, q_index, limit, entry, d, size, scratch, per_level, per_query)
         write_sorted(heap_d, heap_i, size, out_i, out_d)
         return
     n_front = 0
@@ -115,9 +121,34 @@ def query_one(T, D, Q, S, row, q_index, limit, scratch, out_i, out_d, per_level,
                 level = candidate
         if S.child_reordering:
             _nearest_first(T, f_node, f_dist, f_pos, n_front, new_node, new_dist, new_pos)
-        size, n_kept, n_new = step(T, D, Q, row, q_index, limit, entry, f_node, f_dist, f_pos, n_front,
-                                   level, slot(T, level), heap_d, heap_i, size, new_node, new_dist, new_pos,
-                                   per_level, per_query)
+        per_query[QueryCounter.FRONTIER_STEPS] += 1
+        s = slot(T, level)
+        base = first_width(n_front) if S.block_sizing else n_front
+        width = base
+        n_kept = n_new = lo = 0
+        while lo < n_front:
+            hi = min(n_front, lo + width)
+            pushes, prunes = per_query[QueryCounter.HEAP_PUSHES], per_query[QueryCounter.PRUNES]
+            size, n_kept, n_new = step(T, D, Q, S, row, q_index, limit, entry, f_node, f_dist, f_pos, lo, hi,
+                                       n_kept, n_new, level, s, heap_d, heap_i, size, new_node, new_dist,
+                                       new_pos, per_level, per_query)
+            pruned_whole = per_query[QueryCounter.PRUNES] - prunes == hi - lo
+            lo = hi
+            if per_query[QueryCounter.HEAP_PUSHES] > pushes:
+                width = base
+                continue
+            per_query[QueryCounter.EMPTY_BLOCKS] += 1
+            width *= 2
+            # The guard runs after a block pruned whole (so the heap is full), when something is left.
+            if not (S.early_stop and pruned_whole and (lo < n_front or n_kept + n_new > 0)):
+                continue
+            kth = heap_d[0]
+            if (settled(T, D, Q, f_node, f_dist, lo, n_front, kth, per_query)
+                    and settled(T, D, Q, f_node, f_dist, 0, n_kept, kth, per_query)
+                    and settled(T, D, Q, new_node, new_dist, 0, n_new, kth, per_query)):
+                per_query[QueryCounter.EARLY_STOPS] += 1
+                write_sorted(heap_d, heap_i, size, out_i, out_d)
+                return
         for j in range(n_new):
             f_node[n_kept + j], f_dist[n_kept + j], f_pos[n_kept + j] = new_node[j], new_dist[j], new_pos[j]
         n_front = n_kept + n_new

@@ -20,8 +20,8 @@ from numba import njit
 
 from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.engines.heap import offer
-from covertreex.levels import DUPLICATE_LEVEL
-from covertreex.metrics.kernels import can_prune, distance
+from covertreex.levels import DUPLICATE_LEVEL, cover
+from covertreex.metrics.kernels import can_prune, can_skip_child, distance
 
 
 @njit(cache=True, inline="always")
@@ -33,34 +33,42 @@ def slot(T, level):
 
 
 @njit(cache=True, inline="always")
-def step(T, D, Q, row, q_index, limit, entry, f_node, f_dist, f_pos, n_front, level, s, heap_d, heap_i,
-         size, new_node, new_dist, new_pos, per_level, per_query):
-    """Enter the frontier's n_front nodes in order (node f_node[j] at distance f_dist[j] from query row
-    `row`, dataset index q_index, its next child at CSR position f_pos[j]); the step and its n_front entries
-    and prunes are counted in row s. The heap (heap_d, heap_i) holds `size` pairs.
+def step(T, D, Q, S, row, q_index, limit, entry, f_node, f_dist, f_pos, lo, hi, n_kept, n_new, level, s,
+         heap_d, heap_i, size, new_node, new_dist, new_pos, per_level, per_query):
+    """Enter the frontier's nodes lo..hi-1 in order, one block (node f_node[j] at distance f_dist[j] from
+    query row `row`, dataset index q_index, its next child at CSR position f_pos[j]) on schedule S; the
+    block, its entries and prunes are counted in row s. The heap (heap_d, heap_i) holds `size` pairs;
+    n_kept nodes are kept and n_new children appended so far in this step.
 
     A node is pruned when the heap is full and the rounding-safe bound proves its subtree farther than
     the current k-th distance (strictly, so ties survive). Otherwise its children are taken from f_pos[j]
     on while their level is at least `level` (children are stored by decreasing level; DUPLICATE_LEVEL
     takes them all), each counted in the row of its own level:
     - skipped, unless its subtree holds an index below `entry` (predecessor pruning);
+    - with ``S.level_cache``, skipped unmeasured (a cache skip) when the heap was full as the node was
+      entered and the node's distance, reused at the child's level, proves the child's subtree beyond
+      the k-th distance of that moment (metrics.kernels.can_skip_child);
     - measured: an exact copy of the node reuses the node's distance (a dedupe hit) unless the query is
       the copy or the node itself; any other child is evaluated;
     - offered to the heap if eligible (index below `limit`);
     - appended to new_node/new_dist/new_pos (with its first child's position) if it has children.
-    A node with children left is kept: written back, in order, to the front of f_node/f_dist/f_pos.
+    A node with children left is kept: written back, in order, after the n_kept nodes kept before it
+    (never past position j, so entries not yet entered stay in place).
     Returns the heap's new size, the number of nodes kept and the number of children appended."""
     k = heap_d.shape[0]
-    per_level[s, LevelCounter.FRONTIER] += n_front
-    per_query[QueryCounter.FRONTIER_STEPS] += 1
-    n_kept = 0
-    n_new = 0
-    for j in range(n_front):
+    per_level[s, LevelCounter.FRONTIER] += hi - lo
+    per_level[s, LevelCounter.BLOCKS] += 1
+    per_query[QueryCounter.BLOCKS] += 1
+    for j in range(lo, hi):
         node, node_d, pos = f_node[j], f_dist[j], f_pos[j]
         if size == k and can_prune(D.metric, Q.slack, node_d, T.radius[node], heap_d[0]):
             per_level[s, LevelCounter.PRUNES] += 1
             per_query[QueryCounter.PRUNES] += 1
             continue
+        # The k-th distance as the node is entered: the cache's skips are decided against it, so rust's
+        # perf mode, which gathers children ahead, can replay the same decisions.
+        skipping = S.level_cache and size == k
+        kth = heap_d[0] if skipping else 0.0
         end = T.child_offsets[node + 1]
         while pos < end:
             c = T.children[pos]
@@ -71,6 +79,10 @@ def step(T, D, Q, row, q_index, limit, entry, f_node, f_dist, f_pos, n_front, le
             if T.subtree_min[c] >= entry:
                 continue
             sc = slot(T, level_c)
+            if skipping and can_skip_child(D.metric, Q.slack, node_d, cover(level_c), T.radius[c], kth):
+                per_level[sc, LevelCounter.CACHE_SKIPS] += 1
+                per_query[QueryCounter.CACHE_SKIPS] += 1
+                continue
             if T.is_copy[c] and q_index != c and q_index != node:
                 dc = node_d
                 per_query[QueryCounter.DEDUPE_HITS] += 1

@@ -2,57 +2,82 @@
 //! subtrees wait in a priority queue by their lower bound d(q, node) - radius, ties by index (every node
 //! enters once, so gold and rust pop the same sequence); each pop is checked against the current k-th
 //! distance and, unless pruned, all of its children are measured, offered and queued. Exact in any order
-//! (see the Python module); a pop counts as one frontier step in the row of the node's highest child
-//! level, evaluations and pushes in the row of the child's level.
+//! (see the Python module); a pop counts as one frontier step and one block in the row of the node's
+//! highest child level, evaluations and pushes in the row of the child's level. With `early_stop`, a pop
+//! that is pruned ends the walk once the guard (crate::blocks) proves every queued subtree prunable; the
+//! guard reads the queue in its array order, which is gold's because the queue is gold's binary heap.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
+use crate::blocks::settled;
 use crate::children::{Children, Origin};
-use crate::counters::{FRONTIER, N_LEVEL_COUNTERS, Q_DEDUPE, Q_STEPS};
+use crate::counters::{
+    FRONTIER, N_LEVEL_COUNTERS, Q_DEDUPE, Q_EARLY_STOPS, Q_EMPTY_BLOCKS, Q_HEAP_PUSHES, Q_PRUNES,
+    Q_STEPS,
+};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{can_prune, MetricData};
-use crate::query::{tally, EVALUATED, PRUNED, PUSHED};
+use crate::query::{tally, BLOCKED, EVALUATED, PRUNED, PUSHED, SKIPPED};
 use crate::tree::TreeView;
 
 /// A subtree waiting in the queue: its root, the root's distance to the query, and its lower bound.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Queued {
+struct Queued {
     bound: f64,
     node: usize,
     dist: f64,
 }
 
 impl Queued {
-    /// Queue order, reversed for std's max-heap: the smallest (bound, node) pops first. Bounds are finite;
-    /// -0.0 and 0.0 compare equal, as in gold.
-    fn key_cmp(&self, other: &Queued) -> Ordering {
-        let by_bound = other
-            .bound
-            .partial_cmp(&self.bound)
-            .unwrap_or(Ordering::Equal);
-        by_bound.then(other.node.cmp(&self.node))
+    /// Queue order by (bound, node); bounds are finite, -0.0 and 0.0 compare equal, as in gold.
+    fn before(&self, other: &Queued) -> bool {
+        self.bound < other.bound || (self.bound == other.bound && self.node < other.node)
     }
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Queued) -> bool {
-        self.key_cmp(other) == Ordering::Equal
-    }
+/// The queue: a binary min-heap by (bound, node) in an array, sifted exactly as gold's `_push`/`_pop`.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    items: Vec<Queued>,
 }
 
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Queued) -> Option<Ordering> {
-        Some(self.cmp(other))
+impl Queue {
+    fn push(&mut self, item: Queued) {
+        let mut pos = self.items.len();
+        self.items.push(item);
+        while pos > 0 {
+            let parent = (pos - 1) / 2;
+            if !item.before(&self.items[parent]) {
+                break;
+            }
+            self.items[pos] = self.items[parent];
+            pos = parent;
+        }
+        self.items[pos] = item;
     }
-}
 
-impl Ord for Queued {
-    fn cmp(&self, other: &Queued) -> Ordering {
-        self.key_cmp(other)
+    fn pop(&mut self) -> Option<Queued> {
+        let first = *self.items.first()?;
+        let last = self.items.pop()?;
+        let size = self.items.len();
+        let mut pos = 0;
+        loop {
+            let mut child = 2 * pos + 1;
+            if child >= size {
+                break;
+            }
+            if child + 1 < size && self.items[child + 1].before(&self.items[child]) {
+                child += 1;
+            }
+            if !self.items[child].before(&last) {
+                break;
+            }
+            self.items[pos] = self.items[child];
+            pos = child;
+        }
+        if size > 0 {
+            self.items[pos] = last;
+        }
+        Some(first)
     }
 }
 
@@ -64,10 +89,11 @@ pub(crate) struct BestFirst<'a> {
     /// Only indices below this enter the heap.
     pub limit: i64,
     pub mode: Mode,
+    pub early_stop: bool,
 }
 
 impl BestFirst<'_> {
-    fn enqueue(&self, queue: &mut BinaryHeap<Queued>, node: usize, dist: f64) {
+    fn enqueue(&self, queue: &mut Queue, node: usize, dist: f64) {
         let (start, end) = self.tree.child_range(node);
         if end > start {
             let bound = dist - self.tree.radius[node];
@@ -80,22 +106,25 @@ impl BestFirst<'_> {
         &self,
         root_dist: f64,
         heap: &mut Heap,
-        queue: &mut BinaryHeap<Queued>,
+        queue: &mut Queue,
         children: &mut Children,
         levels: &mut [i64],
         counts: &mut [i64],
     ) {
         let tree = self.tree;
         let row_of = |level: i64| tree.slot(level) * N_LEVEL_COUNTERS;
-        queue.clear();
+        let slack = self.from.data.slack;
+        queue.items.clear();
         self.enqueue(queue, tree.root(), root_dist);
         while let Some(Queued { node, dist, .. }) = queue.pop() {
             let at = row_of(tree.levels[tree.child(tree.child_range(node).0)]);
             let row = &mut levels[at..at + N_LEVEL_COUNTERS];
             row[FRONTIER] += 1;
+            tally(row, counts, BLOCKED);
             counts[Q_STEPS] += 1;
-            let slack = self.from.data.slack;
-            if heap.is_full()
+            let (pushes, prunes) = (counts[Q_HEAP_PUSHES], counts[Q_PRUNES]);
+            let full = heap.is_full();
+            if full
                 && can_prune(
                     self.data.metric,
                     slack,
@@ -105,23 +134,43 @@ impl BestFirst<'_> {
                 )
             {
                 tally(row, counts, PRUNED);
+            } else {
+                let kth = full.then(|| heap.worst_distance());
+                children.clear();
+                let span = children.gather_all(tree, (node, dist), &self.from, kth);
+                children.evaluate(self.mode, self.from, self.data);
+                for child in children.span(span) {
+                    let level = tree.levels[child.node];
+                    let at = row_of(level);
+                    let row = &mut levels[at..at + N_LEVEL_COUNTERS];
+                    if child.skipped {
+                        tally(row, counts, SKIPPED);
+                        continue;
+                    }
+                    if child.copy {
+                        counts[Q_DEDUPE] += 1;
+                    } else {
+                        tally(row, counts, EVALUATED);
+                    }
+                    if (child.node as i64) < self.limit && heap.offer(child.dist, child.node as i64)
+                    {
+                        tally(row, counts, PUSHED);
+                    }
+                    self.enqueue(queue, child.node, child.dist);
+                }
+            }
+            if counts[Q_HEAP_PUSHES] > pushes {
                 continue;
             }
-            children.clear();
-            let span = children.gather_all(tree, (node, dist), &self.from);
-            children.evaluate(self.mode, self.from, self.data);
-            for child in children.span(span) {
-                let at = row_of(tree.levels[child.node]);
-                let row = &mut levels[at..at + N_LEVEL_COUNTERS];
-                if child.copy {
-                    counts[Q_DEDUPE] += 1;
-                } else {
-                    tally(row, counts, EVALUATED);
+            counts[Q_EMPTY_BLOCKS] += 1;
+            let pruned = counts[Q_PRUNES] > prunes;
+            if self.early_stop && pruned && !queue.items.is_empty() {
+                let entries = queue.items.iter().map(|q| (q.node, q.dist));
+                let guard = (self.data.metric, slack);
+                if settled(entries, tree, guard, heap.worst_distance(), counts) {
+                    counts[Q_EARLY_STOPS] += 1;
+                    break;
                 }
-                if (child.node as i64) < self.limit && heap.offer(child.dist, child.node as i64) {
-                    tally(row, counts, PUSHED);
-                }
-                self.enqueue(queue, child.node, child.dist);
             }
         }
     }

@@ -4,14 +4,17 @@
 //! node pruned on the way only wastes the distances gathered for it (counted as discarded).
 
 use crate::evaluate::Mode;
-use crate::metric::MetricData;
+use crate::levels::cover;
+use crate::metric::{can_skip_child, MetricData};
 use crate::tree::TreeView;
 
-/// A child waiting to be used: its distance is its parent's (an exact copy) or an evaluated one.
+/// A child waiting to be used: its distance is its parent's (an exact copy) or an evaluated one, or none
+/// (skipped by the level cache when gathered).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pending {
     pub node: usize,
     pub copy: bool,
+    pub skipped: bool,
     pub dist: f64,
 }
 
@@ -31,6 +34,34 @@ pub(crate) struct Origin<'a> {
     pub index: i64,
     /// Subtrees whose smallest index is not below this are never entered.
     pub entry: i64,
+    /// Whether the level cache skips children (schedule knob `level_cache`).
+    pub level_cache: bool,
+}
+
+impl Origin<'_> {
+    /// Whether the level cache skips `child` (at `level`) of a node at `node_dist`, against the k-th
+    /// distance `kth` the node was entered with (None: the heap was not full then).
+    pub fn skips(
+        &self,
+        tree: &TreeView,
+        node_dist: f64,
+        child: usize,
+        level: i64,
+        kth: Option<f64>,
+    ) -> bool {
+        let data = self.data;
+        self.level_cache
+            && kth.is_some_and(|t| {
+                can_skip_child(
+                    data.metric,
+                    data.slack,
+                    node_dist,
+                    cover(level),
+                    tree.radius[child],
+                    t,
+                )
+            })
+    }
 }
 
 /// Gathered children and their distances (buffers reused across steps and queries).
@@ -58,13 +89,15 @@ impl Children {
 
     /// Queue the children of `node` (at distance `node_dist`) from position `pos` whose level is `level`
     /// and whose subtree the query enters; an exact copy of the node reuses its distance unless the
-    /// query is the copy or the node itself.
+    /// query is the copy or the node itself; a child the level cache skips against `kth` is queued
+    /// unevaluated.
     pub fn gather(
         &mut self,
         tree: &TreeView,
         (node, node_dist, pos): (usize, f64, usize),
         level: i64,
         from: &Origin,
+        kth: Option<f64>,
     ) -> Span {
         let query_index = from.index;
         let start = self.pending.len();
@@ -76,14 +109,16 @@ impl Children {
             if tree.subtree_min[c] >= from.entry {
                 continue;
             }
+            let skipped = from.skips(tree, node_dist, c, level, kth);
             let copy = tree.is_copy[c] && query_index != c as i64 && query_index != node as i64;
-            if !copy {
+            if !copy && !skipped {
                 self.measured.push(c);
                 self.slots.push(self.pending.len());
             }
             self.pending.push(Pending {
                 node: c,
                 copy,
+                skipped,
                 dist: node_dist,
             });
         }
@@ -101,12 +136,15 @@ impl Children {
         tree: &TreeView,
         (node, node_dist): (usize, f64),
         from: &Origin,
+        kth: Option<f64>,
     ) -> Span {
         let start = self.pending.len();
         let (mut pos, end) = tree.child_range(node);
         while pos < end {
             let level = tree.levels[tree.child(pos)];
-            pos = self.gather(tree, (node, node_dist, pos), level, from).next;
+            pos = self
+                .gather(tree, (node, node_dist, pos), level, from, kth)
+                .next;
         }
         Span {
             start,

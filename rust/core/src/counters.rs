@@ -32,6 +32,16 @@ columns!(QUERY_COUNTERS, N_QUERY_COUNTERS {
     Q_DEDUPE = "dedupe_hits",
     /// Level steps of the walk (dense path: point tiles screened).
     Q_STEPS = "frontier_steps",
+    /// Blocks of the walk (a step's run of frontier entries, or a best-first pop).
+    Q_BLOCKS = "blocks",
+    /// Blocks that yielded no heap push.
+    Q_EMPTY_BLOCKS = "empty_blocks",
+    /// Walks ended by the early-stop guard.
+    Q_EARLY_STOPS = "early_stops",
+    /// Entries the early-stop guard tested.
+    Q_GUARD_CHECKS = "guard_checks",
+    /// Children skipped unevaluated by the level cache.
+    Q_CACHE_SKIPS = "cache_skips",
 });
 
 columns!(LEVEL_COUNTERS, N_LEVEL_COUNTERS {
@@ -43,6 +53,10 @@ columns!(LEVEL_COUNTERS, N_LEVEL_COUNTERS {
     HEAP_PUSHES = "heap_pushes",
     /// Frontier nodes pruned in the step.
     PRUNES = "prunes",
+    /// Blocks the step was cut into.
+    BLOCKS = "blocks",
+    /// Children of the level skipped unevaluated by the level cache.
+    CACHE_SKIPS = "cache_skips",
 });
 
 #[cfg(test)]
@@ -51,10 +65,28 @@ mod tests {
 
     #[test]
     fn columns_are_numbered_in_the_order_named() {
-        let query = [Q_EVALUATIONS, Q_HEAP_PUSHES, Q_PRUNES, Q_DEDUPE, Q_STEPS];
+        let query = [
+            Q_EVALUATIONS,
+            Q_HEAP_PUSHES,
+            Q_PRUNES,
+            Q_DEDUPE,
+            Q_STEPS,
+            Q_BLOCKS,
+            Q_EMPTY_BLOCKS,
+            Q_EARLY_STOPS,
+            Q_GUARD_CHECKS,
+            Q_CACHE_SKIPS,
+        ];
         assert_eq!(query.to_vec(), (0..N_QUERY_COUNTERS).collect::<Vec<_>>());
         assert_eq!(QUERY_COUNTERS[Q_DEDUPE], "dedupe_hits");
-        let level = [FRONTIER, EVALUATIONS, HEAP_PUSHES, PRUNES];
+        let level = [
+            FRONTIER,
+            EVALUATIONS,
+            HEAP_PUSHES,
+            PRUNES,
+            BLOCKS,
+            CACHE_SKIPS,
+        ];
         assert_eq!(level.to_vec(), (0..N_LEVEL_COUNTERS).collect::<Vec<_>>());
         assert_eq!(LEVEL_COUNTERS[HEAP_PUSHES], "heap_pushes");
     }

@@ -8,6 +8,17 @@ pub const UNBOUNDED_LEVEL: i64 = 1 << 20;
 pub const NO_CHILD_LEVEL: i64 = -(1 << 62);
 
 const FRACTION_BITS: u32 = 52;
+
+/// An upper bound on the computed distance from a node at `level` to its parent: 2**(level + 1)
+/// (covering), raised to 2**-1022 below the normal range (duplicates included) and inf above it, as
+/// covertreex/levels.py's `cover`.
+pub fn cover(level: i64) -> f64 {
+    let exponent = level.saturating_add(1).max(-1022);
+    if exponent > 1023 {
+        return f64::INFINITY;
+    }
+    f64::from_bits(((exponent + EXPONENT_BIAS) as u64) << FRACTION_BITS)
+}
 const FRACTION_MASK: u64 = (1 << FRACTION_BITS) - 1;
 const EXPONENT_BIAS: i64 = 1023;
 

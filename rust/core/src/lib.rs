@@ -7,13 +7,14 @@
 //! named once), `tree` (the CSR tree view and its checks), `build` (sequential insertion), `batch` (batch
 //! insertion on rayon), `batch_search` (a round's searches, node by node in blocks), `query` (level-synchronous k-NN with counters), `query_block` (queries walking the tree together, a
 //! step's evaluations grouped by node on the register-tiled block), `best_first` (the best-first walk of
-//! the schedule knob), `children` (the children a query step expands, gathered and evaluated ahead of use),
+//! the schedule knob), `blocks` (a step's blocks and the early-stop guard), `children` (the children a query step expands, gathered and evaluated ahead of use),
 //! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `maximin` (exact maximin
 //! ordering fused with the predecessor search, on the dense path's tiles and bounds), `errors`.
 
 pub mod batch;
 mod batch_search;
 mod best_first;
+mod blocks;
 pub mod build;
 mod canonical_block;
 mod children;

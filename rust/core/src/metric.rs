@@ -400,6 +400,23 @@ pub fn can_prune(
         > upper(metric, slack, threshold)
 }
 
+/// True when no point of a child's subtree can have a computed distance <= threshold, proved from its
+/// parent's distance alone: d(q, x) >= d(q, parent) - d(parent, child) - d(child, x), with the computed
+/// d(parent, child) at most `child_cover` and d(child, x) at most `child_radius` (the proof and its
+/// rounding are in covertreex/metrics/kernels.py's `can_skip_child`, operation for operation).
+pub fn can_skip_child(
+    metric: Metric,
+    slack: f64,
+    parent_distance: f64,
+    child_cover: f64,
+    child_radius: f64,
+    threshold: f64,
+) -> bool {
+    let reach = (upper(metric, slack, child_cover) + upper(metric, slack, child_radius))
+        * (1.0 + 4.0 * f64::EPSILON);
+    lower(metric, slack, parent_distance) - reach > upper(metric, slack, threshold)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,16 +9,19 @@
 //! (crate::schedule) changes which work is done exactly as it does in gold, never the answer.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
-use crate::best_first::{BestFirst, Queued};
+use crate::best_first::{BestFirst, Queue};
+use crate::blocks::{first_width, settled};
 use crate::children::{Children, Origin, Span};
 use crate::counters::{
-    EVALUATIONS, FRONTIER, HEAP_PUSHES, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, PRUNES, Q_DEDUPE,
-    Q_EVALUATIONS, Q_HEAP_PUSHES, Q_PRUNES, Q_STEPS,
+    BLOCKS, CACHE_SKIPS, EVALUATIONS, FRONTIER, HEAP_PUSHES, N_LEVEL_COUNTERS, N_QUERY_COUNTERS,
+    PRUNES, Q_BLOCKS, Q_CACHE_SKIPS, Q_DEDUPE, Q_EARLY_STOPS, Q_EMPTY_BLOCKS, Q_EVALUATIONS,
+    Q_HEAP_PUSHES, Q_PRUNES, Q_STEPS,
 };
 use crate::errors::{check_sizes, filled, CoreError, Result};
 use crate::evaluate::Mode;
@@ -32,6 +35,8 @@ use crate::tree::TreeView;
 pub(crate) const EVALUATED: (usize, usize) = (EVALUATIONS, Q_EVALUATIONS);
 pub(crate) const PUSHED: (usize, usize) = (HEAP_PUSHES, Q_HEAP_PUSHES);
 pub(crate) const PRUNED: (usize, usize) = (PRUNES, Q_PRUNES);
+pub(crate) const SKIPPED: (usize, usize) = (CACHE_SKIPS, Q_CACHE_SKIPS);
+pub(crate) const BLOCKED: (usize, usize) = (BLOCKS, Q_BLOCKS);
 /// Queries per parallel task.
 const CHUNK: usize = 16;
 
@@ -98,19 +103,33 @@ pub(crate) struct Scratch {
     /// Per frontier node: its children gathered ahead of the step (perf mode), or None.
     spans: Vec<Option<Span>>,
     /// The best-first walk's queue of subtrees.
-    queue: BinaryHeap<Queued>,
+    queue: Queue,
+    /// The level step in progress and its open block (None between steps).
+    step: Option<Step>,
+}
+
+/// A level step in progress: its level, its blocks' base and next width, and the frontier positions of
+/// the block open now (or last closed).
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    level: i64,
+    base: usize,
+    width: usize,
+    block: Range<usize>,
 }
 
 impl Scratch {
-    /// The open step's speculated runs of children, in queue order: (frontier node, child position, how
-    /// many of the run's children are queued for evaluation, i.e. are not copies).
+    /// The open block's speculated runs of children, in queue order: (frontier node, child position, how
+    /// many of the run's children are queued for evaluation, i.e. are neither copies nor skipped).
     pub(crate) fn runs(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
         let children = &self.children;
-        self.front
+        let block = self.step.as_ref().map_or(0..0, |step| step.block.clone());
+        self.front[block]
             .iter()
             .zip(&self.spans)
             .filter_map(move |(e, span)| {
-                let queued = children.span((*span)?).iter().filter(|c| !c.copy).count();
+                let span = children.span((*span)?);
+                let queued = span.iter().filter(|c| !c.copy && !c.skipped).count();
                 Some((e.node, e.pos, queued))
             })
     }
@@ -124,7 +143,8 @@ impl Scratch {
             new: Vec::with_capacity(n),
             children: Children::default(),
             spans: Vec::with_capacity(n),
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
+            step: None,
         }
     }
 }
@@ -184,6 +204,7 @@ impl Walk<'_> {
             } else {
                 self.tree.n_points() as i64
             },
+            level_cache: self.schedule.level_cache,
         }
     }
 
@@ -198,14 +219,14 @@ impl Walk<'_> {
         counts: &mut [i64],
     ) {
         self.start(q, scratch, totals, counts);
-        let from = self.origin(q);
-        while !scratch.front.is_empty() {
-            let speculate = self.mode == Mode::Perf;
-            let level = self.open_step(q, scratch, totals, counts, speculate);
+        let speculate = self.mode == Mode::Perf;
+        while self.open_block(q, scratch, totals, counts, speculate) {
             if speculate {
-                scratch.children.evaluate(self.mode, from, self.data);
+                scratch
+                    .children
+                    .evaluate(self.mode, self.origin(q), self.data);
             }
-            self.close_step(q, scratch, level, totals, counts);
+            self.close_block(q, scratch, totals, counts);
         }
         scratch.heap.write_sorted(out_i, out_d);
     }
@@ -227,10 +248,12 @@ impl Walk<'_> {
             front,
             children,
             queue,
+            step,
             ..
         } = scratch;
         heap.clear();
         front.clear();
+        *step = None;
         let root = tree.root();
         if tree.subtree_min[root] >= from.entry {
             return;
@@ -248,6 +271,7 @@ impl Walk<'_> {
                 from,
                 limit,
                 mode: self.mode,
+                early_stop: self.schedule.early_stop,
             };
             walk.walk(d, heap, queue, children, &mut totals.levels, counts);
             return;
@@ -255,18 +279,20 @@ impl Walk<'_> {
         front.extend(Entry::expandable(tree, root, d));
     }
 
-    /// Open query `q`'s next step (its frontier is not empty): choose the level, order the frontier,
-    /// count the step and, when `speculate`, gather the children of every node not already prunable (the
-    /// k-th distance only shrinks during the step, so those stay pruned) for one evaluation before
-    /// [`Walk::close_step`]. Returns the step's level.
-    pub(crate) fn open_step(
+    /// Open query `q`'s next block, or return false when its walk is over. A new step (none open)
+    /// chooses its level, orders the frontier and counts itself; its blocks are the whole frontier, or
+    /// runs sized from it under `block_sizing`. When `speculate`, the children of every entry of the
+    /// block not already prunable are gathered (the k-th distance only shrinks during the block, so
+    /// those stay pruned, and the level cache then skips a superset) for one evaluation before
+    /// [`Walk::close_block`].
+    pub(crate) fn open_block(
         &self,
         q: usize,
         scratch: &mut Scratch,
         totals: &mut Totals,
         counts: &mut [i64],
         speculate: bool,
-    ) -> i64 {
+    ) -> bool {
         let tree = self.tree;
         let from = self.origin(q);
         let Scratch {
@@ -276,33 +302,60 @@ impl Walk<'_> {
             new,
             children,
             spans,
+            step,
             ..
         } = scratch;
-        let mut level = tree.levels[tree.child(front[0].pos)];
-        for e in &front[1..] {
-            let candidate = tree.levels[tree.child(e.pos)];
-            if candidate > level {
-                level = candidate;
+        if front.is_empty() {
+            return false;
+        }
+        let open = match step.take() {
+            Some(open) => open,
+            None => {
+                let mut level = tree.levels[tree.child(front[0].pos)];
+                for e in &front[1..] {
+                    let candidate = tree.levels[tree.child(e.pos)];
+                    if candidate > level {
+                        level = candidate;
+                    }
+                }
+                if self.schedule.child_reordering {
+                    nearest_first(tree, front);
+                }
+                counts[Q_STEPS] += 1;
+                kept.clear();
+                new.clear();
+                let base = if self.schedule.block_sizing {
+                    first_width(front.len())
+                } else {
+                    front.len()
+                };
+                Step {
+                    level,
+                    base,
+                    width: base,
+                    block: 0..0,
+                }
             }
-        }
-        if self.schedule.child_reordering {
-            nearest_first(tree, front);
-        }
-        let at = tree.slot(level) * N_LEVEL_COUNTERS;
-        totals.levels[at + FRONTIER] += front.len() as i64;
-        counts[Q_STEPS] += 1;
-        kept.clear();
-        new.clear();
+        };
+        let start = open.block.end;
+        let block = start..front.len().min(start + open.width);
+        let at = tree.slot(open.level) * N_LEVEL_COUNTERS;
+        let row = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
+        row[FRONTIER] += block.len() as i64;
+        tally(row, counts, BLOCKED);
         children.clear();
         spans.clear();
         if speculate {
-            let bound = heap.is_full().then(|| heap.worst_distance());
-            for e in front.iter() {
-                let sure = bound.is_some_and(|t| self.prunable(from.data, e, t));
-                spans.push((!sure).then(|| children.gather(tree, e.at(), level, &from)));
+            let kth = heap.is_full().then(|| heap.worst_distance());
+            for e in &front[block.clone()] {
+                let sure = kth.is_some_and(|t| self.prunable(from.data, e, t));
+                let gathered =
+                    (!sure).then(|| children.gather(tree, e.at(), open.level, &from, kth));
+                spans.push(gathered);
             }
         }
-        level
+        *step = Some(Step { block, ..open });
+        true
     }
 
     /// Can frontier entry `e` be dropped at k-th distance `threshold`?
@@ -311,14 +364,15 @@ impl Walk<'_> {
         can_prune(self.data.metric, qd.slack, e.dist, radius, threshold)
     }
 
-    /// Close query `q`'s step at `level`: each frontier node in order is pruned at the current k-th
-    /// distance or its children (gathered and evaluated now unless speculated) are offered and queued;
-    /// then the next frontier is set.
-    pub(crate) fn close_step(
+    /// Close query `q`'s open block: each of its entries in order is pruned at the current k-th
+    /// distance or its children (gathered and evaluated now unless speculated; those the level cache
+    /// skips stay unevaluated) are offered and queued. A block with no heap push doubles the next one
+    /// (`block_sizing`) and, when it was pruned whole, lets the early-stop guard end the walk. After
+    /// the step's last block the next frontier is set.
+    pub(crate) fn close_block(
         &self,
         q: usize,
         scratch: &mut Scratch,
-        level: i64,
         totals: &mut Totals,
         counts: &mut [i64],
     ) {
@@ -332,32 +386,50 @@ impl Walk<'_> {
             new,
             children,
             spans,
+            step,
             ..
         } = scratch;
+        let Some(mut open) = step.take() else {
+            return;
+        };
+        let level = open.level;
         let at = tree.slot(level) * N_LEVEL_COUNTERS;
-        let step = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
-        let evaluations = counts[Q_EVALUATIONS];
-        for (j, e) in front.iter().enumerate() {
+        let row = &mut totals.levels[at..at + N_LEVEL_COUNTERS];
+        let (pushes, prunes, evaluations) = (
+            counts[Q_HEAP_PUSHES],
+            counts[Q_PRUNES],
+            counts[Q_EVALUATIONS],
+        );
+        for (j, e) in front[open.block.clone()].iter().enumerate() {
             if heap.is_full() && self.prunable(from.data, e, heap.worst_distance()) {
-                tally(step, counts, PRUNED);
+                tally(row, counts, PRUNED);
                 continue;
             }
-            let span = match spans.get(j).copied().flatten() {
+            let kth = (from.level_cache && heap.is_full()).then(|| heap.worst_distance());
+            // Children gathered ahead were skipped against the block's k-th distance; the node's own,
+            // possibly smaller, may skip more of them.
+            let ahead = spans.get(j).copied().flatten();
+            let recheck = ahead.is_some() && from.level_cache;
+            let span = match ahead {
                 Some(span) => span,
                 None => {
-                    let span = children.gather(tree, e.at(), level, &from);
+                    let span = children.gather(tree, e.at(), level, &from, kth);
                     children.evaluate(self.mode, from, self.data);
                     span
                 }
             };
             for child in children.span(span) {
+                if child.skipped || recheck && from.skips(tree, e.dist, child.node, level, kth) {
+                    tally(row, counts, SKIPPED);
+                    continue;
+                }
                 if child.copy {
                     counts[Q_DEDUPE] += 1;
                 } else {
-                    tally(step, counts, EVALUATED);
+                    tally(row, counts, EVALUATED);
                 }
                 if (child.node as i64) < limit && heap.offer(child.dist, child.node as i64) {
-                    tally(step, counts, PUSHED);
+                    tally(row, counts, PUSHED);
                 }
                 new.extend(Entry::expandable(tree, child.node, child.dist));
             }
@@ -370,9 +442,36 @@ impl Walk<'_> {
         }
         let used = counts[Q_EVALUATIONS] - evaluations;
         totals.discarded += children.evaluated() as i64 - used;
-        // The next frontier: the nodes with children left, then the new ones, in that order.
-        std::mem::swap(front, kept);
-        front.extend_from_slice(new);
+        let pruned_whole = counts[Q_PRUNES] - prunes == open.block.len() as i64;
+        let rest = open.block.end..front.len();
+        if counts[Q_HEAP_PUSHES] > pushes {
+            open.width = open.base;
+        } else {
+            counts[Q_EMPTY_BLOCKS] += 1;
+            open.width *= 2;
+            // The guard runs after a block pruned whole (so the heap is full), when something is left.
+            let left = !rest.is_empty() || !kept.is_empty() || !new.is_empty();
+            if self.schedule.early_stop && pruned_whole && left {
+                let entries = front[rest.clone()]
+                    .iter()
+                    .chain(kept.iter())
+                    .chain(new.iter());
+                let guard = (self.data.metric, from.data.slack);
+                let kth = heap.worst_distance();
+                if settled(entries.map(|e| (e.node, e.dist)), tree, guard, kth, counts) {
+                    counts[Q_EARLY_STOPS] += 1;
+                    front.clear();
+                    return;
+                }
+            }
+        }
+        if rest.is_empty() {
+            // The next frontier: the nodes with children left, then the new ones, in that order.
+            std::mem::swap(front, kept);
+            front.extend_from_slice(new);
+        } else {
+            *step = Some(open);
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 //! batch_search.rs, on the register tile of canonical_block.rs).
 //!
 //! Every query keeps its own heap, frontier and k-th distance, and takes exactly the steps of the
-//! per-query walk in perf mode (query.rs: `Walk::open_step` speculates, `Walk::close_step` replays): a
-//! round opens every live query's step (each at its own level), evaluates every child any of them
-//! gathered, and closes every step. Only where the distances come from changes. The block's query rows
+//! per-query walk in perf mode (query.rs: `Walk::open_block` speculates, `Walk::close_block` replays): a
+//! round opens every live query's next block of its step (each at its own level), evaluates every child any of them
+//! gathered, and closes every block. Only where the distances come from changes. The block's query rows
 //! of V are packed once per block, lanes of COLS queries to a panel; a group is the (node, child
 //! position) runs that several queries gathered in the round, and its dot products are one tile pass of
 //! the union of the runs' children against the panels of the lanes the group spans. Each dot product is
@@ -102,7 +102,6 @@ fn copy_out(answered: Vec<Answered>, out: &mut QueryOutput) {
 #[derive(Default)]
 struct Lanes {
     scratch: Vec<Scratch>,
-    levels: Vec<i64>,
     live: Vec<usize>,
     groups: Groups,
 }
@@ -114,7 +113,6 @@ impl Lanes {
             // Frontiers grow as needed: reserving the dataset's size per lane would cost b x N.
             self.scratch.push(Scratch::new(0, k));
         }
-        self.levels.resize(b, 0);
         let mut totals = Totals::new(slots);
         let mut counts = vec![0i64; b * N_QUERY_COUNTERS];
         let rows = |j: usize| j * N_QUERY_COUNTERS..(j + 1) * N_QUERY_COUNTERS;
@@ -124,20 +122,20 @@ impl Lanes {
         self.groups.start_block(walk, queries);
         loop {
             self.live.clear();
-            self.live
-                .extend((0..b).filter(|&j| !self.scratch[j].front.is_empty()));
+            for (j, &q) in queries.iter().enumerate() {
+                let (scratch, counts) = (&mut self.scratch[j], &mut counts[rows(j)]);
+                if walk.open_block(q, scratch, &mut totals, counts, true) {
+                    self.live.push(j);
+                }
+            }
             if self.live.is_empty() {
                 break;
-            }
-            for &j in &self.live {
-                let (scratch, counts) = (&mut self.scratch[j], &mut counts[rows(j)]);
-                self.levels[j] = walk.open_step(queries[j], scratch, &mut totals, counts, true);
             }
             let lanes = (queries, &self.live[..]);
             self.groups.evaluate(walk, lanes, &mut self.scratch);
             for &j in &self.live {
                 let (scratch, counts) = (&mut self.scratch[j], &mut counts[rows(j)]);
-                walk.close_step(queries[j], scratch, self.levels[j], &mut totals, counts);
+                walk.close_block(queries[j], scratch, &mut totals, counts);
             }
         }
         let (mut indices, mut distances) = (vec![-1i64; b * k], vec![f64::INFINITY; b * k]);

@@ -11,4 +11,10 @@ pub struct Schedule {
     pub child_reordering: bool,
     /// Walk best first (a queue of subtrees by lower bound, ties by index) instead of level by level.
     pub best_first: bool,
+    /// End the walk after a block pruned whole once the guard proves everything left prunable.
+    pub early_stop: bool,
+    /// Cut each level step into blocks sized from its frontier.
+    pub block_sizing: bool,
+    /// Skip a child unevaluated when its parent's distance proves its subtree beyond the k-th.
+    pub level_cache: bool,
 }

@@ -213,11 +213,20 @@ fn predecessor_pruning_keeps_answers_and_never_evaluates_more() {
 
 #[test]
 fn every_schedule_gives_the_default_answers() {
-    let on = |predecessor_pruning, child_reordering, best_first| Schedule {
-        predecessor_pruning,
-        child_reordering,
-        best_first,
+    // Each knob alone, then all together (flags in Schedule's field order).
+    let on = |flags: [bool; 6]| Schedule {
+        predecessor_pruning: flags[0],
+        child_reordering: flags[1],
+        best_first: flags[2],
+        early_stop: flags[3],
+        block_sizing: flags[4],
+        level_cache: flags[5],
     };
+    let mut schedules: Vec<Schedule> = (1..6)
+        .map(|knob| on(std::array::from_fn(|j| j == knob)))
+        .collect();
+    schedules.push(on([true; 6]));
+    schedules.push(on([true, false, true, true, false, true]));
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (space, queries) in spaces(21) {
         let case = Case::new(space);
@@ -228,16 +237,20 @@ fn every_schedule_gives_the_default_answers() {
         ];
         for (from, rows) in &asked {
             let plain = case.run(from, rows, 5, Some(1));
-            for schedule in [
-                on(false, true, false),
-                on(false, false, true),
-                on(true, true, true),
-            ] {
-                for mode in [Mode::Parity, Mode::Perf] {
-                    let out = case.run_in(mode, schedule, from, rows, 5, Some(1));
-                    assert_eq!(out.indices, plain.indices, "{schedule:?} {mode:?}");
-                    assert_eq!(bits(&out.distances), bits(&plain.distances));
-                }
+            for &schedule in &schedules {
+                let parity = case.run_in(Mode::Parity, schedule, from, rows, 5, Some(1));
+                assert_eq!(parity.indices, plain.indices, "{schedule:?}");
+                assert_eq!(bits(&parity.distances), bits(&plain.distances));
+                let perf = case.run_in(Mode::Perf, schedule, from, rows, 5, Some(1));
+                assert_eq!(perf.indices, parity.indices, "{schedule:?} perf");
+                assert_eq!(
+                    perf.per_query, parity.per_query,
+                    "{schedule:?} perf counters"
+                );
+                assert_eq!(
+                    perf.per_level, parity.per_level,
+                    "{schedule:?} perf counters"
+                );
             }
         }
     }
@@ -245,10 +258,15 @@ fn every_schedule_gives_the_default_answers() {
 
 #[test]
 fn query_blocks_give_the_per_query_answers_and_counters() {
-    let on = |predecessor_pruning, child_reordering| Schedule {
+    // The last flag turns on the level-walk knobs of issue 12 (blocks sized from the frontier, their
+    // early stop, the level cache) together.
+    let on = |predecessor_pruning, child_reordering, blocks_and_cache| Schedule {
         predecessor_pruning,
         child_reordering,
         best_first: false,
+        early_stop: blocks_and_cache,
+        block_sizing: blocks_and_cache,
+        level_cache: blocks_and_cache,
     };
     let threads = Some(available_threads().min(2) as i64);
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -271,7 +289,14 @@ fn query_blocks_give_the_per_query_answers_and_counters() {
             for i in (1..n_q).rev() {
                 order.swap(i, rng.below(i as u64 + 1) as usize);
             }
-            for schedule in [on(false, false), on(true, false), on(true, true)] {
+            let schedules = [
+                on(false, false, false),
+                on(true, false, false),
+                on(true, true, false),
+                on(true, false, true),
+                on(false, true, true),
+            ];
+            for schedule in schedules {
                 let (tree, data) = (case.tree.view(), case.space.data());
                 let batch = rows.batch(from);
                 let run = |blocks: Option<QueryBlocks>, threads| {

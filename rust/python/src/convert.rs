@@ -202,5 +202,8 @@ pub fn schedule(obj: &Bound<'_, PyAny>) -> PyResult<Schedule> {
         predecessor_pruning: flag("predecessor_pruning")?,
         child_reordering: flag("child_reordering")?,
         best_first: flag("best_first")?,
+        early_stop: flag("early_stop")?,
+        block_sizing: flag("block_sizing")?,
+        level_cache: flag("level_cache")?,
     })
 }
