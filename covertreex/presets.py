@@ -47,13 +47,14 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "residual_perf",
             "residual metric, float64, every fast path that keeps the answer exact (rust mode "
-            "'perf', path 'auto'; on the tree path the schedule knobs best_first, early_stop and "
-            "level_cache: 44.6% fewer evaluations on the gold workload, docs/benchmarks.md), all cores, "
-            "each engine builds its own tree, telemetry off",
+            "'perf', path 'auto'; on the tree path the level walk in query blocks with the schedule "
+            "knobs level_cache, block_sizing and early_stop: the fastest schedule measured on the gold "
+            "workload, 16.4% fewer evaluations than the defaults, docs/benchmarks.md), all cores, each "
+            "engine builds its own tree, telemetry off",
             "residual",
             {"mode": "perf", "brute_variant": "auto", "shared_tree": False, "threads": None,
-             "path": "auto", "telemetry": False, "best_first": True, "early_stop": True,
-             "level_cache": True},
+             "path": "auto", "telemetry": False, "level_cache": True, "block_sizing": True,
+             "early_stop": True},
         ),
     )
 }

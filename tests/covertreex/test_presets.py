@@ -42,7 +42,7 @@ def test_residual_perf_settings():
     config = get_preset("residual_perf").config()
     assert config.telemetry is False and config.shared_tree is False
     assert config.mode == "perf" and config.threads is None and config.brute_variant == "auto"
-    assert config.best_first and config.early_stop and config.level_cache and not config.block_sizing
+    assert config.level_cache and config.block_sizing and config.early_stop and not config.best_first
 
 
 def test_no_preset_gives_the_defaults():
