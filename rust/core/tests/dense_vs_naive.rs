@@ -176,12 +176,7 @@ impl Sink for AllBounds {
         f64::INFINITY
     }
 
-    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64], below: u32) {
-        assert_eq!(
-            below,
-            (1 << lo.len()) - 1,
-            "every lo is below an infinite cutoff"
-        );
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
         assert_eq!(
             j,
             self.lo.len(),

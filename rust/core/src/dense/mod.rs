@@ -28,7 +28,6 @@ pub use screen::operand;
 pub use select::UpperBounds;
 use select::{Recheck, Selection};
 pub use tile::gram;
-use tile::gram_columns;
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +53,6 @@ pub struct DenseOutput {
 
 /// Buffers one worker reuses across its query blocks.
 struct Worker {
-    /// The block's query rows, column by column (the GEMM's A).
     rows: Vec<f64>,
     tile: Vec<f64>,
     heap: Heap,
@@ -93,9 +91,12 @@ impl Job<'_> {
         let rows = &self.queries.rows[block.clone()];
         let own = &self.queries.dataset_index[block];
         worker.rows.clear();
-        worker.rows.extend(
-            (0..width).flat_map(|t| rows.iter().map(move |&r| q_values[r as usize * width + t])),
-        );
+        for &r in rows {
+            let r = r as usize;
+            worker
+                .rows
+                .extend_from_slice(&q_values[r * width..(r + 1) * width]);
+        }
         let mut selections: Vec<Selection> = (0..nb)
             .map(|_| Selection::new(self.k, self.data.metric))
             .collect();
@@ -105,7 +106,7 @@ impl Job<'_> {
             let tile = &mut worker.tile[..nb * cols];
             let points = &p_values[j0 * width..(j0 + cols) * width];
             let start = Instant::now();
-            gram_columns(tile, &worker.rows, points, nb, cols, width);
+            gram(tile, &worker.rows, points, nb, cols, width);
             let nanos = start.elapsed().as_nanos() as u64;
             self.gemm_nanos.fetch_add(nanos, Ordering::Relaxed);
             for (q, selection) in selections.iter_mut().enumerate() {

@@ -132,10 +132,9 @@ pub fn widen(metric: Metric, t: f64) -> f64 {
 pub trait Sink {
     /// A group whose every `lo` exceeds this is skipped: it can change nothing.
     fn cutoff(&self) -> f64;
-    /// A group of pairs (points j, j + 1, ..) with key bounds `lo[i]`, `hi[i]`; bit i of `below` is
-    /// set iff `lo[i]` is at or below the cutoff (at least one is). A pair whose bit is clear can
-    /// change nothing, now or later: the cutoff only falls.
-    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64], below: u32);
+    /// A group of pairs (points j, j + 1, ..) with key bounds `lo[i]`, `hi[i]`, at least one `lo` at
+    /// or below the cutoff.
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]);
 }
 
 /// The instruction set the screening loops are compiled for. Every one computes the same bits; the
@@ -364,9 +363,8 @@ impl<'a> Screen<'a> {
             (lo[i], hi[i]) = (self.self_key(), self.self_key());
         }
         let cutoff = sink.cutoff();
-        let below = (0..N).fold(0u32, |bits, i| bits | u32::from(lo[i] <= cutoff) << i);
-        if below != 0 {
-            sink.offer(j0 + at, &lo, &hi, below);
+        if lo.iter().fold(false, |any, &l| any | (l <= cutoff)) {
+            sink.offer(j0 + at, &lo, &hi);
         }
     }
 }

@@ -73,20 +73,18 @@ impl UpperBounds {
     }
 }
 
-/// The screening hands a group to the selection only if some `lo` is at or below the cutoff: a pair
-/// whose `lo` exceeds it changes nothing (hi >= lo > cutoff too, and the cutoff only falls). The
-/// group's other pairs are offered one by one, in index order.
+/// The screening hands a group to the selection only if some `lo` is at or below the cutoff: a group
+/// whose `lo` all exceed it changes nothing (hi >= lo > cutoff too). The pairs of a group are offered
+/// one by one, in index order.
 impl Sink for Selection {
     #[inline(always)]
     fn cutoff(&self) -> f64 {
         self.cutoff
     }
 
-    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64], mut below: u32) {
-        while below != 0 {
-            let i = below.trailing_zeros() as usize;
-            below &= below - 1;
-            self.offer_pair(lo[i], hi[i], (j + i) as i64);
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
+        for ((j, &lo), &hi) in (j..).zip(lo).zip(hi) {
+            self.offer_pair(lo, hi, j as i64);
         }
     }
 }

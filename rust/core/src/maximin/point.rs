@@ -190,7 +190,7 @@ impl Sink for Offers<'_, '_> {
         self.point.cutoff(self.at.data.metric)
     }
 
-    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64], _below: u32) {
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
         let first = self.pos0 + j - self.j0;
         for (pos, (&lo, &hi)) in (first..).zip(lo.iter().zip(hi)) {
             self.point.admit(self.at, self.j, pos, lo, hi);
