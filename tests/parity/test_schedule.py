@@ -128,3 +128,22 @@ def test_block_sizing_cuts_steps_and_perf_mode_wastes_fewer_evaluations(residual
     wasted = [residual_walk("rust", mode="perf", block_sizing=flag).telemetry["speculation"]
               ["discarded_evaluations"] for flag in (False, True)]
     assert 0 <= wasted[1] < wasted[0]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+@pytest.mark.parametrize(("engine", "mode"), [("gold", "parity"), ("rust", "parity"), ("rust", "perf")])
+def test_no_point_is_measured_twice_by_one_query(engine, mode, metric):
+    """Issue 12's visited mask is the tree itself: every point has one place in it, and an exact duplicate
+    of a node (a copy) takes its parent's distance (a dedupe hit). So with k = n, where nothing can be
+    pruned, each query reaches every point exactly once: evaluations + dedupe hits == n. A walk that
+    measured a node twice would count more; a dedupe that stopped working would leave no dedupe hit."""
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.integers(0, 4, size=(60, 2)).astype(float), np.zeros((5, 2))])  # 16 distinct sites
+    n = len(X)
+    model = ct.CoverTree(engine=engine, mode=mode, metric=metric, path="tree", telemetry=True)
+    model.fit(X) if metric == "euclidean" else model.fit(X, m=8, seed=0)
+    result = model.query(X[:7] + 0.1, n)
+    counters = result.telemetry["counters"]
+    # Each query needs all n points (k = n), so a total of 7 n means exactly n for each.
+    assert counters["distance_evaluations"] + counters["dedupe_hits"] == 7 * n
+    assert counters["dedupe_hits"] > 0  # the duplicates really are deduplicated
