@@ -10,13 +10,12 @@
 use crate::blocks::settled;
 use crate::children::{Children, Origin};
 use crate::counters::{
-    FRONTIER, N_LEVEL_COUNTERS, Q_DEDUPE, Q_EARLY_STOPS, Q_EMPTY_BLOCKS, Q_HEAP_PUSHES, Q_PRUNES,
-    Q_STEPS,
+    FRONTIER, N_LEVEL_COUNTERS, Q_EARLY_STOPS, Q_EMPTY_BLOCKS, Q_HEAP_PUSHES, Q_PRUNES, Q_STEPS,
 };
 use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{can_prune, MetricData};
-use crate::query::{tally, BLOCKED, EVALUATED, PRUNED, PUSHED, SKIPPED};
+use crate::query::{tally, use_child, BLOCKED, PRUNED};
 use crate::tree::TreeView;
 
 /// A subtree waiting in the queue: its root, the root's distance to the query, and its lower bound.
@@ -143,20 +142,9 @@ impl BestFirst<'_> {
                     let level = tree.levels[child.node];
                     let at = row_of(level);
                     let row = &mut levels[at..at + N_LEVEL_COUNTERS];
-                    if child.skipped {
-                        tally(row, counts, SKIPPED);
-                        continue;
+                    if use_child(child, false, self.limit, heap, row, counts) {
+                        self.enqueue(queue, child.node, child.dist);
                     }
-                    if child.copy {
-                        counts[Q_DEDUPE] += 1;
-                    } else {
-                        tally(row, counts, EVALUATED);
-                    }
-                    if (child.node as i64) < self.limit && heap.offer(child.dist, child.node as i64)
-                    {
-                        tally(row, counts, PUSHED);
-                    }
-                    self.enqueue(queue, child.node, child.dist);
                 }
             }
             if counts[Q_HEAP_PUSHES] > pushes {

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::best_first::{BestFirst, Queue};
 use crate::blocks::{first_width, settled};
-use crate::children::{Children, Origin, Span};
+use crate::children::{Children, Origin, Pending, Span};
 use crate::counters::{
     BLOCKS, CACHE_SKIPS, EVALUATIONS, FRONTIER, HEAP_PUSHES, N_LEVEL_COUNTERS, N_QUERY_COUNTERS,
     PRUNES, Q_BLOCKS, Q_CACHE_SKIPS, Q_DEDUPE, Q_EARLY_STOPS, Q_EMPTY_BLOCKS, Q_EVALUATIONS,
@@ -419,19 +419,10 @@ impl Walk<'_> {
                 }
             };
             for child in children.span(span) {
-                if child.skipped || recheck && from.skips(tree, e.dist, child.node, level, kth) {
-                    tally(row, counts, SKIPPED);
-                    continue;
+                let skipped = recheck && from.skips(tree, e.dist, child.node, level, kth);
+                if use_child(child, skipped, limit, heap, row, counts) {
+                    new.extend(Entry::expandable(tree, child.node, child.dist));
                 }
-                if child.copy {
-                    counts[Q_DEDUPE] += 1;
-                } else {
-                    tally(row, counts, EVALUATED);
-                }
-                if (child.node as i64) < limit && heap.offer(child.dist, child.node as i64) {
-                    tally(row, counts, PUSHED);
-                }
-                new.extend(Entry::expandable(tree, child.node, child.dist));
             }
             if span.next < tree.child_range(e.node).1 {
                 kept.push(Entry {
@@ -473,6 +464,33 @@ impl Walk<'_> {
             *step = Some(open);
         }
     }
+}
+
+/// Count one gathered child in its level's `row` and the query's `counts` and offer it to the heap when
+/// its index is below `limit`; false (nothing offered) when the level cache skipped it, at gathering or
+/// now (`skipped`). A copy reuses its parent's distance (a dedupe hit), any other child was evaluated.
+/// Shared by the level walk and the best-first walk, so both count a child alike.
+pub(crate) fn use_child(
+    child: &Pending,
+    skipped: bool,
+    limit: i64,
+    heap: &mut Heap,
+    row: &mut [i64],
+    counts: &mut [i64],
+) -> bool {
+    if child.skipped || skipped {
+        tally(row, counts, SKIPPED);
+        return false;
+    }
+    if child.copy {
+        counts[Q_DEDUPE] += 1;
+    } else {
+        tally(row, counts, EVALUATED);
+    }
+    if (child.node as i64) < limit && heap.offer(child.dist, child.node as i64) {
+        tally(row, counts, PUSHED);
+    }
+    true
 }
 
 /// Order the frontier by (d(q, node) - radius[node], node): the nearest subtrees are expanded first, so
