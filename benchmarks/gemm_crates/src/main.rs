@@ -1,5 +1,6 @@
 //! One dense-path tile (query rows x point rows of V, inner dimension m), single-threaded, through each
-//! candidate crate: best GFLOP/s of several rounds. Run: `cargo run --release` in this directory.
+//! candidate crate: best GFLOP/s of several rounds. Run `cargo run --release` in this directory, and
+//! `cargo run --release --features x86-v4` for the `gemm` crate's AVX-512 kernels (as rust/core uses it).
 
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ fn best_gflops(rounds: usize, flops: f64, mut run: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    for (rows, cols, width) in [(64, 1024, 512), (256, 2048, 512)] {
+    for (rows, cols, width) in [(64, 1024, 512), (256, 2048, 512), (512, 2048, 512)] {
         let a: Vec<f64> = (0..rows * width)
             .map(|i| ((i * 7919) % 1000) as f64 / 1e3)
             .collect();
@@ -65,8 +66,29 @@ fn main() {
                 gemm::Parallelism::None,
             )
         });
+        let fa = {
+            let lhs = faer::MatRef::from_row_major_slice(&a, rows, width);
+            let rhs = faer::MatRef::from_row_major_slice(&b, cols, width);
+            let mut out = faer::Mat::<f64>::zeros(rows, cols);
+            best_gflops(10, flops, || {
+                faer::linalg::matmul::matmul(
+                    out.as_mut(),
+                    faer::Accum::Replace,
+                    lhs,
+                    rhs.transpose(),
+                    1.0,
+                    faer::Par::Seq,
+                )
+            })
+        };
+        let kernels = if cfg!(feature = "x86-v4") {
+            "x86-v4"
+        } else {
+            "default"
+        };
         println!(
-            "tile {rows}x{cols}x{width}: matrixmultiply {mm:.1} GFLOP/s, gemm {gm:.1} GFLOP/s"
+            "tile {rows}x{cols}x{width}: matrixmultiply {mm:.1}, gemm ({kernels}) {gm:.1}, \
+             faer {fa:.1} GFLOP/s"
         );
     }
 }

@@ -1,5 +1,7 @@
-//! The GEMM of one tile, through the `gemm` crate (chosen over `matrixmultiply` after measuring both
-//! on this machine's tile shapes; single-threaded here because rayon already runs one tile per worker).
+//! The GEMM of one tile, through the `gemm` crate with its AVX-512 kernels (`x86-v4`, chosen at run time
+//! where the CPU has AVX-512F), chosen over `matrixmultiply` and faer after measuring them on the tile
+//! shapes on an AMD and an Intel machine (docs/benchmarks.md); single-threaded here because rayon
+//! already runs one tile per worker.
 
 /// `out` (rows x cols, row-major) = A B^T, where A is `rows` x `width` and B is `cols` x `width`, both
 /// row-major and contiguous.
