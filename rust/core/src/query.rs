@@ -100,7 +100,7 @@ pub(crate) struct Scratch {
     kept: Vec<Entry>,
     new: Vec<Entry>,
     pub(crate) children: Children,
-    /// Per frontier node: its children gathered ahead of the step (perf mode), or None.
+    /// Per entry of the open block: its children gathered when the block was opened (perf mode), or None.
     spans: Vec<Option<Span>>,
     /// The best-first walk's queue of subtrees.
     queue: Queue,
