@@ -16,11 +16,12 @@
 //! that bound holds and every placement is the global best). The rows of the points just placed are
 //! then written in parallel (a placed point has seen every point placed before it, so its row depends
 //! on nothing else), and every point outside A is screened against the points just placed, one GEMM
-//! tile per block of rows, blocks on rayon. A point's state is touched by one block only and sees the
-//! placed points in position order, and block shapes never depend on the thread count, so the order,
-//! rows and counters do not either.
+//! tile per slab of the compacted unplaced rows ([`pool`]), slabs on rayon. A point's state is touched
+//! by one slab only and sees the placed points in position order, and slabs never depend on the
+//! thread count, so the order, rows and counters do not either.
 
 mod point;
+mod pool;
 mod rows;
 
 use rayon::prelude::*;
@@ -30,6 +31,7 @@ use crate::errors::{filled, CoreError, Result};
 use crate::metric::MetricData;
 use crate::query::{thread_pool, QueryBatch};
 use point::{Offers, Placed, Point, Scratch};
+use pool::Pool;
 use rows::Rows;
 
 /// Rows per GEMM call of a round's block Gram matrix (the unit of parallel work there).
@@ -62,8 +64,11 @@ pub struct MaximinSizes {
 
 struct Pass<'a> {
     data: &'a MetricData<'a>,
-    points: Vec<Point>,
+    /// The unplaced points: operand rows and states.
+    pool: Pool,
     placed: Vec<bool>,
+    /// Whether a point is in the current round's block A (screened by the block's Gram matrix instead).
+    in_block: Vec<bool>,
     order: Vec<usize>,
     /// 0..n: the query rows of the screens outside the blocks (a point is screened as its own dataset
     /// index), whose factors (`factors`, the norms of every row of V) are thus computed once.
@@ -87,7 +92,7 @@ impl<'a> Pass<'a> {
         self.order[n] = c;
         self.placed[c] = true;
         self.out.order[n] = c as i64;
-        std::mem::replace(&mut self.points[c], Point::new(0))
+        self.pool.remove(c)
     }
 
     /// Write the rows of the points placed at positions start.. (their `states`, in position order),
@@ -144,7 +149,7 @@ impl<'a> Pass<'a> {
             for (t, &j) in a.iter().enumerate() {
                 let beats = |b: usize| {
                     let i = a[b];
-                    better(self.points[j].dist, j, self.points[i].dist, i)
+                    better(self.pool.dist(j), j, self.pool.dist(i), i)
                 };
                 if !self.placed[j] && best.is_none_or(beats) {
                     best = Some(t);
@@ -156,7 +161,7 @@ impl<'a> Pass<'a> {
             // test guarantees progress (a ranking that disagreed with `better` would give a wrong
             // order, which the tests see, instead of an endless loop).
             if let Some(o) = bound.filter(|_| n > start) {
-                if !better(self.points[c].dist, c, self.points[o].dist, o) {
+                if !better(self.pool.dist(c), c, self.pool.dist(o), o) {
                     break;
                 }
             }
@@ -172,7 +177,7 @@ impl<'a> Pass<'a> {
                     continue;
                 }
                 let mut sink = Offers {
-                    point: &mut self.points[j],
+                    point: self.pool.state(j),
                     at: &at,
                     j,
                     j0: b,
@@ -186,13 +191,13 @@ impl<'a> Pass<'a> {
         Ok(n)
     }
 
-    /// Screen the points `outside` (ascending) against the points placed at positions start..stop.
-    fn screen_outside(&mut self, outside: &[usize], start: usize, stop: usize) -> Result<()> {
+    /// Screen the unplaced points outside the round's block A against the points placed at positions
+    /// start..stop.
+    fn screen_outside(&mut self, start: usize, stop: usize) -> Result<()> {
         let data = self.data;
         let chunk = Rows::gather(data, &self.order[start..stop]);
         let chunk = chunk.view(data)?;
         let (placed_values, width) = operand(&chunk);
-        let (values, _) = operand(data);
         let batch = QueryBatch {
             data: *data,
             rows: &self.all,
@@ -206,31 +211,24 @@ impl<'a> Pass<'a> {
             k: self.kept,
             room: self.room,
         };
-        let mut member = vec![false; self.points.len()];
-        outside.iter().for_each(|&j| member[j] = true);
-        let mut rows: Vec<(usize, &mut Point)> = (self.points.iter_mut().enumerate())
-            .filter(|(j, _)| member[*j])
-            .collect();
-        let (block, cols) = (self.block, stop - start);
-        rows.par_chunks_mut(block).for_each_init(
-            || (Vec::with_capacity(block * width), vec![0.0; block * cols]),
-            |(mine, tile), chunk| {
-                mine.clear();
-                for (j, _) in chunk.iter() {
-                    mine.extend_from_slice(&values[j * width..(j + 1) * width]);
-                }
-                let nb = chunk.len();
-                gram(tile, mine, placed_values, nb, cols, width);
-                for (r, (j, point)) in chunk.iter_mut().enumerate() {
+        let (block, cols, in_block) = (self.block, stop - start, &self.in_block);
+        self.pool.slabs(block).for_each_init(
+            || vec![0.0; block * cols],
+            |tile, (values, members, states)| {
+                gram(tile, values, placed_values, members.len(), cols, width);
+                for (r, (&j, point)) in members.iter().zip(states).enumerate() {
+                    if in_block[j] {
+                        continue;
+                    }
                     let mut sink = Offers {
                         point,
                         at: &at,
-                        j: *j,
+                        j,
                         j0: 0,
                         pos0: start,
                     };
                     let g = &tile[r * cols..(r + 1) * cols];
-                    screen.screen_row(*j, 0, g, None, &mut sink);
+                    screen.screen_row(j, 0, g, None, &mut sink);
                 }
             },
         );
@@ -238,29 +236,33 @@ impl<'a> Pass<'a> {
     }
 
     fn run(&mut self, first: usize, progress: &mut (dyn FnMut(usize) + Send)) -> Result<()> {
-        let n_points = self.points.len();
+        let n_points = self.placed.len();
         let state = self.place(first, 0);
         self.write_rows(0, vec![state]);
-        let outside: Vec<usize> = (0..n_points).filter(|&j| j != first).collect();
-        self.screen_outside(&outside, 0, 1)?;
+        self.screen_outside(0, 1)?;
         let mut n = 1;
         while n < n_points {
-            let points = &self.points;
+            let pool = &self.pool;
             let by_key =
-                |a: &usize, b: &usize| (points[*b].dist).total_cmp(&points[*a].dist).then(a.cmp(b));
-            let mut ranked: Vec<usize> = (0..n_points).filter(|&j| !self.placed[j]).collect();
+                |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            let mut ranked: Vec<(f64, usize)> = (pool.members.iter())
+                .zip(&pool.states)
+                .map(|(&j, state)| (state.dist, j))
+                .collect();
             let s = self.block.min(ranked.len());
             if ranked.len() > s {
                 ranked.select_nth_unstable_by(s, by_key);
             }
             let (a, rest) = ranked.split_at_mut(s);
             a.sort_unstable_by(by_key);
-            let bound = rest.first().copied();
-            let stop = self.greedy(a, bound, n)?;
-            if !rest.is_empty() {
-                rest.sort_unstable();
-                self.screen_outside(rest, n, stop)?;
+            let a: Vec<usize> = a.iter().map(|&(_, j)| j).collect();
+            let bound = rest.first().map(|&(_, j)| j);
+            a.iter().for_each(|&j| self.in_block[j] = true);
+            let stop = self.greedy(&a, bound, n)?;
+            if bound.is_some() {
+                self.screen_outside(n, stop)?;
             }
+            a.iter().for_each(|&j| self.in_block[j] = false);
             n = stop;
             self.out.rounds += 1;
             progress(n);
@@ -311,10 +313,12 @@ pub fn maximin_neighbors(
     let n = data.n_points();
     let cells = n.checked_mul(k as usize);
     let kept = (k as usize).min(n - 1).max(1);
+    let (values, width) = operand(data);
     let mut pass = Pass {
         data,
-        points: vec![Point::new(kept); n],
+        pool: Pool::new(values, n, width, Point::new(kept)),
         placed: vec![false; n],
+        in_block: vec![false; n],
         order: vec![0; n],
         all: (0..n as i64).collect(),
         factors: RowFactors::of(data, 0..n),

@@ -51,9 +51,13 @@ pub struct Placed<'a> {
 #[derive(Debug, Clone)]
 pub struct Point {
     bounds: UpperBounds,
+    /// widen(T): a pair whose `lo` exceeds it is canonically farther than the k-th (inf until k seen).
+    cutoff: f64,
     candidates: Vec<Candidate>,
     /// Canonical distance to the nearest placed point (inf before the first).
     pub dist: f64,
+    /// widen(key_bound(dist)): a pair whose `lo` reaches it may be the new nearest.
+    near: f64,
     /// Canonical distances evaluated for this point.
     pub evaluations: i64,
 }
@@ -63,23 +67,23 @@ impl Point {
     pub fn new(k: usize) -> Point {
         Point {
             bounds: UpperBounds::new(k),
+            cutoff: f64::INFINITY,
             candidates: Vec::new(),
             dist: f64::INFINITY,
+            near: f64::INFINITY,
             evaluations: 0,
         }
     }
 
-    /// widen(T): a pair whose `lo` exceeds it is canonically farther than the k-th (inf until k seen).
-    fn cutoff(&self, metric: Metric) -> f64 {
-        widen(metric, self.bounds.threshold())
-    }
-
     /// Offer the pair with the point placed at `pos`, given its key interval [lo, hi]; `j` is this
-    /// point's dataset index.
+    /// point's dataset index. The bounds hear `hi` only if it may be among the k smallest: once k are
+    /// kept, T <= widen(T) <= hi leaves them unchanged.
     fn admit(&mut self, at: &Placed, j: usize, pos: usize, lo: f64, hi: f64) {
-        self.bounds.offer(hi);
         let metric = at.data.metric;
-        if lo > self.cutoff(metric) {
+        if (self.cutoff == f64::INFINITY || hi < self.cutoff) && self.bounds.offer(hi) {
+            self.cutoff = widen(metric, self.bounds.threshold());
+        }
+        if lo > self.cutoff {
             return;
         }
         if self.candidates.len() >= at.room {
@@ -90,7 +94,7 @@ impl Point {
             pos,
             d: f64::NAN,
         });
-        if lo <= widen(metric, key_bound(metric, self.dist)) {
+        if lo <= self.near {
             let e = self.candidates.len() - 1;
             self.evaluate(at, j, e);
         }
@@ -103,7 +107,11 @@ impl Point {
             let c = at.order[candidate.pos];
             candidate.d = distance(at.data, c, c as i64, at.data, j);
             self.evaluations += 1;
-            self.dist = self.dist.min(candidate.d);
+            if candidate.d < self.dist {
+                self.dist = candidate.d;
+                let metric = at.data.metric;
+                self.near = widen(metric, key_bound(metric, self.dist));
+            }
         }
         candidate.d
     }
@@ -111,7 +119,7 @@ impl Point {
     /// Drop the candidates the cut-off now excludes; if none is (ties), evaluate them all and keep the
     /// k first by (distance, position): the others can never enter the row.
     fn make_room(&mut self, at: &Placed, j: usize) {
-        let cutoff = self.cutoff(at.data.metric);
+        let cutoff = self.cutoff;
         self.candidates.retain(|c| c.lo <= cutoff);
         if self.candidates.len() < at.room {
             return;
@@ -129,7 +137,7 @@ impl Point {
     /// yet in lockstep groups, bit for bit `metric::distance`), the k first by (distance, position) in
     /// `scratch.row` (positions). Frees the state.
     pub fn finish(&mut self, at: &Placed, j: usize, scratch: &mut Scratch) {
-        let cutoff = self.cutoff(at.data.metric);
+        let cutoff = self.cutoff;
         self.candidates.retain(|c| c.lo <= cutoff);
         scratch.points.clear();
         scratch.points.extend(
@@ -187,7 +195,7 @@ pub struct Offers<'s, 'a> {
 impl Sink for Offers<'_, '_> {
     #[inline(always)]
     fn cutoff(&self) -> f64 {
-        self.point.cutoff(self.at.data.metric)
+        self.point.cutoff
     }
 
     fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
