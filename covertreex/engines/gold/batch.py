@@ -7,8 +7,8 @@ Points are taken in insertion order, in batches whose size doubles with the tree
    by level: each step groups the (point, node) expansions by node and evaluates the node's children
    against all its points in one parallel task (the children's rows of V are read once per task, not once
    per point; residual distances come from the tiled canonical kernel of engines/gold/tile.py, bit for bit
-   the canonical ones). A point's parent r* is the smallest (d(x, r), r) over the non-duplicate nodes whose ball
-   covers x, and a subtree is skipped only when no descendant can cover x at a distance <= one some
+   the canonical ones). A point's parent r* is the smallest (d(x, r), r) over the non-duplicate nodes whose
+   ball covers x, and a subtree is skipped only when no descendant can cover x at a distance <= one some
    covering node attains (a strict, rounding-safe bound, so ties survive): any sound search order finds
    the same r* as the sequential build's depth-first search, and every ancestor of r* is expanded on the
    way. Only the count of evaluations differs. So x wants r* and a level j = level_below(d(x, r*)) (or is
