@@ -130,14 +130,21 @@ def distance(A, a, a_index, B, b):
             diff = A.X[a, t] - B.X[b, t]
             acc += diff * diff
         return math.sqrt(acc)
-    r2 = 0.0
-    for t in range(n_dims):
-        z = (A.X[a, t] - B.X[b, t]) / A.lengthscale[t]
-        r2 += z * z
-    k = kernel_value(A.kernel, A.variance, r2)
     dot = 0.0
     for c in range(A.V.shape[1]):
         dot += A.V[a, c] * B.V[b, c]
+    return residual_from_dot(A, a, B, b, dot)
+
+
+@njit(cache=True)
+def residual_from_dot(A, a, B, b, dot):
+    """The residual distance of row a of A and row b of B (a != b) from their canonical dot product
+    V_a . V_b, so a caller that computes many dot products at once (engines/gold/tile.py) shares the rest."""
+    r2 = 0.0
+    for t in range(A.X.shape[1]):
+        z = (A.X[a, t] - B.X[b, t]) / A.lengthscale[t]
+        r2 += z * z
+    k = kernel_value(A.kernel, A.variance, r2)
     rho = (k - dot) / math.sqrt(A.P[a] * B.P[b])
     mag = abs(rho)
     if mag > 1.0:

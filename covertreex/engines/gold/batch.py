@@ -6,8 +6,9 @@ Points are taken in insertion order, in batches whose size doubles with the tree
 1. every point of the batch searches the tree as it stood before the round, all points together and level
    by level: each step groups the (point, node) expansions by node and evaluates the node's children
    against all its points in one parallel task (the children's rows of V are read once per task, not once
-   per point). A point's parent r* is the smallest (d(x, r), r) over the non-duplicate nodes whose ball
-   covers x, and a subtree is skipped only when no descendant can cover x at a distance <= one some
+   per point; residual distances come from the tiled canonical kernel of engines/gold/tile.py, bit for bit
+   the canonical ones). A point's parent r* is the smallest (d(x, r), r) over the non-duplicate nodes whose
+   ball covers x, and a subtree is skipped only when no descendant can cover x at a distance <= one some
    covering node attains (a strict, rounding-safe bound, so ties survive): any sound search order finds
    the same r* as the sequential build's depth-first search, and every ancestor of r* is expanded on the
    way. Only the count of evaluations differs. So x wants r* and a level j = level_below(d(x, r*)) (or is
@@ -33,8 +34,9 @@ import numpy as np
 from numba import njit, prange
 
 from covertreex.engines.gold.build import attach, better_parent, root_level, worth_expanding
+from covertreex.engines.gold.tile import residual_block
 from covertreex.levels import DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL, level_below
-from covertreex.metrics.kernels import can_prune, distance
+from covertreex.metrics.kernels import RESIDUAL, can_prune, distance
 
 TASK_POINTS = 32
 """Most points of one parallel task: a node that many points expand (the root's children first) is split
@@ -65,23 +67,38 @@ def _tasks(node, n_children):
     return task_start, task_end, out_start
 
 
+@njit(cache=True)
+def _children(a, levels, first_child, next_sibling, n_children):
+    """a's non-duplicate children, in sibling order."""
+    out = np.empty(n_children[a], dtype=np.int64)
+    c, at = first_child[a], 0
+    while c != -1:
+        if levels[c] != DUPLICATE_LEVEL:
+            out[at] = c
+            at += 1
+        c = next_sibling[c]
+    return out
+
+
 @njit(cache=True, parallel=True)
-def _expand(D, batch, levels, first_child, next_sibling, node, slot, task_start, task_end, out_start,
-            out_node, out_slot, out_d):
-    """Evaluate each task's node's non-duplicate children against the task's points (the children's rows
-    are then read once per task); outputs in task order, then point order, then child order."""
+def _expand(D, batch, levels, first_child, next_sibling, n_children, node, slot, task_start, task_end,
+            out_start, out_node, out_slot, out_d):
+    """Evaluate each task's node's non-duplicate children against the task's points as one block (the
+    residual metric's tile, engines/gold/tile.py, reads each row of V once per task); outputs in task
+    order, then point order, then child order."""
     for t in prange(task_start.shape[0]):
-        a = node[task_start[t]]
+        children = _children(node[task_start[t]], levels, first_child, next_sibling, n_children)
+        slots = slot[task_start[t]:task_end[t]]
+        points = batch[slots]
         at = out_start[t]
-        for i in range(task_start[t], task_end[t]):
-            x = batch[slot[i]]
-            c = first_child[a]
-            while c != -1:
-                if levels[c] != DUPLICATE_LEVEL:
-                    out_node[at], out_slot[at] = c, slot[i]
-                    out_d[at] = distance(D, x, x, D, c)
-                    at += 1
-                c = next_sibling[c]
+        if D.metric == RESIDUAL:
+            residual_block(D, points, children, out_d[at:out_start[t + 1]])
+        for i in range(points.shape[0]):
+            for c in children:
+                out_node[at], out_slot[at] = c, slots[i]
+                if D.metric != RESIDUAL:
+                    out_d[at] = distance(D, points[i], points[i], D, c)
+                at += 1
 
 
 @njit(cache=True, nogil=True)
@@ -124,8 +141,8 @@ def _search_batch(D, batch, root, levels, parents, depth, radius, first_child, n
         out_node = np.empty(total, dtype=np.int64)
         out_slot = np.empty(total, dtype=np.int64)
         out_d = np.empty(total)
-        _expand(D, batch, levels, first_child, next_sibling, node, slot, task_start, task_end, out_start,
-                out_node, out_slot, out_d)
+        _expand(D, batch, levels, first_child, next_sibling, n_children, node, slot, task_start, task_end,
+                out_start, out_node, out_slot, out_d)
         node, slot, d = out_node, out_slot, out_d
         for i in range(slot.shape[0]):
             evaluations[slot[i]] += 1
