@@ -59,6 +59,11 @@ const TASK_CHILDREN: usize = 128;
 /// every other node are packed again by each task that expands it.
 const KEPT_CHILDREN: usize = 64;
 
+/// Fewest points of a task that pack its node's children: for fewer, packing a row of V costs more
+/// than the few dot products that read it, so each point evaluates the children in lockstep
+/// (evaluate.rs), reading their rows directly.
+const PACKED_POINTS: usize = 4;
+
 /// What the batch searches keep from round to round (perf mode, residual metric).
 pub(crate) struct Searches {
     /// The packed children of the nodes with at least KEPT_CHILDREN of them.
@@ -121,8 +126,8 @@ struct Best {
     node: i64,
 }
 
-/// Evaluate a task's pairs (perf mode, residual metric: register tiles, the canonical values; otherwise
-/// one distance at a time, as gold), then keep per point the best covering child and the visits that
+/// Evaluate a task's pairs (perf mode, residual metric: register tiles, or lockstep for fewer than
+/// PACKED_POINTS points, the canonical values either way; parity mode: one distance at a time, as gold), then keep per point the best covering child and the visits that
 /// `worth_expanding` keeps at that best: the step's final best is at most it, and a smaller best only
 /// prunes more, so every visit dropped here the step would drop too.
 fn run(
@@ -148,7 +153,9 @@ fn run(
             let pair = (&rows[..], children);
             panels.distances(searches.isa, data, pair, task.columns.clone(), dots, dists)
         }
-        None if searches.tiled => block.distances(data, rows, children, dists),
+        None if searches.tiled && rows.len() >= PACKED_POINTS => {
+            block.distances(data, rows, children, dists)
+        }
         None => {
             for (&x, out) in rows.iter().zip(dists.chunks_exact_mut(n.max(1))) {
                 searches
