@@ -3,10 +3,12 @@
 //! cache (step for step the gold engine's `_search_batch` in covertreex/engines/gold/batch.py).
 //!
 //! Each step, the (point, node) expansions kept by the previous step are grouped by node (ordered by
-//! node, then batch slot); each group is one rayon task that evaluates the node's non-duplicate children
-//! against the group's points. Then, per point, every evaluated child is offered as parent (covering
-//! ball, smallest (distance, index)), and a child is kept for the next step when
-//! `Growing::worth_expanding` says so at the point's best distance after the whole step.
+//! node, then batch slot); each group's node's non-duplicate children are evaluated against the group's
+//! points in rayon tasks (a wide node, the root first, split by points and by children). Per point, every
+//! evaluated child is offered as parent (covering ball, smallest (distance, index)), and a child is kept
+//! for the next step when `Growing::worth_expanding` says so at the point's best distance after the
+//! whole step (each task already drops the children it rejects at the point's best within the task,
+//! which can only be larger).
 //!
 //! Why the tree is the depth-first search's (build.rs): r* is the smallest (d(x, r), r) over the
 //! non-duplicate nodes whose ball covers x, and a subtree is skipped only when no descendant can cover
@@ -64,7 +66,8 @@ const KEPT_CHILDREN: usize = 64;
 /// (evaluate.rs), reading their rows directly.
 const PACKED_POINTS: usize = 4;
 
-/// What the batch searches keep from round to round (perf mode, residual metric).
+/// What the batch searches keep from round to round: how they evaluate, and (perf mode, residual
+/// metric) the packed children of the widest nodes.
 pub(crate) struct Searches {
     /// The packed children of the nodes with at least KEPT_CHILDREN of them.
     kept: HashMap<usize, Panels>,
@@ -106,6 +109,7 @@ struct Task<'a> {
 /// point's best so far; and the visits that may still be worth expanding after the step.
 #[derive(Default)]
 struct Outcome {
+    /// (slot, distance, node).
     better: Vec<(usize, f64, usize)>,
     visits: Vec<Visit>,
 }
