@@ -99,9 +99,12 @@ def exact_copies(parents: np.ndarray, data) -> np.ndarray:
     child = np.flatnonzero(parents >= 0)
     par = parents[child]
     same = np.all(data.X[child] == data.X[par], axis=1) & (data.P[child] == data.P[par])
+    child, par = child[same], par[same]
     if data.V.shape[1]:
-        same &= np.all(data.V[child] == data.V[par], axis=1)
-    is_copy[child[same]] = True
+        # Only the few pairs equal so far: gathering every row of V would copy all of V twice.
+        same = np.all(data.V[child] == data.V[par], axis=1)
+        child = child[same]
+    is_copy[child] = True
     return is_copy
 
 

@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use crate::batch_search::{place_all, Placed};
+use crate::batch_search::{place_all, Placed, Searches};
 use crate::build::{check_order, BuiltTree, Growing};
 use crate::errors::{CoreError, Result};
 use crate::evaluate::Mode;
@@ -111,10 +111,11 @@ fn grow(data: &MetricData, order: &[i64], mode: Mode, block: usize) -> Result<Bu
     let mut depth = vec![0usize; n];
     let mut queue = order[1..].to_vec();
     let (mut start, mut inserted, mut evaluations) = (0usize, 1usize, 0u64);
+    let mut searches = Searches::new(data, mode);
     while start < queue.len() {
         let size = block.min(inserted).min(queue.len() - start);
         let batch = &queue[start..start + size];
-        let placed = place_all(data, &tree, &depth, batch, mode)?;
+        let placed = place_all(data, &tree, &depth, batch, &mut searches)?;
         evaluations += placed.iter().map(|p| p.found.evaluations).sum::<u64>();
         let mut ranked: Vec<&Placed> = placed.iter().collect();
         ranked.sort_by_key(|p| std::cmp::Reverse(p.level)); // stable: ties keep insertion order
@@ -145,6 +146,8 @@ fn grow(data: &MetricData, order: &[i64], mode: Mode, block: usize) -> Result<Bu
 mod tests {
     use super::*;
     use crate::build::build_tree;
+    use crate::evaluate::tests::values;
+    use crate::metric::{Kernel, Matrix, Metric};
     use crate::testing::plane;
 
     /// A 10 x 10 integer lattice visited twice: every point has an exact duplicate, and ties abound.
@@ -197,6 +200,56 @@ mod tests {
         assert_eq!(built.radius, vec![8.5, 0.0, 0.0, 0.5]);
         // Searches 1 + 2 + 2 + 3 distances, and the one pair of the second round.
         assert_eq!(built.evaluations, 9);
+    }
+
+    #[test]
+    fn tiled_searches_build_the_parity_tree() {
+        // Residual metric, points far apart in X with near-orthogonal rows of V: distances near 1, so
+        // the first half of the points become children of the root, whose packed rows are kept from
+        // round to round and split into tasks of TASK_CHILDREN. Each later point is a twin of an
+        // earlier one: the same row of V, X moved by a scaled r2 of 0.04 to 0.16 (d about 0.2 to 0.35),
+        // or not at all (an exact copy), so it lands under its twin through every column task.
+        let (n, d, m) = (640, 3, 24);
+        let mut x: Vec<f64> = values(n * d, 5).iter().map(|a| a * 40.0).collect();
+        let mut v: Vec<f64> = values(n * m, 6).iter().map(|a| a * 0.2).collect();
+        let shift = values(n, 7);
+        for i in n / 2..n {
+            let twin = i - n / 2;
+            v.copy_within(twin * m..(twin + 1) * m, i * m);
+            x.copy_within(twin * d..(twin + 1) * d, i * d);
+            if twin % 50 != 0 {
+                x[i * d] += 0.2 + 0.2 * shift[i].abs();
+            }
+        }
+        let p: Vec<f64> = (0..n)
+            .map(|i| 1.0 - v[i * m..(i + 1) * m].iter().map(|a| a * a).sum::<f64>())
+            .collect();
+        let data = MetricData {
+            metric: Metric::Residual,
+            kernel: Kernel::Rbf,
+            variance: 1.0,
+            lengthscale: &[1.0, 1.5, 2.0],
+            x: Matrix::new("X", &x, n, d).unwrap(),
+            v: Matrix::new("V", &v, n, m).unwrap(),
+            p: &p,
+            slack: 0.0,
+        };
+        let order: Vec<i64> = (0..n as i64).collect();
+        let parity = build_tree_batch(&data, &order, Mode::Parity, 64, Some(1)).unwrap();
+        let twins = (n / 2..n).filter(|&i| parity.parents[i] == (i - n / 2) as i64);
+        assert!(
+            twins.count() > n / 2 - 8,
+            "nearly every twin under its twin"
+        );
+        let root_children = parity.parents.iter().filter(|&&a| a == 0).count();
+        assert!(
+            root_children > 2 * 128,
+            "{root_children} children of the root"
+        );
+        for threads in [1, 2] {
+            let perf = build_tree_batch(&data, &order, Mode::Perf, 64, Some(threads)).unwrap();
+            assert_eq!(perf, parity);
+        }
     }
 
     #[test]

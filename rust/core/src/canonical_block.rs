@@ -15,11 +15,133 @@ const ROWS: usize = 8;
 /// Nodes per register tile (a packed panel).
 pub(crate) const COLS: usize = 8;
 
-/// Reusable working memory: the nodes' rows of V packed panel by panel, term-major.
+/// Rows of V packed COLS to a panel, term-major within a panel (row j of the pack is lane j % COLS of
+/// panel j / COLS); rows can be appended, so a node whose children only ever grow is packed once.
+#[derive(Default)]
+pub(crate) struct Panels {
+    values: Vec<f64>,
+    rows: usize,
+}
+
+impl Panels {
+    /// Rows packed so far.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.values.clear();
+        self.rows = 0;
+    }
+
+    /// Append rows `rows` of `data`'s V: the free lanes of the last panel first, then new panels, each
+    /// written term by term from up to COLS rows read side by side (zero in the lanes left free).
+    pub(crate) fn extend(&mut self, data: &MetricData, rows: &[usize]) {
+        let m = data.v.cols();
+        let free = (COLS - self.rows % COLS) % COLS;
+        let (head, rest) = rows.split_at(free.min(rows.len()));
+        for &row in head {
+            self.push(m, data.v.row(row));
+        }
+        for group in rest.chunks(COLS) {
+            let start = self.values.len();
+            self.values.resize(start + m * COLS, 0.0);
+            let rows: [&[f64]; COLS] =
+                std::array::from_fn(|j| group.get(j).map_or(&[][..], |&row| &data.v.row(row)[..m]));
+            let panel = &mut self.values[start..];
+            if group.len() == COLS {
+                for (t, term) in panel.chunks_exact_mut(COLS).enumerate() {
+                    for (slot, row) in term.iter_mut().zip(&rows) {
+                        *slot = row[t];
+                    }
+                }
+            } else {
+                for (t, term) in panel.chunks_exact_mut(COLS).enumerate() {
+                    for (slot, row) in term.iter_mut().zip(&rows[..group.len()]) {
+                        *slot = row[t];
+                    }
+                }
+            }
+            self.rows += group.len();
+        }
+    }
+
+    /// One row into the next free lane of the last panel.
+    fn push(&mut self, m: usize, row: &[f64]) {
+        let (lane, panel) = (self.rows % COLS, self.values.len() - m * COLS);
+        for (term, &value) in self.values[panel..].chunks_exact_mut(COLS).zip(row) {
+            term[lane] = value;
+        }
+        self.rows += 1;
+    }
+
+    /// The canonical dot products of rows `points` of `from`'s V with the packed rows `packed`
+    /// (rounded out to whole panels), into `out`: row i holds the panels' values, packed row j at
+    /// position j - (the first panel's first row). Each value is the sequential sum
+    /// `((0 + a_0 b_0) + a_1 b_1) + ..`, and a_t b_t == b_t a_t, so either side of a distance may be the
+    /// packed one.
+    pub(crate) fn dots(
+        &self,
+        isa: Isa,
+        from: &MetricData,
+        points: &[usize],
+        packed: std::ops::Range<usize>,
+        out: &mut Vec<f64>,
+    ) {
+        let m = from.v.cols();
+        let (first, end) = (packed.start / COLS, packed.end.div_ceil(COLS));
+        let panels = end - first;
+        let values = &self.values[first * m * COLS..end * m * COLS];
+        out.clear();
+        out.resize(points.len() * panels * COLS, 0.0);
+        match isa {
+            Isa::Baseline => dots(from, points, values, panels, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
+            Isa::Avx2 => unsafe { dots_avx2(from, points, values, panels, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
+            Isa::Avx512 => unsafe { dots_avx512(from, points, values, panels, out) },
+        }
+    }
+
+    /// `out[i * nodes.len() + j]` = d(point `points[i]`, node `nodes[j]`) of the residual metric, both
+    /// rows of `data` (a point's own index gets distance 0), where `nodes` are the packed rows `packed`
+    /// in order; `dots` is working memory.
+    pub(crate) fn distances(
+        &self,
+        isa: Isa,
+        data: &MetricData,
+        (points, nodes): (&[usize], &[usize]),
+        packed: std::ops::Range<usize>,
+        dots: &mut Vec<f64>,
+        out: &mut [f64],
+    ) {
+        let (cols, offset) = (nodes.len(), packed.start % COLS);
+        self.dots(isa, data, points, packed, dots);
+        let width = dots.len() / points.len().max(1);
+        for (i, &a) in points.iter().enumerate() {
+            let row = &dots[i * width + offset..];
+            for (j, &b) in nodes.iter().enumerate() {
+                out[i * cols + j] = if a == b {
+                    0.0
+                } else {
+                    let r2 = scaled_r2(data, a, data, b);
+                    residual_from(data, r2, row[j], data.p[a], data.p[b])
+                };
+            }
+        }
+    }
+}
+
+/// The fastest instruction set of this CPU (every one gives the same bits).
+pub(crate) fn fastest_isa() -> Isa {
+    *Isa::available().last().unwrap()
+}
+
+/// Reusable working memory: the nodes' rows of V packed panel by panel, and the dot products.
 pub(crate) struct Block {
-    packed: Vec<f64>,
-    /// Panels in `packed`.
-    panels: usize,
+    panels: Panels,
     dots: Vec<f64>,
     isa: Isa,
 }
@@ -33,10 +155,9 @@ impl Default for Block {
 impl Block {
     pub(crate) fn new() -> Block {
         Block {
-            packed: Vec::new(),
-            panels: 0,
+            panels: Panels::default(),
             dots: Vec::new(),
-            isa: *Isa::available().last().unwrap(),
+            isa: fastest_isa(),
         }
     }
 
@@ -49,79 +170,28 @@ impl Block {
         nodes: &[usize],
         out: &mut [f64],
     ) {
-        let cols = nodes.len();
         self.pack(data, nodes);
-        let width = self.width();
-        let dots = self.dots(data, points);
-        for (i, &a) in points.iter().enumerate() {
-            let row = &dots[i * width..];
-            for (j, &b) in nodes.iter().enumerate() {
-                out[i * cols + j] = if a == b {
-                    0.0
-                } else {
-                    let r2 = scaled_r2(data, a, data, b);
-                    residual_from(data, r2, row[j], data.p[a], data.p[b])
-                };
-            }
-        }
+        let packed = 0..nodes.len();
+        let pair = (points, nodes);
+        self.panels
+            .distances(self.isa, data, pair, packed, &mut self.dots, out);
     }
 
     /// Pack rows `nodes` of `data`'s V, COLS to a panel, for the [`Block::dots`] that follow.
     pub(crate) fn pack(&mut self, data: &MetricData, nodes: &[usize]) {
-        let m = data.v.cols();
-        let panels = nodes.len().div_ceil(COLS);
-        self.packed.clear();
-        self.packed.resize(panels * m * COLS, 0.0);
-        for (group, packed) in nodes
-            .chunks(COLS)
-            .zip(self.packed.chunks_exact_mut(m * COLS))
-        {
-            let rows: Vec<&[f64]> = group.iter().map(|&node| data.v.row(node)).collect();
-            for (t, term) in packed.chunks_exact_mut(COLS).enumerate() {
-                for (slot, row) in term.iter_mut().zip(&rows) {
-                    *slot = row[t];
-                }
-            }
-        }
-        self.panels = panels;
+        self.panels.clear();
+        self.panels.extend(data, nodes);
     }
 
-    /// Values per row of [`Block::dots`]: the packed rows rounded up to whole panels.
-    pub(crate) fn width(&self) -> usize {
-        self.panels * COLS
-    }
-
-    /// The canonical dot products of rows `points` of `from`'s V with every packed row: row i of the
-    /// result holds `width()` values, packed row j at position j.
-    pub(crate) fn dots(&mut self, from: &MetricData, points: &[usize]) -> &[f64] {
-        self.dots_with(from, points, 0..self.width())
-    }
-
-    /// [`Block::dots`] with the packed rows `packed` only (rounded out to whole panels): row i of the
-    /// result holds the panels' values, packed row j at position j - (the first panel's first row).
-    /// Each value is the sequential sum `((0 + a_0 b_0) + a_1 b_1) + ..`, and a_t b_t == b_t a_t, so
-    /// either side of a distance may be the packed one.
+    /// [`Panels::dots`] of the packed rows `packed`, into the block's own buffer.
     pub(crate) fn dots_with(
         &mut self,
         from: &MetricData,
         points: &[usize],
         packed: std::ops::Range<usize>,
     ) -> &[f64] {
-        let m = from.v.cols();
-        let (first, end) = (packed.start / COLS, packed.end.div_ceil(COLS));
-        let panels = end - first;
-        let values = &self.packed[first * m * COLS..end * m * COLS];
-        self.dots.clear();
-        self.dots.resize(points.len() * panels * COLS, 0.0);
-        match self.isa {
-            Isa::Baseline => dots(from, points, values, panels, &mut self.dots),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
-            Isa::Avx2 => unsafe { dots_avx2(from, points, values, panels, &mut self.dots) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
-            Isa::Avx512 => unsafe { dots_avx512(from, points, values, panels, &mut self.dots) },
-        }
+        self.panels
+            .dots(self.isa, from, points, packed, &mut self.dots);
         &self.dots
     }
 }
@@ -181,13 +251,16 @@ fn rows_of<const R: usize>(
     end
 }
 
-/// R rows of V against one packed panel: R x COLS independent sequential sums.
+/// R rows of V against one packed panel: R x COLS independent sequential sums. The rows are cut to
+/// the panel's length so that the compiler drops their bounds checks from the loop.
 #[inline(always)]
 fn tile<const R: usize>(rows: &[&[f64]; R], panel: &[f64]) -> [[f64; COLS]; R] {
+    let m = panel.len() / COLS;
+    let rows: [&[f64]; R] = std::array::from_fn(|i| &rows[i][..m]);
     let mut acc = [[0.0f64; COLS]; R];
-    for (t, b) in panel.chunks_exact(COLS).enumerate() {
+    for (t, b) in panel.chunks_exact(COLS).enumerate().take(m) {
         let b: &[f64; COLS] = b.try_into().unwrap();
-        for (sums, row) in acc.iter_mut().zip(rows) {
+        for (sums, row) in acc.iter_mut().zip(&rows) {
             let a = row[t];
             for (sum, &b) in sums.iter_mut().zip(b) {
                 *sum += a * b;
