@@ -69,7 +69,7 @@ class Config:
         choices=("natural", "hilbert"),
     )
     build: str = knob(
-        "sequential",
+        "batch",
         "tree build: 'sequential' insertion (the reference) or 'batch' insertion (per batch, a conflict "
         "graph and a maximal independent set; parallel, same tree on any thread count); trees differ, "
         "answers never do",
@@ -114,7 +114,7 @@ class Config:
         choices=("auto", "tree", "dense"),
     )
     dense_query_block: int = knob(
-        256, "query rows per dense tile (the unit of parallel work); never changes answers", kind=int,
+        512, "query rows per dense tile (the unit of parallel work); never changes answers", kind=int,
         minimum=1,
     )
     dense_point_block: int = knob(

@@ -46,7 +46,7 @@ def _trees_equal(a, b):
 def test_batch_trees_are_valid_and_answer_like_sequential_and_brute(engine, metric, kind, oracle,
                                                                     check_same):
     data = _points(metric, kind, 500, 3, 11)
-    sequential = _fit(engine, metric, data)
+    sequential = _fit(engine, metric, data, build="sequential")
     for block in (16, 256):
         batch = _fit(engine, metric, data, build="batch", build_block=block)
         ct.validate(batch.tree, batch.space)
@@ -61,7 +61,7 @@ def test_batch_trees_are_valid_and_answer_like_sequential_and_brute(engine, metr
 def test_batch_of_one_point_per_round_is_the_sequential_tree(engine, metric):
     # The same tree; the level-synchronous search counts its own evaluations.
     data = _points(metric, "duplicates", 300, 2, 4)
-    sequential = _fit(engine, metric, data).tree
+    sequential = _fit(engine, metric, data, build="sequential").tree
     assert _fit(engine, metric, data, build="batch", build_block=1).tree.same_as(sequential)
     assert not _fit(engine, metric, data, build="batch").tree.same_as(sequential)
 

@@ -56,10 +56,11 @@ def test_schedule_keeps_every_answer_and_engine_parity(schedule, case, predecess
 
 def test_predecessor_pruning_cuts_the_vecchia_walk():
     """Point i of a predecessor query never enters a subtree of later points. Inserted in natural order,
-    every subtree's smallest index is its root's, so point i evaluates only points j < i (point 0 none),
-    and never more than with the knob off."""
+    every subtree's smallest index is its root's (the sequential build; a batch round may insert a later
+    point first), so point i evaluates only points j < i (point 0 none), and never more than with the knob
+    off."""
     X = np.random.default_rng(3).normal(size=(500, 2))
-    off, on = (ct.CoverTree(engine="gold", path="tree", predecessor_pruning=flag).fit(X)
+    off, on = (ct.CoverTree(engine="gold", path="tree", build="sequential", predecessor_pruning=flag).fit(X)
                .query(k=5, predecessor=True) for flag in (False, True))
     evaluations = QueryCounter.DISTANCE_EVALUATIONS
     spent, before = on.counters.per_query[:, evaluations], off.counters.per_query[:, evaluations]
