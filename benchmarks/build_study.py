@@ -7,9 +7,10 @@ engine and build (sequential, or batch with each block size) it builds the tree 
 seconds of the build (every thread's, so a 2-thread build at full speed shows ~2x its wall time; the machine
 is shared, so CPU time is the figure to compare), wall seconds, build distance evaluations, query distance
 evaluations per query on the tree path, and whether the answers equal the sequential tree's bit for bit.
+With ``--metric euclidean`` the same X is indexed under the Euclidean metric (no V).
 
     python benchmarks/build_study.py [--sizes 8192,32768] [--engines rust,gold] [--blocks 64,256,1024]
-                                     [--mode perf] [--threads 2]
+                                     [--mode perf] [--threads 2] [--metric euclidean]
 """
 
 from __future__ import annotations
@@ -31,20 +32,22 @@ from dense_vs_peers import cpu_model  # noqa: E402
 M, K, QUERIES = 512, 50, 1024
 
 
-def problem(n: int):
+def problem(n: int, metric: str = "residual"):
     X = np.random.default_rng(42).normal(size=(n, 3))
-    return ct.residual_problem(X, m=M, seed=42), np.random.default_rng(43).integers(0, n, QUERIES)
+    data = ct.residual_problem(X, m=M, seed=42) if metric == "residual" else X
+    return data, np.random.default_rng(43).integers(0, n, QUERIES)
 
 
-def run(engine: str, data, queries, build: str, block: int, mode: str, threads: int | None) -> dict:
+def run(engine: str, data, queries, build: str, block: int, mode: str, threads: int | None,
+        metric: str = "residual") -> dict:
     options = {"build": build, "build_block": block, "threads": threads}
     if engine == "rust":
         options["mode"] = mode
-    model = ct.CoverTree(engine=engine, metric="residual", path="auto", **options).fit(data)
+    model = ct.CoverTree(engine=engine, metric=metric, path="auto", **options).fit(data)
     cpu, wall = time.process_time(), time.perf_counter()
     tree = model.tree
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    model = ct.CoverTree(engine=engine, metric="residual", path="tree", **options).use_tree(tree, data)
+    model = ct.CoverTree(engine=engine, metric=metric, path="tree", **options).use_tree(tree, data)
     result = model.query(indices=queries, k=K)
     evaluations = result.counters.per_query[:, QueryCounter.DISTANCE_EVALUATIONS]
     return {"cpu": cpu, "wall": wall, "build_evaluations": tree.build_evaluations,
@@ -64,23 +67,25 @@ def main(argv=None) -> None:
     parser.add_argument("--blocks", default="64,256,1024")
     parser.add_argument("--mode", default="perf", choices=("perf", "parity"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--metric", default="residual", choices=("residual", "euclidean"))
     args = parser.parse_args(argv)
-    warm = problem(512)
+    warm = problem(512, args.metric)
     for engine in args.engines.split(","):  # compile (gold) / fault in (rust) outside the figures
         for build in ("sequential", "batch"):
-            run(engine, warm[0], warm[1], build, 64, args.mode, args.threads)
+            run(engine, warm[0], warm[1], build, 64, args.mode, args.threads, args.metric)
     print(f"command: python benchmarks/build_study.py {' '.join(argv or sys.argv[1:])}")
     print(f"nproc {os.cpu_count()}, CPU {cpu_model()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"load {os.getloadavg()[0]:.2f}, threads {args.threads or 'all'}, rust mode {args.mode}")
+          f"load {os.getloadavg()[0]:.2f}, threads {args.threads or 'all'}, rust mode {args.mode}, "
+          f"metric {args.metric}")
     print("| N | engine | build | block | build CPU s | build wall s | build evaluations | query evals/query "
           "| answers == sequential |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n in map(int, args.sizes.split(",")):
-        data, queries = problem(n)
+        data, queries = problem(n, args.metric)
         for engine in args.engines.split(","):
             reference = None
             for build, block in [("sequential", 1)] + [("batch", int(b)) for b in args.blocks.split(",")]:
-                r = run(engine, data, queries, build, block, args.mode, args.threads)
+                r = run(engine, data, queries, build, block, args.mode, args.threads, args.metric)
                 if reference is None:
                     reference, same = r["answers"], "-"
                 else:

@@ -69,11 +69,12 @@ class Config:
         choices=("natural", "hilbert"),
     )
     build: str = knob(
-        "batch",
-        "tree build: 'sequential' insertion (the reference) or 'batch' insertion (per batch, a conflict "
-        "graph and a maximal independent set; parallel, same tree on any thread count); trees differ, "
-        "answers never do",
-        choices=("sequential", "batch"),
+        "auto",
+        "tree build: 'sequential' insertion (the reference), 'batch' insertion (per batch, a conflict "
+        "graph and a maximal independent set; parallel, same tree on any thread count), or 'auto': batch "
+        "for the residual metric, sequential for Euclidean (the faster build of each, docs/benchmarks.md); "
+        "trees differ, answers never do",
+        choices=("auto", "sequential", "batch"),
     )
     build_block: int = knob(
         64,
@@ -192,6 +193,15 @@ class Config:
         values = {f.name: getattr(base, f.name) for f in fields(cls)} if base else {}
         values.update(options)
         return cls(**values)
+
+    def build_for(self, metric: str) -> str:
+        """The build that `build` names for `metric`. 'auto' depends on the metric alone, never on the
+        engine, so gold and rust build the same default tree. At N = 32,768 the batch build took 0.30x
+        (gold) and 0.31x (rust) of the sequential build's CPU on the residual metric, and 1.0x (gold) and
+        2.0x (rust) on Euclidean d = 3, where a distance is too cheap for its rounds to pay."""
+        if self.build != "auto":
+            return self.build
+        return "batch" if metric == "residual" else "sequential"
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

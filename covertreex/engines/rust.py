@@ -82,7 +82,7 @@ class RustEngine:
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
         order = _index(order)
         data = _canonical(space.data, _METRIC_DTYPES)
-        block = config.build_block if config.build == "batch" else None
+        block = config.build_block if config.build_for(space.metric) == "batch" else None
         levels, parents, radius, evaluations = _extension().build(
             data, order, config.mode, block, config.threads
         )

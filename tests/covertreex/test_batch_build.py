@@ -58,6 +58,17 @@ def test_batch_trees_are_valid_and_answer_like_sequential_and_brute(engine, metr
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("metric", METRICS)
+def test_the_default_build_is_batch_for_residual_and_sequential_for_euclidean(engine, metric):
+    data = _points(metric, "clustered", 400, 3, 2)
+    chosen = "batch" if metric == "residual" else "sequential"
+    default = _fit(engine, metric, data).tree
+    assert _trees_equal(default, _fit(engine, metric, data, build=chosen).tree)
+    assert not _trees_equal(default, _fit(engine, metric, data, build={"batch": "sequential",
+                                                                       "sequential": "batch"}[chosen]).tree)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("metric", METRICS)
 def test_batch_of_one_point_per_round_is_the_sequential_tree(engine, metric):
     # The same tree; the level-synchronous search counts its own evaluations.
     data = _points(metric, "duplicates", 300, 2, 4)

@@ -28,7 +28,7 @@ class GoldEngine:
         return "parity"
 
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
-        if config.build == "batch":
+        if config.build_for(space.metric) == "batch":
             with numba_threads(config.threads):
                 levels, parents, radius, evaluations = build_tree_batch(space.data, order, config.build_block)
         else:
