@@ -48,18 +48,10 @@ impl Panels {
             self.values.resize(start + m * COLS, 0.0);
             let rows: [&[f64]; COLS] =
                 std::array::from_fn(|j| group.get(j).map_or(&[][..], |&row| &data.v.row(row)[..m]));
-            let panel = &mut self.values[start..];
-            if group.len() == COLS {
-                for (t, term) in panel.chunks_exact_mut(COLS).enumerate() {
-                    for (slot, row) in term.iter_mut().zip(&rows) {
-                        *slot = row[t];
-                    }
-                }
-            } else {
-                for (t, term) in panel.chunks_exact_mut(COLS).enumerate() {
-                    for (slot, row) in term.iter_mut().zip(&rows[..group.len()]) {
-                        *slot = row[t];
-                    }
+            let rows = &rows[..group.len()];
+            for (t, term) in self.values[start..].chunks_exact_mut(COLS).enumerate() {
+                for (slot, row) in term.iter_mut().zip(rows) {
+                    *slot = row[t];
                 }
             }
             self.rows += group.len();
