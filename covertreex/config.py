@@ -197,8 +197,9 @@ class Config:
     def build_for(self, metric: str) -> str:
         """The build that `build` names for `metric`. 'auto' depends on the metric alone, never on the
         engine, so gold and rust build the same default tree. At N = 32,768 the batch build took 0.30x
-        (gold) and 0.31x (rust) of the sequential build's CPU on the residual metric, and 1.0x (gold) and
-        2.0x (rust) on Euclidean d = 3, where a distance is too cheap for its rounds to pay."""
+        (gold) and 0.32x (rust) of the sequential build's CPU on the residual metric, and 1.0x (gold) and
+        2.3x (rust) on Euclidean d = 3, where a distance is too cheap for its rounds to pay
+        (benchmarks/build_study.py, docs/benchmarks.md)."""
         if self.build != "auto":
             return self.build
         return "batch" if metric == "residual" else "sequential"
