@@ -1,9 +1,10 @@
 //! Screening bounds of the dense path: a GEMM value turned into a rigorous interval on a *key* that
 //! orders pairs exactly as the canonical distance does (smaller key = closer). Bounds are computed a
-//! group of [`GROUP`] pairs at a time in branch-free code that LLVM vectorises, with AVX2 where the CPU
-//! has it: the same IEEE operations on any instruction set (no FMA: Rust never contracts, and the
-//! screening does not ask for it), so the bounds, and with them the candidates and the counters, are
-//! the same bits on every machine ([`Isa`]).
+//! group of [`GROUP`] pairs at a time in branch-free code that LLVM vectorises, with AVX2 + FMA or
+//! AVX-512 where the CPU has them: the same IEEE operations on any instruction set (Rust never
+//! contracts a multiply and an add; the fused multiply-adds of `super::exp` are explicit and round
+//! once everywhere), so the bounds, and with them the candidates and the counters, are the same bits on
+//! every machine ([`Isa`]).
 //!
 //! GEMM reorders the dot product, so its value `g` differs from the canonical sequential sum. For any
 //! summation order (blocked, FMA or not), |fl(a.b) - a.b| <= gamma_n ||a|| ||b||, gamma_n = n u/(1 - n u),
@@ -138,8 +139,9 @@ pub trait Sink {
 }
 
 /// The instruction set the screening loops are compiled for. Every one computes the same bits; the
-/// baseline (x86-64's SSE2, or whatever the target has) always works, AVX2 and AVX-512 are used where
-/// detected (AVX-512's 32 registers hold a whole group's constants and lanes without spilling).
+/// baseline (x86-64's SSE2, or whatever the target has; fused multiply-adds through libm there) always
+/// works, AVX2 and AVX-512, each with FMA, are used where detected (AVX-512's 32 registers hold a whole
+/// group's constants and lanes without spilling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     Baseline,
@@ -154,11 +156,11 @@ impl Isa {
     pub fn available() -> Vec<Isa> {
         let mut out = vec![Isa::Baseline];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             out.push(Isa::Avx2);
         }
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             out.push(Isa::Avx512);
         }
         out
@@ -261,24 +263,24 @@ impl<'a> Screen<'a> {
         match self.isa {
             Isa::Baseline => self.row(q, j0, g, own, sink),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::available` lists Avx2 only when the CPU supports it.
+            // SAFETY: `Isa::available` lists Avx2 only when the CPU supports AVX2 and FMA.
             Isa::Avx2 => unsafe { self.row_avx2(q, j0, g, own, sink) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
+            // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F and FMA.
             Isa::Avx512 => unsafe { self.row_avx512(q, j0, g, own, sink) },
         }
     }
 
-    /// [`Self::row`] compiled for AVX2: four lanes instead of SSE2's two, the same operations.
+    /// [`Self::row`] compiled for AVX2 and FMA: four lanes instead of SSE2's two, the same operations.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     fn row_avx2(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
         self.row(q, j0, g, own, sink);
     }
 
-    /// [`Self::row`] compiled for AVX-512F: a group of eight lanes is one register.
+    /// [`Self::row`] compiled for AVX-512F and FMA: a group of eight lanes is one register.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,fma")]
     fn row_avx512(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
         self.row(q, j0, g, own, sink);
     }

@@ -53,29 +53,35 @@ impl UpperBounds {
         if hi >= keys[0] {
             return false;
         }
-        keys[0] = hi;
+        // Sift the hole at the root down to where `hi` belongs (the larger child moves up), with the
+        // same comparisons as swapping `hi` down, one write per level.
+        let len = keys.len();
         let mut pos = 0;
         loop {
-            let mut child = 2 * pos + 1;
-            if child >= keys.len() {
+            let left = 2 * pos + 1;
+            if left >= len {
                 break;
             }
-            if child + 1 < keys.len() && keys[child + 1] > keys[child] {
-                child += 1;
-            }
-            if keys[child] <= keys[pos] {
+            let child = if left + 1 < len {
+                left + (keys[left + 1] > keys[left]) as usize
+            } else {
+                left
+            };
+            if keys[child] <= hi {
                 break;
             }
-            keys.swap(child, pos);
+            keys[pos] = keys[child];
             pos = child;
         }
+        keys[pos] = hi;
         true
     }
 }
 
 /// The screening hands a group to the selection only if some `lo` is at or below the cutoff: a group
-/// whose `lo` all exceed it changes nothing (hi >= lo > cutoff too). The pairs of a group are offered
-/// one by one, in index order.
+/// whose `lo` all exceed it changes nothing (hi >= lo > cutoff too). The same holds pair by pair, and
+/// the cutoff only falls, so of a group only the pairs at or below the cutoff on arrival (usually one)
+/// are offered, one by one, in index order.
 impl Sink for Selection {
     #[inline(always)]
     fn cutoff(&self) -> f64 {
@@ -83,8 +89,16 @@ impl Sink for Selection {
     }
 
     fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
-        for ((j, &lo), &hi) in (j..).zip(lo).zip(hi) {
-            self.offer_pair(lo, hi, j as i64);
+        debug_assert!(lo.len() <= 64, "a group fits a 64-bit mask");
+        let cutoff = self.cutoff;
+        let mut open = lo
+            .iter()
+            .enumerate()
+            .fold(0u64, |mask, (i, &lo)| mask | ((lo <= cutoff) as u64) << i);
+        while open != 0 {
+            let i = open.trailing_zeros() as usize;
+            open &= open - 1;
+            self.offer_pair(lo[i], hi[i], (j + i) as i64);
         }
     }
 }
