@@ -115,8 +115,11 @@ def run_engine(engine, problem, k, query, **options):
 
 
 def median_run(fn, runs):
-    """The run with the median last value (its seconds) of `runs` calls of `fn`."""
-    return sorted((fn() for _ in range(runs)), key=lambda r: r[-1])[runs // 2]
+    """The run with the median last value (its seconds) of `runs` calls of `fn`; every run's seconds
+    are printed, the first (cold: thread pools, buffers) among them."""
+    results = [fn() for _ in range(runs)]
+    print(f"  runs (s): {', '.join(f'{r[-1]:.3f}' for r in results)}")
+    return sorted(results, key=lambda r: r[-1])[runs // 2]
 
 
 def gold_workload(args, floor):
@@ -145,12 +148,14 @@ def vecchia_workload(args, floor):
     problem, v_seconds = _timed(lambda: ct.residual_problem(X, m=M, seed=42))
     flops = 2.0 * M * N * (N - 1) / 2
     rows = []
-    rust, fit_s, query_s = run_engine("rust", problem, K, {"predecessor": True}, mode="perf")
+    rust, fit_s, query_s = median_run(
+        lambda: run_engine("rust", problem, K, {"predecessor": True}, mode="perf"), args.runs)
     oracle = rust.indices  # checked against the NumPy reference and gold below
     rows.append(("rust (path auto, perf)", v_seconds + fit_s + query_s, query_s, 1.0, rust.telemetry,
                  rust.telemetry["timings"].get("gemm_seconds")))
     if not args.skip_gold_vecchia:
-        gold, fit_s, query_s = run_engine("gold", problem, K, {"predecessor": True})
+        gold, fit_s, query_s = median_run(
+            lambda: run_engine("gold", problem, K, {"predecessor": True}), args.runs)
         same = np.array_equal(gold.indices, rust.indices) and np.array_equal(gold.distances, rust.distances)
         rows.append(("gold (path auto)", v_seconds + fit_s + query_s, query_s, recall(gold.indices, oracle),
                      gold.telemetry, gold.telemetry["timings"].get("gemm_seconds")))
