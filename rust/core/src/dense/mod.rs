@@ -25,7 +25,7 @@ use crate::heap::Heap;
 use crate::metric::MetricData;
 use crate::query::{check_queries, thread_pool, QueryBatch};
 pub use screen::operand;
-pub use select::UpperBounds;
+pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
 pub use tile::gram;
 

@@ -89,18 +89,26 @@ impl Sink for Selection {
     }
 
     fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
-        debug_assert!(lo.len() <= 64, "a group fits a 64-bit mask");
-        let cutoff = self.cutoff;
-        let mut open = lo
-            .iter()
-            .enumerate()
-            .fold(0u64, |mask, (i, &lo)| mask | ((lo <= cutoff) as u64) << i);
-        while open != 0 {
-            let i = open.trailing_zeros() as usize;
-            open &= open - 1;
+        for i in open_pairs(lo, self.cutoff) {
             self.offer_pair(lo[i], hi[i], (j + i) as i64);
         }
     }
+}
+
+/// The positions, ascending, of a group's pairs whose `lo` is at or below `cutoff` (a bit mask built
+/// with one vector compare; a group has at most 64 pairs).
+#[inline(always)]
+pub fn open_pairs(lo: &[f64], cutoff: f64) -> impl Iterator<Item = usize> {
+    debug_assert!(lo.len() <= 64, "a group fits a 64-bit mask");
+    let mut open =
+        (lo.iter().enumerate()).fold(0u64, |mask, (i, &lo)| mask | ((lo <= cutoff) as u64) << i);
+    std::iter::from_fn(move || {
+        (open != 0).then(|| {
+            let i = open.trailing_zeros() as usize;
+            open &= open - 1;
+            i
+        })
+    })
 }
 
 /// A worker's buffers for the canonical re-check (reused across queries).

@@ -9,7 +9,7 @@
 //! `dist` stays exact; the other candidates are evaluated when the point is placed, and only those still
 //! under the cut-off. No pair is evaluated twice.
 
-use crate::dense::{widen, Sink, UpperBounds};
+use crate::dense::{open_pairs, widen, Sink, UpperBounds};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{distance, Metric, MetricData};
@@ -198,10 +198,12 @@ impl Sink for Offers<'_, '_> {
         self.point.cutoff
     }
 
+    /// Only the pairs at or below the cutoff on arrival are admitted: `admit` changes nothing for the
+    /// others (hi >= lo > cutoff), and the cutoff only falls.
     fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
         let first = self.pos0 + j - self.j0;
-        for (pos, (&lo, &hi)) in (first..).zip(lo.iter().zip(hi)) {
-            self.point.admit(self.at, self.j, pos, lo, hi);
+        for i in open_pairs(lo, self.point.cutoff) {
+            self.point.admit(self.at, self.j, first + i, lo[i], hi[i]);
         }
     }
 }
