@@ -23,7 +23,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::build::{escaped, Found, Growing};
-use crate::canonical_block::{fastest_isa, Block, Panels};
+use crate::canonical_block::{Block, Panels};
 use crate::dense::Isa;
 use crate::errors::Result;
 use crate::evaluate::Mode;
@@ -81,7 +81,7 @@ impl Searches {
     pub(crate) fn new(data: &MetricData, mode: Mode) -> Searches {
         Searches {
             kept: HashMap::new(),
-            isa: fastest_isa(),
+            isa: Isa::fastest(),
             mode,
             tiled: mode == Mode::Perf && data.metric == Metric::Residual,
         }

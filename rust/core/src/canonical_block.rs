@@ -126,11 +126,6 @@ impl Panels {
     }
 }
 
-/// The fastest instruction set of this CPU (every one gives the same bits).
-pub(crate) fn fastest_isa() -> Isa {
-    *Isa::available().last().unwrap()
-}
-
 /// Reusable working memory: the nodes' rows of V packed panel by panel, and the dot products.
 pub(crate) struct Block {
     panels: Panels,
@@ -149,7 +144,7 @@ impl Block {
         Block {
             panels: Panels::default(),
             dots: Vec::new(),
-            isa: fastest_isa(),
+            isa: Isa::fastest(),
         }
     }
 

@@ -152,6 +152,12 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// The fastest of [`Isa::available`], detected once per process.
+    pub fn fastest() -> Isa {
+        static FASTEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *FASTEST.get_or_init(|| *Isa::available().last().unwrap())
+    }
+
     /// Every instruction set this CPU can run, the fastest last.
     pub fn available() -> Vec<Isa> {
         let mut out = vec![Isa::Baseline];
@@ -229,7 +235,7 @@ impl<'a> Screen<'a> {
             euclid,
             columns,
             kernel_floor: kernel_floor(queries.variance),
-            isa: *Isa::available().last().unwrap(),
+            isa: Isa::fastest(),
         }
     }
 
