@@ -79,10 +79,24 @@ def kernel_block(A, B, kernel, lengthscale, variance):
     return out
 
 
+def _rust_twin(name: str):
+    """The rust extension's twin of a function below where it is built (rust/core/src/kernel_matrix.rs:
+    the same formulas in the same order, so the same bits), else None. V's construction goes through it so
+    that a rust job never starts Numba, whose first call in a process loads its compiler (~0.25 s)."""
+    from covertreex.engines.rust import _extension  # here: engines import this module
+
+    return getattr(_extension(), name, None)
+
+
 def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
     """k(A, B) for a kernel named as in :data:`covertreex.kinds.KERNELS` (see :func:`kernel_block`)."""
-    return kernel_block(np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64),
-                        KERNELS.index(kernel), np.asarray(lengthscale, dtype=np.float64), float(variance))
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    B = np.ascontiguousarray(B, dtype=np.float64)
+    lengthscale = np.ascontiguousarray(lengthscale, dtype=np.float64)
+    twin = _rust_twin("kernel_matrix")
+    if twin is not None:
+        return twin(A, B, lengthscale, KERNELS.index(kernel), float(variance))
+    return kernel_block(A, B, KERNELS.index(kernel), lengthscale, float(variance))
 
 
 @njit(cache=True, parallel=True)
@@ -101,8 +115,16 @@ def forward_substitution_rows(L, K):
     return out
 
 
+def squared_norms(V) -> np.ndarray:
+    """||V_i||^2 of every row, summed over the columns in order (:func:`squared_norms_block`, or its rust
+    twin where the extension is built)."""
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    twin = _rust_twin("squared_norms")
+    return squared_norms_block(V) if twin is None else twin(V)
+
+
 @njit(cache=True, parallel=True)
-def squared_norms(V):
+def squared_norms_block(V):
     """||V_i||^2 of every row, summed over the columns in order."""
     out = np.empty(V.shape[0])
     for i in prange(V.shape[0]):

@@ -23,6 +23,7 @@ pub mod dense;
 pub mod errors;
 pub mod evaluate;
 pub mod heap;
+pub mod kernel_matrix;
 pub mod levels;
 pub mod maximin;
 pub mod metric;

@@ -332,8 +332,14 @@ pub fn residual_sums(da: &MetricData, a: usize, db: &MetricData, b: usize) -> (f
 
 /// The scaled squared coordinate distance r2 of rows `a` of `da` and `b` of `db`, summed in index order.
 pub(crate) fn scaled_r2(da: &MetricData, a: usize, db: &MetricData, b: usize) -> f64 {
+    scaled_r2_of(da.x.row(a), db.x.row(b), da.lengthscale)
+}
+
+/// sum_t ((x_t - y_t) / l_t)^2, sequentially from t = 0 (kernels.py's order).
+#[inline]
+pub fn scaled_r2_of(x: &[f64], y: &[f64], lengthscale: &[f64]) -> f64 {
     let mut r2 = 0.0;
-    for ((p, q), l) in da.x.row(a).iter().zip(db.x.row(b)).zip(da.lengthscale) {
+    for ((p, q), l) in x.iter().zip(y).zip(lengthscale) {
         let z = (p - q) / l;
         r2 += z * z;
     }

@@ -58,7 +58,7 @@ pub fn array1<'py, T: Element>(
     array(obj, name, 1)
 }
 
-fn array2<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray2<'py, f64>> {
+pub fn array2<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray2<'py, f64>> {
     array(obj, name, 2)
 }
 

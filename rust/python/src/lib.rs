@@ -10,15 +10,17 @@ use covertreex_core::counters::{
     LEVEL_COUNTERS, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, QUERY_COUNTERS,
 };
 use covertreex_core::{
-    build_tree, build_tree_batch, dense_query, maximin_neighbors, query_batch, Blocks,
-    MaximinSizes, MetricData, Mode, QueryBatch, QueryBlocks,
+    build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
+    query_batch, Blocks, Kernel, Matrix, MaximinSizes, MetricData, Mode, QueryBatch, QueryBlocks,
 };
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use convert::{array1, scalar, schedule, slice, MetricArrays, TreeArrays};
+use convert::{array1, array2, scalar, schedule, slice, MetricArrays, TreeArrays};
 
 /// Run `work` with the GIL released; core errors become covertreex.errors exceptions and a panic (a bug,
 /// never expected) becomes a RuntimeError instead of tearing down the interpreter.
@@ -302,6 +304,51 @@ fn maximin<'py>(
     ))
 }
 
+/// k(A_i, B_j) of every row pair of the kernel with integer code `kernel`, as a new (n_a, n_b) array:
+/// the rust twin of covertreex.metrics.kernels.kernel_matrix, the same bits (V's construction).
+#[pyfunction]
+fn kernel_matrix<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+    lengthscale: &Bound<'py, PyAny>,
+    kernel: i64,
+    variance: f64,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let (a, b) = (array2(a, "A")?, array2(b, "B")?);
+    let lengthscale = array1::<f64>(lengthscale, "lengthscale")?;
+    let ((n_a, d_a), (n_b, d_b)) = ((a.shape()[0], a.shape()[1]), (b.shape()[0], b.shape()[1]));
+    let error = |e| errors::core_error(py, &e);
+    let kernel = Kernel::from_code(kernel).map_err(error)?;
+    let a = Matrix::new("A", slice(py, &a, "A")?, n_a, d_a).map_err(error)?;
+    let b = Matrix::new("B", slice(py, &b, "B")?, n_b, d_b).map_err(error)?;
+    let lengthscale = slice(py, &lengthscale, "lengthscale")?;
+    let values = without_gil(py, || {
+        let mut out = vec![0.0; n_a * n_b];
+        kernels::kernel_matrix(a, b, lengthscale, kernel, variance, &mut out)?;
+        Ok(out)
+    })?;
+    matrix(py, values, n_a, n_b)
+}
+
+/// ||V_i||^2 of every row, summed over the columns in order: the rust twin of
+/// covertreex.metrics.kernels.squared_norms, the same bits.
+#[pyfunction]
+fn squared_norms<'py>(
+    py: Python<'py>,
+    v: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let v = array2(v, "V")?;
+    let (n, m) = (v.shape()[0], v.shape()[1]);
+    let v = Matrix::new("V", slice(py, &v, "V")?, n, m).map_err(|e| errors::core_error(py, &e))?;
+    let norms = without_gil(py, || {
+        let mut out = vec![0.0; n];
+        kernels::squared_norms(v, &mut out)?;
+        Ok(out)
+    })?;
+    Ok(norms.into_pyarray(py))
+}
+
 /// Worker threads a query uses when `threads` is None (rayon's global pool: RAYON_NUM_THREADS or cores).
 #[pyfunction]
 fn default_threads() -> usize {
@@ -325,6 +372,8 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;
     m.add_function(wrap_pyfunction!(maximin, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(squared_norms, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(available_threads, m)?)?;
     Ok(())

@@ -1,0 +1,133 @@
+//! The two matrices V's construction needs (DESIGN section 3), with the metric's canonical formulas:
+//! the kernel k(A_i, B_j) of every row pair and every row's squared norm. covertreex/residual.py calls
+//! them through the extension where it is built, so that a rust job never starts Numba (whose first
+//! call in a process loads its compiler, about 0.25 s), and covertreex/metrics/kernels.py's Numba twins
+//! otherwise. Each value is one element's sequential formula (libm's `exp` included), so both give the
+//! same bits on any thread count; tests/covertreex/test_residual.py compares them.
+
+use rayon::prelude::*;
+
+use crate::errors::{check_sizes, CoreError, Result};
+use crate::metric::{kernel_value, scaled_r2_of, Kernel, Matrix};
+
+/// Rows per rayon task (independent of the thread count; values never depend on it).
+const ROWS: usize = 64;
+
+/// `out` (A's rows x B's rows, row-major) = k(A_i, B_j): r2 as `metric::scaled_r2_of`, then
+/// `metric::kernel_value`. A, B and `lengthscale` share d >= 1 columns.
+pub fn kernel_matrix(
+    a: Matrix,
+    b: Matrix,
+    lengthscale: &[f64],
+    kernel: Kernel,
+    variance: f64,
+    out: &mut [f64],
+) -> Result<()> {
+    let d = a.cols();
+    check_sizes(&[
+        ("kernel matrix: columns of B", d, b.cols()),
+        ("kernel matrix: lengthscales", d, lengthscale.len()),
+        (
+            "kernel matrix: output cells",
+            a.rows() * b.rows(),
+            out.len(),
+        ),
+    ])?;
+    if d == 0 {
+        return Err(CoreError::BadValue {
+            what: "kernel matrix: columns",
+            value: 0,
+            allowed: ">= 1",
+        });
+    }
+    let n_b = b.rows();
+    if n_b == 0 {
+        return Ok(());
+    }
+    out.par_chunks_mut(ROWS * n_b)
+        .zip(a.values().par_chunks(ROWS * d))
+        .for_each(|(rows, xs)| {
+            for (row, x) in rows.chunks_exact_mut(n_b).zip(xs.chunks_exact(d)) {
+                for (value, y) in row.iter_mut().zip(b.values().chunks_exact(d)) {
+                    *value = kernel_value(kernel, variance, scaled_r2_of(x, y, lengthscale));
+                }
+            }
+        });
+    Ok(())
+}
+
+/// `out[i]` = ||V_i||^2 summed over V's columns in order.
+pub fn squared_norms(v: Matrix, out: &mut [f64]) -> Result<()> {
+    check_sizes(&[("squared norms: output cells", v.rows(), out.len())])?;
+    let m = v.cols();
+    if m == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    out.par_chunks_mut(ROWS * 16)
+        .zip(v.values().par_chunks(ROWS * 16 * m))
+        .for_each(|(norms, rows)| {
+            for (norm, row) in norms.iter_mut().zip(rows.chunks_exact(m)) {
+                *norm = row.iter().fold(0.0, |acc, x| acc + x * x);
+            }
+        });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_is_the_scalar_formula() {
+        let a: Vec<f64> = (0..15).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..9).map(|i| (i as f64 * 1.3).cos() * 2.0).collect();
+        let ls = [0.7, 1.0, 2.5];
+        for kernel in [Kernel::Rbf, Kernel::Matern52] {
+            let mut out = vec![f64::NAN; 5 * 3];
+            let (ma, mb) = (matrix(&a, 5, 3), matrix(&b, 3, 3));
+            kernel_matrix(ma, mb, &ls, kernel, 1.7, &mut out).unwrap();
+            for i in 0..5 {
+                for j in 0..3 {
+                    let r2 = scaled_r2_of(&a[i * 3..i * 3 + 3], &b[j * 3..j * 3 + 3], &ls);
+                    let want = kernel_value(kernel, 1.7, r2);
+                    assert_eq!(out[i * 3 + j].to_bits(), want.to_bits());
+                }
+            }
+        }
+        let mut norms = vec![f64::NAN; 5];
+        squared_norms(matrix(&a, 5, 3), &mut norms).unwrap();
+        for (i, norm) in norms.iter().enumerate() {
+            let row = &a[i * 3..i * 3 + 3];
+            let want = ((0.0 + row[0] * row[0]) + row[1] * row[1]) + row[2] * row[2];
+            assert_eq!(norm.to_bits(), want.to_bits());
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_are_errors() {
+        let (a, b) = ([0.0; 6], [0.0; 4]);
+        let mut out = vec![0.0; 6];
+        let run = |b: Matrix, ls: &[f64], out: &mut [f64]| {
+            kernel_matrix(matrix(&a, 3, 2), b, ls, Kernel::Rbf, 1.0, out)
+        };
+        assert!(run(matrix(&b, 2, 2), &[1.0, 1.0], &mut out).is_ok());
+        assert!(run(matrix(&b, 1, 4), &[1.0, 1.0], &mut out).is_err());
+        assert!(run(matrix(&b, 2, 2), &[1.0], &mut out).is_err());
+        assert!(run(matrix(&b, 2, 2), &[1.0, 1.0], &mut out[..5]).is_err());
+        assert!(kernel_matrix(
+            matrix(&[], 3, 0),
+            matrix(&[], 2, 0),
+            &[],
+            Kernel::Rbf,
+            1.0,
+            &mut out
+        )
+        .is_err());
+        assert!(squared_norms(matrix(&a, 3, 2), &mut [0.0; 2]).is_err());
+    }
+
+    fn matrix(values: &[f64], rows: usize, cols: usize) -> Matrix<'_> {
+        Matrix::new("test", values, rows, cols).unwrap()
+    }
+}
