@@ -34,6 +34,7 @@
 //! covering the GEMM's and the canonical sum's gamma_d errors and the roundings of the norms and of
 //! the combination. widen(T) = T (1 + 8 eps): x > y (1 + 4 eps) implies fl(sqrt x) > fl(sqrt y).
 
+use std::array::from_fn;
 use std::ops::Range;
 
 use super::exp::{exp_lanes, EXP_ABS, EXP_REL};
@@ -336,9 +337,9 @@ impl<'a> Screen<'a> {
     /// The row in whole groups of [`GROUP`] pairs, then the rest one by one (the same operations per
     /// pair either way).
     #[inline(always)]
-    fn groups(
+    fn groups<B: GroupBounds>(
         &self,
-        bounds: &impl GroupBounds,
+        bounds: &B,
         g: &[f64],
         j0: usize,
         own: Option<usize>,
@@ -346,41 +347,52 @@ impl<'a> Screen<'a> {
     ) {
         let whole = g.len() / GROUP * GROUP;
         for (at, g) in (0..whole).step_by(GROUP).zip(g.chunks_exact(GROUP)) {
-            let (lo, hi) = bounds.group::<GROUP>(at, g.try_into().unwrap());
-            self.pass(lo, hi, j0, at, own, sink);
+            let parts = bounds.group::<GROUP>(at, g.try_into().unwrap());
+            self.pass::<B, GROUP>(parts, j0, at, own, sink);
         }
         for (at, &g) in (whole..).zip(&g[whole..]) {
-            let (lo, hi) = bounds.group::<1>(at, &[g]);
-            self.pass(lo, hi, j0, at, own, sink);
+            let parts = bounds.group::<1>(at, &[g]);
+            self.pass::<B, 1>(parts, j0, at, own, sink);
         }
     }
 
     /// Offer the group of row positions at, at + 1, .. to the sink unless every `lo` exceeds its
-    /// cutoff, after giving the pair at row position `own` (if in the group) the key of distance 0.
+    /// cutoff, after giving the pair at row position `own` (if in the group) the key of distance 0. The
+    /// `hi` are computed only for a group that is offered (most are not).
     #[inline(always)]
-    fn pass<const N: usize>(
+    fn pass<B: GroupBounds, const N: usize>(
         &self,
-        mut lo: [f64; N],
-        mut hi: [f64; N],
+        (center, radius): ([f64; N], [f64; N]),
         j0: usize,
         at: usize,
         own: Option<usize>,
         sink: &mut impl Sink,
     ) {
-        if let Some(i) = own.and_then(|own| own.checked_sub(at)).filter(|&i| i < N) {
-            (lo[i], hi[i]) = (self.self_key(), self.self_key());
+        let own = own.and_then(|own| own.checked_sub(at)).filter(|&i| i < N);
+        let mut lo: [f64; N] = from_fn(|i| B::lo(center[i], radius[i]));
+        if let Some(i) = own {
+            lo[i] = self.self_key();
         }
         let cutoff = sink.cutoff();
         if lo.iter().fold(false, |any, &l| any | (l <= cutoff)) {
+            let mut hi: [f64; N] = from_fn(|i| B::hi(center[i], radius[i]));
+            if let Some(i) = own {
+                hi[i] = self.self_key();
+            }
             sink.offer(j0 + at, &lo, &hi);
         }
     }
 }
 
-/// The key bounds of N consecutive pairs of one row, from their GEMM values.
+/// The key bounds of N consecutive pairs of one row, from their GEMM values, as a center and a radius
+/// per pair from which `lo` and `hi` follow (so that `hi` is computed only where it is needed).
 trait GroupBounds {
-    /// (lo, hi) of the pairs at row positions at, at + 1, .., at + N - 1.
+    /// (center, radius) of the pairs at row positions at, at + 1, .., at + N - 1.
     fn group<const N: usize>(&self, at: usize, g: &[f64; N]) -> ([f64; N], [f64; N]);
+    /// The lower bound on the key of a pair from its center and radius.
+    fn lo(center: f64, radius: f64) -> f64;
+    /// The upper bound on the key of a pair from its center and radius.
+    fn hi(center: f64, radius: f64) -> f64;
 }
 
 /// One row of Euclidean bounds (the module docs): squared norms and the error factor.
@@ -391,17 +403,29 @@ struct EuclideanBounds<'r> {
 }
 
 impl GroupBounds for EuclideanBounds<'_> {
+    /// center = the GEMM's approximate squared distance, radius = its error bound.
     #[inline(always)]
     fn group<const N: usize>(&self, at: usize, g: &[f64; N]) -> ([f64; N], [f64; N]) {
-        let (mut lo, mut hi) = ([0.0; N], [0.0; N]);
+        let (mut center, mut radius) = ([0.0; N], [0.0; N]);
         let norms: &[f64; N] = self.norms[at..at + N].try_into().unwrap();
-        for (((lo, hi), &g), &norm_j) in lo.iter_mut().zip(&mut hi).zip(g).zip(norms) {
+        for (((center, radius), &g), &norm_j) in
+            center.iter_mut().zip(&mut radius).zip(g).zip(norms)
+        {
             let norms = self.norm_q + norm_j;
-            let approx = (norms - 2.0 * g).max(0.0);
-            let e = self.euclid * norms;
-            (*lo, *hi) = (approx - e, approx + e);
+            *center = (norms - 2.0 * g).max(0.0);
+            *radius = self.euclid * norms;
         }
-        (lo, hi)
+        (center, radius)
+    }
+
+    #[inline(always)]
+    fn lo(center: f64, radius: f64) -> f64 {
+        center - radius
+    }
+
+    #[inline(always)]
+    fn hi(center: f64, radius: f64) -> f64 {
+        center + radius
     }
 }
 
@@ -422,6 +446,7 @@ struct ResidualBounds<'r, P> {
 }
 
 impl<P: Fn(f64) -> (f64, f64)> GroupBounds for ResidualBounds<'_, P> {
+    /// center = |rho_a|, radius = its error bound e (the module docs).
     #[inline(always)]
     fn group<const N: usize>(&self, at: usize, g: &[f64; N]) -> ([f64; N], [f64; N]) {
         // r2 in the canonical order: per pair, a sequential sum over the dimensions from 0.0.
@@ -442,9 +467,12 @@ impl<P: Fn(f64) -> (f64, f64)> GroupBounds for ResidualBounds<'_, P> {
         let exp = exp_lanes(argument);
         let scales: &[f64; N] = self.scales[at..at + N].try_into().unwrap();
         let errors: &[f64; N] = self.errors[at..at + N].try_into().unwrap();
-        let (mut lo, mut hi) = ([0.0; N], [0.0; N]);
-        let pairs = lo.iter_mut().zip(&mut hi).zip(factor.iter().zip(exp));
-        for ((((lo, hi), (factor, exp)), &g), (&scale_j, &error_j)) in
+        let (mut center, mut radius) = ([0.0; N], [0.0; N]);
+        let pairs = center
+            .iter_mut()
+            .zip(&mut radius)
+            .zip(factor.iter().zip(exp));
+        for ((((center, radius), (factor, exp)), &g), (&scale_j, &error_j)) in
             pairs.zip(g).zip(scales.iter().zip(errors))
         {
             let k = factor * exp;
@@ -452,11 +480,21 @@ impl<P: Fn(f64) -> (f64, f64)> GroupBounds for ResidualBounds<'_, P> {
             let mag = rho.abs();
             let kernel_error = (KERNEL_REL * k + self.kernel_floor) * self.scale_q * scale_j;
             let e = self.error_q * error_j + kernel_error + 16.0 * EPS * mag + 16.0 * EPS;
-            let hi_s = (mag + e).min(1.0);
-            let lo_s = (mag - e).clamp(0.0, 1.0);
-            (*lo, *hi) = (-hi_s, -lo_s);
+            (*center, *radius) = (mag, e);
         }
-        (lo, hi)
+        (center, radius)
+    }
+
+    /// key = -s: lo = -min(|rho_a| + e, 1).
+    #[inline(always)]
+    fn lo(mag: f64, e: f64) -> f64 {
+        -(mag + e).min(1.0)
+    }
+
+    /// hi = -clamp(|rho_a| - e, 0, 1).
+    #[inline(always)]
+    fn hi(mag: f64, e: f64) -> f64 {
+        -(mag - e).clamp(0.0, 1.0)
     }
 }
 
