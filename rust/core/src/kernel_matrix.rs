@@ -1,9 +1,9 @@
 //! The two matrices V's construction needs (DESIGN section 3), with the metric's canonical formulas:
-//! the kernel k(A_i, B_j) of every row pair and every row's squared norm. covertreex/residual.py calls
-//! them through the extension where it is built, so that a rust job never starts Numba (whose first
-//! call in a process loads its compiler, about 0.25 s), and covertreex/metrics/kernels.py's Numba twins
-//! otherwise. Each value is one element's sequential formula (libm's `exp` included), so both give the
-//! same bits on any thread count; tests/covertreex/test_residual.py compares them.
+//! the kernel k(A_i, B_j) of every row pair and every row's squared norm. covertreex/metrics/kernels.py
+//! calls them through the extension where it is built, so that a rust job never starts Numba (whose
+//! first call in a process loads its compiler, about 0.25 s), and its Numba twins otherwise. Each value
+//! is one element's sequential formula (libm's `exp` included), so both give the same bits on any
+//! thread count; tests/covertreex/test_kernel_twins.py compares them.
 
 use rayon::prelude::*;
 
@@ -13,7 +13,21 @@ use crate::metric::{kernel_value, scaled_r2_of, Kernel, Matrix};
 /// Rows per rayon task (independent of the thread count; values never depend on it).
 const ROWS: usize = 64;
 
-/// `out` (A's rows x B's rows, row-major) = k(A_i, B_j): r2 as `metric::scaled_r2_of`, then
+/// `len` zeros, or an error naming `what` instead of an abort when they cannot be allocated.
+fn zeros(len: Option<usize>, what: &'static str) -> Result<Vec<f64>> {
+    let too_large = CoreError::BadValue {
+        what,
+        value: len.map_or(i64::MAX, |n| n.min(i64::MAX as usize) as i64),
+        allowed: "an output that fits in memory",
+    };
+    let len = len.ok_or(too_large.clone())?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(len).map_err(|_| too_large)?;
+    out.resize(len, 0.0);
+    Ok(out)
+}
+
+/// k(A_i, B_j) for every row pair (A's rows x B's rows, row-major): r2 as `metric::scaled_r2_of`, then
 /// `metric::kernel_value`. A, B and `lengthscale` share d >= 1 columns.
 pub fn kernel_matrix(
     a: Matrix,
@@ -21,17 +35,11 @@ pub fn kernel_matrix(
     lengthscale: &[f64],
     kernel: Kernel,
     variance: f64,
-    out: &mut [f64],
-) -> Result<()> {
+) -> Result<Vec<f64>> {
     let d = a.cols();
     check_sizes(&[
         ("kernel matrix: columns of B", d, b.cols()),
         ("kernel matrix: lengthscales", d, lengthscale.len()),
-        (
-            "kernel matrix: output cells",
-            a.rows() * b.rows(),
-            out.len(),
-        ),
     ])?;
     if d == 0 {
         return Err(CoreError::BadValue {
@@ -41,8 +49,9 @@ pub fn kernel_matrix(
         });
     }
     let n_b = b.rows();
+    let mut out = zeros(a.rows().checked_mul(n_b), "kernel matrix: cells")?;
     if n_b == 0 {
-        return Ok(());
+        return Ok(out);
     }
     out.par_chunks_mut(ROWS * n_b)
         .zip(a.values().par_chunks(ROWS * d))
@@ -53,16 +62,15 @@ pub fn kernel_matrix(
                 }
             }
         });
-    Ok(())
+    Ok(out)
 }
 
-/// `out[i]` = ||V_i||^2 summed over V's columns in order.
-pub fn squared_norms(v: Matrix, out: &mut [f64]) -> Result<()> {
-    check_sizes(&[("squared norms: output cells", v.rows(), out.len())])?;
+/// ||V_i||^2 of every row, summed over V's columns in order.
+pub fn squared_norms(v: Matrix) -> Result<Vec<f64>> {
+    let mut out = zeros(Some(v.rows()), "squared norms: rows")?;
     let m = v.cols();
     if m == 0 {
-        out.fill(0.0);
-        return Ok(());
+        return Ok(out);
     }
     out.par_chunks_mut(ROWS * 16)
         .zip(v.values().par_chunks(ROWS * 16 * m))
@@ -71,7 +79,7 @@ pub fn squared_norms(v: Matrix, out: &mut [f64]) -> Result<()> {
                 *norm = row.iter().fold(0.0, |acc, x| acc + x * x);
             }
         });
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -84,9 +92,9 @@ mod tests {
         let b: Vec<f64> = (0..9).map(|i| (i as f64 * 1.3).cos() * 2.0).collect();
         let ls = [0.7, 1.0, 2.5];
         for kernel in [Kernel::Rbf, Kernel::Matern52] {
-            let mut out = vec![f64::NAN; 5 * 3];
             let (ma, mb) = (matrix(&a, 5, 3), matrix(&b, 3, 3));
-            kernel_matrix(ma, mb, &ls, kernel, 1.7, &mut out).unwrap();
+            let out = kernel_matrix(ma, mb, &ls, kernel, 1.7).unwrap();
+            assert_eq!(out.len(), 5 * 3);
             for i in 0..5 {
                 for j in 0..3 {
                     let r2 = scaled_r2_of(&a[i * 3..i * 3 + 3], &b[j * 3..j * 3 + 3], &ls);
@@ -95,8 +103,8 @@ mod tests {
                 }
             }
         }
-        let mut norms = vec![f64::NAN; 5];
-        squared_norms(matrix(&a, 5, 3), &mut norms).unwrap();
+        let norms = squared_norms(matrix(&a, 5, 3)).unwrap();
+        assert_eq!(norms.len(), 5);
         for (i, norm) in norms.iter().enumerate() {
             let row = &a[i * 3..i * 3 + 3];
             let want = ((0.0 + row[0] * row[0]) + row[1] * row[1]) + row[2] * row[2];
@@ -105,26 +113,19 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_shapes_are_errors() {
+    fn mismatched_shapes_and_impossible_sizes_are_errors() {
         let (a, b) = ([0.0; 6], [0.0; 4]);
-        let mut out = vec![0.0; 6];
-        let run = |b: Matrix, ls: &[f64], out: &mut [f64]| {
-            kernel_matrix(matrix(&a, 3, 2), b, ls, Kernel::Rbf, 1.0, out)
-        };
-        assert!(run(matrix(&b, 2, 2), &[1.0, 1.0], &mut out).is_ok());
-        assert!(run(matrix(&b, 1, 4), &[1.0, 1.0], &mut out).is_err());
-        assert!(run(matrix(&b, 2, 2), &[1.0], &mut out).is_err());
-        assert!(run(matrix(&b, 2, 2), &[1.0, 1.0], &mut out[..5]).is_err());
-        assert!(kernel_matrix(
-            matrix(&[], 3, 0),
-            matrix(&[], 2, 0),
-            &[],
-            Kernel::Rbf,
-            1.0,
-            &mut out
-        )
-        .is_err());
-        assert!(squared_norms(matrix(&a, 3, 2), &mut [0.0; 2]).is_err());
+        let run = |b: Matrix, ls: &[f64]| kernel_matrix(matrix(&a, 3, 2), b, ls, Kernel::Rbf, 1.0);
+        assert_eq!(run(matrix(&b, 2, 2), &[1.0, 1.0]).unwrap().len(), 6);
+        assert!(run(matrix(&b, 1, 4), &[1.0, 1.0]).is_err());
+        assert!(run(matrix(&b, 2, 2), &[1.0]).is_err());
+        let empty = kernel_matrix(matrix(&[], 3, 0), matrix(&[], 2, 0), &[], Kernel::Rbf, 1.0);
+        assert!(empty.is_err());
+        assert!(matches!(
+            zeros(None, "cells"),
+            Err(CoreError::BadValue { what: "cells", .. })
+        ));
+        assert!(zeros(Some(usize::MAX / 4), "cells").is_err());
     }
 
     fn matrix(values: &[f64], rows: usize, cols: usize) -> Matrix<'_> {

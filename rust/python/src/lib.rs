@@ -324,9 +324,7 @@ fn kernel_matrix<'py>(
     let b = Matrix::new("B", slice(py, &b, "B")?, n_b, d_b).map_err(error)?;
     let lengthscale = slice(py, &lengthscale, "lengthscale")?;
     let values = without_gil(py, || {
-        let mut out = vec![0.0; n_a * n_b];
-        kernels::kernel_matrix(a, b, lengthscale, kernel, variance, &mut out)?;
-        Ok(out)
+        kernels::kernel_matrix(a, b, lengthscale, kernel, variance)
     })?;
     matrix(py, values, n_a, n_b)
 }
@@ -341,11 +339,7 @@ fn squared_norms<'py>(
     let v = array2(v, "V")?;
     let (n, m) = (v.shape()[0], v.shape()[1]);
     let v = Matrix::new("V", slice(py, &v, "V")?, n, m).map_err(|e| errors::core_error(py, &e))?;
-    let norms = without_gil(py, || {
-        let mut out = vec![0.0; n];
-        kernels::squared_norms(v, &mut out)?;
-        Ok(out)
-    })?;
+    let norms = without_gil(py, || kernels::squared_norms(v))?;
     Ok(norms.into_pyarray(py))
 }
 
