@@ -8,7 +8,13 @@ scatter, the tasks and the gather are timed). Runs alternate so that both sides 
 Each line: wall seconds, CPU seconds (this process -- client and the LocalCluster's scheduler -- plus the
 workers' during the run), whether the answers are byte-identical, and the load average.
 
+The header names the kernel's transparent-huge-page modes and NUMPY_MADVISE_HUGEPAGE: every worker receives
+V into a fresh NumPy buffer, and NumPy asks for huge pages on buffers of 4 MiB or more. On a virtual
+machine that returns free memory to its host, faulting in fresh huge pages costs about 0.25 s per 128 MB
+against 0.04 s for small pages (docs/vecchia.md, "Dask"), paid once per worker on the scatter's path.
+
     python benchmarks/dask_overhead.py --n 32768 --repeats 2
+    NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/dask_overhead.py --n 32768 --repeats 2
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import importlib
 import os
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +32,19 @@ import covertreex as ct
 from covertreex import distributed
 
 K, M, SEED = 50, 512, 42
+THP = Path("/sys/kernel/mm/transparent_hugepage")
+
+
+def huge_page_setting() -> str:
+    """The kernel's THP `enabled` and `defrag` modes (the bracketed word of each) and NumPy's switch."""
+    modes = []
+    for name in ("enabled", "defrag"):
+        try:
+            text = (THP / name).read_text()
+        except OSError:
+            text = "[unknown]"
+        modes.append(f"THP {name} {text[text.find('[') + 1:text.find(']')]}")
+    return ", ".join(modes) + f"; NUMPY_MADVISE_HUGEPAGE {os.environ.get('NUMPY_MADVISE_HUGEPAGE', 'unset')}"
 
 
 def cpu_seconds() -> float:
@@ -39,6 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     from distributed import Client, LocalCluster
 
+    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
+          f"{huge_page_setting()}", flush=True)
     problem = ct.residual_problem(np.random.default_rng(SEED).normal(size=(args.n, 3)), m=M, seed=SEED)
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:

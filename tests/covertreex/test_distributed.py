@@ -39,8 +39,9 @@ def test_ranges_cover_every_query_once_at_about_equal_cost():
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000
     starts = [a for a, _ in ranges]
     assert all(a < b for a, b in ranges) and [b for _, b in ranges[:-1]] == starts[1:]
-    costs = [float((limits[a:b] + 10).sum()) for a, b in ranges]
-    assert len(ranges) == 8 and max(costs) - min(costs) <= 2 * (limits.max() + 10)
+    answer = distributed.PAIRS_PER_NEIGHBOUR * 10
+    costs = [float((limits[a:b] + answer).sum()) for a, b in ranges]
+    assert len(ranges) == 8 and max(costs) - min(costs) <= 2 * (limits.max() + answer)
     assert ranges[0][1] - ranges[0][0] > 2 * (ranges[-1][1] - ranges[-1][0])  # early rows are cheap
     assert distributed.cost_balanced_ranges(np.full(3, 5), 1, 10) == [(0, 1), (1, 2), (2, 3)]
 
