@@ -49,7 +49,7 @@ PAIRS_PER_NEIGHBOUR = 40
 """What one returned neighbour costs, in eligible pairs screened: a query's answer is k canonical
 re-checks (scalar m-term sums) while a screened pair is one cell of a GEMM tile. Measured on the dense path
 (N = 32,768, m = 512, k = 50, 8 ranges on 2 one-thread workers): with k counted as k pairs, the first range
-(11,554 rows) took 1.34-1.42 s against 1.04-1.10 s for the last (2,119 rows) of the same pair count, about
+(11,554 rows) took 1.34-1.42 s against 1.04-1.11 s for the last (2,119 rows) of the same pair count, about
 33 us more per row at 15 ns per pair: 2,200 pairs per row, 44 per neighbour."""
 
 
