@@ -9,10 +9,9 @@ Each line: wall seconds, CPU seconds (this process -- client and the LocalCluste
 workers' during the run), whether the answers are byte-identical, and the load average.
 
 The header names the kernel's transparent-huge-page modes and NUMPY_MADVISE_HUGEPAGE: every worker receives
-V into a fresh NumPy buffer, and NumPy asks for huge pages on buffers of 4 MiB or more. On a virtual
-machine that returns free memory to its host, faulting in fresh huge pages costs about 0.25 s per 128 MB
-against 0.04 s for small pages (docs/vecchia.md, "On a Dask cluster"), paid once per worker on the
-scatter's path.
+V into a fresh NumPy buffer, and NumPy asks for huge pages on buffers of 4 MiB or more. On this project's
+virtual machine, faulting in fresh huge pages costs about 0.25 s per 128 MB against 0.04 s for small
+pages (docs/vecchia.md, "On a Dask cluster"), paid once per worker on the scatter's path.
 
     python benchmarks/dask_overhead.py --n 32768 --repeats 2
     NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/dask_overhead.py --n 32768 --repeats 2

@@ -18,9 +18,9 @@ of wall for a 128 MB V to 2 local workers (docs/vecchia.md). A client that canno
 made with ``Client(..., direct_to_workers=False)`` and keeps the scheduler's route.
 
 Each worker receives the index into fresh NumPy buffers, for which NumPy asks for transparent huge pages.
-On a virtual machine that hands free memory back to its host, faulting those in cost 0.25 s per 128 MB
-against 0.04 s with small pages, twice on the scatter's path: start workers with
-``NUMPY_MADVISE_HUGEPAGE=0`` there (docs/vecchia.md, "On a Dask cluster").
+On this project's virtual machine, faulting those in cost 0.25 s per 128 MB against 0.04 s with small
+pages, twice on the scatter's path: where huge pages are slow like that, start workers with
+``NUMPY_MADVISE_HUGEPAGE=0`` (docs/vecchia.md, "On a Dask cluster").
 """
 
 from __future__ import annotations
