@@ -160,6 +160,12 @@ impl MetricData<'_> {
     /// Check that the arrays agree in shape and hold usable values (so distances never index out of
     /// bounds and never see NaN from bad parameters).
     pub fn check(&self) -> Result<()> {
+        self.check_shapes()?;
+        self.check_values(false)
+    }
+
+    /// The shape half of [`Self::check`]: afterwards every row of X and V and every p can be read.
+    pub(crate) fn check_shapes(&self) -> Result<()> {
         let n = self.x.rows();
         if n == 0 {
             return Err(CoreError::Empty { what: "X" });
@@ -175,9 +181,16 @@ impl MetricData<'_> {
                 self.x.cols(),
                 self.lengthscale.len(),
             ),
-        ])?;
+        ])
+    }
+
+    /// The value half of [`Self::check`], after [`Self::check_shapes`]. `v_finite`: the caller has
+    /// already proven every value of V finite, so V (all n x m of it) is not read again.
+    pub(crate) fn check_values(&self, v_finite: bool) -> Result<()> {
         all_finite("X", self.x.values())?;
-        all_finite("V", self.v.values())?;
+        if !v_finite {
+            all_finite("V", self.v.values())?;
+        }
         all_positive("P", self.p)?;
         all_positive("lengthscale", self.lengthscale)?;
         all_positive("variance", &[self.variance])?;

@@ -523,7 +523,19 @@ fn check_batch(tree: &TreeView, data: &MetricData, queries: &QueryBatch, k: i64)
 
 /// Check the indexed data, the query rows and k (everything a batch needs but the tree).
 pub(crate) fn check_queries(data: &MetricData, queries: &QueryBatch, k: i64) -> Result<()> {
-    data.check()?;
+    check_queries_given(data, queries, k, false)
+}
+
+/// [`check_queries`], where `v_finite` says the caller has proven the indexed V finite already (the
+/// dense path, from its row norms), so that V is not read once more.
+pub(crate) fn check_queries_given(
+    data: &MetricData,
+    queries: &QueryBatch,
+    k: i64,
+    v_finite: bool,
+) -> Result<()> {
+    data.check_shapes()?;
+    data.check_values(v_finite)?;
     // Checking the same arrays again would read all of V once more on every call.
     if !queries.data.same_as(data) {
         queries.data.check()?;

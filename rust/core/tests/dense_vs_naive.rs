@@ -9,7 +9,7 @@ use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::dense::{Isa, Screen, Sink};
 use covertreex_core::metric::{residual_sums, similarity_from};
 use covertreex_core::query::available_threads;
-use covertreex_core::{dense_query, Blocks, DenseOutput, Kernel};
+use covertreex_core::{dense_query, Blocks, CoreError, DenseOutput, Kernel};
 
 const BLOCKS: [Blocks; 3] = [
     Blocks {
@@ -310,4 +310,54 @@ fn bad_block_sizes_are_errors() {
     };
     assert!(dense_query(&space.data(), &rows.batch(&queries), 3, None, zero).is_err());
     assert!(dense_query(&space.data(), &rows.batch(&queries), 0, None, BLOCKS[0]).is_err());
+}
+
+/// The dense path reads V once: its row norms prove V finite, so the check skips its own pass. A NaN or
+/// an infinity anywhere in V still gets the check's error naming V and the position; a finite V whose
+/// squared row norm overflows (the proof fails) is still accepted by the value-by-value fallback; so is
+/// a bad p, which fails the proof for its own reason and then gets its own error.
+#[test]
+fn the_norm_proof_of_a_finite_v_keeps_every_check_error() {
+    let mut rng = Lcg::new(3);
+    let sites: Vec<f64> = (0..8).flat_map(|s| [s as f64, 0.5]).collect();
+    let clean = Space::residual(
+        points(Points::Uniform, 40, 2, &mut rng),
+        2,
+        &sites,
+        8,
+        Kernel::Rbf,
+    );
+    let all = Rows::indexed((0..clean.n as i64).collect(), clean.n, true);
+    let dense = |space: &Space| {
+        let blocks = Blocks {
+            queries: 16,
+            points: 16,
+        };
+        dense_query(&space.data(), &all.batch(space), 3, Some(1), blocks)
+    };
+    assert!(dense(&clean).is_ok());
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let mut space = clean.clone();
+        space.v[77] = bad;
+        assert_eq!(
+            dense(&space).unwrap_err(),
+            CoreError::NonFinite {
+                what: "V",
+                position: 77
+            }
+        );
+    }
+    let mut huge = clean.clone();
+    huge.v[5] = 1e300; // |v|^2 overflows to inf: the proof fails, the fallback scan accepts V
+    assert!(dense(&huge).is_ok());
+    let mut bad_p = clean.clone();
+    bad_p.p[2] = -1.0;
+    assert!(matches!(
+        dense(&bad_p).unwrap_err(),
+        CoreError::NotPositive {
+            what: "P",
+            position: 2,
+            ..
+        }
+    ));
 }

@@ -23,7 +23,7 @@ use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
 use crate::metric::MetricData;
-use crate::query::{check_queries, thread_pool, QueryBatch};
+use crate::query::{check_queries_given, thread_pool, QueryBatch};
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
@@ -171,7 +171,11 @@ pub fn dense_query(
     threads: Option<i64>,
     blocks: Blocks,
 ) -> Result<DenseOutput> {
-    check_queries(data, queries, k)?;
+    // The screen needs every data row's norm; reading V for them first proves it finite, so the check
+    // need not read it again (`RowFactors::prove_v_finite`).
+    data.check_shapes()?;
+    let data_rows = RowFactors::of(data, 0..data.n_points());
+    check_queries_given(data, queries, k, data_rows.prove_v_finite(data))?;
     check_blocks(blocks)?;
     let n_q = queries.rows.len();
     let cells = n_q.checked_mul(k as usize);
@@ -190,7 +194,7 @@ pub fn dense_query(
     let job = Job {
         data,
         queries,
-        screen: Screen::new(queries, data),
+        screen: Screen::with_data_rows(queries, data, data_rows),
         blocks,
         k: k as usize,
         gemm_nanos: AtomicU64::new(0),

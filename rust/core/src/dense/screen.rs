@@ -118,6 +118,16 @@ impl RowFactors {
             .unzip();
         RowFactors { scale, error }
     }
+
+    /// Whether these factors of every row of `data` prove V finite: a residual row's error factor is
+    /// c |v_i| / sqrt(p_i) with c finite, and a NaN or an infinity anywhere in v_i makes |v_i|^2 NaN or
+    /// +inf (a sum of squares), hence the factor NaN or inf. So all factors finite means V finite; the
+    /// converse may fail (|v_i|^2 can overflow, p can be bad), and then V is checked value by value.
+    pub fn prove_v_finite(&self, data: &MetricData) -> bool {
+        data.metric == Metric::Residual
+            && self.error.len() == data.n_points()
+            && self.error.iter().fold(true, |ok, e| ok & e.is_finite())
+    }
 }
 
 /// The threshold below which a pair's `lo` keeps it a candidate, given the k-th smallest `hi` (the
@@ -197,9 +207,20 @@ pub struct Screen<'a> {
 impl<'a> Screen<'a> {
     /// The screen of a checked batch (its rows index `batch.data`), on the fastest instruction set.
     pub fn new(batch: &'a QueryBatch<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
+        let data_rows = RowFactors::of(data, 0..data.n_points());
+        Screen::with_data_rows(batch, data, data_rows)
+    }
+
+    /// [`Screen::new`] with the factors of every row of `data` given (`RowFactors::of(data, 0..n)`),
+    /// computed by a caller that read them first (the dense path proves V finite with them).
+    pub fn with_data_rows(
+        batch: &'a QueryBatch<'a>,
+        data: &'a MetricData<'a>,
+        data_rows: RowFactors,
+    ) -> Screen<'a> {
         let rows = batch.rows.iter().map(|&r| r as usize);
         let query_rows = RowFactors::of(&batch.data, rows);
-        Screen::with_query_rows(batch, data, query_rows)
+        Screen::with_factors(batch, data, query_rows, data_rows)
     }
 
     /// [`Screen::new`] with the batch's row factors given (`RowFactors::of(&batch.data, batch.rows)`):
@@ -210,6 +231,16 @@ impl<'a> Screen<'a> {
         batch: &'a QueryBatch<'a>,
         data: &'a MetricData<'a>,
         query_rows: RowFactors,
+    ) -> Screen<'a> {
+        let data_rows = RowFactors::of(data, 0..data.n_points());
+        Screen::with_factors(batch, data, query_rows, data_rows)
+    }
+
+    fn with_factors(
+        batch: &'a QueryBatch<'a>,
+        data: &'a MetricData<'a>,
+        query_rows: RowFactors,
+        data_rows: RowFactors,
     ) -> Screen<'a> {
         let queries = &batch.data;
         debug_assert_eq!(
@@ -232,7 +263,7 @@ impl<'a> Screen<'a> {
             query_index: batch.rows,
             data,
             query_rows,
-            data_rows: RowFactors::of(data, 0..n),
+            data_rows,
             euclid,
             columns,
             kernel_floor: kernel_floor(queries.variance),

@@ -52,6 +52,7 @@ pub fn points(kind: Points, n: usize, d: usize, rng: &mut Lcg) -> Vec<f64> {
 }
 
 /// Arrays owning everything a MetricData borrows.
+#[derive(Clone)]
 pub struct Space {
     pub metric: Metric,
     pub kernel: Kernel,
