@@ -3,13 +3,17 @@
 Runs the gold workload (DESIGN section 6) and, with ``--vecchia``, the all-points Vecchia job, and prints
 for each system: whole wait (V + fit + query), query seconds, ratio to the NumPy reference, recall against
 the oracle, and for the dense paths the GEMM phase's GFLOP/s next to the machine's measured dgemm rate.
-With ``--euclidean`` it adds the Euclidean workload (``--euclidean-dims 3,32``: one table per dimension)
+With ``--batches 1,64,512`` it adds small query batches against a larger index (``--batch-n``, default
+262,144 points): each batch's query seconds for NumPy, for rust on all workers and on one, next to the
+batch's GEMM floor and the time the machine takes to read V once (NumPy's dgemv on all threads, the floor
+of a batch too small to reuse V). With ``--euclidean`` it adds the Euclidean workload
+(``--euclidean-dims 3,32``: one table per dimension)
 with scipy's cKDTree (and scikit-learn's KDTree and BallTree when installed). The NumPy reference is
 written here, not in the library: blocked BLAS GEMM, exp, scaling and argpartition, the forty lines a user
 would write.
 
     python benchmarks/dense_vs_peers.py [--vecchia] [--euclidean [--euclidean-dims 3,32]] [--runs 3]
-                                        [--json out.json]
+                                        [--batches 1,64,512 [--batch-n 262144]] [--json out.json]
 """
 
 from __future__ import annotations
@@ -170,6 +174,40 @@ def vecchia_workload(args, floor):
     return report("Vecchia all-points (N 32768, m 512, k 50, predecessors)", rows, flops, floor)
 
 
+def batch_workload(args, floor):
+    """Small batches of indexed queries against an index of ``args.batch_n`` points (the gold shape)."""
+    n = args.batch_n
+    X = np.random.default_rng(42).normal(size=(n, DIMS))
+    problem = ct.residual_problem(X, m=M, seed=42)
+    v_read = min(_timed(lambda: problem.V @ np.ones(M))[1] for _ in range(5))
+    models = {threads: ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf",
+                                    threads=threads).fit(problem) for threads in (None, 1)}
+    brute = ct.CoverTree(engine="brute", metric="residual").fit(problem)
+    lines = [f"\n## Small batches against N = {n:,} (m {M}, k {K}, indexed queries)\n",
+             f"reading V once ({problem.V.nbytes / 2**20:.0f} MiB, NumPy dgemv, best of 5): "
+             f"{v_read * 1e3:.1f} ms",
+             "| queries | NumPy s | rust s (all workers) | rust s (1 worker) | rust / NumPy | GEMM floor s "
+             "| rust / V read | recall |", "|---|---|---|---|---|---|---|---|"]
+    out = []
+    for q in (int(b) for b in args.batches.split(",")):
+        query_idx = np.random.default_rng(43).integers(0, n, q)
+        oracle = brute.kneighbors(indices=query_idx, k=K)[1]
+        _, ref_s = median_run(lambda query_idx=query_idx: numpy_reference(problem, query_idx, K), args.runs)
+        seconds = {}
+        for threads, model in models.items():
+            res, seconds[threads] = median_run(lambda model=model, query_idx=query_idx: _timed(
+                lambda: model.query(indices=query_idx, k=K)), args.runs)
+        gemm_floor = 2.0 * q * n * M / floor / 1e9
+        all_s = seconds[None]
+        lines.append(f"| {q:,} | {ref_s:.4f} | {all_s:.4f} | {seconds[1]:.4f} | {all_s / ref_s:.2f}x | "
+                     f"{gemm_floor:.4f} | {all_s / v_read:.1f}x | {recall(res.indices, oracle):.6f} |")
+        out.append({"queries": q, "numpy_seconds": ref_s, "rust_seconds": all_s,
+                    "rust_one_worker_seconds": seconds[1], "gemm_floor_seconds": gemm_floor,
+                    "v_read_seconds": v_read})
+    print("\n".join(lines))
+    return {"title": f"small batches, N {n}", "rows": out}
+
+
 def euclidean_workload(args, dims):
     from scipy.spatial import cKDTree
 
@@ -233,6 +271,8 @@ def main(argv=None):
                         help="comma-separated dimensions of the Euclidean workload (e.g. 3,32)")
     parser.add_argument("--euclidean-paths", default="auto,tree,dense",
                         help="the paths timed on the Euclidean workload (the tree takes minutes at d 32)")
+    parser.add_argument("--batches", help="comma-separated sizes of the small-batch table (e.g. 1,64,512)")
+    parser.add_argument("--batch-n", type=int, default=262_144, help="points of the small-batch index")
     parser.add_argument("--json", help="write the tables as JSON here")
     args = parser.parse_args(argv)
     load = os.getloadavg()
@@ -242,6 +282,8 @@ def main(argv=None):
     tables = [gold_workload(args, floor)]
     if args.vecchia:
         tables.append(vecchia_workload(args, floor))
+    if args.batches:
+        tables.append(batch_workload(args, floor))
     if args.euclidean:
         tables.extend(euclidean_workload(args, int(d)) for d in args.euclidean_dims.split(","))
     if args.json:

@@ -20,7 +20,7 @@ use crate::errors::{CoreError, Result};
 use crate::evaluate::Mode;
 use crate::levels::{ldexp_one, DUPLICATE_LEVEL};
 use crate::metric::{can_prune, MetricData};
-use crate::query::thread_pool;
+use crate::query::on_pool;
 
 /// True when a common ancestor a proves every computed d(x, y) > threshold (triangle inequality through
 /// d(x, a) and d(y, a), with the rounding-safe bounds of tree pruning).
@@ -99,10 +99,7 @@ pub fn build_tree_batch(
             allowed: "at least 1",
         });
     }
-    match thread_pool(threads)? {
-        Some(pool) => pool.install(|| grow(data, order, mode, block as usize)),
-        None => grow(data, order, mode, block as usize),
-    }
+    on_pool(threads, || grow(data, order, mode, block as usize))?
 }
 
 fn grow(data: &MetricData, order: &[i64], mode: Mode, block: usize) -> Result<BuiltTree> {

@@ -588,6 +588,15 @@ fn check_global_pool_size(cpus: usize) -> Result<()> {
     }
 }
 
+/// `work` run on [`thread_pool`]`(threads)`: everything rayon does inside it (norms, tiles, rows)
+/// uses that pool's workers and no others.
+pub(crate) fn on_pool<T: Send>(threads: Option<i64>, work: impl FnOnce() -> T + Send) -> Result<T> {
+    Ok(match thread_pool(threads)? {
+        Some(pool) => pool.install(work),
+        None => work(),
+    })
+}
+
 /// The pool the batch runs on: the shared pool of `threads` workers (built on first use, then reused by
 /// every later call asking for that many), or None for rayon's global pool. At most
 /// [`available_threads`] workers: more would only add OS threads competing for the same cores.
@@ -669,10 +678,7 @@ pub fn query_batch(
         Some(blocks) => run_blocks(&walk, out, blocks),
         None => run_chunks(&walk, out),
     };
-    match thread_pool(threads)? {
-        Some(pool) => pool.install(|| run(&mut out)),
-        None => run(&mut out),
-    }
+    on_pool(threads, || run(&mut out))?;
     Ok(out)
 }
 

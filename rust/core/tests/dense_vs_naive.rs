@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_rows_match_naive, points, spaces, Lcg, Points, Rows, Space};
 use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
-use covertreex_core::dense::{Isa, Screen, Sink};
+use covertreex_core::dense::{spans, Isa, Screen, Sink};
 use covertreex_core::metric::{residual_sums, similarity_from};
 use covertreex_core::query::available_threads;
 use covertreex_core::{dense_query, Blocks, CoreError, DenseOutput, Kernel};
@@ -298,6 +298,39 @@ fn answers_and_counters_do_not_depend_on_the_thread_count() {
         ))
     );
     assert_eq!(one, untimed(run(&space, &queries, &rows, 6, blocks, None)));
+}
+
+#[test]
+fn answers_and_counters_do_not_depend_on_how_the_points_are_split() {
+    // One block of all 300 queries on four workers (a pool of this test's own, whatever the CPU count):
+    // its points are cut into spans, screened apart and merged. One block on one worker, and one query
+    // per block (300 blocks): never cut. The tiles are the same, so are the GEMM values.
+    let untimed = |out: DenseOutput| DenseOutput {
+        gemm_seconds: 0.0,
+        ..out
+    };
+    let four = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    for (space, _) in spaces(4) {
+        let n = space.n;
+        let points = 3;
+        let tiles = n.div_ceil(points);
+        assert!(spans(1, tiles, 4) > 1 && spans(1, tiles, 1) == 1 && spans(n, tiles, 4) == 1);
+        for predecessor in [false, true] {
+            let rows = Rows::indexed((0..n as i64).collect(), n, predecessor);
+            for k in [1, 5, 40] {
+                let cut = |queries| Blocks { queries, points };
+                let split = untimed(four.install(|| run(&space, &space, &rows, k, cut(n), None)));
+                let one_worker = untimed(run(&space, &space, &rows, k, cut(n), Some(1)));
+                let whole = untimed(run(&space, &space, &rows, k, cut(1), None));
+                assert_rows_match_naive(&space, &space, &rows, k, &split.indices, &split.distances);
+                assert_eq!(split, whole, "k = {k}, predecessor = {predecessor}");
+                assert_eq!(one_worker, whole, "k = {k}, predecessor = {predecessor}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -12,7 +12,9 @@ mod screen;
 mod select;
 mod tile;
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -23,7 +25,7 @@ use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
 use crate::metric::MetricData;
-use crate::query::{check_queries_given, thread_pool, QueryBatch};
+use crate::query::{check_queries_given, on_pool, QueryBatch};
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
@@ -51,12 +53,47 @@ pub struct DenseOutput {
     pub gemm_seconds: f64,
 }
 
-/// Buffers one worker reuses across its query blocks.
-struct Worker {
-    rows: Vec<f64>,
-    tile: Vec<f64>,
-    heap: Heap,
-    recheck: Recheck,
+/// Work units per worker a call aims for when it has few query blocks: the point range of each block
+/// is then cut into spans of whole tiles screened in parallel, so a batch smaller than a block per
+/// worker still uses every core (two per worker, so that one long unit does not leave a worker idle).
+/// The split decides no answer or counter ([`Job::run`] says why), so it may follow the thread count.
+const UNITS_PER_WORKER: usize = 2;
+
+/// The fewest point tiles in a span: each span warms up its own k-th bound and holds its own
+/// candidates, so spans stay long enough for that to be a small part of their work.
+const SPAN_TILES: usize = 4;
+
+/// Into how many spans each block's `tiles` point tiles are cut when a call with `n_blocks` query
+/// blocks runs on `workers` threads: 1 when the blocks alone give every worker its units, or when one
+/// worker does everything (a split would only add the spans' own warm-up).
+pub fn spans(n_blocks: usize, tiles: usize, workers: usize) -> usize {
+    if workers <= 1 {
+        return 1;
+    }
+    (UNITS_PER_WORKER * workers)
+        .div_ceil(n_blocks.max(1))
+        .min(tiles / SPAN_TILES)
+        .max(1)
+}
+
+/// Tile buffers a call's spans take and give back: as many as ran at once, each reused.
+#[derive(Default)]
+struct Tiles(Mutex<Vec<Vec<f64>>>);
+
+impl Tiles {
+    fn take(&self) -> Vec<f64> {
+        self.lock().pop().unwrap_or_default()
+    }
+
+    fn give(&self, tile: Vec<f64>) {
+        self.lock().push(tile);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f64>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 struct Job<'a> {
@@ -65,6 +102,9 @@ struct Job<'a> {
     screen: Screen<'a>,
     blocks: Blocks,
     k: usize,
+    /// Query blocks of the call (with each block's tiles and the workers, they give its [`spans`]).
+    n_blocks: usize,
+    tiles: Tiles,
     gemm_nanos: AtomicU64,
 }
 
@@ -77,71 +117,128 @@ struct BlockOut<'a> {
     screened: &'a mut [i64],
 }
 
+/// One query block's rows, gathered, and what bounds each query's points.
+struct BlockRows<'a> {
+    first: usize,
+    /// The block's GEMM operand rows, contiguous.
+    values: Vec<f64>,
+    /// Points each query may take: 0..limit.
+    limits: Vec<usize>,
+    /// Each query's own dataset index (its pair gets distance 0), or -1.
+    own: &'a [i64],
+}
+
 impl Job<'_> {
-    fn run(&self, worker: &mut Worker, out: BlockOut) {
+    fn gather(&self, first: usize, nb: usize) -> BlockRows<'_> {
         let n = self.data.n_points();
-        let nb = out.screened.len();
         let (q_values, width) = operand(&self.queries.data);
-        let (p_values, _) = operand(self.data);
-        let block = out.first..out.first + nb;
-        let limits: Vec<usize> = self.queries.limit[block.clone()]
-            .iter()
-            .map(|&l| l.clamp(0, n as i64) as usize)
-            .collect();
-        let rows = &self.queries.rows[block.clone()];
-        let own = &self.queries.dataset_index[block];
-        worker.rows.clear();
-        for &r in rows {
+        let block = first..first + nb;
+        let mut values = Vec::with_capacity(nb * width);
+        for &r in &self.queries.rows[block.clone()] {
             let r = r as usize;
-            worker
-                .rows
-                .extend_from_slice(&q_values[r * width..(r + 1) * width]);
+            values.extend_from_slice(&q_values[r * width..(r + 1) * width]);
         }
+        BlockRows {
+            first,
+            values,
+            limits: (self.queries.limit[block.clone()].iter())
+                .map(|&l| l.clamp(0, n as i64) as usize)
+                .collect(),
+            own: &self.queries.dataset_index[block],
+        }
+    }
+
+    /// The block's selections over the points `span` (whole tiles, from a multiple of the tile size).
+    fn screen(&self, rows: &BlockRows, span: Range<usize>, tile: &mut Vec<f64>) -> Vec<Selection> {
+        let nb = rows.limits.len();
+        let (p_values, width) = operand(self.data);
         let mut selections: Vec<Selection> = (0..nb)
             .map(|_| Selection::new(self.k, self.data.metric))
             .collect();
-        let end = limits.iter().copied().max().unwrap_or(0);
-        for j0 in (0..end).step_by(self.blocks.points) {
-            let cols = self.blocks.points.min(end - j0);
-            let tile = &mut worker.tile[..nb * cols];
+        for j0 in span.clone().step_by(self.blocks.points) {
+            let cols = self.blocks.points.min(span.end - j0);
+            tile.resize(nb * cols, 0.0);
             let points = &p_values[j0 * width..(j0 + cols) * width];
             let start = Instant::now();
-            gram(tile, &worker.rows, points, nb, cols, width);
+            gram(tile, &rows.values, points, nb, cols, width);
             let nanos = start.elapsed().as_nanos() as u64;
             self.gemm_nanos.fetch_add(nanos, Ordering::Relaxed);
             for (q, selection) in selections.iter_mut().enumerate() {
-                let stop = limits[q].min(j0 + cols);
+                let stop = rows.limits[q].min(j0 + cols);
                 if stop <= j0 {
                     continue;
                 }
                 let values = &tile[q * cols..q * cols + (stop - j0)];
-                let at = usize::try_from(own[q] - j0 as i64).ok();
+                let at = usize::try_from(rows.own[q] - j0 as i64).ok();
                 self.screen
-                    .screen_row(out.first + q, j0, values, at, selection);
+                    .screen_row(rows.first + q, j0, values, at, selection);
                 selection.screened += (stop - j0) as i64;
-                out.counts[q * N_QUERY_COUNTERS + Q_STEPS] += 1;
+                selection.tiles += 1;
+            }
+        }
+        selections
+    }
+
+    /// Answer one query block: its spans screened in parallel, merged in point order, re-checked.
+    /// A query's final candidates are the pairs whose `lo` is at or below widen(T), T the k-th smallest
+    /// `hi` of all its pairs (`Selection::absorb`), however the points were split: the answers and every
+    /// counter are those of one span.
+    fn run(&self, out: BlockOut) {
+        let nb = out.screened.len();
+        let rows = self.gather(out.first, nb);
+        let end = rows.limits.iter().copied().max().unwrap_or(0);
+        let tiles = end.div_ceil(self.blocks.points);
+        let spans = spans(self.n_blocks, tiles, rayon::current_num_threads());
+        let bounds: Vec<Range<usize>> = (0..spans)
+            .map(|s| {
+                let at = |s: usize| (s * tiles / spans * self.blocks.points).min(end);
+                at(s)..at(s + 1)
+            })
+            .collect();
+        let parts: Vec<Vec<Selection>> = bounds
+            .into_par_iter()
+            .map(|span| {
+                let mut tile = self.tiles.take();
+                let selections = self.screen(&rows, span, &mut tile);
+                self.tiles.give(tile);
+                selections
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        let mut selections = parts.next().unwrap_or_default();
+        for later in parts {
+            for (selection, later) in selections.iter_mut().zip(later) {
+                selection.absorb(later);
             }
         }
         let k = self.k;
-        for (q, selection) in selections.iter_mut().enumerate() {
-            let (row, index) = (rows[q] as usize, own[q]);
-            let (evaluations, pushes) = selection.finish(
-                &mut worker.heap,
-                &mut worker.recheck,
-                &self.queries.data,
-                row,
-                index,
-                self.data,
+        let rows = &rows;
+        // The canonical re-checks, query by query in parallel (the block's only work left).
+        (out.indices.par_chunks_mut(k))
+            .zip(out.distances.par_chunks_mut(k))
+            .zip(out.counts.par_chunks_mut(N_QUERY_COUNTERS))
+            .zip(out.screened.par_iter_mut())
+            .zip(selections.par_iter_mut())
+            .enumerate()
+            .for_each_init(
+                || (Heap::new(k), Recheck::default()),
+                |(heap, recheck), (q, ((((indices, distances), counts), screened), selection))| {
+                    let row = self.queries.rows[rows.first + q] as usize;
+                    let (evaluations, pushes) = selection.finish(
+                        heap,
+                        recheck,
+                        &self.queries.data,
+                        row,
+                        rows.own[q],
+                        self.data,
+                    );
+                    heap.write_sorted(indices, distances);
+                    counts[Q_EVALUATIONS] = evaluations;
+                    counts[Q_HEAP_PUSHES] = pushes;
+                    counts[Q_STEPS] = selection.tiles;
+                    *screened = selection.screened;
+                },
             );
-            worker.heap.write_sorted(
-                &mut out.indices[q * k..(q + 1) * k],
-                &mut out.distances[q * k..(q + 1) * k],
-            );
-            let counts = &mut out.counts[q * N_QUERY_COUNTERS..(q + 1) * N_QUERY_COUNTERS];
-            counts[Q_EVALUATIONS] = evaluations;
-            counts[Q_HEAP_PUSHES] = pushes;
-            out.screened[q] = selection.screened;
-        }
     }
 }
 
@@ -171,9 +268,14 @@ pub fn dense_query(
     threads: Option<i64>,
     blocks: Blocks,
 ) -> Result<DenseOutput> {
+    data.check_shapes()?;
+    on_pool(threads, || answer(data, queries, k, blocks))?
+}
+
+/// [`dense_query`] on the pool it chose.
+fn answer(data: &MetricData, queries: &QueryBatch, k: i64, blocks: Blocks) -> Result<DenseOutput> {
     // The screen needs every data row's norm; reading V for them first proves it finite, so the check
     // need not read it again (`RowFactors::prove_v_finite`).
-    data.check_shapes()?;
     let data_rows = RowFactors::of(data, 0..data.n_points());
     check_queries_given(data, queries, k, data_rows.prove_v_finite(data))?;
     check_blocks(blocks)?;
@@ -197,20 +299,17 @@ pub fn dense_query(
         screen: Screen::with_data_rows(queries, data, data_rows),
         blocks,
         k: k as usize,
+        n_blocks: n_q.div_ceil(blocks.queries),
+        tiles: Tiles::default(),
         gemm_nanos: AtomicU64::new(0),
     };
-    match thread_pool(threads)? {
-        Some(pool) => pool.install(|| run_blocks(&job, &mut out)),
-        None => run_blocks(&job, &mut out),
-    }
+    run_blocks(&job, &mut out);
     out.gemm_seconds = job.gemm_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
     Ok(out)
 }
 
 fn run_blocks(job: &Job, out: &mut DenseOutput) {
     let (k, bq) = (job.k, job.blocks.queries);
-    let width = operand(job.data).1;
-    let tile_len = bq.min(out.n_queries) * job.blocks.points.min(job.data.n_points());
     out.indices
         .par_chunks_mut(bq.saturating_mul(k))
         .zip(out.distances.par_chunks_mut(bq.saturating_mul(k)))
@@ -223,22 +322,13 @@ fn run_blocks(job: &Job, out: &mut DenseOutput) {
         // Last block first: in predecessor mode a block's work grows with its position, and a pool
         // that ends on the cheapest blocks leaves no worker waiting on a long one.
         .rev()
-        .for_each_init(
-            || Worker {
-                rows: Vec::with_capacity(bq * width),
-                tile: vec![0.0; tile_len],
-                heap: Heap::new(k),
-                recheck: Recheck::default(),
-            },
-            |worker, (b, (((indices, distances), counts), screened))| {
-                let out = BlockOut {
-                    first: b * bq,
-                    indices,
-                    distances,
-                    counts,
-                    screened,
-                };
-                job.run(worker, out);
-            },
-        );
+        .for_each(|(b, (((indices, distances), counts), screened))| {
+            job.run(BlockOut {
+                first: b * bq,
+                indices,
+                distances,
+                counts,
+                screened,
+            })
+        });
 }

@@ -37,6 +37,8 @@
 use std::array::from_fn;
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use super::exp::{exp_lanes, EXP_ABS, EXP_REL};
 use crate::metric::{gamma, kernel_parts, Kernel, Metric, MetricData};
 use crate::query::QueryBatch;
@@ -64,6 +66,9 @@ const KERNEL_REL: f64 = EXP_REL + 2.0 * EPS;
 fn kernel_floor(variance: f64) -> f64 {
     variance * (EXP_ABS * 2f64.powi(18)) + 2f64.powi(-1020)
 }
+
+/// Rows per parallel task of [`RowFactors::of`] (a task reads at least ~1 MB of V at m = 512).
+const NORM_ROWS: usize = 256;
 
 /// Per-row factors of one data set (indexed points or query rows) that the bound uses.
 #[derive(Debug, Clone, Default)]
@@ -98,10 +103,15 @@ fn norm2(row: &[f64]) -> f64 {
 }
 
 impl RowFactors {
-    /// The factors of rows `rows` of `data`, in that order.
+    /// The factors of rows `rows` of `data`, in that order, rows in parallel on the current rayon
+    /// pool (each row's factors are its own: the same bits on any thread count).
     pub fn of(data: &MetricData, rows: impl Iterator<Item = usize>) -> RowFactors {
+        let rows: Vec<usize> = rows.collect();
         let (values, width) = operand(data);
-        let norms2 = rows.map(|i| (i, norm2(&values[i * width..(i + 1) * width])));
+        let norms2 = rows
+            .par_iter()
+            .with_min_len(NORM_ROWS)
+            .map(|&i| (i, norm2(&values[i * width..(i + 1) * width])));
         if data.metric == Metric::Euclidean {
             return RowFactors {
                 scale: norms2.map(|(_, n2)| n2).collect(),

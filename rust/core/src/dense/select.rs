@@ -127,6 +127,8 @@ pub struct Selection {
     cutoff: f64,
     /// Eligible pairs screened.
     pub screened: i64,
+    /// Point tiles that held an eligible pair.
+    pub tiles: i64,
     metric: Metric,
 }
 
@@ -137,6 +139,7 @@ impl Selection {
             candidates: Vec::new(),
             cutoff: f64::INFINITY,
             screened: 0,
+            tiles: 0,
             metric,
         }
     }
@@ -153,6 +156,22 @@ impl Selection {
                 self.compact();
             }
         }
+    }
+
+    /// Take over the selection of the same query over later points. The k smallest `hi` of the union
+    /// are among the two sets of k smallest kept, so the threshold becomes the one a single scan of
+    /// both ranges reaches (the k-th smallest `hi` of all pairs seen, which no scan order changes), and
+    /// every pair either side excluded lies above it. The candidates stay in increasing index order.
+    pub fn absorb(&mut self, later: Selection) {
+        for hi in later.bounds.keys {
+            if hi < self.cutoff && self.bounds.offer(hi) {
+                self.cutoff = widen(self.metric, self.bounds.threshold());
+            }
+        }
+        self.candidates.extend(later.candidates);
+        self.compact();
+        self.screened += later.screened;
+        self.tiles += later.tiles;
     }
 
     /// Drop the candidates the current threshold excludes (capacity stays bounded by ties alone).

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use crate::dense::{gram, operand, RowFactors, Screen};
 use crate::errors::{filled, CoreError, Result};
 use crate::metric::MetricData;
-use crate::query::{thread_pool, QueryBatch};
+use crate::query::{on_pool, QueryBatch};
 use point::{Offers, Placed, Point, Scratch};
 use pool::Pool;
 use rows::Rows;
@@ -87,6 +87,34 @@ fn better(d1: f64, i1: usize, d2: f64, i2: usize) -> bool {
 }
 
 impl<'a> Pass<'a> {
+    /// The pass before its first placement: every point unplaced, with the norms of every row.
+    fn new(data: &'a MetricData<'a>, k: i64, sizes: MaximinSizes) -> Result<Pass<'a>> {
+        let n = data.n_points();
+        let cells = n.checked_mul(k as usize);
+        let kept = (k as usize).min(n - 1).max(1);
+        let (values, width) = operand(data);
+        Ok(Pass {
+            data,
+            pool: Pool::new(values, n, width, Point::new(kept)),
+            placed: vec![false; n],
+            in_block: vec![false; n],
+            order: vec![0; n],
+            all: (0..n as i64).collect(),
+            factors: RowFactors::of(data, 0..n),
+            kept,
+            room: (sizes.room.max(k.saturating_add(1)) as usize).max(kept + 1),
+            block: sizes.block as usize,
+            out: MaximinOutput {
+                order: vec![0; n],
+                k: k as usize,
+                indices: filled(cells, -1i64, k)?,
+                distances: filled(cells, f64::INFINITY, k)?,
+                evaluations: 0,
+                rounds: 0,
+            },
+        })
+    }
+
     /// Put point c at position n; return its state, whose row [`Self::write_rows`] writes.
     fn place(&mut self, c: usize, n: usize) -> Point {
         self.order[n] = c;
@@ -310,35 +338,11 @@ pub fn maximin_neighbors(
     progress: &mut (dyn FnMut(usize) + Send),
 ) -> Result<MaximinOutput> {
     check(data, first, k, sizes)?;
-    let n = data.n_points();
-    let cells = n.checked_mul(k as usize);
-    let kept = (k as usize).min(n - 1).max(1);
-    let (values, width) = operand(data);
-    let mut pass = Pass {
-        data,
-        pool: Pool::new(values, n, width, Point::new(kept)),
-        placed: vec![false; n],
-        in_block: vec![false; n],
-        order: vec![0; n],
-        all: (0..n as i64).collect(),
-        factors: RowFactors::of(data, 0..n),
-        kept,
-        room: (sizes.room.max(k.saturating_add(1)) as usize).max(kept + 1),
-        block: sizes.block as usize,
-        out: MaximinOutput {
-            order: vec![0; n],
-            k: k as usize,
-            indices: filled(cells, -1i64, k)?,
-            distances: filled(cells, f64::INFINITY, k)?,
-            evaluations: 0,
-            rounds: 0,
-        },
-    };
-    match thread_pool(threads)? {
-        Some(pool) => pool.install(|| pass.run(first as usize, progress))?,
-        None => pass.run(first as usize, progress)?,
-    }
-    Ok(pass.out)
+    on_pool(threads, || {
+        let mut pass = Pass::new(data, k, sizes)?;
+        pass.run(first as usize, progress)?;
+        Ok(pass.out)
+    })?
 }
 
 #[cfg(test)]
