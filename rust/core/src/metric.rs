@@ -189,7 +189,7 @@ impl MetricData<'_> {
     pub(crate) fn check_values(&self, v_finite: bool) -> Result<()> {
         all_finite("X", self.x.values())?;
         if !v_finite {
-            all_finite("V", self.v.values())?;
+            self.check_v()?;
         }
         all_positive("P", self.p)?;
         all_positive("lengthscale", self.lengthscale)?;
@@ -203,6 +203,11 @@ impl MetricData<'_> {
             });
         }
         Ok(())
+    }
+
+    /// V's part of [`Self::check_values`]: every value finite.
+    pub(crate) fn check_v(&self) -> Result<()> {
+        all_finite("V", self.v.values())
     }
 
     /// Whether `other` views the very same arrays with the same parameters, so that checking one

@@ -362,13 +362,14 @@ fn the_norm_proof_of_a_finite_v_keeps_every_check_error() {
         Kernel::Rbf,
     );
     let all = Rows::indexed((0..clean.n as i64).collect(), clean.n, true);
-    let dense = |space: &Space| {
-        let blocks = Blocks {
-            queries: 16,
-            points: 16,
-        };
-        dense_query(&space.data(), &all.batch(space), 3, Some(1), blocks)
+    let blocks = Blocks {
+        queries: 16,
+        points: 16,
     };
+    let dense_rows = |space: &Space, rows: &Rows| {
+        dense_query(&space.data(), &rows.batch(space), 3, Some(1), blocks)
+    };
+    let dense = |space: &Space| dense_rows(space, &all);
     let out = dense(&clean).unwrap();
     assert_rows_match_naive(&clean, &clean, &all, 3, &out.indices, &out.distances);
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
@@ -396,4 +397,25 @@ fn the_norm_proof_of_a_finite_v_keeps_every_check_error() {
             ..
         }
     ));
+    // V and P both bad: the error a full check gives first, V's.
+    let mut both = bad_p.clone();
+    both.v[77] = f64::NAN;
+    let v77 = CoreError::NonFinite {
+        what: "V",
+        position: 77,
+    };
+    assert_eq!(dense(&both).unwrap_err(), v77);
+    // A bad value in rows no query reaches (the predecessors of the first five points stop in the
+    // first tile), and in a call without queries: V is still proven or checked whole.
+    let mut late = clean.clone();
+    let last = late.v.len() - 1;
+    late.v[last] = f64::NAN;
+    let v_last = CoreError::NonFinite {
+        what: "V",
+        position: last,
+    };
+    let first_five = Rows::indexed((0..5).collect(), late.n, true);
+    assert_eq!(dense_rows(&late, &first_five).unwrap_err(), v_last);
+    let none = Rows::indexed(Vec::new(), late.n, false);
+    assert_eq!(dense_rows(&late, &none).unwrap_err(), v_last);
 }

@@ -14,7 +14,7 @@ mod tile;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -76,6 +76,24 @@ pub fn spans(n_blocks: usize, tiles: usize, workers: usize) -> usize {
         .max(1)
 }
 
+/// Point rows whose factors are taken together, and whose GEMM is one call for a small block, when the
+/// point tile is a multiple of it: 1 MiB of V at m = 512, still in cache when the GEMM reads the rows
+/// its norms just read. A small block's GEMM is memory-bound, so its calls lose nothing by being short.
+const CHUNK: usize = 256;
+
+/// Query rows up to which a block's GEMM runs chunk by chunk.
+const SMALL_BLOCK: usize = 32;
+
+/// The chunk of a call whose point tiles have `tile` rows: [`CHUNK`] when it divides them (chunks
+/// then never straddle a tile), else the tile itself.
+fn chunk_rows(tile: usize) -> usize {
+    if tile.is_multiple_of(CHUNK) {
+        CHUNK
+    } else {
+        tile
+    }
+}
+
 /// Tile buffers a call's spans take and give back: as many as ran at once, each reused.
 #[derive(Default)]
 struct Tiles(Mutex<Vec<Vec<f64>>>);
@@ -105,6 +123,12 @@ struct Job<'a> {
     /// Query blocks of the call (with each block's tiles and the workers, they give its [`spans`]).
     n_blocks: usize,
     tiles: Tiles,
+    /// Points per chunk of factors ([`chunk_rows`]).
+    chunk: usize,
+    /// The factors of each chunk's rows, taken by the first span that reaches the chunk.
+    factors: Vec<OnceLock<RowFactors>>,
+    /// The factors of each point tile's rows (its chunks').
+    tile_factors: Vec<OnceLock<RowFactors>>,
     gemm_nanos: AtomicU64,
 }
 
@@ -129,6 +153,38 @@ struct BlockRows<'a> {
 }
 
 impl Job<'_> {
+    /// The factors of the points of chunk `c`: the first span to reach the chunk takes them just before
+    /// its GEMM reads the same rows, so V is read from memory once per call, not twice. Serial inside
+    /// the cell ([`RowFactors::of_serial`]); spans run in parallel anyway.
+    fn chunk_factors(&self, c: usize) -> &RowFactors {
+        self.factors[c].get_or_init(|| {
+            let n = self.data.n_points();
+            RowFactors::of_serial(self.data, c * self.chunk..((c + 1) * self.chunk).min(n))
+        })
+    }
+
+    /// The factors of the points of tile `t`, its chunks' put together (a larger block screens a whole
+    /// tile's row at once).
+    fn tile_factors(&self, t: usize) -> &RowFactors {
+        self.tile_factors[t].get_or_init(|| {
+            let n = self.data.n_points();
+            let (first, stop) = (
+                t * self.blocks.points,
+                ((t + 1) * self.blocks.points).min(n),
+            );
+            let chunks = first / self.chunk..stop.div_ceil(self.chunk);
+            RowFactors::concat(chunks.map(|c| self.chunk_factors(c)))
+        })
+    }
+
+    /// Whether the factors of every chunk (those no span reached are taken now) prove V finite
+    /// ([`RowFactors::prove_rows_finite`]).
+    fn v_proven_finite(&self) -> bool {
+        (0..self.factors.len())
+            .into_par_iter()
+            .all(|c| self.chunk_factors(c).prove_rows_finite(self.data))
+    }
+
     fn gather(&self, first: usize, nb: usize) -> BlockRows<'_> {
         let n = self.data.n_points();
         let (q_values, width) = operand(&self.queries.data);
@@ -149,34 +205,72 @@ impl Job<'_> {
     }
 
     /// The block's selections over the points `span` (whole tiles, from a multiple of the tile size).
+    /// A small block's GEMM runs chunk by chunk, each just after its norms, while the chunk is in cache
+    /// ([`CHUNK`]); a larger one's runs per tile (it reuses each point row across its query rows).
     fn screen(&self, rows: &BlockRows, span: Range<usize>, tile: &mut Vec<f64>) -> Vec<Selection> {
         let nb = rows.limits.len();
-        let (p_values, width) = operand(self.data);
         let mut selections: Vec<Selection> = (0..nb)
             .map(|_| Selection::new(self.k, self.data.metric))
             .collect();
-        for j0 in span.clone().step_by(self.blocks.points) {
-            let cols = self.blocks.points.min(span.end - j0);
-            tile.resize(nb * cols, 0.0);
-            let points = &p_values[j0 * width..(j0 + cols) * width];
-            let start = Instant::now();
-            gram(tile, &rows.values, points, nb, cols, width);
-            let nanos = start.elapsed().as_nanos() as u64;
-            self.gemm_nanos.fetch_add(nanos, Ordering::Relaxed);
-            for (q, selection) in selections.iter_mut().enumerate() {
-                let stop = rows.limits[q].min(j0 + cols);
-                if stop <= j0 {
-                    continue;
+        let points = self.blocks.points;
+        for j0 in span.clone().step_by(points) {
+            let stop = (j0 + points).min(span.end);
+            if nb <= SMALL_BLOCK {
+                for c0 in (j0..stop).step_by(self.chunk) {
+                    let factors = self.chunk_factors(c0 / self.chunk);
+                    let cols = self.chunk.min(stop - c0);
+                    self.screen_points(rows, &mut selections, tile, c0..c0 + cols, factors);
                 }
-                let values = &tile[q * cols..q * cols + (stop - j0)];
-                let at = usize::try_from(rows.own[q] - j0 as i64).ok();
-                self.screen
-                    .screen_row(rows.first + q, j0, values, at, selection);
-                selection.screened += (stop - j0) as i64;
-                selection.tiles += 1;
+            } else {
+                let factors = self.tile_factors(j0 / points);
+                self.screen_points(rows, &mut selections, tile, j0..stop, factors);
+            }
+            for (q, selection) in selections.iter_mut().enumerate() {
+                let eligible = rows.limits[q].min(stop);
+                if eligible > j0 {
+                    selection.screened += (eligible - j0) as i64;
+                    selection.tiles += 1;
+                }
             }
         }
         selections
+    }
+
+    /// One GEMM of the block's rows against the points `at` (whose factors start at `at.start`), and
+    /// each query's eligible pairs among them screened into its selection.
+    fn screen_points(
+        &self,
+        rows: &BlockRows,
+        selections: &mut [Selection],
+        tile: &mut Vec<f64>,
+        at: Range<usize>,
+        factors: &RowFactors,
+    ) {
+        let (nb, cols, g0) = (rows.limits.len(), at.len(), at.start);
+        let (p_values, width) = operand(self.data);
+        tile.resize(nb * cols, 0.0);
+        let start = Instant::now();
+        gram(
+            tile,
+            &rows.values,
+            &p_values[g0 * width..at.end * width],
+            nb,
+            cols,
+            width,
+        );
+        let nanos = start.elapsed().as_nanos() as u64;
+        self.gemm_nanos.fetch_add(nanos, Ordering::Relaxed);
+        for (q, selection) in selections.iter_mut().enumerate() {
+            let limit = rows.limits[q].min(at.end);
+            if limit <= g0 {
+                continue;
+            }
+            let values = &tile[q * cols..q * cols + (limit - g0)];
+            let own = usize::try_from(rows.own[q] - g0 as i64).ok();
+            let points = factors.points(0..values.len());
+            self.screen
+                .screen_row_given(rows.first + q, g0, values, own, points, selection);
+        }
     }
 
     /// Answer one query block: its spans screened in parallel, merged in point order, re-checked.
@@ -274,10 +368,12 @@ pub fn dense_query(
 
 /// [`dense_query`] on the pool it chose.
 fn answer(data: &MetricData, queries: &QueryBatch, k: i64, blocks: Blocks) -> Result<DenseOutput> {
-    // The screen needs every data row's norm; reading V for them first proves it finite, so the check
-    // need not read it again (`RowFactors::prove_v_finite`).
-    let data_rows = RowFactors::of(data, 0..data.n_points());
-    check_queries_given(data, queries, k, data_rows.prove_v_finite(data))?;
+    // Everything but the values of V is checked first (with the first error a full check gives, if
+    // any). V's are proven finite by the row norms the screen takes tile by tile (a NaN or an infinity
+    // makes a row's norm so), or checked value by value after the run, before any answer is returned:
+    // the screening is safe on any values, and one read of V serves both.
+    check_queries_given(data, queries, k, true)
+        .or_else(|_| check_queries_given(data, queries, k, false))?;
     check_blocks(blocks)?;
     let n_q = queries.rows.len();
     let cells = n_q.checked_mul(k as usize);
@@ -291,19 +387,37 @@ fn answer(data: &MetricData, queries: &QueryBatch, k: i64, blocks: Blocks) -> Re
         gemm_seconds: 0.0,
     };
     if n_q == 0 {
+        data.check_v()?;
         return Ok(out);
     }
     let job = Job {
         data,
         queries,
-        screen: Screen::with_data_rows(queries, data, data_rows),
+        screen: Screen::without_data_rows(queries, data),
         blocks,
         k: k as usize,
         n_blocks: n_q.div_ceil(blocks.queries),
         tiles: Tiles::default(),
+        chunk: chunk_rows(blocks.points),
+        factors: (0..data.n_points().div_ceil(chunk_rows(blocks.points)))
+            .map(|_| OnceLock::new())
+            .collect(),
+        tile_factors: (0..data.n_points().div_ceil(blocks.points))
+            .map(|_| OnceLock::new())
+            .collect(),
         gemm_nanos: AtomicU64::new(0),
     };
+    if n_q > SMALL_BLOCK {
+        // Many query rows reuse each point row: the norms' own read of V weighs little, and spans of
+        // different blocks would otherwise wait on each other's norms tile by tile.
+        (0..job.tile_factors.len())
+            .into_par_iter()
+            .for_each(|t| _ = job.tile_factors(t));
+    }
     run_blocks(&job, &mut out);
+    if !job.v_proven_finite() {
+        data.check_v()?;
+    }
     out.gemm_seconds = job.gemm_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
     Ok(out)
 }

@@ -87,19 +87,31 @@ pub fn operand<'a>(data: &MetricData<'a>) -> (&'a [f64], usize) {
     }
 }
 
-/// ||row||^2 with four interleaved partial sums (vectorised, no serial dependency chain). The bound
-/// holds for any summation order: the inflations of n_i and of the Euclidean norms cover them all.
+/// Partial sums of [`norm2`]: enough independent add chains (eight SSE2 vectors) that reading the row
+/// from memory, not the adds' latency, limits it (four chains took twice as long as the GEMV that
+/// reads the same rows).
+const NORM_LANES: usize = 16;
+
+/// ||row||^2 with [`NORM_LANES`] interleaved partial sums (vectorised, no serial dependency chain),
+/// combined pairwise. The bound holds for any summation order: the inflations of n_i and of the
+/// Euclidean norms cover them all. The order is fixed, so are the bits on every machine.
 fn norm2(row: &[f64]) -> f64 {
-    let mut partial = [0.0; 4];
-    let quads = row.chunks_exact(4);
-    let tail = quads.remainder();
-    for quad in quads {
-        for (acc, v) in partial.iter_mut().zip(quad) {
+    let mut partial = [0.0; NORM_LANES];
+    let lanes = row.chunks_exact(NORM_LANES);
+    let tail = lanes.remainder();
+    for lane in lanes {
+        for (acc, v) in partial.iter_mut().zip(lane) {
             *acc += v * v;
         }
     }
-    let head = (partial[0] + partial[1]) + (partial[2] + partial[3]);
-    tail.iter().fold(head, |acc, v| acc + v * v)
+    let mut width = NORM_LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            partial[i] += partial[i + width];
+        }
+    }
+    tail.iter().fold(partial[0], |acc, v| acc + v * v)
 }
 
 impl RowFactors {
@@ -108,19 +120,38 @@ impl RowFactors {
     pub fn of(data: &MetricData, rows: impl Iterator<Item = usize>) -> RowFactors {
         let rows: Vec<usize> = rows.collect();
         let (values, width) = operand(data);
-        let norms2 = rows
-            .par_iter()
-            .with_min_len(NORM_ROWS)
-            .map(|&i| (i, norm2(&values[i * width..(i + 1) * width])));
+        let norms2 = (rows.par_iter().with_min_len(NORM_ROWS))
+            .map(|&i| norm2(&values[i * width..(i + 1) * width]))
+            .collect();
+        RowFactors::from_norms(data, rows.into_iter(), norms2)
+    }
+
+    /// [`RowFactors::of`] the consecutive rows `rows`, on the calling thread alone: for a caller that
+    /// computes them inside a once-initialised cell, where rayon must not steal work into the
+    /// initialisation (a stolen task asking for the same cell would wait on itself).
+    pub fn of_serial(data: &MetricData, rows: Range<usize>) -> RowFactors {
+        let (values, width) = operand(data);
+        let norms2 = (rows.clone())
+            .map(|i| norm2(&values[i * width..(i + 1) * width]))
+            .collect();
+        RowFactors::from_norms(data, rows, norms2)
+    }
+
+    fn from_norms(
+        data: &MetricData,
+        rows: impl Iterator<Item = usize>,
+        norms2: Vec<f64>,
+    ) -> RowFactors {
         if data.metric == Metric::Euclidean {
             return RowFactors {
-                scale: norms2.map(|(_, n2)| n2).collect(),
+                scale: norms2,
                 error: Vec::new(),
             };
         }
         let m = data.v.cols();
         let c = (2.0 * gamma(m + 4)).sqrt() * (1.0 + (m + 4) as f64 * EPS) * (1.0 + 16.0 * EPS);
-        let (scale, error) = norms2
+        let (scale, error) = rows
+            .zip(norms2)
             .map(|(i, n2)| {
                 let r = 1.0 / data.p[i].sqrt();
                 (r, c * n2.sqrt() * r)
@@ -129,15 +160,40 @@ impl RowFactors {
         RowFactors { scale, error }
     }
 
-    /// Whether these factors of every row of `data` prove V finite: a residual row's error factor is
-    /// c |v_i| / sqrt(p_i) with c finite, and a NaN or an infinity anywhere in v_i makes |v_i|^2 NaN or
-    /// +inf (a sum of squares), hence the factor NaN or inf. So all factors finite means V finite; the
-    /// converse may fail (|v_i|^2 can overflow, p can be bad), and then V is checked value by value.
-    pub fn prove_v_finite(&self, data: &MetricData) -> bool {
-        data.metric == Metric::Residual
-            && self.error.len() == data.n_points()
-            && self.error.iter().fold(true, |ok, e| ok & e.is_finite())
+    /// The factors of consecutive rows, part after part.
+    pub fn concat<'r>(parts: impl Iterator<Item = &'r RowFactors>) -> RowFactors {
+        let mut out = RowFactors::default();
+        for part in parts {
+            out.scale.extend_from_slice(&part.scale);
+            out.error.extend_from_slice(&part.error);
+        }
+        out
     }
+
+    /// Whether these factors of some rows of `data` prove those rows of V finite: a residual row's
+    /// error factor is c |v_i| / sqrt(p_i) with c finite, and a NaN or an infinity anywhere in v_i makes
+    /// |v_i|^2 NaN or +inf (a sum of squares), hence the factor NaN or inf. So all factors finite means
+    /// the rows finite; the converse may fail (|v_i|^2 can overflow, p can be bad), and then V is
+    /// checked value by value.
+    pub fn prove_rows_finite(&self, data: &MetricData) -> bool {
+        data.metric == Metric::Residual && self.error.iter().fold(true, |ok, e| ok & e.is_finite())
+    }
+
+    /// The factors of the points `points` (positions in these factors), for [`Screen::screen_row_given`].
+    pub fn points(&self, points: Range<usize>) -> PointFactors<'_> {
+        PointFactors {
+            scale: &self.scale[points.clone()],
+            error: self.error.get(points).unwrap_or_default(),
+        }
+    }
+}
+
+/// The factors of consecutive points j0, j0 + 1, .. of a screened row (a slice of [`RowFactors`];
+/// Euclidean: `error` is empty).
+#[derive(Debug, Clone, Copy)]
+pub struct PointFactors<'r> {
+    scale: &'r [f64],
+    error: &'r [f64],
 }
 
 /// The threshold below which a pair's `lo` keeps it a candidate, given the k-th smallest `hi` (the
@@ -194,6 +250,16 @@ impl Isa {
     }
 }
 
+/// One screened row: the batch's query `q` against points j0, j0 + 1, .. (GEMM values `g`), and the
+/// position of its own dataset index in the row, if there.
+#[derive(Clone, Copy)]
+struct Row<'g> {
+    q: usize,
+    j0: usize,
+    g: &'g [f64],
+    own: Option<usize>,
+}
+
 /// Everything the bound of one query batch needs: both data sets and their row factors (the queries'
 /// by position in the batch).
 pub struct Screen<'a> {
@@ -231,6 +297,13 @@ impl<'a> Screen<'a> {
         let rows = batch.rows.iter().map(|&r| r as usize);
         let query_rows = RowFactors::of(&batch.data, rows);
         Screen::with_factors(batch, data, query_rows, data_rows)
+    }
+
+    /// [`Screen::new`] without the factors of `data`'s rows: every row is screened with
+    /// [`Self::screen_row_given`] and the factors of its points (the dense path takes them tile by
+    /// tile, just before the tile's GEMM reads the same rows).
+    pub fn without_data_rows(batch: &'a QueryBatch<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
+        Screen::with_data_rows(batch, data, RowFactors::default())
     }
 
     /// [`Screen::new`] with the batch's row factors given (`RowFactors::of(&batch.data, batch.rows)`):
@@ -308,68 +381,96 @@ impl<'a> Screen<'a> {
         own: Option<usize>,
         sink: &mut impl Sink,
     ) {
+        let points = self.data_rows.points(j0..j0 + g.len());
+        self.screen_row_given(q, j0, g, own, points, sink);
+    }
+
+    /// [`Self::screen_row`] with the points' factors given (a screen built by
+    /// [`Screen::without_data_rows`] holds none).
+    pub fn screen_row_given(
+        &self,
+        q: usize,
+        j0: usize,
+        g: &[f64],
+        own: Option<usize>,
+        points: PointFactors,
+        sink: &mut impl Sink,
+    ) {
+        let row = Row { q, j0, g, own };
         match self.isa {
-            Isa::Baseline => self.row(q, j0, g, own, sink),
+            Isa::Baseline => self.row(row, points, sink),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx2 only when the CPU supports AVX2 and FMA.
-            Isa::Avx2 => unsafe { self.row_avx2(q, j0, g, own, sink) },
+            Isa::Avx2 => unsafe { self.row_avx2(row, points, sink) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F and FMA.
-            Isa::Avx512 => unsafe { self.row_avx512(q, j0, g, own, sink) },
+            Isa::Avx512 => unsafe { self.row_avx512(row, points, sink) },
         }
     }
 
     /// [`Self::row`] compiled for AVX2 and FMA: four lanes instead of SSE2's two, the same operations.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn row_avx2(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
-        self.row(q, j0, g, own, sink);
+    fn row_avx2(&self, row: Row, points: PointFactors, sink: &mut impl Sink) {
+        self.row(row, points, sink);
     }
 
     /// [`Self::row`] compiled for AVX-512F and FMA: a group of eight lanes is one register.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,fma")]
-    fn row_avx512(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
-        self.row(q, j0, g, own, sink);
+    fn row_avx512(&self, row: Row, points: PointFactors, sink: &mut impl Sink) {
+        self.row(row, points, sink);
     }
 
     #[inline(always)]
-    fn row(&self, q: usize, j0: usize, g: &[f64], own: Option<usize>, sink: &mut impl Sink) {
-        let (scale_q, points) = (self.query_rows.scale[q], j0..j0 + g.len());
+    fn row(&self, Row { q, j0, g, own }: Row, points: PointFactors, sink: &mut impl Sink) {
+        let scale_q = self.query_rows.scale[q];
+        let (scales, errors) = (&points.scale[..g.len()], points.error);
         if self.data.metric == Metric::Euclidean {
             let bounds = EuclideanBounds {
                 norm_q: scale_q,
-                norms: &self.data_rows.scale[points],
+                norms: scales,
                 euclid: self.euclid,
             };
             return self.groups(&bounds, g, j0, own, sink);
         }
+        let errors = &errors[..g.len()];
         let variance = self.queries.variance;
         match self.queries.kernel {
             Kernel::Rbf => {
                 let parts = |r2| kernel_parts(Kernel::Rbf, variance, r2);
-                self.groups(&self.residual(q, points, parts), g, j0, own, sink)
+                let bounds = self.residual(q, j0, scales, errors, parts);
+                self.groups(&bounds, g, j0, own, sink)
             }
             Kernel::Matern52 => {
                 let parts = |r2| kernel_parts(Kernel::Matern52, variance, r2);
-                self.groups(&self.residual(q, points, parts), g, j0, own, sink)
+                let bounds = self.residual(q, j0, scales, errors, parts);
+                self.groups(&bounds, g, j0, own, sink)
             }
         }
     }
 
-    /// The residual bounds of query `q` against `points`, with the kernel's `parts`.
+    /// The residual bounds of query `q` against the points from `j0` on, whose factors are `scales`
+    /// and `errors`, with the kernel's `parts`.
     #[inline(always)]
-    fn residual<P>(&self, q: usize, points: Range<usize>, parts: P) -> ResidualBounds<'_, P> {
+    fn residual<'r, P>(
+        &'r self,
+        q: usize,
+        j0: usize,
+        scales: &'r [f64],
+        errors: &'r [f64],
+        parts: P,
+    ) -> ResidualBounds<'r, P> {
         ResidualBounds {
             query: self.queries.x.row(self.query_index[q] as usize),
             scalings: &self.scalings,
             columns: &self.columns,
             n: self.data.n_points(),
-            j0: points.start,
+            j0,
             scale_q: self.query_rows.scale[q],
             error_q: self.query_rows.error[q],
-            scales: &self.data_rows.scale[points.clone()],
-            errors: &self.data_rows.error[points],
+            scales,
+            errors,
             kernel_floor: self.kernel_floor,
             parts,
         }
