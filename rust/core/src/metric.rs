@@ -184,8 +184,9 @@ impl MetricData<'_> {
         ])
     }
 
-    /// The value half of [`Self::check`], after [`Self::check_shapes`]. `v_finite`: the caller has
-    /// already proven every value of V finite, so V (all n x m of it) is not read again.
+    /// The value half of [`Self::check`], after [`Self::check_shapes`]. `v_finite`: the caller
+    /// proves every value of V finite itself (or checks it with [`Self::check_v`]), so V (all n x m
+    /// of it) is not read here.
     pub(crate) fn check_values(&self, v_finite: bool) -> Result<()> {
         all_finite("X", self.x.values())?;
         if !v_finite {

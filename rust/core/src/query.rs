@@ -526,8 +526,9 @@ pub(crate) fn check_queries(data: &MetricData, queries: &QueryBatch, k: i64) -> 
     check_queries_given(data, queries, k, false)
 }
 
-/// [`check_queries`], where `v_finite` says the caller has proven the indexed V finite already (the
-/// dense path, from its row norms), so that V is not read once more.
+/// [`check_queries`], where `v_finite` says the caller proves the indexed V finite itself (the dense
+/// path, from the row norms it takes anyway, before any answer is returned), so that V is not read
+/// once more here.
 pub(crate) fn check_queries_given(
     data: &MetricData,
     queries: &QueryBatch,
@@ -591,10 +592,18 @@ fn check_global_pool_size(cpus: usize) -> Result<()> {
 /// `work` run on [`thread_pool`]`(threads)`: everything rayon does inside it (norms, tiles, rows)
 /// uses that pool's workers and no others.
 pub(crate) fn on_pool<T: Send>(threads: Option<i64>, work: impl FnOnce() -> T + Send) -> Result<T> {
-    Ok(match thread_pool(threads)? {
+    Ok(run_on(thread_pool(threads)?, work))
+}
+
+/// `work` run on `pool` (a [`thread_pool`]), or on rayon's global pool for None.
+pub(crate) fn run_on<T: Send>(
+    pool: Option<Arc<rayon::ThreadPool>>,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    match pool {
         Some(pool) => pool.install(work),
         None => work(),
-    })
+    }
 }
 
 /// The pool the batch runs on: the shared pool of `threads` workers (built on first use, then reused by

@@ -303,8 +303,9 @@ fn answers_and_counters_do_not_depend_on_the_thread_count() {
 #[test]
 fn answers_and_counters_do_not_depend_on_how_the_points_are_split() {
     // One block of all 300 queries on four workers (a pool of this test's own, whatever the CPU count):
-    // its points are cut into spans, screened apart and merged. One block on one worker, and one query
-    // per block (300 blocks): never cut. The tiles are the same, so are the GEMM values.
+    // its points are cut into spans, screened apart and merged. The same block on one worker: never
+    // cut, the same GEMM calls, so the same values. One query per block (300 blocks): never cut either,
+    // and at these widths (<= 8) its one-row GEMMs give the same values as the 300-row ones.
     let untimed = |out: DenseOutput| DenseOutput {
         gemm_seconds: 0.0,
         ..out
@@ -331,6 +332,62 @@ fn answers_and_counters_do_not_depend_on_how_the_points_are_split() {
             }
         }
     }
+}
+
+#[test]
+fn small_blocks_screen_chunk_by_chunk_across_spans() {
+    // 4,200 points in tiles of 512 (chunks of 256, the last one partial) and 20 outside queries: one
+    // small block, its GEMM run chunk by chunk, cut into spans on four workers.
+    let mut rng = Lcg::new(17);
+    let sites: Vec<f64> = (0..8).flat_map(|s| [s as f64 / 4.0, 0.5]).collect();
+    let data = points(Points::Uniform, 4200, 2, &mut rng);
+    let queries = points(Points::Uniform, 20, 2, &mut rng);
+    let space = Space::residual(data, 2, &sites, 8, Kernel::Rbf);
+    let queries = Space::residual(queries, 2, &sites, 8, Kernel::Rbf);
+    let rows = Rows::outside(queries.n, space.n);
+    let blocks = Blocks {
+        queries: 64,
+        points: 512,
+    };
+    assert!(spans(1, space.n.div_ceil(512), 4) > 1);
+    let untimed = |out: DenseOutput| DenseOutput {
+        gemm_seconds: 0.0,
+        ..out
+    };
+    let four = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    for k in [1, 9, 60] {
+        let split = untimed(four.install(|| run(&space, &queries, &rows, k, blocks, None)));
+        let one_worker = untimed(run(&space, &queries, &rows, k, blocks, Some(1)));
+        assert_rows_match_naive(&space, &queries, &rows, k, &split.indices, &split.distances);
+        assert_eq!(split, one_worker, "k = {k}");
+    }
+}
+
+#[test]
+fn a_bad_v_is_reported_before_other_late_errors() {
+    // V's error used to come before the block sizes', the answer size's and the thread count's; it
+    // still does, now that V is proven finite by the screen's own norms.
+    let (mut space, queries) = spaces(2).swap_remove(1);
+    space.v[3] = f64::NAN;
+    let rows = Rows::outside(queries.n, space.n);
+    let bad_v = CoreError::NonFinite {
+        what: "V",
+        position: 3,
+    };
+    let call = |k: i64, threads: Option<i64>, blocks: Blocks| {
+        dense_query(&space.data(), &rows.batch(&queries), k, threads, blocks)
+    };
+    let zero = Blocks {
+        queries: 0,
+        points: 4,
+    };
+    assert_eq!(call(3, None, zero).unwrap_err(), bad_v);
+    assert_eq!(call(i64::MAX, None, BLOCKS[0]).unwrap_err(), bad_v);
+    assert_eq!(call(3, Some(0), BLOCKS[0]).unwrap_err(), bad_v);
+    assert_eq!(call(3, None, BLOCKS[0]).unwrap_err(), bad_v);
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //!
 //! One concern per module: `screen` (the rigorous per-pair bound and the key), `exp` (the screening's
 //! vectorisable exp and its error bound), `tile` (the GEMM), `select` (running bound, candidates,
-//! canonical re-check). Query blocks run in parallel on rayon; block shapes never depend on the thread
-//! count, so answers and counters do not either.
+//! canonical re-check). Query blocks, and spans of a block's point tiles when the blocks are too few
+//! for the workers, run in parallel on rayon. Tile shapes never depend on the thread count and spans
+//! decide nothing ([`spans`]), so answers and counters do not either.
 
 mod exp;
 mod screen;
@@ -25,7 +26,7 @@ use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
 use crate::metric::MetricData;
-use crate::query::{check_queries_given, on_pool, QueryBatch};
+use crate::query::{check_queries_given, run_on, thread_pool, QueryBatch};
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
@@ -129,6 +130,8 @@ struct Job<'a> {
     factors: Vec<OnceLock<RowFactors>>,
     /// The factors of each point tile's rows (its chunks').
     tile_factors: Vec<OnceLock<RowFactors>>,
+    /// V checked value by value, when its norms did not prove it finite ([`Job::v_ok`]).
+    v_check: OnceLock<Result<()>>,
     gemm_nanos: AtomicU64,
 }
 
@@ -152,14 +155,52 @@ struct BlockRows<'a> {
     own: &'a [i64],
 }
 
+impl<'a> Job<'a> {
+    fn new(data: &'a MetricData, queries: &'a QueryBatch, blocks: Blocks, k: usize) -> Job<'a> {
+        let chunk = chunk_rows(blocks.points);
+        let cells = |rows: usize| (0..data.n_points().div_ceil(rows)).map(|_| OnceLock::new());
+        Job {
+            data,
+            queries,
+            screen: Screen::without_data_rows(queries, data),
+            blocks,
+            k,
+            n_blocks: queries.rows.len().div_ceil(blocks.queries),
+            tiles: Tiles::default(),
+            chunk,
+            factors: cells(chunk).collect(),
+            tile_factors: cells(blocks.points).collect(),
+            v_check: OnceLock::new(),
+            gemm_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Job<'_> {
+    /// V checked value by value, once per call (only when its norms do not prove it finite).
+    fn v_ok(&self) -> Result<()> {
+        self.v_check.get_or_init(|| self.data.check_v()).clone()
+    }
+
+    /// Whether V was checked and found bad: the spans stop at their next tile.
+    fn v_failed(&self) -> bool {
+        matches!(self.v_check.get(), Some(Err(_)))
+    }
+
     /// The factors of the points of chunk `c`: the first span to reach the chunk takes them just before
-    /// its GEMM reads the same rows, so V is read from memory once per call, not twice. Serial inside
-    /// the cell ([`RowFactors::of_serial`]); spans run in parallel anyway.
+    /// its GEMM reads the same rows, so a call of at most [`SMALL_BLOCK`] queries reads V from memory
+    /// once, not twice (a larger call takes them all first). Serial inside the cell
+    /// ([`RowFactors::of_serial`]); spans run in parallel anyway. When they do not prove the chunk
+    /// finite, V is checked at once ([`Self::v_ok`]).
     fn chunk_factors(&self, c: usize) -> &RowFactors {
         self.factors[c].get_or_init(|| {
             let n = self.data.n_points();
-            RowFactors::of_serial(self.data, c * self.chunk..((c + 1) * self.chunk).min(n))
+            let rows = c * self.chunk..((c + 1) * self.chunk).min(n);
+            let factors = RowFactors::of_serial(self.data, rows);
+            if !factors.prove_rows_finite(self.data) {
+                _ = self.v_ok();
+            }
+            factors
         })
     }
 
@@ -214,6 +255,9 @@ impl Job<'_> {
             .collect();
         let points = self.blocks.points;
         for j0 in span.clone().step_by(points) {
+            if self.v_failed() {
+                break;
+            }
             let stop = (j0 + points).min(span.end);
             if nb <= SMALL_BLOCK {
                 for c0 in (j0..stop).step_by(self.chunk) {
@@ -298,6 +342,9 @@ impl Job<'_> {
                 selections
             })
             .collect();
+        if self.v_failed() {
+            return; // the call returns V's error
+        }
         let mut parts = parts.into_iter();
         let mut selections = parts.next().unwrap_or_default();
         for later in parts {
@@ -363,60 +410,67 @@ pub fn dense_query(
     blocks: Blocks,
 ) -> Result<DenseOutput> {
     data.check_shapes()?;
-    on_pool(threads, || answer(data, queries, k, blocks))?
-}
-
-/// [`dense_query`] on the pool it chose.
-fn answer(data: &MetricData, queries: &QueryBatch, k: i64, blocks: Blocks) -> Result<DenseOutput> {
-    // Everything but the values of V is checked first (with the first error a full check gives, if
-    // any). V's are proven finite by the row norms the screen takes tile by tile (a NaN or an infinity
-    // makes a row's norm so), or checked value by value after the run, before any answer is returned:
-    // the screening is safe on any values, and one read of V serves both.
-    check_queries_given(data, queries, k, true)
-        .or_else(|_| check_queries_given(data, queries, k, false))?;
-    check_blocks(blocks)?;
-    let n_q = queries.rows.len();
-    let cells = n_q.checked_mul(k as usize);
-    let mut out = DenseOutput {
-        n_queries: n_q,
-        k: k as usize,
-        indices: filled(cells, -1i64, k)?,
-        distances: filled(cells, f64::INFINITY, k)?,
-        per_query: vec![0; n_q * N_QUERY_COUNTERS],
-        screened: vec![0; n_q],
-        gemm_seconds: 0.0,
-    };
-    if n_q == 0 {
+    // Every check but V's values, in a full check's order; when one fails, the full check runs, so
+    // the error is the one it gives first (V's, when V is bad too). V's values are proven finite by
+    // the row norms the screen takes anyway (one read of V serves both), else checked, before any
+    // answer is returned.
+    let full_check_first = |e| check_queries_given(data, queries, k, false).and(Err(e));
+    let out = check_queries_given(data, queries, k, true)
+        .and_then(|()| check_blocks(blocks))
+        .and_then(|()| DenseOutput::empty(queries.rows.len(), k))
+        .or_else(full_check_first)?;
+    if queries.rows.is_empty() {
         data.check_v()?;
         return Ok(out);
     }
-    let job = Job {
-        data,
-        queries,
-        screen: Screen::without_data_rows(queries, data),
-        blocks,
-        k: k as usize,
-        n_blocks: n_q.div_ceil(blocks.queries),
-        tiles: Tiles::default(),
-        chunk: chunk_rows(blocks.points),
-        factors: (0..data.n_points().div_ceil(chunk_rows(blocks.points)))
-            .map(|_| OnceLock::new())
-            .collect(),
-        tile_factors: (0..data.n_points().div_ceil(blocks.points))
-            .map(|_| OnceLock::new())
-            .collect(),
-        gemm_nanos: AtomicU64::new(0),
-    };
-    if n_q > SMALL_BLOCK {
+    let pool = thread_pool(threads).or_else(|e| data.check_v().and(Err(e)))?;
+    run_on(pool, || answer(data, queries, blocks, out))
+}
+
+impl DenseOutput {
+    /// The output of `n_q` queries before any is answered (padding), or the error of an answer too
+    /// large for memory.
+    fn empty(n_q: usize, k: i64) -> Result<DenseOutput> {
+        let cells = n_q.checked_mul(k as usize);
+        Ok(DenseOutput {
+            n_queries: n_q,
+            k: k as usize,
+            indices: filled(cells, -1i64, k)?,
+            distances: filled(cells, f64::INFINITY, k)?,
+            per_query: vec![0; n_q * N_QUERY_COUNTERS],
+            screened: vec![0; n_q],
+            gemm_seconds: 0.0,
+        })
+    }
+}
+
+/// [`dense_query`] on the pool it chose, its arguments checked but for V's values.
+fn answer(
+    data: &MetricData,
+    queries: &QueryBatch,
+    blocks: Blocks,
+    mut out: DenseOutput,
+) -> Result<DenseOutput> {
+    let job = Job::new(data, queries, blocks, out.k);
+    // A NaN or an infinity in V must stop the call before it costs anything: such a row's bounds
+    // exclude nothing, so its query would keep every pair as a candidate. Query rows of the indexed
+    // data are tested first; data rows as their chunks' norms are taken (`Job::chunk_factors`).
+    if queries.data.same_as(data) && !job.screen.query_rows.prove_rows_finite(data) {
+        job.v_ok()?;
+    }
+    if out.n_queries > SMALL_BLOCK {
         // Many query rows reuse each point row: the norms' own read of V weighs little, and spans of
         // different blocks would otherwise wait on each other's norms tile by tile.
         (0..job.tile_factors.len())
             .into_par_iter()
             .for_each(|t| _ = job.tile_factors(t));
+        if !job.v_proven_finite() {
+            job.v_ok()?;
+        }
     }
     run_blocks(&job, &mut out);
     if !job.v_proven_finite() {
-        data.check_v()?;
+        job.v_ok()?;
     }
     out.gemm_seconds = job.gemm_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
     Ok(out)

@@ -288,7 +288,7 @@ impl<'a> Screen<'a> {
     }
 
     /// [`Screen::new`] with the factors of every row of `data` given (`RowFactors::of(data, 0..n)`),
-    /// computed by a caller that read them first (the dense path proves V finite with them).
+    /// computed by a caller that read them first.
     pub fn with_data_rows(
         batch: &'a QueryBatch<'a>,
         data: &'a MetricData<'a>,

@@ -160,8 +160,9 @@ impl Selection {
 
     /// Take over the selection of the same query over later points. The k smallest `hi` of the union
     /// are among the two sets of k smallest kept, so the threshold becomes the one a single scan of
-    /// both ranges reaches (the k-th smallest `hi` of all pairs seen, which no scan order changes), and
-    /// every pair either side excluded lies above it. The candidates stay in increasing index order.
+    /// both ranges reaches (the k-th smallest finite `hi` of all pairs seen, which no scan order
+    /// changes), and every pair either side excluded has its `lo` above its cutoff. The candidates stay
+    /// in increasing index order.
     pub fn absorb(&mut self, later: Selection) {
         for hi in later.bounds.keys {
             if hi < self.cutoff && self.bounds.offer(hi) {

@@ -87,13 +87,13 @@ fn better(d1: f64, i1: usize, d2: f64, i2: usize) -> bool {
 }
 
 impl<'a> Pass<'a> {
-    /// The pass before its first placement: every point unplaced, with the norms of every row.
-    fn new(data: &'a MetricData<'a>, k: i64, sizes: MaximinSizes) -> Result<Pass<'a>> {
+    /// The pass before its first placement: every point unplaced, with the norms of every row; `out`
+    /// holds its answers (padding until written).
+    fn new(data: &'a MetricData<'a>, k: i64, sizes: MaximinSizes, out: MaximinOutput) -> Pass<'a> {
         let n = data.n_points();
-        let cells = n.checked_mul(k as usize);
         let kept = (k as usize).min(n - 1).max(1);
         let (values, width) = operand(data);
-        Ok(Pass {
+        Pass {
             data,
             pool: Pool::new(values, n, width, Point::new(kept)),
             placed: vec![false; n],
@@ -104,15 +104,8 @@ impl<'a> Pass<'a> {
             kept,
             room: (sizes.room.max(k.saturating_add(1)) as usize).max(kept + 1),
             block: sizes.block as usize,
-            out: MaximinOutput {
-                order: vec![0; n],
-                k: k as usize,
-                indices: filled(cells, -1i64, k)?,
-                distances: filled(cells, f64::INFINITY, k)?,
-                evaluations: 0,
-                rounds: 0,
-            },
-        })
+            out,
+        }
     }
 
     /// Put point c at position n; return its state, whose row [`Self::write_rows`] writes.
@@ -338,8 +331,18 @@ pub fn maximin_neighbors(
     progress: &mut (dyn FnMut(usize) + Send),
 ) -> Result<MaximinOutput> {
     check(data, first, k, sizes)?;
+    let n = data.n_points();
+    let cells = n.checked_mul(k as usize);
+    let out = MaximinOutput {
+        order: vec![0; n],
+        k: k as usize,
+        indices: filled(cells, -1i64, k)?,
+        distances: filled(cells, f64::INFINITY, k)?,
+        evaluations: 0,
+        rounds: 0,
+    };
     on_pool(threads, || {
-        let mut pass = Pass::new(data, k, sizes)?;
+        let mut pass = Pass::new(data, k, sizes, out);
         pass.run(first as usize, progress)?;
         Ok(pass.out)
     })?
