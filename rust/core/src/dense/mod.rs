@@ -25,7 +25,7 @@ pub use screen::{widen, Isa, RowFactors, Screen, Sink};
 use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
-use crate::metric::MetricData;
+use crate::metric::{Metric, MetricData};
 use crate::query::{check_queries_given, run_on, thread_pool, QueryBatch};
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
@@ -188,10 +188,10 @@ impl Job<'_> {
     }
 
     /// The factors of the points of chunk `c`: the first span to reach the chunk takes them just before
-    /// its GEMM reads the same rows, so a call of at most [`SMALL_BLOCK`] queries reads V from memory
-    /// once, not twice (a larger call takes them all first). Serial inside the cell
-    /// ([`RowFactors::of_serial`]); spans run in parallel anyway. When they do not prove the chunk
-    /// finite, V is checked at once ([`Self::v_ok`]).
+    /// its GEMM reads the same rows, so a call whose blocks hold at most [`SMALL_BLOCK`] query rows
+    /// reads V from memory once, not twice (one with larger blocks takes them all first). Serial inside
+    /// the cell ([`RowFactors::of_serial`]); spans run in parallel anyway. When they do not prove the
+    /// chunk finite, V is checked at once ([`Self::v_ok`]).
     fn chunk_factors(&self, c: usize) -> &RowFactors {
         self.factors[c].get_or_init(|| {
             let n = self.data.n_points();
@@ -219,11 +219,13 @@ impl Job<'_> {
     }
 
     /// Whether the factors of every chunk (those no span reached are taken now) prove V finite
-    /// ([`RowFactors::prove_rows_finite`]).
+    /// ([`RowFactors::prove_rows_finite`]; never for Euclidean, whose V is empty and whose factors are
+    /// the coordinates' norms).
     fn v_proven_finite(&self) -> bool {
-        (0..self.factors.len())
-            .into_par_iter()
-            .all(|c| self.chunk_factors(c).prove_rows_finite(self.data))
+        self.data.metric == Metric::Residual
+            && (0..self.factors.len())
+                .into_par_iter()
+                .all(|c| self.chunk_factors(c).prove_rows_finite(self.data))
     }
 
     fn gather(&self, first: usize, nb: usize) -> BlockRows<'_> {
@@ -458,9 +460,10 @@ fn answer(
     if queries.data.same_as(data) && !job.screen.query_rows.prove_rows_finite(data) {
         job.v_ok()?;
     }
-    if out.n_queries > SMALL_BLOCK {
-        // Many query rows reuse each point row: the norms' own read of V weighs little, and spans of
-        // different blocks would otherwise wait on each other's norms tile by tile.
+    if out.n_queries.min(blocks.queries) > SMALL_BLOCK {
+        // Blocks of more than SMALL_BLOCK rows screen whole tiles: each point row serves many query
+        // rows, the norms' own read of V weighs little, and spans of different blocks would otherwise
+        // wait on each other's norms tile by tile.
         (0..job.tile_factors.len())
             .into_par_iter()
             .for_each(|t| _ = job.tile_factors(t));
