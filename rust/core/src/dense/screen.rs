@@ -3,8 +3,11 @@
 //! group of [`GROUP`] pairs at a time in branch-free code that LLVM vectorises, with AVX2 + FMA or
 //! AVX-512 where the CPU has them: the same IEEE operations on any instruction set (Rust never
 //! contracts a multiply and an add; the fused multiply-adds of `super::exp` are explicit and round
-//! once everywhere), so the bounds, and with them the candidates and the counters, are the same bits on
-//! every machine ([`Isa`]).
+//! once everywhere), so from the same GEMM values the bounds, and with them the candidates and the
+//! counters, are the same bits on every machine ([`Isa`]). The GEMM values themselves are those of the
+//! `gemm` crate's kernel for the tile's shape, which may differ between CPUs (its kernels and blocking
+//! follow the instruction set and cache sizes) and between a one-row tile and a taller one: a counter
+//! may then differ by a borderline pair, never an answer or a distance bit.
 //!
 //! GEMM reorders the dot product, so its value `g` differs from the canonical sequential sum. For any
 //! summation order (blocked, FMA or not), |fl(a.b) - a.b| <= gamma_n ||a|| ||b||, gamma_n = n u/(1 - n u),
