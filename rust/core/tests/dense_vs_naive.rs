@@ -44,6 +44,35 @@ fn run(
     .unwrap()
 }
 
+/// Everything but the GEMM timing is deterministic.
+fn untimed(out: DenseOutput) -> DenseOutput {
+    DenseOutput {
+        gemm_seconds: 0.0,
+        ..out
+    }
+}
+
+/// The call on four workers (a pool of the test's own, so that its blocks are cut into spans whatever
+/// the CPU count), checked against the naive scan and against the same call on one worker (never cut,
+/// the same GEMM calls), equal in every answer, distance bit and counter; returned.
+fn split_over_four_workers(
+    space: &Space,
+    queries: &Space,
+    rows: &Rows,
+    k: usize,
+    blocks: Blocks,
+) -> DenseOutput {
+    let four = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let split = untimed(four.install(|| run(space, queries, rows, k, blocks, None)));
+    assert_rows_match_naive(space, queries, rows, k, &split.indices, &split.distances);
+    let one_worker = untimed(run(space, queries, rows, k, blocks, Some(1)));
+    assert_eq!(split, one_worker, "k = {k}");
+    split
+}
+
 fn assert_matches_naive(space: &Space, queries: &Space, rows: &Rows, k: usize) {
     for blocks in BLOCKS {
         let all = Some(available_threads() as i64);
@@ -280,11 +309,6 @@ fn answers_and_counters_do_not_depend_on_the_thread_count() {
     let (space, queries) = spaces(9).swap_remove(1);
     let rows = Rows::outside(queries.n, space.n);
     let blocks = BLOCKS[1];
-    // Everything but the GEMM timing is deterministic.
-    let untimed = |out: DenseOutput| DenseOutput {
-        gemm_seconds: 0.0,
-        ..out
-    };
     let one = untimed(run(&space, &queries, &rows, 6, blocks, Some(1)));
     assert_eq!(
         one,
@@ -302,18 +326,9 @@ fn answers_and_counters_do_not_depend_on_the_thread_count() {
 
 #[test]
 fn answers_and_counters_do_not_depend_on_how_the_points_are_split() {
-    // One block of all 300 queries on four workers (a pool of this test's own, whatever the CPU count):
-    // its points are cut into spans, screened apart and merged. The same block on one worker: never
-    // cut, the same GEMM calls, so the same values. One query per block (300 blocks): never cut either,
-    // and at these widths (<= 8) its one-row GEMMs give the same values as the 300-row ones.
-    let untimed = |out: DenseOutput| DenseOutput {
-        gemm_seconds: 0.0,
-        ..out
-    };
-    let four = rayon::ThreadPoolBuilder::new()
-        .num_threads(4)
-        .build()
-        .unwrap();
+    // One block of all 300 queries: cut into spans on four workers, never on one. One query per block
+    // (300 blocks): never cut either, and at these widths (<= 8) its one-row GEMMs give the same values
+    // as the 300-row ones.
     for (space, _) in spaces(4) {
         let n = space.n;
         let points = 3;
@@ -323,12 +338,9 @@ fn answers_and_counters_do_not_depend_on_how_the_points_are_split() {
             let rows = Rows::indexed((0..n as i64).collect(), n, predecessor);
             for k in [1, 5, 40] {
                 let cut = |queries| Blocks { queries, points };
-                let split = untimed(four.install(|| run(&space, &space, &rows, k, cut(n), None)));
-                let one_worker = untimed(run(&space, &space, &rows, k, cut(n), Some(1)));
+                let split = split_over_four_workers(&space, &space, &rows, k, cut(n));
                 let whole = untimed(run(&space, &space, &rows, k, cut(1), None));
-                assert_rows_match_naive(&space, &space, &rows, k, &split.indices, &split.distances);
                 assert_eq!(split, whole, "k = {k}, predecessor = {predecessor}");
-                assert_eq!(one_worker, whole, "k = {k}, predecessor = {predecessor}");
             }
         }
     }
@@ -350,19 +362,8 @@ fn small_blocks_screen_chunk_by_chunk_across_spans() {
         points: 512,
     };
     assert!(spans(1, space.n.div_ceil(512), 4) > 1);
-    let untimed = |out: DenseOutput| DenseOutput {
-        gemm_seconds: 0.0,
-        ..out
-    };
-    let four = rayon::ThreadPoolBuilder::new()
-        .num_threads(4)
-        .build()
-        .unwrap();
     for k in [1, 9, 60] {
-        let split = untimed(four.install(|| run(&space, &queries, &rows, k, blocks, None)));
-        let one_worker = untimed(run(&space, &queries, &rows, k, blocks, Some(1)));
-        assert_rows_match_naive(&space, &queries, &rows, k, &split.indices, &split.distances);
-        assert_eq!(split, one_worker, "k = {k}");
+        split_over_four_workers(&space, &queries, &rows, k, blocks);
     }
 }
 

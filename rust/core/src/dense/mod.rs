@@ -464,12 +464,11 @@ fn answer(
         // Blocks of more than SMALL_BLOCK rows screen whole tiles: each point row serves many query
         // rows, the norms' own read of V weighs little, and spans of different blocks would otherwise
         // wait on each other's norms tile by tile.
+        // A chunk whose norms fail the proof checks V at once (`Job::chunk_factors`), and a bad V then
+        // stops every span before its first tile.
         (0..job.tile_factors.len())
             .into_par_iter()
             .for_each(|t| _ = job.tile_factors(t));
-        if !job.v_proven_finite() {
-            job.v_ok()?;
-        }
     }
     run_blocks(&job, &mut out);
     if !job.v_proven_finite() {

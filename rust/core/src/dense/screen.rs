@@ -129,6 +129,11 @@ impl RowFactors {
         RowFactors::from_norms(data, rows.into_iter(), norms2)
     }
 
+    /// The factors of a query batch's rows, by position in the batch.
+    fn of_batch(batch: &QueryBatch) -> RowFactors {
+        RowFactors::of(&batch.data, batch.rows.iter().map(|&r| r as usize))
+    }
+
     /// [`RowFactors::of`] the consecutive rows `rows`, on the calling thread alone: for a caller that
     /// computes them inside a once-initialised cell, where rayon must not steal work into the
     /// initialisation (a stolen task asking for the same cell would wait on itself).
@@ -286,27 +291,16 @@ pub struct Screen<'a> {
 impl<'a> Screen<'a> {
     /// The screen of a checked batch (its rows index `batch.data`), on the fastest instruction set.
     pub fn new(batch: &'a QueryBatch<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
-        let data_rows = RowFactors::of(data, 0..data.n_points());
-        Screen::with_data_rows(batch, data, data_rows)
-    }
-
-    /// [`Screen::new`] with the factors of every row of `data` given (`RowFactors::of(data, 0..n)`),
-    /// computed by a caller that read them first.
-    pub fn with_data_rows(
-        batch: &'a QueryBatch<'a>,
-        data: &'a MetricData<'a>,
-        data_rows: RowFactors,
-    ) -> Screen<'a> {
-        let rows = batch.rows.iter().map(|&r| r as usize);
-        let query_rows = RowFactors::of(&batch.data, rows);
-        Screen::with_factors(batch, data, query_rows, data_rows)
+        let query_rows = RowFactors::of_batch(batch);
+        Screen::with_query_rows(batch, data, query_rows)
     }
 
     /// [`Screen::new`] without the factors of `data`'s rows: every row is screened with
-    /// [`Self::screen_row_given`] and the factors of its points (the dense path takes them tile by
-    /// tile, just before the tile's GEMM reads the same rows).
+    /// [`Self::screen_row_given`] and the factors of its points (the dense path takes them chunk by
+    /// chunk, just before the GEMM reads the same rows).
     pub fn without_data_rows(batch: &'a QueryBatch<'a>, data: &'a MetricData<'a>) -> Screen<'a> {
-        Screen::with_data_rows(batch, data, RowFactors::default())
+        let query_rows = RowFactors::of_batch(batch);
+        Screen::with_factors(batch, data, query_rows, RowFactors::default())
     }
 
     /// [`Screen::new`] with the batch's row factors given (`RowFactors::of(&batch.data, batch.rows)`):
