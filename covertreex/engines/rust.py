@@ -109,10 +109,12 @@ class RustEngine:
         return idx, dist, QueryCounters.without_levels(per_query, extra)
 
 
-MAXIMIN_BLOCK = 256
-"""Points per round of the rust maximin pass (gold's is maximin_dense.BLOCK). Process CPU of the pass at
-m = 512, k = 50 (docs/vecchia.md): N = 8,192: 2.0 s at 256, 2.2 s at 512, 2.9 s at 1,024 (each round's
-block Gram matrix weighs more at small N); N = 32,768: 26.1, 27.2 and 26.3 s."""
+MAXIMIN_BLOCK = 512
+"""Points per round of the rust maximin pass (gold's is maximin_dense.BLOCK). Wall seconds of the pass at
+m = 512, k = 50 (2026-12-03, Intel Xeon, 2 cores, /tmp script timing ``maximin_with_neighbors`` alone,
+alternating runs): N = 32,768: 6.25-6.32 s at 256, 5.76-6.04 s at 512, 6.06-6.21 s at 768, 6.29-6.38 s at
+1,024; N = 8,192: 0.57-0.65 s at 256, 0.61-0.64 s at 512, 0.75-0.79 s at 1,024 (each round's block Gram
+matrix weighs more at small N)."""
 
 
 def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int = MAXIMIN_BLOCK,

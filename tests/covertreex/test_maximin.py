@@ -142,6 +142,22 @@ def test_fused_pass_gives_brute_force_order_and_neighbours(engine, dataset, metr
     assert evaluations >= sum(min(i, k) for i in range(order.shape[0]))  # every listed pair, canonically
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_rust_pass_with_a_block_of_several_gram_strips(metric, distance_matrix):
+    """A block of 512 points spans four strips of the block Gram matrix (rust computes the strips'
+    lower triangle and mirrors it); 600 points on a coarse lattice with jitter-free duplicates, so
+    ties cross the strips too."""
+    rng = np.random.default_rng(11)
+    X = rng.integers(0, 9, size=(600, 3)).astype(float)
+    data = _data(metric, X)
+    space = ct.CoverTree(metric=metric).fit(data).space
+    first = vecchia_orderings.first_point(space.data.X)
+    rounds = []
+    order, idx, dist, _ = _fused_pass("rust")(space.data, first, 6, rounds.append, block=512)
+    check_fused(distance_matrix(metric, data), first, 6, order, idx, dist)
+    assert len(rounds) > 1
+
+
 @pytest.mark.parametrize("engine", FUSED_ENGINES)
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])
 def test_fused_pass_from_every_start_on_a_lattice(engine, metric, distance_matrix):

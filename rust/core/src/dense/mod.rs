@@ -30,7 +30,7 @@ use crate::query::{check_queries_given, run_on, thread_pool, QueryBatch};
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
-pub use tile::gram;
+pub use tile::{gram, gram_strided};
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.
 #[derive(Debug, Clone, Copy)]
@@ -95,16 +95,17 @@ fn chunk_rows(tile: usize) -> usize {
     }
 }
 
-/// Tile buffers a call's spans take and give back: as many as ran at once, each reused.
+/// Tile buffers a call's spans (or the maximin pass's slabs) take and give back: as many as ran at
+/// once, each reused, so no tile's pages are faulted in twice.
 #[derive(Default)]
-struct Tiles(Mutex<Vec<Vec<f64>>>);
+pub struct Tiles(Mutex<Vec<Vec<f64>>>);
 
 impl Tiles {
-    fn take(&self) -> Vec<f64> {
+    pub fn take(&self) -> Vec<f64> {
         self.lock().pop().unwrap_or_default()
     }
 
-    fn give(&self, tile: Vec<f64>) {
+    pub fn give(&self, tile: Vec<f64>) {
         self.lock().push(tile);
     }
 

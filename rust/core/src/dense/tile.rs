@@ -6,13 +6,29 @@
 /// `out` (rows x cols, row-major) = A B^T, where A is `rows` x `width` and B is `cols` x `width`, both
 /// row-major and contiguous.
 pub fn gram(out: &mut [f64], a: &[f64], b: &[f64], rows: usize, cols: usize, width: usize) {
-    assert!(out.len() >= rows * cols && a.len() >= rows * width && b.len() >= cols * width);
+    gram_strided(out, cols, a, b, rows, cols, width);
+}
+
+/// [`gram`] into the first `cols` columns of a row-major `out` whose rows are `stride` apart.
+pub fn gram_strided(
+    out: &mut [f64],
+    stride: usize,
+    a: &[f64],
+    b: &[f64],
+    rows: usize,
+    cols: usize,
+    width: usize,
+) {
+    assert!(cols <= stride && a.len() >= rows * width && b.len() >= cols * width);
+    assert!(rows == 0 || out.len() >= (rows - 1) * stride + cols);
     if width == 0 {
-        out[..rows * cols].fill(0.0);
+        out.chunks_mut(stride)
+            .take(rows)
+            .for_each(|row| row[..cols].fill(0.0));
         return;
     }
-    // SAFETY: the assert above keeps every access inside the three slices: out is rows x cols with
-    // row stride cols, A is rows x width with row stride width, and B^T (width x cols) reads B's row j
+    // SAFETY: the asserts above keep every access inside the three slices: out is rows x cols with
+    // row stride `stride`, A is rows x width with row stride width, and B^T (width x cols) reads B's row j
     // as column j, so element (t, j) sits at j * width + t.
     unsafe {
         gemm::gemm(
@@ -21,7 +37,7 @@ pub fn gram(out: &mut [f64], a: &[f64], b: &[f64], rows: usize, cols: usize, wid
             width,
             out.as_mut_ptr(),
             1,
-            cols as isize,
+            stride as isize,
             false,
             a.as_ptr(),
             1,
@@ -56,6 +72,28 @@ mod tests {
                     .map(|t| a[i * width + t] * b[j * width + t])
                     .sum();
                 assert_eq!(out[i * cols + j], want);
+            }
+        }
+    }
+
+    #[test]
+    fn strided_output_fills_only_its_columns() {
+        let (rows, cols, width, stride) = (3, 2, 4, 5);
+        let a: Vec<f64> = (0..rows * width).map(|i| i as f64 - 3.0).collect();
+        let b: Vec<f64> = (0..cols * width).map(|i| (i % 3) as f64).collect();
+        for width in [width, 0] {
+            let mut out = vec![f64::NAN; rows * stride];
+            gram_strided(&mut out, stride, &a, &b, rows, cols, width);
+            for i in 0..rows {
+                for j in 0..stride {
+                    let got = out[i * stride + j];
+                    if j < cols {
+                        let want: f64 = (0..width).map(|t| a[i * 4 + t] * b[j * 4 + t]).sum();
+                        assert_eq!(got, want);
+                    } else {
+                        assert!(got.is_nan(), "column {j} of row {i} was written");
+                    }
+                }
             }
         }
     }

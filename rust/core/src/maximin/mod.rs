@@ -11,9 +11,12 @@
 //! `dense::Screen`.
 //!
 //! Rounds: the S unplaced points with the best keys (`dist` descending, index ascending) form a block
-//! A whose S x S GEMM is computed once; points of A are placed greedily, updating the rest of A, for as
-//! long as the best of A beats the best key outside A at the round's start (keys outside only fall, so
-//! that bound holds and every placement is the global best). The rows of the points just placed are
+//! A whose S x S Gram matrix is computed once (its lower triangle in strips of [`GRAM_ROWS`] rows,
+//! mirrored); points of A are placed greedily, for as long as the best of A beats the best key outside
+//! A at the round's start (keys outside only fall, so that bound holds and every placement is the
+//! global best). Each placed point updates the rest of A through one screened row of the Gram matrix
+//! against the whole block ([`point::Column`]): vectorised, where a scalar bound per member cost twice
+//! as much wall time at S = 512. The rows of the points just placed are
 //! then written in parallel (a placed point has seen every point placed before it, so its row depends
 //! on nothing else), and every point outside A is screened against the points just placed, one GEMM
 //! tile per slab of the compacted unplaced rows ([`pool`]), slabs on rayon. A point's state is touched
@@ -26,16 +29,18 @@ mod rows;
 
 use rayon::prelude::*;
 
-use crate::dense::{gram, operand, RowFactors, Screen};
+use crate::dense::{gram, gram_strided, operand, RowFactors, Screen, Tiles};
 use crate::errors::{filled, CoreError, Result};
 use crate::metric::MetricData;
 use crate::query::{on_pool, QueryBatch};
-use point::{Offers, Placed, Point, Scratch};
+use point::{Column, Offers, Placed, Point, Scratch};
 use pool::Pool;
 use rows::Rows;
 
-/// Rows per GEMM call of a round's block Gram matrix (the unit of parallel work there).
-const GRAM_ROWS: usize = 64;
+/// Rows per GEMM call of a round's block Gram matrix (the unit of parallel work there): strip b holds
+/// the columns 0..(b + 1) GRAM_ROWS only, so the block's GEMM does little more than half the S x S
+/// products, and each call's packing of its operands serves 128 rows (at 64, packing cost a fifth).
+const GRAM_ROWS: usize = 128;
 
 /// The order, the neighbour rows and the work of one pass.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +83,8 @@ struct Pass<'a> {
     kept: usize,
     room: usize,
     block: usize,
+    gram: Vec<f64>,
+    tiles: Tiles,
     out: MaximinOutput,
 }
 
@@ -104,6 +111,8 @@ impl<'a> Pass<'a> {
             kept,
             room: (sizes.room.max(k.saturating_add(1)) as usize).max(kept + 1),
             block: sizes.block as usize,
+            gram: Vec::new(),
+            tiles: Tiles::default(),
             out,
         }
     }
@@ -149,14 +158,20 @@ impl<'a> Pass<'a> {
         let block = rows.view(self.data)?;
         let (values, width) = operand(&block);
         let s = a.len();
-        let mut g = vec![0.0; s * s];
+        let mut g = std::mem::take(&mut self.gram);
+        g.resize(s * s, 0.0);
         g.par_chunks_mut(GRAM_ROWS * s)
             .enumerate()
-            .for_each(|(b, tile)| {
-                let (first, count) = (b * GRAM_ROWS, tile.len() / s);
+            .for_each(|(b, strip)| {
+                let (first, count) = (b * GRAM_ROWS, strip.len() / s);
                 let mine = &values[first * width..(first + count) * width];
-                gram(tile, mine, values, count, s, width);
+                gram_strided(strip, s, mine, values, count, first + count, width);
             });
+        for t in 0..s {
+            for u in (t / GRAM_ROWS + 1) * GRAM_ROWS..s {
+                g[t * s + u] = g[u * s + t];
+            }
+        }
         let index: Vec<i64> = a.iter().map(|&j| j as i64).collect();
         let batch = QueryBatch {
             data: *self.data,
@@ -165,13 +180,11 @@ impl<'a> Pass<'a> {
             limit: &index,
         };
         let screen = Screen::new(&batch, &block);
+        let mut dists: Vec<f64> = a.iter().map(|&j| self.pool.dist(j)).collect();
         loop {
             let mut best: Option<usize> = None;
             for (t, &j) in a.iter().enumerate() {
-                let beats = |b: usize| {
-                    let i = a[b];
-                    better(self.pool.dist(j), j, self.pool.dist(i), i)
-                };
+                let beats = |b: usize| better(dists[t], j, dists[b], a[b]);
                 if !self.placed[j] && best.is_none_or(beats) {
                     best = Some(t);
                 }
@@ -182,7 +195,7 @@ impl<'a> Pass<'a> {
             // test guarantees progress (a ranking that disagreed with `better` would give a wrong
             // order, which the tests see, instead of an endless loop).
             if let Some(o) = bound.filter(|_| n > start) {
-                if !better(self.pool.dist(c), c, self.pool.dist(o), o) {
+                if !better(dists[b], c, self.pool.dist(o), o) {
                     break;
                 }
             }
@@ -193,21 +206,18 @@ impl<'a> Pass<'a> {
                 k: self.kept,
                 room: self.room,
             };
-            for (t, &j) in a.iter().enumerate() {
-                if self.placed[j] {
-                    continue;
-                }
-                let mut sink = Offers {
-                    point: self.pool.state(j),
-                    at: &at,
-                    j,
-                    j0: b,
-                    pos0: n,
-                };
-                screen.screen_row(t, b, &g[t * s + b..t * s + b + 1], None, &mut sink);
-            }
+            let mut column = Column {
+                pool: &mut self.pool,
+                members: a,
+                placed: &self.placed,
+                dists: &mut dists,
+                at: &at,
+                pos: n,
+            };
+            screen.screen_row(b, 0, &g[b * s..(b + 1) * s], None, &mut column);
             n += 1;
         }
+        self.gram = g;
         self.write_rows(start, states);
         Ok(n)
     }
@@ -233,16 +243,19 @@ impl<'a> Pass<'a> {
             room: self.room,
         };
         let (block, cols, in_block) = (self.block, stop - start, &self.in_block);
-        self.pool.slabs(block).for_each_init(
-            || vec![0.0; block * cols],
-            |tile, (values, members, states)| {
-                gram(tile, values, placed_values, members.len(), cols, width);
-                for (r, (&j, point)) in members.iter().zip(states).enumerate() {
+        let tiles = &self.tiles;
+        self.pool
+            .slabs(block)
+            .for_each(|(values, members, states)| {
+                let mut tile = tiles.take();
+                tile.resize(members.len() * cols, 0.0);
+                gram(&mut tile, values, placed_values, members.len(), cols, width);
+                for (r, &j) in members.iter().enumerate() {
                     if in_block[j] {
                         continue;
                     }
                     let mut sink = Offers {
-                        point,
+                        point: &mut states[r],
                         at: &at,
                         j,
                         j0: 0,
@@ -251,8 +264,8 @@ impl<'a> Pass<'a> {
                     let g = &tile[r * cols..(r + 1) * cols];
                     screen.screen_row(j, 0, g, None, &mut sink);
                 }
-            },
-        );
+                tiles.give(tile);
+            });
         Ok(())
     }
 

@@ -43,7 +43,7 @@ pub struct Placed<'a> {
     pub order: &'a [usize],
     /// Neighbours per row (upper bounds kept per point), >= 1.
     pub k: usize,
-    /// Candidates a point keeps before it drops the excluded ones (> k).
+    /// Candidates a point holds at least before it drops the excluded ones (> k; see `Point::limit`).
     pub room: usize,
 }
 
@@ -54,6 +54,9 @@ pub struct Point {
     /// widen(T): a pair whose `lo` exceeds it is canonically farther than the k-th (inf until k seen).
     cutoff: f64,
     candidates: Vec<Candidate>,
+    /// Candidates held when the excluded ones are next dropped: twice those left by the last drop, at
+    /// least `room` (0: `room`), so a drop scans O(1) candidates per pair admitted since the last.
+    limit: usize,
     /// Canonical distance to the nearest placed point (inf before the first).
     pub dist: f64,
     /// widen(key_bound(dist)): a pair whose `lo` reaches it may be the new nearest.
@@ -69,6 +72,7 @@ impl Point {
             bounds: UpperBounds::new(k),
             cutoff: f64::INFINITY,
             candidates: Vec::new(),
+            limit: 0,
             dist: f64::INFINITY,
             near: f64::INFINITY,
             evaluations: 0,
@@ -86,7 +90,7 @@ impl Point {
         if lo > self.cutoff {
             return;
         }
-        if self.candidates.len() >= at.room {
+        if self.candidates.len() >= self.limit.max(at.room) {
             self.make_room(at, j);
         }
         self.candidates.push(Candidate {
@@ -116,11 +120,13 @@ impl Point {
         candidate.d
     }
 
-    /// Drop the candidates the cut-off now excludes; if none is (ties), evaluate them all and keep the
-    /// k first by (distance, position): the others can never enter the row.
+    /// Drop the candidates the cut-off now excludes; if `room` or more are left (ties), evaluate them
+    /// all and keep the k first by (distance, position): the others can never enter the row. A point
+    /// thus holds fewer than 2 `room` candidates.
     fn make_room(&mut self, at: &Placed, j: usize) {
         let cutoff = self.cutoff;
         self.candidates.retain(|c| c.lo <= cutoff);
+        self.limit = 2 * self.candidates.len();
         if self.candidates.len() < at.room {
             return;
         }
@@ -131,6 +137,7 @@ impl Point {
         let last = *keys.select_nth_unstable_by(at.k - 1, by_key).1;
         self.candidates
             .retain(|c| by_key(&(c.d, c.pos), &last).is_le());
+        self.limit = 2 * self.candidates.len();
     }
 
     /// This point's row, now that it is placed: the candidates under its cut-off, evaluated (those not
@@ -199,11 +206,50 @@ impl Sink for Offers<'_, '_> {
     }
 
     /// Only the pairs at or below the cutoff on arrival are admitted: `admit` changes nothing for the
-    /// others (hi >= lo > cutoff), and the cutoff only falls.
+    /// others (hi >= lo > cutoff), and the cutoff only falls. Kept out of line: inlined into the
+    /// screening loop (as LLVM chose once `admit` had a second caller) it slowed the outside
+    /// screening of the pass by a fifth.
+    #[inline(never)]
     fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
         let first = self.pos0 + j - self.j0;
         for i in open_pairs(lo, self.point.cutoff) {
             self.point.admit(self.at, self.j, first + i, lo[i], hi[i]);
+        }
+    }
+}
+
+/// The column of a round's block Gram matrix at a point just placed at `pos`, as the [`Sink`] of its
+/// screened row against the whole block: pair t goes to member t of the block unless that member is
+/// placed. The metric and the bound are symmetric (any summation order of the dot product obeys it),
+/// so the placed point's row gives each member a valid interval. Every member has its own cut-off, so
+/// the row's groups are all offered (cut-off inf) and filtered here; `dists[t]` follows member t's
+/// `dist`.
+pub struct Column<'s, 'a> {
+    pub pool: &'s mut super::pool::Pool,
+    pub members: &'s [usize],
+    pub placed: &'s [bool],
+    pub dists: &'s mut [f64],
+    pub at: &'s Placed<'a>,
+    pub pos: usize,
+}
+
+impl Sink for Column<'_, '_> {
+    #[inline(always)]
+    fn cutoff(&self) -> f64 {
+        f64::INFINITY
+    }
+
+    fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
+        for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate() {
+            let member = self.members[j + i];
+            if self.placed[member] {
+                continue;
+            }
+            let point = self.pool.state(member);
+            if lo <= point.cutoff {
+                point.admit(self.at, member, self.pos, lo, hi);
+                self.dists[j + i] = point.dist;
+            }
         }
     }
 }
@@ -237,5 +283,30 @@ mod tests {
         point.admit(&at, 3, 2, f64::from_bits(margin.to_bits() + 1), 5.0);
         let kept: Vec<usize> = point.candidates.iter().map(|c| c.pos).collect();
         assert_eq!(kept, [0, 1]);
+    }
+
+    /// Every pair ties (all points coincide), so the cut-off excludes none: the point must evaluate and
+    /// keep k, never holding 2 `room` candidates or more, and its row is still the k first positions.
+    #[test]
+    fn ties_keep_fewer_than_twice_room_candidates() {
+        let x = [0.0; 2 * 300];
+        let data = plane(&x);
+        let order: Vec<usize> = (0..299).collect();
+        let at = Placed {
+            data: &data,
+            order: &order,
+            k: 3,
+            room: 8,
+        };
+        let mut point = Point::new(3);
+        for pos in 0..299 {
+            point.admit(&at, 299, pos, 0.0, 0.0);
+            assert!(point.candidates.len() < 2 * at.room, "at position {pos}");
+        }
+        let mut scratch = Scratch::new(3);
+        point.finish(&at, 299, &mut scratch);
+        let (mut indices, mut distances) = ([0i64; 3], [0.0; 3]);
+        scratch.row.write_sorted(&mut indices, &mut distances);
+        assert_eq!((indices, distances), ([0, 1, 2], [0.0; 3]));
     }
 }
