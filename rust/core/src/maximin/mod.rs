@@ -16,9 +16,10 @@
 //! A at the round's start (keys outside only fall, so that bound holds and every placement is the
 //! global best). Each placed point updates the rest of A through one screened row of the Gram matrix
 //! against the whole block ([`point::Column`]): vectorised, where a scalar bound per member cost twice
-//! as much wall time at S = 512. The rows of the points just placed are
-//! then written in parallel (a placed point has seen every point placed before it, so its row depends
-//! on nothing else), and every point outside A is screened against the points just placed, one GEMM
+//! as much wall time at S = 512. The rows of the points placed in a round are written in parallel
+//! during the next round's placements, which are serial (a placed point has seen every point placed
+//! before it, so its row depends on nothing else); every point outside A is screened against the
+//! points just placed, one GEMM
 //! tile per slab of the compacted unplaced rows ([`pool`]), slabs on rayon. A point's state is touched
 //! by one slab only and sees the placed points in position order, and slabs never depend on the
 //! thread count, so the order, rows and counters do not either.
@@ -65,6 +66,60 @@ pub struct MaximinOutput {
 pub struct MaximinSizes {
     pub block: i64,
     pub room: i64,
+}
+
+/// Points placed at consecutive positions from `start`, with their states, rows not yet written.
+struct Placements {
+    start: usize,
+    states: Vec<Point>,
+}
+
+impl Placements {
+    fn stop(&self) -> usize {
+        self.start + self.states.len()
+    }
+}
+
+/// The pass's neighbour rows, taken out of its output while they are written beside the placements.
+struct Answers {
+    k: usize,
+    indices: Vec<i64>,
+    distances: Vec<f64>,
+}
+
+impl Answers {
+    fn take(out: &mut MaximinOutput) -> Answers {
+        Answers {
+            k: out.k,
+            indices: std::mem::take(&mut out.indices),
+            distances: std::mem::take(&mut out.distances),
+        }
+    }
+
+    /// Put the rows back, with the evaluations their writing took.
+    fn give_back(self, out: &mut MaximinOutput, evaluations: i64) {
+        out.indices = self.indices;
+        out.distances = self.distances;
+        out.evaluations += evaluations;
+    }
+
+    /// Write the rows of `placed`, in parallel (each depends only on its own state and the order up to
+    /// its position, `at.order`); return the canonical evaluations of their states.
+    fn write(&mut self, at: &Placed, mut placed: Placements) -> i64 {
+        let (k, start) = (self.k, placed.start);
+        let cells = start * k..placed.stop() * k;
+        let rows = (self.indices[cells.clone()].par_chunks_mut(k))
+            .zip(self.distances[cells].par_chunks_mut(k))
+            .zip(placed.states.par_iter_mut());
+        rows.enumerate().for_each_init(
+            || Scratch::new(at.k),
+            |scratch, (t, ((indices, distances), state))| {
+                state.finish(at, at.order[start + t], scratch);
+                scratch.row.write_sorted(indices, distances);
+            },
+        );
+        placed.states.iter().map(|p| p.evaluations).sum()
+    }
 }
 
 struct Pass<'a> {
@@ -125,39 +180,49 @@ impl<'a> Pass<'a> {
         self.pool.remove(c)
     }
 
-    /// Write the rows of the points placed at positions start.. (their `states`, in position order),
-    /// in parallel: each depends only on its own state and the order.
-    fn write_rows(&mut self, start: usize, mut states: Vec<Point>) {
-        let (k, kept, stop) = (self.out.k, self.kept, start + states.len());
-        let at = Placed {
-            data: self.data,
-            order: &self.order[..stop],
-            k: kept,
-            room: self.room,
-        };
-        let cells = start * k..stop * k;
-        let rows = (self.out.indices[cells.clone()].par_chunks_mut(k))
-            .zip(self.out.distances[cells].par_chunks_mut(k))
-            .zip(states.par_iter_mut());
-        rows.enumerate().for_each_init(
-            || Scratch::new(kept),
-            |scratch, (t, ((indices, distances), state))| {
-                state.finish(&at, at.order[start + t], scratch);
-                scratch.row.write_sorted(indices, distances);
-            },
-        );
-        self.out.evaluations += states.iter().map(|p| p.evaluations).sum::<i64>();
-    }
-
-    /// Place points of block `a` (ranked) from position n on while the best of them beats `bound`
-    /// (the best point outside, if any); return the count placed after the round.
-    fn greedy(&mut self, a: &[usize], bound: Option<usize>, start: usize) -> Result<usize> {
-        let mut n = start;
-        let mut states = Vec::new();
+    /// Place points of block `a` (ranked) from position `start` on while the best of them beats
+    /// `bound` (the best point outside, if any), and meanwhile write the rows of the points placed
+    /// before (`earlier`): the placements are serial, the rows parallel, so the rows fill the cores
+    /// the placements leave idle. Return the points placed now.
+    fn greedy(
+        &mut self,
+        a: &[usize],
+        bound: Option<usize>,
+        start: usize,
+        earlier: Placements,
+    ) -> Result<Placements> {
         let rows = Rows::gather(self.data, a);
         let block = rows.view(self.data)?;
-        let (values, width) = operand(&block);
-        let s = a.len();
+        let g = self.block_gram(&block);
+        let index: Vec<i64> = a.iter().map(|&j| j as i64).collect();
+        let batch = QueryBatch {
+            data: *self.data,
+            rows: &index,
+            dataset_index: &index,
+            limit: &index,
+        };
+        let screen = Screen::new(&batch, &block);
+        let order = self.order[..earlier.stop()].to_vec();
+        let mut out = Answers::take(&mut self.out);
+        let at = Placed {
+            data: self.data,
+            order: &order,
+            k: self.kept,
+            room: self.room,
+        };
+        let (evaluations, now) = rayon::join(
+            || out.write(&at, earlier),
+            || self.place_greedily(a, bound, start, &g, &screen),
+        );
+        out.give_back(&mut self.out, evaluations);
+        self.gram = g;
+        Ok(now)
+    }
+
+    /// The block's Gram matrix (S x S, row-major), in the pass's reused buffer.
+    fn block_gram(&mut self, block: &MetricData) -> Vec<f64> {
+        let (values, width) = operand(block);
+        let s = block.n_points();
         let mut g = std::mem::take(&mut self.gram);
         g.resize(s * s, 0.0);
         g.par_chunks_mut(GRAM_ROWS * s)
@@ -172,14 +237,21 @@ impl<'a> Pass<'a> {
                 g[t * s + u] = g[u * s + t];
             }
         }
-        let index: Vec<i64> = a.iter().map(|&j| j as i64).collect();
-        let batch = QueryBatch {
-            data: *self.data,
-            rows: &index,
-            dataset_index: &index,
-            limit: &index,
-        };
-        let screen = Screen::new(&batch, &block);
+        g
+    }
+
+    /// The placements of [`Self::greedy`], given the block's Gram matrix `g` and its screen.
+    fn place_greedily(
+        &mut self,
+        a: &[usize],
+        bound: Option<usize>,
+        start: usize,
+        g: &[f64],
+        screen: &Screen,
+    ) -> Placements {
+        let s = a.len();
+        let mut n = start;
+        let mut states = Vec::new();
         let mut dists: Vec<f64> = a.iter().map(|&j| self.pool.dist(j)).collect();
         loop {
             let mut best: Option<usize> = None;
@@ -217,9 +289,7 @@ impl<'a> Pass<'a> {
             screen.screen_row(b, 0, &g[b * s..(b + 1) * s], None, &mut column);
             n += 1;
         }
-        self.gram = g;
-        self.write_rows(start, states);
-        Ok(n)
+        Placements { start, states }
     }
 
     /// Screen the unplaced points outside the round's block A against the points placed at positions
@@ -272,7 +342,10 @@ impl<'a> Pass<'a> {
     fn run(&mut self, first: usize, progress: &mut (dyn FnMut(usize) + Send)) -> Result<()> {
         let n_points = self.placed.len();
         let state = self.place(first, 0);
-        self.write_rows(0, vec![state]);
+        let mut earlier = Placements {
+            start: 0,
+            states: vec![state],
+        };
         self.screen_outside(0, 1)?;
         let mut n = 1;
         while n < n_points {
@@ -292,15 +365,26 @@ impl<'a> Pass<'a> {
             let a: Vec<usize> = a.iter().map(|&(_, j)| j).collect();
             let bound = rest.first().map(|&(_, j)| j);
             a.iter().for_each(|&j| self.in_block[j] = true);
-            let stop = self.greedy(&a, bound, n)?;
+            let now = self.greedy(&a, bound, n, earlier)?;
+            let stop = now.stop();
             if bound.is_some() {
                 self.screen_outside(n, stop)?;
             }
             a.iter().for_each(|&j| self.in_block[j] = false);
             n = stop;
+            earlier = now;
             self.out.rounds += 1;
             progress(n);
         }
+        let mut out = Answers::take(&mut self.out);
+        let at = Placed {
+            data: self.data,
+            order: &self.order,
+            k: self.kept,
+            room: self.room,
+        };
+        let evaluations = out.write(&at, earlier);
+        out.give_back(&mut self.out, evaluations);
         Ok(())
     }
 }
