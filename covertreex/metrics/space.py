@@ -8,6 +8,7 @@ The space turns user input (coordinates, or a :class:`~covertreex.residual.Resid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -64,8 +65,13 @@ class MetricSpace:
 
     metric: str
     data: MetricData = field(repr=False)
-    digest: str
     problem: ResidualProblem | None = field(default=None, repr=False)
+
+    @cached_property
+    def digest(self) -> str:
+        """The data's digest, computed on first use (a search that never names its data, such as
+        vecchia_neighbors' fused pass, does not pay for hashing V)."""
+        return self.problem.digest if self.problem is not None else array_digest(self.data.X)
 
     @property
     def n_points(self) -> int:
@@ -89,7 +95,7 @@ class MetricSpace:
             np.ones(X.shape[0]),
             euclidean_slack(X.shape[1]),
         )
-        return cls("euclidean", data, array_digest(X))
+        return cls("euclidean", data)
 
     @classmethod
     def residual(cls, problem: ResidualProblem) -> MetricSpace:
@@ -99,7 +105,7 @@ class MetricSpace:
                 f"got {type(problem).__name__}"
             )
         data = _residual_data(problem, problem.X, problem.V, problem.p, float(problem.p.min()))
-        return cls("residual", data, problem.digest, problem)
+        return cls("residual", data, problem)
 
     @classmethod
     def create(cls, metric: str, data) -> MetricSpace:

@@ -157,7 +157,7 @@ impl<'a> Pass<'a> {
         let (values, width) = operand(data);
         Pass {
             data,
-            pool: Pool::new(values, n, width, Point::new(kept)),
+            pool: Pool::new(values, n, width, || Point::new(kept)),
             placed: vec![false; n],
             in_block: vec![false; n],
             order: vec![0; n],
@@ -225,13 +225,22 @@ impl<'a> Pass<'a> {
         let s = block.n_points();
         let mut g = std::mem::take(&mut self.gram);
         g.resize(s * s, 0.0);
-        g.par_chunks_mut(GRAM_ROWS * s)
-            .enumerate()
-            .for_each(|(b, strip)| {
-                let (first, count) = (b * GRAM_ROWS, strip.len() / s);
-                let mine = &values[first * width..(first + count) * width];
-                gram_strided(strip, s, mine, values, count, first + count, width);
-            });
+        // Strip b costs b + 1 units: listed largest, smallest, second largest, .., so that rayon's
+        // halving of the list gives each half the same work.
+        let mut strips: Vec<(usize, &mut [f64])> =
+            g.chunks_mut(GRAM_ROWS * s).enumerate().collect();
+        let mut balanced = Vec::with_capacity(strips.len());
+        while let Some(last) = strips.pop() {
+            balanced.push(last);
+            if !strips.is_empty() {
+                balanced.push(strips.remove(0));
+            }
+        }
+        balanced.into_par_iter().for_each(|(b, strip)| {
+            let (first, count) = (b * GRAM_ROWS, strip.len() / s);
+            let mine = &values[first * width..(first + count) * width];
+            gram_strided(strip, s, mine, values, count, first + count, width);
+        });
         for t in 0..s {
             for u in (t / GRAM_ROWS + 1) * GRAM_ROWS..s {
                 g[t * s + u] = g[u * s + t];
