@@ -2,8 +2,13 @@
 //! screening bounds a query row against *consecutive* points, so the points placed in a round (or a
 //! round's block) are gathered in position order.
 
+use rayon::prelude::*;
+
 use crate::errors::Result;
 use crate::metric::{Matrix, MetricData};
+
+/// Rows of V one parallel task copies (64 KiB at m = 128, 256 KiB at m = 512).
+const GATHER_ROWS: usize = 64;
 
 /// Rows of X, V and p, gathered.
 pub struct Rows {
@@ -16,18 +21,20 @@ pub struct Rows {
 impl Rows {
     /// Rows `rows` of `data`, in that order.
     pub fn gather(data: &MetricData, rows: &[usize]) -> Rows {
-        let mut out = Rows {
-            n: rows.len(),
-            x: Vec::with_capacity(rows.len() * data.x.cols()),
-            v: Vec::with_capacity(rows.len() * data.v.cols()),
-            p: Vec::with_capacity(rows.len()),
-        };
-        for &r in rows {
-            out.x.extend_from_slice(data.x.row(r));
-            out.v.extend_from_slice(data.v.row(r));
-            out.p.push(data.p[r]);
+        let width = data.v.cols();
+        let mut v = vec![0.0; rows.len() * width];
+        if width > 0 {
+            // Rows of V in parallel: a round gathers about 2 MiB of them twice.
+            (v.par_chunks_mut(width).zip(rows))
+                .with_min_len(GATHER_ROWS)
+                .for_each(|(to, &r)| to.copy_from_slice(data.v.row(r)));
         }
-        out
+        Rows {
+            n: rows.len(),
+            x: rows.iter().flat_map(|&r| data.x.row(r)).copied().collect(),
+            v,
+            p: rows.iter().map(|&r| data.p[r]).collect(),
+        }
     }
 
     /// The gathered rows with `data`'s metric, kernel and parameters.
