@@ -257,7 +257,8 @@ type Ordered<'py> = (
 
 /// Exact maximin order of `data` from row `first`, fused with every position's k nearest earlier
 /// positions: (order, neighbour positions, distances, canonical evaluations, rounds). `block` points
-/// per round, `room` candidates per point (raised to k + 1). `progress(n)` is called with the GIL after
+/// per round, `room` candidates a point holds at least before it drops the excluded ones (raised to
+/// k + 1; it holds fewer than 2 `room`). `progress(n)` is called with the GIL after
 /// each round; an exception it raises is re-raised once the pass is done.
 #[pyfunction]
 #[pyo3(signature = (data, first, k, block, room, threads, progress=None))]

@@ -21,6 +21,9 @@ pub fn gram_strided(
 ) {
     assert!(cols <= stride && a.len() >= rows * width && b.len() >= cols * width);
     assert!(rows == 0 || out.len() >= (rows - 1) * stride + cols);
+    if rows == 0 || cols == 0 {
+        return;
+    }
     if width == 0 {
         out.chunks_mut(stride)
             .take(rows)
@@ -81,6 +84,7 @@ mod tests {
         let (rows, cols, width, stride) = (3, 2, 4, 5);
         let a: Vec<f64> = (0..rows * width).map(|i| i as f64 - 3.0).collect();
         let b: Vec<f64> = (0..cols * width).map(|i| (i % 3) as f64).collect();
+        gram(&mut [], &[], &[], 3, 0, 0); // no columns: nothing to write, no panic
         for width in [width, 0] {
             let mut out = vec![f64::NAN; rows * stride];
             gram_strided(&mut out, stride, &a, &b, rows, cols, width);

@@ -60,8 +60,9 @@ pub struct MaximinOutput {
     pub rounds: i64,
 }
 
-/// Sizes of the pass: points per block A and rows per GEMM tile outside it; candidates a point keeps
-/// before dropping the excluded ones (raised to k + 1 if lower; any value > k is exact).
+/// Sizes of the pass: points per block A and rows per GEMM tile outside it; candidates a point holds
+/// at least before dropping the excluded ones (raised to k + 1 if lower; any value > k is exact; a
+/// point holds fewer than 2 `room`, see `point::Point::limit`).
 #[derive(Debug, Clone, Copy)]
 pub struct MaximinSizes {
     pub block: i64,
@@ -172,7 +173,7 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Put point c at position n; return its state, whose row [`Self::write_rows`] writes.
+    /// Put point c at position n; return its state, whose row [`Answers::write`] writes.
     fn place(&mut self, c: usize, n: usize) -> Point {
         self.order[n] = c;
         self.placed[c] = true;
