@@ -9,8 +9,11 @@ workload's data). Rows alternate, so that both sides see the same machine load:
   that order).query(k=50, predecessor=True)`` (V is built beforehand and not counted); its neighbours are
   checked to equal the job's, bit for bit.
 
-Each line: process CPU seconds (``time.process_time``: this machine is shared, so wall time mostly measures
-the other jobs), wall seconds, the load average, and the job's times over the query's.
+The header gives the machine's measured f64 GEMM rate (NumPy's BLAS, benchmarks/dense_vs_peers.py) and
+the GEMM floor of the search it implies (N^2 / 2 pairs of m-term dot products); each line gives the job's
+wall time over that floor. Each line: process CPU seconds (``time.process_time``: this machine is shared,
+so wall time mostly measures the other jobs), wall seconds, the load average, and the job's times over the
+query's.
 
     python benchmarks/maximin_vs_predecessor.py --n 8192 32768 --repeats 2
 """
@@ -19,13 +22,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
 import covertreex as ct
 from covertreex.vecchia import permuted_problem
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dense_vs_peers import cpu_model, dgemm_rate  # noqa: E402
 
 K, M, SEED = 50, 512, 42
 
@@ -47,12 +55,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--engine", default="rust")
     args = parser.parse_args()
+    rate = dgemm_rate()
     print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
-          f"engine {args.engine}")
+          f"CPU {cpu_model()}; engine {args.engine}; measured dgemm {rate:.1f} GFLOP/s")
     print("| N | run | job CPU s | job wall s | fused pass wall s | query CPU s | query wall s | "
-          "job / query (CPU) | job / query (wall) | load before, after |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "job / query (CPU) | job / query (wall) | GEMM floor s | job / floor | load before, after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.n:
+        floor = float(n) * n * M / rate / 1e9
         X = np.random.default_rng(SEED).normal(size=(n, 3))
         problem = ct.residual_problem(X, m=M, seed=SEED)
         for run in range(args.repeats):
@@ -65,7 +75,8 @@ def main() -> None:
             assert query.distances.tobytes() == job.distances.tobytes()
             print(f"| {n:,} | {run + 1} | {job_cpu:.2f} | {job_wall:.2f} | {job.ordering_seconds:.2f} | "
                   f"{query_cpu:.2f} | {query_wall:.2f} | {job_cpu / query_cpu:.2f}x | "
-                  f"{job_wall / query_wall:.2f}x | {load:.1f}, {os.getloadavg()[0]:.1f} |", flush=True)
+                  f"{job_wall / query_wall:.2f}x | {floor:.2f} | {job_wall / floor:.2f}x | "
+                  f"{load:.1f}, {os.getloadavg()[0]:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

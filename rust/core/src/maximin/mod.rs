@@ -139,7 +139,9 @@ struct Pass<'a> {
     kept: usize,
     room: usize,
     block: usize,
+    /// The block Gram matrix's buffer, reused by every round.
     gram: Vec<f64>,
+    /// The outside screening's tile buffers, reused by every round.
     tiles: Tiles,
     out: MaximinOutput,
 }
@@ -203,6 +205,8 @@ impl<'a> Pass<'a> {
             limit: &index,
         };
         let screen = Screen::new(&batch, &block);
+        // The rows read the order up to their positions while the placements extend it: a copy of
+        // that prefix (at most n positions per round) lets both run at once.
         let order = self.order[..earlier.stop()].to_vec();
         let mut out = Answers::take(&mut self.out);
         let at = Placed {
