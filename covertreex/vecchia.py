@@ -33,6 +33,7 @@ from covertreex.errors import unknown_name
 from covertreex.kinds import METRICS
 from covertreex.maximin_dense import maximin_with_neighbors
 from covertreex.metrics import MetricSpace
+from covertreex.metrics.kernels import take_rows
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.validation import as_points, check_k
 
@@ -78,16 +79,24 @@ def _cover_tree(engine: str, metric: str, **options) -> CoverTree:
 
 def permuted_problem(problem: ResidualProblem, order: np.ndarray) -> ResidualProblem:
     """`problem` with its rows in `order`: the same inducing points (renumbered) and Cholesky factor, so
-    every distance between two points is unchanged bit for bit."""
+    every distance between two points is unchanged bit for bit. The natural order returns `problem`
+    itself (its arrays are read-only), without copying V."""
+    if _is_identity(order):
+        return problem
     where = np.empty_like(order)
     where[order] = np.arange(order.shape[0])
-    X, V, p = problem.X[order], problem.V[order], problem.p[order]
+    X, V, p = problem.X[order], take_rows(problem.V, order), problem.p[order]
     inducing = None if problem.inducing is None else where[problem.inducing]
     for arr in (X, V, p, inducing):
         if arr is not None:
             arr.flags.writeable = False
     return ResidualProblem(X, V, p, problem.kernel, problem.lengthscale, problem.variance, inducing,
                            problem.cholesky_factor, problem.seed)
+
+
+def _is_identity(order: np.ndarray) -> bool:
+    """Whether the permutation `order` leaves every row where it is (the natural ordering)."""
+    return bool(np.array_equal(order, np.arange(order.shape[0])))
 
 
 def _order(name: str, X, problem, metric: str, engine: str, seed: int,
@@ -194,7 +203,10 @@ def vecchia_neighbors(
             name, X, problem, metric, engine, seed, lambda n: report("ordering", n))
         ordering_seconds = time.perf_counter() - start
         report("ordering", X.shape[0])
-        data = permuted_problem(problem, order) if metric == "residual" else X[order]
+        if metric == "residual":
+            data = permuted_problem(problem, order)
+        else:
+            data = X if _is_identity(order) else X[order]
         start = time.perf_counter()
         report("neighbours", 0)
         indices, distances = _predecessors(data, k, metric, engine, client)

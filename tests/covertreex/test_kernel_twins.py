@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import covertreex as ct
+from covertreex.errors import InvalidInputError
 from covertreex.metrics import kernels
 
 pytestmark = pytest.mark.skipif(kernels._rust_twin("kernel_matrix") is None,
@@ -38,6 +39,22 @@ def test_the_rust_kernel_matrix_is_numbas_bit_for_bit(kernel, lengthscale, shape
 def test_the_rust_squared_norms_are_numbas_bit_for_bit(shape):
     V = np.random.default_rng(shape[0]).normal(size=shape) * 1e-3
     assert kernels.squared_norms(V).tobytes() == kernels.squared_norms_block(V).tobytes()
+
+
+@pytest.mark.parametrize("n, m, size", [(1, 1, 1), (300, 67, 300), (5000, 8, 7000), (4, 0, 3), (9, 3, 0)])
+def test_the_rust_taken_rows_are_numpys(n, m, size):
+    rng = np.random.default_rng(n + m)
+    V = rng.normal(size=(n, m))
+    order = rng.integers(0, n, size=size)  # repeats allowed: any row indices
+    taken = kernels.take_rows(V, order)
+    assert taken.shape == (size, m) and taken.flags.c_contiguous
+    assert taken.tobytes() == V[order].tobytes()
+
+
+@pytest.mark.parametrize("bad", [-1, 40])
+def test_taken_rows_out_of_range_name_the_order(bad):
+    with pytest.raises(InvalidInputError, match=r"order\[2\] = .* out of range \[0, 40\)"):
+        kernels.take_rows(np.zeros((40, 3)), np.array([0, 39, bad]))
 
 
 @pytest.mark.parametrize("kernel", ["rbf", "matern52"])

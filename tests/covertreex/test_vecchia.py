@@ -66,6 +66,16 @@ def test_orderings_are_what_their_names_say():
     assert maximin.ordering[0] == np.argmin(((X - X.mean(axis=0)) ** 2).sum(axis=1))
 
 
+def test_the_natural_order_shares_the_problem_and_any_other_copies_it():
+    problem = ct.residual_problem(_tied_points(), **RESIDUAL)
+    assert permuted_problem(problem, np.arange(problem.n_points)) is problem
+    swapped = np.arange(problem.n_points)
+    swapped[[0, -1]] = swapped[[-1, 0]]
+    moved = permuted_problem(problem, swapped)
+    assert moved is not problem and moved.V.tobytes() == problem.V[swapped].tobytes()
+    assert not moved.V.flags.writeable and moved.V.flags.c_contiguous
+
+
 def test_permuted_residual_problem_keeps_every_distance(distance_matrix):
     problem = ct.residual_problem(_tied_points(), **RESIDUAL)
     order = np.random.default_rng(4).permutation(problem.n_points)

@@ -1,9 +1,10 @@
 //! The two matrices V's construction needs (DESIGN section 3), with the metric's canonical formulas:
-//! the kernel k(A_i, B_j) of every row pair and every row's squared norm. covertreex/metrics/kernels.py
-//! calls them through the extension where it is built, so that a rust job never starts Numba (whose
-//! first call in a process loads its compiler, about 0.25 s), and its Numba twins otherwise. Each value
-//! is one element's sequential formula (libm's `exp` included), so both give the same bits on any
-//! thread count; tests/covertreex/test_kernel_twins.py compares them.
+//! the kernel k(A_i, B_j) of every row pair and every row's squared norm; and V's rows in a new order
+//! (a Vecchia ordering). covertreex/metrics/kernels.py calls them through the extension where it is
+//! built, so that a rust job never starts Numba (whose first call in a process loads its compiler, about
+//! 0.25 s), and its Numba or NumPy twins otherwise. Each value is one element's sequential formula
+//! (libm's `exp` included) or a copy, so both give the same bits on any thread count;
+//! tests/covertreex/test_kernel_twins.py compares them.
 
 use rayon::prelude::*;
 
@@ -12,6 +13,10 @@ use crate::metric::{kernel_value, scaled_r2_of, Kernel, Matrix};
 
 /// Rows per rayon task (independent of the thread count; values never depend on it).
 const ROWS: usize = 64;
+
+/// Values written per rayon task when an output is first filled: the pages of a large output (V is
+/// 128 MiB at N = 32,768, m = 512) are faulted in by every worker, not by one.
+const FILL: usize = 1 << 16;
 
 /// `len` zeros, or an error naming `what` instead of an abort when they cannot be allocated.
 fn zeros(len: Option<usize>, what: &'static str) -> Result<Vec<f64>> {
@@ -23,7 +28,40 @@ fn zeros(len: Option<usize>, what: &'static str) -> Result<Vec<f64>> {
     let len = len.ok_or(too_large.clone())?;
     let mut out = Vec::new();
     out.try_reserve_exact(len).map_err(|_| too_large)?;
-    out.resize(len, 0.0);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(FILL)
+        .for_each(|chunk| chunk.iter_mut().for_each(|x| _ = x.write(0.0)));
+    // SAFETY: the first `len` values of the capacity were all written just above.
+    unsafe { out.set_len(len) };
+    Ok(out)
+}
+
+/// The rows `order[0], order[1], ..` of `v` as a new row-major matrix (a Vecchia ordering's V), copied in
+/// parallel; an index outside 0..rows is an error naming its position.
+pub fn take_rows(v: Matrix, order: &[i64]) -> Result<Vec<f64>> {
+    let rows = v.rows();
+    if let Some((position, &index)) =
+        (order.iter().enumerate()).find(|&(_, &i)| i < 0 || i as usize >= rows)
+    {
+        return Err(CoreError::IndexOutOfRange {
+            what: "order",
+            position,
+            index,
+            bound: rows,
+        });
+    }
+    let m = v.cols();
+    let mut out = zeros(order.len().checked_mul(m), "rows taken: cells")?;
+    if m == 0 {
+        return Ok(out);
+    }
+    out.par_chunks_mut(ROWS * m)
+        .zip(order.par_chunks(ROWS))
+        .for_each(|(to, indices)| {
+            for (row, &i) in to.chunks_exact_mut(m).zip(indices) {
+                row.copy_from_slice(v.row(i as usize));
+            }
+        });
     Ok(out)
 }
 
@@ -109,6 +147,30 @@ mod tests {
             let row = &a[i * 3..i * 3 + 3];
             let want = ((0.0 + row[0] * row[0]) + row[1] * row[1]) + row[2] * row[2];
             assert_eq!(norm.to_bits(), want.to_bits());
+        }
+    }
+
+    #[test]
+    fn taken_rows_are_the_rows_in_order_and_bad_indices_are_errors() {
+        let v: Vec<f64> = (0..200 * 3).map(|i| i as f64 * 0.5).collect();
+        let order: Vec<i64> = (0..200).map(|i| (i * 37 + 11) % 200).collect();
+        let taken = take_rows(matrix(&v, 200, 3), &order).unwrap();
+        for (row, &i) in taken.chunks_exact(3).zip(&order) {
+            assert_eq!(row, &v[i as usize * 3..i as usize * 3 + 3]);
+        }
+        let repeated = take_rows(matrix(&v, 200, 3), &[5, 5, 0]).unwrap();
+        assert_eq!(repeated, [&v[15..18], &v[15..18], &v[..3]].concat());
+        assert!(take_rows(matrix(&v, 200, 3), &[]).unwrap().is_empty());
+        assert_eq!(take_rows(matrix(&[], 4, 0), &[3, 0]).unwrap().len(), 0);
+        for bad in [200, -1] {
+            assert!(matches!(
+                take_rows(matrix(&v, 200, 3), &[0, 1, bad]),
+                Err(CoreError::IndexOutOfRange {
+                    what: "order",
+                    position: 2,
+                    ..
+                })
+            ));
         }
     }
 

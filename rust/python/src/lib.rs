@@ -344,6 +344,23 @@ fn squared_norms<'py>(
     Ok(norms.into_pyarray(py))
 }
 
+/// V's rows in `order` (int64 dataset indices), as a new (len(order), m) array copied in parallel: the
+/// rust twin of `V[order]` (covertreex.metrics.kernels.take_rows); an index out of range is an error.
+#[pyfunction]
+fn take_rows<'py>(
+    py: Python<'py>,
+    v: &Bound<'py, PyAny>,
+    order: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let v = array2(v, "V")?;
+    let order = array1::<i64>(order, "order")?;
+    let (n, m) = (v.shape()[0], v.shape()[1]);
+    let v = Matrix::new("V", slice(py, &v, "V")?, n, m).map_err(|e| errors::core_error(py, &e))?;
+    let order = slice(py, &order, "order")?;
+    let rows = without_gil(py, || kernels::take_rows(v, order))?;
+    matrix(py, rows, order.len(), m)
+}
+
 /// Worker threads a query uses when `threads` is None (rayon's global pool: RAYON_NUM_THREADS or cores).
 #[pyfunction]
 fn default_threads() -> usize {
@@ -369,6 +386,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(maximin, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(squared_norms, m)?)?;
+    m.add_function(wrap_pyfunction!(take_rows, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(available_threads, m)?)?;
     Ok(())
