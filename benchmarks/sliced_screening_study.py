@@ -19,6 +19,11 @@ few units in the last place of combining the levels in f64, negligible against i
 sqrt(p_i p_j) it bounds the error of rho; the interval on the distance follows, T is a query's k-th smallest
 upper bound and a pair is a candidate when its lower bound is at or below T. The f64 rows use the dense
 path's dot-product term 2 gamma_m ||V_i|| ||V_j|| (its kernel and rounding terms are far smaller here).
+The product-form rows bound the same error by alpha_i alpha_j, the shape of the dense screen's per-row
+factors (rust/core/src/dense/screen.rs): with tau = 128^-S, N_i = max over l >= 2 of n_il (a dropped
+product has l, l' >= 2) and c = sum over the dropped levels L of 128^-L times their number of slice pairs,
+alpha_i = s_i (sqrt(c) N_i + sqrt(tau) (w_i + 1) + sqrt(m) tau); expanding the product gives every term
+of the bound above, plus cross terms that are never negative.
 Only the MAC count per pair is a cost figure; the AMX throughput is measured by benchmarks/amx_int8.
 
     python benchmarks/sliced_screening_study.py --n 32768 --queries 256
@@ -116,14 +121,19 @@ def main() -> None:
         outer_s = np.outer(s[q], s)
         approx *= outer_s
         bound = outer_s * (BASE**-S * (w[q, None] + w[None, :]) + M * BASE ** (-2 * S) + dropped)
-        ratio = np.abs(approx - exact) / bound
-        assert ratio.max() <= 1.0 + 1e-6, "the bound must hold on every pair"
-        rho_bound = bound / scale
-        lo, hi = distance_interval(K_q, approx, bound, scale)
-        count = candidates(lo, hi, q)
-        print(f"| int8 slices, S = {S} | {kept} | {kept * M:,} | {ratio.max():.2g} | "
-              f"{np.median(rho_bound):.2g} | {np.quantile(rho_bound, 0.9):.2g} | {np.median(count):.0f} | "
-              f"{np.quantile(count, 0.9):.0f} | {count.max()} |", flush=True)
+        tau = BASE**-S
+        c = sum(BASE**-(l1 + l2) for l1 in range(2, S + 1) for l2 in range(2, S + 1) if l1 + l2 > S + 1)
+        N = np.max(n_l[1:], axis=0)
+        alpha = s * (np.sqrt(c) * N + np.sqrt(tau) * (w + 1.0) + np.sqrt(M) * tau)
+        for form, error in (("sum", bound), ("product", np.outer(alpha[q], alpha))):
+            ratio = np.abs(approx - exact) / error
+            assert ratio.max() <= 1.0 + 1e-6, "the bound must hold on every pair"
+            rho_bound = error / scale
+            lo, hi = distance_interval(K_q, approx, error, scale)
+            count = candidates(lo, hi, q)
+            print(f"| int8 slices, S = {S}, {form} form | {kept} | {kept * M:,} | {ratio.max():.2g} | "
+                  f"{np.median(rho_bound):.2g} | {np.quantile(rho_bound, 0.9):.2g} | "
+                  f"{np.median(count):.0f} | {np.quantile(count, 0.9):.0f} | {count.max()} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -79,9 +79,9 @@ def _cover_tree(engine: str, metric: str, **options) -> CoverTree:
 
 def permuted_problem(problem: ResidualProblem, order: np.ndarray) -> ResidualProblem:
     """`problem` with its rows in `order`: the same inducing points (renumbered) and Cholesky factor, so
-    every distance between two points is unchanged bit for bit. The natural order returns `problem`
-    itself (its arrays are read-only), without copying V."""
-    if _is_identity(order):
+    every distance between two points is unchanged bit for bit. The natural order of all its points
+    returns `problem` itself, sharing its arrays instead of copying V."""
+    if order.shape[0] == problem.n_points and _is_identity(order):
         return problem
     where = np.empty_like(order)
     where[order] = np.arange(order.shape[0])

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from covertreex.errors import InputTypeError, InvalidInputError
 from covertreex.kinds import KERNELS, METRICS
 
 EUCLIDEAN = METRICS.index("euclidean")
@@ -140,7 +141,15 @@ def take_rows(V, order) -> np.ndarray:
     where it is built (into memory NumPy does not ask transparent huge pages for: on this project's virtual
     machine those fault in slowly, 0.3 s against 0.04 s per 128 MB, docs/vecchia.md), else by NumPy."""
     V = np.ascontiguousarray(V, dtype=np.float64)
-    order = np.ascontiguousarray(order, dtype=np.int64)
+    order = np.asarray(order)
+    if order.ndim != 1 or not (np.issubdtype(order.dtype, np.integer) or order.size == 0):
+        raise InputTypeError(f"order must be a 1-d array of integer row indices, got {order.dtype} with "
+                             f"shape {order.shape}")
+    order = order.astype(np.int64, copy=False)
+    outside = np.flatnonzero((order < 0) | (order >= V.shape[0]))
+    if outside.size:
+        first = outside[0]
+        raise InvalidInputError(f"order[{first}] = {order[first]} is out of range [0, {V.shape[0]})")
     twin = _rust_twin("take_rows")
     return V[order] if twin is None else twin(V, order)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import covertreex as ct
-from covertreex.errors import InvalidInputError
+from covertreex.errors import InputTypeError, InvalidInputError
 from covertreex.metrics import kernels
 
 pytestmark = pytest.mark.skipif(kernels._rust_twin("kernel_matrix") is None,
@@ -43,18 +43,28 @@ def test_the_rust_squared_norms_are_numbas_bit_for_bit(shape):
 
 @pytest.mark.parametrize("n, m, size", [(1, 1, 1), (300, 67, 300), (5000, 8, 7000), (4, 0, 3), (9, 3, 0)])
 def test_the_rust_taken_rows_are_numpys(n, m, size):
+    assert kernels._rust_twin("take_rows") is not None  # a stale build would compare NumPy with NumPy
     rng = np.random.default_rng(n + m)
     V = rng.normal(size=(n, m))
-    order = rng.integers(0, n, size=size)  # repeats allowed: any row indices
+    order = rng.integers(0, n, size=size).astype(np.int32)  # repeats allowed: any row indices
     taken = kernels.take_rows(V, order)
     assert taken.shape == (size, m) and taken.flags.c_contiguous
     assert taken.tobytes() == V[order].tobytes()
 
 
+@pytest.mark.parametrize("twin", [True, False])
 @pytest.mark.parametrize("bad", [-1, 40])
-def test_taken_rows_out_of_range_name_the_order(bad):
+def test_taken_rows_out_of_range_name_the_order(monkeypatch, twin, bad):
+    if not twin:
+        monkeypatch.setattr(kernels, "_rust_twin", lambda name: None)
     with pytest.raises(InvalidInputError, match=r"order\[2\] = .* out of range \[0, 40\)"):
         kernels.take_rows(np.zeros((40, 3)), np.array([0, 39, bad]))
+
+
+@pytest.mark.parametrize("order", [np.array([2.9, 0.2]), np.array([[0, 1]]), np.array(["0"])])
+def test_taken_rows_need_a_flat_integer_order(order):
+    with pytest.raises(InputTypeError, match="order must be a 1-d array of integer row indices"):
+        kernels.take_rows(np.zeros((4, 3)), order)
 
 
 @pytest.mark.parametrize("kernel", ["rbf", "matern52"])

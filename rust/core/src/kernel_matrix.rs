@@ -18,8 +18,9 @@ const ROWS: usize = 64;
 /// 128 MiB at N = 32,768, m = 512) are faulted in by every worker, not by one.
 const FILL: usize = 1 << 16;
 
-/// `len` zeros, or an error naming `what` instead of an abort when they cannot be allocated.
-fn zeros(len: Option<usize>, what: &'static str) -> Result<Vec<f64>> {
+/// An empty vector with room for exactly `len` values, or an error naming `what` instead of an abort
+/// when they cannot be allocated (`len` None: the size overflowed).
+fn reserved(len: Option<usize>, what: &'static str) -> Result<Vec<f64>> {
     let too_large = CoreError::BadValue {
         what,
         value: len.map_or(i64::MAX, |n| n.min(i64::MAX as usize) as i64),
@@ -28,6 +29,13 @@ fn zeros(len: Option<usize>, what: &'static str) -> Result<Vec<f64>> {
     let len = len.ok_or(too_large.clone())?;
     let mut out = Vec::new();
     out.try_reserve_exact(len).map_err(|_| too_large)?;
+    Ok(out)
+}
+
+/// `len` zeros, or an error naming `what` instead of an abort when they cannot be allocated.
+fn zeros(len: Option<usize>, what: &'static str) -> Result<Vec<f64>> {
+    let mut out = reserved(len, what)?;
+    let len = len.unwrap_or(0);
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(FILL)
         .for_each(|chunk| chunk.iter_mut().for_each(|x| _ = x.write(0.0)));
@@ -51,17 +59,22 @@ pub fn take_rows(v: Matrix, order: &[i64]) -> Result<Vec<f64>> {
         });
     }
     let m = v.cols();
-    let mut out = zeros(order.len().checked_mul(m), "rows taken: cells")?;
-    if m == 0 {
-        return Ok(out);
+    let len = order.len().checked_mul(m);
+    let mut out = reserved(len, "rows taken: cells")?;
+    let len = order.len() * m; // no overflow: `reserved` checked it
+    if len > 0 {
+        (out.spare_capacity_mut()[..len].par_chunks_mut(ROWS.saturating_mul(m)))
+            .zip(order.par_chunks(ROWS))
+            .for_each(|(to, indices)| {
+                for (row, &i) in to.chunks_exact_mut(m).zip(indices) {
+                    for (to, &from) in row.iter_mut().zip(v.row(i as usize)) {
+                        to.write(from);
+                    }
+                }
+            });
     }
-    out.par_chunks_mut(ROWS * m)
-        .zip(order.par_chunks(ROWS))
-        .for_each(|(to, indices)| {
-            for (row, &i) in to.chunks_exact_mut(m).zip(indices) {
-                row.copy_from_slice(v.row(i as usize));
-            }
-        });
+    // SAFETY: the chunks of `order` cover the first len = order.len() m values, each written above.
+    unsafe { out.set_len(len) };
     Ok(out)
 }
 
@@ -91,8 +104,9 @@ pub fn kernel_matrix(
     if n_b == 0 {
         return Ok(out);
     }
-    out.par_chunks_mut(ROWS * n_b)
-        .zip(a.values().par_chunks(ROWS * d))
+    // Saturating: with no rows of A, n_b may be any size (the chunks are then never formed).
+    out.par_chunks_mut(ROWS.saturating_mul(n_b))
+        .zip(a.values().par_chunks(ROWS.saturating_mul(d)))
         .for_each(|(rows, xs)| {
             for (row, x) in rows.chunks_exact_mut(n_b).zip(xs.chunks_exact(d)) {
                 for (value, y) in row.iter_mut().zip(b.values().chunks_exact(d)) {
@@ -111,7 +125,7 @@ pub fn squared_norms(v: Matrix) -> Result<Vec<f64>> {
         return Ok(out);
     }
     out.par_chunks_mut(ROWS * 16)
-        .zip(v.values().par_chunks(ROWS * 16 * m))
+        .zip(v.values().par_chunks((ROWS * 16).saturating_mul(m)))
         .for_each(|(norms, rows)| {
             for (norm, row) in norms.iter_mut().zip(rows.chunks_exact(m)) {
                 *norm = row.iter().fold(0.0, |acc, x| acc + x * x);
@@ -161,6 +175,17 @@ mod tests {
         let repeated = take_rows(matrix(&v, 200, 3), &[5, 5, 0]).unwrap();
         assert_eq!(repeated, [&v[15..18], &v[15..18], &v[..3]].concat());
         assert!(take_rows(matrix(&v, 200, 3), &[]).unwrap().is_empty());
+        let wide = 1usize << 58; // no rows: any width, and no chunk size may overflow
+        assert!(take_rows(matrix(&[], 0, wide), &[]).unwrap().is_empty());
+        assert!(squared_norms(matrix(&[], 0, wide)).unwrap().is_empty());
+        let none = kernel_matrix(
+            matrix(&[], 0, 1),
+            matrix(&[0.0], 1, 1),
+            &[1.0],
+            Kernel::Rbf,
+            1.0,
+        );
+        assert!(none.unwrap().is_empty());
         assert_eq!(take_rows(matrix(&[], 4, 0), &[3, 0]).unwrap().len(), 0);
         for bad in [200, -1] {
             assert!(matches!(
