@@ -81,7 +81,7 @@ def permuted_problem(problem: ResidualProblem, order: np.ndarray) -> ResidualPro
     """`problem` with its rows in `order`: the same inducing points (renumbered) and Cholesky factor, so
     every distance between two points is unchanged bit for bit. The natural order of all its points
     returns `problem` itself, sharing its arrays instead of copying V."""
-    if order.shape[0] == problem.n_points and _is_identity(order):
+    if _is_identity(order, problem.n_points):
         return problem
     where = np.empty_like(order)
     where[order] = np.arange(order.shape[0])
@@ -94,9 +94,9 @@ def permuted_problem(problem: ResidualProblem, order: np.ndarray) -> ResidualPro
                            problem.cholesky_factor, problem.seed)
 
 
-def _is_identity(order: np.ndarray) -> bool:
-    """Whether the permutation `order` leaves every row where it is (the natural ordering)."""
-    return bool(np.array_equal(order, np.arange(order.shape[0])))
+def _is_identity(order: np.ndarray, n: int) -> bool:
+    """Whether `order` is the natural ordering of all n rows."""
+    return bool(np.array_equal(order, np.arange(n)))
 
 
 def _order(name: str, X, problem, metric: str, engine: str, seed: int,
@@ -206,7 +206,7 @@ def vecchia_neighbors(
         if metric == "residual":
             data = permuted_problem(problem, order)
         else:
-            data = X if _is_identity(order) else X[order]
+            data = X if _is_identity(order, X.shape[0]) else X[order]
         start = time.perf_counter()
         report("neighbours", 0)
         indices, distances = _predecessors(data, k, metric, engine, client)

@@ -146,12 +146,14 @@ def take_rows(V, order) -> np.ndarray:
         raise InputTypeError(f"order must be a 1-d array of integer row indices, got {order.dtype} with "
                              f"shape {order.shape}")
     order = order.astype(np.int64, copy=False)
+    twin = _rust_twin("take_rows")
+    if twin is not None:
+        return twin(V, order)  # checks the range itself, with the same message
     outside = np.flatnonzero((order < 0) | (order >= V.shape[0]))
     if outside.size:
         first = outside[0]
         raise InvalidInputError(f"order[{first}] = {order[first]} is out of range [0, {V.shape[0]})")
-    twin = _rust_twin("take_rows")
-    return V[order] if twin is None else twin(V, order)
+    return V[order]
 
 
 def residual_variance_of_norms(squared_norms: np.ndarray, variance: float) -> np.ndarray:
