@@ -8,10 +8,11 @@ scatter, the tasks and the gather are timed). Runs alternate so that both sides 
 Each line: wall seconds, CPU seconds (this process -- client and the LocalCluster's scheduler -- plus the
 workers' during the run), whether the answers are byte-identical, and the load average.
 
-The header names the kernel's transparent-huge-page modes and NUMPY_MADVISE_HUGEPAGE: every worker receives
-V into a fresh NumPy buffer, and NumPy asks for huge pages on buffers of 4 MiB or more. On this project's
-virtual machine, faulting in fresh huge pages costs about 0.25 s per 128 MB against 0.04 s for small
-pages (docs/vecchia.md, "On a Dask cluster"), paid once per worker on the scatter's path.
+The header names the kernel's transparent-huge-page modes and NUMPY_MADVISE_HUGEPAGE: NumPy asks for huge
+pages on buffers of 4 MiB or more, which fault in slowly on this project's virtual machine (about 0.25 s per
+128 MB against 0.04 s for small pages). The index travels in pieces below that size
+(covertreex/small_frames.py), so the setting should no longer change the overhead (docs/benchmarks.md,
+"The index in small pieces").
 
     python benchmarks/dask_overhead.py --n 32768 --repeats 2
     NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/dask_overhead.py --n 32768 --repeats 2

@@ -17,10 +17,10 @@ scatter). Through the scheduler (Dask's default) it would travel one hop more: 1
 of wall for a 128 MB V to 2 local workers (docs/vecchia.md). A client that cannot reach the workers is
 made with ``Client(..., direct_to_workers=False)`` and keeps the scheduler's route.
 
-Each worker receives the index into fresh NumPy buffers, for which NumPy asks for transparent huge pages.
-On this project's virtual machine, faulting those in cost 0.25 s per 128 MB against 0.04 s with small
-pages, twice on the scatter's path: where huge pages are slow like that, start workers with
-``NUMPY_MADVISE_HUGEPAGE=0`` (docs/vecchia.md, "On a Dask cluster").
+The index travels in pieces of at most 2 MiB (:mod:`covertreex.small_frames`): a worker receives each into
+a buffer too small for NumPy to ask for transparent huge pages, and joins them in plain pages. Sent whole,
+a 128 MB V reached each worker in two 64 MiB shards plus their merged copy, all in fresh huge pages, which
+fault in slowly on this project's virtual machine (docs/vecchia.md, "On a Dask cluster").
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from covertreex import malloc_thresholds
+from covertreex import malloc_thresholds, small_frames
 from covertreex.api import CoverTree
 from covertreex.config import Config
 from covertreex.engines import get_engine
@@ -64,6 +64,11 @@ class Index:
     k: int
     path: str
     tree: Tree | None = field(default=None, repr=False)
+
+    def __reduce_ex__(self, protocol):
+        """Travel in pieces that land in plain pages (:mod:`covertreex.small_frames`)."""
+        fields = tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+        return small_frames.reduce(Index, fields, protocol)
 
 
 def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, predecessor: bool = False,
@@ -114,9 +119,8 @@ def _answer_on_worker(index: Index, start: int, stop: int) -> tuple[np.ndarray, 
     """answer_range on a worker, with as many engine threads as the worker has (not one per core:
     worker processes sharing a machine would each start a thread per core and compete for them), and
     freed memory kept for reuse meanwhile (:mod:`covertreex.malloc_thresholds`: Dask's workers return it
-    at once, which made the engine's tile buffers page-fault on every tile). The index arrives as Dask
-    serialises it (pickle protocol 5, arrays in their own frames, not copied); an array that lands
-    misaligned in a frame is realigned by the engine (covertreex.engines.rust)."""
+    at once, which made the engine's tile buffers page-fault on every tile). The index arrives rebuilt by
+    :mod:`covertreex.small_frames`, each array in memory of its own, so the engine copies none of them."""
     from distributed import get_worker
 
     threads = min(get_worker().state.nthreads, available_cpus())

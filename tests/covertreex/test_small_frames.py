@@ -1,0 +1,98 @@
+"""covertreex.small_frames: values travel in pieces below NumPy's huge-page threshold and come back equal."""
+
+from __future__ import annotations
+
+import mmap
+import pickle
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex import distributed, small_frames
+from covertreex.small_frames import PIECE_BYTES
+
+
+@dataclass(frozen=True)
+class Holder:
+    arrays: tuple
+    label: str
+
+    def __reduce_ex__(self, protocol):
+        return small_frames.reduce(Holder, (self.arrays, self.label), protocol)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def _arrays() -> tuple:
+    rng = np.random.default_rng(7)
+    return (
+        np.empty((0, 5)),                                           # no bytes at all
+        np.arange(3, dtype=np.int32),                               # a few bytes
+        rng.normal(size=PIECE_BYTES // 8),                          # exactly one piece
+        _read_only(rng.normal(size=(1000, 517))),                   # several pieces, the last one short
+        np.asfortranarray(rng.integers(0, 9, size=(700, 600))),     # Fortran order
+        rng.normal(size=(40, 30))[:, ::3],                          # not contiguous: pickled in band
+    )
+
+
+def _base_object(array: np.ndarray):
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return memoryview(array.base).obj if array.base is not None else None
+
+
+def _out_of_band_sizes(value) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    buffers: list[pickle.PickleBuffer] = []
+    header = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return header, buffers
+
+
+def test_every_buffer_travels_in_pieces_and_comes_back_equal():
+    value = Holder(_arrays(), "x")
+    header, buffers = _out_of_band_sizes(value)
+    sizes = [buffer.raw().nbytes for buffer in buffers]
+    assert max(sizes) == PIECE_BYTES and sum(sizes) > 4 * PIECE_BYTES
+    back = pickle.loads(header, buffers=buffers)
+    assert back.label == "x"
+    for sent, got in zip(value.arrays, back.arrays, strict=True):
+        assert got.dtype == sent.dtype and got.shape == sent.shape
+        assert got.tobytes() == sent.tobytes()
+        assert got.flags.writeable == sent.flags.writeable
+        assert got.flags.f_contiguous == sent.flags.f_contiguous
+    # a large buffer lands in a memory map of its own, never in a NumPy buffer that asks for huge pages
+    assert isinstance(_base_object(back.arrays[3]), mmap.mmap)
+    assert back.arrays[3].ctypes.data % mmap.PAGESIZE == 0
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_in_band_pickling_round_trips(protocol):
+    value = Holder(_arrays(), "y")
+    back = pickle.loads(pickle.dumps(value, protocol=protocol))
+    assert all(got.tobytes() == sent.tobytes() for sent, got in zip(value.arrays, back.arrays, strict=True))
+
+
+def test_pieces_that_do_not_add_up_are_an_error():
+    constructor, args = small_frames.reduce(Holder, (_arrays(), "z"), 5)
+    with pytest.raises(pickle.UnpicklingError, match="1 pieces left over"):
+        constructor(*args, pickle.PickleBuffer(b"extra"))
+    with pytest.raises(IndexError):
+        constructor(*args[:-1])
+
+
+def test_a_dask_index_travels_in_pieces_and_answers_the_same():
+    problem = ct.residual_problem(np.random.default_rng(3).normal(size=(1500, 3)), m=512, seed=3)
+    index = distributed.prepare(problem, 7, metric="residual", predecessor=True)
+    header, buffers = _out_of_band_sizes(index)
+    assert max(buffer.raw().nbytes for buffer in buffers) <= PIECE_BYTES
+    assert sum(buffer.raw().nbytes for buffer in buffers) > problem.V.nbytes
+    back = pickle.loads(header, buffers=buffers)
+    assert isinstance(_base_object(back.space.problem.V), mmap.mmap)
+    assert not back.space.problem.V.flags.writeable
+    sent = distributed.answer_range(index, 0, 1500)
+    got = distributed.answer_range(back, 0, 1500)
+    assert np.array_equal(sent[0], got[0]) and sent[1].tobytes() == got[1].tobytes()
