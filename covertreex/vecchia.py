@@ -175,7 +175,10 @@ def vecchia_neighbors(
     query). `progress(stage, n)` hears how many points of N a stage ('ordering', then 'neighbours') has
     finished. `scheduler` (a dask.distributed Client or a scheduler address) finds the neighbours on that
     cluster (:mod:`covertreex.distributed`; the ordering is computed here); the answer is byte-identical.
-    Returns a :class:`VecchiaNeighbors`.
+    A maximin ordering that the engine fuses with the neighbours (above) runs here whatever the
+    scheduler: the pass finds the neighbours while it orders, for little more than ordering alone, so
+    the cluster could only repeat them (docs/vecchia.md, "On a Dask cluster"). Returns a
+    :class:`VecchiaNeighbors`.
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
@@ -194,7 +197,7 @@ def vecchia_neighbors(
             problem = residual_problem(X, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m,
                                        seed=seed)
         report = progress or (lambda stage, n: None)
-        fused = name in FUSED_ORDERINGS[metric] and client is None and (
+        fused = name in FUSED_ORDERINGS[metric] and (
             _rust_chosen(engine) or (engine == "auto" and metric == "residual"))
         if fused:
             return _fused(metric, problem if metric == "residual" else X, k, name, engine, report)

@@ -15,6 +15,7 @@ import pytest
 
 import covertreex as ct
 from covertreex import distributed
+from covertreex.errors import InvalidInputError
 
 pytest.importorskip("distributed")
 
@@ -46,13 +47,38 @@ def test_ranges_cover_every_query_once_at_about_equal_cost():
     assert distributed.cost_balanced_ranges(np.full(3, 5), 1, 10) == [(0, 1), (1, 2), (2, 3)]
 
 
-@pytest.mark.parametrize("metric, ordering", [("residual", "maximin"), ("euclidean", "random")])
+def _ranges_run(client, job) -> int:
+    """How many ranges of covertreex.distributed the cluster ran during `job()`."""
+    from distributed import get_task_stream
+
+    with get_task_stream(client) as stream:
+        job()
+    return sum(str(task["key"]).startswith("_answer_on_worker") for task in stream.data)
+
+
+@pytest.mark.parametrize("metric, ordering", [("residual", "natural"), ("residual", "maximin-euclidean"),
+                                              ("euclidean", "random")])
 def test_vecchia_job_on_the_cluster_is_byte_identical(client, metric, ordering):
     X = np.random.default_rng(5).normal(size=(600, 3))
     local = ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, m=32)
-    remote = ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, m=32, scheduler=client)
+    remote = []
+    ran = _ranges_run(client, lambda: remote.append(
+        ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, m=32, scheduler=client)))
+    assert ran == 2 * distributed.RANGES_PER_WORKER
     for name in ("ordering", "neighbors", "distances"):
-        assert _same_bytes(getattr(local, name), getattr(remote, name)), name
+        assert _same_bytes(getattr(local, name), getattr(remote[0], name)), name
+
+
+@pytest.mark.parametrize("metric", ["residual", "euclidean"])
+def test_a_maximin_ordering_fused_with_the_neighbours_needs_no_cluster(client, metric):
+    X = np.random.default_rng(4).normal(size=(500, 3))
+    local = ct.vecchia_neighbors(X, 8, metric=metric, m=32)
+    remote = []
+    ran = _ranges_run(client, lambda: remote.append(ct.vecchia_neighbors(X, 8, metric=metric, m=32,
+                                                                         scheduler=client)))
+    assert ran == 0 and remote[0].ordering_name == "maximin" and remote[0].neighbor_seconds == 0.0
+    for name in ("ordering", "neighbors", "distances"):
+        assert _same_bytes(getattr(local, name), getattr(remote[0], name)), name
 
 
 def test_query_set_by_scheduler_address_is_byte_identical(client):
@@ -95,12 +121,20 @@ def test_a_killed_worker_loses_nothing(client):
 def test_pcct_vecchia_scheduler_flag(client, tmp_path):
     X = np.random.default_rng(9).normal(size=(300, 2))
     np.save(tmp_path / "x.npy", X)
-    done = subprocess.run(
+    done = []
+    ran = _ranges_run(client, lambda: done.append(subprocess.run(
         [sys.executable, "-m", "covertreex", "vecchia", str(tmp_path / "x.npy"), "--k", "6", "--m", "16",
-         "--scheduler", client.scheduler.address, "--out", str(tmp_path / "nn.npz")],
-        capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+         "--ordering", "random", "--scheduler", client.scheduler.address, "--out", str(tmp_path / "nn.npz")],
+        capture_output=True, text=True, timeout=300)))
+    assert done[0].returncode == 0, done[0].stderr
+    assert ran == 2 * distributed.RANGES_PER_WORKER
     saved = np.load(tmp_path / "nn.npz")
-    local = ct.vecchia_neighbors(X, 6, m=16)
+    local = ct.vecchia_neighbors(X, 6, m=16, ordering="random")
     for name in ("ordering", "neighbors", "distances"):
         assert _same_bytes(saved[name], getattr(local, name)), name
+
+
+def test_an_unreachable_scheduler_fails_before_any_work_even_when_no_cluster_is_needed():
+    X = np.random.default_rng(3).normal(size=(50, 2))
+    with pytest.raises(InvalidInputError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:1'"):
+        ct.vecchia_neighbors(X, 3, scheduler="tcp://127.0.0.1:1")  # maximin: fused, runs here
