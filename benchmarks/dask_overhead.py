@@ -14,8 +14,13 @@ pages on buffers of 4 MiB or more, which fault in slowly on this project's virtu
 (covertreex/small_frames.py), so the setting should no longer change the overhead (docs/benchmarks.md,
 "The index in small pieces").
 
+With ``--job ORDERING`` it times the user's whole call instead, ``vecchia_neighbors(X, 50, ordering=ORDERING,
+m=512, seed=42)`` without and with ``scheduler=client`` (V, the ordering and the neighbours; a maximin
+ordering fused with the neighbours runs in this process either way).
+
     python benchmarks/dask_overhead.py --n 32768 --repeats 2
     NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/dask_overhead.py --n 32768 --repeats 2
+    python benchmarks/dask_overhead.py --n 32768 --repeats 2 --job maximin
 """
 
 from __future__ import annotations
@@ -53,20 +58,45 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def time_the_job(X: np.ndarray, ordering: str, client) -> None:
+    """One whole vecchia_neighbors call in this process, then the same call given the cluster."""
+    results = []
+    for scheduler in (None, client):
+        workers = client.run(cpu_seconds)
+        start, cpu = time.perf_counter(), cpu_seconds()
+        results.append(ct.vecchia_neighbors(X, K, ordering=ordering, m=M, seed=SEED, scheduler=scheduler))
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        after = client.run(cpu_seconds)
+        on_workers = sum(after[w] - workers[w] for w in workers)
+        where = "one process " if scheduler is None else "with cluster"
+        print(f"job {ordering}, {where} wall {wall:6.2f} s  CPU {cpu + on_workers:6.2f} s (workers "
+              f"{on_workers:.2f})  load {os.getloadavg()[0]:.1f}", flush=True)
+    local, remote = results
+    same = all(getattr(local, name).tobytes() == getattr(remote, name).tobytes()
+               for name in ("ordering", "neighbors", "distances"))
+    print(f"identical {same}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32768)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--job", default=None, metavar="ORDERING",
+                        help="time vecchia_neighbors with this ordering, without and with the cluster")
     args = parser.parse_args()
     from distributed import Client, LocalCluster
 
     print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
           f"{huge_page_setting()}", flush=True)
-    problem = ct.residual_problem(np.random.default_rng(SEED).normal(size=(args.n, 3)), m=M, seed=SEED)
+    X = np.random.default_rng(SEED).normal(size=(args.n, 3))
+    problem = ct.residual_problem(X, m=M, seed=SEED)
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(importlib.import_module, "covertreex.distributed")
         for _ in range(args.repeats):
+            if args.job is not None:
+                time_the_job(X, args.job, client)
+                continue
             start, cpu = time.perf_counter(), cpu_seconds()
             local = ct.CoverTree(metric="residual", telemetry=False).fit(problem).query(k=K, predecessor=True)
             wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
