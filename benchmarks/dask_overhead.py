@@ -89,7 +89,7 @@ def main() -> None:
     print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
           f"{huge_page_setting()}", flush=True)
     X = np.random.default_rng(SEED).normal(size=(args.n, 3))
-    problem = ct.residual_problem(X, m=M, seed=SEED)
+    problem = None if args.job else ct.residual_problem(X, m=M, seed=SEED)
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(importlib.import_module, "covertreex.distributed")

@@ -199,7 +199,8 @@ def _add_vecchia(sub) -> None:
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="find the neighbours on the Dask cluster at this scheduler address, e.g. "
                              "tcp://host:8786 (needs covertreex[dask]; the ordering is computed here, and "
-                             "a maximin ordering in --metric finds the neighbours itself, with no cluster)")
+                             "a maximin ordering in --metric that the engine fuses with the neighbours "
+                             "finds them itself, with no cluster)")
     parser.add_argument("--out", default=None, metavar="FILE.npz",
                         help="write ordering, neighbors and distances here (.npz appended if missing)")
     parser.add_argument("--json", action="store_true",

@@ -6,11 +6,15 @@ larger than Dask's shard size (``distributed.comm.shard``, 64 MiB) also travels 
 copies into one more such buffer. On this project's virtual machine fresh huge pages fault in slowly (0.25 s
 per 128 MB against 0.04 s for small pages, docs/vecchia.md), so a 128 MB V cost 256 MB of them per worker.
 
-:func:`reduce` pickles a value's arrays out of band (protocol 5, no copy) and hands each buffer to the outer
-pickler in pieces of at most :data:`PIECE_BYTES`, so no receiving buffer asks for huge pages and none is
-sharded; :func:`rebuild` copies the pieces of each large buffer into one anonymous memory map (plain pages,
-page-aligned, returned to the system when the last array over it is freed). A worker thus writes each byte of
-V twice in small pages, where it wrote it twice in huge pages before.
+:func:`reduce_in_pieces` pickles a value's arrays out of band (protocol 5, no copy) and hands each buffer to
+the outer pickler in pieces of at most :data:`PIECE_BYTES`, so no receiving buffer asks for huge pages and
+none is sharded; :func:`rebuild` copies the pieces of each large buffer into one anonymous private memory map
+(page-aligned, returned to the system when the last array over it is freed). A worker thus writes each byte
+of V twice in small pages, where it wrote it twice in huge pages before. (Small pages where the kernel's THP
+mode is ``madvise`` or ``never``; under ``always`` any large mapping may get huge pages.)
+
+The inner pickling is the standard library's: a value that only cloudpickle could pickle (a lambda, a class
+defined in ``__main__``) cannot travel this way.
 """
 
 from __future__ import annotations
@@ -21,17 +25,18 @@ import pickle
 PIECE_BYTES = 2 << 20
 """Largest piece a buffer travels in: below NumPy's 4 MiB huge-page threshold and Dask's shard size."""
 
+
 def _plain_pages(nbytes: int) -> mmap.mmap:
     """An anonymous private map of `nbytes`, its pages faulted in by the kernel at once where it can
     (Linux's MAP_POPULATE: joining 128 MB took 0.051 s against 0.064 s faulting page by page, 2026-12-03
-    on this project's VM)."""
-    populate = getattr(mmap, "MAP_POPULATE", None)
-    if populate is None:
+    on this project's VM). Windows has no flags: its anonymous maps are private to the process."""
+    if not hasattr(mmap, "MAP_PRIVATE"):
         return mmap.mmap(-1, nbytes)
-    return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(-1, nbytes, flags=flags)
 
 
-def reduce(constructor, args: tuple, protocol: int):
+def reduce_in_pieces(constructor, args: tuple, protocol: int):
     """A ``__reduce_ex__`` value that rebuilds ``constructor(*args)``, sending every contiguous buffer
     of `args` in pieces of at most :data:`PIECE_BYTES` (in-band, the plain reduction, below protocol 5)."""
     if protocol < 5:
@@ -57,11 +62,15 @@ def rebuild(constructor, header: bytes, sizes: tuple, *pieces):
         memory = memoryview(_plain_pages(nbytes) if large else bytearray(nbytes))
         filled = 0
         while filled < nbytes:
+            if position == len(pieces):
+                raise pickle.UnpicklingError(f"a buffer of {nbytes} bytes lacks its last {nbytes - filled}")
             piece = memoryview(pieces[position]).cast("B")
+            if filled + piece.nbytes > nbytes:
+                raise pickle.UnpicklingError(f"a piece overruns its buffer of {nbytes} bytes")
             memory[filled:filled + piece.nbytes] = piece
             filled += piece.nbytes
             position += 1
         buffers.append(memory)
     if position != len(pieces):
-        raise pickle.UnpicklingError(f"{len(pieces) - position} pieces left over after the last buffer")
+        raise pickle.UnpicklingError(f"pieces left over after the last buffer: {len(pieces) - position}")
     return constructor(*pickle.loads(header, buffers=buffers))

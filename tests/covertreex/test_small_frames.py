@@ -20,7 +20,7 @@ class Holder:
     label: str
 
     def __reduce_ex__(self, protocol):
-        return small_frames.reduce(Holder, (self.arrays, self.label), protocol)
+        return small_frames.reduce_in_pieces(Holder, (self.arrays, self.label), protocol)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -46,7 +46,8 @@ def _base_object(array: np.ndarray):
     return memoryview(array.base).obj if array.base is not None else None
 
 
-def _out_of_band_sizes(value) -> tuple[bytes, list[pickle.PickleBuffer]]:
+def _dumped(value) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """The pickle of `value` with its out-of-band buffers, as Dask makes it."""
     buffers: list[pickle.PickleBuffer] = []
     header = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     return header, buffers
@@ -54,7 +55,7 @@ def _out_of_band_sizes(value) -> tuple[bytes, list[pickle.PickleBuffer]]:
 
 def test_every_buffer_travels_in_pieces_and_comes_back_equal():
     value = Holder(_arrays(), "x")
-    header, buffers = _out_of_band_sizes(value)
+    header, buffers = _dumped(value)
     sizes = [buffer.raw().nbytes for buffer in buffers]
     assert max(sizes) == PIECE_BYTES and sum(sizes) > 4 * PIECE_BYTES
     back = pickle.loads(header, buffers=buffers)
@@ -77,17 +78,40 @@ def test_in_band_pickling_round_trips(protocol):
 
 
 def test_pieces_that_do_not_add_up_are_an_error():
-    constructor, args = small_frames.reduce(Holder, (_arrays(), "z"), 5)
-    with pytest.raises(pickle.UnpicklingError, match="1 pieces left over"):
+    constructor, args = small_frames.reduce_in_pieces(Holder, (_arrays(), "z"), 5)
+    with pytest.raises(pickle.UnpicklingError, match="pieces left over after the last buffer: 1"):
         constructor(*args, pickle.PickleBuffer(b"extra"))
-    with pytest.raises(IndexError):
+    with pytest.raises(pickle.UnpicklingError, match="lacks its last"):
         constructor(*args[:-1])
+    overrun = (*args[:-1], pickle.PickleBuffer(bytes(PIECE_BYTES + 8)))
+    with pytest.raises(pickle.UnpicklingError, match="overruns its buffer"):
+        constructor(*overrun)
+
+
+def test_a_rebuilt_value_travels_again():
+    """A worker that received the index sends it on to the next (Dask's replication)."""
+    header, buffers = _dumped(Holder(_arrays(), "w"))
+    once = pickle.loads(header, buffers=buffers)
+    header, buffers = _dumped(once)
+    twice = pickle.loads(header, buffers=buffers)
+    assert all(a.tobytes() == b.tobytes() and a.flags.writeable == b.flags.writeable
+               for a, b in zip(_arrays(), twice.arrays, strict=True))
+
+
+def test_dask_serialisation_keeps_every_frame_small_and_the_value_whole():
+    protocol = pytest.importorskip("distributed.protocol.serialize")
+    value = Holder(_arrays(), "dask")
+    header, frames = protocol.serialize_and_split(value)
+    assert max(memoryview(frame).nbytes for frame in frames) <= PIECE_BYTES
+    back = protocol.merge_and_deserialize(header, frames)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(value.arrays, back.arrays, strict=True))
+    assert isinstance(_base_object(back.arrays[3]), mmap.mmap)
 
 
 def test_a_dask_index_travels_in_pieces_and_answers_the_same():
     problem = ct.residual_problem(np.random.default_rng(3).normal(size=(1500, 3)), m=512, seed=3)
     index = distributed.prepare(problem, 7, metric="residual", predecessor=True)
-    header, buffers = _out_of_band_sizes(index)
+    header, buffers = _dumped(index)
     assert max(buffer.raw().nbytes for buffer in buffers) <= PIECE_BYTES
     assert sum(buffer.raw().nbytes for buffer in buffers) > problem.V.nbytes
     back = pickle.loads(header, buffers=buffers)
