@@ -8,9 +8,12 @@ function a single process runs on the whole range. Every answer is exact with ca
 whatever range it was computed in, so the gathered result is byte-identical to the single-process one.
 
 A worker that dies takes its running and queued ranges with it; the scheduler runs them again on the
-workers left (the scattered index has a replica on each), and the ranges are gathered in order, each once,
-so nothing is lost or duplicated. Dask gives up on a range that has killed
-``distributed.scheduler.allowed-failures`` workers, and the call then raises its KilledWorker error.
+workers left, and the ranges are gathered in order, each once, so nothing is lost or duplicated. The index
+is scattered with a replica on each worker, but Dask's active memory manager drops replicas that no waiting
+range needs; if the worker holding the last copy dies, Dask cancels the ranges still waiting for it, and
+they run again on a fresh scatter (at most :data:`SCATTERS` in all). Dask gives up on a range that has
+killed ``distributed.scheduler.allowed-failures`` workers, and the call then raises its KilledWorker
+error.
 
 The index goes from this process straight to one worker, which copies it to the others (Dask's direct
 scatter). Through the scheduler (Dask's default) it would travel one hop more: 1.6-2.4 s against 0.3-0.8 s
@@ -152,6 +155,12 @@ def connected(scheduler):
         yield client
 
 
+SCATTERS = 3
+"""Scatters of the index one job may make. Dask's active memory manager keeps one copy of scattered data
+where no waiting task needs a second, so a worker that dies holding the last copy takes it with it, and
+the ranges still waiting for it are cancelled: they run again on a fresh scatter."""
+
+
 def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     """Answer the whole query set of `index` on the cluster of `client`: (indices, distances), rows in
     query order."""
@@ -161,29 +170,42 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
                                   workers * ranges_per_worker)
-    [shared] = client.scatter([index], broadcast=True, hash=False,
-                              direct=client.direct_to_workers is not False)
-    futures = [client.submit(_answer_on_worker, shared, a, b, pure=False, retries=2) for a, b in ranges]
-    parts = _gathered_as_they_finish(client, futures)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    parts: list = [None] * len(ranges)
+    lost, cancelled = list(range(len(ranges))), None
+    for _ in range(SCATTERS):
+        [shared] = client.scatter([index], broadcast=True, hash=False,
+                                  direct=client.direct_to_workers is not False)
+        futures = {client.submit(_answer_on_worker, shared, *ranges[r], pure=False, retries=2): r
+                   for r in lost}
+        lost, cancelled = _gather_as_they_finish(client, futures, parts)
+        if not lost:
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    raise cancelled
 
 
-def _gathered_as_they_finish(client, futures) -> list:
-    """The futures' results in their order, each fetched in the background as soon as it finishes, so the
-    transfers overlap the ranges still running. ``Client.gather`` fetches them all after the last one
-    finishes: from the last range's end to the answer took 0.05-0.10 s that way, 0.02-0.07 s this way
-    (N = 32,768, 2 workers, 6 and 10 runs, 2026-12-03). A range that fails cancels the others."""
+def _gather_as_they_finish(client, futures: dict, parts: list) -> tuple[list, BaseException | None]:
+    """Put each future's result in `parts` at its range's slot, fetched in the background as soon as it
+    finishes, so the transfers overlap the ranges still running (``Client.gather`` fetches them all after
+    the last one finishes: from the last range's end to the answer took 0.05-0.10 s that way, 0.02-0.07 s
+    this way; N = 32,768, 2 workers, 6 and 10 runs, 2026-12-03). Return the slots whose futures Dask
+    cancelled, in order, and the last cancellation error; a range that fails raises and cancels the
+    others."""
     from distributed import as_completed
 
-    slot = {future.key: position for position, future in enumerate(futures)}
-    results = [None] * len(futures)
+    lost, cancelled = [], None
     try:
-        for future, result in as_completed(futures, with_results=True):
-            results[slot[future.key]] = result
+        for future, result in as_completed(futures, with_results=True, raise_errors=False):
+            if future.status == "cancelled":
+                lost.append(futures[future])
+                cancelled = result
+            elif future.status == "error":
+                future.result()  # raises the range's own exception, with its traceback
+            else:
+                parts[futures[future]] = result
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(futures))
         raise
-    return results
+    return sorted(lost), cancelled
 
 
 def kneighbors(data, k: int, scheduler, *, metric: str = "euclidean", engine: str = "auto", indices=None,

@@ -91,8 +91,26 @@ def test_query_set_by_scheduler_address_is_byte_identical(client):
     assert _same_bytes(idx, local.indices) and _same_bytes(dist, local.distances)
 
 
-def _kill_a_busy_worker(client, pids, killed):
+def _answers_unchanged_despite(client, interfere) -> list:
+    """Run a job slow enough to be interfered with midway (the tree path on the residual metric: about
+    0.3 s of work) while `interfere(client, record)` runs in a thread; check that the answer is the
+    single process's, bit for bit; return what the interference recorded."""
+    problem = ct.residual_problem(np.random.default_rng(8).normal(size=(2000, 3)), m=128, seed=0)
+    index = distributed.prepare(problem, 20, metric="residual", engine="rust", predecessor=True,
+                                path="tree", mode="perf")
+    expected = distributed.answer_range(index, 0, 2000)  # the single-process run of the same function
+    record = []
+    thread = threading.Thread(target=interfere, args=(client, record))
+    thread.start()
+    idx, dist = distributed.run(index, client, ranges_per_worker=6)
+    thread.join()
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+    return record
+
+
+def _kill_a_busy_worker(client, killed):
     """Kill (SIGKILL) the first worker seen with ranges in hand; record it and its ranges."""
+    pids = client.run(os.getpid)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         busy = {worker: keys for worker, keys in client.processing().items() if keys}
@@ -105,19 +123,8 @@ def _kill_a_busy_worker(client, pids, killed):
 
 
 def test_a_killed_worker_loses_nothing(client):
-    problem = ct.residual_problem(np.random.default_rng(8).normal(size=(2000, 3)), m=128, seed=0)
-    # the tree path on the residual metric: slow enough (about 0.3 s of work) to be killed mid-job
-    index = distributed.prepare(problem, 20, metric="residual", engine="rust", predecessor=True,
-                                path="tree", mode="perf")
-    expected = distributed.answer_range(index, 0, 2000)  # the single-process run of the same function
-    pids = client.run(os.getpid)
-    killed = []
-    killer = threading.Thread(target=_kill_a_busy_worker, args=(client, pids, killed))
-    killer.start()
-    idx, dist = distributed.run(index, client, ranges_per_worker=6)
-    killer.join()
+    killed = _answers_unchanged_despite(client, _kill_a_busy_worker)
     assert killed and killed[0][1], "no worker was killed while it held ranges"
-    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
 
 
 def test_pcct_vecchia_scheduler_flag(client, tmp_path):
@@ -147,8 +154,10 @@ def test_an_unreachable_scheduler_fails_before_any_work_even_when_no_cluster_is_
 
 
 def test_answers_come_back_in_range_order_whatever_order_the_ranges_finish_in(client):
-    futures = [client.submit(lambda i: (time.sleep(0.1 * (3 - i)), i)[1], i, pure=False) for i in range(4)]
-    assert distributed._gathered_as_they_finish(client, futures) == [0, 1, 2, 3]
+    futures = {client.submit(lambda i: (time.sleep(0.1 * (3 - i)), i)[1], i, pure=False): i for i in range(4)}
+    parts = [None] * 4
+    assert distributed._gather_as_they_finish(client, futures, parts) == ([], None)
+    assert parts == [0, 1, 2, 3]
 
 
 def test_a_failed_range_raises_and_cancels_the_others(client):
@@ -156,5 +165,44 @@ def test_a_failed_range_raises_and_cancels_the_others(client):
                client.submit(lambda: time.sleep(1), pure=False),
                client.submit(lambda: time.sleep(1), pure=False)]
     with pytest.raises(ZeroDivisionError):
-        distributed._gathered_as_they_finish(client, futures)
+        distributed._gather_as_they_finish(client, {f: r for r, f in enumerate(futures)}, [None] * 3)
     assert [f.status for f in futures[1:]] == ["cancelled", "cancelled"]
+
+
+def _cancel_the_index_once_ranges_run(client, cancelled):
+    """Cancel the scattered index (as Dask does when the last worker holding it dies) once a range runs."""
+    from distributed import Future
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        index_keys = [key for key in client.who_has() if str(key).startswith("Index-")]
+        if index_keys and any(client.processing().values()):
+            client.cancel([Future(key, client) for key in index_keys], force=True)
+            cancelled.extend(index_keys)
+            return
+        time.sleep(0.005)
+
+
+def test_ranges_cut_off_from_a_lost_index_run_again_on_a_fresh_scatter(client):
+    cancelled = _answers_unchanged_despite(client, _cancel_the_index_once_ranges_run)
+    assert cancelled, "the index was not cancelled while ranges ran"
+
+
+def test_a_job_whose_index_is_lost_at_every_scatter_raises_the_cancellation(client, monkeypatch):
+    from distributed import CancelledError
+
+    scatters = []
+
+    def scatter_then_lose(data, **options):
+        [shared] = scatter(data, **options)
+        client.cancel([shared], force=True)
+        scatters.append(shared.key)
+        return [shared]
+
+    scatter = client.scatter
+    monkeypatch.setattr(client, "scatter", scatter_then_lose)
+    index = distributed.prepare(np.random.default_rng(1).normal(size=(200, 2)), 3, metric="euclidean",
+                                predecessor=True)
+    with pytest.raises(CancelledError):
+        distributed.run(index, client)
+    assert len(scatters) == distributed.SCATTERS
