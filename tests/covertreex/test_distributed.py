@@ -161,12 +161,18 @@ def test_answers_come_back_in_range_order_whatever_order_the_ranges_finish_in(cl
 
 
 def test_a_failed_range_raises_and_cancels_the_others(client):
+    from distributed import Event
+
+    release = Event(client=client)  # the other ranges cannot finish before the failure is seen
     futures = [client.submit(lambda: 1 / 0, pure=False),
-               client.submit(lambda: time.sleep(0.5), pure=False),
-               client.submit(lambda: time.sleep(0.5), pure=False)]
-    with pytest.raises(ZeroDivisionError):
-        distributed._gather_as_they_finish(client, {f: r for r, f in enumerate(futures)}, [None] * 3)
-    assert [f.status for f in futures[1:]] == ["cancelled", "cancelled"]
+               client.submit(lambda event: event.wait(60), release, pure=False),
+               client.submit(lambda event: event.wait(60), release, pure=False)]
+    try:
+        with pytest.raises(ZeroDivisionError):
+            distributed._gather_as_they_finish(client, {f: r for r, f in enumerate(futures)}, [None] * 3)
+        assert [f.status for f in futures[1:]] == ["cancelled", "cancelled"]
+    finally:
+        release.set()
 
 
 def _cancel_the_index_once_ranges_run(client, cancelled):
