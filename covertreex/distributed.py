@@ -157,8 +157,9 @@ def connected(scheduler):
 
 SCATTERS = 3
 """Scatters of the index one job may make. Dask's active memory manager keeps one copy of scattered data
-where no waiting task needs a second, so a worker that dies holding the last copy takes it with it, and
-the ranges still waiting for it are cancelled: they run again on a fresh scatter."""
+where no waiting task needs a second, so a worker that dies holding the last copy takes the index with it,
+and Dask cancels the ranges still waiting for it: they run again on a fresh scatter. Any other
+cancellation is raised at once."""
 
 
 def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
@@ -171,8 +172,8 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
                                   workers * ranges_per_worker)
     parts: list = [None] * len(ranges)
-    lost, cancelled = list(range(len(ranges))), None
-    for _ in range(SCATTERS):
+    lost = list(range(len(ranges)))
+    for scatter in range(1, SCATTERS + 1):
         [shared] = client.scatter([index], broadcast=True, hash=False,
                                   direct=client.direct_to_workers is not False)
         futures = {client.submit(_answer_on_worker, shared, *ranges[r], pure=False, retries=2): r
@@ -180,28 +181,27 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
         lost, cancelled = _gather_as_they_finish(client, futures, parts)
         if not lost:
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    raise cancelled
+        if not shared.cancelled() or scatter == SCATTERS:  # not (or no longer) a lost index: give up
+            raise cancelled
+        del shared, futures  # the lost index's futures go before the next copy comes
 
 
 def _gather_as_they_finish(client, futures: dict, parts: list) -> tuple[list, BaseException | None]:
-    """Put each future's result in `parts` at its range's slot, fetched in the background as soon as it
-    finishes, so the transfers overlap the ranges still running (``Client.gather`` fetches them all after
-    the last one finishes: from the last range's end to the answer took 0.05-0.10 s that way, 0.02-0.07 s
-    this way; N = 32,768, 2 workers, 6 and 10 runs, 2026-12-03). Return the slots whose futures Dask
-    cancelled, in order, and the last cancellation error; a range that fails raises and cancels the
-    others."""
-    from distributed import as_completed
+    """Put each future's result in `parts` at its range's slot as soon as it finishes, so the transfers
+    overlap the ranges still running (``Client.gather`` fetches them all after the last one finishes:
+    from the last range's end to the answer took 0.05-0.10 s that way, 0.02-0.07 s this way; N = 32,768,
+    2 workers, 6 and 10 runs, 2026-12-03). Return the slots of the ranges Dask cancelled, in order, and
+    the last cancellation; a range that fails raises its own error and cancels the others."""
+    from distributed import CancelledError, as_completed
 
     lost, cancelled = [], None
     try:
-        for future, result in as_completed(futures, with_results=True, raise_errors=False):
-            if future.status == "cancelled":
+        for future in as_completed(futures, loop=client.loop):
+            try:
+                parts[futures[future]] = future.result()
+            except CancelledError as exc:
                 lost.append(futures[future])
-                cancelled = result
-            elif future.status == "error":
-                future.result()  # raises the range's own exception, with its traceback
-            else:
-                parts[futures[future]] = result
+                cancelled = exc
     except BaseException:
         client.cancel(list(futures))
         raise

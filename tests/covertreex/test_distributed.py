@@ -48,9 +48,11 @@ def test_ranges_cover_every_query_once_at_about_equal_cost():
 
 
 def _ranges_run(client, job) -> int:
-    """How many ranges of covertreex.distributed the cluster ran during `job()`."""
+    """How many ranges of covertreex.distributed the cluster ran during `job()` (with both workers up: a
+    worker killed by an earlier test restarts)."""
     from distributed import get_task_stream
 
+    client.wait_for_workers(2, timeout=60)
     with get_task_stream(client) as stream:
         job()
     return sum(str(task["key"]).startswith("_answer_on_worker") for task in stream.data)
@@ -175,40 +177,72 @@ def test_a_failed_range_raises_and_cancels_the_others(client):
         release.set()
 
 
-def _cancel_the_index_once_ranges_run(client, cancelled):
-    """Cancel the scattered index (as Dask does when the last worker holding it dies) once a range runs."""
-    from distributed import Future
+def test_a_range_cut_off_from_a_lost_copy_is_reported_lost_and_the_others_kept(client):
+    from distributed import Event
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        index_keys = [key for key in client.who_has() if str(key).startswith("Index-")]
-        if index_keys and any(client.processing().values()):
-            client.cancel([Future(key, client) for key in index_keys], force=True)
-            cancelled.extend(index_keys)
-            return
-        time.sleep(0.005)
+    release = Event(client=client)
+    [copy] = client.scatter([np.arange(5)], hash=False)
+    futures = {client.submit(lambda: "kept", pure=False): 0,
+               client.submit(lambda data, event: event.wait(60), copy, release, pure=False): 1}
+    try:
+        next(iter(futures)).result()
+        client.cancel([copy], force=True)  # as Dask does when the last worker holding it dies
+        parts = [None, None]
+        lost, cancelled = distributed._gather_as_they_finish(client, futures, parts)
+    finally:
+        release.set()
+    assert lost == [1] and parts == ["kept", None] and cancelled is not None
 
 
-def test_ranges_cut_off_from_a_lost_index_run_again_on_a_fresh_scatter(client):
-    cancelled = _answers_unchanged_despite(client, _cancel_the_index_once_ranges_run)
-    assert cancelled, "the index was not cancelled while ranges ran"
+def _scatter_losing(client, monkeypatch, times: int) -> list:
+    """Make client.scatter cancel (lose) what it scatters, `times` times; return the keys it scattered."""
+    scatter, scattered = client.scatter, []
+
+    def scatter_then_lose(data, **options):
+        [shared] = scatter(data, **options)
+        if len(scattered) < times:
+            client.cancel([shared], force=True)
+        scattered.append(shared.key)
+        return [shared]
+
+    monkeypatch.setattr(client, "scatter", scatter_then_lose)
+    return scattered
+
+
+def _small_index():
+    return distributed.prepare(np.random.default_rng(1).normal(size=(200, 2)), 3, metric="euclidean",
+                               predecessor=True)
+
+
+def test_ranges_cut_off_from_a_lost_index_run_again_on_a_fresh_scatter(client, monkeypatch):
+    scattered = _scatter_losing(client, monkeypatch, times=1)
+    index = _small_index()
+    idx, dist = distributed.run(index, client)
+    expected = distributed.answer_range(index, 0, 200)
+    assert len(scattered) == 2
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
 
 
 def test_a_job_whose_index_is_lost_at_every_scatter_raises_the_cancellation(client, monkeypatch):
     from distributed import CancelledError
 
-    scatters = []
-
-    def scatter_then_lose(data, **options):
-        [shared] = scatter(data, **options)
-        client.cancel([shared], force=True)
-        scatters.append(shared.key)
-        return [shared]
-
-    scatter = client.scatter
-    monkeypatch.setattr(client, "scatter", scatter_then_lose)
-    index = distributed.prepare(np.random.default_rng(1).normal(size=(200, 2)), 3, metric="euclidean",
-                                predecessor=True)
+    scattered = _scatter_losing(client, monkeypatch, times=distributed.SCATTERS)
     with pytest.raises(CancelledError):
-        distributed.run(index, client)
-    assert len(scatters) == distributed.SCATTERS
+        distributed.run(_small_index(), client)
+    assert len(scattered) == distributed.SCATTERS
+
+
+def test_a_range_cancelled_with_its_index_intact_is_raised_not_retried(client, monkeypatch):
+    from distributed import CancelledError
+
+    submit, scattered = client.submit, _scatter_losing(client, monkeypatch, times=0)
+
+    def submit_then_cancel(*args, **options):
+        future = submit(*args, **options)
+        client.cancel([future])
+        return future
+
+    monkeypatch.setattr(client, "submit", submit_then_cancel)
+    with pytest.raises(CancelledError):
+        distributed.run(_small_index(), client)
+    assert len(scattered) == 1
