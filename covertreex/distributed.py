@@ -20,10 +20,12 @@ scatter). Through the scheduler (Dask's default) it would travel one hop more: 1
 of wall for a 128 MB V to 2 local workers (docs/vecchia.md). A client that cannot reach the workers is
 made with ``Client(..., direct_to_workers=False)`` and keeps the scheduler's route.
 
-The index travels in pieces of at most 2 MiB (:mod:`covertreex.small_frames`): a worker receives each into
-a buffer too small for NumPy to ask for transparent huge pages, and joins them in plain pages. Sent whole,
-a 128 MB V reached each worker in two 64 MiB shards plus their merged copy, all in fresh huge pages, which
-fault in slowly on this project's virtual machine (docs/vecchia.md, "On a Dask cluster").
+An array of the index larger than Dask's 64 MiB shards travels in pieces of at most 2 MiB
+(:mod:`covertreex.small_frames`): a worker receives each into a buffer too small for NumPy to ask for
+transparent huge pages, and joins them in plain pages. Sent whole, a 128 MB V reached each worker in two
+64 MiB shards plus their merged copy, all in fresh huge pages, which fault in slowly on this project's
+virtual machine (docs/vecchia.md, "On a Dask cluster"). Smaller arrays travel whole, received without a
+copy.
 """
 
 from __future__ import annotations

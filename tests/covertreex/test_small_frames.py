@@ -18,9 +18,11 @@ from covertreex.small_frames import PIECE_BYTES
 class Holder:
     arrays: tuple
     label: str
+    split_above: int = 0  # every buffer with a byte in it travels in pieces
 
     def __reduce_ex__(self, protocol):
-        return small_frames.reduce_in_pieces(Holder, (self.arrays, self.label), protocol)
+        return small_frames.reduce_in_pieces(Holder, (self.arrays, self.label, self.split_above), protocol,
+                                             split_above=self.split_above)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -70,6 +72,17 @@ def test_every_buffer_travels_in_pieces_and_comes_back_equal():
     assert back.arrays[3].ctypes.data % mmap.PAGESIZE == 0
 
 
+def test_buffers_up_to_the_split_size_travel_whole_and_are_not_copied():
+    value = Holder(_arrays(), "whole", split_above=4 * PIECE_BYTES)
+    header, buffers = _dumped(value)
+    sizes = sorted(buffer.raw().nbytes for buffer in buffers)
+    assert sizes[-1] == value.arrays[3].nbytes > PIECE_BYTES  # whole: one buffer of its own
+    received = [bytearray(buffer.raw()) for buffer in buffers]  # as Dask receives them
+    back = pickle.loads(header, buffers=received)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(value.arrays, back.arrays, strict=True))
+    assert _base_object(back.arrays[3]) in received  # a view of the received buffer, not a copy
+
+
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_in_band_pickling_round_trips(protocol):
     value = Holder(_arrays(), "y")
@@ -78,7 +91,7 @@ def test_in_band_pickling_round_trips(protocol):
 
 
 def test_pieces_that_do_not_add_up_are_an_error():
-    constructor, args = small_frames.reduce_in_pieces(Holder, (_arrays(), "z"), 5)
+    constructor, args = small_frames.reduce_in_pieces(Holder, (_arrays(), "z"), 5, split_above=0)
     with pytest.raises(pickle.UnpicklingError, match="pieces left over after the last buffer: 1"):
         constructor(*args, pickle.PickleBuffer(b"extra"))
     with pytest.raises(pickle.UnpicklingError, match="lacks its last"):
@@ -86,6 +99,11 @@ def test_pieces_that_do_not_add_up_are_an_error():
     overrun = (*args[:-1], pickle.PickleBuffer(bytes(PIECE_BYTES + 8)))
     with pytest.raises(pickle.UnpicklingError, match="overruns its buffer"):
         constructor(*overrun)
+    constructor, args = small_frames.reduce_in_pieces(Holder, (_arrays(), "z"), 5)  # all whole
+    with pytest.raises(pickle.UnpicklingError, match="did not come whole"):
+        constructor(*args[:-1])
+    with pytest.raises(pickle.UnpicklingError, match="did not come whole"):
+        constructor(*args[:-1], pickle.PickleBuffer(b"short"))
 
 
 def test_a_rebuilt_value_travels_again():
@@ -108,7 +126,8 @@ def test_dask_serialisation_keeps_every_frame_small_and_the_value_whole():
     assert isinstance(_base_object(back.arrays[3]), mmap.mmap)
 
 
-def test_a_dask_index_travels_in_pieces_and_answers_the_same():
+def test_a_dask_index_travels_in_pieces_and_answers_the_same(monkeypatch):
+    monkeypatch.setattr(small_frames, "SPLIT_ABOVE", PIECE_BYTES)  # V is 6 MB here, a shard is 64 MiB
     problem = ct.residual_problem(np.random.default_rng(3).normal(size=(1500, 3)), m=512, seed=3)
     index = distributed.prepare(problem, 7, metric="residual", predecessor=True)
     header, buffers = _dumped(index)
