@@ -8,11 +8,17 @@ scatter, the tasks and the gather are timed). Runs alternate so that both sides 
 Each line: wall seconds, CPU seconds (this process -- client and the LocalCluster's scheduler -- plus the
 workers' during the run), whether the answers are byte-identical, and the load average.
 
+Each cluster line also gives, from ``distributed.get_task_stream``, the wall time before the first range
+started (the fit, the scatter and the dispatch) and after the last one ended (the answers' transfer).
+
 The header names the kernel's transparent-huge-page modes and NUMPY_MADVISE_HUGEPAGE: NumPy asks for huge
 pages on buffers of 4 MiB or more, which fault in slowly on this project's virtual machine (about 0.25 s per
-128 MB against 0.04 s for small pages). The index travels in pieces below that size
-(covertreex/small_frames.py), so the setting should no longer change the overhead (docs/benchmarks.md,
-"The index in small pieces").
+128 MB against 0.04 s for small pages). An index array larger than Dask's 64 MiB shards travels in pieces
+below that size (covertreex/small_frames.py), so at N = 32,768 the setting should no longer change the
+overhead (docs/benchmarks.md, "The index in small pieces").
+
+With ``--scatter GAP`` it times the index's scatter alone (``client.scatter([index], broadcast=True,
+direct=True)``, as ``distributed.run`` makes it), ``--repeats`` times, GAP seconds apart.
 
 With ``--job ORDERING`` it times the user's whole call instead, ``vecchia_neighbors(X, 50, ordering=ORDERING,
 m=512, seed=42)`` without and with ``scheduler=client`` (V, the ordering and the neighbours; a maximin
@@ -21,6 +27,7 @@ ordering fused with the neighbours runs in this process either way).
     python benchmarks/dask_overhead.py --n 32768 --repeats 2
     NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/dask_overhead.py --n 32768 --repeats 2
     python benchmarks/dask_overhead.py --n 32768 --repeats 2 --job maximin
+    python benchmarks/dask_overhead.py --n 8192 --repeats 4 --scatter 6
 """
 
 from __future__ import annotations
@@ -77,14 +84,36 @@ def time_the_job(X: np.ndarray, ordering: str, client) -> None:
     print(f"identical {same}", flush=True)
 
 
+def time_the_scatter(problem, client, repeats: int, gap: float) -> None:
+    """The scatter of the Vecchia job's index to every worker, `repeats` times, `gap` seconds apart."""
+    index = distributed.prepare(problem, K, metric="residual", predecessor=True)
+    seconds = []
+    for _ in range(repeats):
+        time.sleep(gap)
+        start = time.perf_counter()
+        [shared] = client.scatter([index], broadcast=True, hash=False, direct=True)
+        seconds.append(time.perf_counter() - start)
+        del shared
+    print("scatter s " + " ".join(f"{s:.3f}" for s in seconds), flush=True)
+
+
+def range_span(stream) -> tuple[float, float]:
+    """(first range's start, last range's end), epoch seconds, from a task stream's records."""
+    spans = [(s["start"], s["stop"]) for task in stream.data for s in task["startstops"]
+             if s["action"] == "compute"]
+    return min(a for a, _ in spans), max(b for _, b in spans)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32768)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--job", default=None, metavar="ORDERING",
                         help="time vecchia_neighbors with this ordering, without and with the cluster")
+    parser.add_argument("--scatter", type=float, default=None, metavar="GAP",
+                        help="time the index's scatter alone, GAP seconds apart")
     args = parser.parse_args()
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
 
     print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
           f"{huge_page_setting()}", flush=True)
@@ -93,6 +122,9 @@ def main() -> None:
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(importlib.import_module, "covertreex.distributed")
+        if args.scatter is not None:
+            time_the_scatter(problem, client, args.repeats, args.scatter)
+            return
         for _ in range(args.repeats):
             if args.job is not None:
                 time_the_job(X, args.job, client)
@@ -103,16 +135,19 @@ def main() -> None:
             print(f"one process  wall {wall:6.2f} s  CPU {cpu:6.2f} s  load {os.getloadavg()[0]:.1f}",
                   flush=True)
             workers = client.run(cpu_seconds)
-            start, cpu = time.perf_counter(), cpu_seconds()
-            index = distributed.prepare(problem, K, metric="residual", predecessor=True)
-            indices, distances = distributed.run(index, client)
-            wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+            start, cpu, began = time.perf_counter(), cpu_seconds(), time.time()
+            with get_task_stream(client) as stream:
+                index = distributed.prepare(problem, K, metric="residual", predecessor=True)
+                indices, distances = distributed.run(index, client)
+            wall, cpu, ended = time.perf_counter() - start, cpu_seconds() - cpu, time.time()
+            first, last = range_span(stream)
             after = client.run(cpu_seconds)
             on_workers = sum(after[w] - workers[w] for w in workers)
             same = np.array_equal(indices, local.indices) and distances.tobytes() == local.distances.tobytes()
             print(f"LocalCluster wall {wall:6.2f} s  CPU {cpu + on_workers:6.2f} s (client and scheduler "
-                  f"{cpu:.2f}, workers {on_workers:.2f})  identical {same}  load {os.getloadavg()[0]:.1f}",
-                  flush=True)
+                  f"{cpu:.2f}, workers {on_workers:.2f})  identical {same}  before the first range "
+                  f"{first - began:.2f} s, after the last {ended - last:.2f} s  "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

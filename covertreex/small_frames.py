@@ -50,7 +50,7 @@ def reduce_in_pieces(constructor, args: tuple, protocol: int, split_above: int |
     :data:`PIECE_BYTES`, the others whole (in-band, the plain reduction, below protocol 5)."""
     if protocol < 5:
         return constructor, args
-    split_above = SPLIT_ABOVE if split_above is None else split_above
+    split_above = max(0, SPLIT_ABOVE if split_above is None else split_above)  # an empty buffer is whole
     buffers: list[pickle.PickleBuffer] = []
     header = pickle.dumps(args, protocol=5, buffer_callback=buffers.append)
     layout, pieces = [], []
@@ -67,9 +67,9 @@ def reduce_in_pieces(constructor, args: tuple, protocol: int, split_above: int |
 
 
 def rebuild(constructor, header: bytes, layout: tuple, *pieces):
-    """Join each split buffer's pieces in memory of its own (a memory map from :data:`PIECE_BYTES` up),
-    take each whole one as it came, and unpickle `constructor`'s arguments over them (the arrays are
-    views of that memory; NumPy keeps each array's own write flag)."""
+    """Join each split buffer's pieces in a memory map of its own, take each whole one as it came, and
+    unpickle `constructor`'s arguments over them (the arrays are views of that memory; NumPy keeps each
+    array's own write flag)."""
     buffers, position = [], 0
     for nbytes, split in layout:
         if not split:
@@ -78,8 +78,7 @@ def rebuild(constructor, header: bytes, layout: tuple, *pieces):
             buffers.append(pieces[position])
             position += 1
             continue
-        large = nbytes >= PIECE_BYTES
-        memory = memoryview(_plain_pages(nbytes) if large else bytearray(nbytes))
+        memory = memoryview(_plain_pages(nbytes))
         filled = 0
         while filled < nbytes:
             if position == len(pieces):
