@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
-from threadpoolctl import threadpool_limits
 
+from covertreex.blas import one_thread
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics.kernels import (
     EPS,
@@ -245,7 +245,7 @@ def maximin_with_neighbors(data: MetricData, first: int, k: int, progress=None, 
 
         list(pool.map(screen_block, range(0, J.shape[0], block)))
 
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with one_thread(), ThreadPoolExecutor(workers) as pool:
         _place(data, first, 0, C, placed, order, out_i, out_d)
         screen_outside(pool, np.flatnonzero(~placed), 0, 1)
         n = 1

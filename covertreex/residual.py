@@ -14,6 +14,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cholesky
 
 from covertreex import residual_range
+from covertreex.blas import one_thread
 from covertreex.digest import array_digest
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import KERNELS
@@ -163,7 +164,8 @@ def residual_problem(
     U = X[inducing]
     Kmm = kernel_matrix(U, U, kernel, ls, variance) + JITTER * variance * np.eye(len(inducing))
     try:
-        L = cholesky(Kmm, lower=True)
+        with one_thread():  # its bits would depend on the BLAS thread count (covertreex.blas)
+            L = cholesky(Kmm, lower=True)
     except LinAlgError as exc:
         raise InvalidInputError(f"the inducing-point kernel matrix is not positive definite ({exc})") from exc
     V = _solve_rows(L, U, X, kernel, ls, variance)

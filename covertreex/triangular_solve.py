@@ -1,14 +1,13 @@
-"""V's triangular solve on every core, with the bits of the one-call LAPACK solve.
+"""V's triangular solve on every core, with bits that never depend on the thread count.
 
-DESIGN section 3 defines V by ``solve_triangular(L, k(U, X), lower=True)``. SciPy's wrapper holds the GIL
-and OpenBLAS solves a left-side triangular system on one thread, so at N = 32,768, m = 512 that one call
-was half of V's construction, on one core. The right-hand sides (one per point) are independent: this
-module calls the routine SciPy's solve ends in (BLAS dtrsm, left, lower, no transpose, non-unit; LAPACK's
-dtrtrs only adds a zero-diagonal check that a successful Cholesky factor always passes) on fixed chunks of
-points, from a thread pool. SciPy exports dtrsm through its Cython C API; ctypes calls it with the GIL
-released. Chunk boundaries never depend on the thread count, so V never does; that each point's solution
-has the same bits whatever the chunk it is solved in is what `tests/test_residual.py` checks against the
-one-call solve.
+DESIGN section 3 defines V by ``solve_triangular(L, k(U, X), lower=True)``. SciPy's wrapper holds the GIL,
+and how OpenBLAS shares one call among its threads changes the bits (:mod:`covertreex.blas`). The
+right-hand sides (one per point) are independent: this module calls the routine SciPy's solve ends in (BLAS
+dtrsm, left, lower, no transpose, non-unit; LAPACK's dtrtrs only adds a zero-diagonal check that a
+successful Cholesky factor always passes) on fixed chunks of CHUNK_POINTS points, each on one BLAS thread,
+from a thread pool. SciPy exports dtrsm through its Cython C API; ctypes calls it with the GIL released.
+A point's bits depend on its place in its call, and chunk boundaries never depend on the thread count, so
+V never does; `tests/covertreex/test_residual.py` checks V against SciPy's dtrsm called on the same chunks.
 """
 
 from __future__ import annotations
@@ -19,14 +18,15 @@ from functools import cache
 
 import numpy as np
 from scipy.linalg import cython_blas
-from threadpoolctl import threadpool_limits
 
+from covertreex.blas import one_thread
 from covertreex.errors import InvalidInputError
 from covertreex.resources import available_cpus
 
 CHUNK_POINTS = 2048
 """Right-hand sides per dtrsm call: large enough to keep BLAS efficient, small enough to share the
-points of a few-thousand-point problem between two cores."""
+points of a few-thousand-point problem between two cores. Part of V's bits: another value rounds some
+points otherwise."""
 
 _int = ctypes.POINTER(ctypes.c_int)
 _double = ctypes.POINTER(ctypes.c_double)
@@ -47,8 +47,8 @@ def _dtrsm():
 
 def solve_lower_rows_in_place(L: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Overwrite each row K_i (K: N x m, C-contiguous float64) with L^-1 K_i, where L (m x m) is lower
-    triangular with a nonzero diagonal; return K. The same bits as
-    ``solve_triangular(L, K.T, lower=True).T``."""
+    triangular with a nonzero diagonal; return K. The same bits as ``scipy.linalg.blas.dtrsm(1.0, L,
+    K.T, lower=1).T`` on one BLAS thread, CHUNK_POINTS rows at a time."""
     n, m = K.shape
     if L.shape != (m, m) or K.dtype != np.float64 or not K.flags.c_contiguous or not K.flags.writeable:
         raise InvalidInputError(f"solve_lower_rows_in_place needs L of shape ({m}, {m}) and a writeable "
@@ -60,18 +60,18 @@ def solve_lower_rows_in_place(L: np.ndarray, K: np.ndarray) -> np.ndarray:
 
     def solve(start: int) -> None:
         chunk = K[start : start + CHUNK_POINTS]  # as a Fortran m x n matrix: one point per column
-        dtrsm(b"L", b"L", b"N", b"N", ctypes.byref(order), ctypes.byref(ctypes.c_int(chunk.shape[0])),
-              ctypes.byref(one), L.ctypes.data_as(_double), ctypes.byref(order),
-              chunk.ctypes.data_as(_double), ctypes.byref(order))
+        with one_thread():  # again in this thread: a BLAS whose thread count is per thread needs it
+            dtrsm(b"L", b"L", b"N", b"N", ctypes.byref(order), ctypes.byref(ctypes.c_int(chunk.shape[0])),
+                  ctypes.byref(one), L.ctypes.data_as(_double), ctypes.byref(order),
+                  chunk.ctypes.data_as(_double), ctypes.byref(order))
 
     starts = range(0, n, CHUNK_POINTS)
     workers = min(available_cpus(), len(starts))
-    if workers <= 1:  # one call in this thread: no pool, and no BLAS thread limit to set and restore
-        for start in starts:
-            solve(start)
-        return K
-    # one BLAS thread per call: the pool's threads are the parallelism
-    with threadpool_limits(limits=1, user_api="blas"), \
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="covertreex-solve") as pool:
-        list(pool.map(solve, starts))
+    with one_thread():  # the bits: covertreex.blas; the pool's threads are the parallelism
+        if workers <= 1:
+            for start in starts:
+                solve(start)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="covertreex-solve") as pool:
+                list(pool.map(solve, starts))
     return K

@@ -4,6 +4,7 @@ dies."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -153,6 +154,37 @@ def test_an_unreachable_scheduler_fails_before_any_work_even_when_no_cluster_is_
 
     with pytest.raises(InvalidInputError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:1'"):
         ct.vecchia_neighbors(X, 3, scheduler="tcp://127.0.0.1:1", progress=no_work_expected)
+
+
+@pytest.fixture
+def dask_never_connects(monkeypatch):
+    """Dask's Client replaced by one that fails the test: the address must be turned down before Dask would
+    retry it for distributed.CONNECT_SECONDS."""
+    import distributed as dask_distributed
+
+    class NoClient:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("Dask was asked to connect")
+
+    monkeypatch.setattr(dask_distributed, "Client", NoClient)
+
+
+@pytest.mark.parametrize("address, reason", [
+    ("tcp://127.0.0.1:1", "Connection refused"),  # nothing listens on port 1
+    ("127.0.0.1:1", "Connection refused"),  # tcp is Dask's default protocol
+    ("tcp://no-such-host.invalid:8786", ""),  # .invalid never resolves (RFC 2606)
+])
+def test_a_refusing_or_unknown_scheduler_fails_without_dask_retrying_it(dask_never_connects, address, reason):
+    expected = f"cannot reach the Dask scheduler at '{re.escape(address)}'.*{reason}"
+    with pytest.raises(InvalidInputError, match=expected), distributed.connected(address):
+        pass
+
+
+@pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1", "tcp://127.0.0.1:port"])
+def test_a_scheduler_address_without_a_port_number_is_an_error_naming_it(dask_never_connects, address):
+    expected = f"scheduler must be an address like .*got '{re.escape(address)}'"
+    with pytest.raises(InvalidInputError, match=expected), distributed.connected(address):
+        pass
 
 
 def test_answers_come_back_in_range_order_whatever_order_the_ranges_finish_in(client):

@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
-from threadpoolctl import threadpool_limits
 
+from covertreex.blas import one_thread
 from covertreex.counters import N_QUERY_COUNTERS, QueryCounter
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics import MetricSpace, QuerySet
@@ -149,7 +149,7 @@ def dense_query(space: MetricSpace, queries: QuerySet, k: int, query_block: int,
     blocks = [(b0, min(n_q, b0 + rows_per_block)) for b0 in starts]
     blocks.reverse()  # the last blocks of a predecessor batch have the most tiles: start them first
     workers = max(1, min(workers, len(blocks)))
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_thread():
         if workers == 1:
             gemm_seconds = sum(job.run(b0, b1) for b0, b1 in blocks)
         else:
