@@ -12,10 +12,14 @@ The OpenBLAS that NumPy's and SciPy's wheels bundle keeps one thread count for t
 "pthreads" threading layer). threadpoolctl lets only one Python thread at a time change it and silently
 ignores the others, so a limit asked for from a worker thread (a Dask task, a user's thread pool) could
 leave BLAS on all its threads. :func:`one_thread` therefore sets that count itself, through OpenBLAS's own
-functions, from any thread, and counts its holders: the first to enter sets one thread, the last to leave
-restores what it found, so overlapping and nested holders never leave the limit behind. BLAS libraries
-whose thread count is per thread (OpenMP layers, MKL) are limited through threadpoolctl in the entering
-thread, which is the thread that makes the call.
+functions, from any thread, and counts its holders: every holder sets one thread as it enters (a limit set
+meanwhile by code outside this module could have raised it), the last to leave restores what the first
+found unless someone else has set another count since, so overlapping and nested holders never leave
+their limit behind. Code outside this module that changes the count from another thread while a block
+runs can still raise it for the rest of that block (and a threadpoolctl context entered during a block
+restores, when it ends, the one thread it found). BLAS libraries whose thread count is per thread
+(OpenMP layers, MKL) are limited through threadpoolctl in the entering thread only, which covers the calls
+made in that thread (the Cholesky, each dtrsm chunk), not products the gold engines run on pool threads.
 """
 
 from __future__ import annotations
@@ -82,7 +86,8 @@ def one_thread():
     with _lock:
         if _holders == 0:
             _found = [library.get() for library in shared]
-            for library in shared:
+        for library in shared:  # again on every entry: someone else's limit may have changed it since
+            if library.get() != 1:
                 library.set(1)
         _holders += 1
     try:
@@ -95,4 +100,5 @@ def one_thread():
             _holders -= 1
             if _holders == 0:
                 for library, count in zip(shared, _found, strict=True):
-                    library.set(count)
+                    if library.get() == 1:  # a count someone else set meanwhile is theirs to restore
+                        library.set(count)

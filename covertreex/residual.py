@@ -135,7 +135,8 @@ def _solve_rows(L, U, X, kernel: str, ls: np.ndarray, variance: float) -> np.nda
     """V = (L^-1 K(U, X))^T, C-contiguous. K(X, U) in C order is K(U, X) in Fortran order (the kernel
     is symmetric bit for bit: (a - b) / l and (b - a) / l differ only in sign), so BLAS solves it in
     place, on every core (:mod:`covertreex.triangular_solve`): the same bits as solving a copy in one
-    call, without the copies or the finiteness scan of two matrices that are finite by construction."""
+    call on one BLAS thread, without the copies or the finiteness scan of two matrices that are finite
+    by construction."""
     return solve_lower_rows_in_place(L, kernel_matrix(X, U, kernel, ls, variance))
 
 

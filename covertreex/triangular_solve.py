@@ -6,8 +6,8 @@ right-hand sides (one per point) are independent: this module calls the routine 
 dtrsm, left, lower, no transpose, non-unit; LAPACK's dtrtrs only adds a zero-diagonal check that a
 successful Cholesky factor always passes) on fixed chunks of CHUNK_POINTS points, each on one BLAS thread,
 from a thread pool. SciPy exports dtrsm through its Cython C API; ctypes calls it with the GIL released.
-A point's bits depend on its place in its call, and chunk boundaries never depend on the thread count, so
-V never does; `tests/covertreex/test_residual.py` checks V against SciPy's dtrsm called on the same chunks.
+Chunk boundaries never depend on the thread count, so V never does; `tests/covertreex/test_residual.py`
+checks V bit for bit against the one-call solve on one BLAS thread.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from covertreex.resources import available_cpus
 
 CHUNK_POINTS = 2048
 """Right-hand sides per dtrsm call: large enough to keep BLAS efficient, small enough to share the
-points of a few-thousand-point problem between two cores. Part of V's bits: another value rounds some
-points otherwise."""
+points of a few-thousand-point problem between two cores. At this size V equals the one-call solve;
+a review's probe (2026-12-04) found sizes that round some points otherwise (2,047, and 7 or fewer)."""
 
 _int = ctypes.POINTER(ctypes.c_int)
 _double = ctypes.POINTER(ctypes.c_double)
@@ -47,8 +47,8 @@ def _dtrsm():
 
 def solve_lower_rows_in_place(L: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Overwrite each row K_i (K: N x m, C-contiguous float64) with L^-1 K_i, where L (m x m) is lower
-    triangular with a nonzero diagonal; return K. The same bits as ``scipy.linalg.blas.dtrsm(1.0, L,
-    K.T, lower=1).T`` on one BLAS thread, CHUNK_POINTS rows at a time."""
+    triangular with a nonzero diagonal; return K. The same bits as ``solve_triangular(L, K.T,
+    lower=True).T`` on one BLAS thread."""
     n, m = K.shape
     if L.shape != (m, m) or K.dtype != np.float64 or not K.flags.c_contiguous or not K.flags.writeable:
         raise InvalidInputError(f"solve_lower_rows_in_place needs L of shape ({m}, {m}) and a writeable "

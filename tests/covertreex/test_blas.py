@@ -67,7 +67,17 @@ def test_a_process_told_to_use_one_blas_thread_builds_the_same_problem():
     assert done.stdout.strip() == digest()
 
 
-def test_overlapping_holders_keep_one_thread_until_the_last_leaves_in_any_order():
+def test_a_holder_entering_after_another_limit_raised_the_count_sets_one_thread_again():
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        # someone else's limit, entered during the block, then another holder
+        with one_thread(), threadpool_limits(limits=2, user_api="blas"), one_thread():
+            inside = _blas_threads()
+        assert inside == [1] * len(before)
+        assert _blas_threads() == before
+
+
+def test_overlapping_holders_keep_one_thread_until_the_last_leaves_in_entering_order():
     """Holders leave in the order they entered (threadpoolctl's own contexts, each restoring what it found,
     would restore 2 threads when the first leaves and 1 thread for good when the last does)."""
     with threadpool_limits(limits=2, user_api="blas"):

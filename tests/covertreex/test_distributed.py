@@ -158,8 +158,7 @@ def test_an_unreachable_scheduler_fails_before_any_work_even_when_no_cluster_is_
 
 @pytest.fixture
 def dask_never_connects(monkeypatch):
-    """Dask's Client replaced by one that fails the test: the address must be turned down before Dask would
-    retry it for distributed.CONNECT_SECONDS."""
+    """Dask's Client replaced by one that fails the test: the address must be turned down first."""
     import distributed as dask_distributed
 
     class NoClient:
@@ -169,19 +168,9 @@ def dask_never_connects(monkeypatch):
     monkeypatch.setattr(dask_distributed, "Client", NoClient)
 
 
-@pytest.mark.parametrize("address, reason", [
-    ("tcp://127.0.0.1:1", "Connection refused"),  # nothing listens on port 1
-    ("127.0.0.1:1", "Connection refused"),  # tcp is Dask's default protocol
-    ("tcp://no-such-host.invalid:8786", ""),  # .invalid never resolves (RFC 2606)
-])
-def test_a_refusing_or_unknown_scheduler_fails_without_dask_retrying_it(dask_never_connects, address, reason):
-    expected = f"cannot reach the Dask scheduler at '{re.escape(address)}'.*{reason}"
-    with pytest.raises(InvalidInputError, match=expected), distributed.connected(address):
-        pass
-
-
-@pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1", "tcp://127.0.0.1:port"])
-def test_a_scheduler_address_without_a_port_number_is_an_error_naming_it(dask_never_connects, address):
+@pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1", "tcp://127.0.0.1:port", "127.0.0.1:99999",
+                                     "tcp://127.0.0.1:0"])
+def test_a_scheduler_address_without_a_valid_port_number_is_an_error_naming_it(dask_never_connects, address):
     expected = f"scheduler must be an address like .*got '{re.escape(address)}'"
     with pytest.raises(InvalidInputError, match=expected), distributed.connected(address):
         pass

@@ -97,18 +97,14 @@ def test_projection_of_indexed_points_is_close_to_their_rows():
 @pytest.mark.parametrize("kernel", ["rbf", "matern52"])
 @pytest.mark.parametrize(("n", "d", "m"), [(7, 1, 3), (300, 3, 64), (2049, 4, 129), (6151, 2, 96)])
 def test_v_bits_are_the_recipes_solve_of_k_ux(kernel, n, d, m):
-    """V is bit for bit BLAS dtrsm solving L V^T = K(U, X) (what solve_triangular ends in) on one BLAS
-    thread (covertreex.blas), in the recipe's own layout, one call per CHUNK_POINTS points: a point's bits
-    depend on its place in the call (OpenBLAS rounds a column of a 2,049-column call otherwise than the
-    same column of a 2,048-column one, and its LAPACK solves a single column by another route), so the
-    library fixes the calls, and solves K(X, U) in place in Fortran order, which must not change a bit.
-    Projected query rows solve the same system row by row: each row's bits are independent of the batch
-    it came in, and agree with the recipe's solve to rounding."""
-    from scipy.linalg import blas
+    """V is bit for bit solve_triangular(L, K(U, X)).T on one BLAS thread (covertreex.blas), the recipe's
+    own layout: the library solves K(X, U) in place in Fortran order, in chunks, which must not change a
+    bit. Projected query rows solve the same system row by row: each row's bits are independent of the
+    batch it came in, and agree with the recipe's solve to rounding."""
+    from scipy.linalg import solve_triangular
 
     from covertreex.blas import one_thread
     from covertreex.metrics.kernels import kernel_matrix
-    from covertreex.triangular_solve import CHUNK_POINTS
 
     rng = np.random.default_rng(n + d + m)
     X, Q = rng.normal(size=(n, d)) * 2.0, rng.normal(size=(11, d))
@@ -119,9 +115,7 @@ def test_v_bits_are_the_recipes_solve_of_k_ux(kernel, n, d, m):
     def recipe(points):
         K_ux = kernel_matrix(U, points, kernel, ls, 1.3)
         with one_thread():
-            chunks = [blas.dtrsm(1.0, problem.cholesky_factor, K_ux[:, start : start + CHUNK_POINTS], lower=1)
-                      for start in range(0, K_ux.shape[1], CHUNK_POINTS)]
-        return np.ascontiguousarray(np.hstack(chunks).T)
+            return np.ascontiguousarray(solve_triangular(problem.cholesky_factor, K_ux, lower=True).T)
 
     assert problem.V.flags.c_contiguous
     np.testing.assert_array_equal(problem.V.view(np.int64), recipe(X).view(np.int64))
