@@ -80,13 +80,6 @@ def test_a_holder_entering_after_another_limit_raised_the_count_sets_one_thread_
 def test_overlapping_holders_keep_one_thread_until_the_last_leaves_in_entering_order():
     """Holders leave in the order they entered (threadpoolctl's own contexts, each restoring what it found,
     would restore 2 threads when the first leaves and 1 thread for good when the last does)."""
-    with threadpool_limits(limits=2, user_api="blas"):
-        before = _blas_threads()
-        _leave_in_entering_order(before)
-
-
-def _leave_in_entering_order(before: list[int]) -> None:
-    assert before == [2] * len(before)
     entered = [threading.Event() for _ in range(3)]
     leave = [threading.Event() for _ in range(3)]
 
@@ -96,11 +89,14 @@ def _leave_in_entering_order(before: list[int]) -> None:
             leave[i].wait(60)
 
     threads = [threading.Thread(target=hold, args=(i,)) for i in range(3)]
-    for thread, done in zip(threads, entered, strict=True):
-        thread.start()
-        assert done.wait(60)
-    for i, thread in enumerate(threads):
-        assert _blas_threads() == [1] * len(before)
-        leave[i].set()
-        thread.join(60)
-    assert _blas_threads() == before
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        assert before == [2] * len(before)
+        for thread, done in zip(threads, entered, strict=True):
+            thread.start()
+            assert done.wait(60)
+        for i, thread in enumerate(threads):
+            assert _blas_threads() == [1] * len(before)
+            leave[i].set()
+            thread.join(60)
+        assert _blas_threads() == before
