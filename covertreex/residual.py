@@ -21,6 +21,7 @@ from covertreex.kinds import KERNELS
 from covertreex.metrics.kernels import (
     forward_substitution_rows,
     kernel_matrix,
+    read_only,
     residual_variance_of_norms,
     squared_norms,
 )
@@ -127,7 +128,7 @@ class ResidualProblem:
         residual_range.check_coordinates(Q, self.lengthscale, "queries")
         U = self.X[self.inducing]
         K_qu = kernel_matrix(Q, U, self.kernel, self.lengthscale, self.variance)
-        Vq = forward_substitution_rows(self.cholesky_factor, K_qu)
+        Vq = forward_substitution_rows(read_only(np.asfortranarray(self.cholesky_factor)), K_qu)
         return Vq, residual_variance(Vq, self.variance, "V of the queries")
 
 

@@ -21,6 +21,7 @@ from covertreex.errors import CorruptFileError, InputTypeError, InvalidInputErro
 from covertreex.kinds import METRICS
 from covertreex.levels import DUPLICATE_LEVEL
 from covertreex.metrics import MetricSpace
+from covertreex.metrics.kernels import read_only
 from covertreex.npz import read_arrays
 from covertreex.resources import require_sane_numba_threads
 
@@ -81,17 +82,13 @@ class Tree:
         return list(range(top, bottom - 1, -1)) + ["duplicates"]
 
     def arrays(self) -> TreeArrays:
+        """The walk's arrays, read-only (one Numba type for every tree: see :func:`read_only`)."""
         top, bottom = self.level_range
         return TreeArrays(
             self.root,
             top,
             top - bottom + 2,
-            self.levels,
-            self.child_offsets,
-            self.children,
-            self.radius,
-            self.is_copy,
-            self.subtree_min,
+            *(read_only(getattr(self, name)) for name in TreeArrays._fields[3:]),
         )
 
     def same_as(self, other: Tree) -> bool:
@@ -152,7 +149,7 @@ def assemble(
         radius.astype(np.float64),
         insertion_order.astype(np.int64),
         tree_checks.exact_copies(parents, space.data),
-        tree_structure.subtree_minima(root, offsets, children),
+        tree_structure.subtree_minima(root, read_only(offsets), read_only(children)),
         space.metric,
         space.digest,
         None if evaluations is None else int(evaluations),
@@ -268,7 +265,8 @@ def validate(tree: Tree, space: MetricSpace) -> None:
     if message:
         raise InvalidInputError(f"exact-copy flags wrong: {message}")
     require_sane_numba_threads()
-    code, node, other, value, bound = tree_checks.metric_problem(tree.arrays(), tree.parents, space.data)
+    parents = read_only(tree.parents)
+    code, node, other, value, bound = tree_checks.metric_problem(tree.arrays(), parents, space.data)
     lv, lo = int(tree.levels[node]), int(tree.levels[other]) if other >= 0 else None
     if code == tree_checks.COVER_LEVEL:
         raise InvalidInputError(

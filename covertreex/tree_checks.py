@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from covertreex.levels import DUPLICATE_LEVEL as _DUP
-from covertreex.metrics.kernels import distance
+from covertreex.metrics.kernels import distance, read_only
 
 OK, COVER_LEVEL, COVER_DISTANCE, SEPARATION = 0, 1, 2, 3
 
@@ -83,7 +83,7 @@ def radius_problem(parents, radius, D) -> tuple[int, str] | None:
     """(node, description) of the first radius below a descendant's distance (invariant 4, which pruning
     relies on), or None. Cost: one distance per (node, ancestor) pair; levels fall along every path, so
     a node has at most ~2,100 ancestors (the level range) and typically a few dozen."""
-    ancestor, value = _radius_violations(parents, radius, D)
+    ancestor, value = _radius_violations(read_only(parents), read_only(radius), D)
     bad = np.flatnonzero(ancestor >= 0)
     if bad.size == 0:
         return None

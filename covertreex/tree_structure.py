@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from covertreex.levels import DUPLICATE_LEVEL, HIGHEST_LEVEL, LOWEST_LEVEL
+from covertreex.metrics.kernels import read_only
 
 DTYPES = {
     "levels": np.dtype(np.int64),
@@ -185,6 +186,7 @@ def structure_problem(tree) -> str:
     ordered = (lv[:-1] > lv[1:]) | ((lv[:-1] == lv[1:]) & (children[:-1] < children[1:]))
     if np.any(same & ~ordered):
         return f"children of node {owner[_first(same & ~ordered)]} are not ordered by (level desc, index asc)"
+    offsets, children = read_only(offsets), read_only(children)
     lost = _first_unreachable(tree.root, offsets, children)
     if lost >= 0:
         return f"node {lost} is not reachable from the root"

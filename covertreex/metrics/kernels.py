@@ -52,6 +52,24 @@ class MetricData(NamedTuple):
     P: np.ndarray  # (n,); ones for Euclidean
     slack: float  # Euclidean: relative error bound; residual: bound on |computed d^2 - exact d^2|
 
+    def sealed(self) -> MetricData:
+        """The same data with read-only views of its arrays (see :func:`read_only`)."""
+        return self._replace(lengthscale=read_only(self.lengthscale), X=read_only(self.X),
+                             V=read_only(self.V), P=read_only(self.P))
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of `array` (the caller's array keeps its own flags).
+
+    Numba compiles a jitted function once per combination of its arguments' types, and a read-only array
+    is another type than a writeable one: with MetricData, query sets and tree arrays of mixed flags, the
+    gold query was compiled up to nine times in one test process (20-30 s each). Everything handed to
+    jitted code is therefore read-only, one type per argument.
+    """
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
 
 # --- The formulas -------------------------------------------------------------------------------------
 
@@ -91,9 +109,9 @@ def _rust_twin(name: str):
 
 def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
     """k(A, B) for a kernel named as in :data:`covertreex.kinds.KERNELS` (see :func:`kernel_block`)."""
-    A = np.ascontiguousarray(A, dtype=np.float64)
-    B = np.ascontiguousarray(B, dtype=np.float64)
-    lengthscale = np.ascontiguousarray(lengthscale, dtype=np.float64)
+    A = read_only(np.ascontiguousarray(A, dtype=np.float64))
+    B = read_only(np.ascontiguousarray(B, dtype=np.float64))
+    lengthscale = read_only(np.ascontiguousarray(lengthscale, dtype=np.float64))
     twin = _rust_twin("kernel_matrix")
     if twin is not None:
         return twin(A, B, lengthscale, KERNELS.index(kernel), float(variance))

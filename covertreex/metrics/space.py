@@ -21,6 +21,7 @@ from covertreex.metrics.kernels import (
     RESIDUAL,
     MetricData,
     euclidean_slack,
+    read_only,
     residual_slack,
 )
 from covertreex.residual import ResidualProblem
@@ -54,6 +55,11 @@ class QuerySet:
     limit: np.ndarray = field(repr=False)
     predecessor: bool = False
 
+    def __post_init__(self):
+        object.__setattr__(self, "data", self.data.sealed())
+        for name in ("rows", "dataset_index", "limit"):
+            object.__setattr__(self, name, read_only(getattr(self, name)))
+
     @property
     def n_queries(self) -> int:
         return self.rows.shape[0]
@@ -66,6 +72,9 @@ class MetricSpace:
     metric: str
     data: MetricData = field(repr=False)
     problem: ResidualProblem | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "data", self.data.sealed())
 
     @cached_property
     def digest(self) -> str:
