@@ -60,6 +60,11 @@ class QuerySet:
         for name in ("rows", "dataset_index", "limit"):
             object.__setattr__(self, name, read_only(getattr(self, name)))
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling skips __post_init__, and pickle protocols below 5 bring arrays back writeable."""
+        self.__dict__.update(state)
+        self.__post_init__()
+
     @property
     def n_queries(self) -> int:
         return self.rows.shape[0]
@@ -75,6 +80,8 @@ class MetricSpace:
 
     def __post_init__(self):
         object.__setattr__(self, "data", self.data.sealed())
+
+    __setstate__ = QuerySet.__setstate__
 
     @cached_property
     def digest(self) -> str:

@@ -4,6 +4,8 @@ compile, so a writeable/read-only mix multiplied the suite's compile time (see k
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from numba import typeof
@@ -60,3 +62,18 @@ def test_the_callers_arrays_keep_their_flags():
     ct.CoverTree(engine="gold").fit(points).kneighbors(points[:4], k=3)
     assert points.flags.writeable
     points[0, 0] = 1.0  # still the caller's to change
+
+
+@pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
+def test_a_pickled_space_query_set_and_model_keep_the_one_type(protocol):
+    """Unpickling skips __post_init__ and protocols below 5 bring arrays back writeable: a model pickled
+    by a user (protocol 4 by default) or sent to a process pool must not cost the gold query a recompile."""
+    space = MetricSpace.residual(ct.residual_problem(X, m=8))
+    queries = space.all_points(predecessor=True)
+    model = ct.CoverTree(engine="gold", metric="residual").fit(ct.residual_problem(X, m=8))
+    copies = [pickle.loads(pickle.dumps(value, protocol=protocol)) for value in (space, queries, model)]
+    assert typeof(copies[0].data) == typeof(space.data)
+    assert _query_types(copies[0]) == _query_types(space)
+    assert (typeof(copies[1].data), typeof(copies[1].rows), typeof(copies[1].limit)) == (
+        typeof(queries.data), typeof(queries.rows), typeof(queries.limit))
+    assert typeof(copies[2].space.data) == typeof(model.space.data)
