@@ -81,6 +81,14 @@ class Problem:
         """Query coordinates in either mode (indexed queries are their points' own coordinates)."""
         return self.queries if self.queries is not None else self.points[self.query_indices]
 
+    def content_digest(self) -> str:
+        """A digest of every array an engine is handed, as they hold now: an engine that writes into its
+        input (past the read-only flags) changes it, and would corrupt every later test of the session."""
+        arrays = [self.points, self.queries, self.query_indices]
+        if self.residual is not None:
+            arrays += [getattr(self.residual, f.name) for f in fields(self.residual)]
+        return array_digest(*(np.asarray(a) for a in arrays if isinstance(a, np.ndarray)))
+
 
 def problem_from_arrays(
     data, *, queries=None, query_indices=None, predecessor: bool = False, label: str | None = None

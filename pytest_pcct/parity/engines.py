@@ -34,9 +34,14 @@ class EngineUnavailable(RuntimeError):
 
 class UnsupportedProblemError(InvalidInputError):
     """A metric or problem kind the engine was not registered for: a question it does not answer, so the
-    plugin skips the test (with this message) rather than failing the engine."""
+    plugin skips the test (with this message) rather than failing the engine. Only the plugin raises it,
+    before calling the engine; an engine raising it itself fails (:class:`EngineFailure`)."""
 
 
+class EngineFailure(AssertionError):
+    """An engine misbehaved on a problem it was registered for in a way no answer check sees: it refused
+    the problem by raising :class:`UnsupportedProblemError` itself (which would otherwise turn its failure
+    into a skip), or it wrote into the problem's arrays."""
 
 
 def _names(values, kind: str, known: tuple[str, ...]) -> tuple[str, ...]:
@@ -224,11 +229,24 @@ class EngineHandle:
             raise UnsupportedProblemError(
                 f"engine {self.name!r} was not registered for {refusal}: {problem.label}"
             )
-        answer = _normalise(self.name, self._engine(problem, k), problem, k)
+        before = problem.content_digest()
+        try:
+            output = self._engine(problem, k)
+        except UnsupportedProblemError as exc:
+            raise EngineFailure(
+                f"engine {self.name!r} raised UnsupportedProblemError on {problem.label}, k={k}, a problem "
+                f"it was registered for ({exc}); declare what it answers with Capabilities when registering "
+                "it"
+            ) from exc
+        if problem.content_digest() != before:
+            raise EngineFailure(f"engine {self.name!r} wrote into the arrays of {problem.label} (k={k}); an "
+                                "engine must leave its input unchanged")
+        answer = _normalise(self.name, output, problem, k)
         rtol, atol = self._tolerance() if tolerance is None else tolerance
         check_answer(answer.indices, answer.distances, problem, rtol=rtol, atol=atol,
                      label=f"engine {self.name!r} on {problem.label}, k={k}")
-        answer = replace(answer, indices=answer.indices.astype(np.int64, copy=False))
+        answer = replace(answer, indices=answer.indices.astype(np.int64, copy=False),
+                         distances=answer.distances.astype(np.float64, copy=False))  # native byte order
         if answer.telemetry is not None:
             if self.spec.telemetry_schema is None:
                 raise InvalidInputError(

@@ -23,7 +23,13 @@ from pytest_pcct.parity.assertions import (
     compare_knn,
 )
 from pytest_pcct.parity.datasets import Problem, ProblemCache
-from pytest_pcct.parity.engines import Answer, EngineHandle, EngineRegistry, EngineUnavailable
+from pytest_pcct.parity.engines import (
+    Answer,
+    EngineHandle,
+    EngineRegistry,
+    EngineUnavailable,
+    UnsupportedProblemError,
+)
 from pytest_pcct.parity.report import Cell, ParityMatrix
 from pytest_pcct.parity.selection import Selection
 
@@ -138,9 +144,12 @@ class EnginePair:
             tolerance = (settings.rtol, settings.atol)
             ref = self.reference.knn(problem, k, tolerance=tolerance)
             got = self.candidate.knn(problem, k, tolerance=tolerance)
-        except AssertionError as exc:  # an untruthful or ill-formed answer: a failed cell, then the failure
-            self._session.matrix.add(key, Cell("failed", math.nan, 1, {problem.digest},
-                                               failure=str(exc).splitlines()[0]))
+        except UnsupportedProblemError:  # the plugin's own refusal: a skip, not a cell
+            raise
+        except Exception as exc:  # an untruthful or ill-formed answer, or an engine that raised: a failed
+            first = (str(exc).splitlines() or [""])[0]  # cell, then the failure
+            failure = first if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {first}"
+            self._session.matrix.add(key, Cell("failed", math.nan, 1, {problem.digest}, failure=failure))
             raise
         labels = (ref.engine, got.engine)
         comparison = compare_knn(ref, got, rtol=settings.rtol, atol=settings.atol, labels=labels)

@@ -38,7 +38,7 @@ def _engines_loaded_outside_pytester():
 WRONG_ENGINES = '''
 import numpy as np
 
-from pytest_pcct.parity.engines import EngineUnavailable
+from pytest_pcct.parity.engines import EngineUnavailable, UnsupportedProblemError
 
 
 def _wrapping(registry, base, change):
@@ -126,13 +126,40 @@ def out_of_range(idx, dist, problem):
     return idx, dist
 
 
+def refuses(idx, dist, problem):
+    """Gives up with the plugin's own refusal on a problem it was registered for."""
+    raise UnsupportedProblemError("this engine gives up here")
+
+
+def raises(idx, dist, problem):
+    raise RuntimeError("the engine crashed")
+
+
+def missing_row(idx, dist, problem):
+    """The last query's row left out."""
+    return idx[:-1], dist[:-1]
+
+
+def writes_input(idx, dist, problem):
+    """The true answer, after swapping two indexed points in place (past the read-only flag)."""
+    problem.points.setflags(write=True)
+    problem.points[[0, 1]] = problem.points[[1, 0]]
+    return idx, dist
+
+
+def big_endian(idx, dist, problem):
+    """The true answer, its distances float64 in big-endian byte order: still float64, so right."""
+    return idx, dist.astype(">f8")
+
+
 def unavailable():
     raise EngineUnavailable("it needs a GPU")
 
 
 WRONG = {"ulp": one_ulp, "swap": swap_neighbour, "lastplus": last_plus_one, "random": random_indices,
          "farthest": farthest_last, "offbyone": off_by_one, "unsorted": unsorted,
-         "float32": single_precision, "outside": out_of_range}
+         "float32": single_precision, "outside": out_of_range, "refuses": refuses, "raises": raises,
+         "missingrow": missing_row, "writes": writes_input, "bigendian": big_endian}
 
 
 def pytest_pcct_register_engines(registry):

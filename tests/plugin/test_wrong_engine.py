@@ -1,5 +1,6 @@
 """Deliberately wrong engines registered by a test are caught through pcct_engine_pair, in both modes."""
 
+import json
 import re
 
 PAIR_TESTS = """
@@ -195,8 +196,9 @@ WHAT_IS_WRONG = {
     "unsorted": re.compile(r"query row \d+ is not sorted by \(distance, index\) at position \d+: index \d+ "
                            r"at distance \S+ comes before index \d+ at distance \S+ "
                            r"\(true distances \S+ and \S+\)"),
-    "float32": re.compile(r"distances have dtype float32, not float64 \(the distances of record\), e\.g\. "
-                          + NAMES_THE_ENTRY.pattern),
+    "float32": re.compile(r"distances have dtype float32, not float64 \(the distances of record\)(, e\.g\. "
+                          + NAMES_THE_ENTRY.pattern + r"| \(its values happen to equal the true distances in "
+                          r"this answer\))"),
     "outside": re.compile(r"query row \d+, position \d+: index \d+ is not a point of the problem "
                           r"\(n=\d+: indices 0\.\.\d+, or -1 for padding\); reported distance"),
 }
@@ -221,3 +223,46 @@ def test_every_wrong_engine_fails_in_every_mode_naming_the_entry_and_its_true_di
             assert any(pattern.search(text) for pattern in named), text
     reference = [r for r in reports if "[gold" in r.nodeid and "gold-" not in r.nodeid]
     assert reference and all(r.passed for r in reference)
+
+
+PAIR_IN_BOTH_MODES = """
+import pytest
+
+@pytest.mark.parametrize("mode", ["exact", "tolerance"])
+def test_pair(pcct_engine_pair, pcct_dataset, mode):
+    pcct_engine_pair.check(pcct_dataset(n=120, d=3, n_queries=6), 5, mode=mode)
+"""
+
+
+def test_an_engine_that_raises_or_answers_the_wrong_shape_fails_and_is_a_failed_cell(wrong_engines):
+    """Raising the plugin's own UnsupportedProblemError is no way out: only the plugin's refusal, made
+    before the engine is called, is a skip. Every such failure is a failed cell of the parity report."""
+    wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
+    result = wrong_engines.runpytest("--pcct-engines=gold,refuses,raises,missingrow", "--pcct-report=r.json",
+                                     "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=6)
+    result.stdout.fnmatch_lines(["*EngineFailure: engine 'refuses' raised UnsupportedProblemError on "
+                                 "euclidean gaussian *, k=5, a problem it was registered for (this engine "
+                                 "gives up here)*"])
+    report = json.loads((wrong_engines.path / "r.json").read_text())
+    assert report["totals"] == {"exact": 0, "tie-equal": 0, "failed": 3}
+    failures = {cell["candidate"]: cell["failure"] for cell in report["cells"]}
+    assert failures["refuses"].startswith("engine 'refuses' raised UnsupportedProblemError on ")
+    assert failures["raises"] == "RuntimeError: the engine crashed"
+    assert failures["missingrow"] == ("InvalidInputError: engine 'missingrow' returned indices of shape "
+                                      "(5, 5), expected (6, 5)")
+    assert all(cell["checks"] == 2 and cell["max_abs_diff"] is None for cell in report["cells"])
+
+
+def test_an_engine_that_writes_into_its_input_fails(wrong_engines):
+    wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
+    result = wrong_engines.runpytest("--pcct-engines=gold,writes", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*EngineFailure: engine 'writes' wrote into the arrays of euclidean "
+                                 "gaussian *(k=5); an engine must leave its input unchanged"])
+
+
+def test_float64_distances_in_either_byte_order_are_float64(wrong_engines):
+    wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
+    wrong_engines.runpytest("--pcct-engines=gold,bigendian", "-p", "no:cacheprovider").assert_outcomes(
+        passed=2)
