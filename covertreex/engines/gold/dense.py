@@ -155,19 +155,16 @@ def dense_query(space: MetricSpace, queries: QuerySet, k: int, query_block: int,
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="covertreex-dense") as pool:
                 gemm_seconds = sum(pool.map(lambda block: job.run(*block), blocks))
-    return out.indices, out.distances, np.ascontiguousarray(out.counters.T), out.screened, gemm_seconds
+    return out.indices, out.distances, out.per_query, out.screened, gemm_seconds
 
 
 class _Output:
-    """The answers and counters of every query; each block writes its own rows. The counters are held
-    counter by counter, so a block's slice of one is contiguous for any block size (a column of a
-    per-query table is contiguous only for one-row blocks: Numba would compile the kernels for both
-    layouts)."""
+    """The answers and counters of every query; each block writes its own rows."""
 
     def __init__(self, n_q: int, k: int):
         self.indices = np.empty((n_q, k), dtype=np.int64)
         self.distances = np.empty((n_q, k))
-        self.counters = np.zeros((N_QUERY_COUNTERS, n_q), dtype=np.int64)
+        self.per_query = np.zeros((n_q, N_QUERY_COUNTERS), dtype=np.int64)
         self.screened = np.zeros(n_q, dtype=np.int64)
 
 
@@ -202,11 +199,11 @@ class _Job:
                 tile, j0, rows, own, limits, Q, D, qf.scale, qf.error, df.scale, df.error, self.euclid,
                 block.ub_d, block.ub_i, block.ub_n, block.cutoff, block.cand_lo, block.cand_j,
                 block.cand_n, block.pos, out.screened[b0:b1],
-                out.counters[QueryCounter.FRONTIER_STEPS, b0:b1],
+                out.per_query[b0:b1, QueryCounter.FRONTIER_STEPS],
             ).any():
                 block.grow()
         _finish(rows, own, Q, D, block.cand_lo, block.cand_j, block.cand_n, block.cutoff,
                 out.indices[b0:b1], out.distances[b0:b1],
-                out.counters[QueryCounter.DISTANCE_EVALUATIONS, b0:b1],
-                out.counters[QueryCounter.HEAP_PUSHES, b0:b1])
+                out.per_query[b0:b1, QueryCounter.DISTANCE_EVALUATIONS],
+                out.per_query[b0:b1, QueryCounter.HEAP_PUSHES])
         return gemm_seconds
