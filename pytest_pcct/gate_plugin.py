@@ -233,6 +233,22 @@ def pytest_runtest_call(item):
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A gated test that was skipped (in setup or in its body) fails: the gate fails closed."""
+    report = yield
+    state = _state(item.config)
+    gated = state is not None and item.nodeid in state.gated
+    if gated and report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        message = state.skipped(item.nodeid, reason.removeprefix("Skipped: "))
+        if message:
+            report.outcome = "failed"
+            report.longrepr = f"pytest-pcct gate: {message}"
+    return report
+
+
 class GateInconclusiveWarning(pytest.PytestWarning):
     """A time verdict the gate could not reach (bounds straddle the threshold); ``-W error::`` with this
     class's full name turns it into a failure."""

@@ -8,7 +8,9 @@ XDIST = ("-n", "--numprocesses", "--dist", "--maxprocesses")
 TIMING_OFF = ("--benchmark-disable", "--benchmark-skip")
 COMPARE = ("--benchmark-compare",)
 UPDATE = ("--pcct-update-baselines",)
-_VALUED = {"-n", "--numprocesses", "--dist", "--maxprocesses", "--pcct-gate", "--benchmark-min-rounds"}
+SAVING = ("--benchmark-save", "--benchmark-autosave")
+_VALUED = {"-n", "--numprocesses", "--dist", "--maxprocesses", "--pcct-gate", "--benchmark-min-rounds",
+           "--benchmark-save"}
 """Options whose value may be the next argument (dropped together with it)."""
 
 

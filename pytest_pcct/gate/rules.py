@@ -18,6 +18,7 @@ Pure functions over plain values, so every rule is testable without pytest:
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,6 +32,33 @@ verdict of failed (or passed) is wrong in at most 1 run in 100 if rounds are ind
 MIN_PAIRED_ROUNDS = 20
 """Fewest paired rounds a gated benchmark runs: at 99%, 8 rounds give only the extreme order statistics as
 bounds; 20 bring them to the 4th smallest and largest."""
+
+
+PAIRED_AGREEMENT = 1.5
+"""Largest factor a stored median of paired ratios may differ from its stored median seconds over median
+calibration seconds. The two summarise the same rounds and agreed within 2% in every baseline this project
+recorded; a file beyond 1.5x was edited or damaged (ratios scaled by 1000 would let any slowdown pass)."""
+
+
+def implausible_paired_rounds(ratios: list[float], paired: Mapping, stats: Mapping) -> str | None:
+    """Why a stored benchmark's paired rounds cannot be what the gate recorded (None if they can): fewer
+    than :data:`MIN_PAIRED_ROUNDS`, another count than its pytest-benchmark stats, or a median ratio that
+    disagrees with its own median seconds and calibration by more than :data:`PAIRED_AGREEMENT`."""
+    rounds = stats.get("rounds")
+    if len(ratios) < MIN_PAIRED_ROUNDS:
+        return f"{len(ratios)} paired ratios, but the gate records at least {MIN_PAIRED_ROUNDS}"
+    if rounds != len(ratios):
+        return f"{len(ratios)} paired ratios for {rounds!r} rounds in its stats"
+    seconds, calibration = paired.get("seconds"), paired.get("calibration")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                  for v in (seconds, calibration))
+    if not numbers:
+        return "its paired median seconds and calibration are not positive numbers"
+    agreement = statistics.median(ratios) / (seconds / calibration)
+    if not 1 / PAIRED_AGREEMENT <= agreement <= PAIRED_AGREEMENT:
+        return (f"the median paired ratio {statistics.median(ratios):.4g} disagrees with its median "
+                f"seconds over median calibration, {seconds / calibration:.4g}")
+    return None
 
 
 def _nonnegative(value, name: str) -> float:

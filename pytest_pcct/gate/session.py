@@ -26,7 +26,7 @@ from pytest_pcct.gate.baselines import (
     now,
 )
 from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError
-from pytest_pcct.gate.paired import PairedTiming
+from pytest_pcct.gate.paired import PairedTiming, kernel_fingerprint
 
 MODES = ("all", "counters", "instructions", "off")
 INSTRUCTION_SCHEMA = "callgrind.instructions"
@@ -229,6 +229,11 @@ class GateSession:
         if not s.update and not bench.compare:
             return ("the time gate compares with a stored pytest-benchmark run: add --benchmark-compare:\n  "
                     + gate_commands.command(args, add=("--benchmark-compare",)))
+        if bench.save or bench.autosave:
+            return ("--benchmark-save/--benchmark-autosave would store this run, regressions included, where "
+                    "the time gate takes its baselines from, and the next run would compare with it; timing "
+                    "baselines change only through --pcct-update-baselines. Drop the option:\n  "
+                    + gate_commands.command(args, drop=gate_commands.SAVING))
         return None
 
     def _instructions_blocker(self) -> str | None:
@@ -286,6 +291,19 @@ class GateSession:
             return f"{exc}\nRepair or delete the file, then re-record the baselines with:\n  {self._fix()}"
         return None
 
+    def skipped(self, nodeid: str, reason: str) -> str | None:
+        """The failure a skip of the gated test `nodeid` becomes (None when this mode has nothing of it to
+        judge): a skipped benchmark is never judged, so a skip that starts to happen in CI would hide any
+        regression behind a passing run."""
+        if self._skips(nodeid):
+            return None
+        verb = "record its baselines" if self.settings.update else "judge it"
+        message = (f"{nodeid} was skipped ({reason}), so the gate cannot {verb}: a skipped benchmark would "
+                   "hide any regression. To leave it out of a run on purpose, deselect it (-k, -m or "
+                   "--deselect)")
+        self.add_error(nodeid, message)
+        return message
+
     # -- after the test body ----------------------------------------------------------------------
     def judge(self, item, recorder: GateRecorder | None, benchmark) -> str | None:
         """Record or check one gated test; return the failure message of a regression, or None."""
@@ -304,8 +322,9 @@ class GateSession:
             return f"{nodeid} did not call benchmark(...), so there is no timing to gate"
         if nodeid == self.calibration_id:
             if timing is not None:
-                self.calibration = timing
                 self.calibration_kernel = getattr(benchmark, "kernel", None)
+                self.calibration = {**timing, "kernel": (None if self.calibration_kernel is None
+                                                         else kernel_fingerprint(*self.calibration_kernel))}
                 self._add(nodeid, "calibration", "passed",
                           time={"calibration_seconds": timing["median"]})
             return None
@@ -418,6 +437,14 @@ class GateSession:
                 f"{stored['file']}: the timing baseline of {nodeid} was measured with {stored['timer']}, "
                 f"this run uses {timing['timer']}; re-record it with:\n  {self._fix()}"
             )
+        if stored["kernel"] != self.calibration["kernel"]:
+            raise CorruptFileError(
+                f"{stored['file']}: the timing baseline of {nodeid} was measured against "
+                + ("a calibration kernel of unknown identity (recorded before pytest-pcct fingerprinted it)"
+                   if stored["kernel"] is None else "another calibration kernel (its code or arguments "
+                   "changed since)")
+                + f", so its ratios and this run's are incomparable; re-record it with:\n  {self._fix()}"
+            )
         return gate.compare_time(
             ratios=timing["ratios"], baseline_ratios=stored["ratios"], round_seconds=timing["seconds"],
             calibration=timing["calibration"], threshold=limits.threshold, noise_floor=limits.noise_floor,
@@ -441,7 +468,11 @@ class GateSession:
         if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} has a non-positive, "
                                    "non-finite or empty list of paired ratios")
-        return {"file": source, "ratios": ratios, "timer": timers.pop()}
+        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"])
+        if problem:
+            raise CorruptFileError(f"{source}: the timing baseline of {nodeid} is damaged: {problem}; "
+                                   f"re-record it with:\n  {self._fix()}")
+        return {"file": source, "ratios": ratios, "timer": timers.pop(), "kernel": calibration.get("kernel")}
 
     def _add(self, nodeid: str, kind: str, outcome: str, *, counters=None, time=None, instructions=None,
              message=None):

@@ -70,7 +70,7 @@ def _work(name, nanoseconds):
 
 @pytest.mark.pcct_calibration
 def test_calibration(benchmark):
-    benchmark(_work, "TOY_CALIBRATION_SCALE", 1_000_000)
+    benchmark(_work, "TOY_CALIBRATION_SCALE", int(os.environ.get("TOY_CALIBRATION_NS", "1000000")))
 
 
 def _record(pcct_gate, name):
@@ -81,12 +81,15 @@ def _record(pcct_gate, name):
 
 
 def test_work(benchmark, pcct_gate):
+    if os.environ.get("TOY_SKIP") == "body":
+        pytest.skip("the toy skips its work")
     benchmark(_work, "TOY_SLOWDOWN_WORK", 2_000_000)
     _record(pcct_gate, "work")
 
 
 @pytest.mark.pcct_time(threshold=5.0)
 @pytest.mark.pcct_counters(tolerance={"steps": 0.10})
+@pytest.mark.skipif(os.environ.get("TOY_SKIP") == "marker", reason="the toy skips lenient work")
 def test_lenient(benchmark, pcct_gate):
     benchmark(_work, "TOY_SLOWDOWN_LENIENT", 2_000_000)
     _record(pcct_gate, "lenient")

@@ -172,3 +172,28 @@ def test_the_gate_loads_without_covertreex_numpy_or_numba():
             "print(sorted(m for m in ('covertreex', 'numpy', 'numba') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_calibration_kernel_fingerprint_follows_code_and_arguments_only():
+    import numpy as np
+    from numba import njit
+
+    from pytest_pcct.gate.paired import kernel_fingerprint
+
+    def kernel(points, scale=1.0):
+        return float((points * scale).sum())
+
+    def edited(points, scale=1.0):
+        return float((points * scale).prod())
+
+    edited.__qualname__ = kernel.__qualname__  # the same name, another body
+    points = np.arange(12.0).reshape(4, 3)
+    fingerprint = kernel_fingerprint(kernel, (points,), {"scale": 2.0})
+    assert fingerprint == kernel_fingerprint(kernel, (points.copy(),), {"scale": 2.0})
+    assert fingerprint == kernel_fingerprint(njit(kernel), (points,), {"scale": 2.0})  # through Numba
+    changed = [kernel_fingerprint(kernel, (points + 1,), {"scale": 2.0}),
+               kernel_fingerprint(kernel, (points,), {"scale": 3.0}),
+               kernel_fingerprint(kernel, (points.astype(np.float32),), {"scale": 2.0}),
+               kernel_fingerprint(edited, (points,), {"scale": 2.0})]
+    assert fingerprint not in changed and len(set(changed)) == len(changed)
+    assert kernel_fingerprint(kernel, (object(),), {}) == kernel_fingerprint(kernel, (object(),), {})

@@ -184,3 +184,82 @@ def test_every_printed_command_works(recorded, run_gate, monkeypatch, how, args)
     for line in printed:
         fixed = recorded.runpytest(*shlex.split(line))
         assert fixed.ret == pytest.ExitCode.OK, f"printed command failed: python -m pytest {line}"
+
+
+@pytest.mark.parametrize("mode", ["all", "counters"])
+@pytest.mark.parametrize(("how", "test", "outcome"), [("body", "test_work", "failed"),
+                                                       ("marker", "test_lenient", "errors")])
+def test_a_skipped_benchmark_fails(recorded, run_gate, monkeypatch, mode, how, test, outcome):
+    """A benchmark skipped in its body or by a marker is never judged: a skip that began to happen in CI
+    would otherwise pass every regression. Deselecting it is how a run leaves it out on purpose."""
+    monkeypatch.setenv("TOY_SKIP", how)
+    monkeypatch.setenv("TOY_SLOWDOWN_WORK" if how == "body" else "TOY_SLOWDOWN_LENIENT", "9")
+    monkeypatch.setenv(f"TOY_STEPS_{test.removeprefix('test_').upper()}", "2000")
+    result = run_gate("--benchmark-compare", f"--pcct-gate={mode}", "--pcct-gate-report=gate.json")
+    result.assert_outcomes(passed=2, **{outcome: 1})
+    reason = "the toy skips its work" if how == "body" else "the toy skips lenient work"
+    result.stdout.fnmatch_lines([f"*pytest-pcct gate: test_toy.py::{test} was skipped ({reason}), so the "
+                                 "gate cannot judge it: a skipped benchmark would hide any regression. To "
+                                 "leave it out of a run on purpose, deselect it (-k, -m or --deselect)*"])
+    report = json.loads((recorded.path / "gate.json").read_text())
+    assert [r["outcome"] for r in report["results"] if r["nodeid"] == f"test_toy.py::{test}"] == ["error"]
+    deselected = run_gate("--benchmark-compare", f"--pcct-gate={mode}", "--deselect", f"test_toy.py::{test}")
+    deselected.assert_outcomes(passed=2, deselected=1)
+
+
+def _edit_timing_entry(project, test, edit):
+    path = _timing_file(project)
+    run = json.loads(path.read_text())
+    edit(next(b for b in run["benchmarks"] if b["fullname"] == f"test_toy.py::{test}"))
+    path.write_text(json.dumps(run))
+    return path
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (lambda paired: paired.update(ratios=[r * 1000 for r in paired["ratios"]]),
+     "the median paired ratio * disagrees with its median seconds over median calibration, *"),
+    (lambda paired: paired.update(ratios=paired["ratios"][:1]),
+     "1 paired ratios, but the gate records at least 20"),
+    (lambda paired: paired.update(ratios=paired["ratios"] * 2),
+     "* paired ratios for * rounds in its stats"),
+], ids=["ratios-times-1000", "one-ratio", "more-ratios-than-rounds"])
+def test_damaged_paired_ratios_are_a_corrupt_file(recorded, run_gate, monkeypatch, edit, problem):
+    """Ratios scaled by 1000 would pass any slowdown; one ratio would make every verdict inconclusive."""
+    path = _edit_timing_entry(recorded, "test_work", lambda bench: edit(bench["extra_info"]["pcct_paired"]))
+    monkeypatch.setenv("TOY_SLOWDOWN_WORK", "4")
+    result = run_gate("--benchmark-compare", "--benchmark-min-rounds=20")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines([f"pytest-pcct gate: {path}: the timing baseline of test_toy.py::test_work "
+                                 f"is damaged: {problem}; re-record it with:"])
+
+
+def test_a_changed_calibration_kernel_is_incomparable(recorded, run_gate, monkeypatch):
+    """Three times the calibration work and three times the benchmark's: the ratios look unchanged, but
+    they are measured against another kernel, so the baselines no longer apply."""
+    monkeypatch.setenv("TOY_CALIBRATION_NS", "3000000")
+    monkeypatch.setenv("TOY_SLOWDOWN_WORK", "3")
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*: the timing baseline of test_toy.py::test_work was measured against "
+                                 "another calibration kernel (its code or arguments changed since), so its "
+                                 "ratios and this run's are incomparable; re-record it with:"])
+    monkeypatch.delenv("TOY_CALIBRATION_NS")
+    monkeypatch.delenv("TOY_SLOWDOWN_WORK")
+    _edit_timing_entry(recorded, "test_work",
+                       lambda bench: bench["extra_info"]["pcct_calibration"].pop("kernel"))
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*: the timing baseline of test_toy.py::test_work was measured against a "
+                                 "calibration kernel of unknown identity (recorded before pytest-pcct "
+                                 "fingerprinted it), *"])
+
+
+def test_a_run_saved_where_baselines_are_read_is_refused(recorded, run_gate):
+    """Saved elsewhere than baselines/, a run is still where --benchmark-compare takes the baselines from:
+    a failing run would become the next run's baseline."""
+    (recorded.path / "elsewhere").mkdir()
+    result = run_gate("--benchmark-storage=elsewhere", "--benchmark-autosave", "--benchmark-compare")
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(["pytest-pcct gate: --benchmark-save/--benchmark-autosave would store this "
+                                 "run, regressions included, where the time gate takes its baselines from*",
+                                 "  python -m pytest * --benchmark-storage=elsewhere --benchmark-compare *"])
