@@ -20,7 +20,7 @@ from covertreex.telemetry import COMPARED_SECTIONS, read_jsonl
 
 COLUMNS = ("engine", "build s", "build+V s", "query s", "q/s", "evaluations/query", "recall",
            "exact match vs gold", "counters = gold", "tree = gold")
-_BUILD_NOTES = {"loaded": "gold's tree", None: "no tree"}
+_BUILD_NOTES = {"loaded": "gold's tree", "checked": "no tree", None: "no tree"}
 
 
 def _timing(stat: dict, digits: int = 3) -> str:

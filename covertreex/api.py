@@ -11,20 +11,17 @@ import time
 
 from covertreex import paths
 from covertreex.engines import KnnResult, engine_available, get_engine
-from covertreex.errors import InvalidInputError, KOutOfRangeError, unknown_name
+from covertreex.errors import InvalidInputError, unknown_name
 from covertreex.kinds import METRICS
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.ordering import insertion_order
 from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
-from covertreex.resources import require_memory
+from covertreex.resources import require_answer_memory
 from covertreex.scalars import as_bool
 from covertreex.telemetry import make_record
 from covertreex.tree import Tree, checked
 from covertreex.validation import check_k
-
-_ANSWER_BYTES = 16
-"""Bytes per answer cell: an int64 index and a float64 distance."""
 
 
 class _Fitted:
@@ -182,11 +179,7 @@ class CoverTree:
         predecessor = as_bool(predecessor, "predecessor")
         query_set = self._queries(space, queries, indices, predecessor)
         k = check_k(k, space.n_points, allow_padding=predecessor)
-        require_memory(
-            query_set.n_queries * k * _ANSWER_BYTES,
-            f"k = {k} is too large: the answer ({query_set.n_queries} rows of k indices and distances)",
-            KOutOfRangeError,
-        )
+        require_answer_memory(query_set.n_queries, k)
         path = self.choose_path(space, fitted.built_tree is not None, query_set, k)
         tree = fitted.tree(self.engine, self.config) if path == "tree" else None  # not query time
         start = time.perf_counter()

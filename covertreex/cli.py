@@ -27,6 +27,8 @@ RECALL_AUTO_PAIRS = 1 << 26
 """Recall against the brute oracle is computed by default up to this many query x point pairs."""
 RESIDUAL_DEFAULTS = {"kernel": "rbf", "lengthscale": 1.0, "variance": 1.0, "m": 512, "inducing_seed": 42}
 EXIT_USAGE, EXIT_ERROR = 2, 1
+SHOWN_DEFAULTS = {"mode": "parity; perf without --engine", "threads": "all cores"}
+"""What --help says a knob's default is, where the knob's own default is not what a run uses or reads."""
 
 
 class UsageError(Exception):
@@ -99,8 +101,9 @@ def _add_workload(parser: argparse.ArgumentParser) -> None:
     engine = parser.add_argument_group(
         "engine and configuration (explicit flags override the preset)")
     engine.add_argument("--engine", default=None, metavar="NAME",
-                        help=f"engine from the registry: {', '.join(engine_names())} "
-                             "(default: %(default)s)")
+                        help=f"engine from the registry: {', '.join(engine_names())} (default: the "
+                             "fastest exact configuration: rust in mode perf, gold where the extension is "
+                             "not built)")
     engine.add_argument("--preset", default=None, metavar="NAME",
                         help=f"named configuration: {', '.join(PRESETS)} "
                              f"(default: ${ENV_VAR} if set; see 'pcct presets')")
@@ -108,7 +111,7 @@ def _add_workload(parser: argparse.ArgumentParser) -> None:
         if name == "telemetry":
             continue  # `query` exposes it as --telemetry FILE / --no-telemetry
         flag, dest = "--" + name.replace("_", "-"), f"knob_{name}"
-        text = f"{knob.doc} (default: {knob.default})"
+        text = f"{knob.doc} (default: {SHOWN_DEFAULTS.get(name, knob.default)})"
         if knob.choices is not None:
             engine.add_argument(flag, dest=dest, choices=knob.choices, default=None, help=text)
         elif knob.kind is bool:
@@ -181,16 +184,17 @@ def _add_vecchia(sub) -> None:
                        help="'maximin' is exact maximin in --metric (default: %(default)s)")
     order.add_argument("--ordering-file", default=None, metavar="FILE",
                        help="use this permutation of 0..N-1 (.npy or .csv) as the ordering")
-    residual = parser.add_argument_group("residual metric (as covertreex.residual_problem)")
-    residual.add_argument("--kernel", choices=KERNELS, default=RESIDUAL_DEFAULTS["kernel"],
-                          help="kernel (default: %(default)s)")
-    residual.add_argument("--lengthscale", type=lengthscale, default=RESIDUAL_DEFAULTS["lengthscale"],
-                          metavar="L[,L...]", help="one lengthscale or one per dimension "
-                                                   "(default: %(default)s)")
-    residual.add_argument("--variance", type=float, default=RESIDUAL_DEFAULTS["variance"], metavar="S2",
-                          help="kernel variance (default: %(default)s)")
-    residual.add_argument("--m", type=count(1), default=RESIDUAL_DEFAULTS["m"], metavar="M",
-                          help="inducing points (default: %(default)s)")
+    residual = parser.add_argument_group(
+        "residual metric or --ordering maximin-residual (as covertreex.residual_problem; an error otherwise)")
+    residual.add_argument("--kernel", choices=KERNELS, default=None,
+                          help=f"kernel (default: {RESIDUAL_DEFAULTS['kernel']})")
+    residual.add_argument("--lengthscale", type=lengthscale, default=None, metavar="L[,L...]",
+                          help="one lengthscale or one per dimension "
+                               f"(default: {RESIDUAL_DEFAULTS['lengthscale']})")
+    residual.add_argument("--variance", type=float, default=None, metavar="S2",
+                          help=f"kernel variance (default: {RESIDUAL_DEFAULTS['variance']})")
+    residual.add_argument("--m", type=count(1), default=None, metavar="M",
+                          help=f"inducing points (default: {RESIDUAL_DEFAULTS['m']})")
     parser.add_argument("--seed", type=count(0), default=0, metavar="S",
                         help="seed of the inducing points and of --ordering random (default: %(default)s)")
     parser.add_argument("--engine", default="auto", metavar="NAME",
@@ -334,7 +338,8 @@ def main(argv=None) -> int:
         print(f"pcct: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except MemoryError:
-        print("pcct: error: out of memory (try a smaller --n, --m or --queries)", file=sys.stderr)
+        print("pcct: error: out of memory (try a smaller problem: fewer points (--n), inducing points (--m), "
+              "queries (--queries) or neighbours (--k))", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("pcct: interrupted", file=sys.stderr)

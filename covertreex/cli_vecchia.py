@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from covertreex import progress, vecchia_orderings
-from covertreex.cli import say
+from covertreex.cli import RESIDUAL_DEFAULTS, say
 from covertreex.errors import CovertreexError, InvalidInputError
+from covertreex.npz import read_npy
 
 READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
 
@@ -26,23 +27,40 @@ def read_array(path, what: str, dtype=float) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got {suffix or 'no suffix'!r}")
+    if suffix == ".npy":
+        return read_npy(path, what)
     try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
         return np.loadtxt(path, delimiter=",", ndmin=2, comments="#", dtype=dtype)
     except ValueError as exc:
         reason = " ".join(str(exc).split())
-        raise InvalidInputError(
-            f"{path}: cannot read {what} as {READERS[suffix]} ({reason}); a header line must start "
-            "with '#'" if suffix == ".csv" else f"{path}: cannot read {what} ({reason})"
-        ) from None
+        raise InvalidInputError(f"{path}: cannot read {what} as {READERS[suffix]} ({reason}); a header line "
+                                "must start with '#'") from None
+
+
+RESIDUAL_OPTIONS = ("kernel", "lengthscale", "variance", "m")
+
+
+def residual_options(args) -> dict | None:
+    """The residual problem's options (defaults filled in), or None for a job that builds none; such a job
+    given one of them is an error rather than a run that silently ignores it."""
+    given = [name for name in RESIDUAL_OPTIONS if getattr(args, name) is not None]
+    if args.metric == "residual" or args.ordering == "maximin-residual":
+        return {name: RESIDUAL_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
+                for name in RESIDUAL_OPTIONS}
+    if given:
+        flags = ", ".join(f"--{name}" for name in given)
+        ordering = args.ordering_file or args.ordering
+        raise InvalidInputError(f"{flags}: only for the residual metric or --ordering maximin-residual (the "
+                                f"metric is {args.metric}, the ordering {ordering})")
+    return None
 
 
 def run(args) -> int:
     from covertreex.tree import npz_target  # Numba and SciPy load only when the command runs
     from covertreex.vecchia import FUSED_ORDERINGS, vecchia_neighbors
 
-    out = npz_target(args.out, "neighbours") if args.out else None  # a bad path fails before any work
+    out = None if args.out is None else npz_target(args.out, "neighbours")  # a bad path fails before work
+    residual = residual_options(args)
     X = read_array(args.points, "the points")
     ordering = args.ordering
     if args.ordering_file:
@@ -59,15 +77,13 @@ def run(args) -> int:
             done(finished + (n if stage == "neighbours" else 0), stage)
 
         result = vecchia_neighbors(
-            X, args.k, metric=args.metric, ordering=ordering, kernel=args.kernel,
-            lengthscale=args.lengthscale, variance=args.variance, m=args.m, seed=args.seed,
+            X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=args.seed,
             engine=args.engine, progress=show, scheduler=args.scheduler,
         )
     summary = {
         "command": "vecchia", "points": str(args.points), "n": int(X.shape[0]), "dims": int(X.shape[1]),
         "metric": args.metric, "k": args.k, "engine": args.engine, "ordering": result.ordering_name,
-        "residual": {"kernel": args.kernel, "lengthscale": args.lengthscale, "variance": args.variance,
-                     "m": args.m, "seed": args.seed} if args.metric == "residual" else None,
+        "residual": None if residual is None else {**residual, "seed": args.seed},
         "ordering_seconds": result.ordering_seconds, "neighbor_seconds": result.neighbor_seconds,
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
         "scheduler": args.scheduler,

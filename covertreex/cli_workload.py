@@ -196,6 +196,15 @@ def _query_target(args, n: int) -> tuple[dict, int, int, str]:
     return {"indices": idx}, count, count * n, f"{count} queries (seed {args.query_seed})"
 
 
+def _tree_source(model: CoverTree, tree_file) -> str | None:
+    """Where the queried tree came from: 'loaded' (--tree), 'built', or 'checked' for an exhaustive engine
+    given --tree (the file is loaded and checked against the data as on any engine, then not queried);
+    None for an exhaustive engine without one."""
+    if not model.engine.uses_tree:
+        return "checked" if tree_file else None
+    return "loaded" if tree_file else "built"
+
+
 def run_query(args) -> int:
     from covertreex import telemetry
     from covertreex.tree import npz_target
@@ -205,11 +214,11 @@ def run_query(args) -> int:
         raise InvalidInputError(f"--save-tree: engine {model.engine.name!r} builds no tree")
     dataset = datasets.make(args.dataset, args.n, args.dims, args.seed)
     query_kwargs, n_queries, pairs, what = _query_target(args, dataset.n)
-    tree_file = args.tree if model.engine.uses_tree else None  # an exhaustive engine has no use for it
+    tree_file = args.tree
     summary = {"command": "query", **_describe(args, model, dataset), "k": args.k,
                "n_queries": n_queries, "query_seed": None if args.predecessor else args.query_seed,
                "predecessor": args.predecessor, "tree_file": tree_file,
-               "tree_source": ("loaded" if tree_file else "built") if model.engine.uses_tree else None}
+               "tree_source": _tree_source(model, tree_file)}
     say(args, "pcct query: " + _header(summary, f"; k={args.k}, {what}"))
 
     answers_file = npz_target(args.out, "answers") if args.out else None  # a bad path fails before work

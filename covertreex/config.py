@@ -58,6 +58,13 @@ def knob(default: Any, doc: str, **rules: Any) -> Any:
     return field(default=default, metadata={"knob": Knob(default, doc, **rules)})
 
 
+BLOCK_RANGE = {"maximum": 2**31 - 1,
+               "maximum_is": "2**31 - 1; a block larger than the data acts as one block of all of it"}
+"""The range of every block-size knob beyond its minimum: larger values would only overflow the engines'
+sizes (a gold build_block of 2**63 failed inside Numba; rust named its own argument) instead of meaning
+anything."""
+
+
 @dataclass(frozen=True)
 class Config:
     """The resolved options of one build or query call. Each field is a knob, declared here once;
@@ -81,7 +88,7 @@ class Config:
         "most points per round of the batch build: larger rounds give threads more to share but cost up to "
         "block/2 conflict-pair distances per point (1 gives the sequential tree)",
         kind=int,
-        minimum=1,
+        minimum=1, **BLOCK_RANGE,
     )
     mode: str = knob(
         "parity",
@@ -105,7 +112,8 @@ class Config:
         choices=("auto", "direct", "gemm"),
     )
     gemm_block: int = knob(
-        1024, "query rows per block in the brute gemm path (bounds memory)", kind=int, minimum=1
+        1024, "query rows per block in the brute gemm path (bounds memory)", kind=int, minimum=1,
+        **BLOCK_RANGE,
     )
     path: str = knob(
         "auto",
@@ -116,11 +124,11 @@ class Config:
     )
     dense_query_block: int = knob(
         512, "query rows per dense tile (the unit of parallel work); never changes answers", kind=int,
-        minimum=1,
+        minimum=1, **BLOCK_RANGE,
     )
     dense_point_block: int = knob(
         2048, "point rows per dense GEMM tile (bounds memory); never changes answers", kind=int,
-        minimum=1,
+        minimum=1, **BLOCK_RANGE,
     )
     predecessor_pruning: bool = knob(
         True,
@@ -171,7 +179,7 @@ class Config:
         "changes answers or counters (64: 2.3-2.8x less CPU than 1 on the gold workload, 2.0x on Vecchia "
         "at N = 8,192; docs/benchmarks.md)",
         kind=int,
-        minimum=1,
+        minimum=1, **BLOCK_RANGE,
     )
     shared_tree: bool = knob(
         False,

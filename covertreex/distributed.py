@@ -42,7 +42,7 @@ from covertreex.config import Config
 from covertreex.engines import get_engine
 from covertreex.errors import InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
-from covertreex.resources import available_cpus
+from covertreex.resources import available_cpus, require_answer_memory
 from covertreex.scalars import as_int
 from covertreex.tree import Tree
 from covertreex.validation import check_k
@@ -87,6 +87,7 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
                       **options).fit(data)
     space = model.space
     k = check_k(k, space.n_points, allow_padding=predecessor)
+    require_answer_memory(space.n_points if predecessor else len(indices), k)
     queries = space.all_points(predecessor=True) if predecessor else space.indexed_queries(indices)
     path = model.choose_path(space, False, queries, k)
     tree = model.tree if path == "tree" else None

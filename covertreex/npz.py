@@ -1,4 +1,5 @@
-"""Read named arrays from an .npz archive, checking every member's header before allocating its array.
+"""Read named arrays from an .npz archive (or one .npy file), checking every header before allocating its
+array.
 
 NumPy allocates whatever a member's header claims before reading the data, so a damaged or hostile
 header (say 1e11 elements) would try to allocate hundreds of GiB. Here the claimed size must equal the
@@ -22,23 +23,41 @@ from covertreex.resources import require_memory
 _HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
 
 
-def _claimed_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, name: str) -> int:
-    """The data size member `name`'s header claims, checked against the bytes the member holds."""
-    with archive.open(info) as fh:
-        version = npy.read_magic(fh)
-        if version not in _HEADER_READERS:
-            raise CorruptFileError(f"{path}: member {name!r} has unsupported .npy version {version}")
-        shape, _, dtype = _HEADER_READERS[version](fh)
-        header = fh.tell()
+def _claimed_bytes(fh, size: int, where: str) -> int:
+    """The data size the .npy header at the start of `fh` claims, checked against the `size` bytes the
+    file or member holds (`where` names it in errors)."""
+    version = npy.read_magic(fh)
+    if version not in _HEADER_READERS:
+        raise CorruptFileError(f"{where} has unsupported .npy version {version}")
+    shape, _, dtype = _HEADER_READERS[version](fh)
+    header = fh.tell()
     if dtype.hasobject:
-        raise CorruptFileError(f"{path}: member {name!r} holds Python objects (dtype {dtype})")
+        raise CorruptFileError(f"{where} holds Python objects (dtype {dtype})")
     claimed = math.prod(shape) * dtype.itemsize
-    if header + claimed != info.file_size:
+    if header + claimed != size:
         raise CorruptFileError(
-            f"{path}: member {name!r} claims shape {shape} of {dtype} ({claimed} bytes) but holds "
-            f"{info.file_size - header} bytes of data"
+            f"{where} claims shape {shape} of {dtype} ({claimed} bytes) but holds {size - header} bytes of "
+            "data"
         )
     return claimed
+
+
+def read_npy(path, what: str) -> np.ndarray:
+    """The array in the .npy file at `path` (`what` names it in errors), read only after its header
+    checks out: a header claiming more than the file holds, or than memory holds, is a CorruptFileError
+    naming the file, never a huge allocation."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            claimed = _claimed_bytes(fh, path.stat().st_size, f"{path} ({what})")
+            require_memory(claimed, f"{path}: reading {what}", CorruptFileError)
+            fh.seek(0)
+            return npy.read_array(fh, allow_pickle=False)
+    except CorruptFileError:
+        raise
+    except (ValueError, EOFError) as exc:
+        reason = " ".join(str(exc).split())
+        raise CorruptFileError(f"{path}: cannot read {what} ({reason})") from None
 
 
 def read_arrays(path, names, what: str = ".npz file") -> dict[str, np.ndarray]:
@@ -53,7 +72,10 @@ def read_arrays(path, names, what: str = ".npz file") -> dict[str, np.ndarray]:
                     infos[name] = archive.getinfo(f"{name}.npy")
                 except KeyError:
                     raise CorruptFileError(f"{path}: no member {name!r}") from None
-            total = sum(_claimed_bytes(archive, info, path, name) for name, info in infos.items())
+            total = 0
+            for name, info in infos.items():
+                with archive.open(info) as fh:
+                    total += _claimed_bytes(fh, info.file_size, f"{path}: member {name!r}")
             require_memory(total, f"{path}: reading the arrays", CorruptFileError)
             arrays = {}
             for name, info in infos.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from covertreex.errors import InvalidInputError
+from covertreex.errors import InvalidInputError, KOutOfRangeError
 
 
 def available_bytes() -> int:
@@ -40,6 +40,18 @@ def require_memory(nbytes: int, what: str, error: type[InvalidInputError] = Inva
         raise error(
             f"{what} needs {nbytes:.3g} bytes, more than the {available:.3g} bytes of memory available"
         )
+
+
+ANSWER_BYTES = 16
+"""Bytes per answer cell: an int64 index and a float64 distance."""
+
+
+def require_answer_memory(n_rows: int, k: int) -> None:
+    """An answer of `n_rows` rows of k neighbours must fit in the memory available: KOutOfRangeError, the
+    same message from every engine and entry point (kneighbors, vecchia_neighbors, distributed jobs)."""
+    require_memory(n_rows * k * ANSWER_BYTES,
+                   f"k = {k} is too large: the answer ({n_rows} rows of k indices and distances)",
+                   KOutOfRangeError)
 
 
 def available_cpus() -> int:

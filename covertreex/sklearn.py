@@ -22,6 +22,7 @@ except ImportError as exc:  # validate_data (and the tags the checks use) arrive
     ) from exc
 
 from covertreex.api import CoverTree
+from covertreex.config import KNOBS
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
 from covertreex.scalars import as_int
 
@@ -119,6 +120,8 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         if as_int(self.n_neighbors, "n_neighbors") < 1:
             raise KOutOfRangeError(f"n_neighbors must be >= 1, got {self.n_neighbors}")
         X = validate_data(self, X, dtype=np.float64, order="C")
+        if self.engine_mode is not None:  # checked under its own name: 'mode' is the transformer's
+            KNOBS["mode"].check("engine_mode", self.engine_mode)
         knobs = {"mode": self.engine_mode, "path": self.path, "threads": self.threads}
         tree = CoverTree(self.engine, self.metric, **{k: v for k, v in knobs.items() if v is not None})
         if tree.metric == "residual":

@@ -117,6 +117,8 @@ class Tree:
 def npz_target(path, what: str = "tree") -> Path:
     """The file an .npz write of `path` really creates: `path` itself when it ends in .npz, else `path` +
     '.npz' (NumPy's rule). A directory is refused, naming a file inside it instead."""
+    if not str(path).strip():
+        raise InvalidInputError(f"the path to save the {what} to is empty")
     path = Path(path)
     if path.is_dir():
         example = path / f"{what}.npz"

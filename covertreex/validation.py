@@ -32,9 +32,7 @@ def as_points(array, name: str, *, ndim: int = 2, owned: bool = False) -> np.nda
     """Return `array` as a C-contiguous float64 array of `ndim` dimensions, rejecting unusable input.
     With `owned`, always a fresh read-only copy (for arrays a fitted object keeps)."""
     arr = _as_array(array, name)
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
+    if arr.dtype.kind not in "fiu":  # not bool, complex, timedelta64 (an integer subtype to NumPy), ...
         raise InputTypeError(f"{name} must hold real numbers (float or int dtype), got dtype {arr.dtype}")
     if arr.ndim != ndim:
         shape = "(n_points, n_dims)" if ndim == 2 else "(n,)"

@@ -35,6 +35,7 @@ from covertreex.maximin_dense import maximin_with_neighbors
 from covertreex.metrics import MetricSpace
 from covertreex.metrics.kernels import take_rows
 from covertreex.residual import ResidualProblem, residual_problem
+from covertreex.resources import require_answer_memory
 from covertreex.validation import as_points, check_k
 
 
@@ -185,6 +186,7 @@ def vecchia_neighbors(
     X = as_points(X, "X")
     name, given = vecchia_orderings.resolve(ordering, X.shape[0])
     k = check_k(k, X.shape[0], allow_padding=True)
+    require_answer_memory(X.shape[0], k)
     _cover_tree(engine, metric)  # an unknown engine fails before any work
     with ExitStack() as stack:
         client = None

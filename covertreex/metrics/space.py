@@ -29,15 +29,31 @@ from covertreex.validation import as_points, check_dims, dataset_indices
 
 MAX_EUCLIDEAN_COORDINATE = 1e150
 """Beyond this magnitude a squared coordinate difference can overflow float64 and distances become inf."""
+MIN_EUCLIDEAN_COORDINATE = 2.0**-450
+"""Nonzero coordinates closer to 0 are refused. Two coordinates of at least this magnitude (or 0) differ by
+a multiple of 2**-502 (the ulp of 2**-450), so a nonzero difference squares to at least 2**-1004, a normal
+float64: every squared distance keeps the relative rounding error the exact pruning and the dense screen's
+bounds rely on. Below it, differences squared into the subnormal range (or to 0) lost that, and engines
+disagreed with the oracle on data scaled by 1e-160 (an outside user's trial, 2026-12-04)."""
 
 
 def _check_magnitude(X: np.ndarray, name: str) -> None:
-    big = np.abs(X) > MAX_EUCLIDEAN_COORDINATE
+    magnitude = np.abs(X)
+    big = magnitude > MAX_EUCLIDEAN_COORDINATE
     if big.any():
         row = int(np.argwhere(big)[0][0])
         raise NonFiniteError(
             f"{name} has coordinates beyond +/-{MAX_EUCLIDEAN_COORDINATE:g} (first at row {row}); "
             "their squared distances would overflow float64"
+        )
+    tiny = (magnitude < MIN_EUCLIDEAN_COORDINATE) & (magnitude > 0)
+    if tiny.any():
+        row = int(np.argwhere(tiny)[0][0])
+        raise NonFiniteError(
+            f"{name} has nonzero coordinates closer to 0 than 2**-450 (~{MIN_EUCLIDEAN_COORDINATE:.2g}; "
+            f"first at row {row}); their squared differences could underflow float64 and distances lose "
+            "their exactness: scale the data up by a power of two (distances scale with it) or round such "
+            "coordinates to 0"
         )
 
 

@@ -20,6 +20,7 @@ from hypothesis.strategies import SearchStrategy
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import KERNELS, METRICS
+from covertreex.metrics.space import MIN_EUCLIDEAN_COORDINATE
 from pytest_pcct.parity.datasets import CASE_QUERIES, KnnCase
 
 __all__ = [
@@ -92,6 +93,12 @@ def _finite(low: float, high: float) -> SearchStrategy:
     return st.floats(low, high, allow_nan=False, allow_infinity=False)
 
 
+def _accepted(points: np.ndarray) -> np.ndarray:
+    """`points` with every coordinate nearer 0 than covertreex's Euclidean range (2**-450) set to 0, so a
+    drawn case is one the engines answer instead of refuse (Hypothesis likes values such as 1e-198)."""
+    return np.where(np.abs(points) < MIN_EUCLIDEAN_COORDINATE, 0.0, points)
+
+
 @st.composite
 def _grid(draw, n, d, side) -> np.ndarray:
     shape, top = (draw(n), draw(d)), draw(side) - 1
@@ -99,14 +106,15 @@ def _grid(draw, n, d, side) -> np.ndarray:
 
 
 def point_sets(*, n=SIZES, d=DIMS, bound=100.0) -> SearchStrategy:
-    """Arbitrary finite float64 points (n, d) with coordinates in [-bound, bound]."""
+    """Arbitrary finite float64 points (n, d) with coordinates in [-bound, bound], 0 or at least 2**-450 in
+    magnitude (the Euclidean range covertreex accepts)."""
     n, d = _sizes(n, d)
     bound = _real("bound", 1e-300, 1e150)(bound)
 
     @st.composite
     def build(draw):
         shape = (draw(n), draw(d))
-        return draw(hnp.arrays(np.float64, shape, elements=_finite(-bound, bound)))
+        return _accepted(draw(hnp.arrays(np.float64, shape, elements=_finite(-bound, bound))))
 
     return build()
 
@@ -143,7 +151,7 @@ def clusters(*, n=SIZES, d=DIMS, centers=CENTERS, spread=SPREADS) -> SearchStrat
         middles = draw(hnp.arrays(np.float64, (draw(centers), dims), elements=_finite(-10, 10)))
         labels = draw(hnp.arrays(np.int64, rows, elements=st.integers(0, len(middles) - 1)))
         offsets = draw(hnp.arrays(np.float64, (rows, dims), elements=_finite(-1, 1)))
-        return np.ascontiguousarray(middles[labels] + width * offsets)
+        return _accepted(np.ascontiguousarray(middles[labels] + width * offsets))
 
     return build()
 

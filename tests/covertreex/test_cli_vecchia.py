@@ -26,6 +26,10 @@ def points(tmp_path_factory):
     np.savetxt(folder / "x.csv", X, delimiter=",", header="x,y", fmt="%.17g")
     np.savetxt(folder / "perm.csv", np.random.default_rng(1).permutation(150), fmt="%d")
     (folder / "bad.csv").write_text("1,2\n3,oops\n")
+    with open(folder / "huge.npy", "wb") as fh:  # a header claiming 24 TB over 100 bytes of data
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**12, 3)})
+        fh.write(bytes(100))
     return folder, X
 
 
@@ -62,7 +66,12 @@ ERROR_CASES = [
     (["x.npy", "--ordering", "maxmin"], 2, "invalid choice: 'maxmin'"),
     (["x.npy", "--k", "0"], 2, "--k: must be >= 1"),
     (["x.npy", "--engine", "fast"], 1, "unknown engine 'fast'"),
-]
+    (["x.npy", "--metric", "euclidean", "--lengthscale", "2", "--m", "3"], 1,
+     "--lengthscale, --m: only for the residual metric or --ordering maximin-residual (the metric is "
+     "euclidean, the ordering maximin)"),  # was silently ignored
+    (["x.npy", "--out", ""], 1, "the path to save the neighbours to is empty"),  # wrote nothing, exit 0
+    (["huge.npy"], 1, "huge.npy (the points) claims shape (1000000000000, 3) of float64"),  # was "out of
+]  # memory (try a smaller --n, ...)", naming neither the file nor an option pcct vecchia has
 
 
 @pytest.fixture(scope="module")

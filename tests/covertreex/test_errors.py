@@ -49,6 +49,41 @@ def test_coordinates_whose_squares_overflow(engine):
         ct.CoverTree(path="tree", engine=engine).fit(X).kneighbors(data, k=1)
 
 
+@pytest.mark.parametrize("engine", ["gold", "rust", "brute"])
+def test_coordinates_whose_differences_underflow(engine):
+    """Data scaled by 1e-160 made the dense path return a farther neighbour than the oracle (an outside
+    user's trial): nonzero coordinates below 2**-450 are refused; zeros are not."""
+    data = X.copy()
+    data[6, 1] = 1e-160
+    with pytest.raises(NonFiniteError, match=r"X has nonzero coordinates closer to 0 than 2\*\*-450 "
+                                             r"\(~3.4e-136; first at row 6\)"):
+        ct.CoverTree(engine=engine).fit(data)
+    with pytest.raises(NonFiniteError, match="queries has nonzero coordinates closer to 0"):
+        ct.CoverTree(engine=engine).fit(X).kneighbors(data, k=1)
+    with pytest.raises(NonFiniteError, match="X has nonzero coordinates closer to 0"):
+        ct.vecchia_neighbors(data, 3, metric="euclidean", engine=engine)
+    data[6, 1] = 0.0
+    ct.CoverTree(engine=engine).fit(data)
+
+
+@pytest.mark.parametrize("engine", ["gold", "rust"])
+@pytest.mark.parametrize("path", ["tree", "dense"])
+def test_the_smallest_accepted_coordinates_give_the_oracle_answer(engine, path):
+    """Points at the lower end of the range, 2**-450 to 2**-447 with zeros and duplicates among them: the
+    closest distinct pairs are 2**-502 apart, the nearest a float64 square keeps normal."""
+    rng = np.random.default_rng(11)
+    steps = np.where(rng.random((240, 3)) < 0.5, 1 + rng.integers(0, 4, size=(240, 3)) * 2.0**-52,
+                     rng.integers(1, 9, size=(240, 3)))  # ulps of 2**-450 apart, or 2**-450 multiples
+    data = rng.choice([-1.0, 1.0], size=(240, 3)) * np.ldexp(steps, -450)
+    data[rng.random((240, 3)) < 0.2] = 0.0
+    data[200:] = data[:40]
+    for args in ({"indices": np.arange(240)}, {"predecessor": True}):
+        got = ct.CoverTree(engine=engine, path=path).fit(data).kneighbors(k=7, **args)
+        want = ct.CoverTree(engine="brute").fit(data).kneighbors(k=7, **args)
+        assert np.array_equal(got[1], want[1])
+        assert np.array_equal(got[0].view(np.int64), want[0].view(np.int64))
+
+
 def test_empty_points():
     with pytest.raises(InvalidInputError, match="X must not be empty"):
         ct.CoverTree(path="tree").fit(np.empty((0, 3)))
@@ -107,7 +142,11 @@ def test_integer_and_float32_input_are_converted(check_same):
     check_same(c, d, "float32 input (converted exactly to float64)")
 
 
-@pytest.mark.parametrize("bad", [np.array([["a", "b"]]), np.array([[1 + 2j, 3j]]), np.array([[True, False]])])
+@pytest.mark.parametrize("bad", [
+    np.array([["a", "b"]]), np.array([[1 + 2j, 3j]]), np.array([[True, False]]),
+    np.array([[1], [2], [np.timedelta64("NaT")]], dtype="timedelta64[s]"),  # NaT was read as -9.2e18
+    np.array([["2026-12-04"]], dtype="datetime64[D]"),
+], ids=["str", "complex", "bool", "timedelta64", "datetime64"])
 def test_non_numeric_dtypes(bad):
     with pytest.raises(InputTypeError, match="X must hold real numbers"):
         ct.CoverTree(path="tree").fit(bad)

@@ -45,6 +45,10 @@ def test_query_out_and_save_tree_report_the_paths_really_written(tmp_path):
          "pcct: error: variance = 1e+300 is outside the accepted range"),
         (["query", *TINY, "--threads", "100000"],
          f"pcct: error: option 'threads' must be <= {available_cpus()} (the CPUs this process may use)"),
+        (["query", *TINY, "--engine", "brute", "--tree", "missing.npz"],  # brute ignored it, even missing:
+         "pcct: error: missing.npz: not a readable covertreex tree file"),  # now checked as on any engine
+        (["query", *TINY, "--engine", "gold", "--build", "batch", "--path", "tree", "--build-block",
+          "99999999999999999999999"], "pcct: error: option 'build_block' must be <= 2147483647"),
     ],
 )
 def test_hostile_arguments_are_one_line_errors(tmp_path, args, message):
@@ -63,3 +67,13 @@ def test_telemetry_validate_of_deeply_nested_json_names_the_file(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     [line] = done.stderr.splitlines()
     assert line.startswith(f"pcct: error: {path}:1: not a plausible JSON record (maximum recursion depth")
+
+
+def test_query_help_gives_the_defaults_a_run_really_uses():
+    """With no --engine a run is rust in mode perf, not the knob's own default 'parity'."""
+    done = _pcct("query", "--help")
+    text = " ".join(done.stdout.split())
+    assert ("(default: the fastest exact configuration: rust in mode perf, gold where the extension is not "
+            "built)") in text
+    assert "(default: parity; perf without --engine)" in text
+    assert "(default: None)" not in text

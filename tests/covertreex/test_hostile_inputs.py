@@ -130,6 +130,37 @@ def test_huge_k_is_refused_alike_before_allocating(engine):
         model.kneighbors(k=2**62, predecessor=True)
 
 
+@pytest.mark.parametrize("engine", ["auto", *ENGINES])
+@pytest.mark.parametrize("k", [2**63 - 1, 10**30])
+def test_huge_k_is_refused_alike_by_the_vecchia_job(engine, k):
+    """The rust fused pass (auto's choice) took k + 1 as its candidate room and failed with a type error
+    naming 'room' (an outside user's trial)."""
+    with pytest.raises(KOutOfRangeError, match=rf"^k = {k} is too large: the answer \(300 rows"):
+        ct.vecchia_neighbors(X, k, m=8, engine=engine)
+
+
+BLOCK_KNOBS = ["build_block", "gemm_block", "dense_query_block", "dense_point_block", "query_block"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("knob", BLOCK_KNOBS)
+def test_block_sizes_beyond_the_range_are_refused_naming_the_knob(engine, knob):
+    """A gold build_block of 2**63 failed inside Numba, and rust named its own argument ('block',
+    'query_block' for dense_query_block): now every engine refuses it when the model is made."""
+    for value in (2**31, 2**63, 10**30):
+        with pytest.raises(InvalidInputError, match=rf"^option '{knob}' must be <= 2147483647 \(2\*\*31 - 1"):
+            ct.CoverTree(engine=engine, **{knob: value})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_largest_block_sizes_answer_as_the_defaults(engine, check_same):
+    largest = dict.fromkeys(BLOCK_KNOBS, 2**31 - 1)
+    for path in ("tree", "dense"):
+        model = ct.CoverTree(engine=engine, path=path, build="batch", **largest).fit(X)
+        check_same(model.kneighbors(k=5, predecessor=True),
+                   ct.CoverTree(engine="brute").fit(X).kneighbors(k=5, predecessor=True))
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("threads", [2**63, 10**9, available_cpus() + 1])
 def test_threads_above_the_cpu_count_are_refused_alike(engine, threads):

@@ -220,7 +220,7 @@ def test_bad_calls_are_clear_errors(call, error, message):
         ({"metric": "cosine"}, UnknownNameError, "unknown metric 'cosine'; known metrics: euclidean"),
         ({"mode": "weights"}, UnknownNameError, "unknown mode 'weights'"),
         ({"n_neighbors": 0}, KOutOfRangeError, "n_neighbors must be >= 1, got 0"),
-        ({"engine_mode": "fast"}, InvalidInputError, "option 'mode' must be one of 'parity', 'perf'"),
+        ({"engine_mode": "fast"}, InvalidInputError, "option 'engine_mode' must be one of 'parity', 'perf'"),
         ({"metric": "residual", "kernel": "cubic"}, UnknownNameError, "unknown kernel 'cubic'"),
     ],
 )

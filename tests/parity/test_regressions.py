@@ -3,7 +3,10 @@ engine must be k-safe on them.
 
 No property of test_properties.py has failed yet on gold, rust or brute (1,000 examples per property with
 ``--hypothesis-profile=pcct-thorough``, and further runs with coordinates up to 1e150 and down to 1e-300 and
-residual kernels with lengthscale 1e-3..1e3 and variance 1e-4..1e4). The cases below are what Hypothesis
+residual kernels with lengthscale 1e-3..1e3 and variance 1e-4..1e4). Those runs missed what an outside
+user's trial found on 2026-12-04: Euclidean data scaled by 1e-160 made the dense path answer a farther
+neighbour (squared differences underflowed); such coordinates are now refused (docs/inputs.md, and
+tests/covertreex/test_errors.py for the lower end of the range). The cases below are what Hypothesis
 shrank to when the same properties ran against deliberately faulty engines, that is, the smallest inputs
 on which a known kind of mistake shows (the last reduced by hand from 40 rows, still failing):
 
