@@ -85,15 +85,7 @@ def _add_workload(parser: argparse.ArgumentParser) -> None:
     metric.add_argument("--metric", choices=METRICS, default=None,
                         help="distance: euclidean, or the residual correlation of a low-rank GP "
                              "(default: the preset's metric, else euclidean)")
-    metric.add_argument("--kernel", choices=KERNELS, default=None,
-                        help=f"residual kernel (default: {RESIDUAL_DEFAULTS['kernel']})")
-    metric.add_argument("--lengthscale", type=lengthscale, default=None, metavar="L[,L...]",
-                        help="kernel lengthscale, one value or one per dimension "
-                             f"(default: {RESIDUAL_DEFAULTS['lengthscale']})")
-    metric.add_argument("--variance", type=float, default=None, metavar="S2",
-                        help=f"kernel variance (default: {RESIDUAL_DEFAULTS['variance']})")
-    metric.add_argument("--m", type=count(1), default=None, metavar="M",
-                        help=f"inducing points (default: {RESIDUAL_DEFAULTS['m']}; all points if M >= N)")
+    _add_kernel_options(metric)
     metric.add_argument("--inducing-seed", type=count(0), default=None, metavar="S",
                         help="seed of the inducing-point choice "
                              f"(default: {RESIDUAL_DEFAULTS['inducing_seed']})")
@@ -163,6 +155,20 @@ def _add_query(parser: argparse.ArgumentParser) -> None:
                      help="turn the telemetry option off (no record is built)")
 
 
+def _add_kernel_options(group) -> None:
+    """--kernel, --lengthscale, --variance and --m of the residual problem (None when not given, so a
+    command can refuse them where no residual problem is built)."""
+    group.add_argument("--kernel", choices=KERNELS, default=None,
+                       help=f"residual kernel (default: {RESIDUAL_DEFAULTS['kernel']})")
+    group.add_argument("--lengthscale", type=lengthscale, default=None, metavar="L[,L...]",
+                       help="kernel lengthscale, one value or one per dimension "
+                            f"(default: {RESIDUAL_DEFAULTS['lengthscale']})")
+    group.add_argument("--variance", type=float, default=None, metavar="S2",
+                       help=f"kernel variance (default: {RESIDUAL_DEFAULTS['variance']})")
+    group.add_argument("--m", type=count(1), default=None, metavar="M",
+                       help=f"inducing points (default: {RESIDUAL_DEFAULTS['m']}; all points if M >= N)")
+
+
 def _add_vecchia(sub) -> None:
     """`pcct vecchia`: the Vecchia job from a points file (run by :mod:`covertreex.cli_vecchia`)."""
     parser = sub.add_parser(
@@ -186,15 +192,7 @@ def _add_vecchia(sub) -> None:
                        help="use this permutation of 0..N-1 (.npy or .csv) as the ordering")
     residual = parser.add_argument_group(
         "residual metric or --ordering maximin-residual (as covertreex.residual_problem; an error otherwise)")
-    residual.add_argument("--kernel", choices=KERNELS, default=None,
-                          help=f"kernel (default: {RESIDUAL_DEFAULTS['kernel']})")
-    residual.add_argument("--lengthscale", type=lengthscale, default=None, metavar="L[,L...]",
-                          help="one lengthscale or one per dimension "
-                               f"(default: {RESIDUAL_DEFAULTS['lengthscale']})")
-    residual.add_argument("--variance", type=float, default=None, metavar="S2",
-                          help=f"kernel variance (default: {RESIDUAL_DEFAULTS['variance']})")
-    residual.add_argument("--m", type=count(1), default=None, metavar="M",
-                          help=f"inducing points (default: {RESIDUAL_DEFAULTS['m']})")
+    _add_kernel_options(residual)
     parser.add_argument("--seed", type=count(0), default=0, metavar="S",
                         help="seed of the inducing points and of --ordering random (default: %(default)s)")
     parser.add_argument("--engine", default="auto", metavar="NAME",
