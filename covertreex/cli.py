@@ -27,6 +27,8 @@ RECALL_AUTO_PAIRS = 1 << 26
 """Recall against the brute oracle is computed by default up to this many query x point pairs."""
 RESIDUAL_DEFAULTS = {"kernel": "rbf", "lengthscale": 1.0, "variance": 1.0, "m": 512, "inducing_seed": 42}
 EXIT_USAGE, EXIT_ERROR = 2, 1
+MAX_REPEAT = 1000
+"""Most --repeat runs: a statistic needs tens; 10**12 was accepted and ran until killed."""
 SHOWN_DEFAULTS = {"mode": "parity; perf without --engine", "threads": "all cores"}
 """What --help says a knob's default is, where the knob's own default is not what a run uses or reads."""
 
@@ -40,8 +42,8 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
 
-def count(minimum: int):
-    """argparse type: an integer >= minimum, with a message naming the bound."""
+def count(minimum: int, maximum: int | None = None):
+    """argparse type: an integer >= minimum (and <= maximum), with a message naming the bound."""
 
     def parse(text: str) -> int:
         try:
@@ -50,6 +52,8 @@ def count(minimum: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
         return value
 
     return parse
@@ -134,9 +138,9 @@ def _add_query(parser: argparse.ArgumentParser) -> None:
                    help="seed of the query indices (default: %(default)s)")
 
     run = parser.add_argument_group("run and report")
-    run.add_argument("--repeat", type=count(1), default=1, metavar="R",
+    run.add_argument("--repeat", type=count(1, MAX_REPEAT), default=1, metavar="R",
                      help="run data+V, build and query R times in this process and report best, mean "
-                          "and std (default: %(default)s)")
+                          f"and std, at most {MAX_REPEAT} (default: %(default)s)")
     run.add_argument("--recall", action=argparse.BooleanOptionalAction, default=None,
                      help="compare with the brute oracle (recall, identical neighbours); default: "
                           f"only when queries x points <= {RECALL_AUTO_PAIRS}")

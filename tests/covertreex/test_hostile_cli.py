@@ -49,6 +49,8 @@ def test_query_out_and_save_tree_report_the_paths_really_written(tmp_path):
          "pcct: error: missing.npz: not a readable covertreex tree file"),  # now checked as on any engine
         (["query", *TINY, "--engine", "gold", "--build", "batch", "--path", "tree", "--build-block",
           "99999999999999999999999"], "pcct: error: option 'build_block' must be <= 2147483647"),
+        (["query", *TINY, "--repeat", "1000000000000"],  # was accepted and ran until killed
+         "pcct query: error: argument --repeat: must be <= 1000, got 1000000000000"),
     ],
 )
 def test_hostile_arguments_are_one_line_errors(tmp_path, args, message):
