@@ -41,17 +41,37 @@ def as_points(array, name: str, *, ndim: int = 2, owned: bool = False) -> np.nda
         raise InvalidInputError(f"{name} must not be empty, got shape {arr.shape}")
     if ndim == 2 and arr.shape[1] == 0:
         raise InvalidInputError(f"{name} must have at least one column, got shape {arr.shape}")
+    source = arr
     if owned:
         arr = np.array(arr, dtype=np.float64, order="C", copy=True)
         arr.flags.writeable = False
     else:
         arr = np.ascontiguousarray(arr, dtype=np.float64)
+    _check_exact_conversion(source, arr, name, ndim)
     finite = np.isfinite(arr)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
         where = f"row {bad[0]}" if ndim == 2 else f"position {bad[0]}"
         raise NonFiniteError(f"{name} contains NaN or inf (first at {where})")
     return arr
+
+
+def _check_exact_conversion(source: np.ndarray, converted: np.ndarray, name: str, ndim: int) -> None:
+    """Distances are computed in float64, so input float64 cannot hold exactly (integers beyond 2**53,
+    long doubles) is refused rather than silently rounded (two points 1 apart became duplicates)."""
+    lossy = source.dtype.kind in "iu" and source.dtype.itemsize > 4 or (
+        source.dtype.kind == "f" and source.dtype.itemsize > 8)
+    if not lossy:
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        changed = converted.astype(source.dtype) != source
+    if changed.any():
+        bad = np.argwhere(changed)[0]
+        where = f"row {bad[0]}" if ndim == 2 else f"position {bad[0]}"
+        raise InvalidInputError(
+            f"{name} holds values float64 cannot represent exactly (dtype {source.dtype}, first at {where}); "
+            "convert it to float64 yourself if that rounding is acceptable"
+        )
 
 
 def check_dims(queries: np.ndarray, n_dims: int, name: str = "queries") -> None:

@@ -152,6 +152,19 @@ def test_non_numeric_dtypes(bad):
         ct.CoverTree(path="tree").fit(bad)
 
 
+@pytest.mark.parametrize("bad", [
+    np.array([[2**53 + 1], [2**53]], dtype=np.int64),  # were rounded into duplicates at distance 0
+    np.array([[2**64 - 1], [0]], dtype=np.uint64),
+    np.array([[np.longdouble("0.1")], [np.longdouble("0.2")]]),
+], ids=["int64", "uint64", "longdouble"])
+def test_values_float64_cannot_hold_are_refused_not_rounded(bad):
+    with pytest.raises(InvalidInputError, match=rf"X holds values float64 cannot represent exactly \(dtype "
+                                                rf"{bad.dtype}, first at row 0\)"):
+        ct.CoverTree().fit(bad)
+    exact = bad.dtype.type(2**52) if bad.dtype.kind in "iu" else np.longdouble(0.5)
+    ct.CoverTree().fit(np.array([[exact], [exact * 2]], dtype=bad.dtype))  # exactly representable: fine
+
+
 def test_unknown_engine():
     with pytest.raises(UnknownNameError, match="unknown engine 'silver'; known engines: brute, gold"):
         ct.CoverTree(path="tree", engine="silver")
