@@ -340,8 +340,8 @@ def main(argv=None) -> int:
         print(f"pcct: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except MemoryError:
-        print("pcct: error: out of memory (try a smaller problem: fewer points (--n), inducing points (--m), "
-              "queries (--queries) or neighbours (--k))", file=sys.stderr)
+        print("pcct: error: out of memory (try a smaller problem: fewer points, inducing points, queries or "
+              "neighbours)", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("pcct: interrupted", file=sys.stderr)

@@ -176,7 +176,10 @@ def _report_build(args, model: CoverTree, timings: dict, tree_file) -> None:
     """The 'data' (residual only) and 'build' summary lines."""
     if model.metric == "residual":
         say(args, f"data    V construction {_seconds(timings['v_seconds'])}")
-    if tree_file:
+    if tree_file and not model.engine.uses_tree:
+        say(args, f"build   tree from {tree_file} checked against the data ({model.engine.name} queries no "
+                  "tree)")
+    elif tree_file:
         say(args, f"build   tree loaded from {tree_file} (not built); {_tree_facts(model)}")
     elif model.built_tree is None:
         say(args, f"build   {_tree_facts(model)}")
@@ -210,7 +213,7 @@ def run_query(args) -> int:
     from covertreex.tree import npz_target
 
     model = _model(args)
-    if args.save_tree and not model.engine.uses_tree:
+    if args.save_tree is not None and not model.engine.uses_tree:
         raise InvalidInputError(f"--save-tree: engine {model.engine.name!r} builds no tree")
     dataset = datasets.make(args.dataset, args.n, args.dims, args.seed)
     query_kwargs, n_queries, pairs, what = _query_target(args, dataset.n)
@@ -221,8 +224,8 @@ def run_query(args) -> int:
                "tree_source": _tree_source(model, tree_file)}
     say(args, "pcct query: " + _header(summary, f"; k={args.k}, {what}"))
 
-    answers_file = npz_target(args.out, "answers") if args.out else None  # a bad path fails before work
-    if args.save_tree:
+    answers_file = None if args.out is None else npz_target(args.out, "answers")  # a bad path fails first
+    if args.save_tree is not None:
         npz_target(args.save_tree, "tree")
     runs, first, differing, saved = [], None, [], {}
     for run in range(1, args.repeat + 1):
@@ -238,9 +241,9 @@ def run_query(args) -> int:
             telemetry.write_jsonl(args.telemetry, [result.telemetry])
         if first is None:
             first = result
-            if args.save_tree:
+            if args.save_tree is not None:
                 saved["tree"] = str(model.tree.save(args.save_tree))
-            if args.out:
+            if args.out is not None:
                 saved["answers"] = str(answers_file)
                 np.savez(saved["answers"], indices=result.indices, distances=result.distances,
                          query_indices=query_kwargs.get("indices", np.arange(0)))
@@ -282,11 +285,14 @@ def run_query(args) -> int:
 
 def run_build(args) -> int:
     from covertreex import telemetry
+    from covertreex.tree import npz_target
     from covertreex.tree import validate as validate_tree
 
     model = _model(args)
     if not model.engine.uses_tree:
         raise InvalidInputError(f"engine {model.engine.name!r} builds no tree (it scans exhaustively)")
+    if args.out is not None:
+        npz_target(args.out, "tree")  # a bad path fails before any work
     dataset = datasets.make(args.dataset, args.n, args.dims, args.seed)
     summary = {"command": "build", **_describe(args, model, dataset)}
     say(args, "pcct build: " + _header(summary, ""))
@@ -302,7 +308,7 @@ def run_build(args) -> int:
         with progress.phase("checking invariants"):
             validate_tree(tree, model.space)
         say(args, "check   the four cover-tree invariants hold")
-    if args.out:
+    if args.out is not None:
         summary["out"] = str(tree.save(args.out))
         say(args, f"saved   {summary['out']}")
     if args.json:

@@ -87,8 +87,8 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
                       **options).fit(data)
     space = model.space
     k = check_k(k, space.n_points, allow_padding=predecessor)
-    require_answer_memory(space.n_points if predecessor else len(indices), k)
     queries = space.all_points(predecessor=True) if predecessor else space.indexed_queries(indices)
+    require_answer_memory(queries.n_queries, k)
     path = model.choose_path(space, False, queries, k)
     tree = model.tree if path == "tree" else None
     return Index(model.engine.name, model.config, space, queries, k, path, tree)

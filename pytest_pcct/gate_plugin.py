@@ -178,6 +178,9 @@ def pytest_collection_modifyitems(session, config, items):
     if not (calibration or gated) or not config.stash.get(_ACTIVE, False):
         return
     state = _start(config)
+    refusal = state.save_refusal()
+    if refusal:
+        raise pytest.UsageError(f"pytest-pcct gate: {refusal}")
     if len(calibration) > 1:
         raise pytest.UsageError("pytest-pcct gate: more than one test is marked pcct_calibration: "
                                 + ", ".join(item.nodeid for item in calibration))

@@ -38,7 +38,7 @@ def _serial(args) -> tuple[str, ...]:
     return () if "no:xdist" in args else ("-p", "no:xdist")
 
 
-def _compared(args) -> tuple[str, ...]:
+def compared(args) -> tuple[str, ...]:
     """--benchmark-compare, unless the run already compares or records baselines: a timed check needs it."""
     recording = any(arg.split("=", 1)[0] in (*COMPARE, *UPDATE) for arg in args)
     return () if recording else COMPARE
@@ -46,7 +46,7 @@ def _compared(args) -> tuple[str, ...]:
 
 def timed_command(args, time_gate: bool) -> str:
     """The same run with benchmarks neither disabled nor skipped (and compared, for the time gate)."""
-    return command(args, drop=TIMING_OFF, add=_compared(args) if time_gate else ())
+    return command(args, drop=TIMING_OFF, add=compared(args) if time_gate else ())
 
 
 def update_command(args, mode: str) -> str:
@@ -67,7 +67,7 @@ def instructions_command(args, add=()) -> str:
 
 def serial_command(args) -> str:
     """The same run without xdist, so timings can be trusted."""
-    return command(args, drop=XDIST, add=(*_serial(args), *_compared(args)))
+    return command(args, drop=XDIST, add=(*_serial(args), *compared(args)))
 
 
 def more_rounds_command(args, rounds: int) -> str:

@@ -10,9 +10,6 @@ stays unchanged.
 
 from __future__ import annotations
 
-import hashlib
-import types
-
 from pytest_pcct.gate.errors import GateInputError
 from pytest_pcct.gate.rules import MIN_PAIRED_ROUNDS, median_bounds
 
@@ -91,45 +88,3 @@ class PairedTiming:
             "calibration": median_bounds(c for _, c in self.pairs)[1],
         }
 
-
-def kernel_fingerprint(function, args: tuple, kwargs: dict) -> str:
-    """A digest of what the calibration kernel computes: its code and its arguments. Stored with every
-    timing baseline, so a baseline measured against another kernel (an edited calibration test, other
-    arguments) is refused instead of compared: its ratios would mean nothing.
-
-    Code: the name, bytecode, constants and names of the function (through a Numba dispatcher or
-    functools-style wrapper to the Python function; nested functions included), not its module, whose name
-    depends on pytest's import mode and rootdir. Arguments: arrays by dtype, shape and bytes, anything else
-    by its repr (by type where the repr is a memory address, which changes every run)."""
-    digest = hashlib.sha256()
-    target = getattr(function, "py_func", function)
-    target = getattr(target, "__wrapped__", target)
-    code = getattr(target, "__code__", None)
-    digest.update(getattr(target, "__qualname__", type(target).__qualname__).encode())
-    if code is not None:
-        _code_digest(code, digest)
-    for value in args:
-        _value_digest(value, digest)
-    for key, value in sorted(kwargs.items()):
-        digest.update(f"{key}=".encode())
-        _value_digest(value, digest)
-    return digest.hexdigest()
-
-
-def _code_digest(code: types.CodeType, digest) -> None:
-    digest.update(code.co_code)
-    digest.update(repr(code.co_names).encode())
-    for constant in code.co_consts:
-        if isinstance(constant, types.CodeType):
-            _code_digest(constant, digest)
-        else:
-            digest.update(repr(constant).encode())
-
-
-def _value_digest(value, digest) -> None:
-    if hasattr(value, "tobytes") and hasattr(value, "dtype") and hasattr(value, "shape"):
-        digest.update(f"{value.dtype}{value.shape}".encode())
-        digest.update(value.tobytes())
-        return
-    text = repr(value)
-    digest.update((type(value).__qualname__ if " at 0x" in text else text).encode())

@@ -34,16 +34,18 @@ MIN_PAIRED_ROUNDS = 20
 bounds; 20 bring them to the 4th smallest and largest."""
 
 
-PAIRED_AGREEMENT = 1.5
+PAIRED_AGREEMENT = 1.1
 """Largest factor a stored median of paired ratios may differ from its stored median seconds over median
 calibration seconds. The two summarise the same rounds and agreed within 2% in every baseline this project
-recorded; a file beyond 1.5x was edited or damaged (ratios scaled by 1000 would let any slowdown pass)."""
+recorded; a file beyond 1.1x was edited or damaged (ratios scaled by 1000 would let any slowdown pass).
+A consistent forgery (ratios, seconds and stats edited together) is beyond any check of one file."""
 
 
 def implausible_paired_rounds(ratios: list[float], paired: Mapping, stats: Mapping) -> str | None:
     """Why a stored benchmark's paired rounds cannot be what the gate recorded (None if they can): fewer
-    than :data:`MIN_PAIRED_ROUNDS`, another count than its pytest-benchmark stats, or a median ratio that
-    disagrees with its own median seconds and calibration by more than :data:`PAIRED_AGREEMENT`."""
+    than :data:`MIN_PAIRED_ROUNDS`, another count or median seconds than its pytest-benchmark stats, or a
+    median ratio that disagrees with its own median seconds and calibration by more than
+    :data:`PAIRED_AGREEMENT`."""
     rounds = stats.get("rounds")
     if len(ratios) < MIN_PAIRED_ROUNDS:
         return f"{len(ratios)} paired ratios, but the gate records at least {MIN_PAIRED_ROUNDS}"
@@ -54,6 +56,9 @@ def implausible_paired_rounds(ratios: list[float], paired: Mapping, stats: Mappi
                   for v in (seconds, calibration))
     if not numbers:
         return "its paired median seconds and calibration are not positive numbers"
+    median = stats.get("median")
+    if not (isinstance(median, (int, float)) and math.isclose(median, seconds, rel_tol=1e-9)):
+        return f"its paired median seconds {seconds!r} are not its stats' median {median!r} (the same rounds)"
     agreement = statistics.median(ratios) / (seconds / calibration)
     if not 1 / PAIRED_AGREEMENT <= agreement <= PAIRED_AGREEMENT:
         return (f"the median paired ratio {statistics.median(ratios):.4g} disagrees with its median "

@@ -26,7 +26,8 @@ from pytest_pcct.gate.baselines import (
     now,
 )
 from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError
-from pytest_pcct.gate.paired import PairedTiming, kernel_fingerprint
+from pytest_pcct.gate.fingerprint import kernel_fingerprint
+from pytest_pcct.gate.paired import PairedTiming
 
 MODES = ("all", "counters", "instructions", "off")
 INSTRUCTION_SCHEMA = "callgrind.instructions"
@@ -229,12 +230,24 @@ class GateSession:
         if not s.update and not bench.compare:
             return ("the time gate compares with a stored pytest-benchmark run: add --benchmark-compare:\n  "
                     + gate_commands.command(args, add=("--benchmark-compare",)))
-        if bench.save or bench.autosave:
-            return ("--benchmark-save/--benchmark-autosave would store this run, regressions included, where "
-                    "the time gate takes its baselines from, and the next run would compare with it; timing "
-                    "baselines change only through --pcct-update-baselines. Drop the option:\n  "
-                    + gate_commands.command(args, drop=gate_commands.SAVING))
         return None
+
+    def save_refusal(self) -> str | None:
+        """Why this session must not start at all: the time gate with pytest-benchmark saving the run.
+        A saved run lands where --benchmark-compare takes the next run's baselines from, a regression
+        included, and pytest-benchmark saves it even when every gated test errors; so this is a usage
+        error before any test runs, not a per-test one."""
+        bench = self.bench
+        if not self.settings.timing or bench is None or not (bench.save or bench.autosave):
+            return None
+        if self.settings.update:
+            return ("--pcct-update-baselines saves the timing baselines itself; drop "
+                    "--benchmark-save/--benchmark-autosave")
+        return ("--benchmark-save/--benchmark-autosave would store this run, regressions included, where "
+                "the time gate takes its baselines from, and the next run would compare with it; timing "
+                "baselines change only through --pcct-update-baselines. Run:\n  "
+                + gate_commands.command(self.args, drop=gate_commands.SAVING,
+                                        add=gate_commands.compared(self.args)))
 
     def _instructions_blocker(self) -> str | None:
         if os.environ.get("PYTEST_XDIST_WORKER") or self.xdist:
@@ -250,7 +263,8 @@ class GateSession:
         """Whether this mode has nothing of `nodeid` to judge."""
         if self.settings.instructions:
             return nodeid not in self.counted
-        return nodeid in self.time_only and not self.settings.timing
+        untimed = nodeid in self.time_only or nodeid == self.calibration_id
+        return untimed and not self.settings.timing
 
     def blocker(self, item) -> str | None:
         """Why the gated test `item` cannot be judged (an error naming the fix), or None."""

@@ -81,6 +81,11 @@ class Problem:
         """Query coordinates in either mode (indexed queries are their points' own coordinates)."""
         return self.queries if self.queries is not None else self.points[self.query_indices]
 
+    @cached_property
+    def pristine_digest(self) -> str:
+        """:meth:`content_digest` when first asked, before any engine was handed the problem."""
+        return self.content_digest()
+
     def content_digest(self) -> str:
         """A digest of every array an engine is handed, as they hold now: an engine that writes into its
         input (past the read-only flags) changes it, and would corrupt every later test of the session."""

@@ -229,7 +229,11 @@ class EngineHandle:
             raise UnsupportedProblemError(
                 f"engine {self.name!r} was not registered for {refusal}: {problem.label}"
             )
-        before = problem.content_digest()
+        pristine = problem.pristine_digest
+        if problem.content_digest() != pristine:
+            raise EngineFailure(f"the arrays of {problem.label} were changed after it was made (by an "
+                                "engine that failed on it before, or by the test), so no answer to it can be "
+                                "checked")
         try:
             output = self._engine(problem, k)
         except UnsupportedProblemError as exc:
@@ -238,7 +242,7 @@ class EngineHandle:
                 f"it was registered for ({exc}); declare what it answers with Capabilities when registering "
                 "it"
             ) from exc
-        if problem.content_digest() != before:
+        if problem.content_digest() != pristine:
             raise EngineFailure(f"engine {self.name!r} wrote into the arrays of {problem.label} (k={k}); an "
                                 "engine must leave its input unchanged")
         answer = _normalise(self.name, output, problem, k)

@@ -109,7 +109,7 @@ def point_sets(*, n=SIZES, d=DIMS, bound=100.0) -> SearchStrategy:
     """Arbitrary finite float64 points (n, d) with coordinates in [-bound, bound], 0 or at least 2**-450 in
     magnitude (the Euclidean range covertreex accepts)."""
     n, d = _sizes(n, d)
-    bound = _real("bound", 1e-300, 1e150)(bound)
+    bound = _real("bound", MIN_EUCLIDEAN_COORDINATE, 1e150)(bound)
 
     @st.composite
     def build(draw):

@@ -1,6 +1,7 @@
 """The gate's rules as plain functions: counters, calibrated time, noise floor, and the fix commands."""
 
 import math
+import os
 import random
 import subprocess
 import sys
@@ -174,26 +175,57 @@ def test_the_gate_loads_without_covertreex_numpy_or_numba():
     assert out.strip() == "[]"
 
 
+def _helper(x):
+    return x * 2.0
+
+
+def _kernel(points, scale=1.0):
+    return float(_helper(points * scale).sum()) if "a" in {"a", "b"} else 0.0
+
+
 def test_the_calibration_kernel_fingerprint_follows_code_and_arguments_only():
+    import functools
+
     import numpy as np
     from numba import njit
 
-    from pytest_pcct.gate.paired import kernel_fingerprint
-
-    def kernel(points, scale=1.0):
-        return float((points * scale).sum())
+    from pytest_pcct.gate.fingerprint import kernel_fingerprint
 
     def edited(points, scale=1.0):
         return float((points * scale).prod())
 
-    edited.__qualname__ = kernel.__qualname__  # the same name, another body
+    edited.__qualname__ = _kernel.__qualname__  # the same name, another body
     points = np.arange(12.0).reshape(4, 3)
-    fingerprint = kernel_fingerprint(kernel, (points,), {"scale": 2.0})
-    assert fingerprint == kernel_fingerprint(kernel, (points.copy(),), {"scale": 2.0})
-    assert fingerprint == kernel_fingerprint(njit(kernel), (points,), {"scale": 2.0})  # through Numba
-    changed = [kernel_fingerprint(kernel, (points + 1,), {"scale": 2.0}),
-               kernel_fingerprint(kernel, (points,), {"scale": 3.0}),
-               kernel_fingerprint(kernel, (points.astype(np.float32),), {"scale": 2.0}),
-               kernel_fingerprint(edited, (points,), {"scale": 2.0})]
+    fingerprint = kernel_fingerprint(_kernel, (points,), {"scale": 2.0})
+    assert fingerprint == kernel_fingerprint(_kernel, (points.copy(),), {"scale": 2.0})
+    assert fingerprint == kernel_fingerprint(njit(_kernel), (points,), {"scale": 2.0})  # through Numba
+    changed = [kernel_fingerprint(_kernel, (points + 1,), {"scale": 2.0}),
+               kernel_fingerprint(_kernel, (points,), {"scale": 3.0}),
+               kernel_fingerprint(_kernel, (points.astype(np.float32),), {"scale": 2.0}),
+               kernel_fingerprint(edited, (points,), {"scale": 2.0}),
+               kernel_fingerprint(functools.partial(_kernel, scale=2.0), (points,), {}),
+               kernel_fingerprint(functools.partial(_kernel, scale=3.0), (points,), {})]
     assert fingerprint not in changed and len(set(changed)) == len(changed)
-    assert kernel_fingerprint(kernel, (object(),), {}) == kernel_fingerprint(kernel, (object(),), {})
+    assert kernel_fingerprint(_kernel, (object(),), {}) == kernel_fingerprint(_kernel, (object(),), {})
+    global _helper
+    original = _helper
+    try:
+        _helper = lambda x: x * 3.0  # noqa: E731 - a helper the kernel calls, edited
+        assert kernel_fingerprint(_kernel, (points,), {"scale": 2.0}) != fingerprint
+    finally:
+        _helper = original
+    _kernel.__defaults__ = (5.0,)
+    try:
+        assert kernel_fingerprint(_kernel, (points,), {"scale": 2.0}) != fingerprint
+    finally:
+        _kernel.__defaults__ = (1.0,)
+
+
+def test_the_calibration_kernel_fingerprint_ignores_the_hash_seed():
+    """A set constant and a set argument are digested in sorted order, not in the seed's order."""
+    code = ("from tests.gate.test_decisions import _kernel\n"
+            "from pytest_pcct.gate.fingerprint import kernel_fingerprint\n"
+            "print(kernel_fingerprint(_kernel, ({'x', 'y', 'z'},), {}))")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("0", "1", "2")}
+    assert len(runs) == 1

@@ -258,8 +258,16 @@ def test_a_run_saved_where_baselines_are_read_is_refused(recorded, run_gate):
     """Saved elsewhere than baselines/, a run is still where --benchmark-compare takes the baselines from:
     a failing run would become the next run's baseline."""
     (recorded.path / "elsewhere").mkdir()
-    result = run_gate("--benchmark-storage=elsewhere", "--benchmark-autosave", "--benchmark-compare")
-    result.assert_outcomes(errors=3)
-    result.stdout.fnmatch_lines(["pytest-pcct gate: --benchmark-save/--benchmark-autosave would store this "
-                                 "run, regressions included, where the time gate takes its baselines from*",
-                                 "  python -m pytest * --benchmark-storage=elsewhere --benchmark-compare *"])
+    result = run_gate("--benchmark-storage=elsewhere", "--benchmark-autosave")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # before any test: pytest-benchmark saves the run
+    result.stderr.fnmatch_lines([  # even when every gated test errors, and the next run compares with it
+        "ERROR: pytest-pcct gate: --benchmark-save/--benchmark-autosave would store this run, regressions "
+        "included, where the time gate takes its baselines from*",
+        "  python -m pytest * --benchmark-storage=elsewhere *--benchmark-compare"])
+    [command] = [line for line in result.stderr.lines if line.startswith("  python -m pytest")]
+    assert "--benchmark-autosave" not in command
+    assert not list((recorded.path / "elsewhere").rglob("*.json"))
+    result = run_gate("--benchmark-save=mine", "--pcct-update-baselines", "--benchmark-storage=elsewhere")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-pcct gate: --pcct-update-baselines saves the timing "
+                                 "baselines itself; drop --benchmark-save/--benchmark-autosave"])

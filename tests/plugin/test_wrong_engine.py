@@ -254,12 +254,17 @@ def test_an_engine_that_raises_or_answers_the_wrong_shape_fails_and_is_a_failed_
     assert all(cell["checks"] == 2 and cell["max_abs_diff"] is None for cell in report["cells"])
 
 
-def test_an_engine_that_writes_into_its_input_fails(wrong_engines):
+def test_an_engine_that_writes_into_its_input_fails_and_so_does_every_later_use_of_the_problem(wrong_engines):
+    """The session's problem cache keeps the changed arrays: a later test on the same problem fails naming
+    the change, instead of checking answers against data that is not what its label and digest say."""
     wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
     result = wrong_engines.runpytest("--pcct-engines=gold,writes", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*EngineFailure: engine 'writes' wrote into the arrays of euclidean "
-                                 "gaussian *(k=5); an engine must leave its input unchanged"])
+                                 "gaussian *(k=5); an engine must leave its input unchanged",
+                                 "*EngineFailure: the arrays of euclidean gaussian * were changed after it "
+                                 "was made (by an engine that failed on it before, or by the test), so no "
+                                 "answer to it can be checked"])
 
 
 def test_float64_distances_in_either_byte_order_are_float64(wrong_engines):
