@@ -49,6 +49,9 @@ def test_query_out_and_save_tree_report_the_paths_really_written(tmp_path):
          "pcct: error: missing.npz: not a readable covertreex tree file"),  # now checked as on any engine
         (["query", *TINY, "--engine", "gold", "--build", "batch", "--path", "tree", "--build-block",
           "99999999999999999999999"], "pcct: error: option 'build_block' must be <= 2147483647"),
+        (["query", *TINY, "--out", ""], "pcct: error: the path to save the answers to is empty"),
+        (["query", *TINY, "--save-tree", ""], "pcct: error: the path to save the tree to is empty"),
+        (["build", *TINY[:4], "--out", ""], "pcct: error: the path to save the tree to is empty"),
         (["query", *TINY, "--repeat", "1000000000000"],  # was accepted and ran until killed
          "pcct query: error: argument --repeat: must be <= 1000, got 1000000000000"),
     ],

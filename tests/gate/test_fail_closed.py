@@ -207,6 +207,15 @@ def test_a_skipped_benchmark_fails(recorded, run_gate, monkeypatch, mode, how, t
     deselected.assert_outcomes(passed=2, deselected=1)
 
 
+def test_a_skipped_calibration_fails_only_where_it_is_judged(recorded, run_gate, monkeypatch):
+    monkeypatch.setenv("TOY_SKIP", "calibration")
+    run_gate("--pcct-gate=counters").assert_outcomes(passed=2, skipped=1)  # counters use no calibration
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        ["*test_toy.py::test_calibration was skipped (the toy skips its calibration)*"])
+
+
 def _edit_timing_entry(project, test, edit):
     path = _timing_file(project)
     run = json.loads(path.read_text())

@@ -32,6 +32,8 @@ def test_all_is_explicit_and_complete():
         (lambda: lattices(side="3"), InputTypeError, "side must be an integer, got str '3'"),
         (lambda: point_sets(n=0), InvalidInputError, "n must be in [1, 10000], got 0"),
         (lambda: point_sets(bound=float("inf")), InvalidInputError, "bound must be finite"),
+        (lambda: point_sets(bound=1e-300), InvalidInputError,
+         "bound must be finite and in [3.4395525670743494e-136, "),  # 2**-450: below, every point is 0
         (lambda: clusters(spread=True), InputTypeError, "spread must be a real number, got bool"),
         (lambda: near_ties(ulps=-1), InvalidInputError, "ulps must be in [0, 1048576], got -1"),
     ],
