@@ -19,6 +19,8 @@ import pytest
 _STATE = pytest.StashKey[object]()
 _ACTIVE = pytest.StashKey[bool]()
 _DESELECTED = pytest.StashKey[set]()
+_SKIPPED_MODULES = pytest.StashKey[dict]()
+_SKIPPED_KEY = "pcct_gate_skipped_modules"
 _RECORDER = pytest.StashKey[object]()
 _WORKER_KEY = "pcct_gate"
 _BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
@@ -276,8 +278,27 @@ def _stand_in(item, state):
     return PairedTiming(fixture, state.calibration_kernel) if state.calibration_kernel else None
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """Remember test modules skipped while collected (``pytest.skip(allow_module_level=True)``, a
+    module-level ``importorskip``): their tests never reach the gate, so their baselines are checked at the
+    end of the session instead."""
+    report = yield
+    if report.skipped and isinstance(collector, pytest.Module):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        stash = collector.config.stash
+        stash[_SKIPPED_MODULES] = {**stash.get(_SKIPPED_MODULES, {}),
+                                   collector.nodeid: reason.removeprefix("Skipped: ")}
+    return report
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
+    skipped = getattr(node, "workeroutput", {}).get(_SKIPPED_KEY)
+    if skipped:
+        stash = node.config.stash
+        stash[_SKIPPED_MODULES] = {**stash.get(_SKIPPED_MODULES, {}), **skipped}
     shipped = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
     if shipped:
         state = _start(node.config)
@@ -288,13 +309,23 @@ def pytest_testnodedown(node, error):
 
 def pytest_sessionfinish(session):
     config = session.config
+    skipped = config.stash.get(_SKIPPED_MODULES, {})
     state = _state(config)
-    if state is None:
-        return
     if hasattr(config, "workerinput"):
-        config.workeroutput[_WORKER_KEY] = {
-            "results": state.results, "known": sorted(state.known), "gated": sorted(state.gated),
-        }
+        if skipped:
+            config.workeroutput[_SKIPPED_KEY] = skipped
+        if state is not None:
+            config.workeroutput[_WORKER_KEY] = {
+                "results": state.results, "known": sorted(state.known), "gated": sorted(state.gated),
+            }
+        return
+    if skipped and config.stash.get(_ACTIVE, False):
+        state = _start(config)
+        problem = state.skipped_modules(skipped)
+        if problem:
+            state.problems.append(problem)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if state is None:
         return
     from pytest_pcct.gate import report as gate_report
     from pytest_pcct.gate.errors import GateError
@@ -313,7 +344,7 @@ def pytest_sessionfinish(session):
 
 def pytest_terminal_summary(terminalreporter, config):
     state = _state(config)
-    if state is None or not state.gated or hasattr(config, "workerinput"):
+    if state is None or not (state.gated or state.problems) or hasattr(config, "workerinput"):
         return
     from pytest_pcct.gate import report as gate_report
 

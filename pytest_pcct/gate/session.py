@@ -318,6 +318,25 @@ class GateSession:
         self.add_error(nodeid, message)
         return message
 
+    def skipped_modules(self, skipped: dict[str, str]) -> str | None:
+        """The failure of a session in which test modules holding baselines this mode judges were skipped
+        while collected (`skipped`: module node id -> reason): their tests never reached the gate."""
+        try:
+            store = self.instructions if self.settings.instructions else self.counters
+            names = set(store.stored())
+            if self.settings.timing and getattr(getattr(self.bench, "storage", None), "path", None):
+                names |= set(self.timing_store().load(True)[0])
+        except GateError as exc:
+            return str(exc)
+        hidden = sorted(n for n in names if n.split("::")[0] in skipped)
+        if not hidden:
+            return None
+        modules = sorted({n.split("::")[0] for n in hidden})
+        reasons = "; ".join(f"{module} ({skipped[module]})" for module in modules)
+        return (f"{len(hidden)} benchmark(s) with baselines were not judged: their module was skipped while "
+                f"collected: {reasons}. A skipped benchmark would hide any regression; to leave a module "
+                "out on purpose, deselect it (--ignore, -k or --deselect)")
+
     # -- after the test body ----------------------------------------------------------------------
     def judge(self, item, recorder: GateRecorder | None, benchmark) -> str | None:
         """Record or check one gated test; return the failure message of a regression, or None."""

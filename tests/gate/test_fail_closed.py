@@ -207,6 +207,20 @@ def test_a_skipped_benchmark_fails(recorded, run_gate, monkeypatch, mode, how, t
     deselected.assert_outcomes(passed=2, deselected=1)
 
 
+@pytest.mark.parametrize("args", [["--benchmark-compare"], ["--pcct-gate=counters"],
+                                  ["--pcct-gate=counters", "-n", "2"]], ids=["all", "counters", "xdist"])
+def test_a_module_skipped_while_collected_fails_the_session(recorded, run_gate, monkeypatch, args):
+    """A module-level skip (an importorskip, a platform check) stops its tests from being collected at
+    all, so no test of it reaches the gate: the session fails, naming the module and the reason."""
+    monkeypatch.setenv("TOY_SKIP", "module")
+    result = run_gate(*args, subprocess="-n" in args)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["ERROR: * benchmark(s) with baselines were not judged: their module was "
+                                 "skipped while collected: test_toy.py (the toy skips its module). *"])
+    ignored = run_gate(*args, "--ignore=test_toy.py", subprocess="-n" in args)
+    assert ignored.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
 def test_a_skipped_calibration_fails_only_where_it_is_judged(recorded, run_gate, monkeypatch):
     monkeypatch.setenv("TOY_SKIP", "calibration")
     run_gate("--pcct-gate=counters").assert_outcomes(passed=2, skipped=1)  # counters use no calibration
