@@ -47,12 +47,12 @@ def as_points(array, name: str, *, ndim: int = 2, owned: bool = False) -> np.nda
         arr.flags.writeable = False
     else:
         arr = np.ascontiguousarray(arr, dtype=np.float64)
-    _check_exact_conversion(source, arr, name, ndim)
     finite = np.isfinite(arr)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
         where = f"row {bad[0]}" if ndim == 2 else f"position {bad[0]}"
         raise NonFiniteError(f"{name} contains NaN or inf (first at {where})")
+    _check_exact_conversion(source, arr, name, ndim)  # after: a NaN long double is NaN, not inexact
     return arr
 
 

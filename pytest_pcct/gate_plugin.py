@@ -245,9 +245,7 @@ def pytest_runtest_makereport(item, call):
     state = _state(item.config)
     gated = state is not None and item.nodeid in state.gated
     if gated and report.skipped and not hasattr(report, "wasxfail"):
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
-        message = state.skipped(item.nodeid, reason.removeprefix("Skipped: "))
+        message = state.skipped(item.nodeid, _skip_reason(report))
         if message:
             report.outcome = "failed"
             report.longrepr = f"pytest-pcct gate: {message}"
@@ -285,12 +283,16 @@ def pytest_make_collect_report(collector):
     end of the session instead."""
     report = yield
     if report.skipped and isinstance(collector, pytest.Module):
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
         stash = collector.config.stash
-        stash[_SKIPPED_MODULES] = {**stash.get(_SKIPPED_MODULES, {}),
-                                   collector.nodeid: reason.removeprefix("Skipped: ")}
+        stash[_SKIPPED_MODULES] = {**stash.get(_SKIPPED_MODULES, {}), collector.nodeid: _skip_reason(report)}
     return report
+
+
+def _skip_reason(report) -> str:
+    """The reason a skipped test's or module's report gives (pytest keeps (path, line, 'Skipped: ...'))."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason.removeprefix("Skipped: ")
 
 
 @pytest.hookimpl(optionalhook=True)

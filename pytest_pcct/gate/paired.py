@@ -87,4 +87,3 @@ class PairedTiming:
             "seconds": median_bounds(t for t, _ in self.pairs)[1],
             "calibration": median_bounds(c for _, c in self.pairs)[1],
         }
-

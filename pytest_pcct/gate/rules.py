@@ -59,10 +59,10 @@ def implausible_paired_rounds(ratios: list[float], paired: Mapping, stats: Mappi
     median = stats.get("median")
     if not (isinstance(median, (int, float)) and math.isclose(median, seconds, rel_tol=1e-9)):
         return f"its paired median seconds {seconds!r} are not its stats' median {median!r} (the same rounds)"
-    agreement = statistics.median(ratios) / (seconds / calibration)
-    if not 1 / PAIRED_AGREEMENT <= agreement <= PAIRED_AGREEMENT:
-        return (f"the median paired ratio {statistics.median(ratios):.4g} disagrees with its median "
-                f"seconds over median calibration, {seconds / calibration:.4g}")
+    middle = statistics.median(ratios)
+    if not 1 / PAIRED_AGREEMENT <= middle / (seconds / calibration) <= PAIRED_AGREEMENT:
+        return (f"the median paired ratio {middle:.4g} disagrees with its median seconds over median "
+                f"calibration, {seconds / calibration:.4g}")
     return None
 
 

@@ -165,6 +165,11 @@ def test_values_float64_cannot_hold_are_refused_not_rounded(bad):
     ct.CoverTree().fit(np.array([[exact], [exact * 2]], dtype=bad.dtype))  # exactly representable: fine
 
 
+def test_a_nan_long_double_is_named_as_nan_not_as_inexact():
+    with pytest.raises(NonFiniteError, match=r"X contains NaN or inf \(first at row 0\)"):
+        ct.CoverTree().fit(np.array([[np.longdouble("nan")], [np.longdouble(1)]]))
+
+
 def test_unknown_engine():
     with pytest.raises(UnknownNameError, match="unknown engine 'silver'; known engines: brute, gold"):
         ct.CoverTree(path="tree", engine="silver")
