@@ -10,8 +10,9 @@ How a session runs: ``pytest ... --pcct-gate=instructions`` first runs the same 
 with the pinned environment below and benchmarks disabled (so JIT compilers fill their on-disk caches at
 native speed), then replaces itself (``exec``) with ``valgrind --tool=callgrind --instr-atstart=no`` running
 the same command. Inside, every benchmark marked ``pcct_instructions`` gets a probe in place of
-pytest-benchmark's fixture (disabled in that session): the call runs once through it to warm up, callgrind's
-counters are zeroed, the call runs once more, and a labelled dump gives its instruction count (``Ir``). The
+pytest-benchmark's fixture (disabled in that session): the call runs once through it to warm up, a dump
+closes what came before, the call runs once more, and a labelled dump gives its instruction count (``Ir``);
+the probe asks callgrind for these itself (`client_request`), so the count spans exactly the call. The
 counted call runs with Python's garbage collector collected beforehand and then paused: otherwise a
 collection owed by the objects earlier tests left behind (more in a long session, or with more stored
 benchmark files) falls inside the count, and the same code counts differently depending on what ran
@@ -32,6 +33,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pytest_pcct.gate import client_request
+from pytest_pcct.gate.baselines import MAX_COUNTER
 from pytest_pcct.gate.errors import GateError, GateInputError
 
 OUT_DIR_ENV = "PCCT_CALLGRIND_DIR"
@@ -52,7 +55,7 @@ OUT_SUBDIR = ".pcct/callgrind"
 
 
 class CallgrindError(GateError, RuntimeError):
-    """valgrind or callgrind_control is missing, failed, or wrote no readable dump."""
+    """valgrind is missing, the warm-up run failed, or callgrind wrote no readable dump."""
 
 
 def under_callgrind() -> bool:
@@ -65,10 +68,10 @@ def pinned_environment(rootdir: Path) -> dict[str, str]:
 
 
 def _require_tools() -> None:
-    for tool in ("valgrind", "callgrind_control"):
-        if not any(Path(d, tool).is_file() for d in os.environ.get("PATH", "").split(os.pathsep) if d):
-            raise GateInputError(
-                f"--pcct-gate=instructions needs {tool} on PATH (Debian/Ubuntu: apt-get install valgrind)")
+    client_request.check_machine()
+    if not any(Path(d, "valgrind").is_file() for d in os.environ.get("PATH", "").split(os.pathsep) if d):
+        raise GateInputError(
+            "--pcct-gate=instructions needs valgrind on PATH (Debian/Ubuntu: apt-get install valgrind)")
 
 
 def relaunch(args: list[str], rootdir: Path) -> None:
@@ -100,18 +103,12 @@ def out_dir() -> Path:
     return Path(os.environ[OUT_DIR_ENV])
 
 
-def _control(*args: str) -> None:
-    done = subprocess.run(["callgrind_control", *args, str(os.getpid())], capture_output=True, text=True)
-    if done.returncode != 0 or "OK" not in done.stdout:
-        raise CallgrindError(f"callgrind_control {' '.join(args)} failed: {done.stdout}{done.stderr}")
-
-
 _SUMMARY = re.compile(r"^summary:\s*(\d+)\s*$", re.MULTILINE)
 
 
 def dumped_instructions(out_dir: Path, label: str) -> int:
     """The instruction count of the dump callgrind wrote for `label` (strict: exactly one such dump)."""
-    trigger = f"desc: Trigger: dump {label}\n"
+    trigger = f"desc: Trigger: Client Request: {label}\n"
     found = [p for p in Path(out_dir).glob(f"cg.{os.getpid()}.*") if trigger in p.read_text(errors="replace")]
     if len(found) != 1:
         raise CallgrindError(f"expected one callgrind dump labelled {label!r} in {out_dir}, "
@@ -119,7 +116,10 @@ def dumped_instructions(out_dir: Path, label: str) -> int:
     match = _SUMMARY.search(found[0].read_text(errors="replace"))
     if match is None:
         raise CallgrindError(f"{found[0]}: callgrind dump without a 'summary:' line")
-    return int(match.group(1))
+    count = int(match.group(1))
+    if count > MAX_COUNTER:  # callgrind's unsigned arithmetic wrapped: never recorded as a baseline
+        raise CallgrindError(f"{found[0]}: callgrind reported {count} instructions, an impossible count")
+    return count
 
 
 class InstructionProbe:
@@ -149,11 +149,11 @@ class InstructionProbe:
         gc.collect()
         gc.disable()
         try:
-            _control("--instr=on")
-            _control("--zero")
+            client_request.request(client_request.START_INSTRUMENTATION)
+            client_request.dump(f"pcct-start-{InstructionProbe._count}")
             result = call()
-            _control("--dump=" + label)
-            _control("--instr=off")
+            client_request.dump(label)
+            client_request.request(client_request.STOP_INSTRUMENTATION)
         finally:
             if collecting:
                 gc.enable()

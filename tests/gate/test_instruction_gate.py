@@ -3,14 +3,20 @@ itself under callgrind, records a benchmark's instruction count, passes unchange
 does 1.5x the work, printing the command that re-records (which is then run as printed). A count does not
 depend on what earlier tests left alive."""
 
+import json
+import os
 import shlex
 
 import pytest
+
+from pytest_pcct.gate import callgrind, client_request
 
 PROJECT = '''
 import os
 
 import pytest
+
+from pytest_pcct.gate import callgrind, client_request
 
 
 def work(n):
@@ -79,6 +85,8 @@ import os
 
 import pytest
 
+from pytest_pcct.gate import callgrind, client_request
+
 KEPT = [[i] for i in range(int(os.environ["KEPT_N"]))]  # what earlier tests of a session left alive
 
 
@@ -111,3 +119,73 @@ def _printed(result, start: str) -> list[str]:
     --basetemp dropped)."""
     line = next(line.strip() for line in result.stdout.lines if line.strip().startswith(start))
     return [arg for arg in shlex.split(line)[3:] if not arg.startswith("--basetemp")]
+
+
+def test_client_requests_do_nothing_outside_valgrind():
+    """The request code is a no-op natively: every request answers 0 and the process goes on."""
+    for code in (client_request.START_INSTRUMENTATION, client_request.STOP_INSTRUMENTATION):
+        assert client_request.request(code) == 0
+    client_request.dump("pcct-native")
+
+
+def test_a_machine_without_the_x86_64_request_code_is_refused_before_the_relaunch(pytester):
+    pytester.makeconftest("import platform\nplatform.machine = lambda: 'aarch64'\n")
+    pytester.makepyfile(test_bench=PROJECT)
+    refused = pytester.runpytest_subprocess(*GATE)
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*client requests in x86-64 code only; this machine is aarch64*"])
+
+
+THREADED = '''
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+POOL = ThreadPoolExecutor(1)  # its thread lives across calls, as rayon's does
+
+
+def work(n):
+    return sum(i * i for i in range(n))
+
+
+def on_the_pool(n):
+    return POOL.submit(work, n).result()
+
+
+@pytest.mark.pcct_instructions
+def test_here(benchmark, pcct_gate):
+    benchmark(work, 20000)
+    pcct_gate.record({"steps": 1}, engine="mine", dataset_digest="d", config_digest="c", schema="s",
+                     schema_version=1)
+
+
+@pytest.mark.parametrize("turn", [1, 2])
+@pytest.mark.pcct_instructions
+def test_on_the_pool(benchmark, pcct_gate, turn):
+    benchmark(on_the_pool, 20000)
+    pcct_gate.record({"steps": 1}, engine="mine", dataset_digest="d", config_digest="c", schema="s",
+                     schema_version=1)
+'''
+
+
+def test_work_done_on_a_pool_thread_is_counted(pytester):
+    """A call whose work runs on a long-lived pool thread (rayon's, even with one thread) counts that
+    thread's instructions, the same on every turn: the thread's work plus handing it over."""
+    pytester.makepyfile(test_bench=THREADED)
+    pytester.runpytest_subprocess(*GATE, "--pcct-update-baselines").assert_outcomes(passed=3)
+    counts = {}
+    for path in pytester.path.glob("baselines/instructions/*.json"):
+        baseline = json.loads(path.read_text())
+        counts[baseline["benchmark"].split("::")[1]] = baseline["counters"]["instructions"]
+    here, first, second = counts["test_here"], counts["test_on_the_pool[1]"], counts["test_on_the_pool[2]"]
+    assert here < first < 1.5 * here
+    assert abs(second - first) < 0.01 * first
+
+
+def test_a_wrapped_count_in_a_dump_is_refused_not_recorded(tmp_path):
+    dump = tmp_path / f"cg.{os.getpid()}.1"
+    dump.write_text("desc: Trigger: Client Request: pcct-1\nsummary: 18446744073709343366\n")
+    with pytest.raises(callgrind.CallgrindError, match="impossible count"):
+        callgrind.dumped_instructions(tmp_path, "pcct-1")
+    dump.write_text("desc: Trigger: Client Request: pcct-1\nsummary: 21298110\n")
+    assert callgrind.dumped_instructions(tmp_path, "pcct-1") == 21298110
