@@ -31,11 +31,11 @@ from covertreex.api import CoverTree
 from covertreex.engines import engine_available
 from covertreex.errors import unknown_name
 from covertreex.kinds import METRICS
-from covertreex.maximin_dense import maximin_with_neighbors
+from covertreex.maximin_dense import maximin_with_neighbors, working_bytes
 from covertreex.metrics import MetricSpace
 from covertreex.metrics.kernels import take_rows
 from covertreex.residual import ResidualProblem, residual_problem
-from covertreex.resources import require_answer_memory
+from covertreex.resources import require_answer_memory, require_memory
 from covertreex.validation import as_points, check_k
 
 
@@ -141,6 +141,9 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress):
     """(order, neighbour positions, distances, evaluations) of the maximin pass fused with the neighbour
     search: rust's when the rust engine is chosen, else gold's (the same order and rows, bit for bit)."""
     space = MetricSpace.create(metric, data)
+    n_points, width = space.data.X.shape[0], space.data.X.shape[1] + space.data.V.shape[1] + 2
+    require_memory(working_bytes(n_points, k, width),
+                   f"the maximin pass over {n_points} points with k = {k} neighbours each")
     if _rust_chosen(engine):
         from covertreex.engines.rust import maximin_with_neighbors as run
     else:

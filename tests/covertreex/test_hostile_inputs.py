@@ -3,6 +3,7 @@ Each case is refused with a covertreex error naming the argument, and the same w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from covertreex.errors import (
     UnknownNameError,
 )
 from covertreex.resources import available_cpus
+from covertreex.vecchia import _fused_pass
 
 ENGINES = ("gold", "rust", "brute")
 X = datasets.gaussian(300, 3, 0)
@@ -138,6 +140,24 @@ def test_huge_k_is_refused_alike_by_the_vecchia_job(engine, k):
     with pytest.raises(KOutOfRangeError, match=rf"^k = {k} is too large: the answer \(300 rows"):
         ct.vecchia_neighbors(X, k, m=8, engine=engine)
 
+
+
+@pytest.mark.parametrize("engine", ["rust", "gold"])
+def test_a_fused_maximin_pass_too_large_for_memory_is_refused_before_it_starts(engine, monkeypatch):
+    """Its answer fits, but its candidates and operand copies (several times the answer at large k) do
+    not: refused naming the pass, not an allocation failure or the OOM killer mid-way. (vecchia_neighbors
+    runs gold's pass only when the extension is not built, so gold's is called directly.)"""
+    if engine == "rust" and not engines.engine_available("rust"):
+        pytest.skip("the rust extension is not built")
+    lattice = np.stack(np.meshgrid(*[np.arange(10.0)] * 3), axis=-1).reshape(-1, 3)
+    monkeypatch.setattr("covertreex.resources.available_bytes", lambda: 80 * 2**20)
+    text = r"^the maximin pass over 1000 points with k = 999 neighbours each needs 9.6e\+07 bytes, more than"
+    for k, refused in ((50, False), (999, True)):
+        with pytest.raises(InvalidInputError, match=text) if refused else contextlib.nullcontext():
+            _fused_pass("euclidean", lattice, k, engine, None)
+    if engine == "rust":  # and through the job, before any work
+        with pytest.raises(InvalidInputError, match=text):
+            ct.vecchia_neighbors(lattice, 999, ordering="maximin", metric="euclidean", engine=engine)
 
 BLOCK_KNOBS = ["build_block", "gemm_block", "dense_query_block", "dense_point_block", "query_block"]
 
