@@ -119,7 +119,7 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         _radius(self.radius)
         if as_int(self.n_neighbors, "n_neighbors") < 1:
             raise KOutOfRangeError(f"n_neighbors must be >= 1, got {self.n_neighbors}")
-        X = validate_data(self, X, dtype=np.float64, order="C")
+        X = self._validated(X)
         if self.engine_mode is not None:  # checked under its own name: 'mode' is the transformer's
             KNOBS["mode"].check("engine_mode", self.engine_mode)
         knobs = {"mode": self.engine_mode, "path": self.path, "threads": self.threads}
@@ -136,7 +136,14 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
     def _queries(self, X) -> np.ndarray | None:
         """X checked against the fit (None stays None: the training points, each without itself)."""
         check_is_fitted(self)
-        return None if X is None else validate_data(self, X, dtype=np.float64, order="C", reset=False)
+        return None if X is None else self._validated(X, reset=False)
+
+    def _validated(self, X, reset: bool = True) -> np.ndarray:
+        """X through scikit-learn's checks, integer dtypes kept so that CoverTree's exactness check sees
+        them (converted to float64 here, int64 values above 2**53 were rounded silently); booleans become
+        0.0 and 1.0, as in scikit-learn's own neighbours."""
+        X = validate_data(self, X, dtype="numeric", order="C", reset=reset)
+        return X.astype(np.float64) if X.dtype.kind == "b" else X
 
     def _eligible(self, X) -> int:
         return self.n_samples_fit_ - (X is None)

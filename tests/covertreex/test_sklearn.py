@@ -229,6 +229,22 @@ def test_bad_parameters_are_clear_errors_at_fit(params, error, message):
         CoverTreeNeighbors(**params).fit(datasets.gaussian(30, 2, 0))
 
 
+
+def test_integers_float64_cannot_hold_are_refused_and_other_dtypes_answer_as_float64():
+    """scikit-learn's check converted to float64 before CoverTree saw the data, rounding 2**53 + 1 to
+    2**53 without a word; integers now reach CoverTree's exactness check. Booleans, small integers and
+    objects holding numbers answer as their float64 values."""
+    big = np.array([[2**53 + 1, 0], [0, 1], [1, 1]], dtype=np.int64)
+    with pytest.raises(InvalidInputError, match=r"^X holds values float64 cannot represent exactly"):
+        CoverTreeNeighbors(n_neighbors=1).fit(big)
+    fitted = CoverTreeNeighbors(n_neighbors=2).fit(big[1:])
+    with pytest.raises(InvalidInputError, match=r"^queries holds values float64 cannot represent exactly"):
+        fitted.kneighbors(big[:1])
+    truth = fitted.kneighbors(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    for dtype in (bool, np.int8, np.uint64, object):
+        answer = fitted.kneighbors(np.array([[0, 1], [1, 0]], dtype=dtype))
+        assert all(np.array_equal(a, b) for a, b in zip(answer, truth, strict=True)), dtype
+
 def test_readme_example_runs():
     section = README.read_text(encoding="utf-8").split("## scikit-learn", 1)[1].split("\n## ", 1)[0]
     [block] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
