@@ -8,6 +8,8 @@ shape conventions of :mod:`covertreex.vecchia`.
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, say
 from covertreex.errors import CovertreexError, InvalidInputError
 from covertreex.npz import read_npy
+from covertreex.validation import as_points
 
 READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
 
@@ -30,11 +33,38 @@ def read_array(path, what: str, dtype=float) -> np.ndarray:
     if suffix == ".npy":
         return read_npy(path, what)
     try:
-        return np.loadtxt(path, delimiter=",", ndmin=2, comments="#", dtype=dtype)
+        with warnings.catch_warnings():  # an empty file: refused by name where it is used, not warned about
+            warnings.simplefilter("ignore", UserWarning)
+            values = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", dtype=dtype)
     except ValueError as exc:
         reason = " ".join(str(exc).split())
         raise InvalidInputError(f"{path}: cannot read {what} as {READERS[suffix]} ({reason}); a header line "
                                 "must start with '#'") from None
+    if values.dtype == np.float64:
+        _refuse_rounded_integers(path, values, what)
+    return values
+
+
+def _refuse_rounded_integers(path: Path, values: np.ndarray, what: str) -> None:
+    """An integer written in the file that float64 cannot hold (beyond 2**53: nanosecond timestamps, ids)
+    is refused, as the same integers in an int64 array are, instead of rounded (two points 1 apart became
+    duplicates). Only values of 2**53 or more are looked at again, as text."""
+    with np.errstate(invalid="ignore"):
+        large = np.argwhere(np.abs(values) >= 2.0**53)
+    if large.size == 0:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        text = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", dtype=str)
+    for row, column in large:
+        token = text[row, column].strip()
+        if INTEGER.fullmatch(token) and int(token) != int(values[row, column]):
+            raise InvalidInputError(
+                f"{path}: {what} hold the integer {token} (row {row}, column {column}), which float64 cannot "
+                "represent exactly; write the values as decimals if that rounding is acceptable")
+
+
+INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 RESIDUAL_OPTIONS = ("kernel", "lengthscale", "variance", "m")
@@ -44,7 +74,7 @@ def residual_options(args) -> dict | None:
     """The residual problem's options (defaults filled in), or None for a job that builds none; such a job
     given one of them is an error rather than a run that silently ignores it."""
     given = [name for name in RESIDUAL_OPTIONS if getattr(args, name) is not None]
-    if args.metric == "residual" or args.ordering == "maximin-residual":
+    if vecchia_orderings.needs_residual_problem(args.metric, args.ordering):
         return {name: RESIDUAL_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
                 for name in RESIDUAL_OPTIONS}
     if given:
@@ -61,18 +91,18 @@ def run(args) -> int:
 
     out = None if args.out is None else npz_target(args.out, "neighbours")  # a bad path fails before work
     residual = residual_options(args)
-    X = read_array(args.points, "the points")
+    X = as_points(read_array(args.points, "the points"), f"{args.points} (the points)")
     ordering = args.ordering
     if args.ordering_file:
         ordering = read_array(args.ordering_file, "the ordering", dtype=np.int64)
         if ordering.ndim == 2 and 1 in ordering.shape:  # one .csv column or row
             ordering = ordering.ravel()
         try:
-            vecchia_orderings.resolve(ordering, len(X) if X.ndim else 0)
+            vecchia_orderings.resolve(ordering, len(X))
         except CovertreexError as exc:
             raise type(exc)(f"{args.ordering_file}: {exc}") from None
-    n = len(X) if X.ndim else 0
-    with progress.phase("ordering", total=2 * n or None) as done:  # N points ordered, then N answered
+    n = len(X)
+    with progress.phase("ordering", total=2 * n) as done:  # N points ordered, then N answered
         def show(stage: str, finished: int) -> None:
             done(finished + (n if stage == "neighbours" else 0), stage)
 

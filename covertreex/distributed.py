@@ -43,7 +43,7 @@ from covertreex.engines import get_engine
 from covertreex.errors import InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.resources import available_cpus, require_answer_memory
-from covertreex.scalars import as_int
+from covertreex.scalars import as_bool, as_int
 from covertreex.tree import Tree
 from covertreex.validation import check_k
 
@@ -81,6 +81,7 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
     """Fit `data` (points, or a ResidualProblem for metric='residual') and fix the query set (the
     dataset `indices`, or every point among its predecessors), k and the path; the tree is built only
     when the path walks one."""
+    predecessor = as_bool(predecessor, "predecessor")
     if (indices is None) == (not predecessor):
         raise InvalidInputError("pass exactly one of indices=... or predecessor=True")
     model = CoverTree(engine=None if engine == "auto" else engine, metric=metric, telemetry=False,
@@ -145,6 +146,9 @@ def connected(scheduler):
             from None
 
     if isinstance(scheduler, Client):
+        if scheduler.status != "running":  # closed: Dask failed late, with a KeyError or a closed loop
+            raise InvalidInputError(f"scheduler: the Dask Client is not running (status "
+                                    f"{scheduler.status!r}); pass an open Client or a scheduler address")
         yield scheduler
         return
     if not isinstance(scheduler, str):

@@ -25,7 +25,7 @@ from covertreex.metrics.kernels import (
     residual_variance_of_norms,
     squared_norms,
 )
-from covertreex.scalars import as_int, positive_float
+from covertreex.scalars import as_int, as_seed, positive_float
 from covertreex.triangular_solve import solve_lower_rows_in_place
 from covertreex.validation import as_points
 
@@ -159,9 +159,7 @@ def residual_problem(
     m = as_int(m, "m")
     if m < 1:
         raise InvalidInputError(f"m (number of inducing points) must be >= 1, got {m}")
-    seed = as_int(seed, "seed")
-    if seed < 0:
-        raise InvalidInputError(f"seed must be >= 0 (numpy.random.default_rng needs one), got {seed}")
+    seed = as_seed(seed)
     inducing = inducing_indices(X.shape[0], m, seed)
     U = X[inducing]
     Kmm = kernel_matrix(U, U, kernel, ls, variance) + JITTER * variance * np.eye(len(inducing))

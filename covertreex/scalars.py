@@ -20,6 +20,15 @@ def as_int(value, name: str) -> int:
     return int(value)
 
 
+def as_seed(value) -> int:
+    """A seed for numpy.random.default_rng: an integer >= 0 (None would draw a fresh one each call, so
+    the same call would answer differently)."""
+    seed = as_int(value, "seed")
+    if seed < 0:
+        raise InvalidInputError(f"seed must be >= 0 (numpy.random.default_rng needs one), got {seed}")
+    return seed
+
+
 def _numpy_bool() -> tuple[type, ...]:
     """NumPy's boolean scalar type, if NumPy is loaded (a value cannot be one if it is not)."""
     numpy = sys.modules.get("numpy")

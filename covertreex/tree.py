@@ -9,7 +9,10 @@ smallest dataset index under each node, which lets predecessor mode skip subtree
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -123,7 +126,25 @@ def npz_target(path, what: str = "tree") -> Path:
     if path.is_dir():
         example = path / f"{what}.npz"
         raise InvalidInputError(f"{path} is a directory; save the {what} to a file such as {example}")
-    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    target = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    _check_writable(target, what)
+    return target
+
+
+def _check_writable(target: Path, what: str) -> None:
+    """Fail now if `target` cannot be written (a missing directory, no permission, a read-only or virtual
+    file system), not after the work whose result it was to hold: a scratch file is created beside it
+    and removed."""
+    if not target.parent.is_dir():
+        raise InvalidInputError(f"cannot save the {what} to {target}: the directory {target.parent} does "
+                                "not exist")
+    try:
+        if target.exists() and not os.access(target, os.W_OK):
+            raise PermissionError(errno.EACCES, "the file is not writable")
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise InvalidInputError(f"cannot save the {what} to {target}: {exc.strerror or exc}") from None
 
 
 def assemble(

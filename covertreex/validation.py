@@ -22,6 +22,9 @@ from covertreex.scalars import as_int
 def _as_array(array, name: str) -> np.ndarray:
     if isinstance(array, (str, bytes)) or array is None:
         raise InputTypeError(f"{name} must be an array of numbers, got {type(array).__name__}")
+    if type(array).__module__.startswith("scipy.sparse"):  # NumPy would wrap it as a 0-D object array
+        raise InputTypeError(f"{name} must be a dense array of numbers, got a scipy.sparse "
+                             f"{type(array).__name__} (pass {name}.toarray() if it fits in memory)")
     try:
         return np.asarray(array)
     except (ValueError, TypeError) as exc:  # ragged nesting, objects NumPy cannot turn into an array

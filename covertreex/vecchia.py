@@ -29,13 +29,14 @@ import numpy as np
 from covertreex import vecchia_orderings
 from covertreex.api import CoverTree
 from covertreex.engines import engine_available
-from covertreex.errors import unknown_name
+from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS
 from covertreex.maximin_dense import maximin_with_neighbors, working_bytes
 from covertreex.metrics import MetricSpace
 from covertreex.metrics.kernels import take_rows
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.resources import require_answer_memory, require_memory
+from covertreex.scalars import as_seed
 from covertreex.validation import as_points, check_k
 
 
@@ -161,15 +162,30 @@ def _fused(metric: str, data, k: int, name: str, engine: str, report) -> Vecchia
                             evaluations)
 
 
+def _residual_options(metric: str, ordering: str, **given) -> dict | None:
+    """The residual problem's options the caller gave (None: residual_problem's default), or None for a
+    job that builds no residual problem; such a job given one of them is an error, not a silent no-op."""
+    chosen = {name: value for name, value in given.items() if value is not None}
+    if vecchia_orderings.needs_residual_problem(metric, ordering):
+        return chosen
+    if chosen:
+        raise InvalidInputError(f"{', '.join(chosen)}: only for the residual metric or ordering "
+                                f"'maximin-residual' (the metric is {metric!r}, the ordering {ordering!r})")
+    return None
+
+
 def vecchia_neighbors(
-    X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str = "rbf", lengthscale=1.0,
-    variance: float = 1.0, m: int = 512, seed: int = 0, engine: str = "auto",
+    X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str | None = None, lengthscale=None,
+    variance: float | None = None, m: int | None = None, seed: int = 0, engine: str = "auto",
     progress: Callable[[str, int], None] | None = None, scheduler=None,
 ) -> VecchiaNeighbors:
     """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
 
     metric: 'residual' (the residual correlation of an RBF/Matern 5/2 GP after m inducing points; kernel,
-    lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them) or 'euclidean'.
+    lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them, None for its
+    defaults 'rbf', 1.0, 1.0, 512) or 'euclidean'. kernel, lengthscale, variance and m given to a job
+    that builds no residual problem (metric 'euclidean' with an ordering other than 'maximin-residual')
+    are refused, not ignored. seed (an integer >= 0) picks the inducing points and the random ordering.
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
     engine: 'auto' (the fastest exact way: 'rust' when it is built, else gold's fused pass of
@@ -188,6 +204,10 @@ def vecchia_neighbors(
         raise unknown_name("metric", metric, METRICS)
     X = as_points(X, "X")
     name, given = vecchia_orderings.resolve(ordering, X.shape[0])
+    seed = as_seed(seed)
+    residual = _residual_options(metric, name, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m)
+    if progress is not None and not callable(progress):
+        raise InputTypeError(f"progress must be None or a callable (stage, n), got {type(progress).__name__}")
     k = check_k(k, X.shape[0], allow_padding=True)
     require_answer_memory(X.shape[0], k)
     _cover_tree(engine, metric)  # an unknown engine fails before any work
@@ -198,9 +218,8 @@ def vecchia_neighbors(
 
             client = stack.enter_context(distributed.connected(scheduler))
         problem = None
-        if metric == "residual" or name == "maximin-residual":
-            problem = residual_problem(X, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m,
-                                       seed=seed)
+        if residual is not None:
+            problem = residual_problem(X, **residual, seed=seed)
         report = progress or (lambda stage, n: None)
         fused = name in FUSED_ORDERINGS[metric] and (
             _rust_chosen(engine) or (engine == "auto" and metric == "residual"))

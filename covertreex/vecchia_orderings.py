@@ -20,6 +20,12 @@ from covertreex.kinds import ORDERINGS
 if TYPE_CHECKING:  # the maximin walk (Numba) loads on first use, not for the CLI's --help
     from covertreex.metrics import MetricSpace
 
+def needs_residual_problem(metric: str, ordering) -> bool:
+    """Whether a Vecchia job builds the residual problem (V and p): for its neighbours' metric or for a
+    maximin ordering in that metric. Only such a job takes the kernel, lengthscale, variance and m."""
+    return metric == "residual" or (isinstance(ordering, str) and ordering == "maximin-residual")
+
+
 def first_point(X: np.ndarray) -> int:
     """The row nearest the coordinate mean (ties: smallest row), where every maximin ordering starts."""
     centred = X - X.mean(axis=0)

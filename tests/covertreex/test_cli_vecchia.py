@@ -26,6 +26,9 @@ def points(tmp_path_factory):
     np.savetxt(folder / "x.csv", X, delimiter=",", header="x,y", fmt="%.17g")
     np.savetxt(folder / "perm.csv", np.random.default_rng(1).permutation(150), fmt="%d")
     (folder / "bad.csv").write_text("1,2\n3,oops\n")
+    (folder / "empty.csv").write_text("")
+    (folder / "bigint.csv").write_text("# id,t\n9007199254740992,0\n9007199254740993,0\n0,1\n")
+    np.save(folder / "nan.npy", np.where(np.arange(8)[:, None] == 3, np.nan, np.ones((8, 2))))
     with open(folder / "huge.npy", "wb") as fh:  # a header claiming 24 TB over 100 bytes of data
         np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False,
                                                   "shape": (10**12, 3)})
@@ -71,7 +74,13 @@ ERROR_CASES = [
      "euclidean, the ordering maximin)"),  # was silently ignored
     (["x.npy", "--out", ""], 1, "the path to save the neighbours to is empty"),  # wrote nothing, exit 0
     (["huge.npy"], 1, "huge.npy (the points) claims shape (1000000000000, 3) of float64"),  # was "out of
-]  # memory (try a smaller --n, ...)", naming neither the file nor an option pcct vecchia has
+    # memory (try a smaller --n, ...)", naming neither the file nor an option pcct vecchia has
+    (["nan.npy"], 1, "nan.npy (the points) contains NaN or inf (first at row 3)"),  # named "X"
+    (["empty.csv"], 1, "empty.csv (the points) must not be empty"),  # after a NumPy warning
+    (["bigint.csv", "--metric", "euclidean"], 1, "bigint.csv: the points hold the integer 9007199254740993 "
+     "(row 1, column 0), which float64 cannot represent exactly"),  # rounded to a duplicate of row 0
+    (["x.npy", "--out", "nodir/nn.npz"], 1, "nodir/nn.npz: the directory"),  # after all the work
+]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 import covertreex as ct
 from covertreex import distributed
-from covertreex.errors import InvalidInputError
+from covertreex.errors import InputTypeError, InvalidInputError
 
 pytest.importorskip("distributed")
 
@@ -63,10 +63,11 @@ def _ranges_run(client, job) -> int:
                                               ("euclidean", "random")])
 def test_vecchia_job_on_the_cluster_is_byte_identical(client, metric, ordering):
     X = np.random.default_rng(5).normal(size=(600, 3))
-    local = ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, m=32)
+    m = {"m": 32} if metric == "residual" else {}
+    local = ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, **m)
     remote = []
     ran = _ranges_run(client, lambda: remote.append(
-        ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, m=32, scheduler=client)))
+        ct.vecchia_neighbors(X, 8, metric=metric, ordering=ordering, **m, scheduler=client)))
     assert ran == 2 * distributed.RANGES_PER_WORKER
     for name in ("ordering", "neighbors", "distances"):
         assert _same_bytes(getattr(local, name), getattr(remote[0], name)), name
@@ -77,9 +78,10 @@ def test_a_maximin_ordering_fused_with_the_neighbours_needs_no_cluster(client, m
     if metric == "euclidean" and not ct.engine_available("rust"):
         pytest.skip("only the rust engine fuses a Euclidean maximin with the neighbours")
     X = np.random.default_rng(4).normal(size=(500, 3))
-    local = ct.vecchia_neighbors(X, 8, metric=metric, m=32)
+    m = {"m": 32} if metric == "residual" else {}
+    local = ct.vecchia_neighbors(X, 8, metric=metric, **m)
     remote = []
-    ran = _ranges_run(client, lambda: remote.append(ct.vecchia_neighbors(X, 8, metric=metric, m=32,
+    ran = _ranges_run(client, lambda: remote.append(ct.vecchia_neighbors(X, 8, metric=metric, **m,
                                                                          scheduler=client)))
     assert ran == 0 and remote[0].ordering_name == "maximin" and remote[0].neighbor_seconds == 0.0
     for name in ("ordering", "neighbors", "distances"):
@@ -275,3 +277,30 @@ def test_prepare_names_bad_indices_like_a_query(indices):
     with pytest.raises(InvalidInputError, match="query_indices must be a non-empty 1-D array, got shape"):
         distributed.prepare(np.random.default_rng(1).normal(size=(50, 2)), 3, metric="euclidean",
                             engine="brute", indices=indices)
+
+
+@pytest.mark.parametrize("ordering", ["maximin", "random"])
+def test_a_closed_client_is_refused_before_any_work(client, ordering):
+    """Dask answered a closed Client with a KeyError after the ordering's work (or, when the job needed no
+    cluster, not at all): now an error naming the scheduler, before anything runs."""
+    from distributed import Client
+
+    closed = Client(client.scheduler.address)
+    closed.close()
+    X = np.random.default_rng(3).normal(size=(50, 2))
+
+    def no_work_expected(stage, n):
+        raise AssertionError(f"{stage} started with a closed client")
+
+    refused = r"^scheduler: the Dask Client is not running \(status 'closed'\)"
+    with pytest.raises(InvalidInputError, match=refused):
+        ct.vecchia_neighbors(X, 3, ordering=ordering, scheduler=closed, progress=no_work_expected)
+    with pytest.raises(InvalidInputError, match=r"^scheduler: the Dask Client is not running"):
+        distributed.kneighbors(X, 3, closed, predecessor=True)
+
+
+def test_predecessor_must_be_a_boolean():
+    """'no' is a non-empty string: it ran the predecessor query."""
+    X = np.random.default_rng(3).normal(size=(50, 2))
+    with pytest.raises(InputTypeError, match=r"^predecessor must be True or False, got str 'no'"):
+        distributed.prepare(X, 3, metric="euclidean", predecessor="no")

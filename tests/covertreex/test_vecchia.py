@@ -11,6 +11,7 @@ import pytest
 import covertreex as ct
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, UnknownNameError
 from covertreex.vecchia import permuted_problem
+from covertreex.vecchia_orderings import needs_residual_problem
 
 RESIDUAL = {"m": 6, "seed": 2, "lengthscale": 1.5}
 
@@ -45,8 +46,9 @@ def test_neighbors_equal_brute_force_on_the_ordering(metric, ordering, engine, d
                                                      check_same):
     X = _tied_points()
     given = np.random.default_rng(9).permutation(X.shape[0])
+    residual = RESIDUAL if needs_residual_problem(metric, ordering) else {"seed": RESIDUAL["seed"]}
     result = ct.vecchia_neighbors(X, 4, metric=metric, ordering=given if ordering == "given" else ordering,
-                                  engine=engine, **RESIDUAL)
+                                  engine=engine, **residual)
     if ordering == "given":
         np.testing.assert_array_equal(result.ordering, given)
     assert sorted(result.ordering) == list(range(X.shape[0]))
@@ -130,6 +132,41 @@ def test_bad_arguments_fail_before_work():
     with pytest.raises(InvalidInputError, match="X must be 2-D"):
         ct.vecchia_neighbors(X[0], 2)
 
+
+
+@pytest.mark.parametrize("ordering", ["random", "maximin", "natural"])
+@pytest.mark.parametrize(("seed", "error", "words"), [
+    (-1, InvalidInputError, "seed must be >= 0"), (1.5, InputTypeError, "seed must be an integer, got float"),
+    ("3", InputTypeError, "seed must be an integer, got str"), (None, InputTypeError, "got NoneType"),
+    (True, InputTypeError, "got bool"),
+])
+def test_a_bad_seed_is_refused_for_every_metric_and_ordering(ordering, seed, error, words):
+    """Checked only where the residual problem used it: a Euclidean random ordering took seed=None (a fresh
+    ordering each call) or failed inside NumPy without naming seed."""
+    with pytest.raises(error, match=re.escape(words)):
+        ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering=ordering, seed=seed)
+
+
+@pytest.mark.parametrize("option", [{"kernel": "matern52"}, {"lengthscale": 2.0}, {"variance": 3.0},
+                                    {"m": 8}, {"m": 0}, {"kernel": "x"}])
+def test_residual_options_given_to_a_job_without_the_residual_problem_are_refused(option):
+    """They were dropped without a word (m=0, kernel='x' included), where the CLI refuses them."""
+    name = next(iter(option))
+    words = f"{name}: only for the residual metric or ordering 'maximin-residual' (the metric is 'euclidean'"
+    with pytest.raises(InvalidInputError, match=re.escape(words)):
+        ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering="maximin", **option)
+    if option not in ({"m": 0}, {"kernel": "x"}):  # a valid option is taken where the job uses it
+        result = ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering="maximin-residual", **option)
+        assert result.neighbors.shape == (4, 2)
+
+
+def test_progress_must_be_callable_and_sparse_points_are_named():
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    with pytest.raises(InputTypeError, match=r"^progress must be None or a callable \(stage, n\), got bool"):
+        ct.vecchia_neighbors(X, 2, progress=True)
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(InputTypeError, match=r"^X must be a dense array of numbers, got a scipy.sparse csr_"):
+        ct.vecchia_neighbors(sparse.csr_matrix(X), 2)
 
 def test_k_beyond_n_pads_every_row():
     result = ct.vecchia_neighbors(np.eye(3), 5, metric="euclidean", ordering="natural")
