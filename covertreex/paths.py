@@ -32,6 +32,8 @@ def walk_evaluations(metric: str, n_dims: int, n_points: int, k: int) -> float:
     if metric == "residual":
         share = min(1.0, 0.46 * (n_points / 32_768) ** -0.45)
         return share * n_points
+    if n_dims / 2 >= math.log2(n_points):  # 2^(d/2) alone reaches N (and overflows a float at d = 2,048)
+        return float(n_points)
     return min(float(n_points), 2.0 ** (n_dims / 2) * k * math.log2(n_points + 1))
 
 

@@ -218,6 +218,18 @@ def test_auto_picks_the_tree_for_low_dimensional_euclidean_data_at_scale():
     assert result.telemetry["per_query"]["distance_evaluations"]["mean"] < 0.01 * 60_000
 
 
+
+@pytest.mark.parametrize("engine", ["gold", "rust"])
+@pytest.mark.parametrize("d", [2047, 2048, 5000])
+def test_auto_takes_any_dimension(engine, d, oracle, check_same):
+    """The cost model's 2^(d/2) overflowed a float at d = 2,048 (an OverflowError from every auto query
+    of 2,048-D embeddings): a walk that cannot beat scanning every point is costed as that."""
+    X = datasets.gaussian(12, d, 3)
+    model = ct.CoverTree(engine=engine, path="auto").fit(X)
+    result = model.query(X[:3], k=4)
+    assert result.telemetry["path"] == "dense"
+    check_same((result.distances, result.indices), oracle("euclidean", X, 4, queries=X[:3]))
+
 def test_path_tree_builds_at_fit_and_reading_tree_builds_lazily():
     X = datasets.gaussian(300, 2, 0)
     assert ct.CoverTree(engine="gold", path="tree").fit(X).built_tree is not None
