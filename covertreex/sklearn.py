@@ -150,13 +150,12 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
 
     def _knn(self, X: np.ndarray | None, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(dist, ind) of the k nearest of the query rows `rows`: training points without themselves, or
-        rows of X. X is always queried whole: the residual metric projects new points in one batch and
-        the bits of a projection depend on the batch, so a row's distances stay those of kneighbors(X)."""
+        rows of X. Only those rows are queried: a row's answer and distance bits do not depend on the
+        other rows of its batch (a residual projection solves each row on its own)."""
         if X is None:
             dist, ind = self.cover_tree_.kneighbors(indices=rows, k=k + 1)
             return _without_self(dist, ind, rows)
-        dist, ind = self.cover_tree_.kneighbors(X, k)
-        return dist[rows], ind[rows]
+        return self.cover_tree_.kneighbors(X[rows], k)
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """``(dist, ind)`` of the n_neighbors nearest training points of each row of X (or ``ind`` alone),

@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from covertreex.digest import array_digest
-from covertreex.errors import InvalidInputError, NonFiniteError, unknown_name
+from covertreex.errors import InputTypeError, InvalidInputError, NonFiniteError, unknown_name
 from covertreex.kinds import KERNELS, METRICS
 from covertreex.metrics.kernels import (
     EUCLIDEAN,
@@ -115,6 +115,9 @@ class MetricSpace:
 
     @classmethod
     def euclidean(cls, points) -> MetricSpace:
+        if isinstance(points, ResidualProblem):  # NumPy would see an object, "dtype object" the error
+            raise InputTypeError("a ResidualProblem is indexed with metric='residual'; the Euclidean metric "
+                                 "takes the points themselves (problem.X)")
         X = as_points(points, "X", owned=True)
         _check_magnitude(X, "X")
         data = MetricData(

@@ -228,6 +228,12 @@ def test_residual_parameters_with_euclidean_metric():
         ct.CoverTree(path="tree").fit(X, m=10)
 
 
+
+def test_a_residual_problem_with_the_euclidean_metric_is_named():
+    """It was 'X must hold real numbers ..., got dtype object'."""
+    with pytest.raises(InputTypeError, match=r"^a ResidualProblem is indexed with metric='residual'"):
+        ct.CoverTree().fit(ct.residual_problem(X, m=10))
+
 @pytest.mark.parametrize("indices", [[50], [-1], [0.5]])
 def test_bad_query_indices(fitted, indices):
     with pytest.raises((InvalidInputError, InputTypeError), match="query_indices"):

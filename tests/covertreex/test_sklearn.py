@@ -114,6 +114,29 @@ def test_radius_neighbors_are_every_point_within_the_radius_with_canonical_dista
         assert np.array_equal(graph.indices, np.concatenate(list(ind)))
 
 
+
+def test_radius_neighbors_query_again_only_the_rows_still_inside(monkeypatch):
+    """One query row inside a tight cluster needs k up to the cluster's size; the others are done at the
+    first k. Every doubling re-queried all rows of X (one dense row drove a 1,000-row call to 180 s and
+    1.4 GB); now only the pending ones, with the same answer."""
+    rng = np.random.default_rng(4)
+    X = np.vstack([rng.normal(size=(256, 2)) * 0.01, rng.normal(size=(256, 2)) * 3 + 40])
+    Q = np.vstack([[[0.0, 0.0]], rng.normal(size=(40, 2)) - 40])
+    estimator = CoverTreeNeighbors().fit(X)
+    queried = []
+    kneighbors = estimator.cover_tree_.kneighbors
+    monkeypatch.setattr(estimator.cover_tree_, "kneighbors",
+                        lambda queries, k: queried.append(len(queries)) or kneighbors(queries, k))
+    dist, ind = estimator.radius_neighbors(Q, radius=0.2)
+    assert queried[0] == 41 and set(queried[1:]) == {1}, queried
+    monkeypatch.undo()
+    whole_d, whole_i = estimator.cover_tree_.kneighbors(Q, X.shape[0])
+    for row in range(Q.shape[0]):
+        inside = whole_d[row] <= 0.2
+        assert np.array_equal(ind[row], whole_i[row][inside])
+        _same_bits(dist[row], whole_d[row][inside], f"row {row}")
+    assert ind[0].size > 100 and all(ind[row].size == 0 for row in range(1, 41))
+
 def test_graphs_hold_the_kneighbors_answer(fitted):
     estimator, X = fitted
     dist, ind = estimator.kneighbors(X[:50], 4)
