@@ -244,7 +244,8 @@ def _require_tree(tree) -> None:
 
 def checked(tree, space: MetricSpace) -> Tree:
     """An owned, read-only copy of a tree from outside, after the checks any query relies on: types,
-    dtypes, ranges and structure (O(n)), exact-copy flags against the data, and every radius against its
+    dtypes, ranges and structure (O(n)), exact-copy flags against the data, every node within its
+    level's cover of its parent (invariant 2, one distance per node) and every radius against its
     descendants' distances (one distance per node and ancestor). Raises CorruptFileError naming the file
     for a loaded tree, InvalidInputError otherwise; the full invariants stay with :func:`validate`."""
     _require_tree(tree)
@@ -263,6 +264,9 @@ def checked(tree, space: MetricSpace) -> Tree:
     if message:
         raise error(f"{label}: {message}")
     require_sane_numba_threads()
+    message = tree_checks.cover_problem(tree.levels, tree.parents, space.data)
+    if message:
+        raise error(f"{label}: invariant 2 (covering) violated {message}")
     bad = tree_checks.radius_problem(tree.parents, tree.radius, space.data)
     if bad is not None:
         raise error(f"{label}: {bad[1]}")
@@ -288,23 +292,16 @@ def validate(tree: Tree, space: MetricSpace) -> None:
     if message:
         raise InvalidInputError(f"exact-copy flags wrong: {message}")
     require_sane_numba_threads()
-    parents = read_only(tree.parents)
-    code, node, other, value, bound = tree_checks.metric_problem(tree.arrays(), parents, space.data)
-    lv, lo = int(tree.levels[node]), int(tree.levels[other]) if other >= 0 else None
-    if code == tree_checks.COVER_LEVEL:
-        raise InvalidInputError(
-            f"invariant 2 (covering) violated at node {node}: level {lv} is not below its parent "
-            f"{other}'s level {lo}"
-        )
-    if code == tree_checks.COVER_DISTANCE:
-        raise InvalidInputError(
-            f"invariant 2 (covering) violated at node {node}: d(node, parent {other}) = {value!r} > "
-            f"2**(level+1) = {bound!r}"
-        )
-    if code == tree_checks.SEPARATION:
+    message = tree_checks.cover_problem(tree.levels, tree.parents, space.data)
+    if message:
+        raise InvalidInputError(f"invariant 2 (covering) violated {message}")
+    apart = tree_checks.separation_problem(tree.levels, space.data)
+    if apart is not None:
+        node, other, value, bound = apart
         raise InvalidInputError(
             f"invariant 3 (separation) violated at node {node}: d(node, node {other}) = {value!r} <= "
-            f"2**{int(math.log2(bound)) if bound > 0 else bound} = {bound!r} (levels {lv} and {lo})"
+            f"2**{int(math.log2(bound)) if bound > 0 else bound} = {bound!r} (levels "
+            f"{int(tree.levels[node])} and {int(tree.levels[other])})"
         )
     bad = tree_checks.radius_problem(tree.parents, tree.radius, space.data)
     if bad is not None:

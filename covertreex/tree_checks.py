@@ -1,7 +1,8 @@
 """The metric invariant checks behind :func:`covertreex.tree.validate`, in Numba.
 
-The structural checks (invariant 1) live in :mod:`covertreex.tree_structure`. :func:`radius_problem` and
-:func:`copy_problem` are also run on every tree attached from outside: they are what queries rely on.
+The structural checks (invariant 1) live in :mod:`covertreex.tree_structure`. :func:`cover_problem`,
+:func:`radius_problem` and :func:`copy_problem` are also run on every tree attached from outside: they are
+what queries rely on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from numba import njit, prange
 from covertreex.levels import DUPLICATE_LEVEL as _DUP
 from covertreex.metrics.kernels import distance, read_only
 
-OK, COVER_LEVEL, COVER_DISTANCE, SEPARATION = 0, 1, 2, 3
+OK, COVER_LEVEL, COVER_DISTANCE = 0, 1, 2
 
 
 @njit(cache=True)
@@ -41,25 +42,51 @@ def _separation(levels, D):
     return other, value, bound
 
 
-@njit(cache=True)
-def metric_problem(T, parents, D):
-    """(code, node, other, value, bound) of the first metric invariant violated, code OK if none."""
+@njit(cache=True, parallel=True)
+def _cover_violations(levels, parents, D):
+    """Per node c, OK or how it breaks invariant 2 (COVER_LEVEL, COVER_DISTANCE), with the distance to
+    its parent and the bound it exceeds."""
     n = parents.shape[0]
-    for c in range(n):
+    code = np.zeros(n, dtype=np.int64)
+    value = np.zeros(n)
+    bound = np.zeros(n)
+    for c in prange(n):
         p = parents[c]
         if p < 0:
             continue
-        if T.levels[c] >= T.levels[p]:
-            return COVER_LEVEL, c, p, 0.0, 0.0
+        if levels[c] >= levels[p]:
+            code[c] = COVER_LEVEL
+            continue
         d = distance(D, c, c, D, p)
-        bound = 0.0 if T.levels[c] == _DUP else math.ldexp(1.0, T.levels[c] + 1)
-        if d > bound:
-            return COVER_DISTANCE, c, p, d, bound
-    other, value, bound = _separation(T.levels, D)
-    for u in range(n):
-        if other[u] >= 0:
-            return SEPARATION, u, other[u], value[u], bound[u]
-    return OK, -1, -1, 0.0, 0.0
+        b = 0.0 if levels[c] == _DUP else math.ldexp(1.0, levels[c] + 1)
+        if d > b:
+            code[c], value[c], bound[c] = COVER_DISTANCE, d, b
+    return code, value, bound
+
+
+def cover_problem(levels, parents, D) -> str | None:
+    """Invariant 2 (covering) at the first node breaking it, described, or None. The level cache's skips
+    rely on it (a child lies within 2**(level+1) of its parent), so it is also run on every tree attached
+    from outside. Cost: one distance per node."""
+    code, value, bound = _cover_violations(read_only(levels), read_only(parents), D)
+    bad = np.flatnonzero(code)
+    if bad.size == 0:
+        return None
+    c = int(bad[0])
+    p = int(parents[c])
+    if code[c] == COVER_LEVEL:
+        return f"at node {c}: level {int(levels[c])} is not below its parent {p}'s level {int(levels[p])}"
+    return f"at node {c}: d(node, parent {p}) = {float(value[c])!r} > 2**(level+1) = {float(bound[c])!r}"
+
+
+def separation_problem(levels, D) -> tuple[int, int, float, float] | None:
+    """Invariant 3 (separation): (node, other, distance, bound) of the first pair too close, or None."""
+    other, value, bound = _separation(read_only(levels), D)
+    bad = np.flatnonzero(other >= 0)
+    if bad.size == 0:
+        return None
+    u = int(bad[0])
+    return u, int(other[u]), float(value[u]), float(bound[u])
 
 
 @njit(cache=True, parallel=True)

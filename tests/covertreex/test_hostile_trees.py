@@ -116,6 +116,10 @@ def _corruptions(members):
         "subtree_min above the node": (set_at("subtree_min", parent, parent + 1),
                                        f"subtree_min[{parent}] = {parent + 1} is not the smallest"),
         "metric": ({"metric": np.str_("cosine")}, "unknown metric 'cosine'"),
+        # passed every check, then the level cache skipped true neighbours (an outside user's trial)
+        "levels shifted down": ({"levels": np.where(members["levels"] == DUPLICATE_LEVEL, DUPLICATE_LEVEL,
+                                                    members["levels"] - 1)},
+                                "invariant 2 (covering) violated at node"),
     }
 
 
@@ -124,6 +128,7 @@ CASES = (
     "repeated child", "float levels", "string radius", "huge level", "bool byte 2", "bool byte 5",
     "radius -1", "radius nan", "root radius 0", "all radii 0", "is_copy forced true", "is_copy cleared",
     "short children", "format 1", "subtree_min above the node", "metric", "level above parent",
+    "levels shifted down",
 )
 
 
