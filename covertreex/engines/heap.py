@@ -30,12 +30,20 @@ def offer(heap_d, heap_i, size, d, i):
         return size, True
     if not _worse(heap_d[0], heap_i[0], d, i):
         return size, False
+    _replace_top(heap_d, heap_i, k, d, i)
+    return size, True
+
+
+@njit(cache=True)
+def _replace_top(heap_d, heap_i, n, d, i):
+    """Put (d, i) in place of the top of the heap of the first n pairs: the hole sifts down (the worse
+    child moves up) to where (d, i) belongs."""
     pos = 0
     while True:
         child = 2 * pos + 1
-        if child >= k:
+        if child >= n:
             break
-        if child + 1 < k and _worse(heap_d[child + 1], heap_i[child + 1], heap_d[child], heap_i[child]):
+        if child + 1 < n and _worse(heap_d[child + 1], heap_i[child + 1], heap_d[child], heap_i[child]):
             child += 1
         if not _worse(heap_d[child], heap_i[child], d, i):
             break
@@ -44,24 +52,20 @@ def offer(heap_d, heap_i, size, d, i):
         pos = child
     heap_d[pos] = d
     heap_i[pos] = i
-    return size, True
 
 
 @njit(cache=True)
 def write_sorted(heap_d, heap_i, size, out_i, out_d):
-    """Write the kept pairs in (distance, index) order, padding the row with (-1, inf)."""
+    """Write the kept pairs in (distance, index) order, padding the row with (-1, inf). A heapsort of a
+    copy of the heap, O(k log k): the worst pair goes to the last slot, the worst of the rest before it,
+    and so on (an insertion sort of the heap's array was O(k^2): 4.3 s for 10 queries at k = 40,000)."""
     for j in range(out_i.shape[0]):
         out_i[j] = -1
         out_d[j] = float("inf")
     for j in range(size):
         out_i[j] = heap_i[j]
         out_d[j] = heap_d[j]
-    for j in range(1, size):
-        d, i = out_d[j], out_i[j]
-        pos = j
-        while pos > 0 and _worse(out_d[pos - 1], out_i[pos - 1], d, i):
-            out_d[pos] = out_d[pos - 1]
-            out_i[pos] = out_i[pos - 1]
-            pos -= 1
-        out_d[pos] = d
-        out_i[pos] = i
+    for end in range(size - 1, 0, -1):
+        d, i = out_d[end], out_i[end]
+        out_d[end], out_i[end] = out_d[0], out_i[0]
+        _replace_top(out_d, out_i, end, d, i)

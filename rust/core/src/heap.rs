@@ -67,52 +67,49 @@ impl Heap {
         if !worse(self.dist[0], self.index[0], d, i) {
             return false;
         }
-        let mut pos = 0;
-        loop {
-            let mut child = 2 * pos + 1;
-            if child >= k {
-                break;
-            }
-            if child + 1 < k
-                && worse(
-                    self.dist[child + 1],
-                    self.index[child + 1],
-                    self.dist[child],
-                    self.index[child],
-                )
-            {
-                child += 1;
-            }
-            if !worse(self.dist[child], self.index[child], d, i) {
-                break;
-            }
-            self.dist[pos] = self.dist[child];
-            self.index[pos] = self.index[child];
-            pos = child;
-        }
-        self.dist[pos] = d;
-        self.index[pos] = i;
+        replace_top(&mut self.dist, &mut self.index, d, i);
         true
     }
 
-    /// Write the kept pairs in (distance, index) order, padding the row with (-1, inf).
+    /// Write the kept pairs in (distance, index) order, padding the row with (-1, inf). A heapsort of a
+    /// copy of the heap, O(k log k): the worst pair goes to the last slot, the worst of the rest before
+    /// it, and so on (an insertion sort of the heap's array was O(k^2)).
     pub fn write_sorted(&self, out_i: &mut [i64], out_d: &mut [f64]) {
         out_i.fill(-1);
         out_d.fill(f64::INFINITY);
         out_i[..self.size].copy_from_slice(&self.index[..self.size]);
         out_d[..self.size].copy_from_slice(&self.dist[..self.size]);
-        for j in 1..self.size {
-            let (d, i) = (out_d[j], out_i[j]);
-            let mut pos = j;
-            while pos > 0 && worse(out_d[pos - 1], out_i[pos - 1], d, i) {
-                out_d[pos] = out_d[pos - 1];
-                out_i[pos] = out_i[pos - 1];
-                pos -= 1;
-            }
-            out_d[pos] = d;
-            out_i[pos] = i;
+        for end in (1..self.size).rev() {
+            let (d, i) = (out_d[end], out_i[end]);
+            out_d[end] = out_d[0];
+            out_i[end] = out_i[0];
+            replace_top(&mut out_d[..end], &mut out_i[..end], d, i);
         }
     }
+}
+
+/// Put (d, i) in place of the top of the heap held in `dist` and `index`: the hole sifts down (the
+/// worse child moves up) to where (d, i) belongs.
+fn replace_top(dist: &mut [f64], index: &mut [i64], d: f64, i: i64) {
+    let n = dist.len();
+    let mut pos = 0;
+    loop {
+        let mut child = 2 * pos + 1;
+        if child >= n {
+            break;
+        }
+        if child + 1 < n && worse(dist[child + 1], index[child + 1], dist[child], index[child]) {
+            child += 1;
+        }
+        if !worse(dist[child], index[child], d, i) {
+            break;
+        }
+        dist[pos] = dist[child];
+        index[pos] = index[child];
+        pos = child;
+    }
+    dist[pos] = d;
+    index[pos] = i;
 }
 
 #[cfg(test)]
@@ -140,6 +137,36 @@ mod tests {
         assert!(!heap.offer(1.0, 7));
         assert!(heap.offer(1.0, 2));
         assert_eq!(sorted(&heap, 3).0, vec![4, 1, 2]);
+    }
+
+    #[test]
+    fn writes_every_size_sorted_as_a_full_sort_would() {
+        // Tie-heavy keys (few distinct distances) in a scrambled index order, k from 1 past the count.
+        let pairs: Vec<(f64, i64)> = (0..300i64)
+            .map(|i| (((i * 7919) % 13) as f64, (i * 104_729) % 300))
+            .collect();
+        for k in [1, 2, 3, 50, 299, 300, 301] {
+            let mut heap = Heap::new(k);
+            for &(d, i) in &pairs {
+                heap.offer(d, i);
+            }
+            let mut expected = pairs.clone();
+            expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            expected.truncate(k);
+            let (i, d) = sorted(&heap, k);
+            let kept = expected.len();
+            assert_eq!(
+                i[..kept],
+                expected.iter().map(|p| p.1).collect::<Vec<_>>()[..],
+                "k = {k}"
+            );
+            assert_eq!(
+                d[..kept],
+                expected.iter().map(|p| p.0).collect::<Vec<_>>()[..],
+                "k = {k}"
+            );
+            assert!(i[kept..].iter().all(|&v| v == -1));
+        }
     }
 
     #[test]
