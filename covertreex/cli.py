@@ -311,10 +311,11 @@ def run_presets(args) -> int:
     for name, info in shown.items():
         mark = f"  (active: {ENV_VAR}={name})" if name == active else ""
         print(f"{name}{mark}\n  {info['description']}")
-        print(f"  {'metric':<16}{info['metric']}")
+        width = max(len("metric"), *map(len, info["options"])) + 2  # the longest knob name, then a gap
+        print(f"  {'metric':<{width}}{info['metric']}")
         for knob, value in info["options"].items():
             source = "preset" if knob in info["set_by_preset"] else "default"
-            print(f"  {knob:<16}{value!s:<10}({source})")
+            print(f"  {knob:<{width}}{value!s:<10}({source})")
     return 0
 
 

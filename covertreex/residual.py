@@ -107,7 +107,7 @@ class ResidualProblem:
         """Wrap a V computed elsewhere (any layout is accepted; X and V are copied, read-only, once);
         p follows from V. Accepted ranges: see :mod:`covertreex.residual_range`."""
         X, kernel, ls, variance = _parameters(X, kernel, lengthscale, variance)
-        V = as_points(V, "V", owned=True)
+        V = as_points(V, "V", owned=True, columns="m")
         if V.shape[0] != X.shape[0]:
             raise DimensionMismatchError(
                 f"V must have one row per point of X ({X.shape[0]}), got {V.shape[0]}"

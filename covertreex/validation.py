@@ -31,14 +31,15 @@ def _as_array(array, name: str) -> np.ndarray:
         raise InputTypeError(f"{name} must be a rectangular array of numbers ({exc})") from exc
 
 
-def as_points(array, name: str, *, ndim: int = 2, owned: bool = False) -> np.ndarray:
+def as_points(array, name: str, *, ndim: int = 2, owned: bool = False, columns: str = "n_dims") -> np.ndarray:
     """Return `array` as a C-contiguous float64 array of `ndim` dimensions, rejecting unusable input.
-    With `owned`, always a fresh read-only copy (for arrays a fitted object keeps)."""
+    With `owned`, always a fresh read-only copy (for arrays a fitted object keeps); `columns` names the
+    second dimension in errors."""
     arr = _as_array(array, name)
     if arr.dtype.kind not in "fiu":  # not bool, complex, timedelta64 (an integer subtype to NumPy), ...
         raise InputTypeError(f"{name} must hold real numbers (float or int dtype), got dtype {arr.dtype}")
     if arr.ndim != ndim:
-        shape = "(n_points, n_dims)" if ndim == 2 else "(n,)"
+        shape = f"(n_points, {columns})" if ndim == 2 else "(n,)"
         raise InvalidInputError(f"{name} must be {ndim}-D with shape {shape}, got shape {arr.shape}")
     if arr.size == 0 or arr.shape[0] == 0:
         raise InvalidInputError(f"{name} must not be empty, got shape {arr.shape}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -157,8 +158,8 @@ def test_presets_prints_each_resolved_setting():
     assert "residual_perf  (active: COVERTREEX_PRESET=residual_perf)" in out
     for name, preset in PRESETS.items():
         assert name in out
-        for knob in preset.config().as_dict():
-            assert f"  {knob}" in out
+        for knob, value in preset.config().as_dict().items():
+            assert re.search(rf"^  {knob} +{re.escape(str(value))} +\((preset|default)\)$", out, re.M), knob
     shown = json.loads(ok("presets", "residual_parity", "--json").stdout)
     assert list(shown) == ["residual_parity"]
     assert shown["residual_parity"]["options"] == PRESETS["residual_parity"].config().as_dict()
