@@ -18,7 +18,7 @@ import pytest
 
 _STATE = pytest.StashKey[object]()
 _ACTIVE = pytest.StashKey[bool]()
-_DESELECTED = pytest.StashKey[set]()
+_COLLECTED = pytest.StashKey[dict]()
 _SKIPPED_MODULES = pytest.StashKey[dict]()
 _SKIPPED_KEY = "pcct_gate_skipped_modules"
 _RECORDER = pytest.StashKey[object]()
@@ -186,8 +186,7 @@ def pytest_collection_modifyitems(session, config, items):
     if len(calibration) > 1:
         raise pytest.UsageError("pytest-pcct gate: more than one test is marked pcct_calibration: "
                                 + ", ".join(item.nodeid for item in calibration))
-    state.known.update(item.nodeid for item in items)
-    state.known.update(config.stash.get(_DESELECTED, set()))
+    state.collected.update(config.stash.get(_COLLECTED, {}))
     state.gated = gated
     state.time_only = time_only
     state.counted = {item.nodeid for item in items
@@ -196,13 +195,6 @@ def pytest_collection_modifyitems(session, config, items):
         state.calibration_id = calibration[0].nodeid
         state.gated.add(state.calibration_id)
         items.sort(key=lambda item: item.nodeid != state.calibration_id)  # stable: calibration first
-
-
-def pytest_deselected(items):
-    """Deselected tests still exist: their baselines are not stale (this runs before the gate starts)."""
-    if items:
-        stash = items[0].config.stash
-        stash[_DESELECTED] = stash.get(_DESELECTED, set()) | {item.nodeid for item in items}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -276,15 +268,20 @@ def _stand_in(item, state):
     return PairedTiming(fixture, state.calibration_kernel) if state.calibration_kernel else None
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_make_collect_report(collector):
     """Remember test modules skipped while collected (``pytest.skip(allow_module_level=True)``, a
     module-level ``importorskip``): their tests never reach the gate, so their baselines are checked at the
-    end of the session instead."""
+    end of the session instead. Remember too what each module and class holds, before any selection
+    (node ids on the command line, ``--lf``, ``-k``) narrows it: a baseline is stale only when its test is
+    gone from there (innermost wrapper: cacheprovider's ``--lf`` wrapper filters the result after us). An
+    empty result says nothing: ``--lf`` reports the files it does not collect as passed and empty."""
     report = yield
+    stash = collector.config.stash
     if report.skipped and isinstance(collector, pytest.Module):
-        stash = collector.config.stash
         stash[_SKIPPED_MODULES] = {**stash.get(_SKIPPED_MODULES, {}), collector.nodeid: _skip_reason(report)}
+    elif report.passed and report.result and isinstance(collector, (pytest.Module, pytest.Class)):
+        stash[_COLLECTED] = {**stash.get(_COLLECTED, {}), collector.nodeid: [x.nodeid for x in report.result]}
     return report
 
 
@@ -305,7 +302,7 @@ def pytest_testnodedown(node, error):
     if shipped:
         state = _start(node.config)
         state.results.extend(shipped["results"])
-        state.known.update(shipped["known"])
+        state.collected.update(shipped["collected"])
         state.gated.update(shipped["gated"])
 
 
@@ -318,7 +315,7 @@ def pytest_sessionfinish(session):
             config.workeroutput[_SKIPPED_KEY] = skipped
         if state is not None:
             config.workeroutput[_WORKER_KEY] = {
-                "results": state.results, "known": sorted(state.known), "gated": sorted(state.gated),
+                "results": state.results, "collected": state.collected, "gated": sorted(state.gated),
             }
         return
     if skipped and config.stash.get(_ACTIVE, False):

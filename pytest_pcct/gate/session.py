@@ -165,7 +165,8 @@ class GateSession:
     time_only: set = field(default_factory=set)
     """Gated tests judged on time alone (marked pcct_time without requesting pcct_gate: no counters)."""
     calibration_id: str | None = None
-    known: set = field(default_factory=set)
+    collected: dict = field(default_factory=dict)
+    """Node id of each module and class collected -> the node ids it held, before any selection."""
     results: list = field(default_factory=list)
     calibration: dict | None = None
     calibration_kernel: tuple | None = None
@@ -518,14 +519,19 @@ class GateSession:
 
     # -- end of session -----------------------------------------------------------------------------
     def stale(self) -> dict[str, list[str]]:
-        """Stored baselines no benchmark uses any more: their test is gone from a collected file, or
-        their file is gone. Only meaningful when the session collected gated tests."""
-        collected_files = {nodeid.split("::")[0] for nodeid in self.known}
+        """Stored baselines no benchmark uses any more: their file is gone, or the innermost module or
+        class of their node id that this session collected no longer holds the next part of it (a test
+        renamed or removed, a parametrization id gone, a class gone). Selecting tests (node ids, --lf,
+        -k) narrows what runs, not what was collected, so it makes no baseline stale."""
 
         def unused(nodeid: str) -> bool:
-            path = nodeid.split("::")[0]
-            gone_file = not (self.rootpath / path).exists()
-            return gone_file or (path in collected_files and nodeid not in self.known)
+            if not (self.rootpath / nodeid.split("::")[0]).exists():
+                return True
+            holders = [c for c in self.collected if nodeid.startswith(c + "::")]  # ids may hold "::"
+            if not holders:
+                return False
+            held = self.collected[max(holders, key=len)]
+            return not any(nodeid == x or nodeid.startswith(x + "::") for x in held)
 
         found = {"counters": sorted(n for n in self.counters.stored() if unused(n)),
                  "instructions": sorted(n for n in self.instructions.stored() if unused(n))}

@@ -143,6 +143,56 @@ def test_deselected_benchmarks_keep_their_baselines(recorded, run_gate):
     run_gate("--benchmark-compare").assert_outcomes(passed=3)
 
 
+
+PARAMETRIZED = '''
+import os
+
+import pytest
+
+
+@pytest.mark.parametrize("case", os.environ.get("TOY_CASES", "a,b::c").split(","))
+def test_cases(pcct_gate, case):
+    pcct_gate.record({"steps": 7}, engine="toy", dataset_digest="data-1", config_digest="config-1",
+                     schema="toy.counters", schema_version=1)
+
+
+class TestGroup:
+    def test_member(self, pcct_gate):
+        pcct_gate.record({"steps": 8}, engine="toy", dataset_digest="data-1", config_digest="config-1",
+                         schema="toy.counters", schema_version=1)
+'''
+
+
+def _counter_names(project) -> set[str]:
+    files = (project.path / "baselines" / "counters").glob("*.json")
+    return {json.loads(path.read_text())["benchmark"] for path in files}
+
+
+def test_selecting_tests_by_node_id_or_last_failed_makes_no_other_baseline_stale(recorded, monkeypatch):
+    """Running one test by node id, or --lf, collected only it: every other baseline of the file was
+    called stale and an update deleted it (an outside user's trial). What a module holds is now read
+    before any selection narrows it."""
+    recorded.makepyfile(test_param=PARAMETRIZED)
+    counters = ("--pcct-gate=counters", "--benchmark-disable")
+    recorded.runpytest(*counters, "--pcct-update-baselines").assert_outcomes(passed=6)
+    everything = _counter_names(recorded)
+    assert "test_param.py::test_cases[b::c]" in everything and len(everything) == 5
+    chosen = recorded.runpytest(*counters, "test_param.py::test_cases[a]", "test_toy.py::test_work",
+                                "--pcct-update-baselines")
+    chosen.assert_outcomes(passed=2)
+    assert "stale counters" not in chosen.stdout.str() and _counter_names(recorded) == everything
+    monkeypatch.setenv("TOY_STEPS_WORK", "2000")  # test_work's counters regress: the last failure
+    recorded.runpytest(*counters).assert_outcomes(passed=5, failed=1)
+    last_failed = recorded.runpytest(*counters, "--lf", "--pcct-update-baselines")
+    last_failed.assert_outcomes(passed=1)
+    assert "stale counters" not in last_failed.stdout.str() and _counter_names(recorded) == everything
+    monkeypatch.setenv("TOY_CASES", "a")  # the id "b::c" is gone: its baseline, and only it, is stale
+    gone = recorded.runpytest(*counters, "test_param.py::TestGroup")
+    gone.assert_outcomes(passed=1)
+    gone.stdout.fnmatch_lines(
+        ["stale counters baseline, used by no benchmark (*): test_param.py::test_cases[[]b::c[]]"])
+    assert gone.stdout.str().count("stale counters baseline") == 1
+
 PRINTED = re.compile(r"^  python -m pytest (.*)$", re.M)
 
 
