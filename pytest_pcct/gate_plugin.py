@@ -110,6 +110,10 @@ def _relaunch_under_callgrind(config) -> None:
     args = list(config.invocation_params.args)
     if callgrind.under_callgrind() or hasattr(config, "workerinput") or args != sys.argv[1:]:
         return
+    if config.getoption("benchmark_only", False):  # pytest-benchmark refuses it with --benchmark-disable
+        raise pytest.UsageError("pytest-pcct gate: --pcct-gate=instructions runs each benchmark with "
+                                "pytest-benchmark disabled, which --benchmark-only refuses; select the "
+                                "benchmarks with -k or -m instead")
     try:
         callgrind.relaunch(args, config.rootpath)
     except GateError as exc:
@@ -177,7 +181,15 @@ def pytest_collection_modifyitems(session, config, items):
     time_only = {item.nodeid for item in items
                  if item.get_closest_marker("pcct_time") and item.nodeid not in gated}
     gated |= time_only
-    if not (calibration or gated) or not config.stash.get(_ACTIVE, False):
+    if not config.stash.get(_ACTIVE, False):
+        return
+    uncounted = [item.nodeid for item in items
+                 if item.get_closest_marker("pcct_instructions")
+                 and "pcct_gate" not in getattr(item, "fixturenames", ())]
+    if uncounted:  # its count would be stored with the identity its counters give: it has none
+        raise pytest.UsageError("pytest-pcct gate: a benchmark marked pcct_instructions must request the "
+                                "pcct_gate fixture and record its counters: " + ", ".join(uncounted))
+    if not (calibration or gated):
         return
     state = _start(config)
     refusal = state.save_refusal()

@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 from pytest_pcct.gate import client_request
+from pytest_pcct.gate import commands as gate_commands
 from pytest_pcct.gate.baselines import MAX_COUNTER
 from pytest_pcct.gate.errors import GateError, GateInputError
 
@@ -52,6 +53,8 @@ PINNED_ENV = {
 NUMBA_CACHE_SUBDIR = ".pcct/numba-generic"
 """Numba's cache for the generic CPU, under the rootdir (kept between runs; not the native cache)."""
 OUT_SUBDIR = ".pcct/callgrind"
+WARM_UP_CACHE_SUBDIR = ".pcct/warm-up-cache"
+"""pytest's cache for the native warm-up run, apart from the project's (--lf and --sw read it)."""
 
 
 class CallgrindError(GateError, RuntimeError):
@@ -82,8 +85,10 @@ def relaunch(args: list[str], rootdir: Path) -> None:
     _require_tools()
     env = pinned_environment(rootdir)
     base = [sys.executable, "-m", "pytest", *args]
-    warm = subprocess.run([*base, "--pcct-gate=off", "--benchmark-disable", "-p", "no:xdist", "-q",
-                           "-p", "no:cacheprovider"], env=env, capture_output=True, text=True)
+    serial = gate_commands.serial(args)
+    warm_cache = f"cache_dir={Path(rootdir, WARM_UP_CACHE_SUBDIR)}"  # the run's --lf/--sw state is not its
+    warm = subprocess.run([*base, "--pcct-gate=off", "--benchmark-disable", *serial, "-q", "-o", warm_cache],
+                          env=env, capture_output=True, text=True)
     if warm.returncode not in (0, 5):
         raise CallgrindError("the native warm-up run (same selection, gate off) failed; fix it first:\n"
                              + (warm.stdout + warm.stderr)[-3000:])
@@ -93,7 +98,7 @@ def relaunch(args: list[str], rootdir: Path) -> None:
         old.unlink()
     env[OUT_DIR_ENV] = str(out_dir)
     command = ["valgrind", "--quiet", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no",
-               f"--callgrind-out-file={out_dir}/cg.%p", *base, "--benchmark-disable"]
+               f"--callgrind-out-file={out_dir}/cg.%p", *base, "--benchmark-disable", *serial]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe("valgrind", command, env)
@@ -137,12 +142,18 @@ class InstructionProbe:
     def __getattr__(self, name):
         return getattr(self.fixture, name)
 
-    def _measure(self, warm_up, call):
-        """`warm_up` goes through pytest-benchmark's fixture (disabled in this session, so it calls once
-        and the fixture counts as used); `call` is then counted."""
+    def _measure(self, warm_up, target, arguments, teardown=None):
+        """`warm_up(args, kwargs)` goes through pytest-benchmark's fixture (disabled in this session, so it
+        calls once and the fixture counts as used); then `target` is called once more and counted. The
+        arguments come from `arguments()` (a pedantic setup) and `teardown` runs after each call, both
+        outside the count."""
         if self.instructions is not None:
             raise GateInputError("the benchmark fixture may be called only once per test")
-        warm_up()  # lazy initialisation and first-call caches are not the code's steady cost
+        args, kwargs = arguments()
+        warm_up(args, kwargs)  # lazy initialisation and first-call caches are not the code's steady cost
+        if teardown is not None:
+            teardown(*args, **kwargs)
+        args, kwargs = arguments()
         InstructionProbe._count += 1
         label = f"pcct-{InstructionProbe._count}"
         collecting = gc.isenabled()
@@ -151,28 +162,30 @@ class InstructionProbe:
         try:
             client_request.request(client_request.START_INSTRUMENTATION)
             client_request.dump(f"pcct-start-{InstructionProbe._count}")
-            result = call()
+            result = target(*args, **kwargs)
             client_request.dump(label)
             client_request.request(client_request.STOP_INSTRUMENTATION)
         finally:
             if collecting:
                 gc.enable()
+        if teardown is not None:
+            teardown(*args, **kwargs)
         self.instructions = dumped_instructions(out_dir(), label)
         return result
 
     def __call__(self, function, *args, **kwargs):
-        return self._measure(lambda: self.fixture(function, *args, **kwargs),
-                             lambda: function(*args, **kwargs))
+        return self._measure(lambda a, kw: self.fixture(function, *a, **kw), function, lambda: (args, kwargs))
 
-    def pedantic(self, target, args=(), kwargs=None, setup=None, **_timing_options):
-        """Like pytest-benchmark's ``pedantic``: `setup` (not counted) may supply the arguments."""
+    def pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, **_timing_options):
+        """Like pytest-benchmark's ``pedantic``: `setup` may supply the arguments and `teardown` hears them
+        after the call; neither is counted."""
 
-        def call():
-            call_args, call_kwargs = args, kwargs or {}
+        def arguments():
             if setup is not None:
                 supplied = setup()
                 if supplied is not None:
-                    call_args, call_kwargs = supplied
-            return target(*call_args, **call_kwargs)
+                    return supplied
+            return args, kwargs or {}
 
-        return self._measure(lambda: self.fixture.pedantic(call), call)
+        return self._measure(lambda a, kw: self.fixture.pedantic(target, args=a, kwargs=kw), target,
+                             arguments, teardown)

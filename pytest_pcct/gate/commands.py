@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 
 XDIST = ("-n", "--numprocesses", "--dist", "--maxprocesses")
@@ -34,8 +35,13 @@ def command(args, *, drop=(), add=()) -> str:
     return shlex.join(["python", "-m", "pytest", *_drop(list(args), set(drop)), *add])
 
 
-def _serial(args) -> tuple[str, ...]:
-    return () if "no:xdist" in args else ("-p", "no:xdist")
+def serial(args) -> tuple[str, ...]:
+    """Options that make the run serial: ``-n 0`` where pytest-xdist is installed (``-p no:xdist`` would
+    make an ``-n`` in the project's addopts an unrecognized argument), nothing where it is not or the
+    run already disables it."""
+    if "no:xdist" in args or importlib.util.find_spec("xdist") is None:
+        return ()
+    return ("-n", "0")
 
 
 def compared(args) -> tuple[str, ...]:
@@ -56,18 +62,18 @@ def update_command(args, mode: str) -> str:
                        add=("--pcct-gate=counters", *UPDATE))
     if mode == "instructions":
         return instructions_command(args, add=UPDATE)
-    return command(args, drop=(*XDIST, *TIMING_OFF, *COMPARE, *UPDATE), add=(*_serial(args), *UPDATE))
+    return command(args, drop=(*XDIST, *TIMING_OFF, *COMPARE, *UPDATE), add=(*serial(args), *UPDATE))
 
 
 def instructions_command(args, add=()) -> str:
     """The same run counting instructions (serial; the gate relaunches it under callgrind)."""
     return command(args, drop=(*XDIST, *TIMING_OFF, *COMPARE, *UPDATE, "--pcct-gate"),
-                   add=(*_serial(args), "--pcct-gate=instructions", *add))
+                   add=(*serial(args), "--pcct-gate=instructions", *add))
 
 
 def serial_command(args) -> str:
     """The same run without xdist, so timings can be trusted."""
-    return command(args, drop=XDIST, add=(*_serial(args), *compared(args)))
+    return command(args, drop=XDIST, add=(*serial(args), *compared(args)))
 
 
 def more_rounds_command(args, rounds: int) -> str:

@@ -158,9 +158,9 @@ def test_seconds_are_printed_with_a_readable_unit():
 def test_fix_commands_edit_the_users_invocation():
     args = ("benchmarks", "-n", "2", "--benchmark-compare=0001", "-q")
     assert gate_commands.serial_command(args) == (
-        "python -m pytest benchmarks --benchmark-compare=0001 -q -p no:xdist")
+        "python -m pytest benchmarks --benchmark-compare=0001 -q -n 0")
     assert gate_commands.update_command(args, "all") == (
-        "python -m pytest benchmarks -q -p no:xdist --pcct-update-baselines")
+        "python -m pytest benchmarks -q -n 0 --pcct-update-baselines")
     assert gate_commands.update_command(("-n2", "--pcct-gate", "counters"), "counters") == (
         "python -m pytest -n2 --pcct-gate=counters --pcct-update-baselines")
     assert gate_commands.counters_command(("--numprocesses=2", "--pcct-gate=all", "x y")) == (

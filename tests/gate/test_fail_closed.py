@@ -52,7 +52,7 @@ def test_timing_in_an_xdist_worker(recorded, run_gate, monkeypatch):
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines([
         "pytest-pcct gate: timing under pytest-xdist is not trustworthy*Run serially:",
-        "  python -m pytest * -p no:xdist",
+        "  python -m pytest * -n 0",
         "or gate work counters only:",
         "  python -m pytest * --pcct-gate=counters",
     ])
@@ -67,7 +67,7 @@ def test_missing_counter_baseline(recorded, run_gate):
     result.stdout.fnmatch_lines([
         f"pytest-pcct gate: no work-counter baseline for test_toy.py::test_work (expected {path}). "
         "Record it with:",
-        "  python -m pytest * -p no:xdist --pcct-update-baselines",
+        "  python -m pytest * -n 0 --pcct-update-baselines",
     ])
 
 

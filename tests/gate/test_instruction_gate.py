@@ -189,3 +189,79 @@ def test_a_wrapped_count_in_a_dump_is_refused_not_recorded(tmp_path):
         callgrind.dumped_instructions(tmp_path, "pcct-1")
     dump.write_text("desc: Trigger: Client Request: pcct-1\nsummary: 21298110\n")
     assert callgrind.dumped_instructions(tmp_path, "pcct-1") == 21298110
+
+
+PEDANTIC = '''
+import os
+
+import pytest
+
+
+def work(n):
+    return sum(i * i for i in range(n))
+
+
+def _record(pcct_gate):
+    pcct_gate.record({"steps": 1}, engine="mine", dataset_digest="d", config_digest="c", schema="s",
+                     schema_version=1)
+
+
+@pytest.mark.pcct_instructions
+def test_plain(benchmark, pcct_gate):
+    benchmark(work, 20000)
+    _record(pcct_gate)
+
+
+@pytest.mark.pcct_instructions
+def test_set_up_and_torn_down(benchmark, pcct_gate, tmp_path):
+    scratch = tmp_path / "scratch"
+
+    def setup():
+        work(int(os.environ.get("SETUP_N", "50000")))
+        return (20000,), {}
+
+    def target(n):
+        scratch.touch(exist_ok=False)  # a call whose teardown was dropped fails the next one
+        return work(n)
+
+    benchmark.pedantic(target, setup=setup, teardown=lambda n: scratch.unlink(), rounds=3)
+    _record(pcct_gate)
+'''
+
+
+def test_setup_and_teardown_stay_outside_the_count_with_xdist_in_addopts(pytester, monkeypatch):
+    """A pedantic setup was counted (a 1.5x slower setup failed the benchmark) and its teardown dropped;
+    an `-n` in the project's addopts made the leg unusable (the warm-up added -p no:xdist), as did --lf."""
+    pytester.makepyfile(test_bench=PEDANTIC)
+    pytester.makeini("[pytest]\naddopts = -n 2\n")
+    leg = ("-p", "no:pcct", "-p", "no:hypothesispytest", "--pcct-gate=instructions")
+    pytester.runpytest_subprocess(*leg, "--pcct-update-baselines").assert_outcomes(passed=2)
+    stored = [json.loads(p.read_text()) for p in pytester.path.glob("baselines/instructions/*.json")]
+    counts = {b["benchmark"].split("::")[1]: b["counters"]["instructions"] for b in stored}
+    plain, pedantic = counts["test_plain"], counts["test_set_up_and_torn_down"]
+    assert plain < pedantic < 1.1 * plain  # the setup's work(50000) alone is 2.5x the call's
+    monkeypatch.setenv("SETUP_N", "75000")
+    pytester.runpytest_subprocess(*leg, "--lf").assert_outcomes(passed=2)
+
+
+def test_a_counted_benchmark_must_record_counters(pytester):
+    pytester.makepyfile(test_bench='''
+import pytest
+
+
+@pytest.mark.pcct_instructions
+def test_uncounted(benchmark):
+    benchmark(sum, range(10))
+''')
+    refused = pytester.runpytest_subprocess("-p", "no:pcct", "--pcct-gate=counters")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        ["*marked pcct_instructions must request the pcct_gate fixture*test_uncounted"])
+
+
+def test_benchmark_only_is_refused_before_the_relaunch_with_what_to_use(pytester):
+    """It failed inside the warm-up run with pytest-benchmark's own refusal of --benchmark-disable."""
+    pytester.makepyfile(test_bench=PROJECT)
+    refused = pytester.runpytest_subprocess(*GATE, "--benchmark-only")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*--benchmark-only refuses; select the benchmarks with -k or -m instead"])
