@@ -152,6 +152,12 @@ class GateRecorder:
                     schema_version=record["schema_version"])
 
 
+WALL_CLOCKS = frozenset(f"{module}{name}{unit}" for module in ("", "time.")
+                        for name in ("perf_counter", "time", "monotonic") for unit in ("", "_ns"))
+"""Timers whose rounds include other processes' load, as pytest-benchmark names them ('perf_counter' its
+default, 'time.perf_counter' one given by --benchmark-timer)."""
+
+
 @dataclass
 class GateSession:
     settings: GateSettings
@@ -361,6 +367,11 @@ class GateSession:
                                                          else kernel_fingerprint(*self.calibration_kernel))}
                 self._add(nodeid, "calibration", "passed",
                           time={"calibration_seconds": timing["median"]})
+                if timing["timer"] in WALL_CLOCKS:
+                    self.notes.append(
+                        f"the benchmarks time with {timing['timer']}, a wall clock: on a loaded machine "
+                        "other processes' work enters the rounds and an unchanged benchmark can fail; "
+                        "--benchmark-timer=time.process_time times this process's CPU alone (docs/plugin.md)")
             return None
         recorded = None if recorder is None else recorder.recorded
         if recorded is None and nodeid not in self.time_only:
