@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,10 @@ from pytest_pcct.gate.fingerprint import kernel_fingerprint
 from pytest_pcct.gate.paired import PairedTiming
 
 MODES = ("all", "counters", "instructions", "off")
-INSTRUCTION_SCHEMA = "callgrind.instructions"
+INSTRUCTION_SCHEMA = (f"callgrind.instructions ({platform.python_implementation()} "
+                      f"{platform.python_version()})")
+"""The instruction count's schema names the interpreter: a count under another Python is not comparable
+(its bytecode and runtime are other code), and is refused as such rather than judged as a regression."""
 """Counter schema of the stored instruction counts (the other identity fields are the work counters')."""
 INSTRUCTION_TOLERANCE = 0.01
 """Default relative tolerance of an instruction count: callgrind counts repeat to a few parts per million for

@@ -265,3 +265,17 @@ def test_benchmark_only_is_refused_before_the_relaunch_with_what_to_use(pytester
     refused = pytester.runpytest_subprocess(*GATE, "--benchmark-only")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*--benchmark-only refuses; select the benchmarks with -k or -m instead"])
+
+
+def test_a_count_recorded_under_another_python_is_not_comparable(counted):
+    """The interpreter is part of what was counted: its baseline is refused naming it, not judged (the
+    machine facts were informative only)."""
+    counted.runpytest_subprocess(*GATE, "-k", "counted", "--pcct-update-baselines").assert_outcomes(passed=1)
+    [path] = counted.path.glob("baselines/instructions/*.json")
+    baseline = json.loads(path.read_text())
+    baseline["schema"] = baseline["schema"].rsplit(" ", 1)[0] + " 3.99.0)"
+    path.write_text(json.dumps(baseline))
+    other = counted.runpytest_subprocess(*GATE, "-k", "counted")
+    other.assert_outcomes(failed=1)
+    other.stdout.fnmatch_lines(["*schema: baseline 'callgrind.instructions (CPython 3.99.0)', current "
+                                "'callgrind.instructions (CPython *)'*"])
