@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_pcct.output_paths import check_directory, check_report_file
+
 _STATE = pytest.StashKey[object]()
 _ACTIVE = pytest.StashKey[bool]()
 _COLLECTED = pytest.StashKey[dict]()
@@ -91,6 +93,10 @@ def pytest_configure(config):
         raise pytest.UsageError("pytest-pcct gate: ini pcct_gate must be all, counters, instructions or off, "
                                 f"got {mode!r}")
     config.stash[_ACTIVE] = mode != "off"
+    check_report_file(config.getoption("pcct_gate_report"), "--pcct-gate-report",
+                      config.invocation_params.dir)
+    baselines = config.getoption("pcct_baselines") or config.getini("pcct_baselines")
+    check_directory(Path(config.rootpath, baselines), "--pcct-baselines / ini pcct_baselines")
     if mode in ("all", "counters", "instructions"):  # opted in by ini or flag
         _own_benchmark_storage(config)
     if mode == "instructions":

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_pcct.output_paths import check_report_file
+
 pytest.register_assert_rewrite("pytest_pcct.parity.assertions")
 
 _SESSION = pytest.StashKey[object]()
@@ -68,13 +70,14 @@ def pytest_configure(config):
         register_profiles()
     from pytest_pcct.parity import selection
 
+    check_report_file(config.getoption("pcct_report"), "--pcct-report", config.invocation_params.dir)
     chosen = selection.read(config)
     session = None
     if chosen.engines:
         from pytest_pcct.parity.session import PcctSession
 
         session = PcctSession(chosen, config.hook.pytest_pcct_register_engines)
-    elif config.getoption("pcct_report"):
+    elif config.getoption("pcct_report") is not None:
         raise pytest.UsageError(
             "pytest-pcct: --pcct-report needs engines (--pcct-engines or ini pcct_engines)"
         )

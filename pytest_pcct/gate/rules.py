@@ -87,10 +87,10 @@ def parse_tolerance(tolerance, name: str = "tolerance") -> float | dict[str, flo
 
 
 def parse_threshold(threshold, name: str = "threshold") -> float:
-    """A slowdown factor (>= 1)."""
+    """A slowdown factor (> 1: at 1 any slowdown at all, noise included, would fail)."""
     value = _nonnegative(threshold, name)
-    if value < 1.0:
-        raise GateInputError(f"{name} is a slowdown factor and must be >= 1, got {threshold!r}")
+    if value <= 1.0:
+        raise GateInputError(f"{name} is a slowdown factor and must be > 1, got {threshold!r}")
     return value
 
 

@@ -43,5 +43,8 @@ def read(config: pytest.Config) -> Selection:
             raise pytest.UsageError(
                 f"pytest-pcct: ini option pcct_seed must be an integer, got {raw!r}"
             ) from None
+    if seed < 0:  # numpy.random.default_rng refuses it, inside every test
+        raise pytest.UsageError(
+            f"pytest-pcct: the pcct seed (--pcct-seed or ini pcct_seed) must be >= 0, got {seed}")
     oracle = config.getoption("pcct_oracle") or config.getini("pcct_oracle").strip() or None
     return Selection(tuple(names), source, seed, oracle)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import pytest
 
-from covertreex.errors import InvalidInputError, UnknownNameError, unknown_name
+from covertreex.errors import CovertreexError, InvalidInputError, UnknownNameError, unknown_name
 from pytest_pcct.parity.assertions import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -185,12 +185,15 @@ class PcctSession:
         self.registry = EngineRegistry()
         try:
             register_hook(registry=self.registry)
-            if selection.oracle is not None:
-                self.registry.choose_oracle(selection.oracle)
         except Exception as exc:  # every mistake in a registration hook: a usage error, not INTERNALERROR
             raise pytest.UsageError(
                 f"pytest-pcct: engine registration failed: {type(exc).__name__}: {exc}"
             ) from None
+        if selection.oracle is not None:
+            try:
+                self.registry.choose_oracle(selection.oracle)
+            except CovertreexError as exc:
+                raise pytest.UsageError(f"pytest-pcct: --pcct-oracle / ini pcct_oracle: {exc}") from None
         self._handles: dict[str, EngineHandle] = {}
         self._running: _RunningTest | None = None
         for name in selection.engines:

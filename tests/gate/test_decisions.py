@@ -136,7 +136,8 @@ def test_noise_floor_keeps_microsecond_jitter_from_failing():
 
 
 @pytest.mark.parametrize(("call", "error", "match"), [
-    (lambda: gate.parse_threshold(0.9), InvalidInputError, "must be >= 1"),
+    (lambda: gate.parse_threshold(0.9), InvalidInputError, "must be > 1"),
+    (lambda: gate.parse_threshold(1), InvalidInputError, "must be > 1, got 1"),  # any noise would fail
     (lambda: gate.parse_threshold("fast"), InvalidInputError, "must be a number"),
     (lambda: gate.parse_noise_floor(-1.0), InvalidInputError, "finite and >= 0"),
     (lambda: gate.parse_tolerance(True), InputTypeError, "must be a number"),

@@ -91,7 +91,7 @@ def test_a_project_replaces_the_oracle(pytester):
     pytester.runpytest("--pcct-engines=gold").assert_outcomes(passed=1)
     result = pytester.runpytest("--pcct-engines=gold", "--pcct-oracle=nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*engine registration failed: UnknownNameError: unknown engine 'nope'*"])
+    result.stderr.fnmatch_lines(["*--pcct-oracle / ini pcct_oracle: unknown engine 'nope'*"])
 
 
 def test_k_larger_than_n_is_padded_end_to_end(pytester):

@@ -162,3 +162,26 @@ def test_a_bad_parity_marker_errors_naming_the_argument(pytester):
         "*bad pcct_parity marker: pcct_parity takes keyword arguments mode, rtol, atol, telemetry only; "
         "got [[]'tolerance'[]]",
     ])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--pcct-report="], "ERROR: pytest-pcct: --pcct-report is empty; name a file such as report.json"),
+    (["--pcct-report=missing/parity.json"],
+     "ERROR: pytest-pcct: --pcct-report=missing/parity.json: the directory */missing does not exist"),
+    (["--pcct-report=."], "ERROR: pytest-pcct: --pcct-report=. is a directory; name a file inside it"),
+    (["--pcct-gate-report=afile/gate.json"],
+     "ERROR: pytest-pcct: --pcct-gate-report=afile/gate.json: the directory */afile does not exist"),
+    (["--pcct-baselines=afile"], "ERROR: pytest-pcct: --pcct-baselines / ini pcct_baselines names */afile, "
+                                 "which is a file; name a directory"),
+    (["--pcct-seed=-1"],
+     "ERROR: pytest-pcct: the pcct seed (--pcct-seed or ini pcct_seed) must be >= 0, got -1"),
+    (["--pcct-oracle=nope"], "ERROR: pytest-pcct: --pcct-oracle / ini pcct_oracle: unknown engine 'nope'*"),
+])
+def test_outputs_seeds_and_the_oracle_are_checked_before_any_test(pytester, args, message):
+    """Each of these failed only at the end of the run with a traceback, silently wrote nothing, failed
+    inside every test (a seed numpy refuses) or did not name the option (an outside user's trial)."""
+    pytester.makepyfile(ENGINE_TESTS)
+    (pytester.path / "afile").write_text("")
+    result = pytester.runpytest("--pcct-engines=gold,brute", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
