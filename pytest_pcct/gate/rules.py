@@ -167,6 +167,13 @@ def summarize_counters(verdict: dict) -> str:
     return f"{equal}, {drifted} within tolerance" if drifted else equal
 
 
+def check_tolerance_names(tolerance: Mapping[str, float], counters) -> None:
+    """A per-counter tolerance must name counters the benchmark has (a typo would tolerate nothing)."""
+    unknown = sorted(set(tolerance) - set(counters))
+    if unknown:
+        raise GateInputError(f"tolerance names counters this benchmark does not have: {unknown}")
+
+
 def compare_counters(
     baseline_identity: Mapping, baseline: Mapping[str, int], current_identity: Mapping,
     current: Mapping[str, int], tolerance: float | Mapping[str, float] = 0.0,
@@ -179,9 +186,7 @@ def compare_counters(
     ]
     names = sorted(set(baseline) | set(current))
     if isinstance(tolerance, Mapping):
-        unknown = sorted(set(tolerance) - set(names))
-        if unknown:
-            raise GateInputError(f"tolerance names counters this benchmark does not have: {unknown}")
+        check_tolerance_names(tolerance, names)
     rows = [
         CounterRow(name, baseline.get(name), current.get(name),
                    tolerance.get(name, 0.0) if isinstance(tolerance, Mapping) else tolerance)

@@ -397,6 +397,8 @@ class GateSession:
             limits = Limits.of(item, self.settings)
             counted = self._instructions_of(nodeid, limits, recorded, benchmark)
             if self.settings.update:
+                if recorded is not None and isinstance(limits.tolerance, dict):
+                    gate.check_tolerance_names(limits.tolerance, recorded.counters)  # not only when checking
                 return self._update(nodeid, recorded, counted)
             return self._check(nodeid, limits, recorded, timing, counted)
         except GateError as exc:

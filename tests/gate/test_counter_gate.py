@@ -94,3 +94,20 @@ def test_b{i}(benchmark, pcct_gate):
     check.stdout.fnmatch_lines(["*pcct regression gate*", "*test_many.py::test_b9*1 equal*PASSED"])
     report = json.loads((pytester.path / "gate.json").read_text())
     assert len(report["results"]) == 24 and all(r["outcome"] == "passed" for r in report["results"])
+
+
+def test_a_tolerance_naming_no_counter_is_refused_when_recording_too(pytester):
+    """It was accepted by --pcct-update-baselines and refused only by the next check."""
+    pytester.makepyfile(test_typo='''
+import pytest
+
+
+@pytest.mark.pcct_counters(tolerance={"stepz": 0.1})
+def test_typo(pcct_gate):
+    pcct_gate.record({"steps": 7}, engine="toy", dataset_digest="d", config_digest="c", schema="s",
+                     schema_version=1)
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--pcct-gate=counters", "--pcct-update-baselines")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tolerance names counters this benchmark does not have: [[]'stepz'[]]*"])
+    assert not list(pytester.path.glob("baselines/counters/*.json"))
