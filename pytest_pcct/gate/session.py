@@ -58,6 +58,11 @@ class GateSettings:
             value = config.getoption(option)
             return config.getini(option) if value is None else value
 
+        def named(option: str) -> str:
+            """How the user set `option`, for an error: the flag, or the ini key when no flag was given."""
+            flag = "--" + option.replace("_", "-")
+            return flag if config.getoption(option) is not None else f"ini {option}"
+
         mode = pick("pcct_gate") or "all"  # unset: opted in by requesting pcct_gate
         if mode not in MODES:
             raise GateInputError(f"--pcct-gate must be one of {', '.join(MODES)}, got {mode!r}")
@@ -65,8 +70,8 @@ class GateSettings:
         return cls(
             mode=mode,
             update=bool(config.getoption("pcct_update_baselines")),
-            threshold=gate.parse_threshold(pick("pcct_time_threshold"), "--pcct-time-threshold"),
-            noise_floor=gate.parse_noise_floor(pick("pcct_noise_floor"), "--pcct-noise-floor"),
+            threshold=gate.parse_threshold(pick("pcct_time_threshold"), named("pcct_time_threshold")),
+            noise_floor=gate.parse_noise_floor(pick("pcct_noise_floor"), named("pcct_noise_floor")),
             directory=Path(config.rootpath, pick("pcct_baselines")),
             report=Path(config.invocation_params.dir, report) if report else None,
         )
