@@ -33,10 +33,27 @@ def pytest_addoption(parser):
     )
 
 
+def _chosen_engines(config) -> list[str]:
+    return [n.strip() for n in config.getoption("pcct_bench_engines").split(",") if n.strip()]
+
+
 def pytest_generate_tests(metafunc):
+    """Every default engine is generated and the ones not chosen are deselected (not left ungenerated): the
+    gate then knows their benchmarks still exist and keeps their baselines."""
     if "bench_engine" in metafunc.fixturenames:
-        names = [n.strip() for n in metafunc.config.getoption("pcct_bench_engines").split(",") if n.strip()]
+        chosen = _chosen_engines(metafunc.config)
+        names = list(dict.fromkeys([*DEFAULT_ENGINES.split(","), *chosen]))
         metafunc.parametrize("bench_engine", names, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    chosen = set(_chosen_engines(config))
+    left_out = [item for item in items
+                if getattr(item, "callspec", None) and item.callspec.params.get("bench_engine", None)
+                not in (None, *chosen)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
 
 
 @pytest.fixture(scope="session")

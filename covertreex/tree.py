@@ -139,9 +139,11 @@ def _check_writable(target: Path, what: str) -> None:
         raise InvalidInputError(f"cannot save the {what} to {target}: the directory {target.parent} does "
                                 "not exist")
     try:
-        if target.exists() and not os.access(target, os.W_OK):
-            raise PermissionError(errno.EACCES, "the file is not writable")
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".probe"):
+        if target.exists():  # written in place: the file itself must take it
+            if not os.access(target, os.W_OK):
+                raise PermissionError(errno.EACCES, "the file is not writable")
+            return
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".pcct-", suffix=".probe"):
             pass
     except OSError as exc:
         raise InvalidInputError(f"cannot save the {what} to {target}: {exc.strerror or exc}") from None

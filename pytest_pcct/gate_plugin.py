@@ -93,6 +93,9 @@ def pytest_configure(config):
         raise pytest.UsageError("pytest-pcct gate: ini pcct_gate must be all, counters, instructions or off, "
                                 f"got {mode!r}")
     config.stash[_ACTIVE] = mode != "off"
+    from pytest_pcct.gate import commands as gate_commands
+
+    gate_commands.xdist_loaded = config.pluginmanager.hasplugin("xdist")
     check_report_file(config.getoption("pcct_gate_report"), "--pcct-gate-report",
                       config.invocation_params.dir)
     baselines = config.getoption("pcct_baselines") or config.getini("pcct_baselines")
@@ -121,7 +124,7 @@ def _relaunch_under_callgrind(config) -> None:
                                 "pytest-benchmark disabled, which --benchmark-only refuses; select the "
                                 "benchmarks with -k or -m instead")
     try:
-        callgrind.relaunch(args, config.rootpath)
+        callgrind.relaunch(args, config.rootpath, config.pluginmanager.hasplugin("cacheprovider"))
     except GateError as exc:
         raise pytest.UsageError(f"pytest-pcct gate: {exc}") from None
 

@@ -77,8 +77,10 @@ def _require_tools() -> None:
             "--pcct-gate=instructions needs valgrind on PATH (Debian/Ubuntu: apt-get install valgrind)")
 
 
-def relaunch(args: list[str], rootdir: Path) -> None:
+def relaunch(args: list[str], rootdir: Path, caching: bool) -> None:
     """Warm the JIT caches natively, then replace this process with the same pytest run under callgrind.
+    `caching`: pytest's cache plugin is loaded (the warm-up then gets a cache of its own, so the run's
+    --lf/--sw state stays the run's; without the plugin, ``-o cache_dir`` would be an unknown option).
 
     Returns only by raising (the exec does not return). The dumps go to ``.pcct/callgrind`` under the rootdir,
     emptied first, so only the last run's files are kept."""
@@ -86,8 +88,8 @@ def relaunch(args: list[str], rootdir: Path) -> None:
     env = pinned_environment(rootdir)
     base = [sys.executable, "-m", "pytest", *args]
     serial = gate_commands.serial(args)
-    warm_cache = f"cache_dir={Path(rootdir, WARM_UP_CACHE_SUBDIR)}"  # the run's --lf/--sw state is not its
-    warm = subprocess.run([*base, "--pcct-gate=off", "--benchmark-disable", *serial, "-q", "-o", warm_cache],
+    own_cache = ("-o", f"cache_dir={Path(rootdir, WARM_UP_CACHE_SUBDIR)}") if caching else ()
+    warm = subprocess.run([*base, "--pcct-gate=off", "--benchmark-disable", *serial, "-q", *own_cache],
                           env=env, capture_output=True, text=True)
     if warm.returncode not in (0, 5):
         raise CallgrindError("the native warm-up run (same selection, gate off) failed; fix it first:\n"
@@ -156,16 +158,19 @@ class InstructionProbe:
         args, kwargs = arguments()
         InstructionProbe._count += 1
         label = f"pcct-{InstructionProbe._count}"
+        start = client_request.prepared(client_request.START_INSTRUMENTATION)
+        opening = client_request.prepared_dump(f"pcct-start-{InstructionProbe._count}")
+        closing = client_request.prepared_dump(label)
         collecting = gc.isenabled()
         gc.collect()
         gc.disable()
         try:
-            client_request.request(client_request.START_INSTRUMENTATION)
-            client_request.dump(f"pcct-start-{InstructionProbe._count}")
+            start()
+            opening()
             result = target(*args, **kwargs)
-            client_request.dump(label)
+            closing()
+        finally:  # also when the call raises: the rest of the session must not run instrumented
             client_request.request(client_request.STOP_INSTRUMENTATION)
-        finally:
             if collecting:
                 gc.enable()
         if teardown is not None:

@@ -45,18 +45,24 @@ _request = None
 
 
 def check_machine() -> None:
-    """Refuse, before any relaunch, a machine whose request encoding this module does not write."""
-    if platform.machine().lower() not in SUPPORTED_MACHINES:
+    """Refuse, before any relaunch, a machine whose request encoding this module does not write (a 64-bit
+    process on x86-64), and a system that will not run it (an executable page refused, say by SELinux)."""
+    if platform.machine().lower() not in SUPPORTED_MACHINES or ctypes.sizeof(ctypes.c_void_p) != 8:
         raise GateInputError(
             f"--pcct-gate=instructions issues callgrind's client requests in x86-64 code only; this machine "
-            f"is {platform.machine() or 'unknown'} (use --pcct-gate=counters or the time gate here)")
+            f"is {platform.machine() or 'unknown'} with {8 * ctypes.sizeof(ctypes.c_void_p)}-bit pointers "
+            "(use --pcct-gate=counters or the time gate here)")
+    try:
+        request(STOP_INSTRUMENTATION)  # natively a no-op: proves the page can be made and run
+    except OSError as exc:
+        raise GateInputError(
+            f"--pcct-gate=instructions cannot run its client-request code here: {exc}") from None
 
 
 def _load():
     """The request function, written once into a private page (writable while filled, then executable)."""
     global _request
     if _request is None:
-        check_machine()
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mmap.restype = ctypes.c_void_p
         libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
@@ -73,13 +79,25 @@ def _load():
     return _request
 
 
+_Block = ctypes.c_uint64 * 6
+"""A request block: the request code and its five arguments."""
+
+
+def prepared(code: int, argument: int = 0):
+    """A call issuing one client request, everything built beforehand, so that issuing it inside a counted
+    span runs the same few instructions each time (no ctypes type or buffer made in the span)."""
+    block, run = _Block(code, argument, 0, 0, 0, 0), _load()
+    return lambda: run(block)
+
+
 def request(code: int, argument: int = 0) -> int:
     """Issue one client request; valgrind's answer, or 0 when not running under valgrind."""
-    block = (ctypes.c_uint64 * 6)(code, argument, 0, 0, 0, 0)
-    return _load()(block)
+    return prepared(code, argument)()
 
 
-def dump(label: str) -> None:
-    """Write a dump whose trigger line reads ``Client Request: <label>``."""
+def prepared_dump(label: str):
+    """A call writing a dump whose trigger line reads ``Client Request: <label>`` (the label's buffer kept
+    alive by the call)."""
     text = ctypes.create_string_buffer(label.encode())
-    request(DUMP_STATS_AT, ctypes.addressof(text))
+    issue = prepared(DUMP_STATS_AT, ctypes.addressof(text))
+    return lambda: (text, issue())

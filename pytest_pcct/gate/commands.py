@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 
 XDIST = ("-n", "--numprocesses", "--dist", "--maxprocesses")
@@ -35,13 +34,15 @@ def command(args, *, drop=(), add=()) -> str:
     return shlex.join(["python", "-m", "pytest", *_drop(list(args), set(drop)), *add])
 
 
+xdist_loaded = True
+"""Whether pytest-xdist is loaded in this run (set by the gate plugin when pytest configures it): it may be
+installed yet switched off by ``-p no:xdist`` in addopts or PYTEST_ADDOPTS, where ``-n`` is unknown."""
+
+
 def serial(args) -> tuple[str, ...]:
-    """Options that make the run serial: ``-n 0`` where pytest-xdist is installed (``-p no:xdist`` would
-    make an ``-n`` in the project's addopts an unrecognized argument), nothing where it is not or the
-    run already disables it."""
-    if "no:xdist" in args or importlib.util.find_spec("xdist") is None:
-        return ()
-    return ("-n", "0")
+    """Options that make the run serial: ``-n 0`` where pytest-xdist is loaded (``-p no:xdist`` would
+    make an ``-n`` in the project's addopts an unrecognized argument), nothing where it is not."""
+    return ("-n", "0") if xdist_loaded and "no:xdist" not in args else ()
 
 
 def compared(args) -> tuple[str, ...]:

@@ -33,9 +33,9 @@ from pytest_pcct.gate.paired import PairedTiming
 MODES = ("all", "counters", "instructions", "off")
 INSTRUCTION_SCHEMA = (f"callgrind.instructions ({platform.python_implementation()} "
                       f"{platform.python_version()})")
-"""The instruction count's schema names the interpreter: a count under another Python is not comparable
-(its bytecode and runtime are other code), and is refused as such rather than judged as a regression."""
-"""Counter schema of the stored instruction counts (the other identity fields are the work counters')."""
+"""Counter schema of the stored instruction counts (the other identity fields are the work counters'). It
+names the interpreter, patch release included: a count under another Python is not comparable (its bytecode
+and runtime are other code) and is refused as such, with the re-record command, not judged."""
 INSTRUCTION_TOLERANCE = 0.01
 """Default relative tolerance of an instruction count: callgrind counts repeat to a few parts per million for
 the same code (allocator and hash-table growth move a little); a 1% change is code, not noise."""
@@ -566,18 +566,23 @@ class GateSession:
         """End of a run that collected gated tests: find stale baselines; in update mode save the timing
         baselines and remove the stale ones."""
         self.stale_found = self.stale()
+        recorded_here = ({"instructions"} if self.settings.instructions
+                         else {"counters", "timing"} if self.settings.timing else {"counters"})
         if self.settings.update:
             saved = self._save_timing()
             if saved:
                 self.notes.append(f"timing baselines written to {saved}")
-            for nodeid in self.stale_found["counters"]:
-                self.counters.remove(nodeid)
-            for nodeid in self.stale_found["instructions"]:
-                self.instructions.remove(nodeid)
-            if self.stale_found.get("timing"):
+            if "counters" in recorded_here:
+                for nodeid in self.stale_found["counters"]:
+                    self.counters.remove(nodeid)
+            if "instructions" in recorded_here:
+                for nodeid in self.stale_found["instructions"]:
+                    self.instructions.remove(nodeid)
+            if "timing" in recorded_here and self.stale_found.get("timing"):
                 self.timing_store().remove_entries(set(self.stale_found["timing"]))
-        verb = "removed" if self.settings.update else "reported; --pcct-update-baselines removes them"
-        for kind, names in self.stale_found.items():
+        for kind, names in self.stale_found.items():  # an update removes only the kind it records
+            removes = self.settings.update and kind in recorded_here
+            verb = "removed" if removes else "reported; an update of this kind removes them"
             for nodeid in names:
                 self.notes.append(f"stale {kind} baseline, used by no benchmark ({verb}): {nodeid}")
 

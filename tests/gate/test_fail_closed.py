@@ -124,7 +124,7 @@ def test_stale_baselines_are_reported_then_removed_by_the_update(recorded, run_g
     result = run_gate("--benchmark-compare")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
-        "stale counters baseline, used by no benchmark (reported; --pcct-update-baselines removes them): "
+        "stale counters baseline, used by no benchmark (reported; an update of this kind removes them): "
         "test_toy.py::test_lenient",
         "stale timing baseline, used by no benchmark (*): test_toy.py::test_lenient",
     ])
@@ -134,6 +134,21 @@ def test_stale_baselines_are_reported_then_removed_by_the_update(recorded, run_g
     names = [b["fullname"] for b in json.loads(_timing_file(recorded).read_text())["benchmarks"]]
     assert names == ["test_toy.py::test_calibration", "test_toy.py::test_work"]
 
+
+
+def test_an_update_removes_only_the_stale_baselines_of_the_kind_it_records(recorded, run_gate):
+    """A counters update deleted stale instruction baselines too (it cannot re-record them)."""
+    counter_file = _counter_file(recorded, "test_work")
+    gone = json.loads(counter_file.read_text())
+    gone["benchmark"] = "test_toy.py::test_gone"
+    instructions = recorded.path / "baselines" / "instructions"
+    instructions.mkdir()
+    (instructions / "test_toy-test_gone.json").write_text(json.dumps(gone))
+    update = run_gate("--pcct-gate=counters", "--pcct-update-baselines")
+    update.assert_outcomes(passed=3)
+    update.stdout.fnmatch_lines(["stale instructions baseline, used by no benchmark (reported; an update of "
+                                 "this kind removes them): test_toy.py::test_gone"])
+    assert (instructions / "test_toy-test_gone.json").exists()
 
 def test_deselected_benchmarks_keep_their_baselines(recorded, run_gate):
     run_gate("-k", "work or calibration", "--pcct-update-baselines").assert_outcomes(passed=2, deselected=1)
