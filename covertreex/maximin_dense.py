@@ -50,13 +50,14 @@ ROOM_OVER_K = 8
 """Candidate slots per point beyond k (more slots only postpone dropping the excluded candidates)."""
 
 
-def working_bytes(n_points: int, k: int, width: int) -> int:
+def working_bytes(data: MetricData, k: int) -> int:
     """An upper estimate of the fused pass's memory beyond its input, gold's or rust's, for a refusal
     before it starts: per point, 24 bytes per operand column (gold's block copies of operand rows, rust's
     pool copy) and 96 per neighbour (the answer, the upper bounds, the candidates). Measured growth of the
     peak RSS per point at N = 16,384, m = 512 (2026-12-05, AMD EPYC): rust 9.3 KB at k = 50 and 22.1 KB at
     k = 200, gold 12.9 and 17.4 KB; this estimate gives 17.1 and 31.5 KB."""
-    return n_points * (24 * width + 96 * k)
+    rows, width = operand(data).shape
+    return rows * (24 * width + 96 * k)
 
 
 @njit(cache=True)

@@ -142,9 +142,8 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress):
     """(order, neighbour positions, distances, evaluations) of the maximin pass fused with the neighbour
     search: rust's when the rust engine is chosen, else gold's (the same order and rows, bit for bit)."""
     space = MetricSpace.create(metric, data)
-    n_points, width = space.data.X.shape[0], space.data.X.shape[1] + space.data.V.shape[1] + 2
-    require_memory(working_bytes(n_points, k, width),
-                   f"the maximin pass over {n_points} points with k = {k} neighbours each")
+    require_memory(working_bytes(space.data, k),
+                   f"the maximin pass over {space.n_points} points with k = {k} neighbours each")
     if _rust_chosen(engine):
         from covertreex.engines.rust import maximin_with_neighbors as run
     else:

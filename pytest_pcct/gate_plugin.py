@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pcct.output_paths import check_directory, check_report_file
+from pytest_pcct.output_paths import baselines_directory, check_report_file
 
 _STATE = pytest.StashKey[object]()
 _ACTIVE = pytest.StashKey[bool]()
@@ -98,8 +98,7 @@ def pytest_configure(config):
     gate_commands.xdist_loaded = config.pluginmanager.hasplugin("xdist")
     check_report_file(config.getoption("pcct_gate_report"), "--pcct-gate-report",
                       config.invocation_params.dir)
-    baselines = config.getoption("pcct_baselines") or config.getini("pcct_baselines")
-    check_directory(Path(config.rootpath, baselines), "--pcct-baselines / ini pcct_baselines")
+    baselines_directory(config)  # a file there is refused before any test runs
     if mode in ("all", "counters", "instructions"):  # opted in by ini or flag
         _own_benchmark_storage(config)
     if mode == "instructions":
@@ -133,7 +132,7 @@ def _own_benchmark_storage(config) -> None:
     """Point pytest-benchmark (configured after us) at baselines/benchmarks, and let only
     --pcct-update-baselines write there."""
     option = config.option
-    directory = Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
+    directory = baselines_directory(config)
     if getattr(option, "benchmark_storage", None) == _BENCHMARK_DEFAULT_STORAGE:
         option.benchmark_storage = str(directory / "benchmarks")
     saving = getattr(option, "benchmark_save", None) or getattr(option, "benchmark_autosave", None)

@@ -25,7 +25,11 @@ def check_report_file(value, option: str, base: Path) -> None:
         raise pytest.UsageError(f"pytest-pcct: {option}={value}: the directory {path.parent} does not exist")
 
 
-def check_directory(path: Path, option: str) -> None:
-    """Refuse a directory option that names an existing file."""
+def baselines_directory(config) -> Path:
+    """The gate's baseline directory: --pcct-baselines, else ini pcct_baselines, under the rootdir. A path
+    naming an existing file is refused."""
+    path = Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
     if path.exists() and not path.is_dir():
-        raise pytest.UsageError(f"pytest-pcct: {option} names {path}, which is a file; name a directory")
+        raise pytest.UsageError(f"pytest-pcct: --pcct-baselines / ini pcct_baselines names {path}, which is "
+                                "a file; name a directory")
+    return path

@@ -29,6 +29,7 @@ from pytest_pcct.gate.baselines import (
 from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError
 from pytest_pcct.gate.fingerprint import kernel_fingerprint
 from pytest_pcct.gate.paired import PairedTiming
+from pytest_pcct.output_paths import baselines_directory
 
 MODES = ("all", "counters", "instructions", "off")
 INSTRUCTION_SCHEMA = (f"callgrind.instructions ({platform.python_implementation()} "
@@ -72,7 +73,7 @@ class GateSettings:
             update=bool(config.getoption("pcct_update_baselines")),
             threshold=gate.parse_threshold(pick("pcct_time_threshold"), named("pcct_time_threshold")),
             noise_floor=gate.parse_noise_floor(pick("pcct_noise_floor"), named("pcct_noise_floor")),
-            directory=Path(config.rootpath, pick("pcct_baselines")),
+            directory=baselines_directory(config),
             report=Path(config.invocation_params.dir, report) if report else None,
         )
 
