@@ -86,6 +86,7 @@ def residual_options(args) -> dict | None:
 
 
 def run(args) -> int:
+    from covertreex.residual import inducing_count
     from covertreex.tree import npz_target  # Numba and SciPy load only when the command runs
     from covertreex.vecchia import FUSED_ORDERINGS, vecchia_neighbors
 
@@ -113,7 +114,8 @@ def run(args) -> int:
     summary = {
         "command": "vecchia", "points": str(args.points), "n": int(X.shape[0]), "dims": int(X.shape[1]),
         "metric": args.metric, "k": args.k, "engine": args.engine, "ordering": result.ordering_name,
-        "residual": None if residual is None else {**residual, "seed": args.seed},
+        "residual": None if residual is None else {**residual, "m": inducing_count(n, residual["m"]),
+                                                   "seed": args.seed},
         "ordering_seconds": result.ordering_seconds, "neighbor_seconds": result.neighbor_seconds,
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
         "scheduler": args.scheduler,

@@ -88,8 +88,16 @@ def _describe(args, model: CoverTree, dataset) -> dict:
         "config": model.config.as_dict(),
         "dataset": {"kind": dataset.kind, "n": dataset.n, "dims": dataset.d, "seed": dataset.seed,
                     "digest": dataset.digest},
-        "residual": _residual_params(args) if model.metric == "residual" else None,
+        "residual": _used_residual_params(args, dataset.n) if model.metric == "residual" else None,
     }
+
+
+def _used_residual_params(args, n_points: int) -> dict:
+    """The residual options as the run used them: m is the number of inducing points taken."""
+    from covertreex.residual import inducing_count
+
+    params = _residual_params(args)
+    return {**params, "m": inducing_count(n_points, params["m"])}
 
 
 def _stats(values, best=min) -> dict:

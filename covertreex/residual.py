@@ -141,9 +141,14 @@ def _solve_rows(L, U, X, kernel: str, ls: np.ndarray, variance: float) -> np.nda
     return solve_lower_rows_in_place(L, kernel_matrix(X, U, kernel, ls, variance))
 
 
+def inducing_count(n_points: int, m: int) -> int:
+    """How many inducing points a request of m gives: every point when m >= n_points."""
+    return min(m, n_points)
+
+
 def inducing_indices(n_points: int, m: int, seed: int) -> np.ndarray:
     """m distinct indices from default_rng(seed), sorted ascending; every index when m >= n_points."""
-    if m >= n_points:
+    if inducing_count(n_points, m) == n_points:
         return np.arange(n_points, dtype=np.int64)
     chosen = np.random.default_rng(seed).choice(n_points, m, replace=False)
     return np.sort(chosen).astype(np.int64)

@@ -326,3 +326,10 @@ def test_vecchia_progress_bar_only_on_a_terminal(tmp_path):
     args = ["vecchia", tmp_path / "x.npy", "--k", "3", "--m", "8"]
     assert "\rordering:" in _stderr_of(args, tty=True)  # the bar: "ordering:  0%|..."
     assert "\r" not in _stderr_of([*args, "--json"], tty=False)
+
+
+def test_the_summary_reports_the_inducing_points_taken():
+    """--m above N takes every point (DESIGN section 3): the summary says 300, not the 5000 asked for."""
+    done = ok("build", "--n", 300, "--dims", 2, "--metric", "residual", "--m", 5000, "--json")
+    assert json.loads(done.stdout)["residual"]["m"] == 300
+    assert "m 300," in done.stderr

@@ -43,6 +43,8 @@ def points(tmp_path_factory):
      {"metric": "euclidean", "ordering": "random", "seed": 4}),
     ("x.npy", ["--metric", "euclidean", "--ordering-file", "perm.csv"],
      {"metric": "euclidean", "ordering": np.random.default_rng(1).permutation(150)}),
+    ("x.npy", ["--metric", "residual", "--m", "400"],
+     {"metric": "residual", "ordering": "maximin", "m": 400}),
 ])
 def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, expected):
     folder, X = points
@@ -59,6 +61,8 @@ def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, 
     np.testing.assert_array_equal(saved["neighbors"], result.neighbors)
     np.testing.assert_array_equal(saved["distances"].view(np.int64), result.distances.view(np.int64))
     assert summary["ordering"] == result.ordering_name
+    if "m" in expected:  # the inducing points taken: every point when more were asked for
+        assert summary["residual"]["m"] == min(expected["m"], 150)
 
 
 ERROR_CASES = [
