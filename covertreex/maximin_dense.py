@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from covertreex import interrupts
 from covertreex.blas import one_thread
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics.kernels import (
@@ -224,6 +225,7 @@ def _screen_rows(J, first_pos, tile, D, scale, error, euclid, C, order):
                 _add_candidate(D, order, first_pos + t, j, lo[t], C)
 
 
+@interrupts.deferring
 def maximin_with_neighbors(data: MetricData, first: int, k: int, progress=None, block: int = BLOCK,
                            room: int | None = None):
     """(order, neighbours (N, k) as positions, distances (N, k), canonical evaluations) -- see the module
@@ -273,4 +275,5 @@ def maximin_with_neighbors(data: MetricData, first: int, k: int, progress=None, 
                 screen_outside(pool, outside, start, n)
             if progress is not None:
                 progress(n)
+            interrupts.check()
     return order, out_i, out_d, int(C.evaluations.sum())

@@ -17,6 +17,7 @@ from covertreex import residual_range
 from covertreex.blas import one_thread
 from covertreex.digest import array_digest
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, unknown_name
+from covertreex.interrupts import deferring
 from covertreex.kinds import KERNELS
 from covertreex.metrics.kernels import (
     forward_substitution_rows,
@@ -116,6 +117,7 @@ class ResidualProblem:
         _frozen(ls, p)
         return cls(X, V, p, kernel, ls, variance)
 
+    @deferring
     def project(self, Q) -> tuple[np.ndarray, np.ndarray]:
         """V rows and p for new points Q, using the stored inducing points and Cholesky factor. Each row
         is solved on its own in a fixed operation order (:func:`forward_substitution_rows`), so a point's

@@ -21,6 +21,7 @@ import numpy as np
 
 from covertreex import tree_checks, tree_structure
 from covertreex.errors import CorruptFileError, InputTypeError, InvalidInputError
+from covertreex.interrupts import deferring
 from covertreex.kinds import METRICS
 from covertreex.levels import DUPLICATE_LEVEL
 from covertreex.metrics import MetricSpace
@@ -149,6 +150,7 @@ def _check_writable(target: Path, what: str) -> None:
         raise InvalidInputError(f"cannot save the {what} to {target}: {exc.strerror or exc}") from None
 
 
+@deferring
 def assemble(
     levels, parents, radius, insertion_order, space: MetricSpace, evaluations: int | None = None
 ) -> Tree:

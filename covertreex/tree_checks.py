@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from covertreex.interrupts import deferring
 from covertreex.levels import DUPLICATE_LEVEL as _DUP
 from covertreex.metrics.kernels import distance, read_only
 
@@ -64,6 +65,7 @@ def _cover_violations(levels, parents, D):
     return code, value, bound
 
 
+@deferring
 def cover_problem(levels, parents, D) -> str | None:
     """Invariant 2 (covering) at the first node breaking it, described, or None. The level cache's skips
     rely on it (a child lies within 2**(level+1) of its parent), so it is also run on every tree attached
@@ -79,6 +81,7 @@ def cover_problem(levels, parents, D) -> str | None:
     return f"at node {c}: d(node, parent {p}) = {float(value[c])!r} > 2**(level+1) = {float(bound[c])!r}"
 
 
+@deferring
 def separation_problem(levels, D) -> tuple[int, int, float, float] | None:
     """Invariant 3 (separation): (node, other, distance, bound) of the first pair too close, or None."""
     other, value, bound = _separation(read_only(levels), D)
@@ -106,6 +109,7 @@ def _radius_violations(parents, radius, D):
     return ancestor, value
 
 
+@deferring
 def radius_problem(parents, radius, D) -> tuple[int, str] | None:
     """(node, description) of the first radius below a descendant's distance (invariant 4, which pruning
     relies on), or None. Cost: one distance per (node, ancestor) pair; levels fall along every path, so

@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 from numba import njit
 
+from covertreex.interrupts import deferring
 from covertreex.levels import DUPLICATE_LEVEL, HIGHEST_LEVEL, LOWEST_LEVEL
 from covertreex.metrics.kernels import read_only
 
@@ -146,6 +147,7 @@ def subtree_minima(root, offsets, children):
     return minima
 
 
+@deferring
 def structure_problem(tree) -> str:
     """One tree over every index: a permutation as insertion order, parents and CSR children that agree,
     every node but the root listed exactly once, children ordered by (level desc, index asc), every node

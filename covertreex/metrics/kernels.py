@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from covertreex.errors import InputTypeError, InvalidInputError
+from covertreex.interrupts import deferring
 from covertreex.kinds import KERNELS, METRICS
 
 EUCLIDEAN = METRICS.index("euclidean")
@@ -107,6 +108,7 @@ def _rust_twin(name: str):
     return getattr(_extension(), name, None)
 
 
+@deferring
 def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
     """k(A, B) for a kernel named as in :data:`covertreex.kinds.KERNELS` (see :func:`kernel_block`)."""
     A = read_only(np.ascontiguousarray(A, dtype=np.float64))
@@ -134,6 +136,7 @@ def forward_substitution_rows(L, K):
     return out
 
 
+@deferring
 def squared_norms(V) -> np.ndarray:
     """||V_i||^2 of every row, summed over the columns in order (:func:`squared_norms_block`, or its rust
     twin where the extension is built)."""

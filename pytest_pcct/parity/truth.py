@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from covertreex.interrupts import deferring
 from covertreex.metrics.kernels import distance
 
 __all__ = ["check_answer", "true_distances"]
@@ -53,6 +54,7 @@ def _spaces(problem):
     return space, space.indexed_queries(problem.query_indices)
 
 
+@deferring
 def true_distances(problem, indices) -> np.ndarray:
     """The canonical distance of every (query row, listed index) pair; inf where no point is listed."""
     space, queries = _spaces(problem)

@@ -10,6 +10,7 @@ from covertreex.engines.base import QueryCounters
 from covertreex.engines.brute.gemm import gemm_query
 from covertreex.engines.brute.kernels import scan_all
 from covertreex.engines.threads import numba_threads
+from covertreex.interrupts import deferring
 from covertreex.metrics import MetricSpace, QuerySet
 
 GEMM_MIN_PAIRS = 1 << 22  # 'auto' switches to dense screening from this many query x point pairs
@@ -28,6 +29,7 @@ class BruteEngine:
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> None:
         return None
 
+    @deferring
     def query(self, tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         variant = config.brute_variant
         if variant == "auto":

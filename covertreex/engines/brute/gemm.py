@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from covertreex.engines.brute.kernels import scan_candidates
+from covertreex.interrupts import deferring
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.metrics.kernels import euclidean_constant, kernel_matrix, residual_d2_error
 
@@ -35,6 +36,7 @@ def _approx_sq_distances(space: MetricSpace, queries: QuerySet, rows: np.ndarray
     return approx, err
 
 
+@deferring
 def gemm_query(space: MetricSpace, queries: QuerySet, k: int, block: int):
     """Exact k-NN through dense screening: (indices, distances, evaluations, pushes, pairs screened per
     query)."""

@@ -13,6 +13,7 @@ from covertreex.engines.gold.dense import dense_query
 from covertreex.engines.gold.query import query_batch
 from covertreex.engines.schedule import Schedule
 from covertreex.engines.threads import numba_threads
+from covertreex.interrupts import deferring
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
 
@@ -27,6 +28,7 @@ class GoldEngine:
     def telemetry_mode(self, config: Config) -> str:
         return "parity"
 
+    @deferring
     def build(self, space: MetricSpace, order: np.ndarray, config: Config) -> Tree:
         if config.build_for(space.metric) == "batch":
             with numba_threads(config.threads):
@@ -35,6 +37,7 @@ class GoldEngine:
             levels, parents, radius, evaluations = build_tree(space.data, order)
         return assemble(levels, parents, radius, order, space, evaluations)
 
+    @deferring
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         with numba_threads(config.threads):
             idx, dist, per_level, per_query = query_batch(
@@ -43,6 +46,7 @@ class GoldEngine:
             )
         return idx, dist, QueryCounters(per_query, per_level.sum(axis=0), {"path": "tree"})
 
+    @deferring
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         """The dense path: NumPy BLAS tiles, a Numba screening epilogue, canonical re-check."""
         with numba_threads(config.threads):

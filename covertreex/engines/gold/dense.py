@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
+from covertreex import interrupts
 from covertreex.blas import one_thread
 from covertreex.counters import N_QUERY_COUNTERS, QueryCounter
 from covertreex.engines.heap import offer, write_sorted
@@ -202,6 +203,7 @@ class _Job:
                 out.per_query[b0:b1, QueryCounter.FRONTIER_STEPS],
             ).any():
                 block.grow()
+            interrupts.check()
         _finish(rows, own, Q, D, block.cand_lo, block.cand_j, block.cand_n, block.cutoff,
                 out.indices[b0:b1], out.distances[b0:b1],
                 out.per_query[b0:b1, QueryCounter.DISTANCE_EVALUATIONS],
