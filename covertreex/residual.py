@@ -7,7 +7,7 @@ solve, clamped residual variance); the formulas themselves (kernels, p, the dist
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 
 import numpy as np
@@ -25,6 +25,7 @@ from covertreex.metrics.kernels import (
     read_only,
     residual_variance_of_norms,
     squared_norms,
+    take_rows,
 )
 from covertreex.scalars import as_int, as_seed, positive_float
 from covertreex.triangular_solve import solve_lower_rows_in_place
@@ -81,7 +82,12 @@ def _parameters(X, kernel, lengthscale, variance) -> tuple[np.ndarray, str, np.n
 
 @dataclass(frozen=True)
 class ResidualProblem:
-    """Coordinates, kernel and the low-rank factor V (N x m) with residual variances p."""
+    """Coordinates, kernel and the low-rank factor V (N x m) with residual variances p.
+
+    Made by :func:`residual_problem` (V built from X) or :meth:`from_arrays` (V given), which check the
+    arrays, keep read-only copies and derive p from V; calling the class itself is refused, since arrays
+    it did not check (a negative p, a V the caller still writes to) would give wrong answers silently.
+    """
 
     X: np.ndarray = field(repr=False)
     V: np.ndarray = field(repr=False)
@@ -93,9 +99,42 @@ class ResidualProblem:
     cholesky_factor: np.ndarray | None = field(default=None, repr=False)
     seed: int | None = None
 
+    def __post_init__(self):
+        raise InputTypeError(
+            "ResidualProblem(...) is not a constructor: use covertreex.residual_problem(X, ...) to build V "
+            "from X, or ResidualProblem.from_arrays(X, V, ...) to wrap a V computed elsewhere (both check "
+            "and copy the arrays and derive p from V)"
+        )
+
+    @classmethod
+    def _of_frozen(cls, X, V, p, kernel, lengthscale, variance, inducing=None, cholesky_factor=None,
+                   seed=None) -> ResidualProblem:
+        """An instance holding arrays this module has checked and made read-only (bypasses the refusal)."""
+        problem = object.__new__(cls)
+        values = (X, V, p, kernel, lengthscale, variance, inducing, cholesky_factor, seed)
+        for spec, value in zip(fields(cls), values, strict=True):
+            object.__setattr__(problem, spec.name, value)
+        return problem
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled arrays are new and writeable: read-only again, as the module made them."""
+        self.__dict__.update(state)
+        _frozen(*(value for value in state.values() if isinstance(value, np.ndarray)))
+
     @property
     def n_points(self) -> int:
         return self.X.shape[0]
+
+    def permuted(self, order: np.ndarray) -> ResidualProblem:
+        """This problem with its rows in `order` (a permutation of every row): the same inducing points
+        (renumbered) and Cholesky factor, so every distance between two points is unchanged bit for bit."""
+        where = np.empty_like(order)
+        where[order] = np.arange(order.shape[0])
+        X, V, p = self.X[order], take_rows(self.V, order), self.p[order]
+        inducing = None if self.inducing is None else where[self.inducing]
+        _frozen(*(arr for arr in (X, V, p, inducing) if arr is not None))
+        return ResidualProblem._of_frozen(X, V, p, self.kernel, self.lengthscale, self.variance, inducing,
+                                          self.cholesky_factor, self.seed)
 
     @cached_property
     def digest(self) -> str:
@@ -115,7 +154,7 @@ class ResidualProblem:
             )
         p = residual_variance(V, variance)
         _frozen(ls, p)
-        return cls(X, V, p, kernel, ls, variance)
+        return cls._of_frozen(X, V, p, kernel, ls, variance)
 
     @deferring
     def project(self, Q) -> tuple[np.ndarray, np.ndarray]:
@@ -178,4 +217,4 @@ def residual_problem(
     V = _solve_rows(L, U, X, kernel, ls, variance)
     p = residual_variance(V, variance)
     _frozen(ls, V, p, inducing, L)
-    return ResidualProblem(X, V, p, kernel, ls, variance, inducing, L, seed)
+    return ResidualProblem._of_frozen(X, V, p, kernel, ls, variance, inducing, L, seed)

@@ -33,7 +33,6 @@ from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS
 from covertreex.maximin_dense import maximin_with_neighbors, working_bytes
 from covertreex.metrics import MetricSpace
-from covertreex.metrics.kernels import take_rows
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.resources import require_answer_memory, require_memory
 from covertreex.scalars import as_seed
@@ -80,20 +79,9 @@ def _cover_tree(engine: str, metric: str, **options) -> CoverTree:
 
 
 def permuted_problem(problem: ResidualProblem, order: np.ndarray) -> ResidualProblem:
-    """`problem` with its rows in `order`: the same inducing points (renumbered) and Cholesky factor, so
-    every distance between two points is unchanged bit for bit. The natural order of all its points
-    returns `problem` itself, sharing its arrays instead of copying V."""
-    if _is_identity(order, problem.n_points):
-        return problem
-    where = np.empty_like(order)
-    where[order] = np.arange(order.shape[0])
-    X, V, p = problem.X[order], take_rows(problem.V, order), problem.p[order]
-    inducing = None if problem.inducing is None else where[problem.inducing]
-    for arr in (X, V, p, inducing):
-        if arr is not None:
-            arr.flags.writeable = False
-    return ResidualProblem(X, V, p, problem.kernel, problem.lengthscale, problem.variance, inducing,
-                           problem.cholesky_factor, problem.seed)
+    """`problem` with its rows in `order` (:meth:`ResidualProblem.permuted`); the natural order of all its
+    points returns `problem` itself, sharing its arrays instead of copying V."""
+    return problem if _is_identity(order, problem.n_points) else problem.permuted(order)
 
 
 def _is_identity(order: np.ndarray, n: int) -> bool:

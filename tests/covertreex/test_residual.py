@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy.linalg import cho_factor, cho_solve
 
 import covertreex as ct
 from covertreex import datasets
-from covertreex.errors import InvalidInputError
+from covertreex.errors import InputTypeError, InvalidInputError
 
 
 def _independent_v_and_p(X, kernel, lengthscale, variance, m, seed):
@@ -131,3 +133,19 @@ def test_v_bits_are_the_recipes_solve_of_k_ux(kernel, n, d, m):
     np.testing.assert_array_equal(together.view(np.int64), one_by_one.view(np.int64))
     np.testing.assert_array_equal(together.view(np.int64), reversed_batch.view(np.int64))
     np.testing.assert_allclose(together, recipe(Q), rtol=0, atol=1e-9)
+
+
+def test_the_class_is_not_a_constructor_of_unchecked_arrays():
+    """A p that does not follow from V (negative, here) gave silently wrong answers on gold; the class
+    itself now refuses and names the two checked ways in."""
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    with pytest.raises(InputTypeError, match=r"residual_problem\(X, \.\.\.\).*from_arrays\(X, V"):
+        ct.ResidualProblem(X, np.zeros((60, 3)), np.full(60, -1.0), "rbf", np.ones(2), 1.0)
+
+
+def test_an_unpickled_problem_keeps_its_arrays_read_only():
+    problem = ct.residual_problem(np.random.default_rng(0).normal(size=(60, 2)), m=10)
+    copy = pickle.loads(pickle.dumps(problem))
+    assert copy.digest == problem.digest
+    arrays = (copy.X, copy.V, copy.p, copy.lengthscale, copy.inducing, copy.cholesky_factor)
+    assert not any(arr.flags.writeable for arr in arrays)
