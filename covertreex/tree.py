@@ -120,16 +120,34 @@ class Tree:
 
 def npz_target(path, what: str = "tree") -> Path:
     """The file an .npz write of `path` really creates: `path` itself when it ends in .npz, else `path` +
-    '.npz' (NumPy's rule). A directory is refused, naming a file inside it instead."""
-    if not str(path).strip():
+    '.npz' (NumPy's rule). A directory is refused, naming a file inside it instead; so is a path written
+    as a directory (a trailing separator), which NumPy would have turned into a file beside it."""
+    as_path(path)
+    text = os.fspath(path)  # as written: Path() would drop a trailing separator
+    if not text.strip():
         raise InvalidInputError(f"the path to save the {what} to is empty")
-    path = Path(path)
-    if path.is_dir():
-        example = path / f"{what}.npz"
-        raise InvalidInputError(f"{path} is a directory; save the {what} to a file such as {example}")
+    path = Path(text)
+    if text.endswith(("/", os.sep)) and not path.is_dir():
+        raise InvalidInputError(f"{text} names a directory, which does not exist; save the {what} to a file "
+                                f"such as {path / (what + '.npz')} in an existing directory")
+    _refuse_directory(path, what)
     target = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    _refuse_directory(target, what)
     _check_writable(target, what)
     return target
+
+
+def _refuse_directory(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a directory; save the {what} to a file such as "
+                                f"{path / (what + '.npz')}")
+
+
+def as_path(value, name: str = "path") -> Path:
+    """`value` as a file path: a str or os.PathLike (bytes are refused: decode them first)."""
+    if isinstance(value, bytes) or not isinstance(value, str | os.PathLike):
+        raise InputTypeError(f"{name} must be a file path (str or os.PathLike), got {type(value).__name__}")
+    return Path(value)
 
 
 def _check_writable(target: Path, what: str) -> None:
@@ -205,7 +223,7 @@ def _walkable_problem(tree: Tree) -> str:
 def load(path) -> Tree:
     """Read a tree written by :meth:`Tree.save`. A damaged or foreign file raises CorruptFileError naming
     the file and its first bad entry; only trees whose structure any engine can walk are returned."""
-    path = Path(path)
+    path = as_path(path)
     members = read_arrays(path, _SCALARS, "covertreex tree file")
     version = _scalar(path, "format_version", members["format_version"], "int")
     if version != FORMAT_VERSION:

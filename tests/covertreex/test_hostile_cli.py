@@ -36,6 +36,14 @@ def test_query_out_and_save_tree_report_the_paths_really_written(tmp_path):
     assert (tmp_path / "answers.npz").is_file() and (tmp_path / "tree.npz").is_file()
 
 
+def test_an_out_whose_npz_is_a_directory_fails_before_the_work(tmp_path):
+    (tmp_path / "res.npz").mkdir()
+    done = _pcct("vecchia", "x.npy", "--out", "res", cwd=tmp_path)  # x.npy missing: checked after --out
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        "pcct: error: res.npz is a directory; save the neighbours to a file such as res.npz/neighbours.npz"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -264,3 +264,21 @@ def test_save_returns_the_path_written_and_refuses_a_directory(tmp_path):
     text = r"is a directory; save the tree to a file such as .*tree\.npz"
     with pytest.raises(InvalidInputError, match=text):
         tree.save(tmp_path)
+
+
+def test_save_checks_the_file_it_will_really_write(tmp_path):
+    """`res` is written as res.npz, so a directory of that name is refused before any work (it failed
+    after the whole job with IsADirectoryError); a path written as a directory that does not exist is
+    refused (NumPy wrote `results.npz` beside it)."""
+    tree = ct.CoverTree().fit(X).tree
+    (tmp_path / "res.npz").mkdir()
+    with pytest.raises(InvalidInputError, match=r"res\.npz is a directory; save the tree to a file such as"):
+        tree.save(tmp_path / "res")
+    with pytest.raises(InvalidInputError, match=r"results/ names a directory, which does not exist"):
+        tree.save(f"{tmp_path}/results/")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res.npz"]
+    for path in (None, 3, os.fsencode(tmp_path / "t.npz")):
+        with pytest.raises(InputTypeError, match=r"^path must be a file path \(str or os\.PathLike\), got"):
+            tree.save(path)
+        with pytest.raises(InputTypeError, match=r"^path must be a file path"):
+            ct.load(path)
