@@ -32,6 +32,9 @@ __all__ = sorted(_HOMES)
 def __getattr__(name: str):
     if name not in _HOMES:
         raise AttributeError(f"module 'covertreex' has no attribute {name!r}")
+    from covertreex.resources import require_importable_numba_threads
+
+    require_importable_numba_threads()  # the homes import Numba
     value = getattr(import_module(_HOMES[name]), name)
     globals()[name] = value
     return value

@@ -22,6 +22,7 @@ from covertreex.engines import engine_names
 from covertreex.errors import CovertreexError, InvalidInputError
 from covertreex.kinds import DATASETS, KERNELS, METRICS, ORDERINGS
 from covertreex.presets import ENV_VAR, PRESETS, get_preset
+from covertreex.resources import require_importable_numba_threads
 
 RECALL_AUTO_PAIRS = 1 << 26
 """Recall against the brute oracle is computed by default up to this many query x point pairs."""
@@ -330,6 +331,7 @@ def main(argv=None) -> int:
     """Entry point of the `pcct` console script; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
+        require_importable_numba_threads()
         return _command(args.run)(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)

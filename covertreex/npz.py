@@ -85,5 +85,5 @@ def read_arrays(path, names, what: str = ".npz file") -> dict[str, np.ndarray]:
     except CorruptFileError:
         raise
     except (OSError, ValueError, EOFError, NotImplementedError, zlib.error, zipfile.BadZipFile,
-            zipfile.LargeZipFile) as exc:
+            zipfile.LargeZipFile, RuntimeError) as exc:  # RuntimeError: a member flagged as encrypted
         raise CorruptFileError(f"{path}: not a readable {what} ({exc})") from exc

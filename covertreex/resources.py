@@ -69,6 +69,18 @@ def available_cpus() -> int:
     return cpus if rust_limit is None else max(1, min(cpus, rust_limit()))
 
 
+def require_importable_numba_threads() -> None:
+    """NUMBA_NUM_THREADS of 0 or below makes `import numba` itself fail with an error that does not name
+    the variable; refused here, before anything imports Numba (it reads nothing else)."""
+    value = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    try:
+        workers = int(value)
+    except ValueError:  # unset, or not a number: Numba warns and uses its default
+        return
+    if workers < 1:
+        raise InvalidInputError(f"NUMBA_NUM_THREADS = {value} must be at least 1; unset it or raise it")
+
+
 def require_sane_numba_threads() -> None:
     """Numba starts NUMBA_NUM_THREADS workers at its first parallel call; an explicit value above the
     CPUs (say 100000) would be a thread storm, so it is refused before any parallel kernel runs."""

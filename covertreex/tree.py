@@ -279,8 +279,7 @@ def checked(tree, space: MetricSpace) -> Tree:
         message = _walkable_problem(tree)
     if message:
         raise error(f"{label}: {message}")
-    names = (tree.space_digest, tree.metric)
-    if not all(isinstance(name, str) for name in names) or names != (space.digest, space.metric):
+    if not _built_on(tree, space):
         raise InvalidInputError(f"{label} was built on different data or metric than `data`")
     message = tree_checks.copy_problem(tree.is_copy, tree.parents, space.data)
     if message:
@@ -295,6 +294,12 @@ def checked(tree, space: MetricSpace) -> Tree:
     return tree
 
 
+def _built_on(tree: Tree, space: MetricSpace) -> bool:
+    """Whether the tree records `space`'s digest and metric (what it was built on)."""
+    names = (tree.space_digest, tree.metric)
+    return all(isinstance(name, str) for name in names) and names == (space.digest, space.metric)
+
+
 def validate(tree: Tree, space: MetricSpace) -> None:
     """Check the four invariants of DESIGN section 4 and the exact-copy flags; raise InvalidInputError
     naming the first bad node (InputTypeError when `tree` or `space` is not one)."""
@@ -307,6 +312,8 @@ def validate(tree: Tree, space: MetricSpace) -> None:
     n = space.n_points
     if tree.n_points != n:
         raise InvalidInputError(f"tree has {tree.n_points} nodes but the data has {n} points")
+    if not _built_on(tree, space):  # its invariants would fail against these points, as if it were damaged
+        raise InvalidInputError("tree was built on different data or metric than `space`")
     message = tree_structure.structure_problem(tree)
     if message:
         raise InvalidInputError(f"invariant 1 (one tree over every index) violated: {message}")

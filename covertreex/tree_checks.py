@@ -125,7 +125,8 @@ def radius_problem(parents, radius, D) -> tuple[int, str] | None:
 
 
 def exact_copies(parents: np.ndarray, data) -> np.ndarray:
-    """is_copy[c]: c's rows equal its parent's bit for bit, so a query may reuse the parent's distance."""
+    """is_copy[c]: c's rows equal its parent's value for value (==, so 0.0 and -0.0 count as equal: they
+    give the same distances bit for bit), so a query may reuse the parent's distance."""
     is_copy = np.zeros(parents.shape[0], dtype=np.bool_)
     child = np.flatnonzero(parents >= 0)
     par = parents[child]
@@ -148,4 +149,5 @@ def copy_problem(is_copy: np.ndarray, parents: np.ndarray, data) -> str:
     node = int(np.flatnonzero(wrong)[0])
     if is_copy[node]:
         return f"is_copy[{node}] is true but node {node}'s data differs from its parent {parents[node]}'s"
-    return f"is_copy[{node}] is false but node {node}'s data equals its parent {parents[node]}'s bit for bit"
+    return (f"is_copy[{node}] is false but node {node}'s data equals its parent {parents[node]}'s value for "
+            "value")

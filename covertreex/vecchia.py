@@ -28,7 +28,7 @@ import numpy as np
 
 from covertreex import vecchia_orderings
 from covertreex.api import CoverTree
-from covertreex.engines import engine_available
+from covertreex.engines import engine_available, engine_names
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS
 from covertreex.maximin_dense import maximin_with_neighbors, working_bytes
@@ -74,6 +74,8 @@ class VecchiaNeighbors:
 
 def _cover_tree(engine: str, metric: str, **options) -> CoverTree:
     """The one place this module builds the public estimator ('auto' is the fastest exact engine)."""
+    if isinstance(engine, str) and engine != "auto" and engine not in engine_names():
+        raise unknown_name("engine", engine, ["auto", *engine_names()])
     return CoverTree(engine=None if engine == "auto" else engine, metric=metric, telemetry=False,
                      **options)
 

@@ -50,14 +50,15 @@ def given_permutation(values, n_points: int) -> np.ndarray:
         raise InvalidInputError(
             f"ordering must be a permutation of range({n_points}); entry {at} is {arr[at]}, outside it"
         )
-    seen = np.zeros(n_points, dtype=np.int64)
-    np.add.at(seen, arr, 1)
-    if (seen != 1).any():
-        missing = int(np.flatnonzero(seen == 0)[0])
-        twice = int(np.flatnonzero(seen > 1)[0])
+    first_at = np.full(n_points, arr.shape[0], dtype=np.int64)
+    np.minimum.at(first_at, arr, np.arange(arr.shape[0]))
+    repeated = np.flatnonzero(first_at[arr] != np.arange(arr.shape[0]))
+    if repeated.size:
+        at = int(repeated[0])
+        missing = int(np.flatnonzero(first_at == arr.shape[0])[0])
         raise InvalidInputError(
-            f"ordering must be a permutation of range({n_points}); {twice} appears more than once and "
-            f"{missing} is missing"
+            f"ordering must be a permutation of range({n_points}); entry {at} repeats the value {arr[at]} "
+            f"of entry {first_at[arr[at]]} (the value {missing} appears nowhere)"
         )
     return np.array(arr, dtype=np.int64)
 

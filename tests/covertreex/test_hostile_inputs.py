@@ -227,6 +227,47 @@ def test_absurd_pool_size_variables_are_refused_instead_of_starting_that_many_th
     assert f"InvalidInputError: {variable}" in done.stderr and "100000" in done.stderr
 
 
+@pytest.mark.skipif(available_cpus() < 2 or not hasattr(os, "sched_setaffinity"),
+                    reason="needs two CPUs to give up one")
+def test_a_thread_count_above_the_cpus_left_is_refused_by_every_engine_at_query_time():
+    """The count is checked when the model is made; the process may lose CPUs after that (affinity, or
+    the model unpickled elsewhere). Rust refused, gold and brute ran anyway. Apart: it pins the process."""
+    script = (
+        "import os, numpy as np, covertreex as ct\n"
+        "X = np.arange(400.0).reshape(200, 2)\n"
+        "models = [ct.CoverTree(engine=e, threads=2, path=p).fit(X) for e in ('gold', 'brute', 'rust')\n"
+        "          for p in ('tree', 'dense')]\n"
+        "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+        "for model in models:\n"
+        "    try:\n"
+        "        model.kneighbors(X[:3], k=2)\n"
+        "        print('answered')\n"
+        "    except ct.errors.InvalidInputError as exc:\n"
+        "        print(str(exc).split(' (')[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "threads must be between 1 and the number of CPUs this process may use"] * 6
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_a_numba_thread_count_below_one_is_named_before_numba_is_imported(value):
+    """Numba's own import fails on it, with 'Number of threads specified must be > 0.' and no name."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": value}
+    script = "import covertreex as ct\nct.vecchia_neighbors\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        f"covertreex.errors.InvalidInputError: NUMBA_NUM_THREADS = {value} must be at least 1; unset it or "
+        "raise it")
+    done = subprocess.run([sys.executable, "-m", "covertreex", "vecchia", "missing.npy"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert (done.returncode, done.stderr) == (
+        1, f"pcct: error: NUMBA_NUM_THREADS = {value} must be at least 1; unset it or raise it\n")
+
+
 @pytest.mark.parametrize(
     ("call", "error", "text"),
     [

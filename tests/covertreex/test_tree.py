@@ -144,9 +144,12 @@ def test_tree_for_other_data_is_refused(built):
     tree, _ = built
     with pytest.raises(InvalidInputError, match="different data"):
         ct.CoverTree(path="tree").use_tree(tree, datasets.gaussian(400, 2, 99))
+    other = ct.CoverTree(path="tree").fit(datasets.gaussian(tree.n_points, 2, 99)).space
+    with pytest.raises(InvalidInputError, match="^tree was built on different data or metric than `space`$"):
+        ct.validate(tree, other)  # reported invariant 4 at node 1, as if the tree were damaged
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing-array"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing-array", "encrypted-flag"])
 def test_corrupt_tree_file_names_the_file(built, tmp_path, damage):
     tree, _ = built
     path = tmp_path / "tree.npz"
@@ -155,6 +158,10 @@ def test_corrupt_tree_file_names_the_file(built, tmp_path, damage):
         path.write_bytes(path.read_bytes()[:200])
     elif damage == "garbage":
         path.write_bytes(b"not a zip file at all")
+    elif damage == "encrypted-flag":  # zipfile raised a bare RuntimeError asking for a password
+        data = bytearray(path.read_bytes())
+        data[data.find(b"PK\x01\x02") + 8] |= 1  # general-purpose flag bit 0 of the first central entry
+        path.write_bytes(bytes(data))
     else:
         with np.load(path) as npz:
             kept = {k: npz[k] for k in npz.files if k != "radius"}

@@ -111,7 +111,10 @@ def test_layouts_input_rows_and_gpgp():
 @pytest.mark.parametrize("ordering, error, words", [
     (np.arange(5), InvalidInputError, "permutation of range(6), got 5 entries"),
     (np.array([0, 1, 2, 3, 4, 6]), InvalidInputError, "entry 5 is 6"),
-    (np.array([0, 1, 2, 2, 4, 5]), InvalidInputError, "2 appears more than once and 3 is missing"),
+    (np.array([0, 1, 2, 2, 4, 5]), InvalidInputError,
+     "entry 3 repeats the value 2 of entry 2 (the value 3 appears nowhere)"),
+    (np.array([0, 5, 5, 4, 4, 1]), InvalidInputError,  # the first repeated entry, not the smallest value
+     "entry 2 repeats the value 5 of entry 1 (the value 2 appears nowhere)"),
     (np.arange(6.0), InputTypeError, "1-D integer array"),
     (np.arange(6).reshape(2, 3), InputTypeError, "1-D integer array"),
     ("maximal", UnknownNameError, "unknown ordering 'maximal'"),
@@ -180,3 +183,9 @@ def test_permuting_a_problem_built_from_a_given_v():
     order = np.random.default_rng(6).permutation(problem.n_points)
     moved = permuted_problem(given, order)
     assert moved.inducing is None and moved.V.tobytes() == given.V[order].tobytes()
+
+
+def test_an_unknown_engine_lists_auto_among_the_known_ones():
+    text = re.escape("unknown engine 'cuda'; known engines: auto, brute")
+    with pytest.raises(UnknownNameError, match=text):
+        ct.vecchia_neighbors(np.zeros((6, 2)), 2, metric="euclidean", engine="cuda")
