@@ -12,6 +12,7 @@ import time
 from covertreex import paths
 from covertreex.engines import KnnResult, engine_available, get_engine
 from covertreex.errors import InvalidInputError, unknown_name
+from covertreex.interrupts import deferring
 from covertreex.kinds import METRICS
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.ordering import insertion_order
@@ -100,6 +101,7 @@ class CoverTree:
         self._fitted: _Fitted | None = None
         self.last_result: KnnResult | None = None
 
+    @deferring  # one hold of SIGINT for the Numba calls inside (each hold costs two signal() calls)
     def fit(self, data, **residual_params) -> CoverTree:
         """Index `data`: points (n, d) for Euclidean; a ResidualProblem, or points plus
         :func:`~covertreex.residual_problem` parameters, for the residual metric."""
@@ -170,6 +172,7 @@ class CoverTree:
         return paths.choose(self.metric, space.n_dims, space.n_points, k, pairs, queries.n_queries,
                             tree_built)
 
+    @deferring  # one hold of SIGINT for the projection and the engine's Numba calls
     def query(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False) -> KnnResult:
         """Full result: neighbours, counters and (if enabled) the telemetry record."""
         fitted = self._fitted

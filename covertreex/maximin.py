@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from covertreex.interrupts import deferring
+from covertreex import interrupts
 from covertreex.metrics.kernels import MetricData, can_prune, distance
 
 CHOSEN = -1.0
@@ -107,7 +107,7 @@ def star(n_points: int, root: int = 0) -> tuple[int, np.ndarray, np.ndarray, np.
     return root, offsets, children, radius
 
 
-@deferring
+@interrupts.deferring
 def maximin_order(data: MetricData, first: int, tree=None,
                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
     """The exact maximin order of the points of `data` starting at `first`, and the distance evaluations
@@ -129,4 +129,5 @@ def maximin_order(data: MetricData, first: int, tree=None,
                evaluations)
         if progress is not None:
             progress(stop)
+        interrupts.check()
     return order, int(evaluations.sum())

@@ -30,6 +30,7 @@ from covertreex.metrics.kernels import (
 from covertreex.scalars import as_int, as_seed, positive_float
 from covertreex.triangular_solve import solve_lower_rows_in_place
 from covertreex.validation import as_points
+from covertreex.vecchia_orderings import given_permutation
 
 JITTER = 1e-6
 
@@ -126,8 +127,10 @@ class ResidualProblem:
         return self.X.shape[0]
 
     def permuted(self, order: np.ndarray) -> ResidualProblem:
-        """This problem with its rows in `order` (a permutation of every row): the same inducing points
-        (renumbered) and Cholesky factor, so every distance between two points is unchanged bit for bit."""
+        """This problem with its rows in `order` (a permutation of every row, checked): the same inducing
+        points (renumbered) and Cholesky factor, so every distance between two points is unchanged bit for
+        bit."""
+        order = given_permutation(order, self.n_points)
         where = np.empty_like(order)
         where[order] = np.arange(order.shape[0])
         X, V, p = self.X[order], take_rows(self.V, order), self.p[order]

@@ -7,6 +7,7 @@ counts against the CPUs this process may run on (instead of thousands of OS thre
 
 from __future__ import annotations
 
+import functools
 import os
 
 from covertreex.errors import InvalidInputError, KOutOfRangeError
@@ -55,18 +56,27 @@ def require_answer_memory(n_rows: int, k: int) -> None:
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on: its affinity mask where the OS has one, and no more than the rust
-    extension (when built) allows, which also reads CPU quotas, so every engine accepts the same counts."""
+    """CPUs this process may run on: its affinity mask where the OS has one (read on every call: it can
+    shrink while the process runs), and no more than the rust extension (when built) allows, which also
+    reads CPU quotas, so every engine accepts the same counts."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
+    limit = _rust_thread_limit()
+    return cpus if limit is None else max(1, min(cpus, limit))
+
+
+@functools.cache
+def _rust_thread_limit() -> int | None:
+    """The extension's limit, read once: it reads the cgroup quota files (about 40 us a call), and a quota
+    that changes later is still refused by the extension itself."""
     try:
         from covertreex import _rust
     except ImportError:
-        return cpus
-    rust_limit = getattr(_rust, "available_threads", None)  # absent from extensions built before it
-    return cpus if rust_limit is None else max(1, min(cpus, rust_limit()))
+        return None
+    limit = getattr(_rust, "available_threads", None)  # absent from extensions built before it
+    return None if limit is None else limit()
 
 
 def require_importable_numba_threads() -> None:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import ast
 import ctypes
 import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numba import njit
 
+import covertreex as ct
 from covertreex import interrupts
+from covertreex.maximin import STEPS_PER_CALL, maximin_order
 
 _raise = ctypes.CDLL(None)["raise"]
 _raise.argtypes = [ctypes.c_int]
@@ -78,6 +82,68 @@ def test_nested_blocks_hold_it_to_the_outermost_and_an_ignored_sigint_stays_igno
             _interrupted_call(2)  # no Python handler runs, so nothing to defer
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_second_sigint_while_the_handler_is_restored_leaves_no_guard_behind(monkeypatch):
+    """A Ctrl-C pressed again just as the block ends raises from inside its exit; the module's state must
+    already be clean, or every later block would hold nothing (and deliver a stale record)."""
+    restore = signal.signal
+
+    def restore_then_interrupt(signum, handler):
+        previous = restore(signum, handler)
+        if handler is signal.default_int_handler:
+            signal.raise_signal(signal.SIGINT)
+        return previous
+
+    monkeypatch.setattr(interrupts.signal, "signal", restore_then_interrupt)
+    with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+        _interrupted_call(2)
+    monkeypatch.undo()
+    with interrupts.deferred():
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # held again
+        interrupts.check()  # nothing stale to deliver
+
+
+def test_a_handler_that_installs_another_is_followed_and_its_choice_kept():
+    """First Ctrl-C: ask to stop and make the next one quit (a common pattern). The hold must stay on for
+    the Numba calls after it, and the new handler must be what the block leaves installed."""
+    asked = []
+
+    def first_asks_to_stop(signum, frame):
+        asked.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first_asks_to_stop)
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+            _interrupted_call(2)
+            interrupts.check()
+            assert asked == [SIGINT]
+            _interrupted_pair(2)  # unguarded, this is the SystemError of the test above
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_waiting_on_a_pool_stops_at_a_recorded_sigint_and_cancels_what_has_not_started():
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        futures = [pool.submit(release.wait, 30), pool.submit(int, 1), pool.submit(int, 2)]
+        with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+            signal.raise_signal(signal.SIGINT)  # recorded at once: the recorder is installed
+            interrupts.results(pool, futures)
+        release.set()
+    assert futures[0].result() is True and futures[1].cancelled() and futures[2].cancelled()
+
+
+def test_the_maximin_loop_stops_after_the_chunk_that_was_interrupted():
+    X = np.random.default_rng(0).normal(size=(3 * STEPS_PER_CALL, 2))
+    data = ct.CoverTree(engine="gold", metric="euclidean").fit(X).space.data
+    reached = []
+    with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+        signal.raise_signal(signal.SIGINT)
+        maximin_order(data, 0, progress=reached.append)
+    assert reached == [STEPS_PER_CALL]
 
 
 PACKAGE = Path(interrupts.__file__).parent

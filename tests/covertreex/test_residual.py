@@ -149,3 +149,14 @@ def test_an_unpickled_problem_keeps_its_arrays_read_only():
     assert copy.digest == problem.digest
     arrays = (copy.X, copy.V, copy.p, copy.lengthscale, copy.inducing, copy.cholesky_factor)
     assert not any(arr.flags.writeable for arr in arrays)
+
+
+def test_permuted_takes_only_a_permutation():
+    """A repeated row left entries of the renumbered inducing points uninitialised (values like 4.6e18)."""
+    problem = ct.residual_problem(np.random.default_rng(0).normal(size=(50, 2)), m=10)
+    order = np.arange(50)
+    order[3] = 4
+    with pytest.raises(InvalidInputError, match="entry 4 repeats the value 4 of entry 3"):
+        problem.permuted(order)
+    with pytest.raises(InputTypeError, match="1-D integer array"):
+        problem.permuted(np.arange(50.0))

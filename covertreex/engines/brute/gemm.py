@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from covertreex import interrupts
 from covertreex.engines.brute.kernels import scan_candidates
-from covertreex.interrupts import deferring
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.metrics.kernels import euclidean_constant, kernel_matrix, residual_d2_error
 
@@ -36,7 +36,7 @@ def _approx_sq_distances(space: MetricSpace, queries: QuerySet, rows: np.ndarray
     return approx, err
 
 
-@deferring
+@interrupts.deferring
 def gemm_query(space: MetricSpace, queries: QuerySet, k: int, block: int):
     """Exact k-NN through dense screening: (indices, distances, evaluations, pushes, pairs screened per
     query)."""
@@ -66,4 +66,5 @@ def gemm_query(space: MetricSpace, queries: QuerySet, k: int, block: int):
             space.data, queries.data, rows, queries.dataset_index[start:stop], offsets, candidates,
             out_i[start:stop], out_d[start:stop], evaluations[start:stop], pushes[start:stop],
         )
+        interrupts.check()
     return out_i, out_d, evaluations, pushes, screened

@@ -155,7 +155,8 @@ def dense_query(space: MetricSpace, queries: QuerySet, k: int, query_block: int,
             gemm_seconds = sum(job.run(b0, b1) for b0, b1 in blocks)
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="covertreex-dense") as pool:
-                gemm_seconds = sum(pool.map(lambda block: job.run(*block), blocks))
+                futures = [pool.submit(job.run, *block) for block in blocks]
+                gemm_seconds = sum(interrupts.results(pool, futures))
     return out.indices, out.distances, out.per_query, out.screened, gemm_seconds
 
 
