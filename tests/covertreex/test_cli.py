@@ -333,3 +333,14 @@ def test_the_summary_reports_the_inducing_points_taken():
     done = ok("build", "--n", 300, "--dims", 2, "--metric", "residual", "--m", 5000, "--json")
     assert json.loads(done.stdout)["residual"]["m"] == 300
     assert "m 300," in done.stderr
+
+
+def test_a_tree_built_only_to_be_saved_is_timed_and_a_dense_run_has_no_tree(tmp_path):
+    """The dense path answers without a tree; --save-tree then built one after the timings (build 0.000 s
+    next to a million build evaluations), and a run without a tree said tree_source 'built'."""
+    saved = json.loads(ok("query", *TINY_RESIDUAL, "--engine", "gold", "--path", "dense", "--save-tree",
+                          tmp_path / "t", "--json").stdout)
+    assert saved["tree_source"] == "built" and saved["build_evaluations"] > 0
+    assert saved["timings"]["build_seconds"]["best"] > 0
+    dense = json.loads(ok("query", *TINY_RESIDUAL, "--engine", "gold", "--path", "dense", "--json").stdout)
+    assert dense["path"] == "dense" and dense["tree_source"] is None and dense["tree_digest"] is None
