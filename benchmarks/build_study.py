@@ -27,7 +27,7 @@ import covertreex as ct
 from covertreex.counters import QueryCounter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dense_vs_peers import cpu_model  # noqa: E402
+from bench_args import choice_list, header, int_list, positive_int  # noqa: E402
 
 M, K, QUERIES = 512, 50, 1024
 
@@ -62,29 +62,26 @@ def _same(a, b) -> bool:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="8192,32768")
-    parser.add_argument("--engines", default="rust,gold")
-    parser.add_argument("--blocks", default="64,256,1024")
+    parser.add_argument("--sizes", type=int_list, default=(8192, 32768))
+    parser.add_argument("--engines", type=choice_list(("rust", "gold")), default=("rust", "gold"))
+    parser.add_argument("--blocks", type=int_list, default=(64, 256, 1024))
     parser.add_argument("--mode", default="perf", choices=("perf", "parity"))
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--metric", default="residual", choices=("residual", "euclidean"))
     args = parser.parse_args(argv)
     warm = problem(512, args.metric)
-    for engine in args.engines.split(","):  # compile (gold) / fault in (rust) outside the figures
+    for engine in args.engines:  # compile (gold) / fault in (rust) outside the figures
         for build in ("sequential", "batch"):
             run(engine, warm[0], warm[1], build, 64, args.mode, args.threads, args.metric)
-    print(f"command: python benchmarks/build_study.py {' '.join(argv or sys.argv[1:])}")
-    print(f"nproc {os.cpu_count()}, CPU {cpu_model()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"load {os.getloadavg()[0]:.2f}, threads {args.threads or 'all'}, rust mode {args.mode}, "
-          f"metric {args.metric}")
+    header(f"threads {args.threads or 'all'}", f"rust mode {args.mode}", f"metric {args.metric}")
     print("| N | engine | build | block | build CPU s | build wall s | build evaluations | query evals/query "
           "| answers == sequential |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for n in map(int, args.sizes.split(",")):
+    for n in args.sizes:
         data, queries = problem(n, args.metric)
-        for engine in args.engines.split(","):
+        for engine in args.engines:
             reference = None
-            for build, block in [("sequential", 1)] + [("batch", int(b)) for b in args.blocks.split(",")]:
+            for build, block in [("sequential", 1)] + [("batch", b) for b in args.blocks]:
                 r = run(engine, data, queries, build, block, args.mode, args.threads, args.metric)
                 if reference is None:
                     reference, same = r["answers"], "-"

@@ -5,6 +5,7 @@ ordering: every point's predecessors, found by ``CoverTree.fit(problem).query(pr
 process (2 threads) and by ``covertreex.distributed.run`` on a LocalCluster of 2 worker processes with 1
 thread each (started once, workers importing covertreex before the clock starts; the client's fit, the
 scatter, the tasks and the gather are timed). Runs alternate so that both sides see the same machine load.
+One untimed round of both sides runs first (a cold first single-process run made the cluster look faster).
 Each line: wall seconds, CPU seconds (this process -- client and the LocalCluster's scheduler -- plus the
 workers' during the run), whether the answers are byte-identical, and the load average.
 
@@ -18,7 +19,7 @@ below that size (covertreex/small_frames.py), so at N = 32,768 the setting shoul
 overhead (docs/benchmarks.md, "The index in small pieces").
 
 With ``--scatter GAP`` it times the index's scatter alone (``client.scatter([index], broadcast=True,
-direct=True)``, as ``distributed.run`` makes it), ``--repeats`` times, GAP seconds apart.
+direct=True)``, as ``distributed.run`` makes it), ``--repeats`` times, GAP seconds apart (not with ``--job``).
 
 With ``--job ORDERING`` it times the user's whole call instead, ``vecchia_neighbors(X, 50, ordering=ORDERING,
 m=512, seed=42)`` without and with ``scheduler=client`` (V, the ordering and the neighbours; a maximin
@@ -40,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_args import header, positive_int, require
 
 import covertreex as ct
 from covertreex import distributed
@@ -97,6 +99,17 @@ def time_the_scatter(problem, client, repeats: int, gap: float) -> None:
     print("scatter s " + " ".join(f"{s:.3f}" for s in seconds), flush=True)
 
 
+def warm_up(X: np.ndarray, problem, ordering: str | None, client) -> None:
+    """One untimed round of the single-process and the cluster job: a cold first run (0.74 s against
+    0.62 s warm at N 32,768) would make the cluster look faster."""
+    if ordering is not None:
+        for scheduler in (None, client):
+            ct.vecchia_neighbors(X, K, ordering=ordering, m=M, seed=SEED, scheduler=scheduler)
+        return
+    ct.CoverTree(metric="residual", telemetry=False).fit(problem).query(k=K, predecessor=True)
+    distributed.run(distributed.prepare(problem, K, metric="residual", predecessor=True), client)
+
+
 def range_span(stream) -> tuple[float, float]:
     """(first range's start, last range's end), epoch seconds, from a task stream's records."""
     spans = [(s["start"], s["stop"]) for task in stream.data for s in task["startstops"]
@@ -106,25 +119,27 @@ def range_span(stream) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=32768)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--job", default=None, metavar="ORDERING",
-                        help="time vecchia_neighbors with this ordering, without and with the cluster")
-    parser.add_argument("--scatter", type=float, default=None, metavar="GAP",
-                        help="time the index's scatter alone, GAP seconds apart")
+    parser.add_argument("--n", type=positive_int, default=32768)
+    parser.add_argument("--repeats", type=positive_int, default=2)
+    mode = parser.add_mutually_exclusive_group()  # the scatter alone times the natural-ordering index
+    mode.add_argument("--job", default=None, metavar="ORDERING",
+                      help="time vecchia_neighbors with this ordering, without and with the cluster")
+    mode.add_argument("--scatter", type=float, default=None, metavar="GAP",
+                      help="time the index's scatter alone, GAP seconds apart")
     args = parser.parse_args()
+    require(parser, "distributed", "dask", "the LocalCluster")
     from distributed import Client, LocalCluster, get_task_stream
 
-    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
-          f"{huge_page_setting()}", flush=True)
+    header(huge_page_setting())
     X = np.random.default_rng(SEED).normal(size=(args.n, 3))
-    problem = None if args.job else ct.residual_problem(X, m=M, seed=SEED)
+    problem = None if args.job is not None else ct.residual_problem(X, m=M, seed=SEED)
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(importlib.import_module, "covertreex.distributed")
         if args.scatter is not None:
             time_the_scatter(problem, client, args.repeats, args.scatter)
             return
+        warm_up(X, problem, args.job, client)
         for _ in range(args.repeats):
             if args.job is not None:
                 time_the_job(X, args.job, client)

@@ -19,30 +19,41 @@ import statistics
 import time
 
 import numpy as np
+from bench_args import header, positive_int
 
 import covertreex as ct
 
 
+def shapes_arg(text: str) -> list[tuple[int, int]]:
+    """Comma-separated QUERIESxPOINTS tile shapes of positive integers, e.g. ``256x2048,512x2048``."""
+    try:
+        shapes = [tuple(positive_int(side) for side in shape.split("x")) for shape in text.split(",")]
+    except argparse.ArgumentTypeError:
+        shapes = []
+    if not shapes or any(len(shape) != 2 for shape in shapes):
+        raise argparse.ArgumentTypeError(
+            f"expected QUERIESxPOINTS shapes such as 256x2048,512x2048, got {text!r}")
+    return shapes
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=32768)
-    parser.add_argument("--shapes", default="256x2048,512x2048")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--n", type=positive_int, default=32768)
+    parser.add_argument("--shapes", type=shapes_arg, default=[(256, 2048), (512, 2048)])
+    parser.add_argument("--runs", type=positive_int, default=3)
     parser.add_argument("--gold-workload", action="store_true")
     args = parser.parse_args(argv)
-    shapes = [tuple(map(int, s.split("x"))) for s in args.shapes.split(",")]
     problem = ct.residual_problem(np.random.default_rng(42).normal(size=(args.n, 3)), m=512, seed=42)
     if args.gold_workload:
         query = {"indices": np.random.default_rng(43).integers(0, args.n, 1024)}
         engines = (("rust", {"mode": "perf"}), ("gold", {}))
     else:
         query, engines = {"predecessor": True}, (("rust", {"mode": "perf"}),)
-    print(f"nproc {os.cpu_count()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"load {os.getloadavg()[0]:.2f}")
+    header()
     runs: dict[tuple, list] = {}
     for _ in range(args.runs):
         for engine, options in engines:
-            for queries, points in shapes:
+            for queries, points in args.shapes:
                 shape = {"dense_query_block": queries, "dense_point_block": points}
                 model = ct.CoverTree(engine=engine, metric="residual", path="dense", **shape,
                                      **options).fit(problem)

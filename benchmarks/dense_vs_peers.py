@@ -12,8 +12,12 @@ with scipy's cKDTree (and scikit-learn's KDTree and BallTree when installed). Th
 written here, not in the library: blocked BLAS GEMM, exp, scaling and argpartition, the forty lines a user
 would write.
 
-    python benchmarks/dense_vs_peers.py [--vecchia] [--euclidean [--euclidean-dims 3,32]] [--runs 3]
-                                        [--batches 1,64,512 [--batch-n 262144]] [--json out.json]
+On the Euclidean workload every system, the peers included, gets a warm-up run and then the median of
+``--runs``; recall is against cKDTree's answer (the residual tables: against the brute engine's on the gold
+workload, against the NumPy reference's on Vecchia all-points).
+
+    python benchmarks/dense_vs_peers.py [--n 32768] [--vecchia] [--euclidean [--euclidean-dims 3,32]]
+                                        [--runs 3] [--batches 1,64,512 [--batch-n 262144]] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,27 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import time
 
 import numpy as np
+from bench_args import choice_list, cpu_model, header, int_list, positive_int
 
 import covertreex as ct
 from covertreex.metrics.kernels import kernel_matrix
 
 N, DIMS, M, K, QUERIES = 32_768, 3, 512, 50, 1024
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def dgemm_rate(width: int = M, rows: int = 2048, cols: int = 8192, repeats: int = 5) -> float:
@@ -129,12 +121,13 @@ def median_run(fn, runs):
 
 
 def gold_workload(args, floor):
-    X = np.random.default_rng(42).normal(size=(N, DIMS))
+    n = args.n
+    X = np.random.default_rng(42).normal(size=(n, DIMS))
     problem, v_seconds = _timed(lambda: ct.residual_problem(X, m=M, seed=42))
-    query_idx = np.random.default_rng(43).integers(0, N, QUERIES)
+    query_idx = np.random.default_rng(43).integers(0, n, QUERIES)
     brute = ct.CoverTree(engine="brute", metric="residual").fit(problem)
     oracle = brute.kneighbors(indices=query_idx, k=K)[1]
-    flops = 2.0 * QUERIES * N * M
+    flops = 2.0 * QUERIES * n * M
     rows = []
     ref_idx, ref_q = median_run(lambda: numpy_reference(problem, query_idx, K), args.runs)
     rows.append(("numpy f64 dense reference", v_seconds + ref_q, ref_q, recall(ref_idx, oracle), None, None))
@@ -146,19 +139,20 @@ def gold_workload(args, floor):
         gemm = result.telemetry["timings"].get("gemm_seconds")
         rows.append((name, v_seconds + fit_s + query_s, query_s, recall(result.indices, oracle),
                      result.telemetry, gemm))
-    return report("gold workload (N 32768, d 3, m 512, k 50, 1024 queries)", rows, flops, floor)
+    return report(f"gold workload (N {n}, d {DIMS}, m {M}, k {K}, {QUERIES} queries)", rows, flops, floor)
 
 
 def vecchia_workload(args, floor):
-    X = np.random.default_rng(42).normal(size=(N, DIMS))
+    n = args.n
+    X = np.random.default_rng(42).normal(size=(n, DIMS))
     problem, v_seconds = _timed(lambda: ct.residual_problem(X, m=M, seed=42))
-    flops = 2.0 * M * N * (N - 1) / 2
-    rows = []
+    flops = 2.0 * M * n * (n - 1) / 2
+    oracle, ref_q = numpy_vecchia_reference(problem, K)
+    rows = [("numpy f64 dense reference", v_seconds + ref_q, ref_q, None, None, None)]
     rust, fit_s, query_s = median_run(
         lambda: run_engine("rust", problem, K, {"predecessor": True}, mode="perf"), args.runs)
-    oracle = rust.indices  # checked against the NumPy reference and gold below
-    rows.append(("rust (path auto, perf)", v_seconds + fit_s + query_s, query_s, 1.0, rust.telemetry,
-                 rust.telemetry["timings"].get("gemm_seconds")))
+    rows.append(("rust (path auto, perf)", v_seconds + fit_s + query_s, query_s, recall(rust.indices, oracle),
+                 rust.telemetry, rust.telemetry["timings"].get("gemm_seconds")))
     if not args.skip_gold_vecchia:
         gold, fit_s, query_s = median_run(
             lambda: run_engine("gold", problem, K, {"predecessor": True}), args.runs)
@@ -166,12 +160,9 @@ def vecchia_workload(args, floor):
         rows.append(("gold (path auto)", v_seconds + fit_s + query_s, query_s, recall(gold.indices, oracle),
                      gold.telemetry, gold.telemetry["timings"].get("gemm_seconds")))
         print(f"gold and rust identical (indices and distance bits): {same}")
-    ref_idx, ref_q = numpy_vecchia_reference(problem, K)
-    rows.insert(0, ("numpy f64 dense reference", v_seconds + ref_q, ref_q, recall(ref_idx, oracle), None,
-                    None))
     print(f"f64 GEMM floor of the job: {flops / 1e9:.0f} GFLOP / {floor:.1f} GFLOP/s = "
           f"{flops / floor / 1e9:.2f} s")
-    return report("Vecchia all-points (N 32768, m 512, k 50, predecessors)", rows, flops, floor)
+    return report(f"Vecchia all-points (N {n}, m {M}, k {K}, predecessors)", rows, flops, floor)
 
 
 def batch_workload(args, floor):
@@ -189,7 +180,7 @@ def batch_workload(args, floor):
              "| queries | NumPy s | rust s (all workers) | rust s (1 worker) | rust / NumPy | GEMM floor s "
              "| rust / V read | recall |", "|---|---|---|---|---|---|---|---|"]
     out = []
-    for q in (int(b) for b in args.batches.split(",")):
+    for q in args.batches:
         query_idx = np.random.default_rng(43).integers(0, n, q)
         oracle = brute.kneighbors(indices=query_idx, k=K)[1]
         _, ref_s = median_run(lambda query_idx=query_idx: numpy_reference(problem, query_idx, K), args.runs)
@@ -208,24 +199,32 @@ def batch_workload(args, floor):
     return {"title": f"small batches, N {n}", "rows": out}
 
 
+def peer(tree_class, X, Q, runs):
+    """(answer, build + query seconds) of a peer's tree, as ours are timed: a warm-up, then the median."""
+    def one(X=X):
+        return _timed(lambda: tree_class(X).query(Q, k=K))
+    one(X=X[:256])
+    return median_run(one, runs)
+
+
 def euclidean_workload(args, dims):
     from scipy.spatial import cKDTree
 
-    X = np.random.default_rng(42).normal(size=(N, dims))
-    Q = X[np.random.default_rng(43).integers(0, N, QUERIES)]
-    rows = []
-    (ref, t) = _timed(lambda: cKDTree(X).query(Q, k=K))
-    rows.append(("scipy cKDTree (build + query)", t, None, 1.0, None, None))
+    n = args.n
+    X = np.random.default_rng(42).normal(size=(n, dims))
+    Q = X[np.random.default_rng(43).integers(0, n, QUERIES)]
+    ref, t = peer(cKDTree, X, Q, args.runs)
+    rows = [("scipy cKDTree (build + query)", t, None, None, None, None)]
     try:
         from sklearn.neighbors import BallTree, KDTree
 
         for name, cls in (("KDTree", KDTree), ("BallTree", BallTree)):
-            (_, t) = _timed(lambda cls=cls: cls(X).query(Q, k=K))
-            rows.append((f"scikit-learn {name} (build + query)", t, None, 1.0, None, None))
+            (_, found), t = peer(cls, X, Q, args.runs)
+            rows.append((f"scikit-learn {name} (build + query)", t, None, recall(found, ref[1]), None, None))
     except ImportError:
         pass
     for engine in ("rust", "gold"):
-        for path in args.euclidean_paths.split(","):
+        for path in args.euclidean_paths:
             def one(engine=engine, path=path, X=X):
                 model, fit_s = _timed(lambda: ct.CoverTree(engine=engine, path=path, mode="perf"
                                                            if engine == "rust" else "parity").fit(X))
@@ -235,7 +234,7 @@ def euclidean_workload(args, dims):
             res, total = median_run(one, args.runs)
             rows.append((f"{engine} (path {path} -> {res.telemetry['path']})", total, res.seconds,
                          recall(res.indices, ref[1]), res.telemetry, None))
-    return report(f"Euclidean (N 32768, d {dims}, k 50, 1024 queries)", rows, None, None)
+    return report(f"Euclidean (N {n}, d {dims}, k {K}, {QUERIES} queries)", rows, None, None)
 
 
 def report(title, rows, flops, floor):
@@ -254,7 +253,8 @@ def report(title, rows, flops, floor):
             gflops = flops / (gemm / os.cpu_count()) / 1e9
             rate = f"{gflops:.1f} ({100 * gflops / floor:.0f}% of dgemm)"
         q = "" if query is None else f"{query:.3f}"
-        print(f"| {name} | {whole:.3f} | {q} | {whole / base:.2f}x | {rec:.6f} | {evals} | {screened} "
+        rec_cell = "oracle" if rec is None else f"{rec:.6f}"
+        print(f"| {name} | {whole:.3f} | {q} | {whole / base:.2f}x | {rec_cell} | {evals} | {screened} "
               f"| {rate} |")
         out.append({"system": name, "whole_seconds": whole, "query_seconds": query, "ratio": whole / base,
                     "recall": rec})
@@ -263,29 +263,33 @@ def report(title, rows, flops, floor):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1, help="runs per system; the median is reported")
+    parser.add_argument("--n", type=positive_int, default=N,
+                        help="points of the gold, Vecchia and Euclidean workloads")
+    parser.add_argument("--runs", type=positive_int, default=1,
+                        help="runs per system; the median is reported")
     parser.add_argument("--vecchia", action="store_true", help="also run the all-points Vecchia job")
     parser.add_argument("--skip-gold-vecchia", action="store_true", help="Vecchia job: rust and NumPy only")
     parser.add_argument("--euclidean", action="store_true", help="also run the Euclidean workload")
-    parser.add_argument("--euclidean-dims", default="3",
+    parser.add_argument("--euclidean-dims", type=int_list, default=(3,),
                         help="comma-separated dimensions of the Euclidean workload (e.g. 3,32)")
-    parser.add_argument("--euclidean-paths", default="auto,tree,dense",
+    parser.add_argument("--euclidean-paths", type=choice_list(("auto", "tree", "dense")),
+                        default=("auto", "tree", "dense"),
                         help="the paths timed on the Euclidean workload (the tree takes minutes at d 32)")
-    parser.add_argument("--batches", help="comma-separated sizes of the small-batch table (e.g. 1,64,512)")
-    parser.add_argument("--batch-n", type=int, default=262_144, help="points of the small-batch index")
+    parser.add_argument("--batches", type=int_list,
+                        help="comma-separated sizes of the small-batch table (e.g. 1,64,512)")
+    parser.add_argument("--batch-n", type=positive_int, default=262_144,
+                        help="points of the small-batch index")
     parser.add_argument("--json", help="write the tables as JSON here")
     args = parser.parse_args(argv)
-    load = os.getloadavg()
     floor = dgemm_rate()
-    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
-          f"CPU {cpu_model()}; load average {load[0]:.2f}; measured dgemm {floor:.1f} GFLOP/s (NumPy BLAS)")
+    header(f"measured dgemm {floor:.1f} GFLOP/s (NumPy BLAS)")
     tables = [gold_workload(args, floor)]
     if args.vecchia:
         tables.append(vecchia_workload(args, floor))
     if args.batches:
         tables.append(batch_workload(args, floor))
     if args.euclidean:
-        tables.extend(euclidean_workload(args, int(d)) for d in args.euclidean_dims.split(","))
+        tables.extend(euclidean_workload(args, dims) for dims in args.euclidean_dims)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"dgemm_gflops": floor, "nproc": os.cpu_count(), "cpu": cpu_model(),

@@ -17,23 +17,23 @@ points and k = 50 neighbours (the Vecchia all-points workload of DESIGN section 
     python benchmarks/gpboost_vecchia.py --n 32768 --metric euclidean  # ours only, Euclidean
     python benchmarks/gpboost_vecchia.py --n 32768 --skip-gpboost --dask  # Dask overhead, 2 workers
 
-Needs ``pip install 'covertreex[benchmark]'`` (gpboost). Run it on an otherwise idle machine.
+Needs ``pip install -e ".[benchmark]"`` (gpboost; not with ``--skip-gpboost``) and for ``--dask``
+``pip install -e ".[dask]"``, both checked before any work. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import os
 import resource
 import time
 
 import numpy as np
+from bench_args import header, positive_int, require
 
 import covertreex as ct
 from covertreex.vecchia import permuted_problem
-from pytest_pcct.gate.baselines import machine_facts
 
 DIMS, SEED = 3, 42
 
@@ -109,9 +109,9 @@ def load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[8192, 32768])
-    parser.add_argument("--m", type=int, default=512)
-    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--n", type=positive_int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--m", type=positive_int, default=512)
+    parser.add_argument("--k", type=positive_int, default=50)
     parser.add_argument("--oracle-max", type=int, default=8192,
                         help="compute our recall against the brute oracle up to this N")
     parser.add_argument("--metric", choices=("residual", "euclidean"), default="residual",
@@ -120,10 +120,11 @@ def main() -> None:
     parser.add_argument("--dask", action="store_true",
                         help="also run our natural-ordering job on a LocalCluster of 2 worker processes")
     args = parser.parse_args()
-    facts = machine_facts()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    print(f"date {now:%Y-%m-%d %H:%M} UTC; nproc {os.cpu_count()}; CPU {facts['cpu_model']}; "
-          f"load average {os.getloadavg()[0]:.2f}; m {args.m}, k {args.k}, d {DIMS}")
+    if args.metric == "residual" and not args.skip_gpboost:
+        require(parser, "gpboost", "benchmark", "the GPBoost rows; --skip-gpboost skips them")
+    if args.dask:
+        require(parser, "distributed", "dask", "--dask")
+    header(f"m {args.m}, k {args.k}, d {DIMS}")
     ct.vecchia_neighbors(np.random.default_rng(0).normal(size=(300, DIMS)), 5, m=16)  # compile first
     print("\n| N | system | whole wait s | CPU s | ordering s | neighbours s | recall vs oracle | load |")
     print("|---|---|---|---|---|---|---|---|")

@@ -36,7 +36,8 @@ import covertreex as ct
 from covertreex.vecchia import permuted_problem
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dense_vs_peers import cpu_model, dgemm_rate  # noqa: E402
+from bench_args import header, positive_int  # noqa: E402
+from dense_vs_peers import dgemm_rate  # noqa: E402
 
 K, M, SEED = 50, 512, 42
 
@@ -54,13 +55,12 @@ def predecessors(data):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[8192, 32768])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--n", type=positive_int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--repeats", type=positive_int, default=2)
     parser.add_argument("--engine", default="rust")
     args = parser.parse_args()
     rate = dgemm_rate()
-    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
-          f"CPU {cpu_model()}; engine {args.engine}; measured dgemm {rate:.1f} GFLOP/s")
+    header(f"engine {args.engine}", f"measured dgemm {rate:.1f} GFLOP/s")
     print("| N | run | job CPU s | job wall s | fused pass wall s | query CPU s | query wall s | "
           "job / query (CPU) | job / query (wall) | job, ordering given: wall s | job / that (wall) | "
           "GEMM floor s | job / floor | load before, after |")

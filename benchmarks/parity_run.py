@@ -15,27 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 
 import numpy as np
+from bench_args import cpu_model
 
 import covertreex as ct
 from covertreex.telemetry import COMPARED_SECTIONS
 
 RUNS = {"gold": ("gold", "parity"), "rust": ("rust", "parity"), "rust perf": ("rust", "perf")}
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.startswith("Model name")), "unknown")
 
 
 def _run(label: str, problem, queries: np.ndarray, k: int) -> dict:
@@ -92,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"    command: python benchmarks/parity_run.py {' '.join(argv or sys.argv[1:])}".rstrip())
     print(f"    date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
-    print(f"    nproc: {len(os.sched_getaffinity(0))}, CPU: {_cpu_model()}, load average "
+    print(f"    nproc: {len(os.sched_getaffinity(0))}, CPU: {cpu_model()}, load average "
           f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(f"    workload: N={args.n} d=3 RBF s2=l=1 m={args.m} (seed 42) k={args.k} "
           f"queries={args.queries} (seed 43); V construction {v_seconds:.2f} s (shared)")

@@ -3,7 +3,8 @@
 The gold-workload shape (residual RBF, m = 512, k = 50, X = default_rng(42).normal(size=(N, 3)); 1,024
 dataset-index queries default_rng(43).integers(0, N, 1024)) or, with ``--vecchia``, every point against its
 predecessors. One rust tree (perf mode, batch build) is built once; the tree path then answers with each
-block size in turn, ``--runs`` rounds alternating, and (gold workload) the dense path and the NumPy f64
+block size in turn (the per-query walk, block 1, always, first: every other block size is checked against
+its answer), ``--runs`` rounds alternating, and (gold workload) the dense path and the NumPy f64
 reference of benchmarks/dense_vs_peers.py run in the same process. Process CPU seconds (every thread's) are
 the figure to compare on a shared machine; wall seconds are listed. Every block size must give the per-query
 walk's indices, distance bits and counters (checked here).
@@ -24,7 +25,8 @@ import numpy as np
 import covertreex as ct
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dense_vs_peers import QUERIES, K, M, cpu_model, numpy_reference  # noqa: E402
+from bench_args import header, int_list, positive_int  # noqa: E402
+from dense_vs_peers import QUERIES, K, M, numpy_reference  # noqa: E402
 
 
 def _cpu_timed(fn):
@@ -42,15 +44,16 @@ def _same(a, b) -> bool:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=32_768)
+    parser.add_argument("--n", type=positive_int, default=32_768)
     parser.add_argument("--vecchia", action="store_true", help="all points against their predecessors")
-    parser.add_argument("--blocks", default="1,16,64,256", help="query_block values; 1 is the per-query walk")
-    parser.add_argument("--runs", type=int, default=2, help="rounds over the block sizes (alternating)")
+    parser.add_argument("--blocks", type=int_list, default=(1, 16, 64, 256),
+                        help="query_block values; 1, the per-query walk, always runs as the reference")
+    parser.add_argument("--runs", type=positive_int, default=2,
+                        help="rounds over the block sizes (alternating)")
     parser.add_argument("--no-dense", action="store_true", help="skip the dense path and NumPy reference")
     args = parser.parse_args(argv)
-    blocks = [int(b) for b in args.blocks.split(",")]
-    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
-          f"CPU {cpu_model()}; load average {os.getloadavg()[0]:.2f}")
+    blocks = [1, *(b for b in dict.fromkeys(args.blocks) if b != 1)]
+    header()
     X = np.random.default_rng(42).normal(size=(args.n, 3))
     problem = ct.residual_problem(X, m=M, seed=42)
     if args.vecchia:
@@ -67,7 +70,7 @@ def main(argv=None):
         for b in blocks:
             result, cpu, wall = _cpu_timed(lambda b=b: models[b].query(k=K, **query))
             reference = reference or result
-            assert _same(result, reference), f"query_block {b} differs from the first answer"
+            assert _same(result, reference), f"query_block {b} differs from the per-query walk"
             rows[b].append((cpu, wall, result))
         if not args.vecchia and not args.no_dense:
             dense = ct.CoverTree(engine="rust", metric="residual", mode="perf", path="dense").fit(problem)

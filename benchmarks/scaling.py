@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -35,8 +34,8 @@ import covertreex as ct
 from covertreex.counters import QueryCounter
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_args import choice_list, header, int_list, require  # noqa: E402
 from dense_vs_peers import (  # noqa: E402
-    cpu_model,
     numpy_reference,
     numpy_vecchia_reference,
     recall,
@@ -165,7 +164,8 @@ def plot(rows: list, png: Path) -> None:
 
 
 def sizes_arg(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part)
+    """Comma-separated positive sizes; '' skips the workload."""
+    return int_list(text) if text else ()
 
 
 def main(argv=None) -> int:
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=sizes_arg, default=SIZES, help="N of the query workload")
     parser.add_argument("--vecchia-sizes", type=sizes_arg, default=VECCHIA_SIZES,
                         help="N of Vecchia all-points ('' skips it)")
-    parser.add_argument("--systems", type=lambda t: tuple(t.split(",")), default=SYSTEMS)
+    parser.add_argument("--systems", type=choice_list(SYSTEMS), default=SYSTEMS)
     parser.add_argument("--budget", type=float, default=900.0,
                         help="skip a run predicted to take longer than this many seconds")
     parser.add_argument("--png", type=Path, default=None, help="write the log-log plot here")
@@ -185,11 +185,11 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(spec["workload"], spec["n"], spec["system"], Path(spec["answers"]))))
         return 0
 
+    if args.png:
+        require(parser, "matplotlib", "benchmark", "--png")
     from tqdm import tqdm
 
-    load = os.getloadavg()[0]
-    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
-          f"CPU {cpu_model()}; load average {load:.2f}")
+    header()
     plan = [("query", args.sizes), ("vecchia", args.vecchia_sizes)]
     rows, skipped = [], []
     with tempfile.TemporaryDirectory() as scratch, tqdm(

@@ -18,11 +18,10 @@ queries are blocked in the same order. NumPy for the study; the dense path's ans
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
-from dense_vs_peers import cpu_model
+from bench_args import header, int_list, positive_int
 
 import covertreex as ct
 
@@ -72,12 +71,11 @@ def study(problem, kth: np.ndarray, tile: int, block: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=32_768)
-    parser.add_argument("--tiles", default="16,64,256")
-    parser.add_argument("--block", type=int, default=64)
+    parser.add_argument("--n", type=positive_int, default=32_768)
+    parser.add_argument("--tiles", type=int_list, default=(16, 64, 256))
+    parser.add_argument("--block", type=positive_int, default=64)
     args = parser.parse_args(argv)
-    print(f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()}; "
-          f"CPU {cpu_model()}; load average {os.getloadavg()[0]:.2f}")
+    header()
     X = np.random.default_rng(42).normal(size=(args.n, 3))
     problem = ct.residual_problem(X, m=M, seed=42)
     start = time.perf_counter()
@@ -87,7 +85,7 @@ def main(argv=None) -> int:
     print("| N | tile | query block | median tile radius | median k-th distance | block pairs / triangle | "
           "per-query pairs / triangle |")
     print("|---|---|---|---|---|---|---|")
-    for tile in map(int, args.tiles.split(",")):
+    for tile in args.tiles:
         row = study(problem, distances[:, K - 1], tile, args.block)
         print(f"| {args.n} | {tile} | {args.block} | {row['radius_median']:.3f} | {row['kth_median']:.3f} | "
               f"{row['block']:.3f} | {row['query']:.3f} |", flush=True)
