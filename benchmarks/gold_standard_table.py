@@ -74,7 +74,15 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
-    print(table(Path(argv[0]), argv[1:]))
+    out_dir = Path(argv[0])
+    missing = [str(out_dir / f"{engine}{suffix}") for engine in argv[1:]
+               for suffix in (".json", ".neighbors.npz", ".telemetry.jsonl")
+               if not (out_dir / f"{engine}{suffix}").is_file()]
+    if missing:
+        print(f"gold_standard_table.py: missing {', '.join(missing)} (run run_residual_gold_standard.sh "
+              "with OUT_DIR first)", file=sys.stderr)
+        return 2
+    print(table(out_dir, argv[1:]))
     return 0
 
 

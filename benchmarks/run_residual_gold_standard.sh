@@ -20,6 +20,12 @@ if [ "$COMP_ENGINE" = gold ]; then
   echo "run_residual_gold_standard.sh: COMP_ENGINE must differ from gold (use 'none' to skip it)" >&2
   exit 2
 fi
+if [ "$COMP_ENGINE" != none ] && ! "$PYTHON" -c "import sys, covertreex as ct
+sys.exit(sys.argv[1] not in ct.engine_names())" "$COMP_ENGINE"; then  # before gold's long run, not after
+  echo "run_residual_gold_standard.sh: unknown COMP_ENGINE '$COMP_ENGINE' (known: none and" \
+       "$("$PYTHON" -c "import covertreex as ct; print(', '.join(ct.engine_names()))"))" >&2
+  exit 2
+fi
 mkdir -p "$OUT_DIR"
 
 workload=(--metric residual --n "$N" --dims "$DIMS" --m "$M" --k "$K" --queries "$QUERIES"
