@@ -87,7 +87,7 @@ def test_nested_blocks_hold_it_to_the_outermost_and_an_ignored_sigint_stays_igno
 def test_a_second_sigint_while_the_handler_is_restored_leaves_no_guard_behind(monkeypatch):
     """A Ctrl-C pressed again just as the block ends raises from inside its exit; the module's state must
     already be clean, or every later block would hold nothing (and deliver a stale record)."""
-    restore = signal.signal
+    restore = interrupts._signal.signal
 
     def restore_then_interrupt(signum, handler):
         previous = restore(signum, handler)
@@ -95,7 +95,7 @@ def test_a_second_sigint_while_the_handler_is_restored_leaves_no_guard_behind(mo
             signal.raise_signal(signal.SIGINT)
         return previous
 
-    monkeypatch.setattr(interrupts.signal, "signal", restore_then_interrupt)
+    monkeypatch.setattr(interrupts._signal, "signal", restore_then_interrupt)
     with pytest.raises(KeyboardInterrupt), interrupts.deferred():
         _interrupted_call(2)
     monkeypatch.undo()
