@@ -101,7 +101,7 @@ class CoverTree:
         self._fitted: _Fitted | None = None
         self.last_result: KnnResult | None = None
 
-    @deferring  # one hold of SIGINT for the Numba calls inside (each hold costs two signal() calls)
+    @deferring  # one hold of SIGINT for every Numba call inside (the nested holds cost nothing)
     def fit(self, data, **residual_params) -> CoverTree:
         """Index `data`: points (n, d) for Euclidean; a ResidualProblem, or points plus
         :func:`~covertreex.residual_problem` parameters, for the residual metric."""

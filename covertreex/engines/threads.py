@@ -19,9 +19,10 @@ def numba_threads(threads: int | None):
     if threads is None:
         yield
         return
-    if threads > available_cpus():
+    cpus = available_cpus()
+    if threads > cpus:
         raise InvalidInputError(f"threads must be between 1 and the number of CPUs this process may use "
-                                f"({available_cpus()} now), got {threads}")
+                                f"({cpus} now), got {threads}")
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
