@@ -12,7 +12,8 @@ builds the Tree exactly as for gold.
 
 Arrays reach the extension C-contiguous in their canonical dtypes; :func:`_canonical` copies only an
 array that is not already so (never the case for spaces and trees made by covertreex itself). The GIL is
-released while the extension builds or queries, and queries run on rayon threads.
+released while the extension builds or queries, on rayon threads; during a long call the calling thread
+polls :func:`covertreex.interrupts.check`, so Ctrl-C ends it between blocks of its work.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from functools import cache
 
 import numpy as np
 
+from covertreex import interrupts
 from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
 from covertreex.engines.schedule import Schedule
@@ -34,6 +36,18 @@ _TREE_DTYPES = {
     "levels": np.int64, "child_offsets": np.int64, "children": np.int64, "radius": np.float64,
     "is_copy": np.bool_, "subtree_min": np.int64,
 }
+
+
+INTERRUPTIBLE_PAIRS = 1 << 22
+"""Distance pairs (an upper bound: queries x points) from which a call can be interrupted (about 50 ms
+of work at m = 512 on the GEMM path). Below it, the call runs on the calling thread: handing it to a
+rayon worker and waiting costs 35-90 us (one-row queries at N = 2,000, 2026-12-05, AMD EPYC, 2 cores)."""
+
+
+def _interrupt(pairs: int):
+    """The extension's `interrupt` argument for a call of at most `pairs` distance pairs: the SIGINT
+    check :func:`covertreex.interrupts.check`, or None for a call too short for Ctrl-C to matter."""
+    return interrupts.check if pairs >= INTERRUPTIBLE_PAIRS else None
 
 
 @cache
@@ -84,7 +98,7 @@ class RustEngine:
         data = _canonical(space.data, _METRIC_DTYPES)
         block = config.build_block if config.build_for(space.metric) == "batch" else None
         levels, parents, radius, evaluations = _extension().build(
-            data, order, config.mode, block, config.threads
+            data, order, config.mode, block, config.threads, _interrupt(len(order) ** 2)
         )
         return assemble(levels, parents, radius, order, space, evaluations)
 
@@ -93,7 +107,7 @@ class RustEngine:
             _canonical(tree.arrays(), _TREE_DTYPES), _canonical(space.data, _METRIC_DTYPES),
             _canonical(queries.data, _METRIC_DTYPES), _index(queries.rows),
             _index(queries.dataset_index), _index(queries.limit), k, config.threads, config.mode,
-            Schedule.of(config), _blocks(queries, config),
+            Schedule.of(config), _blocks(queries, config), _interrupt(queries.n_queries * space.n_points),
         )
         extra = {"path": "tree", "discarded_evaluations": discarded}
         return idx, dist, QueryCounters(per_query, per_level, extra)
@@ -104,6 +118,7 @@ class RustEngine:
             _canonical(space.data, _METRIC_DTYPES), _canonical(queries.data, _METRIC_DTYPES),
             _index(queries.rows), _index(queries.dataset_index), _index(queries.limit), k,
             config.threads, config.dense_query_block, config.dense_point_block,
+            _interrupt(queries.n_queries * space.n_points),
         )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
         return idx, dist, QueryCounters.without_levels(per_query, extra)
@@ -127,6 +142,6 @@ def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int =
 
     order, indices, distances, evaluations, _ = _extension().maximin(
         _canonical(data, _METRIC_DTYPES), first, k, block,
-        k + ROOM_OVER_K if room is None else room, threads, progress,
+        k + ROOM_OVER_K if room is None else room, threads, progress, _interrupt(len(data.X) ** 2),
     )
     return order, indices, distances, evaluations

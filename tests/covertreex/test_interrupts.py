@@ -1,7 +1,9 @@
-"""Ctrl-C during a compiled Numba call is taken when the call returns (covertreex.interrupts).
+"""Ctrl-C during a compiled Numba call is taken when the call returns (covertreex.interrupts); a long
+rust call takes it while it runs.
 
 The signal is raised from inside the compiled code itself (libc's raise through ctypes), so it is always
-pending while Numba boxes the returned arrays: no timing is involved.
+pending while Numba boxes the returned arrays; for rust, it is pending before the call, whose first poll
+comes before its work: no timing is involved.
 """
 
 from __future__ import annotations
@@ -144,6 +146,75 @@ def test_the_maximin_loop_stops_after_the_chunk_that_was_interrupted():
         signal.raise_signal(signal.SIGINT)
         maximin_order(data, 0, progress=reached.append)
     assert reached == [STEPS_PER_CALL]
+
+
+needs_rust = pytest.mark.skipif(not ct.engine_available("rust"), reason="the rust extension is not built")
+N_LONG = 2100
+"""Points of the rust calls below: every call on all of them is long enough to be interruptible."""
+
+
+class Stopped(Exception):
+    pass
+
+
+def _stopping_check():
+    raise Stopped
+
+
+@needs_rust
+@pytest.mark.parametrize("call", ["sequential build", "batch build", "tree query", "dense query",
+                                  "maximin pass"])
+def test_every_long_rust_call_raises_what_its_interrupt_check_raises(call, monkeypatch):
+    """The extension polls covertreex.interrupts.check while it works and ends with its exception."""
+    from covertreex.engines import rust
+
+    assert N_LONG**2 >= rust.INTERRUPTIBLE_PAIRS
+    X = np.random.default_rng(1).normal(size=(N_LONG, 3))
+    built = ct.CoverTree(engine="rust", metric="euclidean", path="tree").fit(X)
+    built.query(k=2, indices=[0])  # builds the tree before the check is replaced
+    everything = np.arange(N_LONG)
+    calls = {
+        "sequential build": lambda: ct.CoverTree(engine="rust", metric="euclidean", path="tree",
+                                                 build="sequential").fit(X).query(k=2, indices=[0]),
+        "batch build": lambda: ct.CoverTree(engine="rust", metric="euclidean", path="tree",
+                                            build="batch").fit(X).query(k=2, indices=[0]),
+        "tree query": lambda: built.query(k=5, indices=everything),
+        "dense query": lambda: ct.CoverTree(engine="rust", metric="euclidean", path="dense").fit(X).query(
+            k=5, indices=everything),
+        "maximin pass": lambda: ct.vecchia_neighbors(X, 5, metric="euclidean", ordering="maximin",
+                                                     engine="rust"),
+    }
+    monkeypatch.setattr(interrupts, "check", _stopping_check)
+    with pytest.raises(Stopped):
+        calls[call]()
+
+
+@needs_rust
+def test_a_sigint_held_back_is_handled_during_a_long_rust_call_not_after_it():
+    X = np.random.default_rng(2).normal(size=(N_LONG, 3))
+    model = ct.CoverTree(engine="rust", metric="euclidean", path="dense").fit(X)
+    everything = np.arange(N_LONG)
+    expected = model.query(k=5, indices=everything)
+    events = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: events.append("handler"))
+    try:
+        with interrupts.deferred():
+            signal.raise_signal(signal.SIGINT)  # recorded: the recorder is installed
+            got = model.query(k=5, indices=everything)
+            events.append("returned")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # The handler did not raise, so the call went on to its full answer.
+    assert events == ["handler", "returned"]
+    assert np.array_equal(got.indices, expected.indices)
+    assert np.array_equal(got.distances, expected.distances)
+    reached = []
+    with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+        signal.raise_signal(signal.SIGINT)
+        model.query(k=5, indices=everything)
+        reached.append("returned")
+    assert reached == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 PACKAGE = Path(interrupts.__file__).parent

@@ -21,6 +21,7 @@ use crate::evaluate::Mode;
 use crate::levels::{ldexp_one, DUPLICATE_LEVEL};
 use crate::metric::{can_prune, MetricData};
 use crate::query::on_pool;
+use crate::stop::Stop;
 
 /// True when a common ancestor a proves every computed d(x, y) > threshold (triangle inequality through
 /// d(x, a) and d(y, a), with the rounding-safe bounds of tree pruning).
@@ -82,12 +83,14 @@ fn independent_set(ranked: &[&Placed], conflicts: &[Vec<usize>]) -> Vec<bool> {
 
 /// Insert the points of `data` in `order` in batches of at most `block`; see the module docs.
 /// `threads` = None runs on rayon's global pool. Both modes and every thread count give the same tree.
+/// `stop` ends the call early (between rounds).
 pub fn build_tree_batch(
     data: &MetricData,
     order: &[i64],
     mode: Mode,
     block: i64,
     threads: Option<i64>,
+    stop: &Stop,
 ) -> Result<BuiltTree> {
     data.check()?;
     let n = data.n_points();
@@ -99,10 +102,16 @@ pub fn build_tree_batch(
             allowed: "at least 1",
         });
     }
-    on_pool(threads, || grow(data, order, mode, block as usize))?
+    on_pool(threads, || grow(data, order, mode, block as usize, stop))?
 }
 
-fn grow(data: &MetricData, order: &[i64], mode: Mode, block: usize) -> Result<BuiltTree> {
+fn grow(
+    data: &MetricData,
+    order: &[i64],
+    mode: Mode,
+    block: usize,
+    stop: &Stop,
+) -> Result<BuiltTree> {
     let n = data.n_points();
     let mut tree = Growing::new(n, order[0] as usize);
     let mut depth = vec![0usize; n];
@@ -110,6 +119,7 @@ fn grow(data: &MetricData, order: &[i64], mode: Mode, block: usize) -> Result<Bu
     let (mut start, mut inserted, mut evaluations) = (0usize, 1usize, 0u64);
     let mut searches = Searches::new(data, mode);
     while start < queue.len() {
+        stop.check()?;
         let size = block.min(inserted).min(queue.len() - start);
         let batch = &queue[start..start + size];
         let placed = place_all(data, &tree, &depth, batch, &mut searches)?;
@@ -163,8 +173,9 @@ mod tests {
         let x = lattice();
         let data = plane(&x);
         let order = natural(200);
-        let sequential = build_tree(&data, &order, Mode::Parity).unwrap();
-        let batch = build_tree_batch(&data, &order, Mode::Parity, 1, Some(1)).unwrap();
+        let sequential = build_tree(&data, &order, Mode::Parity, &Stop::default()).unwrap();
+        let batch =
+            build_tree_batch(&data, &order, Mode::Parity, 1, Some(1), &Stop::default()).unwrap();
         // The same tree; the level-synchronous search counts its own evaluations.
         let tree = |b: &BuiltTree| (b.levels.clone(), b.parents.clone(), b.radius.clone());
         assert_eq!(tree(&batch), tree(&sequential));
@@ -175,8 +186,10 @@ mod tests {
         let x = lattice();
         let data = plane(&x);
         let order: Vec<i64> = (0..200).map(|i| (i * 37) % 200).collect();
-        let one = build_tree_batch(&data, &order, Mode::Parity, 16, Some(1)).unwrap();
-        let two = build_tree_batch(&data, &order, Mode::Perf, 16, Some(2)).unwrap();
+        let one =
+            build_tree_batch(&data, &order, Mode::Parity, 16, Some(1), &Stop::default()).unwrap();
+        let two =
+            build_tree_batch(&data, &order, Mode::Perf, 16, Some(2), &Stop::default()).unwrap();
         assert_eq!(one, two);
         let dups = one.levels.iter().filter(|&&l| l == DUPLICATE_LEVEL).count();
         assert_eq!(
@@ -191,7 +204,15 @@ mod tests {
         // 8 wants level 2, 8.5 level 3 (2**3 < 8.5). They are 0.5 apart, so they conflict and the
         // higher level wins although it comes later; 8 retries and lands under 8.5 at level -2.
         let x = [0.0, 0.0, -8.0, 0.0, 8.0, 0.0, 8.5, 0.0];
-        let built = build_tree_batch(&plane(&x), &[0, 1, 2, 3], Mode::Parity, 4, Some(1)).unwrap();
+        let built = build_tree_batch(
+            &plane(&x),
+            &[0, 1, 2, 3],
+            Mode::Parity,
+            4,
+            Some(1),
+            &Stop::default(),
+        )
+        .unwrap();
         assert_eq!(built.parents, vec![-1, 0, 3, 0]);
         assert_eq!(built.levels, vec![4, 2, -2, 3]);
         assert_eq!(built.radius, vec![8.5, 0.0, 0.0, 0.5]);
@@ -232,7 +253,8 @@ mod tests {
             slack: 0.0,
         };
         let order: Vec<i64> = (0..n as i64).collect();
-        let parity = build_tree_batch(&data, &order, Mode::Parity, 64, Some(1)).unwrap();
+        let parity =
+            build_tree_batch(&data, &order, Mode::Parity, 64, Some(1), &Stop::default()).unwrap();
         let twins = (n / 2..n).filter(|&i| parity.parents[i] == (i - n / 2) as i64);
         assert!(
             twins.count() > n / 2 - 8,
@@ -244,7 +266,15 @@ mod tests {
             "{root_children} children of the root"
         );
         for threads in [1, 2] {
-            let perf = build_tree_batch(&data, &order, Mode::Perf, 64, Some(threads)).unwrap();
+            let perf = build_tree_batch(
+                &data,
+                &order,
+                Mode::Perf,
+                64,
+                Some(threads),
+                &Stop::default(),
+            )
+            .unwrap();
             assert_eq!(perf, parity);
         }
     }
@@ -253,7 +283,14 @@ mod tests {
     fn rejects_a_zero_block() {
         let x = lattice();
         assert!(matches!(
-            build_tree_batch(&plane(&x), &natural(200), Mode::Parity, 0, None),
+            build_tree_batch(
+                &plane(&x),
+                &natural(200),
+                Mode::Parity,
+                0,
+                None,
+                &Stop::default()
+            ),
             Err(CoreError::BadValue { what: "block", .. })
         ));
     }

@@ -10,6 +10,7 @@ use crate::errors::{check_distinct, check_sizes, CoreError, Result};
 use crate::evaluate::Mode;
 use crate::levels::{ldexp_one, level_below, DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL};
 use crate::metric::{can_prune, distance, MetricData};
+use crate::stop::Stop;
 
 /// What a build returns: the arrays covertreex.tree.assemble turns into a Tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -224,8 +225,9 @@ pub(crate) fn search_parent(
     })
 }
 
-/// Insert the points of `data` in `order`; see the module docs. Both modes give the same tree.
-pub fn build_tree(data: &MetricData, order: &[i64], mode: Mode) -> Result<BuiltTree> {
+/// Insert the points of `data` in `order`; see the module docs. Both modes give the same tree. `stop`
+/// ends the call early (between insertions).
+pub fn build_tree(data: &MetricData, order: &[i64], mode: Mode, stop: &Stop) -> Result<BuiltTree> {
     data.check()?;
     let n = data.n_points();
     check_order(order, n)?;
@@ -233,6 +235,7 @@ pub fn build_tree(data: &MetricData, order: &[i64], mode: Mode) -> Result<BuiltT
     let mut search = Search::new(n);
     let mut evaluations = 0u64;
     for &x in &order[1..] {
+        stop.check()?;
         let xi = x as usize;
         let found = search_parent(data, &tree, xi, mode, &mut search)?;
         evaluations += found.evaluations;
@@ -270,7 +273,7 @@ mod tests {
     fn builds_a_small_tree_by_hand() {
         // Points 0, 4, 1, 0 (a duplicate of point 0), inserted in natural order.
         let x = [0.0, 4.0, 1.0, 0.0];
-        let built = build_tree(&line(&x), &[0, 1, 2, 3], Mode::Parity).unwrap();
+        let built = build_tree(&line(&x), &[0, 1, 2, 3], Mode::Parity, &Stop::default()).unwrap();
         // 4 joins the root at level_below(4) = 1; 1 is nearer the root (d = 1 -> level -1); 0 duplicates.
         assert_eq!(built.parents, vec![-1, 0, 0, 0]);
         assert_eq!(built.levels, vec![2, 1, -1, DUPLICATE_LEVEL]);
@@ -280,7 +283,7 @@ mod tests {
 
     #[test]
     fn single_point_tree_has_level_zero() {
-        let built = build_tree(&line(&[3.0]), &[0], Mode::Perf).unwrap();
+        let built = build_tree(&line(&[3.0]), &[0], Mode::Perf, &Stop::default()).unwrap();
         assert_eq!(built.levels, vec![0]);
         assert_eq!(built.parents, vec![-1]);
         assert_eq!(built.evaluations, 0);
@@ -291,15 +294,15 @@ mod tests {
         let x = [0.0, 1.0, 2.0];
         let data = line(&x);
         assert!(matches!(
-            build_tree(&data, &[0, 1], Mode::Parity),
+            build_tree(&data, &[0, 1], Mode::Parity, &Stop::default()),
             Err(CoreError::DimensionMismatch { .. })
         ));
         assert!(matches!(
-            build_tree(&data, &[0, 1, 3], Mode::Parity),
+            build_tree(&data, &[0, 1, 3], Mode::Parity, &Stop::default()),
             Err(CoreError::IndexOutOfRange { position: 2, .. })
         ));
         assert!(matches!(
-            build_tree(&data, &[0, 1, 1], Mode::Parity),
+            build_tree(&data, &[0, 1, 1], Mode::Parity, &Stop::default()),
             Err(CoreError::RepeatedIndex { position: 2, .. })
         ));
     }

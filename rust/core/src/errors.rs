@@ -53,6 +53,8 @@ pub enum CoreError {
     InvalidTree { reason: String },
     /// The worker thread pool could not be created.
     ThreadPool { reason: String },
+    /// The caller asked the call to end early ([`crate::Stop`]).
+    Interrupted,
 }
 
 /// Result alias of the core.
@@ -110,6 +112,7 @@ impl fmt::Display for CoreError {
             CoreError::ThreadPool { reason } => {
                 write!(f, "cannot create the worker thread pool: {reason}")
             }
+            CoreError::Interrupted => write!(f, "interrupted"),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! step's evaluations grouped by node on the register-tiled block), `best_first` (the best-first walk of
 //! the schedule knob), `blocks` (a step's blocks and the early-stop guard), `children` (the children a query step expands, gathered and evaluated ahead of use),
 //! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `maximin` (exact maximin
-//! ordering fused with the predecessor search, on the dense path's tiles and bounds), `errors`.
+//! ordering fused with the predecessor search, on the dense path's tiles and bounds), `stop` (a caller's
+//! request that a long call end early), `errors`.
 
 pub mod batch;
 mod batch_search;
@@ -30,6 +31,7 @@ pub mod metric;
 pub mod query;
 mod query_block;
 pub mod schedule;
+pub mod stop;
 #[cfg(test)]
 mod testing;
 pub mod tree;
@@ -44,6 +46,7 @@ pub use metric::{Kernel, Matrix, Metric, MetricData};
 pub use query::{query_batch, QueryBatch, QueryOutput};
 pub use query_block::QueryBlocks;
 pub use schedule::Schedule;
+pub use stop::Stop;
 pub use tree::TreeView;
 
 /// Crate version, exposed to Python so the wrapper can check it built what it expects.

@@ -29,6 +29,7 @@ use crate::heap::Heap;
 use crate::metric::{can_prune, distance, MetricData};
 use crate::query_block::{run_blocks, QueryBlocks};
 use crate::schedule::Schedule;
+use crate::stop::Stop;
 use crate::tree::TreeView;
 
 /// Events counted both in their level's row and in the query's row: (level column, query column).
@@ -189,6 +190,8 @@ pub(crate) struct Walk<'a> {
     pub(crate) tree: &'a TreeView<'a>,
     pub(crate) data: &'a MetricData<'a>,
     queries: &'a QueryBatch<'a>,
+    /// Checked before each query (each block of them): the rest are skipped once it is requested.
+    pub(crate) stop: &'a Stop,
 }
 
 impl Walk<'_> {
@@ -644,7 +647,8 @@ pub(crate) fn thread_pool(threads: Option<i64>) -> Result<Option<Arc<rayon::Thre
 /// Answer every query of the batch: the k nearest indexed points by (distance, index), with counters.
 /// `threads` = None runs on rayon's global pool (RAYON_NUM_THREADS); results never depend on it, nor
 /// on the mode, nor on the schedule, nor on `blocks` (query blocks, query_block.rs: perf mode's level
-/// walk only; parity mode keeps gold's order and best-first its own walk).
+/// walk only; parity mode keeps gold's order and best-first its own walk). `stop` ends the call early
+/// (between queries).
 #[allow(clippy::too_many_arguments)]
 pub fn query_batch(
     tree: &TreeView,
@@ -655,6 +659,7 @@ pub fn query_batch(
     mode: Mode,
     schedule: Schedule,
     blocks: Option<QueryBlocks>,
+    stop: &Stop,
 ) -> Result<QueryOutput> {
     check_batch(tree, data, queries, k)?;
     if let Some(blocks) = &blocks {
@@ -682,12 +687,14 @@ pub fn query_batch(
         tree,
         data,
         queries,
+        stop,
     };
     let run = |out: &mut QueryOutput| match &blocks {
         Some(blocks) => run_blocks(&walk, out, blocks),
         None => run_chunks(&walk, out),
     };
     on_pool(threads, || run(&mut out))?;
+    stop.check()?;
     Ok(out)
 }
 
@@ -709,6 +716,9 @@ fn run_chunks(walk: &Walk, out: &mut QueryOutput) {
                     .zip(out_d.chunks_mut(k))
                     .zip(counts.chunks_mut(N_QUERY_COUNTERS));
                 for (j, ((row_i, row_d), row_c)) in rows.enumerate() {
+                    if walk.stop.requested() {
+                        break;
+                    }
                     walk.answer(chunk * CHUNK + j, scratch, row_i, row_d, &mut totals, row_c);
                 }
                 totals

@@ -73,12 +73,17 @@ pub(crate) fn run_blocks(walk: &Walk, out: &mut QueryOutput, blocks: &QueryBlock
     let order: Vec<usize> = blocks.order.iter().map(|&q| q as usize).collect();
     let wave = WAVE * rayon::current_num_threads();
     for wave in order.chunks(blocks.size.saturating_mul(wave)) {
-        let answered: Vec<Answered> = wave
+        // Once the caller asks to stop, the blocks not begun are skipped and the wave is dropped (the
+        // call returns Interrupted).
+        let answered: Option<Vec<Answered>> = wave
             .par_chunks(blocks.size)
             .map_init(Lanes::default, |lanes, queries| {
-                lanes.answer(walk, queries, k, slots)
+                (!walk.stop.requested()).then(|| lanes.answer(walk, queries, k, slots))
             })
             .collect();
+        let Some(answered) = answered else {
+            return;
+        };
         copy_out(answered, out);
     }
 }

@@ -9,7 +9,7 @@ use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::dense::{spans, Isa, Screen, Sink};
 use covertreex_core::metric::{residual_sums, similarity_from};
 use covertreex_core::query::available_threads;
-use covertreex_core::{dense_query, Blocks, CoreError, DenseOutput, Kernel};
+use covertreex_core::{dense_query, Blocks, CoreError, DenseOutput, Kernel, Stop};
 
 const BLOCKS: [Blocks; 3] = [
     Blocks {
@@ -40,6 +40,7 @@ fn run(
         k as i64,
         threads,
         blocks,
+        &Stop::default(),
     )
     .unwrap()
 }
@@ -379,7 +380,14 @@ fn a_bad_v_is_reported_before_other_late_errors() {
         position: 3,
     };
     let call = |k: i64, threads: Option<i64>, blocks: Blocks| {
-        dense_query(&space.data(), &rows.batch(&queries), k, threads, blocks)
+        dense_query(
+            &space.data(),
+            &rows.batch(&queries),
+            k,
+            threads,
+            blocks,
+            &Stop::default(),
+        )
     };
     let zero = Blocks {
         queries: 0,
@@ -399,8 +407,24 @@ fn bad_block_sizes_are_errors() {
         queries: 0,
         points: 4,
     };
-    assert!(dense_query(&space.data(), &rows.batch(&queries), 3, None, zero).is_err());
-    assert!(dense_query(&space.data(), &rows.batch(&queries), 0, None, BLOCKS[0]).is_err());
+    assert!(dense_query(
+        &space.data(),
+        &rows.batch(&queries),
+        3,
+        None,
+        zero,
+        &Stop::default()
+    )
+    .is_err());
+    assert!(dense_query(
+        &space.data(),
+        &rows.batch(&queries),
+        0,
+        None,
+        BLOCKS[0],
+        &Stop::default()
+    )
+    .is_err());
 }
 
 /// The dense path reads V once: its row norms prove V finite, so the check skips its own pass. A NaN or
@@ -425,7 +449,14 @@ fn the_norm_proof_of_a_finite_v_keeps_every_check_error() {
         points: 16,
     };
     let dense_rows = |space: &Space, rows: &Rows| {
-        dense_query(&space.data(), &rows.batch(space), 3, Some(1), blocks)
+        dense_query(
+            &space.data(),
+            &rows.batch(space),
+            3,
+            Some(1),
+            blocks,
+            &Stop::default(),
+        )
     };
     let dense = |space: &Space| dense_rows(space, &all);
     let out = dense(&clean).unwrap();

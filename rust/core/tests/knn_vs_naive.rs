@@ -7,7 +7,7 @@ use common::{assert_rows_match_naive, spaces, Assembled, Lcg, Rows, Space};
 use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::query::available_threads;
 use covertreex_core::{
-    build_tree, query_batch, CoreError, Mode, QueryBatch, QueryBlocks, QueryOutput, Schedule,
+    build_tree, query_batch, CoreError, Mode, QueryBatch, QueryBlocks, QueryOutput, Schedule, Stop,
 };
 
 struct Case {
@@ -19,7 +19,7 @@ impl Case {
     fn new(space: Space) -> Case {
         let order: Vec<i64> = (0..space.n as i64).collect();
         let tree = Assembled::new(
-            &build_tree(&space.data(), &order, Mode::Parity).unwrap(),
+            &build_tree(&space.data(), &order, Mode::Parity, &Stop::default()).unwrap(),
             &space.data(),
         );
         Case { space, tree }
@@ -41,7 +41,15 @@ impl Case {
         let batch = rows.batch(queries);
         let (tree, data) = (self.tree.view(), self.space.data());
         query_batch(
-            &tree, &data, &batch, k as i64, threads, mode, schedule, None,
+            &tree,
+            &data,
+            &batch,
+            k as i64,
+            threads,
+            mode,
+            schedule,
+            None,
+            &Stop::default(),
         )
         .unwrap()
     }
@@ -123,6 +131,7 @@ fn more_threads_than_cpus_are_refused_before_any_pool_is_built() {
             Mode::Parity,
             Schedule::default(),
             None,
+            &Stop::default(),
         );
         assert!(
             matches!(refused, Err(CoreError::BadValue { what: "threads", value, .. }) if value == threads),
@@ -136,8 +145,11 @@ fn perf_mode_gives_the_same_trees_answers_and_counters() {
     for (space, queries) in spaces(13) {
         let order: Vec<i64> = (0..space.n as i64).rev().collect();
         let data = space.data();
-        let parity = build_tree(&data, &order, Mode::Parity).unwrap();
-        assert_eq!(parity, build_tree(&data, &order, Mode::Perf).unwrap());
+        let parity = build_tree(&data, &order, Mode::Parity, &Stop::default()).unwrap();
+        assert_eq!(
+            parity,
+            build_tree(&data, &order, Mode::Perf, &Stop::default()).unwrap()
+        );
         let case = Case::new(space);
         let rows = Rows::outside(queries.n, case.space.n);
         for k in [1, 9] {
@@ -309,6 +321,7 @@ fn query_blocks_give_the_per_query_answers_and_counters() {
                         Mode::Perf,
                         schedule,
                         blocks,
+                        &Stop::default(),
                     )
                     .unwrap()
                 };
@@ -354,6 +367,7 @@ fn query_blocks_are_refused_unless_their_order_is_a_permutation() {
             Mode::Perf,
             Schedule::default(),
             blocks,
+            &Stop::default(),
         );
         assert!(refused.is_err(), "size {size}: {refused:?}");
     }

@@ -6,14 +6,14 @@ mod common;
 use common::{points, Assembled, Lcg, Points, Space};
 use covertreex_core::levels::{ldexp_one, DUPLICATE_LEVEL};
 use covertreex_core::metric::distance;
-use covertreex_core::{build_tree, build_tree_batch, Kernel, MetricData, Mode};
+use covertreex_core::{build_tree, build_tree_batch, Kernel, MetricData, Mode, Stop};
 
 /// Both builds of `space` in `order` (batch with small rounds, so many points conflict) hold the
 /// invariants.
 fn check_invariants(space: &Space, order: &[i64]) {
     let data = space.data();
-    let sequential = build_tree(&data, order, Mode::Perf).unwrap();
-    let batch = build_tree_batch(&data, order, Mode::Perf, 16, None).unwrap();
+    let sequential = build_tree(&data, order, Mode::Perf, &Stop::default()).unwrap();
+    let batch = build_tree_batch(&data, order, Mode::Perf, 16, None, &Stop::default()).unwrap();
     for built in [sequential, batch] {
         let tree = Assembled::new(&built, &data);
         tree.view().check(space.n).unwrap();
@@ -116,7 +116,13 @@ fn lattice_repeats_become_duplicates() {
     let mut rng = Lcg::new(3);
     // 100 points on a 4 x 4 grid: at most 16 distinct rows, the rest are exact duplicates.
     let space = Space::euclidean(points(Points::Lattice, 100, 2, &mut rng), 2);
-    let built = build_tree(&space.data(), &(0..100).collect::<Vec<_>>(), Mode::Parity).unwrap();
+    let built = build_tree(
+        &space.data(),
+        &(0..100).collect::<Vec<_>>(),
+        Mode::Parity,
+        &Stop::default(),
+    )
+    .unwrap();
     let dups = built
         .levels
         .iter()

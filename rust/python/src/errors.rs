@@ -2,7 +2,7 @@
 //! covertreex.errors, so the rust engine raises exactly what the gold engine's validation raises.
 
 use covertreex_core::CoreError;
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError};
 use pyo3::prelude::*;
 
 /// The covertreex.errors classes the bindings raise.
@@ -48,6 +48,7 @@ pub fn core_error(py: Python<'_>, error: &CoreError) -> PyErr {
         CoreError::ThreadPool { reason } => {
             return PyRuntimeError::new_err(format!("cannot start worker threads: {reason}"))
         }
+        CoreError::Interrupted => return PyKeyboardInterrupt::new_err("interrupted"),
         CoreError::Empty { .. }
         | CoreError::IndexOutOfRange { .. }
         | CoreError::RepeatedIndex { .. }

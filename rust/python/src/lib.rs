@@ -5,6 +5,9 @@ mod convert;
 mod errors;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
 
 use covertreex_core::counters::{
     LEVEL_COUNTERS, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, QUERY_COUNTERS,
@@ -12,6 +15,7 @@ use covertreex_core::counters::{
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
     query_batch, Blocks, Kernel, Matrix, MaximinSizes, MetricData, Mode, QueryBatch, QueryBlocks,
+    Stop,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
@@ -28,12 +32,67 @@ fn without_gil<T: Send>(
     py: Python<'_>,
     work: impl FnOnce() -> covertreex_core::Result<T> + Send,
 ) -> PyResult<T> {
-    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+    outcome(py, py.detach(|| catch_unwind(AssertUnwindSafe(work))))
+}
+
+/// What a call returns for its work's result, its error or its panic.
+fn outcome<T>(py: Python<'_>, ran: thread::Result<covertreex_core::Result<T>>) -> PyResult<T> {
+    match ran {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(errors::core_error(py, &error)),
         Err(_) => Err(PyRuntimeError::new_err(
             "internal error in covertreex._rust (a bug; please report it with the input)",
         )),
+    }
+}
+
+/// How often the waiting thread calls `interrupt` while the work runs.
+const POLL: Duration = Duration::from_millis(50);
+
+/// [`without_gil`] for a long call that Ctrl-C can end. With `interrupt` None it is that; otherwise the
+/// work runs on a worker of rayon's global pool (a fresh thread per call cost 0.2-1.1 ms, a warm
+/// worker 35-90 us) while this thread, at once and every [`POLL`], takes the GIL, runs the pending
+/// signal handlers and calls `interrupt` (covertreex.interrupts.check, which runs the SIGINT handler that
+/// covertreex.interrupts holds back). When either raises, the work is asked to stop ([`Stop`]: it ends
+/// at its next check, between blocks of work) and that exception is what the call raises.
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    interrupt: Option<&Bound<'_, PyAny>>,
+    work: impl FnOnce(&Stop) -> covertreex_core::Result<T> + Send,
+) -> PyResult<T> {
+    let stop = Stop::default();
+    let Some(interrupt) = interrupt.filter(|i| !i.is_none()) else {
+        return without_gil(py, || work(&stop));
+    };
+    let (interrupt, stop) = (interrupt.clone().unbind(), &stop);
+    let (ran, raised) = py.detach(|| {
+        rayon::in_place_scope(|scope| {
+            let (sender, receiver) = mpsc::channel();
+            scope.spawn(move |_| {
+                _ = sender.send(catch_unwind(AssertUnwindSafe(|| work(stop))));
+            });
+            let mut raised: Option<PyErr> = None;
+            loop {
+                if raised.is_none() {
+                    raised = Python::attach(|py| {
+                        py.check_signals().and_then(|()| interrupt.call0(py)).err()
+                    });
+                    if raised.is_some() {
+                        stop.request();
+                    }
+                }
+                match receiver.recv_timeout(POLL) {
+                    Ok(ran) => return (ran, raised),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // Only a panic outside catch_unwind drops the sender unsent.
+                    Err(RecvTimeoutError::Disconnected) => return (Err(Box::new(())), raised),
+                }
+            }
+        })
+    });
+    match raised {
+        Some(error) => Err(error),
+        None => outcome(py, ran),
     }
 }
 
@@ -62,9 +121,10 @@ fn mode(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<Mode> {
 
 /// Build in `order`: (levels, parents, radius, distance evaluations). `block` None is the sequential
 /// insertion build; a number is the batch build with rounds of at most `block` points on `threads`
-/// workers (None: rayon's global pool), the same tree on any thread count.
+/// workers (None: rayon's global pool), the same tree on any thread count. `interrupt`: see
+/// [`interruptible`] (also for query, dense and maximin).
 #[pyfunction]
-#[pyo3(signature = (data, order, mode, block=None, threads=None))]
+#[pyo3(signature = (data, order, mode, block=None, threads=None, interrupt=None))]
 fn build<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
@@ -72,6 +132,7 @@ fn build<'py>(
     mode: &Bound<'py, PyAny>,
     block: Option<&Bound<'py, PyAny>>,
     threads: Option<&Bound<'py, PyAny>>,
+    interrupt: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Built<'py>> {
     let mode = self::mode(py, mode)?;
     let block: Option<i64> = block.map(|b| scalar(b, "block")).transpose()?;
@@ -79,9 +140,9 @@ fn build<'py>(
     let data = MetricArrays::extract(data, "data")?;
     let order = array1::<i64>(order, "order")?;
     let (view, order) = (data.view(py)?, slice(py, &order, "order")?);
-    let built = without_gil(py, || match block {
-        None => build_tree(&view, order, mode),
-        Some(block) => build_tree_batch(&view, order, mode, block, threads),
+    let built = interruptible(py, interrupt, |stop| match block {
+        None => build_tree(&view, order, mode, stop),
+        Some(block) => build_tree_batch(&view, order, mode, block, threads, stop),
     })?;
     Ok((
         built.levels.into_pyarray(py),
@@ -152,7 +213,7 @@ type Answered<'py> = (
 /// `blocks` None or (queries per block, block order: a permutation of the query positions) walks the
 /// queries in blocks (perf mode; same results).
 #[pyfunction]
-#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads, mode, schedule, blocks=None))]
+#[pyo3(signature = (tree, data, queries, rows, dataset_index, limit, k, threads, mode, schedule, blocks=None, interrupt=None))]
 #[allow(clippy::too_many_arguments)]
 fn query<'py>(
     py: Python<'py>,
@@ -167,6 +228,7 @@ fn query<'py>(
     mode: &Bound<'py, PyAny>,
     schedule: &Bound<'py, PyAny>,
     blocks: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    interrupt: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Answered<'py>> {
     let mode = self::mode(py, mode)?;
     let schedule = self::schedule(schedule)?;
@@ -189,9 +251,9 @@ fn query<'py>(
     let tree_view = tree.view(py)?;
     let (data_view, batch) = args.views(py)?;
     let (k, threads) = (args.k, args.threads);
-    let out = without_gil(py, || {
+    let out = interruptible(py, interrupt, |stop| {
         query_batch(
-            &tree_view, &data_view, &batch, k, threads, mode, schedule, blocks,
+            &tree_view, &data_view, &batch, k, threads, mode, schedule, blocks, stop,
         )
     })?;
     let slots = out.per_level.len() / N_LEVEL_COUNTERS;
@@ -216,7 +278,7 @@ type Screened<'py> = (
 /// per_query counters, pairs screened per query, seconds spent in GEMM summed over workers).
 /// `query_block` x `point_block` is the tile shape.
 #[pyfunction]
-#[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block))]
+#[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None))]
 #[allow(clippy::too_many_arguments)]
 fn dense<'py>(
     py: Python<'py>,
@@ -229,6 +291,7 @@ fn dense<'py>(
     threads: Option<&Bound<'py, PyAny>>,
     query_block: &Bound<'py, PyAny>,
     point_block: &Bound<'py, PyAny>,
+    interrupt: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Screened<'py>> {
     let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, k, threads)?;
     let blocks = Blocks {
@@ -237,7 +300,9 @@ fn dense<'py>(
     };
     let (data_view, batch) = args.views(py)?;
     let (k, threads) = (args.k, args.threads);
-    let out = without_gil(py, || dense_query(&data_view, &batch, k, threads, blocks))?;
+    let out = interruptible(py, interrupt, |stop| {
+        dense_query(&data_view, &batch, k, threads, blocks, stop)
+    })?;
     Ok((
         matrix(py, out.indices, out.n_queries, out.k)?,
         matrix(py, out.distances, out.n_queries, out.k)?,
@@ -259,9 +324,9 @@ type Ordered<'py> = (
 /// positions: (order, neighbour positions, distances, canonical evaluations, rounds). `block` points
 /// per round, `room` candidates a point holds at least before it drops the excluded ones (raised to
 /// k + 1; it holds fewer than 2 `room`). `progress(n)` is called with the GIL after
-/// each round; an exception it raises is re-raised once the pass is done.
+/// each round; an exception it raises ends the pass at the next round and is what the call raises.
 #[pyfunction]
-#[pyo3(signature = (data, first, k, block, room, threads, progress=None))]
+#[pyo3(signature = (data, first, k, block, room, threads, progress=None, interrupt=None))]
 #[allow(clippy::too_many_arguments)]
 fn maximin<'py>(
     py: Python<'py>,
@@ -272,6 +337,7 @@ fn maximin<'py>(
     room: &Bound<'py, PyAny>,
     threads: Option<&Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
+    interrupt: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Ordered<'py>> {
     let arrays = MetricArrays::extract(data, "data")?;
     let first: i64 = scalar(first, "first")?;
@@ -284,17 +350,21 @@ fn maximin<'py>(
     let view = arrays.view(py)?;
     let callback = progress.filter(|p| !p.is_none()).map(Bound::unbind);
     let mut failure: Option<PyErr> = None;
-    let out = without_gil(py, || {
+    let out = interruptible(py, interrupt, |stop| {
         let mut report = |n: usize| {
             if let (Some(callback), None) = (&callback, &failure) {
                 Python::attach(|py| failure = callback.call1(py, (n,)).err());
+                if failure.is_some() {
+                    stop.request();
+                }
             }
         };
-        maximin_neighbors(&view, first, k, sizes, threads, &mut report)
-    })?;
+        maximin_neighbors(&view, first, k, sizes, threads, &mut report, stop)
+    });
     if let Some(error) = failure {
         return Err(error);
     }
+    let out = out?;
     let n = out.order.len();
     Ok((
         out.order.into_pyarray(py),

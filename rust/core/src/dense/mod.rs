@@ -27,6 +27,7 @@ use crate::errors::{filled, CoreError, Result};
 use crate::heap::Heap;
 use crate::metric::{Metric, MetricData};
 use crate::query::{check_queries_given, run_on, thread_pool, QueryBatch};
+use crate::stop::Stop;
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
@@ -134,6 +135,7 @@ struct Job<'a> {
     /// V checked value by value, when its norms did not prove it finite ([`Job::v_ok`]).
     v_check: OnceLock<Result<()>>,
     gemm_nanos: AtomicU64,
+    stop: &'a Stop,
 }
 
 /// The output rows of one query block.
@@ -157,7 +159,13 @@ struct BlockRows<'a> {
 }
 
 impl<'a> Job<'a> {
-    fn new(data: &'a MetricData, queries: &'a QueryBatch, blocks: Blocks, k: usize) -> Job<'a> {
+    fn new(
+        data: &'a MetricData,
+        queries: &'a QueryBatch,
+        blocks: Blocks,
+        k: usize,
+        stop: &'a Stop,
+    ) -> Job<'a> {
         let chunk = chunk_rows(blocks.points);
         let cells = |rows: usize| (0..data.n_points().div_ceil(rows)).map(|_| OnceLock::new());
         Job {
@@ -173,6 +181,7 @@ impl<'a> Job<'a> {
             tile_factors: cells(blocks.points).collect(),
             v_check: OnceLock::new(),
             gemm_nanos: AtomicU64::new(0),
+            stop,
         }
     }
 }
@@ -183,9 +192,10 @@ impl Job<'_> {
         self.v_check.get_or_init(|| self.data.check_v()).clone()
     }
 
-    /// Whether V was checked and found bad: the spans stop at their next tile.
-    fn v_failed(&self) -> bool {
-        matches!(self.v_check.get(), Some(Err(_)))
+    /// Whether V was checked and found bad, or the caller asked to stop: the spans stop at their next
+    /// tile and the blocks not begun are skipped (the call returns the error).
+    fn halted(&self) -> bool {
+        matches!(self.v_check.get(), Some(Err(_))) || self.stop.requested()
     }
 
     /// The factors of the points of chunk `c`: the first span to reach the chunk takes them just before
@@ -258,7 +268,7 @@ impl Job<'_> {
             .collect();
         let points = self.blocks.points;
         for j0 in span.clone().step_by(points) {
-            if self.v_failed() {
+            if self.halted() {
                 break;
             }
             let stop = (j0 + points).min(span.end);
@@ -345,8 +355,8 @@ impl Job<'_> {
                 selections
             })
             .collect();
-        if self.v_failed() {
-            return; // the call returns V's error
+        if self.halted() {
+            return; // the call returns V's error or Interrupted
         }
         let mut parts = parts.into_iter();
         let mut selections = parts.next().unwrap_or_default();
@@ -404,13 +414,14 @@ fn check_blocks(blocks: Blocks) -> Result<()> {
 
 /// Answer every query of the batch exactly by dense screening: the k nearest indexed points by
 /// (distance, index), with distances bitwise the canonical ones. `threads` = None runs on rayon's
-/// global pool; results and counters never depend on it.
+/// global pool; results and counters never depend on it. `stop` ends the call early (between tiles).
 pub fn dense_query(
     data: &MetricData,
     queries: &QueryBatch,
     k: i64,
     threads: Option<i64>,
     blocks: Blocks,
+    stop: &Stop,
 ) -> Result<DenseOutput> {
     data.check_shapes()?;
     // Every check but V's values, in a full check's order; when one fails, the full check runs, so
@@ -427,7 +438,7 @@ pub fn dense_query(
         return Ok(out);
     }
     let pool = thread_pool(threads).or_else(|e| data.check_v().and(Err(e)))?;
-    run_on(pool, || answer(data, queries, blocks, out))
+    run_on(pool, || answer(data, queries, blocks, out, stop))
 }
 
 impl DenseOutput {
@@ -453,8 +464,9 @@ fn answer(
     queries: &QueryBatch,
     blocks: Blocks,
     mut out: DenseOutput,
+    stop: &Stop,
 ) -> Result<DenseOutput> {
-    let job = Job::new(data, queries, blocks, out.k);
+    let job = Job::new(data, queries, blocks, out.k, stop);
     // A NaN or an infinity in V must stop the call before it costs anything: such a row's bounds
     // exclude nothing, so its query would keep every pair as a candidate. Query rows of the indexed
     // data are tested first; data rows as their chunks' norms are taken (`Job::chunk_factors`).
@@ -475,6 +487,7 @@ fn answer(
     if !job.v_proven_finite() {
         job.v_ok()?;
     }
+    stop.check()?;
     out.gemm_seconds = job.gemm_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
     Ok(out)
 }
@@ -494,6 +507,9 @@ fn run_blocks(job: &Job, out: &mut DenseOutput) {
         // that ends on the cheapest blocks leaves no worker waiting on a long one.
         .rev()
         .for_each(|(b, (((indices, distances), counts), screened))| {
+            if job.halted() {
+                return;
+            }
             job.run(BlockOut {
                 first: b * bq,
                 indices,

@@ -34,6 +34,7 @@ use crate::dense::{gram, gram_strided, operand, RowFactors, Screen, Tiles};
 use crate::errors::{filled, CoreError, Result};
 use crate::metric::MetricData;
 use crate::query::{on_pool, QueryBatch};
+use crate::stop::Stop;
 use point::{Column, Offers, Placed, Point, Scratch};
 use pool::Pool;
 use rows::Rows;
@@ -353,7 +354,12 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    fn run(&mut self, first: usize, progress: &mut (dyn FnMut(usize) + Send)) -> Result<()> {
+    fn run(
+        &mut self,
+        first: usize,
+        progress: &mut (dyn FnMut(usize) + Send),
+        stop: &Stop,
+    ) -> Result<()> {
         let n_points = self.placed.len();
         let state = self.place(first, 0);
         let mut earlier = Placements {
@@ -363,6 +369,7 @@ impl<'a> Pass<'a> {
         self.screen_outside(0, 1)?;
         let mut n = 1;
         while n < n_points {
+            stop.check()?;
             let pool = &self.pool;
             let by_key =
                 |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
@@ -432,7 +439,8 @@ fn check(data: &MetricData, first: i64, k: i64, sizes: MaximinSizes) -> Result<(
 
 /// The exact maximin order of `data` from point `first`, and every position's k nearest earlier
 /// positions (see the module docs). `threads` = None runs on rayon's global pool; nothing returned
-/// depends on it. `progress(n)` hears how many points are placed after each round.
+/// depends on it. `progress(n)` hears how many points are placed after each round; `stop` ends the call
+/// early (between rounds).
 pub fn maximin_neighbors(
     data: &MetricData,
     first: i64,
@@ -440,6 +448,7 @@ pub fn maximin_neighbors(
     sizes: MaximinSizes,
     threads: Option<i64>,
     progress: &mut (dyn FnMut(usize) + Send),
+    stop: &Stop,
 ) -> Result<MaximinOutput> {
     check(data, first, k, sizes)?;
     let n = data.n_points();
@@ -454,7 +463,7 @@ pub fn maximin_neighbors(
     };
     on_pool(threads, || {
         let mut pass = Pass::new(data, k, sizes, out);
-        pass.run(first as usize, progress)?;
+        pass.run(first as usize, progress, stop)?;
         Ok(pass.out)
     })?
 }
@@ -509,7 +518,16 @@ mod tests {
             for first in [0, 24, 59] {
                 let sizes = MaximinSizes { block, room };
                 let [one, many] = [1, threads].map(|t| {
-                    maximin_neighbors(&data, first, k, sizes, Some(t), &mut |_| {}).unwrap()
+                    maximin_neighbors(
+                        &data,
+                        first,
+                        k,
+                        sizes,
+                        Some(t),
+                        &mut |_| {},
+                        &Stop::default(),
+                    )
+                    .unwrap()
                 });
                 assert_eq!(one, many);
                 assert_eq!(one.order, brute_order(&data, first as usize));
@@ -535,7 +553,7 @@ mod tests {
         let data = plane(&x);
         let run = |first, k, block| {
             let sizes = MaximinSizes { block, room: 0 };
-            maximin_neighbors(&data, first, k, sizes, None, &mut |_| {})
+            maximin_neighbors(&data, first, k, sizes, None, &mut |_| {}, &Stop::default())
         };
         assert!(matches!(
             run(60, 3, 8),
