@@ -148,6 +148,34 @@ def test_the_maximin_loop_stops_after_the_chunk_that_was_interrupted():
     assert reached == [STEPS_PER_CALL]
 
 
+def test_gold_builds_and_tree_queries_stop_after_the_compiled_call_that_was_interrupted(monkeypatch):
+    from covertreex.engines import gold
+    from covertreex.engines.gold import batch, build
+
+    X = np.random.default_rng(3).normal(size=(3 * build.INSERTIONS_PER_CALL, 2))
+    built = ct.CoverTree(engine="gold", metric="euclidean", path="tree").fit(X)
+    built.query(k=2, indices=[0])
+    runs = {
+        (build, "insert_range"): lambda: ct.CoverTree(engine="gold", metric="euclidean", path="tree",
+                                                      build="sequential").fit(X).query(k=2, indices=[0]),
+        (batch, "_rounds"): lambda: ct.CoverTree(engine="gold", metric="euclidean", path="tree",
+                                                 build="batch").fit(X).query(k=2, indices=[0]),
+        (gold, "query_batch"): lambda: built.query(k=2, indices=np.arange(3 * gold.QUERY_ROWS_PER_CALL)),
+    }
+    for (module, name), run in runs.items():
+        compiled, calls = getattr(module, name), []
+
+        def counted(*args, compiled=compiled, calls=calls, name=name):
+            calls.append(name)
+            return compiled(*args)
+
+        monkeypatch.setattr(module, name, counted)
+        with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+            signal.raise_signal(signal.SIGINT)
+            run()
+        assert calls == [name]
+
+
 needs_rust = pytest.mark.skipif(not ct.engine_available("rust"), reason="the rust extension is not built")
 N_LONG = 2100
 """Points of the rust calls below: every call on all of them is long enough to be interruptible."""

@@ -198,7 +198,9 @@ def test_brute_engine_ignores_an_attached_tree(built, check_same):
                ct.CoverTree(path="tree").fit(X).kneighbors(indices=np.arange(10), k=4))
 
 
-def test_gold_build_is_compiled_to_release_the_gil():
-    from covertreex.engines.gold.build import build_tree
+def test_gold_builds_are_compiled_to_release_the_gil():
+    from covertreex.engines.gold.batch import _rounds
+    from covertreex.engines.gold.build import insert_range
 
-    assert build_tree.targetoptions.get("nogil") is True
+    assert insert_range.targetoptions.get("nogil") is True
+    assert _rounds.targetoptions.get("nogil") is True

@@ -13,9 +13,13 @@ from covertreex.engines.gold.dense import dense_query
 from covertreex.engines.gold.query import query_batch
 from covertreex.engines.schedule import Schedule
 from covertreex.engines.threads import numba_threads
-from covertreex.interrupts import deferring
+from covertreex.interrupts import check, deferring
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
+
+QUERY_ROWS_PER_CALL = 256
+"""Queries per compiled call of the tree walk (16 parallel tasks of query.CHUNK): Ctrl-C is taken
+between two calls (:func:`covertreex.interrupts.check`), never after a whole batch."""
 
 
 class GoldEngine:
@@ -39,12 +43,19 @@ class GoldEngine:
 
     @deferring
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
+        arrays, schedule, parts = tree.arrays(), Schedule.of(config), []
         with numba_threads(config.threads):
-            idx, dist, per_level, per_query = query_batch(
-                tree.arrays(), space.data, queries.data, Schedule.of(config), queries.rows,
-                queries.dataset_index, queries.limit, k,
-            )
-        return idx, dist, QueryCounters(per_query, per_level.sum(axis=0), {"path": "tree"})
+            for start in range(0, max(queries.n_queries, 1), QUERY_ROWS_PER_CALL):
+                rows = slice(start, start + QUERY_ROWS_PER_CALL)
+                idx, dist, per_level, per_query = query_batch(
+                    arrays, space.data, queries.data, schedule, queries.rows[rows],
+                    queries.dataset_index[rows], queries.limit[rows], k,
+                )
+                parts.append((idx, dist, per_level.sum(axis=0), per_query))
+                check()
+        idx, dist, per_level, per_query = zip(*parts, strict=True)
+        return (np.concatenate(idx), np.concatenate(dist),
+                QueryCounters(np.concatenate(per_query), sum(per_level), {"path": "tree"}))
 
     @deferring
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):

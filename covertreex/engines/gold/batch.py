@@ -33,9 +33,17 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from covertreex.engines.gold.build import attach, better_parent, root_level, worth_expanding
+from covertreex.engines.gold.build import (
+    INSERTIONS_PER_CALL,
+    attach,
+    better_parent,
+    new_tree,
+    root_level,
+    worth_expanding,
+)
 from covertreex.engines.gold.tile import residual_block
-from covertreex.levels import DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL, level_below
+from covertreex.interrupts import check, deferring
+from covertreex.levels import DUPLICATE_LEVEL, level_below
 from covertreex.metrics.kernels import RESIDUAL, can_prune, distance
 
 TASK_POINTS = 32
@@ -204,27 +212,13 @@ def _independent_set(wanted, conflict):
 
 
 @njit(cache=True, nogil=True)
-def build_tree_batch(D, order, block):
-    """Insert the points in `order` in batches of at most `block` (on any number of threads the same
-    tree); return (levels, parents, radius, distance evaluations), the same
-    arrays as the sequential build."""
-    n = D.X.shape[0]
-    levels = np.zeros(n, dtype=np.int64)
-    parents = np.full(n, -1, dtype=np.int64)
-    depth = np.zeros(n, dtype=np.int64)
-    radius = np.zeros(n)
-    first_child = np.full(n, -1, dtype=np.int64)
-    last_child = np.full(n, -1, dtype=np.int64)
-    next_sibling = np.full(n, -1, dtype=np.int64)
-    max_child_level = np.full(n, NO_CHILD_LEVEL, dtype=np.int64)
-    root = order[0]
-    levels[root] = UNBOUNDED_LEVEL
-    queue = order[1:].copy()
-    start = 0
-    inserted = 1
-    max_depth = 0
-    total = 0
-    while start < queue.shape[0]:
+def _rounds(D, queue, root, block, budget, progress, levels, parents, depth, radius, first_child, last_child,
+            next_sibling, max_child_level):
+    """Run rounds until `budget` more points are in the tree or the queue is empty. `progress` holds
+    (queue position, points in the tree, deepest depth, distance evaluations), read and updated."""
+    start, inserted, max_depth, total = progress[0], progress[1], progress[2], progress[3]
+    goal = inserted + budget
+    while start < queue.shape[0] and inserted < goal:
         size = min(block, inserted, queue.shape[0] - start)
         batch = queue[start:start + size]
         best = np.empty(size, dtype=np.int64)
@@ -265,5 +259,22 @@ def build_tree_batch(D, order, block):
         losers = batch[rejected].copy()
         start += size - losers.shape[0]
         queue[start:start + losers.shape[0]] = losers
+    progress[0], progress[1], progress[2], progress[3] = start, inserted, max_depth, total
+
+
+@deferring
+def build_tree_batch(D, order, block):
+    """Insert the points in `order` in batches of at most `block` (on any number of threads the same
+    tree), rounds of about :data:`INSERTIONS_PER_CALL` points per compiled call; return (levels,
+    parents, radius, distance evaluations), the same arrays as the sequential build."""
+    n, root = D.X.shape[0], order[0]
+    levels, parents, radius, first_child, last_child, next_sibling, max_child_level = new_tree(n, root)
+    depth = np.zeros(n, dtype=np.int64)
+    queue = order[1:].copy()
+    progress = np.array([0, 1, 0, 0], dtype=np.int64)
+    while progress[0] < queue.shape[0]:
+        _rounds(D, queue, root, block, INSERTIONS_PER_CALL, progress, levels, parents, depth, radius,
+                first_child, last_child, next_sibling, max_child_level)
+        check()
     levels[root] = root_level(levels, root)
-    return levels, parents, radius, total
+    return levels, parents, radius, int(progress[3])

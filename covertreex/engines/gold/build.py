@@ -14,6 +14,7 @@ import math
 import numpy as np
 from numba import njit
 
+from covertreex.interrupts import check, deferring
 from covertreex.levels import DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL, level_below
 from covertreex.metrics.kernels import can_prune, distance
 
@@ -91,24 +92,29 @@ def root_level(levels, root):
     return 0 if top_level == NO_CHILD_LEVEL else top_level + 1
 
 
-@njit(cache=True, nogil=True)
-def build_tree(D, order):
-    """Insert the points in `order`; return (levels, parents, radius, distance evaluations). Releases the
-    GIL, so other Python threads run while a tree builds."""
-    n = D.X.shape[0]
+INSERTIONS_PER_CALL = 2048
+"""Points one compiled call of a build inserts (here and in the batch build): Ctrl-C is taken between
+two calls (:func:`covertreex.interrupts.check`)."""
+
+
+def new_tree(n: int, root: int):
+    """The arrays of a tree of n points that holds only `root` (at the unbounded level until the build
+    ends): levels, parents, radius, first_child, last_child, next_sibling, max_child_level."""
     levels = np.zeros(n, dtype=np.int64)
-    parents = np.full(n, -1, dtype=np.int64)
-    radius = np.zeros(n)
-    first_child = np.full(n, -1, dtype=np.int64)
-    last_child = np.full(n, -1, dtype=np.int64)
-    next_sibling = np.full(n, -1, dtype=np.int64)
-    max_child_level = np.full(n, NO_CHILD_LEVEL, dtype=np.int64)
-    cached = np.zeros(n)
-    stack = np.empty(n, dtype=np.int64)
+    levels[root] = UNBOUNDED_LEVEL
+    return (levels, np.full(n, -1, dtype=np.int64), np.zeros(n), np.full(n, -1, dtype=np.int64),
+            np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64),
+            np.full(n, NO_CHILD_LEVEL, dtype=np.int64))
+
+
+@njit(cache=True, nogil=True)
+def insert_range(D, order, start, stop, levels, parents, radius, first_child, last_child, next_sibling,
+                 max_child_level, cached, stack):
+    """Insert the points order[start:stop] into the tree rooted at order[0]; return the distance
+    evaluations. Releases the GIL, so other Python threads run while a tree builds."""
     evaluations = 0
     root = order[0]
-    levels[root] = UNBOUNDED_LEVEL
-    for step in range(1, n):
+    for step in range(start, stop):
         x = order[step]
         best, best_d, spent = search_parent(
             D, x, root, levels, radius, first_child, next_sibling, max_child_level, cached, stack
@@ -123,5 +129,21 @@ def build_tree(D, order):
             if cached[a] > radius[a]:
                 radius[a] = cached[a]
             a = parents[a]
-    levels[root] = root_level(levels, root)
+    return evaluations
+
+
+@deferring
+def build_tree(D, order):
+    """Insert the points in `order`, :data:`INSERTIONS_PER_CALL` per compiled call; return (levels,
+    parents, radius, distance evaluations)."""
+    n = D.X.shape[0]
+    tree = new_tree(n, order[0])
+    cached, stack = np.zeros(n), np.empty(n, dtype=np.int64)
+    evaluations = 0
+    for start in range(1, n, INSERTIONS_PER_CALL):
+        stop = min(n, start + INSERTIONS_PER_CALL)
+        evaluations += insert_range(D, order, start, stop, *tree, cached, stack)
+        check()
+    levels, parents, radius = tree[:3]
+    levels[order[0]] = root_level(levels, order[0])
     return levels, parents, radius, evaluations
