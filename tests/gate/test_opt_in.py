@@ -41,6 +41,7 @@ def test_an_unrelated_project_sees_no_change(pytester, monkeypatch, args):
     assert bool(list((with_gate / ".benchmarks").glob("*/*.json"))) == bool(args)
 
 
+@pytest.mark.filterwarnings("ignore:Not saving anything")  # the run with --benchmark-disable saves nothing
 def test_requesting_the_fixture_opts_in_without_moving_benchmark_storage(pytester):
     pytester.makepyfile(test_gated="""
         import pytest
