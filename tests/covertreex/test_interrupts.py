@@ -160,7 +160,7 @@ def test_gold_builds_and_tree_queries_stop_after_the_compiled_call_that_was_inte
                                                       build="sequential").fit(X).query(k=2, indices=[0]),
         (batch, "_rounds"): lambda: ct.CoverTree(engine="gold", metric="euclidean", path="tree",
                                                  build="batch").fit(X).query(k=2, indices=[0]),
-        (gold, "query_batch"): lambda: built.query(k=2, indices=np.arange(3 * gold.QUERY_ROWS_PER_CALL)),
+        (gold, "query_batch"): lambda: built.query(k=2, indices=np.arange(len(X))),
     }
     for (module, name), run in runs.items():
         compiled, calls = getattr(module, name), []
@@ -215,6 +215,31 @@ def test_every_long_rust_call_raises_what_its_interrupt_check_raises(call, monke
     monkeypatch.setattr(interrupts, "check", _stopping_check)
     with pytest.raises(Stopped):
         calls[call]()
+
+
+@needs_rust
+def test_a_rust_maximin_pass_ends_at_the_round_after_its_interrupt_check_raised(monkeypatch):
+    """The pass's first round waits (in its progress callback) until the check has raised; the pass must
+    then stop at its next round, not run to the end (no timing: each side waits for the other)."""
+    from covertreex.engines import rust
+
+    X = np.random.default_rng(4).normal(size=(N_LONG, 3))
+    raised, rounds = threading.Event(), []
+
+    def check():
+        if rounds:  # the first poll comes before any round; the next ones after the first
+            raised.set()
+            raise Stopped
+
+    def progress(n):
+        rounds.append(n)
+        assert raised.wait(60)
+
+    monkeypatch.setattr(interrupts, "check", check)
+    data = ct.CoverTree(engine="rust", metric="euclidean").fit(X).space.data
+    with pytest.raises(Stopped):
+        rust.maximin_with_neighbors(data, 0, 5, progress=progress)
+    assert len(rounds) == 1 and rounds[0] < N_LONG
 
 
 @needs_rust

@@ -17,9 +17,10 @@ from covertreex.interrupts import check, deferring
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
 
-QUERY_ROWS_PER_CALL = 256
-"""Queries per compiled call of the tree walk (16 parallel tasks of query.CHUNK): Ctrl-C is taken
-between two calls (:func:`covertreex.interrupts.check`), never after a whole batch."""
+QUERY_ROWS_PER_THREAD = 128
+"""Queries per thread in one compiled call of the tree walk (8 parallel tasks of query.CHUNK each, so
+the last task of a call leaves the others little to wait for): Ctrl-C is taken between two calls
+(:func:`covertreex.interrupts.check`), never after a whole batch."""
 
 
 class GoldEngine:
@@ -45,8 +46,9 @@ class GoldEngine:
     def query(self, tree: Tree, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         arrays, schedule, parts = tree.arrays(), Schedule.of(config), []
         with numba_threads(config.threads):
-            for start in range(0, max(queries.n_queries, 1), QUERY_ROWS_PER_CALL):
-                rows = slice(start, start + QUERY_ROWS_PER_CALL)
+            per_call = QUERY_ROWS_PER_THREAD * numba.get_num_threads()
+            for start in range(0, max(queries.n_queries, 1), per_call):
+                rows = slice(start, start + per_call)
                 idx, dist, per_level, per_query = query_batch(
                     arrays, space.data, queries.data, schedule, queries.rows[rows],
                     queries.dataset_index[rows], queries.limit[rows], k,

@@ -6,6 +6,7 @@ mod errors;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use covertreex_core::counters::{
 };
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
-    query_batch, Blocks, Kernel, Matrix, MaximinSizes, MetricData, Mode, QueryBatch, QueryBlocks,
-    Stop,
+    query_batch, Blocks, CoreError, Kernel, Matrix, MaximinSizes, MetricData, Mode, QueryBatch,
+    QueryBlocks, Stop,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
@@ -49,51 +50,99 @@ fn outcome<T>(py: Python<'_>, ran: thread::Result<covertreex_core::Result<T>>) -
 /// How often the waiting thread calls `interrupt` while the work runs.
 const POLL: Duration = Duration::from_millis(50);
 
+/// The stack of the thread that runs interruptible work: a main thread's usual 8 MiB (the work ran on
+/// the calling thread before it could be interrupted).
+const WORK_STACK: usize = 8 << 20;
+
+/// How a call ends early: the core's [`Stop`], and the first Python exception that asked for it (a
+/// Ctrl-C the waiting thread heard, a progress callback that raised), which is what the call raises.
+#[derive(Default)]
+struct Halt {
+    stop: Stop,
+    error: Mutex<Option<PyErr>>,
+}
+
+impl Halt {
+    /// Stop the work for `error`, unless an earlier error already did.
+    fn fail(&self, error: PyErr) {
+        let mut first = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+        first.get_or_insert(error);
+        self.stop.request();
+    }
+
+    fn failed(&self) -> bool {
+        self.stop.requested()
+    }
+
+    fn into_error(self) -> Option<PyErr> {
+        self.error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// [`without_gil`] for a long call that Ctrl-C can end. With `interrupt` None it is that; otherwise the
-/// work runs on a worker of rayon's global pool (a fresh thread per call cost 0.2-1.1 ms, a warm
-/// worker 35-90 us) while this thread, at once and every [`POLL`], takes the GIL, runs the pending
-/// signal handlers and calls `interrupt` (covertreex.interrupts.check, which runs the SIGINT handler that
-/// covertreex.interrupts holds back). When either raises, the work is asked to stop ([`Stop`]: it ends
-/// at its next check, between blocks of work) and that exception is what the call raises.
+/// work runs on a thread of its own while this thread, at once and every [`POLL`], takes the GIL, runs
+/// the pending signal handlers and calls `interrupt` (covertreex.interrupts.check, which runs the SIGINT
+/// handler that covertreex.interrupts holds back); when either raises, [`Halt::fail`]. The thread is a
+/// plain one, not a worker of rayon's global pool: a worker waiting inside the core's parallel loops
+/// runs other queued jobs, which could be another caller's whole call (and building the global pool
+/// there would skip the core's check of its size).
 fn interruptible<T: Send>(
     py: Python<'_>,
     interrupt: Option<&Bound<'_, PyAny>>,
-    work: impl FnOnce(&Stop) -> covertreex_core::Result<T> + Send,
+    work: impl FnOnce(&Halt) -> covertreex_core::Result<T> + Send,
 ) -> PyResult<T> {
-    let stop = Stop::default();
-    let Some(interrupt) = interrupt.filter(|i| !i.is_none()) else {
-        return without_gil(py, || work(&stop));
+    let halt = Halt::default();
+    let ran = match interrupt.filter(|i| !i.is_none()) {
+        None => py.detach(|| catch_unwind(AssertUnwindSafe(|| work(&halt)))),
+        Some(interrupt) => watched(py, interrupt.clone().unbind(), &halt, work),
     };
-    let (interrupt, stop) = (interrupt.clone().unbind(), &stop);
-    let (ran, raised) = py.detach(|| {
-        rayon::in_place_scope(|scope| {
-            let (sender, receiver) = mpsc::channel();
-            scope.spawn(move |_| {
-                _ = sender.send(catch_unwind(AssertUnwindSafe(|| work(stop))));
-            });
-            let mut raised: Option<PyErr> = None;
-            loop {
-                if raised.is_none() {
-                    raised = Python::attach(|py| {
-                        py.check_signals().and_then(|()| interrupt.call0(py)).err()
-                    });
-                    if raised.is_some() {
-                        stop.request();
-                    }
-                }
-                match receiver.recv_timeout(POLL) {
-                    Ok(ran) => return (ran, raised),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    // Only a panic outside catch_unwind drops the sender unsent.
-                    Err(RecvTimeoutError::Disconnected) => return (Err(Box::new(())), raised),
-                }
-            }
-        })
-    });
-    match raised {
+    match halt.into_error() {
         Some(error) => Err(error),
         None => outcome(py, ran),
     }
+}
+
+/// `work` on a thread of its own, polled for Ctrl-C by this one (see [`interruptible`]).
+fn watched<T: Send>(
+    py: Python<'_>,
+    interrupt: Py<PyAny>,
+    halt: &Halt,
+    work: impl FnOnce(&Halt) -> covertreex_core::Result<T> + Send,
+) -> thread::Result<covertreex_core::Result<T>> {
+    py.detach(|| {
+        thread::scope(|scope| {
+            let (sender, receiver) = mpsc::channel();
+            let spawned =
+                thread::Builder::new()
+                    .stack_size(WORK_STACK)
+                    .spawn_scoped(scope, move || {
+                        _ = sender.send(catch_unwind(AssertUnwindSafe(|| work(halt))));
+                    });
+            if let Err(e) = spawned {
+                let reason = e.to_string();
+                return Ok(Err(CoreError::ThreadPool { reason }));
+            }
+            loop {
+                if !halt.failed() {
+                    let heard = Python::attach(|py| {
+                        py.check_signals()
+                            .and_then(|()| interrupt.call0(py).map(drop))
+                    });
+                    if let Err(error) = heard {
+                        halt.fail(error);
+                    }
+                }
+                match receiver.recv_timeout(POLL) {
+                    Ok(ran) => return ran,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // Only a panic outside catch_unwind drops the sender unsent.
+                    Err(RecvTimeoutError::Disconnected) => return Err(Box::new(())),
+                }
+            }
+        })
+    })
 }
 
 /// A row-major vector as a (rows, cols) NumPy array, without copying.
@@ -140,9 +189,9 @@ fn build<'py>(
     let data = MetricArrays::extract(data, "data")?;
     let order = array1::<i64>(order, "order")?;
     let (view, order) = (data.view(py)?, slice(py, &order, "order")?);
-    let built = interruptible(py, interrupt, |stop| match block {
-        None => build_tree(&view, order, mode, stop),
-        Some(block) => build_tree_batch(&view, order, mode, block, threads, stop),
+    let built = interruptible(py, interrupt, |halt| match block {
+        None => build_tree(&view, order, mode, &halt.stop),
+        Some(block) => build_tree_batch(&view, order, mode, block, threads, &halt.stop),
     })?;
     Ok((
         built.levels.into_pyarray(py),
@@ -251,9 +300,9 @@ fn query<'py>(
     let tree_view = tree.view(py)?;
     let (data_view, batch) = args.views(py)?;
     let (k, threads) = (args.k, args.threads);
-    let out = interruptible(py, interrupt, |stop| {
+    let out = interruptible(py, interrupt, |halt| {
         query_batch(
-            &tree_view, &data_view, &batch, k, threads, mode, schedule, blocks, stop,
+            &tree_view, &data_view, &batch, k, threads, mode, schedule, blocks, &halt.stop,
         )
     })?;
     let slots = out.per_level.len() / N_LEVEL_COUNTERS;
@@ -300,8 +349,8 @@ fn dense<'py>(
     };
     let (data_view, batch) = args.views(py)?;
     let (k, threads) = (args.k, args.threads);
-    let out = interruptible(py, interrupt, |stop| {
-        dense_query(&data_view, &batch, k, threads, blocks, stop)
+    let out = interruptible(py, interrupt, |halt| {
+        dense_query(&data_view, &batch, k, threads, blocks, &halt.stop)
     })?;
     Ok((
         matrix(py, out.indices, out.n_queries, out.k)?,
@@ -349,22 +398,16 @@ fn maximin<'py>(
     let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
     let view = arrays.view(py)?;
     let callback = progress.filter(|p| !p.is_none()).map(Bound::unbind);
-    let mut failure: Option<PyErr> = None;
-    let out = interruptible(py, interrupt, |stop| {
+    let out = interruptible(py, interrupt, |halt| {
         let mut report = |n: usize| {
-            if let (Some(callback), None) = (&callback, &failure) {
-                Python::attach(|py| failure = callback.call1(py, (n,)).err());
-                if failure.is_some() {
-                    stop.request();
+            if let (Some(callback), false) = (&callback, halt.failed()) {
+                if let Err(error) = Python::attach(|py| callback.call1(py, (n,)).map(drop)) {
+                    halt.fail(error);
                 }
             }
         };
-        maximin_neighbors(&view, first, k, sizes, threads, &mut report, stop)
-    });
-    if let Some(error) = failure {
-        return Err(error);
-    }
-    let out = out?;
+        maximin_neighbors(&view, first, k, sizes, threads, &mut report, &halt.stop)
+    })?;
     let n = out.order.len();
     Ok((
         out.order.into_pyarray(py),

@@ -387,12 +387,12 @@ impl<'a> Pass<'a> {
             let bound = rest.first().map(|&(_, j)| j);
             a.iter().for_each(|&j| self.in_block[j] = true);
             let now = self.greedy(&a, bound, n, earlier)?;
-            let stop = now.stop();
+            let end = now.stop();
             if bound.is_some() {
-                self.screen_outside(n, stop)?;
+                self.screen_outside(n, end)?;
             }
             a.iter().for_each(|&j| self.in_block[j] = false);
-            n = stop;
+            n = end;
             earlier = now;
             self.out.rounds += 1;
             progress(n);
