@@ -25,11 +25,15 @@ _HOMES = {
     "vecchia_neighbors": "covertreex.vecchia",
 }
 """Each public name and the module that defines it."""
+_SUBMODULES = ("distributed",)
+"""Submodules reachable as attributes after ``import covertreex`` (imported on first use)."""
 
 __all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return import_module(f"covertreex.{name}")
     if name not in _HOMES:
         raise AttributeError(f"module 'covertreex' has no attribute {name!r}")
     from covertreex.resources import require_importable_numba_threads
@@ -41,4 +45,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+    return sorted({*globals(), *_HOMES, *_SUBMODULES})

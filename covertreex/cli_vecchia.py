@@ -16,7 +16,7 @@ import numpy as np
 
 from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, say
-from covertreex.errors import CovertreexError, InvalidInputError
+from covertreex.errors import ClusterError, CovertreexError, InvalidInputError
 from covertreex.npz import read_npy
 from covertreex.validation import as_points
 
@@ -107,10 +107,19 @@ def run(args) -> int:
         def show(stage: str, finished: int) -> None:
             done(finished + (n if stage == "neighbours" else 0), stage)
 
-        result = vecchia_neighbors(
-            X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=args.seed,
-            engine=args.engine, progress=show, scheduler=args.scheduler,
-        )
+        try:
+            result = vecchia_neighbors(
+                X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=args.seed,
+                engine=args.engine, progress=show, scheduler=args.scheduler,
+            )
+        except (CovertreexError, OSError):
+            raise
+        except Exception as exc:
+            if args.scheduler is None:
+                raise
+            reason = " ".join(str(exc).split())
+            raise ClusterError(f"the Dask cluster at {args.scheduler} failed the job: "
+                               f"{type(exc).__name__}: {reason}") from exc
     summary = {
         "command": "vecchia", "points": str(args.points), "n": int(X.shape[0]), "dims": int(X.shape[1]),
         "metric": args.metric, "k": args.k, "engine": args.engine, "ordering": result.ordering_name,

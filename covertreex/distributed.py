@@ -31,6 +31,7 @@ copy.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -155,17 +156,54 @@ def connected(scheduler):
         raise InputTypeError("scheduler must be a dask.distributed Client or an address string, got "
                              f"{type(scheduler).__name__}")
     _check_address(scheduler)
-    try:
-        client = Client(scheduler, timeout=f"{CONNECT_SECONDS}s")
-    except OSError as exc:
-        raise InvalidInputError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc})") from None
-    with client:
+    with _connect(Client, scheduler) as client:
         yield client
 
 
 CONNECT_SECONDS = 10
 """How long Dask keeps trying to reach a scheduler: one still starting refuses connections until it has
 bound its port, so a refusal is retried too, as Dask does."""
+
+HANDSHAKE_SECONDS = 5
+"""How long, after Dask's own connect timeout, a connection may wait for the scheduler's reply. Dask's
+timeout covers reaching the port, not the reply: a server there that is not a Dask scheduler (an HTTP
+server, the scheduler's dashboard) accepts the connection and never answers."""
+
+
+def _connect(client_class, address: str):
+    """A Client for `address`, or an InvalidInputError naming it: when it cannot be reached, when what
+    answers there is no Dask scheduler (no reply in :data:`CONNECT_SECONDS` + :data:`HANDSHAKE_SECONDS`,
+    or a reply Dask cannot read: a server that speaks first made Dask ask for exabytes), or when Dask
+    refuses the address (an unknown scheme, TLS without its security settings). The attempt runs on a
+    thread of its own so that it can be given up; one given up is left to end with its connection."""
+    outcome: dict = {}
+
+    def attempt():
+        try:
+            outcome["client"] = client_class(address, timeout=f"{CONNECT_SECONDS}s")
+        except Exception as exc:  # noqa: BLE001 -- reported to the caller below, by kind
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=attempt, name="covertreex-dask-connect", daemon=True)
+    worker.start()
+    worker.join(CONNECT_SECONDS + HANDSHAKE_SECONDS)
+    where = f"the Dask scheduler at {address!r}"
+    if worker.is_alive():
+        raise InvalidInputError(
+            f"no reply from {where} within {CONNECT_SECONDS + HANDSHAKE_SECONDS} s: what listens there "
+            "accepts connections but does not speak Dask's protocol (is it the dashboard's port?)")
+    error = outcome.get("error")
+    if isinstance(error, MemoryError):
+        raise InvalidInputError(f"{where} sent a reply Dask cannot read: what listens there is not a Dask "
+                                "scheduler") from None
+    reason = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError):
+        raise InvalidInputError(f"cannot reach {where} ({reason})") from None
+    if isinstance(error, (ValueError, TypeError)):
+        raise InvalidInputError(f"Dask cannot use the scheduler address {address!r} ({reason})") from None
+    if error is not None:
+        raise error
+    return outcome["client"]
 
 
 def _check_address(address: str) -> None:

@@ -39,6 +39,11 @@ class CorruptFileError(InvalidInputError):
     """A saved tree, baseline or telemetry file cannot be read back."""
 
 
+class ClusterError(CovertreexError, RuntimeError):
+    """A Dask cluster failed a job of `pcct vecchia --scheduler` (a range killed its workers too often,
+    covertreex cannot be imported there, the scheduler went away); the API raises Dask's own error."""
+
+
 def unknown_name(kind: str, name: object, known) -> UnknownNameError:
     """Build the standard 'unknown X' error that lists the known names."""
     listing = ", ".join(sorted(str(k) for k in known))

@@ -3,13 +3,16 @@ dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -156,6 +159,85 @@ def test_an_unreachable_scheduler_fails_before_any_work_even_when_no_cluster_is_
 
     with pytest.raises(InvalidInputError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:1'"):
         ct.vecchia_neighbors(X, 3, scheduler="tcp://127.0.0.1:1", progress=no_work_expected)
+
+
+@contextlib.contextmanager
+def _listener(greeting: bytes | None):
+    """A local TCP server that is no Dask scheduler: it accepts connections and sends `greeting` (or
+    nothing), then reads and ignores what comes; its tcp:// address is yielded."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if greeting is not None:
+                conn.sendall(greeting)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+def test_pcct_reports_a_failure_of_the_cluster_in_one_line(tmp_path, monkeypatch, capsys):
+    """A range that killed its workers too often (or covertreex missing on them) gave a 28-94 line
+    traceback; the API still raises Dask's own error."""
+    from distributed import KilledWorker
+
+    from covertreex import cli, vecchia
+
+    def killed(*args, **kwargs):
+        raise KilledWorker("_answer_on_worker-0", SimpleNamespace(address="tcp://127.0.0.1:40000"), 0)
+
+    monkeypatch.setattr(vecchia, "vecchia_neighbors", killed)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(20, 2)))
+    argv = ["vecchia", str(tmp_path / "x.npy"), "--k", "3", "--scheduler", "tcp://127.0.0.1:8786"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pcct: error: the Dask cluster at tcp://127.0.0.1:8786 failed the job: "
+                          "KilledWorker")
+    assert err.count("\n") == 1
+
+
+def _connect_to(address: str) -> None:
+    with distributed.connected(address):
+        pass
+
+
+def test_a_server_that_never_answers_like_a_scheduler_is_an_error_after_a_bounded_wait(monkeypatch):
+    """Dask's own timeout covers reaching the port, not the reply: an HTTP server (or the dashboard's
+    port) made pcct wait for good."""
+    monkeypatch.setattr(distributed, "CONNECT_SECONDS", 1)
+    monkeypatch.setattr(distributed, "HANDSHAKE_SECONDS", 1)
+    with _listener(None) as address, \
+            pytest.raises(InvalidInputError, match="no reply from the Dask scheduler at .* within 2 s"):
+        _connect_to(address)
+
+
+def test_a_server_that_speaks_first_is_not_taken_for_a_scheduler_out_of_memory():
+    with _listener(b"SSH-2.0-OpenSSH_8.9\r\n") as address, \
+            pytest.raises(InvalidInputError, match="is not a Dask scheduler"):
+        _connect_to(address)
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.1:8786", " tcp://127.0.0.1:8786", "inproc://x"])
+def test_an_address_dask_refuses_is_an_error_naming_it(address):
+    with pytest.raises(InvalidInputError, match="Dask cannot use the scheduler address"):
+        _connect_to(address)
+
+
+def test_the_module_is_an_attribute_of_the_package_without_its_own_import():
+    code = "import covertreex; print(covertreex.distributed.kneighbors.__name__)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "kneighbors", run.stderr
 
 
 @pytest.fixture
