@@ -11,7 +11,8 @@ A worker that dies takes its running and queued ranges with it; the scheduler ru
 workers left, and the ranges are gathered in order, each once, so nothing is lost or duplicated. The index
 is scattered with a replica on each worker, but Dask's active memory manager drops replicas that no waiting
 range needs; if the worker holding the last copy dies, Dask cancels the ranges still waiting for it, and
-they run again on a fresh scatter (at most :data:`SCATTERS` in all). Dask gives up on a range that has
+they run again on a fresh scatter (at most :data:`SCATTERS` in all), as they do when a worker dies
+during the copies of the index (:func:`_scatter`). Dask gives up on a range that has
 killed ``distributed.scheduler.allowed-failures`` workers, and the call then raises its KilledWorker
 error.
 
@@ -41,7 +42,7 @@ from covertreex import malloc_thresholds, small_frames
 from covertreex.api import CoverTree
 from covertreex.config import Config
 from covertreex.engines import get_engine
-from covertreex.errors import InputTypeError, InvalidInputError
+from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.resources import available_cpus, require_answer_memory
 from covertreex.scalars import as_bool, as_int
@@ -243,8 +244,12 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     parts: list = [None] * len(ranges)
     lost = list(range(len(ranges)))
     for scatter in range(1, SCATTERS + 1):
-        [shared] = client.scatter([index], broadcast=True, hash=False,
-                                  direct=client.direct_to_workers is not False)
+        shared = _scatter(client, index)
+        if shared is None:  # a worker died during the copies
+            if scatter == SCATTERS:
+                raise ClusterError(f"could not copy the index to the workers in {SCATTERS} tries: a worker "
+                                   "died during each copy")
+            continue
         futures = {client.submit(_answer_on_worker, shared, *ranges[r], pure=False, retries=2): r
                    for r in lost}
         lost, cancelled = _gather_as_they_finish(client, futures, parts)
@@ -253,6 +258,46 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
         if not shared.cancelled() or scatter == SCATTERS:  # not (or no longer) a lost index: give up
             raise cancelled
         del shared, futures  # the lost index's futures go before the next copy comes
+
+
+SCATTER_SECONDS = 30.0
+"""How long a copy of the index to every worker may take, beyond its bytes at
+:data:`SCATTER_BYTES_PER_SECOND`, before it is given up and made again."""
+SCATTER_BYTES_PER_SECOND = 20e6
+
+
+def _scatter(client, index: Index):
+    """The index copied to every worker (a future), or None when a worker died during the copies. Dask
+    then fails with a KeyError naming the dead worker, or keeps retrying the copy to it every 30 s for
+    good (its replication holds on to the workers it started with): such a copy is given up after
+    :data:`SCATTER_SECONDS` plus its bytes' time, on the thread that waits for it."""
+    outcome: dict = {}
+
+    def attempt():
+        try:
+            [outcome["shared"]] = client.scatter([index], broadcast=True, hash=False,
+                                                 direct=client.direct_to_workers is not False)
+        except Exception as exc:  # noqa: BLE001 -- sorted below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=attempt, name="covertreex-dask-scatter", daemon=True)
+    worker.start()
+    worker.join(SCATTER_SECONDS + _nbytes(index) / SCATTER_BYTES_PER_SECOND)
+    error = outcome.get("error")
+    if worker.is_alive() or isinstance(error, (KeyError, OSError)):
+        return None
+    if error is not None:
+        raise error
+    return outcome["shared"]
+
+
+def _nbytes(index: Index) -> int:
+    """The bytes of the index's arrays (its size on the wire, near enough)."""
+    q = index.queries
+    arrays = [*index.space.data, q.rows, q.dataset_index, q.limit]
+    if index.tree is not None:
+        arrays += list(index.tree.arrays())
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
 
 def _gather_as_they_finish(client, futures: dict, parts: list) -> tuple[list, BaseException | None]:

@@ -40,8 +40,9 @@ class CorruptFileError(InvalidInputError):
 
 
 class ClusterError(CovertreexError, RuntimeError):
-    """A Dask cluster failed a job of `pcct vecchia --scheduler` (a range killed its workers too often,
-    covertreex cannot be imported there, the scheduler went away); the API raises Dask's own error."""
+    """A Dask cluster failed a job: its workers died during every copy of the index, or (reported by
+    `pcct vecchia --scheduler`, where the API raises Dask's own error) a range killed its workers too
+    often, covertreex cannot be imported there, the scheduler went away."""
 
 
 def unknown_name(kind: str, name: object, known) -> UnknownNameError:

@@ -19,7 +19,7 @@ import pytest
 
 import covertreex as ct
 from covertreex import distributed
-from covertreex.errors import InputTypeError, InvalidInputError
+from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
 
 pytest.importorskip("distributed")
 
@@ -335,6 +335,49 @@ def test_a_job_whose_index_is_lost_at_every_scatter_raises_the_cancellation(clie
     with pytest.raises(CancelledError):
         distributed.run(_small_index(), client)
     assert len(scattered) == distributed.SCATTERS
+
+
+def _scatter_failing(client, monkeypatch, failures: list):
+    """Make client.scatter fail as Dask does when a worker dies during the copies, once per entry of
+    `failures` ("key": a KeyError naming the dead worker; "stall": replication that never ends, held
+    until `release` is set), then copy for real; return (what each call did, release). A copy is given
+    up after 2 s here, and a job may make 6: a slow machine's real copy given up costs one more."""
+    scatter, calls, release = client.scatter, [], threading.Event()
+
+    def failing(data, **options):
+        calls.append(failures[len(calls)] if len(calls) < len(failures) else "copied")
+        if calls[-1] == "key":
+            raise KeyError("tcp://127.0.0.1:40000")
+        if calls[-1] == "stall":
+            release.wait(60)
+            raise OSError("stalled copy released")
+        return scatter(data, **options)
+
+    monkeypatch.setattr(client, "scatter", failing)
+    monkeypatch.setattr(distributed, "SCATTER_SECONDS", 2.0)
+    monkeypatch.setattr(distributed, "SCATTERS", 6)
+    return calls, release
+
+
+@pytest.mark.parametrize("failures", [["key"], ["stall"], ["key", "stall"]])
+def test_a_worker_dying_during_the_copies_of_the_index_costs_a_fresh_copy(client, monkeypatch, failures):
+    """Dask's broadcast scatter failed with a KeyError or retried a dead worker every 30 s for good."""
+    calls, release = _scatter_failing(client, monkeypatch, failures)
+    index = _small_index()
+    try:
+        idx, dist = distributed.run(index, client)
+    finally:
+        release.set()
+    expected = distributed.answer_range(index, 0, 200)
+    assert calls[:len(failures)] == failures and set(calls[len(failures):]) == {"copied"}
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+
+
+def test_a_job_whose_every_copy_of_the_index_fails_is_a_cluster_error(client, monkeypatch):
+    calls, _ = _scatter_failing(client, monkeypatch, ["key"] * 6)
+    with pytest.raises(ClusterError, match="in 6 tries"):
+        distributed.run(_small_index(), client)
+    assert calls == ["key"] * 6
 
 
 def test_a_range_cancelled_with_its_index_intact_is_raised_not_retried(client, monkeypatch):
