@@ -32,6 +32,7 @@ copy.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from covertreex.config import Config
 from covertreex.engines import get_engine
 from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.residual import residual_problem
 from covertreex.resources import available_cpus, require_answer_memory
 from covertreex.scalars import as_bool, as_int
 from covertreex.tree import Tree
@@ -82,12 +84,14 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
             **options) -> Index:
     """Fit `data` (points, or a ResidualProblem for metric='residual') and fix the query set (the
     dataset `indices`, or every point among its predecessors), k and the path; the tree is built only
-    when the path walks one."""
+    when the path walks one. `options` are CoverTree knobs and, for raw points under the residual
+    metric, :func:`~covertreex.residual_problem`'s parameters (kernel, lengthscale, variance, m, seed)."""
     predecessor = as_bool(predecessor, "predecessor")
     if (indices is None) == (not predecessor):
         raise InvalidInputError("pass exactly one of indices=... or predecessor=True")
+    residual = {name: options.pop(name) for name in _RESIDUAL_PARAMETERS if name in options}
     model = CoverTree(engine=None if engine == "auto" else engine, metric=metric, telemetry=False,
-                      **options).fit(data)
+                      **options).fit(data, **residual)
     space = model.space
     k = check_k(k, space.n_points, allow_padding=predecessor)
     queries = space.all_points(predecessor=True) if predecessor else space.indexed_queries(indices)
@@ -95,6 +99,12 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
     path = model.choose_path(space, False, queries, k)
     tree = model.tree if path == "tree" else None
     return Index(model.engine.name, model.config, space, queries, k, path, tree)
+
+
+_RESIDUAL_PARAMETERS = tuple(
+    name for name, parameter in inspect.signature(residual_problem).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY
+)
 
 
 def cost_balanced_ranges(limits: np.ndarray, k: int, n_ranges: int) -> list[tuple[int, int]]:
@@ -151,6 +161,9 @@ def connected(scheduler):
         if scheduler.status != "running":  # closed: Dask failed late, with a KeyError or a closed loop
             raise InvalidInputError(f"scheduler: the Dask Client is not running (status "
                                     f"{scheduler.status!r}); pass an open Client or a scheduler address")
+        if scheduler.asynchronous:
+            raise InvalidInputError("scheduler: an asynchronous Dask Client cannot wait for covertreex's "
+                                    "blocking calls; pass a synchronous Client or an address")
         yield scheduler
         return
     if not isinstance(scheduler, str):
@@ -208,16 +221,18 @@ def _connect(client_class, address: str):
 
 
 def _check_address(address: str) -> None:
-    """An InvalidInputError for a tcp:// address (Dask's default protocol) without a port number in
-    1..65535, which Dask would reject with a ValueError or send to another port; other protocols are left
-    to Dask."""
+    """An InvalidInputError for a tcp:// address (Dask's default protocol) without a host, or without a port
+    number in 1..65535, which Dask would wait 10 s for, reject with a ValueError or send to another port;
+    other protocols are left to Dask."""
     from distributed.comm import parse_address, parse_host_port
 
     try:
         scheme, location = parse_address(address)
         if scheme != "tcp":
             return
-        _, port = parse_host_port(location)
+        host, port = parse_host_port(location)
+        if not host:
+            raise ValueError("no host")
         if not 1 <= port <= 65535:
             raise ValueError(f"port {port} is outside 1..65535")
     except ValueError as exc:

@@ -207,6 +207,30 @@ def test_pcct_reports_a_failure_of_the_cluster_in_one_line(tmp_path, monkeypatch
     assert err.count("\n") == 1
 
 
+def test_an_asynchronous_client_is_refused_before_any_work(client):
+    """It failed with 'cannot unpack non-iterable coroutine object' and a RuntimeWarning."""
+    import asyncio
+
+    from distributed import Client
+
+    async def job():
+        async with Client(client.scheduler.address, asynchronous=True) as async_client:
+            X = np.random.default_rng(0).normal(size=(30, 2))
+            ct.vecchia_neighbors(X, 3, metric="euclidean", ordering="natural", scheduler=async_client)
+
+    with pytest.raises(InvalidInputError, match="^scheduler: an asynchronous Dask Client"):
+        asyncio.run(job())
+
+
+def test_residual_parameters_reach_the_residual_problem_of_a_cluster_job(client):
+    X = np.random.default_rng(5).normal(size=(120, 2))
+    dist, idx = distributed.kneighbors(X, 4, client, metric="residual", predecessor=True, m=16,
+                                       kernel="matern52", seed=3)
+    local = ct.CoverTree(metric="residual").fit(X, m=16, kernel="matern52", seed=3)
+    expected = local.kneighbors(k=4, predecessor=True)
+    assert _same_bytes(dist, expected[0]) and _same_bytes(idx, expected[1])
+
+
 def _connect_to(address: str) -> None:
     with distributed.connected(address):
         pass
@@ -253,8 +277,8 @@ def dask_never_connects(monkeypatch):
 
 
 @pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1", "tcp://127.0.0.1:port", "127.0.0.1:99999",
-                                     "tcp://127.0.0.1:0"])
-def test_a_scheduler_address_without_a_valid_port_number_is_an_error_naming_it(dask_never_connects, address):
+                                     "tcp://127.0.0.1:0", "tcp://:8786"])
+def test_an_address_without_a_host_or_a_valid_port_is_an_error_naming_it(dask_never_connects, address):
     expected = f"scheduler must be an address like .*got '{re.escape(address)}'"
     with pytest.raises(InvalidInputError, match=expected), distributed.connected(address):
         pass
