@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 from covertreex.errors import InvalidInputError, unknown_name
@@ -217,6 +218,11 @@ class Config:
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form; goes into telemetry and baselines."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
+        """Computed once per configuration (it is frozen): every query's telemetry asks."""
         payload = json.dumps(self.as_dict(), sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()
 

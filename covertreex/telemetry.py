@@ -16,7 +16,6 @@ import numpy as np
 from covertreex import schema
 from covertreex.config import Config
 from covertreex.counters import LevelCounter, QueryCounter
-from covertreex.digest import array_digest
 from covertreex.engines.base import QueryCounters
 from covertreex.errors import CorruptFileError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
@@ -51,11 +50,7 @@ def validate_record(record: dict) -> None:
 
 
 def tree_digest(tree: Tree | None) -> str | None:
-    if tree is None:
-        return None
-    return array_digest(
-        np.array([tree.root]), tree.levels, tree.parents, tree.child_offsets, tree.children, tree.radius
-    )
+    return None if tree is None else tree.digest
 
 
 def _spread(column: np.ndarray) -> dict:
@@ -69,7 +64,8 @@ def make_record(
     """The telemetry record of one query call (valid against the shipped schema)."""
     pq = counters.per_query
     screened = np.asarray(counters.extra.get("screened", np.zeros(pq.shape[0], dtype=np.int64)))
-    totals = {column.field: int(pq[:, column].sum()) for column in QueryCounter}
+    sums = pq.sum(axis=0)  # integers: exact in any order
+    totals = {column.field: int(sums[column]) for column in QueryCounter}
     totals["nodes_visited"] = totals["distance_evaluations"] + totals["dedupe_hits"]
     totals["pairs_screened"] = int(screened.sum())
     spread = (QueryCounter.DISTANCE_EVALUATIONS, QueryCounter.HEAP_PUSHES, QueryCounter.FRONTIER_STEPS)
