@@ -45,7 +45,10 @@ def hilbert_keys(points: np.ndarray) -> np.ndarray:
 
 
 def hilbert_order(points: np.ndarray) -> np.ndarray:
-    """Points sorted along the Hilbert curve, ties by dataset index."""
+    """Points sorted along the Hilbert curve, ties by dataset index. One point needs no keys: they cost
+    about 0.7 ms whatever the count (bits x dimensions NumPy calls), most of a one-row tree query."""
+    if points.shape[0] <= 1:
+        return natural_order(points)
     keys = hilbert_keys(points)
     return np.lexsort((np.arange(points.shape[0]), keys)).astype(np.int64)
 
