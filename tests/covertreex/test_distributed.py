@@ -231,6 +231,30 @@ def test_residual_parameters_reach_the_residual_problem_of_a_cluster_job(client)
     assert _same_bytes(dist, expected[0]) and _same_bytes(idx, expected[1])
 
 
+def test_a_connection_that_fails_dasks_handshake_check_is_tried_again():
+    """Dask's `assert len(msg) == 1` fails when another client's cancellation shares a new client's first
+    batch; the connection is made again (HANDSHAKE_TRIES), and a third failure is raised as it is."""
+    made = []
+
+    def flaky_client(address, timeout):
+        made.append(address)
+        if len(made) < 2:
+            raise AssertionError
+        return SimpleNamespace(address=address)
+
+    assert distributed._connect(flaky_client, "tcp://127.0.0.1:8786").address == "tcp://127.0.0.1:8786"
+    assert len(made) == 2
+
+    def broken_client(address, timeout):
+        made.append(address)
+        raise AssertionError
+
+    made.clear()
+    with pytest.raises(AssertionError):
+        distributed._connect(broken_client, "tcp://127.0.0.1:8786")
+    assert len(made) == distributed.HANDSHAKE_TRIES
+
+
 def _connect_to(address: str) -> None:
     with distributed.connected(address):
         pass
@@ -434,7 +458,7 @@ def test_a_closed_client_is_refused_before_any_work(client, ordering):
     cluster, not at all): now an error naming the scheduler, before anything runs."""
     from distributed import Client
 
-    closed = Client(client.scheduler.address)
+    closed = distributed._connect(Client, client.scheduler.address)  # its handshake race is retried
     closed.close()
     X = np.random.default_rng(3).normal(size=(50, 2))
 
