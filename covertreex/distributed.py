@@ -196,31 +196,23 @@ def _connect(client_class, address: str):
     answers there is no Dask scheduler (no reply in :data:`CONNECT_SECONDS` + :data:`HANDSHAKE_SECONDS`,
     or a reply Dask cannot read: a server that speaks first made Dask ask for exabytes), or when Dask
     refuses the address (an unknown scheme, TLS without its security settings). The attempt runs on a
-    thread of its own so that it can be given up; one given up is left to end with its connection."""
-    outcome: dict = {}
+    thread of its own so that it can be given up (:func:`_within`)."""
 
     def attempt():
         for remaining in reversed(range(HANDSHAKE_TRIES)):
             try:
-                outcome.update(client=client_class(address, timeout=f"{CONNECT_SECONDS}s"), error=None)
-                return
-            except AssertionError as exc:  # Dask's handshake race (HANDSHAKE_TRIES): connect again
-                outcome["error"] = exc
+                return client_class(address, timeout=f"{CONNECT_SECONDS}s")
+            except AssertionError:  # Dask's handshake race (HANDSHAKE_TRIES): connect again
                 if not remaining:
-                    return
-            except Exception as exc:  # noqa: BLE001 -- reported to the caller below, by kind
-                outcome["error"] = exc
-                return
+                    raise
 
-    worker = threading.Thread(target=attempt, name="covertreex-dask-connect", daemon=True)
-    worker.start()
-    worker.join(CONNECT_SECONDS + HANDSHAKE_SECONDS)
+    outcome = _within(CONNECT_SECONDS + HANDSHAKE_SECONDS, attempt, "connect")
     where = f"the Dask scheduler at {address!r}"
-    if worker.is_alive():
+    if outcome is None:
         raise InvalidInputError(
             f"no reply from {where} within {CONNECT_SECONDS + HANDSHAKE_SECONDS} s: what listens there "
             "accepts connections but does not speak Dask's protocol (is it the dashboard's port?)")
-    error = outcome.get("error")
+    client, error = outcome
     if isinstance(error, MemoryError):
         raise InvalidInputError(f"{where} sent a reply Dask cannot read: what listens there is not a Dask "
                                 "scheduler") from None
@@ -231,7 +223,25 @@ def _connect(client_class, address: str):
         raise InvalidInputError(f"Dask cannot use the scheduler address {address!r} ({reason})") from None
     if error is not None:
         raise error
-    return outcome["client"]
+    return client
+
+
+def _within(seconds: float, call, name: str):
+    """(call's result, None) or (None, the exception it raised), or None when it has not ended within
+    `seconds`: it runs on a daemon thread, left to end on its own then (Dask offers no way to abandon a
+    connection or a scatter it is waiting on)."""
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append((call(), None))
+        except Exception as exc:  # noqa: BLE001 -- handed to the caller, which sorts it by kind
+            outcome.append((None, exc))
+
+    worker = threading.Thread(target=run, name=f"covertreex-dask-{name}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return outcome[0] if outcome else None
 
 
 def _check_address(address: str) -> None:
@@ -299,25 +309,17 @@ def _scatter(client, index: Index):
     """The index copied to every worker (a future), or None when a worker died during the copies. Dask
     then fails with a KeyError naming the dead worker, or keeps retrying the copy to it every 30 s for
     good (its replication holds on to the workers it started with): such a copy is given up after
-    :data:`SCATTER_SECONDS` plus its bytes' time, on the thread that waits for it."""
-    outcome: dict = {}
-
-    def attempt():
-        try:
-            [outcome["shared"]] = client.scatter([index], broadcast=True, hash=False,
-                                                 direct=client.direct_to_workers is not False)
-        except Exception as exc:  # noqa: BLE001 -- sorted below
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=attempt, name="covertreex-dask-scatter", daemon=True)
-    worker.start()
-    worker.join(SCATTER_SECONDS + _nbytes(index) / SCATTER_BYTES_PER_SECOND)
-    error = outcome.get("error")
-    if worker.is_alive() or isinstance(error, (KeyError, OSError)):
+    :data:`SCATTER_SECONDS` plus its bytes' time (:func:`_within`)."""
+    outcome = _within(SCATTER_SECONDS + _nbytes(index) / SCATTER_BYTES_PER_SECOND,
+                      lambda: client.scatter([index], broadcast=True, hash=False,
+                                             direct=client.direct_to_workers is not False), "scatter")
+    if outcome is None or isinstance(outcome[1], (KeyError, OSError)):
         return None
+    shared, error = outcome
     if error is not None:
         raise error
-    return outcome["shared"]
+    [shared] = shared
+    return shared
 
 
 def _nbytes(index: Index) -> int:
