@@ -20,7 +20,7 @@ from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.resources import require_answer_memory
 from covertreex.scalars import as_bool
-from covertreex.telemetry import make_record
+from covertreex.telemetry import RecordSource
 from covertreex.tree import Tree, checked
 from covertreex.validation import check_k
 
@@ -191,20 +191,13 @@ class CoverTree:
         else:
             idx, dist, counters = self.engine.query(tree, space, query_set, k, self.config)
         seconds = time.perf_counter() - start
-        record = None
+        source = None
         if self.config.telemetry:
-            record = make_record(
-                engine=self.engine.name,
-                mode=self.engine.telemetry_mode(self.config),
-                space=space,
-                queries=query_set,
-                k=k,
-                config=self.config,
-                tree=tree,
-                counters=counters,
-                seconds=seconds,
+            source = RecordSource.of_call(
+                engine=self.engine.name, mode=self.engine.telemetry_mode(self.config), space=space,
+                queries=query_set, k=k, config=self.config, tree=tree, seconds=seconds,
             )
-        self.last_result = KnnResult(idx, dist, counters, record, seconds)
+        self.last_result = KnnResult(idx, dist, counters.frozen(), seconds, source)
         return self.last_result
 
     def kneighbors(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False):

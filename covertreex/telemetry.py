@@ -8,6 +8,7 @@ docs/telemetry.md for every field.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,54 +54,97 @@ def tree_digest(tree: Tree | None) -> str | None:
     return None if tree is None else tree.digest
 
 
-def _spread(column: np.ndarray) -> dict:
-    return {"min": int(column.min()), "max": int(column.max()), "mean": float(column.mean())}
+QUERY_FIELDS = tuple(column.field for column in QueryCounter)
+LEVEL_FIELDS = tuple(column.field for column in LevelCounter)
+SPREAD_COLUMNS = (QueryCounter.DISTANCE_EVALUATIONS, QueryCounter.HEAP_PUSHES, QueryCounter.FRONTIER_STEPS)
+"""The per-query counters whose spread (min, max, mean) a record carries, besides pairs_screened."""
+SPREAD_FIELDS = tuple(column.field for column in SPREAD_COLUMNS) + ("pairs_screened",)
 
 
-def make_record(
-    *, engine: str, mode: str, space: MetricSpace, queries: QuerySet, k: int, config: Config,
-    tree: Tree | None, counters: QueryCounters, seconds: float,
-) -> dict:
-    """The telemetry record of one query call (valid against the shipped schema)."""
-    pq = counters.per_query
-    screened = np.asarray(counters.extra.get("screened", np.zeros(pq.shape[0], dtype=np.int64)))
-    sums = pq.sum(axis=0)  # integers: exact in any order
-    totals = {column.field: int(sums[column]) for column in QueryCounter}
-    totals["nodes_visited"] = totals["distance_evaluations"] + totals["dedupe_hits"]
-    totals["pairs_screened"] = int(screened.sum())
-    spread = (QueryCounter.DISTANCE_EVALUATIONS, QueryCounter.HEAP_PUSHES, QueryCounter.FRONTIER_STEPS)
-    levels = []
-    if tree is not None:
-        for label, row in zip(tree.level_slots, counters.per_level, strict=True):
-            levels.append({"level": label} | {column.field: int(row[column]) for column in LevelCounter})
-    return {
-        "schema": SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "engine": engine,
-        "mode": mode,
-        "metric": space.metric,
-        "dtype": "float64",
-        "kernel": space.problem.kernel if space.problem is not None else None,
-        "n_points": space.n_points,
-        "n_dims": space.n_dims,
-        "n_queries": queries.n_queries,
-        "k": k,
-        "predecessor": queries.predecessor,
-        "dataset_digest": space.digest,
-        "config_digest": config.digest(),
-        "tree_digest": tree_digest(tree),
-        "path": counters.extra.get("path", "tree"),
-        "config": config.as_dict(),
-        "timings": {"query_seconds": float(seconds)} | (
-            {"gemm_seconds": float(counters.extra["gemm_seconds"])} if "gemm_seconds" in counters.extra
-            else {}),
-        "counters": totals,
-        "speculation": {"discarded_evaluations": int(counters.extra.get("discarded_evaluations", 0))},
-        "per_query": {column.field: _spread(pq[:, column]) for column in spread}
-        | {"pairs_screened": _spread(screened)},
-        "levels": levels,
-    }
+def _spreads(columns: np.ndarray, names) -> dict:
+    """{name: {min, max, mean}} of each column of an integer array with at least one row. The mean is the
+    exact integer sum over the row count, the same float64 as ``column.mean()`` (partial sums of integers
+    below 2**53 are exact in any order), in three reductions instead of three per column."""
+    rows = columns.shape[0]
+    lows, highs, sums = (reduce(columns, axis=0).tolist() for reduce in (np.min, np.max, np.sum))
+    return {name: {"min": low, "max": high, "mean": total / rows}
+            for name, low, high, total in zip(names, lows, highs, sums, strict=True)}
+
+
+@dataclass(frozen=True)
+class RecordSource:
+    """What a query call's record says besides its counters, taken when the call ends. Calling it with the
+    call's counters builds the record; a result does that on first read of its ``telemetry`` (most callers
+    never read it, and building cost more than a one-row query's search). Scalars only, so a kept result
+    holds neither the indexed data nor the tree."""
+
+    created: datetime
+    engine: str
+    mode: str
+    metric: str
+    kernel: str | None
+    n_points: int
+    n_dims: int
+    n_queries: int
+    k: int
+    predecessor: bool
+    dataset_digest: str
+    config: Config
+    tree_digest: str | None
+    level_slots: tuple
+    seconds: float
+
+    @classmethod
+    def of_call(
+        cls, *, engine: str, mode: str, space: MetricSpace, queries: QuerySet, k: int, config: Config,
+        tree: Tree | None, seconds: float,
+    ) -> RecordSource:
+        return cls(
+            created=datetime.now(timezone.utc), engine=engine, mode=mode, metric=space.metric,
+            kernel=space.problem.kernel if space.problem is not None else None, n_points=space.n_points,
+            n_dims=space.n_dims, n_queries=queries.n_queries, k=k, predecessor=queries.predecessor,
+            dataset_digest=space.digest, config=config, tree_digest=tree_digest(tree),
+            level_slots=tuple(tree.level_slots) if tree is not None else (), seconds=float(seconds),
+        )
+
+    def __call__(self, counters: QueryCounters) -> dict:
+        """The telemetry record of the call (valid against the shipped schema)."""
+        pq = counters.per_query
+        screened = counters.extra.get("screened")
+        screened = np.zeros(pq.shape[0], dtype=np.int64) if screened is None else np.asarray(screened)
+        totals = dict(zip(QUERY_FIELDS, pq.sum(axis=0).tolist(), strict=True))  # integers: exact in any order
+        totals["nodes_visited"] = totals["distance_evaluations"] + totals["dedupe_hits"]
+        totals["pairs_screened"] = int(screened.sum())
+        spread = np.column_stack([pq[:, SPREAD_COLUMNS], screened.astype(np.int64, copy=False)])
+        extra = counters.extra
+        return {
+            "schema": SCHEMA_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "created": self.created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "engine": self.engine,
+            "mode": self.mode,
+            "metric": self.metric,
+            "dtype": "float64",
+            "kernel": self.kernel,
+            "n_points": self.n_points,
+            "n_dims": self.n_dims,
+            "n_queries": self.n_queries,
+            "k": self.k,
+            "predecessor": self.predecessor,
+            "dataset_digest": self.dataset_digest,
+            "config_digest": self.config.digest(),
+            "tree_digest": self.tree_digest,
+            "path": extra.get("path", "tree"),
+            "config": self.config.as_dict(),
+            "timings": {"query_seconds": self.seconds} | (
+                {"gemm_seconds": float(extra["gemm_seconds"])} if "gemm_seconds" in extra else {}),
+            "counters": totals,
+            "speculation": {"discarded_evaluations": int(extra.get("discarded_evaluations", 0))},
+            "per_query": _spreads(spread, SPREAD_FIELDS),
+            "levels": [{"level": label} | dict(zip(LEVEL_FIELDS, row, strict=True))
+                       for label, row in zip(self.level_slots, counters.per_level.tolist(), strict=True)]
+            if self.level_slots else [],
+        }
 
 
 def write_jsonl(path, records) -> None:

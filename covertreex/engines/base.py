@@ -7,7 +7,9 @@ engines never format telemetry themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -34,6 +36,14 @@ class QueryCounters:
     per_level: np.ndarray = field(repr=False)
     extra: dict = field(default_factory=dict)
 
+    def frozen(self) -> QueryCounters:
+        """These counters with read-only arrays, so a result's telemetry, built on first read, reports
+        what the call counted."""
+        for array in (self.per_query, self.per_level, *self.extra.values()):
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+        return self
+
     @classmethod
     def without_levels(cls, per_query: np.ndarray, extra: dict) -> QueryCounters:
         """Counters of a call that walked no tree (dense paths, brute force)."""
@@ -47,8 +57,14 @@ class KnnResult:
     indices: np.ndarray
     distances: np.ndarray
     counters: QueryCounters = field(repr=False)
-    telemetry: dict | None = field(default=None, repr=False)
     seconds: float = 0.0
+    describe: Callable[[QueryCounters], dict] | None = field(default=None, repr=False)
+    """Builds the telemetry record from the counters (None with telemetry off)."""
+
+    @cached_property
+    def telemetry(self) -> dict | None:
+        """The telemetry record of the call (None with telemetry off), built on first read."""
+        return None if self.describe is None else self.describe(self.counters)
 
     def __iter__(self):
         """Unpack as ``indices, distances``."""

@@ -98,6 +98,56 @@ def test_brute_record_counts_every_pair():
     assert r.telemetry["mode"] == "oracle" and r.telemetry["levels"] == []
 
 
+def test_per_query_spreads_are_the_columns_min_max_and_mean():
+    """The record's spreads equal NumPy's reductions of each counter column, bit for bit."""
+    X = datasets.make("lattice", 900, 3, 2).points
+    for path in ("tree", "dense"):
+        r = ct.CoverTree(path=path).fit(X).query(indices=np.arange(0, 900, 7), k=12)
+        columns = {"distance_evaluations": 0, "heap_pushes": 1, "frontier_steps": 4}
+        expected = {name: r.counters.per_query[:, c] for name, c in columns.items()}
+        expected["pairs_screened"] = np.asarray(r.counters.extra.get("screened", np.zeros(129, np.int64)))
+        for name, column in expected.items():
+            spread = r.telemetry["per_query"][name]
+            assert (spread["min"], spread["max"]) == (column.min(), column.max())
+            assert spread["mean"].hex() == float(column.mean()).hex()
+
+
+def test_the_record_is_built_on_first_read_from_what_the_call_counted(monkeypatch):
+    """A call whose record nobody reads never builds it; a read builds it once, with the call's
+    counters (read-only, so nothing can change them first) and the call's time, not the read's."""
+    from covertreex.telemetry import RecordSource
+
+    built, build = [], RecordSource.__call__
+    monkeypatch.setattr(RecordSource, "__call__", lambda self, counts: built.append(1) or build(self, counts))
+    X = datasets.gaussian(400, 3, 2)
+    tree = ct.CoverTree(path="tree").fit(X)
+    result = tree.query(X[:5], k=4)
+    assert built == []
+    with pytest.raises(ValueError, match="read-only"):
+        result.counters.per_query[0, 0] = 10**6
+    created = result.describe.created
+    record = result.telemetry
+    assert built == [1] and result.telemetry is record
+    assert record["created"] == created.isoformat(timespec="seconds").replace("+00:00", "Z")
+    assert record["counters"]["distance_evaluations"] == int(result.counters.per_query[:, 0].sum())
+    validate_record(record)
+
+
+def test_a_kept_result_does_not_hold_the_indexed_data():
+    """Results kept across fits hold scalars for their records, not each fit's points or tree."""
+    import gc
+    import weakref
+
+    tree = ct.CoverTree(path="tree").fit(datasets.gaussian(300, 2, 3))
+    result = tree.query(indices=[0, 1], k=3)
+    space, built = weakref.ref(tree.space), weakref.ref(tree.built_tree)
+    tree.fit(datasets.gaussian(300, 2, 4))
+    tree.last_result = None
+    gc.collect()
+    assert space() is None and built() is None
+    validate_record(result.telemetry)
+
+
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
