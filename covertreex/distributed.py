@@ -280,11 +280,29 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
                                   workers * ranges_per_worker)
+    try:
+        return _run_ranges(index, client, ranges)
+    except Exception as exc:
+        if client.status == "running" or isinstance(exc, ClusterError):
+            raise
+        raise _lost_scheduler(client) from exc
+
+
+def _lost_scheduler(client) -> ClusterError:
+    """The one error for a job whose client lost its scheduler (Dask's own is an OSError or a
+    cancellation naming a closed TCP connection, or a failed copy that looks like a dead worker)."""
+    return ClusterError(f"lost the Dask scheduler at {client.scheduler.address} during the job (Dask "
+                        f"client status: {client.status})")
+
+
+def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
     parts: list = [None] * len(ranges)
     lost = list(range(len(ranges)))
     for scatter in range(1, SCATTERS + 1):
         shared = _scatter(client, index)
-        if shared is None:  # a worker died during the copies
+        if shared is None:  # a worker died during the copies, or the scheduler did
+            if client.status != "running":
+                raise _lost_scheduler(client)
             if scatter == SCATTERS:
                 raise ClusterError(f"could not copy the index to the workers in {SCATTERS} tries: a worker "
                                    "died during each copy")

@@ -4,6 +4,7 @@ dies."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -477,3 +478,35 @@ def test_predecessor_must_be_a_boolean():
     X = np.random.default_rng(3).normal(size=(50, 2))
     with pytest.raises(InputTypeError, match=r"^predecessor must be True or False, got str 'no'"):
         distributed.prepare(X, 3, metric="euclidean", predecessor="no")
+
+
+def test_a_scheduler_lost_during_the_job_is_one_clear_error(tmp_path):
+    """A killed scheduler made the job fail as if a worker had died during every copy of the index ('could
+    not copy the index ... a worker died during each copy'), or with a closed TCP connection's OSError;
+    it is now a ClusterError saying the scheduler was lost. The scheduler is a real `dask scheduler`
+    process, killed before the job starts; the job waits for nothing but the client's own reconnect
+    attempt (10 s)."""
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0", "--dashboard-address", ":0",
+         "--scheduler-file", str(scheduler_file), "--no-show"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            if scheduler_file.exists() and scheduler_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        with distributed.connected(address) as job_client:
+            scheduler.kill()
+            scheduler.wait(60)
+            for _ in range(600):  # the client notices the closed connection (a state, not a duration)
+                if job_client.status != "running":
+                    break
+                time.sleep(0.1)
+            with pytest.raises(ClusterError, match=f"lost the Dask scheduler at {re.escape(address)} during "
+                                                   "the job"):
+                distributed.run(_small_index(), job_client)
+    finally:
+        scheduler.kill()
+        scheduler.wait(60)
