@@ -45,8 +45,10 @@ _WINDOW = 12  # positions of a row shown in a diff
 _MISSING = object()
 
 
-def _knn_arrays(result, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, distances) of an answer object (.indices/.distances) or an (indices, distances) tuple."""
+def _knn_arrays(result, name: str) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(indices, distances, why the distances are not of record or None) of an answer object
+    (.indices/.distances) or an (indices, distances) tuple; distances of another dtype are converted
+    for the comparison, and the answer fails whatever its values."""
     if hasattr(result, "indices") and hasattr(result, "distances"):
         indices, distances = result.indices, result.distances
     elif isinstance(result, (tuple, list)) and len(result) in (2, 3):
@@ -64,10 +66,14 @@ def _knn_arrays(result, name: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.issubdtype(indices.dtype, np.integer):
         raise InputTypeError(f"{name} indices must be integers, got dtype {indices.dtype}")
-    return indices.astype(np.int64, copy=False), distances.astype(np.float64, copy=False)
+    wrong_dtype = None
+    if distances.dtype.kind != "f" or distances.dtype.itemsize != 8:  # float64 in either byte order
+        wrong_dtype = f"{name}: distances have dtype {distances.dtype}, not float64 (the distances of record)"
+    return indices.astype(np.int64, copy=False), distances.astype(np.float64, copy=False), wrong_dtype
 
 
-def _tolerances(rtol, atol) -> tuple[float, float]:
+def checked_tolerances(rtol, atol) -> tuple[float, float]:
+    """(rtol, atol) as floats, each a finite real number >= 0, else an error naming it."""
     for name, value in (("rtol", rtol), ("atol", atol)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
             raise InputTypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -282,12 +288,14 @@ def compare_knn(
     untruthful one makes the status 'different'."""
     __tracebackhide__ = True
     labels = _labels(labels)
-    rtol, atol = _tolerances(rtol, atol)
+    rtol, atol = checked_tolerances(rtol, atol)
     problem = _problem_of(problem, got, ref)
-    ri, rd = _knn_arrays(ref, labels[0])
-    gi, gd = _knn_arrays(got, labels[1])
+    ri, rd, ref_dtype = _knn_arrays(ref, labels[0])
+    gi, gd, got_dtype = _knn_arrays(got, labels[1])
     _same_shape(ri, gi, labels)
-    untrue = None if problem is None else _untrue(problem, [(ri, rd), (gi, gd)], labels, rtol, atol)
+    untrue = ref_dtype or got_dtype
+    if untrue is None and problem is not None:
+        untrue = _untrue(problem, [(ri, rd), (gi, gd)], labels, rtol, atol)
     differs = (ri != gi) | (rd.view(np.uint64) != gd.view(np.uint64))
     with np.errstate(invalid="ignore"):
         gap = np.abs(gd - rd)
@@ -343,17 +351,17 @@ def assert_k_safe(
     """
     __tracebackhide__ = True
     a, b = _labels(labels)
-    rtol, atol = _tolerances(rtol, atol)
+    rtol, atol = checked_tolerances(rtol, atol)
     problem = _problem_of(problem, result, oracle)
     if problem is None:
         raise InvalidInputError(
             "assert_k_safe checks every listed distance against the problem: pass problem= (or answers "
             "from pcct engines, which carry their problem)"
         )
-    ri, rd = _knn_arrays(result, a)
-    oi, od = _knn_arrays(oracle, b)
+    ri, rd, result_dtype = _knn_arrays(result, a)
+    oi, od, oracle_dtype = _knn_arrays(oracle, b)
     _same_shape(ri, oi, (a, b))
-    untrue = _untrue(problem, [(ri, rd), (oi, od)], (a, b), rtol, atol)
+    untrue = result_dtype or oracle_dtype or _untrue(problem, [(ri, rd), (oi, od)], (a, b), rtol, atol)
     if untrue is not None:
         raise AssertionError(untrue)
     r_order = np.argsort(rd, axis=1, kind="stable")
@@ -384,23 +392,36 @@ def assert_k_safe(
 
 def assert_predecessors(result, *, label: str = "result") -> None:
     """Assert a predecessor (Vecchia) answer is well formed, where query row i is indexed point i: row i
-    lists min(i, k) distinct indices j < i at finite distances, then (-1, inf) padding.
+    lists min(i, k) distinct indices j < i at finite distances >= 0 (float64), sorted by (distance,
+    index), then (-1, inf) padding.
 
     An engine that returns an ineligible index (j >= i) can still be tie-equal to the oracle when
     distances tie (duplicates), so eligibility is checked on its own, not left to the comparison.
     """
     __tracebackhide__ = True
-    indices, distances = _knn_arrays(result, label)
+    indices, distances, wrong_dtype = _knn_arrays(result, label)
+    if wrong_dtype is not None:
+        raise AssertionError(wrong_dtype)
     n, k = indices.shape
     row_of = np.arange(n)[:, None]
     listed = np.arange(k)[None, :] < np.minimum(row_of, k)
-    eligible = (indices >= 0) & (indices < row_of) & np.isfinite(distances)
+    eligible = (indices >= 0) & (indices < row_of) & np.isfinite(distances) & (distances >= 0)
     padding = (indices == -1) & (distances == np.inf)
     ordered = np.sort(np.where(listed, indices, -1 - np.arange(k)[None, :]), axis=1)
     repeated = np.zeros_like(listed)
     repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
     bad = np.where(listed, ~eligible, ~padding)
+    both = listed[:, :-1] & listed[:, 1:]
+    unsorted = both & ((distances[:, :-1] > distances[:, 1:])
+                       | ((distances[:, :-1] == distances[:, 1:]) & (indices[:, :-1] > indices[:, 1:])))
     if not bad.any() and not repeated.any():
+        if unsorted.any():
+            row, pos = (int(x) for x in np.argwhere(unsorted)[0])
+            raise AssertionError(
+                f"{label}: predecessor query row {row} is not sorted by (distance, index) at position {pos}: "
+                f"index {int(indices[row, pos])} at distance {_dist(distances[row, pos])} comes before index "
+                f"{int(indices[row, pos + 1])} at distance {_dist(distances[row, pos + 1])}\n"
+                f"  unsorted rows: {int(unsorted.any(axis=1).sum())} of {n}")
         return
     row = int(np.argwhere(bad | repeated)[0][0])
     if bad[row].any():
@@ -410,7 +431,7 @@ def assert_predecessors(result, *, label: str = "result") -> None:
             why = (f"expected padding (-1, inf): point {row} has only {row} predecessors, so positions "
                    f"{min(row, k)}..{k - 1} are padded")
         elif 0 <= j < row:
-            why = "a predecessor must be at a finite distance"
+            why = "a predecessor must be at a finite distance >= 0"
         else:
             why = f"index {j} is not eligible: row {row} may only list indices 0 <= j < {row}"
     else:

@@ -82,17 +82,26 @@ class Problem:
         return self.queries if self.queries is not None else self.points[self.query_indices]
 
     @cached_property
-    def pristine_digest(self) -> str:
-        """:meth:`content_digest` when first asked, before any engine was handed the problem."""
-        return self.content_digest()
+    def pristine_fields(self) -> dict[str, str]:
+        """:meth:`field_fingerprints` when first asked, before any engine was handed the problem."""
+        return self.field_fingerprints()
 
-    def content_digest(self) -> str:
-        """A digest of every array an engine is handed, as they hold now: an engine that writes into its
-        input (past the read-only flags) changes it, and would corrupt every later test of the session."""
-        arrays = [self.points, self.queries, self.query_indices]
+    def field_fingerprints(self) -> dict[str, str]:
+        """Every field an engine is handed, its own and its residual problem's, as it holds now: an array's
+        digest, any other value's repr. An engine that writes into its input (past the read-only flags, or
+        with ``object.__setattr__`` on a frozen field such as ``predecessor`` or ``residual.variance``)
+        changes one, and would corrupt every later test of the session."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "residual"}
+        values["residual"] = None if self.residual is None else type(self.residual).__name__
         if self.residual is not None:
-            arrays += [getattr(self.residual, f.name) for f in fields(self.residual)]
-        return array_digest(*(np.asarray(a) for a in arrays if isinstance(a, np.ndarray)))
+            values |= {f"residual.{f.name}": getattr(self.residual, f.name) for f in fields(self.residual)}
+        return {name: array_digest(value) if isinstance(value, np.ndarray) else repr(value)
+                for name, value in values.items()}
+
+    def changed_fields(self) -> list[str]:
+        """The fields that differ from :attr:`pristine_fields` (empty while the problem is unchanged)."""
+        pristine, now = self.pristine_fields, self.field_fingerprints()
+        return [name for name in pristine.keys() | now.keys() if pristine.get(name) != now.get(name)]
 
 
 def problem_from_arrays(
@@ -150,6 +159,10 @@ def make_problem(
     if not isinstance(predecessor, bool):
         raise InputTypeError(f"predecessor must be True or False, got {predecessor!r}")
     n, seed = as_int(n, "n"), as_int(seed, "seed")
+    if n < 1:
+        raise InvalidInputError(f"n must be >= 1, got {n}")
+    if seed < 0:
+        raise InvalidInputError(f"seed must be >= 0 (a NumPy seed), got {seed}")
     if predecessor and queries != "auto":
         raise InvalidInputError(f"predecessor=True queries every indexed point; got queries={queries!r}")
     if predecessor and n_queries not in (None, n):
@@ -200,6 +213,7 @@ class KnnCase:
     k: int
     queries: np.ndarray | None = None
     query_indices: np.ndarray | None = None
+    predecessor: bool = False
     metric: str = "euclidean"
     kernel: str = "rbf"
     lengthscale: float = 1.0
@@ -238,7 +252,8 @@ class KnnCase:
                 self.points, kernel=self.kernel, lengthscale=self.lengthscale,
                 variance=self.variance, m=self.m, seed=0,
             )
-        label = f"generated {self.metric} {self.family}"
+        label = f"generated {self.metric}{' predecessor' if self.predecessor else ''} {self.family}"
         return problem_from_arrays(
-            data, queries=self.queries, query_indices=self.query_indices, label=label
+            data, queries=self.queries, query_indices=self.query_indices, predecessor=self.predecessor,
+            label=label,
         )

@@ -15,15 +15,23 @@ else it raises :class:`UnsupportedProblemError`, which the plugin reports as a s
 
 from __future__ import annotations
 
+import copy
+import unittest
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pytest
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS, QUERY_KINDS
 from covertreex.scalars import as_int
-from pytest_pcct.parity.assertions import DEFAULT_ATOL, DEFAULT_RTOL, assert_telemetry_valid
+from pytest_pcct.parity.assertions import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    assert_telemetry_valid,
+    checked_tolerances,
+)
 from pytest_pcct.parity.datasets import Problem
 from pytest_pcct.parity.truth import check_answer
 
@@ -38,10 +46,19 @@ class UnsupportedProblemError(InvalidInputError):
     before calling the engine; an engine raising it itself fails (:class:`EngineFailure`)."""
 
 
+_SELF_SKIPS = (pytest.skip.Exception, pytest.xfail.Exception, unittest.SkipTest)
+"""What pytest.skip, pytest.importorskip, pytest.xfail and unittest's skips raise: from inside an engine
+they would turn a wrong engine's test into a skip or an expected failure, and the run green."""
+
+
+def _self_skip_kind(exc: BaseException) -> str:
+    return "xfail" if isinstance(exc, pytest.xfail.Exception) else "skip"
+
+
 class EngineFailure(AssertionError):
     """An engine misbehaved on a problem it was registered for in a way no answer check sees: it refused
-    the problem by raising :class:`UnsupportedProblemError` itself (which would otherwise turn its failure
-    into a skip), or it wrote into the problem's arrays."""
+    the problem by raising :class:`UnsupportedProblemError` itself, or skipped or xfailed the test from
+    inside its call (either would otherwise turn its failure into a skip), or it changed the problem."""
 
 
 def _names(values, kind: str, known: tuple[str, ...]) -> tuple[str, ...]:
@@ -179,7 +196,9 @@ def _normalise(name: str, output, problem: Problem, k: int) -> Answer:
             f"engine {name!r} returned {type(output).__name__}; expected (indices, distances[, telemetry]) "
             "or an object with .indices and .distances"
         )
-    indices, distances, telemetry = np.asarray(parts[0]), np.asarray(parts[1]), parts[2]
+    # Copies: an engine may hand out a buffer it reuses (a C library's static result), which would
+    # overwrite this answer under the comparison.
+    indices, distances, telemetry = np.array(parts[0]), np.array(parts[1]), copy.deepcopy(parts[2])
     for what, arr in (("indices", indices), ("distances", distances)):
         if arr.shape != (problem.n_queries, k):
             raise InvalidInputError(
@@ -188,6 +207,12 @@ def _normalise(name: str, output, problem: Problem, k: int) -> Answer:
     if telemetry is not None and not isinstance(telemetry, dict):
         raise InvalidInputError(f"engine {name!r} returned telemetry of type {type(telemetry).__name__}")
     return Answer(indices, distances, telemetry, name, problem)
+
+
+def _tolerance_pair(tolerance) -> tuple[float, float]:
+    if not isinstance(tolerance, (tuple, list)) or len(tolerance) != 2:
+        raise InputTypeError(f"tolerance must be an (rtol, atol) pair, got {tolerance!r}")
+    return checked_tolerances(*tolerance)
 
 
 class EngineHandle:
@@ -224,14 +249,15 @@ class EngineHandle:
         k = as_int(k, "k")
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
+        rtol, atol = self._tolerance() if tolerance is None else _tolerance_pair(tolerance)
         refusal = self.spec.capabilities.refusal(problem)
         if refusal is not None:
             raise UnsupportedProblemError(
                 f"engine {self.name!r} was not registered for {refusal}: {problem.label}"
             )
-        pristine = problem.pristine_digest
-        if problem.content_digest() != pristine:
-            raise EngineFailure(f"the arrays of {problem.label} were changed after it was made (by an "
+        changed = sorted(problem.changed_fields())  # the first call takes the pristine fields
+        if changed:
+            raise EngineFailure(f"{', '.join(changed)} of {problem.label} changed after it was made (by an "
                                 "engine that failed on it before, or by the test), so no answer to it can be "
                                 "checked")
         try:
@@ -242,11 +268,18 @@ class EngineHandle:
                 f"it was registered for ({exc}); declare what it answers with Capabilities when registering "
                 "it"
             ) from exc
-        if problem.content_digest() != pristine:
-            raise EngineFailure(f"engine {self.name!r} wrote into the arrays of {problem.label} (k={k}); an "
-                                "engine must leave its input unchanged")
+        except _SELF_SKIPS as exc:
+            raise EngineFailure(
+                f"engine {self.name!r} tried to {_self_skip_kind(exc)} the test on {problem.label}, k={k} "
+                f"({exc}); an engine answers or fails, and the plugin alone skips, for the problems its "
+                "Capabilities leave out (an engine that cannot run here raises EngineUnavailable from its "
+                "factory)"
+            ) from exc
+        changed = sorted(problem.changed_fields())
+        if changed:
+            raise EngineFailure(f"engine {self.name!r} changed {', '.join(changed)} of {problem.label} "
+                                f"(k={k}); an engine must leave its input unchanged")
         answer = _normalise(self.name, output, problem, k)
-        rtol, atol = self._tolerance() if tolerance is None else tolerance
         check_answer(answer.indices, answer.distances, problem, rtol=rtol, atol=atol,
                      label=f"engine {self.name!r} on {problem.label}, k={k}")
         answer = replace(answer, indices=answer.indices.astype(np.int64, copy=False),

@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 from hypothesis.strategies import SearchStrategy
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
-from covertreex.kinds import KERNELS, METRICS
+from covertreex.kinds import KERNELS, METRICS, QUERY_KINDS
 from covertreex.metrics.space import MIN_EUCLIDEAN_COORDINATE
 from pytest_pcct.parity.datasets import CASE_QUERIES, KnnCase
 
@@ -197,10 +197,7 @@ def _restricted(capabilities, metric, queries):
     if not isinstance(capabilities, Capabilities):
         raise InputTypeError(f"capabilities must be a pytest_pcct.parity.engines.Capabilities, got "
                              f"{type(capabilities).__name__}")
-    modes = [mode for mode in CASE_QUERIES if mode in capabilities.problems]
-    if not modes:
-        raise InvalidInputError(f"capabilities {capabilities.problems} include no query mode of knn_cases "
-                                f"({', '.join(CASE_QUERIES)})")
+    modes = list(capabilities.problems)  # predecessor problems too, when the engine answers them
     if metric is _CASE_DEFAULTS["metric"]:
         metric = st.sampled_from(capabilities.metrics)
     if queries is _CASE_DEFAULTS["queries"]:
@@ -218,10 +215,12 @@ def knn_cases(
     """Whole k-NN cases: points of a `family` (or from `points`, an array strategy), k, metric, queries.
 
     queries="points" holds the last n_queries drawn rows out as query coordinates (from the same family);
-    "indices" queries indexed points. k is capped at the number of indexed points. Residual cases draw
-    kernel, lengthscale, variance and m (inducing points) as well. `capabilities` (the
-    :class:`~pytest_pcct.parity.engines.Capabilities` an engine was registered with) restricts the default
-    metric and query mode to what that engine answers.
+    "indices" queries indexed points; "predecessor" queries every point among its predecessors. k may
+    exceed the eligible points (the answer then pads with (-1, inf)): k is not capped at n. Residual cases
+    draw kernel, lengthscale, variance and m (inducing points) as well. `capabilities` (the
+    :class:`~pytest_pcct.parity.engines.Capabilities` an engine was registered with) sets the default
+    metrics and query modes to what that engine answers, predecessor problems included; without it the
+    default query modes are points and indices.
     """
     if capabilities is not None:
         metric, queries = _restricted(capabilities, metric, queries)
@@ -231,7 +230,7 @@ def knn_cases(
     n, d = _sizes(n, d)
     k = _param(k, "k", _integer("k", 1, MAX_POINTS))
     metric = _param(metric, "metric", _choice("metric", METRICS))
-    queries = _param(queries, "queries", _choice("query mode", CASE_QUERIES))
+    queries = _param(queries, "queries", _choice("query mode", QUERY_KINDS))
     n_queries = _param(n_queries, "n_queries", _integer("n_queries", 1, MAX_POINTS))
     kernel = _param(kernel, "kernel", _choice("kernel", KERNELS))
     lengthscale = _param(lengthscale, "lengthscale", _real("lengthscale", 1e-6, 1e6))
@@ -246,20 +245,22 @@ def knn_cases(
         else:
             name, rows = "custom", np.asarray(draw(points), dtype=np.float64)
         count, mode = draw(n_queries), draw(queries)
+        query_rows = query_indices = None
         if mode == "points" and len(rows) > 1:
             count = min(count, len(rows) - 1)
-            data, query_rows, query_indices = rows[:-count], rows[-count:], None
+            data, query_rows = rows[:-count], rows[-count:]
         else:
-            data, query_rows = rows, None
-            query_indices = draw(hnp.arrays(np.int64, count, elements=st.integers(0, len(rows) - 1)))
+            data = rows
+            if mode != "predecessor":
+                query_indices = draw(hnp.arrays(np.int64, count, elements=st.integers(0, len(rows) - 1)))
         chosen = draw(metric)
         extra = {}
         if chosen == "residual":
             extra = {"kernel": draw(kernel), "lengthscale": draw(lengthscale),
                      "variance": draw(variance), "m": draw(m)}
         return KnnCase(
-            points=np.ascontiguousarray(data), k=min(draw(k), len(data)), queries=query_rows,
-            query_indices=query_indices, metric=chosen, family=name, **extra,
+            points=np.ascontiguousarray(data), k=draw(k), queries=query_rows, query_indices=query_indices,
+            predecessor=mode == "predecessor", metric=chosen, family=name, **extra,
         )
 
     return build()

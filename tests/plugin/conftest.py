@@ -36,7 +36,10 @@ def _engines_loaded_outside_pytester():
             CovertreexEngine(name)(problem, 2)
 
 WRONG_ENGINES = '''
+import unittest
+
 import numpy as np
+import pytest
 
 from pytest_pcct.parity.engines import EngineUnavailable, UnsupportedProblemError
 
@@ -147,6 +150,56 @@ def writes_input(idx, dist, problem):
     return idx, dist
 
 
+def skips(idx, dist, problem):
+    """Skips the test from inside the call, as a missing optional backend would."""
+    pytest.importorskip("a_backend_that_is_not_installed")
+
+
+def xfails(idx, dist, problem):
+    pytest.xfail("the backend does not support this")
+
+
+def skips_unittest(idx, dist, problem):
+    raise unittest.SkipTest("not on this platform")
+
+
+def flips_a_flag(idx, dist, problem):
+    """The true answer, after turning the (frozen) problem into a predecessor problem."""
+    object.__setattr__(problem, "predecessor", not problem.predecessor)
+    return idx, dist
+
+
+SHARED = {}
+
+
+def into_shared_buffer(idx, dist):
+    """idx/dist copied into one buffer that every call reuses (a C library's static result arrays)."""
+    if SHARED.get("idx") is None or SHARED["idx"].shape != idx.shape:
+        SHARED["idx"], SHARED["dist"] = np.empty_like(idx), np.empty_like(dist)
+    SHARED["idx"][...], SHARED["dist"][...] = idx, dist
+    return SHARED["idx"], SHARED["dist"]
+
+
+def shared_right(idx, dist, problem):
+    return into_shared_buffer(idx, dist)
+
+
+def shared_wrong_last(registry):
+    """Each row's k-th neighbour replaced by its (k+1)-th, at its true distance, in the shared buffer."""
+    def factory():
+        engine = registry.create("gold")
+
+        def knn(problem, k):
+            wider = engine.knn(problem, min(k + 1, problem.n_points))
+            idx, dist = wider.indices[:, :k].copy(), wider.distances[:, :k].copy()
+            idx[:, -1], dist[:, -1] = wider.indices[:, -1], wider.distances[:, -1]
+            return into_shared_buffer(idx, dist)
+
+        return knn
+
+    return factory
+
+
 def big_endian(idx, dist, problem):
     """The true answer, its distances float64 in big-endian byte order: still float64, so right."""
     return idx, dist.astype(">f8")
@@ -159,13 +212,16 @@ def unavailable():
 WRONG = {"ulp": one_ulp, "swap": swap_neighbour, "lastplus": last_plus_one, "random": random_indices,
          "farthest": farthest_last, "offbyone": off_by_one, "unsorted": unsorted,
          "float32": single_precision, "outside": out_of_range, "refuses": refuses, "raises": raises,
-         "missingrow": missing_row, "writes": writes_input, "bigendian": big_endian}
+         "missingrow": missing_row, "writes": writes_input, "bigendian": big_endian, "skips": skips,
+         "xfails": xfails, "unittestskip": skips_unittest, "flipsflag": flips_a_flag,
+         "sharedright": shared_right}
 
 
 def pytest_pcct_register_engines(registry):
     for name, change in WRONG.items():
         registry.register(name, _wrapping(registry, "gold", change))
     registry.register("tieflip", boundary_tie(registry))
+    registry.register("sharedlast", shared_wrong_last(registry))
     registry.register("gpu", unavailable)
 '''
 

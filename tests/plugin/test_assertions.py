@@ -206,6 +206,22 @@ def test_k_safe_names_a_wrong_distance_and_needs_the_problem():
         assert_k_safe(oracle, oracle)
 
 
+def test_distances_that_are_not_float64_fail_every_comparison_whatever_their_values():
+    """float32 distances equal to the float64 ones (exactly representable here) passed tolerance mode,
+    exact mode and assert_k_safe: the helpers converted them before any check."""
+    ref, idx = answer(), IDX.astype(np.int64)
+    for dtype in (np.float32, np.float16, np.int64):
+        got = (idx, DIST.astype(dtype) if dtype != np.int64 else np.zeros_like(DIST, dtype=np.int64))
+        why = f"got: distances have dtype {np.dtype(dtype)}, not float64"
+        assert why in failure(assert_knn_equal, ref, got, mode="tolerance", problem=PROBLEM)
+        assert why in failure(assert_knn_equal, ref, got)
+        assert why in failure(assert_knn_equal, got, ref, labels=("got", "ref"))
+        assert compare_knn(ref, got).status == "different"
+        assert failure(assert_k_safe, got, ref, labels=("got", "oracle"), problem=PROBLEM).startswith(why)
+    swapped = (idx, DIST.astype(DIST.dtype.newbyteorder()))  # float64 in the other byte order is float64
+    assert_knn_equal(ref, swapped, problem=PROBLEM)
+
+
 RECORD = {
     "counters": {"distance_evaluations": 120, "heap_pushes": 30, "prunes": 4},
     "per_query": {"heap_pushes": {"min": 1, "max": 9, "mean": 3.5}},

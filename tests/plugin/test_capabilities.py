@@ -3,6 +3,7 @@ reason), restricted strategies, registration mistakes as usage errors, their own
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from covertreex.errors import InputTypeError, InvalidInputError, UnknownNameError
 from pytest_pcct.parity.engines import Capabilities
@@ -46,17 +47,19 @@ def test_strategies_draw_only_what_the_capabilities_allow(case):
     assert case.metric == "euclidean" and case.queries is not None
 
 
+@settings(max_examples=60, deadline=None, database=None)
+@given(case=knn_cases(capabilities=Capabilities(problems=["predecessor"]), n=st.integers(1, 8)))
+def test_an_engine_that_answers_predecessor_problems_gets_them(case):
+    """knn_cases never drew a predecessor problem, whatever the capabilities said."""
+    assert case.predecessor and case.problem.kind == "predecessor"
+
+
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"metrics": ["cosine"]}, UnknownNameError, "unknown metric 'cosine'; known metrics: euclidean, "
      "residual"),
     ({"problems": "points"}, InvalidInputError, "problem kinds must be a non-empty list of names"),
-    ({"problems": ["predecessor"]}, None, None),
 ])
 def test_capabilities_are_checked(kwargs, error, match):
-    if error is None:
-        with pytest.raises(InvalidInputError, match="include no query mode of knn_cases"):
-            knn_cases(capabilities=Capabilities(**kwargs))
-        return
     with pytest.raises(error, match=match):
         Capabilities(**kwargs)
     with pytest.raises(InputTypeError, match="must be a pytest_pcct.parity.engines.Capabilities"):

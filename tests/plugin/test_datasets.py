@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from covertreex.errors import DimensionMismatchError, InvalidInputError, UnknownNameError
+from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, UnknownNameError
 from pytest_pcct.parity.datasets import KnnCase, ProblemCache, make_problem, problem_from_arrays
 
 
@@ -41,6 +41,9 @@ def test_cache_returns_one_problem_per_recipe():
         ({"metric": "cosine"}, UnknownNameError, "unknown metric 'cosine'"),
         ({"queries": "rows"}, UnknownNameError, "unknown query mode 'rows'"),
         ({"n_queries": 0}, InvalidInputError, "n_queries must be >= 1, got 0"),
+        ({"n": -5}, InvalidInputError, "n must be >= 1, got -5"),  # was a problem of 54 points labelled n=-5
+        ({"n": 0}, InvalidInputError, "n must be >= 1, got 0"),
+        ({"seed": -1}, InvalidInputError, r"seed must be >= 0 \(a NumPy seed\), got -1"),
         ({"kind": "spiral"}, UnknownNameError, "unknown dataset kind 'spiral'"),
     ],
 )
@@ -68,3 +71,23 @@ def test_knn_case_checks_metric_and_k():
         KnnCase(points=np.zeros((3, 1)), k=1, query_indices=np.array([0]), metric="l1")
     with pytest.raises(InvalidInputError, match="k must be >= 1, got 0"):
         KnnCase(points=np.zeros((3, 1)), k=0, query_indices=np.array([0]))
+
+
+@pytest.mark.parametrize(("tolerance", "error", "message"), [
+    ((-1, 0), InvalidInputError, "rtol must be finite and >= 0, got -1"),
+    ((float("nan"), float("nan")), InvalidInputError, "rtol must be finite and >= 0, got nan"),
+    ((0, "1e-9"), InputTypeError, "atol must be a real number, got str"),
+    (1e-9, InputTypeError, r"tolerance must be an \(rtol, atol\) pair, got 1e-09"),
+])
+def test_a_tolerance_handed_to_knn_is_checked_before_it_can_blame_an_engine(tolerance, error, message):
+    """knn(tolerance=(-1, 0)) made every distance 'untrue', so a correct engine failed."""
+    from pytest_pcct.covertreex_engines import CovertreexEngine
+    from pytest_pcct.parity.engines import EngineRegistry
+
+    registry = EngineRegistry()
+    brute = CovertreexEngine("brute")
+    registry.register("brute", lambda: lambda problem, k: tuple(brute(problem, k))[:2])
+    problem = make_problem(n=30, d=2, n_queries=3)
+    with pytest.raises(error, match=message):
+        registry.create("brute").knn(problem, 2, tolerance=tolerance)
+    registry.create("brute").knn(problem, 2, tolerance=(0, 0))

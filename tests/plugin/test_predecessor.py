@@ -58,6 +58,7 @@ def test_an_ineligible_index_is_caught_even_where_the_comparison_calls_it_tie_eq
     (1, 1, 0, 1.0, r"expected padding \(-1, inf\): point 1 has only 1 predecessors"),
     (2, 1, 1, 1.0, "index 1 is listed more than once"),
     (1, 0, 0, INF, "a predecessor must be at a finite distance"),
+    (1, 0, 0, -1.0, "a predecessor must be at a finite distance >= 0"),
     (2, 1, -1, INF, "index -1 is not eligible: row 2 may only list indices 0 <= j < 2"),
 ])
 def test_ill_formed_predecessor_rows_are_named(row, pos, index, dist, match):
@@ -174,3 +175,16 @@ def test_an_engine_not_registered_for_predecessor_problems_is_skipped_with_the_r
         "SKIPPED [[]*] *engine 'plain' was not registered for predecessor problems (it supports points, "
         f"indices): {DATASET}",
     ])
+
+
+def test_an_unsorted_or_float32_predecessor_answer_fails():
+    """Both passed before: rows were checked for eligibility and padding only, and distances were
+    converted to float64 before any check."""
+    indices, distances = TRUE[0].copy(), TRUE[1].copy()
+    row = next(r for r in range(len(indices)) if r >= 2 and distances[r, 0] < distances[r, 1])
+    indices[row, :2], distances[row, :2] = indices[row, 1::-1], distances[row, 1::-1]
+    with pytest.raises(AssertionError, match=f"predecessor query row {row} is not sorted by "
+                       r"\(distance, index\) at position 0"):
+        assert_predecessors((indices, distances))
+    with pytest.raises(AssertionError, match="distances have dtype float32, not float64"):
+        assert_predecessors((TRUE[0], TRUE[1].astype(np.float32)))

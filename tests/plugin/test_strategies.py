@@ -58,8 +58,8 @@ def test_drawn_values_are_validated_naming_the_argument():
 @given(case=knn_cases())
 def test_cases_are_finite_and_consistent(case):
     assert case.points.dtype == np.float64 and np.isfinite(case.points).all()
-    assert 1 <= case.k <= len(case.points)
-    assert (case.queries is None) != (case.query_indices is None)
+    assert 1 <= case.k <= 10  # k beyond the points too: answers pad
+    assert (case.queries is None) != (case.query_indices is None) and not case.predecessor
     problem = case.problem
     assert problem.metric == case.metric and problem.label == f"generated {case.metric} {case.family}"
     assert problem.query_points.shape == (problem.n_queries, problem.n_dims)
@@ -75,9 +75,20 @@ def test_families_have_the_shape_they_promise(points, ties, dups):
 
 @QUICK
 @given(case=knn_cases(points=point_sets(n=5, d=2), queries="indices", k=9, n_queries=3))
-def test_custom_points_and_capped_k(case):
-    assert case.family == "custom" and case.points.shape == (5, 2) and case.k == 5
+def test_custom_points_and_k_beyond_them(case):
+    """k was capped at the points, so no drawn case made an engine pad a row."""
+    assert case.family == "custom" and case.points.shape == (5, 2) and case.k == 9
     assert case.query_indices.shape == (3,)
+
+
+@QUICK
+@given(case=knn_cases(queries="predecessor", n=st.integers(1, 12)))
+def test_predecessor_cases_query_every_point_among_its_predecessors(case):
+    problem = case.problem
+    assert case.predecessor and problem.predecessor and problem.kind == "predecessor"
+    assert case.queries is None and case.query_indices is None
+    assert problem.n_queries == problem.n_points == len(case.points)
+    assert "predecessor" in problem.label and "predecessor=True" in repr(case)
 
 
 def test_profiles_derive_from_ci_without_deadline():
