@@ -27,9 +27,21 @@ def needs_residual_problem(metric: str, ordering) -> bool:
 
 
 def first_point(X: np.ndarray) -> int:
-    """The row nearest the coordinate mean (ties: smallest row), where every maximin ordering starts."""
+    """The row nearest the coordinate mean (ties: smallest row), where every maximin ordering starts.
+    Where the squares (or the mean) overflow, which accepted coordinates beyond about 1e154 do, the same
+    sums run on X scaled by a power of two that brings it within +/-1: an exact scaling, so the nearest
+    row is the same wherever both are finite (every row tied at inf used to start at row 0)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        squares = _squared_distances_to_mean(X)
+        if not np.isfinite(squares).all():
+            _, exponent = np.frexp(np.abs(X).max())
+            squares = _squared_distances_to_mean(np.ldexp(X, -int(exponent)))
+    return int(np.argmin(squares))
+
+
+def _squared_distances_to_mean(X: np.ndarray) -> np.ndarray:
     centred = X - X.mean(axis=0)
-    return int(np.argmin((centred * centred).sum(axis=1)))
+    return (centred * centred).sum(axis=1)
 
 
 def given_permutation(values, n_points: int) -> np.ndarray:

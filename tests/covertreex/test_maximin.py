@@ -122,6 +122,24 @@ def check_fused(matrix, first, k, order, idx, dist):
         assert dist[i, : best.size].tobytes() == row[best].tobytes() and (idx[i, best.size :] == -1).all()
 
 
+def test_first_point_of_coordinates_whose_squares_overflow_is_the_scaled_datas():
+    """Coordinates beyond about 1e154 (accepted by the residual metric up to 2**1020) made every squared
+    distance to the mean inf, and the ordering started at row 0; a mean of 2**1020-sized values overflowed
+    too. The start is now that of the same data scaled by a power of two, on every engine."""
+    rng = np.random.default_rng(3)
+    for scale in (1e300, 2.0**1020, 1e160):
+        X = np.clip(rng.normal(size=(40, 2)), -1, 1) * scale
+        expected = vecchia_orderings.first_point(X / scale)
+        assert expected != 0 and vecchia_orderings.first_point(X) == expected
+    X = np.array([[5.0], [0.0], [1.5], [-4.0], [3.0]])
+    for engine in ("auto", "gold", "brute"):
+        huge = ct.vecchia_neighbors(X * 1e300, 2, metric="residual", ordering="maximin", lengthscale=1e300,
+                                    m=3, engine=engine)
+        plain = ct.vecchia_neighbors(X, 2, metric="residual", ordering="maximin", lengthscale=1.0, m=3,
+                                     engine=engine)
+        assert huge.ordering.tolist() == plain.ordering.tolist() == [2, 3, 4, 0, 1]
+
+
 @pytest.mark.parametrize("engine", FUSED_ENGINES)
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])
