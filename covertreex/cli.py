@@ -43,6 +43,13 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
 
+MAX_ROWS = 2**36
+MAX_DIMS = 2**16
+"""Caps on generated sizes, far beyond any machine's memory (N x D doubles stay below 2**55 bytes), so a
+too-large size is the one-line out-of-memory error and never NumPy's 'Maximum allowed dimension exceeded'
+traceback."""
+
+
 def count(minimum: int, maximum: int | None = None):
     """argparse type: an integer >= minimum (and <= maximum), with a message naming the bound."""
 
@@ -78,9 +85,9 @@ def _add_workload(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (covertreex.datasets; defaults give the gold workload)")
     data.add_argument("--dataset", choices=sorted(DATASETS), default="gaussian",
                       help="point generator (default: %(default)s)")
-    data.add_argument("--n", type=count(1), default=32768, metavar="N",
+    data.add_argument("--n", type=count(1, MAX_ROWS), default=32768, metavar="N",
                       help="number of points (default: %(default)s)")
-    data.add_argument("--dims", type=count(1), default=3, metavar="D",
+    data.add_argument("--dims", type=count(1, MAX_DIMS), default=3, metavar="D",
                       help="dimensions per point (default: %(default)s)")
     data.add_argument("--seed", type=count(0), default=42, metavar="S",
                       help="dataset seed: gaussian is default_rng(S).normal(size=(N, D)) "
@@ -129,7 +136,7 @@ def _add_query(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--k", type=count(1), default=50, metavar="K",
                    help="neighbours per query (default: %(default)s)")
     which = q.add_mutually_exclusive_group()
-    which.add_argument("--queries", type=count(1), default=None, metavar="Q",
+    which.add_argument("--queries", type=count(1, MAX_ROWS), default=None, metavar="Q",
                        help="query the dataset indices default_rng(QUERY_SEED).integers(0, N, Q) "
                             "(default: 1024)")
     which.add_argument("--predecessor", action="store_true",

@@ -62,6 +62,13 @@ def test_an_out_whose_npz_is_a_directory_fails_before_the_work(tmp_path):
         (["build", *TINY[:4], "--out", ""], "pcct: error: the path to save the tree to is empty"),
         (["query", *TINY, "--repeat", "1000000000000"],  # was accepted and ran until killed
          "pcct query: error: argument --repeat: must be <= 1000, got 1000000000000"),
+        (["query", "--n", "99999999999999999999"],  # NumPy's 'Maximum allowed dimension' traceback
+         "pcct query: error: argument --n: must be <= 68719476736, got 99999999999999999999"),
+        (["build", "--dims", "99999999999999999999"],
+         "pcct build: error: argument --dims: must be <= 65536, got 99999999999999999999"),
+        (["query", "--queries", "99999999999999999999"],
+         "pcct query: error: argument --queries: must be <= 68719476736"),
+        (["query", "--n", "68719476736", "--dims", "65536"], "pcct: error: out of memory"),
     ],
 )
 def test_hostile_arguments_are_one_line_errors(tmp_path, args, message):
