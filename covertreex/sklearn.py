@@ -25,6 +25,7 @@ from covertreex.api import CoverTree
 from covertreex.config import KNOBS
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
 from covertreex.scalars import as_int
+from covertreex.validation import check_exact_conversion
 
 GRAPH_MODES = ("distance", "connectivity")
 
@@ -142,7 +143,10 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         """X through scikit-learn's checks, integer dtypes kept so that CoverTree's exactness check sees
         them (converted to float64 here, int64 values above 2**53 were rounded silently); booleans become
         0.0 and 1.0, as in scikit-learn's own neighbours."""
+        source = X if isinstance(X, (np.ndarray, list, tuple)) else None
         X = validate_data(self, X, dtype="numeric", order="C", reset=reset)
+        if source is not None and (source := np.asarray(source)).dtype == object:
+            check_exact_conversion(source, X, "X", 2)  # scikit-learn made it float64, rounding big ints
         return X.astype(np.float64) if X.dtype.kind == "b" else X
 
     def _eligible(self, X) -> int:

@@ -56,14 +56,15 @@ def as_points(array, name: str, *, ndim: int = 2, owned: bool = False, columns: 
         bad = np.argwhere(~finite)[0]
         where = f"row {bad[0]}" if ndim == 2 else f"position {bad[0]}"
         raise NonFiniteError(f"{name} contains NaN or inf (first at {where})")
-    _check_exact_conversion(source, arr, name, ndim)  # after: a NaN long double is NaN, not inexact
+    check_exact_conversion(source, arr, name, ndim)  # after: a NaN long double is NaN, not inexact
     return arr
 
 
-def _check_exact_conversion(source: np.ndarray, converted: np.ndarray, name: str, ndim: int) -> None:
+def check_exact_conversion(source: np.ndarray, converted: np.ndarray, name: str, ndim: int) -> None:
     """Distances are computed in float64, so input float64 cannot hold exactly (integers beyond 2**53,
-    long doubles) is refused rather than silently rounded (two points 1 apart became duplicates)."""
-    lossy = source.dtype.kind in "iu" and source.dtype.itemsize > 4 or (
+    long doubles, Python integers in an object array) is refused rather than silently rounded (two points
+    1 apart became duplicates)."""
+    lossy = source.dtype.kind in "iuO" and source.dtype.itemsize > 4 or (
         source.dtype.kind == "f" and source.dtype.itemsize > 8)
     if not lossy:
         return
