@@ -49,8 +49,8 @@ def pytest_addoption(parser):
     )
     group.addoption(
         "--pcct-time-threshold", dest="pcct_time_threshold", default=None, metavar="FACTOR",
-        help="default allowed calibrated slowdown (pcct_time(threshold=...) overrides per test); "
-             f"ini pcct_time_threshold, default {DEFAULT_TIME_THRESHOLD}",
+        help="default allowed calibrated slowdown factor, a number > 1 (pcct_time(threshold=...) overrides "
+             f"per test); ini pcct_time_threshold, default {DEFAULT_TIME_THRESHOLD}",
     )
     group.addoption(
         "--pcct-noise-floor", dest="pcct_noise_floor", default=None, metavar="SECONDS",

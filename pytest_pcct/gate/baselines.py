@@ -8,7 +8,9 @@ Two kinds of baseline live under one directory (``baselines/`` by default):
   same file; every write still takes the directory's lock.
 * ``benchmarks/`` is ordinary pytest-benchmark file storage (``<machine id>/NNNN_name.json``), so
   ``--benchmark-compare`` reads it unchanged. Entries carry the calibration timing of the run that made
-  them in ``extra_info``, which lets one file mix entries recorded in different runs.
+  them in ``extra_info``, which lets one file mix entries recorded in different runs. A machine id's
+  directory holds one saved run, the committed one: ``--benchmark-compare`` takes the newest of several, so
+  a second file would silently become the baseline.
 
 Every write goes to a temporary file in the same directory, is fsynced, then renamed over the target
 (``os.replace`` is atomic on POSIX): a run killed mid-write leaves the old file intact. Every read is
@@ -19,6 +21,7 @@ never a silent fallback to an older baseline.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import hashlib
 import json
 import math
@@ -32,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pytest_pcct.gate.errors import CorruptFileError
+from pytest_pcct.gate.errors import CorruptFileError, GateInputError
 
 COUNTER_FORMAT = "pytest_pcct.counter_baseline"
 COUNTER_FORMAT_VERSION = 1
@@ -46,6 +49,9 @@ PAIRED_KEY = "pcct_paired"
 per round, median round and calibration seconds); see :mod:`pytest_pcct.gate.paired`."""
 MAX_COUNTER = 2**63 - 1
 """Counters are int64 in every engine; a larger stored value is damage, not a measurement."""
+COUNTER_RANGE = "an integer in [0, 2**63)"
+IDENTITY = {"engine": str, "dataset_digest": str, "config_digest": str, "schema": str, "schema_version": int}
+"""The fields counters are valid for, with their types: counters of another identity are not comparable."""
 PLAUSIBLE_SECONDS = {
     **dict.fromkeys(("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr", "total"), 1e-9),
     **dict.fromkeys(("stddev", "iqr"), 0.0),
@@ -137,11 +143,12 @@ def read_json_object(path: Path, what: str) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise CorruptFileError(f"{path}: cannot read {what} ({exc})") from exc
     try:
-        data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+        data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant,
+                          object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise CorruptFileError(f"{path}: {what} is not valid JSON ({exc}; truncated or edited by hand?)") \
             from exc
-    except (ValueError, RecursionError) as exc:  # non-finite numbers, huge integers, absurd nesting
+    except (ValueError, RecursionError) as exc:  # non-finite numbers, huge integers, a key twice, nesting
         raise CorruptFileError(f"{path}: {what} is not a plausible JSON document ({exc})") from exc
     if not isinstance(data, dict):
         raise CorruptFileError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
@@ -157,6 +164,16 @@ def _finite_float(text: str) -> float:
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a number a baseline may hold")
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object, refused when a key appears twice (a bad merge): json would keep the last value."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r:.60} appears twice in one object, as a bad merge leaves it")
+        seen.add(key)
+    return dict(pairs)
 
 
 def _plausible_seconds(stats, path: Path, where: str) -> None:
@@ -176,9 +193,24 @@ def _plausible_seconds(stats, path: Path, where: str) -> None:
             )
 
 
+def has_type(value, kind: type) -> bool:
+    """isinstance, except that a bool is no int (JSON tells true from 1; a counter of True is a mistake)."""
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+
+
+def counter_problem(name: str, value) -> str | None:
+    """Why `value` cannot be the counter `name` (None when it can). The one rule for what a test records
+    and what a baseline may hold, so a recorded counter is never refused when read back."""
+    if has_type(value, int) and 0 <= value <= MAX_COUNTER:
+        return None
+    huge = has_type(value, int) and value.bit_length() > 128  # repr refuses ints beyond 4300 digits
+    shown = f"an integer of {value.bit_length()} bits" if huge else f"{value!r:.40}"
+    return f"counter {name!r} must be {COUNTER_RANGE}, got {shown}"
+
+
 def _require(data: dict, key: str, kind, path: Path, what: str):
     value = data.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not has_type(value, kind):
         raise CorruptFileError(f"{path}: {what} field {key!r} is missing or not a {kind.__name__}")
     return value
 
@@ -199,10 +231,7 @@ class CounterBaseline:
 
     def identity(self) -> dict:
         """The fields that must match for counters to be comparable at all."""
-        return {
-            "engine": self.engine, "dataset_digest": self.dataset_digest, "config_digest": self.config_digest,
-            "schema": self.schema, "schema_version": self.schema_version,
-        }
+        return {key: getattr(self, key) for key in IDENTITY}
 
     def to_json(self) -> dict:
         return {"format": COUNTER_FORMAT, "format_version": COUNTER_FORMAT_VERSION, **asdict(self)}
@@ -217,17 +246,15 @@ class CounterBaseline:
                 f"{path}: {what} format version {data.get('format_version')!r} is not "
                 f"{COUNTER_FORMAT_VERSION}; regenerate it"
             )
-        strings = {k: _require(data, k, str, path, what) for k in
-                   ("benchmark", "engine", "dataset_digest", "config_digest", "schema")}
+        fields = {key: _require(data, key, kind, path, what)
+                  for key, kind in {"benchmark": str, **IDENTITY}.items()}
         counters = _require(data, "counters", dict, path, what)
         for name, value in counters.items():
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNTER:
-                raise CorruptFileError(
-                    f"{path}: counter {name!r} must be an integer in [0, 2**63), got {str(value)[:40]}"
-                )
+            problem = counter_problem(name, value)
+            if problem:
+                raise CorruptFileError(f"{path}: {problem}")
         return cls(
-            **strings,
-            schema_version=_require(data, "schema_version", int, path, what),
+            **fields,
             counters=counters,
             machine=data.get("machine") if isinstance(data.get("machine"), dict) else {},
             created=data.get("created") if isinstance(data.get("created"), str) else "",
@@ -281,50 +308,46 @@ class CounterStore:
 
 
 class TimingStore:
-    """pytest-benchmark saved runs of one machine id, read strictly and updated atomically."""
+    """The one saved pytest-benchmark run of a machine id, read strictly and written atomically."""
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
 
+    def saved_runs(self) -> list[Path]:
+        """The saved runs here: none, or the committed one. ``--benchmark-compare`` takes the newest run (or,
+        given a selector, every run it matches, the last one winning), so a second file, a hand-made copy or
+        one left by a merge, would silently replace the committed baseline: refused, naming them all."""
+        runs = sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []
+        if len(runs) > 1:
+            raise GateInputError(
+                f"{self.directory} must hold one saved pytest-benchmark run, the committed timing baselines "
+                f"({DEFAULT_TIMING_FILE} as --pcct-update-baselines writes them), but it holds {len(runs)}: "
+                f"{', '.join(run.name for run in runs)}. --benchmark-compare would take the newest, which "
+                "need not be the committed one: delete every file there but the committed run (git status "
+                "lists the files not committed)"
+            )
+        return runs
+
     def run_files(self, selector: str | bool = True) -> list[Path]:
-        """The files ``--benchmark-compare[=selector]`` compares with: the latest run, or those matching."""
-        if not self.directory.is_dir():
-            return []
-        pattern = TIMING_RUN_GLOB if selector is True else str(selector)
-        files = sorted(self.directory.glob(pattern.rstrip("*") + "*.json"))
-        return files[-1:] if selector is True else files
+        """The saved run ``--benchmark-compare[=selector]`` compares with ([] when it selects none)."""
+        pattern = (TIMING_RUN_GLOB if selector is True else str(selector)).rstrip("*") + "*.json"
+        return [run for run in self.saved_runs() if fnmatch.fnmatchcase(run.name, pattern)]
 
     def load(self, selector: str | bool = True) -> tuple[dict[str, dict], list[Path]]:
-        """(fullname -> benchmark entry, files read); later files win. Bad files raise, naming the file."""
+        """(fullname -> benchmark entry, files read) of the selected run; a bad file raises, naming it."""
         files = self.run_files(selector)
-        entries = {}
-        for path in files:
-            data = read_json_object(path, "pytest-benchmark run")
-            benches = data.get("benchmarks")
-            if not isinstance(benches, list):
-                raise CorruptFileError(f"{path}: pytest-benchmark run has no 'benchmarks' list")
-            for bench in benches:
-                if not (isinstance(bench, dict) and isinstance(bench.get("fullname"), str)
-                        and isinstance(bench.get("stats"), dict)):
-                    raise CorruptFileError(f"{path}: a benchmark entry lacks 'fullname' or 'stats'")
-                label = f"benchmark {bench['fullname']!r}"
-                _plausible_seconds(bench["stats"], path, label)
-                extra = bench.get("extra_info")
-                if isinstance(extra, dict):
-                    _plausible_seconds(extra.get(CALIBRATION_KEY), path, f"{label} calibration")
-                entries[bench["fullname"]] = {**bench, "_file": str(path)}
-        return entries, files
+        return (_timing_entries(files[0]) if files else {}), files
 
     def merge_save(self, run: dict, keep_old) -> Path:
-        """Merge `run` (a pytest-benchmark JSON document) into the latest saved run, under the lock.
+        """Merge `run` (a pytest-benchmark JSON document) into the saved run, under the lock.
 
-        Entries of the latest run that `run` does not contain survive when ``keep_old(fullname)`` is true,
+        Entries of the saved run that `run` does not contain survive when ``keep_old(fullname)`` is true,
         so updating a subset of benchmarks never drops the others' baselines.
         """
         with locked(self.directory):
-            latest = self.run_files(True)
-            target = latest[0] if latest else self.directory / DEFAULT_TIMING_FILE
-            old, _ = self.load(True)
+            saved = self.saved_runs()
+            target = saved[0] if saved else self.directory / DEFAULT_TIMING_FILE
+            old = _timing_entries(target) if saved else {}
             fresh = {bench["fullname"] for bench in run["benchmarks"]}
             kept = [
                 {k: v for k, v in bench.items() if k != "_file"}
@@ -335,11 +358,35 @@ class TimingStore:
         return target
 
     def remove_entries(self, names: set[str]) -> None:
-        """Drop the named entries from the latest saved run (stale baselines), under the lock."""
+        """Drop the named entries from the saved run (stale baselines), under the lock."""
         with locked(self.directory):
-            latest = self.run_files(True)
-            if not latest:
+            saved = self.saved_runs()
+            if not saved:
                 return
-            data = read_json_object(latest[0], "pytest-benchmark run")
+            data = read_json_object(saved[0], "pytest-benchmark run")
             data["benchmarks"] = [b for b in data.get("benchmarks", []) if b.get("fullname") not in names]
-            atomic_write_json(latest[0], data)
+            atomic_write_json(saved[0], data)
+
+
+def _timing_entries(path: Path) -> dict[str, dict]:
+    """fullname -> benchmark entry of the saved run in `path`, read strictly. Two entries for one benchmark
+    (a bad merge) are refused: pytest-benchmark and the gate would take the last, whatever it holds."""
+    data = read_json_object(path, "pytest-benchmark run")
+    benches = data.get("benchmarks")
+    if not isinstance(benches, list):
+        raise CorruptFileError(f"{path}: pytest-benchmark run has no 'benchmarks' list")
+    entries = {}
+    for bench in benches:
+        if not (isinstance(bench, dict) and isinstance(bench.get("fullname"), str)
+                and isinstance(bench.get("stats"), dict)):
+            raise CorruptFileError(f"{path}: a benchmark entry lacks 'fullname' or 'stats'")
+        label = f"benchmark {bench['fullname']!r}"
+        if bench["fullname"] in entries:
+            raise CorruptFileError(f"{path}: holds two entries for {label} (a bad merge?), so which one is "
+                                   "its baseline is unknown")
+        _plausible_seconds(bench["stats"], path, label)
+        extra = bench.get("extra_info")
+        if isinstance(extra, dict):
+            _plausible_seconds(extra.get(CALIBRATION_KEY), path, f"{label} calibration")
+        entries[bench["fullname"]] = {**bench, "_file": str(path)}
+    return entries

@@ -66,17 +66,25 @@ def implausible_paired_rounds(ratios: list[float], paired: Mapping, stats: Mappi
     return None
 
 
-def _nonnegative(value, name: str) -> float:
+def _number(value, name: str, rule: str, holds) -> float:
+    """`value` (a number, or the text of an option or ini value) as a float, when it is finite and `holds`
+    for it; anything else raises one error saying `name` must be `rule`, whatever was wrong with it."""
+    number = value
     if isinstance(value, str):
         try:
-            value = float(value)
+            number = float(value)
         except ValueError:
-            raise GateInputError(f"{name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise GateTypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise GateInputError(f"{name} must be finite and >= 0, got {value!r}")
-    return float(value)
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        kind = GateInputError if isinstance(value, str) else GateTypeError
+        raise kind(f"{name} must be {rule}, got {value!r}")
+    if not (math.isfinite(number) and holds(number)):
+        raise GateInputError(f"{name} must be {rule}, got {value!r}")
+    return float(number)
+
+
+def _nonnegative(value, name: str) -> float:
+    return _number(value, name, "a finite number >= 0", lambda number: number >= 0)
 
 
 def parse_tolerance(tolerance, name: str = "tolerance") -> float | dict[str, float]:
@@ -88,10 +96,7 @@ def parse_tolerance(tolerance, name: str = "tolerance") -> float | dict[str, flo
 
 def parse_threshold(threshold, name: str = "threshold") -> float:
     """A slowdown factor (> 1: at 1 any slowdown at all, noise included, would fail)."""
-    value = _nonnegative(threshold, name)
-    if value <= 1.0:
-        raise GateInputError(f"{name} is a slowdown factor and must be > 1, got {threshold!r}")
-    return value
+    return _number(threshold, name, "a slowdown factor, a finite number > 1", lambda number: number > 1)
 
 
 def parse_noise_floor(noise_floor, name: str = "noise_floor") -> float:
@@ -321,8 +326,7 @@ def compare_time(*, ratios, baseline_ratios, round_seconds: float, calibration: 
                  noise_floor: float) -> TimeVerdict:
     """The calibrated slowdown of one benchmark against its baseline, from paired rounds."""
     for name, value in (("round_seconds", round_seconds), ("calibration", calibration)):
-        if _nonnegative(value, name) <= 0:
-            raise GateInputError(f"{name} time must be > 0, got {value!r}")
+        _number(value, name, "a finite number of seconds > 0", lambda number: number > 0)
     return TimeVerdict(_ratios(ratios, "ratios"), _ratios(baseline_ratios, "baseline_ratios"),
                        float(round_seconds),
                        float(calibration), parse_threshold(threshold), parse_noise_floor(noise_floor))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +20,17 @@ from pytest_pcct.gate import commands as gate_commands
 from pytest_pcct.gate import rules as gate
 from pytest_pcct.gate.baselines import (
     CALIBRATION_KEY,
+    IDENTITY,
     PAIRED_KEY,
     CounterBaseline,
     CounterStore,
     TimingStore,
+    counter_problem,
+    has_type,
     machine_facts,
     now,
 )
-from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError
+from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError, GateTypeError
 from pytest_pcct.gate.fingerprint import kernel_fingerprint
 from pytest_pcct.gate.paired import PairedTiming
 from pytest_pcct.output_paths import baselines_directory
@@ -139,18 +143,26 @@ class GateRecorder:
 
     def record(self, counters, *, engine: str, dataset_digest: str, config_digest: str, schema: str,
                schema_version: int) -> None:
-        """Record this benchmark's work counters and the identity they are valid for (call once)."""
+        """Record this benchmark's work counters and the identity they are valid for (call once). Both are
+        checked here by the rules the baseline reader applies: a value it would refuse must never be saved."""
         if self.recorded is not None:
             raise GateInputError("pcct_gate.record: counters were already recorded for this test")
-        clean = {}
-        for name, value in dict(counters).items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise GateInputError(f"pcct_gate.record: counter {name!r} must be an int, got {value!r}")
-            clean[str(name)] = int(value)
+        if not isinstance(counters, Mapping):
+            raise GateTypeError("pcct_gate.record: counters must be a mapping of counter names to ints, e.g. "
+                                f"{{'steps': 40000}}, got {counters!r:.40}")
+        clean = {str(name): value for name, value in counters.items()}
         if not clean:
             raise GateInputError("pcct_gate.record: counters is empty")
+        for name, value in clean.items():
+            problem = counter_problem(name, value)
+            if problem:
+                raise GateInputError(f"pcct_gate.record: {problem}")
         identity = {"engine": engine, "dataset_digest": dataset_digest, "config_digest": config_digest,
                     "schema": schema, "schema_version": schema_version}
+        for key, kind in IDENTITY.items():
+            if not has_type(identity[key], kind):
+                raise GateTypeError(f"pcct_gate.record: {key} must be a {kind.__name__}, got "
+                                    f"{identity[key]!r:.40}")
         self.recorded = Recorded(clean, identity)
 
     def record_telemetry(self, record: dict) -> None:
@@ -247,6 +259,10 @@ class GateSession:
         if not s.update and not bench.compare:
             return ("the time gate compares with a stored pytest-benchmark run: add --benchmark-compare:\n  "
                     + gate_commands.command(args, add=("--benchmark-compare",)))
+        try:
+            self.timing_store().saved_runs()  # the one committed run (or none yet), whatever is selected
+        except GateError as exc:
+            return str(exc)
         return None
 
     def save_refusal(self) -> str | None:

@@ -1,8 +1,10 @@
-"""Baseline storage: strict reads that name the damaged file, atomic writes, no lost concurrent writes."""
+"""Baseline storage: strict reads that name the damaged file, atomic writes, no lost concurrent writes, and
+recorded counters checked by the reader's own rules."""
 
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import pytest
 
 from pytest_pcct.gate import baselines
 from pytest_pcct.gate.baselines import CounterBaseline, CounterStore, TimingStore
-from pytest_pcct.gate.errors import CorruptFileError
+from pytest_pcct.gate.errors import CorruptFileError, GateInputError, GateTypeError
+from pytest_pcct.gate.session import GateRecorder
 
 NODE = "benchmarks/test_x.py::test_y[gold]"
 
@@ -36,7 +39,7 @@ def test_counter_baseline_round_trip(tmp_path):
     (lambda text: text[: len(text) // 2], "counter baseline is not valid JSON"),
     (lambda text: "[1, 2]", "counter baseline must be a JSON object"),
     (lambda text: text.replace('"distance_evaluations": 10', '"distance_evaluations": "10"'),
-     "counter 'distance_evaluations' must be an integer"),
+     "counter 'distance_evaluations' must be an integer in [0, 2**63), got '10'"),  # the quotes: a string
     (lambda text: text.replace('"engine": "gold",', ""), "field 'engine' is missing"),
     (lambda text: text.replace('"format_version": 1', '"format_version": 9'), "format version 9"),
     (lambda text: text.replace("test_y[gold]", "test_z"), "holds the baseline of"),
@@ -60,14 +63,80 @@ def test_damaged_timing_run_names_the_file(tmp_path):
         TimingStore(tmp_path).load()
 
 
-def test_latest_run_is_compared_even_if_older_runs_exist(tmp_path):
-    for number, seconds in (("0001", 1.0), ("0002", 2.0)):
-        (tmp_path / f"{number}_x.json").write_text(
-            json.dumps({"benchmarks": [{"fullname": "a", "stats": {"min": seconds}}]}))
-    entries, files = TimingStore(tmp_path).load()
-    assert [f.name for f in files] == ["0002_x.json"] and entries["a"]["stats"]["min"] == 2.0
-    entries, _ = TimingStore(tmp_path).load("0001")
-    assert entries["a"]["stats"]["min"] == 1.0
+def _run(seconds):
+    return json.dumps({"benchmarks": [{"fullname": "a", "stats": {"min": seconds}}]})
+
+
+def test_a_second_saved_run_is_refused_naming_every_file(tmp_path):
+    """A stray run beside the committed one was read as the baseline (--benchmark-compare takes the newest):
+    a 2.5x slowdown passed against a 3x slower copy in an outside user's trial."""
+    (tmp_path / "0001_pcct.json").write_text(_run(1.0))
+    (tmp_path / "0002_manual.json").write_text(_run(3.0))
+    store = TimingStore(tmp_path)
+    refusal = re.escape(f"{tmp_path} must hold one saved pytest-benchmark run, the committed timing "
+                        "baselines (0001_pcct.json as --pcct-update-baselines writes them), but it holds 2: "
+                        "0001_pcct.json, 0002_manual.json. ")
+    for selector in (True, "0001", "0002"):
+        with pytest.raises(GateInputError, match="^" + refusal):
+            store.load(selector)
+    with pytest.raises(GateInputError, match="^" + refusal):
+        store.merge_save({"benchmarks": []}, keep_old=lambda name: True)
+    (tmp_path / "0002_manual.json").unlink()
+    entries, files = store.load("0001")
+    assert [f.name for f in files] == ["0001_pcct.json"] and entries["a"]["stats"]["min"] == 1.0
+    assert store.load("0002") == ({}, [])
+
+
+def test_two_entries_for_one_benchmark_are_refused_naming_the_file_and_benchmark(tmp_path):
+    """A bad merge left two entries for one benchmark; the last, 3x slower, was its baseline."""
+    path = tmp_path / "0001_pcct.json"
+    entry = {"fullname": "t.py::test_a", "stats": {"min": 0.01}}
+    path.write_text(json.dumps({"benchmarks": [entry, {**entry, "stats": {"min": 0.03}}]}))
+    with pytest.raises(CorruptFileError, match="^" + re.escape(
+            f"{path}: holds two entries for benchmark 't.py::test_a' (a bad merge?)")):
+        TimingStore(tmp_path).load()
+
+
+IDENTITY = {"engine": "toy", "dataset_digest": "d", "config_digest": "c", "schema": "s", "schema_version": 1}
+
+
+@pytest.mark.parametrize(("counters", "identity"), [
+    ({"steps": 0, "big": 2**63 - 1}, {}),
+    ({"steps": -1}, {}), ({"steps": 2**63}, {}), ({"big": 2**64}, {}), ({"steps": True}, {}),
+    ({"steps": 1.0}, {}), ({"steps": "40000"}, {}), ({"steps": None}, {}),
+    ({"steps": 1}, {"schema_version": "1"}), ({"steps": 1}, {"schema_version": True}),
+    ({"steps": 1}, {"engine": None}), ({"steps": 1}, {"dataset_digest": 5}),
+])
+def test_a_test_records_exactly_what_its_baseline_reader_accepts(tmp_path, counters, identity):
+    """record() took -1 and 2**64, the update wrote them, the next run called the file damaged, and its
+    re-record command wrote the same file again (an outside user's trial)."""
+    fields = {**IDENTITY, **identity}
+    try:
+        GateRecorder().record(counters, **fields)
+        refusal = None
+    except (GateInputError, GateTypeError) as exc:
+        refusal = str(exc)
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps({**_baseline().to_json(), **fields, "counters": counters}))
+    try:
+        CounterBaseline.from_json(baselines.read_json_object(path, "counter baseline"), path)
+        read_refusal = None
+    except CorruptFileError as exc:
+        read_refusal = str(exc)
+    assert (refusal is None) == (read_refusal is None), (refusal, read_refusal)
+    if refusal and not identity:  # one rule, one message
+        assert refusal.removeprefix("pcct_gate.record: ") == read_refusal.removeprefix(f"{path}: ")
+
+
+def test_recording_something_other_than_counters_is_a_type_error_saying_what_is_expected():
+    """record(None) said only "'NoneType' object is not iterable"."""
+    with pytest.raises(GateTypeError, match=re.escape(
+            "pcct_gate.record: counters must be a mapping of counter names to ints, e.g. {'steps': 40000}, "
+            "got None")):
+        GateRecorder().record(None, **IDENTITY)
+    with pytest.raises(GateInputError, match=re.escape("pcct_gate.record: counter 'steps' must be an integer "
+                                                       "in [0, 2**63), got an integer of 16610 bits")):
+        GateRecorder().record({"steps": 10**5000}, **IDENTITY)  # too long for repr
 
 
 def test_failure_between_temp_write_and_rename_leaves_the_old_file(tmp_path, monkeypatch):

@@ -111,3 +111,18 @@ def test_typo(pcct_gate):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*tolerance names counters this benchmark does not have: [[]'stepz'[]]*"])
     assert not list(pytester.path.glob("baselines/counters/*.json"))
+
+
+def test_a_counter_its_reader_would_refuse_fails_the_test_that_records_it(pytester):
+    """-1 and 2**64 were written by the update, refused as damage by the next run, and written again by the
+    re-record command it printed (an outside user's trial)."""
+    pytester.makepyfile(test_negative='''
+def test_counted(pcct_gate):
+    pcct_gate.record({"steps": -1, "big": 2**64}, engine="toy", dataset_digest="d", config_digest="c",
+                     schema="s", schema_version=1)
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--pcct-gate=counters", "--pcct-update-baselines")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E *GateInputError: pcct_gate.record: counter 'steps' must be an integer "
+                                 "in [[]0, 2**63), got -1"])
+    assert not list(pytester.path.glob("baselines/counters/*.json"))

@@ -136,20 +136,28 @@ def test_noise_floor_keeps_microsecond_jitter_from_failing():
 
 
 @pytest.mark.parametrize(("call", "error", "match"), [
-    (lambda: gate.parse_threshold(0.9), InvalidInputError, "must be > 1"),
-    (lambda: gate.parse_threshold(1), InvalidInputError, "must be > 1, got 1"),  # any noise would fail
-    (lambda: gate.parse_threshold("fast"), InvalidInputError, "must be a number"),
-    (lambda: gate.parse_noise_floor(-1.0), InvalidInputError, "finite and >= 0"),
-    (lambda: gate.parse_tolerance(True), InputTypeError, "must be a number"),
+    (lambda: gate.parse_noise_floor(-1.0), InvalidInputError, "noise_floor must be a finite number >= 0"),
+    (lambda: gate.parse_tolerance(True), InputTypeError, "tolerance must be a finite number >= 0, got True"),
     (lambda: gate.parse_tolerance({"a": float("nan")}), InvalidInputError, "tolerance\\['a'\\]"),
     (lambda: gate.compare_time(ratios=[1.0], baseline_ratios=[1.0], round_seconds=0.0, calibration=1,
-                               threshold=1.5, noise_floor=0), InvalidInputError, "round_seconds time must"),
+                               threshold=1.5, noise_floor=0), InvalidInputError,
+     "round_seconds must be a finite number of seconds > 0, got 0.0"),
     (lambda: gate.compare_time(ratios=[1.0, math.nan], baseline_ratios=[1.0], round_seconds=1, calibration=1,
                                threshold=1.5, noise_floor=0), InvalidInputError, "ratios must be"),
 ])
 def test_bad_settings_are_errors_naming_the_setting(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("value", [-1, "-1", "nan", math.nan, "inf", 0.5, "0.5", 1, "1", "fast", None])
+def test_every_bad_threshold_gets_one_message_stating_the_real_rule(value):
+    """-1 and nan said "must be finite and >= 0", 0.5 "must be > 1": the rule is > 1 (at 1 any noise
+    would fail) whatever is wrong with the value."""
+    with pytest.raises(InputTypeError if value is None else InvalidInputError) as info:
+        gate.parse_threshold(value, "--pcct-time-threshold")
+    assert str(info.value) == ("--pcct-time-threshold must be a slowdown factor, a finite number > 1, got "
+                               f"{value!r}")
 
 
 def test_seconds_are_printed_with_a_readable_unit():

@@ -1,6 +1,7 @@
 """The gate fails closed: every situation in which it cannot judge is an error that prints the command
 fixing it, never a silent pass. Also: damaged baselines are named, stale baselines are reported."""
 
+import copy
 import json
 import re
 import shlex
@@ -359,3 +360,53 @@ def test_a_run_saved_where_baselines_are_read_is_refused(recorded, run_gate):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: pytest-pcct gate: --pcct-update-baselines saves the timing "
                                  "baselines itself; drop --benchmark-save/--benchmark-autosave"])
+
+
+def _with_a_slower_copy(project, monkeypatch):
+    """The committed timing run, test_work's entry and a copy of it with every time and paired ratio 3x
+    (consistent in itself); and test_work made 2.5x slower, which that copy as the baseline would pass."""
+    path = _timing_file(project)
+    run = json.loads(path.read_text())
+    work = next(b for b in run["benchmarks"] if b["fullname"] == "test_toy.py::test_work")
+    slower = copy.deepcopy(work)
+    paired = slower["extra_info"]["pcct_paired"]
+    paired["ratios"] = [3 * ratio for ratio in paired["ratios"]]
+    paired["seconds"] *= 3
+    for stat, value in slower["stats"].items():
+        if isinstance(value, float):
+            slower["stats"][stat] = value / 3 if stat == "ops" else value * 3
+    monkeypatch.setenv("TOY_SLOWDOWN_WORK", "2.5")
+    return path, run, work, slower
+
+
+def test_a_duplicate_timing_entry_cannot_hide_a_slowdown(recorded, run_gate, monkeypatch):
+    """A bad merge appended the slower copy to the committed run: the last entry was the baseline."""
+    path, run, _, slower = _with_a_slower_copy(recorded, monkeypatch)
+    path.write_text(json.dumps({**run, "benchmarks": [*run["benchmarks"], slower]}))
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=1, errors=2)  # the calibration is never compared
+    result.stdout.fnmatch_lines([f"pytest-pcct gate: {path}: holds two entries for benchmark "
+                                 "'test_toy.py::test_work' (a bad merge?), so which one is its baseline is "
+                                 "unknown", "Repair or delete the file, then re-record *"])
+
+
+def test_a_stray_saved_run_cannot_hide_a_slowdown(recorded, run_gate, monkeypatch):
+    """A hand-made 0002_manual.json beside the committed run was the baseline (--benchmark-compare takes the
+    newest). Checks and updates are refused, naming every file, whatever --benchmark-compare selects."""
+    path, run, work, slower = _with_a_slower_copy(recorded, monkeypatch)
+    committed = path.read_text()
+    stray = path.with_name("0002_manual.json")
+    benches = [slower if bench is work else bench for bench in run["benchmarks"]]
+    stray.write_text(json.dumps({**run, "benchmarks": benches}))
+    refusal = (f"pytest-pcct gate: {path.parent} must hold one saved pytest-benchmark run, the committed "
+               "timing baselines (0001_pcct.json as --pcct-update-baselines writes them), but it holds 2: "
+               "0001_pcct.json, 0002_manual.json. --benchmark-compare would take the newest, *")
+    for args in (("--benchmark-compare",), ("--benchmark-compare=0001",), ("--pcct-update-baselines",)):
+        result = run_gate(*args)
+        result.assert_outcomes(errors=3)
+        result.stdout.fnmatch_lines([refusal])
+    assert path.read_text() == committed and stray.exists()  # the update wrote nothing
+    stray.unlink()
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*test_toy.py::test_work*2.50x (limit 1.50x)*FAILED"])

@@ -12,6 +12,7 @@ import pytest
 from pytest_pcct.gate import callgrind, client_request
 
 PROJECT = '''
+import itertools
 import os
 
 import pytest
@@ -20,7 +21,12 @@ from pytest_pcct.gate import callgrind, client_request
 
 
 def work(n):
-    return sum(i * i for i in range(n))
+    """Allocates nothing (0 and 1 are cached ints): a count that allocates moves with the allocator's
+    state, which the gate's own code shifts (update and check runs differed by up to 3%)."""
+    bit = 0
+    for _ in itertools.repeat(None, n):
+        bit ^= 1
+    return bit
 
 
 @pytest.mark.pcct_instructions
