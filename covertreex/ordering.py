@@ -8,12 +8,14 @@ import numpy as np
 from numba import njit
 
 from covertreex.errors import unknown_name
+from covertreex.interrupts import deferring
 
 
 def natural_order(points: np.ndarray) -> np.ndarray:
     return np.arange(points.shape[0], dtype=np.int64)
 
 
+@deferring  # the compiled pass holds SIGINT until it returns, like every Numba call
 def hilbert_keys(points: np.ndarray) -> np.ndarray:
     """Hilbert-curve index of each point on a per-dimension quantised grid (Skilling's transpose method),
     `bits` = min(16, 63 // d) per dimension so a key fits in 63 bits."""
