@@ -39,6 +39,12 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
+    """Errors are one line; options are never abbreviated (``pcct build --k 3`` was taken for --kernel,
+    an option of another meaning, and refused as "invalid choice: '3'")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, say
-from covertreex.errors import ClusterError, CovertreexError, InvalidInputError
+from covertreex.errors import ClusterError, CovertreexError, InvalidInputError, NonFiniteError
 from covertreex.npz import read_npy
 from covertreex.validation import as_points
 
@@ -35,7 +35,7 @@ def read_array(path, what: str, dtype=float) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # an empty file: refused by name where it is used, not warned about
             warnings.simplefilter("ignore", UserWarning)
-            values = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", dtype=dtype)
+            values = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", encoding="utf-8-sig", dtype=dtype)
     except ValueError as exc:
         reason = " ".join(str(exc).split())
         raise InvalidInputError(f"{path}: cannot read {what} as {READERS[suffix]} ({reason}); a header line "
@@ -55,7 +55,7 @@ def _refuse_rounded_integers(path: Path, values: np.ndarray, what: str) -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        text = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", dtype=str)
+        text = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", encoding="utf-8-sig", dtype=str)
     for row, column in large:
         token = text[row, column].strip()
         if INTEGER.fullmatch(token) and int(token) != int(values[row, column]):
@@ -112,6 +112,8 @@ def run(args) -> int:
                 X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=args.seed,
                 engine=args.engine, progress=show, scheduler=args.scheduler,
             )
+        except NonFiniteError as exc:  # the range checks name the points "X"
+            raise type(exc)(f"{args.points} (the points): {exc}") from None
         except (CovertreexError, OSError):
             raise
         except Exception as exc:

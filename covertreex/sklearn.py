@@ -210,6 +210,9 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         eligible = self._eligible(X)
         if not 1 <= k <= eligible:
             among = "other training points" if X is None else "training points"
+            if eligible == 0:
+                raise KOutOfRangeError(f"kneighbors() of the training points needs 2 or more of them (each "
+                                       f"point's neighbours exclude itself); fitted on 1, n_neighbors={k}")
             raise KOutOfRangeError(f"n_neighbors must lie in [1, {eligible}] (the {among}), got {k}")
         n_rows = self.n_samples_fit_ if X is None else X.shape[0]
         dist, ind = self._knn(X, np.arange(n_rows), k)

@@ -25,6 +25,10 @@ def _as_array(array, name: str) -> np.ndarray:
     if type(array).__module__.startswith("scipy.sparse"):  # NumPy would wrap it as a 0-D object array
         raise InputTypeError(f"{name} must be a dense array of numbers, got a scipy.sparse "
                              f"{type(array).__name__} (pass {name}.toarray() if it fits in memory)")
+    if isinstance(array, np.ma.MaskedArray) and np.ma.getmask(array) is not np.ma.nomask \
+            and np.ma.getmask(array).any():  # np.asarray drops the mask and keeps what lies under it
+        raise InputTypeError(f"{name} is a masked array with masked entries, which would be read as the "
+                             f"values under the mask: pass {name}.filled(value) or only the unmasked rows")
     try:
         return np.asarray(array)
     except (ValueError, TypeError) as exc:  # ragged nesting, objects NumPy cannot turn into an array
@@ -41,9 +45,9 @@ def as_points(array, name: str, *, ndim: int = 2, owned: bool = False, columns: 
     if arr.ndim != ndim:
         shape = f"(n_points, {columns})" if ndim == 2 else "(n,)"
         raise InvalidInputError(f"{name} must be {ndim}-D with shape {shape}, got shape {arr.shape}")
-    if arr.size == 0 or arr.shape[0] == 0:
+    if arr.shape[0] == 0:
         raise InvalidInputError(f"{name} must not be empty, got shape {arr.shape}")
-    if ndim == 2 and arr.shape[1] == 0:
+    if ndim == 2 and arr.shape[1] == 0:  # rows without coordinates
         raise InvalidInputError(f"{name} must have at least one column, got shape {arr.shape}")
     source = arr
     if owned:

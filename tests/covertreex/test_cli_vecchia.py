@@ -27,6 +27,8 @@ def points(tmp_path_factory):
     np.savetxt(folder / "perm.csv", np.random.default_rng(1).permutation(150), fmt="%d")
     (folder / "bad.csv").write_text("1,2\n3,oops\n")
     (folder / "empty.csv").write_text("")
+    np.save(folder / "big.npy", np.array([[1e200, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    (folder / "bom.csv").write_bytes("\ufeff0,0\n1,0\n0,2\n".encode())  # Excel's "CSV UTF-8"
     (folder / "bigint.csv").write_text("# id,t\n9007199254740992,0\n9007199254740993,0\n0,1\n")
     np.save(folder / "nan.npy", np.where(np.arange(8)[:, None] == 3, np.nan, np.ones((8, 2))))
     with open(folder / "huge.npy", "wb") as fh:  # a header claiming 24 TB over 100 bytes of data
@@ -84,6 +86,7 @@ ERROR_CASES = [
     (["bigint.csv", "--metric", "euclidean"], 1, "bigint.csv: the points hold the integer 9007199254740993 "
      "(row 1, column 0), which float64 cannot represent exactly"),  # rounded to a duplicate of row 0
     (["x.npy", "--out", "nodir/nn.npz"], 1, "nodir/nn.npz: the directory"),  # after all the work
+    (["big.npy", "--metric", "euclidean"], 1, "big.npy (the points): X has coordinates beyond"),  # no file
 ]
 
 
@@ -103,3 +106,13 @@ def test_errors_are_one_line(error_runs, case):
     assert done.returncode == status
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line
+
+
+def test_a_csv_with_a_byte_order_mark_is_read(points, tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark, which was refused as a header without '#'."""
+    folder, _ = points
+    done = run(folder / "bom.csv", "--k", "1", "--metric", "euclidean", "--ordering", "natural",
+               "--out", tmp_path / "nn", "--json")
+    assert done.returncode == 0, done.stderr
+    saved = np.load(tmp_path / "nn.npz")
+    assert saved["neighbors"][1:, 0].tolist() == [0, 0] and saved["distances"][1:, 0].tolist() == [1.0, 2.0]

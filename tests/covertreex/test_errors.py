@@ -257,3 +257,15 @@ def test_bad_dataset_kind():
 
 def test_errors_are_builtin_subclasses():
     assert issubclass(NonFiniteError, ValueError) and issubclass(InputTypeError, TypeError)
+
+
+def test_points_without_columns_and_masked_arrays_are_named():
+    """A (3, 0) array was called empty (the column message could not be reached), and a masked array's
+    mask was dropped, its masked entries read as the values under them (an outside trial)."""
+    with pytest.raises(InvalidInputError, match=r"X must have at least one column, got shape \(3, 0\)"):
+        ct.CoverTree().fit(np.empty((3, 0)))
+    masked = np.ma.masked_array([[1.0, 2.0], [3.0, 4.0]], mask=[[0, 1], [0, 0]])
+    with pytest.raises(InputTypeError, match="X is a masked array with masked entries"):
+        ct.CoverTree().fit(masked)
+    unmasked = ct.CoverTree().fit(np.ma.masked_array([[1.0, 2.0], [3.0, 4.0]]))
+    assert unmasked.kneighbors(k=1, indices=[0])[1][0, 0] == 0

@@ -69,6 +69,8 @@ def test_an_out_whose_npz_is_a_directory_fails_before_the_work(tmp_path):
         (["query", "--queries", "99999999999999999999"],
          "pcct query: error: argument --queries: must be <= 68719476736"),
         (["query", "--n", "68719476736", "--dims", "65536"], "pcct: error: out of memory"),
+        (["build", "--k", "3"], "pcct: error: unrecognized arguments: --k 3"),  # taken for --kernel
+        (["query", "--quer", "5"], "pcct: error: unrecognized arguments: --quer 5"),  # no abbreviations
     ],
 )
 def test_hostile_arguments_are_one_line_errors(tmp_path, args, message):

@@ -215,6 +215,12 @@ def test_dbscan_pipeline_gives_scikit_learns_clusters():
     assert np.array_equal(labels, dbscan(_theirs(10))) and len(set(labels) - {-1}) >= 2
 
 
+def test_neighbours_of_a_single_training_point_say_why_there_are_none():
+    """'n_neighbors must lie in [1, 0]' named an empty range (an outside trial)."""
+    with pytest.raises(KOutOfRangeError, match=r"kneighbors\(\) of the training points needs 2 or more"):
+        CoverTreeNeighbors(n_neighbors=1).fit(np.zeros((1, 2))).kneighbors()
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
