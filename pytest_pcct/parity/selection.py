@@ -46,5 +46,8 @@ def read(config: pytest.Config) -> Selection:
     if seed < 0:  # numpy.random.default_rng refuses it, inside every test
         raise pytest.UsageError(
             f"pytest-pcct: the pcct seed (--pcct-seed or ini pcct_seed) must be >= 0, got {seed}")
-    oracle = config.getoption("pcct_oracle") or config.getini("pcct_oracle").strip() or None
+    oracle = config.getoption("pcct_oracle")
+    if oracle is not None and not oracle.strip():  # was silently the registered oracle
+        raise pytest.UsageError("pytest-pcct: --pcct-oracle needs an engine name, got an empty value")
+    oracle = oracle or config.getini("pcct_oracle").strip() or None
     return Selection(tuple(names), source, seed, oracle)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 import pytest
 
 from covertreex.errors import CovertreexError, InvalidInputError, UnknownNameError, unknown_name
+from covertreex.scalars import as_int
 from pytest_pcct.parity.assertions import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -139,7 +140,8 @@ class EnginePair:
         telemetry group must also report equal counters."""
         __tracebackhide__ = True
         settings = self._session.settings().overridden(mode=mode, rtol=rtol, atol=atol, telemetry=telemetry)
-        key = (self.reference.name, self.candidate.name, problem.label, int(k))
+        k = as_int(k, "k")
+        key = (self.reference.name, self.candidate.name, problem.label, k)
         try:
             tolerance = (settings.rtol, settings.atol)
             ref = self.reference.knn(problem, k, tolerance=tolerance)

@@ -177,6 +177,7 @@ def test_a_bad_parity_marker_errors_naming_the_argument(pytester):
     (["--pcct-seed=-1"],
      "ERROR: pytest-pcct: the pcct seed (--pcct-seed or ini pcct_seed) must be >= 0, got -1"),
     (["--pcct-oracle=nope"], "ERROR: pytest-pcct: --pcct-oracle / ini pcct_oracle: unknown engine 'nope'*"),
+    (["--pcct-oracle="], "ERROR: pytest-pcct: --pcct-oracle needs an engine name, got an empty value"),
 ])
 def test_outputs_seeds_and_the_oracle_are_checked_before_any_test(pytester, args, message):
     """Each of these failed only at the end of the run with a traceback, silently wrote nothing, failed

@@ -307,3 +307,14 @@ def test_float64_distances_in_either_byte_order_are_float64(wrong_engines):
     wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
     wrong_engines.runpytest("--pcct-engines=gold,bigendian", "-p", "no:cacheprovider").assert_outcomes(
         passed=2)
+
+
+def test_check_names_a_k_that_is_not_an_integer(wrong_engines):
+    """check(problem, None) failed with int()'s bare TypeError."""
+    wrong_engines.makepyfile("""
+        def test_pair(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=30, d=2, n_queries=3), None)
+    """)
+    result = wrong_engines.runpytest("--pcct-engines=gold,brute", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*InputTypeError: k must be an integer*"])
