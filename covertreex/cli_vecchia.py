@@ -16,7 +16,13 @@ import numpy as np
 
 from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, say
-from covertreex.errors import ClusterError, CovertreexError, InvalidInputError, NonFiniteError
+from covertreex.errors import (
+    ClusterError,
+    CovertreexError,
+    InputTypeError,
+    InvalidInputError,
+    NonFiniteError,
+)
 from covertreex.npz import read_npy
 from covertreex.validation import as_points
 
@@ -98,6 +104,9 @@ def run(args) -> int:
         ordering = read_array(args.ordering_file, "the ordering", dtype=np.int64)
         if ordering.ndim == 2 and 1 in ordering.shape:  # one .csv column or row
             ordering = ordering.ravel()
+        if not np.issubdtype(ordering.dtype, np.integer):  # a file holds no ordering name
+            raise InputTypeError(f"{args.ordering_file}: the ordering must hold integers, a permutation of "
+                                 f"0..{len(X) - 1}, got dtype {ordering.dtype}")
         try:
             vecchia_orderings.resolve(ordering, len(X))
         except CovertreexError as exc:

@@ -35,6 +35,11 @@ class InputTypeError(CovertreexError, TypeError):
     """An argument has a type (or dtype) that cannot be converted to what is expected."""
 
 
+class NotANameError(UnknownNameError, InputTypeError):
+    """Something other than a str where a name is expected (``metric=3``): a TypeError, and still an
+    UnknownNameError for callers that catch that."""
+
+
 class CorruptFileError(InvalidInputError):
     """A saved tree, baseline or telemetry file cannot be read back."""
 
@@ -46,7 +51,11 @@ class ClusterError(CovertreexError, RuntimeError):
 
 
 def unknown_name(kind: str, name: object, known) -> UnknownNameError:
-    """Build the standard 'unknown X' error that lists the known names."""
+    """Build the standard 'unknown X' error that lists the known names (a :class:`NotANameError` when
+    `name` is not a str at all)."""
     listing = ", ".join(sorted(str(k) for k in known))
     kinds = f"{kind[:-1]}ies" if kind.endswith("y") and kind[-2:-1] not in "aeiou" else f"{kind}s"
+    if not isinstance(name, str):
+        return NotANameError(f"{kind} must be a name (str), got {type(name).__name__} {name!r:.60}; known "
+                             f"{kinds}: {listing}")
     return UnknownNameError(f"unknown {kind} {name!r}; known {kinds}: {listing}")

@@ -43,6 +43,8 @@ def check_kernel(kernel) -> str:
 
 def lengthscale_vector(lengthscale, n_dims: int) -> np.ndarray:
     """A scalar or one positive lengthscale per dimension, returned as a new length-d float64 vector."""
+    if isinstance(lengthscale, np.ndarray) and lengthscale.ndim == 0:  # np.array(0.5): a scalar too
+        lengthscale = lengthscale[()]
     if np.isscalar(lengthscale):
         return np.full(n_dims, positive_float(lengthscale, "lengthscale"))
     try:

@@ -140,11 +140,24 @@ def npz_target(path, what: str = "tree") -> Path:
     if text.endswith(("/", os.sep)) and not path.is_dir():
         raise InvalidInputError(f"{text} names a directory, which does not exist; save the {what} to a file "
                                 f"such as {path / (what + '.npz')} in an existing directory")
-    _refuse_directory(path, what)
+    _refuse_long_name(Path(path.name + ("" if path.suffix == ".npz" else ".npz")), path, what)
+    _refuse_directory(path, what)  # after: a stat of too long a name fails with a bare ENAMETOOLONG
     target = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
     _refuse_directory(target, what)
     _check_writable(target, what)
     return target
+
+
+def _refuse_long_name(name: Path, path: Path, what: str) -> None:
+    """`name` (the file the write of `path` creates) longer than its file system takes, named as such."""
+    length = len(os.fsencode(name.name))
+    try:
+        longest = os.pathconf(path.parent if path.parent.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):  # no limit reported: the write itself will say
+        return
+    if length > longest:
+        raise InvalidInputError(f"cannot save the {what} to {path.parent / name}: the file name is {length} "
+                                f"bytes long, and this file system takes at most {longest}")
 
 
 def _refuse_directory(path: Path, what: str) -> None:
@@ -165,8 +178,9 @@ def _check_writable(target: Path, what: str) -> None:
     file system), not after the work whose result it was to hold: a scratch file is created beside it
     and removed."""
     if not target.parent.is_dir():
-        raise InvalidInputError(f"cannot save the {what} to {target}: the directory {target.parent} does "
-                                "not exist")
+        problem = "is a file, not a directory" if target.parent.exists() else "does not exist"
+        raise InvalidInputError(f"cannot save the {what} to {target}: the directory {target.parent} "
+                                f"{problem}")
     try:
         if target.exists():  # written in place: the file itself must take it
             if not os.access(target, os.W_OK):

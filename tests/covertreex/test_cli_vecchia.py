@@ -71,7 +71,8 @@ ERROR_CASES = [
     (["x.txt"], 1, "x.txt: the points must be a .npy or .csv file, got '.txt'"),
     (["missing.npy"], 1, "No such file or directory"),
     (["bad.csv"], 1, "bad.csv: cannot read the points as comma-separated numbers"),
-    (["x.npy", "--ordering-file", "x.npy"], 1, "x.npy: ordering must be a name"),
+    (["x.npy", "--ordering-file", "x.npy"], 1, "x.npy: the ordering must hold integers, a permutation of "
+     "0..149, got dtype float64"),  # was "must be a name (natural, ...) or ...": a file holds no name
     (["x.npy", "--ordering", "maxmin"], 2, "invalid choice: 'maxmin'"),
     (["x.npy", "--k", "0"], 2, "--k: must be >= 1"),
     (["x.npy", "--engine", "fast"], 1, "unknown engine 'fast'"),

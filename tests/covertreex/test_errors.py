@@ -269,3 +269,28 @@ def test_points_without_columns_and_masked_arrays_are_named():
         ct.CoverTree().fit(masked)
     unmasked = ct.CoverTree().fit(np.ma.masked_array([[1.0, 2.0], [3.0, 4.0]]))
     assert unmasked.kneighbors(k=1, indices=[0])[1][0, 0] == 0
+
+
+def test_an_output_in_a_file_or_with_too_long_a_name_is_refused_saying_so(tmp_path):
+    """'the directory f.npy does not exist' (it was a file), and a bare '[Errno 36] File name too long'
+    (an outside trial)."""
+    from covertreex.tree import npz_target
+
+    (tmp_path / "f.npy").write_text("")
+    with pytest.raises(InvalidInputError, match=r"the directory .*f\.npy is a file, not a directory"):
+        npz_target(tmp_path / "f.npy" / "x.npz", "neighbours")
+    with pytest.raises(InvalidInputError, match=r"the file name is 304 bytes long, and this file system "
+                                                r"takes at most \d+"):
+        npz_target(tmp_path / ("a" * 300), "neighbours")
+    assert npz_target(tmp_path / "a", "neighbours") == tmp_path / "a.npz"
+
+
+@pytest.mark.parametrize("value", [3, [1], b"euclidean", 2.5])
+def test_a_name_that_is_not_a_str_is_a_type_error_as_well(value):
+    """metric=3 was an UnknownNameError (a ValueError) while engine=3 was a TypeError (an outside trial):
+    both are TypeErrors now, and still UnknownNameErrors for those who catch that."""
+    with pytest.raises(UnknownNameError, match=r"metric must be a name \(str\), got") as info:
+        ct.CoverTree(metric=value)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, InputTypeError)
+    with pytest.raises(InputTypeError, match=r"kernel must be a name \(str\)"):
+        ct.residual_problem(X, kernel=value, m=4)

@@ -160,3 +160,11 @@ def test_permuted_takes_only_a_permutation():
         problem.permuted(order)
     with pytest.raises(InputTypeError, match="1-D integer array"):
         problem.permuted(np.arange(50.0))
+
+
+def test_a_zero_dimensional_array_lengthscale_is_a_scalar():
+    """np.array(0.5) was refused as a lengthscale of the wrong shape (an outside trial)."""
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    given = ct.residual_problem(X, lengthscale=np.array(0.5), m=8)
+    scalar = ct.residual_problem(X, lengthscale=0.5, m=8)
+    assert np.array_equal(given.V, scalar.V) and given.lengthscale.tolist() == [0.5, 0.5]
