@@ -20,7 +20,10 @@ from numpy.lib import format as npy
 from covertreex.errors import CorruptFileError
 from covertreex.resources import require_memory
 
-_HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+_HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0,
+                   (3, 0): npy.read_array_header_2_0}
+"""Version 3.0 lays its header out as 2.0 does, only UTF-8 encoded (for unicode field names); a numeric
+array's header is ASCII, which both read alike (NumPy has no public 3.0 reader)."""
 
 
 def _claimed_bytes(fh, size: int, where: str) -> int:

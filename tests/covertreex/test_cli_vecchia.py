@@ -117,3 +117,16 @@ def test_a_csv_with_a_byte_order_mark_is_read(points, tmp_path):
     assert done.returncode == 0, done.stderr
     saved = np.load(tmp_path / "nn.npz")
     assert saved["neighbors"][1:, 0].tolist() == [0, 0] and saved["distances"][1:, 0].tolist() == [1.0, 2.0]
+
+
+def test_an_npy_file_of_every_format_version_numpy_writes_is_read(tmp_path):
+    """A valid version 3.0 file was refused as 'unsupported .npy version (3, 0)' (an outside trial)."""
+    from covertreex.npz import read_npy
+
+    points = np.random.default_rng(2).normal(size=(20, 3))
+    for version in ((1, 0), (2, 0), (3, 0)):
+        path = tmp_path / f"v{version[0]}.npy"
+        with open(path, "wb") as fh:
+            np.lib.format.write_array(fh, points, version=version)
+        assert path.read_bytes()[6:8] == bytes(version)
+        assert np.array_equal(read_npy(path, "the points"), points)
