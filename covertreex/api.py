@@ -197,7 +197,7 @@ class CoverTree:
                 engine=self.engine.name, mode=self.engine.telemetry_mode(self.config), space=space,
                 queries=query_set, k=k, config=self.config, tree=tree, seconds=seconds,
             )
-        self.last_result = KnnResult(idx, dist, counters.frozen(), seconds, source)
+        self.last_result = KnnResult(idx, dist, counters.frozen(), seconds, describe=source)
         return self.last_result
 
     def kneighbors(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False):

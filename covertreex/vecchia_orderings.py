@@ -28,12 +28,14 @@ def needs_residual_problem(metric: str, ordering) -> bool:
 
 def first_point(X: np.ndarray) -> int:
     """The row nearest the coordinate mean (ties: smallest row), where every maximin ordering starts.
-    Where the squares (or the mean) overflow, which accepted coordinates beyond about 1e154 do, the same
-    sums run on X scaled by a power of two that brings it within +/-1: an exact scaling, so the nearest
-    row is the same wherever both are finite (every row tied at inf used to start at row 0)."""
+    A row whose square overflows (accepted coordinates beyond about 1e154 do) is farther than every finite
+    one, so the plain sums decide while any row is finite. When none is (every row tied at inf, or the
+    mean overflowed: row 0 used to start), the same sums run on X scaled by a power of two that brings it
+    within +/-1, an exact scaling; rescaling while some rows were finite underflowed the near rows' squares
+    to 0 and tied them (a review caught it)."""
     with np.errstate(over="ignore", invalid="ignore"):
         squares = _squared_distances_to_mean(X)
-        if not np.isfinite(squares).all():
+        if not np.isfinite(squares).any():
             _, exponent = np.frexp(np.abs(X).max())
             squares = _squared_distances_to_mean(np.ldexp(X, -int(exponent)))
     return int(np.argmin(squares))

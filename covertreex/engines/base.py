@@ -58,7 +58,7 @@ class KnnResult:
     distances: np.ndarray
     counters: QueryCounters = field(repr=False)
     seconds: float = 0.0
-    describe: Callable[[QueryCounters], dict] | None = field(default=None, repr=False)
+    describe: Callable[[QueryCounters], dict] | None = field(default=None, repr=False, kw_only=True)
     """Builds the telemetry record from the counters (None with telemetry off)."""
 
     @cached_property

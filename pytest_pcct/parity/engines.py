@@ -210,9 +210,12 @@ def _normalise(name: str, output, problem: Problem, k: int) -> Answer:
 
 
 def _tolerance_pair(tolerance) -> tuple[float, float]:
-    if not isinstance(tolerance, (tuple, list)) or len(tolerance) != 2:
-        raise InputTypeError(f"tolerance must be an (rtol, atol) pair, got {tolerance!r}")
-    return checked_tolerances(*tolerance)
+    try:
+        rtol, atol = tolerance
+    except (TypeError, ValueError):
+        raise InputTypeError(f"tolerance must be an (rtol, atol) pair, got {tolerance!r}") from None
+    return checked_tolerances(*(value.item() if isinstance(value, np.generic) else value
+                                for value in (rtol, atol)))
 
 
 class EngineHandle:
@@ -261,7 +264,8 @@ class EngineHandle:
                                 "engine that failed on it before, or by the test), so no answer to it can be "
                                 "checked")
         try:
-            output = self._engine(problem, k)
+            # its answer is read inside the guard too: a property, __array__ or __deepcopy__ may skip
+            answer = _normalise(self.name, self._engine(problem, k), problem, k)
         except UnsupportedProblemError as exc:
             raise EngineFailure(
                 f"engine {self.name!r} raised UnsupportedProblemError on {problem.label}, k={k}, a problem "
@@ -279,7 +283,6 @@ class EngineHandle:
         if changed:
             raise EngineFailure(f"engine {self.name!r} changed {', '.join(changed)} of {problem.label} "
                                 f"(k={k}); an engine must leave its input unchanged")
-        answer = _normalise(self.name, output, problem, k)
         check_answer(answer.indices, answer.distances, problem, rtol=rtol, atol=atol,
                      label=f"engine {self.name!r} on {problem.label}, k={k}")
         answer = replace(answer, indices=answer.indices.astype(np.int64, copy=False),

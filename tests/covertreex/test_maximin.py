@@ -138,6 +138,8 @@ def test_first_point_of_coordinates_whose_squares_overflow_is_the_scaled_datas()
         plain = ct.vecchia_neighbors(X, 2, metric="residual", ordering="maximin", lengthscale=1.0, m=3,
                                      engine=engine)
         assert huge.ordering.tolist() == plain.ordering.tolist() == [2, 3, 4, 0, 1]
+    mixed = np.array([[1e300, 0.0], [-1e300, 0.0], [0.0, 5.0], [0.0, 1.0], [0.0, 3.0]])  # mean (0, 1.8)
+    assert vecchia_orderings.first_point(mixed) == 3  # a rescale while rows 2-4 were finite tied them at 0
 
 
 @pytest.mark.parametrize("engine", FUSED_ENGINES)

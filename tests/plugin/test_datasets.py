@@ -91,3 +91,4 @@ def test_a_tolerance_handed_to_knn_is_checked_before_it_can_blame_an_engine(tole
     with pytest.raises(error, match=message):
         registry.create("brute").knn(problem, 2, tolerance=tolerance)
     registry.create("brute").knn(problem, 2, tolerance=(0, 0))
+    registry.create("brute").knn(problem, 2, tolerance=np.array([1e-9, 0.0]))  # any (rtol, atol) pair

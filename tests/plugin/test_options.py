@@ -8,8 +8,8 @@ from covertreex.engines import TREE_ENGINES
 REGISTERED = sorted([*covertreex.engine_names(), *(f"{name}-dense" for name in TREE_ENGINES)])
 OURS = ", ".join(REGISTERED)  # each tree engine's dense path is registered as <name>-dense
 TEST_ENGINES = ["bigendian", "farthest", "flipsflag", "float32", "gpu", "lastplus", "missingrow", "offbyone",
-                "outside", "raises", "random", "refuses", "sharedlast", "sharedright", "skips", "swap",
-                "tieflip", "ulp", "unittestskip", "unsorted", "writes",
+                "outside", "raises", "random", "refuses", "sharedlast", "sharedright", "skips", "skipsonread",
+                "swap", "tieflip", "ulp", "unittestskip", "unsorted", "writes",
                 "xfails"]  # registered by the wrong_engines fixture
 WITH_TEST_ENGINES = ", ".join(sorted([*REGISTERED, *TEST_ENGINES]))
 

@@ -281,7 +281,7 @@ def test_an_engine_that_changes_a_frozen_field_of_its_problem_fails_naming_it(wr
 
 
 @pytest.mark.parametrize(("engine", "what"), [("skips", "skip"), ("xfails", "xfail"),
-                                               ("unittestskip", "skip")])
+                                               ("unittestskip", "skip"), ("skipsonread", "skip")])
 def test_an_engine_that_skips_or_xfails_itself_fails(wrong_engines, engine, what):
     """pytest.importorskip, pytest.xfail or unittest.SkipTest inside an engine made its test a skip or an
     expected failure: a green run with no cell checked."""
