@@ -176,7 +176,8 @@ def pytest_sessionfinish(session, exitstatus):
     if target:
         chosen = state.selection
         path = Path(config.invocation_params.dir, target)
-        state.matrix.write(path, engines=list(chosen.engines), seed=chosen.seed)
+        skipped_all = {"benchmark_only": True} if config.getoption("benchmark_only", False) else {}
+        state.matrix.write(path, engines=list(chosen.engines), seed=chosen.seed, **skipped_all)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -189,7 +190,16 @@ def pytest_testnodedown(node, error):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     state = config.stash.get(_SESSION, None)
-    if state is None or hasattr(config, "workerinput") or not state.matrix.cells:
+    if state is None or hasattr(config, "workerinput"):
+        return
+    if not state.matrix.cells and config.getoption("benchmark_only", False):
+        # pytest-benchmark skips every other test: a green run here checked no answer at all
+        terminalreporter.section("pcct parity matrix")
+        terminalreporter.line("no engine answer was checked: --benchmark-only skips every test that is not "
+                              "a benchmark, the parity tests included; run without it to check answers",
+                              yellow=True, bold=True)
+        return
+    if not state.matrix.cells:
         return
     terminalreporter.section("pcct parity matrix")
     for line in state.matrix.lines():

@@ -318,3 +318,19 @@ def test_check_names_a_k_that_is_not_an_integer(wrong_engines):
     result = wrong_engines.runpytest("--pcct-engines=gold,brute", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*InputTypeError: k must be an integer*"])
+
+
+def test_a_benchmark_only_run_says_that_no_answer_was_checked(wrong_engines, monkeypatch):
+    """--benchmark-only (pytest-benchmark skips every non-benchmark test) turned a wrong engine's run green
+    with a report of 0 cells and nothing said (an outside trial): the run still skips, but says so, and
+    the report is marked."""
+    wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # else pytest-benchmark turns on
+    # --benchmark-disable in the inner run, and refuses it beside --benchmark-only
+    result = wrong_engines.runpytest("--pcct-engines=gold,lastplus", "--benchmark-only",
+                                     "--pcct-report=r.json", "-p", "no:cacheprovider", "-p", "no:xdist")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["no engine answer was checked: --benchmark-only skips every test that is "
+                                 "not a benchmark*"])
+    report = json.loads((wrong_engines.path / "r.json").read_text())
+    assert report["benchmark_only"] is True and report["cells"] == []
