@@ -25,7 +25,7 @@ from covertreex.api import CoverTree
 from covertreex.config import KNOBS
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
 from covertreex.scalars import as_int
-from covertreex.validation import check_exact_conversion
+from covertreex.validation import as_array, check_exact_conversion
 
 GRAPH_MODES = ("distance", "connectivity")
 
@@ -171,9 +171,11 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         """X through scikit-learn's checks, integer dtypes kept so that CoverTree's exactness check sees
         them (converted to float64 here, int64 values above 2**53 were rounded silently); booleans become
         0.0 and 1.0, as in scikit-learn's own neighbours."""
-        source = X if isinstance(X, (np.ndarray, list, tuple)) else None
+        if isinstance(X, (list, tuple)):
+            X = as_array(X, "X")  # once, here: its dtype says whether scikit-learn's conversion can round
+        source = X if isinstance(X, np.ndarray) and X.dtype == object else None
         X = validate_data(self, X, dtype="numeric", order="C", reset=reset)
-        if source is not None and (source := np.asarray(source)).dtype == object:
+        if source is not None:
             check_exact_conversion(source, X, "X", 2)  # scikit-learn made it float64, rounding big ints
         return X.astype(np.float64) if X.dtype.kind == "b" else X
 
@@ -187,8 +189,9 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         if X is None:
             dist, ind = self.cover_tree_.kneighbors(indices=rows, k=k + 1)
             return _without_self(dist, ind, rows)
-        return _merge_rows(self._training_rows(X[rows]), lambda known: self.cover_tree_.kneighbors(
-            indices=known, k=k), lambda new: self.cover_tree_.kneighbors(X[rows][new], k))
+        queries = X[rows]
+        return _merge_rows(self._training_rows(queries), lambda known: self.cover_tree_.kneighbors(
+            indices=known, k=k), lambda new: self.cover_tree_.kneighbors(queries[new], k))
 
     def _training_rows(self, X: np.ndarray) -> np.ndarray:
         """For each row of X, the first training point it equals byte for byte, else -1. Under the residual

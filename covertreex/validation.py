@@ -19,7 +19,8 @@ from covertreex.errors import (
 from covertreex.scalars import as_int
 
 
-def _as_array(array, name: str) -> np.ndarray:
+def as_array(array, name: str) -> np.ndarray:
+    """`array` as a NumPy array, refusing what NumPy would misread (sparse, masked, rounded lists)."""
     if isinstance(array, (str, bytes)) or array is None:
         raise InputTypeError(f"{name} must be an array of numbers, got {type(array).__name__}")
     if type(array).__module__.startswith("scipy.sparse"):  # NumPy would wrap it as a 0-D object array
@@ -30,16 +31,33 @@ def _as_array(array, name: str) -> np.ndarray:
         raise InputTypeError(f"{name} is a masked array with masked entries, which would be read as the "
                              f"values under the mask: pass {name}.filled(value) or only the unmasked rows")
     try:
-        return np.asarray(array)
+        arr = np.asarray(array)
     except (ValueError, TypeError) as exc:  # ragged nesting, objects NumPy cannot turn into an array
         raise InputTypeError(f"{name} must be a rectangular array of numbers ({exc})") from exc
+    if isinstance(array, (list, tuple)) and arr.dtype.kind == "f":
+        _refuse_rounded_list(array, arr, name)
+    return arr
+
+
+def _refuse_rounded_list(array, arr: np.ndarray, name: str) -> None:
+    """NumPy turns a list holding Python integers beyond int64 into float64 itself, rounding them (2**63 + 5
+    and 2**63 + 4 became one point). Only values of 2**53 or more can be rounded integers: those are
+    compared with the list's own numbers, exactly."""
+    with np.errstate(invalid="ignore"):
+        large = np.abs(arr) >= 2.0**53
+    if not large.any():
+        return
+    given = np.asarray(array, dtype=object)[large]
+    if (arr[large].astype(object) != given).any():
+        raise InvalidInputError(f"{name} holds values float64 cannot represent exactly (integers in a "
+                                "list); convert them to float64 yourself if that rounding is acceptable")
 
 
 def as_points(array, name: str, *, ndim: int = 2, owned: bool = False, columns: str = "n_dims") -> np.ndarray:
     """Return `array` as a C-contiguous float64 array of `ndim` dimensions, rejecting unusable input.
     With `owned`, always a fresh read-only copy (for arrays a fitted object keeps); `columns` names the
     second dimension in errors."""
-    arr = _as_array(array, name)
+    arr = as_array(array, name)
     if arr.dtype.kind not in "fiu":  # not bool, complex, timedelta64 (an integer subtype to NumPy), ...
         raise InputTypeError(f"{name} must hold real numbers (float or int dtype), got dtype {arr.dtype}")
     if arr.ndim != ndim:
@@ -106,7 +124,7 @@ def check_k(k, n_eligible: int, *, allow_padding: bool = False) -> int:
 
 def dataset_indices(values, n_points: int, name: str = "query_indices") -> np.ndarray:
     """Validate an array of dataset indices in [0, n_points)."""
-    arr = _as_array(values, name)
+    arr = as_array(values, name)
     if arr.ndim != 1 or arr.size == 0:
         raise InvalidInputError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):

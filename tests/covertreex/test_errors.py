@@ -294,3 +294,12 @@ def test_a_name_that_is_not_a_str_is_a_type_error_as_well(value):
     assert isinstance(info.value, TypeError) and isinstance(info.value, InputTypeError)
     with pytest.raises(InputTypeError, match=r"kernel must be a name \(str\)"):
         ct.residual_problem(X, kernel=value, m=4)
+
+
+def test_a_list_of_integers_numpy_would_round_is_refused():
+    """np.asarray made [[2**63 + 5], [2**63 + 4], [0]] float64 itself: rows 0 and 1 became one point (found
+    while reviewing the scikit-learn fix). Exact large values in a list are still accepted."""
+    with pytest.raises(InvalidInputError, match="X holds values float64 cannot represent exactly"):
+        ct.CoverTree().fit([[2**63 + 5], [2**63 + 4], [0]])
+    dist, idx = ct.CoverTree().fit([[2.0**60], [0.0], [1]]).kneighbors(k=1, indices=[1])
+    assert idx.tolist() == [[1]] and dist.tolist() == [[0.0]]
