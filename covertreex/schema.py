@@ -12,7 +12,7 @@ import json
 from functools import cache
 from importlib import resources
 
-from covertreex.errors import InvalidInputError
+from covertreex.errors import CorruptFileError, InvalidInputError
 
 
 def _split(resource: str) -> tuple[str, str]:
@@ -28,18 +28,29 @@ def load(resource: str) -> dict:
     package, path = _split(resource)
     try:
         text = resources.files(package).joinpath(path).read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError) as exc:
+    except TypeError as exc:  # a module that is not a package
+        raise InvalidInputError(f"schema {resource!r} cannot be read: {exc}") from None
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            UnicodeDecodeError) as exc:
         raise InvalidInputError(f"schema {resource!r} cannot be read: {exc}") from exc
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"schema {resource!r} is not JSON: {exc}") from None
 
 
 @cache
 def validator(resource: str):
     """A draft 2020-12 validator with format checking, after checking the schema itself."""
     from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
 
     schema = load(resource)
-    Draft202012Validator.check_schema(schema)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise CorruptFileError(f"schema {resource!r} is not a valid JSON Schema (draft 2020-12): "
+                               f"{exc.message}") from None
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 

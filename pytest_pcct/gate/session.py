@@ -331,12 +331,20 @@ class GateSession:
             if self.settings.timing:
                 entries, files = self.timing_baseline()
                 if nodeid not in entries:
-                    where = ", ".join(map(str, files)) or f"no saved run in {self.timing_store().directory}"
+                    where = ", ".join(map(str, files)) or self._no_selected_run()
                     return f"no timing baseline for {nodeid} ({where}). Record it with:\n  {self._fix()}"
                 self._stored_timing(nodeid)
         except CorruptFileError as exc:
             return f"{exc}\nRepair or delete the file, then re-record the baselines with:\n  {self._fix()}"
         return None
+
+    def _no_selected_run(self) -> str:
+        store, selector = self.timing_store(), self.bench.compare
+        saved = store.saved_runs()
+        if selector is True or not saved:
+            return f"no saved run in {store.directory}"
+        return (f"--benchmark-compare={selector} selects none of the saved runs in {store.directory}: "
+                f"{', '.join(run.name for run in saved)}")
 
     def skipped(self, nodeid: str, reason: str) -> str | None:
         """The failure a skip of the gated test `nodeid` becomes (None when this mode has nothing of it to

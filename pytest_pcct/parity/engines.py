@@ -125,6 +125,20 @@ class EngineSpec:
     capabilities: Capabilities = Capabilities()
 
 
+def _check_schema(engine: str, resource) -> None:
+    """Load and check `resource` when the engine is registered: a misspelt schema would otherwise pass
+    every run in which the engine happens to return no record."""
+    from covertreex import schema
+
+    if not isinstance(resource, str):
+        raise InputTypeError(f"telemetry_schema of engine {engine!r} must be a 'package:path.json' string, "
+                             f"got {type(resource).__name__}")
+    try:
+        schema.validator(resource)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"telemetry_schema of engine {engine!r}: {exc}") from exc
+
+
 class EngineRegistry:
     """Name -> :class:`EngineSpec`; filled by the ``pytest_pcct_register_engines`` hook."""
 
@@ -150,6 +164,11 @@ class EngineRegistry:
         if not isinstance(capabilities, Capabilities):
             raise InputTypeError(f"capabilities of engine {name!r} must be a pytest_pcct.parity.engines."
                                  f"Capabilities, got {type(capabilities).__name__}")
+        if telemetry_schema is not None:
+            _check_schema(name, telemetry_schema)
+        if telemetry_group is not None and (not isinstance(telemetry_group, str) or not telemetry_group):
+            raise InputTypeError(f"telemetry_group of engine {name!r} must be a non-empty string or None, "
+                                 f"got {telemetry_group!r}")
         if oracle and self._oracle is not None:
             raise InvalidInputError(
                 f"engine {name!r} cannot be the oracle: {self._oracle!r} already is; register it without "
@@ -216,6 +235,27 @@ def _tolerance_pair(tolerance) -> tuple[float, float]:
         raise InputTypeError(f"tolerance must be an (rtol, atol) pair, got {tolerance!r}") from None
     return checked_tolerances(*(value.item() if isinstance(value, np.generic) else value
                                 for value in (rtol, atol)))
+
+
+def _check_record_describes(record: dict, problem: Problem, k: int, label: str) -> None:
+    """A covertreex query record names the call it counted; one naming another call (a record kept from an
+    earlier call, or made up) is valid against the schema, so it is compared with the call here. Its k may
+    be capped at the number of points (an engine that pads a short answer counts what it listed)."""
+    __tracebackhide__ = True
+    from covertreex.telemetry import SCHEMA_NAME
+
+    if record.get("schema") != SCHEMA_NAME:
+        return
+    expected = {"metric": problem.metric, "n_points": problem.n_points, "n_dims": problem.n_dims,
+                "n_queries": problem.n_queries, "predecessor": problem.predecessor}
+    if problem.residual is not None:
+        expected["kernel"] = problem.residual.kernel
+    wrong = [f"{name} {record.get(name)!r} (the call: {value!r})"
+             for name, value in expected.items() if record.get(name) != value]
+    if record.get("k") not in {k, min(k, problem.n_points)}:
+        wrong.append(f"k {record.get('k')!r} (the call: {k})")
+    if wrong:
+        raise AssertionError(f"{label} describes another call: " + ", ".join(wrong))
 
 
 class EngineHandle:
@@ -293,10 +333,9 @@ class EngineHandle:
                     f"engine {self.name!r} returned a telemetry record but was registered without "
                     "telemetry_schema, so the record cannot be validated"
                 )
-            assert_telemetry_valid(
-                answer.telemetry, schema=self.spec.telemetry_schema,
-                label=f"telemetry record of engine {self.name!r}",
-            )
+            label = f"telemetry record of engine {self.name!r}"
+            assert_telemetry_valid(answer.telemetry, schema=self.spec.telemetry_schema, label=label)
+            _check_record_describes(answer.telemetry, problem, k, f"{label} on {problem.label}, k={k}")
         if self._on_answer is not None:
             self._on_answer(answer)
         return answer

@@ -80,6 +80,14 @@ def test_missing_timing_baseline(toy, run_gate):
                                  "(no saved run in *). Record it with:"])
 
 
+def test_a_selector_matching_no_saved_run_says_so(recorded, run_gate):
+    result = run_gate("--benchmark-compare=0042")
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines([f"pytest-pcct gate: no timing baseline for test_toy.py::test_work "
+                                 f"(--benchmark-compare=0042 selects none of the saved runs in *: "
+                                 f"{_timing_file(recorded).name}). Record it with:"])
+
+
 def test_calibration_not_selected(recorded, run_gate):
     result = run_gate("--benchmark-compare", "-k", "work")
     result.assert_outcomes(errors=1, deselected=2)

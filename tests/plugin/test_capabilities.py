@@ -73,6 +73,13 @@ def test_capabilities_are_checked(kwargs, error, match):
      "with --pcct-oracle or the ini option pcct_oracle"),
     ('registry.register("mine", lambda: None, predecessor=True)',
      "TypeError: *register() got an unexpected keyword argument 'predecessor'"),
+    ('registry.register("mine", lambda: None, telemetry_schema="covertreex:schemas/query_telemtry.v4.json")',
+     "telemetry_schema of engine 'mine': schema 'covertreex:schemas/query_telemtry.v4.json' cannot be read: "
+     "*No such file*"),
+    ('registry.register("mine", lambda: None, telemetry_schema=True)',
+     "telemetry_schema of engine 'mine' must be a 'package:path.json' string, got bool"),
+    ('registry.register("mine", lambda: None, telemetry_group=7)',
+     "telemetry_group of engine 'mine' must be a non-empty string or None, got 7"),
 ])
 def test_registration_mistakes_are_usage_errors(pytester, register, message):
     pytester.makeconftest(f"def pytest_pcct_register_engines(registry):\n    {register}\n")

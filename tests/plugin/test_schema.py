@@ -7,7 +7,7 @@ import zipfile
 import pytest
 
 from covertreex import schema
-from covertreex.errors import InvalidInputError
+from covertreex.errors import CorruptFileError, InvalidInputError
 from covertreex.telemetry import schema_resource
 
 
@@ -45,8 +45,29 @@ def test_a_schema_inside_a_zipped_package_is_found_and_checks_formats(tmp_path, 
         (None, "schema must be 'package:path/to/schema.json', got None"),
         ("pcct_no_such_package:x.json", "schema 'pcct_no_such_package:x.json' cannot be read"),
         ("covertreex:schemas/missing.json", "schema 'covertreex:schemas/missing.json' cannot be read"),
+        ("covertreex:schemas", "schema 'covertreex:schemas' cannot be read"),
+        ("json:x.json", "schema 'json:x.json' cannot be read"),
+        ("os:x.json", "schema 'os:x.json' cannot be read: 'os' is not a package"),
     ],
 )
 def test_bad_schema_names_are_errors_naming_them(resource, message):
     with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
         schema.load(resource)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{", "schema 'pcct_corrupt_pkg:schema.json' is not JSON: Expecting property name"),
+    ("\xff\xfe", "schema 'pcct_corrupt_pkg:schema.json' cannot be read: 'utf-8' codec"),
+    ('{"type": 5}',
+     "schema 'pcct_corrupt_pkg:schema.json' is not a valid JSON Schema (draft 2020-12): 5 is not"),
+])
+def test_a_corrupt_schema_file_is_an_error_naming_it(tmp_path, monkeypatch, text, message):
+    package = tmp_path / "pcct_corrupt_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "schema.json").write_bytes(text.encode("latin-1"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "pcct_corrupt_pkg", raising=False)
+    with pytest.raises(CorruptFileError if "codec" not in message else InvalidInputError,
+                       match=message.replace("(", r"\(").replace(")", r"\)")):
+        schema.validator("pcct_corrupt_pkg:schema.json")

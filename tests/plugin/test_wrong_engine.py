@@ -133,6 +133,51 @@ def test_counters_are_compared_and_records_validated(pytester):
     ])
 
 
+def test_a_record_of_another_call_fails(pytester):
+    """A record kept from an earlier call, or with one described field changed, is still valid against the
+    schema; the plugin compares what it describes with the call."""
+    pytester.makeconftest("""
+        from covertreex.telemetry import schema_resource
+
+
+        def lying(registry, change):
+            def factory():
+                engine, first = registry.create("gold"), []
+
+                def knn(problem, k):
+                    answer = engine.knn(problem, k)
+                    first.append(answer.telemetry)
+                    return answer.indices, answer.distances, change(first[0], answer.telemetry)
+
+                return knn
+
+            return factory
+
+
+        def pytest_pcct_register_engines(registry):
+            for name, change in [("stale", lambda first, now: first),
+                                 ("wrongk", lambda first, now: {**now, "k": now["k"] + 1}),
+                                 ("honest", lambda first, now: now)]:
+                registry.register(name, lying(registry, change), telemetry_schema=schema_resource())
+    """)
+    pytester.makepyfile("""
+        def test_pair(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
+            pcct_engine_pair.check(pcct_dataset(n=40, d=2, n_queries=3), 2)
+            pcct_engine_pair.check(pcct_dataset(n=40, d=2, n_queries=3), 60)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,stale,wrongk,honest")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "*_ test_pair[[]gold-stale[]] _*",
+        "E *AssertionError: telemetry record of engine 'stale' on euclidean gaussian d=2 n=40 q=3 "
+        "queries=points seed=0, k=2 describes another call: n_points 50 (the call: 40)",
+        "*_ test_pair[[]gold-wrongk[]] _*",
+        "E *AssertionError: telemetry record of engine 'wrongk' on euclidean gaussian d=2 n=50 q=3 "
+        "queries=points seed=0, k=2 describes another call: k 3 (the call: 2)",
+    ])
+
+
 def test_a_property_prints_a_counterexample_that_reproduces_as_written(wrong_engines):
     wrong_engines.makepyfile(test_prop="""
         from hypothesis import Phase, given, settings
