@@ -95,7 +95,9 @@ def pytest_configure(config):
     config.stash[_ACTIVE] = mode != "off"
     from pytest_pcct.gate import commands as gate_commands
 
+    previous = gate_commands.xdist_loaded  # put back when this run ends (a pytester run ends inside another)
     gate_commands.xdist_loaded = config.pluginmanager.hasplugin("xdist")
+    config.add_cleanup(lambda: setattr(gate_commands, "xdist_loaded", previous))
     check_report_file(config.getoption("pcct_gate_report"), "--pcct-gate-report",
                       config.invocation_params.dir)
     baselines_directory(config)  # a file there is refused before any test runs

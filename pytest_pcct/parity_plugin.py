@@ -103,8 +103,18 @@ def pytest_report_header(config):
     return [
         f"pcct: engines {','.join(chosen.engines)} (reference {chosen.engines[0]}, from {chosen.source}); "
         f"pairs {pairs}; seed {chosen.seed}",
-        f"pcct: registered engines {', '.join(session.registry.names())}",
+        f"pcct: registered engines {', '.join(session.registry.names())}; oracle {_oracle_line(session)}",
     ]
+
+
+def _oracle_line(session) -> str:
+    """The oracle of pcct_oracle, and whether the run chose it (a wrong engine chosen as the oracle checks
+    itself: the header is where a reader sees that)."""
+    oracle = session.registry.oracle()
+    if oracle is None:
+        return "none registered"
+    chosen = " (chosen with --pcct-oracle / ini pcct_oracle)" if session.selection.oracle is not None else ""
+    return f"{oracle.name}{chosen}"
 
 
 def pytest_generate_tests(metafunc):

@@ -19,6 +19,7 @@ for that: answers from pcct engines carry it (``answer.problem``); plain arrays 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,9 +47,9 @@ _MISSING = object()
 
 
 def _knn_arrays(result, name: str) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """(indices, distances, why the distances are not of record or None) of an answer object
-    (.indices/.distances) or an (indices, distances) tuple; distances of another dtype are converted
-    for the comparison, and the answer fails whatever its values."""
+    """(indices, distances, why the answer is unfit or None) of an answer object (.indices/.distances)
+    or an (indices, distances) tuple, as int64 and float64; an answer whose distances are of another dtype,
+    or whose unsigned indices do not fit int64, fails whatever its values."""
     if hasattr(result, "indices") and hasattr(result, "distances"):
         indices, distances = result.indices, result.distances
     elif isinstance(result, (tuple, list)) and len(result) in (2, 3):
@@ -66,10 +67,13 @@ def _knn_arrays(result, name: str) -> tuple[np.ndarray, np.ndarray, str | None]:
         )
     if not np.issubdtype(indices.dtype, np.integer):
         raise InputTypeError(f"{name} indices must be integers, got dtype {indices.dtype}")
-    wrong_dtype = None
+    unfit = None
     if distances.dtype.kind != "f" or distances.dtype.itemsize != 8:  # float64 in either byte order
-        wrong_dtype = f"{name}: distances have dtype {distances.dtype}, not float64 (the distances of record)"
-    return indices.astype(np.int64, copy=False), distances.astype(np.float64, copy=False), wrong_dtype
+        unfit = f"{name}: distances have dtype {distances.dtype}, not float64 (the distances of record)"
+    elif indices.dtype.kind == "u" and indices.size and indices.max() > np.iinfo(np.int64).max:
+        unfit = (f"{name}: index {indices.max()} is not a point's index or -1 (it is above the int64 range, "
+                 "and would read as -1, the padding, once converted)")
+    return indices.astype(np.int64, copy=False), distances.astype(np.float64, copy=False), unfit
 
 
 def checked_tolerances(rtol, atol) -> tuple[float, float]:
@@ -392,20 +396,20 @@ def assert_k_safe(
 
 def assert_predecessors(result, *, label: str = "result") -> None:
     """Assert a predecessor (Vecchia) answer is well formed, where query row i is indexed point i: row i
-    lists min(i, k) distinct indices j < i at finite distances >= 0 (float64), sorted by (distance,
-    index), then (-1, inf) padding.
+    lists min(i, k) distinct indices j < i at finite distances >= 0 (float64, the zero +0.0), sorted by
+    (distance, index), then (-1, inf) padding.
 
     An engine that returns an ineligible index (j >= i) can still be tie-equal to the oracle when
     distances tie (duplicates), so eligibility is checked on its own, not left to the comparison.
     """
     __tracebackhide__ = True
-    indices, distances, wrong_dtype = _knn_arrays(result, label)
-    if wrong_dtype is not None:
-        raise AssertionError(wrong_dtype)
+    indices, distances, unfit = _knn_arrays(result, label)
+    if unfit is not None:
+        raise AssertionError(unfit)
     n, k = indices.shape
     row_of = np.arange(n)[:, None]
     listed = np.arange(k)[None, :] < np.minimum(row_of, k)
-    eligible = (indices >= 0) & (indices < row_of) & np.isfinite(distances) & (distances >= 0)
+    eligible = (indices >= 0) & (indices < row_of) & np.isfinite(distances) & ~np.signbit(distances)
     padding = (indices == -1) & (distances == np.inf)
     ordered = np.sort(np.where(listed, indices, -1 - np.arange(k)[None, :]), axis=1)
     repeated = np.zeros_like(listed)
@@ -431,7 +435,7 @@ def assert_predecessors(result, *, label: str = "result") -> None:
             why = (f"expected padding (-1, inf): point {row} has only {row} predecessors, so positions "
                    f"{min(row, k)}..{k - 1} are padded")
         elif 0 <= j < row:
-            why = "a predecessor must be at a finite distance >= 0"
+            why = "a predecessor must be at a finite distance >= 0 (its zero is +0.0, not -0.0)"
         else:
             why = f"index {j} is not eligible: row {row} may only list indices 0 <= j < {row}"
     else:
@@ -445,11 +449,25 @@ def assert_predecessors(result, *, label: str = "result") -> None:
     )
 
 
+def plain_record(record, label: str = "telemetry record") -> dict:
+    """`record` as the JSON data it stands for (plain dict, list, str, int, float, bool, None). A subclass
+    would otherwise take part in the checks: an int whose == is always true makes any counters equal, a
+    dict whose .get skips the test skips it. NaN and infinities are not JSON and are refused."""
+    __tracebackhide__ = True
+    try:
+        plain = json.loads(json.dumps(record, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise AssertionError(f"{label} is not JSON data: {exc}") from None
+    if not isinstance(plain, dict):
+        raise AssertionError(f"{label} must be a JSON object (a dict), got {type(record).__name__}")
+    return plain
+
+
 def _record(answer, name: str) -> dict:
     record = getattr(answer, "telemetry", answer)
     if not isinstance(record, dict):
         raise AssertionError(f"{name} has no telemetry record (got {type(record).__name__})")
-    return record
+    return plain_record(record, f"{name}'s telemetry record")
 
 
 def _lookup(record: dict, path: str):

@@ -192,6 +192,14 @@ def make_problem(
     return problem_from_arrays(data, query_indices=picks, label=label)
 
 
+def _recipe_value(value) -> str:
+    """A recipe argument JSON cannot hold, as a key: an array by its content (its repr rounds to 8 digits,
+    so two lengthscales 1e-9 apart would share one cached problem), anything else by its repr."""
+    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        return f"array {value.dtype.str} {value.shape} {array_digest(value)}"
+    return repr(value)
+
+
 class ProblemCache:
     """One Problem per recipe for the whole session (problems are read-only, so sharing is safe)."""
 
@@ -199,7 +207,7 @@ class ProblemCache:
         self._problems: dict[str, Problem] = {}
 
     def get(self, *args, **kwargs) -> Problem:
-        key = json.dumps([args, kwargs], sort_keys=True, default=repr)
+        key = json.dumps([args, kwargs], sort_keys=True, default=_recipe_value)
         if key not in self._problems:
             self._problems[key] = make_problem(*args, **kwargs)
         return self._problems[key]

@@ -15,7 +15,7 @@ else it raises :class:`UnsupportedProblemError`, which the plugin reports as a s
 
 from __future__ import annotations
 
-import copy
+import sys
 import unittest
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,14 +26,21 @@ import pytest
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS, QUERY_KINDS
 from covertreex.scalars import as_int
+from pytest_pcct.parity import fpenv
 from pytest_pcct.parity.assertions import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     assert_telemetry_valid,
     checked_tolerances,
+    plain_record,
 )
 from pytest_pcct.parity.datasets import Problem
 from pytest_pcct.parity.truth import check_answer
+
+try:
+    from builtins import BaseExceptionGroup
+except ImportError:  # Python 3.10: the backport pytest depends on there
+    from exceptiongroup import BaseExceptionGroup
 
 
 class EngineUnavailable(RuntimeError):
@@ -46,19 +53,31 @@ class UnsupportedProblemError(InvalidInputError):
     before calling the engine; an engine raising it itself fails (:class:`EngineFailure`)."""
 
 
-_SELF_SKIPS = (pytest.skip.Exception, pytest.xfail.Exception, unittest.SkipTest)
-"""What pytest.skip, pytest.importorskip, pytest.xfail and unittest's skips raise: from inside an engine
-they would turn a wrong engine's test into a skip or an expected failure, and the run green."""
-
-
-def _self_skip_kind(exc: BaseException) -> str:
-    return "xfail" if isinstance(exc, pytest.xfail.Exception) else "skip"
+def _escape(exc: BaseException) -> str | None:
+    """What `exc`, raised inside an engine's call, would do to the test instead of failing it, or None: a
+    skip (pytest.skip, importorskip, unittest's SkipTest), an expected failure (pytest.xfail), the end of
+    the run with its own exit code (pytest.exit), or a rejected Hypothesis example (assume, reject), each
+    also inside an exception group (pytest unwraps a group of skips into a skip). Any of them would let a
+    wrong engine's run end green."""
+    if isinstance(exc, BaseExceptionGroup):
+        return next(filter(None, map(_escape, exc.exceptions)), None)
+    if isinstance(exc, pytest.xfail.Exception):
+        return "xfail the test"
+    if isinstance(exc, (pytest.skip.Exception, unittest.SkipTest)):
+        return "skip the test"
+    if isinstance(exc, pytest.exit.Exception):
+        return "end the run (pytest.exit)"
+    hypothesis_errors = sys.modules.get("hypothesis.errors")  # loaded by Hypothesis if anything can raise it
+    if hypothesis_errors is not None and isinstance(exc, hypothesis_errors.UnsatisfiedAssumption):
+        return "reject the Hypothesis example (assume or reject)"
+    return None
 
 
 class EngineFailure(AssertionError):
     """An engine misbehaved on a problem it was registered for in a way no answer check sees: it refused
-    the problem by raising :class:`UnsupportedProblemError` itself, or skipped or xfailed the test from
-    inside its call (either would otherwise turn its failure into a skip), or it changed the problem."""
+    the problem by raising :class:`UnsupportedProblemError` itself, or tried to skip or xfail the test, end
+    the run or reject a Hypothesis example from inside its call (each would otherwise turn its failure into
+    a green run), or it changed the problem or the floating-point environment."""
 
 
 def _names(values, kind: str, known: tuple[str, ...]) -> tuple[str, ...]:
@@ -200,9 +219,20 @@ class EngineRegistry:
         """Make the engine registered as `name`; raises EngineUnavailable if it cannot run here."""
         spec = self.spec(name)
         engine = spec.factory()
+        _check_environment(f"after the factory of engine {name!r} ran")
         if not callable(engine):
             raise InvalidInputError(f"factory of engine {name!r} returned {engine!r}, which is not callable")
         return EngineHandle(spec, engine, on_answer, **handle_options)
+
+
+def _check_environment(when: str) -> None:
+    """Fail when the floating-point environment is not the default, after putting the default back where
+    the C library allows it (so that one engine's change does not fail every later test too)."""
+    __tracebackhide__ = True
+    found = fpenv.changes()
+    if found:
+        restored = "; the default was put back" if fpenv.restore() else ""
+        raise EngineFailure(f"{when}, {fpenv.described(found)}{restored}")
 
 
 def _normalise(name: str, output, problem: Problem, k: int) -> Answer:
@@ -217,14 +247,16 @@ def _normalise(name: str, output, problem: Problem, k: int) -> Answer:
         )
     # Copies: an engine may hand out a buffer it reuses (a C library's static result), which would
     # overwrite this answer under the comparison.
-    indices, distances, telemetry = np.array(parts[0]), np.array(parts[1]), copy.deepcopy(parts[2])
+    indices, distances, telemetry = np.array(parts[0]), np.array(parts[1]), parts[2]
     for what, arr in (("indices", indices), ("distances", distances)):
         if arr.shape != (problem.n_queries, k):
             raise InvalidInputError(
                 f"engine {name!r} returned {what} of shape {arr.shape}, expected ({problem.n_queries}, {k})"
             )
-    if telemetry is not None and not isinstance(telemetry, dict):
-        raise InvalidInputError(f"engine {name!r} returned telemetry of type {type(telemetry).__name__}")
+    if telemetry is not None:
+        if not isinstance(telemetry, dict):
+            raise InvalidInputError(f"engine {name!r} returned telemetry of type {type(telemetry).__name__}")
+        telemetry = plain_record(telemetry, f"telemetry record of engine {name!r}")
     return Answer(indices, distances, telemetry, name, problem)
 
 
@@ -247,7 +279,8 @@ def _check_record_describes(record: dict, problem: Problem, k: int, label: str) 
     if record.get("schema") != SCHEMA_NAME:
         return
     expected = {"metric": problem.metric, "n_points": problem.n_points, "n_dims": problem.n_dims,
-                "n_queries": problem.n_queries, "predecessor": problem.predecessor}
+                "n_queries": problem.n_queries, "predecessor": problem.predecessor,
+                "dataset_digest": problem.data_digest}
     if problem.residual is not None:
         expected["kernel"] = problem.residual.kernel
     wrong = [f"{name} {record.get(name)!r} (the call: {value!r})"
@@ -303,8 +336,10 @@ class EngineHandle:
             raise EngineFailure(f"{', '.join(changed)} of {problem.label} changed after it was made (by an "
                                 "engine that failed on it before, or by the test), so no answer to it can be "
                                 "checked")
+        _check_environment(f"before engine {self.name!r} was called on {problem.label}, k={k}")
         try:
-            # its answer is read inside the guard too: a property, __array__ or __deepcopy__ may skip
+            # its answer is read inside the guard too (a property, __array__, or its telemetry's items may
+            # skip), into plain arrays and a plain JSON record that nothing of the engine's runs in later
             answer = _normalise(self.name, self._engine(problem, k), problem, k)
         except UnsupportedProblemError as exc:
             raise EngineFailure(
@@ -312,13 +347,16 @@ class EngineHandle:
                 f"it was registered for ({exc}); declare what it answers with Capabilities when registering "
                 "it"
             ) from exc
-        except _SELF_SKIPS as exc:
+        except BaseException as exc:
+            escape = _escape(exc)
+            if escape is None:
+                raise
             raise EngineFailure(
-                f"engine {self.name!r} tried to {_self_skip_kind(exc)} the test on {problem.label}, k={k} "
-                f"({exc}); an engine answers or fails, and the plugin alone skips, for the problems its "
-                "Capabilities leave out (an engine that cannot run here raises EngineUnavailable from its "
-                "factory)"
+                f"engine {self.name!r} tried to {escape} on {problem.label}, k={k} ({exc}); an engine "
+                "answers or fails, and the plugin alone skips, for the problems its Capabilities leave out "
+                "(an engine that cannot run here raises EngineUnavailable from its factory)"
             ) from exc
+        _check_environment(f"after engine {self.name!r} answered {problem.label}, k={k}")
         changed = sorted(problem.changed_fields())
         if changed:
             raise EngineFailure(f"engine {self.name!r} changed {', '.join(changed)} of {problem.label} "

@@ -214,7 +214,8 @@ def knn_cases(
 ) -> SearchStrategy[KnnCase]:
     """Whole k-NN cases: points of a `family` (or from `points`, an array strategy), k, metric, queries.
 
-    queries="points" holds the last n_queries drawn rows out as query coordinates (from the same family);
+    queries="points" holds the last n_queries drawn rows out as query coordinates (from the same family;
+    a single drawn row is both the data and the query);
     "indices" queries indexed points; "predecessor" queries every point among its predecessors. k may
     exceed the eligible points (the answer then pads with (-1, inf)): k is not capped at n. Residual cases
     draw kernel, lengthscale, variance and m (inducing points) as well. `capabilities` (the
@@ -249,6 +250,8 @@ def knn_cases(
         if mode == "points" and len(rows) > 1:
             count = min(count, len(rows) - 1)
             data, query_rows = rows[:-count], rows[-count:]
+        elif mode == "points":  # one row: it is the data and, as coordinates, the query
+            data, query_rows = rows, rows.copy()
         else:
             data = rows
             if mode != "predecessor":

@@ -4,9 +4,9 @@ A comparison of two answers is only as sound as their claims: an engine that lis
 right distance, or the farthest point labelled as the nearest, can agree with a reference on every distance.
 So the plugin checks every answer against its problem on its own, before any comparison:
 
-* form: integer indices, float64 distances, every listed index a point of the problem and eligible (j < i
-  in predecessor row i), listed entries first and then (-1, inf) padding, exactly min(k, eligible) entries
-  listed;
+* form: integer indices, float64 distances, no distance NaN or negative (-0.0 included: the zero of a
+  distance is +0.0), every listed index a point of the problem and eligible (j < i in predecessor row i),
+  listed entries first and then (-1, inf) padding, exactly min(k, eligible) entries listed;
 * truth: the canonical distance (``covertreex.metrics``: float64, fixed operation order) of every listed
   (query, index) pair equals the reported one within ``atol + rtol * true``;
 * then: no index twice, rows sorted by (distance, index).
@@ -24,6 +24,7 @@ from numba import njit
 
 from covertreex.interrupts import deferring
 from covertreex.metrics.kernels import distance
+from pytest_pcct.parity import fpenv
 
 __all__ = ["check_answer", "true_distances"]
 
@@ -57,6 +58,10 @@ def _spaces(problem):
 @deferring
 def true_distances(problem, indices) -> np.ndarray:
     """The canonical distance of every (query row, listed index) pair; inf where no point is listed."""
+    __tracebackhide__ = True
+    found = fpenv.changes()
+    if found:
+        raise AssertionError(f"true distances cannot be computed: {fpenv.described(found)}")
     space, queries = _spaces(problem)
     listed = np.ascontiguousarray(indices, dtype=np.int64)
     return _listed_distances(queries.data, queries.rows, queries.dataset_index, space.data, listed)
@@ -108,6 +113,8 @@ def check_answer(indices, distances, problem, *, rtol: float, atol: float, label
     eligible = (np.arange(n_rows) if problem.predecessor else np.full(n_rows, n))[:, None]
     checks = (
         (np.isnan(reported), "the distance is NaN"),
+        (np.signbit(reported), "the distance is negative (a distance is >= 0, and its zero is +0.0, not "
+                               "-0.0)"),
         (listed & (indices >= eligible),
          "the index is not eligible (predecessor row i may list only indices j < i)"),
         (~listed & (reported != np.inf), "padding (-1) must have distance inf"),

@@ -41,6 +41,7 @@ import unittest
 import numpy as np
 import pytest
 
+from covertreex.telemetry import schema_resource
 from pytest_pcct.parity.engines import EngineUnavailable, UnsupportedProblemError
 
 
@@ -216,6 +217,82 @@ def shared_wrong_last(registry):
     return factory
 
 
+def exits(idx, dist, problem):
+    """Ends the run with exit code 0 from inside the call."""
+    pytest.exit("the engine gave up", returncode=0)
+
+
+def skips_in_a_group(idx, dist, problem):
+    """A skip raised by a worker of a task group, wrapped in an exception group (pytest unwraps a group
+    of skips into a skip)."""
+    try:
+        pytest.importorskip("a_backend_that_is_not_installed")
+    except BaseException as exc:
+        raise BaseExceptionGroup("the engine's workers", [exc]) from None
+
+
+def rejects(idx, dist, problem):
+    """Rejects the Hypothesis example it cannot answer (hypothesis.reject)."""
+    from hypothesis import reject
+
+    reject()
+
+
+class _SkippingRecord(dict):
+    """A telemetry record whose items skip the test when read."""
+
+    def items(self):
+        pytest.skip("telemetry not available")
+
+
+def skips_in_its_record(idx, dist, problem):
+    return idx, dist, _SkippingRecord(note="x")
+
+
+class _SkippingOnGet(dict):
+    """A valid record whose .get skips the test (the plugin reads records after the engine's call)."""
+
+    def get(self, *args):
+        pytest.skip("telemetry not available")
+
+
+def drops_the_nearest_behind_a_skipping_record(registry):
+    """Each row's true neighbours 2..k+1 at their true distances (the nearest left out), with the
+    reference's own record for k: truthful entries, so only the comparison catches it."""
+    def factory():
+        engine = registry.create("gold")
+
+        def knn(problem, k):
+            wider = engine.knn(problem, k + 1)
+            record = _SkippingOnGet({**wider.telemetry, "k": k})
+            return wider.indices[:, 1:].copy(), wider.distances[:, 1:].copy(), record
+
+        return knn
+
+    return factory
+
+
+def _libm():
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("m"))
+
+
+FE_UPWARD = 0x800  # x86 glibc
+
+
+def rounds_up(idx, dist, problem):
+    """The true answer, leaving the thread rounding upward (as a library set up on load would)."""
+    _libm().fesetround(FE_UPWARD)
+    return idx, dist
+
+
+def rounding_up_factory():
+    _libm().fesetround(FE_UPWARD)
+    return lambda problem, k: None
+
+
 def big_endian(idx, dist, problem):
     """The true answer, its distances float64 in big-endian byte order: still float64, so right."""
     return idx, dist.astype(">f8")
@@ -230,7 +307,9 @@ WRONG = {"ulp": one_ulp, "swap": swap_neighbour, "lastplus": last_plus_one, "ran
          "float32": single_precision, "outside": out_of_range, "refuses": refuses, "raises": raises,
          "missingrow": missing_row, "writes": writes_input, "bigendian": big_endian, "skips": skips,
          "xfails": xfails, "unittestskip": skips_unittest, "skipsonread": skips_on_read,
-         "flipsflag": flips_a_flag, "sharedright": shared_right}
+         "flipsflag": flips_a_flag, "sharedright": shared_right, "exits": exits,
+         "groupskip": skips_in_a_group, "rejects": rejects, "recordskip": skips_in_its_record,
+         "roundsup": rounds_up}
 
 
 def pytest_pcct_register_engines(registry):
@@ -239,6 +318,9 @@ def pytest_pcct_register_engines(registry):
     registry.register("tieflip", boundary_tie(registry))
     registry.register("sharedlast", shared_wrong_last(registry))
     registry.register("gpu", unavailable)
+    registry.register("roundsupfactory", rounding_up_factory)
+    registry.register("dropsbehindrecord", drops_the_nearest_behind_a_skipping_record(registry),
+                      telemetry_schema=schema_resource())
 '''
 
 

@@ -7,6 +7,7 @@ from covertreex.errors import InputTypeError, InvalidInputError, UnknownNameErro
 from pytest_pcct.parity.assertions import (
     assert_k_safe,
     assert_knn_equal,
+    assert_predecessors,
     assert_telemetry_equal,
     assert_telemetry_valid,
     compare_knn,
@@ -220,6 +221,37 @@ def test_distances_that_are_not_float64_fail_every_comparison_whatever_their_val
         assert failure(assert_k_safe, got, ref, labels=("got", "oracle"), problem=PROBLEM).startswith(why)
     swapped = (idx, DIST.astype(DIST.dtype.newbyteorder()))  # float64 in the other byte order is float64
     assert_knn_equal(ref, swapped, problem=PROBLEM)
+
+
+def test_unsigned_indices_above_the_int64_range_are_not_padding():
+    """2**64 - 1 in uint64 indices wrapped to -1 (padding) when converted: an answer listing it compared
+    exact with one padding there."""
+    ref = (np.array([[0, 1, 2, -1]]), np.array([[0.0, 1.0, 2.0, np.inf]]))
+    got = (np.array([[0, 1, 2, 2**64 - 1]], dtype=np.uint64), ref[1].copy())
+    why = "got: index 18446744073709551615 is not a point's index or -1 (it is above the int64 range"
+    assert why in failure(assert_knn_equal, ref, got)
+    assert why in failure(assert_knn_equal, ref, got, mode="tolerance")
+    assert compare_knn(ref, got).status == "different"
+    padded_first = (np.array([[2**64 - 1], [0]], dtype=np.uint64), np.array([[np.inf], [1.0]]))
+    assert_predecessors((padded_first[0].astype(np.int64), padded_first[1]))
+    assert why.replace("got", "result") in failure(assert_predecessors, padded_first)
+
+
+@pytest.mark.parametrize("zero", [-0.0, -1e-300])
+def test_a_negative_distance_fails_even_within_tolerance(zero):
+    """-0.0 and -1e-300 in place of a true 0.0 passed tolerance mode (at rtol = atol = 0 too, as a tie)
+    and assert_k_safe: a distance is never negative, and its zero is +0.0."""
+    ref = answer()
+    got = (ref[0], ref[1].copy())
+    got[1][1, 0] = zero  # query 100.0 against point 0 at 100.0
+    why = "got: query row 1, position 0, index 0: reported distance"
+    for kwargs in ({}, {"rtol": 0, "atol": 0}):
+        message = failure(assert_knn_equal, ref, got, mode="tolerance", problem=PROBLEM, **kwargs)
+        assert why in message
+        assert "the distance is negative (a distance is >= 0, and its zero is +0.0" in message
+    assert "the distance is negative" in failure(assert_k_safe, got, ref, labels=("got", "oracle"),
+                                                 problem=PROBLEM, rtol=0, atol=0)
+    assert "distance differs" in failure(assert_knn_equal, ref, got)
 
 
 RECORD = {

@@ -96,7 +96,10 @@ def test_a_project_replaces_the_oracle(pytester):
         def test_oracle(pcct_oracle):
             assert pcct_oracle.name == "euclid"
     """)
-    pytester.runpytest("--pcct-engines=gold", "--pcct-oracle=euclid").assert_outcomes(passed=1)
+    result = pytester.runpytest("--pcct-engines=gold", "--pcct-oracle=euclid")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["pcct: registered engines *; oracle euclid (chosen with --pcct-oracle / ini "
+                                 "pcct_oracle)"])
     pytester.makeini("[pytest]\npcct_oracle = euclid\n")
     pytester.runpytest("--pcct-engines=gold").assert_outcomes(passed=1)
     result = pytester.runpytest("--pcct-engines=gold", "--pcct-oracle=nope")
@@ -131,7 +134,7 @@ def test_the_covertreex_engines_can_be_switched_off(pytester):
     off = ("-p", "no:pcct_covertreex")
     result = pytester.runpytest("--pcct-engines=mine", *off)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["pcct: registered engines mine"])
+    result.stdout.fnmatch_lines(["pcct: registered engines mine; oracle mine"])
     result = pytester.runpytest("--pcct-engines=gold", *off)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(

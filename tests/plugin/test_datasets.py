@@ -33,6 +33,10 @@ def test_cache_returns_one_problem_per_recipe():
     cache = ProblemCache()
     assert cache.get("gaussian", n=20, d=2) is cache.get("gaussian", n=20, d=2)
     assert cache.get("gaussian", n=20, d=2) is not cache.get("gaussian", n=20, d=2, seed=1)
+    close = [np.array([0.5, 1.0]), np.array([0.500000001, 1.0])]  # one repr: NumPy prints 8 digits
+    first, second = (cache.get(n=20, d=2, metric="residual", m=4, lengthscale=value) for value in close)
+    assert first is not second and first.digest != second.digest
+    assert cache.get(n=20, d=2, metric="residual", m=4, lengthscale=close[1].copy()) is second
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ from covertreex.engines import TREE_ENGINES
 
 REGISTERED = sorted([*covertreex.engine_names(), *(f"{name}-dense" for name in TREE_ENGINES)])
 OURS = ", ".join(REGISTERED)  # each tree engine's dense path is registered as <name>-dense
-TEST_ENGINES = ["bigendian", "farthest", "flipsflag", "float32", "gpu", "lastplus", "missingrow", "offbyone",
-                "outside", "raises", "random", "refuses", "sharedlast", "sharedright", "skips", "skipsonread",
-                "swap", "tieflip", "ulp", "unittestskip", "unsorted", "writes",
+TEST_ENGINES = ["bigendian", "dropsbehindrecord", "exits", "farthest", "flipsflag", "float32", "gpu",
+                "groupskip", "lastplus", "missingrow", "offbyone", "outside", "raises", "random", "recordskip",
+                "refuses", "rejects", "roundsup", "roundsupfactory", "sharedlast", "sharedright", "skips",
+                "skipsonread", "swap", "tieflip", "ulp", "unittestskip", "unsorted", "writes",
                 "xfails"]  # registered by the wrong_engines fixture
 WITH_TEST_ENGINES = ", ".join(sorted([*REGISTERED, *TEST_ENGINES]))
 
@@ -32,7 +33,7 @@ def test_engines_option_parametrizes_engines_and_pairs(pytester):
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines([
         "pcct: engines gold,brute (reference gold, from --pcct-engines); pairs gold-brute; seed 0",
-        f"pcct: registered engines {OURS}",
+        f"pcct: registered engines {OURS}; oracle brute",
         "*test_engine[[]gold[]] PASSED*",
         "*test_engine[[]brute[]] PASSED*",
         "*test_pair[[]gold-brute[]] PASSED*",

@@ -58,6 +58,7 @@ def test_an_ineligible_index_is_caught_even_where_the_comparison_calls_it_tie_eq
     (1, 1, 0, 1.0, r"expected padding \(-1, inf\): point 1 has only 1 predecessors"),
     (2, 1, 1, 1.0, "index 1 is listed more than once"),
     (1, 0, 0, INF, "a predecessor must be at a finite distance"),
+    (2, 0, 1, -0.0, r"a predecessor must be at a finite distance >= 0 \(its zero is \+0.0, not -0.0\)"),
     (1, 0, 0, -1.0, "a predecessor must be at a finite distance >= 0"),
     (2, 1, -1, INF, "index -1 is not eligible: row 2 may only list indices 0 <= j < 2"),
 ])

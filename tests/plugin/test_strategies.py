@@ -91,6 +91,15 @@ def test_predecessor_cases_query_every_point_among_its_predecessors(case):
     assert "predecessor" in problem.label and "predecessor=True" in repr(case)
 
 
+@QUICK
+@given(case=knn_cases(queries="points", n=1))
+def test_a_single_row_with_point_queries_is_queried_by_its_coordinates(case):
+    """One drawn row was held out from nothing, so the case fell back to indexed queries: a problem kind an
+    engine registered for point queries only had not asked for, which the plugin then skipped."""
+    assert case.points.shape[0] == 1 and case.query_indices is None
+    assert np.array_equal(case.queries, case.points) and case.problem.kind == "points"
+
+
 def test_profiles_derive_from_ci_without_deadline():
     register_profiles()
     ci = settings.get_profile("ci")

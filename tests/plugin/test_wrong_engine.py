@@ -1,7 +1,9 @@
 """Deliberately wrong engines registered by a test are caught through pcct_engine_pair, in both modes."""
 
 import json
+import platform
 import re
+import sys
 
 import pytest
 
@@ -163,6 +165,7 @@ def test_a_record_of_another_call_fails(pytester):
     pytester.makepyfile("""
         def test_pair(pcct_engine_pair, pcct_dataset):
             pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3, seed=1), 2)
             pcct_engine_pair.check(pcct_dataset(n=40, d=2, n_queries=3), 2)
             pcct_engine_pair.check(pcct_dataset(n=40, d=2, n_queries=3), 60)
     """)
@@ -170,12 +173,83 @@ def test_a_record_of_another_call_fails(pytester):
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
         "*_ test_pair[[]gold-stale[]] _*",
-        "E *AssertionError: telemetry record of engine 'stale' on euclidean gaussian d=2 n=40 q=3 "
-        "queries=points seed=0, k=2 describes another call: n_points 50 (the call: 40)",
+        "E *AssertionError: telemetry record of engine 'stale' on euclidean gaussian d=2 n=50 q=3 "
+        "queries=points seed=1, k=2 describes another call: dataset_digest '*' (the call: '*')",
         "*_ test_pair[[]gold-wrongk[]] _*",
         "E *AssertionError: telemetry record of engine 'wrongk' on euclidean gaussian d=2 n=50 q=3 "
         "queries=points seed=0, k=2 describes another call: k 3 (the call: 2)",
     ])
+
+
+def test_counters_that_only_compare_equal_are_not_equal(pytester):
+    """An int subclass whose == is always true made any counters 'equal' to the reference's; a record is
+    read as the JSON it stands for, so its counters are the numbers they print as."""
+    pytester.makeconftest("""
+        from pytest_pcct.covertreex_engines import PARITY_GROUP
+        from covertreex.telemetry import schema_resource
+
+
+        class AlwaysEqual(int):
+            def __eq__(self, other):
+                return True
+
+            def __ne__(self, other):
+                return False
+
+            __hash__ = int.__hash__
+
+
+        def liar(registry):
+            def factory():
+                engine = registry.create("gold")
+
+                def knn(problem, k):
+                    answer = engine.knn(problem, k)
+                    counters = {name: AlwaysEqual(0) for name in answer.telemetry["counters"]}
+                    return answer.indices, answer.distances, {**answer.telemetry, "counters": counters}
+
+                return knn
+
+            return factory
+
+
+        def pytest_pcct_register_engines(registry):
+            registry.register("liar", liar(registry), telemetry_schema=schema_resource(),
+                              telemetry_group=PARITY_GROUP["gold"])
+    """)
+    pytester.makepyfile("""
+        def test_pair(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,liar")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E *AssertionError: gold-liar on * answers agree but telemetry differs at "
+                                 "counters.*: gold *, liar 0 *"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.machine() != "x86_64",
+                    reason="sets the rounding mode through x86 glibc's fesetround")
+def test_an_engine_that_leaves_the_rounding_mode_changed_fails(wrong_engines):
+    """An engine (or its factory) that left the thread rounding upward made every later computation, the
+    oracle's and the truth check's included, round upward: exact mode passed answers whose distances were
+    not the canonical ones. The default is put back, so the tests after it are judged normally."""
+    wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
+    result = wrong_engines.runpytest("--pcct-engines=gold,roundsup,brute", "-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines_random([
+        "*EngineFailure: after engine 'roundsup' answered euclidean gaussian *, k=5, the floating-point "
+        "environment is not the default (rounding upward): every later computation in this thread, the "
+        "oracle's and the plugin's truth check included, would share the change, so answers could agree bit "
+        "for bit without any being the canonical one; the default was put back",
+        "*test_pair[[]gold-brute-exact[]] PASSED*",
+        "*test_pair[[]gold-brute-tolerance[]] PASSED*",
+    ])
+    result = wrong_engines.runpytest("--pcct-engines=gold,roundsupfactory", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-pcct: engine 'roundsupfactory' requested by --pcct-engines "
+                                 "could not be created: EngineFailure: after the factory of engine "
+                                 "'roundsupfactory' ran, the floating-point environment is not the default "
+                                 "(rounding upward)*; the default was put back"])
 
 
 def test_a_property_prints_a_counterexample_that_reproduces_as_written(wrong_engines):
@@ -325,18 +399,31 @@ def test_an_engine_that_changes_a_frozen_field_of_its_problem_fails_naming_it(wr
                                  "*EngineFailure: predecessor of euclidean gaussian * changed after it*"])
 
 
-@pytest.mark.parametrize(("engine", "what"), [("skips", "skip"), ("xfails", "xfail"),
-                                               ("unittestskip", "skip"), ("skipsonread", "skip")])
-def test_an_engine_that_skips_or_xfails_itself_fails(wrong_engines, engine, what):
+@pytest.mark.parametrize(("engine", "what"), [
+    ("skips", "skip the test"), ("xfails", "xfail the test"), ("unittestskip", "skip the test"),
+    ("skipsonread", "skip the test"), ("groupskip", "skip the test"), ("recordskip", "skip the test"),
+    ("exits", "end the run (pytest.exit)"), ("rejects", "reject the Hypothesis example (assume or reject)"),
+])
+def test_an_engine_that_skips_xfails_or_exits_fails(wrong_engines, engine, what):
     """pytest.importorskip, pytest.xfail or unittest.SkipTest inside an engine made its test a skip or an
-    expected failure: a green run with no cell checked."""
+    expected failure: a green run with no cell checked; so did a skip inside an exception group or read
+    from its telemetry record, and pytest.exit(returncode=0) ended the run with exit code 0."""
     wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
     result = wrong_engines.runpytest(f"--pcct-engines=gold,{engine}", "--pcct-report=r.json",
                                      "-p", "no:cacheprovider")
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([f"*EngineFailure: engine '{engine}' tried to {what} the test on euclidean "
+    result.stdout.fnmatch_lines([f"*EngineFailure: engine '{engine}' tried to {what} on euclidean "
                                  "gaussian *, k=5 (*); an engine answers or fails*"])
     assert json.loads((wrong_engines.path / "r.json").read_text())["totals"]["failed"] == 1
+
+
+def test_a_record_whose_get_skips_cannot_hide_a_wrong_answer(wrong_engines):
+    """The record was read (its .get) after the guard around the engine's call, so a wrong engine whose
+    record skipped there turned its failing test into a skip; records are read as plain JSON now."""
+    wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
+    result = wrong_engines.runpytest("--pcct-engines=gold,dropsbehindrecord", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*gold-dropsbehindrecord on euclidean gaussian *, k=5:*"])
 
 
 def test_an_answer_in_a_buffer_its_engine_reuses_is_kept_as_it_arrived(wrong_engines):
