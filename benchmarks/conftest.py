@@ -96,7 +96,8 @@ def portable_residual_problem(X: np.ndarray, m: int, seed: int) -> ct.ResidualPr
     ls = np.ones(X.shape[1])
     L = _cholesky_in_order(kernel_matrix(U, U, "rbf", ls, 1.0) + JITTER * np.eye(len(U)))
     V = forward_substitution_rows(L, kernel_matrix(X, U, "rbf", ls, 1.0))
-    return ct.ResidualProblem.from_arrays(X, V, kernel="rbf", lengthscale=1.0, variance=1.0)
+    return ct.ResidualProblem.from_arrays(X, V, kernel="rbf", lengthscale=1.0, variance=1.0,
+                                          factor_of_kernel=True)
 
 
 @pytest.fixture(scope="session")

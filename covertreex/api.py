@@ -25,6 +25,23 @@ from covertreex.tree import Tree, checked
 from covertreex.validation import check_k
 
 
+def _metric_unknown(space: MetricSpace) -> bool:
+    """Whether the residual distance of `space` may not be a metric (a V given without the caller saying it
+    is a factor of the kernel): then no cover tree may answer it."""
+    return space.problem is not None and not space.problem.factor_of_kernel
+
+
+def _require_metric(space: MetricSpace) -> None:
+    if _metric_unknown(space):
+        raise InvalidInputError(
+            "the tree path cannot answer this residual problem: its V was given to "
+            "ResidualProblem.from_arrays without factor_of_kernel=True, and unless V is a low-rank factor of "
+            "the kernel the residual distance is no metric, so a tree pruning by the triangle inequality "
+            "would drop true neighbours. path='dense' (or 'auto', which takes it here) and the brute engine "
+            "answer exactly for any V; pass factor_of_kernel=True if V is such a factor"
+        )
+
+
 class _Fitted:
     """What fit() or use_tree() produced, replaced as one object so a query never mixes two fits. Its tree
     is built at most once, when first needed, under its own lock."""
@@ -49,6 +66,7 @@ class _Fitted:
 
     def tree(self, engine, config) -> Tree:
         """The tree, built now by `engine` (gold for a shared tree) if it does not exist yet."""
+        _require_metric(self.space)
         with self._lock:
             if self._tree is None:
                 builder = get_engine("gold") if config.shared_tree else engine
@@ -123,6 +141,7 @@ class CoverTree:
         """Attach a tree built elsewhere (another engine, or :func:`covertreex.tree.load`) to its data.
         The tree is checked first (see :func:`covertreex.tree.checked`) and a read-only copy is kept."""
         space = MetricSpace.create(self.metric, data)
+        _require_metric(space)
         self._fitted = _Fitted(space, tree=checked(tree, space))
         return self
 
@@ -168,6 +187,8 @@ class CoverTree:
             return "exhaustive"
         if self.config.path != "auto":
             return self.config.path
+        if _metric_unknown(space):
+            return "dense"
         pairs = float(queries.limit.clip(0, space.n_points).sum())
         return paths.choose(self.metric, space.n_dims, space.n_points, k, pairs, queries.n_queries,
                             tree_built)
@@ -202,6 +223,8 @@ class CoverTree:
 
     def kneighbors(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False):
         """(distances, indices), each (n_queries, k), in scikit-learn's order; rows sorted by (distance,
-        index), padded (inf, -1). :meth:`query` returns them by name, with the counters."""
+        index), padded (inf, -1). :meth:`query` returns them by name, with the counters. Under the residual
+        metric a query row equal to an indexed point's coordinates is that point (as ``indices=`` answers
+        it); other rows are projected through the inducing points (docs/inputs.md)."""
         result = self.query(queries, k, indices=indices, predecessor=predecessor)
         return result.distances, result.indices

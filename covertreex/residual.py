@@ -27,7 +27,7 @@ from covertreex.metrics.kernels import (
     squared_norms,
     take_rows,
 )
-from covertreex.scalars import as_int, as_seed, positive_float
+from covertreex.scalars import as_bool, as_int, as_seed, positive_float
 from covertreex.triangular_solve import solve_lower_rows_in_place
 from covertreex.validation import as_points
 from covertreex.vecchia_orderings import given_permutation
@@ -101,6 +101,11 @@ class ResidualProblem:
     inducing: np.ndarray | None = field(default=None, repr=False)
     cholesky_factor: np.ndarray | None = field(default=None, repr=False)
     seed: int | None = None
+    factor_of_kernel: bool = True
+    """Whether V is known to be a low-rank factor of the kernel (K - V V^T positive semi-definite), which
+    makes the residual distance a metric, so a cover tree may prune with the triangle inequality: always
+    when :func:`residual_problem` built V; for a V given to :meth:`from_arrays`, only when its caller says
+    so. Brute force and the dense path are exact for any V."""
 
     def __post_init__(self):
         raise InputTypeError(
@@ -111,10 +116,10 @@ class ResidualProblem:
 
     @classmethod
     def _of_frozen(cls, X, V, p, kernel, lengthscale, variance, inducing=None, cholesky_factor=None,
-                   seed=None) -> ResidualProblem:
+                   seed=None, factor_of_kernel=True) -> ResidualProblem:
         """An instance holding arrays this module has checked and made read-only (bypasses the refusal)."""
         problem = object.__new__(cls)
-        values = (X, V, p, kernel, lengthscale, variance, inducing, cholesky_factor, seed)
+        values = (X, V, p, kernel, lengthscale, variance, inducing, cholesky_factor, seed, factor_of_kernel)
         for spec, value in zip(fields(cls), values, strict=True):
             object.__setattr__(problem, spec.name, value)
         return problem
@@ -139,7 +144,22 @@ class ResidualProblem:
         inducing = None if self.inducing is None else where[self.inducing]
         _frozen(*(arr for arr in (X, V, p, inducing) if arr is not None))
         return ResidualProblem._of_frozen(X, V, p, self.kernel, self.lengthscale, self.variance, inducing,
-                                          self.cholesky_factor, self.seed)
+                                          self.cholesky_factor, self.seed, self.factor_of_kernel)
+
+    @cached_property
+    def _coordinate_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the distinct rows of X as byte keys, sorted; the first point holding each), made on first use."""
+        keys, first = np.unique(_row_keys(self.X), return_index=True)
+        return keys, first.astype(np.int64)
+
+    def points_at(self, Q: np.ndarray) -> np.ndarray:
+        """For each row of Q, the first point whose coordinates equal it byte for byte, else -1. Such a row
+        is that point: projected anew it would come out of a solve in another operation order, up to 1e-4
+        from itself in distance, and could rank behind a near-duplicate."""
+        keys, first = self._coordinate_keys
+        wanted = _row_keys(Q)
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        return np.where(keys[at] == wanted, first[at], -1).astype(np.int64)
 
     @cached_property
     def digest(self) -> str:
@@ -148,18 +168,31 @@ class ResidualProblem:
         return array_digest(self.X, self.V, self.p, params, np.frombuffer(self.kernel.encode(), np.uint8))
 
     @classmethod
-    def from_arrays(cls, X, V, *, kernel="rbf", lengthscale=1.0, variance=1.0) -> ResidualProblem:
+    def from_arrays(cls, X, V, *, kernel="rbf", lengthscale=1.0, variance=1.0,
+                    factor_of_kernel: bool = False) -> ResidualProblem:
         """Wrap a V computed elsewhere (any layout is accepted; X and V are copied, read-only, once);
-        p follows from V. Accepted ranges: see :mod:`covertreex.residual_range`."""
+        p follows from V. Accepted ranges: see :mod:`covertreex.residual_range`.
+
+        Nothing here can check that V is a low-rank factor of this kernel (that K - V V^T is positive
+        semi-definite, an N x N question), and without it the residual distance is no metric: a V made
+        with another lengthscale gives correlations above 1, and a cover tree pruning by the triangle
+        inequality then drops true neighbours. So such a problem is answered by brute force and the dense
+        path only (exact for any V; ``path='auto'`` takes the dense path, ``path='tree'`` is refused).
+        ``factor_of_kernel=True`` states that V is such a factor, built as :func:`residual_problem` builds
+        it with these kernel parameters; the tree is then allowed, and a row whose squared norm exceeds
+        the variance (a negative residual variance, impossible for a factor) is refused."""
         X, kernel, ls, variance = _parameters(X, kernel, lengthscale, variance)
+        factor_of_kernel = as_bool(factor_of_kernel, "factor_of_kernel")
         V = as_points(V, "V", owned=True, columns="m")
         if V.shape[0] != X.shape[0]:
             raise DimensionMismatchError(
                 f"V must have one row per point of X ({X.shape[0]}), got {V.shape[0]}"
             )
+        if factor_of_kernel:
+            _require_factor_norms(V, variance)
         p = residual_variance(V, variance)
         _frozen(ls, p)
-        return cls._of_frozen(X, V, p, kernel, ls, variance)
+        return cls._of_frozen(X, V, p, kernel, ls, variance, factor_of_kernel=factor_of_kernel)
 
     @deferring
     def project(self, Q) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +209,30 @@ class ResidualProblem:
         K_qu = kernel_matrix(Q, U, self.kernel, self.lengthscale, self.variance)
         Vq = forward_substitution_rows(read_only(np.asfortranarray(self.cholesky_factor)), K_qu)
         return Vq, residual_variance(Vq, self.variance, "V of the queries")
+
+
+def _row_keys(points: np.ndarray) -> np.ndarray:
+    """Each row's bytes as one comparable value (rows equal byte for byte have equal keys)."""
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    return points.view(np.dtype((np.void, points.dtype.itemsize * points.shape[1]))).ravel()
+
+
+FACTOR_NORM_SLACK = 1e-12
+"""Relative excess of a row's squared norm over the variance that rounding can explain in a true factor
+(its residual variance is at least the jitter, 1e-6 of the variance, before rounding)."""
+
+
+@deferring
+def _require_factor_norms(V: np.ndarray, variance: float) -> None:
+    norms = squared_norms(V)
+    over = np.flatnonzero(norms > variance * (1.0 + FACTOR_NORM_SLACK))
+    if over.size:
+        i = int(over[0])
+        raise InvalidInputError(
+            f"V row {i} has squared norm {float(norms[i])!r}, above the variance {variance!r} ({over.size} "
+            "rows are): a low-rank factor of the kernel leaves every point a residual variance >= 0, so V "
+            "is not one (factor_of_kernel=True)"
+        )
 
 
 def _solve_rows(L, U, X, kernel: str, ls: np.ndarray, variance: float) -> np.ndarray:

@@ -63,33 +63,6 @@ def _graph(dist: np.ndarray, ind: np.ndarray, indptr: np.ndarray, n_columns: int
     return csr_matrix((data, ind, indptr), shape=(indptr.shape[0] - 1, n_columns))
 
 
-def _row_keys(points: np.ndarray) -> np.ndarray:
-    """Each row's bytes as one comparable value (rows equal byte for byte have equal keys)."""
-    return points.view(np.dtype((np.void, points.dtype.itemsize * points.shape[1]))).ravel()
-
-
-def _sorted_rows(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct row keys of `points`, sorted; the first row holding each)."""
-    keys, first = np.unique(_row_keys(np.ascontiguousarray(points)), return_index=True)
-    return keys, first.astype(np.int64)
-
-
-def _merge_rows(known: np.ndarray, by_index, by_coordinates) -> tuple[np.ndarray, np.ndarray]:
-    """(dist, ind) with rows whose `known` training index is >= 0 from ``by_index(those indices)`` and the
-    others from ``by_coordinates(mask of them)``: a row's answer does not depend on its batch."""
-    hit = known >= 0
-    if not hit.any():
-        return by_coordinates(slice(None))
-    if hit.all():
-        return by_index(known)
-    parts = [by_index(known[hit]), by_coordinates(~hit)]
-    dist = np.empty((known.shape[0], parts[0][0].shape[1]))
-    ind = np.empty(dist.shape, dtype=np.int64)
-    for mask, (d, i) in zip((hit, ~hit), parts, strict=True):
-        dist[mask], ind[mask] = d, i
-    return dist, ind
-
-
 def _ragged(rows: list[np.ndarray]) -> np.ndarray:
     """A 1-D object array holding one array per row (scikit-learn's radius_neighbors format)."""
     out = np.empty(len(rows), dtype=object)
@@ -159,7 +132,6 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
             tree.fit(X)
         self.cover_tree_ = tree
         self.n_samples_fit_ = X.shape[0]
-        self.training_rows_ = _sorted_rows(tree.space.problem.X) if tree.metric == "residual" else None
         return self
 
     def _queries(self, X) -> np.ndarray | None:
@@ -189,21 +161,7 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         if X is None:
             dist, ind = self.cover_tree_.kneighbors(indices=rows, k=k + 1)
             return _without_self(dist, ind, rows)
-        queries = X[rows]
-        return _merge_rows(self._training_rows(queries), lambda known: self.cover_tree_.kneighbors(
-            indices=known, k=k), lambda new: self.cover_tree_.kneighbors(queries[new], k))
-
-    def _training_rows(self, X: np.ndarray) -> np.ndarray:
-        """For each row of X, the first training point it equals byte for byte, else -1. Under the residual
-        metric such a row is answered as that indexed point: given anew it is projected again, and came
-        out up to 7e-6 from itself where ``fit_transform`` stores the point itself as an explicit 0. Under
-        Euclidean a row's coordinates are all its distances read, so no row is matched."""
-        if self.training_rows_ is None:
-            return np.full(X.shape[0], -1, dtype=np.int64)
-        keys, first = self.training_rows_
-        wanted = _row_keys(np.ascontiguousarray(X, dtype=np.float64))
-        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-        return np.where(keys[at] == wanted, first[at], -1)
+        return self.cover_tree_.kneighbors(X[rows], k)  # a row at a training point's coordinates is it
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """``(dist, ind)`` of the n_neighbors nearest training points of each row of X (or ``ind`` alone),

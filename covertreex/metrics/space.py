@@ -162,21 +162,32 @@ class MetricSpace:
         return QuerySet(self.data, idx, idx, np.full(idx.shape[0], self.n_points, dtype=np.int64))
 
     def point_queries(self, queries) -> QuerySet:
-        """Queries at new coordinates (residual: projected through the problem's inducing points)."""
+        """Queries at coordinates. Residual: a row at an indexed point's coordinates (byte for byte) is that
+        point, answered as by its index (its V row and p, distance 0 to itself); any other row is projected
+        through the problem's inducing points."""
         Q = as_points(queries, "queries")
         check_dims(Q, self.n_dims)
         n = Q.shape[0]
+        at = np.full(n, -1, dtype=np.int64)
         if self.metric == "euclidean":
             _check_magnitude(Q, "queries")
             qdata = self.data._replace(X=Q, V=np.zeros((n, 0)), P=np.ones(n))
         else:
-            Vq, pq = self.problem.project(Q)
-            p_min = min(float(pq.min()), float(self.problem.p.min()))
-            qdata = _residual_data(self.problem, Q, Vq, pq, p_min)
+            at = self.problem.points_at(Q)
+            qdata = self._residual_rows(Q, at)
         rows = np.arange(n, dtype=np.int64)
-        return QuerySet(
-            qdata, rows, np.full(n, -1, dtype=np.int64), np.full(n, self.n_points, dtype=np.int64)
-        )
+        return QuerySet(qdata, rows, at, np.full(n, self.n_points, dtype=np.int64))
+
+    def _residual_rows(self, Q: np.ndarray, at: np.ndarray) -> MetricData:
+        """Residual query data: the indexed point's V row and p where `at` names one, else the projection
+        (row by row, so a row's bits do not depend on which others are projected with it)."""
+        problem, known = self.problem, at >= 0
+        V = np.empty((Q.shape[0], problem.V.shape[1]))
+        p = np.empty(Q.shape[0])
+        V[known], p[known] = problem.V[at[known]], problem.p[at[known]]
+        if not known.all():
+            V[~known], p[~known] = problem.project(Q[~known])
+        return _residual_data(problem, Q, V, p, min(float(p.min()), float(problem.p.min())))
 
 
 def _residual_data(problem: ResidualProblem, X, V, p, p_min: float) -> MetricData:

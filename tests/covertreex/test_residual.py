@@ -71,6 +71,7 @@ def test_fortran_ordered_v_gives_the_same_answers(check_same):
         kernel="rbf",
         lengthscale=1.0,
         variance=1.0,
+        factor_of_kernel=True,
     )
     assert np.array_equal(fortran.p, problem.p)
     q = np.arange(0, 800, 9)
@@ -168,3 +169,69 @@ def test_a_zero_dimensional_array_lengthscale_is_a_scalar():
     given = ct.residual_problem(X, lengthscale=np.array(0.5), m=8)
     scalar = ct.residual_problem(X, lengthscale=0.5, m=8)
     assert np.array_equal(given.V, scalar.V) and given.lengthscale.tolist() == [0.5, 0.5]
+
+
+def test_a_given_v_is_answered_exactly_by_the_paths_that_need_no_metric():
+    """A V that is no factor of the declared kernel (here random; in practice one made with another
+    lengthscale) gives correlations above 1, so the distance is no metric: the tree dropped true
+    neighbours in 9 of 100 predecessor rows and built a tree `validate` refused. Such a problem is
+    answered by the dense path (auto takes it) and brute only, unless its caller says V is a factor."""
+    rng = np.random.default_rng(0)
+    X, V = rng.normal(size=(100, 2)), rng.normal(size=(100, 5)) * 0.3
+    given = ct.ResidualProblem.from_arrays(X, V)
+    assert not given.factor_of_kernel and not given.permuted(np.arange(100)[::-1]).factor_of_kernel
+    oracle = ct.CoverTree(engine="brute", metric="residual").fit(given).kneighbors(k=5, predecessor=True)
+    for engine in ("gold", "rust"):
+        for path in ("auto", "dense"):
+            model = ct.CoverTree(engine=engine, metric="residual", path=path).fit(given)
+            answer = model.kneighbors(k=5, predecessor=True)
+            assert np.array_equal(answer[1], oracle[1]) and answer[0].tobytes() == oracle[0].tobytes()
+            assert model.last_result.telemetry["path"] == "dense" and model.built_tree is None
+        with pytest.raises(InvalidInputError, match="the tree path cannot answer this residual problem: its "
+                           "V was given to ResidualProblem.from_arrays without factor_of_kernel=True"):
+            ct.CoverTree(engine=engine, metric="residual", path="tree").fit(given)
+    with pytest.raises(InvalidInputError, match="the tree path cannot answer"):
+        _ = ct.CoverTree(metric="residual").fit(given).tree
+    built = ct.CoverTree(metric="residual", path="tree").fit(ct.residual_problem(X, m=10))
+    with pytest.raises(InvalidInputError, match="the tree path cannot answer"):
+        ct.CoverTree(metric="residual").use_tree(built.tree, given)
+    with pytest.raises(InvalidInputError, match=r"V row 7 has squared norm 1.47\d+, above the variance 1.0 "
+                       r"\(5 rows are\): a low-rank factor of the kernel leaves every point a residual "
+                       r"variance >= 0"):
+        ct.ResidualProblem.from_arrays(X, V, factor_of_kernel=True)
+    with pytest.raises(InputTypeError, match="factor_of_kernel must be True or False"):
+        ct.ResidualProblem.from_arrays(X, V, factor_of_kernel="yes")
+
+
+def test_a_query_at_an_indexed_points_coordinates_is_that_point():
+    """Projected anew, a training point came out of a solve in another operation order: up to 1e-4 from
+    itself, ranked behind its near-duplicate 1e-5 away (in 9 of these 300 rows). A row equal to an indexed
+    point's coordinates is now that point, whatever its batch, on every engine and path."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(150, 2))
+    X = np.concatenate([base, base + 1e-5, base[:3]])  # near-duplicates, and three exact ones (first wins)
+    new = rng.normal(size=(4, 2))
+    mixed = np.concatenate([X[:5], new[:2], X[150:153], new[2:], X[300:303]])
+    answers = []
+    for engine, path in [("brute", "auto"), ("gold", "tree"), ("gold", "dense"), ("rust", "tree"),
+                         ("rust", "dense")]:
+        model = ct.CoverTree(engine=engine, metric="residual", path=path).fit(X, m=100)
+        first = np.r_[np.arange(300), 0, 1, 2]  # an exact duplicate's coordinates name the first point
+        by_coordinates = model.kneighbors(X, k=3)
+        by_index = model.kneighbors(indices=first, k=3)
+        assert np.array_equal(by_coordinates[1], by_index[1])
+        assert by_coordinates[0].tobytes() == by_index[0].tobytes()
+        assert (by_coordinates[0][:, 0] == 0).all()  # the point itself, or one tied with it at 0
+        answer = model.kneighbors(mixed, k=3)
+        alone = [model.kneighbors(mixed[i:i + 1], k=3) for i in range(mixed.shape[0])]
+        assert all(np.array_equal(a[1][0], answer[1][i]) and a[0].tobytes() == answer[0][i].tobytes()
+                   for i, a in enumerate(alone))
+        answers.append(answer)
+    assert all(np.array_equal(a[1], answers[0][1]) and a[0].tobytes() == answers[0][0].tobytes()
+               for a in answers)
+    given = ct.ResidualProblem.from_arrays(X, ct.residual_problem(X, m=100).V)  # nothing to project through
+    model = ct.CoverTree(metric="residual").fit(given)
+    assert np.array_equal(model.kneighbors(X[:5], k=3)[1], model.kneighbors(indices=np.arange(5), k=3)[1])
+    with pytest.raises(InvalidInputError, match="built from a given V, so new query coordinates cannot be "
+                       "projected"):
+        model.kneighbors(mixed, k=3)
