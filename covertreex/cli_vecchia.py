@@ -46,6 +46,8 @@ def read_array(path, what: str, dtype=float) -> np.ndarray:
         reason = " ".join(str(exc).split())
         raise InvalidInputError(f"{path}: cannot read {what} as {READERS[suffix]} ({reason}); a header line "
                                 "must start with '#'") from None
+    if values.size == 0:
+        raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
     if values.dtype == np.float64:
         _refuse_rounded_integers(path, values, what)
     return values
@@ -71,6 +73,29 @@ def _refuse_rounded_integers(path: Path, values: np.ndarray, what: str) -> None:
 
 
 INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _ordering_file(path, n: int) -> np.ndarray:
+    """The permutation in a .npy file (an integer array) or a .csv file (one column or one row of numbers,
+    whole ones in any notation: text has no dtype, so '0.0e+00' is the integer 0)."""
+    values = read_array(path, "the ordering")
+    text = Path(path).suffix.lower() == ".csv"
+    if not text and not np.issubdtype(values.dtype, np.integer):  # a file holds no ordering name
+        raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}, got "
+                             f"dtype {values.dtype}")
+    if values.ndim == 2 and 1 in values.shape:  # one .csv column or row
+        values = values.ravel()
+    if values.ndim != 1:
+        raise InvalidInputError(f"{path}: the ordering must be one column or one row (a permutation of "
+                                f"0..{n - 1}), got shape {values.shape}")
+    if text:
+        fractional = np.flatnonzero((values != np.round(values)) | (np.abs(values) >= 2.0**62))
+        if fractional.size:
+            i = int(fractional[0])
+            raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}; "
+                                 f"row {i} holds {float(values[i])!r}")
+        values = values.astype(np.int64)
+    return values
 
 
 RESIDUAL_OPTIONS = ("kernel", "lengthscale", "variance", "m")
@@ -101,12 +126,7 @@ def run(args) -> int:
     X = as_points(read_array(args.points, "the points"), f"{args.points} (the points)")
     ordering = args.ordering
     if args.ordering_file:
-        ordering = read_array(args.ordering_file, "the ordering", dtype=np.int64)
-        if ordering.ndim == 2 and 1 in ordering.shape:  # one .csv column or row
-            ordering = ordering.ravel()
-        if not np.issubdtype(ordering.dtype, np.integer):  # a file holds no ordering name
-            raise InputTypeError(f"{args.ordering_file}: the ordering must hold integers, a permutation of "
-                                 f"0..{len(X) - 1}, got dtype {ordering.dtype}")
+        ordering = _ordering_file(args.ordering_file, len(X))
         try:
             vecchia_orderings.resolve(ordering, len(X))
         except CovertreexError as exc:

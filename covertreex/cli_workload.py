@@ -218,7 +218,7 @@ def _tree_source(model: CoverTree, tree_file) -> str | None:
 
 def run_query(args) -> int:
     from covertreex import telemetry
-    from covertreex.tree import npz_target
+    from covertreex.tree import file_target, npz_target
 
     model = _model(args)
     if args.save_tree is not None and not model.engine.uses_tree:
@@ -235,6 +235,8 @@ def run_query(args) -> int:
     answers_file = None if args.out is None else npz_target(args.out, "answers")  # a bad path fails first
     if args.save_tree is not None:
         npz_target(args.save_tree, "tree")
+    if args.telemetry is not None:
+        file_target(args.telemetry, "telemetry", ".jsonl")
     runs, first, differing, saved = [], None, [], {}
     for run in range(1, args.repeat + 1):
         label = f" [run {run}/{args.repeat}]" if args.repeat > 1 else ""

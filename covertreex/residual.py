@@ -73,6 +73,23 @@ def residual_variance(V: np.ndarray, variance: float, name: str = "V") -> np.nda
     return residual_variance_of_norms(norms, variance)
 
 
+def _inducing_parameters(m, seed) -> tuple[int, int]:
+    m = as_int(m, "m")
+    if m < 1:
+        raise InvalidInputError(f"m (number of inducing points) must be >= 1, got {m}")
+    return m, as_seed(seed)
+
+
+def check_parameters(n_dims: int, *, kernel, lengthscale, variance, m, seed) -> None:
+    """Check the parameters :func:`residual_problem` takes as it checks them, for a caller that holds them
+    unused (the scikit-learn estimator under the Euclidean metric): a bad value is an error there too,
+    not a setting silently ignored."""
+    check_kernel(kernel)
+    lengthscale_vector(lengthscale, n_dims)
+    residual_range.check_variance(positive_float(variance, "variance"))
+    _inducing_parameters(m, seed)
+
+
 def _parameters(X, kernel, lengthscale, variance) -> tuple[np.ndarray, str, np.ndarray, float]:
     """Owned X and the checked kernel parameters, all inside the accepted range."""
     X = as_points(X, "X", owned=True)
@@ -264,10 +281,7 @@ def residual_problem(
     (read-only) once. Accepted ranges of variance, lengthscale and coordinates: see
     :mod:`covertreex.residual_range` (outside them a NonFiniteError names the argument)."""
     X, kernel, ls, variance = _parameters(X, kernel, lengthscale, variance)
-    m = as_int(m, "m")
-    if m < 1:
-        raise InvalidInputError(f"m (number of inducing points) must be >= 1, got {m}")
-    seed = as_seed(seed)
+    m, seed = _inducing_parameters(m, seed)
     inducing = inducing_indices(X.shape[0], m, seed)
     U = X[inducing]
     Kmm = kernel_matrix(U, U, kernel, ls, variance) + JITTER * variance * np.eye(len(inducing))

@@ -24,6 +24,7 @@ except ImportError as exc:  # validate_data (and the tags the checks use) arrive
 from covertreex.api import CoverTree
 from covertreex.config import KNOBS
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
+from covertreex.residual import check_parameters
 from covertreex.scalars import as_int
 from covertreex.validation import as_array, check_exact_conversion
 
@@ -128,7 +129,9 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         if tree.metric == "residual":
             tree.fit(X, kernel=self.kernel, lengthscale=self.lengthscale, variance=self.variance, m=self.m,
                      seed=self.seed)
-        else:
+        else:  # the residual parameters are unused here, but a bad one is still an error
+            check_parameters(X.shape[1], kernel=self.kernel, lengthscale=self.lengthscale,
+                             variance=self.variance, m=self.m, seed=self.seed)
             tree.fit(X)
         self.cover_tree_ = tree
         self.n_samples_fit_ = X.shape[0]

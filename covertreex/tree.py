@@ -132,20 +132,36 @@ def npz_target(path, what: str = "tree") -> Path:
     """The file an .npz write of `path` really creates: `path` itself when it ends in .npz, else `path` +
     '.npz' (NumPy's rule). A directory is refused, naming a file inside it instead; so is a path written
     as a directory (a trailing separator), which NumPy would have turned into a file beside it."""
-    as_path(path)
-    text = os.fspath(path)  # as written: Path() would drop a trailing separator
-    if not text.strip():
-        raise InvalidInputError(f"the path to save the {what} to is empty")
-    path = Path(text)
-    if text.endswith(("/", os.sep)) and not path.is_dir():
-        raise InvalidInputError(f"{text} names a directory, which does not exist; save the {what} to a file "
-                                f"such as {path / (what + '.npz')} in an existing directory")
+    path = Path(_path_text(path, what, ".npz"))
     _refuse_long_name(Path(path.name + ("" if path.suffix == ".npz" else ".npz")), path, what)
     _refuse_directory(path, what)  # after: a stat of too long a name fails with a bare ENAMETOOLONG
     target = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
     _refuse_directory(target, what)
     _check_writable(target, what)
     return target
+
+
+def file_target(path, what: str, suffix: str) -> Path:
+    """`path` checked as a file a write or an append will create or extend (the checks of
+    :func:`npz_target`, without its suffix rule), before the work whose result it is to hold."""
+    path = Path(_path_text(path, what, suffix))
+    _refuse_long_name(path, path, what)
+    _refuse_directory(path, what, suffix)
+    _check_writable(path, what)
+    return path
+
+
+def _path_text(path, what: str, suffix: str) -> str:
+    """`path` as written (Path() would drop a trailing separator), refused when empty or when it names a
+    directory that does not exist."""
+    as_path(path)
+    text = os.fspath(path)
+    if not text.strip():
+        raise InvalidInputError(f"the path to save the {what} to is empty")
+    if text.endswith(("/", os.sep)) and not Path(text).is_dir():
+        raise InvalidInputError(f"{text} names a directory, which does not exist; save the {what} to a file "
+                                f"such as {Path(text) / (what + suffix)} in an existing directory")
+    return text
 
 
 def _refuse_long_name(name: Path, path: Path, what: str) -> None:
@@ -160,10 +176,10 @@ def _refuse_long_name(name: Path, path: Path, what: str) -> None:
                                 f"bytes long, and this file system takes at most {longest}")
 
 
-def _refuse_directory(path: Path, what: str) -> None:
+def _refuse_directory(path: Path, what: str, suffix: str = ".npz") -> None:
     if path.is_dir():
         raise InvalidInputError(f"{path} is a directory; save the {what} to a file such as "
-                                f"{path / (what + '.npz')}")
+                                f"{path / (what + suffix)}")
 
 
 def as_path(value, name: str = "path") -> Path:

@@ -191,6 +191,10 @@ def vecchia_neighbors(
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
+    if isinstance(X, ResidualProblem):  # NumPy would see an object, "dtype object" the error
+        raise InputTypeError("vecchia_neighbors takes the points X and builds the residual problem of the "
+                             "ordering it chooses (kernel, lengthscale, variance, m, seed); pass problem.X "
+                             "and those parameters, not a ResidualProblem")
     X = as_points(X, "X")
     name, given = vecchia_orderings.resolve(ordering, X.shape[0])
     seed = as_seed(seed)

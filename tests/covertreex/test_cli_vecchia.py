@@ -25,6 +25,9 @@ def points(tmp_path_factory):
     np.save(folder / "x.npy", X)
     np.savetxt(folder / "x.csv", X, delimiter=",", header="x,y", fmt="%.17g")
     np.savetxt(folder / "perm.csv", np.random.default_rng(1).permutation(150), fmt="%d")
+    np.savetxt(folder / "permf.csv", np.random.default_rng(1).permutation(150), fmt="%.6e")  # 1.2e+01
+    np.save(folder / "perm2d.npy", np.random.default_rng(1).permutation(150).reshape(75, 2))
+    (folder / "half.csv").write_text("0\n1.5\n")
     (folder / "bad.csv").write_text("1,2\n3,oops\n")
     (folder / "empty.csv").write_text("")
     np.save(folder / "big.npy", np.array([[1e200, 0.0], [0.0, 1.0], [1.0, 1.0]]))
@@ -44,6 +47,8 @@ def points(tmp_path_factory):
     ("x.csv", ["--metric", "euclidean", "--ordering", "random", "--seed", "4"],
      {"metric": "euclidean", "ordering": "random", "seed": 4}),
     ("x.npy", ["--metric", "euclidean", "--ordering-file", "perm.csv"],
+     {"metric": "euclidean", "ordering": np.random.default_rng(1).permutation(150)}),
+    ("x.npy", ["--metric", "euclidean", "--ordering-file", "permf.csv"],  # whole numbers written as floats
      {"metric": "euclidean", "ordering": np.random.default_rng(1).permutation(150)}),
     ("x.npy", ["--metric", "residual", "--m", "400"],
      {"metric": "residual", "ordering": "maximin", "m": 400}),
@@ -83,7 +88,12 @@ ERROR_CASES = [
     (["huge.npy"], 1, "huge.npy (the points) claims shape (1000000000000, 3) of float64"),  # was "out of
     # memory (try a smaller --n, ...)", naming neither the file nor an option pcct vecchia has
     (["nan.npy"], 1, "nan.npy (the points) contains NaN or inf (first at row 3)"),  # named "X"
-    (["empty.csv"], 1, "empty.csv (the points) must not be empty"),  # after a NumPy warning
+    (["empty.csv"], 1, "empty.csv: the file holds no rows of the points (only blank or '#' lines)"),  # was
+    # "must not be empty, got shape (0, 1)", a shape the file does not have
+    (["x.npy", "--ordering-file", "perm2d.npy"], 1, "perm2d.npy: the ordering must be one column or one row "
+     "(a permutation of 0..149), got shape (75, 2)"),  # was the API's "must be a name (natural, ...)"
+    (["x.npy", "--ordering-file", "half.csv"], 1, "half.csv: the ordering must hold integers, a permutation "
+     "of 0..149; row 1 holds 1.5"),
     (["bigint.csv", "--metric", "euclidean"], 1, "bigint.csv: the points hold the integer 9007199254740993 "
      "(row 1, column 0), which float64 cannot represent exactly"),  # rounded to a duplicate of row 0
     (["x.npy", "--out", "nodir/nn.npz"], 1, "nodir/nn.npz: the directory"),  # after all the work

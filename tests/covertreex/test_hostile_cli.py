@@ -59,6 +59,10 @@ def test_an_out_whose_npz_is_a_directory_fails_before_the_work(tmp_path):
           "99999999999999999999999"], "pcct: error: option 'build_block' must be <= 2147483647"),
         (["query", *TINY, "--out", ""], "pcct: error: the path to save the answers to is empty"),
         (["query", *TINY, "--save-tree", ""], "pcct: error: the path to save the tree to is empty"),
+        (["query", *TINY, "--telemetry", "nodir/t.jsonl"],  # was a bare errno message after the work
+         "pcct: error: cannot save the telemetry to nodir/t.jsonl: the directory nodir does not exist"),
+        (["query", *TINY, "--telemetry", "."],
+         "pcct: error: . is a directory; save the telemetry to a file such as telemetry.jsonl"),
         (["build", *TINY[:4], "--out", ""], "pcct: error: the path to save the tree to is empty"),
         (["query", *TINY, "--repeat", "1000000000000"],  # was accepted and ran until killed
          "pcct query: error: argument --repeat: must be <= 1000, got 1000000000000"),

@@ -251,6 +251,13 @@ def test_bad_calls_are_clear_errors(call, error, message):
         ({"n_neighbors": 0}, KOutOfRangeError, "n_neighbors must be >= 1, got 0"),
         ({"engine_mode": "fast"}, InvalidInputError, "option 'engine_mode' must be one of 'parity', 'perf'"),
         ({"metric": "residual", "kernel": "cubic"}, UnknownNameError, "unknown kernel 'cubic'"),
+        # the residual parameters are checked under the Euclidean metric too, where they were ignored
+        ({"kernel": "bogus"}, UnknownNameError, "unknown kernel 'bogus'"),
+        ({"lengthscale": -1}, InvalidInputError, "lengthscale must be positive and finite, got -1.0"),
+        ({"lengthscale": [1.0, 2.0, 3.0]}, InvalidInputError, "lengthscale must be a scalar or have one"),
+        ({"variance": float("nan")}, InvalidInputError, "variance must be positive and finite, got nan"),
+        ({"m": 0}, InvalidInputError, "m (number of inducing points) must be >= 1, got 0"),
+        ({"seed": -5}, InvalidInputError, "seed must be >= 0"),
     ],
 )
 def test_bad_parameters_are_clear_errors_at_fit(params, error, message):

@@ -134,6 +134,9 @@ def test_bad_arguments_fail_before_work():
         ct.vecchia_neighbors(X, 0)
     with pytest.raises(InvalidInputError, match="X must be 2-D"):
         ct.vecchia_neighbors(X[0], 2)
+    with pytest.raises(InputTypeError, match="vecchia_neighbors takes the points X and builds the residual "
+                       "problem of the ordering it chooses"):  # was a "dtype object" message
+        ct.vecchia_neighbors(ct.residual_problem(X, m=4), 2)
 
 
 
