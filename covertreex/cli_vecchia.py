@@ -83,7 +83,7 @@ def _ordering_file(path, n: int) -> np.ndarray:
     if not text and not np.issubdtype(values.dtype, np.integer):  # a file holds no ordering name
         raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}, got "
                              f"dtype {values.dtype}")
-    if values.ndim == 2 and 1 in values.shape:  # one .csv column or row
+    if values.ndim == 0 or (values.ndim == 2 and 1 in values.shape):  # one .csv column or row
         values = values.ravel()
     if values.ndim != 1:
         raise InvalidInputError(f"{path}: the ordering must be one column or one row (a permutation of "
@@ -93,7 +93,7 @@ def _ordering_file(path, n: int) -> np.ndarray:
         if fractional.size:
             i = int(fractional[0])
             raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}; "
-                                 f"row {i} holds {float(values[i])!r}")
+                                 f"entry {i} is {float(values[i])!r}")
         values = values.astype(np.int64)
     return values
 

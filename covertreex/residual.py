@@ -141,8 +141,15 @@ class ResidualProblem:
             object.__setattr__(problem, spec.name, value)
         return problem
 
+    def __getstate__(self) -> dict:
+        """Everything but the coordinate keys (a second copy of X, made again on first use)."""
+        return {name: value for name, value in self.__dict__.items() if name != "_coordinate_keys"}
+
     def __setstate__(self, state: dict) -> None:
-        """Unpickled arrays are new and writeable: read-only again, as the module made them."""
+        """Unpickled arrays are new and writeable: read-only again, as the module made them. A problem
+        pickled before ``factor_of_kernel`` existed is a factor only if this module built its V (it then
+        kept the Cholesky factor)."""
+        state.setdefault("factor_of_kernel", state.get("cholesky_factor") is not None)
         self.__dict__.update(state)
         _frozen(*(value for value in state.values() if isinstance(value, np.ndarray)))
 
@@ -170,7 +177,7 @@ class ResidualProblem:
         return keys, first.astype(np.int64)
 
     def points_at(self, Q: np.ndarray) -> np.ndarray:
-        """For each row of Q, the first point whose coordinates equal it byte for byte, else -1. Such a row
+        """For each row of Q, the first point whose coordinates equal it (as numbers), else -1. Such a row
         is that point: projected anew it would come out of a solve in another operation order, up to 1e-4
         from itself in distance, and could rank behind a near-duplicate."""
         keys, first = self._coordinate_keys
@@ -229,8 +236,9 @@ class ResidualProblem:
 
 
 def _row_keys(points: np.ndarray) -> np.ndarray:
-    """Each row's bytes as one comparable value (rows equal byte for byte have equal keys)."""
-    points = np.ascontiguousarray(points, dtype=np.float64)
+    """Each row's bytes as one comparable value: rows of equal coordinates have equal keys (-0.0 is
+    made 0.0 first, the one value with two encodings)."""
+    points = np.ascontiguousarray(points, dtype=np.float64) + 0.0
     return points.view(np.dtype((np.void, points.dtype.itemsize * points.shape[1]))).ravel()
 
 

@@ -38,11 +38,13 @@ class CovertreexEngine:
     def _tree(self, problem: Problem):
         from covertreex import CoverTree
 
-        tree = self._fitted.pop(problem.data_digest, None)
+        # the same V given as a factor of its kernel or not is answered by different paths (covertreex.api)
+        key = (problem.data_digest, problem.residual is None or problem.residual.factor_of_kernel)
+        tree = self._fitted.pop(key, None)
         if tree is None:
             tree = CoverTree(engine=self.engine, metric=problem.metric, **self.options)
             tree.fit(problem.residual if problem.residual is not None else problem.points)
-        self._fitted[problem.data_digest] = tree
+        self._fitted[key] = tree
         while len(self._fitted) > _TREES_KEPT:
             self._fitted.popitem(last=False)
         return tree

@@ -162,9 +162,9 @@ class MetricSpace:
         return QuerySet(self.data, idx, idx, np.full(idx.shape[0], self.n_points, dtype=np.int64))
 
     def point_queries(self, queries) -> QuerySet:
-        """Queries at coordinates. Residual: a row at an indexed point's coordinates (byte for byte) is that
-        point, answered as by its index (its V row and p, distance 0 to itself); any other row is projected
-        through the problem's inducing points."""
+        """Queries at coordinates. Residual: a row at an indexed point's coordinates (equal as numbers) is
+        that point, answered as by its index (its V row and p, distance 0 to itself); any other row is
+        projected through the problem's inducing points."""
         Q = as_points(queries, "queries")
         check_dims(Q, self.n_dims)
         n = Q.shape[0]

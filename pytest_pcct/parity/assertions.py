@@ -450,17 +450,26 @@ def assert_predecessors(result, *, label: str = "result") -> None:
 
 
 def plain_record(record, label: str = "telemetry record") -> dict:
-    """`record` as the JSON data it stands for (plain dict, list, str, int, float, bool, None). A subclass
-    would otherwise take part in the checks: an int whose == is always true makes any counters equal, a
-    dict whose .get skips the test skips it. NaN and infinities are not JSON and are refused."""
+    """`record` as the JSON data it stands for (plain dict, list, str, int, float, bool, None; NumPy numbers
+    and arrays as the values they hold). A subclass would otherwise take part in the checks: an int whose
+    == is always true makes any counters equal, a dict whose .get skips the test skips it. NaN and
+    infinities are not JSON and are refused."""
     __tracebackhide__ = True
     try:
-        plain = json.loads(json.dumps(record, allow_nan=False))
+        plain = json.loads(json.dumps(record, allow_nan=False, default=_numpy_value))
     except (TypeError, ValueError, RecursionError) as exc:
         raise AssertionError(f"{label} is not JSON data: {exc}") from None
     if not isinstance(plain, dict):
         raise AssertionError(f"{label} must be a JSON object (a dict), got {type(record).__name__}")
     return plain
+
+
+def _numpy_value(value):
+    """A NumPy scalar or array in a record as the JSON value it prints as (counts summed with NumPy are
+    np.int64); anything else is not JSON data."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _record(answer, name: str) -> dict:

@@ -154,8 +154,8 @@ def _check_schema(engine: str, resource) -> None:
                              f"got {type(resource).__name__}")
     try:
         schema.validator(resource)
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"telemetry_schema of engine {engine!r}: {exc}") from exc
+    except InvalidInputError as exc:  # CorruptFileError stays one
+        raise type(exc)(f"telemetry_schema of engine {engine!r}: {exc}") from exc
 
 
 class EngineRegistry:

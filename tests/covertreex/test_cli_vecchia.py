@@ -93,7 +93,7 @@ ERROR_CASES = [
     (["x.npy", "--ordering-file", "perm2d.npy"], 1, "perm2d.npy: the ordering must be one column or one row "
      "(a permutation of 0..149), got shape (75, 2)"),  # was the API's "must be a name (natural, ...)"
     (["x.npy", "--ordering-file", "half.csv"], 1, "half.csv: the ordering must hold integers, a permutation "
-     "of 0..149; row 1 holds 1.5"),
+     "of 0..149; entry 1 is 1.5"),
     (["bigint.csv", "--metric", "euclidean"], 1, "bigint.csv: the points hold the integer 9007199254740993 "
      "(row 1, column 0), which float64 cannot represent exactly"),  # rounded to a duplicate of row 0
     (["x.npy", "--out", "nodir/nn.npz"], 1, "nodir/nn.npz: the directory"),  # after all the work

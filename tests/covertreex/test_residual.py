@@ -235,3 +235,28 @@ def test_a_query_at_an_indexed_points_coordinates_is_that_point():
     with pytest.raises(InvalidInputError, match="built from a given V, so new query coordinates cannot be "
                        "projected"):
         model.kneighbors(mixed, k=3)
+
+
+def test_a_pickle_from_before_factor_of_kernel_is_a_factor_only_if_v_was_built_here():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    for problem, factor in [(ct.residual_problem(X, m=5), True),
+                            (ct.ResidualProblem.from_arrays(X, rng.normal(size=(30, 3)) * 0.3), False)]:
+        state = problem.__getstate__()
+        del state["factor_of_kernel"]  # as pickled by the version before it
+        restored = object.__new__(ct.ResidualProblem)
+        restored.__setstate__(state)
+        assert restored.factor_of_kernel is factor
+        assert pickle.loads(pickle.dumps(problem)).factor_of_kernel is factor
+
+
+def test_a_query_row_with_negative_zero_is_the_point_with_zero():
+    """Keys were the rows' bytes, so -0.0 (np.round makes it) did not match a training 0.0: the row was
+    projected anew and could rank behind a near-duplicate."""
+    X = np.array([[0.0, 1.0], [1e-6, 1.0], [2.0, 0.5], [0.3, -1.0]])
+    model = ct.CoverTree(metric="residual").fit(X, m=3)
+    assert model.space.problem.points_at(np.array([[-0.0, 1.0], [0.0, -1.0]])).tolist() == [0, -1]
+    by_coordinates = model.kneighbors(np.array([[-0.0, 1.0]]), k=2)
+    by_index = model.kneighbors(indices=[0], k=2)
+    assert np.array_equal(by_coordinates[1], by_index[1])
+    assert by_coordinates[0].tobytes() == by_index[0].tobytes()

@@ -226,6 +226,10 @@ def skips_in_a_group(idx, dist, problem):
     """A skip raised by a worker of a task group, wrapped in an exception group (pytest unwraps a group
     of skips into a skip)."""
     try:
+        from builtins import BaseExceptionGroup
+    except ImportError:  # Python 3.10
+        from exceptiongroup import BaseExceptionGroup
+    try:
         pytest.importorskip("a_backend_that_is_not_installed")
     except BaseException as exc:
         raise BaseExceptionGroup("the engine's workers", [exc]) from None

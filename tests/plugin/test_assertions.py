@@ -254,6 +254,19 @@ def test_a_negative_distance_fails_even_within_tolerance(zero):
     assert "distance differs" in failure(assert_knn_equal, ref, got)
 
 
+def test_a_record_is_read_as_the_json_it_stands_for():
+    from pytest_pcct.parity.assertions import plain_record
+
+    record = {"counters": {"n": np.int64(3), "ok": np.bool_(True)}, "sizes": np.array([1, 2]), "t": (1, 2)}
+    assert plain_record(record) == {"counters": {"n": 3, "ok": True}, "sizes": [1, 2], "t": [1, 2]}
+    assert type(plain_record(record)["counters"]["n"]) is int
+    for bad, why in [({"t": float("nan")}, "Out of range float values are not JSON compliant"),
+                     ({"f": object()}, "Object of type object is not JSON serializable"),
+                     ([1], "must be a JSON object")]:
+        with pytest.raises(AssertionError, match=why):
+            plain_record(bad)
+
+
 RECORD = {
     "counters": {"distance_evaluations": 120, "heap_pushes": 30, "prunes": 4},
     "per_query": {"heap_pushes": {"min": 1, "max": 9, "mean": 3.5}},

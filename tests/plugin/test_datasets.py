@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from covertreex import ResidualProblem, residual_problem
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, UnknownNameError
 from pytest_pcct.parity.datasets import KnnCase, ProblemCache, make_problem, problem_from_arrays
 
@@ -96,3 +97,21 @@ def test_a_tolerance_handed_to_knn_is_checked_before_it_can_blame_an_engine(tole
         registry.create("brute").knn(problem, 2, tolerance=tolerance)
     registry.create("brute").knn(problem, 2, tolerance=(0, 0))
     registry.create("brute").knn(problem, 2, tolerance=np.array([1e-9, 0.0]))  # any (rtol, atol) pair
+
+
+def test_a_given_v_is_answered_by_the_tree_engines_only_as_a_declared_factor():
+    """gold and rust (path tree) refuse a V given without factor_of_kernel=True; the adapter kept one fit
+    per data digest, so whether they refused depended on which of the two problems came first."""
+    from pytest_pcct.covertreex_engines import CovertreexEngine
+
+    X = np.random.default_rng(3).normal(size=(40, 2))
+    V = residual_problem(X, m=8).V
+    declared, given = (problem_from_arrays(ResidualProblem.from_arrays(X, V, factor_of_kernel=flag),
+                                           query_indices=[0, 5]) for flag in (True, False))
+    assert declared.data_digest == given.data_digest
+    tree, dense = CovertreexEngine("gold", path="tree"), CovertreexEngine("gold", path="dense")
+    expected = tuple(dense(given, 3))[:2]
+    answer = tuple(tree(declared, 3))[:2]
+    assert all(np.array_equal(a, b) for a, b in zip(answer, expected, strict=True))
+    with pytest.raises(InvalidInputError, match="factor_of_kernel=True"):
+        tree(given, 3)

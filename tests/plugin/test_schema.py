@@ -47,7 +47,7 @@ def test_a_schema_inside_a_zipped_package_is_found_and_checks_formats(tmp_path, 
         ("covertreex:schemas/missing.json", "schema 'covertreex:schemas/missing.json' cannot be read"),
         ("covertreex:schemas", "schema 'covertreex:schemas' cannot be read"),
         ("json:x.json", "schema 'json:x.json' cannot be read"),
-        ("os:x.json", "schema 'os:x.json' cannot be read: 'os' is not a package"),
+        ("os:x.json", "schema 'os:x.json' cannot be read"),  # 3.11: not a package; 3.12: an orphan path
     ],
 )
 def test_bad_schema_names_are_errors_naming_them(resource, message):
