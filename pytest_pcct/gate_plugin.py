@@ -38,8 +38,9 @@ def pytest_addoption(parser):
         "--pcct-gate", dest="pcct_gate", default=None, choices=("all", "counters", "instructions", "off"),
         help="opt in to the gate and choose what it judges: 'all' (work counters and calibrated time; "
              "needs --benchmark-compare, no xdist), 'counters' (work counters only; works anywhere), "
-             "'instructions' (work counters, and the instruction counts of benchmarks marked "
-             "pcct_instructions: the run relaunches itself under valgrind's callgrind) or 'off'. "
+             "'instructions' (only the instruction counts of benchmarks marked pcct_instructions: the "
+             "run relaunches itself under valgrind's callgrind; gate the counters in a run of their own) "
+             "or 'off'. "
              "Default: ini pcct_gate; unset, the gate judges ('all') only tests requesting pcct_gate",
     )
     group.addoption(
@@ -254,12 +255,16 @@ def pytest_runtest_call(item):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A gated test that was skipped (in setup or in its body) fails: the gate fails closed."""
+    """A gated test that was skipped (in setup or in its body) or xfailed fails: the gate fails closed (an
+    expected failure absorbs the gate's own verdict, and ``xfail(run=False)`` is a skip by another
+    name)."""
     report = yield
     state = _state(item.config)
     gated = state is not None and item.nodeid in state.gated
-    if gated and report.skipped and not hasattr(report, "wasxfail"):
-        message = state.skipped(item.nodeid, _skip_reason(report))
+    if gated and report.skipped:
+        xfailed = hasattr(report, "wasxfail")
+        reason = f"xfail: {report.wasxfail}" if xfailed else _skip_reason(report)
+        message = state.skipped(item.nodeid, reason, "an expected failure" if xfailed else "skipped")
         if message:
             report.outcome = "failed"
             report.longrepr = f"pytest-pcct gate: {message}"
@@ -292,15 +297,16 @@ def _stand_in(item, state):
 
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_make_collect_report(collector):
-    """Remember test modules skipped while collected (``pytest.skip(allow_module_level=True)``, a
-    module-level ``importorskip``): their tests never reach the gate, so their baselines are checked at the
-    end of the session instead. Remember too what each module and class holds, before any selection
+    """Remember test modules and directories skipped while collected (``pytest.skip(allow_module_level=
+    True)`` or a module-level ``importorskip``, in a test module or in a directory's conftest.py): their
+    tests never reach the gate, so their baselines are checked at the end of the session instead. Remember
+    too what each module and class holds, before any selection
     (node ids on the command line, ``--lf``, ``-k``) narrows it: a baseline is stale only when its test is
     gone from there (innermost wrapper: cacheprovider's ``--lf`` wrapper filters the result after us). An
     empty result says nothing: ``--lf`` reports the files it does not collect as passed and empty."""
     report = yield
     stash = collector.config.stash
-    if report.skipped and isinstance(collector, pytest.Module):
+    if report.skipped and isinstance(collector, (pytest.Module, pytest.Package, pytest.Dir)):
         stash[_SKIPPED_MODULES] = {**stash.get(_SKIPPED_MODULES, {}), collector.nodeid: _skip_reason(report)}
     elif report.passed and report.result and isinstance(collector, (pytest.Module, pytest.Class)):
         stash[_COLLECTED] = {**stash.get(_COLLECTED, {}), collector.nodeid: [x.nodeid for x in report.result]}
@@ -357,6 +363,9 @@ def pytest_sessionfinish(session):
         state.finish()
     except GateError as exc:
         state.problems.append(str(exc))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    except OSError as exc:  # saving the timing run or removing stale baselines (read-only, disk full)
+        state.problems.append(f"the baselines could not be written: {exc}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.settings.report is not None:
         gate_report.write_json(state.settings.report, mode=state.settings.mode, update=state.settings.update,

@@ -6,6 +6,7 @@ whole run; an empty one silently wrote nothing. Both plugins check their file op
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,19 @@ def check_report_file(value, option: str, base: Path) -> None:
 
 
 def baselines_directory(config) -> Path:
-    """The gate's baseline directory: --pcct-baselines, else ini pcct_baselines, under the rootdir. A path
-    naming an existing file is refused."""
+    """The gate's baseline directory: --pcct-baselines, else ini pcct_baselines, under the rootdir. Refused
+    before any test runs (a traceback at the first write otherwise): a path naming a file, lying under a
+    file, or a broken symbolic link; in an update run, one whose nearest existing directory is not
+    writable."""
     path = Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
+    where = f"pytest-pcct: --pcct-baselines / ini pcct_baselines names {path}"
     if path.exists() and not path.is_dir():
-        raise pytest.UsageError(f"pytest-pcct: --pcct-baselines / ini pcct_baselines names {path}, which is "
-                                "a file; name a directory")
+        raise pytest.UsageError(f"{where}, which is a file; name a directory")
+    if path.is_symlink() and not path.exists():
+        raise pytest.UsageError(f"{where}, a symbolic link to nothing; name a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise pytest.UsageError(f"{where}, which lies under {existing}, a file; name a directory")
+    if config.getoption("pcct_update_baselines", False) and not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{where}: {existing} is not writable, so no baseline can be recorded there")
     return path

@@ -5,12 +5,14 @@ Stored with every timing baseline. It follows the code and the data the kernel r
 changes from one run to the next (memory addresses, hash seeds, the module name pytest's import mode gives
 a test file):
 
-* a function: its name, bytecode, constants and names, default arguments, and, one by one, the globals
-  its code names: functions it calls (the same digest, each once), numbers, strings and arrays by value,
-  modules by name and other objects by type only (a dict global is usually state the kernel updates).
-  A Numba dispatcher or a ``functools.wraps`` wrapper is followed to its Python function, a
-  ``functools.partial`` to its function and bound arguments, a callable object to its class's
-  ``__call__`` and its attributes;
+* a function: its name, bytecode, constants and names, default arguments, the values its closure holds,
+  and, one by one, the globals its code names: functions it calls (the same digest, each once), numbers,
+  strings, tuples and arrays by value, classes by their attributes and methods, modules by name, and
+  other objects by type only (a dict or list global is usually state the kernel updates, such as a call
+  counter). A Numba dispatcher is followed to its Python function; a ``functools.wraps`` wrapper is
+  digested itself (its closure holds its settings) and then what it wraps; a ``functools.partial`` by
+  its function and bound arguments; a bound method by its function and its object's class and attributes;
+  a callable object by its class's ``__call__`` and its attributes;
 * a value: arrays by dtype, shape and bytes (object arrays element by element), containers element by
   element (sets in sorted order), anything else by its repr, or by its type where the repr shows an
   address.
@@ -51,12 +53,20 @@ class _Digest:
 
     def callable(self, function) -> None:
         target = getattr(function, "py_func", function)  # a Numba dispatcher
-        target = getattr(target, "__wrapped__", target)
         if isinstance(target, functools.partial):
             self.text("partial")
             self.callable(target.func)
             self.value(target.args)
             self.value(target.keywords)
+            return
+        if isinstance(target, types.MethodType):
+            self.text("method")
+            self.callable(target.__func__)
+            self.instance(target.__self__)
+            return
+        if not isinstance(target, types.FunctionType) and hasattr(target, "__wrapped__"):
+            self.text(f"wrapper {type(target).__qualname__}")  # a C-level wrapper (lru_cache): what it wraps
+            self.callable(target.__wrapped__)
             return
         if not isinstance(target, types.FunctionType):
             owners = [vars(cls) for cls in type(target).__mro__ if "__call__" in vars(cls)]
@@ -74,10 +84,46 @@ class _Digest:
         self.code(target.__code__)
         self.value(target.__defaults__)
         self.value(target.__kwdefaults__)
+        for cell in target.__closure__ or ():
+            try:
+                self.global_value(cell.cell_contents)
+            except ValueError:  # a cell not filled yet
+                self.text("empty cell")
         for name in sorted(_global_names(target.__code__)):
             if name in target.__globals__:
                 self.text(name)
                 self.global_value(target.__globals__[name])
+        if hasattr(target, "__wrapped__"):  # functools.wraps: the wrapped function as well as the wrapper
+            self.text("wraps")
+            self.callable(target.__wrapped__)
+
+    def instance(self, obj) -> None:
+        """An object a bound method runs on: its class, and its attributes as a kernel's globals are."""
+        if id(obj) in self.seen:  # an attribute holding another of its own bound methods
+            self.text(f"again {type(obj).__qualname__} object")
+            return
+        self.seen.add(id(obj))
+        self.cls(type(obj))
+        for name, attribute in sorted(getattr(obj, "__dict__", {}).items()):
+            self.text(name)
+            self.global_value(attribute)
+
+    def cls(self, klass: type) -> None:
+        """A class: its name, its own methods by code and its other attributes as a kernel's globals."""
+        if id(klass) in self.seen:
+            self.text(f"again class {klass.__qualname__}")
+            return
+        self.seen.add(id(klass))
+        self.text(f"class {klass.__qualname__}")
+        for name, attribute in sorted(vars(klass).items()):
+            if name.startswith("__") and name.endswith("__"):  # the machinery every class has
+                continue
+            self.text(name)
+            function = getattr(attribute, "__func__", attribute)  # staticmethod, classmethod
+            if isinstance(function, types.FunctionType):
+                self.callable(function)
+            else:
+                self.global_value(attribute)
 
     def code(self, code: types.CodeType) -> None:
         self.digest.update(code.co_code)
@@ -89,14 +135,21 @@ class _Digest:
                 self.value(constant)
 
     def global_value(self, value) -> None:
-        """A global the kernel names: functions by their code, numbers, strings and arrays by value;
-        modules by name, and containers by type only (a dict or list global is usually state the kernel
-        updates, such as a call counter, and would differ in every run)."""
+        """A global the kernel names: functions by their code, classes by their contents, numbers, strings,
+        tuples and arrays by value; modules by name, and mutable containers by type only (a dict or list
+        global is usually state the kernel updates, such as a call counter, and would differ in every
+        run)."""
         if isinstance(value, types.ModuleType):
             self.text(f"module {value.__name__}")
-        elif callable(value) and not isinstance(value, type):
+        elif isinstance(value, type):
+            if value.__module__ == "builtins":
+                self.text(f"builtin {value.__qualname__}")
+            else:
+                self.cls(value)
+        elif callable(value):
             self.callable(value)
-        elif isinstance(value, _PLAIN) or all(hasattr(value, a) for a in ("tobytes", "dtype", "shape")):
+        elif (isinstance(value, (*_PLAIN, tuple, frozenset))
+              or all(hasattr(value, a) for a in ("tobytes", "dtype", "shape"))):
             self.value(value)
         else:
             self.text(type(value).__qualname__)

@@ -180,6 +180,13 @@ WALL_CLOCKS = frozenset(f"{module}{name}{unit}" for module in ("", "time.")
 default, 'time.perf_counter' one given by --benchmark-timer)."""
 
 
+def _inside(nodeid: str, holder: str) -> bool:
+    """Whether the test `nodeid` is collected under `holder`: a module's node id, or a directory's (the
+    root directory's is empty)."""
+    path = nodeid.split("::")[0]
+    return path == holder or not holder or path.startswith(holder + "/")
+
+
 @dataclass
 class GateSession:
     settings: GateSettings
@@ -331,6 +338,10 @@ class GateSession:
             if self.settings.timing:
                 entries, files = self.timing_baseline()
                 if nodeid not in entries:
+                    if not files and self.bench.compare is not True and self.timing_store().saved_runs():
+                        return (f"no timing baseline for {nodeid}: {self._no_selected_run()}. Select one "
+                                "by its number (--benchmark-compare=0001) or its whole name, without "
+                                "'.json', or give --benchmark-compare alone")
                     where = ", ".join(map(str, files)) or self._no_selected_run()
                     return f"no timing baseline for {nodeid} ({where}). Record it with:\n  {self._fix()}"
                 self._stored_timing(nodeid)
@@ -343,17 +354,17 @@ class GateSession:
         saved = store.saved_runs()
         if selector is True or not saved:
             return f"no saved run in {store.directory}"
-        return (f"--benchmark-compare={selector} selects none of the saved runs in {store.directory}: "
-                f"{', '.join(run.name for run in saved)}")
+        return (f"--benchmark-compare={selector} selects none of the saved runs in {store.directory} "
+                f"({', '.join(run.name for run in saved)})")
 
-    def skipped(self, nodeid: str, reason: str) -> str | None:
-        """The failure a skip of the gated test `nodeid` becomes (None when this mode has nothing of it to
-        judge): a skipped benchmark is never judged, so a skip that starts to happen in CI would hide any
-        regression behind a passing run."""
+    def skipped(self, nodeid: str, reason: str, what: str = "skipped") -> str | None:
+        """The failure a skip (or xfail: `what`) of the gated test `nodeid` becomes (None when this mode
+        has nothing of it to judge): a skipped benchmark is never judged, so a skip that starts to happen
+        in CI would hide any regression behind a passing run."""
         if self._skips(nodeid):
             return None
         verb = "record its baselines" if self.settings.update else "judge it"
-        message = (f"{nodeid} was skipped ({reason}), so the gate cannot {verb}: a skipped benchmark would "
+        message = (f"{nodeid} was {what} ({reason}), so the gate cannot {verb}: a skipped benchmark would "
                    "hide any regression. To leave it out of a run on purpose, deselect it (-k, -m or "
                    "--deselect)")
         self.add_error(nodeid, message)
@@ -369,14 +380,14 @@ class GateSession:
                 names |= set(self.timing_store().load(True)[0])
         except GateError as exc:
             return str(exc)
-        hidden = sorted(n for n in names if n.split("::")[0] in skipped)
+        hidden = {n: holder for n in names for holder in skipped if _inside(n, holder)}
         if not hidden:
             return None
-        modules = sorted({n.split("::")[0] for n in hidden})
-        reasons = "; ".join(f"{module} ({skipped[module]})" for module in modules)
-        return (f"{len(hidden)} benchmark(s) with baselines were not judged: their module was skipped while "
-                f"collected: {reasons}. A skipped benchmark would hide any regression; to leave a module "
-                "out on purpose, deselect it (--ignore, -k or --deselect)")
+        holders = sorted(set(hidden.values()))
+        reasons = "; ".join(f"{holder or '.'} ({skipped[holder]})" for holder in holders)
+        return (f"{len(hidden)} benchmark(s) with baselines were not judged: their module or directory was "
+                f"skipped while collected: {reasons}. A skipped benchmark would hide any regression; to "
+                "leave a module or directory out on purpose, deselect it (--ignore, -k or --deselect)")
 
     # -- after the test body ----------------------------------------------------------------------
     def judge(self, item, recorder: GateRecorder | None, benchmark) -> str | None:
@@ -393,6 +404,10 @@ class GateSession:
             return None
         timing = _timing_of(benchmark) if self.settings.timing else None
         if self.settings.timing and timing is None:
+            if getattr(getattr(benchmark, "fixture", None), "stats", None) is not None:
+                return (f"{nodeid} ran pytest-benchmark's fixture through another fixture that holds it (a "
+                        "wrapper), not through its own `benchmark` argument, which is where the gate times "
+                        "paired rounds: call benchmark(...) from the test itself")
             return f"{nodeid} did not call benchmark(...), so there is no timing to gate"
         if nodeid == self.calibration_id:
             if timing is not None:
@@ -433,6 +448,8 @@ class GateSession:
             return self._check(nodeid, limits, recorded, timing, counted)
         except GateError as exc:
             return str(exc)
+        except OSError as exc:  # a baseline file that cannot be read or written (read-only, disk full)
+            return f"{nodeid}: a baseline file could not be read or written: {exc}"
 
     def _instructions_of(self, nodeid: str, limits: Limits, recorded: Recorded | None,
                          benchmark) -> Recorded | None:
@@ -549,7 +566,8 @@ class GateSession:
         if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} has a non-positive, "
                                    "non-finite or empty list of paired ratios")
-        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"])
+        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"],
+                                                 calibration.get("median"))
         if problem:
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} is damaged: {problem}; "
                                    f"re-record it with:\n  {self._fix()}")
@@ -610,6 +628,13 @@ class GateSession:
             verb = "removed" if removes else "reported; an update of this kind removes them"
             for nodeid in names:
                 self.notes.append(f"stale {kind} baseline, used by no benchmark ({verb}): {nodeid}")
+        unjudged = sorted({n for kind in recorded_here for n in self.stale_found.get(kind, [])})
+        if unjudged and not self.settings.update:
+            shown = ", ".join(unjudged[:5]) + (f" and {len(unjudged) - 5} more" if len(unjudged) > 5 else "")
+            raise GateInputError(
+                f"{len(unjudged)} benchmark(s) with baselines this run judges were not collected: {shown}. A "
+                "benchmark that stops being collected (renamed, a parametrization gone) would hide its "
+                "regressions; if it is gone on purpose, remove its baselines with:\n  " + self._fix())
 
     def _save_timing(self) -> Path | None:
         """Update mode: merge this run's gated timings into the stored run (atomically)."""

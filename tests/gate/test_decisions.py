@@ -1,5 +1,6 @@
 """The gate's rules as plain functions: counters, calibrated time, noise floor, and the fix commands."""
 
+import functools
 import math
 import os
 import random
@@ -193,7 +194,6 @@ def _kernel(points, scale=1.0):
 
 
 def test_the_calibration_kernel_fingerprint_follows_code_and_arguments_only():
-    import functools
 
     import numpy as np
     from numba import njit
@@ -228,6 +228,75 @@ def test_the_calibration_kernel_fingerprint_follows_code_and_arguments_only():
         assert kernel_fingerprint(_kernel, (points,), {"scale": 2.0}) != fingerprint
     finally:
         _kernel.__defaults__ = (1.0,)
+
+
+class _Sized:
+    N = 10
+
+    def __init__(self, n):
+        self.n = n
+        self.again = self.run  # an attribute holding its own bound method: visited once
+
+    def run(self):
+        return _helper(float(self.n))
+
+    def run_class_size(self):
+        return _helper(float(self.N))
+
+
+def _closing_over(n):
+    def kernel():
+        return _helper(float(n))
+
+    return kernel
+
+
+def _repeated(times):
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args):
+            for _ in range(times):
+                function(*args)
+
+        return wrapper
+
+    return decorate
+
+
+_SIZES = (1, 2)
+
+
+def _over_sizes():
+    return [_helper(float(size)) for size in _SIZES]
+
+
+def test_the_fingerprint_follows_closures_bound_objects_classes_wrappers_and_tuples():
+    """A calibration kernel changed through its closure, the object its method runs on, a class attribute,
+    a wraps-decorator's settings or a tuple global had the same fingerprint, so a 4x slower benchmark
+    passed as 0.77x against a kernel that now did 5x the work (gate red team)."""
+    from pytest_pcct.gate.fingerprint import kernel_fingerprint
+
+    def same(a, b):
+        return kernel_fingerprint(a, (), {}) == kernel_fingerprint(b, (), {})
+
+    assert same(_closing_over(5), _closing_over(5)) and not same(_closing_over(5), _closing_over(6))
+    assert same(_Sized(5).run, _Sized(5).run) and not same(_Sized(5).run, _Sized(6).run)
+    small = kernel_fingerprint(_Sized(5).run_class_size, (), {})
+    _Sized.N = 20
+    try:
+        assert kernel_fingerprint(_Sized(5).run_class_size, (), {}) != small
+    finally:
+        _Sized.N = 10
+    once, ten = _repeated(1)(_helper), _repeated(10)(_helper)
+    assert kernel_fingerprint(once, (1.0,), {}) != kernel_fingerprint(ten, (1.0,), {})
+    assert kernel_fingerprint(once, (1.0,), {}) == kernel_fingerprint(_repeated(1)(_helper), (1.0,), {})
+    global _SIZES
+    before = kernel_fingerprint(_over_sizes, (), {})
+    _SIZES = (1, 3)
+    try:
+        assert kernel_fingerprint(_over_sizes, (), {}) != before
+    finally:
+        _SIZES = (1, 2)
 
 
 def test_the_calibration_kernel_fingerprint_ignores_the_hash_seed():

@@ -1,5 +1,5 @@
 """The gate fails closed: every situation in which it cannot judge is an error that prints the command
-fixing it, never a silent pass. Also: damaged baselines are named, stale baselines are reported."""
+fixing it, never a silent pass. Also: damaged baselines are named, stale baselines fail a check run."""
 
 import copy
 import json
@@ -83,9 +83,12 @@ def test_missing_timing_baseline(toy, run_gate):
 def test_a_selector_matching_no_saved_run_says_so(recorded, run_gate):
     result = run_gate("--benchmark-compare=0042")
     result.assert_outcomes(passed=1, errors=2)
-    result.stdout.fnmatch_lines([f"pytest-pcct gate: no timing baseline for test_toy.py::test_work "
-                                 f"(--benchmark-compare=0042 selects none of the saved runs in *: "
-                                 f"{_timing_file(recorded).name}). Record it with:"])
+    result.stdout.fnmatch_lines([f"pytest-pcct gate: no timing baseline for test_toy.py::test_work: "
+                                 f"--benchmark-compare=0042 selects none of the saved runs in * "
+                                 f"({_timing_file(recorded).name}). Select one by its number "
+                                 "(--benchmark-compare=0001) or its whole name, without '.json', or give "
+                                 "--benchmark-compare alone"])  # not re-recording over a good baseline
+    run_gate("--benchmark-compare=0001").assert_outcomes(passed=3)
 
 
 def test_calibration_not_selected(recorded, run_gate):
@@ -132,10 +135,14 @@ def test_stale_baselines_are_reported_then_removed_by_the_update(recorded, run_g
     lenient = _counter_file(recorded, "test_lenient")
     result = run_gate("--benchmark-compare")
     result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # a benchmark no longer collected hides regressions
     result.stdout.fnmatch_lines([
         "stale counters baseline, used by no benchmark (reported; an update of this kind removes them): "
         "test_toy.py::test_lenient",
         "stale timing baseline, used by no benchmark (*): test_toy.py::test_lenient",
+        "ERROR: 1 benchmark(s) with baselines this run judges were not collected: test_toy.py::test_lenient. "
+        "A benchmark that stops being collected (renamed, a parametrization gone) would hide its "
+        "regressions; if it is gone on purpose, remove its baselines with:",
     ])
     assert lenient.exists()
     run_gate("-k", "work or calibration", "--pcct-update-baselines").assert_outcomes(passed=2)
@@ -213,8 +220,11 @@ def test_selecting_tests_by_node_id_or_last_failed_makes_no_other_baseline_stale
     monkeypatch.setenv("TOY_CASES", "a")  # the id "b::c" is gone: its baseline, and only it, is stale
     gone = recorded.runpytest(*counters, "test_param.py::TestGroup")
     gone.assert_outcomes(passed=1)
+    assert gone.ret == pytest.ExitCode.TESTS_FAILED  # a parametrization that vanished hides its regressions
     gone.stdout.fnmatch_lines(
-        ["stale counters baseline, used by no benchmark (*): test_param.py::test_cases[[]b::c[]]"])
+        ["stale counters baseline, used by no benchmark (*): test_param.py::test_cases[[]b::c[]]",
+         "ERROR: 1 benchmark(s) with baselines this run judges were not collected: "
+         "test_param.py::test_cases[[]b::c[]]. *"])
     assert gone.stdout.str().count("stale counters baseline") == 1
 
 PRINTED = re.compile(r"^  python -m pytest (.*)$", re.M)
@@ -289,10 +299,86 @@ def test_a_module_skipped_while_collected_fails_the_session(recorded, run_gate, 
     monkeypatch.setenv("TOY_SKIP", "module")
     result = run_gate(*args, subprocess="-n" in args)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["ERROR: * benchmark(s) with baselines were not judged: their module was "
-                                 "skipped while collected: test_toy.py (the toy skips its module). *"])
+    result.stdout.fnmatch_lines(["ERROR: * benchmark(s) with baselines were not judged: their module or "
+                                 "directory was skipped while collected: test_toy.py (the toy skips its "
+                                 "module). *"])
     ignored = run_gate(*args, "--ignore=test_toy.py", subprocess="-n" in args)
     assert ignored.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_a_directory_skipped_by_its_conftest_fails_the_session(pytester, run_gate, monkeypatch):
+    """A skip in a directory's conftest.py (an extension not built) hid every baseline below it: the run
+    passed with the benchmarks skipped and no gate section at all (gate red team)."""
+    from tests.gate.conftest import TOY_CLOCK, TOY_TESTS
+
+    pytester.makeini("[pytest]\npcct_gate = all\n")
+    pytester.makepyfile(**{"bench/toy_clock": TOY_CLOCK, "bench/test_toy": TOY_TESTS, "test_other": "def "
+                           "test_other():\n    pass\n"})
+    pytester.makepyfile(**{"bench/conftest": "import os\nimport pytest\n\nif os.environ.get('NO_EXT'):\n"
+                           "    pytest.skip('the extension is not built', allow_module_level=True)\n"})
+    run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=4)
+    monkeypatch.setenv("NO_EXT", "1")
+    result = run_gate("--pcct-gate=counters")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["ERROR: 2 benchmark(s) with baselines were not judged: their module or "
+                                 "directory was skipped while collected: bench (the extension is not "
+                                 "built). *"])
+    assert run_gate("--pcct-gate=counters", "--ignore=bench").ret == pytest.ExitCode.OK
+
+
+XFAIL_TESTS = """
+import os
+
+import pytest
+
+
+def _record(pcct_gate):
+    pcct_gate.record({"steps": int(os.environ.get("STEPS", "10"))}, engine="toy", dataset_digest="d",
+                     config_digest="c", schema="toy.counters", schema_version=1)
+
+
+@pytest.mark.xfail(reason="known to be flaky")
+def test_expected(benchmark, pcct_gate):
+    benchmark(lambda: None)
+    _record(pcct_gate)
+
+
+@pytest.mark.xfail(bool(os.environ.get("NOT_HERE")), reason="not on this machine", run=False)
+def test_not_run(benchmark, pcct_gate):
+    benchmark(lambda: None)
+    _record(pcct_gate)
+"""
+
+
+def test_an_xfailed_gated_benchmark_fails(pytester, run_gate, monkeypatch):
+    """An xfail marker absorbed the gate's own failure (its table said FAILED, the run exited 0), and
+    xfail(run=False) kept a benchmark from ever being judged (gate red team)."""
+    pytester.makeini("[pytest]\npcct_gate = all\n")
+    pytester.makepyfile(test_xf=XFAIL_TESTS)
+    run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=1, xpassed=1)
+    monkeypatch.setenv("STEPS", "99999")  # a counter regression in both
+    monkeypatch.setenv("NOT_HERE", "1")
+    result = run_gate("--pcct-gate=counters")
+    result.assert_outcomes(failed=1, errors=1)  # the run=False one in its setup
+    result.stdout.fnmatch_lines_random([
+        "*test_xf.py::test_expected was an expected failure (xfail: known to be flaky), so the gate cannot "
+        "judge it*",
+        "*test_xf.py::test_not_run was an expected failure (xfail: *not on this machine), so the gate "
+        "cannot judge it*"])
+
+
+def test_a_benchmark_timed_through_a_wrapper_fixture_is_named_as_such(toy, run_gate):
+    """A fixture wrapping `benchmark` holds pytest-benchmark's own fixture, which the gate's paired timing
+    does not replace: the test was told it 'did not call benchmark(...)' although it had."""
+    toy.makeconftest("import pytest\n\n\n@pytest.fixture\ndef timed(benchmark):\n"
+                     "    return lambda function, *args: benchmark(function, *args)\n")
+    toy.makepyfile(test_wrap="import pytest\n\n\n@pytest.mark.pcct_time\ndef test_wrapped(timed):\n"
+                             "    timed(sum, range(10))\n")
+    result = run_gate("--pcct-update-baselines")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*test_wrap.py::test_wrapped ran pytest-benchmark's fixture through another "
+                                 "fixture that holds it (a wrapper), not through its own `benchmark` "
+                                 "argument*"])
 
 
 def test_a_skipped_calibration_fails_only_where_it_is_judged(recorded, run_gate, monkeypatch):
@@ -319,7 +405,15 @@ def _edit_timing_entry(project, test, edit):
      "1 paired ratios, but the gate records at least 20"),
     (lambda paired: paired.update(ratios=paired["ratios"] * 2),
      "* paired ratios for * rounds in its stats"),
-], ids=["ratios-times-1000", "one-ratio", "more-ratios-than-rounds"])
+    (lambda paired: paired.update(ratios=[r * 1000 for r in paired["ratios"]],
+                                  calibration=paired["calibration"] / 1000),  # consistent: hid any slowdown
+     "its paired calibration median * s is not within 4x of its calibration benchmark's median * s"),
+    (lambda paired: paired.update(ratios=sorted(paired["ratios"])[:5] and [
+        r / 1e4 if i < 5 else r * 1e4 if i >= len(paired["ratios"]) - 5 else r
+        for i, r in enumerate(sorted(paired["ratios"]))]),  # the median kept: every verdict inconclusive
+     "10 paired ratios (e.g. *) lie beyond what its rounds' seconds (* to *) over its calibration * allow"),
+], ids=["ratios-times-1000", "one-ratio", "more-ratios-than-rounds", "ratios-and-calibration-scaled",
+        "ratios-spread"])
 def test_damaged_paired_ratios_are_a_corrupt_file(recorded, run_gate, monkeypatch, edit, problem):
     """Ratios scaled by 1000 would pass any slowdown; one ratio would make every verdict inconclusive."""
     path = _edit_timing_entry(recorded, "test_work", lambda bench: edit(bench["extra_info"]["pcct_paired"]))

@@ -175,6 +175,11 @@ def test_a_bad_parity_marker_errors_naming_the_argument(pytester):
      "ERROR: pytest-pcct: --pcct-gate-report=afile/gate.json: the directory */afile does not exist"),
     (["--pcct-baselines=afile"], "ERROR: pytest-pcct: --pcct-baselines / ini pcct_baselines names */afile, "
                                  "which is a file; name a directory"),
+    (["--pcct-baselines=afile/sub", "--pcct-update-baselines"],  # a traceback at the first write
+     "ERROR: pytest-pcct: --pcct-baselines / ini pcct_baselines names */afile/sub, which lies under "
+     "*/afile, a file; name a directory"),
+    (["--pcct-baselines=dangling"], "ERROR: pytest-pcct: --pcct-baselines / ini pcct_baselines names "
+                                    "*/dangling, a symbolic link to nothing; name a directory"),
     (["--pcct-seed=-1"],
      "ERROR: pytest-pcct: the pcct seed (--pcct-seed or ini pcct_seed) must be >= 0, got -1"),
     (["--pcct-oracle=nope"], "ERROR: pytest-pcct: --pcct-oracle / ini pcct_oracle: unknown engine 'nope'*"),
@@ -185,6 +190,7 @@ def test_outputs_seeds_and_the_oracle_are_checked_before_any_test(pytester, args
     inside every test (a seed numpy refuses) or did not name the option (an outside user's trial)."""
     pytester.makepyfile(ENGINE_TESTS)
     (pytester.path / "afile").write_text("")
+    (pytester.path / "dangling").symlink_to(pytester.path / "nowhere")
     result = pytester.runpytest("--pcct-engines=gold,brute", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
