@@ -177,9 +177,19 @@ def _start(config):
 
 @pytest.fixture
 def pcct_gate(request):
-    """Hand this benchmark's work counters to the regression gate: ``pcct_gate.record(...)``."""
+    """Hand this benchmark's work counters to the regression gate: ``pcct_gate.record(...)``. Requested
+    where the gate would never judge them, it is an error rather than counters silently dropped."""
     from pytest_pcct.gate.session import GateRecorder
 
+    state = _state(request.config)
+    if state is not None and request.node.get_closest_marker("pcct_calibration"):
+        raise pytest.UsageError("pytest-pcct gate: the calibration benchmark's counters are never gated (it "
+                                "is the gate's clock); record them in a benchmark of their own")
+    if state is not None and request.node.nodeid not in state.gated:
+        raise pytest.UsageError("pytest-pcct gate: pcct_gate was requested while the test ran (request."
+                                "getfixturevalue), so the gate, which reads each test's fixtures when it is "
+                                "collected, would not judge its counters: name pcct_gate among the test's "
+                                "arguments")
     recorder = GateRecorder()
     request.node.stash[_RECORDER] = recorder
     return recorder
@@ -360,7 +370,7 @@ def pytest_sessionfinish(session):
     if not state.gated:
         return
     try:
-        state.finish()
+        state.finish(failed=session.testsfailed > 0)
     except GateError as exc:
         state.problems.append(str(exc))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -605,27 +605,30 @@ class GateSession:
             found["timing"] = sorted(n for n in entries if unused(n))
         return found
 
-    def finish(self) -> None:
+    def finish(self, failed: bool = False) -> None:
         """End of a run that collected gated tests: find stale baselines; in update mode save the timing
-        baselines and remove the stale ones."""
+        baselines and remove the stale ones, unless a test of the run `failed` (a benchmark that errored
+        while collected, or an empty parametrization, would look stale and lose its baselines)."""
         self.stale_found = self.stale()
         recorded_here = ({"instructions"} if self.settings.instructions
                          else {"counters", "timing"} if self.settings.timing else {"counters"})
+        removable = recorded_here if self.settings.update and not failed else set()
         if self.settings.update:
-            saved = self._save_timing()
+            saved = self._save_timing(drop="timing" in removable)
             if saved:
                 self.notes.append(f"timing baselines written to {saved}")
-            if "counters" in recorded_here:
-                for nodeid in self.stale_found["counters"]:
-                    self.counters.remove(nodeid)
-            if "instructions" in recorded_here:
-                for nodeid in self.stale_found["instructions"]:
-                    self.instructions.remove(nodeid)
-            if "timing" in recorded_here and self.stale_found.get("timing"):
-                self.timing_store().remove_entries(set(self.stale_found["timing"]))
+        if "counters" in removable:
+            for nodeid in self.stale_found["counters"]:
+                self.counters.remove(nodeid)
+        if "instructions" in removable:
+            for nodeid in self.stale_found["instructions"]:
+                self.instructions.remove(nodeid)
+        if "timing" in removable and self.stale_found.get("timing"):
+            self.timing_store().remove_entries(set(self.stale_found["timing"]))
         for kind, names in self.stale_found.items():  # an update removes only the kind it records
-            removes = self.settings.update and kind in recorded_here
-            verb = "removed" if removes else "reported; an update of this kind removes them"
+            verb = ("removed" if kind in removable else "kept: this update run failed"
+                    if self.settings.update and kind in recorded_here
+                    else "reported; an update of this kind removes them")
             for nodeid in names:
                 self.notes.append(f"stale {kind} baseline, used by no benchmark ({verb}): {nodeid}")
         unjudged = sorted({n for kind in recorded_here for n in self.stale_found.get(kind, [])})
@@ -636,8 +639,9 @@ class GateSession:
                 "benchmark that stops being collected (renamed, a parametrization gone) would hide its "
                 "regressions; if it is gone on purpose, remove its baselines with:\n  " + self._fix())
 
-    def _save_timing(self) -> Path | None:
-        """Update mode: merge this run's gated timings into the stored run (atomically)."""
+    def _save_timing(self, drop: bool) -> Path | None:
+        """Update mode: merge this run's gated timings into the stored run (atomically), without its stale
+        entries if `drop`."""
         if not self.settings.timing or self.calibration is None:
             return None
         recorded = {r["nodeid"] for r in self.results if r["outcome"] == "updated"} | {self.calibration_id}
@@ -651,7 +655,7 @@ class GateSession:
             config=config, benchmarks=fresh, include_data=False, machine_info=machine, commit_info=commit,
         )
         config.hook.pytest_benchmark_update_json(config=config, benchmarks=fresh, output_json=run)
-        stale = set(self.stale_found.get("timing", []))
+        stale = set(self.stale_found.get("timing", [])) if drop else set()
         return self.timing_store().merge_save(run, keep_old=lambda name: name not in stale)
 
 

@@ -152,6 +152,22 @@ def test_stale_baselines_are_reported_then_removed_by_the_update(recorded, run_g
 
 
 
+def test_a_failed_update_removes_no_stale_baseline(recorded, run_gate, monkeypatch):
+    """An update run in which a benchmark failed (here: its parametrization emptied, an error) removed
+    the baselines that then looked stale, though nothing had been re-recorded in their place."""
+    recorded.makepyfile(test_param=PARAMETRIZED)
+    counters = ("--pcct-gate=counters", "--benchmark-disable", "--pcct-update-baselines")
+    run_gate(*counters).assert_outcomes(passed=6)
+    before = _counter_names(recorded)
+    monkeypatch.setenv("TOY_CASES", "a")  # b::c looks stale
+    monkeypatch.setenv("TOY_STEPS_WORK", "-1")  # a counter the gate refuses: the update run fails
+    result = run_gate(*counters)
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["stale counters baseline, used by no benchmark (kept: this update run "
+                                 "failed): test_param.py::test_cases[[]b::c[]]"])
+    assert _counter_names(recorded) == before
+
+
 def test_an_update_removes_only_the_stale_baselines_of_the_kind_it_records(recorded, run_gate):
     """A counters update deleted stale instruction baselines too (it cannot re-record them)."""
     counter_file = _counter_file(recorded, "test_work")
@@ -379,6 +395,33 @@ def test_a_benchmark_timed_through_a_wrapper_fixture_is_named_as_such(toy, run_g
     result.stdout.fnmatch_lines(["*test_wrap.py::test_wrapped ran pytest-benchmark's fixture through another "
                                  "fixture that holds it (a wrapper), not through its own `benchmark` "
                                  "argument*"])
+
+
+def test_counters_the_gate_would_never_judge_are_an_error(toy, run_gate):
+    """Counters recorded by the calibration benchmark, or through request.getfixturevalue('pcct_gate'),
+    were silently dropped: never saved, never checked (gate red team)."""
+    toy.makepyfile(test_dropped="""
+        import pytest
+
+
+        def _record(gate):
+            gate.record({"steps": 1}, engine="toy", dataset_digest="d", config_digest="c",
+                        schema="toy.counters", schema_version=1)
+
+
+        def test_dynamic(benchmark, request):
+            benchmark(sum, range(10))
+            _record(request.getfixturevalue("pcct_gate"))
+    """)
+    result = run_gate("--pcct-gate=counters", "--pcct-update-baselines")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*pcct_gate was requested while the test ran (request.getfixturevalue)*"])
+    source = (toy.path / "test_toy.py").read_text()
+    (toy.path / "test_toy.py").write_text(source.replace("def test_calibration(benchmark):",
+                                                         "def test_calibration(benchmark, pcct_gate):"))
+    result = run_gate("--pcct-gate=counters", "--pcct-update-baselines", "test_toy.py")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*the calibration benchmark's counters are never gated*"])
 
 
 def test_a_skipped_calibration_fails_only_where_it_is_judged(recorded, run_gate, monkeypatch):
