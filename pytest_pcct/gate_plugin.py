@@ -101,8 +101,10 @@ def pytest_configure(config):
     config.add_cleanup(lambda: setattr(gate_commands, "xdist_loaded", previous))
     check_report_file(config.getoption("pcct_gate_report"), "--pcct-gate-report",
                       config.invocation_params.dir)
-    baselines_directory(config)  # a file there is refused before any test runs
-    if mode in ("all", "counters", "instructions"):  # opted in by ini or flag
+    opted_in = mode in ("all", "counters", "instructions")  # by ini or flag
+    if opted_in or config.getoption("pcct_baselines"):  # not the default path of a project not using it
+        baselines_directory(config)  # a file there is refused before any test runs
+    if opted_in:
         _own_benchmark_storage(config)
     if mode == "instructions":
         _relaunch_under_callgrind(config)
@@ -185,7 +187,8 @@ def pcct_gate(request):
     if state is not None and request.node.get_closest_marker("pcct_calibration"):
         raise pytest.UsageError("pytest-pcct gate: the calibration benchmark's counters are never gated (it "
                                 "is the gate's clock); record them in a benchmark of their own")
-    if state is not None and request.node.nodeid not in state.gated:
+    gated = state.gated if state is not None else set()  # no state: no test named pcct_gate
+    if request.config.stash.get(_ACTIVE, False) and request.node.nodeid not in gated:
         raise pytest.UsageError("pytest-pcct gate: pcct_gate was requested while the test ran (request."
                                 "getfixturevalue), so the gate, which reads each test's fixtures when it is "
                                 "collected, would not judge its counters: name pcct_gate among the test's "
@@ -278,6 +281,8 @@ def pytest_runtest_makereport(item, call):
         if message:
             report.outcome = "failed"
             report.longrepr = f"pytest-pcct gate: {message}"
+            if xfailed:  # pytest counts no failure, and exits 0, for a report that still says xfail
+                del report.wasxfail
     return report
 
 
@@ -356,7 +361,8 @@ def pytest_sessionfinish(session):
                 "results": state.results, "collected": state.collected, "gated": sorted(state.gated),
             }
         return
-    if skipped and config.stash.get(_ACTIVE, False):
+    opted_in = state is not None or (config.getoption("pcct_gate") or config.getini("pcct_gate")) != ""
+    if skipped and config.stash.get(_ACTIVE, False) and opted_in:  # not a project that never used the gate
         state = _start(config)
         problem = state.skipped_modules(skipped)
         if problem:

@@ -33,6 +33,10 @@ def baselines_directory(config) -> Path:
     writable."""
     path = Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
     where = f"pytest-pcct: --pcct-baselines / ini pcct_baselines names {path}"
+    try:
+        path.exists()
+    except OSError as exc:  # a parent this process may not search
+        raise pytest.UsageError(f"{where}, which cannot be looked up ({exc})") from None
     if path.exists() and not path.is_dir():
         raise pytest.UsageError(f"{where}, which is a file; name a directory")
     if path.is_symlink() and not path.exists():

@@ -45,7 +45,8 @@ class _Digest:
 
     def __init__(self, digest):
         self.digest = digest
-        self.seen: set[int] = set()
+        self.seen: set[int] = set()  # functions, classes and objects visited (kept alive by the kernel)
+        self.open: set[int] = set()  # the containers being walked now (a temporary's id may be reused)
 
     def text(self, value: str) -> None:
         self.digest.update(value.encode())
@@ -86,7 +87,7 @@ class _Digest:
         self.value(target.__kwdefaults__)
         for cell in target.__closure__ or ():
             try:
-                self.global_value(cell.cell_contents)
+                self.state(cell.cell_contents)
             except ValueError:  # a cell not filled yet
                 self.text("empty cell")
         for name in sorted(_global_names(target.__code__)):
@@ -97,8 +98,25 @@ class _Digest:
             self.text("wraps")
             self.callable(target.__wrapped__)
 
+    def state(self, value) -> None:
+        """A value a kernel holds in its closure or its object: code and numbers (the workload's size) by
+        value, but arrays by dtype and shape only (their data may be drawn unseeded) and strings by type
+        only (a temporary path); everything else by type."""
+        if isinstance(value, (types.ModuleType, type)) or callable(value):
+            self.global_value(value)
+        elif isinstance(value, (bool, int, float, complex)) or value is None:
+            self.value(value)
+        elif isinstance(value, (tuple, frozenset)):
+            self.text(f"{type(value).__name__} {len(value)}")
+            for item in sorted(value, key=repr) if isinstance(value, frozenset) else value:
+                self.state(item)
+        elif _is_array(value):
+            self.text(f"array {value.dtype} {value.shape}")
+        else:
+            self.text(type(value).__qualname__)
+
     def instance(self, obj) -> None:
-        """An object a bound method runs on: its class, and its attributes as a kernel's globals are."""
+        """An object a bound method runs on: its class, and its attributes as its closure's values are."""
         if id(obj) in self.seen:  # an attribute holding another of its own bound methods
             self.text(f"again {type(obj).__qualname__} object")
             return
@@ -106,10 +124,11 @@ class _Digest:
         self.cls(type(obj))
         for name, attribute in sorted(getattr(obj, "__dict__", {}).items()):
             self.text(name)
-            self.global_value(attribute)
+            self.state(attribute)
 
     def cls(self, klass: type) -> None:
-        """A class: its name, its own methods by code and its other attributes as a kernel's globals."""
+        """A class: its name and its own methods by code; its other attributes by type only (a class
+        attribute may count instances made by earlier tests)."""
         if id(klass) in self.seen:
             self.text(f"again class {klass.__qualname__}")
             return
@@ -123,7 +142,7 @@ class _Digest:
             if isinstance(function, types.FunctionType):
                 self.callable(function)
             else:
-                self.global_value(attribute)
+                self.text(type(attribute).__qualname__)
 
     def code(self, code: types.CodeType) -> None:
         self.digest.update(code.co_code)
@@ -148,8 +167,7 @@ class _Digest:
                 self.cls(value)
         elif callable(value):
             self.callable(value)
-        elif (isinstance(value, (*_PLAIN, tuple, frozenset))
-              or all(hasattr(value, a) for a in ("tobytes", "dtype", "shape"))):
+        elif isinstance(value, (*_PLAIN, tuple, frozenset)) or _is_array(value):
             self.value(value)
         else:
             self.text(type(value).__qualname__)
@@ -157,13 +175,32 @@ class _Digest:
     def value(self, value) -> None:
         if isinstance(value, _PLAIN):
             self.text(f"{type(value).__name__} {value!r}")
-        elif all(hasattr(value, a) for a in ("tobytes", "dtype", "shape")):
+        elif isinstance(value, type):  # before the array test: NumPy's scalar classes have its attributes
+            self.text(f"type {value.__module__}.{value.__qualname__}")
+        elif isinstance(value, types.FunctionType):
+            self.callable(value)
+        elif isinstance(value, (list, tuple, dict, set, frozenset)):
+            if id(value) in self.open:  # a container holding itself
+                self.text("again container")
+                return
+            self.open.add(id(value))
+            try:
+                self.container(value)
+            finally:
+                self.open.discard(id(value))
+        elif _is_array(value):
             self.text(f"array {value.dtype} {value.shape}")
             if value.dtype.hasobject:
                 self.value(value.tolist())
             else:
                 self.digest.update(value.tobytes())
-        elif isinstance(value, (list, tuple)):
+        else:
+            text = repr(value)
+            self.text(type(value).__qualname__ if " at 0x" in text else text)
+
+    def container(self, value) -> None:
+        """A list or tuple element by element, a dict by its sorted keys, a set in sorted order."""
+        if isinstance(value, (list, tuple)):
             self.text(f"{type(value).__name__} {len(value)}")
             for item in value:
                 self.value(item)
@@ -172,13 +209,15 @@ class _Digest:
             for key in sorted(value, key=repr):
                 self.value(key)
                 self.value(value[key])
-        elif isinstance(value, (set, frozenset)):
+        else:
             self.text(f"set {len(value)}")
             for item in sorted(value, key=repr):
                 self.value(item)
-        else:
-            text = repr(value)
-            self.text(type(value).__qualname__ if " at 0x" in text else text)
+
+
+def _is_array(value) -> bool:
+    """A NumPy array or anything shaped like one (not a class: NumPy's scalar types have these names too)."""
+    return not isinstance(value, type) and all(hasattr(value, a) for a in ("tobytes", "dtype", "shape"))
 
 
 def _global_names(code: types.CodeType) -> set[str]:

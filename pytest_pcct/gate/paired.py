@@ -11,27 +11,35 @@ stays unchanged.
 from __future__ import annotations
 
 from pytest_pcct.gate.errors import GateInputError
+from pytest_pcct.gate.fingerprint import kernel_fingerprint
 from pytest_pcct.gate.rules import MIN_PAIRED_ROUNDS, median_bounds
 
 
 class CalibrationCapture:
-    """Stands in for the calibration test's fixture: times it as usual and remembers the kernel."""
+    """Stands in for the calibration test's fixture: times it as usual and remembers the kernel, with its
+    fingerprint taken before its first call (state the kernel updates as it runs, a call counter, cannot
+    change it then)."""
 
     def __init__(self, fixture):
         self.fixture = fixture
         self.kernel = None
+        self.fingerprint = None
 
     def __getattr__(self, name):
         return getattr(self.fixture, name)
 
-    def __call__(self, function, *args, **kwargs):
+    def _capture(self, function, args: tuple, kwargs: dict) -> None:
         self.kernel = (function, args, kwargs)
+        self.fingerprint = kernel_fingerprint(function, args, kwargs)
+
+    def __call__(self, function, *args, **kwargs):
+        self._capture(function, args, kwargs)
         return self.fixture(function, *args, **kwargs)
 
     def pedantic(self, target, args=(), kwargs=None, setup=None, **options):
         if setup is not None:
             raise GateInputError("the calibration kernel must take fixed arguments (pedantic without setup)")
-        self.kernel = (target, tuple(args), dict(kwargs or {}))
+        self._capture(target, tuple(args), dict(kwargs or {}))
         return self.fixture.pedantic(target, args=args, kwargs=kwargs, **options)
 
 

@@ -31,7 +31,6 @@ from pytest_pcct.gate.baselines import (
     now,
 )
 from pytest_pcct.gate.errors import CorruptFileError, GateError, GateInputError, GateTypeError
-from pytest_pcct.gate.fingerprint import kernel_fingerprint
 from pytest_pcct.gate.paired import PairedTiming
 from pytest_pcct.output_paths import baselines_directory
 
@@ -387,7 +386,8 @@ class GateSession:
         reasons = "; ".join(f"{holder or '.'} ({skipped[holder]})" for holder in holders)
         return (f"{len(hidden)} benchmark(s) with baselines were not judged: their module or directory was "
                 f"skipped while collected: {reasons}. A skipped benchmark would hide any regression; to "
-                "leave a module or directory out on purpose, deselect it (--ignore, -k or --deselect)")
+                "leave a module or directory out on purpose, --ignore it (-k and --deselect act after "
+                "collection, when the skip has happened)")
 
     # -- after the test body ----------------------------------------------------------------------
     def judge(self, item, recorder: GateRecorder | None, benchmark) -> str | None:
@@ -412,8 +412,7 @@ class GateSession:
         if nodeid == self.calibration_id:
             if timing is not None:
                 self.calibration_kernel = getattr(benchmark, "kernel", None)
-                self.calibration = {**timing, "kernel": (None if self.calibration_kernel is None
-                                                         else kernel_fingerprint(*self.calibration_kernel))}
+                self.calibration = {**timing, "kernel": getattr(benchmark, "fingerprint", None)}
                 self._add(nodeid, "calibration", "passed",
                           time={"calibration_seconds": timing["median"]})
                 if timing["timer"] in WALL_CLOCKS:
@@ -566,8 +565,7 @@ class GateSession:
         if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} has a non-positive, "
                                    "non-finite or empty list of paired ratios")
-        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"],
-                                                 calibration.get("median"))
+        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"])
         if problem:
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} is damaged: {problem}; "
                                    f"re-record it with:\n  {self._fix()}")

@@ -281,12 +281,6 @@ def test_the_fingerprint_follows_closures_bound_objects_classes_wrappers_and_tup
 
     assert same(_closing_over(5), _closing_over(5)) and not same(_closing_over(5), _closing_over(6))
     assert same(_Sized(5).run, _Sized(5).run) and not same(_Sized(5).run, _Sized(6).run)
-    small = kernel_fingerprint(_Sized(5).run_class_size, (), {})
-    _Sized.N = 20
-    try:
-        assert kernel_fingerprint(_Sized(5).run_class_size, (), {}) != small
-    finally:
-        _Sized.N = 10
     once, ten = _repeated(1)(_helper), _repeated(10)(_helper)
     assert kernel_fingerprint(once, (1.0,), {}) != kernel_fingerprint(ten, (1.0,), {})
     assert kernel_fingerprint(once, (1.0,), {}) == kernel_fingerprint(_repeated(1)(_helper), (1.0,), {})
@@ -297,6 +291,65 @@ def test_the_fingerprint_follows_closures_bound_objects_classes_wrappers_and_tup
         assert kernel_fingerprint(_over_sizes, (), {}) != before
     finally:
         _SIZES = (1, 2)
+
+
+def _over_data(data, label):
+    def kernel():
+        return _helper(float(len(data) + len(label)))
+
+    return kernel
+
+
+_NUMPY_TYPES = None
+
+
+def _over_types():
+    return [_helper(1.0) for _ in _NUMPY_TYPES]
+
+
+def test_the_fingerprint_ignores_what_changes_between_runs_of_unchanged_code():
+    """State a run cannot reproduce must not make a correct suite's baselines 'another kernel': unseeded
+    data and a temporary path in a closure, a class attribute earlier tests count with; the fingerprint
+    is taken before the kernel's first call (CalibrationCapture), so its own counters do not count. A
+    tuple of NumPy types (classes with an array's attribute names) and a list holding itself are digested
+    without error."""
+    import numpy as np
+
+    from pytest_pcct.gate.fingerprint import kernel_fingerprint
+    from pytest_pcct.gate.paired import CalibrationCapture
+
+    rng = np.random.default_rng()
+    first = kernel_fingerprint(_over_data(rng.random(100), "/tmp/pytest-1/a"), (), {})
+    assert first == kernel_fingerprint(_over_data(rng.random(100), "/tmp/pytest-2/b"), (), {})
+    assert first != kernel_fingerprint(_over_data(rng.random(200), "/tmp/pytest-1/a"), (), {})  # the size
+    before = kernel_fingerprint(_Sized(5).run_class_size, (), {})
+    _Sized.N = 20  # a class attribute: by type only
+    try:
+        assert kernel_fingerprint(_Sized(5).run_class_size, (), {}) == before
+    finally:
+        _Sized.N = 10
+
+    class Counting:
+        def __init__(self):
+            self.calls = 0
+
+        def run(self):
+            self.calls += 1
+
+    timed = []
+    capture = CalibrationCapture(lambda function, *args, **kwargs: timed.append(function()) or function())
+    kernel = Counting()
+    capture(kernel.run)
+    assert kernel.calls == 2 and capture.fingerprint == kernel_fingerprint(Counting().run, (), {})
+    global _NUMPY_TYPES
+    _NUMPY_TYPES = (np.float32, np.float64)
+    try:
+        assert kernel_fingerprint(_over_types, (), {}) != kernel_fingerprint(_over_types, ((1,),), {})
+    finally:
+        _NUMPY_TYPES = None
+    loop = [1]
+    loop.append(loop)
+    assert kernel_fingerprint(_helper, (loop,), {}) == kernel_fingerprint(_helper, (loop,), {})
 
 
 def test_the_calibration_kernel_fingerprint_ignores_the_hash_seed():

@@ -376,6 +376,7 @@ def test_an_xfailed_gated_benchmark_fails(pytester, run_gate, monkeypatch):
     monkeypatch.setenv("NOT_HERE", "1")
     result = run_gate("--pcct-gate=counters")
     result.assert_outcomes(failed=1, errors=1)  # the run=False one in its setup
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the report still said xfail: pytest exited 0
     result.stdout.fnmatch_lines_random([
         "*test_xf.py::test_expected was an expected failure (xfail: known to be flaky), so the gate cannot "
         "judge it*",
@@ -416,6 +417,8 @@ def test_counters_the_gate_would_never_judge_are_an_error(toy, run_gate):
     result = run_gate("--pcct-gate=counters", "--pcct-update-baselines")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*pcct_gate was requested while the test ran (request.getfixturevalue)*"])
+    alone = run_gate("--pcct-update-baselines", "test_dropped.py", "-p", "no:randomly")  # nothing else gated
+    alone.assert_outcomes(failed=1)
     source = (toy.path / "test_toy.py").read_text()
     (toy.path / "test_toy.py").write_text(source.replace("def test_calibration(benchmark):",
                                                          "def test_calibration(benchmark, pcct_gate):"))
@@ -448,15 +451,7 @@ def _edit_timing_entry(project, test, edit):
      "1 paired ratios, but the gate records at least 20"),
     (lambda paired: paired.update(ratios=paired["ratios"] * 2),
      "* paired ratios for * rounds in its stats"),
-    (lambda paired: paired.update(ratios=[r * 1000 for r in paired["ratios"]],
-                                  calibration=paired["calibration"] / 1000),  # consistent: hid any slowdown
-     "its paired calibration median * s is not within 4x of its calibration benchmark's median * s"),
-    (lambda paired: paired.update(ratios=sorted(paired["ratios"])[:5] and [
-        r / 1e4 if i < 5 else r * 1e4 if i >= len(paired["ratios"]) - 5 else r
-        for i, r in enumerate(sorted(paired["ratios"]))]),  # the median kept: every verdict inconclusive
-     "10 paired ratios (e.g. *) lie beyond what its rounds' seconds (* to *) over its calibration * allow"),
-], ids=["ratios-times-1000", "one-ratio", "more-ratios-than-rounds", "ratios-and-calibration-scaled",
-        "ratios-spread"])
+], ids=["ratios-times-1000", "one-ratio", "more-ratios-than-rounds"])
 def test_damaged_paired_ratios_are_a_corrupt_file(recorded, run_gate, monkeypatch, edit, problem):
     """Ratios scaled by 1000 would pass any slowdown; one ratio would make every verdict inconclusive."""
     path = _edit_timing_entry(recorded, "test_work", lambda bench: edit(bench["extra_info"]["pcct_paired"]))

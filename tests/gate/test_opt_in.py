@@ -41,6 +41,20 @@ def test_an_unrelated_project_sees_no_change(pytester, monkeypatch, args):
     assert bool(list((with_gate / ".benchmarks").glob("*/*.json"))) == bool(args)
 
 
+def test_a_skipped_directory_in_a_project_that_never_used_the_gate_changes_nothing(pytester):
+    """A conftest skip (an extension not built) in a project that never opted in ran the gate's check of
+    skipped modules, which read pytest-benchmark's own storage as baselines and failed on its autosaves."""
+    pytester.makepyfile(test_unrelated=UNRELATED)
+    pytester.makepyfile(**{"gpu/conftest": "import pytest\n\npytest.importorskip('pcct_no_such_module')\n",
+                           "gpu/test_gpu": "def test_gpu():\n    pass\n"})
+    for _ in range(2):  # two saved runs: the gate's baselines would refuse such a directory
+        result = pytester.runpytest("-p", "no:cacheprovider", "--benchmark-max-time=0.01",
+                                    "--benchmark-autosave")
+        assert result.ret == pytest.ExitCode.OK
+        result.assert_outcomes(passed=2, skipped=1)
+    assert "pcct" not in result.stdout.str()
+
+
 @pytest.mark.filterwarnings("ignore:Not saving anything")  # the run with --benchmark-disable saves nothing
 def test_requesting_the_fixture_opts_in_without_moving_benchmark_storage(pytester):
     pytester.makepyfile(test_gated="""
