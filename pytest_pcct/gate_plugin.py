@@ -21,6 +21,9 @@ from pytest_pcct.output_paths import baselines_directory, check_report_file
 _STATE = pytest.StashKey[object]()
 _ACTIVE = pytest.StashKey[bool]()
 _COLLECTED = pytest.StashKey[dict]()
+DEFAULT_BASELINES = "baselines"
+"""The baseline directory (under the rootdir) when neither --pcct-baselines nor ini pcct_baselines names
+one."""
 _SKIPPED_MODULES = pytest.StashKey[dict]()
 _SKIPPED_KEY = "pcct_gate_skipped_modules"
 _RECORDER = pytest.StashKey[object]()
@@ -73,7 +76,7 @@ def pytest_addoption(parser):
                   default=str(DEFAULT_TIME_THRESHOLD))
     parser.addini("pcct_noise_floor", "seconds below which a slowdown never fails",
                   default=str(DEFAULT_NOISE_FLOOR))
-    parser.addini("pcct_baselines", "baseline directory relative to rootdir", default="baselines")
+    parser.addini("pcct_baselines", "baseline directory relative to rootdir", default=DEFAULT_BASELINES)
 
 
 def pytest_configure(config):
@@ -102,8 +105,9 @@ def pytest_configure(config):
     check_report_file(config.getoption("pcct_gate_report"), "--pcct-gate-report",
                       config.invocation_params.dir)
     opted_in = mode in ("all", "counters", "instructions")  # by ini or flag
-    if opted_in or config.getoption("pcct_baselines"):  # not the default path of a project not using it
-        baselines_directory(config)  # a file there is refused before any test runs
+    named = config.getoption("pcct_baselines") or config.getini("pcct_baselines") != DEFAULT_BASELINES
+    if opted_in or named or config.getoption("pcct_update_baselines"):  # not a project that never used it
+        baselines_directory(config)  # a file there is refused before any test runs (on workers, later)
     if opted_in:
         _own_benchmark_storage(config)
     if mode == "instructions":
@@ -349,6 +353,19 @@ def pytest_testnodedown(node, error):
         state.gated.update(shipped["gated"])
 
 
+def _uses_the_gate(config, state) -> bool:
+    """Whether this project uses the gate: opted in by ini or flag, a gated test collected, or baselines of
+    the gate's own committed (a project opted in by the fixture alone, whose gated modules were all
+    skipped while collected). A project that never used it is left alone."""
+    if state is not None or config.getoption("pcct_gate") or config.getini("pcct_gate"):
+        return True
+    directory = Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
+    try:
+        return any(next((directory / kind).glob("*.json"), None) for kind in ("counters", "instructions"))
+    except OSError:
+        return False
+
+
 def pytest_sessionfinish(session):
     config = session.config
     skipped = config.stash.get(_SKIPPED_MODULES, {})
@@ -361,8 +378,7 @@ def pytest_sessionfinish(session):
                 "results": state.results, "collected": state.collected, "gated": sorted(state.gated),
             }
         return
-    opted_in = state is not None or (config.getoption("pcct_gate") or config.getini("pcct_gate")) != ""
-    if skipped and config.stash.get(_ACTIVE, False) and opted_in:  # not a project that never used the gate
+    if skipped and config.stash.get(_ACTIVE, False) and _uses_the_gate(config, state):
         state = _start(config)
         problem = state.skipped_modules(skipped)
         if problem:

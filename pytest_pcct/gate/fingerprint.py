@@ -7,15 +7,22 @@ a test file):
 
 * a function: its name, bytecode, constants and names, default arguments, the values its closure holds,
   and, one by one, the globals its code names: functions it calls (the same digest, each once), numbers,
-  strings, tuples and arrays by value, classes by their attributes and methods, modules by name, and
-  other objects by type only (a dict or list global is usually state the kernel updates, such as a call
-  counter). A Numba dispatcher is followed to its Python function; a ``functools.wraps`` wrapper is
-  digested itself (its closure holds its settings) and then what it wraps; a ``functools.partial`` by
-  its function and bound arguments; a bound method by its function and its object's class and attributes;
-  a callable object by its class's ``__call__`` and its attributes;
-* a value: arrays by dtype, shape and bytes (object arrays element by element), containers element by
-  element (sets in sorted order), anything else by its repr, or by its type where the repr shows an
-  address.
+  strings, tuples and arrays by value, classes by their methods' code (properties included; data
+  attributes by type, since a class attribute may count what earlier tests made), modules by name, and
+  other objects by type only (a dict or list global is usually state the kernel updates). A Numba
+  dispatcher is followed to its Python function; a ``functools.wraps`` wrapper is digested itself (its
+  closure holds its settings) and then what it wraps; a ``functools.partial`` by its function and bound
+  arguments; a bound method by its function and its object's class and attributes (``__slots__``
+  included); a method of a built-in type (``array.sum``) by the object it runs on; a callable object by
+  its class's ``__call__`` and its attributes. What a closure or an object holds is state captured at run
+  time, so it is digested by its size, not its contents: code by digest, integers by value, arrays by
+  dtype and shape, floats, strings and other objects by type (unseeded data, a temporary path or a fitted
+  model's tolerance must not make unchanged code "another kernel"). The digest is taken before the
+  kernel's first call, so counters it updates do not change it;
+* a value (the arguments, a default, a global): arrays by dtype, shape and bytes (object arrays element by
+  element), containers element by element (sets in sorted order), functions by their code, anything else
+  by its repr, or by its type where the repr shows an address. So the arguments and the module globals
+  a kernel names are its declared data, digested by value: seed them.
 
 What it cannot see: code reached only through attributes of objects (``np.linalg.norm`` is a name
 inside a module), and files or the environment the kernel reads.
@@ -65,6 +72,11 @@ class _Digest:
             self.callable(target.__func__)
             self.instance(target.__self__)
             return
+        if isinstance(target, types.BuiltinMethodType) and not isinstance(
+                getattr(target, "__self__", None), (types.ModuleType, type(None))):
+            self.text(f"builtin method {target.__qualname__}")  # array.sum: the array it runs on
+            self.state(target.__self__)
+            return
         if not isinstance(target, types.FunctionType) and hasattr(target, "__wrapped__"):
             self.text(f"wrapper {type(target).__qualname__}")  # a C-level wrapper (lru_cache): what it wraps
             self.callable(target.__wrapped__)
@@ -104,8 +116,10 @@ class _Digest:
         only (a temporary path); everything else by type."""
         if isinstance(value, (types.ModuleType, type)) or callable(value):
             self.global_value(value)
-        elif isinstance(value, (bool, int, float, complex)) or value is None:
-            self.value(value)
+        elif isinstance(value, (bool, int)) or value is None or _is_integer_scalar(value):
+            self.text(f"int {int(value) if value is not None else None}")  # a size, a count
+        elif isinstance(value, (float, complex)):  # derived from data (a fitted model's tolerance)
+            self.text(type(value).__qualname__)
         elif isinstance(value, (tuple, frozenset)):
             self.text(f"{type(value).__name__} {len(value)}")
             for item in sorted(value, key=repr) if isinstance(value, frozenset) else value:
@@ -122,7 +136,7 @@ class _Digest:
             return
         self.seen.add(id(obj))
         self.cls(type(obj))
-        for name, attribute in sorted(getattr(obj, "__dict__", {}).items()):
+        for name, attribute in sorted(_attributes(obj).items()):
             self.text(name)
             self.state(attribute)
 
@@ -141,6 +155,11 @@ class _Digest:
             function = getattr(attribute, "__func__", attribute)  # staticmethod, classmethod
             if isinstance(function, types.FunctionType):
                 self.callable(function)
+            elif isinstance(attribute, property):
+                for accessor in (attribute.fget, attribute.fset, attribute.fdel):
+                    self.text("accessor")
+                    if accessor is not None:
+                        self.callable(accessor)
             else:
                 self.text(type(attribute).__qualname__)
 
@@ -213,6 +232,24 @@ class _Digest:
             self.text(f"set {len(value)}")
             for item in sorted(value, key=repr):
                 self.value(item)
+
+
+def _attributes(obj) -> dict:
+    """An object's instance attributes: its __dict__ and the __slots__ of its classes that are set."""
+    found = dict(getattr(obj, "__dict__", {}))
+    for klass in type(obj).__mro__:
+        slots = vars(klass).get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+                found[name] = getattr(obj, name)
+    return found
+
+
+def _is_integer_scalar(value) -> bool:
+    """A NumPy integer scalar (a size read from an array), which looks like a 0-d array otherwise."""
+    dtype = getattr(value, "dtype", None)
+    return not isinstance(value, type) and getattr(value, "shape", None) == () and \
+        getattr(dtype, "kind", "") in ("i", "u")
 
 
 def _is_array(value) -> bool:

@@ -352,6 +352,49 @@ def test_the_fingerprint_ignores_what_changes_between_runs_of_unchanged_code():
     assert kernel_fingerprint(_helper, (loop,), {}) == kernel_fingerprint(_helper, (loop,), {})
 
 
+class _Slotted:
+    __slots__ = ("n", "tolerance")
+
+    def __init__(self, n, tolerance=0.5):
+        self.n, self.tolerance = n, tolerance
+
+    def run(self):
+        return _helper(float(self.n))
+
+
+class _WithProperty:
+    @property
+    def size(self):
+        return 10
+
+    def run(self):
+        return _helper(float(self.size))
+
+
+def test_the_fingerprint_reads_sizes_in_slots_numpy_integers_properties_and_builtin_methods():
+    """Different workloads that had one fingerprint (review): a __slots__ object's size, a NumPy integer
+    size in a closure, a property's body, the array a built-in method runs on. A float an object holds (a
+    fitted model's tolerance, drawn from data) is digested by type."""
+    import numpy as np
+
+    from pytest_pcct.gate.fingerprint import kernel_fingerprint
+
+    def fingerprint(kernel):
+        return kernel_fingerprint(kernel, (), {})
+
+    assert fingerprint(_Slotted(10).run) != fingerprint(_Slotted(10**7).run)
+    assert fingerprint(_Slotted(10, 0.1).run) == fingerprint(_Slotted(10, 0.2).run)
+    assert fingerprint(_closing_over(np.int64(1000))) != fingerprint(_closing_over(np.int64(100000)))
+    assert fingerprint(np.ones(10).sum) != fingerprint(np.ones(10**6).sum)
+    before = fingerprint(_WithProperty().run)
+    original = _WithProperty.size
+    _WithProperty.size = property(lambda self: 1000)
+    try:
+        assert fingerprint(_WithProperty().run) != before
+    finally:
+        _WithProperty.size = original
+
+
 def test_the_calibration_kernel_fingerprint_ignores_the_hash_seed():
     """A set constant and a set argument are digested in sorted order, not in the seed's order."""
     code = ("from tests.gate.test_decisions import _kernel\n"

@@ -342,6 +342,23 @@ def test_a_directory_skipped_by_its_conftest_fails_the_session(pytester, run_gat
     assert run_gate("--pcct-gate=counters", "--ignore=bench").ret == pytest.ExitCode.OK
 
 
+def test_a_skipped_directory_fails_a_project_opted_in_by_the_fixture_alone(pytester, run_gate, monkeypatch):
+    """No ini, no flag: the gate's own baselines say the project uses it, though the skip leaves no gated
+    test collected (review: the first fix for unrelated projects let this pass)."""
+    from tests.gate.conftest import TOY_CLOCK, TOY_TESTS
+
+    pytester.makepyfile(**{"bench/toy_clock": TOY_CLOCK, "bench/test_toy": TOY_TESTS})
+    pytester.makepyfile(**{"bench/conftest": "import os\nimport pytest\n\nif os.environ.get('NO_EXT'):\n"
+                           "    pytest.skip('the extension is not built', allow_module_level=True)\n"})
+    run_gate("--pcct-update-baselines").assert_outcomes(passed=3)
+    monkeypatch.setenv("NO_EXT", "1")
+    result = run_gate()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["ERROR: * benchmark(s) with baselines were not judged: their module or "
+                                 "directory was skipped while collected: bench (the extension is not "
+                                 "built). *"])
+
+
 XFAIL_TESTS = """
 import os
 
