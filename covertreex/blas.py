@@ -31,7 +31,6 @@ from contextlib import ExitStack, contextmanager
 from functools import cache
 
 import numpy  # noqa: F401 -- loads NumPy's BLAS before the libraries are looked for
-import scipy.linalg  # noqa: F401 -- and SciPy's
 from threadpoolctl import ThreadpoolController
 
 _PREFIXES, _SUFFIXES = ("", "scipy_"), ("", "64_", "_64")
@@ -58,7 +57,10 @@ class _SharedCount:
 @cache
 def _libraries() -> tuple[list[_SharedCount], ThreadpoolController | None]:
     """The pthreads OpenBLAS libraries of this process, and a threadpoolctl controller of the other BLAS
-    libraries (None when there are none); found once."""
+    libraries (None when there are none); found once, with SciPy's loaded first (imported here, not with
+    this module: a Euclidean job never calls SciPy, and its import costs 0.2-0.4 s)."""
+    import scipy.linalg  # noqa: F401
+
     controller = ThreadpoolController().select(user_api="blas")
     shared, others = [], []
     for library in controller.lib_controllers:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 
 import numpy as np
-from scipy.linalg import LinAlgError, cholesky
 
 from covertreex import residual_range
 from covertreex.blas import one_thread
@@ -28,7 +27,6 @@ from covertreex.metrics.kernels import (
     take_rows,
 )
 from covertreex.scalars import as_bool, as_int, as_seed, positive_float
-from covertreex.triangular_solve import solve_lower_rows_in_place
 from covertreex.validation import as_points
 from covertreex.vecchia_orderings import given_permutation
 
@@ -266,6 +264,8 @@ def _solve_rows(L, U, X, kernel: str, ls: np.ndarray, variance: float) -> np.nda
     place, on every core (:mod:`covertreex.triangular_solve`): the same bits as solving a copy in one
     call on one BLAS thread, without the copies or the finiteness scan of two matrices that are finite
     by construction."""
+    from covertreex.triangular_solve import solve_lower_rows_in_place  # SciPy: only for a residual job
+
     return solve_lower_rows_in_place(L, kernel_matrix(X, U, kernel, ls, variance))
 
 
@@ -288,6 +288,8 @@ def residual_problem(
     """Build V and p exactly as DESIGN section 3 specifies (see the module docstring). X is copied
     (read-only) once. Accepted ranges of variance, lengthscale and coordinates: see
     :mod:`covertreex.residual_range` (outside them a NonFiniteError names the argument)."""
+    from scipy.linalg import LinAlgError, cholesky  # here: a Euclidean job never loads SciPy
+
     X, kernel, ls, variance = _parameters(X, kernel, lengthscale, variance)
     m, seed = _inducing_parameters(m, seed)
     inducing = inducing_indices(X.shape[0], m, seed)

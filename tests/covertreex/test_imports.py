@@ -48,3 +48,16 @@ def test_an_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="module 'covertreex' has no attribute 'CoverTre'"):
         covertreex.CoverTre  # noqa: B018
     assert set(covertreex.__all__) <= set(dir(covertreex))
+
+
+@pytest.mark.skipif(not covertreex.engine_available("rust"), reason="the rust extension is not built")
+def test_a_euclidean_job_loads_no_scipy_linear_algebra():
+    """SciPy's linear algebra (0.2-0.4 s to import: its array-API layer loads numpy.f2py) serves only the
+    residual metric's Cholesky and triangular solve; a Euclidean job no longer imports it."""
+    code = ("import numpy as np, covertreex as ct\n"
+            "X = np.random.default_rng(0).random((500, 3))\n"
+            "ct.CoverTree(engine='rust').fit(X).kneighbors(X[:5], k=3)\n"
+            "print('scipy.linalg' in sys.modules)\n"
+            "ct.CoverTree(engine='rust', metric='residual').fit(X, m=8).kneighbors(indices=[0], k=3)\n"
+            "print('scipy.linalg' in sys.modules)")
+    assert _run(f"import sys\n{code}").split() == ["False", "True"]
