@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pcct.output_paths import baselines_directory, check_report_file
+from pytest_pcct.output_paths import (
+    DEFAULT_BASELINES,
+    baselines_directory,
+    baselines_path,
+    check_report_file,
+)
 
 _STATE = pytest.StashKey[object]()
 _ACTIVE = pytest.StashKey[bool]()
 _COLLECTED = pytest.StashKey[dict]()
-DEFAULT_BASELINES = "baselines"
-"""The baseline directory (under the rootdir) when neither --pcct-baselines nor ini pcct_baselines names
-one."""
 _SKIPPED_MODULES = pytest.StashKey[dict]()
 _SKIPPED_KEY = "pcct_gate_skipped_modules"
 _RECORDER = pytest.StashKey[object]()
@@ -359,7 +361,7 @@ def _uses_the_gate(config, state) -> bool:
     skipped while collected). A project that never used it is left alone."""
     if state is not None or config.getoption("pcct_gate") or config.getini("pcct_gate"):
         return True
-    directory = Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
+    directory = baselines_path(config)
     try:
         return any(next((directory / kind).glob("*.json"), None) for kind in ("counters", "instructions"))
     except OSError:

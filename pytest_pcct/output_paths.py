@@ -26,12 +26,23 @@ def check_report_file(value, option: str, base: Path) -> None:
         raise pytest.UsageError(f"pytest-pcct: {option}={value}: the directory {path.parent} does not exist")
 
 
+DEFAULT_BASELINES = "baselines"
+"""The baseline directory (under the rootdir) when neither --pcct-baselines nor ini pcct_baselines names
+one."""
+
+
+def baselines_path(config) -> Path:
+    """Where --pcct-baselines, else ini pcct_baselines, puts the gate's baselines (under the rootdir),
+    unchecked."""
+    return Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
+
+
 def baselines_directory(config) -> Path:
     """The gate's baseline directory: --pcct-baselines, else ini pcct_baselines, under the rootdir. Refused
     before any test runs (a traceback at the first write otherwise): a path naming a file, lying under a
     file, or a broken symbolic link; in an update run, one whose nearest existing directory is not
     writable."""
-    path = Path(config.rootpath, config.getoption("pcct_baselines") or config.getini("pcct_baselines"))
+    path = baselines_path(config)
     where = f"pytest-pcct: --pcct-baselines / ini pcct_baselines names {path}"
     try:
         path.exists()

@@ -182,11 +182,14 @@ class MetricSpace:
         """Residual query data: the indexed point's V row and p where `at` names one, else the projection
         (row by row, so a row's bits do not depend on which others are projected with it)."""
         problem, known = self.problem, at >= 0
-        V = np.empty((Q.shape[0], problem.V.shape[1]))
-        p = np.empty(Q.shape[0])
-        V[known], p[known] = problem.V[at[known]], problem.p[at[known]]
-        if not known.all():
-            V[~known], p[~known] = problem.project(Q[~known])
+        if not known.any():  # new points only: the projection itself, not a copy of it
+            V, p = problem.project(Q)
+        else:
+            V = np.empty((Q.shape[0], problem.V.shape[1]))
+            p = np.empty(Q.shape[0])
+            V[known], p[known] = problem.V[at[known]], problem.p[at[known]]
+            if not known.all():
+                V[~known], p[~known] = problem.project(Q[~known])
         return _residual_data(problem, Q, V, p, min(float(p.min()), float(problem.p.min())))
 
 

@@ -116,8 +116,10 @@ class _Digest:
         only (a temporary path); everything else by type."""
         if isinstance(value, (types.ModuleType, type)) or callable(value):
             self.global_value(value)
-        elif isinstance(value, (bool, int)) or value is None or _is_integer_scalar(value):
-            self.text(f"int {int(value) if value is not None else None}")  # a size, a count
+        elif value is None:
+            self.text("None")
+        elif isinstance(value, (bool, int)) or _is_integer_scalar(value):
+            self.text(f"int {int(value)}")  # a size, a count
         elif isinstance(value, (float, complex)):  # derived from data (a fitted model's tolerance)
             self.text(type(value).__qualname__)
         elif isinstance(value, (tuple, frozenset)):

@@ -27,6 +27,11 @@ def test_zero_tolerance(pcct_engine_pair, pcct_dataset):
 
 DATASET = "euclidean gaussian d=3 n=120 q=6 queries=points seed=0"
 
+ONE_PAIR_CHECK = """
+def test_pair(pcct_engine_pair, pcct_dataset):
+    pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
+"""
+
 
 def test_a_one_ulp_distance_is_caught_in_exact_mode_and_at_zero_tolerance(wrong_engines):
     wrong_engines.makepyfile(PAIR_TESTS)
@@ -115,10 +120,7 @@ def test_counters_are_compared_and_records_validated(pytester):
                 registry.register(name, recounting(registry, change), telemetry_schema=schema_resource(),
                                   telemetry_group=PARITY_GROUP["gold"])
     """)
-    pytester.makepyfile("""
-        def test_pair(pcct_engine_pair, pcct_dataset):
-            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
-    """)
+    pytester.makepyfile(ONE_PAIR_CHECK)
     result = pytester.runpytest("--pcct-engines=gold,miscount,badrecord")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines([
@@ -217,10 +219,7 @@ def test_counters_that_only_compare_equal_are_not_equal(pytester):
             registry.register("liar", liar(registry), telemetry_schema=schema_resource(),
                               telemetry_group=PARITY_GROUP["gold"])
     """)
-    pytester.makepyfile("""
-        def test_pair(pcct_engine_pair, pcct_dataset):
-            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
-    """)
+    pytester.makepyfile(ONE_PAIR_CHECK)
     result = pytester.runpytest("--pcct-engines=gold,liar")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["E *AssertionError: gold-liar on * answers agree but telemetry differs at "
