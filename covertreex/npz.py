@@ -65,10 +65,17 @@ def read_npy(path, what: str) -> np.ndarray:
 
 def read_arrays(path, names, what: str = ".npz file") -> dict[str, np.ndarray]:
     """The members `names` of the archive at `path` (a `what`, in errors), each read only after its
-    header checks out."""
+    header checks out. A file that cannot be opened raises what `open` raises (FileNotFoundError,
+    IsADirectoryError, PermissionError, naming the path); one that opens but is no such archive is a
+    CorruptFileError."""
     path = Path(path)
+    with open(path, "rb") as fh:
+        return _members(fh, path, names, what)
+
+
+def _members(fh, path: Path, names, what: str) -> dict[str, np.ndarray]:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(fh) as archive:
             infos = {}
             for name in names:
                 try:
@@ -77,13 +84,13 @@ def read_arrays(path, names, what: str = ".npz file") -> dict[str, np.ndarray]:
                     raise CorruptFileError(f"{path}: no member {name!r}") from None
             total = 0
             for name, info in infos.items():
-                with archive.open(info) as fh:
-                    total += _claimed_bytes(fh, info.file_size, f"{path}: member {name!r}")
+                with archive.open(info) as member:
+                    total += _claimed_bytes(member, info.file_size, f"{path}: member {name!r}")
             require_memory(total, f"{path}: reading the arrays", CorruptFileError)
             arrays = {}
             for name, info in infos.items():
-                with archive.open(info) as fh:
-                    arrays[name] = npy.read_array(fh, allow_pickle=False)
+                with archive.open(info) as member:
+                    arrays[name] = npy.read_array(member, allow_pickle=False)
             return arrays
     except CorruptFileError:
         raise

@@ -155,12 +155,15 @@ def write_jsonl(path, records) -> None:
 
 
 def read_jsonl(path) -> list[dict]:
-    """Read and validate every record; a bad line raises CorruptFileError naming the file and line."""
+    """Read and validate every record; a bad line raises CorruptFileError naming the file and line, a file
+    that cannot be opened what `open` raises (FileNotFoundError, naming the path)."""
     path = Path(path)
     records = []
+    with open(path, "rb") as fh:
+        data = fh.read()
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
         raise CorruptFileError(f"{path}: cannot read telemetry file ({exc})") from exc
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -189,3 +189,15 @@ def test_invalid_record_in_jsonl_names_line(record, tmp_path):
     write_jsonl(path, [record, broken])
     with pytest.raises(CorruptFileError, match=r"bad.jsonl:2: k: 0 is less than the minimum"):
         read_jsonl(path)
+
+
+def test_a_missing_telemetry_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.jsonl"):
+        read_jsonl(tmp_path / "absent.jsonl")
+
+
+def test_a_telemetry_file_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b"\xff\xfe{}\n")
+    with pytest.raises(CorruptFileError, match="latin.jsonl"):
+        read_jsonl(path)

@@ -170,6 +170,15 @@ def test_corrupt_tree_file_names_the_file(built, tmp_path, damage):
         ct.load(path)
 
 
+
+def test_a_tree_file_that_cannot_be_opened_raises_what_open_raises(tmp_path):
+    """A missing path is a FileNotFoundError (Python's own, naming the path), not a 'corrupt' file."""
+    with pytest.raises(FileNotFoundError, match="missing.npz") as caught:
+        ct.load(tmp_path / "missing.npz")
+    assert not isinstance(caught.value, CorruptFileError)
+    with pytest.raises(IsADirectoryError):
+        ct.load(tmp_path)
+
 def test_hilbert_and_natural_orders_give_valid_trees_with_equal_answers(check_same):
     X = datasets.make("clustered", 700, 3, 8).points
     a = ct.CoverTree(order="natural").fit(X)
