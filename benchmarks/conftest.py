@@ -18,7 +18,8 @@ import pytest
 
 import covertreex as ct
 from covertreex import datasets
-from covertreex.metrics.kernels import forward_substitution_rows, kernel_matrix
+from covertreex.metrics.data import kernel_matrix
+from covertreex.metrics.kernels import forward_substitution_rows
 from covertreex.residual import JITTER, inducing_indices
 
 DEFAULT_ENGINES = "gold,rust"

@@ -31,7 +31,7 @@ import numpy as np
 from bench_args import choice_list, cpu_model, header, int_list, positive_int
 
 import covertreex as ct
-from covertreex.metrics.kernels import kernel_matrix
+from covertreex.metrics.data import kernel_matrix
 
 N, DIMS, M, K, QUERIES = 32_768, 3, 512, 50, 1024
 

@@ -38,7 +38,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'covertreex' has no attribute {name!r}")
     from covertreex.resources import require_importable_numba_threads
 
-    require_importable_numba_threads()  # the homes import Numba
+    require_importable_numba_threads()  # the homes may import Numba
     value = getattr(import_module(_HOMES[name]), name)
     globals()[name] = value
     return value

@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit
 
 from covertreex import interrupts
-from covertreex.metrics.kernels import MetricData, can_prune, distance
+from covertreex.metrics.data import MetricData
+from covertreex.metrics.kernels import can_prune, distance
 
 CHOSEN = -1.0
 """``dist`` of a point already in the order (and a subtree best when every point in it is chosen)."""

@@ -32,35 +32,13 @@ from numba import njit
 from covertreex import interrupts
 from covertreex.blas import one_thread
 from covertreex.engines.heap import offer, write_sorted
-from covertreex.metrics.kernels import (
-    EPS,
-    EUCLIDEAN,
-    MetricData,
-    bounds,
-    distance,
-    euclidean_constant,
-    operand,
-    row_factors,
-    widen,
-)
+from covertreex.metrics.data import EPS, EUCLIDEAN, MetricData, operand
+from covertreex.metrics.kernels import bounds, distance, euclidean_constant, row_factors, widen
 from covertreex.resources import available_cpus
+from covertreex.vecchia_orderings import ROOM_OVER_K
 
 BLOCK = 1024
 """Points per round's block A (its S x S GEMM) and rows per GEMM tile of the outside screen."""
-ROOM_OVER_K = 8
-"""Candidate slots per point beyond k (more slots only postpone dropping the excluded candidates)."""
-
-
-def working_bytes(data: MetricData, k: int) -> int:
-    """An upper estimate of the fused pass's memory beyond its input, gold's or rust's, for a refusal
-    before it starts: per point, 24 bytes per operand column (gold's block copies of operand rows, rust's
-    pool copy) and 96 per neighbour (the answer, the upper bounds, the candidates). Measured growth of the
-    peak RSS per point at N = 16,384, m = 512 (2026-12-05, AMD EPYC): rust 9.3 KB at k = 50 and 22.1 KB at
-    k = 200, gold 12.9 and 17.4 KB; this estimate gives 17.1 and 31.5 KB."""
-    rows, width = operand(data).shape
-    return rows * (24 * width + 96 * k)
-
-
 @njit(cache=True)
 def _key_bound(metric, d):
     """An upper bound on the screening key of a pair whose canonical distance is d, so that a pair whose

@@ -18,10 +18,9 @@ from covertreex.digest import array_digest
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError, unknown_name
 from covertreex.interrupts import deferring
 from covertreex.kinds import KERNELS
-from covertreex.metrics.kernels import (
-    forward_substitution_rows,
+from covertreex.metrics.data import (
+    forward_substitution,
     kernel_matrix,
-    read_only,
     residual_variance_of_norms,
     squared_norms,
     take_rows,
@@ -219,8 +218,8 @@ class ResidualProblem:
     @deferring
     def project(self, Q) -> tuple[np.ndarray, np.ndarray]:
         """V rows and p for new points Q, using the stored inducing points and Cholesky factor. Each row
-        is solved on its own in a fixed operation order (:func:`forward_substitution_rows`), so a point's
-        V row, and every distance to it, is the same whatever batch it is queried in."""
+        is solved on its own in a fixed operation order (:func:`forward_substitution`),
+        so a point's V row, and every distance to it, is the same whatever batch it is queried in."""
         if self.cholesky_factor is None:
             raise InvalidInputError(
                 "this residual problem was built from a given V, so new query coordinates cannot be "
@@ -229,7 +228,7 @@ class ResidualProblem:
         residual_range.check_coordinates(Q, self.lengthscale, "queries")
         U = self.X[self.inducing]
         K_qu = kernel_matrix(Q, U, self.kernel, self.lengthscale, self.variance)
-        Vq = forward_substitution_rows(read_only(np.asfortranarray(self.cholesky_factor)), K_qu)
+        Vq = forward_substitution(self.cholesky_factor, K_qu)
         return Vq, residual_variance(Vq, self.variance, "V of the queries")
 
 

@@ -20,20 +20,33 @@ from typing import NamedTuple
 
 import numpy as np
 
-from covertreex import tree_checks, tree_structure
 from covertreex.digest import array_digest
 from covertreex.errors import CorruptFileError, InputTypeError, InvalidInputError
 from covertreex.interrupts import deferring
 from covertreex.kinds import METRICS
-from covertreex.levels import DUPLICATE_LEVEL
 from covertreex.metrics import MetricSpace
-from covertreex.metrics.kernels import read_only
+from covertreex.metrics.data import read_only
 from covertreex.npz import read_arrays
 from covertreex.resources import require_sane_numba_threads
 
 FORMAT_VERSION = 2
 """Version 2 added ``subtree_min``; a version 1 file is refused (rebuild the tree and save it again)."""
-_ARRAYS = tuple(tree_structure.DTYPES)
+DTYPES = {
+    "levels": np.dtype(np.int64),
+    "parents": np.dtype(np.int64),
+    "child_offsets": np.dtype(np.int64),
+    "children": np.dtype(np.int64),
+    "radius": np.dtype(np.float64),
+    "insertion_order": np.dtype(np.int64),
+    "is_copy": np.dtype(np.bool_),
+    "subtree_min": np.dtype(np.int64),
+}
+"""Every array of a tree and its dtype, in the order of the :class:`Tree` fields (and of a saved file).
+
+The checks and kernels over these arrays (:mod:`covertreex.tree_checks`, :mod:`covertreex.tree_structure`,
+:mod:`covertreex.levels`) are Numba code, imported by the functions below that use them: a query on the
+dense path never loads Numba."""
+_ARRAYS = tuple(DTYPES)
 _SCALARS = ("format_version", "root", "metric", "space_digest")
 
 
@@ -79,6 +92,8 @@ class Tree:
     def level_range(self) -> tuple[int, int]:
         """(highest, lowest) level among nodes that are not duplicates (read once: every query's walk and
         telemetry ask, and the arrays are read-only)."""
+        from covertreex.levels import DUPLICATE_LEVEL
+
         real = self.levels[self.levels != DUPLICATE_LEVEL]
         return int(real.max()), int(real.min())
 
@@ -214,6 +229,8 @@ def assemble(
 ) -> Tree:
     """Finish a build: CSR children in canonical order and the exact-copy flags, shared by all engines.
     `evaluations` is the build's distance-evaluation count, kept on the tree as a work counter."""
+    from covertreex import tree_checks, tree_structure
+
     n = levels.shape[0]
     roots = np.flatnonzero(parents < 0)
     if roots.shape[0] != 1:
@@ -252,6 +269,8 @@ def _scalar(path: Path, name: str, value: np.ndarray, kind: str):
 
 def _walkable_problem(tree: Tree) -> str:
     """The O(n) checks that make a tree safe for any engine to walk (see covertreex.tree_structure)."""
+    from covertreex import tree_structure
+
     return (
         tree_structure.array_problem(tree)
         or tree_structure.structure_problem(tree)
@@ -309,6 +328,8 @@ def checked(tree, space: MetricSpace) -> Tree:
     level's cover of its parent (invariant 2, one distance per node) and every radius against its
     descendants' distances (one distance per node and ancestor). Raises CorruptFileError naming the file
     for a loaded tree, InvalidInputError otherwise; the full invariants stay with :func:`validate`."""
+    from covertreex import tree_checks, tree_structure
+
     _require_tree(tree)
     error = CorruptFileError if tree.source else InvalidInputError
     label = f"tree file {tree.source}" if tree.source else "tree"
@@ -342,6 +363,8 @@ def _built_on(tree: Tree, space: MetricSpace) -> bool:
 def validate(tree: Tree, space: MetricSpace) -> None:
     """Check the four invariants of DESIGN section 4 and the exact-copy flags; raise InvalidInputError
     naming the first bad node (InputTypeError when `tree` or `space` is not one)."""
+    from covertreex import tree_checks, tree_structure
+
     _require_tree(tree)
     if not isinstance(space, MetricSpace):
         raise InputTypeError(f"space must be a covertreex MetricSpace, got {type(space).__name__}")

@@ -14,7 +14,8 @@ from numba import njit, prange
 
 from covertreex.interrupts import deferring
 from covertreex.levels import DUPLICATE_LEVEL as _DUP
-from covertreex.metrics.kernels import distance, read_only
+from covertreex.metrics.data import read_only
+from covertreex.metrics.kernels import distance
 
 OK, COVER_LEVEL, COVER_DISTANCE = 0, 1, 2
 

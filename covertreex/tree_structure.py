@@ -14,19 +14,8 @@ from numba import njit
 
 from covertreex.interrupts import deferring
 from covertreex.levels import DUPLICATE_LEVEL, HIGHEST_LEVEL, LOWEST_LEVEL
-from covertreex.metrics.kernels import read_only
-
-DTYPES = {
-    "levels": np.dtype(np.int64),
-    "parents": np.dtype(np.int64),
-    "child_offsets": np.dtype(np.int64),
-    "children": np.dtype(np.int64),
-    "radius": np.dtype(np.float64),
-    "insertion_order": np.dtype(np.int64),
-    "is_copy": np.dtype(np.bool_),
-    "subtree_min": np.dtype(np.int64),
-}
-"""Every array of a tree and its dtype, in the order of :data:`covertreex.tree.ARRAYS`."""
+from covertreex.metrics.data import read_only
+from covertreex.tree import DTYPES
 
 
 def expected_lengths(n: int) -> dict[str, int]:

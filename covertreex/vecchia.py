@@ -31,7 +31,6 @@ from covertreex.api import CoverTree
 from covertreex.engines import engine_available, engine_names
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS
-from covertreex.maximin_dense import maximin_with_neighbors, working_bytes
 from covertreex.metrics import MetricSpace
 from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.resources import require_answer_memory, require_memory
@@ -132,12 +131,12 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress):
     """(order, neighbour positions, distances, evaluations) of the maximin pass fused with the neighbour
     search: rust's when the rust engine is chosen, else gold's (the same order and rows, bit for bit)."""
     space = MetricSpace.create(metric, data)
-    require_memory(working_bytes(space.data, k),
+    require_memory(vecchia_orderings.working_bytes(space.data, k),
                    f"the maximin pass over {space.n_points} points with k = {k} neighbours each")
     if _rust_chosen(engine):
         from covertreex.engines.rust import maximin_with_neighbors as run
     else:
-        run = maximin_with_neighbors
+        from covertreex.maximin_dense import maximin_with_neighbors as run  # Numba: gold's pass only
     return run(space.data, vecchia_orderings.first_point(space.data.X), k, progress)
 
 

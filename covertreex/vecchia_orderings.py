@@ -16,6 +16,7 @@ import numpy as np
 
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import ORDERINGS
+from covertreex.metrics.data import MetricData, operand
 
 if TYPE_CHECKING:  # the maximin walk (Numba) loads on first use, not for the CLI's --help
     from covertreex.metrics import MetricSpace
@@ -101,3 +102,19 @@ def simple(name: str, n_points: int, seed: int) -> np.ndarray:
     if name == "natural":
         return np.arange(n_points, dtype=np.int64)
     return np.random.default_rng(seed).permutation(n_points).astype(np.int64)
+
+
+# --- The fused maximin pass's room (gold's covertreex.maximin_dense and rust's share them) ----------
+
+ROOM_OVER_K = 8
+"""Candidate slots per point beyond k (more slots only postpone dropping the excluded candidates)."""
+
+
+def working_bytes(data: MetricData, k: int) -> int:
+    """An upper estimate of the fused pass's memory beyond its input, gold's or rust's, for a refusal
+    before it starts: per point, 24 bytes per operand column (gold's block copies of operand rows, rust's
+    pool copy) and 96 per neighbour (the answer, the upper bounds, the candidates). Measured growth of the
+    peak RSS per point at N = 16,384, m = 512 (2026-12-05, AMD EPYC): rust 9.3 KB at k = 50 and 22.1 KB at
+    k = 200, gold 12.9 and 17.4 KB; this estimate gives 17.1 and 31.5 KB."""
+    rows, width = operand(data).shape
+    return rows * (24 * width + 96 * k)

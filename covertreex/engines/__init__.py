@@ -1,6 +1,6 @@
 """The engine registry: one name -> factory table; unknown names list the known ones.
 
-The shared interface (:mod:`covertreex.engines.base`, which needs Numba) is imported on first use, so
+The shared interface (:mod:`covertreex.engines.base`, which needs NumPy) is imported on first use, so
 listing engine names stays cheap.
 """
 

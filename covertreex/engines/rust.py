@@ -30,6 +30,7 @@ from covertreex.engines.schedule import Schedule
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.ordering import hilbert_order
 from covertreex.tree import Tree, assemble
+from covertreex.vecchia_orderings import ROOM_OVER_K
 
 _METRIC_DTYPES = {"lengthscale": np.float64, "X": np.float64, "V": np.float64, "P": np.float64}
 _TREE_DTYPES = {
@@ -139,7 +140,6 @@ def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int =
     (order, neighbour positions, distances, canonical evaluations) signature and the same order and rows,
     bit for bit; its evaluation count differs (the rust screening bound is not gold's). `threads` None:
     rayon's global pool; nothing returned depends on it."""
-    from covertreex.maximin_dense import ROOM_OVER_K
 
     order, indices, distances, evaluations, _ = _extension().maximin(
         _canonical(data, _METRIC_DTYPES), first, k, block,

@@ -1,8 +1,9 @@
 """Canonical distances (Numba, float64, fixed operation order) and the metric-space wrapper engines use.
 
-The names of the metrics and kernels live in :mod:`covertreex.kinds`. The metric space is imported on first
-use (PEP 562), which also lets :mod:`covertreex.residual` import ``covertreex.metrics.kernels`` while the
-space imports residual.
+The names of the metrics and kernels live in :mod:`covertreex.kinds`; the jitted formulas in
+:mod:`covertreex.metrics.kernels`, the data they read and V's building blocks (no Numba) in
+:mod:`covertreex.metrics.data`. The metric space is imported on first use (PEP 562), which also lets
+:mod:`covertreex.residual` import ``covertreex.metrics.data`` while the space imports residual.
 """
 
 from importlib import import_module

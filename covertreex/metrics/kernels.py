@@ -16,8 +16,11 @@ Bitwise parity across engines depends on this exact operation order: sums run se
 no fastmath (so no FMA contraction or reassociation), libm ``exp`` and IEEE ``sqrt``. The Rust twin is
 rust/core/src/metric.rs, line for line. Below the formulas are the bounds that keep exactness despite
 rounding: the pruning slack of the tree walk (:func:`lower`, :func:`upper`, :func:`can_prune`; see
-docs/parity.md), the dense paths' screening interval (:func:`bounds`), and the brute GEMM's error
-(:func:`euclidean_constant`, :func:`residual_d2_error`).
+docs/parity.md; the slack of one evaluation is :func:`covertreex.metrics.data.residual_slack`), the dense
+paths' screening interval (:func:`bounds`), and the brute GEMM's error (:func:`euclidean_constant`,
+:func:`covertreex.metrics.data.residual_d2_error`). The kind codes, ``MetricData`` and V's building
+blocks (which call these kernels only where the rust extension is not built) are in
+:mod:`covertreex.metrics.data`, which imports no Numba.
 """
 
 from __future__ import annotations
@@ -28,49 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from covertreex.errors import InputTypeError, InvalidInputError
-from covertreex.interrupts import deferring
-from covertreex.kinds import KERNELS, METRICS
-
-EUCLIDEAN = METRICS.index("euclidean")
-RESIDUAL = METRICS.index("residual")
-RBF = KERNELS.index("rbf")
-MATERN52 = KERNELS.index("matern52")
-P_FLOOR = 1e-9
-"""The clamp of the residual variance p (DESIGN section 3)."""
-EPS = float(np.finfo(np.float64).eps)
-
-
-class MetricData(NamedTuple):
-    """Everything a distance needs, as plain arrays Numba (and Rust) can take."""
-
-    metric: int
-    kernel: int
-    variance: float
-    lengthscale: np.ndarray  # (d,)
-    X: np.ndarray  # (n, d)
-    V: np.ndarray  # (n, m); (n, 0) for Euclidean
-    P: np.ndarray  # (n,); ones for Euclidean
-    slack: float  # Euclidean: relative error bound; residual: bound on |computed d^2 - exact d^2|
-
-    def sealed(self) -> MetricData:
-        """The same data with read-only views of its arrays (see :func:`read_only`)."""
-        return self._replace(lengthscale=read_only(self.lengthscale), X=read_only(self.X),
-                             V=read_only(self.V), P=read_only(self.P))
-
-
-def read_only(array: np.ndarray) -> np.ndarray:
-    """A read-only view of `array` (the caller's array keeps its own flags).
-
-    Numba compiles a jitted function once per combination of its arguments' types, and a read-only array
-    is another type than a writeable one: with MetricData, query sets and tree arrays of mixed flags, the
-    gold query was compiled up to nine times in one test process (20-30 s each). Everything handed to
-    jitted code is therefore read-only, one type per argument.
-    """
-    view = array.view()
-    view.flags.writeable = False
-    return view
-
+from covertreex.metrics.data import EPS, EUCLIDEAN, RBF, MetricData, operand
 
 # --- The formulas -------------------------------------------------------------------------------------
 
@@ -99,27 +60,6 @@ def kernel_block(A, B, kernel, lengthscale, variance):
     return out
 
 
-def _rust_twin(name: str):
-    """The rust extension's twin of a function below where it is built (rust/core/src/kernel_matrix.rs:
-    the same formulas in the same order, so the same bits), else None. V's construction goes through it so
-    that a rust job never starts Numba, whose first call in a process loads its compiler (~0.25 s)."""
-    from covertreex.engines.rust import _extension  # here: engines import this module
-
-    return getattr(_extension(), name, None)
-
-
-@deferring
-def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
-    """k(A, B) for a kernel named as in :data:`covertreex.kinds.KERNELS` (see :func:`kernel_block`)."""
-    A = read_only(np.ascontiguousarray(A, dtype=np.float64))
-    B = read_only(np.ascontiguousarray(B, dtype=np.float64))
-    lengthscale = read_only(np.ascontiguousarray(lengthscale, dtype=np.float64))
-    twin = _rust_twin("kernel_matrix")
-    if twin is not None:
-        return twin(A, B, lengthscale, KERNELS.index(kernel), float(variance))
-    return kernel_block(A, B, KERNELS.index(kernel), lengthscale, float(variance))
-
-
 @njit(cache=True, parallel=True)
 def forward_substitution_rows(L, K):
     """Row i of the result solves L v = K_i (L lower triangular), each v_t = (K_it - sum_{s<t} L_ts v_s)
@@ -136,15 +76,6 @@ def forward_substitution_rows(L, K):
     return out
 
 
-@deferring
-def squared_norms(V) -> np.ndarray:
-    """||V_i||^2 of every row, summed over the columns in order (:func:`squared_norms_block`, or its rust
-    twin where the extension is built)."""
-    V = np.ascontiguousarray(V, dtype=np.float64)
-    twin = _rust_twin("squared_norms")
-    return squared_norms_block(V) if twin is None else twin(V)
-
-
 @njit(cache=True, parallel=True)
 def squared_norms_block(V):
     """||V_i||^2 of every row, summed over the columns in order."""
@@ -155,31 +86,6 @@ def squared_norms_block(V):
             acc += V[i, c] * V[i, c]
         out[i] = acc
     return out
-
-
-def take_rows(V, order) -> np.ndarray:
-    """``V[order]`` for int64 row indices, as a new C-contiguous array: copied in parallel by the rust twin
-    where it is built (into memory NumPy does not ask transparent huge pages for: on this project's virtual
-    machine those fault in slowly, 0.3 s against 0.04 s per 128 MB, docs/vecchia.md), else by NumPy."""
-    V = np.ascontiguousarray(V, dtype=np.float64)
-    order = np.asarray(order)
-    if order.ndim != 1 or not (np.issubdtype(order.dtype, np.integer) or order.size == 0):
-        raise InputTypeError(f"order must be a 1-d array of integer row indices, got {order.dtype} with "
-                             f"shape {order.shape}")
-    order = order.astype(np.int64, copy=False)
-    twin = _rust_twin("take_rows")
-    if twin is not None:
-        return twin(V, order)  # checks the range itself, with the same message
-    outside = np.flatnonzero((order < 0) | (order >= V.shape[0]))
-    if outside.size:
-        first = outside[0]
-        raise InvalidInputError(f"order[{first}] = {order[first]} is out of range [0, {V.shape[0]})")
-    return V[order]
-
-
-def residual_variance_of_norms(squared_norms: np.ndarray, variance: float) -> np.ndarray:
-    """p_i = max(s2 - ||V_i||^2, 1e-9), from the squared norms of :func:`squared_norms`."""
-    return np.maximum(variance - squared_norms, P_FLOOR)
 
 
 @njit(cache=True)
@@ -220,23 +126,6 @@ def residual_from_dot(A, a, B, b, dot):
 
 
 # --- Rounding bounds of one evaluation, and the tree walk's pruning ------------------------------------
-
-
-def euclidean_slack(n_dims: int) -> float:
-    """Relative error bound of a computed Euclidean distance (d subtractions, squares, sums, one sqrt)."""
-    return 4.0 * (n_dims + 4) * EPS
-
-
-def residual_d2_error(n_inducing: int, n_dims: int, variance, scale):
-    """Bound on |computed d^2 - exact d^2| of one residual evaluation in any summation order, for a pair
-    with ``sqrt(p_i p_j) >= scale``: the numerator k - V.V carries about (m + d) ulps of s2, dividing by
-    sqrt(p_i p_j) scales it up, and a factor 8 covers the remaining roundings."""
-    return 8.0 * (n_inducing + n_dims + 8) * EPS * variance / scale
-
-
-def residual_slack(n_inducing: int, n_dims: int, variance: float, p_min: float) -> float:
-    """:func:`residual_d2_error` for every pair of a space whose smallest p is `p_min`."""
-    return residual_d2_error(n_inducing, n_dims, variance, p_min)
 
 
 @njit(cache=True)
@@ -326,11 +215,6 @@ class RowFactors(NamedTuple):
 
     scale: np.ndarray
     error: np.ndarray
-
-
-def operand(data: MetricData) -> np.ndarray:
-    """The GEMM operand of a metric: V for the residual metric, the coordinates for Euclidean."""
-    return data.X if data.metric == EUCLIDEAN else data.V
 
 
 def row_factors(data: MetricData) -> RowFactors:

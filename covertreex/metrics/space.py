@@ -15,7 +15,7 @@ import numpy as np
 from covertreex.digest import array_digest
 from covertreex.errors import InputTypeError, InvalidInputError, NonFiniteError, unknown_name
 from covertreex.kinds import KERNELS, METRICS
-from covertreex.metrics.kernels import (
+from covertreex.metrics.data import (
     EUCLIDEAN,
     RBF,
     RESIDUAL,

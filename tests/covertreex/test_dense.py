@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import covertreex as ct
 from covertreex import datasets
-from covertreex.metrics.kernels import EPS, gamma, operand, row_factors
+from covertreex.metrics.data import EPS, operand
+from covertreex.metrics.kernels import gamma, row_factors
 
 TREE_ENGINES = ("gold", "rust")
 KINDS = ("gaussian", "lattice", "duplicates", "clustered")

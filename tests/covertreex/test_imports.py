@@ -39,7 +39,9 @@ def test_pcct_help_argument_errors_and_presets_load_no_numpy_numba_or_scipy(argv
     assert _heavy_modules_after(code) == []
 
 
-@pytest.mark.parametrize("first", sorted({*covertreex._HOMES.values(), "covertreex.metrics.kernels"}))
+@pytest.mark.parametrize("first", sorted({*covertreex._HOMES.values(), "covertreex.metrics.kernels",
+                                           "covertreex.metrics.data", "covertreex.tree_structure",
+                                           "covertreex.maximin_dense", "covertreex.hilbert_curve"}))
 def test_every_public_name_resolves_whichever_module_is_imported_first(first):
     _run(f"import {first}\nimport covertreex\nfor name in covertreex.__all__:\n    getattr(covertreex, name)")
 
@@ -61,3 +63,23 @@ def test_a_euclidean_job_loads_no_scipy_linear_algebra():
             "ct.CoverTree(engine='rust', metric='residual').fit(X, m=8).kneighbors(indices=[0], k=3)\n"
             "print('scipy.linalg' in sys.modules)")
     assert _run(f"import sys\n{code}").split() == ["False", "True"]
+
+
+@pytest.mark.skipif(not covertreex.engine_available("rust"), reason="the rust extension is not built")
+def test_a_rust_job_on_the_dense_path_loads_no_numba():
+    """Numba's import is 0.2 s of a fresh process; a rust job that never builds a tree (path 'auto' takes
+    the dense path at these sizes) needs none of its kernels: V's building blocks and query points' V rows
+    are the extension's twins. The tree path still needs it (the tree's arrays are finished by Numba code)."""
+    code = ("import sys, numpy as np, covertreex as ct\n"
+            "X = np.random.default_rng(0).random((3000, 3))\n"
+            "ct.CoverTree(engine='rust').fit(X).kneighbors(X[:5] + 0.01, k=3)\n"
+            "model = ct.CoverTree(engine='rust', metric='residual').fit(X, m=16)\n"
+            "model.kneighbors(indices=[0, 1], k=3)\n"
+            "model.kneighbors(X[:4] + 0.01, k=3)\n"
+            "model.kneighbors(k=3, predecessor=True)\n"
+            "ct.vecchia_neighbors(X, 5, ordering='maximin', m=16)\n"
+            "ct.vecchia_neighbors(X, 5, ordering='maximin-residual', metric='euclidean', m=16)\n"
+            "print('numba' in sys.modules)\n"
+            "ct.CoverTree(engine='rust', path='tree').fit(X)\n"
+            "print('numba' in sys.modules)")
+    assert _run(code).split() == ["False", "True"]

@@ -113,7 +113,7 @@ def test_v_bits_are_the_recipes_solve_of_k_ux(kernel, n, d, m):
     from scipy.linalg import solve_triangular
 
     from covertreex.blas import one_thread
-    from covertreex.metrics.kernels import kernel_matrix
+    from covertreex.metrics.data import kernel_matrix
 
     rng = np.random.default_rng(n + d + m)
     X, Q = rng.normal(size=(n, d)) * 2.0, rng.normal(size=(11, d))

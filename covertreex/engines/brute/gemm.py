@@ -13,7 +13,8 @@ import numpy as np
 from covertreex import interrupts
 from covertreex.engines.brute.kernels import scan_candidates
 from covertreex.metrics import MetricSpace, QuerySet
-from covertreex.metrics.kernels import euclidean_constant, kernel_matrix, residual_d2_error
+from covertreex.metrics.data import kernel_matrix, residual_d2_error
+from covertreex.metrics.kernels import euclidean_constant
 
 
 def _approx_sq_distances(space: MetricSpace, queries: QuerySet, rows: np.ndarray):

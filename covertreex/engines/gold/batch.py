@@ -44,7 +44,8 @@ from covertreex.engines.gold.build import (
 from covertreex.engines.gold.tile import residual_block
 from covertreex.interrupts import check, deferring
 from covertreex.levels import DUPLICATE_LEVEL, level_below
-from covertreex.metrics.kernels import RESIDUAL, can_prune, distance
+from covertreex.metrics.data import RESIDUAL
+from covertreex.metrics.kernels import can_prune, distance
 
 TASK_POINTS = 32
 """Most points of one parallel task: a node that many points expand (the root's children first) is split

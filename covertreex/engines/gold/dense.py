@@ -30,11 +30,11 @@ from covertreex.blas import one_thread
 from covertreex.counters import N_QUERY_COUNTERS, QueryCounter
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.metrics.data import operand
 from covertreex.metrics.kernels import (
     bounds,
     distance,
     euclidean_constant,
-    operand,
     row_factors,
     self_key,
     widen,

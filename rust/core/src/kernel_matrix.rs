@@ -1,10 +1,10 @@
-//! The two matrices V's construction needs (DESIGN section 3), with the metric's canonical formulas:
-//! the kernel k(A_i, B_j) of every row pair and every row's squared norm; and V's rows in a new order
-//! (a Vecchia ordering). covertreex/metrics/kernels.py calls them through the extension where it is
-//! built, so that a rust job never starts Numba (whose first call in a process loads its compiler, about
-//! 0.25 s), and its Numba or NumPy twins otherwise. Each value is one element's sequential formula
-//! (libm's `exp` included) or a copy, so both give the same bits on any thread count;
-//! tests/covertreex/test_kernel_twins.py compares them.
+//! The matrices V's construction needs (DESIGN section 3), with the metric's canonical formulas: the
+//! kernel k(A_i, B_j) of every row pair and every row's squared norm; V's rows in a new order (a Vecchia
+//! ordering); and the forward substitution that gives a query point its V row. covertreex/metrics/data.py
+//! calls them through the extension where it is built, so that a rust job never loads Numba (its import
+//! is about 0.2 s of a fresh process), and their Numba or NumPy twins otherwise. Each value is one
+//! element's (or row's) sequential formula (libm's `exp` included) or a copy, so both give the same bits
+//! on any thread count; tests/covertreex/test_kernel_twins.py compares them.
 
 use rayon::prelude::*;
 
@@ -134,6 +134,37 @@ pub fn squared_norms(v: Matrix) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Row i of the result solves `L v = K_i` (L: m x m lower triangular, K: n x m, both row-major):
+/// `v_t = (K_it - sum_{s<t} L_ts v_s) / L_tt`, the sum in index order, each row on its own, so a row's
+/// bits never depend on the other rows or the thread count (covertreex.metrics.kernels'
+/// `forward_substitution_rows`, line for line: a query point's V row).
+pub fn forward_substitution_rows(l: Matrix, k: Matrix) -> Result<Vec<f64>> {
+    let m = k.cols();
+    check_sizes(&[
+        ("forward substitution: rows of L", m, l.rows()),
+        ("forward substitution: columns of L", m, l.cols()),
+    ])?;
+    let mut out = zeros(k.rows().checked_mul(m), "forward substitution: cells")?;
+    if m == 0 {
+        return Ok(out);
+    }
+    out.par_chunks_mut(ROWS.saturating_mul(m))
+        .zip(k.values().par_chunks(ROWS.saturating_mul(m)))
+        .for_each(|(solved, given)| {
+            for (v, row) in solved.chunks_exact_mut(m).zip(given.chunks_exact(m)) {
+                for t in 0..m {
+                    let l_row = l.row(t);
+                    let mut acc = row[t];
+                    for s in 0..t {
+                        acc -= l_row[s] * v[s];
+                    }
+                    v[t] = acc / l_row[t];
+                }
+            }
+        });
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +193,29 @@ mod tests {
             let want = ((0.0 + row[0] * row[0]) + row[1] * row[1]) + row[2] * row[2];
             assert_eq!(norm.to_bits(), want.to_bits());
         }
+    }
+
+    #[test]
+    fn forward_substitution_solves_each_row_in_index_order() {
+        let l = [2.0, 0.0, 0.0, 0.5, 1.5, 0.0, -0.25, 0.75, 3.0];
+        let k: Vec<f64> = (0..7 * 3).map(|i| (i as f64 * 0.61).sin()).collect();
+        let out = forward_substitution_rows(matrix(&l, 3, 3), matrix(&k, 7, 3)).unwrap();
+        for (v, row) in out.chunks_exact(3).zip(k.chunks_exact(3)) {
+            let v0 = row[0] / 2.0;
+            let v1 = (row[1] - 0.5 * v0) / 1.5;
+            let v2 = ((row[2] - -0.25 * v0) - 0.75 * v1) / 3.0;
+            assert_eq!(
+                v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                [v0, v1, v2].map(f64::to_bits)
+            );
+        }
+        assert!(forward_substitution_rows(matrix(&l, 3, 3), matrix(&k[..14], 7, 2)).is_err());
+        assert!(forward_substitution_rows(matrix(&l[..6], 2, 3), matrix(&k, 7, 3)).is_err());
+        assert!(
+            forward_substitution_rows(matrix(&[], 0, 0), matrix(&[], 4, 0))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -419,7 +419,7 @@ fn maximin<'py>(
 }
 
 /// k(A_i, B_j) of every row pair of the kernel with integer code `kernel`, as a new (n_a, n_b) array:
-/// the rust twin of covertreex.metrics.kernels.kernel_matrix, the same bits (V's construction).
+/// the rust twin of covertreex.metrics.data.kernel_matrix's Numba kernel, the same bits (V's construction).
 #[pyfunction]
 fn kernel_matrix<'py>(
     py: Python<'py>,
@@ -444,7 +444,7 @@ fn kernel_matrix<'py>(
 }
 
 /// ||V_i||^2 of every row, summed over the columns in order: the rust twin of
-/// covertreex.metrics.kernels.squared_norms, the same bits.
+/// covertreex.metrics.kernels.squared_norms_block, the same bits.
 #[pyfunction]
 fn squared_norms<'py>(
     py: Python<'py>,
@@ -457,8 +457,25 @@ fn squared_norms<'py>(
     Ok(norms.into_pyarray(py))
 }
 
+/// Row i solves L v = K_i (L lower triangular m x m, K n x m), each row in index order on its own: the rust
+/// twin of covertreex.metrics.kernels.forward_substitution_rows, the same bits (query points' V rows).
+#[pyfunction]
+fn forward_substitution_rows<'py>(
+    py: Python<'py>,
+    l: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let (l, k) = (array2(l, "L")?, array2(k, "K")?);
+    let ((l_rows, l_cols), (n, m)) = ((l.shape()[0], l.shape()[1]), (k.shape()[0], k.shape()[1]));
+    let error = |e| errors::core_error(py, &e);
+    let l = Matrix::new("L", slice(py, &l, "L")?, l_rows, l_cols).map_err(error)?;
+    let k = Matrix::new("K", slice(py, &k, "K")?, n, m).map_err(error)?;
+    let rows = without_gil(py, || kernels::forward_substitution_rows(l, k))?;
+    matrix(py, rows, n, m)
+}
+
 /// V's rows in `order` (int64 dataset indices), as a new (len(order), m) array copied in parallel: the
-/// rust twin of `V[order]` (covertreex.metrics.kernels.take_rows); an index out of range is an error.
+/// rust twin of `V[order]` (covertreex.metrics.data.take_rows); an index out of range is an error.
 #[pyfunction]
 fn take_rows<'py>(
     py: Python<'py>,
@@ -500,6 +517,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernel_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(squared_norms, m)?)?;
     m.add_function(wrap_pyfunction!(take_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(forward_substitution_rows, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(available_threads, m)?)?;
     Ok(())
