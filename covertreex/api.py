@@ -85,6 +85,9 @@ class CoverTree:
     >>> dist, idx = tree.kneighbors(k=10, predecessor=True)  # Vecchia: each point among j < i
 
     Options (see :data:`covertreex.config.KNOBS`) are fixed at construction into one immutable Config.
+    Each engine reads the knobs that concern it (``mode`` and ``query_block``: rust only; ``brute_variant``
+    and ``gemm_block``: brute only; the tree, dense and schedule knobs: gold and rust) and ignores the rest,
+    so one set of options can configure a comparison across engines; no knob ever changes an answer.
     A preset (``preset=``, or the COVERTREEX_PRESET environment variable; see
     :mod:`covertreex.presets`) supplies the metric and the options that are not passed explicitly.
 

@@ -202,6 +202,21 @@ def test_dense_counters_are_deterministic_across_threads_and_engines():
         assert engine_runs[0].telemetry["counters"] == engine_runs[1].telemetry["counters"]
 
 
+
+@pytest.mark.parametrize("engine", TREE_ENGINES)
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+@pytest.mark.parametrize("n_queries", [2, 3, 5, 9])
+def test_a_small_batch_has_the_same_counters_on_any_thread_count(engine, metric, n_queries):
+    """Gold cut a small batch into one block per worker, and BLAS rounds a one-row product otherwise than a
+    three-row one: 3 queries far from the origin screened other candidates on 2 threads than on 1."""
+    X = np.random.default_rng(20).uniform(size=(4000, 3)) + 1e6
+    data = X if metric == "euclidean" else ct.residual_problem(X - 1e6, m=32, seed=1)
+    queries = (X[:n_queries] + 1e-3) if metric == "euclidean" else None
+    ask = {"indices": np.arange(n_queries)} if queries is None else {}
+    runs = [_dense(engine, metric, data, threads=t).query(queries, k=10, **ask) for t in (1, 2)]
+    assert runs[0].telemetry["counters"] == runs[1].telemetry["counters"]
+    assert np.array_equal(runs[0].counters.per_query, runs[1].counters.per_query)
+
 def test_auto_picks_dense_for_the_flat_residual_metric():
     X = datasets.gaussian(4096, 3, 42)
     model = ct.CoverTree(engine="rust", metric="residual", path="auto").fit(
