@@ -277,6 +277,8 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     ranges_per_worker = as_int(ranges_per_worker, "ranges_per_worker")
     if ranges_per_worker < 1:
         raise InvalidInputError(f"ranges_per_worker must be >= 1, got {ranges_per_worker}")
+    if client.status != "running":  # lost before the job: Dask's reconnect would hold every call below
+        raise _lost_scheduler(client)
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
                                   workers * ranges_per_worker)
@@ -299,6 +301,8 @@ def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
     parts: list = [None] * len(ranges)
     lost = list(range(len(ranges)))
     for scatter in range(1, SCATTERS + 1):
+        if client.status != "running":  # Dask cancelled the ranges to reconnect: a copy would wait out its
+            raise _lost_scheduler(client)  # whole reconnect window (the client's timeout) before failing
         shared = _scatter(client, index)
         if shared is None:  # a worker died during the copies, or the scheduler did
             if client.status != "running":

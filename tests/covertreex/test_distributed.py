@@ -162,6 +162,49 @@ def test_an_unreachable_scheduler_fails_before_any_work_even_when_no_cluster_is_
         ct.vecchia_neighbors(X, 3, scheduler="tcp://127.0.0.1:1", progress=no_work_expected)
 
 
+
+def _until(condition, seconds: float = 120.0) -> bool:
+    """Whether `condition()` came to hold (polled; the bound only ends a wait that would never end)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@contextlib.contextmanager
+def _scheduler_process(tmp_path):
+    """A `dask scheduler` in a process of its own (so that the test can kill it): (process, address)."""
+    file = tmp_path / "scheduler.json"
+    process = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0",
+                                "--dashboard-address", ":0", "--scheduler-file", str(file), "--no-show"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _until(lambda: file.exists() and file.stat().st_size > 0), "the scheduler never started"
+        yield process, json.loads(file.read_text())["address"]
+    finally:
+        process.kill()
+        process.wait(60)
+
+
+def test_a_lost_scheduler_fails_the_job_at_once_not_after_dasks_reconnect(tmp_path, monkeypatch):
+    """Dask reconnects for the client's timeout (an hour here) and holds every call meanwhile: the job
+    waited that long before it failed (10 s with the default). It fails while Dask is still trying."""
+    monkeypatch.setattr(distributed, "CONNECT_SECONDS", 3600)
+    index = distributed.prepare(np.random.default_rng(1).normal(size=(200, 2)), 3, metric="euclidean",
+                                predecessor=True)
+    with _scheduler_process(tmp_path) as (process, address), distributed.connected(address) as client:
+        process.kill()
+        process.wait(60)
+        assert _until(lambda: client.status != "running")
+        for job in (lambda: distributed.run(index, client),  # lost before the job, or between its copies:
+                    lambda: distributed._run_ranges(index, client, [(0, 100), (100, 200)])):
+            outcome = distributed._within(120, job, "job")
+            assert outcome is not None, "the job waited for Dask's reconnect"
+            assert isinstance(outcome[1], ClusterError) and "lost the Dask scheduler" in str(outcome[1])
+        assert client.status == "connecting"
+
 @contextlib.contextmanager
 def _listener(greeting: bytes | None):
     """A local TCP server that is no Dask scheduler: it accepts connections and sends `greeting` (or
