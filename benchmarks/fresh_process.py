@@ -12,7 +12,8 @@ they share the machine's load, and reports the median wall time (and its range) 
   it cannot avoid (NumPy and SciPy's linear algebra, for V's Cholesky factor and triangular solve);
 * ``floor``: ``import numpy`` alone, the least any NumPy-based answer costs.
 
-Before timing, one untimed process checks that covertreex's Euclidean answer equals cKDTree's (indices).
+Before timing, untimed processes check that each checkout's rows import that checkout and its rust
+extension, and that covertreex's Euclidean answer equals cKDTree's (indices).
 ``--checkout NAME=DIR`` adds covertreex rows run from another checkout of the repository (its directory
 first on ``PYTHONPATH``), to compare two versions in one run.
 
@@ -80,8 +81,14 @@ def wall_seconds(code: str, pythonpath: str | None) -> float:
     return seconds
 
 
-def check_answers() -> None:
-    """covertreex's Euclidean indices equal cKDTree's (the data has no ties), in an untimed process."""
+def check_checkouts(checkouts: list[tuple[str, str]]) -> None:
+    """In untimed processes: each checkout's rows import that checkout and its rust extension (a checkout
+    without one would time gold), and covertreex's Euclidean indices equal cKDTree's (no ties here)."""
+    for name, directory in checkouts:
+        code = ("import os, covertreex as ct\n"
+                f"assert ct.__file__.startswith(os.path.join({directory!r}, '')), ct.__file__\n"
+                f"assert ct.engine_available('rust'), 'checkout {name} has no built rust extension'\n")
+        wall_seconds(code, directory)
     code = (EUCLIDEAN_DATA + "import covertreex as ct\nfrom scipy.spatial import cKDTree\n"
             "ours = ct.CoverTree().fit(X).kneighbors(Q, k=50)[1]\n"
             "assert (ours == cKDTree(X).query(Q, k=50)[1]).all(), 'covertreex differs from cKDTree'\n")
@@ -118,7 +125,7 @@ def main() -> None:
     checkouts = [("this checkout", REPOSITORY), *args.checkout]
     table = rows(checkouts)
     header(f"{args.runs} rounds, systems alternating within each")
-    check_answers()
+    check_checkouts(checkouts)
     for _, _, code, path in table:  # warm-up: Numba's and Python's caches, the page cache
         wall_seconds(code, path)
     times = {(job, system): [] for job, system, _, _ in table}

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -277,8 +278,7 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     ranges_per_worker = as_int(ranges_per_worker, "ranges_per_worker")
     if ranges_per_worker < 1:
         raise InvalidInputError(f"ranges_per_worker must be >= 1, got {ranges_per_worker}")
-    if client.status != "running":  # lost before the job: Dask's reconnect would hold every call below
-        raise _lost_scheduler(client)
+    _require_scheduler(client)  # lost before the job: Dask's reconnect would hold every call below
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
                                   workers * ranges_per_worker)
@@ -288,6 +288,22 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
         if client.status == "running" or isinstance(exc, ClusterError):
             raise
         raise _lost_scheduler(client) from exc
+
+
+RECONNECT_GRACE_SECONDS = 2.0
+"""How long a job waits for a client whose connection dropped (status 'connecting') to run again before it
+calls the scheduler lost. A dropped connection to a live scheduler comes back within it (0.05 s measured);
+past it, Dask would hold every call for its whole reconnect window (the client's timeout: 10 s for the
+connections covertreex makes) and then fail anyway."""
+
+
+def _require_scheduler(client) -> None:
+    """Return while `client` runs (after a dropped connection came back); else the lost-scheduler error."""
+    deadline = time.monotonic() + RECONNECT_GRACE_SECONDS
+    while client.status == "connecting" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if client.status != "running":
+        raise _lost_scheduler(client)
 
 
 def _lost_scheduler(client) -> ClusterError:
@@ -301,8 +317,7 @@ def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
     parts: list = [None] * len(ranges)
     lost = list(range(len(ranges)))
     for scatter in range(1, SCATTERS + 1):
-        if client.status != "running":  # Dask cancelled the ranges to reconnect: a copy would wait out its
-            raise _lost_scheduler(client)  # whole reconnect window (the client's timeout) before failing
+        _require_scheduler(client)  # after lost ranges: a copy would wait out Dask's reconnect window
         shared = _scatter(client, index)
         if shared is None:  # a worker died during the copies, or the scheduler did
             if client.status != "running":

@@ -41,7 +41,8 @@ class NotANameError(UnknownNameError, InputTypeError):
 
 
 class CorruptFileError(InvalidInputError):
-    """A saved tree, baseline or telemetry file cannot be read back."""
+    """A saved tree, baseline or telemetry file opened but cannot be read back (one that cannot be opened
+    raises what ``open`` raises: FileNotFoundError, IsADirectoryError, PermissionError)."""
 
 
 class ClusterError(CovertreexError, RuntimeError):

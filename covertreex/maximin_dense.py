@@ -39,6 +39,8 @@ from covertreex.vecchia_orderings import ROOM_OVER_K
 
 BLOCK = 1024
 """Points per round's block A (its S x S GEMM) and rows per GEMM tile of the outside screen."""
+
+
 @njit(cache=True)
 def _key_bound(metric, d):
     """An upper bound on the screening key of a pair whose canonical distance is d, so that a pair whose

@@ -1,8 +1,8 @@
 """The residual-correlation problem of DESIGN section 3: inducing points, V and p.
 
 ``residual_problem`` follows the design's recipe step by step (inducing set, jittered Cholesky, triangular
-solve, clamped residual variance); the formulas themselves (kernels, p, the distance) live in
-:mod:`covertreex.metrics.kernels`.
+solve, clamped residual variance); the formulas themselves live in :mod:`covertreex.metrics.kernels`
+(kernels, the distance) and :mod:`covertreex.metrics.data` (p, and V's building blocks).
 """
 
 from __future__ import annotations

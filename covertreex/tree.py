@@ -280,7 +280,8 @@ def _walkable_problem(tree: Tree) -> str:
 
 def load(path) -> Tree:
     """Read a tree written by :meth:`Tree.save`. A damaged or foreign file raises CorruptFileError naming
-    the file and its first bad entry; only trees whose structure any engine can walk are returned."""
+    the file and its first bad entry (a path that cannot be opened, what ``open`` raises); only trees whose
+    structure any engine can walk are returned."""
     path = as_path(path)
     members = read_arrays(path, _SCALARS, "covertreex tree file")
     version = _scalar(path, "format_version", members["format_version"], "int")

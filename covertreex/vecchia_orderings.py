@@ -21,6 +21,7 @@ from covertreex.metrics.data import MetricData, operand
 if TYPE_CHECKING:  # the maximin walk (Numba) loads on first use, not for the CLI's --help
     from covertreex.metrics import MetricSpace
 
+
 def needs_residual_problem(metric: str, ordering) -> bool:
     """Whether a Vecchia job builds the residual problem (V and p): for its neighbours' metric or for a
     maximin ordering in that metric. Only such a job takes the kernel, lengthscale, variance and m."""

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from covertreex.errors import InputTypeError, InvalidInputError
+from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError
 from covertreex.interrupts import deferring
 from covertreex.kinds import KERNELS, METRICS
 
@@ -128,6 +128,9 @@ def forward_substitution(L, K) -> np.ndarray:
     extension is built, the same bits), so a query point's V row never depends on its batch."""
     L = read_only(np.ascontiguousarray(L, dtype=np.float64))
     K = read_only(np.ascontiguousarray(K, dtype=np.float64))
+    if L.ndim != 2 or K.ndim != 2 or L.shape != (K.shape[1], K.shape[1]):
+        raise DimensionMismatchError(f"forward substitution needs L of shape (m, m) and K of shape (n, m), "
+                                     f"got L {L.shape} and K {K.shape}")
     twin = _rust_twin("forward_substitution_rows")
     if twin is not None:
         return twin(L, K)

@@ -31,6 +31,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+# MetricData is also the name that pickles made before it moved to data.py refer to
+# (covertreex.metrics.kernels.MetricData): keep it importable from here.
 from covertreex.metrics.data import EPS, EUCLIDEAN, RBF, MetricData, operand
 
 # --- The formulas -------------------------------------------------------------------------------------

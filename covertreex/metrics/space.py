@@ -1,8 +1,8 @@
 """A metric space over the indexed points, and the query sets engines search it with.
 
 The space turns user input (coordinates, or a :class:`~covertreex.residual.ResidualProblem`) into the
-:class:`~covertreex.metrics.kernels.MetricData` arrays every engine consumes, with the rounding slack
-(defined in :mod:`covertreex.metrics.kernels`) that keeps pruning exact.
+:class:`~covertreex.metrics.data.MetricData` arrays every engine consumes, with the rounding slack
+(defined in :mod:`covertreex.metrics.data`) that keeps pruning exact.
 """
 
 from __future__ import annotations

@@ -202,10 +202,9 @@ def test_dense_counters_are_deterministic_across_threads_and_engines():
         assert engine_runs[0].telemetry["counters"] == engine_runs[1].telemetry["counters"]
 
 
-
 @pytest.mark.parametrize("engine", TREE_ENGINES)
 @pytest.mark.parametrize("metric", ["euclidean", "residual"])
-@pytest.mark.parametrize("n_queries", [2, 3, 5, 9])
+@pytest.mark.parametrize("n_queries", [2, 3, 5, 9, 40])
 def test_a_small_batch_has_the_same_counters_on_any_thread_count(engine, metric, n_queries):
     """Gold cut a small batch into one block per worker, and BLAS rounds a one-row product otherwise than a
     three-row one: 3 queries far from the origin screened other candidates on 2 threads than on 1."""
@@ -216,6 +215,7 @@ def test_a_small_batch_has_the_same_counters_on_any_thread_count(engine, metric,
     runs = [_dense(engine, metric, data, threads=t).query(queries, k=10, **ask) for t in (1, 2)]
     assert runs[0].telemetry["counters"] == runs[1].telemetry["counters"]
     assert np.array_equal(runs[0].counters.per_query, runs[1].counters.per_query)
+
 
 def test_auto_picks_dense_for_the_flat_residual_metric():
     X = datasets.gaussian(4096, 3, 42)
@@ -234,7 +234,6 @@ def test_auto_picks_the_tree_for_low_dimensional_euclidean_data_at_scale():
     assert result.telemetry["per_query"]["distance_evaluations"]["mean"] < 0.01 * 60_000
 
 
-
 @pytest.mark.parametrize("engine", ["gold", "rust"])
 @pytest.mark.parametrize("d", [2047, 2048, 5000])
 def test_auto_takes_any_dimension(engine, d, oracle, check_same):
@@ -245,6 +244,7 @@ def test_auto_takes_any_dimension(engine, d, oracle, check_same):
     result = model.query(X[:3], k=4)
     assert result.telemetry["path"] == "dense"
     check_same((result.distances, result.indices), oracle("euclidean", X, 4, queries=X[:3]))
+
 
 def test_path_tree_builds_at_fit_and_reading_tree_builds_lazily():
     X = datasets.gaussian(300, 2, 0)

@@ -162,7 +162,6 @@ def test_an_unreachable_scheduler_fails_before_any_work_even_when_no_cluster_is_
         ct.vecchia_neighbors(X, 3, scheduler="tcp://127.0.0.1:1", progress=no_work_expected)
 
 
-
 def _until(condition, seconds: float = 120.0) -> bool:
     """Whether `condition()` came to hold (polled; the bound only ends a wait that would never end)."""
     deadline = time.monotonic() + seconds
@@ -204,6 +203,33 @@ def test_a_lost_scheduler_fails_the_job_at_once_not_after_dasks_reconnect(tmp_pa
             assert outcome is not None, "the job waited for Dask's reconnect"
             assert isinstance(outcome[1], ClusterError) and "lost the Dask scheduler" in str(outcome[1])
         assert client.status == "connecting"
+
+
+class _Reconnecting:
+    """A client as a job sees it while Dask reconnects: 'connecting' for `polls` reads of its status, then
+    `after` (the connection came back, or Dask gave up)."""
+
+    def __init__(self, polls: int, after: str):
+        self.polls, self.after = polls, after
+        self.scheduler = SimpleNamespace(address="tcp://127.0.0.1:8786")
+
+    @property
+    def status(self) -> str:
+        self.polls -= 1
+        return "connecting" if self.polls >= 0 else self.after
+
+
+def test_a_dropped_connection_that_comes_back_is_not_a_lost_scheduler(monkeypatch):
+    """Dask marks a client 'connecting' when only its connection drops (a live scheduler took it back in
+    0.05 s): the job waits for it, up to RECONNECT_GRACE_SECONDS, instead of calling the cluster lost."""
+    monkeypatch.setattr(distributed, "RECONNECT_GRACE_SECONDS", 3600)
+    distributed._require_scheduler(_Reconnecting(polls=5, after="running"))
+    with pytest.raises(ClusterError, match="lost the Dask scheduler at tcp://127.0.0.1:8786"):
+        distributed._require_scheduler(_Reconnecting(polls=5, after="closed"))
+    monkeypatch.setattr(distributed, "RECONNECT_GRACE_SECONDS", 0.0)
+    with pytest.raises(ClusterError, match="client status: connecting"):
+        distributed._require_scheduler(_Reconnecting(polls=10**9, after="running"))
+
 
 @contextlib.contextmanager
 def _listener(greeting: bytes | None):

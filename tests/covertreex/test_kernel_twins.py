@@ -67,6 +67,17 @@ def test_the_rust_forward_substitution_refuses_mismatched_shapes():
         twin(np.zeros((3, 2)), np.zeros((4, 3)))
 
 
+@pytest.mark.parametrize("twin", [True, False])
+def test_forward_substitution_refuses_mismatched_shapes_on_either_path(monkeypatch, twin):
+    """Numba's kernel reads out of bounds where the shapes disagree: the wrapper checks them for both."""
+    if not twin:
+        monkeypatch.setattr(data, "_rust_twin", lambda name: None)
+    for L, K in ((np.eye(2), np.ones((4, 3))), (2 * np.eye(5), np.ones((1, 3))),
+                 (np.ones((3, 2)), np.ones((4, 2)))):
+        with pytest.raises(ValueError, match=r"needs L of shape \(m, m\) and K of shape \(n, m\)"):
+            data.forward_substitution(L, K)
+
+
 def test_query_points_project_the_same_without_the_extension(monkeypatch):
     X = np.random.default_rng(5).normal(size=(800, 3))
     problem = ct.residual_problem(X, lengthscale=0.6, m=40, seed=2)

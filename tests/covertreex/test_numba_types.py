@@ -1,6 +1,7 @@
 """Everything handed to jitted code has one Numba type per argument, whatever the flags of the user's
 arrays: Numba compiles once per combination of argument types, and the gold query takes 20-30 s to
-compile, so a writeable/read-only mix multiplied the suite's compile time (see kernels.read_only)."""
+compile, so a writeable/read-only mix multiplied the suite's compile time (see
+covertreex.metrics.data.read_only)."""
 
 from __future__ import annotations
 

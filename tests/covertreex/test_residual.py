@@ -58,10 +58,10 @@ def test_all_points_are_inducing_when_m_exceeds_n():
     assert problem.V.shape == (10, 10)
 
 
-
 def test_a_given_v_of_the_wrong_shape_is_named_with_its_own_columns():
     with pytest.raises(InvalidInputError, match=r"^V must be 2-D with shape \(n_points, m\), got"):
         ct.ResidualProblem.from_arrays(np.zeros((3, 2)), np.zeros(3))
+
 
 def test_fortran_ordered_v_gives_the_same_answers(check_same):
     problem = ct.residual_problem(datasets.gaussian(800, 3, 2), m=32, seed=2)

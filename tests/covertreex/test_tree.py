@@ -140,6 +140,18 @@ def test_a_fitted_cover_tree_pickles_with_its_tree(built, check_same):
     check_same(copy.kneighbors(indices=np.arange(50), k=7), model.kneighbors(indices=np.arange(50), k=7))
 
 
+def test_a_model_pickled_before_metric_data_moved_still_loads(built, check_same):
+    """MetricData moved from covertreex.metrics.kernels to covertreex.metrics.data; a pickle made before
+    (a saved model, an index shipped to Dask workers) names the old module. Protocol 0 writes module names
+    as text, so the old pickle is this one with its module name put back."""
+    model = ct.CoverTree(path="tree").fit(built[1].data.X)
+    now = pickle.dumps(model, protocol=0)
+    assert b"covertreex.metrics.data\nMetricData" in now
+    before = now.replace(b"covertreex.metrics.data\nMetricData", b"covertreex.metrics.kernels\nMetricData")
+    check_same(pickle.loads(before).kneighbors(indices=np.arange(50), k=7),
+               model.kneighbors(indices=np.arange(50), k=7))
+
+
 def test_tree_for_other_data_is_refused(built):
     tree, _ = built
     with pytest.raises(InvalidInputError, match="different data"):
@@ -170,7 +182,6 @@ def test_corrupt_tree_file_names_the_file(built, tmp_path, damage):
         ct.load(path)
 
 
-
 def test_a_tree_file_that_cannot_be_opened_raises_what_open_raises(tmp_path):
     """A missing path is a FileNotFoundError (Python's own, naming the path), not a 'corrupt' file."""
     with pytest.raises(FileNotFoundError, match="missing.npz") as caught:
@@ -178,6 +189,7 @@ def test_a_tree_file_that_cannot_be_opened_raises_what_open_raises(tmp_path):
     assert not isinstance(caught.value, CorruptFileError)
     with pytest.raises(IsADirectoryError):
         ct.load(tmp_path)
+
 
 def test_hilbert_and_natural_orders_give_valid_trees_with_equal_answers(check_same):
     X = datasets.make("clustered", 700, 3, 8).points

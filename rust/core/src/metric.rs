@@ -13,7 +13,7 @@
 //! Bitwise parity with the gold engine rests on the operation order: every sum runs sequentially in index
 //! order, nothing is contracted to FMA (Rust never does that on its own), `exp` is the platform libm's and
 //! `sqrt` is IEEE. The bounds: `lower`/`upper` widen a computed distance into bounds on the exact one
-//! (with the slack covertreex/metrics/kernels.py computes), so that pruning stays exact; `gamma` bounds a
+//! (with the slack covertreex/metrics/data.py computes), so that pruning stays exact; `gamma` bounds a
 //! dot product summed in any order, the base of the dense screening interval (dense/screen.rs, which
 //! adds the terms of its vectorised kernel).
 
@@ -21,7 +21,7 @@ use std::array::from_fn;
 
 use crate::errors::{check_sizes, CoreError, Result};
 
-/// Which distance a [`MetricData`] defines (the integer codes of kernels.py).
+/// Which distance a [`MetricData`] defines (the integer codes of covertreex/metrics/data.py).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     Euclidean = 0,
@@ -109,7 +109,7 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// Everything a distance needs (the MetricData NamedTuple of kernels.py).
+/// Everything a distance needs (the MetricData NamedTuple of covertreex/metrics/data.py).
 #[derive(Debug, Clone, Copy)]
 pub struct MetricData<'a> {
     pub metric: Metric,
