@@ -139,18 +139,20 @@ class _Block:
         self.cand_j = np.concatenate([self.cand_j, np.empty((nb, cap), dtype=np.int64)], axis=1)
 
 
-MIN_BLOCKS = 4
+MIN_BLOCKS = 2
 """A batch is cut into at least this many query blocks when it has the rows (at least
-:data:`MIN_BLOCK_ROWS` each), so that a small batch still gives a few workers work. A constant, not the
+:data:`MIN_BLOCK_ROWS` each), so that a small batch still gives two workers work. A constant, not the
 worker count: a one-row product, for one, takes another BLAS kernel than a three-row one (258 of 2,048
 entries differed at d = 3), and with a cut that followed the workers, three queries on 2 threads screened
-other candidates than on 1."""
+other candidates than on 1. Each block reads every point tile once, so one thread pays for the second
+block: against the former cut by workers (residual N = 50,000, m = 256, median of 5, 2026-12-05, AMD EPYC),
+64 queries took 148 ms against 136 on one thread and 82 against 82 on two; 1,024 queries 1.80 s against
+1.77 and 0.91 against 0.93. Four blocks cost one thread 25% at 64 queries (and the gate's instruction
+counts 1.5%)."""
 
 MIN_BLOCK_ROWS = 8
-"""The fewest rows of a block cut for :data:`MIN_BLOCKS` (each block reads every point tile once: 4 queries
-on one thread took 52 ms in 4 blocks against 35 ms in one, residual N = 50,000, m = 256). Against the
-former cut by workers, 64 queries took 170 ms against 134 (1 thread) and 97 against 86 (2 threads);
-1,024 queries 1.80 s against 1.81 and 0.90 against 0.96 (2026-12-05, AMD EPYC, 2 cores)."""
+"""The fewest rows of a block cut for :data:`MIN_BLOCKS`: a batch of a few queries is one block (4 queries
+on one thread took 52 ms in 4 blocks against 35 ms in one)."""
 
 
 def _rows_per_block(n_q: int, query_block: int) -> int:
