@@ -3,8 +3,9 @@ rounding slack of one evaluation, and V's building blocks (kernel matrix, square
 forward substitution), which the rust extension's twins compute where it is built.
 
 Nothing here imports Numba, so a rust job on the dense path never loads it (its import alone is 0.2 s of a
-fresh process); the jitted formulas of record, and the tree walk's and dense screen's bounds, are in
-:mod:`covertreex.metrics.kernels`, which falls back on them.
+fresh process). The jitted formulas of record, and the tree walk's and dense screen's bounds, are in
+:mod:`covertreex.metrics.kernels`; V's building blocks import its kernels only where the extension is not
+built.
 """
 
 from __future__ import annotations
