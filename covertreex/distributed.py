@@ -320,8 +320,7 @@ def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
         _require_scheduler(client)  # after lost ranges: a copy would wait out Dask's reconnect window
         shared = _scatter(client, index)
         if shared is None:  # a worker died during the copies, or the scheduler did
-            if client.status != "running":
-                raise _lost_scheduler(client)
+            _require_scheduler(client)
             if scatter == SCATTERS:
                 raise ClusterError(f"could not copy the index to the workers in {SCATTERS} tries: a worker "
                                    "died during each copy")
