@@ -210,15 +210,22 @@ def test_rust_extension_refuses_more_threads_than_cpus_when_called_directly():
 
 
 @pytest.mark.parametrize(
-    ("engine", "variable"),
-    [("rust", "RAYON_NUM_THREADS"), ("gold", "NUMBA_NUM_THREADS"), ("brute", "NUMBA_NUM_THREADS")],
+    ("engine", "variable", "metric"),
+    [("rust", "RAYON_NUM_THREADS", "euclidean"), ("gold", "NUMBA_NUM_THREADS", "euclidean"),
+     ("brute", "NUMBA_NUM_THREADS", "euclidean"), ("rust", "RAYON_NUM_THREADS", "residual"),
+     ("gold", "RAYON_NUM_THREADS", "residual"), ("brute", "RAYON_NUM_THREADS", "residual")],
 )
-def test_absurd_pool_size_variables_are_refused_instead_of_starting_that_many_threads(engine, variable):
+def test_absurd_pool_size_variables_are_refused_instead_of_starting_that_many_threads(engine, variable,
+                                                                                        metric):
     """rayon sizes its global pool from RAYON_NUM_THREADS, Numba from NUMBA_NUM_THREADS, when first used.
-    Run apart, since a regression would start 100,000 threads in this process."""
+    A residual job builds V with the rust extension's kernels whatever the engine (gold's started a
+    thread per unit of an absurd RAYON_NUM_THREADS). Run apart, since a regression would start 100,000
+    threads in this process."""
     script = (
         "import numpy as np, covertreex as ct\n"
-        f"model = ct.CoverTree(engine={engine!r}).fit(np.arange(40.0).reshape(20, 2))\n"
+        f"model = ct.CoverTree(engine={engine!r}, metric={metric!r})\n"
+        "X = np.arange(40.0).reshape(20, 2)\n"
+        f"model.fit(X{', m=4' if metric == 'residual' else ''})\n"
         "model.kneighbors(indices=[0], k=2)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,

@@ -4,12 +4,14 @@
 //! calls them through the extension where it is built, so that a rust job never loads Numba (its import
 //! is about 0.2 s of a fresh process), and their Numba or NumPy twins otherwise. Each value is one
 //! element's (or row's) sequential formula (libm's `exp` included) or a copy, so both give the same bits
-//! on any thread count; tests/covertreex/test_kernel_twins.py compares them.
+//! on any thread count; tests/covertreex/test_kernel_twins.py compares them. They run on rayon's global
+//! pool, so each first refuses an absurd RAYON_NUM_THREADS (`query::require_sane_global_pool`).
 
 use rayon::prelude::*;
 
 use crate::errors::{check_sizes, CoreError, Result};
 use crate::metric::{kernel_value, scaled_r2_of, Kernel, Matrix};
+use crate::query::require_sane_global_pool;
 
 /// Rows per rayon task (independent of the thread count; values never depend on it).
 const ROWS: usize = 64;
@@ -47,6 +49,7 @@ fn zeros(len: Option<usize>, what: &'static str) -> Result<Vec<f64>> {
 /// The rows `order[0], order[1], ..` of `v` as a new row-major matrix (a Vecchia ordering's V), copied in
 /// parallel; an index outside 0..rows is an error naming its position.
 pub fn take_rows(v: Matrix, order: &[i64]) -> Result<Vec<f64>> {
+    require_sane_global_pool()?;
     let rows = v.rows();
     if let Some((position, &index)) =
         (order.iter().enumerate()).find(|&(_, &i)| i < 0 || i as usize >= rows)
@@ -87,6 +90,7 @@ pub fn kernel_matrix(
     kernel: Kernel,
     variance: f64,
 ) -> Result<Vec<f64>> {
+    require_sane_global_pool()?;
     let d = a.cols();
     check_sizes(&[
         ("kernel matrix: columns of B", d, b.cols()),
@@ -119,6 +123,7 @@ pub fn kernel_matrix(
 
 /// ||V_i||^2 of every row, summed over V's columns in order.
 pub fn squared_norms(v: Matrix) -> Result<Vec<f64>> {
+    require_sane_global_pool()?;
     let mut out = zeros(Some(v.rows()), "squared norms: rows")?;
     let m = v.cols();
     if m == 0 {
@@ -139,6 +144,7 @@ pub fn squared_norms(v: Matrix) -> Result<Vec<f64>> {
 /// bits never depend on the other rows or the thread count (covertreex.metrics.kernels'
 /// `forward_substitution_rows`, line for line: a query point's V row).
 pub fn forward_substitution_rows(l: Matrix, k: Matrix) -> Result<Vec<f64>> {
+    require_sane_global_pool()?;
     let m = k.cols();
     check_sizes(&[
         ("forward substitution: rows of L", m, l.rows()),

@@ -567,8 +567,10 @@ pub(crate) fn check_queries_given(
 
 /// Worker threads of rayon's global pool, which runs every batch given no `threads` (RAYON_NUM_THREADS,
 /// else one per core).
-pub fn default_threads() -> usize {
-    rayon::current_num_threads()
+/// An absurd RAYON_NUM_THREADS is an error, as for any use of the global pool.
+pub fn default_threads() -> Result<usize> {
+    require_sane_global_pool()?;
+    Ok(rayon::current_num_threads())
 }
 
 /// CPUs this process may run on: the most worker threads a batch may ask for.
@@ -576,9 +578,10 @@ pub fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// rayon's global pool takes its size from RAYON_NUM_THREADS when first used: an absurd value would start
-/// that many OS threads, so it is refused like an absurd `threads`.
-fn check_global_pool_size(cpus: usize) -> Result<()> {
+/// Called before any work runs on rayon's global pool, which takes its size from RAYON_NUM_THREADS when
+/// first used: an absurd value would start that many OS threads, so it is refused like an absurd `threads`.
+pub(crate) fn require_sane_global_pool() -> Result<()> {
+    let cpus = available_threads();
     let Ok(text) = std::env::var("RAYON_NUM_THREADS") else {
         return Ok(());
     };
@@ -616,7 +619,7 @@ pub(crate) fn thread_pool(threads: Option<i64>) -> Result<Option<Arc<rayon::Thre
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
     let cpus = available_threads();
     let Some(threads) = threads else {
-        return check_global_pool_size(cpus).map(|()| None);
+        return require_sane_global_pool().map(|()| None);
     };
     if threads < 1 || threads as u64 > cpus as u64 {
         return Err(CoreError::BadValue {

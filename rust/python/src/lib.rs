@@ -493,8 +493,8 @@ fn take_rows<'py>(
 
 /// Worker threads a query uses when `threads` is None (rayon's global pool: RAYON_NUM_THREADS or cores).
 #[pyfunction]
-fn default_threads() -> usize {
-    covertreex_core::query::default_threads()
+fn default_threads(py: Python<'_>) -> PyResult<usize> {
+    without_gil(py, covertreex_core::query::default_threads)
 }
 
 /// The most worker threads a query may ask for: the CPUs this process may use (affinity and CPU quota,
