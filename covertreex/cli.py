@@ -299,6 +299,29 @@ def say(args, line: str) -> None:
     print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
 
+def refuse_same_file(outputs: dict, inputs: dict) -> None:
+    """Refuse, before any work, an output file that another option also names (`--out T.npz --save-tree
+    T.npz`, or `--out` over the `--tree` every run reads): one was written over the other and both
+    reported. Each dict maps an option to its path as the command uses it (.npz suffix added; None: not
+    given); two inputs may be one file. A symlink or a hard link to the same file counts."""
+    seen = [(option, path) for option, path in inputs.items() if path is not None]
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        for earlier, earlier_path in seen:
+            if _same_file(earlier_path, path):
+                raise InvalidInputError(f"{earlier} {earlier_path} and {option} {path} name the same file; "
+                                        "give each its own")
+        seen.append((option, path))
+
+
+def _same_file(a, b) -> bool:
+    """One file: the same inode when both exist, else the same path once symlinks are resolved."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def run_telemetry_validate(args) -> int:
     from covertreex import telemetry
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 
 from covertreex import progress, vecchia_orderings
-from covertreex.cli import RESIDUAL_DEFAULTS, say
+from covertreex.cli import RESIDUAL_DEFAULTS, refuse_same_file, say
 from covertreex.errors import (
     ClusterError,
     CovertreexError,
@@ -23,34 +24,48 @@ from covertreex.errors import (
     InvalidInputError,
     NonFiniteError,
 )
-from covertreex.npz import read_npy
-from covertreex.validation import as_points
+from covertreex.npz import read_npy, write_arrays
+from covertreex.validation import as_points, holds_integers
 
 READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
 
 
-def read_array(path, what: str, dtype=float) -> np.ndarray:
-    """The array in a .npy or .csv file (`what` names it in errors; `dtype` is the .csv's); problems end
-    in one line."""
+def read_array(path, what: str) -> np.ndarray:
+    """The array in a .npy or .csv file (`what` names it in errors); problems end in one line."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got {suffix or 'no suffix'!r}")
     if suffix == ".npy":
         return read_npy(path, what)
+    values = _read_csv(path, what)
+    _refuse_rounded_integers(path, values, what)
+    return values
+
+
+def _read_csv(path: Path, what: str) -> np.ndarray:
+    """The numbers of a .csv file as float64 (2-D), refused in one line naming the row and column of the
+    first entry that is no number."""
     try:
         with warnings.catch_warnings():  # an empty file: refused by name where it is used, not warned about
             warnings.simplefilter("ignore", UserWarning)
-            values = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", encoding="utf-8-sig", dtype=dtype)
+            values = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", encoding="utf-8-sig")
     except ValueError as exc:
         reason = " ".join(str(exc).split())
-        raise InvalidInputError(f"{path}: cannot read {what} as {READERS[suffix]} ({reason}); a header line "
+        raise InvalidInputError(f"{path}: cannot read {what} as {READERS['.csv']} ({reason}); a header line "
                                 "must start with '#'") from None
     if values.size == 0:
         raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
-    if values.dtype == np.float64:
-        _refuse_rounded_integers(path, values, what)
     return values
+
+
+def _csv_text(path: Path) -> np.ndarray:
+    """The entries of a .csv file already read by :func:`_read_csv`, as the text written (2-D), for the
+    checks float64 parsing cannot make."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        text = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", encoding="utf-8-sig", dtype=str)
+    return np.char.strip(text)
 
 
 def _refuse_rounded_integers(path: Path, values: np.ndarray, what: str) -> None:
@@ -61,11 +76,9 @@ def _refuse_rounded_integers(path: Path, values: np.ndarray, what: str) -> None:
         large = np.argwhere(np.abs(values) >= 2.0**53)
     if large.size == 0:
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        text = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", encoding="utf-8-sig", dtype=str)
+    text = _csv_text(path)
     for row, column in large:
-        token = text[row, column].strip()
+        token = text[row, column]
         if INTEGER.fullmatch(token) and int(token) != int(values[row, column]):
             raise InvalidInputError(
                 f"{path}: {what} hold the integer {token} (row {row}, column {column}), which float64 cannot "
@@ -76,11 +89,12 @@ INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _ordering_file(path, n: int) -> np.ndarray:
-    """The permutation in a .npy file (an integer array) or a .csv file (one column or one row of numbers,
-    whole ones in any notation: text has no dtype, so '0.0e+00' is the integer 0)."""
-    values = read_array(path, "the ordering")
-    text = Path(path).suffix.lower() == ".csv"
-    if not text and not np.issubdtype(values.dtype, np.integer):  # a file holds no ordering name
+    """The permutation in a .npy file (an integer array) or a .csv file (one column or one row of whole
+    numbers, see :func:`_whole_numbers`)."""
+    path = Path(path)
+    text = path.suffix.lower() == ".csv"
+    values = _read_csv(path, "the ordering") if text else read_array(path, "the ordering")
+    if not text and not holds_integers(values):  # a file holds no ordering name
         raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}, got "
                              f"dtype {values.dtype}")
     if values.ndim == 0 or (values.ndim == 2 and 1 in values.shape):  # one .csv column or row
@@ -88,14 +102,35 @@ def _ordering_file(path, n: int) -> np.ndarray:
     if values.ndim != 1:
         raise InvalidInputError(f"{path}: the ordering must be one column or one row (a permutation of "
                                 f"0..{n - 1}), got shape {values.shape}")
-    if text:
-        fractional = np.flatnonzero((values != np.round(values)) | (np.abs(values) >= 2.0**62))
-        if fractional.size:
-            i = int(fractional[0])
+    return _whole_numbers(path, values, n) if text else values
+
+
+def _whole_numbers(path: Path, values: np.ndarray, n: int) -> np.ndarray:
+    """The entries of an ordering .csv (`values`, one column or row, as float64 read them) as integers:
+    text has no dtype, so a whole number in any notation ('0.0e+00') is one, but only if written so
+    ('4.99999999999999999' was taken for the 5 float64 rounds it to); the first entry that is no whole
+    number or lies outside 0..n-1 is refused as such (a huge one was called an integer float64 cannot
+    hold). Float64's rounding keeps the range test exact: n and every whole number below it are floats."""
+    tokens = _csv_text(path).ravel()
+    whole = np.fromiter(map(_written_whole, tokens), dtype=bool, count=tokens.size)
+    bad = np.flatnonzero(~whole | ~((values >= 0) & (values < n)))
+    if bad.size:
+        i = int(bad[0])
+        if not whole[i]:
             raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}; "
-                                 f"entry {i} is {float(values[i])!r}")
-        values = values.astype(np.int64)
-    return values
+                                 f"entry {i} is {tokens[i]}")
+        raise InvalidInputError(f"{path}: the ordering must be a permutation of 0..{n - 1}; entry {i} is "
+                                f"{tokens[i]}, out of range")
+    return values.astype(np.int64)
+
+
+def _written_whole(token: str) -> bool:
+    """Whether `token` (an entry the float64 reader took) is written as a whole number, judged on the
+    decimal text itself (Decimal keeps the exponent: '1e-999999999' is not expanded)."""
+    if INTEGER.fullmatch(token):
+        return True
+    number = Decimal(token)
+    return number.is_finite() and number == number.to_integral_value()
 
 
 RESIDUAL_OPTIONS = ("kernel", "lengthscale", "variance", "m")
@@ -122,6 +157,7 @@ def run(args) -> int:
     from covertreex.vecchia import FUSED_ORDERINGS, vecchia_neighbors
 
     out = None if args.out is None else npz_target(args.out, "neighbours")  # a bad path fails before work
+    refuse_same_file({"--out": out}, {"POINTS": args.points, "--ordering-file": args.ordering_file})
     residual = residual_options(args)
     X = as_points(read_array(args.points, "the points"), f"{args.points} (the points)")
     ordering = args.ordering
@@ -141,8 +177,10 @@ def run(args) -> int:
                 X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=args.seed,
                 engine=args.engine, progress=show, scheduler=args.scheduler,
             )
-        except NonFiniteError as exc:  # the range checks name the points "X"
-            raise type(exc)(f"{args.points} (the points): {exc}") from None
+        except NonFiniteError as exc:  # the range checks name the points "X"; the variance's is not theirs
+            if str(exc).startswith("X"):
+                raise type(exc)(f"{args.points} (the points): {exc}") from None
+            raise
         except (CovertreexError, OSError):
             raise
         except Exception as exc:
@@ -151,6 +189,9 @@ def run(args) -> int:
             reason = " ".join(str(exc).split())
             raise ClusterError(f"the Dask cluster at {args.scheduler} failed the job: "
                                f"{type(exc).__name__}: {reason}") from exc
+    if out:  # before the summary lines: a reader that leaves (`| head`) ends the run at the first one
+        write_arrays(out, {"ordering": result.ordering, "neighbors": result.neighbors,
+                           "distances": result.distances})
     summary = {
         "command": "vecchia", "points": str(args.points), "n": int(X.shape[0]), "dims": int(X.shape[1]),
         "metric": args.metric, "k": args.k, "engine": args.engine, "ordering": result.ordering_name,
@@ -169,7 +210,6 @@ def run(args) -> int:
     say(args, "nbrs    found in the same pass as the ordering" if fused
          else f"nbrs    {result.neighbor_seconds:.3f} s")
     if out:
-        np.savez(out, ordering=result.ordering, neighbors=result.neighbors, distances=result.distances)
         say(args, f"saved   {out}")
     if args.json:
         print(json.dumps(summary, indent=2))

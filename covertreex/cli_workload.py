@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from covertreex import datasets, progress
-from covertreex.cli import EXIT_ERROR, RECALL_AUTO_PAIRS, RESIDUAL_DEFAULTS, say
+from covertreex.cli import EXIT_ERROR, RECALL_AUTO_PAIRS, RESIDUAL_DEFAULTS, refuse_same_file, say
 from covertreex.config import KNOBS
 from covertreex.counters import QueryCounter
 from covertreex.errors import InvalidInputError
+from covertreex.npz import write_arrays
 
 if TYPE_CHECKING:
     from covertreex.api import CoverTree
@@ -107,9 +108,12 @@ def _stats(values, best=min) -> dict:
 
 
 def _seconds(stat: dict) -> str:
+    """The timing as a summary line shows it, in ASCII: a '±' ended the run with a UnicodeEncodeError on
+    a stdout that cannot encode it (PYTHONIOENCODING=ascii, a C locale)."""
     if len(stat["runs"]) == 1:
         return f"{stat['best']:.3f} s"
-    return f"{stat['best']:.3f} s best of {len(stat['runs'])} (mean {stat['mean']:.3f} ± {stat['std']:.3f} s)"
+    return (f"{stat['best']:.3f} s best of {len(stat['runs'])} "
+            f"(mean {stat['mean']:.3f} +/- {stat['std']:.3f} s)")
 
 
 def _tree_facts(model: CoverTree) -> str:
@@ -216,13 +220,25 @@ def _tree_source(model: CoverTree, tree_file) -> str | None:
     return "loaded" if tree_file else "built"
 
 
+def _output_targets(args):
+    """The file --out writes (None without it), once every file the run reads or writes has been checked
+    before the work: each output writable, no two options naming one file."""
+    from covertreex.tree import file_target, npz_target
+
+    answers = None if args.out is None else npz_target(args.out, "answers")
+    tree = None if args.save_tree is None else npz_target(args.save_tree, "tree")
+    records = None if args.telemetry is None else file_target(args.telemetry, "telemetry", ".jsonl")
+    refuse_same_file({"--out": answers, "--save-tree": tree, "--telemetry": records}, {"--tree": args.tree})
+    return answers
+
+
 def run_query(args) -> int:
     from covertreex import telemetry
-    from covertreex.tree import file_target, npz_target
 
     model = _model(args)
     if args.save_tree is not None and not model.engine.uses_tree:
         raise InvalidInputError(f"--save-tree: engine {model.engine.name!r} builds no tree")
+    answers_file = _output_targets(args)  # a bad or clashing path fails before any work
     dataset = datasets.make(args.dataset, args.n, args.dims, args.seed)
     query_kwargs, n_queries, pairs, what = _query_target(args, dataset.n)
     tree_file = args.tree
@@ -232,11 +248,6 @@ def run_query(args) -> int:
                "tree_source": _tree_source(model, tree_file)}
     say(args, "pcct query: " + _header(summary, f"; k={args.k}, {what}"))
 
-    answers_file = None if args.out is None else npz_target(args.out, "answers")  # a bad path fails first
-    if args.save_tree is not None:
-        npz_target(args.save_tree, "tree")
-    if args.telemetry is not None:
-        file_target(args.telemetry, "telemetry", ".jsonl")
     runs, first, differing, saved = [], None, [], {}
     for run in range(1, args.repeat + 1):
         label = f" [run {run}/{args.repeat}]" if args.repeat > 1 else ""
@@ -256,10 +267,10 @@ def run_query(args) -> int:
             first = result
             if args.save_tree is not None:
                 saved["tree"] = str(model.tree.save(args.save_tree))
-            if args.out is not None:
+            if answers_file is not None:
+                write_arrays(answers_file, {"indices": result.indices, "distances": result.distances,
+                                            "query_indices": query_kwargs.get("indices", np.arange(0))})
                 saved["answers"] = str(answers_file)
-                np.savez(saved["answers"], indices=result.indices, distances=result.distances,
-                         query_indices=query_kwargs.get("indices", np.arange(0)))
         elif not (np.array_equal(first.indices, result.indices)
                   and np.array_equal(first.distances, result.distances)):
             differing.append(run)
@@ -290,6 +301,8 @@ def run_query(args) -> int:
         same = "yes" if summary["identical_to_oracle"] else "NO"
         say(args, f"recall  {summary['recall']:.6f} vs brute oracle; identical neighbours and "
                    f"distances: {same} (oracle {summary['oracle_seconds']:.3f} s)")
+    elif args.recall is False:
+        say(args, "recall  not computed (--no-recall)")
     else:
         say(args, f"recall  not computed ({pairs} query x point pairs > {RECALL_AUTO_PAIRS}; "
                    "pass --recall)")

@@ -1,5 +1,5 @@
 """Read named arrays from an .npz archive (or one .npy file), checking every header before allocating its
-array.
+array; write an archive so that a failed write leaves the file it replaces intact.
 
 NumPy allocates whatever a member's header claims before reading the data, so a damaged or hostile
 header (say 1e11 elements) would try to allocate hundreds of GiB. Here the claimed size must equal the
@@ -10,6 +10,9 @@ the file and the member.
 from __future__ import annotations
 
 import math
+import os
+import secrets
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -97,3 +100,39 @@ def _members(fh, path: Path, names, what: str) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, NotImplementedError, zlib.error, zipfile.BadZipFile,
             zipfile.LargeZipFile, RuntimeError) as exc:  # RuntimeError: a member flagged as encrypted
         raise CorruptFileError(f"{path}: not a readable {what} ({exc})") from exc
+
+
+def write_arrays(path, arrays: dict) -> None:
+    """Write `arrays` as the .npz archive `path` all at once or not at all: a write that fails (a full
+    disk, a file size limit, Ctrl-C) used to leave a truncated archive where the previous good one was.
+    The archive is written to a temporary file beside the real target (a symlink stays a symlink) and
+    renamed over it only when complete; on failure the temporary is removed and the OSError names `path`.
+    A device or a pipe holds no file to keep and is written directly."""
+    target = Path(os.path.realpath(path))
+    try:
+        existing = target.stat() if target.exists() else None
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            with open(target, "wb") as fh:
+                np.savez(fh, **arrays)
+        else:
+            _write_and_rename(target, arrays, existing)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
+
+
+def _write_and_rename(target: Path, arrays: dict, existing: os.stat_result | None) -> None:
+    """Write the archive to a new file beside `target` (created with the permissions a new file gets, or
+    those of the `existing` one it replaces), flush it to disk, then rename it over `target`."""
+    temporary = target.with_name(f".pcct-{secrets.token_hex(8)}.tmp")  # short: `target` may be NAME_MAX long
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as fh:
+            if existing is not None:
+                os.fchmod(fh.fileno(), stat.S_IMODE(existing.st_mode))
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -75,7 +75,7 @@ def _ragged(rows: list[np.ndarray]) -> np.ndarray:
 class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
     """Exact k-nearest and radius neighbours by a cover tree, as a scikit-learn ``KNeighborsTransformer``.
 
-    >>> graph = CoverTreeNeighbors(n_neighbors=10).fit_transform(X)      # sparse, rows in (distance, index) order
+    >>> graph = CoverTreeNeighbors(n_neighbors=10).fit_transform(X)  # sparse; rows by (distance, index)
     >>> dist, ind = CoverTreeNeighbors(n_neighbors=10).fit(X).kneighbors()  # each point without itself
     >>> make_pipeline(CoverTreeNeighbors(n_neighbors=10), Isomap(n_neighbors=10, metric="precomputed"))
 

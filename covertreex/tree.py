@@ -26,7 +26,7 @@ from covertreex.interrupts import deferring
 from covertreex.kinds import METRICS
 from covertreex.metrics import MetricSpace
 from covertreex.metrics.data import read_only
-from covertreex.npz import read_arrays
+from covertreex.npz import read_arrays, write_arrays
 from covertreex.resources import require_sane_numba_threads
 
 FORMAT_VERSION = 2
@@ -130,16 +130,16 @@ class Tree:
 
     def save(self, path) -> Path:
         """Write the tree to `path` and return the path written: `path` itself when it ends in .npz,
-        else `path` + '.npz' (NumPy's rule). A directory is refused: name a file inside it."""
+        else `path` + '.npz' (NumPy's rule). A directory is refused: name a file inside it. A failed write
+        leaves the file that was there (see :func:`covertreex.npz.write_arrays`)."""
         path = npz_target(path, "tree")
-        np.savez(
-            path,
-            format_version=FORMAT_VERSION,
-            root=self.root,
-            metric=self.metric,
-            space_digest=self.space_digest,
+        write_arrays(path, {
+            "format_version": FORMAT_VERSION,
+            "root": self.root,
+            "metric": self.metric,
+            "space_digest": self.space_digest,
             **{name: getattr(self, name) for name in _ARRAYS},
-        )
+        })
         return path
 
 
@@ -152,7 +152,7 @@ def npz_target(path, what: str = "tree") -> Path:
     _refuse_directory(path, what)  # after: a stat of too long a name fails with a bare ENAMETOOLONG
     target = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
     _refuse_directory(target, what)
-    _check_writable(target, what)
+    _check_writable(target, what, in_place=False)
     return target
 
 
@@ -162,7 +162,7 @@ def file_target(path, what: str, suffix: str) -> Path:
     path = Path(_path_text(path, what, suffix))
     _refuse_long_name(path, path, what)
     _refuse_directory(path, what, suffix)
-    _check_writable(path, what)
+    _check_writable(path, what, in_place=True)
     return path
 
 
@@ -204,20 +204,23 @@ def as_path(value, name: str = "path") -> Path:
     return Path(value)
 
 
-def _check_writable(target: Path, what: str) -> None:
+def _check_writable(target: Path, what: str, in_place: bool) -> None:
     """Fail now if `target` cannot be written (a missing directory, no permission, a read-only or virtual
     file system), not after the work whose result it was to hold: a scratch file is created beside it
-    and removed."""
+    and removed. An existing file written `in_place` (appended to) must take the write itself; otherwise
+    (:func:`covertreex.npz.write_arrays`) a new file is renamed over it, so its directory must take one
+    (a device or a pipe, written directly, must take the write itself)."""
     if not target.parent.is_dir():
         problem = "is a file, not a directory" if target.parent.exists() else "does not exist"
         raise InvalidInputError(f"cannot save the {what} to {target}: the directory {target.parent} "
                                 f"{problem}")
     try:
-        if target.exists():  # written in place: the file itself must take it
-            if not os.access(target, os.W_OK):
+        resolved = Path(os.path.realpath(target))
+        if resolved.exists() and (in_place or not resolved.is_file()):
+            if not os.access(resolved, os.W_OK):
                 raise PermissionError(errno.EACCES, "the file is not writable")
             return
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".pcct-", suffix=".probe"):
+        with tempfile.NamedTemporaryFile(dir=resolved.parent, prefix=".pcct-", suffix=".probe"):
             pass
     except OSError as exc:
         raise InvalidInputError(f"cannot save the {what} to {target}: {exc.strerror or exc}") from None

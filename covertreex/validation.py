@@ -122,12 +122,18 @@ def check_k(k, n_eligible: int, *, allow_padding: bool = False) -> int:
 
 
 
+def holds_integers(arr: np.ndarray) -> bool:
+    """Whether `arr` has an integer dtype, judged by kind as :func:`as_points` judges points: np.issubdtype
+    counts timedelta64 as an integer (such an ordering ended in an IndexError, such indices were used)."""
+    return arr.dtype.kind in "iu"
+
+
 def dataset_indices(values, n_points: int, name: str = "query_indices") -> np.ndarray:
     """Validate an array of dataset indices in [0, n_points)."""
     arr = as_array(values, name)
     if arr.ndim != 1 or arr.size == 0:
         raise InvalidInputError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
+    if not holds_integers(arr):
         raise InputTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     outside = (arr < 0) | (arr >= n_points)
     if outside.any():

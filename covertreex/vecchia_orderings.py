@@ -17,6 +17,7 @@ import numpy as np
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import ORDERINGS
 from covertreex.metrics.data import MetricData, operand
+from covertreex.validation import holds_integers
 
 if TYPE_CHECKING:  # the maximin walk (Numba) loads on first use, not for the CLI's --help
     from covertreex.metrics import MetricSpace
@@ -51,7 +52,7 @@ def _squared_distances_to_mean(X: np.ndarray) -> np.ndarray:
 def given_permutation(values, n_points: int) -> np.ndarray:
     """A user's ordering, checked to be a permutation of range(n_points)."""
     arr = np.asarray(values)
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+    if arr.ndim != 1 or not holds_integers(arr):
         raise InputTypeError(
             f"ordering must be a name ({', '.join(ORDERINGS)}) or a 1-D integer array, got "
             f"{type(values).__name__} of dtype {arr.dtype} and shape {arr.shape}"

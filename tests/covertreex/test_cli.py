@@ -122,7 +122,13 @@ def test_query_predecessor_mode_matches_the_api(tmp_path):
 
 def test_query_skips_recall_on_large_runs_unless_asked():
     done = ok("query", "--n", 300, "--dims", 2, "--k", 3, "--queries", 10, "--no-recall")
-    assert "recall  not computed" in done.stdout
+    assert "recall  not computed (--no-recall)" in done.stdout.splitlines()  # gave the size as the reason
+
+
+def test_query_summary_prints_on_an_ascii_stdout():
+    """The spread of repeated runs was printed with '±': a UnicodeEncodeError where stdout is ASCII."""
+    done = ok("query", *TINY, "--repeat", 2, env={"PYTHONIOENCODING": "ascii"})
+    assert "best of 2 (mean " in done.stdout and " +/- " in done.stdout
 
 
 def test_environment_preset_and_explicit_override():

@@ -33,6 +33,11 @@ def points(tmp_path_factory):
     np.save(folder / "big.npy", np.array([[1e200, 0.0], [0.0, 1.0], [1.0, 1.0]]))
     (folder / "bom.csv").write_bytes("\ufeff0,0\n1,0\n0,2\n".encode())  # Excel's "CSV UTF-8"
     (folder / "bigint.csv").write_text("# id,t\n9007199254740992,0\n9007199254740993,0\n0,1\n")
+    np.save(folder / "m8.npy", np.arange(150).astype("m8[s]"))  # NumPy counts timedelta64 as an integer
+    (folder / "inexact.csv").write_text("4.99999999999999999\n")  # float64 rounds it to 5
+    (folder / "huge.csv").write_text("9223372036854775807\n")
+    (folder / "tiny.csv").write_text("1e-999999999\n")  # float64 reads 0.0; an exact parse must not expand it
+    (folder / "xlink.npz").symlink_to(folder / "x.npy")
     np.save(folder / "nan.npy", np.where(np.arange(8)[:, None] == 3, np.nan, np.ones((8, 2))))
     with open(folder / "huge.npy", "wb") as fh:  # a header claiming 24 TB over 100 bytes of data
         np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False,
@@ -97,6 +102,18 @@ ERROR_CASES = [
     (["bigint.csv", "--metric", "euclidean"], 1, "bigint.csv: the points hold the integer 9007199254740993 "
      "(row 1, column 0), which float64 cannot represent exactly"),  # rounded to a duplicate of row 0
     (["x.npy", "--out", "nodir/nn.npz"], 1, "nodir/nn.npz: the directory"),  # after all the work
+    (["x.npy", "--ordering-file", "m8.npy"], 1, "m8.npy: the ordering must hold integers, a permutation of "
+     "0..149, got dtype timedelta64[s]"),  # an IndexError traceback
+    (["x.npy", "--ordering-file", "inexact.csv"], 1, "inexact.csv: the ordering must hold integers, a "
+     "permutation of 0..149; entry 0 is 4.99999999999999999"),  # was taken for 5
+    (["x.npy", "--ordering-file", "tiny.csv"], 1, "tiny.csv: the ordering must hold integers, a permutation "
+     "of 0..149; entry 0 is 1e-999999999"),  # was taken for 0
+    (["x.npy", "--ordering-file", "huge.csv"], 1, "huge.csv: the ordering must be a permutation of 0..149; "
+     "entry 0 is 9223372036854775807, out of range"),  # was "the ordering hold the integer ... float64"
+    (["x.npy", "--variance", "1e-300"], 1, "pcct: error: variance = 1e-300 is outside"),  # was prefixed
+    # "x.npy (the points): ", as if the points were at fault
+    (["x.npy", "--out", "xlink.npz"], 1, "xlink.npz name the same file; give each its own"),  # a link to
+    # the points file, which the write replaced
     (["big.npy", "--metric", "euclidean"], 1, "big.npy (the points): X has coordinates beyond"),  # no file
 ]
 
@@ -117,6 +134,19 @@ def test_errors_are_one_line(error_runs, case):
     assert done.returncode == status
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line
+
+
+def test_the_file_is_written_before_the_summary_lines(points, tmp_path):
+    """`pcct vecchia ... --out nn.npz | true`: the reader left before the first summary line, whose
+    BrokenPipeError ended the run before the file was written."""
+    folder, X = points
+    with subprocess.Popen([sys.executable, "-m", "covertreex", "vecchia", str(folder / "x.npy"), "--k", "3",
+                           "--metric", "euclidean", "--out", str(tmp_path / "nn.npz")],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as child:
+        child.stdout.close()  # before the child can print: its start-up alone takes longer
+        child.wait(timeout=300)
+    expected = ct.vecchia_neighbors(X, 3, metric="euclidean")
+    np.testing.assert_array_equal(np.load(tmp_path / "nn.npz")["neighbors"], expected.neighbors)
 
 
 def test_a_csv_with_a_byte_order_mark_is_read(points, tmp_path):

@@ -4,9 +4,11 @@ file, never a traceback, a thread storm or a silently wrong answer; `--out` repo
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from covertreex.presets import ENV_VAR
@@ -15,10 +17,10 @@ from covertreex.resources import available_cpus
 TINY = ["--n", "200", "--dims", "2", "--k", "3", "--queries", "5"]
 
 
-def _pcct(*args, cwd=None) -> subprocess.CompletedProcess:
+def _pcct(*args, cwd=None, preexec_fn=None) -> subprocess.CompletedProcess:
     environ = {key: value for key, value in os.environ.items() if key != ENV_VAR}
     return subprocess.run([sys.executable, "-m", "covertreex", *map(str, args)], text=True, env=environ,
-                          capture_output=True, timeout=300, cwd=cwd)
+                          capture_output=True, timeout=300, cwd=cwd, preexec_fn=preexec_fn)
 
 
 def test_build_out_reports_the_path_really_written(tmp_path):
@@ -44,9 +46,50 @@ def test_an_out_whose_npz_is_a_directory_fails_before_the_work(tmp_path):
         "pcct: error: res.npz is a directory; save the neighbours to a file such as res.npz/neighbours.npz"]
 
 
+def _file_size_limit() -> None:
+    """In the child: files may grow to 8 KiB (`ulimit -f 8`); a larger write fails with EFBIG."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+@pytest.mark.parametrize("args", [
+    ["vecchia", "points.npy", "--k", "20", "--m", "16"],
+    ["query", "--n", "300", "--dims", "2", "--k", "20", "--queries", "1000"],
+    ["build", "--n", "2000", "--dims", "2"],  # Tree.save
+])
+def test_a_failed_write_keeps_the_previous_file_and_names_it(tmp_path, args):
+    """Every .npz was written in place: a write cut short (here by a file size limit) left a truncated
+    file where the previous good one was, and NumPy's error named no file. The good file comes from the
+    same command, which also leaves Numba's cache warm (a cold one fails writing its own cache files)."""
+    np.save(tmp_path / "points.npy", np.random.default_rng(0).normal(size=(300, 2)))
+    assert _pcct(*args, "--out", "good.npz", cwd=tmp_path).returncode == 0
+    good = tmp_path / "good.npz"
+    before = good.read_bytes()
+    assert len(before) > 8192
+    done = _pcct(*args, "--out", "good.npz", cwd=tmp_path, preexec_fn=_file_size_limit)
+    assert done.returncode == 1
+    assert good.read_bytes() == before
+    assert done.stderr.splitlines() == ["pcct: error: [Errno 27] File too large: 'good.npz'"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.npz", "points.npy"]  # no temporary left
+
+
+def test_query_refuses_a_symlink_to_its_tree_as_an_output(tmp_path):
+    """A link to the --tree file is the same file (resolved before the comparison)."""
+    assert _pcct("build", *TINY[:4], "--out", "tree.npz", cwd=tmp_path).returncode == 0
+    (tmp_path / "link.npz").symlink_to(tmp_path / "tree.npz")
+    done = _pcct("query", *TINY, "--tree", "tree.npz", "--save-tree", "link", cwd=tmp_path)
+    assert done.stderr.splitlines() == [
+        "pcct: error: --tree tree.npz and --save-tree link.npz name the same file; give each its own"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["query", *TINY, "--out", "same", "--save-tree", "same.npz"],  # one written over the other,
+         "pcct: error: --out same.npz and --save-tree same.npz name the same file; give each its own"),
+        (["query", *TINY, "--tree", "t.npz", "--out", "./t"],  # both reported saved
+         "pcct: error: --tree t.npz and --out t.npz name the same file"),
+        (["query", *TINY, "--out", "a.npz", "--telemetry", "a.npz"],
+         "pcct: error: --out a.npz and --telemetry a.npz name the same file"),
         (["build", *TINY[:4], "--out", "."], "pcct: error: . is a directory; save the tree to a file"),
         (["query", *TINY, "--out", "."], "pcct: error: . is a directory; save the answers to a file"),
         (["query", *TINY, "--metric", "residual", "--m", "8", "--variance", "1e300"],

@@ -284,6 +284,8 @@ def test_a_numba_thread_count_below_one_is_named_before_numba_is_imported(value)
          "lengthscale must be a number or a sequence of numbers"),
         (lambda: ct.CoverTree().fit(X).kneighbors(indices=[2**63], k=1), InvalidInputError,
          r"query_indices must lie in \[0, 300\), got 9223372036854775808 at position 0"),
+        (lambda: ct.CoverTree().fit(X).kneighbors(indices=np.array([1, 2], dtype="m8[s]"), k=1),
+         InputTypeError, r"query_indices must hold integers, got dtype timedelta64\[s\]"),
         (lambda: ct.CoverTree().fit(X).kneighbors(k=2, predecessor="no"), InputTypeError,
          "predecessor must be True or False, got str 'no'"),
         (lambda: ct.CoverTree(engine=["gold"]), InputTypeError, r"engine must be a name \(str\), got list"),

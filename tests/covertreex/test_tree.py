@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 
 import numpy as np
@@ -180,6 +181,30 @@ def test_corrupt_tree_file_names_the_file(built, tmp_path, damage):
         np.savez(path, **kept)
     with pytest.raises(CorruptFileError, match="tree.npz"):
         ct.load(path)
+
+
+def test_saving_over_a_symlinked_file_keeps_the_link_and_the_files_permissions(built, tmp_path):
+    """The save goes to a temporary file renamed over the real target: the symlink and the permissions of
+    the file it replaces stay as they were."""
+    tree, _ = built
+    real, link = tmp_path / "real.npz", tmp_path / "link.npz"
+    real.write_bytes(b"old")
+    real.chmod(0o640)
+    link.symlink_to(real)
+    tree.save(link)
+    assert link.is_symlink() and ct.load(real).same_as(tree)
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "real.npz"]  # no temporary left
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_save_that_fails_names_the_path(built, tmp_path):
+    """A write error was NumPy's bare '[Errno 28] No space left on device', naming no file."""
+    tree, _ = built
+    full = tmp_path / "full.npz"
+    full.symlink_to("/dev/full")
+    with pytest.raises(OSError, match="No space left on device: '.*full.npz'"):
+        tree.save(full)
 
 
 def test_a_tree_file_that_cannot_be_opened_raises_what_open_raises(tmp_path):

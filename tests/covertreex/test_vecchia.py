@@ -117,6 +117,7 @@ def test_layouts_input_rows_and_gpgp():
      "entry 2 repeats the value 5 of entry 1 (the value 2 appears nowhere)"),
     (np.arange(6.0), InputTypeError, "1-D integer array"),
     (np.arange(6).reshape(2, 3), InputTypeError, "1-D integer array"),
+    (np.arange(6).astype("m8[s]"), InputTypeError, "1-D integer array"),  # an IndexError traceback
     ("maximal", UnknownNameError, "unknown ordering 'maximal'"),
 ])
 def test_bad_orderings_are_named(ordering, error, words):
