@@ -295,8 +295,20 @@ def build_parser() -> Parser:
 
 
 def say(args, line: str) -> None:
-    """One summary line: on stdout, or on stderr when --json keeps stdout for the JSON."""
-    print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+    """One summary line: on stdout, or on stderr when --json keeps stdout for the JSON. A reader that left
+    (`| head -1`) does not end the run: the work goes on and its files are written (the run then exits
+    with EXIT_ERROR, see :func:`main`), where the BrokenPipeError of the first line lost them."""
+    stream = sys.stderr if args.json else sys.stdout
+    try:
+        print(line, file=stream, flush=True)
+    except BrokenPipeError:
+        _silence(stream)
+        args.reader_left = True
+
+
+def _silence(stream) -> None:
+    """Send what is still written to `stream`, whose reader left, nowhere (so no flush at exit fails)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def refuse_same_file(outputs: dict, inputs: dict) -> None:
@@ -368,12 +380,13 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         require_importable_numba_threads()
-        return _command(args.run)(args)
+        status = _command(args.run)(args)
+        return EXIT_ERROR if getattr(args, "reader_left", False) else status
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `pcct presets | head -1`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence(sys.stdout)
         return EXIT_ERROR
     except (CovertreexError, OSError) as exc:
         print(f"pcct: error: {exc}", file=sys.stderr)

@@ -131,6 +131,22 @@ def test_query_summary_prints_on_an_ascii_stdout():
     assert "best of 2 (mean " in done.stdout and " +/- " in done.stdout
 
 
+def test_a_reader_that_leaves_does_not_lose_the_files(tmp_path):
+    """`pcct query ... --out a.npz | true`: the first summary line's BrokenPipeError ended the run before
+    the answers (or the tree) were written. The run finishes, writes them and exits with status 1."""
+    command = [sys.executable, "-m", "covertreex", "query", *TINY, "--no-recall", "--path", "tree",
+               "--out", str(tmp_path / "a.npz"), "--save-tree", str(tmp_path / "t.npz")]
+    with subprocess.Popen(command,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        child.stdout.close()  # before the child can print: its start-up alone takes longer
+        assert child.wait(timeout=300) == 1 and child.stderr.read() == ""
+    points = datasets.make("gaussian", 300, 2, 42).points
+    with np.load(tmp_path / "a.npz") as saved:
+        expected = ct.CoverTree().fit(points).kneighbors(points[saved["query_indices"]], k=5)
+        assert np.array_equal(saved["indices"], expected[1])
+    assert ct.load(tmp_path / "t.npz").n_points == 300
+
+
 def test_environment_preset_and_explicit_override():
     env = {ENV_VAR: "residual_parity"}
     summary = json.loads(ok("query", *TINY, "--m", 16, "--json", "--brute-variant", "auto",
