@@ -30,22 +30,29 @@ from covertreex.validation import as_points, holds_integers
 READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
 
 
-def read_array(path, what: str) -> np.ndarray:
-    """The array in a .npy or .csv file (`what` names it in errors); problems end in one line."""
+def read_array(path, what: str, *, refuse_rounded: bool = True) -> np.ndarray:
+    """The array in a .npy or .csv file (`what` names it in errors; `refuse_rounded`: a .csv integer beyond
+    float64's is refused, see :func:`_refuse_rounded_integers`); problems end in one line, a file that
+    cannot be read included (its OSError names the file and `what`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got {suffix or 'no suffix'!r}")
-    if suffix == ".npy":
-        return read_npy(path, what)
-    values = _read_csv(path, what)
-    _refuse_rounded_integers(path, values, what)
+    try:
+        if suffix == ".npy":
+            return read_npy(path, what)
+        values = _read_csv(path, what)
+    except OSError as exc:  # EIO mid-read named no file; a missing .csv was worded otherwise than a .npy
+        raise type(exc)(exc.errno, f"{exc.strerror or exc} ({what})", str(path)) from None
+    if refuse_rounded:
+        _refuse_rounded_integers(path, values, what)
     return values
 
 
 def _read_csv(path: Path, what: str) -> np.ndarray:
     """The numbers of a .csv file as float64 (2-D), refused in one line naming the row and column of the
     first entry that is no number."""
+    open(path, "rb").close()  # what cannot be opened fails as open() says it, as a .npy does
     try:
         with warnings.catch_warnings():  # an empty file: refused by name where it is used, not warned about
             warnings.simplefilter("ignore", UserWarning)
@@ -93,7 +100,7 @@ def _ordering_file(path, n: int) -> np.ndarray:
     numbers, see :func:`_whole_numbers`)."""
     path = Path(path)
     text = path.suffix.lower() == ".csv"
-    values = _read_csv(path, "the ordering") if text else read_array(path, "the ordering")
+    values = read_array(path, "the ordering", refuse_rounded=False)  # _whole_numbers checks a .csv's text
     if not text and not holds_integers(values):  # a file holds no ordering name
         raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}, got "
                              f"dtype {values.dtype}")

@@ -79,7 +79,10 @@ def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, 
 
 ERROR_CASES = [
     (["x.txt"], 1, "x.txt: the points must be a .npy or .csv file, got '.txt'"),
-    (["missing.npy"], 1, "No such file or directory"),
+    (["missing.npy"], 1, "[Errno 2] No such file or directory (the points): '"),
+    (["missing.csv"], 1, "[Errno 2] No such file or directory (the points): '"),  # was "... not found."
+    (["x.npy", "--metric", "euclidean", "--ordering-file", "missing.csv"], 1,
+     "[Errno 2] No such file or directory (the ordering): '"),
     (["bad.csv"], 1, "bad.csv: cannot read the points as comma-separated numbers"),
     (["x.npy", "--ordering-file", "x.npy"], 1, "x.npy: the ordering must hold integers, a permutation of "
      "0..149, got dtype float64"),  # was "must be a name (natural, ...) or ...": a file holds no name
