@@ -140,6 +140,13 @@ def _written_whole(token: str) -> bool:
     return number.is_finite() and number == number.to_integral_value()
 
 
+def _engine_ran(engine: str) -> str:
+    """The engine a job asked to run on `engine` ran on ('auto': the fastest exact one built here)."""
+    from covertreex.api import CoverTree
+
+    return CoverTree(engine=None if engine == "auto" else engine).engine.name
+
+
 RESIDUAL_OPTIONS = ("kernel", "lengthscale", "variance", "m")
 
 
@@ -196,12 +203,13 @@ def run(args) -> int:
             reason = " ".join(str(exc).split())
             raise ClusterError(f"the Dask cluster at {args.scheduler} failed the job: "
                                f"{type(exc).__name__}: {reason}") from exc
-    if out:  # before the summary lines: a reader that leaves (`| head`) ends the run at the first one
+    if out:  # before the summary lines (a reader that leaves, `| head`, once ended the run at the first one)
         write_arrays(out, {"ordering": result.ordering, "neighbors": result.neighbors,
                            "distances": result.distances})
     summary = {
         "command": "vecchia", "points": str(args.points), "n": int(X.shape[0]), "dims": int(X.shape[1]),
-        "metric": args.metric, "k": args.k, "engine": args.engine, "ordering": result.ordering_name,
+        "metric": args.metric, "k": args.k, "engine": args.engine, "engine_ran": _engine_ran(args.engine),
+        "ordering": result.ordering_name,
         "residual": None if residual is None else {**residual, "m": inducing_count(n, residual["m"]),
                                                    "seed": args.seed},
         "ordering_seconds": result.ordering_seconds, "neighbor_seconds": result.neighbor_seconds,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import covertreex as ct
+from covertreex.engines import engine_available
 
 
 def run(*args) -> subprocess.CompletedProcess:
@@ -66,6 +67,8 @@ def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, 
     summary = json.loads(done.stdout)
     assert summary["n"] == 150 and summary["dims"] == 2 and summary["k"] == 4
     assert summary["out"] == str(tmp_path / "nn.npz")
+    fastest = "rust" if engine_available("rust") else "gold"
+    assert (summary["engine"], summary["engine_ran"]) == ("auto", fastest)
     assert "order " in done.stderr and "saved " in done.stderr
     result = ct.vecchia_neighbors(X, 4, **expected)
     saved = np.load(tmp_path / "nn.npz")
