@@ -259,18 +259,23 @@ def threshold(lower, d):
     return np.sort(d[best])[K - 1]
 
 
-def tiles(brute, problem, Z, screen, norm_z, terms, sizes, count: int = 8) -> None:
+def tiles(brute, problem, Z, screen, norm_z, terms, sizes, count: int = 8, point_tile: int = 256) -> None:
     """An engine re-checks a tile of queries against the union of its rows' survivors with one f64 GEMM:
-    how many columns that is, for tiles of consecutive points along the Hilbert curve (int8 screen)."""
+    how many columns that is, for tiles of consecutive points along the Hilbert curve (int8 screen); and,
+    with the points in Hilbert order too, how many tiles of `point_tile` points hold any survivor (those
+    an engine that skips whole f64 tiles would still compute)."""
     from covertreex.ordering import hilbert_order
 
     order = hilbert_order(problem.X)
+    tile_of = np.empty(len(order), dtype=np.int64)
+    tile_of[order] = np.arange(len(order)) // point_tile
     rng = np.random.default_rng(11)
     print("\n| query tile (Hilbert-consecutive, int8 screen) | survivors per row / eligible "
-          "| columns of the tile's union / eligible |")
-    print("|---|---|---|")
+          f"| columns of the tile's union / eligible | Hilbert tiles of {point_tile} points with a survivor "
+          "/ with an eligible point |")
+    print("|---|---|---|---|")
     for size in sizes:
-        per_row, union = [], []
+        per_row, union, hit = [], [], []
         for start in rng.choice(len(order) // size, count, replace=False) * size:
             rows = np.sort(order[start:start + size])
             rows = rows[rows >= 2 * K]
@@ -281,7 +286,10 @@ def tiles(brute, problem, Z, screen, norm_z, terms, sizes, count: int = 8) -> No
                 per_row.append(keep.mean())
                 columns[J[keep]] = True
             union.append(columns.mean())
-        print(f"| {size} rows ({count} tiles) | {np.mean(per_row):.4f} | {np.mean(union):.4f} |")
+            eligible = np.unique(tile_of[: rows.max()])
+            hit.append(np.unique(tile_of[np.flatnonzero(columns)]).size / eligible.size)
+        print(f"| {size} rows ({count} tiles) | {np.mean(per_row):.4f} | {np.mean(union):.4f} | "
+              f"{np.mean(hit):.4f} |")
 
 
 def timing(V, q32, rows: int = 2048, repeats: int = 5) -> None:
