@@ -50,6 +50,12 @@ JOBS = {
         "scikit-learn KDTree": EUCLIDEAN_DATA + "from sklearn.neighbors import KDTree\n"
                                "idx = KDTree(X).query(Q, k=50)[1]\n",
     },
+    "euclidean, tree path": {  # a kept index: the tree is built and walked
+        "covertreex": EUCLIDEAN_DATA + "import covertreex as ct\n"
+                      "idx = ct.CoverTree(path='tree').fit(X).kneighbors(Q, k=50)[1]\n",
+        "scipy cKDTree": EUCLIDEAN_DATA + "from scipy.spatial import cKDTree\n"
+                         "idx = cKDTree(X).query(Q, k=50)[1]\n",
+    },
     "residual": {
         "covertreex": RESIDUAL_DATA + "import covertreex as ct\n"
                       "ct.CoverTree(metric='residual').fit(X, m=64, seed=0).kneighbors(Q, k=5)\n",

@@ -31,7 +31,8 @@ from covertreex import datasets
 from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.engines.gold.visit import slot
 from covertreex.engines.schedule import Schedule
-from covertreex.levels import DUPLICATE_LEVEL, cover
+from covertreex.level_constants import DUPLICATE_LEVEL
+from covertreex.levels import cover
 from covertreex.metrics.kernels import can_prune, can_skip_child, distance
 from pytest_pcct.gate.baselines import machine_facts
 

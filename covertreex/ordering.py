@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from covertreex import twins
 from covertreex.errors import unknown_name
 from covertreex.interrupts import deferring
 
@@ -16,13 +17,17 @@ def natural_order(points: np.ndarray) -> np.ndarray:
 def hilbert_keys(points: np.ndarray) -> np.ndarray:
     """Hilbert-curve index of each point on a per-dimension quantised grid (Skilling's transpose method),
     `bits` = min(16, 63 // d) per dimension so a key fits in 63 bits."""
-    from covertreex.hilbert_curve import quantised_keys  # Numba: a natural order never loads it
-
     n, d = points.shape
     bits = max(1, min(16, 63 // d))
     lo, hi = points.min(axis=0), points.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
-    return quantised_keys(np.ascontiguousarray(points, dtype=np.float64), lo, span, bits)
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    twin = twins.rust_twin("quantised_keys")  # the same keys, and no Numba for a rust job
+    if twin is not None:
+        return twin(points, np.ascontiguousarray(lo), np.ascontiguousarray(span), bits)
+    from covertreex.hilbert_curve import quantised_keys  # Numba: a natural order never loads it
+
+    return quantised_keys(points, lo, span, bits)
 
 
 def hilbert_order(points: np.ndarray) -> np.ndarray:

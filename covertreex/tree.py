@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from covertreex import twins
 from covertreex.digest import array_digest
 from covertreex.errors import CorruptFileError, InputTypeError, InvalidInputError
 from covertreex.interrupts import deferring
@@ -44,8 +45,8 @@ DTYPES = {
 """Every array of a tree and its dtype, in the order of the :class:`Tree` fields (and of a saved file).
 
 The checks and kernels over these arrays (:mod:`covertreex.tree_checks`, :mod:`covertreex.tree_structure`,
-:mod:`covertreex.levels`) are Numba code, imported by the functions below that use them: a query on the
-dense path never loads Numba."""
+:mod:`covertreex.levels`) are Numba code, imported by the functions below that use them, and what a build
+needs of them has a rust twin (:mod:`covertreex.twins`): a rust job never loads Numba."""
 _ARRAYS = tuple(DTYPES)
 _SCALARS = ("format_version", "root", "metric", "space_digest")
 
@@ -92,7 +93,7 @@ class Tree:
     def level_range(self) -> tuple[int, int]:
         """(highest, lowest) level among nodes that are not duplicates (read once: every query's walk and
         telemetry ask, and the arrays are read-only)."""
-        from covertreex.levels import DUPLICATE_LEVEL
+        from covertreex.level_constants import DUPLICATE_LEVEL
 
         real = self.levels[self.levels != DUPLICATE_LEVEL]
         return int(real.max()), int(real.min())
@@ -226,14 +227,40 @@ def _check_writable(target: Path, what: str, in_place: bool) -> None:
         raise InvalidInputError(f"cannot save the {what} to {target}: {exc.strerror or exc}") from None
 
 
+def exact_copies(parents: np.ndarray, data) -> np.ndarray:
+    """is_copy[c]: c's rows equal its parent's value for value (==, so 0.0 and -0.0 count as equal: they
+    give the same distances bit for bit), so a query may reuse the parent's distance."""
+    is_copy = np.zeros(parents.shape[0], dtype=np.bool_)
+    child = np.flatnonzero(parents >= 0)
+    par = parents[child]
+    same = np.all(data.X[child] == data.X[par], axis=1) & (data.P[child] == data.P[par])
+    child, par = child[same], par[same]
+    if data.V.shape[1]:
+        # Only the few pairs equal so far: gathering every row of V would copy all of V twice.
+        same = np.all(data.V[child] == data.V[par], axis=1)
+        child = child[same]
+    is_copy[child] = True
+    return is_copy
+
+
+@deferring  # Numba's only where the extension is not built
+def subtree_minima(root: int, offsets: np.ndarray, children: np.ndarray) -> np.ndarray:
+    """Per node, the smallest dataset index in its subtree (:func:`covertreex.tree_structure.subtree_minima`,
+    or its rust twin where the extension is built: the same values, and no Numba for a rust job)."""
+    twin = twins.rust_twin("subtree_minima")
+    if twin is not None:
+        return twin(root, offsets, children)
+    from covertreex import tree_structure
+
+    return tree_structure.subtree_minima(root, read_only(offsets), read_only(children))
+
+
 @deferring
 def assemble(
     levels, parents, radius, insertion_order, space: MetricSpace, evaluations: int | None = None
 ) -> Tree:
     """Finish a build: CSR children in canonical order and the exact-copy flags, shared by all engines.
     `evaluations` is the build's distance-evaluation count, kept on the tree as a work counter."""
-    from covertreex import tree_checks, tree_structure
-
     n = levels.shape[0]
     roots = np.flatnonzero(parents < 0)
     if roots.shape[0] != 1:
@@ -252,8 +279,8 @@ def assemble(
         children,
         radius.astype(np.float64),
         insertion_order.astype(np.int64),
-        tree_checks.exact_copies(parents, space.data),
-        tree_structure.subtree_minima(root, read_only(offsets), read_only(children)),
+        exact_copies(parents, space.data),
+        subtree_minima(root, offsets, children),
     )
     for array in arrays:  # the tree's own arrays, fixed from here on (its digest is computed once)
         array.flags.writeable = False

@@ -13,9 +13,10 @@ import numpy as np
 from numba import njit, prange
 
 from covertreex.interrupts import deferring
-from covertreex.levels import DUPLICATE_LEVEL as _DUP
+from covertreex.level_constants import DUPLICATE_LEVEL as _DUP
 from covertreex.metrics.data import read_only
 from covertreex.metrics.kernels import distance
+from covertreex.tree import exact_copies
 
 OK, COVER_LEVEL, COVER_DISTANCE = 0, 1, 2
 
@@ -123,22 +124,6 @@ def radius_problem(parents, radius, D) -> tuple[int, str] | None:
     node = int(ancestor[y])
     d = float(value[y])
     return node, f"radius[{node}] = {float(radius[node])!r} < d(node {node}, descendant {y}) = {d!r}"
-
-
-def exact_copies(parents: np.ndarray, data) -> np.ndarray:
-    """is_copy[c]: c's rows equal its parent's value for value (==, so 0.0 and -0.0 count as equal: they
-    give the same distances bit for bit), so a query may reuse the parent's distance."""
-    is_copy = np.zeros(parents.shape[0], dtype=np.bool_)
-    child = np.flatnonzero(parents >= 0)
-    par = parents[child]
-    same = np.all(data.X[child] == data.X[par], axis=1) & (data.P[child] == data.P[par])
-    child, par = child[same], par[same]
-    if data.V.shape[1]:
-        # Only the few pairs equal so far: gathering every row of V would copy all of V twice.
-        same = np.all(data.V[child] == data.V[par], axis=1)
-        child = child[same]
-    is_copy[child] = True
-    return is_copy
 
 
 def copy_problem(is_copy: np.ndarray, parents: np.ndarray, data) -> str:

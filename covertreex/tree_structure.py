@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from covertreex.interrupts import deferring
-from covertreex.levels import DUPLICATE_LEVEL, HIGHEST_LEVEL, LOWEST_LEVEL
+from covertreex.level_constants import DUPLICATE_LEVEL, HIGHEST_LEVEL, LOWEST_LEVEL
 from covertreex.metrics.data import read_only
 from covertreex.tree import DTYPES
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from covertreex import twins
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError
 from covertreex.interrupts import deferring
 from covertreex.kinds import KERNELS, METRICS
@@ -86,14 +87,6 @@ def residual_slack(n_inducing: int, n_dims: int, variance: float, p_min: float) 
 # --- V's building blocks: the rust twin where it is built, else Numba's (or NumPy's) ------------------
 
 
-def _rust_twin(name: str):
-    """The rust extension's twin of a function below where it is built (rust/core/src/kernel_matrix.rs:
-    the same formulas in the same order, so the same bits), else None."""
-    from covertreex.engines.rust import _extension  # here: the engine imports this module
-
-    return getattr(_extension(), name, None)
-
-
 @deferring
 def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
     """k(A, B) for a kernel named as in :data:`covertreex.kinds.KERNELS` (see
@@ -101,7 +94,7 @@ def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -
     A = read_only(np.ascontiguousarray(A, dtype=np.float64))
     B = read_only(np.ascontiguousarray(B, dtype=np.float64))
     lengthscale = read_only(np.ascontiguousarray(lengthscale, dtype=np.float64))
-    twin = _rust_twin("kernel_matrix")
+    twin = twins.rust_twin("kernel_matrix")
     if twin is not None:
         return twin(A, B, lengthscale, KERNELS.index(kernel), float(variance))
     from covertreex.metrics.kernels import kernel_block  # Numba: only without the extension
@@ -114,7 +107,7 @@ def squared_norms(V) -> np.ndarray:
     """||V_i||^2 of every row, summed over the columns in order (the rust twin where the extension is
     built, else :func:`covertreex.metrics.kernels.squared_norms_block`)."""
     V = np.ascontiguousarray(V, dtype=np.float64)
-    twin = _rust_twin("squared_norms")
+    twin = twins.rust_twin("squared_norms")
     if twin is not None:
         return twin(V)
     from covertreex.metrics.kernels import squared_norms_block  # Numba: only without the extension
@@ -132,7 +125,7 @@ def forward_substitution(L, K) -> np.ndarray:
     if L.ndim != 2 or K.ndim != 2 or L.shape != (K.shape[1], K.shape[1]):
         raise DimensionMismatchError(f"forward substitution needs L of shape (m, m) and K of shape (n, m), "
                                      f"got L {L.shape} and K {K.shape}")
-    twin = _rust_twin("forward_substitution_rows")
+    twin = twins.rust_twin("forward_substitution_rows")
     if twin is not None:
         return twin(L, K)
     from covertreex.metrics.kernels import forward_substitution_rows  # Numba: only without the extension
@@ -150,7 +143,7 @@ def take_rows(V, order) -> np.ndarray:
         raise InputTypeError(f"order must be a 1-d array of integer row indices, got {order.dtype} with "
                              f"shape {order.shape}")
     order = order.astype(np.int64, copy=False)
-    twin = _rust_twin("take_rows")
+    twin = twins.rust_twin("take_rows")
     if twin is not None:
         return twin(V, order)  # checks the range itself, with the same message
     outside = np.flatnonzero((order < 0) | (order >= V.shape[0]))

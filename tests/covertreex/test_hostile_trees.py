@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import covertreex as ct
 from covertreex import datasets
 from covertreex.errors import CorruptFileError, CovertreexError, InputTypeError, InvalidInputError
-from covertreex.levels import DUPLICATE_LEVEL
+from covertreex.level_constants import DUPLICATE_LEVEL
 
 K = 5
 QUERIES = np.arange(0, 300, 7)

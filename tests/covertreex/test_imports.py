@@ -66,10 +66,10 @@ def test_a_euclidean_job_loads_no_scipy_linear_algebra():
 
 
 @pytest.mark.skipif(not covertreex.engine_available("rust"), reason="the rust extension is not built")
-def test_a_rust_job_on_the_dense_path_loads_no_numba():
-    """Numba's import is 0.2 s of a fresh process; a rust job that never builds a tree (path 'auto' takes
-    the dense path at these sizes) needs none of its kernels: V's building blocks and query points' V rows
-    are the extension's twins. The tree path still needs it (the tree's arrays are finished by Numba code)."""
+def test_a_rust_job_loads_no_numba():
+    """Numba's import is 0.2 s of a fresh process, and loading its cached kernels as much again; a rust job
+    needs none of them: V's building blocks, query points' V rows, the tree's subtree minima and the query
+    blocks' Hilbert keys are the extension's twins. A gold job does load it."""
     code = ("import sys, numpy as np, covertreex as ct\n"
             "X = np.random.default_rng(0).random((3000, 3))\n"
             "ct.CoverTree(engine='rust').fit(X).kneighbors(X[:5] + 0.01, k=3)\n"
@@ -79,7 +79,12 @@ def test_a_rust_job_on_the_dense_path_loads_no_numba():
             "model.kneighbors(k=3, predecessor=True)\n"
             "ct.vecchia_neighbors(X, 5, ordering='maximin', m=16)\n"
             "ct.vecchia_neighbors(X, 5, ordering='maximin-residual', metric='euclidean', m=16)\n"
+            "for metric, mode in (('euclidean', 'perf'), ('residual', 'perf'), ('residual', 'parity')):\n"
+            "    tree = ct.CoverTree(engine='rust', metric=metric, mode=mode, path='tree')\n"
+            "    tree.fit(X, **({'m': 16} if metric == 'residual' else {}))\n"
+            "    tree.kneighbors(X[:70] + 0.01, k=3)\n"
+            "    tree.kneighbors(k=3, predecessor=True)\n"
             "print('numba' in sys.modules)\n"
-            "ct.CoverTree(engine='rust', path='tree').fit(X)\n"
+            "ct.CoverTree(engine='gold', path='tree').fit(X)\n"
             "print('numba' in sys.modules)")
     assert _run(code).split() == ["False", "True"]

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import covertreex as ct
+from covertreex import twins
 from covertreex.errors import InputTypeError, InvalidInputError
 from covertreex.metrics import data, kernels
 
-pytestmark = pytest.mark.skipif(data._rust_twin("kernel_matrix") is None,
+pytestmark = pytest.mark.skipif(twins.rust_twin("kernel_matrix") is None,
                                 reason="the rust extension is not built")
 
 LENGTHSCALES = [
@@ -50,7 +51,7 @@ def _lower_factor(m: int, rng, scale: float) -> np.ndarray:
 @pytest.mark.parametrize("n, m", [(1, 1), (9, 3), (1000, 64), (37, 512)])
 @pytest.mark.parametrize("scale", [1.0, 1e-150, 1e150])
 def test_the_rust_forward_substitution_is_numbas_bit_for_bit(n, m, scale):
-    assert data._rust_twin("forward_substitution_rows") is not None  # a stale build: Numba against itself
+    assert twins.rust_twin("forward_substitution_rows") is not None  # a stale build: Numba against itself
     rng = np.random.default_rng(n + m)
     L, K = _lower_factor(m, rng, scale), rng.normal(size=(n, m))
     twin = data.forward_substitution(L, K)
@@ -60,7 +61,7 @@ def test_the_rust_forward_substitution_is_numbas_bit_for_bit(n, m, scale):
 
 
 def test_the_rust_forward_substitution_refuses_mismatched_shapes():
-    twin = data._rust_twin("forward_substitution_rows")
+    twin = twins.rust_twin("forward_substitution_rows")
     with pytest.raises(ValueError, match="rows of L: expected 3, got 2"):
         twin(np.eye(2), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="columns of L: expected 3, got 2"):
@@ -71,7 +72,7 @@ def test_the_rust_forward_substitution_refuses_mismatched_shapes():
 def test_forward_substitution_refuses_mismatched_shapes_on_either_path(monkeypatch, twin):
     """Numba's kernel reads out of bounds where the shapes disagree: the wrapper checks them for both."""
     if not twin:
-        monkeypatch.setattr(data, "_rust_twin", lambda name: None)
+        monkeypatch.setattr(twins, "rust_twin", lambda name: None)
     for L, K in ((np.eye(2), np.ones((4, 3))), (2 * np.eye(5), np.ones((1, 3))),
                  (np.ones((3, 2)), np.ones((4, 2)))):
         with pytest.raises(ValueError, match=r"needs L of shape \(m, m\) and K of shape \(n, m\)"):
@@ -83,14 +84,14 @@ def test_query_points_project_the_same_without_the_extension(monkeypatch):
     problem = ct.residual_problem(X, lengthscale=0.6, m=40, seed=2)
     Q = np.random.default_rng(6).normal(size=(50, 3))
     with_rust = problem.project(Q)
-    monkeypatch.setattr(data, "_rust_twin", lambda name: None)
+    monkeypatch.setattr(twins, "rust_twin", lambda name: None)
     with_numba = problem.project(Q)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(with_rust, with_numba, strict=True))
 
 
 @pytest.mark.parametrize("n, m, size", [(1, 1, 1), (300, 67, 300), (5000, 8, 7000), (4, 0, 3), (9, 3, 0)])
 def test_the_rust_taken_rows_are_numpys(n, m, size):
-    assert data._rust_twin("take_rows") is not None  # a stale build would compare NumPy with NumPy
+    assert twins.rust_twin("take_rows") is not None  # a stale build would compare NumPy with NumPy
     rng = np.random.default_rng(n + m)
     V = rng.normal(size=(n, m))
     order = rng.integers(0, n, size=size).astype(np.int32)  # repeats allowed: any row indices
@@ -103,7 +104,7 @@ def test_the_rust_taken_rows_are_numpys(n, m, size):
 @pytest.mark.parametrize("bad", [-1, 40])
 def test_taken_rows_out_of_range_name_the_order(monkeypatch, twin, bad):
     if not twin:
-        monkeypatch.setattr(data, "_rust_twin", lambda name: None)
+        monkeypatch.setattr(twins, "rust_twin", lambda name: None)
     with pytest.raises(InvalidInputError, match=r"order\[2\] = .* out of range \[0, 40\)"):
         data.take_rows(np.zeros((40, 3)), np.array([0, 39, bad]))
 
@@ -118,7 +119,7 @@ def test_taken_rows_need_a_flat_integer_order(order):
 def test_v_and_p_do_not_depend_on_which_twin_builds_them(monkeypatch, kernel):
     X = np.random.default_rng(3).normal(size=(2500, 2))
     with_rust = ct.residual_problem(X, kernel=kernel, lengthscale=[0.7, 1.9], variance=2.0, m=96, seed=1)
-    monkeypatch.setattr(data, "_rust_twin", lambda name: None)
+    monkeypatch.setattr(twins, "rust_twin", lambda name: None)
     with_numba = ct.residual_problem(X, kernel=kernel, lengthscale=[0.7, 1.9], variance=2.0, m=96, seed=1)
     assert with_rust.V.tobytes() == with_numba.V.tobytes()
     assert with_rust.p.tobytes() == with_numba.p.tobytes()
@@ -126,7 +127,7 @@ def test_v_and_p_do_not_depend_on_which_twin_builds_them(monkeypatch, kernel):
 
 
 def test_bad_shapes_are_clear_errors():
-    twin = data._rust_twin("kernel_matrix")
+    twin = twins.rust_twin("kernel_matrix")
     with pytest.raises(ValueError, match="lengthscales: expected 3, got 2"):
         twin(np.zeros((4, 3)), np.zeros((2, 3)), np.ones(2), 0, 1.0)
     with pytest.raises(ValueError, match="columns of B: expected 3, got 2"):
@@ -135,3 +136,44 @@ def test_bad_shapes_are_clear_errors():
         twin(np.zeros((4, 0)), np.zeros((2, 0)), np.ones(0), 0, 1.0)
     with pytest.raises(ValueError):
         twin(np.zeros((4, 3)), np.zeros((2, 3)), np.ones(3), 7, 1.0)  # no kernel has code 7
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 8, 64, 100])
+def test_the_rust_hilbert_keys_are_numbas(d):
+    """Query blocks follow these keys: the twin must give the same uint64 for every point, including
+    points on the grid's edges, constant columns and dimensions whose bits overflow the key."""
+    from covertreex.hilbert_curve import quantised_keys
+
+    rng = np.random.default_rng(d)
+    points = rng.normal(size=(500, d)) * 10.0 ** rng.integers(-3, 4, size=d)
+    points[:, 0] = 7.0  # a constant column: span 1
+    points[1] = points.min(axis=0)
+    points[2] = points.max(axis=0)
+    bits = max(1, min(16, 63 // d))
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    twin = twins.rust_twin("quantised_keys")(points, lo, span, bits)
+    numba = quantised_keys(points, lo, span, bits)
+    assert twin.dtype == numba.dtype == np.uint64 and twin.tobytes() == numba.tobytes()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+@pytest.mark.parametrize("data", ["normal", "duplicates"])
+def test_the_rust_subtree_minima_are_numbas(metric, data):
+    from covertreex.tree_structure import subtree_minima
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 3)) if data == "normal" else np.repeat(rng.integers(0, 4, size=(100, 3)), 4, 0)
+    model = ct.CoverTree(engine="gold", metric=metric, path="tree")
+    tree = model.fit(X, **({"m": 16} if metric == "residual" else {})).tree
+    twin = twins.rust_twin("subtree_minima")(tree.root, tree.child_offsets, tree.children)
+    numba = subtree_minima(tree.root, tree.child_offsets, tree.children)
+    assert twin.tobytes() == numba.tobytes() == tree.subtree_min.tobytes()
+
+
+def test_the_rust_subtree_minima_refuse_malformed_arrays():
+    twin = twins.rust_twin("subtree_minima")
+    with pytest.raises(InvalidInputError, match="tree root"):
+        twin(5, np.array([0, 1, 1]), np.array([1]))
+    with pytest.raises(InvalidInputError):
+        twin(0, np.array([0, 2, 2]), np.array([1, 1]))  # a child listed twice

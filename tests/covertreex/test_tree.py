@@ -12,7 +12,7 @@ import pytest
 import covertreex as ct
 from covertreex import datasets
 from covertreex.errors import CorruptFileError, InvalidInputError
-from covertreex.levels import DUPLICATE_LEVEL
+from covertreex.level_constants import DUPLICATE_LEVEL
 from covertreex.tree import assemble
 
 

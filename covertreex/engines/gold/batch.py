@@ -43,7 +43,8 @@ from covertreex.engines.gold.build import (
 )
 from covertreex.engines.gold.tile import residual_block
 from covertreex.interrupts import check, deferring
-from covertreex.levels import DUPLICATE_LEVEL, level_below
+from covertreex.level_constants import DUPLICATE_LEVEL
+from covertreex.levels import level_below
 from covertreex.metrics.data import RESIDUAL
 from covertreex.metrics.kernels import can_prune, distance
 

@@ -23,7 +23,7 @@ from numba import njit
 from covertreex.counters import QueryCounter
 from covertreex.engines.gold.blocks import settled
 from covertreex.engines.gold.visit import slot, step
-from covertreex.levels import DUPLICATE_LEVEL
+from covertreex.level_constants import DUPLICATE_LEVEL
 
 
 @njit(cache=True)

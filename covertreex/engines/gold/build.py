@@ -15,7 +15,8 @@ import numpy as np
 from numba import njit
 
 from covertreex.interrupts import check, deferring
-from covertreex.levels import DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL, level_below
+from covertreex.level_constants import DUPLICATE_LEVEL, NO_CHILD_LEVEL, UNBOUNDED_LEVEL
+from covertreex.levels import level_below
 from covertreex.metrics.kernels import can_prune, distance
 
 

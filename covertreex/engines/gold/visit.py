@@ -20,7 +20,8 @@ from numba import njit
 
 from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.engines.heap import offer
-from covertreex.levels import DUPLICATE_LEVEL, cover
+from covertreex.level_constants import DUPLICATE_LEVEL
+from covertreex.levels import cover
 from covertreex.metrics.kernels import can_prune, can_skip_child, distance
 
 

@@ -170,6 +170,55 @@ impl TreeView<'_> {
     }
 }
 
+/// Per node, the smallest dataset index in its subtree, itself included: the rust twin of
+/// covertreex.tree_structure.subtree_minima (a breadth-first walk from the root, read backwards so each
+/// node is settled after its children), so that assembling a tree loads no Numba. The offsets and
+/// children are checked as [`TreeView::check`] checks them first, so no input can index out of bounds;
+/// a node the walk does not reach keeps its own index.
+pub fn subtree_minima(root: i64, child_offsets: &[i64], children: &[i64]) -> Result<Vec<i64>> {
+    let n = child_offsets.len().checked_sub(1).ok_or(CoreError::Empty {
+        what: "tree child_offsets",
+    })?;
+    if root < 0 || root as usize >= n {
+        return Err(CoreError::IndexOutOfRange {
+            what: "tree root",
+            position: 0,
+            index: root,
+            bound: n,
+        });
+    }
+    let levels = vec![0; n]; // only their count is read by the checks below
+    let view = TreeView {
+        root,
+        root_level: 0,
+        n_slots: 2,
+        levels: &levels,
+        child_offsets,
+        children,
+        radius: &[],
+        is_copy: &[],
+        subtree_min: &[],
+    };
+    view.check_offsets()?;
+    view.check_children()?;
+    let mut walk = Vec::with_capacity(n);
+    walk.push(view.root());
+    let mut t = 0;
+    while t < walk.len() {
+        let (start, end) = view.child_range(walk[t]);
+        walk.extend(children[start..end].iter().map(|&c| c as usize));
+        t += 1;
+    }
+    let mut minima: Vec<i64> = (0..n as i64).collect();
+    for &node in walk.iter().rev() {
+        let (start, end) = view.child_range(node);
+        for &child in &children[start..end] {
+            minima[node] = minima[node].min(minima[child as usize]);
+        }
+    }
+    Ok(minima)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +270,28 @@ mod tests {
         assert!(view(&[1, i64::MIN + 1, 0], &OFFSETS, &CHILDREN)
             .check(3)
             .is_err());
+    }
+
+    #[test]
+    fn subtree_minima_settle_children_first() {
+        // Root 2 over 3 (over 0) and 1: minima 0, 1, 0, 0; the checks' tree gives its own indices.
+        assert_eq!(
+            subtree_minima(2, &[0, 0, 0, 2, 3], &[3, 1, 0]).unwrap(),
+            vec![0, 1, 0, 0]
+        );
+        assert_eq!(
+            subtree_minima(0, &OFFSETS, &CHILDREN).unwrap(),
+            vec![0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn subtree_minima_of_malformed_arrays_are_errors() {
+        assert!(subtree_minima(0, &[], &[]).is_err());
+        assert!(subtree_minima(3, &OFFSETS, &CHILDREN).is_err());
+        assert!(subtree_minima(0, &[0, 2, 1, 2], &CHILDREN).is_err());
+        assert!(subtree_minima(0, &OFFSETS, &[1, 1]).is_err());
+        assert!(subtree_minima(0, &OFFSETS, &[0, 2]).is_err());
+        assert!(subtree_minima(0, &OFFSETS, &[1, 9]).is_err());
     }
 }

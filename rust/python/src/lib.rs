@@ -491,6 +491,49 @@ fn take_rows<'py>(
     matrix(py, rows, order.len(), m)
 }
 
+/// Per node, the smallest dataset index in its subtree (int64): the rust twin of
+/// covertreex.tree_structure.subtree_minima, the same values (a tree's assembly).
+#[pyfunction]
+fn subtree_minima<'py>(
+    py: Python<'py>,
+    root: i64,
+    child_offsets: &Bound<'py, PyAny>,
+    children: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let offsets = array1::<i64>(child_offsets, "child_offsets")?;
+    let children = array1::<i64>(children, "children")?;
+    let (offsets, children) = (
+        slice(py, &offsets, "child_offsets")?,
+        slice(py, &children, "children")?,
+    );
+    let minima = without_gil(py, || {
+        covertreex_core::tree::subtree_minima(root, offsets, children)
+    })?;
+    Ok(minima.into_pyarray(py))
+}
+
+/// The Hilbert-curve key (uint64) of every row of `points` on a grid of 2^bits cells per dimension: the
+/// rust twin of covertreex.hilbert_curve.quantised_keys, the same keys (query blocks' order).
+#[pyfunction]
+fn quantised_keys<'py>(
+    py: Python<'py>,
+    points: &Bound<'py, PyAny>,
+    lo: &Bound<'py, PyAny>,
+    span: &Bound<'py, PyAny>,
+    bits: i64,
+) -> PyResult<Bound<'py, PyArray1<u64>>> {
+    let points = array2(points, "points")?;
+    let (n, d) = (points.shape()[0], points.shape()[1]);
+    let (lo, span) = (array1::<f64>(lo, "lo")?, array1::<f64>(span, "span")?);
+    let points = Matrix::new("points", slice(py, &points, "points")?, n, d)
+        .map_err(|e| errors::core_error(py, &e))?;
+    let (lo, span) = (slice(py, &lo, "lo")?, slice(py, &span, "span")?);
+    let keys = without_gil(py, || {
+        covertreex_core::hilbert::quantised_keys(points, lo, span, bits)
+    })?;
+    Ok(keys.into_pyarray(py))
+}
+
 /// Worker threads a query uses when `threads` is None (rayon's global pool: RAYON_NUM_THREADS or cores).
 #[pyfunction]
 fn default_threads(py: Python<'_>) -> PyResult<usize> {
@@ -517,6 +560,8 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernel_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(squared_norms, m)?)?;
     m.add_function(wrap_pyfunction!(take_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(subtree_minima, m)?)?;
+    m.add_function(wrap_pyfunction!(quantised_keys, m)?)?;
     m.add_function(wrap_pyfunction!(forward_substitution_rows, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(available_threads, m)?)?;
