@@ -25,9 +25,16 @@ Every rounding between that exact statement and the library's canonical distance
 - z, e, the certificate and K are computed in f64 (entrywise gamma_n bounds; the kernel values' own error,
   RBF only, is <= s2 (e^-1 gamma_(d+4) + 2u) each, since r2/2 exp(-r2/2) <= 1/e);
 - the float32 / int8 product is bounded by gamma_m(2^-24) |q_i||q_j| (any summation order) or is exact;
-- the canonical evaluation's own error is covertreex's residual_d2_error.
-One assumption remains: lambda_max of the computed (symmetric) certificate matrix is within
-m^2 u ||S||_F of LAPACK's eigenvalue (an engine would verify it by a Cholesky factorisation instead).
+- the canonical evaluation's own error is covertreex's residual_d2_error;
+- the certificate is proven by a floating-point Cholesky factorisation with a margin for its rounding
+  (`verified`), not by trusting an eigenvalue routine.
+Roundings of about one u that are not counted term by term (a few norms, sums and the final scale; the
+float32 product's underflow) are absorbed by margins far larger: the certificate's 1e-6, and
+residual_d2_error's factor (it allows ~16 (m + d + 8) u where the canonical evaluation needs about
+(m + 7) u). Assumptions: an 80-bit long double (x86-64 Linux; checked), an exp within one ulp (glibc's is
+within 0.52), the RBF kernel (Matern needs its own kernel-error bound). An engine must never screen a
+point against itself: d_ii = 0 by definition, while the formula's bound for i == j need not be (p at
+its 1e-9 clamp).
 
 For sampled query rows i (predecessor mode: every j < i, the Vecchia all-points job) the script checks
 the bound against brute's canonical distances on every pair (it must never fail), then counts the pairs a
@@ -62,12 +69,14 @@ def fro(a) -> float:
 
 
 def certificate(K_hat, M, norm_m, s2t, kernel_err):
-    """Upper bound on lambda_max(M^T (K^2 + s2t K) M) / s2t for the exact K (|K - K_hat| <= kernel_err
-    entrywise), given norm_m >= ||M||_2; and LAPACK's lambda_max of the computed matrix. The products are
-    formed in extended precision: M is large (~sqrt(2) / s' where K is small) and K_hat M cancels, so
-    f64 rounding would swamp the margin, which is about s'^4 / (lambda s^2) in exact arithmetic."""
+    """The computed S ~ M^T (K^2 + s2t K) M / s2t for the exact K (|K - K_hat| <= kernel_err entrywise),
+    and eps >= ||S_exact - S||_2, given norm_m >= ||M||_2. The products are formed in extended precision:
+    M is large (~sqrt(2) / s' where K is small) and K_hat M cancels, so f64 rounding would swamp the
+    margin, which is about s'^4 / (lambda s^2) in exact arithmetic."""
     m = len(M)
-    g = gamma(m + 2, 2.0**-64)
+    extended = np.finfo(np.longdouble)
+    assert extended.nmant >= 63, "needs an 80-bit long double (x86-64 Linux); here it is narrower"
+    g = gamma(m + 2, float(extended.eps) / 2)
     K_ld, M_ld = K_hat.astype(np.longdouble), M.astype(np.longdouble)
     P = K_ld @ M_ld
     T = P.T @ P + np.longdouble(s2t) * (M_ld.T @ P)
@@ -75,12 +84,27 @@ def certificate(K_hat, M, norm_m, s2t, kernel_err):
     err_p = g * fro(K_hat) * fro(M)  # >= ||computed P - K_hat M||_F (Cauchy-Schwarz per entry)
     norm_p = fro(P) + err_p  # >= ||K_hat M||_2
     products = 2 * norm_p * err_p + err_p**2 + g * fro(P) ** 2 + s2t * (norm_m * err_p + g * fro(M) * fro(P))
-    rounding = products / s2t + 4 * 2.0**-64 * fro(T) / s2t + U64 * fro(S)
+    rounding = products / s2t + 4 * float(extended.eps) * fro(T) / s2t + U64 * fro(S)
     # The exact K: K^2 - K_hat^2 = dK K_hat + K_hat dK + dK^2 with ||dK||_2 <= m * kernel_err.
     eps_k = m * kernel_err
     perturbation = (2 * norm_m * eps_k * norm_p + eps_k**2 * norm_m**2 + s2t * norm_m**2 * eps_k) / s2t
-    lam = np.linalg.eigvalsh(S).max()
-    return lam + m * m * U64 * fro(S) + rounding + perturbation, lam
+    return S, rounding + perturbation
+
+
+def verified(S, eps) -> bool:
+    """Whether lambda_max(S_exact) <= 1 is proven for any S_exact within eps of S (2-norm): a
+    floating-point Cholesky factorisation of G - delta I, G = (1 - eps) I - S, that succeeds proves G
+    positive semi-definite when delta covers the factorisation's rounding (gamma_(m+1) tr(G), and the
+    diagonal's own rounding): no trust in an eigenvalue routine is needed."""
+    m = len(S)
+    G = (1 - eps) * np.eye(m) - S
+    g = gamma(m + 1)
+    delta = g / (1 - g) * np.trace(G) + 4 * U64 * (1 + np.abs(np.diag(S)).max())
+    try:
+        np.linalg.cholesky(G - delta * np.eye(m))
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def build(problem, s2p):
@@ -89,7 +113,8 @@ def build(problem, s2p):
     U = X[problem.inducing]
     m = len(U)
     s2 = JITTER * variance
-    kernel_err = variance * (np.exp(-1) * gamma(D + 4) + 2 * U64) * 1.01
+    d = X.shape[1]
+    kernel_err = variance * (np.exp(-1) * gamma(d + 4) + 3 * U64) * 1.01  # 3u: exp's ulp, * variance
     K_hat = kernel_matrix(U, U, problem.kernel, problem.lengthscale, variance)
     A_hat = K_hat + s2 * np.eye(m)
     # L L^T >= K + s2t I: the factor's backward error, the kernel's error and the jitter's rounding.
@@ -102,12 +127,14 @@ def build(problem, s2p):
     M0 = Q * f
     # ||Q diag(f)||_2 <= max f * ||Q^T Q||_2^(1/2), and ||Q^T Q - I||_2 <= its computed Frobenius + rounding.
     norm_q = np.sqrt(1 + fro(Q.T @ Q - np.eye(m)) + gamma(m + 2) * m)
-    bound0, _ = certificate(K_hat, M0, norm_q * f.max(), s2t, kernel_err)
-    c = 1.0 / (bound0 * (1 + 1e-6))
+    S0, eps0 = certificate(K_hat, M0, norm_q * f.max(), s2t, kernel_err)
+    c = 1.0 / ((np.linalg.eigvalsh(S0).max() + eps0) * (1 + 1e-6))  # chosen by LAPACK, proven below
     Mc = M0 * np.sqrt(c)
-    norm_mc = norm_q * f.max() * np.sqrt(c) * (1 + 4 * U64)
-    bound, lam_max = certificate(K_hat, Mc, norm_mc, s2t, kernel_err)
-    assert bound <= 1.0, bound
+    norm_mc = norm_q * f.max() * np.sqrt(c) * (1 + (2 * np.sqrt(m) + 4) * U64)  # Q f, then sqrt(c), rounded
+    S, eps = certificate(K_hat, Mc, norm_mc, s2t, kernel_err)
+    assert verified(S, eps), "the certificate failed"
+    lam_max = np.linalg.eigvalsh(S).max()  # reported only
+    bound = lam_max + eps
     K_xu = kernel_matrix(X, U, problem.kernel, problem.lengthscale, variance)
     Z = K_xu @ Mc
     zeta = (gamma(m + 2) * np.linalg.norm(np.abs(K_xu) @ np.abs(Mc), axis=1)
@@ -163,7 +190,7 @@ def d2_lower(i, J, zz, t, p, problem):
             + np.sqrt(t["e_up"][i] * t["e_up"][J])
             + t["h"][i] * t["n_up"][J] + t["n_up"][i] * t["h"][J] + t["h"][i] * t["h"][J])
     scale = np.sqrt(p[i] * p[J])
-    error = residual_d2_error(len(problem.inducing), D, problem.variance, scale)
+    error = residual_d2_error(len(problem.inducing), problem.X.shape[1], problem.variance, scale)
     return 1.0 - r_up / scale * (1 + 8 * U64) - error
 
 
