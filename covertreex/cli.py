@@ -211,8 +211,8 @@ def _add_vecchia(sub) -> None:
     residual = parser.add_argument_group(
         "residual metric or --ordering maximin-residual (as covertreex.residual_problem; an error otherwise)")
     _add_kernel_options(residual)
-    parser.add_argument("--seed", type=count(0), default=0, metavar="S",
-                        help="seed of the inducing points and of --ordering random (default: %(default)s)")
+    parser.add_argument("--seed", type=count(0), default=None, metavar="S",
+                        help="seed of the inducing points and of --ordering random (default: 0)")
     parser.add_argument("--engine", default="auto", metavar="NAME",
                         help=f"auto (the fastest exact engine) or one of {', '.join(engine_names())} "
                              "(default: %(default)s)")
@@ -234,7 +234,9 @@ def build_parser() -> Parser:
         description="Exact k-NN with compressed cover trees: build trees, run and benchmark queries, "
                     "check telemetry files, list presets, order points and find their Vecchia neighbours.",
         epilog="The gold workload (DESIGN section 6): pcct query --metric residual --n 32768 "
-               "--dims 3 --m 512 --k 50 --queries 1024",
+               "--dims 3 --m 512 --k 50 --queries 1024. Exit status: 0 done; 1 an error (one line on "
+               "stderr), a run whose repeats differ, or a reader that left stdout (the files are still "
+               "written); 2 a bad command line; 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"pcct (covertreex) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,

@@ -165,6 +165,17 @@ def residual_options(args) -> dict | None:
     return None
 
 
+def seed_option(args, residual: dict | None) -> int:
+    """--seed (default 0); given to a job that draws nothing at random (neither inducing points nor a
+    random ordering), an error rather than a run that silently ignores it, as the residual options are."""
+    random_order = args.ordering_file is None and args.ordering == "random"
+    if args.seed is not None and residual is None and not random_order:
+        ordering = args.ordering_file or args.ordering
+        raise InvalidInputError(f"--seed: only for --ordering random or a residual problem's inducing points "
+                                f"(the metric is {args.metric}, the ordering {ordering})")
+    return 0 if args.seed is None else args.seed
+
+
 def run(args) -> int:
     from covertreex.residual import inducing_count
     from covertreex.tree import npz_target  # Numba and SciPy load only when the command runs
@@ -173,6 +184,7 @@ def run(args) -> int:
     out = None if args.out is None else npz_target(args.out, "neighbours")  # a bad path fails before work
     refuse_same_file({"--out": out}, {"POINTS": args.points, "--ordering-file": args.ordering_file})
     residual = residual_options(args)
+    seed = seed_option(args, residual)
     X = as_points(read_array(args.points, "the points"), f"{args.points} (the points)")
     ordering = args.ordering
     if args.ordering_file:
@@ -188,7 +200,7 @@ def run(args) -> int:
 
         try:
             result = vecchia_neighbors(
-                X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=args.seed,
+                X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=seed,
                 engine=args.engine, progress=show, scheduler=args.scheduler,
             )
         except NonFiniteError as exc:  # the range checks name the points "X"; the variance's is not theirs
@@ -211,7 +223,7 @@ def run(args) -> int:
         "metric": args.metric, "k": args.k, "engine": args.engine, "engine_ran": _engine_ran(args.engine),
         "ordering": result.ordering_name,
         "residual": None if residual is None else {**residual, "m": inducing_count(n, residual["m"]),
-                                                   "seed": args.seed},
+                                                   "seed": seed},
         "ordering_seconds": result.ordering_seconds, "neighbor_seconds": result.neighbor_seconds,
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
         "scheduler": args.scheduler,
@@ -224,8 +236,7 @@ def run(args) -> int:
     fused = result.ordering_name in FUSED_ORDERINGS[result.metric] and result.neighbor_seconds == 0.0
     say(args, "nbrs    found in the same pass as the ordering" if fused
          else f"nbrs    {result.neighbor_seconds:.3f} s")
-    if out:
-        say(args, f"saved   {out}")
+    say(args, f"saved   {out}" if out else "saved   nothing (pass --out FILE.npz to keep the result)")
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0

@@ -117,6 +117,8 @@ ERROR_CASES = [
     (["x.npy", "--ordering-file", "huge.csv"], 1, "huge.csv: the ordering must be a permutation of 0..149; "
      "entry 0 is 9223372036854775807, out of range"),  # was "the ordering hold the integer ... float64"
     (["x.npy", "--variance", "1e-300"], 1, "pcct: error: variance = 1e-300 is outside"),  # was prefixed
+    (["x.npy", "--metric", "euclidean", "--ordering", "natural", "--seed", "5"], 1,  # was ignored silently
+     "pcct: error: --seed: only for --ordering random or a residual problem's inducing points"),
     # "x.npy (the points): ", as if the points were at fault
     (["x.npy", "--out", "xlink.npz"], 1, "xlink.npz name the same file; give each its own"),  # a link to
     # the points file, which the write replaced
@@ -140,6 +142,13 @@ def test_errors_are_one_line(error_runs, case):
     assert done.returncode == status
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line
+
+
+def test_a_run_without_out_says_nothing_was_saved(points):
+    folder, _ = points
+    done = run(folder / "x.npy", "--k", "2", "--metric", "euclidean", "--ordering", "random", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "saved   nothing (pass --out FILE.npz to keep the result)"
 
 
 def test_the_file_is_written_before_the_summary_lines(points, tmp_path):
