@@ -7,10 +7,12 @@ shape conventions of :mod:`covertreex.vecchia`.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import warnings
-from decimal import Decimal
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -30,52 +32,62 @@ from covertreex.validation import as_points, holds_integers
 READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
 
 
-def read_array(path, what: str, *, refuse_rounded: bool = True) -> np.ndarray:
-    """The array in a .npy or .csv file (`what` names it in errors; `refuse_rounded`: a .csv integer beyond
-    float64's is refused, see :func:`_refuse_rounded_integers`); problems end in one line, a file that
-    cannot be read included (its OSError names the file and `what`)."""
+def read_array(path, what: str) -> np.ndarray:
+    """The array in a .npy or .csv file (`what` names it in errors; a .csv integer beyond float64's is
+    refused, see :func:`_refuse_rounded_integers`); problems end in one line, a file that cannot be read
+    included (its OSError names the file and `what`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got {suffix or 'no suffix'!r}")
-    try:
+    with _naming(path, what):
         if suffix == ".npy":
             return read_npy(path, what)
-        values = _read_csv(path, what)
-    except OSError as exc:  # EIO mid-read named no file; a missing .csv was worded otherwise than a .npy
-        raise type(exc)(exc.errno, f"{exc.strerror or exc} ({what})", str(path)) from None
-    if refuse_rounded:
-        _refuse_rounded_integers(path, values, what)
+        values, content = _read_csv(path, what)
+    _refuse_rounded_integers(path, content, values, what)
     return values
 
 
-def _read_csv(path: Path, what: str) -> np.ndarray:
-    """The numbers of a .csv file as float64 (2-D), refused in one line naming the row and column of the
-    first entry that is no number."""
-    open(path, "rb").close()  # what cannot be opened fails as open() says it, as a .npy does
+@contextmanager
+def _naming(path: Path, what: str):
+    """An OSError while reading `path` names the file and `what` it holds (EIO mid-read named no file; a
+    missing .csv was worded otherwise than a missing .npy)."""
     try:
+        yield
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"{exc.strerror or exc} ({what})", str(path)) from None
+
+
+def _read_csv(path: Path, what: str) -> tuple[np.ndarray, str]:
+    """The numbers of a .csv file as float64 (2-D) and the file's text, read once (a named pipe can be read
+    only once); a file that holds no numbers is refused in one line naming the row and column of the
+    first entry that is none."""
+    with open(path, "rb") as fh:  # what cannot be opened fails as open() says it, as a .npy does
+        raw = fh.read()
+    try:
+        content = raw.decode("utf-8-sig")
         with warnings.catch_warnings():  # an empty file: refused by name where it is used, not warned about
             warnings.simplefilter("ignore", UserWarning)
-            values = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", encoding="utf-8-sig")
-    except ValueError as exc:
+            values = np.loadtxt(io.StringIO(content), delimiter=",", ndmin=2, comments="#")
+    except ValueError as exc:  # UnicodeDecodeError too
         reason = " ".join(str(exc).split())
         raise InvalidInputError(f"{path}: cannot read {what} as {READERS['.csv']} ({reason}); a header line "
                                 "must start with '#'") from None
     if values.size == 0:
         raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
-    return values
+    return values, content
 
 
-def _csv_text(path: Path) -> np.ndarray:
-    """The entries of a .csv file already read by :func:`_read_csv`, as the text written (2-D), for the
-    checks float64 parsing cannot make."""
+def _csv_text(content: str) -> np.ndarray:
+    """The entries of a .csv file's `content`, already read as numbers by :func:`_read_csv`, as the text
+    written (2-D), for the checks float64 parsing cannot make."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        text = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", encoding="utf-8-sig", dtype=str)
+        text = np.loadtxt(io.StringIO(content), delimiter=",", ndmin=2, comments="#", dtype=str)
     return np.char.strip(text)
 
 
-def _refuse_rounded_integers(path: Path, values: np.ndarray, what: str) -> None:
+def _refuse_rounded_integers(path: Path, content: str, values: np.ndarray, what: str) -> None:
     """An integer written in the file that float64 cannot hold (beyond 2**53: nanosecond timestamps, ids)
     is refused, as the same integers in an int64 array are, instead of rounded (two points 1 apart became
     duplicates). Only values of 2**53 or more are looked at again, as text."""
@@ -83,7 +95,7 @@ def _refuse_rounded_integers(path: Path, values: np.ndarray, what: str) -> None:
         large = np.argwhere(np.abs(values) >= 2.0**53)
     if large.size == 0:
         return
-    text = _csv_text(path)
+    text = _csv_text(content)
     for row, column in large:
         token = text[row, column]
         if INTEGER.fullmatch(token) and int(token) != int(values[row, column]):
@@ -100,7 +112,11 @@ def _ordering_file(path, n: int) -> np.ndarray:
     numbers, see :func:`_whole_numbers`)."""
     path = Path(path)
     text = path.suffix.lower() == ".csv"
-    values = read_array(path, "the ordering", refuse_rounded=False)  # _whole_numbers checks a .csv's text
+    if text:
+        with _naming(path, "the ordering"):
+            values, content = _read_csv(path, "the ordering")
+    else:
+        values = read_array(path, "the ordering")
     if not text and not holds_integers(values):  # a file holds no ordering name
         raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}, got "
                              f"dtype {values.dtype}")
@@ -109,16 +125,16 @@ def _ordering_file(path, n: int) -> np.ndarray:
     if values.ndim != 1:
         raise InvalidInputError(f"{path}: the ordering must be one column or one row (a permutation of "
                                 f"0..{n - 1}), got shape {values.shape}")
-    return _whole_numbers(path, values, n) if text else values
+    return _whole_numbers(path, content, values, n) if text else values
 
 
-def _whole_numbers(path: Path, values: np.ndarray, n: int) -> np.ndarray:
+def _whole_numbers(path: Path, content: str, values: np.ndarray, n: int) -> np.ndarray:
     """The entries of an ordering .csv (`values`, one column or row, as float64 read them) as integers:
     text has no dtype, so a whole number in any notation ('0.0e+00') is one, but only if written so
     ('4.99999999999999999' was taken for the 5 float64 rounds it to); the first entry that is no whole
     number or lies outside 0..n-1 is refused as such (a huge one was called an integer float64 cannot
     hold). Float64's rounding keeps the range test exact: n and every whole number below it are floats."""
-    tokens = _csv_text(path).ravel()
+    tokens = _csv_text(content).ravel()
     whole = np.fromiter(map(_written_whole, tokens), dtype=bool, count=tokens.size)
     bad = np.flatnonzero(~whole | ~((values >= 0) & (values < n)))
     if bad.size:
@@ -136,8 +152,11 @@ def _written_whole(token: str) -> bool:
     decimal text itself (Decimal keeps the exponent: '1e-999999999' is not expanded)."""
     if INTEGER.fullmatch(token):
         return True
-    number = Decimal(token)
-    return number.is_finite() and number == number.to_integral_value()
+    try:
+        number = Decimal(token)
+        return number.is_finite() and number == number.to_integral_value()
+    except InvalidOperation:  # an exponent beyond Decimal's range ('1e-99999999999999999999')
+        return False
 
 
 def _engine_ran(engine: str) -> str:

@@ -9,6 +9,7 @@ the file and the member.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import secrets
@@ -107,15 +108,20 @@ def write_arrays(path, arrays: dict) -> None:
     disk, a file size limit, Ctrl-C) used to leave a truncated archive where the previous good one was.
     The archive is written to a temporary file beside the real target (a symlink stays a symlink) and
     renamed over it only when complete; on failure the temporary is removed and the OSError names `path`.
-    A device or a pipe holds no file to keep and is written directly."""
+    An existing file must be writable itself (a rename would replace a write-protected one). It is
+    written in place, as before, where a rename would change what it is: a device or a pipe, a file with
+    other hard links (they would keep the old data), or one in a directory that takes no new file."""
     target = Path(os.path.realpath(path))
     try:
         existing = target.stat() if target.exists() else None
-        if existing is not None and not stat.S_ISREG(existing.st_mode):
+        if existing is not None and not os.access(target, os.W_OK):
+            raise PermissionError(errno.EACCES, "the file is not writable")
+        if existing is None or (stat.S_ISREG(existing.st_mode) and existing.st_nlink == 1
+                                and os.access(target.parent, os.W_OK)):
+            _write_and_rename(target, arrays, existing)
+        else:
             with open(target, "wb") as fh:
                 np.savez(fh, **arrays)
-        else:
-            _write_and_rename(target, arrays, existing)
     except OSError as exc:
         raise type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
 

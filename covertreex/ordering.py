@@ -21,7 +21,7 @@ def hilbert_keys(points: np.ndarray) -> np.ndarray:
     bits = max(1, min(16, 63 // d))
     lo, hi = points.min(axis=0), points.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
-    points = np.ascontiguousarray(points, dtype=np.float64)
+    points = np.require(points, dtype=np.float64, requirements=["C", "ALIGNED"])  # as the extension reads
     twin = twins.rust_twin("quantised_keys")  # the same keys, and no Numba for a rust job
     if twin is not None:
         return twin(points, np.ascontiguousarray(lo), np.ascontiguousarray(span), bits)

@@ -46,7 +46,8 @@ DTYPES = {
 
 The checks and kernels over these arrays (:mod:`covertreex.tree_checks`, :mod:`covertreex.tree_structure`,
 :mod:`covertreex.levels`) are Numba code, imported by the functions below that use them, and what a build
-needs of them has a rust twin (:mod:`covertreex.twins`): a rust job never loads Numba."""
+needs of them has a rust twin (:mod:`covertreex.twins`): a rust job that builds its tree never loads Numba
+(:func:`load` checks a saved tree with Numba code)."""
 _ARRAYS = tuple(DTYPES)
 _SCALARS = ("format_version", "root", "metric", "space_digest")
 
@@ -153,7 +154,7 @@ def npz_target(path, what: str = "tree") -> Path:
     _refuse_directory(path, what)  # after: a stat of too long a name fails with a bare ENAMETOOLONG
     target = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
     _refuse_directory(target, what)
-    _check_writable(target, what, in_place=False)
+    _check_writable(target, what)
     return target
 
 
@@ -163,7 +164,7 @@ def file_target(path, what: str, suffix: str) -> Path:
     path = Path(_path_text(path, what, suffix))
     _refuse_long_name(path, path, what)
     _refuse_directory(path, what, suffix)
-    _check_writable(path, what, in_place=True)
+    _check_writable(path, what)
     return path
 
 
@@ -205,23 +206,20 @@ def as_path(value, name: str = "path") -> Path:
     return Path(value)
 
 
-def _check_writable(target: Path, what: str, in_place: bool) -> None:
+def _check_writable(target: Path, what: str) -> None:
     """Fail now if `target` cannot be written (a missing directory, no permission, a read-only or virtual
     file system), not after the work whose result it was to hold: a scratch file is created beside it
-    and removed. An existing file written `in_place` (appended to) must take the write itself; otherwise
-    (:func:`covertreex.npz.write_arrays`) a new file is renamed over it, so its directory must take one
-    (a device or a pipe, written directly, must take the write itself)."""
+    and removed."""
     if not target.parent.is_dir():
         problem = "is a file, not a directory" if target.parent.exists() else "does not exist"
         raise InvalidInputError(f"cannot save the {what} to {target}: the directory {target.parent} "
                                 f"{problem}")
     try:
-        resolved = Path(os.path.realpath(target))
-        if resolved.exists() and (in_place or not resolved.is_file()):
-            if not os.access(resolved, os.W_OK):
+        if target.exists():  # written in place: the file itself must take it
+            if not os.access(target, os.W_OK):
                 raise PermissionError(errno.EACCES, "the file is not writable")
             return
-        with tempfile.NamedTemporaryFile(dir=resolved.parent, prefix=".pcct-", suffix=".probe"):
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".pcct-", suffix=".probe"):
             pass
     except OSError as exc:
         raise InvalidInputError(f"cannot save the {what} to {target}: {exc.strerror or exc}") from None

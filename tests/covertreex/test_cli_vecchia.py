@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,6 +40,7 @@ def points(tmp_path_factory):
     (folder / "inexact.csv").write_text("4.99999999999999999\n")  # float64 rounds it to 5
     (folder / "huge.csv").write_text("9223372036854775807\n")
     (folder / "tiny.csv").write_text("1e-999999999\n")  # float64 reads 0.0; an exact parse must not expand it
+    (folder / "beyond.csv").write_text("1e-99999999999999999999\n")  # beyond Decimal's exponents
     (folder / "xlink.npz").symlink_to(folder / "x.npy")
     np.save(folder / "nan.npy", np.where(np.arange(8)[:, None] == 3, np.nan, np.ones((8, 2))))
     with open(folder / "huge.npy", "wb") as fh:  # a header claiming 24 TB over 100 bytes of data
@@ -114,6 +117,8 @@ ERROR_CASES = [
      "permutation of 0..149; entry 0 is 4.99999999999999999"),  # was taken for 5
     (["x.npy", "--ordering-file", "tiny.csv"], 1, "tiny.csv: the ordering must hold integers, a permutation "
      "of 0..149; entry 0 is 1e-999999999"),  # was taken for 0
+    (["x.npy", "--ordering-file", "beyond.csv"], 1, "beyond.csv: the ordering must hold integers, a "
+     "permutation of 0..149; entry 0 is 1e-99999999999999999999"),  # was decimal.InvalidOperation
     (["x.npy", "--ordering-file", "huge.csv"], 1, "huge.csv: the ordering must be a permutation of 0..149; "
      "entry 0 is 9223372036854775807, out of range"),  # was "the ordering hold the integer ... float64"
     (["x.npy", "--variance", "1e-300"], 1, "pcct: error: variance = 1e-300 is outside"),  # was prefixed
@@ -142,6 +147,23 @@ def test_errors_are_one_line(error_runs, case):
     assert done.returncode == status
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_an_ordering_from_a_named_pipe_is_read_once(points, tmp_path):
+    """The whole-number check read an ordering .csv a second time: from a named pipe it waited forever."""
+    folder, X = points
+    pipe = tmp_path / "order.csv"
+    os.mkfifo(pipe)
+    order = np.random.default_rng(1).permutation(150)
+    writer = threading.Thread(target=pipe.write_text, args=("\n".join(map(str, order)) + "\n",))
+    writer.start()
+    done = run(folder / "x.npy", "--k", "2", "--metric", "euclidean", "--ordering-file", pipe,
+               "--out", tmp_path / "nn")
+    writer.join()
+    assert done.returncode == 0, done.stderr
+    expected = ct.vecchia_neighbors(X, 2, metric="euclidean", ordering=order)
+    np.testing.assert_array_equal(np.load(tmp_path / "nn.npz")["neighbors"], expected.neighbors)
 
 
 def test_a_run_without_out_says_nothing_was_saved(points):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,6 +196,33 @@ def test_saving_over_a_symlinked_file_keeps_the_link_and_the_files_permissions(b
     assert link.is_symlink() and ct.load(real).same_as(tree)
     assert real.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "real.npz"]  # no temporary left
+
+
+def test_saving_over_a_hard_linked_file_updates_every_name(built, tmp_path):
+    """A rename would leave the other names with the old data: such a file is written in place."""
+    tree, _ = built
+    first, other = tmp_path / "first.npz", tmp_path / "other.npz"
+    first.write_bytes(b"old")
+    os.link(first, other)
+    tree.save(first)
+    assert ct.load(other).same_as(tree) and first.stat().st_ino == other.stat().st_ino
+
+
+def test_a_write_protected_file_is_not_replaced(built, tmp_path, monkeypatch):
+    """A rename needs the directory's permission, not the file's: a file the user protected was replaced.
+    (Root may write anything, so the protection is what os.access reports, as for any other user.)"""
+    tree, _ = built
+    kept = tmp_path / "kept.npz"
+    kept.write_bytes(b"keep me")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == kept else real_access(p, mode))
+    with pytest.raises(InvalidInputError, match="the file is not writable"):
+        tree.save(kept)
+    from covertreex.npz import write_arrays
+
+    with pytest.raises(PermissionError, match="the file is not writable: '.*kept.npz'"):
+        write_arrays(kept, {"x": np.zeros(1)})
+    assert kept.read_bytes() == b"keep me"
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

@@ -1,6 +1,7 @@
 //! Hilbert-curve keys of points on a quantised grid (Skilling's transpose method): the rust twin of
 //! covertreex.hilbert_curve.quantised_keys, line for line (the same f64 quantisation, the same u64 bit
-//! operations), so a rust job orders its query blocks without loading Numba.
+//! operations), so a rust job orders its query blocks (and a fit its `order='hilbert'` insertion order)
+//! without loading Numba.
 
 use crate::errors::{check_sizes, CoreError, Result};
 use crate::metric::Matrix;
@@ -14,6 +15,13 @@ pub fn quantised_keys(points: Matrix, lo: &[f64], span: &[f64], bits: i64) -> Re
         ("hilbert keys: lo", d, lo.len()),
         ("hilbert keys: span", d, span.len()),
     ])?;
+    if d == 0 {
+        return Err(CoreError::BadValue {
+            what: "hilbert keys: columns",
+            value: 0,
+            allowed: ">= 1",
+        });
+    }
     if !(1..=63).contains(&bits) {
         return Err(CoreError::BadValue {
             what: "hilbert keys: bits",
@@ -99,6 +107,8 @@ mod tests {
         assert!(quantised_keys(points, &[0.0], &[1.0, 1.0], 4).is_err());
         assert!(quantised_keys(points, &[0.0, 0.0], &[1.0, 1.0], 0).is_err());
         assert!(quantised_keys(points, &[0.0, 0.0], &[1.0, 1.0], 64).is_err());
+        let no_columns = Matrix::new("points", &[], 3, 0).unwrap();
+        assert!(quantised_keys(no_columns, &[], &[], 4).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Level arithmetic of the cover tree (base 2), bit-identical to covertreex/levels.py under Numba.
+//! Level arithmetic of the cover tree (base 2), bit-identical to covertreex/levels.py under Numba; the
+//! constants are covertreex/level_constants.py's.
 
 /// The dedicated level of exact duplicates (distance 0 to the node they hang under).
 pub const DUPLICATE_LEVEL: i64 = -(1 << 31);

@@ -8,7 +8,7 @@
 //! insertion on rayon), `batch_search` (a round's searches, node by node in blocks), `query` (level-synchronous k-NN with counters), `query_block` (queries walking the tree together, a
 //! step's evaluations grouped by node on the register-tiled block), `best_first` (the best-first walk of
 //! the schedule knob), `blocks` (a step's blocks and the early-stop guard), `children` (the children a query step expands, gathered and evaluated ahead of use),
-//! `hilbert` (the query blocks' Hilbert keys), `kernel_matrix` (V's building blocks),
+//! `hilbert` (Hilbert keys: query blocks, `order='hilbert'`), `kernel_matrix` (V's building blocks),
 //! `dense` (exact k-NN by GEMM screening and a canonical re-check, no tree), `maximin` (exact maximin
 //! ordering fused with the predecessor search, on the dense path's tiles and bounds), `stop` (a caller's
 //! request that a long call end early), `errors`.

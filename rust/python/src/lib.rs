@@ -513,7 +513,8 @@ fn subtree_minima<'py>(
 }
 
 /// The Hilbert-curve key (uint64) of every row of `points` on a grid of 2^bits cells per dimension: the
-/// rust twin of covertreex.hilbert_curve.quantised_keys, the same keys (query blocks' order).
+/// rust twin of covertreex.hilbert_curve.quantised_keys, the same keys (query blocks' order, and the
+/// insertion order `order='hilbert'`).
 #[pyfunction]
 fn quantised_keys<'py>(
     py: Python<'py>,
