@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from importlib import import_module
 
@@ -57,13 +58,13 @@ traceback."""
 
 
 def count(minimum: int, maximum: int | None = None):
-    """argparse type: an integer >= minimum (and <= maximum), with a message naming the bound."""
+    """argparse type: an integer >= minimum (and <= maximum), with a message naming the bound; written in
+    ASCII digits (int() also takes '1_0' and other scripts' digits, which a typo could produce)."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+        value = int(text)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:

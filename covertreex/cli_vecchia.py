@@ -247,7 +247,8 @@ def run(args) -> int:
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
         "scheduler": args.scheduler,
     }
-    say(args, f"pcct vecchia: {summary['n']} points x {summary['dims']} dims from {args.points}; "
+    points = f"{summary['n']} point{'s' if summary['n'] != 1 else ''}"
+    say(args, f"pcct vecchia: {points} x {summary['dims']} dims from {args.points}; "
                f"{args.metric} metric, {result.ordering_name} ordering, k={args.k}")
     work = ("" if result.maximin_evaluations is None
             else f" ({result.maximin_evaluations / max(summary['n'], 1):.1f} distance evaluations/point)")

@@ -217,6 +217,8 @@ def test_telemetry_validate_names_the_bad_line(tmp_path, record_line, damage, wh
 ERROR_CASES = [
     (["query", "--k", "0"], {}, "argument --k: must be >= 1, got 0"),
     (["query", "--k", "five"], {}, "argument --k: expected an integer, got 'five'"),
+    (["query", "--k", "1_0"], {}, "argument --k: expected an integer, got '1_0'"),  # int() took it as 10
+    (["query", "--k", "\uff15"], {}, "argument --k: expected an integer, got '\uff15'"),  # a full-width 5
     (["query", "--n", "0"], {}, "argument --n: must be >= 1, got 0"),
     (["query", "--seed", "-1"], {}, "argument --seed: must be >= 0, got -1"),
     (["query", "--threads", "0"], {}, "argument --threads: must be >= 1, got 0"),
