@@ -32,16 +32,17 @@ Roundings of about one u that are not counted term by term (a few norms, sums an
 float32 product's underflow) are absorbed by margins far larger: the certificate's 1e-6, and
 residual_d2_error's factor (it allows ~16 (m + d + 8) u where the canonical evaluation needs about
 (m + 7) u). Assumptions: an 80-bit long double (x86-64 Linux; checked), an exp within one ulp (glibc's is
-within 0.52), the RBF kernel (Matern needs its own kernel-error bound). An engine must never screen a
-point against itself: d_ii = 0 by definition, while the formula's bound for i == j need not be (p at
-its 1e-9 clamp).
+within 0.52); the kernel-error bound is derived for RBF and Matern 5/2 (`kernel_error`). An engine must
+never screen a point against itself: d_ii = 0 by definition, while the formula's bound for i == j need
+not be (p at its 1e-9 clamp).
 
 For sampled query rows i (predecessor mode: every j < i, the Vecchia all-points job) the script checks
 the bound against brute's canonical distances on every pair (it must never fail), then counts the pairs a
 screen could skip: those whose lower bound on d_ij exceeds the query's 50th distance (the oracle's, and the
 50th among the screen's 2k best candidates evaluated exactly, which an engine can compute). It also times
 NumPy's float32 and float64 GEMMs of the same shape in the same run. `--data lattice` puts the points on
-a lattice with every point twice (ties and duplicates). No engine code uses this yet.
+a lattice with every point twice (ties and duplicates); `--kernel matern52` screens the Matern 5/2
+residual. No engine code uses this yet.
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ def gamma(n: int, u: float = U64) -> float:
 
 def fro(a) -> float:
     return float(np.sqrt((np.asarray(a, dtype=np.float64) ** 2).sum()))
+
+
+def kernel_error(kernel: str, d: int, variance: float) -> float:
+    """A bound on |k_hat - k| for any pair, in the library's operation order (rust/core/src/metric.rs
+    kernel_parts; an exp within one ulp, 2u). r2 carries gamma_(d+4) (a subtraction, a division and a
+    square per dimension, d - 1 additions). RBF: s2 exp(-r2/2), whose slope times r2 is at most s2/e, plus
+    exp's and the variance's roundings (3u). Matern 5/2: a = sqrt(5 r2) carries gamma_(d+7); g(a) =
+    (1 + a + a^2/3) e^-a has |g'(a)| a <= a^2 (1 + a) e^-a / 3 <= 0.6044 (at a = 1 + sqrt 3), and the
+    factor's five roundings, exp's and the product's give gamma_9 of g <= 1."""
+    if kernel == "rbf":
+        return variance * (np.exp(-1) * gamma(d + 4) + 3 * U64) * 1.01
+    if kernel == "matern52":
+        return variance * (0.6044 * gamma(d + 7) + gamma(9)) * 1.01
+    raise ValueError(f"no kernel-error bound for kernel {kernel!r}")
 
 
 def certificate(K_hat, M, norm_m, s2t, kernel_err):
@@ -113,8 +128,7 @@ def build(problem, s2p):
     U = X[problem.inducing]
     m = len(U)
     s2 = JITTER * variance
-    d = X.shape[1]
-    kernel_err = variance * (np.exp(-1) * gamma(d + 4) + 3 * U64) * 1.01  # 3u: exp's ulp, * variance
+    kernel_err = kernel_error(problem.kernel, X.shape[1], variance)
     K_hat = kernel_matrix(U, U, problem.kernel, problem.lengthscale, variance)
     A_hat = K_hat + s2 * np.eye(m)
     # L L^T >= K + s2t I: the factor's backward error, the kernel's error and the jitter's rounding.
@@ -212,13 +226,14 @@ def main() -> None:
     parser.add_argument("--m", type=positive_int, default=512, help="inducing points")
     parser.add_argument("--s2p", type=float, default=1e-9, help="the interpolant's regularisation s'^2")
     parser.add_argument("--tiles", type=int_list, default=(16, 64), help="query tile sizes for the union")
+    parser.add_argument("--kernel", choices=("rbf", "matern52"), default="rbf")
     parser.add_argument("--data", choices=("normal", "lattice"), default="normal",
                         help="normal(seed 42) points, or a tie-heavy integer lattice with every point twice")
     args = parser.parse_args()
     header(f"N {args.n}, m {args.m}, k {K}, {args.queries} query rows, s'^2 {args.s2p:g}; "
-           f"X {args.data}, RBF s2 = l = 1, inducing seed {SEED}, predecessor mode")
+           f"X {args.data}, {args.kernel} s2 = l = 1, inducing seed {SEED}, predecessor mode")
     X = points(args.data, args.n)
-    problem = ct.residual_problem(X, m=args.m, seed=SEED)
+    problem = ct.residual_problem(X, m=args.m, seed=SEED, kernel=args.kernel)
     m = len(problem.inducing)
     p = problem.p
     start = time.perf_counter()
