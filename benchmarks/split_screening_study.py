@@ -187,13 +187,17 @@ def quantised(Z, kind):
     return q, s, g, np.linalg.norm(q64, axis=1) * (1 + gamma(m)), omega
 
 
+def products(i, J, q) -> np.ndarray:
+    """q_i . q_j for j in J as the screen computes them: exactly in int32, or float32's sum."""
+    if q.dtype == np.int8:
+        return (q[J].astype(np.int32) @ q[i].astype(np.int32)).astype(np.float64)
+    return (q[J] @ q[i]).astype(np.float64)
+
+
 def dot_bound(i, J, screen, norm_z):
     """Upper bound on |z_i . z_j| for j in J from the screen's product of q_i and q_j."""
     q, s, g, norm_q, omega = screen
-    if q.dtype == np.int8:
-        prod = np.abs(q[J].astype(np.int32) @ q[i].astype(np.int32)).astype(np.float64)
-    else:
-        prod = np.abs((q[J] @ q[i]).astype(np.float64))
+    prod = np.abs(products(i, J, q))
     return (s[J] * s[i] * (prod + g * norm_q[J] * norm_q[i]) * (1 + 4 * U64)
             + omega[i] * norm_z[J] + s[i] * norm_q[i] * omega[J])
 
@@ -212,10 +216,7 @@ def v_lower(i, J, screen, norm_v, p, problem, kernel_err):
     screen's error and the kernel value's enter; useful where p is large enough that k - V.V cancels
     little (Matern 5/2), useless where it is the jitter's (RBF here)."""
     q, s, g, norm_q, omega = screen
-    if q.dtype == np.int8:
-        prod = (q[J].astype(np.int32) @ q[i].astype(np.int32)).astype(np.float64)
-    else:
-        prod = (q[J] @ q[i]).astype(np.float64)
+    prod = products(i, J, q)
     estimate = s[J] * s[i] * prod
     error = (s[J] * s[i] * (4 * U64 * np.abs(prod) + g * norm_q[J] * norm_q[i])
              + omega[i] * norm_v[J] + s[i] * norm_q[i] * omega[J])

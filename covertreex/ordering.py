@@ -17,14 +17,14 @@ def natural_order(points: np.ndarray) -> np.ndarray:
 def hilbert_keys(points: np.ndarray) -> np.ndarray:
     """Hilbert-curve index of each point on a per-dimension quantised grid (Skilling's transpose method),
     `bits` = min(16, 63 // d) per dimension so a key fits in 63 bits."""
+    points = np.require(points, dtype=np.float64, requirements=["C", "ALIGNED"])  # as the extension reads
     n, d = points.shape
     bits = max(1, min(16, 63 // d))
     lo, hi = points.min(axis=0), points.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
-    points = np.require(points, dtype=np.float64, requirements=["C", "ALIGNED"])  # as the extension reads
     twin = twins.rust_twin("quantised_keys")  # the same keys, and no Numba for a rust job
     if twin is not None:
-        return twin(points, np.ascontiguousarray(lo), np.ascontiguousarray(span), bits)
+        return twin(points, lo, span, bits)
     from covertreex.hilbert_curve import quantised_keys  # Numba: a natural order never loads it
 
     return quantised_keys(points, lo, span, bits)

@@ -109,8 +109,6 @@ def check_dims(queries: np.ndarray, n_dims: int, name: str = "queries") -> None:
         )
 
 
-
-
 def check_k(k, n_eligible: int, *, allow_padding: bool = False) -> int:
     """k must be at least 1 and, unless rows are padded, at most the number of eligible points."""
     k = as_int(k, "k")
@@ -119,7 +117,6 @@ def check_k(k, n_eligible: int, *, allow_padding: bool = False) -> int:
     if not allow_padding and k > n_eligible:
         raise KOutOfRangeError(f"k must be <= the number of indexed points ({n_eligible}), got {k}")
     return k
-
 
 
 def holds_integers(arr: np.ndarray) -> bool:
