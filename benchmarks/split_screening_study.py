@@ -27,14 +27,15 @@ Every rounding between that exact statement and the library's canonical distance
 - the float32 / int8 product is bounded by gamma_m(2^-24) |q_i||q_j| (any summation order) or is exact;
 - the canonical evaluation's own error is covertreex's residual_d2_error;
 - the certificate is proven by a floating-point Cholesky factorisation with a margin for its rounding
-  (`verified`), not by trusting an eigenvalue routine.
+  (`verified`), not by trusting an eigenvalue routine; its cancelling product is formed exactly in
+  slices (covertreex.split_screen, which now holds these helpers; the runs recorded in docs/benchmarks.md
+  formed it in 80-bit long double).
 Roundings of about one u that are not counted term by term (a few norms, sums and the final scale; the
 float32 product's underflow) are absorbed by margins far larger: the certificate's 1e-6, and
 residual_d2_error's factor (it allows ~16 (m + d + 8) u where the canonical evaluation needs about
-(m + 7) u). Assumptions: an 80-bit long double (x86-64 Linux; checked), an exp within one ulp (glibc's is
-within 0.52); the kernel-error bound is derived for RBF and Matern 5/2 (`kernel_error`). An engine must
-never screen a point against itself: d_ii = 0 by definition, while the formula's bound for i == j need
-not be (p at its 1e-9 clamp).
+(m + 7) u). Assumptions: an exp within one ulp (glibc's is within 0.52); the kernel-error bound is
+derived for RBF and Matern 5/2 (`kernel_error`). An engine must never screen a point against itself:
+d_ii = 0 by definition, while the formula's bound for i == j need not be (p at its 1e-9 clamp).
 
 For sampled query rows i (predecessor mode: every j < i, the Vecchia all-points job) the script checks
 the bound against brute's canonical distances on every pair (it must never fail), then counts the pairs a
@@ -56,6 +57,7 @@ from bench_args import header, int_list, positive_int
 import covertreex as ct
 from covertreex.metrics.data import kernel_matrix, residual_d2_error
 from covertreex.residual import JITTER
+from covertreex.split_screen import certificate, fro, kernel_error, verified
 
 K, SEED, D = 50, 42, 3
 U64, U32 = 2.0**-53, 2.0**-24
@@ -63,63 +65,6 @@ U64, U32 = 2.0**-53, 2.0**-24
 
 def gamma(n: int, u: float = U64) -> float:
     return n * u / (1 - n * u)
-
-
-def fro(a) -> float:
-    return float(np.sqrt((np.asarray(a, dtype=np.float64) ** 2).sum()))
-
-
-def kernel_error(kernel: str, d: int, variance: float) -> float:
-    """A bound on |k_hat - k| for any pair, in the library's operation order (rust/core/src/metric.rs
-    kernel_parts; an exp within one ulp, 2u). r2 carries gamma_(d+4) (a subtraction, a division and a
-    square per dimension, d - 1 additions). RBF: s2 exp(-r2/2), whose slope times r2 is at most s2/e, plus
-    exp's and the variance's roundings (3u). Matern 5/2: a = sqrt(5 r2) carries gamma_(d+7); g(a) =
-    (1 + a + a^2/3) e^-a has |g'(a)| a <= a^2 (1 + a) e^-a / 3 <= 0.6044 (at a = 1 + sqrt 3), and the
-    factor's five roundings, exp's and the product's give gamma_9 of g <= 1."""
-    if kernel == "rbf":
-        return variance * (np.exp(-1) * gamma(d + 4) + 3 * U64) * 1.01
-    if kernel == "matern52":
-        return variance * (0.6044 * gamma(d + 7) + gamma(9)) * 1.01
-    raise ValueError(f"no kernel-error bound for kernel {kernel!r}")
-
-
-def certificate(K_hat, M, norm_m, s2t, kernel_err):
-    """The computed S ~ M^T (K^2 + s2t K) M / s2t for the exact K (|K - K_hat| <= kernel_err entrywise),
-    and eps >= ||S_exact - S||_2, given norm_m >= ||M||_2. The products are formed in extended precision:
-    M is large (~sqrt(2) / s' where K is small) and K_hat M cancels, so f64 rounding would swamp the
-    margin, which is about s'^4 / (lambda s^2) in exact arithmetic."""
-    m = len(M)
-    extended = np.finfo(np.longdouble)
-    assert extended.nmant >= 63, "needs an 80-bit long double (x86-64 Linux); here it is narrower"
-    g = gamma(m + 2, float(extended.eps) / 2)
-    K_ld, M_ld = K_hat.astype(np.longdouble), M.astype(np.longdouble)
-    P = K_ld @ M_ld
-    T = P.T @ P + np.longdouble(s2t) * (M_ld.T @ P)
-    S = ((T + T.T) / (2 * np.longdouble(s2t))).astype(np.float64)
-    err_p = g * fro(K_hat) * fro(M)  # >= ||computed P - K_hat M||_F (Cauchy-Schwarz per entry)
-    norm_p = fro(P) + err_p  # >= ||K_hat M||_2
-    products = 2 * norm_p * err_p + err_p**2 + g * fro(P) ** 2 + s2t * (norm_m * err_p + g * fro(M) * fro(P))
-    rounding = products / s2t + 4 * float(extended.eps) * fro(T) / s2t + U64 * fro(S)
-    # The exact K: K^2 - K_hat^2 = dK K_hat + K_hat dK + dK^2 with ||dK||_2 <= m * kernel_err.
-    eps_k = m * kernel_err
-    perturbation = (2 * norm_m * eps_k * norm_p + eps_k**2 * norm_m**2 + s2t * norm_m**2 * eps_k) / s2t
-    return S, rounding + perturbation
-
-
-def verified(S, eps) -> bool:
-    """Whether lambda_max(S_exact) <= 1 is proven for any S_exact within eps of S (2-norm): a
-    floating-point Cholesky factorisation of G - delta I, G = (1 - eps) I - S, that succeeds proves G
-    positive semi-definite when delta covers the factorisation's rounding (gamma_(m+1) tr(G), and the
-    diagonal's own rounding): no trust in an eigenvalue routine is needed."""
-    m = len(S)
-    G = (1 - eps) * np.eye(m) - S
-    g = gamma(m + 1)
-    delta = g / (1 - g) * np.trace(G) + 4 * U64 * (1 + np.abs(np.diag(S)).max())
-    try:
-        np.linalg.cholesky(G - delta * np.eye(m))
-    except np.linalg.LinAlgError:
-        return False
-    return True
 
 
 def build(problem, s2p):

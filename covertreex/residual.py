@@ -31,6 +31,9 @@ from covertreex.vecchia_orderings import given_permutation
 
 JITTER = 1e-6
 
+_REMADE = ("_coordinate_keys", "split_screen")
+"""Cached attributes a pickled problem leaves out (made again on first use)."""
+
 
 def check_kernel(kernel) -> str:
     if kernel not in KERNELS:
@@ -139,8 +142,9 @@ class ResidualProblem:
         return problem
 
     def __getstate__(self) -> dict:
-        """Everything but the coordinate keys (a second copy of X, made again on first use)."""
-        return {name: value for name, value in self.__dict__.items() if name != "_coordinate_keys"}
+        """Everything but what is made again on first use: the coordinate keys (a second copy of X) and
+        the split screen (an int8 copy of Z)."""
+        return {name: value for name, value in self.__dict__.items() if name not in _REMADE}
 
     def __setstate__(self, state: dict) -> None:
         """Unpickled arrays are new and writeable: read-only again, as the module made them. A problem
@@ -181,6 +185,14 @@ class ResidualProblem:
         wanted = _row_keys(Q)
         at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
         return np.where(keys[at] == wanted, first[at], -1).astype(np.int64)
+
+    @cached_property
+    def split_screen(self):
+        """The split screen of this problem (covertreex.split_screen), or None where it cannot be had;
+        made on first use, by the dense path of an engine that asks for it."""
+        from covertreex.split_screen import split_screen
+
+        return split_screen(self)
 
     @cached_property
     def digest(self) -> str:

@@ -27,8 +27,10 @@ from covertreex import interrupts
 from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
 from covertreex.engines.schedule import Schedule
+from covertreex.errors import InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.ordering import hilbert_order
+from covertreex.split_screen import USEFUL
 from covertreex.tree import Tree, assemble
 from covertreex.vecchia_orderings import ROOM_OVER_K
 
@@ -115,15 +117,75 @@ class RustEngine:
         return idx, dist, QueryCounters(per_query, per_level, extra)
 
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
-        """The dense path: GEMM tiles (the `gemm` crate) with a fused screening epilogue on rayon."""
-        idx, dist, per_query, screened, gemm_seconds = _extension().dense(
-            _canonical(space.data, _METRIC_DTYPES), _canonical(queries.data, _METRIC_DTYPES),
+        """The dense path: GEMM tiles (the `gemm` crate) with a fused screening epilogue on rayon, or the
+        split screen's int8 products where `dense_screen` asks for it (covertreex.split_screen), for the
+        query rows it screens well (the rest take the GEMM in a second call)."""
+        split = dense_split(space, queries, config)
+        if split is None:
+            return self._dense(space, queries, k, config)
+        by_split = split.screens_well(queries.rows)
+        parts = [(self._dense(space, _part(queries, rows), k, config, split if by else None), rows)
+                 for by, rows in ((True, by_split), (False, ~by_split)) if rows.any()]
+        idx = np.empty((queries.n_queries, k), dtype=np.int64)
+        dist = np.empty((queries.n_queries, k))
+        per_query = np.empty((queries.n_queries, parts[0][0][2].per_query.shape[1]), dtype=np.int64)
+        screened = np.empty(queries.n_queries, dtype=np.int64)
+        for (i, d, counters), rows in parts:
+            idx[rows], dist[rows], per_query[rows] = i, d, counters.per_query
+            screened[rows] = counters.extra["screened"]
+        gemm_seconds = sum(counters.extra["gemm_seconds"] for (_, _, counters), _ in parts)
+        extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
+        return idx, dist, QueryCounters.without_levels(per_query, extra)
+
+    def _dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config, split=None):
+        data = _canonical(space.data, _METRIC_DTYPES)
+        idx, dist, per_query, screened, gemm_seconds, _ = _extension().dense(
+            data, data if split is not None else _canonical(queries.data, _METRIC_DTYPES),
             _index(queries.rows), _index(queries.dataset_index), _index(queries.limit), k,
             config.threads, config.dense_query_block, config.dense_point_block,
             _interrupt(queries.n_queries * space.n_points),
+            None if split is None else (split.q, split.factors),
         )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
         return idx, dist, QueryCounters.without_levels(per_query, extra)
+
+
+def _part(queries: QuerySet, rows: np.ndarray) -> QuerySet:
+    """The queries at the positions where `rows` is True."""
+    return QuerySet(queries.data, queries.rows[rows], queries.dataset_index[rows], queries.limit[rows],
+                    queries.predecessor)
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays view the same memory the same way (a query set of the indexed points holds
+    read-only views of the space's arrays)."""
+    return a.__array_interface__ == b.__array_interface__
+
+
+def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
+    """The split screen the dense path runs for this call (covertreex.split_screen), or None: per the
+    `dense_screen` knob, which raises when 'split' is asked for where it cannot run."""
+    if config.dense_screen == "f64":
+        return None
+    split, reason = None, None
+    if config.mode != "perf":
+        reason = "runs in perf mode only (parity mode keeps gold's counters)"
+    elif space.problem is None:
+        reason = "needs the residual metric"
+    elif not (_same_array(queries.data.X, space.data.X) and _same_array(queries.data.V, space.data.V)):
+        reason = "needs queries of the indexed points (indices=..., or predecessor mode)"
+    else:
+        split = space.problem.split_screen
+        if split is None:
+            reason = ("needs a problem whose V covertreex.residual_problem built (with its inducing points "
+                      "and Cholesky factor) and a certificate it can prove")
+    if reason is not None:
+        if config.dense_screen == "split":
+            raise InvalidInputError(f"dense_screen='split' {reason}")
+        return None
+    if config.dense_screen == "auto" and split.median_rest > USEFUL:
+        return None
+    return split
 
 
 MAXIMIN_BLOCK = 512

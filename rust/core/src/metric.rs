@@ -368,7 +368,13 @@ pub fn scaled_r2_of(x: &[f64], y: &[f64], lengthscale: &[f64]) -> f64 {
 /// The residual distance from its sums: the scaled squared coordinate distance `r2`, the dot product of
 /// the two V rows, and the two residual variances (shared by the scalar and lockstep evaluations).
 pub(crate) fn residual_from(da: &MetricData, r2: f64, dot: f64, pa: f64, pb: f64) -> f64 {
-    let mut gap = 1.0 - similarity_from(da, r2, dot, pa, pb);
+    distance_of_similarity(similarity_from(da, r2, dot, pa, pb))
+}
+
+/// The residual distance sqrt(max(0, 1 - s)) of similarity s, in the canonical operations: it does not
+/// rise as s rises (the subtraction and the square root round monotonically).
+pub fn distance_of_similarity(s: f64) -> f64 {
+    let mut gap = 1.0 - s;
     if gap < 0.0 {
         gap = 0.0;
     }

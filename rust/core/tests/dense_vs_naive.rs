@@ -41,6 +41,7 @@ fn run(
         threads,
         blocks,
         &Stop::default(),
+        None,
     )
     .unwrap()
 }
@@ -387,6 +388,7 @@ fn a_bad_v_is_reported_before_other_late_errors() {
             threads,
             blocks,
             &Stop::default(),
+            None,
         )
     };
     let zero = Blocks {
@@ -413,7 +415,8 @@ fn bad_block_sizes_are_errors() {
         3,
         None,
         zero,
-        &Stop::default()
+        &Stop::default(),
+        None
     )
     .is_err());
     assert!(dense_query(
@@ -422,7 +425,8 @@ fn bad_block_sizes_are_errors() {
         0,
         None,
         BLOCKS[0],
-        &Stop::default()
+        &Stop::default(),
+        None
     )
     .is_err());
 }
@@ -456,6 +460,7 @@ fn the_norm_proof_of_a_finite_v_keeps_every_check_error() {
             Some(1),
             blocks,
             &Stop::default(),
+            None,
         )
     };
     let dense = |space: &Space| dense_rows(space, &all);

@@ -61,7 +61,7 @@ fn a_requested_stop_ends_every_call_with_interrupted() {
                 points: shape.1,
             };
             assert!(interrupted(dense_query(
-                &data, &batch, 5, None, blocks, &stop
+                &data, &batch, 5, None, blocks, &stop, None
             )));
         }
         let sizes = MaximinSizes { block: 16, room: 0 };

@@ -62,6 +62,14 @@ pub fn array2<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyAr
     array(obj, name, 2)
 }
 
+/// [`array2`] of any element type (the split screen's int8 rows).
+pub fn array2_of<'py, T: Element>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadonlyArray2<'py, T>> {
+    array(obj, name, 2)
+}
+
 /// The contiguous elements of a checked array.
 pub fn slice<'a, T: Element, D: numpy::ndarray::Dimension>(
     py: Python<'_>,

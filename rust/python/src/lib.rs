@@ -16,7 +16,7 @@ use covertreex_core::counters::{
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
     query_batch, Blocks, CoreError, Kernel, Matrix, MaximinSizes, MetricData, Mode, QueryBatch,
-    QueryBlocks, Stop,
+    QueryBlocks, SplitData, Stop,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
@@ -25,7 +25,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use convert::{array1, array2, scalar, schedule, slice, MetricArrays, TreeArrays};
+use convert::{array1, array2, array2_of, scalar, schedule, slice, MetricArrays, TreeArrays};
 
 /// Run `work` with the GIL released; core errors become covertreex.errors exceptions and a panic (a bug,
 /// never expected) becomes a RuntimeError instead of tearing down the interpreter.
@@ -321,13 +321,16 @@ type Screened<'py> = (
     Bound<'py, PyArray2<i64>>,
     Bound<'py, PyArray1<i64>>,
     f64,
+    bool,
 );
 
 /// Exact k-NN without a tree, by GEMM screening and canonical re-evaluation: (indices, distances,
 /// per_query counters, pairs screened per query, seconds spent in GEMM summed over workers).
-/// `query_block` x `point_block` is the tile shape.
+/// `query_block` x `point_block` is the tile shape. `split`, a pair (q, factors) from
+/// covertreex.split_screen, screens every pair before the GEMM (indexed residual queries only); the last
+/// value returned says whether its products ran on AVX-512 VNNI.
 #[pyfunction]
-#[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None))]
+#[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None, split=None))]
 #[allow(clippy::too_many_arguments)]
 fn dense<'py>(
     py: Python<'py>,
@@ -341,16 +344,32 @@ fn dense<'py>(
     query_block: &Bound<'py, PyAny>,
     point_block: &Bound<'py, PyAny>,
     interrupt: Option<&Bound<'py, PyAny>>,
+    split: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 ) -> PyResult<Screened<'py>> {
     let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, k, threads)?;
     let blocks = Blocks {
         queries: scalar(query_block, "query_block")?,
         points: scalar(point_block, "point_block")?,
     };
+    let split_arrays = match &split {
+        None => None,
+        Some((q, factors)) => Some((
+            array2_of::<i8>(q, "split q")?,
+            array2_of::<f64>(factors, "split factors")?,
+        )),
+    };
+    let split = match &split_arrays {
+        None => None,
+        Some((q, factors)) => Some(SplitData {
+            q: slice(py, q, "split q")?,
+            m: q.shape()[1],
+            factors: slice(py, factors, "split factors")?,
+        }),
+    };
     let (data_view, batch) = args.views(py)?;
     let (k, threads) = (args.k, args.threads);
     let out = interruptible(py, interrupt, |halt| {
-        dense_query(&data_view, &batch, k, threads, blocks, &halt.stop)
+        dense_query(&data_view, &batch, k, threads, blocks, &halt.stop, split)
     })?;
     Ok((
         matrix(py, out.indices, out.n_queries, out.k)?,
@@ -358,6 +377,7 @@ fn dense<'py>(
         matrix(py, out.per_query, out.n_queries, N_QUERY_COUNTERS)?,
         out.screened.into_pyarray(py),
         out.gemm_seconds,
+        out.vnni,
     ))
 }
 

@@ -9,8 +9,10 @@
 //! decide nothing ([`spans`]), so answers and counters do not either.
 
 mod exp;
+mod int8;
 mod screen;
 mod select;
+mod split;
 mod tile;
 
 use std::ops::Range;
@@ -31,6 +33,8 @@ use crate::stop::Stop;
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
+pub use split::{least_similarity_within, SplitData, FACTORS};
+use split::{merge, Found, Probes, Split};
 pub use tile::{gram, gram_strided};
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.
@@ -53,6 +57,8 @@ pub struct DenseOutput {
     pub screened: Vec<i64>,
     /// Seconds the workers spent inside GEMM, summed over workers (a timing: never compared).
     pub gemm_seconds: f64,
+    /// Whether a split screen ran on AVX-512 VNNI (its values are the same on any instruction set).
+    pub vnni: bool,
 }
 
 /// Work units per worker a call aims for when it has few query blocks: the point range of each block
@@ -136,6 +142,8 @@ struct Job<'a> {
     v_check: OnceLock<Result<()>>,
     gemm_nanos: AtomicU64,
     stop: &'a Stop,
+    /// The split screen ahead of the GEMM ([`split`]), when the caller gave one.
+    split: Option<Split<'a>>,
 }
 
 /// The output rows of one query block.
@@ -165,6 +173,7 @@ impl<'a> Job<'a> {
         blocks: Blocks,
         k: usize,
         stop: &'a Stop,
+        split: Option<SplitData<'a>>,
     ) -> Job<'a> {
         let chunk = chunk_rows(blocks.points);
         let cells = |rows: usize| (0..data.n_points().div_ceil(rows)).map(|_| OnceLock::new());
@@ -182,6 +191,7 @@ impl<'a> Job<'a> {
             v_check: OnceLock::new(),
             gemm_nanos: AtomicU64::new(0),
             stop,
+            split: split.map(|split| Split::new(split, data.n_points())),
         }
     }
 }
@@ -330,10 +340,10 @@ impl Job<'_> {
         }
     }
 
-    /// Answer one query block: its spans screened in parallel, merged in point order, re-checked.
-    /// A query's final candidates are the pairs whose `lo` is at or below widen(T), T the k-th smallest
+    /// Answer one query block: its spans screened in parallel, merged in point order, re-checked. A
+    /// query's final candidates are the pairs whose `lo` is at or below widen(T), T the k-th smallest
     /// `hi` of all its pairs (`Selection::absorb`), however the points were split: the answers and every
-    /// counter are those of one span.
+    /// counter are those of one span. With the split screen ([`split`]) its two passes take the spans.
     fn run(&self, out: BlockOut) {
         let nb = out.screened.len();
         let rows = self.gather(out.first, nb);
@@ -346,6 +356,9 @@ impl Job<'_> {
                 at(s)..at(s + 1)
             })
             .collect();
+        if let Some(split) = &self.split {
+            return self.run_split(split, out, &rows, bounds);
+        }
         let parts: Vec<Vec<Selection>> = bounds
             .into_par_iter()
             .map(|span| {
@@ -358,39 +371,65 @@ impl Job<'_> {
         if self.halted() {
             return; // the call returns V's error or Interrupted
         }
-        let mut parts = parts.into_iter();
-        let mut selections = parts.next().unwrap_or_default();
-        for later in parts {
-            for (selection, later) in selections.iter_mut().zip(later) {
-                selection.absorb(later);
-            }
-        }
-        let k = self.k;
+        let mut selections = merge(parts, Selection::absorb);
         let rows = &rows;
         // The canonical re-checks, query by query in parallel (the block's only work left).
+        self.write(out, &mut selections, |q, selection, heap, recheck| {
+            let row = self.queries.rows[rows.first + q] as usize;
+            let data = self.data;
+            let (evaluations, pushes) =
+                selection.finish(heap, recheck, &self.queries.data, row, rows.own[q], data);
+            [evaluations, pushes, selection.tiles, selection.screened]
+        });
+    }
+
+    /// The block's queries with the split screen: probes, thresholds, then the pairs let through.
+    fn run_split(&self, split: &Split, out: BlockOut, rows: &BlockRows, spans: Vec<Range<usize>>) {
+        let split_rows = self.split_rows(split, rows);
+        let probes = (spans.clone().into_par_iter())
+            .map(|span| self.probe(split, rows, &split_rows, span))
+            .collect();
+        if self.halted() {
+            return;
+        }
+        let (least, probed) = self.thresholds(rows, merge(probes, Probes::absorb));
+        let found = (spans.into_par_iter())
+            .map(|span| self.sift(split, rows, &split_rows, &least, span))
+            .collect();
+        if self.halted() {
+            return;
+        }
+        let mut found = merge(found, Found::absorb);
+        self.write(out, &mut found, |q, found, heap, _| {
+            let (evaluations, pushes) = found.finish(heap);
+            [evaluations + probed[q], pushes, found.tiles, found.screened]
+        });
+    }
+
+    /// Each query's answer from its heap after `answer` (query by query in parallel) filled it and
+    /// gave its evaluations, heap pushes, point tiles and pairs screened.
+    fn write<T: Send>(
+        &self,
+        out: BlockOut,
+        per_query: &mut [T],
+        answer: impl Fn(usize, &mut T, &mut Heap, &mut Recheck) -> [i64; 4] + Sync,
+    ) {
+        let k = self.k;
         (out.indices.par_chunks_mut(k))
             .zip(out.distances.par_chunks_mut(k))
             .zip(out.counts.par_chunks_mut(N_QUERY_COUNTERS))
             .zip(out.screened.par_iter_mut())
-            .zip(selections.par_iter_mut())
+            .zip(per_query.par_iter_mut())
             .enumerate()
             .for_each_init(
                 || (Heap::new(k), Recheck::default()),
-                |(heap, recheck), (q, ((((indices, distances), counts), screened), selection))| {
-                    let row = self.queries.rows[rows.first + q] as usize;
-                    let (evaluations, pushes) = selection.finish(
-                        heap,
-                        recheck,
-                        &self.queries.data,
-                        row,
-                        rows.own[q],
-                        self.data,
-                    );
+                |(heap, recheck), (q, ((((indices, distances), counts), screened), state))| {
+                    let [evaluations, pushes, tiles, pairs] = answer(q, state, heap, recheck);
                     heap.write_sorted(indices, distances);
                     counts[Q_EVALUATIONS] = evaluations;
                     counts[Q_HEAP_PUSHES] = pushes;
-                    counts[Q_STEPS] = selection.tiles;
-                    *screened = selection.screened;
+                    counts[Q_STEPS] = tiles;
+                    *screened = pairs;
                 },
             );
     }
@@ -415,6 +454,8 @@ fn check_blocks(blocks: Blocks) -> Result<()> {
 /// Answer every query of the batch exactly by dense screening: the k nearest indexed points by
 /// (distance, index), with distances bitwise the canonical ones. `threads` = None runs on rayon's
 /// global pool; results and counters never depend on it. `stop` ends the call early (between tiles).
+/// `split`, for indexed residual queries, screens every pair by the split screen before the GEMM
+/// ([`split`]): the same answers, fewer pairs through the GEMM.
 pub fn dense_query(
     data: &MetricData,
     queries: &QueryBatch,
@@ -422,6 +463,7 @@ pub fn dense_query(
     threads: Option<i64>,
     blocks: Blocks,
     stop: &Stop,
+    split: Option<SplitData>,
 ) -> Result<DenseOutput> {
     data.check_shapes()?;
     // Every check but V's values, in a full check's order; when one fails, the full check runs, so
@@ -431,6 +473,7 @@ pub fn dense_query(
     let full_check_first = |e| check_queries_given(data, queries, k, false).and(Err(e));
     let out = check_queries_given(data, queries, k, true)
         .and_then(|()| check_blocks(blocks))
+        .and_then(|()| split.map_or(Ok(()), |split| split.check(data, queries)))
         .and_then(|()| DenseOutput::empty(queries.rows.len(), k))
         .or_else(full_check_first)?;
     if queries.rows.is_empty() {
@@ -438,7 +481,7 @@ pub fn dense_query(
         return Ok(out);
     }
     let pool = thread_pool(threads).or_else(|e| data.check_v().and(Err(e)))?;
-    run_on(pool, || answer(data, queries, blocks, out, stop))
+    run_on(pool, || answer(data, queries, blocks, out, stop, split))
 }
 
 impl DenseOutput {
@@ -454,6 +497,7 @@ impl DenseOutput {
             per_query: vec![0; n_q * N_QUERY_COUNTERS],
             screened: vec![0; n_q],
             gemm_seconds: 0.0,
+            vnni: false,
         })
     }
 }
@@ -465,8 +509,9 @@ fn answer(
     blocks: Blocks,
     mut out: DenseOutput,
     stop: &Stop,
+    split: Option<SplitData>,
 ) -> Result<DenseOutput> {
-    let job = Job::new(data, queries, blocks, out.k, stop);
+    let job = Job::new(data, queries, blocks, out.k, stop, split);
     // A NaN or an infinity in V must stop the call before it costs anything: such a row's bounds
     // exclude nothing, so its query would keep every pair as a candidate. Query rows of the indexed
     // data are tested first; data rows as their chunks' norms are taken (`Job::chunk_factors`).
@@ -489,6 +534,7 @@ fn answer(
     }
     stop.check()?;
     out.gemm_seconds = job.gemm_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
+    out.vnni = job.split.as_ref().is_some_and(Split::on_vnni);
     Ok(out)
 }
 

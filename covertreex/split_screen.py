@@ -1,0 +1,288 @@
+"""The split screen: a rigorous bound on the residual correlation from an int8 product that does not cancel.
+
+The residual r_ij = k(x_i, x_j) - V_i.V_j cancels catastrophically (p ~ 1e-6 against k and V.V ~ 1), so no
+cheap product of V can screen it. For any m x m matrix M with
+
+    c * lambda_max(M^T (K^2 + s~^2 K) M) <= s~^2                                              (certificate)
+
+(K = k(U, U) exact, s~^2 = the jitter s^2 = 1e-6 * variance less the Cholesky factor's backward error),
+R* - Z Z^T is positive semi-definite, where R*_ij = k_ij - k_i^T (L L^T)^{-1} k_j, k_i = k(U, x_i) and
+z_i = sqrt(c) M^T k_i (the joint kernel matrix of X and U is PSD, so K_XX - K_XU K^+ K_UX is; L L^T >=
+K + s~^2 I, and K^(1/2) ((K + s~^2)^{-1} + c M M^T) K^(1/2) <= I is the certificate). With
+e_i = R*_ii - |z_i|^2 >= 0,
+
+    |R*_ij| <= |z_i . z_j| + sqrt(e_i e_j),
+
+and z_i . z_j is a dot product of vectors with |z_i|^2 <= p_i: nothing cancels, so an int8 copy of Z
+(exact int32 products) screens it. M = Q diag(f(lambda)) from K's eigenvectors, with f chosen so that z
+carries the part of the residual the jitter causes (an interpolant regularised by s'^2 = 1e-9 s2).
+
+Every rounding between that statement and the canonical similarity s_c = min(1, |rho_c|) is bounded:
+V against L^-1 k (an a-posteriori residual through ||L^-1|| <= 1/s~), Z's and e's f64 rounding, the
+kernel values' own error (:func:`kernel_error`), the int8 rounding of Z (per-row scale; the products are
+exact), and the canonical evaluation's (covertreex.metrics.data.residual_d2_error). The certificate's
+cancelling product K M is formed exactly in slices (:func:`sliced_product`), and the certificate is
+proven by a floating-point Cholesky factorisation with a margin for its own rounding (:func:`verified`),
+not by an eigenvalue routine. The result is seven factors per row (:data:`FACTORS`) such that for i != j
+
+    s_c(i, j) <= (1 + 64 u) (|q_i . q_j| sigma_i sigma_j + zerr_i znorm_j + znorm_i zerr_j
+                             + verr_i vnorm_j + vnorm_i verr_j + floor_i floor_j + rest_i rest_j),
+
+which the rust dense path evaluates per pair in f64 (thirteen roundings, covered by its 64 u). Terms of
+Z's scale (~sqrt p) and of V's (~1) stay apart: a product of one's error with the other's norm would be
+a thousand times too large. Never for i == j: d_ii = 0 by definition,
+while this bound need not hold there. benchmarks/split_screening_study.py measured it (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from covertreex.blas import one_thread
+
+U64 = 2.0**-53
+EPS = 2.0**-52
+
+S2P = 1e-9
+"""The interpolant's regularisation s'^2, relative to the variance (the study's default: a smaller one moves
+more of the residual into z but makes M larger and the certificate's margins costlier)."""
+
+FACTORS = ("sigma", "zerr", "znorm", "verr", "vnorm", "floor", "rest")
+"""The columns of :attr:`SplitScreen.factors`, in the order the rust epilogue reads them."""
+
+ROWS = 4096
+"""Rows of X whose kernel row, Z and residual are formed at a time (32 MiB of f64 at m = 512)."""
+
+ROW_REST = 0.4
+"""The largest sqrt(e/p) of a query row the split screens (:meth:`SplitScreen.screens_well`); the others
+take the f64 GEMM. Vecchia all-points at N = 32,768 (2026-12-06, Intel Xeon, 2 cores, rust perf mode, dense
+path, each value once): 3.58 s at 0.2, 3.37 s at 0.3, 3.12 s at 0.4, 3.20 s at 0.6, 3.64 s with every row
+split (26% of the rows are above 0.4), against 5.7 s for the f64 screen alone."""
+
+USEFUL = 0.5
+"""The split screens well only where z carries most of the residual: the largest median sqrt(e/p) at which
+it is used (RBF's gold workload: 0.19; Matern 5/2, whose residual is the approximation's: 0.9999)."""
+
+
+def gamma(n: int) -> float:
+    return n * U64 / (1 - n * U64)
+
+
+def fro(a) -> float:
+    return float(np.sqrt((np.asarray(a, dtype=np.float64) ** 2).sum()))
+
+
+def kernel_error(kernel: str, d: int, variance: float) -> float:
+    """A bound on |k_hat - k| for any pair, in the library's operation order (rust/core/src/metric.rs
+    kernel_parts; an exp within one ulp, 2u). r2 carries gamma_(d+4) (a subtraction, a division and a
+    square per dimension, d - 1 additions). RBF: s2 exp(-r2/2), whose slope times r2 is at most s2/e, plus
+    exp's and the variance's roundings (3u). Matern 5/2: a = sqrt(5 r2) carries gamma_(d+7); g(a) =
+    (1 + a + a^2/3) e^-a has |g'(a)| a <= a^2 (1 + a) e^-a / 3 <= 0.6044 (at a = 1 + sqrt 3), and the
+    factor's five roundings, exp's and the product's give gamma_9 of g <= 1."""
+    if kernel == "rbf":
+        return variance * (np.exp(-1) * gamma(d + 4) + 3 * U64) * 1.01
+    if kernel == "matern52":
+        return variance * (0.6044 * gamma(d + 7) + gamma(9)) * 1.01
+    raise ValueError(f"no kernel-error bound for kernel {kernel!r}")
+
+
+SLICE_BITS = 22
+"""Bits per slice of :func:`sliced_product`: two slices multiply into 44 bits, and a sum of up to 2^9
+such products into 53, exactly."""
+
+
+SLICES = 4
+"""Slices per operand: 88 bits below each row's (column's) top, so an entry far below its row's largest
+keeps its own 53 (three slices cut such entries of K M's operands at 2^-66 of the row's top, and that
+remainder, not the sum, then dominated the error)."""
+
+
+def _slices(A: np.ndarray, axis: int, count: int = SLICES):
+    """A = A_1 + .. + A_count + R: A_t holds the bits SLICE_BITS (t - 1) .. SLICE_BITS t below the top of
+    its row (axis 1) or column (axis 0), each an integer times 2^(e - SLICE_BITS t), and
+    |R| < 2^(e - SLICE_BITS count)."""
+    top = np.abs(A).max(axis=axis, keepdims=True)
+    _, e = np.frexp(np.where(top > 0, top, 1.0))  # |a| < 2^e along the row or column
+    rest, parts = A.copy(), []
+    for t in range(1, count + 1):
+        shift = e - SLICE_BITS * t
+        part = np.ldexp(np.trunc(np.ldexp(rest, -shift)), shift)
+        parts.append(part)
+        rest = rest - part  # exact: `part` is `rest` cut to a coarser grid of its own bits
+    return parts, np.ldexp(1.0, e - SLICE_BITS * count)
+
+
+def sliced_product(A: np.ndarray, B: np.ndarray):
+    """(A @ B, a bound on each entry's error) for an inner dimension of at most 512, with an error of
+    about u |A B| + 2^-80 |A| |B| instead of f64's 2^-44 |A| |B| at 512 terms: A's rows and B's columns
+    are cut into 22-bit slices (:func:`_slices`), every product of two slices is an f64 GEMM that is
+    exact (integers below 2^53 on one grid, whatever the summation order), and only the exact parts'
+    compensated sum and the slices' remainders err."""
+    if A.shape[1] > 512:
+        raise ValueError(f"sliced_product: inner dimension {A.shape[1]} > 512 would not be exact")
+    a_parts, a_rest = _slices(A, axis=1)
+    b_parts, b_rest = _slices(B, axis=0)
+    parts = [a @ b for a in a_parts for b in b_parts]
+    # The parts cancel (each slice's truncation is large against a small entry of K M): Neumaier's
+    # compensated sum errs by at most 2u |sum| + 4 n^2 u^2 sum |part| (Higham, Accuracy and Stability of
+    # Numerical Algorithms, 2nd ed., section 4.3), with margins here.
+    total, carried = np.zeros_like(parts[0]), np.zeros_like(parts[0])
+    for part in parts:
+        after = total + part
+        carried += np.where(np.abs(total) >= np.abs(part), (total - after) + part, (part - after) + total)
+        total = after
+    total = total + carried
+    summed = 4 * U64 * np.abs(total) + 8 * (len(parts) * U64) ** 2 * sum(np.abs(part) for part in parts)
+    cut = a_rest * np.abs(B).sum(axis=0, keepdims=True) + np.abs(A).sum(axis=1, keepdims=True) * b_rest
+    return total, summed + cut * (1 + gamma(4)) * 2
+
+
+def certificate(K_hat, M, norm_m, s2t, kernel_err):
+    """The computed S ~ M^T (K^2 + s2t K) M / s2t for the exact K (|K - K_hat| <= kernel_err entrywise),
+    and eps >= ||S_exact - S||_2, given norm_m >= ||M||_2. K_hat M cancels (M is large, ~sqrt(2) / s',
+    where K is small): it is formed exactly in slices; the other two products are f64 GEMMs of it."""
+    m = len(M)
+    P, p_err = sliced_product(K_hat, M)
+    err_p = fro(p_err)  # >= ||computed P - K_hat M||_F
+    gram, cross = P.T @ P, M.T @ P
+    T = gram + s2t * cross
+    S = (T + T.T) / (2 * s2t)
+    g = gamma(m + 2)
+    norm_p = fro(P) + err_p  # >= ||K_hat M||_2
+    products = 2 * norm_p * err_p + err_p**2 + g * fro(P) ** 2 + s2t * (norm_m * err_p + g * fro(M) * fro(P))
+    rounding = (products + 3 * U64 * (fro(gram) + s2t * fro(cross))) / s2t + 2 * U64 * fro(S)
+    # The exact K: K^2 - K_hat^2 = dK K_hat + K_hat dK + dK^2 with ||dK||_2 <= m * kernel_err.
+    eps_k = m * kernel_err
+    perturbation = (2 * norm_m * eps_k * norm_p + eps_k**2 * norm_m**2 + s2t * norm_m**2 * eps_k) / s2t
+    return S, rounding + perturbation
+
+
+def verified(S, eps) -> bool:
+    """Whether lambda_max(S_exact) <= 1 is proven for any S_exact within eps of S (2-norm): a
+    floating-point Cholesky factorisation of G - delta I, G = (1 - eps) I - S, that succeeds proves G
+    positive semi-definite when delta covers the factorisation's rounding (gamma_(m+1) tr(G), and the
+    diagonal's own rounding): no trust in an eigenvalue routine is needed."""
+    m = len(S)
+    G = (1 - eps) * np.eye(m) - S
+    g = gamma(m + 1)
+    delta = g / (1 - g) * np.trace(G) + 4 * U64 * (1 + np.abs(np.diag(S)).max())
+    try:
+        np.linalg.cholesky(G - delta * np.eye(m))
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class SplitScreen:
+    """Z in int8 (N x m, each row scaled into -127..127) and the five per-row factors of the bound (N x
+    len(FACTORS), :data:`FACTORS`), with what the certificate found (for telemetry and docs)."""
+
+    q: np.ndarray
+    factors: np.ndarray
+    c: float
+    median_rest: float
+    """The median of sqrt(e/p): how much of the residual z leaves out (see :data:`USEFUL`)."""
+
+    def screens_well(self, rows: np.ndarray) -> np.ndarray:
+        """Whether the split screens each of these rows well: where z leaves out little of the residual
+        (sqrt(e/p) <= :data:`ROW_REST`); a row that z fits badly keeps most of its pairs."""
+        return self.factors[rows, FACTORS.index("rest")] <= ROW_REST
+
+
+def split_screen(problem) -> SplitScreen | None:
+    """The split screen of a residual problem whose V this library built (it needs the inducing points and
+    the Cholesky factor), or None: for a V given from outside, when the jitter leaves no margin, or when
+    the certificate cannot be proven. Deterministic: every BLAS call runs on one thread."""
+    if problem.cholesky_factor is None or problem.inducing is None:
+        return None
+    with one_thread():
+        return _build(problem)
+
+
+def _build(problem) -> SplitScreen | None:
+    X, V, L, variance = problem.X, problem.V, problem.cholesky_factor, problem.variance
+    from covertreex.metrics.data import kernel_matrix
+    from covertreex.residual import JITTER
+
+    U = X[problem.inducing]
+    m, d = len(U), X.shape[1]
+    s2 = JITTER * variance
+    kernel_err = kernel_error(problem.kernel, d, variance)
+    K_hat = kernel_matrix(U, U, problem.kernel, problem.lengthscale, variance)
+    A_hat = K_hat + s2 * np.eye(m)
+    # L L^T >= K + s2t I: the factor's backward error, the kernel's error and the jitter's rounding.
+    delta_a = (fro(L @ L.T - A_hat) + gamma(m + 2) * fro(np.abs(L) @ np.abs(L).T)
+               + m * kernel_err + np.sqrt(m) * U64 * (variance + s2))
+    s2t = s2 - delta_a
+    if not s2t > 0:
+        return None
+    lam, Q = np.linalg.eigh(K_hat)
+    lam = np.maximum(lam, 0.0)
+    s2p = S2P * variance
+    f = np.sqrt(np.maximum(s2 - (s2 - s2p) ** 2 / (lam + s2), 0.0)) / (lam + s2p)
+    M0 = Q * f
+    # ||Q diag(f)||_2 <= max f * ||Q^T Q||_2^(1/2), and ||Q^T Q - I||_2 <= its computed Frobenius + rounding.
+    norm_q = np.sqrt(1 + fro(Q.T @ Q - np.eye(m)) + gamma(m + 2) * m)
+    S0, eps0 = certificate(K_hat, M0, norm_q * f.max(), s2t, kernel_err)
+    c = 1.0 / ((np.linalg.eigvalsh(S0).max() + eps0) * (1 + 1e-6))  # chosen by LAPACK, proven below
+    if not 0 < c <= 1 + 1e-3:
+        return None
+    Mc = M0 * np.sqrt(c)
+    norm_mc = norm_q * f.max() * np.sqrt(c) * (1 + (2 * np.sqrt(m) + 4) * U64)  # Q f, then sqrt(c), rounded
+    S, eps = certificate(K_hat, Mc, norm_mc, s2t, kernel_err)
+    if not verified(S, eps):
+        return None
+    q = np.empty(V.shape, dtype=np.int8)
+    factors = np.empty((len(X), len(FACTORS)))
+    rest = np.empty(len(X))
+    fro_mc, fro_l = fro(Mc), fro(L)
+    for start in range(0, len(X), ROWS):
+        rows = slice(start, min(start + ROWS, len(X)))
+        rest[rows] = _rows(problem, rows, U, L, Mc, norm_mc, fro_mc, fro_l, s2t, kernel_err, q, factors)
+    return SplitScreen(q, factors, float(c), float(np.median(rest)))
+
+
+def _rows(problem, rows, U, L, Mc, norm_mc, fro_mc, fro_l, s2t, kernel_err, q, factors) -> np.ndarray:
+    """The int8 rows of Z and the bound's factors of X[rows] (written into q and factors); returns their
+    sqrt(e/p)."""
+    from covertreex.metrics.data import kernel_matrix, residual_d2_error
+
+    X, V, p, variance = problem.X[rows], problem.V[rows], problem.p[rows], problem.variance
+    m, d = len(U), X.shape[1]
+    g = gamma(m + 2)
+    K_xu = kernel_matrix(X, U, problem.kernel, problem.lengthscale, variance)
+    norm_k = np.linalg.norm(K_xu, axis=1)
+    Z = K_xu @ Mc
+    # ||(|k_i| |Mc|)|| <= ||k_i|| ||Mc||_F: Z's rounding, and the kernel values' error through ||Mc||.
+    zeta = g * norm_k * fro_mc * (1 + 4 * g) + norm_mc * np.sqrt(m) * kernel_err
+    # V_i against L^{-1} k_i: the residual k_i - L V_i with its rounding bound, through ||L^{-1}|| <= 1/s~.
+    norm_v = np.linalg.norm(V, axis=1)
+    resid = np.linalg.norm(K_xu - V @ L.T, axis=1)
+    h = (resid * (1 + 4 * g) + g * (norm_k + norm_v * fro_l) * (1 + 4 * g) + np.sqrt(m) * kernel_err) \
+        / np.sqrt(s2t) * (1 + 4 * U64)
+    n_up = norm_v * (1 + g) + h
+    v_lo = np.maximum(norm_v * (1 - g) - h, 0.0)
+    norm_z = np.linalg.norm(Z, axis=1)
+    a_up = norm_z * (1 + g) + zeta
+    z_lo = np.maximum(norm_z * (1 - g) - zeta, 0.0)
+    e_up = np.maximum(variance - v_lo**2 - z_lo**2 + 8 * U64 * variance, 0.0)
+    # Z = s q + omega per row, q in -127..127; int32 sums of q_i . q_j are exact.
+    s = np.abs(Z).max(axis=1) / 127.0
+    qz = np.rint(Z / np.where(s > 0, s, 1.0)[:, None])
+    q[rows] = qz.astype(np.int8)
+    omega = np.linalg.norm(Z - s[:, None] * qz, axis=1) * (1 + g) + 4 * U64 * np.abs(Z).sum(axis=1)
+    norm_q = np.linalg.norm(qz, axis=1) * (1 + gamma(m))
+    # |z_i . z_j| <= s_i s_j |q_i . q_j| (1 + 4u) + omega_i |z_j| + s_i |q_i| omega_j, and |r_ij - R*_ij|
+    # adds zeta_i a_j + a_i zeta_j (Z against z) and h_i n_j + n_i h_j + h_i h_j (V against L^-1 k). The
+    # canonical evaluation adds E = residual_d2_error's numerator: h_i h_j + E <= (h_i + sqrt E)(h_j +
+    # sqrt E). Everything is divided by sqrt(p_i p_j): each row's factors by sqrt(p_i).
+    zerr = omega + zeta
+    znorm = np.maximum(a_up, s * norm_q * (1 + 2 * U64))
+    E = residual_d2_error(m, d, variance, 1.0)
+    r = 1.0 / np.sqrt(p)
+    columns = (s, zerr, znorm, h, n_up, h + np.sqrt(E), np.sqrt(e_up))
+    factors[rows] = np.stack(columns, axis=1) * r[:, None] * (1 + 64 * U64)
+    return np.sqrt(e_up / p)

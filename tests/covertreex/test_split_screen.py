@@ -1,0 +1,197 @@
+"""The split screen (covertreex.split_screen, rust/core/src/dense/split.rs): its bound holds on every pair of
+data built to break it, the dense path with it answers exactly as brute force (indices, and distances bit
+for bit), its counters do not depend on threads or query blocks, and it refuses where it cannot run."""
+
+from __future__ import annotations
+
+import pickle
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex import datasets, split_screen
+from covertreex.errors import InvalidInputError
+from covertreex.split_screen import FACTORS
+
+
+@pytest.fixture
+def every_row_split(monkeypatch):
+    """Send every query row through the split screen (none to the f64 GEMM), whatever its sqrt(e/p)."""
+    monkeypatch.setattr(split_screen, "ROW_REST", np.inf)
+
+
+def _lattice(n: int) -> np.ndarray:
+    """A lattice of spacing 0.25 with every site twice: exact duplicates and equal distances everywhere."""
+    side = int(np.ceil((n / 2) ** (1 / 3)))
+    grid = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    return np.repeat(grid[: (n + 1) // 2] * 0.25, 2, axis=0)[:n]
+
+
+PROBLEMS = {
+    "gaussian": lambda: ct.residual_problem(np.random.default_rng(0).normal(size=(1500, 3)), m=128, seed=1),
+    "lattice with duplicates": lambda: ct.residual_problem(_lattice(1200), m=96, seed=2),
+    "p at its clamp (small variance)": lambda: ct.residual_problem(_lattice(800), m=64, seed=3,
+                                                                   variance=1e-3),
+    "every point inducing": lambda: ct.residual_problem(np.random.default_rng(4).normal(size=(300, 2)),
+                                                        m=300, seed=4),
+    "clustered, anisotropic": lambda: ct.residual_problem(datasets.make("clustered", 1000, 3, 5).points,
+                                                          m=80, seed=5, lengthscale=[0.3, 1.0, 2.0]),
+    "matern 5/2": lambda: ct.residual_problem(np.random.default_rng(6).normal(size=(900, 3)), m=100, seed=6,
+                                              kernel="matern52"),
+}
+
+
+def _bounds(split, i: int, J: np.ndarray) -> np.ndarray:
+    """s_up of row i against rows J, as the rust epilogue forms it (same operations, same order)."""
+    F = split.factors
+    prod = np.abs((split.q[J].astype(np.int32) @ split.q[i].astype(np.int32)).astype(np.float64))
+    total = prod * F[i, 0] * F[J, 0] + F[i, 1] * F[J, 2] + F[i, 2] * F[J, 1] + F[i, 3] * F[J, 4] \
+        + F[i, 4] * F[J, 3] + F[i, 5] * F[J, 5] + F[i, 6] * F[J, 6]
+    return (1 + 64 * 2.0**-53) * total
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_the_bound_holds_on_every_pair(name, distance_matrix):
+    """For every pair i != j: the distance the bound allows, sqrt(1 - min(s_up, 1)) in the canonical
+    operations, is at most the canonical distance (that is all the skip rule relies on)."""
+    problem = PROBLEMS[name]()
+    split = problem.split_screen
+    assert split is not None, f"{name}: the certificate should be provable"
+    assert split.q.dtype == np.int8 and split.factors.shape == (len(problem.X), len(FACTORS))
+    assert np.all(np.isfinite(split.factors)) and np.all(split.factors >= 0)
+    D = distance_matrix("residual", problem)
+    n = len(problem.X)
+    for i in range(n):
+        J = np.flatnonzero(np.arange(n) != i)
+        allowed = np.sqrt(np.maximum(0.0, 1.0 - np.minimum(_bounds(split, i, J), 1.0)))
+        worst = np.argmax(allowed - D[i, J])
+        assert np.all(allowed <= D[i, J]), (
+            f"{name}: row {i}, column {J[worst]}: bound allows {allowed[worst]!r}, "
+            f"canonical {D[i, J[worst]]!r}")
+
+
+def test_the_split_does_useful_work_on_the_gold_workload_shape():
+    """Not vacuous: where the jitter makes the residual (m = 512 inducing points, as the gold workload's),
+    the bound excludes nearly every pair beyond the 50th neighbour (a screen that kept everything would
+    pass every exactness test)."""
+    problem = ct.residual_problem(np.random.default_rng(0).normal(size=(3000, 3)), m=512, seed=1)
+    split = problem.split_screen
+    assert split.median_rest < split_screen.USEFUL
+    brute = ct.CoverTree(engine="brute", metric="residual").fit(problem)
+    rows = np.arange(2500, 3000, 25)
+    result = brute.query(indices=rows, k=50)
+    excluded = []
+    for r, i in enumerate(rows):
+        J = np.flatnonzero(np.arange(3000) != i)
+        kth = result.distances[r, -1]
+        excluded.append(np.mean(np.sqrt(np.maximum(0, 1 - np.minimum(_bounds(split, i, J), 1))) > kth))
+    assert np.median(excluded) > 0.9, excluded  # 0.964 measured
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+@pytest.mark.parametrize("k", [1, 7, 50])
+def test_split_dense_path_equals_brute(name, k, every_row_split, oracle, check_same):
+    problem = PROBLEMS[name]()
+    n = len(problem.X)
+    tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", dense_screen="split",
+                        dense_query_block=37, dense_point_block=200).fit(problem)
+    check_same(tree.kneighbors(k=k, predecessor=True), oracle("residual", problem, k, predecessor=True),
+               f"{name} k={k} predecessor")
+    idx = np.random.default_rng(k).integers(0, n, 60)
+    check_same(tree.kneighbors(indices=idx, k=k), oracle("residual", problem, k, indices=idx),
+               f"{name} k={k} indexed")
+
+
+def test_rows_the_split_fits_badly_take_the_gemm_with_the_same_answers(oracle, check_same):
+    problem = PROBLEMS["gaussian"]()
+    split = problem.split_screen
+    by_split = split.screens_well(np.arange(len(problem.X)))
+    assert 0 < by_split.sum() < len(by_split), "the data should have rows of both kinds"
+    tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf",
+                        dense_screen="split").fit(problem)
+    check_same(tree.kneighbors(k=20, predecessor=True), oracle("residual", problem, 20, predecessor=True),
+               "mixed rows")
+
+
+def test_counters_do_not_depend_on_threads_or_query_blocks(every_row_split):
+    problem = PROBLEMS["gaussian"]()
+    runs = []
+    for threads, block in ((1, 512), (2, 512), (2, 7), (1, 1)):
+        tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", telemetry=True,
+                            dense_screen="split", threads=threads, dense_query_block=block).fit(problem)
+        result = tree.query(predecessor=True, k=10)
+        runs.append((result.indices, result.distances.view(np.int64), result.telemetry["counters"],
+                     result.telemetry["per_query"]))
+    for other in runs[1:]:
+        assert np.array_equal(runs[0][0], other[0]) and np.array_equal(runs[0][1], other[1])
+        assert runs[0][2] == other[2] and runs[0][3] == other[3]
+    f64 = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", telemetry=True)
+    counters = f64.fit(problem).query(predecessor=True, k=10).telemetry["counters"]
+    assert counters["pairs_screened"] == runs[0][2]["pairs_screened"]
+    assert counters["distance_evaluations"] != runs[0][2]["distance_evaluations"], "the split ran"
+
+
+def test_auto_leaves_a_problem_the_split_fits_badly_to_the_gemm(oracle, check_same):
+    """Matern 5/2's residual is the approximation's, not the jitter's: z carries little of it, so 'auto'
+    keeps the f64 screen (its counters are the f64 path's), with the same answers."""
+    problem = PROBLEMS["matern 5/2"]()
+    assert problem.split_screen.median_rest > split_screen.USEFUL
+    runs = {}
+    for screen in ("auto", "f64"):
+        tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", telemetry=True,
+                            dense_screen=screen).fit(problem)
+        runs[screen] = tree.query(predecessor=True, k=10)
+    assert runs["auto"].telemetry["counters"] == runs["f64"].telemetry["counters"]
+    auto = (runs["auto"].distances, runs["auto"].indices)
+    check_same(auto, oracle("residual", problem, 10, predecessor=True))
+
+
+@pytest.mark.parametrize(("options", "data", "query", "words"), [
+    ({"mode": "parity"}, "residual", "predecessor", "perf mode only"),
+    ({}, "euclidean", "predecessor", "residual metric"),
+    ({}, "residual", "points", "indexed points"),
+    ({}, "given V", "predecessor", "residual_problem built"),
+])
+def test_split_where_it_cannot_run_is_an_error(options, data, query, words):
+    problem = PROBLEMS["every point inducing"]()
+    fitted = {"residual": problem, "euclidean": problem.X,
+              "given V": ct.ResidualProblem.from_arrays(problem.X, problem.V, lengthscale=1.0, variance=1.0)}
+    metric = "euclidean" if data == "euclidean" else "residual"
+    options = {"mode": "perf", **options}
+    tree = ct.CoverTree(engine="rust", metric=metric, path="dense", dense_screen="split", **options)
+    tree.fit(fitted[data])
+    with pytest.raises(InvalidInputError, match="dense_screen='split'") as info:
+        if query == "predecessor":
+            tree.query(predecessor=True, k=3)
+        else:
+            tree.query(problem.X[:4] + 0.01, k=3)
+    assert words in str(info.value)
+
+
+def test_a_pickled_problem_leaves_its_split_screen_out():
+    problem = PROBLEMS["every point inducing"]()
+    assert problem.split_screen is not None
+    copy = pickle.loads(pickle.dumps(problem))
+    assert "split_screen" not in copy.__dict__
+    assert np.array_equal(copy.split_screen.q, problem.split_screen.q)
+
+
+def test_sliced_product_is_far_more_exact_than_f64():
+    """The certificate's K M, a cancelling product (a kernel matrix times its near-null directions): the
+    slices' error bound holds against exact rational arithmetic, and is far below f64's."""
+    rng = np.random.default_rng(0)
+    U = rng.normal(size=(40, 3))
+    K = np.exp(-0.5 * ((U[:, None] - U[None]) ** 2).sum(-1))
+    lam, Q = np.linalg.eigh(K)
+    M = Q * (1.0 / np.sqrt(np.maximum(lam, 0) + 1e-9))
+    P, err = split_screen.sliced_product(K, M)
+    Kf = [[Fraction(v) for v in row] for row in K]
+    Mf = [[Fraction(v) for v in row] for row in M.T]
+    for r in range(40):
+        for c in range(0, 40, 3):
+            exact = sum(a * b for a, b in zip(Kf[r], Mf[c], strict=True))
+            assert abs(Fraction(P[r, c]) - exact) <= Fraction(err[r, c]), (r, c)
+    f64_error = split_screen.gamma(40) * (np.abs(K) @ np.abs(M))
+    assert np.all(err <= 1e-5 * f64_error + 16 * split_screen.U64 * np.abs(P))  # relative to the result
