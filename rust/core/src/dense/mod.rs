@@ -392,17 +392,17 @@ impl Job<'_> {
         if self.halted() {
             return;
         }
-        let (least, probed) = self.thresholds(rows, merge(probes, Probes::absorb));
+        let probed = self.thresholds(rows, merge(probes, Probes::absorb));
         let found = (spans.into_par_iter())
-            .map(|span| self.sift(split, rows, &split_rows, &least, span))
+            .map(|span| self.sift(split, rows, &split_rows, &probed, span))
             .collect();
         if self.halted() {
             return;
         }
         let mut found = merge(found, Found::absorb);
         self.write(out, &mut found, |q, found, heap, _| {
-            let (evaluations, pushes) = found.finish(heap);
-            [evaluations + probed[q], pushes, found.tiles, found.screened]
+            let (evaluations, pushes) = found.finish(heap, &probed[q]);
+            [evaluations, pushes, found.tiles, found.screened]
         });
     }
 

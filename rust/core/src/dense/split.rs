@@ -278,49 +278,55 @@ impl Job<'_> {
         probes
     }
 
-    /// Each query's least similarity worth the GEMM ([`least_similarity_within`] its probes' k-th
-    /// distance), and the canonical evaluations that cost.
-    pub(super) fn thresholds(&self, rows: &BlockRows, probes: Vec<Probes>) -> (Vec<f64>, Vec<i64>) {
+    /// Each query's probes evaluated, and with them its least similarity worth evaluating
+    /// ([`least_similarity_within`] the probes' k-th distance).
+    pub(super) fn thresholds(&self, rows: &BlockRows, probes: Vec<Probes>) -> Vec<Probed> {
         let k = self.k;
         probes
             .into_par_iter()
             .enumerate()
-            .map_init(
-                || (Vec::new(), Vec::new()),
-                |(points, distances): &mut (Vec<usize>, Vec<f64>), (q, mut probes)| {
-                    probes.trim();
-                    points.clear();
-                    points.extend(probes.pairs.iter().map(|&(_, j)| j));
-                    distances.clear();
-                    distances.resize(points.len(), 0.0);
-                    let row = self.queries.rows[rows.first + q] as usize;
-                    let own = rows.own[q];
-                    let data = self.data;
-                    Mode::Perf.distances(&self.queries.data, row, own, data, points, distances);
-                    if own >= 0 && (own as usize) < rows.limits[q] {
-                        distances.push(0.0);
-                    }
-                    let least = if distances.len() < k {
-                        0.0
-                    } else {
-                        let (_, &mut kth, _) =
-                            distances.select_nth_unstable_by(k - 1, f64::total_cmp);
-                        least_similarity_within(kth)
-                    };
-                    (least, points.len() as i64)
-                },
-            )
-            .unzip()
+            .map_init(Vec::new, |kth: &mut Vec<f64>, (q, mut probes)| {
+                probes.trim();
+                let mut points: Vec<usize> = probes.pairs.iter().map(|&(_, j)| j).collect();
+                points.sort_unstable();
+                let mut distances = vec![0.0; points.len()];
+                let row = self.queries.rows[rows.first + q] as usize;
+                let own = rows.own[q];
+                Mode::Perf.distances(
+                    &self.queries.data,
+                    row,
+                    own,
+                    self.data,
+                    &points,
+                    &mut distances,
+                );
+                kth.clear();
+                kth.extend_from_slice(&distances);
+                if own >= 0 && (own as usize) < rows.limits[q] {
+                    kth.push(0.0);
+                }
+                let least = if kth.len() < k {
+                    0.0
+                } else {
+                    let (_, &mut t, _) = kth.select_nth_unstable_by(k - 1, f64::total_cmp);
+                    least_similarity_within(t)
+                };
+                Probed {
+                    least,
+                    pairs: points.into_iter().zip(distances).collect(),
+                }
+            })
+            .collect()
     }
 
     /// Pass 2 over the points `span` (whole tiles): each query's pairs the split cannot skip (and its
-    /// own, eligible pair), evaluated canonically, in index order.
+    /// own, eligible pair) that were not probes, evaluated canonically, in index order.
     pub(super) fn sift(
         &self,
         split: &Split,
         rows: &BlockRows,
         split_rows: &SplitRows,
-        least: &[f64],
+        probed: &[Probed],
         span: Range<usize>,
     ) -> Vec<Found> {
         let nb = rows.limits.len();
@@ -335,10 +341,10 @@ impl Job<'_> {
             for c0 in (j0..stop).step_by(self.chunk) {
                 let cols = c0..(c0 + self.chunk).min(stop);
                 chunk.each_row(split, rows, split_rows, cols, |q, bounds| {
-                    let (least, own) = (least[q], rows.own[q]);
+                    let (probed, own) = (&probed[q], rows.own[q]);
                     points.clear();
                     for (j, &bound) in (c0..).zip(bounds) {
-                        if j as i64 == own || bound >= least {
+                        if (j as i64 == own || bound >= probed.least) && !probed.has(j) {
                             points.push(j);
                         }
                     }
@@ -424,14 +430,33 @@ impl Found {
         self.tiles += later.tiles;
     }
 
-    /// The pairs offered to `heap` in index order: (evaluations, heap pushes).
-    pub fn finish(&self, heap: &mut Heap) -> (i64, i64) {
+    /// These pairs and the probes offered to `heap` in index order: (evaluations, heap pushes).
+    pub fn finish(&self, heap: &mut Heap, probed: &Probed) -> (i64, i64) {
         heap.clear();
-        let mut pushes = 0;
+        let (mut pushes, mut probes) = (0, probed.pairs.iter().peekable());
         for &(j, d) in &self.pairs {
+            while let Some(&(p, pd)) = probes.next_if(|&&(p, _)| p < j) {
+                pushes += heap.offer(pd, p as i64) as i64;
+            }
             pushes += heap.offer(d, j as i64) as i64;
         }
-        (self.pairs.len() as i64, pushes)
+        for &(p, pd) in probes {
+            pushes += heap.offer(pd, p as i64) as i64;
+        }
+        ((self.pairs.len() + probed.pairs.len()) as i64, pushes)
+    }
+}
+
+/// A query's probes, evaluated (by index), and the least similarity worth evaluating they give.
+pub(super) struct Probed {
+    least: f64,
+    pairs: Vec<(usize, f64)>,
+}
+
+impl Probed {
+    /// Whether point j was a probe (its distance is known already).
+    fn has(&self, j: usize) -> bool {
+        self.pairs.binary_search_by_key(&j, |&(p, _)| p).is_ok()
     }
 }
 
