@@ -28,7 +28,7 @@ not by an eigenvalue routine. The result is seven factors per row (:data:`FACTOR
     s_c(i, j) <= (1 + 64 u) (|q_i . q_j| sigma_i sigma_j + zerr_i znorm_j + znorm_i zerr_j
                              + verr_i vnorm_j + vnorm_i verr_j + floor_i floor_j + rest_i rest_j),
 
-which the rust dense path evaluates per pair in f64 (thirteen roundings, covered by its 64 u). Terms of
+which the rust dense path evaluates per pair in f64 (fourteen roundings, covered by its 64 u). Terms of
 Z's scale (~sqrt p) and of V's (~1) stay apart: a product of one's error with the other's norm would be
 a thousand times too large. Never for i == j: d_ii = 0 by definition,
 while this bound need not hold there. benchmarks/split_screening_study.py measured it (docs/benchmarks.md).
@@ -116,20 +116,25 @@ def _slices(A: np.ndarray, axis: int, count: int = SLICES):
     return parts, np.ldexp(1.0, e - SLICE_BITS * count)
 
 
+MAX_INDUCING = 512
+"""The most inducing points the split screen takes: :func:`sliced_product`'s slice products are exact for
+an inner dimension up to 2^(53 - 2 SLICE_BITS)."""
+
+
 def sliced_product(A: np.ndarray, B: np.ndarray):
     """(A @ B, a bound on each entry's error) for an inner dimension of at most 512, with an error of
     about u |A B| + 2^-80 |A| |B| instead of f64's 2^-44 |A| |B| at 512 terms: A's rows and B's columns
     are cut into 22-bit slices (:func:`_slices`), every product of two slices is an f64 GEMM that is
     exact (integers below 2^53 on one grid, whatever the summation order), and only the exact parts'
     compensated sum and the slices' remainders err."""
-    if A.shape[1] > 512:
-        raise ValueError(f"sliced_product: inner dimension {A.shape[1]} > 512 would not be exact")
+    if A.shape[1] > MAX_INDUCING:
+        raise ValueError(f"sliced_product: inner dimension {A.shape[1]} > {MAX_INDUCING} would not be exact")
     a_parts, a_rest = _slices(A, axis=1)
     b_parts, b_rest = _slices(B, axis=0)
     parts = [a @ b for a in a_parts for b in b_parts]
-    # The parts cancel (each slice's truncation is large against a small entry of K M): Neumaier's
-    # compensated sum errs by at most 2u |sum| + 4 n^2 u^2 sum |part| (Higham, Accuracy and Stability of
-    # Numerical Algorithms, 2nd ed., section 4.3), with margins here.
+    # The parts cancel (each slice's truncation is large against a small entry of K M): a compensated sum
+    # of n terms errs by at most u |sum| + gamma_(n-1)^2 sum |part| (Ogita, Rump and Oishi, "Accurate sum
+    # and dot product", SIAM J. Sci. Comput. 26, 2005, Sum2; Neumaier's variant here), with margins.
     total, carried = np.zeros_like(parts[0]), np.zeros_like(parts[0])
     for part in parts:
         after = total + part
@@ -179,7 +184,7 @@ def verified(S, eps) -> bool:
 
 @dataclass(frozen=True)
 class SplitScreen:
-    """Z in int8 (N x m, each row scaled into -127..127) and the five per-row factors of the bound (N x
+    """Z in int8 (N x m, each row scaled into -127..127) and the seven per-row factors of the bound (N x
     len(FACTORS), :data:`FACTORS`), with what the certificate found (for telemetry and docs)."""
 
     q: np.ndarray
@@ -196,9 +201,10 @@ class SplitScreen:
 
 def split_screen(problem) -> SplitScreen | None:
     """The split screen of a residual problem whose V this library built (it needs the inducing points and
-    the Cholesky factor), or None: for a V given from outside, when the jitter leaves no margin, or when
-    the certificate cannot be proven. Deterministic: every BLAS call runs on one thread."""
-    if problem.cholesky_factor is None or problem.inducing is None:
+    the Cholesky factor), or None: for a V given from outside, for more than MAX_INDUCING inducing points,
+    when the jitter leaves no margin, or when the certificate cannot be proven. Deterministic: every BLAS
+    call runs on one thread."""
+    if problem.cholesky_factor is None or problem.inducing is None or len(problem.inducing) > MAX_INDUCING:
         return None
     with one_thread():
         return _build(problem)
@@ -280,7 +286,8 @@ def _rows(problem, rows, U, L, Mc, norm_mc, fro_mc, fro_l, s2t, kernel_err, q, f
     e_up = np.maximum(variance - v_lo**2 - z_lo**2 + 8 * U64 * variance, 0.0)
     # Z = s q + omega per row, q in -127..127; int32 sums of q_i . q_j are exact.
     s = np.abs(Z).max(axis=1) / 127.0
-    qz = np.rint(Z / np.where(s > 0, s, 1.0)[:, None])
+    # (clipped: a subnormal s has too few bits for Z / s to stay within 127; omega covers the difference)
+    qz = np.clip(np.rint(Z / np.where(s > 0, s, 1.0)[:, None]), -127, 127)
     q[rows] = qz.astype(np.int8)
     omega = np.linalg.norm(Z - s[:, None] * qz, axis=1) * (1 + g) + 4 * U64 * np.abs(Z).sum(axis=1)
     norm_q = np.linalg.norm(qz, axis=1) * (1 + gamma(m))

@@ -156,10 +156,15 @@ def _part(queries: QuerySet, rows: np.ndarray) -> QuerySet:
                     queries.predecessor)
 
 
-def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two arrays view the same memory the same way (a query set of the indexed points holds
-    read-only views of the space's arrays)."""
-    return a.__array_interface__ == b.__array_interface__
+def _indexed(space: MetricSpace, queries: QuerySet) -> bool:
+    """Whether the queries are indexed points (their own rows of the space's data): the same arrays in
+    one process, equal ones after a trip through pickle (a Dask worker's copy of an Index)."""
+    if not (np.all(queries.dataset_index >= 0) and np.array_equal(queries.dataset_index, queries.rows)):
+        return False
+    same = (queries.data.X.__array_interface__ == space.data.X.__array_interface__
+            and queries.data.V.__array_interface__ == space.data.V.__array_interface__)
+    return same or all(np.array_equal(getattr(queries.data, name), getattr(space.data, name))
+                       for name in ("X", "V", "P"))
 
 
 def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
@@ -172,13 +177,13 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
         reason = "runs in perf mode only (parity mode keeps gold's counters)"
     elif space.problem is None:
         reason = "needs the residual metric"
-    elif not (_same_array(queries.data.X, space.data.X) and _same_array(queries.data.V, space.data.V)):
+    elif not _indexed(space, queries):
         reason = "needs queries of the indexed points (indices=..., or predecessor mode)"
     else:
         split = space.problem.split_screen
         if split is None:
             reason = ("needs a problem whose V covertreex.residual_problem built (with its inducing points "
-                      "and Cholesky factor) and a certificate it can prove")
+                      "and Cholesky factor), at most 512 inducing points, and a certificate it can prove")
     if reason is not None:
         if config.dense_screen == "split":
             raise InvalidInputError(f"dense_screen='split' {reason}")

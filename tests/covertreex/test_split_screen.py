@@ -195,3 +195,28 @@ def test_sliced_product_is_far_more_exact_than_f64():
             assert abs(Fraction(P[r, c]) - exact) <= Fraction(err[r, c]), (r, c)
     f64_error = split_screen.gamma(40) * (np.abs(K) @ np.abs(M))
     assert np.all(err <= 1e-5 * f64_error + 16 * split_screen.U64 * np.abs(P))  # relative to the result
+
+
+def test_more_inducing_points_than_the_slices_take_fall_back_or_refuse(oracle, check_same):
+    problem = ct.residual_problem(np.random.default_rng(0).normal(size=(700, 3)), m=600, seed=1)
+    assert problem.split_screen is None
+    auto = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", dense_screen="auto")
+    expected = oracle("residual", problem, 5, predecessor=True)
+    check_same(auto.fit(problem).kneighbors(k=5, predecessor=True), expected)
+    split = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", dense_screen="split")
+    with pytest.raises(InvalidInputError, match="at most 512 inducing points"):
+        split.fit(problem).kneighbors(k=5, predecessor=True)
+
+
+def test_a_pickled_index_still_runs_the_split(every_row_split):
+    """A Dask worker gets the Index through pickle: its query set and space hold equal, not the same,
+    arrays, and the split must still run there, with the same answers and counters."""
+    from covertreex import distributed
+
+    problem = PROBLEMS["gaussian"]()
+    index = distributed.prepare(problem, 5, metric="residual", engine="rust", predecessor=True,
+                                path="dense", mode="perf", dense_screen="split")
+    local = distributed.answer_range(index, 0, 1500)
+    remote = distributed.answer_range(pickle.loads(pickle.dumps(index, protocol=5)), 0, 1500)
+    for mine, theirs in zip(local, remote, strict=True):
+        assert np.array_equal(np.asarray(mine), np.asarray(theirs))

@@ -36,7 +36,7 @@ pub const FACTORS: usize = 7;
 /// best skipping 93.5% of the pairs at N = 32,768 where the k-th true distance would skip 95.5%.
 const PROBES_PER_K: usize = 2;
 
-/// (1 + 64 u): covers the thirteen roundings of [`Split::bounds`] with room to spare.
+/// (1 + 64 u): covers the fourteen roundings of [`Split::bounds`] with room to spare.
 const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
 
 /// The split screen's arrays, as covertreex.split_screen makes them: Z's rows in int8 (n x m) and the
