@@ -4,8 +4,8 @@
 //! at least D(s_up), D(s) = sqrt(max(0, 1 - s)) (which does not rise with s, in floating point too). A
 //! query block's points are screened twice, chunk by chunk:
 //!
-//! 1. *probes*: each query's [`PROBES_PER_K`] k pairs of largest s_up (ties by index) are evaluated
-//!    canonically; the k-th smallest of those distances (with 0 for the query's own index when
+//! 1. *probes*: each query's k + k/4 ([`EXTRA_PROBES_PER_K`]) pairs of largest s_up (ties by index) are
+//!    evaluated canonically; the k-th smallest of those distances (with 0 for the query's own index when
 //!    eligible), T, is at least the query's k-th distance;
 //! 2. a pair with s_up below [`least_similarity_within`] T has D(s_up) > T: its canonical distance is
 //!    strictly above the k-th, so it is skipped. The rest are evaluated canonically at once, while their
@@ -32,9 +32,12 @@ use crate::query::QueryBatch;
 /// Factors per row (covertreex.split_screen.FACTORS: sigma, zerr, znorm, verr, vnorm, floor, rest).
 pub const FACTORS: usize = 7;
 
-/// Probes per query, per neighbour asked for: the study (docs/benchmarks.md) measured the k-th of the 2k
-/// best skipping 93.5% of the pairs at N = 32,768 where the k-th true distance would skip 95.5%.
-const PROBES_PER_K: usize = 2;
+/// Probes per query beyond the k asked for, as a divisor of k: k + ceil(k / 4) in all. More probes tighten the threshold T
+/// (the k-th of more of the likeliest pairs) and cost more canonical evaluations. Vecchia all-points,
+/// N = 32,768, k = 50, evaluations per query and query seconds (rust perf mode, dense path, the split built
+/// before; 2026-12-06 01:35 UTC, noisy to +-0.3 s): k probes 152.0 / 4.42 s; 1.25 k 120.4 / 3.29, 3.50,
+/// 3.80 s; 1.5 k 122.0 / 3.64 s; 2 k 134.5 / 3.98, 3.65, 3.87 s; 3 k 166.4 / 4.00 s.
+const EXTRA_PROBES_PER_K: usize = 4;
 
 /// (1 + 64 u): covers the fourteen roundings of [`Split::bounds`] with room to spare.
 const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
@@ -259,7 +262,7 @@ impl Job<'_> {
         split_rows: &SplitRows,
         span: Range<usize>,
     ) -> Vec<Probes> {
-        let want = PROBES_PER_K * self.k;
+        let want = self.k + self.k.div_ceil(EXTRA_PROBES_PER_K);
         let mut probes: Vec<Probes> = (0..rows.limits.len()).map(|_| Probes::new(want)).collect();
         let mut chunk = ChunkBounds::default();
         for c0 in span.clone().step_by(self.chunk) {
