@@ -185,11 +185,10 @@ def verified(S, eps) -> bool:
 @dataclass(frozen=True)
 class SplitScreen:
     """Z in int8 (N x m, each row scaled into -127..127) and the seven per-row factors of the bound (N x
-    len(FACTORS), :data:`FACTORS`), with what the certificate found (for telemetry and docs)."""
+    len(FACTORS), :data:`FACTORS`), and how well z fits the problem's rows."""
 
     q: np.ndarray
     factors: np.ndarray
-    c: float
     median_rest: float
     """The median of sqrt(e/p): how much of the residual z leaves out (see :data:`USEFUL`)."""
 
@@ -257,7 +256,7 @@ def _build(problem) -> SplitScreen | None:
     starts = range(0, len(X), ROWS)
     with ThreadPoolExecutor(max_workers=max(1, min(available_cpus(), len(starts)))) as pool:
         list(pool.map(rows_from, starts))
-    return SplitScreen(q, factors, float(c), float(np.median(rest)))
+    return SplitScreen(q, factors, float(np.median(rest)))
 
 
 def _rows(problem, rows, U, L, Mc, norm_mc, fro_mc, fro_l, s2t, kernel_err, q, factors) -> np.ndarray:

@@ -139,7 +139,7 @@ class RustEngine:
 
     def _dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config, split=None):
         data = _canonical(space.data, _METRIC_DTYPES)
-        idx, dist, per_query, screened, gemm_seconds, _ = _extension().dense(
+        idx, dist, per_query, screened, gemm_seconds = _extension().dense(
             data, data if split is not None else _canonical(queries.data, _METRIC_DTYPES),
             _index(queries.rows), _index(queries.dataset_index), _index(queries.limit), k,
             config.threads, config.dense_query_block, config.dense_point_block,

@@ -321,14 +321,12 @@ type Screened<'py> = (
     Bound<'py, PyArray2<i64>>,
     Bound<'py, PyArray1<i64>>,
     f64,
-    bool,
 );
 
 /// Exact k-NN without a tree, by GEMM screening and canonical re-evaluation: (indices, distances,
 /// per_query counters, pairs screened per query, seconds spent in GEMM summed over workers).
 /// `query_block` x `point_block` is the tile shape. `split`, a pair (q, factors) from
-/// covertreex.split_screen, screens every pair before the GEMM (indexed residual queries only); the last
-/// value returned says whether its products ran on AVX-512 VNNI.
+/// covertreex.split_screen, screens every pair before the GEMM (indexed residual queries only).
 #[pyfunction]
 #[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None, split=None))]
 #[allow(clippy::too_many_arguments)]
@@ -377,7 +375,6 @@ fn dense<'py>(
         matrix(py, out.per_query, out.n_queries, N_QUERY_COUNTERS)?,
         out.screened.into_pyarray(py),
         out.gemm_seconds,
-        out.vnni,
     ))
 }
 

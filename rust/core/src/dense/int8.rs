@@ -70,11 +70,6 @@ impl<'a> Int8<'a> {
         int8
     }
 
-    /// Whether the products run on AVX-512 VNNI (telemetry; the values are the same either way).
-    pub fn on_vnni(&self) -> bool {
-        self.packed.is_some()
-    }
-
     fn pack(&self) -> Packed {
         let groups = self.width / 4;
         let n_panels = self.n.div_ceil(COLUMNS) * (COLUMNS / PANEL);

@@ -33,7 +33,7 @@ use crate::stop::Stop;
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
-pub use split::{least_similarity_within, SplitData, FACTORS};
+pub use split::SplitData;
 use split::{merge, Found, Probes, Split};
 pub use tile::{gram, gram_strided};
 
@@ -57,8 +57,6 @@ pub struct DenseOutput {
     pub screened: Vec<i64>,
     /// Seconds the workers spent inside GEMM, summed over workers (a timing: never compared).
     pub gemm_seconds: f64,
-    /// Whether a split screen ran on AVX-512 VNNI (its values are the same on any instruction set).
-    pub vnni: bool,
 }
 
 /// Work units per worker a call aims for when it has few query blocks: the point range of each block
@@ -292,13 +290,10 @@ impl Job<'_> {
                 let factors = self.tile_factors(j0 / points);
                 self.screen_points(rows, &mut selections, tile, j0..stop, factors);
             }
-            for (q, selection) in selections.iter_mut().enumerate() {
-                let eligible = rows.limits[q].min(stop);
-                if eligible > j0 {
-                    selection.screened += (eligible - j0) as i64;
-                    selection.tiles += 1;
-                }
-            }
+            let counts = selections
+                .iter_mut()
+                .map(|s| (&mut s.screened, &mut s.tiles));
+            count_tile(&rows.limits, j0..stop, counts);
         }
         selections
     }
@@ -435,6 +430,22 @@ impl Job<'_> {
     }
 }
 
+/// Each query's counts for the point tile `tile`: its eligible pairs there (points below its limit) and
+/// the tile itself, if it holds any.
+fn count_tile<'c>(
+    limits: &[usize],
+    tile: Range<usize>,
+    counts: impl Iterator<Item = (&'c mut i64, &'c mut i64)>,
+) {
+    for (&limit, (pairs, tiles)) in limits.iter().zip(counts) {
+        let eligible = limit.min(tile.end);
+        if eligible > tile.start {
+            *pairs += (eligible - tile.start) as i64;
+            *tiles += 1;
+        }
+    }
+}
+
 fn check_blocks(blocks: Blocks) -> Result<()> {
     for (what, value) in [
         ("dense query block", blocks.queries),
@@ -497,7 +508,6 @@ impl DenseOutput {
             per_query: vec![0; n_q * N_QUERY_COUNTERS],
             screened: vec![0; n_q],
             gemm_seconds: 0.0,
-            vnni: false,
         })
     }
 }
@@ -534,7 +544,6 @@ fn answer(
     }
     stop.check()?;
     out.gemm_seconds = job.gemm_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
-    out.vnni = job.split.as_ref().is_some_and(Split::on_vnni);
     Ok(out)
 }
 

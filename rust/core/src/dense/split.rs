@@ -22,7 +22,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::int8::{Int8, QueryRows, COLUMNS, MAX_WIDTH};
-use super::{BlockRows, Job};
+use super::screen::Isa;
+use super::{count_tile, BlockRows, Job};
 use crate::errors::{CoreError, Result};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
@@ -129,11 +130,6 @@ impl<'a> Split<'a> {
         }
     }
 
-    /// Whether the products run on AVX-512 VNNI.
-    pub fn on_vnni(&self) -> bool {
-        self.int8.on_vnni()
-    }
-
     /// s_up of row `i` against the points c0, c0 + 1, .. from their int8 products `prods`, into `out`:
     /// every term a product of non-negative factors, summed in one order, then inflated. The same IEEE
     /// operations on every instruction set (no fused multiply-add), so the same bits.
@@ -141,8 +137,8 @@ impl<'a> Split<'a> {
         out.clear();
         out.resize(prods.len(), 0.0);
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was just detected.
+        if Isa::fastest() == Isa::Avx512 {
+            // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
             return unsafe { self.bounds_avx512(i, c0, prods, out) };
         }
         self.bounds_into(i, c0, prods, out);
@@ -292,19 +288,12 @@ impl Job<'_> {
                 probes.trim();
                 let mut points: Vec<usize> = probes.pairs.iter().map(|&(_, j)| j).collect();
                 points.sort_unstable();
-                let mut distances = vec![0.0; points.len()];
+                kth.clear();
+                kth.resize(points.len(), 0.0);
                 let row = self.queries.rows[rows.first + q] as usize;
                 let own = rows.own[q];
-                Mode::Perf.distances(
-                    &self.queries.data,
-                    row,
-                    own,
-                    self.data,
-                    &points,
-                    &mut distances,
-                );
-                kth.clear();
-                kth.extend_from_slice(&distances);
+                Mode::Perf.distances(&self.queries.data, row, own, self.data, &points, kth);
+                let pairs = points.into_iter().zip(kth.iter().copied()).collect();
                 if own >= 0 && (own as usize) < rows.limits[q] {
                     kth.push(0.0);
                 }
@@ -314,10 +303,7 @@ impl Job<'_> {
                     let (_, &mut t, _) = kth.select_nth_unstable_by(k - 1, f64::total_cmp);
                     least_similarity_within(t)
                 };
-                Probed {
-                    least,
-                    pairs: points.into_iter().zip(distances).collect(),
-                }
+                Probed { least, pairs }
             })
             .collect()
     }
@@ -354,13 +340,8 @@ impl Job<'_> {
                     found[q].evaluate(self, split_rows.rows[q], own, &points, &mut scratch);
                 });
             }
-            for (q, found) in found.iter_mut().enumerate() {
-                let eligible = rows.limits[q].min(stop);
-                if eligible > j0 {
-                    found.screened += (eligible - j0) as i64;
-                    found.tiles += 1;
-                }
-            }
+            let counts = found.iter_mut().map(|f| (&mut f.screened, &mut f.tiles));
+            count_tile(&rows.limits, j0..stop, counts);
         }
         found
     }
