@@ -58,10 +58,20 @@ ROWS = 4096
 """Rows of X whose kernel row, Z and residual are formed at a time (32 MiB of f64 at m = 512)."""
 
 ROW_REST = 0.4
-"""The largest sqrt(e/p) of a query row the split screens (:meth:`SplitScreen.screens_well`); the others
-take the f64 GEMM. Vecchia all-points at N = 32,768 (2026-12-06, Intel Xeon, 2 cores, rust perf mode, dense
-path, each value once): 3.58 s at 0.2, 3.37 s at 0.3, 3.12 s at 0.4, 3.20 s at 0.6, 3.64 s with every row
-split (26% of the rows are above 0.4), against 5.7 s for the f64 screen alone."""
+"""The largest sqrt(e/p) of a point z fits well (:meth:`SplitScreen.fits_badly`): the pairs of two points
+above it take the f64 GEMM, every other pair the split. Measured when whole query rows above it took the
+GEMM (Vecchia all-points at N = 32,768, 2026-12-06, Intel Xeon, 2 cores, rust perf mode, dense path, each
+value once): 3.58 s at 0.2, 3.37 s at 0.3, 3.12 s at 0.4, 3.20 s at 0.6, 3.64 s with every row split (26%
+of the rows are above 0.4), against 5.7 s for the f64 screen alone."""
+
+DECLINE_SHARE = 16
+"""The split gives a query back to the f64 GEMM (declines it) when more than one in this many of its
+eligible pairs come through its bound (and more than 256): each such pair is evaluated canonically, which
+reads the point's row of V for that one pair, some 20 times a pair's share of a GEMM over a block of queries
+(~300 ns against ~15 ns at m = 512). Points the split resolves poorly are declined so: an inducing point's
+residual is the jitter's and is correlated with no other point's above the bound's error terms, so nearly
+every pair of it comes through (at N = 32,768 the 512 inducing points' rows took 23% of the canonical
+evaluations before). 1 never declines."""
 
 USEFUL = 0.5
 """The split screens well only where z carries most of the residual: the largest median sqrt(e/p) at which
@@ -192,10 +202,12 @@ class SplitScreen:
     median_rest: float
     """The median of sqrt(e/p): how much of the residual z leaves out (see :data:`USEFUL`)."""
 
-    def screens_well(self, rows: np.ndarray) -> np.ndarray:
-        """Whether the split screens each of these rows well: where z leaves out little of the residual
-        (sqrt(e/p) <= :data:`ROW_REST`); a row that z fits badly keeps most of its pairs."""
-        return self.factors[rows, FACTORS.index("rest")] <= ROW_REST
+    def fits_badly(self) -> np.ndarray:
+        """Per point, whether z leaves out much of its residual (sqrt(e/p) > :data:`ROW_REST`: points in
+        sparse regions, whose residual is the approximation's). The bound on a pair of two such points is
+        loose (their rest terms multiply), and such a point's nearest neighbours are mostly such points:
+        those pairs take the f64 GEMM, and the split screens the others well."""
+        return self.factors[:, FACTORS.index("rest")] > ROW_REST
 
 
 def split_screen(problem) -> SplitScreen | None:

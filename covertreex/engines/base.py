@@ -29,7 +29,8 @@ class QueryCounters:
     summed over queries, one row per tree level from the root's down plus a last row for duplicates (no
     rows when no tree answered: :meth:`without_levels`).
     extra: the path that answered ("tree" or "dense"; brute: its variant), and per-path extras:
-    "screened" (per-query eligible pairs screened by a dense path), "discarded_evaluations" (rust).
+    "screened" (per-query eligible pairs screened by a dense path), "discarded_evaluations" (rust),
+    "declined" (queries the split screen gave back to the f64 GEMM: covertreex.split_screen.DECLINE_SHARE).
     """
 
     per_query: np.ndarray = field(repr=False)

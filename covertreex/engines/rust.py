@@ -23,14 +23,14 @@ from functools import cache
 
 import numpy as np
 
-from covertreex import interrupts
+from covertreex import interrupts, split_screen
 from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
 from covertreex.engines.schedule import Schedule
 from covertreex.errors import InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.metrics.data import MetricData
 from covertreex.ordering import hilbert_order
-from covertreex.split_screen import USEFUL
 from covertreex.tree import Tree, assemble
 from covertreex.vecchia_orderings import ROOM_OVER_K
 
@@ -118,42 +118,80 @@ class RustEngine:
 
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         """The dense path: GEMM tiles (the `gemm` crate) with a fused screening epilogue on rayon, or the
-        split screen's int8 products where `dense_screen` asks for it (covertreex.split_screen), for the
-        query rows it screens well (the rest take the GEMM in a second call)."""
+        split screen's int8 products where `dense_screen` asks for it (covertreex.split_screen). With the
+        split, the pairs of two points z fits badly take the GEMM first, on those points alone, and their
+        distances join the split's threshold for the other pairs; the two answers are merged. Queries the
+        split declines (too many pairs came through) take the GEMM together at the end."""
         split = dense_split(space, queries, config)
         if split is None:
-            return self._dense(space, queries, k, config)
-        by_split = split.screens_well(queries.rows)
-        parts = [(self._dense(space, _part(queries, rows), k, config, split if by else None), rows)
-                 for by, rows in ((True, by_split), (False, ~by_split)) if rows.any()]
-        idx = np.empty((queries.n_queries, k), dtype=np.int64)
-        dist = np.empty((queries.n_queries, k))
-        per_query = np.empty((queries.n_queries, parts[0][0][2].per_query.shape[1]), dtype=np.int64)
-        screened = np.empty(queries.n_queries, dtype=np.int64)
-        for (i, d, counters), rows in parts:
-            idx[rows], dist[rows], per_query[rows] = i, d, counters.per_query
-            screened[rows] = counters.extra["screened"]
-        gemm_seconds = sum(counters.extra["gemm_seconds"] for (_, _, counters), _ in parts)
-        extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
-        return idx, dist, QueryCounters.without_levels(per_query, extra)
+            return self._dense(space.data, queries, k, config)[:3]
+        left_out = split.fits_badly()
+        routed = np.flatnonzero(left_out[queries.rows])
+        given = np.full((queries.n_queries, k), np.inf)
+        if routed.size:
+            points = np.flatnonzero(left_out)
+            gemm = self._dense(_rows_of(space.data, points), _among(queries, routed, points), k, config)
+            gemm_idx = np.where(gemm[0] >= 0, points[np.maximum(gemm[0], 0)], -1)
+            given[routed] = gemm[1]
+        screen = (split.q, split.factors, left_out, given, split_screen.DECLINE_SHARE)
+        idx, dist, counters, declined = self._dense(space.data, queries, k, config, screen)
+        if routed.size:
+            idx[routed], dist[routed] = _merged(idx[routed], dist[routed], gemm_idx, gemm[1])
+            _add(counters, gemm[2], routed)
+        declined = np.flatnonzero(declined)
+        if declined.size:
+            again = self._dense(space.data, _part(queries, declined), k, config)
+            idx[declined], dist[declined] = again[0], again[1]
+            _add(counters, again[2], declined)
+        return idx, dist, counters
 
-    def _dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config, split=None):
-        data = _canonical(space.data, _METRIC_DTYPES)
-        idx, dist, per_query, screened, gemm_seconds = _extension().dense(
-            data, data if split is not None else _canonical(queries.data, _METRIC_DTYPES),
+    def _dense(self, data: MetricData, queries: QuerySet, k: int, config: Config, split=None):
+        """One dense call on the points `data` (`split`: see rust/python's dense): indices, distances,
+        counters, and the queries the split declined."""
+        points = _canonical(data, _METRIC_DTYPES)
+        idx, dist, per_query, screened, declined, gemm_seconds = _extension().dense(
+            points, points if split is not None else _canonical(queries.data, _METRIC_DTYPES),
             _index(queries.rows), _index(queries.dataset_index), _index(queries.limit), k,
             config.threads, config.dense_query_block, config.dense_point_block,
-            _interrupt(queries.n_queries * space.n_points),
-            None if split is None else (split.q, split.factors),
+            _interrupt(queries.n_queries * len(data.X)), split,
         )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
-        return idx, dist, QueryCounters.without_levels(per_query, extra)
+        if split is not None:
+            extra["declined"] = int(declined.sum())
+        return idx, dist, QueryCounters.without_levels(per_query, extra), declined
 
 
-def _part(queries: QuerySet, rows: np.ndarray) -> QuerySet:
-    """The queries at the positions where `rows` is True."""
-    return QuerySet(queries.data, queries.rows[rows], queries.dataset_index[rows], queries.limit[rows],
+def _add(counters: QueryCounters, more: QueryCounters, at: np.ndarray) -> None:
+    """Count `more`'s work (a second call's, for the queries at positions `at`) in `counters`."""
+    counters.per_query[at] += more.per_query
+    counters.extra["screened"][at] += more.extra["screened"]
+    counters.extra["gemm_seconds"] += more.extra["gemm_seconds"]
+
+
+def _part(queries: QuerySet, at: np.ndarray) -> QuerySet:
+    """The queries at positions `at`."""
+    return QuerySet(queries.data, queries.rows[at], queries.dataset_index[at], queries.limit[at],
                     queries.predecessor)
+
+
+def _rows_of(data: MetricData, points: np.ndarray) -> MetricData:
+    """The metric data of the points `points` alone."""
+    return data._replace(X=data.X[points], V=data.V[points], P=data.P[points])
+
+
+def _among(queries: QuerySet, at: np.ndarray, points: np.ndarray) -> QuerySet:
+    """The indexed queries at positions `at`, all of them among the ascending `points`, as queries of
+    those points alone (their own index and eligibility limit renumbered)."""
+    return QuerySet(queries.data, queries.rows[at], np.searchsorted(points, queries.dataset_index[at]),
+                    np.searchsorted(points, queries.limit[at]), queries.predecessor)
+
+
+def _merged(idx_a, dist_a, idx_b, dist_b):
+    """Per row, the k best of two answers over disjoint points, by (distance, index), padding last."""
+    k = idx_a.shape[1]
+    idx, dist = np.concatenate([idx_a, idx_b], axis=1), np.concatenate([dist_a, dist_b], axis=1)
+    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), dist), axis=1)[:, :k]
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
 
 def _indexed(space: MetricSpace, queries: QuerySet) -> bool:
@@ -188,7 +226,7 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
         if config.dense_screen == "split":
             raise InvalidInputError(f"dense_screen='split' {reason}")
         return None
-    if config.dense_screen == "auto" and split.median_rest > USEFUL:
+    if config.dense_screen == "auto" and split.median_rest > split_screen.USEFUL:
         return None
     return split
 

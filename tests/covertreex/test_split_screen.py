@@ -18,8 +18,10 @@ from covertreex.split_screen import FACTORS
 
 @pytest.fixture
 def every_row_split(monkeypatch):
-    """Send every query row through the split screen (none to the f64 GEMM), whatever its sqrt(e/p)."""
+    """Send every pair through the split screen and have it answer every query (none to the f64 GEMM),
+    whatever the points' sqrt(e/p) and however many pairs come through."""
     monkeypatch.setattr(split_screen, "ROW_REST", np.inf)
+    monkeypatch.setattr(split_screen, "DECLINE_SHARE", 1)
 
 
 def _lattice(n: int) -> np.ndarray:
@@ -104,15 +106,32 @@ def test_split_dense_path_equals_brute(name, k, every_row_split, oracle, check_s
                f"{name} k={k} indexed")
 
 
-def test_rows_the_split_fits_badly_take_the_gemm_with_the_same_answers(oracle, check_same):
-    problem = PROBLEMS["gaussian"]()
-    split = problem.split_screen
-    by_split = split.screens_well(np.arange(len(problem.X)))
-    assert 0 < by_split.sum() < len(by_split), "the data should have rows of both kinds"
-    tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf",
-                        dense_screen="split").fit(problem)
-    check_same(tree.kneighbors(k=20, predecessor=True), oracle("residual", problem, 20, predecessor=True),
-               "mixed rows")
+@pytest.mark.parametrize("name", ["gaussian", "lattice with duplicates", "p at its clamp (small variance)"])
+@pytest.mark.parametrize("k", [1, 20])
+def test_pairs_of_badly_fit_points_take_the_gemm_with_the_same_answers(name, k, oracle, check_same):
+    """The pairs of two points z fits badly take the f64 GEMM on those points alone, every other pair the
+    split, and the two answers merge; queries through which too many pairs come are declined to the f64
+    GEMM: brute force's answers for predecessor and indexed queries (the own pair included), and the same
+    answers, counters and declines on any thread count and query block."""
+    problem = PROBLEMS[name]()
+    bad = problem.split_screen.fits_badly()
+    assert 0 < bad.sum() < len(bad), "the data should have points of both kinds"
+    idx = np.random.default_rng(k).integers(0, len(bad), 80)
+    runs = []
+    for threads, block in ((2, 512), (1, 7)):
+        tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", telemetry=True,
+                            dense_screen="split", threads=threads, dense_query_block=block).fit(problem)
+        predecessor, indexed = tree.query(predecessor=True, k=k), tree.query(indices=idx, k=k)
+        check_same((predecessor.distances, predecessor.indices),
+                   oracle("residual", problem, k, predecessor=True), f"{name} k={k} predecessor")
+        check_same((indexed.distances, indexed.indices), oracle("residual", problem, k, indices=idx),
+                   f"{name} k={k} indexed")
+        runs.append([(r.telemetry["counters"], r.telemetry["per_query"], r.counters.extra["declined"])
+                     for r in (predecessor, indexed)])
+    assert runs[0] == runs[1]
+    if k == 20:
+        declined = runs[0][0][2]
+        assert 0 < declined < len(bad), "some queries should be declined to the f64 GEMM, not all"
 
 
 def test_counters_do_not_depend_on_threads_or_query_blocks(every_row_split):
@@ -122,6 +141,7 @@ def test_counters_do_not_depend_on_threads_or_query_blocks(every_row_split):
         tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", telemetry=True,
                             dense_screen="split", threads=threads, dense_query_block=block).fit(problem)
         result = tree.query(predecessor=True, k=10)
+        assert result.counters.extra["declined"] == 0, "the split answers every query here"
         runs.append((result.indices, result.distances.view(np.int64), result.telemetry["counters"],
                      result.telemetry["per_query"]))
     for other in runs[1:]:

@@ -320,13 +320,26 @@ type Screened<'py> = (
     Bound<'py, PyArray2<f64>>,
     Bound<'py, PyArray2<i64>>,
     Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<bool>>,
     f64,
 );
 
+/// The split screen's arguments of [`dense`]: (q, factors, left_out, given, decline_share).
+type SplitArgs<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
 /// Exact k-NN without a tree, by GEMM screening and canonical re-evaluation: (indices, distances,
-/// per_query counters, pairs screened per query, seconds spent in GEMM summed over workers).
-/// `query_block` x `point_block` is the tile shape. `split`, a pair (q, factors) from
-/// covertreex.split_screen, screens every pair before the GEMM (indexed residual queries only).
+/// per_query counters, pairs screened per query, queries the split declined, seconds spent in GEMM
+/// summed over workers).
+/// `query_block` x `point_block` is the tile shape. `split`, (q, factors) from covertreex.split_screen
+/// with (left_out, given, decline_share) from the caller, screens every pair but those of two left-out
+/// points in place of the GEMM (indexed residual queries only; given: each query's k distances found
+/// elsewhere; decline_share: see `SplitData`).
 #[pyfunction]
 #[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None, split=None))]
 #[allow(clippy::too_many_arguments)]
@@ -342,7 +355,7 @@ fn dense<'py>(
     query_block: &Bound<'py, PyAny>,
     point_block: &Bound<'py, PyAny>,
     interrupt: Option<&Bound<'py, PyAny>>,
-    split: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    split: Option<SplitArgs<'py>>,
 ) -> PyResult<Screened<'py>> {
     let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, k, threads)?;
     let blocks = Blocks {
@@ -351,17 +364,23 @@ fn dense<'py>(
     };
     let split_arrays = match &split {
         None => None,
-        Some((q, factors)) => Some((
+        Some((q, factors, left_out, given, share)) => Some((
             array2_of::<i8>(q, "split q")?,
             array2_of::<f64>(factors, "split factors")?,
+            array1::<bool>(left_out, "split left_out")?,
+            array2(given, "split given")?,
+            scalar::<usize>(share, "split decline_share")?,
         )),
     };
     let split = match &split_arrays {
         None => None,
-        Some((q, factors)) => Some(SplitData {
+        Some((q, factors, left_out, given, share)) => Some(SplitData {
             q: slice(py, q, "split q")?,
             m: q.shape()[1],
             factors: slice(py, factors, "split factors")?,
+            left_out: slice(py, left_out, "split left_out")?,
+            given: slice(py, given, "split given")?,
+            decline_share: *share,
         }),
     };
     let (data_view, batch) = args.views(py)?;
@@ -374,6 +393,7 @@ fn dense<'py>(
         matrix(py, out.distances, out.n_queries, out.k)?,
         matrix(py, out.per_query, out.n_queries, N_QUERY_COUNTERS)?,
         out.screened.into_pyarray(py),
+        out.declined.into_pyarray(py),
         out.gemm_seconds,
     ))
 }

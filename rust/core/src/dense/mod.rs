@@ -55,6 +55,11 @@ pub struct DenseOutput {
     pub per_query: Vec<i64>,
     /// Eligible pairs screened per query.
     pub screened: Vec<i64>,
+    /// Per query, whether the split screen gave it back unanswered (its answer row is padding): it let
+    /// through so many pairs that their canonical evaluations would cost more than the GEMM's row, so the
+    /// caller answers it on the f64 path, with the other queries given back (the GEMM's reuse of each
+    /// point row needs many query rows). Always false without the split.
+    pub declined: Vec<bool>,
     /// Seconds the workers spent inside GEMM, summed over workers (a timing: never compared).
     pub gemm_seconds: f64,
 }
@@ -151,6 +156,7 @@ struct BlockOut<'a> {
     distances: &'a mut [f64],
     counts: &'a mut [i64],
     screened: &'a mut [i64],
+    declined: &'a mut [bool],
 }
 
 /// One query block's rows, gathered, and what bounds each query's points.
@@ -339,7 +345,7 @@ impl Job<'_> {
     /// query's final candidates are the pairs whose `lo` is at or below widen(T), T the k-th smallest
     /// `hi` of all its pairs (`Selection::absorb`), however the points were split: the answers and every
     /// counter are those of one span. With the split screen ([`split`]) its two passes take the spans.
-    fn run(&self, out: BlockOut) {
+    fn run(&self, mut out: BlockOut) {
         let nb = out.screened.len();
         let rows = self.gather(out.first, nb);
         let end = rows.limits.iter().copied().max().unwrap_or(0);
@@ -369,7 +375,7 @@ impl Job<'_> {
         let mut selections = merge(parts, Selection::absorb);
         let rows = &rows;
         // The canonical re-checks, query by query in parallel (the block's only work left).
-        self.write(out, &mut selections, |q, selection, heap, recheck| {
+        self.write(&mut out, &mut selections, |q, selection, heap, recheck| {
             let row = self.queries.rows[rows.first + q] as usize;
             let data = self.data;
             let (evaluations, pushes) =
@@ -379,7 +385,13 @@ impl Job<'_> {
     }
 
     /// The block's queries with the split screen: probes, thresholds, then the pairs let through.
-    fn run_split(&self, split: &Split, out: BlockOut, rows: &BlockRows, spans: Vec<Range<usize>>) {
+    fn run_split(
+        &self,
+        split: &Split,
+        mut out: BlockOut,
+        rows: &BlockRows,
+        spans: Vec<Range<usize>>,
+    ) {
         let split_rows = self.split_rows(split, rows);
         let probes = (spans.clone().into_par_iter())
             .map(|span| self.probe(split, rows, &split_rows, span))
@@ -387,7 +399,7 @@ impl Job<'_> {
         if self.halted() {
             return;
         }
-        let probed = self.thresholds(rows, merge(probes, Probes::absorb));
+        let probed = self.thresholds(split, rows, merge(probes, Probes::absorb));
         let found = (spans.into_par_iter())
             .map(|span| self.sift(split, rows, &split_rows, &probed, span))
             .collect();
@@ -395,17 +407,21 @@ impl Job<'_> {
             return;
         }
         let mut found = merge(found, Found::absorb);
-        self.write(out, &mut found, |q, found, heap, _| {
-            let (evaluations, pushes) = found.finish(heap, &probed[q]);
+        self.write(&mut out, &mut found, |q, found, heap, _| {
+            let row = self.queries.rows[rows.first + q] as usize;
+            let (evaluations, pushes) = found.finish(self, row, rows.own[q], heap, &probed[q]);
             [evaluations, pushes, found.tiles, found.screened]
         });
+        for (declined, found) in out.declined.iter_mut().zip(&found) {
+            *declined = found.declined();
+        }
     }
 
     /// Each query's answer from its heap after `answer` (query by query in parallel) filled it and
     /// gave its evaluations, heap pushes, point tiles and pairs screened.
     fn write<T: Send>(
         &self,
-        out: BlockOut,
+        out: &mut BlockOut,
         per_query: &mut [T],
         answer: impl Fn(usize, &mut T, &mut Heap, &mut Recheck) -> [i64; 4] + Sync,
     ) {
@@ -484,7 +500,7 @@ pub fn dense_query(
     let full_check_first = |e| check_queries_given(data, queries, k, false).and(Err(e));
     let out = check_queries_given(data, queries, k, true)
         .and_then(|()| check_blocks(blocks))
-        .and_then(|()| split.map_or(Ok(()), |split| split.check(data, queries)))
+        .and_then(|()| split.map_or(Ok(()), |split| split.check(data, queries, k as usize)))
         .and_then(|()| DenseOutput::empty(queries.rows.len(), k))
         .or_else(full_check_first)?;
     if queries.rows.is_empty() {
@@ -507,6 +523,7 @@ impl DenseOutput {
             distances: filled(cells, f64::INFINITY, k)?,
             per_query: vec![0; n_q * N_QUERY_COUNTERS],
             screened: vec![0; n_q],
+            declined: vec![false; n_q],
             gemm_seconds: 0.0,
         })
     }
@@ -557,20 +574,24 @@ fn run_blocks(job: &Job, out: &mut DenseOutput) {
                 .par_chunks_mut(bq.saturating_mul(N_QUERY_COUNTERS)),
         )
         .zip(out.screened.par_chunks_mut(bq))
+        .zip(out.declined.par_chunks_mut(bq))
         .enumerate()
         // Last block first: in predecessor mode a block's work grows with its position, and a pool
         // that ends on the cheapest blocks leaves no worker waiting on a long one.
         .rev()
-        .for_each(|(b, (((indices, distances), counts), screened))| {
-            if job.halted() {
-                return;
-            }
-            job.run(BlockOut {
-                first: b * bq,
-                indices,
-                distances,
-                counts,
-                screened,
-            })
-        });
+        .for_each(
+            |(b, ((((indices, distances), counts), screened), declined))| {
+                if job.halted() {
+                    return;
+                }
+                job.run(BlockOut {
+                    first: b * bq,
+                    indices,
+                    distances,
+                    counts,
+                    screened,
+                    declined,
+                })
+            },
+        );
 }

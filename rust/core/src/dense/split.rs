@@ -2,19 +2,22 @@
 //! it): for a query i and a point j != i, the exact int8 product of their rows of Z and seven factors per
 //! row give s_up >= the canonical similarity s_c = min(1, |rho_c|), so the pair's canonical distance is
 //! at least D(s_up), D(s) = sqrt(max(0, 1 - s)) (which does not rise with s, in floating point too). A
-//! query block's points are screened twice, chunk by chunk:
+//! query block's points are screened twice, chunk by chunk, each pass comparing every pair's s_up with a
+//! threshold of its query in vectors ([`Split::reach`]) and taking s_up itself of the few that reach it:
 //!
 //! 1. *probes*: each query's k + k/4 ([`EXTRA_PROBES_PER_K`]) pairs of largest s_up (ties by index) are
-//!    evaluated canonically; the k-th smallest of those distances (with 0 for the query's own index when
-//!    eligible), T, is at least the query's k-th distance;
+//!    evaluated canonically; the k-th smallest of those distances and of the k the caller gives (with 0
+//!    for the query's own index when eligible), T, is at least the query's k-th distance;
 //! 2. a pair with s_up below [`least_similarity_within`] T has D(s_up) > T: its canonical distance is
-//!    strictly above the k-th, so it is skipped. The rest are evaluated canonically at once, while their
-//!    chunk of V is in cache, and offered to the query's heap in index order: answers and distance bits
-//!    are brute's.
+//!    strictly above the k-th, so it is skipped. The rest are gathered, then evaluated canonically and
+//!    offered to the query's heap in index order with the probes: answers and distance bits are brute's.
+//!    A query through which too many come is declined instead ([`Found`]).
 //!
-//! Every decision is made pair by pair from exact integers and f64 operations in a fixed order, and T
-//! from canonical distances: which pairs are evaluated depends neither on the spans (so the threads) nor
-//! on the instruction set, and neither do the counters. A query's own pair is never screened: d_ii = 0 by
+//! The pairs of two points the caller leaves out ([`SplitData::left_out`]) are neither screened nor
+//! counted: the caller answers them and gives their distances. Every decision is made pair by pair from
+//! exact integers and f64 operations in a fixed order, and T from canonical distances: which pairs are
+//! evaluated and which queries declined depends neither on the spans (so the threads) nor on the
+//! instruction set, and neither do the counters. A query's own pair is never screened: d_ii = 0 by
 //! definition, where the bound need not hold.
 
 use std::ops::Range;
@@ -44,18 +47,29 @@ const EXTRA_PROBES_PER_K: usize = 4;
 const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
 
 /// The split screen's arrays, as covertreex.split_screen makes them: Z's rows in int8 (n x m) and the
-/// bound's factors (n x [`FACTORS`]), both row-major.
+/// bound's factors (n x [`FACTORS`]), both row-major; and what the caller answers elsewhere.
 #[derive(Debug, Clone, Copy)]
 pub struct SplitData<'a> {
     pub q: &'a [i8],
     pub m: usize,
     pub factors: &'a [f64],
+    /// Per point (n): whether it is left out, so that the pairs of two left-out points are neither
+    /// screened nor counted here (the caller answers them: pairs of two points z fits badly, which the
+    /// f64 GEMM screens far better).
+    pub left_out: &'a [bool],
+    /// Per query of the batch, k distances the caller found elsewhere (its answer among the pairs left
+    /// out, padded with infinity), row-major: they join the probes' in the query's threshold T.
+    pub given: &'a [f64],
+    /// A query is declined ([`super::DenseOutput::declined`]) when more than one in this many of its
+    /// eligible pairs come through (and more than [`DECLINE_FLOOR`]); 1: never
+    /// (covertreex.split_screen.DECLINE_SHARE says why).
+    pub decline_share: usize,
 }
 
 impl SplitData<'_> {
     /// Check the arrays against the data and the batch: the split screens indexed residual queries only
     /// (its rows of Z are the data's).
-    pub fn check(&self, data: &MetricData, queries: &QueryBatch) -> Result<()> {
+    pub fn check(&self, data: &MetricData, queries: &QueryBatch, k: usize) -> Result<()> {
         let n = data.n_points();
         for (what, expected, got) in [
             ("split screen rows (q)", n.checked_mul(self.m), self.q.len()),
@@ -63,6 +77,12 @@ impl SplitData<'_> {
                 "split screen factors",
                 n.checked_mul(FACTORS),
                 self.factors.len(),
+            ),
+            ("split screen points left out", Some(n), self.left_out.len()),
+            (
+                "split screen given distances",
+                queries.rows.len().checked_mul(k),
+                self.given.len(),
             ),
         ] {
             if expected != Some(got) {
@@ -90,6 +110,19 @@ impl SplitData<'_> {
                 position,
             });
         }
+        if self.decline_share == 0 {
+            return Err(CoreError::BadValue {
+                what: "split screen decline share",
+                value: 0,
+                allowed: ">= 1",
+            });
+        }
+        if let Some(position) = self.given.iter().position(|t| t.is_nan() || *t < 0.0) {
+            return Err(CoreError::NonFinite {
+                what: "split screen given distances (>= 0, or infinity)",
+                position,
+            });
+        }
         if data.metric != Metric::Residual || !queries.data.same_as(data) {
             return Err(CoreError::BadValue {
                 what: "split screen",
@@ -114,6 +147,8 @@ pub struct Split<'a> {
     columns: Vec<f64>,
     n: usize,
     int8: Int8<'a>,
+    /// left_before[j]: the points before j that are left out.
+    left_before: Vec<usize>,
 }
 
 impl<'a> Split<'a> {
@@ -122,51 +157,118 @@ impl<'a> Split<'a> {
         let columns = (0..FACTORS)
             .flat_map(|t| (0..n).map(move |j| data.factors[j * FACTORS + t]))
             .collect();
+        let left_before = std::iter::once(0)
+            .chain(data.left_out.iter().scan(0, |count, &left| {
+                *count += left as usize;
+                Some(*count)
+            }))
+            .collect();
         Split {
             int8: Int8::new(data.q, n, data.m),
             columns,
             n,
             data,
+            left_before,
         }
     }
 
-    /// s_up of row `i` against the points c0, c0 + 1, .. from their int8 products `prods`, into `out`:
-    /// every term a product of non-negative factors, summed in one order, then inflated. The same IEEE
-    /// operations on every instruction set (no fused multiply-add), so the same bits.
-    fn bounds(&self, i: usize, c0: usize, prods: &[i32], out: &mut Vec<f64>) {
-        out.clear();
-        out.resize(prods.len(), 0.0);
+    /// Whether the pair of query row `i` and point `j` is left to the caller.
+    #[inline(always)]
+    fn left(&self, i: usize, j: usize) -> bool {
+        self.data.left_out[i] && self.data.left_out[j]
+    }
+
+    /// The pairs of row `i` with the points `points` left to the caller.
+    fn left_pairs(&self, i: usize, points: Range<usize>) -> i64 {
+        if self.data.left_out[i] {
+            (self.left_before[points.end] - self.left_before[points.start]) as i64
+        } else {
+            0
+        }
+    }
+
+    /// s_up of row `i` and point `j` from their int8 product: every term a product of non-negative
+    /// factors, summed in one order, then inflated. The same IEEE operations as [`Split::reach`]'s
+    /// vectors (no fused multiply-add), so the same bits.
+    #[inline(always)]
+    fn bound(&self, i: usize, j: usize, prod: i32) -> f64 {
+        let (a, n) = (self.data.row(i), self.n);
+        let b = |t: usize| self.columns[t * n + j];
+        let sum = (prod as f64).abs() * a[0] * b(0)
+            + a[1] * b(2)
+            + a[2] * b(1)
+            + a[3] * b(4)
+            + a[4] * b(3)
+            + a[5] * b(5)
+            + a[6] * b(6);
+        INFLATE * sum
+    }
+
+    /// Which pairs of row `i` with the points c0, c0 + 1, .. (int8 products `prods`) have s_up >=
+    /// `threshold`: bit t % 8 of `mask[t / 8]`. Only those few need s_up itself ([`Split::bound`]).
+    fn reach(&self, i: usize, c0: usize, prods: &[i32], threshold: f64, mask: &mut Vec<u8>) {
+        mask.clear();
+        mask.resize(prods.len().div_ceil(8), 0);
+        let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if Isa::fastest() == Isa::Avx512 {
             // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
-            return unsafe { self.bounds_avx512(i, c0, prods, out) };
+            done = unsafe { self.reach_avx512(i, c0, prods, threshold, mask) };
         }
-        self.bounds_into(i, c0, prods, out);
+        for t in done..prods.len() {
+            if self.bound(i, c0 + t, prods[t]) >= threshold {
+                mask[t / 8] |= 1 << (t % 8);
+            }
+        }
     }
 
+    /// [`Split::reach`] eight pairs at a time, [`Split::bound`]'s operations on vectors; returns how
+    /// many pairs it did (whole groups of eight).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    fn bounds_avx512(&self, i: usize, c0: usize, prods: &[i32], out: &mut [f64]) {
-        self.bounds_into(i, c0, prods, out);
-    }
-
-    #[inline(always)]
-    fn bounds_into(&self, i: usize, c0: usize, prods: &[i32], out: &mut [f64]) {
+    fn reach_avx512(
+        &self,
+        i: usize,
+        c0: usize,
+        prods: &[i32],
+        threshold: f64,
+        mask: &mut [u8],
+    ) -> usize {
+        use std::arch::x86_64::*;
         let a = self.data.row(i);
-        let len = prods.len();
+        let groups = prods.len() / 8;
         let b: [&[f64]; FACTORS] = std::array::from_fn(|t| {
             let from = t * self.n + c0;
-            &self.columns[from..from + len]
+            &self.columns[from..from + groups * 8]
         });
-        for (at, (out, &prod)) in out.iter_mut().zip(prods).enumerate() {
-            let sum = (prod as f64).abs() * a[0] * b[0][at]
-                + a[1] * b[2][at]
-                + a[2] * b[1][at]
-                + a[3] * b[4][at]
-                + a[4] * b[3][at]
-                + a[5] * b[5][at]
-                + a[6] * b[6][at];
-            *out = INFLATE * sum;
+        let at = |t: usize, g: usize| {
+            // SAFETY: g < groups, so the eight values g * 8.. lie inside the slice b[t].
+            unsafe { _mm512_loadu_pd(b[t].as_ptr().add(g * 8)) }
+        };
+        let [a0, a1, a2, a3, a4, a5, a6] = a.map(|v| _mm512_set1_pd(v));
+        let (inflate, threshold) = (_mm512_set1_pd(INFLATE), _mm512_set1_pd(threshold));
+        for (g, mask) in mask.iter_mut().enumerate().take(groups) {
+            // SAFETY: eight i32 at g * 8 lie inside prods (g < groups).
+            let prod = unsafe { _mm256_loadu_si256(prods.as_ptr().add(g * 8) as *const __m256i) };
+            let prod = _mm512_abs_pd(_mm512_cvtepi32_pd(prod));
+            let mut sum = _mm512_mul_pd(_mm512_mul_pd(prod, a0), at(0, g));
+            for (factor, t) in [(a1, 2), (a2, 1), (a3, 4), (a4, 3), (a5, 5), (a6, 6)] {
+                sum = _mm512_add_pd(sum, _mm512_mul_pd(factor, at(t, g)));
+            }
+            *mask = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(_mm512_mul_pd(inflate, sum), threshold);
+        }
+        groups * 8
+    }
+}
+
+/// `each(t)` for every bit t set in `mask`, in order.
+#[inline(always)]
+fn each_set(mask: &[u8], mut each: impl FnMut(usize)) {
+    for (byte, &bits) in mask.iter().enumerate() {
+        let mut bits = bits;
+        while bits != 0 {
+            each(byte * 8 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
         }
     }
 }
@@ -266,20 +368,29 @@ impl Job<'_> {
                 break;
             }
             let cols = c0..(c0 + self.chunk).min(span.end);
-            chunk.each_row(split, rows, split_rows, cols, |q, bounds| {
-                for (j, &bound) in (c0..).zip(bounds) {
-                    if j as i64 != rows.own[q] {
-                        probes[q].offer(bound, j);
+            // Each query's floor as the chunk starts (it may rise within: `offer` checks again).
+            let floors: Vec<f64> = probes.iter().map(|p| p.floor).collect();
+            chunk.each_row(split, rows, split_rows, cols, &floors, |q, prods, mask| {
+                let (i, own, probes) = (split_rows.rows[q], rows.own[q], &mut probes[q]);
+                each_set(mask, |t| {
+                    let j = c0 + t;
+                    if j as i64 != own && !split.left(i, j) {
+                        probes.offer(split.bound(i, j, prods[t]), j);
                     }
-                }
+                });
             });
         }
         probes
     }
 
     /// Each query's probes evaluated, and with them its least similarity worth evaluating
-    /// ([`least_similarity_within`] the probes' k-th distance).
-    pub(super) fn thresholds(&self, rows: &BlockRows, probes: Vec<Probes>) -> Vec<Probed> {
+    /// ([`least_similarity_within`] the k-th smallest of the probes' distances and those given).
+    pub(super) fn thresholds(
+        &self,
+        split: &Split,
+        rows: &BlockRows,
+        probes: Vec<Probes>,
+    ) -> Vec<Probed> {
         let k = self.k;
         probes
             .into_par_iter()
@@ -297,6 +408,12 @@ impl Job<'_> {
                 if own >= 0 && (own as usize) < rows.limits[q] {
                     kth.push(0.0);
                 }
+                let at = (rows.first + q) * k;
+                kth.extend(
+                    split.data.given[at..at + k]
+                        .iter()
+                        .filter(|d| d.is_finite()),
+                );
                 let least = if kth.len() < k {
                     0.0
                 } else {
@@ -309,7 +426,8 @@ impl Job<'_> {
     }
 
     /// Pass 2 over the points `span` (whole tiles): each query's pairs the split cannot skip (and its
-    /// own, eligible pair) that were not probes, evaluated canonically, in index order.
+    /// own, eligible pair) that were not probes, in index order, unless they are too many
+    /// ([`Found::room`]).
     pub(super) fn sift(
         &self,
         split: &Split,
@@ -318,9 +436,12 @@ impl Job<'_> {
         probed: &[Probed],
         span: Range<usize>,
     ) -> Vec<Found> {
-        let nb = rows.limits.len();
-        let mut found: Vec<Found> = (0..nb).map(|_| Found::default()).collect();
-        let (mut chunk, mut points, mut scratch) = (ChunkBounds::default(), Vec::new(), Vec::new());
+        let share = split.data.decline_share;
+        let mut found: Vec<Found> = (rows.limits.iter())
+            .map(|&limit| Found::new(limit, share))
+            .collect();
+        let mut chunk = ChunkBounds::default();
+        let least: Vec<f64> = probed.iter().map(|p| p.least).collect();
         let step = self.blocks.points;
         for j0 in span.clone().step_by(step) {
             if self.halted() {
@@ -329,41 +450,60 @@ impl Job<'_> {
             let stop = (j0 + step).min(span.end);
             for c0 in (j0..stop).step_by(self.chunk) {
                 let cols = c0..(c0 + self.chunk).min(stop);
-                chunk.each_row(split, rows, split_rows, cols, |q, bounds| {
-                    let (probed, own) = (&probed[q], rows.own[q]);
-                    points.clear();
-                    for (j, &bound) in (c0..).zip(bounds) {
-                        if (j as i64 == own || bound >= probed.least) && !probed.has(j) {
-                            points.push(j);
+                chunk.each_row(split, rows, split_rows, cols, &least, |q, prods, mask| {
+                    let (probed, own, i) = (&probed[q], rows.own[q], split_rows.rows[q]);
+                    let found = &mut found[q];
+                    if found.over {
+                        return;
+                    }
+                    let start = found.points.len();
+                    each_set(mask, |t| {
+                        let j = c0 + t;
+                        if !split.left(i, j) && !probed.has(j) {
+                            found.points.push(j);
+                        }
+                    });
+                    // The own pair, if eligible here, whatever its bound (never a probe).
+                    let here = c0..c0 + prods.len();
+                    let own = usize::try_from(own).ok().filter(|o| here.contains(o));
+                    if let Some(own) = own.filter(|&o| !split.left(i, o)) {
+                        if let Err(at) = found.points[start..].binary_search(&own) {
+                            found.points.insert(start + at, own);
                         }
                     }
-                    found[q].evaluate(self, split_rows.rows[q], own, &points, &mut scratch);
+                    found.check_room();
                 });
             }
             let counts = found.iter_mut().map(|f| (&mut f.screened, &mut f.tiles));
             count_tile(&rows.limits, j0..stop, counts);
+            for (q, found) in found.iter_mut().enumerate() {
+                let eligible = j0..rows.limits[q].clamp(j0, stop);
+                found.screened -= split.left_pairs(split_rows.rows[q], eligible);
+            }
         }
         found
     }
 }
 
-/// A span's buffers for the bounds of its chunks.
+/// A span's buffers for the products and masks of its chunks.
 #[derive(Default)]
 struct ChunkBounds {
     products: Vec<i32>,
-    bounds: Vec<f64>,
+    mask: Vec<u8>,
 }
 
 impl ChunkBounds {
-    /// s_up of every eligible pair of the block's rows with the points `cols` (a chunk), row by row:
-    /// `each(q, bounds)`, bounds[t] that of point cols.start + t, up to the row's limit.
+    /// The int8 products of the block's rows with the points `cols` (a chunk) and, row by row, which
+    /// eligible pairs have s_up >= the row's threshold ([`Split::reach`]): `each(q, products, mask)`,
+    /// index t for point cols.start + t, up to the row's limit.
     fn each_row(
         &mut self,
         split: &Split,
         rows: &BlockRows,
         split_rows: &SplitRows,
         cols: Range<usize>,
-        mut each: impl FnMut(usize, &[f64]),
+        thresholds: &[f64],
+        mut each: impl FnMut(usize, &[i32], &[u8]),
     ) {
         let aligned = cols.start / COLUMNS * COLUMNS..cols.end.div_ceil(COLUMNS) * COLUMNS;
         let (at, width) = (cols.start - aligned.start, aligned.len());
@@ -374,51 +514,90 @@ impl ChunkBounds {
             let limit = limit.min(cols.end);
             if limit > cols.start {
                 let row = &self.products[q * width + at..q * width + at + (limit - cols.start)];
-                split.bounds(split_rows.rows[q], cols.start, row, &mut self.bounds);
-                each(q, &self.bounds);
+                let i = split_rows.rows[q];
+                split.reach(i, cols.start, row, thresholds[q], &mut self.mask);
+                each(q, row, &self.mask);
             }
         }
     }
 }
 
-/// A query's pairs the split let through over some points, with their canonical distances, in index
-/// order, and the eligible pairs and point tiles it screened there.
-#[derive(Default)]
+/// A query's pairs the split let through over some points, in index order, and the eligible pairs and
+/// point tiles it screened there.
 pub(super) struct Found {
-    pairs: Vec<(usize, f64)>,
+    points: Vec<usize>,
+    /// The most pairs the query evaluates canonically before it is declined.
+    room: usize,
+    /// Whether more came through (the pairs are then dropped).
+    over: bool,
     pub screened: i64,
     pub tiles: i64,
 }
 
+/// Pairs let through that never decline a query: too few to be worth a call of their own.
+const DECLINE_FLOOR: usize = 256;
+
 impl Found {
-    /// Evaluate the query (row `row`, dataset index `own`) against `points` (ascending) into its pairs.
-    fn evaluate(
-        &mut self,
-        job: &Job,
-        row: usize,
-        own: i64,
-        points: &[usize],
-        scratch: &mut Vec<f64>,
-    ) {
-        scratch.clear();
-        scratch.resize(points.len(), 0.0);
-        Mode::Perf.distances(&job.queries.data, row, own, job.data, points, scratch);
-        self.pairs
-            .extend(points.iter().copied().zip(scratch.iter().copied()));
+    fn new(eligible: usize, decline_share: usize) -> Found {
+        Found {
+            points: Vec::new(),
+            room: (eligible / decline_share).max(DECLINE_FLOOR),
+            over: false,
+            screened: 0,
+            tiles: 0,
+        }
+    }
+
+    /// Drop the pairs once they are more than the room: the query is declined, however its points
+    /// were cut into spans (a span over the room is over it in total, and the spans' sum is checked).
+    fn check_room(&mut self) {
+        if self.points.len() > self.room {
+            self.over = true;
+            self.points = Vec::new();
+        }
+    }
+
+    pub fn declined(&self) -> bool {
+        self.over
     }
 
     /// Take over the same query's pairs over later points.
     pub fn absorb(&mut self, later: Found) {
-        self.pairs.extend(later.pairs);
+        self.over |= later.over;
+        if !self.over {
+            self.points.extend(later.points);
+            self.check_room();
+        }
         self.screened += later.screened;
         self.tiles += later.tiles;
     }
 
-    /// These pairs and the probes offered to `heap` in index order: (evaluations, heap pushes).
-    pub fn finish(&self, heap: &mut Heap, probed: &Probed) -> (i64, i64) {
+    /// The pairs let through evaluated canonically (the query: row `row`, dataset index `own`) and,
+    /// with the probes, offered to `heap` in index order: (evaluations, heap pushes). A declined query
+    /// leaves the heap empty, its probes its only evaluations.
+    pub fn finish(
+        &self,
+        job: &Job,
+        row: usize,
+        own: i64,
+        heap: &mut Heap,
+        probed: &Probed,
+    ) -> (i64, i64) {
         heap.clear();
+        if self.over {
+            return (probed.pairs.len() as i64, 0);
+        }
+        let mut distances = vec![0.0; self.points.len()];
+        Mode::Perf.distances(
+            &job.queries.data,
+            row,
+            own,
+            job.data,
+            &self.points,
+            &mut distances,
+        );
         let (mut pushes, mut probes) = (0, probed.pairs.iter().peekable());
-        for &(j, d) in &self.pairs {
+        for (&j, &d) in self.points.iter().zip(&distances) {
             while let Some(&(p, pd)) = probes.next_if(|&&(p, _)| p < j) {
                 pushes += heap.offer(pd, p as i64) as i64;
             }
@@ -427,7 +606,7 @@ impl Found {
         for &(p, pd) in probes {
             pushes += heap.offer(pd, p as i64) as i64;
         }
-        ((self.pairs.len() + probed.pairs.len()) as i64, pushes)
+        ((self.points.len() + probed.pairs.len()) as i64, pushes)
     }
 }
 
@@ -459,6 +638,56 @@ pub(super) fn merge<T>(parts: Vec<Vec<T>>, absorb: impl Fn(&mut T, T)) -> Vec<T>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spread values from a multiplicative hash of the position, in [0, 1).
+    fn spread(count: usize, seed: u64) -> impl Iterator<Item = f64> {
+        (0..count as u64).map(move |t| {
+            let h = t.wrapping_add(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            (h >> 11) as f64 / (1u64 << 53) as f64
+        })
+    }
+
+    #[test]
+    fn the_mask_holds_exactly_the_pairs_whose_bound_reaches_the_threshold() {
+        // Thresholds equal to some pair's bound: a vector sum in another order than the scalar one, or
+        // a fused multiply-add, would move such a pair across it.
+        let (n, m) = (203, 24);
+        let q: Vec<i8> = spread(n * m, 1)
+            .map(|v| (v * 254.0) as i8 - 127 + 1)
+            .collect();
+        let factors: Vec<f64> = spread(n * FACTORS, 2).map(|v| v * 1e-3 + v * v).collect();
+        let left_out = vec![false; n];
+        let data = SplitData {
+            q: &q,
+            m,
+            factors: &factors,
+            left_out: &left_out,
+            given: &[],
+            decline_share: 1,
+        };
+        let split = Split::new(data, n);
+        let dot = |i: usize, j: usize| -> i32 {
+            (0..m)
+                .map(|t| q[i * m + t] as i32 * q[j * m + t] as i32)
+                .sum()
+        };
+        let mut mask = Vec::new();
+        for i in [0, 5, 202] {
+            for c0 in [0, 3, 64] {
+                let prods: Vec<i32> = (c0..n).map(|j| dot(i, j)).collect();
+                let bounds: Vec<f64> = (c0..n).map(|j| split.bound(i, j, dot(i, j))).collect();
+                for threshold in [bounds[0], bounds[17], bounds[99], f64::NEG_INFINITY, 0.3] {
+                    split.reach(i, c0, &prods, threshold, &mut mask);
+                    let mut set = Vec::new();
+                    each_set(&mask, |t| set.push(t));
+                    let want: Vec<usize> = (0..bounds.len())
+                        .filter(|&t| bounds[t] >= threshold)
+                        .collect();
+                    assert_eq!(set, want, "row {i} from {c0} threshold {threshold}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn least_similarity_is_the_exact_boundary() {
