@@ -136,8 +136,9 @@ class Config:
         "f64",
         "what screens the dense path's pairs: 'f64' the GEMM of V with a rigorous bound; 'split' an exact "
         "int8 product of a split of the residual that does not cancel (covertreex.split_screen), so only the "
-        "pairs it cannot exclude are evaluated, for the query rows it fits (the rest take the GEMM): rust in "
-        "perf mode, indexed residual queries of a problem residual_problem built, else an error; 'auto' "
+        "pairs it cannot exclude are evaluated (pairs of two points it fits badly, and queries through which "
+        "too many pairs come, take the GEMM): rust in perf mode, indexed residual queries of a problem "
+        "residual_problem built, else an error; 'auto' "
         "the split where it applies and screens well (covertreex.split_screen.USEFUL), else f64; never "
         "changes answers (the counters follow it)",
         choices=("auto", "f64", "split"),

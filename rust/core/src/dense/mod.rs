@@ -392,16 +392,20 @@ impl Job<'_> {
         rows: &BlockRows,
         spans: Vec<Range<usize>>,
     ) {
-        let split_rows = self.split_rows(split, rows);
+        let every = self.split_rows(split, rows, (0..rows.limits.len()).collect());
         let probes = (spans.clone().into_par_iter())
-            .map(|span| self.probe(split, rows, &split_rows, span))
+            .map(|span| self.probe(split, rows, &every, span))
             .collect();
         if self.halted() {
             return;
         }
         let probed = self.thresholds(split, rows, merge(probes, Probes::absorb));
+        let again = (probed.iter().enumerate())
+            .filter_map(|(q, p)| p.sift.then_some(q))
+            .collect();
+        let again = self.split_rows(split, rows, again);
         let found = (spans.into_par_iter())
-            .map(|span| self.sift(split, rows, &split_rows, &probed, span))
+            .map(|span| self.sift(split, rows, &again, &probed, span))
             .collect();
         if self.halted() {
             return;

@@ -335,20 +335,24 @@ impl Probes {
     }
 }
 
-/// A block's rows in the split screen: its query rows as the products read them, and their factors.
+/// Some of a block's rows in the split screen: their positions in the block, their rows of the data,
+/// and their query rows as the products read them.
 pub(super) struct SplitRows {
     int8: QueryRows,
+    at: Vec<usize>,
     rows: Vec<usize>,
 }
 
 impl Job<'_> {
-    pub(super) fn split_rows(&self, split: &Split, rows: &BlockRows) -> SplitRows {
-        let n_rows = rows.limits.len();
-        let batch = &self.queries.rows[rows.first..rows.first + n_rows];
-        let rows: Vec<usize> = batch.iter().map(|&r| r as usize).collect();
+    /// The block's rows at the positions `at`.
+    pub(super) fn split_rows(&self, split: &Split, rows: &BlockRows, at: Vec<usize>) -> SplitRows {
+        let data_rows: Vec<usize> = (at.iter())
+            .map(|&q| self.queries.rows[rows.first + q] as usize)
+            .collect();
         SplitRows {
-            int8: split.int8.query_rows(&rows),
-            rows,
+            int8: split.int8.query_rows(&data_rows),
+            at,
+            rows: data_rows,
         }
     }
 
@@ -370,15 +374,22 @@ impl Job<'_> {
             let cols = c0..(c0 + self.chunk).min(span.end);
             // Each query's floor as the chunk starts (it may rise within: `offer` checks again).
             let floors: Vec<f64> = probes.iter().map(|p| p.floor).collect();
-            chunk.each_row(split, rows, split_rows, cols, &floors, |q, prods, mask| {
-                let (i, own, probes) = (split_rows.rows[q], rows.own[q], &mut probes[q]);
-                each_set(mask, |t| {
-                    let j = c0 + t;
-                    if j as i64 != own && !split.left(i, j) {
-                        probes.offer(split.bound(i, j, prods[t]), j);
-                    }
-                });
-            });
+            chunk.each_row(
+                split,
+                rows,
+                split_rows,
+                cols,
+                &floors,
+                |q, i, prods, mask| {
+                    let (own, probes) = (rows.own[q], &mut probes[q]);
+                    each_set(mask, |t| {
+                        let j = c0 + t;
+                        if j as i64 != own && !split.left(i, j) {
+                            probes.offer(split.bound(i, j, prods[t]), j);
+                        }
+                    });
+                },
+            );
         }
         probes
     }
@@ -405,7 +416,8 @@ impl Job<'_> {
                 let own = rows.own[q];
                 Mode::Perf.distances(&self.queries.data, row, own, self.data, &points, kth);
                 let pairs = points.into_iter().zip(kth.iter().copied()).collect();
-                if own >= 0 && (own as usize) < rows.limits[q] {
+                let own = own_pair(split, row, own, rows.limits[q]);
+                if own.is_some() {
                     kth.push(0.0);
                 }
                 let at = (rows.first + q) * k;
@@ -420,14 +432,22 @@ impl Job<'_> {
                     let (_, &mut t, _) = kth.select_nth_unstable_by(k - 1, f64::total_cmp);
                     least_similarity_within(t)
                 };
-                Probed { least, pairs }
+                // Every pair with s_up above the floor is a probe: pass 2 finds nothing where the
+                // least similarity is above it.
+                let sift = probes.floor > f64::NEG_INFINITY && least <= probes.floor;
+                Probed {
+                    least,
+                    pairs,
+                    own,
+                    sift,
+                }
             })
             .collect()
     }
 
-    /// Pass 2 over the points `span` (whole tiles): each query's pairs the split cannot skip (and its
-    /// own, eligible pair) that were not probes, in index order, unless they are too many
-    /// ([`Found::room`]).
+    /// Pass 2 over the points `span` (whole tiles): the pairs the split cannot skip that were not
+    /// probes, in index order, of the queries `split_rows` (those [`Probed::sift`] holds for), unless
+    /// they are too many ([`Found::room`]); every query's eligible pairs and tiles counted.
     pub(super) fn sift(
         &self,
         split: &Split,
@@ -450,27 +470,17 @@ impl Job<'_> {
             let stop = (j0 + step).min(span.end);
             for c0 in (j0..stop).step_by(self.chunk) {
                 let cols = c0..(c0 + self.chunk).min(stop);
-                chunk.each_row(split, rows, split_rows, cols, &least, |q, prods, mask| {
-                    let (probed, own, i) = (&probed[q], rows.own[q], split_rows.rows[q]);
-                    let found = &mut found[q];
+                chunk.each_row(split, rows, split_rows, cols, &least, |q, i, _, mask| {
+                    let (probed, found) = (&probed[q], &mut found[q]);
                     if found.over {
                         return;
                     }
-                    let start = found.points.len();
                     each_set(mask, |t| {
                         let j = c0 + t;
-                        if !split.left(i, j) && !probed.has(j) {
+                        if !split.left(i, j) && !probed.has(j) && Some(j) != probed.own {
                             found.points.push(j);
                         }
                     });
-                    // The own pair, if eligible here, whatever its bound (never a probe).
-                    let here = c0..c0 + prods.len();
-                    let own = usize::try_from(own).ok().filter(|o| here.contains(o));
-                    if let Some(own) = own.filter(|&o| !split.left(i, o)) {
-                        if let Err(at) = found.points[start..].binary_search(&own) {
-                            found.points.insert(start + at, own);
-                        }
-                    }
                     found.check_room();
                 });
             }
@@ -478,11 +488,20 @@ impl Job<'_> {
             count_tile(&rows.limits, j0..stop, counts);
             for (q, found) in found.iter_mut().enumerate() {
                 let eligible = j0..rows.limits[q].clamp(j0, stop);
-                found.screened -= split.left_pairs(split_rows.rows[q], eligible);
+                let i = self.queries.rows[rows.first + q] as usize;
+                found.screened -= split.left_pairs(i, eligible);
             }
         }
         found
     }
+}
+
+/// The query's own pair if it is eligible and the split's (not left to the caller): row `row`, dataset
+/// index `own`, points below `limit`. Never screened: evaluated (d = 0) with the pairs let through.
+fn own_pair(split: &Split, row: usize, own: i64, limit: usize) -> Option<usize> {
+    usize::try_from(own)
+        .ok()
+        .filter(|&o| o < limit && !split.left(row, o))
 }
 
 /// A span's buffers for the products and masks of its chunks.
@@ -493,9 +512,10 @@ struct ChunkBounds {
 }
 
 impl ChunkBounds {
-    /// The int8 products of the block's rows with the points `cols` (a chunk) and, row by row, which
-    /// eligible pairs have s_up >= the row's threshold ([`Split::reach`]): `each(q, products, mask)`,
-    /// index t for point cols.start + t, up to the row's limit.
+    /// The int8 products of the rows `split_rows` with the points `cols` (a chunk) and, row by row, which
+    /// eligible pairs have s_up >= the row's threshold ([`Split::reach`]): `each(q, row, products,
+    /// mask)` (q its position in the block, `row` in the data), index t for point cols.start + t, up to
+    /// the row's limit.
     fn each_row(
         &mut self,
         split: &Split,
@@ -503,20 +523,22 @@ impl ChunkBounds {
         split_rows: &SplitRows,
         cols: Range<usize>,
         thresholds: &[f64],
-        mut each: impl FnMut(usize, &[i32], &[u8]),
+        mut each: impl FnMut(usize, usize, &[i32], &[u8]),
     ) {
+        if split_rows.at.is_empty() {
+            return;
+        }
         let aligned = cols.start / COLUMNS * COLUMNS..cols.end.div_ceil(COLUMNS) * COLUMNS;
         let (at, width) = (cols.start - aligned.start, aligned.len());
         split
             .int8
             .products(&split_rows.int8, aligned, &mut self.products);
-        for (q, &limit) in rows.limits.iter().enumerate() {
-            let limit = limit.min(cols.end);
+        for (r, (&q, &i)) in split_rows.at.iter().zip(&split_rows.rows).enumerate() {
+            let limit = rows.limits[q].min(cols.end);
             if limit > cols.start {
-                let row = &self.products[q * width + at..q * width + at + (limit - cols.start)];
-                let i = split_rows.rows[q];
+                let row = &self.products[r * width + at..r * width + at + (limit - cols.start)];
                 split.reach(i, cols.start, row, thresholds[q], &mut self.mask);
-                each(q, row, &self.mask);
+                each(q, i, row, &self.mask);
             }
         }
     }
@@ -587,17 +609,22 @@ impl Found {
         if self.over {
             return (probed.pairs.len() as i64, 0);
         }
-        let mut distances = vec![0.0; self.points.len()];
+        let mut points = self.points.clone();
+        if let Some(o) = probed.own {
+            let at = points.partition_point(|&j| j < o);
+            points.insert(at, o);
+        }
+        let mut distances = vec![0.0; points.len()];
         Mode::Perf.distances(
             &job.queries.data,
             row,
             own,
             job.data,
-            &self.points,
+            &points,
             &mut distances,
         );
         let (mut pushes, mut probes) = (0, probed.pairs.iter().peekable());
-        for (&j, &d) in self.points.iter().zip(&distances) {
+        for (&j, &d) in points.iter().zip(&distances) {
             while let Some(&(p, pd)) = probes.next_if(|&&(p, _)| p < j) {
                 pushes += heap.offer(pd, p as i64) as i64;
             }
@@ -606,7 +633,7 @@ impl Found {
         for &(p, pd) in probes {
             pushes += heap.offer(pd, p as i64) as i64;
         }
-        ((self.points.len() + probed.pairs.len()) as i64, pushes)
+        ((points.len() + probed.pairs.len()) as i64, pushes)
     }
 }
 
@@ -614,6 +641,10 @@ impl Found {
 pub(super) struct Probed {
     least: f64,
     pairs: Vec<(usize, f64)>,
+    /// The query's own pair ([`own_pair`]).
+    own: Option<usize>,
+    /// Whether a pair that is not a probe may reach `least`, so that pass 2 must look for it.
+    pub sift: bool,
 }
 
 impl Probed {
