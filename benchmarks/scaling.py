@@ -3,11 +3,12 @@
 Two workloads under the residual metric (RBF, lengthscale 1, variance 1, m = 512, k = 50, Gaussian points in
 3-D, DESIGN section 6): the gold-workload shape (1,024 dataset-index queries) at N in {32,768, 131,072,
 524,288, 1,048,576}, and Vecchia all-points (every point among its predecessors) at N in {32,768, 131,072,
-262,144}. For each N it runs the rust engine (mode perf) on each path (tree, dense, auto; split: the dense
-path with the split screen) and the NumPy f64 reference of benchmarks/dense_vs_peers.py, every run in its
-own process so that its peak RSS is its own, and reports: seconds (V, fit + build, query), canonical
-distance evaluations per query, the fraction of the eligible points evaluated, peak RSS and its ratio to
-the bytes of V, and recall against the NumPy reference.
+262,144}. For each N it runs the rust engine (mode perf) on each path (tree; dense, with the f64 GEMM
+screen; split, the dense path with the split screen; auto, every default: SYSTEM_OPTIONS) and the NumPy f64
+reference of benchmarks/dense_vs_peers.py, every run in its own process so that its peak RSS is its own,
+and reports: seconds (V, fit + build, query), canonical distance evaluations per query, the fraction of
+the eligible points evaluated, peak RSS and its ratio to the bytes of V, and recall against the NumPy
+reference.
 
 A run is skipped when the same system at the previous size, scaled by the workload's growth (N for
 queries, N^2 for Vecchia all-points), predicts more than --budget seconds; skipped runs are listed. Prints
@@ -47,7 +48,15 @@ DIMS, M, K, QUERIES = 3, 512, 50, 1024
 SIZES = (32_768, 131_072, 524_288, 1_048_576)
 VECCHIA_SIZES = (32_768, 131_072, 262_144)
 SYSTEMS = ("numpy", "tree", "dense", "split", "auto")
-"""`split`: the dense path with dense_screen='split' (covertreex.split_screen), its build in the query."""
+SYSTEM_OPTIONS = {
+    "tree": {"path": "tree"},
+    "dense": {"path": "dense", "dense_screen": "f64"},
+    "split": {"path": "dense", "dense_screen": "split"},
+    "auto": {"path": "auto"},
+}
+"""The engine's options per system: `dense` is the dense path with the f64 GEMM screen, `split` the dense
+path with the split screen (covertreex.split_screen, its build in the query), `auto` every default (the
+path and the screen chosen per batch)."""
 GROWTH = {"query": 1, "vecchia": 2}
 """Exponent of N in each workload's dense work: a skipped size is predicted from the previous one."""
 REFERENCE_BYTES = 1 << 28
@@ -73,7 +82,7 @@ def run_one(workload: str, n: int, system: str, answers: Path) -> dict:
             fit_seconds, path, evaluations = 0.0, "numpy", None
         else:
             # mode perf: the default engine's mode (the tree's tiled build and query blocks need it)
-            options = {"path": "dense", "dense_screen": "split"} if system == "split" else {"path": system}
+            options = SYSTEM_OPTIONS[system]
             result, fit_seconds, query_seconds = run_engine("rust", problem, K, query, mode="perf",
                                                             **options)
             indices, path = result.indices, result.counters.extra.get("path")

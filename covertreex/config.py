@@ -133,14 +133,14 @@ class Config:
         minimum=1, **BLOCK_RANGE,
     )
     dense_screen: str = knob(
-        "f64",
+        "auto",
         "what screens the dense path's pairs: 'f64' the GEMM of V with a rigorous bound; 'split' an exact "
         "int8 product of a split of the residual that does not cancel (covertreex.split_screen), so only the "
         "pairs it cannot exclude are evaluated (pairs of two points it fits badly, and queries through which "
         "too many pairs come, take the GEMM): rust in perf mode, indexed residual queries of a problem "
-        "residual_problem built, else an error; 'auto' "
-        "the split where it applies and screens well (covertreex.split_screen.USEFUL), else f64; never "
-        "changes answers (the counters follow it)",
+        "residual_problem built, else an error; 'auto' (the default) the split where it applies, screens "
+        "well (covertreex.split_screen.USEFUL) and is built already or repays its building "
+        "(covertreex.split_screen.PAYS), else f64; never changes answers (the counters follow it)",
         choices=("auto", "f64", "split"),
     )
     predecessor_pruning: bool = knob(

@@ -57,12 +57,14 @@ FACTORS = ("sigma", "zerr", "znorm", "verr", "vnorm", "floor", "rest")
 ROWS = 4096
 """Rows of X whose kernel row, Z and residual are formed at a time (32 MiB of f64 at m = 512)."""
 
-ROW_REST = 0.4
+ROW_REST = 0.6
 """The largest sqrt(e/p) of a point z fits well (:meth:`SplitScreen.fits_badly`): the pairs of two points
-above it take the f64 GEMM, every other pair the split. Measured when whole query rows above it took the
-GEMM (Vecchia all-points at N = 32,768, 2026-12-06, Intel Xeon, 2 cores, rust perf mode, dense path, each
-value once): 3.58 s at 0.2, 3.37 s at 0.3, 3.12 s at 0.4, 3.20 s at 0.6, 3.64 s with every row split (26%
-of the rows are above 0.4), against 5.7 s for the f64 screen alone."""
+above it take the f64 GEMM, every other pair the split. Vecchia all-points at N = 65,536 (2026-12-06 03:52
+UTC, Intel Xeon, 2 cores, rust perf mode, the split built before, query seconds in two alternating rounds;
+points above / declined queries / canonical evaluations per query): 0.3: 7.80 s (36% / 797 / 88.1); 0.4:
+6.46, 6.61 s (26% / 1,518 / 87.8); 0.5: 6.12, 6.13 s (18% / 2,394 / 90.2); 0.6: 6.03, 6.03, 5.76, 6.18 s
+(10% / 3,402 / 97.0); 0.7: 5.83, 6.01 s (3.9% / 4,225 / 103.6); 0.8: 5.89, 6.67 s (1% / 4,555 / 105.6).
+Higher values leave fewer pairs to the GEMM (the fraction above, squared) and decline more queries."""
 
 DECLINE_SHARE = 16
 """The split gives a query back to the f64 GEMM (declines it) when more than one in this many of its
@@ -72,6 +74,13 @@ reads the point's row of V for that one pair, some 20 times a pair's share of a 
 residual is the jitter's and is correlated with no other point's above the bound's error terms, so nearly
 every pair of it comes through (at N = 32,768 the 512 inducing points' rows took 23% of the canonical
 evaluations before). 1 never declines."""
+
+PAYS = 16
+"""dense_screen='auto' builds the split for a batch only when its eligible pairs reach PAYS N m (a split
+built already is always used): building it costs ~50 CPU-us per point at m = 512 (N = 65,536: 1.6 s on 2
+cores), a pair screened by it instead of the f64 GEMM saves ~10 CPU-ns (Vecchia all-points,
+docs/benchmarks.md), so it repays itself from ~10 m pairs per point. At m = 512: from N = 16,385 for
+Vecchia all-points, from 8,192 indexed queries."""
 
 USEFUL = 0.5
 """The split screens well only where z carries most of the residual: the largest median sqrt(e/p) at which

@@ -217,6 +217,8 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
         reason = "needs the residual metric"
     elif not _indexed(space, queries):
         reason = "needs queries of the indexed points (indices=..., or predecessor mode)"
+    elif config.dense_screen == "auto" and not _split_pays(space, queries):
+        return None
     else:
         split = space.problem.split_screen
         if split is None:
@@ -229,6 +231,15 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
     if config.dense_screen == "auto" and split.median_rest > split_screen.USEFUL:
         return None
     return split
+
+
+def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:
+    """Whether 'auto' may use the split for this batch: where it is built already, or where the batch's
+    eligible pairs repay building it (covertreex.split_screen.PAYS)."""
+    if "split_screen" in vars(space.problem):
+        return True
+    pairs = int(np.minimum(queries.limit, space.n_points).sum())
+    return pairs >= split_screen.PAYS * space.n_points * space.data.V.shape[1]
 
 
 MAXIMIN_BLOCK = 512

@@ -168,6 +168,30 @@ def test_auto_leaves_a_problem_the_split_fits_badly_to_the_gemm(oracle, check_sa
     check_same(auto, oracle("residual", problem, 10, predecessor=True))
 
 
+def test_auto_builds_the_split_only_where_it_repays_itself(monkeypatch, oracle, check_same):
+    """'auto' (the default) leaves a batch too small to repay the split's building to the f64 GEMM without
+    building it, builds it for a batch large enough (split_screen.PAYS), and then uses it for any batch."""
+    problem = PROBLEMS["clustered, anisotropic"]()
+    tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf").fit(problem)
+    f64 = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf",
+                       dense_screen="f64").fit(problem)
+    idx = np.arange(0, len(problem.X), 9)
+
+    def same_work(a, b) -> bool:
+        return np.array_equal(a.counters.per_query, b.counters.per_query)
+
+    small = tree.query(indices=idx, k=10)
+    assert "split_screen" not in vars(problem) and same_work(small, f64.query(indices=idx, k=10))
+    monkeypatch.setattr(split_screen, "PAYS", 1)
+    large = tree.query(predecessor=True, k=10)
+    assert "split_screen" in vars(problem) and not same_work(large, f64.query(predecessor=True, k=10))
+    check_same((large.distances, large.indices), oracle("residual", problem, 10, predecessor=True))
+    monkeypatch.setattr(split_screen, "PAYS", 16)
+    again = tree.query(indices=idx, k=10)
+    assert not same_work(again, small), "the split, once built, serves small batches too"
+    check_same((again.distances, again.indices), oracle("residual", problem, 10, indices=idx))
+
+
 @pytest.mark.parametrize(("options", "data", "query", "words"), [
     ({"mode": "parity"}, "residual", "predecessor", "perf mode only"),
     ({}, "euclidean", "predecessor", "residual metric"),
