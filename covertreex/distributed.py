@@ -44,6 +44,7 @@ from covertreex import malloc_thresholds, small_frames
 from covertreex.api import CoverTree
 from covertreex.config import Config
 from covertreex.engines import get_engine
+from covertreex.engines.rust import dense_screen_for
 from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.residual import residual_problem
@@ -99,7 +100,12 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
     require_answer_memory(queries.n_queries, k)
     path = model.choose_path(space, False, queries, k)
     tree = model.tree if path == "tree" else None
-    return Index(model.engine.name, model.config, space, queries, k, path, tree)
+    config = model.config
+    if path == "dense" and model.engine.name == "rust":
+        # dense_screen='auto' chooses per batch, and a worker's range is a smaller batch than the job:
+        # the job's choice is made here, once, so that every range screens alike.
+        config = dataclasses.replace(config, dense_screen=dense_screen_for(space, queries, config))
+    return Index(model.engine.name, config, space, queries, k, path, tree)
 
 
 _RESIDUAL_PARAMETERS = tuple(

@@ -233,6 +233,12 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
     return split
 
 
+def dense_screen_for(space: MetricSpace, queries: QuerySet, config: Config) -> str:
+    """The screen ('split' or 'f64') `config.dense_screen` takes for this batch as a whole: for a job cut
+    into parts that must all screen alike (covertreex.distributed)."""
+    return "f64" if dense_split(space, queries, config) is None else "split"
+
+
 def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:
     """Whether 'auto' may use the split for this batch: where it is built already, or where the batch's
     eligible pairs repay building it (covertreex.split_screen.PAYS)."""

@@ -100,6 +100,25 @@ def test_query_set_by_scheduler_address_is_byte_identical(client):
     assert _same_bytes(idx, local.indices) and _same_bytes(dist, local.distances)
 
 
+def test_a_dense_job_takes_one_screen_on_every_worker(client, monkeypatch):
+    """dense_screen='auto' chooses for the whole job once (a worker's range alone might not repay building
+    the split), so every range takes the split and the answers are the single process's, bit for bit."""
+    from covertreex import datasets, split_screen
+
+    problem = ct.residual_problem(datasets.make("clustered", 1000, 3, 5).points, m=80, seed=5,
+                                  lengthscale=[0.3, 1.0, 2.0])
+    monkeypatch.setattr(split_screen, "PAYS", 1)
+    index = distributed.prepare(problem, 10, metric="residual", engine="rust", predecessor=True,
+                                path="dense", mode="perf")
+    assert index.config.dense_screen == "split"
+    expected = distributed.answer_range(index, 0, 1000)
+    local = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf",
+                         dense_screen="f64").fit(problem).query(k=10, predecessor=True)
+    idx, dist = distributed.run(index, client, ranges_per_worker=3)
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+    assert _same_bytes(idx, local.indices) and _same_bytes(dist, local.distances)
+
+
 def _answers_unchanged_despite(client, interfere) -> list:
     """Run a job slow enough to be interfered with midway (the tree path on the residual metric: about
     0.3 s of work) while `interfere(client, record)` runs in a thread; check that the answer is the

@@ -598,7 +598,7 @@ impl Found {
     /// with the probes, offered to `heap` in index order: (evaluations, heap pushes). A declined query
     /// leaves the heap empty, its probes its only evaluations.
     pub fn finish(
-        &self,
+        &mut self,
         job: &Job,
         row: usize,
         own: i64,
@@ -609,10 +609,9 @@ impl Found {
         if self.over {
             return (probed.pairs.len() as i64, 0);
         }
-        let mut points = self.points.clone();
+        let points = &mut self.points;
         if let Some(o) = probed.own {
-            let at = points.partition_point(|&j| j < o);
-            points.insert(at, o);
+            points.insert(points.partition_point(|&j| j < o), o);
         }
         let mut distances = vec![0.0; points.len()];
         Mode::Perf.distances(
@@ -620,7 +619,7 @@ impl Found {
             row,
             own,
             job.data,
-            &points,
+            points,
             &mut distances,
         );
         let (mut pushes, mut probes) = (0, probed.pairs.iter().peekable());
