@@ -60,8 +60,10 @@ ROWS = 4096
 ROW_REST = 0.6
 """The largest sqrt(e/p) of a point z fits well (:meth:`SplitScreen.fits_badly`): the pairs of two points
 above it take the f64 GEMM, every other pair the split. Vecchia all-points at N = 65,536 (2026-12-06 03:52
-UTC, Intel Xeon, 2 cores, rust perf mode, the split built before, query seconds in two alternating rounds;
-points above / declined queries / canonical evaluations per query): 0.3: 7.80 s (36% / 797 / 88.1); 0.4:
+UTC, Intel Xeon, 2 cores; an uncommitted /tmp script: the gold workload's problem, its split built first,
+one CoverTree(engine="rust", path="dense", dense_screen="split", mode="perf") queried with predecessor=True,
+k=50 after setting ROW_REST, in two alternating rounds; query seconds, and points above / declined queries /
+canonical evaluations per query): 0.3: 7.80 s (36% / 797 / 88.1); 0.4:
 6.46, 6.61 s (26% / 1,518 / 87.8); 0.5: 6.12, 6.13 s (18% / 2,394 / 90.2); 0.6: 6.03, 6.03, 5.76, 6.18 s
 (10% / 3,402 / 97.0); 0.7: 5.83, 6.01 s (3.9% / 4,225 / 103.6); 0.8: 5.89, 6.67 s (1% / 4,555 / 105.6).
 Higher values leave fewer pairs to the GEMM (the fraction above, squared) and decline more queries."""

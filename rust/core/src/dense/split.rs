@@ -36,14 +36,15 @@ use crate::query::QueryBatch;
 /// Factors per row (covertreex.split_screen.FACTORS: sigma, zerr, znorm, verr, vnorm, floor, rest).
 pub const FACTORS: usize = 7;
 
-/// Probes per query beyond the k asked for, as a divisor of k: k + ceil(k / 4) in all. More probes tighten the threshold T
-/// (the k-th of more of the likeliest pairs) and cost more canonical evaluations. Vecchia all-points,
+/// Probes per query beyond the k asked for, as a divisor of k: k + ceil(k / 4) in all. More probes
+/// tighten the threshold T (the k-th of more of the likeliest pairs) and cost more canonical evaluations. Vecchia all-points,
 /// N = 32,768, k = 50, evaluations per query and query seconds (rust perf mode, dense path, the split built
 /// before; 2026-12-06 01:35 UTC, noisy to +-0.3 s): k probes 152.0 / 4.42 s; 1.25 k 120.4 / 3.29, 3.50,
 /// 3.80 s; 1.5 k 122.0 / 3.64 s; 2 k 134.5 / 3.98, 3.65, 3.87 s; 3 k 166.4 / 4.00 s.
 const EXTRA_PROBES_PER_K: usize = 4;
 
-/// (1 + 64 u): covers the fourteen roundings of [`Split::bounds`] with room to spare.
+/// (1 + 64 u): covers the fourteen roundings of [`Split::bound`] (and of [`Split::reach`]'s same
+/// operations) with room to spare.
 const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
 
 /// The split screen's arrays, as covertreex.split_screen makes them: Z's rows in int8 (n x m) and the
@@ -147,7 +148,7 @@ pub struct Split<'a> {
     columns: Vec<f64>,
     n: usize,
     int8: Int8<'a>,
-    /// left_before[j]: the points before j that are left out.
+    /// `left_before[j]`: the points before j that are left out.
     left_before: Vec<usize>,
 }
 
