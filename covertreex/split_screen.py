@@ -36,6 +36,7 @@ while this bound need not hold there. benchmarks/split_screening_study.py measur
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -55,7 +56,15 @@ FACTORS = ("sigma", "zerr", "znorm", "verr", "vnorm", "floor", "rest")
 """The columns of :attr:`SplitScreen.factors`, in the order the rust epilogue reads them."""
 
 ROWS = 4096
-"""Rows of X whose kernel row, Z and residual are formed at a time (32 MiB of f64 at m = 512)."""
+"""Rows of X whose kernel row, Z and V L^T are formed at a time (16 MiB each at m = 512). A GEMM's bits
+depend on its shape (OpenBLAS's kernels for the edge rows: at m = 300, blocks of 512 rows gave the last 8
+rows of each other bits), so this stays as it was; the work after the GEMMs goes PASS rows at a time."""
+
+PASS = 256
+"""Rows of such a block whose norms and int8 rows are formed at a time: their arrays (1 MiB at m = 512) stay
+in a core's cache through the dozen elementwise passes over them (all rows' work at N = 32,768 on one
+thread, 5 alternating runs: 0.81 / 0.83 s minimum at 128 / 256 rows, 0.86 / 0.85 at 512 / 1,024, 0.88 at
+4,096)."""
 
 ROW_REST = 0.6
 """The largest sqrt(e/p) of a point z fits well (:meth:`SplitScreen.fits_badly`): the pairs of two points
@@ -95,6 +104,14 @@ def gamma(n: int) -> float:
 
 def fro(a) -> float:
     return float(np.sqrt((np.asarray(a, dtype=np.float64) ** 2).sum()))
+
+
+def _on_cpus(task, items) -> list:
+    """[task(item) for item in items] on the available CPUs. NumPy releases the GIL, and under
+    :func:`one_thread` (the process-wide OpenBLAS count) each GEMM still runs on one BLAS thread: the same
+    bits as one after another."""
+    with ThreadPoolExecutor(max_workers=max(1, min(available_cpus(), len(items)))) as pool:
+        return list(pool.map(task, items))
 
 
 def kernel_error(kernel: str, d: int, variance: float) -> float:
@@ -142,16 +159,30 @@ MAX_INDUCING = 512
 an inner dimension up to 2^(53 - 2 SLICE_BITS)."""
 
 
+SLICED_ROWS = 128
+"""Rows of :func:`sliced_product` per task: four tasks at m = 512, whose arrays stay in a core's cache (one
+product at m = 512 under one_thread, 2 cores: 0.19 s in one task, 0.07-0.09 s in four, 0.10 s in two)."""
+
+
 def sliced_product(A: np.ndarray, B: np.ndarray):
     """(A @ B, a bound on each entry's error) for an inner dimension of at most 512, with an error of
     about u |A B| + 2^-80 |A| |B| instead of f64's 2^-44 |A| |B| at 512 terms: A's rows and B's columns
     are cut into 22-bit slices (:func:`_slices`), every product of two slices is an f64 GEMM that is
-    exact (integers below 2^53 on one grid, whatever the summation order), and only the exact parts'
-    compensated sum and the slices' remainders err."""
+    exact (integers below 2^53 on one grid, whatever the summation order or BLAS threading), and only the
+    exact parts' compensated sum and the slices' remainders err. A row of the result depends only on A's
+    row, so blocks of rows run on the CPUs with the same bits."""
     if A.shape[1] > MAX_INDUCING:
         raise ValueError(f"sliced_product: inner dimension {A.shape[1]} > {MAX_INDUCING} would not be exact")
-    a_parts, a_rest = _slices(A, axis=1)
     b_parts, b_rest = _slices(B, axis=0)
+    b_sums = np.abs(B).sum(axis=0, keepdims=True)
+    blocks = _on_cpus(lambda start: _sliced_rows(A[start:start + SLICED_ROWS], b_parts, b_rest, b_sums),
+                      range(0, len(A), SLICED_ROWS))
+    return tuple(np.concatenate(columns) for columns in zip(*blocks, strict=True))
+
+
+def _sliced_rows(A, b_parts, b_rest, b_sums):
+    """:func:`sliced_product` of the rows A, given B's slices, remainder and column sums of |B|."""
+    a_parts, a_rest = _slices(A, axis=1)
     parts = [a @ b for a in a_parts for b in b_parts]
     # The parts cancel (each slice's truncation is large against a small entry of K M): a compensated sum
     # of n terms errs by at most u |sum| + gamma_(n-1)^2 sum |part| (Ogita, Rump and Oishi, "Accurate sum
@@ -163,7 +194,7 @@ def sliced_product(A: np.ndarray, B: np.ndarray):
         total = after
     total = total + carried
     summed = 4 * U64 * np.abs(total) + 8 * (len(parts) * U64) ** 2 * sum(np.abs(part) for part in parts)
-    cut = a_rest * np.abs(B).sum(axis=0, keepdims=True) + np.abs(A).sum(axis=1, keepdims=True) * b_rest
+    cut = a_rest * b_sums + np.abs(A).sum(axis=1, keepdims=True) * b_rest
     return total, summed + cut * (1 + gamma(4)) * 2
 
 
@@ -265,54 +296,98 @@ def _build(problem) -> SplitScreen | None:
     S, eps = certificate(K_hat, Mc, norm_mc, s2t, kernel_err)
     if not verified(S, eps):
         return None
+    fixed = _Fixed(U, L, Mc, norm_mc, fro(Mc), fro(L), s2t, kernel_err)
     q = np.empty(V.shape, dtype=np.int8)
     factors = np.empty((len(X), len(FACTORS)))
     rest = np.empty(len(X))
-    fro_mc, fro_l = fro(Mc), fro(L)
+    work = _Work(m)
 
     def rows_from(start: int) -> None:
         rows = slice(start, min(start + ROWS, len(X)))
-        rest[rows] = _rows(problem, rows, U, L, Mc, norm_mc, fro_mc, fro_l, s2t, kernel_err, q, factors)
+        rest[rows] = _rows(problem, rows, fixed, q, factors, work)
 
-    # Blocks of rows on the CPUs, each GEMM on one BLAS thread (NumPy releases the GIL): the same bits
-    # as one after another.
-    starts = range(0, len(X), ROWS)
-    with ThreadPoolExecutor(max_workers=max(1, min(available_cpus(), len(starts)))) as pool:
-        list(pool.map(rows_from, starts))
+    _on_cpus(rows_from, range(0, len(X), ROWS))
     return SplitScreen(q, factors, float(np.median(rest)))
 
 
-def _rows(problem, rows, U, L, Mc, norm_mc, fro_mc, fro_l, s2t, kernel_err, q, factors) -> np.ndarray:
-    """The int8 rows of Z and the bound's factors of X[rows] (written into q and factors); returns their
-    sqrt(e/p)."""
-    from covertreex.metrics.data import kernel_matrix, residual_d2_error
+@dataclass(frozen=True)
+class _Fixed:
+    """What every block of rows takes from the build: the inducing points, L, Mc, and the bounds' norms."""
 
-    X, V, p, variance = problem.X[rows], problem.V[rows], problem.p[rows], problem.variance
-    m, d = len(U), X.shape[1]
+    U: np.ndarray
+    L: np.ndarray
+    Mc: np.ndarray
+    norm_mc: float
+    fro_mc: float
+    fro_l: float
+    s2t: float
+    kernel_err: float
+
+
+class _Work(threading.local):
+    """A thread's arrays for :func:`_rows`, reused from block to block (fresh ones would page in, where the
+    environment pins glibc's mmap threshold, see covertreex.malloc_thresholds): a block's Z and V L^T, and
+    PASS x m for :func:`_terms`."""
+
+    def __init__(self, m: int):
+        self.Z, self.W, self.T = np.empty((ROWS, m)), np.empty((ROWS, m)), np.empty((PASS, m))
+
+
+def _rows(problem, rows: slice, fixed: _Fixed, q, factors, work: _Work) -> np.ndarray:
+    """The int8 rows of Z and the bound's factors of X[rows] (written into q and factors); returns their
+    sqrt(e/p). The GEMMs take the whole block (see :data:`ROWS`), all else is per row (:func:`_terms`)."""
+    from covertreex.metrics.data import kernel_matrix
+
+    n = rows.stop - rows.start
+    K_xu = kernel_matrix(problem.X[rows], fixed.U, problem.kernel, problem.lengthscale, problem.variance)
+    Z = np.matmul(K_xu, fixed.Mc, out=work.Z[:n])
+    VL = np.matmul(problem.V[rows], fixed.L.T, out=work.W[:n])
+    return np.concatenate([
+        _terms(problem, slice(rows.start + a, rows.start + b), K_xu[a:b], VL[a:b], Z[a:b], fixed, q, factors,
+               work.T[: b - a])
+        for a, b in ((a, min(a + PASS, n)) for a in range(0, n, PASS))])
+
+
+def _norms(A: np.ndarray, square: np.ndarray) -> np.ndarray:
+    """np.linalg.norm(A, axis=1) with its operations (x * x, summed by np.add.reduce), squaring into
+    `square` (A itself allowed) instead of two temporaries."""
+    np.multiply(A, A, out=square)
+    return np.sqrt(np.add.reduce(square, axis=1))
+
+
+def _terms(problem, rows: slice, K_xu, VL, Z, fixed: _Fixed, q, factors, T) -> np.ndarray:
+    """:func:`_rows` given the rows' kernel matrix, V L^T (overwritten) and Z, with T as scratch."""
+    from covertreex.metrics.data import residual_d2_error
+
+    V, p, variance = problem.V[rows], problem.p[rows], problem.variance
+    m, d, kernel_err = len(fixed.U), problem.X.shape[1], fixed.kernel_err
     g = gamma(m + 2)
-    K_xu = kernel_matrix(X, U, problem.kernel, problem.lengthscale, variance)
-    norm_k = np.linalg.norm(K_xu, axis=1)
-    Z = K_xu @ Mc
+    norm_k = _norms(K_xu, T)
     # ||(|k_i| |Mc|)|| <= ||k_i|| ||Mc||_F: Z's rounding, and the kernel values' error through ||Mc||.
-    zeta = g * norm_k * fro_mc * (1 + 4 * g) + norm_mc * np.sqrt(m) * kernel_err
+    zeta = g * norm_k * fixed.fro_mc * (1 + 4 * g) + fixed.norm_mc * np.sqrt(m) * kernel_err
     # V_i against L^{-1} k_i: the residual k_i - L V_i with its rounding bound, through ||L^{-1}|| <= 1/s~.
-    norm_v = np.linalg.norm(V, axis=1)
-    resid = np.linalg.norm(K_xu - V @ L.T, axis=1)
-    h = (resid * (1 + 4 * g) + g * (norm_k + norm_v * fro_l) * (1 + 4 * g) + np.sqrt(m) * kernel_err) \
-        / np.sqrt(s2t) * (1 + 4 * U64)
+    norm_v = _norms(V, T)
+    resid = _norms(np.subtract(K_xu, VL, out=VL), VL)
+    h = (resid * (1 + 4 * g) + g * (norm_k + norm_v * fixed.fro_l) * (1 + 4 * g) + np.sqrt(m) * kernel_err) \
+        / np.sqrt(fixed.s2t) * (1 + 4 * U64)
     n_up = norm_v * (1 + g) + h
     v_lo = np.maximum(norm_v * (1 - g) - h, 0.0)
-    norm_z = np.linalg.norm(Z, axis=1)
+    norm_z = _norms(Z, T)
     a_up = norm_z * (1 + g) + zeta
     z_lo = np.maximum(norm_z * (1 - g) - zeta, 0.0)
     e_up = np.maximum(variance - v_lo**2 - z_lo**2 + 8 * U64 * variance, 0.0)
     # Z = s q + omega per row, q in -127..127; int32 sums of q_i . q_j are exact.
-    s = np.abs(Z).max(axis=1) / 127.0
+    abs_z = np.abs(Z, out=T)
+    s = abs_z.max(axis=1) / 127.0
+    abs_sum = abs_z.sum(axis=1)
     # (clipped: a subnormal s has too few bits for Z / s to stay within 127; omega covers the difference)
-    qz = np.clip(np.rint(Z / np.where(s > 0, s, 1.0)[:, None]), -127, 127)
-    q[rows] = qz.astype(np.int8)
-    omega = np.linalg.norm(Z - s[:, None] * qz, axis=1) * (1 + g) + 4 * U64 * np.abs(Z).sum(axis=1)
-    norm_q = np.linalg.norm(qz, axis=1) * (1 + gamma(m))
+    qz = np.divide(Z, np.where(s > 0, s, 1.0)[:, None], out=T)
+    np.clip(np.rint(qz, out=qz), -127, 127, out=qz)
+    q[rows] = qz
+    cut = np.subtract(Z, np.multiply(s[:, None], qz, out=VL), out=VL)
+    omega = _norms(cut, cut) * (1 + g) + 4 * U64 * abs_sum
+    # q's squares and their sums are integers below 2^53, exact in any order.
+    norm_q = np.sqrt(np.einsum("ij,ij->i", qz, qz)) * (1 + gamma(m))
     # |z_i . z_j| <= s_i s_j |q_i . q_j| (1 + 4u) + omega_i |z_j| + s_i |q_i| omega_j, and |r_ij - R*_ij|
     # adds zeta_i a_j + a_i zeta_j (Z against z) and h_i n_j + n_i h_j + h_i h_j (V against L^-1 k). The
     # canonical evaluation adds E = residual_d2_error's numerator: h_i h_j + E <= (h_i + sqrt E)(h_j +
