@@ -11,22 +11,29 @@ import pytest
 
 from pytest_pcct.gate import callgrind, client_request
 
-PROJECT = '''
+WORK = '''
 import itertools
+
+
+def work(n):
+    """Allocates nothing (small ints are cached): its count does not depend on the allocator's state,
+    which differs between runs and turns (the gate's own code: update and check runs differed by up to
+    3%; another environment variable, --lf; the packages installed: a sum of squares differed by 1.3%
+    between two turns with optuna installed)."""
+    s = 0
+    for _ in itertools.repeat(None, n):
+        s = (s + 7) & 255
+    return s
+'''
+
+
+PROJECT = '''
 import os
 
 import pytest
 
 from pytest_pcct.gate import callgrind, client_request
-
-
-def work(n):
-    """Allocates nothing (0 and 1 are cached ints): a count that allocates moves with the allocator's
-    state, which the gate's own code shifts (update and check runs differed by up to 3%)."""
-    bit = 0
-    for _ in itertools.repeat(None, n):
-        bit ^= 1
-    return bit
+''' + WORK + '''
 
 
 @pytest.mark.pcct_instructions
@@ -142,16 +149,15 @@ def test_a_machine_without_the_x86_64_request_code_is_refused_before_the_relaunc
     refused.stderr.fnmatch_lines(["*client requests in x86-64 code only; this machine is aarch64*"])
 
 
+
+
 THREADED = '''
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 POOL = ThreadPoolExecutor(1)  # its thread lives across calls, as rayon's does
-
-
-def work(n):
-    return sum(i * i for i in range(n))
+''' + WORK + '''
 
 
 def on_the_pool(n):
@@ -198,19 +204,10 @@ def test_a_wrapped_count_in_a_dump_is_refused_not_recorded(tmp_path):
 
 
 PEDANTIC = '''
-import itertools
 import os
 
 import pytest
-
-
-def work(n):
-    """Allocates nothing (small ints are cached): its count does not depend on the allocator's state,
-    which the two runs below leave differently (another environment variable, --lf)."""
-    s = 0
-    for _ in itertools.repeat(None, n):
-        s = (s + 7) & 255
-    return s
+''' + WORK + '''
 
 
 def _record(pcct_gate):
