@@ -50,6 +50,7 @@ from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.residual import residual_problem
 from covertreex.resources import available_cpus, require_answer_memory
 from covertreex.scalars import as_bool, as_int
+from covertreex.split_screen import SplitScreen
 from covertreex.tree import Tree
 from covertreex.validation import check_k
 
@@ -75,6 +76,14 @@ class Index:
     k: int
     path: str
     tree: Tree | None = field(default=None, repr=False)
+    split: SplitScreen | None = field(default=None, repr=False)
+    """The split screen every range takes (config.dense_screen 'split'), built once here and sent with
+    the index: each worker building its own cost a core-second at N = 32,768 and made the 2-worker
+    LocalCluster 1.8-2.5x the single process (2026-12-06, benchmarks/dask_overhead.py)."""
+
+    def __post_init__(self):
+        if self.split is not None:
+            self.space.problem.adopt_split_screen(self.split)
 
     def __reduce_ex__(self, protocol):
         """Travel in pieces that land in plain pages (:mod:`covertreex.small_frames`)."""
@@ -105,7 +114,8 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
         # dense_screen='auto' chooses per batch, and a worker's range is a smaller batch than the job:
         # the job's choice is made here, once, so that every range screens alike.
         config = dataclasses.replace(config, dense_screen=dense_screen_for(space, queries, config))
-    return Index(model.engine.name, config, space, queries, k, path, tree)
+    split = space.problem.split_screen if config.dense_screen == "split" else None
+    return Index(model.engine.name, config, space, queries, k, path, tree, split)
 
 
 _RESIDUAL_PARAMETERS = tuple(

@@ -194,6 +194,12 @@ class ResidualProblem:
 
         return split_screen(self)
 
+    def adopt_split_screen(self, split) -> None:
+        """Take `split` (this problem's :attr:`split_screen`, built in another process from the same
+        arrays) unless one is built here already: a Dask worker given the client's need not build it
+        again (a pickled problem leaves it out)."""
+        self.__dict__.setdefault("split_screen", split)
+
     @cached_property
     def digest(self) -> str:
         """Computed once: the arrays are read-only."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import re
 import signal
 import socket
@@ -117,6 +118,25 @@ def test_a_dense_job_takes_one_screen_on_every_worker(client, monkeypatch):
     idx, dist = distributed.run(index, client, ranges_per_worker=3)
     assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
     assert _same_bytes(idx, local.indices) and _same_bytes(dist, local.distances)
+
+
+def test_the_split_screen_travels_with_the_index(monkeypatch):
+    """A worker takes the client's split screen from the index instead of building its own (a pickled
+    problem alone leaves it out)."""
+    from covertreex import datasets, split_screen
+
+    problem = ct.residual_problem(datasets.make("clustered", 600, 3, 5).points, m=60, seed=5)
+    monkeypatch.setattr(split_screen, "PAYS", 1)
+    index = distributed.prepare(problem, 8, metric="residual", engine="rust", predecessor=True,
+                                path="dense", mode="perf")
+    built = problem.split_screen
+    assert index.split is built
+    arrived = pickle.loads(pickle.dumps(index, protocol=5))
+    assert "split_screen" not in vars(pickle.loads(pickle.dumps(problem, protocol=5)))
+    monkeypatch.setattr(split_screen, "split_screen", lambda problem: pytest.fail("built again"))
+    split = arrived.space.problem.split_screen
+    assert np.array_equal(split.q, built.q) and np.array_equal(split.factors, built.factors)
+    assert _same_bytes(*(distributed.answer_range(i, 0, 600)[0] for i in (arrived, index)))
 
 
 def _answers_unchanged_despite(client, interfere) -> list:
