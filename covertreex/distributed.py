@@ -65,6 +65,14 @@ re-checks (scalar m-term sums) while a screened pair is one cell of a GEMM tile.
 33 us more per row at 15 ns per pair: 2,200 pairs per row, 44 per neighbour."""
 
 
+SPLIT_PAIRS_PER_NEIGHBOUR = 400
+""":data:`PAIRS_PER_NEIGHBOUR` on the split screen, where a pair costs a fraction of a GEMM cell (an int8
+product and a bound) and a query its probes and pairs let through, ~100 canonical evaluations at m = 512.
+Measured (2026-12-06, N = 32,768, k = 50, two one-thread processes at once, each answering one of the two
+ranges the f64 model gives): 22,626 rows with 256 M pairs took 2.57 CPU-s, 10,142 rows with 281 M pairs
+1.73: 74 us per row and 3.5 ns per pair, 21,000 pairs per row, 430 per neighbour."""
+
+
 @dataclass(frozen=True, eq=False)
 class Index:
     """Everything a worker needs to answer any range of the query set; scattered once per job."""
@@ -84,6 +92,11 @@ class Index:
     def __post_init__(self):
         if self.split is not None:
             self.space.problem.adopt_split_screen(self.split)
+
+    @property
+    def pairs_per_neighbour(self) -> float:
+        """What one returned neighbour costs in eligible pairs, on this index's screen."""
+        return PAIRS_PER_NEIGHBOUR if self.split is None else SPLIT_PAIRS_PER_NEIGHBOUR
 
     def __reduce_ex__(self, protocol):
         """Travel in pieces that land in plain pages (:mod:`covertreex.small_frames`)."""
@@ -124,13 +137,14 @@ _RESIDUAL_PARAMETERS = tuple(
 )
 
 
-def cost_balanced_ranges(limits: np.ndarray, k: int, n_ranges: int) -> list[tuple[int, int]]:
+def cost_balanced_ranges(limits: np.ndarray, k: int, n_ranges: int,
+                         per_neighbour: float = PAIRS_PER_NEIGHBOUR) -> list[tuple[int, int]]:
     """Contiguous (start, stop) ranges covering every query once, each of about equal cost, a query
-    costing the points it may return (`limits`) plus its answer (:data:`PAIRS_PER_NEIGHBOUR` per
-    neighbour); never an empty range."""
+    costing the points it may return (`limits`) plus its answer (`per_neighbour` pairs per neighbour,
+    :attr:`Index.pairs_per_neighbour`); never an empty range."""
     n = limits.shape[0]
     n_ranges = max(1, min(n_ranges, n))
-    cumulative = np.cumsum(np.asarray(limits, dtype=np.float64) + PAIRS_PER_NEIGHBOUR * k)
+    cumulative = np.cumsum(np.asarray(limits, dtype=np.float64) + per_neighbour * k)
     targets = cumulative[-1] * np.arange(1, n_ranges) / n_ranges
     cuts = np.searchsorted(cumulative, targets, side="left") + 1
     edges = np.unique(np.concatenate([[0], np.clip(cuts, 1, n), [n]]))
@@ -297,7 +311,7 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     _require_scheduler(client)  # lost before the job: Dask's reconnect would hold every call below
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
-                                  workers * ranges_per_worker)
+                                  workers * ranges_per_worker, index.pairs_per_neighbour)
     try:
         return _run_ranges(index, client, ranges)
     except Exception as exc:

@@ -40,13 +40,15 @@ def _same_bytes(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-def test_ranges_cover_every_query_once_at_about_equal_cost():
-    limits = np.arange(1000)  # predecessor rows: row i may return i points
-    ranges = distributed.cost_balanced_ranges(limits, 10, 8)
+@pytest.mark.parametrize("per_neighbour",
+                         [distributed.PAIRS_PER_NEIGHBOUR, distributed.SPLIT_PAIRS_PER_NEIGHBOUR])
+def test_ranges_cover_every_query_once_at_about_equal_cost(per_neighbour):
+    limits = np.arange(0, 100_000, 100)  # every 100th predecessor row: row i may return i points
+    ranges = distributed.cost_balanced_ranges(limits, 10, 8, per_neighbour)
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000
     starts = [a for a, _ in ranges]
     assert all(a < b for a, b in ranges) and [b for _, b in ranges[:-1]] == starts[1:]
-    answer = distributed.PAIRS_PER_NEIGHBOUR * 10
+    answer = per_neighbour * 10
     costs = [float((limits[a:b] + answer).sum()) for a, b in ranges]
     assert len(ranges) == 8 and max(costs) - min(costs) <= 2 * (limits.max() + answer)
     assert ranges[0][1] - ranges[0][0] > 2 * (ranges[-1][1] - ranges[-1][0])  # early rows are cheap
@@ -131,6 +133,7 @@ def test_the_split_screen_travels_with_the_index(monkeypatch):
                                 path="dense", mode="perf")
     built = problem.split_screen
     assert index.split is built
+    assert index.pairs_per_neighbour == distributed.SPLIT_PAIRS_PER_NEIGHBOUR
     arrived = pickle.loads(pickle.dumps(index, protocol=5))
     assert "split_screen" not in vars(pickle.loads(pickle.dumps(problem, protocol=5)))
     monkeypatch.setattr(split_screen, "split_screen", lambda problem: pytest.fail("built again"))
