@@ -122,6 +122,16 @@ def test_a_dense_job_takes_one_screen_on_every_worker(client, monkeypatch):
     assert _same_bytes(idx, local.indices) and _same_bytes(dist, local.distances)
 
 
+def test_an_index_sends_each_array_once():
+    """The problem, the space and the query set share V (read-only views of a read-only array are the
+    array itself): pickle sends it once, where three views of it tripled the scatter."""
+    problem = ct.residual_problem(np.random.default_rng(3).normal(size=(2000, 3)), m=128, seed=3)
+    index = distributed.prepare(problem, 8, metric="residual", predecessor=True)
+    buffers = []
+    pickle.dumps(index, protocol=5, buffer_callback=buffers.append)
+    assert problem.V.nbytes <= sum(b.raw().nbytes for b in buffers) < 1.5 * problem.V.nbytes
+
+
 def test_the_split_screen_travels_with_the_index(monkeypatch):
     """A worker takes the client's split screen from the index instead of building its own (a pickled
     problem alone leaves it out)."""
