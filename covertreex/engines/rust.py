@@ -130,7 +130,8 @@ class RustEngine:
         given = np.full((queries.n_queries, k), np.inf)
         if routed.size:
             points = np.flatnonzero(left_out)
-            gemm = self._dense(_rows_of(space.data, points), _among(queries, routed, points), k, config)
+            rows = _rows_of(space.data, points)
+            gemm = self._dense(rows, _among(queries, routed, points, rows), k, config)
             gemm_idx = np.where(gemm[0] >= 0, points[np.maximum(gemm[0], 0)], -1)
             given[routed] = gemm[1]
         screen = (split.q, split.factors, left_out, given, split_screen.DECLINE_SHARE)
@@ -179,11 +180,16 @@ def _rows_of(data: MetricData, points: np.ndarray) -> MetricData:
     return data._replace(X=data.X[points], V=data.V[points], P=data.P[points])
 
 
-def _among(queries: QuerySet, at: np.ndarray, points: np.ndarray) -> QuerySet:
+def _among(queries: QuerySet, at: np.ndarray, points: np.ndarray, data: MetricData) -> QuerySet:
     """The indexed queries at positions `at`, all of them among the ascending `points`, as queries of
-    those points alone (their own index and eligibility limit renumbered)."""
-    return QuerySet(queries.data, queries.rows[at], np.searchsorted(points, queries.dataset_index[at]),
-                    np.searchsorted(points, queries.limit[at]), queries.predecessor)
+    those points alone, whose metric data is `data` (their rows, own index and eligibility limit
+    renumbered): queries on the points' own arrays are checked with them, where queries on the whole
+    data set had all of its V read for its check on every call."""
+    def among(index):
+        return np.searchsorted(points, index)
+
+    return QuerySet(data, among(queries.rows[at]), among(queries.dataset_index[at]),
+                    among(queries.limit[at]), queries.predecessor)
 
 
 def _merged(idx_a, dist_a, idx_b, dist_b):
