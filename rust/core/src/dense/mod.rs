@@ -486,7 +486,7 @@ fn check_blocks(blocks: Blocks) -> Result<()> {
 /// (distance, index), with distances bitwise the canonical ones. `threads` = None runs on rayon's
 /// global pool; results and counters never depend on it. `stop` ends the call early (between tiles).
 /// `split`, for indexed residual queries, screens every pair by the split screen before the GEMM
-/// ([`split`]): the same answers, fewer pairs through the GEMM.
+/// (`split`): the same answers, fewer pairs through the GEMM.
 pub fn dense_query(
     data: &MetricData,
     queries: &QueryBatch,

@@ -366,7 +366,7 @@ impl<'a> Screen<'a> {
     }
 
     /// Bounds (lo, hi) on the canonical keys of the batch's query `q` against points j0, j0 + 1, ..,
-    /// one pair per GEMM value of `g`, a group of at most [`GROUP`] pairs at a time, in index order;
+    /// one pair per GEMM value of `g`, a group of at most `GROUP` pairs at a time, in index order;
     /// the groups not below the sink's cutoff are offered to it (the test is one vector compare). The
     /// pair at position `own` of the row (the query's own dataset index) gets the key of distance 0
     /// exactly.

@@ -48,7 +48,7 @@ const EXTRA_PROBES_PER_K: usize = 4;
 const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
 
 /// The split screen's arrays, as covertreex.split_screen makes them: Z's rows in int8 (n x m) and the
-/// bound's factors (n x [`FACTORS`]), both row-major; and what the caller answers elsewhere.
+/// bound's factors (n x `FACTORS`), both row-major; and what the caller answers elsewhere.
 #[derive(Debug, Clone, Copy)]
 pub struct SplitData<'a> {
     pub q: &'a [i8],
@@ -62,7 +62,7 @@ pub struct SplitData<'a> {
     /// out, padded with infinity), row-major: they join the probes' in the query's threshold T.
     pub given: &'a [f64],
     /// A query is declined ([`super::DenseOutput::declined`]) when more than one in this many of its
-    /// eligible pairs come through (and more than [`DECLINE_FLOOR`]); 1: never
+    /// eligible pairs come through (and more than `DECLINE_FLOOR`); 1: never
     /// (covertreex.split_screen.DECLINE_SHARE says why).
     pub decline_share: usize,
 }

@@ -3,7 +3,7 @@
 //!
 //! Every pair (c, j) with c placed before j is a pair the predecessor query must look at, so each
 //! unplaced point j collects its candidate neighbours among the placed points while they are placed,
-//! and keeps `dist[j]`, its canonical distance to the nearest placed point ([`point`]). When j is
+//! and keeps `dist[j]`, its canonical distance to the nearest placed point (`point`). When j is
 //! placed, its candidates give its neighbour row. The ordering is exact maximin (the largest `dist`
 //! next, ties to the smallest index) and the rows equal the predecessor query's on the data in that
 //! order, distance bits included: both depend only on canonical distances (`metric::distance`), never
@@ -11,16 +11,16 @@
 //! `dense::Screen`.
 //!
 //! Rounds: the S unplaced points with the best keys (`dist` descending, index ascending) form a block
-//! A whose S x S Gram matrix is computed once (its lower triangle in strips of [`GRAM_ROWS`] rows,
+//! A whose S x S Gram matrix is computed once (its lower triangle in strips of `GRAM_ROWS` rows,
 //! mirrored); points of A are placed greedily, for as long as the best of A beats the best key outside
 //! A at the round's start (keys outside only fall, so that bound holds and every placement is the
 //! global best). Each placed point updates the rest of A through one screened row of the Gram matrix
-//! against the whole block ([`point::Column`]): vectorised, where a scalar bound per member cost twice
+//! against the whole block (`point::Column`): vectorised, where a scalar bound per member cost twice
 //! as much wall time at S = 512. The rows of the points placed in a round are written in parallel
 //! during the next round's placements, which are serial (a placed point has seen every point placed
 //! before it, so its row depends on nothing else); every point outside A is screened against the
 //! points just placed, one GEMM
-//! tile per slab of the compacted unplaced rows ([`pool`]), slabs on rayon. A point's state is touched
+//! tile per slab of the compacted unplaced rows (`pool`), slabs on rayon. A point's state is touched
 //! by one slab only and sees the placed points in position order, and slabs never depend on the
 //! thread count, so the order, rows and counters do not either.
 
