@@ -131,9 +131,9 @@ class Tree:
         )
 
     def save(self, path) -> Path:
-        """Write the tree to `path` and return the path written: `path` itself when it ends in .npz,
-        else `path` + '.npz' (NumPy's rule). A directory is refused: name a file inside it. A failed write
-        leaves the file that was there (see :func:`covertreex.npz.write_arrays`)."""
+        """Write the tree to `path` and return the path written: `path` itself when it ends in .npz (in
+        any letter case), else `path` + '.npz'. A directory is refused: name a file inside it. A failed
+        write leaves the file that was there (see :func:`covertreex.npz.write_arrays`)."""
         path = npz_target(path, "tree")
         write_arrays(path, {
             "format_version": FORMAT_VERSION,
@@ -146,13 +146,15 @@ class Tree:
 
 
 def npz_target(path, what: str = "tree") -> Path:
-    """The file an .npz write of `path` really creates: `path` itself when it ends in .npz, else `path` +
-    '.npz' (NumPy's rule). A directory is refused, naming a file inside it instead; so is a path written
-    as a directory (a trailing separator), which NumPy would have turned into a file beside it."""
+    """The file an .npz write of `path` really creates: `path` itself when it ends in .npz in any letter
+    case (x.NPZ was written as x.NPZ.npz, NumPy's rule for a name), else `path` + '.npz'. A directory is
+    refused, naming a file inside it instead; so is a path written as a directory (a trailing separator),
+    which NumPy would have turned into a file beside it."""
     path = Path(_path_text(path, what, ".npz"))
-    _refuse_long_name(Path(path.name + ("" if path.suffix == ".npz" else ".npz")), path, what)
+    named = path.suffix.lower() == ".npz"
+    _refuse_long_name(Path(path.name + ("" if named else ".npz")), path, what)
     _refuse_directory(path, what)  # after: a stat of too long a name fails with a bare ENAMETOOLONG
-    target = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    target = path if named else path.with_name(path.name + ".npz")
     _refuse_directory(target, what)
     _check_writable(target, what)
     return target

@@ -3,6 +3,7 @@ file, never a traceback, a thread storm or a silently wrong answer; `--out` repo
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -36,6 +37,14 @@ def test_query_out_and_save_tree_report_the_paths_really_written(tmp_path):
     lines = done.stdout.splitlines()
     assert "saved   answers answers.npz" in lines and "saved   tree tree.npz" in lines
     assert (tmp_path / "answers.npz").is_file() and (tmp_path / "tree.npz").is_file()
+
+
+def test_a_name_ending_in_npz_in_any_letter_case_is_written_as_given(tmp_path):
+    """NumPy appends .npz unless a name ends in lowercase .npz: --out a.NPZ wrote a.NPZ.npz."""
+    done = _pcct("query", *TINY, "--out", "a.NPZ", "--save-tree", "t.Npz", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["saved"] == {"tree": "t.Npz", "answers": "a.NPZ"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.NPZ", "t.Npz"]
 
 
 def test_an_out_whose_npz_is_a_directory_fails_before_the_work(tmp_path):
