@@ -74,11 +74,22 @@ def count(minimum: int, maximum: int | None = None):
     return parse
 
 
+def number(text: str) -> float:
+    """argparse type: a float, written in ASCII without underscores (float() also takes '2_5' as 25.0 and
+    other scripts' digits, as int() does for :func:`count`)."""
+    try:
+        if text.isascii() and "_" not in text:
+            return float(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+
+
 def lengthscale(text: str):
     """argparse type: one float, or one per dimension separated by commas."""
     try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
+        values = [number(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected a number or comma-separated numbers, got {text!r}") from None
     return values[0] if len(values) == 1 else values
@@ -182,7 +193,7 @@ def _add_kernel_options(group) -> None:
     group.add_argument("--lengthscale", type=lengthscale, default=None, metavar="L[,L...]",
                        help="kernel lengthscale, one value or one per dimension "
                             f"(default: {RESIDUAL_DEFAULTS['lengthscale']})")
-    group.add_argument("--variance", type=float, default=None, metavar="S2",
+    group.add_argument("--variance", type=number, default=None, metavar="S2",
                        help=f"kernel variance (default: {RESIDUAL_DEFAULTS['variance']})")
     group.add_argument("--m", type=count(1), default=None, metavar="M",
                        help=f"inducing points (default: {RESIDUAL_DEFAULTS['m']}; all points if M >= N)")

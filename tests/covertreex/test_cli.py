@@ -224,6 +224,9 @@ ERROR_CASES = [
     (["query", "--threads", "0"], {}, "argument --threads: must be >= 1, got 0"),
     (["query", "--metric", "cosine"], {}, "argument --metric: invalid choice: 'cosine'"),
     (["query", "--lengthscale", "wide"], {}, "argument --lengthscale: expected a number"),
+    (["query", "--variance", "2_5"], {}, "argument --variance: expected a number, got '2_5'"),  # was 25.0
+    (["query", "--variance", "\uff12"], {}, "argument --variance: expected a number, got '\uff12'"),
+    (["query", "--lengthscale", "1,2_5"], {}, "argument --lengthscale: expected a number or comma-"),
     (["query", "--queries", "5", "--predecessor"], {}, "not allowed with argument --queries"),
     (["query", "--telemetry", "x.jsonl", "--no-telemetry"], {}, "not allowed with argument"),
     (["query", "--bogus"], {}, "unrecognized arguments: --bogus"),
