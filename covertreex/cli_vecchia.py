@@ -90,7 +90,8 @@ def _csv_text(content: str) -> np.ndarray:
 def _refuse_rounded_integers(path: Path, content: str, values: np.ndarray, what: str) -> None:
     """An integer written in the file that float64 cannot hold (beyond 2**53: nanosecond timestamps, ids)
     is refused, as the same integers in an int64 array are, instead of rounded (two points 1 apart became
-    duplicates). Only values of 2**53 or more are looked at again, as text."""
+    duplicates). Only values of 2**53 or more are looked at again, as text, compared as Decimals: int()
+    refuses more than 4,300 digits, and the infinity float64 reads for an integer of 309 digits."""
     with np.errstate(invalid="ignore"):
         large = np.argwhere(np.abs(values) >= 2.0**53)
     if large.size == 0:
@@ -98,7 +99,7 @@ def _refuse_rounded_integers(path: Path, content: str, values: np.ndarray, what:
     text = _csv_text(content)
     for row, column in large:
         token = text[row, column]
-        if INTEGER.fullmatch(token) and int(token) != int(values[row, column]):
+        if INTEGER.fullmatch(token) and Decimal(token) != Decimal(values[row, column]):
             raise InvalidInputError(
                 f"{path}: {what} hold the integer {token} (row {row}, column {column}), which float64 cannot "
                 "represent exactly; write the values as decimals if that rounding is acceptable")

@@ -36,6 +36,8 @@ def points(tmp_path_factory):
     np.save(folder / "big.npy", np.array([[1e200, 0.0], [0.0, 1.0], [1.0, 1.0]]))
     (folder / "bom.csv").write_bytes("\ufeff0,0\n1,0\n0,2\n".encode())  # Excel's "CSV UTF-8"
     (folder / "bigint.csv").write_text("# id,t\n9007199254740992,0\n9007199254740993,0\n0,1\n")
+    (folder / "wideint.csv").write_text(f"0,1\n{'9' * 400},0\n")  # float64 reads inf
+    (folder / "longint.csv").write_text(f"0,1\n1,{'9' * 5000}\n")  # beyond int()'s 4,300 digits
     np.save(folder / "m8.npy", np.arange(150).astype("m8[s]"))  # NumPy counts timedelta64 as an integer
     (folder / "inexact.csv").write_text("4.99999999999999999\n")  # float64 rounds it to 5
     (folder / "huge.csv").write_text("9223372036854775807\n")
@@ -110,6 +112,10 @@ ERROR_CASES = [
      "of 0..149; entry 1 is 1.5"),
     (["bigint.csv", "--metric", "euclidean"], 1, "bigint.csv: the points hold the integer 9007199254740993 "
      "(row 1, column 0), which float64 cannot represent exactly"),  # rounded to a duplicate of row 0
+    (["wideint.csv"], 1, f"wideint.csv: the points hold the integer {'9' * 400} (row 1, column 0), "
+     "which float64 cannot represent exactly"),  # an OverflowError traceback
+    (["longint.csv"], 1, f"longint.csv: the points hold the integer {'9' * 5000} (row 1, column 1)"),  # a
+    # ValueError traceback (int() takes at most 4,300 digits)
     (["x.npy", "--out", "nodir/nn.npz"], 1, "nodir/nn.npz: the directory"),  # after all the work
     (["x.npy", "--ordering-file", "m8.npy"], 1, "m8.npy: the ordering must hold integers, a permutation of "
      "0..149, got dtype timedelta64[s]"),  # an IndexError traceback
