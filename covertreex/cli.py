@@ -31,8 +31,10 @@ RESIDUAL_DEFAULTS = {"kernel": "rbf", "lengthscale": 1.0, "variance": 1.0, "m": 
 EXIT_USAGE, EXIT_ERROR = 2, 1
 MAX_REPEAT = 1000
 """Most --repeat runs: a statistic needs tens; 10**12 was accepted and ran until killed."""
-SHOWN_DEFAULTS = {"mode": "parity; perf without --engine", "threads": "all cores"}
+SHOWN_DEFAULTS = {"mode": "parity; perf without --engine", "threads": "all available cores"}
 """What --help says a knob's default is, where the knob's own default is not what a run uses or reads."""
+PYTHON_NONE = re.compile(r" \(None: [^)]*\)")
+"""A knob doc's note of what None means, left out of --help: no flag takes None (its default says it)."""
 
 
 class UsageError(Exception):
@@ -133,7 +135,7 @@ def _add_workload(parser: argparse.ArgumentParser) -> None:
         if name == "telemetry":
             continue  # `query` exposes it as --telemetry FILE / --no-telemetry
         flag, dest = "--" + name.replace("_", "-"), f"knob_{name}"
-        text = f"{knob.doc} (default: {SHOWN_DEFAULTS.get(name, knob.default)})"
+        text = f"{PYTHON_NONE.sub('', knob.doc)} (default: {SHOWN_DEFAULTS.get(name, knob.default)})"
         if knob.choices is not None:
             engine.add_argument(flag, dest=dest, choices=knob.choices, default=None, help=text)
         elif knob.kind is bool:

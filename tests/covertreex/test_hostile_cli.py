@@ -155,3 +155,11 @@ def test_query_help_gives_the_defaults_a_run_really_uses():
             "built)") in text
     assert "(default: parity; perf without --engine)" in text
     assert "(default: None)" not in text
+
+
+def test_query_help_speaks_of_flags_not_python_values():
+    """--threads said "(None: all cores)", from its knob's Python doc; no flag takes None."""
+    text = " ".join(_pcct("query", "--help").stdout.split())
+    assert "None" not in text
+    assert "--threads N worker threads for queries and the batch build, at most" in text
+    assert "(default: all available cores)" in text
