@@ -50,7 +50,6 @@ from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.residual import residual_problem
 from covertreex.resources import available_cpus, require_answer_memory
 from covertreex.scalars import as_bool, as_int
-from covertreex.split_screen import SplitScreen
 from covertreex.tree import Tree
 from covertreex.validation import check_k
 
@@ -75,7 +74,8 @@ SPLIT_PAIRS_PER_NEIGHBOUR = 400
 product and a bound) and a query its probes and pairs let through, ~100 canonical evaluations at m = 512.
 Measured (2026-12-06, N = 32,768, k = 50, two one-thread processes at once, each answering one of the two
 ranges the f64 model gives): 22,626 rows with 256 M pairs took 2.57 CPU-s, 10,142 rows with 281 M pairs
-1.73: 74 us per row and 3.5 ns per pair, 21,000 pairs per row, 430 per neighbour."""
+1.73: 74 us per row and 3.5 ns per pair, 21,000 pairs per row, 430 per neighbour (rounded down here: a
+cost model, not a measurement to three digits)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,24 +89,33 @@ class Index:
     k: int
     path: str
     tree: Tree | None = field(default=None, repr=False)
-    split: SplitScreen | None = field(default=None, repr=False)
-    """The split screen every range takes (config.dense_screen 'split'), built once here and sent with
-    the index: each worker building its own cost a core-second at N = 32,768 and made the 2-worker
-    LocalCluster 1.8-2.5x the single process (2026-12-06, benchmarks/dask_overhead.py)."""
 
-    def __post_init__(self):
-        if self.split is not None:
-            self.space.problem.adopt_split_screen(self.split)
+    @property
+    def takes_split(self) -> bool:
+        """Whether every range takes the split screen (the rust dense path, the job's screen resolved)."""
+        return self.path == "dense" and self.engine == "rust" and self.config.dense_screen == "split"
 
     @property
     def pairs_per_neighbour(self) -> float:
         """What one returned neighbour costs in eligible pairs, on this index's screen."""
-        return PAIRS_PER_NEIGHBOUR if self.split is None else SPLIT_PAIRS_PER_NEIGHBOUR
+        return SPLIT_PAIRS_PER_NEIGHBOUR if self.takes_split else PAIRS_PER_NEIGHBOUR
 
     def __reduce_ex__(self, protocol):
-        """Travel in pieces that land in plain pages (:mod:`covertreex.small_frames`)."""
+        """Travel in pieces that land in plain pages (:mod:`covertreex.small_frames`), with the problem's
+        split screen where the ranges take it: a pickled problem leaves it out, and each worker building
+        its own cost a core-second at N = 32,768 (the 2-worker LocalCluster took 1.8-2.5x the single
+        process, 2026-12-06, benchmarks/dask_overhead.py). It travels with the problem it was built for."""
         fields = tuple(getattr(self, f.name) for f in dataclasses.fields(self))
-        return small_frames.reduce_in_pieces(Index, fields, protocol)
+        split = vars(self.space.problem).get("split_screen") if self.takes_split else None
+        return small_frames.reduce_in_pieces(_with_split, (split, *fields), protocol)
+
+
+def _with_split(split, *fields) -> Index:
+    """The Index of `fields`, its problem given `split` (its own split screen, sent with it)."""
+    index = Index(*fields)
+    if split is not None:
+        index.space.problem.adopt_split_screen(split)
+    return index
 
 
 def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, predecessor: bool = False,
@@ -132,8 +141,7 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
         # dense_screen='auto' chooses per batch, and a worker's range is a smaller batch than the job:
         # the job's choice is made here, once, so that every range screens alike.
         config = dataclasses.replace(config, dense_screen=dense_screen_for(space, queries, config))
-    split = space.problem.split_screen if config.dense_screen == "split" else None
-    return Index(model.engine.name, config, space, queries, k, path, tree, split)
+    return Index(model.engine.name, config, space, queries, k, path, tree)
 
 
 _RESIDUAL_PARAMETERS = tuple(

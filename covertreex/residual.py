@@ -197,7 +197,10 @@ class ResidualProblem:
     def adopt_split_screen(self, split) -> None:
         """Take `split` (this problem's :attr:`split_screen`, built in another process from the same
         arrays) unless one is built here already: a Dask worker given the client's need not build it
-        again (a pickled problem leaves it out)."""
+        again (a pickled problem leaves it out). One of another shape is refused."""
+        if split.q.shape != self.V.shape:
+            raise InvalidInputError(f"a split screen of {split.q.shape[0]} x {split.q.shape[1]} rows of Z "
+                                    f"for a problem of {self.V.shape[0]} x {self.V.shape[1]}")
         self.__dict__.setdefault("split_screen", split)
 
     @cached_property

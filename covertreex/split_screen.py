@@ -300,7 +300,7 @@ def _build(problem) -> SplitScreen | None:
     q = np.empty(V.shape, dtype=np.int8)
     factors = np.empty((len(X), len(FACTORS)))
     rest = np.empty(len(X))
-    work = _Work(m)
+    work = _Work(m, min(ROWS, len(X)))
 
     def rows_from(start: int) -> None:
         rows = slice(start, min(start + ROWS, len(X)))
@@ -329,8 +329,8 @@ class _Work(threading.local):
     environment pins glibc's mmap threshold, see covertreex.malloc_thresholds): a block's Z and V L^T, and
     PASS x m for :func:`_terms`."""
 
-    def __init__(self, m: int):
-        self.Z, self.W, self.T = np.empty((ROWS, m)), np.empty((ROWS, m)), np.empty((PASS, m))
+    def __init__(self, m: int, rows: int):
+        self.Z, self.W, self.T = np.empty((rows, m)), np.empty((rows, m)), np.empty((min(PASS, rows), m))
 
 
 def _rows(problem, rows: slice, fixed: _Fixed, q, factors, work: _Work) -> np.ndarray:

@@ -41,13 +41,14 @@ class MetricData(NamedTuple):
     slack: float  # Euclidean: relative error bound; residual: bound on |computed d^2 - exact d^2|
 
     def sealed(self) -> MetricData:
-        """The same data with read-only views of its arrays (see :func:`read_only`)."""
+        """The same data with its arrays read-only (views, or the arrays that were so: :func:`read_only`)."""
         return self._replace(lengthscale=read_only(self.lengthscale), X=read_only(self.X),
                              V=read_only(self.V), P=read_only(self.P))
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
-    """A read-only view of `array` (the caller's array keeps its own flags).
+    """`array` read-only: a read-only view of it (the caller's array keeps its own flags), or itself if it
+    is read-only already.
 
     Numba compiles a jitted function once per combination of its arguments' types, and a read-only array
     is another type than a writeable one: with MetricData, query sets and tree arrays of mixed flags, the

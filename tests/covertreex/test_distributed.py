@@ -141,8 +141,8 @@ def test_the_split_screen_travels_with_the_index(monkeypatch):
     monkeypatch.setattr(split_screen, "PAYS", 1)
     index = distributed.prepare(problem, 8, metric="residual", engine="rust", predecessor=True,
                                 path="dense", mode="perf")
+    assert index.takes_split and "split_screen" in vars(problem)  # built once, here
     built = problem.split_screen
-    assert index.split is built
     assert index.pairs_per_neighbour == distributed.SPLIT_PAIRS_PER_NEIGHBOUR
     arrived = pickle.loads(pickle.dumps(index, protocol=5))
     assert "split_screen" not in vars(pickle.loads(pickle.dumps(problem, protocol=5)))
@@ -150,6 +150,28 @@ def test_the_split_screen_travels_with_the_index(monkeypatch):
     split = arrived.space.problem.split_screen
     assert np.array_equal(split.q, built.q) and np.array_equal(split.factors, built.factors)
     assert _same_bytes(*(distributed.answer_range(i, 0, 600)[0] for i in (arrived, index)))
+
+
+def test_only_an_index_whose_ranges_take_the_split_sends_one():
+    """The split travels only where the rust dense path takes it, and only the problem's own: an index
+    on the tree path, or on gold, sends none and is costed as the f64 screen; a problem refuses a split
+    of another shape."""
+    from covertreex import datasets, split_screen
+
+    X = datasets.make("clustered", 600, 3, 5).points
+    euclidean = distributed.prepare(X, 5, metric="euclidean", indices=np.arange(10), dense_screen="split",
+                                    path="tree")
+    assert not euclidean.takes_split
+    problem = ct.residual_problem(X, m=60, seed=5)
+    assert problem.split_screen is not None  # built: only the index decides whether it travels
+    for engine, path in (("rust", "tree"), ("gold", "dense")):
+        index = distributed.prepare(problem, 8, metric="residual", engine=engine, predecessor=True, path=path,
+                                    dense_screen="auto")
+        assert not index.takes_split and index.pairs_per_neighbour == distributed.PAIRS_PER_NEIGHBOUR
+        assert "split_screen" not in vars(pickle.loads(pickle.dumps(index, protocol=5)).space.problem)
+    other = ct.residual_problem(X[:300], m=60, seed=5)
+    with pytest.raises(InvalidInputError, match="split screen of 600 x 60"):
+        other.adopt_split_screen(split_screen.split_screen(problem))
 
 
 def _answers_unchanged_despite(client, interfere) -> list:

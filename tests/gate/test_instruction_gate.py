@@ -149,8 +149,6 @@ def test_a_machine_without_the_x86_64_request_code_is_refused_before_the_relaunc
     refused.stderr.fnmatch_lines(["*client requests in x86-64 code only; this machine is aarch64*"])
 
 
-
-
 THREADED = '''
 from concurrent.futures import ThreadPoolExecutor
 
