@@ -28,10 +28,12 @@ pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    """A LocalCluster of 2 worker processes (1 thread each) for this module, closed at its end."""
+    """A LocalCluster of 2 worker processes (1 thread each) for this module, closed at its end. Its
+    scheduler's HTTP server takes a free port (':0'): with None it still took 8787, and a second module's
+    or xdist worker's cluster warned that the port was in use."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
         yield c
 
