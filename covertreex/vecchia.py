@@ -176,17 +176,18 @@ def vecchia_neighbors(
     are refused, not ignored. seed (an integer >= 0) picks the inducing points and the random ordering.
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
-    engine: 'auto' (the fastest exact way: 'rust' when it is built, else gold's fused pass of
-    :mod:`covertreex.maximin_dense` for residual maximin), 'rust' (maximin in the neighbour metric fused
-    with the neighbours by rust/core/src/maximin; a maximin in the other metric by the same pass, then
-    the predecessor query), 'gold' or 'brute' (maximin by that engine's tree walk, then its predecessor
-    query). `progress(stage, n)` hears how many points of N a stage ('ordering', then 'neighbours') has
-    finished. `scheduler` (a dask.distributed Client or a scheduler address) finds the neighbours on that
-    cluster (:mod:`covertreex.distributed`; the ordering is computed here); the answer is byte-identical.
-    A maximin ordering that the engine fuses with the neighbours (above) runs here whatever the
-    scheduler: the pass finds the neighbours while it orders, for little more than ordering alone, so
-    the cluster could only repeat them (docs/vecchia.md, "On a Dask cluster"). Returns a
-    :class:`VecchiaNeighbors`.
+    engine: 'auto' (the fastest exact way: 'rust' in perf mode when it is built, which takes the split screen
+    where it pays, else gold's fused pass of :mod:`covertreex.maximin_dense` for residual maximin), 'rust'
+    (maximin in the neighbour metric fused with the neighbours by rust/core/src/maximin; a maximin in the
+    other metric by the same pass, then the predecessor query; in parity mode, an explicit engine's default,
+    which keeps the f64 screen: the same answers, 1.6x the wait of 'auto' at N = 32,768, m = 512), 'gold' or
+    'brute' (maximin by that engine's tree walk, then its predecessor query). `progress(stage, n)` hears how
+    many points of N a stage ('ordering', then 'neighbours') has finished. `scheduler` (a dask.distributed
+    Client or a scheduler address) finds the neighbours on that cluster (:mod:`covertreex.distributed`; the
+    ordering is computed here); the answer is byte-identical. A maximin ordering that the engine fuses with
+    the neighbours (above) runs here whatever the scheduler: the pass finds the neighbours while it orders,
+    for little more than ordering alone, so the cluster could only repeat them (docs/vecchia.md, "On a Dask
+    cluster"). Returns a :class:`VecchiaNeighbors`.
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
