@@ -31,7 +31,7 @@ from covertreex.vecchia_orderings import given_permutation
 
 JITTER = 1e-6
 
-_REMADE = ("_coordinate_keys", "split_screen")
+_REMADE = ("_coordinate_keys", "split_basis", "split_rest_estimate", "split_screen")
 """Cached attributes a pickled problem leaves out (made again on first use)."""
 
 
@@ -193,6 +193,22 @@ class ResidualProblem:
         from covertreex.split_screen import split_screen
 
         return split_screen(self)
+
+    @cached_property
+    def split_basis(self):
+        """The split screen's proven certificate (covertreex.split_screen.split_basis), or None; made once,
+        for the estimate and the build alike."""
+        from covertreex.split_screen import split_basis
+
+        return split_basis(self)
+
+    @cached_property
+    def split_rest_estimate(self) -> float | None:
+        """The split screen's median sqrt(e/p) estimated from a sample of rows
+        (covertreex.split_screen.estimated_rest), or None where there is no split screen."""
+        from covertreex.split_screen import estimated_rest
+
+        return estimated_rest(self)
 
     def adopt_split_screen(self, split) -> None:
         """Take `split` (this problem's :attr:`split_screen`, built in another process from the same

@@ -223,7 +223,7 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
         reason = "needs the residual metric"
     elif not _indexed(space, queries):
         reason = "needs queries of the indexed points (indices=..., or predecessor mode)"
-    elif config.dense_screen == "auto" and not _split_pays(space, queries):
+    elif config.dense_screen == "auto" and not (_split_pays(space, queries) and _split_useful(space)):
         return None
     else:
         split = space.problem.split_screen
@@ -243,6 +243,16 @@ def dense_screen_for(space: MetricSpace, queries: QuerySet, config: Config) -> s
     """The screen ('split' or 'f64') `config.dense_screen` takes for this batch as a whole: for a job cut
     into parts that must all screen alike (covertreex.distributed)."""
     return "f64" if dense_split(space, queries, config) is None else "split"
+
+
+def _split_useful(space: MetricSpace) -> bool:
+    """Whether 'auto' may build the split: where it is built already, or where a sample of its rows says it
+    fits the problem (covertreex.split_screen.estimated_rest <= USEFUL); a split built is still checked
+    on all its rows."""
+    if "split_screen" in vars(space.problem):
+        return True
+    estimate = space.problem.split_rest_estimate
+    return estimate is not None and estimate <= split_screen.USEFUL
 
 
 def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:

@@ -168,6 +168,26 @@ def test_auto_leaves_a_problem_the_split_fits_badly_to_the_gemm(oracle, check_sa
     check_same(auto, oracle("residual", problem, 10, predecessor=True))
 
 
+@pytest.mark.parametrize(("kernel", "m"), [("rbf", 512), ("rbf", 96), ("matern52", 200)])
+def test_the_estimated_rest_is_the_median_of_all_rows_within_a_few_hundredths(kernel, m):
+    problem = ct.residual_problem(np.random.default_rng(8).normal(size=(9000, 3)), m=m, seed=8, kernel=kernel)
+    estimate = problem.split_rest_estimate
+    assert abs(estimate - problem.split_screen.median_rest) < 0.03
+    assert problem.n_points > split_screen.SAMPLE  # a sample, not every row
+
+
+def test_auto_does_not_build_a_split_a_sample_says_it_would_not_use(monkeypatch, oracle, check_same):
+    """A problem the split fits badly (Matern 5/2) is left to the f64 GEMM from a sample of its rows: the
+    split is not built, and the answers are the f64 path's."""
+    problem = PROBLEMS["matern 5/2"]()
+    monkeypatch.setattr(split_screen, "PAYS", 1)
+    monkeypatch.setattr(split_screen, "SAMPLE", 200)
+    auto = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf").fit(problem)
+    result = auto.query(predecessor=True, k=10)
+    assert problem.split_rest_estimate > split_screen.USEFUL and "split_screen" not in vars(problem)
+    check_same((result.distances, result.indices), oracle("residual", problem, 10, predecessor=True))
+
+
 def test_auto_builds_the_split_only_where_it_repays_itself(monkeypatch, oracle, check_same):
     """'auto' (the default) leaves a batch too small to repay the split's building to the f64 GEMM without
     building it, builds it for a batch large enough (split_screen.PAYS), and then uses it for any batch."""
