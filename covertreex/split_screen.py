@@ -88,15 +88,21 @@ every pair of it comes through (at N = 32,768 the 512 inducing points' rows took
 evaluations before). 1 never declines."""
 
 PAYS = 16
-"""dense_screen='auto' builds the split for a batch only when its eligible pairs reach PAYS N m (a split
-built already is always used): building it costs ~50 CPU-us per point at m = 512 (N = 65,536: 1.6 s on 2
-cores), a pair screened by it instead of the f64 GEMM saves ~10 CPU-ns (Vecchia all-points,
-docs/benchmarks.md), so it repays itself from ~10 m pairs per point. At m = 512: from N = 16,385 for
-Vecchia all-points, from 8,192 indexed queries."""
+"""dense_screen='auto' builds the split for a batch only when its eligible pairs reach PAYS N m / (1 - e)^2,
+e the sampled median sqrt(e/p) (:func:`estimated_rest`; a split built already is always used): building it
+costs ~50 CPU-us per point at m = 512 (N = 65,536: 1.6 s on 2 cores), a pair screened by it instead of the
+f64 GEMM saves ~10 CPU-ns (Vecchia all-points, docs/benchmarks.md), so it repays itself from ~10 m pairs
+per point where z fits well; where it fits worse more pairs come through and it pays later. Vecchia
+all-points, k = 50, 17 cells of N 16,384-131,072 and m 128-512 (2026-12-06 07:13-07:24 UTC, Intel Xeon, 2
+cores; build + split query against the f64 query, docs/benchmarks.md): the split won from ~16 pairs per
+point and inducing point at e ~ 0.17, between 21 and 43 at e ~ 0.3, ~64-128 at e ~ 0.6; this rule picks
+the faster screen in every cell but one near-tie (N = 16,384, m = 512: the split 0.98x, left to f64)."""
 
-USEFUL = 0.5
-"""The split screens well only where z carries most of the residual: the largest median sqrt(e/p) at which
-it is used (RBF's gold workload: 0.19; Matern 5/2, whose residual is the approximation's: 0.9999)."""
+USEFUL = 0.7
+"""The split screens well only where z carries most of the residual: the largest sampled median sqrt(e/p)
+at which it is used (RBF's gold workload, m = 512: 0.19; RBF at m = 256: ~0.6, where the split won from
+N = 65,536; m = 128: 0.95-0.98, where it lost even at N = 131,072; Matern 5/2, whose residual is the
+approximation's: 0.9999)."""
 
 
 def gamma(n: int) -> float:

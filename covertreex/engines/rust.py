@@ -223,7 +223,7 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
         reason = "needs the residual metric"
     elif not _indexed(space, queries):
         reason = "needs queries of the indexed points (indices=..., or predecessor mode)"
-    elif config.dense_screen == "auto" and not (_split_pays(space, queries) and _split_useful(space)):
+    elif config.dense_screen == "auto" and not _split_pays(space, queries):
         return None
     else:
         split = space.problem.split_screen
@@ -245,23 +245,18 @@ def dense_screen_for(space: MetricSpace, queries: QuerySet, config: Config) -> s
     return "f64" if dense_split(space, queries, config) is None else "split"
 
 
-def _split_useful(space: MetricSpace) -> bool:
-    """Whether 'auto' may build the split: where it is built already, or where a sample of its rows says it
-    fits the problem (covertreex.split_screen.estimated_rest <= USEFUL); a split built is still checked
-    on all its rows."""
+def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:
+    """Whether 'auto' may use the split for this batch: where it is built already, or where a sample of its
+    rows says it fits the problem (covertreex.split_screen.estimated_rest e <= USEFUL) and the batch's
+    eligible pairs repay building it, PAYS N m / (1 - e)^2 of them (a split that fits worse lets more
+    pairs through: it pays later). A split built is still checked on all its rows."""
     if "split_screen" in vars(space.problem):
         return True
     estimate = space.problem.split_rest_estimate
-    return estimate is not None and estimate <= split_screen.USEFUL
-
-
-def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:
-    """Whether 'auto' may use the split for this batch: where it is built already, or where the batch's
-    eligible pairs repay building it (covertreex.split_screen.PAYS)."""
-    if "split_screen" in vars(space.problem):
-        return True
+    if estimate is None or estimate > split_screen.USEFUL:
+        return False
     pairs = int(np.minimum(queries.limit, space.n_points).sum())
-    return pairs >= split_screen.PAYS * space.n_points * space.data.V.shape[1]
+    return pairs >= split_screen.PAYS * space.n_points * space.data.V.shape[1] / (1 - estimate) ** 2
 
 
 MAXIMIN_BLOCK = 512

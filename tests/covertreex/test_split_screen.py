@@ -188,6 +188,20 @@ def test_auto_does_not_build_a_split_a_sample_says_it_would_not_use(monkeypatch,
     check_same((result.distances, result.indices), oracle("residual", problem, 10, predecessor=True))
 
 
+@pytest.mark.parametrize(("pays", "estimate", "built"), [(4, 0.1, True), (4, 0.3, False), (1, 0.55, True),
+                                                        (1, 0.75, False)])
+def test_a_split_that_fits_worse_must_repay_itself_over_more_pairs(monkeypatch, pays, estimate, built):
+    """'auto' asks PAYS N m / (1 - e)^2 eligible pairs of a split whose sampled median sqrt(e/p) is e, and
+    none above USEFUL. Here 6.24 N m pairs: PAYS 4 asks 4.9 N m at e = 0.1 and 8.2 N m at 0.3; PAYS 1
+    asks 4.9 N m at 0.55, and 0.75 is above USEFUL."""
+    problem = PROBLEMS["clustered, anisotropic"]()
+    monkeypatch.setattr(split_screen, "PAYS", pays)
+    vars(problem)["split_rest_estimate"] = estimate
+    tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf").fit(problem)
+    tree.query(predecessor=True, k=10)
+    assert ("split_screen" in vars(problem)) == built
+
+
 def test_auto_builds_the_split_only_where_it_repays_itself(monkeypatch, oracle, check_same):
     """'auto' (the default) leaves a batch too small to repay the split's building to the f64 GEMM without
     building it, builds it for a batch large enough (split_screen.PAYS), and then uses it for any batch."""
