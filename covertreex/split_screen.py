@@ -289,12 +289,15 @@ def estimated_rest(problem) -> float | None:
     """The median sqrt(e/p) of :data:`SAMPLE` rows spread evenly over the problem: what the build would
     give as :attr:`SplitScreen.median_rest`, for a fraction of its cost, so that dense_screen='auto' does
     not build a split it would not use (a Matern 5/2 problem's, median ~1: the whole build, ~1 s at
-    N = 32,768, was spent for nothing). None where no split screen can be had."""
+    N = 32,768, was spent for nothing). None where no split screen can be had. A problem of at most
+    SAMPLE rows is its own sample: its split is built (for the same cost) and its median returned."""
     fixed = problem.split_basis
     if fixed is None:
         return None
     n = problem.n_points
-    rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLE)).astype(np.int64))
+    if n <= SAMPLE:
+        return problem.split_screen.median_rest
+    rows = np.linspace(0, n - 1, SAMPLE).astype(np.int64)
     sample = SimpleNamespace(X=problem.X[rows], V=problem.V[rows], p=problem.p[rows], kernel=problem.kernel,
                              lengthscale=problem.lengthscale, variance=problem.variance)
     m, size = problem.V.shape[1], len(rows)

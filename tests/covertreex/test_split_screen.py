@@ -216,6 +216,7 @@ def test_auto_builds_the_split_only_where_it_repays_itself(monkeypatch, oracle, 
 
     small = tree.query(indices=idx, k=10)
     assert "split_screen" not in vars(problem) and same_work(small, f64.query(indices=idx, k=10))
+    assert not {"split_basis", "split_rest_estimate"} & set(vars(problem)), "no split work for a small batch"
     monkeypatch.setattr(split_screen, "PAYS", 1)
     large = tree.query(predecessor=True, k=10)
     assert "split_screen" in vars(problem) and not same_work(large, f64.query(predecessor=True, k=10))
