@@ -244,12 +244,33 @@ def verified(S, eps) -> bool:
 @dataclass(frozen=True)
 class SplitScreen:
     """Z in int8 (N x m, each row scaled into -127..127) and the seven per-row factors of the bound (N x
-    len(FACTORS), :data:`FACTORS`), and how well z fits the problem's rows."""
+    len(FACTORS), :data:`FACTORS`), and how well z fits the problem's rows. Both arrays are read-only."""
 
     q: np.ndarray
     factors: np.ndarray
     median_rest: float
     """The median of sqrt(e/p): how much of the residual z leaves out (see :data:`USEFUL`)."""
+
+    def __post_init__(self):
+        from covertreex.metrics.data import read_only
+
+        object.__setattr__(self, "q", read_only(self.q))
+        object.__setattr__(self, "factors", read_only(self.factors))
+
+    def rows(self, threads: int | None = None):
+        """q with its packing for the rust engine's int8 products (``covertreex._rust.SplitRows``), made
+        on `threads` by the first call in this process and kept: every dense call on the split packed q
+        before, ~15 ms at N = 32,768, m = 512, which each range of a Dask job paid again. Not pickled
+        (another process may run another kernel)."""
+        made = self.__dict__.get("_rows")
+        if made is None:
+            from covertreex import twins
+
+            made = self.__dict__.setdefault("_rows", twins.rust_twin("SplitRows")(self.q, threads))
+        return made
+
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in self.__dict__.items() if name != "_rows"}
 
     def fits_badly(self) -> np.ndarray:
         """Per point, whether z leaves out much of its residual (sqrt(e/p) > :data:`ROW_REST`: points in

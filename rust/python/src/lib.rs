@@ -15,8 +15,8 @@ use covertreex_core::counters::{
 };
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
-    query_batch, Blocks, CoreError, Kernel, Matrix, MaximinSizes, MetricData, Mode, QueryBatch,
-    QueryBlocks, SplitData, Stop,
+    pack_split_rows, query_batch, Blocks, CoreError, Int8Packing, Kernel, Matrix, MaximinSizes,
+    MetricData, Mode, QueryBatch, QueryBlocks, SplitData, Stop,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
@@ -324,20 +324,55 @@ type Screened<'py> = (
     f64,
 );
 
-/// The split screen's arguments of [`dense`]: (q, factors, left_out, given, decline_share).
+/// The split screen's arguments of [`dense`]: (rows, factors, left_out, given, decline_share).
 type SplitArgs<'py> = (
-    Bound<'py, PyAny>,
+    Bound<'py, SplitRows>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
 );
 
+/// The split screen's int8 rows (n x m) with their packing for this process's fastest product kernel
+/// (covertreex.split_screen.SplitScreen.rows): made once per split screen and process and given to every
+/// [`dense`] call, which packed them each time before (~15 ms at N = 32,768, m = 512). It keeps the
+/// rows' array, which must be read-only: the packing is of its bytes.
+#[pyclass(frozen, module = "covertreex._rust")]
+struct SplitRows {
+    q: Py<PyArray2<i8>>,
+    packing: Int8Packing,
+}
+
+#[pymethods]
+impl SplitRows {
+    /// Pack `q` on `threads` workers (None: all; the packing does not depend on them).
+    #[new]
+    #[pyo3(signature = (q, threads=None))]
+    fn new(
+        py: Python<'_>,
+        q: &Bound<'_, PyAny>,
+        threads: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<SplitRows> {
+        let rows = array2_of::<i8>(q, "split q")?;
+        if q.getattr("flags")?.getattr("writeable")?.is_truthy()? {
+            let message =
+                "split q must be read-only: its packing serves every later call".to_string();
+            return Err(errors::raise(py, errors::Class::InvalidInput, message));
+        }
+        let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
+        let (n, m) = (rows.shape()[0], rows.shape()[1]);
+        let values = slice(py, &rows, "split q")?;
+        let packing = without_gil(py, || pack_split_rows(values, n, m, threads))?;
+        let q = q.cast::<PyArray2<i8>>()?.clone().unbind();
+        Ok(SplitRows { q, packing })
+    }
+}
+
 /// Exact k-NN without a tree, by GEMM screening and canonical re-evaluation: (indices, distances,
 /// per_query counters, pairs screened per query, queries the split declined, seconds spent in GEMM
 /// summed over workers).
-/// `query_block` x `point_block` is the tile shape. `split`, (q, factors) from covertreex.split_screen
-/// with (left_out, given, decline_share) from the caller, screens every pair but those of two left-out
+/// `query_block` x `point_block` is the tile shape. `split`, (rows, factors) from covertreex.split_screen
+/// (rows: a [`SplitRows`]) with (left_out, given, decline_share) from the caller, screens every pair but those of two left-out
 /// points in place of the GEMM (indexed residual queries only; given: each query's k distances found
 /// elsewhere; decline_share: see `SplitData`).
 #[pyfunction]
@@ -364,8 +399,9 @@ fn dense<'py>(
     };
     let split_arrays = match &split {
         None => None,
-        Some((q, factors, left_out, given, share)) => Some((
-            array2_of::<i8>(q, "split q")?,
+        Some((rows, factors, left_out, given, share)) => Some((
+            rows.get(),
+            rows.get().q.bind(py).try_readonly()?,
             array2_of::<f64>(factors, "split factors")?,
             array1::<bool>(left_out, "split left_out")?,
             array2(given, "split given")?,
@@ -374,8 +410,9 @@ fn dense<'py>(
     };
     let split = match &split_arrays {
         None => None,
-        Some((q, factors, left_out, given, share)) => Some(SplitData {
+        Some((rows, q, factors, left_out, given, share)) => Some(SplitData {
             q: slice(py, q, "split q")?,
+            packing: &rows.packing,
             m: q.shape()[1],
             factors: slice(py, factors, "split factors")?,
             left_out: slice(py, left_out, "split left_out")?,
@@ -594,6 +631,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;
+    m.add_class::<SplitRows>()?;
     m.add_function(wrap_pyfunction!(maximin, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(squared_norms, m)?)?;

@@ -88,12 +88,24 @@ fn bytes_mut(lines: &mut [Line]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast(), lines.len() * 64) }
 }
 
-/// Z's int8 rows (n x m) and, for the VNNI and AMX kernels, the same rows packed for them.
+/// Z's int8 rows (n x m) and how the kernel reads them ([`Int8Packing`]).
 pub struct Int8<'a> {
     q: &'a [i8],
     m: usize,
     n: usize,
     /// m padded for the kernel ([`Kernel::width`]).
+    width: usize,
+    kernel: Kernel,
+    packed: Option<&'a Packed>,
+}
+
+/// Z's rows packed for the fastest kernel this process runs (none for the portable loop): made once
+/// per process and lent to every call's [`Int8`]. Packing is a pass over Z in scattered bytes, ~15 ms
+/// at N = 32,768, m = 512, which every call on the split screen paid before (a Dask worker's ranges
+/// each paid it again).
+pub struct Int8Packing {
+    m: usize,
+    n: usize,
     width: usize,
     kernel: Kernel,
     packed: Option<Packed>,
@@ -115,53 +127,73 @@ pub struct QueryRows {
     rows: Vec<usize>,
 }
 
-impl<'a> Int8<'a> {
-    /// The rows `q` (n x m, row-major), packed at once for the fastest kernel the CPU runs.
-    pub fn new(q: &'a [i8], n: usize, m: usize) -> Int8<'a> {
-        Int8::on(q, n, m, Kernel::fastest())
+impl Int8Packing {
+    /// The rows `q` (n x m, row-major) packed for the fastest kernel the CPU runs.
+    pub fn of(q: &[i8], n: usize, m: usize) -> Int8Packing {
+        Int8Packing::on(q, n, m, Kernel::fastest())
     }
 
-    /// [`Int8::new`] on `kernel` (one this process runs).
-    fn on(q: &'a [i8], n: usize, m: usize, kernel: Kernel) -> Int8<'a> {
-        debug_assert_eq!(q.len(), n * m);
-        let mut int8 = Int8 {
-            q,
+    /// [`Int8Packing::of`] for `kernel` (one this process runs).
+    fn on(q: &[i8], n: usize, m: usize, kernel: Kernel) -> Int8Packing {
+        assert_eq!(q.len(), n * m, "q holds n x m values");
+        let width = kernel.width(m);
+        let packed = (kernel != Kernel::Portable).then(|| pack(q, n, m, width));
+        Int8Packing {
             m,
             n,
-            width: kernel.width(m),
+            width,
             kernel,
-            packed: None,
-        };
-        if kernel != Kernel::Portable {
-            int8.packed = Some(int8.pack());
+            packed,
         }
-        int8
     }
 
-    fn pack(&self) -> Packed {
-        let groups = self.width / 4;
-        let n_panels = self.n.div_ceil(COLUMNS) * (COLUMNS / PANEL);
-        let mut panels = lines(n_panels * groups * PANEL * 4, 0);
-        panels
-            .par_chunks_mut(groups)
-            .enumerate()
-            .for_each(|(p, panel)| {
-                let panel = bytes_mut(panel);
-                for lane in 0..PANEL {
-                    let j = p * PANEL + lane;
-                    if j >= self.n {
-                        break;
-                    }
-                    for (t, &value) in self.row(j).iter().enumerate() {
-                        panel[(t / 4) * PANEL * 4 + lane * 4 + t % 4] = value as u8;
-                    }
+    /// (n, m) of the rows packed.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.n, self.m)
+    }
+}
+
+/// The rows `q` (n x m) in panels ([`Packed`]), each row padded to `width` bytes.
+fn pack(q: &[i8], n: usize, m: usize, width: usize) -> Packed {
+    let row = |j: usize| &q[j * m..(j + 1) * m];
+    let groups = width / 4;
+    let n_panels = n.div_ceil(COLUMNS) * (COLUMNS / PANEL);
+    let mut panels = lines(n_panels * groups * PANEL * 4, 0);
+    panels
+        .par_chunks_mut(groups)
+        .enumerate()
+        .for_each(|(p, panel)| {
+            let panel = bytes_mut(panel);
+            for lane in 0..PANEL {
+                let j = p * PANEL + lane;
+                if j >= n {
+                    break;
                 }
-            });
-        let mut start = vec![0i32; n_panels * PANEL];
-        for (j, start) in start.iter_mut().enumerate().take(self.n) {
-            *start = -128 * self.row(j).iter().map(|&v| v as i32).sum::<i32>();
+                for (t, &value) in row(j).iter().enumerate() {
+                    panel[(t / 4) * PANEL * 4 + lane * 4 + t % 4] = value as u8;
+                }
+            }
+        });
+    let mut start = vec![0i32; n_panels * PANEL];
+    for (j, start) in start.iter_mut().enumerate().take(n) {
+        *start = -128 * row(j).iter().map(|&v| v as i32).sum::<i32>();
+    }
+    Packed { panels, start }
+}
+
+impl<'a> Int8<'a> {
+    /// The rows `q` (n x m, row-major) with their packing, made of the same rows
+    /// ([`Int8Packing::of`]; its shape is checked, its bytes are the caller's word).
+    pub fn new(q: &'a [i8], packing: &'a Int8Packing) -> Int8<'a> {
+        assert_eq!(q.len(), packing.n * packing.m, "the packing is of q");
+        Int8 {
+            q,
+            m: packing.m,
+            n: packing.n,
+            width: packing.width,
+            kernel: packing.kernel,
+            packed: packing.packed.as_ref(),
         }
-        Packed { panels, start }
     }
 
     fn row(&self, j: usize) -> &[i8] {
@@ -195,7 +227,7 @@ impl<'a> Int8<'a> {
         debug_assert!(cols.start.is_multiple_of(COLUMNS) && cols.len().is_multiple_of(COLUMNS));
         let len = rows.rows.len() * cols.len();
         #[cfg(target_arch = "x86_64")]
-        if let Some(packed) = &self.packed {
+        if let Some(packed) = self.packed {
             // Every row of a step is stored, the padding's too, then cut off: no value is read before
             // the kernel writes it, so `out` is not cleared first.
             let padded = rows.rows.len().div_ceil(self.kernel.rows()) * self.kernel.rows();
@@ -440,7 +472,8 @@ mod tests {
     fn products_are_the_exact_dot_products_for_any_shape() {
         for (n, m, rows) in [(70, 13, 11), (64, 512, 9), (33, 4, 1), (100, 130, 17)] {
             let q = values(n * m, (n * m) as u64);
-            for int8 in kernels(&q, n, m) {
+            for packing in kernels(&q, n, m) {
+                let int8 = Int8::new(&q, &packing);
                 let picked: Vec<usize> = (0..rows).map(|r| (r * 7) % n).collect();
                 let query_rows = int8.query_rows(&picked);
                 let cols = 0..n.div_ceil(COLUMNS) * COLUMNS;
@@ -462,14 +495,14 @@ mod tests {
         }
     }
 
-    /// Every kernel this process runs: the portable loop, and VNNI and AMX where detected.
-    fn kernels(q: &[i8], n: usize, m: usize) -> Vec<Int8<'_>> {
-        let mut out = vec![Int8::on(q, n, m, Kernel::Portable)];
+    /// The packing of every kernel this process runs: the portable loop, and VNNI and AMX where detected.
+    fn kernels(q: &[i8], n: usize, m: usize) -> Vec<Int8Packing> {
+        let mut out = vec![Int8Packing::on(q, n, m, Kernel::Portable)];
         if vnni() {
-            out.push(Int8::on(q, n, m, Kernel::Vnni));
+            out.push(Int8Packing::on(q, n, m, Kernel::Vnni));
         }
         if amx() {
-            out.push(Int8::on(q, n, m, Kernel::Amx));
+            out.push(Int8Packing::on(q, n, m, Kernel::Amx));
         }
         out
     }
@@ -481,7 +514,8 @@ mod tests {
         let n = 83;
         for m in [4, 13, 64, 65, 512] {
             let q = values(n * m, m as u64);
-            for int8 in kernels(&q, n, m) {
+            for packing in kernels(&q, n, m) {
+                let int8 = Int8::new(&q, &packing);
                 for rows in [1, 15, 16, 17, 33, 64] {
                     let picked: Vec<usize> = (0..rows).map(|r| (r * 5 + 3) % n).collect();
                     let query_rows = int8.query_rows(&picked);
@@ -517,7 +551,8 @@ mod tests {
         let q: Vec<i8> = (0..n * m)
             .map(|t| if t % 3 == 0 { -127 } else { 127 })
             .collect();
-        for int8 in kernels(&q, n, m) {
+        for packing in kernels(&q, n, m) {
+            let int8 = Int8::new(&q, &packing);
             let rows = int8.query_rows(&[0, 1, 39]);
             let mut out = Vec::new();
             int8.products(&rows, 32..64, &mut out);

@@ -30,11 +30,12 @@ use crate::heap::Heap;
 use crate::metric::{Metric, MetricData};
 use crate::query::{check_queries_given, run_on, thread_pool, QueryBatch};
 use crate::stop::Stop;
+pub use int8::Int8Packing;
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
-pub use split::SplitData;
 use split::{merge, Found, Probes, Split};
+pub use split::{pack_split_rows, SplitData};
 pub use tile::{gram, gram_strided};
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.
@@ -544,12 +545,14 @@ fn answer(
 ) -> Result<DenseOutput> {
     let job = Job::new(data, queries, blocks, out.k, stop, split);
     // A NaN or an infinity in V must stop the call before it costs anything: such a row's bounds
-    // exclude nothing, so its query would keep every pair as a candidate. Query rows of the indexed
-    // data are tested first; data rows as their chunks' norms are taken (`Job::chunk_factors`).
-    if queries.data.same_as(data) && !job.screen.query_rows.prove_rows_finite(data) {
+    // exclude nothing, so its query would keep every pair as a candidate. On the split screen its
+    // factors, checked finite, prove V finite ([`SplitData`]). Otherwise query rows of the indexed data
+    // are tested first; data rows as their chunks' norms are taken (`Job::chunk_factors`).
+    let proven = job.split.is_some();
+    if !proven && queries.data.same_as(data) && !job.screen.query_rows.prove_rows_finite(data) {
         job.v_ok()?;
     }
-    if out.n_queries.min(blocks.queries) > SMALL_BLOCK {
+    if !proven && out.n_queries.min(blocks.queries) > SMALL_BLOCK {
         // Blocks of more than SMALL_BLOCK rows screen whole tiles: each point row serves many query
         // rows, the norms' own read of V weighs little, and spans of different blocks would otherwise
         // wait on each other's norms tile by tile.
@@ -560,7 +563,7 @@ fn answer(
             .for_each(|t| _ = job.tile_factors(t));
     }
     run_blocks(&job, &mut out);
-    if !job.v_proven_finite() {
+    if !proven && !job.v_proven_finite() {
         job.v_ok()?;
     }
     stop.check()?;

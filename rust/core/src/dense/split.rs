@@ -24,14 +24,14 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::int8::{Int8, QueryRows, COLUMNS, MAX_WIDTH};
+use super::int8::{Int8, Int8Packing, QueryRows, COLUMNS, MAX_WIDTH};
 use super::screen::Isa;
 use super::{count_tile, BlockRows, Job};
 use crate::errors::{CoreError, Result};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
 use crate::metric::{distance_of_similarity, Metric, MetricData};
-use crate::query::QueryBatch;
+use crate::query::{run_on, thread_pool, QueryBatch};
 
 /// Factors per row (covertreex.split_screen.FACTORS: sigma, zerr, znorm, verr, vnorm, floor, rest).
 pub const FACTORS: usize = 7;
@@ -47,11 +47,17 @@ const EXTRA_PROBES_PER_K: usize = 4;
 /// operations) with room to spare.
 const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
 
-/// The split screen's arrays, as covertreex.split_screen makes them: Z's rows in int8 (n x m) and the
-/// bound's factors (n x `FACTORS`), both row-major; and what the caller answers elsewhere.
-#[derive(Debug, Clone, Copy)]
+/// The split screen's arrays, as covertreex.split_screen makes them: Z's rows in int8 (n x m) with their
+/// packing for the products ([`Int8Packing::of`] the same rows, made once per process) and the bound's
+/// factors (n x `FACTORS`), both row-major; and what the caller answers elsewhere.
+///
+/// The factors, checked finite, also prove V's rows finite (vnorm_i bounds |v_i|: a NaN or an infinity in
+/// v_i makes it NaN or infinite), so a call on the split reads no row of V for that proof: the split is
+/// V's own, which its bound rests on anyway.
+#[derive(Clone, Copy)]
 pub struct SplitData<'a> {
     pub q: &'a [i8],
+    pub packing: &'a Int8Packing,
     pub m: usize,
     pub factors: &'a [f64],
     /// Per point (n): whether it is left out, so that the pairs of two left-out points are neither
@@ -67,6 +73,27 @@ pub struct SplitData<'a> {
     pub decline_share: usize,
 }
 
+/// Z's int8 rows `q` (n x m, row-major) packed for the products ([`SplitData::packing`]), on `threads`
+/// workers (None: rayon's global pool; the packing does not depend on them).
+pub fn pack_split_rows(q: &[i8], n: usize, m: usize, threads: Option<i64>) -> Result<Int8Packing> {
+    if m == 0 || m > MAX_WIDTH {
+        return Err(CoreError::BadValue {
+            what: "split screen width (m)",
+            value: m as i64,
+            allowed: "1..=65536",
+        });
+    }
+    if n.checked_mul(m) != Some(q.len()) {
+        return Err(CoreError::DimensionMismatch {
+            what: "split screen rows (q)",
+            expected: n.saturating_mul(m),
+            got: q.len(),
+        });
+    }
+    let pool = thread_pool(threads)?;
+    Ok(run_on(pool, || Int8Packing::of(q, n, m)))
+}
+
 impl SplitData<'_> {
     /// Check the arrays against the data and the batch: the split screens indexed residual queries only
     /// (its rows of Z are the data's).
@@ -78,6 +105,16 @@ impl SplitData<'_> {
                 "split screen factors",
                 n.checked_mul(FACTORS),
                 self.factors.len(),
+            ),
+            (
+                "split screen packing's rows",
+                Some(n),
+                self.packing.shape().0,
+            ),
+            (
+                "split screen packing's width",
+                Some(self.m),
+                self.packing.shape().1,
             ),
             ("split screen points left out", Some(n), self.left_out.len()),
             (
@@ -165,7 +202,7 @@ impl<'a> Split<'a> {
             }))
             .collect();
         Split {
-            int8: Int8::new(data.q, n, data.m),
+            int8: Int8::new(data.q, data.packing),
             columns,
             n,
             data,
@@ -688,8 +725,10 @@ mod tests {
             .collect();
         let factors: Vec<f64> = spread(n * FACTORS, 2).map(|v| v * 1e-3 + v * v).collect();
         let left_out = vec![false; n];
+        let packing = Int8Packing::of(&q, n, m);
         let data = SplitData {
             q: &q,
+            packing: &packing,
             m,
             factors: &factors,
             left_out: &left_out,
