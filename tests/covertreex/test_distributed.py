@@ -494,18 +494,24 @@ def test_a_range_cut_off_from_a_lost_copy_is_reported_lost_and_the_others_kept(c
 
 
 def _scatter_losing(client, monkeypatch, times: int) -> list:
-    """Make client.scatter cancel (lose) what it scatters, `times` times; return the keys it scattered."""
-    scatter, scattered = client.scatter, []
+    """Make client.scatter cancel (lose) what it scatters, `times` times (one copy of the index each: a
+    job's scatter sends one per worker); return the keys it scattered."""
+    scatter, scattered, lock = client.scatter, [], threading.Lock()
 
     def scatter_then_lose(data, **options):
         [shared] = scatter(data, **options)
-        if len(scattered) < times:
-            client.cancel([shared], force=True)
-        scattered.append(shared.key)
+        with lock:
+            if len(scattered) < times:
+                client.cancel([shared], force=True)
+            scattered.append(shared.key)
         return [shared]
 
     monkeypatch.setattr(client, "scatter", scatter_then_lose)
     return scattered
+
+
+def _workers(client) -> int:
+    return len(client.scheduler_info()["workers"])
 
 
 def _small_index():
@@ -514,35 +520,69 @@ def _small_index():
 
 
 def test_ranges_cut_off_from_a_lost_index_run_again_on_a_fresh_scatter(client, monkeypatch):
-    scattered = _scatter_losing(client, monkeypatch, times=1)
+    scattered = _scatter_losing(client, monkeypatch, times=_workers(client))
     index = _small_index()
     idx, dist = distributed.run(index, client)
     expected = distributed.answer_range(index, 0, 200)
-    assert len(scattered) == 2
+    assert len(scattered) == 2 * _workers(client)
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+
+
+def test_ranges_of_a_lost_copy_run_again_on_the_copies_left(client, monkeypatch):
+    """A worker's copy lost (with the worker, as when it dies): its ranges run on another worker's copy,
+    with no fresh scatter."""
+    scattered, rounds, scatter = _scatter_losing(client, monkeypatch, times=1), [], distributed._scatter
+    monkeypatch.setattr(distributed, "_scatter", lambda *args: rounds.append(1) or scatter(*args))
+    index = _small_index()
+    idx, dist = distributed.run(index, client, ranges_per_worker=3)
+    expected = distributed.answer_range(index, 0, 200)
+    assert len(rounds) == 1 and len(scattered) == _workers(client)
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+
+
+def test_the_copies_of_the_index_leave_for_every_worker_at_once(client, monkeypatch):
+    """Each worker gets its own copy from this process, all under way together (Dask's broadcast sent one
+    copy to one worker, which sent it on to the next, one hop after the other): no copy is sent before
+    every worker's has begun."""
+    scatter, asked, together = client.scatter, [], threading.Barrier(_workers(client), timeout=30)
+
+    def meeting(data, **options):
+        asked.append(tuple(options["workers"]))
+        together.wait()
+        return scatter(data, **options)
+
+    monkeypatch.setattr(client, "scatter", meeting)
+    index = _small_index()
+    idx, dist = distributed.run(index, client)
+    expected = distributed.answer_range(index, 0, 200)
+    assert sorted(asked) == [(worker,) for worker in sorted(client.scheduler_info()["workers"])]
     assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
 
 
 def test_a_job_whose_index_is_lost_at_every_scatter_raises_the_cancellation(client, monkeypatch):
     from distributed import CancelledError
 
-    scattered = _scatter_losing(client, monkeypatch, times=distributed.SCATTERS)
+    scattered = _scatter_losing(client, monkeypatch, times=distributed.SCATTERS * _workers(client))
     with pytest.raises(CancelledError):
         distributed.run(_small_index(), client)
-    assert len(scattered) == distributed.SCATTERS
+    assert len(scattered) == distributed.SCATTERS * _workers(client)
 
 
 def _scatter_failing(client, monkeypatch, failures: list):
-    """Make client.scatter fail as Dask does when a worker dies during the copies, once per entry of
-    `failures` ("key": a KeyError naming the dead worker; "stall": replication that never ends, held
-    until `release` is set), then copy for real; return (what each call did, release). A copy is given
-    up after 2 s here, and a job may make 6: a slow machine's real copy given up costs one more."""
-    scatter, calls, release = client.scatter, [], threading.Event()
+    """Make client.scatter fail as Dask does when a worker dies during its copy, once per entry of
+    `failures` ("key": a KeyError naming the dead worker; "stall": a copy that never ends, held until
+    `release` is set), then copy for real; return (what each call did, in order, and release). A job's
+    scatter copies to every worker at once, a copy is given up after 2 s here, and a job may make 6
+    scatters: a slow machine's real copy given up costs one more."""
+    scatter, calls, release, lock = client.scatter, [], threading.Event(), threading.Lock()
 
     def failing(data, **options):
-        calls.append(failures[len(calls)] if len(calls) < len(failures) else "copied")
-        if calls[-1] == "key":
+        with lock:
+            calls.append(failures[len(calls)] if len(calls) < len(failures) else "copied")
+            call = calls[-1]
+        if call == "key":
             raise KeyError("tcp://127.0.0.1:40000")
-        if calls[-1] == "stall":
+        if call == "stall":
             release.wait(60)
             raise OSError("stalled copy released")
         return scatter(data, **options)
@@ -553,9 +593,10 @@ def _scatter_failing(client, monkeypatch, failures: list):
     return calls, release
 
 
-@pytest.mark.parametrize("failures", [["key"], ["stall"], ["key", "stall"]])
+@pytest.mark.parametrize("failures", [["key"], ["stall"], ["key", "stall"], ["stall", "key", "key"]])
 def test_a_worker_dying_during_the_copies_of_the_index_costs_a_fresh_copy(client, monkeypatch, failures):
-    """Dask's broadcast scatter failed with a KeyError or retried a dead worker every 30 s for good."""
+    """Dask's scatter fails with a KeyError, or retries a dead worker every 30 s for good: the job runs on
+    the copies that landed, or scatters again when none did."""
     calls, release = _scatter_failing(client, monkeypatch, failures)
     index = _small_index()
     try:
@@ -563,15 +604,19 @@ def test_a_worker_dying_during_the_copies_of_the_index_costs_a_fresh_copy(client
     finally:
         release.set()
     expected = distributed.answer_range(index, 0, 200)
-    assert calls[:len(failures)] == failures and set(calls[len(failures):]) == {"copied"}
+    workers = _workers(client)
+    scatters = -(-max(len(failures) + 1, workers) // workers)  # until one copy lands
+    assert calls[:len(failures)] == failures and calls[len(failures):] == ["copied"] * (
+        scatters * workers - len(failures))
     assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
 
 
 def test_a_job_whose_every_copy_of_the_index_fails_is_a_cluster_error(client, monkeypatch):
-    calls, _ = _scatter_failing(client, monkeypatch, ["key"] * 6)
+    failures = ["key"] * 6 * _workers(client)
+    calls, _ = _scatter_failing(client, monkeypatch, failures)
     with pytest.raises(ClusterError, match="in 6 tries"):
         distributed.run(_small_index(), client)
-    assert calls == ["key"] * 6
+    assert calls == failures
 
 
 def test_a_range_cancelled_with_its_index_intact_is_raised_not_retried(client, monkeypatch):
@@ -587,7 +632,7 @@ def test_a_range_cancelled_with_its_index_intact_is_raised_not_retried(client, m
     monkeypatch.setattr(client, "submit", submit_then_cancel)
     with pytest.raises(CancelledError):
         distributed.run(_small_index(), client)
-    assert len(scattered) == 1
+    assert len(scattered) == _workers(client)
 
 
 @pytest.mark.parametrize("indices", [5, np.int64(5)])
