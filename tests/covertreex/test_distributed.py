@@ -25,6 +25,10 @@ from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
 
 pytest.importorskip("distributed")
 
+pytestmark = pytest.mark.timeout(300, method="thread")
+"""A test of this module that hangs (a full suite once waited on one for over 10 minutes, 2026-12-06)
+ends its process with every thread's stack printed, so the suite fails in minutes, not at CI's 90."""
+
 
 @pytest.fixture(scope="module")
 def client():
