@@ -55,11 +55,12 @@ from covertreex.validation import check_k
 
 RANGES_PER_WORKER = 2
 """Ranges per worker: enough to even out cost estimates and to spread a lost worker's share, few enough that
-each range's fixed cost (~0.06 s on one thread at N = 32,768 on the split: the arrays' checks, the rows'
-norms, Z packed for the int8 kernel) stays small. benchmarks/dask_overhead.py at N = 32,768 (2026-12-06
-06:24-06:27 UTC, Intel Xeon, 2 cores, a copy of it with ranges_per_worker set, alternating one run each):
-2 ranges: 2.32, 2.56, 2.47 s (1.18x, 1.35x, 1.27x the single process); 4: 2.54, 2.91, 2.62 s (1.34x,
-1.48x, 1.34x)."""
+each range's fixed cost stays small (on the split screen, the queries the split declines take one f64 call
+over all their predecessors per range, whose rows' norms read V once more). benchmarks/dask_overhead.py at
+N = 32,768 (Intel Xeon, 2 cores): 2 against 4 on 2026-12-06 06:24-06:27 UTC, alternating one run each:
+2.32, 2.56, 2.47 s (1.18x, 1.35x, 1.27x the single process) against 2.54, 2.91, 2.62 s (1.34x, 1.48x,
+1.34x); after the split's packing and V's proof left the calls (08:44 UTC, a /tmp script alternating 1, 2
+and 4 in five rounds): medians 1.15x, 1.14x and 1.21x."""
 
 PAIRS_PER_NEIGHBOUR = 40
 """What one returned neighbour costs, in eligible pairs screened: a query's answer is k canonical
