@@ -11,15 +11,19 @@ Every worker gets a copy of the index of its own, sent to all of them at once, a
 to its copy. A worker that dies takes its copy and its ranges with it; those ranges run again on the
 copies left, and a fresh scatter is made only when no copy is left (at most :data:`SCATTERS` in all), as
 when a worker dies during the copies (:func:`_scatter`). The ranges are gathered in order, each once, so
-nothing is lost or duplicated. Dask gives up on a range that has killed
-``distributed.scheduler.allowed-failures`` workers, and the call then raises its KilledWorker error.
+nothing is lost or duplicated. A range lost with more workers than Dask allows a task to kill
+(``distributed.scheduler.allowed-failures`` in this process's Dask configuration) is a
+:class:`~covertreex.errors.ClusterError` naming it: each run of a lost range is a new Dask task, so Dask's
+own count (its KilledWorker error) never sees them add up.
 
 The copies go from this process straight to the workers (Dask's direct scatter), all at once: Dask's
 broadcast sends one copy to one worker, which then copies it to the others, one hop after the other
 (0.27-0.32 s against 0.20 s for two local workers at N = 32,768, whose single-process job takes 2 s).
+The client's link carries one copy per worker, where the broadcast's first worker sent all but one.
 Through the scheduler (Dask's default) each copy would travel one hop more: 1.6-2.4 s against 0.3-0.8 s
 of wall for a 128 MB V to 2 local workers (docs/vecchia.md). A client that cannot reach the workers is
-made with ``Client(..., direct_to_workers=False)`` and keeps the scheduler's route.
+made with ``Client(..., direct_to_workers=False)`` and keeps the scheduler's route, and Dask's broadcast:
+its link, likely the slowest, then carries one copy.
 
 An array of the index larger than Dask's 64 MiB shards travels in pieces of at most 2 MiB
 (:mod:`covertreex.small_frames`): a worker receives each into a buffer too small for NumPy to ask for
@@ -367,15 +371,15 @@ def _lost_scheduler(client) -> ClusterError:
 
 def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
     parts: list = [None] * len(ranges)
-    lost = list(range(len(ranges)))
+    lost, losses = list(range(len(ranges))), [0] * len(ranges)
     for scatter in range(1, SCATTERS + 1):
         _require_scheduler(client)  # after lost ranges: a copy would wait out Dask's reconnect window
         copies = _scatter(client, index)
-        if not copies:  # every worker died during its copy, or the scheduler did
+        if not copies:  # no worker ran, every one died during its copy, or the scheduler did
             _require_scheduler(client)
             if scatter == SCATTERS:
-                raise ClusterError(f"could not copy the index to any worker in {SCATTERS} tries: a worker "
-                                   "died during each copy")
+                raise ClusterError(f"could not copy the index to any worker in {SCATTERS} tries: no worker "
+                                   f"was running for {SCATTER_SECONDS:g} s, or each died during its copy")
             continue
         while copies:
             futures, given = _submit(client, copies, ranges, lost)
@@ -384,17 +388,34 @@ def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
                 return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             if not all(given[r].cancelled() for r in lost):  # cancelled with its copy intact: not ours
                 raise cancelled
+            _count_losses(losses, lost, ranges)
             copies = {worker: copy for worker, copy in copies.items() if not copy.cancelled()}
             del futures, given  # the lost copies' futures go before the ranges run again
         if scatter == SCATTERS:
             raise cancelled
 
 
+def _count_losses(losses: list[int], lost: list[int], ranges: list[tuple[int, int]]) -> None:
+    """Count one more loss of each range at slots `lost` (its worker died with its copy), and raise a
+    ClusterError for a range lost more often than Dask lets a task kill workers: such a range kills
+    whatever worker runs it, and without the count every copy and every scatter would go the same way."""
+    import dask
+
+    allowed = int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+    for r in lost:
+        losses[r] += 1
+        if losses[r] > allowed:
+            start, stop = ranges[r]
+            raise ClusterError(f"the queries {start}..{stop - 1} were lost with {losses[r]} workers that "
+                               f"died holding them (distributed.scheduler.allowed-failures is {allowed}): "
+                               "they kill the workers that run them")
+
+
 def _submit(client, copies: dict, ranges: list[tuple[int, int]], at: list[int]) -> tuple[dict, dict]:
     """The ranges at slots `at` submitted to the workers holding `copies` (worker address: the future of
-    its copy of the index), in turn: ({future: its range's slot}, {slot: the copy it was given}). A range
-    may run on another worker when its own is busy or lost (Dask then cancels it with its copy, and it
-    runs again on a copy left)."""
+    its copy of the index), in turn: ({future: its range's slot}, {slot: the copy it was given}). The
+    restriction is loose so that Dask need not hold a range for a worker gone (it cancels the range with
+    that worker's copy, and the range runs again on a copy left)."""
     workers = sorted(copies)
     futures, given = {}, {}
     for turn, r in enumerate(at):
@@ -412,28 +433,47 @@ SCATTER_BYTES_PER_SECOND = 20e6
 
 
 def _scatter(client, index: Index) -> dict:
-    """A copy of the index on each worker, sent to all of them at once: {worker address: the copy's
-    future}, for the copies that landed (none when every worker died during its copy, or there is no
-    worker). A worker that dies during its copy makes Dask fail with a KeyError naming it, or retry the
-    copy every 30 s for good: such a copy is given up after :data:`SCATTER_SECONDS` plus the copies'
-    bytes' time (:func:`_all_within`)."""
-    workers = sorted(client.scheduler_info()["workers"])
+    """A copy of the index on each running worker, sent to all of them at once: {worker address: the
+    copy's future}, for the copies that landed; none when no worker runs within :data:`SCATTER_SECONDS`
+    (a restarted worker, a cluster scaling up) or every one died during its copy. A worker that dies
+    during its copy makes Dask fail with a KeyError naming it, or retry the copy every 30 s for good: such
+    a copy is given up after :data:`SCATTER_SECONDS` plus the copies' bytes' time (:func:`_all_within`).
+    Through the scheduler (``direct_to_workers=False``), Dask's broadcast makes one copy and the scheduler
+    replicates it, so the client's link carries it once: every worker's range is given that one."""
+    workers = _running_workers(client)
+    if not workers:
+        return {}
     direct = client.direct_to_workers is not False
 
     def copy_to(worker):
-        return lambda: client.scatter([index], workers=[worker], hash=False, direct=direct)
+        return lambda: client.scatter([index], workers=[worker], hash=False, direct=True)
 
+    calls = [copy_to(w) for w in workers] if direct else \
+        [lambda: client.scatter([index], broadcast=True, hash=False, direct=False)]
     seconds = SCATTER_SECONDS + len(workers) * _nbytes(index) / SCATTER_BYTES_PER_SECOND
-    copies = {}
-    for worker, outcome in zip(workers, _all_within(seconds, [copy_to(w) for w in workers], "scatter"),
-                               strict=True):
+    copies, outcomes = {}, _all_within(seconds, calls, "scatter")
+    for to, outcome in zip(workers if direct else [None], outcomes, strict=True):
         if outcome is None or isinstance(outcome[1], (KeyError, OSError)):
             continue
         shared, error = outcome
         if error is not None:
             raise error
-        [copies[worker]] = shared
+        [copy] = shared
+        copies.update({to: copy} if direct else dict.fromkeys(workers, copy))
     return copies
+
+
+def _running_workers(client) -> list[str]:
+    """The addresses of the workers running now (a paused or closing worker would hold its copy until the
+    client's timeout), waiting up to :data:`SCATTER_SECONDS` for one: [] when none came."""
+    deadline = time.monotonic() + SCATTER_SECONDS
+    while True:
+        workers = sorted(address for address, worker in client.scheduler_info()["workers"].items()
+                         if worker.get("status", "running") == "running")
+        if workers or time.monotonic() > deadline:
+            return workers
+        _require_scheduler(client)
+        time.sleep(0.1)
 
 
 def _nbytes(index: Index) -> int:

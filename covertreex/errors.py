@@ -46,9 +46,10 @@ class CorruptFileError(InvalidInputError):
 
 
 class ClusterError(CovertreexError, RuntimeError):
-    """A Dask cluster failed a job: its workers died during every copy of the index, or (reported by
-    `pcct vecchia --scheduler`, where the API raises Dask's own error) a range killed its workers too
-    often, covertreex cannot be imported there, the scheduler went away."""
+    """A Dask cluster failed a job: no worker ran or each died during its copy of the index, scatter after
+    scatter; a range was lost with more workers than Dask's allowed-failures; the scheduler went away; or
+    (reported by `pcct vecchia --scheduler`, where the API raises Dask's own error) covertreex cannot be
+    imported on the workers."""
 
 
 def unknown_name(kind: str, name: object, known) -> UnknownNameError:

@@ -259,7 +259,7 @@ class SplitScreen:
 
     def rows(self, threads: int | None = None):
         """q with its packing for the rust engine's int8 products (``covertreex._rust.SplitRows``), made
-        on `threads` by the first call in this process and kept: every dense call on the split packed q
+        on `threads` by the first call on this split and kept: every dense call on the split packed q
         before, ~15 ms at N = 32,768, m = 512, which each range of a Dask job paid again. Not pickled
         (another process may run another kernel)."""
         made = self.__dict__.get("_rows")
@@ -271,6 +271,12 @@ class SplitScreen:
 
     def __getstate__(self) -> dict:
         return {name: value for name, value in self.__dict__.items() if name != "_rows"}
+
+    def __setstate__(self, state: dict) -> None:
+        """Read-only again: a pickle below protocol 5 (multiprocessing's) or a deep copy brings the arrays
+        back writeable, and :meth:`rows` packs only a read-only q."""
+        self.__dict__.update(state)
+        self.__post_init__()
 
     def fits_badly(self) -> np.ndarray:
         """Per point, whether z leaves out much of its residual (sqrt(e/p) > :data:`ROW_REST`: points in

@@ -563,6 +563,64 @@ def test_the_copies_of_the_index_leave_for_every_worker_at_once(client, monkeypa
     assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
 
 
+def _hold(dask_worker):
+    """Pause a worker for good (its memory monitor would resume it at once)."""
+    from distributed.core import Status
+
+    dask_worker.covertreex_pause = dask_worker.memory_manager.memory_pause_fraction
+    dask_worker.memory_manager.memory_pause_fraction = False
+    dask_worker.status = Status.paused
+
+
+def _release(dask_worker):
+    from distributed.core import Status
+
+    dask_worker.memory_manager.memory_pause_fraction = dask_worker.covertreex_pause
+    dask_worker.status = Status.running
+
+
+def test_a_paused_worker_gets_no_copy_and_a_job_waits_for_a_running_one(client, monkeypatch):
+    """A copy sent to a paused worker waited out the client's timeout (30 s); with no worker running (all
+    paused, restarting, or a cluster scaling up) the job used up its scatters at once. Now only running
+    workers get copies, and the job waits for one to run."""
+    workers = sorted(client.scheduler_info()["workers"])
+    scatter, asked = client.scatter, []
+    monkeypatch.setattr(client, "scatter", lambda data, **options: asked.append(options["workers"]) or
+                        scatter(data, **options))
+    index = _small_index()
+    expected = distributed.answer_range(index, 0, 200)
+    client.run(_hold)
+    try:
+        resume = threading.Timer(0.5, client.run, args=(_release,), kwargs={"workers": [workers[1]]})
+        resume.start()
+        idx, dist = distributed.run(index, client)
+        resume.join()
+    finally:
+        client.run(_release)
+    assert asked == [[workers[1]]]
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+
+
+def _poisoned(index, start, stop):
+    """A range that kills whatever worker runs it: the one from query 0."""
+    if start == 0:
+        os._exit(1)
+    return distributed.answer_range(index, start, stop)
+
+
+def test_a_range_that_kills_its_workers_is_a_cluster_error_naming_it(client, monkeypatch):
+    """Each run of a lost range is a new Dask task, so Dask's own count of the workers a task killed
+    (allowed-failures, then KilledWorker) never added up: the range killed every copy's worker, scatter
+    after scatter. The job counts the losses itself."""
+    import dask
+
+    monkeypatch.setattr(distributed, "_answer_on_worker", _poisoned)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            pytest.raises(ClusterError, match=r"queries 0\.\.\d+ were lost with 2 workers"):
+        distributed.run(_small_index(), client)
+    client.wait_for_workers(2, timeout=60)  # the fixture's two, restarted by their nannies for the next tests
+
+
 def test_a_job_whose_index_is_lost_at_every_scatter_raises_the_cancellation(client, monkeypatch):
     from distributed import CancelledError
 

@@ -4,6 +4,7 @@ for bit), its counters do not depend on threads or query blocks, and it refuses 
 
 from __future__ import annotations
 
+import copy
 import pickle
 from fractions import Fraction
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import covertreex as ct
-from covertreex import datasets, split_screen
+from covertreex import datasets, distributed, split_screen
 from covertreex.errors import InvalidInputError
 from covertreex.split_screen import FACTORS
 
@@ -290,8 +291,6 @@ def test_more_inducing_points_than_the_slices_take_fall_back_or_refuse(oracle, c
 def test_a_pickled_index_still_runs_the_split(every_row_split):
     """A Dask worker gets the Index through pickle: its query set and space hold equal, not the same,
     arrays, and the split must still run there, with the same answers and counters."""
-    from covertreex import distributed
-
     problem = PROBLEMS["gaussian"]()
     index = distributed.prepare(problem, 5, metric="residual", engine="rust", predecessor=True,
                                 path="dense", mode="perf", dense_screen="split")
@@ -323,3 +322,18 @@ def test_the_packed_rows_are_made_once_per_process_and_never_pickled(every_row_s
     assert "_rows" not in vars(copy) and np.array_equal(copy.q, split.q)
     with pytest.raises(InvalidInputError, match="split q must be read-only"):
         made(np.array(split.q))
+
+
+@pytest.mark.parametrize("copied", [lambda s: pickle.loads(pickle.dumps(s, protocol=4)), copy.deepcopy],
+                         ids=["protocol 4", "deepcopy"])
+def test_a_split_copied_any_way_keeps_its_arrays_read_only_and_runs(copied, every_row_split):
+    """A pickle below protocol 5 (multiprocessing's) or a deep copy brings arrays back writeable, which
+    the packing refuses: the split makes its own read-only again."""
+    problem = PROBLEMS["gaussian"]()
+    index = distributed.prepare(problem, 5, metric="residual", engine="rust", predecessor=True, path="dense",
+                                mode="perf", dense_screen="split")
+    again = copied(index)
+    split = again.space.problem.split_screen
+    assert not split.q.flags.writeable and not split.factors.flags.writeable
+    mine, theirs = distributed.answer_range(index, 0, 1500), distributed.answer_range(again, 0, 1500)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(mine, theirs, strict=True))

@@ -372,9 +372,9 @@ impl SplitRows {
 /// per_query counters, pairs screened per query, queries the split declined, seconds spent in GEMM
 /// summed over workers).
 /// `query_block` x `point_block` is the tile shape. `split`, (rows, factors) from covertreex.split_screen
-/// (rows: a [`SplitRows`]) with (left_out, given, decline_share) from the caller, screens every pair but those of two left-out
-/// points in place of the GEMM (indexed residual queries only; given: each query's k distances found
-/// elsewhere; decline_share: see `SplitData`).
+/// (rows: a [`SplitRows`]) with (left_out, given, decline_share) from the caller, screens every pair
+/// but those of two left-out points in place of the GEMM (indexed residual queries only; given: each
+/// query's k distances found elsewhere; decline_share: see `SplitData`).
 #[pyfunction]
 #[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None, split=None))]
 #[allow(clippy::too_many_arguments)]

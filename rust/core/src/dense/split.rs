@@ -51,9 +51,10 @@ const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
 /// packing for the products ([`Int8Packing::of`] the same rows, made once per process) and the bound's
 /// factors (n x `FACTORS`), both row-major; and what the caller answers elsewhere.
 ///
-/// The factors, checked finite, also prove V's rows finite (vnorm_i bounds |v_i|: a NaN or an infinity in
-/// v_i makes it NaN or infinite), so a call on the split reads no row of V for that proof: the split is
-/// V's own, which its bound rests on anyway.
+/// The factors, checked finite, also prove V's rows finite (vnorm_i bounds |v_i| / sqrt(p_i): a NaN or an
+/// infinity in v_i makes it NaN or infinite), so a call on the split reads no row of V for that proof:
+/// the split must be V's own, which its bound rests on anyway (covertreex builds it from the problem's V
+/// and pairs it with no other).
 #[derive(Clone, Copy)]
 pub struct SplitData<'a> {
     pub q: &'a [i8],
