@@ -9,7 +9,9 @@ One untimed round of both sides runs first (a cold first single-process run made
 Each line: wall seconds, CPU seconds (this process -- client and the LocalCluster's scheduler -- plus the
 workers' during the run), whether the answers are byte-identical, and the load average.
 
-Each cluster line also gives, from ``distributed.get_task_stream``, the wall time before the first range
+The last line gives every run's cluster / one-process wall ratio and their median (this project's host
+drifts by +-20% within minutes: one run says little). Each cluster line also gives, from
+``distributed.get_task_stream``, the wall time before the first range
 started (the fit, the scatter and the dispatch) and after the last one ended (the answers' transfer).
 
 The header names the kernel's transparent-huge-page modes and NUMPY_MADVISE_HUGEPAGE: NumPy asks for huge
@@ -67,14 +69,16 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_the_job(X: np.ndarray, ordering: str, client) -> None:
-    """One whole vecchia_neighbors call in this process, then the same call given the cluster."""
-    results = []
+def time_the_job(X: np.ndarray, ordering: str, client) -> float:
+    """One whole vecchia_neighbors call in this process, then the same call given the cluster: the
+    cluster's wall time over the process's."""
+    results, walls = [], []
     for scheduler in (None, client):
         workers = client.run(cpu_seconds)
         start, cpu = time.perf_counter(), cpu_seconds()
         results.append(ct.vecchia_neighbors(X, K, ordering=ordering, m=M, seed=SEED, scheduler=scheduler))
         wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        walls.append(wall)
         after = client.run(cpu_seconds)
         on_workers = sum(after[w] - workers[w] for w in workers)
         where = "one process " if scheduler is None else "with cluster"
@@ -84,6 +88,7 @@ def time_the_job(X: np.ndarray, ordering: str, client) -> None:
     same = all(getattr(local, name).tobytes() == getattr(remote, name).tobytes()
                for name in ("ordering", "neighbors", "distances"))
     print(f"identical {same}", flush=True)
+    return walls[1] / walls[0]
 
 
 def time_the_scatter(problem, client, repeats: int, gap: float) -> None:
@@ -140,14 +145,15 @@ def main() -> None:
             time_the_scatter(problem, client, args.repeats, args.scatter)
             return
         warm_up(X, problem, args.job, client)
+        ratios = []
         for _ in range(args.repeats):
             if args.job is not None:
-                time_the_job(X, args.job, client)
+                ratios.append(time_the_job(X, args.job, client))
                 continue
             start, cpu = time.perf_counter(), cpu_seconds()
             local = ct.CoverTree(metric="residual", telemetry=False).fit(problem).query(k=K, predecessor=True)
-            wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-            print(f"one process  wall {wall:6.2f} s  CPU {cpu:6.2f} s  load {os.getloadavg()[0]:.1f}",
+            local_wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+            print(f"one process  wall {local_wall:6.2f} s  CPU {cpu:6.2f} s  load {os.getloadavg()[0]:.1f}",
                   flush=True)
             workers = client.run(cpu_seconds)
             start, cpu, began = time.perf_counter(), cpu_seconds(), time.time()
@@ -163,6 +169,9 @@ def main() -> None:
                   f"{cpu:.2f}, workers {on_workers:.2f})  identical {same}  before the first range "
                   f"{first - began:.2f} s, after the last {ended - last:.2f} s  "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
+            ratios.append(wall / local_wall)
+        print(f"cluster / one process: {' '.join(f'{r:.2f}x' for r in ratios)}; median "
+              f"{float(np.median(ratios)):.2f}x of {len(ratios)} runs", flush=True)
 
 
 if __name__ == "__main__":
