@@ -100,7 +100,7 @@ pub struct Int8<'a> {
 }
 
 /// Z's rows packed for the fastest kernel this process runs (none for the portable loop): made once
-/// per process and lent to every call's [`Int8`]. Packing is a pass over Z in scattered bytes, ~15 ms
+/// per process and lent to every call's `Int8`. Packing is a pass over Z in scattered bytes, ~15 ms
 /// at N = 32,768, m = 512, which every call on the split screen paid before (a Dask worker's ranges
 /// each paid it again).
 pub struct Int8Packing {
