@@ -419,9 +419,10 @@ def _submit(client, copies: dict, ranges: list[tuple[int, int]], at: list[int]) 
     workers = sorted(copies)
     futures, given = {}, {}
     for turn, r in enumerate(at):
-        given[r] = copies[workers[turn % len(workers)]]
+        worker = workers[turn % len(workers)]
+        given[r] = copies[worker]
         future = client.submit(_answer_on_worker, given[r], *ranges[r], pure=False, retries=2,
-                               workers=[workers[turn % len(workers)]], allow_other_workers=True)
+                               workers=[worker], allow_other_workers=True)
         futures[future] = r
     return futures, given
 
@@ -443,23 +444,31 @@ def _scatter(client, index: Index) -> dict:
     workers = _running_workers(client)
     if not workers:
         return {}
-    direct = client.direct_to_workers is not False
+    seconds = SCATTER_SECONDS + len(workers) * _nbytes(index) / SCATTER_BYTES_PER_SECOND
+    if client.direct_to_workers is False:
+        [copy] = _landed(_all_within(seconds, [lambda: client.scatter(
+            [index], broadcast=True, hash=False, direct=False)], "scatter"))
+        return {} if copy is None else dict.fromkeys(workers, copy)
 
     def copy_to(worker):
         return lambda: client.scatter([index], workers=[worker], hash=False, direct=True)
 
-    calls = [copy_to(w) for w in workers] if direct else \
-        [lambda: client.scatter([index], broadcast=True, hash=False, direct=False)]
-    seconds = SCATTER_SECONDS + len(workers) * _nbytes(index) / SCATTER_BYTES_PER_SECOND
-    copies, outcomes = {}, _all_within(seconds, calls, "scatter")
-    for to, outcome in zip(workers if direct else [None], outcomes, strict=True):
+    copies = _landed(_all_within(seconds, [copy_to(w) for w in workers], "scatter"))
+    return {worker: copy for worker, copy in zip(workers, copies, strict=True) if copy is not None}
+
+
+def _landed(outcomes: list) -> list:
+    """Each scatter's future, or None where its worker died during the copy (Dask's KeyError naming it,
+    an OSError) or the copy was given up (:func:`_all_within`); any other error is raised."""
+    copies = []
+    for outcome in outcomes:
         if outcome is None or isinstance(outcome[1], (KeyError, OSError)):
+            copies.append(None)
             continue
         shared, error = outcome
         if error is not None:
             raise error
-        [copy] = shared
-        copies.update({to: copy} if direct else dict.fromkeys(workers, copy))
+        copies.extend(shared)
     return copies
 
 

@@ -563,6 +563,22 @@ def test_the_copies_of_the_index_leave_for_every_worker_at_once(client, monkeypa
     assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
 
 
+def test_a_client_that_cannot_reach_the_workers_sends_one_copy_through_the_scheduler(client, monkeypatch):
+    """A client made with direct_to_workers=False keeps Dask's broadcast through the scheduler: its link,
+    likely the slowest, carries one copy, not one per worker."""
+    from distributed import Client
+
+    index = _small_index()
+    expected = distributed.answer_range(index, 0, 200)
+    with Client(client.scheduler.address, direct_to_workers=False) as remote:
+        scatter, asked = remote.scatter, []
+        monkeypatch.setattr(remote, "scatter", lambda data, **options: asked.append(options) or
+                            scatter(data, **options))
+        idx, dist = distributed.run(index, remote)
+    assert asked == [{"broadcast": True, "hash": False, "direct": False}]
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+
+
 def _hold(dask_worker):
     """Pause a worker for good (its memory monitor would resume it at once)."""
     from distributed.core import Status
@@ -579,6 +595,16 @@ def _release(dask_worker):
     dask_worker.status = Status.running
 
 
+def _await_statuses(client, statuses: dict) -> None:
+    """Wait until the scheduler reports each worker's status as given: a worker tells it of a change in
+    its own time, after client.run has returned."""
+    deadline = time.monotonic() + 60
+    while {w: info["status"] for w, info in client.scheduler_info()["workers"].items() if w in statuses} \
+            != statuses:
+        assert time.monotonic() < deadline, "the scheduler never saw the workers' statuses"
+        time.sleep(0.01)
+
+
 def test_a_paused_worker_gets_no_copy_and_a_job_waits_for_a_running_one(client, monkeypatch):
     """A copy sent to a paused worker waited out the client's timeout (30 s); with no worker running (all
     paused, restarting, or a cluster scaling up) the job used up its scatters at once. Now only running
@@ -591,12 +617,14 @@ def test_a_paused_worker_gets_no_copy_and_a_job_waits_for_a_running_one(client, 
     expected = distributed.answer_range(index, 0, 200)
     client.run(_hold)
     try:
+        _await_statuses(client, {worker: "paused" for worker in workers})  # as the scheduler sees them
         resume = threading.Timer(0.5, client.run, args=(_release,), kwargs={"workers": [workers[1]]})
         resume.start()
         idx, dist = distributed.run(index, client)
         resume.join()
     finally:
         client.run(_release)
+        _await_statuses(client, dict.fromkeys(workers, "running"))
     assert asked == [[workers[1]]]
     assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
 

@@ -300,7 +300,8 @@ def test_a_pickled_index_still_runs_the_split(every_row_split):
         assert np.array_equal(np.asarray(mine), np.asarray(theirs))
 
 
-def test_the_packed_rows_are_made_once_per_process_and_never_pickled(every_row_split, monkeypatch):
+def test_the_packed_rows_are_made_once_per_process_and_never_pickled(every_row_split, monkeypatch, oracle,
+                                                                    check_same):
     """Every dense call on the split packed Z for the int8 kernel (~15 ms at N = 32,768), which each range
     of a Dask job paid again: the packing is made by the first call, kept by the split, and left out of
     its pickle (another process may run another kernel); calls after it give the same answers."""
@@ -318,8 +319,9 @@ def test_the_packed_rows_are_made_once_per_process_and_never_pickled(every_row_s
     assert split.rows() is packed
     assert np.array_equal(first.indices, again.indices)
     assert first.distances.tobytes() == again.distances.tobytes()
-    copy = pickle.loads(pickle.dumps(split, protocol=5))
-    assert "_rows" not in vars(copy) and np.array_equal(copy.q, split.q)
+    check_same((again.distances, again.indices), oracle("residual", problem, 5, predecessor=True))
+    unpickled = pickle.loads(pickle.dumps(split, protocol=5))
+    assert "_rows" not in vars(unpickled) and np.array_equal(unpickled.q, split.q)
     with pytest.raises(InvalidInputError, match="split q must be read-only"):
         made(np.array(split.q))
 

@@ -74,9 +74,8 @@ pub struct SplitData<'a> {
     pub decline_share: usize,
 }
 
-/// Z's int8 rows `q` (n x m, row-major) packed for the products ([`SplitData::packing`]), on `threads`
-/// workers (None: rayon's global pool; the packing does not depend on them).
-pub fn pack_split_rows(q: &[i8], n: usize, m: usize, threads: Option<i64>) -> Result<Int8Packing> {
+/// The split screen's width m within what the int8 products keep exact ([`MAX_WIDTH`]).
+fn check_width(m: usize) -> Result<()> {
     if m == 0 || m > MAX_WIDTH {
         return Err(CoreError::BadValue {
             what: "split screen width (m)",
@@ -84,6 +83,13 @@ pub fn pack_split_rows(q: &[i8], n: usize, m: usize, threads: Option<i64>) -> Re
             allowed: "1..=65536",
         });
     }
+    Ok(())
+}
+
+/// Z's int8 rows `q` (n x m, row-major) packed for the products ([`SplitData::packing`]), on `threads`
+/// workers (None: rayon's global pool; the packing does not depend on them).
+pub fn pack_split_rows(q: &[i8], n: usize, m: usize, threads: Option<i64>) -> Result<Int8Packing> {
+    check_width(m)?;
     if n.checked_mul(m) != Some(q.len()) {
         return Err(CoreError::DimensionMismatch {
             what: "split screen rows (q)",
@@ -132,13 +138,7 @@ impl SplitData<'_> {
                 });
             }
         }
-        if self.m == 0 || self.m > MAX_WIDTH {
-            return Err(CoreError::BadValue {
-                what: "split screen width (m)",
-                value: self.m as i64,
-                allowed: "1..=65536",
-            });
-        }
+        check_width(self.m)?;
         if let Some(position) = self
             .factors
             .iter()
