@@ -161,15 +161,19 @@ class ResidualProblem:
     def permuted(self, order: np.ndarray) -> ResidualProblem:
         """This problem with its rows in `order` (a permutation of every row, checked): the same inducing
         points (renumbered) and Cholesky factor, so every distance between two points is unchanged bit for
-        bit."""
+        bit; and its split screen's rows in that order, if it is built (each row's are that point's own)."""
         order = given_permutation(order, self.n_points)
         where = np.empty_like(order)
         where[order] = np.arange(order.shape[0])
         X, V, p = self.X[order], take_rows(self.V, order), self.p[order]
         inducing = None if self.inducing is None else where[self.inducing]
         _frozen(*(arr for arr in (X, V, p, inducing) if arr is not None))
-        return ResidualProblem._of_frozen(X, V, p, self.kernel, self.lengthscale, self.variance, inducing,
-                                          self.cholesky_factor, self.seed, self.factor_of_kernel)
+        permuted = ResidualProblem._of_frozen(X, V, p, self.kernel, self.lengthscale, self.variance, inducing,
+                                              self.cholesky_factor, self.seed, self.factor_of_kernel)
+        split = self.__dict__.get("split_screen")
+        if split is not None:
+            permuted.adopt_split_screen(split.permuted(order))
+        return permuted
 
     @cached_property
     def _coordinate_keys(self) -> tuple[np.ndarray, np.ndarray]:

@@ -257,6 +257,11 @@ class SplitScreen:
         object.__setattr__(self, "q", read_only(self.q))
         object.__setattr__(self, "factors", read_only(self.factors))
 
+    def permuted(self, order: np.ndarray) -> SplitScreen:
+        """The split screen of the problem with its rows in `order` (a checked permutation): the bound of a
+        pair reads the two points' own rows only."""
+        return SplitScreen(self.q[order], self.factors[order], self.median_rest)
+
     def rows(self, threads: int | None = None):
         """q with its packing for the rust engine's int8 products (``covertreex._rust.SplitRows``), made
         on `threads` by the first call on this split and kept: every dense call on the split packed q

@@ -119,7 +119,11 @@ FUSED_ORDERINGS = {"residual": ("maximin", "maximin-residual"), "euclidean": ("m
 """Per neighbour metric, the maximin orderings in that same metric: computed fused with the neighbours
 (rust/core/src/maximin with the rust engine, chosen by 'auto' when built; covertreex.maximin_dense for
 residual under 'auto' without it). At N = 8,192 the gold pass halved the whole wait of the tree walk
-followed by the predecessor query (docs/vecchia.md)."""
+followed by the predecessor query (docs/vecchia.md). Where the rust pass takes the split screen
+(:func:`_maximin_split`) it orders alone (one neighbour per row) and the predecessor query on the split finds
+the rows: few pairs of the ordering come through the split, while the rows' candidates in the pass's early
+rounds are nearly all pairs (N = 32,768, m = 512, k = 50: 4.6-4.8 s against the fused pass's 6.0-6.1 s,
+docs/benchmarks.md)."""
 
 
 def _rust_chosen(engine: str) -> bool:
@@ -133,11 +137,24 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress):
     space = MetricSpace.create(metric, data)
     require_memory(vecchia_orderings.working_bytes(space.data, k),
                    f"the maximin pass over {space.n_points} points with k = {k} neighbours each")
+    first = vecchia_orderings.first_point(space.data.X)
     if _rust_chosen(engine):
-        from covertreex.engines.rust import maximin_with_neighbors as run
-    else:
-        from covertreex.maximin_dense import maximin_with_neighbors as run  # Numba: gold's pass only
-    return run(space.data, vecchia_orderings.first_point(space.data.X), k, progress)
+        from covertreex.engines.rust import maximin_with_neighbors
+
+        return maximin_with_neighbors(space.data, first, k, progress, split=_maximin_split(space, engine))
+    from covertreex.maximin_dense import maximin_with_neighbors as run  # Numba: gold's pass only
+
+    return run(space.data, first, k, progress)
+
+
+def _maximin_split(space: MetricSpace, engine: str):
+    """The split screen (covertreex.split_screen) the rust maximin pass over `space` takes: where the
+    predecessor query on the same data would take it (the same pairs), else None."""
+    if space.problem is None or not _rust_chosen(engine):
+        return None
+    from covertreex.engines.rust import dense_split
+
+    return dense_split(space, space.all_points(predecessor=True), _cover_tree(engine, "residual").config)
 
 
 def _fused(metric: str, data, k: int, name: str, engine: str, report) -> VecchiaNeighbors:
@@ -187,7 +204,8 @@ def vecchia_neighbors(
     ordering is computed here); the answer is byte-identical. A maximin ordering that the engine fuses with
     the neighbours (above) runs here whatever the scheduler: the pass finds the neighbours while it orders,
     for little more than ordering alone, so the cluster could only repeat them (docs/vecchia.md, "On a Dask
-    cluster"). Returns a :class:`VecchiaNeighbors`.
+    cluster"); where it takes the split screen, the ordering runs here and the neighbours on the cluster.
+    Returns a :class:`VecchiaNeighbors`.
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
@@ -216,6 +234,8 @@ def vecchia_neighbors(
         report = progress or (lambda stage, n: None)
         fused = name in FUSED_ORDERINGS[metric] and (
             _rust_chosen(engine) or (engine == "auto" and metric == "residual"))
+        if fused and metric == "residual" and _maximin_split(MetricSpace.create(metric, problem), engine):
+            fused = False  # the pass orders alone on the split, the query finds the rows (FUSED_ORDERINGS)
         if fused:
             return _fused(metric, problem if metric == "residual" else X, k, name, engine, report)
         start = time.perf_counter()

@@ -271,14 +271,16 @@ matrix weighs more at small N)."""
 
 
 def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int = MAXIMIN_BLOCK,
-                           room: int | None = None, threads: int | None = None):
+                           room: int | None = None, threads: int | None = None, split=None):
     """:func:`covertreex.maximin_dense.maximin_with_neighbors` in rust (rust/core/src/maximin): the same
     (order, neighbour positions, distances, canonical evaluations) signature and the same order and rows,
-    bit for bit; its evaluation count differs (the rust screening bound is not gold's). `threads` None:
-    rayon's global pool; nothing returned depends on it."""
-
+    bit for bit; its evaluation count differs (the rust screening bound is not gold's). `split` (a
+    covertreex.split_screen.SplitScreen of the data's V) screens each round's pairs before the f64 GEMM
+    (rust/core/src/maximin/split.rs): the same order and rows again. `threads` None: rayon's global pool;
+    nothing returned depends on it."""
+    screen = None if split is None else (split.rows(threads), split.factors)
     order, indices, distances, evaluations, _ = _extension().maximin(
         _canonical(data, _METRIC_DTYPES), first, k, block,
-        k + ROOM_OVER_K if room is None else room, threads, progress, _interrupt(len(data.X) ** 2),
+        k + ROOM_OVER_K if room is None else room, threads, progress, _interrupt(len(data.X) ** 2), screen,
     )
     return order, indices, distances, evaluations

@@ -240,3 +240,104 @@ def test_vecchia_neighbors_fuses_maximin_with_the_neighbour_search(engine, metri
     assert fused.neighbor_seconds == 0.0 and walked.neighbor_seconds > 0.0
     for name in ("ordering", "neighbors", "distances"):
         assert getattr(fused, name).tobytes() == getattr(walked, name).tobytes(), name
+
+
+def _split_problems():
+    """Residual problems the split screen fits (z carries most of the residual), ties and p at its clamp
+    among them."""
+    lattice = np.repeat(np.stack(np.meshgrid(*[np.arange(7)] * 3, indexing="ij"), -1).reshape(-1, 3), 2, 0)
+    return {
+        "gaussian": lambda: ct.residual_problem(np.random.default_rng(0).normal(size=(1500, 3)), m=128,
+                                                seed=1),
+        "lattice with duplicates": lambda: ct.residual_problem(lattice * 0.25, m=96, seed=2),
+        "p at its clamp": lambda: ct.residual_problem(lattice[:500] * 0.25, m=64, seed=3, variance=1e-3),
+    }
+
+
+SPLIT_PROBLEMS = _split_problems()
+
+
+@pytest.fixture(scope="module")
+def split_problem():
+    """One problem per name, its split built once for the module."""
+    made = {}
+
+    def get(name):
+        if name not in made:
+            made[name] = SPLIT_PROBLEMS[name]()
+            assert made[name].split_screen is not None
+        return made[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT_PROBLEMS))
+@pytest.mark.parametrize("k, block", [(1, 512), (6, 512), (40, 16)])
+def test_rust_pass_on_the_split_gives_the_f64_pass_and_brute_force(name, k, block, split_problem,
+                                                                   distance_matrix):
+    """The split drops a round's pairs beyond each point's cut-off before any f64 work: order, rows and
+    distance bits stay the f64 pass's. Blocks of 512 send the early rounds' rows (every pair comes
+    through) to the GEMM and the later ones' survivors to single dot products; blocks of 16 only the
+    latter."""
+    problem = split_problem(name)
+    space = ct.CoverTree(metric="residual").fit(problem).space
+    first = vecchia_orderings.first_point(space.data.X)
+    run = _fused_pass("rust")
+    f64 = run(space.data, first, k, block=block)
+    split = run(space.data, first, k, block=block, split=problem.split_screen)
+    for a, b in zip(f64[:3], split[:3], strict=True):
+        assert a.tobytes() == b.tobytes()
+    check_fused(distance_matrix("residual", problem), first, k, *split[:3])
+
+
+def test_rust_pass_on_the_split_is_the_same_on_any_thread_count(split_problem):
+    from covertreex.resources import available_cpus
+
+    if available_cpus() < 2:
+        pytest.skip("needs 2 CPUs")
+    problem = split_problem("gaussian")
+    space = ct.CoverTree(metric="residual").fit(problem).space
+    one, two = (_fused_pass("rust")(space.data, 0, 7, block=64, threads=t, split=problem.split_screen)
+                for t in (1, 2))
+    for a, b in zip(one, two, strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_rust_pass_refuses_a_split_of_other_data(split_problem):
+    problem = split_problem("p at its clamp")
+    other = split_problem("gaussian").split_screen
+    run = _fused_pass("rust")
+    with pytest.raises(CovertreexError, match="split screen rows"):
+        run(ct.CoverTree(metric="residual").fit(problem).space.data, 0, 3, split=other)
+    X = np.random.default_rng(7).normal(size=(len(problem.X), 2))
+    with pytest.raises(CovertreexError, match="residual metric"):
+        run(ct.CoverTree(metric="euclidean").fit(X).space.data, 0, 3, split=problem.split_screen)
+
+
+def test_a_permuted_problem_takes_its_split_rows_in_that_order(split_problem, oracle, check_same):
+    problem = split_problem("lattice with duplicates")
+    order = np.random.default_rng(9).permutation(problem.n_points)
+    permuted = problem.permuted(order)
+    split = vars(permuted)["split_screen"]
+    assert np.array_equal(split.q, problem.split_screen.q[order])
+    assert np.array_equal(split.factors, problem.split_screen.factors[order])
+    tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", dense_screen="split")
+    result = tree.fit(permuted).query(predecessor=True, k=8)
+    check_same((result.distances, result.indices), oracle("residual", permuted, 8, predecessor=True))
+
+
+def test_vecchia_job_on_the_split_orders_alone_then_queries(monkeypatch):
+    """Where 'auto' takes the split, the rust pass orders alone and the predecessor query finds the rows:
+    the same ordering, rows and distance bits as the fused pass on the f64 GEMM ('rust', parity mode)."""
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    from covertreex import split_screen
+
+    monkeypatch.setattr(split_screen, "PAYS", 0)  # at any size and fit
+    monkeypatch.setattr(split_screen, "USEFUL", 1.0)
+    X = np.random.default_rng(10).normal(size=(1200, 3))
+    split = ct.vecchia_neighbors(X, 12, m=96, seed=3)
+    fused = ct.vecchia_neighbors(X, 12, m=96, seed=3, engine="rust")
+    assert split.neighbor_seconds > 0.0 and fused.neighbor_seconds == 0.0
+    for name in ("ordering", "neighbors", "distances"):
+        assert getattr(split, name).tobytes() == getattr(fused, name).tobytes(), name

@@ -43,7 +43,7 @@ pub use build::{build_tree, BuiltTree};
 pub use dense::{dense_query, pack_split_rows, Blocks, DenseOutput, Int8Packing, SplitData};
 pub use errors::{CoreError, Result};
 pub use evaluate::Mode;
-pub use maximin::{maximin_neighbors, MaximinOutput, MaximinSizes};
+pub use maximin::{maximin_neighbors, MaximinOutput, MaximinSizes, MaximinSplit};
 pub use metric::{Kernel, Matrix, Metric, MetricData};
 pub use query::{query_batch, QueryBatch, QueryOutput};
 pub use query_block::QueryBlocks;

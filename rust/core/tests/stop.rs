@@ -65,7 +65,7 @@ fn a_requested_stop_ends_every_call_with_interrupted() {
             )));
         }
         let sizes = MaximinSizes { block: 16, room: 0 };
-        let pass = maximin_neighbors(&data, 0, 5, sizes, Some(1), &mut |_| {}, &stop);
+        let pass = maximin_neighbors(&data, 0, 5, sizes, None, Some(1), &mut |_| {}, &stop);
         assert!(interrupted(pass));
     }
 }
@@ -81,7 +81,7 @@ fn a_stop_requested_during_the_maximin_pass_ends_it_at_the_next_round() {
         rounds += 1;
         stop.request();
     };
-    let pass = maximin_neighbors(&data, 0, 5, sizes, None, &mut report, &stop);
+    let pass = maximin_neighbors(&data, 0, 5, sizes, None, None, &mut report, &stop);
     assert!(interrupted(pass));
     assert_eq!(rounds, 1);
 }

@@ -16,7 +16,7 @@ use covertreex_core::counters::{
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
     pack_split_rows, query_batch, Blocks, CoreError, Int8Packing, Kernel, Matrix, MaximinSizes,
-    MetricData, Mode, QueryBatch, QueryBlocks, SplitData, Stop,
+    MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks, SplitData, Stop,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
@@ -448,8 +448,10 @@ type Ordered<'py> = (
 /// per round, `room` candidates a point holds at least before it drops the excluded ones (raised to
 /// k + 1; it holds fewer than 2 `room`). `progress(n)` is called with the GIL after
 /// each round; an exception it raises ends the pass at the next round and is what the call raises.
+/// `split`, (rows, factors) from covertreex.split_screen (rows: a [`SplitRows`]), screens each round's
+/// pairs first (residual data only): the same order and rows.
 #[pyfunction]
-#[pyo3(signature = (data, first, k, block, room, threads, progress=None, interrupt=None))]
+#[pyo3(signature = (data, first, k, block, room, threads, progress=None, interrupt=None, split=None))]
 #[allow(clippy::too_many_arguments)]
 fn maximin<'py>(
     py: Python<'py>,
@@ -461,8 +463,24 @@ fn maximin<'py>(
     threads: Option<&Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
     interrupt: Option<&Bound<'py, PyAny>>,
+    split: Option<(Bound<'py, SplitRows>, Bound<'py, PyAny>)>,
 ) -> PyResult<Ordered<'py>> {
     let arrays = MetricArrays::extract(data, "data")?;
+    let split_arrays = match &split {
+        None => None,
+        Some((rows, factors)) => Some((
+            rows.get().q.bind(py).try_readonly()?,
+            array2_of::<f64>(factors, "split factors")?,
+        )),
+    };
+    let split = match &split_arrays {
+        None => None,
+        Some((q, factors)) => Some(MaximinSplit {
+            q: slice(py, q, "split q")?,
+            m: q.shape()[1],
+            factors: slice(py, factors, "split factors")?,
+        }),
+    };
     let first: i64 = scalar(first, "first")?;
     let k: i64 = scalar(k, "k")?;
     let sizes = MaximinSizes {
@@ -480,7 +498,16 @@ fn maximin<'py>(
                 }
             }
         };
-        maximin_neighbors(&view, first, k, sizes, threads, &mut report, &halt.stop)
+        maximin_neighbors(
+            &view,
+            first,
+            k,
+            sizes,
+            split,
+            threads,
+            &mut report,
+            &halt.stop,
+        )
     })?;
     let n = out.order.len();
     Ok((

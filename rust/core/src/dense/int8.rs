@@ -83,6 +83,11 @@ fn lines(bytes: usize, fill: u8) -> Vec<Line> {
     vec![Line([fill; 64]); bytes.div_ceil(64)]
 }
 
+fn bytes(lines: &[Line]) -> &[u8] {
+    // SAFETY: a Line is 64 plain bytes without padding, so the lines are their bytes in order.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr().cast(), lines.len() * 64) }
+}
+
 fn bytes_mut(lines: &mut [Line]) -> &mut [u8] {
     // SAFETY: a Line is 64 plain bytes without padding, so the lines are their bytes in order.
     unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast(), lines.len() * 64) }
@@ -202,6 +207,15 @@ impl<'a> Int8<'a> {
 
     /// The rows `rows` of q as a block's query rows.
     pub fn query_rows(&self, rows: &[usize]) -> QueryRows {
+        self.query_rows_of(self.q, rows)
+    }
+
+    /// The rows `rows` of `q`, other int8 rows of the same width m (n' x m, row-major), as query rows
+    /// against these columns: the maximin pass screens unplaced points, rows of the whole Z, against
+    /// the few points just placed, packed as columns of their own.
+    pub fn query_rows_of(&self, q: &[i8], rows: &[usize]) -> QueryRows {
+        assert_eq!(q.len() % self.m, 0, "q holds rows of m values");
+        let row = |j: usize| &q[j * self.m..(j + 1) * self.m];
         let step = self.kernel.rows();
         let padded = rows.len().div_ceil(step) * step;
         let mut offset = lines(padded * self.width, 128);
@@ -210,7 +224,7 @@ impl<'a> Int8<'a> {
             .take(padded)
             .enumerate()
         {
-            let row = self.row(rows[r.min(rows.len() - 1)]);
+            let row = row(rows[r.min(rows.len() - 1)]);
             for (to, &value) in chunk.iter_mut().zip(row) {
                 *to = (value as i16 + 128) as u8;
             }
@@ -250,10 +264,13 @@ impl<'a> Int8<'a> {
         out.clear();
         out.resize(len, 0);
         let width = cols.len();
-        for (r, &i) in rows.rows.iter().enumerate() {
-            let a = self.row(i);
+        let offset = bytes(&rows.offset);
+        for r in 0..rows.rows.len() {
+            let a: Vec<i8> = (offset[r * self.width..r * self.width + self.m].iter())
+                .map(|&b| (b as i16 - 128) as i8)
+                .collect();
             for j in cols.start..cols.end.min(self.n) {
-                out[r * width + j - cols.start] = dot(a, self.row(j));
+                out[r * width + j - cols.start] = dot(&a, self.row(j));
             }
         }
     }

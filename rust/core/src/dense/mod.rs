@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-pub use screen::{widen, Isa, RowFactors, Screen, Sink};
+pub use screen::{dot_lanes, widen, Isa, RowFactors, Screen, Sink};
 
 use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_STEPS};
 use crate::errors::{filled, CoreError, Result};
@@ -30,12 +30,12 @@ use crate::heap::Heap;
 use crate::metric::{Metric, MetricData};
 use crate::query::{check_queries_given, run_on, thread_pool, QueryBatch};
 use crate::stop::Stop;
-pub use int8::Int8Packing;
+pub use int8::{Int8, Int8Packing, COLUMNS as INT8_COLUMNS};
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
+pub use split::{check_split_rows, pack_split_rows, FactorColumns, SplitData, FACTORS};
 use split::{merge, Found, Probes, Split};
-pub use split::{pack_split_rows, SplitData};
 pub use tile::{gram, gram_strided};
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.

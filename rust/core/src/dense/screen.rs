@@ -95,26 +95,32 @@ pub fn operand<'a>(data: &MetricData<'a>) -> (&'a [f64], usize) {
 /// reads the same rows).
 const NORM_LANES: usize = 16;
 
-/// ||row||^2 with [`NORM_LANES`] interleaved partial sums (vectorised, no serial dependency chain),
-/// combined pairwise. The bound holds for any summation order: the inflations of n_i and of the
-/// Euclidean norms cover them all. The order is fixed, so are the bits on every machine.
-fn norm2(row: &[f64]) -> f64 {
-    let mut partial = [0.0; NORM_LANES];
-    let lanes = row.chunks_exact(NORM_LANES);
-    let tail = lanes.remainder();
-    for lane in lanes {
-        for (acc, v) in partial.iter_mut().zip(lane) {
-            *acc += v * v;
+/// a.b with `L` interleaved partial sums (vectorised, no serial dependency chain), combined pairwise.
+/// Every screening bound holds for any summation order (the GEMM's is another), and this order is
+/// fixed: the same bits on every machine and instruction set (each lane's operations are the same).
+#[inline(always)]
+pub fn dot_lanes<const L: usize>(a: &[f64], b: &[f64]) -> f64 {
+    let mut partial = [0.0; L];
+    let (lanes_a, lanes_b) = (a.chunks_exact(L), b[..a.len()].chunks_exact(L));
+    let tail = lanes_a.remainder().iter().zip(lanes_b.remainder());
+    for (x, y) in lanes_a.zip(lanes_b) {
+        for ((acc, x), y) in partial.iter_mut().zip(x).zip(y) {
+            *acc += x * y;
         }
     }
-    let mut width = NORM_LANES;
+    let mut width = L;
     while width > 1 {
         width /= 2;
         for i in 0..width {
             partial[i] += partial[i + width];
         }
     }
-    tail.iter().fold(partial[0], |acc, v| acc + v * v)
+    tail.fold(partial[0], |acc, (x, y)| acc + x * y)
+}
+
+/// ||row||^2 by [`dot_lanes`]: the inflations of n_i and of the Euclidean norms cover any order.
+fn norm2(row: &[f64]) -> f64 {
+    dot_lanes::<NORM_LANES>(row, row)
 }
 
 impl RowFactors {

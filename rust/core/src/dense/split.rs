@@ -101,18 +101,42 @@ pub fn pack_split_rows(q: &[i8], n: usize, m: usize, threads: Option<i64>) -> Re
     Ok(run_on(pool, || Int8Packing::of(q, n, m)))
 }
 
+/// Z's int8 rows `q` (n x m) and the bound's `factors` (n x [`FACTORS`]) of n points: one row of each
+/// per point, m within the products' exact range, the factors finite and >= 0.
+pub fn check_split_rows(q: &[i8], m: usize, factors: &[f64], n: usize) -> Result<()> {
+    for (what, expected, got) in [
+        ("split screen rows (q)", n.checked_mul(m), q.len()),
+        (
+            "split screen factors",
+            n.checked_mul(FACTORS),
+            factors.len(),
+        ),
+    ] {
+        if expected != Some(got) {
+            return Err(CoreError::DimensionMismatch {
+                what,
+                expected: expected.unwrap_or(usize::MAX),
+                got,
+            });
+        }
+    }
+    check_width(m)?;
+    if let Some(position) = factors.iter().position(|f| !(f.is_finite() && *f >= 0.0)) {
+        return Err(CoreError::NonFinite {
+            what: "split screen factors (finite and >= 0)",
+            position,
+        });
+    }
+    Ok(())
+}
+
 impl SplitData<'_> {
     /// Check the arrays against the data and the batch: the split screens indexed residual queries only
     /// (its rows of Z are the data's).
     pub fn check(&self, data: &MetricData, queries: &QueryBatch, k: usize) -> Result<()> {
         let n = data.n_points();
+        check_split_rows(self.q, self.m, self.factors, n)?;
         for (what, expected, got) in [
-            ("split screen rows (q)", n.checked_mul(self.m), self.q.len()),
-            (
-                "split screen factors",
-                n.checked_mul(FACTORS),
-                self.factors.len(),
-            ),
             (
                 "split screen packing's rows",
                 Some(n),
@@ -137,17 +161,6 @@ impl SplitData<'_> {
                     got,
                 });
             }
-        }
-        check_width(self.m)?;
-        if let Some(position) = self
-            .factors
-            .iter()
-            .position(|f| !(f.is_finite() && *f >= 0.0))
-        {
-            return Err(CoreError::NonFinite {
-                what: "split screen factors (finite and >= 0)",
-                position,
-            });
         }
         if self.decline_share == 0 {
             return Err(CoreError::BadValue {
@@ -183,8 +196,7 @@ impl SplitData<'_> {
 /// each contiguously), and Z's rows as the products read them.
 pub struct Split<'a> {
     data: SplitData<'a>,
-    columns: Vec<f64>,
-    n: usize,
+    columns: FactorColumns,
     int8: Int8<'a>,
     /// `left_before[j]`: the points before j that are left out.
     left_before: Vec<usize>,
@@ -193,9 +205,7 @@ pub struct Split<'a> {
 impl<'a> Split<'a> {
     /// Checked data ([`SplitData::check`]), packed for the products.
     pub fn new(data: SplitData<'a>, n: usize) -> Split<'a> {
-        let columns = (0..FACTORS)
-            .flat_map(|t| (0..n).map(move |j| data.factors[j * FACTORS + t]))
-            .collect();
+        let columns = FactorColumns::of(data.factors, &(0..n).collect::<Vec<_>>());
         let left_before = std::iter::once(0)
             .chain(data.left_out.iter().scan(0, |count, &left| {
                 *count += left as usize;
@@ -205,7 +215,6 @@ impl<'a> Split<'a> {
         Split {
             int8: Int8::new(data.q, data.packing),
             columns,
-            n,
             data,
             left_before,
         }
@@ -226,13 +235,45 @@ impl<'a> Split<'a> {
         }
     }
 
-    /// s_up of row `i` and point `j` from their int8 product: every term a product of non-negative
-    /// factors, summed in one order, then inflated. The same IEEE operations as [`Split::reach`]'s
-    /// vectors (no fused multiply-add), so the same bits.
+    /// s_up of row `i` and point `j` from their int8 product ([`FactorColumns::bound`]).
     #[inline(always)]
     fn bound(&self, i: usize, j: usize, prod: i32) -> f64 {
-        let (a, n) = (self.data.row(i), self.n);
-        let b = |t: usize| self.columns[t * n + j];
+        self.columns.bound(self.data.row(i), j, prod)
+    }
+
+    /// Which pairs of row `i` with the points c0, c0 + 1, .. reach `threshold` ([`FactorColumns::reach`]).
+    fn reach(&self, i: usize, c0: usize, prods: &[i32], threshold: f64, mask: &mut Vec<u8>) {
+        self.columns
+            .reach(self.data.row(i), c0, prods, threshold, mask);
+    }
+}
+
+/// The bound's factors of some points (covertreex.split_screen.FACTORS), column by column, so that a
+/// row of bounds reads each factor of consecutive points contiguously.
+pub struct FactorColumns {
+    values: Vec<f64>,
+    n: usize,
+}
+
+impl FactorColumns {
+    /// The factors of `points` (rows of `factors`, n x [`FACTORS`] row-major), in that order.
+    pub fn of(factors: &[f64], points: &[usize]) -> FactorColumns {
+        let values = (0..FACTORS)
+            .flat_map(|t| points.iter().map(move |&j| factors[j * FACTORS + t]))
+            .collect();
+        FactorColumns {
+            values,
+            n: points.len(),
+        }
+    }
+
+    /// s_up of a row with factors `a` and point `j` from their int8 product: every term a product of
+    /// non-negative factors, summed in one order, then inflated. The same IEEE operations as
+    /// [`FactorColumns::reach`]'s vectors (no fused multiply-add), so the same bits.
+    #[inline(always)]
+    fn bound(&self, a: &[f64; FACTORS], j: usize, prod: i32) -> f64 {
+        let n = self.n;
+        let b = |t: usize| self.values[t * n + j];
         let sum = (prod as f64).abs() * a[0] * b(0)
             + a[1] * b(2)
             + a[2] * b(1)
@@ -243,42 +284,48 @@ impl<'a> Split<'a> {
         INFLATE * sum
     }
 
-    /// Which pairs of row `i` with the points c0, c0 + 1, .. (int8 products `prods`) have s_up >=
-    /// `threshold`: bit t % 8 of `mask[t / 8]`. Only those few need s_up itself ([`Split::bound`]).
-    fn reach(&self, i: usize, c0: usize, prods: &[i32], threshold: f64, mask: &mut Vec<u8>) {
+    /// Which pairs of a row with factors `a` and the points c0, c0 + 1, .. (int8 products `prods`) have
+    /// s_up >= `threshold`: bit t % 8 of `mask[t / 8]`. Only those few need s_up itself.
+    pub fn reach(
+        &self,
+        a: &[f64; FACTORS],
+        c0: usize,
+        prods: &[i32],
+        threshold: f64,
+        mask: &mut Vec<u8>,
+    ) {
         mask.clear();
         mask.resize(prods.len().div_ceil(8), 0);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if Isa::fastest() == Isa::Avx512 {
             // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
-            done = unsafe { self.reach_avx512(i, c0, prods, threshold, mask) };
+            done = unsafe { self.reach_avx512(a, c0, prods, threshold, mask) };
         }
         for t in done..prods.len() {
-            if self.bound(i, c0 + t, prods[t]) >= threshold {
+            if self.bound(a, c0 + t, prods[t]) >= threshold {
                 mask[t / 8] |= 1 << (t % 8);
             }
         }
     }
 
-    /// [`Split::reach`] eight pairs at a time, [`Split::bound`]'s operations on vectors; returns how
-    /// many pairs it did (whole groups of eight).
+    /// [`FactorColumns::reach`] eight pairs at a time, [`FactorColumns::bound`]'s operations on
+    /// vectors; returns how many pairs it did (whole groups of eight).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     fn reach_avx512(
         &self,
-        i: usize,
+        a: &[f64; FACTORS],
         c0: usize,
         prods: &[i32],
         threshold: f64,
         mask: &mut [u8],
     ) -> usize {
         use std::arch::x86_64::*;
-        let a = self.data.row(i);
         let groups = prods.len() / 8;
         let b: [&[f64]; FACTORS] = std::array::from_fn(|t| {
             let from = t * self.n + c0;
-            &self.columns[from..from + groups * 8]
+            &self.values[from..from + groups * 8]
         });
         let at = |t: usize, g: usize| {
             // SAFETY: g < groups, so the eight values g * 8.. lie inside the slice b[t].

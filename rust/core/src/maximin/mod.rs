@@ -27,6 +27,7 @@
 mod point;
 mod pool;
 mod rows;
+mod split;
 
 use rayon::prelude::*;
 
@@ -38,6 +39,8 @@ use crate::stop::Stop;
 use point::{Column, Offers, Placed, Point, Scratch};
 use pool::Pool;
 use rows::Rows;
+pub use split::MaximinSplit;
+use split::{dense_tile, group_values, Chunk, Survivors};
 
 /// Rows per GEMM call of a round's block Gram matrix (the unit of parallel work there): strip b holds
 /// the columns 0..(b + 1) GRAM_ROWS only, so the block's GEMM does little more than half the S x S
@@ -144,6 +147,8 @@ struct Pass<'a> {
     gram: Vec<f64>,
     /// The outside screening's tile buffers, reused by every round.
     tiles: Tiles,
+    /// The split screen ahead of the outside screening (split.rs), if given.
+    split: Option<MaximinSplit<'a>>,
     out: MaximinOutput,
 }
 
@@ -155,7 +160,13 @@ fn better(d1: f64, i1: usize, d2: f64, i2: usize) -> bool {
 impl<'a> Pass<'a> {
     /// The pass before its first placement: every point unplaced, with the norms of every row; `out`
     /// holds its answers (padding until written).
-    fn new(data: &'a MetricData<'a>, k: i64, sizes: MaximinSizes, out: MaximinOutput) -> Pass<'a> {
+    fn new(
+        data: &'a MetricData<'a>,
+        k: i64,
+        sizes: MaximinSizes,
+        split: Option<MaximinSplit<'a>>,
+        out: MaximinOutput,
+    ) -> Pass<'a> {
         let n = data.n_points();
         let kept = (k as usize).min(n - 1).max(1);
         let (values, width) = operand(data);
@@ -172,6 +183,7 @@ impl<'a> Pass<'a> {
             block: sizes.block as usize,
             gram: Vec::new(),
             tiles: Tiles::default(),
+            split,
             out,
         }
     }
@@ -329,25 +341,59 @@ impl<'a> Pass<'a> {
         };
         let (block, cols, in_block) = (self.block, stop - start, &self.in_block);
         let tiles = &self.tiles;
+        let split = self.split.as_ref();
+        let chunk = split.map(|split| Chunk::of(split, &self.order[start..stop]));
         self.pool
             .slabs(block)
             .for_each(|(values, members, states)| {
                 let mut tile = tiles.take();
-                tile.resize(members.len() * cols, 0.0);
-                gram(&mut tile, values, placed_values, members.len(), cols, width);
-                for (r, &j) in members.iter().enumerate() {
-                    if in_block[j] {
-                        continue;
+                let (Some(split), Some(chunk)) = (split, &chunk) else {
+                    tile.resize(members.len() * cols, 0.0);
+                    gram(&mut tile, values, placed_values, members.len(), cols, width);
+                    for (r, &j) in members.iter().enumerate() {
+                        if !in_block[j] {
+                            let g = &tile[r * cols..(r + 1) * cols];
+                            screen.screen_row(
+                                j,
+                                0,
+                                g,
+                                None,
+                                &mut offers(&mut states[r], &at, j, start, None),
+                            );
+                        }
                     }
-                    let mut sink = Offers {
-                        point: &mut states[r],
-                        at: &at,
-                        j,
-                        j0: 0,
-                        pos0: start,
-                    };
-                    let g = &tile[r * cols..(r + 1) * cols];
-                    screen.screen_row(j, 0, g, None, &mut sink);
+                    tiles.give(tile);
+                    return;
+                };
+                let screened = |r: usize| !in_block[members[r]];
+                let cutoffs: Vec<f64> = states.iter().map(|p| p.cutoff()).collect();
+                let survivors = Survivors::of(split, chunk, members, screened, |r| cutoffs[r]);
+                for (r, &j) in members.iter().enumerate() {
+                    let row = &values[r * width..(r + 1) * width];
+                    for (c0, bits) in survivors.groups(r) {
+                        let g = group_values(row, placed_values, width, c0, bits);
+                        let len = (cols - c0).min(8);
+                        screen.screen_row(
+                            j,
+                            c0,
+                            &g[..len],
+                            None,
+                            &mut offers(&mut states[r], &at, j, start, Some((c0, bits))),
+                        );
+                    }
+                }
+                dense_tile(
+                    &mut tile,
+                    values,
+                    &survivors.dense,
+                    placed_values,
+                    cols,
+                    width,
+                );
+                for (t, &r) in survivors.dense.iter().enumerate() {
+                    let g = &tile[t * cols..(t + 1) * cols];
+                    let sink = &mut offers(&mut states[r], &at, members[r], start, None);
+                    screen.screen_row(members[r], 0, g, None, sink);
                 }
                 tiles.give(tile);
             });
@@ -410,6 +456,25 @@ impl<'a> Pass<'a> {
     }
 }
 
+/// Point `j`'s state as the sink of its screened row against the points placed from position `start`
+/// on (`only`: see [`Offers`]).
+fn offers<'s, 'a>(
+    point: &'s mut Point,
+    at: &'s Placed<'a>,
+    j: usize,
+    start: usize,
+    only: Option<(usize, u8)>,
+) -> Offers<'s, 'a> {
+    Offers {
+        point,
+        at,
+        j,
+        j0: 0,
+        pos0: start,
+        only,
+    }
+}
+
 fn check(data: &MetricData, first: i64, k: i64, sizes: MaximinSizes) -> Result<()> {
     data.check()?;
     let n = data.n_points();
@@ -440,12 +505,15 @@ fn check(data: &MetricData, first: i64, k: i64, sizes: MaximinSizes) -> Result<(
 /// The exact maximin order of `data` from point `first`, and every position's k nearest earlier
 /// positions (see the module docs). `threads` = None runs on rayon's global pool; nothing returned
 /// depends on it. `progress(n)` hears how many points are placed after each round; `stop` ends the call
-/// early (between rounds).
+/// early (between rounds). `split` (residual data only) screens each round's pairs outside its block
+/// first (split.rs): the same order and rows.
+#[allow(clippy::too_many_arguments)]
 pub fn maximin_neighbors(
     data: &MetricData,
     first: i64,
     k: i64,
     sizes: MaximinSizes,
+    split: Option<MaximinSplit>,
     threads: Option<i64>,
     progress: &mut (dyn FnMut(usize) + Send),
     stop: &Stop,
@@ -461,8 +529,11 @@ pub fn maximin_neighbors(
         evaluations: 0,
         rounds: 0,
     };
+    if let Some(split) = &split {
+        split.check(data)?;
+    }
     on_pool(threads, || {
-        let mut pass = Pass::new(data, k, sizes, out);
+        let mut pass = Pass::new(data, k, sizes, split, out);
         pass.run(first as usize, progress, stop)?;
         Ok(pass.out)
     })?
@@ -523,6 +594,7 @@ mod tests {
                         first,
                         k,
                         sizes,
+                        None,
                         Some(t),
                         &mut |_| {},
                         &Stop::default(),
@@ -553,7 +625,16 @@ mod tests {
         let data = plane(&x);
         let run = |first, k, block| {
             let sizes = MaximinSizes { block, room: 0 };
-            maximin_neighbors(&data, first, k, sizes, None, &mut |_| {}, &Stop::default())
+            maximin_neighbors(
+                &data,
+                first,
+                k,
+                sizes,
+                None,
+                None,
+                &mut |_| {},
+                &Stop::default(),
+            )
         };
         assert!(matches!(
             run(60, 3, 8),

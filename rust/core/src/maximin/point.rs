@@ -104,6 +104,11 @@ impl Point {
         }
     }
 
+    /// widen(T): a pair whose key exceeds it can change nothing here (the module docs).
+    pub fn cutoff(&self) -> f64 {
+        self.cutoff
+    }
+
     /// The canonical distance of candidate `e` (once), folded into `dist`.
     fn evaluate(&mut self, at: &Placed, j: usize, e: usize) -> f64 {
         let candidate = &mut self.candidates[e];
@@ -197,6 +202,9 @@ pub struct Offers<'s, 'a> {
     pub j: usize,
     pub j0: usize,
     pub pos0: usize,
+    /// Only the pairs of these columns (first column, a bit per column from it), if given: the others'
+    /// values were never computed (the split screen dropped them, maximin/split.rs).
+    pub only: Option<(usize, u8)>,
 }
 
 impl Sink for Offers<'_, '_> {
@@ -213,6 +221,11 @@ impl Sink for Offers<'_, '_> {
     fn offer(&mut self, j: usize, lo: &[f64], hi: &[f64]) {
         let first = self.pos0 + j - self.j0;
         for i in open_pairs(lo, self.point.cutoff) {
+            if let Some((column, bits)) = self.only {
+                if (bits >> (j + i - column)) & 1 == 0 {
+                    continue;
+                }
+            }
             self.point.admit(self.at, self.j, first + i, lo[i], hi[i]);
         }
     }

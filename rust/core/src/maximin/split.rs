@@ -1,0 +1,191 @@
+//! The split screen ahead of the outside screening (covertreex/split_screen.py states and proves its
+//! bound; dense/split.rs computes it): for an unplaced point j and a point c just placed, the exact int8
+//! product of their rows of Z and the bound's factors give s_up >= s_c, the pair's canonical similarity
+//! (j != c). A pair with s_up < -cutoff (the residual key is -s) has a canonical key above the point's
+//! cut-off, so it is canonically farther than the point's k-th neighbour so far: `point::Point::admit`
+//! would never keep it, and it cannot be the point's new nearest either (that one is at or below the
+//! k-th). Such a pair is dropped before any f64 work. The others (survivors) get their GEMM value as
+//! one dot product of their rows of V ([`dot_lanes`]: the screen's bound holds for any summation
+//! order) and go through the f64 screen as before, so the candidates, `dist` and the rows are decided
+//! by the same intervals and canonical distances: the order and the rows are the f64 pass's, bit for
+//! bit. Only the evaluation count may differ, by pairs the f64 interval could not exclude and the split
+//! could (canonically beyond the k-th: evaluated in vain there).
+//!
+//! Early in the pass every pair survives (few points are placed, so a point's k-th is far), and so do
+//! most pairs of a point z fits badly: a row with more than [`SPARSE_MAX`] survivors takes the GEMM
+//! tile with the others like it in its slab. Which rows do, and which pairs survive, follows from exact
+//! integers and a fixed order of f64 operations: never from the threads.
+
+use crate::dense::{
+    check_split_rows, dot_lanes, gram, FactorColumns, Int8, Int8Packing, Isa, FACTORS, INT8_COLUMNS,
+};
+use crate::errors::{CoreError, Result};
+use crate::metric::{Metric, MetricData};
+
+/// Survivors above which a row of a round takes the GEMM tile: a survivor's dot product reads its two
+/// rows of V outside any GEMM (~50-100 ns at m = 512), a GEMM row costs ~14 ns per pair.
+pub const SPARSE_MAX: usize = 64;
+
+/// Z's int8 rows (n x m, row-major) and the bound's factors (n x [`FACTORS`]) of every point, as
+/// covertreex.split_screen makes them for the data's V (its bound rests on that V).
+#[derive(Clone, Copy)]
+pub struct MaximinSplit<'a> {
+    pub q: &'a [i8],
+    pub m: usize,
+    pub factors: &'a [f64],
+}
+
+impl MaximinSplit<'_> {
+    /// The arrays against the residual data ([`check_split_rows`]).
+    pub fn check(&self, data: &MetricData) -> Result<()> {
+        if data.metric != Metric::Residual {
+            return Err(CoreError::BadValue {
+                what: "split screen",
+                value: 1,
+                allowed: "only for the residual metric",
+            });
+        }
+        check_split_rows(self.q, self.m, self.factors, data.n_points())
+    }
+
+    fn factors_of(&self, j: usize) -> &[f64; FACTORS] {
+        self.factors[j * FACTORS..(j + 1) * FACTORS]
+            .try_into()
+            .unwrap()
+    }
+}
+
+/// The points placed in a round as the int8 products' columns: their rows of Z packed, their factors.
+pub struct Chunk {
+    q: Vec<i8>,
+    packing: Int8Packing,
+    columns: FactorColumns,
+    count: usize,
+}
+
+impl Chunk {
+    /// The points `placed` (dataset indices, in position order).
+    pub fn of(split: &MaximinSplit, placed: &[usize]) -> Chunk {
+        let m = split.m;
+        let q: Vec<i8> = (placed.iter())
+            .flat_map(|&c| &split.q[c * m..(c + 1) * m])
+            .copied()
+            .collect();
+        Chunk {
+            packing: Int8Packing::of(&q, placed.len(), m),
+            columns: FactorColumns::of(split.factors, placed),
+            count: placed.len(),
+            q,
+        }
+    }
+}
+
+/// One slab's rows against a chunk: which pairs survive, and the rows that take the GEMM.
+pub struct Survivors {
+    /// Per slab row, `stride` bytes: bit t % 8 of byte t / 8 for the chunk's column t (all clear for
+    /// the rows not screened here: outside the block, or taking the GEMM).
+    masks: Vec<u8>,
+    stride: usize,
+    /// Slab rows with more than [`SPARSE_MAX`] survivors.
+    pub dense: Vec<usize>,
+}
+
+impl Survivors {
+    /// Screen the slab's points `members` (dataset indices), those with `screened(r)`, against `chunk`:
+    /// a pair survives when its s_up reaches -cutoffs(r).
+    pub fn of(
+        split: &MaximinSplit,
+        chunk: &Chunk,
+        members: &[usize],
+        screened: impl Fn(usize) -> bool,
+        cutoffs: impl Fn(usize) -> f64,
+    ) -> Survivors {
+        let int8 = Int8::new(&chunk.q, &chunk.packing);
+        let rows = int8.query_rows_of(split.q, members);
+        let padded = chunk.count.div_ceil(INT8_COLUMNS) * INT8_COLUMNS;
+        let mut prods = Vec::new();
+        int8.products(&rows, 0..padded, &mut prods);
+        let stride = chunk.count.div_ceil(8);
+        let mut masks = vec![0u8; members.len() * stride];
+        let (mut mask, mut dense) = (Vec::new(), Vec::new());
+        for (r, &j) in members.iter().enumerate() {
+            if !screened(r) {
+                continue;
+            }
+            let row = &prods[r * padded..r * padded + chunk.count];
+            (chunk.columns).reach(split.factors_of(j), 0, row, -cutoffs(r), &mut mask);
+            let count: u32 = mask.iter().map(|bits| bits.count_ones()).sum();
+            if count as usize > SPARSE_MAX {
+                dense.push(r);
+            } else {
+                masks[r * stride..(r + 1) * stride].copy_from_slice(&mask);
+            }
+        }
+        Survivors {
+            masks,
+            stride,
+            dense,
+        }
+    }
+
+    /// Slab row `r`'s survivors, a group of eight columns at a time: (first column, bits).
+    pub fn groups(&self, r: usize) -> impl Iterator<Item = (usize, u8)> + '_ {
+        (self.masks[r * self.stride..(r + 1) * self.stride]
+            .iter()
+            .enumerate())
+        .filter(|&(_, &bits)| bits != 0)
+        .map(|(byte, &bits)| (8 * byte, bits))
+    }
+}
+
+/// The GEMM values of a group's survivors (`bits` over columns c0..c0 + 8 of `placed`, rows of
+/// `width`) with the point's operand row `row`; the other columns' values are 0 and must not be read.
+pub fn group_values(row: &[f64], placed: &[f64], width: usize, c0: usize, bits: u8) -> [f64; 8] {
+    let mut g = [0.0; 8];
+    let mut left = bits;
+    while left != 0 {
+        let t = left.trailing_zeros() as usize;
+        left &= left - 1;
+        let c = c0 + t;
+        g[t] = dot(row, &placed[c * width..(c + 1) * width]);
+    }
+    g
+}
+
+/// Partial sums of [`dot`]: four AVX-512 vectors of independent add chains (two took 1.x the time).
+const DOT_LANES: usize = 32;
+
+/// a.b by [`dot_lanes`] with [`DOT_LANES`] partial sums, on AVX-512 where the CPU has it: the same
+/// operations per lane, so the same bits, as the baseline's.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::fastest() == Isa::Avx512 {
+        // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
+        return unsafe { dot_avx512(a, b) };
+    }
+    dot_lanes::<DOT_LANES>(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn dot_avx512(a: &[f64], b: &[f64]) -> f64 {
+    dot_lanes::<DOT_LANES>(a, b)
+}
+
+/// The GEMM tile of some slab rows (`rows`, operand rows of `width` in `values`) against the chunk's
+/// `cols` points (`placed`), into `tile` (rows x cols); the rows' values are gathered first.
+pub fn dense_tile(
+    tile: &mut Vec<f64>,
+    values: &[f64],
+    rows: &[usize],
+    placed: &[f64],
+    cols: usize,
+    width: usize,
+) {
+    let gathered: Vec<f64> = (rows.iter())
+        .flat_map(|&r| &values[r * width..(r + 1) * width])
+        .copied()
+        .collect();
+    tile.resize(rows.len() * cols, 0.0);
+    gram(tile, &gathered, placed, rows.len(), cols, width);
+}
