@@ -244,7 +244,8 @@ def verified(S, eps) -> bool:
 @dataclass(frozen=True)
 class SplitScreen:
     """Z in int8 (N x m, each row scaled into -127..127) and the seven per-row factors of the bound (N x
-    len(FACTORS), :data:`FACTORS`), and how well z fits the problem's rows. Both arrays are read-only."""
+    len(FACTORS), :data:`FACTORS`), and how well z fits the problem's rows. Both arrays are read-only, and
+    nobody can write q's memory (:func:`_unchangeable`): :meth:`rows` packs it once."""
 
     q: np.ndarray
     factors: np.ndarray
@@ -254,7 +255,7 @@ class SplitScreen:
     def __post_init__(self):
         from covertreex.metrics.data import read_only
 
-        object.__setattr__(self, "q", read_only(self.q))
+        object.__setattr__(self, "q", _unchangeable(self.q))
         object.__setattr__(self, "factors", read_only(self.factors))
 
     def permuted(self, order: np.ndarray) -> SplitScreen:
@@ -279,9 +280,14 @@ class SplitScreen:
 
     def __setstate__(self, state: dict) -> None:
         """Read-only again: a pickle below protocol 5 (multiprocessing's) or a deep copy brings the arrays
-        back writeable, and :meth:`rows` packs only a read-only q."""
+        back writeable, and :meth:`rows` packs only a read-only q. q is taken as it came, not through
+        :func:`_unchangeable`, which would copy it off a Dask worker's receiving buffer: its memory is this
+        split's own, or (unpickled in the same process from out-of-band buffers) the pickled split's q's."""
+        from covertreex.metrics.data import read_only
+
         self.__dict__.update(state)
-        self.__post_init__()
+        for name in ("q", "factors"):
+            object.__setattr__(self, name, read_only(state[name]))
 
     def fits_badly(self) -> np.ndarray:
         """Per point, whether z leaves out much of its residual (sqrt(e/p) > :data:`ROW_REST`: points in
@@ -289,6 +295,21 @@ class SplitScreen:
         loose (their rest terms multiply), and such a point's nearest neighbours are mostly such points:
         those pairs take the f64 GEMM, and the split screens the others well."""
         return self.factors[:, FACTORS.index("rest")] > ROW_REST
+
+
+def _unchangeable(array: np.ndarray) -> np.ndarray:
+    """`array` if nobody can write its memory: it is read-only, and so is every array it views, down to one
+    that owns its memory or to immutable bytes. Else a read-only copy of it: a read-only view of a writeable
+    array changes with that array, and :meth:`SplitScreen.rows` would keep packed rows that no longer
+    match."""
+    base = array
+    while isinstance(base, np.ndarray) and not base.flags.writeable and base.base is not None:
+        base = base.base
+    if isinstance(base, bytes) or (isinstance(base, np.ndarray) and not base.flags.writeable):
+        return array
+    own = np.array(array)
+    own.flags.writeable = False
+    return own
 
 
 def split_screen(problem) -> SplitScreen | None:
@@ -387,6 +408,7 @@ def _build(problem, fixed: _Fixed) -> SplitScreen:
         rest[rows] = _rows(problem, rows, fixed, q, factors, work)
 
     _on_cpus(rows_from, range(0, len(X), ROWS))
+    q.flags.writeable = False  # q is this build's alone: read-only, SplitScreen takes it without a copy
     return SplitScreen(q, factors, float(np.median(rest)))
 
 

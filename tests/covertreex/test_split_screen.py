@@ -326,6 +326,31 @@ def test_the_packed_rows_are_made_once_per_process_and_never_pickled(every_row_s
         made(np.array(split.q))
 
 
+def test_a_split_keeps_no_q_that_can_change_under_its_packing(every_row_split, oracle, check_same):
+    """The packing of q is made once, and a read-only view of a writeable array changes with that array:
+    the split copies such a q. The build's own q and one unpickled from out-of-band buffers (a Dask
+    worker's) are taken as they are."""
+    problem = PROBLEMS["gaussian"]()
+    built = problem.split_screen
+    assert split_screen.SplitScreen(built.q, built.factors, built.median_rest).q is built.q
+    buffers = []
+    sent = pickle.dumps(built, protocol=5, buffer_callback=buffers.append)
+    assert np.shares_memory(pickle.loads(sent, buffers=buffers).q, built.q)
+    base = np.array(built.q)
+    view = base[:]
+    view.flags.writeable = False
+    split = split_screen.SplitScreen(view, built.factors, built.median_rest)
+    split.rows()  # packed now
+    base[:] = 0
+    assert np.array_equal(split.q, built.q)
+    again = PROBLEMS["gaussian"]()
+    again.adopt_split_screen(split)
+    tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", dense_screen="split")
+    result = tree.fit(again).query(predecessor=True, k=5)
+    assert again.split_screen is split
+    check_same((result.distances, result.indices), oracle("residual", problem, 5, predecessor=True))
+
+
 @pytest.mark.parametrize("copied", [lambda s: pickle.loads(pickle.dumps(s, protocol=4)), copy.deepcopy],
                          ids=["protocol 4", "deepcopy"])
 def test_a_split_copied_any_way_keeps_its_arrays_read_only_and_runs(copied, every_row_split):

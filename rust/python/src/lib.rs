@@ -336,7 +336,9 @@ type SplitArgs<'py> = (
 /// The split screen's int8 rows (n x m) with their packing for this process's fastest product kernel
 /// (covertreex.split_screen.SplitScreen.rows): made once per split screen and process and given to every
 /// [`dense`] call, which packed them each time before (~15 ms at N = 32,768, m = 512). It keeps the
-/// rows' array, which must be read-only: the packing is of its bytes.
+/// rows' array, whose bytes must never change: the packing is of them. Only the read-only flag is checked
+/// here; a read-only view of a writeable array still changes with it, so SplitScreen hands over only an
+/// array whose memory nobody can write.
 #[pyclass(frozen, module = "covertreex._rust")]
 struct SplitRows {
     q: Py<PyArray2<i8>>,
