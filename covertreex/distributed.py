@@ -371,7 +371,7 @@ def _lost_scheduler(client) -> ClusterError:
 
 def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
     parts: list = [None] * len(ranges)
-    lost, losses = list(range(len(ranges))), [0] * len(ranges)
+    lost, losses, allowed = list(range(len(ranges))), [0] * len(ranges), None
     for scatter in range(1, SCATTERS + 1):
         _require_scheduler(client)  # after lost ranges: a copy would wait out Dask's reconnect window
         copies = _scatter(client, index)
@@ -383,25 +383,38 @@ def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
             continue
         while copies:
             futures, given = _submit(client, copies, ranges, lost)
-            lost, cancelled = _gather_as_they_finish(client, futures, parts)
-            if not lost:
+            cancelled = _gather_as_they_finish(client, futures, parts)
+            if not cancelled:
                 return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-            if not all(given[r].cancelled() for r in lost):  # cancelled with its copy intact: not ours
-                raise cancelled
-            _count_losses(losses, lost, ranges)
+            for r, error in cancelled.items():
+                if not given[r].cancelled():  # cancelled with its copy intact: not ours
+                    raise error
+            lost = list(cancelled)
+            if allowed is None:  # asked at the job's first loss: a job without one asks nothing
+                allowed = _allowed_failures(client)
+            _count_losses(losses, lost, ranges, allowed)
             copies = {worker: copy for worker, copy in copies.items() if not copy.cancelled()}
             del futures, given  # the lost copies' futures go before the ranges run again
         if scatter == SCATTERS:
-            raise cancelled
+            raise cancelled[lost[-1]]
 
 
-def _count_losses(losses: list[int], lost: list[int], ranges: list[tuple[int, int]]) -> None:
-    """Count one more loss of each range at slots `lost` (its worker died with its copy), and raise a
-    ClusterError for a range lost more often than Dask lets a task kill workers: such a range kills
-    whatever worker runs it, and without the count every copy and every scatter would go the same way."""
+def _allowed_failures(client) -> int:
+    """How many workers Dask lets a task kill, as the scheduler enforces it (a remote scheduler may be
+    configured otherwise than this process); this process's config where the scheduler cannot say."""
     import dask
 
-    allowed = int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+    try:
+        return int(client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures))
+    except Exception:  # noqa: BLE001 -- a scheduler without the attribute, or one that cannot run it
+        return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+
+
+def _count_losses(losses: list[int], lost: list[int], ranges: list[tuple[int, int]], allowed: int) -> None:
+    """Count one more loss of each range at slots `lost` (its worker died with its copy), and raise a
+    ClusterError for a range lost more than `allowed` times (as often as Dask lets a task kill workers):
+    such a range kills whatever worker runs it, and without the count every copy and every scatter would go
+    the same way."""
     for r in lost:
         losses[r] += 1
         if losses[r] > allowed:
@@ -494,26 +507,25 @@ def _nbytes(index: Index) -> int:
     return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
 
-def _gather_as_they_finish(client, futures: dict, parts: list) -> tuple[list, BaseException | None]:
+def _gather_as_they_finish(client, futures: dict, parts: list) -> dict:
     """Put each future's result in `parts` at its range's slot as soon as it finishes, so the transfers
     overlap the ranges still running (``Client.gather`` fetches them all after the last one finishes:
     from the last range's end to the answer took 0.05-0.10 s that way, 0.02-0.07 s this way; N = 32,768,
-    2 workers, 6 and 10 runs, 2026-12-03). Return the slots of the ranges Dask cancelled, in order, and
-    the last cancellation; a range that fails raises its own error and cancels the others."""
+    2 workers, 6 and 10 runs, 2026-12-03). Return {slot: its cancellation} for the ranges Dask cancelled,
+    in slot order; a range that fails raises its own error and cancels the others."""
     from distributed import CancelledError, as_completed
 
-    lost, cancelled = [], None
+    cancelled = {}
     try:
         for future in as_completed(futures, loop=client.loop):
             try:
                 parts[futures[future]] = future.result()
             except CancelledError as exc:
-                lost.append(futures[future])
-                cancelled = exc
+                cancelled[futures[future]] = exc
     except BaseException:
         client.cancel(list(futures))
         raise
-    return sorted(lost), cancelled
+    return dict(sorted(cancelled.items()))
 
 
 def kneighbors(data, k: int, scheduler, *, metric: str = "euclidean", engine: str = "auto", indices=None,

@@ -461,7 +461,7 @@ def test_an_address_without_a_host_or_a_valid_port_is_an_error_naming_it(dask_ne
 def test_answers_come_back_in_range_order_whatever_order_the_ranges_finish_in(client):
     futures = {client.submit(lambda i: (time.sleep(0.1 * (3 - i)), i)[1], i, pure=False): i for i in range(4)}
     parts = [None] * 4
-    assert distributed._gather_as_they_finish(client, futures, parts) == ([], None)
+    assert distributed._gather_as_they_finish(client, futures, parts) == {}
     assert parts == [0, 1, 2, 3]
 
 
@@ -491,10 +491,10 @@ def test_a_range_cut_off_from_a_lost_copy_is_reported_lost_and_the_others_kept(c
         next(iter(futures)).result()
         client.cancel([copy], force=True)  # as Dask does when the last worker holding it dies
         parts = [None, None]
-        lost, cancelled = distributed._gather_as_they_finish(client, futures, parts)
+        cancelled = distributed._gather_as_they_finish(client, futures, parts)
     finally:
         release.set()
-    assert lost == [1] and parts == ["kept", None] and cancelled is not None
+    assert list(cancelled) == [1] and parts == ["kept", None]
 
 
 def _scatter_losing(client, monkeypatch, times: int) -> list:
@@ -636,17 +636,44 @@ def _poisoned(index, start, stop):
     return distributed.answer_range(index, start, stop)
 
 
-def test_a_range_that_kills_its_workers_is_a_cluster_error_naming_it(client, monkeypatch):
+def test_a_range_that_kills_its_workers_is_a_cluster_error_naming_it(monkeypatch):
     """Each run of a lost range is a new Dask task, so Dask's own count of the workers a task killed
     (allowed-failures, then KilledWorker) never added up: the range killed every copy's worker, scatter
-    after scatter. The job counts the losses itself."""
+    after scatter. The job counts the losses itself, against the scheduler's allowed-failures (set when it
+    started), not this process's config (a remote scheduler's may differ)."""
     import dask
+    from distributed import Client, LocalCluster
 
     monkeypatch.setattr(distributed, "_answer_on_worker", _poisoned)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
-            pytest.raises(ClusterError, match=r"queries 0\.\.\d+ were lost with 2 workers"):
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with cluster, Client(cluster) as client, \
+            dask.config.set({"distributed.scheduler.allowed-failures": 10}), \
+            pytest.raises(ClusterError, match=r"queries 0\.\.\d+ were lost with 2 workers .*failures is 1\)"):
         distributed.run(_small_index(), client)
-    client.wait_for_workers(2, timeout=60)  # the fixture's two, restarted by their nannies for the next tests
+
+
+def test_a_range_cancelled_with_its_copy_intact_raises_its_own_cancellation(monkeypatch):
+    """In a round where one range is cancelled with its copy intact (not by the job's losses) and another
+    is lost with its copy, the error raised is the first range's (the last one seen was raised before)."""
+    import distributed as dask_distributed
+    from distributed import CancelledError
+
+    class Range:
+        def __init__(self, start):
+            self.start = start
+
+        def result(self):
+            raise CancelledError(f"range from {self.start}")
+
+    copies = {"tcp://a": SimpleNamespace(cancelled=lambda: False),  # ranges 0, 2, ..: their copies intact
+              "tcp://b": SimpleNamespace(cancelled=lambda: True)}  # ranges 1, 3, ..: lost with theirs
+    client = SimpleNamespace(status="running", loop=None,
+                             submit=lambda function, copy, start, stop, **options: Range(start))
+    monkeypatch.setattr(distributed, "_scatter", lambda client, index: copies)
+    monkeypatch.setattr(dask_distributed, "as_completed", lambda futures, loop: iter(futures))  # in turn
+    with pytest.raises(CancelledError, match="range from 0$"):
+        distributed._run_ranges(None, client, [(0, 5), (5, 10)])
 
 
 def test_a_job_whose_index_is_lost_at_every_scatter_raises_the_cancellation(client, monkeypatch):
