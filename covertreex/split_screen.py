@@ -261,7 +261,9 @@ class SplitScreen:
     def permuted(self, order: np.ndarray) -> SplitScreen:
         """The split screen of the problem with its rows in `order` (a checked permutation): the bound of a
         pair reads the two points' own rows only."""
-        return SplitScreen(self.q[order], self.factors[order], self.median_rest)
+        q = self.q[order]
+        q.flags.writeable = False  # a fresh array nobody else holds: kept, not copied (_unchangeable)
+        return SplitScreen(q, self.factors[order], self.median_rest)
 
     def rows(self, threads: int | None = None):
         """q with its packing for the rust engine's int8 products (``covertreex._rust.SplitRows``), made
