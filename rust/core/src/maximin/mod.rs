@@ -40,7 +40,7 @@ use point::{Column, Offers, Placed, Point, Scratch};
 use pool::Pool;
 use rows::Rows;
 pub use split::MaximinSplit;
-use split::{dense_tile, group_values, Chunk, Survivors};
+use split::{dense_tile, group_values, prefetch, Chunk, Survivors};
 
 /// Rows per GEMM call of a round's block Gram matrix (the unit of parallel work there): strip b holds
 /// the columns 0..(b + 1) GRAM_ROWS only, so the block's GEMM does little more than half the S x S
@@ -368,8 +368,11 @@ impl<'a> Pass<'a> {
                 let screened = |r: usize| !in_block[members[r]];
                 let cutoffs: Vec<f64> = states.iter().map(|p| p.cutoff()).collect();
                 let survivors = Survivors::of(split, chunk, members, screened, |r| cutoffs[r]);
-                for (r, &j) in members.iter().enumerate() {
-                    let row = &values[r * width..(r + 1) * width];
+                for (t, &r) in survivors.sparse.iter().enumerate() {
+                    if let Some(&next) = survivors.sparse.get(t + 1) {
+                        prefetch(&values[next * width..(next + 1) * width]);
+                    }
+                    let (j, row) = (members[r], &values[r * width..(r + 1) * width]);
                     for (c0, bits) in survivors.groups(r) {
                         let g = group_values(row, placed_values, width, c0, bits);
                         let len = (cols - c0).min(8);
@@ -382,14 +385,16 @@ impl<'a> Pass<'a> {
                         );
                     }
                 }
-                dense_tile(
-                    &mut tile,
-                    values,
-                    &survivors.dense,
-                    placed_values,
-                    cols,
-                    width,
-                );
+                if !survivors.dense.is_empty() {
+                    dense_tile(
+                        &mut tile,
+                        values,
+                        &survivors.dense,
+                        placed_values,
+                        cols,
+                        width,
+                    );
+                }
                 for (t, &r) in survivors.dense.iter().enumerate() {
                     let g = &tile[t * cols..(t + 1) * cols];
                     let sink = &mut offers(&mut states[r], &at, members[r], start, None);

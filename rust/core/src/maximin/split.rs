@@ -88,6 +88,8 @@ pub struct Survivors {
     stride: usize,
     /// Slab rows with more than [`SPARSE_MAX`] survivors.
     pub dense: Vec<usize>,
+    /// The other slab rows with survivors, in order.
+    pub sparse: Vec<usize>,
 }
 
 impl Survivors {
@@ -107,7 +109,7 @@ impl Survivors {
         int8.products(&rows, 0..padded, &mut prods);
         let stride = chunk.count.div_ceil(8);
         let mut masks = vec![0u8; members.len() * stride];
-        let (mut mask, mut dense) = (Vec::new(), Vec::new());
+        let (mut mask, mut dense, mut sparse) = (Vec::new(), Vec::new(), Vec::new());
         for (r, &j) in members.iter().enumerate() {
             if !screened(r) {
                 continue;
@@ -117,7 +119,8 @@ impl Survivors {
             let count: u32 = mask.iter().map(|bits| bits.count_ones()).sum();
             if count as usize > SPARSE_MAX {
                 dense.push(r);
-            } else {
+            } else if count > 0 {
+                sparse.push(r);
                 masks[r * stride..(r + 1) * stride].copy_from_slice(&mask);
             }
         }
@@ -125,6 +128,7 @@ impl Survivors {
             masks,
             stride,
             dense,
+            sparse,
         }
     }
 
@@ -188,4 +192,19 @@ pub fn dense_tile(
         .collect();
     tile.resize(rows.len() * cols, 0.0);
     gram(tile, &gathered, placed, rows.len(), cols, width);
+}
+
+/// Ask the CPU to bring `values` into its caches (a hint; nothing else changes): a survivor's row of V is
+/// read for its few dot products only, from memory (the pool of unplaced rows is far larger than the
+/// caches), so the next row's lines are fetched while the current row is used.
+pub fn prefetch(values: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in values.chunks(8) {
+        // SAFETY: a prefetch hint reads nothing and faults on no address; the pointer is in bounds.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            )
+        };
+    }
 }
