@@ -172,7 +172,9 @@ class ResidualProblem:
                                               self.cholesky_factor, self.seed, self.factor_of_kernel)
         split = self.__dict__.get("split_screen")
         if split is not None:
-            permuted.adopt_split_screen(split.permuted(order))
+            from covertreex.split_screen import source_of
+
+            permuted.adopt_split_screen(split.permuted(order, source_of(X, p)))
         return permuted
 
     @cached_property
@@ -217,10 +219,12 @@ class ResidualProblem:
     def adopt_split_screen(self, split) -> None:
         """Take `split` (this problem's :attr:`split_screen`, built in another process from the same
         arrays) unless one is built here already: a Dask worker given the client's need not build it
-        again (a pickled problem leaves it out). One of another shape is refused."""
+        again (a pickled problem leaves it out). One of another shape, or built for other points (or these in
+        another order), is refused."""
         if split.q.shape != self.V.shape:
             raise InvalidInputError(f"a split screen of {split.q.shape[0]} x {split.q.shape[1]} rows of Z "
                                     f"for a problem of {self.V.shape[0]} x {self.V.shape[1]}")
+        split.check_source(self.X, self.p, "adopt_split_screen")
         self.__dict__.setdefault("split_screen", split)
 
     @cached_property

@@ -36,6 +36,7 @@ while this bound need not hold there. benchmarks/split_screening_study.py measur
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from covertreex.blas import one_thread
+from covertreex.errors import InvalidInputError
 from covertreex.resources import available_cpus
 
 U64 = 2.0**-53
@@ -244,13 +246,16 @@ def verified(S, eps) -> bool:
 @dataclass(frozen=True)
 class SplitScreen:
     """Z in int8 (N x m, each row scaled into -127..127) and the seven per-row factors of the bound (N x
-    len(FACTORS), :data:`FACTORS`), and how well z fits the problem's rows. Both arrays are read-only, and
-    nobody can write q's memory (:func:`_unchangeable`): :meth:`rows` packs it once."""
+    len(FACTORS), :data:`FACTORS`), and how well z fits the problem's rows. Both arrays are read-only, and q
+    is held by the split alone or read-only down to its memory's owner (:func:`_unchangeable`): :meth:`rows`
+    packs it once."""
 
     q: np.ndarray
     factors: np.ndarray
     median_rest: float
     """The median of sqrt(e/p): how much of the residual z leaves out (see :data:`USEFUL`)."""
+    source: bytes
+    """:func:`source_of` the points it is built for: a split is used on those only."""
 
     def __post_init__(self):
         from covertreex.metrics.data import read_only
@@ -258,12 +263,19 @@ class SplitScreen:
         object.__setattr__(self, "q", _unchangeable(self.q))
         object.__setattr__(self, "factors", read_only(self.factors))
 
-    def permuted(self, order: np.ndarray) -> SplitScreen:
-        """The split screen of the problem with its rows in `order` (a checked permutation): the bound of a
-        pair reads the two points' own rows only."""
+    def permuted(self, order: np.ndarray, source: bytes) -> SplitScreen:
+        """The split screen of the problem with its rows in `order` (a permutation the caller checked), whose
+        :func:`source_of` is `source`: the bound of a pair reads the two points' own rows only."""
         q = self.q[order]
         q.flags.writeable = False  # a fresh array nobody else holds: kept, not copied (_unchangeable)
-        return SplitScreen(q, self.factors[order], self.median_rest)
+        return SplitScreen(q, self.factors[order], self.median_rest, source)
+
+    def check_source(self, X, p, what: str) -> None:
+        """Raise unless this split was built for the points (X, p), in that order: on other points its
+        bounds are of other pairs, and answers screened by it would be wrong without any error."""
+        if source_of(X, p) != self.source:
+            raise InvalidInputError(f"{what}: a split screen built for other points, or for these points in "
+                                    "another order (covertreex.split_screen.source_of differs)")
 
     def rows(self, threads: int | None = None):
         """q with its packing for the rust engine's int8 products (``covertreex._rust.SplitRows``), made
@@ -297,6 +309,16 @@ class SplitScreen:
         loose (their rest terms multiply), and such a point's nearest neighbours are mostly such points:
         those pairs take the f64 GEMM, and the split screens the others well."""
         return self.factors[:, FACTORS.index("rest")] > ROW_REST
+
+
+def source_of(X, p) -> bytes:
+    """A fingerprint of the points a split screen serves: their coordinates and residual variances, in
+    order (16 bytes of BLAKE2b; ~1 ms at N = 32,768). V follows from them for a problem this library builds,
+    and a split of other points or of these in another order bounds other pairs."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (X, p):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.digest()
 
 
 def _unchangeable(array: np.ndarray) -> np.ndarray:
@@ -411,7 +433,7 @@ def _build(problem, fixed: _Fixed) -> SplitScreen:
 
     _on_cpus(rows_from, range(0, len(X), ROWS))
     q.flags.writeable = False  # q is this build's alone: read-only, SplitScreen takes it without a copy
-    return SplitScreen(q, factors, float(np.median(rest)))
+    return SplitScreen(q, factors, float(np.median(rest)), source_of(X, problem.p))
 
 
 @dataclass(frozen=True)

@@ -120,10 +120,17 @@ FUSED_ORDERINGS = {"residual": ("maximin", "maximin-residual"), "euclidean": ("m
 (rust/core/src/maximin with the rust engine, chosen by 'auto' when built; covertreex.maximin_dense for
 residual under 'auto' without it). At N = 8,192 the gold pass halved the whole wait of the tree walk
 followed by the predecessor query (docs/vecchia.md). Where the rust pass takes the split screen
-(:func:`_maximin_split`) it orders alone (one neighbour per row) and the predecessor query on the split finds
-the rows: few pairs of the ordering come through the split, while the rows' candidates in the pass's early
-rounds are nearly all pairs (N = 32,768, m = 512, k = 50: 4.6-4.8 s against the fused pass's 6.0-6.1 s,
-docs/benchmarks.md)."""
+(:func:`_maximin_split`) and k exceeds :data:`SPLIT_FUSED_MAX_K`, it orders alone instead (one neighbour
+per row) and the predecessor query on the split finds the rows."""
+
+SPLIT_FUSED_MAX_K = 16
+"""The largest k for which the rust pass on the split screen finds the rows itself. The split lets few of
+the ordering's pairs through, but a row's candidates in the pass's early rounds are nearly all pairs, more
+so the larger k; the predecessor query on the split takes its threshold from the likeliest pairs at once.
+N = 32,768, m = 512 (2026-12-06 11:37 UTC, Intel Xeon, 2 cores; fused on the split against the order
+alone then the query, split prebuilt, two runs each): k = 4: 2.23, 2.28 s against 2.92, 2.91 s; k = 10:
+2.54, 2.66 against 2.86, 2.75; k = 20: 3.43, 3.26 against 3.59, 2.97; k = 30: 3.87, 3.87 against 3.02,
+3.56; k = 50: 4.46-4.49 against ~3.3 (docs/benchmarks.md, "The maximin job on the split")."""
 
 
 def _rust_chosen(engine: str) -> bool:
@@ -148,8 +155,9 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress):
 
 
 def _maximin_split(space: MetricSpace, engine: str):
-    """The split screen (covertreex.split_screen) the rust maximin pass over `space` takes: where the
-    predecessor query on the same data would take it (the same pairs), else None."""
+    """The split screen (covertreex.split_screen) the rust maximin pass over `space` takes, else None: by the
+    predecessor query's rule on the same data, whose pairs the pass screens too (also for a residual
+    ordering of a Euclidean job, where no residual query follows)."""
     if space.problem is None or not _rust_chosen(engine):
         return None
     from covertreex.engines.rust import dense_split
@@ -157,9 +165,9 @@ def _maximin_split(space: MetricSpace, engine: str):
     return dense_split(space, space.all_points(predecessor=True), _cover_tree(engine, "residual").config)
 
 
-def _fused(metric: str, data, k: int, name: str, engine: str, report) -> VecchiaNeighbors:
-    """Maximin ordering in `metric` and every row's neighbours in one pass; its time counts as ordering."""
-    start = time.perf_counter()
+def _fused(metric: str, data, k: int, name: str, engine: str, report, start: float) -> VecchiaNeighbors:
+    """Maximin ordering in `metric` and every row's neighbours in one pass; its time from `start` (a
+    perf_counter reading) counts as ordering."""
     order, indices, distances, evaluations = _fused_pass(metric, data, k, engine,
                                                          lambda n: report("ordering", n))
     report("neighbours", order.shape[0])
@@ -232,13 +240,14 @@ def vecchia_neighbors(
         if residual is not None:
             problem = residual_problem(X, **residual, seed=seed)
         report = progress or (lambda stage, n: None)
+        start = time.perf_counter()  # the ordering's clock: a split screen it takes is built on it
         fused = name in FUSED_ORDERINGS[metric] and (
             _rust_chosen(engine) or (engine == "auto" and metric == "residual"))
-        if fused and metric == "residual" and _maximin_split(MetricSpace.create(metric, problem), engine):
+        if fused and metric == "residual" and k > SPLIT_FUSED_MAX_K and _maximin_split(
+                MetricSpace.create(metric, problem), engine):
             fused = False  # the pass orders alone on the split, the query finds the rows (FUSED_ORDERINGS)
         if fused:
-            return _fused(metric, problem if metric == "residual" else X, k, name, engine, report)
-        start = time.perf_counter()
+            return _fused(metric, problem if metric == "residual" else X, k, name, engine, report, start)
         order, evaluations = (given, None) if given is not None else _order(
             name, X, problem, metric, engine, seed, lambda n: report("ordering", n))
         ordering_seconds = time.perf_counter() - start

@@ -278,7 +278,9 @@ def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int =
     covertreex.split_screen.SplitScreen of the data's V) screens each round's pairs before the f64 GEMM
     (rust/core/src/maximin/split.rs): the same order and rows again. `threads` None: rayon's global pool;
     nothing returned depends on it."""
-    screen = None if split is None else (split.rows(threads), split.factors)
+    if split is not None:
+        split.check_source(data.X, data.P, "maximin_with_neighbors")
+    screen = None if split is None else (split.q, split.factors)
     order, indices, distances, evaluations, _ = _extension().maximin(
         _canonical(data, _METRIC_DTYPES), first, k, block,
         k + ROOM_OVER_K if room is None else room, threads, progress, _interrupt(len(data.X) ** 2), screen,

@@ -304,14 +304,46 @@ def test_rust_pass_on_the_split_is_the_same_on_any_thread_count(split_problem):
 
 
 def test_rust_pass_refuses_a_split_of_other_data(split_problem):
+    """A split bounds the pairs of the points it was built for: of other points (even as many), of these in
+    another order, or on Euclidean data it is refused, not used to give wrong answers."""
     problem = split_problem("p at its clamp")
-    other = split_problem("gaussian").split_screen
+    space = ct.CoverTree(metric="residual").fit(problem).space
     run = _fused_pass("rust")
-    with pytest.raises(CovertreexError, match="split screen rows"):
-        run(ct.CoverTree(metric="residual").fit(problem).space.data, 0, 3, split=other)
+    with pytest.raises(CovertreexError, match="built for other points"):
+        run(space.data, 0, 3, split=split_problem("gaussian").split_screen)
+    order = np.random.default_rng(2).permutation(problem.n_points)
+    bare = ct.ResidualProblem.from_arrays(problem.X, problem.V)  # the same points, no split built yet
+    with pytest.raises(CovertreexError, match="another order"):
+        bare.permuted(order).adopt_split_screen(problem.split_screen)
     X = np.random.default_rng(7).normal(size=(len(problem.X), 2))
     with pytest.raises(CovertreexError, match="residual metric"):
-        run(ct.CoverTree(metric="euclidean").fit(X).space.data, 0, 3, split=problem.split_screen)
+        from covertreex.engines import rust
+
+        rust._extension().maximin(ct.CoverTree(metric="euclidean").fit(X).space.data, 0, 3, 8, 4, None, None,
+                                  None, (problem.split_screen.q, problem.split_screen.factors))
+
+
+def _one_factor(factors, at, value):
+    """`factors` with its flat element `at` set to `value`."""
+    changed = np.array(factors)
+    changed.flat[at] = value
+    return changed
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda q, f: (q, np.ascontiguousarray(f.reshape(7, -1))), "7 columns"),
+    (lambda q, f: (q[:-1], f), "n x m values"),
+    (lambda q, f: (q, _one_factor(f, 16, -1.0)), ">= 0, got -1 at position 2"),
+    (lambda q, f: (q, _one_factor(f, 22, np.nan)), "NaN or inf .* position 3"),
+])
+def test_rust_pass_names_what_is_wrong_with_split_arrays(change, words, split_problem):
+    from covertreex.engines import rust
+
+    problem = split_problem("p at its clamp")
+    q, factors = change(problem.split_screen.q, problem.split_screen.factors)
+    data = rust._canonical(ct.CoverTree(metric="residual").fit(problem).space.data, rust._METRIC_DTYPES)
+    with pytest.raises(CovertreexError, match=words):
+        rust._extension().maximin(data, 0, 3, 8, 4, None, None, None, (q, factors))
 
 
 def test_a_permuted_problem_takes_its_split_rows_in_that_order(split_problem, oracle, check_same):
@@ -326,18 +358,21 @@ def test_a_permuted_problem_takes_its_split_rows_in_that_order(split_problem, or
     check_same((result.distances, result.indices), oracle("residual", permuted, 8, predecessor=True))
 
 
-def test_vecchia_job_on_the_split_orders_alone_then_queries(monkeypatch):
-    """Where 'auto' takes the split, the rust pass orders alone and the predecessor query finds the rows:
-    the same ordering, rows and distance bits as the fused pass on the f64 GEMM ('rust', parity mode)."""
+@pytest.mark.parametrize("k", [8, 20])
+def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k):
+    """Where 'auto' takes the split, the rust pass on it finds the rows itself up to SPLIT_FUSED_MAX_K (16)
+    and above it orders alone, the predecessor query finding the rows: either way the same ordering, rows
+    and distance bits as the fused pass on the f64 GEMM ('rust', parity mode)."""
     if not ct.engine_available("rust"):
         pytest.skip("engine rust not available")
-    from covertreex import split_screen
+    from covertreex import split_screen, vecchia
 
     monkeypatch.setattr(split_screen, "PAYS", 0)  # at any size and fit
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(10).normal(size=(1200, 3))
-    split = ct.vecchia_neighbors(X, 12, m=96, seed=3)
-    fused = ct.vecchia_neighbors(X, 12, m=96, seed=3, engine="rust")
-    assert split.neighbor_seconds > 0.0 and fused.neighbor_seconds == 0.0
+    split = ct.vecchia_neighbors(X, k, m=96, seed=3)
+    fused = ct.vecchia_neighbors(X, k, m=96, seed=3, engine="rust")
+    assert fused.neighbor_seconds == 0.0
+    assert (split.neighbor_seconds > 0.0) == (k > vecchia.SPLIT_FUSED_MAX_K)
     for name in ("ordering", "neighbors", "distances"):
         assert getattr(split, name).tobytes() == getattr(fused, name).tobytes(), name

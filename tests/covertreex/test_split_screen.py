@@ -332,14 +332,14 @@ def test_a_split_keeps_no_q_that_can_change_under_its_packing(every_row_split, o
     worker's) are taken as they are."""
     problem = PROBLEMS["gaussian"]()
     built = problem.split_screen
-    assert split_screen.SplitScreen(built.q, built.factors, built.median_rest).q is built.q
+    assert split_screen.SplitScreen(built.q, built.factors, built.median_rest, built.source).q is built.q
     buffers = []
     sent = pickle.dumps(built, protocol=5, buffer_callback=buffers.append)
     assert np.shares_memory(pickle.loads(sent, buffers=buffers).q, built.q)
     base = np.array(built.q)
     view = base[:]
     view.flags.writeable = False
-    split = split_screen.SplitScreen(view, built.factors, built.median_rest)
+    split = split_screen.SplitScreen(view, built.factors, built.median_rest, built.source)
     split.rows()  # packed now
     base[:] = 0
     assert np.array_equal(split.q, built.q)

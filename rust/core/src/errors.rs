@@ -31,6 +31,12 @@ pub enum CoreError {
     KOutOfRange { k: i64, reason: &'static str },
     /// NaN or +/-inf in an array that must be finite.
     NonFinite { what: &'static str, position: usize },
+    /// A value that must be zero or more is negative.
+    Negative {
+        what: &'static str,
+        position: usize,
+        value: f64,
+    },
     /// A value that must be strictly positive (variance, lengthscale, p) is not.
     NotPositive {
         what: &'static str,
@@ -90,6 +96,11 @@ impl fmt::Display for CoreError {
                     "{what} contains NaN or inf (first at position {position})"
                 )
             }
+            CoreError::Negative {
+                what,
+                position,
+                value,
+            } => write!(f, "{what} must be >= 0, got {value} at position {position}"),
             CoreError::NotPositive {
                 what,
                 position,

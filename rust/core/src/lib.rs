@@ -40,7 +40,10 @@ pub mod tree;
 
 pub use batch::build_tree_batch;
 pub use build::{build_tree, BuiltTree};
-pub use dense::{dense_query, pack_split_rows, Blocks, DenseOutput, Int8Packing, SplitData};
+pub use dense::{
+    dense_query, pack_split_rows, Blocks, DenseOutput, Int8Packing, SplitData,
+    FACTORS as SPLIT_FACTORS,
+};
 pub use errors::{CoreError, Result};
 pub use evaluate::Mode;
 pub use maximin::{maximin_neighbors, MaximinOutput, MaximinSizes, MaximinSplit};

@@ -53,6 +53,7 @@ pub fn core_error(py: Python<'_>, error: &CoreError) -> PyErr {
         | CoreError::IndexOutOfRange { .. }
         | CoreError::RepeatedIndex { .. }
         | CoreError::NotPositive { .. }
+        | CoreError::Negative { .. }
         | CoreError::BadValue { .. }
         | CoreError::UnknownName { .. }
         | CoreError::InvalidTree { .. } => Class::InvalidInput,

@@ -16,10 +16,11 @@ use covertreex_core::counters::{
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
     pack_split_rows, query_batch, Blocks, CoreError, Int8Packing, Kernel, Matrix, MaximinSizes,
-    MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks, SplitData, Stop,
+    MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks, SplitData, Stop, SPLIT_FACTORS,
 };
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -370,6 +371,22 @@ impl SplitRows {
     }
 }
 
+/// The split screen's factors: a float64 array of `SPLIT_FACTORS` columns (any other shape would be misread).
+fn split_factors<'py>(
+    py: Python<'py>,
+    factors: &Bound<'py, PyAny>,
+) -> PyResult<PyReadonlyArray2<'py, f64>> {
+    let array = array2_of::<f64>(factors, "split factors")?;
+    if array.shape()[1] != SPLIT_FACTORS {
+        let message = format!(
+            "split factors must have {SPLIT_FACTORS} columns (covertreex.split_screen.FACTORS), got shape {:?}",
+            array.shape()
+        );
+        return Err(errors::raise(py, errors::Class::InvalidInput, message));
+    }
+    Ok(array)
+}
+
 /// Exact k-NN without a tree, by GEMM screening and canonical re-evaluation: (indices, distances,
 /// per_query counters, pairs screened per query, queries the split declined, seconds spent in GEMM
 /// summed over workers).
@@ -404,7 +421,7 @@ fn dense<'py>(
         Some((rows, factors, left_out, given, share)) => Some((
             rows.get(),
             rows.get().q.bind(py).try_readonly()?,
-            array2_of::<f64>(factors, "split factors")?,
+            split_factors(py, factors)?,
             array1::<bool>(left_out, "split left_out")?,
             array2(given, "split given")?,
             scalar::<usize>(share, "split decline_share")?,
@@ -450,8 +467,8 @@ type Ordered<'py> = (
 /// per round, `room` candidates a point holds at least before it drops the excluded ones (raised to
 /// k + 1; it holds fewer than 2 `room`). `progress(n)` is called with the GIL after
 /// each round; an exception it raises ends the pass at the next round and is what the call raises.
-/// `split`, (rows, factors) from covertreex.split_screen (rows: a [`SplitRows`]), screens each round's
-/// pairs first (residual data only): the same order and rows.
+/// `split`, (q, factors) from covertreex.split_screen, screens each round's pairs first (residual data
+/// only): the same order and rows.
 #[pyfunction]
 #[pyo3(signature = (data, first, k, block, room, threads, progress=None, interrupt=None, split=None))]
 #[allow(clippy::too_many_arguments)]
@@ -465,15 +482,12 @@ fn maximin<'py>(
     threads: Option<&Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
     interrupt: Option<&Bound<'py, PyAny>>,
-    split: Option<(Bound<'py, SplitRows>, Bound<'py, PyAny>)>,
+    split: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 ) -> PyResult<Ordered<'py>> {
     let arrays = MetricArrays::extract(data, "data")?;
     let split_arrays = match &split {
         None => None,
-        Some((rows, factors)) => Some((
-            rows.get().q.bind(py).try_readonly()?,
-            array2_of::<f64>(factors, "split factors")?,
-        )),
+        Some((q, factors)) => Some((array2_of::<i8>(q, "split q")?, split_factors(py, factors)?)),
     };
     let split = match &split_arrays {
         None => None,

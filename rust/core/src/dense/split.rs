@@ -105,9 +105,13 @@ pub fn pack_split_rows(q: &[i8], n: usize, m: usize, threads: Option<i64>) -> Re
 /// per point, m within the products' exact range, the factors finite and >= 0.
 pub fn check_split_rows(q: &[i8], m: usize, factors: &[f64], n: usize) -> Result<()> {
     for (what, expected, got) in [
-        ("split screen rows (q)", n.checked_mul(m), q.len()),
         (
-            "split screen factors",
+            "split screen rows (q), n x m values",
+            n.checked_mul(m),
+            q.len(),
+        ),
+        (
+            "split screen factors, n x 7 values",
             n.checked_mul(FACTORS),
             factors.len(),
         ),
@@ -121,11 +125,18 @@ pub fn check_split_rows(q: &[i8], m: usize, factors: &[f64], n: usize) -> Result
         }
     }
     check_width(m)?;
-    if let Some(position) = factors.iter().position(|f| !(f.is_finite() && *f >= 0.0)) {
-        return Err(CoreError::NonFinite {
-            what: "split screen factors (finite and >= 0)",
-            position,
-        });
+    for (position, row) in factors.chunks(FACTORS).enumerate() {
+        let what = "split screen factors (position: the row)";
+        if row.iter().any(|f| !f.is_finite()) {
+            return Err(CoreError::NonFinite { what, position });
+        }
+        if let Some(&value) = row.iter().find(|&&f| f < 0.0) {
+            return Err(CoreError::Negative {
+                what,
+                position,
+                value,
+            });
+        }
     }
     Ok(())
 }

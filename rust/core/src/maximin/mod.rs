@@ -20,7 +20,8 @@
 //! during the next round's placements, which are serial (a placed point has seen every point placed
 //! before it, so its row depends on nothing else); every point outside A is screened against the
 //! points just placed, one GEMM
-//! tile per slab of the compacted unplaced rows (`pool`), slabs on rayon. A point's state is touched
+//! tile per slab of the compacted unplaced rows (`pool`), slabs on rayon; given the split screen, its
+//! exact int8 bound drops most of those pairs before the GEMM first (split.rs). A point's state is touched
 //! by one slab only and sees the placed points in position order, and slabs never depend on the
 //! thread count, so the order, rows and counters do not either.
 

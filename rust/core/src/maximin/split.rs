@@ -8,22 +8,26 @@
 //! one dot product of their rows of V ([`dot_lanes`]: the screen's bound holds for any summation
 //! order) and go through the f64 screen as before, so the candidates, `dist` and the rows are decided
 //! by the same intervals and canonical distances: the order and the rows are the f64 pass's, bit for
-//! bit. Only the evaluation count may differ, by pairs the f64 interval could not exclude and the split
-//! could (canonically beyond the k-th: evaluated in vain there).
+//! bit. Only the evaluation count may differ, either way: the split drops pairs the f64 interval could not
+//! exclude (canonically beyond the k-th: evaluated in vain there), and a survivor's single dot product or
+//! smaller GEMM tile rounds otherwise than the whole tile did (other intervals; equal counts so far).
 //!
 //! Early in the pass every pair survives (few points are placed, so a point's k-th is far), and so do
 //! most pairs of a point z fits badly: a row with more than [`SPARSE_MAX`] survivors takes the GEMM
 //! tile with the others like it in its slab. Which rows do, and which pairs survive, follows from exact
 //! integers and a fixed order of f64 operations: never from the threads.
 
+#[cfg(target_arch = "x86_64")]
+use crate::dense::Isa;
 use crate::dense::{
-    check_split_rows, dot_lanes, gram, FactorColumns, Int8, Int8Packing, Isa, FACTORS, INT8_COLUMNS,
+    check_split_rows, dot_lanes, gram, FactorColumns, Int8, Int8Packing, FACTORS, INT8_COLUMNS,
 };
 use crate::errors::{CoreError, Result};
 use crate::metric::{Metric, MetricData};
 
 /// Survivors above which a row of a round takes the GEMM tile: a survivor's dot product reads its two
-/// rows of V outside any GEMM (~50-100 ns at m = 512), a GEMM row costs ~14 ns per pair.
+/// rows of V outside any GEMM (~200 ns with the f64 screen of its group at m = 512, perf samples of the
+/// pass at N = 32,768), a GEMM row costs ~15-20 ns per pair with its screen.
 pub const SPARSE_MAX: usize = 64;
 
 /// Z's int8 rows (n x m, row-major) and the bound's factors (n x [`FACTORS`]) of every point, as
@@ -102,19 +106,34 @@ impl Survivors {
         screened: impl Fn(usize) -> bool,
         cutoffs: impl Fn(usize) -> f64,
     ) -> Survivors {
-        let int8 = Int8::new(&chunk.q, &chunk.packing);
-        let rows = int8.query_rows_of(split.q, members);
-        let padded = chunk.count.div_ceil(INT8_COLUMNS) * INT8_COLUMNS;
-        let mut prods = Vec::new();
-        int8.products(&rows, 0..padded, &mut prods);
         let stride = chunk.count.div_ceil(8);
         let mut masks = vec![0u8; members.len() * stride];
         let (mut mask, mut dense, mut sparse) = (Vec::new(), Vec::new(), Vec::new());
-        for (r, &j) in members.iter().enumerate() {
-            if !screened(r) {
-                continue;
+        // A row whose cut-off is still infinite lets every pair through: the GEMM, without products.
+        let all_through = chunk.count > SPARSE_MAX;
+        let mut rows = Vec::new();
+        for r in (0..members.len()).filter(|&r| screened(r)) {
+            if all_through && cutoffs(r) == f64::INFINITY {
+                dense.push(r);
+            } else {
+                rows.push(r);
             }
-            let row = &prods[r * padded..r * padded + chunk.count];
+        }
+        if rows.is_empty() {
+            return Survivors {
+                masks,
+                stride,
+                dense,
+                sparse,
+            };
+        }
+        let int8 = Int8::new(&chunk.q, &chunk.packing);
+        let points: Vec<usize> = rows.iter().map(|&r| members[r]).collect();
+        let padded = chunk.count.div_ceil(INT8_COLUMNS) * INT8_COLUMNS;
+        let mut prods = Vec::new();
+        int8.products(&int8.query_rows_of(split.q, &points), 0..padded, &mut prods);
+        for (t, (&r, &j)) in rows.iter().zip(&points).enumerate() {
+            let row = &prods[t * padded..t * padded + chunk.count];
             (chunk.columns).reach(split.factors_of(j), 0, row, -cutoffs(r), &mut mask);
             let count: u32 = mask.iter().map(|bits| bits.count_ones()).sum();
             if count as usize > SPARSE_MAX {
@@ -124,6 +143,7 @@ impl Survivors {
                 masks[r * stride..(r + 1) * stride].copy_from_slice(&mask);
             }
         }
+        dense.sort_unstable();
         Survivors {
             masks,
             stride,
@@ -198,6 +218,8 @@ pub fn dense_tile(
 /// read for its few dot products only, from memory (the pool of unplaced rows is far larger than the
 /// caches), so the next row's lines are fetched while the current row is used.
 pub fn prefetch(values: &[f64]) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
     #[cfg(target_arch = "x86_64")]
     for line in values.chunks(8) {
         // SAFETY: a prefetch hint reads nothing and faults on no address; the pointer is in bounds.
