@@ -101,6 +101,26 @@ def test_a_maximin_ordering_fused_with_the_neighbours_needs_no_cluster(client, m
         assert _same_bytes(getattr(local, name), getattr(remote[0], name)), name
 
 
+def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(client, monkeypatch):
+    """Where 'auto' takes the split screen and k > SPLIT_FUSED_MAX_K, the ordering runs here and the
+    predecessor query on the cluster, on the split the permuted problem carries (each worker adopts it,
+    its points' fingerprint checked): the same bytes as the fused pass on the f64 GEMM, in this process."""
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    from covertreex import split_screen, vecchia
+
+    monkeypatch.setattr(split_screen, "PAYS", 0)  # at any size and fit, in this process
+    monkeypatch.setattr(split_screen, "USEFUL", 1.0)
+    X = np.random.default_rng(12).normal(size=(700, 3))
+    k = vecchia.SPLIT_FUSED_MAX_K + 4
+    fused = ct.vecchia_neighbors(X, k, m=48, engine="rust")
+    remote = []
+    ran = _ranges_run(client, lambda: remote.append(ct.vecchia_neighbors(X, k, m=48, scheduler=client)))
+    assert ran == 2 * distributed.RANGES_PER_WORKER and remote[0].neighbor_seconds > 0.0
+    for name in ("ordering", "neighbors", "distances"):
+        assert _same_bytes(getattr(fused, name), getattr(remote[0], name)), name
+
+
 def test_query_set_by_scheduler_address_is_byte_identical(client):
     X = np.random.default_rng(6).normal(size=(500, 2))
     queries = np.random.default_rng(7).integers(0, 500, 64)
