@@ -322,10 +322,10 @@ def source_of(X, p) -> bytes:
 
 
 def _unchangeable(array: np.ndarray) -> np.ndarray:
-    """`array` if nobody can write its memory: it is read-only, and so is every array it views, down to one
-    that owns its memory or to immutable bytes. Else a read-only copy of it: a read-only view of a writeable
-    array changes with that array, and :meth:`SplitScreen.rows` would keep packed rows that no longer
-    match."""
+    """`array` if it and every array it views are read-only, down to one that owns its memory or to
+    immutable bytes; else a read-only copy of it: a read-only view of a writeable array changes with that
+    array, and :meth:`SplitScreen.rows` would keep packed rows that no longer match. (Whoever holds the
+    owning array can still set it writeable again: that is misuse this cannot stop.)"""
     base = array
     while isinstance(base, np.ndarray) and not base.flags.writeable and base.base is not None:
         base = base.base
