@@ -171,10 +171,10 @@ class ResidualProblem:
         permuted = ResidualProblem._of_frozen(X, V, p, self.kernel, self.lengthscale, self.variance, inducing,
                                               self.cholesky_factor, self.seed, self.factor_of_kernel)
         split = self.__dict__.get("split_screen")
-        if split is not None:
+        if split is not None:  # made here for these very arrays: adopt_split_screen's checks would hold
             from covertreex.split_screen import source_of
 
-            permuted.adopt_split_screen(split.permuted(order, source_of(X, p)))
+            vars(permuted)["split_screen"] = split.permuted(order, source_of(X, p))
         return permuted
 
     @cached_property

@@ -130,7 +130,9 @@ so the larger k; the predecessor query on the split takes its threshold from the
 N = 32,768, m = 512 (2026-12-06 11:37 UTC, Intel Xeon, 2 cores; fused on the split against the order
 alone then the query, split prebuilt, two runs each): k = 4: 2.23, 2.28 s against 2.92, 2.91 s; k = 10:
 2.54, 2.66 against 2.86, 2.75; k = 20: 3.43, 3.26 against 3.59, 2.97; k = 30: 3.87, 3.87 against 3.02,
-3.56; k = 50: 4.46-4.49 against ~3.3 (docs/benchmarks.md, "The maximin job on the split")."""
+3.56. The whole job at k = 50 (V and the split's build included; fresh processes, 10:48-11:00 UTC): fused
+on the split 6.02-7.31 s, the order alone then the query 4.10-4.51 s (docs/benchmarks.md, "The maximin job
+on the split")."""
 
 
 def _rust_chosen(engine: str) -> bool:
@@ -212,7 +214,8 @@ def vecchia_neighbors(
     ordering is computed here); the answer is byte-identical. A maximin ordering that the engine fuses with
     the neighbours (above) runs here whatever the scheduler: the pass finds the neighbours while it orders,
     for little more than ordering alone, so the cluster could only repeat them (docs/vecchia.md, "On a Dask
-    cluster"); where it takes the split screen, the ordering runs here and the neighbours on the cluster.
+    cluster"); where it takes the split screen and k > SPLIT_FUSED_MAX_K (16), the ordering runs here and
+    the neighbours on the cluster.
     Returns a :class:`VecchiaNeighbors`.
     """
     if metric not in METRICS:

@@ -90,25 +90,24 @@ pub fn operand<'a>(data: &MetricData<'a>) -> (&'a [f64], usize) {
     }
 }
 
-/// Partial sums of [`norm2`]: enough independent add chains (eight SSE2 vectors) that reading the row
-/// from memory, not the adds' latency, limits it (four chains took twice as long as the GEMV that
+/// Partial sums of [`dot_lanes`]: enough independent add chains (eight SSE2 vectors) that reading the
+/// rows from memory, not the adds' latency, limits it (four chains took twice as long as the GEMV that
 /// reads the same rows).
-const NORM_LANES: usize = 16;
+const LANES: usize = 16;
 
-/// a.b with `L` interleaved partial sums (vectorised, no serial dependency chain), combined pairwise.
-/// Every screening bound holds for any summation order (the GEMM's is another), and this order is
-/// fixed: the same bits on every machine and instruction set (each lane's operations are the same).
-#[inline(always)]
-pub fn dot_lanes<const L: usize>(a: &[f64], b: &[f64]) -> f64 {
-    let mut partial = [0.0; L];
-    let (lanes_a, lanes_b) = (a.chunks_exact(L), b[..a.len()].chunks_exact(L));
+/// a.b with `LANES` (16) interleaved partial sums (vectorised, no serial dependency chain), combined
+/// pairwise. Every screening bound holds for any summation order (the GEMM's is another), and this order
+/// is fixed, so are the bits on every machine.
+pub fn dot_lanes(a: &[f64], b: &[f64]) -> f64 {
+    let mut partial = [0.0; LANES];
+    let (lanes_a, lanes_b) = (a.chunks_exact(LANES), b[..a.len()].chunks_exact(LANES));
     let tail = lanes_a.remainder().iter().zip(lanes_b.remainder());
     for (x, y) in lanes_a.zip(lanes_b) {
         for ((acc, x), y) in partial.iter_mut().zip(x).zip(y) {
             *acc += x * y;
         }
     }
-    let mut width = L;
+    let mut width = LANES;
     while width > 1 {
         width /= 2;
         for i in 0..width {
@@ -120,7 +119,7 @@ pub fn dot_lanes<const L: usize>(a: &[f64], b: &[f64]) -> f64 {
 
 /// ||row||^2 by [`dot_lanes`]: the inflations of n_i and of the Euclidean norms cover any order.
 fn norm2(row: &[f64]) -> f64 {
-    dot_lanes::<NORM_LANES>(row, row)
+    dot_lanes(row, row)
 }
 
 impl RowFactors {

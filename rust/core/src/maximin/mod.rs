@@ -32,7 +32,7 @@ mod split;
 
 use rayon::prelude::*;
 
-use crate::dense::{gram, gram_strided, operand, RowFactors, Screen, Tiles};
+use crate::dense::{gram_strided, operand, RowFactors, Screen, Tiles};
 use crate::errors::{filled, CoreError, Result};
 use crate::metric::MetricData;
 use crate::query::{on_pool, QueryBatch};
@@ -348,27 +348,14 @@ impl<'a> Pass<'a> {
             .slabs(block)
             .for_each(|(values, members, states)| {
                 let mut tile = tiles.take();
-                let (Some(split), Some(chunk)) = (split, &chunk) else {
-                    tile.resize(members.len() * cols, 0.0);
-                    gram(&mut tile, values, placed_values, members.len(), cols, width);
-                    for (r, &j) in members.iter().enumerate() {
-                        if !in_block[j] {
-                            let g = &tile[r * cols..(r + 1) * cols];
-                            screen.screen_row(
-                                j,
-                                0,
-                                g,
-                                None,
-                                &mut offers(&mut states[r], &at, j, start, None),
-                            );
-                        }
-                    }
-                    tiles.give(tile);
-                    return;
-                };
                 let screened = |r: usize| !in_block[members[r]];
-                let cutoffs: Vec<f64> = states.iter().map(|p| p.cutoff()).collect();
-                let survivors = Survivors::of(split, chunk, members, screened, |r| cutoffs[r]);
+                let survivors = match (split, &chunk) {
+                    (Some(split), Some(chunk)) => {
+                        let cutoffs: Vec<f64> = states.iter().map(|p| p.cutoff()).collect();
+                        Survivors::of(split, chunk, members, screened, |r| cutoffs[r])
+                    }
+                    _ => Survivors::every(members.len()),
+                };
                 for (t, &r) in survivors.sparse.iter().enumerate() {
                     if let Some(&next) = survivors.sparse.get(t + 1) {
                         prefetch(&values[next * width..(next + 1) * width]);
@@ -387,19 +374,16 @@ impl<'a> Pass<'a> {
                     }
                 }
                 if !survivors.dense.is_empty() {
-                    dense_tile(
-                        &mut tile,
-                        values,
-                        &survivors.dense,
-                        placed_values,
-                        cols,
-                        width,
-                    );
+                    let slab = members.len();
+                    let dense = &survivors.dense;
+                    dense_tile(&mut tile, values, dense, slab, placed_values, cols, width);
                 }
                 for (t, &r) in survivors.dense.iter().enumerate() {
-                    let g = &tile[t * cols..(t + 1) * cols];
-                    let sink = &mut offers(&mut states[r], &at, members[r], start, None);
-                    screen.screen_row(members[r], 0, g, None, sink);
+                    if screened(r) {
+                        let g = &tile[t * cols..(t + 1) * cols];
+                        let sink = &mut offers(&mut states[r], &at, members[r], start, None);
+                        screen.screen_row(members[r], 0, g, None, sink);
+                    }
                 }
                 tiles.give(tile);
             });

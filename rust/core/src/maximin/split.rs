@@ -17,8 +17,6 @@
 //! tile with the others like it in its slab. Which rows do, and which pairs survive, follows from exact
 //! integers and a fixed order of f64 operations: never from the threads.
 
-#[cfg(target_arch = "x86_64")]
-use crate::dense::Isa;
 use crate::dense::{
     check_split_rows, dot_lanes, gram, FactorColumns, Int8, Int8Packing, FACTORS, INT8_COLUMNS,
 };
@@ -86,8 +84,8 @@ impl Chunk {
 
 /// One slab's rows against a chunk: which pairs survive, and the rows that take the GEMM.
 pub struct Survivors {
-    /// Per slab row, `stride` bytes: bit t % 8 of byte t / 8 for the chunk's column t (all clear for
-    /// the rows not screened here: outside the block, or taking the GEMM).
+    /// Per slab row, `stride` bytes: bit t % 8 of byte t / 8 for the chunk's column t (read for the
+    /// sparse rows only).
     masks: Vec<u8>,
     stride: usize,
     /// Slab rows with more than [`SPARSE_MAX`] survivors.
@@ -97,6 +95,16 @@ pub struct Survivors {
 }
 
 impl Survivors {
+    /// Every one of `rows` slab rows on the GEMM (no split screen).
+    pub fn every(rows: usize) -> Survivors {
+        Survivors {
+            masks: Vec::new(),
+            stride: 0,
+            dense: (0..rows).collect(),
+            sparse: Vec::new(),
+        }
+    }
+
     /// Screen the slab's points `members` (dataset indices), those with `screened(r)`, against `chunk`:
     /// a pair survives when its s_up reaches -cutoffs(r).
     pub fn of(
@@ -171,46 +179,32 @@ pub fn group_values(row: &[f64], placed: &[f64], width: usize, c0: usize, bits: 
         let t = left.trailing_zeros() as usize;
         left &= left - 1;
         let c = c0 + t;
-        g[t] = dot(row, &placed[c * width..(c + 1) * width]);
+        g[t] = dot_lanes(row, &placed[c * width..(c + 1) * width]);
     }
     g
 }
 
-/// Partial sums of [`dot`]: four AVX-512 vectors of independent add chains (two took 1.x the time).
-const DOT_LANES: usize = 32;
-
-/// a.b by [`dot_lanes`] with [`DOT_LANES`] partial sums, on AVX-512 where the CPU has it: the same
-/// operations per lane, so the same bits, as the baseline's.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if Isa::fastest() == Isa::Avx512 {
-        // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
-        return unsafe { dot_avx512(a, b) };
-    }
-    dot_lanes::<DOT_LANES>(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn dot_avx512(a: &[f64], b: &[f64]) -> f64 {
-    dot_lanes::<DOT_LANES>(a, b)
-}
-
-/// The GEMM tile of some slab rows (`rows`, operand rows of `width` in `values`) against the chunk's
-/// `cols` points (`placed`), into `tile` (rows x cols); the rows' values are gathered first.
+/// The GEMM tile of slab rows `rows` (operand rows of `width` in `values`, the slab's `slab` rows) against
+/// the chunk's `cols` points (`placed`), into `tile` (rows x cols): on the slab's own rows when `rows` is
+/// all of them, else on a gathered copy.
 pub fn dense_tile(
     tile: &mut Vec<f64>,
     values: &[f64],
     rows: &[usize],
+    slab: usize,
     placed: &[f64],
     cols: usize,
     width: usize,
 ) {
+    tile.resize(rows.len() * cols, 0.0);
+    if rows.len() == slab {
+        gram(tile, values, placed, slab, cols, width);
+        return;
+    }
     let gathered: Vec<f64> = (rows.iter())
         .flat_map(|&r| &values[r * width..(r + 1) * width])
         .copied()
         .collect();
-    tile.resize(rows.len() * cols, 0.0);
     gram(tile, &gathered, placed, rows.len(), cols, width);
 }
 
