@@ -89,6 +89,18 @@ residual is the jitter's and is correlated with no other point's above the bound
 every pair of it comes through (at N = 32,768 the 512 inducing points' rows took 23% of the canonical
 evaluations before). 1 never declines."""
 
+KEPT_PER_PROBE = 3
+"""Pairs the split's first pass keeps per probe (the best by bound; k + k/4 probes per query): a query whose
+kept pairs reach below its least similarity takes its remaining candidates from them instead of a second
+pass of int8 products and bounds over every point (rust/core/src/dense/split.rs); the same pairs are
+evaluated and the same answers and counters come out for any value >= 1. The split's bounds are tight at
+the top: at N = 65,536 (40 rows sampled) 56-146 pairs of a point z fits well reach its least similarity,
+133-3,523 of the others'. Vecchia all-points, m = 512, k = 50 (rust perf mode, dense path, the split built
+before; 2026-12-06 13:13-13:24 UTC, Intel Xeon, 2 cores, fresh processes, alternating): queries through
+the second pass at N = 65,536 47,976 / 9,213 / 6,089 / 5,028 with 1 / 2 / 3 / 4 kept per probe, query
+seconds 6.16-7.36 / 5.63-6.79 / 5.30-6.40 / 5.81-6.44 (more kept, more pairs offered in the first pass);
+N = 131,072: 20.3 s with 1, 15.6 s with 3."""
+
 PAYS = 16
 """dense_screen='auto' builds the split for a batch only when its eligible pairs reach PAYS N m / (1 - e)^2,
 e the sampled median sqrt(e/p) (:func:`estimated_rest`; a split built already is always used): building it

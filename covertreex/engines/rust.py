@@ -134,7 +134,8 @@ class RustEngine:
             gemm = self._dense(rows, _among(queries, routed, points, rows), k, config)
             gemm_idx = np.where(gemm[0] >= 0, points[np.maximum(gemm[0], 0)], -1)
             given[routed] = gemm[1]
-        screen = (split.rows(config.threads), split.factors, left_out, given, split_screen.DECLINE_SHARE)
+        screen = (split.rows(config.threads), split.factors, left_out, given, split_screen.DECLINE_SHARE,
+                  split_screen.KEPT_PER_PROBE)
         idx, dist, counters, declined = self._dense(space.data, queries, k, config, screen)
         if routed.size:
             idx[routed], dist[routed] = _merged(idx[routed], dist[routed], gemm_idx, gemm[1])

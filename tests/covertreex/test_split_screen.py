@@ -154,6 +154,32 @@ def test_counters_do_not_depend_on_threads_or_query_blocks(every_row_split):
     assert counters["distance_evaluations"] != runs[0][2]["distance_evaluations"], "the split ran"
 
 
+@pytest.mark.parametrize("name", ["gaussian", "lattice with duplicates", "p at its clamp (small variance)"])
+def test_pairs_kept_in_the_first_pass_stand_for_the_second(name, monkeypatch, oracle, check_same):
+    """A query whose first pass kept every pair that can reach its least similarity takes its candidates
+    from those instead of a second pass over every point (split_screen.KEPT_PER_PROBE): one pair kept per
+    probe sends nearly every query through the second pass, a million none; the answers (brute force's),
+    counters and declined queries are the same for every value."""
+    problem = PROBLEMS[name]()
+    idx = np.random.default_rng(5).integers(0, len(problem.X), 120)
+    runs = []
+    for kept in (1, 2, 3, 10**6):
+        monkeypatch.setattr(split_screen, "KEPT_PER_PROBE", kept)
+        tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", telemetry=True,
+                            dense_screen="split", dense_query_block=64, dense_point_block=256).fit(problem)
+        results = (tree.query(predecessor=True, k=20), tree.query(indices=idx, k=20))
+        wanted = (oracle("residual", problem, 20, predecessor=True),
+                  oracle("residual", problem, 20, indices=idx))
+        for result, want, what in zip(results, wanted, ("predecessor", "indexed"), strict=True):
+            check_same((result.distances, result.indices), want, f"{name} kept {kept} {what}")
+        runs.append([(r.telemetry["counters"], r.telemetry["per_query"], r.counters.extra["declined"])
+                     for r in results])
+    assert all(run == runs[0] for run in runs[1:])
+    monkeypatch.setattr(split_screen, "KEPT_PER_PROBE", 0)
+    with pytest.raises(ValueError, match="pairs kept per probe"):
+        tree.query(indices=idx, k=20)
+
+
 def test_auto_leaves_a_problem_the_split_fits_badly_to_the_gemm(oracle, check_same):
     """Matern 5/2's residual is the approximation's, not the jitter's: z carries little of it, so 'auto'
     keeps the f64 screen (its counters are the f64 path's), with the same answers."""

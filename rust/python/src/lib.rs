@@ -325,9 +325,11 @@ type Screened<'py> = (
     f64,
 );
 
-/// The split screen's arguments of [`dense`]: (rows, factors, left_out, given, decline_share).
+/// The split screen's arguments of [`dense`]: (rows, factors, left_out, given, decline_share,
+/// kept_per_probe).
 type SplitArgs<'py> = (
     Bound<'py, SplitRows>,
+    Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
@@ -391,9 +393,9 @@ fn split_factors<'py>(
 /// per_query counters, pairs screened per query, queries the split declined, seconds spent in GEMM
 /// summed over workers).
 /// `query_block` x `point_block` is the tile shape. `split`, (rows, factors) from covertreex.split_screen
-/// (rows: a [`SplitRows`]) with (left_out, given, decline_share) from the caller, screens every pair
-/// but those of two left-out points in place of the GEMM (indexed residual queries only; given: each
-/// query's k distances found elsewhere; decline_share: see `SplitData`).
+/// (rows: a [`SplitRows`]) with (left_out, given, decline_share, kept_per_probe) from the caller, screens
+/// every pair but those of two left-out points in place of the GEMM (indexed residual queries only;
+/// given: each query's k distances found elsewhere; decline_share, kept_per_probe: see `SplitData`).
 #[pyfunction]
 #[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None, split=None))]
 #[allow(clippy::too_many_arguments)]
@@ -418,18 +420,19 @@ fn dense<'py>(
     };
     let split_arrays = match &split {
         None => None,
-        Some((rows, factors, left_out, given, share)) => Some((
+        Some((rows, factors, left_out, given, share, kept)) => Some((
             rows.get(),
             rows.get().q.bind(py).try_readonly()?,
             split_factors(py, factors)?,
             array1::<bool>(left_out, "split left_out")?,
             array2(given, "split given")?,
             scalar::<usize>(share, "split decline_share")?,
+            scalar::<usize>(kept, "split kept_per_probe")?,
         )),
     };
     let split = match &split_arrays {
         None => None,
-        Some((rows, q, factors, left_out, given, share)) => Some(SplitData {
+        Some((rows, q, factors, left_out, given, share, kept)) => Some(SplitData {
             q: slice(py, q, "split q")?,
             packing: &rows.packing,
             m: q.shape()[1],
@@ -437,6 +440,7 @@ fn dense<'py>(
             left_out: slice(py, left_out, "split left_out")?,
             given: slice(py, given, "split given")?,
             decline_share: *share,
+            kept_per_probe: *kept,
         }),
     };
     let (data_view, batch) = args.views(py)?;

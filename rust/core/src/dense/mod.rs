@@ -400,7 +400,7 @@ impl Job<'_> {
         if self.halted() {
             return;
         }
-        let probed = self.thresholds(split, rows, merge(probes, Probes::absorb));
+        let mut probed = self.thresholds(split, rows, merge(probes, Probes::absorb));
         let again = (probed.iter().enumerate())
             .filter_map(|(q, p)| p.sift.then_some(q))
             .collect();
@@ -412,6 +412,9 @@ impl Job<'_> {
             return;
         }
         let mut found = merge(found, Found::absorb);
+        for (found, probed) in found.iter_mut().zip(&mut probed) {
+            found.adopt(probed);
+        }
         self.write(&mut out, &mut found, |q, found, heap, _| {
             let row = self.queries.rows[rows.first + q] as usize;
             let (evaluations, pushes) = found.finish(self, row, rows.own[q], heap, &probed[q]);

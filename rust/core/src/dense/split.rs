@@ -3,7 +3,7 @@
 //! row give s_up >= the canonical similarity s_c = min(1, |rho_c|), so the pair's canonical distance is
 //! at least D(s_up), D(s) = sqrt(max(0, 1 - s)) (which does not rise with s, in floating point too). A
 //! query block's points are screened twice, chunk by chunk, each pass comparing every pair's s_up with a
-//! threshold of its query in vectors ([`Split::reach`]) and taking s_up itself of the few that reach it:
+//! threshold of its query in vectors ([`FactorColumns::reach`]) and taking s_up itself of the few that reach it:
 //!
 //! 1. *probes*: each query's k + k/4 ([`EXTRA_PROBES_PER_K`]) pairs of largest s_up (ties by index) are
 //!    evaluated canonically; the k-th smallest of those distances and of the k the caller gives (with 0
@@ -12,6 +12,10 @@
 //!    strictly above the k-th, so it is skipped. The rest are gathered, then evaluated canonically and
 //!    offered to the query's heap in index order with the probes: answers and distance bits are brute's.
 //!    A query through which too many come is declined instead ([`Found`]).
+//!
+//! Pass 1 keeps more pairs than it probes ([`SplitData::kept_per_probe`]): where the least of those kept bounds
+//! lies below the query's least similarity, every pair that reaches it was kept, and pass 2 takes them
+//! from there instead of a second round of products ([`Probed::sift`]): the same pairs either way.
 //!
 //! The pairs of two points the caller leaves out ([`SplitData::left_out`]) are neither screened nor
 //! counted: the caller answers them and gives their distances. Every decision is made pair by pair from
@@ -43,7 +47,7 @@ pub const FACTORS: usize = 7;
 /// 3.80 s; 1.5 k 122.0 / 3.64 s; 2 k 134.5 / 3.98, 3.65, 3.87 s; 3 k 166.4 / 4.00 s.
 const EXTRA_PROBES_PER_K: usize = 4;
 
-/// (1 + 64 u): covers the fourteen roundings of [`Split::bound`] (and of [`Split::reach`]'s same
+/// (1 + 64 u): covers the fourteen roundings of [`FactorColumns::bound`] (and of [`FactorColumns::reach`]'s same
 /// operations) with room to spare.
 const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
 
@@ -72,6 +76,10 @@ pub struct SplitData<'a> {
     /// eligible pairs come through (and more than `DECLINE_FLOOR`); 1: never
     /// (covertreex.split_screen.DECLINE_SHARE says why).
     pub decline_share: usize,
+    /// Pairs pass 1 keeps per probe (the best by bound): a query whose kept pairs reach below its least
+    /// similarity takes them instead of pass 2 (covertreex.split_screen.KEPT_PER_PROBE
+    /// has the measurements). The same pairs are evaluated for any value >= 1.
+    pub kept_per_probe: usize,
 }
 
 /// The split screen's width m within what the int8 products keep exact ([`MAX_WIDTH`]).
@@ -180,6 +188,13 @@ impl SplitData<'_> {
                 allowed: ">= 1",
             });
         }
+        if self.kept_per_probe == 0 {
+            return Err(CoreError::BadValue {
+                what: "split screen pairs kept per probe",
+                value: 0,
+                allowed: ">= 1",
+            });
+        }
         if let Some(position) = self.given.iter().position(|t| t.is_nan() || *t < 0.0) {
             return Err(CoreError::NonFinite {
                 what: "split screen given distances (>= 0, or infinity)",
@@ -245,18 +260,6 @@ impl<'a> Split<'a> {
             0
         }
     }
-
-    /// s_up of row `i` and point `j` from their int8 product ([`FactorColumns::bound`]).
-    #[inline(always)]
-    fn bound(&self, i: usize, j: usize, prod: i32) -> f64 {
-        self.columns.bound(self.data.row(i), j, prod)
-    }
-
-    /// Which pairs of row `i` with the points c0, c0 + 1, .. reach `threshold` ([`FactorColumns::reach`]).
-    fn reach(&self, i: usize, c0: usize, prods: &[i32], threshold: f64, mask: &mut Vec<u8>) {
-        self.columns
-            .reach(self.data.row(i), c0, prods, threshold, mask);
-    }
 }
 
 /// The bound's factors of some points (covertreex.split_screen.FACTORS), column by column, so that a
@@ -305,32 +308,55 @@ impl FactorColumns {
         threshold: f64,
         mask: &mut Vec<u8>,
     ) {
+        self.reach_into::<false>(a, c0, prods, threshold, mask, &mut Vec::new());
+    }
+
+    /// [`FactorColumns::reach`], and with KEEP pair t's s_up in `bounds[t]` (its bits: the same
+    /// operations; `bounds` grows to the pairs' count, never shrinks), for a caller that keeps the s_up of
+    /// those that reach the threshold.
+    fn reach_into<const KEEP: bool>(
+        &self,
+        a: &[f64; FACTORS],
+        c0: usize,
+        prods: &[i32],
+        threshold: f64,
+        mask: &mut Vec<u8>,
+        bounds: &mut Vec<f64>,
+    ) {
         mask.clear();
         mask.resize(prods.len().div_ceil(8), 0);
+        if KEEP && bounds.len() < prods.len() {
+            bounds.resize(prods.len(), 0.0); // every value below prods.len() is written below
+        }
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if Isa::fastest() == Isa::Avx512 {
             // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
-            done = unsafe { self.reach_avx512(a, c0, prods, threshold, mask) };
+            done = unsafe { self.reach_avx512::<KEEP>(a, c0, prods, threshold, mask, bounds) };
         }
         for t in done..prods.len() {
-            if self.bound(a, c0 + t, prods[t]) >= threshold {
+            let bound = self.bound(a, c0 + t, prods[t]);
+            if KEEP {
+                bounds[t] = bound;
+            }
+            if bound >= threshold {
                 mask[t / 8] |= 1 << (t % 8);
             }
         }
     }
 
-    /// [`FactorColumns::reach`] eight pairs at a time, [`FactorColumns::bound`]'s operations on
+    /// [`FactorColumns::reach_into`] eight pairs at a time, [`FactorColumns::bound`]'s operations on
     /// vectors; returns how many pairs it did (whole groups of eight).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    fn reach_avx512(
+    fn reach_avx512<const KEEP: bool>(
         &self,
         a: &[f64; FACTORS],
         c0: usize,
         prods: &[i32],
         threshold: f64,
         mask: &mut [u8],
+        bounds: &mut [f64],
     ) -> usize {
         use std::arch::x86_64::*;
         let groups = prods.len() / 8;
@@ -352,19 +378,26 @@ impl FactorColumns {
             for (factor, t) in [(a1, 2), (a2, 1), (a3, 4), (a4, 3), (a5, 5), (a6, 6)] {
                 sum = _mm512_add_pd(sum, _mm512_mul_pd(factor, at(t, g)));
             }
-            *mask = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(_mm512_mul_pd(inflate, sum), threshold);
+            let bound = _mm512_mul_pd(inflate, sum);
+            if KEEP {
+                // SAFETY: bounds holds prods.len() values (reach_into), so eight at g * 8.
+                unsafe { _mm512_storeu_pd(bounds.as_mut_ptr().add(g * 8), bound) };
+            }
+            *mask = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(bound, threshold);
         }
         groups * 8
     }
 }
 
-/// `each(t)` for every bit t set in `mask`, in order.
+/// `each(t)` for every bit t set in `mask`, in order: eight bytes at a time, as most rows have few bits.
 #[inline(always)]
 fn each_set(mask: &[u8], mut each: impl FnMut(usize)) {
-    for (byte, &bits) in mask.iter().enumerate() {
-        let mut bits = bits;
+    for (word, bytes) in mask.chunks(8).enumerate() {
+        let mut le = [0u8; 8];
+        le[..bytes.len()].copy_from_slice(bytes);
+        let mut bits = u64::from_le_bytes(le);
         while bits != 0 {
-            each(byte * 8 + bits.trailing_zeros() as usize);
+            each(word * 64 + bits.trailing_zeros() as usize);
             bits &= bits - 1;
         }
     }
@@ -388,10 +421,11 @@ pub fn least_similarity_within(t: f64) -> f64 {
     f64::from_bits(within)
 }
 
-/// A query's pairs of largest bound so far, ties by index: those its threshold is taken from.
+/// A query's pairs of largest bound so far, ties by index: the best are its probes, which its threshold is
+/// taken from, the others may spare it pass 2 ([`SplitData::kept_per_probe`]).
 pub(super) struct Probes {
     pairs: Vec<(f64, usize)>,
-    /// No pair below it can be among the `want` best any more.
+    /// No pair below it can be among the `want` best any more; every pair above it is kept.
     floor: f64,
     want: usize,
 }
@@ -405,13 +439,31 @@ impl Probes {
         }
     }
 
+    /// The best `probes` of the kept pairs (by bound, then index) and the others (bound, index), each by
+    /// index; after [`Probes::trim`].
+    fn parted(mut self, probes: usize) -> (Vec<usize>, Vec<(f64, usize)>) {
+        let better = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if self.pairs.len() > probes {
+            self.pairs.select_nth_unstable_by(probes - 1, better);
+        }
+        let mut rest = self.pairs.split_off(probes.min(self.pairs.len()));
+        let mut best: Vec<usize> = self.pairs.into_iter().map(|(_, j)| j).collect();
+        best.sort_unstable();
+        rest.sort_unstable_by_key(|&(_, j)| j);
+        (best, rest)
+    }
+
+    /// Offer the pairs of points c0 + t whose bit t is set in `mask` (their bounds at or above the floor,
+    /// `bounds[t]`), but those `skip` names; trim once after them if they made many.
     #[inline(always)]
-    fn offer(&mut self, bound: f64, j: usize) {
-        if bound >= self.floor {
-            self.pairs.push((bound, j));
-            if self.pairs.len() >= 4 * self.want + 64 {
-                self.trim();
+    fn offer_row(&mut self, c0: usize, bounds: &[f64], mask: &[u8], skip: impl Fn(usize) -> bool) {
+        each_set(mask, |t| {
+            if !skip(c0 + t) {
+                self.pairs.push((bounds[t], c0 + t));
             }
+        });
+        if self.pairs.len() >= 4 * self.want + 64 {
+            self.trim();
         }
     }
 
@@ -461,34 +513,35 @@ impl Job<'_> {
         split_rows: &SplitRows,
         span: Range<usize>,
     ) -> Vec<Probes> {
-        let want = self.k + self.k.div_ceil(EXTRA_PROBES_PER_K);
-        let mut probes: Vec<Probes> = (0..rows.limits.len()).map(|_| Probes::new(want)).collect();
+        let kept = self.probes().saturating_mul(split.data.kept_per_probe);
+        let mut probes: Vec<Probes> = (0..rows.limits.len()).map(|_| Probes::new(kept)).collect();
         let mut chunk = ChunkBounds::default();
         for c0 in span.clone().step_by(self.chunk) {
             if self.halted() {
                 break;
             }
             let cols = c0..(c0 + self.chunk).min(span.end);
-            // Each query's floor as the chunk starts (it may rise within: `offer` checks again).
+            // Each query's floor as the chunk starts (it rises only when a row of the chunk trims).
             let floors: Vec<f64> = probes.iter().map(|p| p.floor).collect();
-            chunk.each_row(
+            chunk.each_row::<true>(
                 split,
                 rows,
                 split_rows,
                 cols,
                 &floors,
-                |q, i, prods, mask| {
-                    let (own, probes) = (rows.own[q], &mut probes[q]);
-                    each_set(mask, |t| {
-                        let j = c0 + t;
-                        if j as i64 != own && !split.left(i, j) {
-                            probes.offer(split.bound(i, j, prods[t]), j);
-                        }
-                    });
+                |q, i, bounds, mask| {
+                    let own = rows.own[q];
+                    let skip = |j: usize| j as i64 == own || split.left(i, j);
+                    probes[q].offer_row(c0, bounds, mask, skip);
                 },
             );
         }
         probes
+    }
+
+    /// Probes per query.
+    fn probes(&self) -> usize {
+        self.k + self.k.div_ceil(EXTRA_PROBES_PER_K)
     }
 
     /// Each query's probes evaluated, and with them its least similarity worth evaluating
@@ -505,8 +558,8 @@ impl Job<'_> {
             .enumerate()
             .map_init(Vec::new, |kth: &mut Vec<f64>, (q, mut probes)| {
                 probes.trim();
-                let mut points: Vec<usize> = probes.pairs.iter().map(|&(_, j)| j).collect();
-                points.sort_unstable();
+                let floor = probes.floor;
+                let (points, kept) = probes.parted(self.probes());
                 kth.clear();
                 kth.resize(points.len(), 0.0);
                 let row = self.queries.rows[rows.first + q] as usize;
@@ -529,14 +582,21 @@ impl Job<'_> {
                     let (_, &mut t, _) = kth.select_nth_unstable_by(k - 1, f64::total_cmp);
                     least_similarity_within(t)
                 };
-                // Every pair with s_up above the floor is a probe: pass 2 finds nothing where the
-                // least similarity is above it.
-                let sift = probes.floor > f64::NEG_INFINITY && least <= probes.floor;
+                // Every pair with s_up above the floor was kept: pass 2 would find no other pair
+                // where the least similarity is above it.
+                let sift = floor > f64::NEG_INFINITY && least <= floor;
+                let passed = if sift {
+                    Vec::new()
+                } else {
+                    let reach = kept.into_iter().filter(|&(bound, _)| bound >= least);
+                    reach.map(|(_, j)| j).collect()
+                };
                 Probed {
                     least,
                     pairs,
                     own,
                     sift,
+                    passed,
                 }
             })
             .collect()
@@ -567,7 +627,7 @@ impl Job<'_> {
             let stop = (j0 + step).min(span.end);
             for c0 in (j0..stop).step_by(self.chunk) {
                 let cols = c0..(c0 + self.chunk).min(stop);
-                chunk.each_row(split, rows, split_rows, cols, &least, |q, i, _, mask| {
+                chunk.each_row::<false>(split, rows, split_rows, cols, &least, |q, i, _, mask| {
                     let (probed, found) = (&probed[q], &mut found[q]);
                     if found.over {
                         return;
@@ -606,21 +666,22 @@ fn own_pair(split: &Split, row: usize, own: i64, limit: usize) -> Option<usize> 
 struct ChunkBounds {
     products: Vec<i32>,
     mask: Vec<u8>,
+    bounds: Vec<f64>,
 }
 
 impl ChunkBounds {
     /// The int8 products of the rows `split_rows` with the points `cols` (a chunk) and, row by row, which
-    /// eligible pairs have s_up >= the row's threshold ([`Split::reach`]): `each(q, row, products,
-    /// mask)` (q its position in the block, `row` in the data), index t for point cols.start + t, up to
-    /// the row's limit.
-    fn each_row(
+    /// eligible pairs have s_up >= the row's threshold ([`FactorColumns::reach`]): `each(q, row, bounds, mask)`
+    /// (q its position in the block, `row` in the data, `bounds` the pairs' s_up if KEEP, else empty),
+    /// index t for point cols.start + t, up to the row's limit.
+    fn each_row<const KEEP: bool>(
         &mut self,
         split: &Split,
         rows: &BlockRows,
         split_rows: &SplitRows,
         cols: Range<usize>,
         thresholds: &[f64],
-        mut each: impl FnMut(usize, usize, &[i32], &[u8]),
+        mut each: impl FnMut(usize, usize, &[f64], &[u8]),
     ) {
         if split_rows.at.is_empty() {
             return;
@@ -634,8 +695,9 @@ impl ChunkBounds {
             let limit = rows.limits[q].min(cols.end);
             if limit > cols.start {
                 let row = &self.products[r * width + at..r * width + at + (limit - cols.start)];
-                split.reach(i, cols.start, row, thresholds[q], &mut self.mask);
-                each(q, i, row, &self.mask);
+                let (a, mask, bounds) = (split.data.row(i), &mut self.mask, &mut self.bounds);
+                (split.columns).reach_into::<KEEP>(a, cols.start, row, thresholds[q], mask, bounds);
+                each(q, i, if KEEP { bounds } else { &[] }, mask);
             }
         }
     }
@@ -678,6 +740,14 @@ impl Found {
 
     pub fn declined(&self) -> bool {
         self.over
+    }
+
+    /// The pairs pass 1 found already (a query pass 2 did not take: [`Probed::sift`]).
+    pub fn adopt(&mut self, probed: &mut Probed) {
+        if !probed.sift {
+            self.points = std::mem::take(&mut probed.passed);
+            self.check_room();
+        }
     }
 
     /// Take over the same query's pairs over later points.
@@ -739,8 +809,10 @@ pub(super) struct Probed {
     pairs: Vec<(usize, f64)>,
     /// The query's own pair ([`own_pair`]).
     own: Option<usize>,
-    /// Whether a pair that is not a probe may reach `least`, so that pass 2 must look for it.
+    /// Whether a pair that was not kept may reach `least`, so that pass 2 must look for it.
     pub sift: bool,
+    /// Unless `sift`: the kept pairs that are not probes and reach `least`, by index (pass 2's finds).
+    passed: Vec<usize>,
 }
 
 impl Probed {
@@ -793,6 +865,7 @@ mod tests {
             left_out: &left_out,
             given: &[],
             decline_share: 1,
+            kept_per_probe: 1,
         };
         let split = Split::new(data, n);
         let dot = |i: usize, j: usize| -> i32 {
@@ -804,9 +877,19 @@ mod tests {
         for i in [0, 5, 202] {
             for c0 in [0, 3, 64] {
                 let prods: Vec<i32> = (c0..n).map(|j| dot(i, j)).collect();
-                let bounds: Vec<f64> = (c0..n).map(|j| split.bound(i, j, dot(i, j))).collect();
+                let a = split.data.row(i);
+                let bounds: Vec<f64> = (c0..n)
+                    .map(|j| split.columns.bound(a, j, dot(i, j)))
+                    .collect();
                 for threshold in [bounds[0], bounds[17], bounds[99], f64::NEG_INFINITY, 0.3] {
-                    split.reach(i, c0, &prods, threshold, &mut mask);
+                    split.columns.reach(a, c0, &prods, threshold, &mut mask);
+                    let mut kept = Vec::new();
+                    let mut same = Vec::new();
+                    (split.columns)
+                        .reach_into::<true>(a, c0, &prods, threshold, &mut same, &mut kept);
+                    assert_eq!(same, mask);
+                    let bits = |v: &[f64]| v.iter().map(|b| b.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&kept[..prods.len()]), bits(&bounds));
                     let mut set = Vec::new();
                     each_set(&mask, |t| set.push(t));
                     let want: Vec<usize> = (0..bounds.len())
@@ -832,24 +915,37 @@ mod tests {
 
     #[test]
     fn probes_keep_the_best_by_bound_then_index_in_any_order() {
-        let pairs: Vec<(f64, usize)> = (0..500).map(|j| (((j * 37) % 11) as f64, j)).collect();
+        let bounds: Vec<f64> = (0..500).map(|j| ((j * 37) % 11) as f64).collect();
+        let skip = |j: usize| j.is_multiple_of(7);
+        // Rows of `width` points from c0, every bit set (the floor only drops pairs `trim` drops too).
+        let offer = |probes: &mut Probes, c0: usize, width: usize| {
+            let mut mask = vec![0u8; width.div_ceil(8)];
+            (0..width).for_each(|t| mask[t / 8] |= 1 << (t % 8));
+            probes.offer_row(c0, &bounds[c0..c0 + width], &mask, skip);
+        };
         let mut forward = Probes::new(20);
-        pairs.iter().for_each(|&(b, j)| forward.offer(b, j));
+        (0..500)
+            .step_by(50)
+            .for_each(|c0| offer(&mut forward, c0, 50));
         forward.trim();
         let mut halves = Probes::new(20);
         let mut later = Probes::new(20);
-        pairs[..250].iter().for_each(|&(b, j)| halves.offer(b, j));
-        pairs[250..]
-            .iter()
+        (0..250)
+            .step_by(10)
+            .for_each(|c0| offer(&mut halves, c0, 10));
+        (250..500)
+            .step_by(25)
             .rev()
-            .for_each(|&(b, j)| later.offer(b, j));
+            .for_each(|c0| offer(&mut later, c0, 25));
         halves.absorb(later);
         for probes in [&mut forward, &mut halves] {
             probes.pairs.sort_by_key(|&(_, j)| j);
         }
         assert_eq!(forward.pairs, halves.pairs);
         assert!(forward.pairs.iter().all(|&(b, _)| b == 10.0));
-        let mut want: Vec<usize> = pairs.iter().filter(|p| p.0 == 10.0).map(|p| p.1).collect();
+        let mut want: Vec<usize> = (0..500)
+            .filter(|&j| bounds[j] == 10.0 && !skip(j))
+            .collect();
         want.truncate(20);
         assert_eq!(forward.pairs.iter().map(|p| p.1).collect::<Vec<_>>(), want);
     }
