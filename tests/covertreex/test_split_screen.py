@@ -158,8 +158,9 @@ def test_counters_do_not_depend_on_threads_or_query_blocks(every_row_split):
 def test_pairs_kept_in_the_first_pass_stand_for_the_second(name, monkeypatch, oracle, check_same):
     """A query whose first pass kept every pair that can reach its least similarity takes its candidates
     from those instead of a second pass over every point (split_screen.KEPT_PER_PROBE): one pair kept per
-    probe sends nearly every query through the second pass, a million none; the answers (brute force's),
-    counters and declined queries are the same for every value."""
+    probe sends every query whose least similarity is at or below its probes' through the second pass, a
+    million none; the answers (brute force's), counters and declined queries are the same for every
+    value."""
     problem = PROBLEMS[name]()
     idx = np.random.default_rng(5).integers(0, len(problem.X), 120)
     runs = []
@@ -178,6 +179,30 @@ def test_pairs_kept_in_the_first_pass_stand_for_the_second(name, monkeypatch, or
     monkeypatch.setattr(split_screen, "KEPT_PER_PROBE", 0)
     with pytest.raises(ValueError, match="pairs kept per probe"):
         tree.query(indices=idx, k=20)
+
+
+@pytest.mark.parametrize("k", [50, 150])
+def test_a_span_whose_points_are_all_left_out_hides_no_pairs_another_span_dropped(k, monkeypatch, oracle,
+                                                                                   check_same):
+    """Points are cut into spans when the queries are few; a left-out query offers nothing in a span of
+    left-out points. Merging that empty span's probes with a span that had trimmed its own to exactly the
+    probes wanted once kept the empty span's floor (none dropped): the second pass was skipped and
+    the dropped pairs never looked at (wrong answers on 2 threads, with one or three pairs kept per probe
+    depending on k). Found by a review."""
+    problem = ct.residual_problem(np.random.default_rng(0).normal(size=(2048, 3)), m=32, seed=1)
+    queries = np.array([1500, 1600, 1700, 1800, 2000])
+    left = np.zeros(len(problem.X), dtype=bool)
+    left[:1024] = left[queries] = True
+    monkeypatch.setattr(split_screen.SplitScreen, "fits_badly", lambda self: left.copy())
+    monkeypatch.setattr(split_screen, "DECLINE_SHARE", 1)
+    want = oracle("residual", problem, k, indices=queries)
+    for threads in (1, 2):
+        for kept in (1, 3):
+            monkeypatch.setattr(split_screen, "KEPT_PER_PROBE", kept)
+            tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf",
+                                threads=threads, dense_screen="split", dense_query_block=64,
+                                dense_point_block=256).fit(problem)
+            check_same(tree.kneighbors(indices=queries, k=k), want, f"k={k} threads={threads} kept={kept}")
 
 
 def test_auto_leaves_a_problem_the_split_fits_badly_to_the_gemm(oracle, check_same):

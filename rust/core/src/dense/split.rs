@@ -462,7 +462,7 @@ impl Probes {
                 self.pairs.push((bounds[t], c0 + t));
             }
         });
-        if self.pairs.len() >= 4 * self.want + 64 {
+        if self.pairs.len() >= self.want.saturating_mul(4).saturating_add(64) {
             self.trim();
         }
     }
@@ -478,7 +478,11 @@ impl Probes {
         }
     }
 
+    /// Take over the same query's pairs of another span: a pair either span dropped is at or below its
+    /// floor, so the larger floor is the merged one's (an empty span's floor, -inf, must not stand for a
+    /// span that dropped pairs after trimming to exactly `want`).
     pub(super) fn absorb(&mut self, later: Probes) {
+        self.floor = self.floor.max(later.floor);
         self.pairs.extend(later.pairs);
         self.trim();
     }
@@ -911,6 +915,22 @@ mod tests {
                 assert!(distance_of_similarity(below) > t, "t {t}");
             }
         }
+    }
+
+    #[test]
+    fn an_empty_span_keeps_a_later_spans_floor() {
+        let bounds: Vec<f64> = (0..200).map(|j| ((j * 37) % 11) as f64).collect();
+        let mask = vec![0xffu8; 200 / 8];
+        let mut later = Probes::new(20);
+        later.offer_row(0, &bounds, &mask, |_| false); // 200 >= 4 * 20 + 64: trimmed to exactly 20
+        let floor = later.floor;
+        assert!(floor > f64::NEG_INFINITY && later.pairs.len() == 20);
+        let mut merged = Probes::new(20);
+        merged.absorb(later);
+        assert_eq!(
+            merged.floor, floor,
+            "180 pairs were dropped, yet the floor says none were"
+        );
     }
 
     #[test]
