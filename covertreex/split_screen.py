@@ -90,9 +90,9 @@ every pair of it comes through (at N = 32,768 the 512 inducing points' rows took
 evaluations before). 1 never declines."""
 
 KEPT_PER_PROBE = 3
-"""Pairs the split's first pass keeps per probe (the best by bound; k + k/4 probes per query): a query whose
-kept pairs reach below its least similarity takes its remaining candidates from them instead of a second
-pass of int8 products and bounds over every point (rust/core/src/dense/split.rs); the same pairs are
+"""Pairs the split's first pass keeps per probe (the best by bound; k + ceil(k/4) probes per query): a query
+whose kept pairs reach below its least similarity takes its remaining candidates from them instead of a
+second pass of int8 products and bounds over every point (rust/core/src/dense/split.rs); the same pairs are
 evaluated and the same answers and counters come out for any value >= 1. The split's bounds are tight at
 the top: at N = 65,536 (40 rows sampled) 56-146 pairs of a point z fits well reach its least similarity,
 133-3,523 of the others'. Vecchia all-points, m = 512, k = 50 (rust perf mode, dense path, the split built

@@ -176,9 +176,10 @@ def test_pairs_kept_in_the_first_pass_stand_for_the_second(name, monkeypatch, or
         runs.append([(r.telemetry["counters"], r.telemetry["per_query"], r.counters.extra["declined"])
                      for r in results])
     assert all(run == runs[0] for run in runs[1:])
-    monkeypatch.setattr(split_screen, "KEPT_PER_PROBE", 0)
-    with pytest.raises(ValueError, match="pairs kept per probe"):
-        tree.query(indices=idx, k=20)
+    for absurd, words in ((0, "pairs kept per probe"), (-1, "usize.s range"), (2**64, "usize.s range")):
+        monkeypatch.setattr(split_screen, "KEPT_PER_PROBE", absurd)
+        with pytest.raises(ValueError, match=words):
+            tree.query(indices=idx, k=20)
 
 
 @pytest.mark.parametrize("k", [50, 150])

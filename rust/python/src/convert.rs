@@ -84,6 +84,11 @@ pub fn slice<'a, T: Element, D: numpy::ndarray::Dimension>(
 /// A Python scalar (int or float, including NumPy scalars) as T.
 pub fn scalar<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<T> {
     obj.extract::<T>().map_err(|_| {
+        if obj.is_instance_of::<pyo3::types::PyInt>() {
+            let kind = std::any::type_name::<T>();
+            let message = format!("{name} must be an integer within {kind}'s range, got {obj}");
+            return raise(obj.py(), Class::InvalidInput, message);
+        }
         let kind = obj
             .get_type()
             .name()

@@ -5,9 +5,9 @@
 //! query block's points are screened twice, chunk by chunk, each pass comparing every pair's s_up with a
 //! threshold of its query in vectors ([`FactorColumns::reach`]) and taking s_up itself of the few that reach it:
 //!
-//! 1. *probes*: each query's k + k/4 ([`EXTRA_PROBES_PER_K`]) pairs of largest s_up (ties by index) are
-//!    evaluated canonically; the k-th smallest of those distances and of the k the caller gives (with 0
-//!    for the query's own index when eligible), T, is at least the query's k-th distance;
+//! 1. *probes*: each query's k + ceil(k/4) ([`EXTRA_PROBES_PER_K`]) pairs of largest s_up (ties by
+//!    index) are evaluated canonically; the k-th smallest of those distances and of the k the caller
+//!    gives (with 0 for the query's own index when eligible), T, is at least the query's k-th distance;
 //! 2. a pair with s_up below [`least_similarity_within`] T has D(s_up) > T: its canonical distance is
 //!    strictly above the k-th, so it is skipped. The rest are gathered, then evaluated canonically and
 //!    offered to the query's heap in index order with the probes: answers and distance bits are brute's.
@@ -363,6 +363,7 @@ impl FactorColumns {
         // Each factor's values of the points c0.. : column t starts at t * n (one check for all seven,
         // where building seven checked slices per call took ~4% of a large query's profile).
         assert!(c0 + groups * 8 <= self.n && self.values.len() == FACTORS * self.n);
+        assert!(!KEEP || bounds.len() >= groups * 8);
         let points = self.values[c0..].as_ptr();
         let at = |t: usize, g: usize| {
             // SAFETY: t < FACTORS and g < groups, so t * n + c0 + g * 8 + 7 < FACTORS * n (the assert).
@@ -380,7 +381,7 @@ impl FactorColumns {
             }
             let bound = _mm512_mul_pd(inflate, sum);
             if KEEP {
-                // SAFETY: bounds holds prods.len() values (reach_into), so eight at g * 8.
+                // SAFETY: bounds holds at least groups * 8 values (the assert), so eight at g * 8.
                 unsafe { _mm512_storeu_pd(bounds.as_mut_ptr().add(g * 8), bound) };
             }
             *mask = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(bound, threshold);
@@ -421,6 +422,11 @@ pub fn least_similarity_within(t: f64) -> f64 {
     f64::from_bits(within)
 }
 
+/// The order of a query's pairs (bound, index) from best: bound descending, then index ascending.
+fn better(a: &(f64, usize), b: &(f64, usize)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
 /// A query's pairs of largest bound so far, ties by index: the best are its probes, which its threshold is
 /// taken from, the others may spare it pass 2 ([`SplitData::kept_per_probe`]).
 pub(super) struct Probes {
@@ -442,7 +448,6 @@ impl Probes {
     /// The best `probes` of the kept pairs (by bound, then index) and the others (bound, index), each by
     /// index; after [`Probes::trim`].
     fn parted(mut self, probes: usize) -> (Vec<usize>, Vec<(f64, usize)>) {
-        let better = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         if self.pairs.len() > probes {
             self.pairs.select_nth_unstable_by(probes - 1, better);
         }
@@ -470,8 +475,6 @@ impl Probes {
     /// Keep the `want` best by (bound descending, index ascending): the same set in any offer order.
     fn trim(&mut self) {
         if self.pairs.len() > self.want {
-            let better =
-                |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
             self.pairs.select_nth_unstable_by(self.want - 1, better);
             self.pairs.truncate(self.want);
             self.floor = self.pairs[self.want - 1].0;
@@ -675,9 +678,10 @@ struct ChunkBounds {
 
 impl ChunkBounds {
     /// The int8 products of the rows `split_rows` with the points `cols` (a chunk) and, row by row, which
-    /// eligible pairs have s_up >= the row's threshold ([`FactorColumns::reach`]): `each(q, row, bounds, mask)`
-    /// (q its position in the block, `row` in the data, `bounds` the pairs' s_up if KEEP, else empty),
-    /// index t for point cols.start + t, up to the row's limit.
+    /// eligible pairs have s_up >= the row's threshold ([`FactorColumns::reach`]): `each(q, row, bounds,
+    /// mask)` (q its position in the block, `row` in the data; with KEEP `bounds[t]` is the s_up of pair
+    /// t for every bit t set in `mask`, its other values stale; else empty), index t for point
+    /// cols.start + t, up to the row's limit.
     fn each_row<const KEEP: bool>(
         &mut self,
         split: &Split,
