@@ -445,16 +445,15 @@ impl Probes {
         }
     }
 
-    /// The best `probes` of the kept pairs (by bound, then index) and the others (bound, index), each by
-    /// index; after [`Probes::trim`].
+    /// The best `probes` of the kept pairs (by bound, then index), by index, and the others (bound,
+    /// index) in no order; after [`Probes::trim`].
     fn parted(mut self, probes: usize) -> (Vec<usize>, Vec<(f64, usize)>) {
         if self.pairs.len() > probes {
             self.pairs.select_nth_unstable_by(probes - 1, better);
         }
-        let mut rest = self.pairs.split_off(probes.min(self.pairs.len()));
+        let rest = self.pairs.split_off(probes.min(self.pairs.len()));
         let mut best: Vec<usize> = self.pairs.into_iter().map(|(_, j)| j).collect();
         best.sort_unstable();
-        rest.sort_unstable_by_key(|&(_, j)| j);
         (best, rest)
     }
 
@@ -596,7 +595,9 @@ impl Job<'_> {
                     Vec::new()
                 } else {
                     let reach = kept.into_iter().filter(|&(bound, _)| bound >= least);
-                    reach.map(|(_, j)| j).collect()
+                    let mut passed: Vec<usize> = reach.map(|(_, j)| j).collect();
+                    passed.sort_unstable();
+                    passed
                 };
                 Probed {
                     least,
