@@ -17,13 +17,25 @@ and z_i . z_j is a dot product of vectors with |z_i|^2 <= p_i: nothing cancels, 
 (exact int32 products) screens it. M = Q diag(f(lambda)) from K's eigenvectors, with f chosen so that z
 carries the part of the residual the jitter causes (an interpolant regularised by s'^2 = 1e-9 s2).
 
+Z is formed from V, one GEMM per block of rows: Z = V P with P = L^T M sqrt(c) (formed once, with its
+error bound), since z_i = sqrt(c) M^T (L v_i + delta_i) where delta_i = k_i - L v_i is V's deviation from
+L^-1 k. That deviation is bounded a priori: V is made by BLAS dtrsm from the computed kernel rows k^_i, and
+substitution, blocked or not, with its sums in any order and a division or a rounded reciprocal per
+diagonal entry, is backward stable componentwise: (L + dL_i) v_i = k^_i with |dL_i| <= gamma_(m+2) |L|
+(Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., Thm 8.5 and section 13.1), so
+||delta_i|| <= sqrt(m) kernel_err + gamma_(m+2) ||L||_F ||v_i||, and ||v_i - L^-1 k_i|| <= ||delta_i|| / s~.
+That assumption on the BLAS is checked on :data:`CHECKED_ROWS` rows when the basis is made (a BLAS that
+inverted diagonal blocks instead could err by far more): the residuals must lie within the bound (else no
+split). (Before, each block also formed its kernel rows and V L^T to measure delta_i: two more GEMM-sized
+passes, ~2.5x the build's time.)
+
 Every rounding between that statement and the canonical similarity s_c = min(1, |rho_c|) is bounded:
-V against L^-1 k (an a-posteriori residual through ||L^-1|| <= 1/s~), Z's and e's f64 rounding, the
-kernel values' own error (:func:`kernel_error`), the int8 rounding of Z (per-row scale; the products are
-exact), and the canonical evaluation's (covertreex.metrics.data.residual_d2_error). The certificate's
-cancelling product K M is formed exactly in slices (:func:`sliced_product`), and the certificate is
-proven by a floating-point Cholesky factorisation with a margin for its own rounding (:func:`verified`),
-not by an eigenvalue routine. The result is seven factors per row (:data:`FACTORS`) such that for i != j
+V against L^-1 k (above), Z's and e's f64 rounding, the kernel values' own error (:func:`kernel_error`),
+the int8 rounding of Z (per-row scale; the products are exact), and the canonical evaluation's
+(covertreex.metrics.data.residual_d2_error). The certificate's cancelling product K M is formed exactly in
+slices (:func:`sliced_product`), and the certificate is proven by a floating-point Cholesky factorisation
+with a margin for its own rounding (:func:`verified`), not by an eigenvalue routine. The result is seven
+factors per row (:data:`FACTORS`) such that for i != j
 
     s_c(i, j) <= (1 + 64 u) (|q_i . q_j| sigma_i sigma_j + zerr_i znorm_j + znorm_i zerr_j
                              + verr_i vnorm_j + vnorm_i verr_j + floor_i floor_j + rest_i rest_j),
@@ -59,15 +71,13 @@ FACTORS = ("sigma", "zerr", "znorm", "verr", "vnorm", "floor", "rest")
 """The columns of :attr:`SplitScreen.factors`, in the order the rust epilogue reads them."""
 
 ROWS = 4096
-"""Rows of X whose kernel row, Z and V L^T are formed at a time (16 MiB each at m = 512). A GEMM's bits
-depend on its shape (OpenBLAS's kernels for the edge rows: at m = 300, blocks of 512 rows gave the last 8
-rows of each other bits), so this stays as it was; the work after the GEMMs goes PASS rows at a time."""
+"""Rows of V whose Z is formed at a time (16 MiB at m = 512). A GEMM's bits depend on its shape (OpenBLAS's
+kernels for the edge rows: at m = 300, blocks of 512 rows gave the last 8 rows of each other bits), so this
+stays as it was; the rest of each row's work is rust's (:func:`_rows`)."""
 
-PASS = 256
-"""Rows of such a block whose norms and int8 rows are formed at a time: their arrays (1 MiB at m = 512) stay
-in a core's cache through the dozen elementwise passes over them (all rows' work at N = 32,768 on one
-thread, 5 alternating runs: 0.81 / 0.83 s minimum at 128 / 256 rows, 0.86 / 0.85 at 512 / 1,024, 0.88 at
-4,096)."""
+CHECKED_ROWS = 256
+"""Rows, spread evenly, whose solve residual k^_i - L v_i the basis measures against the a-priori bound
+that the build relies on (the module docstring): ~1 ms at m = 512."""
 
 ROW_REST = 0.6
 """The largest sqrt(e/p) of a point z fits well (:meth:`SplitScreen.fits_badly`): the pairs of two points
@@ -125,6 +135,11 @@ def gamma(n: int) -> float:
 
 def fro(a) -> float:
     return float(np.sqrt((np.asarray(a, dtype=np.float64) ** 2).sum()))
+
+
+def fro_up(a) -> float:
+    """An upper bound on ||a||_F: :func:`fro` with its rounding (a sum of a.size squares, a square root)."""
+    return fro(a) * (1 + gamma(np.size(a) + 2))
 
 
 def _on_cpus(task, items) -> list:
@@ -350,8 +365,10 @@ def _unchangeable(array: np.ndarray) -> np.ndarray:
 
 def split_screen(problem) -> SplitScreen | None:
     """The split screen of a residual problem whose V this library built (it needs the inducing points and
-    the Cholesky factor), or None: for a V given from outside, for more than MAX_INDUCING inducing points,
-    when the jitter leaves no margin, or when the certificate cannot be proven. Deterministic: every BLAS
+    the Cholesky factor), or None: without the rust extension, for a V given from outside, for more than
+    MAX_INDUCING inducing points,
+    when the jitter leaves no margin, when the certificate cannot be proven, or when V's rows do not meet
+    the solve's bound (:func:`_solved_within_bound`). Deterministic: every BLAS
     call runs on one thread. The certificate is the problem's :attr:`split_basis` (made once)."""
     fixed = problem.split_basis
     if fixed is None:
@@ -363,7 +380,11 @@ def split_screen(problem) -> SplitScreen | None:
 def split_basis(problem) -> _Fixed | None:
     """The proven certificate and what every row's factors take from it (the build's first part: ~0.15 s
     at m = 512), or None where no split screen can be had (see :func:`split_screen`)."""
+    from covertreex import twins
+
     if problem.cholesky_factor is None or problem.inducing is None or len(problem.inducing) > MAX_INDUCING:
+        return None
+    if twins.rust_twin("split_rows") is None:  # only the rust engine runs the split: without it, none
         return None
     with one_thread():
         return _basis(problem)
@@ -387,12 +408,12 @@ def estimated_rest(problem) -> float | None:
     if n <= SAMPLE:
         return problem.split_screen.median_rest
     rows = np.linspace(0, n - 1, SAMPLE).astype(np.int64)
-    sample = SimpleNamespace(X=problem.X[rows], V=problem.V[rows], p=problem.p[rows], kernel=problem.kernel,
-                             lengthscale=problem.lengthscale, variance=problem.variance)
-    m, size = problem.V.shape[1], len(rows)
-    q, factors = np.empty((size, m), dtype=np.int8), np.empty((size, len(FACTORS)))
+    sample = SimpleNamespace(X=problem.X[rows], V=problem.V[rows], p=problem.p[rows],
+                             variance=problem.variance)
+    width, size = fixed.P.shape[1], len(rows)
+    q, factors = np.empty((size, width), dtype=np.int8), np.empty((size, len(FACTORS)))
     with one_thread():
-        rest = _rows(sample, slice(0, size), fixed, q, factors, _Work(m, size))
+        rest = _rows(sample, slice(0, size), fixed, q, factors, _Work(width, size))
     return float(np.median(rest))
 
 
@@ -429,15 +450,43 @@ def _basis(problem) -> _Fixed | None:
     S, eps = certificate(K_hat, Mc, norm_mc, s2t, kernel_err)
     if not verified(S, eps):
         return None
-    return _Fixed(U, L, Mc, norm_mc, fro(Mc), fro(L), s2t, kernel_err)
+    P = L.T @ Mc
+    # |fl(L^T Mc) - L^T Mc| <= gamma_m |L^T| |Mc| entrywise; the nonnegative product's own rounding is
+    # covered by the factor 2.
+    err_p = 2 * gamma(m) * fro_up(np.abs(L.T) @ np.abs(Mc))
+    fixed = _Fixed(P, norm_mc, fro_up(L), fro_up(P), err_p, s2t, kernel_err)
+    return fixed if _solved_within_bound(problem, U, L, fixed) else None
+
+
+def _solved_within_bound(problem, U, L, fixed: _Fixed) -> bool:
+    """Whether V's rows meet the solve's a-priori bound (the module docstring) on :data:`CHECKED_ROWS` rows
+    spread evenly: each residual k^_i - L v_i, formed again in f64, within the bound plus that product's
+    own rounding, gamma_m ||L||_F ||v_i||, with a factor 2 to spare."""
+    from covertreex.metrics.data import kernel_matrix
+
+    n, m = problem.V.shape
+    rows = np.unique(np.linspace(0, n - 1, min(n, CHECKED_ROWS)).astype(np.int64))
+    V = problem.V[rows]
+    K_xu = kernel_matrix(problem.X[rows], U, problem.kernel, problem.lengthscale, problem.variance)
+    residual = np.linalg.norm(K_xu - V @ L.T, axis=1)
+    allowed = 2 * (_deviation(fixed, np.linalg.norm(V, axis=1), m) + gamma(m) * fixed.fro_l
+                   * np.linalg.norm(V, axis=1) + 2 * U64 * np.linalg.norm(K_xu, axis=1))
+    return bool(np.all(residual <= allowed))
+
+
+def _deviation(fixed: _Fixed, norm_v: np.ndarray, m: int) -> np.ndarray:
+    """An upper bound on ||k_i - L v_i|| (k_i the exact kernel row) given the computed ||v_i||: the kernel
+    rows' error and the solve's backward error (module docstring)."""
+    g = gamma(m + 2)
+    return (np.sqrt(m) * fixed.kernel_err + g * fixed.fro_l * norm_v * (1 + g)) * (1 + 4 * U64)
 
 
 def _build(problem, fixed: _Fixed) -> SplitScreen:
-    X, V, m = problem.X, problem.V, len(fixed.U)
-    q = np.empty(V.shape, dtype=np.int8)
+    X, width = problem.X, fixed.P.shape[1]
+    q = np.empty((len(X), width), dtype=np.int8)
     factors = np.empty((len(X), len(FACTORS)))
     rest = np.empty(len(X))
-    work = _Work(m, min(ROWS, len(X)))
+    work = _Work(width, min(ROWS, len(X)))
 
     def rows_from(start: int) -> None:
         rows = slice(start, min(start + ROWS, len(X)))
@@ -450,90 +499,51 @@ def _build(problem, fixed: _Fixed) -> SplitScreen:
 
 @dataclass(frozen=True)
 class _Fixed:
-    """What every block of rows takes from the build: the inducing points, L, Mc, and the bounds' norms."""
+    """What every block of rows takes from the build: P = L^T Mc and the bounds' norms (upper bounds on
+    ||Mc||_2, ||L||_F and ||P||_F; err_p >= ||P - L^T Mc||_F)."""
 
-    U: np.ndarray
-    L: np.ndarray
-    Mc: np.ndarray
+    P: np.ndarray
     norm_mc: float
-    fro_mc: float
     fro_l: float
+    fro_p: float
+    err_p: float
     s2t: float
     kernel_err: float
 
 
 class _Work(threading.local):
-    """A thread's arrays for :func:`_rows`, reused from block to block (fresh ones would page in, where the
-    environment pins glibc's mmap threshold, see covertreex.malloc_thresholds): a block's Z and V L^T, and
-    PASS x m for :func:`_terms`."""
+    """A thread's block of Z for :func:`_rows`, reused from block to block (a fresh one would page in, where
+    the environment pins glibc's mmap threshold, see covertreex.malloc_thresholds)."""
 
     def __init__(self, m: int, rows: int):
-        self.Z, self.W, self.T = np.empty((rows, m)), np.empty((rows, m)), np.empty((min(PASS, rows), m))
+        self.Z = np.empty((rows, m))
+
+
+ROW_CONSTANTS = ("gamma", "gamma_m", "kernel_term", "fro_l", "sqrt_s2t", "norm_mc", "err_p", "fro_p",
+                 "variance", "sqrt_e")
+"""What the rust engine's split_rows (rust/core/src/dense/split_rows.rs, which forms each row's int8 z and
+factors as this module's docstring derives them) takes from the problem, in this order."""
+
+
+def _row_constants(problem, fixed: _Fixed) -> np.ndarray:
+    """:data:`ROW_CONSTANTS` of a problem: gamma_(m+2) and gamma_m, sqrt(m) times the kernel values' error,
+    the basis's norms, sqrt(s~^2), the variance and sqrt of the canonical evaluation's error numerator
+    (covertreex.metrics.data.residual_d2_error at scale 1)."""
+    from covertreex.metrics.data import residual_d2_error
+
+    m, d, variance = problem.V.shape[1], problem.X.shape[1], problem.variance
+    return np.array([gamma(m + 2), gamma(m), np.sqrt(m) * fixed.kernel_err, fixed.fro_l, np.sqrt(fixed.s2t),
+                     fixed.norm_mc, fixed.err_p, fixed.fro_p, variance,
+                     np.sqrt(residual_d2_error(m, d, variance, 1.0))])
 
 
 def _rows(problem, rows: slice, fixed: _Fixed, q, factors, work: _Work) -> np.ndarray:
     """The int8 rows of Z and the bound's factors of X[rows] (written into q and factors); returns their
-    sqrt(e/p). The GEMMs take the whole block (see :data:`ROWS`), all else is per row (:func:`_terms`)."""
-    from covertreex.metrics.data import kernel_matrix
+    sqrt(e/p). The GEMM takes the whole block (see :data:`ROWS`), the rest is rust's split_rows."""
+    from covertreex import twins
 
     n = rows.stop - rows.start
-    K_xu = kernel_matrix(problem.X[rows], fixed.U, problem.kernel, problem.lengthscale, problem.variance)
-    Z = np.matmul(K_xu, fixed.Mc, out=work.Z[:n])
-    VL = np.matmul(problem.V[rows], fixed.L.T, out=work.W[:n])
-    return np.concatenate([
-        _terms(problem, slice(rows.start + a, rows.start + b), K_xu[a:b], VL[a:b], Z[a:b], fixed, q, factors,
-               work.T[: b - a])
-        for a, b in ((a, min(a + PASS, n)) for a in range(0, n, PASS))])
-
-
-def _norms(A: np.ndarray, square: np.ndarray) -> np.ndarray:
-    """np.linalg.norm(A, axis=1) with its operations (x * x, summed by np.add.reduce), squaring into
-    `square` (A itself allowed) instead of two temporaries."""
-    np.multiply(A, A, out=square)
-    return np.sqrt(np.add.reduce(square, axis=1))
-
-
-def _terms(problem, rows: slice, K_xu, VL, Z, fixed: _Fixed, q, factors, T) -> np.ndarray:
-    """:func:`_rows` given the rows' kernel matrix, V L^T (overwritten) and Z, with T as scratch."""
-    from covertreex.metrics.data import residual_d2_error
-
-    V, p, variance = problem.V[rows], problem.p[rows], problem.variance
-    m, d, kernel_err = len(fixed.U), problem.X.shape[1], fixed.kernel_err
-    g = gamma(m + 2)
-    norm_k = _norms(K_xu, T)
-    # ||(|k_i| |Mc|)|| <= ||k_i|| ||Mc||_F: Z's rounding, and the kernel values' error through ||Mc||.
-    zeta = g * norm_k * fixed.fro_mc * (1 + 4 * g) + fixed.norm_mc * np.sqrt(m) * kernel_err
-    # V_i against L^{-1} k_i: the residual k_i - L V_i with its rounding bound, through ||L^{-1}|| <= 1/s~.
-    norm_v = _norms(V, T)
-    resid = _norms(np.subtract(K_xu, VL, out=VL), VL)
-    h = (resid * (1 + 4 * g) + g * (norm_k + norm_v * fixed.fro_l) * (1 + 4 * g) + np.sqrt(m) * kernel_err) \
-        / np.sqrt(fixed.s2t) * (1 + 4 * U64)
-    n_up = norm_v * (1 + g) + h
-    v_lo = np.maximum(norm_v * (1 - g) - h, 0.0)
-    norm_z = _norms(Z, T)
-    a_up = norm_z * (1 + g) + zeta
-    z_lo = np.maximum(norm_z * (1 - g) - zeta, 0.0)
-    e_up = np.maximum(variance - v_lo**2 - z_lo**2 + 8 * U64 * variance, 0.0)
-    # Z = s q + omega per row, q in -127..127; int32 sums of q_i . q_j are exact.
-    abs_z = np.abs(Z, out=T)
-    s = abs_z.max(axis=1) / 127.0
-    abs_sum = abs_z.sum(axis=1)
-    # (clipped: a subnormal s has too few bits for Z / s to stay within 127; omega covers the difference)
-    qz = np.divide(Z, np.where(s > 0, s, 1.0)[:, None], out=T)
-    np.clip(np.rint(qz, out=qz), -127, 127, out=qz)
-    q[rows] = qz
-    cut = np.subtract(Z, np.multiply(s[:, None], qz, out=VL), out=VL)
-    omega = _norms(cut, cut) * (1 + g) + 4 * U64 * abs_sum
-    # q's squares and their sums are integers below 2^53, exact in any order.
-    norm_q = np.sqrt(np.einsum("ij,ij->i", qz, qz)) * (1 + gamma(m))
-    # |z_i . z_j| <= s_i s_j |q_i . q_j| (1 + 4u) + omega_i |z_j| + s_i |q_i| omega_j, and |r_ij - R*_ij|
-    # adds zeta_i a_j + a_i zeta_j (Z against z) and h_i n_j + n_i h_j + h_i h_j (V against L^-1 k). The
-    # canonical evaluation adds E = residual_d2_error's numerator: h_i h_j + E <= (h_i + sqrt E)(h_j +
-    # sqrt E). Everything is divided by sqrt(p_i p_j): each row's factors by sqrt(p_i).
-    zerr = omega + zeta
-    znorm = np.maximum(a_up, s * norm_q * (1 + 2 * U64))
-    E = residual_d2_error(m, d, variance, 1.0)
-    r = 1.0 / np.sqrt(p)
-    columns = (s, zerr, znorm, h, n_up, h + np.sqrt(E), np.sqrt(e_up))
-    factors[rows] = np.stack(columns, axis=1) * r[:, None] * (1 + 64 * U64)
-    return np.sqrt(e_up / p)
+    Z = np.matmul(problem.V[rows], fixed.P, out=work.Z[:n])
+    q[rows], factors[rows], rest = twins.rust_twin("split_rows")(Z, problem.V[rows], problem.p[rows],
+                                                                 _row_constants(problem, fixed))
+    return rest

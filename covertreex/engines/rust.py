@@ -230,7 +230,8 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
         split = space.problem.split_screen
         if split is None:
             reason = ("needs a problem whose V covertreex.residual_problem built (with its inducing points "
-                      "and Cholesky factor), at most 512 inducing points, and a certificate it can prove")
+                      "and Cholesky factor, V's rows within its solve's error bound), at most 512 inducing "
+                      "points, and a certificate it can prove")
     if reason is not None:
         if config.dense_screen == "split":
             raise InvalidInputError(f"dense_screen='split' {reason}")

@@ -332,11 +332,16 @@ def test_sliced_product_is_far_more_exact_than_f64():
 def test_more_inducing_points_than_the_slices_take_fall_back_or_refuse(oracle, check_same):
     problem = ct.residual_problem(np.random.default_rng(0).normal(size=(700, 3)), m=600, seed=1)
     assert problem.split_screen is None
+    _auto_keeps_f64_and_split_refuses(problem, "at most 512 inducing points", oracle, check_same)
+
+
+def _auto_keeps_f64_and_split_refuses(problem, words: str, oracle, check_same) -> None:
+    """For a problem without a split screen: 'auto' answers as brute force, 'split' raises naming why."""
     auto = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", dense_screen="auto")
     expected = oracle("residual", problem, 5, predecessor=True)
     check_same(auto.fit(problem).kneighbors(k=5, predecessor=True), expected)
     split = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", dense_screen="split")
-    with pytest.raises(InvalidInputError, match="at most 512 inducing points"):
+    with pytest.raises(InvalidInputError, match=words):
         split.fit(problem).kneighbors(k=5, predecessor=True)
 
 
@@ -416,3 +421,46 @@ def test_a_split_copied_any_way_keeps_its_arrays_read_only_and_runs(copied, ever
     assert not split.q.flags.writeable and not split.factors.flags.writeable
     mine, theirs = distributed.answer_range(index, 0, 1500), distributed.answer_range(again, 0, 1500)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(mine, theirs, strict=True))
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_every_row_of_v_meets_the_solve_bound_the_build_assumes(name, monkeypatch):
+    """The build bounds ||k_i - L v_i|| a priori (dtrsm's backward error) and checks only a sample of rows:
+    on data built to break it, every row's residual, formed again, is within that bound plus the
+    product's own rounding (the check's rule, applied to all rows)."""
+    problem = PROBLEMS[name]()
+    fixed = problem.split_basis
+    assert fixed is not None
+    monkeypatch.setattr(split_screen, "CHECKED_ROWS", len(problem.X))
+    U = problem.X[problem.inducing]
+    assert split_screen._solved_within_bound(problem, U, problem.cholesky_factor, fixed)
+
+
+def test_a_v_off_its_solve_gets_no_split(oracle, check_same):
+    """A problem holding the inducing points and Cholesky factor of another V (here its first row moved by
+    1e-9, far above the solve's bound and far below anything a test of answers would notice) has no
+    split screen: the bound's premise fails, so 'auto' keeps the f64 screen and 'split' refuses."""
+    from covertreex.residual import ResidualProblem, residual_variance
+
+    problem = PROBLEMS["gaussian"]()
+    V = problem.V.copy()
+    V[0] += 1e-9
+    V.flags.writeable = False
+    p = residual_variance(V, problem.variance)
+    p.flags.writeable = False
+    moved = ResidualProblem._of_frozen(problem.X, V, p, problem.kernel, problem.lengthscale, problem.variance,
+                                       problem.inducing, problem.cholesky_factor, problem.seed)
+    assert problem.split_screen is not None and moved.split_screen is None
+    _auto_keeps_f64_and_split_refuses(moved, "within its solve's error bound", oracle, check_same)
+
+
+def test_the_row_constants_are_the_ones_rust_reads():
+    from covertreex import twins
+    from covertreex.engines.rust import _extension
+
+    assert len(split_screen.ROW_CONSTANTS) == _extension().SPLIT_CONSTANTS
+    problem = PROBLEMS["gaussian"]()
+    constants = split_screen._row_constants(problem, problem.split_basis)
+    assert constants.shape == (len(split_screen.ROW_CONSTANTS),) and np.all(np.isfinite(constants))
+    with pytest.raises(InvalidInputError):
+        twins.rust_twin("split_rows")(problem.V[:3], problem.V[:3], problem.p[:3], constants[:-1])

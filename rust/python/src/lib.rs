@@ -16,7 +16,8 @@ use covertreex_core::counters::{
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
     pack_split_rows, query_batch, Blocks, CoreError, Int8Packing, Kernel, Matrix, MaximinSizes,
-    MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks, SplitData, Stop, SPLIT_FACTORS,
+    MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks, SplitConstants, SplitData, Stop,
+    SPLIT_CONSTANTS, SPLIT_FACTORS,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
@@ -578,6 +579,51 @@ fn squared_norms<'py>(
     Ok(norms.into_pyarray(py))
 }
 
+/// The split screen's rows of a block (covertreex.split_screen builds them): z = V P (n x width) and v
+/// (n x m) of the same rows, their p (n), and the row constants (covertreex.split_screen.ROW_CONSTANTS,
+/// in that order) give (q as int8 n x width, factors n x 7, sqrt(e/p) per row).
+#[pyfunction]
+fn split_rows<'py>(
+    py: Python<'py>,
+    z: &Bound<'py, PyAny>,
+    v: &Bound<'py, PyAny>,
+    p: &Bound<'py, PyAny>,
+    constants: &Bound<'py, PyAny>,
+) -> PyResult<SplitRowsOut<'py>> {
+    let (z, v) = (array2(z, "split z")?, array2(v, "split v")?);
+    let (p, constants) = (
+        array1::<f64>(p, "split p")?,
+        array1::<f64>(constants, "split constants")?,
+    );
+    let error = |e| errors::core_error(py, &e);
+    let constants =
+        SplitConstants::from_values(slice(py, &constants, "split constants")?).map_err(error)?;
+    let (n, width, m) = (z.shape()[0], z.shape()[1], v.shape()[1]);
+    if v.shape()[0] != n {
+        let message = format!("split v must have z's {n} rows, got {}", v.shape()[0]);
+        return Err(errors::raise(py, errors::Class::InvalidInput, message));
+    }
+    let (z, v, p) = (
+        slice(py, &z, "split z")?,
+        slice(py, &v, "split v")?,
+        slice(py, &p, "split p")?,
+    );
+    let out = without_gil(py, || {
+        covertreex_core::split_rows(z, v, p, width, m, &constants)
+    })?;
+    Ok((
+        matrix(py, out.q, n, width)?,
+        matrix(py, out.factors, n, SPLIT_FACTORS)?,
+        out.rest.into_pyarray(py),
+    ))
+}
+
+type SplitRowsOut<'py> = (
+    Bound<'py, PyArray2<i8>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray1<f64>>,
+);
+
 /// Row i solves L v = K_i (L lower triangular m x m, K n x m), each row in index order on its own: the rust
 /// twin of covertreex.metrics.kernels.forward_substitution_rows, the same bits (query points' V rows).
 #[pyfunction]
@@ -675,6 +721,8 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The counter columns' telemetry names in column order (covertreex/counters.py must agree).
     m.add("QUERY_COUNTERS", PyTuple::new(m.py(), QUERY_COUNTERS)?)?;
     m.add("LEVEL_COUNTERS", PyTuple::new(m.py(), LEVEL_COUNTERS)?)?;
+    // How many row constants split_rows takes (covertreex.split_screen.ROW_CONSTANTS must agree).
+    m.add("SPLIT_CONSTANTS", SPLIT_CONSTANTS)?;
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;
@@ -682,6 +730,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(maximin, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(squared_norms, m)?)?;
+    m.add_function(wrap_pyfunction!(split_rows, m)?)?;
     m.add_function(wrap_pyfunction!(take_rows, m)?)?;
     m.add_function(wrap_pyfunction!(subtree_minima, m)?)?;
     m.add_function(wrap_pyfunction!(quantised_keys, m)?)?;

@@ -13,6 +13,7 @@ mod int8;
 mod screen;
 mod select;
 mod split;
+mod split_rows;
 mod tile;
 
 use std::ops::Range;
@@ -36,6 +37,7 @@ pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};
 pub use split::{check_split_rows, pack_split_rows, FactorColumns, SplitData, FACTORS};
 use split::{merge, Found, Probes, Split};
+pub use split_rows::{split_rows, SplitConstants, SplitRowsOut, SPLIT_CONSTANTS};
 pub use tile::{gram, gram_strided};
 
 /// Tile shape: query rows per block (the unit of parallel work) and point rows per GEMM tile.
