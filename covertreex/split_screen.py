@@ -24,10 +24,14 @@ substitution, blocked or not, with its sums in any order and a division or a rou
 diagonal entry, is backward stable componentwise: (L + dL_i) v_i = k^_i with |dL_i| <= gamma_(m+2) |L|
 (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., Thm 8.5 and section 13.1), so
 ||delta_i|| <= sqrt(m) kernel_err + gamma_(m+2) ||L||_F ||v_i||, and ||v_i - L^-1 k_i|| <= ||delta_i|| / s~.
-That assumption on the BLAS is checked on :data:`CHECKED_ROWS` rows when the basis is made (a BLAS that
-inverted diagonal blocks instead could err by far more): the residuals must lie within the bound (else no
-split). (Before, each block also formed its kernel rows and V L^T to measure delta_i: two more GEMM-sized
-passes, ~2.5x the build's time.)
+That assumption on the BLAS is checked on :data:`CHECKED_ROWS` rows when the basis is made: their
+residuals, formed again, must lie within twice the bound (else no split), which catches a BLAS that errs
+by far more (one that inverted diagonal blocks, by a factor up to cond(L_11)), not a small excess. The
+split trusts V to be that solve's output on every row, as residual_problem made it (its arrays are
+read-only; permuting rows or pickling keeps their bits): a V altered afterwards (forced writeable, a
+tampered pickle) is outside its contract, and a review found that such a row can be screened wrongly.
+(Before, each block also formed its kernel rows and V L^T to measure delta_i: two more GEMM-sized passes,
+~2.5x the build's time.)
 
 Every rounding between that statement and the canonical similarity s_c = min(1, |rho_c|) is bounded:
 V against L^-1 k (above), Z's and e's f64 rounding, the kernel values' own error (:func:`kernel_error`),
@@ -111,16 +115,19 @@ the second pass at N = 65,536 47,976 / 9,213 / 6,089 / 5,028 with 1 / 2 / 3 / 4 
 seconds 6.16-7.36 / 5.63-6.79 / 5.30-6.40 / 5.81-6.44 (more kept, more pairs offered in the first pass);
 N = 131,072: 20.3 s with 1, 15.6 s with 3."""
 
-PAYS = 16
-"""dense_screen='auto' builds the split for a batch only when its eligible pairs reach PAYS N m / (1 - e)^2,
-e the sampled median sqrt(e/p) (:func:`estimated_rest`; a split built already is always used): building it
-costs ~50 CPU-us per point at m = 512 (N = 65,536: 1.6 s on 2 cores), a pair screened by it instead of the
-f64 GEMM saves ~10 CPU-ns (Vecchia all-points, docs/benchmarks.md), so it repays itself from ~10 m pairs
-per point where z fits well; where it fits worse more pairs come through and it pays later. Vecchia
-all-points, k = 50, 17 cells of N 16,384-131,072 and m 128-512 (2026-12-06 07:13-07:24 UTC, Intel Xeon, 2
-cores; build + split query against the f64 query, docs/benchmarks.md): the split won from ~16 pairs per
-point and inducing point at e ~ 0.17, between 21 and 43 at e ~ 0.3, ~64-128 at e ~ 0.6; this rule picks
-the faster screen in every cell but one near-tie (N = 16,384, m = 512: the split 0.98x, left to f64)."""
+PAYS = 1.0
+"""dense_screen='auto' builds the split for a batch only when its eligible pairs reach
+PAYS m (N + m^2 / 4) / (1 - e)^4, e the sampled median sqrt(e/p) (:func:`estimated_rest`; a split built
+already is always used). Building it costs ~10 CPU-us per point at m = 512 (the GEMM Z = V P, 7.5 of them)
+and a fixed ~0.22 s for the basis (its certificate, ~m^3: as much as m^2 / 4 points' rows); a pair it
+screens instead of the f64 GEMM saves ~5-13 CPU-ns where z fits well, far less where it fits worse (more
+pairs come through its bound), hence the steep (1 - e)^4. Measured 2026-12-06 16:04-16:20 UTC (Intel Xeon,
+2 cores; the split built first, then the f64 and split queries alternating, best of two; docs/benchmarks.md,
+"The split's build from V"): Vecchia all-points k = 50, m = 512 (e 0.16-0.19): split + build against f64
+0.54 / 0.37 s at N = 8,192, 0.87 / 0.83 at 12,288, 0.89 / 1.13 at 16,384, 1.86 / 4.33 at 32,768;
+m = 256 (e ~0.6): 1.10 / 0.90 at 16,384, 2.44 / 2.59 at 32,768; 1,024 indexed queries: 0.78 / 0.58 at
+N = 65,536, 2.13 / 2.11 at 262,144. The rule takes the faster screen in each but the last two near-ties
+(m = 256 at 32,768 and the 262,144 batch, both left to f64)."""
 
 USEFUL = 0.7
 """The split screens well only where z carries most of the residual: the largest sampled median sqrt(e/p)

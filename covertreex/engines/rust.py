@@ -250,18 +250,19 @@ def dense_screen_for(space: MetricSpace, queries: QuerySet, config: Config) -> s
 def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:
     """Whether 'auto' may use the split for this batch: where it is built already, or where a sample of its
     rows says it fits the problem (covertreex.split_screen.estimated_rest e <= USEFUL) and the batch's
-    eligible pairs repay building it, PAYS N m / (1 - e)^2 of them (a split that fits worse lets more
-    pairs through: it pays later). A split built is still checked on all its rows. The pairs are compared
-    with the least they could need (e = 0) first, so a small batch (the gold workload's 1,024 queries) is
-    refused before any of the split's work, its certificate and sample included."""
+    eligible pairs repay building it, PAYS m (N + m^2 / 4) / (1 - e)^4 of them (a split that fits worse
+    lets more pairs through: it pays later). A split built is still checked on all its rows. The pairs are
+    compared with the least they could need (e = 0) first, so a small batch (the gold workload's 1,024
+    queries) is refused before any of the split's work, its certificate and sample included."""
     if "split_screen" in vars(space.problem):
         return True
+    m = space.data.V.shape[1]
     pairs = int(np.minimum(queries.limit, space.n_points).sum())
-    least = split_screen.PAYS * space.n_points * space.data.V.shape[1]
+    least = split_screen.PAYS * m * (space.n_points + m * m / 4)
     if pairs < least:
         return False
     estimate = space.problem.split_rest_estimate
-    return estimate is not None and estimate <= split_screen.USEFUL and pairs >= least / (1 - estimate) ** 2
+    return estimate is not None and estimate <= split_screen.USEFUL and pairs >= least / (1 - estimate) ** 4
 
 
 MAXIMIN_BLOCK = 512

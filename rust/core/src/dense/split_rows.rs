@@ -308,19 +308,15 @@ fn quantise(z: &[f64], s: f64, scale: f64, q: &mut [i8]) -> (f64, f64) {
     };
     let (chunks, q_chunks) = (z.chunks_exact(LANES), q.chunks_exact_mut(LANES));
     let tail = chunks.remainder();
-    let mut q_tail = Vec::new();
     for (chunk, q_chunk) in chunks.zip(q_chunks) {
         for l in 0..LANES {
             one(l, chunk[l], &mut q_chunk[l]);
         }
     }
     let start = z.len() - tail.len();
-    for (l, &x) in tail.iter().enumerate() {
-        let mut level = 0;
-        one(l, x, &mut level);
-        q_tail.push(level);
+    for ((l, &x), q) in tail.iter().enumerate().zip(&mut q[start..]) {
+        one(l, x, q);
     }
-    q[start..].copy_from_slice(&q_tail);
     (cut.iter().sum(), squares.iter().sum())
 }
 
