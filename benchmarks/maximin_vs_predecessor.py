@@ -62,7 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=positive_int, nargs="+", default=[8192, 32768])
     parser.add_argument("--repeats", type=positive_int, default=2)
-    parser.add_argument("--engine", default="rust")
+    parser.add_argument("--engine", default="auto",
+                        help="auto: the library's default (rust perf mode, the split where it pays); "
+                             "rust: parity mode, the f64 fused pass (this script's default until 2026-12-06)")
     args = parser.parse_args()
     rate = dgemm_rate()
     header(f"engine {args.engine}", f"measured dgemm {rate:.1f} GFLOP/s")
