@@ -386,7 +386,7 @@ def split_screen(problem) -> SplitScreen | None:
 
 
 def split_basis(problem) -> _Fixed | None:
-    """The proven certificate and what every row's factors take from it (the build's first part: ~0.15 s
+    """The proven certificate and what every row's factors take from it (the build's first part: ~0.2 s
     at m = 512), or None where no split screen can be had (see :func:`split_screen`)."""
     from covertreex import twins
 
