@@ -122,7 +122,8 @@ already is always used). Building it costs ~10 CPU-us per point at m = 512 (the 
 and a fixed ~0.22 s for the basis (its certificate, ~m^3: as much as m^2 / 4 points' rows); a pair it
 screens instead of the f64 GEMM saves ~5-13 CPU-ns where z fits well, far less where it fits worse (more
 pairs come through its bound), hence the steep (1 - e)^4. Measured 2026-12-06 16:04-16:30 UTC (Intel Xeon,
-2 cores; docs/benchmarks.md, "The split's build from V"), split + its build against the f64 screen:
+2 cores; benchmarks/split_pays.py; docs/benchmarks.md, "The split's build from V"), split + its build
+against the f64 screen:
 Vecchia all-points k = 50, m = 512 (e 0.16-0.19): 0.54 / 0.37 s at N = 8,192, 0.87 / 0.83 at 12,288,
 0.89 / 1.13 at 16,384, 1.86 / 4.33 at 32,768; m = 256 (e ~0.6): 1.10 / 0.90 at 16,384, 2.44 / 2.59 at
 32,768; 1,024 indexed queries (m = 512): 0.78 / 0.58 at N = 65,536, 2.13 / 2.11 at 262,144, and at
@@ -427,7 +428,7 @@ def estimated_rest(problem) -> float | None:
 
 def _basis(problem) -> _Fixed | None:
     X, L, variance = problem.X, problem.cholesky_factor, problem.variance
-    from covertreex.metrics.data import kernel_matrix
+    from covertreex.metrics.data import kernel_matrix, residual_d2_error
     from covertreex.residual import JITTER
 
     U = X[problem.inducing]
@@ -462,7 +463,11 @@ def _basis(problem) -> _Fixed | None:
     # |fl(L^T Mc) - L^T Mc| <= gamma_m |L^T| |Mc| entrywise; the nonnegative product's own rounding is
     # covered by the factor 2.
     err_p = 2 * gamma(m) * fro_up(np.abs(L.T) @ np.abs(Mc))
-    fixed = _Fixed(P, norm_mc, fro_up(L), fro_up(P), err_p, s2t, kernel_err)
+    E = residual_d2_error(m, d, variance, 1.0)  # the canonical evaluation's error numerator (scale 1)
+    values = {"gamma": gamma(m + 2), "gamma_m": gamma(m), "kernel_term": np.sqrt(m) * kernel_err,
+              "fro_l": fro_up(L), "sqrt_s2t": np.sqrt(s2t), "norm_mc": norm_mc, "err_p": err_p,
+              "fro_p": fro_up(P), "variance": variance, "sqrt_e": np.sqrt(E)}
+    fixed = _Fixed(P, np.array([values[name] for name in ROW_CONSTANTS]))
     return fixed if _solved_within_bound(problem, U, L, fixed) else None
 
 
@@ -477,16 +482,18 @@ def _solved_within_bound(problem, U, L, fixed: _Fixed) -> bool:
     V = problem.V[rows]
     K_xu = kernel_matrix(problem.X[rows], U, problem.kernel, problem.lengthscale, problem.variance)
     residual = np.linalg.norm(K_xu - V @ L.T, axis=1)
-    allowed = 2 * (_deviation(fixed, np.linalg.norm(V, axis=1), m) + gamma(m) * fixed.fro_l
-                   * np.linalg.norm(V, axis=1) + 2 * U64 * np.linalg.norm(K_xu, axis=1))
+    norm_v = np.linalg.norm(V, axis=1)
+    allowed = 2 * (_deviation(fixed, norm_v) + gamma(m) * fixed.constant("fro_l") * norm_v
+                   + 2 * U64 * np.linalg.norm(K_xu, axis=1))
     return bool(np.all(residual <= allowed))
 
 
-def _deviation(fixed: _Fixed, norm_v: np.ndarray, m: int) -> np.ndarray:
+def _deviation(fixed: _Fixed, norm_v: np.ndarray) -> np.ndarray:
     """An upper bound on ||k_i - L v_i|| (k_i the exact kernel row) given the computed ||v_i||: the kernel
-    rows' error and the solve's backward error (module docstring)."""
-    g = gamma(m + 2)
-    return (np.sqrt(m) * fixed.kernel_err + g * fixed.fro_l * norm_v * (1 + g)) * (1 + 4 * U64)
+    rows' error and the solve's backward error (module docstring). rust's split_rows forms the same
+    quantity per row from the same constants (tests/covertreex/test_split_screen.py compares them)."""
+    g = fixed.constant("gamma")
+    return (fixed.constant("kernel_term") + g * fixed.constant("fro_l") * norm_v * (1 + g)) * (1 + 4 * U64)
 
 
 def _build(problem, fixed: _Fixed) -> SplitScreen:
@@ -507,16 +514,15 @@ def _build(problem, fixed: _Fixed) -> SplitScreen:
 
 @dataclass(frozen=True)
 class _Fixed:
-    """What every block of rows takes from the build: P = L^T Mc and the bounds' norms (upper bounds on
-    ||Mc||_2, ||L||_F and ||P||_F; err_p >= ||P - L^T Mc||_F)."""
+    """What every block of rows takes from the build: P = L^T Mc, and the :data:`ROW_CONSTANTS` rust's
+    split_rows reads (among them upper bounds on ||Mc||_2, ||L||_F and ||P||_F, err_p >= ||P - L^T Mc||_F).
+    """
 
     P: np.ndarray
-    norm_mc: float
-    fro_l: float
-    fro_p: float
-    err_p: float
-    s2t: float
-    kernel_err: float
+    constants: np.ndarray
+
+    def constant(self, name: str) -> float:
+        return float(self.constants[ROW_CONSTANTS.index(name)])
 
 
 class _Work(threading.local):
@@ -530,19 +536,10 @@ class _Work(threading.local):
 ROW_CONSTANTS = ("gamma", "gamma_m", "kernel_term", "fro_l", "sqrt_s2t", "norm_mc", "err_p", "fro_p",
                  "variance", "sqrt_e")
 """What the rust engine's split_rows (rust/core/src/dense/split_rows.rs, which forms each row's int8 z and
-factors as this module's docstring derives them) takes from the problem, in this order."""
-
-
-def _row_constants(problem, fixed: _Fixed) -> np.ndarray:
-    """:data:`ROW_CONSTANTS` of a problem: gamma_(m+2) and gamma_m, sqrt(m) times the kernel values' error,
-    the basis's norms, sqrt(s~^2), the variance and sqrt of the canonical evaluation's error numerator
-    (covertreex.metrics.data.residual_d2_error at scale 1)."""
-    from covertreex.metrics.data import residual_d2_error
-
-    m, d, variance = problem.V.shape[1], problem.X.shape[1], problem.variance
-    return np.array([gamma(m + 2), gamma(m), np.sqrt(m) * fixed.kernel_err, fixed.fro_l, np.sqrt(fixed.s2t),
-                     fixed.norm_mc, fixed.err_p, fixed.fro_p, variance,
-                     np.sqrt(residual_d2_error(m, d, variance, 1.0))])
+factors as this module's docstring derives them) takes from the problem, in this order: gamma_(m+2) and
+gamma_m, sqrt(m) times the kernel values' error, upper bounds on ||L||_F, sqrt(s~^2), ||Mc||_2, the bound
+err_p, ||P||_F, the variance, and sqrt of the canonical evaluation's error numerator
+(covertreex.metrics.data.residual_d2_error at scale 1). Made once per basis (:class:`_Fixed`)."""
 
 
 def _rows(problem, rows: slice, fixed: _Fixed, q, factors, work: _Work) -> np.ndarray:
@@ -553,5 +550,5 @@ def _rows(problem, rows: slice, fixed: _Fixed, q, factors, work: _Work) -> np.nd
     n = rows.stop - rows.start
     Z = np.matmul(problem.V[rows], fixed.P, out=work.Z[:n])
     q[rows], factors[rows], rest = twins.rust_twin("split_rows")(Z, problem.V[rows], problem.p[rows],
-                                                                 _row_constants(problem, fixed))
+                                                                 fixed.constants)
     return rest

@@ -455,12 +455,21 @@ def test_a_v_off_its_solve_gets_no_split(oracle, check_same):
 
 
 def test_the_row_constants_are_the_ones_rust_reads():
+    """Rust's split_rows reads ROW_CONSTANTS by position, and forms V's deviation per row as the basis's
+    check (split_screen._deviation) does: its verr factor, h r (1 + 64u) with h = delta / s~ (1 + 4u),
+    agrees with the Python formula on every row (the norms' summation orders differ, hence rtol)."""
     from covertreex import twins
     from covertreex.engines.rust import _extension
 
     assert len(split_screen.ROW_CONSTANTS) == _extension().SPLIT_CONSTANTS
     problem = PROBLEMS["gaussian"]()
-    constants = split_screen._row_constants(problem, problem.split_basis)
-    assert constants.shape == (len(split_screen.ROW_CONSTANTS),) and np.all(np.isfinite(constants))
+    fixed, split = problem.split_basis, problem.split_screen
+    assert fixed.constants.shape == (len(split_screen.ROW_CONSTANTS),)
+    assert np.all(np.isfinite(fixed.constants))
+    u = split_screen.U64
+    delta = split_screen._deviation(fixed, np.linalg.norm(problem.V, axis=1))
+    h = delta / fixed.constant("sqrt_s2t") * (1 + 4 * u)
+    verr = h / np.sqrt(problem.p) * (1 + 64 * u)
+    np.testing.assert_allclose(split.factors[:, FACTORS.index("verr")], verr, rtol=1e-14)
     with pytest.raises(InvalidInputError):
-        twins.rust_twin("split_rows")(problem.V[:3], problem.V[:3], problem.p[:3], constants[:-1])
+        twins.rust_twin("split_rows")(problem.V[:3], problem.V[:3], problem.p[:3], fixed.constants[:-1])
