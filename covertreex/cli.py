@@ -247,10 +247,10 @@ def build_parser() -> Parser:
         prog="pcct",
         description="Exact k-NN with compressed cover trees: build trees, run and benchmark queries, "
                     "check telemetry files, list presets, order points and find their Vecchia neighbours.",
-        epilog="The gold workload (DESIGN section 6): pcct query --metric residual --n 32768 "
-               "--dims 3 --m 512 --k 50 --queries 1024. Exit status: 0 done; 1 an error (one line on "
-               "stderr), a run whose repeats differ, or a reader that left (stdout, or stderr under --json: "
-               "the files are still written); 2 a bad command line; 130 interrupted.",
+        epilog="The gold workload (the reference residual benchmark, docs/benchmarks.md): pcct query "
+               "--metric residual --n 32768 --dims 3 --m 512 --k 50 --queries 1024. Exit status: 0 done; "
+               "1 an error (one line on stderr), a run whose repeats differ, or a reader that left (stdout, "
+               "or stderr under --json: the files are still written); 2 a bad command line; 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"pcct (covertreex) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
