@@ -256,11 +256,19 @@ class KnnComparison:
             f"{n_rows} rows; max |distance difference| {self.max_abs_diff:.3g}"
         )
         if mode == "exact" and self.status == "tie-equal":
-            lines.append(
-                f"  note: the answers are tie-equal (they pass mode='tolerance' with rtol={self.rtol:g}, "
-                f"atol={self.atol:g})"
-            )
+            lines.append(self._tie_equal_note())
         return "\n".join(lines)
+
+    def _tie_equal_note(self) -> str:
+        """What an exact-mode failure of tie-equal answers means: with every index the same, one engine's
+        distances are not the canonical bits (a 1-ulp lie read as a tie before, nudging users to tolerance
+        mode); otherwise the indices differ within ties, as tolerance mode allows."""
+        tolerance = f"mode='tolerance' with rtol={self.rtol:g}, atol={self.atol:g}"
+        if np.array_equal(self.arrays[0], self.arrays[2]):
+            return (f"  note: every index is the same and only distances differ (by at most "
+                    f"{self.max_abs_diff:.3g}): one engine does not return the canonical distance bits; "
+                    f"{tolerance} would pass these answers")
+        return f"  note: the answers are tie-equal (they pass {tolerance})"
 
 
 def _problem_of(problem, *answers):

@@ -10,7 +10,8 @@ Engines are registered by name with a factory (called only when the engine is se
 ``pytest_pcct_register_engines(registry)`` hook.
 A factory that cannot produce its engine here raises :class:`EngineUnavailable` with the reason.
 Each engine declares what it answers (:class:`Capabilities`: metrics and problem kinds); asked anything
-else it raises :class:`UnsupportedProblemError`, which the plugin reports as a skip naming the reason.
+else it raises :class:`UnsupportedProblemError`, which the plugin reports as a skip naming the reason;
+inside a Hypothesis test the drawn problem is rejected instead (:meth:`Engine.require_support`).
 """
 
 from __future__ import annotations
@@ -291,6 +292,40 @@ def _check_record_describes(record: dict, problem: Problem, k: int, label: str) 
         raise AssertionError(f"{label} describes another call: " + ", ".join(wrong))
 
 
+def _check_record_consistent(record: dict, indices: np.ndarray, label: str) -> None:
+    """A covertreex query record's counters must agree with each other and with the answer: the schema
+    checks each number alone, so an engine outside a telemetry group (whose counters no peer checks) passed
+    with zeroed counters, a total unlike its per-level rows, a spread whose min exceeds its max, or a count
+    of 1e290 (an integral float is an integer to JSON Schema)."""
+    __tracebackhide__ = True
+    from covertreex.telemetry import SCHEMA_NAME
+
+    if record.get("schema") != SCHEMA_NAME:
+        return
+    counters, per_query, n = record["counters"], record["per_query"], record["n_queries"]
+    wrong = [f"counters.{name} = {value!r} is not an integer below 2**63" for name, value in counters.items()
+             if type(value) is not int or not 0 <= value < 2**63]
+    visited = counters["distance_evaluations"] + counters["dedupe_hits"]
+    if counters["nodes_visited"] != visited:
+        wrong.append(f"counters.nodes_visited = {counters['nodes_visited']} is not distance_evaluations + "
+                     f"dedupe_hits = {visited}")
+    listed = int((indices >= 0).sum())
+    if visited < listed:
+        wrong.append(f"the answer lists {listed} neighbours but the record visited {visited} nodes")
+    for name, spread in per_query.items():
+        total = counters[name]
+        if not spread["min"] <= spread["mean"] <= spread["max"] or not (
+                n * spread["min"] <= total <= n * spread["max"]):
+            wrong.append(f"per_query.{name} {spread} cannot spread counters.{name} = {total} over {n} "
+                         "queries")
+    for name in ("distance_evaluations", "heap_pushes", "prunes", "cache_skips"):
+        rows = sum(level[name] for level in record.get("levels", ()))
+        if record.get("levels") and rows != counters[name]:
+            wrong.append(f"counters.{name} = {counters[name]} but the levels' rows sum to {rows}")
+    if wrong:
+        raise AssertionError(f"{label} contradicts itself: " + "; ".join(wrong))
+
+
 class EngineHandle:
     """A created engine: runs it, checks what it returns against the problem and validates its telemetry.
 
@@ -316,6 +351,29 @@ class EngineHandle:
         """Whether the engine answers `problem` (its metric and kind are among its capabilities)."""
         return self.spec.capabilities.refusal(problem) is None
 
+    def require_support(self, problem: Problem) -> None:
+        """Fail on a problem changed since it was made (before any refusal: an engine that turned a problem
+        into a kind the other engine refuses would otherwise turn the tests after it into skips). Refuse a
+        problem outside the engine's Capabilities: UnsupportedProblemError, a skip; but inside a
+        Hypothesis test the draw is rejected (``hypothesis.reject``), so Hypothesis draws others and fails
+        (Unsatisfiable) if it finds none the engines answer. Raised there, the refusal skipped the whole
+        property test at the first such draw: the default ``knn_cases()`` draws both metrics, the default
+        Capabilities cover Euclidean only, and a wrong engine passed with nothing compared."""
+        __tracebackhide__ = True
+        changed = sorted(problem.changed_fields())  # first: a problem an engine changed is no refusal
+        if changed:
+            raise EngineFailure(f"{', '.join(changed)} of {problem.label} changed after it was made (by an "
+                                "engine that failed on it before, or by the test), so no answer to it can be "
+                                "checked")
+        refusal = self.spec.capabilities.refusal(problem)
+        if refusal is None:
+            return
+        hypothesis = sys.modules.get("hypothesis")
+        if hypothesis is not None and hypothesis.currently_in_test_context():
+            hypothesis.reject()
+        raise UnsupportedProblemError(
+            f"engine {self.name!r} was not registered for {refusal}: {problem.label}")
+
     def knn(self, problem: Problem, k: int, *, tolerance: tuple[float, float] | None = None) -> Answer:
         """The engine's k nearest neighbours of every query of `problem`, checked against it with
         `tolerance` (rtol, atol; default: the running test's)."""
@@ -326,16 +384,7 @@ class EngineHandle:
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
         rtol, atol = self._tolerance() if tolerance is None else _tolerance_pair(tolerance)
-        refusal = self.spec.capabilities.refusal(problem)
-        if refusal is not None:
-            raise UnsupportedProblemError(
-                f"engine {self.name!r} was not registered for {refusal}: {problem.label}"
-            )
-        changed = sorted(problem.changed_fields())  # the first call takes the pristine fields
-        if changed:
-            raise EngineFailure(f"{', '.join(changed)} of {problem.label} changed after it was made (by an "
-                                "engine that failed on it before, or by the test), so no answer to it can be "
-                                "checked")
+        self.require_support(problem)
         _check_environment(f"before engine {self.name!r} was called on {problem.label}, k={k}")
         try:
             # its answer is read inside the guard too (a property, __array__, or its telemetry's items may
@@ -373,7 +422,9 @@ class EngineHandle:
                 )
             label = f"telemetry record of engine {self.name!r}"
             assert_telemetry_valid(answer.telemetry, schema=self.spec.telemetry_schema, label=label)
-            _check_record_describes(answer.telemetry, problem, k, f"{label} on {problem.label}, k={k}")
+            where = f"{label} on {problem.label}, k={k}"
+            _check_record_describes(answer.telemetry, problem, k, where)
+            _check_record_consistent(answer.telemetry, answer.indices, where)
         if self._on_answer is not None:
             self._on_answer(answer)
         return answer

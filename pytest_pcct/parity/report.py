@@ -125,6 +125,6 @@ class ParityMatrix:
         out = [f"{len(self.cells)} cells (engine pair x dataset x k): "
                + ", ".join(f"{totals[s]} {s}" for s in STATUSES)]
         out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip() for row in table]
-        out.append("status per k: E exact, T tie-equal (indices differ only within ties), F failed; "
-                   "max|dd| = largest |distance difference|")
+        out.append("status per k: E exact, T tie-equal (indices differ only within ties, distances within "
+                   "the tolerance), F failed; max|dd| = largest |distance difference|")
         return out

@@ -142,6 +142,8 @@ class EnginePair:
         settings = self._session.settings().overridden(mode=mode, rtol=rtol, atol=atol, telemetry=telemetry)
         k = as_int(k, "k")
         key = (self.reference.name, self.candidate.name, problem.label, k)
+        for engine in (self.reference, self.candidate):  # a refusal is no cell (nor, in a property, a draw)
+            engine.require_support(problem)
         try:
             tolerance = (settings.rtol, settings.atol)
             ref = self.reference.knn(problem, k, tolerance=tolerance)

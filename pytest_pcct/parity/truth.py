@@ -129,10 +129,12 @@ def check_answer(indices, distances, problem, *, rtol: float, atol: float, label
     short = listed.sum(axis=1) != expected
     if short.any():
         row = int(np.flatnonzero(short)[0])
-        pos = int(listed[row].sum())
-        _fail(label, f"query row {row} lists {pos} indices but must list min(k, eligible points) = "
-                     f"{int(expected[row])}: position {pos} is padded (-1) although more points are "
-                     "eligible", short[:, None])
+        count, must = int(listed[row].sum()), int(expected[row])
+        why = (f"position {count} is padded (-1) although more points are eligible" if count < must else
+               f"only {must} points are eligible, so positions {must}.. must be padding (-1, inf) (an index "
+               "listed twice or an ineligible one is no neighbour)")
+        _fail(label, f"query row {row} lists {count} indices but must list min(k, eligible points) = {must}: "
+                     f"{why}", short[:, None])
     with np.errstate(invalid="ignore"):
         wrong = listed & ~(np.abs(reported - truth) <= atol + rtol * np.abs(truth))
     if wrong.any():

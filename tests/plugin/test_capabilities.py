@@ -1,6 +1,8 @@
 """What outside projects declare and choose: engine capabilities (unsupported cases are skipped with the
 reason), restricted strategies, registration mistakes as usage errors, their own oracle, and k > n."""
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,6 +41,51 @@ def test_an_unsupported_metric_is_skipped_with_the_reason(pytester):
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *engine 'euclid' was not registered for the residual "
                                  "metric (it supports euclidean): residual gaussian *"])
+
+
+def test_a_property_test_drawing_problems_an_engine_refuses_checks_the_others_instead_of_skipping(pytester):
+    """The default knn_cases() draws both metrics, the default Capabilities answer Euclidean only: the first
+    residual draw skipped the whole property test, so an engine wrong only on some Euclidean problems passed
+    as a skip (an outside user's trial). Refused draws are now rejected: the test runs to its end and every
+    Euclidean draw is compared (cells in the matrix)."""
+    pytester.makeconftest(EUCLIDEAN_ONLY)
+    pytester.makepyfile("""
+        from hypothesis import given
+        from pytest_pcct.parity.profiles import suite_settings
+        from pytest_pcct.parity.strategies import knn_cases
+
+        @suite_settings()
+        @given(case=knn_cases())
+        def test_property(pcct_engine_pair, case):
+            pcct_engine_pair.check(case.problem, case.k)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,euclid", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    cells = re.search(r"(\d+) cells \(engine pair x dataset x k\): \1 exact", result.stdout.str())
+    assert cells and int(cells.group(1)) >= 10, result.stdout.str()
+    assert "residual" not in result.stdout.str().split("pcct parity matrix")[1]
+
+
+def test_a_property_test_of_nothing_the_engines_answer_fails_not_skips(pytester):
+    """Every draw refused (residual problems for a Euclidean engine): Hypothesis finds no example it may
+    run and the test fails (its health check on filtered draws, or Unsatisfiable where that check is
+    suppressed), instead of passing or skipping with nothing compared."""
+    pytester.makeconftest(EUCLIDEAN_ONLY)
+    pytester.makepyfile("""
+        from hypothesis import given
+        from pytest_pcct.parity.engines import Capabilities
+        from pytest_pcct.parity.profiles import suite_settings
+        from pytest_pcct.parity.strategies import knn_cases
+
+        @suite_settings()
+        @given(case=knn_cases(capabilities=Capabilities(metrics=["residual"])))
+        def test_property(pcct_engine_pair, case):
+            pcct_engine_pair.check(case.problem, case.k)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,euclid", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "filtering out a lot of inputs" in output or "Unsatisfiable" in output, output
 
 
 @settings(max_examples=30, deadline=None, database=None)

@@ -58,8 +58,8 @@ def test_terminal_section_lists_one_row_per_pair_and_dataset(wrong_engines):
         "        not compared",
         "gold-tieflip  euclidean lattice d=2 n=150 q=5 queries=points seed=0 side=4  1,3,6  TTT     0"
         "        not compared",
-        "status per k: E exact, T tie-equal (indices differ only within ties), F failed; "
-        "max|dd| = largest |distance difference|",
+        "status per k: E exact, T tie-equal (indices differ only within ties, distances within the "
+        "tolerance), F failed; max|dd| = largest |distance difference|",
         "",
     ]
 

@@ -47,7 +47,8 @@ def test_a_one_ulp_distance_is_caught_in_exact_mode_and_at_zero_tolerance(wrong_
         "E *pos |     gold index  gold distance           |      ulp index  ulp distance",
         "E *! * 1 | *",
         "E *1 of 30 entries differ, in 1 of 6 rows; max |distance difference| *",
-        "E *note: the answers are tie-equal *",
+        "E *note: every index is the same and only distances differ (by at most *): one engine does not "
+        "return the canonical distance bits; *",
         "*_ test_zero_tolerance[[]gold-ulp[]] _*",
         f"E *AssertionError: engine 'ulp' on {DATASET}, k=5: query row 0, position 1, index *: reported "
         "distance *, true distance *: the reported distance is not the true distance of the listed index "
@@ -104,10 +105,14 @@ def test_counters_are_compared_and_records_validated(pytester):
             def factory():
                 engine = registry.create("gold")
 
-                def knn(problem, k):
+                def knn(problem, k):  # the total and its level's row changed alike: a consistent record
                     answer = engine.knn(problem, k)
-                    counters = dict(answer.telemetry["counters"], prunes=change(answer.telemetry))
-                    return answer.indices, answer.distances, {**answer.telemetry, "counters": counters}
+                    prunes = change(answer.telemetry)
+                    counters = dict(answer.telemetry["counters"], prunes=prunes)
+                    *levels, last = answer.telemetry["levels"]
+                    last = dict(last, prunes=last["prunes"] + prunes - answer.telemetry["counters"]["prunes"])
+                    return answer.indices, answer.distances, {**answer.telemetry, "counters": counters,
+                                                              "levels": [*levels, last]}
 
                 return knn
 
@@ -183,6 +188,60 @@ def test_a_record_of_another_call_fails(pytester):
     ])
 
 
+ZEROED = """
+def _zeroed(record):
+    spread = {"min": 0, "max": 0, "mean": 0.0}
+    counted = ("distance_evaluations", "heap_pushes", "prunes", "cache_skips", "frontier", "blocks")
+    return {**record, "counters": dict.fromkeys(record["counters"], 0),
+            "per_query": {name: spread for name in record["per_query"]},
+            "levels": [dict(row, **dict.fromkeys(counted, 0)) for row in record["levels"]]}
+"""
+
+
+@pytest.mark.parametrize("name, change, complaint", [
+    ("zeroed", "_zeroed(now)", "the answer lists 6 neighbours but the record visited 0 nodes"),
+    ("levels", "{**now, 'levels': now['levels'][1:]}", "counters.distance_evaluations = * but the levels' "
+     "rows sum to *"),
+    ("spread", "{**now, 'per_query': {**now['per_query'], 'heap_pushes': {'min': 9, 'max': 1, 'mean': 5.0}}}",
+     "per_query.heap_pushes {'min': 9, 'max': 1, 'mean': 5.0} cannot spread counters.heap_pushes = *"),
+    ("huge", "{**now, 'counters': {**now['counters'], 'prunes': 1e290}}",
+     "counters.prunes = 1e+290 is not an integer below 2**63"),
+    ("visited", "{**now, 'counters': {**now['counters'], 'nodes_visited': 1}}",
+     "counters.nodes_visited = 1 is not distance_evaluations + dedupe_hits = *"),
+])
+def test_a_record_that_contradicts_itself_fails_without_a_peer_to_compare(pytester, name, change, complaint):
+    """An engine outside any telemetry group has no peer whose counters would differ from its own, so an
+    outside user's zeroed, inconsistent or absurd counters passed: each is valid against the schema alone.
+    A record's counters must agree with each other and with the answer."""
+    pytester.makeconftest(ZEROED + f"""
+from covertreex.telemetry import schema_resource
+
+
+def factory(registry):
+    def make():
+        engine = registry.create("gold")
+
+        def knn(problem, k):
+            answer = engine.knn(problem, k)
+            now = answer.telemetry
+            return answer.indices, answer.distances, {change}
+
+        return knn
+
+    return make
+
+
+def pytest_pcct_register_engines(registry):
+    registry.register("{name}", factory(registry), telemetry_schema=schema_resource())
+""")
+    pytester.makepyfile(ONE_PAIR_CHECK)
+    result = pytester.runpytest(f"--pcct-engines=brute,{name}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"E *AssertionError: telemetry record of engine '{name}' on euclidean "
+                                 "gaussian d=2 n=50 q=3 queries=points seed=0, k=2 contradicts itself: "
+                                 f"*{complaint}*"])
+
+
 def test_counters_that_only_compare_equal_are_not_equal(pytester):
     """An int subclass whose == is always true made any counters 'equal' to the reference's; a record is
     read as the JSON it stands for, so its counters are the numbers they print as."""
@@ -205,9 +264,10 @@ def test_counters_that_only_compare_equal_are_not_equal(pytester):
             def factory():
                 engine = registry.create("gold")
 
-                def knn(problem, k):
+                def knn(problem, k):  # one count raised, where nothing else in the record sums it
                     answer = engine.knn(problem, k)
-                    counters = {name: AlwaysEqual(0) for name in answer.telemetry["counters"]}
+                    counters = {name: AlwaysEqual(value + (name == "empty_blocks"))
+                                for name, value in answer.telemetry["counters"].items()}
                     return answer.indices, answer.distances, {**answer.telemetry, "counters": counters}
 
                 return knn
@@ -223,7 +283,7 @@ def test_counters_that_only_compare_equal_are_not_equal(pytester):
     result = pytester.runpytest("--pcct-engines=gold,liar")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["E *AssertionError: gold-liar on * answers agree but telemetry differs at "
-                                 "counters.*: gold *, liar 0 *"])
+                                 "counters.empty_blocks: gold *, liar *"])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.machine() != "x86_64",
