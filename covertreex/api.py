@@ -57,8 +57,13 @@ class _Fitted:
         return {name: value for name, value in self.__dict__.items() if name != "_lock"}
 
     def __setstate__(self, state: dict) -> None:
+        """A tree that arrives with the fit is checked as :meth:`CoverTree.use_tree` checks one from outside
+        (a pickle may have been altered: children out of range crashed gold's walk, shrunk radii made rust
+        drop neighbours silently), and kept as a read-only copy."""
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        if self._tree is not None:
+            self._tree = checked(self._tree, self.space)
 
     @property
     def built_tree(self) -> Tree | None:

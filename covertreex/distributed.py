@@ -329,11 +329,18 @@ died) or none of its copies landed. Any other cancellation is raised at once."""
 
 
 def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
-    """Answer the whole query set of `index` on the cluster of `client`: (indices, distances), rows in
-    query order."""
+    """Answer the whole query set of `index` on the cluster of `client` (a dask.distributed Client, or a
+    scheduler address connected to for the job, as :func:`connected` takes it): (indices, distances), rows
+    in query order."""
+    if not isinstance(index, Index):
+        raise InputTypeError(f"index must be what covertreex.distributed.prepare returns, got "
+                             f"{type(index).__name__}")
     ranges_per_worker = as_int(ranges_per_worker, "ranges_per_worker")
     if ranges_per_worker < 1:
         raise InvalidInputError(f"ranges_per_worker must be >= 1, got {ranges_per_worker}")
+    if not _is_client(client):  # an address, connected to for this job (anything else refused, named)
+        with connected(client) as connection:
+            return run(index, connection, ranges_per_worker=ranges_per_worker)
     _require_scheduler(client)  # lost before the job: Dask's reconnect would hold every call below
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
@@ -351,6 +358,14 @@ RECONNECT_GRACE_SECONDS = 2.0
 calls the scheduler lost. A dropped connection to a live scheduler comes back within it (0.05 s measured);
 past it, Dask would hold every call for its whole reconnect window (the client's timeout: 10 s for the
 connections covertreex makes) and then fail anyway."""
+
+
+def _is_client(obj) -> bool:
+    try:
+        from distributed import Client
+    except ImportError:
+        return False
+    return isinstance(obj, Client)
 
 
 def _require_scheduler(client) -> None:

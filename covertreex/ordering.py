@@ -16,7 +16,9 @@ def natural_order(points: np.ndarray) -> np.ndarray:
 @deferring  # the compiled pass holds SIGINT until it returns, like every Numba call
 def hilbert_keys(points: np.ndarray) -> np.ndarray:
     """Hilbert-curve index of each point on a per-dimension quantised grid (Skilling's transpose method),
-    `bits` = min(16, 63 // d) per dimension so a key fits in 63 bits."""
+    `bits` = min(16, 63 // d) per dimension so a key fits in 63 bits up to d = 63. Beyond, with one bit
+    per dimension, the d-bit index does not fit its uint64 key, whose arithmetic wraps: an insertion order
+    that follows the curve less well, never another answer (any insertion order gives an exact tree)."""
     points = np.require(points, dtype=np.float64, requirements=["C", "ALIGNED"])  # as the extension reads
     n, d = points.shape
     bits = max(1, min(16, 63 // d))

@@ -26,13 +26,14 @@ from covertreex.metrics.data import (
     take_rows,
 )
 from covertreex.scalars import as_bool, as_int, as_seed, positive_float
-from covertreex.validation import as_points
+from covertreex.validation import as_points, dataset_indices
 from covertreex.vecchia_orderings import given_permutation
 
 JITTER = 1e-6
 
-_REMADE = ("_coordinate_keys", "split_basis", "split_rest_estimate", "split_screen")
-"""Cached attributes a pickled problem leaves out (made again on first use)."""
+_REMADE = ("_coordinate_keys", "split_basis", "split_rest_estimate", "split_screen", "digest")
+"""Cached attributes a pickled problem leaves out (made again on first use; the digest from the arrays
+checked on arrival, never taken from the pickle)."""
 
 
 def check_kernel(kernel) -> str:
@@ -47,17 +48,20 @@ def lengthscale_vector(lengthscale, n_dims: int) -> np.ndarray:
         lengthscale = lengthscale[()]
     if np.isscalar(lengthscale):
         return np.full(n_dims, positive_float(lengthscale, "lengthscale"))
+    if isinstance(lengthscale, np.ma.MaskedArray):  # NumPy would use the masked entries' values
+        raise InputTypeError("lengthscale must not be a masked array")
     try:
-        ls = np.array(lengthscale, dtype=np.float64)
+        shape = np.shape(lengthscale)
+        entries = list(lengthscale)
     except (ValueError, TypeError) as exc:
         raise InputTypeError(f"lengthscale must be a number or a sequence of numbers ({exc})") from exc
-    if ls.ndim != 1 or ls.shape[0] != n_dims:
+    if len(shape) != 1 or shape[0] != n_dims:
         raise DimensionMismatchError(
-            f"lengthscale must be a scalar or have one entry per dimension ({n_dims}), got shape {ls.shape}"
+            f"lengthscale must be a scalar or have one entry per dimension ({n_dims}), got shape {shape}"
         )
-    if not np.all(np.isfinite(ls)) or np.any(ls <= 0):
-        raise InvalidInputError(f"lengthscale entries must be positive and finite, got {ls.tolist()}")
-    return ls
+    # each entry as a scalar lengthscale is checked: a string, a bool or a complex number is refused
+    # here too, not converted by NumPy ("0.5", True as 1.0, 1+1j cut to its real part)
+    return np.array([positive_float(entry, f"lengthscale[{i}]") for i, entry in enumerate(entries)])
 
 
 def _frozen(*arrays: np.ndarray) -> None:
@@ -147,12 +151,15 @@ class ResidualProblem:
         return {name: value for name, value in self.__dict__.items() if name not in _REMADE}
 
     def __setstate__(self, state: dict) -> None:
-        """Unpickled arrays are new and writeable: read-only again, as the module made them. A problem
-        pickled before ``factor_of_kernel`` existed is a factor only if this module built its V (it then
-        kept the Cholesky factor)."""
+        """A pickle is bytes anyone may have altered, and its arrays arrive writeable: the state is checked
+        as :meth:`from_arrays` checks its arguments (:func:`_checked_state`) and its arrays made read-only
+        again. Unchecked, an altered p (negated) made gold drop every neighbour without an error, and rows of
+        X cut short answered over those rows alone. A problem pickled before ``factor_of_kernel`` existed
+        is a factor only if this module built its V (it then kept the Cholesky factor)."""
+        state = {name: value for name, value in state.items() if name not in _REMADE}
         state.setdefault("factor_of_kernel", state.get("cholesky_factor") is not None)
-        self.__dict__.update(state)
-        _frozen(*(value for value in state.values() if isinstance(value, np.ndarray)))
+        self.__dict__.update(_checked_state(state))
+        _frozen(*(value for value in self.__dict__.values() if isinstance(value, np.ndarray)))
 
     @property
     def n_points(self) -> int:
@@ -188,9 +195,18 @@ class ResidualProblem:
         is that point: projected anew it would come out of a solve in another operation order, up to 1e-4
         from itself in distance, and could rank behind a near-duplicate."""
         keys, first = self._coordinate_keys
-        wanted = _row_keys(Q)
+        wanted = _row_keys(self._query_points(Q))
         at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
         return np.where(keys[at] == wanted, first[at], -1).astype(np.int64)
+
+    def _query_points(self, Q) -> np.ndarray:
+        """Q checked as query coordinates of this problem (:func:`as_points`, one column per dimension of
+        X): a public method given a 1-D row, a list or another dimension failed with NumPy's errors."""
+        Q = as_points(Q, "queries")
+        if Q.shape[1] != self.X.shape[1]:
+            raise DimensionMismatchError(f"queries have {Q.shape[1]} columns but the problem's points have "
+                                         f"{self.X.shape[1]}")
+        return Q
 
     @cached_property
     def split_screen(self):
@@ -221,6 +237,11 @@ class ResidualProblem:
         arrays) unless one is built here already: a Dask worker given the client's need not build it
         again (a pickled problem leaves it out). One of another shape, or built for other points (or these in
         another order), is refused."""
+        from covertreex.split_screen import SplitScreen
+
+        if not isinstance(split, SplitScreen):
+            raise InputTypeError(f"adopt_split_screen takes a covertreex.split_screen.SplitScreen, got "
+                                 f"{type(split).__name__}")
         if split.q.shape != self.V.shape:
             raise InvalidInputError(f"a split screen of {split.q.shape[0]} x {split.q.shape[1]} rows of Z "
                                     f"for a problem of {self.V.shape[0]} x {self.V.shape[1]}")
@@ -270,11 +291,52 @@ class ResidualProblem:
                 "this residual problem was built from a given V, so new query coordinates cannot be "
                 "projected; query by dataset index instead"
             )
+        Q = self._query_points(Q)
         residual_range.check_coordinates(Q, self.lengthscale, "queries")
         U = self.X[self.inducing]
         K_qu = kernel_matrix(Q, U, self.kernel, self.lengthscale, self.variance)
         Vq = forward_substitution(self.cholesky_factor, K_qu)
         return Vq, residual_variance(Vq, self.variance, "V of the queries")
+
+
+def _checked_state(state: dict) -> dict:
+    """An unpickled problem's fields, checked as :meth:`ResidualProblem.from_arrays` and
+    :func:`residual_problem` check theirs: X, kernel, lengthscale and variance; V one row per point; p
+    exactly what V gives (it is derived, never given); the inducing points distinct indices of X, one per
+    column of V, with their Cholesky factor square, lower triangular and finite, or neither; seed None or
+    an integer >= 0. Raises the covertreex error naming the field."""
+    expected = {spec.name for spec in fields(ResidualProblem)}
+    if set(state) != expected:
+        raise InvalidInputError(f"an unpickled ResidualProblem must have the fields {sorted(expected)}, got "
+                                f"{sorted(state)}")
+    X, kernel, ls, variance = _parameters(state["X"], state["kernel"], state["lengthscale"],
+                                          state["variance"])
+    V = as_points(state["V"], "V", columns="m")
+    if V.shape[0] != X.shape[0]:
+        raise DimensionMismatchError(f"V must have one row per point of X ({X.shape[0]}), got {V.shape[0]}")
+    factor_of_kernel = as_bool(state["factor_of_kernel"], "factor_of_kernel")
+    if factor_of_kernel:
+        _require_factor_norms(V, variance)
+    p = residual_variance(V, variance)
+    if not np.array_equal(np.asarray(state["p"]), p):
+        raise InvalidInputError("p of an unpickled ResidualProblem is not the residual variance its V gives")
+    inducing, L = state["inducing"], state["cholesky_factor"]
+    if (inducing is None) != (L is None):
+        raise InvalidInputError("an unpickled ResidualProblem needs both its inducing points and their "
+                                "Cholesky factor, or neither")
+    if inducing is not None:
+        inducing = dataset_indices(inducing, X.shape[0], "inducing")
+        L = as_points(L, "cholesky_factor", columns="m")
+        m = V.shape[1]
+        if np.unique(inducing).size != inducing.size or inducing.size != m or L.shape != (m, m):
+            raise DimensionMismatchError(f"V's {m} columns need {m} distinct inducing points and an {m} x "
+                                         f"{m} Cholesky factor, got {inducing.size} points and shape "
+                                         f"{L.shape}")
+        if np.triu(L, 1).any() or not (np.diagonal(L) > 0).all():
+            raise InvalidInputError("cholesky_factor must be lower triangular with a positive diagonal")
+    seed = None if state["seed"] is None else as_seed(state["seed"])
+    return dict(X=X, V=V, p=p, kernel=kernel, lengthscale=ls, variance=variance, inducing=inducing,
+                cholesky_factor=L, seed=seed, factor_of_kernel=factor_of_kernel)
 
 
 def _row_keys(points: np.ndarray) -> np.ndarray:

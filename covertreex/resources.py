@@ -14,7 +14,15 @@ from covertreex.errors import InvalidInputError, KOutOfRangeError
 
 
 def available_bytes() -> int:
-    """Memory the process can still get: MemAvailable (Linux), else the machine's physical memory."""
+    """Memory the process can still get: the least of MemAvailable (Linux; else the machine's physical
+    memory), its container's memory limit less the container's usage (:func:`_cgroup_headroom`) and its
+    address-space limit (``ulimit -v``) less the address space it holds, neither of which MemAvailable
+    shows: under them an allocation that MemAvailable allows fails, and in the rust extension aborts."""
+    limits = [_machine_available(), _cgroup_headroom(), _address_space_headroom()]
+    return min(limit for limit in limits if limit is not None)
+
+
+def _machine_available() -> int:
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -26,6 +34,42 @@ def available_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 1 << 62
+
+
+_CGROUP_FILES = (("memory.max", "memory.current"),  # cgroup v2
+                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))  # cgroup v1
+"""(limit, usage) files under /sys/fs/cgroup as a container sees its own group (the mount's root)."""
+
+
+def _cgroup_headroom(root: str = "/sys/fs/cgroup") -> int | None:
+    """The container's memory limit less its usage, or None where no limit is set or none is readable."""
+    for limit_file, usage_file in _CGROUP_FILES:
+        try:
+            with open(os.path.join(root, limit_file), encoding="ascii") as fh:
+                limit = fh.read().strip()
+            with open(os.path.join(root, usage_file), encoding="ascii") as fh:
+                usage = int(fh.read())
+            if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as a huge number
+                return None
+            return max(0, int(limit) - usage)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _address_space_headroom() -> int | None:
+    """RLIMIT_AS (``ulimit -v``) less the address space the process holds (VmSize), or None without one."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status", encoding="ascii") as fh:
+            held = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+        return max(0, soft - held)
+    except (ImportError, OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 ALWAYS_AFFORDABLE = 1 << 26
@@ -46,12 +90,19 @@ def require_memory(nbytes: int, what: str, error: type[InvalidInputError] = Inva
 ANSWER_BYTES = 16
 """Bytes per answer cell: an int64 index and a float64 distance."""
 
+ANSWER_HEADROOM = 2
+"""An answer may take at most this share of the memory available: the rest is the engine's working
+memory (its buffers, threads' stacks and allocator arenas). With all of it allowed, a rust call under an
+address-space limit got its 4.8 GB answer and then failed an 8 MB allocation, which aborts the process."""
+
 
 def require_answer_memory(n_rows: int, k: int) -> None:
-    """An answer of `n_rows` rows of k neighbours must fit in the memory available: KOutOfRangeError, the
-    same message from every engine and entry point (kneighbors, vecchia_neighbors, distributed jobs)."""
-    require_memory(n_rows * k * ANSWER_BYTES,
-                   f"k = {k} is too large: the answer ({n_rows} rows of k indices and distances)",
+    """An answer of `n_rows` rows of k neighbours must fit, :data:`ANSWER_HEADROOM` times over, in the
+    memory available: KOutOfRangeError, the same message from every engine and entry point (kneighbors,
+    vecchia_neighbors, distributed jobs)."""
+    require_memory(ANSWER_HEADROOM * n_rows * k * ANSWER_BYTES,
+                   f"k = {k} is too large: the answer ({n_rows} rows of k indices and distances) with as "
+                   "much again for the engine's working memory",
                    KOutOfRangeError)
 
 

@@ -46,7 +46,11 @@ def positive_float(value, name: str) -> float:
     """A strictly positive finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputTypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond the doubles (10**400)
+        raise InvalidInputError(f"{name} must be positive and finite, got an integer beyond the float64 "
+                                "range") from None
     if not math.isfinite(value) or value <= 0.0:
         raise InvalidInputError(f"{name} must be positive and finite, got {value}")
     return value

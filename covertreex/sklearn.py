@@ -10,6 +10,8 @@ extra).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.sparse import csr_matrix
 
@@ -45,7 +47,10 @@ def _radius(radius) -> float:
         raise InputTypeError(f"radius must be a real number, got {type(radius).__name__} {radius!r}")
     if not radius >= 0:  # also refuses NaN
         raise InvalidInputError(f"radius must be >= 0, got {radius!r}")
-    return float(radius)
+    try:
+        return float(radius)
+    except OverflowError:  # an integer beyond the doubles: larger than every distance, as inf is
+        return math.inf
 
 
 def _without_self(dist: np.ndarray, ind: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

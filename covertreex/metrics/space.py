@@ -97,7 +97,18 @@ class MetricSpace:
     def __post_init__(self):
         object.__setattr__(self, "data", self.data.sealed())
 
-    __setstate__ = QuerySet.__setstate__
+    def __setstate__(self, state: dict) -> None:
+        """A pickle may have been altered: the space is made again from what it indexes, its problem
+        (checked as it is unpickled) or its points (checked as :meth:`euclidean` checks them), never taken
+        as sent; so is its digest, which names the data in telemetry and tells a tree's data apart."""
+        metric = state.get("metric")
+        if metric == "residual":
+            made = MetricSpace.residual(state.get("problem"))
+        elif metric == "euclidean":
+            made = MetricSpace.euclidean(state["data"].X)
+        else:
+            raise unknown_name("metric", metric, METRICS)
+        self.__dict__.update(vars(made))
 
     @cached_property
     def digest(self) -> str:

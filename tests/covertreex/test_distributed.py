@@ -800,6 +800,20 @@ def test_a_closed_client_is_refused_before_any_work(client, ordering):
         distributed.kneighbors(X, 3, closed, predecessor=True)
 
 
+def test_run_takes_an_index_and_a_client_or_an_address_and_names_what_else_it_got():
+    """run(index, 'tcp://...') failed with AttributeError: 'str' object has no attribute 'status' (an
+    outside user's trial): it now connects to an address as every other entry point does, and refuses
+    anything else naming the argument, before any work."""
+    index = distributed.prepare(np.random.default_rng(3).normal(size=(50, 2)), 3, metric="euclidean",
+                                predecessor=True)
+    with pytest.raises(InputTypeError, match=r"^scheduler must be a dask.distributed Client or an address "
+                                             r"string, got NoneType"):
+        distributed.run(index, None)
+    with pytest.raises(InputTypeError, match=r"^index must be what covertreex.distributed.prepare returns, "
+                                             r"got str"):
+        distributed.run("index", "tcp://127.0.0.1:8786")
+
+
 def test_predecessor_must_be_a_boolean():
     """'no' is a non-empty string: it ran the predecessor query."""
     X = np.random.default_rng(3).normal(size=(50, 2))

@@ -132,6 +132,54 @@ def test_huge_k_is_refused_alike_before_allocating(engine):
         model.kneighbors(k=2**62, predecessor=True)
 
 
+UNDER_LIMIT = """
+import sys, numpy as np, covertreex as ct
+X = np.random.default_rng(0).normal(size=(300, 2))
+try:
+    ct.CoverTree(engine=sys.argv[1]).fit(X).kneighbors(k=10**6, predecessor=True)
+except ct.errors.KOutOfRangeError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_k_the_address_space_limit_cannot_hold_is_refused_not_aborted(engine):
+    """Under ``ulimit -v`` 6 GB (an outside user's trial) a 4.8 GB answer passed the check against
+    MemAvailable, and rust then failed an 8 MB allocation, which aborted the interpreter (exit 134). The
+    limit less the address space held counts, and an answer may take half of what is left."""
+    if engine == "rust" and not engines.engine_available("rust"):
+        pytest.skip("the rust extension is not built")
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 10**9, resource.RLIM_INFINITY))
+
+    run = subprocess.run([sys.executable, "-c", UNDER_LIMIT, engine], capture_output=True, text=True,
+                         preexec_fn=limited, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.match(r"k = 1000000 is too large: the answer \(300 rows of k indices and distances\) with as "
+                    r"much again for the engine's working memory needs 9.6e\+09 bytes, more than the "
+                    r"[0-9.e+]+ bytes of memory available", run.stdout), run.stdout
+
+
+@pytest.mark.parametrize("limit, usage, headroom", [("max", "123", None), ("1000", "300", 700),
+                                                    ("100", "300", 0), ("9223372036854771712", "5", None)])
+def test_a_containers_memory_limit_counts(tmp_path, limit, usage, headroom):
+    """A container's cgroup limit less its usage, which MemAvailable (the host's) does not show: cgroup v2
+    files, and v1's, whose 'no limit' is a huge number."""
+    from covertreex.resources import _cgroup_headroom
+
+    (tmp_path / "memory.max").write_text(limit + "\n")
+    (tmp_path / "memory.current").write_text(usage + "\n")
+    assert _cgroup_headroom(str(tmp_path)) == headroom
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(limit if limit != "max" else "9223372036854771712")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text(usage)
+    assert _cgroup_headroom(str(v1)) == headroom
+    assert _cgroup_headroom(str(tmp_path / "none")) is None
+
+
 @pytest.mark.parametrize("engine", ["auto", *ENGINES])
 @pytest.mark.parametrize("k", [2**63 - 1, 10**30])
 def test_huge_k_is_refused_alike_by_the_vecchia_job(engine, k):
@@ -281,7 +329,17 @@ def test_a_numba_thread_count_below_one_is_named_before_numba_is_imported(value)
         (lambda: ct.CoverTree().fit([[1, 2, 3], [1, 2]]), InputTypeError, "X must be a rectangular array"),
         (lambda: ct.residual_problem(X, seed=-1), InvalidInputError, "seed must be >= 0"),
         (lambda: ct.residual_problem(X, lengthscale=["a", "b", "c"]), InputTypeError,
-         "lengthscale must be a number or a sequence of numbers"),
+         r"lengthscale\[0\] must be a real number, got str"),
+        (lambda: ct.residual_problem(X, lengthscale=[1.0, True, 1.0]), InputTypeError,
+         r"lengthscale\[1\] must be a real number, got bool"),  # as True alone is refused (NumPy made it 1.0)
+        (lambda: ct.residual_problem(X, lengthscale=np.array([1 + 1j, 1, 1])), InputTypeError,
+         r"lengthscale\[0\] must be a real number, got complex128"),  # NumPy cut it to 1.0, with a warning
+        (lambda: ct.residual_problem(X, lengthscale=np.ma.masked_array([9.0, 1, 1], mask=[1, 0, 0])),
+         InputTypeError, "lengthscale must not be a masked array"),  # NumPy used the masked 9.0
+        (lambda: ct.residual_problem(X, variance=10**400), InvalidInputError,
+         "variance must be positive and finite, got an integer beyond the float64 range"),  # OverflowError
+        (lambda: ct.residual_problem(X, lengthscale=[1.0, 10**400, 1.0]), InvalidInputError,
+         r"lengthscale\[1\] must be positive and finite, got an integer beyond the float64 range"),
         (lambda: ct.CoverTree().fit(X).kneighbors(indices=[2**63], k=1), InvalidInputError,
          r"query_indices must lie in \[0, 300\), got 9223372036854775808 at position 0"),
         (lambda: ct.CoverTree().fit(X).kneighbors(indices=np.array([1, 2], dtype="m8[s]"), k=1),

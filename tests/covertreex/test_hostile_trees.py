@@ -5,6 +5,7 @@ answers exactly like brute force."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import subprocess
 import sys
 import zipfile
@@ -298,3 +299,45 @@ def test_fuzzed_tree_files_give_an_error_or_the_exact_answer(saved, truth, tmp_p
     assert outcome == _outcome("rust", target, X)
     if outcome[0] == "answer":
         assert outcome[1] == truth[1].tolist() and outcome[2] == truth[0].view(np.int64).tolist()
+
+
+@pytest.mark.parametrize("engine", ["gold", "rust"])
+@pytest.mark.parametrize("field, damage, message", [
+    ("children", lambda a: _set(a, 0, 10**9), r"children\[0\] = 1000000000 is out of range"),
+    ("radius", lambda a: np.zeros_like(a), r"radius\[0\] = 0.0 < d\(node 0, descendant"),
+])
+def test_a_pickled_cover_tree_is_checked_like_an_attached_one(engine, field, damage, message):
+    """An outside user's trial: the tree of an unpickled CoverTree came back writeable and unchecked, so
+    children out of range crashed gold's walk (a segfault) and zeroed radii made rust drop a neighbour
+    silently. It is now checked as use_tree checks a tree, and kept read-only; an unaltered one answers as
+    before."""
+    if not ct.engine_available(engine):
+        pytest.skip(f"engine {engine} not available")
+    X = datasets.gaussian(300, 3, 0)
+    model = ct.CoverTree(engine=engine, path="tree").fit(X)
+    expected = model.kneighbors(X[:5], k=K)
+    again = pickle.loads(pickle.dumps(model))
+    assert not again.built_tree.children.flags.writeable
+    assert all(np.array_equal(a, b) for a, b in zip(again.kneighbors(X[:5], k=K), expected, strict=True))
+    tree = model.built_tree
+    model._fitted._tree = dataclasses.replace(tree, **{field: damage(getattr(tree, field))})
+    with pytest.raises(InvalidInputError, match=message):
+        pickle.loads(pickle.dumps(model))
+
+
+def test_a_pickled_euclidean_space_is_made_again_from_its_points():
+    """A space's data arrive in the pickle beside its digest: both are made again from the points, checked
+    (a NaN put into the pickled data is refused, not searched)."""
+    model = ct.CoverTree(metric="euclidean").fit(datasets.gaussian(300, 3, 0))
+    space = model.space
+    X = np.array(space.data.X)
+    X[3, 1] = np.nan
+    object.__setattr__(space, "data", space.data._replace(X=X))
+    with pytest.raises(CovertreexError, match=r"X contains NaN or inf \(first at row 3\)"):
+        pickle.loads(pickle.dumps(model))
+
+
+def _set(array, at, value):
+    changed = np.array(array)
+    changed[at] = value
+    return changed

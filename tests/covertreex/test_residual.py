@@ -10,7 +10,13 @@ from scipy.linalg import cho_factor, cho_solve
 
 import covertreex as ct
 from covertreex import datasets
-from covertreex.errors import InputTypeError, InvalidInputError
+from covertreex.errors import (
+    DimensionMismatchError,
+    InputTypeError,
+    InvalidInputError,
+    NonFiniteError,
+    UnknownNameError,
+)
 
 
 def _independent_v_and_p(X, kernel, lengthscale, variance, m, seed):
@@ -152,6 +158,57 @@ def test_an_unpickled_problem_keeps_its_arrays_read_only():
     assert not any(arr.flags.writeable for arr in arrays)
 
 
+def _altered(problem, **fields):
+    """`problem` with some fields replaced behind its checks, as an altered pickle would carry them."""
+    state = {**problem.__getstate__(), **fields}
+    altered = object.__new__(ct.ResidualProblem)
+    altered.__dict__.update(state)
+    return altered
+
+
+@pytest.mark.parametrize("edit, error, message", [
+    (lambda p: {"p": -p.p}, InvalidInputError, "p of an unpickled ResidualProblem is not the residual "
+     "variance its V gives"),
+    (lambda p: {"lengthscale": np.ones(1)}, DimensionMismatchError, "lengthscale must be a scalar or have "
+     r"one entry per dimension \(2\)"),
+    (lambda p: {"kernel": "laplace"}, UnknownNameError, "unknown kernel 'laplace'"),
+    (lambda p: {"X": p.X[:5]}, DimensionMismatchError, r"V must have one row per point of X \(5\), got 60"),
+    (lambda p: {"inducing": p.inducing[:-1]}, DimensionMismatchError, "V's 10 columns need 10 distinct "
+     "inducing points"),
+    (lambda p: {"cholesky_factor": p.cholesky_factor.T}, InvalidInputError, "cholesky_factor must be lower "
+     "triangular"),
+    (lambda p: {"cholesky_factor": None}, InvalidInputError, "needs both its inducing points and their "
+     "Cholesky factor, or neither"),
+    (lambda p: {"V": np.where(np.arange(10) == 3, np.nan, p.V)}, NonFiniteError, r"V contains NaN or inf"),
+    (lambda p: {"seed": -4}, InvalidInputError, "seed"),
+])
+def test_an_altered_pickle_of_a_problem_is_refused(edit, error, message):
+    """A pickle is bytes anyone may have altered (an outside user's trial): unchecked, a negated p made gold
+    drop every neighbour without an error, X cut to 5 rows answered over 5 points, and a lengthscale of
+    the wrong length raised a ZeroDivisionError. Each field is now checked as from_arrays checks it."""
+    problem = ct.residual_problem(np.random.default_rng(0).normal(size=(60, 2)), m=10, seed=1)
+    with pytest.raises(error, match=message):
+        pickle.loads(pickle.dumps(_altered(problem, **edit(problem))))
+
+
+def test_unaltered_pickles_of_every_kind_of_problem_come_back_whole():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    built = ct.residual_problem(X, m=10, seed=1)
+    for problem in (built, built.permuted(rng.permutation(60)), ct.ResidualProblem.from_arrays(X, built.V)):
+        copy = pickle.loads(pickle.dumps(problem))
+        for name in ("X", "V", "p", "lengthscale", "inducing", "cholesky_factor"):
+            assert np.array_equal(getattr(copy, name), getattr(problem, name), equal_nan=False) or (
+                getattr(copy, name) is None and getattr(problem, name) is None), name
+        assert (copy.kernel, copy.variance, copy.seed, copy.digest) == (problem.kernel, problem.variance,
+                                                                        problem.seed, problem.digest)
+    moved = pickle.loads(pickle.dumps(_altered(built, X=built.X + 1.0, digest="the digest it came with")))
+    assert moved.digest != "the digest it came with"  # made from the arrays: a tree of `built` is refused
+    with pytest.raises(InvalidInputError, match="was built on different data"):
+        ct.CoverTree(metric="residual").use_tree(ct.CoverTree(metric="residual", path="tree").fit(built).tree,
+                                                 moved)
+
+
 def test_permuted_takes_only_a_permutation():
     """A repeated row left entries of the renumbered inducing points uninitialised (values like 4.6e18)."""
     problem = ct.residual_problem(np.random.default_rng(0).normal(size=(50, 2)), m=10)
@@ -260,3 +317,22 @@ def test_a_query_row_with_negative_zero_is_the_point_with_zero():
     by_index = model.kneighbors(indices=[0], k=2)
     assert np.array_equal(by_coordinates[1], by_index[1])
     assert by_coordinates[0].tobytes() == by_index[0].tobytes()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda P: P.project(P.X[:2, :1]), DimensionMismatchError, "queries have 1 columns but the problem's "
+     "points have 2"),
+    (lambda P: P.points_at(P.X[0]), InvalidInputError, r"queries must be 2-D with shape "
+     r"\(n_points, n_dims\), got shape \(2,\)"),
+    (lambda P: P.project(np.full((1, 2), np.nan)), NonFiniteError, r"queries contains NaN or inf"),
+    (lambda P: P.points_at(np.zeros((0, 2))), InvalidInputError, "queries must not be empty"),
+    (lambda P: P.adopt_split_screen("x"), InputTypeError, "adopt_split_screen takes a "
+     "covertreex.split_screen.SplitScreen, got str"),
+])
+def test_the_problems_public_methods_name_what_is_wrong_with_their_argument(call, error, message):
+    """They failed with NumPy's broadcast ValueError, an IndexError, an AttributeError, or for NaN a message
+    about V's squared norms (an outside user's trial)."""
+    problem = ct.residual_problem(np.random.default_rng(0).normal(size=(60, 2)), m=20)
+    with pytest.raises(error, match=message):
+        call(problem)
+    assert problem.points_at(problem.X[[3, 7]].tolist()).tolist() == [3, 7]  # a list of rows is fine

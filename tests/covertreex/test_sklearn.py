@@ -115,6 +115,15 @@ def test_radius_neighbors_are_every_point_within_the_radius_with_canonical_dista
 
 
 
+def test_an_integer_radius_beyond_the_doubles_is_every_point(fitted):
+    """radius=10**400 raised a bare OverflowError (float() of it): it is larger than every distance, as
+    inf is, and answers like inf."""
+    estimator, _ = fitted
+    huge, everything = estimator.radius_neighbors(radius=10**400), estimator.radius_neighbors(radius=np.inf)
+    for got, want in zip(huge, everything, strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+
 def test_radius_neighbors_query_again_only_the_rows_still_inside(monkeypatch):
     """One query row inside a tight cluster needs k up to the cluster's size; the others are done at the
     first k. Every doubling re-queried all rows of X (one dense row drove a 1,000-row call to 180 s and
