@@ -15,6 +15,7 @@ from covertreex.errors import InvalidInputError, unknown_name
 from covertreex.interrupts import deferring
 from covertreex.kinds import METRICS
 from covertreex.metrics import MetricSpace, QuerySet
+from covertreex.metrics.data import read_only
 from covertreex.ordering import insertion_order
 from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
@@ -23,6 +24,7 @@ from covertreex.scalars import as_bool
 from covertreex.telemetry import RecordSource
 from covertreex.tree import Tree, checked
 from covertreex.validation import check_k
+from covertreex.vecchia_orderings import given_permutation
 
 
 def _metric_unknown(space: MetricSpace) -> bool:
@@ -59,9 +61,12 @@ class _Fitted:
     def __setstate__(self, state: dict) -> None:
         """A tree that arrives with the fit is checked as :meth:`CoverTree.use_tree` checks one from outside
         (a pickle may have been altered: children out of range crashed gold's walk, shrunk radii made rust
-        drop neighbours silently), and kept as a read-only copy."""
+        drop neighbours silently), and kept as a read-only copy; the insertion order must be a permutation
+        of the points (gold's build indexes by it without bounds checks)."""
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        if self.order is not None:  # the insertion order gold's build indexes by, unchecked
+            self.order = read_only(given_permutation(self.order, self.space.n_points))
         if self._tree is not None:
             self._tree = checked(self._tree, self.space)
 

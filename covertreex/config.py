@@ -205,6 +205,12 @@ class Config:
         for f in fields(self):
             object.__setattr__(self, f.name, KNOBS[f.name].check(f.name, getattr(self, f.name)))
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling skips __post_init__: every knob is checked again (a pickle may have been altered, and
+        an absurd block size would reach the engines), and the digest is made again from the values."""
+        self.__dict__.update({f.name: state[f.name] for f in fields(self) if f.name in state})
+        self.__post_init__()
+
     @classmethod
     def from_options(cls, base: Config | None = None, **options) -> Config:
         """Overlay `options` on `base` (or the defaults); unknown option names are errors."""

@@ -50,11 +50,19 @@ def lengthscale_vector(lengthscale, n_dims: int) -> np.ndarray:
         return np.full(n_dims, positive_float(lengthscale, "lengthscale"))
     if isinstance(lengthscale, np.ma.MaskedArray):  # NumPy would use the masked entries' values
         raise InputTypeError("lengthscale must not be a masked array")
+    array = None
     try:
         shape = np.shape(lengthscale)
-        entries = list(lengthscale)
+        if hasattr(lengthscale, "__array__") and not isinstance(lengthscale, (list, tuple)):
+            array = np.asarray(lengthscale)  # an array of any library: its dtype says what it holds
+            entries = array.tolist() if array.ndim == 1 else []
+        else:
+            entries = [entry[()] if isinstance(entry, np.ndarray) and entry.ndim == 0 else entry
+                       for entry in lengthscale]
     except (ValueError, TypeError) as exc:
         raise InputTypeError(f"lengthscale must be a number or a sequence of numbers ({exc})") from exc
+    if array is not None and array.dtype.kind not in "fiu":
+        raise InputTypeError(f"lengthscale must hold real numbers, got dtype {array.dtype}")
     if len(shape) != 1 or shape[0] != n_dims:
         raise DimensionMismatchError(
             f"lengthscale must be a scalar or have one entry per dimension ({n_dims}), got shape {shape}"
@@ -94,9 +102,11 @@ def check_parameters(n_dims: int, *, kernel, lengthscale, variance, m, seed) -> 
     _inducing_parameters(m, seed)
 
 
-def _parameters(X, kernel, lengthscale, variance) -> tuple[np.ndarray, str, np.ndarray, float]:
-    """Owned X and the checked kernel parameters, all inside the accepted range."""
-    X = as_points(X, "X", owned=True)
+def _parameters(X, kernel, lengthscale, variance, owned: bool = True) -> tuple[np.ndarray, str, np.ndarray,
+                                                                            float]:
+    """X (an owned copy, unless `owned` is False: X itself where it is already C-contiguous float64) and
+    the checked kernel parameters, all inside the accepted range."""
+    X = as_points(X, "X", owned=owned)
     kernel = check_kernel(kernel)
     variance = residual_range.check_variance(positive_float(variance, "variance"))
     ls = lengthscale_vector(lengthscale, X.shape[1])
@@ -275,9 +285,7 @@ class ResidualProblem:
             raise DimensionMismatchError(
                 f"V must have one row per point of X ({X.shape[0]}), got {V.shape[0]}"
             )
-        if factor_of_kernel:
-            _require_factor_norms(V, variance)
-        p = residual_variance(V, variance)
+        p = _checked_variances(V, variance, factor_of_kernel)
         _frozen(ls, p)
         return cls._of_frozen(X, V, p, kernel, ls, variance, factor_of_kernel=factor_of_kernel)
 
@@ -300,43 +308,54 @@ class ResidualProblem:
 
 
 def _checked_state(state: dict) -> dict:
-    """An unpickled problem's fields, checked as :meth:`ResidualProblem.from_arrays` and
-    :func:`residual_problem` check theirs: X, kernel, lengthscale and variance; V one row per point; p
-    exactly what V gives (it is derived, never given); the inducing points distinct indices of X, one per
-    column of V, with their Cholesky factor square, lower triangular and finite, or neither; seed None or
-    an integer >= 0. Raises the covertreex error naming the field."""
+    """An unpickled problem's fields, checked as :meth:`ResidualProblem.from_arrays` checks its arguments
+    (:func:`_checked_variances`: p must be exactly what V gives) with its inducing points and Cholesky
+    factor (:func:`_checked_inducing`). The arrays that pass are kept, not copied: a Dask worker's index
+    holds the same arrays in its query set, and the engine tells indexed queries by that identity. Raises
+    the covertreex error naming the field. What no check of the fields can see stays trusted: that V is
+    the factor of this kernel it claims to be (``factor_of_kernel``), as for any V given to from_arrays."""
     expected = {spec.name for spec in fields(ResidualProblem)}
     if set(state) != expected:
         raise InvalidInputError(f"an unpickled ResidualProblem must have the fields {sorted(expected)}, got "
                                 f"{sorted(state)}")
     X, kernel, ls, variance = _parameters(state["X"], state["kernel"], state["lengthscale"],
-                                          state["variance"])
-    V = as_points(state["V"], "V", columns="m")
-    if V.shape[0] != X.shape[0]:
-        raise DimensionMismatchError(f"V must have one row per point of X ({X.shape[0]}), got {V.shape[0]}")
+                                          state["variance"], owned=False)
+    V = state["V"]
+    if not (isinstance(V, np.ndarray) and V.dtype == np.float64 and V.ndim == 2 and V.flags.c_contiguous
+            and V.shape[0] == X.shape[0] and V.shape[1] >= 1):
+        raise DimensionMismatchError(f"V must be a C-contiguous float64 array with one row per point of X "
+                                     f"({X.shape[0]}), got {type(V).__name__} {getattr(V, 'shape', '')}")
     factor_of_kernel = as_bool(state["factor_of_kernel"], "factor_of_kernel")
-    if factor_of_kernel:
-        _require_factor_norms(V, variance)
-    p = residual_variance(V, variance)
-    if not np.array_equal(np.asarray(state["p"]), p):
+    p = state["p"]
+    expected_p = _checked_variances(V, variance, factor_of_kernel)
+    if not (isinstance(p, np.ndarray) and p.dtype == np.float64 and np.array_equal(p, expected_p)):
         raise InvalidInputError("p of an unpickled ResidualProblem is not the residual variance its V gives")
-    inducing, L = state["inducing"], state["cholesky_factor"]
-    if (inducing is None) != (L is None):
-        raise InvalidInputError("an unpickled ResidualProblem needs both its inducing points and their "
-                                "Cholesky factor, or neither")
-    if inducing is not None:
-        inducing = dataset_indices(inducing, X.shape[0], "inducing")
-        L = as_points(L, "cholesky_factor", columns="m")
-        m = V.shape[1]
-        if np.unique(inducing).size != inducing.size or inducing.size != m or L.shape != (m, m):
-            raise DimensionMismatchError(f"V's {m} columns need {m} distinct inducing points and an {m} x "
-                                         f"{m} Cholesky factor, got {inducing.size} points and shape "
-                                         f"{L.shape}")
-        if np.triu(L, 1).any() or not (np.diagonal(L) > 0).all():
-            raise InvalidInputError("cholesky_factor must be lower triangular with a positive diagonal")
+    inducing, L = _checked_inducing(state["inducing"], state["cholesky_factor"], X.shape[0], V.shape[1])
     seed = None if state["seed"] is None else as_seed(state["seed"])
     return dict(X=X, V=V, p=p, kernel=kernel, lengthscale=ls, variance=variance, inducing=inducing,
                 cholesky_factor=L, seed=seed, factor_of_kernel=factor_of_kernel)
+
+
+def _checked_inducing(inducing, L, n_points: int, m: int):
+    """(inducing, L) of an unpickled problem: m distinct indices of its points and their m x m Cholesky
+    factor (lower triangular, positive diagonal, finite), or both None (a V given to from_arrays)."""
+    if (inducing is None) != (L is None):
+        raise InvalidInputError("an unpickled ResidualProblem needs both its inducing points and their "
+                                "Cholesky factor, or neither")
+    if inducing is None:
+        return None, None
+    inducing = dataset_indices(inducing, n_points, "inducing")
+    values, counts = np.unique(inducing, return_counts=True)
+    if (counts > 1).any():
+        raise InvalidInputError(f"inducing must hold distinct indices, got {int(values[counts > 1][0])} "
+                                "more than once")
+    L = as_points(L, "cholesky_factor", columns="m")
+    if inducing.size != m or L.shape != (m, m):
+        raise DimensionMismatchError(f"V's {m} columns need {m} inducing points and an {m} x {m} Cholesky "
+                                     f"factor, got {inducing.size} points and shape {L.shape}")
+    if np.triu(L, 1).any() or not (np.diagonal(L) > 0).all():
+        raise InvalidInputError("cholesky_factor must be lower triangular with a positive diagonal")
+    return inducing, L
 
 
 def _row_keys(points: np.ndarray) -> np.ndarray:
@@ -352,16 +371,21 @@ FACTOR_NORM_SLACK = 1e-12
 
 
 @deferring
-def _require_factor_norms(V: np.ndarray, variance: float) -> None:
+def _checked_variances(V: np.ndarray, variance: float, factor_of_kernel: bool) -> np.ndarray:
+    """p of a V given from outside, from its squared norms computed once: for a factor of the kernel, a row
+    whose squared norm exceeds the variance is refused (a negative residual variance, impossible for a
+    factor), then every row outside the accepted range (:func:`residual_variance`'s check)."""
     norms = squared_norms(V)
-    over = np.flatnonzero(norms > variance * (1.0 + FACTOR_NORM_SLACK))
-    if over.size:
+    over = np.flatnonzero(norms > variance * (1.0 + FACTOR_NORM_SLACK)) if factor_of_kernel else ()
+    if len(over):
         i = int(over[0])
         raise InvalidInputError(
-            f"V row {i} has squared norm {float(norms[i])!r}, above the variance {variance!r} ({over.size} "
+            f"V row {i} has squared norm {float(norms[i])!r}, above the variance {variance!r} ({len(over)} "
             "rows are): a low-rank factor of the kernel leaves every point a residual variance >= 0, so V "
             "is not one (factor_of_kernel=True)"
         )
+    residual_range.check_v_norms(norms, "V")
+    return residual_variance_of_norms(norms, variance)
 
 
 def _solve_rows(L, U, X, kernel: str, ls: np.ndarray, variance: float) -> np.ndarray:

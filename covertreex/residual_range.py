@@ -40,6 +40,8 @@ def check_v_norms(squared_norms: np.ndarray, name: str) -> None:
     bad = ~(squared_norms <= MAX_SCALE)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        if np.isnan(squared_norms[row]):  # not a matter of scale: say so (a NaN norm read as "rescale")
+            raise NonFiniteError(f"{name} row {row} contains NaN")
         raise NonFiniteError(
             f"{name} row {row} has squared norm {float(squared_norms[row])!r}, above the accepted 2**500 "
             f"(about {MAX_SCALE:.2g}): its dot products would overflow float64; rescale {name} and the "

@@ -36,14 +36,17 @@ def _machine_available() -> int:
         return 1 << 62
 
 
-_CGROUP_FILES = (("memory.max", "memory.current"),  # cgroup v2
-                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))  # cgroup v1
-"""(limit, usage) files under /sys/fs/cgroup as a container sees its own group (the mount's root)."""
+_CGROUP_FILES = (("memory.max", "memory.current", "inactive_file"),  # cgroup v2
+                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "total_inactive_file"))
+"""(limit, usage, reclaimable page cache in memory.stat) under /sys/fs/cgroup, as a container sees its own
+group (the mount's root)."""
 
 
 def _cgroup_headroom(root: str = "/sys/fs/cgroup") -> int | None:
-    """The container's memory limit less its usage, or None where no limit is set or none is readable."""
-    for limit_file, usage_file in _CGROUP_FILES:
+    """The container's memory limit less what it uses, or None where no limit is set or none is readable.
+    Its usage counts the page cache, which the kernel drops before it runs out: the inactive part is not
+    counted (a container that had read a 7 GB file out of 8 GB refused a 0.5 GB answer otherwise)."""
+    for limit_file, usage_file, cache_key in _CGROUP_FILES:
         try:
             with open(os.path.join(root, limit_file), encoding="ascii") as fh:
                 limit = fh.read().strip()
@@ -51,10 +54,20 @@ def _cgroup_headroom(root: str = "/sys/fs/cgroup") -> int | None:
                 usage = int(fh.read())
             if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as a huge number
                 return None
-            return max(0, int(limit) - usage)
+            return max(0, int(limit) - usage + _stat(os.path.join(os.path.dirname(
+                os.path.join(root, usage_file)), "memory.stat"), cache_key))
         except (OSError, ValueError):
             continue
     return None
+
+
+def _stat(path: str, key: str) -> int:
+    """The value of `key` in a cgroup's memory.stat, 0 where it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return next((int(value) for name, value in (line.split() for line in fh) if name == key), 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _address_space_headroom() -> int | None:
@@ -73,7 +86,7 @@ def _address_space_headroom() -> int | None:
 
 
 ALWAYS_AFFORDABLE = 1 << 26
-"""Sizes up to 64 MiB are not checked (no need to read /proc/meminfo on every small query)."""
+"""Sizes up to 64 MiB are not checked (no need to read /proc and the cgroup files on every small query)."""
 
 
 def require_memory(nbytes: int, what: str, error: type[InvalidInputError] = InvalidInputError) -> None:
@@ -91,8 +104,8 @@ ANSWER_BYTES = 16
 """Bytes per answer cell: an int64 index and a float64 distance."""
 
 ANSWER_HEADROOM = 2
-"""An answer may take at most this share of the memory available: the rest is the engine's working
-memory (its buffers, threads' stacks and allocator arenas). With all of it allowed, a rust call under an
+"""The memory available must hold this many times an answer: the rest is the engine's working memory
+(its buffers, threads' stacks and allocator arenas). With all of it allowed, a rust call under an
 address-space limit got its 4.8 GB answer and then failed an 8 MB allocation, which aborts the process."""
 
 

@@ -11,7 +11,7 @@ Engines are registered by name with a factory (called only when the engine is se
 A factory that cannot produce its engine here raises :class:`EngineUnavailable` with the reason.
 Each engine declares what it answers (:class:`Capabilities`: metrics and problem kinds); asked anything
 else it raises :class:`UnsupportedProblemError`, which the plugin reports as a skip naming the reason;
-inside a Hypothesis test the drawn problem is rejected instead (:meth:`Engine.require_support`).
+inside a Hypothesis test the drawn problem is rejected instead (:meth:`EngineHandle.require_support`).
 """
 
 from __future__ import annotations
@@ -296,34 +296,43 @@ def _check_record_consistent(record: dict, indices: np.ndarray, label: str) -> N
     """A covertreex query record's counters must agree with each other and with the answer: the schema
     checks each number alone, so an engine outside a telemetry group (whose counters no peer checks) passed
     with zeroed counters, a total unlike its per-level rows, a spread whose min exceeds its max, or a count
-    of 1e290 (an integral float is an integer to JSON Schema)."""
+    of 1e290 (an integral float is an integer to JSON Schema). Fields an older schema version lacks are
+    not asked for."""
     __tracebackhide__ = True
-    from covertreex.telemetry import SCHEMA_NAME
+    from covertreex.telemetry import LEVEL_FIELDS, SCHEMA_NAME
 
     if record.get("schema") != SCHEMA_NAME:
         return
-    counters, per_query, n = record["counters"], record["per_query"], record["n_queries"]
+    counters, per_query, n = record["counters"], record.get("per_query", {}), record["n_queries"]
     wrong = [f"counters.{name} = {value!r} is not an integer below 2**63" for name, value in counters.items()
              if type(value) is not int or not 0 <= value < 2**63]
-    visited = counters["distance_evaluations"] + counters["dedupe_hits"]
-    if counters["nodes_visited"] != visited:
+    visited = counters["distance_evaluations"] + counters.get("dedupe_hits", 0)
+    if counters.get("nodes_visited", visited) != visited:
         wrong.append(f"counters.nodes_visited = {counters['nodes_visited']} is not distance_evaluations + "
                      f"dedupe_hits = {visited}")
     listed = int((indices >= 0).sum())
     if visited < listed:
         wrong.append(f"the answer lists {listed} neighbours but the record visited {visited} nodes")
     for name, spread in per_query.items():
-        total = counters[name]
+        total = counters.get(name, 0)
         if not spread["min"] <= spread["mean"] <= spread["max"] or not (
                 n * spread["min"] <= total <= n * spread["max"]):
             wrong.append(f"per_query.{name} {spread} cannot spread counters.{name} = {total} over {n} "
                          "queries")
-    for name in ("distance_evaluations", "heap_pushes", "prunes", "cache_skips"):
-        rows = sum(level[name] for level in record.get("levels", ()))
-        if record.get("levels") and rows != counters[name]:
+    levels = record.get("levels") or []
+    for name in (name for name in LEVEL_FIELDS if levels and name in counters and name in levels[0]):
+        rows = sum(level[name] for level in levels)
+        if rows != counters[name]:
             wrong.append(f"counters.{name} = {counters[name]} but the levels' rows sum to {rows}")
     if wrong:
         raise AssertionError(f"{label} contradicts itself: " + "; ".join(wrong))
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """Whether `exc` is Hypothesis rejecting the drawn example (what :meth:`EngineHandle.require_support`
+    raises inside a property test for a problem an engine refuses)."""
+    errors = sys.modules.get("hypothesis.errors")
+    return errors is not None and isinstance(exc, errors.UnsatisfiedAssumption)
 
 
 class EngineHandle:

@@ -30,6 +30,7 @@ from pytest_pcct.parity.engines import (
     EngineRegistry,
     EngineUnavailable,
     UnsupportedProblemError,
+    is_rejection,
 )
 from pytest_pcct.parity.report import Cell, ParityMatrix
 from pytest_pcct.parity.selection import Selection
@@ -142,15 +143,17 @@ class EnginePair:
         settings = self._session.settings().overridden(mode=mode, rtol=rtol, atol=atol, telemetry=telemetry)
         k = as_int(k, "k")
         key = (self.reference.name, self.candidate.name, problem.label, k)
-        for engine in (self.reference, self.candidate):  # a refusal is no cell (nor, in a property, a draw)
-            engine.require_support(problem)
         try:
+            for engine in (self.reference, self.candidate):  # both, before either engine runs
+                engine.require_support(problem)
             tolerance = (settings.rtol, settings.atol)
             ref = self.reference.knn(problem, k, tolerance=tolerance)
             got = self.candidate.knn(problem, k, tolerance=tolerance)
         except UnsupportedProblemError:  # the plugin's own refusal: a skip, not a cell
             raise
         except Exception as exc:  # an untruthful or ill-formed answer, or an engine that raised: a failed
+            if is_rejection(exc):  # a refused draw of a Hypothesis test: no cell either
+                raise
             first = (str(exc).splitlines() or [""])[0]  # cell, then the failure
             failure = first if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {first}"
             self._session.matrix.add(key, Cell("failed", math.nan, 1, {problem.digest}, failure=failure))

@@ -30,6 +30,10 @@ pytestmark = pytest.mark.timeout(300, method="thread")
 ends its process with every thread's stack printed, so the suite fails in minutes, not at CI's 90."""
 
 
+WORKERS = 2
+"""Worker processes of the module's cluster (the `client` fixture)."""
+
+
 @pytest.fixture(scope="module")
 def client():
     """A LocalCluster of 2 worker processes (1 thread each) for this module, closed at its end. Its
@@ -37,8 +41,8 @@ def client():
     or xdist worker's cluster warned that the port was in use."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
+    with LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=":0") as \
+            cluster, Client(cluster) as c:
         yield c
 
 
@@ -535,7 +539,10 @@ def _scatter_losing(client, monkeypatch, times: int) -> list:
 
 
 def _workers(client) -> int:
-    return len(client.scheduler_info()["workers"])
+    """The cluster's workers, once all are up: a worker killed by an earlier test restarts, and the
+    client's cached scheduler_info() once counted 0 workers right after a job had run on them (CI)."""
+    client.wait_for_workers(WORKERS, timeout=60)
+    return WORKERS
 
 
 def _small_index():
@@ -734,6 +741,7 @@ def _scatter_failing(client, monkeypatch, failures: list):
 def test_a_worker_dying_during_the_copies_of_the_index_costs_a_fresh_copy(client, monkeypatch, failures):
     """Dask's scatter fails with a KeyError, or retries a dead worker every 30 s for good: the job runs on
     the copies that landed, or scatters again when none did."""
+    workers = _workers(client)  # all up before the job: the copies made follow them
     calls, release = _scatter_failing(client, monkeypatch, failures)
     index = _small_index()
     try:
@@ -741,7 +749,6 @@ def test_a_worker_dying_during_the_copies_of_the_index_costs_a_fresh_copy(client
     finally:
         release.set()
     expected = distributed.answer_range(index, 0, 200)
-    workers = _workers(client)
     scatters = -(-max(len(failures) + 1, workers) // workers)  # until one copy lands
     assert calls[:len(failures)] == failures and calls[len(failures):] == ["copied"] * (
         scatters * workers - len(failures))

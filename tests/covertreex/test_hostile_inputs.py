@@ -133,6 +133,8 @@ def test_huge_k_is_refused_alike_before_allocating(engine):
 
 
 UNDER_LIMIT = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (6 * 10**9, resource.RLIM_INFINITY))  # as ulimit -v, before imports
 import sys, numpy as np, covertreex as ct
 X = np.random.default_rng(0).normal(size=(300, 2))
 try:
@@ -149,33 +151,33 @@ def test_a_k_the_address_space_limit_cannot_hold_is_refused_not_aborted(engine):
     limit less the address space held counts, and an answer may take half of what is left."""
     if engine == "rust" and not engines.engine_available("rust"):
         pytest.skip("the rust extension is not built")
-    import resource
-
-    def limited():
-        resource.setrlimit(resource.RLIMIT_AS, (6 * 10**9, resource.RLIM_INFINITY))
-
     run = subprocess.run([sys.executable, "-c", UNDER_LIMIT, engine], capture_output=True, text=True,
-                         preexec_fn=limited, timeout=120)
+                         timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert re.match(r"k = 1000000 is too large: the answer \(300 rows of k indices and distances\) with as "
                     r"much again for the engine's working memory needs 9.6e\+09 bytes, more than the "
                     r"[0-9.e+]+ bytes of memory available", run.stdout), run.stdout
 
 
-@pytest.mark.parametrize("limit, usage, headroom", [("max", "123", None), ("1000", "300", 700),
-                                                    ("100", "300", 0), ("9223372036854771712", "5", None)])
-def test_a_containers_memory_limit_counts(tmp_path, limit, usage, headroom):
+@pytest.mark.parametrize("limit, usage, cache, headroom", [
+    ("max", "123", 0, None), ("1000", "300", 0, 700), ("100", "300", 0, 0),
+    ("9223372036854771712", "5", 0, None),
+    ("1000", "900", 250, 350),  # page cache the kernel would drop is not counted as used
+])
+def test_a_containers_memory_limit_counts(tmp_path, limit, usage, cache, headroom):
     """A container's cgroup limit less its usage, which MemAvailable (the host's) does not show: cgroup v2
-    files, and v1's, whose 'no limit' is a huge number."""
+    files, and v1's, whose 'no limit' is a huge number; inactive page cache counts as free."""
     from covertreex.resources import _cgroup_headroom
 
     (tmp_path / "memory.max").write_text(limit + "\n")
     (tmp_path / "memory.current").write_text(usage + "\n")
+    (tmp_path / "memory.stat").write_text(f"anon 5\nactive_file 7\ninactive_file {cache}\n")
     assert _cgroup_headroom(str(tmp_path)) == headroom
     v1 = tmp_path / "v1"
     (v1 / "memory").mkdir(parents=True)
     (v1 / "memory" / "memory.limit_in_bytes").write_text(limit if limit != "max" else "9223372036854771712")
     (v1 / "memory" / "memory.usage_in_bytes").write_text(usage)
+    (v1 / "memory" / "memory.stat").write_text(f"cache 9\ntotal_inactive_file {cache}\n")
     assert _cgroup_headroom(str(v1)) == headroom
     assert _cgroup_headroom(str(tmp_path / "none")) is None
 
@@ -333,7 +335,7 @@ def test_a_numba_thread_count_below_one_is_named_before_numba_is_imported(value)
         (lambda: ct.residual_problem(X, lengthscale=[1.0, True, 1.0]), InputTypeError,
          r"lengthscale\[1\] must be a real number, got bool"),  # as True alone is refused (NumPy made it 1.0)
         (lambda: ct.residual_problem(X, lengthscale=np.array([1 + 1j, 1, 1])), InputTypeError,
-         r"lengthscale\[0\] must be a real number, got complex128"),  # NumPy cut it to 1.0, with a warning
+         "lengthscale must hold real numbers, got dtype complex128"),  # NumPy cut it to 1.0, with a warning
         (lambda: ct.residual_problem(X, lengthscale=np.ma.masked_array([9.0, 1, 1], mask=[1, 0, 0])),
          InputTypeError, "lengthscale must not be a masked array"),  # NumPy used the masked 9.0
         (lambda: ct.residual_problem(X, variance=10**400), InvalidInputError,
@@ -355,6 +357,14 @@ def test_a_numba_thread_count_below_one_is_named_before_numba_is_imported(value)
 def test_raw_exceptions_became_errors_naming_the_argument(call, error, text):
     with pytest.raises(error, match=text):
         call()
+
+
+def test_lengthscales_of_any_array_library_or_zero_d_entries_are_numbers():
+    """Checking entries one by one must not refuse what NumPy reads as real numbers: an array of another
+    library (its dtype says what it holds) or a list of 0-d arrays (a reviewer's case)."""
+    given = [np.array(0.5), np.float32(1.0), 2]
+    for lengthscale in (given, np.array([0.5, 1.0, 2.0], dtype=np.float32)):
+        assert ct.residual_problem(X, m=8, lengthscale=lengthscale).lengthscale.tolist() == [0.5, 1.0, 2.0]
 
 
 def test_preset_from_the_environment_names_the_variable(monkeypatch):

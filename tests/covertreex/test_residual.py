@@ -172,14 +172,19 @@ def _altered(problem, **fields):
     (lambda p: {"lengthscale": np.ones(1)}, DimensionMismatchError, "lengthscale must be a scalar or have "
      r"one entry per dimension \(2\)"),
     (lambda p: {"kernel": "laplace"}, UnknownNameError, "unknown kernel 'laplace'"),
-    (lambda p: {"X": p.X[:5]}, DimensionMismatchError, r"V must have one row per point of X \(5\), got 60"),
-    (lambda p: {"inducing": p.inducing[:-1]}, DimensionMismatchError, "V's 10 columns need 10 distinct "
-     "inducing points"),
+    (lambda p: {"X": p.X[:5]}, DimensionMismatchError, r"V must be a C-contiguous float64 array with one row "
+     r"per point of X \(5\), got ndarray \(60, 10\)"),
+    (lambda p: {"inducing": p.inducing[:-1]}, DimensionMismatchError, "V's 10 columns need 10 inducing "
+     "points"),
+    (lambda p: {"inducing": np.r_[p.inducing[:-1], p.inducing[0]]}, InvalidInputError, "inducing must hold "
+     "distinct indices, got .* more than once"),
     (lambda p: {"cholesky_factor": p.cholesky_factor.T}, InvalidInputError, "cholesky_factor must be lower "
      "triangular"),
     (lambda p: {"cholesky_factor": None}, InvalidInputError, "needs both its inducing points and their "
      "Cholesky factor, or neither"),
-    (lambda p: {"V": np.where(np.arange(10) == 3, np.nan, p.V)}, NonFiniteError, r"V contains NaN or inf"),
+    (lambda p: {"V": np.where(np.arange(60)[:, None] == 3, np.nan, p.V)}, NonFiniteError, "V row 3 contains "
+     "NaN"),
+    (lambda p: {"V": np.asfortranarray(p.V)}, DimensionMismatchError, "V must be a C-contiguous float64"),
     (lambda p: {"seed": -4}, InvalidInputError, "seed"),
 ])
 def test_an_altered_pickle_of_a_problem_is_refused(edit, error, message):

@@ -438,13 +438,16 @@ def test_an_engine_that_writes_into_its_input_fails_and_so_does_every_later_use_
     """The session's problem cache keeps the changed arrays: a later test on the same problem fails naming
     the change, instead of checking answers against data that is not what its label and digest say."""
     wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
-    result = wrong_engines.runpytest("--pcct-engines=gold,writes", "-p", "no:cacheprovider")
+    result = wrong_engines.runpytest("--pcct-engines=gold,writes", "--pcct-report=r.json", "-p",
+                                     "no:cacheprovider")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*EngineFailure: engine 'writes' changed points of euclidean "
                                  "gaussian *(k=5); an engine must leave its input unchanged",
                                  "*EngineFailure: points of euclidean gaussian * changed after it "
                                  "was made (by an engine that failed on it before, or by the test), so no "
                                  "answer to it can be checked"])
+    report = json.loads((wrong_engines.path / "r.json").read_text())
+    assert report["totals"]["failed"] == 1 and report["cells"][0]["status"] == "failed"  # one cell, both
 
 
 def test_an_engine_that_changes_a_frozen_field_of_its_problem_fails_naming_it(wrong_engines):
