@@ -117,6 +117,10 @@ def _oracle_line(session) -> str:
     return f"{oracle.name}{chosen}"
 
 
+NO_PAIR = "pcct_engine_pair needs two engines"
+"""The reason a pair test is skipped when one engine is selected (and the summary's count of them)."""
+
+
 def pytest_generate_tests(metafunc):
     names = set(metafunc.fixturenames)
     if not names & {"pcct_engine", "pcct_engine_pair"}:
@@ -132,7 +136,7 @@ def pytest_generate_tests(metafunc):
     if "pcct_engine_pair" in names:
         pairs = [pytest.param(p, id=f"{p[0]}-{p[1]}") for p in chosen.pairs] or [pytest.param(
             None, id="no-pair", marks=pytest.mark.skip(
-                reason=f"pcct_engine_pair needs two engines; {chosen.source} selects only {chosen.engines[0]}"
+                reason=f"{NO_PAIR}; {chosen.source} selects only {chosen.engines[0]}"
             ),
         )]
         metafunc.parametrize("pcct_engine_pair", pairs, indirect=True, scope="session")
@@ -210,6 +214,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                               yellow=True, bold=True)
         return
     if not state.matrix.cells:
+        skipped = terminalreporter.stats.get("skipped", ())
+        unpaired = sum(NO_PAIR in str(report.longrepr) for report in skipped)
+        if unpaired:  # a green run that compared nothing (one engine selected, by a typo or an ini default)
+            terminalreporter.section("pcct parity matrix")
+            terminalreporter.line(f"no engine answer was compared: {unpaired} pair tests were skipped "
+                                  f"({NO_PAIR}; select two, e.g. --pcct-engines=gold,rust)",
+                                  yellow=True, bold=True)
         return
     terminalreporter.section("pcct parity matrix")
     for line in state.matrix.lines():

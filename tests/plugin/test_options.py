@@ -107,6 +107,11 @@ def test_one_engine_skips_pair_tests_visibly(pytester):
     result = pytester.runpytest("--pcct-engines=gold", "-rs")
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines(["*pcct_engine_pair needs two engines; --pcct-engines selects only gold*"])
+    result.stdout.fnmatch_lines([  # and the summary says the green run compared nothing (an outside trial)
+        "*= pcct parity matrix =*",
+        "no engine answer was compared: 1 pair tests were skipped (pcct_engine_pair needs two engines; "
+        "select two, e.g. --pcct-engines=gold,rust)",
+    ])
 
 
 def test_report_without_engines_is_a_usage_error(pytester):
