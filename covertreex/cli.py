@@ -395,6 +395,8 @@ def main(argv=None) -> int:
     """Entry point of the `pcct` console script; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
+        if sys.stdout is None:  # started with it closed (`>&-`): every line would be dropped unseen
+            raise OSError("standard output is closed: pcct writes its results there")
         require_importable_numba_threads()
         status = _command(args.run)(args)
         return EXIT_ERROR if getattr(args, "reader_left", False) else status

@@ -161,6 +161,8 @@ def cost_balanced_ranges(limits: np.ndarray, k: int, n_ranges: int,
     costing the points it may return (`limits`) plus its answer (`per_neighbour` pairs per neighbour,
     :attr:`Index.pairs_per_neighbour`); never an empty range."""
     n = limits.shape[0]
+    if n == 0:
+        raise InvalidInputError("limits must hold one entry per query, got none (a job has at least one)")
     n_ranges = max(1, min(n_ranges, n))
     cumulative = np.cumsum(np.asarray(limits, dtype=np.float64) + per_neighbour * k)
     targets = cumulative[-1] * np.arange(1, n_ranges) / n_ranges

@@ -148,10 +148,16 @@ class RecordSource:
 
 
 def write_jsonl(path, records) -> None:
-    """Append records to a JSONL file, one per line."""
-    with open(path, "a", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
+    """Append records to a JSONL file, one per line. A failed write names the file: the error of a full
+    disk surfaces at the flush, without it ("[Errno 28] No space left on device")."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, f"cannot write telemetry to {path}: {exc.strerror}") from exc
 
 
 def read_jsonl(path) -> list[dict]:

@@ -63,6 +63,8 @@ def test_ranges_cover_every_query_once_at_about_equal_cost(per_neighbour):
     assert len(ranges) == 8 and max(costs) - min(costs) <= 2 * (limits.max() + answer)
     assert ranges[0][1] - ranges[0][0] > 2 * (ranges[-1][1] - ranges[-1][0])  # early rows are cheap
     assert distributed.cost_balanced_ranges(np.full(3, 5), 1, 10) == [(0, 1), (1, 2), (2, 3)]
+    with pytest.raises(InvalidInputError, match="limits must hold one entry per query, got none"):
+        distributed.cost_balanced_ranges(np.arange(0), 3, 2)  # an IndexError before
 
 
 def _ranges_run(client, job) -> int:

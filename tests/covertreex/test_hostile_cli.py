@@ -81,6 +81,28 @@ def test_a_failed_write_keeps_the_previous_file_and_names_it(tmp_path, args):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.npz", "points.npy"]  # no temporary left
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_telemetry_file_that_cannot_be_written_is_named(tmp_path):
+    """A full disk surfaces at the flush, whose OSError names no file ("[Errno 28] No space left on
+    device", an outside user's trial)."""
+    done = _pcct("query", *TINY, "--telemetry", "/dev/full")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == ("pcct: error: [Errno 28] cannot write telemetry to /dev/full: No "
+                                            "space left on device")
+
+
+@pytest.mark.parametrize("args", [["presets"], ["query", *TINY, "--json"]])
+def test_a_closed_standard_output_is_an_error_not_a_silent_success(args):
+    """`pcct presets >&-` exited 0 having written nothing (Python drops what is printed to a closed
+    stdout)."""
+    closed = ["sh", "-c", 'exec "$0" -m covertreex "$@" >&-', sys.executable, *args]  # as a shell user would
+    done = subprocess.run(closed, text=True, stderr=subprocess.PIPE, timeout=300,
+                          env={key: value for key, value in os.environ.items() if key != ENV_VAR})
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == ("pcct: error: standard output is closed: pcct writes its results "
+                                            "there")
+
+
 def test_query_refuses_a_symlink_to_its_tree_as_an_output(tmp_path):
     """A link to the --tree file is the same file (resolved before the comparison)."""
     assert _pcct("build", *TINY[:4], "--out", "tree.npz", cwd=tmp_path).returncode == 0
