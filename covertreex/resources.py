@@ -36,17 +36,18 @@ def _machine_available() -> int:
         return 1 << 62
 
 
-_CGROUP_FILES = (("memory.max", "memory.current", "inactive_file"),  # cgroup v2
-                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "total_inactive_file"))
-"""(limit, usage, reclaimable page cache in memory.stat) under /sys/fs/cgroup, as a container sees its own
-group (the mount's root)."""
+_CGROUP_FILES = (("memory.max", "memory.current", "memory.stat", "inactive_file"),  # cgroup v2
+                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+                  "total_inactive_file"))  # cgroup v1
+"""(limit, usage, statistics file, its reclaimable page cache entry) under /sys/fs/cgroup, as a container
+sees its own group (the mount's root)."""
 
 
 def _cgroup_headroom(root: str = "/sys/fs/cgroup") -> int | None:
     """The container's memory limit less what it uses, or None where no limit is set or none is readable.
     Its usage counts the page cache, which the kernel drops before it runs out: the inactive part is not
     counted (a container that had read a 7 GB file out of 8 GB refused a 0.5 GB answer otherwise)."""
-    for limit_file, usage_file, cache_key in _CGROUP_FILES:
+    for limit_file, usage_file, stat_file, cache_key in _CGROUP_FILES:
         try:
             with open(os.path.join(root, limit_file), encoding="ascii") as fh:
                 limit = fh.read().strip()
@@ -54,8 +55,7 @@ def _cgroup_headroom(root: str = "/sys/fs/cgroup") -> int | None:
                 usage = int(fh.read())
             if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as a huge number
                 return None
-            return max(0, int(limit) - usage + _stat(os.path.join(os.path.dirname(
-                os.path.join(root, usage_file)), "memory.stat"), cache_key))
+            return max(0, int(limit) - usage + _stat(os.path.join(root, stat_file), cache_key))
         except (OSError, ValueError):
             continue
     return None

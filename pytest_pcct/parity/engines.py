@@ -319,11 +319,12 @@ def _check_record_consistent(record: dict, indices: np.ndarray, label: str) -> N
                 n * spread["min"] <= total <= n * spread["max"]):
             wrong.append(f"per_query.{name} {spread} cannot spread counters.{name} = {total} over {n} "
                          "queries")
-    levels = record.get("levels") or []
-    for name in (name for name in LEVEL_FIELDS if levels and name in counters and name in levels[0]):
-        rows = sum(level[name] for level in levels)
-        if rows != counters[name]:
-            wrong.append(f"counters.{name} = {counters[name]} but the levels' rows sum to {rows}")
+    levels = record.get("levels") or [{}]  # no rows (dense path, brute): nothing to sum
+    for name in LEVEL_FIELDS:
+        if name in counters and name in levels[0]:
+            rows = sum(level[name] for level in levels)
+            if rows != counters[name]:
+                wrong.append(f"counters.{name} = {counters[name]} but the levels' rows sum to {rows}")
     if wrong:
         raise AssertionError(f"{label} contradicts itself: " + "; ".join(wrong))
 
@@ -333,6 +334,27 @@ def is_rejection(exc: BaseException) -> bool:
     raises inside a property test for a problem an engine refuses)."""
     errors = sys.modules.get("hypothesis.errors")
     return errors is not None and isinstance(exc, errors.UnsatisfiedAssumption)
+
+
+def require_unchanged(problem: Problem) -> None:
+    """Fail on a problem changed since it was made, before any refusal of it: an engine that turned a
+    problem into a kind the other engine refuses would otherwise turn the tests after it into skips."""
+    __tracebackhide__ = True
+    changed = sorted(problem.changed_fields())
+    if changed:
+        raise EngineFailure(f"{', '.join(changed)} of {problem.label} changed after it was made (by an "
+                            "engine that failed on it before, or by the test), so no answer to it can be "
+                            "checked")
+
+
+def call_arguments(problem, k) -> int:
+    """k of a call on `problem`, both checked: a pytest_pcct Problem and an integer >= 1."""
+    if not isinstance(problem, Problem):
+        raise InvalidInputError(f"problem must be a pytest_pcct Problem, got {type(problem).__name__}")
+    k = as_int(k, "k")
+    if k < 1:
+        raise InvalidInputError(f"k must be >= 1, got {k}")
+    return k
 
 
 class EngineHandle:
@@ -361,19 +383,18 @@ class EngineHandle:
         return self.spec.capabilities.refusal(problem) is None
 
     def require_support(self, problem: Problem) -> None:
-        """Fail on a problem changed since it was made (before any refusal: an engine that turned a problem
-        into a kind the other engine refuses would otherwise turn the tests after it into skips). Refuse a
-        problem outside the engine's Capabilities: UnsupportedProblemError, a skip; but inside a
+        """:func:`require_unchanged`, then :meth:`refuse_unsupported`."""
+        __tracebackhide__ = True
+        require_unchanged(problem)
+        self.refuse_unsupported(problem)
+
+    def refuse_unsupported(self, problem: Problem) -> None:
+        """Refuse a problem outside the engine's Capabilities: UnsupportedProblemError, a skip; but inside a
         Hypothesis test the draw is rejected (``hypothesis.reject``), so Hypothesis draws others and fails
         (Unsatisfiable) if it finds none the engines answer. Raised there, the refusal skipped the whole
         property test at the first such draw: the default ``knn_cases()`` draws both metrics, the default
         Capabilities cover Euclidean only, and a wrong engine passed with nothing compared."""
         __tracebackhide__ = True
-        changed = sorted(problem.changed_fields())  # first: a problem an engine changed is no refusal
-        if changed:
-            raise EngineFailure(f"{', '.join(changed)} of {problem.label} changed after it was made (by an "
-                                "engine that failed on it before, or by the test), so no answer to it can be "
-                                "checked")
         refusal = self.spec.capabilities.refusal(problem)
         if refusal is None:
             return
@@ -387,13 +408,16 @@ class EngineHandle:
         """The engine's k nearest neighbours of every query of `problem`, checked against it with
         `tolerance` (rtol, atol; default: the running test's)."""
         __tracebackhide__ = True
-        if not isinstance(problem, Problem):
-            raise InvalidInputError(f"problem must be a pytest_pcct Problem, got {type(problem).__name__}")
-        k = as_int(k, "k")
-        if k < 1:
-            raise InvalidInputError(f"k must be >= 1, got {k}")
-        rtol, atol = self._tolerance() if tolerance is None else _tolerance_pair(tolerance)
+        k = call_arguments(problem, k)
+        tolerance = self._tolerance() if tolerance is None else _tolerance_pair(tolerance)
         self.require_support(problem)
+        return self.answer_supported(problem, k, tolerance)
+
+    def answer_supported(self, problem: Problem, k: int, tolerance: tuple[float, float]) -> Answer:
+        """:meth:`knn` after its arguments were checked (:func:`call_arguments`) and the problem found
+        unchanged and supported: for a caller that does that once for both engines of a pair."""
+        __tracebackhide__ = True
+        rtol, atol = tolerance
         _check_environment(f"before engine {self.name!r} was called on {problem.label}, k={k}")
         try:
             # its answer is read inside the guard too (a property, __array__, or its telemetry's items may

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, fields, replace
 import pytest
 
 from covertreex.errors import CovertreexError, InvalidInputError, UnknownNameError, unknown_name
-from covertreex.scalars import as_int
 from pytest_pcct.parity.assertions import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -30,7 +29,9 @@ from pytest_pcct.parity.engines import (
     EngineRegistry,
     EngineUnavailable,
     UnsupportedProblemError,
+    call_arguments,
     is_rejection,
+    require_unchanged,
 )
 from pytest_pcct.parity.report import Cell, ParityMatrix
 from pytest_pcct.parity.selection import Selection
@@ -141,14 +142,15 @@ class EnginePair:
         telemetry group must also report equal counters."""
         __tracebackhide__ = True
         settings = self._session.settings().overridden(mode=mode, rtol=rtol, atol=atol, telemetry=telemetry)
-        k = as_int(k, "k")
+        k = call_arguments(problem, k)  # a bad argument is the test's mistake: no cell
         key = (self.reference.name, self.candidate.name, problem.label, k)
         try:
-            for engine in (self.reference, self.candidate):  # both, before either engine runs
-                engine.require_support(problem)
+            require_unchanged(problem)  # once, then both refusals, before either engine runs
+            for engine in (self.reference, self.candidate):
+                engine.refuse_unsupported(problem)
             tolerance = (settings.rtol, settings.atol)
-            ref = self.reference.knn(problem, k, tolerance=tolerance)
-            got = self.candidate.knn(problem, k, tolerance=tolerance)
+            ref = self.reference.answer_supported(problem, k, tolerance)
+            got = self.candidate.answer_supported(problem, k, tolerance)
         except UnsupportedProblemError:  # the plugin's own refusal: a skip, not a cell
             raise
         except Exception as exc:  # an untruthful or ill-formed answer, or an engine that raised: a failed
