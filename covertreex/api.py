@@ -208,7 +208,9 @@ class CoverTree:
 
     @deferring  # one hold of SIGINT for the projection and the engine's Numba calls
     def query(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False) -> KnnResult:
-        """Full result: neighbours, counters and (if enabled) the telemetry record."""
+        """Full result: neighbours, counters and (if enabled) the telemetry record, read by name
+        (``result.indices``, ``result.distances``): a KnnResult does not unpack, since scipy's
+        cKDTree.query returns distances first and the result's fields hold indices first."""
         fitted = self._fitted
         if fitted is None:
             raise InvalidInputError("call fit() before querying")

@@ -7,10 +7,8 @@ shape conventions of :mod:`covertreex.vecchia`.
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import warnings
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 
 from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, refuse_same_file, say
+from covertreex.csv_numbers import LAYOUT, CsvNumbers, read_csv
 from covertreex.errors import (
     ClusterError,
     CovertreexError,
@@ -29,13 +28,14 @@ from covertreex.errors import (
 from covertreex.npz import read_npy, write_arrays
 from covertreex.validation import as_points, holds_integers
 
-READERS = {".npy": "NumPy array", ".csv": "comma-separated numbers, one row per point"}
+READERS = {".npy": "NumPy array", ".csv": LAYOUT}
 
 
 def read_array(path, what: str) -> np.ndarray:
-    """The array in a .npy or .csv file (`what` names it in errors; a .csv integer beyond float64's is
-    refused, see :func:`_refuse_rounded_integers`); problems end in one line, a file that cannot be read
-    included (its OSError names the file and `what`)."""
+    """The array in a .npy or .csv file (`what` names it in errors; a .csv entry that is not finite, or an
+    integer beyond float64's, is refused by its line and column, see :func:`_refuse_rounded_integers`);
+    problems end in one line, a file that cannot be read included (its OSError names the file and
+    `what`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in READERS:
@@ -43,9 +43,14 @@ def read_array(path, what: str) -> np.ndarray:
     with _naming(path, what):
         if suffix == ".npy":
             return read_npy(path, what)
-        values, content = _read_csv(path, what)
-    _refuse_rounded_integers(path, content, values, what)
-    return values
+        numbers = read_csv(path, what)
+    _refuse_rounded_integers(path, numbers, what)  # first: an integer of 309 digits reads as inf
+    not_finite = np.argwhere(~np.isfinite(numbers.values))
+    if not_finite.size:  # by line and column here: the points' own check counts rows of values from 0
+        row, column = not_finite[0]
+        raise NonFiniteError(f"{path}: {what} must be finite; {numbers.place(row, column)} is "
+                             f"{numbers.tokens()[row, column]}")
+    return numbers.values
 
 
 @contextmanager
@@ -58,51 +63,22 @@ def _naming(path: Path, what: str):
         raise type(exc)(exc.errno, f"{exc.strerror or exc} ({what})", str(path)) from None
 
 
-def _read_csv(path: Path, what: str) -> tuple[np.ndarray, str]:
-    """The numbers of a .csv file as float64 (2-D) and the file's text, read once (a named pipe can be read
-    only once); a file that holds no numbers is refused in one line naming the row and column of the
-    first entry that is none."""
-    with open(path, "rb") as fh:  # what cannot be opened fails as open() says it, as a .npy does
-        raw = fh.read()
-    try:
-        content = raw.decode("utf-8-sig")
-        with warnings.catch_warnings():  # an empty file: refused by name where it is used, not warned about
-            warnings.simplefilter("ignore", UserWarning)
-            values = np.loadtxt(io.StringIO(content), delimiter=",", ndmin=2, comments="#")
-    except ValueError as exc:  # UnicodeDecodeError too
-        reason = " ".join(str(exc).split())
-        raise InvalidInputError(f"{path}: cannot read {what} as {READERS['.csv']} ({reason}); a header line "
-                                "must start with '#'") from None
-    if values.size == 0:
-        raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
-    return values, content
-
-
-def _csv_text(content: str) -> np.ndarray:
-    """The entries of a .csv file's `content`, already read as numbers by :func:`_read_csv`, as the text
-    written (2-D), for the checks float64 parsing cannot make."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        text = np.loadtxt(io.StringIO(content), delimiter=",", ndmin=2, comments="#", dtype=str)
-    return np.char.strip(text)
-
-
-def _refuse_rounded_integers(path: Path, content: str, values: np.ndarray, what: str) -> None:
+def _refuse_rounded_integers(path: Path, numbers: CsvNumbers, what: str) -> None:
     """An integer written in the file that float64 cannot hold (beyond 2**53: nanosecond timestamps, ids)
     is refused, as the same integers in an int64 array are, instead of rounded (two points 1 apart became
     duplicates). Only values of 2**53 or more are looked at again, as text, compared as Decimals: int()
     refuses more than 4,300 digits, and the infinity float64 reads for an integer of 309 digits."""
     with np.errstate(invalid="ignore"):
-        large = np.argwhere(np.abs(values) >= 2.0**53)
+        large = np.argwhere(np.abs(numbers.values) >= 2.0**53)
     if large.size == 0:
         return
-    text = _csv_text(content)
+    text = numbers.tokens()
     for row, column in large:
         token = text[row, column]
-        if INTEGER.fullmatch(token) and Decimal(token) != Decimal(values[row, column]):
+        if INTEGER.fullmatch(token) and Decimal(token) != Decimal(numbers.values[row, column]):
             raise InvalidInputError(
-                f"{path}: {what} hold the integer {token} (row {row}, column {column}), which float64 cannot "
-                "represent exactly; write the values as decimals if that rounding is acceptable")
+                f"{path}: {what} hold the integer {token} ({numbers.place(row, column)}), which float64 "
+                "cannot represent exactly; write the values as decimals if that rounding is acceptable")
 
 
 INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -112,38 +88,42 @@ def _ordering_file(path, n: int) -> np.ndarray:
     """The permutation in a .npy file (an integer array) or a .csv file (one column or one row of whole
     numbers, see :func:`_whole_numbers`)."""
     path = Path(path)
-    text = path.suffix.lower() == ".csv"
-    if text:
+    numbers = None
+    if path.suffix.lower() == ".csv":
         with _naming(path, "the ordering"):
-            values, content = _read_csv(path, "the ordering")
+            numbers = read_csv(path, "the ordering")
+        values = numbers.values
     else:
         values = read_array(path, "the ordering")
-    if not text and not holds_integers(values):  # a file holds no ordering name
-        raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}, got "
-                             f"dtype {values.dtype}")
+        if not holds_integers(values):  # a file holds no ordering name
+            raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}, "
+                                 f"got dtype {values.dtype}")
     if values.ndim == 0 or (values.ndim == 2 and 1 in values.shape):  # one .csv column or row
         values = values.ravel()
     if values.ndim != 1:
         raise InvalidInputError(f"{path}: the ordering must be one column or one row (a permutation of "
                                 f"0..{n - 1}), got shape {values.shape}")
-    return _whole_numbers(path, content, values, n) if text else values
+    return values if numbers is None else _whole_numbers(path, numbers, n)
 
 
-def _whole_numbers(path: Path, content: str, values: np.ndarray, n: int) -> np.ndarray:
-    """The entries of an ordering .csv (`values`, one column or row, as float64 read them) as integers:
-    text has no dtype, so a whole number in any notation ('0.0e+00') is one, but only if written so
+def _whole_numbers(path: Path, numbers: CsvNumbers, n: int) -> np.ndarray:
+    """The entries of an ordering .csv (one column or row, as float64 read them) as integers: text has no
+    dtype, so a whole number in any notation ('0.0e+00') is one, but only if written so
     ('4.99999999999999999' was taken for the 5 float64 rounds it to); the first entry that is no whole
-    number or lies outside 0..n-1 is refused as such (a huge one was called an integer float64 cannot
-    hold). Float64's rounding keeps the range test exact: n and every whole number below it are floats."""
-    tokens = _csv_text(content).ravel()
+    number or lies outside 0..n-1 is refused as such, with its line and column (a huge one was called an
+    integer float64 cannot hold). Float64's rounding keeps the range test exact: n and every whole number
+    below it are floats."""
+    values, tokens = numbers.values.ravel(), numbers.tokens().ravel()
     whole = np.fromiter(map(_written_whole, tokens), dtype=bool, count=tokens.size)
-    bad = np.flatnonzero(~whole | ~((values >= 0) & (values < n)))
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~whole | ~((values >= 0) & (values < n)))
     if bad.size:
         i = int(bad[0])
+        where = f"entry {i} ({numbers.place(*divmod(i, numbers.values.shape[1]))})"
         if not whole[i]:
             raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}; "
-                                 f"entry {i} is {tokens[i]}")
-        raise InvalidInputError(f"{path}: the ordering must be a permutation of 0..{n - 1}; entry {i} is "
+                                 f"{where} is {tokens[i]}")
+        raise InvalidInputError(f"{path}: the ordering must be a permutation of 0..{n - 1}; {where} is "
                                 f"{tokens[i]}, out of range")
     return values.astype(np.int64)
 
@@ -185,12 +165,12 @@ def residual_options(args) -> dict | None:
     return None
 
 
-def seed_option(args, residual: dict | None) -> int:
+def seed_option(args) -> int:
     """--seed (default 0); given to a job that draws nothing at random (neither inducing points nor a
     random ordering), an error rather than a run that silently ignores it, as the residual options are."""
-    random_order = args.ordering_file is None and args.ordering == "random"
-    if args.seed is not None and residual is None and not random_order:
-        ordering = args.ordering_file or args.ordering
+    ordering = args.ordering_file or args.ordering
+    if args.seed is not None and not vecchia_orderings.uses_seed(
+            args.metric, "given" if args.ordering_file else args.ordering):
         raise InvalidInputError(f"--seed: only for --ordering random or a residual problem's inducing points "
                                 f"(the metric is {args.metric}, the ordering {ordering})")
     return 0 if args.seed is None else args.seed
@@ -204,7 +184,7 @@ def run(args) -> int:
     out = None if args.out is None else npz_target(args.out, "neighbours")  # a bad path fails before work
     refuse_same_file({"--out": out}, {"POINTS": args.points, "--ordering-file": args.ordering_file})
     residual = residual_options(args)
-    seed = seed_option(args, residual)
+    seed = seed_option(args)
     X = as_points(read_array(args.points, "the points"), f"{args.points} (the points)")
     ordering = args.ordering
     if args.ordering_file:
@@ -220,7 +200,7 @@ def run(args) -> int:
 
         try:
             result = vecchia_neighbors(
-                X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=seed,
+                X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=args.seed,
                 engine=args.engine, progress=show, scheduler=args.scheduler,
             )
         except NonFiniteError as exc:  # the range checks name the points "X"; the variance's is not theirs

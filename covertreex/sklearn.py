@@ -28,7 +28,7 @@ from covertreex.config import KNOBS
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
 from covertreex.residual import check_parameters
 from covertreex.scalars import as_int
-from covertreex.validation import as_array, check_exact_conversion
+from covertreex.validation import as_array, as_points, check_exact_conversion
 
 GRAPH_MODES = ("distance", "connectivity")
 
@@ -157,7 +157,7 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype="numeric", order="C", reset=reset)
         if source is not None:
             check_exact_conversion(source, X, "X", 2)  # scikit-learn made it float64, rounding big ints
-        return X.astype(np.float64) if X.dtype.kind == "b" else X
+        return as_points(X.astype(np.float64) if X.dtype.kind == "b" else X, "X")  # errors name X
 
     def _eligible(self, X) -> int:
         return self.n_samples_fit_ - (X is None)
@@ -208,7 +208,10 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         dist_rows = [np.empty(0)] * n_rows
         ind_rows = [np.empty(0, dtype=np.int64)] * n_rows
         pending = np.arange(n_rows) if eligible else np.arange(0)
-        k = min(as_int(self.n_neighbors, "n_neighbors"), eligible)
+        start = as_int(self.n_neighbors, "n_neighbors")
+        if start < 1:  # the search starts from it (0 was "k must be >= 1", naming no parameter of ours)
+            raise KOutOfRangeError(f"n_neighbors must be >= 1, got {start}")
+        k = min(start, eligible)
         while pending.size:
             dist, ind = self._knn(X, pending, k)
             done = (dist[:, -1] > radius) | (k == eligible)

@@ -125,7 +125,7 @@ def holds_integers(arr: np.ndarray) -> bool:
     return arr.dtype.kind in "iu"
 
 
-def dataset_indices(values, n_points: int, name: str = "query_indices") -> np.ndarray:
+def dataset_indices(values, n_points: int, name: str = "indices") -> np.ndarray:
     """Validate an array of dataset indices in [0, n_points)."""
     arr = as_array(values, name)
     if arr.ndim != 1 or arr.size == 0:

@@ -189,9 +189,21 @@ def _residual_options(metric: str, ordering: str, **given) -> dict | None:
     return None
 
 
+def _seed_option(seed, metric: str, ordering: str) -> int:
+    """The checked seed (None: 0); given to a job that draws nothing at random, an error rather than a
+    silent no-op, as the residual options are (the CLI's --seed follows the same rule)."""
+    if seed is None:
+        return 0
+    seed = as_seed(seed)
+    if not vecchia_orderings.uses_seed(metric, ordering):
+        raise InvalidInputError(f"seed: only for ordering 'random' or a residual problem's inducing points "
+                                f"(the metric is {metric!r}, the ordering {ordering!r})")
+    return seed
+
+
 def vecchia_neighbors(
     X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str | None = None, lengthscale=None,
-    variance: float | None = None, m: int | None = None, seed: int = 0, engine: str = "auto",
+    variance: float | None = None, m: int | None = None, seed: int | None = None, engine: str = "auto",
     progress: Callable[[str, int], None] | None = None, scheduler=None,
 ) -> VecchiaNeighbors:
     """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
@@ -200,7 +212,8 @@ def vecchia_neighbors(
     lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them, None for its
     defaults 'rbf', 1.0, 1.0, 512) or 'euclidean'. kernel, lengthscale, variance and m given to a job
     that builds no residual problem (metric 'euclidean' with an ordering other than 'maximin-residual')
-    are refused, not ignored. seed (an integer >= 0) picks the inducing points and the random ordering.
+    are refused, not ignored. seed (an integer >= 0; None: 0) picks the inducing points and the random
+    ordering, and is refused, likewise, by a job that draws neither.
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
     engine: 'auto' (the fastest exact way: 'rust' in perf mode when it is built, which takes the split screen
@@ -226,8 +239,8 @@ def vecchia_neighbors(
                              "and those parameters, not a ResidualProblem")
     X = as_points(X, "X")
     name, given = vecchia_orderings.resolve(ordering, X.shape[0])
-    seed = as_seed(seed)
     residual = _residual_options(metric, name, kernel=kernel, lengthscale=lengthscale, variance=variance, m=m)
+    seed = _seed_option(seed, metric, name)
     if progress is not None and not callable(progress):
         raise InputTypeError(f"progress must be None or a callable (stage, n), got {type(progress).__name__}")
     k = check_k(k, X.shape[0], allow_padding=True)

@@ -29,6 +29,12 @@ def needs_residual_problem(metric: str, ordering) -> bool:
     return metric == "residual" or (isinstance(ordering, str) and ordering == "maximin-residual")
 
 
+def uses_seed(metric: str, ordering) -> bool:
+    """Whether a Vecchia job draws anything at random: a random ordering, or a residual problem's inducing
+    points. Only such a job takes a seed."""
+    return (isinstance(ordering, str) and ordering == "random") or needs_residual_problem(metric, ordering)
+
+
 def first_point(X: np.ndarray) -> int:
     """The row nearest the coordinate mean (ties: smallest row), where every maximin ordering starts.
     A row whose square overflows (accepted coordinates beyond about 1e154 do) is farther than every finite

@@ -68,8 +68,10 @@ class KnnResult:
         return None if self.describe is None else self.describe(self.counters)
 
     def __iter__(self):
-        """Unpack as ``indices, distances``."""
-        return iter((self.indices, self.distances))
+        """Refused: ``d, i = tree.query(...)``, written as for scipy's cKDTree.query (distances first), took
+        the indices for the distances without a word when a result unpacked in its field order."""
+        raise TypeError("a KnnResult does not unpack: read result.indices and result.distances by name "
+                        "(CoverTree.kneighbors returns (distances, indices), as scipy and scikit-learn do)")
 
 
 class Engine(Protocol):

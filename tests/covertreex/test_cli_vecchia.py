@@ -32,6 +32,11 @@ def points(tmp_path_factory):
     np.save(folder / "perm2d.npy", np.random.default_rng(1).permutation(150).reshape(75, 2))
     (folder / "half.csv").write_text("0\n1.5\n")
     (folder / "bad.csv").write_text("1,2\n3,oops\n")
+    (folder / "header.csv").write_text("x,y\n1,2\n")
+    (folder / "ragged.csv").write_text("# x,y\n1,2\n\n3,4,5\n")
+    (folder / "nan.csv").write_text("# x,y\n1,2\n\n3,nan\n")
+    (folder / "latin1.csv").write_bytes("# x,\xe9\n1,2\n".encode("latin-1"))
+    (folder / "spaces.csv").write_text("# x,y\n0,0 # the origin\n  \n1,0\r\n\t# z\n0,2\n   \n")
     (folder / "empty.csv").write_text("")
     np.save(folder / "big.npy", np.array([[1e200, 0.0], [0.0, 1.0], [1.0, 1.0]]))
     (folder / "bom.csv").write_bytes("\ufeff0,0\n1,0\n0,2\n".encode())  # Excel's "CSV UTF-8"
@@ -91,7 +96,15 @@ ERROR_CASES = [
     (["missing.csv"], 1, "[Errno 2] No such file or directory (the points): '"),  # was "... not found."
     (["x.npy", "--metric", "euclidean", "--ordering-file", "missing.csv"], 1,
      "[Errno 2] No such file or directory (the ordering): '"),
-    (["bad.csv"], 1, "bad.csv: cannot read the points as comma-separated numbers"),
+    (["bad.csv"], 1, "bad.csv: cannot read the points as comma-separated numbers, one row per point: line 2, "
+     "column 2 is 'oops', not a number"),  # NumPy's "at row 1": rows of values from 0, columns from 1
+    (["header.csv"], 1, "header.csv: cannot read the points as comma-separated numbers, one row per point: "
+     "line 1, column 1 is 'x', not a number; a header line must start with '#'"),
+    (["ragged.csv"], 1, "ragged.csv: cannot read the points as comma-separated numbers, one row per point: "
+     "line 4 holds 3 entries where line 2 holds 2"),  # NumPy's "at row 3" advised its `usecols` argument
+    (["nan.csv"], 1, "nan.csv: the points must be finite; line 4, column 2 is nan"),  # "first at row 1"
+    (["latin1.csv"], 1, "latin1.csv: cannot read the points as comma-separated numbers, one row per point: "
+     "byte 4 is not UTF-8 text (invalid continuation byte)"),
     (["x.npy", "--ordering-file", "x.npy"], 1, "x.npy: the ordering must hold integers, a permutation of "
      "0..149, got dtype float64"),  # was "must be a name (natural, ...) or ...": a file holds no name
     (["x.npy", "--ordering", "maxmin"], 2, "invalid choice: 'maxmin'"),
@@ -109,24 +122,26 @@ ERROR_CASES = [
     (["x.npy", "--ordering-file", "perm2d.npy"], 1, "perm2d.npy: the ordering must be one column or one row "
      "(a permutation of 0..149), got shape (75, 2)"),  # was the API's "must be a name (natural, ...)"
     (["x.npy", "--ordering-file", "half.csv"], 1, "half.csv: the ordering must hold integers, a permutation "
-     "of 0..149; entry 1 is 1.5"),
+     "of 0..149; entry 1 (line 2, column 1) is 1.5"),
     (["bigint.csv", "--metric", "euclidean"], 1, "bigint.csv: the points hold the integer 9007199254740993 "
-     "(row 1, column 0), which float64 cannot represent exactly"),  # rounded to a duplicate of row 0
-    (["wideint.csv"], 1, f"wideint.csv: the points hold the integer {'9' * 400} (row 1, column 0), "
+     "(line 3, column 1), which float64 cannot represent exactly"),  # rounded to a duplicate of row 0
+    (["wideint.csv"], 1, f"wideint.csv: the points hold the integer {'9' * 400} (line 2, column 1), "
      "which float64 cannot represent exactly"),  # an OverflowError traceback
-    (["longint.csv"], 1, f"longint.csv: the points hold the integer {'9' * 5000} (row 1, column 1)"),  # a
+    (["longint.csv"], 1, f"longint.csv: the points hold the integer {'9' * 5000} (line 2, column 2)"),  # a
     # ValueError traceback (int() takes at most 4,300 digits)
     (["x.npy", "--out", "nodir/nn.npz"], 1, "nodir/nn.npz: the directory"),  # after all the work
     (["x.npy", "--ordering-file", "m8.npy"], 1, "m8.npy: the ordering must hold integers, a permutation of "
      "0..149, got dtype timedelta64[s]"),  # an IndexError traceback
     (["x.npy", "--ordering-file", "inexact.csv"], 1, "inexact.csv: the ordering must hold integers, a "
-     "permutation of 0..149; entry 0 is 4.99999999999999999"),  # was taken for 5
+     "permutation of 0..149; entry 0 (line 1, column 1) is 4.99999999999999999"),  # was taken for 5
     (["x.npy", "--ordering-file", "tiny.csv"], 1, "tiny.csv: the ordering must hold integers, a permutation "
-     "of 0..149; entry 0 is 1e-999999999"),  # was taken for 0
+     "of 0..149; entry 0 (line 1, column 1) is 1e-999999999"),  # was taken for 0
     (["x.npy", "--ordering-file", "beyond.csv"], 1, "beyond.csv: the ordering must hold integers, a "
-     "permutation of 0..149; entry 0 is 1e-99999999999999999999"),  # was decimal.InvalidOperation
+     "permutation of 0..149; entry 0 (line 1, column 1) is 1e-99999999999999999999"),
+    # was decimal.InvalidOperation
     (["x.npy", "--ordering-file", "huge.csv"], 1, "huge.csv: the ordering must be a permutation of 0..149; "
-     "entry 0 is 9223372036854775807, out of range"),  # was "the ordering hold the integer ... float64"
+     "entry 0 (line 1, column 1) is 9223372036854775807, out of range"),
+    # was "the ordering hold the integer ... float64"
     (["x.npy", "--variance", "1e-300"], 1, "pcct: error: variance = 1e-300 is outside"),  # was prefixed
     (["x.npy", "--metric", "euclidean", "--ordering", "natural", "--seed", "5"], 1,  # was ignored silently
      "pcct: error: --seed: only for --ordering random or a residual problem's inducing points"),
@@ -192,10 +207,13 @@ def test_the_file_is_written_before_the_summary_lines(points, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "nn.npz")["neighbors"], expected.neighbors)
 
 
-def test_a_csv_with_a_byte_order_mark_is_read(points, tmp_path):
-    """Excel's "CSV UTF-8" starts with a byte-order mark, which was refused as a header without '#'."""
+@pytest.mark.parametrize("name", ["bom.csv", "spaces.csv"])
+def test_a_csv_with_a_byte_order_mark_or_whitespace_lines_is_read(points, tmp_path, name):
+    """Excel's "CSV UTF-8" starts with a byte-order mark, which was refused as a header without '#'; a line
+    of spaces (or spaces before a comment) was "the number of columns changed", with advice about NumPy's
+    `usecols`. Both files hold the points (0, 0), (1, 0), (0, 2)."""
     folder, _ = points
-    done = run(folder / "bom.csv", "--k", "1", "--metric", "euclidean", "--ordering", "natural",
+    done = run(folder / name, "--k", "1", "--metric", "euclidean", "--ordering", "natural",
                "--out", tmp_path / "nn", "--json")
     assert done.returncode == 0, done.stderr
     saved = np.load(tmp_path / "nn.npz")

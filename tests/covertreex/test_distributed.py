@@ -784,7 +784,7 @@ def test_a_range_cancelled_with_its_index_intact_is_raised_not_retried(client, m
 @pytest.mark.parametrize("indices", [5, np.int64(5)])
 def test_prepare_names_bad_indices_like_a_query(indices):
     """The answer's memory is checked after the indices: len() of a scalar raised a bare TypeError."""
-    with pytest.raises(InvalidInputError, match="query_indices must be a non-empty 1-D array, got shape"):
+    with pytest.raises(InvalidInputError, match="^indices must be a non-empty 1-D array, got shape"):
         distributed.prepare(np.random.default_rng(1).normal(size=(50, 2)), 3, metric="euclidean",
                             engine="brute", indices=indices)
 

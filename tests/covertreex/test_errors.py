@@ -236,7 +236,7 @@ def test_a_residual_problem_with_the_euclidean_metric_is_named():
 
 @pytest.mark.parametrize("indices", [[50], [-1], [0.5]])
 def test_bad_query_indices(fitted, indices):
-    with pytest.raises((InvalidInputError, InputTypeError), match="query_indices"):
+    with pytest.raises((InvalidInputError, InputTypeError), match="^indices must"):  # not query_indices
         fitted.kneighbors(indices=indices, k=1)
 
 
@@ -303,3 +303,14 @@ def test_a_list_of_integers_numpy_would_round_is_refused():
         ct.CoverTree().fit([[2**63 + 5], [2**63 + 4], [0]])
     dist, idx = ct.CoverTree().fit([[2.0**60], [0.0], [1]]).kneighbors(k=1, indices=[1])
     assert idx.tolist() == [[1]] and dist.tolist() == [[0.0]]
+
+
+def test_a_query_result_does_not_unpack(fitted):
+    """`d, i = tree.query(...)`, written as for scipy's cKDTree.query, took the indices for the distances
+    when a result unpacked in its field order, indices first (an outside trial); kneighbors unpacks as
+    scikit-learn does."""
+    result = fitted.query(indices=[0, 1], k=2)
+    with pytest.raises(TypeError, match=r"^a KnnResult does not unpack: read result.indices"):
+        distances, indices = result
+    distances, indices = fitted.kneighbors(indices=[0, 1], k=2)
+    assert np.array_equal(indices, result.indices) and np.array_equal(distances, result.distances)

@@ -247,6 +247,24 @@ def test_threads_accept_numpy_integers_like_k(engine, check_same):
         indices=np.arange(9), k=3))
 
 
+def test_counts_and_scalars_take_zero_d_arrays_and_refuse_timedelta64():
+    """k=np.timedelta64(3) answered with k = 3 (NumPy makes timedelta64 an integer type) while point arrays
+    of that dtype are refused; variance=np.array(2.0) was refused while lengthscale took it (an outside
+    trial)."""
+    model = ct.CoverTree(threads=np.array(1)).fit(X)
+    assert model.config.threads == 1 and type(model.config.threads) is int
+    assert model.kneighbors(indices=[0], k=np.array(3))[1].shape == (1, 3)
+    for k in (np.timedelta64(3), np.array(np.timedelta64(3)), np.array([3]), np.array(True)):
+        with pytest.raises(InputTypeError, match="^k must be an integer, got"):
+            model.kneighbors(indices=[0], k=k)
+    with pytest.raises(InputTypeError, match="^option 'threads' must be an integer, got timedelta64"):
+        ct.CoverTree(threads=np.timedelta64(1))
+    two_d = ct.residual_problem(X, m=8, variance=np.array(2.0))
+    assert two_d.variance == 2.0 and type(two_d.variance) is float
+    with pytest.raises(InputTypeError, match="^variance must be a real number, got timedelta64"):
+        ct.residual_problem(X, m=8, variance=np.timedelta64(2))
+
+
 def test_rust_extension_refuses_more_threads_than_cpus_when_called_directly():
     from covertreex.config import Config
     from covertreex.engines.rust import RustEngine
@@ -343,9 +361,9 @@ def test_a_numba_thread_count_below_one_is_named_before_numba_is_imported(value)
         (lambda: ct.residual_problem(X, lengthscale=[1.0, 10**400, 1.0]), InvalidInputError,
          r"lengthscale\[1\] must be positive and finite, got an integer beyond the float64 range"),
         (lambda: ct.CoverTree().fit(X).kneighbors(indices=[2**63], k=1), InvalidInputError,
-         r"query_indices must lie in \[0, 300\), got 9223372036854775808 at position 0"),
+         r"indices must lie in \[0, 300\), got 9223372036854775808 at position 0"),
         (lambda: ct.CoverTree().fit(X).kneighbors(indices=np.array([1, 2], dtype="m8[s]"), k=1),
-         InputTypeError, r"query_indices must hold integers, got dtype timedelta64\[s\]"),
+         InputTypeError, r"indices must hold integers, got dtype timedelta64\[s\]"),
         (lambda: ct.CoverTree().fit(X).kneighbors(k=2, predecessor="no"), InputTypeError,
          "predecessor must be True or False, got str 'no'"),
         (lambda: ct.CoverTree(engine=["gold"]), InputTypeError, r"engine must be a name \(str\), got list"),

@@ -29,6 +29,16 @@ _raise.restype = ctypes.c_int
 SIGINT = int(signal.SIGINT)
 
 
+@pytest.fixture(autouse=True)
+def _default_sigint_handler():
+    """These tests raise SIGINT and expect Python's default handler, which a suite started in the
+    background inherits as SIG_IGN (a shell ignores SIGINT in its asynchronous jobs, as nohup does): 8 of
+    them failed so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @njit
 def _interrupted_call(n):
     """SIGINT to this process from inside compiled code, then two new arrays to box on return (unguarded,

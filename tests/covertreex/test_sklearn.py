@@ -124,6 +124,13 @@ def test_an_integer_radius_beyond_the_doubles_is_every_point(fitted):
         assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
+def test_radius_neighbors_name_n_neighbors_below_one():
+    """Its search starts from n_neighbors: 0 was "k must be >= 1", a name the caller never used."""
+    estimator = CoverTreeNeighbors().fit(np.eye(4)).set_params(n_neighbors=0)
+    with pytest.raises(KOutOfRangeError, match=r"^n_neighbors must be >= 1, got 0"):
+        estimator.radius_neighbors(np.eye(4)[:2], radius=1.0)
+
+
 def test_radius_neighbors_query_again_only_the_rows_still_inside(monkeypatch):
     """One query row inside a tight cluster needs k up to the cluster's size; the others are done at the
     first k. Every doubling re-queried all rows of X (one dense row drove a 1,000-row call to 180 s and
@@ -222,6 +229,21 @@ def test_dbscan_pipeline_gives_scikit_learns_clusters():
 
     labels = dbscan(CoverTreeNeighbors(n_neighbors=10))
     assert np.array_equal(labels, dbscan(_theirs(10))) and len(set(labels) - {-1}) >= 2
+    eps = 0.99 * CoverTreeNeighbors(n_neighbors=10).fit(X).kneighbors()[0][:, -1].min()
+    within = make_pipeline(CoverTreeNeighbors(n_neighbors=10), DBSCAN(eps=eps, min_samples=3,
+                                                                      metric="precomputed")).fit_predict(X)
+    assert len(set(within) - {-1}) >= 2  # every pair within eps is in the graph: DBSCAN's own labels
+    assert np.array_equal(within, DBSCAN(eps=eps, min_samples=3).fit_predict(X))
+
+
+def test_dbscan_on_the_radius_graph_gives_its_own_labels_where_the_neighbours_graph_misses_pairs():
+    """docs/sklearn.md: with eps beyond some points' n_neighbors-th neighbour the k-NN graph lacks pairs."""
+    X = np.random.default_rng(0).normal(size=(600, 3))
+    eps, model = 0.5, CoverTreeNeighbors(n_neighbors=5).fit(X)
+    assert (model.kneighbors()[0][:, -1] <= eps).any()  # pairs within eps beyond the 5 nearest
+    graph = model.radius_neighbors_graph(radius=eps, mode="distance")
+    labels = DBSCAN(eps=eps, min_samples=8, metric="precomputed").fit_predict(graph)
+    assert np.array_equal(labels, DBSCAN(eps=eps, min_samples=8).fit_predict(X))
 
 
 def test_neighbours_of_a_single_training_point_say_why_there_are_none():
@@ -283,8 +305,8 @@ def test_integers_float64_cannot_hold_are_refused_and_other_dtypes_answer_as_flo
     with pytest.raises(InvalidInputError, match=r"^X holds values float64 cannot represent exactly"):
         CoverTreeNeighbors(n_neighbors=1).fit(big)
     fitted = CoverTreeNeighbors(n_neighbors=2).fit(big[1:])
-    with pytest.raises(InvalidInputError, match=r"^queries holds values float64 cannot represent exactly"):
-        fitted.kneighbors(big[:1])
+    with pytest.raises(InvalidInputError, match=r"^X holds values float64 cannot represent exactly"):
+        fitted.kneighbors(big[:1])  # named X, the argument, not CoverTree's "queries"
     truth = fitted.kneighbors(np.array([[0.0, 1.0], [1.0, 0.0]]))
     for dtype in (bool, np.int8, np.uint64, object):
         answer = fitted.kneighbors(np.array([[0, 1], [1, 0]], dtype=dtype))

@@ -46,7 +46,8 @@ def test_neighbors_equal_brute_force_on_the_ordering(metric, ordering, engine, d
                                                      check_same):
     X = _tied_points()
     given = np.random.default_rng(9).permutation(X.shape[0])
-    residual = RESIDUAL if needs_residual_problem(metric, ordering) else {"seed": RESIDUAL["seed"]}
+    residual = RESIDUAL if needs_residual_problem(metric, ordering) else (
+        {"seed": RESIDUAL["seed"]} if ordering == "random" else {})
     result = ct.vecchia_neighbors(X, 4, metric=metric, ordering=given if ordering == "given" else ordering,
                                   engine=engine, **residual)
     if ordering == "given":
@@ -144,14 +145,29 @@ def test_bad_arguments_fail_before_work():
 @pytest.mark.parametrize("ordering", ["random", "maximin", "natural"])
 @pytest.mark.parametrize(("seed", "error", "words"), [
     (-1, InvalidInputError, "seed must be >= 0"), (1.5, InputTypeError, "seed must be an integer, got float"),
-    ("3", InputTypeError, "seed must be an integer, got str"), (None, InputTypeError, "got NoneType"),
-    (True, InputTypeError, "got bool"),
+    ("3", InputTypeError, "seed must be an integer, got str"), (True, InputTypeError, "got bool"),
 ])
 def test_a_bad_seed_is_refused_for_every_metric_and_ordering(ordering, seed, error, words):
     """Checked only where the residual problem used it: a Euclidean random ordering took seed=None (a fresh
     ordering each call) or failed inside NumPy without naming seed."""
     with pytest.raises(error, match=re.escape(words)):
         ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering=ordering, seed=seed)
+
+
+@pytest.mark.parametrize("ordering", ["natural", "maximin", "maximin-euclidean", [3, 2, 1, 0]])
+def test_a_seed_given_to_a_job_that_draws_nothing_at_random_is_refused(ordering):
+    """A Euclidean job not ordered at random ran with any seed, ignored, where the CLI refuses --seed."""
+    words = ("seed: only for ordering 'random' or a residual problem's inducing points (the metric is "
+             "'euclidean'")
+    with pytest.raises(InvalidInputError, match=re.escape(words)):
+        ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering=ordering, seed=0)
+    unseeded = ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering=ordering)
+    assert unseeded.neighbors.shape == (4, 2)
+    for name, options in (("random", {}), ("maximin-residual", {"m": 2})):  # jobs that draw: theirs
+        seeded = ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering=name, seed=7, **options)
+        assert seeded.neighbors.shape == (4, 2)
+    none_is_zero = ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering="random", seed=None)
+    assert np.array_equal(none_is_zero.ordering, np.random.default_rng(0).permutation(4))
 
 
 @pytest.mark.parametrize("option", [{"kernel": "matern52"}, {"lengthscale": 2.0}, {"variance": 3.0},

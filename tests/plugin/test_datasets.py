@@ -78,6 +78,11 @@ def test_knn_case_checks_metric_and_k():
         KnnCase(points=np.zeros((3, 1)), k=0, query_indices=np.array([0]))
 
 
+def _pair(answer) -> tuple:
+    """An adapter's answer (a KnnResult) as (indices, distances)."""
+    return answer.indices, answer.distances
+
+
 @pytest.mark.parametrize(("tolerance", "error", "message"), [
     ((-1, 0), InvalidInputError, "rtol must be finite and >= 0, got -1"),
     ((float("nan"), float("nan")), InvalidInputError, "rtol must be finite and >= 0, got nan"),
@@ -91,7 +96,7 @@ def test_a_tolerance_handed_to_knn_is_checked_before_it_can_blame_an_engine(tole
 
     registry = EngineRegistry()
     brute = CovertreexEngine("brute")
-    registry.register("brute", lambda: lambda problem, k: tuple(brute(problem, k))[:2])
+    registry.register("brute", lambda: lambda problem, k: _pair(brute(problem, k)))
     problem = make_problem(n=30, d=2, n_queries=3)
     with pytest.raises(error, match=message):
         registry.create("brute").knn(problem, 2, tolerance=tolerance)
@@ -110,8 +115,8 @@ def test_a_given_v_is_answered_by_the_tree_engines_only_as_a_declared_factor():
                                            query_indices=[0, 5]) for flag in (True, False))
     assert declared.data_digest == given.data_digest
     tree, dense = CovertreexEngine("gold", path="tree"), CovertreexEngine("gold", path="dense")
-    expected = tuple(dense(given, 3))[:2]
-    answer = tuple(tree(declared, 3))[:2]
+    expected = _pair(dense(given, 3))
+    answer = _pair(tree(declared, 3))
     assert all(np.array_equal(a, b) for a, b in zip(answer, expected, strict=True))
     with pytest.raises(InvalidInputError, match="factor_of_kernel=True"):
         tree(given, 3)
