@@ -53,6 +53,10 @@ class VecchiaNeighbors:
     """Distance evaluations the maximin ordering spent (None for other orderings); when the ordering was
     fused with the neighbour search (see FUSED_ORDERINGS), the canonical evaluations of both, and
     ``neighbor_seconds`` is then 0 (all the time counts as ordering)."""
+    problem: ResidualProblem | None = field(default=None, repr=False)
+    """The residual problem the job built on X as given (inducing points, L, V, p; None for a job that
+    builds none): what a VIF approximation conditions on besides the neighbours, so that building V again
+    is never needed (``problem.permuted(ordering)`` puts its rows in the ordering)."""
 
     @property
     def k(self) -> int:
@@ -174,7 +178,7 @@ def _fused(metric: str, data, k: int, name: str, engine: str, report, start: flo
                                                          lambda n: report("ordering", n))
     report("neighbours", order.shape[0])
     return VecchiaNeighbors(order, indices, distances, metric, name, time.perf_counter() - start, 0.0,
-                            evaluations)
+                            evaluations, data if metric == "residual" else None)
 
 
 def _residual_options(metric: str, ordering: str, **given) -> dict | None:
@@ -277,4 +281,4 @@ def vecchia_neighbors(
         indices, distances = _predecessors(data, k, metric, engine, client)
         report("neighbours", X.shape[0])
     return VecchiaNeighbors(order, indices, distances, metric, name, ordering_seconds,
-                            time.perf_counter() - start, evaluations)
+                            time.perf_counter() - start, evaluations, problem)

@@ -142,6 +142,25 @@ def test_bad_arguments_fail_before_work():
 
 
 
+@pytest.mark.parametrize(("metric", "ordering", "k", "engine"), [
+    ("residual", "maximin", 4, "auto"), ("residual", "maximin", 20, "auto"),
+    ("residual", "natural", 4, "gold"),
+    ("euclidean", "maximin-residual", 4, "auto"), ("euclidean", "maximin", 4, "auto"),
+])
+def test_the_job_hands_back_the_residual_problem_it_built(metric, ordering, k, engine):
+    """A VIF user needs V and the inducing points besides the neighbours, and had to build V again."""
+    X = _tied_points()
+    result = ct.vecchia_neighbors(X, k, metric=metric, ordering=ordering, engine=engine,
+                                  **(RESIDUAL if needs_residual_problem(metric, ordering) else {}))
+    if not needs_residual_problem(metric, ordering):
+        assert result.problem is None
+        return
+    again = ct.residual_problem(X, **RESIDUAL)
+    for name in ("X", "V", "p", "inducing"):
+        assert np.array_equal(getattr(result.problem, name), getattr(again, name)), name
+    assert np.array_equal(result.problem.permuted(result.ordering).V, again.V[result.ordering])
+
+
 @pytest.mark.parametrize("ordering", ["random", "maximin", "natural"])
 @pytest.mark.parametrize(("seed", "error", "words"), [
     (-1, InvalidInputError, "seed must be >= 0"), (1.5, InputTypeError, "seed must be an integer, got float"),
