@@ -17,7 +17,7 @@ import numpy as np
 
 from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, refuse_same_file, say
-from covertreex.csv_numbers import LAYOUT, CsvNumbers, read_csv
+from covertreex.csv_numbers import CsvNumbers, read_csv
 from covertreex.errors import (
     ClusterError,
     CovertreexError,
@@ -28,7 +28,7 @@ from covertreex.errors import (
 from covertreex.npz import read_npy, write_arrays
 from covertreex.validation import as_points, holds_integers
 
-READERS = {".npy": "NumPy array", ".csv": LAYOUT}
+SUFFIXES = (".npy", ".csv")
 
 
 def read_array(path, what: str) -> np.ndarray:
@@ -38,7 +38,7 @@ def read_array(path, what: str) -> np.ndarray:
     `what`)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in READERS:
+    if suffix not in SUFFIXES:
         raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got {suffix or 'no suffix'!r}")
     with _naming(path, what):
         if suffix == ".npy":
@@ -200,7 +200,8 @@ def run(args) -> int:
 
         try:
             result = vecchia_neighbors(
-                X, args.k, metric=args.metric, ordering=ordering, **(residual or {}), seed=args.seed,
+                X, args.k, metric=args.metric, ordering=ordering, **(residual or {}),
+                **({} if args.seed is None else {"seed": args.seed}),
                 engine=args.engine, progress=show, scheduler=args.scheduler,
             )
         except NonFiniteError as exc:  # the range checks name the points "X"; the variance's is not theirs

@@ -4,14 +4,17 @@ NumPy's ``loadtxt`` parses; this module decides which lines hold values and plac
 and column, both counted from 1 with blank and '#' lines included (NumPy's own messages count rows of
 values from 0 or from 1 depending on the error, and a whitespace-only line was "the number of columns
 changed" with advice about an argument the command line does not have). A line whose text before any
-'#' is blank or whitespace is skipped, as an empty line is.
+'#' is whitespace is skipped, as an empty line is; '\\r\\n' and a lone '\\r' end a line, as '\\n' does.
+Lines are numbered only to place a problem.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,12 @@ import numpy as np
 from covertreex.errors import InvalidInputError
 
 LAYOUT = "comma-separated numbers, one row per point"
+_BLANK = re.compile(r"^[^\S\n]+(?:#.*)?$", re.MULTILINE)
+"""A line of whitespace, then perhaps a comment: NumPy reads it as a row of one empty entry. (Emptied in
+place; a file without one is not copied.)"""
+_BOM = b"\xef\xbb\xbf"
+_CHUNK_LINES = 4096
+"""Lines NumPy parses at once while looking for the first one it refuses (the file's own pace)."""
 
 
 @dataclass(frozen=True)
@@ -26,19 +35,20 @@ class CsvNumbers:
     """A .csv file's values (float64, one row per line that holds values) and where each row stands."""
 
     values: np.ndarray
-    content: str  # the text NumPy read (whitespace-only lines emptied)
-    lines: tuple[int, ...]  # the line number of each row of values, counted from 1
+    content: str  # the text NumPy read: line ends as '\n', whitespace-only lines emptied
 
     def place(self, row: int, column: int) -> str:
         """Where the value at (row, column) of `values` is written in the file."""
         return f"line {self.lines[row]}, column {column + 1}"
 
+    @cached_property
+    def lines(self) -> list[int]:
+        """The line number of each row of values, counted from 1."""
+        return _value_lines(self.content.split("\n"))
+
     def tokens(self) -> np.ndarray:
         """The values as written (stripped), in the shape of `values`: for checks float64 cannot make."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            text = np.loadtxt(io.StringIO(self.content), delimiter=",", ndmin=2, comments="#", dtype=str)
-        return np.char.strip(text)
+        return np.char.strip(_parse(self.content, dtype=str))
 
 
 def read_csv(path: Path, what: str) -> CsvNumbers:
@@ -50,47 +60,69 @@ def read_csv(path: Path, what: str) -> CsvNumbers:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: byte {exc.start} is not UTF-8 "
-                                f"text ({exc.reason})") from None
-    file_lines = text.split("\n")
-    holds_values = [bool(_before_comment(line).strip()) for line in file_lines]
-    content = "\n".join(line if keep else "" for line, keep in zip(file_lines, holds_values, strict=True))
-    lines = tuple(number for number, keep in enumerate(holds_values, 1) if keep)
+        raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: {_undecodable(raw, exc)}") from None
+    content = _BLANK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     try:
-        with warnings.catch_warnings():  # an empty file: refused by name below, not warned about
-            warnings.simplefilter("ignore", UserWarning)
-            values = np.loadtxt(io.StringIO(content), delimiter=",", ndmin=2, comments="#")
+        values = _parse(content)
     except ValueError as exc:
-        number, reason = _first_unreadable(file_lines, lines)
-        reason = reason or " ".join(str(exc).split())
-        header = "" if number not in (None, lines[0]) else "; a header line must start with '#'"
+        file_lines = content.split("\n")
+        number, reason = _first_unreadable(file_lines, str(exc))
+        header = "; a header line must start with '#'" if number == _value_lines(file_lines)[0] else ""
         raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: {reason}{header}") from None
     if values.size == 0:
         raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
-    return CsvNumbers(values, content, lines)
+    return CsvNumbers(values, content)
 
 
-def _before_comment(line: str) -> str:
-    return line.split("#", 1)[0]
+def _parse(text: str, dtype=float) -> np.ndarray:
+    with warnings.catch_warnings():  # an empty file: refused by name where it is read, not warned about
+        warnings.simplefilter("ignore", UserWarning)
+        return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, comments="#", dtype=dtype)
 
 
-def _first_unreadable(file_lines: list[str], lines: tuple[int, ...]) -> tuple[int | None, str | None]:
-    """The first line whose number of entries differs from the first line's, or that holds an entry that
-    is no number, and what is wrong with it ((None, None) where Python's float and NumPy's parser
-    disagree: NumPy's message is kept then)."""
-    width = first = None
-    for number in lines:
-        entries = _before_comment(file_lines[number - 1]).split(",")
-        if width is None:
-            width, first = len(entries), number
-        elif len(entries) != width:
-            return number, f"line {number} holds {_entries(len(entries))} where line {first} holds {width}"
-        for column, entry in enumerate(entries, 1):
-            try:
-                float(entry)
-            except ValueError:
-                return number, f"line {number}, column {column} is {entry.strip()!r}, not a number"
-    return None, None
+def _value_lines(file_lines: list[str]) -> list[int]:
+    """The numbers of the lines that hold values (neither empty nor a comment), counted from 1."""
+    return [number for number, line in enumerate(file_lines, 1) if line and not line.startswith("#")]
+
+
+def _undecodable(raw: bytes, exc: UnicodeDecodeError) -> str:
+    """Where the first byte that is not UTF-8 stands (the decoder counts from after a byte-order mark)."""
+    text_start = len(_BOM) if raw.startswith(_BOM) else 0
+    offset = exc.start + text_start
+    line = raw.count(b"\n", 0, offset) + 1
+    column = offset - max(raw.rfind(b"\n", 0, offset) + 1, text_start) + 1
+    return (f"line {line}, byte {column} of it (0x{raw[offset]:02x}) is not UTF-8 text ({exc.reason}); save "
+            "the file as UTF-8")
+
+
+def _first_unreadable(file_lines: list[str], numpy_reason: str) -> tuple[int | None, str]:
+    """The first line NumPy refuses, and why: it holds another number of entries than the first line that
+    holds values, or an entry that is no number to NumPy's own parser. Chunks of lines are parsed first
+    and single lines and entries only within the chunk that fails, so a long file costs about one more
+    read. (None, NumPy's reason) if no single line is refused alone."""
+    numbers = _value_lines(file_lines)
+    width, first = file_lines[numbers[0] - 1].split("#", 1)[0].count(",") + 1, numbers[0]
+    for start in range(0, len(numbers), _CHUNK_LINES):
+        chunk = numbers[start : start + _CHUNK_LINES]
+        if _reads("\n".join(file_lines[n - 1] for n in chunk), (len(chunk), width)):
+            continue
+        for number in chunk:
+            entries = file_lines[number - 1].split("#", 1)[0].split(",")
+            if len(entries) != width:
+                return number, (f"line {number} holds {_entries(len(entries))} where line {first} holds "
+                                f"{width}")
+            for column, entry in enumerate(entries, 1):
+                if not _reads(entry, (1, 1)):
+                    return number, f"line {number}, column {column} is {entry.strip()!r}, not a number"
+    return None, " ".join(numpy_reason.split())
+
+
+def _reads(text: str, shape: tuple[int, int]) -> bool:
+    """Whether NumPy reads `text` as numbers of this shape (an empty entry reads as no number at all)."""
+    try:
+        return _parse(text).shape == shape
+    except ValueError:
+        return False
 
 
 def _entries(count: int) -> str:

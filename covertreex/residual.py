@@ -57,8 +57,7 @@ def lengthscale_vector(lengthscale, n_dims: int) -> np.ndarray:
             array = np.asarray(lengthscale)  # an array of any library: its dtype says what it holds
             entries = array.tolist() if array.ndim == 1 else []
         else:
-            entries = [entry[()] if isinstance(entry, np.ndarray) and entry.ndim == 0 else entry
-                       for entry in lengthscale]
+            entries = list(lengthscale)  # a 0-d array entry is a number to positive_float
     except (ValueError, TypeError) as exc:
         raise InputTypeError(f"lengthscale must be a number or a sequence of numbers ({exc})") from exc
     if array is not None and array.dtype.kind not in "fiu":

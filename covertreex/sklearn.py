@@ -124,8 +124,7 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         """Index the rows of X (y is ignored)."""
         _graph_mode(self.mode)
         _radius(self.radius)
-        if as_int(self.n_neighbors, "n_neighbors") < 1:
-            raise KOutOfRangeError(f"n_neighbors must be >= 1, got {self.n_neighbors}")
+        self._n_neighbors()
         X = self._validated(X)
         if self.engine_mode is not None:  # checked under its own name: 'mode' is the transformer's
             KNOBS["mode"].check("engine_mode", self.engine_mode)
@@ -142,15 +141,23 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         self.n_samples_fit_ = X.shape[0]
         return self
 
+    def _n_neighbors(self) -> int:
+        """The n_neighbors parameter, checked (set_params may have changed it since fit)."""
+        n_neighbors = as_int(self.n_neighbors, "n_neighbors")
+        if n_neighbors < 1:
+            raise KOutOfRangeError(f"n_neighbors must be >= 1, got {n_neighbors}")
+        return n_neighbors
+
     def _queries(self, X) -> np.ndarray | None:
         """X checked against the fit (None stays None: the training points, each without itself)."""
         check_is_fitted(self)
         return None if X is None else self._validated(X, reset=False)
 
     def _validated(self, X, reset: bool = True) -> np.ndarray:
-        """X through scikit-learn's checks, integer dtypes kept so that CoverTree's exactness check sees
-        them (converted to float64 here, int64 values above 2**53 were rounded silently); booleans become
-        0.0 and 1.0, as in scikit-learn's own neighbours."""
+        """X through scikit-learn's checks, then made float64 by covertreex's, whose errors name X:
+        scikit-learn keeps integer dtypes, so that the exactness check sees them (its own conversion
+        rounded int64 values above 2**53 silently); booleans become 0.0 and 1.0, as in scikit-learn's own
+        neighbours."""
         if isinstance(X, (list, tuple)):
             X = as_array(X, "X")  # once, here: its dtype says whether scikit-learn's conversion can round
         source = X if isinstance(X, np.ndarray) and X.dtype == object else None
@@ -208,10 +215,7 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         dist_rows = [np.empty(0)] * n_rows
         ind_rows = [np.empty(0, dtype=np.int64)] * n_rows
         pending = np.arange(n_rows) if eligible else np.arange(0)
-        start = as_int(self.n_neighbors, "n_neighbors")
-        if start < 1:  # the search starts from it (0 was "k must be >= 1", naming no parameter of ours)
-            raise KOutOfRangeError(f"n_neighbors must be >= 1, got {start}")
-        k = min(start, eligible)
+        k = min(self._n_neighbors(), eligible)  # where the search starts (0 was "k must be >= 1")
         while pending.size:
             dist, ind = self._knn(X, pending, k)
             done = (dist[:, -1] > radius) | (k == eligible)
@@ -239,4 +243,4 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
                 "graph without themselves"
             )
         extra = self.mode == "distance"
-        return self.kneighbors_graph(X, as_int(self.n_neighbors, "n_neighbors") + extra, mode=self.mode)
+        return self.kneighbors_graph(X, self._n_neighbors() + extra, mode=self.mode)

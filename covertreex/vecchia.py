@@ -193,10 +193,21 @@ def _residual_options(metric: str, ordering: str, **given) -> dict | None:
     return None
 
 
+class _NotGiven:
+    """The default of `seed`, told apart from every value a caller can pass (None included, which is
+    refused as everywhere: it would draw a fresh seed each call)."""
+
+    def __repr__(self) -> str:
+        return "<not given: 0>"
+
+
+SEED_NOT_GIVEN = _NotGiven()
+
+
 def _seed_option(seed, metric: str, ordering: str) -> int:
-    """The checked seed (None: 0); given to a job that draws nothing at random, an error rather than a
+    """The checked seed (not given: 0); given to a job that draws nothing at random, an error rather than a
     silent no-op, as the residual options are (the CLI's --seed follows the same rule)."""
-    if seed is None:
+    if seed is SEED_NOT_GIVEN:
         return 0
     seed = as_seed(seed)
     if not vecchia_orderings.uses_seed(metric, ordering):
@@ -207,7 +218,7 @@ def _seed_option(seed, metric: str, ordering: str) -> int:
 
 def vecchia_neighbors(
     X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str | None = None, lengthscale=None,
-    variance: float | None = None, m: int | None = None, seed: int | None = None, engine: str = "auto",
+    variance: float | None = None, m: int | None = None, seed: int = SEED_NOT_GIVEN, engine: str = "auto",
     progress: Callable[[str, int], None] | None = None, scheduler=None,
 ) -> VecchiaNeighbors:
     """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
@@ -216,7 +227,7 @@ def vecchia_neighbors(
     lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them, None for its
     defaults 'rbf', 1.0, 1.0, 512) or 'euclidean'. kernel, lengthscale, variance and m given to a job
     that builds no residual problem (metric 'euclidean' with an ordering other than 'maximin-residual')
-    are refused, not ignored. seed (an integer >= 0; None: 0) picks the inducing points and the random
+    are refused, not ignored. seed (an integer >= 0; not given: 0) picks the inducing points and the random
     ordering, and is refused, likewise, by a job that draws neither.
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).

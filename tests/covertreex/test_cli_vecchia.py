@@ -36,6 +36,9 @@ def points(tmp_path_factory):
     (folder / "ragged.csv").write_text("# x,y\n1,2\n\n3,4,5\n")
     (folder / "nan.csv").write_text("# x,y\n1,2\n\n3,nan\n")
     (folder / "latin1.csv").write_bytes("# x,\xe9\n1,2\n".encode("latin-1"))
+    (folder / "bomlatin1.csv").write_bytes(b"\xef\xbb\xbf# x\n1,\xe9\n")
+    (folder / "underscore.csv").write_text("# x,y\n1,2\n3,1_000\n5,x\n")
+    (folder / "mac.csv").write_bytes(b"0,0\r1,0\r0,2\r")  # classic Mac OS line ends
     (folder / "spaces.csv").write_text("# x,y\n0,0 # the origin\n  \n1,0\r\n\t# z\n0,2\n   \n")
     (folder / "empty.csv").write_text("")
     np.save(folder / "big.npy", np.array([[1e200, 0.0], [0.0, 1.0], [1.0, 1.0]]))
@@ -104,7 +107,12 @@ ERROR_CASES = [
      "line 4 holds 3 entries where line 2 holds 2"),  # NumPy's "at row 3" advised its `usecols` argument
     (["nan.csv"], 1, "nan.csv: the points must be finite; line 4, column 2 is nan"),  # "first at row 1"
     (["latin1.csv"], 1, "latin1.csv: cannot read the points as comma-separated numbers, one row per point: "
-     "byte 4 is not UTF-8 text (invalid continuation byte)"),
+     "line 1, byte 5 of it (0xe9) is not UTF-8 text (invalid continuation byte); save the file as UTF-8"),
+    (["bomlatin1.csv"], 1, "bomlatin1.csv: cannot read the points as comma-separated numbers, one row per "
+     "point: line 2, byte 3 of it (0xe9) is not UTF-8 text"),  # counted from after the byte-order mark
+    (["underscore.csv"], 1, "underscore.csv: cannot read the points as comma-separated numbers, one row per "
+     "point: line 3, column 2 is '1_000', not a number"),  # Python's float() reads it, NumPy does not:
+    # NumPy's "at row 1" came through, with a hint about a header the file has
     (["x.npy", "--ordering-file", "x.npy"], 1, "x.npy: the ordering must hold integers, a permutation of "
      "0..149, got dtype float64"),  # was "must be a name (natural, ...) or ...": a file holds no name
     (["x.npy", "--ordering", "maxmin"], 2, "invalid choice: 'maxmin'"),
@@ -163,11 +171,13 @@ def error_runs(points):
 
 @pytest.mark.parametrize("case", range(len(ERROR_CASES)), ids=[" ".join(c[0]) for c in ERROR_CASES])
 def test_errors_are_one_line(error_runs, case):
-    _, status, words = ERROR_CASES[case]
+    flags, status, words = ERROR_CASES[case]
     done = error_runs[case]
     assert done.returncode == status
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line
+    if "cannot read the points" in words:  # a header hint only where the first line is the problem
+        assert ("a header line must start with '#'" in line) == ("line 1, column" in words), line
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
@@ -207,7 +217,7 @@ def test_the_file_is_written_before_the_summary_lines(points, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "nn.npz")["neighbors"], expected.neighbors)
 
 
-@pytest.mark.parametrize("name", ["bom.csv", "spaces.csv"])
+@pytest.mark.parametrize("name", ["bom.csv", "spaces.csv", "mac.csv"])
 def test_a_csv_with_a_byte_order_mark_or_whitespace_lines_is_read(points, tmp_path, name):
     """Excel's "CSV UTF-8" starts with a byte-order mark, which was refused as a header without '#'; a line
     of spaces (or spaces before a comment) was "the number of columns changed", with advice about NumPy's

@@ -237,13 +237,16 @@ def test_dbscan_pipeline_gives_scikit_learns_clusters():
 
 
 def test_dbscan_on_the_radius_graph_gives_its_own_labels_where_the_neighbours_graph_misses_pairs():
-    """docs/sklearn.md: with eps beyond some points' n_neighbors-th neighbour the k-NN graph lacks pairs."""
-    X = np.random.default_rng(0).normal(size=(600, 3))
-    eps, model = 0.5, CoverTreeNeighbors(n_neighbors=5).fit(X)
-    assert (model.kneighbors()[0][:, -1] <= eps).any()  # pairs within eps beyond the 5 nearest
+    """docs/sklearn.md's example: with more than n_neighbors others within eps the k-NN graph lacks pairs
+    and DBSCAN labels otherwise; the radius graph holds them all."""
+    X = np.random.default_rng(0).normal(size=(2000, 3))
+    eps, model = 0.5, CoverTreeNeighbors(n_neighbors=10).fit(X)
+    assert (model.kneighbors(n_neighbors=11)[0][:, -1] <= eps).any()  # an 11th other within eps
+    theirs = DBSCAN(eps=eps).fit_predict(X)
+    knn = make_pipeline(CoverTreeNeighbors(n_neighbors=10), DBSCAN(eps=eps, metric="precomputed"))
+    assert ((knn.fit_predict(X) == -1).sum(), (theirs == -1).sum()) == (133, 131)
     graph = model.radius_neighbors_graph(radius=eps, mode="distance")
-    labels = DBSCAN(eps=eps, min_samples=8, metric="precomputed").fit_predict(graph)
-    assert np.array_equal(labels, DBSCAN(eps=eps, min_samples=8).fit_predict(X))
+    assert np.array_equal(DBSCAN(eps=eps, metric="precomputed").fit_predict(graph), theirs)
 
 
 def test_neighbours_of_a_single_training_point_say_why_there_are_none():

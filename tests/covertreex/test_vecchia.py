@@ -164,7 +164,8 @@ def test_the_job_hands_back_the_residual_problem_it_built(metric, ordering, k, e
 @pytest.mark.parametrize("ordering", ["random", "maximin", "natural"])
 @pytest.mark.parametrize(("seed", "error", "words"), [
     (-1, InvalidInputError, "seed must be >= 0"), (1.5, InputTypeError, "seed must be an integer, got float"),
-    ("3", InputTypeError, "seed must be an integer, got str"), (True, InputTypeError, "got bool"),
+    ("3", InputTypeError, "seed must be an integer, got str"), (None, InputTypeError, "got NoneType"),
+    (True, InputTypeError, "got bool"),
 ])
 def test_a_bad_seed_is_refused_for_every_metric_and_ordering(ordering, seed, error, words):
     """Checked only where the residual problem used it: a Euclidean random ordering took seed=None (a fresh
@@ -185,8 +186,8 @@ def test_a_seed_given_to_a_job_that_draws_nothing_at_random_is_refused(ordering)
     for name, options in (("random", {}), ("maximin-residual", {"m": 2})):  # jobs that draw: theirs
         seeded = ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering=name, seed=7, **options)
         assert seeded.neighbors.shape == (4, 2)
-    none_is_zero = ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering="random", seed=None)
-    assert np.array_equal(none_is_zero.ordering, np.random.default_rng(0).permutation(4))
+    not_given = ct.vecchia_neighbors(np.eye(4), 2, metric="euclidean", ordering="random")
+    assert np.array_equal(not_given.ordering, np.random.default_rng(0).permutation(4))
 
 
 @pytest.mark.parametrize("option", [{"kernel": "matern52"}, {"lengthscale": 2.0}, {"variance": 3.0},
