@@ -148,16 +148,28 @@ class RecordSource:
 
 
 def write_jsonl(path, records) -> None:
-    """Append records to a JSONL file, one per line. A failed write names the file: the error of a full
-    disk surfaces at the flush, without it ("[Errno 28] No space left on device")."""
+    """Append records to a JSONL file, one per line, as strict JSON: a record holding NaN or an infinity
+    (which Python's json writes as bare NaN, no JSON) is refused, before anything is written. A failed
+    write names the file: the error of a full disk surfaces at the flush, without it ("[Errno 28] No space
+    left on device")."""
+    lines = []
+    for number, record in enumerate(records):
+        try:
+            lines.append(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
+        except ValueError as exc:
+            raise InvalidInputError(f"cannot write telemetry record {number} to {path}: {exc}") from None
     try:
         with open(path, "a", encoding="utf-8") as fh:
-            for record in records:
-                fh.write(json.dumps(record, sort_keys=True) + "\n")
+            fh.writelines(lines)
     except OSError as exc:
         if exc.filename is not None:
             raise
         raise OSError(exc.errno, f"cannot write telemetry to {path}: {exc.strerror}") from exc
+
+
+def _not_json(constant: str):
+    """NaN, Infinity and -Infinity, which Python's json reads by default and JSON does not have."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def read_jsonl(path) -> list[dict]:
@@ -175,7 +187,7 @@ def read_jsonl(path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_constant=_not_json)
         except json.JSONDecodeError as exc:
             raise CorruptFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
         except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting

@@ -293,8 +293,9 @@ def pytest_runtest_makereport(item, call):
 
 
 class GateInconclusiveWarning(pytest.PytestWarning):
-    """A time verdict the gate could not reach (bounds straddle the threshold); ``-W error::`` with this
-    class's full name turns it into a failure."""
+    """A time verdict the gate could not reach (bounds straddle the threshold) or cannot vouch for (the
+    calibration kernel's own time moved beyond ``rules.CALIBRATION_DRIFT`` of its baseline's); ``-W
+    error::`` with this class's full name turns it into a failure."""
 
 
 def _stand_in(item, state):

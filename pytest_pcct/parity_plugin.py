@@ -202,6 +202,13 @@ def pytest_testnodedown(node, error):
         state.matrix.merge_json(payload)
 
 
+def _is_pair_test(nodeid: str, pairs) -> bool:
+    """Whether the test `nodeid` is one of pcct_engine_pair's, by its parameter id (the controller of an
+    xdist run has the reports, not the items)."""
+    params = f"-{nodeid.partition('[')[2].removesuffix(']')}-"
+    return any(f"-{pair}-" in params for pair in [f"{a}-{b}" for a, b in pairs] or ["no-pair"])
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     state = config.stash.get(_SESSION, None)
     if state is None or hasattr(config, "workerinput"):
@@ -214,12 +221,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                               yellow=True, bold=True)
         return
     if not state.matrix.cells:
-        skipped = terminalreporter.stats.get("skipped", ())
-        unpaired = sum(NO_PAIR in str(report.longrepr) for report in skipped)
-        if unpaired:  # a green run that compared nothing (one engine selected, by a typo or an ini default)
+        skipped = [report for report in terminalreporter.stats.get("skipped", ())
+                   if _is_pair_test(report.nodeid, state.selection.pairs)]
+        if skipped:  # a green run that compared nothing: one engine selected (a typo, an ini default), or
+            # engines that refuse every problem the pair tests draw
+            reason = str(skipped[0].longrepr[-1] if isinstance(skipped[0].longrepr, tuple)
+                         else skipped[0].longrepr)
+            advice = "; select two, e.g. --pcct-engines=gold,rust" if NO_PAIR in reason else ""
             terminalreporter.section("pcct parity matrix")
-            terminalreporter.line(f"no engine answer was compared: {unpaired} pair tests were skipped "
-                                  f"({NO_PAIR}; select two, e.g. --pcct-engines=gold,rust)",
+            terminalreporter.line(f"no engine answer was compared: {len(skipped)} pair tests were skipped "
+                                  f"(the first: {reason.removeprefix('Skipped: ')}{advice})",
                                   yellow=True, bold=True)
         return
     terminalreporter.section("pcct parity matrix")

@@ -34,6 +34,15 @@ MIN_PAIRED_ROUNDS = 20
 bounds; 20 bring them to the 4th smallest and largest."""
 
 
+CALIBRATION_DRIFT = 2.0
+"""Factor, either way, beyond which this run's median calibration round is reported against its
+baseline's. A calibration kernel that runs code under test (reached through an attribute the fingerprint
+cannot follow) slows down with it and hides the regression in the ratios (a 3x slowdown measured 1.00x in
+an outside trial); so does a machine twice as slow, which the ratios are there to absorb (pytest-benchmark
+keys baselines by platform, not by machine). The gate cannot tell the two apart, so it warns, naming both
+readings, and the verdict stands."""
+
+
 PAIRED_AGREEMENT = 1.1
 """Largest factor a stored median of paired ratios may differ from its stored median seconds over median
 calibration seconds. The two summarise the same rounds and agreed within 2% in every baseline this project
@@ -239,6 +248,19 @@ class TimeVerdict:
     """This run's median calibration round time."""
     threshold: float
     noise_floor: float
+    baseline_calibration: float | None = None
+    """The baseline run's median calibration round time (None: not known, not checked)."""
+
+    @property
+    def calibration_drift(self) -> float | None:
+        """This run's median calibration round over the baseline's."""
+        return None if self.baseline_calibration is None else self.calibration / self.baseline_calibration
+
+    @property
+    def calibration_moved(self) -> bool:
+        """Whether the calibration kernel's own time left :data:`CALIBRATION_DRIFT` of its baseline's."""
+        drift = self.calibration_drift
+        return drift is not None and not 1 / CALIBRATION_DRIFT <= drift <= CALIBRATION_DRIFT
 
     @property
     def ratio(self) -> float:
@@ -298,6 +320,14 @@ class TimeVerdict:
                 f"{seconds(self.gateable_time)} of work (noise floor / (threshold - 1)) so the gate can "
                 "see it")
 
+    def drift_note(self, nodeid: str) -> str:
+        """Why a calibration that moved beyond :data:`CALIBRATION_DRIFT` makes this verdict suspect."""
+        return (f"the calibration kernel took {self.calibration_drift:.2f}x its baseline's time while "
+                f"{nodeid} was timed (median {seconds(self.calibration)} against "
+                f"{seconds(self.baseline_calibration)}): on another or a slower machine the ratios absorb "
+                "that, but a kernel that runs the code under test slows down with it and hides its "
+                "regressions (keep the calibration kernel free of that code)")
+
     def describe(self) -> str:
         low, high = self.bounds
         return (
@@ -319,14 +349,21 @@ class TimeVerdict:
             "baseline_ratio": self.baseline_ratio, "slowdown": self.slowdown, "slowdown_low": low,
             "slowdown_high": high if math.isfinite(high) else None, "threshold": self.threshold,
             "noise_floor_seconds": self.noise_floor, "hidden_by_noise_floor": self.hidden_by_noise_floor,
+            "baseline_calibration_seconds": self.baseline_calibration,
+            "calibration_drift": self.calibration_drift,
         }
 
 
 def compare_time(*, ratios, baseline_ratios, round_seconds: float, calibration: float, threshold: float,
-                 noise_floor: float) -> TimeVerdict:
-    """The calibrated slowdown of one benchmark against its baseline, from paired rounds."""
-    for name, value in (("round_seconds", round_seconds), ("calibration", calibration)):
+                 noise_floor: float, baseline_calibration: float | None = None) -> TimeVerdict:
+    """The calibrated slowdown of one benchmark against its baseline, from paired rounds (and the
+    calibration kernel's drift from the baseline's, when its median round is given)."""
+    given = [("round_seconds", round_seconds), ("calibration", calibration)]
+    if baseline_calibration is not None:
+        given.append(("baseline_calibration", baseline_calibration))
+    for name, value in given:
         _number(value, name, "a finite number of seconds > 0", lambda number: number > 0)
     return TimeVerdict(_ratios(ratios, "ratios"), _ratios(baseline_ratios, "baseline_ratios"),
                        float(round_seconds),
-                       float(calibration), parse_threshold(threshold), parse_noise_floor(noise_floor))
+                       float(calibration), parse_threshold(threshold), parse_noise_floor(noise_floor),
+                       None if baseline_calibration is None else float(baseline_calibration))

@@ -506,6 +506,8 @@ class GateSession:
         time = self._time(nodeid, limits, timing) if timing is not None else None
         if time is not None and time.hidden_by_noise_floor:
             self.notes.append(time.floor_note(nodeid))
+        if time is not None and time.calibration_moved:
+            self.warnings.append(time.drift_note(nodeid))
         source = self.timing_baseline()[0][nodeid]["_file"] if time is not None else None
         if time is not None and time.outcome == "failed":
             problems.append(f"time regression in {nodeid} (baseline {source}):\n  {time.describe()}")
@@ -545,6 +547,7 @@ class GateSession:
         return gate.compare_time(
             ratios=timing["ratios"], baseline_ratios=stored["ratios"], round_seconds=timing["seconds"],
             calibration=timing["calibration"], threshold=limits.threshold, noise_floor=limits.noise_floor,
+            baseline_calibration=stored["calibration"],
         )
 
     def _stored_timing(self, nodeid: str) -> dict:
@@ -569,7 +572,8 @@ class GateSession:
         if problem:
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} is damaged: {problem}; "
                                    f"re-record it with:\n  {self._fix()}")
-        return {"file": source, "ratios": ratios, "timer": timers.pop(), "kernel": calibration.get("kernel")}
+        return {"file": source, "ratios": ratios, "timer": timers.pop(), "kernel": calibration.get("kernel"),
+                "calibration": entry["extra_info"][PAIRED_KEY]["calibration"]}  # checked just above
 
     def _add(self, nodeid: str, kind: str, outcome: str, *, counters=None, time=None, instructions=None,
              message=None):

@@ -292,17 +292,22 @@ def _check_record_describes(record: dict, problem: Problem, k: int, label: str) 
         raise AssertionError(f"{label} describes another call: " + ", ".join(wrong))
 
 
-def _check_record_consistent(record: dict, indices: np.ndarray, label: str) -> None:
-    """A covertreex query record's counters must agree with each other and with the answer: the schema
-    checks each number alone, so an engine outside a telemetry group (whose counters no peer checks) passed
-    with zeroed counters, a total unlike its per-level rows, a spread whose min exceeds its max, or a count
-    of 1e290 (an integral float is an integer to JSON Schema). Fields an older schema version lacks are
-    not asked for."""
+def check_record_consistent(record: dict, indices: np.ndarray | None, label: str) -> None:
+    """A covertreex query record's counters must agree with each other and with the answer (`indices`;
+    None: a record without one): the schema checks each number alone, so an engine outside a telemetry
+    group (whose counters no peer checks) passed with zeroed counters, a total unlike its per-level rows, a
+    spread whose min exceeds its max, or a count of 1e290 (an integral float is an integer to JSON
+    Schema). A record naming covertreex's schema is held to it whatever schema its engine registered (one
+    without counters crashed here). Fields an older schema version lacks are not asked for."""
     __tracebackhide__ = True
-    from covertreex.telemetry import LEVEL_FIELDS, SCHEMA_NAME
+    from covertreex.telemetry import LEVEL_FIELDS, SCHEMA_NAME, validation_errors
 
     if record.get("schema") != SCHEMA_NAME:
         return
+    problems = validation_errors(record)  # against the version it names
+    if problems:
+        raise AssertionError(f"{label} names covertreex's schema but does not match it: "
+                             + "; ".join(problems[:5]))
     counters, per_query, n = record["counters"], record.get("per_query", {}), record["n_queries"]
     wrong = [f"counters.{name} = {value!r} is not an integer below 2**63" for name, value in counters.items()
              if type(value) is not int or not 0 <= value < 2**63]
@@ -310,7 +315,7 @@ def _check_record_consistent(record: dict, indices: np.ndarray, label: str) -> N
     if counters.get("nodes_visited", visited) != visited:
         wrong.append(f"counters.nodes_visited = {counters['nodes_visited']} is not distance_evaluations + "
                      f"dedupe_hits = {visited}")
-    listed = int((indices >= 0).sum())
+    listed = 0 if indices is None else int((indices >= 0).sum())
     if visited < listed:
         wrong.append(f"the answer lists {listed} neighbours but the record visited {visited} nodes")
     for name, spread in per_query.items():
@@ -457,7 +462,7 @@ class EngineHandle:
             assert_telemetry_valid(answer.telemetry, schema=self.spec.telemetry_schema, label=label)
             where = f"{label} on {problem.label}, k={k}"
             _check_record_describes(answer.telemetry, problem, k, where)
-            _check_record_consistent(answer.telemetry, answer.indices, where)
+            check_record_consistent(answer.telemetry, answer.indices, where)
         if self._on_answer is not None:
             self._on_answer(answer)
         return answer

@@ -1,8 +1,9 @@
 """Hypothesis profiles for k-NN property tests, derived from Hypothesis' built-in ``ci`` profile.
 
-``ci`` is derandomized (the same examples on every run and every xdist worker) and keeps no example
-database; ours add ``deadline=None`` because Numba compiles on first call. ``pcct`` is the quick default
-of a property suite, ``pcct-thorough`` an opt-in deep run (``--hypothesis-profile=pcct-thorough``).
+``ci`` is derandomized (the same examples on every run and every xdist worker, while the property tests
+pass: docs/plugin.md says why a failure may change later draws) and keeps no example database; ours add
+``deadline=None`` because Numba compiles on first call. ``pcct`` is the quick default of a property
+suite, ``pcct-thorough`` an opt-in deep run (``--hypothesis-profile=pcct-thorough``).
 """
 
 from __future__ import annotations

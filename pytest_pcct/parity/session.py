@@ -21,6 +21,7 @@ from pytest_pcct.parity.assertions import (
     assert_telemetry_equal,
     assert_telemetry_valid,
     compare_knn,
+    plain_record,
 )
 from pytest_pcct.parity.datasets import Problem, ProblemCache
 from pytest_pcct.parity.engines import (
@@ -30,6 +31,7 @@ from pytest_pcct.parity.engines import (
     EngineUnavailable,
     UnsupportedProblemError,
     call_arguments,
+    check_record_consistent,
     is_rejection,
     require_unchanged,
 )
@@ -90,10 +92,14 @@ class TelemetryLog:
         return [record for engine, record in self.entries if engine == name]
 
     def add(self, record: dict, *, engine: str = "", schema: str | None = None) -> dict:
-        """Validate `record` (default schema: covertreex query telemetry) and keep it."""
+        """Validate `record` (default schema: covertreex query telemetry) and keep it as the JSON data it
+        stands for: the checks an engine's record meets (JSON values only, no NaN; a covertreex record's
+        counters consistent), which a record added here skipped."""
         __tracebackhide__ = True
         label = f"telemetry record of {engine}" if engine else "telemetry record"
+        record = plain_record(record, label)
         assert_telemetry_valid(record, schema=schema, label=label)
+        check_record_consistent(record, None, label)
         self.entries.append((engine, record))
         return record
 

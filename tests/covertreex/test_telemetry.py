@@ -191,6 +191,18 @@ def test_invalid_record_in_jsonl_names_line(record, tmp_path):
         read_jsonl(path)
 
 
+def test_nan_is_neither_written_nor_read_as_json(record, tmp_path):
+    """json writes a bare NaN, which is no JSON, and read it back: 'pcct telemetry validate' passed it."""
+    path = tmp_path / "t.jsonl"
+    nan = {**record, "timings": {**record["timings"], "query_seconds": float("nan")}}
+    with pytest.raises(InvalidInputError, match=r"cannot write telemetry record 1 to .*t.jsonl: Out of rang"):
+        write_jsonl(path, [record, nan])
+    assert not path.exists()  # nothing written: the first record is not left alone in the file
+    path.write_text(json.dumps(record) + "\n" + json.dumps(nan) + "\n")
+    with pytest.raises(CorruptFileError, match=r"t.jsonl:2: not a plausible JSON record \(NaN is not a JSON"):
+        read_jsonl(path)
+
+
 def test_a_missing_telemetry_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.jsonl"):
         read_jsonl(tmp_path / "absent.jsonl")

@@ -84,6 +84,19 @@ def test_a_drifting_machine_is_not_a_regression(toy, run_gate, monkeypatch):
     run_gate("--benchmark-compare").assert_outcomes(passed=3)
 
 
+def test_a_calibration_kernel_slowed_with_the_work_is_a_warning_not_a_silent_pass(toy, run_gate, monkeypatch):
+    """A kernel calling the code under test slows down with it: the ratios stay and a 3x regression passed
+    at 1.00x without a word (an outside trial). The gate cannot tell it from a 3x slower machine, whose
+    ratios are right, so the verdict stands and a warning names both readings."""
+    _record(toy, run_gate)
+    for name in ("TOY_CALIBRATION_SCALE", "TOY_SLOWDOWN_WORK", "TOY_SLOWDOWN_LENIENT"):
+        monkeypatch.setenv(name, "3")
+    result = run_gate("--benchmark-compare")
+    result.assert_outcomes(passed=3, warnings=2)
+    result.stdout.fnmatch_lines(["*GateInconclusiveWarning: pytest-pcct gate: the calibration kernel took "
+                                 "3.00x its baseline's time while test_toy.py::test_work was timed*"])
+
+
 def test_a_faster_machine_is_not_a_regression(toy, run_gate, monkeypatch):
     """Calibration and work slow down together (a slower machine): the calibrated ratio is unchanged."""
     _record(toy, run_gate)

@@ -319,6 +319,31 @@ def test_telemetry_equal_takes_chosen_fields_and_requires_records():
     )
 
 
+def test_telemetry_equal_by_default_compares_the_sections_either_record_holds():
+    """Records of an engine's own schema holding counters only failed every pair check of a telemetry
+    group: 'per_query' is in neither record (an outside trial)."""
+    own = {"engine": "mine", "counters": {"dist_evals": 7}}
+    assert_telemetry_equal(own, dict(own))
+    assert failure(assert_telemetry_equal, own, {"engine": "mine", "counters": {"dist_evals": 8}}) == (
+        "telemetry differs at counters.dist_evals: ref 7, got 8 (compared fields: counters)")
+    assert failure(assert_telemetry_equal, own, {"engine": "mine"}).startswith(
+        "telemetry differs at counters: ref {'dist_evals': 7}, got (missing)")
+    assert failure(assert_telemetry_equal, {"work": 1}, {"work": 2}) == (
+        "neither record (ref, got) holds any of the sections a telemetry group compares (counters, "
+        "per_query, levels); name the fields to compare")
+
+
+def test_a_record_naming_covertreexs_schema_is_held_to_it_whatever_the_engine_registered():
+    """An engine registered with a loose schema of its own returned a record naming covertreex's schema
+    without counters: KeyError 'counters' from the consistency check (an outside trial)."""
+    from pytest_pcct.parity.engines import check_record_consistent
+
+    claimed = {"schema": "covertreex.query_telemetry", "schema_version": 3, "engine": "mine"}
+    with pytest.raises(AssertionError, match=r"^record of mine names covertreex's schema but does not "
+                                             r"match it: <record>: 'created' is a required property"):
+        check_record_consistent(claimed, None, "record of mine")
+
+
 def test_telemetry_valid_checks_formats_against_the_shipped_schema(tmp_path):
     import covertreex as ct
 

@@ -43,6 +43,20 @@ def test_an_unsupported_metric_is_skipped_with_the_reason(pytester):
                                  "metric (it supports euclidean): residual gaussian *"])
 
 
+def test_a_run_whose_pair_tests_an_engine_refused_says_nothing_was_compared(pytester):
+    """Two engines, every pair test skipped by a capability: a green run, exit 0, no matrix, and no word
+    that no answer was compared (an outside trial)."""
+    pytester.makeconftest(EUCLIDEAN_ONLY)
+    pytester.makepyfile("""
+        def test_pair(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=60, d=2, n_queries=4, metric="residual"), 3)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,euclid", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["no engine answer was compared: 1 pair tests were skipped (the first: "
+                                 "engine 'euclid' was not registered for the residual metric*"])
+
+
 def test_a_property_test_drawing_problems_an_engine_refuses_checks_the_others_instead_of_skipping(pytester):
     """The default knn_cases() draws both metrics, the default Capabilities answer Euclidean only: the first
     residual draw skipped the whole property test, so an engine wrong only on some Euclidean problems passed

@@ -57,6 +57,14 @@ def test_engines_oracle_and_telemetry_fixtures(pytester):
             pcct_telemetry.add(record, engine="mine")
             pcct_telemetry.write_jsonl(tmp_path / "t.jsonl")
             assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 2
+            # the checks an engine's record meets (an outside trial added these and wrote bare NaN)
+            nan = {**record, "timings": {**record["timings"], "query_seconds": float("nan")}}
+            with pytest.raises(AssertionError, match="is not JSON data: Out of range float"):
+                pcct_telemetry.add(nan, engine="mine")
+            huge = {**record, "counters": {**record["counters"], "distance_evaluations": 1e300}}
+            with pytest.raises(AssertionError, match="contradicts itself: counters.distance_evaluations"):
+                pcct_telemetry.add(huge, engine="mine")
+            assert len(pcct_telemetry.records) == 2
     """)
     result = pytester.runpytest("--pcct-engines=gold,rust", "-v")
     result.assert_outcomes(passed=6)

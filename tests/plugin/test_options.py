@@ -109,8 +109,8 @@ def test_one_engine_skips_pair_tests_visibly(pytester):
     result.stdout.fnmatch_lines(["*pcct_engine_pair needs two engines; --pcct-engines selects only gold*"])
     result.stdout.fnmatch_lines([  # and the summary says the green run compared nothing (an outside trial)
         "*= pcct parity matrix =*",
-        "no engine answer was compared: 1 pair tests were skipped (pcct_engine_pair needs two engines; "
-        "select two, e.g. --pcct-engines=gold,rust)",
+        "no engine answer was compared: 1 pair tests were skipped (the first: pcct_engine_pair needs two "
+        "engines; --pcct-engines selects only gold; select two, e.g. --pcct-engines=gold,rust)",
     ])
 
 
