@@ -559,7 +559,8 @@ class GateSession:
             timers = {entry["options"]["timer"], calibration["timer"]}
             ratios = [float(r) for r in entry["extra_info"][PAIRED_KEY]["ratios"]]
         except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptFileError(f"{source}: the timing baseline of {nodeid} lacks {exc} (saved without "
+            what = f"lacks {exc}" if isinstance(exc, KeyError) else f"holds a field of the wrong kind ({exc})"
+            raise CorruptFileError(f"{source}: the timing baseline of {nodeid} {what} (saved without "
                                    "pytest-pcct or before paired timing, or damaged); re-record it with:\n  "
                                    f"{self._fix()}") from None
         if len(timers) != 1:

@@ -29,7 +29,8 @@ class Cell:
     digests: set = field(default_factory=set)
     telemetry: str = "not compared"
     failure: str | None = None
-    """The first line of the first failure: query row, position, indices and distances (failed cells)."""
+    """The first line of a failure, the least in text order (merges in any order agree): query row,
+    position, indices and distances (failed cells)."""
 
     def merge(self, other: Cell) -> None:
         self.status = max(self.status, other.status, key=STATUSES.index)

@@ -479,6 +479,20 @@ def test_damaged_paired_ratios_are_a_corrupt_file(recorded, run_gate, monkeypatc
                                  f"is damaged: {problem}; re-record it with:"])
 
 
+@pytest.mark.parametrize(("edit", "problem"), [
+    (lambda paired: paired.update(ratios=["f", *paired["ratios"][1:]]),
+     "holds a field of the wrong kind (could not convert string to float: 'f')"),
+    (lambda paired: paired.pop("ratios"), "lacks 'ratios'"),
+], ids=["a-ratio-of-text", "no-ratios"])
+def test_a_paired_field_of_the_wrong_kind_is_named_as_such(recorded, run_gate, edit, problem):
+    """'lacks could not convert string to float' read as nonsense (an outside trial)."""
+    path = _edit_timing_entry(recorded, "test_work", lambda bench: edit(bench["extra_info"]["pcct_paired"]))
+    result = run_gate("--benchmark-compare", "--benchmark-min-rounds=20")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines([f"pytest-pcct gate: {path}: the timing baseline of test_toy.py::test_work "
+                                 f"{problem} (saved without pytest-pcct*"])
+
+
 def test_a_changed_calibration_kernel_is_incomparable(recorded, run_gate, monkeypatch):
     """Three times the calibration work and three times the benchmark's: the ratios look unchanged, but
     they are measured against another kernel, so the baselines no longer apply."""
