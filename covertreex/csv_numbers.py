@@ -65,10 +65,8 @@ def read_csv(path: Path, what: str) -> CsvNumbers:
     try:
         values = _parse(content)
     except ValueError as exc:
-        file_lines = content.split("\n")
-        number, reason = _first_unreadable(file_lines, str(exc))
-        header = "; a header line must start with '#'" if number == _value_lines(file_lines)[0] else ""
-        raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: {reason}{header}") from None
+        reason = _first_unreadable(content.split("\n"), str(exc))
+        raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: {reason}") from None
     if values.size == 0:
         raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
     return CsvNumbers(values, content)
@@ -89,32 +87,47 @@ def _undecodable(raw: bytes, exc: UnicodeDecodeError) -> str:
     """Where the first byte that is not UTF-8 stands (the decoder counts from after a byte-order mark)."""
     text_start = len(_BOM) if raw.startswith(_BOM) else 0
     offset = exc.start + text_start
-    line = raw.count(b"\n", 0, offset) + 1
-    column = offset - max(raw.rfind(b"\n", 0, offset) + 1, text_start) + 1
+    before = raw[:offset]
+    line = before.replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1  # as the text's lines
+    column = offset - max(before.rfind(b"\n") + 1, before.rfind(b"\r") + 1, text_start) + 1
     return (f"line {line}, byte {column} of it (0x{raw[offset]:02x}) is not UTF-8 text ({exc.reason}); save "
             "the file as UTF-8")
 
 
-def _first_unreadable(file_lines: list[str], numpy_reason: str) -> tuple[int | None, str]:
-    """The first line NumPy refuses, and why: it holds another number of entries than the first line that
-    holds values, or an entry that is no number to NumPy's own parser. Chunks of lines are parsed first
-    and single lines and entries only within the chunk that fails, so a long file costs about one more
-    read. (None, NumPy's reason) if no single line is refused alone."""
+def _first_unreadable(file_lines: list[str], numpy_reason: str) -> str:
+    """Why NumPy refuses the first line it refuses: it holds another number of entries than the first line
+    that holds values, or an entry that is no number to NumPy's own parser (with a hint where that line is
+    the first: a header without '#', or values separated otherwise than by commas). Chunks of lines are
+    parsed first and single lines and entries only within the chunk that fails, so a long file costs about
+    one more read. NumPy's reason if no single line is refused alone."""
     numbers = _value_lines(file_lines)
-    width, first = file_lines[numbers[0] - 1].split("#", 1)[0].count(",") + 1, numbers[0]
+    width, first = len(_entries_of(file_lines[numbers[0] - 1])), numbers[0]
     for start in range(0, len(numbers), _CHUNK_LINES):
         chunk = numbers[start : start + _CHUNK_LINES]
         if _reads("\n".join(file_lines[n - 1] for n in chunk), (len(chunk), width)):
             continue
         for number in chunk:
-            entries = file_lines[number - 1].split("#", 1)[0].split(",")
+            entries = _entries_of(file_lines[number - 1])
             if len(entries) != width:
-                return number, (f"line {number} holds {_entries(len(entries))} where line {first} holds "
-                                f"{width}")
+                return f"line {number} holds {_count(len(entries))} where line {first} holds {width}"
             for column, entry in enumerate(entries, 1):
                 if not _reads(entry, (1, 1)):
-                    return number, f"line {number}, column {column} is {entry.strip()!r}, not a number"
-    return None, " ".join(numpy_reason.split())
+                    where = f"line {number}, column {column} is {entry.strip()!r}, not a number"
+                    return where + (_first_line_hint(entry) if number == first else "")
+    return " ".join(numpy_reason.split())
+
+
+def _entries_of(line: str) -> list[str]:
+    return line.split("#", 1)[0].split(",")
+
+
+def _first_line_hint(entry: str) -> str:
+    """What a first line that is no numbers usually is: values separated by ';', tabs or spaces (what a
+    spreadsheet may write), else a header."""
+    entry = entry.strip()
+    if any(separator in entry for separator in ";\t "):
+        return "; values must be separated by commas"
+    return "; a header line must start with '#'" if entry else ""
 
 
 def _reads(text: str, shape: tuple[int, int]) -> bool:
@@ -125,5 +138,5 @@ def _reads(text: str, shape: tuple[int, int]) -> bool:
         return False
 
 
-def _entries(count: int) -> str:
+def _count(count: int) -> str:
     return f"{count} entry" if count == 1 else f"{count} entries"

@@ -8,6 +8,7 @@ docs/telemetry.md for every field.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,11 +154,12 @@ def write_jsonl(path, records) -> None:
     write names the file: the error of a full disk surfaces at the flush, without it ("[Errno 28] No space
     left on device")."""
     lines = []
-    for number, record in enumerate(records):
+    for number, record in enumerate(records, start=1):
         try:
             lines.append(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
         except ValueError as exc:
-            raise InvalidInputError(f"cannot write telemetry record {number} to {path}: {exc}") from None
+            raise InvalidInputError(f"cannot write telemetry record {number} (counted from 1) to {path}: "
+                                    f"{exc}") from None
     try:
         with open(path, "a", encoding="utf-8") as fh:
             fh.writelines(lines)
@@ -170,6 +172,15 @@ def write_jsonl(path, records) -> None:
 def _not_json(constant: str):
     """NaN, Infinity and -Infinity, which Python's json reads by default and JSON does not have."""
     raise ValueError(f"{constant} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as float64, refused where it overflows to an infinity (1e999), which no record holds
+    and :func:`write_jsonl` would not write."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is not finite in float64")
+    return value
 
 
 def read_jsonl(path) -> list[dict]:
@@ -187,7 +198,7 @@ def read_jsonl(path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line, parse_constant=_not_json)
+            record = json.loads(line, parse_float=_finite_float, parse_constant=_not_json)
         except json.JSONDecodeError as exc:
             raise CorruptFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
         except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting

@@ -218,8 +218,8 @@ def _seed_option(seed, metric: str, ordering: str) -> int:
 
 def vecchia_neighbors(
     X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str | None = None, lengthscale=None,
-    variance: float | None = None, m: int | None = None, seed: int = SEED_NOT_GIVEN, engine: str = "auto",
-    progress: Callable[[str, int], None] | None = None, scheduler=None,
+    variance: float | None = None, m: int | None = None, seed: int | _NotGiven = SEED_NOT_GIVEN,
+    engine: str = "auto", progress: Callable[[str, int], None] | None = None, scheduler=None,
 ) -> VecchiaNeighbors:
     """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
 

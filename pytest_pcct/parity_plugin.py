@@ -118,7 +118,7 @@ def _oracle_line(session) -> str:
 
 
 NO_PAIR = "pcct_engine_pair needs two engines"
-"""The reason a pair test is skipped when one engine is selected (and the summary's count of them)."""
+"""The reason a pair test is skipped when one engine is selected."""
 
 
 def pytest_generate_tests(metafunc):
@@ -221,10 +221,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                               yellow=True, bold=True)
         return
     if not state.matrix.cells:
+        pairs = state.selection.pairs
         skipped = [report for report in terminalreporter.stats.get("skipped", ())
-                   if _is_pair_test(report.nodeid, state.selection.pairs)]
-        if skipped:  # a green run that compared nothing: one engine selected (a typo, an ini default), or
-            # engines that refuse every problem the pair tests draw
+                   if _is_pair_test(report.nodeid, pairs)]
+        ran = any(_is_pair_test(report.nodeid, pairs) for outcome in ("passed", "failed", "error")
+                  for report in terminalreporter.stats.get(outcome, ()))  # compared by hand, perhaps
+        if skipped and not ran:  # a green run that compared nothing: one engine selected (a typo, an ini
+            # default), or engines that refuse every problem the pair tests draw
             reason = str(skipped[0].longrepr[-1] if isinstance(skipped[0].longrepr, tuple)
                          else skipped[0].longrepr)
             advice = "; select two, e.g. --pcct-engines=gold,rust" if NO_PAIR in reason else ""

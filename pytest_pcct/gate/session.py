@@ -210,6 +210,8 @@ class GateSession:
     problems: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     """Inconclusive time verdicts of the current test, for the plugin to raise as pytest warnings."""
+    drift_notes: list = field(default_factory=list)
+    """Calibrations of the current test that moved beyond rules.CALIBRATION_DRIFT, likewise."""
     stale_found: dict = field(default_factory=dict)
     _timing: tuple | None = None
 
@@ -507,7 +509,7 @@ class GateSession:
         if time is not None and time.hidden_by_noise_floor:
             self.notes.append(time.floor_note(nodeid))
         if time is not None and time.calibration_moved:
-            self.warnings.append(time.drift_note(nodeid))
+            self.drift_notes.append(time.drift_note(nodeid))
         source = self.timing_baseline()[0][nodeid]["_file"] if time is not None else None
         if time is not None and time.outcome == "failed":
             problems.append(f"time regression in {nodeid} (baseline {source}):\n  {time.describe()}")

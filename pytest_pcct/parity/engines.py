@@ -292,22 +292,33 @@ def _check_record_describes(record: dict, problem: Problem, k: int, label: str) 
         raise AssertionError(f"{label} describes another call: " + ", ".join(wrong))
 
 
+def hold_to_named_schema(record: dict, registered: str | None, label: str) -> None:
+    """A record naming covertreex's schema is held to it (the version it names) whatever schema its engine
+    registered (`registered`; None: covertreex's, which validated it already): one without counters
+    raised KeyError in the consistency check, or failed as 'describes another call'."""
+    __tracebackhide__ = True
+    from covertreex.telemetry import SCHEMA_NAME, schema_resource, validation_errors
+
+    if record.get("schema") != SCHEMA_NAME or registered in (None, schema_resource()):
+        return
+    problems = validation_errors(record)
+    if problems:
+        raise AssertionError(f"{label} names covertreex's schema but does not match it: "
+                             + "; ".join(problems[:5]))
+
+
 def check_record_consistent(record: dict, indices: np.ndarray | None, label: str) -> None:
     """A covertreex query record's counters must agree with each other and with the answer (`indices`;
     None: a record without one): the schema checks each number alone, so an engine outside a telemetry
     group (whose counters no peer checks) passed with zeroed counters, a total unlike its per-level rows, a
     spread whose min exceeds its max, or a count of 1e290 (an integral float is an integer to JSON
-    Schema). A record naming covertreex's schema is held to it whatever schema its engine registered (one
-    without counters crashed here). Fields an older schema version lacks are not asked for."""
+    Schema). The record meets covertreex's schema (:func:`hold_to_named_schema`). Fields an older schema
+    version lacks are not asked for."""
     __tracebackhide__ = True
-    from covertreex.telemetry import LEVEL_FIELDS, SCHEMA_NAME, validation_errors
+    from covertreex.telemetry import LEVEL_FIELDS, SCHEMA_NAME
 
     if record.get("schema") != SCHEMA_NAME:
         return
-    problems = validation_errors(record)  # against the version it names
-    if problems:
-        raise AssertionError(f"{label} names covertreex's schema but does not match it: "
-                             + "; ".join(problems[:5]))
     counters, per_query, n = record["counters"], record.get("per_query", {}), record["n_queries"]
     wrong = [f"counters.{name} = {value!r} is not an integer below 2**63" for name, value in counters.items()
              if type(value) is not int or not 0 <= value < 2**63]
@@ -460,6 +471,7 @@ class EngineHandle:
                 )
             label = f"telemetry record of engine {self.name!r}"
             assert_telemetry_valid(answer.telemetry, schema=self.spec.telemetry_schema, label=label)
+            hold_to_named_schema(answer.telemetry, self.spec.telemetry_schema, label)
             where = f"{label} on {problem.label}, k={k}"
             _check_record_describes(answer.telemetry, problem, k, where)
             check_record_consistent(answer.telemetry, answer.indices, where)

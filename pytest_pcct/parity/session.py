@@ -32,6 +32,7 @@ from pytest_pcct.parity.engines import (
     UnsupportedProblemError,
     call_arguments,
     check_record_consistent,
+    hold_to_named_schema,
     is_rejection,
     require_unchanged,
 )
@@ -99,6 +100,7 @@ class TelemetryLog:
         label = f"telemetry record of {engine}" if engine else "telemetry record"
         record = plain_record(record, label)
         assert_telemetry_valid(record, schema=schema, label=label)
+        hold_to_named_schema(record, schema, label)
         check_record_consistent(record, None, label)
         self.entries.append((engine, record))
         return record

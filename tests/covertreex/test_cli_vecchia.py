@@ -36,6 +36,8 @@ def points(tmp_path_factory):
     (folder / "ragged.csv").write_text("# x,y\n1,2\n\n3,4,5\n")
     (folder / "nan.csv").write_text("# x,y\n1,2\n\n3,nan\n")
     (folder / "latin1.csv").write_bytes("# x,\xe9\n1,2\n".encode("latin-1"))
+    (folder / "semicolons.csv").write_text("1;2\n3;4\n")  # a spreadsheet's export in some locales
+    (folder / "macbyte.csv").write_bytes(b"0,0\r1,0\r0,\xe9\r")
     (folder / "bomlatin1.csv").write_bytes(b"\xef\xbb\xbf# x\n1,\xe9\n")
     (folder / "underscore.csv").write_text("# x,y\n1,2\n3,1_000\n5,x\n")
     (folder / "mac.csv").write_bytes(b"0,0\r1,0\r0,2\r")  # classic Mac OS line ends
@@ -108,6 +110,10 @@ ERROR_CASES = [
     (["nan.csv"], 1, "nan.csv: the points must be finite; line 4, column 2 is nan"),  # "first at row 1"
     (["latin1.csv"], 1, "latin1.csv: cannot read the points as comma-separated numbers, one row per point: "
      "line 1, byte 5 of it (0xe9) is not UTF-8 text (invalid continuation byte); save the file as UTF-8"),
+    (["semicolons.csv"], 1, "semicolons.csv: cannot read the points as comma-separated numbers, one row per "
+     "point: line 1, column 1 is '1;2', not a number; values must be separated by commas"),  # was: a header
+    (["macbyte.csv"], 1, "macbyte.csv: cannot read the points as comma-separated numbers, one row per "
+     "point: line 3, byte 3 of it (0xe9)"),  # a lone '\r' ends a line here too (it said line 1)
     (["bomlatin1.csv"], 1, "bomlatin1.csv: cannot read the points as comma-separated numbers, one row per "
      "point: line 2, byte 3 of it (0xe9) is not UTF-8 text"),  # counted from after the byte-order mark
     (["underscore.csv"], 1, "underscore.csv: cannot read the points as comma-separated numbers, one row per "
@@ -177,7 +183,8 @@ def test_errors_are_one_line(error_runs, case):
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line
     if "cannot read the points" in words:  # a header hint only where the first line is the problem
-        assert ("a header line must start with '#'" in line) == ("line 1, column" in words), line
+        header = "line 1, column" in words and "separated by commas" not in words
+        assert ("a header line must start with '#'" in line) == header, line
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")

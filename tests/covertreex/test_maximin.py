@@ -376,3 +376,4 @@ def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k):
     assert (split.neighbor_seconds > 0.0) == (k > vecchia.SPLIT_FUSED_MAX_K)
     for name in ("ordering", "neighbors", "distances"):
         assert getattr(split, name).tobytes() == getattr(fused, name).tobytes(), name
+    assert split.problem is not None and split.problem.V.tobytes() == fused.problem.V.tobytes()  # handed back

@@ -195,11 +195,15 @@ def test_nan_is_neither_written_nor_read_as_json(record, tmp_path):
     """json writes a bare NaN, which is no JSON, and read it back: 'pcct telemetry validate' passed it."""
     path = tmp_path / "t.jsonl"
     nan = {**record, "timings": {**record["timings"], "query_seconds": float("nan")}}
-    with pytest.raises(InvalidInputError, match=r"cannot write telemetry record 1 to .*t.jsonl: Out of rang"):
+    with pytest.raises(InvalidInputError, match=r"record 2 \(counted from 1\) to .*t.jsonl: Out of"):
         write_jsonl(path, [record, nan])
     assert not path.exists()  # nothing written: the first record is not left alone in the file
     path.write_text(json.dumps(record) + "\n" + json.dumps(nan) + "\n")
     with pytest.raises(CorruptFileError, match=r"t.jsonl:2: not a plausible JSON record \(NaN is not a JSON"):
+        read_jsonl(path)
+    overflow = json.dumps(record).replace('"query_seconds": ', '"query_seconds": 1e999, "x": ', 1)
+    path.write_text(overflow + "\n")  # reads as inf, which write_jsonl refuses
+    with pytest.raises(CorruptFileError, match=r"t.jsonl:1: not a plausible JSON record \(the number 1e999"):
         read_jsonl(path)
 
 

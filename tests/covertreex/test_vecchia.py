@@ -143,12 +143,13 @@ def test_bad_arguments_fail_before_work():
 
 
 @pytest.mark.parametrize(("metric", "ordering", "k", "engine"), [
-    ("residual", "maximin", 4, "auto"), ("residual", "maximin", 20, "auto"),
+    ("residual", "maximin", 4, "auto"), ("residual", "maximin", 20, "gold"),
     ("residual", "natural", 4, "gold"),
     ("euclidean", "maximin-residual", 4, "auto"), ("euclidean", "maximin", 4, "auto"),
 ])
 def test_the_job_hands_back_the_residual_problem_it_built(metric, ordering, k, engine):
-    """A VIF user needs V and the inducing points besides the neighbours, and had to build V again."""
+    """A VIF user needs V and the inducing points besides the neighbours, and had to build V again (the
+    split's routes: tests/covertreex/test_maximin.py, test_vecchia_job_on_the_split_...)."""
     X = _tied_points()
     result = ct.vecchia_neighbors(X, k, metric=metric, ordering=ordering, engine=engine,
                                   **(RESIDUAL if needs_residual_problem(metric, ordering) else {}))

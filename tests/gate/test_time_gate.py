@@ -93,8 +93,10 @@ def test_a_calibration_kernel_slowed_with_the_work_is_a_warning_not_a_silent_pas
         monkeypatch.setenv(name, "3")
     result = run_gate("--benchmark-compare")
     result.assert_outcomes(passed=3, warnings=2)
-    result.stdout.fnmatch_lines(["*GateInconclusiveWarning: pytest-pcct gate: the calibration kernel took "
+    result.stdout.fnmatch_lines(["*GateCalibrationWarning: pytest-pcct gate: the calibration kernel took "
                                  "3.00x its baseline's time while test_toy.py::test_work was timed*"])
+    strict = run_gate("--benchmark-compare", "-W", "error::pytest_pcct.gate_plugin.GateInconclusiveWarning")
+    strict.assert_outcomes(passed=3, warnings=2)  # failing inconclusive verdicts does not fail a drift
 
 
 def test_a_faster_machine_is_not_a_regression(toy, run_gate, monkeypatch):

@@ -55,6 +55,17 @@ def test_a_run_whose_pair_tests_an_engine_refused_says_nothing_was_compared(pyte
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["no engine answer was compared: 1 pair tests were skipped (the first: "
                                  "engine 'euclid' was not registered for the residual metric*"])
+    pytester.makepyfile(test_by_hand="""
+        from pytest_pcct.parity.assertions import assert_knn_equal
+
+        def test_pair_by_hand(pcct_engine_pair, pcct_dataset):  # no cell, but a pair test that ran
+            problem = pcct_dataset(n=60, d=2, n_queries=4)
+            pair = pcct_engine_pair
+            assert_knn_equal(pair.reference.knn(problem, 3), pair.candidate.knn(problem, 3))
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,euclid", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert "no engine answer was compared" not in result.stdout.str()
 
 
 def test_a_property_test_drawing_problems_an_engine_refuses_checks_the_others_instead_of_skipping(pytester):
