@@ -350,7 +350,7 @@ class TimingStore:
             old = _timing_entries(target) if saved else {}
             fresh = {bench["fullname"] for bench in run["benchmarks"]}
             kept = [
-                {k: v for k, v in bench.items() if k != "_file"}
+                {k: v for k, v in bench.items() if k not in ANNOTATIONS}
                 for name, bench in sorted(old.items()) if name not in fresh and keep_old(name)
             ]
             merged = {**run, "benchmarks": sorted(run["benchmarks"] + kept, key=lambda b: b["fullname"])}
@@ -366,6 +366,11 @@ class TimingStore:
             data = read_json_object(saved[0], "pytest-benchmark run")
             data["benchmarks"] = [b for b in data.get("benchmarks", []) if b.get("fullname") not in names]
             atomic_write_json(saved[0], data)
+
+
+ANNOTATIONS = ("_file", "_cpu")
+"""Keys the gate adds to each timing entry it reads (the file it came from, the processor of its run),
+never written back."""
 
 
 def _timing_entries(path: Path) -> dict[str, dict]:
@@ -388,5 +393,17 @@ def _timing_entries(path: Path) -> dict[str, dict]:
         extra = bench.get("extra_info")
         if isinstance(extra, dict):
             _plausible_seconds(extra.get(CALIBRATION_KEY), path, f"{label} calibration")
-        entries[bench["fullname"]] = {**bench, "_file": str(path)}
+        cpu = cpu_identity(data.get("machine_info"))
+        entries[bench["fullname"]] = {**bench, "_file": str(path), "_cpu": cpu}
     return entries
+
+
+def cpu_identity(machine_info) -> str | None:
+    """The processor a pytest-benchmark run measured on (brand, model, stepping, advertised clock, count),
+    or None where its machine_info does not say: pytest-benchmark keys stored runs by platform only, so
+    runs on different processors share a directory."""
+    cpu = machine_info.get("cpu") if isinstance(machine_info, dict) else None
+    if not isinstance(cpu, dict):
+        return None
+    fields = [cpu.get(key) for key in ("brand_raw", "model", "stepping", "hz_advertised", "count")]
+    return json.dumps(fields, default=str)  # a tuple in memory is a list in the file

@@ -36,11 +36,11 @@ bounds; 20 bring them to the 4th smallest and largest."""
 
 CALIBRATION_DRIFT = 2.0
 """Factor, either way, beyond which this run's median calibration round is reported against its
-baseline's. A calibration kernel that runs code under test (reached through an attribute the fingerprint
-cannot follow) slows down with it and hides the regression in the ratios (a 3x slowdown measured 1.00x in
-an outside trial); so does a machine twice as slow, which the ratios are there to absorb (pytest-benchmark
-keys baselines by platform, not by machine). The gate cannot tell the two apart, so it warns, naming both
-readings, and the verdict stands."""
+baseline's, when both ran on the same processor (the session decides). A calibration kernel that runs
+code under test (reached through an attribute the fingerprint cannot follow) slows down with it and hides
+the regression in the ratios (a 3x slowdown measured 1.00x in an outside trial); so does a machine that
+slowed down, which the ratios are there to absorb. The gate cannot tell the two apart, so it warns,
+naming both readings, and the verdict stands."""
 
 
 PAIRED_AGREEMENT = 1.1

@@ -26,6 +26,7 @@ from pytest_pcct.gate.baselines import (
     CounterStore,
     TimingStore,
     counter_problem,
+    cpu_identity,
     has_type,
     machine_facts,
     now,
@@ -546,10 +547,11 @@ class GateSession:
                    "changed since)")
                 + f", so its ratios and this run's are incomparable; re-record it with:\n  {self._fix()}"
             )
-        return gate.compare_time(
+        same_cpu = stored["cpu"] is not None and stored["cpu"] == cpu_identity(self.bench.get_machine_info())
+        return gate.compare_time(  # the calibration's drift only judged on the baseline's processor
             ratios=timing["ratios"], baseline_ratios=stored["ratios"], round_seconds=timing["seconds"],
             calibration=timing["calibration"], threshold=limits.threshold, noise_floor=limits.noise_floor,
-            baseline_calibration=stored["calibration"],
+            baseline_calibration=stored["calibration"] if same_cpu else None,
         )
 
     def _stored_timing(self, nodeid: str) -> dict:
@@ -576,7 +578,8 @@ class GateSession:
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} is damaged: {problem}; "
                                    f"re-record it with:\n  {self._fix()}")
         return {"file": source, "ratios": ratios, "timer": timers.pop(), "kernel": calibration.get("kernel"),
-                "calibration": entry["extra_info"][PAIRED_KEY]["calibration"]}  # checked just above
+                "calibration": entry["extra_info"][PAIRED_KEY]["calibration"],  # checked just above
+                "cpu": entry["_cpu"]}
 
     def _add(self, nodeid: str, kind: str, outcome: str, *, counters=None, time=None, instructions=None,
              message=None):

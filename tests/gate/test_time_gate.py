@@ -97,6 +97,11 @@ def test_a_calibration_kernel_slowed_with_the_work_is_a_warning_not_a_silent_pas
                                  "3.00x its baseline's time while test_toy.py::test_work was timed*"])
     strict = run_gate("--benchmark-compare", "-W", "error::pytest_pcct.gate_plugin.GateInconclusiveWarning")
     strict.assert_outcomes(passed=3, warnings=2)  # failing inconclusive verdicts does not fail a drift
+    path = next((toy.path / "baselines" / "benchmarks").glob("*/0001_pcct.json"))
+    run = json.loads(path.read_text())
+    run["machine_info"]["cpu"]["brand_raw"] = "another processor"  # a baseline from another machine
+    path.write_text(json.dumps(run))
+    run_gate("--benchmark-compare").assert_outcomes(passed=3, warnings=0)  # its speed is no news
 
 
 def test_a_faster_machine_is_not_a_regression(toy, run_gate, monkeypatch):
