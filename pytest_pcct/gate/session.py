@@ -13,6 +13,7 @@ import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pytest_pcct.gate import callgrind
@@ -219,6 +220,11 @@ class GateSession:
     def __post_init__(self):
         self.counters = CounterStore(self.settings.directory / "counters")
         self.instructions = CounterStore(self.settings.directory / "instructions")
+
+    @cached_property
+    def _processor(self) -> str | None:
+        """This machine's cpu_identity, read once: pytest-benchmark's machine info costs 0.2 s a reading."""
+        return cpu_identity(self.bench.get_machine_info())
 
     # -- where the baselines are -----------------------------------------------------------------
     def timing_store(self) -> TimingStore:
@@ -547,7 +553,7 @@ class GateSession:
                    "changed since)")
                 + f", so its ratios and this run's are incomparable; re-record it with:\n  {self._fix()}"
             )
-        same_cpu = stored["cpu"] is not None and stored["cpu"] == cpu_identity(self.bench.get_machine_info())
+        same_cpu = stored["cpu"] is not None and stored["cpu"] == self._processor
         return gate.compare_time(  # the calibration's drift only judged on the baseline's processor
             ratios=timing["ratios"], baseline_ratios=stored["ratios"], round_seconds=timing["seconds"],
             calibration=timing["calibration"], threshold=limits.threshold, noise_floor=limits.noise_floor,

@@ -84,6 +84,7 @@ def test_a_drifting_machine_is_not_a_regression(toy, run_gate, monkeypatch):
     run_gate("--benchmark-compare").assert_outcomes(passed=3)
 
 
+@pytest.mark.filterwarnings("ignore:Benchmark machine_info is different")  # the baseline edited below
 def test_a_calibration_kernel_slowed_with_the_work_is_a_warning_not_a_silent_pass(toy, run_gate, monkeypatch):
     """A kernel calling the code under test slows down with it: the ratios stay and a 3x regression passed
     at 1.00x without a word (an outside trial). The gate cannot tell it from a 3x slower machine, whose
