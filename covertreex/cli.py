@@ -87,13 +87,23 @@ def number(text: str) -> float:
     raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
 
 
+def positive_number(text: str) -> float:
+    """argparse type: a positive finite float (a kernel's variance or lengthscale), so the flag is named."""
+    value = number(text)
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive and finite, got {text!r}")
+    return value
+
+
 def lengthscale(text: str):
-    """argparse type: one float, or one per dimension separated by commas."""
+    """argparse type: one positive float, or one per dimension separated by commas."""
     try:
         values = [number(part) for part in text.split(",")]
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected a number or comma-separated numbers, got {text!r}") from None
+    for part in text.split(","):
+        positive_number(part)
     return values[0] if len(values) == 1 else values
 
 
@@ -195,7 +205,7 @@ def _add_kernel_options(group) -> None:
     group.add_argument("--lengthscale", type=lengthscale, default=None, metavar="L[,L...]",
                        help="kernel lengthscale, one value or one per dimension "
                             f"(default: {RESIDUAL_DEFAULTS['lengthscale']})")
-    group.add_argument("--variance", type=number, default=None, metavar="S2",
+    group.add_argument("--variance", type=positive_number, default=None, metavar="S2",
                        help=f"kernel variance (default: {RESIDUAL_DEFAULTS['variance']})")
     group.add_argument("--m", type=count(1), default=None, metavar="M",
                        help=f"inducing points (default: {RESIDUAL_DEFAULTS['m']}; all points if M >= N)")
@@ -236,7 +246,8 @@ def _add_vecchia(sub) -> None:
                              "a maximin ordering in --metric that the engine fuses with the neighbours "
                              "finds them itself, with no cluster)")
     parser.add_argument("--out", default=None, metavar="FILE.npz",
-                        help="write ordering, neighbors and distances here (.npz appended if missing)")
+                        help="write ordering, neighbors and distances here (.npz appended if missing; "
+                             "an existing file is replaced)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON summary on stdout (the summary lines then go to stderr)")
     parser.set_defaults(run="covertreex.cli_vecchia:run")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import warnings
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -38,6 +40,8 @@ def read_array(path, what: str) -> np.ndarray:
     `what`)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got a directory")
     if suffix not in SUFFIXES:
         raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got {suffix or 'no suffix'!r}")
     with _naming(path, what):
@@ -124,7 +128,7 @@ def _whole_numbers(path: Path, numbers: CsvNumbers, n: int) -> np.ndarray:
             raise InputTypeError(f"{path}: the ordering must hold integers, a permutation of 0..{n - 1}; "
                                  f"{where} is {tokens[i]}")
         raise InvalidInputError(f"{path}: the ordering must be a permutation of 0..{n - 1}; {where} is "
-                                f"{tokens[i]}, out of range")
+                                f"{tokens[i]}, out of range{vecchia_orderings.one_based_hint(values, n)}")
     return values.astype(np.int64)
 
 
@@ -176,10 +180,23 @@ def seed_option(args) -> int:
     return 0 if args.seed is None else args.seed
 
 
+def _warnings_told(caught, ours: type[Warning]) -> list[str]:
+    """Each warning of the job: ours as one line on stderr (returned, for the JSON summary), any other as
+    Python shows it."""
+    notes = []
+    for warning in caught:
+        if issubclass(warning.category, ours):
+            notes.append(str(warning.message))
+            print(f"pcct vecchia: warning: {warning.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return notes
+
+
 def run(args) -> int:
     from covertreex.residual import inducing_count
     from covertreex.tree import npz_target  # Numba and SciPy load only when the command runs
-    from covertreex.vecchia import FUSED_ORDERINGS, vecchia_neighbors
+    from covertreex.vecchia import FUSED_ORDERINGS, UncorrelatedNeighboursWarning, vecchia_neighbors
 
     out = None if args.out is None else npz_target(args.out, "neighbours")  # a bad path fails before work
     refuse_same_file({"--out": out}, {"POINTS": args.points, "--ordering-file": args.ordering_file})
@@ -199,14 +216,17 @@ def run(args) -> int:
             done(finished + (n if stage == "neighbours" else 0), stage)
 
         try:
-            result = vecchia_neighbors(
-                X, args.k, metric=args.metric, ordering=ordering, **(residual or {}),
-                **({} if args.seed is None else {"seed": args.seed}),
-                engine=args.engine, progress=show, scheduler=args.scheduler,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UncorrelatedNeighboursWarning)
+                result = vecchia_neighbors(
+                    X, args.k, metric=args.metric, ordering=ordering, **(residual or {}),
+                    **({} if args.seed is None else {"seed": args.seed}),
+                    engine=args.engine, progress=show, scheduler=args.scheduler,
+                )
         except NonFiniteError as exc:  # the range checks name the points "X"; the variance's is not theirs
             if str(exc).startswith("X"):
-                raise type(exc)(f"{args.points} (the points): {exc}") from None
+                scaled = " with --lengthscale" if "lengthscale" in str(exc) and args.lengthscale else ""
+                raise type(exc)(f"{args.points} (the points){scaled}: {exc}") from None
             raise
         except (CovertreexError, OSError):
             raise
@@ -216,6 +236,7 @@ def run(args) -> int:
             reason = " ".join(str(exc).split())
             raise ClusterError(f"the Dask cluster at {args.scheduler} failed the job: "
                                f"{type(exc).__name__}: {reason}") from exc
+    notes = _warnings_told(caught, UncorrelatedNeighboursWarning)
     if out:  # before the summary lines (a reader that leaves, `| head`, once ended the run at the first one)
         write_arrays(out, {"ordering": result.ordering, "neighbors": result.neighbors,
                            "distances": result.distances})
@@ -227,10 +248,11 @@ def run(args) -> int:
                                                    "seed": seed},
         "ordering_seconds": result.ordering_seconds, "neighbor_seconds": result.neighbor_seconds,
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
-        "scheduler": args.scheduler,
+        "scheduler": args.scheduler, "warnings": notes,
     }
-    points = f"{summary['n']} point{'s' if summary['n'] != 1 else ''}"
-    say(args, f"pcct vecchia: {points} x {summary['dims']} dims from {args.points}; "
+    points, dims = (f"{count} {name}{'s' if count != 1 else ''}"
+                    for count, name in ((summary["n"], "point"), (summary["dims"], "dim")))
+    say(args, f"pcct vecchia: {points} x {dims} from {args.points}; "
                f"{args.metric} metric, {result.ordering_name} ordering, k={args.k}")
     work = ("" if result.maximin_evaluations is None
             else f" ({result.maximin_evaluations / max(summary['n'], 1):.1f} distance evaluations/point)")

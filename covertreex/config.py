@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
@@ -27,7 +28,9 @@ class Knob:
     choices: tuple | None = None
     kind: type | None = None
     minimum: int | None = None
-    maximum: int | None = None
+    maximum: int | Callable[[], int] | None = None
+    """The largest value, or a function reading it when a value is checked (the CPUs a process may use
+    change while it runs)."""
     maximum_is: str = ""
     """What the maximum stands for, said in the error."""
 
@@ -46,10 +49,10 @@ class Knob:
             value = as_int(value, f"option {name!r}")
             if self.minimum is not None and value < self.minimum:
                 raise InvalidInputError(f"option {name!r} must be >= {self.minimum}, got {value}")
-            if self.maximum is not None and value > self.maximum:
+            maximum = self.maximum() if callable(self.maximum) else self.maximum
+            if maximum is not None and value > maximum:
                 raise InvalidInputError(
-                    f"option {name!r} must be <= {self.maximum} ({self.maximum_is}), got {value}"
-                )
+                    f"option {name!r} must be <= {maximum} ({self.maximum_is}), got {value}")
             return value
         return value
 
@@ -103,7 +106,7 @@ class Config:
         "may use (more would only add threads competing for the same cores); never changes answers",
         kind=int,
         minimum=1,
-        maximum=available_cpus(),
+        maximum=available_cpus,
         maximum_is="the CPUs this process may use",
     )
     brute_variant: str = knob(
@@ -113,7 +116,8 @@ class Config:
         choices=("auto", "direct", "gemm"),
     )
     gemm_block: int = knob(
-        1024, "query rows per block in the brute gemm path (bounds memory)", kind=int, minimum=1,
+        1024, "query rows per block in the brute gemm path, at most 2**22 / N of them against N points "
+        "(bounds memory: ~60 bytes a query x point pair)", kind=int, minimum=1,
         **BLOCK_RANGE,
     )
     path: str = knob(

@@ -113,12 +113,19 @@ def _first_unreadable(file_lines: list[str], numpy_reason: str) -> str:
             for column, entry in enumerate(entries, 1):
                 if not _reads(entry, (1, 1)):
                     where = f"line {number}, column {column} is {entry.strip()!r}, not a number"
+                    if _quoted_number(entry):  # R's write.csv, pandas' QUOTE_ALL: not a header
+                        return where + "; numbers must be written without quotes"
                     return where + (_first_line_hint(entry) if number == first else "")
     return " ".join(numpy_reason.split())
 
 
 def _entries_of(line: str) -> list[str]:
     return line.split("#", 1)[0].split(",")
+
+
+def _quoted_number(entry: str) -> bool:
+    entry = entry.strip()
+    return len(entry) > 2 and entry[0] == entry[-1] and entry[0] in "'\"" and _reads(entry[1:-1], (1, 1))
 
 
 def _first_line_hint(entry: str) -> str:

@@ -127,14 +127,16 @@ def available_cpus() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    limit = _rust_thread_limit()
+    limit = _rust_thread_limit(cpus)
     return cpus if limit is None else max(1, min(cpus, limit))
 
 
 @functools.cache
-def _rust_thread_limit() -> int | None:
-    """The extension's limit, read once: it reads the cgroup quota files (about 40 us a call), and a quota
-    that changes later is still refused by the extension itself."""
+def _rust_thread_limit(affinity: int) -> int | None:
+    """The extension's limit, read once per size of the affinity mask: it reads the cgroup quota files
+    (about 40 us a call), and a quota that changes later is still refused by the extension itself, but its
+    count includes the mask, which may grow (read once, a process started on one CPU refused 2 threads
+    after it was allowed two)."""
     try:
         from covertreex import _rust
     except ImportError:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 try:
-    from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # validate_data (and the tags the checks use) arrived in scikit-learn 1.6
     raise ImportError(
@@ -77,7 +77,7 @@ def _ragged(rows: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
+class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Exact k-nearest and radius neighbours by a cover tree, as a scikit-learn ``KNeighborsTransformer``.
 
     >>> graph = CoverTreeNeighbors(n_neighbors=10).fit_transform(X)  # sparse; rows by (distance, index)
@@ -139,6 +139,7 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
             tree.fit(X)
         self.cover_tree_ = tree
         self.n_samples_fit_ = X.shape[0]
+        self._n_features_out = self.n_samples_fit_  # a graph column per training point: get_feature_names_out
         return self
 
     def _n_neighbors(self) -> int:
@@ -217,7 +218,12 @@ class CoverTreeNeighbors(TransformerMixin, BaseEstimator):
         pending = np.arange(n_rows) if eligible else np.arange(0)
         k = min(self._n_neighbors(), eligible)  # where the search starts (0 was "k must be >= 1")
         while pending.size:
-            dist, ind = self._knn(X, pending, k)
+            try:
+                dist, ind = self._knn(X, pending, k)
+            except KOutOfRangeError as exc:  # memory: k never exceeds the eligible points
+                raise KOutOfRangeError(
+                    f"radius={radius} holds too many training points for the memory available: the search "
+                    f"widened for {pending.size} rows failed ({exc})") from exc
             done = (dist[:, -1] > radius) | (k == eligible)
             for row, d, i in zip(pending[done], dist[done], ind[done], strict=True):
                 inside = np.searchsorted(d, radius, side="right")

@@ -70,9 +70,8 @@ def given_permutation(values, n_points: int) -> np.ndarray:
     outside = (arr < 0) | (arr >= n_points)
     if outside.any():
         at = int(np.flatnonzero(outside)[0])
-        raise InvalidInputError(
-            f"ordering must be a permutation of range({n_points}); entry {at} is {arr[at]}, outside it"
-        )
+        raise InvalidInputError(f"ordering must be a permutation of range({n_points}); entry {at} is "
+                                f"{arr[at]}, outside it{one_based_hint(arr, n_points)}")
     first_at = np.full(n_points, arr.shape[0], dtype=np.int64)
     np.minimum.at(first_at, arr, np.arange(arr.shape[0]))
     repeated = np.flatnonzero(first_at[arr] != np.arange(arr.shape[0]))
@@ -84,6 +83,15 @@ def given_permutation(values, n_points: int) -> np.ndarray:
             f"of entry {first_at[arr[at]]} (the value {missing} appears nowhere)"
         )
     return np.array(arr, dtype=np.int64)
+
+
+def one_based_hint(values: np.ndarray, n_points: int) -> str:
+    """A note for a permutation of 1..n (R's and GpGp's orderings count from 1), else ''."""
+    if values.size != n_points or not n_points or values.min() != 1 or values.max() != n_points:
+        return ""
+    if np.unique(values).size != n_points:
+        return ""
+    return f" (it holds 1..{n_points}: orderings count from 0 here; subtract 1 from a 1-based one, as R's)"
 
 
 def resolve(ordering, n_points: int) -> tuple[str, np.ndarray | None]:

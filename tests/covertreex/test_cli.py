@@ -238,7 +238,7 @@ ERROR_CASES = [
     (["query"], {ENV_VAR: "nope"}, "unknown preset 'nope'; known presets: residual_parity, "),
     (["presets", "nope"], {}, "unknown preset 'nope'"),
     (["query", *TINY, "--kernel", "matern52"], {}, "--kernel: only for the residual metric"),
-    (["query", *TINY_RESIDUAL, "--variance", "-1"], {}, "variance must be positive and finite"),
+    (["query", *TINY_RESIDUAL, "--variance", "-1"], {}, "argument --variance: must be positive and finite"),
     (["query", *TINY_RESIDUAL, "--lengthscale", "1,2,3"], {}, "one entry per dimension (2)"),
     (["query", "--n", "10", "--k", "20"], {}, "k must be <= the number of indexed points (10)"),
     (["query", *TINY, "--tree", "missing.npz"], {}, "No such file or directory: 'missing.npz'"),

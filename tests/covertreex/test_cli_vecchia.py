@@ -54,6 +54,10 @@ def points(tmp_path_factory):
     (folder / "tiny.csv").write_text("1e-999999999\n")  # float64 reads 0.0; an exact parse must not expand it
     (folder / "beyond.csv").write_text("1e-99999999999999999999\n")  # beyond Decimal's exponents
     (folder / "xlink.npz").symlink_to(folder / "x.npy")
+    (folder / "quoted.csv").write_text('"1","2"\n"3","4"\n')  # R's write.csv, pandas' QUOTE_ALL
+    (folder / "adir.npy").mkdir()
+    np.save(folder / "perm1.npy", np.random.default_rng(1).permutation(150) + 1)  # R's and GpGp's, from 1
+    np.savetxt(folder / "perm1.csv", np.arange(1, 151), fmt="%d")
     np.save(folder / "nan.npy", np.where(np.arange(8)[:, None] == 3, np.nan, np.ones((8, 2))))
     with open(folder / "huge.npy", "wb") as fh:  # a header claiming 24 TB over 100 bytes of data
         np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False,
@@ -163,6 +167,21 @@ ERROR_CASES = [
     (["x.npy", "--out", "xlink.npz"], 1, "xlink.npz name the same file; give each its own"),  # a link to
     # the points file, which the write replaced
     (["big.npy", "--metric", "euclidean"], 1, "big.npy (the points): X has coordinates beyond"),  # no file
+    (["quoted.csv"], 1, "quoted.csv: cannot read the points as comma-separated numbers, one row per point: "
+     "line 1, column 1 is '\"1\"', not a number; numbers must be written without quotes"),  # called a header
+    (["adir.npy"], 1, "adir.npy: the points must be a .npy or .csv file, got a directory"),  # [Errno 21]
+    (["x.npy", "--ordering-file", "adir.npy"], 1, "adir.npy: the ordering must be a .npy or .csv file, got "
+     "a directory"),
+    (["x.npy", "--metric", "euclidean", "--ordering-file", "perm1.npy"], 1, "perm1.npy: ordering must be a "
+     "permutation of range(150); entry 74 is 150, outside it (it holds 1..150: orderings count from 0 here; "
+     "subtract 1 from a 1-based one, as R's)"),
+    (["x.npy", "--metric", "euclidean", "--ordering-file", "perm1.csv"], 1, "perm1.csv: the ordering must "
+     "be a permutation of 0..149; entry 149 (line 150, column 1) is 150, out of range (it holds 1..150"),
+    (["x.npy", "--variance", "0"], 2, "argument --variance: must be positive and finite, got '0'"),  # was
+    # the library's "variance must be positive", exit 1, naming no flag
+    (["x.npy", "--lengthscale", "1,-2"], 2, "argument --lengthscale: must be positive and finite, got '-2'"),
+    (["x.npy", "--lengthscale", "1e-300"], 1, "x.npy (the points) with --lengthscale: X[0, 0] = "),  # the
+    # points alone were blamed
 ]
 
 
@@ -183,7 +202,7 @@ def test_errors_are_one_line(error_runs, case):
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line
     if "cannot read the points" in words:  # a header hint only where the first line is the problem
-        header = "line 1, column" in words and "separated by commas" not in words
+        header = "line 1, column" in words and "separated by commas" not in words and "quotes" not in words
         assert ("a header line must start with '#'" in line) == header, line
 
 
@@ -248,3 +267,14 @@ def test_an_npy_file_of_every_format_version_numpy_writes_is_read(tmp_path):
             np.lib.format.write_array(fh, points, version=version)
         assert path.read_bytes()[6:8] == bytes(version)
         assert np.array_equal(read_npy(path, "the points"), points)
+
+
+def test_a_warning_of_the_job_is_one_line_and_in_the_summary(tmp_path):
+    """Neighbours without any residual correlation (covertreex.vecchia.UncorrelatedNeighboursWarning):
+    Python showed the warning with the CLI's source line under it."""
+    np.save(tmp_path / "far.npy", np.random.default_rng(0).uniform(0, 1000, size=(300, 2)))
+    done = run(tmp_path / "far.npy", "--k", "3", "--m", "16", "--json")
+    assert done.returncode == 0, done.stderr
+    [line] = [text for text in done.stderr.splitlines() if text.startswith("pcct vecchia: warning: ")]
+    assert line.startswith("pcct vecchia: warning: 9") and line.endswith("of the points' spacing?")
+    assert json.loads(done.stdout)["warnings"] == [line.removeprefix("pcct vecchia: warning: ")]

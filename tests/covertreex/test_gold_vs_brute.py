@@ -103,3 +103,22 @@ def test_rows_as_long_as_the_data_are_sorted_like_the_oracle(engine, path, oracl
     rows = [0, 600, 1330]
     for k in (X.shape[0] - 1, X.shape[0]):
         check_same(model.kneighbors(indices=rows, k=k), oracle("euclidean", X, k, indices=rows))
+
+
+def test_a_gemm_block_holds_a_bounded_number_of_pairs(monkeypatch, check_same):
+    """gemm_block counts query rows, so a block's memory grew with the points (~60 bytes a pair: 1,024
+    queries against 50,000 points took 3 GB, an outside user's trial); a block now holds at most
+    BLOCK_PAIRS pairs, with the same answer."""
+    from covertreex.engines.brute import gemm
+
+    X = np.random.default_rng(3).normal(size=(3000, 2))
+    monkeypatch.setattr(gemm, "BLOCK_PAIRS", 3000 * 40)
+    rows = []
+    screen = gemm._approx_sq_distances
+    monkeypatch.setattr(gemm, "_approx_sq_distances",
+                        lambda space, queries, at: rows.append(at.size) or screen(space, queries, at))
+    tree = ct.CoverTree(engine="brute", brute_variant="gemm", gemm_block=100).fit(X)
+    got = tree.kneighbors(X[:250], k=4)
+    assert rows == [40] * 6 + [10]
+    monkeypatch.undo()
+    check_same(got, ct.CoverTree(engine="brute", brute_variant="direct").fit(X).kneighbors(X[:250], k=4))

@@ -320,10 +320,36 @@ def test_a_thread_count_above_the_cpus_left_is_refused_by_every_engine_at_query_
         "    except ct.errors.InvalidInputError as exc:\n"
         "        print(str(exc).split(' (')[0])\n"
     )
+    assert _printed(script) == ["threads must be between 1 and the number of CPUs this process may use"] * 6
+
+
+def _printed(script: str) -> list[str]:
+    """The lines `script` prints, run in a process of its own (which it may pin), which must succeed."""
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "threads must be between 1 and the number of CPUs this process may use"] * 6
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(available_cpus() < 2 or not hasattr(os, "sched_setaffinity"),
+                    reason="needs two CPUs to grant one")
+def test_a_process_granted_more_cpus_may_use_them():
+    """The CPUs are read when a count is checked: a process started on one CPU and granted two refused
+    threads=2 (the limit was read when covertreex was imported). Apart: it pins the process."""
+    script = (
+        "import os, numpy as np\n"
+        "cpus = os.sched_getaffinity(0)\n"
+        "os.sched_setaffinity(0, {min(cpus)})\n"
+        "import covertreex as ct\n"
+        "X = np.arange(400.0).reshape(200, 2)\n"
+        "try:\n"
+        "    ct.CoverTree(threads=2)\n"
+        "except ct.errors.InvalidInputError:\n"
+        "    print('refused on one CPU')\n"
+        "os.sched_setaffinity(0, cpus)\n"
+        "for engine in ('gold', 'brute', 'rust'):\n"
+        "    print(ct.CoverTree(engine=engine, threads=2).fit(X).kneighbors(X[:3], k=2)[1][:, 0].tolist())\n"
+    )
+    assert _printed(script) == ["refused on one CPU"] + ["[0, 1, 2]"] * 3
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])

@@ -131,6 +131,18 @@ def test_radius_neighbors_name_n_neighbors_below_one():
         estimator.radius_neighbors(np.eye(4)[:2], radius=1.0)
 
 
+def test_a_radius_too_wide_for_memory_is_named(monkeypatch):
+    """It said "k = 2561 is too large" (an outside user's trial): a k of the widening search, which the
+    caller never passed."""
+    from covertreex import resources
+
+    estimator = CoverTreeNeighbors().fit(np.random.default_rng(30).normal(size=(3000, 2)))
+    monkeypatch.setattr(resources, "available_bytes", lambda: 10**8)
+    with pytest.raises(KOutOfRangeError, match=r"^radius=inf holds too many training points for the memory "
+                       r"available: the search widened for 3000 rows failed \(k = \d+ is too large"):
+        estimator.radius_neighbors(radius=np.inf)
+
+
 def test_radius_neighbors_query_again_only_the_rows_still_inside(monkeypatch):
     """One query row inside a tight cluster needs k up to the cluster's size; the others are done at the
     first k. Every doubling re-queried all rows of X (one dense row drove a 1,000-row call to 180 s and
@@ -348,3 +360,12 @@ def test_training_points_given_again_are_answered_as_the_indexed_points_they_are
     others = np.delete(np.arange(120), 7)
     assert np.array_equal(ind[others], indexed[1][shuffled[others]])
     assert np.array_equal(dist[others].view(np.int64), indexed[0][shuffled[others]].view(np.int64))
+
+
+def test_feature_names_out_name_a_column_per_training_point():
+    """get_feature_names_out was missing (an outside user's trial): KNeighborsTransformer's graph columns
+    are the training points, named by the class."""
+    X = np.random.default_rng(2).normal(size=(12, 3))
+    names = make_pipeline(CoverTreeNeighbors(n_neighbors=3)).fit(X).get_feature_names_out()
+    assert names.tolist() == [f"covertreeneighbors{i}" for i in range(12)]
+    assert len(_theirs(3).fit(X).get_feature_names_out()) == len(names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -230,3 +231,20 @@ def test_an_unknown_engine_lists_auto_among_the_known_ones():
     text = re.escape("unknown engine 'cuda'; known engines: auto, brute")
     with pytest.raises(UnknownNameError, match=text):
         ct.vecchia_neighbors(np.zeros((6, 2)), 2, metric="euclidean", engine="cuda")
+
+
+@pytest.mark.parametrize("ordering", ["natural", "maximin"])
+def test_neighbours_without_any_residual_correlation_are_warned_of(ordering):
+    """Points in [0, 1000]^2 under the default lengthscale 1 (an outside user's trial): 97.8% of the
+    distances were exactly 1.0, so the neighbours (and maximin) were ties broken by position, without a
+    word. The same points on their own scale, or in Euclidean distance, are not warned of."""
+    from covertreex.vecchia import UncorrelatedNeighboursWarning
+
+    X = np.random.default_rng(0).uniform(0, 1000, size=(600, 2))
+    with pytest.warns(UncorrelatedNeighboursWarning, match=r"^9\d\.\d% of the neighbour distances are 1\.0, "
+                      r".*is the lengthscale \(1\) on the scale of the points' spacing\?$"):
+        ct.vecchia_neighbors(X, 5, m=32, ordering=ordering)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncorrelatedNeighboursWarning)
+        ct.vecchia_neighbors(X, 5, m=32, ordering=ordering, lengthscale=100.0)
+        ct.vecchia_neighbors(X, 5, metric="euclidean", ordering=ordering)

@@ -16,6 +16,11 @@ from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.metrics.data import kernel_matrix, residual_d2_error
 from covertreex.metrics.kernels import euclidean_constant
 
+BLOCK_PAIRS = 1 << 22
+"""Query x point pairs a block holds at most, whatever ``gemm_block`` says: the screen keeps ~60 bytes a
+pair (approximate values, bounds, masks), so a block takes ~250 MB at most (1,024 queries against 50,000
+points took 3 GB, and Ctrl-C waited seconds for the block to end)."""
+
 
 def _approx_sq_distances(space: MetricSpace, queries: QuerySet, rows: np.ndarray):
     """(approximate d^2, error bound) for query rows x all points: the bound covers the GEMM value's and
@@ -48,6 +53,7 @@ def gemm_query(space: MetricSpace, queries: QuerySet, k: int, block: int):
     pushes = np.zeros(n_q, dtype=np.int64)
     screened = np.zeros(n_q, dtype=np.int64)
     columns = np.arange(n)
+    block = max(1, min(block, BLOCK_PAIRS // max(n, 1)))
     for start in range(0, n_q, block):
         stop = min(n_q, start + block)
         rows = queries.rows[start:stop]
