@@ -10,6 +10,7 @@ import threading
 import time
 
 from covertreex import paths
+from covertreex.config import Config
 from covertreex.engines import KnnResult, engine_available, get_engine
 from covertreex.errors import InvalidInputError, unknown_name
 from covertreex.interrupts import deferring
@@ -157,6 +158,18 @@ class CoverTree:
         _require_metric(space)
         self._fitted = _Fitted(space, tree=checked(tree, space))
         return self
+
+    def __repr__(self) -> str:
+        """Engine, metric, the knobs that differ from their defaults, and what is fitted."""
+        defaults = Config()
+        changed = [f"{name}={value!r}" for name, value in self.config.as_dict().items()
+                   if value != getattr(defaults, name)]
+        fitted = self._fitted
+        state = "not fitted" if fitted is None else (
+            f"fitted on {fitted.space.n_points} x {fitted.space.n_dims}"
+            + (", tree built" if fitted.built_tree is not None else ""))
+        return (f"CoverTree(engine={self.engine.name!r}, metric={self.metric!r}"
+                + "".join(f", {text}" for text in changed) + f"; {state})")
 
     @property
     def space(self) -> MetricSpace | None:

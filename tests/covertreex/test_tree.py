@@ -292,3 +292,12 @@ def test_a_built_trees_arrays_are_read_only_so_its_digest_is_taken_once():
     expected = array_digest(np.array([tree.root]), tree.levels, tree.parents, tree.child_offsets,
                             tree.children, tree.radius)
     assert tree.digest == expected and tree.digest is tree.digest
+
+
+def test_a_cover_tree_says_what_it_is():
+    """It printed as '<covertreex.api.CoverTree object at 0x...>' (an outside user's trial)."""
+    model = ct.CoverTree(engine="gold", metric="residual", path="tree", threads=1)
+    assert repr(model) == "CoverTree(engine='gold', metric='residual', threads=1, path='tree'; not fitted)"
+    model.fit(np.random.default_rng(0).normal(size=(50, 2)), m=8)
+    assert repr(model).endswith("; fitted on 50 x 2, tree built)")
+    assert repr(ct.CoverTree(engine="brute")) == "CoverTree(engine='brute', metric='euclidean'; not fitted)"
