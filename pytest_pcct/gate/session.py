@@ -557,7 +557,7 @@ class GateSession:
         return gate.compare_time(  # the calibration's drift only judged on the baseline's processor
             ratios=timing["ratios"], baseline_ratios=stored["ratios"], round_seconds=timing["seconds"],
             calibration=timing["calibration"], threshold=limits.threshold, noise_floor=limits.noise_floor,
-            baseline_calibration=stored["calibration"] if same_cpu else None,
+            baseline_calibration=stored["calibration"], same_processor=same_cpu,
         )
 
     def _stored_timing(self, nodeid: str) -> dict:

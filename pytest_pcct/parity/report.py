@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMAT = "pytest-pcct parity matrix"
-VERSION = 1
+VERSION = 2
 STATUSES = ("exact", "tie-equal", "failed")
 TELEMETRY = ("not compared", "equal", "differ")
 _LETTERS = {"exact": "E", "tie-equal": "T", "failed": "F"}
+COUNTERS_DIFFER = "counters differ"
+"""The totals' count of cells whose telemetry counters differ (whatever their answers' status)."""
 
 
 @dataclass
@@ -78,9 +80,12 @@ class ParityMatrix:
             self.cells[key] = cell
 
     def totals(self) -> dict[str, int]:
+        """Cells per status, and the cells whose answers agree but whose counters differ (a failure too:
+        "0 failed" alone read green to a CI job while every such test failed)."""
         counts = dict.fromkeys(STATUSES, 0)
         for cell in self.cells.values():
             counts[cell.status] += 1
+        counts[COUNTERS_DIFFER] = sum(cell.telemetry == "differ" for cell in self.cells.values())
         return counts
 
     def to_json(self) -> dict:
@@ -124,8 +129,10 @@ class ParityMatrix:
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         totals = self.totals()
         out = [f"{len(self.cells)} cells (engine pair x dataset x k): "
-               + ", ".join(f"{totals[s]} {s}" for s in STATUSES)]
+               + ", ".join(f"{totals[s]} {s}" for s in STATUSES)
+               + (f"; counters differ in {totals[COUNTERS_DIFFER]}" if totals[COUNTERS_DIFFER] else "")]
         out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip() for row in table]
-        out.append("status per k: E exact, T tie-equal (indices differ only within ties, distances within "
-                   "the tolerance), F failed; max|dd| = largest |distance difference|")
+        out.append("status per k: E exact, T tie-equal (distances within the tolerance, not bitwise equal, "
+                   "or indices that differ only within ties), F failed; max|dd| = largest |distance "
+                   "difference|; counters: telemetry of one group compared (differ: a failure)")
         return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 
+import numpy as np
 import pytest
 
 from covertreex.errors import CovertreexError, InvalidInputError, UnknownNameError, unknown_name
@@ -159,6 +160,8 @@ class EnginePair:
             tolerance = (settings.rtol, settings.atol)
             ref = self.reference.answer_supported(problem, k, tolerance)
             got = self.candidate.answer_supported(problem, k, tolerance)
+            if settings.mode == "tolerance":  # exact mode pins every answer to the reference's
+                require_same_answer_again(got, self.candidate.answer_supported(problem, k, tolerance))
         except UnsupportedProblemError:  # the plugin's own refusal: a skip, not a cell
             raise
         except Exception as exc:  # an untruthful or ill-formed answer, or an engine that raised: a failed
@@ -182,14 +185,33 @@ class EnginePair:
                 counters, counter_error = "differ", exc
         status = comparison.status if passed else "failed"
         message = None if passed else comparison.message(settings.mode)
+        counter_message = None if counter_error is None else f"answers agree but {counter_error}"
+        failure = message.splitlines()[0] if message else counter_message and counter_message.splitlines()[0]
         self._session.matrix.add(key, Cell(status, comparison.max_abs_diff, 1, {problem.digest}, counters,
-                                           failure=message and message.splitlines()[0]))
+                                           failure=failure))
         where = f"{self.id} on {problem.label}, k={k}"
         if message is not None:
             raise AssertionError(f"{where}:\n{message}")
-        if counter_error is not None:
-            raise AssertionError(f"{where}: answers agree but {counter_error}")
+        if counter_message is not None:
+            raise AssertionError(f"{where}: {counter_message}")
         return PairOutcome(ref, got, comparison, status)
+
+
+def require_same_answer_again(first: Answer, again: Answer) -> None:
+    """An engine answers the same problem twice alike, bit for bit: tolerance mode lets it choose among
+    tied neighbours, but not differently from one call to the next (a random choice passed every check)."""
+    __tracebackhide__ = True
+    differ = ((first.indices != again.indices).any(axis=1)
+              | (first.distances.view(np.int64) != again.distances.view(np.int64)).any(axis=1))
+    rows = np.flatnonzero(differ)
+    if rows.size == 0:
+        return
+    row = int(rows[0])
+    raise AssertionError(
+        f"engine {first.engine!r} answered the same problem differently when asked again ({rows.size} rows "
+        f"differ; the first, query row {row}: indices {first.indices[row].tolist()}, then "
+        f"{again.indices[row].tolist()}; distances {first.distances[row].tolist()}, then "
+        f"{again.distances[row].tolist()})")
 
 
 class PcctSession:

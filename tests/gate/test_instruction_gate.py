@@ -119,7 +119,7 @@ def allocate(n):
     return [[i] for i in range(n)]  # container objects: every few hundred of them owe a collection
 
 
-@pytest.mark.pcct_instructions
+@pytest.mark.pcct_instructions(tolerance=0.05)
 def test_allocating(benchmark, pcct_gate):
     benchmark(allocate, 200_000)
     pcct_gate.record({"steps": 1}, engine="mine", dataset_digest="d", config_digest="c", schema="s",
@@ -129,14 +129,17 @@ def test_allocating(benchmark, pcct_gate):
 
 def test_the_count_does_not_depend_on_objects_left_alive_before_it(pytester, monkeypatch, valgrind):
     """A collection owed by older objects would fall inside the count and walk them all: the probe collects
-    before and pauses the collector during the counted call, so the count is the call's own."""
+    before and pauses the collector during the counted call, so the count is the call's own. Without the
+    pause the crowded count was 0.64x the baseline's (2026-12-07); with it, 0.985-1.01x, the allocator's
+    arenas laid out otherwise by the code loaded (1.5% once the gate's own modules changed), so the limit
+    is 5%, not the default 1%."""
     pytester.makepyfile(test_bench=ALLOCATING)
     monkeypatch.setenv("KEPT_N", "0")
     pytester.runpytest_subprocess(*GATE, "--pcct-update-baselines").assert_outcomes(passed=1)
     monkeypatch.setenv("KEPT_N", "1000000")
     crowded = pytester.runpytest_subprocess(*GATE)
     crowded.assert_outcomes(passed=1)
-    crowded.stdout.fnmatch_lines(["*test_bench.py::test_allocating*x (limit +-1.00%)*PASSED"])
+    crowded.stdout.fnmatch_lines(["*test_bench.py::test_allocating*x (limit +-5.00%)*PASSED"])
 
 
 def _printed(result, start: str) -> list[str]:

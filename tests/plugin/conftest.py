@@ -91,6 +91,23 @@ def boundary_tie(registry):
     return factory
 
 
+def alternating_tie(registry):
+    """tieflip's answer on every other call, gold's on the others: each correct, but not the same twice."""
+    def factory():
+        flipped, engine, calls = boundary_tie(registry)(), registry.create("gold"), []
+
+        def knn(problem, k):
+            calls.append(k)
+            if len(calls) % 2:
+                return flipped(problem, k)
+            answer = engine.knn(problem, k)
+            return answer.indices, answer.distances
+
+        return knn
+
+    return factory
+
+
 def last_plus_one(idx, dist, problem):
     """The last index of every row replaced by (index + 1) % n, distances untouched."""
     idx[:, -1] = (idx[:, -1] + 1) % problem.n_points
@@ -320,6 +337,7 @@ def pytest_pcct_register_engines(registry):
     for name, change in WRONG.items():
         registry.register(name, _wrapping(registry, "gold", change))
     registry.register("tieflip", boundary_tie(registry))
+    registry.register("tiecoin", alternating_tie(registry))
     registry.register("sharedlast", shared_wrong_last(registry))
     registry.register("gpu", unavailable)
     registry.register("roundsupfactory", rounding_up_factory)

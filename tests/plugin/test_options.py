@@ -10,7 +10,7 @@ OURS = ", ".join(REGISTERED)  # each tree engine's dense path is registered as <
 TEST_ENGINES = ["bigendian", "dropsbehindrecord", "exits", "farthest", "flipsflag", "float32", "gpu",
                 "groupskip", "lastplus", "missingrow", "offbyone", "outside", "raises", "random",
                 "recordskip", "refuses", "rejects", "roundsup", "roundsupfactory", "sharedlast",
-                "sharedright", "skips", "skipsonread", "swap", "tieflip", "ulp", "unittestskip",
+                "sharedright", "skips", "skipsonread", "swap", "tiecoin", "tieflip", "ulp", "unittestskip",
                 "unsorted", "writes", "xfails"]  # registered by the wrong_engines fixture
 WITH_TEST_ENGINES = ", ".join(sorted([*REGISTERED, *TEST_ENGINES]))
 

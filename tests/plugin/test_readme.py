@@ -24,3 +24,21 @@ def test_readme_example_runs(pytester):
         ["*= pcct parity matrix =*", "9 cells (engine pair x dataset x k): *, 0 failed"]
     )
     assert (pytester.path / "parity.json").exists()
+
+
+def test_readme_engine_is_exact_in_more_dimensions_and_pads_k_beyond_the_points(pytester):
+    """Its distances summed the squares with NumPy's pairwise sum(axis=2): ulps off covertreex's canonical
+    ones from d = 8 on, so it failed exact mode there, and it returned n columns for k > n (an outside
+    user's trial). It passed only as the README used it: tolerance mode, d = 3, k <= n."""
+    pytester.makeconftest(example_files()["conftest.py"])
+    pytester.makepyfile(test_exact="""
+        import pytest
+
+        @pytest.mark.parametrize("d", [8, 24])
+        def test_exact(pcct_engine_pair, pcct_dataset, d):
+            pcct_engine_pair.check(pcct_dataset("gaussian", n=200, d=d, seed=3), 10)
+
+        def test_k_beyond_the_points(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset("gaussian", n=7, d=3, n_queries=4), 10)
+    """)
+    pytester.runpytest("--pcct-engines=gold,numpy").assert_outcomes(passed=3)

@@ -32,7 +32,7 @@ def test_serial_and_xdist_runs_give_the_same_matrix(wrong_engines):
     assert matrix_section(serial.stdout.str()) == matrix_section(parallel.stdout.str())
     report = json.loads((wrong_engines.path / "serial.json").read_text())
     assert report["engines"] == ["gold", "tieflip", "ulp"] and report["seed"] == 0
-    assert report["totals"] == {"exact": 3, "tie-equal": 3, "failed": 6}
+    assert report["totals"] == {"exact": 3, "tie-equal": 3, "failed": 6, "counters differ": 0}
     cell = next(c for c in report["cells"] if c["candidate"] == "ulp" and c["k"] == 3
                 and c["dataset"].startswith("euclidean gaussian"))
     assert cell == {
@@ -58,8 +58,9 @@ def test_terminal_section_lists_one_row_per_pair_and_dataset(wrong_engines):
         "        not compared",
         "gold-tieflip  euclidean lattice d=2 n=150 q=5 queries=points seed=0 side=4  1,3,6  TTT     0"
         "        not compared",
-        "status per k: E exact, T tie-equal (indices differ only within ties, distances within the "
-        "tolerance), F failed; max|dd| = largest |distance difference|",
+        "status per k: E exact, T tie-equal (distances within the tolerance, not bitwise equal, or indices "
+        "that differ only within ties), F failed; max|dd| = largest |distance difference|; counters: "
+        "telemetry of one group compared (differ: a failure)",
         "",
     ]
 

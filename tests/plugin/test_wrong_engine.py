@@ -77,6 +77,25 @@ def test_a_wrong_neighbour_is_caught_in_exact_and_tolerance_mode(wrong_engines):
     ])
 
 
+def test_a_tie_choice_that_changes_from_call_to_call_fails_in_tolerance_mode(wrong_engines):
+    """Each of tiecoin's answers is tie-equal to gold's, but it breaks a boundary tie one way on one call
+    and the other way on the next (an outside user's engine choosing at random passed every check)."""
+    wrong_engines.makepyfile("""
+        def test_lattice(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset("lattice", n=200, d=2, n_queries=8, side=4), 6,
+                                   mode="tolerance")
+    """)
+    result = wrong_engines.runpytest("--pcct-engines=gold,tiecoin,tieflip")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_lattice[[]gold-tiecoin[]] _*",
+        "E *AssertionError: engine 'tiecoin' answered the same problem differently when asked again (* rows "
+        "differ; the first, query row *: indices [[]*], then [[]*]; distances [[]*], then [[]*])",
+        "*= pcct parity matrix =*",
+        "*gold-tiecoin*lattice*  6  F  *",
+    ])
+
+
 def test_tie_reordering_is_tie_equal_but_not_exact(wrong_engines):
     wrong_engines.makepyfile("""
         import pytest
@@ -126,8 +145,12 @@ def test_counters_are_compared_and_records_validated(pytester):
                                   telemetry_group=PARITY_GROUP["gold"])
     """)
     pytester.makepyfile(ONE_PAIR_CHECK)
-    result = pytester.runpytest("--pcct-engines=gold,miscount,badrecord")
+    result = pytester.runpytest("--pcct-engines=gold,miscount,badrecord", "--pcct-report=r.json")
     result.assert_outcomes(failed=2)
+    report = json.loads((pytester.path / "r.json").read_text())  # "0 failed" alone read green to a CI job
+    assert report["totals"] == {"exact": 1, "tie-equal": 0, "failed": 1, "counters differ": 1}
+    [miscount] = [cell for cell in report["cells"] if cell["candidate"] == "miscount"]
+    assert miscount["failure"].startswith("answers agree but telemetry differs at counters.prunes: gold ")
     result.stdout.fnmatch_lines([
         "*_ test_pair[[]gold-miscount[]] _*",
         "E *AssertionError: gold-miscount on euclidean gaussian d=2 n=50 q=3 queries=points seed=0, k=2: "
@@ -138,6 +161,7 @@ def test_counters_are_compared_and_records_validated(pytester):
         "covertreex:schemas/query_telemetry.v4.json:",
         "E *counters/prunes: -1 is less than the minimum of 0",
         "*= pcct parity matrix =*",
+        "2 cells (engine pair x dataset x k): 1 exact, 0 tie-equal, 1 failed; counters differ in 1",
         "gold-miscount   euclidean gaussian d=2 n=50 q=3 queries=points seed=0  2  E       0        differ",
     ])
 
@@ -425,7 +449,7 @@ def test_an_engine_that_raises_or_answers_the_wrong_shape_fails_and_is_a_failed_
                                  "euclidean gaussian *, k=5, a problem it was registered for (this engine "
                                  "gives up here)*"])
     report = json.loads((wrong_engines.path / "r.json").read_text())
-    assert report["totals"] == {"exact": 0, "tie-equal": 0, "failed": 3}
+    assert report["totals"] == {"exact": 0, "tie-equal": 0, "failed": 3, "counters differ": 0}
     failures = {cell["candidate"]: cell["failure"] for cell in report["cells"]}
     assert failures["refuses"].startswith("engine 'refuses' raised UnsupportedProblemError on ")
     assert failures["raises"] == "RuntimeError: the engine crashed"
