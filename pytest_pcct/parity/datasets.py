@@ -201,16 +201,20 @@ def _recipe_value(value) -> str:
 
 
 class ProblemCache:
-    """One Problem per recipe for the whole session (problems are read-only, so sharing is safe)."""
+    """One Problem per recipe for the whole session (problems are read-only, so sharing is safe). One that
+    an engine changed all the same (and failed for) is made afresh for the next test that asks: the tests
+    after it failed as "changed after it was made", so which tests told which failure depended on how
+    xdist shared them out (a digest of the fields per request: far cheaper than any engine's call)."""
 
     def __init__(self):
         self._problems: dict[str, Problem] = {}
 
     def get(self, *args, **kwargs) -> Problem:
         key = json.dumps([args, kwargs], sort_keys=True, default=_recipe_value)
-        if key not in self._problems:
-            self._problems[key] = make_problem(*args, **kwargs)
-        return self._problems[key]
+        problem = self._problems.get(key)
+        if problem is None or problem.changed_fields():
+            problem = self._problems[key] = make_problem(*args, **kwargs)
+        return problem
 
 
 @dataclass(frozen=True, eq=False)

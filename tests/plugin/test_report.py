@@ -71,3 +71,16 @@ def test_no_checks_print_no_section(pytester):
     result.assert_outcomes(passed=2)
     assert "pcct parity matrix" not in result.stdout.str()
     assert json.loads((pytester.path / "empty.json").read_text())["cells"] == []
+
+
+def test_an_engine_that_changes_its_input_reports_alike_serially_and_under_xdist(wrong_engines):
+    """The tests after the change failed as "changed after it was made", and which ones did followed how
+    xdist shared them out: the report's failure text differed between the two runs (an outside user's
+    trial). A changed problem is made afresh for the next test instead."""
+    wrong_engines.makepyfile(MATRIX_TESTS)
+    serial = wrong_engines.runpytest("-p", "no:xdist", "--pcct-engines=gold,writes", "--pcct-report=s.json")
+    parallel = wrong_engines.runpytest_subprocess("-n", "2", "--pcct-engines=gold,writes",
+                                                  "--pcct-report=x.json")
+    serial.assert_outcomes(failed=6)
+    parallel.assert_outcomes(failed=6)
+    assert (wrong_engines.path / "s.json").read_text() == (wrong_engines.path / "x.json").read_text()
