@@ -510,8 +510,14 @@ class GateSession:
             )
         elif not counters.ok:
             where = self.counters.path_for(nodeid)
-            problems.append(f"work-counter regression in {nodeid} (baseline {where}):\n"
-                            + "\n".join(f"  {row.describe()}" for row in counters.rows if not row.ok))
+            changed = [row for row in counters.rows if not row.ok]
+            fell = all(None not in (row.baseline, row.current) and row.current < row.baseline
+                       for row in changed)
+            what = ("work counters fell (less work than the baseline: it is stale and would hide the next "
+                    "regression)" if fell else "work-counter regression")
+            problems.append(f"{what} in {nodeid} (baseline {where}):\n"
+                            + "\n".join(f"  {row.describe()}" for row in changed)
+                            + f"\nIf the change is intended, re-record with:\n  {self._fix()}")
         time = self._time(nodeid, limits, timing) if timing is not None else None
         if time is not None and time.hidden_by_noise_floor:
             self.notes.append(time.floor_note(nodeid))

@@ -42,9 +42,18 @@ def test_tolerance_marker_allows_declared_drift_only(toy, run_gate, monkeypatch)
 
 
 def test_fewer_counters_also_fail_because_the_baseline_is_stale(toy, run_gate, monkeypatch):
+    """A drop was told as a 'regression', with no word of the stale baseline or how to record it again."""
     run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=3)
     monkeypatch.setenv("TOY_STEPS_WORK", "900")
-    run_gate("--pcct-gate=counters").assert_outcomes(passed=2, failed=1)
+    result = run_gate("--pcct-gate=counters")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([
+        "pytest-pcct gate: work counters fell (less work than the baseline: it is stale and would hide the "
+        "next regression) in test_toy.py::test_work (baseline *.json):",
+        "  steps: baseline 1000, current 900 (-100, ratio 0.9000, exact)",
+        "If the change is intended, re-record with:",
+        "  python -m pytest * --pcct-gate=counters --pcct-update-baselines",
+    ])
 
 
 def test_changed_configuration_is_incomparable_not_a_pass(toy, run_gate, monkeypatch):
