@@ -234,6 +234,17 @@ def test_auto_picks_the_tree_for_low_dimensional_euclidean_data_at_scale():
     assert result.telemetry["per_query"]["distance_evaluations"]["mean"] < 0.01 * 60_000
 
 
+def test_auto_prices_a_euclidean_pair_by_its_own_measured_cost():
+    """A screened Euclidean pair costs 1/28-1/53 of a walk evaluation, not the residual metric's 1/16: at
+    d = 5, N = 50,000, 10,000 queries, auto took the tree, 3.1 s against the dense path's 0.5 s
+    (docs/benchmarks.md, "The auto path's Euclidean cost"); d = 2 still takes the tree, where it is faster."""
+    from covertreex import paths
+
+    assert paths.choose("euclidean", 5, 50_000, 10, 5e8, 10_000, tree_exists=False) == "dense"
+    assert paths.choose("euclidean", 2, 50_000, 10, 5e8, 10_000, tree_exists=False) == "tree"
+    assert paths.choose("residual", 3, 32_768, 50, 32_768 * 1024, 1024, tree_exists=False) == "dense"
+
+
 @pytest.mark.parametrize("engine", ["gold", "rust"])
 @pytest.mark.parametrize("d", [2047, 2048, 5000])
 def test_auto_takes_any_dimension(engine, d, oracle, check_same):
