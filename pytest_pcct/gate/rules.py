@@ -10,10 +10,9 @@ Pure functions over plain values, so every rule is testable without pytest:
   switches speed between rounds moves both members of a pair, so their ratio stays). The slowdown is this
   median over the baseline's, with distribution-free confidence bounds (see :func:`median_bounds`), and
   has three outcomes: *passed* when the upper bound is below the threshold (or the time lost is under the
-  noise floor: absolute seconds, scaled up on a machine slower than the baseline's, see
-  :attr:`TimeVerdict.floor`), *failed* when the lower bound reaches the threshold, and *inconclusive* when
-  the bounds straddle it: too few or too noisy rounds to tell, which the gate reports with the command
-  that reruns with more rounds, never as a silent pass.
+  absolute noise floor), *failed* when the lower bound reaches the threshold, and *inconclusive* when the
+  bounds straddle it: too few or too noisy rounds to tell, which the gate reports with the command that
+  reruns with more rounds, never as a silent pass.
 """
 
 from __future__ import annotations
@@ -251,9 +250,6 @@ class TimeVerdict:
     noise_floor: float
     baseline_calibration: float | None = None
     """The baseline run's median calibration round time (None: not known, not checked)."""
-    same_processor: bool = True
-    """Whether the baseline ran on this processor: only then is a calibration drift reported (another
-    processor's speed is what the ratios absorb), though it always scales the noise floor."""
 
     @property
     def calibration_drift(self) -> float | None:
@@ -264,8 +260,7 @@ class TimeVerdict:
     def calibration_moved(self) -> bool:
         """Whether the calibration kernel's own time left :data:`CALIBRATION_DRIFT` of its baseline's."""
         drift = self.calibration_drift
-        return (self.same_processor and drift is not None
-                and not 1 / CALIBRATION_DRIFT <= drift <= CALIBRATION_DRIFT)
+        return drift is not None and not 1 / CALIBRATION_DRIFT <= drift <= CALIBRATION_DRIFT
 
     @property
     def ratio(self) -> float:
@@ -296,20 +291,10 @@ class TimeVerdict:
         return self.round_seconds - self.expected
 
     @property
-    def floor(self) -> float:
-        """The noise floor in this run's seconds: the absolute floor, scaled up by how much slower this
-        machine ran the calibration kernel than the baseline's did. A slowdown the floor hides on the
-        baseline's machine is then hidden on a slower one too, where the same lost work takes longer: it
-        passed at 1x and failed on a 4x slower machine (an outside user's trial). A faster machine keeps
-        the absolute floor, the timer and scheduler noise it stands for."""
-        drift = self.calibration_drift
-        return self.noise_floor * max(1.0, drift) if drift is not None else self.noise_floor
-
-    @property
     def outcome(self) -> str:
         """passed, failed or inconclusive (see the module docstring)."""
         low, high = self.bounds
-        if high < self.threshold or self.loss <= self.floor:
+        if high < self.threshold or self.loss <= self.noise_floor:
             return "passed"
         return "failed" if low >= self.threshold else "inconclusive"
 
@@ -320,18 +305,18 @@ class TimeVerdict:
     @property
     def hidden_by_noise_floor(self) -> bool:
         """A slowdown at or beyond the threshold that passes only because it costs less than the floor."""
-        return self.slowdown >= self.threshold and self.loss <= self.floor
+        return self.slowdown >= self.threshold and self.loss <= self.noise_floor
 
     @property
     def gateable_time(self) -> float:
         """The per-call time a benchmark needs for a slowdown at the threshold to exceed the noise floor."""
-        return self.floor / (self.threshold - 1) if self.threshold > 1 else math.inf
+        return self.noise_floor / (self.threshold - 1) if self.threshold > 1 else math.inf
 
     def floor_note(self, nodeid: str) -> str:
         """Why a slowdown passed although it exceeds the threshold, and how to make it count."""
         return (f"noise floor hid a slowdown: {nodeid} is {self.slowdown:.2f}x slower (limit "
                 f"{self.threshold:.2f}x) but loses only {seconds(self.loss)}, under the "
-                f"{seconds(self.floor)} noise floor{self._scaled()}; give each benchmarked call at least "
+                f"{seconds(self.noise_floor)} noise floor; give each benchmarked call at least "
                 f"{seconds(self.gateable_time)} of work (noise floor / (threshold - 1)) so the gate can "
                 "see it")
 
@@ -351,14 +336,8 @@ class TimeVerdict:
             f"rounds (median {seconds(self.round_seconds)} at calibration {seconds(self.calibration)}); "
             f"slowdown {self.slowdown:.3f}x, {CONFIDENCE:.0%} bounds [{low:.3f}x, {high:.3f}x] vs threshold "
             f"{self.threshold:.3f}x; {seconds(self.loss)} over the rescaled baseline "
-            f"{seconds(self.expected)} vs noise floor {seconds(self.floor)}{self._scaled()}"
+            f"{seconds(self.expected)} vs noise floor {seconds(self.noise_floor)}"
         )
-
-    def _scaled(self) -> str:
-        """How the floor was scaled, when it was."""
-        if self.floor == self.noise_floor:
-            return ""
-        return f" ({seconds(self.noise_floor)} x {self.calibration_drift:.2f}, this machine's slowness)"
 
     def to_json(self) -> dict:
         low, high = self.bounds
@@ -369,19 +348,16 @@ class TimeVerdict:
             "ratio": self.ratio,
             "baseline_ratio": self.baseline_ratio, "slowdown": self.slowdown, "slowdown_low": low,
             "slowdown_high": high if math.isfinite(high) else None, "threshold": self.threshold,
-            "noise_floor_seconds": self.noise_floor, "scaled_noise_floor_seconds": self.floor,
-            "hidden_by_noise_floor": self.hidden_by_noise_floor,
+            "noise_floor_seconds": self.noise_floor, "hidden_by_noise_floor": self.hidden_by_noise_floor,
             "baseline_calibration_seconds": self.baseline_calibration,
             "calibration_drift": self.calibration_drift,
         }
 
 
 def compare_time(*, ratios, baseline_ratios, round_seconds: float, calibration: float, threshold: float,
-                 noise_floor: float, baseline_calibration: float | None = None,
-                 same_processor: bool = True) -> TimeVerdict:
-    """The calibrated slowdown of one benchmark against its baseline, from paired rounds (and, when the
-    baseline's median calibration round is given, the noise floor scaled to this machine and the
-    calibration kernel's drift, reported on the baseline's processor only)."""
+                 noise_floor: float, baseline_calibration: float | None = None) -> TimeVerdict:
+    """The calibrated slowdown of one benchmark against its baseline, from paired rounds (and the
+    calibration kernel's drift from the baseline's, when its median round is given)."""
     given = [("round_seconds", round_seconds), ("calibration", calibration)]
     if baseline_calibration is not None:
         given.append(("baseline_calibration", baseline_calibration))
@@ -390,5 +366,4 @@ def compare_time(*, ratios, baseline_ratios, round_seconds: float, calibration: 
     return TimeVerdict(_ratios(ratios, "ratios"), _ratios(baseline_ratios, "baseline_ratios"),
                        float(round_seconds),
                        float(calibration), parse_threshold(threshold), parse_noise_floor(noise_floor),
-                       None if baseline_calibration is None else float(baseline_calibration),
-                       bool(same_processor))
+                       None if baseline_calibration is None else float(baseline_calibration))

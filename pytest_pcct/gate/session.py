@@ -513,8 +513,8 @@ class GateSession:
             changed = [row for row in counters.rows if not row.ok]
             fell = all(None not in (row.baseline, row.current) and row.current < row.baseline
                        for row in changed)
-            what = ("work counters fell (less work than the baseline: it is stale and would hide the next "
-                    "regression)" if fell else "work-counter regression")
+            what = ("work counters fell (the baseline is stale: counters are deterministic, and one left "
+                    "high would hide the next regression)" if fell else "work-counter regression")
             problems.append(f"{what} in {nodeid} (baseline {where}):\n"
                             + "\n".join(f"  {row.describe()}" for row in changed)
                             + f"\nIf the change is intended, re-record with:\n  {self._fix()}")
@@ -563,7 +563,7 @@ class GateSession:
         return gate.compare_time(  # the calibration's drift only judged on the baseline's processor
             ratios=timing["ratios"], baseline_ratios=stored["ratios"], round_seconds=timing["seconds"],
             calibration=timing["calibration"], threshold=limits.threshold, noise_floor=limits.noise_floor,
-            baseline_calibration=stored["calibration"], same_processor=same_cpu,
+            baseline_calibration=stored["calibration"] if same_cpu else None,
         )
 
     def _stored_timing(self, nodeid: str) -> dict:

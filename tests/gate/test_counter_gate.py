@@ -48,8 +48,8 @@ def test_fewer_counters_also_fail_because_the_baseline_is_stale(toy, run_gate, m
     result = run_gate("--pcct-gate=counters")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([
-        "pytest-pcct gate: work counters fell (less work than the baseline: it is stale and would hide the "
-        "next regression) in test_toy.py::test_work (baseline *.json):",
+        "pytest-pcct gate: work counters fell (the baseline is stale: counters are deterministic, and one "
+        "left high would hide the next regression) in test_toy.py::test_work (baseline *.json):",
         "  steps: baseline 1000, current 900 (-100, ratio 0.9000, exact)",
         "If the change is intended, re-record with:",
         "  python -m pytest * --pcct-gate=counters --pcct-update-baselines",
