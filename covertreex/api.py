@@ -168,7 +168,8 @@ class CoverTree:
         state = "not fitted" if fitted is None else (
             f"fitted on {fitted.space.n_points} x {fitted.space.n_dims}"
             + (", tree built" if fitted.built_tree is not None else ""))
-        return (f"CoverTree(engine={self.engine.name!r}, metric={self.metric!r}"
+        preset = f", preset={self.preset!r}" if self.preset else ""  # where the changed knobs came from
+        return (f"CoverTree(engine={self.engine.name!r}, metric={self.metric!r}{preset}"
                 + "".join(f", {text}" for text in changed) + f"; {state})")
 
     @property

@@ -215,9 +215,9 @@ def run(args) -> int:
         def show(stage: str, finished: int) -> None:
             done(finished + (n if stage == "neighbours" else 0), stage)
 
+        caught = []
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UncorrelatedNeighboursWarning)
+            with warnings.catch_warnings(record=True) as caught:  # the filters as set (-W) still apply
                 result = vecchia_neighbors(
                     X, args.k, metric=args.metric, ordering=ordering, **(residual or {}),
                     **({} if args.seed is None else {"seed": args.seed}),
@@ -236,7 +236,8 @@ def run(args) -> int:
             reason = " ".join(str(exc).split())
             raise ClusterError(f"the Dask cluster at {args.scheduler} failed the job: "
                                f"{type(exc).__name__}: {reason}") from exc
-    notes = _warnings_told(caught, UncorrelatedNeighboursWarning)
+        finally:  # told also when the job fails
+            notes = _warnings_told(caught, UncorrelatedNeighboursWarning)
     if out:  # before the summary lines (a reader that leaves, `| head`, once ended the run at the first one)
         write_arrays(out, {"ordering": result.ordering, "neighbors": result.neighbors,
                            "distances": result.distances})

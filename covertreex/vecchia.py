@@ -306,28 +306,30 @@ def _ordered_then_queried(X, k, metric, name, given, problem, engine, seed, repo
 
 
 UNCORRELATED_SHARE = 0.5
-"""Share of the listed residual neighbours at distance exactly 1 (no residual correlation at all) above
-which :func:`vecchia_neighbors` warns: such neighbours are ties broken by position."""
+"""Share of the points whose nearest predecessor is at residual distance exactly 1 (no residual correlation
+at all) above which :func:`vecchia_neighbors` warns: their neighbours are ties broken by position. Judged
+on the nearest only: a k beyond the correlated neighbourhood of well-scaled points (1-D points 1 apart,
+lengthscale 1, k = 20) lists many neighbours at 1.0 legitimately."""
 
 
 class UncorrelatedNeighboursWarning(UserWarning):
-    """Most residual neighbours carry no correlation: the kernel's lengthscale is likely far below the
-    spacing of the points (an outside user's trial: points in [0, 1000]^2 with the default lengthscale 1
-    gave 97.8% of the distances at 1.0 and a 'maximin' ordering that was the natural one)."""
+    """Most points have no residual correlation with even their nearest predecessor: the kernel's
+    lengthscale is likely far below the spacing of the points (an outside user's trial: points in
+    [0, 1000]^2 with the default lengthscale 1 gave 97.8% of the distances at 1.0 and a 'maximin' ordering
+    that was the natural one)."""
 
 
 def _warn_if_uncorrelated(result: VecchiaNeighbors) -> None:
-    if result.metric != "residual":
+    if result.metric != "residual" or result.neighbors.shape[1] == 0:
         return
-    listed = result.distances[result.neighbors >= 0]
-    share = float(np.count_nonzero(listed == 1.0)) / max(1, listed.size)
+    listed = result.neighbors[:, 0] >= 0
+    share = float(np.count_nonzero(listed & (result.distances[:, 0] == 1.0))) / max(1, int(listed.sum()))
     if share > UNCORRELATED_SHARE:
-        problem = result.problem
         warnings.warn(UncorrelatedNeighboursWarning(
-            f"{share:.1%} of the neighbour distances are 1.0, the residual distance's largest value (no "
-            f"correlation left): these neighbours, and a maximin ordering, are ties broken by position; is "
-            f"the lengthscale ({_lengthscale_text(problem)}) on the scale of the points' spacing?"),
-            stacklevel=3)
+            f"{share:.1%} of the points are at residual distance 1.0 from even their nearest predecessor, "
+            f"the distance's largest value (no correlation left): their neighbours, and a maximin "
+            f"ordering, are ties broken by position; is the lengthscale "
+            f"({_lengthscale_text(result.problem)}) on the scale of the points' spacing?"), stacklevel=3)
 
 
 def _lengthscale_text(problem: ResidualProblem) -> str:

@@ -55,8 +55,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "pcct_parity(mode='exact', rtol=1e-9, atol=1e-12, telemetry=True): how pcct_engine_pair.check "
-        "compares answers in this test (pytest-pcct)",
+        "pcct_parity(mode='exact', rtol=1e-9, atol=1e-12, telemetry=True, repeat=False): how "
+        "pcct_engine_pair.check compares answers in this test (pytest-pcct)",
     )
     config.addinivalue_line(
         "markers",

@@ -429,9 +429,11 @@ class EngineHandle:
         self.require_support(problem)
         return self.answer_supported(problem, k, tolerance)
 
-    def answer_supported(self, problem: Problem, k: int, tolerance: tuple[float, float]) -> Answer:
+    def answer_supported(self, problem: Problem, k: int, tolerance: tuple[float, float], *,
+                         record: bool = True) -> Answer:
         """:meth:`knn` after its arguments were checked (:func:`call_arguments`) and the problem found
-        unchanged and supported: for a caller that does that once for both engines of a pair."""
+        unchanged and supported: for a caller that does that once for both engines of a pair. `record`
+        False: the answer is not handed on (a repeated call's telemetry is not the test's twice)."""
         __tracebackhide__ = True
         rtol, atol = tolerance
         _check_environment(f"before engine {self.name!r} was called on {problem.label}, k={k}")
@@ -475,6 +477,6 @@ class EngineHandle:
             where = f"{label} on {problem.label}, k={k}"
             _check_record_describes(answer.telemetry, problem, k, where)
             check_record_consistent(answer.telemetry, answer.indices, where)
-        if self._on_answer is not None:
+        if record and self._on_answer is not None:
             self._on_answer(answer)
         return answer

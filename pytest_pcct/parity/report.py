@@ -80,8 +80,8 @@ class ParityMatrix:
             self.cells[key] = cell
 
     def totals(self) -> dict[str, int]:
-        """Cells per status, and the cells whose answers agree but whose counters differ (a failure too:
-        "0 failed" alone read green to a CI job while every such test failed)."""
+        """Cells per status, and the cells whose telemetry counters differ, whatever their status (each such
+        cell's tests failed: "0 failed" alone read green to a CI job; a cell may count in both)."""
         counts = dict.fromkeys(STATUSES, 0)
         for cell in self.cells.values():
             counts[cell.status] += 1

@@ -301,3 +301,5 @@ def test_a_cover_tree_says_what_it_is():
     model.fit(np.random.default_rng(0).normal(size=(50, 2)), m=8)
     assert repr(model).endswith("; fitted on 50 x 2, tree built)")
     assert repr(ct.CoverTree(engine="brute")) == "CoverTree(engine='brute', metric='euclidean'; not fitted)"
+    assert repr(ct.CoverTree(engine="gold", preset="residual_parity")).startswith(
+        "CoverTree(engine='gold', metric='residual', preset='residual_parity', ")

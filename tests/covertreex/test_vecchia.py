@@ -241,10 +241,14 @@ def test_neighbours_without_any_residual_correlation_are_warned_of(ordering):
     from covertreex.vecchia import UncorrelatedNeighboursWarning
 
     X = np.random.default_rng(0).uniform(0, 1000, size=(600, 2))
-    with pytest.warns(UncorrelatedNeighboursWarning, match=r"^9\d\.\d% of the neighbour distances are 1\.0, "
-                      r".*is the lengthscale \(1\) on the scale of the points' spacing\?$"):
+    with pytest.warns(UncorrelatedNeighboursWarning, match=r"^9\d\.\d% of the points are at residual "
+                      r"distance 1\.0 from even their nearest predecessor, .*is the lengthscale \(1\) on the "
+                      r"scale of the points' spacing\?$"):
         ct.vecchia_neighbors(X, 5, m=32, ordering=ordering)
+    line = np.arange(300.0)[:, None]  # well scaled, but k = 20 reaches past the correlated neighbours
     with warnings.catch_warnings():
         warnings.simplefilter("error", UncorrelatedNeighboursWarning)
         ct.vecchia_neighbors(X, 5, m=32, ordering=ordering, lengthscale=100.0)
         ct.vecchia_neighbors(X, 5, metric="euclidean", ordering=ordering)
+        far = ct.vecchia_neighbors(line, 20, m=16, ordering=ordering)
+    assert (far.distances[20:] == 1.0).mean() > 0.5  # what the review saw warned of, counting every k

@@ -134,7 +134,7 @@ def test_markers_are_registered_for_strict_markers(pytester):
     result.assert_outcomes(passed=1)
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines([
-        "@pytest.mark.pcct_parity(mode='exact', rtol=1e-9, atol=1e-12, telemetry=True): *",
+        "@pytest.mark.pcct_parity(mode='exact', rtol=1e-9, atol=1e-12, telemetry=True, repeat=False): *",
         "@pytest.mark.pcct_dataset(kind='gaussian', **params): *",
     ])
 
@@ -166,8 +166,8 @@ def test_a_bad_parity_marker_errors_naming_the_argument(pytester):
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([
         "*bad pcct_parity marker: unknown mode 'fuzzy'; known modes: exact, tolerance",
-        "*bad pcct_parity marker: pcct_parity takes keyword arguments mode, rtol, atol, telemetry only; "
-        "got [[]'tolerance'[]]",
+        "*bad pcct_parity marker: pcct_parity takes keyword arguments mode, rtol, atol, telemetry, repeat "
+        "only; got [[]'tolerance'[]]",
     ])
 
 

@@ -77,23 +77,38 @@ def test_a_wrong_neighbour_is_caught_in_exact_and_tolerance_mode(wrong_engines):
     ])
 
 
-def test_a_tie_choice_that_changes_from_call_to_call_fails_in_tolerance_mode(wrong_engines):
+def test_a_tie_choice_that_changes_from_call_to_call_fails_when_asked_again(wrong_engines):
     """Each of tiecoin's answers is tie-equal to gold's, but it breaks a boundary tie one way on one call
-    and the other way on the next (an outside user's engine choosing at random passed every check)."""
+    and the other way on the next (an outside user's engine choosing at random passed every check). With
+    repeat=True the candidate answers twice, recorded once; without it tolerance mode lets it pass, as an
+    engine whose reductions round differently from run to run must."""
     wrong_engines.makepyfile("""
-        def test_lattice(pcct_engine_pair, pcct_dataset):
+        import pytest
+
+        @pytest.mark.parametrize("repeat", [True, False])
+        def test_lattice(pcct_engine_pair, pcct_dataset, pcct_telemetry, repeat):
             pcct_engine_pair.check(pcct_dataset("lattice", n=200, d=2, n_queries=8, side=4), 6,
-                                   mode="tolerance")
+                                   mode="tolerance", repeat=repeat)
     """)
     result = wrong_engines.runpytest("--pcct-engines=gold,tiecoin,tieflip")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([
-        "*_ test_lattice[[]gold-tiecoin[]] _*",
-        "E *AssertionError: engine 'tiecoin' answered the same problem differently when asked again (* rows "
-        "differ; the first, query row *: indices [[]*], then [[]*]; distances [[]*], then [[]*])",
+        "*_ test_lattice[[]gold-tiecoin-True[]] _*",
+        "E *AssertionError: gold-tiecoin on euclidean lattice *, k=6:",
+        "E *engine 'tiecoin' answered the same problem differently when asked again (* rows differ; the "
+        "first, query row *: indices [[]*], then [[]*]; distances [[]*], then [[]*])",
         "*= pcct parity matrix =*",
         "*gold-tiecoin*lattice*  6  F  *",
     ])
+
+
+def test_a_repeated_call_is_recorded_once(pytester):
+    pytester.makepyfile("""
+        def test_pair(pcct_engine_pair, pcct_dataset, pcct_telemetry):
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2, repeat=True)
+            assert len(pcct_telemetry.for_engine("brute")) == 1
+    """)
+    pytester.runpytest("--pcct-engines=gold,brute").assert_outcomes(passed=1)
 
 
 def test_tie_reordering_is_tie_equal_but_not_exact(wrong_engines):
