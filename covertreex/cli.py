@@ -246,8 +246,8 @@ def _add_vecchia(sub) -> None:
                              "a maximin ordering in --metric that the engine fuses with the neighbours "
                              "finds them itself, with no cluster)")
     parser.add_argument("--out", default=None, metavar="FILE.npz",
-                        help="write ordering, neighbors and distances here (.npz appended if missing; "
-                             "an existing file is replaced)")
+                        help="write ordering, neighbors, distances and the JSON summary here (.npz "
+                             "appended if missing; an existing file is replaced)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON summary on stdout (the summary lines then go to stderr)")
     parser.set_defaults(run="covertreex.cli_vecchia:run")

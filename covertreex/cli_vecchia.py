@@ -238,9 +238,6 @@ def run(args) -> int:
                                f"{type(exc).__name__}: {reason}") from exc
         finally:  # told also when the job fails
             notes = _warnings_told(caught, UncorrelatedNeighboursWarning)
-    if out:  # before the summary lines (a reader that leaves, `| head`, once ended the run at the first one)
-        write_arrays(out, {"ordering": result.ordering, "neighbors": result.neighbors,
-                           "distances": result.distances})
     summary = {
         "command": "vecchia", "points": str(args.points), "n": int(X.shape[0]), "dims": int(X.shape[1]),
         "metric": args.metric, "k": args.k, "engine": args.engine, "engine_ran": _engine_ran(args.engine),
@@ -251,6 +248,10 @@ def run(args) -> int:
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
         "scheduler": args.scheduler, "warnings": notes,
     }
+    if out:  # before the summary lines (a reader that leaves, `| head`, once ended the run at the first one)
+        write_arrays(out, {"ordering": result.ordering, "neighbors": result.neighbors,
+                           "distances": result.distances,
+                           "summary": np.array(json.dumps(summary))})  # how they were made: a JSON string
     points, dims = (f"{count} {name}{'s' if count != 1 else ''}"
                     for count, name in ((summary["n"], "point"), (summary["dims"], "dim")))
     say(args, f"pcct vecchia: {points} x {dims} from {args.points}; "

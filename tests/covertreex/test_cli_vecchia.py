@@ -90,7 +90,8 @@ def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, 
     assert (summary["engine"], summary["engine_ran"]) == ("auto", fastest)
     assert "order " in done.stderr and "saved " in done.stderr
     result = ct.vecchia_neighbors(X, 4, **expected)
-    saved = np.load(tmp_path / "nn.npz")
+    saved = np.load(tmp_path / "nn.npz")  # no pickles: the summary is a string
+    assert json.loads(str(saved["summary"])) == summary  # how the arrays were made (k, metric, m, seed...)
     np.testing.assert_array_equal(saved["ordering"], result.ordering)
     np.testing.assert_array_equal(saved["neighbors"], result.neighbors)
     np.testing.assert_array_equal(saved["distances"].view(np.int64), result.distances.view(np.int64))
