@@ -89,7 +89,10 @@ def number(text: str) -> float:
 
 def positive_number(text: str) -> float:
     """argparse type: a positive finite float (a kernel's variance or lengthscale), so the flag is named."""
-    value = number(text)
+    return _positive(number(text), text)
+
+
+def _positive(value: float, text: str) -> float:
     if not 0.0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be positive and finite, got {text!r}")
     return value
@@ -97,13 +100,13 @@ def positive_number(text: str) -> float:
 
 def lengthscale(text: str):
     """argparse type: one positive float, or one per dimension separated by commas."""
+    parts = text.split(",")
     try:
-        values = [number(part) for part in text.split(",")]
+        values = [number(part) for part in parts]
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected a number or comma-separated numbers, got {text!r}") from None
-    for part in text.split(","):
-        positive_number(part)
+    values = [_positive(value, part) for value, part in zip(values, parts, strict=True)]
     return values[0] if len(values) == 1 else values
 
 

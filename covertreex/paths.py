@@ -25,9 +25,9 @@ import math
 DENSE_SPEEDUP = {"residual": 16.0, "euclidean": 40.0}
 """Per metric, how many pairs screened in a GEMM tile cost one tree-walk evaluation. Residual: 16 at
 m = 512. Euclidean: 28-53 (a walk evaluation 41-68 ns, a screened pair 0.9-1.7 ns, CPU time on one thread,
-rust, N = 20,000-200,000, d = 2-8, k = 10 and 50; 2026-12-07, `nproc` 2, Intel Xeon; /tmp script of the
-session, numbers in docs/benchmarks.md, "The auto path's Euclidean cost"): at 16, d = 5, N = 50,000 with
-10,000 queries took the tree, 3.3 s against the dense path's 0.5 s."""
+rust, N = 20,000-200,000, d = 2-8, k = 10 and 50; 2026-12-07, `nproc` 2, Intel Xeon; the cases of
+`python benchmarks/auto_path.py`, docs/benchmarks.md, "The auto path's Euclidean cost"): at 16, d = 5,
+N = 50,000 with 10,000 queries took the tree, 3.1 s against the dense path's 0.5 s."""
 BUILD_PER_WALK = 0.25
 """Build evaluations per inserted point, as a share of one query's walk evaluations."""
 

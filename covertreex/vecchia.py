@@ -320,7 +320,7 @@ class UncorrelatedNeighboursWarning(UserWarning):
 
 
 def _warn_if_uncorrelated(result: VecchiaNeighbors) -> None:
-    if result.metric != "residual" or result.neighbors.shape[1] == 0:
+    if result.metric != "residual":
         return
     listed = result.neighbors[:, 0] >= 0
     share = float(np.count_nonzero(listed & (result.distances[:, 0] == 1.0))) / max(1, int(listed.sum()))
@@ -329,8 +329,5 @@ def _warn_if_uncorrelated(result: VecchiaNeighbors) -> None:
             f"{share:.1%} of the points are at residual distance 1.0 from even their nearest predecessor, "
             f"the distance's largest value (no correlation left): their neighbours, and a maximin "
             f"ordering, are ties broken by position; is the lengthscale "
-            f"({_lengthscale_text(result.problem)}) on the scale of the points' spacing?"), stacklevel=3)
-
-
-def _lengthscale_text(problem: ResidualProblem) -> str:
-    return ", ".join(f"{scale:g}" for scale in np.unique(problem.lengthscale))
+            f"({', '.join(f'{scale:g}' for scale in np.unique(result.problem.lengthscale))}) on the scale "
+            f"of the points' spacing?"), stacklevel=3)

@@ -41,11 +41,16 @@ def test_tolerance_marker_allows_declared_drift_only(toy, run_gate, monkeypatch)
         ["*steps: baseline 1000, current 1120 (+120, ratio 1.1200, tolerance 10.00%)"])
 
 
+def _counters_after(run_gate, monkeypatch, variable: str, value: str):
+    """The counter gate's run after recording the toy's baselines, then setting `variable`."""
+    run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=3)
+    monkeypatch.setenv(variable, value)
+    return run_gate("--pcct-gate=counters")
+
+
 def test_fewer_counters_also_fail_because_the_baseline_is_stale(toy, run_gate, monkeypatch):
     """A drop was told as a 'regression', with no word of the stale baseline or how to record it again."""
-    run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=3)
-    monkeypatch.setenv("TOY_STEPS_WORK", "900")
-    result = run_gate("--pcct-gate=counters")
+    result = _counters_after(run_gate, monkeypatch, "TOY_STEPS_WORK", "900")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([
         "pytest-pcct gate: work counters fell (the baseline is stale: counters are deterministic, and one "
@@ -57,9 +62,7 @@ def test_fewer_counters_also_fail_because_the_baseline_is_stale(toy, run_gate, m
 
 
 def test_changed_configuration_is_incomparable_not_a_pass(toy, run_gate, monkeypatch):
-    run_gate("--pcct-gate=counters", "--pcct-update-baselines").assert_outcomes(passed=3)
-    monkeypatch.setenv("TOY_CONFIG", "config-2")
-    result = run_gate("--pcct-gate=counters")
+    result = _counters_after(run_gate, monkeypatch, "TOY_CONFIG", "config-2")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
         "pytest-pcct gate: work counters of test_toy.py::test_work are not comparable with *: "
