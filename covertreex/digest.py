@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from covertreex.kinds import QUERY_KINDS
 from covertreex.resources import available_cpus
 
 CHUNK_BYTES = 1 << 23
@@ -38,3 +39,13 @@ def array_digest(*arrays: np.ndarray) -> str:
         for digest in digests:
             h.update(digest)
     return h.hexdigest()
+
+
+def query_digest(kind: str, values: np.ndarray) -> str:
+    """The identity of a query set, as telemetry records and pytest-pcct's problems name it: its kind, a
+    colon, and :func:`array_digest` of its coordinates (float64, kind 'points') or of its dataset indices
+    (int64; 'predecessor': ``arange(n)``). Two calls with the same data, sizes and k but other queries
+    differ here."""
+    if kind not in QUERY_KINDS:
+        raise ValueError(f"query kind must be one of {', '.join(QUERY_KINDS)}, got {kind!r}")
+    return f"{kind}:{array_digest(values)}"

@@ -24,8 +24,8 @@ from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree
 
 SCHEMA_NAME = "covertreex.query_telemetry"
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 """Record versions that still validate (each against its own shipped schema file)."""
 COMPARED_SECTIONS = ("counters", "per_query", "levels")
 """The parts of a record that are deterministic and compared for parity (timings never are)."""
@@ -90,6 +90,7 @@ class RecordSource:
     k: int
     predecessor: bool
     dataset_digest: str
+    query_digest: str
     config: Config
     tree_digest: str | None
     level_slots: tuple
@@ -104,8 +105,9 @@ class RecordSource:
             created=datetime.now(timezone.utc), engine=engine, mode=mode, metric=space.metric,
             kernel=space.problem.kernel if space.problem is not None else None, n_points=space.n_points,
             n_dims=space.n_dims, n_queries=queries.n_queries, k=k, predecessor=queries.predecessor,
-            dataset_digest=space.digest, config=config, tree_digest=tree_digest(tree),
-            level_slots=tuple(tree.level_slots) if tree is not None else (), seconds=float(seconds),
+            dataset_digest=space.digest, query_digest=queries.digest(), config=config,
+            tree_digest=tree_digest(tree), level_slots=tuple(tree.level_slots) if tree is not None else (),
+            seconds=float(seconds),
         )
 
     def __call__(self, counters: QueryCounters) -> dict:
@@ -133,6 +135,7 @@ class RecordSource:
             "k": self.k,
             "predecessor": self.predecessor,
             "dataset_digest": self.dataset_digest,
+            "query_digest": self.query_digest,
             "config_digest": self.config.digest(),
             "tree_digest": self.tree_digest,
             "path": extra.get("path", "tree"),

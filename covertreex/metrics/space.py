@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from covertreex.digest import array_digest
+from covertreex.digest import array_digest, query_digest
 from covertreex.errors import InputTypeError, InvalidInputError, NonFiniteError, unknown_name
 from covertreex.kinds import KERNELS, METRICS
 from covertreex.metrics.data import (
@@ -70,6 +70,8 @@ class QuerySet:
     dataset_index: np.ndarray = field(repr=False)
     limit: np.ndarray = field(repr=False)
     predecessor: bool = False
+    coordinates: bool = False
+    """Given as coordinates (:meth:`MetricSpace.point_queries`; data.X holds them), not as indexed points."""
 
     def __post_init__(self):
         object.__setattr__(self, "data", self.data.sealed())
@@ -84,6 +86,12 @@ class QuerySet:
     @property
     def n_queries(self) -> int:
         return self.rows.shape[0]
+
+    def digest(self) -> str:
+        """Which queries these are (:func:`covertreex.digest.query_digest`), as telemetry names them."""
+        if self.coordinates:
+            return query_digest("points", self.data.X)
+        return query_digest("predecessor" if self.predecessor else "indices", self.dataset_index)
 
 
 @dataclass(frozen=True)
@@ -187,7 +195,7 @@ class MetricSpace:
             at = self.problem.points_at(Q)
             qdata = self._residual_rows(Q, at)
         rows = np.arange(n, dtype=np.int64)
-        return QuerySet(qdata, rows, at, np.full(n, self.n_points, dtype=np.int64))
+        return QuerySet(qdata, rows, at, np.full(n, self.n_points, dtype=np.int64), coordinates=True)
 
     def _residual_rows(self, Q: np.ndarray, at: np.ndarray) -> MetricData:
         """Residual query data: the indexed point's V row and p where `at` names one, else the projection

@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from covertreex import datasets, residual_problem
-from covertreex.digest import array_digest
+from covertreex.digest import array_digest, query_digest
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS, QUERY_KINDS
 from covertreex.residual import ResidualProblem
@@ -40,7 +40,8 @@ class Problem:
     """A k-NN question without k: indexed data and queries, identified by label and content digest.
 
     Exactly one of ``queries`` (new coordinates) and ``query_indices`` (indexed points as queries) is set;
-    ``data_digest`` identifies the indexed data alone (engines may reuse an index built on it).
+    ``data_digest`` identifies the indexed data alone (engines may reuse an index built on it),
+    ``query_digest`` the queries alone.
     ``predecessor``: query_indices is ``0..n-1`` and query row i may only list indices j < i.
     """
 
@@ -51,6 +52,8 @@ class Problem:
     label: str
     digest: str
     data_digest: str = field(repr=False)
+    query_digest: str = field(repr=False)
+    """Which queries these are (:func:`covertreex.digest.query_digest`), as covertreex's records name them."""
     predecessor: bool = False
 
     @property
@@ -118,20 +121,20 @@ def problem_from_arrays(
     data_digest = residual.digest if residual else array_digest(points)
     if predecessor:
         query_indices = _frozen(np.arange(points.shape[0], dtype=np.int64))
-        query_digest = "predecessor:" + array_digest(query_indices)
+        queried = query_digest("predecessor", query_indices)
     elif queries is not None:
         queries = _frozen(np.array(as_points(queries, "queries")))
         check_dims(queries, points.shape[1])
-        query_digest = "points:" + array_digest(queries)
+        queried = query_digest("points", queries)
     else:
         query_indices = _frozen(np.array(dataset_indices(query_indices, points.shape[0], "query_indices")))
-        query_digest = "indices:" + array_digest(query_indices)
+        queried = query_digest("indices", query_indices)
     metric = "euclidean" if residual is None else "residual"
-    digest = hashlib.sha256(f"{metric}|{data_digest}|{query_digest}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{metric}|{data_digest}|{queried}".encode()).hexdigest()
     n_q = len(queries if queries is not None else query_indices)
     mode = " predecessor" if predecessor else ""
     label = label or f"{metric}{mode} n={points.shape[0]} d={points.shape[1]} q={n_q} {digest[:12]}"
-    return Problem(points, queries, query_indices, residual, label, digest, data_digest, predecessor)
+    return Problem(points, queries, query_indices, residual, label, digest, data_digest, queried, predecessor)
 
 
 def _params_text(params: dict) -> str:

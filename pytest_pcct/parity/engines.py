@@ -275,13 +275,17 @@ def _check_record_describes(record: dict, problem: Problem, k: int, label: str) 
     earlier call, or made up) is valid against the schema, so it is compared with the call here. Its k may
     be capped at the number of points (an engine that pads a short answer counts what it listed)."""
     __tracebackhide__ = True
-    from covertreex.telemetry import SCHEMA_NAME
+    from covertreex.telemetry import SCHEMA_NAME, SCHEMA_VERSION
 
     if record.get("schema") != SCHEMA_NAME:
         return
+    if record.get("query_digest") is None:
+        raise AssertionError(f"{label} is a version {record.get('schema_version')!r} record, which does not "
+                             f"name its queries: a record checked against a call must name them "
+                             f"(query_digest, version {SCHEMA_VERSION})")
     expected = {"metric": problem.metric, "n_points": problem.n_points, "n_dims": problem.n_dims,
                 "n_queries": problem.n_queries, "predecessor": problem.predecessor,
-                "dataset_digest": problem.data_digest}
+                "dataset_digest": problem.data_digest, "query_digest": problem.query_digest}
     if problem.residual is not None:
         expected["kernel"] = problem.residual.kernel
     wrong = [f"{name} {record.get(name)!r} (the call: {value!r})"

@@ -95,7 +95,7 @@ def test_query_runs_the_described_workload(tmp_path):
     assert record["counters"] == expected.telemetry["counters"]
     assert record["n_queries"] == 20 and record["k"] == 5
     assert ok("telemetry", "validate", log, log).stdout.splitlines() == [
-        f"{log}: 1 records valid against covertreex.query_telemetry v4"] * 2
+        f"{log}: 1 records valid against covertreex.query_telemetry v5"] * 2
 
 
 def test_query_repeat_reports_every_run_and_loaded_tree_is_not_rebuilt(tmp_path):

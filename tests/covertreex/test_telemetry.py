@@ -17,6 +17,7 @@ from covertreex.telemetry import (
     validation_errors,
     write_jsonl,
 )
+from pytest_pcct.parity.datasets import problem_from_arrays
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def record():
 def test_schema_is_draft_2020_12_with_an_id():
     document = schema.load(schema_resource())
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert document["$id"].endswith("query_telemetry.v4.json")
+    assert document["$id"].endswith("query_telemetry.v5.json")
 
 
 def test_gold_and_brute_records_validate(record):
@@ -60,7 +61,7 @@ def test_schedule_counters_validate_and_sum_over_levels(record):
         assert c["cache_skips"] == sum(row["cache_skips"] for row in levels) > 0
         assert c["empty_blocks"] <= c["blocks"]
     assert c["blocks"] > c["frontier_steps"], "block_sizing cuts the steps into several blocks"
-    old = {key: value for key, value in record.items() if key not in ("counters", "levels")}
+    old = {key: value for key, value in record.items() if key not in ("counters", "levels", "query_digest")}
     old["counters"] = {key: value for key, value in record["counters"].items()
                        if key not in ("blocks", "empty_blocks", "early_stops", "guard_checks", "cache_skips")}
     old["levels"] = [{key: value for key, value in row.items() if key not in ("blocks", "cache_skips")}
@@ -68,6 +69,29 @@ def test_schedule_counters_validate_and_sum_over_levels(record):
     assert validation_errors({**old, "schema_version": 3}) == []
     assert validation_errors({**old, "schema_version": 2}) == []
     assert validation_errors({**old, "schema_version": 4}) != []
+
+
+def test_a_record_names_its_queries(record):
+    """Version 5 added query_digest: records of two calls with the same data, sizes and k but other
+    queries differ there (and only there, of the identity fields), and it is the digest pytest-pcct's
+    problem of those queries names; a version 5 record without it is invalid, a version 4 one is not."""
+    X = datasets.make("duplicates", 800, 2, 6).points
+    tree = ct.CoverTree(path="tree").fit(X)
+    shifted = tree.query(indices=np.arange(1, 800, 8), k=10).telemetry
+    same = tree.query(indices=np.arange(0, 800, 8), k=10).telemetry
+    assert same["query_digest"] == record["query_digest"] != shifted["query_digest"]
+    identity = ("metric", "n_points", "n_dims", "n_queries", "k", "predecessor", "dataset_digest")
+    assert [shifted[name] for name in identity] == [record[name] for name in identity]
+    assert record["query_digest"] == problem_from_arrays(X, query_indices=np.arange(0, 800, 8)).query_digest
+    at_points = tree.query(X[:5], k=3).telemetry
+    assert at_points["query_digest"] == problem_from_arrays(X, queries=X[:5]).query_digest
+    assert at_points["query_digest"] != tree.query(indices=np.arange(5), k=3).telemetry["query_digest"]
+    predecessor = tree.query(k=3, predecessor=True).telemetry
+    assert predecessor["query_digest"] == problem_from_arrays(X, predecessor=True).query_digest
+    assert predecessor["query_digest"] != tree.query(indices=np.arange(800), k=3).telemetry["query_digest"]
+    without = {key: value for key, value in record.items() if key != "query_digest"}
+    assert any("query_digest" in problem for problem in validation_errors(without))
+    assert validation_errors({**without, "schema_version": 4}) == []
 
 
 def test_counters_are_consistent(record):

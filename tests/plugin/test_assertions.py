@@ -354,7 +354,7 @@ def test_telemetry_valid_checks_formats_against_the_shipped_schema(tmp_path):
     assert_telemetry_valid(record)
     message = failure(assert_telemetry_valid, {**record, "created": "yesterday", "k": 0}, label="gold record")
     assert message.splitlines() == [
-        "gold record does not match schema covertreex:schemas/query_telemetry.v4.json:",
+        "gold record does not match schema covertreex:schemas/query_telemetry.v5.json:",
         "  created: 'yesterday' is not a 'date-time'",
         "  k: 0 is less than the minimum of 1",
     ]

@@ -15,10 +15,10 @@ def test_default_schema_is_the_one_shipped_in_covertreex():
     from importlib import resources
 
     resource = schema_resource()
-    assert resource == "covertreex:schemas/query_telemetry.v4.json"
-    shipped = resources.files("covertreex").joinpath("schemas", "query_telemetry.v4.json").read_text()
+    assert resource == "covertreex:schemas/query_telemetry.v5.json"
+    shipped = resources.files("covertreex").joinpath("schemas", "query_telemetry.v5.json").read_text()
     assert schema.load(resource) == json.loads(shipped)
-    assert schema.load(resource)["$id"] == "https://covertreex.dev/schemas/query_telemetry.v4.json"
+    assert schema.load(resource)["$id"] == "https://covertreex.dev/schemas/query_telemetry.v5.json"
 
 
 def test_a_schema_inside_a_zipped_package_is_found_and_checks_formats(tmp_path, monkeypatch):

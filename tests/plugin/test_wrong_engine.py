@@ -173,7 +173,7 @@ def test_counters_are_compared_and_records_validated(pytester):
         "counters, per_query, levels)",
         "*_ test_pair[[]gold-badrecord[]] _*",
         "E *AssertionError: telemetry record of engine 'badrecord' does not match schema "
-        "covertreex:schemas/query_telemetry.v4.json:",
+        "covertreex:schemas/query_telemetry.v5.json:",
         "E *counters/prunes: -1 is less than the minimum of 0",
         "*= pcct parity matrix =*",
         "2 cells (engine pair x dataset x k): 1 exact, 0 tie-equal, 1 failed; counters differ in 1",
@@ -214,9 +214,15 @@ def test_a_record_of_another_call_fails(pytester):
             pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3, seed=1), 2)
             pcct_engine_pair.check(pcct_dataset(n=40, d=2, n_queries=3), 2)
             pcct_engine_pair.check(pcct_dataset(n=40, d=2, n_queries=3), 60)
+
+
+        def test_same_data_sizes_and_k(pcct_engine_pair, pcct_dataset):
+            # the same 50 points; 3 queries at new coordinates, then 3 indexed points, then 3 others
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3, queries="points"), 2)
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3, queries="indices"), 2)
     """)
     result = pytester.runpytest("--pcct-engines=gold,stale,wrongk,honest")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=2, failed=4)
     result.stdout.fnmatch_lines([
         "*_ test_pair[[]gold-stale[]] _*",
         "E *AssertionError: telemetry record of engine 'stale' on euclidean gaussian d=2 n=50 q=3 "
@@ -224,6 +230,44 @@ def test_a_record_of_another_call_fails(pytester):
         "*_ test_pair[[]gold-wrongk[]] _*",
         "E *AssertionError: telemetry record of engine 'wrongk' on euclidean gaussian d=2 n=50 q=3 "
         "queries=points seed=0, k=2 describes another call: k 3 (the call: 2)",
+    ], consecutive=False)
+    result.stdout.fnmatch_lines([
+        "*_ test_same_data_sizes_and_k[[]gold-stale[]] _*",
+        "E *AssertionError: telemetry record of engine 'stale' on euclidean gaussian d=2 n=50 q=3 "
+        "queries=indices seed=0, k=2 describes another call: query_digest 'points:*' (the call: 'indices:*')",
+    ])
+
+
+def test_a_record_that_names_no_queries_fails(pytester):
+    """A version 4 record (valid against its own schema) names no queries, so it cannot show it counted
+    this call: the plugin says so, rather than calling it a record of another call."""
+    pytester.makeconftest("""
+        from covertreex.telemetry import schema_resource
+
+
+        def pytest_pcct_register_engines(registry):
+            def factory():
+                engine = registry.create("gold")
+
+                def knn(problem, k):
+                    answer = engine.knn(problem, k)
+                    record = {key: value for key, value in answer.telemetry.items() if key != "query_digest"}
+                    return answer.indices, answer.distances, {**record, "schema_version": 4}
+
+                return knn
+
+            registry.register("older", factory, telemetry_schema=schema_resource(4))
+    """)
+    pytester.makepyfile("""
+        def test_pair(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,older")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E *AssertionError: telemetry record of engine 'older' on euclidean gaussian d=2 n=50 q=3 "
+        "queries=points seed=0, k=2 is a version 4 record, which does not name its queries: a record checked "
+        "against a call must name them (query_digest, version 5)",
     ])
 
 
