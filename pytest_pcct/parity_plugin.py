@@ -150,7 +150,7 @@ def pytest_runtest_setup(item):
         from pytest_pcct.parity.session import ParitySettings
 
         try:
-            settings = ParitySettings.from_marker(item.get_closest_marker("pcct_parity"))
+            settings = ParitySettings.from_markers(item.iter_markers("pcct_parity"))
         except InvalidInputError as exc:
             problem = str(exc)
         else:

@@ -6,7 +6,9 @@ query row and position, both indices and both distances, and a short diff of tha
 Two answers compare in one of three ways (:func:`compare_knn`):
 - ``exact``: identical indices and bitwise-identical distances;
 - ``tie-equal``: every distance within ``atol + rtol * |ref|`` and indices that differ only inside groups
-  of near-equal distances, or in the group cut by the k-th boundary, never strictly inside it;
+  of near-equal distances, or in the group cut by the k-th boundary, never strictly inside it; an index
+  one answer lists and the other leaves out is within the tolerance of the other's k-th distance (groups
+  chain, so the last one alone could reach a row's nearest point);
 - ``different``: anything else.
 
 Padding (index -1, distance inf: fewer than k eligible points, as in predecessor queries) is part of the
@@ -192,6 +194,24 @@ def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels) -> _Difference | Non
                 f"{b} has {sorted(gi[group].tolist())}",
             )
         start = end + 1
+    return _beyond_the_boundary(row, (ri, rd, a), (gi, gd, b), rtol, atol)
+
+
+def _beyond_the_boundary(row, first, second, rtol, atol) -> _Difference | None:
+    """The first index one answer lists and the other leaves out though it is nearer than the other's
+    k-th distance by more than the tolerance. The groups above chain: distances each within the tolerance
+    of the next can span many tolerances, so the group cut by the k-th boundary could hold a row's nearest
+    point (points 1 + j * 0.6e-9 from a query: an answer listing 1..k instead of 0..k-1 passed), while a
+    point left out for another at the boundary is within the tolerance of the k-th distance itself."""
+    for (xi, xd, x), (yi, yd, y) in ((first, second), (second, first)):
+        left_out = _left_out(xi[None], xd[None], yi[None], yd[None], rtol, atol)[0]
+        if left_out.any():
+            p, kth = int(np.argmax(left_out)), _kth(yi[None], yd[None])[0]
+            return _Difference(
+                row, p, "index differs strictly inside the k-th boundary",
+                f"{x} lists index {int(xi[p])} at distance {_dist(xd[p])}; {y} leaves it out, though its "
+                f"k-th distance {_dist(kth)} is farther by more than atol + rtol*|k-th|",
+            )
     return None
 
 
@@ -354,8 +374,9 @@ def assert_k_safe(
     result, oracle, *, rtol: float = 0.0, atol: float = 0.0, labels=("result", "oracle"), problem=None,
 ):
     """Assert `result` dropped no true neighbour: every listed distance is the true distance of its index
-    (checked against `problem`, which answers from pcct engines carry), and per row the sorted distances
-    equal the oracle's.
+    (checked against `problem`, which answers from pcct engines carry), per row the sorted distances equal
+    the oracle's (within rtol/atol), and no index either answer lists is left out by the other while
+    nearer than the other's k-th distance by more than the tolerance.
 
     The distance multiset holds across tie-breaking differences; index parity is :func:`assert_knn_equal`'s
     job. Padding (-1) is part of the checked form: both answers pad exactly the positions beyond the
@@ -381,6 +402,7 @@ def assert_k_safe(
     rs, os_ = np.take_along_axis(rd, r_order, 1), np.take_along_axis(od, o_order, 1)
     bad = ~_near(os_, rs, rtol, atol)
     if not bad.any():
+        _check_none_left_out((ri, rd, a), (oi, od, b), rtol, atol)
         return
     row, rank = (int(x) for x in np.argwhere(bad)[0])
     got_index, true_index = ri[row, r_order[row, rank]], oi[row, o_order[row, rank]]
@@ -400,6 +422,50 @@ def assert_k_safe(
         f"{head}\n{tail}\n  rows with a distance-multiset difference: {others + 1} of {rd.shape[0]}"
         f" (rtol={rtol:g}, atol={atol:g})"
     )
+
+
+def _check_none_left_out(result, oracle, rtol: float, atol: float) -> None:
+    """Raise if either answer leaves out an index the other lists nearer than its own k-th distance by more
+    than the tolerance. Sorted distances compared rank by rank within the tolerance let a row drop its
+    nearest point when every gap is below it (each rank then differs by one gap), so each index is held
+    against the k-th distance itself (as :func:`_beyond_the_boundary` does for tolerance mode)."""
+    __tracebackhide__ = True
+    (ri, rd, a), (oi, od, b) = result, oracle
+    dropped = _left_out(oi, od, ri, rd, rtol, atol)
+    missed = _left_out(ri, rd, oi, od, rtol, atol)
+    for left_out, xi, xd, kth, fmt in (
+        (dropped, oi, od, _kth(ri, rd),
+         "query row {row} dropped a true neighbour: the {b} lists index {i} at distance {d}, which {a} "
+         "leaves out though its k-th distance {kth} is farther"),
+        (missed, ri, rd, _kth(oi, od),
+         "query row {row}: {a} lists index {i} at its true distance {d}, which the {b} leaves out though its "
+         "k-th distance {kth} is farther: the {b} missed a closer point"),
+    ):
+        if left_out.any():
+            row, p = (int(v) for v in np.argwhere(left_out)[0])
+            head = fmt.format(row=row, a=a, b=b, i=int(xi[row, p]), d=_dist(xd[row, p]), kth=_dist(kth[row]))
+            raise AssertionError(
+                f"{head} by more than atol + rtol*|k-th| (rtol={rtol:g}, atol={atol:g}), although the sorted "
+                f"distances agree rank by rank within it\n  rows where an answer leaves out such an index: "
+                f"{int((dropped | missed).any(axis=1).sum())} of {rd.shape[0]}"
+            )
+
+
+def _kth(indices: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """Each row's last listed distance (-inf for a row that lists nothing)."""
+    listed = (indices >= 0).sum(axis=1)
+    last = distances[np.arange(indices.shape[0]), np.maximum(listed - 1, 0)]
+    return np.where(listed > 0, last, -np.inf)
+
+
+def _left_out(xi, xd, yi, yd, rtol: float, atol: float) -> np.ndarray:
+    """Where answer x lists an index that answer y does not list, nearer than y's k-th distance by more
+    than the tolerance."""
+    span = np.int64(max(int(xi.max(initial=0)), int(yi.max(initial=0))) + 2)
+    rows = np.arange(xi.shape[0], dtype=np.int64)[:, None] * span  # one key per (row, index) pair
+    absent = ~np.isin(rows + xi, rows + yi)
+    kth = np.broadcast_to(_kth(yi, yd)[:, None], xd.shape)
+    return (xi >= 0) & absent & (xd < kth) & ~_near(kth, xd, rtol, atol)
 
 
 def assert_predecessors(result, *, label: str = "result") -> None:

@@ -362,6 +362,7 @@ def require_unchanged(problem: Problem) -> None:
     __tracebackhide__ = True
     changed = sorted(problem.changed_fields())
     if changed:
+        problem.change_told()
         raise EngineFailure(f"{', '.join(changed)} of {problem.label} changed after it was made (by an "
                             "engine that failed on it before, or by the test), so no answer to it can be "
                             "checked")
@@ -463,6 +464,7 @@ class EngineHandle:
         _check_environment(f"after engine {self.name!r} answered {problem.label}, k={k}")
         changed = sorted(problem.changed_fields())
         if changed:
+            problem.change_told()
             raise EngineFailure(f"engine {self.name!r} changed {', '.join(changed)} of {problem.label} "
                                 f"(k={k}); an engine must leave its input unchanged")
         check_answer(answer.indices, answer.distances, problem, rtol=rtol, atol=atol,

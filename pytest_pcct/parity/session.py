@@ -50,7 +50,7 @@ class ParitySettings:
     atol: float = DEFAULT_ATOL
     telemetry: bool = True
     repeat: bool = False
-    """Ask the candidate a second time and require the same bits (see :func:`answer_again_differs`)."""
+    """Ask each engine a second time and require the same bits (see :func:`answer_again_differs`)."""
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -65,17 +65,21 @@ class ParitySettings:
                 raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_marker(cls, marker) -> ParitySettings:
-        if marker is None:
-            return cls()
+    def from_markers(cls, markers) -> ParitySettings:
+        """The settings of a test's pcct_parity markers, closest first (``item.iter_markers``): merged
+        keyword by keyword, the closest one's value winning, so a module's ``rtol=0`` still holds under a
+        function's ``mode="tolerance"`` (the closest marker alone silently put rtol back to 1e-9)."""
         known = [f.name for f in fields(cls)]
-        unknown = sorted(set(marker.kwargs) - set(known))
-        if marker.args or unknown:
-            raise InvalidInputError(
-                f"pcct_parity takes keyword arguments {', '.join(known)} only; got "
-                f"{'positional arguments ' + repr(marker.args) if marker.args else unknown}"
-            )
-        return cls(**marker.kwargs)
+        merged = {}
+        for marker in reversed(list(markers)):
+            unknown = sorted(set(marker.kwargs) - set(known))
+            if marker.args or unknown:
+                raise InvalidInputError(
+                    f"pcct_parity takes keyword arguments {', '.join(known)} only; got "
+                    f"{'positional arguments ' + repr(marker.args) if marker.args else unknown}"
+                )
+            merged.update(marker.kwargs)
+        return cls(**merged)
 
     def overridden(self, **values) -> ParitySettings:
         """These settings with every non-None value of `values` replacing the field it names."""
@@ -151,7 +155,7 @@ class EnginePair:
     ) -> PairOutcome:
         """Run both engines on `problem`, assert their answers are equal and record the outcome in the
         parity matrix. Defaults come from the test's pcct_parity marker; with telemetry on, engines of one
-        telemetry group must also report equal counters; with repeat on, the candidate must answer a second
+        telemetry group must also report equal counters; with repeat on, each engine must answer a second
         call with the same bits."""
         __tracebackhide__ = True
         settings = self._session.settings().overridden(mode=mode, rtol=rtol, atol=atol, telemetry=telemetry,
@@ -165,8 +169,9 @@ class EnginePair:
             tolerance = (settings.rtol, settings.atol)
             ref = self.reference.answer_supported(problem, k, tolerance)
             got = self.candidate.answer_supported(problem, k, tolerance)
-            again = (self.candidate.answer_supported(problem, k, tolerance, record=False) if settings.repeat
-                     else None)
+            asked = ((ref, self.reference), (got, self.candidate)) if settings.repeat else ()
+            again = [(first, engine.answer_supported(problem, k, tolerance, record=False))
+                     for first, engine in asked]
         except UnsupportedProblemError:  # the plugin's own refusal: a skip, not a cell
             raise
         except Exception as exc:  # an untruthful or ill-formed answer, or an engine that raised: a failed
@@ -189,8 +194,8 @@ class EnginePair:
             except AssertionError as exc:
                 counters, counter_error = "differ", exc
         message = None if passed else comparison.message(settings.mode)
-        if passed and again is not None:  # the comparison's own failure first: it says more
-            message = answer_again_differs(got, again)
+        if passed:  # the comparison's own failure first: it says more
+            message = next(filter(None, (answer_again_differs(*pair) for pair in again)), None)
             passed = message is None
         status = comparison.status if passed else "failed"
         counter_message = None if counter_error is None else f"answers agree but {counter_error}"

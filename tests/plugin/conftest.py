@@ -293,6 +293,22 @@ def drops_the_nearest_behind_a_skipping_record(registry):
     return factory
 
 
+def drops_the_nearest(registry):
+    """Each row's true neighbours 2..k+1 at their true distances, the nearest left out: truthful entries,
+    which only the comparison can catch (tolerance mode once grouped them away where every gap of a row
+    is below rtol)."""
+    def factory():
+        engine = registry.create("gold")
+
+        def knn(problem, k):
+            wider = engine.knn(problem, k + 1)
+            return wider.indices[:, 1:].copy(), wider.distances[:, 1:].copy()
+
+        return knn
+
+    return factory
+
+
 def _libm():
     import ctypes
     import ctypes.util
@@ -341,6 +357,7 @@ def pytest_pcct_register_engines(registry):
     registry.register("sharedlast", shared_wrong_last(registry))
     registry.register("gpu", unavailable)
     registry.register("roundsupfactory", rounding_up_factory)
+    registry.register("dropsnearest", drops_the_nearest(registry))
     registry.register("dropsbehindrecord", drops_the_nearest_behind_a_skipping_record(registry),
                       telemetry_schema=schema_resource())
 '''

@@ -13,6 +13,7 @@ from pytest_pcct.parity.assertions import (
     compare_knn,
 )
 from pytest_pcct.parity.datasets import problem_from_arrays
+from pytest_pcct.parity.truth import true_distances
 
 IDX = np.array([[3, 7, 1, 9], [0, 2, 4, 6]])
 DIST = np.array([[0.1, 0.25, 0.5, 0.75], [0.0, 1.0, 1.0, 2.0]])
@@ -133,6 +134,43 @@ def test_tied_indices_may_swap_inside_a_group_and_change_at_the_boundary():
     # groups also form from near-equal (not identical) distances
     near = answer([[5, 7, 6, 8]], [[1.0, 2.0, 2.0 + 1e-15, 3.0]])
     assert compare_knn(ref, near).status == "tie-equal"
+
+
+LINE = problem_from_arrays((1.0 + 0.6e-9 * np.arange(40))[:, None], queries=np.zeros((1, 1)), label="line")
+
+
+@pytest.mark.parametrize("k", [2, 10, 30])
+def test_near_equal_groups_do_not_chain_past_a_left_out_nearest_point(k):
+    """Each distance is within rtol = 1e-9 of the next: an answer leaving out the nearest point and listing
+    the (k+1)-th is a tie only while the two are within the tolerance of each other (k = 2: 1.2e-9 apart,
+    relative to 1.0, against atol + rtol = 1.001e-9: not a tie either), in tolerance mode and for
+    assert_k_safe with a tolerance (whose sorted distances agree rank by rank within it)."""
+    truth = (np.arange(k)[None, :], true_distances(LINE, np.arange(k)[None, :]))
+    shifted = (np.arange(1, k + 1)[None, :], true_distances(LINE, np.arange(1, k + 1)[None, :]))
+    message = failure(assert_knn_equal, truth, shifted, mode="tolerance", problem=LINE)
+    assert message.splitlines()[:4] == [
+        "k-NN answers differ at query row 0, position 0: index differs strictly inside the k-th boundary "
+        "(tolerance mode: rtol=1e-09, atol=1e-12, indices may differ only within ties)",
+        "  ref: index 0, distance 1.0",
+        f"  got: index 1, distance {float(shifted[1][0, 0])!r}",
+        f"  ref lists index 0 at distance 1.0; got leaves it out, though its k-th distance "
+        f"{float(shifted[1][0, -1])!r} is farther by more than atol + rtol*|k-th|",
+    ]
+    message = failure(assert_k_safe, shifted, truth, rtol=1e-9, atol=1e-12, problem=LINE)
+    assert message.splitlines() == [
+        f"query row 0 dropped a true neighbour: the oracle lists index 0 at distance 1.0, which result "
+        f"leaves out though its k-th distance {float(shifted[1][0, -1])!r} is farther by more than atol + "
+        f"rtol*|k-th| (rtol=1e-09, atol=1e-12), although the sorted distances agree rank by rank within it",
+        "  rows where an answer leaves out such an index: 1 of 1",
+    ]
+    message = failure(assert_k_safe, truth, shifted, rtol=1e-9, atol=1e-12, problem=LINE)
+    assert message.startswith("query row 0: result lists index 0 at its true distance 1.0, which the oracle "
+                              "leaves out though its k-th distance")
+    one = (np.array([[1]]), true_distances(LINE, np.array([[1]])))
+    assert compare_knn((np.array([[0]]), true_distances(LINE, np.array([[0]]))), one,
+                       problem=LINE).status == "tie-equal"
+    assert_k_safe(one, (np.array([[0]]), true_distances(LINE, np.array([[0]]))), rtol=1e-9, atol=1e-12,
+                  problem=LINE)
 
 
 def test_a_distance_out_of_tolerance_and_a_repeated_index_are_named():

@@ -7,8 +7,8 @@ from covertreex.engines import TREE_ENGINES
 
 REGISTERED = sorted([*covertreex.engine_names(), *(f"{name}-dense" for name in TREE_ENGINES)])
 OURS = ", ".join(REGISTERED)  # each tree engine's dense path is registered as <name>-dense
-TEST_ENGINES = ["bigendian", "dropsbehindrecord", "exits", "farthest", "flipsflag", "float32", "gpu",
-                "groupskip", "lastplus", "missingrow", "offbyone", "outside", "raises", "random",
+TEST_ENGINES = ["bigendian", "dropsbehindrecord", "dropsnearest", "exits", "farthest", "flipsflag", "float32",
+                "gpu", "groupskip", "lastplus", "missingrow", "offbyone", "outside", "raises", "random",
                 "recordskip", "refuses", "rejects", "roundsup", "roundsupfactory", "sharedlast",
                 "sharedright", "skips", "skipsonread", "swap", "tiecoin", "tieflip", "ulp", "unittestskip",
                 "unsorted", "writes", "xfails"]  # registered by the wrong_engines fixture

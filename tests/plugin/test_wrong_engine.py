@@ -61,6 +61,31 @@ def test_a_one_ulp_distance_is_caught_in_exact_mode_and_at_zero_tolerance(wrong_
     ])
 
 
+def test_parity_markers_merge_keyword_by_keyword(wrong_engines):
+    """A module's rtol=0, atol=0 holds under a function's mode="tolerance" (the closest marker alone put
+    rtol back to 1e-9, and the one-ulp engine passed), and a function's own tolerances win over it."""
+    wrong_engines.makepyfile("""
+        import pytest
+
+        pytestmark = pytest.mark.pcct_parity(rtol=0, atol=0)
+
+        @pytest.mark.pcct_parity(mode="tolerance")
+        def test_module_tolerances(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=120, d=3, n_queries=6), 5)
+
+        @pytest.mark.pcct_parity(mode="tolerance", rtol=1e-9, atol=1e-12)
+        def test_own_tolerances(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=120, d=3, n_queries=6), 5)
+    """)
+    result = wrong_engines.runpytest("--pcct-engines=gold,ulp")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_module_tolerances[[]gold-ulp[]] _*",
+        "E *the reported distance is not the true distance of the listed index (|reported - true| = 2.22e-16 "
+        "> atol + rtol*true = 0)",
+    ])
+
+
 def test_a_wrong_neighbour_is_caught_in_exact_and_tolerance_mode(wrong_engines):
     wrong_engines.makepyfile(PAIR_TESTS)
     result = wrong_engines.runpytest("--pcct-engines=gold,swap")
@@ -77,10 +102,40 @@ def test_a_wrong_neighbour_is_caught_in_exact_and_tolerance_mode(wrong_engines):
     ])
 
 
+def test_an_answer_without_the_nearest_fails_where_every_gap_is_below_the_tolerance(wrong_engines):
+    """Points 1 + j * 0.6e-9 from the query: each distance is within rtol = 1e-9 of the next, so the
+    near-equal groups chained into one and an answer listing the 2nd..11th nearest passed tolerance mode as
+    a boundary tie (an outside trial); the 1st and the 11th are 6 rtol apart: not a tie."""
+    wrong_engines.makepyfile("""
+        import numpy as np
+        import pytest
+        from pytest_pcct.parity.datasets import problem_from_arrays
+
+        LINE = problem_from_arrays((1.0 + 0.6e-9 * np.arange(40))[:, None], queries=np.zeros((1, 1)),
+                                   label="line")
+
+        @pytest.mark.pcct_parity(mode="tolerance")
+        def test_tolerance(pcct_engine_pair):
+            pcct_engine_pair.check(LINE, 10)
+
+        @pytest.mark.pcct_parity(mode="tolerance")
+        def test_a_true_tie(pcct_engine_pair):
+            pcct_engine_pair.check(LINE, 1)  # the 2nd nearest is 0.6 rtol from the nearest: a tie
+    """)
+    result = wrong_engines.runpytest("--pcct-engines=gold,dropsnearest")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_tolerance[[]gold-dropsnearest[]] _*",
+        "E *k-NN answers differ at query row 0, position 0: index differs strictly inside the k-th boundary*",
+        "E *gold lists index 0 at distance 1.0; dropsnearest leaves it out, though its k-th distance "
+        "1.000000006 is farther by more than atol + rtol*|k-th|",
+    ])
+
+
 def test_a_tie_choice_that_changes_from_call_to_call_fails_when_asked_again(wrong_engines):
     """Each of tiecoin's answers is tie-equal to gold's, but it breaks a boundary tie one way on one call
     and the other way on the next (an outside user's engine choosing at random passed every check). With
-    repeat=True the candidate answers twice, recorded once; without it tolerance mode lets it pass, as an
+    repeat=True each engine answers twice, recorded once; without it tolerance mode lets it pass, as an
     engine whose reductions round differently from run to run must."""
     wrong_engines.makepyfile("""
         import pytest
@@ -99,6 +154,12 @@ def test_a_tie_choice_that_changes_from_call_to_call_fails_when_asked_again(wron
         "first, query row *: indices [[]*], then [[]*]; distances [[]*], then [[]*])",
         "*= pcct parity matrix =*",
         "*gold-tiecoin*lattice*  6  F  *",
+    ])
+    result = wrong_engines.runpytest("--pcct-engines=tiecoin,gold")  # the reference is asked again too
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_lattice[[]tiecoin-gold-True[]] _*",
+        "E *engine 'tiecoin' answered the same problem differently when asked again *",
     ])
 
 
@@ -528,6 +589,7 @@ def test_an_engine_that_writes_into_its_input_fails_and_the_next_test_gets_the_p
     result.stdout.fnmatch_lines(["*EngineFailure: engine 'writes' changed points of euclidean "
                                  "gaussian *(k=5); an engine must leave its input unchanged"] * 2)
     assert "changed after it was made" not in result.stdout.str()
+    assert "ProblemChangedWarning" not in result.stdout.str()  # its failure named the change
     report = json.loads((wrong_engines.path / "r.json").read_text())
     assert report["totals"]["failed"] == 1 and report["cells"][0]["status"] == "failed"  # one cell, both
 
@@ -548,6 +610,30 @@ def test_a_problem_changed_within_a_test_fails_its_next_check(pytester):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*EngineFailure: points of euclidean gaussian * changed after it was made "
                                  "(by an engine that failed on it before, or by the test)*"])
+
+
+def test_a_problem_changed_after_its_checks_is_told_when_next_asked_for(pytester):
+    """A change made after every check of a problem (by an engine's background thread once it returned, in
+    an outside trial; here by the test) was remade silently for the next test: it is told as a warning."""
+    pytester.makepyfile("""
+        def test_changes_it_after_checking(pcct_engine_pair, pcct_dataset):
+            problem = pcct_dataset(n=50, d=2, n_queries=3)
+            pcct_engine_pair.check(problem, 2)
+            problem.points.flags.writeable = True
+            problem.points[0, 0] += 1.0
+
+        def test_asks_for_it_again(pcct_engine_pair, pcct_dataset):
+            pcct_engine_pair.check(pcct_dataset(n=50, d=2, n_queries=3), 2)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,brute")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(["*ProblemChangedWarning: pytest-pcct: points of euclidean gaussian * "
+                                 "changed after every check of it passed (something wrote into it after an "
+                                 "engine returned, a background thread of one, say); it is made afresh for "
+                                 "this test"])
+    result = pytester.runpytest("--pcct-engines=gold,brute", "-W",
+                                "error::pytest_pcct.parity.datasets.ProblemChangedWarning")
+    result.assert_outcomes(passed=1, failed=1)
 
 
 def test_an_engine_that_changes_a_frozen_field_of_its_problem_fails_naming_it(wrong_engines):
