@@ -137,7 +137,7 @@ def _add_workload(parser: argparse.ArgumentParser) -> None:
 
     engine = parser.add_argument_group(
         "engine and configuration (explicit flags override the preset)")
-    engine.add_argument("--engine", default=None, metavar="NAME",
+    engine.add_argument("--engine", default=None, metavar="NAME", choices=engine_names(),
                         help=f"engine from the registry: {', '.join(engine_names())} (default: the "
                              "fastest exact configuration: rust in mode perf, gold where the extension is "
                              "not built)")
@@ -204,12 +204,16 @@ def _add_kernel_options(group) -> None:
     """--kernel, --lengthscale, --variance and --m of the residual problem (None when not given, so a
     command can refuse them where no residual problem is built)."""
     group.add_argument("--kernel", choices=KERNELS, default=None,
-                       help=f"residual kernel (default: {RESIDUAL_DEFAULTS['kernel']})")
+                       help="residual kernel: rbf, S2 exp(-r^2/2), or matern52, S2 (1 + a + a^2/3) exp(-a) "
+                            "with a = sqrt(5) r, r the distance in lengthscales "
+                            f"(default: {RESIDUAL_DEFAULTS['kernel']})")
     group.add_argument("--lengthscale", type=lengthscale, default=None, metavar="L[,L...]",
                        help="kernel lengthscale, one value or one per dimension "
                             f"(default: {RESIDUAL_DEFAULTS['lengthscale']})")
     group.add_argument("--variance", type=positive_number, default=None, metavar="S2",
-                       help=f"kernel variance (default: {RESIDUAL_DEFAULTS['variance']})")
+                       help=f"kernel variance (default: {RESIDUAL_DEFAULTS['variance']}; the residual "
+                            "variance has an absolute floor of 1e-9, so far below 1 it changes the "
+                            "correlations, which do not depend on S2 otherwise)")
     group.add_argument("--m", type=count(1), default=None, metavar="M",
                        help=f"inducing points (default: {RESIDUAL_DEFAULTS['m']}; all points if M >= N)")
 
@@ -240,7 +244,7 @@ def _add_vecchia(sub) -> None:
     _add_kernel_options(residual)
     parser.add_argument("--seed", type=count(0), default=None, metavar="S",
                         help="seed of the inducing points and of --ordering random (default: 0)")
-    parser.add_argument("--engine", default="auto", metavar="NAME",
+    parser.add_argument("--engine", default="auto", metavar="NAME", choices=("auto", *engine_names()),
                         help=f"auto (the fastest exact engine) or one of {', '.join(engine_names())} "
                              "(default: %(default)s)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",

@@ -226,7 +226,10 @@ def vecchia_neighbors(
 
     metric: 'residual' (the residual correlation of an RBF/Matern 5/2 GP after m inducing points; kernel,
     lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them, None for its
-    defaults 'rbf', 1.0, 1.0, 512) or 'euclidean'. kernel, lengthscale, variance and m given to a job
+    defaults 'rbf', 1.0, 1.0, 512; RBF is variance * exp(-r^2 / 2) and Matern 5/2 variance * (1 + a +
+    a^2 / 3) * exp(-a), a = sqrt(5) r, with r the distance in lengthscales; the residual variance has an
+    absolute floor of 1e-9, so keep variance near 1: docs/vecchia.md) or 'euclidean'. kernel, lengthscale,
+    variance and m given to a job
     that builds no residual problem (metric 'euclidean' with an ordering other than 'maximin-residual')
     are refused, not ignored. seed (an integer >= 0; not given: 0) picks the inducing points and the random
     ordering, and is refused, likewise, by a job that draws neither.

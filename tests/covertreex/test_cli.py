@@ -233,7 +233,7 @@ ERROR_CASES = [
     (["frobnicate"], {}, "argument COMMAND: invalid choice: 'frobnicate'"),
     ([], {}, "the following arguments are required: COMMAND"),
     (["telemetry"], {}, "the following arguments are required: ACTION"),
-    (["query", "--engine", "nope"], {}, "unknown engine 'nope'; known engines: brute, gold, rust"),
+    (["query", "--engine", "nope"], {}, "argument --engine: invalid choice: 'nope'"),
     (["query", "--preset", "nope"], {}, "unknown preset 'nope'; known presets: residual_parity, "),
     (["query"], {ENV_VAR: "nope"}, "unknown preset 'nope'; known presets: residual_parity, "),
     (["presets", "nope"], {}, "unknown preset 'nope'"),
