@@ -139,7 +139,8 @@ def test_a_radius_too_wide_for_memory_is_named(monkeypatch):
     estimator = CoverTreeNeighbors().fit(np.random.default_rng(30).normal(size=(3000, 2)))
     monkeypatch.setattr(resources, "available_bytes", lambda: 10**8)
     with pytest.raises(KOutOfRangeError, match=r"^radius=inf holds too many training points for the memory "
-                       r"available: the search widened for 3000 rows failed \(k = \d+ is too large"):
+                       r"available: the search widened to k = \d+ for \d+ rows failed \(k = \d+ is too "
+                       r"large"):
         estimator.radius_neighbors(radius=np.inf)
 
 
@@ -164,6 +165,36 @@ def test_radius_neighbors_query_again_only_the_rows_still_inside(monkeypatch):
         assert np.array_equal(ind[row], whole_i[row][inside])
         _same_bits(dist[row], whole_d[row][inside], f"row {row}")
     assert ind[0].size > 100 and all(ind[row].size == 0 for row in range(1, 41))
+
+
+@pytest.mark.parametrize("radius", [0.3, np.inf])
+def test_radius_neighbors_widen_in_blocks_of_bounded_size(monkeypatch, radius):
+    """Every pending row at once peaked at 4x the answer (an outside trial was killed by the kernel at
+    radius=inf on 20,000 points): each call now holds at most RADIUS_BLOCK_CELLS rows x k cells, and
+    radius=inf asks for every point at its second step (doubling took 11 steps at 6,000 points), with
+    scikit-learn's answer (training points without themselves, and rows of X)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from covertreex import sklearn as ours
+
+    X = np.random.default_rng(31).normal(size=(600, 3))
+    estimator = CoverTreeNeighbors().fit(X)
+    monkeypatch.setattr(ours, "RADIUS_BLOCK_CELLS", 5_000)
+    calls = []
+    knn = estimator._knn
+    monkeypatch.setattr(estimator, "_knn", lambda Q, rows, k: calls.append((rows.size, k)) or knn(Q, rows, k))
+    theirs = NearestNeighbors().fit(X)
+    for Q in (None, X[:50] + 0.01):
+        calls.clear()
+        dist, ind = estimator.radius_neighbors(Q, radius=radius)
+        assert calls and all(rows * k <= 5_000 or rows == 1 for rows, k in calls), calls
+        if radius == np.inf:
+            assert sorted({k for _, k in calls}) == [5, 599 if Q is None else 600], calls
+        want_d, want_i = theirs.radius_neighbors(Q, radius=radius, sort_results=True)
+        for row in range(len(want_i)):
+            order = np.lexsort((want_i[row], want_d[row]))  # by (distance, index)
+            assert np.array_equal(ind[row], want_i[row][order]), row
+            assert np.allclose(dist[row], want_d[row][order], rtol=1e-12, atol=0), row
 
 def test_graphs_hold_the_kneighbors_answer(fitted):
     estimator, X = fitted
