@@ -216,9 +216,9 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         (or ``ind`` alone). Rows are always sorted by (distance, index), so ``sort_results`` (kept for
         scikit-learn's signature) changes nothing. ``X=None``: each training point, excluding itself.
 
-        Exact by construction: an exact k-NN with k doubled, for the rows whose k-th neighbour is still
-        inside the radius, until it lies outside or k covers every eligible point; rows in blocks of
-        :data:`RADIUS_BLOCK_CELLS` cells."""
+        Exact by construction: an exact k-NN with k widened (:meth:`_widened`), for the rows whose k-th
+        neighbour is still inside the radius, until it lies outside or k covers every eligible point
+        (radius=inf: at once); rows in blocks of :data:`RADIUS_BLOCK_CELLS` cells."""
         X = self._queries(X)
         radius = _radius(self.radius if radius is None else radius)
         n_rows = self.n_samples_fit_ if X is None else X.shape[0]
@@ -227,9 +227,11 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ind_rows = [np.empty(0, dtype=np.int64)] * n_rows
         pending = np.arange(n_rows) if eligible else np.arange(0)
         k = min(self._n_neighbors(), eligible)  # where the search starts (0 was "k must be >= 1")
+        if math.isinf(radius):
+            k = eligible  # every point is inside: all of them at once
         while pending.size:
-            per_block = max(1, RADIUS_BLOCK_CELLS // k)
-            still, reached = [], 0.0
+            per_block = max(1, RADIUS_BLOCK_CELLS // (k + (X is None)))  # _knn lists a row's own point too
+            still, reached = [], math.inf
             for start in range(0, pending.size, per_block):
                 rows = pending[start : start + per_block]
                 try:
@@ -243,20 +245,21 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     inside = np.searchsorted(d, radius, side="right")
                     dist_rows[row], ind_rows[row] = d[:inside].copy(), i[:inside].copy()  # not block views
                 still.append(rows[~done])
-                reached = max(reached, float(dist[~done, -1].min(initial=np.inf)))
+                if not done.all():
+                    reached = min(reached, float(dist[~done, -1].min()))
             pending, k = np.concatenate(still), self._widened(k, reached, radius, eligible)
         return (_ragged(dist_rows), _ragged(ind_rows)) if return_distance else _ragged(ind_rows)
 
     def _widened(self, k: int, reached: float, radius: float, eligible: int) -> int:
         """The next k of the widening search: doubled, or for Euclidean rows whose k-th distance was
         `reached` (the least among pending rows) grown as the ball's volume, (radius / reached) ** d, by at
-        most :data:`RADIUS_MAX_GROWTH` a step; every eligible point at once for radius=inf. Doubling alone
-        took 11 steps to list every one of 6,000 points (radius=inf), each step querying every row again."""
-        if math.isinf(radius):
-            return eligible
+        most :data:`RADIUS_MAX_GROWTH` a step, reckoned in logarithms (the power overflows float64 in a few
+        hundred dimensions, or across a cluster 1e-110 wide). Doubling alone took 11 steps to list every
+        one of 6,000 points, each step querying every pending row again."""
         growth = 2.0
-        if self.metric == "euclidean" and reached > 0:
-            growth = max(growth, min(RADIUS_MAX_GROWTH, (radius / reached) ** self.n_features_in_))
+        if self.cover_tree_.metric == "euclidean" and 0 < reached < radius:
+            volume = self.n_features_in_ * math.log(radius / reached)
+            growth = max(growth, math.exp(min(math.log(RADIUS_MAX_GROWTH), volume)))
         return min(eligible, max(k + 1, math.ceil(k * growth)))
 
     def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):

@@ -271,9 +271,8 @@ def pcct_oracle(request):
 def pcct_dataset(request):
     """Factory of cached seeded problems: pcct_dataset(kind, n=, d=, seed=, metric=, ...) -> Problem."""
     state = _session(request.config)
-    marker = request.node.get_closest_marker("pcct_dataset")
     defaults = {"seed": state.selection.seed}
-    if marker is not None:
+    for marker in reversed(list(request.node.iter_markers("pcct_dataset"))):  # closest last: it wins
         defaults.update(dict(zip(("kind",), marker.args, strict=False)), **marker.kwargs)
 
     def make(*kind, **params):

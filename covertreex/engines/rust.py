@@ -19,6 +19,7 @@ polls :func:`covertreex.interrupts.check`, so Ctrl-C ends it between blocks of i
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -172,8 +173,8 @@ def _add(counters: QueryCounters, more: QueryCounters, at: np.ndarray) -> None:
 
 def _part(queries: QuerySet, at: np.ndarray) -> QuerySet:
     """The queries at positions `at`."""
-    return QuerySet(queries.data, queries.rows[at], queries.dataset_index[at], queries.limit[at],
-                    queries.predecessor)
+    return replace(queries, rows=queries.rows[at], dataset_index=queries.dataset_index[at],
+                   limit=queries.limit[at])
 
 
 def _rows_of(data: MetricData, points: np.ndarray) -> MetricData:
@@ -189,8 +190,8 @@ def _among(queries: QuerySet, at: np.ndarray, points: np.ndarray, data: MetricDa
     def among(index):
         return np.searchsorted(points, index)
 
-    return QuerySet(data, among(queries.rows[at]), among(queries.dataset_index[at]),
-                    among(queries.limit[at]), queries.predecessor)
+    return replace(queries, data=data, rows=among(queries.rows[at]),
+                   dataset_index=among(queries.dataset_index[at]), limit=among(queries.limit[at]))
 
 
 def _merged(idx_a, dist_a, idx_b, dist_b):

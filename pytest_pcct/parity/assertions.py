@@ -6,9 +6,9 @@ query row and position, both indices and both distances, and a short diff of tha
 Two answers compare in one of three ways (:func:`compare_knn`):
 - ``exact``: identical indices and bitwise-identical distances;
 - ``tie-equal``: every distance within ``atol + rtol * |ref|`` and indices that differ only inside groups
-  of near-equal distances, or in the group cut by the k-th boundary, never strictly inside it; an index
-  one answer lists and the other leaves out is within the tolerance of the other's k-th distance (groups
-  chain, so the last one alone could reach a row's nearest point);
+  of near-equal distances, or in the group cut by the k-th boundary, never strictly inside it; no answer
+  leaves out an index whose true distance is below its own k-th distance by more than the tolerance
+  (groups chain, so the last one alone could reach a row's nearest point);
 - ``different``: anything else.
 
 Padding (index -1, distance inf: fewer than k eligible points, as in predecessor queries) is part of the
@@ -156,8 +156,9 @@ def _row_table(diff: _Difference, left, right, labels, marks: np.ndarray) -> lis
     return lines
 
 
-def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels) -> _Difference | None:
-    """The first breach of the tie-aware tolerance in one row (see the module docstring)."""
+def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels, truths=None) -> _Difference | None:
+    """The first breach of the tie-aware tolerance in one row (see the module docstring); `truths`: the
+    true distances of each answer's entries (None: their reported ones stand in)."""
     a, b = labels
     padded = (ri < 0) != (gi < 0)
     if padded.any():
@@ -194,23 +195,24 @@ def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels) -> _Difference | Non
                 f"{b} has {sorted(gi[group].tolist())}",
             )
         start = end + 1
-    return _beyond_the_boundary(row, (ri, rd, a), (gi, gd, b), rtol, atol)
+    rt, gt = (rd, gd) if truths is None else truths
+    return _beyond_the_boundary(row, (ri, rd, rt, a), (gi, gd, gt, b), rtol, atol)
 
 
 def _beyond_the_boundary(row, first, second, rtol, atol) -> _Difference | None:
     """The first index one answer lists and the other leaves out though it is nearer than the other's
-    k-th distance by more than the tolerance. The groups above chain: distances each within the tolerance
-    of the next can span many tolerances, so the group cut by the k-th boundary could hold a row's nearest
-    point (points 1 + j * 0.6e-9 from a query: an answer listing 1..k instead of 0..k-1 passed), while a
-    point left out for another at the boundary is within the tolerance of the k-th distance itself."""
-    for (xi, xd, x), (yi, yd, y) in ((first, second), (second, first)):
-        left_out = _left_out(xi[None], xd[None], yi[None], yd[None], rtol, atol)[0]
+    k-th distance by more than the tolerance (:func:`_left_out`). The groups above chain: distances each
+    within the tolerance of the next can span many tolerances, so the group cut by the k-th boundary could
+    hold a row's nearest point (points 1 + j * 0.6e-9 from a query: an answer listing 1..k instead of
+    0..k-1 passed)."""
+    for (xi, _, xt, x), (yi, yd, _, y) in ((first, second), (second, first)):
+        left_out = _left_out(xi[None], xt[None], yi[None], yd[None], rtol, atol)[0]
         if left_out.any():
             p, kth = int(np.argmax(left_out)), _kth(yi[None], yd[None])[0]
             return _Difference(
-                row, p, "index differs strictly inside the k-th boundary",
-                f"{x} lists index {int(xi[p])} at distance {_dist(xd[p])}; {y} leaves it out, though its "
-                f"k-th distance {_dist(kth)} is farther by more than atol + rtol*|k-th|",
+                row, p, f"{y} leaves out an index nearer than its k-th distance by more than the tolerance",
+                f"{x} lists index {int(xi[p])}, at distance {_dist(xt[p])}; {y}'s k-th distance is "
+                f"{_dist(kth)}",
             )
     return None
 
@@ -342,8 +344,12 @@ def compare_knn(
             _padding_reason(ri[row, pos], gi[row, pos], labels)
             or ("index differs" if rd[row, pos] == gd[row, pos] else "index and distance differ"))
         first = _Difference(row, pos, reason)
+        truths = None  # without a problem (or with an untruthful answer), reported distances stand in
+        if problem is not None and untrue is None:
+            truths = (_true_where(problem, ri, gi), _true_where(problem, gi, ri))
         for r in np.flatnonzero(differs.any(axis=1)):
-            violation = _row_violation(int(r), ri[r], rd[r], gi[r], gd[r], rtol, atol, labels)
+            violation = _row_violation(int(r), ri[r], rd[r], gi[r], gd[r], rtol, atol, labels,
+                                       None if truths is None else (truths[0][r], truths[1][r]))
             if violation is not None:
                 break
         status = "different" if violation is not None else "tie-equal"
@@ -375,8 +381,8 @@ def assert_k_safe(
 ):
     """Assert `result` dropped no true neighbour: every listed distance is the true distance of its index
     (checked against `problem`, which answers from pcct engines carry), per row the sorted distances equal
-    the oracle's (within rtol/atol), and no index either answer lists is left out by the other while
-    nearer than the other's k-th distance by more than the tolerance.
+    the oracle's (within rtol/atol), and no index either answer lists is left out by the other while its
+    true distance is below the other's k-th distance by more than the tolerance.
 
     The distance multiset holds across tie-breaking differences; index parity is :func:`assert_knn_equal`'s
     job. Padding (-1) is part of the checked form: both answers pad exactly the positions beyond the
@@ -402,7 +408,7 @@ def assert_k_safe(
     rs, os_ = np.take_along_axis(rd, r_order, 1), np.take_along_axis(od, o_order, 1)
     bad = ~_near(os_, rs, rtol, atol)
     if not bad.any():
-        _check_none_left_out((ri, rd, a), (oi, od, b), rtol, atol)
+        _check_none_left_out((ri, rd, a), (oi, od, b), rtol, atol, problem)
         return
     row, rank = (int(x) for x in np.argwhere(bad)[0])
     got_index, true_index = ri[row, r_order[row, rank]], oi[row, o_order[row, rank]]
@@ -424,30 +430,29 @@ def assert_k_safe(
     )
 
 
-def _check_none_left_out(result, oracle, rtol: float, atol: float) -> None:
+def _check_none_left_out(result, oracle, rtol: float, atol: float, problem) -> None:
     """Raise if either answer leaves out an index the other lists nearer than its own k-th distance by more
-    than the tolerance. Sorted distances compared rank by rank within the tolerance let a row drop its
-    nearest point when every gap is below it (each rank then differs by one gap), so each index is held
-    against the k-th distance itself (as :func:`_beyond_the_boundary` does for tolerance mode)."""
+    than the tolerance (:func:`_left_out`). Sorted distances compared rank by rank within the tolerance let
+    a row drop its nearest point when every gap is below it (each rank then differs by one gap)."""
     __tracebackhide__ = True
     (ri, rd, a), (oi, od, b) = result, oracle
-    dropped = _left_out(oi, od, ri, rd, rtol, atol)
-    missed = _left_out(ri, rd, oi, od, rtol, atol)
-    for left_out, xi, xd, kth, fmt in (
-        (dropped, oi, od, _kth(ri, rd),
-         "query row {row} dropped a true neighbour: the {b} lists index {i} at distance {d}, which {a} "
+    ot, rt = _true_where(problem, oi, ri), _true_where(problem, ri, oi)
+    dropped, missed = _left_out(oi, ot, ri, rd, rtol, atol), _left_out(ri, rt, oi, od, rtol, atol)
+    for left_out, xi, xt, kth, fmt in (
+        (dropped, oi, ot, _kth(ri, rd),
+         "query row {row} dropped a true neighbour: the {b} lists index {i}, at true distance {d}, which {a} "
          "leaves out though its k-th distance {kth} is farther"),
-        (missed, ri, rd, _kth(oi, od),
-         "query row {row}: {a} lists index {i} at its true distance {d}, which the {b} leaves out though its "
+        (missed, ri, rt, _kth(oi, od),
+         "query row {row}: {a} lists index {i}, at true distance {d}, which the {b} leaves out though its "
          "k-th distance {kth} is farther: the {b} missed a closer point"),
     ):
         if left_out.any():
             row, p = (int(v) for v in np.argwhere(left_out)[0])
-            head = fmt.format(row=row, a=a, b=b, i=int(xi[row, p]), d=_dist(xd[row, p]), kth=_dist(kth[row]))
+            head = fmt.format(row=row, a=a, b=b, i=int(xi[row, p]), d=_dist(xt[row, p]), kth=_dist(kth[row]))
             raise AssertionError(
-                f"{head} by more than atol + rtol*|k-th| (rtol={rtol:g}, atol={atol:g}), although the sorted "
-                f"distances agree rank by rank within it\n  rows where an answer leaves out such an index: "
-                f"{int((dropped | missed).any(axis=1).sum())} of {rd.shape[0]}"
+                f"{head} by more than atol + rtol*distance (rtol={rtol:g}, atol={atol:g}), although the "
+                f"sorted distances agree rank by rank within it\n  rows where an answer leaves out such an "
+                f"index: {int((dropped | missed).any(axis=1).sum())} of {rd.shape[0]}"
             )
 
 
@@ -458,14 +463,31 @@ def _kth(indices: np.ndarray, distances: np.ndarray) -> np.ndarray:
     return np.where(listed > 0, last, -np.inf)
 
 
-def _left_out(xi, xd, yi, yd, rtol: float, atol: float) -> np.ndarray:
-    """Where answer x lists an index that answer y does not list, nearer than y's k-th distance by more
-    than the tolerance."""
+def _absent(xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
+    """Where answer x lists an index (not padding) that answer y does not list in the same row."""
     span = np.int64(max(int(xi.max(initial=0)), int(yi.max(initial=0))) + 2)
     rows = np.arange(xi.shape[0], dtype=np.int64)[:, None] * span  # one key per (row, index) pair
-    absent = ~np.isin(rows + xi, rows + yi)
-    kth = np.broadcast_to(_kth(yi, yd)[:, None], xd.shape)
-    return (xi >= 0) & absent & (xd < kth) & ~_near(kth, xd, rtol, atol)
+    return (xi >= 0) & ~np.isin(rows + xi, rows + yi)
+
+
+def _true_where(problem, xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
+    """The true distances of x's entries in the rows where y leaves one of them out (+inf elsewhere)."""
+    from pytest_pcct.parity.truth import true_distances
+
+    rows = _absent(xi, yi).any(axis=1)
+    if not rows.any():
+        return np.full(xi.shape, np.inf)
+    return true_distances(problem, np.where(rows[:, None], xi, -1))
+
+
+def _left_out(xi, xt, yi, yd, rtol: float, atol: float) -> np.ndarray:
+    """Where answer x lists an index, at true distance xt, that answer y leaves out although y's k-th
+    distance exceeds xt by more than atol + rtol * xt. A truthful y reports xt within that much, so, ranking
+    by what it reports, it cannot have put its k-th point ahead of this one. x's reported distance is not
+    used: two engines each within the tolerance of the truth may report one point up to twice it apart."""
+    kth = _kth(yi, yd)[:, None]
+    with np.errstate(invalid="ignore"):
+        return _absent(xi, yi) & (kth - xt > atol + rtol * np.abs(xt))
 
 
 def assert_predecessors(result, *, label: str = "result") -> None:

@@ -87,7 +87,7 @@ class Problem:
 
     @cached_property
     def pristine_fields(self) -> dict[str, str]:
-        """:meth:`field_fingerprints` when first asked, before any engine was handed the problem."""
+        """:meth:`field_fingerprints` as made (:func:`problem_from_arrays` asks at once)."""
         return self.field_fingerprints()
 
     def field_fingerprints(self) -> dict[str, str]:
@@ -144,7 +144,10 @@ def problem_from_arrays(
     n_q = len(queries if queries is not None else query_indices)
     mode = " predecessor" if predecessor else ""
     label = label or f"{metric}{mode} n={points.shape[0]} d={points.shape[1]} q={n_q} {digest[:12]}"
-    return Problem(points, queries, query_indices, residual, label, digest, data_digest, queried, predecessor)
+    problem = Problem(points, queries, query_indices, residual, label, digest, data_digest, queried,
+                      predecessor)
+    problem.pristine_fields  # noqa: B018 (taken now: a change made before the first check is a change too)
+    return problem
 
 
 def _params_text(params: dict) -> str:

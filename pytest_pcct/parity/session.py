@@ -211,7 +211,7 @@ class EnginePair:
 
 
 def answer_again_differs(first: Answer, again: Answer) -> str | None:
-    """Why `again`, the candidate's answer to a second identical call, is not `first` bit for bit (None if
+    """Why `again`, an engine's answer to a second identical call, is not `first` bit for bit (None if
     it is). Opt-in (``repeat=True``): tolerance mode lets an engine break a boundary tie its own way, and
     an engine choosing at random passed every check; but an engine whose GPU or threaded reductions round
     differently from run to run is correct in tolerance mode and would fail it."""

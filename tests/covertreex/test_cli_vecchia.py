@@ -128,8 +128,8 @@ ERROR_CASES = [
      "0..149, got dtype float64"),  # was "must be a name (natural, ...) or ...": a file holds no name
     (["x.npy", "--ordering", "maxmin"], 2, "invalid choice: 'maxmin'"),
     (["x.npy", "--k", "0"], 2, "--k: must be >= 1"),
-    (["x.npy", "--engine", "fast"], 2, "argument --engine: invalid choice: 'fast'"),  # exit 1, where
-    # --kernel's choices exit 2: both a bad command line
+    (["x.npy", "--engine", "fast"], 2, "argument --engine: invalid choice: 'fast'"),  # was exit 1 while
+    # --kernel's choices exited 2: both are a bad command line
     (["x.npy", "--metric", "euclidean", "--lengthscale", "2", "--m", "3"], 1,
      "--lengthscale, --m: only for the residual metric or --ordering maximin-residual (the metric is "
      "euclidean, the ordering maximin)"),  # was silently ignored

@@ -66,6 +66,20 @@ def test_coordinates_whose_differences_underflow(engine):
     ct.CoverTree(engine=engine).fit(data)
 
 
+def test_coordinates_no_scaling_can_lift_are_told_to_be_rounded():
+    """A column reaching 5e-324 beside O(1) columns (an outside trial): the advice to scale the data up by
+    a power of two cannot work there (2**624 would take the O(1) columns past 1e150), so it is not given."""
+    data = X.copy()
+    data[2, 0] = 5e-324
+    told = (r"exactness: no scaling can help, since lifting the smallest \(4.94e-324\) would take the "
+            r"largest \(.*\) beyond \+/-1e\+150: round such coordinates to 0$")
+    with pytest.raises(NonFiniteError, match=told):
+        ct.CoverTree().fit(data)
+    data[2, 0] = 1e-140  # 2**-450 / 1e-140 ~ 3.4e4: the largest stays far below 1e150
+    with pytest.raises(NonFiniteError, match=r"exactness: scale the data up by a power of two"):
+        ct.CoverTree().fit(data)
+
+
 @pytest.mark.parametrize("engine", ["gold", "rust"])
 @pytest.mark.parametrize("path", ["tree", "dense"])
 def test_the_smallest_accepted_coordinates_give_the_oracle_answer(engine, path):

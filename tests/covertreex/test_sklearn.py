@@ -167,6 +167,24 @@ def test_radius_neighbors_query_again_only_the_rows_still_inside(monkeypatch):
     assert ind[0].size > 100 and all(ind[row].size == 0 for row in range(1, 41))
 
 
+def test_radius_neighbors_widen_without_overflow():
+    """The ball's volume, (radius / k-th distance) ** d, overflowed float64 (OverflowError) in 1,100
+    dimensions and across a cluster 1e-110 wide (a review): it is reckoned in logarithms."""
+    rng = np.random.default_rng(32)
+    X = rng.normal(size=(300, 1100))
+    estimator = CoverTreeNeighbors().fit(X)
+    radius = 2.5 * float(estimator.kneighbors(X[:20], 5)[0][:, -1].max())
+    dist, ind = estimator.radius_neighbors(X[:20], radius=radius)
+    whole_d, whole_i = estimator.kneighbors(X[:20], 300)
+    assert all(np.array_equal(ind[row], whole_i[row][whole_d[row] <= radius]) for row in range(20))
+    X = np.vstack([1e-110 * rng.normal(size=(20, 3)), rng.normal(size=(200, 3))])
+    dist, ind = CoverTreeNeighbors().fit(X).radius_neighbors(np.zeros((1, 3)), radius=1.0)
+    norms = np.sqrt((X * X).sum(axis=1))
+    inside = np.flatnonzero(norms <= 1.0)
+    assert set(range(20)) <= set(ind[0].tolist())
+    assert np.array_equal(ind[0], inside[np.argsort(norms[inside], kind="stable")])
+
+
 @pytest.mark.parametrize("radius", [0.3, np.inf])
 def test_radius_neighbors_widen_in_blocks_of_bounded_size(monkeypatch, radius):
     """Every pending row at once peaked at 4x the answer (an outside trial was killed by the kernel at
@@ -187,9 +205,9 @@ def test_radius_neighbors_widen_in_blocks_of_bounded_size(monkeypatch, radius):
     for Q in (None, X[:50] + 0.01):
         calls.clear()
         dist, ind = estimator.radius_neighbors(Q, radius=radius)
-        assert calls and all(rows * k <= 5_000 or rows == 1 for rows, k in calls), calls
-        if radius == np.inf:
-            assert sorted({k for _, k in calls}) == [5, 599 if Q is None else 600], calls
+        assert calls and all(rows * (k + (Q is None)) <= 5_000 or rows == 1 for rows, k in calls), calls
+        if radius == np.inf:  # every point at once
+            assert {k for _, k in calls} == {599 if Q is None else 600}, calls
         want_d, want_i = theirs.radius_neighbors(Q, radius=radius, sort_results=True)
         for row in range(len(want_i)):
             order = np.lexsort((want_i[row], want_d[row]))  # by (distance, index)

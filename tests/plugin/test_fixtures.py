@@ -28,8 +28,14 @@ def test_dataset_factory_caches_seeds_and_reads_the_marker(pytester):
                 pcct_dataset("spiral")
             with pytest.raises(TypeError, match="at most one positional argument"):
                 pcct_dataset("lattice", 40)
+
+        @pytest.mark.pcct_dataset("lattice", n=36)
+        class TestMerged:
+            @pytest.mark.pcct_dataset(d=3)
+            def test_markers_merge(self, pcct_dataset):  # the closest marker alone dropped kind and n
+                assert pcct_dataset(n_queries=2).label.startswith("euclidean lattice d=3 n=36 q=2")
     """)
-    pytester.runpytest("--pcct-engines=gold,brute", "--pcct-seed=5").assert_outcomes(passed=3)
+    pytester.runpytest("--pcct-engines=gold,brute", "--pcct-seed=5").assert_outcomes(passed=4)
 
 
 def test_engines_oracle_and_telemetry_fixtures(pytester):
