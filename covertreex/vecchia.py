@@ -286,7 +286,7 @@ def vecchia_neighbors(
         else:
             result = _ordered_then_queried(X, k, metric, name, given, problem, engine, seed, report, client,
                                            start)
-    _warn_if_uncorrelated(result)
+    _warn_if_degenerate(result)
     return result
 
 
@@ -308,29 +308,56 @@ def _ordered_then_queried(X, k, metric, name, given, problem, engine, seed, repo
                             time.perf_counter() - start, evaluations, problem)
 
 
-UNCORRELATED_SHARE = 0.5
+DEGENERATE_SHARE = 0.5
 """Share of the points whose nearest predecessor is at residual distance exactly 1 (no residual correlation
-at all) above which :func:`vecchia_neighbors` warns: their neighbours are ties broken by position. Judged
-on the nearest only: a k beyond the correlated neighbourhood of well-scaled points (1-D points 1 apart,
-lengthscale 1, k = 20) lists many neighbours at 1.0 legitimately."""
+at all), or exactly 0 at other coordinates (perfect correlation), above which :func:`vecchia_neighbors`
+warns: their neighbours are ties broken by position. Judged on the nearest only: a k beyond the correlated
+neighbourhood of well-scaled points (1-D points 1 apart, lengthscale 1, k = 20) lists many neighbours at
+1.0 legitimately."""
 
 
-class UncorrelatedNeighboursWarning(UserWarning):
+class DegenerateNeighboursWarning(UserWarning):
+    """The residual metric cannot tell most points' neighbours apart: they are ties broken by position,
+    exact but of no use to a GP (:class:`UncorrelatedNeighboursWarning`,
+    :class:`PerfectlyCorrelatedNeighboursWarning`)."""
+
+
+class UncorrelatedNeighboursWarning(DegenerateNeighboursWarning):
     """Most points have no residual correlation with even their nearest predecessor: the kernel's
     lengthscale is likely far below the spacing of the points (an outside user's trial: points in
     [0, 1000]^2 with the default lengthscale 1 gave 97.8% of the distances at 1.0 and a 'maximin' ordering
     that was the natural one)."""
 
 
-def _warn_if_uncorrelated(result: VecchiaNeighbors) -> None:
+class PerfectlyCorrelatedNeighboursWarning(DegenerateNeighboursWarning):
+    """Most points are perfectly correlated with their nearest predecessor though their coordinates
+    differ: the inducing points leave no residual to tell them apart, the lengthscale being far above the
+    points' spread (an outside trial: points in the unit square, lengthscale 1e8, 99.8% of the points at
+    distance 0 and a 'maximin' ordering that was the natural one)."""
+
+
+def _warn_if_degenerate(result: VecchiaNeighbors) -> None:
     if result.metric != "residual":
         return
     listed = result.neighbors[:, 0] >= 0
-    share = float(np.count_nonzero(listed & (result.distances[:, 0] == 1.0))) / max(1, int(listed.sum()))
-    if share > UNCORRELATED_SHARE:
+    rows = max(1, int(listed.sum()))
+    nearest = result.distances[:, 0]
+    scales = ", ".join(f"{scale:g}" for scale in np.unique(result.problem.lengthscale))
+    uncorrelated = float(np.count_nonzero(listed & (nearest == 1.0))) / rows
+    if uncorrelated > DEGENERATE_SHARE:
         warnings.warn(UncorrelatedNeighboursWarning(
-            f"{share:.1%} of the points are at residual distance 1.0 from even their nearest predecessor, "
-            f"the distance's largest value (no correlation left): their neighbours, and a maximin "
-            f"ordering, are ties broken by position; is the lengthscale "
-            f"({', '.join(f'{scale:g}' for scale in np.unique(result.problem.lengthscale))}) on the scale "
-            f"of the points' spacing?"), stacklevel=3)
+            f"{uncorrelated:.1%} of the points are at residual distance 1.0 from even their nearest "
+            f"predecessor, the distance's largest value (no correlation left): their neighbours, and a "
+            f"maximin ordering, are ties broken by position; is the lengthscale ({scales}) on the scale of "
+            f"the points' spacing?"), stacklevel=3)
+        return
+    X = result.problem.X  # in input order; ordering[i] is position i's row
+    elsewhere = (X[result.ordering] != X[result.ordering[np.maximum(result.neighbors[:, 0], 0)]]).any(axis=1)
+    correlated = float(np.count_nonzero(listed & (nearest == 0.0) & elsewhere)) / rows
+    if correlated > DEGENERATE_SHARE:
+        warnings.warn(PerfectlyCorrelatedNeighboursWarning(
+            f"{correlated:.1%} of the points are at residual distance 0 from their nearest predecessor, the "
+            f"distance's smallest value, at other coordinates (perfect correlation: the inducing points "
+            f"leave no residual to tell them apart): their neighbours, and a maximin ordering, are ties "
+            f"broken by position; is the lengthscale ({scales}) far above the points' spread?"),
+            stacklevel=3)

@@ -280,3 +280,9 @@ def test_a_warning_of_the_job_is_one_line_and_in_the_summary(tmp_path):
     [line] = [text for text in done.stderr.splitlines() if text.startswith("pcct vecchia: warning: ")]
     assert line.startswith("pcct vecchia: warning: 9") and line.endswith("of the points' spacing?")
     assert json.loads(done.stdout)["warnings"] == [line.removeprefix("pcct vecchia: warning: ")]
+    np.save(tmp_path / "near.npy", np.random.default_rng(0).uniform(size=(300, 2)))  # the other extreme
+    done = run(tmp_path / "near.npy", "--k", "3", "--m", "16", "--lengthscale", "1e8", "--json")
+    assert done.returncode == 0, done.stderr
+    [line] = [text for text in done.stderr.splitlines() if text.startswith("pcct vecchia: warning: ")]
+    assert "at residual distance 0 from their nearest predecessor" in line
+    assert json.loads(done.stdout)["warnings"] == [line.removeprefix("pcct vecchia: warning: ")]

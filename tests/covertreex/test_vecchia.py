@@ -252,3 +252,23 @@ def test_neighbours_without_any_residual_correlation_are_warned_of(ordering):
         ct.vecchia_neighbors(X, 5, metric="euclidean", ordering=ordering)
         far = ct.vecchia_neighbors(line, 20, m=16, ordering=ordering)
     assert (far.distances[20:] == 1.0).mean() > 0.5  # what the review saw warned of, counting every k
+
+
+@pytest.mark.parametrize("ordering", ["natural", "maximin"])
+def test_neighbours_perfectly_correlated_are_warned_of(ordering):
+    """The other extreme (an outside GP user's trial): points in the unit square under lengthscale 1e8 sat at
+    residual distance exactly 0 from their nearest predecessor (99.8%), and 'maximin' was the natural
+    order, without a word. Exact duplicates at distance 0 are not warned of, nor a well-scaled lengthscale."""
+    from covertreex.vecchia import DegenerateNeighboursWarning, PerfectlyCorrelatedNeighboursWarning
+
+    X = np.random.default_rng(1).uniform(size=(600, 2))
+    with pytest.warns(PerfectlyCorrelatedNeighboursWarning, match=r"^\d\d\.\d% of the points are at residual "
+                      r"distance 0 from their nearest predecessor, .*is the lengthscale \(1e\+08\) far above "
+                      r"the points' spread\?$"):
+        result = ct.vecchia_neighbors(X, 5, m=32, ordering=ordering, lengthscale=1e8)
+    assert (result.distances[1:, 0] == 0.0).mean() > 0.9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateNeighboursWarning)
+        ct.vecchia_neighbors(X, 5, m=32, ordering=ordering, lengthscale=10.0)
+        twice = ct.vecchia_neighbors(np.repeat(X, 2, axis=0), 5, m=32, ordering=ordering, lengthscale=0.3)
+    assert (twice.distances[1:, 0] == 0.0).mean() > 0.45  # each point's copy: a duplicate, not a degeneracy
