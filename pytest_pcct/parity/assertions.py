@@ -5,10 +5,11 @@ query row and position, both indices and both distances, and a short diff of tha
 
 Two answers compare in one of three ways (:func:`compare_knn`):
 - ``exact``: identical indices and bitwise-identical distances;
-- ``tie-equal``: every distance within ``atol + rtol * |ref|`` and indices that differ only inside groups
-  of near-equal distances, or in the group cut by the k-th boundary, never strictly inside it; no answer
-  leaves out an index whose true distance is below its own k-th distance by more than the tolerance
-  (groups chain, so the last one alone could reach a row's nearest point);
+- ``tie-equal``: with a problem, both answers truthful (below) and neither leaving out a point whose true
+  distance t is below its own k-th distance by more than ``atol + rtol * t`` (an exhaustive scan of the
+  rows where they differ): both are the k nearest up to ties within the tolerance, whatever each lists;
+  without one, every distance within ``atol + rtol * |ref|`` and indices that differ only inside groups of
+  near-equal distances, or in the group cut by the k-th boundary (tolerance mode then passes nothing);
 - ``different``: anything else.
 
 Padding (index -1, distance inf: fewer than k eligible points, as in predecessor queries) is part of the
@@ -156,9 +157,9 @@ def _row_table(diff: _Difference, left, right, labels, marks: np.ndarray) -> lis
     return lines
 
 
-def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels, truths=None) -> _Difference | None:
-    """The first breach of the tie-aware tolerance in one row (see the module docstring); `truths`: the
-    true distances of each answer's entries (None: their reported ones stand in)."""
+def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels) -> _Difference | None:
+    """The first breach of the tie-aware tolerance in one row, judged from the two answers alone (no
+    problem to check them against; tolerance mode then passes nothing that differs)."""
     a, b = labels
     padded = (ri < 0) != (gi < 0)
     if padded.any():
@@ -195,24 +196,28 @@ def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels, truths=None) -> _Dif
                 f"{b} has {sorted(gi[group].tolist())}",
             )
         start = end + 1
-    rt, gt = (rd, gd) if truths is None else truths
-    return _beyond_the_boundary(row, (ri, rd, rt, a), (gi, gd, gt, b), rtol, atol)
+    return None
 
 
-def _beyond_the_boundary(row, first, second, rtol, atol) -> _Difference | None:
-    """The first index one answer lists and the other leaves out though it is nearer than the other's
-    k-th distance by more than the tolerance (:func:`_left_out`). The groups above chain: distances each
-    within the tolerance of the next can span many tolerances, so the group cut by the k-th boundary could
-    hold a row's nearest point (points 1 + j * 0.6e-9 from a query: an answer listing 1..k instead of
-    0..k-1 passed)."""
-    for (xi, _, xt, x), (yi, yd, _, y) in ((first, second), (second, first)):
-        left_out = _left_out(xi[None], xt[None], yi[None], yd[None], rtol, atol)[0]
-        if left_out.any():
-            p, kth = int(np.argmax(left_out)), _kth(yi[None], yd[None])[0]
+def _left_out_of(problem, answers, labels, rows, rtol: float, atol: float) -> _Difference | None:
+    """The first point either answer leaves out though no truthful ranking could (:func:`pytest_pcct.
+    parity.truth.left_out`, an exhaustive scan of the rows where the answers differ). Two answers that
+    both pass it, and the truth check, are both the k nearest up to ties within the tolerance, whatever
+    they list: judged pairwise instead, near-equal groups chained (an answer without a row's nearest point
+    passed where every gap was below rtol) and two engines each within the tolerance of the truth, up to
+    twice it apart, failed."""
+    from pytest_pcct.parity.truth import left_out
+
+    for (indices, distances), label in zip(answers, labels, strict=True):
+        found = left_out(problem, indices, distances, rows, rtol=rtol, atol=atol)
+        if found is not None:
+            row, j, truth, kth = found
             return _Difference(
-                row, p, f"{y} leaves out an index nearer than its k-th distance by more than the tolerance",
-                f"{x} lists index {int(xi[p])}, at distance {_dist(xt[p])}; {y}'s k-th distance is "
-                f"{_dist(kth)}",
+                row, int((indices[row] >= 0).sum()) - 1,
+                f"{label} leaves out index {j}, nearer than its k-th distance by more than the tolerance",
+                f"index {j} is at true distance {_dist(truth)}; {label}'s k-th distance {_dist(kth)} exceeds "
+                f"it by more than atol + rtol*true, so no ranking of distances within the tolerance of the "
+                f"truth puts it beyond",
             )
     return None
 
@@ -344,14 +349,14 @@ def compare_knn(
             _padding_reason(ri[row, pos], gi[row, pos], labels)
             or ("index differs" if rd[row, pos] == gd[row, pos] else "index and distance differ"))
         first = _Difference(row, pos, reason)
-        truths = None  # without a problem (or with an untruthful answer), reported distances stand in
+        rows = np.flatnonzero(differs.any(axis=1))
         if problem is not None and untrue is None:
-            truths = (_true_where(problem, ri, gi), _true_where(problem, gi, ri))
-        for r in np.flatnonzero(differs.any(axis=1)):
-            violation = _row_violation(int(r), ri[r], rd[r], gi[r], gd[r], rtol, atol, labels,
-                                       None if truths is None else (truths[0][r], truths[1][r]))
-            if violation is not None:
-                break
+            violation = _left_out_of(problem, ((ri, rd), (gi, gd)), labels, rows, rtol, atol)
+        else:
+            for r in rows:
+                violation = _row_violation(int(r), ri[r], rd[r], gi[r], gd[r], rtol, atol, labels)
+                if violation is not None:
+                    break
         status = "different" if violation is not None else "tie-equal"
     if untrue is not None:
         status = "different"
@@ -381,8 +386,9 @@ def assert_k_safe(
 ):
     """Assert `result` dropped no true neighbour: every listed distance is the true distance of its index
     (checked against `problem`, which answers from pcct engines carry), per row the sorted distances equal
-    the oracle's (within rtol/atol), and no index either answer lists is left out by the other while its
-    true distance is below the other's k-th distance by more than the tolerance.
+    the oracle's (within rtol/atol), and neither answer leaves out a point whose true distance is below
+    that answer's k-th distance by more than the tolerance (an exhaustive scan of
+    the rows whose index sets differ).
 
     The distance multiset holds across tie-breaking differences; index parity is :func:`assert_knn_equal`'s
     job. Padding (-1) is part of the checked form: both answers pad exactly the positions beyond the
@@ -431,36 +437,26 @@ def assert_k_safe(
 
 
 def _check_none_left_out(result, oracle, rtol: float, atol: float, problem) -> None:
-    """Raise if either answer leaves out an index the other lists nearer than its own k-th distance by more
-    than the tolerance (:func:`_left_out`). Sorted distances compared rank by rank within the tolerance let
-    a row drop its nearest point when every gap is below it (each rank then differs by one gap)."""
+    """Raise if either answer leaves out a point no truthful ranking could (:func:`pytest_pcct.parity.
+    truth.left_out`), in the rows where they list different indices. Sorted distances compared rank by
+    rank within the tolerance let a row drop its nearest point when every gap is below it (each rank then
+    differs by one gap)."""
     __tracebackhide__ = True
+    from pytest_pcct.parity.truth import left_out
+
     (ri, rd, a), (oi, od, b) = result, oracle
-    ot, rt = _true_where(problem, oi, ri), _true_where(problem, ri, oi)
-    dropped, missed = _left_out(oi, ot, ri, rd, rtol, atol), _left_out(ri, rt, oi, od, rtol, atol)
-    for left_out, xi, xt, kth, fmt in (
-        (dropped, oi, ot, _kth(ri, rd),
-         "query row {row} dropped a true neighbour: the {b} lists index {i}, at true distance {d}, which {a} "
-         "leaves out though its k-th distance {kth} is farther"),
-        (missed, ri, rt, _kth(oi, od),
-         "query row {row}: {a} lists index {i}, at true distance {d}, which the {b} leaves out though its "
-         "k-th distance {kth} is farther: the {b} missed a closer point"),
-    ):
-        if left_out.any():
-            row, p = (int(v) for v in np.argwhere(left_out)[0])
-            head = fmt.format(row=row, a=a, b=b, i=int(xi[row, p]), d=_dist(xt[row, p]), kth=_dist(kth[row]))
+    rows = np.flatnonzero((_absent(ri, oi) | _absent(oi, ri)).any(axis=1))
+    for indices, distances, is_result in ((ri, rd, True), (oi, od, False)):
+        found = left_out(problem, indices, distances, rows, rtol=rtol, atol=atol)
+        if found is not None:
+            row, j, t, kth = found
+            head, tail = ((f"query row {row} dropped a true neighbour: {a}", "") if is_result else
+                          (f"query row {row}: the {b}", f"; the {b} missed a closer point"))
             raise AssertionError(
-                f"{head} by more than atol + rtol*distance (rtol={rtol:g}, atol={atol:g}), although the "
-                f"sorted distances agree rank by rank within it\n  rows where an answer leaves out such an "
-                f"index: {int((dropped | missed).any(axis=1).sum())} of {rd.shape[0]}"
+                f"{head} leaves out index {j}, at true distance {_dist(t)}, though its k-th distance "
+                f"{_dist(kth)} is farther by more than atol + rtol*true (rtol={rtol:g}, atol={atol:g})"
+                f"{tail}; the sorted distances agree rank by rank within the tolerance"
             )
-
-
-def _kth(indices: np.ndarray, distances: np.ndarray) -> np.ndarray:
-    """Each row's last listed distance (-inf for a row that lists nothing)."""
-    listed = (indices >= 0).sum(axis=1)
-    last = distances[np.arange(indices.shape[0]), np.maximum(listed - 1, 0)]
-    return np.where(listed > 0, last, -np.inf)
 
 
 def _absent(xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
@@ -468,26 +464,6 @@ def _absent(xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
     span = np.int64(max(int(xi.max(initial=0)), int(yi.max(initial=0))) + 2)
     rows = np.arange(xi.shape[0], dtype=np.int64)[:, None] * span  # one key per (row, index) pair
     return (xi >= 0) & ~np.isin(rows + xi, rows + yi)
-
-
-def _true_where(problem, xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
-    """The true distances of x's entries in the rows where y leaves one of them out (+inf elsewhere)."""
-    from pytest_pcct.parity.truth import true_distances
-
-    rows = _absent(xi, yi).any(axis=1)
-    if not rows.any():
-        return np.full(xi.shape, np.inf)
-    return true_distances(problem, np.where(rows[:, None], xi, -1))
-
-
-def _left_out(xi, xt, yi, yd, rtol: float, atol: float) -> np.ndarray:
-    """Where answer x lists an index, at true distance xt, that answer y leaves out although y's k-th
-    distance exceeds xt by more than atol + rtol * xt. A truthful y reports xt within that much, so, ranking
-    by what it reports, it cannot have put its k-th point ahead of this one. x's reported distance is not
-    used: two engines each within the tolerance of the truth may report one point up to twice it apart."""
-    kth = _kth(yi, yd)[:, None]
-    with np.errstate(invalid="ignore"):
-        return _absent(xi, yi) & (kth - xt > atol + rtol * np.abs(xt))
 
 
 def assert_predecessors(result, *, label: str = "result") -> None:

@@ -11,8 +11,9 @@ So the plugin checks every answer against its problem on its own, before any com
   (query, index) pair equals the reported one within ``atol + rtol * true``;
 * then: no index twice, rows sorted by (distance, index).
 
-Completeness (no closer point left out) needs a reference answer and is the comparison's job; with every
-listed distance verified, an index that differs at the k-th boundary is a real tie of the k-th distance.
+Completeness (no closer point left out) is the comparison's job: where two answers differ, :func:`left_out`
+scans those rows exhaustively for a point an answer leaves out though no ranking of distances within the
+tolerance of the truth could.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from covertreex.interrupts import deferring
 from covertreex.metrics.kernels import distance
 from pytest_pcct.parity import fpenv
 
-__all__ = ["check_answer", "true_distances"]
+__all__ = ["check_answer", "left_out", "true_distances"]
 
 
 @njit(cache=True)
@@ -56,15 +57,52 @@ def _spaces(problem):
 
 
 @deferring
-def true_distances(problem, indices) -> np.ndarray:
-    """The canonical distance of every (query row, listed index) pair; inf where no point is listed."""
+def true_distances(problem, indices, rows=None) -> np.ndarray:
+    """The canonical distance of every (query row, listed index) pair; inf where no point is listed.
+    `rows` (None: every query row, in order) picks the query rows `indices` lists for."""
     __tracebackhide__ = True
     found = fpenv.changes()
     if found:
         raise AssertionError(f"true distances cannot be computed: {fpenv.described(found)}")
     space, queries = _spaces(problem)
     listed = np.ascontiguousarray(indices, dtype=np.int64)
-    return _listed_distances(queries.data, queries.rows, queries.dataset_index, space.data, listed)
+    at = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
+    return _listed_distances(queries.data, queries.rows[at], queries.dataset_index[at], space.data, listed)
+
+
+ROW_BLOCK_CELLS = 1 << 22
+"""(query row, point) pairs per block of :func:`left_out`'s exhaustive scan (32 MiB of distances)."""
+
+
+def left_out(problem, indices, distances, rows, *, rtol: float, atol: float):
+    """The first point an answer leaves out though no truthful ranking could, among the query rows `rows`
+    (an exhaustive scan of those rows): an eligible point it does not list whose true distance t is below
+    the row's last listed distance by more than ``atol + rtol * t``. An engine that reports every distance
+    within that much of the truth and lists the k smallest of its reports lists every such point. Returns
+    (row, index, true distance, k-th distance) or None; rows that list no point are skipped (their form,
+    min(k, eligible) entries, is :func:`check_answer`'s)."""
+    __tracebackhide__ = True
+    _, queries = _spaces(problem)
+    n = problem.n_points
+    listed = (indices >= 0).sum(axis=1)
+    rows = np.asarray(rows, dtype=np.int64)
+    rows = rows[listed[rows] > 0]
+    per_block = max(1, ROW_BLOCK_CELLS // max(1, n))
+    for start in range(0, rows.size, per_block):
+        block = rows[start : start + per_block]
+        every = np.broadcast_to(np.arange(n, dtype=np.int64), (block.size, n))
+        every = np.where(every < queries.limit[block, None], every, -1)  # predecessor rows: j < i only
+        truth = true_distances(problem, every, block)
+        kth = distances[block, listed[block] - 1][:, None]
+        inside = np.zeros(every.shape, dtype=bool)
+        at, slot = np.nonzero(indices[block] >= 0)
+        inside[at, indices[block][at, slot]] = True
+        with np.errstate(invalid="ignore"):
+            found = (every >= 0) & ~inside & (kth - truth > atol + rtol * truth)
+        if found.any():
+            r, j = (int(v) for v in np.argwhere(found)[0])
+            return int(block[r]), j, float(truth[r, j]), float(kth[r, 0])
+    return None
 
 
 def _first(mask: np.ndarray) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from pytest_pcct.parity.assertions import (
     compare_knn,
 )
 from pytest_pcct.parity.datasets import problem_from_arrays
-from pytest_pcct.parity.truth import true_distances
+from pytest_pcct.parity.truth import check_answer, true_distances
 
 IDX = np.array([[3, 7, 1, 9], [0, 2, 4, 6]])
 DIST = np.array([[0.1, 0.25, 0.5, 0.75], [0.0, 1.0, 1.0, 2.0]])
@@ -141,43 +141,85 @@ LINE = problem_from_arrays((1.0 + 0.6e-9 * np.arange(40))[:, None], queries=np.z
 
 @pytest.mark.parametrize("k", [2, 10, 30])
 def test_near_equal_groups_do_not_chain_past_a_left_out_nearest_point(k):
-    """Each distance is within rtol = 1e-9 of the next: an answer leaving out the nearest point and listing
-    the (k+1)-th is a tie only while the two are within the tolerance of each other (k = 2: 1.2e-9 apart,
-    relative to 1.0, against atol + rtol = 1.001e-9: not a tie either), in tolerance mode and for
-    assert_k_safe with a tolerance (whose sorted distances agree rank by rank within it)."""
+    """Each distance is within rtol = 1e-9 of the next: near-equal groups chained, and an answer leaving
+    out the nearest point passed tolerance mode, and assert_k_safe with a tolerance (its sorted distances
+    agree rank by rank within it). A point is left out legitimately only while its true distance is within
+    atol + rtol*true of the answer's k-th distance (k = 2: 1.2e-9 apart, relative to 1.0: not a tie)."""
     truth = (np.arange(k)[None, :], true_distances(LINE, np.arange(k)[None, :]))
     shifted = (np.arange(1, k + 1)[None, :], true_distances(LINE, np.arange(1, k + 1)[None, :]))
+    kth = float(shifted[1][0, -1])
     message = failure(assert_knn_equal, truth, shifted, mode="tolerance", problem=LINE)
     assert message.splitlines()[:4] == [
-        "k-NN answers differ at query row 0, position 0: got leaves out an index nearer than its k-th "
+        f"k-NN answers differ at query row 0, position {k - 1}: got leaves out index 0, nearer than its k-th "
         "distance by more than the tolerance (tolerance mode: rtol=1e-09, atol=1e-12, indices may differ "
         "only within ties)",
-        "  ref: index 0, distance 1.0",
-        f"  got: index 1, distance {float(shifted[1][0, 0])!r}",
-        f"  ref lists index 0, at distance 1.0; got's k-th distance is {float(shifted[1][0, -1])!r}",
+        f"  ref: index {k - 1}, distance {float(truth[1][0, -1])!r}",
+        f"  got: index {k}, distance {kth!r}",
+        f"  index 0 is at true distance 1.0; got's k-th distance {kth!r} exceeds it by more than atol + "
+        "rtol*true, so no ranking of distances within the tolerance of the truth puts it beyond",
     ]
     message = failure(assert_k_safe, shifted, truth, rtol=1e-9, atol=1e-12, problem=LINE)
-    assert message.splitlines() == [
-        f"query row 0 dropped a true neighbour: the oracle lists index 0, at true distance 1.0, which result "
-        f"leaves out though its k-th distance {float(shifted[1][0, -1])!r} is farther by more than atol + "
-        f"rtol*distance (rtol=1e-09, atol=1e-12), although the sorted distances agree rank by rank within it",
-        "  rows where an answer leaves out such an index: 1 of 1",
-    ]
+    assert message == (
+        f"query row 0 dropped a true neighbour: result leaves out index 0, at true distance 1.0, though its "
+        f"k-th distance {kth!r} is farther by more than atol + rtol*true (rtol=1e-09, atol=1e-12); the "
+        f"sorted distances agree rank by rank within the tolerance")
     message = failure(assert_k_safe, truth, shifted, rtol=1e-9, atol=1e-12, problem=LINE)
-    assert message.startswith("query row 0: result lists index 0, at true distance 1.0, which the oracle "
-                              "leaves out though its k-th distance")
-    # two answers each within the tolerance of the truth, neither canonical, may list one point up to twice
-    # the tolerance apart: judged by the true distance of what one leaves out (a review), they tie
-    near = problem_from_arrays(np.array([[1 + 0.9e-9], [1 + 0.95e-9], [1 + 1.8e-9], [5.0]]),
-                               queries=np.zeros((1, 1)))
-    x = (np.array([[0, 1]]), np.array([[1.0, 1 + 1e-9]]))
-    y = (np.array([[1, 2]]), np.array([[1 + 0.9e-9, 1 + 1.8e-9]]))
-    assert compare_knn(x, y, problem=near).status == "tie-equal"
+    assert message.startswith("query row 0: the oracle leaves out index 0, at true distance 1.0, though its")
+    assert message.endswith("; the oracle missed a closer point; the sorted distances agree rank by rank "
+                            "within the tolerance")
     one = (np.array([[1]]), true_distances(LINE, np.array([[1]])))
-    assert compare_knn((np.array([[0]]), true_distances(LINE, np.array([[0]]))), one,
-                       problem=LINE).status == "tie-equal"
-    assert_k_safe(one, (np.array([[0]]), true_distances(LINE, np.array([[0]]))), rtol=1e-9, atol=1e-12,
-                  problem=LINE)
+    nearest = (np.array([[0]]), true_distances(LINE, np.array([[0]])))
+    assert compare_knn(nearest, one, problem=LINE).status == "tie-equal"  # 0.6 rtol apart: a tie
+    assert_k_safe(one, nearest, rtol=1e-9, atol=1e-12, problem=LINE)
+
+
+def _ranked(reported, k):
+    """The answer of an engine that reports `reported` for every point and lists the k smallest, ties by
+    index (a legitimate engine when each report is within the tolerance of the truth)."""
+    order = np.lexsort((np.arange(len(reported)), reported))[:k]
+    return order[None].astype(np.int64), reported[order][None]
+
+
+def test_tolerance_mode_judges_each_answer_against_the_truth():
+    """A second look at the rule (an outside trial): judged against the other answer, a wrong answer passed
+    beside a legitimate but inexact reference that left out the same point, and two legitimate engines,
+    each within the tolerance of the truth but up to twice it apart, failed. Each answer is now scanned
+    exhaustively, in the rows where they differ, for a point it leaves out though no ranking of distances
+    within the tolerance of the truth could."""
+    u = 1e-9
+    points = np.concatenate([1 + np.array([0, 0.05, 0.9, 0.95, 1.9, 1.95]) * u, [2.0, 3.0]])[:, None]
+    line = problem_from_arrays(points, queries=np.zeros((1, 1)))
+    true = true_distances(line, np.arange(8)[None])[0]
+    tol = 1e-12 + 1e-9 * true
+    reported = true.copy()
+    reported[[0, 1]] += 0.99 * tol[[0, 1]]  # rounded up within the tolerance: legitimately left out
+    reported[[2, 3]] = 1 + np.array([0.92, 0.96]) * u
+    legit = _ranked(reported, 2)
+    wrong = (np.array([[4, 5]]), np.array([[1 + 1.01 * u, 1 + 1.03 * u]]))  # point 0 can be no farther than
+    for answer in (legit, wrong):  # 1 + 1.001e-9 in any truthful report, yet it is left out
+        check_answer(*answer, line, rtol=1e-9, atol=1e-12)
+    message = failure(assert_knn_equal, legit, wrong, mode="tolerance", problem=line)
+    assert "got leaves out index 0, nearer than its k-th distance by more than the tolerance" in message
+    assert failure(assert_k_safe, wrong, legit, rtol=1e-9, atol=1e-12, problem=line).startswith(
+        "query row 0 dropped a true neighbour: result leaves out index 0")
+    square = problem_from_arrays(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [3.0, 0.0]]),
+                                 queries=np.zeros((1, 2)))
+    true = true_distances(square, np.arange(4)[None])[0]  # points 0 and 1 both at exactly 1.0
+    tol = 1e-12 + 1e-9 * true
+    low, high = true - 0.9 * tol, true + 0.9 * tol
+    a = _ranked(np.array([low[0], high[1], true[2], true[3]]), 3)  # lists 0, 1
+    b = _ranked(np.array([high[0], low[1], true[2], true[3]]), 3)  # lists 1, 0
+    c, d = _ranked(high, 3), _ranked(low, 3)  # 1.8 tolerances apart at every position
+    for x, y in ((a, b), (c, d), (d, c)):
+        assert compare_knn(x, y, problem=square).status == "tie-equal"
+    exact = _ranked(true, 3)
+    far = problem_from_arrays(np.array([[1.0], [1.0010003], [2.0], [3.0]]), queries=np.zeros((1, 1)))
+    true = true_distances(far, np.arange(4)[None])[0]
+    swapped = _ranked(true + np.array([0.9999, -0.9999, 0, 0]) * 1e-3 * true, 3)  # rtol 1e-3: 1, 0, 2
+    exact = _ranked(true, 3)
+    for x, y in ((exact, swapped), (swapped, exact)):  # both failed ("strictly inside the boundary")
+        assert compare_knn(x, y, rtol=1e-3, atol=0, problem=far).status == "tie-equal"
+    assert_k_safe(swapped, exact, rtol=1e-3, atol=0, problem=far)
 
 
 def test_a_distance_out_of_tolerance_and_a_repeated_index_are_named():
