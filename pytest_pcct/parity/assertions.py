@@ -201,24 +201,24 @@ def _row_violation(row, ri, rd, gi, gd, rtol, atol, labels) -> _Difference | Non
 
 def _left_out_of(problem, answers, labels, rows, rtol: float, atol: float) -> _Difference | None:
     """The first point either answer leaves out though no truthful ranking could (:func:`pytest_pcct.
-    parity.truth.left_out`, an exhaustive scan of the rows where the answers differ). Two answers that
-    both pass it, and the truth check, are both the k nearest up to ties within the tolerance, whatever
-    they list: judged pairwise instead, near-equal groups chained (an answer without a row's nearest point
-    passed where every gap was below rtol) and two engines each within the tolerance of the truth, up to
-    twice it apart, failed."""
+    parity.truth.left_out`, an exhaustive scan of `rows`, those where the answers list different indices).
+    Two answers that both pass it, and the truth check, are both the k nearest up to ties within the
+    tolerance there, whatever they list: judged pairwise instead, near-equal groups chained (an answer
+    without a row's nearest point passed where every gap was below rtol) and two engines each within the
+    tolerance of the truth, up to twice it apart, failed."""
     from pytest_pcct.parity.truth import left_out
 
-    for (indices, distances), label in zip(answers, labels, strict=True):
-        found = left_out(problem, indices, distances, rows, rtol=rtol, atol=atol)
-        if found is not None:
-            row, j, truth, kth = found
-            return _Difference(
-                row, int((indices[row] >= 0).sum()) - 1,
-                f"{label} leaves out index {j}, nearer than its k-th distance by more than the tolerance",
-                f"index {j} is at true distance {_dist(truth)}; {label}'s k-th distance {_dist(kth)} exceeds "
-                f"it by more than atol + rtol*true, so no ranking of distances within the tolerance of the "
-                f"truth puts it beyond",
-            )
+    found = left_out(problem, answers, rows, rtol=rtol, atol=atol)
+    if found is not None:
+        number, row, j, truth, kth = found
+        label, indices = labels[number], answers[number][0]
+        return _Difference(
+            row, int((indices[row] >= 0).sum()) - 1,
+            f"{label} leaves out index {j}, nearer than its k-th distance by more than the tolerance",
+            f"index {j} is at true distance {_dist(truth)}; {label}'s k-th distance {_dist(kth)} exceeds it "
+            f"by more than atol + rtol*true, so no ranking of distances within the tolerance of the truth "
+            f"puts it beyond",
+        )
     return None
 
 
@@ -349,11 +349,11 @@ def compare_knn(
             _padding_reason(ri[row, pos], gi[row, pos], labels)
             or ("index differs" if rd[row, pos] == gd[row, pos] else "index and distance differ"))
         first = _Difference(row, pos, reason)
-        rows = np.flatnonzero(differs.any(axis=1))
-        if problem is not None and untrue is None:
+        if problem is not None and untrue is None:  # rows that list the same indices leave no tie to judge
+            rows = np.flatnonzero((_absent(ri, gi) | _absent(gi, ri)).any(axis=1))
             violation = _left_out_of(problem, ((ri, rd), (gi, gd)), labels, rows, rtol, atol)
         else:
-            for r in rows:
+            for r in np.flatnonzero(differs.any(axis=1)):
                 violation = _row_violation(int(r), ri[r], rd[r], gi[r], gd[r], rtol, atol, labels)
                 if violation is not None:
                     break
@@ -425,7 +425,7 @@ def assert_k_safe(
                 f"{_dist(rs[row, rank])} (index {got_index})")
         tail = f"  {b} indices absent from {a}'s row: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
     else:  # both lists are true distances, so the oracle left out a closer point
-        head = (f"query row {row}: {a} lists index {got_index} at its true distance {_dist(rs[row, rank])} "
+        head = (f"query row {row}: {a} lists index {got_index} at distance {_dist(rs[row, rank])} "
                 f"at rank {rank}, closer than the {b}'s rank-{rank} distance {_dist(os_[row, rank])} "
                 f"(index {true_index}): the {b} missed a closer point")
         tail = f"  {int(bad[row].sum())} of {rd.shape[1]} ranks of this row disagree"
@@ -446,17 +446,16 @@ def _check_none_left_out(result, oracle, rtol: float, atol: float, problem) -> N
 
     (ri, rd, a), (oi, od, b) = result, oracle
     rows = np.flatnonzero((_absent(ri, oi) | _absent(oi, ri)).any(axis=1))
-    for indices, distances, is_result in ((ri, rd, True), (oi, od, False)):
-        found = left_out(problem, indices, distances, rows, rtol=rtol, atol=atol)
-        if found is not None:
-            row, j, t, kth = found
-            head, tail = ((f"query row {row} dropped a true neighbour: {a}", "") if is_result else
-                          (f"query row {row}: the {b}", f"; the {b} missed a closer point"))
-            raise AssertionError(
-                f"{head} leaves out index {j}, at true distance {_dist(t)}, though its k-th distance "
-                f"{_dist(kth)} is farther by more than atol + rtol*true (rtol={rtol:g}, atol={atol:g})"
-                f"{tail}; the sorted distances agree rank by rank within the tolerance"
-            )
+    found = left_out(problem, ((ri, rd), (oi, od)), rows, rtol=rtol, atol=atol)
+    if found is not None:
+        number, row, j, t, kth = found
+        head, tail = ((f"query row {row} dropped a true neighbour: {a}", "") if number == 0 else
+                      (f"query row {row}: the {b}", f"; the {b} missed a closer point"))
+        raise AssertionError(
+            f"{head} leaves out index {j}, at true distance {_dist(t)}, though its k-th distance "
+            f"{_dist(kth)} is farther by more than atol + rtol*true (rtol={rtol:g}, atol={atol:g})"
+            f"{tail}; the sorted distances agree rank by rank within the tolerance"
+        )
 
 
 def _absent(xi: np.ndarray, yi: np.ndarray) -> np.ndarray:

@@ -11,9 +11,9 @@ So the plugin checks every answer against its problem on its own, before any com
   (query, index) pair equals the reported one within ``atol + rtol * true``;
 * then: no index twice, rows sorted by (distance, index).
 
-Completeness (no closer point left out) is the comparison's job: where two answers differ, :func:`left_out`
-scans those rows exhaustively for a point an answer leaves out though no ranking of distances within the
-tolerance of the truth could.
+Completeness (no closer point left out) is the comparison's job: where two answers list different
+indices, :func:`left_out` scans those rows exhaustively for a point an answer leaves out though no ranking
+of distances within the tolerance of the truth could.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from covertreex.errors import InvalidInputError
 from covertreex.interrupts import deferring
 from covertreex.metrics.kernels import distance
 from pytest_pcct.parity import fpenv
@@ -66,42 +67,48 @@ def true_distances(problem, indices, rows=None) -> np.ndarray:
         raise AssertionError(f"true distances cannot be computed: {fpenv.described(found)}")
     space, queries = _spaces(problem)
     listed = np.ascontiguousarray(indices, dtype=np.int64)
-    at = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
+    at = np.arange(queries.n_queries) if rows is None else np.asarray(rows, dtype=np.int64)
+    if listed.ndim != 2 or listed.shape[0] != at.size or ((at < 0) | (at >= queries.n_queries)).any():
+        raise InvalidInputError(f"true_distances needs one row of indices per query row asked for (query "
+                                f"rows 0..{queries.n_queries - 1}), got indices of shape {listed.shape} "
+                                f"for {at.size} rows")
     return _listed_distances(queries.data, queries.rows[at], queries.dataset_index[at], space.data, listed)
 
 
-ROW_BLOCK_CELLS = 1 << 22
-"""(query row, point) pairs per block of :func:`left_out`'s exhaustive scan (32 MiB of distances)."""
+ROW_BLOCK_CELLS = 1 << 20
+"""(query row, point) pairs per block of :func:`left_out`'s exhaustive scan (about 35 MB with the block's
+indices, distances and temporaries)."""
 
 
-def left_out(problem, indices, distances, rows, *, rtol: float, atol: float):
-    """The first point an answer leaves out though no truthful ranking could, among the query rows `rows`
-    (an exhaustive scan of those rows): an eligible point it does not list whose true distance t is below
-    the row's last listed distance by more than ``atol + rtol * t``. An engine that reports every distance
-    within that much of the truth and lists the k smallest of its reports lists every such point. Returns
-    (row, index, true distance, k-th distance) or None; rows that list no point are skipped (their form,
-    min(k, eligible) entries, is :func:`check_answer`'s)."""
+def left_out(problem, answers, rows, *, rtol: float, atol: float):
+    """The first point one of `answers` ((indices, distances) pairs of one problem) leaves out though no
+    truthful ranking could, among the query rows `rows` (an exhaustive scan of those rows, their true
+    distances computed once for every answer): an eligible point an answer does not list whose true
+    distance t is below the row's last listed distance by more than ``atol + rtol * t``. An engine that
+    reports every distance within that much of the truth and lists the k smallest of its reports lists
+    every such point. Returns (answer number, row, index, true distance, k-th distance) or None; rows that
+    list no point are skipped (their form, min(k, eligible) entries, is :func:`check_answer`'s)."""
     __tracebackhide__ = True
     _, queries = _spaces(problem)
     n = problem.n_points
-    listed = (indices >= 0).sum(axis=1)
     rows = np.asarray(rows, dtype=np.int64)
-    rows = rows[listed[rows] > 0]
     per_block = max(1, ROW_BLOCK_CELLS // max(1, n))
     for start in range(0, rows.size, per_block):
         block = rows[start : start + per_block]
         every = np.broadcast_to(np.arange(n, dtype=np.int64), (block.size, n))
         every = np.where(every < queries.limit[block, None], every, -1)  # predecessor rows: j < i only
         truth = true_distances(problem, every, block)
-        kth = distances[block, listed[block] - 1][:, None]
-        inside = np.zeros(every.shape, dtype=bool)
-        at, slot = np.nonzero(indices[block] >= 0)
-        inside[at, indices[block][at, slot]] = True
-        with np.errstate(invalid="ignore"):
-            found = (every >= 0) & ~inside & (kth - truth > atol + rtol * truth)
-        if found.any():
-            r, j = (int(v) for v in np.argwhere(found)[0])
-            return int(block[r]), j, float(truth[r, j]), float(kth[r, 0])
+        for number, (indices, distances) in enumerate(answers):
+            listed = (indices[block] >= 0).sum(axis=1)
+            kth = np.where(listed > 0, distances[block, np.maximum(listed - 1, 0)], -np.inf)[:, None]
+            inside = np.zeros(every.shape, dtype=bool)
+            at, slot = np.nonzero(indices[block] >= 0)
+            inside[at, indices[block][at, slot]] = True
+            with np.errstate(invalid="ignore"):
+                found = (every >= 0) & ~inside & (kth - truth > atol + rtol * truth)
+            if found.any():
+                r, j = (int(v) for v in np.argwhere(found)[0])
+                return number, int(block[r]), j, float(truth[r, j]), float(kth[r, 0])
     return None
 
 

@@ -222,6 +222,27 @@ def test_tolerance_mode_judges_each_answer_against_the_truth():
     assert_k_safe(swapped, exact, rtol=1e-3, atol=0, problem=far)
 
 
+def test_only_rows_listing_different_indices_are_scanned(monkeypatch):
+    """The exhaustive scan costs rows x n true distances: rows that list the same indices (an engine whose
+    distance bits are not canonical differs in every row) leave no tie to judge and are not scanned (a
+    review measured 1.1 s against 6 ms at n = Q = 2,000). A row subset of true_distances must match."""
+    from pytest_pcct.parity import truth
+
+    scanned = []
+    scan = truth.left_out
+    monkeypatch.setattr(truth, "left_out", lambda problem, answers, rows, **kw: scanned.append(list(rows))
+                        or scan(problem, answers, rows, **kw))
+    idx, dist = answer()
+    assert compare_knn(answer(), (idx, np.nextafter(dist, np.inf)), problem=PROBLEM).status == "tie-equal"
+    assert scanned == [[]]
+    with pytest.raises(InvalidInputError, match=r"one row of indices per query row asked for \(query rows "
+                       r"0\.\.1\), got indices of shape \(2, 4\) for 1 rows"):
+        truth.true_distances(PROBLEM, idx, [1])
+    with pytest.raises(InvalidInputError, match="one row of indices per query row"):
+        truth.true_distances(PROBLEM, idx[:1], [-1])
+    assert np.array_equal(truth.true_distances(PROBLEM, idx[1:], [1]), truth.true_distances(PROBLEM, idx)[1:])
+
+
 def test_a_distance_out_of_tolerance_and_a_repeated_index_are_named():
     idx, dist = answer()
     dist[1, 3] = 2.5
