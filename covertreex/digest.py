@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from covertreex.errors import unknown_name
 from covertreex.kinds import QUERY_KINDS
 from covertreex.resources import available_cpus
 
@@ -47,5 +48,5 @@ def query_digest(kind: str, values: np.ndarray) -> str:
     (int64; 'predecessor': ``arange(n)``). Two calls with the same data, sizes and k but other queries
     differ here."""
     if kind not in QUERY_KINDS:
-        raise ValueError(f"query kind must be one of {', '.join(QUERY_KINDS)}, got {kind!r}")
+        raise unknown_name("query kind", kind, QUERY_KINDS)
     return f"{kind}:{array_digest(values)}"

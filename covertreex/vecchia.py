@@ -225,14 +225,13 @@ def vecchia_neighbors(
     """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
 
     metric: 'residual' (the residual correlation of an RBF/Matern 5/2 GP after m inducing points; kernel,
-    lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them, None for its
-    defaults 'rbf', 1.0, 1.0, 512; RBF is variance * exp(-r^2 / 2) and Matern 5/2 variance * (1 + a +
-    a^2 / 3) * exp(-a), a = sqrt(5) r, with r the distance in lengthscales; the residual variance has an
-    absolute floor of 1e-9, so keep variance near 1: docs/vecchia.md) or 'euclidean'. kernel, lengthscale,
-    variance and m given to a job
-    that builds no residual problem (metric 'euclidean' with an ordering other than 'maximin-residual')
-    are refused, not ignored. seed (an integer >= 0; not given: 0) picks the inducing points and the random
-    ordering, and is refused, likewise, by a job that draws neither.
+    lengthscale, variance, m and seed as :func:`covertreex.residual_problem` takes them, None for its defaults
+    'rbf', 1.0, 1.0, 512; RBF is variance * exp(-r^2 / 2) and Matern 5/2 variance * (1 + a + a^2 / 3) *
+    exp(-a), a = sqrt(5) r, with r the distance in lengthscales; the residual variance has an absolute floor
+    of 1e-9, so keep variance near 1: docs/vecchia.md) or 'euclidean'. kernel, lengthscale, variance and m
+    given to a job that builds no residual problem (metric 'euclidean' with an ordering other than
+    'maximin-residual') are refused, not ignored. seed (an integer >= 0; not given: 0) picks the inducing
+    points and the random ordering, and is refused, likewise, by a job that draws neither.
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
     engine: 'auto' (the fastest exact way: 'rust' in perf mode when it is built, which takes the split screen

@@ -49,13 +49,13 @@ def _check_magnitude(X: np.ndarray, name: str) -> None:
     tiny = (magnitude < MIN_EUCLIDEAN_COORDINATE) & (magnitude > 0)
     if tiny.any():
         row = int(np.argwhere(tiny)[0][0])
-        factor = MIN_EUCLIDEAN_COORDINATE / float(magnitude[tiny].min())  # what lifts every one of them
+        smallest, largest = float(magnitude[tiny].min()), float(magnitude.max())
         remedy = ("scale the data up by a power of two (distances scale with it) or round such coordinates "
                   "to 0")
-        if float(magnitude.max()) * factor > MAX_EUCLIDEAN_COORDINATE:
-            remedy = (f"no scaling can help, since lifting the smallest ({float(magnitude[tiny].min()):.3g}) "
-                      f"would take the largest ({float(magnitude.max()):.3g}) beyond "
-                      f"+/-{MAX_EUCLIDEAN_COORDINATE:g}: round such coordinates to 0")
+        if largest * (MIN_EUCLIDEAN_COORDINATE / smallest) > MAX_EUCLIDEAN_COORDINATE:  # lifting the smallest
+            remedy = (f"no scaling can help, since lifting the smallest ({smallest:.3g}) would take the "
+                      f"largest ({largest:.3g}) beyond +/-{MAX_EUCLIDEAN_COORDINATE:g}: round such "
+                      "coordinates to 0")
         raise NonFiniteError(
             f"{name} has nonzero coordinates closer to 0 than 2**-450 (~{MIN_EUCLIDEAN_COORDINATE:.2g}; "
             f"first at row {row}); their squared differences could underflow float64 and distances lose "

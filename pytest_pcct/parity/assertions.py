@@ -6,10 +6,10 @@ query row and position, both indices and both distances, and a short diff of tha
 Two answers compare in one of three ways (:func:`compare_knn`):
 - ``exact``: identical indices and bitwise-identical distances;
 - ``tie-equal``: with a problem, both answers truthful (below) and neither leaving out a point whose true
-  distance t is below its own k-th distance by more than ``atol + rtol * t`` (an exhaustive scan of the
-  rows where they differ): both are the k nearest up to ties within the tolerance, whatever each lists;
-  without one, every distance within ``atol + rtol * |ref|`` and indices that differ only inside groups of
-  near-equal distances, or in the group cut by the k-th boundary (tolerance mode then passes nothing);
+  distance t is below its own k-th distance by more than ``atol + rtol * t`` (an exhaustive scan of the rows
+  where they list different indices): both are the k nearest up to ties within the tolerance, whatever each
+  lists; without one, every distance within ``atol + rtol * |ref|`` and indices that differ only inside groups
+  of near-equal distances, or in the group cut by the k-th boundary (tolerance mode then passes nothing);
 - ``different``: anything else.
 
 Padding (index -1, distance inf: fewer than k eligible points, as in predecessor queries) is part of the
@@ -387,8 +387,8 @@ def assert_k_safe(
     """Assert `result` dropped no true neighbour: every listed distance is the true distance of its index
     (checked against `problem`, which answers from pcct engines carry), per row the sorted distances equal
     the oracle's (within rtol/atol), and neither answer leaves out a point whose true distance is below
-    that answer's k-th distance by more than the tolerance (an exhaustive scan of
-    the rows whose index sets differ).
+    that answer's k-th distance by more than the tolerance (an exhaustive scan of the rows whose index
+    sets differ).
 
     The distance multiset holds across tie-breaking differences; index parity is :func:`assert_knn_equal`'s
     job. Padding (-1) is part of the checked form: both answers pad exactly the positions beyond the

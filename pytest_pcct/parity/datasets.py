@@ -229,10 +229,11 @@ class ProblemCache:
     def get(self, *args, **kwargs) -> Problem:
         key = json.dumps([args, kwargs], sort_keys=True, default=_recipe_value)
         problem = self._problems.get(key)
-        if problem is not None and problem.changed_fields():
+        changed = [] if problem is None else problem.changed_fields()
+        if changed:
             if problem.change_untold():
                 warnings.warn(ProblemChangedWarning(
-                    f"pytest-pcct: {', '.join(sorted(problem.changed_fields()))} of {problem.label} changed "
+                    f"pytest-pcct: {', '.join(sorted(changed))} of {problem.label} changed "
                     "after every check of it passed (something wrote into it after an engine returned, a "
                     "background thread of one, say); it is made afresh for this test"), stacklevel=2)
             problem = None

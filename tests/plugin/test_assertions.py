@@ -212,7 +212,6 @@ def test_tolerance_mode_judges_each_answer_against_the_truth():
     c, d = _ranked(high, 3), _ranked(low, 3)  # 1.8 tolerances apart at every position
     for x, y in ((a, b), (c, d), (d, c)):
         assert compare_knn(x, y, problem=square).status == "tie-equal"
-    exact = _ranked(true, 3)
     far = problem_from_arrays(np.array([[1.0], [1.0010003], [2.0], [3.0]]), queries=np.zeros((1, 1)))
     true = true_distances(far, np.arange(4)[None])[0]
     swapped = _ranked(true + np.array([0.9999, -0.9999, 0, 0]) * 1e-3 * true, 3)  # rtol 1e-3: 1, 0, 2
