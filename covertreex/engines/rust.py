@@ -285,7 +285,7 @@ def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int =
     if split is not None:
         split.check_source(data.X, data.P, "maximin_with_neighbors")
     screen = None if split is None else (split.q, split.factors)
-    order, indices, distances, evaluations, _ = _extension().maximin(
+    order, indices, distances, evaluations, _, _ = _extension().maximin(
         _canonical(data, _METRIC_DTYPES), first, k, block,
         k + ROOM_OVER_K if room is None else room, threads, progress, _interrupt(len(data.X) ** 2), screen,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -202,6 +203,46 @@ def test_rust_pass_is_the_same_on_any_thread_count(metric):
     one, two = (run(space.data, 0, 7, block=16, threads=t) for t in (1, 2))
     for a, b in zip(one, two, strict=True):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def _plane_sets():
+    """2-D point sets on which a slab's box skips most pairs, each built to trip one part of it: uniform
+    points; a lattice with every point doubled (ties at every distance, and points at distance 0); a
+    cluster beside far-off points (boxes of very different sizes); coordinates near 2**-440, just above the
+    smallest the metric accepts, whose squared differences reach the bottom of float64's normal range."""
+    rng = np.random.default_rng(21)
+    uniform = rng.uniform(size=(1500, 2))
+    grid = np.array(list(itertools.product(range(24), range(24))), dtype=float)
+    lattice = np.concatenate([grid, grid[rng.permutation(len(grid))[:300]]])
+    clustered = np.concatenate([rng.normal(scale=1e-3, size=(1200, 2)), rng.uniform(-50, 50, size=(200, 2))])
+    tiny = (1.0 + uniform) * 2.0**-440
+    return {"uniform": uniform, "lattice": lattice, "clustered": clustered, "tiny": tiny}
+
+
+@pytest.mark.parametrize("name", ["uniform", "lattice", "clustered", "tiny"])
+@pytest.mark.parametrize("k, block", [(1, 16), (6, 64), (30, 32)])
+def test_rust_pass_skips_far_slabs_and_stays_exact(name, k, block, distance_matrix):
+    """Euclidean slabs hold nearby points (a Hilbert order) and skip the placed points their box proves
+    too far for every point in them (rust/core/src/maximin/boxes.rs): the order, rows and distance bits
+    are still brute force's, on one thread or two; on uniform points fewer than half the pairs get a
+    value."""
+    from covertreex.engines import rust
+
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    X = _plane_sets()[name]
+    space = ct.CoverTree(metric="euclidean").fit(X).space
+    first = vecchia_orderings.first_point(space.data.X)
+    data = rust._canonical(space.data, rust._METRIC_DTYPES)
+    runs = [rust._extension().maximin(data, first, k, block, k + 8, threads, None, None, None)
+            for threads in (1, min(2, os.cpu_count() or 1))]
+    for a, b in zip(*runs, strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    order, idx, dist, _, _, screened = runs[0]
+    check_fused(distance_matrix("euclidean", X), first, k, order, idx, dist)
+    pairs = X.shape[0] * (X.shape[0] - 1) // 2
+    if name == "uniform":  # without the boxes every pair outside the rounds' blocks is screened
+        assert screened < pairs / 2, f"{screened} pairs screened of {pairs}"
 
 
 @pytest.mark.parametrize("change, error", [({"first": 30}, "first"), ({"k": 0}, "k = 0"),

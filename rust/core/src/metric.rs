@@ -270,6 +270,18 @@ pub fn kernel_parts(kernel: Kernel, variance: f64, r2: f64) -> (f64, f64) {
     }
 }
 
+/// The canonical Euclidean sum of squared differences, `a` first, in index order: the square of
+/// [`distance`] before its rounded square root.
+#[inline]
+pub fn squared_sum(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = 0.0;
+    for (p, q) in a.iter().zip(b) {
+        let diff = p - q;
+        acc += diff * diff;
+    }
+    acc
+}
+
 /// d(row `a` of `da`, row `b` of `db`); `a_index` is a's dataset index (or -1) so that d(i, i) is 0.
 /// Shapes must have passed [`MetricData::check_compatible`].
 pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usize) -> f64 {
@@ -277,12 +289,7 @@ pub fn distance(da: &MetricData, a: usize, a_index: i64, db: &MetricData, b: usi
         return 0.0;
     }
     if da.metric == Metric::Euclidean {
-        let mut acc = 0.0;
-        for (p, q) in da.x.row(a).iter().zip(db.x.row(b)) {
-            let diff = p - q;
-            acc += diff * diff;
-        }
-        return acc.sqrt();
+        return squared_sum(da.x.row(a), db.x.row(b)).sqrt();
     }
     let (r2, dot) = residual_sums(da, a, db, b);
     residual_from(da, r2, dot, da.p[a], db.p[b])

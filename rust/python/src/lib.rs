@@ -465,10 +465,12 @@ type Ordered<'py> = (
     Bound<'py, PyArray2<f64>>,
     i64,
     i64,
+    i64,
 );
 
 /// Exact maximin order of `data` from row `first`, fused with every position's k nearest earlier
-/// positions: (order, neighbour positions, distances, canonical evaluations, rounds). `block` points
+/// positions: (order, neighbour positions, distances, canonical evaluations, rounds, pairs screened
+/// outside the rounds' blocks). `block` points
 /// per round, `room` candidates a point holds at least before it drops the excluded ones (raised to
 /// k + 1; it holds fewer than 2 `room`). `progress(n)` is called with the GIL after
 /// each round; an exception it raises ends the pass at the next round and is what the call raises.
@@ -537,6 +539,7 @@ fn maximin<'py>(
         matrix(py, out.distances, n, out.k)?,
         out.evaluations,
         out.rounds,
+        out.screened,
     ))
 }
 

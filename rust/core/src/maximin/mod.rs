@@ -25,6 +25,7 @@
 //! by one slab only and sees the placed points in position order, and slabs never depend on the
 //! thread count, so the order, rows and counters do not either.
 
+mod boxes;
 mod point;
 mod pool;
 mod rows;
@@ -32,9 +33,10 @@ mod split;
 
 use rayon::prelude::*;
 
-use crate::dense::{gram_strided, operand, RowFactors, Screen, Tiles};
+use crate::dense::{gram_strided, operand, RowFactors, Screen, Sink, Tiles};
 use crate::errors::{filled, CoreError, Result};
-use crate::metric::MetricData;
+use crate::hilbert::quantised_keys;
+use crate::metric::{squared_sum, Metric, MetricData};
 use crate::query::{on_pool, QueryBatch};
 use crate::stop::Stop;
 use point::{Column, Offers, Placed, Point, Scratch};
@@ -63,6 +65,10 @@ pub struct MaximinOutput {
     pub evaluations: i64,
     /// Rounds run (blocks A).
     pub rounds: i64,
+    /// Pairs of unplaced points outside a round's block with the points it placed that were given a
+    /// value and screened (the rest were dropped by the split screen or a slab's box, or the round
+    /// placed every point left).
+    pub screened: i64,
 }
 
 /// Sizes of the pass: points per block A and rows per GEMM tile outside it; candidates a point holds
@@ -167,13 +173,18 @@ impl<'a> Pass<'a> {
         sizes: MaximinSizes,
         split: Option<MaximinSplit<'a>>,
         out: MaximinOutput,
-    ) -> Pass<'a> {
+    ) -> Result<Pass<'a>> {
         let n = data.n_points();
         let kept = (k as usize).min(n - 1).max(1);
         let (values, width) = operand(data);
-        Pass {
+        // Euclidean: slabs of nearby points, each a region of the pool with its box (pool.rs).
+        let (order, region) = match data.metric {
+            Metric::Euclidean => (hilbert_order(data)?, Some(sizes.block as usize)),
+            Metric::Residual => ((0..n).collect(), None),
+        };
+        Ok(Pass {
             data,
-            pool: Pool::new(values, n, width, || Point::new(kept)),
+            pool: Pool::new(values, order, width, region, || Point::new(kept)),
             placed: vec![false; n],
             in_block: vec![false; n],
             order: vec![0; n],
@@ -186,7 +197,7 @@ impl<'a> Pass<'a> {
             tiles: Tiles::default(),
             split,
             out,
-        }
+        })
     }
 
     /// Put point c at position n; return its state, whose row [`Answers::write`] writes.
@@ -344,18 +355,38 @@ impl<'a> Pass<'a> {
         let tiles = &self.tiles;
         let split = self.split.as_ref();
         let chunk = split.map(|split| Chunk::of(split, &self.order[start..stop]));
-        self.pool
-            .slabs(block)
-            .for_each(|(values, members, states)| {
-                let mut tile = tiles.take();
+        let pairs: i64 = (self.pool.slabs(block))
+            .map(|(values, members, states, bounds)| {
                 let screened = |r: usize| !in_block[members[r]];
-                let survivors = match (split, &chunk) {
-                    (Some(split), Some(chunk)) => {
+                let survivors = match (split, &chunk, bounds) {
+                    (Some(split), Some(chunk), _) => {
                         let cutoffs: Vec<f64> = states.iter().map(|p| p.cutoff()).collect();
                         Survivors::of(split, chunk, members, screened, |r| cutoffs[r])
                     }
+                    (_, _, Some(bounds)) => {
+                        match near(bounds, states, screened, placed_values, width, cols) {
+                            Near::None => return 0,
+                            Near::Few(mask) => {
+                                let slab = Slab {
+                                    values,
+                                    members,
+                                    width,
+                                };
+                                return slab.offer_keys(
+                                    states,
+                                    screened,
+                                    &mask,
+                                    placed_values,
+                                    &at,
+                                    start,
+                                );
+                            }
+                            Near::Most => Survivors::every(members.len()),
+                        }
+                    }
                     _ => Survivors::every(members.len()),
                 };
+                let mut tile = tiles.take();
                 for (t, &r) in survivors.sparse.iter().enumerate() {
                     if let Some(&next) = survivors.sparse.get(t + 1) {
                         prefetch(&values[next * width..(next + 1) * width]);
@@ -386,7 +417,10 @@ impl<'a> Pass<'a> {
                     }
                 }
                 tiles.give(tile);
-            });
+                survivors.pairs(cols, screened)
+            })
+            .sum();
+        self.out.screened += pairs;
         Ok(())
     }
 
@@ -406,13 +440,12 @@ impl<'a> Pass<'a> {
         let mut n = 1;
         while n < n_points {
             stop.check()?;
+            self.pool.pack_if_sparse();
             let pool = &self.pool;
             let by_key =
                 |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            let mut ranked: Vec<(f64, usize)> = (pool.members.iter())
-                .zip(&pool.states)
-                .map(|(&j, state)| (state.dist, j))
-                .collect();
+            let mut ranked: Vec<(f64, usize)> =
+                pool.points().map(|(j, state)| (state.dist, j)).collect();
             let s = self.block.min(ranked.len());
             if ranked.len() > s {
                 ranked.select_nth_unstable_by(s, by_key);
@@ -462,6 +495,128 @@ fn offers<'s, 'a>(
         j0: 0,
         pos0: start,
         only,
+    }
+}
+
+/// The points of Euclidean `data` along a Hilbert curve (ties by index), the keys of
+/// covertreex.ordering.hilbert_keys.
+fn hilbert_order(data: &MetricData) -> Result<Vec<usize>> {
+    let (x, d) = (data.x, data.x.cols());
+    let mut lo = vec![f64::INFINITY; d];
+    let mut hi = vec![f64::NEG_INFINITY; d];
+    for row in 0..x.rows() {
+        for ((lo, hi), &value) in lo.iter_mut().zip(hi.iter_mut()).zip(x.row(row)) {
+            *lo = lo.min(value);
+            *hi = hi.max(value);
+        }
+    }
+    let span: Vec<f64> = lo
+        .iter()
+        .zip(&hi)
+        .map(|(lo, hi)| if hi > lo { hi - lo } else { 1.0 })
+        .collect();
+    let bits = (63 / d as i64).clamp(1, 16);
+    let keys = quantised_keys(x, &lo, &span, bits)?;
+    let mut order: Vec<usize> = (0..x.rows()).collect();
+    order.sort_unstable_by_key(|&j| (keys[j], j));
+    Ok(order)
+}
+
+/// What the box of a slab's region leaves of a round's placed points (boxes.rs).
+enum Near {
+    /// No pair of the slab can change anything.
+    None,
+    /// The placed points that may matter (bit t % 8 of byte t / 8 for placed point t), few of them:
+    /// their pairs get their exact keys ([`Slab::offer_keys`]).
+    Few(Vec<u8>),
+    /// Most placed points may matter (or a point has no cut-off yet): the GEMM tile.
+    Most,
+}
+
+/// The placed points (`cols` rows of `width` in `placed`) that may matter to the screened points of a
+/// slab whose region's box is `bounds`.
+fn near(
+    bounds: &[f64],
+    states: &[Point],
+    screened: impl Fn(usize) -> bool,
+    placed: &[f64],
+    width: usize,
+    cols: usize,
+) -> Near {
+    let reach = (0..states.len())
+        .filter(|&r| screened(r))
+        .map(|r| states[r].cutoff())
+        .fold(f64::NEG_INFINITY, f64::max);
+    if reach == f64::NEG_INFINITY {
+        return Near::None;
+    }
+    if reach == f64::INFINITY {
+        return Near::Most;
+    }
+    let mut mask = Vec::new();
+    let count = boxes::reachable(bounds, placed, width, cols, reach, &mut mask);
+    if count == 0 {
+        Near::None
+    } else if 2 * count > cols {
+        Near::Most
+    } else {
+        Near::Few(mask)
+    }
+}
+
+/// A slab of Euclidean points: their coordinates (rows of `width`) and dataset indices.
+struct Slab<'s> {
+    values: &'s [f64],
+    members: &'s [usize],
+    width: usize,
+}
+
+impl Slab<'_> {
+    /// Offer each screened point its pairs with the placed points of `mask` (coordinates `placed`,
+    /// positions from `start` on) with their exact keys: the canonical squared sum, computed as
+    /// metric.rs computes it, is an interval [key, key] that holds the key, so the point's state
+    /// decides on it as on any screened interval, without a GEMM value or its error bound. Returns the
+    /// pairs offered.
+    fn offer_keys(
+        &self,
+        states: &mut [Point],
+        screened: impl Fn(usize) -> bool,
+        mask: &[u8],
+        placed: &[f64],
+        at: &Placed,
+        start: usize,
+    ) -> i64 {
+        let w = self.width;
+        let groups: Vec<(usize, u8)> = (mask.iter().enumerate())
+            .filter(|&(_, &bits)| bits != 0)
+            .map(|(byte, &bits)| (8 * byte, bits))
+            .collect();
+        let mut pairs = 0;
+        for r in (0..self.members.len()).filter(|&r| screened(r)) {
+            let (j, x) = (self.members[r], &self.values[r * w..(r + 1) * w]);
+            for &(c0, bits) in &groups {
+                let mut left = bits;
+                let mut keys = [f64::INFINITY; 8];
+                let point = &mut states[r];
+                let mut open = false;
+                while left != 0 {
+                    let t = left.trailing_zeros() as usize;
+                    left &= left - 1;
+                    keys[t] = squared_sum(&placed[(c0 + t) * w..(c0 + t + 1) * w], x);
+                    open |= keys[t] <= point.cutoff();
+                }
+                pairs += i64::from(bits.count_ones());
+                if open {
+                    let len = 8.min(placed.len() / w - c0);
+                    offers(point, at, j, start, Some((c0, bits))).offer(
+                        c0,
+                        &keys[..len],
+                        &keys[..len],
+                    );
+                }
+            }
+        }
+        pairs
     }
 }
 
@@ -518,12 +673,13 @@ pub fn maximin_neighbors(
         distances: filled(cells, f64::INFINITY, k)?,
         evaluations: 0,
         rounds: 0,
+        screened: 0,
     };
     if let Some(split) = &split {
         split.check(data)?;
     }
     on_pool(threads, || {
-        let mut pass = Pass::new(data, k, sizes, split, out);
+        let mut pass = Pass::new(data, k, sizes, split, out)?;
         pass.run(first as usize, progress, stop)?;
         Ok(pass.out)
     })?

@@ -3,10 +3,17 @@
 //! tile's GEMM reads its rows where they lie (no gather of the outside rows per tile, which cost ~8% of
 //! the pass's samples as memmove), and the states of a slab are one disjoint `&mut` slice.
 //!
-//! A placed point leaves by swap-remove: the last slot moves into its hole, O(m) per placement. The
-//! slots' order thus depends on the placements alone (never on the thread count). A GEMM value does
-//! not depend on where its row sits in a tile of the `gemm` crate's blocked path (one pass over the
-//! depth, the same accumulation per element), so moving rows between tiles changes no screening bound.
+//! The slots are cut into regions; a placed point leaves by swap-remove within its region (the region's
+//! last live slot moves into its hole, O(width) per placement), so a region only ever loses points. With
+//! one region (residual data) that is the pool's last slot, as it always was. Euclidean data takes
+//! regions of one slab each, its points first sorted along a Hilbert curve, and every region keeps the
+//! bounding box of the coordinates it held when last compacted: a box of nearby points, valid for as
+//! long as the region only loses them, which lets a round skip the pairs no point of the slab can use
+//! (boxes.rs). When half the slots are holes, the live ones are packed again in the same order and the
+//! boxes recomputed (at most log2 N times). The slots' order thus depends on the placements alone (never
+//! on the thread count). A GEMM value does not depend on where its row sits in a tile of the `gemm`
+//! crate's blocked path (one pass over the depth, the same accumulation per element), so moving rows
+//! between tiles changes no screening bound.
 
 use rayon::prelude::*;
 
@@ -16,30 +23,62 @@ const GONE: usize = usize::MAX;
 
 pub struct Pool {
     width: usize,
+    /// Slots per region.
+    region: usize,
     /// Operand rows of the pool, slot after slot (slots x width).
     rows: Vec<f64>,
-    /// Dataset index of each slot.
-    pub members: Vec<usize>,
+    /// Dataset index of each slot (meaningful in the live slots only).
+    members: Vec<usize>,
     /// State of each slot's point.
-    pub states: Vec<Point>,
+    states: Vec<Point>,
+    /// Live slots of each region: its first ones.
+    live: Vec<usize>,
+    /// Per region, the lowest then the highest value of each operand column over the points it held
+    /// when last packed (empty without boxes).
+    boxes: Vec<f64>,
     /// Slot of each dataset index (GONE once placed).
     slot: Vec<usize>,
+    count: usize,
 }
 
-impl Pool {
-    /// All `n` points of an operand of `width` columns (`values`, row-major), each with state `state`.
-    pub fn new(values: &[f64], n: usize, width: usize, state: impl Fn() -> Point) -> Pool {
-        Pool {
-            width,
-            rows: parallel_copy(&values[..n * width]),
-            members: (0..n).collect(),
-            states: (0..n).map(|_| state()).collect(),
-            slot: (0..n).collect(),
-        }
-    }
+/// One slab of consecutive live slots: operand rows, dataset indices, states, and its region's box
+/// (lowest values, then highest; None without boxes).
+pub type Slab<'p> = (&'p [f64], &'p [usize], &'p mut [Point], Option<&'p [f64]>);
 
-    pub fn len(&self) -> usize {
-        self.members.len()
+impl Pool {
+    /// The `n` points of an operand of `width` columns (`values`, row-major), in slots in the order
+    /// `order`, each with state `state`. `region`: None for one region of every slot (no boxes), else
+    /// slots per region, each with its box.
+    pub fn new(
+        values: &[f64],
+        order: Vec<usize>,
+        width: usize,
+        region: Option<usize>,
+        state: impl Fn() -> Point,
+    ) -> Pool {
+        let n = order.len();
+        let mut slot = vec![GONE; n];
+        for (s, &j) in order.iter().enumerate() {
+            slot[j] = s;
+        }
+        let mut pool = Pool {
+            width,
+            region: region.unwrap_or(n).max(1),
+            rows: parallel_copy(values, &order, width),
+            members: order,
+            states: (0..n).map(|_| state()).collect(),
+            live: Vec::new(),
+            boxes: Vec::new(),
+            slot,
+            count: n,
+        };
+        pool.live = (0..n.div_ceil(pool.region))
+            .map(|b| pool.region.min(n - b * pool.region))
+            .collect();
+        if region.is_some() {
+            pool.measure_boxes();
+        }
+        pool
     }
 
     /// The state of dataset index `j` (unplaced).
@@ -52,46 +91,129 @@ impl Pool {
         self.states[self.slot[j]].dist
     }
 
-    /// Take `j` out of the pool (its slot gets the last one's row, state and index); return its state.
+    /// Take `j` out of the pool (its slot gets its region's last live row, state and index); return
+    /// its state.
     pub fn remove(&mut self, j: usize) -> Point {
-        let (at, last) = (self.slot[j], self.len() - 1);
+        let at = self.slot[j];
+        let b = at / self.region;
+        let last = b * self.region + self.live[b] - 1;
         let w = self.width;
-        self.rows.copy_within(last * w..(last + 1) * w, at * w);
-        self.rows.truncate(last * w);
-        let moved = self.members[last];
-        self.members.swap_remove(at);
-        self.slot[moved] = at;
+        if at != last {
+            self.rows.copy_within(last * w..(last + 1) * w, at * w);
+            let moved = self.members[last];
+            self.members[at] = moved;
+            self.slot[moved] = at;
+            self.states.swap(at, last);
+        }
+        self.live[b] -= 1;
+        self.count -= 1;
         self.slot[j] = GONE;
-        self.states.swap_remove(at)
+        std::mem::replace(&mut self.states[last], Point::new(0))
     }
 
-    /// Slabs of at most `rows` consecutive slots, in parallel: (operand rows, dataset indices, states).
-    pub fn slabs(
-        &mut self,
-        rows: usize,
-    ) -> impl IndexedParallelIterator<Item = (&[f64], &[usize], &mut [Point])> + '_ {
-        let (values, w) = (&self.rows, self.width);
-        (self.members.par_chunks(rows))
-            .zip(self.states.par_chunks_mut(rows))
-            .enumerate()
-            .map(move |(b, (members, states))| {
-                let first = b * rows;
-                (
-                    &values[first * w..(first + members.len()) * w],
+    /// Every live slot's (dataset index, state), in slot order.
+    pub fn points(&self) -> impl Iterator<Item = (usize, &Point)> {
+        let region = self.region;
+        (self.live.iter().enumerate())
+            .flat_map(move |(b, &live)| b * region..b * region + live)
+            .map(|s| (self.members[s], &self.states[s]))
+    }
+
+    /// With boxes, pack the live slots again in their order once half the slots are holes.
+    pub fn pack_if_sparse(&mut self) {
+        if self.boxes.is_empty() || 2 * self.count > self.members.len() {
+            return;
+        }
+        let live: Vec<usize> = (self.live.iter().enumerate())
+            .flat_map(|(b, &live)| b * self.region..b * self.region + live)
+            .collect();
+        let w = self.width;
+        self.rows = (live.iter())
+            .flat_map(|&s| &self.rows[s * w..(s + 1) * w])
+            .copied()
+            .collect();
+        self.members = live.iter().map(|&s| self.members[s]).collect();
+        let mut states = std::mem::take(&mut self.states);
+        self.states = (live.iter())
+            .map(|&s| std::mem::replace(&mut states[s], Point::new(0)))
+            .collect();
+        for (s, &j) in self.members.iter().enumerate() {
+            self.slot[j] = s;
+        }
+        let n = self.count;
+        self.live = (0..n.div_ceil(self.region))
+            .map(|b| self.region.min(n - b * self.region))
+            .collect();
+        self.measure_boxes();
+    }
+
+    /// Each region's box over its live rows.
+    fn measure_boxes(&mut self) {
+        let w = self.width;
+        self.boxes = vec![0.0; self.live.len() * 2 * w];
+        let regions = self.rows.chunks(self.region * w).zip(&self.live);
+        for (bounds, (rows, &live)) in self.boxes.chunks_mut(2 * w).zip(regions) {
+            let (lo, hi) = bounds.split_at_mut(w);
+            lo.fill(f64::INFINITY);
+            hi.fill(f64::NEG_INFINITY);
+            for row in rows[..live * w].chunks(w) {
+                for ((lo, hi), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
+                    *lo = lo.min(x);
+                    *hi = hi.max(x);
+                }
+            }
+        }
+    }
+
+    /// Slabs of at most `rows` consecutive live slots of one region, in parallel.
+    pub fn slabs(&mut self, rows: usize) -> impl ParallelIterator<Item = Slab<'_>> + '_ {
+        let Pool {
+            width: w,
+            region,
+            rows: values,
+            members,
+            states,
+            live,
+            boxes,
+            ..
+        } = self;
+        let (w, region) = (*w, *region);
+        let mut slabs = Vec::new();
+        for (b, (states, &live)) in states.chunks_mut(region).zip(live.iter()).enumerate() {
+            let first = b * region;
+            let bounds = (!boxes.is_empty()).then(|| &boxes[b * 2 * w..(b + 1) * 2 * w]);
+            let parts =
+                (members[first..first + live].chunks(rows)).zip(states[..live].chunks_mut(rows));
+            for (c, (members, states)) in parts.enumerate() {
+                let s = first + c * rows;
+                slabs.push((
+                    &values[s * w..(s + members.len()) * w],
                     members,
                     states,
-                )
-            })
+                    bounds,
+                ));
+            }
+        }
+        slabs.into_par_iter()
     }
 }
 
-/// A copy of `values`, written by every worker: the pages of a copy of V (64 MiB at N = 32,768, m = 512)
-/// are first touched by the writes, and faulting them in on one core took longer than the copying.
-fn parallel_copy(values: &[f64]) -> Vec<f64> {
+/// The rows `order` of `values` (rows of `width`), copied by every worker: the pages of a copy of V
+/// (64 MiB at N = 32,768, m = 512) are first touched by the writes, and faulting them in on one core
+/// took longer than the copying.
+fn parallel_copy(values: &[f64], order: &[usize], width: usize) -> Vec<f64> {
     const CHUNK: usize = 1 << 16;
-    let mut copy = vec![0.0; values.len()];
-    copy.par_chunks_mut(CHUNK)
-        .zip(values.par_chunks(CHUNK))
-        .for_each(|(to, from)| to.copy_from_slice(from));
+    let mut copy = vec![0.0; order.len() * width];
+    if width == 0 {
+        return copy;
+    }
+    let rows = (CHUNK / width).max(1);
+    copy.par_chunks_mut(rows * width)
+        .zip(order.par_chunks(rows))
+        .for_each(|(to, from)| {
+            for (to, &j) in to.chunks_mut(width).zip(from) {
+                to.copy_from_slice(&values[j * width..(j + 1) * width]);
+            }
+        });
     copy
 }

@@ -160,6 +160,17 @@ impl Survivors {
         }
     }
 
+    /// Pairs given a value: `cols` per dense row with `screened(r)`, the surviving columns of the
+    /// sparse rows.
+    pub fn pairs(&self, cols: usize, screened: impl Fn(usize) -> bool) -> i64 {
+        let sparse: u32 = (self.sparse.iter())
+            .flat_map(|&r| &self.masks[r * self.stride..(r + 1) * self.stride])
+            .map(|bits| bits.count_ones())
+            .sum();
+        let dense = self.dense.iter().filter(|&&r| screened(r)).count();
+        (dense * cols) as i64 + i64::from(sparse)
+    }
+
     /// Slab row `r`'s survivors, a group of eight columns at a time: (first column, bits).
     pub fn groups(&self, r: usize) -> impl Iterator<Item = (usize, u8)> + '_ {
         (self.masks[r * self.stride..(r + 1) * self.stride]

@@ -1,0 +1,121 @@
+"""The Euclidean Vecchia job (exact maximin ordering, k nearest predecessors) at GP-sized N, peers beside.
+
+Per case (N uniform points in [0, 1]^d, seed 0; k neighbours) it runs, in this process and one after the
+other: our whole job (``vecchia_neighbors(X, k, metric="euclidean", ordering="maximin")``, the rust pass
+that orders and finds the rows together), the rust pass alone with its work counters (canonical evaluations
+and pairs given a value, per point), scipy's cKDTree answering each point's k + 1 nearest among *all* points
+(build included: not the Vecchia problem, which needs an ordering first and excludes later points, but the
+fastest library answer to the neighbour half alone), and, up to --numpy-max points, a NumPy f64 reference
+written here (the maximin loop of N vector steps, then blocked predecessor distances with argpartition),
+checked against ours (same order, neighbour recall). The GEMM floor column is the time the machine's
+measured dgemm rate needs for the N^2 / 2 pair products of d terms: what a dense pass cannot go below.
+
+    python benchmarks/euclidean_vecchia.py                           # the cases of docs/benchmarks.md
+    python benchmarks/euclidean_vecchia.py --sizes 32768 --dims 2 --numpy-max 32768
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from bench_args import header, int_list, positive_int
+from dense_vs_peers import dgemm_rate
+from scipy.spatial import cKDTree
+
+import covertreex as ct
+from covertreex import vecchia_orderings
+from covertreex.engines import rust
+
+ROW_BLOCK = 256
+"""Rows per block of the NumPy reference's predecessor distances (a block is ROW_BLOCK x N floats)."""
+
+
+def squared_sums(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distances from each row of A to b, summed over the coordinates in order (the canonical
+    order, so the bits are the library's); b broadcasts: a row, or a block's rows against all of A."""
+    total = (A[..., 0] - b[..., 0]) ** 2
+    for i in range(1, A.shape[-1]):
+        total += (A[..., i] - b[..., i]) ** 2
+    return total
+
+
+def numpy_reference(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact maximin (from the same first point, ties to the smallest row) and each position's k nearest
+    earlier positions, by (distance, position), in plain NumPy: (order, neighbour positions)."""
+    n = X.shape[0]
+    order = np.empty(n, dtype=np.int64)
+    nearest = np.full(n, np.inf)
+    c = vecchia_orderings.first_point(X)
+    for t in range(n):
+        order[t] = c
+        np.minimum(nearest, np.sqrt(squared_sums(X, X[c])), out=nearest)
+        nearest[c] = -1.0  # placed: never the farthest again
+        c = int(np.argmax(nearest))
+    Y = X[order]
+    rows = np.full((n, k), -1, dtype=np.int64)
+    for a in range(0, n, ROW_BLOCK):
+        b = min(n, a + ROW_BLOCK)
+        d = np.sqrt(squared_sums(Y[None, :b, :], Y[a:b, None, :]))
+        d[np.arange(b)[None, :] >= np.arange(a, b)[:, None]] = np.inf  # only earlier positions
+        for i in range(a, b):
+            row = d[i - a]
+            m = min(k, i)
+            if m:
+                part = np.argpartition(row, m - 1)[:m] if m < i else np.arange(i)
+                rows[i, :m] = part[np.lexsort((part, row[part]))]
+    return order, rows
+
+
+def recall(ours: np.ndarray, reference: np.ndarray) -> float:
+    """Share of the reference's listed neighbours that our rows list too."""
+    hits = sum(np.intersect1d(a[a >= 0], b[b >= 0]).size for a, b in zip(ours, reference, strict=True))
+    return hits / max(1, int((reference >= 0).sum()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int_list, default=(32768, 100000, 300000))
+    parser.add_argument("--dims", type=int_list, default=(2, 3))
+    parser.add_argument("--k", type=positive_int, default=30)
+    parser.add_argument("--numpy-max", type=positive_int, default=32768,
+                        help="largest N the NumPy reference runs at (its maximin loop is O(N^2))")
+    args = parser.parse_args()
+    if not ct.engine_available("rust"):
+        parser.error("the rust extension is not built: pip install -e .")
+    rate = dgemm_rate()
+    header(f"k {args.k}", f"measured dgemm {rate:.1f} GFLOP/s")
+    print("\n| N | d | job wall s | job CPU s | pass wall s | evaluations/point | pairs valued/point | "
+          "cKDTree all-points k+1 s | NumPy reference s (same order, recall) | GEMM floor s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        for d in args.dims:
+            X = np.random.default_rng(0).uniform(size=(n, d))
+            wall, cpu = time.perf_counter(), time.process_time()
+            job = ct.vecchia_neighbors(X, args.k, metric="euclidean", ordering="maximin")
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            space = ct.CoverTree(metric="euclidean").fit(X).space
+            start = time.perf_counter()
+            order, _, _, evaluations, _, valued = rust._extension().maximin(
+                rust._canonical(space.data, rust._METRIC_DTYPES), vecchia_orderings.first_point(X), args.k,
+                rust.MAXIMIN_BLOCK, args.k + vecchia_orderings.ROOM_OVER_K, None)
+            pass_wall = time.perf_counter() - start
+            assert np.array_equal(order, job.ordering)
+            start = time.perf_counter()
+            cKDTree(X).query(X, args.k + 1, workers=-1)
+            kd = time.perf_counter() - start
+            reference = "not run"
+            if n <= args.numpy_max:
+                start = time.perf_counter()
+                ref_order, ref_rows = numpy_reference(X, args.k)
+                same = "yes" if np.array_equal(ref_order, job.ordering) else "no"
+                reference = (f"{time.perf_counter() - start:.2f} ({same}, "
+                             f"{recall(job.neighbors, ref_rows):.6f})")
+            floor = n * n / 2 * 2 * d / (rate * 1e9)
+            print(f"| {n} | {d} | {wall:.2f} | {cpu:.2f} | {pass_wall:.2f} | {evaluations / n:.1f} | "
+                  f"{valued / n:.0f} | {kd:.2f} | {reference} | {floor:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

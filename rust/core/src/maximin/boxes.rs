@@ -1,0 +1,113 @@
+//! Which of a round's placed points can matter to a slab of Euclidean points, judged from the bounding
+//! box of the slab's region (pool.rs): in a few dimensions the slab's points lie close together, and
+//! once every point holds k neighbours (a finite cut-off) most points placed in a round are far from
+//! all of them, so their pairs with the slab need no GEMM value and no screening at all.
+//!
+//! The key of a Euclidean pair is its canonical squared sum acc_c (dense/screen.rs), and a pair whose
+//! acc_c exceeds the point's cut-off can change nothing: `point::Point::admit` may hold it but never
+//! lets it into the row, nor makes it the nearest (split.rs states the same for the split's bound). For
+//! a placed point x and any point y of the box [lo, hi], |x_i - y_i| >= e_i = max(0, lo_i - x_i,
+//! x_i - hi_i). The canonical sum rounds each difference (relative error <= u, exact when subnormal),
+//! each square (<= u relative, 2^-1075 absolute below the normal range) and d - 1 additions of
+//! non-negative terms, so acc_c >= (1 - u)^(d+2) sum e_i^2 - d 2^-1075. [`gap_bound`] computes the same
+//! sum from the box with at most (1 + u)^(d+3) relative and d 2^-1075 absolute error, scales it by
+//! 1 - 4 (d + 2) eps (= 1 - 8 (d + 2) u) and subtracts d 2^-1022: never above acc_c. A placed point whose
+//! bound exceeds the largest cut-off of the slab's screened points is skipped for the whole slab.
+
+const EPS: f64 = f64::EPSILON;
+
+/// A lower bound on the canonical squared sum between `x` and every point of the box (`lo`, `hi`).
+pub fn gap_bound(x: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
+    let mut sum = 0.0;
+    for ((&x, &lo), &hi) in x.iter().zip(lo).zip(hi) {
+        let gap = (lo - x).max(x - hi).max(0.0);
+        sum += gap * gap;
+    }
+    let d = x.len() as f64;
+    (sum * (1.0 - 4.0 * (d + 2.0) * EPS) - d * f64::MIN_POSITIVE).max(0.0)
+}
+
+/// The placed points (`cols` rows of `width` in `placed`, a round's points in position order) whose
+/// pairs with some point of the box `bounds` (lowest values, then highest) may reach `reach`, the
+/// largest cut-off of the slab: bit t % 8 of byte t / 8 for placed point t, in `mask`; returns how
+/// many.
+pub fn reachable(
+    bounds: &[f64],
+    placed: &[f64],
+    width: usize,
+    cols: usize,
+    reach: f64,
+    mask: &mut Vec<u8>,
+) -> usize {
+    let (lo, hi) = bounds.split_at(width);
+    mask.clear();
+    mask.resize(cols.div_ceil(8), 0);
+    let mut count = 0;
+    for (t, x) in placed.chunks(width).take(cols).enumerate() {
+        if gap_bound(x, lo, hi) <= reach {
+            mask[t / 8] |= 1 << (t % 8);
+            count += 1;
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The canonical squared sum (metric.rs's Euclidean loop before its square root).
+    fn canonical(x: &[f64], y: &[f64]) -> f64 {
+        x.iter().zip(y).fold(0.0, |acc, (p, q)| {
+            let diff = p - q;
+            acc + diff * diff
+        })
+    }
+
+    /// Points of the box's faces and corners at gaps built to round up in the bound and down in the
+    /// canonical sum: the bound never exceeds the canonical sum.
+    #[test]
+    fn the_bound_never_exceeds_the_canonical_sum() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let scales = [1e-300, 1e-160, 1e-20, 1e-3, 1.0, 3.0, 1e10, 1e150];
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let d = 1 + (next() % 6) as usize;
+            let scale = scales[(next() % scales.len() as u64) as usize];
+            let unit = |bits: u64| (bits >> 11) as f64 / (1u64 << 53) as f64;
+            let lo: Vec<f64> = (0..d).map(|_| scale * (unit(next()) - 0.5)).collect();
+            let hi: Vec<f64> = lo.iter().map(|&l| l + scale * unit(next())).collect();
+            // y on the box's boundary nearest x: the pair that attains the gaps.
+            let x: Vec<f64> = (0..d)
+                .map(|i| match next() % 3 {
+                    0 => lo[i] - scale * unit(next()) * 1e-6,
+                    1 => hi[i] + scale * unit(next()),
+                    _ => lo[i] + (hi[i] - lo[i]) * unit(next()),
+                })
+                .collect();
+            let y: Vec<f64> = (0..d).map(|i| x[i].clamp(lo[i], hi[i])).collect();
+            let bound = gap_bound(&x, &lo, &hi);
+            assert!(bound <= canonical(&x, &y), "x {x:?} box {lo:?} {hi:?}");
+            checked += usize::from(bound > 0.0);
+        }
+        assert!(checked > 5_000, "too few positive bounds: {checked}");
+    }
+
+    #[test]
+    fn a_point_inside_the_box_has_bound_zero_and_reaches_everything() {
+        let (lo, hi) = ([0.0, 0.0], [1.0, 1.0]);
+        assert_eq!(gap_bound(&[0.5, 1.0], &lo, &hi), 0.0);
+        let bounds = [0.0, 0.0, 1.0, 1.0];
+        let placed = [0.5, 0.5, 3.0, 0.5, 1.0, 1.5];
+        let mut mask = Vec::new();
+        assert_eq!(reachable(&bounds, &placed, 2, 3, 0.25, &mut mask), 2);
+        assert_eq!(mask, vec![0b101]);
+        assert_eq!(reachable(&bounds, &placed, 2, 3, f64::MAX, &mut mask), 3);
+    }
+}
