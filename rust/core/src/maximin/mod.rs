@@ -21,7 +21,9 @@
 //! before it, so its row depends on nothing else); every point outside A is screened against the
 //! points just placed, one GEMM
 //! tile per slab of the compacted unplaced rows (`pool`), slabs on rayon; given the split screen, its
-//! exact int8 bound drops most of those pairs before the GEMM first (split.rs). A point's state is touched
+//! exact int8 bound drops most of those pairs before the GEMM first (split.rs); for Euclidean data, a
+//! slab of nearby points skips the placed points its bounding box proves too far for all of them, and
+//! values the pairs left by their exact keys (boxes.rs, pool.rs). A point's state is touched
 //! by one slab only and sees the placed points in position order, and slabs never depend on the
 //! thread count, so the order, rows and counters do not either.
 
@@ -33,14 +35,14 @@ mod split;
 
 use rayon::prelude::*;
 
-use crate::dense::{gram_strided, operand, RowFactors, Screen, Sink, Tiles};
+use crate::dense::{gram_strided, operand, RowFactors, Screen, Tiles};
 use crate::errors::{filled, CoreError, Result};
 use crate::hilbert::quantised_keys;
 use crate::metric::{squared_sum, Metric, MetricData};
 use crate::query::{on_pool, QueryBatch};
 use crate::stop::Stop;
 use point::{Column, Offers, Placed, Point, Scratch};
-use pool::Pool;
+use pool::{Mark, Pool};
 use rows::Rows;
 pub use split::MaximinSplit;
 use split::{dense_tile, group_values, prefetch, Chunk, Survivors};
@@ -246,6 +248,9 @@ impl<'a> Pass<'a> {
         );
         out.give_back(&mut self.out, evaluations);
         self.gram = g;
+        for &j in a.iter().filter(|&&j| !self.placed[j]) {
+            self.pool.mark(j);
+        }
         Ok(now)
     }
 
@@ -356,7 +361,7 @@ impl<'a> Pass<'a> {
         let split = self.split.as_ref();
         let chunk = split.map(|split| Chunk::of(split, &self.order[start..stop]));
         let pairs: i64 = (self.pool.slabs(block))
-            .map(|(values, members, states, bounds)| {
+            .map(|(values, members, states, marks, bounds)| {
                 let screened = |r: usize| !in_block[members[r]];
                 let survivors = match (split, &chunk, bounds) {
                     (Some(split), Some(chunk), _) => {
@@ -364,22 +369,17 @@ impl<'a> Pass<'a> {
                         Survivors::of(split, chunk, members, screened, |r| cutoffs[r])
                     }
                     (_, _, Some(bounds)) => {
-                        match near(bounds, states, screened, placed_values, width, cols) {
+                        match near(bounds, marks, screened, placed_values, width, cols) {
                             Near::None => return 0,
                             Near::Few(mask) => {
-                                let slab = Slab {
+                                let mut slab = Slab {
                                     values,
                                     members,
+                                    states,
+                                    marks,
                                     width,
                                 };
-                                return slab.offer_keys(
-                                    states,
-                                    screened,
-                                    &mask,
-                                    placed_values,
-                                    &at,
-                                    start,
-                                );
+                                return slab.offer_keys(screened, &mask, placed_values, &at, start);
                             }
                             Near::Most => Survivors::every(members.len()),
                         }
@@ -417,6 +417,9 @@ impl<'a> Pass<'a> {
                     }
                 }
                 tiles.give(tile);
+                for &r in survivors.sparse.iter().chain(&survivors.dense) {
+                    marks[r] = Mark::of(&states[r]);
+                }
                 survivors.pairs(cols, screened)
             })
             .sum();
@@ -441,19 +444,7 @@ impl<'a> Pass<'a> {
         while n < n_points {
             stop.check()?;
             self.pool.pack_if_sparse();
-            let pool = &self.pool;
-            let by_key =
-                |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            let mut ranked: Vec<(f64, usize)> =
-                pool.points().map(|(j, state)| (state.dist, j)).collect();
-            let s = self.block.min(ranked.len());
-            if ranked.len() > s {
-                ranked.select_nth_unstable_by(s, by_key);
-            }
-            let (a, rest) = ranked.split_at_mut(s);
-            a.sort_unstable_by(by_key);
-            let a: Vec<usize> = a.iter().map(|&(_, j)| j).collect();
-            let bound = rest.first().map(|&(_, j)| j);
+            let (a, bound) = self.pool.best(self.block);
             a.iter().for_each(|&j| self.in_block[j] = true);
             let now = self.greedy(&a, bound, n, earlier)?;
             let end = now.stop();
@@ -537,15 +528,15 @@ enum Near {
 /// slab whose region's box is `bounds`.
 fn near(
     bounds: &[f64],
-    states: &[Point],
+    marks: &[Mark],
     screened: impl Fn(usize) -> bool,
     placed: &[f64],
     width: usize,
     cols: usize,
 ) -> Near {
-    let reach = (0..states.len())
+    let reach = (0..marks.len())
         .filter(|&r| screened(r))
-        .map(|r| states[r].cutoff())
+        .map(|r| marks[r].cutoff)
         .fold(f64::NEG_INFINITY, f64::max);
     if reach == f64::NEG_INFINITY {
         return Near::None;
@@ -568,18 +559,18 @@ fn near(
 struct Slab<'s> {
     values: &'s [f64],
     members: &'s [usize],
+    states: &'s mut [Point],
+    marks: &'s mut [Mark],
     width: usize,
 }
 
 impl Slab<'_> {
     /// Offer each screened point its pairs with the placed points of `mask` (coordinates `placed`,
-    /// positions from `start` on) with their exact keys: the canonical squared sum, computed as
-    /// metric.rs computes it, is an interval [key, key] that holds the key, so the point's state
-    /// decides on it as on any screened interval, without a GEMM value or its error bound. Returns the
-    /// pairs offered.
+    /// positions from `start` on) by their exact keys (`point::Point::admit_exact`): the canonical
+    /// squared sum is an interval [key, key] that holds the key, so the point's state decides on it as
+    /// on any screened interval, without a GEMM value or its error bound. Returns the pairs valued.
     fn offer_keys(
-        &self,
-        states: &mut [Point],
+        &mut self,
         screened: impl Fn(usize) -> bool,
         mask: &[u8],
         placed: &[f64],
@@ -594,26 +585,23 @@ impl Slab<'_> {
         let mut pairs = 0;
         for r in (0..self.members.len()).filter(|&r| screened(r)) {
             let (j, x) = (self.members[r], &self.values[r * w..(r + 1) * w]);
+            // The state is read only for a pair that may reach its cut-off (the mark's, as high as the
+            // state's or higher: cut-offs only fall), so far points cost no load of it.
+            let mut cutoff = self.marks[r].cutoff;
             for &(c0, bits) in &groups {
                 let mut left = bits;
-                let mut keys = [f64::INFINITY; 8];
-                let point = &mut states[r];
-                let mut open = false;
                 while left != 0 {
                     let t = left.trailing_zeros() as usize;
                     left &= left - 1;
-                    keys[t] = squared_sum(&placed[(c0 + t) * w..(c0 + t + 1) * w], x);
-                    open |= keys[t] <= point.cutoff();
+                    let key = squared_sum(&placed[(c0 + t) * w..(c0 + t + 1) * w], x);
+                    if key <= cutoff {
+                        let point = &mut self.states[r];
+                        point.admit_exact(at, j, start + c0 + t, key);
+                        self.marks[r] = Mark::of(point);
+                        cutoff = self.marks[r].cutoff;
+                    }
                 }
                 pairs += i64::from(bits.count_ones());
-                if open {
-                    let len = 8.min(placed.len() / w - c0);
-                    offers(point, at, j, start, Some((c0, bits))).offer(
-                        c0,
-                        &keys[..len],
-                        &keys[..len],
-                    );
-                }
             }
         }
         pairs

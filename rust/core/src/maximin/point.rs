@@ -83,6 +83,11 @@ impl Point {
     /// point's dataset index. The bounds hear `hi` only if it may be among the k smallest: once k are
     /// kept, T <= widen(T) <= hi leaves them unchanged.
     fn admit(&mut self, at: &Placed, j: usize, pos: usize, lo: f64, hi: f64) {
+        self.admit_known(at, j, pos, lo, hi, f64::NAN);
+    }
+
+    /// `admit`, given the pair's canonical distance `d` if known (NaN: evaluated when needed).
+    fn admit_known(&mut self, at: &Placed, j: usize, pos: usize, lo: f64, hi: f64, d: f64) {
         let metric = at.data.metric;
         if (self.cutoff == f64::INFINITY || hi < self.cutoff) && self.bounds.offer(hi) {
             self.cutoff = widen(metric, self.bounds.threshold());
@@ -93,14 +98,23 @@ impl Point {
         if self.candidates.len() >= self.limit.max(at.room) {
             self.make_room(at, j);
         }
-        self.candidates.push(Candidate {
-            lo,
-            pos,
-            d: f64::NAN,
-        });
-        if lo <= self.near {
+        self.candidates.push(Candidate { lo, pos, d });
+        if !d.is_nan() {
+            self.evaluations += 1;
+            self.fold(metric, d);
+        } else if lo <= self.near {
             let e = self.candidates.len() - 1;
             self.evaluate(at, j, e);
+        }
+    }
+
+    /// Offer the Euclidean pair with the point placed at `pos` by its exact key, the canonical squared
+    /// sum (`metric::squared_sum`, the placed point first): `admit` of the interval [key, key], whose
+    /// canonical distance, the key's square root as `metric::distance` takes it, the candidate holds at
+    /// once (an evaluation, without reading the two rows again).
+    pub fn admit_exact(&mut self, at: &Placed, j: usize, pos: usize, key: f64) {
+        if key <= self.cutoff {
+            self.admit_known(at, j, pos, key, key, key.sqrt());
         }
     }
 
@@ -116,13 +130,18 @@ impl Point {
             let c = at.order[candidate.pos];
             candidate.d = distance(at.data, c, c as i64, at.data, j);
             self.evaluations += 1;
-            if candidate.d < self.dist {
-                self.dist = candidate.d;
-                let metric = at.data.metric;
-                self.near = widen(metric, key_bound(metric, self.dist));
-            }
+            let d = candidate.d;
+            self.fold(at.data.metric, d);
         }
-        candidate.d
+        self.candidates[e].d
+    }
+
+    /// Fold a candidate's canonical distance `d` into `dist` (and the bound `near` that follows it).
+    fn fold(&mut self, metric: Metric, d: f64) {
+        if d < self.dist {
+            self.dist = d;
+            self.near = widen(metric, key_bound(metric, d));
+        }
     }
 
     /// Drop the candidates the cut-off now excludes; if `room` or more are left (ties), evaluate them

@@ -15,6 +15,9 @@
 //! crate's blocked path (one pass over the depth, the same accumulation per element), so moving rows
 //! between tiles changes no screening bound.
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
 use rayon::prelude::*;
 
 use super::point::Point;
@@ -31,6 +34,10 @@ pub struct Pool {
     members: Vec<usize>,
     /// State of each slot's point.
     states: Vec<Point>,
+    /// Each slot's state's `dist` and cut-off, copied out (`Mark::of`) after every change, so that the
+    /// scans of every round (the ranking, each slab's largest cut-off) read 16 bytes a point rather than
+    /// its whole state.
+    marks: Vec<Mark>,
     /// Live slots of each region: its first ones.
     live: Vec<usize>,
     /// Per region, the lowest then the highest value of each operand column over the points it held
@@ -41,9 +48,56 @@ pub struct Pool {
     count: usize,
 }
 
-/// One slab of consecutive live slots: operand rows, dataset indices, states, and its region's box
-/// (lowest values, then highest; None without boxes).
-pub type Slab<'p> = (&'p [f64], &'p [usize], &'p mut [Point], Option<&'p [f64]>);
+/// A point's maximin key and cut-off, as its state last had them.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    pub dist: f64,
+    pub cutoff: f64,
+}
+
+impl Mark {
+    pub fn of(point: &Point) -> Mark {
+        Mark {
+            dist: point.dist,
+            cutoff: point.cutoff(),
+        }
+    }
+}
+
+/// A point in maximin order: (key, dataset index), the smaller the better (larger key, then smaller
+/// index), so a max-heap of them has the worst kept point on top.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(f64, usize);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+/// One slab of consecutive live slots: operand rows, dataset indices, states, their marks, and its
+/// region's box (lowest values, then highest; None without boxes).
+pub type Slab<'p> = (
+    &'p [f64],
+    &'p [usize],
+    &'p mut [Point],
+    &'p mut [Mark],
+    Option<&'p [f64]>,
+);
 
 impl Pool {
     /// The `n` points of an operand of `width` columns (`values`, row-major), in slots in the order
@@ -67,6 +121,7 @@ impl Pool {
             rows: parallel_copy(values, &order, width),
             members: order,
             states: (0..n).map(|_| state()).collect(),
+            marks: Vec::new(),
             live: Vec::new(),
             boxes: Vec::new(),
             slot,
@@ -75,6 +130,7 @@ impl Pool {
         pool.live = (0..n.div_ceil(pool.region))
             .map(|b| pool.region.min(n - b * pool.region))
             .collect();
+        pool.marks = pool.states.iter().map(Mark::of).collect();
         if region.is_some() {
             pool.measure_boxes();
         }
@@ -91,6 +147,12 @@ impl Pool {
         self.states[self.slot[j]].dist
     }
 
+    /// Copy `j`'s state's key and cut-off to its mark (after a change outside the slabs).
+    pub fn mark(&mut self, j: usize) {
+        let s = self.slot[j];
+        self.marks[s] = Mark::of(&self.states[s]);
+    }
+
     /// Take `j` out of the pool (its slot gets its region's last live row, state and index); return
     /// its state.
     pub fn remove(&mut self, j: usize) -> Point {
@@ -104,6 +166,7 @@ impl Pool {
             self.members[at] = moved;
             self.slot[moved] = at;
             self.states.swap(at, last);
+            self.marks.swap(at, last);
         }
         self.live[b] -= 1;
         self.count -= 1;
@@ -111,12 +174,36 @@ impl Pool {
         std::mem::replace(&mut self.states[last], Point::new(0))
     }
 
-    /// Every live slot's (dataset index, state), in slot order.
-    pub fn points(&self) -> impl Iterator<Item = (usize, &Point)> {
+    /// Every live slot's (dataset index, mark), in slot order.
+    pub fn points(&self) -> impl Iterator<Item = (usize, Mark)> + '_ {
         let region = self.region;
         (self.live.iter().enumerate())
             .flat_map(move |(b, &live)| b * region..b * region + live)
-            .map(|s| (self.members[s], &self.states[s]))
+            .map(|s| (self.members[s], self.marks[s]))
+    }
+
+    /// The `s` unplaced points with the best keys (`dist` descending, index ascending) in that order,
+    /// and the best of the others (None if none is left): a heap of the s + 1 best while the marks
+    /// stream past, so that the scan of every point, once a round, costs a comparison each.
+    pub fn best(&self, s: usize) -> (Vec<usize>, Option<usize>) {
+        let mut heap = BinaryHeap::with_capacity(s + 2);
+        for (j, mark) in self.points() {
+            let key = Ranked(mark.dist, j);
+            if heap.len() <= s {
+                heap.push(key);
+            } else if let Some(mut worst) = heap.peek_mut() {
+                if key < *worst {
+                    *worst = key;
+                }
+            }
+        }
+        let mut ranked: Vec<usize> = heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Ranked(_, j)| j)
+            .collect();
+        let bound = (ranked.len() > s).then(|| ranked.pop()).flatten();
+        (ranked, bound)
     }
 
     /// With boxes, pack the live slots again in their order once half the slots are holes.
@@ -133,6 +220,7 @@ impl Pool {
             .copied()
             .collect();
         self.members = live.iter().map(|&s| self.members[s]).collect();
+        self.marks = live.iter().map(|&s| self.marks[s]).collect();
         let mut states = std::mem::take(&mut self.states);
         self.states = (live.iter())
             .map(|&s| std::mem::replace(&mut states[s], Point::new(0)))
@@ -173,25 +261,27 @@ impl Pool {
             rows: values,
             members,
             states,
+            marks,
             live,
             boxes,
             ..
         } = self;
         let (w, region) = (*w, *region);
         let mut slabs = Vec::new();
-        for (b, (states, &live)) in states.chunks_mut(region).zip(live.iter()).enumerate() {
+        let regions = states
+            .chunks_mut(region)
+            .zip(marks.chunks_mut(region))
+            .zip(live.iter());
+        for (b, ((states, marks), &live)) in regions.enumerate() {
             let first = b * region;
             let bounds = (!boxes.is_empty()).then(|| &boxes[b * 2 * w..(b + 1) * 2 * w]);
-            let parts =
-                (members[first..first + live].chunks(rows)).zip(states[..live].chunks_mut(rows));
-            for (c, (members, states)) in parts.enumerate() {
+            let parts = (members[first..first + live].chunks(rows))
+                .zip(states[..live].chunks_mut(rows))
+                .zip(marks[..live].chunks_mut(rows));
+            for (c, ((members, states), marks)) in parts.enumerate() {
                 let s = first + c * rows;
-                slabs.push((
-                    &values[s * w..(s + members.len()) * w],
-                    members,
-                    states,
-                    bounds,
-                ));
+                let values = &values[s * w..(s + members.len()) * w];
+                slabs.push((values, members, states, marks, bounds));
             }
         }
         slabs.into_par_iter()
