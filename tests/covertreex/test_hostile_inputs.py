@@ -302,6 +302,21 @@ def test_absurd_pool_size_variables_are_refused_instead_of_starting_that_many_th
     assert f"InvalidInputError: {variable}" in done.stderr and "100000" in done.stderr
 
 
+@pytest.mark.parametrize("value", ["abc", "2.5", " 1", "1e3"])
+def test_a_pool_size_variable_rayon_cannot_read_is_refused_not_ignored(value):
+    """rayon reads RAYON_NUM_THREADS as an unsigned integer and, for any other text, silently starts one
+    thread per CPU: a typo would go unnoticed (an outside trial's RAYON_NUM_THREADS=abc ran on every core).
+    Run apart: the variable is read when the process first uses the pool."""
+    script = ("import numpy as np, covertreex as ct\n"
+              "model = ct.CoverTree(engine='rust').fit(np.arange(40.0).reshape(20, 2))\n"
+              "model.kneighbors(indices=[0], k=2)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAYON_NUM_THREADS": value})
+    assert done.returncode == 1
+    assert "InvalidInputError: RAYON_NUM_THREADS must be a whole number" in done.stderr
+    assert repr(value).replace("'", '"') in done.stderr
+
+
 @pytest.mark.skipif(available_cpus() < 2 or not hasattr(os, "sched_setaffinity"),
                     reason="needs two CPUs to give up one")
 def test_a_thread_count_above_the_cpus_left_is_refused_by_every_engine_at_query_time():

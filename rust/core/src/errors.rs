@@ -55,6 +55,12 @@ pub enum CoreError {
         name: String,
         allowed: &'static str,
     },
+    /// A setting given as text (an environment variable) that does not read as what it must be.
+    BadText {
+        what: &'static str,
+        text: String,
+        allowed: &'static str,
+    },
     /// The tree arrays are not a well-formed tree (offsets, levels, slots).
     InvalidTree { reason: String },
     /// The worker thread pool could not be created.
@@ -119,6 +125,11 @@ impl fmt::Display for CoreError {
                 name,
                 allowed,
             } => write!(f, "unknown {what} {name:?}; known: {allowed}"),
+            CoreError::BadText {
+                what,
+                text,
+                allowed,
+            } => write!(f, "{what} must be {allowed}, got {text:?}"),
             CoreError::InvalidTree { reason } => write!(f, "invalid tree: {reason}"),
             CoreError::ThreadPool { reason } => {
                 write!(f, "cannot create the worker thread pool: {reason}")

@@ -585,11 +585,19 @@ pub(crate) fn require_sane_global_pool() -> Result<()> {
     let Ok(text) = std::env::var("RAYON_NUM_THREADS") else {
         return Ok(());
     };
-    match text.trim().parse::<u64>() {
-        Ok(size) if size > cpus as u64 => Err(CoreError::BadValue {
+    // rayon reads the value as usize::from_str does and silently takes one thread per CPU for anything
+    // else; only the empty value, an unset variable in effect, is left to it.
+    match text.parse::<usize>() {
+        Ok(size) if size > cpus => Err(CoreError::BadValue {
             what: "RAYON_NUM_THREADS",
             value: i64::try_from(size).unwrap_or(i64::MAX),
             allowed: "at most the number of CPUs this process may use (0 or unset: one per CPU)",
+        }),
+        Err(_) if !text.is_empty() => Err(CoreError::BadText {
+            what: "RAYON_NUM_THREADS",
+            text,
+            allowed: "a whole number of threads, digits only, at most the number of CPUs this process may \
+                      use (0 or unset: one per CPU)",
         }),
         _ => Ok(()),
     }

@@ -56,6 +56,7 @@ pub fn core_error(py: Python<'_>, error: &CoreError) -> PyErr {
         | CoreError::Negative { .. }
         | CoreError::BadValue { .. }
         | CoreError::UnknownName { .. }
+        | CoreError::BadText { .. }
         | CoreError::InvalidTree { .. } => Class::InvalidInput,
     };
     raise(py, class, error.to_string())
