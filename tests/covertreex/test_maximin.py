@@ -207,15 +207,16 @@ def test_rust_pass_is_the_same_on_any_thread_count(metric):
 
 def _plane_sets():
     """2-D point sets on which a slab's box skips most pairs, each built to trip one part of it: uniform
-    points; a lattice with every point doubled (ties at every distance, and points at distance 0); a
-    cluster beside far-off points (boxes of very different sizes); coordinates near 2**-440, just above the
-    smallest the metric accepts, whose squared differences reach the bottom of float64's normal range."""
+    points; a lattice with 300 of its 576 points doubled (ties at every distance, and points at distance
+    0); a cluster beside far-off points (boxes of very different sizes); coordinates in [2**-450,
+    2**-449), the smallest magnitudes the metric accepts, whose squared differences go down to 2**-1004,
+    near the bottom of float64's normal range."""
     rng = np.random.default_rng(21)
     uniform = rng.uniform(size=(1500, 2))
     grid = np.array(list(itertools.product(range(24), range(24))), dtype=float)
     lattice = np.concatenate([grid, grid[rng.permutation(len(grid))[:300]]])
     clustered = np.concatenate([rng.normal(scale=1e-3, size=(1200, 2)), rng.uniform(-50, 50, size=(200, 2))])
-    tiny = (1.0 + uniform) * 2.0**-440
+    tiny = (1.0 + uniform) * 2.0**-450
     return {"uniform": uniform, "lattice": lattice, "clustered": clustered, "tiny": tiny}
 
 
@@ -243,6 +244,24 @@ def test_rust_pass_skips_far_slabs_and_stays_exact(name, k, block, distance_matr
     pairs = X.shape[0] * (X.shape[0] - 1) // 2
     if name == "uniform":  # without the boxes every pair outside the rounds' blocks is screened
         assert screened < pairs / 2, f"{screened} pairs screened of {pairs}"
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_rust_pass_takes_a_block_larger_than_the_points(metric):
+    """A block beyond the points is the points (a review found 2**62 a capacity-overflow panic and 2**32 a
+    64 GiB allocation that aborted the process once a Euclidean pool's regions took the block's size)."""
+    from covertreex.engines import rust
+
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    X = np.random.default_rng(8).uniform(size=(50, 2))
+    space = ct.CoverTree(metric=metric).fit(_data(metric, X)).space
+    data = rust._canonical(space.data, rust._METRIC_DTYPES)
+    runs = [rust._extension().maximin(data, 0, 3, block, 11, 1, None, None, None)
+            for block in (50, 2**32, 2**62)]
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run, strict=True):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
 @pytest.mark.parametrize("change, error", [({"first": 30}, "first"), ({"k": 0}, "k = 0"),

@@ -3,18 +3,15 @@
 //! once every point holds k neighbours (a finite cut-off) most points placed in a round are far from
 //! all of them, so their pairs with the slab need no GEMM value and no screening at all.
 //!
-//! The key of a Euclidean pair is its canonical squared sum acc_c (dense/screen.rs), and a pair whose
-//! acc_c exceeds the point's cut-off can change nothing: `point::Point::admit` may hold it but never
-//! lets it into the row, nor makes it the nearest (split.rs states the same for the split's bound). For
-//! a placed point x and any point y of the box [lo, hi], |x_i - y_i| >= e_i = max(0, lo_i - x_i,
-//! x_i - hi_i). The canonical sum rounds each difference (relative error <= u, exact when subnormal),
-//! each square (<= u relative, 2^-1075 absolute below the normal range) and d - 1 additions of
-//! non-negative terms, so acc_c >= (1 - u)^(d+2) sum e_i^2 - d 2^-1075. [`gap_bound`] computes the same
-//! sum from the box with at most (1 + u)^(d+3) relative and d 2^-1075 absolute error, scales it by
-//! 1 - 4 (d + 2) eps (= 1 - 8 (d + 2) u) and subtracts d 2^-1022: never above acc_c. A placed point whose
-//! bound exceeds the largest cut-off of the slab's screened points is skipped for the whole slab.
-
-const EPS: f64 = f64::EPSILON;
+//! The key of a Euclidean pair is its canonical squared sum (`metric::squared_sum`), and a pair whose key
+//! exceeds the point's cut-off can change nothing: `point::Point::admit` may hold it but never lets it
+//! into the row, nor makes it the nearest (split.rs states the same for the split's bound). For a placed
+//! point x and any point y of the box [lo, hi], [`gap_bound`] never exceeds that sum, exactly, with no
+//! error analysis: coordinate by coordinate |y_i - x_i| >= e_i, where e_i is lo_i - x_i, x_i - hi_i or 0;
+//! rounding to nearest is monotone and symmetric, so |fl(x_i - y_i)| >= fl(e_i) and the rounded squares
+//! keep that order; and both sums add these non-negative terms in the same index order from 0, each
+//! rounded addition monotone in both operands. A placed point whose bound exceeds the largest cut-off of
+//! the slab's screened points is skipped for the whole slab.
 
 /// A lower bound on the canonical squared sum between `x` and every point of the box (`lo`, `hi`).
 pub fn gap_bound(x: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
@@ -23,8 +20,7 @@ pub fn gap_bound(x: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
         let gap = (lo - x).max(x - hi).max(0.0);
         sum += gap * gap;
     }
-    let d = x.len() as f64;
-    (sum * (1.0 - 4.0 * (d + 2.0) * EPS) - d * f64::MIN_POSITIVE).max(0.0)
+    sum
 }
 
 /// The placed points (`cols` rows of `width` in `placed`, a round's points in position order) whose
@@ -55,17 +51,10 @@ pub fn reachable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metric::squared_sum;
 
-    /// The canonical squared sum (metric.rs's Euclidean loop before its square root).
-    fn canonical(x: &[f64], y: &[f64]) -> f64 {
-        x.iter().zip(y).fold(0.0, |acc, (p, q)| {
-            let diff = p - q;
-            acc + diff * diff
-        })
-    }
-
-    /// Points of the box's faces and corners at gaps built to round up in the bound and down in the
-    /// canonical sum: the bound never exceeds the canonical sum.
+    /// Points beside, at or inside the box, at every scale the metric accepts, each against the box
+    /// point nearest it (the pair that attains the gaps): the bound never exceeds its canonical sum.
     #[test]
     fn the_bound_never_exceeds_the_canonical_sum() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
@@ -75,7 +64,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let scales = [1e-300, 1e-160, 1e-20, 1e-3, 1.0, 3.0, 1e10, 1e150];
+        let scales = [2f64.powi(-449), 1e-100, 1e-20, 1e-3, 1.0, 3.0, 1e10, 1e150];
         let mut checked = 0;
         for _ in 0..20_000 {
             let d = 1 + (next() % 6) as usize;
@@ -93,7 +82,7 @@ mod tests {
                 .collect();
             let y: Vec<f64> = (0..d).map(|i| x[i].clamp(lo[i], hi[i])).collect();
             let bound = gap_bound(&x, &lo, &hi);
-            assert!(bound <= canonical(&x, &y), "x {x:?} box {lo:?} {hi:?}");
+            assert!(bound <= squared_sum(&x, &y), "x {x:?} box {lo:?} {hi:?}");
             checked += usize::from(bound > 0.0);
         }
         assert!(checked > 5_000, "too few positive bounds: {checked}");

@@ -63,7 +63,9 @@ pub struct MaximinOutput {
     pub indices: Vec<i64>,
     /// n x k canonical distances, padded with inf.
     pub distances: Vec<f64>,
-    /// Canonical distances evaluated.
+    /// Canonical distances evaluated: by `metric::distance`, or (Euclidean pairs valued by their exact
+    /// keys, `point::Point::admit_exact`) the square roots of the keys a point kept as candidates; the
+    /// keys computed and found beyond a cut-off count in `screened` only.
     pub evaluations: i64,
     /// Rounds run (blocks A).
     pub rounds: i64,
@@ -73,7 +75,8 @@ pub struct MaximinOutput {
     pub screened: i64,
 }
 
-/// Sizes of the pass: points per block A and rows per GEMM tile outside it; candidates a point holds
+/// Sizes of the pass: points per block A, rows per GEMM tile outside it and, for Euclidean data, points
+/// per region of the pool (each with its box, pool.rs), all capped at the points; candidates a point holds
 /// at least before dropping the excluded ones (raised to k + 1 if lower; any value > k is exact; a
 /// point holds fewer than 2 `room`, see `point::Point::limit`).
 #[derive(Debug, Clone, Copy)]
@@ -179,9 +182,10 @@ impl<'a> Pass<'a> {
         let n = data.n_points();
         let kept = (k as usize).min(n - 1).max(1);
         let (values, width) = operand(data);
+        let block = (sizes.block as usize).min(n);
         // Euclidean: slabs of nearby points, each a region of the pool with its box (pool.rs).
         let (order, region) = match data.metric {
-            Metric::Euclidean => (hilbert_order(data)?, Some(sizes.block as usize)),
+            Metric::Euclidean => (hilbert_order(data)?, Some(block)),
             Metric::Residual => ((0..n).collect(), None),
         };
         Ok(Pass {
@@ -194,7 +198,7 @@ impl<'a> Pass<'a> {
             factors: RowFactors::of(data, 0..n),
             kept,
             room: (sizes.room.max(k.saturating_add(1)) as usize).max(kept + 1),
-            block: sizes.block as usize,
+            block,
             gram: Vec::new(),
             tiles: Tiles::default(),
             split,
@@ -370,9 +374,9 @@ impl<'a> Pass<'a> {
                     }
                     (_, _, Some(bounds)) => {
                         match near(bounds, marks, screened, placed_values, width, cols) {
-                            Near::None => return 0,
+                            Near::Nothing => return 0,
                             Near::Few(mask) => {
-                                let mut slab = Slab {
+                                let mut slab = ExactSlab {
                                     values,
                                     members,
                                     states,
@@ -516,7 +520,7 @@ fn hilbert_order(data: &MetricData) -> Result<Vec<usize>> {
 /// What the box of a slab's region leaves of a round's placed points (boxes.rs).
 enum Near {
     /// No pair of the slab can change anything.
-    None,
+    Nothing,
     /// The placed points that may matter (bit t % 8 of byte t / 8 for placed point t), few of them:
     /// their pairs get their exact keys ([`Slab::offer_keys`]).
     Few(Vec<u8>),
@@ -539,7 +543,7 @@ fn near(
         .map(|r| marks[r].cutoff)
         .fold(f64::NEG_INFINITY, f64::max);
     if reach == f64::NEG_INFINITY {
-        return Near::None;
+        return Near::Nothing;
     }
     if reach == f64::INFINITY {
         return Near::Most;
@@ -547,7 +551,7 @@ fn near(
     let mut mask = Vec::new();
     let count = boxes::reachable(bounds, placed, width, cols, reach, &mut mask);
     if count == 0 {
-        Near::None
+        Near::Nothing
     } else if 2 * count > cols {
         Near::Most
     } else {
@@ -555,8 +559,9 @@ fn near(
     }
 }
 
-/// A slab of Euclidean points: their coordinates (rows of `width`) and dataset indices.
-struct Slab<'s> {
+/// A slab of Euclidean points whose pairs go by exact keys: their coordinates (rows of `width`), dataset
+/// indices, states and marks.
+struct ExactSlab<'s> {
     values: &'s [f64],
     members: &'s [usize],
     states: &'s mut [Point],
@@ -564,7 +569,7 @@ struct Slab<'s> {
     width: usize,
 }
 
-impl Slab<'_> {
+impl ExactSlab<'_> {
     /// Offer each screened point its pairs with the placed points of `mask` (coordinates `placed`,
     /// positions from `start` on) by their exact keys (`point::Point::admit_exact`): the canonical
     /// squared sum is an interval [key, key] that holds the key, so the point's state decides on it as
@@ -585,8 +590,8 @@ impl Slab<'_> {
         let mut pairs = 0;
         for r in (0..self.members.len()).filter(|&r| screened(r)) {
             let (j, x) = (self.members[r], &self.values[r * w..(r + 1) * w]);
-            // The state is read only for a pair that may reach its cut-off (the mark's, as high as the
-            // state's or higher: cut-offs only fall), so far points cost no load of it.
+            // The cut-off is read from the point's compact mark (refreshed after each admission), so
+            // pairs beyond it cost no load of the state.
             let mut cutoff = self.marks[r].cutoff;
             for &(c0, bits) in &groups {
                 let mut left = bits;

@@ -7,7 +7,8 @@
 //! k placed points are at or below T; dense/screen.rs proves the widening) and is never kept. A pair is
 //! evaluated at once only when its interval reaches the key of `dist` (it may be the new nearest), so
 //! `dist` stays exact; the other candidates are evaluated when the point is placed, and only those still
-//! under the cut-off. No pair is evaluated twice.
+//! under the cut-off. No pair is evaluated twice. A Euclidean pair offered by its exact key
+//! ([`Point::admit_exact`]) comes with its canonical distance, which its candidate holds at once.
 
 use crate::dense::{open_pairs, widen, Sink, UpperBounds};
 use crate::evaluate::Mode;

@@ -1,5 +1,5 @@
-//! The unplaced points, compacted: their GEMM operand rows in one contiguous buffer and their states
-//! beside them, in the same slots. A round screens the pool a slab of consecutive slots at a time, so a
+//! The unplaced points: their GEMM operand rows in one contiguous buffer and their states beside them,
+//! in the same slots (packed, but for the holes regions leave between packings, below). A round screens the pool a slab of consecutive slots at a time, so a
 //! tile's GEMM reads its rows where they lie (no gather of the outside rows per tile, which cost ~8% of
 //! the pass's samples as memmove), and the states of a slab are one disjoint `&mut` slice.
 //!
@@ -306,4 +306,68 @@ fn parallel_copy(values: &[f64], order: &[usize], width: usize) -> Vec<f64> {
             }
         });
     copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten points of one coordinate (value 10 j for point j) in slots in the order `order`, regions of
+    /// four with boxes, each point's key `keys[j]`.
+    fn pool(order: Vec<usize>, keys: &[f64]) -> Pool {
+        let values: Vec<f64> = (0..10).map(|j| 10.0 * j as f64).collect();
+        let mut pool = Pool::new(&values, order, 1, Some(4), || Point::new(1));
+        for (j, &key) in keys.iter().enumerate() {
+            pool.state(j).dist = key;
+            pool.mark(j);
+        }
+        pool
+    }
+
+    /// Each live slab's rows, indices and marks agree, and its box holds its rows.
+    fn check_slabs(pool: &mut Pool) -> Vec<usize> {
+        let mut seen = Vec::new();
+        let slabs: Vec<_> = pool.slabs(3).collect();
+        for (values, members, states, marks, bounds) in slabs {
+            let (lo, hi) = bounds.expect("regions with boxes").split_at(1);
+            for (r, &j) in members.iter().enumerate() {
+                assert_eq!(values[r], 10.0 * j as f64);
+                assert_eq!(marks[r].dist, states[r].dist);
+                assert!(lo[0] <= values[r] && values[r] <= hi[0]);
+                seen.push(j);
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn best_ranks_by_key_then_index_and_the_pool_survives_removals_and_packing() {
+        let keys = [3.0, 5.0, 5.0, 1.0, 5.0, f64::INFINITY, 2.0, 0.0, 4.0, 5.0];
+        let mut pool = pool(vec![9, 8, 7, 6, 5, 4, 3, 2, 1, 0], &keys);
+        assert_eq!(pool.best(4), (vec![5, 1, 2, 4], Some(9)));
+        assert_eq!(
+            pool.best(20),
+            (
+                (0..10).map(|r| [5, 1, 2, 4, 9, 8, 0, 6, 3, 7][r]).collect(),
+                None
+            )
+        );
+        for j in [5, 2, 7, 9] {
+            assert_eq!(pool.remove(j).dist, keys[j]);
+        }
+        assert_eq!(pool.best(3), (vec![1, 4, 8], Some(0)));
+        let mut left = check_slabs(&mut pool);
+        left.sort_unstable();
+        assert_eq!(left, vec![0, 1, 3, 4, 6, 8]);
+        pool.remove(1);
+        // Swap-removes within regions left [6, 8 | 3, 4 | 0]; 5 of 10 slots live: packed in that order.
+        let before: Vec<usize> = pool.points().map(|(j, _)| j).collect();
+        assert_eq!(before, vec![6, 8, 3, 4, 0]);
+        pool.pack_if_sparse();
+        let order: Vec<usize> = pool.points().map(|(j, _)| j).collect();
+        assert_eq!(order, before);
+        assert_eq!(check_slabs(&mut pool), order);
+        assert_eq!(pool.best(2), (vec![4, 8], Some(0)));
+        assert_eq!(pool.dist(3), 1.0);
+    }
 }
