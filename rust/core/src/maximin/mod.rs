@@ -522,7 +522,7 @@ enum Near {
     /// No pair of the slab can change anything.
     Nothing,
     /// The placed points that may matter (bit t % 8 of byte t / 8 for placed point t), few of them:
-    /// their pairs get their exact keys ([`Slab::offer_keys`]).
+    /// their pairs get their exact keys ([`ExactSlab::offer_keys`]).
     Few(Vec<u8>),
     /// Most placed points may matter (or a point has no cut-off yet): the GEMM tile.
     Most,
