@@ -25,6 +25,11 @@ impl UpperBounds {
         }
     }
 
+    /// The kept bounds, the heap's top (the threshold once k are kept) first.
+    pub fn keys(&self) -> &[f64] {
+        &self.keys
+    }
+
     /// The k-th smallest upper bound (inf until k pairs were seen).
     pub fn threshold(&self) -> f64 {
         if self.keys.len() < self.k {

@@ -45,7 +45,7 @@ use point::{Column, Offers, Placed, Point, Scratch};
 use pool::{Mark, Pool};
 use rows::Rows;
 pub use split::MaximinSplit;
-use split::{dense_tile, group_values, prefetch, Chunk, Survivors};
+use split::{dense_tile, group_values, prefetch, prefetch_line, Chunk, Survivors};
 
 /// Rows per GEMM call of a round's block Gram matrix (the unit of parallel work there): strip b holds
 /// the columns 0..(b + 1) GRAM_ROWS only, so the block's GEMM does little more than half the S x S
@@ -587,12 +587,15 @@ impl ExactSlab<'_> {
             .filter(|&(_, &bits)| bits != 0)
             .map(|(byte, &bits)| (8 * byte, bits))
             .collect();
+        // First the keys of every row, and the pairs at or below its mark's cut-off (as high as its
+        // state's or higher: cut-offs only fall) with their states fetched; then those states' heap
+        // buffers fetched; then the admissions, in row and position order as one pass would make them:
+        // an admission's loads, from states far apart in memory, overlap instead of waiting in turn.
+        let mut pending: Vec<(usize, usize, f64)> = Vec::new();
         let mut pairs = 0;
         for r in (0..self.members.len()).filter(|&r| screened(r)) {
-            let (j, x) = (self.members[r], &self.values[r * w..(r + 1) * w]);
-            // The cut-off is read from the point's compact mark (refreshed after each admission), so
-            // pairs beyond it cost no load of the state.
-            let mut cutoff = self.marks[r].cutoff;
+            let x = &self.values[r * w..(r + 1) * w];
+            let (cutoff, before) = (self.marks[r].cutoff, pending.len());
             for &(c0, bits) in &groups {
                 let mut left = bits;
                 while left != 0 {
@@ -600,14 +603,26 @@ impl ExactSlab<'_> {
                     left &= left - 1;
                     let key = squared_sum(&placed[(c0 + t) * w..(c0 + t + 1) * w], x);
                     if key <= cutoff {
-                        let point = &mut self.states[r];
-                        point.admit_exact(at, j, start + c0 + t, key);
-                        self.marks[r] = Mark::of(point);
-                        cutoff = self.marks[r].cutoff;
+                        pending.push((r, start + c0 + t, key));
                     }
                 }
                 pairs += i64::from(bits.count_ones());
             }
+            if pending.len() > before {
+                prefetch_line(&self.states[r]);
+            }
+        }
+        let mut last = usize::MAX;
+        for &(r, _, _) in &pending {
+            if r != last {
+                self.states[r].prefetch();
+                last = r;
+            }
+        }
+        for &(r, pos, key) in &pending {
+            let point = &mut self.states[r];
+            point.admit_exact(at, self.members[r], pos, key);
+            self.marks[r] = Mark::of(point);
         }
         pairs
     }

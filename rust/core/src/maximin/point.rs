@@ -10,6 +10,7 @@
 //! under the cut-off. No pair is evaluated twice. A Euclidean pair offered by its exact key
 //! ([`Point::admit_exact`]) comes with its canonical distance, which its candidate holds at once.
 
+use super::split::prefetch_line;
 use crate::dense::{open_pairs, widen, Sink, UpperBounds};
 use crate::evaluate::Mode;
 use crate::heap::Heap;
@@ -116,6 +117,17 @@ impl Point {
     pub fn admit_exact(&mut self, at: &Placed, j: usize, pos: usize, key: f64) {
         if key <= self.cutoff {
             self.admit_known(at, j, pos, key, key, key.sqrt());
+        }
+    }
+
+    /// Hint the CPU to fetch what an admission reads and writes beyond this state: its bounds' heap top
+    /// and the end of its candidates.
+    pub fn prefetch(&self) {
+        if let Some(top) = self.bounds.keys().first() {
+            prefetch_line(top);
+        }
+        if let Some(last) = self.candidates.last() {
+            prefetch_line(last);
         }
     }
 

@@ -222,6 +222,19 @@ pub fn dense_tile(
 /// Ask the CPU to bring `values` into its caches (a hint; nothing else changes): a survivor's row of V is
 /// read for its few dot products only, from memory (the pool of unplaced rows is far larger than the
 /// caches), so the next row's lines are fetched while the current row is used.
+/// Ask the CPU to bring the cache line holding `item` into its caches (a hint, as [`prefetch`]).
+pub fn prefetch_line<T>(item: &T) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = item;
+    // SAFETY: a prefetch hint reads nothing and faults on no address; the pointer is a reference's.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (item as *const T).cast(),
+        )
+    };
+}
+
 pub fn prefetch(values: &[f64]) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = values;
