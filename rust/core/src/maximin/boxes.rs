@@ -4,14 +4,14 @@
 //! all of them, so their pairs with the slab need no GEMM value and no screening at all.
 //!
 //! The key of a Euclidean pair is its canonical squared sum (`metric::squared_sum`), and a pair whose key
-//! exceeds the point's cut-off can change nothing: `point::Point::admit` may hold it but never lets it
-//! into the row, nor makes it the nearest (split.rs states the same for the split's bound). For a placed
+//! reaches the point's threshold T (its k-th smallest upper bound) can change nothing: k pairs with
+//! earlier positions are at least as near (`point::Point::threshold`). For a placed
 //! point x and any point y of the box [lo, hi], [`gap_bound`] never exceeds that sum, exactly, with no
 //! error analysis: coordinate by coordinate |y_i - x_i| >= e_i, where e_i is lo_i - x_i, x_i - hi_i or 0;
 //! rounding to nearest is monotone and symmetric, so |fl(x_i - y_i)| >= fl(e_i) and the rounded squares
 //! keep that order; and both sums add these non-negative terms in the same index order from 0, each
-//! rounded addition monotone in both operands. A placed point whose bound exceeds the largest cut-off of
-//! the slab's screened points is skipped for the whole slab.
+//! rounded addition monotone in both operands. A placed point whose bound reaches the largest threshold
+//! of the slab's screened points is skipped for the whole slab.
 
 /// A lower bound on the canonical squared sum between `x` and every point of the box (`lo`, `hi`).
 pub fn gap_bound(x: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
@@ -24,9 +24,9 @@ pub fn gap_bound(x: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
 }
 
 /// The placed points (`cols` rows of `width` in `placed`, a round's points in position order) whose
-/// pairs with some point of the box `bounds` (lowest values, then highest) may reach `reach`, the
-/// largest cut-off of the slab: bit t % 8 of byte t / 8 for placed point t, in `mask`; returns how
-/// many.
+/// pairs with some point of the box `bounds` (lowest values, then highest) may have a key below
+/// `reach`, the largest threshold of the slab's points: bit t % 8 of byte t / 8 for placed point t, in
+/// `mask`; returns how many.
 pub fn reachable(
     bounds: &[f64],
     placed: &[f64],
@@ -40,7 +40,7 @@ pub fn reachable(
     mask.resize(cols.div_ceil(8), 0);
     let mut count = 0;
     for (t, x) in placed.chunks(width).take(cols).enumerate() {
-        if gap_bound(x, lo, hi) <= reach {
+        if gap_bound(x, lo, hi) < reach {
             mask[t / 8] |= 1 << (t % 8);
             count += 1;
         }
@@ -89,14 +89,17 @@ mod tests {
     }
 
     #[test]
-    fn a_point_inside_the_box_has_bound_zero_and_reaches_everything() {
+    fn a_point_inside_the_box_has_bound_zero_and_reaches_any_positive_threshold() {
         let (lo, hi) = ([0.0, 0.0], [1.0, 1.0]);
         assert_eq!(gap_bound(&[0.5, 1.0], &lo, &hi), 0.0);
         let bounds = [0.0, 0.0, 1.0, 1.0];
         let placed = [0.5, 0.5, 3.0, 0.5, 1.0, 1.5];
         let mut mask = Vec::new();
-        assert_eq!(reachable(&bounds, &placed, 2, 3, 0.25, &mut mask), 2);
+        assert_eq!(reachable(&bounds, &placed, 2, 3, 0.26, &mut mask), 2);
         assert_eq!(mask, vec![0b101]);
+        // A key at the threshold changes nothing: the third point's bound is 0.25 exactly.
+        assert_eq!(reachable(&bounds, &placed, 2, 3, 0.25, &mut mask), 1);
+        assert_eq!(reachable(&bounds, &placed, 2, 3, 0.0, &mut mask), 0);
         assert_eq!(reachable(&bounds, &placed, 2, 3, f64::MAX, &mut mask), 3);
     }
 }

@@ -524,7 +524,7 @@ enum Near {
     /// The placed points that may matter (bit t % 8 of byte t / 8 for placed point t), few of them:
     /// their pairs get their exact keys ([`ExactSlab::offer_keys`]).
     Few(Vec<u8>),
-    /// Most placed points may matter (or a point has no cut-off yet): the GEMM tile.
+    /// Most placed points may matter (or a point holds fewer than k bounds): the GEMM tile.
     Most,
 }
 
@@ -540,7 +540,7 @@ fn near(
 ) -> Near {
     let reach = (0..marks.len())
         .filter(|&r| screened(r))
-        .map(|r| marks[r].cutoff)
+        .map(|r| marks[r].threshold)
         .fold(f64::NEG_INFINITY, f64::max);
     if reach == f64::NEG_INFINITY {
         return Near::Nothing;
@@ -587,22 +587,23 @@ impl ExactSlab<'_> {
             .filter(|&(_, &bits)| bits != 0)
             .map(|(byte, &bits)| (8 * byte, bits))
             .collect();
-        // First the keys of every row, and the pairs at or below its mark's cut-off (as high as its
-        // state's or higher: cut-offs only fall) with their states fetched; then those states' heap
+        // First the keys of every row, and the pairs below its mark's threshold (as high as its state's
+        // or higher: thresholds only fall; `point::Point::threshold` says why a key at or above it
+        // changes nothing) with their states fetched; then those states' heap
         // buffers fetched; then the admissions, in row and position order as one pass would make them:
         // an admission's loads, from states far apart in memory, overlap instead of waiting in turn.
         let mut pending: Vec<(usize, usize, f64)> = Vec::new();
         let mut pairs = 0;
         for r in (0..self.members.len()).filter(|&r| screened(r)) {
             let x = &self.values[r * w..(r + 1) * w];
-            let (cutoff, before) = (self.marks[r].cutoff, pending.len());
+            let (threshold, before) = (self.marks[r].threshold, pending.len());
             for &(c0, bits) in &groups {
                 let mut left = bits;
                 while left != 0 {
                     let t = left.trailing_zeros() as usize;
                     left &= left - 1;
                     let key = squared_sum(&placed[(c0 + t) * w..(c0 + t + 1) * w], x);
-                    if key <= cutoff {
+                    if key < threshold {
                         pending.push((r, start + c0 + t, key));
                     }
                 }

@@ -111,13 +111,22 @@ impl Point {
     }
 
     /// Offer the Euclidean pair with the point placed at `pos` by its exact key, the canonical squared
-    /// sum (`metric::squared_sum`, the placed point first): `admit` of the interval [key, key], whose
-    /// canonical distance, the key's square root as `metric::distance` takes it, the candidate holds at
-    /// once (an evaluation, without reading the two rows again).
+    /// sum (`metric::squared_sum`, the placed point first): unless the key reaches the threshold, `admit`
+    /// of the interval [key, key], whose canonical distance, the key's square root as
+    /// `metric::distance` takes it, the candidate holds at once (an evaluation, without reading the two
+    /// rows again).
     pub fn admit_exact(&mut self, at: &Placed, j: usize, pos: usize, key: f64) {
-        if key <= self.cutoff {
+        if key < self.threshold() {
             self.admit_known(at, j, pos, key, key, key.sqrt());
         }
+    }
+
+    /// T, the k-th smallest upper bound held (inf until k): a pair whose canonical key is at or above it
+    /// can change nothing, with no margin. Each of the k pairs behind T has a canonical key <= T <= that
+    /// key, hence a distance no larger (rounding is monotone), and an earlier position (pairs arrive in
+    /// position order): all k come before it by (distance, position), and the nearest is among them.
+    pub fn threshold(&self) -> f64 {
+        self.bounds.threshold()
     }
 
     /// Hint the CPU to fetch what an admission reads and writes beyond this state: its bounds' heap top

@@ -34,9 +34,9 @@ pub struct Pool {
     members: Vec<usize>,
     /// State of each slot's point.
     states: Vec<Point>,
-    /// Each slot's state's `dist` and cut-off, copied out (`Mark::of`) after every change, so that the
-    /// scans of every round (the ranking, each slab's largest cut-off) read 16 bytes a point rather than
-    /// its whole state.
+    /// Each slot's state's `dist` and threshold, copied out (`Mark::of`) after every change, so that the
+    /// scans of every round (the ranking, each slab's largest threshold) read 16 bytes a point rather
+    /// than its whole state.
     marks: Vec<Mark>,
     /// Live slots of each region: its first ones.
     live: Vec<usize>,
@@ -48,18 +48,20 @@ pub struct Pool {
     count: usize,
 }
 
-/// A point's maximin key and cut-off, as its state last had them.
+/// A point's maximin key and threshold, as its state last had them.
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {
     pub dist: f64,
-    pub cutoff: f64,
+    /// The k-th smallest upper bound (`point::Point::threshold`): an exact key at or above it can
+    /// change nothing.
+    pub threshold: f64,
 }
 
 impl Mark {
     pub fn of(point: &Point) -> Mark {
         Mark {
             dist: point.dist,
-            cutoff: point.cutoff(),
+            threshold: point.threshold(),
         }
     }
 }
