@@ -211,9 +211,12 @@ def run(args) -> int:
         except CovertreexError as exc:
             raise type(exc)(f"{args.ordering_file}: {exc}") from None
     n = len(X)
-    with progress.phase("ordering", total=2 * n) as done:  # N points ordered, then N answered
-        def show(stage: str, finished: int) -> None:
-            done(finished + (n if stage == "neighbours" else 0), stage)
+    finished = {"ordering": 0, "neighbours": 0}
+    with progress.phase("ordering", total=2 * n) as done:  # N points ordered and N answered
+        def show(stage: str, count: int) -> None:
+            finished[stage] = count
+            both = finished["neighbours"] > 0 and finished["ordering"] < n  # a fused pass: one sweep
+            done(sum(finished.values()), "ordering and neighbours" if both else stage)
 
         caught = []
         try:

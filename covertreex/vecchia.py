@@ -175,8 +175,14 @@ def _maximin_split(space: MetricSpace, engine: str):
 def _fused(metric: str, data, k: int, name: str, engine: str, report, start: float) -> VecchiaNeighbors:
     """Maximin ordering in `metric` and every row's neighbours in one pass; its time from `start` (a
     perf_counter reading) counts as ordering."""
-    order, indices, distances, evaluations = _fused_pass(metric, data, k, engine,
-                                                         lambda n: report("ordering", n))
+    written = [0]  # a round's rows are written during the next round's placements
+
+    def placed(n: int) -> None:
+        report("ordering", n)
+        report("neighbours", written[0])
+        written[0] = n
+
+    order, indices, distances, evaluations = _fused_pass(metric, data, k, engine, placed)
     report("neighbours", order.shape[0])
     return VecchiaNeighbors(order, indices, distances, metric, name, time.perf_counter() - start, 0.0,
                             evaluations, data if metric == "residual" else None)
@@ -240,7 +246,8 @@ def vecchia_neighbors(
     other metric by the same pass, then the predecessor query; in parity mode, an explicit engine's default,
     which keeps the f64 screen: the same answers, 1.6x the wait of 'auto' at N = 32,768, m = 512), 'gold' or
     'brute' (maximin by that engine's tree walk, then its predecessor query). `progress(stage, n)` hears how
-    many points of N a stage ('ordering', then 'neighbours') has finished. `scheduler` (a dask.distributed
+    many points of N a stage ('ordering', then 'neighbours'; a fused pass reports both as it goes) has
+    finished. `scheduler` (a dask.distributed
     Client or a scheduler address) finds the neighbours on that cluster (:mod:`covertreex.distributed`; the
     ordering is computed here); the answer is byte-identical. A maximin ordering that the engine fuses with
     the neighbours (above) runs here whatever the scheduler: the pass finds the neighbours while it orders,

@@ -205,6 +205,26 @@ def test_residual_options_given_to_a_job_without_the_residual_problem_are_refuse
         assert result.neighbors.shape == (4, 2)
 
 
+def test_a_fused_pass_reports_ordering_and_neighbours_as_it_goes():
+    """The fused pass finds the rows while it orders: both stages advance round by round (the rows of a
+    round's points one round behind, as they are written), so a progress bar over both reaches its end
+    with the pass instead of halfway (an outside trial's bar stopped at 49%, then vanished)."""
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    X = np.random.default_rng(2).uniform(size=(3000, 2))
+    heard = []
+    ct.vecchia_neighbors(X, 5, metric="euclidean", engine="rust", progress=lambda *call: heard.append(call))
+    ordering = [n for stage, n in heard if stage == "ordering"]
+    neighbours = [n for stage, n in heard if stage == "neighbours"]
+    assert ordering[-1] == neighbours[-1] == 3000 and len(ordering) > 3
+    assert ordering == sorted(ordering) and neighbours == sorted(neighbours)
+    assert 0 < neighbours[len(ordering) - 1] < 3000  # rows were reported before the ordering ended
+    placed = 0
+    for stage, n in heard:
+        placed = n if stage == "ordering" else placed
+        assert stage == "ordering" or n <= placed
+
+
 def test_progress_must_be_callable_and_sparse_points_are_named():
     X = np.random.default_rng(0).normal(size=(8, 2))
     with pytest.raises(InputTypeError, match=r"^progress must be None or a callable \(stage, n\), got bool"):
