@@ -212,10 +212,10 @@ def run(args) -> int:
             raise type(exc)(f"{args.ordering_file}: {exc}") from None
     n = len(X)
     finished = {"ordering": 0, "neighbours": 0}
-    with progress.phase("ordering", total=2 * n) as done:  # N points ordered and N answered
+    with progress.phase("ordering", total=2 * n) as done:  # N ordered and N answered (a fused pass: at once)
         def show(stage: str, count: int) -> None:
             finished[stage] = count
-            both = finished["neighbours"] > 0 and finished["ordering"] < n  # a fused pass: one sweep
+            both = finished["ordering"] < n and (stage == "neighbours" or finished["neighbours"] > 0)
             done(sum(finished.values()), "ordering and neighbours" if both else stage)
 
         caught = []

@@ -183,6 +183,7 @@ def _fused(metric: str, data, k: int, name: str, engine: str, report, start: flo
         written[0] = n
 
     order, indices, distances, evaluations = _fused_pass(metric, data, k, engine, placed)
+    report("ordering", order.shape[0])  # a single point takes no round, so no report came
     report("neighbours", order.shape[0])
     return VecchiaNeighbors(order, indices, distances, metric, name, time.perf_counter() - start, 0.0,
                             evaluations, data if metric == "residual" else None)

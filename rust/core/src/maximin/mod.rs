@@ -65,7 +65,7 @@ pub struct MaximinOutput {
     pub distances: Vec<f64>,
     /// Canonical distances evaluated: by `metric::distance`, or (Euclidean pairs valued by their exact
     /// keys, `point::Point::admit_exact`) the square roots of the keys a point kept as candidates; the
-    /// keys computed and found beyond a cut-off count in `screened` only.
+    /// keys computed and found at or beyond a threshold count in `screened` only.
     pub evaluations: i64,
     /// Rounds run (blocks A).
     pub rounds: i64,
@@ -517,6 +517,12 @@ fn hilbert_order(data: &MetricData) -> Result<Vec<usize>> {
     Ok(order)
 }
 
+/// Coordinates up to which a slab's pairs always go by exact keys once its points hold k bounds, however
+/// many placed points its box leaves: a key of a few terms costs about what a GEMM value and its screen
+/// do, and only exact keys let a threshold reach 0 (rows of one repeated site: a GEMM bound of a
+/// duplicate pair is above 0, so every pair was valued, 4,404,279 of 4,498,500 at N = 3,000).
+const EXACT_KEYS_WIDTH: usize = 4;
+
 /// What the box of a slab's region leaves of a round's placed points (boxes.rs).
 enum Near {
     /// No pair of the slab can change anything.
@@ -524,7 +530,8 @@ enum Near {
     /// The placed points that may matter (bit t % 8 of byte t / 8 for placed point t), few of them:
     /// their pairs get their exact keys ([`ExactSlab::offer_keys`]).
     Few(Vec<u8>),
-    /// Most placed points may matter (or a point holds fewer than k bounds): the GEMM tile.
+    /// Most placed points may matter, in more than [`EXACT_KEYS_WIDTH`] coordinates (or a point holds
+    /// fewer than k bounds): the GEMM tile.
     Most,
 }
 
@@ -552,7 +559,7 @@ fn near(
     let count = boxes::reachable(bounds, placed, width, cols, reach, &mut mask);
     if count == 0 {
         Near::Nothing
-    } else if 2 * count > cols {
+    } else if 2 * count > cols && width > EXACT_KEYS_WIDTH {
         Near::Most
     } else {
         Near::Few(mask)

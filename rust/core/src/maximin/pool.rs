@@ -149,7 +149,7 @@ impl Pool {
         self.states[self.slot[j]].dist
     }
 
-    /// Copy `j`'s state's key and cut-off to its mark (after a change outside the slabs).
+    /// Copy `j`'s state's key and threshold to its mark (after a change outside the slabs).
     pub fn mark(&mut self, j: usize) {
         let s = self.slot[j];
         self.marks[s] = Mark::of(&self.states[s]);

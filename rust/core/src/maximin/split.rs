@@ -219,9 +219,6 @@ pub fn dense_tile(
     gram(tile, &gathered, placed, rows.len(), cols, width);
 }
 
-/// Ask the CPU to bring `values` into its caches (a hint; nothing else changes): a survivor's row of V is
-/// read for its few dot products only, from memory (the pool of unplaced rows is far larger than the
-/// caches), so the next row's lines are fetched while the current row is used.
 /// Ask the CPU to bring the cache line holding `item` into its caches (a hint, as [`prefetch`]).
 pub fn prefetch_line<T>(item: &T) {
     #[cfg(not(target_arch = "x86_64"))]
@@ -235,6 +232,9 @@ pub fn prefetch_line<T>(item: &T) {
     };
 }
 
+/// Ask the CPU to bring `values` into its caches (a hint; nothing else changes): a survivor's row of V is
+/// read for its few dot products only, from memory (the pool of unplaced rows is far larger than the
+/// caches), so the next row's lines are fetched while the current row is used.
 pub fn prefetch(values: &[f64]) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = values;
