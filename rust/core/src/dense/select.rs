@@ -30,9 +30,10 @@ impl UpperBounds {
         &self.keys
     }
 
-    /// The k-th smallest upper bound (inf until k pairs were seen).
+    /// The k-th smallest upper bound (inf until k pairs were seen, and for k = 0: the empty bounds a
+    /// placed point's state leaves hold none).
     pub fn threshold(&self) -> f64 {
-        if self.keys.len() < self.k {
+        if self.keys.len() < self.k.max(1) {
             f64::INFINITY
         } else {
             self.keys[0]

@@ -527,8 +527,9 @@ const EXACT_KEYS_WIDTH: usize = 4;
 enum Near {
     /// No pair of the slab can change anything.
     Nothing,
-    /// The placed points that may matter (bit t % 8 of byte t / 8 for placed point t), few of them:
-    /// their pairs get their exact keys ([`ExactSlab::offer_keys`]).
+    /// The placed points that may matter (bit t % 8 of byte t / 8 for placed point t), few of them or
+    /// rows of at most [`EXACT_KEYS_WIDTH`] coordinates: their pairs get their exact keys
+    /// ([`ExactSlab::offer_keys`]).
     Few(Vec<u8>),
     /// Most placed points may matter, in more than [`EXACT_KEYS_WIDTH`] coordinates (or a point holds
     /// fewer than k bounds): the GEMM tile.
@@ -596,9 +597,10 @@ impl ExactSlab<'_> {
             .collect();
         // First the keys of every row, and the pairs below its mark's threshold (as high as its state's
         // or higher: thresholds only fall; `point::Point::threshold` says why a key at or above it
-        // changes nothing) with their states fetched; then those states' heap
-        // buffers fetched; then the admissions, in row and position order as one pass would make them:
-        // an admission's loads, from states far apart in memory, overlap instead of waiting in turn.
+        // changes nothing) with their states fetched; then those states' heap buffers fetched; then the
+        // admissions, in row and position order as one pass would make them (`admit_exact` checks each
+        // against the live threshold): an admission's loads, from states far apart in memory, overlap
+        // instead of waiting in turn.
         let mut pending: Vec<(usize, usize, f64)> = Vec::new();
         let mut pairs = 0;
         for r in (0..self.members.len()).filter(|&r| screened(r)) {
