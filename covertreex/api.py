@@ -217,8 +217,10 @@ class CoverTree:
         if _metric_unknown(space):
             return "dense"
         pairs = float(queries.limit.clip(0, space.n_points).sum())
+        box_screen = getattr(self.engine, "box_screen", None)  # optional in the engine interface
+        boxes = box_screen is not None and box_screen(space, self.config)
         return paths.choose(self.metric, space.n_dims, space.n_points, k, pairs, queries.n_queries,
-                            tree_built)
+                            tree_built, boxes=boxes, predecessor=queries.predecessor)
 
     @deferring  # one hold of SIGINT for the projection and the engine's Numba calls
     def query(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False) -> KnnResult:

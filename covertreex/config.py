@@ -142,10 +142,14 @@ class Config:
         "int8 product of a split of the residual that does not cancel (covertreex.split_screen), so only the "
         "pairs it cannot exclude are evaluated (pairs of two points it fits badly, and queries through which "
         "too many pairs come, take the GEMM): rust in perf mode, indexed residual queries of a problem "
-        "residual_problem built, else an error; 'auto' (the default) the split where it applies, screens "
-        "well (covertreex.split_screen.USEFUL) and is built already or repays its building "
+        "residual_problem built, else an error; 'boxes' the Euclidean points packed along the Hilbert "
+        "curve in boxes, each query skipping every box whose lower bound exceeds its k-th distance, so only "
+        "the points of the boxes near it are evaluated: rust in perf mode, Euclidean points of at most 8 "
+        "coordinates, else an error; 'auto' (the default) the boxes where they apply and cost less "
+        "(covertreex.paths.boxes_pay), else the split where it applies, screens well "
+        "(covertreex.split_screen.USEFUL) and is built already or repays its building "
         "(covertreex.split_screen.PAYS), else f64; never changes answers (the counters follow it)",
-        choices=("auto", "f64", "split"),
+        choices=("auto", "f64", "split", "boxes"),
     )
     predecessor_pruning: bool = knob(
         True,

@@ -145,7 +145,7 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
     if path == "dense" and model.engine.name == "rust":
         # dense_screen='auto' chooses per batch, and a worker's range is a smaller batch than the job:
         # the job's choice is made here, once, so that every range screens alike.
-        config = dataclasses.replace(config, dense_screen=dense_screen_for(space, queries, config))
+        config = dataclasses.replace(config, dense_screen=dense_screen_for(space, queries, k, config))
     return Index(model.engine.name, config, space, queries, k, path, tree)
 
 

@@ -9,13 +9,18 @@ estimated costs in units of one canonical distance evaluation inside the tree wa
 * tree: the walk, ``walk_evaluations`` per query, plus, only when no tree exists yet, the build, which
   costs about ``BUILD_PER_WALK`` walk-evaluations per inserted point.
 
+The rust engine's dense path may instead take the box screen for Euclidean points of a few coordinates
+(rust/core/src/dense/boxes.rs), which evaluates only the points of the boxes near each query; its cost is
+estimated on its own (:func:`box_screen_cost`), and the dense path costs the lower of the two.
+
 Measured on this project's workloads (docs/benchmarks.md): the residual walk evaluates 84% of the points
 at N = 8,192, 64% at 16,384 and 46% at 32,768 (the metric is nearly flat), about ``N^-0.45``; the
 Euclidean walk evaluates about ``2^(d/2) k log2 N`` points (1,692 per query at N = 32,768, d = 3, k = 50;
 12,156 at d = 8); a build costs 0.12-0.27 of a query's evaluations per point. So the dense path wins
 for the residual metric until the pairs are very many, and the tree wins for low-dimensional Euclidean
-data once there are enough queries to pay for the build. The choice never changes an answer, only its
-cost; telemetry records it.
+data on the f64 screen (gold, rust's parity mode) once there are enough queries to pay for the build; where
+the box screen runs, it beats both there (5-14x the tree at d = 2-8, N = 50,000). The choice never changes
+an answer, only its cost; telemetry records it.
 """
 
 from __future__ import annotations
@@ -42,12 +47,45 @@ def walk_evaluations(metric: str, n_dims: int, n_points: int, k: int) -> float:
     return min(float(n_points), 2.0 ** (n_dims / 2) * k * math.log2(n_points + 1))
 
 
+BOX_EVALUATION_COST = {False: 5.0, True: 10.0}
+"""What one point the box screen evaluates costs, in pairs screened in a GEMM tile (the box bounds, the
+visit and the canonical evaluation together), for queries of points (False) and in predecessor mode (True),
+where opened leaves also hold points not yet eligible. Fitted to rust in perf mode, one thread, N = 2,000 to
+50,000, d = 2-8, k = 10 and 50, Gaussian points (2026-12-07, `nproc` 2, Intel Xeon; docs/benchmarks.md,
+"The box screen"): of 72 cases, 'auto' takes the faster screen in 68; the other four take the f64 screen
+where the boxes were 1.2-1.9x faster, all at N <= 10,000 (a few milliseconds)."""
+
+
+def box_evaluations(n_dims: int, n_points: int, k: int) -> float:
+    """Estimated points one query's box screen evaluates: 62 * 1.75^d at k = 10 and N = 50,000, times
+    (k + 30) / 40 and (N / 50,000)^0.16 (the same fit), at most N."""
+    if n_dims > 64:  # 1.75^d alone reaches any N long before it overflows
+        return float(n_points)
+    estimate = 62.0 * 1.75**n_dims * (k + 30) / 40 * (n_points / 50_000) ** 0.16
+    return min(float(n_points), estimate)
+
+
+def box_screen_cost(n_dims: int, n_points: int, k: int, n_queries: int, predecessor: bool) -> float:
+    """The box screen's estimated cost of a call, in pairs screened in a GEMM tile."""
+    return n_queries * box_evaluations(n_dims, n_points, k) * BOX_EVALUATION_COST[bool(predecessor)]
+
+
+def boxes_pay(n_dims: int, n_points: int, k: int, pairs: float, n_queries: int, predecessor: bool) -> bool:
+    """Whether the box screen's estimated cost is below the f64 screen's: its `pairs` eligible pairs."""
+    return box_screen_cost(n_dims, n_points, k, n_queries, predecessor) < pairs
+
+
 def choose(metric: str, n_dims: int, n_points: int, k: int, pairs: float, n_queries: int,
-           tree_exists: bool) -> str:
+           tree_exists: bool, *, boxes: bool = False, predecessor: bool = False) -> str:
     """'tree' or 'dense' for one call with `pairs` eligible query x point pairs; the tree's cost
-    includes its build when none exists yet (it is built only if this chooses 'tree')."""
+    includes its build when none exists yet (it is built only if this chooses 'tree'). `boxes`: the
+    engine's dense path may take the box screen (rust/core/src/dense/boxes.rs), which costs what
+    :func:`boxes_pay` weighs where that is less than screening every pair."""
     walk = walk_evaluations(metric, n_dims, n_points, k)
     tree = walk * n_queries
     if not tree_exists:
         tree += BUILD_PER_WALK * walk * n_points
-    return "tree" if tree < pairs / DENSE_SPEEDUP[metric] else "dense"
+    dense = pairs
+    if boxes:
+        dense = min(dense, box_screen_cost(n_dims, n_points, k, n_queries, predecessor))
+    return "tree" if tree < dense / DENSE_SPEEDUP[metric] else "dense"

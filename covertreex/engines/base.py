@@ -30,7 +30,8 @@ class QueryCounters:
     rows when no tree answered: :meth:`without_levels`).
     extra: the path that answered ("tree" or "dense"; brute: its variant), and per-path extras:
     "screened" (per-query eligible pairs screened by a dense path), "discarded_evaluations" (rust),
-    "declined" (queries the split screen gave back to the f64 GEMM: covertreex.split_screen.DECLINE_SHARE).
+    "declined" (queries the split screen gave back to the f64 GEMM: covertreex.split_screen.DECLINE_SHARE),
+    "screen" (rust's dense path: 'f64', 'split' or 'boxes', the screen its pairs took).
     """
 
     per_query: np.ndarray = field(repr=False)
@@ -96,3 +97,6 @@ class Engine(Protocol):
         self, space: MetricSpace, queries: QuerySet, k: int, config: Config
     ) -> tuple[np.ndarray, np.ndarray, QueryCounters]:
         """Exact k-NN of every query without a tree (tree engines only; see covertreex.paths)."""
+
+    # Optional: ``box_screen(space, config) -> bool``, whether the dense path may screen `space` by boxes
+    # of points (covertreex.paths.choose then prices it by its own cost model); absent means no.

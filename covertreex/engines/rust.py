@@ -24,7 +24,7 @@ from functools import cache
 
 import numpy as np
 
-from covertreex import interrupts, split_screen
+from covertreex import interrupts, paths, split_screen
 from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
 from covertreex.engines.schedule import Schedule
@@ -117,15 +117,23 @@ class RustEngine:
         extra = {"path": "tree", "discarded_evaluations": discarded}
         return idx, dist, QueryCounters(per_query, per_level, extra)
 
+    def box_screen(self, space: MetricSpace, config: Config) -> bool:
+        """Whether the dense path may take the box screen for `space` (the cost model then weighs it)."""
+        return box_screen_applies(space, config)
+
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         """The dense path: GEMM tiles (the `gemm` crate) with a fused screening epilogue on rayon, or the
-        split screen's int8 products where `dense_screen` asks for it (covertreex.split_screen). With the
+        split screen's int8 products where `dense_screen` asks for it (covertreex.split_screen), or, for
+        Euclidean points of a few coordinates, the box screen (dense_boxes). With the
         split, the pairs of two points z fits badly take the GEMM first, on those points alone, and their
         distances join the split's threshold for the other pairs; the two answers are merged. Queries the
         split declines (too many pairs came through) take the GEMM together at the end."""
+        boxes = dense_boxes(space, queries, k, config)
+        if boxes is not None:
+            return _screened_by("boxes", *self._dense(space.data, queries, k, config, boxes=boxes)[:3])
         split = dense_split(space, queries, config)
         if split is None:
-            return self._dense(space.data, queries, k, config)[:3]
+            return _screened_by("f64", *self._dense(space.data, queries, k, config)[:3])
         left_out = split.fits_badly()
         routed = np.flatnonzero(left_out[queries.rows])
         given = np.full((queries.n_queries, k), np.inf)
@@ -146,22 +154,28 @@ class RustEngine:
             again = self._dense(space.data, _part(queries, declined), k, config)
             idx[declined], dist[declined] = again[0], again[1]
             _add(counters, again[2], declined)
-        return idx, dist, counters
+        return _screened_by("split", idx, dist, counters)
 
-    def _dense(self, data: MetricData, queries: QuerySet, k: int, config: Config, split=None):
-        """One dense call on the points `data` (`split`: see rust/python's dense): indices, distances,
-        counters, and the queries the split declined."""
+    def _dense(self, data: MetricData, queries: QuerySet, k: int, config: Config, split=None, boxes=None):
+        """One dense call on the points `data` (`split`, `boxes`: see rust/python's dense): indices,
+        distances, counters, and the queries the split declined."""
         points = _canonical(data, _METRIC_DTYPES)
         idx, dist, per_query, screened, declined, gemm_seconds = _extension().dense(
             points, points if split is not None else _canonical(queries.data, _METRIC_DTYPES),
             _index(queries.rows), _index(queries.dataset_index), _index(queries.limit), k,
             config.threads, config.dense_query_block, config.dense_point_block,
-            _interrupt(queries.n_queries * len(data.X)), split,
+            _interrupt(queries.n_queries * len(data.X)), split, boxes,
         )
         extra = {"path": "dense", "screened": screened, "gemm_seconds": gemm_seconds}
         if split is not None:
             extra["declined"] = int(declined.sum())
         return idx, dist, QueryCounters.without_levels(per_query, extra), declined
+
+
+def _screened_by(screen: str, idx: np.ndarray, dist: np.ndarray, counters: QueryCounters):
+    """The dense path's answer with the screen that took its pairs named in ``counters.extra``."""
+    counters.extra["screen"] = screen
+    return idx, dist, counters
 
 
 def _add(counters: QueryCounters, more: QueryCounters, at: np.ndarray) -> None:
@@ -213,10 +227,50 @@ def _indexed(space: MetricSpace, queries: QuerySet) -> bool:
                        for name in ("X", "V", "P"))
 
 
+def box_screen_applies(space: MetricSpace, config: Config) -> bool:
+    """Whether the dense path may screen `space`'s pairs by packed boxes under `config` (dense_boxes)."""
+    return config.dense_screen in ("auto", "boxes") and _box_screen_refusal(space, config) is None
+
+
+def _box_screen_refusal(space: MetricSpace, config: Config) -> str | None:
+    """Why the box screen cannot run for `space` under `config`, or None."""
+    if config.mode != "perf":
+        return "runs in perf mode only (parity mode keeps gold's counters)"
+    if space.metric != "euclidean":
+        return "needs the Euclidean metric"
+    if space.n_dims > _extension().BOX_MAX_WIDTH:
+        return f"needs points of at most {_extension().BOX_MAX_WIDTH} coordinates, not {space.n_dims}"
+    return None
+
+
+def dense_boxes(space: MetricSpace, queries: QuerySet, k: int, config: Config):
+    """The packed boxes (rust/core/src/dense/boxes.rs) the dense path screens this call's pairs with, made
+    once per space, or None (:func:`_takes_boxes`)."""
+    if not _takes_boxes(space, queries, k, config):
+        return None
+    return space.derived("packed_boxes", lambda: _extension().pack_boxes(space.data.X, config.threads))
+
+
+def _takes_boxes(space: MetricSpace, queries: QuerySet, k: int, config: Config) -> bool:
+    """Whether this call takes the box screen, per the `dense_screen` knob, which raises when 'boxes' is
+    asked for where they cannot run; 'auto' takes them where they apply and covertreex.paths.boxes_pay
+    says they cost less than screening every eligible pair."""
+    if config.dense_screen not in ("auto", "boxes"):
+        return False
+    reason = _box_screen_refusal(space, config)
+    if reason is not None:
+        if config.dense_screen == "boxes":
+            raise InvalidInputError(f"dense_screen='boxes' {reason}")
+        return False
+    pairs = float(np.minimum(queries.limit, space.n_points).sum())
+    return config.dense_screen == "boxes" or paths.boxes_pay(
+        space.n_dims, space.n_points, k, pairs, queries.n_queries, queries.predecessor)
+
+
 def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
     """The split screen the dense path runs for this call (covertreex.split_screen), or None: per the
     `dense_screen` knob, which raises when 'split' is asked for where it cannot run."""
-    if config.dense_screen == "f64":
+    if config.dense_screen in ("f64", "boxes"):
         return None
     split, reason = None, None
     if config.mode != "perf":
@@ -242,9 +296,11 @@ def dense_split(space: MetricSpace, queries: QuerySet, config: Config):
     return split
 
 
-def dense_screen_for(space: MetricSpace, queries: QuerySet, config: Config) -> str:
-    """The screen ('split' or 'f64') `config.dense_screen` takes for this batch as a whole: for a job cut
-    into parts that must all screen alike (covertreex.distributed)."""
+def dense_screen_for(space: MetricSpace, queries: QuerySet, k: int, config: Config) -> str:
+    """The screen ('boxes', 'split' or 'f64') `config.dense_screen` takes for this batch as a whole: for a
+    job cut into parts that must all screen alike (covertreex.distributed)."""
+    if _takes_boxes(space, queries, k, config):
+        return "boxes"
     return "f64" if dense_split(space, queries, config) is None else "split"
 
 

@@ -130,6 +130,15 @@ class MetricSpace:
         vecchia_neighbors' fused pass, does not pay for hashing V)."""
         return self.problem.digest if self.problem is not None else array_digest(self.data.X)
 
+    def derived(self, name: str, make):
+        """A value an engine derives from the indexed points alone (an index of its own, such as the rust
+        dense path's packed boxes), made by `make()` on first use and kept with the space, as
+        functools.cached_property keeps :attr:`digest` (a pickled space is made again, without it)."""
+        value = self.__dict__.get(name)
+        if value is None:
+            value = self.__dict__[name] = make()
+        return value
+
     @property
     def n_points(self) -> int:
         return self.data.X.shape[0]

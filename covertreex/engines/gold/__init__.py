@@ -13,6 +13,7 @@ from covertreex.engines.gold.dense import dense_query
 from covertreex.engines.gold.query import query_batch
 from covertreex.engines.schedule import Schedule
 from covertreex.engines.threads import numba_threads
+from covertreex.errors import InvalidInputError
 from covertreex.interrupts import check, deferring
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.tree import Tree, assemble
@@ -61,7 +62,11 @@ class GoldEngine:
 
     @deferring
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
-        """The dense path: NumPy BLAS tiles, a Numba screening epilogue, canonical re-check."""
+        """The dense path: NumPy BLAS tiles, a Numba screening epilogue, canonical re-check (the f64
+        screen: the split and the boxes are the rust engine's)."""
+        if config.dense_screen not in ("auto", "f64"):
+            raise InvalidInputError(f"dense_screen={config.dense_screen!r} runs on the rust engine only (in "
+                                    "perf mode); the gold engine screens with the f64 GEMM")
         with numba_threads(config.threads):
             idx, dist, per_query, screened, gemm_seconds = dense_query(
                 space, queries, k, config.dense_query_block, config.dense_point_block,

@@ -3,6 +3,8 @@
 //! operations), so a rust job orders its query blocks (and a fit its `order='hilbert'` insertion order)
 //! without loading Numba.
 
+use rayon::prelude::*;
+
 use crate::errors::{check_sizes, CoreError, Result};
 use crate::metric::Matrix;
 
@@ -32,18 +34,48 @@ pub fn quantised_keys(points: Matrix, lo: &[f64], span: &[f64], bits: i64) -> Re
     let bits = bits as u32;
     let top = (1u64 << bits) - 1;
     let high = 1u64 << (bits - 1);
-    let mut x = vec![0u64; d];
+    // Each key is its row's alone, so the rows are shared out on the caller's rayon pool.
     let keys = (0..points.rows())
-        .map(|row| {
-            for (i, (&value, cell)) in points.row(row).iter().zip(x.iter_mut()).enumerate() {
-                let scaled = ((value - lo[i]) / span[i] * top as f64).floor();
-                *cell = scaled.max(0.0).min(top as f64) as u64;
-            }
-            key_of(&mut x, bits, high)
-        })
+        .into_par_iter()
+        .with_min_len(KEYS_PER_TASK)
+        .map_init(
+            || vec![0u64; d],
+            |x, row| {
+                for (i, (&value, cell)) in points.row(row).iter().zip(x.iter_mut()).enumerate() {
+                    let scaled = ((value - lo[i]) / span[i] * top as f64).floor();
+                    *cell = scaled.max(0.0).min(top as f64) as u64;
+                }
+                key_of(x, bits, high)
+            },
+        )
         .collect();
     Ok(keys)
 }
+
+/// The rows of `points` along the Hilbert curve, ties by row: covertreex.ordering.hilbert_order's rule
+/// (min(16, 63 / d) bits per dimension on the grid spanning the points; a flat dimension spans 1).
+pub fn order(points: Matrix) -> Result<Vec<usize>> {
+    let d = points.cols();
+    let mut lo = vec![f64::INFINITY; d];
+    let mut hi = vec![f64::NEG_INFINITY; d];
+    for row in 0..points.rows() {
+        for ((lo, hi), &value) in lo.iter_mut().zip(hi.iter_mut()).zip(points.row(row)) {
+            *lo = lo.min(value);
+            *hi = hi.max(value);
+        }
+    }
+    let span: Vec<f64> = (lo.iter().zip(&hi))
+        .map(|(lo, hi)| if hi > lo { hi - lo } else { 1.0 })
+        .collect();
+    let bits = (63 / d.max(1) as i64).clamp(1, 16);
+    let keys = quantised_keys(points, &lo, &span, bits)?;
+    let mut order: Vec<usize> = (0..points.rows()).collect();
+    order.par_sort_unstable_by_key(|&j| (keys[j], j));
+    Ok(order)
+}
+
+/// Rows per unit of parallel work of [`quantised_keys`].
+const KEYS_PER_TASK: usize = 4096;
 
 /// The Hilbert key of one point's cells `x` (overwritten).
 fn key_of(x: &mut [u64], bits: u32, high: u64) -> u64 {
@@ -53,13 +85,12 @@ fn key_of(x: &mut [u64], bits: u32, high: u64) -> u64 {
         // Skilling's inverse undo, high bit first
         let p = q - 1;
         for i in 0..d {
-            if x[i] & q != 0 {
-                x[0] ^= p;
-            } else {
-                let t = (x[0] ^ x[i]) & p;
-                x[0] ^= t;
-                x[i] ^= t;
-            }
+            // if x[i] has bit q, x[0] ^= p; else x[0] and x[i] swap their bits below q: without a
+            // branch (the bits are random along the curve, and mispredictions cost more than the work)
+            let set = 0u64.wrapping_sub((x[i] & q != 0) as u64);
+            let t = (x[0] ^ x[i]) & p & !set;
+            x[0] ^= (p & set) | t;
+            x[i] ^= t;
         }
         q >>= 1;
     }

@@ -41,8 +41,8 @@ pub mod tree;
 pub use batch::build_tree_batch;
 pub use build::{build_tree, BuiltTree};
 pub use dense::{
-    dense_query, pack_split_rows, split_rows, Blocks, DenseOutput, Int8Packing, SplitConstants,
-    SplitData, FACTORS as SPLIT_FACTORS, SPLIT_CONSTANTS,
+    dense_query, pack_split_rows, split_rows, Blocks, DenseOutput, DenseScreen, Int8Packing,
+    SplitConstants, SplitData, FACTORS as SPLIT_FACTORS, SPLIT_CONSTANTS,
 };
 pub use errors::{CoreError, Result};
 pub use evaluate::Mode;

@@ -9,7 +9,7 @@ use covertreex_core::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS};
 use covertreex_core::dense::{spans, Isa, Screen, Sink};
 use covertreex_core::metric::{residual_sums, similarity_from};
 use covertreex_core::query::available_threads;
-use covertreex_core::{dense_query, Blocks, CoreError, DenseOutput, Kernel, Stop};
+use covertreex_core::{dense_query, Blocks, CoreError, DenseOutput, DenseScreen, Kernel, Stop};
 
 const BLOCKS: [Blocks; 3] = [
     Blocks {
@@ -41,7 +41,7 @@ fn run(
         threads,
         blocks,
         &Stop::default(),
-        None,
+        DenseScreen::F64,
     )
     .unwrap()
 }
@@ -388,7 +388,7 @@ fn a_bad_v_is_reported_before_other_late_errors() {
             threads,
             blocks,
             &Stop::default(),
-            None,
+            DenseScreen::F64,
         )
     };
     let zero = Blocks {
@@ -416,7 +416,7 @@ fn bad_block_sizes_are_errors() {
         None,
         zero,
         &Stop::default(),
-        None
+        DenseScreen::F64
     )
     .is_err());
     assert!(dense_query(
@@ -426,7 +426,7 @@ fn bad_block_sizes_are_errors() {
         None,
         BLOCKS[0],
         &Stop::default(),
-        None
+        DenseScreen::F64
     )
     .is_err());
 }
@@ -460,7 +460,7 @@ fn the_norm_proof_of_a_finite_v_keeps_every_check_error() {
             Some(1),
             blocks,
             &Stop::default(),
-            None,
+            DenseScreen::F64,
         )
     };
     let dense = |space: &Space| dense_rows(space, &all);

@@ -6,7 +6,7 @@ mod common;
 use common::{spaces, Assembled, Rows};
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, maximin_neighbors, query_batch, Blocks, CoreError,
-    MaximinSizes, Mode, QueryBlocks, Schedule, Stop,
+    DenseScreen, MaximinSizes, Mode, QueryBlocks, Schedule, Stop,
 };
 
 fn interrupted<T>(result: Result<T, CoreError>) -> bool {
@@ -61,7 +61,13 @@ fn a_requested_stop_ends_every_call_with_interrupted() {
                 points: shape.1,
             };
             assert!(interrupted(dense_query(
-                &data, &batch, 5, None, blocks, &stop, None
+                &data,
+                &batch,
+                5,
+                None,
+                blocks,
+                &stop,
+                DenseScreen::F64
             )));
         }
         let sizes = MaximinSizes { block: 16, room: 0 };

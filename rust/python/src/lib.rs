@@ -13,11 +13,12 @@ use std::time::Duration;
 use covertreex_core::counters::{
     LEVEL_COUNTERS, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, QUERY_COUNTERS,
 };
+use covertreex_core::dense::{pack, Boxes, PackedArrays, BOX_LEAF, BOX_MAX_WIDTH};
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
-    pack_split_rows, query_batch, Blocks, CoreError, Int8Packing, Kernel, Matrix, MaximinSizes,
-    MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks, SplitConstants, SplitData, Stop,
-    SPLIT_CONSTANTS, SPLIT_FACTORS,
+    pack_split_rows, query_batch, Blocks, CoreError, DenseScreen, Int8Packing, Kernel, Matrix,
+    MaximinSizes, MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks, SplitConstants,
+    SplitData, Stop, SPLIT_CONSTANTS, SPLIT_FACTORS,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
@@ -337,6 +338,14 @@ type SplitArgs<'py> = (
     Bound<'py, PyAny>,
 );
 
+/// The box screen's arguments of [`dense`]: the arrays of [`pack_boxes`] (order, coords, boxes, least).
+type BoxArgs<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
 /// The split screen's int8 rows (n x m) with their packing for this process's fastest product kernel
 /// (covertreex.split_screen.SplitScreen.rows): made once per split screen and process and given to every
 /// [`dense`] call, which packed them each time before (~15 ms at N = 32,768, m = 512). It keeps the
@@ -397,8 +406,10 @@ fn split_factors<'py>(
 /// (rows: a [`SplitRows`]) with (left_out, given, decline_share, kept_per_probe) from the caller, screens
 /// every pair but those of two left-out points in place of the GEMM (indexed residual queries only;
 /// given: each query's k distances found elsewhere; decline_share, kept_per_probe: see `SplitData`).
+/// `boxes`, the arrays [`pack_boxes`] made of the data's points, screens by their boxes instead
+/// (Euclidean data only; not with `split`).
 #[pyfunction]
-#[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None, split=None))]
+#[pyo3(signature = (data, queries, rows, dataset_index, limit, k, threads, query_block, point_block, interrupt=None, split=None, boxes=None))]
 #[allow(clippy::too_many_arguments)]
 fn dense<'py>(
     py: Python<'py>,
@@ -413,6 +424,7 @@ fn dense<'py>(
     point_block: &Bound<'py, PyAny>,
     interrupt: Option<&Bound<'py, PyAny>>,
     split: Option<SplitArgs<'py>>,
+    boxes: Option<BoxArgs<'py>>,
 ) -> PyResult<Screened<'py>> {
     let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, k, threads)?;
     let blocks = Blocks {
@@ -444,10 +456,38 @@ fn dense<'py>(
             kept_per_probe: *kept,
         }),
     };
+    let box_arrays = match &boxes {
+        None => None,
+        Some((order, coords, boxes, least)) => Some((
+            array1::<i64>(order, "packed boxes: order")?,
+            array2(coords, "packed boxes: coords")?,
+            array2(boxes, "packed boxes: boxes")?,
+            array1::<i64>(least, "packed boxes: least")?,
+        )),
+    };
     let (data_view, batch) = args.views(py)?;
+    let screen = match (&box_arrays, split) {
+        (Some(_), Some(_)) => {
+            let message = "dense: give the split screen or the boxes, not both".to_string();
+            return Err(errors::raise(py, errors::Class::InvalidInput, message));
+        }
+        (Some((order, coords, boxes, least)), None) => {
+            let arrays = PackedArrays {
+                order: slice(py, order, "packed boxes: order")?,
+                coords: slice(py, coords, "packed boxes: coords")?,
+                boxes: slice(py, boxes, "packed boxes: boxes")?,
+                least: slice(py, least, "packed boxes: least")?,
+            };
+            let (n, width) = (data_view.n_points(), data_view.x.cols());
+            let boxes = Boxes::new(arrays, n, width).map_err(|e| errors::core_error(py, &e))?;
+            DenseScreen::Boxes(boxes)
+        }
+        (None, Some(split)) => DenseScreen::Split(split),
+        (None, None) => DenseScreen::F64,
+    };
     let (k, threads) = (args.k, args.threads);
     let out = interruptible(py, interrupt, |halt| {
-        dense_query(&data_view, &batch, k, threads, blocks, &halt.stop, split)
+        dense_query(&data_view, &batch, k, threads, blocks, &halt.stop, screen)
     })?;
     Ok((
         matrix(py, out.indices, out.n_queries, out.k)?,
@@ -456,6 +496,39 @@ fn dense<'py>(
         out.screened.into_pyarray(py),
         out.declined.into_pyarray(py),
         out.gemm_seconds,
+    ))
+}
+
+type Packed<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray1<i64>>,
+);
+
+/// The points (n x d) packed in boxes for the dense path's box screen: (order, the points' coordinates
+/// leaf by leaf (a row per leaf, see `PackedBoxes::coords`), each box's lowest then highest
+/// coordinates, each box's smallest dataset index).
+/// `threads` workers (None: rayon's global pool) pack them; the packing does not depend on them.
+#[pyfunction]
+#[pyo3(signature = (points, threads=None))]
+fn pack_boxes<'py>(
+    py: Python<'py>,
+    points: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Packed<'py>> {
+    let threads = threads.map(|t| scalar::<i64>(t, "threads")).transpose()?;
+    let points = array2(points, "points")?;
+    let (n, d) = (points.shape()[0], points.shape()[1]);
+    let points = Matrix::new("points", slice(py, &points, "points")?, n, d)
+        .map_err(|e| errors::core_error(py, &e))?;
+    let packed = without_gil(py, || pack(points, threads))?;
+    let (n_boxes, n_leaves) = (packed.least.len(), n.div_ceil(BOX_LEAF));
+    Ok((
+        packed.order.into_pyarray(py),
+        matrix(py, packed.coords, n_leaves, BOX_LEAF * d)?,
+        matrix(py, packed.boxes, n_boxes, 2 * d)?,
+        packed.least.into_pyarray(py),
     ))
 }
 
@@ -729,6 +802,9 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_boxes, m)?)?;
+    // Coordinates up to which the dense path offers the box screen (covertreex.engines.rust reads it).
+    m.add("BOX_MAX_WIDTH", BOX_MAX_WIDTH)?;
     m.add_class::<SplitRows>()?;
     m.add_function(wrap_pyfunction!(maximin, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_matrix, m)?)?;

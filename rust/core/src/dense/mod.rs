@@ -4,10 +4,12 @@
 //!
 //! One concern per module: `screen` (the rigorous per-pair bound and the key), `exp` (the screening's
 //! vectorisable exp and its error bound), `tile` (the GEMM), `select` (running bound, candidates,
-//! canonical re-check). Query blocks, and spans of a block's point tiles when the blocks are too few
+//! canonical re-check), `boxes` (the box screen of low-dimensional Euclidean points, which skips whole
+//! boxes of points instead of screening pairs). Query blocks, and spans of a block's point tiles when the blocks are too few
 //! for the workers, run in parallel on rayon. Tile shapes never depend on the thread count and spans
 //! decide nothing ([`spans`]), so answers and counters do not either.
 
+mod boxes;
 mod exp;
 mod int8;
 mod screen;
@@ -31,6 +33,9 @@ use crate::heap::Heap;
 use crate::metric::{Metric, MetricData};
 use crate::query::{check_queries_given, run_on, thread_pool, QueryBatch};
 use crate::stop::Stop;
+pub use boxes::{
+    gap_bound, pack, Boxes, PackedArrays, PackedBoxes, LEAF as BOX_LEAF, MAX_WIDTH as BOX_MAX_WIDTH,
+};
 pub use int8::{Int8, Int8Packing, COLUMNS as INT8_COLUMNS};
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
@@ -491,8 +496,9 @@ fn check_blocks(blocks: Blocks) -> Result<()> {
 /// Answer every query of the batch exactly by dense screening: the k nearest indexed points by
 /// (distance, index), with distances bitwise the canonical ones. `threads` = None runs on rayon's
 /// global pool; results and counters never depend on it. `stop` ends the call early (between tiles).
-/// `split`, for indexed residual queries, screens every pair by the split screen before the GEMM
-/// (`split`): the same answers, fewer pairs through the GEMM.
+/// `screen` picks the pairs' screen: the f64 GEMM, the split for indexed residual queries (`split.rs`:
+/// the same answers, fewer pairs through the GEMM), or the boxes of Euclidean points ([`Boxes`]: the
+/// same answers, most pairs never looked at).
 pub fn dense_query(
     data: &MetricData,
     queries: &QueryBatch,
@@ -500,8 +506,13 @@ pub fn dense_query(
     threads: Option<i64>,
     blocks: Blocks,
     stop: &Stop,
-    split: Option<SplitData>,
+    screen: DenseScreen,
 ) -> Result<DenseOutput> {
+    let (split, boxes) = match screen {
+        DenseScreen::F64 => (None, None),
+        DenseScreen::Split(split) => (Some(split), None),
+        DenseScreen::Boxes(boxes) => (None, Some(boxes)),
+    };
     data.check_shapes()?;
     // Every check but V's values, in a full check's order; when one fails, the full check runs, so
     // the error is the one it gives first (V's, when V is bad too). V's values are proven finite by
@@ -511,6 +522,7 @@ pub fn dense_query(
     let out = check_queries_given(data, queries, k, true)
         .and_then(|()| check_blocks(blocks))
         .and_then(|()| split.map_or(Ok(()), |split| split.check(data, queries, k as usize)))
+        .and_then(|()| boxes.map_or(Ok(()), |boxes| boxes.check(data)))
         .and_then(|()| DenseOutput::empty(queries.rows.len(), k))
         .or_else(full_check_first)?;
     if queries.rows.is_empty() {
@@ -518,7 +530,23 @@ pub fn dense_query(
         return Ok(out);
     }
     let pool = thread_pool(threads).or_else(|e| data.check_v().and(Err(e)))?;
+    if let Some(boxes) = boxes {
+        let mut out = out;
+        run_on(pool, || boxes::answer(&boxes, queries, &mut out, stop))?;
+        return Ok(out);
+    }
     run_on(pool, || answer(data, queries, blocks, out, stop, split))
+}
+
+/// What screens the dense path's pairs ([`dense_query`]).
+#[derive(Clone, Copy)]
+pub enum DenseScreen<'a> {
+    /// The f64 GEMM with its rigorous bound.
+    F64,
+    /// The split screen's int8 products (indexed residual queries).
+    Split(SplitData<'a>),
+    /// The boxes of Euclidean points.
+    Boxes(Boxes<'a>),
 }
 
 impl DenseOutput {

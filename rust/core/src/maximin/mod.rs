@@ -37,7 +37,7 @@ use rayon::prelude::*;
 
 use crate::dense::{gram_strided, operand, RowFactors, Screen, Tiles};
 use crate::errors::{filled, CoreError, Result};
-use crate::hilbert::quantised_keys;
+use crate::hilbert;
 use crate::metric::{squared_sum, Metric, MetricData};
 use crate::query::{on_pool, QueryBatch};
 use crate::stop::Stop;
@@ -185,7 +185,7 @@ impl<'a> Pass<'a> {
         let block = (sizes.block as usize).min(n);
         // Euclidean: slabs of nearby points, each a region of the pool with its box (pool.rs).
         let (order, region) = match data.metric {
-            Metric::Euclidean => (hilbert_order(data)?, Some(block)),
+            Metric::Euclidean => (hilbert::order(data.x)?, Some(block)),
             Metric::Residual => ((0..n).collect(), None),
         };
         Ok(Pass {
@@ -491,30 +491,6 @@ fn offers<'s, 'a>(
         pos0: start,
         only,
     }
-}
-
-/// The points of Euclidean `data` along a Hilbert curve (ties by index), the keys of
-/// covertreex.ordering.hilbert_keys.
-fn hilbert_order(data: &MetricData) -> Result<Vec<usize>> {
-    let (x, d) = (data.x, data.x.cols());
-    let mut lo = vec![f64::INFINITY; d];
-    let mut hi = vec![f64::NEG_INFINITY; d];
-    for row in 0..x.rows() {
-        for ((lo, hi), &value) in lo.iter_mut().zip(hi.iter_mut()).zip(x.row(row)) {
-            *lo = lo.min(value);
-            *hi = hi.max(value);
-        }
-    }
-    let span: Vec<f64> = lo
-        .iter()
-        .zip(&hi)
-        .map(|(lo, hi)| if hi > lo { hi - lo } else { 1.0 })
-        .collect();
-    let bits = (63 / d as i64).clamp(1, 16);
-    let keys = quantised_keys(x, &lo, &span, bits)?;
-    let mut order: Vec<usize> = (0..x.rows()).collect();
-    order.sort_unstable_by_key(|&j| (keys[j], j));
-    Ok(order)
 }
 
 /// Coordinates up to which a slab's pairs always go by exact keys once its points hold k bounds, however

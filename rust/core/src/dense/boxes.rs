@@ -1,0 +1,689 @@
+//! The box screen of the dense path: Euclidean points of a few coordinates, packed along the Hilbert
+//! curve into leaves of [`LEAF`] points, each leaf with the bounding box of its points, and boxes of
+//! [`FAN`] boxes above them up to one box of everything (a packed R-tree). A query visits boxes nearest
+//! first and skips every box whose lower bound on the distance to any of its points exceeds its running
+//! k-th distance; the points of the leaves it opens are evaluated canonically. In a few dimensions a
+//! query opens a few leaves near it, where the GEMM screen went through every pair (cKDTree answered
+//! 10-40x faster, docs/benchmarks.md, "The auto path's Euclidean cost").
+//!
+//! Exact with no error analysis: the lower bound of a box is [`gap_bound`] (coordinate by coordinate
+//! the gap from the query to the box, squared and summed in the canonical order), which never exceeds the
+//! canonical squared sum of any point of the box (its argument is on `gap_bound`); `sqrt` is correctly
+//! rounded, so monotone, and a box is skipped only when the square root of its bound is *above* the k-th
+//! distance: its points' distances are then above it too, and no tie at the k-th distance is lost. In
+//! predecessor mode a box none of whose points is eligible (its smallest dataset index at or above the
+//! query's limit) is skipped as well. Each query's search is sequential and its own, so answers and
+//! counters depend on nothing but the query and the points (not on threads, blocks or query order).
+//!
+//! A tiny own R-tree rather than a crate's k-d tree: the answer must be ordered by (distance, index)
+//! with the canonical distance bits, and a k-th-distance tie must go to the lowest index; the crates
+//! (kiddo, kdtree) break ties as their traversal meets them.
+
+use rayon::prelude::*;
+
+use super::DenseOutput;
+use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_PRUNES, Q_STEPS};
+use crate::errors::{CoreError, Result};
+use crate::heap::Heap;
+use crate::hilbert;
+use crate::metric::{Matrix, Metric, MetricData};
+use crate::query::{run_on, thread_pool, QueryBatch};
+use crate::stop::Stop;
+
+/// A lower bound on the canonical squared sum ([`squared_sum`](crate::metric::squared_sum)) between `x` and every point of the box
+/// (`lo`, `hi`), exactly, with no error analysis: coordinate by coordinate |y_i - x_i| >= e_i for a point
+/// y of the box, where e_i is lo_i - x_i, x_i - hi_i or 0; rounding to nearest is monotone and symmetric,
+/// so |fl(x_i - y_i)| >= fl(e_i) and the rounded squares keep that order; and both sums add these
+/// non-negative terms in the same index order from 0, each rounded addition monotone in both operands.
+pub fn gap_bound(x: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
+    let mut sum = 0.0;
+    for ((&x, &lo), &hi) in x.iter().zip(lo).zip(hi) {
+        let gap = (lo - x).max(x - hi).max(0.0);
+        sum += gap * gap;
+    }
+    sum
+}
+
+/// Points per leaf box.
+pub const LEAF: usize = 16;
+/// Boxes per box of the level above.
+pub const FAN: usize = 8;
+/// Coordinates up to which the box screen is offered (`dense_screen='auto'` takes it there).
+pub const MAX_WIDTH: usize = 8;
+
+/// Points packed into boxes: what [`pack`] returns and the dense path takes back on every call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedBoxes {
+    /// The dataset index of the point at each position of the packing (a permutation of 0..N).
+    pub order: Vec<i64>,
+    /// The points' coordinates in that order, leaf by leaf, each leaf's coordinate t of its points
+    /// together (`leaf` values, padded with 0 past the last point), so that a leaf's points are
+    /// evaluated in lockstep.
+    pub coords: Vec<f64>,
+    /// Every box's lowest then highest coordinates (2 d values), leaves first, level by level up to
+    /// the top box.
+    pub boxes: Vec<f64>,
+    /// Every box's smallest dataset index, in the same order.
+    pub least: Vec<i64>,
+}
+
+/// The first box of each level, leaves first, and the end of the last one (the top level holds one
+/// box), for `n` points in leaves of `leaf` and boxes of `fan` (no level for no points).
+fn level_starts(n: usize, leaf: usize, fan: usize) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut count = n.div_ceil(leaf);
+    while count > 0 {
+        starts.push(starts[starts.len() - 1] + count);
+        if count == 1 {
+            break;
+        }
+        count = count.div_ceil(fan);
+    }
+    starts
+}
+
+/// The points of `x` packed in leaves of [`LEAF`] points and boxes of `FAN` boxes along the Hilbert
+/// curve of covertreex.ordering.hilbert_order, on `threads` workers (None: rayon's global pool); the
+/// packing does not depend on them.
+pub fn pack(x: Matrix, threads: Option<i64>) -> Result<PackedBoxes> {
+    run_on(thread_pool(threads)?, || pack_with(x, LEAF, FAN))
+}
+
+pub(crate) fn pack_with(x: Matrix, leaf: usize, fan: usize) -> Result<PackedBoxes> {
+    let (n, d) = (x.rows(), x.cols());
+    if n == 0 || d == 0 {
+        return Err(CoreError::Empty {
+            what: "points to pack in boxes",
+        });
+    }
+    let order = hilbert::order(x)?;
+    let starts = level_starts(n, leaf, fan);
+    let mut coords = Vec::with_capacity(starts[1] * leaf * d);
+    let mut boxes = Vec::with_capacity(starts[starts.len() - 1] * 2 * d);
+    let mut least = Vec::with_capacity(starts[starts.len() - 1]);
+    for members in order.chunks(leaf) {
+        for t in 0..d {
+            coords.extend(members.iter().map(|&j| x.row(j)[t]));
+            coords.extend(std::iter::repeat_n(0.0, leaf - members.len()));
+        }
+        let (lo, hi) = span_of(members.iter().map(|&j| x.row(j)), d);
+        boxes.extend(lo.into_iter().chain(hi));
+        least.push(members.iter().min().map_or(0, |&j| j as i64));
+    }
+    for level in 1..starts.len() - 1 {
+        for child in (starts[level - 1]..starts[level]).step_by(fan) {
+            let children = child..(child + fan).min(starts[level]);
+            let corners = children.clone().flat_map(|c| {
+                let bounds = &boxes[c * 2 * d..(c + 1) * 2 * d];
+                [&bounds[..d], &bounds[d..]]
+            });
+            let (lo, hi) = span_of(corners.collect::<Vec<_>>().into_iter(), d);
+            boxes.extend(lo.into_iter().chain(hi));
+            least.push(least[children].iter().copied().min().unwrap_or(0));
+        }
+    }
+    let order = order.into_iter().map(|j| j as i64).collect();
+    Ok(PackedBoxes {
+        order,
+        coords,
+        boxes,
+        least,
+    })
+}
+
+/// The lowest and highest coordinates of `rows` (of `d` values each).
+fn span_of<'r>(rows: impl Iterator<Item = &'r [f64]>, d: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut lo = vec![f64::INFINITY; d];
+    let mut hi = vec![f64::NEG_INFINITY; d];
+    for row in rows {
+        for ((lo, hi), &value) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
+            *lo = lo.min(value);
+            *hi = hi.max(value);
+        }
+    }
+    (lo, hi)
+}
+
+/// The arrays of a packing, borrowed (the fields of [`PackedBoxes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PackedArrays<'a> {
+    pub order: &'a [i64],
+    pub coords: &'a [f64],
+    pub boxes: &'a [f64],
+    pub least: &'a [i64],
+}
+
+impl PackedBoxes {
+    pub fn arrays(&self) -> PackedArrays<'_> {
+        PackedArrays {
+            order: &self.order,
+            coords: &self.coords,
+            boxes: &self.boxes,
+            least: &self.least,
+        }
+    }
+}
+
+/// Packed boxes as the dense path reads them, checked against the points they pack.
+#[derive(Debug, Clone, Copy)]
+pub struct Boxes<'a> {
+    arrays: PackedArrays<'a>,
+    width: usize,
+    leaf: usize,
+    fan: usize,
+}
+
+fn mismatch(what: &'static str, expected: usize, got: usize) -> CoreError {
+    CoreError::DimensionMismatch {
+        what,
+        expected,
+        got,
+    }
+}
+
+impl<'a> Boxes<'a> {
+    /// `arrays` (as [`pack`] made them from `n` points of `width` coordinates) for reading: an error
+    /// names an array whose length or indices do not fit them (a packing of other points).
+    pub fn new(arrays: PackedArrays<'a>, n: usize, width: usize) -> Result<Boxes<'a>> {
+        Boxes::with_shape(arrays, n, width, LEAF, FAN)
+    }
+
+    pub(crate) fn with_shape(
+        arrays: PackedArrays<'a>,
+        n: usize,
+        width: usize,
+        leaf: usize,
+        fan: usize,
+    ) -> Result<Boxes<'a>> {
+        let n_boxes = level_starts(n, leaf, fan).last().copied().unwrap_or(0);
+        let PackedArrays {
+            order,
+            coords,
+            boxes,
+            least,
+        } = arrays;
+        for (what, expected, got) in [
+            ("packed boxes: order", n, order.len()),
+            (
+                "packed boxes: coords",
+                n.div_ceil(leaf) * leaf * width,
+                coords.len(),
+            ),
+            ("packed boxes: boxes", n_boxes * 2 * width, boxes.len()),
+            ("packed boxes: least", n_boxes, least.len()),
+        ] {
+            if expected != got {
+                return Err(mismatch(what, expected, got));
+            }
+        }
+        if let Some(position) = order.iter().position(|&j| j < 0 || j >= n as i64) {
+            return Err(CoreError::IndexOutOfRange {
+                what: "packed boxes: order",
+                position,
+                index: order[position],
+                bound: n,
+            });
+        }
+        Ok(Boxes {
+            arrays,
+            width,
+            leaf,
+            fan,
+        })
+    }
+}
+
+impl Boxes<'_> {
+    /// Whether these boxes can answer queries of `data`: Euclidean points, as many as they pack, with
+    /// as many coordinates.
+    pub(super) fn check(&self, data: &MetricData) -> Result<()> {
+        if data.metric != Metric::Euclidean {
+            return Err(CoreError::BadValue {
+                what: "the box screen's metric",
+                value: data.metric as i64,
+                allowed: "Euclidean",
+            });
+        }
+        if self.arrays.order.len() != data.n_points() {
+            return Err(mismatch(
+                "packed boxes: points",
+                data.n_points(),
+                self.arrays.order.len(),
+            ));
+        }
+        if self.width != data.x.cols() {
+            return Err(mismatch(
+                "packed boxes: coordinates",
+                data.x.cols(),
+                self.width,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One query's search: its heap and its counts.
+struct Search<'s, 'a> {
+    boxes: &'s Boxes<'a>,
+    starts: &'s [usize],
+    query: &'s [f64],
+    own: i64,
+    limit: i64,
+    heap: &'s mut Heap,
+    counts: [i64; N_QUERY_COUNTERS],
+}
+
+impl Search<'_, '_> {
+    /// Whether a box whose bound is `bound` holds no point that can enter the heap.
+    fn excluded(&self, bound: f64) -> bool {
+        self.heap.is_full() && bound.sqrt() > self.heap.worst_distance()
+    }
+
+    /// Search box `node` of `level` (0: a leaf).
+    fn visit(&mut self, level: usize, node: usize) {
+        if level == 0 {
+            return self.open(node);
+        }
+        let (d, fan) = (self.boxes.width, self.boxes.fan);
+        let first = self.starts[level - 1];
+        let children = first + node * fan..(first + (node + 1) * fan).min(self.starts[level]);
+        let mut near = [(0.0f64, 0usize); MAX_FAN];
+        let mut count = 0;
+        for child in children {
+            let bounds = &self.boxes.arrays.boxes[child * 2 * d..(child + 1) * 2 * d];
+            let bound = gap_bound(self.query, &bounds[..d], &bounds[d..]);
+            if self.boxes.arrays.least[child] >= self.limit || self.excluded(bound) {
+                self.counts[Q_PRUNES] += 1;
+                continue;
+            }
+            near[count] = (bound, child);
+            count += 1;
+        }
+        let near = &mut near[..count];
+        near.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (at, &(bound, child)) in near.iter().enumerate() {
+            if self.excluded(bound) {
+                self.counts[Q_PRUNES] += (near.len() - at) as i64;
+                break;
+            }
+            self.visit(level - 1, child - first);
+        }
+    }
+
+    /// Evaluate the eligible points of leaf `leaf` canonically and offer them to the heap. The leaf's
+    /// points are summed in lockstep, each lane [`squared_sum`](crate::metric::squared_sum)'s sum (the query's coordinate first,
+    /// terms in index order from 0), so every value is the canonical one.
+    fn open(&mut self, leaf: usize) {
+        let (d, size) = (self.boxes.width, self.boxes.leaf);
+        let first = leaf * size;
+        let members =
+            &self.boxes.arrays.order[first..(first + size).min(self.boxes.arrays.order.len())];
+        let block = &self.boxes.arrays.coords[first * d..(first + size) * d];
+        let mut sums = [0.0f64; MAX_LEAF];
+        let sums = &mut sums[..size];
+        for (&q, values) in self.query.iter().zip(block.chunks_exact(size)) {
+            for (sum, &value) in sums.iter_mut().zip(values) {
+                let diff = q - value;
+                *sum += diff * diff;
+            }
+        }
+        self.counts[Q_STEPS] += 1;
+        for (&index, &sum) in members.iter().zip(sums.iter()) {
+            if index >= self.limit {
+                continue;
+            }
+            let distance = if index == self.own { 0.0 } else { sum.sqrt() };
+            self.counts[Q_EVALUATIONS] += 1;
+            let beyond = self.heap.is_full() && distance > self.heap.worst_distance();
+            if !beyond && self.heap.offer(distance, index) {
+                self.counts[Q_HEAP_PUSHES] += 1;
+            }
+        }
+    }
+}
+
+/// The largest fan-out [`Search::visit`] holds on its stack.
+const MAX_FAN: usize = 64;
+
+/// The largest leaf [`Search::open`] sums on its stack.
+const MAX_LEAF: usize = 64;
+
+/// Queries per unit of parallel work, in the Hilbert order of their coordinates (neighbouring queries
+/// read the same boxes).
+const QUERIES_PER_TASK: usize = 64;
+
+/// Every query's k nearest eligible points by the box screen, into `out` (padding rows as given):
+/// canonical evaluations, heap pushes, boxes skipped and leaves opened per query; pairs screened are
+/// the pairs evaluated (the boxes decide all others).
+pub(super) fn answer(
+    boxes: &Boxes,
+    queries: &QueryBatch,
+    out: &mut DenseOutput,
+    stop: &Stop,
+) -> Result<()> {
+    if !(2..=MAX_FAN).contains(&boxes.fan) || !(1..=MAX_LEAF).contains(&boxes.leaf) {
+        return Err(CoreError::BadValue {
+            what: "packed boxes: fan-out",
+            value: boxes.fan as i64,
+            allowed: "between 2 and 64, with leaves of 1 to 64 points",
+        });
+    }
+    let n_q = queries.rows.len();
+    let starts = level_starts(boxes.arrays.order.len(), boxes.leaf, boxes.fan);
+    let k = out.k;
+    let x = queries.data.x;
+    let mut by_curve: Vec<usize> = (0..n_q).collect();
+    if n_q > QUERIES_PER_TASK {
+        let rows: Vec<f64> = (queries.rows.iter())
+            .flat_map(|&r| x.row(r as usize))
+            .copied()
+            .collect();
+        let order = hilbert::order(Matrix::new("query rows", &rows, n_q, x.cols())?)?;
+        by_curve = order;
+    }
+    let answers: Vec<(Vec<i64>, Vec<f64>, Vec<i64>)> = by_curve
+        .par_chunks(QUERIES_PER_TASK)
+        .map_init(
+            || Heap::new(k),
+            |heap, chunk| {
+                let mut indices = vec![-1i64; chunk.len() * k];
+                let mut distances = vec![f64::INFINITY; chunk.len() * k];
+                let mut counts = vec![0i64; chunk.len() * N_QUERY_COUNTERS];
+                if stop.requested() {
+                    return (indices, distances, counts);
+                }
+                for (at, &q) in chunk.iter().enumerate() {
+                    heap.clear();
+                    let mut search = Search {
+                        boxes,
+                        starts: &starts,
+                        query: x.row(queries.rows[q] as usize),
+                        own: queries.dataset_index[q],
+                        limit: queries.limit[q],
+                        heap,
+                        counts: [0; N_QUERY_COUNTERS],
+                    };
+                    search.visit(starts.len() - 2, 0);
+                    let counted = search.counts;
+                    heap.write_sorted(
+                        &mut indices[at * k..(at + 1) * k],
+                        &mut distances[at * k..(at + 1) * k],
+                    );
+                    counts[at * N_QUERY_COUNTERS..(at + 1) * N_QUERY_COUNTERS]
+                        .copy_from_slice(&counted);
+                }
+                (indices, distances, counts)
+            },
+        )
+        .collect();
+    stop.check()?;
+    for (chunk, (indices, distances, counts)) in by_curve.chunks(QUERIES_PER_TASK).zip(answers) {
+        for (at, &q) in chunk.iter().enumerate() {
+            out.indices[q * k..(q + 1) * k].copy_from_slice(&indices[at * k..(at + 1) * k]);
+            out.distances[q * k..(q + 1) * k].copy_from_slice(&distances[at * k..(at + 1) * k]);
+            let row = &counts[at * N_QUERY_COUNTERS..(at + 1) * N_QUERY_COUNTERS];
+            out.per_query[q * N_QUERY_COUNTERS..(q + 1) * N_QUERY_COUNTERS].copy_from_slice(row);
+            out.screened[q] = row[Q_EVALUATIONS];
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::{squared_sum, Kernel};
+
+    fn random(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// n points of d coordinates: uniform, on a small integer lattice (ties and duplicates everywhere),
+    /// or a few sites far apart with tiny offsets near 1e6 (boxes whose bounds round).
+    fn points(kind: usize, n: usize, d: usize, state: &mut u64) -> Vec<f64> {
+        let unit = |bits: u64| (bits >> 11) as f64 / (1u64 << 53) as f64;
+        (0..n * d)
+            .map(|_| match kind {
+                0 => unit(random(state)),
+                1 => (random(state) % 3) as f64,
+                _ => 1e6 + (random(state) % 4) as f64 * 1e3 + unit(random(state)) * 1e-9,
+            })
+            .collect()
+    }
+
+    fn euclidean<'a>(x: &'a [f64], ones: &'a [f64], d: usize) -> MetricData<'a> {
+        let n = x.len() / d;
+        MetricData {
+            metric: Metric::Euclidean,
+            kernel: Kernel::Rbf,
+            variance: 1.0,
+            lengthscale: &ones[..d],
+            x: Matrix::new("X", x, n, d).unwrap(),
+            v: Matrix::new("V", &[], n, 0).unwrap(),
+            p: &ones[..n],
+            slack: 0.0,
+        }
+    }
+
+    /// The k nearest of the points below `limit` to `query` by (canonical distance, index), padded.
+    fn naive(
+        x: &[f64],
+        d: usize,
+        query: &[f64],
+        own: i64,
+        limit: i64,
+        k: usize,
+    ) -> (Vec<i64>, Vec<f64>) {
+        let n = x.len() / d;
+        let mut pairs: Vec<(f64, i64)> = (0..n as i64)
+            .filter(|&j| j < limit)
+            .map(|j| {
+                let point = &x[j as usize * d..(j as usize + 1) * d];
+                let distance = if j == own {
+                    0.0
+                } else {
+                    squared_sum(query, point).sqrt()
+                };
+                (distance, j)
+            })
+            .collect();
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        pairs.resize(k.max(pairs.len()), (f64::INFINITY, -1));
+        pairs.truncate(k);
+        pairs.into_iter().map(|(d, j)| (j, d)).unzip()
+    }
+
+    fn empty_output(n_q: usize, k: usize) -> DenseOutput {
+        DenseOutput {
+            n_queries: n_q,
+            k,
+            indices: vec![-1; n_q * k],
+            distances: vec![f64::INFINITY; n_q * k],
+            per_query: vec![0; n_q * N_QUERY_COUNTERS],
+            screened: vec![0; n_q],
+            declined: vec![false; n_q],
+            gemm_seconds: 0.0,
+        }
+    }
+
+    /// Indexed queries of every point, predecessor queries and queries of other points, on uniform,
+    /// lattice and rounding-prone data, with leaves and fan-outs that make one level and many: every
+    /// row equals the naive scan's, indices and distance bits, and the screen looked at fewer pairs.
+    #[test]
+    fn answers_equal_a_naive_scan() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let ones = vec![1.0; 400];
+        let mut skipped = 0;
+        for &(n, d, leaf, fan) in &[
+            (1, 2, 16, 8),
+            (7, 1, 2, 2),
+            (100, 2, 3, 2),
+            (300, 3, 16, 8),
+            (257, 4, 5, 64),
+            (200, 8, 4, 3),
+        ] {
+            for kind in 0..3 {
+                let x = points(kind, n, d, &mut state);
+                let others = points(kind, 9, d, &mut state);
+                let data = euclidean(&x, &ones, d);
+                let packed = pack_with(data.x, leaf, fan).unwrap();
+                let boxes = Boxes::with_shape(packed.arrays(), n, d, leaf, fan).unwrap();
+                boxes.check(&data).unwrap();
+                let all: Vec<i64> = (0..n as i64).collect();
+                let nine: Vec<i64> = (0..9).collect();
+                let everyone = vec![n as i64; n];
+                let (outside, anywhere) = (vec![-1i64; 9], vec![n as i64; 9]);
+                let batches = [
+                    (&x, &all, &all, &everyone),
+                    (&x, &all, &all, &all),
+                    (&others, &nine, &outside, &anywhere),
+                ];
+                for (coords, rows, own, limit) in batches {
+                    let queries = QueryBatch {
+                        data: euclidean(coords, &ones, d),
+                        rows,
+                        dataset_index: own,
+                        limit,
+                    };
+                    for k in [1, 3, 10, n + 2] {
+                        let mut out = empty_output(rows.len(), k);
+                        answer(&boxes, &queries, &mut out, &Stop::default()).unwrap();
+                        for q in 0..rows.len() {
+                            let query = &coords[q * d..(q + 1) * d];
+                            let (indices, distances) = naive(&x, d, query, own[q], limit[q], k);
+                            let row = q * k..(q + 1) * k;
+                            let context = format!(
+                                "n {n} d {d} leaf {leaf} fan {fan} kind {kind} k {k} q {q}"
+                            );
+                            assert_eq!(out.indices[row.clone()], indices[..], "{context}");
+                            let bits =
+                                |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(bits(&out.distances[row]), bits(&distances), "{context}");
+                            let eligible = limit[q].min(n as i64);
+                            let evaluated = out.per_query[q * N_QUERY_COUNTERS + Q_EVALUATIONS];
+                            assert_eq!(out.screened[q], evaluated);
+                            assert!(evaluated <= eligible, "{context}");
+                            skipped += i64::from(evaluated < eligible);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(skipped > 1000, "the boxes must skip points: {skipped}");
+    }
+
+    #[test]
+    fn every_box_holds_its_points_and_their_smallest_index() {
+        let mut state = 7u64;
+        for &(n, leaf, fan) in &[
+            (1, 16, 8),
+            (16, 16, 8),
+            (17, 16, 8),
+            (1000, 16, 8),
+            (50, 1, 2),
+        ] {
+            let x = points(0, n, 3, &mut state);
+            let packed = pack_with(Matrix::new("X", &x, n, 3).unwrap(), leaf, fan).unwrap();
+            let starts = level_starts(n, leaf, fan);
+            assert_eq!(
+                starts[starts.len() - 1] - starts[starts.len() - 2],
+                1,
+                "one top box"
+            );
+            let mut sorted = packed.order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..n as i64).collect::<Vec<_>>());
+            // The points under each box, by level: leaves, then runs of `fan` boxes below.
+            let mut under: Vec<std::ops::Range<usize>> = (0..n.div_ceil(leaf))
+                .map(|b| b * leaf..((b + 1) * leaf).min(n))
+                .collect();
+            for &first in &starts[..starts.len() - 1] {
+                for (b, positions) in under.iter().enumerate() {
+                    let node = first + b;
+                    let bounds = &packed.boxes[node * 6..(node + 1) * 6];
+                    for p in positions.clone() {
+                        let block = &packed.coords[(p / leaf) * leaf * 3..][..leaf * 3];
+                        let row: Vec<f64> = (0..3).map(|t| block[t * leaf + p % leaf]).collect();
+                        assert_eq!(row, &x[packed.order[p] as usize * 3..][..3]);
+                        for t in 0..3 {
+                            assert!(bounds[t] <= row[t] && row[t] <= bounds[3 + t]);
+                        }
+                    }
+                    let least = packed.order[positions.clone()].iter().min().unwrap();
+                    assert_eq!(packed.least[node], *least);
+                }
+                under = under
+                    .chunks(fan)
+                    .map(|c| c[0].start..c[c.len() - 1].end)
+                    .collect();
+            }
+        }
+    }
+
+    #[test]
+    fn arrays_of_another_packing_are_errors() {
+        let x = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let packed = pack(Matrix::new("X", &x, 3, 2).unwrap(), Some(1)).unwrap();
+        let arrays = packed.arrays();
+        assert!(Boxes::new(arrays, 3, 2).is_ok());
+        assert!(Boxes::new(arrays, 4, 2).is_err());
+        assert!(Boxes::new(arrays, 3, 1).is_err());
+        for order in [[0, 1, 3], [0, -1, 2]] {
+            let arrays = PackedArrays {
+                order: &order,
+                ..arrays
+            };
+            assert!(Boxes::new(arrays, 3, 2).is_err());
+        }
+        assert!(pack(Matrix::new("X", &[], 0, 2).unwrap(), None).is_err());
+        let ones = [1.0; 4];
+        let other = [0.0; 8];
+        let boxes = Boxes::new(arrays, 3, 2).unwrap();
+        assert!(
+            boxes.check(&euclidean(&other, &ones, 2)).is_err(),
+            "4 points, not 3"
+        );
+        assert!(
+            boxes.check(&euclidean(&x, &ones, 3)).is_err(),
+            "2 points of 3 coordinates"
+        );
+    }
+
+    /// Points beside, at or inside the box, at every scale the metric accepts, each against the box
+    /// point nearest it (the pair that attains the gaps): the bound never exceeds its canonical sum.
+    #[test]
+    fn the_bound_never_exceeds_the_canonical_sum() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let scales = [2f64.powi(-449), 1e-100, 1e-20, 1e-3, 1.0, 3.0, 1e10, 1e150];
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let d = 1 + (next() % 6) as usize;
+            let scale = scales[(next() % scales.len() as u64) as usize];
+            let unit = |bits: u64| (bits >> 11) as f64 / (1u64 << 53) as f64;
+            let lo: Vec<f64> = (0..d).map(|_| scale * (unit(next()) - 0.5)).collect();
+            let hi: Vec<f64> = lo.iter().map(|&l| l + scale * unit(next())).collect();
+            // y on the box's boundary nearest x: the pair that attains the gaps.
+            let x: Vec<f64> = (0..d)
+                .map(|i| match next() % 3 {
+                    0 => lo[i] - scale * unit(next()) * 1e-6,
+                    1 => hi[i] + scale * unit(next()),
+                    _ => lo[i] + (hi[i] - lo[i]) * unit(next()),
+                })
+                .collect();
+            let y: Vec<f64> = (0..d).map(|i| x[i].clamp(lo[i], hi[i])).collect();
+            let bound = gap_bound(&x, &lo, &hi);
+            assert!(bound <= squared_sum(&x, &y), "x {x:?} box {lo:?} {hi:?}");
+            checked += usize::from(bound > 0.0);
+        }
+        assert!(checked > 5_000, "too few positive bounds: {checked}");
+    }
+}
