@@ -216,7 +216,7 @@ class CoverTree:
             return self.config.path
         if _metric_unknown(space):
             return "dense"
-        pairs = float(queries.limit.clip(0, space.n_points).sum())
+        pairs = queries.eligible_pairs(space.n_points)
         box_screen = getattr(self.engine, "box_screen", None)  # optional in the engine interface
         boxes = box_screen is not None and box_screen(space, self.config)
         return paths.choose(self.metric, space.n_dims, space.n_points, k, pairs, queries.n_queries,

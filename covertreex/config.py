@@ -122,8 +122,9 @@ class Config:
     )
     path: str = knob(
         "auto",
-        "how a tree engine answers: 'tree' walks the cover tree, 'dense' screens every pair with "
-        "blocked GEMM and re-checks candidates canonically (exact, no tree), 'auto' chooses per call "
+        "how a tree engine answers: 'tree' walks the cover tree, 'dense' screens the pairs (blocked GEMM, "
+        "or the screen dense_screen names) and re-checks candidates canonically (exact, no tree), 'auto' "
+        "chooses per call "
         "by the cost model of covertreex.paths, which counts the tree's build only while none exists (so "
         "after a call that built it, the same call may take the tree, with that path's counters)",
         choices=("auto", "tree", "dense"),

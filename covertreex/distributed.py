@@ -105,6 +105,19 @@ class Index:
         """What one returned neighbour costs in eligible pairs, on this index's screen."""
         return SPLIT_PAIRS_PER_NEIGHBOUR if self.takes_split else PAIRS_PER_NEIGHBOUR
 
+    @property
+    def takes_boxes(self) -> bool:
+        """Whether every range takes the box screen (the rust dense path, the job's screen resolved)."""
+        return self.path == "dense" and self.engine == "rust" and self.config.dense_screen == "boxes"
+
+    @property
+    def costed_limits(self) -> np.ndarray:
+        """Each query's eligible points as the ranges' balance counts them: none on the box screen, whose
+        work per query does not grow with them (covertreex.paths.box_evaluations), so that its ranges hold
+        equal numbers of queries (with the f64 model, the first of two predecessor ranges held 70%)."""
+        eligible = self.queries.eligible(self.space.n_points)
+        return np.zeros_like(eligible) if self.takes_boxes else eligible
+
     def __reduce_ex__(self, protocol):
         """Travel in pieces that land in plain pages (:mod:`covertreex.small_frames`), with the problem's
         split screen where the ranges take it: a pickled problem leaves it out, and each worker building
@@ -345,8 +358,8 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
             return run(index, connection, ranges_per_worker=ranges_per_worker)
     _require_scheduler(client)  # lost before the job: Dask's reconnect would hold every call below
     workers = max(1, len(client.scheduler_info()["workers"]))
-    ranges = cost_balanced_ranges(np.minimum(index.queries.limit, index.space.n_points), index.k,
-                                  workers * ranges_per_worker, index.pairs_per_neighbour)
+    ranges = cost_balanced_ranges(index.costed_limits, index.k, workers * ranges_per_worker,
+                                  index.pairs_per_neighbour)
     try:
         return _run_ranges(index, client, ranges)
     except Exception as exc:

@@ -2,7 +2,10 @@
 
 Tree engines are registered twice: under their own name on the tree path (``path='tree'``: the walk whose
 counters the parity group compares), and as ``<name>-dense`` on the dense path (GEMM screening with a
-canonical re-check), so the parity matrix proves dense == tree == brute on every dataset.
+canonical re-check), so the parity matrix proves dense == tree == brute on every dataset; and rust's box
+screen (perf mode, Euclidean points of at most 8 coordinates) as ``rust-boxes``, for Euclidean problems
+only (this repo's parity matrix leaves it out, where every residual case would be a skip;
+tests/covertreex/test_box_screen.py draws the same generated cases for it).
 
 Registration goes through the same ``pytest_pcct_register_engines`` hook other projects use. Every name in
 :func:`covertreex.engine_names` is registered; whether it can run here is decided when it is selected
@@ -24,6 +27,8 @@ PARITY_GROUP = {"gold": "covertreex-parity", "rust": "covertreex-parity"}
 """Engines whose work counters are equal field by field in parity mode (DESIGN section 7)."""
 _TREES_KEPT = 8
 EVERYTHING = Capabilities(metrics=METRICS, problems=QUERY_KINDS)
+BOX_SCREEN = "rust-boxes"
+"""The rust dense path on its box screen (rust/core/src/dense/boxes.rs)."""
 
 
 class CovertreexEngine:
@@ -99,3 +104,8 @@ def register(registry: EngineRegistry) -> None:
             f"{name}-dense", _factory(f"{name}-dense", name, path="dense"),
             telemetry_schema=schema_resource(), capabilities=EVERYTHING,
         )
+    registry.register(
+        BOX_SCREEN, _factory(BOX_SCREEN, "rust", path="dense", mode="perf", dense_screen="boxes"),
+        telemetry_schema=schema_resource(), capabilities=Capabilities(metrics=("euclidean",),
+                                                                      problems=QUERY_KINDS),
+    )

@@ -6,9 +6,9 @@ are bit-for-bit equal to gold's (docs/parity.md). Perf mode evaluates groups of 
 whole step's children before pruning; it returns the same trees, answers and counters, and reports the
 speculative distances it threw away as ``counters.extra["discarded_evaluations"]`` (0 in parity mode).
 The dense path (:meth:`RustEngine.dense`) answers without a tree: GEMM tiles with a fused screening
-epilogue and a canonical re-check (rust/core/src/dense). The tree format
-code is shared: the extension returns levels, parents and radii, and :func:`covertreex.tree.assemble`
-builds the Tree exactly as for gold.
+epilogue and a canonical re-check, the split screen's int8 products (residual), or the packed boxes of
+low-dimensional Euclidean points (rust/core/src/dense). The tree format code is shared: the extension
+returns levels, parents and radii, and :func:`covertreex.tree.assemble` builds the Tree exactly as for gold.
 
 Arrays reach the extension C-contiguous in their canonical dtypes; :func:`_canonical` copies only an
 array that is not already so (never the case for spaces and trees made by covertreex itself). The GIL is
@@ -118,8 +118,9 @@ class RustEngine:
         return idx, dist, QueryCounters(per_query, per_level, extra)
 
     def box_screen(self, space: MetricSpace, config: Config) -> bool:
-        """Whether the dense path may take the box screen for `space` (the cost model then weighs it)."""
-        return box_screen_applies(space, config)
+        """Whether the dense path may screen `space`'s pairs by packed boxes under `config` (dense_boxes;
+        covertreex.paths then weighs their cost)."""
+        return config.dense_screen in ("auto", "boxes") and _box_screen_refusal(space, config) is None
 
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         """The dense path: GEMM tiles (the `gemm` crate) with a fused screening epilogue on rayon, or the
@@ -227,11 +228,6 @@ def _indexed(space: MetricSpace, queries: QuerySet) -> bool:
                        for name in ("X", "V", "P"))
 
 
-def box_screen_applies(space: MetricSpace, config: Config) -> bool:
-    """Whether the dense path may screen `space`'s pairs by packed boxes under `config` (dense_boxes)."""
-    return config.dense_screen in ("auto", "boxes") and _box_screen_refusal(space, config) is None
-
-
 def _box_screen_refusal(space: MetricSpace, config: Config) -> str | None:
     """Why the box screen cannot run for `space` under `config`, or None."""
     if config.mode != "perf":
@@ -262,7 +258,7 @@ def _takes_boxes(space: MetricSpace, queries: QuerySet, k: int, config: Config) 
         if config.dense_screen == "boxes":
             raise InvalidInputError(f"dense_screen='boxes' {reason}")
         return False
-    pairs = float(np.minimum(queries.limit, space.n_points).sum())
+    pairs = queries.eligible_pairs(space.n_points)
     return config.dense_screen == "boxes" or paths.boxes_pay(
         space.n_dims, space.n_points, k, pairs, queries.n_queries, queries.predecessor)
 
@@ -314,7 +310,7 @@ def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:
     if "split_screen" in vars(space.problem):
         return True
     m = space.data.V.shape[1]
-    pairs = int(np.minimum(queries.limit, space.n_points).sum())
+    pairs = queries.eligible_pairs(space.n_points)
     least = split_screen.PAYS * m * (space.n_points + m * m / 4)
     if pairs < least:
         return False

@@ -93,6 +93,14 @@ class QuerySet:
     def n_queries(self) -> int:
         return self.rows.shape[0]
 
+    def eligible(self, n_points: int) -> np.ndarray:
+        """How many of the `n_points` indexed points each query may return (its limit, at most them)."""
+        return np.minimum(self.limit, n_points)
+
+    def eligible_pairs(self, n_points: int) -> float:
+        """The query x point pairs a search of every eligible point would screen."""
+        return float(self.eligible(n_points).sum())
+
     def digest(self) -> str:
         """Which queries these are (:func:`covertreex.digest.query_digest`), as telemetry names them."""
         if self.coordinates:
@@ -110,6 +118,11 @@ class MetricSpace:
 
     def __post_init__(self):
         object.__setattr__(self, "data", self.data.sealed())
+
+    def __getstate__(self) -> dict:
+        """What the space indexes, without what was derived from it (the digest, an engine's index such as
+        the packed boxes): the receiving side makes them again if it needs them."""
+        return {"metric": self.metric, "data": self.data, "problem": self.problem}
 
     def __setstate__(self, state: dict) -> None:
         """A pickle may have been altered: the space is made again from what it indexes, its problem

@@ -9,10 +9,16 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import covertreex as ct
 from covertreex import datasets, paths
 from covertreex.errors import InvalidInputError
+from covertreex.kinds import QUERY_KINDS
+from pytest_pcct.covertreex_engines import BOX_SCREEN, CovertreexEngine
+from pytest_pcct.parity.profiles import suite_settings
+from pytest_pcct.parity.strategies import knn_cases
 
 BOXES = {"engine": "rust", "mode": "perf", "path": "dense", "dense_screen": "boxes"}
 
@@ -149,6 +155,29 @@ def test_a_pickled_model_packs_its_own_boxes(check_same):
     X = datasets.gaussian(2000, 3, 6)
     model = _boxes(X)
     expected = model.kneighbors(indices=np.arange(50), k=8)
+    assert "packed_boxes" in vars(model.space)
     copy = pickle.loads(pickle.dumps(model))
-    assert "packed_boxes" not in vars(copy.space)
+    assert "packed_boxes" not in vars(copy.space), "derived values do not travel"
+    fresh = _boxes(X).space  # never queried: nothing derived yet
+    assert len(pickle.dumps(model.space)) == len(pickle.dumps(fresh))
     check_same(copy.kneighbors(indices=np.arange(50), k=8), expected, "after pickling")
+
+
+BOX_ENGINE = CovertreexEngine(BOX_SCREEN, "rust", path="dense", mode="perf", dense_screen="boxes")
+ORACLE = CovertreexEngine("brute", "brute", brute_variant="direct")
+
+
+@suite_settings()
+@given(case=knn_cases(metric="euclidean", queries=st.sampled_from(QUERY_KINDS)))
+def test_generated_cases_equal_the_oracle(case):
+    """The plugin's generated Euclidean cases (lattices, duplicates, clusters, near-ties a few ulps apart,
+    arbitrary floats; points, indices and predecessor queries) through the registered `rust-boxes`."""
+    (indices, distances), (expected, truth) = (_rows(engine(case.problem, case.k)) for engine in (BOX_ENGINE,
+                                                                                                  ORACLE))
+    assert np.array_equal(indices, expected)
+    assert np.array_equal(distances.view(np.int64), truth.view(np.int64))
+
+
+def _rows(answer):
+    """(indices, distances) of an adapter's answer: a KnnResult, or a tuple when it padded k beyond n."""
+    return (answer[0], answer[1]) if isinstance(answer, tuple) else (answer.indices, answer.distances)

@@ -206,6 +206,22 @@ def test_only_an_index_whose_ranges_take_the_split_sends_one():
         other.adopt_split_screen(split_screen.split_screen(problem))
 
 
+def test_a_job_on_the_box_screen_takes_it_in_every_range_in_equal_shares():
+    """The job's screen is fixed once (a worker's smaller range could price the boxes otherwise), and its
+    ranges hold equal numbers of queries: a box query's work does not grow with its predecessors."""
+    from covertreex import datasets
+
+    X = datasets.gaussian(20_000, 2, 9)
+    index = distributed.prepare(X, 10, metric="euclidean", predecessor=True)  # rust, perf, path 'auto'
+    assert index.path == "dense" and index.config.dense_screen == "boxes"
+    ranges = distributed.cost_balanced_ranges(index.costed_limits, index.k, 4, index.pairs_per_neighbour)
+    assert [b - a for a, b in ranges] == [5_000] * 4
+    expected = ct.CoverTree().fit(X).query(k=10, predecessor=True)
+    for a, b in ranges:
+        idx, dist = distributed.answer_range(index, a, b)
+        assert _same_bytes(idx, expected.indices[a:b]) and _same_bytes(dist, expected.distances[a:b])
+
+
 def _answers_unchanged_despite(client, interfere) -> list:
     """Run a job slow enough to be interfered with midway (the tree path on the residual metric: about
     0.3 s of work) while `interfere(client, record)` runs in a thread; check that the answer is the

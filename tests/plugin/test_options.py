@@ -4,9 +4,10 @@ import pytest
 
 import covertreex
 from covertreex.engines import TREE_ENGINES
+from pytest_pcct.covertreex_engines import BOX_SCREEN
 
-REGISTERED = sorted([*covertreex.engine_names(), *(f"{name}-dense" for name in TREE_ENGINES)])
-OURS = ", ".join(REGISTERED)  # each tree engine's dense path is registered as <name>-dense
+REGISTERED = sorted([*covertreex.engine_names(), *(f"{name}-dense" for name in TREE_ENGINES), BOX_SCREEN])
+OURS = ", ".join(REGISTERED)  # each tree engine's dense path as <name>-dense, and rust's box screen
 TEST_ENGINES = ["bigendian", "dropsbehindrecord", "dropsnearest", "exits", "farthest", "flipsflag", "float32",
                 "gpu", "groupskip", "lastplus", "missingrow", "offbyone", "outside", "raises", "random",
                 "recordskip", "refuses", "rejects", "roundsup", "roundsupfactory", "sharedlast",

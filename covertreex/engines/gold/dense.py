@@ -204,7 +204,7 @@ class _Job:
         self.df, self.qf = row_factors(self.D), row_factors(self.Q)
         self.euclid = euclidean_constant(space.n_dims)
         self.queries, self.out, self.k, self.point_block = queries, out, k, point_block
-        self.limits = np.minimum(queries.limit, space.n_points)
+        self.limits = queries.eligible(space.n_points)
 
     def run(self, b0: int, b1: int) -> float:
         """Answer queries b0..b1; return the seconds spent in BLAS."""

@@ -11,70 +11,104 @@ use crate::metric::Matrix;
 /// The key of every row of `points`: each coordinate is put on a grid of 2^bits cells per dimension by
 /// `floor((x - lo) / span * (2^bits - 1))`, clamped to the grid, and the cells are mapped to their
 /// position along the Hilbert curve; bits shifted beyond 64 are dropped, as uint64 arithmetic drops them.
+/// Serial: the Python twin's callers have no thread budget to give ([`order`] shares its keys out).
 pub fn quantised_keys(points: Matrix, lo: &[f64], span: &[f64], bits: i64) -> Result<Vec<u64>> {
-    let d = points.cols();
-    check_sizes(&[
-        ("hilbert keys: lo", d, lo.len()),
-        ("hilbert keys: span", d, span.len()),
-    ])?;
-    if d == 0 {
-        return Err(CoreError::BadValue {
-            what: "hilbert keys: columns",
-            value: 0,
-            allowed: ">= 1",
-        });
-    }
-    if !(1..=63).contains(&bits) {
-        return Err(CoreError::BadValue {
-            what: "hilbert keys: bits",
-            value: bits,
-            allowed: "between 1 and 63",
-        });
-    }
-    let bits = bits as u32;
-    let top = (1u64 << bits) - 1;
-    let high = 1u64 << (bits - 1);
-    // Each key is its row's alone, so the rows are shared out on the caller's rayon pool.
-    let keys = (0..points.rows())
-        .into_par_iter()
-        .with_min_len(KEYS_PER_TASK)
-        .map_init(
-            || vec![0u64; d],
-            |x, row| {
-                for (i, (&value, cell)) in points.row(row).iter().zip(x.iter_mut()).enumerate() {
-                    let scaled = ((value - lo[i]) / span[i] * top as f64).floor();
-                    *cell = scaled.max(0.0).min(top as f64) as u64;
-                }
-                key_of(x, bits, high)
-            },
-        )
-        .collect();
-    Ok(keys)
+    let grid = Grid::new(points, lo, span, bits)?;
+    let mut cells = vec![0u64; points.cols()];
+    Ok((0..points.rows())
+        .map(|row| grid.key(points.row(row), &mut cells))
+        .collect())
 }
 
-/// The rows of `points` along the Hilbert curve, ties by row: covertreex.ordering.hilbert_order's rule
-/// (min(16, 63 / d) bits per dimension on the grid spanning the points; a flat dimension spans 1).
-pub fn order(points: Matrix) -> Result<Vec<usize>> {
-    let d = points.cols();
+/// The grid of [`quantised_keys`], its arguments checked.
+struct Grid<'a> {
+    lo: &'a [f64],
+    span: &'a [f64],
+    bits: u32,
+    top: u64,
+    high: u64,
+}
+
+impl<'a> Grid<'a> {
+    fn new(points: Matrix, lo: &'a [f64], span: &'a [f64], bits: i64) -> Result<Grid<'a>> {
+        let d = points.cols();
+        check_sizes(&[
+            ("hilbert keys: lo", d, lo.len()),
+            ("hilbert keys: span", d, span.len()),
+        ])?;
+        if d == 0 {
+            return Err(CoreError::BadValue {
+                what: "hilbert keys: columns",
+                value: 0,
+                allowed: ">= 1",
+            });
+        }
+        if !(1..=63).contains(&bits) {
+            return Err(CoreError::BadValue {
+                what: "hilbert keys: bits",
+                value: bits,
+                allowed: "between 1 and 63",
+            });
+        }
+        let bits = bits as u32;
+        Ok(Grid {
+            lo,
+            span,
+            bits,
+            top: (1u64 << bits) - 1,
+            high: 1u64 << (bits - 1),
+        })
+    }
+
+    /// The key of one row (`cells`: scratch of one cell per coordinate).
+    fn key(&self, row: &[f64], cells: &mut [u64]) -> u64 {
+        let top = self.top as f64;
+        let bounds = self.lo.iter().zip(self.span);
+        for ((&value, cell), (&lo, &span)) in row.iter().zip(cells.iter_mut()).zip(bounds) {
+            let scaled = ((value - lo) / span * top).floor();
+            *cell = scaled.max(0.0).min(top) as u64;
+        }
+        key_of(cells, self.bits, self.high)
+    }
+}
+
+/// The lowest and highest coordinates of `rows` (of `d` values each).
+pub(crate) fn span_of<'r>(rows: impl Iterator<Item = &'r [f64]>, d: usize) -> (Vec<f64>, Vec<f64>) {
     let mut lo = vec![f64::INFINITY; d];
     let mut hi = vec![f64::NEG_INFINITY; d];
-    for row in 0..points.rows() {
-        for ((lo, hi), &value) in lo.iter_mut().zip(hi.iter_mut()).zip(points.row(row)) {
+    for row in rows {
+        for ((lo, hi), &value) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
             *lo = lo.min(value);
             *hi = hi.max(value);
         }
     }
+    (lo, hi)
+}
+
+/// The rows of `points` along the Hilbert curve, ties by row: covertreex.ordering.hilbert_order's rule
+/// (min(16, 63 / d) bits per dimension on the grid spanning the points; a flat dimension spans 1), the
+/// keys shared out on the caller's rayon pool (each is its row's alone).
+pub fn order(points: Matrix) -> Result<Vec<usize>> {
+    let d = points.cols();
+    let (lo, hi) = span_of((0..points.rows()).map(|row| points.row(row)), d);
     let span: Vec<f64> = (lo.iter().zip(&hi))
         .map(|(lo, hi)| if hi > lo { hi - lo } else { 1.0 })
         .collect();
-    let bits = (63 / d.max(1) as i64).clamp(1, 16);
-    let keys = quantised_keys(points, &lo, &span, bits)?;
+    let grid = Grid::new(points, &lo, &span, (63 / d.max(1) as i64).clamp(1, 16))?;
+    let keys: Vec<u64> = (0..points.rows())
+        .into_par_iter()
+        .with_min_len(KEYS_PER_TASK)
+        .map_init(
+            || vec![0u64; d],
+            |cells, row| grid.key(points.row(row), cells),
+        )
+        .collect();
     let mut order: Vec<usize> = (0..points.rows()).collect();
     order.par_sort_unstable_by_key(|&j| (keys[j], j));
     Ok(order)
 }
 
-/// Rows per unit of parallel work of [`quantised_keys`].
+/// Rows per unit of parallel work of [`order`]'s keys.
 const KEYS_PER_TASK: usize = 4096;
 
 /// The Hilbert key of one point's cells `x` (overwritten).

@@ -19,13 +19,15 @@
 //! with the canonical distance bits, and a k-th-distance tie must go to the lowest index; the crates
 //! (kiddo, kdtree) break ties as their traversal meets them.
 
+use std::sync::{Mutex, PoisonError};
+
 use rayon::prelude::*;
 
 use super::DenseOutput;
 use crate::counters::{N_QUERY_COUNTERS, Q_EVALUATIONS, Q_HEAP_PUSHES, Q_PRUNES, Q_STEPS};
 use crate::errors::{CoreError, Result};
 use crate::heap::Heap;
-use crate::hilbert;
+use crate::hilbert::{self, span_of};
 use crate::metric::{Matrix, Metric, MetricData};
 use crate::query::{run_on, thread_pool, QueryBatch};
 use crate::stop::Stop;
@@ -131,19 +133,6 @@ pub(crate) fn pack_with(x: Matrix, leaf: usize, fan: usize) -> Result<PackedBoxe
     })
 }
 
-/// The lowest and highest coordinates of `rows` (of `d` values each).
-fn span_of<'r>(rows: impl Iterator<Item = &'r [f64]>, d: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut lo = vec![f64::INFINITY; d];
-    let mut hi = vec![f64::NEG_INFINITY; d];
-    for row in rows {
-        for ((lo, hi), &value) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
-            *lo = lo.min(value);
-            *hi = hi.max(value);
-        }
-    }
-    (lo, hi)
-}
-
 /// The arrays of a packing, borrowed (the fields of [`PackedBoxes`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PackedArrays<'a> {
@@ -183,7 +172,8 @@ fn mismatch(what: &'static str, expected: usize, got: usize) -> CoreError {
 
 impl<'a> Boxes<'a> {
     /// `arrays` (as [`pack`] made them from `n` points of `width` coordinates) for reading: an error
-    /// names an array whose length or indices do not fit them (a packing of other points).
+    /// names an array whose length or indices do not fit them. Only their shapes are checked: the
+    /// caller keeps each packing with the points it packs (covertreex keeps it with its metric space).
     pub fn new(arrays: PackedArrays<'a>, n: usize, width: usize) -> Result<Boxes<'a>> {
         Boxes::with_shape(arrays, n, width, LEAF, FAN)
     }
@@ -361,12 +351,27 @@ pub(super) fn answer(
     out: &mut DenseOutput,
     stop: &Stop,
 ) -> Result<()> {
-    if !(2..=MAX_FAN).contains(&boxes.fan) || !(1..=MAX_LEAF).contains(&boxes.leaf) {
-        return Err(CoreError::BadValue {
-            what: "packed boxes: fan-out",
-            value: boxes.fan as i64,
-            allowed: "between 2 and 64, with leaves of 1 to 64 points",
-        });
+    for (what, value, range, allowed) in [
+        (
+            "packed boxes: fan-out",
+            boxes.fan,
+            2..=MAX_FAN,
+            "between 2 and 64",
+        ),
+        (
+            "packed boxes: leaf",
+            boxes.leaf,
+            1..=MAX_LEAF,
+            "between 1 and 64",
+        ),
+    ] {
+        if !range.contains(&value) {
+            return Err(CoreError::BadValue {
+                what,
+                value: value as i64,
+                allowed,
+            });
+        }
     }
     let n_q = queries.rows.len();
     let starts = level_starts(boxes.arrays.order.len(), boxes.leaf, boxes.fan);
@@ -378,55 +383,49 @@ pub(super) fn answer(
             .flat_map(|&r| x.row(r as usize))
             .copied()
             .collect();
-        let order = hilbert::order(Matrix::new("query rows", &rows, n_q, x.cols())?)?;
-        by_curve = order;
+        by_curve = hilbert::order(Matrix::new("query rows", &rows, n_q, x.cols())?)?;
     }
-    let answers: Vec<(Vec<i64>, Vec<f64>, Vec<i64>)> = by_curve
-        .par_chunks(QUERIES_PER_TASK)
-        .map_init(
-            || Heap::new(k),
-            |heap, chunk| {
-                let mut indices = vec![-1i64; chunk.len() * k];
-                let mut distances = vec![f64::INFINITY; chunk.len() * k];
-                let mut counts = vec![0i64; chunk.len() * N_QUERY_COUNTERS];
-                if stop.requested() {
-                    return (indices, distances, counts);
-                }
-                for (at, &q) in chunk.iter().enumerate() {
-                    heap.clear();
-                    let mut search = Search {
-                        boxes,
-                        starts: &starts,
-                        query: x.row(queries.rows[q] as usize),
-                        own: queries.dataset_index[q],
-                        limit: queries.limit[q],
-                        heap,
-                        counts: [0; N_QUERY_COUNTERS],
-                    };
-                    search.visit(starts.len() - 2, 0);
-                    let counted = search.counts;
-                    heap.write_sorted(
-                        &mut indices[at * k..(at + 1) * k],
-                        &mut distances[at * k..(at + 1) * k],
-                    );
-                    counts[at * N_QUERY_COUNTERS..(at + 1) * N_QUERY_COUNTERS]
-                        .copy_from_slice(&counted);
-                }
-                (indices, distances, counts)
-            },
-        )
-        .collect();
-    stop.check()?;
-    for (chunk, (indices, distances, counts)) in by_curve.chunks(QUERIES_PER_TASK).zip(answers) {
-        for (at, &q) in chunk.iter().enumerate() {
-            out.indices[q * k..(q + 1) * k].copy_from_slice(&indices[at * k..(at + 1) * k]);
-            out.distances[q * k..(q + 1) * k].copy_from_slice(&distances[at * k..(at + 1) * k]);
-            let row = &counts[at * N_QUERY_COUNTERS..(at + 1) * N_QUERY_COUNTERS];
-            out.per_query[q * N_QUERY_COUNTERS..(q + 1) * N_QUERY_COUNTERS].copy_from_slice(row);
-            out.screened[q] = row[Q_EVALUATIONS];
-        }
-    }
-    Ok(())
+    // A heap holds at most every point; each task's rows go to `out` as soon as they are answered, so
+    // no second copy of the answer is ever held.
+    let kept = k.min(boxes.arrays.order.len());
+    let out = Mutex::new(out);
+    by_curve.par_chunks(QUERIES_PER_TASK).for_each_init(
+        || (Heap::new(kept), Vec::new(), Vec::new()),
+        |(heap, indices, distances), chunk| {
+            if stop.requested() {
+                return;
+            }
+            indices.resize(chunk.len() * k, -1);
+            distances.resize(chunk.len() * k, f64::INFINITY);
+            let mut counts = Vec::with_capacity(chunk.len());
+            for (at, &q) in chunk.iter().enumerate() {
+                heap.clear();
+                let mut search = Search {
+                    boxes,
+                    starts: &starts,
+                    query: x.row(queries.rows[q] as usize),
+                    own: queries.dataset_index[q],
+                    limit: queries.limit[q],
+                    heap,
+                    counts: [0; N_QUERY_COUNTERS],
+                };
+                search.visit(starts.len() - 2, 0);
+                counts.push(search.counts);
+                let row = at * k..(at + 1) * k;
+                heap.write_sorted(&mut indices[row.clone()], &mut distances[row]);
+            }
+            let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+            for ((at, &q), counted) in chunk.iter().enumerate().zip(counts) {
+                let (row, slot) = (q * k..(q + 1) * k, at * k..(at + 1) * k);
+                out.indices[row.clone()].copy_from_slice(&indices[slot.clone()]);
+                out.distances[row].copy_from_slice(&distances[slot]);
+                out.per_query[q * N_QUERY_COUNTERS..(q + 1) * N_QUERY_COUNTERS]
+                    .copy_from_slice(&counted);
+                out.screened[q] = counted[Q_EVALUATIONS];
+            }
+        },
+    );
+    stop.check()
 }
 
 #[cfg(test)]

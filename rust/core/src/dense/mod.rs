@@ -1,12 +1,13 @@
 //! The dense path (DESIGN section 5): exact k-NN without a tree, as blocked GEMM tiles of query rows x
 //! point rows with a fused epilogue that screens every pair against a per-query running k-th bound,
-//! then a canonical re-evaluation of the pairs the bound cannot exclude.
+//! then a canonical re-evaluation of the pairs the bound cannot exclude; or, for Euclidean points of a
+//! few coordinates, the box screen, which skips whole boxes of points instead of screening pairs.
 //!
 //! One concern per module: `screen` (the rigorous per-pair bound and the key), `exp` (the screening's
 //! vectorisable exp and its error bound), `tile` (the GEMM), `select` (running bound, candidates,
-//! canonical re-check), `boxes` (the box screen of low-dimensional Euclidean points, which skips whole
-//! boxes of points instead of screening pairs). Query blocks, and spans of a block's point tiles when the blocks are too few
-//! for the workers, run in parallel on rayon. Tile shapes never depend on the thread count and spans
+//! canonical re-check), `split` and `split_rows` (the split screen), `boxes` (the box screen). Query
+//! blocks, and spans of a block's point tiles when the blocks are too few for the workers, run in
+//! parallel on rayon. Tile shapes never depend on the thread count and spans
 //! decide nothing ([`spans`]), so answers and counters do not either.
 
 mod boxes;
