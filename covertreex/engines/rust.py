@@ -244,7 +244,16 @@ def dense_boxes(space: MetricSpace, queries: QuerySet, k: int, config: Config):
     once per space, or None (:func:`_takes_boxes`)."""
     if not _takes_boxes(space, queries, k, config):
         return None
-    return space.derived("packed_boxes", lambda: _extension().pack_boxes(space.data.X, config.threads))
+    return space.derived("packed_boxes",
+                         lambda: _read_only(_extension().pack_boxes(space.data.X, config.threads)))
+
+
+def _read_only(arrays: tuple) -> tuple:
+    """`arrays`, each made read-only: a packing is checked by shape alone on every call (its values were
+    made with the points), so it must not change after."""
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
 
 def _takes_boxes(space: MetricSpace, queries: QuerySet, k: int, config: Config) -> bool:

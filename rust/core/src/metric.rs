@@ -127,7 +127,7 @@ pub struct MetricData<'a> {
     pub slack: f64,
 }
 
-fn all_finite(what: &'static str, values: &[f64]) -> Result<()> {
+pub(crate) fn all_finite(what: &'static str, values: &[f64]) -> Result<()> {
     // A branch-free test per chunk (vectorised: this runs over all of V on every query call); the
     // position is searched for only once something is wrong.
     let finite = |chunk: &[f64]| chunk.iter().fold(true, |ok, v| ok & v.is_finite());
@@ -202,6 +202,23 @@ impl MetricData<'_> {
                 position: 0,
                 value: self.slack,
             });
+        }
+        Ok(())
+    }
+
+    /// Every coordinate of the rows `rows` of X finite (the error gives the position in all of X): what
+    /// a search that reads those rows of X alone needs.
+    pub(crate) fn check_x_rows(&self, rows: &[i64]) -> Result<()> {
+        let d = self.x.cols();
+        for &row in rows {
+            let row = row as usize;
+            all_finite("X", self.x.row(row)).map_err(|e| match e {
+                CoreError::NonFinite { what, position } => CoreError::NonFinite {
+                    what,
+                    position: row * d + position,
+                },
+                other => other,
+            })?;
         }
         Ok(())
     }

@@ -544,6 +544,12 @@ pub(crate) fn check_queries_given(
     if !queries.data.same_as(data) {
         queries.data.check()?;
     }
+    check_query_rows(data, queries, k)
+}
+
+/// The part of [`check_queries_given`] that reads no value of the data: the query data fits the indexed
+/// data, one dataset index and limit per query row, rows and indices in range, and k.
+pub(crate) fn check_query_rows(data: &MetricData, queries: &QueryBatch, k: i64) -> Result<()> {
     queries.data.check_compatible(data)?;
     let n_q = queries.rows.len();
     check_sizes(&[

@@ -509,10 +509,10 @@ pub fn dense_query(
     stop: &Stop,
     screen: DenseScreen,
 ) -> Result<DenseOutput> {
-    let (split, boxes) = match screen {
-        DenseScreen::F64 => (None, None),
-        DenseScreen::Split(split) => (Some(split), None),
-        DenseScreen::Boxes(boxes) => (None, Some(boxes)),
+    let split = match screen {
+        DenseScreen::F64 => None,
+        DenseScreen::Split(split) => Some(split),
+        DenseScreen::Boxes(boxes) => return boxes::query(data, queries, k, threads, stop, &boxes),
     };
     data.check_shapes()?;
     // Every check but V's values, in a full check's order; when one fails, the full check runs, so
@@ -523,7 +523,6 @@ pub fn dense_query(
     let out = check_queries_given(data, queries, k, true)
         .and_then(|()| check_blocks(blocks))
         .and_then(|()| split.map_or(Ok(()), |split| split.check(data, queries, k as usize)))
-        .and_then(|()| boxes.map_or(Ok(()), |boxes| boxes.check(data)))
         .and_then(|()| DenseOutput::empty(queries.rows.len(), k))
         .or_else(full_check_first)?;
     if queries.rows.is_empty() {
@@ -531,11 +530,6 @@ pub fn dense_query(
         return Ok(out);
     }
     let pool = thread_pool(threads).or_else(|e| data.check_v().and(Err(e)))?;
-    if let Some(boxes) = boxes {
-        let mut out = out;
-        run_on(pool, || boxes::answer(&boxes, queries, &mut out, stop))?;
-        return Ok(out);
-    }
     run_on(pool, || answer(data, queries, blocks, out, stop, split))
 }
 
