@@ -3,9 +3,9 @@
 Tree engines are registered twice: under their own name on the tree path (``path='tree'``: the walk whose
 counters the parity group compares), and as ``<name>-dense`` on the dense path (GEMM screening with a
 canonical re-check), so the parity matrix proves dense == tree == brute on every dataset; and rust's box
-screen (perf mode, Euclidean points of at most 8 coordinates) as ``rust-boxes``, for Euclidean problems
-only (this repo's parity matrix leaves it out, where every residual case would be a skip;
-tests/covertreex/test_box_screen.py draws the same generated cases for it).
+screen (perf mode) as ``rust-boxes``, for Euclidean problems of at most 8 coordinates only (this repo's
+parity matrix leaves it out, where every residual case would be a skip; tests/covertreex/test_box_screen.py
+draws the same generated cases for it).
 
 Registration goes through the same ``pytest_pcct_register_engines`` hook other projects use. Every name in
 :func:`covertreex.engine_names` is registered; whether it can run here is decided when it is selected
@@ -104,8 +104,10 @@ def register(registry: EngineRegistry) -> None:
             f"{name}-dense", _factory(f"{name}-dense", name, path="dense"),
             telemetry_schema=schema_resource(), capabilities=EVERYTHING,
         )
+    from covertreex.engines.rust import BOX_MAX_WIDTH
+
     registry.register(
         BOX_SCREEN, _factory(BOX_SCREEN, "rust", path="dense", mode="perf", dense_screen="boxes"),
-        telemetry_schema=schema_resource(), capabilities=Capabilities(metrics=("euclidean",),
-                                                                      problems=QUERY_KINDS),
+        telemetry_schema=schema_resource(),
+        capabilities=Capabilities(metrics=("euclidean",), problems=QUERY_KINDS, max_dims=BOX_MAX_WIDTH),
     )

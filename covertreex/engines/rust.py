@@ -228,14 +228,19 @@ def _indexed(space: MetricSpace, queries: QuerySet) -> bool:
                        for name in ("X", "V", "P"))
 
 
+BOX_MAX_WIDTH = 8
+"""Coordinates up to which the dense path offers the box screen: rust/core's `dense::BOX_MAX_WIDTH`, which
+the extension exports (a test checks they agree; the plugin reads this one without loading it)."""
+
+
 def _box_screen_refusal(space: MetricSpace, config: Config) -> str | None:
     """Why the box screen cannot run for `space` under `config`, or None."""
     if config.mode != "perf":
         return "runs in perf mode only (parity mode keeps gold's counters)"
     if space.metric != "euclidean":
         return "needs the Euclidean metric"
-    if space.n_dims > _extension().BOX_MAX_WIDTH:
-        return f"needs points of at most {_extension().BOX_MAX_WIDTH} coordinates, not {space.n_dims}"
+    if space.n_dims > BOX_MAX_WIDTH:
+        return f"needs points of at most {BOX_MAX_WIDTH} coordinates, not {space.n_dims}"
     return None
 
 

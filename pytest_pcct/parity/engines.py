@@ -93,15 +93,22 @@ def _names(values, kind: str, known: tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What an engine answers: metrics (euclidean, residual) and problem kinds (points, indices,
-    predecessor). The default is Euclidean queries by coordinates or by index."""
+    """What an engine answers: metrics (euclidean, residual), problem kinds (points, indices, predecessor)
+    and, where it has a limit, the most coordinates a point may have. The default is Euclidean queries by
+    coordinates or by index, of any dimension."""
 
     metrics: tuple[str, ...] = ("euclidean",)
     problems: tuple[str, ...] = ("points", "indices")
+    max_dims: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", _names(self.metrics, "metric", METRICS))
         object.__setattr__(self, "problems", _names(self.problems, "problem kind", QUERY_KINDS))
+        if self.max_dims is not None:
+            object.__setattr__(self, "max_dims", as_int(self.max_dims, "max_dims"))
+            if self.max_dims < 1:
+                raise InvalidInputError(f"max_dims must be >= 1 (or None: any dimension), got "
+                                        f"{self.max_dims}")
 
     def refusal(self, problem: Problem) -> str | None:
         """Why an engine with these capabilities cannot answer `problem`, or None."""
@@ -109,6 +116,8 @@ class Capabilities:
             return f"the {problem.metric} metric (it supports {', '.join(self.metrics)})"
         if problem.kind not in self.problems:
             return f"{problem.kind} problems (it supports {', '.join(self.problems)})"
+        if self.max_dims is not None and problem.n_dims > self.max_dims:
+            return f"points of {problem.n_dims} coordinates (it supports at most {self.max_dims})"
         return None
 
 

@@ -39,7 +39,8 @@ MAX_DIMS = 64
 
 # Default argument strategies (module-level so every call shares one instance).
 SIZES = st.integers(1, 80)
-DIMS = st.integers(1, 8)
+DIMS_MOST = 8
+DIMS = st.integers(1, DIMS_MOST)
 SIDES = st.integers(1, 5)
 UNIQUE_ROWS = st.integers(1, 8)
 CENTERS = st.integers(1, 4)
@@ -190,8 +191,8 @@ _CASE_DEFAULTS = {
 }
 
 
-def _restricted(capabilities, metric, queries):
-    """The default metric and query-mode strategies narrowed to `capabilities`."""
+def _restricted(capabilities, metric, queries, d):
+    """The default metric, query-mode and dimension strategies narrowed to `capabilities`."""
     from pytest_pcct.parity.engines import Capabilities
 
     if not isinstance(capabilities, Capabilities):
@@ -202,7 +203,9 @@ def _restricted(capabilities, metric, queries):
         metric = st.sampled_from(capabilities.metrics)
     if queries is _CASE_DEFAULTS["queries"]:
         queries = st.sampled_from(modes)
-    return metric, queries
+    if d is DIMS and capabilities.max_dims is not None:
+        d = st.integers(1, min(capabilities.max_dims, DIMS_MOST))
+    return metric, queries, d
 
 
 def knn_cases(
@@ -220,11 +223,11 @@ def knn_cases(
     exceed the eligible points (the answer then pads with (-1, inf)): k is not capped at n. Residual cases
     draw kernel, lengthscale, variance and m (inducing points) as well. `capabilities` (the
     :class:`~pytest_pcct.parity.engines.Capabilities` an engine was registered with) sets the default
-    metrics and query modes to what that engine answers, predecessor problems included; without it the
-    default query modes are points and indices.
+    metrics, query modes and dimensions to what that engine answers, predecessor problems included;
+    without it the default query modes are points and indices.
     """
     if capabilities is not None:
-        metric, queries = _restricted(capabilities, metric, queries)
+        metric, queries, d = _restricted(capabilities, metric, queries, d)
     family = _param(family, "family", _choice("point family", FAMILIES))
     if points is not None and not isinstance(points, SearchStrategy):
         raise InputTypeError(f"points must be a strategy of (n, d) arrays, got {type(points).__name__}")

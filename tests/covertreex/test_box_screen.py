@@ -126,6 +126,13 @@ def test_auto_takes_the_boxes_where_they_pay_and_packs_once():
     assert few.telemetry["counters"]["pairs_screened"] == 600 * 600
 
 
+def test_the_width_limit_is_the_extensions():
+    from covertreex import _rust
+    from covertreex.engines.rust import BOX_MAX_WIDTH
+
+    assert _rust.BOX_MAX_WIDTH == BOX_MAX_WIDTH
+
+
 def test_the_cost_model_prices_the_boxes():
     assert paths.boxes_pay(3, 50_000, 10, 5e8, 10_000, predecessor=False)
     assert not paths.boxes_pay(8, 2_000, 10, 2_000 * 400, 400, predecessor=False)

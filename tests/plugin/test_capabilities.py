@@ -28,6 +28,22 @@ def pytest_pcct_register_engines(registry):
 """
 
 
+def test_points_of_more_coordinates_than_an_engine_takes_are_skipped_with_the_reason(pytester):
+    """covertreex's rust-boxes answers at most 8 coordinates: a 10-D problem is a skip naming the limit,
+    never a call that fails."""
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.parametrize("d", [8, 10])
+        def test_pair(pcct_engine_pair, pcct_dataset, d):
+            pcct_engine_pair.check(pcct_dataset(n=60, d=d, n_queries=4), 3)
+    """)
+    result = pytester.runpytest("--pcct-engines=gold,rust-boxes", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *engine 'rust-boxes' was not registered for points of 10 "
+                                 "coordinates (it supports at most 8): *"])
+
+
 def test_an_unsupported_metric_is_skipped_with_the_reason(pytester):
     pytester.makeconftest(EUCLIDEAN_ONLY)
     pytester.makepyfile("""
@@ -119,6 +135,12 @@ def test_strategies_draw_only_what_the_capabilities_allow(case):
     assert case.metric == "euclidean" and case.queries is not None
 
 
+@settings(max_examples=30, deadline=None, database=None)
+@given(case=knn_cases(capabilities=Capabilities(max_dims=2)))
+def test_strategies_draw_no_more_coordinates_than_the_capabilities_allow(case):
+    assert case.problem.n_dims <= 2
+
+
 @settings(max_examples=60, deadline=None, database=None)
 @given(case=knn_cases(capabilities=Capabilities(problems=["predecessor"]), n=st.integers(1, 8)))
 def test_an_engine_that_answers_predecessor_problems_gets_them(case):
@@ -130,6 +152,8 @@ def test_an_engine_that_answers_predecessor_problems_gets_them(case):
     ({"metrics": ["cosine"]}, UnknownNameError, "unknown metric 'cosine'; known metrics: euclidean, "
      "residual"),
     ({"problems": "points"}, InvalidInputError, "problem kinds must be a non-empty list of names"),
+    ({"max_dims": 0}, InvalidInputError, "max_dims must be >= 1"),
+    ({"max_dims": "8"}, InputTypeError, "max_dims must be an integer"),
 ])
 def test_capabilities_are_checked(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -91,14 +91,38 @@ pub fn pack(x: Matrix, threads: Option<i64>) -> Result<PackedBoxes> {
     run_on(thread_pool(threads)?, || pack_with(x, LEAF, FAN))
 }
 
+/// The shapes [`Search`] holds on its stack: leaves of 1 to [`MAX_LEAF`] points, fan-outs of 2 to
+/// [`MAX_FAN`] (a fan-out of 1 would never reach one top box).
+fn check_shape(leaf: usize, fan: usize) -> Result<()> {
+    for (what, value, range, allowed) in [
+        (
+            "packed boxes: fan-out",
+            fan,
+            2..=MAX_FAN,
+            "between 2 and 64",
+        ),
+        ("packed boxes: leaf", leaf, 1..=MAX_LEAF, "between 1 and 64"),
+    ] {
+        if !range.contains(&value) {
+            return Err(CoreError::BadValue {
+                what,
+                value: value as i64,
+                allowed,
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn pack_with(x: Matrix, leaf: usize, fan: usize) -> Result<PackedBoxes> {
+    check_shape(leaf, fan)?;
     let (n, d) = (x.rows(), x.cols());
     if n == 0 || d == 0 {
         return Err(CoreError::Empty {
             what: "points to pack in boxes",
         });
     }
-    all_finite("X", x.values())?;
+    all_finite("points to pack in boxes", x.values())?;
     let order = hilbert::order(x)?;
     let starts = level_starts(n, leaf, fan);
     let mut coords = Vec::with_capacity(starts[1] * leaf * d);
@@ -188,6 +212,7 @@ impl<'a> Boxes<'a> {
         leaf: usize,
         fan: usize,
     ) -> Result<Boxes<'a>> {
+        check_shape(leaf, fan)?;
         let n_boxes = level_starts(n, leaf, fan).last().copied().unwrap_or(0);
         let PackedArrays {
             order,
@@ -371,28 +396,6 @@ const QUERIES_PER_TASK: usize = 64;
 /// canonical evaluations, heap pushes, boxes skipped and leaves opened per query; pairs screened are
 /// the pairs evaluated (the boxes decide all others).
 fn answer(boxes: &Boxes, queries: &QueryBatch, out: &mut DenseOutput, stop: &Stop) -> Result<()> {
-    for (what, value, range, allowed) in [
-        (
-            "packed boxes: fan-out",
-            boxes.fan,
-            2..=MAX_FAN,
-            "between 2 and 64",
-        ),
-        (
-            "packed boxes: leaf",
-            boxes.leaf,
-            1..=MAX_LEAF,
-            "between 1 and 64",
-        ),
-    ] {
-        if !range.contains(&value) {
-            return Err(CoreError::BadValue {
-                what,
-                value: value as i64,
-                allowed,
-            });
-        }
-    }
     let n_q = queries.rows.len();
     let starts = level_starts(boxes.arrays.order.len(), boxes.leaf, boxes.fan);
     let k = out.k;
@@ -405,46 +408,53 @@ fn answer(boxes: &Boxes, queries: &QueryBatch, out: &mut DenseOutput, stop: &Sto
             .collect();
         by_curve = hilbert::order(Matrix::new("query rows", &rows, n_q, x.cols())?)?;
     }
-    // A heap holds at most every point; each task's rows go to `out` as soon as they are answered, so
-    // no second copy of the answer is ever held.
+    // A heap holds at most every point, and so does a row of a task's scratch; each task's rows go to
+    // `out` as soon as they are answered, so no second copy of the answer is ever held.
     let kept = k.min(boxes.arrays.order.len());
     let out = Mutex::new(out);
-    by_curve.par_chunks(QUERIES_PER_TASK).for_each_init(
-        || (Heap::new(kept), Vec::new(), Vec::new()),
-        |(heap, indices, distances), chunk| {
-            if stop.requested() {
-                return;
-            }
-            indices.resize(chunk.len() * k, -1);
-            distances.resize(chunk.len() * k, f64::INFINITY);
-            let mut counts = Vec::with_capacity(chunk.len());
-            for (at, &q) in chunk.iter().enumerate() {
-                heap.clear();
-                let mut search = Search {
-                    boxes,
-                    starts: &starts,
-                    query: x.row(queries.rows[q] as usize),
-                    own: queries.dataset_index[q],
-                    limit: queries.limit[q],
-                    heap,
-                    counts: [0; N_QUERY_COUNTERS],
-                };
-                search.visit(starts.len() - 2, 0);
-                counts.push(search.counts);
-                let row = at * k..(at + 1) * k;
-                heap.write_sorted(&mut indices[row.clone()], &mut distances[row]);
-            }
-            let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
-            for ((at, &q), counted) in chunk.iter().enumerate().zip(counts) {
-                let (row, slot) = (q * k..(q + 1) * k, at * k..(at + 1) * k);
-                out.indices[row.clone()].copy_from_slice(&indices[slot.clone()]);
-                out.distances[row].copy_from_slice(&distances[slot]);
-                out.per_query[q * N_QUERY_COUNTERS..(q + 1) * N_QUERY_COUNTERS]
-                    .copy_from_slice(&counted);
-                out.screened[q] = counted[Q_EVALUATIONS];
-            }
-        },
-    );
+    let work = |(heap, indices, distances): &mut (Heap, Vec<i64>, Vec<f64>), chunk: &[usize]| {
+        if stop.requested() {
+            return;
+        }
+        indices.resize(chunk.len() * kept, -1);
+        distances.resize(chunk.len() * kept, f64::INFINITY);
+        let mut counts = Vec::with_capacity(chunk.len());
+        for (at, &q) in chunk.iter().enumerate() {
+            heap.clear();
+            let mut search = Search {
+                boxes,
+                starts: &starts,
+                query: x.row(queries.rows[q] as usize),
+                own: queries.dataset_index[q],
+                limit: queries.limit[q],
+                heap,
+                counts: [0; N_QUERY_COUNTERS],
+            };
+            search.visit(starts.len() - 2, 0);
+            counts.push(search.counts);
+            let row = at * kept..(at + 1) * kept;
+            heap.write_sorted(&mut indices[row.clone()], &mut distances[row]);
+        }
+        let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((at, &q), counted) in chunk.iter().enumerate().zip(counts) {
+            // Columns beyond `kept` (k above the points: padding) stay as `out` was made.
+            let (row, slot) = (q * k..q * k + kept, at * kept..(at + 1) * kept);
+            out.indices[row.clone()].copy_from_slice(&indices[slot.clone()]);
+            out.distances[row].copy_from_slice(&distances[slot]);
+            out.per_query[q * N_QUERY_COUNTERS..(q + 1) * N_QUERY_COUNTERS]
+                .copy_from_slice(&counted);
+            out.screened[q] = counted[Q_EVALUATIONS];
+        }
+    };
+    let scratch = || (Heap::new(kept), Vec::new(), Vec::new());
+    if n_q <= QUERIES_PER_TASK {
+        // One task: on the calling thread (handing it to a pool cost more than a small call's search).
+        work(&mut scratch(), &by_curve);
+    } else {
+        by_curve
+            .par_chunks(QUERIES_PER_TASK)
+            .for_each_init(scratch, |state, chunk| work(state, chunk));
+    }
     stop.check()
 }
 
