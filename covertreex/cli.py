@@ -228,8 +228,9 @@ def _add_vecchia(sub) -> None:
                     "ordering with -1 padding, and distances (N, k) with +inf padding to --out. A bar "
                     "shows progress on stderr when it is a terminal.",
     )
-    parser.add_argument("points", metavar="POINTS", help="points file: .npy (N, d) or .csv (one row per "
-                                                          "point)")
+    parser.add_argument("points", metavar="POINTS", help="points file: .npy (N, d) or .csv (comma-separated, "
+                                                          "one row per point; a first line naming the "
+                                                          "columns is skipped)")
     parser.add_argument("--k", type=count(1), default=50, metavar="K",
                         help="neighbours per point (default: %(default)s)")
     parser.add_argument("--metric", choices=METRICS, default="residual",

@@ -5,6 +5,8 @@ and column, both counted from 1 with blank and '#' lines included (NumPy's own m
 values from 0 or from 1 depending on the error, and a whitespace-only line was "the number of columns
 changed" with advice about an argument the command line does not have). A line whose text before any
 '#' is whitespace is skipped, as an empty line is; '\\r\\n' and a lone '\\r' end a line, as '\\n' does.
+The first line that holds entries may name the columns instead (pandas, R and spreadsheets write such a
+header): when none of its entries reads as a number (names, quoted or not, or empty), it is skipped.
 Lines are numbered only to place a problem.
 """
 
@@ -61,7 +63,7 @@ def read_csv(path: Path, what: str) -> CsvNumbers:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: {_undecodable(raw, exc)}") from None
-    content = _BLANK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    content = _without_header(_BLANK.sub("", text.replace("\r\n", "\n").replace("\r", "\n")))
     try:
         values = _parse(content)
     except ValueError as exc:
@@ -70,6 +72,34 @@ def read_csv(path: Path, what: str) -> CsvNumbers:
     if values.size == 0:
         raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
     return CsvNumbers(values, content)
+
+
+def _without_header(content: str) -> str:
+    """`content` with its first line of entries emptied if that line names the columns: some entry is a
+    name and none is a number (:func:`_numbers`), even without quotes (the lines keep their numbers)."""
+    lines = content.split("\n")
+    numbers = _value_lines(lines)
+    if not numbers:
+        return content
+    first = numbers[0] - 1
+    names = [_unquoted(entry) for entry in _entries_of(lines[first])]
+    if not any(names) or any(_numbers(name) for name in names):
+        return content
+    lines[first] = ""
+    return "\n".join(lines)
+
+
+def _numbers(name: str) -> bool:
+    """Whether a would-be column name is a number, or numbers separated by ';', tabs or spaces (a row of
+    values a spreadsheet wrote with another separator)."""
+    parts = [part for part in re.split(r"[;\t ]+", name) if part]
+    return bool(parts) and all(_reads(part, (1, 1)) for part in parts)
+
+
+def _unquoted(entry: str) -> str:
+    entry = entry.strip()
+    quoted = len(entry) >= 2 and entry[0] == entry[-1] and entry[0] in "'\""
+    return entry[1:-1] if quoted else entry
 
 
 def _parse(text: str, dtype=float) -> np.ndarray:
@@ -114,7 +144,9 @@ def _first_unreadable(file_lines: list[str], numpy_reason: str) -> str:
                 if not _reads(entry, (1, 1)):
                     where = f"line {number}, column {column} is {entry.strip()!r}, not a number"
                     if _quoted_number(entry):  # R's write.csv, pandas' QUOTE_ALL: not a header
-                        return where + "; numbers must be written without quotes"
+                        rows = (" (a first column of quoted numbers is R's row names: write.csv(..., "
+                                "row.names = FALSE) leaves them out)" if column == 1 else "")
+                        return where + "; numbers must be written without quotes" + rows
                     return where + (_first_line_hint(entry) if number == first else "")
     return " ".join(numpy_reason.split())
 
@@ -124,17 +156,17 @@ def _entries_of(line: str) -> list[str]:
 
 
 def _quoted_number(entry: str) -> bool:
-    entry = entry.strip()
-    return len(entry) > 2 and entry[0] == entry[-1] and entry[0] in "'\"" and _reads(entry[1:-1], (1, 1))
+    return _unquoted(entry) != entry.strip() and _reads(_unquoted(entry), (1, 1))
 
 
 def _first_line_hint(entry: str) -> str:
-    """What a first line that is no numbers usually is: values separated by ';', tabs or spaces (what a
-    spreadsheet may write), else a header."""
+    """What a first line that is not all numbers usually is: values separated by ';', tabs or spaces (what
+    a spreadsheet may write), else a header that names only some columns (one naming every column is
+    skipped)."""
     entry = entry.strip()
     if any(separator in entry for separator in ";\t "):
         return "; values must be separated by commas"
-    return "; a header line must start with '#'" if entry else ""
+    return "; a header line must name every column (or start with '#')" if entry else ""
 
 
 def _reads(text: str, shape: tuple[int, int]) -> bool:

@@ -32,7 +32,7 @@ def points(tmp_path_factory):
     np.save(folder / "perm2d.npy", np.random.default_rng(1).permutation(150).reshape(75, 2))
     (folder / "half.csv").write_text("0\n1.5\n")
     (folder / "bad.csv").write_text("1,2\n3,oops\n")
-    (folder / "header.csv").write_text("x,y\n1,2\n")
+    (folder / "header.csv").write_text("x,1\n1,2\n")  # names only some columns
     (folder / "ragged.csv").write_text("# x,y\n1,2\n\n3,4,5\n")
     (folder / "nan.csv").write_text("# x,y\n1,2\n\n3,nan\n")
     (folder / "latin1.csv").write_bytes("# x,\xe9\n1,2\n".encode("latin-1"))
@@ -45,6 +45,8 @@ def points(tmp_path_factory):
     (folder / "empty.csv").write_text("")
     np.save(folder / "big.npy", np.array([[1e200, 0.0], [0.0, 1.0], [1.0, 1.0]]))
     (folder / "bom.csv").write_bytes("\ufeff0,0\n1,0\n0,2\n".encode())  # Excel's "CSV UTF-8"
+    (folder / "names.csv").write_text("lon,lat\n0,0\n1,0\n0,2\n")  # pandas' to_csv(index=False)
+    (folder / "quotednames.csv").write_text('# saved by R\n"lon","lat"\n0,0\n1,0\n0,2\n')  # row.names = FALSE
     (folder / "bigint.csv").write_text("# id,t\n9007199254740992,0\n9007199254740993,0\n0,1\n")
     (folder / "wideint.csv").write_text(f"0,1\n{'9' * 400},0\n")  # float64 reads inf
     (folder / "longint.csv").write_text(f"0,1\n1,{'9' * 5000}\n")  # beyond int()'s 4,300 digits
@@ -55,6 +57,7 @@ def points(tmp_path_factory):
     (folder / "beyond.csv").write_text("1e-99999999999999999999\n")  # beyond Decimal's exponents
     (folder / "xlink.npz").symlink_to(folder / "x.npy")
     (folder / "quoted.csv").write_text('"1","2"\n"3","4"\n')  # R's write.csv, pandas' QUOTE_ALL
+    (folder / "rownames.csv").write_text('"","lon","lat"\n"1",0,0\n"2",1,0\n')  # R's write.csv defaults
     (folder / "adir.npy").mkdir()
     np.save(folder / "perm1.npy", np.random.default_rng(1).permutation(150) + 1)  # R's and GpGp's, from 1
     np.savetxt(folder / "perm1.csv", np.arange(1, 151), fmt="%d")
@@ -109,7 +112,7 @@ ERROR_CASES = [
     (["bad.csv"], 1, "bad.csv: cannot read the points as comma-separated numbers, one row per point: line 2, "
      "column 2 is 'oops', not a number"),  # NumPy's "at row 1": rows of values from 0, columns from 1
     (["header.csv"], 1, "header.csv: cannot read the points as comma-separated numbers, one row per point: "
-     "line 1, column 1 is 'x', not a number; a header line must start with '#'"),
+     "line 1, column 1 is 'x', not a number; a header line must name every column (or start with '#')"),
     (["ragged.csv"], 1, "ragged.csv: cannot read the points as comma-separated numbers, one row per point: "
      "line 4 holds 3 entries where line 2 holds 2"),  # NumPy's "at row 3" advised its `usecols` argument
     (["nan.csv"], 1, "nan.csv: the points must be finite; line 4, column 2 is nan"),  # "first at row 1"
@@ -171,6 +174,9 @@ ERROR_CASES = [
     (["big.npy", "--metric", "euclidean"], 1, "big.npy (the points): X has coordinates beyond"),  # no file
     (["quoted.csv"], 1, "quoted.csv: cannot read the points as comma-separated numbers, one row per point: "
      "line 1, column 1 is '\"1\"', not a number; numbers must be written without quotes"),  # called a header
+    (["rownames.csv"], 1, "rownames.csv: cannot read the points as comma-separated numbers, one row per "
+     "point: line 2, column 1 is '\"1\"', not a number; numbers must be written without quotes (a first "
+     "column of quoted numbers is R's row names: write.csv(..., row.names = FALSE) leaves them out)"),
     (["adir.npy"], 1, "adir.npy: the points must be a .npy or .csv file, got a directory"),  # [Errno 21]
     (["x.npy", "--ordering-file", "adir.npy"], 1, "adir.npy: the ordering must be a .npy or .csv file, got "
      "a directory"),
@@ -205,7 +211,7 @@ def test_errors_are_one_line(error_runs, case):
     assert line.startswith("pcct") and words in line, line
     if "cannot read the points" in words:  # a header hint only where the first line is the problem
         header = "line 1, column" in words and "separated by commas" not in words and "quotes" not in words
-        assert ("a header line must start with '#'" in line) == header, line
+        assert ("a header line must name every column" in line) == header, line
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
@@ -245,11 +251,12 @@ def test_the_file_is_written_before_the_summary_lines(points, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "nn.npz")["neighbors"], expected.neighbors)
 
 
-@pytest.mark.parametrize("name", ["bom.csv", "spaces.csv", "mac.csv"])
+@pytest.mark.parametrize("name", ["bom.csv", "spaces.csv", "mac.csv", "names.csv", "quotednames.csv"])
 def test_a_csv_with_a_byte_order_mark_or_whitespace_lines_is_read(points, tmp_path, name):
     """Excel's "CSV UTF-8" starts with a byte-order mark, which was refused as a header without '#'; a line
     of spaces (or spaces before a comment) was "the number of columns changed", with advice about NumPy's
-    `usecols`. Both files hold the points (0, 0), (1, 0), (0, 2)."""
+    `usecols`; a first line naming the columns (pandas, R) was refused unless it started with '#'. Every
+    file holds the points (0, 0), (1, 0), (0, 2)."""
     folder, _ = points
     done = run(folder / name, "--k", "1", "--metric", "euclidean", "--ordering", "natural",
                "--out", tmp_path / "nn", "--json")
