@@ -3,8 +3,9 @@
 //! [`FAN`] boxes above them up to one box of everything (a packed R-tree). A query visits boxes nearest
 //! first and skips every box whose lower bound on the distance to any of its points exceeds its running
 //! k-th distance; the points of the leaves it opens are evaluated canonically. In a few dimensions a
-//! query opens a few leaves near it, where the GEMM screen went through every pair (cKDTree answered
-//! 10-40x faster, docs/benchmarks.md, "The auto path's Euclidean cost").
+//! query opens a few leaves near it, where the GEMM screen went through every pair (and cKDTree answered
+//! 10-40x faster than either path: docs/benchmarks.md, "The auto path's Euclidean cost", then "The box
+//! screen").
 //!
 //! Exact with no error analysis: the lower bound of a box is [`gap_bound`] (coordinate by coordinate
 //! the gap from the query to the box, squared and summed in the canonical order), which never exceeds the
@@ -32,11 +33,12 @@ use crate::metric::{all_finite, Matrix, Metric, MetricData};
 use crate::query::{check_query_rows, run_on, thread_pool, QueryBatch};
 use crate::stop::Stop;
 
-/// A lower bound on the canonical squared sum ([`squared_sum`](crate::metric::squared_sum)) between `x` and every point of the box
-/// (`lo`, `hi`), exactly, with no error analysis: coordinate by coordinate |y_i - x_i| >= e_i for a point
-/// y of the box, where e_i is lo_i - x_i, x_i - hi_i or 0; rounding to nearest is monotone and symmetric,
-/// so |fl(x_i - y_i)| >= fl(e_i) and the rounded squares keep that order; and both sums add these
-/// non-negative terms in the same index order from 0, each rounded addition monotone in both operands.
+/// A lower bound on the canonical squared sum ([`squared_sum`](crate::metric::squared_sum)) between `x`
+/// and every point of the box (`lo`, `hi`), exactly, with no error analysis: coordinate by coordinate
+/// |y_i - x_i| >= e_i for a point y of the box, where e_i is lo_i - x_i, x_i - hi_i or 0; rounding to
+/// nearest is monotone and symmetric, so |fl(x_i - y_i)| >= fl(e_i) and the rounded squares keep that
+/// order; and both sums add these non-negative terms in the same index order from 0, each rounded
+/// addition monotone in both operands.
 pub fn gap_bound(x: &[f64], lo: &[f64], hi: &[f64]) -> f64 {
     let mut sum = 0.0;
     for ((&x, &lo), &hi) in x.iter().zip(lo).zip(hi) {
@@ -178,7 +180,7 @@ impl PackedBoxes {
     }
 }
 
-/// Packed boxes as the dense path reads them, checked against the points they pack.
+/// Packed boxes as the dense path reads them, their shapes checked against the points they pack.
 #[derive(Debug, Clone, Copy)]
 pub struct Boxes<'a> {
     arrays: PackedArrays<'a>,
@@ -321,8 +323,8 @@ impl Search<'_, '_> {
     }
 
     /// Evaluate the eligible points of leaf `leaf` canonically and offer them to the heap. The leaf's
-    /// points are summed in lockstep, each lane [`squared_sum`](crate::metric::squared_sum)'s sum (the query's coordinate first,
-    /// terms in index order from 0), so every value is the canonical one.
+    /// points are summed in lockstep, each lane [`squared_sum`](crate::metric::squared_sum)'s sum (the
+    /// query's coordinate first, terms in index order from 0), so every value is the canonical one.
     fn open(&mut self, leaf: usize) {
         let (d, size) = (self.boxes.width, self.boxes.leaf);
         let first = leaf * size;
