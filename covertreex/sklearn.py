@@ -31,6 +31,9 @@ from covertreex.scalars import as_int
 from covertreex.validation import as_array, as_points, check_exact_conversion
 
 GRAPH_MODES = ("distance", "connectivity")
+RADIUS_ROWS = 4096
+"""Query rows per call of the engine's own ball search (radius_neighbors' `_within`): the answer of a block
+is held twice while it is gathered."""
 RADIUS_BLOCK_CELLS = 1 << 22
 """Query rows x k cells per call of radius_neighbors' widening search (64 MiB of indices and distances):
 the rows still pending at each k go in blocks of at most this many, so the search's working memory stays
@@ -216,11 +219,16 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         (or ``ind`` alone). Rows are always sorted by (distance, index), so ``sort_results`` (kept for
         scikit-learn's signature) changes nothing. ``X=None``: each training point, excluding itself.
 
-        Exact by construction: an exact k-NN with k widened (:meth:`_widened`), for the rows whose k-th
-        neighbour is still inside the radius, until it lies outside or k covers every eligible point
-        (radius=inf: at once); rows in blocks of :data:`RADIUS_BLOCK_CELLS` cells."""
+        Exact by construction: the engine's ball search where it has one (:meth:`_within`), else an exact
+        k-NN with k widened (:meth:`_widened`), for the rows whose k-th neighbour is still inside the
+        radius, until it lies outside or k covers every eligible point (radius=inf: at once); rows in
+        blocks of :data:`RADIUS_BLOCK_CELLS` cells."""
         X = self._queries(X)
         radius = _radius(self.radius if radius is None else radius)
+        self._n_neighbors()  # an estimator set to a bad n_neighbors is refused whichever search runs
+        found = self._within(X, radius)
+        if found is not None:
+            return found if return_distance else found[1]
         n_rows = self.n_samples_fit_ if X is None else X.shape[0]
         eligible = self._eligible(X)
         dist_rows = [np.empty(0)] * n_rows
@@ -249,6 +257,29 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     reached = min(reached, float(dist[~done, -1].min()))
             pending, k = np.concatenate(still), self._widened(k, reached, radius, eligible)
         return (_ragged(dist_rows), _ragged(ind_rows)) if return_distance else _ragged(ind_rows)
+
+    def _within(self, X: np.ndarray | None, radius: float):
+        """``(dist, ind)`` object arrays of radius_neighbors by the engine's own ball search where it has
+        one for this fit (rust's box screen: Euclidean points of a few coordinates, perf mode; not with
+        path='tree', which asks for the tree's walk), rows in blocks of :data:`RADIUS_ROWS`; else None.
+        Not for radius=inf either: every point is inside, and the k-NN of every point at once checks that
+        the answer fits in memory before it is made."""
+        tree = self.cover_tree_
+        within = getattr(tree.engine, "within", None)
+        if within is None or tree.config.path == "tree" or math.isinf(radius):
+            return None
+        if not tree.engine.box_screen(tree.space, tree.config):
+            return None
+        n_rows = self.n_samples_fit_ if X is None else X.shape[0]
+        dist_rows, ind_rows = [], []
+        for start in range(0, n_rows, RADIUS_ROWS):
+            rows = np.arange(start, min(n_rows, start + RADIUS_ROWS))
+            queries = tree.space.indexed_queries(rows) if X is None else tree.space.point_queries(X[rows])
+            counts, ind, dist = within(tree.space, queries, radius, tree.config, exclude_own=X is None)
+            cuts = np.cumsum(counts)[:-1]
+            dist_rows += np.split(dist, cuts)
+            ind_rows += np.split(ind, cuts)
+        return _ragged(dist_rows), _ragged(ind_rows)
 
     def _widened(self, k: int, reached: float, radius: float, eligible: int) -> int:
         """The next k of the widening search: doubled, or for Euclidean rows whose k-th distance was

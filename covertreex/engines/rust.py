@@ -122,6 +122,22 @@ class RustEngine:
         covertreex.paths then weighs their cost)."""
         return config.dense_screen in ("auto", "boxes") and _box_screen_refusal(space, config) is None
 
+    def within(self, space: MetricSpace, queries: QuerySet, radius: float, config: Config,
+               exclude_own: bool = False):
+        """Every eligible point at distance <= `radius` of each query, by the box screen's packing: (points
+        found per query, their indices, their canonical distances), each query's sorted by (distance,
+        index), or None where the box screen cannot run (:meth:`box_screen`). `exclude_own`: no query
+        returns its own dataset index (scikit-learn's radius_neighbors of the training points)."""
+        if not self.box_screen(space, config):
+            return None
+        counts, idx, dist, _ = _extension().within_boxes(
+            _canonical(space.data, _METRIC_DTYPES), _canonical(queries.data, _METRIC_DTYPES),
+            _index(queries.rows), _index(queries.dataset_index), _index(queries.limit), float(radius),
+            bool(exclude_own), config.threads, _packing(space, config),
+            _interrupt(queries.n_queries * space.n_points),
+        )
+        return counts, idx, dist
+
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         """The dense path: GEMM tiles (the `gemm` crate) with a fused screening epilogue on rayon, or the
         split screen's int8 products where `dense_screen` asks for it (covertreex.split_screen), or, for
@@ -247,8 +263,11 @@ def _box_screen_refusal(space: MetricSpace, config: Config) -> str | None:
 def dense_boxes(space: MetricSpace, queries: QuerySet, k: int, config: Config):
     """The packed boxes (rust/core/src/dense/boxes.rs) the dense path screens this call's pairs with, made
     once per space, or None (:func:`_takes_boxes`)."""
-    if not _takes_boxes(space, queries, k, config):
-        return None
+    return _packing(space, config) if _takes_boxes(space, queries, k, config) else None
+
+
+def _packing(space: MetricSpace, config: Config) -> tuple:
+    """The packed boxes of `space`'s points, made on first use and kept with the space."""
     return space.derived("packed_boxes",
                          lambda: _read_only(_extension().pack_boxes(space.data.X, config.threads)))
 

@@ -124,6 +124,37 @@ def test_an_integer_radius_beyond_the_doubles_is_every_point(fitted):
         assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "lattice", "duplicates"])
+def test_radius_neighbors_on_the_box_screen_equal_the_widening_search_and_scikit_learn(kind, monkeypatch):
+    """Low-dimensional Euclidean fits answer radius_neighbors by the box screen's ball search (rust perf
+    mode, the default): every point at canonical distance <= radius, boundary included, sorted by
+    (distance, index), the training points without themselves; the same answers and distance bits as the
+    widening k-NN search (path='tree') and scikit-learn's index sets, in blocks of RADIUS_ROWS rows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from covertreex import datasets
+    from covertreex import sklearn as ours
+
+    monkeypatch.setattr(ours, "RADIUS_ROWS", 70)
+    X = datasets.make(kind, 600, 2, 3).points
+    Q = np.vstack([X[:40], X[:40] + 0.25])
+    boxes, widening = CoverTreeNeighbors().fit(X), CoverTreeNeighbors(path="tree").fit(X)
+    calls = []
+    within = boxes.cover_tree_.engine.within
+    monkeypatch.setattr(boxes.cover_tree_.engine, "within",
+                        lambda *args, **kw: calls.append(1) or within(*args, **kw))
+    theirs = NearestNeighbors().fit(X)
+    for queries in (None, Q):
+        for radius in (0.0, 0.5, 1.0, 2.0):
+            got, want = boxes.radius_neighbors(queries, radius), widening.radius_neighbors(queries, radius)
+            sk = theirs.radius_neighbors(queries, radius, return_distance=False)
+            for row, (d, i) in enumerate(zip(*got, strict=True)):
+                assert np.array_equal(i, want[1][row]), (kind, radius, row)
+                _same_bits(d, want[0][row], f"{kind} radius {radius} row {row}")
+                assert set(i.tolist()) == set(sk[row].tolist()), (kind, radius, row)
+    assert len(calls) == 4 * (9 + 2), calls  # 4 radii, blocks of 70 rows: 9 of the 600 training rows, 2 of Q
+
+
 def test_radius_neighbors_name_n_neighbors_below_one():
     """Its search starts from n_neighbors: 0 was "k must be >= 1", a name the caller never used."""
     estimator = CoverTreeNeighbors().fit(np.eye(4)).set_params(n_neighbors=0)
@@ -151,7 +182,7 @@ def test_radius_neighbors_query_again_only_the_rows_still_inside(monkeypatch):
     rng = np.random.default_rng(4)
     X = np.vstack([rng.normal(size=(256, 2)) * 0.01, rng.normal(size=(256, 2)) * 3 + 40])
     Q = np.vstack([[[0.0, 0.0]], rng.normal(size=(40, 2)) - 40])
-    estimator = CoverTreeNeighbors().fit(X)
+    estimator = CoverTreeNeighbors(path="tree").fit(X)  # the widening search (not the box screen's ball)
     queried = []
     kneighbors = estimator.cover_tree_.kneighbors
     monkeypatch.setattr(estimator.cover_tree_, "kneighbors",
@@ -196,7 +227,7 @@ def test_radius_neighbors_widen_in_blocks_of_bounded_size(monkeypatch, radius):
     from covertreex import sklearn as ours
 
     X = np.random.default_rng(31).normal(size=(600, 3))
-    estimator = CoverTreeNeighbors().fit(X)
+    estimator = CoverTreeNeighbors(path="tree").fit(X)  # the widening search (not the box screen's ball)
     monkeypatch.setattr(ours, "RADIUS_BLOCK_CELLS", 5_000)
     calls = []
     knn = estimator._knn

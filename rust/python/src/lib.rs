@@ -13,7 +13,7 @@ use std::time::Duration;
 use covertreex_core::counters::{
     LEVEL_COUNTERS, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, QUERY_COUNTERS,
 };
-use covertreex_core::dense::{pack, Boxes, PackedArrays, BOX_LEAF, BOX_MAX_WIDTH};
+use covertreex_core::dense::{pack, within, Boxes, PackedArrays, BOX_LEAF, BOX_MAX_WIDTH};
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
     pack_split_rows, query_batch, Blocks, CoreError, DenseScreen, Int8Packing, Kernel, Matrix,
@@ -338,13 +338,44 @@ type SplitArgs<'py> = (
     Bound<'py, PyAny>,
 );
 
-/// The box screen's arguments of [`dense`]: the arrays of [`pack_boxes`] (order, coords, boxes, least).
+/// The box screen's arguments of [`dense`] and [`within_boxes`]: the arrays of [`pack_boxes`] (order,
+/// coords, boxes, least).
 type BoxArgs<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
 );
+
+/// The arrays of a packing, checked as arrays.
+struct PackedInput<'py> {
+    order: PyReadonlyArray1<'py, i64>,
+    coords: PyReadonlyArray2<'py, f64>,
+    boxes: PyReadonlyArray2<'py, f64>,
+    least: PyReadonlyArray1<'py, i64>,
+}
+
+impl<'py> PackedInput<'py> {
+    fn extract((order, coords, boxes, least): &BoxArgs<'py>) -> PyResult<Self> {
+        Ok(PackedInput {
+            order: array1::<i64>(order, "packed boxes: order")?,
+            coords: array2(coords, "packed boxes: coords")?,
+            boxes: array2(boxes, "packed boxes: boxes")?,
+            least: array1::<i64>(least, "packed boxes: least")?,
+        })
+    }
+
+    /// The core's view of the packing of the points `data`.
+    fn view(&self, py: Python<'_>, data: &MetricData) -> PyResult<Boxes<'_>> {
+        let arrays = PackedArrays {
+            order: slice(py, &self.order, "packed boxes: order")?,
+            coords: slice(py, &self.coords, "packed boxes: coords")?,
+            boxes: slice(py, &self.boxes, "packed boxes: boxes")?,
+            least: slice(py, &self.least, "packed boxes: least")?,
+        };
+        Boxes::new(arrays, data.n_points(), data.x.cols()).map_err(|e| errors::core_error(py, &e))
+    }
+}
 
 /// The split screen's int8 rows (n x m) with their packing for this process's fastest product kernel
 /// (covertreex.split_screen.SplitScreen.rows): made once per split screen and process and given to every
@@ -456,32 +487,14 @@ fn dense<'py>(
             kept_per_probe: *kept,
         }),
     };
-    let box_arrays = match &boxes {
-        None => None,
-        Some((order, coords, boxes, least)) => Some((
-            array1::<i64>(order, "packed boxes: order")?,
-            array2(coords, "packed boxes: coords")?,
-            array2(boxes, "packed boxes: boxes")?,
-            array1::<i64>(least, "packed boxes: least")?,
-        )),
-    };
+    let box_arrays = boxes.as_ref().map(PackedInput::extract).transpose()?;
     let (data_view, batch) = args.views(py)?;
     let screen = match (&box_arrays, split) {
         (Some(_), Some(_)) => {
             let message = "dense: give the split screen or the boxes, not both".to_string();
             return Err(errors::raise(py, errors::Class::InvalidInput, message));
         }
-        (Some((order, coords, boxes, least)), None) => {
-            let arrays = PackedArrays {
-                order: slice(py, order, "packed boxes: order")?,
-                coords: slice(py, coords, "packed boxes: coords")?,
-                boxes: slice(py, boxes, "packed boxes: boxes")?,
-                least: slice(py, least, "packed boxes: least")?,
-            };
-            let (n, width) = (data_view.n_points(), data_view.x.cols());
-            let boxes = Boxes::new(arrays, n, width).map_err(|e| errors::core_error(py, &e))?;
-            DenseScreen::Boxes(boxes)
-        }
+        (Some(packed), None) => DenseScreen::Boxes(packed.view(py, &data_view)?),
         (None, Some(split)) => DenseScreen::Split(split),
         (None, None) => DenseScreen::F64,
     };
@@ -496,6 +509,58 @@ fn dense<'py>(
         out.screened.into_pyarray(py),
         out.declined.into_pyarray(py),
         out.gemm_seconds,
+    ))
+}
+
+type Found<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<i64>>,
+);
+
+/// Every eligible point within `radius` of each query by the packed boxes of the data's points
+/// (Euclidean): (points found per query, their indices and canonical distances query after query, each
+/// query's sorted by (distance, index), canonical evaluations per query). `exclude_own`: a query never
+/// returns its own dataset index.
+#[pyfunction]
+#[pyo3(signature = (data, queries, rows, dataset_index, limit, radius, exclude_own, threads, boxes, interrupt=None))]
+#[allow(clippy::too_many_arguments)]
+fn within_boxes<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    queries: &Bound<'py, PyAny>,
+    rows: &Bound<'py, PyAny>,
+    dataset_index: &Bound<'py, PyAny>,
+    limit: &Bound<'py, PyAny>,
+    radius: f64,
+    exclude_own: bool,
+    threads: Option<&Bound<'py, PyAny>>,
+    boxes: BoxArgs<'py>,
+    interrupt: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Found<'py>> {
+    let one = 1i64.into_pyobject(py)?.into_any();
+    let args = QueryArgs::extract(data, queries, rows, dataset_index, limit, &one, threads)?;
+    let packed = PackedInput::extract(&boxes)?;
+    let (data_view, batch) = args.views(py)?;
+    let boxes = packed.view(py, &data_view)?;
+    let threads = args.threads;
+    let found = interruptible(py, interrupt, |halt| {
+        within(
+            &data_view,
+            &batch,
+            radius,
+            exclude_own,
+            threads,
+            &halt.stop,
+            &boxes,
+        )
+    })?;
+    Ok((
+        found.counts.into_pyarray(py),
+        found.indices.into_pyarray(py),
+        found.distances.into_pyarray(py),
+        found.evaluations.into_pyarray(py),
     ))
 }
 
@@ -803,6 +868,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;
     m.add_function(wrap_pyfunction!(pack_boxes, m)?)?;
+    m.add_function(wrap_pyfunction!(within_boxes, m)?)?;
     // Coordinates up to which the dense path offers the box screen (covertreex.engines.rust reads it).
     m.add("BOX_MAX_WIDTH", BOX_MAX_WIDTH)?;
     m.add_class::<SplitRows>()?;

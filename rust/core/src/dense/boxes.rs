@@ -20,6 +20,7 @@
 //! with the canonical distance bits, and a k-th-distance tie must go to the lowest index; the crates
 //! (kiddo, kdtree) break ties as their traversal meets them.
 
+use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
@@ -274,6 +275,43 @@ impl Boxes<'_> {
     }
 }
 
+impl<'a> Boxes<'a> {
+    /// The boxes of the level below `level` under its box `node`, and the first box of that level
+    /// (`starts`: [`level_starts`]).
+    fn children(&self, starts: &[usize], level: usize, node: usize) -> (usize, Range<usize>) {
+        let first = starts[level - 1];
+        let end = (first + (node + 1) * self.fan).min(starts[level]);
+        (first, first + node * self.fan..end)
+    }
+
+    /// Box `b`'s lower bound on the canonical squared sum from `query` to its points ([`gap_bound`]).
+    fn bound(&self, b: usize, query: &[f64]) -> f64 {
+        let d = self.width;
+        let bounds = &self.arrays.boxes[b * 2 * d..(b + 1) * 2 * d];
+        gap_bound(query, &bounds[..d], &bounds[d..])
+    }
+
+    /// The dataset indices of leaf `leaf`'s points, with the canonical squared sum from `query` to each
+    /// in `sums`. The leaf's points are summed in lockstep, each lane
+    /// [`squared_sum`](crate::metric::squared_sum)'s sum (the query's coordinate first, terms in index
+    /// order from 0), so every value is the canonical one.
+    fn leaf_sums(&self, leaf: usize, query: &[f64], sums: &mut [f64; MAX_LEAF]) -> &'a [i64] {
+        let (d, size) = (self.width, self.leaf);
+        let first = leaf * size;
+        let members = &self.arrays.order[first..(first + size).min(self.arrays.order.len())];
+        let block = &self.arrays.coords[first * d..(first + size) * d];
+        let sums = &mut sums[..size];
+        sums.fill(0.0);
+        for (&q, values) in query.iter().zip(block.chunks_exact(size)) {
+            for (sum, &value) in sums.iter_mut().zip(values) {
+                let diff = q - value;
+                *sum += diff * diff;
+            }
+        }
+        members
+    }
+}
+
 /// One query's search: its heap and its counts.
 struct Search<'s, 'a> {
     boxes: &'s Boxes<'a>,
@@ -296,14 +334,11 @@ impl Search<'_, '_> {
         if level == 0 {
             return self.open(node);
         }
-        let (d, fan) = (self.boxes.width, self.boxes.fan);
-        let first = self.starts[level - 1];
-        let children = first + node * fan..(first + (node + 1) * fan).min(self.starts[level]);
+        let (first, children) = self.boxes.children(self.starts, level, node);
         let mut near = [(0.0f64, 0usize); MAX_FAN];
         let mut count = 0;
         for child in children {
-            let bounds = &self.boxes.arrays.boxes[child * 2 * d..(child + 1) * 2 * d];
-            let bound = gap_bound(self.query, &bounds[..d], &bounds[d..]);
+            let bound = self.boxes.bound(child, self.query);
             if self.boxes.arrays.least[child] >= self.limit || self.excluded(bound) {
                 self.counts[Q_PRUNES] += 1;
                 continue;
@@ -322,23 +357,11 @@ impl Search<'_, '_> {
         }
     }
 
-    /// Evaluate the eligible points of leaf `leaf` canonically and offer them to the heap. The leaf's
-    /// points are summed in lockstep, each lane [`squared_sum`](crate::metric::squared_sum)'s sum (the
-    /// query's coordinate first, terms in index order from 0), so every value is the canonical one.
+    /// Evaluate the eligible points of leaf `leaf` canonically ([`Boxes::leaf_sums`]) and offer them to
+    /// the heap.
     fn open(&mut self, leaf: usize) {
-        let (d, size) = (self.boxes.width, self.boxes.leaf);
-        let first = leaf * size;
-        let members =
-            &self.boxes.arrays.order[first..(first + size).min(self.boxes.arrays.order.len())];
-        let block = &self.boxes.arrays.coords[first * d..(first + size) * d];
         let mut sums = [0.0f64; MAX_LEAF];
-        let sums = &mut sums[..size];
-        for (&q, values) in self.query.iter().zip(block.chunks_exact(size)) {
-            for (sum, &value) in sums.iter_mut().zip(values) {
-                let diff = q - value;
-                *sum += diff * diff;
-            }
-        }
+        let members = self.boxes.leaf_sums(leaf, self.query, &mut sums);
         self.counts[Q_STEPS] += 1;
         for (&index, &sum) in members.iter().zip(sums.iter()) {
             if index >= self.limit {
@@ -371,6 +394,19 @@ pub(super) fn query(
     stop: &Stop,
     boxes: &Boxes,
 ) -> Result<DenseOutput> {
+    check_call(data, queries, k, boxes)?;
+    let mut out = DenseOutput::empty(queries.rows.len(), k)?;
+    if !queries.rows.is_empty() {
+        run_on(thread_pool(threads)?, || {
+            answer(boxes, queries, &mut out, stop)
+        })?;
+    }
+    Ok(out)
+}
+
+/// What a box search of `queries` with `k` and `boxes` reads, checked: the shapes, and of the values
+/// only the query rows (the packing's coordinates were checked when packed).
+fn check_call(data: &MetricData, queries: &QueryBatch, k: i64, boxes: &Boxes) -> Result<()> {
     data.check_shapes()?;
     boxes.check(data)?;
     let indexed = queries.data.same_as(data);
@@ -381,13 +417,7 @@ pub(super) fn query(
     if indexed {
         data.check_x_rows(queries.rows)?;
     }
-    let mut out = DenseOutput::empty(queries.rows.len(), k)?;
-    if !queries.rows.is_empty() {
-        run_on(thread_pool(threads)?, || {
-            answer(boxes, queries, &mut out, stop)
-        })?;
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// Queries per unit of parallel work, in the Hilbert order of their coordinates (neighbouring queries
@@ -458,6 +488,133 @@ fn answer(boxes: &Boxes, queries: &QueryBatch, out: &mut DenseOutput, stop: &Sto
             .for_each_init(scratch, |state, chunk| work(state, chunk));
     }
     stop.check()
+}
+
+/// Every eligible point within a radius of each query ([`within`]), rows in query order, each sorted by
+/// (distance, index).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Within {
+    /// Points found per query.
+    pub counts: Vec<i64>,
+    /// Their dataset indices, query after query.
+    pub indices: Vec<i64>,
+    /// Their canonical distances, in the same order.
+    pub distances: Vec<f64>,
+    /// Canonical evaluations per query.
+    pub evaluations: Vec<i64>,
+}
+
+/// Every point within `radius` (distance <= radius, the canonical distance) of each query that it may
+/// return (dataset index below its limit; not its own index when `exclude_own`), by the boxes: a box is
+/// skipped when the square root of its bound is above the radius, so none of its points is within it.
+/// The same checks as the box screen's k-NN search; `radius` must be >= 0 (inf: every eligible point).
+#[allow(clippy::too_many_arguments)]
+pub fn within(
+    data: &MetricData,
+    queries: &QueryBatch,
+    radius: f64,
+    exclude_own: bool,
+    threads: Option<i64>,
+    stop: &Stop,
+    boxes: &Boxes,
+) -> Result<Within> {
+    check_call(data, queries, 1, boxes)?;
+    if radius.is_nan() || radius < 0.0 {
+        return Err(CoreError::Negative {
+            what: "radius",
+            position: 0,
+            value: radius,
+        });
+    }
+    let pool = thread_pool(threads)?;
+    let starts = level_starts(boxes.arrays.order.len(), boxes.leaf, boxes.fan);
+    let x = queries.data.x;
+    let rows: Vec<(Vec<(f64, i64)>, i64)> = run_on(pool, || {
+        (0..queries.rows.len())
+            .into_par_iter()
+            .with_min_len(QUERIES_PER_TASK)
+            .map(|q| {
+                if stop.requested() {
+                    return (Vec::new(), 0);
+                }
+                let mut ball = Ball {
+                    boxes,
+                    starts: &starts,
+                    query: x.row(queries.rows[q] as usize),
+                    own: queries.dataset_index[q],
+                    limit: queries.limit[q],
+                    exclude_own,
+                    radius,
+                    found: Vec::new(),
+                    evaluations: 0,
+                };
+                ball.visit(starts.len() - 2, 0);
+                let mut found = ball.found;
+                found.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                (found, ball.evaluations)
+            })
+            .collect()
+    });
+    stop.check()?;
+    let mut out = Within {
+        counts: Vec::with_capacity(rows.len()),
+        indices: Vec::new(),
+        distances: Vec::new(),
+        evaluations: Vec::with_capacity(rows.len()),
+    };
+    for (found, evaluations) in rows {
+        out.evaluations.push(evaluations);
+        out.counts.push(found.len() as i64);
+        for (distance, index) in found {
+            out.indices.push(index);
+            out.distances.push(distance);
+        }
+    }
+    Ok(out)
+}
+
+/// One query's ball search.
+struct Ball<'s, 'a> {
+    boxes: &'s Boxes<'a>,
+    starts: &'s [usize],
+    query: &'s [f64],
+    own: i64,
+    limit: i64,
+    exclude_own: bool,
+    radius: f64,
+    /// (distance, index) of every point found.
+    found: Vec<(f64, i64)>,
+    evaluations: i64,
+}
+
+impl Ball<'_, '_> {
+    fn visit(&mut self, level: usize, node: usize) {
+        if level == 0 {
+            return self.open(node);
+        }
+        let (first, children) = self.boxes.children(self.starts, level, node);
+        for child in children {
+            let eligible = self.boxes.arrays.least[child] < self.limit;
+            if eligible && self.boxes.bound(child, self.query).sqrt() <= self.radius {
+                self.visit(level - 1, child - first);
+            }
+        }
+    }
+
+    fn open(&mut self, leaf: usize) {
+        let mut sums = [0.0f64; MAX_LEAF];
+        let members = self.boxes.leaf_sums(leaf, self.query, &mut sums);
+        for (&index, &sum) in members.iter().zip(sums.iter()) {
+            if index >= self.limit || (self.exclude_own && index == self.own) {
+                continue;
+            }
+            let distance = if index == self.own { 0.0 } else { sum.sqrt() };
+            self.evaluations += 1;
+            if distance <= self.radius {
+                self.found.push((distance, index));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -604,6 +761,84 @@ mod tests {
             }
         }
         assert!(skipped > 1000, "the boxes must skip points: {skipped}");
+    }
+
+    /// The ball search returns every eligible point at canonical distance <= radius, sorted, on lattices
+    /// (points exactly at the radius), duplicates and rounding-prone data, with and without the own
+    /// point, for radii 0, between and inf.
+    #[test]
+    fn the_ball_search_equals_a_naive_scan() {
+        let mut state = 0x1234_5678_9abc_def1_u64;
+        let ones = vec![1.0; 400];
+        for &(n, d) in &[(1, 2), (90, 1), (300, 2), (257, 3), (200, 8)] {
+            for kind in 0..3 {
+                let x = points(kind, n, d, &mut state);
+                let data = euclidean(&x, &ones, d);
+                let packed = pack_with(data.x, 4, 3).unwrap();
+                let boxes = Boxes::with_shape(packed.arrays(), n, d, 4, 3).unwrap();
+                let rows: Vec<i64> = (0..n as i64).collect();
+                let scale = if kind == 2 { 1e3 } else { 1.0 };
+                for radius in [0.0, 0.5 * scale, 1.0 * scale, f64::INFINITY] {
+                    for (limits, exclude_own) in [(vec![n as i64; n], true), (rows.clone(), false)]
+                    {
+                        let queries = QueryBatch {
+                            data: euclidean(&x, &ones, d),
+                            rows: &rows,
+                            dataset_index: &rows,
+                            limit: &limits,
+                        };
+                        let found = within(
+                            &data,
+                            &queries,
+                            radius,
+                            exclude_own,
+                            Some(2),
+                            &Stop::default(),
+                            &boxes,
+                        )
+                        .unwrap();
+                        let mut at = 0;
+                        for q in 0..n {
+                            let query = &x[q * d..(q + 1) * d];
+                            let (indices, distances) = naive(&x, d, query, q as i64, limits[q], n);
+                            let expected: Vec<(i64, f64)> = (indices.into_iter().zip(distances))
+                                .filter(|&(j, dist)| {
+                                    j >= 0 && dist <= radius && !(exclude_own && j == q as i64)
+                                })
+                                .collect();
+                            let count = found.counts[q] as usize;
+                            let got: Vec<(i64, f64)> =
+                                (found.indices[at..at + count].iter().copied())
+                                    .zip(found.distances[at..at + count].iter().copied())
+                                    .collect();
+                            let bits = |v: &[(i64, f64)]| {
+                                v.iter().map(|&(j, d)| (j, d.to_bits())).collect::<Vec<_>>()
+                            };
+                            assert_eq!(
+                                bits(&got),
+                                bits(&expected),
+                                "n {n} d {d} kind {kind} radius {radius} q {q}"
+                            );
+                            at += count;
+                        }
+                        assert_eq!(at, found.indices.len());
+                    }
+                }
+            }
+        }
+        let x = [0.0, 1.0];
+        let data = euclidean(&x, &ones, 1);
+        let packed = pack(data.x, Some(1)).unwrap();
+        let boxes = Boxes::new(packed.arrays(), 2, 1).unwrap();
+        let queries = QueryBatch {
+            data: euclidean(&x, &ones, 1),
+            rows: &[0],
+            dataset_index: &[0],
+            limit: &[2],
+        };
+        for bad in [-1.0, f64::NAN] {
+            assert!(within(&data, &queries, bad, false, None, &Stop::default(), &boxes).is_err());
+        }
     }
 
     #[test]

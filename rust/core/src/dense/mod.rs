@@ -35,7 +35,8 @@ use crate::metric::{Metric, MetricData};
 use crate::query::{check_queries_given, run_on, thread_pool, QueryBatch};
 use crate::stop::Stop;
 pub use boxes::{
-    gap_bound, pack, Boxes, PackedArrays, PackedBoxes, LEAF as BOX_LEAF, MAX_WIDTH as BOX_MAX_WIDTH,
+    gap_bound, pack, within, Boxes, PackedArrays, PackedBoxes, Within, LEAF as BOX_LEAF,
+    MAX_WIDTH as BOX_MAX_WIDTH,
 };
 pub use int8::{Int8, Int8Packing, COLUMNS as INT8_COLUMNS};
 pub use screen::operand;
