@@ -111,5 +111,6 @@ def sklearn_radius(X, Q, radius: float):
 def kd_radius(X, Q, radius: float):
     return cKDTree(X).query_ball_point(Q, radius, return_sorted=True)
 
+
 if __name__ == "__main__":
     main()

@@ -27,13 +27,17 @@ from covertreex.api import CoverTree
 from covertreex.config import KNOBS
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
 from covertreex.residual import check_parameters
+from covertreex.resources import available_bytes
 from covertreex.scalars import as_int
 from covertreex.validation import as_array, as_points, check_exact_conversion
 
 GRAPH_MODES = ("distance", "connectivity")
 RADIUS_ROWS = 4096
-"""Query rows per call of the engine's own ball search (radius_neighbors' `_within`): the answer of a block
-is held twice while it is gathered."""
+"""Query rows per call of the engine's own ball search (radius_neighbors' `_within`)."""
+RADIUS_BYTES_PER_POINT = 64
+"""Bytes one point found by the ball search takes until its block's rows are copied out: an index and a
+distance in the engine's per-query lists, in its answer and in the copied row, with room to spare; a block
+may find at most the memory available over this."""
 RADIUS_BLOCK_CELLS = 1 << 22
 """Query rows x k cells per call of radius_neighbors' widening search (64 MiB of indices and distances):
 the rows still pending at each k go in blocks of at most this many, so the search's working memory stays
@@ -268,17 +272,23 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         within = getattr(tree.engine, "within", None)
         if within is None or tree.config.path == "tree" or math.isinf(radius):
             return None
-        if not tree.engine.box_screen(tree.space, tree.config):
-            return None
-        n_rows = self.n_samples_fit_ if X is None else X.shape[0]
+        space = tree.space
+        every = space.indexed_queries(np.arange(space.n_points)) if X is None else space.point_queries(X)
         dist_rows, ind_rows = [], []
-        for start in range(0, n_rows, RADIUS_ROWS):
-            rows = np.arange(start, min(n_rows, start + RADIUS_ROWS))
-            queries = tree.space.indexed_queries(rows) if X is None else tree.space.point_queries(X[rows])
-            counts, ind, dist = within(tree.space, queries, radius, tree.config, exclude_own=X is None)
+        for start in range(0, every.n_queries, RADIUS_ROWS):
+            block = every.part(np.arange(start, min(every.n_queries, start + RADIUS_ROWS)))
+            most = available_bytes() // RADIUS_BYTES_PER_POINT
+            try:
+                found = within(space, block, radius, tree.config, most, exclude_own=X is None)
+            except KOutOfRangeError as exc:
+                raise KOutOfRangeError(f"radius={radius} holds too many training points for the memory "
+                                       f"available ({exc})") from exc
+            if found is None:  # the engine's ball search does not run for this fit
+                return None
+            counts, ind, dist = found
             cuts = np.cumsum(counts)[:-1]
-            dist_rows += np.split(dist, cuts)
-            ind_rows += np.split(ind, cuts)
+            dist_rows += [row.copy() for row in np.split(dist, cuts)]  # not views that keep the block
+            ind_rows += [row.copy() for row in np.split(ind, cuts)]
         return _ragged(dist_rows), _ragged(ind_rows)
 
     def _widened(self, k: int, reached: float, radius: float, eligible: int) -> int:

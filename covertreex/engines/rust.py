@@ -122,21 +122,21 @@ class RustEngine:
         covertreex.paths then weighs their cost)."""
         return config.dense_screen in ("auto", "boxes") and _box_screen_refusal(space, config) is None
 
-    def within(self, space: MetricSpace, queries: QuerySet, radius: float, config: Config,
+    def within(self, space: MetricSpace, queries: QuerySet, radius: float, config: Config, most: int,
                exclude_own: bool = False):
         """Every eligible point at distance <= `radius` of each query, by the box screen's packing: (points
         found per query, their indices, their canonical distances), each query's sorted by (distance,
-        index), or None where the box screen cannot run (:meth:`box_screen`). `exclude_own`: no query
-        returns its own dataset index (scikit-learn's radius_neighbors of the training points)."""
+        index), or None where the box screen cannot run (:meth:`box_screen`). More than `most` points in
+        all is a KOutOfRangeError. `exclude_own`: no query returns its own dataset index (scikit-learn's
+        radius_neighbors of the training points)."""
         if not self.box_screen(space, config):
             return None
-        counts, idx, dist, _ = _extension().within_boxes(
+        return _extension().within_boxes(
             _canonical(space.data, _METRIC_DTYPES), _canonical(queries.data, _METRIC_DTYPES),
             _index(queries.rows), _index(queries.dataset_index), _index(queries.limit), float(radius),
-            bool(exclude_own), config.threads, _packing(space, config),
+            bool(exclude_own), int(most), config.threads, _packing(space, config),
             _interrupt(queries.n_queries * space.n_points),
         )
-        return counts, idx, dist
 
     def dense(self, space: MetricSpace, queries: QuerySet, k: int, config: Config):
         """The dense path: GEMM tiles (the `gemm` crate) with a fused screening epilogue on rayon, or the
@@ -168,7 +168,7 @@ class RustEngine:
             _add(counters, gemm[2], routed)
         declined = np.flatnonzero(declined)
         if declined.size:
-            again = self._dense(space.data, _part(queries, declined), k, config)
+            again = self._dense(space.data, queries.part(declined), k, config)
             idx[declined], dist[declined] = again[0], again[1]
             _add(counters, again[2], declined)
         return _screened_by("split", idx, dist, counters)
@@ -200,12 +200,6 @@ def _add(counters: QueryCounters, more: QueryCounters, at: np.ndarray) -> None:
     counters.per_query[at] += more.per_query
     counters.extra["screened"][at] += more.extra["screened"]
     counters.extra["gemm_seconds"] += more.extra["gemm_seconds"]
-
-
-def _part(queries: QuerySet, at: np.ndarray) -> QuerySet:
-    """The queries at positions `at`."""
-    return replace(queries, rows=queries.rows[at], dataset_index=queries.dataset_index[at],
-                   limit=queries.limit[at])
 
 
 def _rows_of(data: MetricData, points: np.ndarray) -> MetricData:

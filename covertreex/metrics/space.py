@@ -7,7 +7,7 @@ The space turns user input (coordinates, or a :class:`~covertreex.residual.Resid
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -92,6 +92,10 @@ class QuerySet:
     @property
     def n_queries(self) -> int:
         return self.rows.shape[0]
+
+    def part(self, at: np.ndarray) -> QuerySet:
+        """The queries at positions `at`."""
+        return replace(self, rows=self.rows[at], dataset_index=self.dataset_index[at], limit=self.limit[at])
 
     def eligible(self, n_points: int) -> np.ndarray:
         """How many of the `n_points` indexed points each query may return (its limit, at most them)."""

@@ -155,6 +155,25 @@ def test_radius_neighbors_on_the_box_screen_equal_the_widening_search_and_scikit
     assert len(calls) == 4 * (9 + 2), calls  # 4 radii, blocks of 70 rows: 9 of the 600 training rows, 2 of Q
 
 
+def test_the_ball_search_refuses_an_answer_beyond_memory_and_names_the_bad_row(monkeypatch):
+    """A finite radius larger than the data skipped the memory check radius=inf gets (a review): the
+    answer grew until an allocation aborted the process. And a bad query row was named by its place in a
+    block of RADIUS_ROWS rows, not in X."""
+    from covertreex import sklearn as ours
+
+    estimator = CoverTreeNeighbors().fit(np.random.default_rng(33).normal(size=(3000, 2)))
+    monkeypatch.setattr(ours, "available_bytes", lambda: 10**8)  # room for ~1.6 M points, 9 M inside
+    with pytest.raises(KOutOfRangeError, match=r"^radius=1e\+300 holds too many training points for the "
+                       r"memory available"):
+        estimator.radius_neighbors(radius=1e300)
+    monkeypatch.undo()
+    monkeypatch.setattr(ours, "RADIUS_ROWS", 100)
+    Q = np.zeros((250, 2))
+    Q[170] = 1e200
+    with pytest.raises(ValueError, match="row 170"):
+        estimator.radius_neighbors(Q, radius=0.1)
+
+
 def test_radius_neighbors_name_n_neighbors_below_one():
     """Its search starts from n_neighbors: 0 was "k must be >= 1", a name the caller never used."""
     estimator = CoverTreeNeighbors().fit(np.eye(4)).set_params(n_neighbors=0)

@@ -516,15 +516,14 @@ type Found<'py> = (
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<i64>>,
 );
 
 /// Every eligible point within `radius` of each query by the packed boxes of the data's points
 /// (Euclidean): (points found per query, their indices and canonical distances query after query, each
-/// query's sorted by (distance, index), canonical evaluations per query). `exclude_own`: a query never
-/// returns its own dataset index.
+/// query's sorted by (distance, index)). `exclude_own`: a query never returns its own dataset index.
+/// More than `most` points in all is a KOutOfRangeError (the caller's memory budget).
 #[pyfunction]
-#[pyo3(signature = (data, queries, rows, dataset_index, limit, radius, exclude_own, threads, boxes, interrupt=None))]
+#[pyo3(signature = (data, queries, rows, dataset_index, limit, radius, exclude_own, most, threads, boxes, interrupt=None))]
 #[allow(clippy::too_many_arguments)]
 fn within_boxes<'py>(
     py: Python<'py>,
@@ -535,6 +534,7 @@ fn within_boxes<'py>(
     limit: &Bound<'py, PyAny>,
     radius: f64,
     exclude_own: bool,
+    most: usize,
     threads: Option<&Bound<'py, PyAny>>,
     boxes: BoxArgs<'py>,
     interrupt: Option<&Bound<'py, PyAny>>,
@@ -551,6 +551,7 @@ fn within_boxes<'py>(
             &batch,
             radius,
             exclude_own,
+            most,
             threads,
             &halt.stop,
             &boxes,
@@ -560,7 +561,6 @@ fn within_boxes<'py>(
         found.counts.into_pyarray(py),
         found.indices.into_pyarray(py),
         found.distances.into_pyarray(py),
-        found.evaluations.into_pyarray(py),
     ))
 }
 

@@ -21,6 +21,7 @@
 //! (kiddo, kdtree) break ties as their traversal meets them.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
@@ -500,20 +501,21 @@ pub struct Within {
     pub indices: Vec<i64>,
     /// Their canonical distances, in the same order.
     pub distances: Vec<f64>,
-    /// Canonical evaluations per query.
-    pub evaluations: Vec<i64>,
 }
 
 /// Every point within `radius` (distance <= radius, the canonical distance) of each query that it may
 /// return (dataset index below its limit; not its own index when `exclude_own`), by the boxes: a box is
 /// skipped when the square root of its bound is above the radius, so none of its points is within it.
 /// The same checks as the box screen's k-NN search; `radius` must be >= 0 (inf: every eligible point).
+/// At most `most` points are found in all (the caller's memory budget): beyond them the search stops and
+/// the call is a `KOutOfRange` error, never an allocation that aborts the process.
 #[allow(clippy::too_many_arguments)]
 pub fn within(
     data: &MetricData,
     queries: &QueryBatch,
     radius: f64,
     exclude_own: bool,
+    most: usize,
     threads: Option<i64>,
     stop: &Stop,
     boxes: &Boxes,
@@ -529,13 +531,15 @@ pub fn within(
     let pool = thread_pool(threads)?;
     let starts = level_starts(boxes.arrays.order.len(), boxes.leaf, boxes.fan);
     let x = queries.data.x;
-    let rows: Vec<(Vec<(f64, i64)>, i64)> = run_on(pool, || {
+    let found_so_far = AtomicUsize::new(0);
+    let too_many = || found_so_far.load(Ordering::Relaxed) > most;
+    let rows: Vec<Vec<(f64, i64)>> = run_on(pool, || {
         (0..queries.rows.len())
             .into_par_iter()
             .with_min_len(QUERIES_PER_TASK)
             .map(|q| {
-                if stop.requested() {
-                    return (Vec::new(), 0);
+                if stop.requested() || too_many() {
+                    return Vec::new();
                 }
                 let mut ball = Ball {
                     boxes,
@@ -546,29 +550,38 @@ pub fn within(
                     exclude_own,
                     radius,
                     found: Vec::new(),
-                    evaluations: 0,
                 };
                 ball.visit(starts.len() - 2, 0);
                 let mut found = ball.found;
+                found_so_far.fetch_add(found.len(), Ordering::Relaxed);
                 found.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                (found, ball.evaluations)
+                found
             })
             .collect()
     });
     stop.check()?;
+    let total = found_so_far.into_inner();
+    let refused = || CoreError::KOutOfRange {
+        k: total as i64,
+        reason: "points within the radius: more than the memory available holds",
+    };
+    if total > most {
+        return Err(refused());
+    }
     let mut out = Within {
-        counts: Vec::with_capacity(rows.len()),
+        counts: rows.iter().map(|found| found.len() as i64).collect(),
         indices: Vec::new(),
         distances: Vec::new(),
-        evaluations: Vec::with_capacity(rows.len()),
     };
-    for (found, evaluations) in rows {
-        out.evaluations.push(evaluations);
-        out.counts.push(found.len() as i64);
-        for (distance, index) in found {
-            out.indices.push(index);
-            out.distances.push(distance);
-        }
+    out.indices
+        .try_reserve_exact(total)
+        .map_err(|_| refused())?;
+    out.distances
+        .try_reserve_exact(total)
+        .map_err(|_| refused())?;
+    for (distance, index) in rows.into_iter().flatten() {
+        out.indices.push(index);
+        out.distances.push(distance);
     }
     Ok(out)
 }
@@ -584,7 +597,6 @@ struct Ball<'s, 'a> {
     radius: f64,
     /// (distance, index) of every point found.
     found: Vec<(f64, i64)>,
-    evaluations: i64,
 }
 
 impl Ball<'_, '_> {
@@ -609,7 +621,6 @@ impl Ball<'_, '_> {
                 continue;
             }
             let distance = if index == self.own { 0.0 } else { sum.sqrt() };
-            self.evaluations += 1;
             if distance <= self.radius {
                 self.found.push((distance, index));
             }
@@ -792,6 +803,7 @@ mod tests {
                             &queries,
                             radius,
                             exclude_own,
+                            usize::MAX,
                             Some(2),
                             &Stop::default(),
                             &boxes,
@@ -837,8 +849,48 @@ mod tests {
             limit: &[2],
         };
         for bad in [-1.0, f64::NAN] {
-            assert!(within(&data, &queries, bad, false, None, &Stop::default(), &boxes).is_err());
+            assert!(within(
+                &data,
+                &queries,
+                bad,
+                false,
+                9,
+                None,
+                &Stop::default(),
+                &boxes
+            )
+            .is_err());
         }
+        let found = within(
+            &data,
+            &queries,
+            5.0,
+            false,
+            2,
+            None,
+            &Stop::default(),
+            &boxes,
+        )
+        .unwrap();
+        assert_eq!(
+            found.indices,
+            vec![0, 1],
+            "its own point at 0, then the other"
+        );
+        let refused = within(
+            &data,
+            &queries,
+            5.0,
+            false,
+            1,
+            None,
+            &Stop::default(),
+            &boxes,
+        );
+        assert!(
+            matches!(refused, Err(CoreError::KOutOfRange { k: 2, .. })),
+            "{refused:?}"
+        );
     }
 
     #[test]
