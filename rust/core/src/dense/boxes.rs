@@ -861,32 +861,25 @@ mod tests {
             )
             .is_err());
         }
-        let found = within(
-            &data,
-            &queries,
-            5.0,
-            false,
-            2,
-            None,
-            &Stop::default(),
-            &boxes,
-        )
-        .unwrap();
+        let ball = |most| {
+            within(
+                &data,
+                &queries,
+                5.0,
+                false,
+                most,
+                None,
+                &Stop::default(),
+                &boxes,
+            )
+        };
+        let found = ball(2).unwrap();
         assert_eq!(
             found.indices,
             vec![0, 1],
             "its own point at 0, then the other"
         );
-        let refused = within(
-            &data,
-            &queries,
-            5.0,
-            false,
-            1,
-            None,
-            &Stop::default(),
-            &boxes,
-        );
+        let refused = ball(1);
         assert!(
             matches!(refused, Err(CoreError::KOutOfRange { k: 2, .. })),
             "{refused:?}"
