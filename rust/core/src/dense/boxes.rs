@@ -313,13 +313,64 @@ impl<'a> Boxes<'a> {
     }
 }
 
-/// One query's search: its heap and its counts.
-struct Search<'s, 'a> {
+/// One query as the box searches see it: its coordinates, its own dataset index (whose pair is at
+/// distance 0) and its limit (the points it may return have smaller indices).
+struct Probe<'s, 'a> {
     boxes: &'s Boxes<'a>,
     starts: &'s [usize],
     query: &'s [f64],
     own: i64,
     limit: i64,
+}
+
+impl<'s, 'a> Probe<'s, 'a> {
+    fn new(boxes: &'s Boxes<'a>, starts: &'s [usize], queries: &'s QueryBatch, q: usize) -> Self {
+        Probe {
+            boxes,
+            starts,
+            query: queries.data.x.row(queries.rows[q] as usize),
+            own: queries.dataset_index[q],
+            limit: queries.limit[q],
+        }
+    }
+
+    /// The boxes under box `node` of `level` ([`Boxes::children`]).
+    fn children(&self, level: usize, node: usize) -> (usize, Range<usize>) {
+        self.boxes.children(self.starts, level, node)
+    }
+
+    /// Box `b`'s lower bound on the squared sum, or None when it holds no point this query may return.
+    fn bound(&self, b: usize) -> Option<f64> {
+        (self.boxes.arrays.least[b] < self.limit).then(|| self.boxes.bound(b, self.query))
+    }
+
+    /// The eligible points of leaf `leaf` with their canonical distances ([`Boxes::leaf_sums`]).
+    fn points<'p>(
+        &self,
+        leaf: usize,
+        sums: &'p mut [f64; MAX_LEAF],
+    ) -> impl Iterator<Item = (i64, f64)> + 'p
+    where
+        'a: 'p,
+    {
+        let members = self.boxes.leaf_sums(leaf, self.query, sums);
+        let (own, limit) = (self.own, self.limit);
+        members
+            .iter()
+            .zip(sums.iter())
+            .filter(move |&(&index, _)| index < limit)
+            .map(move |(&index, &sum)| (index, if index == own { 0.0 } else { sum.sqrt() }))
+    }
+
+    /// The top box's level (the search starts there, at box 0).
+    fn top(&self) -> usize {
+        self.starts.len() - 2
+    }
+}
+
+/// One query's k-nearest search: its heap and its counts.
+struct Search<'s, 'a> {
+    probe: Probe<'s, 'a>,
     heap: &'s mut Heap,
     counts: [i64; N_QUERY_COUNTERS],
 }
@@ -335,17 +386,17 @@ impl Search<'_, '_> {
         if level == 0 {
             return self.open(node);
         }
-        let (first, children) = self.boxes.children(self.starts, level, node);
+        let (first, children) = self.probe.children(level, node);
         let mut near = [(0.0f64, 0usize); MAX_FAN];
         let mut count = 0;
         for child in children {
-            let bound = self.boxes.bound(child, self.query);
-            if self.boxes.arrays.least[child] >= self.limit || self.excluded(bound) {
-                self.counts[Q_PRUNES] += 1;
-                continue;
+            match self.probe.bound(child) {
+                Some(bound) if !self.excluded(bound) => {
+                    near[count] = (bound, child);
+                    count += 1;
+                }
+                _ => self.counts[Q_PRUNES] += 1,
             }
-            near[count] = (bound, child);
-            count += 1;
         }
         let near = &mut near[..count];
         near.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -362,13 +413,8 @@ impl Search<'_, '_> {
     /// the heap.
     fn open(&mut self, leaf: usize) {
         let mut sums = [0.0f64; MAX_LEAF];
-        let members = self.boxes.leaf_sums(leaf, self.query, &mut sums);
         self.counts[Q_STEPS] += 1;
-        for (&index, &sum) in members.iter().zip(sums.iter()) {
-            if index >= self.limit {
-                continue;
-            }
-            let distance = if index == self.own { 0.0 } else { sum.sqrt() };
+        for (index, distance) in self.probe.points(leaf, &mut sums) {
             self.counts[Q_EVALUATIONS] += 1;
             let beyond = self.heap.is_full() && distance > self.heap.worst_distance();
             if !beyond && self.heap.offer(distance, index) {
@@ -455,15 +501,11 @@ fn answer(boxes: &Boxes, queries: &QueryBatch, out: &mut DenseOutput, stop: &Sto
         for (at, &q) in chunk.iter().enumerate() {
             heap.clear();
             let mut search = Search {
-                boxes,
-                starts: &starts,
-                query: x.row(queries.rows[q] as usize),
-                own: queries.dataset_index[q],
-                limit: queries.limit[q],
+                probe: Probe::new(boxes, &starts, queries, q),
                 heap,
                 counts: [0; N_QUERY_COUNTERS],
             };
-            search.visit(starts.len() - 2, 0);
+            search.visit(search.probe.top(), 0);
             counts.push(search.counts);
             let row = at * kept..(at + 1) * kept;
             heap.write_sorted(&mut indices[row.clone()], &mut distances[row]);
@@ -530,7 +572,6 @@ pub fn within(
     }
     let pool = thread_pool(threads)?;
     let starts = level_starts(boxes.arrays.order.len(), boxes.leaf, boxes.fan);
-    let x = queries.data.x;
     let found_so_far = AtomicUsize::new(0);
     let too_many = || found_so_far.load(Ordering::Relaxed) > most;
     let rows: Vec<Vec<(f64, i64)>> = run_on(pool, || {
@@ -542,16 +583,12 @@ pub fn within(
                     return Vec::new();
                 }
                 let mut ball = Ball {
-                    boxes,
-                    starts: &starts,
-                    query: x.row(queries.rows[q] as usize),
-                    own: queries.dataset_index[q],
-                    limit: queries.limit[q],
+                    probe: Probe::new(boxes, &starts, queries, q),
                     exclude_own,
                     radius,
                     found: Vec::new(),
                 };
-                ball.visit(starts.len() - 2, 0);
+                ball.visit(ball.probe.top(), 0);
                 let mut found = ball.found;
                 found_so_far.fetch_add(found.len(), Ordering::Relaxed);
                 found.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -588,11 +625,7 @@ pub fn within(
 
 /// One query's ball search.
 struct Ball<'s, 'a> {
-    boxes: &'s Boxes<'a>,
-    starts: &'s [usize],
-    query: &'s [f64],
-    own: i64,
-    limit: i64,
+    probe: Probe<'s, 'a>,
     exclude_own: bool,
     radius: f64,
     /// (distance, index) of every point found.
@@ -604,10 +637,13 @@ impl Ball<'_, '_> {
         if level == 0 {
             return self.open(node);
         }
-        let (first, children) = self.boxes.children(self.starts, level, node);
+        let (first, children) = self.probe.children(level, node);
         for child in children {
-            let eligible = self.boxes.arrays.least[child] < self.limit;
-            if eligible && self.boxes.bound(child, self.query).sqrt() <= self.radius {
+            if self
+                .probe
+                .bound(child)
+                .is_some_and(|bound| bound.sqrt() <= self.radius)
+            {
                 self.visit(level - 1, child - first);
             }
         }
@@ -615,13 +651,9 @@ impl Ball<'_, '_> {
 
     fn open(&mut self, leaf: usize) {
         let mut sums = [0.0f64; MAX_LEAF];
-        let members = self.boxes.leaf_sums(leaf, self.query, &mut sums);
-        for (&index, &sum) in members.iter().zip(sums.iter()) {
-            if index >= self.limit || (self.exclude_own && index == self.own) {
-                continue;
-            }
-            let distance = if index == self.own { 0.0 } else { sum.sqrt() };
-            if distance <= self.radius {
+        let own = self.exclude_own.then_some(self.probe.own);
+        for (index, distance) in self.probe.points(leaf, &mut sums) {
+            if distance <= self.radius && Some(index) != own {
                 self.found.push((distance, index));
             }
         }
