@@ -69,14 +69,23 @@ _LAYOUT = ("C_CONTIGUOUS", "ALIGNED")  # what the extension reads; ascontiguousa
 
 def _canonical(arrays, dtypes: dict):
     """`arrays` (a NamedTuple) with the listed fields C-contiguous and aligned in their dtypes."""
-    return arrays._replace(**{
-        name: np.require(getattr(arrays, name), dtype=dtype, requirements=_LAYOUT)
-        for name, dtype in dtypes.items()
-    })
+    fields = {name: _required(getattr(arrays, name), dtype) for name, dtype in dtypes.items()}
+    if all(fields[name] is getattr(arrays, name) for name in fields):
+        return arrays
+    return arrays._replace(**fields)
+
+
+def _required(values, dtype) -> np.ndarray:
+    """`values` C-contiguous and aligned in `dtype`: itself when so already (the test is a fifth of
+    np.require's cost, which a one-row query paid 11 times a call), else a copy."""
+    if type(values) is np.ndarray and values.dtype == dtype and values.flags.c_contiguous \
+            and values.flags.aligned:
+        return values
+    return np.require(values, dtype=dtype, requirements=_LAYOUT)
 
 
 def _index(values) -> np.ndarray:
-    return np.require(values, dtype=np.int64, requirements=_LAYOUT)
+    return _required(values, np.int64)
 
 
 def _blocks(queries: QuerySet, config: Config):
