@@ -196,7 +196,7 @@ def _warnings_told(caught, ours: type[Warning]) -> list[str]:
 def run(args) -> int:
     from covertreex.residual import inducing_count
     from covertreex.tree import npz_target  # Numba and SciPy load only when the command runs
-    from covertreex.vecchia import FUSED_ORDERINGS, DegenerateNeighboursWarning, vecchia_neighbors
+    from covertreex.vecchia import FUSED_ORDERINGS, VecchiaJobWarning, vecchia_neighbors
 
     out = None if args.out is None else npz_target(args.out, "neighbours")  # a bad path fails before work
     refuse_same_file({"--out": out}, {"POINTS": args.points, "--ordering-file": args.ordering_file})
@@ -240,7 +240,7 @@ def run(args) -> int:
             raise ClusterError(f"the Dask cluster at {args.scheduler} failed the job: "
                                f"{type(exc).__name__}: {reason}") from exc
         finally:  # told also when the job fails
-            notes = _warnings_told(caught, DegenerateNeighboursWarning)
+            notes = _warnings_told(caught, VecchiaJobWarning)
     summary = {
         "command": "vecchia", "points": str(args.points), "n": int(X.shape[0]), "dims": int(X.shape[1]),
         "metric": args.metric, "k": args.k, "engine": args.engine, "engine_ran": _engine_ran(args.engine),

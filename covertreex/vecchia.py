@@ -69,7 +69,9 @@ class VecchiaNeighbors:
 
     def to_gpgp(self) -> np.ndarray:
         """GpGp's ``NNarray``: (N, k + 1) float64, 1-based positions in the ordering, row i = (i + 1, its
-        neighbours nearest first), NaN where GpGp has NA (the first rows)."""
+        neighbours nearest first), NaN where GpGp has NA (the first rows). Its companion, the ordering
+        1-based as GpGp's ``order_maxmin`` returns it (``locs[ord, ]`` puts R's points in it), is
+        ``ordering + 1``."""
         out = np.empty((self.neighbors.shape[0], self.k + 1))
         out[:, 0] = np.arange(1, out.shape[0] + 1)
         out[:, 1:] = np.where(self.neighbors >= 0, self.neighbors + 1.0, np.nan)
@@ -270,6 +272,7 @@ def vecchia_neighbors(
     if progress is not None and not callable(progress):
         raise InputTypeError(f"progress must be None or a callable (stage, n), got {type(progress).__name__}")
     k = check_k(k, X.shape[0], allow_padding=True)
+    _warn_if_transposed(X, k)
     require_answer_memory(X.shape[0], k)
     _cover_tree(engine, metric)  # an unknown engine fails before any work
     with ExitStack() as stack:
@@ -323,7 +326,27 @@ neighbourhood of well-scaled points (1-D points 1 apart, lengthscale 1, k = 20) 
 1.0 legitimately."""
 
 
-class DegenerateNeighboursWarning(UserWarning):
+class VecchiaJobWarning(UserWarning):
+    """A Vecchia job's answer is exact but likely not what its caller meant; `pcct vecchia` tells each as one
+    line on stderr and lists it in its summary."""
+
+
+class TransposedPointsWarning(VecchiaJobWarning):
+    """X has fewer rows than coordinates and k reaches every row: every neighbour row is padded, which is
+    what a job on X.T looks like (points as columns, as R's and some GP code's matrices hold them). The
+    answer is still the exact one for X's rows (k >= N is allowed: k = N - 1 is the exact GP)."""
+
+
+def _warn_if_transposed(X: np.ndarray, k: int) -> None:
+    n, d = X.shape
+    if k >= n and d > n:
+        warnings.warn(TransposedPointsWarning(
+            f"X has {n} rows of {d} coordinates each and k = {k} is at least the number of rows, so every "
+            f"row of neighbours is padded; the rows are the points: if yours are the columns, pass X.T"),
+            stacklevel=3)
+
+
+class DegenerateNeighboursWarning(VecchiaJobWarning):
     """The residual metric cannot tell most points' neighbours apart: they are ties broken by position,
     exact but of no use to a GP (:class:`UncorrelatedNeighboursWarning`,
     :class:`PerfectlyCorrelatedNeighboursWarning`)."""

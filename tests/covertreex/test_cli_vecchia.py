@@ -293,3 +293,9 @@ def test_a_warning_of_the_job_is_one_line_and_in_the_summary(tmp_path):
     [line] = [text for text in done.stderr.splitlines() if text.startswith("pcct vecchia: warning: ")]
     assert "at residual distance 0 from their nearest predecessor" in line
     assert json.loads(done.stdout)["warnings"] == [line.removeprefix("pcct vecchia: warning: ")]
+    np.save(tmp_path / "columns.npy", np.random.default_rng(0).normal(size=(3, 40)))  # points as columns
+    done = run(tmp_path / "columns.npy", "--k", "5", "--metric", "euclidean", "--json")
+    assert done.returncode == 0, done.stderr
+    [line] = [text for text in done.stderr.splitlines() if text.startswith("pcct vecchia: warning: ")]
+    assert line.endswith("if yours are the columns, pass X.T")
+    assert json.loads(done.stdout)["warnings"] == [line.removeprefix("pcct vecchia: warning: ")]

@@ -11,7 +11,7 @@ import pytest
 
 import covertreex as ct
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, UnknownNameError
-from covertreex.vecchia import permuted_problem
+from covertreex.vecchia import TransposedPointsWarning, permuted_problem
 from covertreex.vecchia_orderings import needs_residual_problem
 
 RESIDUAL = {"m": 6, "seed": 2, "lengthscale": 1.5}
@@ -212,7 +212,7 @@ def test_a_fused_pass_reports_ordering_and_neighbours_as_it_goes():
     if not ct.engine_available("rust"):
         pytest.skip("engine rust not available")
     single = []  # one point takes no round of the pass: its stages are reported all the same
-    ct.vecchia_neighbors(np.zeros((1, 2)), 1, metric="euclidean", engine="rust",
+    ct.vecchia_neighbors(np.zeros((1, 1)), 1, metric="euclidean", engine="rust",
                          progress=lambda *call: single.append(call))
     assert ("ordering", 1) in single and single[-1] == ("neighbours", 1)
     X = np.random.default_rng(2).uniform(size=(3000, 2))
@@ -238,9 +238,26 @@ def test_progress_must_be_callable_and_sparse_points_are_named():
         ct.vecchia_neighbors(sparse.csr_matrix(X), 2)
 
 def test_k_beyond_n_pads_every_row():
-    result = ct.vecchia_neighbors(np.eye(3), 5, metric="euclidean", ordering="natural")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # three points of three coordinates: not taken for X transposed
+        result = ct.vecchia_neighbors(np.eye(3), 5, metric="euclidean", ordering="natural")
     assert result.neighbors.shape == (3, 5)
     np.testing.assert_array_equal(result.neighbors[2], [0, 1, -1, -1, -1])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_points_given_as_columns_are_warned_of(metric):
+    """A (d, N) array of N points as columns (R's layout) is a job on d points, every row padded: warned
+    of, the answer still exact for X's rows; fewer neighbours than rows, or as many coordinates, is not."""
+    columns = np.random.default_rng(3).normal(size=(4, 50))
+    options = {"m": 2, "lengthscale": 10.0} if metric == "residual" else {}
+    with pytest.warns(TransposedPointsWarning, match=r"^X has 4 rows of 50 coordinates each and k = 4 is"):
+        result = ct.vecchia_neighbors(columns, 4, metric=metric, **options)
+    assert result.neighbors.shape == (4, 4) and (result.neighbors[:, -1] == -1).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ct.vecchia_neighbors(columns, 3, metric=metric, **options)
+        ct.vecchia_neighbors(columns[:, :4], 4, metric=metric, **options)
 
 
 def test_permuting_a_problem_built_from_a_given_v():
