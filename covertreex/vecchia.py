@@ -332,14 +332,14 @@ class VecchiaJobWarning(UserWarning):
 
 
 class TransposedPointsWarning(VecchiaJobWarning):
-    """X has fewer rows than coordinates and k reaches every row: every neighbour row is padded, which is
-    what a job on X.T looks like (points as columns, as R's and some GP code's matrices hold them). The
-    answer is still the exact one for X's rows (k >= N is allowed: k = N - 1 is the exact GP)."""
+    """X has fewer rows (two or more) than coordinates and k reaches every row: every neighbour row is
+    padded, which is what a job on X.T looks like (points as columns, as R's and some GP code's matrices hold
+    them). The answer is still the exact one for X's rows (k >= N is allowed: k = N - 1 is the exact GP)."""
 
 
 def _warn_if_transposed(X: np.ndarray, k: int) -> None:
     n, d = X.shape
-    if k >= n and d > n:
+    if 2 <= n <= k and d > n:  # one point is one row of output, its padding plain to see
         warnings.warn(TransposedPointsWarning(
             f"X has {n} rows of {d} coordinates each and k = {k} is at least the number of rows, so every "
             f"row of neighbours is padded; the rows are the points: if yours are the columns, pass X.T"),

@@ -258,6 +258,7 @@ def test_points_given_as_columns_are_warned_of(metric):
         warnings.simplefilter("error")
         ct.vecchia_neighbors(columns, 3, metric=metric, **options)
         ct.vecchia_neighbors(columns[:, :4], 4, metric=metric, **options)
+        ct.vecchia_neighbors(columns[:1], 4, metric=metric, **options)  # one point: one row, plainly padded
 
 
 def test_permuting_a_problem_built_from_a_given_v():
