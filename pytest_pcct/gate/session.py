@@ -585,7 +585,8 @@ class GateSession:
         if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} has a non-positive, "
                                    "non-finite or empty list of paired ratios")
-        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"])
+        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"],
+                                                 calibration.get("median"))  # checked plausible
         if problem:
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} is damaged: {problem}; "
                                    f"re-record it with:\n  {self._fix()}")

@@ -227,6 +227,21 @@ def answer_again_differs(first: Answer, again: Answer) -> str | None:
             f"{again.distances[row].tolist()})")
 
 
+_CONFIGURE_ERRORS = (Exception, pytest.skip.Exception, pytest.exit.Exception, SystemExit)
+"""What a registration hook or an engine's factory may raise that ends in a usage error: pytest's skip (say
+``importorskip`` of a missing library) and exit, and SystemExit, are BaseExceptions that at configure time
+ended in an INTERNALERROR. KeyboardInterrupt stays the user's."""
+
+
+def _raised(exc: BaseException) -> str:
+    """`exc` named for a usage error; a skip tried at configure time also says what to do instead."""
+    told = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, pytest.skip.Exception):
+        told += (" (a factory whose engine cannot run here raises pytest_pcct.parity.engines."
+                 "EngineUnavailable, which stops the run with a usage error naming it)")
+    return told
+
+
 class PcctSession:
     """The pcct state of one pytest run (one per xdist worker, merged on the controller)."""
 
@@ -237,9 +252,9 @@ class PcctSession:
         self.registry = EngineRegistry()
         try:
             register_hook(registry=self.registry)
-        except Exception as exc:  # every mistake in a registration hook: a usage error, not INTERNALERROR
+        except _CONFIGURE_ERRORS as exc:  # every mistake in a registration hook: a usage error
             raise pytest.UsageError(
-                f"pytest-pcct: engine registration failed: {type(exc).__name__}: {exc}"
+                f"pytest-pcct: engine registration failed: {_raised(exc)}"
             ) from None
         if selection.oracle is not None:
             try:
@@ -263,9 +278,9 @@ class PcctSession:
             raise pytest.UsageError(
                 f"pytest-pcct: engine {name!r} {why} is not available here: {exc}"
             ) from None
-        except Exception as exc:
+        except _CONFIGURE_ERRORS as exc:
             raise pytest.UsageError(
-                f"pytest-pcct: engine {name!r} {why} could not be created: {type(exc).__name__}: {exc}"
+                f"pytest-pcct: engine {name!r} {why} could not be created: {_raised(exc)}"
             ) from exc
 
     def _collect(self, answer: Answer) -> None:

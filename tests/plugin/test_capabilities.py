@@ -176,6 +176,9 @@ def test_capabilities_are_checked(kwargs, error, match):
      "telemetry_schema of engine 'mine' must be a 'package:path.json' string, got bool"),
     ('registry.register("mine", lambda: None, telemetry_group=7)',
      "telemetry_group of engine 'mine' must be a non-empty string or None, got 7"),
+    ('__import__("pytest").importorskip("no_such_module_here")',
+     "Skipped: could not import 'no_such_module_here'*raises pytest_pcct.parity.engines.EngineUnavailable*"),
+    ('raise SystemExit(0)', "SystemExit: 0"),
 ])
 def test_registration_mistakes_are_usage_errors(pytester, register, message):
     pytester.makeconftest(f"def pytest_pcct_register_engines(registry):\n    {register}\n")
@@ -183,6 +186,32 @@ def test_registration_mistakes_are_usage_errors(pytester, register, message):
     result = pytester.runpytest("--pcct-engines=gold,brute")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: pytest-pcct: engine registration failed: *{message}"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    ('pytest.importorskip("no_such_module_here")',
+     "Skipped: could not import 'no_such_module_here'*raises pytest_pcct.parity.engines.EngineUnavailable*"),
+    ("raise SystemExit(0)", "SystemExit: 0"),
+    ('pytest.exit("gave up", returncode=0)', "Exit: gave up"),
+])
+def test_a_factory_that_skips_or_exits_is_a_usage_error(pytester, factory, message):
+    """pytest's skip and exit and SystemExit are BaseExceptions: raised by a factory they ended in an
+    INTERNALERROR (exit code 3), and an exit with code 0 could end the run green before any test ran."""
+    pytester.makeconftest(f"""
+        import pytest
+
+        def make():
+            {factory}
+
+        def pytest_pcct_register_engines(registry):
+            registry.register("mine", make)
+    """)
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest("--pcct-engines=gold,mine")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-pcct: engine 'mine' requested by * could not be created: "
+                                 f"{message}"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
