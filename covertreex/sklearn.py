@@ -27,7 +27,7 @@ from covertreex.api import CoverTree
 from covertreex.config import KNOBS
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
 from covertreex.residual import check_parameters
-from covertreex.resources import available_bytes
+from covertreex.resources import ANSWER_BYTES, available_bytes, require_memory
 from covertreex.scalars import as_int
 from covertreex.validation import as_array, as_points, check_exact_conversion
 
@@ -58,7 +58,9 @@ def _graph_mode(mode) -> str:
 
 
 def _radius(radius) -> float:
-    """A radius >= 0 (inf allowed: every point)."""
+    """A radius >= 0 (inf allowed: every point); a 0-d array is its number, as in scikit-learn."""
+    if isinstance(radius, np.ndarray) and radius.ndim == 0:
+        radius = radius[()]
     if isinstance(radius, bool) or not isinstance(radius, (int, float, np.integer, np.floating)):
         raise InputTypeError(f"radius must be a real number, got {type(radius).__name__} {radius!r}")
     if not radius >= 0:  # also refuses NaN
@@ -240,7 +242,10 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         pending = np.arange(n_rows) if eligible else np.arange(0)
         k = min(self._n_neighbors(), eligible)  # where the search starts (0 was "k must be >= 1")
         if math.isinf(radius):
-            k = eligible  # every point is inside: all of them at once
+            k = eligible  # every point is inside: all of them at once, whose size is known before any work
+            require_memory(n_rows * eligible * ANSWER_BYTES,
+                           f"radius={radius} holds too many training points for the memory available: all "
+                           f"{eligible} for each of {n_rows} rows", KOutOfRangeError)
         while pending.size:
             per_block = max(1, RADIUS_BLOCK_CELLS // (k + (X is None)))  # _knn lists a row's own point too
             still, reached = [], math.inf

@@ -34,9 +34,23 @@ def as_array(array, name: str) -> np.ndarray:
         arr = np.asarray(array)
     except (ValueError, TypeError) as exc:  # ragged nesting, objects NumPy cannot turn into an array
         raise InputTypeError(f"{name} must be a rectangular array of numbers ({exc})") from exc
+    if isinstance(array, (list, tuple)) and arr.dtype == object:
+        arr = _python_numbers(arr, name)
     if isinstance(array, (list, tuple)) and arr.dtype.kind == "f":
         _refuse_rounded_list(array, arr, name)
     return arr
+
+
+def _python_numbers(arr: np.ndarray, name: str) -> np.ndarray:
+    """A list's object array as float64 when it holds only Python ints and floats: NumPy keeps integers
+    beyond uint64 as objects, where CoverTree refused them as "dtype object" and scikit-learn's conversion
+    took them (an outside trial); the caller then refuses any it rounded. Anything else stays as it was."""
+    if not all(type(value) in (int, float) for value in arr.flat):
+        return arr
+    try:
+        return arr.astype(np.float64)
+    except OverflowError:
+        raise InvalidInputError(f"{name} holds an integer beyond float64's range (about 1.8e308)") from None
 
 
 def _refuse_rounded_list(array, arr: np.ndarray, name: str) -> None:

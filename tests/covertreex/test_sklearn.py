@@ -183,15 +183,23 @@ def test_radius_neighbors_name_n_neighbors_below_one():
 
 def test_a_radius_too_wide_for_memory_is_named(monkeypatch):
     """It said "k = 2561 is too large" (an outside user's trial): a k of the widening search, which the
-    caller never passed."""
+    caller never passed. radius=inf, whose answer's size is known at once, is refused before any search (an
+    outside trial: 12.6 s and 2.5 GB before the refusal at N = 20,000)."""
     from covertreex import resources
 
-    estimator = CoverTreeNeighbors().fit(np.random.default_rng(30).normal(size=(3000, 2)))
+    X = np.random.default_rng(30).normal(size=(3000, 2))
     monkeypatch.setattr(resources, "available_bytes", lambda: 10**8)
+    with pytest.raises(KOutOfRangeError, match=r"^radius=1e\+300 holds too many training points for the "
+                       r"memory available: the search widened to k = \d+ for \d+ rows failed "
+                       r"\(k = \d+ is too large"):
+        CoverTreeNeighbors(path="tree").fit(X).radius_neighbors(radius=1e300)
+    searched = []
+    estimator = CoverTreeNeighbors().fit(X)
+    monkeypatch.setattr(estimator, "_knn", lambda *args: searched.append(args))
     with pytest.raises(KOutOfRangeError, match=r"^radius=inf holds too many training points for the memory "
-                       r"available: the search widened to k = \d+ for \d+ rows failed \(k = \d+ is too "
-                       r"large"):
+                       r"available: all 2999 for each of 3000 rows needs 1.44e\+08 bytes"):
         estimator.radius_neighbors(radius=np.inf)
+    assert not searched
 
 
 def test_radius_neighbors_query_again_only_the_rows_still_inside(monkeypatch):
@@ -378,6 +386,9 @@ def test_neighbours_of_a_single_training_point_say_why_there_are_none():
          "unknown mode 'weights'; known modes: connectivity, distance"),
         (lambda e: e.radius_neighbors(radius=-1.0), InvalidInputError, "radius must be >= 0, got -1.0"),
         (lambda e: e.radius_neighbors(radius=float("nan")), InvalidInputError, "radius must be >= 0"),
+        (lambda e: e.radius_neighbors(radius=np.array(-1.0)), InvalidInputError, "radius must be >= 0"),
+        (lambda e: e.radius_neighbors(radius=np.array([0.5])), InputTypeError,
+         "radius must be a real number"),
         (lambda e: e.transform(None), InputTypeError, "transform needs X (the rows to connect)"),
         (lambda e: e.kneighbors(np.zeros((2, 3))), ValueError, "X has 3 features, but CoverTreeNeighbors"),
     ],
@@ -430,6 +441,26 @@ def test_integers_float64_cannot_hold_are_refused_and_other_dtypes_answer_as_flo
         # scikit-learn made objects float64 itself: rows 0 and 1 of [[2**53 + 1], [2**53], [0]] at distance 0
         with pytest.raises(InvalidInputError, match=r"^X holds values float64 cannot represent exactly"):
             CoverTreeNeighbors(n_neighbors=1).fit(objects)
+
+
+def test_a_radius_given_as_a_0d_array_is_its_number():
+    """scikit-learn takes np.array(0.5); ours refused it as not a real number (an outside trial)."""
+    estimator = CoverTreeNeighbors().fit(datasets.gaussian(30, 2, 0))
+    given, plain = estimator.radius_neighbors(radius=np.array(0.8)), estimator.radius_neighbors(radius=0.8)
+    for got, want in zip(given, plain, strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("fit", [lambda X: ct.CoverTree().fit(X), CoverTreeNeighbors(n_neighbors=1).fit],
+                         ids=["CoverTree", "CoverTreeNeighbors"])
+def test_python_integers_beyond_uint64_in_a_list_are_read_alike_by_both_faces(fit):
+    """NumPy keeps them as objects: CoverTree refused [[2**64, 0], [0, 0]] as "dtype object" where the
+    estimator took it, and 10**400 escaped the estimator as a bare OverflowError (an outside trial)."""
+    fit([[2**64, 0], [0, 0.5]])  # 2**64 is a float64
+    with pytest.raises(InvalidInputError, match=r"^X holds values float64 cannot represent exactly"):
+        fit([[2**64 + 1, 0], [0, 0]])
+    with pytest.raises(InvalidInputError, match=r"^X holds an integer beyond float64's range"):
+        fit([[10**400, 0], [0, 0]])
 
 
 def test_readme_example_runs():
