@@ -125,12 +125,20 @@ class Index:
         process, 2026-12-06, benchmarks/dask_overhead.py). It travels with the problem it was built for."""
         fields = tuple(getattr(self, f.name) for f in dataclasses.fields(self))
         split = vars(self.space.problem).get("split_screen") if self.takes_split else None
-        return small_frames.reduce_in_pieces(_with_split, (split, *fields), protocol)
+        on_space = all(mine is theirs
+                       for mine, theirs in zip(self.queries.data, self.space.data, strict=True))
+        return small_frames.reduce_in_pieces(_rebuilt, (split, on_space, *fields), protocol)
 
 
-def _with_split(split, *fields) -> Index:
-    """The Index of `fields`, its problem given `split` (its own split screen, sent with it)."""
+def _rebuilt(split, on_space: bool, *fields) -> Index:
+    """The Index of `fields`, its problem given `split` (its own split screen, sent with it), and its
+    queries, when they were the space's own points (`on_space`), on the space's data again: the space is
+    made anew when unpickled (MetricSpace.__setstate__), and its copy of X beside the query set's held X
+    twice on each worker and made every call check all of it (the extension skips that for the indexed
+    data's own arrays)."""
     index = Index(*fields)
+    if on_space:
+        index = dataclasses.replace(index, queries=dataclasses.replace(index.queries, data=index.space.data))
     if split is not None:
         index.space.problem.adopt_split_screen(split)
     return index

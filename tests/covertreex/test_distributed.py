@@ -164,6 +164,21 @@ def test_an_index_sends_each_array_once():
     assert problem.V.nbytes <= sum(b.raw().nbytes for b in buffers) < 1.5 * problem.V.nbytes
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "residual"])
+def test_an_arrived_index_queries_its_own_space(metric):
+    """The space is made anew when it is unpickled; the query set kept the arrays it came with, so a worker
+    held X twice and each call checked all of it (the extension skips that for the indexed data itself)."""
+    X = np.random.default_rng(4).normal(size=(3000, 3))
+    options = {"m": 64} if metric == "residual" else {}
+    index = distributed.prepare(X, 6, metric=metric, predecessor=True, **options)
+    arrived = pickle.loads(pickle.dumps(index, protocol=5))
+    for mine, space in zip(arrived.queries.data, arrived.space.data, strict=True):
+        assert mine is space
+    for sent, got in zip(distributed.answer_range(index, 0, 3000), distributed.answer_range(arrived, 0, 3000),
+                         strict=True):
+        assert _same_bytes(sent, got)
+
+
 def test_the_split_screen_travels_with_the_index(monkeypatch):
     """A worker takes the client's split screen from the index instead of building its own (a pickled
     problem alone leaves it out)."""
