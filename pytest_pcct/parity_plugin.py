@@ -191,7 +191,8 @@ def pytest_sessionfinish(session, exitstatus):
         chosen = state.selection
         path = Path(config.invocation_params.dir, target)
         skipped_all = {"benchmark_only": True} if config.getoption("benchmark_only", False) else {}
-        state.matrix.write(path, engines=list(chosen.engines), seed=chosen.seed, **skipped_all)
+        state.matrix.write(path, engines=list(chosen.engines), seed=chosen.seed,
+                           skipped_pair_tests=len(_skipped_pair_tests(config, chosen.pairs)), **skipped_all)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -200,6 +201,14 @@ def pytest_testnodedown(node, error):
     payload = getattr(node, "workeroutput", {}).get(_MATRIX_KEY)
     if state is not None and payload is not None:
         state.matrix.merge_json(payload)
+
+
+def _skipped_pair_tests(config, pairs) -> list:
+    """The reports of pcct_engine_pair's tests that were skipped (one engine selected, or engines whose
+    Capabilities leave out every problem a test asks): a run of them alone compared nothing."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", ()) if reporter is not None else ()
+    return [report for report in skipped if _is_pair_test(report.nodeid, pairs)]
 
 
 def _is_pair_test(nodeid: str, pairs) -> bool:
@@ -222,8 +231,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     if not state.matrix.cells:
         pairs = state.selection.pairs
-        skipped = [report for report in terminalreporter.stats.get("skipped", ())
-                   if _is_pair_test(report.nodeid, pairs)]
+        skipped = _skipped_pair_tests(config, pairs)
         ran = any(_is_pair_test(report.nodeid, pairs) for outcome in ("passed", "failed", "error")
                   for report in terminalreporter.stats.get(outcome, ()))  # compared by hand, perhaps
         if skipped and not ran:  # a green run that compared nothing: one engine selected (a typo, an ini

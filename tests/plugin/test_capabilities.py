@@ -1,6 +1,7 @@
 """What outside projects declare and choose: engine capabilities (unsupported cases are skipped with the
 reason), restricted strategies, registration mistakes as usage errors, their own oracle, and k > n."""
 
+import json
 import re
 
 import pytest
@@ -67,10 +68,13 @@ def test_a_run_whose_pair_tests_an_engine_refused_says_nothing_was_compared(pyte
         def test_pair(pcct_engine_pair, pcct_dataset):
             pcct_engine_pair.check(pcct_dataset(n=60, d=2, n_queries=4, metric="residual"), 3)
     """)
-    result = pytester.runpytest("--pcct-engines=gold,euclid", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--pcct-engines=gold,euclid", "-p", "no:cacheprovider",
+                                "--pcct-report=r.json")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["no engine answer was compared: 1 pair tests were skipped (the first: "
                                  "engine 'euclid' was not registered for the residual metric*"])
+    report = json.loads((pytester.path / "r.json").read_text())  # what a CI job reads: no cell, 1 skipped
+    assert report["cells"] == [] and report["skipped_pair_tests"] == 1
     pytester.makepyfile(test_by_hand="""
         from pytest_pcct.parity.assertions import assert_knn_equal
 
