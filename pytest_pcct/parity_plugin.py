@@ -114,7 +114,9 @@ def _oracle_line(session) -> str:
     if oracle is None:
         return "none registered"
     chosen = " (chosen with --pcct-oracle / ini pcct_oracle)" if session.selection.oracle is not None else ""
-    return f"{oracle.name}{chosen}"
+    itself = ("; it is also under test, so its own k-safety tests check it against itself"
+              if oracle.name in session.selection.engines else "")
+    return f"{oracle.name}{chosen}{itself}"
 
 
 NO_PAIR = "pcct_engine_pair needs two engines"

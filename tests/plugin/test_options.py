@@ -34,7 +34,8 @@ def test_engines_option_parametrizes_engines_and_pairs(pytester):
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines([
         "pcct: engines gold,brute (reference gold, from --pcct-engines); pairs gold-brute; seed 0",
-        f"pcct: registered engines {OURS}; oracle brute",
+        f"pcct: registered engines {OURS}; oracle brute; it is also under test, so its own k-safety tests "
+        "check it against itself",
         "*test_engine[[]gold[]] PASSED*",
         "*test_engine[[]brute[]] PASSED*",
         "*test_pair[[]gold-brute[]] PASSED*",
