@@ -33,11 +33,11 @@ from covertreex.validation import as_points, holds_integers
 SUFFIXES = (".npy", ".csv")
 
 
-def read_array(path, what: str) -> np.ndarray:
+def read_array(path, what: str, *, points: bool = False) -> np.ndarray:
     """The array in a .npy or .csv file (`what` names it in errors; a .csv entry that is not finite, or an
     integer beyond float64's, is refused by its line and column, see :func:`_refuse_rounded_integers`);
     problems end in one line, a file that cannot be read included (its OSError names the file and
-    `what`)."""
+    `what`). `points`: a .csv's rows are points (:func:`covertreex.csv_numbers.read_csv`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -47,7 +47,7 @@ def read_array(path, what: str) -> np.ndarray:
     with _naming(path, what):
         if suffix == ".npy":
             return read_npy(path, what)
-        numbers = read_csv(path, what)
+        numbers = read_csv(path, what, points=points)
     _refuse_rounded_integers(path, numbers, what)  # first: an integer of 309 digits reads as inf
     not_finite = np.argwhere(~np.isfinite(numbers.values))
     if not_finite.size:  # by line and column here: the points' own check counts rows of values from 0
@@ -202,7 +202,7 @@ def run(args) -> int:
     refuse_same_file({"--out": out}, {"POINTS": args.points, "--ordering-file": args.ordering_file})
     residual = residual_options(args)
     seed = seed_option(args)
-    X = as_points(read_array(args.points, "the points"), f"{args.points} (the points)")
+    X = as_points(read_array(args.points, "the points", points=True), f"{args.points} (the points)")
     ordering = args.ordering
     if args.ordering_file:
         ordering = _ordering_file(args.ordering_file, len(X))

@@ -6,7 +6,8 @@ values from 0 or from 1 depending on the error, and a whitespace-only line was "
 changed" with advice about an argument the command line does not have). A line whose text before any
 '#' is whitespace is skipped, as an empty line is; '\\r\\n' and a lone '\\r' end a line, as '\\n' does.
 The first line that holds entries may name the columns instead (pandas, R and spreadsheets write such a
-header): when none of its entries reads as a number (names, quoted or not, or empty), it is skipped.
+header): when none of its entries reads as a number (names, quoted or not, or empty), it is skipped; when
+it is exactly 0, 1, ..., d-1 (pandas' labels of unnamed columns, and as well a point), it is refused.
 Lines are numbered only to place a problem.
 """
 
@@ -53,17 +54,27 @@ class CsvNumbers:
         return np.char.strip(_parse(self.content, dtype=str))
 
 
-def read_csv(path: Path, what: str) -> CsvNumbers:
+def read_csv(path: Path, what: str, *, points: bool = False) -> CsvNumbers:
     """The numbers in the .csv file `path` (`what` names them in errors), read once (a named pipe can be
     read only once). A file that is not UTF-8, holds an entry that is no number or rows of unequal length
-    is refused in one line naming the first such line; one that holds no values too."""
+    is refused in one line naming the first such line; one that holds no values too. `points`: the rows are
+    points, so a first line of pandas' position labels is refused (:func:`_position_labels`; an ordering
+    written as a row is 0, 1, ... itself)."""
     with open(path, "rb") as fh:  # what cannot be opened fails as open() says it, as a .npy does
         raw = fh.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: {_undecodable(raw, exc)}") from None
-    content = _without_header(_BLANK.sub("", text.replace("\r\n", "\n").replace("\r", "\n")))
+    content = _BLANK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    labels = _position_labels(content.split("\n")) if points else None
+    if labels is not None:
+        raise InvalidInputError(
+            f"{path}: cannot tell whether {labels} names the columns or is one of {what}: pandas writes "
+            "0,1,... as the header of a frame made from an array (to_csv(index=False)); remove that line or "
+            "start it with '#' if it is a header, or put a line naming the columns (say x,y) before it if it "
+            "is a point")
+    content = _without_header(content)
     try:
         values = _parse(content)
     except ValueError as exc:
@@ -72,6 +83,20 @@ def read_csv(path: Path, what: str) -> CsvNumbers:
     if values.size == 0:
         raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
     return CsvNumbers(values, content)
+
+
+def _position_labels(lines: list[str]) -> str | None:
+    """'line N, "0,1,..."' when the first line of entries is exactly 0, 1, ..., d-1 written as integers
+    (quoted or not): pandas' header for a frame of unnamed columns, and as much a point. Read as a point,
+    it added a point that is not in the data (an outside trial: every ordering entry and row moved)."""
+    numbers = _value_lines(lines)
+    if not numbers:
+        return None
+    line = lines[numbers[0] - 1]
+    entries = [_unquoted(entry) for entry in _entries_of(line)]
+    if entries != [str(position) for position in range(len(entries))]:
+        return None
+    return f"line {numbers[0]}, {line.split('#', 1)[0].strip()!r},"
 
 
 def _without_header(content: str) -> str:
@@ -147,7 +172,7 @@ def _first_unreadable(file_lines: list[str], numpy_reason: str) -> str:
                         rows = (" (a first column of quoted numbers is R's row names: write.csv(..., "
                                 "row.names = FALSE) leaves them out)" if column == 1 else "")
                         return where + "; numbers must be written without quotes" + rows
-                    return where + (_first_line_hint(entry) if number == first else "")
+                    return where + (_first_line_hint(entry, column) if number == first else "")
     return " ".join(numpy_reason.split())
 
 
@@ -159,14 +184,17 @@ def _quoted_number(entry: str) -> bool:
     return _unquoted(entry) != entry.strip() and _reads(_unquoted(entry), (1, 1))
 
 
-def _first_line_hint(entry: str) -> str:
+def _first_line_hint(entry: str, column: int) -> str:
     """What a first line that is not all numbers usually is: values separated by ';', tabs or spaces (what
-    a spreadsheet may write), else a header that names only some columns (one naming every column is
-    skipped)."""
+    a spreadsheet may write), a header that names only some columns (one naming every column is skipped),
+    or, with its first entry empty, pandas' header over its index column."""
     entry = entry.strip()
     if any(separator in entry for separator in ";\t "):
         return "; values must be separated by commas"
-    return "; a header line must name every column (or start with '#')" if entry else ""
+    if entry:
+        return "; a header line must name every column (or start with '#')"
+    return ("; a first column without a name is pandas' index, which to_csv(index=False) leaves out"
+            if column == 1 else "")
 
 
 def _reads(text: str, shape: tuple[int, int]) -> bool:

@@ -48,8 +48,12 @@ def points(tmp_path_factory):
     (folder / "names.csv").write_text("lon,lat\n0,0\n1,0\n0,2\n")  # pandas' to_csv(index=False)
     (folder / "quotednames.csv").write_text('# saved by R\n"lon","lat"\n0,0\n1,0\n0,2\n')  # row.names = FALSE
     (folder / "bigint.csv").write_text("# id,t\n9007199254740992,0\n9007199254740993,0\n0,1\n")
-    (folder / "wideint.csv").write_text(f"0,1\n{'9' * 400},0\n")  # float64 reads inf
-    (folder / "longint.csv").write_text(f"0,1\n1,{'9' * 5000}\n")  # beyond int()'s 4,300 digits
+    (folder / "wideint.csv").write_text(f"2,1\n{'9' * 400},0\n")  # float64 reads inf
+    (folder / "longint.csv").write_text(f"2,1\n1,{'9' * 5000}\n")  # beyond int()'s 4,300 digits
+    (folder / "labels.csv").write_text("0,1\n0.5,0.25\n0.1,0.9\n")  # a frame of an array: to_csv(index=False)
+    (folder / "labeled.csv").write_text("x,y\n0,1\n0.5,0.25\n0.1,0.9\n")  # (0, 1) is a point here
+    (folder / "pandasindex.csv").write_text(",0,1\n0,0.5,0.25\n1,0.1,0.9\n")  # pandas' to_csv()
+    np.savetxt(folder / "naturalrow.csv", np.arange(150)[None, :], fmt="%d", delimiter=",")  # 0,1,...,149
     np.save(folder / "m8.npy", np.arange(150).astype("m8[s]"))  # NumPy counts timedelta64 as an integer
     (folder / "inexact.csv").write_text("4.99999999999999999\n")  # float64 rounds it to 5
     (folder / "huge.csv").write_text("9223372036854775807\n")
@@ -177,6 +181,11 @@ ERROR_CASES = [
     (["rownames.csv"], 1, "rownames.csv: cannot read the points as comma-separated numbers, one row per "
      "point: line 2, column 1 is '\"1\"', not a number; numbers must be written without quotes (a first "
      "column of quoted numbers is R's row names: write.csv(..., row.names = FALSE) leaves them out)"),
+    (["labels.csv"], 1, "labels.csv: cannot tell whether line 1, '0,1', names the columns or is one of the "
+     "points: pandas writes 0,1,... as the header of a frame made from an array"),  # read as a point
+    (["pandasindex.csv"], 1, "pandasindex.csv: cannot read the points as comma-separated numbers, one row "
+     "per point: line 1, column 1 is '', not a number; a first column without a name is pandas' index, "
+     "which to_csv(index=False) leaves out"),
     (["adir.npy"], 1, "adir.npy: the points must be a .npy or .csv file, got a directory"),  # [Errno 21]
     (["x.npy", "--ordering-file", "adir.npy"], 1, "adir.npy: the ordering must be a .npy or .csv file, got "
      "a directory"),
@@ -210,7 +219,8 @@ def test_errors_are_one_line(error_runs, case):
     [line] = done.stderr.splitlines()
     assert line.startswith("pcct") and words in line, line
     if "cannot read the points" in words:  # a header hint only where the first line is the problem
-        header = "line 1, column" in words and "separated by commas" not in words and "quotes" not in words
+        header = "line 1, column" in words and not any(
+            other in words for other in ("separated by commas", "quotes", "pandas' index"))
         assert ("a header line must name every column" in line) == header, line
 
 
@@ -265,6 +275,21 @@ def test_a_csv_with_a_byte_order_mark_or_whitespace_lines_is_read(points, tmp_pa
     assert saved["neighbors"][1:, 0].tolist() == [0, 0] and saved["distances"][1:, 0].tolist() == [1.0, 2.0]
 
 
+def test_position_labels_are_refused_only_where_a_header_could_stand(points, tmp_path):
+    """pandas heads a frame made from an array with 0,1,...: read as a point, it added one (an outside
+    trial: every ordering entry and row moved). Refused there (error_runs), such a line is a point after a
+    header line, and an ordering written as a row is 0,1,... itself."""
+    folder, X = points
+    done = run(folder / "labeled.csv", "--k", "1", "--metric", "euclidean", "--ordering", "natural",
+               "--out", tmp_path / "nn", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["n"] == 3
+    done = run(folder / "x.npy", "--k", "2", "--metric", "euclidean", "--ordering-file",
+               folder / "naturalrow.csv", "--out", tmp_path / "nat", "--json")
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.load(tmp_path / "nat.npz")["ordering"], np.arange(150))
+
+
 def test_an_npy_file_of_every_format_version_numpy_writes_is_read(tmp_path):
     """A valid version 3.0 file was refused as 'unsupported .npy version (3, 0)' (an outside trial)."""
     from covertreex.npz import read_npy
@@ -297,5 +322,5 @@ def test_a_warning_of_the_job_is_one_line_and_in_the_summary(tmp_path):
     done = run(tmp_path / "columns.npy", "--k", "5", "--metric", "euclidean", "--json")
     assert done.returncode == 0, done.stderr
     [line] = [text for text in done.stderr.splitlines() if text.startswith("pcct vecchia: warning: ")]
-    assert line.endswith("if yours are the columns, pass X.T")
+    assert line.endswith("if yours are the columns, transpose X")
     assert json.loads(done.stdout)["warnings"] == [line.removeprefix("pcct vecchia: warning: ")]
