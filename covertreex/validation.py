@@ -76,7 +76,11 @@ def as_points(array, name: str, *, ndim: int = 2, owned: bool = False, columns: 
         raise InputTypeError(f"{name} must hold real numbers (float or int dtype), got dtype {arr.dtype}")
     if arr.ndim != ndim:
         shape = f"(n_points, {columns})" if ndim == 2 else "(n,)"
-        raise InvalidInputError(f"{name} must be {ndim}-D with shape {shape}, got shape {arr.shape}")
+        hint = ""
+        if ndim == 2 and arr.ndim == 1 and columns == "n_dims":
+            hint = ("; points of one coordinate each are shape (n, 1), reshape(-1, 1), and a single point "
+                    "(1, d), reshape(1, -1)")
+        raise InvalidInputError(f"{name} must be {ndim}-D with shape {shape}, got shape {arr.shape}{hint}")
     if arr.shape[0] == 0:
         raise InvalidInputError(f"{name} must not be empty, got shape {arr.shape}")
     if ndim == 2 and arr.shape[1] == 0:  # rows without coordinates

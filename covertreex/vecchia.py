@@ -64,7 +64,9 @@ class VecchiaNeighbors:
         return self.neighbors.shape[1]
 
     def input_rows(self) -> np.ndarray:
-        """``neighbors`` as rows of the input X (-1 padding kept)."""
+        """``neighbors`` with each entry as a row of the input X (-1 padding kept); row i is still position i
+        of the ordering, the point ``X[ordering[i]]``, not ``X[i]``. The neighbours of ``X[j]`` are
+        ``input_rows()[np.argsort(ordering)[j]]``, conditioning ``X[j]`` on points ordered before it."""
         return np.where(self.neighbors >= 0, self.ordering[np.maximum(self.neighbors, 0)], -1)
 
     def to_gpgp(self) -> np.ndarray:
@@ -342,7 +344,7 @@ def _warn_if_transposed(X: np.ndarray, k: int) -> None:
     if 2 <= n <= k and d > n:  # one point is one row of output, its padding plain to see
         warnings.warn(TransposedPointsWarning(
             f"X has {n} rows of {d} coordinates each and k = {k} is at least the number of rows, so every "
-            f"row of neighbours is padded; the rows are the points: if yours are the columns, pass X.T"),
+            f"row of neighbours is padded; the rows are the points: if yours are the columns, transpose X"),
             stacklevel=3)
 
 

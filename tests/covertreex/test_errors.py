@@ -109,7 +109,9 @@ def test_empty_queries(fitted):
 
 
 def test_one_dimensional_points():
-    with pytest.raises(InvalidInputError, match=r"X must be 2-D with shape \(n_points, n_dims\)"):
+    with pytest.raises(InvalidInputError, match=r"X must be 2-D with shape \(n_points, n_dims\), got shape "
+                       r"\(5,\); points of one coordinate each are shape \(n, 1\), reshape\(-1, 1\), and a "
+                       r"single point \(1, d\), reshape\(1, -1\)$"):
         ct.CoverTree(path="tree").fit(np.arange(5.0))
 
 

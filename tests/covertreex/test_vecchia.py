@@ -103,6 +103,12 @@ def test_layouts_input_rows_and_gpgp():
     mask = result.neighbors >= 0
     np.testing.assert_array_equal(rows[mask], result.ordering[result.neighbors[mask]])
     assert (rows[~mask] == -1).all()
+    position = np.argsort(result.ordering)  # the docstring's way to X[j]'s neighbours: points before it
+    for j in range(12):
+        listed = rows[position[j]][rows[position[j]] >= 0]
+        assert (position[listed] < position[j]).all() and len(listed) == min(position[j], 3)
+        brute = np.argsort(np.linalg.norm(X[result.ordering[:position[j]]] - X[j], axis=1), kind="stable")[:3]
+        np.testing.assert_array_equal(listed, result.ordering[:position[j]][brute])
     gpgp = result.to_gpgp()
     assert gpgp.shape == (12, 4)
     np.testing.assert_array_equal(gpgp[:, 0], np.arange(1, 13))
