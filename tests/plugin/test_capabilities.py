@@ -58,6 +58,10 @@ def test_an_unsupported_metric_is_skipped_with_the_reason(pytester):
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *engine 'euclid' was not registered for the residual "
                                  "metric (it supports euclidean): residual gaussian *"])
+    # beside the matrix too, without -rs (an engine wrong only where it declares no support looked green)
+    result = pytester.runpytest("--pcct-engines=gold,euclid", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["1 pair tests were skipped and compared nothing (the first: engine 'euclid' "
+                                 "was not registered for the residual metric *"])
 
 
 def test_a_run_whose_pair_tests_an_engine_refused_says_nothing_was_compared(pytester):
@@ -131,6 +135,62 @@ def test_a_property_test_of_nothing_the_engines_answer_fails_not_skips(pytester)
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
     assert "filtering out a lot of inputs" in output or "Unsatisfiable" in output, output
+
+
+FLOORED_AT = """
+import numpy as np
+
+import covertreex as ct
+from covertreex.metrics.data import squared_norms
+from covertreex.residual import ResidualProblem
+from pytest_pcct.covertreex_engines import CovertreexEngine
+from pytest_pcct.parity.engines import Capabilities
+
+
+class FlooredAt(CovertreexEngine):
+    \"\"\"brute force on the problem with p = max(variance - V.V, floor): right at floor 1e-9 only.\"\"\"
+
+    def __init__(self, floor):
+        super().__init__("floored", "brute")
+        self.floor = floor
+
+    def _tree(self, problem):
+        r = problem.residual
+        p = np.maximum(r.variance - squared_norms(r.V), self.floor)
+        p.flags.writeable = False
+        given = ResidualProblem._of_frozen(r.X, r.V, p, r.kernel, r.lengthscale, r.variance, r.inducing,
+                                           r.cholesky_factor, r.seed, r.factor_of_kernel)
+        return ct.CoverTree(engine="brute", metric="residual", telemetry=False).fit(given)
+
+
+def pytest_pcct_register_engines(registry):
+    residual = Capabilities(metrics=["residual"], problems=["points", "indices", "predecessor"])
+    registry.register("floored", lambda: FlooredAt(1e-9), capabilities=residual)
+    registry.register("unfloored", lambda: FlooredAt(1e-300), capabilities=residual)
+"""
+
+
+def test_the_generated_cases_reach_the_residual_floor(pytester):
+    """An engine without the floor p = max(variance - V.V, 1e-9) passed every residual case knn_cases drew
+    at variances of 0.5-2, where p never reaches it (an outside red team); the draws now reach it. The same
+    engine with the floor (its control) passes."""
+    pytester.makeconftest(FLOORED_AT)
+    pytester.makepyfile("""
+        from hypothesis import given
+        from pytest_pcct.parity.engines import Capabilities
+        from pytest_pcct.parity.profiles import suite_settings
+        from pytest_pcct.parity.strategies import knn_cases
+
+        RESIDUAL = Capabilities(metrics=["residual"], problems=["points", "indices", "predecessor"])
+
+        @suite_settings()
+        @given(case=knn_cases(capabilities=RESIDUAL))
+        def test_property(pcct_engine_pair, case):
+            pcct_engine_pair.check(case.problem, case.k)
+    """)
+    pytester.runpytest("--pcct-engines=brute,floored", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    result = pytester.runpytest("--pcct-engines=brute,unfloored", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
 
 
 @settings(max_examples=30, deadline=None, database=None)
