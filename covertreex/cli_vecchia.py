@@ -224,7 +224,7 @@ def run(args) -> int:
                 result = vecchia_neighbors(
                     X, args.k, metric=args.metric, ordering=ordering, **(residual or {}),
                     **({} if args.seed is None else {"seed": args.seed}),
-                    engine=args.engine, progress=show, scheduler=args.scheduler,
+                    engine=args.engine, progress=show if done.shown else None, scheduler=args.scheduler,
                 )
         except NonFiniteError as exc:  # the range checks name the points "X"; the variance's is not theirs
             if str(exc).startswith("X"):

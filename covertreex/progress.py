@@ -20,7 +20,7 @@ TICK_SECONDS = 0.5
 @contextmanager
 def phase(label: str, total: int | None = None, stream=None) -> Iterator[Callable[[int, str], None]]:
     """Show `label` while the block runs; yields ``done(n, label)``, which moves a bar of `total` to n
-    and renames it."""
+    and renames it (``done.shown``: whether the bar is drawn at all)."""
     stream = sys.stderr if stream is None else stream
     shown = stream.isatty()
     size = shutil.get_terminal_size()  # 80 x 24 where the terminal reports no size (tqdm would draw nothing)
@@ -38,6 +38,8 @@ def phase(label: str, total: int | None = None, stream=None) -> Iterator[Callabl
     def done(n: int, label: str) -> None:
         bar.set_description(label, refresh=False)
         bar.update(n - bar.n)
+
+    done.shown = shown  # a caller may skip work that only a drawn bar needs
 
     ticker = threading.Thread(target=tick, name="pcct-progress", daemon=True)
     if shown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -315,6 +316,27 @@ def test_progress_only_on_a_terminal():
     shown = _stderr_of(args, tty=True)
     assert "V construction ..." in shown and "fit (rust) ..." in shown and "query (rust) ..." in shown
     assert _stderr_of(args, tty=False) == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_vecchia_command_asks_for_progress_only_where_it_draws_a_bar(tmp_path, monkeypatch, terminal):
+    """Heard of, the neighbours of an ordering found first run in ranges (covertreex.vecchia.PROGRESS_RANGES),
+    a cost no one should pay for a bar that is not drawn; where it is drawn, the job reports to it."""
+    from covertreex import vecchia
+    from covertreex.cli import main
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(size=(500, 2)))
+    asked, job = [], vecchia.vecchia_neighbors
+    monkeypatch.setattr(vecchia, "vecchia_neighbors", lambda *args, **kw: asked.append(kw["progress"]) or job(
+        *args, **kw))
+    monkeypatch.setattr(sys, "stderr", _Terminal() if terminal else io.StringIO())
+    assert main(["vecchia", str(tmp_path / "x.npy"), "--k", "3", "--metric", "euclidean"]) == 0
+    assert (asked[0] is not None) == terminal
 
 
 def test_pcct_console_script_is_the_cli_main():

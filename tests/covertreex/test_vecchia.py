@@ -235,6 +235,28 @@ def test_a_fused_pass_reports_ordering_and_neighbours_as_it_goes():
         assert stage == "ordering" or n <= placed
 
 
+@pytest.mark.parametrize("metric, ordering", [("euclidean", "random"), ("residual", "natural"),
+                                              ("euclidean", "maximin-residual")])
+def test_the_neighbours_of_an_ordering_found_first_report_as_they_go(metric, ordering, monkeypatch):
+    """The predecessor query after an ordering reported 0, then N: the command line's bar sat at half for
+    the whole query (an outside trial). Heard of, it runs in ranges of equal cost, reporting each, and
+    answers as one call does, byte for byte."""
+    from covertreex import vecchia
+
+    monkeypatch.setattr(vecchia, "PAIRS_PER_PROGRESS_RANGE", 1000)  # ranges from 3,000 points, not 32,768
+    X = np.random.default_rng(5).uniform(size=(3000, 2))
+    options = {"m": 16} if needs_residual_problem(metric, ordering) else {}
+    heard = []
+    told = ct.vecchia_neighbors(X, 6, metric=metric, ordering=ordering,
+                                progress=lambda *call: heard.append(call), **options)
+    quiet = ct.vecchia_neighbors(X, 6, metric=metric, ordering=ordering, **options)
+    for field in ("ordering", "neighbors", "distances"):
+        assert getattr(told, field).tobytes() == getattr(quiet, field).tobytes(), field
+    answered = [n for stage, n in heard if stage == "neighbours"]
+    assert answered[0] == 0 and answered[-1] == 3000 and answered == sorted(answered)
+    assert len(set(answered)) > 10  # the ranges, not 0 then N
+
+
 def test_progress_must_be_callable_and_sparse_points_are_named():
     X = np.random.default_rng(0).normal(size=(8, 2))
     with pytest.raises(InputTypeError, match=r"^progress must be None or a callable \(stage, n\), got bool"):
