@@ -56,13 +56,22 @@ def _squared_distances_to_mean(X: np.ndarray) -> np.ndarray:
 
 
 def given_permutation(values, n_points: int) -> np.ndarray:
-    """A user's ordering, checked to be a permutation of range(n_points)."""
+    """A user's ordering, checked to be a permutation of range(n_points): integers, or floats that are
+    whole numbers (R's numeric vectors are doubles: an R user's ``order(x) - 1`` arrives as float64, which
+    a .csv of it already passed), any other float named by its entry."""
     arr = np.asarray(values)
-    if arr.ndim != 1 or not holds_integers(arr):
+    if arr.ndim != 1 or not (holds_integers(arr) or arr.dtype.kind == "f"):
         raise InputTypeError(
-            f"ordering must be a name ({', '.join(ORDERINGS)}) or a 1-D integer array, got "
+            f"ordering must be a name ({', '.join(ORDERINGS)}) or a 1-D array of integers, got "
             f"{type(values).__name__} of dtype {arr.dtype} and shape {arr.shape}"
         )
+    if arr.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            fraction = np.flatnonzero(~np.isfinite(arr) | (arr != np.floor(arr)))
+        if fraction.size:
+            at = int(fraction[0])
+            raise InputTypeError(f"ordering must hold whole numbers, a permutation of range({n_points}); "
+                                 f"entry {at} is {arr[at]}")
     if arr.shape[0] != n_points:
         raise InvalidInputError(
             f"ordering must be a permutation of range({n_points}), got {arr.shape[0]} entries"
@@ -72,6 +81,7 @@ def given_permutation(values, n_points: int) -> np.ndarray:
         at = int(np.flatnonzero(outside)[0])
         raise InvalidInputError(f"ordering must be a permutation of range({n_points}); entry {at} is "
                                 f"{arr[at]}, outside it{one_based_hint(arr, n_points)}")
+    arr = arr.astype(np.int64)  # every entry in range: whole floats convert exactly
     first_at = np.full(n_points, arr.shape[0], dtype=np.int64)
     np.minimum.at(first_at, arr, np.arange(arr.shape[0]))
     repeated = np.flatnonzero(first_at[arr] != np.arange(arr.shape[0]))

@@ -64,6 +64,8 @@ def points(tmp_path_factory):
     (folder / "rownames.csv").write_text('"","lon","lat"\n"1",0,0\n"2",1,0\n')  # R's write.csv defaults
     (folder / "adir.npy").mkdir()
     np.save(folder / "perm1.npy", np.random.default_rng(1).permutation(150) + 1)  # R's and GpGp's, from 1
+    np.save(folder / "permfloat.npy", np.random.default_rng(1).permutation(150).astype(float))  # R's doubles
+    np.save(folder / "halves.npy", np.arange(150) + 0.5)
     np.savetxt(folder / "perm1.csv", np.arange(1, 151), fmt="%d")
     np.save(folder / "nan.npy", np.where(np.arange(8)[:, None] == 3, np.nan, np.ones((8, 2))))
     with open(folder / "huge.npy", "wb") as fh:  # a header claiming 24 TB over 100 bytes of data
@@ -131,8 +133,11 @@ ERROR_CASES = [
     (["underscore.csv"], 1, "underscore.csv: cannot read the points as comma-separated numbers, one row per "
      "point: line 3, column 2 is '1_000', not a number"),  # Python's float() reads it, NumPy does not:
     # NumPy's "at row 1" came through, with a hint about a header the file has
-    (["x.npy", "--ordering-file", "x.npy"], 1, "x.npy: the ordering must hold integers, a permutation of "
-     "0..149, got dtype float64"),  # was "must be a name (natural, ...) or ...": a file holds no name
+    (["x.npy", "--ordering-file", "x.npy"], 1, "x.npy: the ordering must be one column or one row (a "
+     "permutation of 0..149), got shape (150, 2)"),  # was "must be a name (natural, ...) or ...": a file
+    # holds no name
+    (["x.npy", "--ordering-file", "halves.npy"], 1, "halves.npy: ordering must hold whole numbers, a "
+     "permutation of range(150); entry 0 is 0.5"),
     (["x.npy", "--ordering", "maxmin"], 2, "invalid choice: 'maxmin'"),
     (["x.npy", "--k", "0"], 2, "--k: must be >= 1"),
     (["x.npy", "--engine", "fast"], 2, "argument --engine: invalid choice: 'fast'"),  # was exit 1 while
@@ -273,6 +278,15 @@ def test_a_csv_with_a_byte_order_mark_or_whitespace_lines_is_read(points, tmp_pa
     assert done.returncode == 0, done.stderr
     saved = np.load(tmp_path / "nn.npz")
     assert saved["neighbors"][1:, 0].tolist() == [0, 0] and saved["distances"][1:, 0].tolist() == [1.0, 2.0]
+
+
+def test_an_ordering_file_of_whole_floats_is_read(points, tmp_path):
+    """A float64 .npy of whole numbers (R's doubles) was refused where the same numbers in a .csv passed."""
+    folder, X = points
+    done = run(folder / "x.npy", "--k", "2", "--metric", "euclidean", "--ordering-file",
+               folder / "permfloat.npy", "--out", tmp_path / "nn")
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.load(tmp_path / "nn.npz")["ordering"], np.random.default_rng(1).permutation(150))
 
 
 def test_position_labels_are_refused_only_where_a_header_could_stand(points, tmp_path):

@@ -221,8 +221,9 @@ def test_permuted_takes_only_a_permutation():
     order[3] = 4
     with pytest.raises(InvalidInputError, match="entry 4 repeats the value 4 of entry 3"):
         problem.permuted(order)
-    with pytest.raises(InputTypeError, match="1-D integer array"):
-        problem.permuted(np.arange(50.0))
+    with pytest.raises(InputTypeError, match="ordering must hold whole numbers"):
+        problem.permuted(np.arange(50.0) + 0.5)
+    assert np.array_equal(problem.permuted(np.arange(50.0)[::-1]).V, problem.V[::-1])  # whole floats: R's
 
 
 def test_a_zero_dimensional_array_lengthscale_is_a_scalar():

@@ -123,14 +123,30 @@ def test_layouts_input_rows_and_gpgp():
      "entry 3 repeats the value 2 of entry 2 (the value 3 appears nowhere)"),
     (np.array([0, 5, 5, 4, 4, 1]), InvalidInputError,  # the first repeated entry, not the smallest value
      "entry 2 repeats the value 5 of entry 1 (the value 2 appears nowhere)"),
-    (np.arange(6.0), InputTypeError, "1-D integer array"),
-    (np.arange(6).reshape(2, 3), InputTypeError, "1-D integer array"),
-    (np.arange(6).astype("m8[s]"), InputTypeError, "1-D integer array"),  # an IndexError traceback
+    (np.arange(6.0) + 0.5, InputTypeError, "ordering must hold whole numbers, a permutation of range(6); "
+     "entry 0 is 0.5"),
+    (np.array([0.0, 1, 2, np.nan, 4, 5]), InputTypeError, "entry 3 is nan"),
+    (np.array([0.0, 1, 2, 3, 4, 6]), InvalidInputError, "entry 5 is 6.0"),
+    (np.arange(6).reshape(2, 3), InputTypeError, "1-D array of integers"),
+    (np.arange(6).astype("m8[s]"), InputTypeError, "1-D array of integers"),  # an IndexError traceback
+    (np.arange(6).astype(bool), InputTypeError, "1-D array of integers"),
     ("maximal", UnknownNameError, "unknown ordering 'maximal'"),
 ])
 def test_bad_orderings_are_named(ordering, error, words):
     with pytest.raises(error, match=re.escape(words)):
         ct.vecchia_neighbors(np.zeros((6, 2)), 2, metric="euclidean", ordering=ordering)
+
+
+def test_an_ordering_of_whole_floats_is_the_permutation_they_hold():
+    """R's numeric vectors are doubles (an R user's order(x) - 1): refused as float64 in Python and in a
+    .npy file, where the same numbers in a .csv were taken (an outside GP trial)."""
+    X = np.random.default_rng(8).normal(size=(40, 2))
+    order = np.random.default_rng(9).permutation(40)
+    as_ints = ct.vecchia_neighbors(X, 3, metric="euclidean", ordering=order)
+    as_floats = ct.vecchia_neighbors(X, 3, metric="euclidean", ordering=order.astype(np.float64))
+    assert as_floats.ordering.dtype == np.int64
+    for field in ("ordering", "neighbors", "distances"):
+        assert getattr(as_floats, field).tobytes() == getattr(as_ints, field).tobytes()
 
 
 def test_bad_arguments_fail_before_work():
