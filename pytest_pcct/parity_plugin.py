@@ -17,6 +17,7 @@ from pytest_pcct.output_paths import check_report_file
 pytest.register_assert_rewrite("pytest_pcct.parity.assertions")
 
 _SESSION = pytest.StashKey[object]()
+_SKIPS = pytest.StashKey[object]()
 _MATRIX_KEY = "pcct_parity_matrix"
 
 
@@ -77,6 +78,8 @@ def pytest_configure(config):
         from pytest_pcct.parity.session import PcctSession
 
         session = PcctSession(chosen, config.hook.pytest_pcct_register_engines)
+        config.stash[_SKIPS] = _SkippedPairTests(chosen.pairs)
+        config.pluginmanager.register(config.stash[_SKIPS], "pcct-skipped-pair-tests")
     elif config.getoption("pcct_report") is not None:
         raise pytest.UsageError(
             "pytest-pcct: --pcct-report needs engines (--pcct-engines or ini pcct_engines)"
@@ -194,7 +197,7 @@ def pytest_sessionfinish(session, exitstatus):
         path = Path(config.invocation_params.dir, target)
         skipped_all = {"benchmark_only": True} if config.getoption("benchmark_only", False) else {}
         state.matrix.write(path, engines=list(chosen.engines), seed=chosen.seed,
-                           skipped_pair_tests=len(_skipped_pair_tests(config, chosen.pairs)), **skipped_all)
+                           skipped_pair_tests=len(_skipped_pair_tests(config)), **skipped_all)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -205,12 +208,23 @@ def pytest_testnodedown(node, error):
         state.matrix.merge_json(payload)
 
 
-def _skipped_pair_tests(config, pairs) -> list:
+class _SkippedPairTests:
     """The reports of pcct_engine_pair's tests that were skipped (one engine selected, or engines whose
-    Capabilities leave out every problem a test asks): a run of them alone compared nothing."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    skipped = reporter.stats.get("skipped", ()) if reporter is not None else ()
-    return [report for report in skipped if _is_pair_test(report.nodeid, pairs)]
+    Capabilities leave out every problem a test asks), as they arrive (on the controller of an xdist run
+    too), kept here: read from the terminal reporter's, a run under ``-p no:terminal`` counted none."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+        self.reports: dict = {}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.skipped and _is_pair_test(report.nodeid, self.pairs):
+            self.reports.setdefault(report.nodeid, report)
+
+
+def _skipped_pair_tests(config) -> list:
+    """The skipped pair tests' reports, the first skipped first (a run of them alone compared nothing)."""
+    return list(config.stash[_SKIPS].reports.values())
 
 
 def _reason(report) -> str:
@@ -239,7 +253,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     if not state.matrix.cells:
         pairs = state.selection.pairs
-        skipped = _skipped_pair_tests(config, pairs)
+        skipped = _skipped_pair_tests(config)
         ran = any(_is_pair_test(report.nodeid, pairs) for outcome in ("passed", "failed", "error")
                   for report in terminalreporter.stats.get(outcome, ()))  # compared by hand, perhaps
         if skipped and not ran:  # a green run that compared nothing: one engine selected (a typo, an ini
@@ -253,7 +267,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("pcct parity matrix")
     for line in state.matrix.lines():
         terminalreporter.line(line)
-    skipped = _skipped_pair_tests(config, state.selection.pairs)
+    skipped = _skipped_pair_tests(config)
     if skipped:  # capabilities may leave out what an engine gets wrong: said here, not only under -rs
         terminalreporter.line(f"{len(skipped)} pair tests were skipped and compared nothing (the first: "
                               f"{_reason(skipped[0])})", yellow=True)

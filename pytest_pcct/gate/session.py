@@ -585,13 +585,23 @@ class GateSession:
         if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} has a non-positive, "
                                    "non-finite or empty list of paired ratios")
-        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"],
-                                                 calibration.get("median"))  # checked plausible
+        problem = gate.implausible_paired_rounds(ratios, entry["extra_info"][PAIRED_KEY], entry["stats"])
         if problem:
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} is damaged: {problem}; "
                                    f"re-record it with:\n  {self._fix()}")
+        paired_calibration = entry["extra_info"][PAIRED_KEY]["calibration"]  # checked just above
+        factor = gate.calibrations_disagree(paired_calibration, calibration.get("median"))  # plausible
+        if factor is not None:
+            note = (f"{source}: the timing baseline of {nodeid} has a median calibration round of "
+                    f"{gate.seconds(paired_calibration)} where the same run's calibration test took "
+                    f"{gate.seconds(calibration['median'])} ({factor:.2f}x): the file was edited (ratios and "
+                    "calibration scaled together pass any slowdown), or the machine's speed changed that "
+                    "much while it was recorded; the verdict stands on its ratios: review the baseline or "
+                    "re-record it")
+            if note not in self.drift_notes:  # read before the test runs and again to judge it
+                self.drift_notes.append(note)
         return {"file": source, "ratios": ratios, "timer": timers.pop(), "kernel": calibration.get("kernel"),
-                "calibration": entry["extra_info"][PAIRED_KEY]["calibration"],  # checked just above
+                "calibration": paired_calibration,
                 "cpu": entry["_cpu"]}
 
     def _add(self, nodeid: str, kind: str, outcome: str, *, counters=None, time=None, instructions=None,

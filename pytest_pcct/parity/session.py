@@ -227,10 +227,11 @@ def answer_again_differs(first: Answer, again: Answer) -> str | None:
             f"{again.distances[row].tolist()})")
 
 
-_CONFIGURE_ERRORS = (Exception, pytest.skip.Exception, pytest.exit.Exception, SystemExit)
+_CONFIGURE_ERRORS = (Exception, pytest.skip.Exception, pytest.fail.Exception, SystemExit)
 """What a registration hook or an engine's factory may raise that ends in a usage error: pytest's skip (say
-``importorskip`` of a missing library) and exit, and SystemExit, are BaseExceptions that at configure time
-ended in an INTERNALERROR. KeyboardInterrupt stays the user's."""
+``importorskip`` of a missing library), fail and xfail, and SystemExit, are BaseExceptions that at
+configure time ended in an INTERNALERROR (pytest.exit's is an Exception). KeyboardInterrupt stays the
+user's."""
 
 
 def _raised(exc: BaseException) -> str:
@@ -238,7 +239,7 @@ def _raised(exc: BaseException) -> str:
     told = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, pytest.skip.Exception):
         told += (" (a factory whose engine cannot run here raises pytest_pcct.parity.engines."
-                 "EngineUnavailable, which stops the run with a usage error naming it)")
+                 "EngineUnavailable: a usage error naming it)")
     return told
 
 

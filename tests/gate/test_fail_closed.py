@@ -453,17 +453,6 @@ def test_a_skipped_calibration_fails_only_where_it_is_judged(recorded, run_gate,
         ["*test_toy.py::test_calibration was skipped (the toy skips its calibration)*"])
 
 
-def _spread(ratios: list[float], count: int) -> list[float]:
-    """`ratios` with the `count` lowest divided by 1000 and the `count` highest multiplied by it."""
-    order = sorted(range(len(ratios)), key=ratios.__getitem__)
-    spread = list(ratios)
-    for at in order[:count]:
-        spread[at] /= 1000
-    for at in order[-count:]:
-        spread[at] *= 1000
-    return spread
-
-
 def _edit_timing_entry(project, test, edit):
     path = _timing_file(project)
     run = json.loads(path.read_text())
@@ -479,23 +468,33 @@ def _edit_timing_entry(project, test, edit):
      "1 paired ratios, but the gate records at least 20"),
     (lambda paired: paired.update(ratios=paired["ratios"] * 2),
      "* paired ratios for * rounds in its stats"),
-    (lambda paired: paired.update(ratios=[r * 3.5 for r in paired["ratios"]],
-                                  calibration=paired["calibration"] / 3.5),
-     "its median calibration round, * s, disagrees with the same run's calibration test, * s (the same *"),
-    (lambda paired: paired.update(ratios=_spread(paired["ratios"], 9)),
-     "its paired ratios' q1 times its median calibration, * s, disagrees with its stats' q1, * s"),
-], ids=["ratios-times-1000", "one-ratio", "more-ratios-than-rounds", "ratios-and-calibration-scaled",
-        "ratios-spread"])
+], ids=["ratios-times-1000", "one-ratio", "more-ratios-than-rounds"])
 def test_damaged_paired_ratios_are_a_corrupt_file(recorded, run_gate, monkeypatch, edit, problem):
-    """Ratios scaled by 1000 would pass any slowdown; one ratio would make every verdict inconclusive. An
-    outside trial kept the median check happy: ratios times 3.5 with the calibration over 3.5 passed a 4x
-    slowdown, and the lowest ratios scaled down and the highest up (the median kept) made it inconclusive."""
+    """Ratios scaled by 1000 would pass any slowdown; one ratio would make every verdict inconclusive."""
     path = _edit_timing_entry(recorded, "test_work", lambda bench: edit(bench["extra_info"]["pcct_paired"]))
     monkeypatch.setenv("TOY_SLOWDOWN_WORK", "4")
     result = run_gate("--benchmark-compare", "--benchmark-min-rounds=20")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines([f"pytest-pcct gate: {path}: the timing baseline of test_toy.py::test_work "
                                  f"is damaged: {problem}; re-record it with:"])
+
+
+def test_ratios_scaled_with_their_calibration_are_warned_of(recorded, run_gate, monkeypatch):
+    """An outside trial kept the median check happy: ratios times 3.5 with the calibration over 3.5 passed
+    a 4x slowdown. The calibration then disagrees with the same run's calibration test, which a machine
+    whose speed changed while the baseline was recorded does too (the ratios absorb that by design): a
+    warning naming both readings, the verdict standing on the ratios."""
+    def scaled(bench):
+        paired = bench["extra_info"]["pcct_paired"]
+        paired.update(ratios=[r * 3.5 for r in paired["ratios"]], calibration=paired["calibration"] / 3.5)
+
+    path = _edit_timing_entry(recorded, "test_work", scaled)
+    result = run_gate("--benchmark-compare", "--benchmark-min-rounds=20")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([f"*GateCalibrationWarning: pytest-pcct gate: {path}: the timing baseline of "
+                                 "test_toy.py::test_work has a median calibration round of * where the same "
+                                 "run's calibration test took * (3.*x): the file was edited*"])
+    assert result.stdout.str().count("has a median calibration round of") == 1
 
 
 @pytest.mark.parametrize(("edit", "problem"), [

@@ -79,6 +79,9 @@ def test_a_run_whose_pair_tests_an_engine_refused_says_nothing_was_compared(pyte
                                  "engine 'euclid' was not registered for the residual metric*"])
     report = json.loads((pytester.path / "r.json").read_text())  # what a CI job reads: no cell, 1 skipped
     assert report["cells"] == [] and report["skipped_pair_tests"] == 1
+    pytester.runpytest("--pcct-engines=gold,euclid", "-p", "no:cacheprovider", "-p", "no:terminal",
+                       "--pcct-report=quiet.json")  # counted without the terminal reporter too (a review)
+    assert json.loads((pytester.path / "quiet.json").read_text())["skipped_pair_tests"] == 1
     pytester.makepyfile(test_by_hand="""
         from pytest_pcct.parity.assertions import assert_knn_equal
 
@@ -257,11 +260,13 @@ def test_registration_mistakes_are_usage_errors(pytester, register, message):
     ('pytest.importorskip("no_such_module_here")',
      "Skipped: could not import 'no_such_module_here'*raises pytest_pcct.parity.engines.EngineUnavailable*"),
     ("raise SystemExit(0)", "SystemExit: 0"),
+    ('pytest.fail("gave up")', "Failed: gave up"),
+    ('pytest.xfail("not yet")', "XFailed: not yet"),
     ('pytest.exit("gave up", returncode=0)', "Exit: gave up"),
 ])
 def test_a_factory_that_skips_or_exits_is_a_usage_error(pytester, factory, message):
-    """pytest's skip and exit and SystemExit are BaseExceptions: raised by a factory they ended in an
-    INTERNALERROR (exit code 3), and an exit with code 0 could end the run green before any test ran."""
+    """pytest's skip, fail and xfail and SystemExit are BaseExceptions: raised by a factory they ended in
+    an INTERNALERROR (exit code 3); pytest.exit, an Exception, was a usage error already."""
     pytester.makeconftest(f"""
         import pytest
 
