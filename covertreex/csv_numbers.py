@@ -6,8 +6,9 @@ values from 0 or from 1 depending on the error, and a whitespace-only line was "
 changed" with advice about an argument the command line does not have). A line whose text before any
 '#' is whitespace is skipped, as an empty line is; '\\r\\n' and a lone '\\r' end a line, as '\\n' does.
 The first line that holds entries may name the columns instead (pandas, R and spreadsheets write such a
-header): when none of its entries reads as a number (names, quoted or not, or empty), it is skipped; when
-it is exactly 0, 1, ..., d-1 (pandas' labels of unnamed columns, and as well a point), it is refused.
+header): when none of its entries reads as a number (names, quoted or not, or empty), it is skipped, unless
+its first entry alone is empty (pandas' header over its index column: refused); for points, a first line of
+exactly 0, 1, ..., d-1 (pandas' labels of unnamed columns, and as well a point) is refused.
 Lines are numbered only to place a problem.
 """
 
@@ -71,9 +72,14 @@ def read_csv(path: Path, what: str, *, points: bool = False) -> CsvNumbers:
     if labels is not None:
         raise InvalidInputError(
             f"{path}: cannot tell whether {labels} names the columns or is one of {what}: pandas writes "
-            "0,1,... as the header of a frame made from an array (to_csv(index=False)); remove that line or "
-            "start it with '#' if it is a header, or put a line naming the columns (say x,y) before it if it "
-            "is a point")
+            "0,1,... as the header of a frame made from an array (to_csv(index=False)); remove that line "
+            "or start it with '#' if it is a header, or put a line naming the columns (say t, or x,y) before "
+            "it if it is a point")
+    if _index_header(content.split("\n")):
+        raise InvalidInputError(
+            f"{path}: cannot read {what} as {LAYOUT}: the first line names every column but the first, the "
+            "header pandas writes over its index column, which to_csv(index=False) leaves out (read, the "
+            "index would be a coordinate)")
     content = _without_header(content)
     try:
         values = _parse(content)
@@ -97,6 +103,20 @@ def _position_labels(lines: list[str]) -> str | None:
     if entries != [str(position) for position in range(len(entries))]:
         return None
     return f"line {numbers[0]}, {line.split('#', 1)[0].strip()!r},"
+
+
+def _index_header(lines: list[str]) -> bool:
+    """Whether the first line of entries names every column but the first, which is empty and unquoted:
+    pandas' header over its index (``to_csv()`` of a frame with named columns). Skipped as a header, the
+    index became a coordinate of every point (a review)."""
+    numbers = _value_lines(lines)
+    if not numbers:
+        return False
+    entries = _entries_of(lines[numbers[0] - 1])
+    names = [_unquoted(entry) for entry in entries]
+    # R's write.csv quotes its empty first name ('""') over row names, which are refused as quoted numbers
+    return (len(names) > 1 and not entries[0].strip() and all(names[1:])
+            and not any(map(_numbers, names[1:])))
 
 
 def _without_header(content: str) -> str:

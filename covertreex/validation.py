@@ -42,10 +42,13 @@ def as_array(array, name: str) -> np.ndarray:
 
 
 def _python_numbers(arr: np.ndarray, name: str) -> np.ndarray:
-    """A list's object array as float64 when it holds only Python ints and floats: NumPy keeps integers
-    beyond uint64 as objects, where CoverTree refused them as "dtype object" and scikit-learn's conversion
-    took them (an outside trial); the caller then refuses any it rounded. Anything else stays as it was."""
-    if not all(type(value) in (int, float) for value in arr.flat):
+    """A list's object array as float64 when it holds only ints and floats float64 holds (Python's or
+    NumPy's up to float64; no bools, which CoverTree refuses as it refuses bool arrays): NumPy keeps
+    integers beyond uint64 as objects, where CoverTree refused them as "dtype object" and scikit-learn's
+    conversion took them (an outside trial); the caller then refuses any it rounded. Anything else stays
+    as it was."""
+    numbers = (int, float, np.integer, np.float16, np.float32, np.float64)
+    if not all(isinstance(value, numbers) and not isinstance(value, bool) for value in arr.flat):
         return arr
     try:
         return arr.astype(np.float64)

@@ -19,6 +19,7 @@ leaves every pairwise distance bit for bit unchanged.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -126,13 +127,14 @@ def _predecessors(data, k: int, metric: str, engine: str, client,
     if client is not None:
         return distributed.run(index, client)
     pairs = index.queries.eligible_pairs(index.space.n_points)
-    count = int(min(PROGRESS_RANGES, max(1, pairs // PAIRS_PER_PROGRESS_RANGE)))
-    parts = []
+    count = int(min(PROGRESS_RANGES, max(1, math.ceil(pairs / PAIRS_PER_PROGRESS_RANGE))))
+    n = index.queries.n_queries
+    indices, distances = np.empty((n, k), dtype=np.int64), np.empty((n, k))  # each range's rows go in once
     for start, stop in distributed.cost_balanced_ranges(index.costed_limits, k, count,
                                                         index.pairs_per_neighbour):
-        parts.append(distributed.answer_range(index, start, stop))
+        indices[start:stop], distances[start:stop] = distributed.answer_range(index, start, stop)
         answered(stop)
-    return np.concatenate([idx for idx, _ in parts]), np.concatenate([dist for _, dist in parts])
+    return indices, distances
 
 
 PROGRESS_RANGES = 16
@@ -142,11 +144,11 @@ answered: in one call it heard 0 and then N, and the command line's bar sat at h
 outside trial). The answer is the one call's, byte for byte (the ranges of a Dask job are)."""
 
 PAIRS_PER_PROGRESS_RANGE = 1 << 29
-"""Fewest eligible pairs a range of :data:`PROGRESS_RANGES` holds: each range costs 33-42 ms more than its
-share of one call (the residual split screen, N = 32,768-65,536, m = 512, k = 50, 2026-12-07: 16 ranges
-1.96-1.98 s against 1.46-1.47 s for one call at 32,768, 4.42-4.45 against 3.70-3.88 at 65,536; 4 ranges
-1.53-1.56 and 3.69-3.86), so a job of 2**29 pairs (N = 32,768, 1.5 s) runs in one, 65,536 in four and
-131,072 in sixteen."""
+"""Eligible pairs per range of :data:`PROGRESS_RANGES` (the count rounded up): each range costs 33-42 ms
+more than its share of one call (the residual split screen, N = 32,768-65,536, m = 512, k = 50, 2026-12-07:
+16 ranges 1.96-1.98 s against 1.46-1.47 s for one call at 32,768, 4.42-4.45 against 3.70-3.88 at 65,536;
+4 ranges 1.53-1.56 and 3.69-3.86), so the N (N - 1) / 2 pairs of N = 32,768 (1.5 s) run in one range,
+65,536 in four and 131,072 in sixteen."""
 
 
 FUSED_ORDERINGS = {"residual": ("maximin", "maximin-residual"), "euclidean": ("maximin", "maximin-euclidean")}
@@ -300,9 +302,9 @@ def vecchia_neighbors(
     if progress is not None and not callable(progress):
         raise InputTypeError(f"progress must be None or a callable (stage, n), got {type(progress).__name__}")
     k = check_k(k, X.shape[0], allow_padding=True)
-    _warn_if_transposed(X, k)
     require_answer_memory(X.shape[0], k)
     _cover_tree(engine, metric)  # an unknown engine fails before any work
+    _warn_if_transposed(X, k)  # after every refusal: no warning before an error
     with ExitStack() as stack:
         client = None
         if scheduler is not None:  # connect first: an unreachable scheduler fails before any work
@@ -312,7 +314,7 @@ def vecchia_neighbors(
         problem = None
         if residual is not None:
             problem = residual_problem(X, **residual, seed=seed)
-        report = progress or _unheard
+        report = _unheard if progress is None else progress
         start = time.perf_counter()  # the ordering's clock: a split screen it takes is built on it
         fused = name in FUSED_ORDERINGS[metric] and (
             _rust_chosen(engine) or (engine == "auto" and metric == "residual"))

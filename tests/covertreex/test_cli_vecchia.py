@@ -53,6 +53,7 @@ def points(tmp_path_factory):
     (folder / "labels.csv").write_text("0,1\n0.5,0.25\n0.1,0.9\n")  # a frame of an array: to_csv(index=False)
     (folder / "labeled.csv").write_text("x,y\n0,1\n0.5,0.25\n0.1,0.9\n")  # (0, 1) is a point here
     (folder / "pandasindex.csv").write_text(",0,1\n0,0.5,0.25\n1,0.1,0.9\n")  # pandas' to_csv()
+    (folder / "namedindex.csv").write_text(",x,y\n0,0.5,0.25\n1,0.1,0.9\n")  # to_csv() of named columns
     np.savetxt(folder / "naturalrow.csv", np.arange(150)[None, :], fmt="%d", delimiter=",")  # 0,1,...,149
     np.save(folder / "m8.npy", np.arange(150).astype("m8[s]"))  # NumPy counts timedelta64 as an integer
     (folder / "inexact.csv").write_text("4.99999999999999999\n")  # float64 rounds it to 5
@@ -191,6 +192,9 @@ ERROR_CASES = [
     (["pandasindex.csv"], 1, "pandasindex.csv: cannot read the points as comma-separated numbers, one row "
      "per point: line 1, column 1 is '', not a number; a first column without a name is pandas' index, "
      "which to_csv(index=False) leaves out"),
+    (["namedindex.csv"], 1, "namedindex.csv: cannot read the points as comma-separated numbers, one row per "
+     "point: the first line names every column but the first, the header pandas writes over its index "
+     "column"),  # skipped as a header, the index was read as a coordinate
     (["adir.npy"], 1, "adir.npy: the points must be a .npy or .csv file, got a directory"),  # [Errno 21]
     (["x.npy", "--ordering-file", "adir.npy"], 1, "adir.npy: the ordering must be a .npy or .csv file, got "
      "a directory"),

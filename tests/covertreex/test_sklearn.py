@@ -457,6 +457,7 @@ def test_python_integers_beyond_uint64_in_a_list_are_read_alike_by_both_faces(fi
     """NumPy keeps them as objects: CoverTree refused [[2**64, 0], [0, 0]] as "dtype object" where the
     estimator took it, and 10**400 escaped the estimator as a bare OverflowError (an outside trial)."""
     fit([[2**64, 0], [0, 0.5]])  # 2**64 is a float64
+    fit([[2**64, np.float64(0.5)], [np.int64(3), 0]])  # NumPy's scalars too (a review)
     with pytest.raises(InvalidInputError, match=r"^X holds values float64 cannot represent exactly"):
         fit([[2**64 + 1, 0], [0, 0]])
     with pytest.raises(InvalidInputError, match=r"^X holds an integer beyond float64's range"):
