@@ -131,6 +131,16 @@ Vecchia all-points k = 50, m = 512 (e 0.16-0.19): 0.54 / 0.37 s at N = 8,192, 0.
 there from N ~ 450,000). It takes the faster screen in each cell but near-ties: 12,288 (5% slower) and
 m = 256 at 32,768 (6% faster, left to f64)."""
 
+PRESUMED_REST = 0.15
+"""The sampled median sqrt(e/p) (:func:`estimated_rest`) 'auto' presumes before it samples a problem: just
+below the least measured (0.16-0.19, RBF at m = 512), so only a batch that a split fitting as well as any
+measured would repay (PAYS m (N + m^2 / 4) / (1 - 0.15)^4 eligible pairs) pays for the sample, 0.23 s at
+m = 512 (the basis and its certificate, ~m^3; kept for the split if it is built). Presuming e = 0 sampled
+every Vecchia job from N ~ 7,500 and left the ones below ~11,500 to the f64 screen after all: the maximin
+job at N = 8,192 took 0.75-0.97 s on 'auto' against 0.50-0.56 s on the rust engine's f64 pass, and at
+10,000 0.98-1.20 s against 0.75-0.77 s (2026-12-07, k = 10 and 30, m = 512). Now the sample starts near
+N = 10,600."""
+
 USEFUL = 0.7
 """The split screens well only where z carries most of the residual: the largest sampled median sqrt(e/p)
 at which it is used (RBF's gold workload, m = 512: 0.19; RBF at m = 256: ~0.6, where the split won from

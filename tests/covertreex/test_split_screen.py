@@ -241,12 +241,15 @@ def test_auto_does_not_build_a_split_a_sample_says_it_would_not_use(monkeypatch,
     check_same((result.distances, result.indices), oracle("residual", problem, 10, predecessor=True))
 
 
-@pytest.mark.parametrize(("pays", "estimate", "built"), [(1.5, 0.1, True), (1.5, 0.2, False),
-                                                        (0.05, 0.55, True), (0.05, 0.75, False)])
+@pytest.mark.parametrize(("pays", "estimate", "built"), [(1.2, 0.1, True), (1.2, 0.2, False),
+                                                        (1.5, 0.1, False), (0.05, 0.55, True),
+                                                        (0.05, 0.75, False)])
 def test_a_split_that_fits_worse_must_repay_itself_over_more_pairs(monkeypatch, pays, estimate, built):
     """'auto' asks PAYS m (N + m^2 / 4) / (1 - e)^4 eligible pairs of a split whose sampled median sqrt(e/p)
-    is e, and none above USEFUL. Here 2.40 m (N + m^2 / 4) pairs: PAYS 1.5 asks 2.29 of them at e = 0.1
-    and 3.66 at 0.2; PAYS 0.05 asks 1.22 at 0.55, and 0.75 is above USEFUL."""
+    is e, none above USEFUL, and before it samples, the pairs of e = PRESUMED_REST (0.15). Here 2.40 m
+    (N + m^2 / 4) pairs: PAYS 1.2 asks 2.30 of them before sampling, 1.83 at e = 0.1 and 2.93 at 0.2;
+    PAYS 1.5 asks 2.87 before sampling, though a split at e = 0.1 would need only 2.29; PAYS 0.05 asks 1.22
+    at 0.55, and 0.75 is above USEFUL."""
     problem = PROBLEMS["clustered, anisotropic"]()
     monkeypatch.setattr(split_screen, "PAYS", pays)
     vars(problem)["split_rest_estimate"] = estimate
@@ -258,8 +261,8 @@ def test_a_split_that_fits_worse_must_repay_itself_over_more_pairs(monkeypatch, 
 def test_auto_builds_the_split_only_where_it_repays_itself(oracle, check_same):
     """'auto' (the default) leaves a batch too small to repay the split's building to the f64 GEMM without
     building it, builds it for a batch large enough (split_screen.PAYS: here 112,000 pairs against the
-    208,000 the rule asks before any sample, then 499,500 against 305,000), and then uses it for any
-    batch."""
+    398,000 the rule asks before any sample, 208,000 at e = 0 over (1 - PRESUMED_REST)^4, then 499,500
+    against 305,000), and then uses it for any batch."""
     problem = PROBLEMS["clustered, anisotropic"]()
     tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf").fit(problem)
     f64 = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf",
