@@ -68,19 +68,23 @@ def read_csv(path: Path, what: str, *, points: bool = False) -> CsvNumbers:
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: {_undecodable(raw, exc)}") from None
     content = _BLANK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    labels = _position_labels(content.split("\n")) if points else None
+    lines = content.split("\n")
+    first = _first_entries(lines)
+    labels = _position_labels(first) if points else None
     if labels is not None:
         raise InvalidInputError(
             f"{path}: cannot tell whether {labels} names the columns or is one of {what}: pandas writes "
             "0,1,... as the header of a frame made from an array (to_csv(index=False)); remove that line "
             "or start it with '#' if it is a header, or put a line naming the columns (say t, or x,y) before "
             "it if it is a point")
-    if _index_header(content.split("\n")):
+    if _index_header(first):
         raise InvalidInputError(
             f"{path}: cannot read {what} as {LAYOUT}: the first line names every column but the first, the "
             "header pandas writes over its index column, which to_csv(index=False) leaves out (read, the "
             "index would be a coordinate)")
-    content = _without_header(content)
+    if first is not None and _names_columns(first[1]):  # a header, emptied: the lines keep their numbers
+        lines[first[0]] = ""
+        content = "\n".join(lines)
     try:
         values = _parse(content)
     except ValueError as exc:
@@ -91,47 +95,42 @@ def read_csv(path: Path, what: str, *, points: bool = False) -> CsvNumbers:
     return CsvNumbers(values, content)
 
 
-def _position_labels(lines: list[str]) -> str | None:
+def _first_entries(lines: list[str]) -> tuple[int, str] | None:
+    """(its position in `lines`, the line) of the first line that holds entries, or None."""
+    numbers = _value_lines(lines)
+    return None if not numbers else (numbers[0] - 1, lines[numbers[0] - 1])
+
+
+def _position_labels(first: tuple[int, str] | None) -> str | None:
     """'line N, "0,1,..."' when the first line of entries is exactly 0, 1, ..., d-1 written as integers
     (quoted or not): pandas' header for a frame of unnamed columns, and as much a point. Read as a point,
     it added a point that is not in the data (an outside trial: every ordering entry and row moved)."""
-    numbers = _value_lines(lines)
-    if not numbers:
+    if first is None:
         return None
-    line = lines[numbers[0] - 1]
-    entries = [_unquoted(entry) for entry in _entries_of(line)]
+    entries = [_unquoted(entry) for entry in _entries_of(first[1])]
     if entries != [str(position) for position in range(len(entries))]:
         return None
-    return f"line {numbers[0]}, {line.split('#', 1)[0].strip()!r},"
+    return f"line {first[0] + 1}, {first[1].split('#', 1)[0].strip()!r},"
 
 
-def _index_header(lines: list[str]) -> bool:
+def _index_header(first: tuple[int, str] | None) -> bool:
     """Whether the first line of entries names every column but the first, which is empty and unquoted:
     pandas' header over its index (``to_csv()`` of a frame with named columns). Skipped as a header, the
     index became a coordinate of every point (a review)."""
-    numbers = _value_lines(lines)
-    if not numbers:
+    if first is None:
         return False
-    entries = _entries_of(lines[numbers[0] - 1])
+    entries = _entries_of(first[1])
     names = [_unquoted(entry) for entry in entries]
     # R's write.csv quotes its empty first name ('""') over row names, which are refused as quoted numbers
     return (len(names) > 1 and not entries[0].strip() and all(names[1:])
             and not any(map(_numbers, names[1:])))
 
 
-def _without_header(content: str) -> str:
-    """`content` with its first line of entries emptied if that line names the columns: some entry is a
-    name and none is a number (:func:`_numbers`), even without quotes (the lines keep their numbers)."""
-    lines = content.split("\n")
-    numbers = _value_lines(lines)
-    if not numbers:
-        return content
-    first = numbers[0] - 1
-    names = [_unquoted(entry) for entry in _entries_of(lines[first])]
-    if not any(names) or any(_numbers(name) for name in names):
-        return content
-    lines[first] = ""
-    return "\n".join(lines)
+def _names_columns(line: str) -> bool:
+    """Whether a first line of entries names the columns: some entry is a name and none is a number
+    (:func:`_numbers`), even without quotes."""
+    names = [_unquoted(entry) for entry in _entries_of(line)]
+    return any(names) and not any(_numbers(name) for name in names)
 
 
 def _numbers(name: str) -> bool:

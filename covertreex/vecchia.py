@@ -346,7 +346,7 @@ def _ordered_then_queried(X, k, metric, name, given, problem, engine, seed, repo
         data = X if _is_identity(order, X.shape[0]) else X[order]
     start = time.perf_counter()
     report("neighbours", 0)
-    told = None if report is _unheard or client is not None else (lambda n: report("neighbours", n))
+    told = None if report is _unheard else (lambda n: report("neighbours", n))  # unheard on a cluster
     indices, distances = _predecessors(data, k, metric, engine, client, told)
     report("neighbours", X.shape[0])
     return VecchiaNeighbors(order, indices, distances, metric, name, ordering_seconds,
