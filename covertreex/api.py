@@ -6,6 +6,7 @@ class as a scikit-learn estimator.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -20,7 +21,7 @@ from covertreex.metrics.data import read_only
 from covertreex.ordering import insertion_order
 from covertreex.presets import resolve
 from covertreex.residual import ResidualProblem, residual_problem
-from covertreex.resources import require_answer_memory
+from covertreex.resources import require_answer_memory, thread_limit
 from covertreex.scalars import as_bool
 from covertreex.telemetry import RecordSource
 from covertreex.tree import Tree, checked
@@ -87,6 +88,19 @@ class _Fitted:
             return self._tree
 
 
+def _on_its_threads(method):
+    """`method` with its parallel steps outside the engine (V's construction for raw points, the projection
+    of query rows) on the ``threads`` knob's threads too (:func:`covertreex.resources.thread_limit`): the
+    engine alone took the knob, and ``threads=1`` still built V on every core."""
+
+    @functools.wraps(method)
+    def limited(self, *args, **kwargs):
+        with thread_limit(self.config.threads):
+            return method(self, *args, **kwargs)
+
+    return limited
+
+
 class CoverTree:
     """Exact k-nearest neighbours under the Euclidean or residual-correlation metric.
 
@@ -134,6 +148,7 @@ class CoverTree:
         self.last_result: KnnResult | None = None
 
     @deferring  # one hold of SIGINT for every Numba call inside (the nested holds cost nothing)
+    @_on_its_threads
     def fit(self, data, **residual_params) -> CoverTree:
         """Index `data`: points (n, d) for Euclidean; a ResidualProblem, or points plus
         :func:`~covertreex.residual_problem` parameters, for the residual metric."""
@@ -223,6 +238,7 @@ class CoverTree:
                             tree_built, boxes=boxes, predecessor=queries.predecessor)
 
     @deferring  # one hold of SIGINT for the projection and the engine's Numba calls
+    @_on_its_threads
     def query(self, queries=None, k: int = 1, *, indices=None, predecessor: bool = False) -> KnnResult:
         """Full result: neighbours, counters and (if enabled) the telemetry record, read by name
         (``result.indices``, ``result.distances``): a KnnResult does not unpack, since scipy's

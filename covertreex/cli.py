@@ -253,6 +253,9 @@ def _add_vecchia(sub) -> None:
                              "tcp://host:8786 (needs covertreex[dask]; the ordering is computed here, and "
                              "a maximin ordering in --metric that the engine fuses with the neighbours "
                              "finds them itself, with no cluster)")
+    parser.add_argument("--threads", type=count(1), default=None, metavar="T",
+                        help="threads the job runs on here, at most the CPUs this process may use (default: "
+                             "all of them; never changes the answer)")
     parser.add_argument("--out", default=None, metavar="FILE.npz",
                         help="write ordering, neighbors, distances and the JSON summary here (.npz "
                              "appended if missing; an existing file is replaced)")

@@ -225,6 +225,7 @@ def run(args) -> int:
                     X, args.k, metric=args.metric, ordering=ordering, **(residual or {}),
                     **({} if args.seed is None else {"seed": args.seed}),
                     engine=args.engine, progress=show if done.shown else None, scheduler=args.scheduler,
+                    threads=args.threads,
                 )
         except NonFiniteError as exc:  # the range checks name the points "X"; the variance's is not theirs
             if str(exc).startswith("X"):
@@ -249,7 +250,7 @@ def run(args) -> int:
                                                    "seed": seed},
         "ordering_seconds": result.ordering_seconds, "neighbor_seconds": result.neighbor_seconds,
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
-        "scheduler": args.scheduler, "warnings": notes,
+        "scheduler": args.scheduler, "threads": args.threads, "warnings": notes,
     }
     if out:  # before the summary lines (a reader that leaves, `| head`, once ended the run at the first one)
         write_arrays(out, {"ordering": result.ordering, "neighbors": result.neighbors,

@@ -102,8 +102,9 @@ class Config:
     telemetry: bool = knob(True, "collect the work counters of every query call", kind=bool)
     threads: int | None = knob(
         None,
-        "worker threads for queries and the batch build (None: all cores), at most the CPUs this process "
-        "may use (more would only add threads competing for the same cores); never changes answers",
+        "worker threads for queries, the batch build and, for raw residual points, V's construction (None: "
+        "all cores), at most the CPUs this process may use (more would only add threads competing for the "
+        "same cores); never changes answers",
         kind=int,
         minimum=1,
         maximum=available_cpus,

@@ -9,7 +9,7 @@ import numpy as np
 
 from covertreex.errors import unknown_name
 from covertreex.kinds import QUERY_KINDS
-from covertreex.resources import available_cpus
+from covertreex.resources import worker_threads
 
 CHUNK_BYTES = 1 << 23
 """Bytes per separately hashed chunk (8 MiB). sha256 is sequential and V alone is 128 MiB at N = 32,768,
@@ -31,7 +31,7 @@ def array_digest(*arrays: np.ndarray) -> str:
         h.update(repr(arr.shape).encode())
         data = arr.reshape(-1).view(np.uint8)  # the bytes of tobytes(), without copying them
         chunks = [data[start : start + CHUNK_BYTES] for start in range(0, len(data), CHUNK_BYTES)]
-        workers = min(available_cpus(), len(chunks)) if len(chunks) > 1 else 1
+        workers = min(worker_threads(), len(chunks)) if len(chunks) > 1 else 1
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="covertreex-digest") as pool:
                 digests = list(pool.map(_chunk_digest, chunks))

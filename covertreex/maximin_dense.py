@@ -34,7 +34,7 @@ from covertreex.blas import one_thread
 from covertreex.engines.heap import offer, write_sorted
 from covertreex.metrics.data import EPS, EUCLIDEAN, MetricData, operand
 from covertreex.metrics.kernels import bounds, distance, euclidean_constant, row_factors, widen
-from covertreex.resources import available_cpus
+from covertreex.resources import worker_threads
 from covertreex.vecchia_orderings import ROOM_OVER_K
 
 BLOCK = 1024
@@ -221,7 +221,7 @@ def maximin_with_neighbors(data: MetricData, first: int, k: int, progress=None, 
     order = np.empty(n_points, dtype=np.int64)
     out_i = np.empty((n_points, k), dtype=np.int64)
     out_d = np.empty((n_points, k))
-    workers = available_cpus()
+    workers = worker_threads()
 
     def block_gram(pool, A):
         """ops[A] @ ops[A].T, its row chunks on the pool's threads."""

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from covertreex.errors import InvalidInputError, KOutOfRangeError
 
@@ -128,6 +131,40 @@ def available_cpus() -> int:
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     limit = _rust_thread_limit(cpus)
+    return cpus if limit is None else max(1, min(cpus, limit))
+
+
+_THREAD_LIMIT: ContextVar[int | None] = ContextVar("covertreex_thread_limit", default=None)
+
+
+@contextmanager
+def thread_limit(threads: int | None) -> Iterator[None]:
+    """Run the block's parallel steps outside the engines (V's kernel rows and triangular solve, the split
+    screen's build, row gathers, the gold maximin pass's pool) on at most `threads` threads, as the
+    ``threads`` knob runs the engines: without it they took every core while a caller asked for one.
+    None adds no limit; a limit inside another keeps the smaller. `threads` is checked by the caller (the
+    knob's rule). Held per thread and per asyncio task (a contextvars.ContextVar), so concurrent calls
+    keep their own."""
+    outer = _THREAD_LIMIT.get()
+    if threads is None or (outer is not None and outer <= threads):
+        yield
+        return
+    token = _THREAD_LIMIT.set(threads)
+    try:
+        yield
+    finally:
+        _THREAD_LIMIT.reset(token)
+
+
+def limited_threads() -> int | None:
+    """The :func:`thread_limit` in force here (None: none, every core the process may use)."""
+    return _THREAD_LIMIT.get()
+
+
+def worker_threads() -> int:
+    """Threads a parallel step here may start: the CPUs this process may use, at most the
+    :func:`thread_limit` in force."""
+    cpus, limit = available_cpus(), _THREAD_LIMIT.get()
     return cpus if limit is None else max(1, min(cpus, limit))
 
 

@@ -62,7 +62,7 @@ import numpy as np
 
 from covertreex.blas import one_thread
 from covertreex.errors import InvalidInputError
-from covertreex.resources import available_cpus
+from covertreex.resources import worker_threads
 
 U64 = 2.0**-53
 EPS = 2.0**-52
@@ -162,10 +162,10 @@ def fro_up(a) -> float:
 
 
 def _on_cpus(task, items) -> list:
-    """[task(item) for item in items] on the available CPUs. NumPy releases the GIL, and under
-    :func:`one_thread` (the process-wide OpenBLAS count) each GEMM still runs on one BLAS thread: the same
-    bits as one after another."""
-    with ThreadPoolExecutor(max_workers=max(1, min(available_cpus(), len(items)))) as pool:
+    """[task(item) for item in items] on the threads this call may use (:func:`worker_threads`). NumPy
+    releases the GIL, and under :func:`one_thread` (the process-wide OpenBLAS count) each GEMM still runs on
+    one BLAS thread: the same bits as one after another."""
+    with ThreadPoolExecutor(max_workers=max(1, min(worker_threads(), len(items)))) as pool:
         return list(pool.map(task, items))
 
 

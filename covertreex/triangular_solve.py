@@ -21,7 +21,7 @@ from scipy.linalg import cython_blas
 
 from covertreex.blas import one_thread
 from covertreex.errors import InvalidInputError
-from covertreex.resources import available_cpus
+from covertreex.resources import worker_threads
 
 CHUNK_POINTS = 2048
 """Right-hand sides per dtrsm call: large enough to keep BLAS efficient, small enough to share the
@@ -67,7 +67,7 @@ def solve_lower_rows_in_place(L: np.ndarray, K: np.ndarray) -> np.ndarray:
                   chunk.ctypes.data_as(_double), ctypes.byref(order))
 
     starts = range(0, n, CHUNK_POINTS)
-    workers = min(available_cpus(), len(starts))
+    workers = min(worker_threads(), len(starts))
     with one_thread():  # the bits: covertreex.blas; the pool's threads are the parallelism
         if workers <= 1:
             for start in starts:

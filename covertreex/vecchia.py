@@ -35,7 +35,7 @@ from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS
 from covertreex.metrics import MetricSpace
 from covertreex.residual import ResidualProblem, residual_problem
-from covertreex.resources import require_answer_memory, require_memory
+from covertreex.resources import limited_threads, require_answer_memory, require_memory, thread_limit
 from covertreex.scalars import as_seed
 from covertreex.validation import as_points, check_k
 
@@ -82,9 +82,11 @@ class VecchiaNeighbors:
 
 
 def _cover_tree(engine: str, metric: str, **options) -> CoverTree:
-    """The one place this module builds the public estimator ('auto' is the fastest exact engine)."""
+    """The one place this module builds the public estimator ('auto' is the fastest exact engine), on the
+    job's threads (:func:`covertreex.resources.thread_limit`) unless `options` say otherwise."""
     if isinstance(engine, str) and engine != "auto" and engine not in engine_names():
         raise unknown_name("engine", engine, ["auto", *engine_names()])
+    options.setdefault("threads", limited_threads())
     return CoverTree(engine=None if engine == "auto" else engine, metric=metric, telemetry=False,
                      **options)
 
@@ -123,7 +125,8 @@ def _predecessors(data, k: int, metric: str, engine: str, client,
         return result.indices, result.distances
     from covertreex import distributed
 
-    index = distributed.prepare(data, k, metric=metric, engine=engine, predecessor=True)
+    index = distributed.prepare(data, k, metric=metric, engine=engine, predecessor=True,
+                                threads=limited_threads())
     if client is not None:
         return distributed.run(index, client)
     pairs = index.queries.eligible_pairs(index.space.n_points)
@@ -186,7 +189,8 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress):
     if _rust_chosen(engine):
         from covertreex.engines.rust import maximin_with_neighbors
 
-        return maximin_with_neighbors(space.data, first, k, progress, split=_maximin_split(space, engine))
+        return maximin_with_neighbors(space.data, first, k, progress, threads=limited_threads(),
+                                      split=_maximin_split(space, engine))
     from covertreex.maximin_dense import maximin_with_neighbors as run  # Numba: gold's pass only
 
     return run(space.data, first, k, progress)
@@ -259,6 +263,7 @@ def vecchia_neighbors(
     X, k: int, *, metric: str = "residual", ordering="maximin", kernel: str | None = None, lengthscale=None,
     variance: float | None = None, m: int | None = None, seed: int | _NotGiven = SEED_NOT_GIVEN,
     engine: str = "auto", progress: Callable[[str, int], None] | None = None, scheduler=None,
+    threads: int | None = None,
 ) -> VecchiaNeighbors:
     """Order the N rows of X, then find each point's k nearest predecessors in that ordering, exactly.
 
@@ -287,6 +292,9 @@ def vecchia_neighbors(
     for little more than ordering alone, so the cluster could only repeat them (docs/vecchia.md, "On a Dask
     cluster"); where it takes the split screen and k > SPLIT_FUSED_MAX_K (16), the ordering runs here and
     the neighbours on the cluster.
+    threads: how many threads the job runs on here (None: every CPU the process may use; at most that
+    many), every parallel step included (V's construction, the split screen, the ordering, the neighbours);
+    never changes the answer. A cluster's workers keep their own thread counts.
     Returns a :class:`VecchiaNeighbors`.
     """
     if metric not in METRICS:
@@ -303,9 +311,10 @@ def vecchia_neighbors(
         raise InputTypeError(f"progress must be None or a callable (stage, n), got {type(progress).__name__}")
     k = check_k(k, X.shape[0], allow_padding=True)
     require_answer_memory(X.shape[0], k)
-    _cover_tree(engine, metric)  # an unknown engine fails before any work
+    threads = _cover_tree(engine, metric, threads=threads).config.threads  # checks engine and threads
     _warn_if_transposed(X, k)  # after every refusal: no warning before an error
     with ExitStack() as stack:
+        stack.enter_context(thread_limit(threads))
         client = None
         if scheduler is not None:  # connect first: an unreachable scheduler fails before any work
             from covertreex import distributed

@@ -18,6 +18,7 @@ from covertreex import twins
 from covertreex.errors import DimensionMismatchError, InputTypeError, InvalidInputError
 from covertreex.interrupts import deferring
 from covertreex.kinds import KERNELS, METRICS
+from covertreex.resources import limited_threads
 
 EUCLIDEAN = METRICS.index("euclidean")
 RESIDUAL = METRICS.index("residual")
@@ -94,6 +95,21 @@ def residual_slack(n_inducing: int, n_dims: int, variance: float, p_min: float) 
 # --- V's building blocks: the rust twin where it is built, else Numba's (or NumPy's) ------------------
 
 
+def _in_parallel(twin: str, numba_kernel: str, *args):
+    """The rust twin `twin` of one of V's building blocks where the extension is built, else its Numba
+    kernel (the same arguments, the same bits), either on the threads the call may use
+    (:func:`covertreex.resources.thread_limit`)."""
+    threads = limited_threads()
+    function = twins.rust_twin(twin)
+    if function is not None:
+        return function(*args, threads=threads)
+    from covertreex.engines.threads import numba_threads  # Numba: only without the extension
+    from covertreex.metrics import kernels
+
+    with numba_threads(threads):
+        return getattr(kernels, numba_kernel)(*args)
+
+
 @deferring
 def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -> np.ndarray:
     """k(A, B) for a kernel named as in :data:`covertreex.kinds.KERNELS` (see
@@ -101,12 +117,8 @@ def kernel_matrix(A, B, kernel: str, lengthscale: np.ndarray, variance: float) -
     A = read_only(np.ascontiguousarray(A, dtype=np.float64))
     B = read_only(np.ascontiguousarray(B, dtype=np.float64))
     lengthscale = read_only(np.ascontiguousarray(lengthscale, dtype=np.float64))
-    twin = twins.rust_twin("kernel_matrix")
-    if twin is not None:
-        return twin(A, B, lengthscale, KERNELS.index(kernel), float(variance))
-    from covertreex.metrics.kernels import kernel_block  # Numba: only without the extension
-
-    return kernel_block(A, B, KERNELS.index(kernel), lengthscale, float(variance))
+    return _in_parallel("kernel_matrix", "kernel_block", A, B, KERNELS.index(kernel), lengthscale,
+                        float(variance))
 
 
 @deferring
@@ -114,12 +126,7 @@ def squared_norms(V) -> np.ndarray:
     """||V_i||^2 of every row, summed over the columns in order (the rust twin where the extension is
     built, else :func:`covertreex.metrics.kernels.squared_norms_block`)."""
     V = np.ascontiguousarray(V, dtype=np.float64)
-    twin = twins.rust_twin("squared_norms")
-    if twin is not None:
-        return twin(V)
-    from covertreex.metrics.kernels import squared_norms_block  # Numba: only without the extension
-
-    return squared_norms_block(V)
+    return _in_parallel("squared_norms", "squared_norms_block", V)
 
 
 @deferring
@@ -132,12 +139,9 @@ def forward_substitution(L, K) -> np.ndarray:
     if L.ndim != 2 or K.ndim != 2 or L.shape != (K.shape[1], K.shape[1]):
         raise DimensionMismatchError(f"forward substitution needs L of shape (m, m) and K of shape (n, m), "
                                      f"got L {L.shape} and K {K.shape}")
-    twin = twins.rust_twin("forward_substitution_rows")
-    if twin is not None:
-        return twin(L, K)
-    from covertreex.metrics.kernels import forward_substitution_rows  # Numba: only without the extension
-
-    return forward_substitution_rows(read_only(np.asfortranarray(L)), K)
+    if twins.rust_twin("forward_substitution_rows") is None:
+        L = read_only(np.asfortranarray(L))  # the Numba kernel's layout
+    return _in_parallel("forward_substitution_rows", "forward_substitution_rows", L, K)
 
 
 def take_rows(V, order) -> np.ndarray:
@@ -151,8 +155,8 @@ def take_rows(V, order) -> np.ndarray:
                              f"shape {order.shape}")
     order = order.astype(np.int64, copy=False)
     twin = twins.rust_twin("take_rows")
-    if twin is not None:
-        return twin(V, order)  # checks the range itself, with the same message
+    if twin is not None:  # checks the range itself, with the same message
+        return twin(V, order, threads=limited_threads())
     outside = np.flatnonzero((order < 0) | (order >= V.shape[0]))
     if outside.size:
         first = outside[0]

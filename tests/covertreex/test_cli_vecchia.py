@@ -87,6 +87,8 @@ def points(tmp_path_factory):
      {"metric": "euclidean", "ordering": np.random.default_rng(1).permutation(150)}),
     ("x.npy", ["--metric", "residual", "--m", "400"],
      {"metric": "residual", "ordering": "maximin", "m": 400}),
+    ("x.npy", ["--metric", "residual", "--m", "12", "--threads", "1"],
+     {"metric": "residual", "ordering": "maximin", "m": 12}),
 ])
 def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, expected):
     folder, X = points
@@ -106,6 +108,7 @@ def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, 
     np.testing.assert_array_equal(saved["neighbors"], result.neighbors)
     np.testing.assert_array_equal(saved["distances"].view(np.int64), result.distances.view(np.int64))
     assert summary["ordering"] == result.ordering_name
+    assert summary["threads"] == (1 if "--threads" in flags else None)
     if "m" in expected:  # the inducing points taken: every point when more were asked for
         assert summary["residual"]["m"] == min(expected["m"], 150)
 
@@ -203,6 +206,8 @@ ERROR_CASES = [
      "subtract 1 from a 1-based one, as R's)"),
     (["x.npy", "--metric", "euclidean", "--ordering-file", "perm1.csv"], 1, "perm1.csv: the ordering must "
      "be a permutation of 0..149; entry 149 (line 150, column 1) is 150, out of range (it holds 1..150"),
+    (["x.npy", "--threads", "0"], 2, "argument --threads: must be >= 1, got 0"),
+    (["x.npy", "--threads", "100000"], 1, "pcct: error: option 'threads' must be <= "),  # the CPUs it may use
     (["x.npy", "--variance", "0"], 2, "argument --variance: must be positive and finite, got '0'"),  # was
     # the library's "variance must be positive", exit 1, naming no flag
     (["x.npy", "--lengthscale", "1,-2"], 2, "argument --lengthscale: must be positive and finite, got '-2'"),

@@ -183,5 +183,6 @@ def test_query_help_speaks_of_flags_not_python_values():
     """--threads said "(None: all cores)", from its knob's Python doc; no flag takes None."""
     text = " ".join(_pcct("query", "--help").stdout.split())
     assert "None" not in text
-    assert "--threads N worker threads for queries and the batch build, at most" in text
+    assert ("--threads N worker threads for queries, the batch build and, for raw residual points, "
+            "V's construction, at most") in text
     assert "(default: all available cores)" in text

@@ -129,13 +129,13 @@ def test_v_and_p_do_not_depend_on_which_twin_builds_them(monkeypatch, kernel):
 def test_bad_shapes_are_clear_errors():
     twin = twins.rust_twin("kernel_matrix")
     with pytest.raises(ValueError, match="lengthscales: expected 3, got 2"):
-        twin(np.zeros((4, 3)), np.zeros((2, 3)), np.ones(2), 0, 1.0)
+        twin(np.zeros((4, 3)), np.zeros((2, 3)), 0, np.ones(2), 1.0)
     with pytest.raises(ValueError, match="columns of B: expected 3, got 2"):
-        twin(np.zeros((4, 3)), np.zeros((2, 2)), np.ones(3), 0, 1.0)
+        twin(np.zeros((4, 3)), np.zeros((2, 2)), 0, np.ones(3), 1.0)
     with pytest.raises(ValueError, match="columns must be >= 1"):
-        twin(np.zeros((4, 0)), np.zeros((2, 0)), np.ones(0), 0, 1.0)
+        twin(np.zeros((4, 0)), np.zeros((2, 0)), 0, np.ones(0), 1.0)
     with pytest.raises(ValueError):
-        twin(np.zeros((4, 3)), np.zeros((2, 3)), np.ones(3), 7, 1.0)  # no kernel has code 7
+        twin(np.zeros((4, 3)), np.zeros((2, 3)), 7, np.ones(3), 1.0)  # no kernel has code 7
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 8, 64, 100])

@@ -612,7 +612,7 @@ pub(crate) fn require_sane_global_pool() -> Result<()> {
 
 /// `work` run on [`thread_pool`]`(threads)`: everything rayon does inside it (norms, tiles, rows)
 /// uses that pool's workers and no others.
-pub(crate) fn on_pool<T: Send>(threads: Option<i64>, work: impl FnOnce() -> T + Send) -> Result<T> {
+pub fn on_pool<T: Send>(threads: Option<i64>, work: impl FnOnce() -> T + Send) -> Result<T> {
     Ok(run_on(thread_pool(threads)?, work))
 }
 

@@ -14,6 +14,7 @@ use covertreex_core::counters::{
     LEVEL_COUNTERS, N_LEVEL_COUNTERS, N_QUERY_COUNTERS, QUERY_COUNTERS,
 };
 use covertreex_core::dense::{pack, within, Boxes, PackedArrays, BOX_LEAF, BOX_MAX_WIDTH};
+use covertreex_core::query::on_pool;
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
     pack_split_rows, query_batch, Blocks, CoreError, DenseScreen, Int8Packing, Kernel, Matrix,
@@ -37,6 +38,21 @@ fn without_gil<T: Send>(
     work: impl FnOnce() -> covertreex_core::Result<T> + Send,
 ) -> PyResult<T> {
     outcome(py, py.detach(|| catch_unwind(AssertUnwindSafe(work))))
+}
+
+/// [`without_gil`] with `work` on `threads` workers (None: rayon's global pool), as the engine's calls
+/// run: a caller limited to one thread (covertreex.resources.thread_limit) gets one.
+fn on_threads<T: Send>(
+    py: Python<'_>,
+    threads: Option<i64>,
+    work: impl FnOnce() -> covertreex_core::Result<T> + Send,
+) -> PyResult<T> {
+    without_gil(py, || on_pool(threads, work)?)
+}
+
+/// A `threads` argument: None, or a whole number (checked against the CPUs by the pool that takes it).
+fn thread_count(threads: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
+    threads.map(|t| scalar(t, "threads")).transpose()
 }
 
 /// What a call returns for its work's result, its error or its panic.
@@ -188,7 +204,7 @@ fn build<'py>(
 ) -> PyResult<Built<'py>> {
     let mode = self::mode(py, mode)?;
     let block: Option<i64> = block.map(|b| scalar(b, "block")).transpose()?;
-    let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
+    let threads = thread_count(threads)?;
     let data = MetricArrays::extract(data, "data")?;
     let order = array1::<i64>(order, "order")?;
     let (view, order) = (data.view(py)?, slice(py, &order, "order")?);
@@ -234,7 +250,7 @@ impl<'py> QueryArgs<'py> {
             dataset_index: array1::<i64>(dataset_index, "dataset_index")?,
             limit: array1::<i64>(limit, "limit")?,
             k: scalar(k, "k")?,
-            threads: threads.map(|t| scalar(t, "threads")).transpose()?,
+            threads: thread_count(threads)?,
         })
     }
 
@@ -405,7 +421,7 @@ impl SplitRows {
                 "split q must be read-only: its packing serves every later call".to_string();
             return Err(errors::raise(py, errors::Class::InvalidInput, message));
         }
-        let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
+        let threads = thread_count(threads)?;
         let (n, m) = (rows.shape()[0], rows.shape()[1]);
         let values = slice(py, &rows, "split q")?;
         let packing = without_gil(py, || pack_split_rows(values, n, m, threads))?;
@@ -582,7 +598,7 @@ fn pack_boxes<'py>(
     points: &Bound<'py, PyAny>,
     threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Packed<'py>> {
-    let threads = threads.map(|t| scalar::<i64>(t, "threads")).transpose()?;
+    let threads = thread_count(threads)?;
     let points = array2(points, "points")?;
     let (n, d) = (points.shape()[0], points.shape()[1]);
     let points = Matrix::new("points", slice(py, &points, "points")?, n, d)
@@ -648,7 +664,7 @@ fn maximin<'py>(
         block: scalar(block, "block")?,
         room: scalar(room, "room")?,
     };
-    let threads: Option<i64> = threads.map(|t| scalar(t, "threads")).transpose()?;
+    let threads = thread_count(threads)?;
     let view = arrays.view(py)?;
     let callback = progress.filter(|p| !p.is_none()).map(Bound::unbind);
     let out = interruptible(py, interrupt, |halt| {
@@ -684,14 +700,17 @@ fn maximin<'py>(
 /// k(A_i, B_j) of every row pair of the kernel with integer code `kernel`, as a new (n_a, n_b) array:
 /// the rust twin of covertreex.metrics.data.kernel_matrix's Numba kernel, the same bits (V's construction).
 #[pyfunction]
+#[pyo3(signature = (a, b, kernel, lengthscale, variance, threads=None))]
 fn kernel_matrix<'py>(
     py: Python<'py>,
     a: &Bound<'py, PyAny>,
     b: &Bound<'py, PyAny>,
-    lengthscale: &Bound<'py, PyAny>,
     kernel: i64,
+    lengthscale: &Bound<'py, PyAny>,
     variance: f64,
+    threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let threads = thread_count(threads)?;
     let (a, b) = (array2(a, "A")?, array2(b, "B")?);
     let lengthscale = array1::<f64>(lengthscale, "lengthscale")?;
     let ((n_a, d_a), (n_b, d_b)) = ((a.shape()[0], a.shape()[1]), (b.shape()[0], b.shape()[1]));
@@ -700,7 +719,7 @@ fn kernel_matrix<'py>(
     let a = Matrix::new("A", slice(py, &a, "A")?, n_a, d_a).map_err(error)?;
     let b = Matrix::new("B", slice(py, &b, "B")?, n_b, d_b).map_err(error)?;
     let lengthscale = slice(py, &lengthscale, "lengthscale")?;
-    let values = without_gil(py, || {
+    let values = on_threads(py, threads, || {
         kernels::kernel_matrix(a, b, lengthscale, kernel, variance)
     })?;
     matrix(py, values, n_a, n_b)
@@ -709,14 +728,17 @@ fn kernel_matrix<'py>(
 /// ||V_i||^2 of every row, summed over the columns in order: the rust twin of
 /// covertreex.metrics.kernels.squared_norms_block, the same bits.
 #[pyfunction]
+#[pyo3(signature = (v, threads=None))]
 fn squared_norms<'py>(
     py: Python<'py>,
     v: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let threads = thread_count(threads)?;
     let v = array2(v, "V")?;
     let (n, m) = (v.shape()[0], v.shape()[1]);
     let v = Matrix::new("V", slice(py, &v, "V")?, n, m).map_err(|e| errors::core_error(py, &e))?;
-    let norms = without_gil(py, || kernels::squared_norms(v))?;
+    let norms = on_threads(py, threads, || kernels::squared_norms(v))?;
     Ok(norms.into_pyarray(py))
 }
 
@@ -768,34 +790,40 @@ type SplitRowsOut<'py> = (
 /// Row i solves L v = K_i (L lower triangular m x m, K n x m), each row in index order on its own: the rust
 /// twin of covertreex.metrics.kernels.forward_substitution_rows, the same bits (query points' V rows).
 #[pyfunction]
+#[pyo3(signature = (l, k, threads=None))]
 fn forward_substitution_rows<'py>(
     py: Python<'py>,
     l: &Bound<'py, PyAny>,
     k: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let threads = thread_count(threads)?;
     let (l, k) = (array2(l, "L")?, array2(k, "K")?);
     let ((l_rows, l_cols), (n, m)) = ((l.shape()[0], l.shape()[1]), (k.shape()[0], k.shape()[1]));
     let error = |e| errors::core_error(py, &e);
     let l = Matrix::new("L", slice(py, &l, "L")?, l_rows, l_cols).map_err(error)?;
     let k = Matrix::new("K", slice(py, &k, "K")?, n, m).map_err(error)?;
-    let rows = without_gil(py, || kernels::forward_substitution_rows(l, k))?;
+    let rows = on_threads(py, threads, || kernels::forward_substitution_rows(l, k))?;
     matrix(py, rows, n, m)
 }
 
 /// V's rows in `order` (int64 dataset indices), as a new (len(order), m) array copied in parallel: the
 /// rust twin of `V[order]` (covertreex.metrics.data.take_rows); an index out of range is an error.
 #[pyfunction]
+#[pyo3(signature = (v, order, threads=None))]
 fn take_rows<'py>(
     py: Python<'py>,
     v: &Bound<'py, PyAny>,
     order: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let threads = thread_count(threads)?;
     let v = array2(v, "V")?;
     let order = array1::<i64>(order, "order")?;
     let (n, m) = (v.shape()[0], v.shape()[1]);
     let v = Matrix::new("V", slice(py, &v, "V")?, n, m).map_err(|e| errors::core_error(py, &e))?;
     let order = slice(py, &order, "order")?;
-    let rows = without_gil(py, || kernels::take_rows(v, order))?;
+    let rows = on_threads(py, threads, || kernels::take_rows(v, order))?;
     matrix(py, rows, order.len(), m)
 }
 

@@ -1,0 +1,93 @@
+"""`threads` bounds every parallel step of a call, not only the engine's: V's construction, the split
+screen, the maximin pass and the neighbours of `vecchia_neighbors(threads=...)` and of a CoverTree fitted on
+raw points; and it never changes an answer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import covertreex as ct
+from covertreex.engines import engine_available
+from covertreex.errors import InputTypeError, InvalidInputError
+from covertreex.resources import available_cpus, limited_threads, thread_limit, worker_threads
+
+ENGINES = ["auto", "gold"] + (["rust"] if engine_available("rust") else [])
+
+
+def test_a_limit_inside_another_keeps_the_smaller():
+    assert limited_threads() is None and worker_threads() == available_cpus()
+    with thread_limit(3):
+        assert limited_threads() == 3
+        with thread_limit(None):
+            assert limited_threads() == 3
+        with thread_limit(5):
+            assert limited_threads() == 3
+        with thread_limit(1):
+            assert limited_threads() == 1 and worker_threads() == 1
+        assert limited_threads() == 3 and worker_threads() == min(3, available_cpus())
+    assert limited_threads() is None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("metric, ordering", [("residual", "maximin"), ("euclidean", "maximin"),
+                                              ("residual", "random"), ("euclidean", "maximin-residual")])
+def test_the_job_on_one_thread_is_the_job_on_all(engine, metric, ordering):
+    X = np.random.default_rng(5).uniform(size=(700, 2))
+    X[350:360] = X[0]  # duplicates: ties broken by position
+    options = {"lengthscale": 0.2, "m": 48} if "residual" in (metric, ordering.removeprefix("maximin-")) \
+        else {}
+    one = ct.vecchia_neighbors(X, 12, metric=metric, ordering=ordering, engine=engine, threads=1, **options)
+    every = ct.vecchia_neighbors(X, 12, metric=metric, ordering=ordering, engine=engine, **options)
+    for name in ("ordering", "neighbors", "distances"):
+        assert getattr(one, name).tobytes() == getattr(every, name).tobytes(), name
+    assert one.maximin_evaluations == every.maximin_evaluations
+
+
+@pytest.mark.parametrize("threads, error", [(0, InvalidInputError), (10**9, InvalidInputError),
+                                            (True, InputTypeError), (1.5, InputTypeError),
+                                            ("2", InputTypeError)])
+def test_a_bad_thread_count_is_refused_before_any_work(threads, error):
+    with pytest.raises(error, match="threads"):
+        ct.vecchia_neighbors(np.zeros((10, 2)), 3, threads=threads)
+
+
+WORKERS_LEFT = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import scipy.linalg  # loads SciPy's own OpenBLAS, whose idle threads start with it: not ours
+    import covertreex as ct
+
+    def threads_now():
+        return len(os.listdir("/proc/self/task"))
+
+    X = np.random.default_rng(0).uniform(size=(3000, 2))
+    limit = None if sys.argv[1] == "none" else int(sys.argv[1])
+    before = threads_now()
+    ct.vecchia_neighbors(X, 10, lengthscale=0.1, m=64, threads=limit)
+    ct.vecchia_neighbors(X, 10, metric="euclidean", threads=limit)
+    model = ct.CoverTree(metric="residual", threads=limit).fit(X, lengthscale=0.1, m=64)
+    model.query(X[:50] + 0.001, k=5)  # projects the rows through the inducing points
+    print(threads_now() - before)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not engine_available("rust"),
+                    reason="counts the threads of /proc/self/task that the rust engine's pools leave")
+def test_one_thread_leaves_one_worker_behind():
+    """Rayon's pools outlive their calls: a job limited to one thread may leave the one-worker pool it ran
+    on, never rayon's global pool of a worker per CPU (its kernel rows and row gathers once ran there). A
+    job without a limit leaves the global pool: the count can tell them apart where there are 2 CPUs."""
+    def left(limit: str) -> int:
+        done = subprocess.run([sys.executable, "-c", WORKERS_LEFT, limit], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    assert left("1") <= 1
+    if available_cpus() >= 2:
+        assert left("none") >= 2
