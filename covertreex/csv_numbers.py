@@ -6,7 +6,8 @@ values from 0 or from 1 depending on the error, and a whitespace-only line was "
 changed" with advice about an argument the command line does not have). A line whose text before any
 '#' is whitespace is skipped, as an empty line is; '\\r\\n' and a lone '\\r' end a line, as '\\n' does.
 The first line that holds entries may name the columns instead (pandas, R and spreadsheets write such a
-header): when none of its entries reads as a number (names, quoted or not, or empty), it is skipped, unless
+header): when none of its entries reads as a number or is written like one (names, quoted or not, or
+empty), it is skipped, unless
 its first entry alone is empty (pandas' header over its index column: refused); for points, a first line of
 exactly 0, 1, ..., d-1 (pandas' labels of unnamed columns, and as well a point) is refused.
 Lines are numbered only to place a problem.
@@ -128,9 +129,21 @@ def _index_header(first: tuple[int, str] | None) -> bool:
 
 def _names_columns(line: str) -> bool:
     """Whether a first line of entries names the columns: some entry is a name and none is a number
-    (:func:`_numbers`), even without quotes."""
+    (:func:`_numbers`) or written like one (:func:`_number_like`), even without quotes."""
     names = [_unquoted(entry) for entry in _entries_of(line)]
-    return any(names) and not any(_numbers(name) for name in names)
+    return any(names) and not any(_numbers(name) or _number_like(name) for name in names)
+
+
+_NUMBER_START = re.compile(r"[+\-\u2212]?\.?\d")
+"""How a number starts: perhaps a sign (ASCII, or U+2212, the minus a word processor writes), perhaps a
+point, then a digit of any script (re's \\d, so fullwidth digits too)."""
+
+
+def _number_like(entry: str) -> bool:
+    """Whether `entry` is written like a number, read or not: '1_000', '0x10', '\u22121.5' and '\uff11' name
+    no column, and a first line of them skipped as a header lost a point without a word (an outside
+    trial)."""
+    return bool(_NUMBER_START.match(entry.strip()))
 
 
 def _numbers(name: str) -> bool:
@@ -191,7 +204,7 @@ def _first_unreadable(file_lines: list[str], numpy_reason: str) -> str:
                         rows = (" (a first column of quoted numbers is R's row names: write.csv(..., "
                                 "row.names = FALSE) leaves them out)" if column == 1 else "")
                         return where + "; numbers must be written without quotes" + rows
-                    return where + (_first_line_hint(entry, column) if number == first else "")
+                    return where + _entry_hint(entry, column, number == first)
     return " ".join(numpy_reason.split())
 
 
@@ -203,13 +216,19 @@ def _quoted_number(entry: str) -> bool:
     return _unquoted(entry) != entry.strip() and _reads(_unquoted(entry), (1, 1))
 
 
-def _first_line_hint(entry: str, column: int) -> str:
-    """What a first line that is not all numbers usually is: values separated by ';', tabs or spaces (what
-    a spreadsheet may write), a header that names only some columns (one naming every column is skipped),
-    or, with its first entry empty, pandas' header over its index column."""
+def _entry_hint(entry: str, column: int, first_line: bool) -> str:
+    """What an entry that is no number usually is: on the first line, values separated by ';', tabs or
+    spaces (what a spreadsheet may write); on any line, a number written in a form NumPy does not read
+    (:func:`_number_like`); on the first line, a header that names only some columns (one naming every
+    column is skipped), or, with its first entry empty, pandas' header over its index column."""
     entry = entry.strip()
-    if any(separator in entry for separator in ";\t "):
+    if first_line and any(separator in entry for separator in ";\t "):
         return "; values must be separated by commas"
+    if _number_like(entry):
+        return ("; write numbers with the ASCII digits 0-9, '-', '.' and 'e' (no digit separators, "
+                "hexadecimal or other minus signs)")
+    if not first_line:
+        return ""
     if entry:
         return "; a header line must name every column (or start with '#')"
     return ("; a first column without a name is pandas' index, which to_csv(index=False) leaves out"

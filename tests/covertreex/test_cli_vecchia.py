@@ -36,6 +36,8 @@ def points(tmp_path_factory):
     (folder / "ragged.csv").write_text("# x,y\n1,2\n\n3,4,5\n")
     (folder / "nan.csv").write_text("# x,y\n1,2\n\n3,nan\n")
     (folder / "latin1.csv").write_bytes("# x,\xe9\n1,2\n".encode("latin-1"))
+    (folder / "uminus.csv").write_text("\u22121.5,\u22122.5\n1,3\n2,6\n")  # a word processor's minus
+    (folder / "hexadecimal.csv").write_text("0x10,0x20\n1,3\n")
     (folder / "semicolons.csv").write_text("1;2\n3;4\n")  # a spreadsheet's export in some locales
     (folder / "macbyte.csv").write_bytes(b"0,0\r1,0\r0,\xe9\r")
     (folder / "bomlatin1.csv").write_bytes(b"\xef\xbb\xbf# x\n1,\xe9\n")
@@ -128,6 +130,11 @@ ERROR_CASES = [
     (["nan.csv"], 1, "nan.csv: the points must be finite; line 4, column 2 is nan"),  # "first at row 1"
     (["latin1.csv"], 1, "latin1.csv: cannot read the points as comma-separated numbers, one row per point: "
      "line 1, byte 5 of it (0xe9) is not UTF-8 text (invalid continuation byte); save the file as UTF-8"),
+    (["uminus.csv"], 1, "uminus.csv: cannot read the points as comma-separated numbers, one row per point: "
+     "line 1, column 1 is '\u22121.5', not a number; write numbers with the ASCII digits"),  # skipped as a
+    # header: a point lost without a word
+    (["hexadecimal.csv"], 1, "hexadecimal.csv: cannot read the points as comma-separated numbers, one row "
+     "per point: line 1, column 1 is '0x10', not a number; write numbers with the ASCII digits"),
     (["semicolons.csv"], 1, "semicolons.csv: cannot read the points as comma-separated numbers, one row per "
      "point: line 1, column 1 is '1;2', not a number; values must be separated by commas"),  # was: a header
     (["macbyte.csv"], 1, "macbyte.csv: cannot read the points as comma-separated numbers, one row per "
@@ -234,7 +241,7 @@ def test_errors_are_one_line(error_runs, case):
     assert line.startswith("pcct") and words in line, line
     if "cannot read the points" in words:  # a header hint only where the first line is the problem
         header = "line 1, column" in words and not any(
-            other in words for other in ("separated by commas", "quotes", "pandas' index"))
+            other in words for other in ("separated by commas", "quotes", "pandas' index", "ASCII digits"))
         assert ("a header line must name every column" in line) == header, line
 
 
