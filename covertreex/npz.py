@@ -9,11 +9,7 @@ the file and the member.
 
 from __future__ import annotations
 
-import errno
 import math
-import os
-import secrets
-import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,6 +19,7 @@ from numpy.lib import format as npy
 
 from covertreex.errors import CorruptFileError
 from covertreex.resources import require_memory
+from covertreex.whole_files import write_whole
 
 _HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0,
                    (3, 0): npy.read_array_header_2_0}
@@ -104,41 +101,6 @@ def _members(fh, path: Path, names, what: str) -> dict[str, np.ndarray]:
 
 
 def write_arrays(path, arrays: dict) -> None:
-    """Write `arrays` as the .npz archive `path` all at once or not at all: a write that fails (a full
-    disk, a file size limit, Ctrl-C) used to leave a truncated archive where the previous good one was.
-    The archive is written to a temporary file beside the real target (a symlink stays a symlink) and
-    renamed over it only when complete; on failure the temporary is removed and the OSError names `path`.
-    An existing file must be writable itself (a rename would replace a write-protected one). It is
-    written in place, as before, where a rename would change what it is: a device or a pipe, a file with
-    other hard links (they would keep the old data), or one in a directory that takes no new file."""
-    target = Path(os.path.realpath(path))
-    try:
-        existing = target.stat() if target.exists() else None
-        if existing is not None and not os.access(target, os.W_OK):
-            raise PermissionError(errno.EACCES, "the file is not writable")
-        if existing is None or (stat.S_ISREG(existing.st_mode) and existing.st_nlink == 1
-                                and os.access(target.parent, os.W_OK)):
-            _write_and_rename(target, arrays, existing)
-        else:
-            with open(target, "wb") as fh:
-                np.savez(fh, **arrays)
-    except OSError as exc:
-        raise type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
-
-
-def _write_and_rename(target: Path, arrays: dict, existing: os.stat_result | None) -> None:
-    """Write the archive to a new file beside `target` (created with the permissions a new file gets, or
-    those of the `existing` one it replaces), flush it to disk, then rename it over `target`."""
-    temporary = target.with_name(f".pcct-{secrets.token_hex(8)}.tmp")  # short: `target` may be NAME_MAX long
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as fh:
-            if existing is not None:
-                os.fchmod(fh.fileno(), stat.S_IMODE(existing.st_mode))
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Write `arrays` as the .npz archive `path` all at once or not at all, without turning a link, a
+    device or a hard-linked file into a new file (:func:`covertreex.whole_files.write_whole`)."""
+    write_whole(path, lambda fh: np.savez(fh, **arrays))

@@ -104,8 +104,7 @@ def pytest_configure(config):
     previous = gate_commands.xdist_loaded  # put back when this run ends (a pytester run ends inside another)
     gate_commands.xdist_loaded = config.pluginmanager.hasplugin("xdist")
     config.add_cleanup(lambda: setattr(gate_commands, "xdist_loaded", previous))
-    check_report_file(config.getoption("pcct_gate_report"), "--pcct-gate-report",
-                      config.invocation_params.dir)
+    check_report_file(config.getoption("pcct_gate_report"), "--pcct-gate-report", config)
     opted_in = mode in ("all", "counters", "instructions")  # by ini or flag
     named = config.getoption("pcct_baselines") or config.getini("pcct_baselines") != DEFAULT_BASELINES
     if opted_in or named or config.getoption("pcct_update_baselines"):  # not a project that never used it
@@ -412,8 +411,14 @@ def pytest_sessionfinish(session):
         state.problems.append(f"the baselines could not be written: {exc}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.settings.report is not None:
-        gate_report.write_json(state.settings.report, mode=state.settings.mode, update=state.settings.update,
-                               results=state.results, stale=state.stale_found)
+        try:
+            gate_report.write_json(state.settings.report, mode=state.settings.mode,
+                                   update=state.settings.update, results=state.results,
+                                   stale=state.stale_found)
+            state.report_written = True
+        except OSError as exc:  # a full disk, a read-only file: one line, not a traceback after the run
+            state.problems.append(f"--pcct-gate-report could not be written: {exc}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -434,5 +439,5 @@ def pytest_terminal_summary(terminalreporter, config):
         tr.write_line(note)
     for problem in state.problems:
         tr.write_line(f"ERROR: {problem}", red=True)
-    if s.report is not None:
+    if state.report_written:
         tr.write_line(f"gate report written to {s.report}")

@@ -11,15 +11,24 @@ from pathlib import Path
 
 import pytest
 
+CONFIGURATION_FILES = ("pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "conftest.py")
+"""Files a report must never replace, whether or not this run read them."""
 
-def check_report_file(value, option: str, base: Path) -> None:
+
+def check_report_file(value, option: str, config) -> None:
     """Refuse (pytest.UsageError naming `option`) a report file that cannot be written where the run
-    ends: empty, a directory, or in a directory that does not exist. None: the option was not given."""
+    ends (empty, a directory, or in a directory that does not exist) or that names a file the run is
+    made of (a Python file, the ini file, a configuration file): the report replaced a test module
+    without a word (an outside trial). None: the option was not given."""
     if value is None:
         return
     if not str(value).strip():
         raise pytest.UsageError(f"pytest-pcct: {option} is empty; name a file such as report.json")
-    path = Path(base, value)
+    path = Path(config.invocation_params.dir, value)
+    inifile = config.inipath is not None and path.resolve() == Path(config.inipath).resolve()
+    if path.suffix == ".py" or path.name in CONFIGURATION_FILES or inifile:
+        raise pytest.UsageError(f"pytest-pcct: {option}={value} names a file of the test run itself, which "
+                                "the report would replace; name a file such as report.json")
     if path.is_dir():
         raise pytest.UsageError(f"pytest-pcct: {option}={value} is a directory; name a file inside it")
     if not path.parent.is_dir():

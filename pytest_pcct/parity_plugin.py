@@ -19,6 +19,7 @@ pytest.register_assert_rewrite("pytest_pcct.parity.assertions")
 _SESSION = pytest.StashKey[object]()
 _SKIPS = pytest.StashKey[object]()
 _MATRIX_KEY = "pcct_parity_matrix"
+_REPORT_ERROR = pytest.StashKey[str]()
 
 
 def pytest_addhooks(pluginmanager):
@@ -71,7 +72,7 @@ def pytest_configure(config):
         register_profiles()
     from pytest_pcct.parity import selection
 
-    check_report_file(config.getoption("pcct_report"), "--pcct-report", config.invocation_params.dir)
+    check_report_file(config.getoption("pcct_report"), "--pcct-report", config)
     chosen = selection.read(config)
     session = None
     if chosen.engines:
@@ -196,8 +197,12 @@ def pytest_sessionfinish(session, exitstatus):
         chosen = state.selection
         path = Path(config.invocation_params.dir, target)
         skipped_all = {"benchmark_only": True} if config.getoption("benchmark_only", False) else {}
-        state.matrix.write(path, engines=list(chosen.engines), seed=chosen.seed,
-                           skipped_pair_tests=len(_skipped_pair_tests(config)), **skipped_all)
+        try:
+            state.matrix.write(path, engines=list(chosen.engines), seed=chosen.seed,
+                               skipped_pair_tests=len(_skipped_pair_tests(config)), **skipped_all)
+        except OSError as exc:  # a full disk, a read-only file: one line, not a traceback after the run
+            config.stash[_REPORT_ERROR] = f"pytest-pcct: --pcct-report could not be written: {exc}"
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -244,6 +249,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     state = config.stash.get(_SESSION, None)
     if state is None or hasattr(config, "workerinput"):
         return
+    _matrix_summary(terminalreporter, config, state)
+    if _REPORT_ERROR in config.stash:
+        terminalreporter.line(config.stash[_REPORT_ERROR], red=True, bold=True)
+
+
+def _matrix_summary(terminalreporter, config, state) -> None:
+    """The matrix section, or why there is none."""
     if not state.matrix.cells and config.getoption("benchmark_only", False):
         # pytest-benchmark skips every other test: a green run here checked no answer at all
         terminalreporter.section("pcct parity matrix")
@@ -271,7 +283,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if skipped:  # capabilities may leave out what an engine gets wrong: said here, not only under -rs
         terminalreporter.line(f"{len(skipped)} pair tests were skipped and compared nothing (the first: "
                               f"{_reason(skipped[0])})", yellow=True)
-    if config.getoption("pcct_report"):
+    if config.getoption("pcct_report") and _REPORT_ERROR not in config.stash:
         terminalreporter.line(f"parity report written to {config.getoption('pcct_report')}")
 
 

@@ -28,7 +28,6 @@ import math
 import os
 import platform
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -102,38 +101,16 @@ def locked(directory: Path) -> Iterator[None]:
         os.close(handle)
 
 
-def _new_file_mode(path: Path) -> int:
-    """The mode the written file gets: the replaced file's, else what open() would give (0666 - umask),
-    not mkstemp's private 0600."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
 def atomic_write_json(path: Path, payload) -> None:
-    """Write `payload` as JSON to `path` so readers see the old file or the new one, never a mix."""
+    """Write `payload` as JSON to `path` so readers see the old file or the new one, never a mix, and a
+    link, a device or a pipe stays one (:func:`covertreex.whole_files.write_whole`, standard library only;
+    imported here, at the first write, so that loading the gate imports no covertreex module)."""
+    from covertreex.whole_files import write_whole
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _new_file_mode(path))
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_whole(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def read_json_object(path: Path, what: str) -> dict:

@@ -215,6 +215,8 @@ class GateSession:
     drift_notes: list = field(default_factory=list)
     """Calibrations of the current test that moved beyond rules.CALIBRATION_DRIFT, likewise."""
     stale_found: dict = field(default_factory=dict)
+    report_written: bool = False
+    """Whether --pcct-gate-report's file was written (the summary says so only then)."""
     _timing: tuple | None = None
 
     def __post_init__(self):

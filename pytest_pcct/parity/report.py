@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from covertreex.whole_files import write_whole
+
 FORMAT = "pytest-pcct parity matrix"
 VERSION = 2
 STATUSES = ("exact", "tie-equal", "failed")
@@ -111,7 +113,8 @@ class ParityMatrix:
     def write(self, path: Path, **header) -> None:
         """The JSON report: `header` (engines, seed, ...) followed by the matrix."""
         payload = {**header, **self.to_json()}
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+        write_whole(path, lambda handle: handle.write(text.encode("utf-8")))
 
     def lines(self) -> list[str]:
         """The terminal section: one row per (pair, dataset), one status letter per k."""

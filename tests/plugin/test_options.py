@@ -187,6 +187,14 @@ def test_a_bad_parity_marker_errors_naming_the_argument(pytester):
      "*/afile, a file; name a directory"),
     (["--pcct-baselines=dangling"], "ERROR: pytest-pcct: --pcct-baselines / ini pcct_baselines names "
                                     "*/dangling, a symbolic link to nothing; name a directory"),
+    (["--pcct-report=test_outputs_seeds_and_the_oracle_are_checked_before_any_test.py"],  # the tests:
+     # replaced by the report, and the run said "1 passed" (an outside trial)
+     "ERROR: pytest-pcct: --pcct-report=test_*.py names a file of the test run itself, which the report "
+     "would replace; name a file such as report.json"),
+    (["--pcct-gate-report=pyproject.toml"], "ERROR: pytest-pcct: --pcct-gate-report=pyproject.toml names a "
+                                            "file of the test run itself*"),
+    (["-c", "custom.cfg", "--pcct-report=custom.cfg"], "ERROR: pytest-pcct: --pcct-report=custom.cfg names a "
+                                                       "file of the test run itself*"),  # the ini file
     (["--pcct-seed=-1"],
      "ERROR: pytest-pcct: the pcct seed (--pcct-seed or ini pcct_seed) must be >= 0, got -1"),
     (["--pcct-oracle=nope"], "ERROR: pytest-pcct: --pcct-oracle / ini pcct_oracle: unknown engine 'nope'*"),
@@ -197,6 +205,7 @@ def test_outputs_seeds_and_the_oracle_are_checked_before_any_test(pytester, args
     inside every test (a seed numpy refuses) or did not name the option (an outside user's trial)."""
     pytester.makepyfile(ENGINE_TESTS)
     (pytester.path / "afile").write_text("")
+    (pytester.path / "custom.cfg").write_text("[tool:pytest]\n")
     (pytester.path / "dangling").symlink_to(pytester.path / "nowhere")
     result = pytester.runpytest("--pcct-engines=gold,brute", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -1,6 +1,12 @@
 """The parity matrix: terminal section, --pcct-report JSON, and the same matrix under pytest-xdist."""
 
 import json
+import os
+import resource
+import signal
+import stat
+import subprocess
+import sys
 
 MATRIX_TESTS = """
 import pytest
@@ -85,3 +91,38 @@ def test_an_engine_that_changes_its_input_reports_alike_serially_and_under_xdist
     serial.assert_outcomes(failed=6)
     parallel.assert_outcomes(failed=6)
     assert (wrong_engines.path / "s.json").read_text() == (wrong_engines.path / "x.json").read_text()
+
+
+def test_a_report_through_a_link_leaves_the_link(wrong_engines):
+    """The gate's report and baselines, and the parity report, are written beside their file and renamed
+    over it, except where a rename would change what the path is: a link (followed), a pipe, a device
+    (an outside trial's gate report replaced /dev/full with a regular file)."""
+    wrong_engines.makepyfile(MATRIX_TESTS)
+    (wrong_engines.path / "real.json").write_text("{}")
+    (wrong_engines.path / "link.json").symlink_to("real.json")
+    wrong_engines.runpytest("-p", "no:xdist", "--pcct-engines=gold,tieflip", "--pcct-report=link.json")
+    assert (wrong_engines.path / "link.json").is_symlink()
+    assert json.loads((wrong_engines.path / "real.json").read_text())["engines"] == ["gold", "tieflip"]
+
+
+def _small_files():
+    """A subprocess's regular files may hold at most 64 bytes; a longer write fails with EFBIG."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_a_failed_run(wrong_engines):
+    """A full disk or a file size limit at the end of the run was a traceback from pytest_sessionfinish."""
+    wrong_engines.makepyfile(MATRIX_TESTS)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           "--pcct-engines=gold,tieflip", "--pcct-report=parity.json"],
+                          cwd=wrong_engines.path, capture_output=True, text=True, timeout=300,
+                          preexec_fn=_small_files, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "INTERNALERROR" not in done.stdout
+    [line] = [line for line in done.stdout.splitlines() if "pytest-pcct:" in line]
+    assert line.startswith("pytest-pcct: --pcct-report could not be written: [Errno 27] File too large: '")
+    assert line.endswith("/parity.json'")
+    assert "parity report written" not in done.stdout
+    assert not any(stat.S_ISREG(path.lstat().st_mode) and path.name.endswith(".tmp")
+                   for path in wrong_engines.path.iterdir())  # the half-written file is gone

@@ -1,0 +1,66 @@
+"""covertreex.whole_files.write_whole: all or nothing, and a path stays what it was (a link, a pipe, a
+hard-linked file). The gate's baselines and reports and every .npz the library writes go through it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from covertreex.whole_files import write_whole
+from pytest_pcct.gate.baselines import atomic_write_json
+
+
+def _text(data: bytes):
+    return lambda fh: fh.write(data)
+
+
+def test_a_file_is_replaced_whole_and_keeps_its_mode(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    write_whole(target, _text(b"new"))
+    assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_text("old")
+
+    def half(fh):
+        fh.write(b"ne")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="a.json"):  # named as given
+        write_whole(target, half)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_a_link_stays_a_link_and_its_file_gets_the_bytes(tmp_path):
+    (tmp_path / "real.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to("real.json")
+    atomic_write_json(tmp_path / "link.json", {"a": 1})  # the gate's writer replaced the link
+    assert (tmp_path / "link.json").is_symlink()
+    assert (tmp_path / "real.json").read_text() == '{\n  "a": 1\n}\n'
+
+
+def test_a_hard_linked_file_is_written_in_place(tmp_path):
+    (tmp_path / "one.json").write_text("{}")
+    os.link(tmp_path / "one.json", tmp_path / "two.json")
+    atomic_write_json(tmp_path / "two.json", {"b": 2})
+    assert (tmp_path / "one.json").read_text() == (tmp_path / "two.json").read_text() == '{\n  "b": 2\n}\n'
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_pipe_stays_a_pipe_and_its_reader_gets_the_bytes(tmp_path):
+    pipe = tmp_path / "report.json"
+    os.mkfifo(pipe)
+    read = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    atomic_write_json(pipe, {"c": 3})  # replaced by a regular file; the reader got nothing
+    reader.join(timeout=60)
+    assert read == [b'{\n  "c": 3\n}\n'] and stat.S_ISFIFO(pipe.lstat().st_mode)
