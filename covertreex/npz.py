@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,9 @@ _HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_hea
 array's header is ASCII, which both read alike (NumPy has no public 3.0 reader)."""
 
 
-def _claimed_bytes(fh, size: int, where: str) -> int:
-    """The data size the .npy header at the start of `fh` claims, checked against the `size` bytes the
-    file or member holds (`where` names it in errors)."""
+def _claimed_bytes(fh, size: int, where: str) -> tuple[tuple[int, ...], int]:
+    """The shape and data size the .npy header at the start of `fh` claims, checked against the `size`
+    bytes the file or member holds (`where` names it in errors)."""
     version = npy.read_magic(fh)
     if version not in _HEADER_READERS:
         raise CorruptFileError(f"{where} has unsupported .npy version {version}")
@@ -43,7 +44,7 @@ def _claimed_bytes(fh, size: int, where: str) -> int:
             f"{where} claims shape {shape} of {dtype} ({claimed} bytes) but holds {size - header} bytes of "
             "data"
         )
-    return claimed
+    return shape, claimed
 
 
 def read_npy(path, what: str) -> np.ndarray:
@@ -53,7 +54,7 @@ def read_npy(path, what: str) -> np.ndarray:
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            claimed = _claimed_bytes(fh, path.stat().st_size, f"{path} ({what})")
+            _, claimed = _claimed_bytes(fh, path.stat().st_size, f"{path} ({what})")
             require_memory(claimed, f"{path}: reading {what}", CorruptFileError)
             fh.seek(0)
             return npy.read_array(fh, allow_pickle=False)
@@ -64,17 +65,21 @@ def read_npy(path, what: str) -> np.ndarray:
         raise CorruptFileError(f"{path}: cannot read {what} ({reason})") from None
 
 
-def read_arrays(path, names, what: str = ".npz file") -> dict[str, np.ndarray]:
+def read_arrays(path, names, what: str = ".npz file",
+                shapes_problem: Callable[[dict[str, tuple[int, ...]]], str] | None = None,
+                ) -> dict[str, np.ndarray]:
     """The members `names` of the archive at `path` (a `what`, in errors), each read only after its
-    header checks out. A file that cannot be opened raises what `open` raises (FileNotFoundError,
-    IsADirectoryError, PermissionError, naming the path); one that opens but is no such archive is a
-    CorruptFileError."""
+    header checks out, and all of them only when `shapes_problem` (given the shapes the headers claim)
+    finds none: a compressed member can claim a gigabyte of zeros in a kilobyte, within the memory
+    available but out of all proportion to the others. A file that cannot be opened raises what `open`
+    raises (FileNotFoundError, IsADirectoryError, PermissionError, naming the path); one that opens but is
+    no such archive is a CorruptFileError."""
     path = Path(path)
     with open(path, "rb") as fh:
-        return _members(fh, path, names, what)
+        return _members(fh, path, names, what, shapes_problem)
 
 
-def _members(fh, path: Path, names, what: str) -> dict[str, np.ndarray]:
+def _members(fh, path: Path, names, what: str, shapes_problem) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(fh) as archive:
             infos = {}
@@ -83,10 +88,14 @@ def _members(fh, path: Path, names, what: str) -> dict[str, np.ndarray]:
                     infos[name] = archive.getinfo(f"{name}.npy")
                 except KeyError:
                     raise CorruptFileError(f"{path}: no member {name!r}") from None
-            total = 0
+            total, shapes = 0, {}
             for name, info in infos.items():
                 with archive.open(info) as member:
-                    total += _claimed_bytes(member, info.file_size, f"{path}: member {name!r}")
+                    shapes[name], claimed = _claimed_bytes(member, info.file_size, f"{path}: member {name!r}")
+                    total += claimed
+            problem = shapes_problem(shapes) if shapes_problem is not None else ""
+            if problem:
+                raise CorruptFileError(f"{path}: {problem}")
             require_memory(total, f"{path}: reading the arrays", CorruptFileError)
             arrays = {}
             for name, info in infos.items():

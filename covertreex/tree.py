@@ -320,7 +320,9 @@ def load(path) -> Tree:
             f"{path}: unsupported tree format version {version} (this covertreex reads version "
             f"{FORMAT_VERSION}; rebuild the tree and save it again)"
         )
-    members.update(read_arrays(path, _ARRAYS, "covertreex tree file"))
+    from covertreex import tree_structure  # Numba: as the checks below
+
+    members.update(read_arrays(path, _ARRAYS, "covertreex tree file", tree_structure.shapes_problem))
     metric = _scalar(path, "metric", members["metric"], "str")
     if metric not in METRICS:
         raise CorruptFileError(f"{path}: unknown metric {metric!r}; known metrics: {', '.join(METRICS)}")

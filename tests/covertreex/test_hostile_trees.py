@@ -110,7 +110,7 @@ def _corruptions(members):
         "all radii 0": ({"radius": np.zeros(n)}, "radius["),
         "is_copy forced true": (set_at("is_copy", not_copy, True), f"is_copy[{not_copy}] is true"),
         "is_copy cleared": (set_at("is_copy", copy, False), f"is_copy[{copy}] is false"),
-        "short children": ({"children": members["children"][:-1]}, "children has length"),
+        "short children": ({"children": members["children"][:-1]}, "member 'children' claims"),
         "level above parent": (set_at("levels", members["children"][pos], members["levels"][root]),
                                f"node {members['children'][pos]} at level"),
         "format 1": ({"format_version": np.int64(1)}, "unsupported tree format version 1"),
@@ -180,6 +180,27 @@ def test_member_header_claiming_1e11_elements_is_refused_before_allocation(saved
     _, members, _ = saved
     path = _header_claiming(tmp_path / "huge.npz", "levels", (10**11,), members)
     with pytest.raises(CorruptFileError, match=r"huge\.npz: member 'levels' claims shape \(100000000000,\)"):
+        ct.load(path)
+
+
+def test_a_member_of_compressed_zeros_out_of_proportion_is_refused_before_it_is_read(saved, tmp_path):
+    """A 1 MB file whose 'levels' claimed 150 million nodes in deflated zeros (within the memory
+    available) was read, 1.2 GB, before 'parents' was blamed (an outside trial); the claims are compared
+    first, and the odd member named."""
+    _, members, _ = saved
+    path = tmp_path / "zeros.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, value in members.items():
+            with archive.open(f"{member}.npy", "w", force_zip64=True) as fh:
+                if member == "levels":
+                    header = {"descr": "<i8", "fortran_order": False, "shape": (20_000_000,)}
+                    np.lib.format.write_array_header_1_0(fh, header)
+                    for _ in range(20):
+                        fh.write(bytes(8_000_000))
+                else:
+                    np.lib.format.write_array(fh, value)
+    odd = r"zeros\.npz: member 'levels' claims 20000000 entries where the tree's other arrays hold 300 nodes"
+    with pytest.raises(CorruptFileError, match=odd):
         ct.load(path)
 
 
