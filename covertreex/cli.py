@@ -132,8 +132,9 @@ def _add_workload(parser: argparse.ArgumentParser) -> None:
                              "(default: the preset's metric, else euclidean)")
     _add_kernel_options(metric)
     metric.add_argument("--inducing-seed", type=count(0), default=None, metavar="S",
-                        help="seed of the inducing-point choice "
-                             f"(default: {RESIDUAL_DEFAULTS['inducing_seed']})")
+                        help="seed of the inducing-point choice (default: "
+                             f"{RESIDUAL_DEFAULTS['inducing_seed']}, the gold workload's; the library's "
+                             "residual_problem and pcct vecchia default to 0)")
 
     engine = parser.add_argument_group(
         "engine and configuration (explicit flags override the preset)")
