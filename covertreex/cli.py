@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from importlib import import_module
 
 from covertreex import __version__
@@ -348,6 +349,16 @@ def say(args, line: str) -> None:
 def _silence(stream) -> None:
     """Send what is still written to `stream`, whose reader left, nowhere (so no flush at exit fails)."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+@contextmanager
+def naming(path, what: str):
+    """An OSError while reading `path` names the file and `what` it holds (EIO mid-read named no file; a
+    missing .csv was worded otherwise than a missing .npy; a --tree that was a directory named no option)."""
+    try:
+        yield
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"{exc.strerror or exc} ({what})", str(path)) from None
 
 
 def refuse_same_file(outputs: dict, inputs: dict) -> None:

@@ -11,14 +11,13 @@ import json
 import re
 import sys
 import warnings
-from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
 
 from covertreex import progress, vecchia_orderings
-from covertreex.cli import RESIDUAL_DEFAULTS, refuse_same_file, say
+from covertreex.cli import RESIDUAL_DEFAULTS, naming, refuse_same_file, say
 from covertreex.csv_numbers import CsvNumbers, read_csv
 from covertreex.errors import (
     ClusterError,
@@ -44,7 +43,7 @@ def read_array(path, what: str, *, points: bool = False) -> np.ndarray:
         raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got a directory")
     if suffix not in SUFFIXES:
         raise InvalidInputError(f"{path}: {what} must be a .npy or .csv file, got {suffix or 'no suffix'!r}")
-    with _naming(path, what):
+    with naming(path, what):
         if suffix == ".npy":
             return read_npy(path, what)
         numbers = read_csv(path, what, points=points)
@@ -55,16 +54,6 @@ def read_array(path, what: str, *, points: bool = False) -> np.ndarray:
         raise NonFiniteError(f"{path}: {what} must be finite; {numbers.place(row, column)} is "
                              f"{numbers.tokens()[row, column]}")
     return numbers.values
-
-
-@contextmanager
-def _naming(path: Path, what: str):
-    """An OSError while reading `path` names the file and `what` it holds (EIO mid-read named no file; a
-    missing .csv was worded otherwise than a missing .npy)."""
-    try:
-        yield
-    except OSError as exc:
-        raise type(exc)(exc.errno, f"{exc.strerror or exc} ({what})", str(path)) from None
 
 
 def _refuse_rounded_integers(path: Path, numbers: CsvNumbers, what: str) -> None:
@@ -94,7 +83,7 @@ def _ordering_file(path, n: int) -> np.ndarray:
     path = Path(path)
     numbers = None
     if path.suffix.lower() == ".csv":
-        with _naming(path, "the ordering"):
+        with naming(path, "the ordering"):
             numbers = read_csv(path, "the ordering")
         values = numbers.values
     else:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from covertreex import datasets, progress
-from covertreex.cli import EXIT_ERROR, RECALL_AUTO_PAIRS, RESIDUAL_DEFAULTS, refuse_same_file, say
+from covertreex.cli import EXIT_ERROR, RECALL_AUTO_PAIRS, RESIDUAL_DEFAULTS, naming, refuse_same_file, say
 from covertreex.config import KNOBS
 from covertreex.counters import QueryCounter
 from covertreex.errors import InvalidInputError
@@ -72,7 +72,9 @@ def _build(model: CoverTree, data, tree_file) -> float | None:
     if tree_file is not None:
         from covertreex.tree import load as load_tree
 
-        model.use_tree(load_tree(tree_file), data)
+        with naming(tree_file, "--tree"):
+            tree = load_tree(tree_file)
+        model.use_tree(tree, data)
         return None
     shared = model.config.shared_tree and model.engine.uses_tree
     with progress.phase(f"fit ({'gold, shared tree' if shared else model.engine.name})"):

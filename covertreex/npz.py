@@ -9,11 +9,16 @@ the file and the member.
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import stat
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from numpy.lib import format as npy
@@ -53,8 +58,9 @@ def read_npy(path, what: str) -> np.ndarray:
     naming the file, never a huge allocation."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            _, claimed = _claimed_bytes(fh, path.stat().st_size, f"{path} ({what})")
+        with open(path, "rb") as raw:
+            fh, size = _seekable(raw)
+            _, claimed = _claimed_bytes(fh, size, f"{path} ({what})")
             require_memory(claimed, f"{path}: reading {what}", CorruptFileError)
             fh.seek(0)
             return npy.read_array(fh, allow_pickle=False)
@@ -67,16 +73,36 @@ def read_npy(path, what: str) -> np.ndarray:
 
 def read_arrays(path, names, what: str = ".npz file",
                 shapes_problem: Callable[[dict[str, tuple[int, ...]]], str] | None = None,
-                ) -> dict[str, np.ndarray]:
+                source: BinaryIO | None = None) -> dict[str, np.ndarray]:
     """The members `names` of the archive at `path` (a `what`, in errors), each read only after its
     header checks out, and all of them only when `shapes_problem` (given the shapes the headers claim)
     finds none: a compressed member can claim a gigabyte of zeros in a kilobyte, within the memory
     available but out of all proportion to the others. A file that cannot be opened raises what `open`
     raises (FileNotFoundError, IsADirectoryError, PermissionError, naming the path); one that opens but is
-    no such archive is a CorruptFileError."""
+    no such archive is a CorruptFileError. `source`: the file `path` already :func:`opened` (a pipe can be
+    opened only once)."""
     path = Path(path)
-    with open(path, "rb") as fh:
+    if source is not None:
+        return _members(source, path, names, what, shapes_problem)
+    with opened(path) as fh:
         return _members(fh, path, names, what, shapes_problem)
+
+
+@contextmanager
+def opened(path) -> Iterator[BinaryIO]:
+    """The file at `path`, open for reading, seekable (:func:`_seekable`)."""
+    with open(path, "rb") as raw:
+        yield _seekable(raw)[0]
+
+
+def _seekable(fh) -> tuple[BinaryIO, int]:
+    """`fh` and its size in bytes; a pipe's bytes are read into memory first: NumPy's header reader and
+    zipfile seek, which a pipe cannot ('Illegal seek', and 'File is not a zip file' for a valid archive)."""
+    status = os.fstat(fh.fileno())
+    if stat.S_ISREG(status.st_mode):
+        return fh, status.st_size
+    data = fh.read()
+    return io.BytesIO(data), len(data)
 
 
 def _members(fh, path: Path, names, what: str, shapes_problem) -> dict[str, np.ndarray]:

@@ -194,7 +194,7 @@ def read_jsonl(path) -> list[dict]:
     with open(path, "rb") as fh:
         data = fh.read()
     try:
-        lines = data.decode("utf-8").splitlines()
+        lines = data.decode("utf-8").split("\n")  # not splitlines: U+2028 inside a JSON string is no line end
     except UnicodeDecodeError as exc:
         raise CorruptFileError(f"{path}: cannot read telemetry file ({exc})") from exc
     for number, line in enumerate(lines, start=1):

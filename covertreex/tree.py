@@ -27,7 +27,7 @@ from covertreex.interrupts import deferring
 from covertreex.kinds import METRICS
 from covertreex.metrics import MetricSpace
 from covertreex.metrics.data import read_only
-from covertreex.npz import read_arrays, write_arrays
+from covertreex.npz import opened, read_arrays, write_arrays
 from covertreex.resources import require_sane_numba_threads
 
 FORMAT_VERSION = 2
@@ -309,20 +309,28 @@ def _walkable_problem(tree: Tree) -> str:
 
 
 def load(path) -> Tree:
-    """Read a tree written by :meth:`Tree.save`. A damaged or foreign file raises CorruptFileError naming
-    the file and its first bad entry (a path that cannot be opened, what ``open`` raises); only trees whose
-    structure any engine can walk are returned."""
+    """Read a tree written by :meth:`Tree.save`, from `path`, or from `path` + '.npz' where `path` does not
+    end in .npz and only that file exists (the name ``save`` writes for it). A damaged or foreign file raises
+    CorruptFileError naming the file and its first bad entry (a path that cannot be opened, what ``open``
+    raises); only trees whose structure any engine can walk are returned."""
+    if isinstance(path, str) and not path.strip():  # Path('') is '.': "Is a directory"
+        raise InvalidInputError("the path of the tree to load is empty")
     path = as_path(path)
-    members = read_arrays(path, _SCALARS, "covertreex tree file")
-    version = _scalar(path, "format_version", members["format_version"], "int")
-    if version != FORMAT_VERSION:
-        raise CorruptFileError(
-            f"{path}: unsupported tree format version {version} (this covertreex reads version "
-            f"{FORMAT_VERSION}; rebuild the tree and save it again)"
-        )
+    saved_as = path.with_name(path.name + ".npz")
+    if path.suffix.lower() != ".npz" and not path.exists() and saved_as.is_file():
+        path = saved_as
     from covertreex import tree_structure  # Numba: as the checks below
 
-    members.update(read_arrays(path, _ARRAYS, "covertreex tree file", tree_structure.shapes_problem))
+    with opened(path) as source:  # once: a pipe opens only once
+        members = read_arrays(path, _SCALARS, "covertreex tree file", source=source)
+        version = _scalar(path, "format_version", members["format_version"], "int")
+        if version != FORMAT_VERSION:
+            raise CorruptFileError(
+                f"{path}: unsupported tree format version {version} (this covertreex reads version "
+                f"{FORMAT_VERSION}; rebuild the tree and save it again)"
+            )
+        members.update(read_arrays(path, _ARRAYS, "covertreex tree file", tree_structure.shapes_problem,
+                                   source))
     metric = _scalar(path, "metric", members["metric"], "str")
     if metric not in METRICS:
         raise CorruptFileError(f"{path}: unknown metric {metric!r}; known metrics: {', '.join(METRICS)}")

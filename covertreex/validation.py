@@ -89,15 +89,19 @@ def as_points(array, name: str, *, ndim: int = 2, owned: bool = False, columns: 
     if ndim == 2 and arr.shape[1] == 0:  # rows without coordinates
         raise InvalidInputError(f"{name} must have at least one column, got shape {arr.shape}")
     source = arr
-    if owned:
-        arr = np.array(arr, dtype=np.float64, order="C", copy=True)
-        arr.flags.writeable = False
-    else:
-        arr = np.ascontiguousarray(arr, dtype=np.float64)
+    with np.errstate(over="ignore"):  # a long double beyond float64 overflows: said below, not warned of
+        if owned:
+            arr = np.array(arr, dtype=np.float64, order="C", copy=True)
+            arr.flags.writeable = False
+        else:
+            arr = np.ascontiguousarray(arr, dtype=np.float64)
     finite = np.isfinite(arr)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
         where = f"row {bad[0]}" if ndim == 2 else f"position {bad[0]}"
+        if source.dtype.kind == "f" and np.isfinite(source[tuple(bad)]):  # a long double's range is wider
+            raise NonFiniteError(f"{name} holds {str(source[tuple(bad)])} at {where}, beyond float64's range "
+                                 f"(about 1.8e308)")
         raise NonFiniteError(f"{name} contains NaN or inf (first at {where})")
     check_exact_conversion(source, arr, name, ndim)  # after: a NaN long double is NaN, not inexact
     return arr

@@ -218,7 +218,8 @@ class CounterBaseline:
         what = "counter baseline"
         if data.get("format") != COUNTER_FORMAT:
             raise CorruptFileError(f"{path}: not a {what} (format {data.get('format')!r})")
-        if data.get("format_version") != COUNTER_FORMAT_VERSION:
+        version = data.get("format_version")
+        if type(version) is not int or version != COUNTER_FORMAT_VERSION:  # true and 1.0 equal 1
             raise CorruptFileError(
                 f"{path}: {what} format version {data.get('format_version')!r} is not "
                 f"{COUNTER_FORMAT_VERSION}; regenerate it"

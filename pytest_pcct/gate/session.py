@@ -575,7 +575,11 @@ class GateSession:
         try:
             calibration = entry["extra_info"][CALIBRATION_KEY]
             timers = {entry["options"]["timer"], calibration["timer"]}
-            ratios = [float(r) for r in entry["extra_info"][PAIRED_KEY]["ratios"]]
+            stored = entry["extra_info"][PAIRED_KEY]["ratios"]
+            if not isinstance(stored, list) or not all(
+                    isinstance(r, (int, float)) and not isinstance(r, bool) for r in stored):
+                raise TypeError("the paired ratios must be a list of numbers")  # "1.5" and "ratios" read too
+            ratios = [float(r) for r in stored]
         except (KeyError, TypeError, ValueError) as exc:
             what = f"lacks {exc}" if isinstance(exc, KeyError) else f"holds a field of the wrong kind ({exc})"
             raise CorruptFileError(f"{source}: the timing baseline of {nodeid} {what} (saved without "

@@ -242,7 +242,7 @@ ERROR_CASES = [
     (["query", *TINY_RESIDUAL, "--variance", "-1"], {}, "argument --variance: must be positive and finite"),
     (["query", *TINY_RESIDUAL, "--lengthscale", "1,2,3"], {}, "one entry per dimension (2)"),
     (["query", "--n", "10", "--k", "20"], {}, "k must be <= the number of indexed points (10)"),
-    (["query", *TINY, "--tree", "missing.npz"], {}, "No such file or directory: 'missing.npz'"),
+    (["query", *TINY, "--tree", "missing.npz"], {}, "No such file or directory (--tree): 'missing.npz'"),
     (["query", *TINY, "--engine", "brute", "--save-tree", "t.npz"], {}, "engine 'brute' builds no tree"),
     (["build", "--engine", "brute"], {}, "engine 'brute' builds no tree"),
     (["telemetry", "validate", "missing.jsonl"], {}, "No such file or directory: 'missing.jsonl'"),

@@ -262,6 +262,20 @@ def test_an_ordering_from_a_named_pipe_is_read_once(points, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "nn.npz")["neighbors"], expected.neighbors)
 
 
+def test_points_from_a_named_pipe_are_read(points, tmp_path):
+    """A .npy from a named pipe was "[Errno 29] Illegal seek (the points)": its header check seeks."""
+    folder, X = points
+    pipe = tmp_path / "points.npy"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_bytes, args=((folder / "x.npy").read_bytes(),), daemon=True)
+    writer.start()
+    done = run(pipe, "--k", "2", "--metric", "euclidean", "--out", tmp_path / "nn")
+    writer.join(timeout=60)
+    assert done.returncode == 0, done.stderr
+    expected = ct.vecchia_neighbors(X, 2, metric="euclidean")
+    np.testing.assert_array_equal(np.load(tmp_path / "nn.npz")["neighbors"], expected.neighbors)
+
+
 def test_a_run_without_out_says_nothing_was_saved(points):
     folder, _ = points
     done = run(folder / "x.npy", "--k", "2", "--metric", "euclidean", "--ordering", "random", "--seed", "3")

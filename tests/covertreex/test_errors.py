@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -184,6 +186,15 @@ def test_values_float64_cannot_hold_are_refused_not_rounded(bad):
 def test_a_nan_long_double_is_named_as_nan_not_as_inexact():
     with pytest.raises(NonFiniteError, match=r"X contains NaN or inf \(first at row 0\)"):
         ct.CoverTree().fit(np.array([[np.longdouble("nan")], [np.longdouble(1)]]))
+
+
+def test_a_long_double_beyond_float64_is_named_as_such_without_a_warning():
+    """1e4000 as a long double was "contains NaN or inf", after a RuntimeWarning from the cast."""
+    X = np.array([[np.longdouble(1)], [np.longdouble("-1e4000")]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NonFiniteError, match=r"X holds -1e\+4000 at row 1, beyond float64's range"):
+            ct.CoverTree().fit(X)
 
 
 def test_unknown_engine():

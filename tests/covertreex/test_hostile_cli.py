@@ -128,7 +128,10 @@ def test_query_refuses_a_symlink_to_its_tree_as_an_output(tmp_path):
         (["query", *TINY, "--threads", "100000"],
          f"pcct: error: option 'threads' must be <= {available_cpus()} (the CPUs this process may use)"),
         (["query", *TINY, "--engine", "brute", "--tree", "missing.npz"],  # brute ignored it, even missing:
-         "pcct: error: [Errno 2] No such file or directory: 'missing.npz'"),  # now checked as on any engine
+         "pcct: error: [Errno 2] No such file or directory (--tree): 'missing.npz'"),  # now checked as on
+        # any engine
+        (["query", *TINY, "--tree", "adir.npz"],
+         "pcct: error: [Errno 21] Is a directory (--tree): 'adir.npz'"),
         (["query", *TINY, "--engine", "gold", "--build", "batch", "--path", "tree", "--build-block",
           "99999999999999999999999"], "pcct: error: option 'build_block' must be <= 2147483647"),
         (["query", *TINY, "--out", ""], "pcct: error: the path to save the answers to is empty"),
@@ -152,6 +155,7 @@ def test_query_refuses_a_symlink_to_its_tree_as_an_output(tmp_path):
     ],
 )
 def test_hostile_arguments_are_one_line_errors(tmp_path, args, message):
+    (tmp_path / "adir.npz").mkdir()
     done = _pcct(*args, cwd=tmp_path)
     assert done.returncode in (1, 2)
     assert "Traceback" not in done.stderr + done.stdout

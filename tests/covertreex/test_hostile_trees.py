@@ -5,9 +5,11 @@ answers exactly like brute force."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 import subprocess
 import sys
+import threading
 import zipfile
 
 import numpy as np
@@ -202,6 +204,31 @@ def test_a_member_of_compressed_zeros_out_of_proportion_is_refused_before_it_is_
     odd = r"zeros\.npz: member 'levels' claims 20000000 entries where the tree's other arrays hold 300 nodes"
     with pytest.raises(CorruptFileError, match=odd):
         ct.load(path)
+
+
+def test_a_tree_loads_by_the_name_it_was_saved_under(saved, tmp_path):
+    """save('t') writes t.npz; load('t') found no file 't'. An empty path was "Is a directory: '.'"."""
+    path, _, _ = saved
+    tree = ct.load(path)
+    assert tree.save(tmp_path / "t") == tmp_path / "t.npz"
+    assert ct.load(tmp_path / "t").same_as(tree) and ct.load(str(tmp_path / "t")).same_as(tree)
+    with pytest.raises(InvalidInputError, match="the path of the tree to load is empty"):
+        ct.load("")
+    with pytest.raises(FileNotFoundError):
+        ct.load(tmp_path / "u")
+
+
+@pytest.mark.timeout(120)  # a second open of the pipe waits for a writer that never comes
+def test_a_tree_from_a_named_pipe_is_read_once(saved, tmp_path):
+    """zipfile seeks, and a pipe cannot ("File is not a zip file"); the file was also opened twice (its
+    version, then its arrays), which waits forever on a pipe."""
+    path, _, _ = saved
+    pipe = tmp_path / "tree.npz"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_bytes, args=(path.read_bytes(),), daemon=True)
+    writer.start()
+    assert ct.load(pipe).same_as(ct.load(path))
+    writer.join(timeout=60)
 
 
 def test_accepted_tree_is_a_read_only_copy(saved, truth, tmp_path, check_same):

@@ -198,6 +198,15 @@ def test_jsonl_round_trip(record, tmp_path):
     assert read_jsonl(path) == [record, record]
 
 
+def test_a_line_separator_inside_a_string_is_no_line_end(record, tmp_path):
+    """JSON allows U+2028 raw inside a string; str.splitlines split the record there ("not valid JSON")."""
+    edited = {**record, "engine": "gold\u2028build"}
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in (edited, record)) + "\r\n",
+                    encoding="utf-8")
+    assert read_jsonl(path) == [edited, record]
+
+
 def test_corrupt_jsonl_names_file_and_line(record, tmp_path):
     path = tmp_path / "bad.jsonl"
     write_jsonl(path, [record])

@@ -42,6 +42,8 @@ def test_counter_baseline_round_trip(tmp_path):
      "counter 'distance_evaluations' must be an integer in [0, 2**63), got '10'"),  # the quotes: a string
     (lambda text: text.replace('"engine": "gold",', ""), "field 'engine' is missing"),
     (lambda text: text.replace('"format_version": 1', '"format_version": 9'), "format version 9"),
+    (lambda text: text.replace('"format_version": 1', '"format_version": true'), "format version True"),
+    (lambda text: text.replace('"format_version": 1', '"format_version": 1.0'), "format version 1.0"),
     (lambda text: text.replace("test_y[gold]", "test_z"), "holds the baseline of"),
 ])
 def test_damaged_counter_baseline_names_the_file(tmp_path, damage, message):

@@ -499,9 +499,13 @@ def test_ratios_scaled_with_their_calibration_are_warned_of(recorded, run_gate, 
 
 @pytest.mark.parametrize(("edit", "problem"), [
     (lambda paired: paired.update(ratios=["f", *paired["ratios"][1:]]),
-     "holds a field of the wrong kind (could not convert string to float: 'f')"),
+     "holds a field of the wrong kind (the paired ratios must be a list of numbers)"),
+    (lambda paired: paired.update(ratios=[str(r) for r in paired["ratios"]]),  # float() read each
+     "holds a field of the wrong kind (the paired ratios must be a list of numbers)"),
+    (lambda paired: paired.update(ratios="ratios"),  # read letter by letter
+     "holds a field of the wrong kind (the paired ratios must be a list of numbers)"),
     (lambda paired: paired.pop("ratios"), "lacks 'ratios'"),
-], ids=["a-ratio-of-text", "no-ratios"])
+], ids=["a-ratio-of-text", "ratios-as-text", "a-text-for-ratios", "no-ratios"])
 def test_a_paired_field_of_the_wrong_kind_is_named_as_such(recorded, run_gate, edit, problem):
     """'lacks could not convert string to float' read as nonsense (an outside trial)."""
     path = _edit_timing_entry(recorded, "test_work", lambda bench: edit(bench["extra_info"]["pcct_paired"]))
