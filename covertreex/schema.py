@@ -39,10 +39,20 @@ def load(resource: str) -> dict:
         raise CorruptFileError(f"schema {resource!r} is not JSON: {exc}") from None
 
 
+INT64 = range(-(2**63), 2**63)
+"""The integers a strict validator accepts: what the engines' counters and sizes are."""
+
+
+def _int64(checker, instance) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool) and instance in INT64
+
+
 @cache
-def validator(resource: str):
-    """A draft 2020-12 validator with format checking, after checking the schema itself."""
-    from jsonschema import Draft202012Validator
+def validator(resource: str, strict: bool = False):
+    """A draft 2020-12 validator with format checking, after checking the schema itself. `strict`: an
+    'integer' is a JSON integer within int64, as covertreex writes its records, not also 5.0 (the draft's
+    rule, for other projects' schemas) or 2**70."""
+    from jsonschema import Draft202012Validator, validators
     from jsonschema.exceptions import SchemaError
 
     schema = load(resource)
@@ -51,10 +61,22 @@ def validator(resource: str):
     except SchemaError as exc:
         raise CorruptFileError(f"schema {resource!r} is not a valid JSON Schema (draft 2020-12): "
                                f"{exc.message}") from None
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    kind = Draft202012Validator
+    if strict:
+        kind = validators.extend(kind, type_checker=kind.TYPE_CHECKER.redefine("integer", _int64))
+    return kind(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def errors(record, resource: str) -> list[str]:
-    """Every violation of `record` against `resource`, as 'path: message' (empty when valid)."""
-    found = sorted(validator(resource).iter_errors(record), key=lambda e: list(map(str, e.absolute_path)))
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<record>'}: {e.message}" for e in found]
+def errors(record, resource: str, strict: bool = False) -> list[str]:
+    """Every violation of `record` against `resource` (:func:`validator`), as 'path: message' (empty when
+    valid)."""
+    found = sorted(validator(resource, strict).iter_errors(record),
+                   key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<record>'}: {_message(e)}" for e in found]
+
+
+def _message(error) -> str:
+    """jsonschema's message, except for an integer beyond int64 ('is not of type integer', it said)."""
+    beyond = (error.validator == "type" and isinstance(error.instance, int)
+              and not isinstance(error.instance, bool) and error.instance not in INT64)
+    return f"{error.instance} is beyond int64" if beyond else error.message

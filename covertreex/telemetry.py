@@ -37,12 +37,24 @@ def schema_resource(version: int = SCHEMA_VERSION) -> str:
 
 
 def validation_errors(record: dict) -> list[str]:
-    """Every schema violation of `record`, as 'path: message' strings (empty when valid); a record of an
-    older readable version is checked against that version's schema."""
+    """Every schema violation of `record`, as 'path: message' strings (empty when valid), integers strict
+    (:func:`covertreex.schema.validator`), then every spread whose min, mean and max are out of order; a
+    record of an older readable version is checked against that version's schema."""
     version = record.get("schema_version") if isinstance(record, dict) else None
     if version not in READABLE_VERSIONS or isinstance(version, bool):
         version = SCHEMA_VERSION
-    return schema.errors(record, schema_resource(version))
+    return schema.errors(record, schema_resource(version), strict=True) or _spread_problems(record)
+
+
+def _spread_problems(record: dict) -> list[str]:
+    """Spreads (min, max, mean of a per-query counter) with min <= mean <= max broken: the schema bounds
+    each value alone (a hand-edited record had min 999 over max 5)."""
+    spreads = record.get("per_query") if isinstance(record.get("per_query"), dict) else {}
+    ordered = ("min", "mean", "max")
+    return [f"per_query/{name}: min {spread['min']}, mean {spread['mean']} and max {spread['max']} are not "
+            "in that order" for name, spread in spreads.items()
+            if isinstance(spread, dict) and all(isinstance(spread.get(key), int | float) for key in ordered)
+            and not spread["min"] <= spread["mean"] <= spread["max"]]
 
 
 def validate_record(record: dict) -> None:

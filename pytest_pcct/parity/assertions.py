@@ -621,10 +621,10 @@ def assert_telemetry_valid(record, *, schema: str | None = None, label: str = "t
     """Assert `record` validates against `schema` ('package:path.json'; default: covertreex's)."""
     __tracebackhide__ = True
     from covertreex import schema as schemas
-    from covertreex.telemetry import schema_resource
+    from covertreex.telemetry import schema_resource, validation_errors
 
     resource = schema or schema_resource()
-    problems = schemas.errors(record, resource)
+    problems = schemas.errors(record, resource) if schema else validation_errors(record)
     if problems:
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise AssertionError(

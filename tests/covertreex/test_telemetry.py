@@ -179,6 +179,9 @@ def test_a_kept_result_does_not_hold_the_indexed_data():
         (("schema_version",), 99, "was expected"),
         (("created",), "yesterday", "date-time"),
         (("dataset_digest",), "abc", "does not match"),
+        (("k",), 10.0, "10.0 is not of type 'integer'"),  # the draft's integer; no record holds one
+        (("counters", "prunes"), 2**70, f"counters/prunes: {2**70} is beyond int64"),
+        (("per_query", "heap_pushes", "min"), 999, "per_query/heap_pushes: min 999, mean"),  # over its max
     ],
 )
 def test_broken_records_are_rejected(record, path, value, message):
