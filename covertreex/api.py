@@ -90,8 +90,9 @@ class _Fitted:
 
 def _on_its_threads(method):
     """`method` with its parallel steps outside the engine (V's construction for raw points, the projection
-    of query rows) on the ``threads`` knob's threads too (:func:`covertreex.resources.thread_limit`): the
-    engine alone took the knob, and ``threads=1`` still built V on every core."""
+    of query rows, the checks of an attached tree) on the ``threads`` knob's threads too
+    (:func:`covertreex.resources.thread_limit`): the engine alone took the knob, and ``threads=1`` still
+    built V on every core."""
 
     @functools.wraps(method)
     def limited(self, *args, **kwargs):
@@ -166,6 +167,7 @@ class CoverTree:
         self._fitted = fitted
         return self
 
+    @_on_its_threads
     def use_tree(self, tree: Tree, data) -> CoverTree:
         """Attach a tree built elsewhere (another engine, or :func:`covertreex.tree.load`) to its data.
         The tree is checked first (see :func:`covertreex.tree.checked`) and a read-only copy is kept."""

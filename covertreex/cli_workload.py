@@ -18,6 +18,7 @@ from covertreex.config import KNOBS
 from covertreex.counters import QueryCounter
 from covertreex.errors import InvalidInputError
 from covertreex.npz import write_arrays
+from covertreex.resources import thread_limit
 
 if TYPE_CHECKING:
     from covertreex.api import CoverTree
@@ -58,7 +59,7 @@ def _make_data(args, model: CoverTree, dataset) -> tuple[object, float]:
 
     params = _residual_params(args)
     start = time.perf_counter()
-    with progress.phase("V construction"):
+    with progress.phase("V construction"), thread_limit(model.config.threads):
         problem = residual_problem(
             dataset.points, kernel=params["kernel"], lengthscale=params["lengthscale"],
             variance=params["variance"], m=params["m"], seed=params["inducing_seed"],

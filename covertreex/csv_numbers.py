@@ -129,21 +129,29 @@ def _index_header(first: tuple[int, str] | None) -> bool:
 
 def _names_columns(line: str) -> bool:
     """Whether a first line of entries names the columns: some entry is a name and none is a number
-    (:func:`_numbers`) or written like one (:func:`_number_like`), even without quotes."""
-    names = [_unquoted(entry) for entry in _entries_of(line)]
-    return any(names) and not any(_numbers(name) or _number_like(name) for name in names)
+    (:func:`_numbers`) or, unquoted, written like one (:func:`_number_like`)."""
+    entries = _entries_of(line)
+    names = [_unquoted(entry) for entry in entries]
+    return any(names) and not any(map(_numbers, names)) and not any(map(_number_like, entries))
 
 
-_NUMBER_START = re.compile(r"[+\-\u2212]?\.?\d")
-"""How a number starts: perhaps a sign (ASCII, or U+2212, the minus a word processor writes), perhaps a
-point, then a digit of any script (re's \\d, so fullwidth digits too)."""
+_SIGN = "[-+\u2010-\u2015\u2212\ufe63\uff0b\uff0d]"
+"""A sign as people and word processors write it: ASCII, hyphens and dashes (an en dash from autocorrect),
+the minus sign, small and fullwidth forms."""
+
+_NUMBER_LIKE = re.compile(
+    rf"{_SIGN}?(?:\d[\d_.' ]*|\.\d[\d_]*|0x[\da-f_]+)(?:e{_SIGN}?\d+)?|{_SIGN}?(?:inf(?:inity)?|nan)",
+    re.IGNORECASE)
+"""A whole entry written like a number, read by NumPy or not: digits of any script (re's \\d), digit
+separators, hexadecimal, an exponent, infinities and NaN, after any sign of :data:`_SIGN`."""
 
 
 def _number_like(entry: str) -> bool:
-    """Whether `entry` is written like a number, read or not: '1_000', '0x10', '\u22121.5' and '\uff11' name
-    no column, and a first line of them skipped as a header lost a point without a word (an outside
-    trial)."""
-    return bool(_NUMBER_START.match(entry.strip()))
+    """Whether `entry`, unquoted, is written like a number: '1_000', '0x10', '\u22121.5', '\u20131' and
+    '\uff11' name no column, and a first line of them skipped as a header lost a point without a word (an
+    outside trial); '1st', '2019 sales' and '"2019"' do name one."""
+    entry = entry.strip()
+    return bool(entry) and entry[0] not in "'\"" and bool(_NUMBER_LIKE.fullmatch(entry))
 
 
 def _numbers(name: str) -> bool:

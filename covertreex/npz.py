@@ -24,7 +24,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from covertreex.errors import CorruptFileError
-from covertreex.resources import require_memory
+from covertreex.resources import available_bytes, require_memory
 from covertreex.whole_files import write_whole
 
 _HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0,
@@ -59,7 +59,7 @@ def read_npy(path, what: str) -> np.ndarray:
     path = Path(path)
     try:
         with open(path, "rb") as raw:
-            fh, size = _seekable(raw)
+            fh, size = _seekable(raw, path)
             _, claimed = _claimed_bytes(fh, size, f"{path} ({what})")
             require_memory(claimed, f"{path}: reading {what}", CorruptFileError)
             fh.seek(0)
@@ -92,16 +92,23 @@ def read_arrays(path, names, what: str = ".npz file",
 def opened(path) -> Iterator[BinaryIO]:
     """The file at `path`, open for reading, seekable (:func:`_seekable`)."""
     with open(path, "rb") as raw:
-        yield _seekable(raw)[0]
+        yield _seekable(raw, Path(path))[0]
 
 
-def _seekable(fh) -> tuple[BinaryIO, int]:
-    """`fh` and its size in bytes; a pipe's bytes are read into memory first: NumPy's header reader and
-    zipfile seek, which a pipe cannot ('Illegal seek', and 'File is not a zip file' for a valid archive)."""
+def _seekable(fh, path: Path) -> tuple[BinaryIO, int]:
+    """`fh` and its size in bytes; a pipe's bytes are read into memory first (NumPy's header reader and
+    zipfile seek, which a pipe cannot: 'Illegal seek', and 'File is not a zip file' for a valid archive),
+    at most the memory available (a pipe that never ends is a CorruptFileError, not an exhausted machine).
+    Anything else but a regular file (a device: /dev/zero never ends either) is refused."""
     status = os.fstat(fh.fileno())
     if stat.S_ISREG(status.st_mode):
         return fh, status.st_size
-    data = fh.read()
+    if not stat.S_ISFIFO(status.st_mode):
+        raise CorruptFileError(f"{path} is not a regular file or a pipe")
+    most = available_bytes() // 2
+    data = fh.read(most + 1)
+    if len(data) > most:
+        raise CorruptFileError(f"{path}: the pipe holds more than the {most} bytes of memory available")
     return io.BytesIO(data), len(data)
 
 

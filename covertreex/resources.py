@@ -144,7 +144,9 @@ def thread_limit(threads: int | None) -> Iterator[None]:
     ``threads`` knob runs the engines: without it they took every core while a caller asked for one.
     None adds no limit; a limit inside another keeps the smaller. `threads` is checked by the caller (the
     knob's rule). Held per thread and per asyncio task (a contextvars.ContextVar), so concurrent calls
-    keep their own."""
+    keep their own; a pool's worker threads do not inherit it, so the pools size themselves by
+    :func:`worker_threads` when made, and no task they run reads it. The engines take the ``threads``
+    knob, not this limit."""
     outer = _THREAD_LIMIT.get()
     if threads is None or (outer is not None and outer <= threads):
         yield

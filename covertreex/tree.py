@@ -28,7 +28,7 @@ from covertreex.kinds import METRICS
 from covertreex.metrics import MetricSpace
 from covertreex.metrics.data import read_only
 from covertreex.npz import opened, read_arrays, write_arrays
-from covertreex.resources import require_sane_numba_threads
+from covertreex.resources import limited_threads, require_sane_numba_threads
 
 FORMAT_VERSION = 2
 """Version 2 added ``subtree_min``; a version 1 file is refused (rebuild the tree and save it again)."""
@@ -313,7 +313,7 @@ def load(path) -> Tree:
     end in .npz and only that file exists (the name ``save`` writes for it). A damaged or foreign file raises
     CorruptFileError naming the file and its first bad entry (a path that cannot be opened, what ``open``
     raises); only trees whose structure any engine can walk are returned."""
-    if isinstance(path, str) and not path.strip():  # Path('') is '.': "Is a directory"
+    if isinstance(path, str) and not path:  # Path('') is '.': "Is a directory"
         raise InvalidInputError("the path of the tree to load is empty")
     path = as_path(path)
     saved_as = path.with_name(path.name + ".npz")
@@ -382,14 +382,17 @@ def checked(tree, space: MetricSpace) -> Tree:
         raise error(f"{label}: {message}")
     if not _built_on(tree, space):
         raise InvalidInputError(f"{label} was built on different data or metric than `data`")
-    message = tree_checks.copy_problem(tree.is_copy, tree.parents, space.data)
-    if message:
-        raise error(f"{label}: {message}")
-    require_sane_numba_threads()
-    message = tree_checks.cover_problem(tree.levels, tree.parents, space.data)
+    from covertreex.engines.threads import numba_threads  # Numba, as tree_checks
+
+    with numba_threads(limited_threads()):  # the caller's threads (CoverTree.use_tree: its knob)
+        copies = tree_checks.copy_problem(tree.is_copy, tree.parents, space.data)
+        message = "" if copies else tree_checks.cover_problem(tree.levels, tree.parents, space.data)
+        bad = None if copies or message else tree_checks.radius_problem(tree.parents, tree.radius,
+                                                                          space.data)
+    if copies:
+        raise error(f"{label}: {copies}")
     if message:
         raise error(f"{label}: invariant 2 (covering) violated {message}")
-    bad = tree_checks.radius_problem(tree.parents, tree.radius, space.data)
     if bad is not None:
         raise error(f"{label}: {bad[1]}")
     return tree

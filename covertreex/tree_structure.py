@@ -30,8 +30,9 @@ def shapes_problem(shapes: dict[str, tuple[int, ...]]) -> str:
     them), judged before any is read: the node count is the one most arrays agree on, so the odd array is
     the one named (a tree file whose 'levels' claimed 150 million nodes was read, 1.2 GB, and then
     'parents' was blamed)."""
-    if any(len(shape) != 1 for shape in shapes.values()):
-        return ""  # array_problem names it, once read (a small file: its bytes are its claim)
+    for name, shape in shapes.items():
+        if len(shape) != 1:  # refused here too: one odd member must not switch the comparison off
+            return f"member {name!r} has shape {shape}, expected a 1-D array"
     votes: dict[int, int] = {}
     for name, (length,) in shapes.items():
         n = {"child_offsets": length - 1, "children": length + 1}.get(name, length)

@@ -418,7 +418,8 @@ def pytest_sessionfinish(session):
             state.report_written = True
         except OSError as exc:  # a full disk, a read-only file: one line, not a traceback after the run
             state.problems.append(f"--pcct-gate-report could not be written: {exc}")
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED  # an interrupted run keeps its status
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -25,8 +25,9 @@ def check_report_file(value, option: str, config) -> None:
     if not str(value).strip():
         raise pytest.UsageError(f"pytest-pcct: {option} is empty; name a file such as report.json")
     path = Path(config.invocation_params.dir, value)
-    inifile = config.inipath is not None and path.resolve() == Path(config.inipath).resolve()
-    if path.suffix == ".py" or path.name in CONFIGURATION_FILES or inifile:
+    resolved = path.resolve()  # what the report's write replaces: a link's target
+    inifile = config.inipath is not None and resolved == Path(config.inipath).resolve()
+    if inifile or any(p.suffix == ".py" or p.name in CONFIGURATION_FILES for p in (path, resolved)):
         raise pytest.UsageError(f"pytest-pcct: {option}={value} names a file of the test run itself, which "
                                 "the report would replace; name a file such as report.json")
     if path.is_dir():

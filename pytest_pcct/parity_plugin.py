@@ -202,7 +202,8 @@ def pytest_sessionfinish(session, exitstatus):
                                skipped_pair_tests=len(_skipped_pair_tests(config)), **skipped_all)
         except OSError as exc:  # a full disk, a read-only file: one line, not a traceback after the run
             config.stash[_REPORT_ERROR] = f"pytest-pcct: --pcct-report could not be written: {exc}"
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED  # an interrupted run keeps its status
 
 
 @pytest.hookimpl(optionalhook=True)

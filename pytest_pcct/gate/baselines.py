@@ -13,7 +13,9 @@ Two kinds of baseline live under one directory (``baselines/`` by default):
   a second file would silently become the baseline.
 
 Every write goes to a temporary file in the same directory, is fsynced, then renamed over the target
-(``os.replace`` is atomic on POSIX): a run killed mid-write leaves the old file intact. Every read is
+(``os.replace`` is atomic on POSIX): a run killed mid-write leaves the old file intact. The exceptions are
+written in place (:mod:`covertreex.whole_files`): a hard-linked file, a directory that takes no new file, a
+file the rename is refused for (a bind mount), a device or a pipe. Every read is
 strict: a truncated or hand-damaged file raises :class:`~pytest_pcct.gate.errors.CorruptFileError` naming it,
 never a silent fallback to an older baseline.
 """
@@ -102,9 +104,10 @@ def locked(directory: Path) -> Iterator[None]:
 
 
 def atomic_write_json(path: Path, payload) -> None:
-    """Write `payload` as JSON to `path` so readers see the old file or the new one, never a mix, and a
-    link, a device or a pipe stays one (:func:`covertreex.whole_files.write_whole`, standard library only;
-    imported here, at the first write, so that loading the gate imports no covertreex module)."""
+    """Write `payload` as JSON to `path` so readers see the old file or the new one, never a mix (but for
+    the module docstring's exceptions), and a link, a device or a pipe stays one
+    (:func:`covertreex.whole_files.write_whole`, standard library only; imported here, at the first write,
+    so that loading the gate imports no covertreex module)."""
     from covertreex.whole_files import write_whole
 
     path = Path(path)

@@ -38,6 +38,9 @@ def points(tmp_path_factory):
     (folder / "latin1.csv").write_bytes("# x,\xe9\n1,2\n".encode("latin-1"))
     (folder / "uminus.csv").write_text("\u22121.5,\u22122.5\n1,3\n2,6\n")  # a word processor's minus
     (folder / "hexadecimal.csv").write_text("0x10,0x20\n1,3\n")
+    (folder / "endash.csv").write_text("\u20131,\u20132\n1,3\n")  # a word processor's autocorrect
+    (folder / "yearnames.csv").write_text('"2019 sales","2020 sales"\n1,3\n2,4\n')  # R's quoted names
+    (folder / "ordinals.csv").write_text("1st,2nd\n1,3\n2,4\n")
     (folder / "semicolons.csv").write_text("1;2\n3;4\n")  # a spreadsheet's export in some locales
     (folder / "macbyte.csv").write_bytes(b"0,0\r1,0\r0,\xe9\r")
     (folder / "bomlatin1.csv").write_bytes(b"\xef\xbb\xbf# x\n1,\xe9\n")
@@ -135,6 +138,8 @@ ERROR_CASES = [
     # header: a point lost without a word
     (["hexadecimal.csv"], 1, "hexadecimal.csv: cannot read the points as comma-separated numbers, one row "
      "per point: line 1, column 1 is '0x10', not a number; write numbers with the ASCII digits"),
+    (["endash.csv"], 1, "endash.csv: cannot read the points as comma-separated numbers, one row per point: "
+     "line 1, column 1 is '\u20131', not a number; write numbers with the ASCII digits"),
     (["semicolons.csv"], 1, "semicolons.csv: cannot read the points as comma-separated numbers, one row per "
      "point: line 1, column 1 is '1;2', not a number; values must be separated by commas"),  # was: a header
     (["macbyte.csv"], 1, "macbyte.csv: cannot read the points as comma-separated numbers, one row per "
@@ -308,6 +313,15 @@ def test_a_csv_with_a_byte_order_mark_or_whitespace_lines_is_read(points, tmp_pa
     assert done.returncode == 0, done.stderr
     saved = np.load(tmp_path / "nn.npz")
     assert saved["neighbors"][1:, 0].tolist() == [0, 0] and saved["distances"][1:, 0].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("name", ["yearnames.csv", "ordinals.csv"])
+def test_a_header_of_names_that_start_with_digits_is_skipped(points, tmp_path, name):
+    """Names written like numbers only in part ('2019 sales', quoted or not; '1st') still name columns."""
+    folder, _ = points
+    done = run(folder / name, "--k", "1", "--metric", "euclidean", "--ordering", "natural", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["n"] == 2
 
 
 def test_an_ordering_file_of_whole_floats_is_read(points, tmp_path):

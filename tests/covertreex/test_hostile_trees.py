@@ -113,6 +113,8 @@ def _corruptions(members):
         "is_copy forced true": (set_at("is_copy", not_copy, True), f"is_copy[{not_copy}] is true"),
         "is_copy cleared": (set_at("is_copy", copy, False), f"is_copy[{copy}] is false"),
         "short children": ({"children": members["children"][:-1]}, "member 'children' claims"),
+        "parents as a column": ({"parents": members["parents"].reshape(-1, 1)},  # switched the shape
+                                "member 'parents' has shape (300, 1), expected a 1-D array"),  # check off
         "level above parent": (set_at("levels", members["children"][pos], members["levels"][root]),
                                f"node {members['children'][pos]} at level"),
         "format 1": ({"format_version": np.int64(1)}, "unsupported tree format version 1"),
@@ -130,8 +132,8 @@ CASES = (
     "child 10**6", "child -5", "offset 10**6", "root 10**6", "root shape (2,)", "moved root",
     "repeated child", "float levels", "string radius", "huge level", "bool byte 2", "bool byte 5",
     "radius -1", "radius nan", "root radius 0", "all radii 0", "is_copy forced true", "is_copy cleared",
-    "short children", "format 1", "subtree_min above the node", "metric", "level above parent",
-    "levels shifted down",
+    "short children", "parents as a column", "format 1", "subtree_min above the node", "metric",
+    "level above parent", "levels shifted down",
 )
 
 
@@ -216,6 +218,13 @@ def test_a_tree_loads_by_the_name_it_was_saved_under(saved, tmp_path):
         ct.load("")
     with pytest.raises(FileNotFoundError):
         ct.load(tmp_path / "u")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="a device that never ends")
+def test_a_device_is_refused_not_read_until_memory_runs_out(tmp_path):
+    (tmp_path / "zero.npz").symlink_to("/dev/zero")
+    with pytest.raises(CorruptFileError, match="zero.npz is not a regular file or a pipe"):
+        ct.load(tmp_path / "zero.npz")
 
 
 @pytest.mark.timeout(120)  # a second open of the pipe waits for a writer that never comes

@@ -4,6 +4,7 @@ raw points; and it never changes an answer."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -56,6 +57,47 @@ def test_a_bad_thread_count_is_refused_before_any_work(threads, error):
         ct.vecchia_neighbors(np.zeros((10, 2)), 3, threads=threads)
 
 
+POOLED_MODULES = ("split_screen", "triangular_solve", "maximin_dense", "digest")
+"""The modules that run work on Python thread pools (each GEMM or solve on one BLAS thread)."""
+
+
+def _pools_started(monkeypatch, job) -> list[int]:
+    """The max_workers of every thread pool those modules start while `job()` runs."""
+    import importlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = []
+
+    class Recorded(ThreadPoolExecutor):
+        def __init__(self, max_workers=None, *args, **kwargs):
+            started.append(max_workers)
+            super().__init__(max_workers, *args, **kwargs)
+
+    for name in POOLED_MODULES:
+        monkeypatch.setattr(importlib.import_module(f"covertreex.{name}"), "ThreadPoolExecutor", Recorded)
+    job()
+    return started
+
+
+def _pooled_jobs(threads):
+    """A residual fit whose V is solved in chunks, the gold maximin pass, and the split screen's build."""
+    X = np.random.default_rng(2).uniform(size=(5000, 2))
+    ct.CoverTree(metric="residual", threads=threads).fit(X, lengthscale=0.1, m=32)
+    ct.vecchia_neighbors(X[:1500], 5, lengthscale=0.1, m=32, engine="gold", threads=threads)
+    if engine_available("rust"):
+        model = ct.CoverTree(engine="rust", metric="residual", mode="perf", path="dense",
+                             dense_screen="split", threads=threads)
+        model.fit(X[:3000], lengthscale=0.1, m=32).query(k=5, predecessor=True)
+
+
+def test_the_python_pools_take_the_limit(monkeypatch):
+    """The triangular solve's, the split screen's and the gold maximin pass's pools of threads each ran on
+    every CPU whatever `threads` said; with no limit they do (where there are 2 CPUs to see it)."""
+    assert set(_pools_started(monkeypatch, lambda: _pooled_jobs(1))) <= {1}
+    if available_cpus() >= 2:
+        assert max(_pools_started(monkeypatch, lambda: _pooled_jobs(None))) >= 2
+
+
 WORKERS_LEFT = textwrap.dedent("""
     import os, sys
     import numpy as np
@@ -84,7 +126,8 @@ def test_one_thread_leaves_one_worker_behind():
     job without a limit leaves the global pool: the count can tell them apart where there are 2 CPUs."""
     def left(limit: str) -> int:
         done = subprocess.run([sys.executable, "-c", WORKERS_LEFT, limit], capture_output=True, text=True,
-                              timeout=300)
+                              timeout=300, env={k: v for k, v in os.environ.items()
+                                                if k != "RAYON_NUM_THREADS"})
         assert done.returncode == 0, done.stderr
         return int(done.stdout)
 

@@ -3,6 +3,7 @@ hard-linked file). The gate's baselines and reports and every .npz the library w
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -64,3 +65,39 @@ def test_a_pipe_stays_a_pipe_and_its_reader_gets_the_bytes(tmp_path):
     atomic_write_json(pipe, {"c": 3})  # replaced by a regular file; the reader got nothing
     reader.join(timeout=60)
     assert read == [b'{\n  "c": 3\n}\n'] and stat.S_ISFIFO(pipe.lstat().st_mode)
+
+
+def test_a_loop_of_links_is_refused_not_replaced(tmp_path):
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(OSError, match="symbolic links") as caught:
+        write_whole(tmp_path / "a", _text(b"x"))
+    assert caught.value.errno == errno.ELOOP and (tmp_path / "a").is_symlink()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.timeout(60)  # the write waited forever for a reader
+def test_a_pipe_without_a_reader_fails_at_once(tmp_path):
+    pipe = tmp_path / "report.json"
+    os.mkfifo(pipe)
+    with pytest.raises(OSError, match="no process reads the pipe"):
+        write_whole(pipe, _text(b"x"))
+
+
+def test_a_refused_rename_writes_in_place(tmp_path, monkeypatch):
+    """A bind-mounted file (EBUSY) or another user's file in a sticky directory (EPERM) cannot be renamed
+    over, but can be written."""
+    target = tmp_path / "bound.json"
+    target.write_text("old")
+
+    def busy(source, destination):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(os, "replace", busy)
+    write_whole(target, _text(b"new"))
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["bound.json"]
+
+
+def test_an_empty_path_is_named_as_such():
+    with pytest.raises(FileNotFoundError, match="the path is empty"):
+        write_whole("", _text(b"x"))

@@ -193,6 +193,8 @@ def test_a_bad_parity_marker_errors_naming_the_argument(pytester):
      "would replace; name a file such as report.json"),
     (["--pcct-gate-report=pyproject.toml"], "ERROR: pytest-pcct: --pcct-gate-report=pyproject.toml names a "
                                             "file of the test run itself*"),
+    (["--pcct-gate-report=tests.json"], "ERROR: pytest-pcct: --pcct-gate-report=tests.json names a file of "
+                                        "the test run itself*"),  # a link to the test module
     (["-c", "custom.cfg", "--pcct-report=custom.cfg"], "ERROR: pytest-pcct: --pcct-report=custom.cfg names a "
                                                        "file of the test run itself*"),  # the ini file
     (["--pcct-seed=-1"],
@@ -206,6 +208,8 @@ def test_outputs_seeds_and_the_oracle_are_checked_before_any_test(pytester, args
     pytester.makepyfile(ENGINE_TESTS)
     (pytester.path / "afile").write_text("")
     (pytester.path / "custom.cfg").write_text("[tool:pytest]\n")
+    (pytester.path / "tests.json").symlink_to(
+        "test_outputs_seeds_and_the_oracle_are_checked_before_any_test.py")
     (pytester.path / "dangling").symlink_to(pytester.path / "nowhere")
     result = pytester.runpytest("--pcct-engines=gold,brute", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
