@@ -181,10 +181,18 @@ def cost_balanced_ranges(limits: np.ndarray, k: int, n_ranges: int,
     """Contiguous (start, stop) ranges covering every query once, each of about equal cost, a query
     costing the points it may return (`limits`) plus its answer (`per_neighbour` pairs per neighbour,
     :attr:`Index.pairs_per_neighbour`); never an empty range."""
+    limits = np.asarray(limits)
+    if limits.ndim != 1 or not (np.issubdtype(limits.dtype, np.integer) or limits.size == 0):
+        raise InvalidInputError(f"limits must be a 1-d array of integers (the points each query may return), "
+                                f"got {limits.dtype} with shape {limits.shape}")
     n = limits.shape[0]
     if n == 0:
         raise InvalidInputError("limits must hold one entry per query, got none (a job has at least one)")
-    n_ranges = max(1, min(n_ranges, n))
+    k, n_ranges = as_int(k, "k"), as_int(n_ranges, "n_ranges")
+    if k < 0 or n_ranges < 1 or np.any(limits < 0):
+        raise InvalidInputError(f"k must be >= 0, n_ranges >= 1 and every limit >= 0, got k = {k}, n_ranges "
+                                f"= {n_ranges} and the least limit {limits.min()}")
+    n_ranges = min(n_ranges, n)
     cumulative = np.cumsum(np.asarray(limits, dtype=np.float64) + per_neighbour * k)
     targets = cumulative[-1] * np.arange(1, n_ranges) / n_ranges
     cuts = np.searchsorted(cumulative, targets, side="left") + 1
@@ -194,7 +202,15 @@ def cost_balanced_ranges(limits: np.ndarray, k: int, n_ranges: int,
 
 def answer_range(index: Index, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices, distances) of queries start..stop-1 of the index's query set -- on a worker, or in this
-    process on the whole range."""
+    process on the whole range; 0 <= start < stop <= n_queries (a slice's rules answered other queries than
+    those asked for, or none)."""
+    if not isinstance(index, Index):
+        raise InputTypeError(f"index must be what covertreex.distributed.prepare returns, got "
+                             f"{type(index).__name__}")
+    start, stop = as_int(start, "start"), as_int(stop, "stop")
+    if not 0 <= start < stop <= index.queries.n_queries:
+        raise InvalidInputError(f"start and stop must satisfy 0 <= start < stop <= {index.queries.n_queries} "
+                                f"(the queries), got {start} and {stop}")
     q = index.queries
     part = dataclasses.replace(q, rows=q.rows[start:stop], dataset_index=q.dataset_index[start:stop],
                                limit=q.limit[start:stop])
@@ -230,12 +246,7 @@ def connected(scheduler):
             from None
 
     if isinstance(scheduler, Client):
-        if scheduler.status != "running":  # closed: Dask failed late, with a KeyError or a closed loop
-            raise InvalidInputError(f"scheduler: the Dask Client is not running (status "
-                                    f"{scheduler.status!r}); pass an open Client or a scheduler address")
-        if scheduler.asynchronous:
-            raise InvalidInputError("scheduler: an asynchronous Dask Client cannot wait for covertreex's "
-                                    "blocking calls; pass a synchronous Client or an address")
+        _require_usable(scheduler)
         yield scheduler
         return
     if not isinstance(scheduler, str):
@@ -244,6 +255,18 @@ def connected(scheduler):
     _check_address(scheduler)
     with _connect(Client, scheduler) as client:
         yield client
+
+
+def _require_usable(client, reconnecting: bool = False) -> None:
+    """Refuse a Client that is closed (Dask failed late, with a KeyError or a closed loop) or asynchronous
+    (covertreex's calls block: its event loop waited 90 s for copies, then a false "no worker was
+    running"). `reconnecting`: one whose connection dropped is left to :func:`_require_scheduler`."""
+    if client.status != "running" and not (reconnecting and client.status == "connecting"):
+        raise InvalidInputError(f"scheduler: the Dask Client is not running (status {client.status!r}); "
+                                "pass an open Client or a scheduler address")
+    if client.asynchronous:
+        raise InvalidInputError("scheduler: an asynchronous Dask Client cannot wait for covertreex's "
+                                "blocking calls; pass a synchronous Client or an address")
 
 
 CONNECT_SECONDS = 10
@@ -364,6 +387,7 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     if not _is_client(client):  # an address, connected to for this job (anything else refused, named)
         with connected(client) as connection:
             return run(index, connection, ranges_per_worker=ranges_per_worker)
+    _require_usable(client, reconnecting=True)  # as connected() does: run() takes a Client directly too
     _require_scheduler(client)  # lost before the job: Dask's reconnect would hold every call below
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(index.costed_limits, index.k, workers * ranges_per_worker,
@@ -403,8 +427,9 @@ def _require_scheduler(client) -> None:
 def _lost_scheduler(client) -> ClusterError:
     """The one error for a job whose client lost its scheduler (Dask's own is an OSError or a
     cancellation naming a closed TCP connection, or a failed copy that looks like a dead worker)."""
-    return ClusterError(f"lost the Dask scheduler at {client.scheduler.address} during the job (Dask "
-                        f"client status: {client.status})")
+    scheduler = getattr(client.scheduler, "address", None)  # None once Dask has closed the client
+    at = f" at {scheduler}" if scheduler else ""
+    return ClusterError(f"lost the Dask scheduler{at} during the job (Dask client status: {client.status})")
 
 
 def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):

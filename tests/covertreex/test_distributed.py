@@ -67,6 +67,31 @@ def test_ranges_cover_every_query_once_at_about_equal_cost(per_neighbour):
         distributed.cost_balanced_ranges(np.arange(0), 3, 2)  # an IndexError before
 
 
+@pytest.mark.parametrize("args, message", [
+    ((np.full(4, 5), 1, 0), "n_ranges >= 1"),  # gave one range
+    ((np.full(4, 5), -1, 2), "k must be >= 0"),
+    ((np.full(4, 5), 1, 2.5), "n_ranges must be an integer"),  # gave 3 ranges
+    ((np.full((4, 2), 5), 1, 2), "limits must be a 1-d array of integers"),
+    ((np.array([1.0, np.nan]), 1, 2), "limits must be a 1-d array of integers"),
+    ((np.array([3, -1]), 1, 2), "every limit >= 0"),
+])
+def test_ranges_of_nonsense_are_refused(args, message):
+    with pytest.raises((InvalidInputError, InputTypeError), match=message):
+        distributed.cost_balanced_ranges(*args)
+    assert distributed.cost_balanced_ranges([5, 5, 5], 1, 2) == [(0, 2), (2, 3)]  # a list, as an array
+
+
+@pytest.mark.parametrize("start, stop", [(-5, 20), (10, 5), (0, 0), (0, 1000), (1.5, 3)])
+def test_a_range_outside_the_queries_is_refused(start, stop):
+    """A slice's rules answered the last five queries for (-5, 20), none for (10, 5), 20 for (0, 1000)."""
+    index = distributed.prepare(np.random.default_rng(0).normal(size=(50, 2)), 3, metric="euclidean",
+                                indices=np.arange(20))
+    with pytest.raises((InvalidInputError, InputTypeError), match="start"):
+        distributed.answer_range(index, start, stop)
+    with pytest.raises(InputTypeError, match="index must be what covertreex.distributed.prepare returns"):
+        distributed.answer_range(None, 0, 3)
+
+
 def _ranges_run(client, job) -> int:
     """How many ranges of covertreex.distributed the cluster ran during `job()` (with both workers up: a
     worker killed by an earlier test restarts)."""
@@ -427,6 +452,29 @@ def test_an_asynchronous_client_is_refused_before_any_work(client):
 
     with pytest.raises(InvalidInputError, match="^scheduler: an asynchronous Dask Client"):
         asyncio.run(job())
+
+
+def test_run_refuses_an_asynchronous_or_closed_client_at_once(client):
+    """run() took a Client without connected()'s checks: an asynchronous one blocked its event loop for
+    90 s and then blamed the workers, a closed one raised an AttributeError."""
+    import asyncio
+
+    from distributed import Client
+
+    index = distributed.prepare(np.random.default_rng(0).normal(size=(30, 2)), 3, metric="euclidean",
+                                indices=[0, 1, 2])
+
+    async def job():
+        async with Client(client.scheduler.address, asynchronous=True) as async_client:
+            distributed.run(index, async_client)
+
+    with pytest.raises(InvalidInputError, match="^scheduler: an asynchronous Dask Client"):
+        asyncio.run(job())
+    closed = Client(client.scheduler.address)
+    closed.close()
+    with pytest.raises(InvalidInputError, match="^scheduler: the Dask Client is not running"):
+        distributed.run(index, closed)
+    assert "lost the Dask scheduler during the job" in str(distributed._lost_scheduler(closed))  # no address
 
 
 def test_residual_parameters_reach_the_residual_problem_of_a_cluster_job(client):

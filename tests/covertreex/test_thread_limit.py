@@ -134,3 +134,24 @@ def test_one_thread_leaves_one_worker_behind():
     assert left("1") <= 1
     if available_cpus() >= 2:
         assert left("none") >= 2
+
+
+def test_the_brute_engines_products_take_one_blas_thread_under_a_thread_count(monkeypatch):
+    """OpenBLAS ran brute's screening products on every core under threads=1 (an outside trial: 1.26
+    cores busy); with no count it keeps its own."""
+    from threadpoolctl import threadpool_info
+
+    from covertreex.engines import brute
+
+    seen = []
+    screen = brute.gemm_query
+
+    def spied(*args, **kwargs):
+        seen.append(max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"))
+        return screen(*args, **kwargs)
+
+    monkeypatch.setattr(brute, "gemm_query", spied)
+    X = np.random.default_rng(4).normal(size=(400, 3))
+    one = ct.CoverTree(engine="brute", brute_variant="gemm", threads=1).fit(X).query(k=4, predecessor=True)
+    every = ct.CoverTree(engine="brute", brute_variant="gemm").fit(X).query(k=4, predecessor=True)
+    assert seen[0] == 1 and one.indices.tobytes() == every.indices.tobytes()

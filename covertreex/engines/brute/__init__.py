@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
+from covertreex.blas import one_thread
 from covertreex.config import Config
 from covertreex.counters import N_QUERY_COUNTERS, QueryCounter
 from covertreex.engines.base import QueryCounters
@@ -41,7 +44,11 @@ class BruteEngine:
                 )
                 extra = {"path": "exhaustive"}
             else:
-                idx, dist, evaluations, pushes, screened = gemm_query(space, queries, k, config.gemm_block)
+                # its products on one BLAS thread when a thread count is given: OpenBLAS took every core
+                # under threads=1 (an outside trial); they only screen, so their bits never matter
+                with one_thread() if config.threads is not None else nullcontext():
+                    idx, dist, evaluations, pushes, screened = gemm_query(space, queries, k,
+                                                                          config.gemm_block)
                 extra = {"path": "dense", "screened": screened}
         per_query = np.zeros((queries.n_queries, N_QUERY_COUNTERS), dtype=np.int64)
         per_query[:, QueryCounter.DISTANCE_EVALUATIONS] = evaluations
