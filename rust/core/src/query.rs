@@ -610,8 +610,9 @@ pub(crate) fn require_sane_global_pool() -> Result<()> {
     }
 }
 
-/// `work` run on [`thread_pool`]`(threads)`: everything rayon does inside it (norms, tiles, rows)
-/// uses that pool's workers and no others.
+/// `work` run on the shared pool of `threads` workers (None: rayon's global pool, after the
+/// `RAYON_NUM_THREADS` check): everything rayon does inside it (norms, tiles, rows) uses that pool's
+/// workers and no others. A count above the CPUs this process may use is an error.
 pub fn on_pool<T: Send>(threads: Option<i64>, work: impl FnOnce() -> T + Send) -> Result<T> {
     Ok(run_on(thread_pool(threads)?, work))
 }
