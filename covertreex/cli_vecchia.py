@@ -18,6 +18,7 @@ import numpy as np
 
 from covertreex import progress, vecchia_orderings
 from covertreex.cli import RESIDUAL_DEFAULTS, naming, refuse_same_file, say
+from covertreex.config import KNOBS
 from covertreex.csv_numbers import CsvNumbers, read_csv
 from covertreex.errors import (
     ClusterError,
@@ -54,6 +55,20 @@ def read_array(path, what: str, *, points: bool = False) -> np.ndarray:
         raise NonFiniteError(f"{path}: {what} must be finite; {numbers.place(row, column)} is "
                              f"{numbers.tokens()[row, column]}")
     return numbers.values
+
+
+WITH_ORDERING = "with the ordering"
+"""Where the summary says a fused maximin pass found the neighbours (else "here" or "on the cluster")."""
+
+
+def _where_found(result, scheduler) -> str:
+    """Where the neighbours were found: a --scheduler job whose maximin pass found them with the ordering
+    never used the cluster, which its summary's address alone did not say (an outside trial)."""
+    from covertreex.vecchia import FUSED_ORDERINGS
+
+    if result.ordering_name in FUSED_ORDERINGS[result.metric] and result.neighbor_seconds == 0.0:
+        return WITH_ORDERING
+    return "here" if scheduler is None else "on the cluster"
 
 
 def _refuse_rounded_integers(path: Path, numbers: CsvNumbers, what: str) -> None:
@@ -185,12 +200,14 @@ def _warnings_told(caught, ours: type[Warning]) -> list[str]:
 def run(args) -> int:
     from covertreex.residual import inducing_count
     from covertreex.tree import npz_target  # Numba and SciPy load only when the command runs
-    from covertreex.vecchia import FUSED_ORDERINGS, VecchiaJobWarning, vecchia_neighbors
+    from covertreex.vecchia import VecchiaJobWarning, vecchia_neighbors
 
     out = None if args.out is None else npz_target(args.out, "neighbours")  # a bad path fails before work
     refuse_same_file({"--out": out}, {"POINTS": args.points, "--ordering-file": args.ordering_file})
     residual = residual_options(args)
     seed = seed_option(args)
+    if args.threads is not None:  # above the CPUs: named as the flag, before the points are read
+        KNOBS["threads"].check("--threads", args.threads)
     X = as_points(read_array(args.points, "the points", points=True), f"{args.points} (the points)")
     ordering = args.ordering
     if args.ordering_file:
@@ -239,7 +256,8 @@ def run(args) -> int:
                                                    "seed": seed},
         "ordering_seconds": result.ordering_seconds, "neighbor_seconds": result.neighbor_seconds,
         "maximin_evaluations": result.maximin_evaluations, "out": str(out) if out else None,
-        "scheduler": args.scheduler, "threads": args.threads, "warnings": notes,
+        "scheduler": args.scheduler, "neighbours_found": _where_found(result, args.scheduler),
+        "threads": args.threads, "warnings": notes,
     }
     if out:  # before the summary lines (a reader that leaves, `| head`, once ended the run at the first one)
         write_arrays(out, {"ordering": result.ordering, "neighbors": result.neighbors,
@@ -252,8 +270,7 @@ def run(args) -> int:
     work = ("" if result.maximin_evaluations is None
             else f" ({result.maximin_evaluations / max(summary['n'], 1):.1f} distance evaluations/point)")
     say(args, f"order   {result.ordering_seconds:.3f} s{work}")
-    fused = result.ordering_name in FUSED_ORDERINGS[result.metric] and result.neighbor_seconds == 0.0
-    say(args, "nbrs    found in the same pass as the ordering" if fused
+    say(args, "nbrs    found in the same pass as the ordering" if summary["neighbours_found"] == WITH_ORDERING
          else f"nbrs    {result.neighbor_seconds:.3f} s")
     say(args, f"saved   {out}" if out else "saved   nothing (pass --out FILE.npz to keep the result)")
     if args.json:

@@ -114,6 +114,8 @@ def test_writes_what_vecchia_neighbors_returns(points, tmp_path, source, flags, 
     np.testing.assert_array_equal(saved["distances"].view(np.int64), result.distances.view(np.int64))
     assert summary["ordering"] == result.ordering_name
     assert summary["threads"] == (1 if "--threads" in flags else None)
+    fused = isinstance(expected["ordering"], str) and expected["ordering"] == "maximin"
+    assert summary["neighbours_found"] == ("with the ordering" if fused else "here")
     if "m" in expected:  # the inducing points taken: every point when more were asked for
         assert summary["residual"]["m"] == min(expected["m"], 150)
 
@@ -219,7 +221,8 @@ ERROR_CASES = [
     (["x.npy", "--metric", "euclidean", "--ordering-file", "perm1.csv"], 1, "perm1.csv: the ordering must "
      "be a permutation of 0..149; entry 149 (line 150, column 1) is 150, out of range (it holds 1..150"),
     (["x.npy", "--threads", "0"], 2, "argument --threads: must be >= 1, got 0"),
-    (["x.npy", "--threads", "100000"], 1, "pcct: error: option 'threads' must be <= "),  # the CPUs it may use
+    (["x.npy", "--threads", "100000"], 1, "pcct: error: option '--threads' must be <= "),  # the CPUs it may
+    # use; named 'threads', the library's argument, not the flag
     (["x.npy", "--variance", "0"], 2, "argument --variance: must be positive and finite, got '0'"),  # was
     # the library's "variance must be positive", exit 1, naming no flag
     (["x.npy", "--lengthscale", "1,-2"], 2, "argument --lengthscale: must be positive and finite, got '-2'"),

@@ -309,6 +309,7 @@ def test_pcct_vecchia_scheduler_flag(client, tmp_path):
     assert done[0].returncode == 0, done[0].stderr
     assert ran == 2 * distributed.RANGES_PER_WORKER
     saved = np.load(tmp_path / "nn.npz")
+    assert json.loads(str(saved["summary"]))["neighbours_found"] == "on the cluster"
     local = ct.vecchia_neighbors(X, 6, m=16, ordering="random")
     for name in ("ordering", "neighbors", "distances"):
         assert _same_bytes(saved[name], getattr(local, name)), name
