@@ -96,6 +96,8 @@ def _on_its_threads(method):
 
     @functools.wraps(method)
     def limited(self, *args, **kwargs):
+        if self.config.threads is None:  # no limit to set: a one-row query pays no context manager
+            return method(self, *args, **kwargs)
         with thread_limit(self.config.threads):
             return method(self, *args, **kwargs)
 

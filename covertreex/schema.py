@@ -77,6 +77,5 @@ def errors(record, resource: str, strict: bool = False) -> list[str]:
 
 def _message(error) -> str:
     """jsonschema's message, except for an integer beyond int64 ('is not of type integer', it said)."""
-    beyond = (error.validator == "type" and isinstance(error.instance, int)
-              and not isinstance(error.instance, bool) and error.instance not in INT64)
+    beyond = error.validator == "type" and type(error.instance) is int and error.instance not in INT64
     return f"{error.instance} is beyond int64" if beyond else error.message

@@ -7,12 +7,11 @@ The JSON form carries no timestamps or host data: equal runs give byte-identical
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from covertreex.whole_files import write_whole
+from pytest_pcct.gate.baselines import atomic_write_json
 
 FORMAT = "pytest-pcct parity matrix"
 VERSION = 2
@@ -113,8 +112,7 @@ class ParityMatrix:
     def write(self, path: Path, **header) -> None:
         """The JSON report: `header` (engines, seed, ...) followed by the matrix."""
         payload = {**header, **self.to_json()}
-        text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-        write_whole(path, lambda handle: handle.write(text.encode("utf-8")))
+        atomic_write_json(path, payload)  # the gate's reports and baselines are written alike
 
     def lines(self) -> list[str]:
         """The terminal section: one row per (pair, dataset), one status letter per k."""
