@@ -109,6 +109,8 @@ def _order(name: str, X, problem, metric: str, engine: str, seed: int,
         return vecchia_orderings.simple(name, X.shape[0], seed), None
     in_metric = metric if name == "maximin" else name.removeprefix("maximin-")
     data = problem if in_metric == "residual" else X
+    if _orders_alone_by_boxes(in_metric, X, engine):
+        return _farthest_order(X, progress)
     if _rust_chosen(engine):  # the rust pass with one neighbour per row: the order is all it keeps
         order, _, _, evaluations = _fused_pass(in_metric, data, 1, engine, progress)
         return order, evaluations
@@ -160,7 +162,9 @@ FUSED_ORDERINGS = {"residual": ("maximin", "maximin-residual"), "euclidean": ("m
 residual under 'auto' without it). At N = 8,192 the gold pass halved the whole wait of the tree walk
 followed by the predecessor query (docs/vecchia.md). Where the rust pass takes the split screen
 (:func:`_maximin_split`) and k exceeds :data:`SPLIT_FUSED_MAX_K`, it orders alone instead (one neighbour
-per row) and the predecessor query on the split finds the rows."""
+per row) and the predecessor query on the split finds the rows. A Euclidean maximin ordering of points of
+at most :data:`FARTHEST_MAX_WIDTH` coordinates is found alone by the rust engine's packed boxes, and the
+rows by the predecessor query."""
 
 SPLIT_FUSED_MAX_K = 16
 """The largest k for which the rust pass on the split screen finds the rows itself. The split lets few of
@@ -172,6 +176,30 @@ alone then the query, split prebuilt, two runs each): k = 4: 2.23, 2.28 s agains
 3.56. The whole job at k = 50 (V and the split's build included; fresh processes, 10:48-11:00 UTC): fused
 on the split 6.02-7.31 s, the order alone then the query 4.10-4.51 s (docs/benchmarks.md, "The maximin job
 on the split")."""
+
+
+FARTHEST_MAX_WIDTH = 6
+"""Coordinates up to which a Euclidean maximin ordering under the rust engine is found alone by the packed
+boxes (rust/core/src/maximin/farthest.rs, O(N log N) evaluations in a few dimensions) and the rows by the
+predecessor query in that order, instead of by the fused pass, which scans every unplaced point each
+round. Whole job, k = 30, uniform points (2026-12-07, Intel Xeon, 2 cores; fused against boxes then the
+query, same answers): d = 2: 0.37 -> 0.10 s at N = 20,000, 2.22 -> 0.49 s at 100,000; d = 3 at 100,000:
+2.46 -> 0.94 s; d = 5 at 50,000: 1.53 -> 0.93 s; d = 6: 2.10 -> 1.68 s at 50,000, 13.24 -> 7.90 s at
+200,000; d = 7 at 50,000: 2.11 -> 1.97 s; d = 8: 0.43 -> 0.65 s at 20,000, 21.33 -> 21.82 s at 200,000."""
+
+
+def _orders_alone_by_boxes(ordering_metric: str, X: np.ndarray, engine: str) -> bool:
+    """Whether a maximin ordering in `ordering_metric` of the points X is found alone by the packed boxes
+    (:data:`FARTHEST_MAX_WIDTH`)."""
+    return ordering_metric == "euclidean" and _rust_chosen(engine) and X.shape[1] <= FARTHEST_MAX_WIDTH
+
+
+def _farthest_order(X: np.ndarray, progress) -> tuple[np.ndarray, int]:
+    """The exact Euclidean maximin order of X by the packed boxes, and its canonical evaluations."""
+    from covertreex.engines.rust import maximin_order
+
+    points = MetricSpace.create("euclidean", X).data.X
+    return maximin_order(points, vecchia_orderings.first_point(points), progress, threads=limited_threads())
 
 
 def _rust_chosen(engine: str) -> bool:
@@ -281,7 +309,9 @@ def vecchia_neighbors(
     where it pays, else gold's fused pass of :mod:`covertreex.maximin_dense` for residual maximin), 'rust'
     (maximin in the neighbour metric fused with the neighbours by rust/core/src/maximin; a maximin in the
     other metric by the same pass, then the predecessor query; in parity mode, an explicit engine's default,
-    which keeps the f64 screen: the same answers, 1.6x the wait of 'auto' at N = 32,768, m = 512), 'gold' or
+    which keeps the f64 screen: the same answers, 1.6x the wait of 'auto' at N = 32,768, m = 512; a Euclidean
+    maximin of points of at most FARTHEST_MAX_WIDTH (6) coordinates is found alone by the packed boxes of
+    rust/core/src/maximin/farthest.rs, in O(N log N) evaluations, then the predecessor query), 'gold' or
     'brute' (maximin by that engine's tree walk, then its predecessor query). `progress(stage, n)` hears how
     many points of N a stage ('ordering', then 'neighbours'; a fused pass reports both as it goes) has
     finished; heard of, the neighbours of an ordering found first are found in up to PROGRESS_RANGES (16)
@@ -330,6 +360,8 @@ def vecchia_neighbors(
         if fused and metric == "residual" and k > SPLIT_FUSED_MAX_K and _maximin_split(
                 MetricSpace.create(metric, problem), engine):
             fused = False  # the pass orders alone on the split, the query finds the rows (FUSED_ORDERINGS)
+        if fused and _orders_alone_by_boxes(metric, X, engine):
+            fused = False  # the boxes order alone, the query finds the rows (FARTHEST_MAX_WIDTH)
         if fused:
             result = _fused(metric, problem if metric == "residual" else X, k, name, engine, report, start)
         else:

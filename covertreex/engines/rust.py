@@ -363,6 +363,15 @@ alternating runs): N = 32,768: 6.25-6.32 s at 256, 5.76-6.04 s at 512, 6.06-6.21
 matrix weighs more at small N)."""
 
 
+def maximin_order(X, first: int, progress=None, threads: int | None = None) -> tuple[np.ndarray, int]:
+    """The exact maximin order of the Euclidean points X (float64, C order, finite) from row `first`, alone,
+    by the packed boxes (rust/core/src/maximin/farthest.rs: O(N log N) evaluations in a few dimensions):
+    (order, canonical evaluations), the order of :func:`maximin_with_neighbors`, bit for bit. `progress(n)`
+    hears the points placed every 4,096 placements and at the end; `threads` packs the boxes (the placements
+    are serial; None: rayon's global pool)."""
+    return _extension().maximin_farthest(X, first, threads, progress, _interrupt(len(X) ** 2))
+
+
 def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int = MAXIMIN_BLOCK,
                            room: int | None = None, threads: int | None = None, split=None):
     """:func:`covertreex.maximin_dense.maximin_with_neighbors` in rust (rust/core/src/maximin): the same

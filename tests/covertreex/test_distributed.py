@@ -22,6 +22,7 @@ import pytest
 import covertreex as ct
 from covertreex import distributed
 from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
+from covertreex.vecchia import FARTHEST_MAX_WIDTH
 
 pytest.importorskip("distributed")
 
@@ -119,15 +120,31 @@ def test_vecchia_job_on_the_cluster_is_byte_identical(client, metric, ordering):
 
 @pytest.mark.parametrize("metric", ["residual", "euclidean"])
 def test_a_maximin_ordering_fused_with_the_neighbours_needs_no_cluster(client, metric):
+    """(Euclidean points beyond FARTHEST_MAX_WIDTH coordinates: in fewer, the boxes order alone, below.)"""
     if metric == "euclidean" and not ct.engine_available("rust"):
         pytest.skip("only the rust engine fuses a Euclidean maximin with the neighbours")
-    X = np.random.default_rng(4).normal(size=(500, 3))
+    X = np.random.default_rng(4).normal(size=(500, 3 if metric == "residual" else FARTHEST_MAX_WIDTH + 1))
     m = {"m": 32} if metric == "residual" else {}
     local = ct.vecchia_neighbors(X, 8, metric=metric, **m)
     remote = []
     ran = _ranges_run(client, lambda: remote.append(ct.vecchia_neighbors(X, 8, metric=metric, **m,
                                                                          scheduler=client)))
     assert ran == 0 and remote[0].ordering_name == "maximin" and remote[0].neighbor_seconds == 0.0
+    for name in ("ordering", "neighbors", "distances"):
+        assert _same_bytes(getattr(local, name), getattr(remote[0], name)), name
+
+
+def test_a_euclidean_maximin_ordered_by_the_boxes_sends_its_neighbours_to_the_cluster(client):
+    """In a few coordinates the rust engine orders alone (rust/core/src/maximin/farthest.rs); the predecessor
+    query then runs on the cluster: the same bytes as here."""
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    X = np.random.default_rng(4).normal(size=(600, 2))
+    local = ct.vecchia_neighbors(X, 8, metric="euclidean")
+    remote = []
+    ran = _ranges_run(client, lambda: remote.append(ct.vecchia_neighbors(X, 8, metric="euclidean",
+                                                                         scheduler=client)))
+    assert ran > 0 and remote[0].neighbor_seconds > 0.0
     for name in ("ordering", "neighbors", "distances"):
         assert _same_bytes(getattr(local, name), getattr(remote[0], name)), name
 

@@ -23,7 +23,7 @@ from covertreex.errors import (
     UnknownNameError,
 )
 from covertreex.resources import available_cpus
-from covertreex.vecchia import _fused_pass
+from covertreex.vecchia import FARTHEST_MAX_WIDTH, _fused_pass
 
 ENGINES = ("gold", "rust", "brute")
 X = datasets.gaussian(300, 3, 0)
@@ -201,13 +201,14 @@ def test_a_fused_maximin_pass_too_large_for_memory_is_refused_before_it_starts(e
         pytest.skip("the rust extension is not built")
     lattice = np.stack(np.meshgrid(*[np.arange(10.0)] * 3), axis=-1).reshape(-1, 3)
     monkeypatch.setattr("covertreex.resources.available_bytes", lambda: 80 * 2**20)
-    text = r"^the maximin pass over 1000 points with k = 999 neighbours each needs 9.6e\+07 bytes, more than"
+    text = r"^the maximin pass over 1000 points with k = 999 neighbours each needs 9.6\d*e\+07 bytes, more"
     for k, refused in ((50, False), (999, True)):
         with pytest.raises(InvalidInputError, match=text) if refused else contextlib.nullcontext():
             _fused_pass("euclidean", lattice, k, engine, None)
-    if engine == "rust":  # and through the job, before any work
+    if engine == "rust":  # and through the job, before any work (in more coordinates than the boxes order)
+        wide = np.hstack([lattice, np.zeros((len(lattice), FARTHEST_MAX_WIDTH + 1 - 3))])
         with pytest.raises(InvalidInputError, match=text):
-            ct.vecchia_neighbors(lattice, 999, ordering="maximin", metric="euclidean", engine=engine)
+            ct.vecchia_neighbors(wide, 999, ordering="maximin", metric="euclidean", engine=engine)
 
 BLOCK_KNOBS = ["build_block", "gemm_block", "dense_query_block", "dense_point_block", "query_block"]
 

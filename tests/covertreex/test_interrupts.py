@@ -22,6 +22,7 @@ from numba import njit
 import covertreex as ct
 from covertreex import interrupts
 from covertreex.maximin import STEPS_PER_CALL, maximin_order
+from covertreex.vecchia import FARTHEST_MAX_WIDTH
 
 _raise = ctypes.CDLL(None)["raise"]
 _raise.argtypes = [ctypes.c_int]
@@ -219,8 +220,10 @@ def test_every_long_rust_call_raises_what_its_interrupt_check_raises(call, monke
         "tree query": lambda: built.query(k=5, indices=everything),
         "dense query": lambda: ct.CoverTree(engine="rust", metric="euclidean", path="dense").fit(X).query(
             k=5, indices=everything),
-        "maximin pass": lambda: ct.vecchia_neighbors(X, 5, metric="euclidean", ordering="maximin",
-                                                     engine="rust"),
+        "maximin pass": lambda: ct.vecchia_neighbors(np.hstack([X, X[:, :FARTHEST_MAX_WIDTH - 2]]), 5,
+                                                     metric="euclidean", ordering="maximin", engine="rust"),
+        "maximin by the boxes": lambda: ct.vecchia_neighbors(X, 5, metric="euclidean", ordering="maximin",
+                                                             engine="rust"),
     }
     monkeypatch.setattr(interrupts, "check", _stopping_check)
     with pytest.raises(Stopped):
@@ -250,6 +253,30 @@ def test_a_rust_maximin_pass_ends_at_the_round_after_its_interrupt_check_raised(
     with pytest.raises(Stopped):
         rust.maximin_with_neighbors(data, 0, 5, progress=progress)
     assert len(rounds) == 1 and rounds[0] < N_LONG
+
+
+@needs_rust
+def test_the_boxes_maximin_order_ends_at_the_report_after_its_interrupt_check_raised(monkeypatch):
+    """As the fused pass above, for rust/core/src/maximin/farthest.rs, which checks every 4,096
+    placements: the first report waits until the check has raised, and the call ends at the next."""
+    from covertreex.engines import rust
+
+    X = np.random.default_rng(4).uniform(size=(3 * 4096, 2))
+    raised, reports = threading.Event(), []
+
+    def check():
+        if reports:
+            raised.set()
+            raise Stopped
+
+    def progress(n):
+        reports.append(n)
+        assert raised.wait(60)
+
+    monkeypatch.setattr(interrupts, "check", check)
+    with pytest.raises(Stopped):
+        rust.maximin_order(X, 0, progress=progress)
+    assert reports == [4096]
 
 
 @needs_rust

@@ -12,6 +12,7 @@ import covertreex as ct
 from covertreex import maximin_dense, vecchia_orderings
 from covertreex.errors import CovertreexError
 from covertreex.maximin import maximin_order
+from covertreex.vecchia import FARTHEST_MAX_WIDTH
 
 
 def brute_maximin(matrix: np.ndarray, first: int) -> np.ndarray:
@@ -299,16 +300,75 @@ def test_rust_pass_reraises_what_the_progress_callback_raises():
 @pytest.mark.parametrize("metric", ["residual", "euclidean"])
 def test_vecchia_neighbors_fuses_maximin_with_the_neighbour_search(engine, metric):
     """'auto' runs rust's pass when it is built, else gold's (residual only: gold walks a tree for
-    Euclidean)."""
+    Euclidean; Euclidean points of a few coordinates are ordered by the boxes instead, below)."""
     if not ct.engine_available("rust") and (engine == "rust" or metric == "euclidean"):
         pytest.skip("engine rust not available")
-    X = np.random.default_rng(4).normal(size=(80, 2))
+    X = np.random.default_rng(4).normal(size=(80, 2 if metric == "residual" else FARTHEST_MAX_WIDTH + 1))
     m = {"m": 8} if metric == "residual" else {}
     fused = ct.vecchia_neighbors(X, 6, metric=metric, engine=engine, **m)
     walked = ct.vecchia_neighbors(X, 6, metric=metric, engine="gold", **m)
     assert fused.neighbor_seconds == 0.0 and walked.neighbor_seconds > 0.0
     for name in ("ordering", "neighbors", "distances"):
         assert getattr(fused, name).tobytes() == getattr(walked, name).tobytes(), name
+
+
+def _points_for_the_boxes():
+    """Euclidean points the boxes order (at most FARTHEST_MAX_WIDTH coordinates), ties and extremes among
+    them: a lattice with duplicates, one site repeated, a tight cluster beside far points, the smallest and
+    largest coordinates the metric accepts, one and six coordinates."""
+    rng = np.random.default_rng(11)
+    lattice = np.array(list(itertools.product(range(6), repeat=2)), dtype=float)
+    return {
+        "uniform": rng.uniform(size=(400, 3)),
+        "lattice+duplicates": np.concatenate([lattice, lattice[::3], lattice[:5]]),
+        "one site": np.repeat([[0.5, 0.25]], 60, axis=0),
+        "cluster and far points": np.concatenate([1e-6 * rng.normal(size=(200, 2)),
+                                                  1e3 * rng.normal(size=(20, 2))]),
+        "smallest coordinates": np.where(rng.uniform(size=(80, 2)) < 0.3, 0.0,
+                                         2.0**-450 * (1 + rng.integers(0, 4, size=(80, 2)) / 4)),
+        "largest coordinates": np.concatenate([np.clip(rng.normal(size=(30, 2)), -1, 1) * 9e149,
+                                               rng.normal(size=(30, 2))]),
+        "1-D": rng.normal(size=(300, 1)),
+        "widest": rng.normal(size=(200, FARTHEST_MAX_WIDTH)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_points_for_the_boxes()))
+def test_the_boxes_order_is_brute_force_maximin(name, distance_matrix):
+    """rust/core/src/maximin/farthest.rs skips a box only when its bound proves every point in it keeps
+    its distance: any slip shows as a wrong order, most surely on ties (lattice, one site)."""
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    from covertreex.engines import rust
+
+    X = _points_for_the_boxes()[name]
+    matrix = distance_matrix("euclidean", X)
+    n = X.shape[0]
+    for first in sorted({0, n // 3, n - 1, vecchia_orderings.first_point(X)}):
+        for threads in (1, 2):
+            order, evaluations = rust.maximin_order(X, first, threads=threads)
+            np.testing.assert_array_equal(order, brute_maximin(matrix, first), err_msg=f"first={first}")
+            assert 0 < evaluations <= n * (n - 1) // 2 + n
+
+
+def test_the_boxes_order_a_few_coordinates_for_the_job_and_the_query_finds_the_rows():
+    """A Euclidean maximin job in at most FARTHEST_MAX_WIDTH coordinates orders by the boxes, then queries:
+    the gold engine's answer bit for bit, its evaluations far below the pairs, progress heard as it goes."""
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    X = np.random.default_rng(6).uniform(size=(9000, 2))
+    walked = ct.vecchia_neighbors(X, 7, metric="euclidean", engine="gold")
+    for engine in ("auto", "rust"):
+        heard = []
+        boxed = ct.vecchia_neighbors(X, 7, metric="euclidean", engine=engine,
+                                     progress=lambda *call, heard=heard: heard.append(call))
+        assert boxed.neighbor_seconds > 0.0 and boxed.maximin_evaluations < 200 * len(X)
+        for name in ("ordering", "neighbors", "distances"):
+            assert getattr(boxed, name).tobytes() == getattr(walked, name).tobytes(), name
+        assert [n for stage, n in heard if stage == "ordering"][:3] == [4096, 8192, 9000]
+    residual = ct.vecchia_neighbors(X[:500], 5, ordering="maximin-euclidean", m=16)  # by the boxes too
+    euclidean = ct.vecchia_neighbors(X[:500], 5, metric="euclidean", engine="gold")
+    assert residual.ordering.tobytes() == euclidean.ordering.tobytes()
 
 
 def _split_problems():

@@ -11,7 +11,7 @@ import pytest
 
 import covertreex as ct
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, UnknownNameError
-from covertreex.vecchia import TransposedPointsWarning, permuted_problem
+from covertreex.vecchia import FARTHEST_MAX_WIDTH, TransposedPointsWarning, permuted_problem
 from covertreex.vecchia_orderings import needs_residual_problem
 
 RESIDUAL = {"m": 6, "seed": 2, "lengthscale": 1.5}
@@ -237,7 +237,7 @@ def test_a_fused_pass_reports_ordering_and_neighbours_as_it_goes():
     ct.vecchia_neighbors(np.zeros((1, 1)), 1, metric="euclidean", engine="rust",
                          progress=lambda *call: single.append(call))
     assert ("ordering", 1) in single and single[-1] == ("neighbours", 1)
-    X = np.random.default_rng(2).uniform(size=(3000, 2))
+    X = np.random.default_rng(2).uniform(size=(3000, FARTHEST_MAX_WIDTH + 1))  # fused beyond the boxes' width
     heard = []
     ct.vecchia_neighbors(X, 5, metric="euclidean", engine="rust", progress=lambda *call: heard.append(call))
     ordering = [n for stage, n in heard if stage == "ordering"]

@@ -46,7 +46,9 @@ pub use dense::{
 };
 pub use errors::{CoreError, Result};
 pub use evaluate::Mode;
-pub use maximin::{maximin_neighbors, MaximinOutput, MaximinSizes, MaximinSplit};
+pub use maximin::{
+    maximin_neighbors, maximin_order, MaximinOrder, MaximinOutput, MaximinSizes, MaximinSplit,
+};
 pub use metric::{Kernel, Matrix, Metric, MetricData};
 pub use query::{query_batch, QueryBatch, QueryOutput};
 pub use query_block::QueryBlocks;

@@ -17,9 +17,9 @@ use covertreex_core::dense::{pack, within, Boxes, PackedArrays, BOX_LEAF, BOX_MA
 use covertreex_core::query::on_pool;
 use covertreex_core::{
     build_tree, build_tree_batch, dense_query, kernel_matrix as kernels, maximin_neighbors,
-    pack_split_rows, query_batch, Blocks, CoreError, DenseScreen, Int8Packing, Kernel, Matrix,
-    MaximinSizes, MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks, SplitConstants,
-    SplitData, Stop, SPLIT_CONSTANTS, SPLIT_FACTORS,
+    maximin_order, pack_split_rows, query_batch, Blocks, CoreError, DenseScreen, Int8Packing,
+    Kernel, Matrix, MaximinSizes, MaximinSplit, MetricData, Mode, QueryBatch, QueryBlocks,
+    SplitConstants, SplitData, Stop, SPLIT_CONSTANTS, SPLIT_FACTORS,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
@@ -82,6 +82,18 @@ struct Halt {
 }
 
 impl Halt {
+    /// A progress callback for the work: `callback(n)` with the GIL until it raises, whose error then
+    /// stops the work ([`Self::fail`]).
+    fn reporter<'a>(&'a self, callback: &'a Option<Py<PyAny>>) -> impl FnMut(usize) + Send + 'a {
+        move |n| {
+            if let (Some(callback), false) = (callback, self.failed()) {
+                if let Err(error) = Python::attach(|py| callback.call1(py, (n,)).map(drop)) {
+                    self.fail(error);
+                }
+            }
+        }
+    }
+
     /// Stop the work for `error`, unless an earlier error already did.
     fn fail(&self, error: PyErr) {
         let mut first = self.error.lock().unwrap_or_else(PoisonError::into_inner);
@@ -668,13 +680,7 @@ fn maximin<'py>(
     let view = arrays.view(py)?;
     let callback = progress.filter(|p| !p.is_none()).map(Bound::unbind);
     let out = interruptible(py, interrupt, |halt| {
-        let mut report = |n: usize| {
-            if let (Some(callback), false) = (&callback, halt.failed()) {
-                if let Err(error) = Python::attach(|py| callback.call1(py, (n,)).map(drop)) {
-                    halt.fail(error);
-                }
-            }
-        };
+        let mut report = halt.reporter(&callback);
         maximin_neighbors(
             &view,
             first,
@@ -695,6 +701,35 @@ fn maximin<'py>(
         out.rounds,
         out.screened,
     ))
+}
+
+/// Exact maximin order of the Euclidean points (n x d) from row `first`, alone (no neighbour rows), by
+/// the packed boxes (rust/core/src/maximin/farthest.rs): (order, canonical evaluations). `threads`
+/// workers pack the boxes (the placements are serial); nothing returned depends on them. `progress(n)`
+/// is called with the GIL every 4,096 placements and at the end; an exception it raises ends the call
+/// and is what it raises.
+#[pyfunction]
+#[pyo3(signature = (points, first, threads=None, progress=None, interrupt=None))]
+fn maximin_farthest<'py>(
+    py: Python<'py>,
+    points: &Bound<'py, PyAny>,
+    first: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
+    progress: Option<Bound<'py, PyAny>>,
+    interrupt: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, i64)> {
+    let threads = thread_count(threads)?;
+    let first: i64 = scalar(first, "first")?;
+    let points = array2(points, "points")?;
+    let (n, d) = (points.shape()[0], points.shape()[1]);
+    let points = Matrix::new("points", slice(py, &points, "points")?, n, d)
+        .map_err(|e| errors::core_error(py, &e))?;
+    let callback = progress.filter(|p| !p.is_none()).map(Bound::unbind);
+    let out = interruptible(py, interrupt, |halt| {
+        let mut report = halt.reporter(&callback);
+        maximin_order(points, first, threads, &mut report, &halt.stop)
+    })?;
+    Ok((out.order.into_pyarray(py), out.evaluations))
 }
 
 /// k(A_i, B_j) of every row pair of the kernel with integer code `kernel`, as a new (n_a, n_b) array:
@@ -901,6 +936,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BOX_MAX_WIDTH", BOX_MAX_WIDTH)?;
     m.add_class::<SplitRows>()?;
     m.add_function(wrap_pyfunction!(maximin, m)?)?;
+    m.add_function(wrap_pyfunction!(maximin_farthest, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(squared_norms, m)?)?;
     m.add_function(wrap_pyfunction!(split_rows, m)?)?;

@@ -75,7 +75,7 @@ pub struct PackedBoxes {
 
 /// The first box of each level, leaves first, and the end of the last one (the top level holds one
 /// box), for `n` points in leaves of `leaf` and boxes of `fan` (no level for no points).
-fn level_starts(n: usize, leaf: usize, fan: usize) -> Vec<usize> {
+pub(crate) fn level_starts(n: usize, leaf: usize, fan: usize) -> Vec<usize> {
     let mut starts = vec![0];
     let mut count = n.div_ceil(leaf);
     while count > 0 {
@@ -277,16 +277,26 @@ impl Boxes<'_> {
 }
 
 impl<'a> Boxes<'a> {
+    /// Boxes per box of the level above.
+    pub(crate) fn fan(&self) -> usize {
+        self.fan
+    }
+
     /// The boxes of the level below `level` under its box `node`, and the first box of that level
     /// (`starts`: [`level_starts`]).
-    fn children(&self, starts: &[usize], level: usize, node: usize) -> (usize, Range<usize>) {
+    pub(crate) fn children(
+        &self,
+        starts: &[usize],
+        level: usize,
+        node: usize,
+    ) -> (usize, Range<usize>) {
         let first = starts[level - 1];
         let end = (first + (node + 1) * self.fan).min(starts[level]);
         (first, first + node * self.fan..end)
     }
 
     /// Box `b`'s lower bound on the canonical squared sum from `query` to its points ([`gap_bound`]).
-    fn bound(&self, b: usize, query: &[f64]) -> f64 {
+    pub(crate) fn bound(&self, b: usize, query: &[f64]) -> f64 {
         let d = self.width;
         let bounds = &self.arrays.boxes[b * 2 * d..(b + 1) * 2 * d];
         gap_bound(query, &bounds[..d], &bounds[d..])
@@ -296,7 +306,12 @@ impl<'a> Boxes<'a> {
     /// in `sums`. The leaf's points are summed in lockstep, each lane
     /// [`squared_sum`](crate::metric::squared_sum)'s sum (the query's coordinate first, terms in index
     /// order from 0), so every value is the canonical one.
-    fn leaf_sums(&self, leaf: usize, query: &[f64], sums: &mut [f64; MAX_LEAF]) -> &'a [i64] {
+    pub(crate) fn leaf_sums(
+        &self,
+        leaf: usize,
+        query: &[f64],
+        sums: &mut [f64; MAX_LEAF],
+    ) -> &'a [i64] {
         let (d, size) = (self.width, self.leaf);
         let first = leaf * size;
         let members = &self.arrays.order[first..(first + size).min(self.arrays.order.len())];
@@ -428,7 +443,7 @@ impl Search<'_, '_> {
 const MAX_FAN: usize = 64;
 
 /// The largest leaf [`Search::open`] sums on its stack.
-const MAX_LEAF: usize = 64;
+pub(crate) const MAX_LEAF: usize = 64;
 
 /// [`super::dense_query`] on the box screen. The search reads the packing's coordinates (checked finite
 /// when packed) and the query rows, so of the values only those rows are checked here: a call reads

@@ -10,7 +10,7 @@
 //! parallel on rayon. Tile shapes never depend on the thread count and spans
 //! decide nothing ([`spans`]), so answers and counters do not either.
 
-mod boxes;
+pub(crate) mod boxes;
 mod exp;
 mod int8;
 mod screen;

@@ -28,6 +28,7 @@
 //! thread count, so the order, rows and counters do not either.
 
 mod boxes;
+mod farthest;
 mod point;
 mod pool;
 mod rows;
@@ -41,6 +42,7 @@ use crate::hilbert;
 use crate::metric::{squared_sum, Metric, MetricData};
 use crate::query::{on_pool, QueryBatch};
 use crate::stop::Stop;
+pub use farthest::{maximin_order, MaximinOrder};
 use point::{Column, Offers, Placed, Point, Scratch};
 use pool::{Mark, Pool};
 use rows::Rows;
@@ -614,9 +616,8 @@ impl ExactSlab<'_> {
     }
 }
 
-fn check(data: &MetricData, first: i64, k: i64, sizes: MaximinSizes) -> Result<()> {
-    data.check()?;
-    let n = data.n_points();
+/// That the ordering's first point is one of the `n` points.
+fn check_first(first: i64, n: usize) -> Result<()> {
     if first < 0 || first >= n as i64 {
         return Err(CoreError::IndexOutOfRange {
             what: "first",
@@ -625,6 +626,12 @@ fn check(data: &MetricData, first: i64, k: i64, sizes: MaximinSizes) -> Result<(
             bound: n,
         });
     }
+    Ok(())
+}
+
+fn check(data: &MetricData, first: i64, k: i64, sizes: MaximinSizes) -> Result<()> {
+    data.check()?;
+    check_first(first, data.n_points())?;
     if k < 1 {
         return Err(CoreError::KOutOfRange {
             k,
