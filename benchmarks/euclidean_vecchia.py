@@ -14,7 +14,7 @@ checked against ours (same order, neighbour recall). The GEMM floor column is th
 measured dgemm rate needs for the N^2 / 2 pair products of d terms: what a dense pass cannot go below.
 
     python benchmarks/euclidean_vecchia.py                           # the cases of docs/benchmarks.md
-    python benchmarks/euclidean_vecchia.py --sizes 1000000 --dims 2 3 --fused-max 0
+    python benchmarks/euclidean_vecchia.py --sizes 1000000 --dims 2,3 --fused-max 0
     python benchmarks/euclidean_vecchia.py --sizes 32768 --dims 2 --numpy-max 32768
 """
 
