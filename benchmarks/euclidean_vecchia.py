@@ -3,10 +3,10 @@
 Per case (N uniform points in [0, 1]^d, seed 0; k neighbours) it runs, in this process and one after the
 other: our whole job (``vecchia_neighbors(X, k, metric="euclidean", ordering="maximin")``: in up to
 FARTHEST_MAX_WIDTH coordinates the packed boxes order alone, then the predecessor query finds the rows; in
-more, the rust pass that orders and finds the rows together), with its ordering's evaluations per point; up
-to --fused-max points, that fused pass alone with its work counters (canonical evaluations and pairs given a
-value, per point: the route low-dimensional jobs took before the boxes ordered them); scipy's cKDTree
-answering each point's k + 1 nearest among *all* points
+more, the rust pass that orders and finds the rows together), with its ordering's evaluations per point;
+up to --other-max points, the other route on the same data (the fused pass alone, or the boxes' order then
+the query), its answer checked equal to the job's, which is how FARTHEST_MAX_WIDTH was chosen; scipy's
+cKDTree answering each point's k + 1 nearest among *all* points
 (build included: not the Vecchia problem, which needs an ordering first and excludes later points, but the
 fastest library answer to the neighbour half alone), and, up to --numpy-max points, a NumPy f64 reference
 written here (the maximin loop of N vector steps, then blocked predecessor distances with argpartition),
@@ -14,7 +14,8 @@ checked against ours (same order, neighbour recall). The GEMM floor column is th
 measured dgemm rate needs for the N^2 / 2 pair products of d terms: what a dense pass cannot go below.
 
     python benchmarks/euclidean_vecchia.py                           # the cases of docs/benchmarks.md
-    python benchmarks/euclidean_vecchia.py --sizes 1000000 --dims 2,3 --fused-max 0
+    python benchmarks/euclidean_vecchia.py --sizes 1000000 --dims 2,3 --other-max 0
+    python benchmarks/euclidean_vecchia.py --sizes 20000,200000 --dims 5,6,7,8,10 --numpy-max 1   # the rule
     python benchmarks/euclidean_vecchia.py --sizes 32768 --dims 2 --numpy-max 32768
 """
 
@@ -31,6 +32,7 @@ from scipy.spatial import cKDTree
 import covertreex as ct
 from covertreex import vecchia_orderings
 from covertreex.engines import rust
+from covertreex.vecchia import FARTHEST_MAX_WIDTH
 
 ROW_BLOCK = 256
 """Rows per block of the NumPy reference's predecessor distances (a block is ROW_BLOCK x N floats)."""
@@ -78,6 +80,26 @@ def recall(ours: np.ndarray, reference: np.ndarray) -> float:
     return hits / max(1, int((reference >= 0).sum()))
 
 
+def other_route(X: np.ndarray, k: int, job) -> str:
+    """The table cells of the route the job did not take on X (the fused pass alone, or the boxes' order then
+    the predecessor query), its answer checked equal to the job's."""
+    first = vecchia_orderings.first_point(X)
+    start = time.perf_counter()
+    if X.shape[1] <= FARTHEST_MAX_WIDTH:
+        space = ct.CoverTree(metric="euclidean").fit(X).space
+        order, rows, _, evaluations, _, _ = rust._extension().maximin(
+            rust._canonical(space.data, rust._METRIC_DTYPES), first, k, rust.MAXIMIN_BLOCK,
+            k + vecchia_orderings.ROOM_OVER_K, None)
+        name = "fused pass"
+    else:
+        order, evaluations = rust.maximin_order(X, first)
+        rows = ct.vecchia_neighbors(X, k, metric="euclidean", ordering=order).neighbors
+        name = "boxes' order + query"
+    seconds = time.perf_counter() - start
+    assert np.array_equal(order, job.ordering) and np.array_equal(rows, job.neighbors)
+    return f"| {name} | {seconds:.2f} | {evaluations / len(X):.1f} "
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int_list, default=(32768, 100000, 300000))
@@ -85,16 +107,16 @@ def main() -> None:
     parser.add_argument("--k", type=positive_int, default=30)
     parser.add_argument("--numpy-max", type=positive_int, default=32768,
                         help="largest N the NumPy reference runs at (its maximin loop is O(N^2))")
-    parser.add_argument("--fused-max", type=int, default=300000,
-                        help="largest N the fused pass alone runs at (0: never; it is quadratic in N)")
+    parser.add_argument("--other-max", type=int, default=300000,
+                        help="largest N the other route runs at (0: never; the fused pass is quadratic in N)")
     args = parser.parse_args()
     if not ct.engine_available("rust"):
         parser.error("the rust extension is not built: pip install -e .")
     rate = dgemm_rate()
     header(f"k {args.k}", f"measured dgemm {rate:.1f} GFLOP/s")
     print("\n| N | d | job wall s | job CPU s | ordering s | ordering evaluations/point | neighbours s | "
-          "fused pass wall s | fused evaluations/point | fused pairs valued/point | "
-          "cKDTree all-points k+1 s | NumPy reference s (same order, recall) | GEMM floor s |")
+          "other route | its wall s | its evaluations/point | cKDTree all-points k+1 s | "
+          "NumPy reference s (same order, recall) | GEMM floor s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         for d in args.dims:
@@ -102,15 +124,9 @@ def main() -> None:
             wall, cpu = time.perf_counter(), time.process_time()
             job = ct.vecchia_neighbors(X, args.k, metric="euclidean", ordering="maximin")
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            fused = "| not run " * 3
-            if n <= args.fused_max:
-                space = ct.CoverTree(metric="euclidean").fit(X).space
-                start = time.perf_counter()
-                order, rows, _, evaluations, _, valued = rust._extension().maximin(
-                    rust._canonical(space.data, rust._METRIC_DTYPES), vecchia_orderings.first_point(X),
-                    args.k, rust.MAXIMIN_BLOCK, args.k + vecchia_orderings.ROOM_OVER_K, None)
-                fused = f"| {time.perf_counter() - start:.2f} | {evaluations / n:.1f} | {valued / n:.0f} "
-                assert np.array_equal(order, job.ordering) and np.array_equal(rows, job.neighbors)
+            other = "| not run " * 3
+            if n <= args.other_max:
+                other = other_route(X, args.k, job)
             start = time.perf_counter()
             cKDTree(X).query(X, args.k + 1, workers=-1)
             kd = time.perf_counter() - start
@@ -123,7 +139,7 @@ def main() -> None:
                              f"{recall(job.neighbors, ref_rows):.6f})")
             floor = n * n / 2 * 2 * d / (rate * 1e9)
             print(f"| {n} | {d} | {wall:.2f} | {cpu:.2f} | {job.ordering_seconds:.2f} | "
-                  f"{job.maximin_evaluations / n:.1f} | {job.neighbor_seconds:.2f} {fused}| {kd:.2f} | "
+                  f"{job.maximin_evaluations / n:.1f} | {job.neighbor_seconds:.2f} {other}| {kd:.2f} | "
                   f"{reference} | {floor:.2f} |", flush=True)
 
 

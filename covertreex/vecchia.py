@@ -178,14 +178,16 @@ on the split 6.02-7.31 s, the order alone then the query 4.10-4.51 s (docs/bench
 on the split")."""
 
 
-FARTHEST_MAX_WIDTH = 6
+FARTHEST_MAX_WIDTH = 7
 """Coordinates up to which a Euclidean maximin ordering under the rust engine is found alone by the packed
 boxes (rust/core/src/maximin/farthest.rs, O(N log N) evaluations in a few dimensions) and the rows by the
 predecessor query in that order, instead of by the fused pass, which scans every unplaced point each
-round. Whole job, k = 30, uniform points (2026-12-07, Intel Xeon, 2 cores; fused against boxes then the
-query, same answers): d = 2: 0.37 -> 0.10 s at N = 20,000, 2.22 -> 0.49 s at 100,000; d = 3 at 100,000:
-2.46 -> 0.94 s; d = 5 at 50,000: 1.53 -> 0.93 s; d = 6: 2.10 -> 1.68 s at 50,000, 13.24 -> 7.90 s at
-200,000; d = 7 at 50,000: 2.11 -> 1.97 s; d = 8: 0.43 -> 0.65 s at 20,000, 21.33 -> 21.82 s at 200,000."""
+round. Whole job, k = 30, uniform points, boxes against the fused pass, the same answers (2026-12-07 16:14
+UTC, Intel Xeon, 2 cores; `python benchmarks/euclidean_vecchia.py --sizes 20000,200000 --dims 5,6,7,8,10
+--numpy-max 1`, docs/benchmarks.md "The Euclidean maximin order in O(N log N)"): N = 20,000: d = 5 0.31
+against 0.38 s, 6: 0.32 / 0.39, 7: 0.38 / 0.39, 8: 0.49 / 0.40, 10: 0.77 / 0.45; N = 200,000: d = 5 3.37 /
+9.07, 6: 5.20 / 11.53, 7: 8.46 / 16.12, 8: 16.42 / 17.89, 10: 25.08 / 18.17. In more coordinates every box
+is near every point. The ordering alone (a residual job's 'maximin-euclidean') follows the same rule."""
 
 
 def _orders_alone_by_boxes(ordering_metric: str, X: np.ndarray, engine: str) -> bool:
@@ -307,21 +309,22 @@ def vecchia_neighbors(
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
     engine: 'auto' (the fastest exact way: 'rust' in perf mode when it is built, which takes the split screen
     where it pays, else gold's fused pass of :mod:`covertreex.maximin_dense` for residual maximin), 'rust'
-    (maximin in the neighbour metric fused with the neighbours by rust/core/src/maximin; a maximin in the
-    other metric by the same pass, then the predecessor query; in parity mode, an explicit engine's default,
-    which keeps the f64 screen: the same answers, 1.6x the wait of 'auto' at N = 32,768, m = 512; a Euclidean
-    maximin of points of at most FARTHEST_MAX_WIDTH (6) coordinates is found alone by the packed boxes of
-    rust/core/src/maximin/farthest.rs, in O(N log N) evaluations, then the predecessor query), 'gold' or
-    'brute' (maximin by that engine's tree walk, then its predecessor query). `progress(stage, n)` hears how
-    many points of N a stage ('ordering', then 'neighbours'; a fused pass reports both as it goes) has
-    finished; heard of, the neighbours of an ordering found first are found in up to PROGRESS_RANGES (16)
-    ranges of equal cost, each reported as it ends (the same answer). `scheduler` (a dask.distributed
-    Client or a scheduler address) finds the neighbours on that cluster (:mod:`covertreex.distributed`; the
-    ordering is computed here); the answer is byte-identical. A maximin ordering that the engine fuses with
-    the neighbours (above) runs here whatever the scheduler: the pass finds the neighbours while it orders,
-    for little more than ordering alone, so the cluster could only repeat them (docs/vecchia.md, "On a Dask
-    cluster"); where it takes the split screen and k > SPLIT_FUSED_MAX_K (16), the ordering runs here and
-    the neighbours on the cluster.
+    (in parity mode, an explicit engine's default, which keeps the f64 screen: the same answers, 1.6x the
+    wait of 'auto' at N = 32,768, m = 512), 'gold' or 'brute' (maximin by that engine's tree walk, then its
+    predecessor query). With rust ('rust', or 'auto' when built), a Euclidean maximin of points of at most
+    FARTHEST_MAX_WIDTH (7) coordinates, in either job, is found alone by the packed boxes of
+    rust/core/src/maximin/farthest.rs in O(N log N) evaluations, then the predecessor query finds the rows;
+    any other maximin in the neighbour metric is fused with the neighbours by rust/core/src/maximin, and one
+    in the other metric runs that pass for the ordering alone, then the predecessor query.
+    `progress(stage, n)` hears how many points of N a stage ('ordering', then 'neighbours'; a fused pass
+    reports both as it goes) has finished; heard of, the neighbours of an ordering found first are found in up
+    to PROGRESS_RANGES (16) ranges of equal cost, each reported as it ends (the same answer). `scheduler` (a
+    dask.distributed Client or a scheduler address) finds the neighbours on that cluster
+    (:mod:`covertreex.distributed`; the ordering is computed here); the answer is byte-identical. A maximin
+    ordering that the engine fuses with the neighbours (above) runs here whatever the scheduler: the pass
+    finds the neighbours while it orders, for little more than ordering alone, so the cluster could only
+    repeat them (docs/vecchia.md, "On a Dask cluster"); where it takes the split screen and k >
+    SPLIT_FUSED_MAX_K (16), the ordering runs here and the neighbours on the cluster.
     threads: how many threads the job runs on here (None: every CPU the process may use; at most that
     many), every parallel step included (V's construction, the split screen, the ordering, the neighbours);
     never changes the answer. A cluster's workers keep their own thread counts.

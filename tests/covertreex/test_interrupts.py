@@ -202,7 +202,7 @@ def _stopping_check():
 
 @needs_rust
 @pytest.mark.parametrize("call", ["sequential build", "batch build", "tree query", "dense query",
-                                  "maximin pass"])
+                                  "maximin pass", "maximin by the boxes"])
 def test_every_long_rust_call_raises_what_its_interrupt_check_raises(call, monkeypatch):
     """The extension polls covertreex.interrupts.check while it works and ends with its exception."""
     from covertreex.engines import rust
@@ -212,6 +212,7 @@ def test_every_long_rust_call_raises_what_its_interrupt_check_raises(call, monke
     built = ct.CoverTree(engine="rust", metric="euclidean", path="tree").fit(X)
     built.query(k=2, indices=[0])  # builds the tree before the check is replaced
     everything = np.arange(N_LONG)
+    wide = np.hstack([X, X, X])[:, :FARTHEST_MAX_WIDTH + 1]  # the fused pass, beyond the boxes' width
     calls = {
         "sequential build": lambda: ct.CoverTree(engine="rust", metric="euclidean", path="tree",
                                                  build="sequential").fit(X).query(k=2, indices=[0]),
@@ -220,10 +221,9 @@ def test_every_long_rust_call_raises_what_its_interrupt_check_raises(call, monke
         "tree query": lambda: built.query(k=5, indices=everything),
         "dense query": lambda: ct.CoverTree(engine="rust", metric="euclidean", path="dense").fit(X).query(
             k=5, indices=everything),
-        "maximin pass": lambda: ct.vecchia_neighbors(np.hstack([X, X[:, :FARTHEST_MAX_WIDTH - 2]]), 5,
-                                                     metric="euclidean", ordering="maximin", engine="rust"),
-        "maximin by the boxes": lambda: ct.vecchia_neighbors(X, 5, metric="euclidean", ordering="maximin",
-                                                             engine="rust"),
+        "maximin pass": lambda: ct.vecchia_neighbors(wide, 5, metric="euclidean", ordering="maximin",
+                                                     engine="rust"),
+        "maximin by the boxes": lambda: rust.maximin_order(X, 0),
     }
     monkeypatch.setattr(interrupts, "check", _stopping_check)
     with pytest.raises(Stopped):

@@ -1,6 +1,6 @@
-//! The box screen of the dense path: Euclidean points of a few coordinates, packed along the Hilbert
-//! curve into leaves of [`LEAF`] points, each leaf with the bounding box of its points, and boxes of
-//! [`FAN`] boxes above them up to one box of everything (a packed R-tree). A query visits boxes nearest
+//! The box screen of the dense path: Euclidean points of a few coordinates, packed by median cuts
+//! ([`split_order`]) into leaves of [`LEAF`] points, each leaf with the bounding box of its points, and
+//! boxes of [`FAN`] boxes above them up to one box of everything (a packed R-tree). A query visits boxes nearest
 //! first and skips every box whose lower bound on the distance to any of its points exceeds its running
 //! k-th distance; the points of the leaves it opens are evaluated canonically. In a few dimensions a
 //! query opens a few leaves near it, where the GEMM screen went through every pair (and cKDTree answered
@@ -88,11 +88,64 @@ pub(crate) fn level_starts(n: usize, leaf: usize, fan: usize) -> Vec<usize> {
     starts
 }
 
-/// The points of `x` packed in leaves of [`LEAF`] points and boxes of `FAN` boxes along the Hilbert
-/// curve of covertreex.ordering.hilbert_order, on `threads` workers (None: rayon's global pool); the
-/// packing does not depend on them.
+/// The points of `x` packed in leaves of [`LEAF`] points and boxes of `FAN` boxes, cut at medians
+/// (`split_order`), on `threads` workers (None: rayon's global pool); the packing does not depend on
+/// them.
 pub fn pack(x: Matrix, threads: Option<i64>) -> Result<PackedBoxes> {
     run_on(thread_pool(threads)?, || pack_with(x, LEAF, FAN))
+}
+
+/// Points from which the two halves of a split are arranged in parallel.
+const PARALLEL_SPLIT: usize = 1 << 15;
+
+/// The rows of `x` in an order whose aligned runs (of `leaf`, `leaf fan`, `leaf fan^2`, .. points: the
+/// leaves and boxes of the packing) are compact: a box's points are cut in two along their widest
+/// coordinate at a multiple of its children's capacity nearest the middle, and again, until every part
+/// fits one child, whose points are arranged the same way. Along the Hilbert curve (the order before
+/// 2026-12-07) a run of 16 points often straddled a jump of the curve, and a query opened 1.5-2.3x as
+/// many points, more or fewer with N as runs fell against the curve's cells (docs/benchmarks.md, "Boxes
+/// cut at the median"). Ties go by row, so the order is a function of the points alone.
+pub(crate) fn split_order(x: Matrix, leaf: usize, fan: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..x.rows()).collect();
+    let mut capacity = leaf;
+    while capacity < order.len() {
+        capacity = capacity.saturating_mul(fan);
+    }
+    arrange(x, &mut order, capacity, leaf, fan);
+    order
+}
+
+/// Arrange the points of one box of `capacity` points ([`split_order`]).
+fn arrange(x: Matrix, part: &mut [usize], capacity: usize, leaf: usize, fan: usize) {
+    if part.len() > leaf {
+        cut(x, part, capacity / fan, leaf, fan);
+    }
+}
+
+/// Cut `part` into runs of `child` points (the last one shorter), each arranged as a box.
+fn cut(x: Matrix, part: &mut [usize], child: usize, leaf: usize, fan: usize) {
+    let n = part.len();
+    if n <= child {
+        return arrange(x, part, child, leaf, fan);
+    }
+    let at = (child * ((n + child) / (2 * child))).clamp(child, (n - 1) / child * child);
+    let (lo, hi) = span_of(part.iter().map(|&j| x.row(j)), x.cols());
+    let widest = (0..x.cols())
+        .max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b])).then(b.cmp(&a)))
+        .unwrap_or(0);
+    part.select_nth_unstable_by(at, |&a, &b| {
+        (x.row(a)[widest].total_cmp(&x.row(b)[widest])).then(a.cmp(&b))
+    });
+    let (left, right) = part.split_at_mut(at);
+    if n >= PARALLEL_SPLIT {
+        rayon::join(
+            || cut(x, left, child, leaf, fan),
+            || cut(x, right, child, leaf, fan),
+        );
+    } else {
+        cut(x, left, child, leaf, fan);
+        cut(x, right, child, leaf, fan);
+    }
 }
 
 /// The shapes [`Search`] holds on its stack: leaves of 1 to [`MAX_LEAF`] points, fan-outs of 2 to
@@ -127,7 +180,7 @@ pub(crate) fn pack_with(x: Matrix, leaf: usize, fan: usize) -> Result<PackedBoxe
         });
     }
     all_finite("points to pack in boxes", x.values())?;
-    let order = hilbert::order(x)?;
+    let order = split_order(x, leaf, fan);
     let starts = level_starts(n, leaf, fan);
     let mut coords = Vec::with_capacity(starts[1] * leaf * d);
     let mut boxes = Vec::with_capacity(starts[starts.len() - 1] * 2 * d);
@@ -277,11 +330,6 @@ impl Boxes<'_> {
 }
 
 impl<'a> Boxes<'a> {
-    /// Boxes per box of the level above.
-    pub(crate) fn fan(&self) -> usize {
-        self.fan
-    }
-
     /// The boxes of the level below `level` under its box `node`, and the first box of that level
     /// (`starts`: [`level_starts`]).
     pub(crate) fn children(
@@ -679,26 +727,7 @@ impl Ball<'_, '_> {
 mod tests {
     use super::*;
     use crate::metric::{squared_sum, Kernel};
-
-    fn random(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    }
-
-    /// n points of d coordinates: uniform, on a small integer lattice (ties and duplicates everywhere),
-    /// or a few sites far apart with tiny offsets near 1e6 (boxes whose bounds round).
-    fn points(kind: usize, n: usize, d: usize, state: &mut u64) -> Vec<f64> {
-        let unit = |bits: u64| (bits >> 11) as f64 / (1u64 << 53) as f64;
-        (0..n * d)
-            .map(|_| match kind {
-                0 => unit(random(state)),
-                1 => (random(state) % 3) as f64,
-                _ => 1e6 + (random(state) % 4) as f64 * 1e3 + unit(random(state)) * 1e-9,
-            })
-            .collect()
-    }
+    use crate::testing::points;
 
     fn euclidean<'a>(x: &'a [f64], ones: &'a [f64], d: usize) -> MetricData<'a> {
         let n = x.len() / d;
@@ -931,6 +960,19 @@ mod tests {
             matches!(refused, Err(CoreError::KOutOfRange { k: 2, .. })),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn a_lattice_packs_into_square_leaves() {
+        // 64 x 16 points: median cuts give leaves of 4 x 4 neighbours, where the Hilbert curve (on a grid
+        // that stretches each coordinate to the same range) gave runs of 8 x 2 points.
+        let x: Vec<f64> = (0..64 * 16)
+            .flat_map(|i| [(i % 64) as f64, (i / 64) as f64])
+            .collect();
+        let packed = pack_with(Matrix::new("X", &x, 64 * 16, 2).unwrap(), 16, 8).unwrap();
+        for bounds in packed.boxes.chunks(4).take(64 * 16 / 16) {
+            assert_eq!([bounds[2] - bounds[0], bounds[3] - bounds[1]], [3.0, 3.0]);
+        }
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //! holds about N / r points in a few dimensions: O(N log N) evaluations in all. In many dimensions
 //! every box is near every point and the fused pass's GEMM tiles do the same work faster.
 
-use super::check_first;
-use crate::dense::boxes::{level_starts, pack, Boxes, LEAF, MAX_LEAF};
+use super::{better, check_first};
+use crate::dense::boxes::{level_starts, pack, Boxes, FAN, LEAF, MAX_LEAF};
 use crate::errors::Result;
 use crate::metric::Matrix;
 use crate::stop::Stop;
@@ -38,11 +38,6 @@ pub struct MaximinOrder {
     /// Canonical distances evaluated (pairs of a placed point with the unplaced points of the leaves
     /// its placement opened).
     pub evaluations: i64,
-}
-
-/// Whether key (d1, i1) comes before (d2, i2): larger distance, then smaller index.
-fn better(d1: f64, i1: i64, d2: f64, i2: i64) -> bool {
-    d1 > d2 || (d1 == d2 && i1 < i2)
 }
 
 struct Farthest<'a> {
@@ -68,7 +63,7 @@ impl Farthest<'_> {
         let mut home = at / LEAF;
         for level in self.home.iter_mut() {
             *level = home;
-            home /= self.boxes.fan();
+            home /= FAN;
         }
         let top = self.starts.len() - 2;
         self.visit(top, 0, self.points.row(c));
@@ -140,7 +135,7 @@ pub fn maximin_order(
     check_first(first, n)?;
     let packed = pack(x, threads)?;
     let boxes = Boxes::new(packed.arrays(), n, x.cols())?;
-    let starts = level_starts(n, LEAF, boxes.fan());
+    let starts = level_starts(n, LEAF, FAN);
     let n_boxes = starts[starts.len() - 1];
     let mut position = vec![0; n];
     for (at, &j) in packed.order.iter().enumerate() {
@@ -181,30 +176,7 @@ pub fn maximin_order(
 mod tests {
     use super::*;
     use crate::errors::CoreError;
-    use crate::metric::squared_sum;
-
-    /// Farthest point first by a full scan of canonical distances, ties to the smallest index.
-    fn brute_order(x: &[f64], d: usize, first: usize) -> Vec<i64> {
-        let n = x.len() / d;
-        let row = |i: usize| &x[i * d..(i + 1) * d];
-        let mut nearest = vec![f64::INFINITY; n];
-        let mut placed = vec![false; n];
-        let mut order = vec![first as i64];
-        let mut c = first;
-        while order.len() < n {
-            placed[c] = true;
-            for (j, near) in nearest.iter_mut().enumerate() {
-                *near = near.min(squared_sum(row(c), row(j)).sqrt());
-            }
-            let next = (0..n)
-                .filter(|&j| !placed[j])
-                .reduce(|b, j| if nearest[j] > nearest[b] { j } else { b })
-                .unwrap();
-            order.push(next as i64);
-            c = next;
-        }
-        order
-    }
+    use crate::testing::{brute_maximin, lattice, points};
 
     fn ordered(x: &[f64], d: usize, first: i64) -> MaximinOrder {
         let m = Matrix::new("X", x, x.len() / d, d).unwrap();
@@ -214,34 +186,26 @@ mod tests {
     #[test]
     fn lattices_duplicates_and_random_points_are_brute_force() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let lattice: Vec<f64> = (0..300)
-            .map(|i| if i < 121 { i } else { (i * 7) % 121 })
-            .flat_map(|i| [(i % 11) as f64, (i / 11) as f64])
-            .collect();
-        let random: Vec<f64> = (0..3 * 700).map(|_| uniform()).collect();
-        let tiny: Vec<f64> = (0..2 * 50)
-            .map(|i| f64::from(i % 7) * 2f64.powi(-1070))
-            .collect();
-        // Squares that overflow: pairs across the two groups are at distance inf, tied.
-        let huge: Vec<f64> = (0..60)
-            .map(|i| f64::from(i % 9) * if i % 3 == 0 { 1e200 } else { 1.0 })
-            .collect();
-        for (x, d) in [
-            (&lattice, 2),
-            (&random, 3),
-            (&tiny, 2),
-            (&huge, 1),
-            (&vec![5.0], 1),
-        ] {
+        let mut cases = vec![(lattice(), 2), (vec![5.0], 1)];
+        for (kind, n, d) in [(0, 700, 3), (1, 300, 2), (2, 200, 2), (0, 129, 1)] {
+            cases.push((points(kind, n, d, &mut state), d));
+        }
+        // Squares that underflow (every distance 0) or overflow (pairs across the groups at inf).
+        cases.push((
+            (0..100)
+                .map(|i| f64::from(i % 7) * 2f64.powi(-1070))
+                .collect(),
+            2,
+        ));
+        let huge = (0..60).map(|i| f64::from(i % 9) * if i % 3 == 0 { 1e200 } else { 1.0 });
+        cases.push((huge.collect(), 1));
+        for (x, d) in &cases {
             let n = x.len() / d;
             for first in [0, n / 2, n - 1] {
-                assert_eq!(ordered(x, d, first as i64).order, brute_order(x, d, first));
+                assert_eq!(
+                    ordered(x, *d, first as i64).order,
+                    brute_maximin(x, *d, first)
+                );
             }
         }
     }

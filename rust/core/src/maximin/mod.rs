@@ -167,7 +167,7 @@ struct Pass<'a> {
 }
 
 /// Whether (d1, i1) comes before (d2, i2) in maximin order: larger distance, then smaller index.
-fn better(d1: f64, i1: usize, d2: f64, i2: usize) -> bool {
+fn better<I: Ord>(d1: f64, i1: I, d2: f64, i2: I) -> bool {
     d1 > d2 || (d1 == d2 && i1 < i2)
 }
 
@@ -691,40 +691,7 @@ mod tests {
     use super::*;
     use crate::metric::distance;
     use crate::query::available_threads;
-    use crate::testing::plane;
-
-    /// A 7 x 7 integer lattice and 11 duplicates of its points: ties everywhere.
-    fn lattice() -> Vec<f64> {
-        (0..60)
-            .map(|i| if i < 49 { i } else { (i * 5) % 49 })
-            .flat_map(|i| [(i % 7) as f64, (i / 7) as f64])
-            .collect()
-    }
-
-    /// Farthest point first by a full scan, ties to the smallest index.
-    fn brute_order(data: &MetricData, first: usize) -> Vec<i64> {
-        let n = data.n_points();
-        let mut nearest = vec![f64::INFINITY; n];
-        let mut placed = vec![false; n];
-        let mut order = vec![first as i64];
-        let mut c = first;
-        while order.len() <= n {
-            placed[c] = true;
-            for (j, d) in nearest.iter_mut().enumerate() {
-                *d = d.min(distance(data, c, c as i64, data, j));
-            }
-            let Some(next) =
-                (0..n)
-                    .filter(|&j| !placed[j])
-                    .reduce(|b, j| if nearest[j] > nearest[b] { j } else { b })
-            else {
-                break;
-            };
-            order.push(next as i64);
-            c = next;
-        }
-        order
-    }
+    use crate::testing::{brute_maximin, lattice, plane};
 
     #[test]
     fn order_and_rows_are_brute_force_on_any_thread_count() {
@@ -749,7 +716,7 @@ mod tests {
                     .unwrap()
                 });
                 assert_eq!(one, many);
-                assert_eq!(one.order, brute_order(&data, first as usize));
+                assert_eq!(one.order, brute_maximin(&x, 2, first as usize));
                 for i in 0..n {
                     let at = |p: usize| one.order[p] as usize;
                     let mut row: Vec<(f64, i64)> = (0..i)
