@@ -102,9 +102,10 @@ const PARALLEL_SPLIT: usize = 1 << 15;
 /// leaves and boxes of the packing) are compact: a box's points are cut in two along their widest
 /// coordinate at a multiple of its children's capacity nearest the middle, and again, until every part
 /// fits one child, whose points are arranged the same way. Along the Hilbert curve (the order before
-/// 2026-12-07) a run of 16 points often straddled a jump of the curve, and a query opened 1.5-2.3x as
-/// many points, more or fewer with N as runs fell against the curve's cells (docs/benchmarks.md, "Boxes
-/// cut at the median"). Ties go by row, so the order is a function of the points alone.
+/// 2026-12-07) a run of 16 points often straddled a jump of the curve, and a query opened 1.4-3.8x as
+/// many points, more or fewer with N as runs fell against the curve's cells; points sharing a cell of
+/// its grid (all but a far outlier's) followed by row, and their leaves overlapped (docs/benchmarks.md,
+/// "Boxes cut at the median"). Ties go by row, so the order is a function of the points alone.
 pub(crate) fn split_order(x: Matrix, leaf: usize, fan: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..x.rows()).collect();
     let mut capacity = leaf;
