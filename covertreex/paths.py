@@ -58,7 +58,10 @@ where the boxes were 1.2-1.9x faster, all at N <= 10,000 (a few milliseconds).""
 
 def box_evaluations(n_dims: int, n_points: int, k: int) -> float:
     """Estimated points one query's box screen evaluates: 62 * 1.75^d at k = 10 and N = 50,000, times
-    (k + 30) / 40 and (N / 50,000)^0.16 (the same fit), at most N."""
+    (k + 30) / 40 and (N / 50,000)^0.16 (the same fit), at most N. Fitted to the boxes packed along the
+    Hilbert curve; cut at medians since 2026-12-07, they open 1.8-3.9x fewer points, so this overestimates,
+    and near the crossover (N <= 10,000, a few milliseconds) 'auto' may keep the f64 screen where the boxes
+    are now 1.2-1.6x faster (docs/benchmarks.md, "Boxes cut at the median"; the fit is still the old one)."""
     if n_dims > 64:  # 1.75^d alone reaches any N long before it overflows
         return float(n_points)
     estimate = 62.0 * 1.75**n_dims * (k + 30) / 40 * (n_points / 50_000) ** 0.16

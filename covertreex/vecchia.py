@@ -184,7 +184,7 @@ boxes (rust/core/src/maximin/farthest.rs, O(N log N) evaluations in a few dimens
 predecessor query in that order, instead of by the fused pass, which scans every unplaced point each
 round. Whole job, k = 30, uniform points, boxes against the fused pass, the same answers (2026-12-07 16:14
 UTC, Intel Xeon, 2 cores; `python benchmarks/euclidean_vecchia.py --sizes 20000,200000 --dims 5,6,7,8,10
---numpy-max 1`, docs/benchmarks.md "The Euclidean maximin order in O(N log N)"): N = 20,000: d = 5 0.31
+--numpy-max 1`, docs/benchmarks.md "Boxes cut at the median"): N = 20,000: d = 5 0.31
 against 0.38 s, 6: 0.32 / 0.39, 7: 0.38 / 0.39, 8: 0.49 / 0.40, 10: 0.77 / 0.45; N = 200,000: d = 5 3.37 /
 9.07, 6: 5.20 / 11.53, 7: 8.46 / 16.12, 8: 16.42 / 17.89, 10: 25.08 / 18.17. In more coordinates every box
 is near every point. The ordering alone (a residual job's 'maximin-euclidean') follows the same rule."""

@@ -212,7 +212,7 @@ def test_every_long_rust_call_raises_what_its_interrupt_check_raises(call, monke
     built = ct.CoverTree(engine="rust", metric="euclidean", path="tree").fit(X)
     built.query(k=2, indices=[0])  # builds the tree before the check is replaced
     everything = np.arange(N_LONG)
-    wide = np.hstack([X, X, X])[:, :FARTHEST_MAX_WIDTH + 1]  # the fused pass, beyond the boxes' width
+    wide = np.hstack([X, np.repeat(X[:, :1], FARTHEST_MAX_WIDTH - 2, axis=1)])  # beyond the boxes' width
     calls = {
         "sequential build": lambda: ct.CoverTree(engine="rust", metric="euclidean", path="tree",
                                                  build="sequential").fit(X).query(k=2, indices=[0]),

@@ -20,6 +20,7 @@
 //! with the canonical distance bits, and a k-th-distance tie must go to the lowest index; the crates
 //! (kiddo, kdtree) break ties as their traversal meets them.
 
+use std::cmp;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -95,17 +96,20 @@ pub fn pack(x: Matrix, threads: Option<i64>) -> Result<PackedBoxes> {
     run_on(thread_pool(threads)?, || pack_with(x, LEAF, FAN))
 }
 
-/// Points from which the two halves of a split are arranged in parallel.
+/// Points from which the two halves of a split are arranged in parallel: such a part is about 10 ms of
+/// work (10^6 points pack in 0.39-0.44 s on one thread, 0.21-0.24 s on two), far above a rayon task's
+/// cost; smaller parts stay on their thread.
 const PARALLEL_SPLIT: usize = 1 << 15;
 
 /// The rows of `x` in an order whose aligned runs (of `leaf`, `leaf fan`, `leaf fan^2`, .. points: the
 /// leaves and boxes of the packing) are compact: a box's points are cut in two along their widest
 /// coordinate at a multiple of its children's capacity nearest the middle, and again, until every part
 /// fits one child, whose points are arranged the same way. Along the Hilbert curve (the order before
-/// 2026-12-07) a run of 16 points often straddled a jump of the curve, and a query opened 1.4-3.8x as
+/// 2026-12-07) a run of 16 points often straddled a jump of the curve, and a query opened 1.4-3.9x as
 /// many points, more or fewer with N as runs fell against the curve's cells; points sharing a cell of
 /// its grid (all but a far outlier's) followed by row, and their leaves overlapped (docs/benchmarks.md,
-/// "Boxes cut at the median"). Ties go by row, so the order is a function of the points alone.
+/// "Boxes cut at the median"). Ties in the cut coordinate go by the other coordinates, then by row, so
+/// the order depends on X (its rows and their order) and never on the thread count.
 pub(crate) fn split_order(x: Matrix, leaf: usize, fan: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..x.rows()).collect();
     let mut capacity = leaf;
@@ -129,13 +133,27 @@ fn cut(x: Matrix, part: &mut [usize], child: usize, leaf: usize, fan: usize) {
     if n <= child {
         return arrange(x, part, child, leaf, fan);
     }
-    let at = (child * ((n + child) / (2 * child))).clamp(child, (n - 1) / child * child);
+    // The multiple of `child` nearest n / 2: child <= at < n, since n > child.
+    let at = child * ((n + child) / (2 * child));
+    debug_assert!(child <= at && at < n);
     let (lo, hi) = span_of(part.iter().map(|&j| x.row(j)), x.cols());
     let widest = (0..x.cols())
         .max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b])).then(b.cmp(&a)))
         .unwrap_or(0);
+    // Ties in the widest coordinate go by the others: a few far points make a coordinate the widest
+    // while most points share one value of it, and ties by row then split those points into boxes
+    // that each span all of them (a line and two points far off it: 376 evaluations a query, a
+    // review; 25 with the line alone).
+    let (xr, widest) = (&x, widest);
     part.select_nth_unstable_by(at, |&a, &b| {
-        (x.row(a)[widest].total_cmp(&x.row(b)[widest])).then(a.cmp(&b))
+        let (ra, rb) = (xr.row(a), xr.row(b));
+        (ra[widest].total_cmp(&rb[widest]))
+            .then_with(|| {
+                ra.iter()
+                    .zip(rb)
+                    .fold(cmp::Ordering::Equal, |o, (p, q)| o.then(p.total_cmp(q)))
+            })
+            .then(a.cmp(&b))
     });
     let (left, right) = part.split_at_mut(at);
     if n >= PARALLEL_SPLIT {
@@ -973,6 +991,28 @@ mod tests {
         let packed = pack_with(Matrix::new("X", &x, 64 * 16, 2).unwrap(), 16, 8).unwrap();
         for bounds in packed.boxes.chunks(4).take(64 * 16 / 16) {
             assert_eq!([bounds[2] - bounds[0], bounds[3] - bounds[1]], [3.0, 3.0]);
+        }
+    }
+
+    #[test]
+    fn ties_in_the_cut_coordinate_go_by_the_others() {
+        // A line x = 0 in shuffled rows and two points far off it along x, which make x the widest
+        // coordinate of every box holding one: the line's points must still fall into short runs.
+        let mut x: Vec<f64> = (0..1000)
+            .flat_map(|i| [0.0, f64::from((i * 37) % 1000) / 1000.0])
+            .collect();
+        x.extend([1e6, 0.5, -1e6, 0.5]);
+        let packed = pack_with(Matrix::new("X", &x, 1002, 2).unwrap(), 16, 8).unwrap();
+        for (leaf, bounds) in packed
+            .boxes
+            .chunks(4)
+            .take(1002usize.div_ceil(16))
+            .enumerate()
+        {
+            let members = &packed.order[leaf * 16..((leaf + 1) * 16).min(1002)];
+            if members.iter().all(|&j| j < 1000) {
+                assert!(bounds[3] - bounds[1] < 0.02, "leaf {leaf}: {bounds:?}");
+            }
         }
     }
 
