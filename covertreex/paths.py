@@ -47,24 +47,25 @@ def walk_evaluations(metric: str, n_dims: int, n_points: int, k: int) -> float:
     return min(float(n_points), 2.0 ** (n_dims / 2) * k * math.log2(n_points + 1))
 
 
-BOX_EVALUATION_COST = {False: 5.0, True: 10.0}
+BOX_EVALUATION_COST = {False: 8.0, True: 16.0}
 """What one point the box screen evaluates costs, in pairs screened in a GEMM tile (the box bounds, the
 visit and the canonical evaluation together), for queries of points (False) and in predecessor mode (True),
-where opened leaves also hold points not yet eligible. Fitted to rust in perf mode, one thread, N = 2,000 to
-50,000, d = 2-8, k = 10 and 50, Gaussian points (2026-12-07, `nproc` 2, Intel Xeon; docs/benchmarks.md,
-"The box screen"): of 72 cases, 'auto' takes the faster screen in 68; the other four take the f64 screen
-where the boxes were 1.2-1.9x faster, all at N <= 10,000 (a few milliseconds)."""
+where opened leaves also hold points not yet eligible. Fitted with :func:`box_evaluations` to rust in perf
+mode, one thread, N = 2,000 to 50,000, d = 2-8, k = 10 and 50, Gaussian points (2026-12-07 16:50 UTC,
+`nproc` 2, Intel Xeon; `python benchmarks/box_cost_grid.py`, docs/benchmarks.md "Boxes cut at the median"):
+the medians were 7.6 and 12.5; 16 keeps the predecessor query of 8 coordinates on the f64 screen, where the
+boxes took 1.6x its time at N = 50,000. Of the 72 cases 'auto' then takes the faster screen in 61, and the
+wrong choices cost 0.09 s in all (the previous constants, fitted to the Hilbert packing: 54 and 0.54 s); nine
+of the eleven are at N = 2,000, where a call takes milliseconds."""
 
 
 def box_evaluations(n_dims: int, n_points: int, k: int) -> float:
-    """Estimated points one query's box screen evaluates: 62 * 1.75^d at k = 10 and N = 50,000, times
-    (k + 30) / 40 and (N / 50,000)^0.16 (the same fit), at most N. Fitted to the boxes packed along the
-    Hilbert curve; cut at medians since 2026-12-07, they open 1.8-3.9x fewer points, so this overestimates,
-    and near the crossover (N <= 10,000, a few milliseconds) 'auto' may keep the f64 screen where the boxes
-    are now 1.2-1.6x faster (docs/benchmarks.md, "Boxes cut at the median"; the fit is still the old one)."""
-    if n_dims > 64:  # 1.75^d alone reaches any N long before it overflows
+    """Estimated points one query's box screen evaluates: 24 * 1.71^d at k = 10 and N = 50,000, times
+    (k + 19) / 29 and (N / 50,000)^0.15, at most N (least squares on the logarithms of the grid of
+    :data:`BOX_EVALUATION_COST`, the boxes cut at medians)."""
+    if n_dims > 64:  # 1.71^d alone reaches any N long before it overflows
         return float(n_points)
-    estimate = 62.0 * 1.75**n_dims * (k + 30) / 40 * (n_points / 50_000) ** 0.16
+    estimate = 24.0 * 1.71**n_dims * (k + 19) / 29 * (n_points / 50_000) ** 0.15
     return min(float(n_points), estimate)
 
 
