@@ -102,9 +102,9 @@ pub fn pack(x: Matrix, threads: Option<i64>) -> Result<PackedBoxes> {
 const PARALLEL_SPLIT: usize = 1 << 15;
 
 /// The rows of `x` in an order whose aligned runs (of `leaf`, `leaf fan`, `leaf fan^2`, .. points: the
-/// leaves and boxes of the packing) are compact: a box's points are cut in two along their widest
-/// coordinate at a multiple of its children's capacity nearest the middle, and again, until every part
-/// fits one child, whose points are arranged the same way. Along the Hilbert curve (the order before
+/// leaves and boxes of the packing) are compact: a box's points are cut in two along the coordinate of
+/// [`cut_coordinate`] at a multiple of its children's capacity nearest the middle, and again, until
+/// every part fits one child, whose points are arranged the same way. Along the Hilbert curve (the order before
 /// 2026-12-07) a run of 16 points often straddled a jump of the curve, and a query opened 1.4-3.9x as
 /// many points, more or fewer with N as runs fell against the curve's cells; points sharing a cell of
 /// its grid (all but a far outlier's) followed by row, and their leaves overlapped (docs/benchmarks.md,
@@ -127,6 +127,39 @@ fn arrange(x: Matrix, part: &mut [usize], capacity: usize, leaf: usize, fan: usi
     }
 }
 
+/// Rows of a part whose coordinates [`cut_coordinate`] reads (evenly spaced through it).
+const SPREAD_SAMPLE: usize = 64;
+
+/// The coordinate to cut `part` along: the widest spread of its middle half, judged on up to
+/// [`SPREAD_SAMPLE`] of its rows, then the widest range, then the smallest coordinate. By range alone a
+/// few far points chose a coordinate along which most points lay within 1e-12 of each other, and every
+/// box on the way down to them spanned all the others (a line and two points far off it: 345 evaluations
+/// a query, 25 for the line alone; a review). The sample only steers the cut: any cut is exact.
+fn cut_coordinate(x: Matrix, part: &[usize]) -> usize {
+    let step = part.len().div_ceil(SPREAD_SAMPLE).max(1);
+    let sample: Vec<usize> = part.iter().step_by(step).copied().collect();
+    let (lo, hi) = span_of(part.iter().map(|&j| x.row(j)), x.cols());
+    let mut values = Vec::with_capacity(sample.len());
+    let spread = |t: usize, values: &mut Vec<f64>| {
+        values.clear();
+        values.extend(sample.iter().map(|&j| x.row(j)[t]));
+        let quarter = values.len() / 4;
+        let top = values.len() - 1 - quarter;
+        let high = *values.select_nth_unstable_by(top, f64::total_cmp).1;
+        let low = *values[..=top]
+            .select_nth_unstable_by(quarter, f64::total_cmp)
+            .1;
+        (high - low, hi[t] - lo[t])
+    };
+    let spreads: Vec<(f64, f64)> = (0..x.cols()).map(|t| spread(t, &mut values)).collect();
+    (0..x.cols())
+        .max_by(|&a, &b| {
+            let ((qa, ra), (qb, rb)) = (spreads[a], spreads[b]);
+            qa.total_cmp(&qb).then(ra.total_cmp(&rb)).then(b.cmp(&a))
+        })
+        .unwrap_or(0)
+}
+
 /// Cut `part` into runs of `child` points (the last one shorter), each arranged as a box.
 fn cut(x: Matrix, part: &mut [usize], child: usize, leaf: usize, fan: usize) {
     let n = part.len();
@@ -136,22 +169,17 @@ fn cut(x: Matrix, part: &mut [usize], child: usize, leaf: usize, fan: usize) {
     // The multiple of `child` nearest n / 2: child <= at < n, since n > child.
     let at = child * ((n + child) / (2 * child));
     debug_assert!(child <= at && at < n);
-    let (lo, hi) = span_of(part.iter().map(|&j| x.row(j)), x.cols());
-    let widest = (0..x.cols())
-        .max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b])).then(b.cmp(&a)))
-        .unwrap_or(0);
-    // Ties in the widest coordinate go by the others: a few far points make a coordinate the widest
-    // while most points share one value of it, and ties by row then split those points into boxes
-    // that each span all of them (a line and two points far off it: 376 evaluations a query, a
-    // review; 25 with the line alone).
-    let (xr, widest) = (&x, widest);
+    let widest = cut_coordinate(x, part);
+    // Ties in the cut coordinate go by the others in order, then by row: where most points share one
+    // value of it (a lattice), ties by row alone split them into boxes that each spanned all of them.
+    let xr = &x;
     part.select_nth_unstable_by(at, |&a, &b| {
         let (ra, rb) = (xr.row(a), xr.row(b));
         (ra[widest].total_cmp(&rb[widest]))
             .then_with(|| {
-                ra.iter()
-                    .zip(rb)
-                    .fold(cmp::Ordering::Equal, |o, (p, q)| o.then(p.total_cmp(q)))
+                let mut pairs = ra.iter().zip(rb);
+                (pairs.find_map(|(p, q)| Some(p.total_cmp(q)).filter(|o| o.is_ne())))
+                    .unwrap_or(cmp::Ordering::Equal)
             })
             .then(a.cmp(&b))
     });
@@ -995,24 +1023,50 @@ mod tests {
     }
 
     #[test]
-    fn ties_in_the_cut_coordinate_go_by_the_others() {
-        // A line x = 0 in shuffled rows and two points far off it along x, which make x the widest
-        // coordinate of every box holding one: the line's points must still fall into short runs.
-        let mut x: Vec<f64> = (0..1000)
-            .flat_map(|i| [0.0, f64::from((i * 37) % 1000) / 1000.0])
-            .collect();
-        x.extend([1e6, 0.5, -1e6, 0.5]);
-        let packed = pack_with(Matrix::new("X", &x, 1002, 2).unwrap(), 16, 8).unwrap();
-        for (leaf, bounds) in packed
-            .boxes
-            .chunks(4)
-            .take(1002usize.div_ceil(16))
-            .enumerate()
-        {
-            let members = &packed.order[leaf * 16..((leaf + 1) * 16).min(1002)];
-            if members.iter().all(|&j| j < 1000) {
-                assert!(bounds[3] - bounds[1] < 0.02, "leaf {leaf}: {bounds:?}");
+    fn far_points_do_not_choose_the_cut_coordinate() {
+        // A line (x = 0 exactly, or within 1e-12) in shuffled rows and two points far off it along x,
+        // which make x the widest coordinate by range of every box holding one: the line's points must
+        // still fall into short runs along y.
+        for width in [0.0, 1e-12] {
+            let mut x: Vec<f64> = (0..1000)
+                .flat_map(|i| {
+                    let y = f64::from((i * 37) % 1000) / 1000.0;
+                    [width * f64::from((i * 13) % 1000) / 1000.0, y]
+                })
+                .collect();
+            x.extend([1e6, 0.5, -1e6, 0.5]);
+            let packed = pack_with(Matrix::new("X", &x, 1002, 2).unwrap(), 16, 8).unwrap();
+            for (leaf, bounds) in packed
+                .boxes
+                .chunks(4)
+                .take(1002usize.div_ceil(16))
+                .enumerate()
+            {
+                let members = &packed.order[leaf * 16..((leaf + 1) * 16).min(1002)];
+                if members.iter().all(|&j| j < 1000) {
+                    assert!(
+                        bounds[3] - bounds[1] < 0.02,
+                        "{width}, leaf {leaf}: {bounds:?}"
+                    );
+                }
             }
+        }
+    }
+
+    #[test]
+    fn ties_in_the_cut_coordinate_go_by_the_others() {
+        // A 10 x 10 lattice repeated 5 times in shuffled rows: every cut falls inside ties, which must go
+        // by the other coordinate, so each leaf holds 16 points of at most a few lattice sites.
+        let x: Vec<f64> = (0..500)
+            .flat_map(|i| {
+                let site = (i * 7) % 100;
+                [f64::from(site % 10), f64::from(site / 10)]
+            })
+            .collect();
+        let packed = pack_with(Matrix::new("X", &x, 500, 2).unwrap(), 16, 8).unwrap();
+        for bounds in packed.boxes.chunks(4).take(500usize.div_ceil(16)) {
+            let area = (bounds[2] - bounds[0] + 1.0) * (bounds[3] - bounds[1] + 1.0);
+            assert!(area <= 8.0, "{bounds:?}");
         }
     }
 
