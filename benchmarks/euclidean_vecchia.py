@@ -84,12 +84,10 @@ def other_route(X: np.ndarray, k: int, job) -> str:
     """The table cells of the route the job did not take on X (the fused pass alone, or the boxes' order then
     the predecessor query), its answer checked equal to the job's."""
     first = vecchia_orderings.first_point(X)
-    space = ct.CoverTree(metric="euclidean").fit(X).space
+    space = ct.CoverTree(metric="euclidean").fit(X).space  # X validated outside the timer
     start = time.perf_counter()
     if X.shape[1] <= FARTHEST_MAX_WIDTH:
-        order, rows, _, evaluations, _, _ = rust._extension().maximin(
-            rust._canonical(space.data, rust._METRIC_DTYPES), first, k, rust.MAXIMIN_BLOCK,
-            k + vecchia_orderings.ROOM_OVER_K, None)
+        order, rows, _, evaluations = rust.maximin_with_neighbors(space.data, first, k)
         name = "fused pass"
     else:
         order, evaluations = rust.maximin_order(X, first)

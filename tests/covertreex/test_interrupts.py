@@ -230,42 +230,14 @@ def test_every_long_rust_call_raises_what_its_interrupt_check_raises(call, monke
         calls[call]()
 
 
-@needs_rust
-def test_a_rust_maximin_pass_ends_at_the_round_after_its_interrupt_check_raised(monkeypatch):
-    """The pass's first round waits (in its progress callback) until the check has raised; the pass must
-    then stop at its next round, not run to the end (no timing: each side waits for the other)."""
-    from covertreex.engines import rust
-
-    X = np.random.default_rng(4).normal(size=(N_LONG, 3))
-    raised, rounds = threading.Event(), []
-
-    def check():
-        if rounds:  # the first poll comes before any round; the next ones after the first
-            raised.set()
-            raise Stopped
-
-    def progress(n):
-        rounds.append(n)
-        assert raised.wait(60)
-
-    monkeypatch.setattr(interrupts, "check", check)
-    data = ct.CoverTree(engine="rust", metric="euclidean").fit(X).space.data
-    with pytest.raises(Stopped):
-        rust.maximin_with_neighbors(data, 0, 5, progress=progress)
-    assert len(rounds) == 1 and rounds[0] < N_LONG
-
-
-@needs_rust
-def test_the_boxes_maximin_order_ends_at_the_report_after_its_interrupt_check_raised(monkeypatch):
-    """As the fused pass above, for rust/core/src/maximin/farthest.rs, which checks every 4,096
-    placements: the first report waits until the check has raised, and the call ends at the next."""
-    from covertreex.engines import rust
-
-    X = np.random.default_rng(4).uniform(size=(3 * 4096, 2))
+def _reports_until_stopped(monkeypatch, run) -> list[int]:
+    """The progress reports `run(progress)` makes before it ends with the interrupt check's exception: the
+    first report waits until the check has raised, so a call that stops at its next check reports once (no
+    timing: each side waits for the other)."""
     raised, reports = threading.Event(), []
 
     def check():
-        if reports:
+        if reports:  # the first poll comes before any report; the next ones after the first
             raised.set()
             raise Stopped
 
@@ -275,8 +247,30 @@ def test_the_boxes_maximin_order_ends_at_the_report_after_its_interrupt_check_ra
 
     monkeypatch.setattr(interrupts, "check", check)
     with pytest.raises(Stopped):
-        rust.maximin_order(X, 0, progress=progress)
-    assert reports == [4096]
+        run(progress)
+    return reports
+
+
+@needs_rust
+def test_a_rust_maximin_pass_ends_at_the_round_after_its_interrupt_check_raised(monkeypatch):
+    """The pass checks between rounds: it must stop at its next round, not run to the end."""
+    from covertreex.engines import rust
+
+    X = np.random.default_rng(4).normal(size=(N_LONG, 3))
+    data = ct.CoverTree(engine="rust", metric="euclidean").fit(X).space.data
+    rounds = _reports_until_stopped(
+        monkeypatch, lambda progress: rust.maximin_with_neighbors(data, 0, 5, progress=progress))
+    assert len(rounds) == 1 and rounds[0] < N_LONG
+
+
+@needs_rust
+def test_the_boxes_maximin_order_ends_at_the_report_after_its_interrupt_check_raised(monkeypatch):
+    """rust/core/src/maximin/farthest.rs checks every 4,096 placements: it must stop at the next check."""
+    from covertreex.engines import rust
+
+    X = np.random.default_rng(4).uniform(size=(3 * 4096, 2))
+    assert _reports_until_stopped(monkeypatch, lambda progress: rust.maximin_order(X, 0, progress=progress)) \
+        == [4096]
 
 
 @needs_rust

@@ -1,7 +1,7 @@
 //! The box screen of the dense path: Euclidean points of a few coordinates, packed by median cuts
 //! ([`split_order`]) into leaves of [`LEAF`] points, each leaf with the bounding box of its points, and
-//! boxes of [`FAN`] boxes above them up to one box of everything (a packed R-tree). A query visits boxes nearest
-//! first and skips every box whose lower bound on the distance to any of its points exceeds its running
+//! boxes of [`FAN`] boxes above them up to one box of everything (a packed R-tree). A query visits
+//! boxes nearest first and skips every box whose lower bound on the distance to any of its points exceeds its running
 //! k-th distance; the points of the leaves it opens are evaluated canonically. In a few dimensions a
 //! query opens a few leaves near it, where the GEMM screen went through every pair (and cKDTree answered
 //! 10-40x faster than either path: docs/benchmarks.md, "The auto path's Euclidean cost", then "The box
@@ -104,8 +104,8 @@ const PARALLEL_SPLIT: usize = 1 << 15;
 /// The rows of `x` in an order whose aligned runs (of `leaf`, `leaf fan`, `leaf fan^2`, .. points: the
 /// leaves and boxes of the packing) are compact: a box's points are cut in two along the coordinate of
 /// [`cut_coordinate`] at a multiple of its children's capacity nearest the middle, and again, until
-/// every part fits one child, whose points are arranged the same way. Along the Hilbert curve (the order before
-/// 2026-12-07) a run of 16 points often straddled a jump of the curve, and a query opened 1.4-3.9x as
+/// every part fits one child, whose points are arranged the same way. Along the Hilbert curve (the
+/// order before 2026-12-07) a run of 16 points often straddled a jump of the curve, and a query opened 1.4-3.9x as
 /// many points, more or fewer with N as runs fell against the curve's cells; points sharing a cell of
 /// its grid (all but a far outlier's) followed by row, and their leaves overlapped (docs/benchmarks.md,
 /// "Boxes cut at the median"). Ties in the cut coordinate go by the other coordinates, then by row, so
@@ -137,12 +137,11 @@ const SPREAD_SAMPLE: usize = 64;
 /// a query, 25 for the line alone; a review). The sample only steers the cut: any cut is exact.
 fn cut_coordinate(x: Matrix, part: &[usize]) -> usize {
     let step = part.len().div_ceil(SPREAD_SAMPLE).max(1);
-    let sample: Vec<usize> = part.iter().step_by(step).copied().collect();
     let (lo, hi) = span_of(part.iter().map(|&j| x.row(j)), x.cols());
-    let mut values = Vec::with_capacity(sample.len());
+    let mut values = Vec::with_capacity(SPREAD_SAMPLE);
     let spread = |t: usize, values: &mut Vec<f64>| {
         values.clear();
-        values.extend(sample.iter().map(|&j| x.row(j)[t]));
+        values.extend(part.iter().step_by(step).map(|&j| x.row(j)[t]));
         let quarter = values.len() / 4;
         let top = values.len() - 1 - quarter;
         let high = *values.select_nth_unstable_by(top, f64::total_cmp).1;
@@ -172,15 +171,14 @@ fn cut(x: Matrix, part: &mut [usize], child: usize, leaf: usize, fan: usize) {
     let widest = cut_coordinate(x, part);
     // Ties in the cut coordinate go by the others in order, then by row: where most points share one
     // value of it (a lattice), ties by row alone split them into boxes that each spanned all of them.
-    let xr = &x;
     part.select_nth_unstable_by(at, |&a, &b| {
-        let (ra, rb) = (xr.row(a), xr.row(b));
+        let (ra, rb) = (x.row(a), x.row(b));
+        let others = || {
+            let mut orders = ra.iter().zip(rb).map(|(p, q)| p.total_cmp(q));
+            orders.find(|o| o.is_ne()).unwrap_or(cmp::Ordering::Equal)
+        };
         (ra[widest].total_cmp(&rb[widest]))
-            .then_with(|| {
-                let mut pairs = ra.iter().zip(rb);
-                (pairs.find_map(|(p, q)| Some(p.total_cmp(q)).filter(|o| o.is_ne())))
-                    .unwrap_or(cmp::Ordering::Equal)
-            })
+            .then_with(others)
             .then(a.cmp(&b))
     });
     let (left, right) = part.split_at_mut(at);

@@ -122,8 +122,8 @@ impl Farthest<'_> {
 /// The exact maximin order of the Euclidean points `x` from point `first` (the farthest point from
 /// those placed next, ties to the smallest index), by the boxes (see the module docs); `threads`: the
 /// packing's workers (None: rayon's global pool; the placements are serial). `progress(n)` hears how
-/// many points are placed every `REPORT_EVERY` (4,096) placements and at the end; `stop` ends the call
-/// early.
+/// many points are placed every `REPORT_EVERY` (4,096) placements and at the end (once); `stop` ends
+/// the call early.
 pub fn maximin_order(
     x: Matrix,
     first: i64,
@@ -165,7 +165,9 @@ pub fn maximin_order(
             c = pass.best_index[n_boxes - 1] as usize; // the top box's best
         }
     }
-    progress(n);
+    if !n.is_multiple_of(REPORT_EVERY) {
+        progress(n);
+    }
     Ok(MaximinOrder {
         order,
         evaluations: pass.evaluations,
