@@ -68,7 +68,8 @@ class _Fitted:
         self.__dict__.update(state)
         self._lock = threading.Lock()
         if self.order is not None:  # the insertion order gold's build indexes by, unchecked
-            self.order = read_only(given_permutation(self.order, self.space.n_points))
+            self.order = read_only(given_permutation(self.order, self.space.n_points, "the insertion order",
+                                                     names=False))
         if self._tree is not None:
             self._tree = checked(self._tree, self.space)
 

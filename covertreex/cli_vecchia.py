@@ -38,6 +38,8 @@ def read_array(path, what: str, *, points: bool = False) -> np.ndarray:
     integer beyond float64's, is refused by its line and column, see :func:`_refuse_rounded_integers`);
     problems end in one line, a file that cannot be read included (its OSError names the file and
     `what`). `points`: a .csv's rows are points (:func:`covertreex.csv_numbers.read_csv`)."""
+    if not str(path):  # Path("") is "." and was named as a directory
+        raise InvalidInputError(f"the path of {what} is empty")
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -49,11 +51,11 @@ def read_array(path, what: str, *, points: bool = False) -> np.ndarray:
             return read_npy(path, what)
         numbers = read_csv(path, what, points=points)
     _refuse_rounded_integers(path, numbers, what)  # first: an integer of 309 digits reads as inf
-    not_finite = np.argwhere(~np.isfinite(numbers.values))
-    if not_finite.size:  # by line and column here: the points' own check counts rows of values from 0
-        row, column = not_finite[0]
-        raise NonFiniteError(f"{path}: {what} must be finite; {numbers.place(row, column)} is "
-                             f"{numbers.tokens()[row, column]}")
+    _refuse_underflow(path, numbers, what)
+    not_finite = next(numbers.written(~np.isfinite(numbers.values)), None)
+    if not_finite is not None:  # by line and column here: the points' own check counts rows from 0
+        row, column, token = not_finite
+        raise NonFiniteError(f"{path}: {what} must be finite; {numbers.place(row, column)} is {token}")
     return numbers.values
 
 
@@ -77,12 +79,8 @@ def _refuse_rounded_integers(path: Path, numbers: CsvNumbers, what: str) -> None
     duplicates). Only values of 2**53 or more are looked at again, as text, compared as Decimals: int()
     refuses more than 4,300 digits, and the infinity float64 reads for an integer of 309 digits."""
     with np.errstate(invalid="ignore"):
-        large = np.argwhere(np.abs(numbers.values) >= 2.0**53)
-    if large.size == 0:
-        return
-    text = numbers.tokens()
-    for row, column in large:
-        token = text[row, column]
+        large = np.abs(numbers.values) >= 2.0**53
+    for row, column, token in numbers.written(large):
         if INTEGER.fullmatch(token) and Decimal(token) != Decimal(numbers.values[row, column]):
             raise InvalidInputError(
                 f"{path}: {what} hold the integer {token} ({numbers.place(row, column)}), which float64 "
@@ -90,6 +88,25 @@ def _refuse_rounded_integers(path: Path, numbers: CsvNumbers, what: str) -> None
 
 
 INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _refuse_underflow(path: Path, numbers: CsvNumbers, what: str) -> None:
+    """A nonzero number written in the file that float64 reads as 0 (1e-400) is refused, as a nonzero
+    coordinate closer to 0 than 2**-450 is (covertreex.metrics.space), instead of silently becoming 0: the
+    larger 1e-300 was refused while 1e-400 passed (an outside trial). Only a file with a negative exponent
+    or a run of 300 zeros can hold one (without, a number read as 0 is written as 0), and only its rows
+    holding a 0 are read again."""
+    if not UNDERFLOW_POSSIBLE.search(numbers.content):
+        return
+    for row, column, token in numbers.written(numbers.values == 0):
+        if not ZERO.fullmatch(token):
+            raise InvalidInputError(
+                f"{path}: {what} hold {token} ({numbers.place(row, column)}), which float64 reads as 0 (it "
+                "underflows); write 0 if that is meant, or scale the data up")
+
+
+UNDERFLOW_POSSIBLE = re.compile(r"[eE][^\S\n]*-|0{300}")
+ZERO = re.compile(r"[+-]?(?:0+\.?0*|\.0+)(?:[eE][+-]?[0-9]+)?")
 
 
 def _ordering_file(path, n: int) -> np.ndarray:

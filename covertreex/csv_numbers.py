@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -55,6 +56,18 @@ class CsvNumbers:
         """The values as written (stripped), in the shape of `values`: for checks float64 cannot make."""
         return np.char.strip(_parse(self.content, dtype=str))
 
+    def written(self, cells: np.ndarray) -> Iterator[tuple[int, int, str]]:
+        """(row, column, the value as written) of each cell where the boolean array `cells` (the shape of
+        `values`) is True, in row-major order; only the lines of those rows are read again."""
+        at = np.argwhere(cells)
+        if at.size == 0:
+            return
+        rows, line_of = np.unique(at[:, 0], return_inverse=True)
+        lines = self.content.split("\n")
+        text = np.char.strip(_parse("\n".join(lines[self.lines[row] - 1] for row in rows), dtype=str))
+        for (row, column), line in zip(at, line_of, strict=True):
+            yield int(row), int(column), str(text[line, column])
+
 
 def read_csv(path: Path, what: str, *, points: bool = False) -> CsvNumbers:
     """The numbers in the .csv file `path` (`what` names them in errors), read once (a named pipe can be
@@ -83,7 +96,9 @@ def read_csv(path: Path, what: str, *, points: bool = False) -> CsvNumbers:
             f"{path}: cannot read {what} as {LAYOUT}: the first line names every column but the first, the "
             "header pandas writes over its index column, which to_csv(index=False) leaves out (read, the "
             "index would be a coordinate)")
+    header = None
     if first is not None and _names_columns(first[1]):  # a header, emptied: the lines keep their numbers
+        header = first
         lines[first[0]] = ""
         content = "\n".join(lines)
     try:
@@ -93,7 +108,24 @@ def read_csv(path: Path, what: str, *, points: bool = False) -> CsvNumbers:
         raise InvalidInputError(f"{path}: cannot read {what} as {LAYOUT}: {reason}") from None
     if values.size == 0:
         raise InvalidInputError(f"{path}: the file holds no rows of {what} (only blank or '#' lines)")
-    return CsvNumbers(values, content)
+    numbers = CsvNumbers(values, content)
+    if header is not None:
+        _refuse_other_width(path, what, header, numbers)
+    return numbers
+
+
+def _refuse_other_width(path: Path, what: str, header: tuple[int, str], numbers: CsvNumbers) -> None:
+    """A header must name as many columns as the rows hold: R's write.table (sep = ",") writes no name over
+    its row names, which, with the header skipped, became a coordinate of every point (an outside trial);
+    a header naming more columns than the rows hold misses a column just as silently."""
+    named, held = len(_entries_of(header[1])), numbers.values.shape[1]
+    if named == held:
+        return
+    why = ("R's write.table writes row names under a header that does not name them: row.names = FALSE "
+           "leaves them out" if held == named + 1 else "a column is missing, or the header names too many")
+    raise InvalidInputError(
+        f"{path}: cannot read {what} as {LAYOUT}: the header (line {header[0] + 1}) names {named} "
+        f"column{'s' * (named != 1)} but line {numbers.lines[0]} holds {_count(held)} ({why})")
 
 
 def _first_entries(lines: list[str]) -> tuple[int, str] | None:

@@ -178,7 +178,7 @@ class ResidualProblem:
         """This problem with its rows in `order` (a permutation of every row, checked): the same inducing
         points (renumbered) and Cholesky factor, so every distance between two points is unchanged bit for
         bit; and its split screen's rows in that order, if it is built (each row's are that point's own)."""
-        order = given_permutation(order, self.n_points)
+        order = given_permutation(order, self.n_points, "order", names=False)
         where = np.empty_like(order)
         where[order] = np.arange(order.shape[0])
         X, V, p = self.X[order], take_rows(self.V, order), self.p[order]

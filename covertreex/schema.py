@@ -8,10 +8,10 @@ with format checking on (``date-time`` is really checked).
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib import resources
 
+from covertreex import strict_json
 from covertreex.errors import CorruptFileError, InvalidInputError
 
 
@@ -34,9 +34,9 @@ def load(resource: str) -> dict:
             UnicodeDecodeError) as exc:
         raise InvalidInputError(f"schema {resource!r} cannot be read: {exc}") from exc
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"schema {resource!r} is not JSON: {exc}") from None
+        return strict_json.loads(text)
+    except ValueError as exc:  # a syntax error, a key twice, a non-finite number
+        raise CorruptFileError(f"schema {resource!r} is not strict JSON: {exc}") from None
 
 
 INT64 = range(-(2**63), 2**63)

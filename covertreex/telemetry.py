@@ -8,14 +8,13 @@ docs/telemetry.md for every field.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from covertreex import schema
+from covertreex import schema, strict_json
 from covertreex.config import Config
 from covertreex.counters import LevelCounter, QueryCounter
 from covertreex.engines.base import QueryCounters
@@ -184,20 +183,6 @@ def write_jsonl(path, records) -> None:
         raise OSError(exc.errno, f"cannot write telemetry to {path}: {exc.strerror}") from exc
 
 
-def _not_json(constant: str):
-    """NaN, Infinity and -Infinity, which Python's json reads by default and JSON does not have."""
-    raise ValueError(f"{constant} is not a JSON value")
-
-
-def _finite_float(text: str) -> float:
-    """A JSON number as float64, refused where it overflows to an infinity (1e999), which no record holds
-    and :func:`write_jsonl` would not write."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is not finite in float64")
-    return value
-
-
 def read_jsonl(path) -> list[dict]:
     """Read and validate every record; a bad line raises CorruptFileError naming the file and line, a file
     that cannot be opened what `open` raises (FileNotFoundError, naming the path)."""
@@ -213,7 +198,7 @@ def read_jsonl(path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line, parse_float=_finite_float, parse_constant=_not_json)
+            record = strict_json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorruptFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
         except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting

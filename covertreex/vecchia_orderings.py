@@ -55,14 +55,16 @@ def _squared_distances_to_mean(X: np.ndarray) -> np.ndarray:
     return (centred * centred).sum(axis=1)
 
 
-def given_permutation(values, n_points: int) -> np.ndarray:
+def given_permutation(values, n_points: int, name: str = "ordering", *, names: bool = True) -> np.ndarray:
     """A user's ordering, checked to be a permutation of range(n_points): integers, or floats that are
     whole numbers (R's numeric vectors are doubles: an R user's ``order(x) - 1`` arrives as float64, which
-    a .csv of it already passed), any other float named by its entry."""
+    a .csv of it already passed), any other float named by its entry. `name` is the argument's in errors;
+    `names`: whether an ordering's name was accepted there too (the type error lists them)."""
     arr = np.asarray(values)
     if arr.ndim != 1 or not (holds_integers(arr) or arr.dtype.kind == "f"):
+        accepted = f"a name ({', '.join(ORDERINGS)}) or " if names else ""
         raise InputTypeError(
-            f"ordering must be a name ({', '.join(ORDERINGS)}) or a 1-D array of integers, got "
+            f"{name} must be {accepted}a 1-D array of integers (a permutation of range({n_points})), got "
             f"{type(values).__name__} of dtype {arr.dtype} and shape {arr.shape}"
         )
     if arr.dtype.kind == "f":
@@ -70,16 +72,16 @@ def given_permutation(values, n_points: int) -> np.ndarray:
             fraction = np.flatnonzero(~np.isfinite(arr) | (arr != np.floor(arr)))
         if fraction.size:
             at = int(fraction[0])
-            raise InputTypeError(f"ordering must hold whole numbers, a permutation of range({n_points}); "
+            raise InputTypeError(f"{name} must hold whole numbers, a permutation of range({n_points}); "
                                  f"entry {at} is {arr[at]}")
     if arr.shape[0] != n_points:
         raise InvalidInputError(
-            f"ordering must be a permutation of range({n_points}), got {arr.shape[0]} entries"
+            f"{name} must be a permutation of range({n_points}), got {arr.shape[0]} entries"
         )
     outside = (arr < 0) | (arr >= n_points)
     if outside.any():
         at = int(np.flatnonzero(outside)[0])
-        raise InvalidInputError(f"ordering must be a permutation of range({n_points}); entry {at} is "
+        raise InvalidInputError(f"{name} must be a permutation of range({n_points}); entry {at} is "
                                 f"{arr[at]}, outside it{one_based_hint(arr, n_points)}")
     arr = arr.astype(np.int64)  # every entry in range: whole floats convert exactly
     first_at = np.full(n_points, arr.shape[0], dtype=np.int64)
@@ -89,7 +91,7 @@ def given_permutation(values, n_points: int) -> np.ndarray:
         at = int(repeated[0])
         missing = int(np.flatnonzero(first_at == arr.shape[0])[0])
         raise InvalidInputError(
-            f"ordering must be a permutation of range({n_points}); entry {at} repeats the value {arr[at]} "
+            f"{name} must be a permutation of range({n_points}); entry {at} repeats the value {arr[at]} "
             f"of entry {first_at[arr[at]]} (the value {missing} appears nowhere)"
         )
     return np.array(arr, dtype=np.int64)

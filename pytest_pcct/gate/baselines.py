@@ -26,7 +26,6 @@ import fcntl
 import fnmatch
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -118,13 +117,14 @@ def atomic_write_json(path: Path, payload) -> None:
 
 def read_json_object(path: Path, what: str) -> dict:
     """Parse `path` as one JSON object; anything else raises CorruptFileError naming the file."""
+    from covertreex import strict_json
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CorruptFileError(f"{path}: cannot read {what} ({exc})") from exc
     try:
-        data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant,
-                          object_pairs_hook=_unique_keys)
+        data = strict_json.loads(text)
     except json.JSONDecodeError as exc:
         raise CorruptFileError(f"{path}: {what} is not valid JSON ({exc}; truncated or edited by hand?)") \
             from exc
@@ -133,27 +133,6 @@ def read_json_object(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise CorruptFileError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
     return data
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is not finite in float64")
-    return value
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number a baseline may hold")
-
-
-def _unique_keys(pairs: list) -> dict:
-    """A JSON object, refused when a key appears twice (a bad merge): json would keep the last value."""
-    seen = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise ValueError(f"the key {key!r:.60} appears twice in one object, as a bad merge leaves it")
-        seen.add(key)
-    return dict(pairs)
 
 
 def _plausible_seconds(stats, path: Path, where: str) -> None:

@@ -172,12 +172,15 @@ class EnginePair:
             asked = ((ref, self.reference), (got, self.candidate)) if settings.repeat else ()
             again = [(first, engine.answer_supported(problem, k, tolerance, record=False))
                      for first, engine in asked]
-        except UnsupportedProblemError:  # the plugin's own refusal: a skip, not a cell
+        except (UnsupportedProblemError, KeyboardInterrupt):  # the plugin's refusal (a skip), a user's stop
             raise
-        except Exception as exc:  # an untruthful or ill-formed answer, or an engine that raised: a failed
-            if is_rejection(exc):  # a refused draw of a Hypothesis test: no cell either
+        except BaseException as exc:
+            # An untruthful or ill-formed answer, or an engine that raised, is a failed cell, then the
+            # failure; BaseExceptions too: an engine's SystemExit failed the test but left no cell in the
+            # report. A refused draw of a Hypothesis test is no cell either.
+            if is_rejection(exc):
                 raise
-            first = (str(exc).splitlines() or [""])[0]  # cell, then the failure
+            first = (str(exc).splitlines() or [""])[0]
             failure = first if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {first}"
             self._session.matrix.add(key, Cell("failed", math.nan, 1, {problem.digest}, failure=failure))
             raise

@@ -123,6 +123,14 @@ def _fail(label: str, text: str, mask: np.ndarray | None = None) -> None:
     raise AssertionError(f"{label}: {text}{count}")
 
 
+def _shown(value) -> str:
+    """A reported distance as the message shows it: a float's repr, or whatever an ill-typed answer holds."""
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _entry(indices, reported, truth, row: int, pos: int) -> str:
     return (f"query row {row}, position {pos}, index {int(indices[row, pos])}: reported distance "
             f"{float(reported[row, pos])!r}, true distance {float(truth[row, pos])!r}")
@@ -143,15 +151,17 @@ def check_answer(indices, distances, problem, *, rtol: float, atol: float, label
         row, pos = _first(outside)
         _fail(label, f"query row {row}, position {pos}: index {int(indices[row, pos])} is not a point of the "
                      f"problem (n={n}: indices 0..{n - 1}, or -1 for padding); reported distance "
-                     f"{float(raw[row, pos])!r}", outside)
+                     f"{_shown(raw[row, pos])}", outside)
     indices = indices.astype(np.int64, copy=False)
     truth = true_distances(problem, indices)
     if raw.dtype.kind == "f" and raw.dtype.itemsize == 8:
         raw = raw.astype(np.float64, copy=False)  # float64 in either byte order
     if raw.dtype != np.float64:
-        changed = raw.astype(np.float64) != truth
-        example = (f", e.g. {_entry(indices, raw, truth, *_first(changed))}" if changed.any() else
-                   " (its values happen to equal the true distances in this answer)")
+        example = ""  # objects or text: no value to compare (None made astype raise a bare TypeError)
+        if raw.dtype.kind in "biuf":
+            changed = raw.astype(np.float64) != truth
+            example = (f", e.g. {_entry(indices, raw, truth, *_first(changed))}" if changed.any() else
+                       " (its values happen to equal the true distances in this answer)")
         _fail(label, f"distances have dtype {raw.dtype}, not float64 (the distances of record){example}")
     reported = raw
     listed = indices >= 0

@@ -69,6 +69,10 @@ def points(tmp_path_factory):
     (folder / "quoted.csv").write_text('"1","2"\n"3","4"\n')  # R's write.csv, pandas' QUOTE_ALL
     (folder / "rownames.csv").write_text('"","lon","lat"\n"1",0,0\n"2",1,0\n')  # R's write.csv defaults
     (folder / "adir.npy").mkdir()
+    (folder / "tablenames.csv").write_text("lon,lat\n1,0,0\n2,1,0\n3,0,2\n")  # R's write.table(sep = ",")
+    (folder / "wideheader.csv").write_text("x,y,z\n0,0\n1,0\n0,2\n")
+    (folder / "underflow.csv").write_text("x,y\n0,0\n1e-400,0\n0,2\n")  # float64 reads 0.0
+    (folder / "zeros.csv").write_text("x,y\n0,0.0\n-0,1\n.0e5,2\n+00.00E-3,3\n")  # zeros as people write them
     np.save(folder / "perm1.npy", np.random.default_rng(1).permutation(150) + 1)  # R's and GpGp's, from 1
     np.save(folder / "permfloat.npy", np.random.default_rng(1).permutation(150).astype(float))  # R's doubles
     np.save(folder / "halves.npy", np.arange(150) + 0.5)
@@ -213,6 +217,15 @@ ERROR_CASES = [
      "point: the first line names every column but the first, the header pandas writes over its index "
      "column"),  # skipped as a header, the index was read as a coordinate
     (["adir.npy"], 1, "adir.npy: the points must be a .npy or .csv file, got a directory"),  # [Errno 21]
+    ([""], 1, "pcct: error: the path of the points is empty"),  # was named ".", a directory
+    (["tablenames.csv"], 1, "tablenames.csv: cannot read the points as comma-separated numbers, one row per "
+     "point: the header (line 1) names 2 columns but line 2 holds 3 entries (R's write.table writes row "
+     "names under a header that does not name them: row.names = FALSE leaves them out)"),  # row names
+    # were read as a coordinate
+    (["wideheader.csv"], 1, "wideheader.csv: cannot read the points as comma-separated numbers, one row per "
+     "point: the header (line 1) names 3 columns but line 2 holds 2 entries (a column is missing"),
+    (["underflow.csv"], 1, "underflow.csv: the points hold 1e-400 (line 3, column 1), which float64 reads as "
+     "0 (it underflows)"),  # read as 0 while the larger 1e-300 was refused
     (["x.npy", "--ordering-file", "adir.npy"], 1, "adir.npy: the ordering must be a .npy or .csv file, got "
      "a directory"),
     (["x.npy", "--metric", "euclidean", "--ordering-file", "perm1.npy"], 1, "perm1.npy: ordering must be a "
@@ -325,6 +338,16 @@ def test_a_header_of_names_that_start_with_digits_is_skipped(points, tmp_path, n
     done = run(folder / name, "--k", "1", "--metric", "euclidean", "--ordering", "natural", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["n"] == 2
+
+
+def test_zeros_written_in_every_form_are_read_as_zeros(points, tmp_path):
+    """The refusal of a nonzero entry that float64 reads as 0 (error_runs) takes '-0', '.0e5' and
+    '+00.00E-3' for the zeros they are."""
+    folder, _ = points
+    done = run(folder / "zeros.csv", "--k", "1", "--metric", "euclidean", "--ordering", "natural",
+               "--out", tmp_path / "nn", "--json")
+    assert done.returncode == 0, done.stderr
+    assert np.load(tmp_path / "nn.npz")["distances"][1:, 0].tolist() == [1.0, 1.0, 1.0]
 
 
 def test_an_ordering_file_of_whole_floats_is_read(points, tmp_path):

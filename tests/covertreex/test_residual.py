@@ -221,8 +221,11 @@ def test_permuted_takes_only_a_permutation():
     order[3] = 4
     with pytest.raises(InvalidInputError, match="entry 4 repeats the value 4 of entry 3"):
         problem.permuted(order)
-    with pytest.raises(InputTypeError, match="ordering must hold whole numbers"):
+    with pytest.raises(InputTypeError, match="order must hold whole numbers"):
         problem.permuted(np.arange(50.0) + 0.5)
+    with pytest.raises(InputTypeError, match=r"^order must be a 1-D array of integers \(a permutation of "
+                                             r"range\(50\)\), got str"):  # no ordering name is taken here
+        problem.permuted("natural")
     assert np.array_equal(problem.permuted(np.arange(50.0)[::-1]).V, problem.V[::-1])  # whole floats: R's
 
 

@@ -243,6 +243,15 @@ def test_nan_is_neither_written_nor_read_as_json(record, tmp_path):
         read_jsonl(path)
 
 
+def test_a_key_twice_in_a_record_is_corrupt(record, tmp_path):
+    """json keeps the last of two equal keys, so a badly merged record read as valid data."""
+    path = tmp_path / "t.jsonl"
+    text = json.dumps(record)
+    path.write_text(text + "\n" + text.replace('"k": ', '"k": 7, "k": ', 1) + "\n")
+    with pytest.raises(CorruptFileError, match=r"t.jsonl:2: not a plausible JSON record \(the key 'k'"):
+        read_jsonl(path)
+
+
 def test_a_missing_telemetry_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.jsonl"):
         read_jsonl(tmp_path / "absent.jsonl")

@@ -26,7 +26,7 @@ def _saved_counter(tmp_path, steps=10):
     ("[" * 100_000 + "]" * 100_000, "maximum recursion depth exceeded"),
     ('{"counters": {"steps": ' + "9" * 5000 + "}}", "Exceeds the limit (4300 digits)"),
     ('{"counters": {"steps": 1e999}}', "the number 1e999 is not finite in float64"),
-    ('{"counters": {"steps": NaN}}', "NaN is not a number a baseline may hold"),
+    ('{"counters": {"steps": NaN}}', "NaN is not a JSON value"),
     ('{"counters": {"steps": 10, "steps": 20}}', "the key 'steps' appears twice in one object"),  # a merge
 ])
 def test_absurd_json_is_a_corrupt_file_naming_it(tmp_path, content, reason):

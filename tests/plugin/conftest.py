@@ -156,6 +156,18 @@ def raises(idx, dist, problem):
     raise RuntimeError("the engine crashed")
 
 
+def exits_the_interpreter(idx, dist, problem):
+    """SystemExit, a BaseException: it failed the test but left no cell in the report."""
+    raise SystemExit(0)
+
+
+def objects_for_distances(idx, dist, problem):
+    """Distances as Python objects, one of them None: converting them raised a bare TypeError."""
+    objects = dist.astype(object)
+    objects[0, 0] = None
+    return idx, objects
+
+
 def missing_row(idx, dist, problem):
     """The last query's row left out."""
     return idx[:-1], dist[:-1]
@@ -342,7 +354,8 @@ def unavailable():
 WRONG = {"ulp": one_ulp, "swap": swap_neighbour, "lastplus": last_plus_one, "random": random_indices,
          "farthest": farthest_last, "offbyone": off_by_one, "unsorted": unsorted,
          "float32": single_precision, "outside": out_of_range, "refuses": refuses, "raises": raises,
-         "missingrow": missing_row, "writes": writes_input, "bigendian": big_endian, "skips": skips,
+         "sysexit": exits_the_interpreter, "objectdist": objects_for_distances, "missingrow": missing_row,
+         "writes": writes_input, "bigendian": big_endian, "skips": skips,
          "xfails": xfails, "unittestskip": skips_unittest, "skipsonread": skips_on_read,
          "flipsflag": flips_a_flag, "sharedright": shared_right, "exits": exits,
          "groupskip": skips_in_a_group, "rejects": rejects, "recordskip": skips_in_its_record,

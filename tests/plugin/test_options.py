@@ -9,10 +9,10 @@ from pytest_pcct.covertreex_engines import BOX_SCREEN
 REGISTERED = sorted([*covertreex.engine_names(), *(f"{name}-dense" for name in TREE_ENGINES), BOX_SCREEN])
 OURS = ", ".join(REGISTERED)  # each tree engine's dense path as <name>-dense, and rust's box screen
 TEST_ENGINES = ["bigendian", "dropsbehindrecord", "dropsnearest", "exits", "farthest", "flipsflag", "float32",
-                "gpu", "groupskip", "lastplus", "missingrow", "offbyone", "outside", "raises", "random",
-                "recordskip", "refuses", "rejects", "roundsup", "roundsupfactory", "sharedlast",
-                "sharedright", "skips", "skipsonread", "swap", "tiecoin", "tieflip", "ulp", "unittestskip",
-                "unsorted", "writes", "xfails"]  # registered by the wrong_engines fixture
+                "gpu", "groupskip", "lastplus", "missingrow", "objectdist", "offbyone", "outside", "raises",
+                "random", "recordskip", "refuses", "rejects", "roundsup", "roundsupfactory", "sharedlast",
+                "sharedright", "skips", "skipsonread", "swap", "sysexit", "tiecoin", "tieflip", "ulp",
+                "unittestskip", "unsorted", "writes", "xfails"]  # registered by the wrong_engines fixture
 WITH_TEST_ENGINES = ", ".join(sorted([*REGISTERED, *TEST_ENGINES]))
 
 ENGINE_TESTS = """

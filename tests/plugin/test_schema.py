@@ -56,7 +56,9 @@ def test_bad_schema_names_are_errors_naming_them(resource, message):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("{", "schema 'pcct_corrupt_pkg:schema.json' is not JSON: Expecting property name"),
+    ("{", "schema 'pcct_corrupt_pkg:schema.json' is not strict JSON: Expecting property name"),
+    ('{"type": "object", "type": "array"}',
+     "schema 'pcct_corrupt_pkg:schema.json' is not strict JSON: the key 'type' appears twice"),
     ("\xff\xfe", "schema 'pcct_corrupt_pkg:schema.json' cannot be read: 'utf-8' codec"),
     ('{"type": 5}',
      "schema 'pcct_corrupt_pkg:schema.json' is not a valid JSON Schema (draft 2020-12): 5 is not"),

@@ -587,19 +587,25 @@ def test_pair(pcct_engine_pair, pcct_dataset, mode):
 
 def test_an_engine_that_raises_or_answers_the_wrong_shape_fails_and_is_a_failed_cell(wrong_engines):
     """Raising the plugin's own UnsupportedProblemError is no way out: only the plugin's refusal, made
-    before the engine is called, is a skip. Every such failure is a failed cell of the parity report."""
+    before the engine is called, is a skip. Every such failure is a failed cell of the parity report, a
+    SystemExit too (it failed the test, but the report had no cell), and distances that are objects fail
+    by their dtype (one of None raised a bare TypeError)."""
     wrong_engines.makepyfile(PAIR_IN_BOTH_MODES)
-    result = wrong_engines.runpytest("--pcct-engines=gold,refuses,raises,missingrow", "--pcct-report=r.json",
-                                     "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=6)
+    result = wrong_engines.runpytest("--pcct-engines=gold,refuses,raises,sysexit,objectdist,missingrow",
+                                     "--pcct-report=r.json", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=10)
     result.stdout.fnmatch_lines(["*EngineFailure: engine 'refuses' raised UnsupportedProblemError on "
                                  "euclidean gaussian *, k=5, a problem it was registered for (this engine "
                                  "gives up here)*"])
     report = json.loads((wrong_engines.path / "r.json").read_text())
-    assert report["totals"] == {"exact": 0, "tie-equal": 0, "failed": 3, "counters differ": 0}
+    assert report["totals"] == {"exact": 0, "tie-equal": 0, "failed": 5, "counters differ": 0}
     failures = {cell["candidate"]: cell["failure"] for cell in report["cells"]}
     assert failures["refuses"].startswith("engine 'refuses' raised UnsupportedProblemError on ")
     assert failures["raises"] == "RuntimeError: the engine crashed"
+    assert failures["sysexit"] == "SystemExit: 0"
+    assert failures["objectdist"] == ("engine 'objectdist' on euclidean gaussian d=3 n=120 q=6 "
+                                      "queries=points seed=0, k=5: distances have dtype object, not float64 "
+                                      "(the distances of record)")
     assert failures["missingrow"] == ("InvalidInputError: engine 'missingrow' returned indices of shape "
                                       "(5, 5), expected (6, 5)")
     assert all(cell["checks"] == 2 and cell["max_abs_diff"] is None for cell in report["cells"])
