@@ -42,6 +42,12 @@ class UsageError(Exception):
     """A command-line mistake argparse found; printed as one line."""
 
 
+def usage_error(command: str, message: str) -> UsageError:
+    """A command-line mistake found after parsing (a flag the chosen options make meaningless), worded and
+    exiting (2) as argparse's own: such refusals exited 1, as errors of the data do (an outside review)."""
+    return UsageError(f"pcct {command}: error: {message} (see 'pcct {command} --help')")
+
+
 class Parser(argparse.ArgumentParser):
     """Errors are one line; options are never abbreviated (``pcct build --k 3`` was taken for --kernel,
     an option of another meaning, and refused as "invalid choice: '3'")."""
@@ -391,8 +397,9 @@ def run_telemetry_validate(args) -> int:
         records = telemetry.read_jsonl(path)
         if not records:
             raise InvalidInputError(f"{path}: no telemetry records")
-        print(f"{path}: {len(records)} records valid against {telemetry.SCHEMA_NAME} "
-              f"v{telemetry.SCHEMA_VERSION}")
+        versions = ", ".join(f"v{v}" for v in sorted({record["schema_version"] for record in records}))
+        print(f"{path}: {len(records)} records valid against {telemetry.SCHEMA_NAME} {versions}")  # each
+        # against its own version's schema (it said v5 of a file of v4 records)
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from covertreex import progress, vecchia_orderings
-from covertreex.cli import RESIDUAL_DEFAULTS, naming, refuse_same_file, say
+from covertreex.cli import RESIDUAL_DEFAULTS, naming, refuse_same_file, say, usage_error
 from covertreex.config import KNOBS
 from covertreex.csv_numbers import CsvNumbers, read_csv
 from covertreex.errors import (
@@ -185,8 +185,8 @@ def residual_options(args) -> dict | None:
     if given:
         flags = ", ".join(f"--{name}" for name in given)
         ordering = args.ordering_file or args.ordering
-        raise InvalidInputError(f"{flags}: only for the residual metric or --ordering maximin-residual (the "
-                                f"metric is {args.metric}, the ordering {ordering})")
+        raise usage_error("vecchia", f"{flags}: only for the residual metric or --ordering maximin-residual "
+                                     f"(the metric is {args.metric}, the ordering {ordering})")
     return None
 
 
@@ -196,8 +196,8 @@ def seed_option(args) -> int:
     ordering = args.ordering_file or args.ordering
     if args.seed is not None and not vecchia_orderings.uses_seed(
             args.metric, "given" if args.ordering_file else args.ordering):
-        raise InvalidInputError(f"--seed: only for --ordering random or a residual problem's inducing points "
-                                f"(the metric is {args.metric}, the ordering {ordering})")
+        raise usage_error("vecchia", f"--seed: only for --ordering random or a residual problem's inducing "
+                                     f"points (the metric is {args.metric}, the ordering {ordering})")
     return 0 if args.seed is None else args.seed
 
 

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from covertreex import datasets, progress
-from covertreex.cli import EXIT_ERROR, RECALL_AUTO_PAIRS, RESIDUAL_DEFAULTS, naming, refuse_same_file, say
+from covertreex.cli import (
+    EXIT_ERROR,
+    RECALL_AUTO_PAIRS,
+    RESIDUAL_DEFAULTS,
+    naming,
+    refuse_same_file,
+    say,
+    usage_error,
+)
 from covertreex.config import KNOBS
 from covertreex.counters import QueryCounter
 from covertreex.errors import InvalidInputError
@@ -42,7 +50,8 @@ def _model(args) -> CoverTree:
     given = [k for k in RESIDUAL_DEFAULTS if getattr(args, k) is not None]
     if model.metric != "residual" and given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise InvalidInputError(f"{flags}: only for the residual metric (the metric is {model.metric})")
+        raise usage_error(args.command, f"{flags}: only for the residual metric (the metric is "
+                                        f"{model.metric})")
     return model
 
 

@@ -97,6 +97,11 @@ def test_query_runs_the_described_workload(tmp_path):
     assert record["n_queries"] == 20 and record["k"] == 5
     assert ok("telemetry", "validate", log, log).stdout.splitlines() == [
         f"{log}: 1 records valid against covertreex.query_telemetry v5"] * 2
+    older = tmp_path / "v4.jsonl"  # read against its own version's schema, and named so
+    older.write_text(json.dumps({**{k: v for k, v in record.items() if k != "query_digest"},
+                                 "schema_version": 4}) + "\n" + log.read_text())
+    assert ok("telemetry", "validate", older).stdout.splitlines() == [
+        f"{older}: 2 records valid against covertreex.query_telemetry v4, v5"]
 
 
 def test_query_repeat_reports_every_run_and_loaded_tree_is_not_rebuilt(tmp_path):
@@ -238,7 +243,7 @@ ERROR_CASES = [
     (["query", "--preset", "nope"], {}, "unknown preset 'nope'; known presets: residual_parity, "),
     (["query"], {ENV_VAR: "nope"}, "unknown preset 'nope'; known presets: residual_parity, "),
     (["presets", "nope"], {}, "unknown preset 'nope'"),
-    (["query", *TINY, "--kernel", "matern52"], {}, "--kernel: only for the residual metric"),
+    (["query", *TINY, "--kernel", "matern52"], {}, "pcct query: error: --kernel: only for the residual"),
     (["query", *TINY_RESIDUAL, "--variance", "-1"], {}, "argument --variance: must be positive and finite"),
     (["query", *TINY_RESIDUAL, "--lengthscale", "1,2,3"], {}, "one entry per dimension (2)"),
     (["query", "--n", "10", "--k", "20"], {}, "k must be <= the number of indexed points (10)"),

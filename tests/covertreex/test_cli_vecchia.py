@@ -164,9 +164,10 @@ ERROR_CASES = [
     (["x.npy", "--k", "0"], 2, "--k: must be >= 1"),
     (["x.npy", "--engine", "fast"], 2, "argument --engine: invalid choice: 'fast'"),  # was exit 1 while
     # --kernel's choices exited 2: both are a bad command line
-    (["x.npy", "--metric", "euclidean", "--lengthscale", "2", "--m", "3"], 1,
-     "--lengthscale, --m: only for the residual metric or --ordering maximin-residual (the metric is "
-     "euclidean, the ordering maximin)"),  # was silently ignored
+    (["x.npy", "--metric", "euclidean", "--lengthscale", "2", "--m", "3"], 2,
+     "pcct vecchia: error: --lengthscale, --m: only for the residual metric or --ordering maximin-residual "
+     "(the metric is euclidean, the ordering maximin)"),  # was silently ignored, then exit 1: a bad command
+    # line exits 2
     (["x.npy", "--out", ""], 1, "the path to save the neighbours to is empty"),  # wrote nothing, exit 0
     (["huge.npy"], 1, "huge.npy (the points) claims shape (1000000000000, 3) of float64"),  # was "out of
     # memory (try a smaller --n, ...)", naming neither the file nor an option pcct vecchia has
@@ -197,8 +198,8 @@ ERROR_CASES = [
      "entry 0 (line 1, column 1) is 9223372036854775807, out of range"),
     # was "the ordering hold the integer ... float64"
     (["x.npy", "--variance", "1e-300"], 1, "pcct: error: variance = 1e-300 is outside"),  # was prefixed
-    (["x.npy", "--metric", "euclidean", "--ordering", "natural", "--seed", "5"], 1,  # was ignored silently
-     "pcct: error: --seed: only for --ordering random or a residual problem's inducing points"),
+    (["x.npy", "--metric", "euclidean", "--ordering", "natural", "--seed", "5"], 2,  # was ignored silently
+     "pcct vecchia: error: --seed: only for --ordering random or a residual problem's inducing points"),
     # "x.npy (the points): ", as if the points were at fault
     (["x.npy", "--out", "xlink.npz"], 1, "xlink.npz name the same file; give each its own"),  # a link to
     # the points file, which the write replaced

@@ -2,9 +2,9 @@
 dimensions 1, 2, 3 and 8, several seeds, Euclidean and residual (m = 32), lattices and duplicates; and
 predecessor (Vecchia) recipes, where all 1,000 points are queries and rows i < k are padded with (-1, inf).
 
-``pytest --pcct-engines=gold,rust`` (the ini default) or ``--pcct-engines=gold,brute`` compares each pair of
-the selection bit for bit, and the work counters field by field where both engines share a telemetry group
-(gold and rust in parity mode). ``--pcct-seed=N`` shifts every dataset seed.
+``pytest`` (the ini default: gold,rust,rust-dense,gold-dense) or ``--pcct-engines=gold,brute`` compares
+each pair of the selection bit for bit, and the work counters field by field where both engines share a
+telemetry group (gold and rust in parity mode). ``--pcct-seed=N`` shifts every dataset seed.
 """
 
 import pytest
