@@ -36,11 +36,15 @@ copy.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import inspect
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -388,6 +392,7 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
         with connected(client) as connection:
             return run(index, connection, ranges_per_worker=ranges_per_worker)
     _require_usable(client, reconnecting=True)  # as connected() does: run() takes a Client directly too
+    _SCHEDULER_OF[client] = getattr(client.scheduler, "address", None)  # Dask forgets it on losing it
     _require_scheduler(client)  # lost before the job: Dask's reconnect would hold every call below
     workers = max(1, len(client.scheduler_info()["workers"]))
     ranges = cost_balanced_ranges(index.costed_limits, index.k, workers * ranges_per_worker,
@@ -424,12 +429,16 @@ def _require_scheduler(client) -> None:
         raise _lost_scheduler(client)
 
 
+_SCHEDULER_OF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""The scheduler address each client's job began with: once Dask has closed a client that lost its
+scheduler, the client no longer knows it (a job given an address string named none)."""
+
+
 def _lost_scheduler(client) -> ClusterError:
     """The one error for a job whose client lost its scheduler (Dask's own is an OSError or a
     cancellation naming a closed TCP connection, or a failed copy that looks like a dead worker)."""
-    scheduler = getattr(client.scheduler, "address", None)  # None once Dask has closed the client
-    at = f" at {scheduler}" if scheduler else ""
-    return ClusterError(f"lost the Dask scheduler{at} during the job (Dask client status: {client.status})")
+    return ClusterError(f"lost the Dask scheduler{_at(client)} during the job (Dask client status: "
+                        f"{client.status})")
 
 
 def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
@@ -438,11 +447,11 @@ def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
     for scatter in range(1, SCATTERS + 1):
         _require_scheduler(client)  # after lost ranges: a copy would wait out Dask's reconnect window
         copies = _scatter(client, index)
-        if not copies:  # no worker ran, every one died during its copy, or the scheduler did
+        if not copies:  # every worker died during its copy, or the scheduler did
             _require_scheduler(client)
             if scatter == SCATTERS:
-                raise ClusterError(f"could not copy the index to any worker in {SCATTERS} tries: no worker "
-                                   f"was running for {SCATTER_SECONDS:g} s, or each died during its copy")
+                raise ClusterError(f"could not copy the index to any worker in {SCATTERS} tries: each worker "
+                                   "died during its copy")
             continue
         while copies:
             futures, given = _submit(client, copies, ranges, lost)
@@ -458,8 +467,12 @@ def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
             _count_losses(losses, lost, ranges, allowed)
             copies = {worker: copy for worker, copy in copies.items() if not copy.cancelled()}
             del futures, given  # the lost copies' futures go before the ranges run again
-        if scatter == SCATTERS:
-            raise cancelled[lost[-1]]
+        if scatter == SCATTERS:  # Dask's cancellation said neither that nor which queries
+            start, stop = ranges[lost[0]]
+            more = f" and {len(lost) - 1} more ranges" if len(lost) > 1 else ""
+            raise ClusterError(f"the queries {start}..{stop - 1}{more} were not answered: every copy of the "
+                               f"index died with its worker, at each of the {SCATTERS} scatters a job may "
+                               "make") from cancelled[lost[0]]
 
 
 def _allowed_failures(client) -> int:
@@ -511,15 +524,19 @@ SCATTER_BYTES_PER_SECOND = 20e6
 
 def _scatter(client, index: Index) -> dict:
     """A copy of the index on each running worker, sent to all of them at once: {worker address: the
-    copy's future}, for the copies that landed; none when no worker runs within :data:`SCATTER_SECONDS`
-    (a restarted worker, a cluster scaling up) or every one died during its copy. A worker that dies
+    copy's future}, for the copies that landed; none when every one died during its copy. No worker
+    running within :data:`SCATTER_SECONDS` (a restarted worker, a cluster scaling up) is a ClusterError,
+    and so is a worker that runs another covertreex (:func:`_require_same_covertreex`). A worker that dies
     during its copy makes Dask fail with a KeyError naming it, or retry the copy every 30 s for good: such
     a copy is given up after :data:`SCATTER_SECONDS` plus the copies' bytes' time (:func:`_all_within`).
     Through the scheduler (``direct_to_workers=False``), Dask's broadcast makes one copy and the scheduler
     replicates it, so the client's link carries it once: every worker's range is given that one."""
     workers = _running_workers(client)
-    if not workers:
-        return {}
+    if not workers:  # scattering again would wait as long again (three scatters waited 90 s)
+        _require_scheduler(client)
+        raise ClusterError(f"no worker of the Dask cluster{_at(client)} was running for "
+                           f"{SCATTER_SECONDS:g} s (none started, or every one paused or closing)")
+    _require_same_covertreex(client, workers)
     seconds = SCATTER_SECONDS + len(workers) * _nbytes(index) / SCATTER_BYTES_PER_SECOND
     if client.direct_to_workers is False:
         [copy] = _landed(_all_within(seconds, [lambda: client.scatter(
@@ -531,6 +548,45 @@ def _scatter(client, index: Index) -> dict:
 
     copies = _landed(_all_within(seconds, [copy_to(w) for w in workers], "scatter"))
     return {worker: copy for worker, copy in zip(workers, copies, strict=True) if copy is not None}
+
+
+def _at(client) -> str:
+    """' at ADDRESS' of the client's scheduler (the one its job began with, once Dask has closed the
+    client), or nothing where neither is known."""
+    address = getattr(client.scheduler, "address", None) or _SCHEDULER_OF.get(client)
+    return f" at {address}" if address else ""
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """covertreex's version and a digest of its Python sources, as this process imported them: a worker
+    that answers a job must run the same code (one 36 commits older answered, and one older still failed
+    with an AttributeError naming none of this, in an outside trial)."""
+    import covertreex
+
+    digest = hashlib.sha256(covertreex.__version__.encode())
+    root = Path(covertreex.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{covertreex.__version__}+{digest.hexdigest()[:16]}"
+
+
+def _require_same_covertreex(client, workers: list[str]) -> None:
+    """Every worker of `workers` runs this process's covertreex (:func:`source_fingerprint`): else a
+    ClusterError naming those that do not, or saying why it cannot run there (not installed, say)."""
+    try:
+        theirs = client.run(source_fingerprint, workers=workers)
+    except Exception as exc:  # noqa: BLE001 -- whatever the workers raised, named below
+        _require_scheduler(client)
+        raise ClusterError(f"covertreex cannot run on the workers of the Dask cluster{_at(client)} "
+                           f"({type(exc).__name__}: {exc}); install this covertreex there, with its dask "
+                           "extra") from exc
+    ours = source_fingerprint()
+    other = sorted(worker for worker, fingerprint in theirs.items() if fingerprint != ours)
+    if other:
+        raise ClusterError(f"{len(other)} of the {len(workers)} workers of the Dask cluster{_at(client)} run "
+                           f"another covertreex than this process ({theirs[other[0]]} at {other[0]}, "
+                           f"{ours} here); install the same one on every worker")
 
 
 def _landed(outcomes: list) -> list:

@@ -46,10 +46,10 @@ class CorruptFileError(InvalidInputError):
 
 
 class ClusterError(CovertreexError, RuntimeError):
-    """A Dask cluster failed a job: no worker ran or each died during its copy of the index, scatter after
-    scatter; a range was lost with more workers than Dask's allowed-failures; the scheduler went away; or
-    (reported by `pcct vecchia --scheduler`, where the API raises Dask's own error) covertreex cannot be
-    imported on the workers."""
+    """A Dask cluster failed a job: no worker ran; each died during its copy of the index, or with it,
+    scatter after scatter; a range was lost with more workers than Dask's allowed-failures; the scheduler
+    went away; the workers run another covertreex, or cannot run it; or (reported by `pcct vecchia
+    --scheduler`, where the API raises Dask's own error) a task failed otherwise on the cluster."""
 
 
 def unknown_name(kind: str, name: object, known) -> UnknownNameError:

@@ -35,7 +35,13 @@ from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import METRICS
 from covertreex.metrics import MetricSpace
 from covertreex.residual import ResidualProblem, residual_problem
-from covertreex.resources import limited_threads, require_answer_memory, require_memory, thread_limit
+from covertreex.resources import (
+    available_cpus,
+    limited_threads,
+    require_answer_memory,
+    require_memory,
+    thread_limit,
+)
 from covertreex.scalars import as_seed
 from covertreex.validation import as_points, check_k
 
@@ -54,7 +60,8 @@ class VecchiaNeighbors:
     maximin_evaluations: int | None = field(default=None, repr=False)
     """Distance evaluations the maximin ordering spent (None for other orderings); when the ordering was
     fused with the neighbour search (see FUSED_ORDERINGS), the canonical evaluations of both, and
-    ``neighbor_seconds`` is then 0 (all the time counts as ordering)."""
+    ``neighbor_seconds`` is then 0 (all the time counts as ordering). ``neighbor_seconds`` is the wait
+    after the ordering ended: rows answered while it ran (covertreex.vecchia_overlap) count in neither."""
     problem: ResidualProblem | None = field(default=None, repr=False)
     """The residual problem the job built on X as given (inducing points, L, V, p; None for a job that
     builds none): what a VIF approximation conditions on besides the neighbours, so that building V again
@@ -131,15 +138,29 @@ def _predecessors(data, k: int, metric: str, engine: str, client,
                                 threads=limited_threads())
     if client is not None:
         return distributed.run(index, client)
-    pairs = index.queries.eligible_pairs(index.space.n_points)
-    count = int(min(PROGRESS_RANGES, max(1, math.ceil(pairs / PAIRS_PER_PROGRESS_RANGE))))
     n = index.queries.n_queries
     indices, distances = np.empty((n, k), dtype=np.int64), np.empty((n, k))  # each range's rows go in once
-    for start, stop in distributed.cost_balanced_ranges(index.costed_limits, k, count,
-                                                        index.pairs_per_neighbour):
-        indices[start:stop], distances[start:stop] = distributed.answer_range(index, start, stop)
-        answered(stop)
+    answer_rows(index, 0, n, indices, distances, answered)
     return indices, distances
+
+
+def answer_rows(index, start: int, stop: int, indices: np.ndarray, distances: np.ndarray,
+                answered: Callable[[int], None] | None) -> None:
+    """Rows start..stop-1 of the prepared `index` (:func:`covertreex.distributed.prepare`) into the same rows
+    of `indices` and `distances`: in one call, or, when `answered(n)` is to hear how many rows are done, in
+    up to :data:`PROGRESS_RANGES` ranges of equal cost, each heard as it ends (the same answer)."""
+    from covertreex import distributed
+
+    if answered is None:
+        indices[start:stop], distances[start:stop] = distributed.answer_range(index, start, stop)
+        return
+    limits = index.costed_limits[start:stop]
+    pairs = index.queries.eligible(index.space.n_points)[start:stop].sum(dtype=np.float64)
+    count = int(min(PROGRESS_RANGES, max(1, math.ceil(pairs / PAIRS_PER_PROGRESS_RANGE))))
+    for a, b in distributed.cost_balanced_ranges(limits, index.k, count, index.pairs_per_neighbour):
+        indices[start + a:start + b], distances[start + a:start + b] = distributed.answer_range(
+            index, start + a, start + b)
+        answered(start + b)
 
 
 PROGRESS_RANGES = 16
@@ -164,7 +185,8 @@ followed by the predecessor query (docs/vecchia.md). Where the rust pass takes t
 (:func:`_maximin_split`) and k exceeds :data:`SPLIT_FUSED_MAX_K`, it orders alone instead (one neighbour
 per row) and the predecessor query on the split finds the rows. A Euclidean maximin ordering of points of
 at most :data:`FARTHEST_MAX_WIDTH` coordinates is found alone by the rust engine's packed boxes, and the
-rows by the predecessor query."""
+rows by the predecessor query: with two threads or more, the rows of each finished prefix of the order
+while the rest is placed (:mod:`covertreex.vecchia_overlap`)."""
 
 SPLIT_FUSED_MAX_K = 16
 """The largest k for which the rust pass on the split screen finds the rows itself. The split lets few of
@@ -313,12 +335,15 @@ def vecchia_neighbors(
     wait of 'auto' at N = 32,768, m = 512), 'gold' or 'brute' (maximin by that engine's tree walk, then its
     predecessor query). With rust ('rust', or 'auto' when built), a Euclidean maximin of points of at most
     FARTHEST_MAX_WIDTH (7) coordinates, in either job, is found alone by the packed boxes of
-    rust/core/src/maximin/farthest.rs in O(N log N) evaluations, then the predecessor query finds the rows;
-    any other maximin in the neighbour metric is fused with the neighbours by rust/core/src/maximin, and one
-    in the other metric runs that pass for the ordering alone, then the predecessor query.
-    `progress(stage, n)` hears how many points of N a stage ('ordering', then 'neighbours'; a fused pass
-    reports both as it goes) has finished; heard of, the neighbours of an ordering found first are found in up
-    to PROGRESS_RANGES (16) ranges of equal cost, each reported as it ends (the same answer). `scheduler` (a
+    rust/core/src/maximin/farthest.rs in O(N log N) evaluations, and the predecessor query finds the rows
+    (in a Euclidean job on two or more threads, those of each finished prefix of the order while the rest
+    is placed: covertreex/vecchia_overlap.py, the same answer); any other maximin in the neighbour metric is
+    fused with the neighbours by rust/core/src/maximin, and one in the other metric runs that pass for the
+    ordering alone, then the predecessor query.
+    `progress(stage, n)` hears how many points of N a stage ('ordering', then 'neighbours'; a fused pass,
+    and the overlapping Euclidean job, report both as they go) has finished, always on the calling thread;
+    heard of, the neighbours of an ordering found first are found in up to PROGRESS_RANGES (16) ranges of
+    equal cost, each reported as it ends (the same answer). `scheduler` (a
     dask.distributed Client or a scheduler address) finds the neighbours on that cluster
     (:mod:`covertreex.distributed`; the ordering is computed here); the answer is byte-identical. A maximin
     ordering that the engine fuses with the neighbours (above) runs here whatever the scheduler: the pass
@@ -379,7 +404,19 @@ def _unheard(stage: str, n: int) -> None:
 
 
 def _ordered_then_queried(X, k, metric, name, given, problem, engine, seed, report, client, start):
-    """The job of an ordering given, or computed on its own, then the predecessor query in it."""
+    """The job of an ordering given, or computed on its own, then the predecessor query in it; for a
+    Euclidean maximin job by the boxes with a core to spare, the rows come while the order is placed."""
+    threads = limited_threads() or available_cpus()
+    if (given is None and client is None and metric == "euclidean" and threads >= 2
+            and name in FUSED_ORDERINGS[metric] and _orders_alone_by_boxes(metric, X, engine)):
+        from covertreex.vecchia_overlap import ordered_with_rows
+
+        points = MetricSpace.create("euclidean", X).data.X
+        order, evaluations, ordering_seconds, indices, distances = ordered_with_rows(
+            points, vecchia_orderings.first_point(points), k, engine, threads, report, report is not _unheard,
+            start)
+        return VecchiaNeighbors(order, indices, distances, metric, name, ordering_seconds,
+                                time.perf_counter() - start - ordering_seconds, evaluations, problem)
     order, evaluations = (given, None) if given is not None else _order(
         name, X, problem, metric, engine, seed, lambda n: report("ordering", n))
     ordering_seconds = time.perf_counter() - start

@@ -363,13 +363,17 @@ alternating runs): N = 32,768: 6.25-6.32 s at 256, 5.76-6.04 s at 512, 6.06-6.21
 matrix weighs more at small N)."""
 
 
-def maximin_order(X, first: int, progress=None, threads: int | None = None) -> tuple[np.ndarray, int]:
+def maximin_order(X, first: int, progress=None, threads: int | None = None, prefixes=(),
+                  on_prefix=None) -> tuple[np.ndarray, int]:
     """The exact maximin order of the Euclidean points X (float64, C order, finite) from row `first`, alone,
     by the packed boxes (rust/core/src/maximin/farthest.rs: O(N log N) evaluations in a few dimensions):
     (order, canonical evaluations), the order of :func:`maximin_with_neighbors`, bit for bit. `progress(n)`
     hears the points placed every 4,096 placements and at the end; `threads` packs the boxes (the placements
-    are serial; None: rayon's global pool)."""
-    return _extension().maximin_farthest(X, first, threads, progress, _interrupt(len(X) ** 2))
+    are serial; None: rayon's global pool). `on_prefix(order_so_far)` hears the order placed so far once
+    it reaches each of the sizes `prefixes` (ascending; heard at the next multiple of 4,096, once however
+    many sizes that passes, never for the whole order): covertreex.vecchia_overlap answers rows meanwhile."""
+    return _extension().maximin_farthest(X, first, threads, progress, _interrupt(len(X) ** 2),
+                                         sorted(prefixes), on_prefix)
 
 
 def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int = MAXIMIN_BLOCK,

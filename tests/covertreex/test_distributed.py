@@ -802,13 +802,71 @@ def test_a_range_cancelled_with_its_copy_intact_raises_its_own_cancellation(monk
         distributed._run_ranges(None, client, [(0, 5), (5, 10)])
 
 
-def test_a_job_whose_index_is_lost_at_every_scatter_raises_the_cancellation(client, monkeypatch):
+def test_a_job_whose_index_is_lost_at_every_scatter_is_a_cluster_error(client, monkeypatch):
+    """It raised Dask's FutureCancelledError ('already forgotten'), which said neither that every copy had
+    died with its worker nor which queries went unanswered (an outside review)."""
     from distributed import CancelledError
 
     scattered = _scatter_losing(client, monkeypatch, times=distributed.SCATTERS * _workers(client))
-    with pytest.raises(CancelledError):
+    lost = (r"^the queries 0\.\.\d+ and \d+ more ranges were not answered: every copy of the index died with "
+            r"its worker, at each of the 3 ")
+    with pytest.raises(ClusterError, match=lost) as raised:
         distributed.run(_small_index(), client)
+    assert isinstance(raised.value.__cause__, CancelledError)
     assert len(scattered) == distributed.SCATTERS * _workers(client)
+
+
+def test_a_cluster_without_a_running_worker_fails_after_one_wait_not_three(monkeypatch):
+    """Each of the job's three scatters waited SCATTER_SECONDS for a worker: 90 s where 30 were said."""
+    from distributed import Client, LocalCluster
+
+    waits = []
+    running = distributed._running_workers
+    monkeypatch.setattr(distributed, "_running_workers", lambda client: waits.append(1) or running(client))
+    monkeypatch.setattr(distributed, "SCATTER_SECONDS", 0.5)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, Client(cluster) as c:
+        at = re.escape(cluster.scheduler_address)
+        with pytest.raises(ClusterError, match=f"^no worker of the Dask cluster at {at} was running for 0.5"):
+            distributed.run(_small_index(), c)
+    assert waits == [1]
+
+
+def test_a_worker_running_another_covertreex_is_named(client, monkeypatch):
+    """Workers with an older covertreex answered silently, or failed with an AttributeError about a
+    function of this module (an outside review): every worker must run this process's sources."""
+    theirs = distributed.source_fingerprint()
+    monkeypatch.setattr(ct, "__version__", "0.0.9")  # this process's fingerprint: the workers keep theirs
+    distributed.source_fingerprint.cache_clear()
+    try:
+        with pytest.raises(ClusterError, match=rf"^2 of the 2 workers of the Dask cluster at \S+ run another "
+                                               rf"covertreex than this process \({re.escape(theirs)} at \S+, "
+                                               r"0\.0\.9\+[0-9a-f]{16} here\)"):
+            distributed.run(_small_index(), client)
+    finally:
+        distributed.source_fingerprint.cache_clear()
+
+
+def test_a_worker_that_cannot_run_covertreex_is_a_cluster_error(client, monkeypatch):
+    def missing():
+        raise ModuleNotFoundError("No module named 'covertreex'")
+
+    monkeypatch.setattr(distributed, "source_fingerprint", missing)  # sent by value: raised on the workers
+    with pytest.raises(ClusterError, match=r"^covertreex cannot run on the workers of the Dask cluster at "
+                                           r"\S+ \(ModuleNotFoundError: No module named 'covertreex'\); "):
+        distributed.run(_small_index(), client)
+
+
+def test_a_job_remembers_its_schedulers_address_for_the_lost_scheduler_error(client):
+    """Dask forgets the address of a client it closed on losing the scheduler: a job given an address
+    string said 'lost the Dask scheduler during the job', naming none (an outside review)."""
+    from distributed import Client
+
+    address = client.scheduler.address
+    job_client = Client(address)
+    distributed.run(_small_index(), job_client)
+    job_client.close()
+    assert job_client.scheduler is None  # Dask's closed client
+    assert f"lost the Dask scheduler at {address} during" in str(distributed._lost_scheduler(job_client))
 
 
 def _scatter_failing(client, monkeypatch, failures: list):

@@ -706,10 +706,14 @@ fn maximin<'py>(
 /// Exact maximin order of the Euclidean points (n x d) from row `first`, alone (no neighbour rows), by
 /// the packed boxes (rust/core/src/maximin/farthest.rs): (order, canonical evaluations). `threads`
 /// workers pack the boxes (the placements are serial); nothing returned depends on them. `progress(n)`
-/// is called with the GIL every 4,096 placements and at the end; an exception it raises ends the call
-/// and is what it raises.
+/// is called with the GIL every 4,096 placements and at the end. `on_prefix(order)` is called with the
+/// GIL, at the first report at or after each of the sizes `prefixes` (ascending) short of n, with a
+/// copy of the order so far (once per report, however many sizes it passes): its points' predecessor
+/// rows may be answered while the rest is placed; the prefixes' lengths depend on n and `prefixes`
+/// alone. An exception either callback raises ends the call and is what it raises.
 #[pyfunction]
-#[pyo3(signature = (points, first, threads=None, progress=None, interrupt=None))]
+#[pyo3(signature = (points, first, threads=None, progress=None, interrupt=None, prefixes=None, on_prefix=None))]
+#[allow(clippy::too_many_arguments)]
 fn maximin_farthest<'py>(
     py: Python<'py>,
     points: &Bound<'py, PyAny>,
@@ -717,6 +721,8 @@ fn maximin_farthest<'py>(
     threads: Option<&Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
     interrupt: Option<&Bound<'py, PyAny>>,
+    prefixes: Option<Vec<usize>>,
+    on_prefix: Option<Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, i64)> {
     let threads = thread_count(threads)?;
     let first: i64 = scalar(first, "first")?;
@@ -724,10 +730,36 @@ fn maximin_farthest<'py>(
     let (n, d) = (points.shape()[0], points.shape()[1]);
     let points = Matrix::new("points", slice(py, &points, "points")?, n, d)
         .map_err(|e| errors::core_error(py, &e))?;
+    let prefixes = prefixes.unwrap_or_default();
+    if !prefixes.is_sorted() {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "prefixes must be in ascending order",
+        ));
+    }
     let callback = progress.filter(|p| !p.is_none()).map(Bound::unbind);
+    let on_prefix = on_prefix.filter(|p| !p.is_none()).map(Bound::unbind);
     let out = interruptible(py, interrupt, |halt| {
         let mut report = halt.reporter(&callback);
-        maximin_order(points, first, threads, &mut report, &halt.stop)
+        let mut next = 0;
+        let mut heard = |order: &[i64]| {
+            report(order.len());
+            let passed = prefixes[next..].partition_point(|&size| size <= order.len());
+            if passed == 0 || order.len() == n || halt.failed() {
+                return;
+            }
+            next += passed;
+            if let Some(on_prefix) = &on_prefix {
+                let called = Python::attach(|py| {
+                    on_prefix
+                        .call1(py, (order.to_vec().into_pyarray(py),))
+                        .map(drop)
+                });
+                if let Err(error) = called {
+                    halt.fail(error);
+                }
+            }
+        };
+        maximin_order(points, first, threads, &mut heard, &halt.stop)
     })?;
     Ok((out.order.into_pyarray(py), out.evaluations))
 }

@@ -121,14 +121,15 @@ impl Farthest<'_> {
 
 /// The exact maximin order of the Euclidean points `x` from point `first` (the farthest point from
 /// those placed next, ties to the smallest index), by the boxes (see the module docs); `threads`: the
-/// packing's workers (None: rayon's global pool; the placements are serial). `progress(n)` hears how
-/// many points are placed every `REPORT_EVERY` (4,096) placements and at the end (once); `stop` ends
-/// the call early.
+/// packing's workers (None: rayon's global pool; the placements are serial). `progress(order)` hears
+/// the order so far every 4,096 placements and at the end (once): a prefix of the order is final, so
+/// a caller may answer its points' predecessor rows while the rest is placed; `stop` ends the call
+/// early.
 pub fn maximin_order(
     x: Matrix,
     first: i64,
     threads: Option<i64>,
-    progress: &mut (dyn FnMut(usize) + Send),
+    progress: &mut (dyn FnMut(&[i64]) + Send),
     stop: &Stop,
 ) -> Result<MaximinOrder> {
     let n = x.rows();
@@ -159,14 +160,14 @@ pub fn maximin_order(
         pass.place(c, position[c]);
         if placed % REPORT_EVERY == 0 {
             stop.check()?;
-            progress(placed);
+            progress(&order);
         }
         if placed < n {
             c = pass.best_index[n_boxes - 1] as usize; // the top box's best
         }
     }
     if !n.is_multiple_of(REPORT_EVERY) {
-        progress(n);
+        progress(&order);
     }
     Ok(MaximinOrder {
         order,
@@ -182,7 +183,7 @@ mod tests {
 
     fn ordered(x: &[f64], d: usize, first: i64) -> MaximinOrder {
         let m = Matrix::new("X", x, x.len() / d, d).unwrap();
-        maximin_order(m, first, Some(1), &mut |_| {}, &Stop::default()).unwrap()
+        maximin_order(m, first, Some(1), &mut |_: &[i64]| {}, &Stop::default()).unwrap()
     }
 
     #[test]
@@ -213,11 +214,30 @@ mod tests {
     }
 
     #[test]
+    fn progress_hears_final_prefixes_of_the_order() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let x = points(0, 2 * REPORT_EVERY + 100, 2, &mut state);
+        let m = Matrix::new("X", &x, x.len() / 2, 2).unwrap();
+        let mut heard: Vec<Vec<i64>> = Vec::new();
+        let out = maximin_order(
+            m,
+            0,
+            Some(1),
+            &mut |o: &[i64]| heard.push(o.to_vec()),
+            &Stop::default(),
+        );
+        let order = out.unwrap().order;
+        let lengths: Vec<usize> = heard.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [REPORT_EVERY, 2 * REPORT_EVERY, order.len()]);
+        assert!(heard.iter().all(|prefix| order.starts_with(prefix)));
+    }
+
+    #[test]
     fn the_first_point_must_be_a_point() {
         let x = [0.0, 1.0, 2.0];
         let m = Matrix::new("X", &x, 3, 1).unwrap();
         for first in [-1, 3] {
-            let got = maximin_order(m, first, None, &mut |_| {}, &Stop::default());
+            let got = maximin_order(m, first, None, &mut |_: &[i64]| {}, &Stop::default());
             assert!(matches!(got, Err(CoreError::IndexOutOfRange { .. })));
         }
     }
