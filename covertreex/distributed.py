@@ -470,9 +470,9 @@ def _run_ranges(index: Index, client, ranges: list[tuple[int, int]]):
         if scatter == SCATTERS:  # Dask's cancellation said neither that nor which queries
             start, stop = ranges[lost[0]]
             more = f" and {len(lost) - 1} more ranges" if len(lost) > 1 else ""
-            raise ClusterError(f"the queries {start}..{stop - 1}{more} were not answered: every copy of the "
-                               f"index died with its worker, at each of the {SCATTERS} scatters a job may "
-                               "make") from cancelled[lost[0]]
+            raise ClusterError(f"the queries {start}..{stop - 1}{more} were not answered: the last copies of "
+                               f"the index died with their workers, and the job had made the {SCATTERS} "
+                               "scatters it may make") from cancelled[lost[0]]
 
 
 def _allowed_failures(client) -> int:
@@ -536,7 +536,9 @@ def _scatter(client, index: Index) -> dict:
         _require_scheduler(client)
         raise ClusterError(f"no worker of the Dask cluster{_at(client)} was running for "
                            f"{SCATTER_SECONDS:g} s (none started, or every one paused or closing)")
-    _require_same_covertreex(client, workers)
+    workers = _require_same_covertreex(client, workers)
+    if not workers:  # each died since it was listed: as when each dies during its copy
+        return {}
     seconds = SCATTER_SECONDS + len(workers) * _nbytes(index) / SCATTER_BYTES_PER_SECOND
     if client.direct_to_workers is False:
         [copy] = _landed(_all_within(seconds, [lambda: client.scatter(
@@ -559,34 +561,45 @@ def _at(client) -> str:
 
 @functools.cache
 def source_fingerprint() -> str:
-    """covertreex's version and a digest of its Python sources, as this process imported them: a worker
-    that answers a job must run the same code (one 36 commits older answered, and one older still failed
-    with an AttributeError naming none of this, in an outside trial)."""
+    """covertreex's version and a digest of its Python sources and shipped schemas, as this process finds
+    them on disk when first asked: a worker that answers a job must run the same code (one 36 commits older
+    answered, and one older still failed with an AttributeError naming none of this, in an outside trial).
+    The compiled extension is left out: it differs by platform between equal installs."""
     import covertreex
 
     digest = hashlib.sha256(covertreex.__version__.encode())
     root = Path(covertreex.__file__).parent
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.json")]):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return f"{covertreex.__version__}+{digest.hexdigest()[:16]}"
 
 
-def _require_same_covertreex(client, workers: list[str]) -> None:
-    """Every worker of `workers` runs this process's covertreex (:func:`source_fingerprint`): else a
-    ClusterError naming those that do not, or saying why it cannot run there (not installed, say)."""
-    try:
-        theirs = client.run(source_fingerprint, workers=workers)
-    except Exception as exc:  # noqa: BLE001 -- whatever the workers raised, named below
-        _require_scheduler(client)
-        raise ClusterError(f"covertreex cannot run on the workers of the Dask cluster{_at(client)} "
-                           f"({type(exc).__name__}: {exc}); install this covertreex there, with its dask "
-                           "extra") from exc
+WORKER_GONE = (OSError, TimeoutError, KeyError)
+"""What a call to a worker that died or went out of reach raises (Dask's CommClosedError is an OSError; a
+worker the scheduler has dropped is a KeyError naming it): such a worker is left out, as :func:`_landed`
+leaves out one that died during its copy."""
+
+
+def _require_same_covertreex(client, workers: list[str]) -> list[str]:
+    """The workers of `workers` still there, each checked to run this process's covertreex
+    (:func:`source_fingerprint`): one that runs another, or cannot run it (not installed, say), is a
+    ClusterError naming it; one that died meanwhile is left out (the job runs on the others)."""
+    theirs = client.run(source_fingerprint, workers=workers, on_error="return")
+    failed = {worker: outcome for worker, outcome in theirs.items()
+              if isinstance(outcome, BaseException) and not isinstance(outcome, WORKER_GONE)}
+    if failed:
+        worker, exc = min(failed.items())
+        raise ClusterError(f"covertreex cannot run on {len(failed)} of the {len(workers)} workers of the "
+                           f"Dask cluster{_at(client)} ({type(exc).__name__} at {worker}: {exc}); install "
+                           "this covertreex there, with its dask extra") from exc
     ours = source_fingerprint()
-    other = sorted(worker for worker, fingerprint in theirs.items() if fingerprint != ours)
+    other = sorted(worker for worker, outcome in theirs.items()
+                   if isinstance(outcome, str) and outcome != ours)
     if other:
         raise ClusterError(f"{len(other)} of the {len(workers)} workers of the Dask cluster{_at(client)} run "
                            f"another covertreex than this process ({theirs[other[0]]} at {other[0]}, "
                            f"{ours} here); install the same one on every worker")
+    return sorted(worker for worker, outcome in theirs.items() if isinstance(outcome, str))
 
 
 def _landed(outcomes: list) -> list:

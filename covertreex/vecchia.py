@@ -408,7 +408,10 @@ def _ordered_then_queried(X, k, metric, name, given, problem, engine, seed, repo
     Euclidean maximin job by the boxes with a core to spare, the rows come while the order is placed."""
     threads = limited_threads() or available_cpus()
     if (given is None and client is None and metric == "euclidean" and threads >= 2
-            and name in FUSED_ORDERINGS[metric] and _orders_alone_by_boxes(metric, X, engine)):
+            and name in FUSED_ORDERINGS[metric] and _orders_alone_by_boxes(metric, X, engine)
+            and _cover_tree(engine, metric).config.mode == "perf"):  # the rows on the box screen:
+        # its prefixes pack in no time, where engine='rust' (parity mode) builds a tree per prefix, which
+        # made the job 15-25% slower (a review)
         from covertreex.vecchia_overlap import ordered_with_rows
 
         points = MetricSpace.create("euclidean", X).data.X

@@ -88,8 +88,8 @@ def ordered_with_rows(points: np.ndarray, first: int, k: int, engine: str, threa
     indices, distances = np.empty((n, k), dtype=np.int64), np.empty((n, k))
     done = 0
     worker = threading.Thread(target=order, name="covertreex maximin order", daemon=True)
-    worker.start()
     try:
+        worker.start()  # in the block: a Ctrl-C just after it still stops the ordering
         while True:
             kind, value = _next(messages)
             if kind == "failed":
@@ -101,12 +101,12 @@ def ordered_with_rows(points: np.ndarray, first: int, k: int, engine: str, threa
             else:
                 done = _while_placed(points[value], done, value.shape[0], k, engine, threads, finished,
                                      indices, distances, report)
-        order, evaluations, ordering_seconds = value
-        report("ordering", n)
+        order, evaluations, ordering_seconds = value  # its last report ("placed", n) came before
         _after_placed(points[order], done, k, engine, threads, indices, distances, report, heard)
     finally:
         stopped.set()
-        worker.join()
+        if worker.is_alive():
+            worker.join()
     return order, evaluations, ordering_seconds, indices, distances
 
 

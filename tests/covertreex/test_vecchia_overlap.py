@@ -78,6 +78,18 @@ def test_rows_answered_while_the_order_is_placed_are_the_jobs_after_it(small_pre
     assert _same(overlapped, sequential)
 
 
+def test_the_rust_engines_parity_mode_answers_after_the_order(small_prefixes, monkeypatch):
+    """engine='rust' (parity mode) answers on the tree path, where each prefix would build a tree of its
+    own: the job was 15-25% slower overlapped (a review), so it answers after the order there."""
+    prefixes = []
+    real = vecchia_overlap._while_placed
+    monkeypatch.setattr(vecchia_overlap, "_while_placed",
+                        lambda prefix, *rest: prefixes.append(len(prefix)) or real(prefix, *rest))
+    X = _points("uniform")[:12_000]
+    assert _same(_job(X, 5, threads=2, engine="rust"), _job(X, 5, threads=2))
+    assert len(prefixes) == 2  # the second job's (handed at 4,096 and 8,192), none of the first's
+
+
 def test_rows_answered_on_prefixes_are_brute_force(small_prefixes):
     X = _points("lattice+duplicates")
     job = _job(X, 9, threads=2)
@@ -95,6 +107,8 @@ def test_progress_is_heard_on_the_callers_thread_rows_before_the_order_ends(smal
     for stage in ("ordering", "neighbours"):
         counts = [n for s, n, _ in heard if s == stage]
         assert counts == sorted(counts) and counts[-1] == len(X), stage
+    ordered = [n for s, n, _ in heard if s == "ordering"]
+    assert len(set(ordered)) == len(ordered)  # N once (it was heard twice)
     order_done = heard.index(("ordering", len(X), threading.get_ident()))
     assert any(stage == "neighbours" and 0 < n < len(X) for stage, n, _ in heard[:order_done])
 
