@@ -26,9 +26,10 @@ except ImportError as exc:  # validate_data (and the tags the checks use) arrive
 from covertreex.api import CoverTree
 from covertreex.config import KNOBS
 from covertreex.errors import InputTypeError, InvalidInputError, KOutOfRangeError, unknown_name
+from covertreex.kinds import METRICS
 from covertreex.residual import check_parameters
 from covertreex.resources import ANSWER_BYTES, available_bytes, require_memory
-from covertreex.scalars import as_int
+from covertreex.scalars import as_bool, as_int
 from covertreex.validation import as_array, as_points, check_exact_conversion
 
 GRAPH_MODES = ("distance", "connectivity")
@@ -69,6 +70,20 @@ def _radius(radius) -> float:
         return float(radius)
     except OverflowError:  # an integer beyond the doubles: larger than every distance, as inf is
         return math.inf
+
+
+def _integer_frame(X) -> np.ndarray | None:
+    """A table (a pandas DataFrame) with an integer column (int64, uint64, nullable Int64) as Python objects,
+    for the exactness check: scikit-learn turns a frame of mixed or nullable dtypes into float64 itself,
+    and two rows 1 apart beyond 2**53 became duplicates at distance 0 (an outside review); else None."""
+    dtypes, to_numpy = getattr(X, "dtypes", None), getattr(X, "to_numpy", None)
+    if dtypes is None or to_numpy is None or isinstance(X, np.ndarray):
+        return None
+    try:
+        kinds = [getattr(dtype, "kind", "") for dtype in dtypes]
+    except TypeError:  # one dtype (a Series), not one per column
+        return None
+    return np.asarray(to_numpy(dtype=object)) if any(kind in ("i", "u") for kind in kinds) else None
 
 
 def _without_self(dist: np.ndarray, ind: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +155,8 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def fit(self, X, y=None):
         """Index the rows of X (y is ignored)."""
+        if self.metric not in METRICS:  # None was CoverTree's default, which a preset's variable can change
+            raise unknown_name("metric", self.metric, METRICS)
         _graph_mode(self.mode)
         _radius(self.radius)
         self._n_neighbors()
@@ -168,9 +185,15 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return n_neighbors
 
     def _queries(self, X) -> np.ndarray | None:
-        """X checked against the fit (None stays None: the training points, each without itself)."""
+        """X checked against the fit (None stays None: the training points, each without itself), its
+        range too under the name X (the tree's own check called it 'queries', a name the caller never
+        gave)."""
         check_is_fitted(self)
-        return None if X is None else self._validated(X, reset=False)
+        if X is None:
+            return None
+        X = self._validated(X, reset=False)
+        self.cover_tree_.space.check_query_range(X, "X")
+        return X
 
     def _validated(self, X, reset: bool = True) -> np.ndarray:
         """X through scikit-learn's checks, then made float64 by covertreex's, whose errors name X:
@@ -179,7 +202,7 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         neighbours."""
         if isinstance(X, (list, tuple)):
             X = as_array(X, "X")  # once, here: its dtype says whether scikit-learn's conversion can round
-        source = X if isinstance(X, np.ndarray) and X.dtype == object else None
+        source = X if isinstance(X, np.ndarray) and X.dtype == object else _integer_frame(X)
         X = validate_data(self, X, dtype="numeric", order="C", reset=reset)
         if source is not None:
             check_exact_conversion(source, X, "X", 2)  # scikit-learn made it float64, rounding big ints
@@ -200,6 +223,7 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """``(dist, ind)`` of the n_neighbors nearest training points of each row of X (or ``ind`` alone),
         rows sorted by (distance, index). ``X=None``: each training point, excluding itself."""
+        return_distance = as_bool(return_distance, "return_distance")
         X = self._queries(X)
         k = as_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors")
         eligible = self._eligible(X)
@@ -229,6 +253,9 @@ class CoverTreeNeighbors(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         k-NN with k widened (:meth:`_widened`), for the rows whose k-th neighbour is still inside the
         radius, until it lies outside or k covers every eligible point (radius=inf: at once); rows in
         blocks of :data:`RADIUS_BLOCK_CELLS` cells."""
+        return_distance = as_bool(return_distance, "return_distance")
+        if as_bool(sort_results, "sort_results") and not return_distance:  # scikit-learn's rule
+            raise InvalidInputError("return_distance must be True if sort_results is True")
         X = self._queries(X)
         radius = _radius(self.radius if radius is None else radius)
         self._n_neighbors()  # an estimator set to a bad n_neighbors is refused whichever search runs

@@ -12,6 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
+from covertreex import residual_range
 from covertreex.digest import array_digest, query_digest
 from covertreex.errors import InputTypeError, InvalidInputError, NonFiniteError, unknown_name
 from covertreex.kinds import KERNELS, METRICS
@@ -212,6 +213,17 @@ class MetricSpace:
         idx = dataset_indices(indices, self.n_points)
         return QuerySet(self.data, idx, idx, np.full(idx.shape[0], self.n_points, dtype=np.int64))
 
+    def check_query_range(self, Q: np.ndarray, name: str) -> None:
+        """Query coordinates `Q` (float64, this space's width) within the range this metric computes
+        exactly, else the NonFiniteError naming them `name`: Euclidean magnitudes (:data:`MAX_EUCLIDEAN_
+        COORDINATE`, :data:`MIN_EUCLIDEAN_COORDINATE`); residual coordinates in lengthscales, as the
+        projection needs them (covertreex.residual_range). A caller that took them under another name
+        than 'queries' (the scikit-learn estimator's X) checks them first."""
+        if self.metric == "euclidean":
+            _check_magnitude(Q, name)
+        else:
+            residual_range.check_coordinates(Q, self.problem.lengthscale, name)
+
     def point_queries(self, queries) -> QuerySet:
         """Queries at coordinates. Residual: a row at an indexed point's coordinates (equal as numbers) is
         that point, answered as by its index (its V row and p, distance 0 to itself); any other row is
@@ -221,7 +233,7 @@ class MetricSpace:
         n = Q.shape[0]
         at = np.full(n, -1, dtype=np.int64)
         if self.metric == "euclidean":
-            _check_magnitude(Q, "queries")
+            self.check_query_range(Q, "queries")
             qdata = self.data._replace(X=Q, V=np.zeros((n, 0)), P=np.ones(n))
         else:
             at = self.problem.points_at(Q)

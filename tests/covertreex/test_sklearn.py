@@ -391,6 +391,17 @@ def test_neighbours_of_a_single_training_point_say_why_there_are_none():
          "radius must be a real number"),
         (lambda e: e.transform(None), InputTypeError, "transform needs X (the rows to connect)"),
         (lambda e: e.kneighbors(np.zeros((2, 3))), ValueError, "X has 3 features, but CoverTreeNeighbors"),
+        # named X, the argument, where CoverTree's check said "queries" (an outside review)
+        (lambda e: e.kneighbors(np.full((1, 2), 1e151)), ValueError, "X has coordinates beyond +/-1e+150"),
+        (lambda e: e.radius_neighbors(np.full((1, 2), 1e-300)), ValueError,
+         "X has nonzero coordinates closer to 0 than 2**-450"),
+        # scikit-learn's rule, which was accepted silently; and flags are booleans ('no' was True)
+        (lambda e: e.radius_neighbors(return_distance=False, sort_results=True), InvalidInputError,
+         "return_distance must be True if sort_results is True"),
+        (lambda e: e.kneighbors(return_distance="no"), InputTypeError,
+         "return_distance must be True or False, got str 'no'"),
+        (lambda e: e.radius_neighbors(sort_results=1.0), InputTypeError,
+         "sort_results must be True or False"),
     ],
 )
 def test_bad_calls_are_clear_errors(call, error, message):
@@ -403,6 +414,8 @@ def test_bad_calls_are_clear_errors(call, error, message):
     ("params", "error", "message"),
     [
         ({"metric": "cosine"}, UnknownNameError, "unknown metric 'cosine'; known metrics: euclidean"),
+        # None was CoverTree's default metric, which COVERTREEX_PRESET could make residual
+        ({"metric": None}, InvalidInputError, "metric must be a name (str), got NoneType None"),
         ({"mode": "weights"}, UnknownNameError, "unknown mode 'weights'"),
         ({"n_neighbors": 0}, KOutOfRangeError, "n_neighbors must be >= 1, got 0"),
         ({"engine_mode": "fast"}, InvalidInputError, "option 'engine_mode' must be one of 'parity', 'perf'"),
@@ -441,6 +454,26 @@ def test_integers_float64_cannot_hold_are_refused_and_other_dtypes_answer_as_flo
         # scikit-learn made objects float64 itself: rows 0 and 1 of [[2**53 + 1], [2**53], [0]] at distance 0
         with pytest.raises(InvalidInputError, match=r"^X holds values float64 cannot represent exactly"):
             CoverTreeNeighbors(n_neighbors=1).fit(objects)
+
+
+def test_a_residual_query_out_of_range_names_x():
+    fitted = CoverTreeNeighbors(metric="residual", m=8).fit(datasets.gaussian(30, 3, 0))
+    with pytest.raises(ValueError, match=r"^X\[0, 0\] = 1e\+151 with lengthscale 1.0 is outside"):
+        fitted.kneighbors(np.full((1, 3), 1e151))
+
+
+@pytest.mark.parametrize("column", ["int64 beside a float column", "nullable Int64"])
+def test_integers_float64_cannot_hold_in_a_data_frame_are_refused(column):
+    """scikit-learn turns a frame of mixed or nullable dtypes into float64 itself, before CoverTree's
+    exactness check: rows 2**53 + 1 and 2**53 were neighbours at distance 0 (an outside review)."""
+    pandas = pytest.importorskip("pandas")  # in the dev extra: CI runs this
+    big = [2**53 + 1, 2**53, 0]
+    frame = (pandas.DataFrame({"a": np.array(big, dtype=np.int64), "b": [0.5, 0.5, 0.5]})
+             if column.startswith("int64") else pandas.DataFrame({"a": pandas.array(big, dtype="Int64")}))
+    with pytest.raises(InvalidInputError, match=r"^X holds values float64 cannot represent exactly"):
+        CoverTreeNeighbors(n_neighbors=1).fit(frame)
+    fitted = CoverTreeNeighbors(n_neighbors=1).fit(frame.iloc[1:] - 2**52)  # within 2**53: answered
+    assert fitted.kneighbors()[1].ravel().tolist() == [1, 0]
 
 
 def test_a_radius_given_as_a_0d_array_is_its_number():
