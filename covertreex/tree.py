@@ -381,7 +381,8 @@ def checked(tree, space: MetricSpace) -> Tree:
     if message:
         raise error(f"{label}: {message}")
     if not _built_on(tree, space):
-        raise InvalidInputError(f"{label} was built on different data or metric than `data`")
+        raise InvalidInputError(f"{label} was built on different data or metric than the points it is used "
+                                "with")
     from covertreex.engines.threads import numba_threads  # Numba, as tree_checks
 
     with numba_threads(limited_threads()):  # the caller's threads (CoverTree.use_tree: its knob)
