@@ -397,9 +397,9 @@ def run_telemetry_validate(args) -> int:
         records = telemetry.read_jsonl(path)
         if not records:
             raise InvalidInputError(f"{path}: no telemetry records")
+        # each record is checked against its own version's schema: name those (it said v5 of v4 records)
         versions = ", ".join(f"v{v}" for v in sorted({record["schema_version"] for record in records}))
-        print(f"{path}: {len(records)} records valid against {telemetry.SCHEMA_NAME} {versions}")  # each
-        # against its own version's schema (it said v5 of a file of v4 records)
+        print(f"{path}: {len(records)} records valid against {telemetry.SCHEMA_NAME} {versions}")
     return 0
 
 

@@ -408,18 +408,18 @@ def _ordered_then_queried(X, k, metric, name, given, problem, engine, seed, repo
     Euclidean maximin job by the boxes with a core to spare, the rows come while the order is placed."""
     threads = limited_threads() or available_cpus()
     if (given is None and client is None and metric == "euclidean" and threads >= 2
-            and name in FUSED_ORDERINGS[metric] and _orders_alone_by_boxes(metric, X, engine)
-            and _cover_tree(engine, metric).config.mode == "perf"):  # the rows on the box screen:
-        # its prefixes pack in no time, where engine='rust' (parity mode) builds a tree per prefix, which
-        # made the job 15-25% slower (a review)
-        from covertreex.vecchia_overlap import ordered_with_rows
+            and name in FUSED_ORDERINGS[metric] and _orders_alone_by_boxes(metric, X, engine)):
+        space, model = MetricSpace.create("euclidean", X), _cover_tree(engine, metric)
+        if model.engine.box_screen(space, model.config):  # the rows on the box screen, whose prefixes
+            # pack in no time; engine='rust' (parity mode) built a tree per prefix: 15-25% slower (a review)
+            from covertreex.vecchia_overlap import ordered_with_rows
 
-        points = MetricSpace.create("euclidean", X).data.X
-        order, evaluations, ordering_seconds, indices, distances = ordered_with_rows(
-            points, vecchia_orderings.first_point(points), k, engine, threads, report, report is not _unheard,
-            start)
-        return VecchiaNeighbors(order, indices, distances, metric, name, ordering_seconds,
-                                time.perf_counter() - start - ordering_seconds, evaluations, problem)
+            points = space.data.X
+            order, evaluations, ordering_seconds, indices, distances = ordered_with_rows(
+                points, vecchia_orderings.first_point(points), k, engine, threads, report,
+                report is not _unheard, start)
+            return VecchiaNeighbors(order, indices, distances, metric, name, ordering_seconds,
+                                    time.perf_counter() - start - ordering_seconds, evaluations, problem)
     order, evaluations = (given, None) if given is not None else _order(
         name, X, problem, metric, engine, seed, lambda n: report("ordering", n))
     ordering_seconds = time.perf_counter() - start
