@@ -348,7 +348,7 @@ def test_neighbours_perfectly_correlated_are_warned_of(ordering):
     from covertreex.vecchia import DegenerateNeighboursWarning, PerfectlyCorrelatedNeighboursWarning
 
     X = np.random.default_rng(1).uniform(size=(600, 2))
-    with pytest.warns(PerfectlyCorrelatedNeighboursWarning, match=r"^\d\d\.\d% of the points are at residual "
+    with pytest.warns(PerfectlyCorrelatedNeighboursWarning, match=r"^\d+\.\d% of the points are at residual "
                       r"distance 0 from their nearest predecessor, .*is the lengthscale \(1e\+08\) far above "
                       r"the points' spread\?$"):
         result = ct.vecchia_neighbors(X, 5, m=32, ordering=ordering, lengthscale=1e8)
