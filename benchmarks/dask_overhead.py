@@ -25,7 +25,9 @@ direct=True)``, as ``distributed.run`` makes it), ``--repeats`` times, GAP secon
 
 With ``--job ORDERING`` it times the user's whole call instead, ``vecchia_neighbors(X, 50, ordering=ORDERING,
 m=512, seed=42)`` without and with ``scheduler=client`` (V, the ordering and the neighbours; a maximin
-ordering fused with the neighbours runs in this process either way).
+ordering fused with the neighbours runs in this process either way), and the cluster's call a second time
+with every copy of the index sent through a socket, as to workers on other machines (without
+covertreex.host_shared's file in /dev/shm).
 
     python benchmarks/dask_overhead.py --n 32768 --repeats 2
     NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/dask_overhead.py --n 32768 --repeats 2
@@ -40,13 +42,14 @@ import importlib
 import os
 import resource
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from bench_args import header, positive_int, require
 
 import covertreex as ct
-from covertreex import distributed
+from covertreex import distributed, host_shared
 
 K, M, SEED = 50, 512, 42
 THP = Path("/sys/kernel/mm/transparent_hugepage")
@@ -69,26 +72,39 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_the_job(X: np.ndarray, ordering: str, client) -> float:
-    """One whole vecchia_neighbors call in this process, then the same call given the cluster: the
-    cluster's wall time over the process's."""
+def time_the_job(X: np.ndarray, ordering: str, client) -> tuple[float, float]:
+    """One whole vecchia_neighbors call in this process, then the same call given the cluster, its
+    workers mapping the index from /dev/shm (covertreex.host_shared), then given the cluster with every
+    copy through a socket: each cluster run's wall time over the process's."""
     results, walls = [], []
-    for scheduler in (None, client):
+    for scheduler, shared in ((None, True), (client, True), (client, False)):
         workers = client.run(cpu_seconds)
         start, cpu = time.perf_counter(), cpu_seconds()
-        results.append(ct.vecchia_neighbors(X, K, ordering=ordering, m=M, seed=SEED, scheduler=scheduler))
+        with sharing(shared):
+            results.append(ct.vecchia_neighbors(X, K, ordering=ordering, m=M, seed=SEED, scheduler=scheduler))
         wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         walls.append(wall)
         after = client.run(cpu_seconds)
         on_workers = sum(after[w] - workers[w] for w in workers)
-        where = "one process " if scheduler is None else "with cluster"
+        where = "one process " if scheduler is None else "cluster, shm" if shared else "cluster, TCP"
         print(f"job {ordering}, {where} wall {wall:6.2f} s  CPU {cpu + on_workers:6.2f} s (workers "
               f"{on_workers:.2f})  load {os.getloadavg()[0]:.1f}", flush=True)
-    local, remote = results
+    local = results[0]
     same = all(getattr(local, name).tobytes() == getattr(remote, name).tobytes()
-               for name in ("ordering", "neighbors", "distances"))
+               for remote in results[1:] for name in ("ordering", "neighbors", "distances"))
     print(f"identical {same}", flush=True)
-    return walls[1] / walls[0]
+    return walls[1] / walls[0], walls[2] / walls[0]
+
+
+@contextmanager
+def sharing(shared: bool):
+    """Workers on this machine map the index from /dev/shm (the default), or get it through a socket."""
+    default = host_shared.SHARED_ABOVE
+    host_shared.SHARED_ABOVE = default if shared else 1 << 62
+    try:
+        yield
+    finally:
+        host_shared.SHARED_ABOVE = default
 
 
 def time_the_scatter(problem, client, repeats: int, gap: float) -> None:
@@ -145,10 +161,12 @@ def main() -> None:
             time_the_scatter(problem, client, args.repeats, args.scatter)
             return
         warm_up(X, problem, args.job, client)
-        ratios = []
+        ratios, socket_ratios = [], []
         for _ in range(args.repeats):
             if args.job is not None:
-                ratios.append(time_the_job(X, args.job, client))
+                shm, socket = time_the_job(X, args.job, client)
+                ratios.append(shm)
+                socket_ratios.append(socket)
                 continue
             start, cpu = time.perf_counter(), cpu_seconds()
             local = ct.CoverTree(metric="residual", telemetry=False).fit(problem).query(k=K, predecessor=True)
@@ -172,6 +190,10 @@ def main() -> None:
             ratios.append(wall / local_wall)
         print(f"cluster / one process: {' '.join(f'{r:.2f}x' for r in ratios)}; median "
               f"{float(np.median(ratios)):.2f}x of {len(ratios)} runs", flush=True)
+        if socket_ratios:
+            print(f"cluster with every copy through a socket / one process: "
+                  f"{' '.join(f'{r:.2f}x' for r in socket_ratios)}; median "
+                  f"{float(np.median(socket_ratios)):.2f}x", flush=True)
 
 
 if __name__ == "__main__":

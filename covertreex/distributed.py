@@ -25,6 +25,10 @@ of wall for a 128 MB V to 2 local workers (docs/vecchia.md). A client that canno
 made with ``Client(..., direct_to_workers=False)`` and keeps the scheduler's route, and Dask's broadcast:
 its link, likely the slowest, then carries one copy.
 
+Workers on this process's machine (a LocalCluster's) get no copy through a socket: the index's arrays are
+written once into a file in ``/dev/shm`` that each of them maps (:mod:`covertreex.host_shared`); the others
+get theirs as described here.
+
 An array of the index larger than Dask's 64 MiB shards travels in pieces of at most 2 MiB
 (:mod:`covertreex.small_frames`): a worker receives each into a buffer too small for NumPy to ask for
 transparent huge pages, and joins them in plain pages. Sent whole, a 128 MB V reached each worker in two
@@ -48,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from covertreex import malloc_thresholds, small_frames
+from covertreex import host_shared, malloc_thresholds, small_frames
 from covertreex.api import CoverTree
 from covertreex.config import Config
 from covertreex.engines import get_engine
@@ -127,11 +131,16 @@ class Index:
         split screen where the ranges take it: a pickled problem leaves it out, and each worker building
         its own cost a core-second at N = 32,768 (the 2-worker LocalCluster took 1.8-2.5x the single
         process, 2026-12-06, benchmarks/dask_overhead.py). It travels with the problem it was built for."""
+        return small_frames.reduce_in_pieces(*self.reduction(), protocol)
+
+    def reduction(self) -> tuple:
+        """(constructor, args) that rebuild this index, as a pickle's reduction gives them
+        (:meth:`__reduce_ex__` and :mod:`covertreex.host_shared` send them their own ways)."""
         fields = tuple(getattr(self, f.name) for f in dataclasses.fields(self))
         split = vars(self.space.problem).get("split_screen") if self.takes_split else None
         on_space = all(mine is theirs
                        for mine, theirs in zip(self.queries.data, self.space.data, strict=True))
-        return small_frames.reduce_in_pieces(_rebuilt, (split, on_space, *fields), protocol)
+        return _rebuilt, (split, on_space, *fields)
 
 
 def _rebuilt(split, on_space: bool, *fields) -> Index:
@@ -231,7 +240,8 @@ def _answer_on_worker(index: Index, start: int, stop: int) -> tuple[np.ndarray, 
     worker processes sharing a machine would each start a thread per core and compete for them), and
     freed memory kept for reuse meanwhile (:mod:`covertreex.malloc_thresholds`: Dask's workers return it
     at once, which made the engine's tile buffers page-fault on every tile). The index arrives rebuilt by
-    :mod:`covertreex.small_frames`, each array in memory of its own, so the engine copies none of them."""
+    :mod:`covertreex.small_frames` or mapped by :mod:`covertreex.host_shared`, each array contiguous and
+    aligned, so the engine copies none of them."""
     from distributed import get_worker
 
     threads = min(get_worker().state.nthreads, available_cpus())
@@ -545,10 +555,11 @@ def _scatter(client, index: Index) -> dict:
             [index], broadcast=True, hash=False, direct=False)], "scatter"))
         return {} if copy is None else dict.fromkeys(workers, copy)
 
-    def copy_to(worker):
-        return lambda: client.scatter([index], workers=[worker], hash=False, direct=True)
+    def copy_to(worker, value):
+        return lambda: client.scatter([value], workers=[worker], hash=False, direct=True)
 
-    copies = _landed(_all_within(seconds, [copy_to(w) for w in workers], "scatter"))
+    with host_shared.sharing(client, workers, index, *index.reduction()) as values:
+        copies = _landed(_all_within(seconds, [copy_to(w, values[w]) for w in workers], "scatter"))
     return {worker: copy for worker, copy in zip(workers, copies, strict=True) if copy is not None}
 
 

@@ -336,19 +336,29 @@ def dense_screen_for(space: MetricSpace, queries: QuerySet, k: int, config: Conf
     return "f64" if dense_split(space, queries, config) is None else "split"
 
 
+def int8_kernel() -> str:
+    """Which kernel multiplies the split screen's int8 rows on this CPU ('amx', 'vnni', 'avx2' or
+    'portable'), as the extension reports it."""
+    return _extension().INT8_KERNEL
+
+
 def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:
-    """Whether 'auto' may use the split for this batch: where it is built already, or where a sample of its
-    rows says it fits the problem (covertreex.split_screen.estimated_rest e <= USEFUL) and the batch's
-    eligible pairs repay building it, PAYS m (N + m^2 / 4) / (1 - e)^4 of them (a split that fits worse
-    lets more pairs through: it pays later). A split built is still checked on all its rows. The pairs are
-    compared with what a split fitting well would need (e = split_screen.PRESUMED_REST) first, so a small
-    batch (the gold workload's 1,024 queries, the Vecchia job below N ~ 10,600) is refused before any of the
-    split's work, its certificate and sample included."""
+    """Whether 'auto' may use the split for this batch: never where this CPU has no fast int8 kernel
+    (covertreex.split_screen.PAYS names those that are); else where it is built already, or where a sample
+    of its rows says it fits the problem (covertreex.split_screen.estimated_rest e <= USEFUL) and the
+    batch's eligible pairs repay building it, PAYS m (N + m^2 / 4) / (1 - e)^4 of them (a split that fits
+    worse lets more pairs through: it pays later). A split built is still checked on all its rows. The
+    pairs are compared with what a split fitting well would need (e = split_screen.PRESUMED_REST) first, so
+    a small batch (the gold workload's 1,024 queries, the Vecchia job below N ~ 10,600 on AMX) is refused
+    before any of the split's work, its certificate and sample included."""
+    pays = split_screen.PAYS.get(int8_kernel())
+    if pays is None:  # no fast int8 kernel on this CPU: the split costs more than it saves
+        return False
     if "split_screen" in vars(space.problem):
         return True
     m = space.data.V.shape[1]
     pairs = queries.eligible_pairs(space.n_points)
-    least = split_screen.PAYS * m * (space.n_points + m * m / 4)
+    least = pays * m * (space.n_points + m * m / 4)
     if pairs < least / (1 - split_screen.PRESUMED_REST) ** 4:
         return False
     estimate = space.problem.split_rest_estimate

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 import covertreex as ct
-from covertreex import distributed
+from covertreex import distributed, host_shared
+from covertreex.engines.rust import int8_kernel
 from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
 from covertreex.vecchia import FARTHEST_MAX_WIDTH
 
@@ -157,7 +158,7 @@ def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(cli
         pytest.skip("engine rust not available")
     from covertreex import split_screen, vecchia
 
-    monkeypatch.setattr(split_screen, "PAYS", 0)  # at any size and fit, in this process
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit, in this process
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(12).normal(size=(700, 3))
     k = vecchia.SPLIT_FUSED_MAX_K + 4
@@ -184,7 +185,7 @@ def test_a_dense_job_takes_one_screen_on_every_worker(client, monkeypatch):
 
     problem = ct.residual_problem(datasets.make("clustered", 1000, 3, 5).points, m=80, seed=5,
                                   lengthscale=[0.3, 1.0, 2.0])
-    monkeypatch.setattr(split_screen, "PAYS", 1)
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 1})
     index = distributed.prepare(problem, 10, metric="residual", engine="rust", predecessor=True,
                                 path="dense", mode="perf")
     assert index.config.dense_screen == "split"
@@ -227,7 +228,7 @@ def test_the_split_screen_travels_with_the_index(monkeypatch):
     from covertreex import datasets, split_screen
 
     problem = ct.residual_problem(datasets.make("clustered", 600, 3, 5).points, m=60, seed=5)
-    monkeypatch.setattr(split_screen, "PAYS", 1)
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 1})
     index = distributed.prepare(problem, 8, metric="residual", engine="rust", predecessor=True,
                                 path="dense", mode="perf")
     assert index.takes_split and "split_screen" in vars(problem)  # built once, here
@@ -686,6 +687,67 @@ def test_the_copies_of_the_index_leave_for_every_worker_at_once(client, monkeypa
     idx, dist = distributed.run(index, client)
     expected = distributed.answer_range(index, 0, 200)
     assert sorted(asked) == [(worker,) for worker in sorted(client.scheduler_info()["workers"])]
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+
+
+def _scatters_recorded(client, monkeypatch) -> list:
+    """Make client.scatter record what it sends (each copy's value), then send it."""
+    scatter, sent = client.scatter, []
+
+    def recorded(data, **options):
+        sent.append(data[0])
+        return scatter(data, **options)
+
+    monkeypatch.setattr(client, "scatter", recorded)
+    return sent
+
+
+@pytest.mark.skipif(not host_shared.SHARED_DIR.is_dir(), reason="no /dev/shm on this machine")
+def test_workers_on_this_machine_map_one_shared_copy_of_the_index(client, monkeypatch):
+    """Workers that see this process's file in /dev/shm get the index's arrays from it (no copy through a
+    socket), mapped copy-on-write; the file is gone once the copies landed, and the answer is the same."""
+    monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
+    sent = _scatters_recorded(client, monkeypatch)
+    index = distributed.prepare(np.random.default_rng(1).normal(size=(200, 2)), 3, metric="residual",
+                                predecessor=True, m=16, seed=1)
+    copies = distributed._scatter(client, index)
+    assert len(copies) == _workers(client) and all(type(value) is host_shared.Published for value in sent)
+    assert not any(os.path.exists(value.path) for value in sent)
+    for worker, copy in copies.items():
+        held = client.submit(_largest_array_memory, copy, workers=[worker], pure=False)
+        assert held.result() == "mmap"
+    del copies
+    idx, dist = distributed.run(index, client)
+    expected = distributed.answer_range(index, 0, 200)
+    assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
+
+
+def _largest_array_memory(index) -> str:
+    """The kind of object whose memory the largest array of `index`'s space views (run on a worker): V
+    for the residual metric (the Euclidean space copies its points when unpickled)."""
+    array = max((a for a in index.space.data if isinstance(a, np.ndarray)), key=lambda a: a.nbytes)
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return type(memoryview(array.base).obj).__name__ if array.base is not None else "its own"
+
+
+@pytest.mark.skipif(not host_shared.SHARED_DIR.is_dir(), reason="no /dev/shm on this machine")
+def test_a_worker_that_cannot_see_the_shared_file_gets_its_copy_through_the_socket(client, monkeypatch):
+    """As a worker on another machine: told it sees nothing there, it is sent the index itself."""
+    monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
+    run = client.run
+
+    def one_blind(function, *args, **options):
+        answers = run(function, *args, **options)
+        if function is host_shared.sees:
+            answers[min(answers)] = False
+        return answers
+
+    monkeypatch.setattr(client, "run", one_blind)
+    sent, index = _scatters_recorded(client, monkeypatch), _small_index()
+    idx, dist = distributed.run(index, client)
+    expected = distributed.answer_range(index, 0, 200)
+    assert sorted(type(value).__name__ for value in sent) == ["Index", "Published"]
     assert _same_bytes(idx, expected[0]) and _same_bytes(dist, expected[1])
 
 

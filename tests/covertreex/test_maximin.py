@@ -10,6 +10,7 @@ import pytest
 
 import covertreex as ct
 from covertreex import maximin_dense, vecchia_orderings
+from covertreex.engines.rust import int8_kernel
 from covertreex.errors import CovertreexError
 from covertreex.maximin import maximin_order
 from covertreex.vecchia import FARTHEST_MAX_WIDTH
@@ -513,7 +514,7 @@ def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k):
         pytest.skip("engine rust not available")
     from covertreex import split_screen, vecchia
 
-    monkeypatch.setattr(split_screen, "PAYS", 0)  # at any size and fit
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(10).normal(size=(1200, 3))
     split = ct.vecchia_neighbors(X, k, m=96, seed=3)

@@ -13,6 +13,7 @@ import pytest
 
 import covertreex as ct
 from covertreex import datasets, distributed, split_screen
+from covertreex.engines.rust import int8_kernel
 from covertreex.errors import InvalidInputError
 from covertreex.split_screen import FACTORS
 
@@ -233,7 +234,7 @@ def test_auto_does_not_build_a_split_a_sample_says_it_would_not_use(monkeypatch,
     """A problem the split fits badly (Matern 5/2) is left to the f64 GEMM from a sample of its rows: the
     split is not built, and the answers are the f64 path's."""
     problem = PROBLEMS["matern 5/2"]()
-    monkeypatch.setattr(split_screen, "PAYS", 1)
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 1})
     monkeypatch.setattr(split_screen, "SAMPLE", 200)
     auto = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf").fit(problem)
     result = auto.query(predecessor=True, k=10)
@@ -251,18 +252,19 @@ def test_a_split_that_fits_worse_must_repay_itself_over_more_pairs(monkeypatch, 
     PAYS 1.5 asks 2.87 before sampling, though a split at e = 0.1 would need only 2.29; PAYS 0.05 asks 1.22
     at 0.55, and 0.75 is above USEFUL."""
     problem = PROBLEMS["clustered, anisotropic"]()
-    monkeypatch.setattr(split_screen, "PAYS", pays)
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): pays})
     vars(problem)["split_rest_estimate"] = estimate
     tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf").fit(problem)
     tree.query(predecessor=True, k=10)
     assert ("split_screen" in vars(problem)) == built
 
 
-def test_auto_builds_the_split_only_where_it_repays_itself(oracle, check_same):
+def test_auto_builds_the_split_only_where_it_repays_itself(oracle, check_same, monkeypatch):
     """'auto' (the default) leaves a batch too small to repay the split's building to the f64 GEMM without
-    building it, builds it for a batch large enough (split_screen.PAYS: here 112,000 pairs against the
-    398,000 the rule asks before any sample, 208,000 at e = 0 over (1 - PRESUMED_REST)^4, then 499,500
-    against 305,000), and then uses it for any batch."""
+    building it, builds it for a batch large enough (split_screen.PAYS, AMX's 0.75 whatever the CPU: here
+    112,000 pairs against the 398,000 the rule asks before any sample, 208,000 at e = 0 over
+    (1 - PRESUMED_REST)^4, then 499,500 against 305,000), and then uses it for any batch."""
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0.75})
     problem = PROBLEMS["clustered, anisotropic"]()
     tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf").fit(problem)
     f64 = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf",
@@ -281,6 +283,24 @@ def test_auto_builds_the_split_only_where_it_repays_itself(oracle, check_same):
     again = tree.query(indices=idx, k=10)
     assert not same_work(again, small), "the split, once built, serves small batches too"
     check_same((again.distances, again.indices), oracle("residual", problem, 10, indices=idx))
+
+
+def test_auto_never_takes_the_split_where_no_fast_int8_kernel_runs(monkeypatch):
+    """On a CPU where the split's products take the portable loop (no AVX2, VNNI or AMX), the split cost 4x
+    the f64 screen: 'auto' neither builds it nor uses one built for dense_screen='split'."""
+    from covertreex.engines import rust
+
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # would pay at any size on a fast kernel
+    monkeypatch.setattr(rust, "int8_kernel", lambda: "portable")
+    problem = PROBLEMS["clustered, anisotropic"]()
+    options = {"engine": "rust", "metric": "residual", "path": "dense", "mode": "perf"}
+    f64 = ct.CoverTree(dense_screen="f64", **options).fit(problem).query(predecessor=True, k=10)
+    auto = ct.CoverTree(**options).fit(problem)
+    assert np.array_equal(auto.query(predecessor=True, k=10).counters.per_query, f64.counters.per_query)
+    assert "split_screen" not in vars(problem)
+    ct.CoverTree(dense_screen="split", **options).fit(problem).query(predecessor=True, k=10)
+    assert "split_screen" in vars(problem)
+    assert np.array_equal(auto.query(predecessor=True, k=10).counters.per_query, f64.counters.per_query)
 
 
 @pytest.mark.parametrize(("options", "data", "query", "words"), [

@@ -1,10 +1,13 @@
-//! Exact int8 products of the split screen's rows: q_i . q_j in i32, by AMX tiles or AVX-512 VNNI where
-//! the CPU has them and by a loop LLVM vectorises elsewhere. Both instruction sets multiply unsigned by
+//! Exact int8 products of the split screen's rows: q_i . q_j in i32, by AMX tiles, AVX-512 VNNI or AVX2
+//! where the CPU has them and by a loop LLVM vectorises elsewhere. Both AMX and VNNI multiply unsigned by
 //! signed bytes (`tdpbusd`, `vpdpbusd`), so the query rows are offset by 128 and each sum starts from
 //! -128 times the column's sum. Every step is i32 wrap-around arithmetic (neither instruction
 //! saturates), and every partial sum is some terms of q_i . q_j less 128 times the other terms' q_j, so
 //! within m 128 127 < 2^31 for m <= 2^16: the sums are exact in any order, every kernel gives the same
-//! values and nothing downstream depends on which ran.
+//! values and nothing downstream depends on which ran. AVX2's `vpmaddubsw` saturates its i16 pair sums,
+//! so that kernel multiplies |a| by b with a's sign (`vpsignb`): with the columns' values in -127..=127
+//! (the split's levels; a packing holding -128 takes the portable loop) each pair sum is at most
+//! 2 128 127 < 2^15 in magnitude and never saturates, and `vpmaddwd` adds the pairs in i32.
 
 use std::ops::Range;
 
@@ -22,6 +25,10 @@ pub const COLUMNS: usize = 2 * PANEL;
 /// benchmarks/vnni_screen).
 const ROWS: usize = 8;
 
+/// Query rows per step of the AVX2 kernel: two rows x four registers of eight columns are eight
+/// accumulators, which with the four column loads and the row's three vectors fill the sixteen registers.
+const AVX2_ROWS: usize = 2;
+
 /// Rows of a tile, and its bytes per row (64 int8 terms of a query row, four of 16 columns, or 16 i32
 /// sums).
 const TILE_ROWS: usize = 16;
@@ -38,17 +45,21 @@ pub const MAX_WIDTH: usize = 1 << 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernel {
     Portable,
+    Avx2,
     Vnni,
     Amx,
 }
 
 impl Kernel {
-    /// The fastest kernel this process runs: AMX, else VNNI, else the portable loop.
-    fn fastest() -> Kernel {
+    /// The fastest kernel this process runs on columns `q`: AMX, else VNNI, else AVX2 (where no value of
+    /// `q` is -128, see the module docs), else the portable loop.
+    fn fastest(q: &[i8]) -> Kernel {
         if amx() {
             Kernel::Amx
         } else if vnni() {
             Kernel::Vnni
+        } else if avx2() && !q.contains(&i8::MIN) {
+            Kernel::Avx2
         } else {
             Kernel::Portable
         }
@@ -67,8 +78,21 @@ impl Kernel {
     fn rows(self) -> usize {
         match self {
             Kernel::Amx => AMX_ROWS,
+            Kernel::Avx2 => AVX2_ROWS,
             _ => ROWS,
         }
+    }
+}
+
+/// The kernel the split screen's products take on this CPU: "amx", "vnni", "avx2" or "portable" (the
+/// split's levels lie in -127..=127, so none of its packings leaves AVX2 for the portable loop). Python's
+/// cost model reads it: the products are what the split saves over the f64 GEMM.
+pub fn kernel_name() -> &'static str {
+    match Kernel::fastest(&[]) {
+        Kernel::Amx => "amx",
+        Kernel::Vnni => "vnni",
+        Kernel::Avx2 => "avx2",
+        Kernel::Portable => "portable",
     }
 }
 
@@ -135,7 +159,7 @@ pub struct QueryRows {
 impl Int8Packing {
     /// The rows `q` (n x m, row-major) packed for the fastest kernel the CPU runs.
     pub fn of(q: &[i8], n: usize, m: usize) -> Int8Packing {
-        Int8Packing::on(q, n, m, Kernel::fastest())
+        Int8Packing::on(q, n, m, Kernel::fastest(q))
     }
 
     /// [`Int8Packing::of`] for `kernel` (one this process runs).
@@ -253,9 +277,12 @@ impl<'a> Int8<'a> {
                 // tile state; the rows are padded to whole steps of whole tile rows, the column range is
                 // whole panels inside the packed ones, `out` holds every padded row.
                 Kernel::Amx => unsafe { self.products_amx(packed, rows, cols, out) },
-                // SAFETY: a packed Int8 that is not Amx is Vnni, made only when `vnni()` found AVX-512F,
-                // BW and VNNI; the column range is whole panels inside the packed ones, the rows padded
-                // to whole steps.
+                // SAFETY: an Avx2 Int8 exists only when `avx2()` found AVX2 and its columns hold no -128;
+                // the column range is whole panels inside the packed ones, the rows padded to whole steps.
+                Kernel::Avx2 => unsafe { self.products_avx2(packed, rows, cols, out) },
+                // SAFETY: a packed Int8 that is neither Amx nor Avx2 is Vnni, made only when `vnni()`
+                // found AVX-512F, BW and VNNI; the column range is whole panels inside the packed ones,
+                // the rows padded to whole steps.
                 _ => unsafe { self.products_vnni(packed, rows, cols, out) },
             }
             out.truncate(len);
@@ -317,6 +344,57 @@ impl<'a> Int8<'a> {
                     let to = out.as_mut_ptr().add((r0 + r) * width + c0 - cols.start);
                     _mm512_storeu_si512(to as *mut _, acc[0]);
                     _mm512_storeu_si512(to.add(PANEL) as *mut _, acc[1]);
+                }
+            }
+        }
+    }
+
+    /// The AVX2 kernel: 2 query rows x 2 panels (four registers of eight columns) of i32 sums, one group
+    /// of four terms of every row and column per step, on the VNNI kernel's packing. The query rows'
+    /// offset is undone (xor 128: the signed values a), and each column's four bytes b are multiplied as
+    /// |a| (unsigned) by b with a's sign, exactly (module docs), so the sums start from 0.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; no packed value is -128; `cols` is whole [`COLUMNS`] inside the packed ones;
+    /// `out` holds whole steps of rows (rows x `cols`), and `rows` at least as many.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn products_avx2(
+        &self,
+        packed: &Packed,
+        rows: &QueryRows,
+        cols: Range<usize>,
+        out: &mut [i32],
+    ) {
+        use std::arch::x86_64::*;
+        let groups = self.width / 4;
+        let panels = packed.panels.as_ptr() as *const u8;
+        let query = rows.offset.as_ptr() as *const u8;
+        let width = cols.len();
+        let (flip, ones) = (_mm256_set1_epi8(i8::MIN), _mm256_set1_epi16(1));
+        for r0 in (0..out.len() / width).step_by(AVX2_ROWS) {
+            for c0 in cols.clone().step_by(COLUMNS) {
+                let base = panels.add((c0 / PANEL) * groups * 64);
+                let mut acc = [[_mm256_setzero_si256(); 4]; AVX2_ROWS];
+                for g in 0..groups {
+                    // Columns 0-7 and 8-15 of the first panel's group, then the second panel's.
+                    let b = [0, 32, groups * 64, groups * 64 + 32]
+                        .map(|at| _mm256_loadu_si256(base.add(g * 64 + at) as *const __m256i));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let bytes = query.add((r0 + r) * self.width + 4 * g) as *const i32;
+                        let a = _mm256_xor_si256(_mm256_set1_epi32(bytes.read_unaligned()), flip);
+                        let magnitude = _mm256_abs_epi8(a);
+                        for (acc, &b) in acc.iter_mut().zip(&b) {
+                            let pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(b, a));
+                            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+                        }
+                    }
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    let to = out.as_mut_ptr().add((r0 + r) * width + c0 - cols.start);
+                    for (e, &sums) in acc.iter().enumerate() {
+                        _mm256_storeu_si256(to.add(8 * e) as *mut __m256i, sums);
+                    }
                 }
             }
         }
@@ -413,6 +491,17 @@ unsafe fn configure_tiles() {
     unsafe {
         std::arch::asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly))
     };
+}
+
+/// Whether this CPU runs the AVX2 kernel (detected once per process).
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX2.get_or_init(|| std::is_x86_feature_detected!("avx2"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Whether this CPU runs the VNNI kernel (detected once per process).
@@ -512,9 +601,13 @@ mod tests {
         }
     }
 
-    /// The packing of every kernel this process runs: the portable loop, and VNNI and AMX where detected.
+    /// The packing of every kernel this process runs: the portable loop, and AVX2, VNNI and AMX where
+    /// detected.
     fn kernels(q: &[i8], n: usize, m: usize) -> Vec<Int8Packing> {
         let mut out = vec![Int8Packing::on(q, n, m, Kernel::Portable)];
+        if avx2() && !q.contains(&i8::MIN) {
+            out.push(Int8Packing::on(q, n, m, Kernel::Avx2));
+        }
         if vnni() {
             out.push(Int8Packing::on(q, n, m, Kernel::Vnni));
         }
@@ -560,6 +653,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// AVX2's pair sums stay below 2^15 only while no column value is -128: query rows of -128 are exact,
+    /// and columns holding it are multiplied by another kernel.
+    #[test]
+    fn minus_128_is_exact_in_query_rows_and_columns() {
+        let (n, m) = (40, 64);
+        let mut q: Vec<i8> = (0..n * m)
+            .map(|t| if t % 3 == 0 { -127 } else { 127 })
+            .collect();
+        let queries = vec![i8::MIN; 3 * m];
+        let want = |a: &[i8], j: usize, q: &[i8]| -> i32 {
+            (0..m).map(|t| a[t] as i32 * q[j * m + t] as i32).sum()
+        };
+        for packing in kernels(&q, n, m) {
+            let int8 = Int8::new(&q, &packing);
+            let rows = int8.query_rows_of(&queries, &[0, 1, 2]);
+            let mut out = Vec::new();
+            int8.products(&rows, 0..64, &mut out);
+            for r in 0..3 {
+                for j in 0..n {
+                    assert_eq!(
+                        out[r * 64 + j],
+                        want(&queries[r * m..], j, &q),
+                        "{:?}",
+                        int8.kernel
+                    );
+                }
+            }
+        }
+        q[5] = i8::MIN;
+        let packing = Int8Packing::of(&q, n, m);
+        assert_ne!(packing.kernel, Kernel::Avx2);
+        let int8 = Int8::new(&q, &packing);
+        let rows = int8.query_rows_of(&queries, &[0]);
+        let mut out = Vec::new();
+        int8.products(&rows, 0..64, &mut out);
+        assert_eq!(out[0], want(&queries, 0, &q));
     }
 
     #[test]

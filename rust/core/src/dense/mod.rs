@@ -38,7 +38,7 @@ pub use boxes::{
     gap_bound, pack, within, Boxes, PackedArrays, PackedBoxes, Within, LEAF as BOX_LEAF,
     MAX_WIDTH as BOX_MAX_WIDTH,
 };
-pub use int8::{Int8, Int8Packing, COLUMNS as INT8_COLUMNS};
+pub use int8::{kernel_name as int8_kernel, Int8, Int8Packing, COLUMNS as INT8_COLUMNS};
 pub use screen::operand;
 pub use select::{open_pairs, UpperBounds};
 use select::{Recheck, Selection};

@@ -1,0 +1,148 @@
+"""covertreex.host_shared: an index's arrays handed over through one file in /dev/shm, copy-on-write, and
+the socket for every worker that cannot open it (the real cluster: tests/covertreex/test_distributed.py)."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from covertreex import host_shared
+
+pytestmark = pytest.mark.skipif(not host_shared.SHARED_DIR.is_dir(), reason="no /dev/shm on this machine")
+
+
+@dataclass(frozen=True, eq=False)
+class Holder:
+    arrays: tuple
+    label: str
+
+
+def _holder() -> Holder:
+    rng = np.random.default_rng(3)
+    frozen = rng.normal(size=(300, 7))
+    frozen.flags.writeable = False
+    return Holder((rng.normal(size=(1000, 513)), frozen, np.arange(5, dtype=np.int32),
+                   np.empty((0, 4)), rng.normal(size=(30, 20))[:, ::2]), "x")
+
+
+class InProcess:
+    """Dask's ``Client.run`` as it answers for workers that are this process, some told they see nothing
+    (`blind`: as a worker on another machine would)."""
+
+    def __init__(self, blind=()):
+        self.blind, self.asked = set(blind), []
+
+    def run(self, function, *args, workers, on_error):
+        self.asked.append(list(workers))
+        return {worker: False if worker in self.blind else function(*args) for worker in workers}
+
+
+def _shm_files() -> set[str]:
+    return {path.name for path in host_shared.SHARED_DIR.glob("covertreex-*")}
+
+
+@pytest.fixture
+def share_small(monkeypatch):
+    monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
+
+
+def test_a_published_value_comes_back_equal_with_its_write_flags_and_its_writes_its_own(share_small):
+    value = _holder()
+    with host_shared.sharing(InProcess(), ["a", "b"], value, Holder, (value.arrays, value.label)) as values:
+        published = values["a"]
+        assert isinstance(published, host_shared.Published) and values["b"] is published
+        first, second = pickle.loads(pickle.dumps(published)), pickle.loads(pickle.dumps(published))
+    for copy in (first, second):
+        assert copy.label == "x"
+        for mine, theirs in zip(value.arrays, copy.arrays, strict=True):
+            assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
+            assert mine.tobytes() == theirs.tobytes() and mine.flags.writeable == theirs.flags.writeable
+    assert isinstance(_base(first.arrays[0]), mmap.mmap)  # over the file's map, not a copy
+    assert first.arrays[0].ctypes.data % mmap.PAGESIZE == 0
+    first.arrays[0][:] = 7.0  # a private page: neither the other copy nor the original sees it
+    assert second.arrays[0].tobytes() == value.arrays[0].tobytes()
+
+
+def _base(array: np.ndarray):
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return memoryview(array.base).obj
+
+
+def test_the_file_is_gone_when_the_block_ends_even_by_an_error(share_small):
+    value, before = _holder(), _shm_files()
+    with pytest.raises(RuntimeError, match="in the block"), \
+            host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
+        assert len(_shm_files() - before) == 1 and os.path.exists(values["a"].path)
+        raise RuntimeError("in the block")
+    assert _shm_files() == before
+    with pytest.raises(FileNotFoundError):  # a copy unpickled after the block has nothing to map
+        pickle.loads(pickle.dumps(values["a"]))
+
+
+def test_a_worker_that_does_not_see_the_file_gets_the_value_itself(share_small):
+    value = _holder()
+    client = InProcess(blind={"far"})
+    with host_shared.sharing(client, ["far", "near"], value, Holder, (value.arrays, value.label)) as values:
+        assert values["far"] is value and isinstance(values["near"], host_shared.Published)
+    assert client.asked == [["far", "near"]]
+
+
+def test_no_worker_seeing_the_file_leaves_it_empty(share_small, monkeypatch):
+    written = []
+    write = host_shared._write_all
+    monkeypatch.setattr(host_shared, "_write_all", lambda *args: written.append(args[2]) or write(*args))
+    value = _holder()
+    blind = InProcess(blind={"a"})
+    with host_shared.sharing(blind, ["a"], value, Holder, (value.arrays, value.label)) as values:
+        assert values == {"a": value}
+    assert written == [0]  # the token alone
+
+
+def test_a_small_value_or_a_full_dev_shm_asks_no_worker(monkeypatch):
+    value, client = _holder(), InProcess()
+    with host_shared.sharing(client, ["a"], value, Holder, (value.arrays, value.label)) as values:
+        assert values == {"a": value}  # 4 MB, below SHARED_ABOVE
+    monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
+    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 1 << 62)
+    with host_shared.sharing(client, ["a"], value, Holder, (value.arrays, value.label)) as values:
+        assert values == {"a": value}
+    assert client.asked == []
+
+
+def test_room_running_out_while_writing_sends_every_copy_through_the_socket(share_small, monkeypatch):
+    write, before = host_shared._write_all, _shm_files()
+
+    def full_after_the_token(descriptor, data, offset):
+        if offset:
+            raise OSError(28, "No space left on device")
+        write(descriptor, data, offset)
+
+    monkeypatch.setattr(host_shared, "_write_all", full_after_the_token)
+    value = _holder()
+    with host_shared.sharing(InProcess(), ["a", "b"], value, Holder, (value.arrays, value.label)) as values:
+        assert values == {"a": value, "b": value}
+    assert _shm_files() == before
+
+
+def test_a_file_that_is_not_the_values_is_refused(share_small, tmp_path):
+    value = _holder()
+    with host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
+        published = values["a"]
+        other = tmp_path / "other"
+        other.write_bytes(b"\0" * (os.path.getsize(published.path)))
+        with pytest.raises(pickle.UnpicklingError, match="does not hold the index it was written for"):
+            host_shared.attach(str(other), *published.__reduce__()[1][1:])
+
+
+def test_sees_reads_the_token_and_nothing_else(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789abcdef rest")
+    assert host_shared.sees(str(path), b"0123456789abcdef")
+    assert not host_shared.sees(str(path), b"0123456789abcdeX")
+    assert not host_shared.sees(str(tmp_path / "missing"), b"0123456789abcdef")
