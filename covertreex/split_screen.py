@@ -139,6 +139,15 @@ its build against the f64 screen: Vecchia all-points k = 50, m = 512 (e 0.16-0.1
 takes the split there from N ~ 450,000). It takes the faster screen in each cell but near-ties: 12,288 (5%
 slower) and m = 256 at 32,768 (6% faster, left to f64)."""
 
+ORDERING_KERNELS = frozenset({"amx"})
+"""The int8 kernels on which dense_screen='auto' lets the rust maximin pass order on the split (where
+:data:`PAYS` lets the predecessor query take it), rather than find the order and the rows in one fused pass
+on the f64 GEMM. On AMX the split's order then its query won (docs/benchmarks.md, "The maximin job on the
+split"). On AVX2 the fused f64 pass won: the whole job ``vecchia_neighbors(X, 50, ordering="maximin",
+m=512, seed=42)`` took 12.8 s against 15.1 s at N = 32,768 and 46.2 s against 48.5 s at 65,536 (2026-12-07,
+AMD EPYC without AVX-512, a /tmp script, one fresh process each; docs/benchmarks.md, "An AMD host without
+AVX-512"). VNNI was not measured: it takes the fused pass, as the split had not been built for it."""
+
 PRESUMED_REST = 0.15
 """The sampled median sqrt(e/p) (:func:`estimated_rest`) 'auto' presumes before it samples a problem: just
 below the least measured (0.16-0.19, RBF at m = 512), so only a batch that a split fitting as well as any

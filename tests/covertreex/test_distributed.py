@@ -159,6 +159,7 @@ def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(cli
     from covertreex import split_screen, vecchia
 
     monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit, in this process
+    monkeypatch.setattr(split_screen, "ORDERING_KERNELS", {int8_kernel()})  # whatever this CPU runs
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(12).normal(size=(700, 3))
     k = vecchia.SPLIT_FUSED_MAX_K + 4
