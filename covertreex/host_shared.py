@@ -71,11 +71,15 @@ def attach(path: str, token: bytes, constructor, header: bytes, spans: tuple[tup
 
 
 def sees(path: str, token: bytes) -> bool:
-    """Whether this process finds the file at `path` and reads `token` at its start (run on a worker)."""
+    """Whether this process finds the file at `path`, reads `token` at its start and can map it as
+    :func:`attach` will (run on a worker)."""
     try:
         with open(path, "rb") as file:
-            return file.read(len(token)) == token
-    except OSError:
+            if file.read(len(token)) != token:
+                return False
+            mmap.mmap(file.fileno(), len(token), access=mmap.ACCESS_COPY).close()
+            return True
+    except (OSError, ValueError):
         return False
 
 
@@ -99,15 +103,14 @@ def sharing(client, workers: list[str], value, constructor, args: tuple):
     descriptor, path = created
     try:
         token = secrets.token_bytes(TOKEN_BYTES)
-        _write_all(descriptor, token, 0)
-        seen = client.run(sees, path, token, workers=workers, on_error="return")
-        local = {worker for worker, answer in seen.items() if answer is True}
-        if local:
-            try:
-                for raw, (offset, _) in zip(raws, spans, strict=True):
-                    _write_all(descriptor, raw, offset)
-            except OSError:  # the room went meanwhile (ENOSPC): every copy through the socket
-                local = set()
+        try:
+            _write_all(descriptor, token, 0)
+            seen = client.run(sees, path, token, workers=workers, on_error="return")
+            local = {worker for worker, answer in seen.items() if answer is True}
+            for raw, (offset, _) in zip(raws, spans, strict=True) if local else ():
+                _write_all(descriptor, raw, offset)
+        except OSError:  # the room went meanwhile (ENOSPC): every copy through the socket
+            local = set()
         published = Published(path, token, constructor, header, tuple(spans))
         yield {worker: published if worker in local else value for worker in workers}
     finally:

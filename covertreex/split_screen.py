@@ -115,38 +115,31 @@ the second pass at N = 65,536 47,976 / 9,213 / 6,089 / 5,028 with 1 / 2 / 3 / 4 
 seconds 6.16-7.36 / 5.63-6.79 / 5.30-6.40 / 5.81-6.44 (more kept, more pairs offered in the first pass);
 N = 131,072: 20.3 s with 1, 15.6 s with 3."""
 
-PAYS = {"amx": 0.75, "vnni": 3.0, "avx2": 3.0}
-"""dense_screen='auto' builds the split for a batch only when its eligible pairs reach
-PAYS m (N + m^2 / 4) / (1 - e)^4, e the sampled median sqrt(e/p) (:func:`estimated_rest`; a split built
-already is always used), PAYS taken for the kernel that multiplies the split's int8 rows on this CPU
-(``covertreex._rust.INT8_KERNEL``): the products are what a screened pair costs instead of its share of
-the f64 GEMM. Where no fast kernel runs ('portable', LLVM's vectorisation of a plain loop) 'auto' never
-takes the split: the Vecchia job at N = 16,384 took 13.0-13.3 s on it against 3.1 s on the f64 screen
-(2026-12-07, AMD EPYC without AVX-512, before the AVX2 kernel). AVX2 (same machine, /tmp script timing
-``CoverTree(metric="residual", dense_screen=...).fit(problem).query(k=50, predecessor=True)``, the split's
-build included, fresh processes, both orders): split against f64 2.74 / 2.38 s at N = 16,384, 4.62-4.79 /
-4.75-5.35 s at 24,576, 7.42-8.04 / 8.97-9.23 s at 32,768; the tie near 24,576 (e ~0.17) puts PAYS at 3.
-VNNI was not measured on a machine without AMX: it takes AVX2's value, which costs at most a near tie
-where VNNI's faster products would have paid. On AMX, building it costs ~10 CPU-us per point at m = 512 (the
-GEMM Z = V P, 7.5 of them) and a fixed ~0.22 s for the basis (its certificate, ~m^3: as much as m^2 / 4
-points' rows); a pair it screens instead of the f64 GEMM saves ~5-13 CPU-ns where z fits well, far less where
-it fits worse (more pairs come through its bound), hence the steep (1 - e)^4. Measured 2026-12-06 16:04-16:30
-UTC (Intel Xeon, 2 cores; benchmarks/split_pays.py; docs/benchmarks.md, "The split's build from V"), split +
-its build against the f64 screen: Vecchia all-points k = 50, m = 512 (e 0.16-0.19): 0.54 / 0.37 s at N =
-8,192, 0.87 / 0.83 at 12,288, 0.89 / 1.13 at 16,384, 1.86 / 4.33 at 32,768; m = 256 (e ~0.6): 1.10 / 0.90 at
-16,384, 2.44 / 2.59 at 32,768; 1,024 indexed queries (m = 512): 0.78 / 0.58 at N = 65,536, 2.13 / 2.11 at
-262,144, and at 1,048,576 the query phase 7.11-7.80 s against 7.63-10.19 s in four same-run pairs (the rule
-takes the split there from N ~ 450,000). It takes the faster screen in each cell but near-ties: 12,288 (5%
-slower) and m = 256 at 32,768 (6% faster, left to f64)."""
-
-ORDERING_KERNELS = frozenset({"amx"})
-"""The int8 kernels on which dense_screen='auto' lets the rust maximin pass order on the split (where
-:data:`PAYS` lets the predecessor query take it), rather than find the order and the rows in one fused pass
-on the f64 GEMM. On AMX the split's order then its query won (docs/benchmarks.md, "The maximin job on the
-split"). On AVX2 the fused f64 pass won: the whole job ``vecchia_neighbors(X, 50, ordering="maximin",
-m=512, seed=42)`` took 12.8 s against 15.1 s at N = 32,768 and 46.2 s against 48.5 s at 65,536 (2026-12-07,
-AMD EPYC without AVX-512, a /tmp script, one fresh process each; docs/benchmarks.md, "An AMD host without
-AVX-512"). VNNI was not measured: it takes the fused pass, as the split had not been built for it."""
+PAYS = {"amx": 0.75, "vnni": 1.5, "avx2": 1.5}
+"""dense_screen='auto' builds the split for a batch only when its eligible pairs reach PAYS m (N + m^2 / 4) /
+(1 - e)^4, e the sampled median sqrt(e/p) (:func:`estimated_rest`; a split built already is used whenever its
+kernel is listed here), PAYS taken for the kernel that multiplies the split's int8 rows on this CPU
+(``covertreex._rust.INT8_KERNEL``): the products are what a screened pair costs instead of its share of the
+f64 GEMM. Where no fast kernel runs ('portable', LLVM's vectorisation of a plain loop) 'auto' never takes the
+split: the Vecchia job at N = 16,384 took 13.0-13.3 s on it against 3.1 s on the f64 screen (2026-12-07, AMD
+EPYC without AVX-512, before the AVX2 kernel). AVX2 (same machine, its kernel and the bounds' AVX2 loop; /tmp
+script timing ``CoverTree(metric="residual", dense_screen=...).fit(problem).query(k=50, predecessor=True)``,
+the split's build included, fresh processes, both orders, 22:32-22:36 UTC): split against f64 2.33 / 2.21 s at
+N = 16,384, 2.83-2.96 / 3.47-3.54 s at 20,480, 5.55-5.91 / 8.48-8.64 s at 32,768; the tie near 17,000 (e
+~0.17) puts PAYS at 1.5. The maximin job, which orders on the split where the query takes it, ties at 20,480
+(6.22 s on the split against 6.04 s fused on f64) and wins above (10.6 / 12.7 s at 32,768; 34.1 / 46.2 s at
+65,536). VNNI was not measured on a machine without AMX: it takes AVX2's value (its products are faster),
+which costs at most a near tie. On AMX, building it costs ~10 CPU-us per point at m = 512 (the GEMM Z = V P,
+7.5 of them) and a fixed ~0.22 s for the basis (its certificate, ~m^3: as much as m^2 / 4 points' rows); a
+pair it screens instead of the f64 GEMM saves ~5-13 CPU-ns where z fits well, far less where it fits worse
+(more pairs come through its bound), hence the steep (1 - e)^4. Measured 2026-12-06 16:04-16:30 UTC (Intel
+Xeon, 2 cores; benchmarks/split_pays.py; docs/benchmarks.md, "The split's build from V"), split + its build
+against the f64 screen: Vecchia all-points k = 50, m = 512 (e 0.16-0.19): 0.54 / 0.37 s at N = 8,192, 0.87 /
+0.83 at 12,288, 0.89 / 1.13 at 16,384, 1.86 / 4.33 at 32,768; m = 256 (e ~0.6): 1.10 / 0.90 at 16,384, 2.44 /
+2.59 at 32,768; 1,024 indexed queries (m = 512): 0.78 / 0.58 at N = 65,536, 2.13 / 2.11 at 262,144, and at
+1,048,576 the query phase 7.11-7.80 s against 7.63-10.19 s in four same-run pairs (the rule takes the split
+there from N ~ 450,000). It takes the faster screen in each cell but near-ties: 12,288 (5% slower) and m = 256
+at 32,768 (6% faster, left to f64)."""
 
 PRESUMED_REST = 0.15
 """The sampled median sqrt(e/p) (:func:`estimated_rest`) 'auto' presumes before it samples a problem: just

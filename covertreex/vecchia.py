@@ -251,17 +251,12 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress):
 def _maximin_split(space: MetricSpace, engine: str):
     """The split screen (covertreex.split_screen) the rust maximin pass over `space` takes, else None: by the
     predecessor query's rule on the same data, whose pairs the pass screens too (also for a residual
-    ordering of a Euclidean job, where no residual query follows), where 'auto' orders on the split with
-    this CPU's int8 kernel (covertreex.split_screen.ORDERING_KERNELS)."""
+    ordering of a Euclidean job, where no residual query follows)."""
     if space.problem is None or not _rust_chosen(engine):
         return None
-    from covertreex import split_screen
-    from covertreex.engines.rust import dense_split, int8_kernel
+    from covertreex.engines.rust import dense_split
 
-    config = _cover_tree(engine, "residual").config
-    if config.dense_screen == "auto" and int8_kernel() not in split_screen.ORDERING_KERNELS:
-        return None
-    return dense_split(space, space.all_points(predecessor=True), config)
+    return dense_split(space, space.all_points(predecessor=True), _cover_tree(engine, "residual").config)
 
 
 def _fused(metric: str, data, k: int, name: str, engine: str, report, start: float) -> VecchiaNeighbors:

@@ -338,8 +338,9 @@ def dense_screen_for(space: MetricSpace, queries: QuerySet, k: int, config: Conf
 
 def int8_kernel() -> str:
     """Which kernel multiplies the split screen's int8 rows on this CPU ('amx', 'vnni', 'avx2' or
-    'portable'), as the extension reports it."""
-    return _extension().INT8_KERNEL
+    'portable'), as the extension reports it; 'portable' for an extension built before it reported one (an
+    editable install not rebuilt), whose split 'auto' then leaves alone."""
+    return getattr(_extension(), "INT8_KERNEL", "portable")
 
 
 def _split_pays(space: MetricSpace, queries: QuerySet) -> bool:

@@ -159,7 +159,6 @@ def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(cli
     from covertreex import split_screen, vecchia
 
     monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit, in this process
-    monkeypatch.setattr(split_screen, "ORDERING_KERNELS", {int8_kernel()})  # whatever this CPU runs
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(12).normal(size=(700, 3))
     k = vecchia.SPLIT_FUSED_MAX_K + 4
@@ -708,6 +707,7 @@ def test_workers_on_this_machine_map_one_shared_copy_of_the_index(client, monkey
     """Workers that see this process's file in /dev/shm get the index's arrays from it (no copy through a
     socket), mapped copy-on-write; the file is gone once the copies landed, and the answer is the same."""
     monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
+    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)  # a container's /dev/shm holds 64 MiB
     sent = _scatters_recorded(client, monkeypatch)
     index = distributed.prepare(np.random.default_rng(1).normal(size=(200, 2)), 3, metric="residual",
                                 predecessor=True, m=16, seed=1)
@@ -736,6 +736,7 @@ def _largest_array_memory(index) -> str:
 def test_a_worker_that_cannot_see_the_shared_file_gets_its_copy_through_the_socket(client, monkeypatch):
     """As a worker on another machine: told it sees nothing there, it is sent the index itself."""
     monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
+    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)  # a container's /dev/shm holds 64 MiB
     run = client.run
 
     def one_blind(function, *args, **options):

@@ -42,13 +42,22 @@ class InProcess:
         return {worker: False if worker in self.blind else function(*args) for worker in workers}
 
 
-def _shm_files() -> set[str]:
-    return {path.name for path in host_shared.SHARED_DIR.glob("covertreex-*")}
-
-
 @pytest.fixture
 def share_small(monkeypatch):
+    """Publish any value, with no room to spare asked of /dev/shm (a container's holds 64 MiB); return the
+    paths of the files made (other tests' files may come and go meanwhile, under xdist)."""
     monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
+    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)
+    created, make = [], host_shared._created
+
+    def recorded():
+        made = make()
+        if made is not None:
+            created.append(made[1])
+        return made
+
+    monkeypatch.setattr(host_shared, "_created", recorded)
+    return created
 
 
 def test_a_published_value_comes_back_equal_with_its_write_flags_and_its_writes_its_own(share_small):
@@ -75,12 +84,12 @@ def _base(array: np.ndarray):
 
 
 def test_the_file_is_gone_when_the_block_ends_even_by_an_error(share_small):
-    value, before = _holder(), _shm_files()
+    value = _holder()
     with pytest.raises(RuntimeError, match="in the block"), \
             host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
-        assert len(_shm_files() - before) == 1 and os.path.exists(values["a"].path)
+        assert share_small == [values["a"].path] and os.path.exists(values["a"].path)
         raise RuntimeError("in the block")
-    assert _shm_files() == before
+    assert not os.path.exists(share_small[0])
     with pytest.raises(FileNotFoundError):  # a copy unpickled after the block has nothing to map
         pickle.loads(pickle.dumps(values["a"]))
 
@@ -115,19 +124,22 @@ def test_a_small_value_or_a_full_dev_shm_asks_no_worker(monkeypatch):
     assert client.asked == []
 
 
-def test_room_running_out_while_writing_sends_every_copy_through_the_socket(share_small, monkeypatch):
-    write, before = host_shared._write_all, _shm_files()
+@pytest.mark.parametrize("full_from", [0, 1])
+def test_room_running_out_while_writing_sends_every_copy_through_the_socket(share_small, monkeypatch,
+                                                                            full_from):
+    """/dev/shm filled by others after the room was checked: at the token (`full_from` 0) or after it."""
+    write = host_shared._write_all
 
-    def full_after_the_token(descriptor, data, offset):
-        if offset:
+    def full(descriptor, data, offset):
+        if offset >= full_from:
             raise OSError(28, "No space left on device")
         write(descriptor, data, offset)
 
-    monkeypatch.setattr(host_shared, "_write_all", full_after_the_token)
+    monkeypatch.setattr(host_shared, "_write_all", full)
     value = _holder()
     with host_shared.sharing(InProcess(), ["a", "b"], value, Holder, (value.arrays, value.label)) as values:
         assert values == {"a": value, "b": value}
-    assert _shm_files() == before
+    assert len(share_small) == 1 and not os.path.exists(share_small[0])
 
 
 def test_a_file_that_is_not_the_values_is_refused(share_small, tmp_path):
@@ -140,7 +152,7 @@ def test_a_file_that_is_not_the_values_is_refused(share_small, tmp_path):
             host_shared.attach(str(other), *published.__reduce__()[1][1:])
 
 
-def test_sees_reads_the_token_and_nothing_else(tmp_path):
+def test_sees_reads_the_token_and_maps_the_file(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"0123456789abcdef rest")
     assert host_shared.sees(str(path), b"0123456789abcdef")

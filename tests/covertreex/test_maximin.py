@@ -505,27 +505,6 @@ def test_a_permuted_problem_takes_its_split_rows_in_that_order(split_problem, or
     check_same((result.distances, result.indices), oracle("residual", permuted, 8, predecessor=True))
 
 
-@pytest.mark.parametrize("kernel", ["amx", "avx2", "vnni", "portable"])
-def test_the_maximin_pass_orders_on_the_split_only_with_a_kernel_where_that_pays(monkeypatch, kernel):
-    """'auto' lets the predecessor query take the split (PAYS here at any size) but orders on it only with an
-    int8 kernel of ORDERING_KERNELS (AMX): on AVX2 the fused f64 pass was faster; dense_screen='split'
-    orders on it whatever the kernel."""
-    if not ct.engine_available("rust"):
-        pytest.skip("engine rust not available")
-    from covertreex import split_screen, vecchia
-    from covertreex.engines import rust
-
-    monkeypatch.setattr(split_screen, "PAYS", {kernel: 0})
-    monkeypatch.setattr(split_screen, "USEFUL", 1.0)
-    monkeypatch.setattr(rust, "int8_kernel", lambda: kernel)
-    problem = ct.residual_problem(np.random.default_rng(10).normal(size=(600, 3)), m=48, seed=3)
-    space = ct.CoverTree(engine="rust", metric="residual").fit(problem).space
-    assert (vecchia._maximin_split(space, "auto") is not None) == (kernel == "amx")
-    monkeypatch.setattr(vecchia, "_cover_tree", lambda engine, metric: ct.CoverTree(
-        engine="rust", metric=metric, dense_screen="split", mode="perf"))
-    assert vecchia._maximin_split(space, "auto") is not None
-
-
 @pytest.mark.parametrize("k", [8, 20])
 def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k):
     """Where 'auto' takes the split, the rust pass on it finds the rows itself up to SPLIT_FUSED_MAX_K (16)
@@ -536,7 +515,6 @@ def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k):
     from covertreex import split_screen, vecchia
 
     monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit
-    monkeypatch.setattr(split_screen, "ORDERING_KERNELS", {int8_kernel()})  # whatever this CPU runs
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(10).normal(size=(1200, 3))
     split = ct.vecchia_neighbors(X, k, m=96, seed=3)

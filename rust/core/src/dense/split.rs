@@ -51,6 +51,12 @@ const EXTRA_PROBES_PER_K: usize = 4;
 /// operations) with room to spare.
 const INFLATE: f64 = 1.0 + 32.0 * f64::EPSILON;
 
+/// The terms after the first of [`FactorColumns::bound`]'s sum, in its order: (the row's factor, the
+/// point's factor column). The vector loops add them in this order too, so that every loop gives the
+/// scalar bound's bits.
+#[cfg(target_arch = "x86_64")]
+const TERMS: [(usize, usize); 6] = [(1, 2), (2, 1), (3, 4), (4, 3), (5, 5), (6, 6)];
+
 /// The split screen's arrays, as covertreex.split_screen makes them: Z's rows in int8 (n x m) with their
 /// packing for the products ([`Int8Packing::of`] the same rows, made once per process) and the bound's
 /// factors (n x `FACTORS`), both row-major; and what the caller answers elsewhere.
@@ -311,11 +317,26 @@ impl FactorColumns {
         self.reach_into::<false>(a, c0, prods, threshold, mask, &mut Vec::new());
     }
 
-    /// [`FactorColumns::reach`], and with KEEP pair t's s_up in `bounds[t]` (its bits: the same
-    /// operations; `bounds` grows to the pairs' count, never shrinks), for a caller that keeps the s_up of
-    /// those that reach the threshold.
+    /// [`FactorColumns::reach_on`] with the fastest instruction set this CPU runs.
     fn reach_into<const KEEP: bool>(
         &self,
+        a: &[f64; FACTORS],
+        c0: usize,
+        prods: &[i32],
+        threshold: f64,
+        mask: &mut Vec<u8>,
+        bounds: &mut Vec<f64>,
+    ) {
+        self.reach_on::<KEEP>(Isa::fastest(), a, c0, prods, threshold, mask, bounds);
+    }
+
+    /// [`FactorColumns::reach`], and with KEEP pair t's s_up in `bounds[t]` (its bits: the same
+    /// operations; `bounds` grows to the pairs' count, never shrinks), for a caller that keeps the s_up of
+    /// those that reach the threshold; in vectors of `isa` (one this CPU runs), the same bits either way.
+    #[allow(clippy::too_many_arguments)]
+    fn reach_on<const KEEP: bool>(
+        &self,
+        isa: Isa,
         a: &[f64; FACTORS],
         c0: usize,
         prods: &[i32],
@@ -328,12 +349,17 @@ impl FactorColumns {
         if KEEP && bounds.len() < prods.len() {
             bounds.resize(prods.len(), 0.0); // every value below prods.len() is written below
         }
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if Isa::fastest() == Isa::Avx512 {
+        let done = match isa {
             // SAFETY: `Isa::available` lists Avx512 only when the CPU supports AVX-512F.
-            done = unsafe { self.reach_avx512::<KEEP>(a, c0, prods, threshold, mask, bounds) };
-        }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe {
+                self.reach_avx512::<KEEP>(a, c0, prods, threshold, mask, bounds)
+            },
+            // SAFETY: `Isa::available` lists Avx2 only when the CPU supports AVX2.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { self.reach_avx2::<KEEP>(a, c0, prods, threshold, mask, bounds) },
+            Isa::Baseline => 0,
+        };
         for t in done..prods.len() {
             let bound = self.bound(a, c0 + t, prods[t]);
             if KEEP {
@@ -343,6 +369,23 @@ impl FactorColumns {
                 mask[t / 8] |= 1 << (t % 8);
             }
         }
+    }
+
+    /// The whole groups of eight pairs of `prods` from point c0, and where the points' factor values
+    /// begin (factor t of point c0 + p at `t * n + p`), checked to lie inside the columns, as `bounds` to
+    /// hold the groups' pairs with KEEP: one check for all seven factors, where building seven checked
+    /// slices per call took ~4% of a large query's profile.
+    #[cfg(target_arch = "x86_64")]
+    fn lanes<const KEEP: bool>(
+        &self,
+        c0: usize,
+        prods: &[i32],
+        bounds: &[f64],
+    ) -> (usize, *const f64) {
+        let groups = prods.len() / 8;
+        assert!(c0 + groups * 8 <= self.n && self.values.len() == FACTORS * self.n);
+        assert!(!KEEP || bounds.len() >= groups * 8);
+        (groups, self.values[c0..].as_ptr())
     }
 
     /// [`FactorColumns::reach_into`] eight pairs at a time, [`FactorColumns::bound`]'s operations on
@@ -359,25 +402,20 @@ impl FactorColumns {
         bounds: &mut [f64],
     ) -> usize {
         use std::arch::x86_64::*;
-        let groups = prods.len() / 8;
-        // Each factor's values of the points c0.. : column t starts at t * n (one check for all seven,
-        // where building seven checked slices per call took ~4% of a large query's profile).
-        assert!(c0 + groups * 8 <= self.n && self.values.len() == FACTORS * self.n);
-        assert!(!KEEP || bounds.len() >= groups * 8);
-        let points = self.values[c0..].as_ptr();
+        let (groups, points) = self.lanes::<KEEP>(c0, prods, bounds);
         let at = |t: usize, g: usize| {
-            // SAFETY: t < FACTORS and g < groups, so t * n + c0 + g * 8 + 7 < FACTORS * n (the assert).
+            // SAFETY: t < FACTORS and g < groups, so t * n + c0 + g * 8 + 7 < FACTORS * n (lanes).
             unsafe { _mm512_loadu_pd(points.add(t * self.n + g * 8)) }
         };
-        let [a0, a1, a2, a3, a4, a5, a6] = a.map(|v| _mm512_set1_pd(v));
+        let factors = a.map(|v| _mm512_set1_pd(v));
         let (inflate, threshold) = (_mm512_set1_pd(INFLATE), _mm512_set1_pd(threshold));
         for (g, mask) in mask.iter_mut().enumerate().take(groups) {
             // SAFETY: eight i32 at g * 8 lie inside prods (g < groups).
             let prod = unsafe { _mm256_loadu_si256(prods.as_ptr().add(g * 8) as *const __m256i) };
             let prod = _mm512_abs_pd(_mm512_cvtepi32_pd(prod));
-            let mut sum = _mm512_mul_pd(_mm512_mul_pd(prod, a0), at(0, g));
-            for (factor, t) in [(a1, 2), (a2, 1), (a3, 4), (a4, 3), (a5, 5), (a6, 6)] {
-                sum = _mm512_add_pd(sum, _mm512_mul_pd(factor, at(t, g)));
+            let mut sum = _mm512_mul_pd(_mm512_mul_pd(prod, factors[0]), at(0, g));
+            for (f, t) in TERMS {
+                sum = _mm512_add_pd(sum, _mm512_mul_pd(factors[f], at(t, g)));
             }
             let bound = _mm512_mul_pd(inflate, sum);
             if KEEP {
@@ -385,6 +423,52 @@ impl FactorColumns {
                 unsafe { _mm512_storeu_pd(bounds.as_mut_ptr().add(g * 8), bound) };
             }
             *mask = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(bound, threshold);
+        }
+        groups * 8
+    }
+
+    /// [`FactorColumns::reach_on`] four pairs a vector, two vectors a byte of the mask,
+    /// [`FactorColumns::bound`]'s operations on vectors; returns how many pairs it did (whole groups of
+    /// eight).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn reach_avx2<const KEEP: bool>(
+        &self,
+        a: &[f64; FACTORS],
+        c0: usize,
+        prods: &[i32],
+        threshold: f64,
+        mask: &mut [u8],
+        bounds: &mut [f64],
+    ) -> usize {
+        use std::arch::x86_64::*;
+        let (groups, points) = self.lanes::<KEEP>(c0, prods, bounds);
+        let at = |t: usize, v: usize| {
+            // SAFETY: t < FACTORS and v < 2 groups, so t * n + c0 + v * 4 + 3 < FACTORS * n (lanes).
+            unsafe { _mm256_loadu_pd(points.add(t * self.n + v * 4)) }
+        };
+        let factors = a.map(|v| _mm256_set1_pd(v));
+        let (inflate, threshold) = (_mm256_set1_pd(INFLATE), _mm256_set1_pd(threshold));
+        let sign = _mm256_set1_pd(-0.0);
+        for (g, mask) in mask.iter_mut().enumerate().take(groups) {
+            let mut bits = 0;
+            for v in [2 * g, 2 * g + 1] {
+                // SAFETY: four i32 at v * 4 lie inside prods (v < 2 groups).
+                let prod = unsafe { _mm_loadu_si128(prods.as_ptr().add(v * 4) as *const __m128i) };
+                let prod = _mm256_andnot_pd(sign, _mm256_cvtepi32_pd(prod)); // |prod|, as f64::abs
+                let mut sum = _mm256_mul_pd(_mm256_mul_pd(prod, factors[0]), at(0, v));
+                for (f, t) in TERMS {
+                    sum = _mm256_add_pd(sum, _mm256_mul_pd(factors[f], at(t, v)));
+                }
+                let bound = _mm256_mul_pd(inflate, sum);
+                if KEEP {
+                    // SAFETY: bounds holds at least groups * 8 values (the assert), so four at v * 4.
+                    unsafe { _mm256_storeu_pd(bounds.as_mut_ptr().add(v * 4), bound) };
+                }
+                let reached = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(bound, threshold));
+                bits |= (reached as u8) << (4 * (v % 2));
+            }
+            *mask = bits;
         }
         groups * 8
     }
@@ -892,13 +976,15 @@ mod tests {
                     .collect();
                 for threshold in [bounds[0], bounds[17], bounds[99], f64::NEG_INFINITY, 0.3] {
                     split.columns.reach(a, c0, &prods, threshold, &mut mask);
-                    let mut kept = Vec::new();
-                    let mut same = Vec::new();
-                    (split.columns)
-                        .reach_into::<true>(a, c0, &prods, threshold, &mut same, &mut kept);
-                    assert_eq!(same, mask);
-                    let bits = |v: &[f64]| v.iter().map(|b| b.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&kept[..prods.len()]), bits(&bounds));
+                    for isa in Isa::available() {
+                        let mut kept = Vec::new();
+                        let mut same = Vec::new();
+                        (split.columns)
+                            .reach_on::<true>(isa, a, c0, &prods, threshold, &mut same, &mut kept);
+                        assert_eq!(same, mask, "{isa:?}");
+                        let bits = |v: &[f64]| v.iter().map(|b| b.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&kept[..prods.len()]), bits(&bounds), "{isa:?}");
+                    }
                     let mut set = Vec::new();
                     each_set(&mask, |t| set.push(t));
                     let want: Vec<usize> = (0..bounds.len())
