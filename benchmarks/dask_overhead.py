@@ -27,7 +27,7 @@ With ``--job ORDERING`` it times the user's whole call instead, ``vecchia_neighb
 m=512, seed=42)`` without and with ``scheduler=client`` (V, the ordering and the neighbours; a maximin
 ordering fused with the neighbours runs in this process either way), and the cluster's call a second time
 with every copy of the index sent through a socket, as to workers on other machines (without
-covertreex.host_shared's file in /dev/shm).
+covertreex.host_shared's memory file).
 
     python benchmarks/dask_overhead.py --n 32768 --repeats 2
     NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/dask_overhead.py --n 32768 --repeats 2
@@ -74,7 +74,7 @@ def cpu_seconds() -> float:
 
 def time_the_job(X: np.ndarray, ordering: str, client) -> tuple[float, float]:
     """One whole vecchia_neighbors call in this process, then the same call given the cluster, its
-    workers mapping the index from /dev/shm (covertreex.host_shared), then given the cluster with every
+    workers mapping the index from one memory file (covertreex.host_shared), then given the cluster with every
     copy through a socket: each cluster run's wall time over the process's."""
     results, walls = [], []
     for scheduler, shared in ((None, True), (client, True), (client, False)):
@@ -86,7 +86,7 @@ def time_the_job(X: np.ndarray, ordering: str, client) -> tuple[float, float]:
         walls.append(wall)
         after = client.run(cpu_seconds)
         on_workers = sum(after[w] - workers[w] for w in workers)
-        where = "one process " if scheduler is None else "cluster, shm" if shared else "cluster, TCP"
+        where = "one process " if scheduler is None else "cluster, mapped" if shared else "cluster, TCP"
         print(f"job {ordering}, {where} wall {wall:6.2f} s  CPU {cpu + on_workers:6.2f} s (workers "
               f"{on_workers:.2f})  load {os.getloadavg()[0]:.1f}", flush=True)
     local = results[0]
@@ -98,7 +98,7 @@ def time_the_job(X: np.ndarray, ordering: str, client) -> tuple[float, float]:
 
 @contextmanager
 def sharing(shared: bool):
-    """Workers on this machine map the index from /dev/shm (the default), or get it through a socket."""
+    """Workers on this machine map the index from a memory file (the default), or get it through a socket."""
     default = host_shared.SHARED_ABOVE
     host_shared.SHARED_ABOVE = default if shared else 1 << 62
     try:
@@ -164,8 +164,8 @@ def main() -> None:
         ratios, socket_ratios = [], []
         for _ in range(args.repeats):
             if args.job is not None:
-                shm, socket = time_the_job(X, args.job, client)
-                ratios.append(shm)
+                mapped, socket = time_the_job(X, args.job, client)
+                ratios.append(mapped)
                 socket_ratios.append(socket)
                 continue
             start, cpu = time.perf_counter(), cpu_seconds()

@@ -6,7 +6,8 @@ workload's data). Rows alternate, so that both sides see the same machine load:
 * ``vecchia_neighbors(X, 50, ordering="maximin", engine=ENGINE)``: the whole wait (V, the maximin ordering
   and every row's neighbours; with the rust engine the ordering and the neighbours are one fused pass on the
   f64 GEMM, except where the engine takes the split screen ('auto', rust in perf mode, at these sizes): the
-  pass then orders alone on the split and the predecessor query finds the rows);
+  pass runs on the split, and above the int8 kernel's ``covertreex.vecchia.SPLIT_FUSED_MAX_K`` it orders
+  alone there and the predecessor query finds the rows);
 * the predecessor query alone on the data in that ordering, on the same engine: ``CoverTree(engine=ENGINE,
   'auto': the default).fit(problem in that order).query(k=50, predecessor=True)`` (V is built beforehand
   and not counted; the split screen, where the engine takes it, is built within the query); its neighbours

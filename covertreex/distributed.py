@@ -26,7 +26,7 @@ made with ``Client(..., direct_to_workers=False)`` and keeps the scheduler's rou
 its link, likely the slowest, then carries one copy.
 
 Workers on this process's machine (a LocalCluster's) get no copy through a socket: the index's arrays are
-written once into a file in ``/dev/shm`` that each of them maps (:mod:`covertreex.host_shared`); the others
+written once into a memory file that each of them maps (:mod:`covertreex.host_shared`); the others
 get theirs as described here.
 
 An array of the index larger than Dask's 64 MiB shards travels in pieces of at most 2 MiB

@@ -1,21 +1,25 @@
-"""An index handed to the Dask workers on this machine through one file in shared memory, not a socket.
+"""An index handed to the Dask workers on this machine through one memory file, not a socket.
 
 A LocalCluster's workers run on the client's machine, yet Dask sends each its own copy of the index
 through local TCP: at N = 32,768 two copies of about 155 MB took 0.35-0.42 s, 18-21% of the single
-process's query (docs/benchmarks.md). Here the client writes the index's arrays once into a file in
-``/dev/shm`` and sends a worker that can open that file only the pickle's opcodes and the file's name: the
-worker maps the file copy-on-write (:func:`attach`), so every worker on the machine reads the same pages
-and the arrays keep their write flags (a write lands in a private page, never in the file).
+process's query (docs/benchmarks.md). Here the client writes the index's arrays once into an anonymous
+memory file (``memfd_create``) and sends a worker that can open that file only the pickle's opcodes and the
+file's path, ``/proc/<client pid>/fd/<descriptor>``: the worker maps the file copy-on-write
+(:func:`attach`), so every worker on the machine reads the same pages and the arrays keep their write
+flags (a write lands in a private page, never in the file).
 
 Which workers see the file is asked, not guessed from addresses (:func:`sharing`): the file begins with a
 random token, and a worker shares it only when it opens the path and reads that token back. A worker on
-another machine, in another container or under another user reads nothing there and gets its copy through
-the socket, as before; so does every worker when ``/dev/shm`` is missing or lacks the room.
+another machine, in another container (another process table) or under another user reads nothing there
+and gets its copy through the socket, as before; so does every worker where Linux's memory files or
+``/proc`` are missing, or memory is short.
 
-The file lives only while the copies are made. Dask unpickles a scattered value when it arrives, before
-the scatter returns, so each worker has mapped the file by then; unlinked, its pages stay until the last
-worker drops its copy. A client killed during the copies leaves the file behind (``covertreex-*`` in
-``/dev/shm``).
+The file has no name in any file system: it lives while the client holds its descriptor (the copies
+being made) and any worker maps it. Dask unpickles a scattered value when it arrives, before the scatter
+returns, so each worker has mapped the file by then; closed, its pages stay until the last worker drops
+its copy. A client killed during the copies leaves nothing behind (a file in ``/dev/shm``, as this module
+wrote until 2026-12-08, stayed until someone removed it), and a container's ``/dev/shm`` (64 MiB under
+Docker) no longer limits the index that can be shared.
 """
 
 from __future__ import annotations
@@ -24,20 +28,22 @@ import mmap
 import os
 import pickle
 import secrets
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED_DIR = Path("/dev/shm")
-"""Linux's shared-memory file system: files there are memory, never written to a disk."""
+from covertreex.resources import available_bytes
+
+SUPPORTED = hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir()
+"""Whether this system makes memory files other processes can open by a path (Linux)."""
 
 SHARED_ABOVE = 8 << 20
 """An index whose arrays hold fewer bytes travels through the socket to every worker: its copies take
 milliseconds either way (docs/benchmarks.md)."""
 
 ROOM_TO_SPARE = 64 << 20
-"""Bytes ``/dev/shm`` must keep free beyond the file: other programs use it too."""
+"""Bytes of memory that must stay available beyond the file (:func:`covertreex.resources.available_bytes`):
+a memory file has no size limit of its own, and filling the memory would wake the kernel's OOM killer."""
 
 TOKEN_BYTES = 16
 
@@ -87,7 +93,7 @@ def sees(path: str, token: bytes) -> bool:
 def sharing(client, workers: list[str], value, constructor, args: tuple):
     """Yield {worker: what to scatter to it}: a :class:`Published` ``constructor(*args)`` for each worker of
     `workers` that sees this process's file, `value` itself (which ``constructor(*args)`` rebuilds) for
-    the others. The file is removed when the block ends."""
+    the others. The file is closed when the block ends (a copy unpickled later finds nothing)."""
     buffers: list[pickle.PickleBuffer] = []
     header = pickle.dumps(args, protocol=5, buffer_callback=buffers.append)
     raws = [buffer.raw() for buffer in buffers]
@@ -109,31 +115,29 @@ def sharing(client, workers: list[str], value, constructor, args: tuple):
             local = {worker for worker, answer in seen.items() if answer is True}
             for raw, (offset, _) in zip(raws, spans, strict=True) if local else ():
                 _write_all(descriptor, raw, offset)
-        except OSError:  # the room went meanwhile (ENOSPC): every copy through the socket
+        except OSError:  # the memory went meanwhile (ENOSPC, ENOMEM): every copy through the socket
             local = set()
         published = Published(path, token, constructor, header, tuple(spans))
         yield {worker: published if worker in local else value for worker in workers}
     finally:
         os.close(descriptor)
-        os.unlink(path)
 
 
 def _created() -> tuple[int, str] | None:
-    """(descriptor, path) of a new file in ``/dev/shm`` only this user may read, or None where none can be
-    made."""
+    """(descriptor, path) of a new memory file that other processes of this user may open by the path,
+    or None where none can be made. Not inherited by child processes (close-on-exec)."""
+    if not SUPPORTED:
+        return None
     try:
-        return tempfile.mkstemp(prefix="covertreex-", dir=SHARED_DIR)
+        descriptor = os.memfd_create("covertreex-index", os.MFD_CLOEXEC)
     except OSError:
         return None
+    return descriptor, f"/proc/{os.getpid()}/fd/{descriptor}"
 
 
 def _room_for(nbytes: int) -> bool:
-    """Whether ``/dev/shm`` exists and has `nbytes` free beyond :data:`ROOM_TO_SPARE`."""
-    try:
-        stats = os.statvfs(SHARED_DIR)
-    except OSError:
-        return False
-    return stats.f_bavail * stats.f_frsize >= nbytes + ROOM_TO_SPARE
+    """Whether memory for `nbytes` more stays available beyond :data:`ROOM_TO_SPARE`."""
+    return available_bytes() >= nbytes + ROOM_TO_SPARE
 
 
 def _write_all(descriptor: int, data, offset: int) -> None:

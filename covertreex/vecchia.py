@@ -182,22 +182,34 @@ FUSED_ORDERINGS = {"residual": ("maximin", "maximin-residual"), "euclidean": ("m
 (rust/core/src/maximin with the rust engine, chosen by 'auto' when built; covertreex.maximin_dense for
 residual under 'auto' without it). At N = 8,192 the gold pass halved the whole wait of the tree walk
 followed by the predecessor query (docs/vecchia.md). Where the rust pass takes the split screen
-(:func:`_maximin_split`) and k exceeds :data:`SPLIT_FUSED_MAX_K`, it orders alone instead (one neighbour
+(:func:`_maximin_split`) and k exceeds :func:`split_fused_max_k`, it orders alone instead (one neighbour
 per row) and the predecessor query on the split finds the rows. A Euclidean maximin ordering of points of
 at most :data:`FARTHEST_MAX_WIDTH` coordinates is found alone by the rust engine's packed boxes, and the
 rows by the predecessor query: with two threads or more, the rows of each finished prefix of the order
 while the rest is placed (:mod:`covertreex.vecchia_overlap`)."""
 
-SPLIT_FUSED_MAX_K = 16
-"""The largest k for which the rust pass on the split screen finds the rows itself. The split lets few of
-the ordering's pairs through, but a row's candidates in the pass's early rounds are nearly all pairs, more
-so the larger k; the predecessor query on the split takes its threshold from the likeliest pairs at once.
-N = 32,768, m = 512 (2026-12-06 11:37 UTC, Intel Xeon, 2 cores; fused on the split against the order
+SPLIT_FUSED_MAX_K = {"amx": 16, "vnni": 16, "avx2": 200}
+"""Per int8 kernel (:func:`covertreex.engines.rust.int8_kernel`, as :data:`covertreex.split_screen.PAYS`),
+the largest k for which the rust pass on the split screen finds the rows itself (:func:`split_fused_max_k`).
+The split lets few of the ordering's pairs through, but a row's candidates in the pass's early rounds are
+nearly all pairs, more so the larger k, and go to the f64 GEMM; the order alone then the split's query
+multiplies every pair's int8 rows twice instead. Which costs more depends on the int8 products' speed.
+AMX (N = 32,768, m = 512; 2026-12-06 11:37 UTC, Intel Xeon, 2 cores; fused on the split against the order
 alone then the query, split prebuilt, two runs each): k = 4: 2.23, 2.28 s against 2.92, 2.91 s; k = 10:
 2.54, 2.66 against 2.86, 2.75; k = 20: 3.43, 3.26 against 3.59, 2.97; k = 30: 3.87, 3.87 against 3.02,
-3.56. The whole job at k = 50 (V and the split's build included; fresh processes, 10:48-11:00 UTC): fused
-on the split 6.02-7.31 s, the order alone then the query 4.10-4.51 s (docs/benchmarks.md, "The maximin job
-on the split")."""
+3.56; the whole job at k = 50: fused 6.02-7.31 s, the order alone then the query 4.10-4.51 s (docs/
+benchmarks.md, "The maximin job on the split"). AVX2 (whole jobs, fresh processes, the same answers;
+2026-12-08 00:00-00:12 UTC, AMD EPYC, 2 cores; docs/benchmarks.md, "The fused maximin pass on AVX2"):
+fused at every k measured, 10 to 200, as fast or faster, 23% at k = 50 and N = 65,536. VNNI, not
+measured, keeps AMX's rule."""
+
+
+def split_fused_max_k() -> int:
+    """:data:`SPLIT_FUSED_MAX_K` for this CPU's int8 kernel; for one not listed (the portable loop, where
+    'auto' never takes the split), the smallest listed."""
+    from covertreex.engines.rust import int8_kernel
+
+    return SPLIT_FUSED_MAX_K.get(int8_kernel(), min(SPLIT_FUSED_MAX_K.values()))
 
 
 FARTHEST_MAX_WIDTH = 7
@@ -210,6 +222,13 @@ UTC, Intel Xeon, 2 cores; `python benchmarks/euclidean_vecchia.py --sizes 20000,
 against 0.38 s, 6: 0.32 / 0.39, 7: 0.38 / 0.39, 8: 0.49 / 0.40, 10: 0.77 / 0.45; N = 200,000: d = 5 3.37 /
 9.07, 6: 5.20 / 11.53, 7: 8.46 / 16.12, 8: 16.42 / 17.89, 10: 25.08 / 18.17. In more coordinates every box
 is near every point. The ordering alone (a residual job's 'maximin-euclidean') follows the same rule."""
+
+
+def _orders_alone_on_split(metric: str, k: int, problem, engine: str) -> bool:
+    """Whether the maximin pass of a residual job with k neighbours orders alone on the split screen, the
+    predecessor query finding the rows (:data:`SPLIT_FUSED_MAX_K`)."""
+    return (metric == "residual" and _rust_chosen(engine) and k > split_fused_max_k()
+            and _maximin_split(MetricSpace.create(metric, problem), engine) is not None)
 
 
 def _orders_alone_by_boxes(ordering_metric: str, X: np.ndarray, engine: str) -> bool:
@@ -349,7 +368,7 @@ def vecchia_neighbors(
     ordering that the engine fuses with the neighbours (above) runs here whatever the scheduler: the pass
     finds the neighbours while it orders, for little more than ordering alone, so the cluster could only
     repeat them (docs/vecchia.md, "On a Dask cluster"); where it takes the split screen and k >
-    SPLIT_FUSED_MAX_K (16), the ordering runs here and the neighbours on the cluster.
+    split_fused_max_k() (per int8 kernel), the ordering runs here and the neighbours on the cluster.
     threads: how many threads the job runs on here (None: every CPU the process may use; at most that
     many), every parallel step included (V's construction, the split screen, the ordering, the neighbours);
     never changes the answer. A cluster's workers keep their own thread counts.
@@ -385,8 +404,7 @@ def vecchia_neighbors(
         start = time.perf_counter()  # the ordering's clock: a split screen it takes is built on it
         fused = name in FUSED_ORDERINGS[metric] and (
             _rust_chosen(engine) or (engine == "auto" and metric == "residual"))
-        if fused and metric == "residual" and k > SPLIT_FUSED_MAX_K and _maximin_split(
-                MetricSpace.create(metric, problem), engine):
+        if fused and _orders_alone_on_split(metric, k, problem, engine):
             fused = False  # the pass orders alone on the split, the query finds the rows (FUSED_ORDERINGS)
         if fused and _orders_alone_by_boxes(metric, X, engine):
             fused = False  # the boxes order alone, the query finds the rows (FARTHEST_MAX_WIDTH)

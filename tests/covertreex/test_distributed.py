@@ -151,7 +151,7 @@ def test_a_euclidean_maximin_ordered_by_the_boxes_sends_its_neighbours_to_the_cl
 
 
 def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(client, monkeypatch):
-    """Where 'auto' takes the split screen and k > SPLIT_FUSED_MAX_K, the ordering runs here and the
+    """Where 'auto' takes the split screen and k > split_fused_max_k(), the ordering runs here and the
     predecessor query on the cluster, on the split the permuted problem carries (each worker adopts it,
     its points' fingerprint checked): the same bytes as the fused pass on the f64 GEMM, in this process."""
     if not ct.engine_available("rust"):
@@ -160,8 +160,9 @@ def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(cli
 
     monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit, in this process
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
+    monkeypatch.setattr(vecchia, "SPLIT_FUSED_MAX_K", {int8_kernel(): 16})
     X = np.random.default_rng(12).normal(size=(700, 3))
-    k = vecchia.SPLIT_FUSED_MAX_K + 4
+    k = 20
     fused = ct.vecchia_neighbors(X, k, m=48, engine="rust")
     remote = []
     ran = _ranges_run(client, lambda: remote.append(ct.vecchia_neighbors(X, k, m=48, scheduler=client)))
@@ -702,18 +703,18 @@ def _scatters_recorded(client, monkeypatch) -> list:
     return sent
 
 
-@pytest.mark.skipif(not host_shared.SHARED_DIR.is_dir(), reason="no /dev/shm on this machine")
+@pytest.mark.skipif(not host_shared.SUPPORTED, reason="no memory files on this system")
 def test_workers_on_this_machine_map_one_shared_copy_of_the_index(client, monkeypatch):
-    """Workers that see this process's file in /dev/shm get the index's arrays from it (no copy through a
-    socket), mapped copy-on-write; the file is gone once the copies landed, and the answer is the same."""
+    """Workers that see this process's memory file get the index's arrays from it (no copy through a
+    socket), mapped copy-on-write; the file is closed once the copies landed, and the answer is the same."""
     monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
-    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)  # a container's /dev/shm holds 64 MiB
+    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)
     sent = _scatters_recorded(client, monkeypatch)
     index = distributed.prepare(np.random.default_rng(1).normal(size=(200, 2)), 3, metric="residual",
                                 predecessor=True, m=16, seed=1)
     copies = distributed._scatter(client, index)
     assert len(copies) == _workers(client) and all(type(value) is host_shared.Published for value in sent)
-    assert not any(os.path.exists(value.path) for value in sent)
+    assert not any(host_shared.sees(value.path, value.token) for value in sent)  # its number may be reused
     for worker, copy in copies.items():
         held = client.submit(_largest_array_memory, copy, workers=[worker], pure=False)
         assert held.result() == "mmap"
@@ -732,11 +733,11 @@ def _largest_array_memory(index) -> str:
     return type(memoryview(array.base).obj).__name__ if array.base is not None else "its own"
 
 
-@pytest.mark.skipif(not host_shared.SHARED_DIR.is_dir(), reason="no /dev/shm on this machine")
+@pytest.mark.skipif(not host_shared.SUPPORTED, reason="no memory files on this system")
 def test_a_worker_that_cannot_see_the_shared_file_gets_its_copy_through_the_socket(client, monkeypatch):
     """As a worker on another machine: told it sees nothing there, it is sent the index itself."""
     monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
-    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)  # a container's /dev/shm holds 64 MiB
+    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)
     run = client.run
 
     def one_blind(function, *args, **options):

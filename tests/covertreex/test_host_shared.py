@@ -1,11 +1,14 @@
-"""covertreex.host_shared: an index's arrays handed over through one file in /dev/shm, copy-on-write, and
-the socket for every worker that cannot open it (the real cluster: tests/covertreex/test_distributed.py)."""
+"""covertreex.host_shared: an index's arrays handed over through one memory file, copy-on-write, and the
+socket for every worker that cannot open it (the real cluster: tests/covertreex/test_distributed.py)."""
 
 from __future__ import annotations
 
 import mmap
 import os
 import pickle
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +16,7 @@ import pytest
 
 from covertreex import host_shared
 
-pytestmark = pytest.mark.skipif(not host_shared.SHARED_DIR.is_dir(), reason="no /dev/shm on this machine")
+pytestmark = pytest.mark.skipif(not host_shared.SUPPORTED, reason="no memory files on this system")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,8 +47,7 @@ class InProcess:
 
 @pytest.fixture
 def share_small(monkeypatch):
-    """Publish any value, with no room to spare asked of /dev/shm (a container's holds 64 MiB); return the
-    paths of the files made (other tests' files may come and go meanwhile, under xdist)."""
+    """Publish any value, with no memory to spare asked; return the (path, inode) of the files made."""
     monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
     monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)
     created, make = [], host_shared._created
@@ -53,11 +55,19 @@ def share_small(monkeypatch):
     def recorded():
         made = make()
         if made is not None:
-            created.append(made[1])
+            created.append((made[1], os.fstat(made[0]).st_ino))
         return made
 
     monkeypatch.setattr(host_shared, "_created", recorded)
     return created
+
+
+def _closed(path: str, inode: int) -> bool:
+    """Whether the memory file made at `path` is closed (the descriptor's number may hold another file)."""
+    try:
+        return os.stat(path).st_ino != inode
+    except FileNotFoundError:
+        return True
 
 
 def test_a_published_value_comes_back_equal_with_its_write_flags_and_its_writes_its_own(share_small):
@@ -87,10 +97,11 @@ def test_the_file_is_gone_when_the_block_ends_even_by_an_error(share_small):
     value = _holder()
     with pytest.raises(RuntimeError, match="in the block"), \
             host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
-        assert share_small == [values["a"].path] and os.path.exists(values["a"].path)
+        assert [path for path, _ in share_small] == [values["a"].path] and not _closed(*share_small[0])
         raise RuntimeError("in the block")
-    assert not os.path.exists(share_small[0])
-    with pytest.raises(FileNotFoundError):  # a copy unpickled after the block has nothing to map
+    assert _closed(*share_small[0])
+    # A copy unpickled after the block has nothing to map (or finds another file at that descriptor).
+    with pytest.raises((FileNotFoundError, pickle.UnpicklingError)):
         pickle.loads(pickle.dumps(values["a"]))
 
 
@@ -113,7 +124,7 @@ def test_no_worker_seeing_the_file_leaves_it_empty(share_small, monkeypatch):
     assert written == [0]  # the token alone
 
 
-def test_a_small_value_or_a_full_dev_shm_asks_no_worker(monkeypatch):
+def test_a_small_value_or_short_memory_asks_no_worker(monkeypatch):
     value, client = _holder(), InProcess()
     with host_shared.sharing(client, ["a"], value, Holder, (value.arrays, value.label)) as values:
         assert values == {"a": value}  # 4 MB, below SHARED_ABOVE
@@ -127,7 +138,7 @@ def test_a_small_value_or_a_full_dev_shm_asks_no_worker(monkeypatch):
 @pytest.mark.parametrize("full_from", [0, 1])
 def test_room_running_out_while_writing_sends_every_copy_through_the_socket(share_small, monkeypatch,
                                                                             full_from):
-    """/dev/shm filled by others after the room was checked: at the token (`full_from` 0) or after it."""
+    """The memory taken by others after the room was checked: at the token (`full_from` 0) or after it."""
     write = host_shared._write_all
 
     def full(descriptor, data, offset):
@@ -139,7 +150,7 @@ def test_room_running_out_while_writing_sends_every_copy_through_the_socket(shar
     value = _holder()
     with host_shared.sharing(InProcess(), ["a", "b"], value, Holder, (value.arrays, value.label)) as values:
         assert values == {"a": value, "b": value}
-    assert len(share_small) == 1 and not os.path.exists(share_small[0])
+    assert len(share_small) == 1 and _closed(*share_small[0])
 
 
 def test_a_file_that_is_not_the_values_is_refused(share_small, tmp_path):
@@ -147,7 +158,7 @@ def test_a_file_that_is_not_the_values_is_refused(share_small, tmp_path):
     with host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
         published = values["a"]
         other = tmp_path / "other"
-        other.write_bytes(b"\0" * (os.path.getsize(published.path)))
+        other.write_bytes(b"\0" * (os.stat(published.path).st_size))
         with pytest.raises(pickle.UnpicklingError, match="does not hold the index it was written for"):
             host_shared.attach(str(other), *published.__reduce__()[1][1:])
 
@@ -158,3 +169,49 @@ def test_sees_reads_the_token_and_maps_the_file(tmp_path):
     assert host_shared.sees(str(path), b"0123456789abcdef")
     assert not host_shared.sees(str(path), b"0123456789abcdeX")
     assert not host_shared.sees(str(tmp_path / "missing"), b"0123456789abcdef")
+
+
+def test_no_memory_files_or_none_to_make_sends_every_copy_through_the_socket(monkeypatch):
+    monkeypatch.setattr(host_shared, "SHARED_ABOVE", 0)
+    monkeypatch.setattr(host_shared, "ROOM_TO_SPARE", 0)
+    value, client = _holder(), InProcess()
+
+    def no_descriptors(*args):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "memfd_create", no_descriptors)
+    with host_shared.sharing(client, ["a"], value, Holder, (value.arrays, value.label)) as values:
+        assert values == {"a": value}
+    monkeypatch.setattr(host_shared, "SUPPORTED", False)
+    with host_shared.sharing(client, ["a"], value, Holder, (value.arrays, value.label)) as values:
+        assert values == {"a": value}
+    assert client.asked == []
+
+
+SHARING_THEN_WAITING = """
+import sys, time
+sys.path[:0] = [{tests!r}]
+from covertreex import host_shared
+from test_host_shared import Holder, InProcess, _holder
+host_shared.SHARED_ABOVE = host_shared.ROOM_TO_SPARE = 0
+value = _holder()
+with host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
+    print(values["a"].path, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_client_killed_during_the_copies_leaves_no_file_behind():
+    """A file in /dev/shm (this module's way until 2026-12-08) outlived a killed client, holding the
+    index's memory until someone removed it; a memory file goes with the last process that holds it."""
+    code = SHARING_THEN_WAITING.format(tests=os.path.dirname(__file__))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        path = child.stdout.readline().strip()
+        inode = os.stat(path).st_ino  # another process of this user opens it by the path
+        assert os.stat(path).st_size > 4_000_000
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        child.stdout.close()
+    assert _closed(path, inode)

@@ -505,22 +505,35 @@ def test_a_permuted_problem_takes_its_split_rows_in_that_order(split_problem, or
     check_same((result.distances, result.indices), oracle("residual", permuted, 8, predecessor=True))
 
 
-@pytest.mark.parametrize("k", [8, 20])
+@pytest.mark.parametrize(("kernel", "max_k"), [("amx", 16), ("vnni", 16), ("avx2", 200), ("portable", 16)])
+def test_the_split_fused_pass_takes_k_by_the_int8_kernel(monkeypatch, kernel, max_k):
+    """The pass on the split finds the rows itself up to a k measured per int8 kernel (where the products
+    are slow, multiplying every pair twice costs more than the fused pass's f64 work); a kernel not listed
+    takes the smallest."""
+    from covertreex import vecchia
+    from covertreex.engines import rust
+
+    monkeypatch.setattr(rust, "int8_kernel", lambda: kernel)
+    assert vecchia.split_fused_max_k() == max_k
+
+
+@pytest.mark.parametrize("k", [20, 30])
 def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k):
-    """Where 'auto' takes the split, the rust pass on it finds the rows itself up to SPLIT_FUSED_MAX_K (16)
-    and above it orders alone, the predecessor query finding the rows: either way the same ordering, rows
-    and distance bits as the fused pass on the f64 GEMM ('rust', parity mode)."""
+    """Where 'auto' takes the split, the rust pass on it finds the rows itself up to split_fused_max_k()
+    (here 24) and above it orders alone, the predecessor query finding the rows: either way the same
+    ordering, rows and distance bits as the fused pass on the f64 GEMM ('rust', parity mode)."""
     if not ct.engine_available("rust"):
         pytest.skip("engine rust not available")
     from covertreex import split_screen, vecchia
 
     monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit
+    monkeypatch.setattr(vecchia, "SPLIT_FUSED_MAX_K", {int8_kernel(): 24})
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(10).normal(size=(1200, 3))
     split = ct.vecchia_neighbors(X, k, m=96, seed=3)
     fused = ct.vecchia_neighbors(X, k, m=96, seed=3, engine="rust")
     assert fused.neighbor_seconds == 0.0
-    assert (split.neighbor_seconds > 0.0) == (k > vecchia.SPLIT_FUSED_MAX_K)
+    assert (split.neighbor_seconds > 0.0) == (k > 24)
     for name in ("ordering", "neighbors", "distances"):
         assert getattr(split, name).tobytes() == getattr(fused, name).tobytes(), name
     assert split.problem is not None and split.problem.V.tobytes() == fused.problem.V.tobytes()  # handed back
