@@ -224,9 +224,23 @@ def answer_range(index: Index, start: int, stop: int) -> tuple[np.ndarray, np.nd
     if not 0 <= start < stop <= index.queries.n_queries:
         raise InvalidInputError(f"start and stop must satisfy 0 <= start < stop <= {index.queries.n_queries} "
                                 f"(the queries), got {start} and {stop}")
-    q = index.queries
-    part = dataclasses.replace(q, rows=q.rows[start:stop], dataset_index=q.dataset_index[start:stop],
-                               limit=q.limit[start:stop])
+    return _answered(index, index.queries.part(slice(start, stop)))
+
+
+def answer_positions(index: Index, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances) of the queries at positions `at` (distinct, ascending int64) of the index's
+    query set, in this process: the rows of a Vecchia job that its fused maximin pass left unproven."""
+    at = np.asarray(at)
+    n = index.queries.n_queries
+    if at.ndim != 1 or at.dtype != np.int64 or (at.size and (at[0] < 0 or at[-1] >= n
+                                                            or np.any(np.diff(at) <= 0))):
+        raise InvalidInputError(f"at must be distinct ascending int64 positions within [0, {n}), got "
+                                f"{at.dtype} of shape {at.shape}")
+    return _answered(index, index.queries.part(at))
+
+
+def _answered(index: Index, part) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances) of the queries `part` of the index's query set, on its engine and path."""
     engine = get_engine(index.engine)
     if index.path == "dense":
         idx, dist, _ = engine.dense(index.space, part, index.k, index.config)

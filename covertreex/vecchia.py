@@ -119,7 +119,7 @@ def _order(name: str, X, problem, metric: str, engine: str, seed: int,
     if _orders_alone_by_boxes(in_metric, X, engine):
         return _farthest_order(X, progress)
     if _rust_chosen(engine):  # the rust pass with one neighbour per row: the order is all it keeps
-        order, _, _, evaluations = _fused_pass(in_metric, data, 1, engine, progress)
+        order, _, _, evaluations = _fused_pass(in_metric, data, 1, engine, progress, rows=False)
         return order, evaluations
     model = _cover_tree(engine, in_metric, path="tree").fit(data)
     return vecchia_orderings.maximin(model.space, model.tree, progress)
@@ -204,6 +204,19 @@ fused at every k measured, 10 to 200, as fast or faster, 23% at k = 50 and N = 6
 measured, keeps AMX's rule."""
 
 
+SPLIT_ROW_FLOOR = 0.5
+"""The residual similarity below which the rust maximin pass on the split keeps no pair for a row
+(rust/core/src/maximin/split.rs): early in the pass a point's k-th neighbour among the few points placed is
+far, so nearly every pair came through the split's bound (loose below a similarity of about 0.4 here) and
+took an f64 value, only to be superseded by nearer points placed later: 104 M of the 537 M pairs at N =
+32,768, m = 512, k = 50. A row whose k-th neighbour may lie beyond the floor is left to the predecessor query
+of those positions; they belong mostly to points placed early, which have few predecessors. There
+(2026-12-08, AMD EPYC, AVX2, 2 cores; docs/benchmarks.md, "A floor under the fused pass's rows"): floor 0.2
+left 9% of the rows (1.0% of the pairs the query screens) and valued 67 M pairs, 0.3 52 M, 0.4 32 M, 0.5
+12 M and 38% of the rows (16% of the pairs); the whole job took 12% less CPU at 0.5 than without a floor
+(17.5-21.1 against 20.2-22.7 CPU s; 26.4 against 30.3 s of wall at N = 65,536), the same answer."""
+
+
 def split_fused_max_k() -> int:
     """:data:`SPLIT_FUSED_MAX_K` for this CPU's int8 kernel; for one not listed (the portable loop, where
     'auto' never takes the split), the smallest listed."""
@@ -250,21 +263,33 @@ def _rust_chosen(engine: str) -> bool:
     return engine == "rust" or (engine == "auto" and engine_available("rust"))
 
 
-def _fused_pass(metric: str, data, k: int, engine: str, progress):
+def _fused_pass(metric: str, data, k: int, engine: str, progress, rows: bool = True):
     """(order, neighbour positions, distances, evaluations) of the maximin pass fused with the neighbour
-    search: rust's when the rust engine is chosen, else gold's (the same order and rows, bit for bit)."""
+    search: rust's when the rust engine is chosen, else gold's (the same order and rows, bit for bit).
+    `rows`: whether the rows are wanted (else only the order is, and any row may be padding). On the split
+    screen, the pass keeps pairs for the rows only up to :data:`SPLIT_ROW_FLOOR`, and the rows it leaves
+    unproven are found by the predecessor query of those positions."""
     space = MetricSpace.create(metric, data)
     require_memory(vecchia_orderings.working_bytes(space.data, k),
                    f"the maximin pass over {space.n_points} points with k = {k} neighbours each")
     first = vecchia_orderings.first_point(space.data.X)
-    if _rust_chosen(engine):
-        from covertreex.engines.rust import maximin_with_neighbors
+    if not _rust_chosen(engine):
+        from covertreex.maximin_dense import maximin_with_neighbors as run  # Numba: gold's pass only
 
-        return maximin_with_neighbors(space.data, first, k, progress, threads=limited_threads(),
-                                      split=_maximin_split(space, engine))
-    from covertreex.maximin_dense import maximin_with_neighbors as run  # Numba: gold's pass only
+        return run(space.data, first, k, progress)
+    from covertreex.engines.rust import maximin_on_split
 
-    return run(space.data, first, k, progress)
+    split = _maximin_split(space, engine)
+    floor = -SPLIT_ROW_FLOOR if split is not None and rows else math.inf
+    order, indices, distances, evaluations, unproven = maximin_on_split(
+        space.data, first, k, split, floor, progress, threads=limited_threads())
+    if unproven.size:
+        from covertreex import distributed
+
+        index = distributed.prepare(permuted_problem(space.problem, order), k, metric="residual",
+                                    engine=engine, predecessor=True, threads=limited_threads())
+        indices[unproven], distances[unproven] = distributed.answer_positions(index, unproven)
+    return order, indices, distances, evaluations
 
 
 def _maximin_split(space: MetricSpace, engine: str):

@@ -19,6 +19,7 @@ polls :func:`covertreex.interrupts.check`, so Ctrl-C ends it between blocks of i
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import replace
 from functools import cache
 
@@ -395,11 +396,24 @@ def maximin_with_neighbors(data, first: int, k: int, progress=None, block: int =
     covertreex.split_screen.SplitScreen of the data's V) screens each round's pairs before the f64 GEMM
     (rust/core/src/maximin/split.rs): the same order and rows again. `threads` None: rayon's global pool;
     nothing returned depends on it."""
+    order, indices, distances, evaluations, _ = maximin_on_split(data, first, k, split, math.inf, progress,
+                                                                 block, room, threads)
+    return order, indices, distances, evaluations
+
+
+def maximin_on_split(data, first: int, k: int, split, floor: float, progress=None, block: int = MAXIMIN_BLOCK,
+                     room: int | None = None, threads: int | None = None):
+    """:func:`maximin_with_neighbors` keeping pairs for the rows only up to the residual similarity -floor
+    (`floor` a key; math.inf: every pair may be kept, and no row is left), on the split screen `split`
+    (None: none, and no floor): (order, neighbour positions, distances, canonical evaluations, unproven
+    positions). The rows of the unproven positions (ascending) are padding: their k-th neighbour may lie
+    beyond the floor, so the predecessor query of those positions in this order must find them
+    (rust/core/src/maximin/split.rs); every other row is the pass's without a floor, bit for bit."""
     if split is not None:
         split.check_source(data.X, data.P, "maximin_with_neighbors")
-    screen = None if split is None else (split.q, split.factors)
-    order, indices, distances, evaluations, _, _ = _extension().maximin(
+    screen = None if split is None else (split.q, split.factors, floor)
+    order, indices, distances, evaluations, _, _, unproven = _extension().maximin(
         _canonical(data, _METRIC_DTYPES), first, k, block,
         k + ROOM_OVER_K if room is None else room, threads, progress, _interrupt(len(data.X) ** 2), screen,
     )
-    return order, indices, distances, evaluations
+    return order, indices, distances, evaluations, unproven

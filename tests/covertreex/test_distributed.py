@@ -171,6 +171,17 @@ def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(cli
         assert _same_bytes(getattr(fused, name), getattr(remote[0], name)), name
 
 
+@pytest.mark.parametrize("at", [[3, 2], [0, 0], [-1, 4], [5, 300], np.array([1.0, 2.0]), [[1, 2]]])
+def test_answer_positions_takes_distinct_ascending_positions_of_the_queries(at):
+    index = distributed.prepare(np.random.default_rng(5).normal(size=(300, 2)), 3, metric="euclidean",
+                                predecessor=True)
+    with pytest.raises(InvalidInputError, match="distinct ascending int64 positions within"):
+        distributed.answer_positions(index, np.asarray(at))
+    idx, dist = distributed.answer_positions(index, np.array([0, 7, 299]))
+    whole = distributed.answer_range(index, 0, 300)
+    assert _same_bytes(idx, whole[0][[0, 7, 299]]) and _same_bytes(dist, whole[1][[0, 7, 299]])
+
+
 def test_query_set_by_scheduler_address_is_byte_identical(client):
     X = np.random.default_rng(6).normal(size=(500, 2))
     queries = np.random.default_rng(7).integers(0, 500, 64)

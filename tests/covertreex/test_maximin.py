@@ -245,7 +245,7 @@ def test_rust_pass_skips_far_slabs_and_stays_exact(name, k, block, distance_matr
             for threads in (1, min(2, os.cpu_count() or 1))]
     for a, b in zip(*runs, strict=True):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
-    order, idx, dist, _, _, screened = runs[0]
+    order, idx, dist, _, _, screened, _ = runs[0]
     check_fused(distance_matrix("euclidean", X), first, k, order, idx, dist)
     pairs = X.shape[0] * (X.shape[0] - 1) // 2
     if name in ("uniform", "sites", "one site"):  # without the boxes every pair outside the blocks is
@@ -437,6 +437,45 @@ def test_rust_pass_on_the_split_gives_the_f64_pass_and_brute_force(name, k, bloc
     check_fused(distance_matrix("residual", problem), first, k, *split[:3])
 
 
+@pytest.mark.parametrize("name", sorted(SPLIT_PROBLEMS))
+@pytest.mark.parametrize("k, block", [(6, 512), (40, 16)])
+@pytest.mark.parametrize("floor", [0.9, 0.5, 0.0, -0.5])
+def test_rust_pass_on_the_split_with_a_floor_leaves_only_rows_it_cannot_prove(name, k, block, floor,
+                                                                              split_problem, distance_matrix):
+    """Keeping pairs for the rows only up to a residual similarity (the key -floor) leaves the order and
+    every proven row the pass's without it, bit for bit; the rows it cannot prove are padding, listed
+    ascending. A floor of similarity 0.9 leaves most rows (a pass that took them as proven would give rows
+    without their neighbours beyond it); -0.5 (every pair reaches it) only the first k."""
+    from covertreex.engines import rust
+
+    problem = split_problem(name)
+    space = ct.CoverTree(metric="residual").fit(problem).space
+    first = vecchia_orderings.first_point(space.data.X)
+    whole = _fused_pass("rust")(space.data, first, k, block=block, split=problem.split_screen)
+    order, idx, dist, _, unproven = rust.maximin_on_split(space.data, first, k, problem.split_screen, -floor,
+                                                          block=block)
+    assert order.tobytes() == whole[0].tobytes()
+    assert unproven.dtype == np.int64 and np.all(np.diff(unproven) > 0)
+    proven = np.setdiff1d(np.arange(order.shape[0]), unproven)
+    assert idx[proven].tobytes() == whole[1][proven].tobytes()
+    assert dist[proven].tobytes() == whole[2][proven].tobytes()
+    assert (idx[unproven] == -1).all() and (dist[unproven] == np.inf).all()
+    if floor == 0.9:
+        assert unproven.size > order.shape[0] // 2
+    if floor == -0.5:  # only the rows of fewer than k predecessors, which hold no k-th to prove
+        assert unproven.tolist() == list(range(k))
+    check_fused(distance_matrix("residual", problem), first, k, *whole[:3])
+
+
+def test_rust_pass_refuses_a_floor_that_is_nan(split_problem):
+    from covertreex.engines import rust
+
+    problem = split_problem("p at its clamp")
+    space = ct.CoverTree(metric="residual").fit(problem).space
+    with pytest.raises(CovertreexError, match="split floor"):
+        rust.maximin_on_split(space.data, 0, 3, problem.split_screen, np.nan)
+
+
 def test_rust_pass_on_the_split_is_the_same_on_any_thread_count(split_problem):
     from covertreex.resources import available_cpus
 
@@ -467,7 +506,7 @@ def test_rust_pass_refuses_a_split_of_other_data(split_problem):
         from covertreex.engines import rust
 
         rust._extension().maximin(ct.CoverTree(metric="euclidean").fit(X).space.data, 0, 3, 8, 4, None, None,
-                                  None, (problem.split_screen.q, problem.split_screen.factors))
+                                  None, (problem.split_screen.q, problem.split_screen.factors, np.inf))
 
 
 def _one_factor(factors, at, value):
@@ -490,7 +529,7 @@ def test_rust_pass_names_what_is_wrong_with_split_arrays(change, words, split_pr
     q, factors = change(problem.split_screen.q, problem.split_screen.factors)
     data = rust._canonical(ct.CoverTree(metric="residual").fit(problem).space.data, rust._METRIC_DTYPES)
     with pytest.raises(CovertreexError, match=words):
-        rust._extension().maximin(data, 0, 3, 8, 4, None, None, None, (q, factors))
+        rust._extension().maximin(data, 0, 3, 8, 4, None, None, None, (q, factors, np.inf))
 
 
 def test_a_permuted_problem_takes_its_split_rows_in_that_order(split_problem, oracle, check_same):
@@ -518,22 +557,36 @@ def test_the_split_fused_pass_takes_k_by_the_int8_kernel(monkeypatch, kernel, ma
 
 
 @pytest.mark.parametrize("k", [20, 30])
-def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k):
+@pytest.mark.parametrize("floor", [0.5, 0.95])
+def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k, floor):
     """Where 'auto' takes the split, the rust pass on it finds the rows itself up to split_fused_max_k()
-    (here 24) and above it orders alone, the predecessor query finding the rows: either way the same
-    ordering, rows and distance bits as the fused pass on the f64 GEMM ('rust', parity mode)."""
+    (here 24), but those its floor leaves unproven, and above it orders alone, the predecessor query finding
+    the rows: either way the same ordering, rows and distance bits as the fused pass on the f64 GEMM
+    ('rust', parity mode)."""
     if not ct.engine_available("rust"):
         pytest.skip("engine rust not available")
     from covertreex import split_screen, vecchia
 
     monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit
     monkeypatch.setattr(vecchia, "SPLIT_FUSED_MAX_K", {int8_kernel(): 24})
+    monkeypatch.setattr(vecchia, "SPLIT_ROW_FLOOR", floor)
+    from covertreex import distributed
+
+    left, answer = [], distributed.answer_positions
+
+    def recorded(index, at):
+        left.append(at.size)
+        return answer(index, at)
+
+    monkeypatch.setattr(distributed, "answer_positions", recorded)
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(10).normal(size=(1200, 3))
     split = ct.vecchia_neighbors(X, k, m=96, seed=3)
     fused = ct.vecchia_neighbors(X, k, m=96, seed=3, engine="rust")
     assert fused.neighbor_seconds == 0.0
     assert (split.neighbor_seconds > 0.0) == (k > 24)
+    if k <= 24:  # the rows the floor left unproven were found by the predecessor query of those positions
+        assert len(left) == 1 and left[0] >= k and (floor < 0.9 or left[0] > 600)
     for name in ("ordering", "neighbors", "distances"):
         assert getattr(split, name).tobytes() == getattr(fused, name).tobytes(), name
     assert split.problem is not None and split.problem.V.tobytes() == fused.problem.V.tobytes()  # handed back

@@ -632,16 +632,18 @@ type Ordered<'py> = (
     i64,
     i64,
     i64,
+    Bound<'py, PyArray1<i64>>,
 );
 
 /// Exact maximin order of `data` from row `first`, fused with every position's k nearest earlier
 /// positions: (order, neighbour positions, distances, canonical evaluations, rounds, pairs screened
-/// outside the rounds' blocks). `block` points
+/// outside the rounds' blocks, positions whose rows are unproven and padded). `block` points
 /// per round, `room` candidates a point holds at least before it drops the excluded ones (raised to
 /// k + 1; it holds fewer than 2 `room`). `progress(n)` is called with the GIL after
 /// each round; an exception it raises ends the pass at the next round and is what the call raises.
-/// `split`, (q, factors) from covertreex.split_screen, screens each round's pairs first (residual data
-/// only): the same order and rows.
+/// `split`, (q, factors, floor) from covertreex.split_screen and the residual key beyond which no pair is
+/// kept for a row (inf: none), screens each round's pairs first (residual data only): the same order,
+/// and the same rows but for the unproven positions (none without a floor).
 #[pyfunction]
 #[pyo3(signature = (data, first, k, block, room, threads, progress=None, interrupt=None, split=None))]
 #[allow(clippy::too_many_arguments)]
@@ -655,19 +657,24 @@ fn maximin<'py>(
     threads: Option<&Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
     interrupt: Option<&Bound<'py, PyAny>>,
-    split: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    split: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 ) -> PyResult<Ordered<'py>> {
     let arrays = MetricArrays::extract(data, "data")?;
     let split_arrays = match &split {
         None => None,
-        Some((q, factors)) => Some((array2_of::<i8>(q, "split q")?, split_factors(py, factors)?)),
+        Some((q, factors, floor)) => Some((
+            array2_of::<i8>(q, "split q")?,
+            split_factors(py, factors)?,
+            scalar::<f64>(floor, "split floor")?,
+        )),
     };
     let split = match &split_arrays {
         None => None,
-        Some((q, factors)) => Some(MaximinSplit {
+        Some((q, factors, floor)) => Some(MaximinSplit {
             q: slice(py, q, "split q")?,
             m: q.shape()[1],
             factors: slice(py, factors, "split factors")?,
+            floor: *floor,
         }),
     };
     let first: i64 = scalar(first, "first")?;
@@ -700,6 +707,7 @@ fn maximin<'py>(
         out.evaluations,
         out.rounds,
         out.screened,
+        out.unproven.into_pyarray(py),
     ))
 }
 

@@ -75,6 +75,10 @@ pub struct MaximinOutput {
     /// value and screened (the rest were dropped by the split screen or a slab's box, or the round
     /// placed every point left).
     pub screened: i64,
+    /// Positions whose rows the split's floor left unproven ([`MaximinSplit`]), ascending: their rows
+    /// hold padding (-1, inf) and must be found otherwise (the predecessor query of those positions in
+    /// this order). Empty without a floor.
+    pub unproven: Vec<i64>,
 }
 
 /// Sizes of the pass: points per block A, rows per GEMM tile outside it and, for Euclidean data, points
@@ -104,6 +108,7 @@ struct Answers {
     k: usize,
     indices: Vec<i64>,
     distances: Vec<f64>,
+    unproven: Vec<i64>,
 }
 
 impl Answers {
@@ -112,6 +117,7 @@ impl Answers {
             k: out.k,
             indices: std::mem::take(&mut out.indices),
             distances: std::mem::take(&mut out.distances),
+            unproven: std::mem::take(&mut out.unproven),
         }
     }
 
@@ -119,24 +125,36 @@ impl Answers {
     fn give_back(self, out: &mut MaximinOutput, evaluations: i64) {
         out.indices = self.indices;
         out.distances = self.distances;
+        out.unproven = self.unproven;
         out.evaluations += evaluations;
     }
 
     /// Write the rows of `placed`, in parallel (each depends only on its own state and the order up to
-    /// its position, `at.order`); return the canonical evaluations of their states.
+    /// its position, `at.order`), padding where a row is unproven; return the canonical evaluations of
+    /// their states.
     fn write(&mut self, at: &Placed, mut placed: Placements) -> i64 {
         let (k, start) = (self.k, placed.start);
         let cells = start * k..placed.stop() * k;
         let rows = (self.indices[cells.clone()].par_chunks_mut(k))
             .zip(self.distances[cells].par_chunks_mut(k))
             .zip(placed.states.par_iter_mut());
-        rows.enumerate().for_each_init(
-            || Scratch::new(at.k),
-            |scratch, (t, ((indices, distances), state))| {
-                state.finish(at, at.order[start + t], scratch);
-                scratch.row.write_sorted(indices, distances);
-            },
-        );
+        let proven: Vec<bool> = (rows.enumerate())
+            .map_init(
+                || Scratch::new(at.k),
+                |scratch, (t, ((indices, distances), state))| {
+                    let proven = state.finish(at, at.order[start + t], scratch);
+                    if proven {
+                        scratch.row.write_sorted(indices, distances);
+                    } else {
+                        indices.fill(-1);
+                        distances.fill(f64::INFINITY);
+                    }
+                    proven
+                },
+            )
+            .collect();
+        let left = proven.iter().enumerate().filter(|&(_, &p)| !p);
+        self.unproven.extend(left.map(|(t, _)| (start + t) as i64));
         placed.states.iter().map(|p| p.evaluations).sum()
     }
 }
@@ -185,6 +203,7 @@ impl<'a> Pass<'a> {
         let kept = (k as usize).min(n - 1).max(1);
         let (values, width) = operand(data);
         let block = (sizes.block as usize).min(n);
+        let floor = split.map_or(f64::INFINITY, |split| split.floor);
         // Euclidean: slabs of nearby points, each a region of the pool with its box (pool.rs).
         let (order, region) = match data.metric {
             Metric::Euclidean => (hilbert::order(data.x)?, Some(block)),
@@ -192,7 +211,7 @@ impl<'a> Pass<'a> {
         };
         Ok(Pass {
             data,
-            pool: Pool::new(values, order, width, region, || Point::new(kept)),
+            pool: Pool::new(values, order, width, region, || Point::new(kept, floor)),
             placed: vec![false; n],
             in_block: vec![false; n],
             order: vec![0; n],
@@ -675,6 +694,7 @@ pub fn maximin_neighbors(
         evaluations: 0,
         rounds: 0,
         screened: 0,
+        unproven: Vec::new(),
     };
     if let Some(split) = &split {
         split.check(data)?;

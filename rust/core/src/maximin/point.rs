@@ -53,8 +53,13 @@ pub struct Placed<'a> {
 #[derive(Debug, Clone)]
 pub struct Point {
     bounds: UpperBounds,
-    /// widen(T): a pair whose `lo` exceeds it is canonically farther than the k-th (inf until k seen).
+    /// min(widen(T), max(floor, near)): a pair whose `lo` exceeds it is canonically farther than the
+    /// k-th (inf until k seen) or beyond the floor, and not the new nearest either. Without a floor
+    /// (inf), widen(T).
     cutoff: f64,
+    /// The key beyond which pairs are not kept for the row (inf: none); a row whose widen(T) ends
+    /// above it is not proven ([`Point::finish`]).
+    floor: f64,
     candidates: Vec<Candidate>,
     /// Candidates held when the excluded ones are next dropped: twice those left by the last drop, at
     /// least `room` (0: `room`), so a drop scans O(1) candidates per pair admitted since the last.
@@ -68,11 +73,13 @@ pub struct Point {
 }
 
 impl Point {
-    /// A point keeping the `k` smallest upper bounds (k >= 1; 0: the empty state a placed point leaves).
-    pub fn new(k: usize) -> Point {
+    /// A point keeping the `k` smallest upper bounds (k >= 1; 0: the empty state a placed point leaves),
+    /// and pairs for its row up to the key `floor` (inf: all of them).
+    pub fn new(k: usize, floor: f64) -> Point {
         Point {
             bounds: UpperBounds::new(k),
             cutoff: f64::INFINITY,
+            floor,
             candidates: Vec::new(),
             limit: 0,
             dist: f64::INFINITY,
@@ -92,7 +99,7 @@ impl Point {
     fn admit_known(&mut self, at: &Placed, j: usize, pos: usize, lo: f64, hi: f64, d: f64) {
         let metric = at.data.metric;
         if (self.cutoff == f64::INFINITY || hi < self.cutoff) && self.bounds.offer(hi) {
-            self.cutoff = widen(metric, self.bounds.threshold());
+            self.set_cutoff(metric);
         }
         if lo > self.cutoff {
             return;
@@ -163,7 +170,23 @@ impl Point {
         if d < self.dist {
             self.dist = d;
             self.near = widen(metric, key_bound(metric, d));
+            self.set_cutoff(metric);
         }
+    }
+
+    /// The cut-off from T, the floor and `near`. Only falls, as T and `near` do. A pair beyond it is
+    /// beyond widen(T) (it cannot enter the row) or beyond the floor; and beyond `near`, so it cannot be
+    /// the new nearest: `dist` stays exact whatever the floor.
+    fn set_cutoff(&mut self, metric: Metric) {
+        let kth = widen(metric, self.bounds.threshold());
+        self.cutoff = kth.min(self.floor.max(self.near));
+    }
+
+    /// Whether the pairs left out can be proven beyond the row: each had a key above the cut-off of its
+    /// time, at least min(widen(T), floor) for the final T, which is widen(T) when that is at most the
+    /// floor (always without one).
+    fn proven(&self, metric: Metric) -> bool {
+        self.floor == f64::INFINITY || widen(metric, self.bounds.threshold()) <= self.floor
     }
 
     /// Drop the candidates the cut-off now excludes; if `room` or more are left (ties), evaluate them
@@ -188,8 +211,15 @@ impl Point {
 
     /// This point's row, now that it is placed: the candidates under its cut-off, evaluated (those not
     /// yet in lockstep groups, bit for bit `metric::distance`), the k first by (distance, position) in
-    /// `scratch.row` (positions). Frees the state.
-    pub fn finish(&mut self, at: &Placed, j: usize, scratch: &mut Scratch) {
+    /// `scratch.row` (positions). Frees the state. Returns whether the row is proven ([`Point::proven`]);
+    /// an unproven one (the floor left out pairs that may belong) is not evaluated.
+    pub fn finish(&mut self, at: &Placed, j: usize, scratch: &mut Scratch) -> bool {
+        scratch.row.clear();
+        if !self.proven(at.data.metric) {
+            self.candidates = Vec::new();
+            self.bounds = UpperBounds::new(0);
+            return false;
+        }
         let cutoff = self.cutoff;
         self.candidates.retain(|c| c.lo <= cutoff);
         scratch.points.clear();
@@ -204,7 +234,6 @@ impl Point {
         Mode::Perf.distances(data, j, j as i64, data, points, &mut scratch.distances);
         self.evaluations += points.len() as i64;
         let mut fresh = scratch.distances.iter();
-        scratch.row.clear();
         for c in &mut self.candidates {
             if c.d.is_nan() {
                 c.d = *fresh.next().unwrap_or(&f64::NAN);
@@ -213,6 +242,7 @@ impl Point {
         }
         self.candidates = Vec::new();
         self.bounds = UpperBounds::new(0);
+        true
     }
 }
 
@@ -331,7 +361,7 @@ mod tests {
         let t = 1.0;
         let margin = widen(Metric::Euclidean, t);
         assert!(margin > t);
-        let mut point = Point::new(1);
+        let mut point = Point::new(1, f64::INFINITY);
         point.admit(&at, 3, 0, t, t); // T = 1, and the point's nearest distance so far (3) is exact
         point.admit(&at, 3, 1, margin, 5.0);
         point.admit(&at, 3, 2, f64::from_bits(margin.to_bits() + 1), 5.0);
@@ -352,7 +382,7 @@ mod tests {
             k: 3,
             room: 8,
         };
-        let mut point = Point::new(3);
+        let mut point = Point::new(3, f64::INFINITY);
         for pos in 0..299 {
             point.admit(&at, 299, pos, 0.0, 0.0);
             assert!(point.candidates.len() < 2 * at.room, "at position {pos}");

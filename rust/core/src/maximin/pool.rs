@@ -173,7 +173,7 @@ impl Pool {
         self.live[b] -= 1;
         self.count -= 1;
         self.slot[j] = GONE;
-        std::mem::replace(&mut self.states[last], Point::new(0))
+        std::mem::replace(&mut self.states[last], Point::new(0, f64::INFINITY))
     }
 
     /// Every live slot's (dataset index, mark), in slot order.
@@ -225,7 +225,7 @@ impl Pool {
         self.marks = live.iter().map(|&s| self.marks[s]).collect();
         let mut states = std::mem::take(&mut self.states);
         self.states = (live.iter())
-            .map(|&s| std::mem::replace(&mut states[s], Point::new(0)))
+            .map(|&s| std::mem::replace(&mut states[s], Point::new(0, f64::INFINITY)))
             .collect();
         for (s, &j) in self.members.iter().enumerate() {
             self.slot[j] = s;
@@ -318,7 +318,7 @@ mod tests {
     /// four with boxes, each point's key `keys[j]`.
     fn pool(order: Vec<usize>, keys: &[f64]) -> Pool {
         let values: Vec<f64> = (0..10).map(|j| 10.0 * j as f64).collect();
-        let mut pool = Pool::new(&values, order, 1, Some(4), || Point::new(1));
+        let mut pool = Pool::new(&values, order, 1, Some(4), || Point::new(1, f64::INFINITY));
         for (j, &key) in keys.iter().enumerate() {
             pool.state(j).dist = key;
             pool.mark(j);

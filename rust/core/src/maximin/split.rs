@@ -29,12 +29,19 @@ use crate::metric::{Metric, MetricData};
 pub const SPARSE_MAX: usize = 64;
 
 /// Z's int8 rows (n x m, row-major) and the bound's factors (n x [`FACTORS`]) of every point, as
-/// covertreex.split_screen makes them for the data's V (its bound rests on that V).
+/// covertreex.split_screen makes them for the data's V (its bound rests on that V); and `floor`, the
+/// residual key (-similarity) beyond which pairs are kept for no row (inf: every pair may be): a row whose
+/// k-th neighbour may lie beyond it is left unproven ([`MaximinOutput::unproven`](super::MaximinOutput)).
+/// Early in the pass a point's k-th is far (few points are placed), so nearly every pair passes the
+/// split's bound, and took an f64 value, only to be superseded later; with a floor, only the pairs that
+/// may be the point's new nearest or reach the floor do. The rows left unproven belong mostly to points
+/// placed early, which have few predecessors, so another search of them costs little.
 #[derive(Clone, Copy)]
 pub struct MaximinSplit<'a> {
     pub q: &'a [i8],
     pub m: usize,
     pub factors: &'a [f64],
+    pub floor: f64,
 }
 
 impl MaximinSplit<'_> {
@@ -45,6 +52,12 @@ impl MaximinSplit<'_> {
                 what: "split screen",
                 value: 1,
                 allowed: "only for the residual metric",
+            });
+        }
+        if self.floor.is_nan() {
+            return Err(CoreError::NonFinite {
+                what: "split floor",
+                position: 0,
             });
         }
         check_split_rows(self.q, self.m, self.factors, data.n_points())
