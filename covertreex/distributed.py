@@ -55,6 +55,7 @@ import numpy as np
 from covertreex import host_shared, malloc_thresholds, small_frames
 from covertreex.api import CoverTree
 from covertreex.config import Config
+from covertreex.counters import QueryCounter
 from covertreex.engines import get_engine
 from covertreex.engines.rust import dense_screen_for
 from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
@@ -217,36 +218,46 @@ def answer_range(index: Index, start: int, stop: int) -> tuple[np.ndarray, np.nd
     """(indices, distances) of queries start..stop-1 of the index's query set -- on a worker, or in this
     process on the whole range; 0 <= start < stop <= n_queries (a slice's rules answered other queries than
     those asked for, or none)."""
-    if not isinstance(index, Index):
-        raise InputTypeError(f"index must be what covertreex.distributed.prepare returns, got "
-                             f"{type(index).__name__}")
+    _require_index(index)
     start, stop = as_int(start, "start"), as_int(stop, "stop")
     if not 0 <= start < stop <= index.queries.n_queries:
         raise InvalidInputError(f"start and stop must satisfy 0 <= start < stop <= {index.queries.n_queries} "
                                 f"(the queries), got {start} and {stop}")
-    return _answered(index, index.queries.part(slice(start, stop)))
+    idx, dist, _ = _answered(index, index.queries.part(slice(start, stop)))
+    return idx, dist
 
 
-def answer_positions(index: Index, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, distances) of the queries at positions `at` (distinct, ascending int64) of the index's
-    query set, in this process: the rows of a Vecchia job that its fused maximin pass left unproven."""
+def answer_positions(index: Index, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(indices, distances, canonical distance evaluations) of the queries at positions `at` (distinct,
+    ascending int64) of the index's query set, in this process: the rows of a Vecchia job that its fused
+    maximin pass left unproven."""
+    _require_index(index)
     at = np.asarray(at)
     n = index.queries.n_queries
-    if at.ndim != 1 or at.dtype != np.int64 or (at.size and (at[0] < 0 or at[-1] >= n
-                                                            or np.any(np.diff(at) <= 0))):
+    if at.ndim != 1 or at.dtype != np.int64:
         raise InvalidInputError(f"at must be distinct ascending int64 positions within [0, {n}), got "
                                 f"{at.dtype} of shape {at.shape}")
-    return _answered(index, index.queries.part(at))
+    wrong = np.flatnonzero((at < 0) | (at >= n) | np.concatenate([[False], np.diff(at) <= 0]))
+    if wrong.size:
+        raise InvalidInputError(f"at must be distinct ascending int64 positions within [0, {n}), got "
+                                f"{at[wrong[0]]} at entry {wrong[0]}")
+    idx, dist, counters = _answered(index, index.queries.part(at))
+    return idx, dist, int(counters.per_query[:, QueryCounter.DISTANCE_EVALUATIONS].sum())
 
 
-def _answered(index: Index, part) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, distances) of the queries `part` of the index's query set, on its engine and path."""
+def _require_index(index) -> None:
+    if not isinstance(index, Index):
+        raise InputTypeError(f"index must be what covertreex.distributed.prepare returns, got "
+                             f"{type(index).__name__}")
+
+
+def _answered(index: Index, part):
+    """(indices, distances, counters) of the queries `part` of the index's query set, on its engine and
+    path."""
     engine = get_engine(index.engine)
     if index.path == "dense":
-        idx, dist, _ = engine.dense(index.space, part, index.k, index.config)
-    else:
-        idx, dist, _ = engine.query(index.tree, index.space, part, index.k, index.config)
-    return idx, dist
+        return engine.dense(index.space, part, index.k, index.config)
+    return engine.query(index.tree, index.space, part, index.k, index.config)
 
 
 def _answer_on_worker(index: Index, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -286,10 +286,20 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress, rows: bool = T
     if unproven.size:
         from covertreex import distributed
 
+        require_memory(_permuted_bytes(space.problem), f"the predecessor query of the {unproven.size} "
+                       f"rows the maximin pass over {space.n_points} points left unproven (the problem in "
+                       "its order)")
         index = distributed.prepare(permuted_problem(space.problem, order), k, metric="residual",
                                     engine=engine, predecessor=True, threads=limited_threads())
-        indices[unproven], distances[unproven] = distributed.answer_positions(index, unproven)
+        indices[unproven], distances[unproven], more = distributed.answer_positions(index, unproven)
+        evaluations += more
     return order, indices, distances, evaluations
+
+
+def _permuted_bytes(problem: ResidualProblem) -> int:
+    """The bytes of `problem`'s arrays copied when it is permuted: X, V, p and its split screen's rows."""
+    split = problem.split_screen
+    return sum(a.nbytes for a in (problem.X, problem.V, problem.p, split.q, split.factors))
 
 
 def _maximin_split(space: MetricSpace, engine: str):

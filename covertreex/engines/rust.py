@@ -411,6 +411,8 @@ def maximin_on_split(data, first: int, k: int, split, floor: float, progress=Non
     (rust/core/src/maximin/split.rs); every other row is the pass's without a floor, bit for bit."""
     if split is not None:
         split.check_source(data.X, data.P, "maximin_with_neighbors")
+    if math.isnan(floor):
+        raise InvalidInputError("floor must be a residual key (-similarity) or inf, got nan")
     screen = None if split is None else (split.q, split.factors, floor)
     order, indices, distances, evaluations, _, _, unproven = _extension().maximin(
         _canonical(data, _METRIC_DTYPES), first, k, block,

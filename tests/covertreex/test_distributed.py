@@ -177,7 +177,10 @@ def test_answer_positions_takes_distinct_ascending_positions_of_the_queries(at):
                                 predecessor=True)
     with pytest.raises(InvalidInputError, match="distinct ascending int64 positions within"):
         distributed.answer_positions(index, np.asarray(at))
-    idx, dist = distributed.answer_positions(index, np.array([0, 7, 299]))
+    with pytest.raises(InputTypeError, match="index must be what covertreex.distributed.prepare returns"):
+        distributed.answer_positions("index", np.array([0]))
+    idx, dist, evaluations = distributed.answer_positions(index, np.array([0, 7, 299]))
+    assert evaluations > 0
     whole = distributed.answer_range(index, 0, 300)
     assert _same_bytes(idx, whole[0][[0, 7, 299]]) and _same_bytes(dist, whole[1][[0, 7, 299]])
 
@@ -725,7 +728,7 @@ def test_workers_on_this_machine_map_one_shared_copy_of_the_index(client, monkey
                                 predecessor=True, m=16, seed=1)
     copies = distributed._scatter(client, index)
     assert len(copies) == _workers(client) and all(type(value) is host_shared.Published for value in sent)
-    assert not any(host_shared.sees(value.path, value.token) for value in sent)  # its number may be reused
+    assert not any(host_shared.sees(value.path, value.token, value.identity) for value in sent)
     for worker, copy in copies.items():
         held = client.submit(_largest_array_memory, copy, workers=[worker], pure=False)
         assert held.result() == "mmap"

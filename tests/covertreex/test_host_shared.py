@@ -9,6 +9,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,8 +101,7 @@ def test_the_file_is_gone_when_the_block_ends_even_by_an_error(share_small):
         assert [path for path, _ in share_small] == [values["a"].path] and not _closed(*share_small[0])
         raise RuntimeError("in the block")
     assert _closed(*share_small[0])
-    # A copy unpickled after the block has nothing to map (or finds another file at that descriptor).
-    with pytest.raises((FileNotFoundError, pickle.UnpicklingError)):
+    with pytest.raises(pickle.UnpicklingError):  # a copy unpickled after the block has nothing to map
         pickle.loads(pickle.dumps(values["a"]))
 
 
@@ -154,21 +154,80 @@ def test_room_running_out_while_writing_sends_every_copy_through_the_socket(shar
 
 
 def test_a_file_that_is_not_the_values_is_refused(share_small, tmp_path):
+    """Another regular file holding the same bytes (the token included) is not the value's file."""
     value = _holder()
     with host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
         published = values["a"]
         other = tmp_path / "other"
-        other.write_bytes(b"\0" * (os.stat(published.path).st_size))
+        with open(published.path, "rb") as source:
+            other.write_bytes(source.read())
         with pytest.raises(pickle.UnpicklingError, match="does not hold the index it was written for"):
             host_shared.attach(str(other), *published.__reduce__()[1][1:])
+        assert host_shared.attach(*published.__reduce__()[1]).label == "x"
+
+
+def _identity(path) -> tuple[int, int]:
+    stats = os.stat(path)
+    return stats.st_dev, stats.st_ino
 
 
 def test_sees_reads_the_token_and_maps_the_file(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"0123456789abcdef rest")
-    assert host_shared.sees(str(path), b"0123456789abcdef")
-    assert not host_shared.sees(str(path), b"0123456789abcdeX")
-    assert not host_shared.sees(str(tmp_path / "missing"), b"0123456789abcdef")
+    token, identity = b"0123456789abcdef", _identity(path)
+    assert host_shared.sees(str(path), token, identity)
+    assert not host_shared.sees(str(path), b"0123456789abcdeX", identity)
+    assert not host_shared.sees(str(path), token, (identity[0], identity[1] + 1))
+    assert not host_shared.sees(str(tmp_path / "missing"), token, identity)
+
+
+def test_a_path_that_now_names_a_pipe_is_never_read(share_small, tmp_path):
+    """The descriptor's number taken by a pipe once the file is closed (here by this process; in another
+    container's process table by another's): reading it took the pipe's data, and opening a named pipe
+    with no writer blocks for good (a review). The path is checked to be the file before it is opened."""
+    value = _holder()
+    with host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
+        published = values["a"]
+    number = int(published.path.rsplit("/", 1)[1])
+    reader, writer = os.pipe()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    try:
+        os.dup2(reader, number)
+        os.write(writer, b"the pipe's own data")
+        assert not host_shared.sees(published.path, published.token, published.identity)
+        with pytest.raises(pickle.UnpicklingError, match="does not hold the index"):
+            pickle.loads(pickle.dumps(published))
+        assert os.read(number, 100) == b"the pipe's own data"
+        os.dup2(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK), number)
+        answers = []
+        asking = threading.Thread(target=lambda: answers.append(
+            host_shared.sees(published.path, published.token, published.identity)), daemon=True)
+        asking.start()
+        asking.join(timeout=60)  # microseconds when right; blocked until a writer comes when wrong
+        assert answers == [False]
+    finally:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # releases an opener that blocked
+        for descriptor in {reader, writer, number}:
+            os.close(descriptor)
+
+
+def test_the_written_file_is_sealed(share_small):
+    """Once written, no process (this user's other programs included) may change the file under the maps."""
+    value = _holder()
+    with host_shared.sharing(InProcess(), ["a"], value, Holder, (value.arrays, value.label)) as values:
+        path = values["a"].path
+
+        def write():
+            descriptor = os.open(path, os.O_RDWR)
+            try:
+                os.pwrite(descriptor, b"x", 0)
+            finally:
+                os.close(descriptor)
+
+        for change in (write, lambda: os.truncate(path, 10)):
+            with pytest.raises(PermissionError):
+                change()
 
 
 def test_no_memory_files_or_none_to_make_sends_every_copy_through_the_socket(monkeypatch):

@@ -472,8 +472,12 @@ def test_rust_pass_refuses_a_floor_that_is_nan(split_problem):
 
     problem = split_problem("p at its clamp")
     space = ct.CoverTree(metric="residual").fit(problem).space
-    with pytest.raises(CovertreexError, match="split floor"):
+    with pytest.raises(CovertreexError, match="floor must be a residual key"):
         rust.maximin_on_split(space.data, 0, 3, problem.split_screen, np.nan)
+    data = rust._canonical(space.data, rust._METRIC_DTYPES)  # the extension's own check
+    split = (problem.split_screen.q, problem.split_screen.factors, np.nan)
+    with pytest.raises(CovertreexError, match="split floor"):
+        rust._extension().maximin(data, 0, 3, 8, 4, None, None, None, split)
 
 
 def test_rust_pass_on_the_split_is_the_same_on_any_thread_count(split_problem):
@@ -576,9 +580,21 @@ def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k, floor
 
     def recorded(index, at):
         left.append(at.size)
-        return answer(index, at)
+        found = answer(index, at)
+        counted.append(found[2])
+        return found
+
+    from covertreex.engines import rust
+
+    counted, run_pass = [], rust.maximin_on_split
+
+    def pass_counted(*args, **options):
+        found = run_pass(*args, **options)
+        counted.append(found[3])
+        return found
 
     monkeypatch.setattr(distributed, "answer_positions", recorded)
+    monkeypatch.setattr(rust, "maximin_on_split", pass_counted)
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     X = np.random.default_rng(10).normal(size=(1200, 3))
     split = ct.vecchia_neighbors(X, k, m=96, seed=3)
@@ -587,6 +603,9 @@ def test_vecchia_job_on_the_split_equals_the_fused_f64_job(monkeypatch, k, floor
     assert (split.neighbor_seconds > 0.0) == (k > 24)
     if k <= 24:  # the rows the floor left unproven were found by the predecessor query of those positions
         assert len(left) == 1 and left[0] >= k and (floor < 0.9 or left[0] > 600)
+        assert split.maximin_evaluations == counted[0] + counted[1] > counted[0]  # the pass, the query
+    else:
+        assert left == []
     for name in ("ordering", "neighbors", "distances"):
         assert getattr(split, name).tobytes() == getattr(fused, name).tobytes(), name
     assert split.problem is not None and split.problem.V.tobytes() == fused.problem.V.tobytes()  # handed back
