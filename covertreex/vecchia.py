@@ -182,11 +182,11 @@ FUSED_ORDERINGS = {"residual": ("maximin", "maximin-residual"), "euclidean": ("m
 (rust/core/src/maximin with the rust engine, chosen by 'auto' when built; covertreex.maximin_dense for
 residual under 'auto' without it). At N = 8,192 the gold pass halved the whole wait of the tree walk
 followed by the predecessor query (docs/vecchia.md). Where the rust pass takes the split screen
-(:func:`_maximin_split`) and k exceeds :func:`split_fused_max_k`, it orders alone instead (one neighbour
-per row) and the predecessor query on the split finds the rows. A Euclidean maximin ordering of points of
-at most :data:`FARTHEST_MAX_WIDTH` coordinates is found alone by the rust engine's packed boxes, and the
-rows by the predecessor query: with two threads or more, the rows of each finished prefix of the order
-while the rest is placed (:mod:`covertreex.vecchia_overlap`)."""
+(:func:`_maximin_split`) and k exceeds :func:`split_fused_max_k`, or a Dask cluster finds the rows, it
+orders alone instead (one neighbour per row) and the predecessor query on the split finds the rows. A
+Euclidean maximin ordering of points of at most :data:`FARTHEST_MAX_WIDTH` coordinates is found alone by
+the rust engine's packed boxes, and the rows by the predecessor query: with two threads or more, the rows
+of each finished prefix of the order while the rest is placed (:mod:`covertreex.vecchia_overlap`)."""
 
 SPLIT_FUSED_MAX_K = {"amx": 16, "vnni": 16, "avx2": 200}
 """Per int8 kernel (:func:`covertreex.engines.rust.int8_kernel`, as :data:`covertreex.split_screen.PAYS`),
@@ -237,10 +237,14 @@ against 0.38 s, 6: 0.32 / 0.39, 7: 0.38 / 0.39, 8: 0.49 / 0.40, 10: 0.77 / 0.45;
 is near every point. The ordering alone (a residual job's 'maximin-euclidean') follows the same rule."""
 
 
-def _orders_alone_on_split(metric: str, k: int, problem, engine: str) -> bool:
+def _orders_alone_on_split(metric: str, k: int, problem, engine: str, clustered: bool) -> bool:
     """Whether the maximin pass of a residual job with k neighbours orders alone on the split screen, the
-    predecessor query finding the rows (:data:`SPLIT_FUSED_MAX_K`)."""
-    return (metric == "residual" and _rust_chosen(engine) and k > split_fused_max_k()
+    predecessor query finding the rows: above :data:`SPLIT_FUSED_MAX_K`, or for any k when a Dask cluster
+    finds the rows (`clustered`). On the split the fused pass costs more than ordering alone (7.6 against
+    5.4 s at N = 32,768, k = 50 on AVX2, and the rows its floor leaves take the query another 2 s), so it
+    pays only against the query in the same process; a cluster's workers take the query's pairs off this
+    machine."""
+    return (metric == "residual" and _rust_chosen(engine) and (clustered or k > split_fused_max_k())
             and _maximin_split(MetricSpace.create(metric, problem), engine) is not None)
 
 
@@ -402,8 +406,8 @@ def vecchia_neighbors(
     (:mod:`covertreex.distributed`; the ordering is computed here); the answer is byte-identical. A maximin
     ordering that the engine fuses with the neighbours (above) runs here whatever the scheduler: the pass
     finds the neighbours while it orders, for little more than ordering alone, so the cluster could only
-    repeat them (docs/vecchia.md, "On a Dask cluster"); where it takes the split screen and k >
-    split_fused_max_k() (per int8 kernel), the ordering runs here and the neighbours on the cluster.
+    repeat them (docs/vecchia.md, "On a Dask cluster"); where it takes the split screen, where that pass
+    costs more than ordering alone, the ordering runs here and the neighbours on the cluster.
     threads: how many threads the job runs on here (None: every CPU the process may use; at most that
     many), every parallel step included (V's construction, the split screen, the ordering, the neighbours);
     never changes the answer. A cluster's workers keep their own thread counts.
@@ -439,7 +443,7 @@ def vecchia_neighbors(
         start = time.perf_counter()  # the ordering's clock: a split screen it takes is built on it
         fused = name in FUSED_ORDERINGS[metric] and (
             _rust_chosen(engine) or (engine == "auto" and metric == "residual"))
-        if fused and _orders_alone_on_split(metric, k, problem, engine):
+        if fused and _orders_alone_on_split(metric, k, problem, engine, client is not None):
             fused = False  # the pass orders alone on the split, the query finds the rows (FUSED_ORDERINGS)
         if fused and _orders_alone_by_boxes(metric, X, engine):
             fused = False  # the boxes order alone, the query finds the rows (FARTHEST_MAX_WIDTH)

@@ -151,9 +151,10 @@ def test_a_euclidean_maximin_ordered_by_the_boxes_sends_its_neighbours_to_the_cl
 
 
 def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(client, monkeypatch):
-    """Where 'auto' takes the split screen and k > split_fused_max_k(), the ordering runs here and the
-    predecessor query on the cluster, on the split the permuted problem carries (each worker adopts it,
-    its points' fingerprint checked): the same bytes as the fused pass on the f64 GEMM, in this process."""
+    """Where 'auto' takes the split screen, the ordering runs here and the predecessor query on the
+    cluster, whatever k (the pass on the split costs more than ordering alone), on the split the permuted
+    problem carries (each worker adopts it, its points' fingerprint checked): the same bytes as the fused
+    pass on the f64 GEMM, in this process."""
     if not ct.engine_available("rust"):
         pytest.skip("engine rust not available")
     from covertreex import split_screen, vecchia
@@ -162,7 +163,7 @@ def test_a_maximin_ordering_on_the_split_sends_its_neighbours_to_the_cluster(cli
     monkeypatch.setattr(split_screen, "USEFUL", 1.0)
     monkeypatch.setattr(vecchia, "SPLIT_FUSED_MAX_K", {int8_kernel(): 16})
     X = np.random.default_rng(12).normal(size=(700, 3))
-    k = 20
+    k = 12  # at most SPLIT_FUSED_MAX_K: without a cluster, the pass on the split would find the rows
     fused = ct.vecchia_neighbors(X, k, m=48, engine="rust")
     remote = []
     ran = _ranges_run(client, lambda: remote.append(ct.vecchia_neighbors(X, k, m=48, scheduler=client)))
