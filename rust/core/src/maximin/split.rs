@@ -35,7 +35,8 @@ pub const SPARSE_MAX: usize = 64;
 /// Early in the pass a point's k-th is far (few points are placed), so nearly every pair passes the
 /// split's bound, and took an f64 value, only to be superseded later; with a floor, only the pairs that
 /// may be the point's new nearest or reach the floor do. The rows left unproven belong mostly to points
-/// placed early, which have few predecessors, so another search of them costs little.
+/// placed early, which have few predecessors: at N = 32,768, k = 50 and similarity 0.5, 38% of the rows
+/// but 16% of the predecessor query's pairs (their query took ~2 s of the ~9 s job on an AVX2 host).
 #[derive(Clone, Copy)]
 pub struct MaximinSplit<'a> {
     pub q: &'a [i8],
