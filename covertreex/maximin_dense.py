@@ -209,7 +209,8 @@ def _screen_rows(J, first_pos, tile, D, scale, error, euclid, C, order):
 def maximin_with_neighbors(data: MetricData, first: int, k: int, progress=None, block: int = BLOCK,
                            room: int | None = None):
     """(order, neighbours (N, k) as positions, distances (N, k), canonical evaluations) -- see the module
-    docstring. `progress(n)` hears how many points are placed after each round; `room` is how many
+    docstring. `progress(placed, answered)` hears after each round how many points are placed and how many
+    rows are answered (the same count here: a row is written as its point is placed); `room` is how many
     candidates a point keeps before it drops the excluded ones (any value > k is exact; the default k + 8
     spent the same CPU and evaluations as 2k at N = 8,192, k = 50, in 30% less memory)."""
     n_points = data.X.shape[0]
@@ -254,6 +255,6 @@ def maximin_with_neighbors(data: MetricData, first: int, k: int, progress=None, 
             if outside.size:
                 screen_outside(pool, outside, start, n)
             if progress is not None:
-                progress(n)
+                progress(n, n)
             interrupts.check()
     return order, out_i, out_d, int(C.evaluations.sum())

@@ -119,7 +119,8 @@ def _order(name: str, X, problem, metric: str, engine: str, seed: int,
     if _orders_alone_by_boxes(in_metric, X, engine):
         return _farthest_order(X, progress)
     if _rust_chosen(engine):  # the rust pass with one neighbour per row: the order is all it keeps
-        order, _, _, evaluations = _fused_pass(in_metric, data, 1, engine, progress, rows=False)
+        placed = None if progress is None else lambda n, answered: progress(n)
+        order, _, _, evaluations = _fused_pass(in_metric, data, 1, engine, placed, rows=False)
         return order, evaluations
     model = _cover_tree(engine, in_metric, path="tree").fit(data)
     return vecchia_orderings.maximin(model.space, model.tree, progress)
@@ -156,11 +157,16 @@ def answer_rows(index, start: int, stop: int, indices: np.ndarray, distances: np
         return
     limits = index.costed_limits[start:stop]
     pairs = index.queries.eligible(index.space.n_points)[start:stop].sum(dtype=np.float64)
-    count = int(min(PROGRESS_RANGES, max(1, math.ceil(pairs / PAIRS_PER_PROGRESS_RANGE))))
+    count = _range_count(pairs)
     for a, b in distributed.cost_balanced_ranges(limits, index.k, count, index.pairs_per_neighbour):
         indices[start + a:start + b], distances[start + a:start + b] = distributed.answer_range(
             index, start + a, start + b)
         answered(start + b)
+
+
+def _range_count(pairs: float) -> int:
+    """How many ranges of equal cost a query of `pairs` eligible pairs runs in when its progress is heard."""
+    return int(min(PROGRESS_RANGES, max(1, math.ceil(pairs / PAIRS_PER_PROGRESS_RANGE))))
 
 
 PROGRESS_RANGES = 16
@@ -272,7 +278,9 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress, rows: bool = T
     search: rust's when the rust engine is chosen, else gold's (the same order and rows, bit for bit).
     `rows`: whether the rows are wanted (else only the order is, and any row may be padding). On the split
     screen, the pass keeps pairs for the rows only up to :data:`SPLIT_ROW_FLOOR`, and the rows it leaves
-    unproven are found by the predecessor query of those positions."""
+    unproven are found by the predecessor query of those positions. `progress(placed, answered)` hears the
+    points placed and the rows answered, during the pass and, heard of, as the unproven rows are found (in
+    up to :data:`PROGRESS_RANGES` parts of equal cost, the answer of one call)."""
     space = MetricSpace.create(metric, data)
     require_memory(vecchia_orderings.working_bytes(space.data, k),
                    f"the maximin pass over {space.n_points} points with k = {k} neighbours each")
@@ -295,9 +303,25 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress, rows: bool = T
                        "its order)")
         index = distributed.prepare(permuted_problem(space.problem, order), k, metric="residual",
                                     engine=engine, predecessor=True, threads=limited_threads())
-        indices[unproven], distances[unproven], more = distributed.answer_positions(index, unproven)
-        evaluations += more
+        n, answered = space.n_points, space.n_points - unproven.size
+        if progress is not None:  # the last round's rows are written once the pass ends
+            progress(n, answered)
+        for part in _unproven_parts(unproven, progress is not None):
+            indices[part], distances[part], more = distributed.answer_positions(index, part)
+            evaluations += more
+            answered += part.size
+            if progress is not None:
+                progress(n, answered)
     return order, indices, distances, evaluations
+
+
+def _unproven_parts(unproven: np.ndarray, heard: bool) -> list[np.ndarray]:
+    """The unproven positions in consecutive parts of about equal cost (position i has i predecessors), as
+    many as :func:`_answer_rows` runs ranges for the same pairs: one part when nobody hears the progress."""
+    pairs = unproven.sum(dtype=np.float64)
+    count = _range_count(pairs) if heard else 1
+    ends = np.searchsorted(np.cumsum(unproven, dtype=np.float64), pairs * np.arange(1, count) / count)
+    return [part for part in np.split(unproven, ends) if part.size]
 
 
 def _permuted_bytes(problem: ResidualProblem) -> int:
@@ -320,14 +344,12 @@ def _maximin_split(space: MetricSpace, engine: str):
 def _fused(metric: str, data, k: int, name: str, engine: str, report, start: float) -> VecchiaNeighbors:
     """Maximin ordering in `metric` and every row's neighbours in one pass; its time from `start` (a
     perf_counter reading) counts as ordering."""
-    written = [0]  # a round's rows are written during the next round's placements
-
-    def placed(n: int) -> None:
+    def placed(n: int, answered: int) -> None:
         report("ordering", n)
-        report("neighbours", written[0])
-        written[0] = n
+        report("neighbours", answered)
 
-    order, indices, distances, evaluations = _fused_pass(metric, data, k, engine, placed)
+    heard = None if report is _unheard else placed
+    order, indices, distances, evaluations = _fused_pass(metric, data, k, engine, heard)
     report("ordering", order.shape[0])  # a single point takes no round, so no report came
     report("neighbours", order.shape[0])
     return VecchiaNeighbors(order, indices, distances, metric, name, time.perf_counter() - start, 0.0,

@@ -408,7 +408,9 @@ def maximin_on_split(data, first: int, k: int, split, floor: float, progress=Non
     (None: none, and no floor): (order, neighbour positions, distances, canonical evaluations, unproven
     positions). The rows of the unproven positions (ascending) are padding: their k-th neighbour may lie
     beyond the floor, so the predecessor query of those positions in this order must find them
-    (rust/core/src/maximin/split.rs); every other row is the pass's without a floor, bit for bit."""
+    (rust/core/src/maximin/split.rs); every other row is the pass's without a floor, bit for bit.
+    `progress(placed, answered)` hears after each round the points placed and the rows answered: written
+    (a round's rows are written during the next round) and proven."""
     if split is not None:
         split.check_source(data.X, data.P, "maximin_with_neighbors")
     if math.isnan(floor):

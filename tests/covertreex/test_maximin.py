@@ -158,10 +158,13 @@ def test_fused_pass_gives_brute_force_order_and_neighbours(engine, dataset, metr
     space = ct.CoverTree(metric=metric).fit(data).space
     first = vecchia_orderings.first_point(space.data.X)
     rounds = []
-    order, idx, dist, evaluations = _fused_pass(engine)(space.data, first, k, rounds.append, block=block,
-                                                        room=room)
+    order, idx, dist, evaluations = _fused_pass(engine)(space.data, first, k, lambda *c: rounds.append(c),
+                                                        block=block, room=room)
     check_fused(distance_matrix(metric, data), first, k, order, idx, dist)
-    assert rounds[-1] == order.shape[0] and (block >= order.shape[0] or len(rounds) > 1)
+    placed = [n for n, _ in rounds]
+    assert placed[-1] == order.shape[0] and (block >= order.shape[0] or len(rounds) > 1)
+    # (placed, answered): gold writes a row as its point is placed, rust a round's rows during the next
+    assert [answered for _, answered in rounds] == (placed if engine == "gold" else [1] + placed[:-1])
     assert evaluations >= sum(min(i, k) for i in range(order.shape[0]))  # every listed pair, canonically
 
 
@@ -176,7 +179,7 @@ def test_rust_pass_with_a_block_of_several_gram_strips(metric, distance_matrix):
     space = ct.CoverTree(metric=metric).fit(data).space
     first = vecchia_orderings.first_point(space.data.X)
     rounds = []
-    order, idx, dist, _ = _fused_pass("rust")(space.data, first, 6, rounds.append, block=512)
+    order, idx, dist, _ = _fused_pass("rust")(space.data, first, 6, lambda *c: rounds.append(c), block=512)
     check_fused(distance_matrix(metric, data), first, 6, order, idx, dist)
     assert len(rounds) > 1
 
@@ -290,8 +293,8 @@ def test_rust_pass_reraises_what_the_progress_callback_raises():
     X = np.random.default_rng(8).normal(size=(50, 2))
     space = ct.CoverTree(metric="euclidean").fit(X).space
 
-    def stop(n):
-        raise KeyError(f"seen {n}")
+    def stop(placed, answered):
+        raise KeyError(f"seen {placed}")
 
     with pytest.raises(KeyError, match="seen"):
         _fused_pass("rust")(space.data, 0, 3, stop, block=8)
@@ -445,16 +448,20 @@ def test_rust_pass_on_the_split_with_a_floor_leaves_only_rows_it_cannot_prove(na
     """Keeping pairs for the rows only up to a residual similarity (the key -floor) leaves the order and
     every proven row the pass's without it, bit for bit; the rows it cannot prove are padding, listed
     ascending. A floor of similarity 0.9 leaves most rows (a pass that took them as proven would give rows
-    without their neighbours beyond it); -0.5 (every pair reaches it) only the first k."""
+    without their neighbours beyond it); -0.5 (every pair reaches it) only the first k. Each round reports
+    the points placed and the rows answered: those of the rounds before it, less the unproven ones."""
     from covertreex.engines import rust
 
     problem = split_problem(name)
     space = ct.CoverTree(metric="residual").fit(problem).space
     first = vecchia_orderings.first_point(space.data.X)
     whole = _fused_pass("rust")(space.data, first, k, block=block, split=problem.split_screen)
+    heard = []
     order, idx, dist, _, unproven = rust.maximin_on_split(space.data, first, k, problem.split_screen, -floor,
-                                                          block=block)
+                                                          lambda *call: heard.append(call), block=block)
     assert order.tobytes() == whole[0].tobytes()
+    written = [1] + [placed for placed, _ in heard[:-1]]  # the first point is placed before any round
+    assert [answered for _, answered in heard] == [w - np.count_nonzero(unproven < w) for w in written]
     assert unproven.dtype == np.int64 and np.all(np.diff(unproven) > 0)
     proven = np.setdiff1d(np.arange(order.shape[0]), unproven)
     assert idx[proven].tobytes() == whole[1][proven].tobytes()
@@ -546,6 +553,44 @@ def test_a_permuted_problem_takes_its_split_rows_in_that_order(split_problem, or
     tree = ct.CoverTree(engine="rust", metric="residual", path="dense", mode="perf", dense_screen="split")
     result = tree.fit(permuted).query(predecessor=True, k=8)
     check_same((result.distances, result.indices), oracle("residual", permuted, 8, predecessor=True))
+
+
+def test_a_job_on_the_split_reports_the_unproven_rows_as_they_are_found(monkeypatch):
+    """The rows a floor leaves unproven are not reported answered by the pass; heard of, they are found in
+    parts of equal cost, each reported, so a progress bar neither claims them early nor stalls at its end
+    while they are found; the answer is the one of a job nobody hears, byte for byte."""
+    if not ct.engine_available("rust"):
+        pytest.skip("engine rust not available")
+    from covertreex import distributed, split_screen, vecchia
+
+    monkeypatch.setattr(split_screen, "PAYS", {int8_kernel(): 0})  # at any size and fit
+    monkeypatch.setattr(split_screen, "USEFUL", 1.0)
+    monkeypatch.setattr(vecchia, "SPLIT_FUSED_MAX_K", {int8_kernel(): 24})
+    monkeypatch.setattr(vecchia, "PAIRS_PER_PROGRESS_RANGE", 20_000)  # parts from 1,200 points
+    parts, answer = [], distributed.answer_positions
+
+    def recorded(index, at):
+        parts.append(at.size)
+        return answer(index, at)
+
+    monkeypatch.setattr(distributed, "answer_positions", recorded)
+    X = np.random.default_rng(10).normal(size=(1200, 3))
+    heard = []
+    told = ct.vecchia_neighbors(X, 20, m=96, seed=3, progress=lambda *call: heard.append(call))
+    told_parts, parts[:] = list(parts), []
+    unproven = sum(told_parts)
+    assert len(told_parts) > 3 and unproven > 100
+    quiet = ct.vecchia_neighbors(X, 20, m=96, seed=3)
+    assert parts == [unproven]  # unheard: one call
+    for name in ("ordering", "neighbors", "distances"):
+        assert getattr(told, name).tobytes() == getattr(quiet, name).tobytes(), name
+    ordering = [n for stage, n in heard if stage == "ordering"]
+    answered = [n for stage, n in heard if stage == "neighbours"]
+    assert answered == sorted(answered) and answered[-1] == 1200 and ordering[-1] == 1200
+    proven = 1200 - unproven
+    during = answered[:answered.index(proven)]
+    assert during and max(during) < proven  # the pass never counted an unproven row
+    assert sorted(set(answered[answered.index(proven):])) == list(proven + np.cumsum([0] + told_parts))
 
 
 @pytest.mark.parametrize(("kernel", "max_k"), [("amx", 16), ("vnni", 16), ("avx2", 200), ("portable", 16)])

@@ -71,7 +71,7 @@ fn a_requested_stop_ends_every_call_with_interrupted() {
             )));
         }
         let sizes = MaximinSizes { block: 16, room: 0 };
-        let pass = maximin_neighbors(&data, 0, 5, sizes, None, Some(1), &mut |_| {}, &stop);
+        let pass = maximin_neighbors(&data, 0, 5, sizes, None, Some(1), &mut |_, _| {}, &stop);
         assert!(interrupted(pass));
     }
 }
@@ -83,7 +83,7 @@ fn a_stop_requested_during_the_maximin_pass_ends_it_at_the_next_round() {
     let sizes = MaximinSizes { block: 8, room: 0 };
     let stop = Stop::default();
     let mut rounds = 0;
-    let mut report = |_| {
+    let mut report = |_, _| {
         rounds += 1;
         stop.request();
     };

@@ -82,12 +82,15 @@ struct Halt {
 }
 
 impl Halt {
-    /// A progress callback for the work: `callback(n)` with the GIL until it raises, whose error then
-    /// stops the work ([`Self::fail`]).
-    fn reporter<'a>(&'a self, callback: &'a Option<Py<PyAny>>) -> impl FnMut(usize) + Send + 'a {
-        move |n| {
+    /// A progress callback for the work: `callback(*args)` with the GIL until it raises, whose error
+    /// then stops the work ([`Self::fail`]).
+    fn reporter<'a, A>(&'a self, callback: &'a Option<Py<PyAny>>) -> impl FnMut(A) + Send + 'a
+    where
+        A: for<'py> pyo3::call::PyCallArgs<'py>,
+    {
+        move |args| {
             if let (Some(callback), false) = (callback, self.failed()) {
-                if let Err(error) = Python::attach(|py| callback.call1(py, (n,)).map(drop)) {
+                if let Err(error) = Python::attach(|py| callback.call1(py, args).map(drop)) {
                     self.fail(error);
                 }
             }
@@ -639,8 +642,9 @@ type Ordered<'py> = (
 /// positions: (order, neighbour positions, distances, canonical evaluations, rounds, pairs screened
 /// outside the rounds' blocks, positions whose rows are unproven and padded). `block` points
 /// per round, `room` candidates a point holds at least before it drops the excluded ones (raised to
-/// k + 1; it holds fewer than 2 `room`). `progress(n)` is called with the GIL after
-/// each round; an exception it raises ends the pass at the next round and is what the call raises.
+/// k + 1; it holds fewer than 2 `room`). `progress(placed, answered)` is called with the GIL after each
+/// round (points placed, rows written and proven); an exception it raises ends the pass at the next round
+/// and is what the call raises.
 /// `split`, (q, factors, floor) from covertreex.split_screen and the residual key beyond which no pair is
 /// kept for a row (inf: none), screens each round's pairs first (residual data only): the same order,
 /// and the same rows but for the unproven positions (none without a floor).
@@ -695,7 +699,7 @@ fn maximin<'py>(
             sizes,
             split,
             threads,
-            &mut report,
+            &mut |placed, answered| report((placed, answered)),
             &halt.stop,
         )
     })?;
@@ -750,7 +754,7 @@ fn maximin_farthest<'py>(
         let mut report = halt.reporter(&callback);
         let mut next = 0;
         let mut heard = |order: &[i64]| {
-            report(order.len());
+            report((order.len(),));
             let passed = prefixes[next..].partition_point(|&size| size <= order.len());
             if passed == 0 || order.len() == n || halt.failed() {
                 return;

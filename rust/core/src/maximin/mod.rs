@@ -455,7 +455,7 @@ impl<'a> Pass<'a> {
     fn run(
         &mut self,
         first: usize,
-        progress: &mut (dyn FnMut(usize) + Send),
+        progress: &mut (dyn FnMut(usize, usize) + Send),
         stop: &Stop,
     ) -> Result<()> {
         let n_points = self.placed.len();
@@ -480,7 +480,8 @@ impl<'a> Pass<'a> {
             n = end;
             earlier = now;
             self.out.rounds += 1;
-            progress(n);
+            // The rows before `earlier` are written; those the floor left unproven are not answered.
+            progress(n, earlier.start - self.out.unproven.len());
         }
         let mut out = Answers::take(&mut self.out);
         let at = Placed {
@@ -669,7 +670,9 @@ fn check(data: &MetricData, first: i64, k: i64, sizes: MaximinSizes) -> Result<(
 
 /// The exact maximin order of `data` from point `first`, and every position's k nearest earlier
 /// positions (see the module docs). `threads` = None runs on rayon's global pool; nothing returned
-/// depends on it. `progress(n)` hears how many points are placed after each round; `stop` ends the call
+/// depends on it. `progress(placed, answered)` hears after each round how many points are placed and how
+/// many rows are answered (written, and proven: a round's rows are written during the next round, and
+/// the unproven ones are left to the caller); `stop` ends the call
 /// early (between rounds). `split` (residual data only) screens each round's pairs outside its block
 /// first (split.rs): the same order and rows.
 #[allow(clippy::too_many_arguments)]
@@ -680,7 +683,7 @@ pub fn maximin_neighbors(
     sizes: MaximinSizes,
     split: Option<MaximinSplit>,
     threads: Option<i64>,
-    progress: &mut (dyn FnMut(usize) + Send),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
     stop: &Stop,
 ) -> Result<MaximinOutput> {
     check(data, first, k, sizes)?;
@@ -730,7 +733,7 @@ mod tests {
                         sizes,
                         None,
                         Some(t),
-                        &mut |_| {},
+                        &mut |_, _| {},
                         &Stop::default(),
                     )
                     .unwrap()
@@ -766,7 +769,7 @@ mod tests {
                 sizes,
                 None,
                 None,
-                &mut |_| {},
+                &mut |_, _| {},
                 &Stop::default(),
             )
         };
