@@ -60,11 +60,11 @@ from covertreex.engines import get_engine
 from covertreex.engines.rust import dense_screen_for
 from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
-from covertreex.residual import residual_problem
+from covertreex.residual import ResidualProblem, residual_problem
 from covertreex.resources import available_cpus, require_answer_memory
 from covertreex.scalars import as_bool, as_int
 from covertreex.tree import Tree
-from covertreex.validation import check_k
+from covertreex.validation import as_points, check_k, dataset_indices
 
 RANGES_PER_WORKER = 2
 """Ranges per worker: enough to even out cost estimates and to spread a lost worker's share, few enough that
@@ -164,9 +164,7 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
     dataset `indices`, or every point among its predecessors), k and the path; the tree is built only
     when the path walks one. `options` are CoverTree knobs and, for raw points under the residual
     metric, :func:`~covertreex.residual_problem`'s parameters (kernel, lengthscale, variance, m, seed)."""
-    predecessor = as_bool(predecessor, "predecessor")
-    if (indices is None) == (not predecessor):
-        raise InvalidInputError("pass exactly one of indices=... or predecessor=True")
+    predecessor = _predecessor_or_indices(predecessor, indices)
     residual = {name: options.pop(name) for name in _RESIDUAL_PARAMETERS if name in options}
     model = CoverTree(engine=None if engine == "auto" else engine, metric=metric, telemetry=False,
                       **options).fit(data, **residual)
@@ -182,6 +180,14 @@ def prepare(data, k: int, *, metric: str, engine: str = "auto", indices=None, pr
         # the job's choice is made here, once, so that every range screens alike.
         config = dataclasses.replace(config, dense_screen=dense_screen_for(space, queries, k, config))
     return Index(model.engine.name, config, space, queries, k, path, tree)
+
+
+def _predecessor_or_indices(predecessor, indices) -> bool:
+    """`predecessor` as a bool, given exactly when `indices` is not."""
+    predecessor = as_bool(predecessor, "predecessor")
+    if (indices is None) == (not predecessor):
+        raise InvalidInputError("pass exactly one of indices=... or predecessor=True")
+    return predecessor
 
 
 _RESIDUAL_PARAMETERS = tuple(
@@ -420,9 +426,7 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     if not isinstance(index, Index):
         raise InputTypeError(f"index must be what covertreex.distributed.prepare returns, got "
                              f"{type(index).__name__}")
-    ranges_per_worker = as_int(ranges_per_worker, "ranges_per_worker")
-    if ranges_per_worker < 1:
-        raise InvalidInputError(f"ranges_per_worker must be >= 1, got {ranges_per_worker}")
+    ranges_per_worker = _checked_ranges_per_worker(ranges_per_worker)
     if not _is_client(client):  # an address, connected to for this job (anything else refused, named)
         with connected(client) as connection:
             return run(index, connection, ranges_per_worker=ranges_per_worker)
@@ -696,11 +700,26 @@ def _gather_as_they_finish(client, futures: dict, parts: list) -> dict:
     return dict(sorted(cancelled.items()))
 
 
+def _checked_ranges_per_worker(value) -> int:
+    value = as_int(value, "ranges_per_worker")
+    if value < 1:
+        raise InvalidInputError(f"ranges_per_worker must be >= 1, got {value}")
+    return value
+
+
 def kneighbors(data, k: int, scheduler, *, metric: str = "euclidean", engine: str = "auto", indices=None,
                predecessor: bool = False, ranges_per_worker: int = RANGES_PER_WORKER, **options):
     """Exact k-NN of dataset `indices` (or of every point among its predecessors) on a Dask cluster
     (`scheduler`: a Client or an address); (distances, indices), the order of ``CoverTree.kneighbors`` and
-    scikit-learn's."""
+    scikit-learn's. k, the query set and ranges_per_worker are checked before the scheduler is reached (a
+    wrong k waited for an unreachable scheduler's timeout, then went unnamed); the fit, which may take long,
+    after: a wrong address fails first."""
+    predecessor = _predecessor_or_indices(predecessor, indices)
+    n_points = data.n_points if isinstance(data, ResidualProblem) else as_points(data, "data").shape[0]
+    check_k(k, n_points, allow_padding=predecessor)
+    if indices is not None:
+        dataset_indices(indices, n_points)
+    _checked_ranges_per_worker(ranges_per_worker)
     with connected(scheduler) as client:
         index = prepare(data, k, metric=metric, engine=engine, indices=indices, predecessor=predecessor,
                         **options)

@@ -26,10 +26,7 @@ def as_array(array, name: str) -> np.ndarray:
     if type(array).__module__.startswith("scipy.sparse"):  # NumPy would wrap it as a 0-D object array
         raise InputTypeError(f"{name} must be a dense array of numbers, got a scipy.sparse "
                              f"{type(array).__name__} (pass {name}.toarray() if it fits in memory)")
-    if isinstance(array, np.ma.MaskedArray) and np.ma.getmask(array) is not np.ma.nomask \
-            and np.ma.getmask(array).any():  # np.asarray drops the mask and keeps what lies under it
-        raise InputTypeError(f"{name} is a masked array with masked entries, which would be read as the "
-                             f"values under the mask: pass {name}.filled(value) or only the unmasked rows")
+    refuse_masked(array, name)
     try:
         arr = np.asarray(array)
     except (ValueError, TypeError) as exc:  # ragged nesting, objects NumPy cannot turn into an array
@@ -39,6 +36,14 @@ def as_array(array, name: str) -> np.ndarray:
     if isinstance(array, (list, tuple)) and arr.dtype.kind == "f":
         _refuse_rounded_list(array, arr, name)
     return arr
+
+
+def refuse_masked(array, name: str) -> None:
+    """Refuse a masked array with masked entries: np.asarray drops the mask and keeps what lies under it."""
+    if isinstance(array, np.ma.MaskedArray) and np.ma.getmask(array) is not np.ma.nomask \
+            and np.ma.getmask(array).any():
+        raise InputTypeError(f"{name} is a masked array with masked entries, which would be read as the "
+                             f"values under the mask: pass {name}.filled(value) or only the unmasked rows")
 
 
 def _python_numbers(arr: np.ndarray, name: str) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from covertreex.errors import InputTypeError, InvalidInputError, unknown_name
 from covertreex.kinds import ORDERINGS
 from covertreex.metrics.data import MetricData, operand
-from covertreex.validation import holds_integers
+from covertreex.validation import holds_integers, refuse_masked
 
 if TYPE_CHECKING:  # the maximin walk (Numba) loads on first use, not for the CLI's --help
     from covertreex.metrics import MetricSpace
@@ -60,6 +60,7 @@ def given_permutation(values, n_points: int, name: str = "ordering", *, names: b
     whole numbers (R's numeric vectors are doubles: an R user's ``order(x) - 1`` arrives as float64, which
     a .csv of it already passed), any other float named by its entry. `name` is the argument's in errors;
     `names`: whether an ordering's name was accepted there too (the type error lists them)."""
+    refuse_masked(values, name)
     arr = np.asarray(values)
     if arr.ndim != 1 or not (holds_integers(arr) or arr.dtype.kind == "f"):
         accepted = f"a name ({', '.join(ORDERINGS)}) or " if names else ""

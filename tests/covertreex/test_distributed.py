@@ -359,6 +359,26 @@ def test_an_unreachable_scheduler_fails_before_any_work_even_when_no_cluster_is_
         ct.vecchia_neighbors(X, 3, scheduler="tcp://127.0.0.1:1", progress=no_work_expected)
 
 
+@pytest.mark.parametrize(("arguments", "error"), [
+    ({"k": 0, "indices": [0]}, "k must be >= 1, got 0"),
+    ({"k": 60, "indices": [0]}, r"k must be <= the number of indexed points \(50\), got 60"),
+    ({"k": 3, "indices": [50]}, r"indices must lie in \[0, 50\), got 50"),
+    ({"k": 3}, "pass exactly one of indices=... or predecessor=True"),
+    ({"k": 3, "predecessor": True, "ranges_per_worker": 0}, "ranges_per_worker must be >= 1, got 0"),
+])
+def test_a_cluster_query_names_a_wrong_argument_before_reaching_the_scheduler(monkeypatch, arguments, error):
+    """A wrong k waited 10 s for an unreachable scheduler, whose error then named nothing else (an outside
+    trial): the arguments that need no fit are checked first."""
+    def unreached(scheduler):
+        raise AssertionError("the scheduler was reached before the arguments were checked")
+
+    monkeypatch.setattr(distributed, "connected", unreached)
+    X = np.random.default_rng(3).normal(size=(50, 2))
+    k = arguments.pop("k")
+    with pytest.raises((InputTypeError, InvalidInputError), match=error):
+        distributed.kneighbors(X, k, "tcp://127.0.0.1:1", **arguments)
+
+
 def _until(condition, seconds: float = 120.0) -> bool:
     """Whether `condition()` came to hold (polled; the bound only ends a wait that would never end)."""
     deadline = time.monotonic() + seconds

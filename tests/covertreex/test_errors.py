@@ -300,6 +300,19 @@ def test_points_without_columns_and_masked_arrays_are_named():
     assert unmasked.kneighbors(k=1, indices=[0])[1][0, 0] == 0
 
 
+def test_an_ordering_with_masked_entries_is_refused():
+    """An ordering was the one array taken with its mask dropped: the masked entry's hidden value was used
+    as a position (an outside review)."""
+    X = np.random.default_rng(0).uniform(size=(50, 2))
+    order = np.ma.masked_array(np.arange(50)[::-1], mask=np.r_[True, np.zeros(49, bool)])
+    with pytest.raises(InputTypeError, match="ordering is a masked array with masked entries"):
+        ct.vecchia_neighbors(X, 3, metric="euclidean", ordering=order)
+    with pytest.raises(InputTypeError, match="order is a masked array with masked entries"):
+        ct.residual_problem(X, m=10).permuted(order)
+    unmasked = ct.vecchia_neighbors(X, 3, metric="euclidean", ordering=np.ma.masked_array(order.data))
+    assert unmasked.ordering[0] == 49
+
+
 def test_an_output_in_a_file_or_with_too_long_a_name_is_refused_saying_so(tmp_path):
     """'the directory f.npy does not exist' (it was a file), and a bare '[Errno 36] File name too long'
     (an outside trial)."""
