@@ -57,7 +57,7 @@ from covertreex.api import CoverTree
 from covertreex.config import Config
 from covertreex.counters import QueryCounter
 from covertreex.engines import get_engine
-from covertreex.engines.rust import dense_screen_for
+from covertreex.engines.rust import _extension, dense_screen_for
 from covertreex.errors import ClusterError, InputTypeError, InvalidInputError
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.residual import ResidualProblem, residual_problem
@@ -604,13 +604,16 @@ def source_fingerprint() -> str:
     """covertreex's version and a digest of its Python sources and shipped schemas, as this process finds
     them on disk when first asked: a worker that answers a job must run the same code (one 36 commits older
     answered, and one older still failed with an AttributeError naming none of this, in an outside trial).
-    The compiled extension is left out: it differs by platform between equal installs."""
+    The compiled extension enters by the digest of the Rust sources it was built from (its bytes differ by
+    platform between equal installs), or as absent."""
     import covertreex
 
     digest = hashlib.sha256(covertreex.__version__.encode())
     root = Path(covertreex.__file__).parent
     for path in sorted([*root.rglob("*.py"), *root.rglob("*.json")]):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    extension = _extension()
+    digest.update(b"no extension" if extension is None else extension.SOURCE_DIGEST.encode())
     return f"{covertreex.__version__}+{digest.hexdigest()[:16]}"
 
 

@@ -30,6 +30,7 @@ from covertreex.config import Config
 from covertreex.engines.base import QueryCounters
 from covertreex.engines.schedule import Schedule
 from covertreex.errors import InvalidInputError
+from covertreex.extension_sources import require_built_from
 from covertreex.metrics import MetricSpace, QuerySet
 from covertreex.metrics.data import MetricData
 from covertreex.ordering import hilbert_order
@@ -58,11 +59,14 @@ def _interrupt(pairs: int):
 
 @cache
 def _extension():
-    """The compiled module, or None when it is not built/installed here."""
+    """The compiled module, or None when it is not built/installed here; in a source checkout, one built
+    from other Rust sources than it holds is an error (:mod:`covertreex.extension_sources`)."""
     try:
-        return importlib.import_module("covertreex._rust")
+        module = importlib.import_module("covertreex._rust")
     except ImportError:
         return None
+    require_built_from(module)
+    return module
 
 
 _LAYOUT = ("C_CONTIGUOUS", "ALIGNED")  # what the extension reads; ascontiguousarray alone keeps misalignment

@@ -973,6 +973,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SPLIT_CONSTANTS", SPLIT_CONSTANTS)?;
     // Which kernel multiplies the split screen's int8 rows here (covertreex.split_screen.PAYS is per kernel).
     m.add("INT8_KERNEL", covertreex_core::dense::int8_kernel())?;
+    m.add("SOURCE_DIGEST", env!("COVERTREEX_SOURCE_DIGEST"))?;
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(dense, m)?)?;
