@@ -11,7 +11,7 @@ import pytest
 import covertreex as ct
 from covertreex import maximin_dense, vecchia_orderings
 from covertreex.engines.rust import int8_kernel
-from covertreex.errors import CovertreexError
+from covertreex.errors import CovertreexError, NonFiniteError
 from covertreex.maximin import maximin_order
 from covertreex.vecchia import FARTHEST_MAX_WIDTH
 
@@ -483,7 +483,7 @@ def test_rust_pass_refuses_a_floor_that_is_nan(split_problem):
         rust.maximin_on_split(space.data, 0, 3, problem.split_screen, np.nan)
     data = rust._canonical(space.data, rust._METRIC_DTYPES)  # the extension's own check
     split = (problem.split_screen.q, problem.split_screen.factors, np.nan)
-    with pytest.raises(CovertreexError, match="split floor"):
+    with pytest.raises(NonFiniteError, match=r"^split floor is NaN \(a number or \+/-inf is expected\)$"):
         rust._extension().maximin(data, 0, 3, 8, 4, None, None, None, split)
 
 

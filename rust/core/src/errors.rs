@@ -31,6 +31,8 @@ pub enum CoreError {
     KOutOfRange { k: i64, reason: &'static str },
     /// NaN or +/-inf in an array that must be finite.
     NonFinite { what: &'static str, position: usize },
+    /// NaN where a number or an infinity is taken (a key bound that may be inf).
+    NotANumber { what: &'static str },
     /// A value that must be zero or more is negative.
     Negative {
         what: &'static str,
@@ -96,6 +98,9 @@ impl fmt::Display for CoreError {
                 index,
             } => write!(f, "{what}[{position}] = {index} repeats an earlier entry"),
             CoreError::KOutOfRange { k, reason } => write!(f, "k = {k} {reason}"),
+            CoreError::NotANumber { what } => {
+                write!(f, "{what} is NaN (a number or +/-inf is expected)")
+            }
             CoreError::NonFinite { what, position } => {
                 write!(
                     f,

@@ -44,7 +44,7 @@ pub fn core_error(py: Python<'_>, error: &CoreError) -> PyErr {
     let class = match error {
         CoreError::DimensionMismatch { .. } => Class::DimensionMismatch,
         CoreError::KOutOfRange { .. } => Class::KOutOfRange,
-        CoreError::NonFinite { .. } => Class::NonFinite,
+        CoreError::NonFinite { .. } | CoreError::NotANumber { .. } => Class::NonFinite,
         CoreError::ThreadPool { reason } => {
             return PyRuntimeError::new_err(format!("cannot start worker threads: {reason}"))
         }

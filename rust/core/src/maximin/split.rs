@@ -56,9 +56,8 @@ impl MaximinSplit<'_> {
             });
         }
         if self.floor.is_nan() {
-            return Err(CoreError::NonFinite {
+            return Err(CoreError::NotANumber {
                 what: "split floor",
-                position: 0,
             });
         }
         check_split_rows(self.q, self.m, self.factors, data.n_points())
