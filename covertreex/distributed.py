@@ -613,7 +613,8 @@ def source_fingerprint() -> str:
     for path in sorted([*root.rglob("*.py"), *root.rglob("*.json")]):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     extension = _extension()
-    digest.update(b"no extension" if extension is None else extension.SOURCE_DIGEST.encode())
+    built = None if extension is None else getattr(extension, "SOURCE_DIGEST", "no digest")
+    digest.update(b"no extension" if built is None else built.encode())
     return f"{covertreex.__version__}+{digest.hexdigest()[:16]}"
 
 

@@ -11,6 +11,8 @@ installed wheel has no sources beside it and is not checked.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 from covertreex.errors import CovertreexError
@@ -34,11 +36,33 @@ def source_digest(root: Path) -> str:
     and a NUL, in the order of the sorted paths (build.rs's)."""
     files = [name for name in MANIFESTS if (root / name).is_file()]
     for folder in FOLDERS:
-        files += [path.relative_to(root).as_posix() for path in (root / folder).rglob("*.rs")]
+        files += _rust_files(root, folder)
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def _rust_files(root: Path, folder: str) -> list[str]:
+    """The regular files named *.rs under `folder`, as build.rs lists them: symbolic links neither followed
+    nor read (an editor's lock file is a dangling one named ``.#name.rs``), names not UTF-8 left out."""
+    found = []
+    for top, folders, names in os.walk(root / folder):  # symbolic links to folders are not entered
+        for name in names:
+            path = Path(top) / name
+            relative = path.relative_to(root).as_posix()
+            if name.endswith(".rs") and stat.S_ISREG(path.lstat().st_mode) and _utf8(relative):
+                found.append(relative)
+        folders[:] = [name for name in folders if _utf8(name)]
+    return found
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # os.walk's surrogate escapes of bytes that are not UTF-8
+        return False
+    return True
 
 
 def require_built_from(extension, root: Path = CHECKOUT) -> None:
@@ -47,8 +71,9 @@ def require_built_from(extension, root: Path = CHECKOUT) -> None:
     if not (root / "rust/python/build.rs").is_file():
         return
     here = source_digest(root)
-    if here != extension.SOURCE_DIGEST:
+    built = getattr(extension, "SOURCE_DIGEST", None)  # None: built before the extension carried one
+    if here != built:
         raise StaleExtensionError(
             f"covertreex._rust was built from other Rust sources than {root / 'rust'} holds (built from "
-            f"{extension.SOURCE_DIGEST[:12]}, the sources are {here[:12]}): rebuild it with "
-            f"`pip install -e {root}` (or `maturin develop --release` there)")
+            f"{'sources older than its digest' if built is None else built[:12]}, the sources are "
+            f"{here[:12]}): rebuild it with `pip install -e {root}` (or `maturin develop --release` there)")

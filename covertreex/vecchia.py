@@ -317,7 +317,7 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress, rows: bool = T
 
 def _unproven_parts(unproven: np.ndarray, heard: bool) -> list[np.ndarray]:
     """The unproven positions in consecutive parts of about equal cost (position i has i predecessors), as
-    many as :func:`_answer_rows` runs ranges for the same pairs: one part when nobody hears the progress."""
+    many as :func:`answer_rows` runs ranges for the same pairs: one part when nobody hears the progress."""
     pairs = unproven.sum(dtype=np.float64)
     count = _range_count(pairs) if heard else 1
     ends = np.searchsorted(np.cumsum(unproven, dtype=np.float64), pairs * np.arange(1, count) / count)

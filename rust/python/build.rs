@@ -1,5 +1,5 @@
 //! Embeds `COVERTREEX_SOURCE_DIGEST`, the SHA-256 of the Rust sources this extension is built from (the
-//! files covertreex/engines/rust.py `source_digest` reads, in the same order), so that a source checkout
+//! files covertreex/extension_sources.py `source_digest` reads, in the same order), so that a source checkout
 //! can tell an extension built from other sources: Python code calling into a stale build failed with
 //! a TypeError naming none of this (an outside trial of an editable install not rebuilt after a pull).
 
@@ -16,14 +16,20 @@ const MANIFESTS: [&str; 4] = [
     "rust/python/Cargo.toml",
 ];
 
+/// The regular files named *.rs under `folder` (relative to `root`), into `out`: symbolic links are
+/// neither followed nor read (an editor's lock file is a dangling one named `.#name.rs`), and names that
+/// are not UTF-8 are left out, as Python's walk does.
 fn rust_files(root: &Path, folder: &Path, out: &mut Vec<String>) {
     let entries = std::fs::read_dir(root.join(folder)).expect("a source folder of the workspace");
     for entry in entries {
-        let path = folder.join(entry.expect("a readable folder entry").file_name());
-        if root.join(&path).is_dir() {
+        let entry = entry.expect("a readable folder entry");
+        let kind = entry.file_type().expect("a folder entry's type");
+        let path = folder.join(entry.file_name());
+        let Some(name) = path.to_str() else { continue };
+        if kind.is_dir() {
             rust_files(root, &path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path.to_str().expect("a UTF-8 path").replace('\\', "/"));
+        } else if kind.is_file() && name.ends_with(".rs") {
+            out.push(name.replace('\\', "/"));
         }
     }
 }

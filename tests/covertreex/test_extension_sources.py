@@ -52,6 +52,32 @@ def test_an_extension_built_from_other_sources_is_refused_with_how_to_rebuild(tm
         require_built_from(built, root)
 
 
+def test_an_extension_built_before_it_carried_a_digest_is_refused_as_built_from_other_sources(tmp_path):
+    """An editable checkout pulled past the digest's arrival but not rebuilt has an extension without it:
+    an AttributeError named none of this (a review)."""
+    root = _copy_of_the_sources(tmp_path)
+    with pytest.raises(StaleExtensionError, match=r"built from sources older than its digest, .* rebuild it"):
+        require_built_from(SimpleNamespace(), root)
+
+
+def test_links_editor_files_and_folders_named_like_sources_are_not_read(tmp_path):
+    """Only regular files named *.rs count, as build.rs lists them: an editor's lock file (a dangling
+    symbolic link named .#lib.rs) failed the digest, so every use of the extension; a linked folder
+    was read by build.rs but not by Python's rglob, so the digests never agreed (a review)."""
+    root = _copy_of_the_sources(tmp_path)
+    before = source_digest(root)
+    src = root / "rust/core/src"
+    (src / ".#lib.rs").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere/s.rs").write_text("fn f() {}")
+    (src / "linked").symlink_to(tmp_path / "elsewhere")
+    (src / "linked.rs").symlink_to(tmp_path / "elsewhere/s.rs")
+    (src / "folder.rs").mkdir()
+    assert source_digest(root) == before
+    (src / "folder.rs/inner.rs").write_text("")  # a regular file in a real folder: read
+    assert source_digest(root) != before
+
+
 def test_an_install_without_sources_beside_it_is_not_checked(tmp_path):
     require_built_from(SimpleNamespace(SOURCE_DIGEST="from elsewhere"), tmp_path)
 

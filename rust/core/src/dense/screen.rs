@@ -267,7 +267,8 @@ impl Isa {
         *FASTEST.get_or_init(|| *Isa::available().last().unwrap())
     }
 
-    /// Every instruction set this CPU can run, the fastest last.
+    /// Every instruction set this CPU can run, the fastest last: AVX2 with FMA, then AVX-512F only
+    /// where AVX2 is listed too.
     pub fn available() -> Vec<Isa> {
         let mut out = vec![Isa::Baseline];
         #[cfg(target_arch = "x86_64")]
@@ -275,7 +276,9 @@ impl Isa {
             out.push(Isa::Avx2);
         }
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+        // After AVX2 only: code for AVX-512 may take AVX2's paths too (`dot_lanes`), and a virtual
+        // machine may offer AVX-512F while it hides AVX2.
+        if out.contains(&Isa::Avx2) && std::is_x86_feature_detected!("avx512f") {
             out.push(Isa::Avx512);
         }
         out
