@@ -409,8 +409,9 @@ def vecchia_neighbors(
     points and the random ordering, and is refused, likewise, by a job that draws neither.
     ordering: 'natural', 'random' (``default_rng(seed).permutation``), 'maximin' (exact maximin in
     `metric`), 'maximin-euclidean', 'maximin-residual', or a permutation of range(N).
-    engine: 'auto' (the fastest exact way: 'rust' in perf mode when it is built, which takes the split screen
-    where it pays, else gold's fused pass of :mod:`covertreex.maximin_dense` for residual maximin), 'rust'
+    engine: 'auto' (or None, as CoverTree takes it; the fastest exact way: 'rust' in perf mode when it is
+    built, which takes the split screen where it pays, else gold's fused pass of
+    :mod:`covertreex.maximin_dense` for residual maximin), 'rust'
     (in parity mode, an explicit engine's default, which keeps the f64 screen: the same answers, 1.6x the
     wait of 'auto' at N = 32,768, m = 512), 'gold' or 'brute' (maximin by that engine's tree walk, then its
     predecessor query). With rust ('rust', or 'auto' when built), a Euclidean maximin of points of at most
@@ -437,6 +438,8 @@ def vecchia_neighbors(
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, METRICS)
+    if engine is None:  # CoverTree's default, 'auto': compared by name below (None took the slow tree walk)
+        engine = "auto"
     if isinstance(X, ResidualProblem):  # NumPy would see an object, "dtype object" the error
         raise InputTypeError("vecchia_neighbors takes the points X and builds the residual problem of the "
                              "ordering it chooses (kernel, lengthscale, variance, m, seed); pass problem.X "

@@ -273,6 +273,19 @@ def test_the_neighbours_of_an_ordering_found_first_report_as_they_go(metric, ord
     assert len(set(answered)) > 10  # the ranges, not 0 then N
 
 
+@pytest.mark.parametrize("metric", ["residual", "euclidean"])
+def test_engine_none_is_the_job_of_auto(metric):
+    """None is CoverTree's default engine, 'auto'; the job compared it by name and took the tree walk's
+    maximin with 24x the evaluations (an outside review): the same path now, so the same evaluations."""
+    X = np.random.default_rng(0).normal(size=(1500, 3))
+    options = {"m": 32, "seed": 1} if metric == "residual" else {}
+    auto = ct.vecchia_neighbors(X, 8, metric=metric, ordering="maximin", engine="auto", **options)
+    none = ct.vecchia_neighbors(X, 8, metric=metric, ordering="maximin", engine=None, **options)
+    assert none.maximin_evaluations == auto.maximin_evaluations
+    for name in ("ordering", "neighbors", "distances"):
+        assert getattr(none, name).tobytes() == getattr(auto, name).tobytes(), name
+
+
 def test_progress_must_be_callable_and_sparse_points_are_named():
     X = np.random.default_rng(0).normal(size=(8, 2))
     with pytest.raises(InputTypeError, match=r"^progress must be None or a callable \(stage, n\), got bool"):
