@@ -423,9 +423,7 @@ def run(index: Index, client, *, ranges_per_worker: int = RANGES_PER_WORKER):
     """Answer the whole query set of `index` on the cluster of `client` (a dask.distributed Client, or a
     scheduler address connected to for the job, as :func:`connected` takes it): (indices, distances), rows
     in query order."""
-    if not isinstance(index, Index):
-        raise InputTypeError(f"index must be what covertreex.distributed.prepare returns, got "
-                             f"{type(index).__name__}")
+    _require_index(index)
     ranges_per_worker = _checked_ranges_per_worker(ranges_per_worker)
     if not _is_client(client):  # an address, connected to for this job (anything else refused, named)
         with connected(client) as connection:
@@ -719,7 +717,9 @@ def kneighbors(data, k: int, scheduler, *, metric: str = "euclidean", engine: st
     wrong k waited for an unreachable scheduler's timeout, then went unnamed); the fit, which may take long,
     after: a wrong address fails first."""
     predecessor = _predecessor_or_indices(predecessor, indices)
-    n_points = data.n_points if isinstance(data, ResidualProblem) else as_points(data, "data").shape[0]
+    if not isinstance(data, ResidualProblem):
+        data = as_points(data, "data")  # converted once: prepare fits these
+    n_points = data.n_points if isinstance(data, ResidualProblem) else data.shape[0]
     check_k(k, n_points, allow_padding=predecessor)
     if indices is not None:
         dataset_indices(indices, n_points)

@@ -280,7 +280,7 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress, rows: bool = T
     screen, the pass keeps pairs for the rows only up to :data:`SPLIT_ROW_FLOOR`, and the rows it leaves
     unproven are found by the predecessor query of those positions. `progress(placed, answered)` hears the
     points placed and the rows answered, during the pass and, heard of, as the unproven rows are found (in
-    up to :data:`PROGRESS_RANGES` parts of equal cost, the answer of one call)."""
+    as many parts of equal cost as :func:`answer_rows` takes for their pairs, the answer of one call)."""
     space = MetricSpace.create(metric, data)
     require_memory(vecchia_orderings.working_bytes(space.data, k),
                    f"the maximin pass over {space.n_points} points with k = {k} neighbours each")
@@ -306,22 +306,16 @@ def _fused_pass(metric: str, data, k: int, engine: str, progress, rows: bool = T
         n, answered = space.n_points, space.n_points - unproven.size
         if progress is not None:  # the last round's rows are written once the pass ends
             progress(n, answered)
-        for part in _unproven_parts(unproven, progress is not None):
+        count = _range_count(unproven.sum(dtype=np.float64)) if progress is not None else 1
+        # Position i has i predecessors: the positions are the limits of the Dask job's ranges of equal cost.
+        for a, b in distributed.cost_balanced_ranges(unproven, index.k, count, index.pairs_per_neighbour):
+            part = unproven[a:b]
             indices[part], distances[part], more = distributed.answer_positions(index, part)
             evaluations += more
             answered += part.size
             if progress is not None:
                 progress(n, answered)
     return order, indices, distances, evaluations
-
-
-def _unproven_parts(unproven: np.ndarray, heard: bool) -> list[np.ndarray]:
-    """The unproven positions in consecutive parts of about equal cost (position i has i predecessors), as
-    many as :func:`answer_rows` runs ranges for the same pairs: one part when nobody hears the progress."""
-    pairs = unproven.sum(dtype=np.float64)
-    count = _range_count(pairs) if heard else 1
-    ends = np.searchsorted(np.cumsum(unproven, dtype=np.float64), pairs * np.arange(1, count) / count)
-    return [part for part in np.split(unproven, ends) if part.size]
 
 
 def _permuted_bytes(problem: ResidualProblem) -> int:
